@@ -1,0 +1,82 @@
+# berth - build, test, run. See README.md.
+CC      ?= gcc
+BUILD   ?= build
+SANITIZE ?=
+OPT     ?= -O2
+CFLAGS  ?=
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter $(OPT) -g -Isrc -D_GNU_SOURCE -MMD -MP
+LDLIBS  += -lmicrohttpd -ljansson -lyaml -lsqlite3 -lcurl -lpthread -lm
+
+ifeq ($(SANITIZE),1)
+BUILD   := build-asan
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+LIB_SRC  := $(shell find src -name '*.c' ! -path 'src/berth.c' | sort)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOLS    := $(BUILD)/tests/httpd-tiny
+
+.PHONY: all deps test unit e2e run asan-test fuzz bench clean format
+
+all: $(BUILD)/berth $(UNIT_BIN) $(TOOLS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libberth.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/berth: $(BUILD)/src/berth.o $(BUILD)/libberth.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/unit.h $(BUILD)/libberth.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libberth.a $(LDLIBS)
+
+$(BUILD)/tests/httpd-tiny: tests/tools/httpd-tiny.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -static -o $@ $< 2>/dev/null || $(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -o $@ $<
+
+# Install the Debian packages the build and the tests need (no-op when present).
+deps:
+	@scripts/deps.sh
+
+# The one test command (README): deps, build, unit tests, end-to-end tests.
+test: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/run-tests.sh $(BUILD)
+
+unit: all
+	@scripts/run-tests.sh $(BUILD) unit
+
+e2e: all
+	@scripts/run-tests.sh $(BUILD) e2e
+
+# ASan+UBSan build of the whole suite.
+asan-test: deps
+	@$(MAKE) --no-print-directory SANITIZE=1 all
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 scripts/run-tests.sh build-asan
+
+# The one run command (README): build and start a single-node cluster with an example job.
+run: deps
+	@$(MAKE) --no-print-directory $(BUILD)/berth
+	@scripts/run-example.sh $(BUILD)/berth
+
+fuzz: deps
+	@scripts/fuzz.sh
+
+bench: all
+	@bench/launch.sh
+
+format:
+	clang-format -i $$(find src tests fuzz -name '*.[ch]')
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/src/berth.d

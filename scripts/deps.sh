@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install the Debian packages that building and testing berth need, when missing.
+set -euo pipefail
+build_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev libsqlite3-dev
+	libcurl4-openssl-dev)
+test_pkgs=(bats busybox-static iproute2 procps curl python3 sqlite3)
+missing=()
+for p in "${build_pkgs[@]}" "${test_pkgs[@]}" ${BERTH_EXTRA_PKGS:-}; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "deps: missing packages: ${missing[*]} (run as root or install them)" >&2
+	exit 1
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

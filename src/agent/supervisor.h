@@ -1,0 +1,91 @@
+/* supervisor.h - the per-task supervisor, and the agent's handle on it.
+ *
+ * Every task runs under its own small supervisor process (as conmon and
+ * containerd-shim do), started detached from the agent (setsid, re-parented
+ * to init), so an agent can die, restart or upgrade without killing work.
+ * The supervisor owns the task's cgroup, its stdout/stderr pipes (written to
+ * rotated files in the sandbox) and its exit status.
+ *
+ * Everything the agent needs to find a task again lives in its sandbox dir
+ * (<data-dir>/tasks/<task-id>/):
+ *   launch.json     what to run (written by supervisor_launch)
+ *   supervisor.pid  the supervisor's pid
+ *   status.json     the supervisor's report (struct task_report), rewritten
+ *                   atomically at every change: starting, running, exited
+ *   stdout, stderr  the task's output; rotated to stdout.1 .. stdout.N
+ *   rootfs/ tmp/    the task's working directory and its private /tmp
+ *
+ * Inside the task's pid namespace pid 1 is a minimal init (part of the
+ * supervisor) that forwards SIGTERM/SIGINT/SIGHUP to the task's program and
+ * reaps orphans; the program itself never runs as pid 1.
+ *
+ * Stopping: supervisor_stop() sends SIGTERM to the supervisor, which sends
+ * SIGTERM to the task, waits stop_grace_ms, then SIGKILLs everything in the
+ * task's cgroup, and leaves no process behind.
+ *
+ * Notification: when `notify_socket` is set, the supervisor sends one
+ * datagram (the task id) to that unix socket after each status.json change,
+ * so the agent reacts at once; the files remain the source of truth.
+ */
+#ifndef BERTH_SUPERVISOR_H
+#define BERTH_SUPERVISOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/util.h"
+
+struct task_launch {
+	const char *task_id;
+	const char *job_key;
+	int instance;
+	const char *driver;        /* "exec" for now */
+	const char *sandbox_dir;   /* created by supervisor_launch if missing */
+	char *const *argv;         /* already template-expanded */
+	size_t argc;
+	char *const *env;          /* "KEY=VALUE" strings, template-expanded */
+	size_t nenv;
+	const char *user;          /* NULL or "" = do not change user */
+	double cpu;                /* cores: cpu quota = cpu * period */
+	uint64_t memory_bytes;     /* hard memory limit, no swap */
+	uint64_t stop_grace_ms;
+	const char *cgroup_parent; /* e.g. "berth": cgroups go under <root>/<parent>/<task-id> */
+	const char *notify_socket; /* agent's unix datagram socket path, or NULL */
+	uint64_t log_max_bytes;    /* rotate stdout/stderr beyond this size (0 = 10 MiB) */
+	int log_max_files;         /* keep this many rotated files (0 = 3) */
+};
+
+enum task_phase { PHASE_UNKNOWN = 0, PHASE_STARTING, PHASE_RUNNING, PHASE_EXITED };
+
+struct task_report {
+	enum task_phase phase;
+	pid_t supervisor_pid;
+	pid_t pid;            /* host pid of the task's program (not the init) */
+	int exit_code;        /* valid when PHASE_EXITED and signal == 0 */
+	int signal;           /* the signal that ended the program, or 0 */
+	bool oom;             /* the memory limit was hit */
+	bool stopped;         /* ended because supervisor_stop() asked */
+	int64_t started_ms, finished_ms;
+	char message[256];    /* "exit status 1", "killed by signal 9",
+	                         "memory limit 64 MiB exceeded", "cannot exec 'x': ..." */
+};
+
+/* Agent side. Write launch.json and start the supervisor detached: `exe`
+ * (the berth binary, normally /proc/self/exe) is run as
+ * `exe supervise SANDBOX_DIR`. Returns once the supervisor process exists
+ * (not waiting for the task to start). */
+int supervisor_launch(const struct task_launch *l, const char *exe, pid_t *supervisor_pid,
+		      struct berr *err);
+/* Ask the supervisor to stop the task (asynchronous). 0 or -errno
+ * (-ESRCH when it is already gone). */
+int supervisor_stop(const char *sandbox_dir);
+/* Read status.json. 0, or -errno (-ENOENT before the supervisor wrote it). */
+int supervisor_read_report(const char *sandbox_dir, struct task_report *r);
+/* Is the supervisor of this sandbox still alive? */
+bool supervisor_alive(const char *sandbox_dir);
+
+/* Supervisor side: `berth supervise SANDBOX_DIR`. Never returns to the agent. */
+int supervisor_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,147 @@
+/* spec.h - job specs: YAML and JSON parsing, validation, canonical JSON,
+ * templates, sizes and durations.
+ *
+ * A job spec is what a user writes (YAML, see docs/spec.md) or what the API
+ * receives (the same document as JSON). Both go through one validator and
+ * produce a `struct job_spec`. spec_to_json() gives the canonical JSON form
+ * (every field present, defaults filled in, sizes in bytes, durations in ms)
+ * that the server stores and that the CLI POSTs; spec_parse_json() of that
+ * form gives back an equal spec.
+ *
+ * Errors: YAML errors read
+ *     web.yaml:7:12: task.resources.memory: expected a size such as 64MiB, found '64 potatoes'
+ * JSON errors (no positions) read
+ *     task.resources.memory: expected a size such as 64MiB, found '64 potatoes'
+ * and set berr.code = 400.
+ */
+#ifndef BERTH_SPEC_H
+#define BERTH_SPEC_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/util.h"
+
+enum job_type { JOB_SERVICE = 0, JOB_BATCH, JOB_CRON };
+enum cron_collision { CRON_KILL_EXISTING = 0, CRON_CANCEL_NEW };
+enum placement_strategy { PLACE_BINPACK = 0, PLACE_SPREAD };
+enum update_order { UPDATE_STOP_FIRST = 0, UPDATE_START_FIRST };
+
+struct spec_kv {
+	char *key;
+	char *value;
+};
+
+/* Aurora constraints:
+ *   rack: r1        value, the attribute must equal one of values
+ *   rack: "!r3"     value, negated: must equal none of values
+ *   zone: "a,b"     value with two alternatives
+ *   host: "limit:1" limit: at most `limit` active tasks of this job per
+ *                   distinct value of the attribute */
+enum constraint_kind { CONSTRAINT_VALUE = 0, CONSTRAINT_LIMIT };
+struct constraint {
+	char *attribute;
+	enum constraint_kind kind;
+	bool negated;
+	char **values;
+	size_t nvalues;
+	int limit;
+};
+
+struct resources {
+	double cpu;        /* cores, > 0 */
+	uint64_t memory;   /* bytes, > 0 */
+	uint64_t disk;     /* bytes, 0 = not set */
+	char **ports;      /* named ports, unique names */
+	size_t nports;
+};
+
+enum health_kind { HEALTH_NONE = 0, HEALTH_HTTP, HEALTH_TCP, HEALTH_COMMAND };
+struct health_spec {
+	enum health_kind kind;
+	char *http_path;   /* HEALTH_HTTP */
+	char *port;        /* HEALTH_HTTP / HEALTH_TCP: a named port */
+	char **command;    /* HEALTH_COMMAND */
+	size_t ncommand;
+	uint64_t interval_ms, timeout_ms, initial_delay_ms;
+	int failures;      /* consecutive failures tolerated before the task is killed */
+	int successes;     /* consecutive successes needed to become RUNNING */
+};
+
+struct task_spec {
+	char *driver;      /* "exec" (default), "oci", "docker" */
+	char *image;       /* "" for exec */
+	char **command;    /* argv; a YAML/JSON string becomes {"/bin/sh","-c",s} */
+	size_t ncommand;
+	struct spec_kv *env;
+	size_t nenv;
+	char *user;        /* "" = the agent's user */
+	struct resources resources;
+	struct constraint *constraints;
+	size_t nconstraints;
+	struct health_spec health;
+	uint64_t stop_grace_ms;
+};
+
+struct update_spec {
+	int batch_size;
+	uint64_t watch_ms;
+	int max_instance_failures;
+	int max_total_failures;
+	bool rollback_on_failure;
+	enum update_order order;
+};
+
+struct job_spec {
+	char *key;         /* role/environment/name */
+	char *role, *environment, *name;
+	enum job_type type;
+	int instances;     /* >= 0 */
+	char *schedule;    /* cron only, else "" */
+	enum cron_collision cron_collision;
+	int priority;
+	int max_task_failures; /* -1 unlimited */
+	enum placement_strategy placement;
+	struct task_spec task;
+	struct update_spec update;
+};
+
+/* Parse and validate a YAML document. `filename` is used in messages only.
+ * On success *out is a new spec (spec_free it) and 0 is returned. */
+int spec_parse_yaml(const char *text, size_t len, const char *filename,
+		    struct job_spec **out, struct berr *err);
+/* Parse and validate a JSON object (as POSTed to /v1/jobs). Does not take
+ * ownership of obj. */
+int spec_parse_json(json_t *obj, struct job_spec **out, struct berr *err);
+/* Canonical JSON (new reference). */
+json_t *spec_to_json(const struct job_spec *spec);
+/* Canonical JSON of the task section only: two specs whose task JSON is equal
+ * run identical tasks (this defines a config version and an equivalence
+ * class for placement). New reference. */
+json_t *spec_task_to_json(const struct job_spec *spec);
+void spec_free(struct job_spec *spec);
+
+/* "alice/prod/web": role and name are [a-z0-9_-]{1,64} starting with a letter
+ * or digit; environment is prod, devel, test or staging<digits>. */
+int job_key_check(const char *key, struct berr *err);
+
+/* Sizes take bytes or IEC units: "512", "64KiB", "64MiB", "1GiB", "1TiB". */
+int parse_size(const char *s, uint64_t *bytes);
+/* Durations: "250ms", "10s", "5m", "1h"; a bare integer is seconds. */
+int parse_duration(const char *s, uint64_t *ms);
+
+/* Templates: {{instance}}, {{task_id}}, {{host}}, {{ports.NAME}}.
+ * spec validation already refused unknown templates and undeclared ports. */
+struct template_ctx {
+	int instance;
+	const char *task_id;
+	const char *host;
+	char *const *port_names;
+	const int *port_values;
+	size_t nports;
+};
+/* Expand a template string; returns a new string. */
+char *spec_expand(const char *tmpl, const struct template_ctx *ctx);
+
+#endif

@@ -1,0 +1,89 @@
+/* util.h - memory, strings, errors and time helpers shared by every module.
+ *
+ * Errors come in two tiers (see docs/architecture.md):
+ *  - small syscall helpers return 0 or -errno;
+ *  - deep paths fill a `struct berr` and return -1; callers may add context
+ *    with berr_prefix(); the message is printed once, at the top.
+ * Messages are lowercase, quote the subject, and have no final period:
+ *   cannot open 'web.yaml': no such file or directory
+ */
+#ifndef BERTH_UTIL_H
+#define BERTH_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BERR_MSG_MAX 1024
+
+/* An error: a status (an HTTP-like code where it helps the API layer,
+ * otherwise 0) and a human message. */
+struct berr {
+	int code;
+	char msg[BERR_MSG_MAX];
+};
+
+/* Set the error; always returns -1 so that `return berr_set(...)` works. */
+int berr_set(struct berr *e, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Prepend "context: " to the message; returns -1. */
+int berr_prefix(struct berr *e, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void berr_clear(struct berr *e);
+
+/* Allocation that aborts the daemon on out-of-memory. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Growable string. Invariant: buf is always NUL-terminated, len < cap,
+ * and buf is never NULL after sbuf_init. */
+struct sbuf {
+	char *buf;
+	size_t len;
+	size_t cap;
+};
+void sbuf_init(struct sbuf *sb);
+void sbuf_add(struct sbuf *sb, const char *data, size_t n);
+void sbuf_adds(struct sbuf *sb, const char *s);
+void sbuf_addf(struct sbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sbuf_vaddf(struct sbuf *sb, const char *fmt, va_list ap);
+/* Hand the buffer to the caller (who frees it) and reset sb. */
+char *sbuf_detach(struct sbuf *sb);
+void sbuf_release(struct sbuf *sb);
+
+/* Time in milliseconds: wall clock (for records) and monotonic (for timers). */
+int64_t time_now_ms(void);
+int64_t time_mono_ms(void);
+/* Format a wall-clock ms timestamp as RFC 3339 UTC with milliseconds into buf. */
+void time_format_ms(int64_t ms, char *buf, size_t n);
+
+/* Files. */
+/* Read a whole file (NUL-terminated); returns 0 or -errno. */
+int file_read_all(const char *path, char **out, size_t *len);
+/* Write a file atomically: tmp + fsync + rename + fsync(dir). 0 or -errno. */
+int file_write_atomic(const char *path, const char *data, size_t len);
+/* mkdir -p; 0 or -errno. */
+int mkdir_p(const char *path, unsigned mode);
+/* rm -rf; 0 or -errno. */
+int rm_rf(const char *path);
+
+/* Random lowercase hex id of n characters (n < 64) into buf (n+1 bytes). */
+void random_hex(char *buf, size_t n);
+
+/* Parse a decimal integer exactly (whole string); 0 or -EINVAL/-ERANGE. */
+int parse_int64(const char *s, int64_t *out);
+
+/* Cleanup helpers for __attribute__((cleanup)). */
+void cleanup_freep(void *p);
+void cleanup_closep(int *fd);
+#define _cleanup_free_ __attribute__((cleanup(cleanup_freep)))
+#define _cleanup_close_ __attribute__((cleanup(cleanup_closep)))
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif

@@ -1,0 +1,61 @@
+/* store.h - the durable log of the cluster state.
+ *
+ * The server holds the whole state in memory and decides from it; the store
+ * only has to keep it durably. It is a key-value store with atomic batches:
+ *
+ *   jobs/<role>/<env>/<name>      the job record (JSON)
+ *   tasks/<task-id>               a task record (JSON)
+ *   events/<task-id>/<seq:010>    a task's transition (JSON)
+ *   nodes/<name>                  a node record (JSON)
+ *   meta/<name>                   server metadata (schema version, counters)
+ *
+ * store_commit() returns only when the batch is durable (SQLite: WAL with
+ * synchronous=FULL; etcd: a quorum-acknowledged transaction). Nothing is
+ * acknowledged to a user before its commit returned 0.
+ *
+ * Backends sit behind struct store_ops (store-internal.h): sqlite today,
+ * etcd for HA. store_open() picks one from the location:
+ *   "sqlite:/path/to/state.db" or a plain path  -> SQLite
+ *   "etcd://h1:p1,h2:p2"                         -> etcd (when built)
+ * A store is used from one thread at a time (the server's commit thread);
+ * callers serialise.
+ */
+#ifndef BERTH_STORE_H
+#define BERTH_STORE_H
+
+#include <stddef.h>
+
+#include "core/util.h"
+
+struct store;
+
+/* A batch of writes applied atomically by store_commit(). */
+struct store_batch;
+
+struct store *store_open(const char *location, struct berr *err);
+void store_close(struct store *st);
+
+struct store_batch *store_batch_new(void);
+void store_batch_free(struct store_batch *b);
+/* The batch copies key and value. */
+void store_batch_put(struct store_batch *b, const char *key, const char *value, size_t len);
+void store_batch_delete(struct store_batch *b, const char *key);
+/* Delete every key that starts with prefix. */
+void store_batch_delete_prefix(struct store_batch *b, const char *prefix);
+size_t store_batch_count(const struct store_batch *b);
+/* Append every operation of src to dst (src is left unchanged). */
+void store_batch_merge(struct store_batch *dst, const struct store_batch *src);
+
+/* Apply atomically and durably. 0, or -1 with err set. */
+int store_commit(struct store *st, struct store_batch *b, struct berr *err);
+
+/* Get one value: 0 and *value (NUL-terminated, caller frees), 1 when the key
+ * is absent, -1 on error. */
+int store_get(struct store *st, const char *key, char **value, size_t *len, struct berr *err);
+
+/* Call fn for every key with the prefix, in key order. fn returns 0 to go on,
+ * non-zero to stop (store_scan then returns that value). -1 on error. */
+typedef int (*store_scan_fn)(const char *key, const char *value, size_t len, void *ud);
+int store_scan(struct store *st, const char *prefix, store_scan_fn fn, void *ud, struct berr *err);
+
+#endif
