@@ -4,7 +4,7 @@ BUILD   ?= build
 SANITIZE ?=
 OPT     ?= -O2
 CFLAGS  ?=
-CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter $(OPT) -g -Isrc -D_GNU_SOURCE -MMD -MP
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation $(OPT) -g -Isrc -D_GNU_SOURCE -MMD -MP
 LDLIBS  += -lmicrohttpd -ljansson -lyaml -lsqlite3 -lcurl -lpthread -lm
 
 ifeq ($(SANITIZE),1)
@@ -17,7 +17,7 @@ LIB_SRC  := $(shell find src -name '*.c' ! -path 'src/berth.c' | sort)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-TOOLS    := $(BUILD)/tests/httpd-tiny
+TOOLS    := $(BUILD)/tests/httpd-tiny $(BUILD)/tests/memhog
 
 .PHONY: all deps test unit e2e run asan-test fuzz bench clean format
 
@@ -38,7 +38,8 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/unit.h $(BUILD)/libberth.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libberth.a $(LDLIBS)
 
-$(BUILD)/tests/httpd-tiny: tests/tools/httpd-tiny.c
+# Small static programs that tests run as tasks (static: they also go into test images).
+$(BUILD)/tests/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -static -o $@ $< 2>/dev/null || $(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -o $@ $<
 

@@ -85,7 +85,9 @@ int supervisor_read_report(const char *sandbox_dir, struct task_report *r);
 /* Is the supervisor of this sandbox still alive? */
 bool supervisor_alive(const char *sandbox_dir);
 
-/* Supervisor side: `berth supervise SANDBOX_DIR`. Never returns to the agent. */
+/* Supervisor side: `berth supervise SANDBOX_DIR`. main() calls it with
+ * argv[0] = "supervise", argv[1] = SANDBOX_DIR (argc = 2). Returns the
+ * supervisor's exit status. */
 int supervisor_main(int argc, char **argv);
 
 #endif

@@ -61,6 +61,8 @@ const char *task_state_name(enum task_state s)
 
 int task_state_parse(const char *name)
 {
+	if (!name)
+		return -1;
 	for (int i = 0; i < TASK_STATE_COUNT; i++)
 		if (!strcmp(state_names[i], name))
 			return i;

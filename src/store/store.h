@@ -34,6 +34,8 @@ struct store_batch;
 
 struct store *store_open(const char *location, struct berr *err);
 void store_close(struct store *st);
+/* "sqlite" or "etcd", for logs and status pages. */
+const char *store_backend_name(const struct store *st);
 
 struct store_batch *store_batch_new(void);
 void store_batch_free(struct store_batch *b);
@@ -43,6 +45,8 @@ void store_batch_delete(struct store_batch *b, const char *key);
 /* Delete every key that starts with prefix. */
 void store_batch_delete_prefix(struct store_batch *b, const char *prefix);
 size_t store_batch_count(const struct store_batch *b);
+/* Drop every operation but keep the memory, to refill the same batch. */
+void store_batch_clear(struct store_batch *b);
 /* Append every operation of src to dst (src is left unchanged). */
 void store_batch_merge(struct store_batch *dst, const struct store_batch *src);
 

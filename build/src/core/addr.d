@@ -1,0 +1,3 @@
+build/src/core/addr.o: src/core/addr.c src/core/addr.h src/core/util.h
+src/core/addr.h:
+src/core/util.h:

@@ -1,0 +1,780 @@
+#include "agent/agent.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "agent/supervisor.h"
+#include "core/addr.h"
+#include "core/hmap.h"
+#include "core/http_client.h"
+#include "core/lifecycle.h"
+#include "core/log.h"
+
+#define KEEP_ENDED_SANDBOXES 200
+
+struct agent_task {
+	char *id;
+	char *sandbox;
+	enum task_state state;   /* as the agent reports it */
+	int pid;
+	int exit_code;
+	char message[256];
+	bool stop_sent;
+	bool dirty;              /* state changed, not yet acknowledged */
+};
+
+struct agent {
+	struct agent_options o;
+	char *name;
+	char *tasks_dir;
+	char *notify_path;
+	int notify_fd;
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	struct hmap tasks;       /* id -> struct agent_task* */
+	uint64_t known_version;
+	bool stopping;
+	pthread_t watch_thread, event_thread;
+	struct MHD_Daemon *logs;
+	int logs_port;
+	char *advertise;
+	int wake_pipe[2];
+};
+
+void agent_options_defaults(struct agent_options *o)
+{
+	memset(o, 0, sizeof *o);
+	o->servers = "127.0.0.1:7070";
+	o->port_lo = 20000;
+	o->port_hi = 32767;
+	o->cgroup_parent = "berth";
+	o->listen = "0.0.0.0:0";
+	o->exe = "/proc/self/exe";
+}
+
+/* ---- the task table ------------------------------------------------------ */
+
+static struct agent_task *task_add(struct agent *a, const char *id)
+{
+	struct agent_task *t = xcalloc(1, sizeof *t);
+	t->id = xstrdup(id);
+	t->sandbox = xasprintf("%s/%s", a->tasks_dir, id);
+	t->exit_code = -1;
+	hmap_put(&a->tasks, id, t);
+	return t;
+}
+
+static void task_free(struct agent_task *t)
+{
+	free(t->id);
+	free(t->sandbox);
+	free(t);
+}
+
+static void task_set(struct agent *a, struct agent_task *t, enum task_state s, const char *msg)
+{
+	if (t->state == s && !strcmp(t->message, msg ? msg : t->message))
+		return;
+	t->state = s;
+	if (msg)
+		snprintf(t->message, sizeof t->message, "%s", msg);
+	t->dirty = true;
+	if (write(a->wake_pipe[1], "x", 1) < 0) {
+		/* the pipe is full: the events thread is already due to wake */
+	}
+}
+
+/* Read a supervisor's report into the task. */
+static void task_refresh(struct agent *a, struct agent_task *t)
+{
+	if (task_state_terminal(t->state))
+		return;
+	struct task_report r;
+	if (supervisor_read_report(t->sandbox, &r) < 0) {
+		if (!supervisor_alive(t->sandbox) && t->state != TASK_ASSIGNED)
+			task_set(a, t, TASK_LOST, "supervisor vanished without a report");
+		return;
+	}
+	if (r.pid > 0)
+		t->pid = r.pid;
+	switch (r.phase) {
+	case PHASE_STARTING:
+		task_set(a, t, TASK_STARTING, NULL);
+		break;
+	case PHASE_RUNNING:
+		task_set(a, t, TASK_RUNNING, NULL);
+		break;
+	case PHASE_EXITED:
+		t->exit_code = r.signal ? 128 + r.signal : r.exit_code;
+		if (r.oom)
+			task_set(a, t, TASK_FAILED, r.message);
+		else if (r.stopped || t->stop_sent)
+			task_set(a, t, TASK_KILLED, r.message);
+		else if (!r.signal && r.exit_code == 0)
+			task_set(a, t, TASK_FINISHED, r.message);
+		else
+			task_set(a, t, TASK_FAILED, r.message);
+		break;
+	default:
+		if (!supervisor_alive(t->sandbox))
+			task_set(a, t, TASK_LOST, "supervisor vanished without a report");
+	}
+}
+
+static json_t *task_report_json(const struct agent_task *t)
+{
+	json_t *o = json_pack("{s:s,s:s,s:i,s:s}", "id", t->id, "state", task_state_name(t->state),
+			      "pid", t->pid, "message", t->message);
+	if (t->exit_code >= 0)
+		json_object_set_new(o, "exit_code", json_integer(t->exit_code));
+	return o;
+}
+
+/* ---- launching ------------------------------------------------------------ */
+
+static int task_launch(struct agent *a, json_t *d, struct berr *err)
+{
+	const char *id = json_string_value(json_object_get(d, "id"));
+	const char *job = json_string_value(json_object_get(d, "job"));
+	int instance = (int)json_integer_value(json_object_get(d, "instance"));
+	json_t *ports = json_object_get(d, "ports");
+	json_t *doc = json_pack("{s:s,s:O}", "job", job, "task", json_object_get(d, "task"));
+	struct job_spec *spec = NULL;
+	if (!doc || spec_parse_json(doc, &spec, err) < 0) {
+		json_decref(doc);
+		return -1;
+	}
+	json_decref(doc);
+	struct task_spec *ts = &spec->task;
+	if (strcmp(ts->driver, "exec")) {
+		spec_free(spec);
+		return berr_set(err, 400, "driver '%s' is not available on this agent", ts->driver);
+	}
+	size_t np = ts->resources.nports;
+	int *pvals = xcalloc(np + 1, sizeof *pvals);
+	for (size_t i = 0; i < np; i++)
+		pvals[i] = (int)json_integer_value(json_object_get(ports, ts->resources.ports[i]));
+	struct template_ctx ctx = {
+		.instance = instance,
+		.task_id = id,
+		.host = a->name,
+		.port_names = ts->resources.ports,
+		.port_values = pvals,
+		.nports = np,
+	};
+	char **argv = xcalloc(ts->ncommand + 1, sizeof *argv);
+	for (size_t i = 0; i < ts->ncommand; i++)
+		argv[i] = spec_expand(ts->command[i], &ctx);
+	size_t nenv = ts->nenv + np + 3;
+	char **env = xcalloc(nenv + 1, sizeof *env);
+	size_t e = 0;
+	for (size_t i = 0; i < ts->nenv; i++) {
+		char *v = spec_expand(ts->env[i].value, &ctx);
+		env[e++] = xasprintf("%s=%s", ts->env[i].key, v);
+		free(v);
+	}
+	for (size_t i = 0; i < np; i++) {
+		char *up = xstrdup(ts->resources.ports[i]);
+		for (char *p = up; *p; p++)
+			*p = (*p == '-') ? '_' : (char)((*p >= 'a' && *p <= 'z') ? *p - 32 : *p);
+		env[e++] = xasprintf("BERTH_PORT_%s=%d", up, pvals[i]);
+		free(up);
+	}
+	env[e++] = xasprintf("BERTH_TASK_ID=%s", id);
+	env[e++] = xasprintf("BERTH_INSTANCE=%d", instance);
+	env[e++] = xasprintf("BERTH_JOB=%s", job);
+	struct agent_task *t = task_add(a, id);
+	struct task_launch l = {
+		.task_id = id,
+		.job_key = job,
+		.instance = instance,
+		.driver = ts->driver,
+		.sandbox_dir = t->sandbox,
+		.argv = argv,
+		.argc = ts->ncommand,
+		.env = env,
+		.nenv = e,
+		.user = ts->user,
+		.cpu = ts->resources.cpu,
+		.memory_bytes = ts->resources.memory,
+		.stop_grace_ms = ts->stop_grace_ms,
+		.cgroup_parent = a->o.cgroup_parent,
+		.notify_socket = a->notify_path,
+		.log_max_bytes = a->o.log_max_bytes,
+		.log_max_files = a->o.log_max_files,
+	};
+	pid_t spid;
+	int r = supervisor_launch(&l, a->o.exe, &spid, err);
+	if (r < 0)
+		task_set(a, t, TASK_FAILED, err->msg);
+	else
+		task_set(a, t, TASK_STARTING, "starting");
+	for (size_t i = 0; i < ts->ncommand; i++)
+		free(argv[i]);
+	free(argv);
+	for (size_t i = 0; i < e; i++)
+		free(env[i]);
+	free(env);
+	free(pvals);
+	spec_free(spec);
+	return 0;
+}
+
+/* Start what the server wants and we lack; stop what we hold and it does not. */
+static void reconcile(struct agent *a, json_t *desired)
+{
+	json_t *list = json_object_get(desired, "tasks");
+	struct hmap want;
+	hmap_init(&want);
+	size_t i;
+	json_t *d;
+	json_array_foreach(list, i, d)
+	{
+		const char *id = json_string_value(json_object_get(d, "id"));
+		if (!id || strchr(id, '/') || strstr(id, ".."))
+			continue;
+		hmap_put(&want, id, d);
+		if (hmap_get(&a->tasks, id))
+			continue;
+		struct berr err = {0};
+		if (task_launch(a, d, &err) < 0) {
+			struct agent_task *t = task_add(a, id);
+			task_set(a, t, TASK_FAILED, err.msg);
+			log_warn("task %s: %s", id, err.msg);
+		}
+	}
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&a->tasks, &it, NULL, &v)) {
+		struct agent_task *t = v;
+		if (hmap_get(&want, t->id) || t->stop_sent || task_state_terminal(t->state))
+			continue;
+		t->stop_sent = true;
+		int r = supervisor_stop(t->sandbox);
+		log_info("stopping task %s%s", t->id, r == -ESRCH ? " (already gone)" : "");
+		if (r == -ESRCH)
+			task_refresh(a, t);
+	}
+	hmap_release(&want);
+}
+
+/* ---- re-adoption ---------------------------------------------------------- */
+
+static void adopt_existing(struct agent *a)
+{
+	DIR *d = opendir(a->tasks_dir);
+	if (!d)
+		return;
+	struct dirent *de;
+	size_t adopted = 0, ended = 0;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char *reported = xasprintf("%s/%s/reported", a->tasks_dir, de->d_name);
+		bool done = access(reported, F_OK) == 0;
+		free(reported);
+		if (done)
+			continue;
+		struct agent_task *t = task_add(a, de->d_name);
+		t->state = TASK_ASSIGNED;
+		task_refresh(a, t);
+		if (t->state == TASK_ASSIGNED) {
+			/* No report, no supervisor: a launch that never happened. */
+			task_set(a, t, TASK_LOST, "task sandbox found without a supervisor");
+		}
+		if (task_state_terminal(t->state))
+			ended++;
+		else
+			adopted++;
+	}
+	closedir(d);
+	if (adopted || ended)
+		log_info("re-adopted %zu running tasks, %zu ended while away", adopted, ended);
+}
+
+struct sandbox_age {
+	char *path;
+	time_t mtime;
+};
+
+static int cmp_age(const void *x, const void *y)
+{
+	const struct sandbox_age *p = x, *q = y;
+	return (p->mtime > q->mtime) - (p->mtime < q->mtime);
+}
+
+/* Keep the newest ended sandboxes (for logs), remove the rest. */
+static void prune_sandboxes(struct agent *a)
+{
+	DIR *d = opendir(a->tasks_dir);
+	if (!d)
+		return;
+	struct sandbox_age *v = NULL;
+	size_t n = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char *rep = xasprintf("%s/%s/reported", a->tasks_dir, de->d_name);
+		struct stat st;
+		if (stat(rep, &st) == 0) {
+			v = xrealloc(v, (n + 1) * sizeof *v);
+			v[n].path = xasprintf("%s/%s", a->tasks_dir, de->d_name);
+			v[n].mtime = st.st_mtime;
+			n++;
+		}
+		free(rep);
+	}
+	closedir(d);
+	qsort(v, n, sizeof *v, cmp_age);
+	for (size_t i = 0; i < n; i++) {
+		if (n - i > KEEP_ENDED_SANDBOXES)
+			rm_rf(v[i].path);
+		free(v[i].path);
+	}
+	free(v);
+}
+
+/* ---- the watch thread --------------------------------------------------- */
+
+static json_t *full_report(struct agent *a)
+{
+	json_t *arr = json_array();
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&a->tasks, &it, NULL, &v))
+		json_array_append_new(arr, task_report_json(v));
+	return arr;
+}
+
+static void detect_resources(struct agent *a, double *cpu, uint64_t *mem, uint64_t *disk)
+{
+	*cpu = a->o.cpu > 0 ? a->o.cpu : (double)sysconf(_SC_NPROCESSORS_ONLN);
+	*mem = a->o.memory;
+	if (!*mem)
+		*mem = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+	*disk = a->o.disk;
+	struct statvfs sv;
+	if (!*disk && statvfs(a->o.data_dir, &sv) == 0)
+		*disk = (uint64_t)sv.f_bavail * sv.f_frsize;
+}
+
+static int do_register(struct agent *a, struct http_client *hc, struct berr *err)
+{
+	double cpu;
+	uint64_t mem, disk;
+	detect_resources(a, &cpu, &mem, &disk);
+	json_t *attrs = json_pack("{s:s,s:s}", "host", a->name, "os", "linux");
+	for (size_t i = 0; i < a->o.nattrs; i++)
+		json_object_set_new(attrs, a->o.attrs[i].key, json_string(a->o.attrs[i].value));
+	pthread_mutex_lock(&a->lock);
+	json_t *report = full_report(a);
+	pthread_mutex_unlock(&a->lock);
+	/* Find our own address as the server sees it, for the logs listener. */
+	struct http_response probe;
+	if (!a->advertise && http_request(hc, "GET", "/v1/health", NULL, 2000, &probe, err) == 0) {
+		const char *ip = probe.local_ip[0] ? probe.local_ip : "127.0.0.1";
+		a->advertise = xasprintf("http://%s:%d", ip, a->logs_port);
+		http_response_release(&probe);
+	}
+	json_t *body = json_pack(
+		"{s:s,s:o,s:{s:f,s:I,s:I,s:i,s:i},s:s,s:o}", "name", a->name, "attributes", attrs,
+		"resources", "cpu", cpu, "memory", (json_int_t)mem, "disk", (json_int_t)disk, "port_lo",
+		a->o.port_lo, "port_hi", a->o.port_hi, "addr", a->advertise ? a->advertise : "",
+		"tasks", report);
+	json_t *reply = NULL;
+	int r = http_json(hc, "POST", "/v1/agent/register", body, 10000, &reply, err);
+	json_decref(body);
+	if (r < 0)
+		return -1;
+	json_decref(reply);
+	pthread_mutex_lock(&a->lock);
+	a->known_version = 0;
+	pthread_mutex_unlock(&a->lock);
+	log_info("registered with %s as %s", http_client_server(hc), a->name);
+	return 0;
+}
+
+static void sleep_ms(struct agent *a, int ms)
+{
+	struct pollfd p = {.fd = -1};
+	(void)a;
+	poll(&p, 0, ms);
+}
+
+static void *watch_main(void *arg)
+{
+	struct agent *a = arg;
+	struct http_client *hc = http_client_new(a->o.servers);
+	bool registered = false;
+	int64_t last_error_log = 0;
+	while (!a->stopping) {
+		struct berr err = {0};
+		if (!registered) {
+			if (do_register(a, hc, &err) < 0) {
+				if (time_mono_ms() - last_error_log > 5000) {
+					log_warn("cannot register: %s", err.msg);
+					last_error_log = time_mono_ms();
+				}
+				sleep_ms(a, 300);
+				continue;
+			}
+			registered = true;
+		}
+		pthread_mutex_lock(&a->lock);
+		json_t *body = json_pack("{s:s,s:I,s:i,s:o}", "name", a->name, "known_version",
+					 (json_int_t)a->known_version, "wait_ms", 1000, "tasks",
+					 full_report(a));
+		pthread_mutex_unlock(&a->lock);
+		json_t *reply = NULL;
+		int r = http_json(hc, "POST", "/v1/agent/watch", body, 15000, &reply, &err);
+		json_decref(body);
+		if (r < 0) {
+			if (err.code == 404)
+				registered = false; /* the server forgot us: register again */
+			if (time_mono_ms() - last_error_log > 5000) {
+				log_warn("watch failed: %s", err.msg);
+				last_error_log = time_mono_ms();
+			}
+			if (err.code == 503 || err.code >= 500)
+				registered = false;
+			sleep_ms(a, 200);
+			continue;
+		}
+		pthread_mutex_lock(&a->lock);
+		if (!a->stopping) {
+			a->known_version = (uint64_t)json_integer_value(json_object_get(reply, "version"));
+			reconcile(a, reply);
+		}
+		pthread_mutex_unlock(&a->lock);
+		json_decref(reply);
+	}
+	http_client_free(hc);
+	return NULL;
+}
+
+/* ---- the events thread ---------------------------------------------------- */
+
+static void drain_fd(int fd)
+{
+	char buf[512];
+	while (recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0)
+		;
+}
+
+static void *events_main(void *arg)
+{
+	struct agent *a = arg;
+	struct http_client *hc = http_client_new(a->o.servers);
+	int64_t last_scan = 0, last_prune = 0;
+	while (!a->stopping) {
+		struct pollfd p[2] = {{.fd = a->notify_fd, .events = POLLIN},
+				      {.fd = a->wake_pipe[0], .events = POLLIN}};
+		poll(p, 2, 500);
+		if (p[0].revents & POLLIN)
+			drain_fd(a->notify_fd);
+		if (p[1].revents & POLLIN) {
+			char buf[256];
+			while (read(a->wake_pipe[0], buf, sizeof buf) > 0)
+				;
+		}
+		int64_t mono = time_mono_ms();
+		pthread_mutex_lock(&a->lock);
+		/* Notifications only say "look": the sandbox files are the truth.
+		 * Re-reading every live task is cheap at a node's scale. */
+		size_t it = 0;
+		void *v;
+		while (hmap_next(&a->tasks, &it, NULL, &v))
+			task_refresh(a, v);
+		json_t *updates = json_array();
+		it = 0;
+		while (hmap_next(&a->tasks, &it, NULL, &v)) {
+			struct agent_task *t = v;
+			if (t->dirty)
+				json_array_append_new(updates, task_report_json(t));
+		}
+		pthread_mutex_unlock(&a->lock);
+		if (mono - last_scan > 1000)
+			last_scan = mono;
+		if (json_array_size(updates)) {
+			json_t *body = json_pack("{s:s,s:O}", "name", a->name, "updates", updates);
+			struct berr err = {0};
+			if (http_json(hc, "POST", "/v1/agent/status", body, 10000, NULL, &err) == 0) {
+				pthread_mutex_lock(&a->lock);
+				size_t i;
+				json_t *u;
+				json_array_foreach(updates, i, u)
+				{
+					const char *id = json_string_value(json_object_get(u, "id"));
+					struct agent_task *t = hmap_get(&a->tasks, id);
+					const char *st = json_string_value(json_object_get(u, "state"));
+					if (!t || strcmp(st, task_state_name(t->state)))
+						continue; /* changed again meanwhile */
+					t->dirty = false;
+					if (task_state_terminal(t->state)) {
+						char *mark = xasprintf("%s/reported", t->sandbox);
+						file_write_atomic(mark, "", 0);
+						free(mark);
+						hmap_del(&a->tasks, t->id);
+						task_free(t);
+					}
+				}
+				pthread_mutex_unlock(&a->lock);
+			} else {
+				sleep_ms(a, 200);
+			}
+			json_decref(body);
+		}
+		json_decref(updates);
+		if (mono - last_prune > 60000) {
+			prune_sandboxes(a);
+			last_prune = mono;
+		}
+	}
+	http_client_free(hc);
+	return NULL;
+}
+
+/* ---- logs ------------------------------------------------------------------- */
+
+#define LOG_CHUNK (1 << 20)
+
+static enum MHD_Result logs_request(void *cls, struct MHD_Connection *conn, const char *url,
+				    const char *method, const char *version, const char *upload,
+				    size_t *upload_size, void **con_cls)
+{
+	struct agent *a = cls;
+	(void)version;
+	(void)upload;
+	(void)upload_size;
+	(void)con_cls;
+	int status = 200;
+	char *body = NULL;
+	size_t len = 0;
+	long long next = 0;
+	const char *id = !strncmp(url, "/v1/logs/", 9) ? url + 9 : NULL;
+	const char *stream = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "stream");
+	const char *off = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "offset");
+	if (!stream)
+		stream = "stdout";
+	if (strcmp(method, "GET")) {
+		status = 405;
+		body = xstrdup("{\"error\":\"method not allowed\",\"status\":405}\n");
+	} else if (!id || !*id || strchr(id, '/') || strstr(id, "..") ||
+		   (strcmp(stream, "stdout") && strcmp(stream, "stderr"))) {
+		status = 404;
+		body = xstrdup("{\"error\":\"unknown route\",\"status\":404}\n");
+	} else {
+		char *path = xasprintf("%s/%s/%s", a->tasks_dir, id, stream);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		free(path);
+		if (fd < 0) {
+			status = 404;
+			body = xstrdup("{\"error\":\"no logs for this task on this node\",\"status\":404}\n");
+		} else {
+			struct stat st;
+			fstat(fd, &st);
+			long long o = 0;
+			if (off) {
+				int64_t v;
+				if (parse_int64(off, &v) == 0)
+					o = v;
+			}
+			if (o < 0)
+				o = st.st_size + o < 0 ? 0 : st.st_size + o;
+			if (o > st.st_size)
+				o = 0; /* the file was rotated: start over */
+			size_t want = (size_t)(st.st_size - o);
+			if (want > LOG_CHUNK)
+				want = LOG_CHUNK;
+			body = xmalloc(want + 1);
+			ssize_t r = pread(fd, body, want, o);
+			len = r > 0 ? (size_t)r : 0;
+			next = o + (long long)len;
+			close(fd);
+		}
+	}
+	if (status != 200)
+		len = strlen(body);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	char nbuf[32];
+	snprintf(nbuf, sizeof nbuf, "%lld", next);
+	MHD_add_response_header(resp, "X-Berth-Offset", nbuf);
+	MHD_add_response_header(resp, "Content-Type",
+				status == 200 ? "application/octet-stream" : "application/json");
+	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* ---- start / stop ----------------------------------------------------------- */
+
+static int open_notify_socket(struct agent *a, struct berr *err)
+{
+	a->notify_path = xasprintf("%s/agent.sock", a->o.data_dir);
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	if (strlen(a->notify_path) >= sizeof sun.sun_path)
+		return berr_set(err, 500, "data dir path too long for a unix socket: '%s'",
+				a->notify_path);
+	strcpy(sun.sun_path, a->notify_path);
+	unlink(a->notify_path);
+	a->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (a->notify_fd < 0 || bind(a->notify_fd, (struct sockaddr *)&sun, sizeof sun) < 0)
+		return berr_set(err, 500, "cannot bind '%s': %s", a->notify_path, strerror(errno));
+	return 0;
+}
+
+struct agent *agent_start(const struct agent_options *o, struct berr *err)
+{
+	struct agent *a = xcalloc(1, sizeof *a);
+	a->o = *o;
+	a->notify_fd = -1;
+	a->wake_pipe[0] = a->wake_pipe[1] = -1;
+	char host[256] = "localhost";
+	gethostname(host, sizeof host - 1);
+	a->name = xstrdup(o->name && *o->name ? o->name : host);
+	a->tasks_dir = xasprintf("%s/tasks", o->data_dir);
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->changed, NULL);
+	hmap_init(&a->tasks);
+	signal(SIGPIPE, SIG_IGN);
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	int r = mkdir_p(a->tasks_dir, 0755);
+	if (r < 0) {
+		berr_set(err, 500, "cannot create '%s': %s", a->tasks_dir, strerror(-r));
+		goto fail;
+	}
+	if (pipe2(a->wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		berr_set(err, 500, "pipe: %s", strerror(errno));
+		goto fail;
+	}
+	if (open_notify_socket(a, err) < 0)
+		goto fail;
+	struct sockaddr_in sa;
+	if (addr_parse(o->listen, &sa, err) < 0)
+		goto fail;
+	a->logs = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD, 0, NULL, NULL, logs_request, a,
+				   MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_TIMEOUT,
+				   (unsigned)60, MHD_OPTION_END);
+	if (!a->logs) {
+		berr_set(err, 500, "cannot listen on '%s' for logs", o->listen);
+		goto fail;
+	}
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(a->logs, MHD_DAEMON_INFO_BIND_PORT);
+	a->logs_port = di ? di->port : 0;
+	if (sa.sin_addr.s_addr != htonl(INADDR_ANY)) {
+		char ip[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
+		a->advertise = xasprintf("http://%s:%d", ip, a->logs_port);
+	}
+	adopt_existing(a);
+	prune_sandboxes(a);
+	if (pthread_create(&a->event_thread, NULL, events_main, a) != 0 ||
+	    pthread_create(&a->watch_thread, NULL, watch_main, a) != 0) {
+		berr_set(err, 500, "cannot start agent threads");
+		goto fail;
+	}
+	log_info("agent %s started (data in %s, logs on port %d)", a->name, o->data_dir,
+		 a->logs_port);
+	return a;
+fail:
+	if (a->logs)
+		MHD_stop_daemon(a->logs);
+	if (a->notify_fd >= 0)
+		close(a->notify_fd);
+	if (a->wake_pipe[0] >= 0) {
+		close(a->wake_pipe[0]);
+		close(a->wake_pipe[1]);
+	}
+	hmap_release(&a->tasks);
+	free(a->name);
+	free(a->tasks_dir);
+	free(a->notify_path);
+	free(a->advertise);
+	free(a);
+	return NULL;
+}
+
+/* berth up: stop every task and wait for their supervisors to finish. */
+static void stop_all_tasks(struct agent *a)
+{
+	int64_t deadline = time_mono_ms() + 2000;
+	pthread_mutex_lock(&a->lock);
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&a->tasks, &it, NULL, &v)) {
+		struct agent_task *t = v;
+		if (task_state_terminal(t->state))
+			continue;
+		struct task_report r;
+		uint64_t grace = 10000;
+		(void)r;
+		t->stop_sent = true;
+		supervisor_stop(t->sandbox);
+		if (time_mono_ms() + (int64_t)grace + 2000 > deadline)
+			deadline = time_mono_ms() + (int64_t)grace + 2000;
+	}
+	pthread_mutex_unlock(&a->lock);
+	for (;;) {
+		bool alive = false;
+		pthread_mutex_lock(&a->lock);
+		it = 0;
+		while (hmap_next(&a->tasks, &it, NULL, &v))
+			if (supervisor_alive(((struct agent_task *)v)->sandbox))
+				alive = true;
+		pthread_mutex_unlock(&a->lock);
+		if (!alive || time_mono_ms() > deadline)
+			break;
+		sleep_ms(a, 50);
+	}
+}
+
+void agent_stop(struct agent *a)
+{
+	if (!a)
+		return;
+	if (a->o.stop_tasks_on_exit)
+		stop_all_tasks(a);
+	a->stopping = true;
+	if (write(a->wake_pipe[1], "x", 1) < 0) {
+		/* full pipe: the events thread wakes anyway */
+	}
+	pthread_join(a->event_thread, NULL);
+	pthread_join(a->watch_thread, NULL);
+	MHD_stop_daemon(a->logs);
+	close(a->notify_fd);
+	unlink(a->notify_path);
+	close(a->wake_pipe[0]);
+	close(a->wake_pipe[1]);
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&a->tasks, &it, NULL, &v))
+		task_free(v);
+	hmap_release(&a->tasks);
+	pthread_mutex_destroy(&a->lock);
+	pthread_cond_destroy(&a->changed);
+	free(a->name);
+	free(a->tasks_dir);
+	free(a->notify_path);
+	free(a->advertise);
+	free(a);
+}

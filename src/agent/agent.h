@@ -1,0 +1,47 @@
+/* agent.h - the berth agent: registers its node with the server, watches
+ * for the tasks the node should run, runs each under a supervisor, reports
+ * what happens to them, and serves their logs.
+ *
+ * Threads:
+ *  - watch: register, then long-poll /v1/agent/watch (heartbeat + full-state
+ *    report); each reply is the node's desired task set, reconciled at once
+ *    (start what is missing, stop what is not wanted).
+ *  - events: receives supervisors' notifications (a unix datagram socket)
+ *    and sends task status updates to the server.
+ *  - logs: a small HTTP listener for /v1/logs/TASK.
+ * Tasks outlive the agent: on start it re-adopts every sandbox whose
+ * supervisor is alive and reports those that ended while it was away.
+ */
+#ifndef BERTH_AGENT_H
+#define BERTH_AGENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/spec.h"
+#include "core/util.h"
+
+struct agent_options {
+	const char *name;           /* default: the host name */
+	const char *data_dir;
+	const char *servers;        /* comma-separated server addresses */
+	struct spec_kv *attrs;      /* --attr k=v */
+	size_t nattrs;
+	double cpu;                 /* 0 = detect */
+	uint64_t memory, disk;      /* 0 = detect */
+	int port_lo, port_hi;
+	const char *cgroup_parent;  /* default "berth" */
+	const char *listen;         /* logs listener, default "0.0.0.0:0" */
+	const char *exe;            /* the berth binary (for `berth supervise`) */
+	bool stop_tasks_on_exit;    /* berth up: Ctrl-C stops the tasks */
+	uint64_t log_max_bytes;
+	int log_max_files;
+};
+
+struct agent;
+
+void agent_options_defaults(struct agent_options *o);
+struct agent *agent_start(const struct agent_options *o, struct berr *err);
+void agent_stop(struct agent *a);
+
+#endif

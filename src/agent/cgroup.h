@@ -1,0 +1,91 @@
+/* cgroup.h - one cgroup per task, on cgroup v1 (per-controller hierarchies,
+ * as on hybrid hosts) or v2 (the unified hierarchy).
+ *
+ * The version is detected at runtime: v2 when /sys/fs/cgroup itself is a
+ * cgroup2 mount (cgroup.controllers exists there), v1 when the controllers
+ * have their own hierarchies under /sys/fs/cgroup/<controller>. A hybrid
+ * host's controller-less /sys/fs/cgroup/unified is not used.
+ *
+ * A task's cgroup is <mount>/<parent>/<name>; on v1 that directory exists once
+ * per controller used (cpu, cpuacct, memory, pids, freezer). The parent (e.g.
+ * "berth", or "a/b") is created on demand and shared by all tasks; on v2 the
+ * controllers the tasks need are enabled in every level's
+ * cgroup.subtree_control on the way down.
+ *
+ * Functions return 0 or -errno unless they take a struct berr, which then
+ * holds a message naming the file that failed.
+ */
+#ifndef BERTH_CGROUP_H
+#define BERTH_CGROUP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/util.h"
+
+enum cgroup_version { CGROUP_NONE = 0, CGROUP_V1 = 1, CGROUP_V2 = 2 };
+
+/* The default mount point of the cgroup filesystems. */
+#define CGROUP_ROOT "/sys/fs/cgroup"
+/* The pids limit every task gets: high enough for any sane program, low
+ * enough that a fork bomb stays inside its task. */
+#define CGROUP_DEFAULT_PIDS_MAX 16384
+
+struct cgroup_limits {
+	double cpu;            /* cores (0.5 = half a core); 0 = unlimited */
+	uint64_t memory_bytes; /* hard limit, swap disabled; 0 = unlimited */
+	uint64_t pids_max;     /* 0 = CGROUP_DEFAULT_PIDS_MAX */
+};
+
+struct cgroup;
+
+/* What this host offers (cached after the first call). */
+enum cgroup_version cgroup_detect(void);
+/* "v1", "v2" or "none". */
+const char *cgroup_version_name(enum cgroup_version v);
+
+/* Create <root>/<parent>/<name> with these limits (NULL = none). The cgroup
+ * must not exist yet (a leftover of a crashed run is removed first when it is
+ * empty). Uses the detected version under CGROUP_ROOT. */
+int cgroup_create(const char *parent, const char *name, const struct cgroup_limits *lim,
+		  struct cgroup **out, struct berr *err);
+/* The same with an explicit version and mount root (tests, unusual mounts);
+ * root NULL = CGROUP_ROOT. On v1 the controllers are at <root>/<controller>. */
+int cgroup_create_at(enum cgroup_version v, const char *root, const char *parent,
+		     const char *name, const struct cgroup_limits *lim, struct cgroup **out,
+		     struct berr *err);
+/* A handle on an existing cgroup (e.g. to clean up after a crash);
+ * -ENOENT when it does not exist. root NULL = CGROUP_ROOT. */
+int cgroup_open(enum cgroup_version v, const char *root, const char *parent, const char *name,
+		struct cgroup **out);
+/* Frees the handle only; the cgroup stays. NULL is fine. */
+void cgroup_free(struct cgroup *cg);
+
+enum cgroup_version cgroup_version(const struct cgroup *cg);
+/* The directory of `controller` ("memory", "cpu", "pids", "freezer", ...):
+ * on v2 the one directory whatever the controller, on v1 NULL when that
+ * controller is not mounted. */
+const char *cgroup_dir(const struct cgroup *cg, const char *controller);
+
+/* Move a process (0 = the caller) into the cgroup. */
+int cgroup_enter(struct cgroup *cg, pid_t pid);
+/* The processes in the cgroup, as host pids; the caller frees *pids. */
+int cgroup_pids(struct cgroup *cg, pid_t **pids, size_t *n);
+/* SIGKILL every process in the cgroup, including ones forking as they die,
+ * and wait (up to ~5 s) until it is empty. v2: cgroup.kill when the kernel
+ * has it; otherwise (and on v1) freeze, kill every listed pid, thaw, repeat.
+ * 0, or -EBUSY when processes remain. */
+int cgroup_kill(struct cgroup *cg);
+/* How many times the OOM killer killed a process of this cgroup. */
+int cgroup_oom_kills(struct cgroup *cg, uint64_t *count);
+/* Current memory usage in bytes (page cache included). */
+int cgroup_memory_usage(struct cgroup *cg, uint64_t *bytes);
+/* Remove the cgroup's directories (it must be empty: cgroup_kill first).
+ * Retries while the last exiting processes leave it. Missing = 0. */
+int cgroup_remove(struct cgroup *cg);
+/* Remove an empty <root>/<parent> (tests, uninstall); -EBUSY when tasks
+ * still have cgroups under it. */
+int cgroup_remove_parent(enum cgroup_version v, const char *root, const char *parent);
+
+#endif

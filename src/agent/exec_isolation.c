@@ -1,0 +1,319 @@
+/* exec_isolation.c - namespaces, the task's mini init, and the exec of the
+ * program. See exec_isolation.h for the protocol. */
+#include "agent/exec_isolation.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent/cgroup.h"
+
+extern char **environ;
+
+/* The signals the init passes on to the program. */
+static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
+static const char *errstr(int e)
+{
+	static char buf[128];
+	snprintf(buf, sizeof buf, "%s", strerror(e));
+	buf[0] = (char)tolower((unsigned char)buf[0]);
+	return buf;
+}
+
+static int send_msg(int fd, const struct iso_msg *m, pid_t cred_pid)
+{
+	struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof *m};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(struct ucred))];
+		struct cmsghdr align;
+	} u;
+	if (cred_pid > 0) {
+		/* Root may vouch for another pid of its namespace; the kernel
+		 * hands the receiver that pid as seen from its own namespace. */
+		memset(&u, 0, sizeof u);
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof u.buf;
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_CREDENTIALS;
+		c->cmsg_len = CMSG_LEN(sizeof(struct ucred));
+		struct ucred cr = {.pid = cred_pid, .uid = getuid(), .gid = getgid()};
+		memcpy(CMSG_DATA(c), &cr, sizeof cr);
+	}
+	ssize_t r;
+	do
+		r = sendmsg(fd, &mh, MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : 0;
+}
+
+int isolation_recv(int ctl_fd, struct iso_msg *m, pid_t *pid)
+{
+	struct iovec iov = {.iov_base = m, .iov_len = sizeof *m};
+	union {
+		char buf[CMSG_SPACE(sizeof(struct ucred))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+	ssize_t r;
+	do
+		r = recvmsg(ctl_fd, &mh, MSG_CMSG_CLOEXEC);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+	if (r == 0)
+		return 0;
+	if ((size_t)r != sizeof *m)
+		return -EPROTO;
+	m->text[sizeof m->text - 1] = 0;
+	if (pid) {
+		*pid = 0;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+				struct ucred cr;
+				memcpy(&cr, CMSG_DATA(c), sizeof cr);
+				*pid = cr.pid;
+			}
+		}
+	}
+	return 1;
+}
+
+/* ---- in the program (pid 2), between fork and exec ---- */
+
+struct exec_failure {
+	int code;
+	char text[sizeof(((struct iso_msg *)0)->text)];
+};
+
+static __attribute__((noreturn, format(printf, 3, 4))) void
+program_fail(int errfd, int code, const char *fmt, ...)
+{
+	struct exec_failure f = {.code = code};
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(f.text, sizeof f.text, fmt, ap);
+	va_end(ap);
+	if (write(errfd, &f, sizeof f) < 0) {
+		/* nobody to tell */
+	}
+	_exit(code);
+}
+
+static __attribute__((noreturn)) void run_program(const struct isolation *iso, int errfd)
+{
+	/* Its own session and process group: the init signals the group, so
+	 * a shell's children hear SIGTERM too, and nothing has a terminal. */
+	setsid();
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null < 0 || dup2(null, 0) < 0 || dup2(iso->stdout_fd, 1) < 0 ||
+	    dup2(iso->stderr_fd, 2) < 0)
+		program_fail(errfd, 126, "cannot set up stdio: %s", errstr(errno));
+	if (chdir(iso->workdir) < 0)
+		program_fail(errfd, 126, "cannot enter '%s': %s", iso->workdir, errstr(errno));
+	if (iso->user) {
+		/* Groups first: after setuid we could no longer change them. */
+		if (setgroups(iso->ngroups, iso->groups) < 0 || setgid(iso->gid) < 0 ||
+		    setuid(iso->uid) < 0)
+			program_fail(errfd, 126, "cannot switch to user '%s': %s", iso->user,
+				     errstr(errno));
+	}
+	/* setuid binaries inside the task must not gain what the task lacks. */
+	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	/* Ignored signals and the blocked mask survive exec: start clean. */
+	for (int s = 1; s < NSIG; s++)
+		signal(s, SIG_DFL);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Everything of ours is close-on-exec already; this is for whatever
+	 * a library opened without it. errfd must stay open until exec. */
+	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+		for (int fd = 3; fd < 1024; fd++)
+			if (fd != errfd)
+				fcntl(fd, F_SETFD, FD_CLOEXEC);
+	}
+	/* execvp looks the program up in the PATH of the current environment:
+	 * make it the task's. */
+	environ = (char **)iso->envp;
+	execvp(iso->argv[0], iso->argv);
+	int e = errno;
+	program_fail(errfd, e == ENOENT ? 127 : 126, "cannot exec '%s': %s", iso->argv[0],
+		     errstr(e));
+}
+
+/* ---- in the init (pid 1) ---- */
+
+static __attribute__((noreturn, format(printf, 2, 3))) void init_fail(int ctl, const char *fmt,
+								       ...)
+{
+	struct iso_msg m = {.type = ISO_FAILED, .value = 126};
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(m.text, sizeof m.text, fmt, ap);
+	va_end(ap);
+	send_msg(ctl, &m, 0);
+	_exit(126);
+}
+
+static void setup_namespace(const struct isolation *iso, int ctl)
+{
+	if (iso->cg) {
+		int r = cgroup_enter(iso->cg, 0);
+		if (r < 0)
+			init_fail(ctl, "cannot enter the task's cgroup: %s", errstr(-r));
+	}
+	if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC) < 0)
+		init_fail(ctl, "cannot create namespaces: %s", errstr(errno));
+	/* Private first, or the mounts below would propagate to the host. */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		init_fail(ctl, "cannot make mounts private: %s", errstr(errno));
+	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		init_fail(ctl, "cannot mount proc on '/proc': %s", errstr(errno));
+	if (iso->tmpdir) {
+		if (mount(iso->tmpdir, "/tmp", NULL, MS_BIND, NULL) < 0)
+			init_fail(ctl, "cannot bind '%s' on '/tmp': %s", iso->tmpdir,
+				  errstr(errno));
+	} else if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0) {
+		init_fail(ctl, "cannot mount tmpfs on '/tmp': %s", errstr(errno));
+	}
+	const char *h = iso->hostname ? iso->hostname : "task";
+	size_t hl = strlen(h);
+	if (sethostname(h, hl > 64 ? 64 : hl) < 0)
+		init_fail(ctl, "cannot set hostname '%s': %s", h, errstr(errno));
+}
+
+static __attribute__((noreturn)) void init_main(const struct isolation *iso, int ctl)
+{
+	/* If the supervisor dies, the task goes with it: nobody would be left
+	 * to collect its output or its status. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	prctl(PR_SET_NAME, "berth-init");
+	setup_namespace(iso, ctl);
+
+	/* Blocked signals are queued even for pid 1, and waited for below.
+	 * The dispositions must not be SIG_IGN (inherited), or the kernel
+	 * would drop them once unblocked by sigwaitinfo. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	signal(SIGCHLD, SIG_DFL);
+	for (size_t i = 0; i < ARRAY_SIZE(forwarded); i++) {
+		sigaddset(&set, forwarded[i]);
+		signal(forwarded[i], SIG_DFL);
+	}
+	sigprocmask(SIG_BLOCK, &set, NULL);
+
+	int ep[2];
+	if (pipe2(ep, O_CLOEXEC) < 0)
+		init_fail(ctl, "cannot create a pipe: %s", errstr(errno));
+	pid_t child = fork();
+	if (child < 0)
+		init_fail(ctl, "cannot fork: %s", errstr(errno));
+	if (child == 0) {
+		close(ep[0]);
+		close(ctl);
+		run_program(iso, ep[1]);
+	}
+	close(ep[1]);
+	close(iso->stdout_fd);
+	close(iso->stderr_fd);
+
+	/* EOF = exec succeeded (the pipe was close-on-exec). */
+	struct exec_failure f;
+	ssize_t n;
+	do
+		n = read(ep[0], &f, sizeof f);
+	while (n < 0 && errno == EINTR);
+	close(ep[0]);
+	if (n > 0) {
+		struct iso_msg m = {.type = ISO_FAILED, .value = f.code};
+		f.text[sizeof f.text - 1] = 0;
+		snprintf(m.text, sizeof m.text, "%s", f.text);
+		waitpid(child, NULL, 0);
+		send_msg(ctl, &m, 0);
+		_exit(f.code);
+	}
+	/* The program exists (at worst as a zombie, we have not reaped it),
+	 * so its pid can still be vouched for. */
+	struct iso_msg started = {.type = ISO_STARTED};
+	send_msg(ctl, &started, child);
+
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&set, &si);
+		if (sig < 0)
+			continue;
+		if (sig != SIGCHLD) {
+			if (kill(-child, sig) < 0)
+				kill(child, sig);
+			continue;
+		}
+		int st;
+		pid_t w;
+		while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
+			if (w != child)
+				continue; /* an orphan: reaped, that is all */
+			struct iso_msg m = {.type = ISO_EXITED, .value = st};
+			send_msg(ctl, &m, 0);
+			/* Exiting takes every remaining process of the
+			 * namespace down with us. */
+			_exit(0);
+		}
+	}
+}
+
+pid_t isolation_start(const struct isolation *iso, int *ctl_fd, struct berr *err)
+{
+	*ctl_fd = -1;
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return berr_set(err, 0, "cannot create a socket pair: %s", errstr(errno));
+	int one = 1;
+	setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
+	int self_ns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+	/* The next child we fork is pid 1 of a new pid namespace; the other
+	 * namespaces are the init's own business (unshared there), so the
+	 * supervisor stays in the host's mount namespace. */
+	if (unshare(CLONE_NEWPID) < 0) {
+		int e = errno;
+		close(sv[0]);
+		close(sv[1]);
+		if (self_ns >= 0)
+			close(self_ns);
+		return berr_set(err, 0, "cannot create a pid namespace: %s", errstr(e));
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(sv[0]);
+		init_main(iso, sv[1]);
+	}
+	int e = errno;
+	/* Later forks of ours (none today) must stay in our namespace. */
+	if (self_ns >= 0) {
+		setns(self_ns, CLONE_NEWPID);
+		close(self_ns);
+	}
+	close(sv[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		return berr_set(err, 0, "cannot fork the task's init: %s", errstr(e));
+	}
+	*ctl_fd = sv[0];
+	return pid;
+}

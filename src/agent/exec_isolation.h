@@ -1,0 +1,67 @@
+/* exec_isolation.h - run a task's program in new pid, mount, uts and ipc
+ * namespaces, under a minimal init (the exec driver's isolation).
+ *
+ * isolation_start() forks the init: pid 1 of a new pid namespace. It joins
+ * the task's cgroup (so everything it forks is accounted there), makes the
+ * mounts private, mounts a fresh /proc (only the task's processes show) and
+ * binds the sandbox's tmp/ onto /tmp, sets the hostname, then forks the
+ * program (pid 2): own session, stdout/stderr on the supervisor's pipes,
+ * working directory, exact environment, user, no_new_privs, default signals,
+ * execvp.
+ *
+ * The kernel spares pid 1 from every signal it has no handler for, so the
+ * program is never pid 1; the init instead forwards SIGTERM, SIGINT, SIGHUP,
+ * SIGQUIT, SIGUSR1 and SIGUSR2 to the program's process group, reaps every
+ * orphan, and exits as soon as the program has exited, after reporting its
+ * wait status; the kernel then kills whatever else was left in the
+ * namespace. The init dies with the supervisor (PR_SET_PDEATHSIG).
+ *
+ * The init talks to the supervisor over a SOCK_SEQPACKET socket: one
+ * ISO_STARTED once the program has exec'd (carrying the program's pid in
+ * SCM_CREDENTIALS, which the kernel translates into the supervisor's pid
+ * namespace: the host pid), or one ISO_FAILED; then one ISO_EXITED.
+ */
+#ifndef BERTH_EXEC_ISOLATION_H
+#define BERTH_EXEC_ISOLATION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "core/util.h"
+
+struct cgroup;
+
+struct isolation {
+	const char *hostname;
+	const char *workdir;  /* the program's working directory */
+	const char *tmpdir;   /* bound onto /tmp; NULL = a tmpfs */
+	char *const *argv;    /* argv[0] is looked up in the PATH of envp */
+	char *const *envp;    /* the program's whole environment */
+	const char *user;     /* for messages; NULL = keep root */
+	uid_t uid;
+	gid_t gid;
+	const gid_t *groups;  /* supplementary groups when user is set */
+	size_t ngroups;
+	struct cgroup *cg;    /* joined by the init; NULL = none */
+	int stdout_fd, stderr_fd;
+};
+
+enum iso_msg_type { ISO_STARTED = 1, ISO_FAILED, ISO_EXITED };
+
+struct iso_msg {
+	int type;
+	int value;      /* ISO_FAILED: the exit code to report (127 not found, 126
+			   otherwise); ISO_EXITED: the program's wait status */
+	char text[224]; /* ISO_FAILED: "cannot exec 'x': no such file or directory" */
+};
+
+/* Start the init; returns its (host) pid and the supervisor's end of the
+ * control socket in *ctl_fd (close-on-exec), or -1 with err set. */
+pid_t isolation_start(const struct isolation *iso, int *ctl_fd, struct berr *err);
+/* Read one message. For ISO_STARTED *pid is the program's host pid.
+ * 1 = a message, 0 = the init is gone (EOF), -errno (-EAGAIN if none yet
+ * on a non-blocking socket). */
+int isolation_recv(int ctl_fd, struct iso_msg *m, pid_t *pid);
+
+#endif

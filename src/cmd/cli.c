@@ -1,0 +1,142 @@
+#include "cmd/cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct cli_opt *cli_get(struct cli_opt *opts, size_t nopts, const char *name)
+{
+	for (size_t i = 0; i < nopts; i++)
+		if (!strcmp(opts[i].name, name))
+			return &opts[i];
+	return NULL;
+}
+
+int cli_parse(int argc, char **argv, struct cli_opt *opts, size_t nopts, const char ***pos,
+	      size_t *npos)
+{
+	*pos = xcalloc((size_t)argc + 1, sizeof **pos);
+	*npos = 0;
+	bool only_pos = false;
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (only_pos || a[0] != '-' || !a[1]) {
+			(*pos)[(*npos)++] = a;
+			continue;
+		}
+		if (!strcmp(a, "--")) {
+			only_pos = true;
+			continue;
+		}
+		const char *eq = strchr(a, '=');
+		size_t nl = eq ? (size_t)(eq - a) : strlen(a);
+		struct cli_opt *o = NULL;
+		for (size_t k = 0; k < nopts && !o; k++) {
+			if ((strlen(opts[k].name) == nl && !strncmp(opts[k].name, a, nl)) ||
+			    (opts[k].alias && strlen(opts[k].alias) == nl &&
+			     !strncmp(opts[k].alias, a, nl)))
+				o = &opts[k];
+		}
+		if (!o) {
+			fprintf(stderr, "berth: unknown option '%.*s' (see --help)\n", (int)nl, a);
+			return -1;
+		}
+		const char *val = NULL;
+		if (o->takes_value) {
+			if (eq)
+				val = eq + 1;
+			else if (i + 1 < argc)
+				val = argv[++i];
+			else {
+				fprintf(stderr, "berth: option '%s' needs a value\n", o->name);
+				return -1;
+			}
+		} else if (eq) {
+			fprintf(stderr, "berth: option '%s' takes no value\n", o->name);
+			return -1;
+		}
+		o->set = true;
+		o->value = val;
+		if (o->multi && val) {
+			o->values = xrealloc(o->values, (o->nvalues + 1) * sizeof *o->values);
+			o->values[o->nvalues++] = val;
+		}
+	}
+	return 0;
+}
+
+void cli_usage(const char *usage, const struct cli_opt *opts, size_t nopts)
+{
+	printf("usage: %s\n", usage);
+	if (nopts)
+		printf("\noptions:\n");
+	for (size_t i = 0; i < nopts; i++) {
+		char left[64];
+		snprintf(left, sizeof left, "%s%s%s%s", opts[i].alias ? opts[i].alias : "",
+			 opts[i].alias ? ", " : "", opts[i].name, opts[i].takes_value ? " VALUE" : "");
+		printf("  %-28s %s\n", left, opts[i].help);
+	}
+}
+
+struct http_client *cli_client(const char *addr_flag)
+{
+	const char *a = addr_flag;
+	if (!a || !*a)
+		a = getenv("BERTH_ADDR");
+	if (!a || !*a)
+		a = "http://127.0.0.1:7070";
+	return http_client_new(a);
+}
+
+int cli_fail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("berth: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	return 1;
+}
+
+struct job_spec *cli_load_spec(const char *path)
+{
+	char *text;
+	size_t len;
+	int r = file_read_all(path, &text, &len);
+	if (r < 0) {
+		cli_fail("cannot read '%s': %s", path, strerror(-r));
+		return NULL;
+	}
+	struct job_spec *spec = NULL;
+	struct berr err = {0};
+	if (spec_parse_yaml(text, len, path, &spec, &err) < 0) {
+		fprintf(stderr, "berth: %s\n", err.msg);
+		spec = NULL;
+	}
+	free(text);
+	return spec;
+}
+
+void cli_print_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	puts(s);
+	free(s);
+}
+
+void cli_format_size(unsigned long long b, char *buf, size_t n)
+{
+	static const char *const u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	double v = (double)b;
+	int i = 0;
+	while (v >= 1024 && i < 4) {
+		v /= 1024;
+		i++;
+	}
+	if (v == (double)(unsigned long long)v)
+		snprintf(buf, n, "%llu %s", (unsigned long long)v, u[i]);
+	else
+		snprintf(buf, n, "%.1f %s", v, u[i]);
+}

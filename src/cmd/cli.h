@@ -1,0 +1,48 @@
+/* cli.h - what the command front ends share: argument scanning, the
+ * client to the server, error reporting and tables. */
+#ifndef BERTH_CLI_H
+#define BERTH_CLI_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "core/http_client.h"
+#include "core/spec.h"
+
+struct cli_opt {
+	const char *name;   /* "--addr" */
+	const char *alias;  /* "-f" or NULL */
+	bool takes_value;
+	bool multi;         /* may repeat (values collected) */
+	const char *help;
+	/* filled by cli_parse */
+	bool set;
+	const char *value;
+	const char **values;
+	size_t nvalues;
+};
+
+/* Parse argv (after the command words). Options may come before or after
+ * positionals; "--x=v" and "--x v" both work. Unknown options and missing
+ * values print a one-line error and return -1. Positionals go to pos. */
+int cli_parse(int argc, char **argv, struct cli_opt *opts, size_t nopts, const char ***pos,
+	      size_t *npos);
+void cli_usage(const char *usage, const struct cli_opt *opts, size_t nopts);
+struct cli_opt *cli_get(struct cli_opt *opts, size_t nopts, const char *name);
+
+/* The server address: --addr, else BERTH_ADDR, else http://127.0.0.1:7070. */
+struct http_client *cli_client(const char *addr_flag);
+
+/* Print "berth: MSG" to stderr; returns 1 (use as exit status). */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Read and parse a spec file; prints the error and returns NULL on failure. */
+struct job_spec *cli_load_spec(const char *path);
+
+/* Print JSON to stdout, indented. */
+void cli_print_json(json_t *j);
+
+/* Human-readable sizes ("64 MiB"). */
+void cli_format_size(unsigned long long bytes, char *buf, size_t n);
+
+#endif

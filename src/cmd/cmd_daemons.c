@@ -1,0 +1,285 @@
+/* berth up | server | agent | supervise: the long-running processes. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "agent/supervisor.h"
+#include "cmd/cli.h"
+#include "cmd/commands.h"
+#include "core/log.h"
+#include "server/server.h"
+
+static int wait_for_signal(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	int sig = 0;
+	sigwait(&set, &sig);
+	return sig;
+}
+
+/* Block the stop signals in every thread; the main thread sigwaits. */
+static void block_stop_signals(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+static char *self_exe(void)
+{
+	char buf[4096];
+	ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+	if (n <= 0)
+		return xstrdup("/proc/self/exe");
+	buf[n] = 0;
+	return xstrdup(buf);
+}
+
+enum {
+	O_DATA,
+	O_ADDR,
+	O_STORE,
+	O_SERVERS,
+	O_NAME,
+	O_ATTR,
+	O_CPU,
+	O_MEM,
+	O_DISK,
+	O_PORTS,
+	O_LISTEN,
+	O_CGROUP,
+	O_HEARTBEAT,
+	O_DOWN,
+	O_QUIET,
+	O_HELP,
+	O_COUNT
+};
+
+static void opts_init(struct cli_opt *o)
+{
+	struct cli_opt all[O_COUNT] = {
+		[O_DATA] = {"--data-dir", NULL, true, false, "state and task sandboxes (default ./berth-data)"},
+		[O_ADDR] = {"--addr", NULL, true, false, "API address HOST:PORT (default 127.0.0.1:7070)"},
+		[O_STORE] = {"--store", NULL, true, false, "sqlite (default) or a store location"},
+		[O_SERVERS] = {"--server", NULL, true, false, "server address(es), comma-separated"},
+		[O_NAME] = {"--name", NULL, true, false, "node name (default: host name)"},
+		[O_ATTR] = {"--attr", NULL, true, true, "node attribute k=v (repeatable)"},
+		[O_CPU] = {"--cpu", NULL, true, false, "cores offered (default: detected)"},
+		[O_MEM] = {"--mem", NULL, true, false, "memory offered, e.g. 16GiB (default: detected)"},
+		[O_DISK] = {"--disk", NULL, true, false, "disk offered (default: free space)"},
+		[O_PORTS] = {"--port-range", NULL, true, false, "ports for tasks LO-HI (default 20000-32767)"},
+		[O_LISTEN] = {"--listen", NULL, true, false, "agent logs listener HOST:PORT (default 0.0.0.0:0)"},
+		[O_CGROUP] = {"--cgroup-parent", NULL, true, false, "cgroup under which tasks go (default berth)"},
+		[O_HEARTBEAT] = {"--heartbeat", NULL, true, false, "agent heartbeat interval (default 1s)"},
+		[O_DOWN] = {"--down-after", NULL, true, false, "node DOWN after no heartbeat this long (default 3s)"},
+		[O_QUIET] = {"--quiet", "-q", false, false, "log warnings and errors only"},
+		[O_HELP] = {"--help", "-h", false, false, "show this help"},
+	};
+	memcpy(o, all, sizeof all);
+}
+
+static int agent_opts_from_cli(struct cli_opt *o, struct agent_options *ao)
+{
+	agent_options_defaults(ao);
+	if (o[O_NAME].set)
+		ao->name = o[O_NAME].value;
+	if (o[O_ATTR].nvalues) {
+		ao->attrs = xcalloc(o[O_ATTR].nvalues, sizeof *ao->attrs);
+		for (size_t i = 0; i < o[O_ATTR].nvalues; i++) {
+			const char *kv = o[O_ATTR].values[i], *eq = strchr(kv, '=');
+			if (!eq || eq == kv)
+				return cli_fail("bad --attr '%s': expected KEY=VALUE", kv);
+			ao->attrs[ao->nattrs].key = xstrndup(kv, (size_t)(eq - kv));
+			ao->attrs[ao->nattrs].value = xstrdup(eq + 1);
+			ao->nattrs++;
+		}
+	}
+	if (o[O_CPU].set) {
+		char *end;
+		ao->cpu = strtod(o[O_CPU].value, &end);
+		if (*end || ao->cpu <= 0)
+			return cli_fail("bad --cpu '%s': expected a positive number", o[O_CPU].value);
+	}
+	if (o[O_MEM].set && (parse_size(o[O_MEM].value, &ao->memory) < 0 || !ao->memory))
+		return cli_fail("bad --mem '%s': expected a size such as 16GiB", o[O_MEM].value);
+	if (o[O_DISK].set && parse_size(o[O_DISK].value, &ao->disk) < 0)
+		return cli_fail("bad --disk '%s': expected a size such as 100GiB", o[O_DISK].value);
+	if (o[O_PORTS].set) {
+		int lo, hi;
+		char extra;
+		if (sscanf(o[O_PORTS].value, "%d-%d%c", &lo, &hi, &extra) != 2 || lo < 1 ||
+		    hi > 65535 || lo > hi)
+			return cli_fail("bad --port-range '%s': expected LO-HI", o[O_PORTS].value);
+		ao->port_lo = lo;
+		ao->port_hi = hi;
+	}
+	if (o[O_LISTEN].set)
+		ao->listen = o[O_LISTEN].value;
+	if (o[O_CGROUP].set)
+		ao->cgroup_parent = o[O_CGROUP].value;
+	return 0;
+}
+
+static int server_opts_from_cli(struct cli_opt *o, struct server_options *so)
+{
+	server_options_defaults(so);
+	so->data_dir = o[O_DATA].set ? o[O_DATA].value : "berth-data";
+	if (o[O_ADDR].set)
+		so->addr = o[O_ADDR].value;
+	if (o[O_STORE].set)
+		so->store = o[O_STORE].value;
+	uint64_t ms;
+	if (o[O_HEARTBEAT].set) {
+		if (parse_duration(o[O_HEARTBEAT].value, &ms) < 0 || !ms)
+			return cli_fail("bad --heartbeat '%s': expected a duration", o[O_HEARTBEAT].value);
+		so->cluster.heartbeat_ms = (int64_t)ms;
+	}
+	if (o[O_DOWN].set) {
+		if (parse_duration(o[O_DOWN].value, &ms) < 0 || !ms)
+			return cli_fail("bad --down-after '%s': expected a duration", o[O_DOWN].value);
+		so->cluster.down_after_ms = (int64_t)ms;
+	}
+	return 0;
+}
+
+int cmd_up(int argc, char **argv)
+{
+	struct cli_opt o[O_COUNT];
+	opts_init(o);
+	const char **pos;
+	size_t npos;
+	if (cli_parse(argc, argv, o, O_COUNT, &pos, &npos) < 0)
+		return 2;
+	if (o[O_HELP].set) {
+		cli_usage("berth up [--data-dir DIR] [--addr HOST:PORT] [agent options]\n\n"
+			  "Runs a whole single-node cluster (server + agent) in the foreground\n"
+			  "until SIGINT/SIGTERM, which stops its tasks; state stays in DIR.",
+			  o, O_COUNT);
+		return 0;
+	}
+	if (npos)
+		return cli_fail("'berth up' takes no arguments (see --help)");
+	if (o[O_QUIET].set)
+		log_set_level(LOG_WARN);
+	struct server_options so;
+	struct agent_options ao;
+	if (server_opts_from_cli(o, &so) || agent_opts_from_cli(o, &ao))
+		return 2;
+	char *exe = self_exe();
+	ao.exe = exe;
+	ao.data_dir = so.data_dir;
+	ao.stop_tasks_on_exit = true;
+	if (!o[O_LISTEN].set)
+		ao.listen = "127.0.0.1:0";
+	block_stop_signals();
+	log_set_prefix("up");
+	struct berr err = {0};
+	struct server *s = server_start(&so, &err);
+	if (!s)
+		return cli_fail("%s", err.msg);
+	char *srv = xasprintf("127.0.0.1:%d", server_port(s));
+	ao.servers = srv;
+	struct agent *a = agent_start(&ao, &err);
+	if (!a) {
+		server_stop(s);
+		return cli_fail("%s", err.msg);
+	}
+	fprintf(stderr, "berth up: cluster ready at http://%s (export BERTH_ADDR=http://%s)\n", so.addr,
+		so.addr);
+	int sig = wait_for_signal();
+	log_info("signal %d: stopping", sig);
+	/* The server goes first so that the tasks we stop are not replaced;
+	 * they run again at the next start. */
+	server_stop(s);
+	agent_stop(a);
+	free(srv);
+	free(exe);
+	free(pos);
+	return 0;
+}
+
+int cmd_server(int argc, char **argv)
+{
+	struct cli_opt o[O_COUNT];
+	opts_init(o);
+	const char **pos;
+	size_t npos;
+	if (cli_parse(argc, argv, o, O_COUNT, &pos, &npos) < 0)
+		return 2;
+	if (o[O_HELP].set) {
+		cli_usage("berth server --data-dir DIR --addr HOST:PORT [--store sqlite]", o, O_COUNT);
+		return 0;
+	}
+	if (o[O_QUIET].set)
+		log_set_level(LOG_WARN);
+	struct server_options so;
+	if (server_opts_from_cli(o, &so))
+		return 2;
+	block_stop_signals();
+	log_set_prefix("server");
+	struct berr err = {0};
+	struct server *s = server_start(&so, &err);
+	if (!s)
+		return cli_fail("%s", err.msg);
+	wait_for_signal();
+	server_stop(s);
+	free(pos);
+	return 0;
+}
+
+int cmd_agent(int argc, char **argv)
+{
+	struct cli_opt o[O_COUNT];
+	opts_init(o);
+	const char **pos;
+	size_t npos;
+	if (cli_parse(argc, argv, o, O_COUNT, &pos, &npos) < 0)
+		return 2;
+	if (o[O_HELP].set) {
+		cli_usage("berth agent --server HOST:PORT[,HOST:PORT...] --data-dir DIR [--name N] "
+			  "[--attr k=v]...",
+			  o, O_COUNT);
+		return 0;
+	}
+	if (o[O_QUIET].set)
+		log_set_level(LOG_WARN);
+	struct agent_options ao;
+	if (agent_opts_from_cli(o, &ao))
+		return 2;
+	char *exe = self_exe();
+	ao.exe = exe;
+	ao.data_dir = o[O_DATA].set ? o[O_DATA].value : "berth-agent-data";
+	if (o[O_SERVERS].set)
+		ao.servers = o[O_SERVERS].value;
+	else if (getenv("BERTH_ADDR"))
+		ao.servers = getenv("BERTH_ADDR");
+	block_stop_signals();
+	char prefix[128];
+	snprintf(prefix, sizeof prefix, "agent %s", ao.name ? ao.name : "");
+	log_set_prefix(prefix);
+	struct berr err = {0};
+	struct agent *a = agent_start(&ao, &err);
+	if (!a)
+		return cli_fail("%s", err.msg);
+	wait_for_signal();
+	agent_stop(a);
+	free(exe);
+	free(pos);
+	return 0;
+}
+
+int cmd_supervise(int argc, char **argv)
+{
+	/* main() hands us the words after "supervise"; the supervisor wants
+	 * argv[0] = "supervise", argv[1] = the sandbox. */
+	return supervisor_main(argc + 1, argv - 1);
+}

@@ -1,0 +1,269 @@
+/* berth job run | plan | status | list | kill | restart */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmd/cli.h"
+#include "cmd/commands.h"
+
+enum { J_ADDR, J_JSON, J_ALL, J_DETACH, J_TIMEOUT, J_HELP, J_COUNT };
+
+static void job_opts(struct cli_opt *o)
+{
+	struct cli_opt all[J_COUNT] = {
+		[J_ADDR] = {"--addr", NULL, true, false, "server address (default $BERTH_ADDR)"},
+		[J_JSON] = {"--json", NULL, false, false, "print JSON"},
+		[J_ALL] = {"--all", NULL, false, false, "include ended tasks"},
+		[J_DETACH] = {"--detach", "-d", false, false, "do not follow the rollout"},
+		[J_TIMEOUT] = {"--timeout", NULL, true, false, "give up following after this long (default 10m)"},
+		[J_HELP] = {"--help", "-h", false, false, "show this help"},
+	};
+	memcpy(o, all, sizeof all);
+}
+
+static const char *job_usage =
+	"berth job run [--detach] FILE | plan FILE | status KEY [--json] [--all] |\n"
+	"       list [--json] | kill KEY | restart KEY";
+
+static json_t *get_status(struct http_client *hc, const char *key, bool all, struct berr *err)
+{
+	char path[600];
+	snprintf(path, sizeof path, "/v1/jobs/%s%s", key, all ? "?all=1" : "");
+	json_t *o = NULL;
+	if (http_json(hc, "GET", path, NULL, 10000, &o, err) < 0)
+		return NULL;
+	return o;
+}
+
+/* Follow a rollout until every instance runs `version` (service) or the
+ * job ends (batch). Returns the exit status. */
+static int follow(struct http_client *hc, const char *key, int version, int64_t timeout_ms)
+{
+	int64_t start = time_mono_ms();
+	char last[256] = "";
+	for (;;) {
+		struct berr err = {0};
+		json_t *st = get_status(hc, key, false, &err);
+		if (!st)
+			return cli_fail("%s", err.msg);
+		const char *type = json_string_value(json_object_get(st, "type"));
+		const char *status = json_string_value(json_object_get(st, "status"));
+		int instances = (int)json_integer_value(json_object_get(st, "instances"));
+		int running = 0, finished = 0, failed = 0, pending = 0, throttled = 0, total = 0;
+		size_t i;
+		json_t *t;
+		const char *fail_msg = NULL;
+		json_array_foreach(json_object_get(st, "tasks"), i, t)
+		{
+			const char *s = json_string_value(json_object_get(t, "state"));
+			int v = (int)json_integer_value(json_object_get(t, "version"));
+			total++;
+			if (v != version)
+				continue;
+			if (!strcmp(s, "RUNNING"))
+				running++;
+			else if (!strcmp(s, "FINISHED"))
+				finished++;
+			else if (!strcmp(s, "FAILED"))
+				failed++;
+			else if (!strcmp(s, "THROTTLED")) {
+				throttled++;
+				fail_msg = json_string_value(json_object_get(t, "message"));
+			} else if (!strcmp(s, "PENDING")) {
+				pending++;
+				if (!fail_msg)
+					fail_msg = json_string_value(json_object_get(t, "message"));
+			}
+		}
+		char line[256];
+		snprintf(line, sizeof line, "%s v%d: %d/%d running, %d pending%s", key, version, running,
+			 instances, pending, throttled ? ", some instances flapping" : "");
+		if (strcmp(line, last)) {
+			printf("%s\n", line);
+			fflush(stdout);
+			snprintf(last, sizeof last, "%s", line);
+		}
+		bool batch = type && strcmp(type, "service");
+		if (batch && status && (!strcmp(status, "finished") || !strcmp(status, "failed"))) {
+			printf("%s %s\n", key, status);
+			json_decref(st);
+			return !strcmp(status, "finished") ? 0 : 1;
+		}
+		if (!batch && running == instances && total == instances) {
+			printf("%s: all %d instances running version %d\n", key, instances, version);
+			json_decref(st);
+			return 0;
+		}
+		if (!batch && throttled) {
+			int r = cli_fail("rollout of %s is failing: %s", key, fail_msg ? fail_msg : "");
+			json_decref(st);
+			return r;
+		}
+		json_decref(st);
+		if (timeout_ms > 0 && time_mono_ms() - start > timeout_ms)
+			return cli_fail("gave up following %s after %llds (the job keeps running)", key,
+					(long long)(timeout_ms / 1000));
+		usleep(100000);
+	}
+}
+
+static int job_run(struct cli_opt *o, const char *file)
+{
+	struct job_spec *spec = cli_load_spec(file);
+	if (!spec)
+		return 1;
+	json_t *body = spec_to_json(spec);
+	char *key = xstrdup(spec->key);
+	spec_free(spec);
+	struct http_client *hc = cli_client(o[J_ADDR].value);
+	json_t *reply = NULL;
+	struct berr err = {0};
+	int r = http_json(hc, "POST", "/v1/jobs", body, 30000, &reply, &err);
+	json_decref(body);
+	if (r < 0) {
+		http_client_free(hc);
+		free(key);
+		return cli_fail("%s", err.msg);
+	}
+	int version = (int)json_integer_value(json_object_get(reply, "version"));
+	bool created = json_is_true(json_object_get(reply, "created"));
+	bool changed = json_is_true(json_object_get(reply, "changed"));
+	printf("%s: %s (version %d)\n", key, created ? "created" : changed ? "updated" : "unchanged",
+	       version);
+	json_decref(reply);
+	int rc = 0;
+	if (!o[J_DETACH].set) {
+		uint64_t tmo = 600000;
+		if (o[J_TIMEOUT].set && parse_duration(o[J_TIMEOUT].value, &tmo) < 0) {
+			rc = cli_fail("bad --timeout '%s'", o[J_TIMEOUT].value);
+		} else {
+			rc = follow(hc, key, version, (int64_t)tmo);
+		}
+	}
+	http_client_free(hc);
+	free(key);
+	return rc;
+}
+
+static void print_status(json_t *st)
+{
+	printf("job %s  version %d  %s  %s\n", json_string_value(json_object_get(st, "job")),
+	       (int)json_integer_value(json_object_get(st, "version")),
+	       json_string_value(json_object_get(st, "type")),
+	       json_string_value(json_object_get(st, "status")));
+	printf("%-5s %-40s %-11s %-12s %-8s %-4s %s\n", "INST", "TASK", "STATE", "NODE", "PID",
+	       "VER", "MESSAGE");
+	size_t i;
+	json_t *t;
+	json_array_foreach(json_object_get(st, "tasks"), i, t)
+	{
+		const char *node = json_string_value(json_object_get(t, "node"));
+		printf("%-5d %-40s %-11s %-12s %-8d %-4d %s\n",
+		       (int)json_integer_value(json_object_get(t, "instance")),
+		       json_string_value(json_object_get(t, "id")),
+		       json_string_value(json_object_get(t, "state")), node ? node : "-",
+		       (int)json_integer_value(json_object_get(t, "pid")),
+		       (int)json_integer_value(json_object_get(t, "version")),
+		       json_string_value(json_object_get(t, "message")));
+		size_t k;
+		json_t *e;
+		json_array_foreach(json_object_get(t, "events"), k, e)
+		{
+			printf("        %s  %-11s %s\n", json_string_value(json_object_get(e, "time")),
+			       json_string_value(json_object_get(e, "state")),
+			       json_string_value(json_object_get(e, "message")));
+		}
+	}
+}
+
+static void print_list(json_t *arr)
+{
+	printf("%-40s %-9s %-4s %-10s %s\n", "JOB", "INSTANCES", "VER", "STATUS", "TASKS");
+	size_t i;
+	json_t *j;
+	json_array_foreach(arr, i, j)
+	{
+		struct sbuf sb;
+		sbuf_init(&sb);
+		const char *k;
+		json_t *v;
+		json_object_foreach(json_object_get(j, "states"), k, v)
+			sbuf_addf(&sb, "%s%s=%d", sb.len ? " " : "", k, (int)json_integer_value(v));
+		printf("%-40s %-9d %-4d %-10s %s\n", json_string_value(json_object_get(j, "job")),
+		       (int)json_integer_value(json_object_get(j, "instances")),
+		       (int)json_integer_value(json_object_get(j, "version")),
+		       json_string_value(json_object_get(j, "status")), sb.buf);
+		sbuf_release(&sb);
+	}
+}
+
+int cmd_job(int argc, char **argv)
+{
+	struct cli_opt o[J_COUNT];
+	job_opts(o);
+	if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
+		cli_usage(job_usage, o, J_COUNT);
+		return argc < 1 ? 2 : 0;
+	}
+	const char *verb = argv[0];
+	const char **pos;
+	size_t npos;
+	if (cli_parse(argc - 1, argv + 1, o, J_COUNT, &pos, &npos) < 0)
+		return 2;
+	if (o[J_HELP].set) {
+		cli_usage(job_usage, o, J_COUNT);
+		free(pos);
+		return 0;
+	}
+	int rc = 0;
+	struct berr err = {0};
+	if (!strcmp(verb, "run")) {
+		rc = npos == 1 ? job_run(o, pos[0]) : cli_fail("usage: berth job run [--detach] FILE");
+	} else if (!strcmp(verb, "list")) {
+		struct http_client *hc = cli_client(o[J_ADDR].value);
+		json_t *arr = NULL;
+		if (http_json(hc, "GET", "/v1/jobs", NULL, 10000, &arr, &err) < 0)
+			rc = cli_fail("%s", err.msg);
+		else if (o[J_JSON].set)
+			cli_print_json(arr);
+		else
+			print_list(arr);
+		json_decref(arr);
+		http_client_free(hc);
+	} else if (!strcmp(verb, "status") || !strcmp(verb, "kill") || !strcmp(verb, "restart")) {
+		if (npos != 1) {
+			free(pos);
+			return cli_fail("usage: berth job %s KEY", verb);
+		}
+		if (job_key_check(pos[0], &err) < 0) {
+			free(pos);
+			return cli_fail("%s", err.msg);
+		}
+		struct http_client *hc = cli_client(o[J_ADDR].value);
+		if (!strcmp(verb, "status")) {
+			json_t *st = get_status(hc, pos[0], o[J_ALL].set, &err);
+			if (!st)
+				rc = cli_fail("%s", err.msg);
+			else if (o[J_JSON].set)
+				cli_print_json(st);
+			else
+				print_status(st);
+			json_decref(st);
+		} else {
+			char path[600];
+			snprintf(path, sizeof path, "/v1/jobs/%s/%s", pos[0], verb);
+			if (http_json(hc, "POST", path, NULL, 30000, NULL, &err) < 0)
+				rc = cli_fail("%s", err.msg);
+			else
+				printf("%s: %s\n", pos[0], !strcmp(verb, "kill") ? "killed" : "restarting");
+		}
+		http_client_free(hc);
+	} else {
+		rc = cli_fail("unknown command 'job %s' (see 'berth job --help')", verb);
+		rc = 2;
+	}
+	free(pos);
+	return rc;
+}

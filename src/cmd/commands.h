@@ -1,0 +1,14 @@
+/* commands.h - every `berth` command's entry point (argv after the command
+ * words). Each returns the process exit status. */
+#ifndef BERTH_COMMANDS_H
+#define BERTH_COMMANDS_H
+
+int cmd_up(int argc, char **argv);
+int cmd_server(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
+int cmd_supervise(int argc, char **argv);
+int cmd_job(int argc, char **argv);
+int cmd_task(int argc, char **argv);
+int cmd_node(int argc, char **argv);
+
+#endif

@@ -1,0 +1,161 @@
+#include "core/http_client.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/addr.h"
+
+struct http_client {
+	CURL *curl;
+	char **servers;
+	size_t nservers;
+	size_t current;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once(void)
+{
+	curl_global_init(CURL_GLOBAL_ALL);
+}
+
+struct http_client *http_client_new(const char *servers)
+{
+	pthread_once(&curl_once, curl_init_once);
+	struct http_client *hc = xcalloc(1, sizeof *hc);
+	hc->curl = curl_easy_init();
+	char *copy = xstrdup(servers), *save = NULL;
+	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		while (*tok == ' ')
+			tok++;
+		if (!*tok)
+			continue;
+		hc->servers = xrealloc(hc->servers, (hc->nservers + 1) * sizeof *hc->servers);
+		hc->servers[hc->nservers++] = addr_to_url(tok);
+	}
+	free(copy);
+	if (!hc->nservers) {
+		hc->servers = xcalloc(1, sizeof *hc->servers);
+		hc->servers[hc->nservers++] = xstrdup("http://127.0.0.1:7070");
+	}
+	return hc;
+}
+
+void http_client_free(struct http_client *hc)
+{
+	if (!hc)
+		return;
+	curl_easy_cleanup(hc->curl);
+	for (size_t i = 0; i < hc->nservers; i++)
+		free(hc->servers[i]);
+	free(hc->servers);
+	free(hc);
+}
+
+const char *http_client_server(const struct http_client *hc)
+{
+	return hc->servers[hc->current];
+}
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	sbuf_add(ud, ptr, size * nmemb);
+	return size * nmemb;
+}
+
+int http_request_url(struct http_client *hc, const char *method, const char *url,
+		     const char *body, long timeout_ms, struct http_response *out,
+		     struct berr *err)
+{
+	CURL *c = hc->curl;
+	struct sbuf sb;
+	sbuf_init(&sb);
+	curl_easy_reset(c);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &sb);
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
+	curl_easy_setopt(c, CURLOPT_PROXY, "");
+	if (timeout_ms > 0)
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+	struct curl_slist *hdrs = NULL;
+	if (body) {
+		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+		hdrs = curl_slist_append(hdrs, "Expect:");
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	} else if (!strcmp(method, "POST")) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, 0L);
+	}
+	CURLcode rc = curl_easy_perform(c);
+	curl_slist_free_all(hdrs);
+	if (rc != CURLE_OK) {
+		sbuf_release(&sb);
+		return berr_set(err, 503, "cannot reach '%s': %s", url, curl_easy_strerror(rc));
+	}
+	memset(out, 0, sizeof *out);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+	char *ip = NULL;
+	if (curl_easy_getinfo(c, CURLINFO_LOCAL_IP, &ip) == CURLE_OK && ip)
+		snprintf(out->local_ip, sizeof out->local_ip, "%s", ip);
+	out->len = sb.len;
+	out->body = sbuf_detach(&sb);
+	return 0;
+}
+
+int http_request(struct http_client *hc, const char *method, const char *path, const char *body,
+		 long timeout_ms, struct http_response *out, struct berr *err)
+{
+	for (size_t tries = 0; tries < hc->nservers; tries++) {
+		char *url = xasprintf("%s%s", hc->servers[hc->current], path);
+		int r = http_request_url(hc, method, url, body, timeout_ms, out, err);
+		free(url);
+		if (r == 0)
+			return 0;
+		hc->current = (hc->current + 1) % hc->nservers;
+	}
+	return -1;
+}
+
+void http_response_release(struct http_response *r)
+{
+	free(r->body);
+	r->body = NULL;
+}
+
+int http_json(struct http_client *hc, const char *method, const char *path, json_t *body,
+	      long timeout_ms, json_t **reply, struct berr *err)
+{
+	char *b = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	struct http_response resp;
+	int r = http_request(hc, method, path, b, timeout_ms, &resp, err);
+	free(b);
+	if (r < 0)
+		return -1;
+	json_error_t je;
+	json_t *j = json_loadb(resp.body, resp.len, 0, &je);
+	if (resp.status >= 400) {
+		const char *msg = j ? json_string_value(json_object_get(j, "error")) : NULL;
+		berr_set(err, (int)resp.status, "%s", msg ? msg : "server error");
+		if (!msg)
+			berr_prefix(err, "HTTP %ld", resp.status);
+		json_decref(j);
+		http_response_release(&resp);
+		return -1;
+	}
+	http_response_release(&resp);
+	if (!j)
+		return berr_set(err, 502, "bad reply from server: %s", je.text);
+	if (reply)
+		*reply = j;
+	else
+		json_decref(j);
+	return 0;
+}

@@ -1,0 +1,46 @@
+/* http_client.h - a small blocking HTTP client over libcurl, for the CLI and
+ * the agent. One client = one reused connection (keep-alive) and a list of
+ * servers: on a connection failure the client moves to the next server, as
+ * the CLI and agents do to follow an HA cluster. Not thread-safe: one per
+ * thread. */
+#ifndef BERTH_HTTP_CLIENT_H
+#define BERTH_HTTP_CLIENT_H
+
+#include <jansson.h>
+
+#include "core/util.h"
+
+struct http_client;
+
+struct http_response {
+	long status;
+	char *body;        /* NUL-terminated; caller frees via http_response_release */
+	size_t len;
+	char local_ip[64]; /* the address this side of the connection used */
+};
+
+/* servers: "http://h:p" or "h:p", comma-separated. */
+struct http_client *http_client_new(const char *servers);
+void http_client_free(struct http_client *hc);
+/* The server currently used (its URL). */
+const char *http_client_server(const struct http_client *hc);
+
+/* Send a request to PATH (e.g. "/v1/jobs") on the current server, moving on
+ * to the next server when one cannot be reached. body may be NULL. Follows
+ * redirects. Returns 0 when an HTTP response arrived (any status), -1 with
+ * err set when no server answered. */
+int http_request(struct http_client *hc, const char *method, const char *path, const char *body,
+		 long timeout_ms, struct http_response *out, struct berr *err);
+/* Same for an absolute URL (no failover). */
+int http_request_url(struct http_client *hc, const char *method, const char *url,
+		     const char *body, long timeout_ms, struct http_response *out,
+		     struct berr *err);
+void http_response_release(struct http_response *r);
+
+/* JSON convenience: send `body` (may be NULL), parse the reply. On HTTP
+ * status >= 400 returns -1 with err set to the server's "error" message and
+ * err->code the status. *reply gets the parsed JSON (new ref) on success. */
+int http_json(struct http_client *hc, const char *method, const char *path, json_t *body,
+	      long timeout_ms, json_t **reply, struct berr *err);
+
+#endif

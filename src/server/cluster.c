@@ -1,0 +1,1514 @@
+/* cluster.c - the in-memory cluster state and every change to it.
+ *
+ * See cluster.h for the write path. The life of a task:
+ *
+ *   created (INIT) -> PENDING (or THROTTLED when its instance flaps)
+ *   scheduler: PENDING -> ASSIGNED (node, ports chosen; in the node's
+ *              desired set from now on)
+ *   agent:     ASSIGNED -> STARTING -> RUNNING -> FINISHED | FAILED | KILLED
+ *   server:    -> KILLING (job kill, scale down), -> RESTARTING (restart),
+ *              -> LOST (node down, or the agent does not hold it)
+ *   on a terminal state: a service instance gets a new task (ancestor
+ *   recorded); a batch instance only when it failed fewer than
+ *   max_task_failures times.
+ */
+#include "server/cluster.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "sched/placement.h"
+#include "sched/ports.h"
+
+#define MAX_EVENTS 32
+
+static const char *const node_state_names[] = {"ACTIVE", "DRAINING", "DRAINED", "DOWN"};
+
+const char *node_state_name(enum node_state s)
+{
+	return (unsigned)s < ARRAY_SIZE(node_state_names) ? node_state_names[s] : "UNKNOWN";
+}
+
+void cluster_config_defaults(struct cluster_config *cfg)
+{
+	cfg->heartbeat_ms = 1000;
+	cfg->down_after_ms = 3000;
+	cfg->flap_threshold_ms = 10000;
+	cfg->throttle_base_ms = 1000;
+	cfg->throttle_max_ms = 60000;
+	cfg->ended_keep = 100;
+	cfg->sample_limit = 64;
+}
+
+struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg)
+{
+	struct cluster *c = xcalloc(1, sizeof *c);
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->wake, NULL);
+	if (cfg)
+		c->cfg = *cfg;
+	else
+		cluster_config_defaults(&c->cfg);
+	c->store = st;
+	hmap_init(&c->jobs);
+	hmap_init(&c->tasks);
+	hmap_init(&c->nodes);
+	c->pending = store_batch_new();
+	c->loaded_mono = time_mono_ms();
+	return c;
+}
+
+static void task_free(struct task *t)
+{
+	free(t->id);
+	free(t->message);
+	free(t->ancestor);
+	json_decref(t->ports);
+	for (size_t i = 0; i < t->nevents; i++)
+		free(t->events[i].message);
+	free(t->events);
+	free(t);
+}
+
+static void job_free(struct job *j)
+{
+	free(j->key);
+	for (size_t i = 0; i < j->nversions; i++) {
+		spec_free(j->versions[i].spec);
+		json_decref(j->versions[i].json);
+	}
+	free(j->versions);
+	free(j->active);
+	free(j->ended);
+	free(j->instance_done);
+	free(j);
+}
+
+static void node_free(struct node *n)
+{
+	free(n->name);
+	free(n->id);
+	for (size_t i = 0; i < n->nattrs; i++) {
+		free(n->attrs[i].key);
+		free(n->attrs[i].value);
+	}
+	free(n->attrs);
+	if (n->ports)
+		port_pool_free(n->ports);
+	free(n->addr);
+	hmap_release(&n->tasks);
+	free(n);
+}
+
+void cluster_free(struct cluster *c)
+{
+	if (!c)
+		return;
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&c->tasks, &it, NULL, &v))
+		task_free(v);
+	it = 0;
+	while (hmap_next(&c->jobs, &it, NULL, &v))
+		job_free(v);
+	it = 0;
+	while (hmap_next(&c->nodes, &it, NULL, &v))
+		node_free(v);
+	hmap_release(&c->tasks);
+	hmap_release(&c->jobs);
+	hmap_release(&c->nodes);
+	store_batch_free(c->pending);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->wake);
+	free(c);
+}
+
+/* ---- persistence ------------------------------------------------------ */
+
+static uint64_t touched(struct cluster *c)
+{
+	c->applied_seq++;
+	pthread_cond_signal(&c->wake);
+	return c->applied_seq;
+}
+
+static void put_json(struct cluster *c, const char *key, json_t *v)
+{
+	char *s = json_dumps(v, JSON_COMPACT);
+	store_batch_put(c->pending, key, s, strlen(s));
+	free(s);
+}
+
+static json_t *task_record(const struct task *t)
+{
+	json_t *ev = json_array();
+	for (size_t i = 0; i < t->nevents; i++)
+		json_array_append_new(ev, json_pack("{s:I,s:s,s:s}", "time_ms",
+						    (json_int_t)t->events[i].time_ms, "state",
+						    task_state_name(t->events[i].state), "message",
+						    t->events[i].message));
+	json_t *r = json_pack("{s:s,s:s,s:i,s:i,s:s,s:i,s:i,s:s,s:I,s:I,s:i,s:i,s:I,s:b,s:b,s:o}",
+			      "id", t->id, "job", t->job->key, "instance", t->instance, "version",
+			      t->version, "state", task_state_name(t->state), "pid", t->pid,
+			      "exit_code", t->exit_code, "message", t->message ? t->message : "",
+			      "created_ms", (json_int_t)t->created_ms, "running_since_ms",
+			      (json_int_t)t->running_since_ms, "failures", t->failures,
+			      "quick_deaths", t->quick_deaths, "throttle_until_ms",
+			      (json_int_t)t->throttle_until_ms, "replace_on_end", t->replace_on_end,
+			      "no_replace", t->no_replace, "events", ev);
+	if (t->node)
+		json_object_set_new(r, "node", json_string(t->node->name));
+	if (t->ancestor)
+		json_object_set_new(r, "ancestor", json_string(t->ancestor));
+	if (t->ports)
+		json_object_set(r, "ports", t->ports);
+	return r;
+}
+
+static void persist_task(struct cluster *c, struct task *t)
+{
+	char key[512];
+	snprintf(key, sizeof key, "tasks/%s", t->id);
+	json_t *r = task_record(t);
+	put_json(c, key, r);
+	json_decref(r);
+}
+
+static void persist_job(struct cluster *c, struct job *j)
+{
+	char key[512];
+	snprintf(key, sizeof key, "jobs/%s", j->key);
+	json_t *versions = json_array();
+	for (size_t i = 0; i < j->nversions; i++)
+		json_array_append_new(versions,
+				      json_pack("{s:i,s:O}", "version", j->versions[i].version,
+						"spec", j->versions[i].json));
+	json_t *done = json_array();
+	for (size_t i = 0; i < j->ninstance_done; i++)
+		json_array_append_new(done, json_boolean(j->instance_done[i]));
+	json_t *r = json_pack("{s:s,s:i,s:b,s:I,s:I,s:o,s:o}", "job", j->key, "version", j->version,
+			      "killed", j->killed, "created_ms", (json_int_t)j->created_ms,
+			      "updated_ms", (json_int_t)j->updated_ms, "versions", versions,
+			      "instance_done", done);
+	put_json(c, key, r);
+	json_decref(r);
+}
+
+static void persist_node(struct cluster *c, struct node *n)
+{
+	char key[512];
+	snprintf(key, sizeof key, "nodes/%s", n->name);
+	json_t *attrs = json_object();
+	for (size_t i = 0; i < n->nattrs; i++)
+		json_object_set_new(attrs, n->attrs[i].key, json_string(n->attrs[i].value));
+	json_t *r = json_pack("{s:s,s:s,s:b,s:o,s:f,s:I,s:I,s:i,s:i,s:s}", "name", n->name, "id",
+			      n->id, "drain_requested", n->drain_requested, "attributes", attrs,
+			      "cpu", n->cpu_total, "memory", (json_int_t)n->mem_total, "disk",
+			      (json_int_t)n->disk_total, "port_lo", n->port_lo, "port_hi",
+			      n->port_hi, "addr", n->addr ? n->addr : "");
+	put_json(c, key, r);
+	json_decref(r);
+}
+
+struct store_batch *cluster_take_pending(struct cluster *c, uint64_t *seq)
+{
+	*seq = c->applied_seq;
+	if (!store_batch_count(c->pending))
+		return NULL;
+	struct store_batch *b = c->pending;
+	c->pending = store_batch_new();
+	return b;
+}
+
+/* ---- tasks -------------------------------------------------------------- */
+
+static struct job_version *job_version_get(struct job *j, int version)
+{
+	for (size_t i = 0; i < j->nversions; i++)
+		if (j->versions[i].version == version)
+			return &j->versions[i];
+	return NULL;
+}
+
+static const struct job_spec *task_spec_of(const struct task *t)
+{
+	struct job_version *v = job_version_get(t->job, t->version);
+	return v ? v->spec : NULL;
+}
+
+static void task_add_event(struct task *t, enum task_state s, const char *msg, int64_t now)
+{
+	if (t->nevents == MAX_EVENTS) {
+		/* Keep the first transition (creation) and the newest ones. */
+		free(t->events[1].message);
+		memmove(&t->events[1], &t->events[2], (MAX_EVENTS - 2) * sizeof *t->events);
+		t->nevents--;
+	}
+	t->events = xrealloc(t->events, (t->nevents + 1) * sizeof *t->events);
+	t->events[t->nevents++] = (struct task_event){now, s, xstrdup(msg)};
+	free(t->message);
+	t->message = xstrdup(msg);
+}
+
+static void task_release_node(struct cluster *c, struct task *t)
+{
+	struct node *n = t->node;
+	if (!n)
+		return;
+	if (hmap_del(&n->tasks, t->id)) {
+		const struct job_spec *s = task_spec_of(t);
+		if (s) {
+			n->cpu_used -= s->task.resources.cpu;
+			n->mem_used -= s->task.resources.memory;
+			n->disk_used -= s->task.resources.disk;
+		}
+		const char *k;
+		json_t *v;
+		json_object_foreach(t->ports, k, v) port_pool_release(n->ports, (int)json_integer_value(v));
+		n->desired_version++;
+		c->sched_needed = true;
+	}
+}
+
+static void handle_task_end(struct cluster *c, struct task *t, int64_t now);
+
+/* Apply a transition if the table allows it. Returns false (and counts the
+ * refusal) when it does not. */
+static bool task_transition(struct cluster *c, struct task *t, enum task_state to, const char *msg)
+{
+	if (!task_transition_check(t->state, to)) {
+		log_warn("task %s: refused transition %s -> %s (%s)", t->id,
+			 task_state_name(t->state), task_state_name(to), msg);
+		return false;
+	}
+	int64_t now = time_now_ms();
+	t->state = to;
+	task_add_event(t, to, msg, now);
+	if (to == TASK_RUNNING && !t->running_since_ms)
+		t->running_since_ms = now;
+	if (task_state_terminal(to))
+		handle_task_end(c, t, now);
+	persist_task(c, t);
+	return true;
+}
+
+static char *new_task_id(const struct job *j, int instance)
+{
+	char rnd[9];
+	random_hex(rnd, 8);
+	char *id = xasprintf("%s-%d-%s", j->key, instance, rnd);
+	for (char *p = id; *p; p++)
+		if (*p == '/')
+			*p = '-';
+	return id;
+}
+
+static void job_ensure_instances(struct job *j, size_t n)
+{
+	if (n <= j->nactive)
+		return;
+	j->active = xrealloc(j->active, n * sizeof *j->active);
+	memset(j->active + j->nactive, 0, (n - j->nactive) * sizeof *j->active);
+	j->nactive = n;
+	j->instance_done = xrealloc(j->instance_done, n * sizeof *j->instance_done);
+	memset(j->instance_done + j->ninstance_done, 0, (n - j->ninstance_done) * sizeof(bool));
+	j->ninstance_done = n;
+}
+
+static struct task *task_create(struct cluster *c, struct job *j, int instance,
+				const struct task *ancestor, const char *why, int64_t throttle_ms)
+{
+	struct task *t = xcalloc(1, sizeof *t);
+	t->id = new_task_id(j, instance);
+	t->job = j;
+	t->instance = instance;
+	t->version = j->version;
+	t->state = TASK_INIT;
+	t->exit_code = -1;
+	t->created_ms = time_now_ms();
+	if (ancestor) {
+		t->ancestor = xstrdup(ancestor->id);
+		t->failures = ancestor->failures;
+		t->quick_deaths = ancestor->quick_deaths;
+	}
+	task_add_event(t, TASK_INIT, why, t->created_ms);
+	hmap_put(&c->tasks, t->id, t);
+	job_ensure_instances(j, (size_t)instance + 1);
+	j->active[instance] = t;
+	if (throttle_ms > 0) {
+		t->throttle_until_ms = t->created_ms + throttle_ms;
+		char msg[128];
+		snprintf(msg, sizeof msg, "throttled for %.1fs: instance is flapping",
+			 (double)throttle_ms / 1000.0);
+		task_transition(c, t, TASK_THROTTLED, msg);
+	} else {
+		task_transition(c, t, TASK_PENDING, "waiting for a node");
+	}
+	c->sched_needed = true;
+	return t;
+}
+
+static void job_keep_ended(struct cluster *c, struct job *j, struct task *t)
+{
+	j->ended = xrealloc(j->ended, (j->nended + 1) * sizeof *j->ended);
+	j->ended[j->nended++] = t;
+	while (j->nended > c->cfg.ended_keep) {
+		struct task *old = j->ended[0];
+		memmove(j->ended, j->ended + 1, (j->nended - 1) * sizeof *j->ended);
+		j->nended--;
+		char key[512];
+		snprintf(key, sizeof key, "tasks/%s", old->id);
+		store_batch_delete(c->pending, key);
+		hmap_del(&c->tasks, old->id);
+		task_free(old);
+	}
+}
+
+static void handle_task_end(struct cluster *c, struct task *t, int64_t now)
+{
+	struct job *j = t->job;
+	task_release_node(c, t);
+	if ((size_t)t->instance < j->nactive && j->active[t->instance] == t)
+		j->active[t->instance] = NULL;
+	job_keep_ended(c, j, t);
+
+	const struct job_spec *cur = j->nversions ? job_version_get(j, j->version)->spec : NULL;
+	if (j->killed || t->no_replace || !cur || t->instance >= cur->instances)
+		return;
+
+	char why[300];
+	if (t->replace_on_end) {
+		snprintf(why, sizeof why, "restart: replaces %s", t->id);
+		task_create(c, j, t->instance, t, why, 0);
+		return;
+	}
+	if (cur->type == JOB_BATCH || cur->type == JOB_CRON) {
+		if (t->state == TASK_FINISHED) {
+			j->instance_done[t->instance] = true;
+			persist_job(c, j);
+			return;
+		}
+		if (t->state == TASK_FAILED)
+			t->failures++;
+		if (t->state == TASK_FAILED && cur->max_task_failures >= 0 &&
+		    t->failures >= cur->max_task_failures) {
+			j->instance_done[t->instance] = true;
+			persist_job(c, j);
+			return;
+		}
+		snprintf(why, sizeof why, "retry %d: replaces %s (%s)", t->failures, t->id,
+			 t->message);
+		task_create(c, j, t->instance, t, why, 0);
+		return;
+	}
+	/* A service: always replaced. Aurora's flapping throttle: the first quick
+	 * death is replaced at once, then the back-off doubles per quick death. */
+	int64_t ran = t->running_since_ms ? now - t->running_since_ms : 0;
+	if (t->state != TASK_LOST && ran < c->cfg.flap_threshold_ms)
+		t->quick_deaths++;
+	else
+		t->quick_deaths = 0;
+	int64_t backoff = 0;
+	if (t->quick_deaths >= 2) {
+		backoff = c->cfg.throttle_base_ms;
+		for (int i = 2; i < t->quick_deaths && backoff < c->cfg.throttle_max_ms; i++)
+			backoff *= 2;
+		if (backoff > c->cfg.throttle_max_ms)
+			backoff = c->cfg.throttle_max_ms;
+	}
+	snprintf(why, sizeof why, "replaces %s (%s)", t->id, t->message);
+	task_create(c, j, t->instance, t, why, backoff);
+}
+
+/* Stop a task on purpose. Tasks not yet on an agent end at once. */
+static void task_stop(struct cluster *c, struct task *t, enum task_state via, const char *msg)
+{
+	if (task_state_terminal(t->state) || t->state == TASK_KILLING ||
+	    t->state == TASK_RESTARTING)
+		return;
+	if (t->state == TASK_INIT || t->state == TASK_PENDING || t->state == TASK_THROTTLED) {
+		bool replace = t->replace_on_end;
+		task_transition(c, t, TASK_KILLED, msg);
+		(void)replace;
+		return;
+	}
+	if (t->state == TASK_PARTITIONED || !t->node || t->node->state == NODE_DOWN) {
+		task_transition(c, t, TASK_KILLED, msg);
+		return;
+	}
+	if (task_transition(c, t, via, msg) && t->node) {
+		t->node->desired_version++;
+	}
+}
+
+/* ---- jobs ------------------------------------------------------------- */
+
+static struct job *job_new(struct cluster *c, const char *key)
+{
+	struct job *j = xcalloc(1, sizeof *j);
+	j->key = xstrdup(key);
+	j->created_ms = j->updated_ms = time_now_ms();
+	hmap_put(&c->jobs, key, j);
+	return j;
+}
+
+static void job_add_version(struct job *j, int version, struct job_spec *spec, json_t *json)
+{
+	j->versions = xrealloc(j->versions, (j->nversions + 1) * sizeof *j->versions);
+	j->versions[j->nversions++] = (struct job_version){version, spec, json};
+	j->version = version;
+}
+
+static bool job_has_active(const struct job *j)
+{
+	for (size_t i = 0; i < j->nactive; i++)
+		if (j->active[i])
+			return true;
+	return false;
+}
+
+static void job_forget(struct cluster *c, struct job *j)
+{
+	char key[512];
+	snprintf(key, sizeof key, "jobs/%s", j->key);
+	store_batch_delete(c->pending, key);
+	for (size_t i = 0; i < j->nended; i++) {
+		snprintf(key, sizeof key, "tasks/%s", j->ended[i]->id);
+		store_batch_delete(c->pending, key);
+		hmap_del(&c->tasks, j->ended[i]->id);
+		task_free(j->ended[i]);
+	}
+	j->nended = 0;
+	hmap_del(&c->jobs, j->key);
+	job_free(j);
+}
+
+uint64_t cluster_job_submit(struct cluster *c, struct job_spec *spec, struct submit_result *res,
+			    struct berr *err)
+{
+	memset(res, 0, sizeof *res);
+	struct job *j = hmap_get(&c->jobs, spec->key);
+	json_t *json = spec_to_json(spec);
+	if (j && j->killed) {
+		/* A job being killed cannot be resubmitted until its tasks are gone. */
+		json_decref(json);
+		spec_free(spec);
+		berr_set(err, 409, "job '%s' is being killed; submit again once its tasks ended",
+			 j->key);
+		return 0;
+	}
+	if (!j) {
+		j = job_new(c, spec->key);
+		job_add_version(j, 1, spec, json);
+		res->created = res->changed = true;
+		res->version = 1;
+		for (int i = 0; i < spec->instances; i++)
+			task_create(c, j, i, NULL, "task created", 0);
+		persist_job(c, j);
+		return touched(c);
+	}
+	struct job_version *cur = job_version_get(j, j->version);
+	if (json_equal(cur->json, json)) {
+		json_decref(json);
+		spec_free(spec);
+		res->version = j->version;
+		return touched(c);
+	}
+	res->changed = true;
+	json_t *old_task = spec_task_to_json(cur->spec), *new_task = spec_task_to_json(spec);
+	bool task_changed = !json_equal(old_task, new_task) || cur->spec->type != spec->type;
+	json_decref(old_task);
+	json_decref(new_task);
+	int old_instances = cur->spec->instances;
+	if (task_changed) {
+		job_add_version(j, j->version + 1, spec, json);
+	} else {
+		/* Same task config: the version stays, the spec (instances,
+		 * update policy...) is replaced in place. */
+		spec_free(cur->spec);
+		json_decref(cur->json);
+		cur->spec = spec;
+		cur->json = json;
+	}
+	res->version = j->version;
+	j->updated_ms = time_now_ms();
+	/* Scale down: stop instances beyond the new count. */
+	for (size_t i = (size_t)spec->instances; i < j->nactive; i++) {
+		struct task *t = j->active[i];
+		if (t) {
+			t->no_replace = true;
+			task_stop(c, t, TASK_KILLING, "instance removed by a job update");
+		}
+	}
+	/* Replace tasks of older versions (a rolling update comes with the
+	 * update policy; this is the all-at-once form). */
+	if (task_changed) {
+		for (size_t i = 0; i < j->nactive && (int)i < spec->instances; i++) {
+			struct task *t = j->active[i];
+			if (t && t->version != j->version) {
+				t->replace_on_end = true;
+				char msg[128];
+				snprintf(msg, sizeof msg, "updating to version %d", j->version);
+				task_stop(c, t, TASK_RESTARTING, msg);
+			}
+		}
+	}
+	/* Scale up, and batch instances that ended are not re-run. */
+	job_ensure_instances(j, (size_t)spec->instances);
+	for (int i = old_instances; i < spec->instances; i++) {
+		if (!j->active[i]) {
+			j->instance_done[i] = false;
+			task_create(c, j, i, NULL, "task created (scale up)", 0);
+		}
+	}
+	persist_job(c, j);
+	return touched(c);
+}
+
+uint64_t cluster_job_kill(struct cluster *c, const char *key, struct berr *err)
+{
+	struct job *j = hmap_get(&c->jobs, key);
+	if (!j) {
+		berr_set(err, 404, "job '%s' not found", key);
+		return 0;
+	}
+	j->killed = true;
+	for (size_t i = 0; i < j->nactive; i++) {
+		struct task *t = j->active[i];
+		if (t) {
+			t->no_replace = true;
+			task_stop(c, t, TASK_KILLING, "killed by user (job kill)");
+		}
+	}
+	persist_job(c, j);
+	if (!job_has_active(j))
+		job_forget(c, j);
+	return touched(c);
+}
+
+uint64_t cluster_job_restart(struct cluster *c, const char *key, struct berr *err)
+{
+	struct job *j = hmap_get(&c->jobs, key);
+	if (!j || j->killed) {
+		berr_set(err, 404, "job '%s' not found", key);
+		return 0;
+	}
+	for (size_t i = 0; i < j->nactive; i++) {
+		struct task *t = j->active[i];
+		if (!t)
+			continue;
+		t->replace_on_end = true;
+		t->quick_deaths = 0;
+		task_stop(c, t, TASK_RESTARTING, "restarted by user");
+	}
+	return touched(c);
+}
+
+/* ---- nodes and agents ------------------------------------------------- */
+
+static void node_set_attrs(struct node *n, json_t *attrs)
+{
+	for (size_t i = 0; i < n->nattrs; i++) {
+		free(n->attrs[i].key);
+		free(n->attrs[i].value);
+	}
+	free(n->attrs);
+	n->attrs = NULL;
+	n->nattrs = 0;
+	size_t cap = json_object_size(attrs) + 1;
+	n->attrs = xcalloc(cap, sizeof *n->attrs);
+	const char *k;
+	json_t *v;
+	bool has_host = false;
+	json_object_foreach(attrs, k, v)
+	{
+		if (!json_is_string(v))
+			continue;
+		n->attrs[n->nattrs].key = xstrdup(k);
+		n->attrs[n->nattrs].value = xstrdup(json_string_value(v));
+		n->nattrs++;
+		if (!strcmp(k, "host"))
+			has_host = true;
+	}
+	if (!has_host) {
+		n->attrs[n->nattrs].key = xstrdup("host");
+		n->attrs[n->nattrs].value = xstrdup(n->name);
+		n->nattrs++;
+	}
+}
+
+static struct node *node_new(struct cluster *c, const char *name)
+{
+	struct node *n = xcalloc(1, sizeof *n);
+	n->name = xstrdup(name);
+	char rnd[17];
+	random_hex(rnd, 16);
+	n->id = xstrdup(rnd);
+	n->state = NODE_DOWN;
+	n->port_lo = 20000;
+	n->port_hi = 32767;
+	n->ports = port_pool_new(n->port_lo, n->port_hi);
+	hmap_init(&n->tasks);
+	hmap_put(&c->nodes, name, n);
+	return n;
+}
+
+static void node_set_resources(struct node *n, json_t *res)
+{
+	n->cpu_total = json_number_value(json_object_get(res, "cpu"));
+	n->mem_total = (uint64_t)json_integer_value(json_object_get(res, "memory"));
+	n->disk_total = (uint64_t)json_integer_value(json_object_get(res, "disk"));
+	int lo = (int)json_integer_value(json_object_get(res, "port_lo"));
+	int hi = (int)json_integer_value(json_object_get(res, "port_hi"));
+	if (lo > 0 && hi >= lo && hi < 65536 && (lo != n->port_lo || hi != n->port_hi)) {
+		struct port_pool *p = port_pool_new(lo, hi);
+		/* Keep the ports of tasks already here. */
+		size_t it = 0;
+		void *v;
+		while (hmap_next(&n->tasks, &it, NULL, &v)) {
+			const char *k;
+			json_t *pv;
+			json_object_foreach(((struct task *)v)->ports, k, pv)
+				port_pool_reserve(p, (int)json_integer_value(pv));
+		}
+		port_pool_free(n->ports);
+		n->ports = p;
+		n->port_lo = lo;
+		n->port_hi = hi;
+	}
+}
+
+static void node_mark_up(struct cluster *c, struct node *n)
+{
+	n->last_seen_mono = time_mono_ms();
+	if (n->state == NODE_DOWN) {
+		n->state = n->drain_requested ? NODE_DRAINING : NODE_ACTIVE;
+		log_info("node %s is up (%s)", n->name, node_state_name(n->state));
+		c->sched_needed = true;
+	}
+}
+
+static int agent_state_parse(json_t *v)
+{
+	const char *s = json_string_value(v);
+	return s ? task_state_parse(s) : -1;
+}
+
+/* Apply what the agent says of one task. */
+static void apply_agent_task(struct cluster *c, struct node *n, json_t *u)
+{
+	const char *id = json_string_value(json_object_get(u, "id"));
+	int st = agent_state_parse(json_object_get(u, "state"));
+	if (!id || st < 0)
+		return;
+	struct task *t = hmap_get(&c->tasks, id);
+	if (!t || task_state_terminal(t->state) || t->node != n)
+		return; /* not wanted here: left out of the desired set, the agent kills it */
+	json_t *pid = json_object_get(u, "pid");
+	if (json_is_integer(pid) && json_integer_value(pid) > 0)
+		t->pid = (int)json_integer_value(pid);
+	const char *msg = json_string_value(json_object_get(u, "message"));
+	json_t *ec = json_object_get(u, "exit_code");
+	if (json_is_integer(ec))
+		t->exit_code = (int)json_integer_value(ec);
+	if ((enum task_state)st == t->state)
+		return;
+	if (t->state == TASK_PARTITIONED && !task_state_terminal(st)) {
+		task_transition(c, t, (enum task_state)st, "agent reconnected");
+		return;
+	}
+	if ((t->state == TASK_KILLING || t->state == TASK_RESTARTING ||
+	     t->state == TASK_DRAINING || t->state == TASK_PREEMPTING) &&
+	    !task_state_terminal(st))
+		return; /* still stopping */
+	char buf[160];
+	if (!msg || !*msg) {
+		if (st == TASK_RUNNING)
+			snprintf(buf, sizeof buf, "running on %s as pid %d", n->name, t->pid);
+		else
+			snprintf(buf, sizeof buf, "%s on %s", task_state_name(st), n->name);
+		msg = buf;
+	}
+	/* A task the agent ran straight to an end passes through RUNNING only
+	 * when the table needs it. */
+	task_transition(c, t, (enum task_state)st, msg);
+}
+
+/* Level-triggered reconcile: the agent reports every task it holds. Tasks
+ * this node should hold but the agent does not are LOST, except those
+ * assigned after the desired version the agent has seen. */
+static void reconcile_report(struct cluster *c, struct node *n, json_t *report, uint64_t known,
+			     bool registering)
+{
+	struct hmap seen;
+	hmap_init(&seen);
+	size_t i;
+	json_t *u;
+	json_array_foreach(report, i, u)
+	{
+		const char *id = json_string_value(json_object_get(u, "id"));
+		if (id)
+			hmap_put(&seen, id, u);
+		apply_agent_task(c, n, u);
+	}
+	struct task **missing = NULL;
+	size_t nmissing = 0;
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&n->tasks, &it, NULL, &v)) {
+		struct task *t = v;
+		if (hmap_get(&seen, t->id))
+			continue;
+		if (t->state == TASK_ASSIGNED && (registering || t->assigned_at > known))
+			continue; /* not delivered yet */
+		missing = xrealloc(missing, (nmissing + 1) * sizeof *missing);
+		missing[nmissing++] = t;
+	}
+	for (size_t k = 0; k < nmissing; k++) {
+		struct task *t = missing[k];
+		if (t->state == TASK_KILLING || t->state == TASK_RESTARTING ||
+		    t->state == TASK_DRAINING || t->state == TASK_PREEMPTING)
+			task_transition(c, t, TASK_KILLED, "killed (no longer on the agent)");
+		else {
+			char msg[300];
+			snprintf(msg, sizeof msg, "task not found on agent %s", n->name);
+			task_transition(c, t, TASK_LOST, msg);
+		}
+	}
+	free(missing);
+	hmap_release(&seen);
+}
+
+static int check_name(json_t *body, const char **name, struct berr *err)
+{
+	*name = json_string_value(json_object_get(body, "name"));
+	if (!*name || !**name || strlen(*name) > 128 || strchr(*name, '/'))
+		return berr_set(err, 400, "field 'name': expected a node name");
+	return 0;
+}
+
+uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply, struct berr *err)
+{
+	const char *name;
+	if (check_name(body, &name, err) < 0)
+		return 0;
+	json_t *res = json_object_get(body, "resources");
+	json_t *attrs = json_object_get(body, "attributes");
+	json_t *report = json_object_get(body, "tasks");
+	if (!json_is_object(res) || !json_is_number(json_object_get(res, "cpu")) ||
+	    !json_is_integer(json_object_get(res, "memory"))) {
+		berr_set(err, 400, "field 'resources': expected {cpu, memory, disk, port_lo, port_hi}");
+		return 0;
+	}
+	if (attrs && !json_is_object(attrs)) {
+		berr_set(err, 400, "field 'attributes': expected an object of strings");
+		return 0;
+	}
+	if (report && !json_is_array(report)) {
+		berr_set(err, 400, "field 'tasks': expected an array");
+		return 0;
+	}
+	struct node *n = hmap_get(&c->nodes, name);
+	if (!n)
+		n = node_new(c, name);
+	node_set_attrs(n, attrs ? attrs : json_object_get(json_object(), "x"));
+	node_set_resources(n, res);
+	free(n->addr);
+	n->addr = xstrdup(json_string_value(json_object_get(body, "addr")));
+	node_mark_up(c, n);
+	if (report)
+		reconcile_report(c, n, report, n->desired_version, true);
+	n->desired_version++; /* the agent starts from 0: it always fetches */
+	persist_node(c, n);
+	c->sched_needed = true;
+	*reply = json_pack("{s:s,s:s,s:I}", "node_id", n->id, "name", n->name, "heartbeat_ms",
+			   (json_int_t)c->cfg.heartbeat_ms);
+	log_info("node %s registered (%.1f cpu, %llu MiB)", n->name, n->cpu_total,
+		 (unsigned long long)(n->mem_total >> 20));
+	return touched(c);
+}
+
+uint64_t cluster_agent_watch(struct cluster *c, json_t *body, struct node **node_out,
+			     struct berr *err)
+{
+	const char *name;
+	if (check_name(body, &name, err) < 0)
+		return 0;
+	struct node *n = hmap_get(&c->nodes, name);
+	if (!n) {
+		berr_set(err, 404, "node '%s' is not registered", name);
+		return 0;
+	}
+	json_t *report = json_object_get(body, "tasks");
+	json_t *known = json_object_get(body, "known_version");
+	if (report && !json_is_array(report)) {
+		berr_set(err, 400, "field 'tasks': expected an array");
+		return 0;
+	}
+	node_mark_up(c, n);
+	if (report && json_is_integer(known))
+		reconcile_report(c, n, report, (uint64_t)json_integer_value(known), false);
+	*node_out = n;
+	return touched(c);
+}
+
+uint64_t cluster_agent_status(struct cluster *c, json_t *body, struct berr *err)
+{
+	const char *name;
+	if (check_name(body, &name, err) < 0)
+		return 0;
+	struct node *n = hmap_get(&c->nodes, name);
+	if (!n) {
+		berr_set(err, 404, "node '%s' is not registered", name);
+		return 0;
+	}
+	json_t *updates = json_object_get(body, "updates");
+	if (!json_is_array(updates)) {
+		berr_set(err, 400, "field 'updates': expected an array");
+		return 0;
+	}
+	node_mark_up(c, n);
+	size_t i;
+	json_t *u;
+	json_array_foreach(updates, i, u) apply_agent_task(c, n, u);
+	return touched(c);
+}
+
+json_t *cluster_node_desired(struct cluster *c, struct node *n)
+{
+	json_t *tasks = json_array();
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&n->tasks, &it, NULL, &v)) {
+		struct task *t = v;
+		if (t->state != TASK_ASSIGNED && t->state != TASK_STARTING &&
+		    t->state != TASK_RUNNING && t->state != TASK_PARTITIONED)
+			continue;
+		struct job_version *jv = job_version_get(t->job, t->version);
+		if (!jv)
+			continue;
+		json_array_append_new(
+			tasks, json_pack("{s:s,s:s,s:i,s:i,s:O,s:O,s:s}", "id", t->id, "job",
+					 t->job->key, "instance", t->instance, "version", t->version,
+					 "task", json_object_get(jv->json, "task"), "ports",
+					 t->ports ? t->ports : json_object(), "host", n->name));
+	}
+	(void)c;
+	return json_pack("{s:I,s:o}", "version", (json_int_t)n->desired_version, "tasks", tasks);
+}
+
+uint64_t cluster_node_drain(struct cluster *c, const char *name, bool drain, struct berr *err)
+{
+	struct node *n = hmap_get(&c->nodes, name);
+	if (!n) {
+		berr_set(err, 404, "node '%s' not found", name);
+		return 0;
+	}
+	n->drain_requested = drain;
+	if (n->state != NODE_DOWN)
+		n->state = drain ? NODE_DRAINING : NODE_ACTIVE;
+	persist_node(c, n);
+	c->sched_needed = true;
+	return touched(c);
+}
+
+/* ---- the periodic work ------------------------------------------------ */
+
+static void nodes_check_heartbeats(struct cluster *c, int64_t mono)
+{
+	/* After a server (re)start agents get a full detection window. */
+	if (mono - c->loaded_mono < c->cfg.down_after_ms)
+		return;
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&c->nodes, &it, NULL, &v)) {
+		struct node *n = v;
+		if (n->state == NODE_DOWN || mono - n->last_seen_mono <= c->cfg.down_after_ms)
+			continue;
+		n->state = NODE_DOWN;
+		char msg[300];
+		snprintf(msg, sizeof msg, "agent %s missed heartbeats for %.1fs", n->name,
+			 (double)(mono - n->last_seen_mono) / 1000.0);
+		log_warn("node %s is down: %s", n->name, msg);
+		struct task **lost = NULL;
+		size_t nlost = 0;
+		size_t jt = 0;
+		void *tv;
+		while (hmap_next(&n->tasks, &jt, NULL, &tv)) {
+			lost = xrealloc(lost, (nlost + 1) * sizeof *lost);
+			lost[nlost++] = tv;
+		}
+		for (size_t k = 0; k < nlost; k++) {
+			if (task_state_terminal(lost[k]->state))
+				continue;
+			if (!task_transition(c, lost[k], TASK_LOST, msg))
+				task_transition(c, lost[k], TASK_KILLED, msg);
+		}
+		free(lost);
+		c->sched_needed = true;
+	}
+}
+
+static void tasks_unthrottle(struct cluster *c, int64_t now)
+{
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&c->jobs, &it, NULL, &v)) {
+		struct job *j = v;
+		for (size_t i = 0; i < j->nactive; i++) {
+			struct task *t = j->active[i];
+			if (t && t->state == TASK_THROTTLED && now >= t->throttle_until_ms) {
+				task_transition(c, t, TASK_PENDING, "throttle expired; waiting for a node");
+				c->sched_needed = true;
+			}
+		}
+	}
+}
+
+/* Drain: move tasks off DRAINING nodes, a few at a time per job (never
+ * all instances of a job at once); a node with nothing left is DRAINED. */
+static void nodes_drain(struct cluster *c)
+{
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&c->nodes, &it, NULL, &v)) {
+		struct node *n = v;
+		if (n->state != NODE_DRAINING)
+			continue;
+		if (n->tasks.count == 0) {
+			n->state = NODE_DRAINED;
+			log_info("node %s drained", n->name);
+			continue;
+		}
+		struct task **move = NULL;
+		size_t nmove = 0;
+		size_t jt = 0;
+		void *tv;
+		while (hmap_next(&n->tasks, &jt, NULL, &tv)) {
+			struct task *t = tv;
+			if (t->state == TASK_DRAINING || t->state == TASK_KILLING ||
+			    t->state == TASK_RESTARTING)
+				continue;
+			/* One instance of a job in motion at a time. */
+			bool busy = false;
+			for (size_t i = 0; i < t->job->nactive && !busy; i++) {
+				struct task *o = t->job->active[i];
+				busy = o && o != t &&
+				       (o->state == TASK_DRAINING || o->state == TASK_PENDING ||
+					o->state == TASK_ASSIGNED || o->state == TASK_STARTING);
+			}
+			for (size_t k = 0; k < nmove && !busy; k++)
+				busy = move[k]->job == t->job;
+			if (busy)
+				continue;
+			move = xrealloc(move, (nmove + 1) * sizeof *move);
+			move[nmove++] = t;
+		}
+		for (size_t k = 0; k < nmove; k++) {
+			move[k]->replace_on_end = true;
+			char msg[300];
+			snprintf(msg, sizeof msg, "node %s is draining", n->name);
+			task_stop(c, move[k], TASK_DRAINING, msg);
+		}
+		free(move);
+	}
+}
+
+static const char *node_attr(const struct node *n, const char *k)
+{
+	for (size_t i = 0; i < n->nattrs; i++)
+		if (!strcmp(n->attrs[i].key, k))
+			return n->attrs[i].value;
+	return NULL;
+}
+
+static void schedule_pending(struct cluster *c)
+{
+	c->sched_needed = false;
+	size_t nn = c->nodes.count;
+	struct node **nodes = xcalloc(nn + 1, sizeof *nodes);
+	struct placement_node *pn = xcalloc(nn + 1, sizeof *pn);
+	size_t k = 0, it = 0;
+	void *v;
+	while (hmap_next(&c->nodes, &it, NULL, &v)) {
+		struct node *n = v;
+		nodes[k] = n;
+		pn[k].name = n->name;
+		pn[k].schedulable = n->state == NODE_ACTIVE;
+		pn[k].attributes = n->attrs;
+		pn[k].nattributes = n->nattrs;
+		pn[k].cpu_free = n->cpu_total - n->cpu_used;
+		pn[k].mem_free = n->mem_total > n->mem_used ? n->mem_total - n->mem_used : 0;
+		pn[k].disk_free = n->disk_total > n->disk_used ? n->disk_total - n->disk_used : 0;
+		pn[k].ports_free = port_pool_available(n->ports);
+		k++;
+	}
+	(void)node_attr;
+	it = 0;
+	while (hmap_next(&c->jobs, &it, NULL, &v)) {
+		struct job *j = v;
+		/* Pending tasks grouped by version: one equivalence class each. */
+		for (size_t vi = 0; vi < j->nversions; vi++) {
+			struct job_version *jv = &j->versions[vi];
+			struct task **group = NULL;
+			size_t ng = 0;
+			for (size_t i = 0; i < j->nactive; i++) {
+				struct task *t = j->active[i];
+				if (t && t->state == TASK_PENDING && t->version == jv->version) {
+					group = xrealloc(group, (ng + 1) * sizeof *group);
+					group[ng++] = t;
+				}
+			}
+			if (!ng)
+				continue;
+			for (size_t n = 0; n < nn; n++) {
+				uint32_t cnt = 0;
+				for (size_t i = 0; i < j->nactive; i++) {
+					struct task *t = j->active[i];
+					if (t && t->node == nodes[n])
+						cnt++;
+				}
+				pn[n].job_tasks = cnt;
+			}
+			struct placement_request req = {
+				.job = jv->spec,
+				.count = ng,
+				.sample_limit = c->cfg.sample_limit,
+				.start_offset = nn ? c->sched_offset++ % nn : 0,
+			};
+			struct placement_result res = {0};
+			placement_place(pn, nn, &req, &res);
+			for (size_t g = 0; g < ng; g++) {
+				struct task *t = group[g];
+				int ni = res.node_index[g];
+				if (ni < 0) {
+					const char *why = res.reason ? res.reason : "no nodes registered";
+					if (!t->message || strcmp(t->message, why)) {
+						free(t->message);
+						t->message = xstrdup(why);
+					}
+					continue;
+				}
+				struct node *n = nodes[ni];
+				const struct resources *r = &jv->spec->task.resources;
+				json_t *ports = json_object();
+				for (size_t p = 0; p < r->nports; p++)
+					json_object_set_new(ports, r->ports[p],
+							    json_integer(port_pool_take(n->ports)));
+				json_decref(t->ports);
+				t->ports = ports;
+				n->cpu_used += r->cpu;
+				n->mem_used += r->memory;
+				n->disk_used += r->disk;
+				t->node = n;
+				hmap_put(&n->tasks, t->id, t);
+				n->desired_version++;
+				t->assigned_at = n->desired_version;
+				char msg[300];
+				snprintf(msg, sizeof msg, "assigned to node %s", n->name);
+				task_transition(c, t, TASK_ASSIGNED, msg);
+			}
+			placement_result_release(&res);
+			free(group);
+		}
+	}
+	free(nodes);
+	free(pn);
+}
+
+static void jobs_forget_killed(struct cluster *c)
+{
+	struct job **gone = NULL;
+	size_t ngone = 0, it = 0;
+	void *v;
+	while (hmap_next(&c->jobs, &it, NULL, &v)) {
+		struct job *j = v;
+		if (j->killed && !job_has_active(j)) {
+			gone = xrealloc(gone, (ngone + 1) * sizeof *gone);
+			gone[ngone++] = j;
+		}
+	}
+	for (size_t i = 0; i < ngone; i++)
+		job_forget(c, gone[i]);
+	free(gone);
+}
+
+uint64_t cluster_tick(struct cluster *c)
+{
+	uint64_t before = c->applied_seq;
+	int64_t mono = time_mono_ms(), now = time_now_ms();
+	nodes_check_heartbeats(c, mono);
+	tasks_unthrottle(c, now);
+	nodes_drain(c);
+	if (c->sched_needed)
+		schedule_pending(c);
+	jobs_forget_killed(c);
+	if (store_batch_count(c->pending) && c->applied_seq == before)
+		return touched(c);
+	return c->applied_seq != before ? c->applied_seq : 0;
+}
+
+/* ---- views ------------------------------------------------------------ */
+
+static json_t *task_view(const struct task *t, bool history)
+{
+	json_t *o = json_pack("{s:i,s:s,s:s,s:s?,s:i,s:i,s:s}", "instance", t->instance, "id", t->id,
+			      "state", task_state_name(t->state), "node",
+			      t->node ? t->node->name : NULL, "pid", t->pid, "version", t->version,
+			      "message", t->message ? t->message : "");
+	if (!t->node)
+		json_object_set_new(o, "node", json_null());
+	if (t->ancestor)
+		json_object_set_new(o, "ancestor", json_string(t->ancestor));
+	if (t->exit_code >= 0)
+		json_object_set_new(o, "exit_code", json_integer(t->exit_code));
+	if (t->ports)
+		json_object_set(o, "ports", t->ports);
+	if (t->node && t->node->addr && *t->node->addr)
+		json_object_set_new(o, "agent_addr", json_string(t->node->addr));
+	json_object_set_new(o, "created_ms", json_integer(t->created_ms));
+	if (history) {
+		json_t *ev = json_array();
+		for (size_t i = 0; i < t->nevents; i++) {
+			char ts[40];
+			time_format_ms(t->events[i].time_ms, ts, sizeof ts);
+			json_array_append_new(
+				ev, json_pack("{s:s,s:I,s:s,s:s}", "time", ts, "time_ms",
+					      (json_int_t)t->events[i].time_ms, "state",
+					      task_state_name(t->events[i].state), "message",
+					      t->events[i].message));
+		}
+		json_object_set_new(o, "events", ev);
+	}
+	return o;
+}
+
+static const char *job_outcome(const struct job *j)
+{
+	const struct job_version *jv = NULL;
+	for (size_t i = 0; i < j->nversions; i++)
+		if (j->versions[i].version == j->version)
+			jv = &j->versions[i];
+	if (j->killed)
+		return "killing";
+	if (!jv || jv->spec->type == JOB_SERVICE)
+		return "running";
+	bool all_done = true, failed = false;
+	for (int i = 0; i < jv->spec->instances; i++) {
+		if ((size_t)i >= j->ninstance_done || !j->instance_done[i]) {
+			all_done = false;
+			continue;
+		}
+		/* An instance done for good failed when its last task did. */
+		for (size_t e = j->nended; e-- > 0;)
+			if (j->ended[e]->instance == i) {
+				if (j->ended[e]->state != TASK_FINISHED)
+					failed = true;
+				break;
+			}
+	}
+	if (!all_done)
+		return failed ? "failing" : "running";
+	return failed ? "failed" : "finished";
+}
+
+json_t *cluster_job_status_json(struct cluster *c, const char *key, bool all, struct berr *err)
+{
+	struct job *j = hmap_get(&c->jobs, key);
+	if (!j) {
+		berr_set(err, 404, "job '%s' not found", key);
+		return NULL;
+	}
+	json_t *tasks = json_array();
+	for (size_t i = 0; i < j->nactive; i++)
+		if (j->active[i])
+			json_array_append_new(tasks, task_view(j->active[i], true));
+	if (all)
+		for (size_t i = 0; i < j->nended; i++)
+			json_array_append_new(tasks, task_view(j->ended[i], true));
+	struct job_version *jv = job_version_get(j, j->version);
+	json_t *o = json_pack("{s:s,s:i,s:i,s:s,s:s,s:O,s:o}", "job", j->key, "version", j->version,
+			      "instances", jv ? jv->spec->instances : 0, "type",
+			      jv && jv->spec->type == JOB_BATCH  ? "batch"
+			      : jv && jv->spec->type == JOB_CRON ? "cron"
+								 : "service",
+			      "status", job_outcome(j), "spec", jv ? jv->json : json_null(), "tasks",
+			      tasks);
+	(void)c;
+	return o;
+}
+
+json_t *cluster_job_list_json(struct cluster *c)
+{
+	json_t *arr = json_array();
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&c->jobs, &it, NULL, &v)) {
+		struct job *j = v;
+		struct job_version *jv = job_version_get(j, j->version);
+		json_t *states = json_object();
+		for (size_t i = 0; i < j->nactive; i++) {
+			struct task *t = j->active[i];
+			if (!t)
+				continue;
+			const char *s = task_state_name(t->state);
+			json_t *cur = json_object_get(states, s);
+			json_object_set_new(states, s,
+					    json_integer(cur ? json_integer_value(cur) + 1 : 1));
+		}
+		json_array_append_new(arr, json_pack("{s:s,s:i,s:i,s:s,s:o}", "job", j->key,
+						     "instances", jv ? jv->spec->instances : 0,
+						     "version", j->version, "status", job_outcome(j),
+						     "states", states));
+	}
+	(void)c;
+	return arr;
+}
+
+json_t *cluster_node_list_json(struct cluster *c)
+{
+	json_t *arr = json_array();
+	size_t it = 0;
+	void *v;
+	int64_t mono = time_mono_ms();
+	while (hmap_next(&c->nodes, &it, NULL, &v)) {
+		struct node *n = v;
+		json_t *attrs = json_object();
+		for (size_t i = 0; i < n->nattrs; i++)
+			json_object_set_new(attrs, n->attrs[i].key, json_string(n->attrs[i].value));
+		json_t *res = json_pack(
+			"{s:f,s:I,s:I,s:f,s:I,s:I,s:f,s:I,s:I,s:i,s:i}", "cpu", n->cpu_total, "memory",
+			(json_int_t)n->mem_total, "disk", (json_int_t)n->disk_total, "cpu_used",
+			n->cpu_used, "memory_used", (json_int_t)n->mem_used, "disk_used",
+			(json_int_t)n->disk_used, "cpu_free", n->cpu_total - n->cpu_used,
+			"memory_free",
+			(json_int_t)(n->mem_total > n->mem_used ? n->mem_total - n->mem_used : 0),
+			"disk_free",
+			(json_int_t)(n->disk_total > n->disk_used ? n->disk_total - n->disk_used : 0),
+			"ports_free", (int)port_pool_available(n->ports), "tasks", (int)n->tasks.count);
+		json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:o,s:o,s:s,s:I}", "id", n->id,
+						     "name", n->name, "state",
+						     node_state_name(n->state), "attributes", attrs,
+						     "resources", res, "addr", n->addr ? n->addr : "",
+						     "last_seen_ms_ago",
+						     (json_int_t)(mono - n->last_seen_mono)));
+	}
+	return arr;
+}
+
+struct task *cluster_find_task(struct cluster *c, const char *ref)
+{
+	struct task *t = hmap_get(&c->tasks, ref);
+	if (t)
+		return t;
+	const char *slash = strrchr(ref, '/');
+	if (!slash)
+		return NULL;
+	int64_t inst;
+	if (parse_int64(slash + 1, &inst) < 0 || inst < 0)
+		return NULL;
+	char *key = xstrndup(ref, (size_t)(slash - ref));
+	struct job *j = hmap_get(&c->jobs, key);
+	free(key);
+	if (!j)
+		return NULL;
+	if ((size_t)inst < j->nactive && j->active[inst])
+		return j->active[inst];
+	for (size_t e = j->nended; e-- > 0;)
+		if (j->ended[e]->instance == inst)
+			return j->ended[e];
+	return NULL;
+}
+
+json_t *cluster_task_json(struct cluster *c, const char *id, struct berr *err)
+{
+	struct task *t = cluster_find_task(c, id);
+	if (!t) {
+		berr_set(err, 404, "task '%s' not found", id);
+		return NULL;
+	}
+	json_t *o = task_view(t, true);
+	json_object_set_new(o, "job", json_string(t->job->key));
+	return o;
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
+static int load_job(const char *key, const char *value, size_t len, void *ud)
+{
+	struct cluster *c = ud;
+	json_error_t je;
+	json_t *r = json_loadb(value, len, 0, &je);
+	if (!r) {
+		log_error("store: cannot parse '%s': %s", key, je.text);
+		return 0;
+	}
+	struct job *j = job_new(c, json_string_value(json_object_get(r, "job")));
+	j->killed = json_is_true(json_object_get(r, "killed"));
+	j->created_ms = json_integer_value(json_object_get(r, "created_ms"));
+	j->updated_ms = json_integer_value(json_object_get(r, "updated_ms"));
+	size_t i;
+	json_t *v;
+	json_array_foreach(json_object_get(r, "versions"), i, v)
+	{
+		struct berr err;
+		struct job_spec *spec;
+		if (spec_parse_json(json_object_get(v, "spec"), &spec, &err) < 0) {
+			log_error("store: job '%s' version %d: %s", j->key,
+				  (int)json_integer_value(json_object_get(v, "version")), err.msg);
+			continue;
+		}
+		job_add_version(j, (int)json_integer_value(json_object_get(v, "version")), spec,
+				json_incref(json_object_get(v, "spec")));
+	}
+	j->version = (int)json_integer_value(json_object_get(r, "version"));
+	json_t *done = json_object_get(r, "instance_done");
+	job_ensure_instances(j, json_array_size(done));
+	json_array_foreach(done, i, v) j->instance_done[i] = json_is_true(v);
+	json_decref(r);
+	return 0;
+}
+
+static int load_node(const char *key, const char *value, size_t len, void *ud)
+{
+	struct cluster *c = ud;
+	json_t *r = json_loadb(value, len, 0, NULL);
+	if (!r)
+		return 0;
+	const char *name = json_string_value(json_object_get(r, "name"));
+	if (!name) {
+		json_decref(r);
+		return 0;
+	}
+	struct node *n = node_new(c, name);
+	free(n->id);
+	n->id = xstrdup(json_string_value(json_object_get(r, "id")));
+	n->drain_requested = json_is_true(json_object_get(r, "drain_requested"));
+	node_set_attrs(n, json_object_get(r, "attributes"));
+	json_t *res = json_pack("{s:O,s:O,s:O,s:O,s:O}", "cpu", json_object_get(r, "cpu"),
+				"memory", json_object_get(r, "memory"), "disk",
+				json_object_get(r, "disk"), "port_lo", json_object_get(r, "port_lo"),
+				"port_hi", json_object_get(r, "port_hi"));
+	if (res)
+		node_set_resources(n, res);
+	json_decref(res);
+	n->addr = xstrdup(json_string_value(json_object_get(r, "addr")));
+	/* Known nodes are given a detection window to reconnect: a server
+	 * restart does not mark healthy agents down. */
+	n->state = n->drain_requested ? NODE_DRAINING : NODE_ACTIVE;
+	n->last_seen_mono = time_mono_ms();
+	(void)key;
+	json_decref(r);
+	return 0;
+}
+
+static int load_task(const char *key, const char *value, size_t len, void *ud)
+{
+	struct cluster *c = ud;
+	json_t *r = json_loadb(value, len, 0, NULL);
+	if (!r)
+		return 0;
+	struct job *j = hmap_get(&c->jobs, json_string_value(json_object_get(r, "job")) ?: "");
+	int st = task_state_parse(json_string_value(json_object_get(r, "state")) ?: "");
+	if (!j || st < 0) {
+		log_warn("store: dropping orphan task record '%s'", key);
+		json_decref(r);
+		return 0;
+	}
+	struct task *t = xcalloc(1, sizeof *t);
+	t->id = xstrdup(json_string_value(json_object_get(r, "id")));
+	t->job = j;
+	t->instance = (int)json_integer_value(json_object_get(r, "instance"));
+	t->version = (int)json_integer_value(json_object_get(r, "version"));
+	t->state = (enum task_state)st;
+	t->pid = (int)json_integer_value(json_object_get(r, "pid"));
+	t->exit_code = (int)json_integer_value(json_object_get(r, "exit_code"));
+	t->message = xstrdup(json_string_value(json_object_get(r, "message")));
+	const char *anc = json_string_value(json_object_get(r, "ancestor"));
+	t->ancestor = anc ? xstrdup(anc) : NULL;
+	t->created_ms = json_integer_value(json_object_get(r, "created_ms"));
+	t->running_since_ms = json_integer_value(json_object_get(r, "running_since_ms"));
+	t->failures = (int)json_integer_value(json_object_get(r, "failures"));
+	t->quick_deaths = (int)json_integer_value(json_object_get(r, "quick_deaths"));
+	t->throttle_until_ms = json_integer_value(json_object_get(r, "throttle_until_ms"));
+	t->replace_on_end = json_is_true(json_object_get(r, "replace_on_end"));
+	t->no_replace = json_is_true(json_object_get(r, "no_replace"));
+	json_t *ports = json_object_get(r, "ports");
+	if (json_is_object(ports))
+		t->ports = json_incref(ports);
+	size_t i;
+	json_t *ev;
+	json_array_foreach(json_object_get(r, "events"), i, ev)
+	{
+		t->events = xrealloc(t->events, (t->nevents + 1) * sizeof *t->events);
+		int es = task_state_parse(json_string_value(json_object_get(ev, "state")) ?: "");
+		t->events[t->nevents++] = (struct task_event){
+			json_integer_value(json_object_get(ev, "time_ms")),
+			es < 0 ? TASK_INIT : (enum task_state)es,
+			xstrdup(json_string_value(json_object_get(ev, "message")))};
+	}
+	hmap_put(&c->tasks, t->id, t);
+	if (task_state_terminal(t->state)) {
+		j->ended = xrealloc(j->ended, (j->nended + 1) * sizeof *j->ended);
+		j->ended[j->nended++] = t;
+	} else {
+		job_ensure_instances(j, (size_t)t->instance + 1);
+		j->active[t->instance] = t;
+		const char *nodename = json_string_value(json_object_get(r, "node"));
+		struct node *n = nodename ? hmap_get(&c->nodes, nodename) : NULL;
+		if (n && t->state != TASK_PENDING && t->state != TASK_THROTTLED &&
+		    t->state != TASK_INIT) {
+			const struct job_spec *s = task_spec_of(t);
+			t->node = n;
+			hmap_put(&n->tasks, t->id, t);
+			if (s) {
+				n->cpu_used += s->task.resources.cpu;
+				n->mem_used += s->task.resources.memory;
+				n->disk_used += s->task.resources.disk;
+			}
+			const char *k;
+			json_t *pv;
+			json_object_foreach(t->ports, k, pv)
+				port_pool_reserve(n->ports, (int)json_integer_value(pv));
+		}
+	}
+	json_decref(r);
+	return 0;
+}
+
+static int cmp_task_created(const void *a, const void *b)
+{
+	const struct task *x = *(struct task *const *)a, *y = *(struct task *const *)b;
+	return (x->created_ms > y->created_ms) - (x->created_ms < y->created_ms);
+}
+
+int cluster_load(struct cluster *c, struct berr *err)
+{
+	if (store_scan(c->store, "jobs/", load_job, c, err) < 0 ||
+	    store_scan(c->store, "nodes/", load_node, c, err) < 0 ||
+	    store_scan(c->store, "tasks/", load_task, c, err) < 0)
+		return berr_prefix(err, "cannot load the cluster state");
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&c->jobs, &it, NULL, &v)) {
+		struct job *j = v;
+		qsort(j->ended, j->nended, sizeof *j->ended, cmp_task_created);
+		/* Instances that have no active task (e.g. a crash between a task's
+		 * end and its replacement being written) are recreated. */
+		struct job_version *jv = job_version_get(j, j->version);
+		if (!jv || j->killed)
+			continue;
+		job_ensure_instances(j, (size_t)jv->spec->instances);
+		for (int i = 0; i < jv->spec->instances; i++)
+			if (!j->active[i] && !j->instance_done[i])
+				task_create(c, j, i, NULL, "task created (recovered)", 0);
+	}
+	c->loaded_mono = time_mono_ms();
+	c->sched_needed = true;
+	log_info("loaded %zu jobs, %zu tasks, %zu nodes", c->jobs.count, c->tasks.count,
+		 c->nodes.count);
+	return 0;
+}

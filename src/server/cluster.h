@@ -1,0 +1,178 @@
+/* cluster.h - the server's in-memory view of the cluster, and every change to it.
+ *
+ * The server holds the whole state here and decides from it; the store is its
+ * durable log. Every change takes one path:
+ *
+ *   validate -> apply to memory -> append to the pending store batch
+ *            -> (commit thread) store_commit -> acknowledge
+ *
+ * Mutating functions append to `pending` and return the sequence number the
+ * caller must see committed (cluster->committed_seq >= seq) before it
+ * acknowledges anything to a user or an agent.
+ *
+ * Locking: one mutex, `lock`, guards everything in struct cluster. Every
+ * function here expects it held, except cluster_new/cluster_free.
+ */
+#ifndef BERTH_CLUSTER_H
+#define BERTH_CLUSTER_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/hmap.h"
+#include "core/lifecycle.h"
+#include "core/spec.h"
+#include "core/util.h"
+#include "store/store.h"
+
+enum node_state { NODE_ACTIVE = 0, NODE_DRAINING, NODE_DRAINED, NODE_DOWN };
+const char *node_state_name(enum node_state s);
+
+struct task_event {
+	int64_t time_ms;
+	enum task_state state;
+	char *message;
+};
+
+struct job;
+struct node;
+
+struct task {
+	char *id;
+	struct job *job;
+	int instance;
+	int version;
+	enum task_state state;
+	struct node *node;       /* where it is assigned, or NULL */
+	int pid;
+	int exit_code;           /* -1 when unknown */
+	char *message;           /* last transition's message (or why PENDING) */
+	char *ancestor;          /* the task this one replaces, or NULL */
+	json_t *ports;           /* {"http": 20001, ...} once assigned */
+	int64_t created_ms;
+	int64_t running_since_ms;
+	int failures;            /* failures of this instance so far (inherited) */
+	int quick_deaths;        /* consecutive quick deaths (inherited) */
+	int64_t throttle_until_ms;
+	uint64_t assigned_at;    /* node desired_version when it was assigned */
+	bool replace_on_end;     /* RESTARTING: replace at once, no throttle */
+	bool no_replace;         /* killed on purpose (job kill, scale down) */
+	struct task_event *events;
+	size_t nevents;
+};
+
+struct job_version {
+	int version;
+	struct job_spec *spec;
+	json_t *json;            /* canonical spec */
+};
+
+enum job_outcome { JOB_OUTCOME_RUNNING = 0, JOB_OUTCOME_FINISHED, JOB_OUTCOME_FAILED };
+
+struct job {
+	char *key;
+	int version;             /* current config version */
+	struct job_version *versions;
+	size_t nversions;
+	bool killed;
+	int64_t created_ms, updated_ms;
+	struct task **active;    /* per instance: the active task, or NULL */
+	size_t nactive;          /* length of active[] */
+	struct task **ended;     /* ended tasks kept for history, oldest first */
+	size_t nended;
+	bool *instance_done;     /* batch: the instance finished or failed for good */
+	size_t ninstance_done;
+};
+
+struct node {
+	char *name;
+	char *id;
+	enum node_state state;
+	bool drain_requested;    /* the operator drained it (survives restarts) */
+	struct spec_kv *attrs;
+	size_t nattrs;
+	double cpu_total, cpu_used;
+	uint64_t mem_total, mem_used, disk_total, disk_used;
+	int port_lo, port_hi;
+	struct port_pool *ports;
+	char *addr;              /* the agent's own HTTP address (logs) */
+	int64_t last_seen_mono;
+	uint64_t desired_version;
+	struct hmap tasks;       /* id -> struct task*, tasks assigned here */
+};
+
+struct cluster_config {
+	int64_t heartbeat_ms;       /* agents watch with this timeout */
+	int64_t down_after_ms;      /* no contact this long: node DOWN */
+	int64_t flap_threshold_ms;  /* a task that dies sooner died quickly */
+	int64_t throttle_base_ms;   /* back-off after the 2nd quick death */
+	int64_t throttle_max_ms;
+	size_t ended_keep;          /* ended tasks kept per job */
+	size_t sample_limit;        /* placement sampling */
+};
+
+struct cluster {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;        /* the commit loop sleeps on it */
+	struct cluster_config cfg;
+	struct store *store;
+	struct hmap jobs;           /* key -> struct job* */
+	struct hmap tasks;          /* id -> struct task* (active and kept ended) */
+	struct hmap nodes;          /* name -> struct node* */
+	struct store_batch *pending;
+	uint64_t applied_seq;       /* bumped by each mutation */
+	uint64_t committed_seq;
+	bool sched_needed;
+	size_t sched_offset;
+	int64_t loaded_mono;        /* grace for agents after a server start */
+};
+
+struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg);
+void cluster_free(struct cluster *c);
+void cluster_config_defaults(struct cluster_config *cfg);
+
+/* Load jobs, tasks and nodes from the store (at start). */
+int cluster_load(struct cluster *c, struct berr *err);
+
+/* Jobs. Each returns the seq to wait for, or 0 with err set (err->code is
+ * the HTTP status). */
+struct submit_result {
+	bool created, changed;
+	int version;
+};
+uint64_t cluster_job_submit(struct cluster *c, struct job_spec *spec, struct submit_result *res,
+			    struct berr *err);
+uint64_t cluster_job_kill(struct cluster *c, const char *key, struct berr *err);
+uint64_t cluster_job_restart(struct cluster *c, const char *key, struct berr *err);
+
+/* Nodes and agents. */
+uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply, struct berr *err);
+/* A watch: heartbeat + full-state report. Sets *changed when the node's
+ * desired set differs from known_version. */
+uint64_t cluster_agent_watch(struct cluster *c, json_t *body, struct node **node_out,
+			     struct berr *err);
+uint64_t cluster_agent_status(struct cluster *c, json_t *body, struct berr *err);
+/* The desired set for a node: {"version": N, "tasks": [...]} (new ref). */
+json_t *cluster_node_desired(struct cluster *c, struct node *n);
+uint64_t cluster_node_drain(struct cluster *c, const char *name, bool drain, struct berr *err);
+
+/* Periodic work: scheduling, throttles, heartbeat deadlines, drains. Returns
+ * the seq of what it changed (0 when nothing). */
+uint64_t cluster_tick(struct cluster *c);
+
+/* Views (new references). */
+json_t *cluster_job_status_json(struct cluster *c, const char *key, bool all, struct berr *err);
+json_t *cluster_job_list_json(struct cluster *c);
+json_t *cluster_node_list_json(struct cluster *c);
+json_t *cluster_task_json(struct cluster *c, const char *id, struct berr *err);
+/* Find a task by id, or by "role/env/name/instance" (the active one, else
+ * the newest ended one). */
+struct task *cluster_find_task(struct cluster *c, const char *ref);
+
+/* Take the pending batch for committing (NULL when empty); *seq is the
+ * applied_seq it covers. */
+struct store_batch *cluster_take_pending(struct cluster *c, uint64_t *seq);
+
+#endif

@@ -1,0 +1,628 @@
+/* server.c - the HTTP/JSON API over the cluster, and the commit loop.
+ *
+ * A request's life in libmicrohttpd: the access handler is called once with
+ * the headers (we allocate a struct request), then once per body chunk (we
+ * buffer up to MAX_BODY), then with no data: we route. A read answers at
+ * once. A write applies to memory under the cluster lock, notes the seq it
+ * needs durable and suspends the connection; the commit thread resumes it
+ * after store_commit. An agent's watch suspends until its node's desired set
+ * changes or its heartbeat interval passes.
+ */
+#include "server/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "core/addr.h"
+#include "core/log.h"
+#include "core/spec.h"
+#include "store/store.h"
+
+#define MAX_BODY (1u << 20)
+#define COMMIT_TICK_MS 50
+
+enum req_phase { REQ_NEW = 0, REQ_WAIT_COMMIT, REQ_WATCH, REQ_READY };
+
+struct request {
+	struct server *srv;
+	struct MHD_Connection *conn;
+	struct sbuf body;
+	bool too_big;
+	enum req_phase phase;
+	uint64_t wait_seq;
+	int status;
+	json_t *reply;
+	char *location;            /* redirect */
+	struct node *watch_node;
+	uint64_t known_version;
+	int64_t deadline_mono;
+	struct request *next;      /* in srv->waiting */
+	bool suspended;
+};
+
+struct server {
+	struct cluster *c;
+	struct store *store;
+	struct MHD_Daemon *mhd;
+	pthread_t commit_thread;
+	bool stopping;
+	int port;
+	struct request *waiting;   /* suspended requests (under c->lock) */
+	char *self_url;
+};
+
+void server_options_defaults(struct server_options *o)
+{
+	memset(o, 0, sizeof *o);
+	o->addr = "127.0.0.1:7070";
+	cluster_config_defaults(&o->cluster);
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *body)
+{
+	char *s = json_dumps(body, JSON_COMPACT);
+	size_t n = strlen(s);
+	s = xrealloc(s, n + 2);
+	s[n++] = '\n';
+	s[n] = 0;
+	struct MHD_Response *r = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static void reply_error(struct request *q, int status, const char *msg)
+{
+	json_decref(q->reply);
+	q->status = status;
+	q->reply = json_pack("{s:s,s:i}", "error", msg, "status", status);
+	q->phase = REQ_READY;
+}
+
+static void reply_ok(struct request *q, json_t *body)
+{
+	json_decref(q->reply);
+	q->status = 200;
+	q->reply = body;
+	q->phase = REQ_READY;
+}
+
+/* Acknowledge once `seq` is durable. */
+static void reply_after_commit(struct request *q, uint64_t seq, json_t *body)
+{
+	struct server *s = q->srv;
+	json_decref(q->reply);
+	q->status = 200;
+	q->reply = body;
+	if (seq <= s->c->committed_seq) {
+		q->phase = REQ_READY;
+		return;
+	}
+	q->phase = REQ_WAIT_COMMIT;
+	q->wait_seq = seq;
+}
+
+/* ---- routes -------------------------------------------------------------- */
+
+static json_t *parse_body(struct request *q)
+{
+	if (q->too_big) {
+		char msg[128];
+		snprintf(msg, sizeof msg, "request body too large (limit %u bytes)", MAX_BODY);
+		reply_error(q, 413, msg);
+		return NULL;
+	}
+	json_error_t je;
+	json_t *j = json_loadb(q->body.buf, q->body.len, JSON_REJECT_DUPLICATES, &je);
+	if (!j) {
+		char msg[300];
+		snprintf(msg, sizeof msg, "malformed JSON at line %d column %d: %s", je.line,
+			 je.column, je.text);
+		reply_error(q, 400, msg);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		reply_error(q, 400, "malformed request: expected a JSON object");
+		return NULL;
+	}
+	return j;
+}
+
+static void route_jobs_post(struct request *q)
+{
+	json_t *body = parse_body(q);
+	if (!body)
+		return;
+	struct berr err = {0};
+	struct job_spec *spec;
+	int r = spec_parse_json(body, &spec, &err);
+	json_decref(body);
+	if (r < 0) {
+		reply_error(q, err.code ? err.code : 400, err.msg);
+		return;
+	}
+	char *key = xstrdup(spec->key);
+	struct submit_result res;
+	uint64_t seq = cluster_job_submit(q->srv->c, spec, &res, &err);
+	if (!seq)
+		reply_error(q, err.code ? err.code : 500, err.msg);
+	else
+		reply_after_commit(q, seq,
+				   json_pack("{s:s,s:i,s:b,s:b}", "job", key, "version", res.version,
+					     "created", res.created, "changed", res.changed));
+	free(key);
+}
+
+static bool query_flag(struct request *q, const char *name)
+{
+	const char *v = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, name);
+	return v && (!*v || !strcmp(v, "1") || !strcmp(v, "true"));
+}
+
+/* /v1/jobs/ROLE/ENV/NAME[/ACTION] */
+static void route_job(struct request *q, const char *method, const char *rest)
+{
+	char key[400], action[64] = "";
+	const char *p = rest;
+	int slashes = 0;
+	const char *cut = NULL;
+	for (; *p; p++)
+		if (*p == '/' && ++slashes == 3)
+			cut = p;
+	size_t klen = cut ? (size_t)(cut - rest) : strlen(rest);
+	if (klen >= sizeof key) {
+		reply_error(q, 400, "job key too long");
+		return;
+	}
+	memcpy(key, rest, klen);
+	key[klen] = 0;
+	if (cut)
+		snprintf(action, sizeof action, "%s", cut + 1);
+	struct berr err = {0};
+	if (job_key_check(key, &err) < 0) {
+		reply_error(q, 400, err.msg);
+		return;
+	}
+	struct cluster *c = q->srv->c;
+	if (!*action && !strcmp(method, "GET")) {
+		json_t *o = cluster_job_status_json(c, key, query_flag(q, "all"), &err);
+		if (o)
+			reply_ok(q, o);
+		else
+			reply_error(q, err.code, err.msg);
+		return;
+	}
+	uint64_t seq = 0;
+	if ((!*action && !strcmp(method, "DELETE")) ||
+	    (!strcmp(action, "kill") && !strcmp(method, "POST")))
+		seq = cluster_job_kill(c, key, &err);
+	else if (!strcmp(action, "restart") && !strcmp(method, "POST"))
+		seq = cluster_job_restart(c, key, &err);
+	else {
+		reply_error(q, *action ? 404 : 405,
+			    *action ? "unknown route" : "method not allowed");
+		return;
+	}
+	if (!seq)
+		reply_error(q, err.code ? err.code : 500, err.msg);
+	else
+		reply_after_commit(q, seq, json_pack("{s:s,s:b}", "job", key, "ok", 1));
+}
+
+static void route_task(struct request *q, const char *method, const char *rest)
+{
+	struct cluster *c = q->srv->c;
+	struct berr err = {0};
+	const char *logs = strstr(rest, "/logs");
+	if (logs && !strcmp(logs, "/logs")) {
+		char *ref = xstrndup(rest, (size_t)(logs - rest));
+		struct task *t = cluster_find_task(c, ref);
+		free(ref);
+		if (!t) {
+			reply_error(q, 404, "task not found");
+			return;
+		}
+		/* The logs live on the agent: send the client there. */
+		const char *addr = t->node ? t->node->addr : NULL;
+		if (!addr) {
+			/* An ended task keeps no node link; find it by its last node. */
+			reply_error(q, 404, "task has no node: it never ran, so it has no logs");
+			return;
+		}
+		const char *stream = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "stream");
+		const char *off = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "offset");
+		q->location = xasprintf("%s/v1/logs/%s?stream=%s&offset=%s", addr, t->id,
+					stream ? stream : "stdout", off ? off : "0");
+		q->status = 307;
+		q->phase = REQ_READY;
+		q->reply = json_pack("{s:s}", "location", q->location);
+		return;
+	}
+	if (strcmp(method, "GET")) {
+		reply_error(q, 405, "method not allowed");
+		return;
+	}
+	json_t *o = cluster_task_json(c, rest, &err);
+	if (o)
+		reply_ok(q, o);
+	else
+		reply_error(q, err.code, err.msg);
+}
+
+static void route_agent(struct request *q, const char *what)
+{
+	struct cluster *c = q->srv->c;
+	json_t *body = parse_body(q);
+	if (!body)
+		return;
+	struct berr err = {0};
+	uint64_t seq = 0;
+	if (!strcmp(what, "register")) {
+		json_t *reply = NULL;
+		seq = cluster_agent_register(c, body, &reply, &err);
+		if (seq)
+			reply_after_commit(q, seq, reply);
+	} else if (!strcmp(what, "status")) {
+		seq = cluster_agent_status(c, body, &err);
+		if (seq)
+			reply_after_commit(q, seq, json_pack("{s:b}", "ok", 1));
+	} else if (!strcmp(what, "watch")) {
+		struct node *n = NULL;
+		seq = cluster_agent_watch(c, body, &n, &err);
+		if (seq) {
+			json_t *kv = json_object_get(body, "known_version");
+			json_t *wait = json_object_get(body, "wait_ms");
+			int64_t wait_ms = json_is_integer(wait) ? json_integer_value(wait)
+								: c->cfg.heartbeat_ms;
+			if (wait_ms < 0 || wait_ms > 60000)
+				wait_ms = c->cfg.heartbeat_ms;
+			q->watch_node = n;
+			q->known_version = json_is_integer(kv) ? (uint64_t)json_integer_value(kv) : 0;
+			q->deadline_mono = time_mono_ms() + wait_ms;
+			q->wait_seq = seq;
+			q->phase = REQ_WATCH;
+			q->status = 200;
+		}
+	} else {
+		json_decref(body);
+		reply_error(q, 404, "unknown route");
+		return;
+	}
+	json_decref(body);
+	if (!seq)
+		reply_error(q, err.code ? err.code : 500, err.msg);
+}
+
+static void route(struct request *q, const char *method, const char *url)
+{
+	struct cluster *c = q->srv->c;
+	if (!strcmp(url, "/v1/health") || !strcmp(url, "/v1/leader")) {
+		reply_ok(q, json_pack("{s:b,s:s,s:s}", "ok", 1, "leader", q->srv->self_url, "role",
+				      "leader"));
+		return;
+	}
+	if (!strcmp(url, "/v1/jobs")) {
+		if (!strcmp(method, "GET"))
+			reply_ok(q, cluster_job_list_json(c));
+		else if (!strcmp(method, "POST"))
+			route_jobs_post(q);
+		else
+			reply_error(q, 405, "method not allowed");
+		return;
+	}
+	if (!strncmp(url, "/v1/jobs/", 9)) {
+		route_job(q, method, url + 9);
+		return;
+	}
+	if (!strncmp(url, "/v1/tasks/", 10)) {
+		route_task(q, method, url + 10);
+		return;
+	}
+	if (!strcmp(url, "/v1/nodes")) {
+		if (!strcmp(method, "GET"))
+			reply_ok(q, cluster_node_list_json(c));
+		else
+			reply_error(q, 405, "method not allowed");
+		return;
+	}
+	if (!strncmp(url, "/v1/nodes/", 10) && !strcmp(method, "POST")) {
+		const char *name = url + 10, *slash = strrchr(name, '/');
+		if (slash && (!strcmp(slash, "/drain") || !strcmp(slash, "/activate"))) {
+			char *n = xstrndup(name, (size_t)(slash - name));
+			struct berr err = {0};
+			uint64_t seq = cluster_node_drain(c, n, !strcmp(slash, "/drain"), &err);
+			if (seq)
+				reply_after_commit(q, seq, json_pack("{s:s,s:b}", "node", n, "ok", 1));
+			else
+				reply_error(q, err.code, err.msg);
+			free(n);
+			return;
+		}
+	}
+	if (!strncmp(url, "/v1/agent/", 10) && !strcmp(method, "POST")) {
+		route_agent(q, url + 10);
+		return;
+	}
+	reply_error(q, 404, "unknown route");
+}
+
+static enum MHD_Result send_ready(struct request *q)
+{
+	if (q->status == 307 && q->location) {
+		struct MHD_Response *r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+		MHD_add_response_header(r, "Location", q->location);
+		enum MHD_Result ret = MHD_queue_response(q->conn, 307, r);
+		MHD_destroy_response(r);
+		return ret;
+	}
+	return send_json(q->conn, q->status, q->reply ? q->reply : json_object());
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct server *s = cls;
+	struct request *q = *con_cls;
+	(void)version;
+	if (!q) {
+		q = xcalloc(1, sizeof *q);
+		q->srv = s;
+		q->conn = conn;
+		sbuf_init(&q->body);
+		*con_cls = q;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (q->body.len + *upload_size > MAX_BODY)
+			q->too_big = true;
+		else
+			sbuf_add(&q->body, upload, *upload_size);
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (q->phase == REQ_READY)
+		return send_ready(q);
+	if (q->phase != REQ_NEW)
+		return MHD_YES; /* resumed spuriously: still waiting */
+
+	pthread_mutex_lock(&s->c->lock);
+	if (s->stopping)
+		reply_error(q, 503, "server is shutting down");
+	else
+		route(q, method, url);
+	if (q->phase == REQ_WAIT_COMMIT || q->phase == REQ_WATCH) {
+		q->suspended = true;
+		q->next = s->waiting;
+		s->waiting = q;
+		MHD_suspend_connection(conn);
+		pthread_cond_signal(&s->c->wake);
+		pthread_mutex_unlock(&s->c->lock);
+		return MHD_YES;
+	}
+	pthread_mutex_unlock(&s->c->lock);
+	return send_ready(q);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct request *q = *con_cls;
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (!q)
+		return;
+	sbuf_release(&q->body);
+	json_decref(q->reply);
+	free(q->location);
+	free(q);
+	*con_cls = NULL;
+}
+
+/* Under c->lock: move every request that can now be answered out of the
+ * waiting list and into *ready. */
+static void collect_ready(struct server *s, struct request **ready, bool all)
+{
+	struct cluster *c = s->c;
+	int64_t mono = time_mono_ms();
+	struct request **pp = &s->waiting;
+	while (*pp) {
+		struct request *q = *pp;
+		bool done = false;
+		if (all) {
+			reply_error(q, 503, "server is shutting down");
+			done = true;
+		} else if (q->wait_seq <= c->committed_seq) {
+			if (q->phase == REQ_WAIT_COMMIT) {
+				q->phase = REQ_READY;
+				done = true;
+			} else if (q->phase == REQ_WATCH &&
+				   (q->watch_node->desired_version != q->known_version ||
+				    mono >= q->deadline_mono)) {
+				json_decref(q->reply);
+				q->reply = cluster_node_desired(c, q->watch_node);
+				q->phase = REQ_READY;
+				done = true;
+			}
+		}
+		if (done) {
+			*pp = q->next;
+			q->next = *ready;
+			*ready = q;
+		} else {
+			pp = &q->next;
+		}
+	}
+}
+
+static void resume_all(struct request *ready)
+{
+	while (ready) {
+		struct request *next = ready->next;
+		ready->suspended = false;
+		MHD_resume_connection(ready->conn);
+		ready = next;
+	}
+}
+
+static void *commit_loop(void *arg)
+{
+	struct server *s = arg;
+	struct cluster *c = s->c;
+	pthread_mutex_lock(&c->lock);
+	while (!s->stopping) {
+		cluster_tick(c);
+		uint64_t seq;
+		struct store_batch *b = cluster_take_pending(c, &seq);
+		if (b) {
+			pthread_mutex_unlock(&c->lock);
+			struct berr err = {0};
+			int r = store_commit(s->store, b, &err);
+			store_batch_free(b);
+			if (r < 0) {
+				/* Memory is ahead of the disk: the only safe move is to stop
+				 * and let a restart reload what is durable. */
+				log_error("fatal: %s", err.msg);
+				abort();
+			}
+			pthread_mutex_lock(&c->lock);
+		}
+		if (seq > c->committed_seq)
+			c->committed_seq = seq;
+		struct request *ready = NULL;
+		collect_ready(s, &ready, false);
+		if (ready) {
+			pthread_mutex_unlock(&c->lock);
+			resume_all(ready);
+			pthread_mutex_lock(&c->lock);
+		}
+		if (c->applied_seq > c->committed_seq || s->stopping)
+			continue;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += COMMIT_TICK_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&c->wake, &c->lock, &ts);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+struct server *server_start(const struct server_options *o, struct berr *err)
+{
+	struct sockaddr_in sa;
+	if (addr_parse(o->addr, &sa, err) < 0)
+		return NULL;
+	raise_nofile();
+	signal(SIGPIPE, SIG_IGN);
+	int r = mkdir_p(o->data_dir, 0755);
+	if (r < 0) {
+		berr_set(err, 500, "cannot create data dir '%s': %s", o->data_dir, strerror(-r));
+		return NULL;
+	}
+	char *loc = (!o->store || !strcmp(o->store, "sqlite"))
+			    ? xasprintf("sqlite:%s/state.db", o->data_dir)
+			    : xstrdup(o->store);
+	struct store *st = store_open(loc, err);
+	free(loc);
+	if (!st)
+		return NULL;
+	struct server *s = xcalloc(1, sizeof *s);
+	s->store = st;
+	s->c = cluster_new(st, &o->cluster);
+	pthread_mutex_lock(&s->c->lock);
+	r = cluster_load(s->c, err);
+	pthread_mutex_unlock(&s->c->lock);
+	if (r < 0)
+		goto fail;
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
+	s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
+				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)60000,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+				  MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
+				  MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+	if (!s->mhd) {
+		berr_set(err, 500, "cannot listen on '%s': %s", o->addr,
+			 errno ? strerror(errno) : "address in use?");
+		goto fail;
+	}
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	s->port = di ? di->port : ntohs(sa.sin_port);
+	char ip[INET_ADDRSTRLEN];
+	inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
+	s->self_url = xasprintf("http://%s:%d", sa.sin_addr.s_addr ? ip : "127.0.0.1", s->port);
+	if (pthread_create(&s->commit_thread, NULL, commit_loop, s) != 0) {
+		berr_set(err, 500, "cannot start the commit thread");
+		MHD_stop_daemon(s->mhd);
+		goto fail;
+	}
+	log_info("server listening on %s (state in %s)", s->self_url, o->data_dir);
+	return s;
+fail:
+	cluster_free(s->c);
+	store_close(st);
+	free(s);
+	return NULL;
+}
+
+int server_port(const struct server *s)
+{
+	return s->port;
+}
+
+void server_stop(struct server *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->c->lock);
+	s->stopping = true;
+	pthread_cond_signal(&s->c->wake);
+	pthread_mutex_unlock(&s->c->lock);
+	pthread_join(s->commit_thread, NULL);
+	/* Commit what is left, then answer everyone still waiting. */
+	pthread_mutex_lock(&s->c->lock);
+	uint64_t seq;
+	struct store_batch *b = cluster_take_pending(s->c, &seq);
+	if (b) {
+		struct berr err;
+		if (store_commit(s->store, b, &err) < 0)
+			log_error("%s", err.msg);
+		else
+			s->c->committed_seq = seq;
+		store_batch_free(b);
+	}
+	struct request *ready = NULL;
+	collect_ready(s, &ready, false);
+	collect_ready(s, &ready, true);
+	pthread_mutex_unlock(&s->c->lock);
+	resume_all(ready);
+	MHD_stop_daemon(s->mhd);
+	cluster_free(s->c);
+	store_close(s->store);
+	free(s->self_url);
+	free(s);
+}

@@ -1,0 +1,35 @@
+/* server.h - the berth server: store, in-memory cluster, commit loop and the
+ * HTTP/JSON API (docs/api.md), including the agent protocol
+ * (docs/protocol.md).
+ *
+ * Threads: libmicrohttpd's event thread runs the handlers; the commit thread
+ * runs the scheduler and timers, commits the pending batch durably, then
+ * resumes the requests that waited for it (writes are acknowledged only when
+ * durable) and the agents' long polls whose desired set changed.
+ */
+#ifndef BERTH_SERVER_H
+#define BERTH_SERVER_H
+
+#include <stdint.h>
+
+#include "core/util.h"
+#include "server/cluster.h"
+
+struct server_options {
+	const char *data_dir;
+	const char *addr;      /* HOST:PORT to listen on */
+	const char *store;     /* NULL or "sqlite" = <data_dir>/state.db; or a store location */
+	struct cluster_config cluster;
+};
+
+struct server;
+
+void server_options_defaults(struct server_options *o);
+/* Open the store, load the state, start listening and the commit thread. */
+struct server *server_start(const struct server_options *o, struct berr *err);
+/* The port actually bound (useful with port 0). */
+int server_port(const struct server *s);
+/* Stop the API and the commit thread, commit what is pending, close. */
+void server_stop(struct server *s);
+
+#endif

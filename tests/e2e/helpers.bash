@@ -1,0 +1,113 @@
+# Shared helpers for the end-to-end tests: they drive the real berth binary.
+# BERTH_BIN and BERTH_TOOLS come from scripts/run-tests.sh.
+
+: "${BERTH_BIN:=$(pwd)/build/berth}"
+: "${BERTH_TOOLS:=$(pwd)/build/tests}"
+
+require_root() {
+	[ "$(id -u)" = 0 ] || skip "needs root (namespaces and cgroups)"
+	[ -d /sys/fs/cgroup ] || skip "no cgroup filesystem"
+}
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Start `berth up` in the background on a fresh data dir (or $1).
+start_up() {
+	DATA=${1:-$(mktemp -d /tmp/berth-e2e.XXXXXX)}
+	if [ -z "${PORT:-}" ]; then PORT=$(free_port); fi
+	CGPARENT=${CGPARENT:-berth-e2e-$$}
+	export BERTH_ADDR="http://127.0.0.1:$PORT"
+	"$BERTH_BIN" up --data-dir "$DATA" --addr "127.0.0.1:$PORT" --cgroup-parent "$CGPARENT" \
+		--port-range 31000-31999 >>"$DATA.log" 2>&1 &
+	UP_PID=$!
+	for _ in $(seq 1 100); do
+		if curl -fsS "$BERTH_ADDR/v1/health" >/dev/null 2>&1 &&
+			"$BERTH_BIN" node list --json | grep -q ACTIVE; then
+			return 0
+		fi
+		sleep 0.05
+	done
+	echo "berth up did not come up; log:" >&2
+	cat "$DATA.log" >&2
+	return 1
+}
+
+stop_up() {
+	if [ -n "${UP_PID:-}" ]; then
+		kill -TERM "$UP_PID" 2>/dev/null || true
+		for _ in $(seq 1 300); do
+			kill -0 "$UP_PID" 2>/dev/null || break
+			sleep 0.05
+		done
+		kill -KILL "$UP_PID" 2>/dev/null || true
+		wait "$UP_PID" 2>/dev/null || true
+		UP_PID=
+	fi
+}
+
+cleanup_up() {
+	stop_up
+	# Anything a failed test left behind.
+	pkill -KILL -f "berth supervise $DATA" 2>/dev/null || true
+	for c in /sys/fs/cgroup/*/"$CGPARENT" /sys/fs/cgroup/"$CGPARENT"; do
+		[ -d "$c" ] || continue
+		find "$c" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null || true
+		rmdir "$c" 2>/dev/null || true
+	done
+	if [ -n "${DATA:-}" ]; then
+		if [ "${BATS_TEST_COMPLETED:-}" != 1 ] && [ -f "$DATA.log" ]; then
+			echo "--- berth up log ---" >&2
+			tail -50 "$DATA.log" >&2
+		fi
+		rm -rf "$DATA" "$DATA.log"
+	fi
+}
+
+# Write a spec file and print its path.
+spec() {
+	local f
+	f=$(mktemp /tmp/berth-spec.XXXXXX.yaml)
+	cat >"$f"
+	echo "$f"
+}
+
+# jq-free JSON access through python3.
+jget() {
+	python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"
+}
+
+status_json() {
+	"$BERTH_BIN" job status "$1" --json
+}
+
+# Wait until a shell condition holds (up to $1 seconds).
+wait_for() {
+	local secs=$1
+	shift
+	local end=$((SECONDS + secs))
+	while [ $SECONDS -le $end ]; do
+		if eval "$@"; then return 0; fi
+		sleep 0.1
+	done
+	echo "timed out after ${secs}s waiting for: $*" >&2
+	return 1
+}
+
+# Count RUNNING tasks of a job.
+running_count() {
+	status_json "$1" | jget 'sum(1 for t in d["tasks"] if t["state"]=="RUNNING")'
+}
+
+# The cgroup v1 directory of a pid for a controller, or the v2 one.
+cgroup_dir_of() {
+	local pid=$1 ctrl=$2 line
+	line=$(grep -E "^[0-9]+:([^:]*,)?$ctrl(,[^:]*)?:" /proc/"$pid"/cgroup | head -1)
+	if [ -n "$line" ]; then
+		echo "/sys/fs/cgroup/$ctrl${line##*:}"
+	else
+		line=$(grep -E '^0::' /proc/"$pid"/cgroup)
+		echo "/sys/fs/cgroup${line##*:}"
+	fi
+}
