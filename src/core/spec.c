@@ -733,6 +733,10 @@ static int yaml_node(struct sctx *c, struct ybuild *y, yaml_event_t *ev, int dep
 /* Exactly one document; its root node in *root. */
 static int yaml_tree(struct sctx *c, const char *text, size_t len, struct snode **root)
 {
+	/* libyaml skips a byte order mark only when it detects the encoding
+	 * itself, which it must not (below). */
+	if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3))
+		text += 3, len -= 3;
 	struct ybuild y = {.text = text, .len = len};
 	yaml_event_t ev;
 	int r = -1;

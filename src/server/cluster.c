@@ -1077,10 +1077,11 @@ static void schedule_pending(struct cluster *c)
 				.job = jv->spec,
 				.count = ng,
 				.sample_limit = c->cfg.sample_limit,
-				.start_offset = nn ? c->sched_offset++ % nn : 0,
+				.start_offset = nn ? c->sched_offset % nn : 0,
 			};
 			struct placement_result res = {0};
 			placement_place(pn, nn, &req, &res);
+			c->sched_offset = res.next_offset;
 			for (size_t g = 0; g < ng; g++) {
 				struct task *t = group[g];
 				int ni = res.node_index[g];
