@@ -124,8 +124,6 @@ static __attribute__((noreturn)) void run_program(const struct isolation *iso, i
 	if (null < 0 || dup2(null, 0) < 0 || dup2(iso->stdout_fd, 1) < 0 ||
 	    dup2(iso->stderr_fd, 2) < 0)
 		program_fail(errfd, 126, "cannot set up stdio: %s", errstr(errno));
-	if (chdir(iso->workdir) < 0)
-		program_fail(errfd, 126, "cannot enter '%s': %s", iso->workdir, errstr(errno));
 	if (iso->user) {
 		/* Groups first: after setuid we could no longer change them. */
 		if (setgroups(iso->ngroups, iso->groups) < 0 || setgid(iso->gid) < 0 ||
@@ -178,6 +176,10 @@ static void setup_namespace(const struct isolation *iso, int ctl)
 		if (r < 0)
 			init_fail(ctl, "cannot enter the task's cgroup: %s", errstr(-r));
 	}
+	/* Now, while the path resolves as on the host: the sandbox may well
+	 * be under the /tmp we are about to cover. The program inherits it. */
+	if (chdir(iso->workdir) < 0)
+		init_fail(ctl, "cannot enter '%s': %s", iso->workdir, errstr(errno));
 	if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC) < 0)
 		init_fail(ctl, "cannot create namespaces: %s", errstr(errno));
 	/* Private first, or the mounts below would propagate to the host. */

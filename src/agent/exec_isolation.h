@@ -6,7 +6,7 @@
  * mounts private, mounts a fresh /proc (only the task's processes show) and
  * binds the sandbox's tmp/ onto /tmp, sets the hostname, then forks the
  * program (pid 2): own session, stdout/stderr on the supervisor's pipes,
- * working directory, exact environment, user, no_new_privs, default signals,
+ * the init's working directory, exact environment, user, no_new_privs, default signals,
  * execvp.
  *
  * The kernel spares pid 1 from every signal it has no handler for, so the
