@@ -43,7 +43,7 @@ print("n=%d p50_ms=%.1f p99_ms=%.1f max_ms=%.1f" % (len(v), p(0.50), p(0.99), v[
 keys=()
 for i in $(seq 1 "$N"); do
 	f=$(mktemp /tmp/berth-bench-spec.XXXXXX.yaml)
-	printf 'job: bench/test/seq%d\ntask:\n  command: ["sleep", "600"]\n  resources: {cpu: 0.01, memory: 8MiB}\n' "$i" >"$f"
+	printf 'job: bench/test/seq%d\ntask:\n  command: ["sleep", "600"]\n  resources: {cpu: 0.25, memory: 8MiB}\n' "$i" >"$f"
 	"$BERTH" job run "$f" >/dev/null
 	rm -f "$f"
 	keys+=("bench/test/seq$i")
@@ -52,7 +52,7 @@ seq_stats=$(lat "${keys[@]}" | stats)
 for k in "${keys[@]}"; do "$BERTH" job kill "$k" >/dev/null; done
 
 f=$(mktemp /tmp/berth-bench-spec.XXXXXX.yaml)
-printf 'job: bench/test/burst\ninstances: %d\ntask:\n  command: ["sleep", "600"]\n  resources: {cpu: 0.01, memory: 8MiB}\n' "$N" >"$f"
+printf 'job: bench/test/burst\ninstances: %d\ntask:\n  command: ["sleep", "600"]\n  resources: {cpu: 0.25, memory: 8MiB}\n' "$N" >"$f"
 "$BERTH" job run "$f" >/dev/null
 rm -f "$f"
 burst_stats=$(lat bench/test/burst | stats)

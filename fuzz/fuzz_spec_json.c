@@ -37,8 +37,12 @@ static void fuzz_strings(const uint8_t *data, size_t size)
 		check_message(&e);
 	char *names[] = {"http", "a"};
 	int ports[] = {1, 2};
-	struct template_ctx ctx = {.instance = 1, .task_id = "x", .host = "h",
-				   .port_names = names, .port_values = ports, .nports = 2};
+	struct template_ctx ctx = {.instance = 1,
+				   .task_id = "x",
+				   .host = "h",
+				   .port_names = names,
+				   .port_values = ports,
+				   .nports = 2};
 	free(spec_expand(s, &ctx));
 	free(s);
 }

@@ -41,8 +41,11 @@ static void check_expand(const struct job_spec *s)
 	int values[64];
 	for (size_t i = 0; i < s->task.resources.nports && i < 64; i++)
 		values[i] = 31000 + (int)i;
-	struct template_ctx ctx = {.instance = 3, .task_id = "t1", .host = "h",
-				   .port_names = s->task.resources.ports, .port_values = values,
+	struct template_ctx ctx = {.instance = 3,
+				   .task_id = "t1",
+				   .host = "h",
+				   .port_names = s->task.resources.ports,
+				   .port_values = values,
 				   .nports = s->task.resources.nports};
 	for (size_t i = 0; i < s->task.ncommand; i++) {
 		char *r = spec_expand(s->task.command[i], &ctx);

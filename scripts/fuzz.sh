@@ -38,10 +38,9 @@ for src in "${targets[@]}"; do
 	[ -f "$src" ] || { echo "fuzz: no such target $src" >&2; exit 1; }
 	name=$(basename "$src" .c)
 	corpus_name=${name#fuzz_}
-	# shellcheck disable=SC2207
-	sources=($(sed -n 's/^.*fuzz-sources:\(.*\)$/\1/p' "$src" | head -1))
-	# shellcheck disable=SC2207
-	libs=($(sed -n 's/^.*fuzz-libs:\(.*\)$/\1/p' "$src" | head -1))
+	# The header lines, without a comment close that may end them.
+	read -r -a sources <<<"$(sed -n 's/^.*fuzz-sources:\(.*\)$/\1/p' "$src" | head -1 | sed 's|\*/.*||')"
+	read -r -a libs <<<"$(sed -n 's/^.*fuzz-libs:\(.*\)$/\1/p' "$src" | head -1 | sed 's|\*/.*||')"
 	echo "fuzz: building $name"
 	clang -std=gnu11 -g -O1 -fno-omit-frame-pointer \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \

@@ -26,6 +26,7 @@
 #include "core/log.h"
 
 #define KEEP_ENDED_SANDBOXES 200
+#define REPORT_EVERY_MS 10000
 
 struct agent_task {
 	char *id;
@@ -35,7 +36,8 @@ struct agent_task {
 	int exit_code;
 	char message[256];
 	bool stop_sent;
-	bool dirty;              /* state changed, not yet acknowledged */
+	bool dirty;
+	int64_t launched_mono;   /* when we started its supervisor (0 = adopted) */              /* state changed, not yet acknowledged */
 };
 
 struct agent {
@@ -48,6 +50,9 @@ struct agent {
 	pthread_cond_t changed;
 	struct hmap tasks;       /* id -> struct agent_task* */
 	uint64_t known_version;
+	uint64_t report_gen;     /* bumped on every change to the task table */
+	uint64_t reported_gen;   /* the generation the last watch carried */
+	int64_t reported_mono;
 	bool stopping;
 	pthread_t watch_thread, event_thread;
 	struct MHD_Daemon *logs;
@@ -76,6 +81,7 @@ static struct agent_task *task_add(struct agent *a, const char *id)
 	t->sandbox = xasprintf("%s/%s", a->tasks_dir, id);
 	t->exit_code = -1;
 	hmap_put(&a->tasks, id, t);
+	a->report_gen++;
 	return t;
 }
 
@@ -94,6 +100,7 @@ static void task_set(struct agent *a, struct agent_task *t, enum task_state s, c
 	if (msg)
 		snprintf(t->message, sizeof t->message, "%s", msg);
 	t->dirty = true;
+	a->report_gen++;
 	if (write(a->wake_pipe[1], "x", 1) < 0) {
 		/* the pipe is full: the events thread is already due to wake */
 	}
@@ -106,8 +113,9 @@ static void task_refresh(struct agent *a, struct agent_task *t)
 		return;
 	struct task_report r;
 	if (supervisor_read_report(t->sandbox, &r) < 0) {
-		if (!supervisor_alive(t->sandbox) && t->state != TASK_ASSIGNED)
-			task_set(a, t, TASK_LOST, "supervisor vanished without a report");
+		if (!supervisor_alive(t->sandbox) &&
+		    (t->state != TASK_ASSIGNED || time_mono_ms() - t->launched_mono > 10000))
+			task_set(a, t, TASK_FAILED, "the task's supervisor died before reporting");
 		return;
 	}
 	if (r.pid > 0)
@@ -117,7 +125,7 @@ static void task_refresh(struct agent *a, struct agent_task *t)
 		task_set(a, t, TASK_STARTING, NULL);
 		break;
 	case PHASE_RUNNING:
-		task_set(a, t, TASK_RUNNING, NULL);
+		task_set(a, t, TASK_RUNNING, "");
 		break;
 	case PHASE_EXITED:
 		t->exit_code = r.signal ? 128 + r.signal : r.exit_code;
@@ -220,10 +228,15 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 	};
 	pid_t spid;
 	int r = supervisor_launch(&l, a->o.exe, &spid, err);
+	/* No STARTING report of our own: the supervisor's first report comes
+	 * within milliseconds, and one status round trip less is launch latency
+	 * saved. */
 	if (r < 0)
 		task_set(a, t, TASK_FAILED, err->msg);
-	else
-		task_set(a, t, TASK_STARTING, "starting");
+	else {
+		t->state = TASK_ASSIGNED;
+		t->launched_mono = time_mono_ms();
+	}
 	for (size_t i = 0; i < ts->ncommand; i++)
 		free(argv[i]);
 	free(argv);
@@ -405,6 +418,7 @@ static int do_register(struct agent *a, struct http_client *hc, struct berr *err
 	json_decref(reply);
 	pthread_mutex_lock(&a->lock);
 	a->known_version = 0;
+	a->reported_gen = a->report_gen - 1;
 	pthread_mutex_unlock(&a->lock);
 	log_info("registered with %s as %s", http_client_server(hc), a->name);
 	return 0;
@@ -436,10 +450,16 @@ static void *watch_main(void *arg)
 			}
 			registered = true;
 		}
+		/* The full report rides on a watch when something changed, and at
+		 * least every REPORT_EVERY_MS; other watches are pure heartbeats. */
 		pthread_mutex_lock(&a->lock);
-		json_t *body = json_pack("{s:s,s:I,s:i,s:o}", "name", a->name, "known_version",
-					 (json_int_t)a->known_version, "wait_ms", 1000, "tasks",
-					 full_report(a));
+		json_t *body = json_pack("{s:s,s:I,s:i}", "name", a->name, "known_version",
+					 (json_int_t)a->known_version, "wait_ms", 1000);
+		uint64_t gen = a->report_gen;
+		bool with_report = gen != a->reported_gen ||
+				   time_mono_ms() - a->reported_mono >= REPORT_EVERY_MS;
+		if (with_report)
+			json_object_set_new(body, "tasks", full_report(a));
 		pthread_mutex_unlock(&a->lock);
 		json_t *reply = NULL;
 		int r = http_json(hc, "POST", "/v1/agent/watch", body, 15000, &reply, &err);
@@ -457,6 +477,10 @@ static void *watch_main(void *arg)
 			continue;
 		}
 		pthread_mutex_lock(&a->lock);
+		if (with_report) {
+			a->reported_gen = gen;
+			a->reported_mono = time_mono_ms();
+		}
 		if (!a->stopping) {
 			a->known_version = (uint64_t)json_integer_value(json_object_get(reply, "version"));
 			reconcile(a, reply);
@@ -532,6 +556,7 @@ static void *events_main(void *arg)
 						free(mark);
 						hmap_del(&a->tasks, t->id);
 						task_free(t);
+						a->report_gen++;
 					}
 				}
 				pthread_mutex_unlock(&a->lock);

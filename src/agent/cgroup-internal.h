@@ -15,9 +15,9 @@ struct cgroup_ops;
 struct cgroup {
 	enum cgroup_version version;
 	const struct cgroup_ops *ops;
-	char *root;            /* mount root, e.g. /sys/fs/cgroup */
+	char *root; /* mount root, e.g. /sys/fs/cgroup */
 	char *parent, *name;
-	char *dir;             /* v2: the cgroup's directory */
+	char *dir;	       /* v2: the cgroup's directory */
 	char *dirs[CG1_COUNT]; /* v1: one per mounted controller, NULL if not mounted */
 };
 
@@ -29,6 +29,8 @@ struct cgroup_ops {
 	/* The directory whose cgroup.procs lists every process of the cgroup. */
 	const char *(*procs_dir)(struct cgroup *cg);
 	int (*enter)(struct cgroup *cg, pid_t pid);
+	int (*enter_self)(struct cgroup *cg);
+	int (*open_fd)(struct cgroup *cg);
 	int (*kill)(struct cgroup *cg);
 	int (*oom_kills)(struct cgroup *cg, uint64_t *count);
 	int (*memory_usage)(struct cgroup *cg, uint64_t *bytes);
@@ -45,7 +47,7 @@ const char *cg_strerror(int errnum);
 int cg_write(const char *dir, const char *file, const char *value);
 /* The same, filling err with the file and value on failure; returns -1. */
 int cg_write_err(struct berr *err, const char *dir, const char *file, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 /* Read dir/file whole; the caller frees *out. */
 int cg_read(const char *dir, const char *file, char **out);
 int cg_read_u64(const char *dir, const char *file, uint64_t *v);

@@ -110,13 +110,13 @@ static struct cgroup *cg_new(enum cgroup_version v, const char *root, const char
 	return cg;
 }
 
-int cgroup_create_at(enum cgroup_version v, const char *root, const char *parent,
-		     const char *name, const struct cgroup_limits *lim, struct cgroup **out,
-		     struct berr *err)
+int cgroup_create_at(enum cgroup_version v, const char *root, const char *parent, const char *name,
+		     const struct cgroup_limits *lim, struct cgroup **out, struct berr *err)
 {
 	*out = NULL;
 	if (!ops_for(v))
-		return berr_set(err, 0, "no cgroup filesystem under '%s'", root ? root : CGROUP_ROOT);
+		return berr_set(err, 0, "no cgroup filesystem under '%s'",
+				root ? root : CGROUP_ROOT);
 	if (!valid_parent(parent))
 		return berr_set(err, 0, "invalid cgroup parent '%s'", parent ? parent : "");
 	if (!name || !valid_segment(name, strlen(name)) || strchr(name, '/'))
@@ -186,6 +186,16 @@ const char *cgroup_dir(const struct cgroup *cg, const char *controller)
 int cgroup_enter(struct cgroup *cg, pid_t pid)
 {
 	return cg->ops->enter(cg, pid);
+}
+
+int cgroup_enter_self(struct cgroup *cg)
+{
+	return cg->ops->enter_self(cg);
+}
+
+int cgroup_open_fd(struct cgroup *cg)
+{
+	return cg->ops->open_fd ? cg->ops->open_fd(cg) : -ENOTSUP;
 }
 
 int cgroup_pids(struct cgroup *cg, pid_t **pids, size_t *n)

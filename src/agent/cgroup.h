@@ -33,7 +33,7 @@ enum cgroup_version { CGROUP_NONE = 0, CGROUP_V1 = 1, CGROUP_V2 = 2 };
 #define CGROUP_DEFAULT_PIDS_MAX 16384
 
 struct cgroup_limits {
-	double cpu;            /* cores (0.5 = half a core); 0 = unlimited */
+	double cpu;	       /* cores (0.5 = half a core); 0 = unlimited */
 	uint64_t memory_bytes; /* hard limit, swap disabled; 0 = unlimited */
 	uint64_t pids_max;     /* 0 = CGROUP_DEFAULT_PIDS_MAX */
 };
@@ -52,9 +52,8 @@ int cgroup_create(const char *parent, const char *name, const struct cgroup_limi
 		  struct cgroup **out, struct berr *err);
 /* The same with an explicit version and mount root (tests, unusual mounts);
  * root NULL = CGROUP_ROOT. On v1 the controllers are at <root>/<controller>. */
-int cgroup_create_at(enum cgroup_version v, const char *root, const char *parent,
-		     const char *name, const struct cgroup_limits *lim, struct cgroup **out,
-		     struct berr *err);
+int cgroup_create_at(enum cgroup_version v, const char *root, const char *parent, const char *name,
+		     const struct cgroup_limits *lim, struct cgroup **out, struct berr *err);
 /* A handle on an existing cgroup (e.g. to clean up after a crash);
  * -ENOENT when it does not exist. root NULL = CGROUP_ROOT. */
 int cgroup_open(enum cgroup_version v, const char *root, const char *parent, const char *name,
@@ -70,6 +69,16 @@ const char *cgroup_dir(const struct cgroup *cg, const char *controller);
 
 /* Move a process (0 = the caller) into the cgroup. */
 int cgroup_enter(struct cgroup *cg, pid_t pid);
+/* Move the calling process, which must be single-threaded, into the cgroup.
+ * Cheaper than cgroup_enter(cg, 0): a write to cgroup.procs takes a global
+ * lock whose every first use costs an RCU grace period (~10 ms here), one
+ * of the caller's own thread to v1's `tasks` file does not. v2 has no such
+ * file for a domain cgroup: prefer cgroup_open_fd() there. */
+int cgroup_enter_self(struct cgroup *cg);
+/* v2: an O_DIRECTORY descriptor of the cgroup, for clone3()'s
+ * CLONE_INTO_CGROUP, which starts a child in the cgroup with no migration
+ * at all. -ENOTSUP on v1. The caller closes it. */
+int cgroup_open_fd(struct cgroup *cg);
 /* The processes in the cgroup, as host pids; the caller frees *pids. */
 int cgroup_pids(struct cgroup *cg, pid_t **pids, size_t *n);
 /* SIGKILL every process in the cgroup, including ones forking as they die,

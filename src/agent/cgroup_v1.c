@@ -155,6 +155,21 @@ static int v1_enter(struct cgroup *cg, pid_t pid)
 	return 0;
 }
 
+static int v1_enter_self(struct cgroup *cg)
+{
+	/* `tasks` with "0" moves only the calling thread, so the kernel skips
+	 * the threadgroup lock that cgroup.procs takes (and its RCU grace
+	 * period). For a single-threaded caller that is the whole process. */
+	for (int i = 0; i < CG1_COUNT; i++) {
+		if (!cg->dirs[i])
+			continue;
+		int r = cg_write(cg->dirs[i], "tasks", "0");
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int v1_freeze(struct cgroup *cg, bool frozen)
 {
 	const char *d = cg->dirs[CG1_FREEZER];
@@ -211,14 +226,16 @@ static int v1_remove_parent(const char *root, const char *parent)
 }
 
 const struct cgroup_ops cgroup_v1_ops = {
-	.locate = v1_locate,
-	.create = v1_create,
-	.exists = v1_exists,
-	.procs_dir = v1_procs_dir,
-	.enter = v1_enter,
-	.kill = v1_kill,
-	.oom_kills = v1_oom_kills,
-	.memory_usage = v1_memory_usage,
-	.remove = v1_remove,
-	.remove_parent = v1_remove_parent,
+    .locate = v1_locate,
+    .create = v1_create,
+    .exists = v1_exists,
+    .procs_dir = v1_procs_dir,
+    .enter = v1_enter,
+    .enter_self = v1_enter_self,
+    .open_fd = NULL,
+    .kill = v1_kill,
+    .oom_kills = v1_oom_kills,
+    .memory_usage = v1_memory_usage,
+    .remove = v1_remove,
+    .remove_parent = v1_remove_parent,
 };

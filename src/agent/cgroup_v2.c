@@ -8,6 +8,7 @@
 #include "agent/cgroup-internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +140,17 @@ static int v2_enter(struct cgroup *cg, pid_t pid)
 	return cg_write(cg->dir, "cgroup.procs", buf);
 }
 
+static int v2_enter_self(struct cgroup *cg)
+{
+	return cg_write(cg->dir, "cgroup.procs", "0");
+}
+
+static int v2_open_fd(struct cgroup *cg)
+{
+	int fd = open(cg->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
 static int v2_freeze(struct cgroup *cg, bool frozen)
 {
 	int r = cg_write(cg->dir, "cgroup.freeze", frozen ? "1" : "0");
@@ -187,14 +199,16 @@ static int v2_remove_parent(const char *root, const char *parent)
 }
 
 const struct cgroup_ops cgroup_v2_ops = {
-	.locate = v2_locate,
-	.create = v2_create,
-	.exists = v2_exists,
-	.procs_dir = v2_procs_dir,
-	.enter = v2_enter,
-	.kill = v2_kill,
-	.oom_kills = v2_oom_kills,
-	.memory_usage = v2_memory_usage,
-	.remove = v2_remove,
-	.remove_parent = v2_remove_parent,
+    .locate = v2_locate,
+    .create = v2_create,
+    .exists = v2_exists,
+    .procs_dir = v2_procs_dir,
+    .enter = v2_enter,
+    .enter_self = v2_enter_self,
+    .open_fd = v2_open_fd,
+    .kill = v2_kill,
+    .oom_kills = v2_oom_kills,
+    .memory_usage = v2_memory_usage,
+    .remove = v2_remove,
+    .remove_parent = v2_remove_parent,
 };

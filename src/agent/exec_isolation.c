@@ -14,13 +14,27 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <stdint.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "agent/cgroup.h"
 
 extern char **environ;
+
+/* clone3(2)'s arguments, up to the cgroup field (Linux 5.7). */
+struct clone3_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+	uint64_t set_tid, set_tid_size, cgroup;
+};
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef __NR_clone3
+#define __NR_clone3 435
+#endif
 
 /* The signals the init passes on to the program. */
 static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
@@ -69,7 +83,7 @@ int isolation_recv(int ctl_fd, struct iso_msg *m, pid_t *pid)
 		struct cmsghdr align;
 	} u;
 	struct msghdr mh = {
-		.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
 	ssize_t r;
 	do
 		r = recvmsg(ctl_fd, &mh, MSG_CMSG_CLOEXEC);
@@ -101,8 +115,8 @@ struct exec_failure {
 	char text[sizeof(((struct iso_msg *)0)->text)];
 };
 
-static __attribute__((noreturn, format(printf, 3, 4))) void
-program_fail(int errfd, int code, const char *fmt, ...)
+static __attribute__((noreturn, format(printf, 3, 4))) void program_fail(int errfd, int code,
+									 const char *fmt, ...)
 {
 	struct exec_failure f = {.code = code};
 	va_list ap;
@@ -157,8 +171,7 @@ static __attribute__((noreturn)) void run_program(const struct isolation *iso, i
 
 /* ---- in the init (pid 1) ---- */
 
-static __attribute__((noreturn, format(printf, 2, 3))) void init_fail(int ctl, const char *fmt,
-								       ...)
+static __attribute__((noreturn, format(printf, 2, 3))) void init_fail(int ctl, const char *fmt, ...)
 {
 	struct iso_msg m = {.type = ISO_FAILED, .value = 126};
 	va_list ap;
@@ -169,10 +182,10 @@ static __attribute__((noreturn, format(printf, 2, 3))) void init_fail(int ctl, c
 	_exit(126);
 }
 
-static void setup_namespace(const struct isolation *iso, int ctl)
+static void setup_namespace(const struct isolation *iso, int ctl, bool in_cgroup)
 {
-	if (iso->cg) {
-		int r = cgroup_enter(iso->cg, 0);
+	if (iso->cg && !in_cgroup) {
+		int r = cgroup_enter_self(iso->cg);
 		if (r < 0)
 			init_fail(ctl, "cannot enter the task's cgroup: %s", errstr(-r));
 	}
@@ -196,17 +209,19 @@ static void setup_namespace(const struct isolation *iso, int ctl)
 	}
 	const char *h = iso->hostname ? iso->hostname : "task";
 	size_t hl = strlen(h);
-	if (sethostname(h, hl > 64 ? 64 : hl) < 0)
+	/* 63: what fits a C string in the kernel's 64-byte field. */
+	if (sethostname(h, hl > 63 ? 63 : hl) < 0)
 		init_fail(ctl, "cannot set hostname '%s': %s", h, errstr(errno));
 }
 
-static __attribute__((noreturn)) void init_main(const struct isolation *iso, int ctl)
+static __attribute__((noreturn)) void init_main(const struct isolation *iso, int ctl,
+						bool in_cgroup)
 {
 	/* If the supervisor dies, the task goes with it: nobody would be left
 	 * to collect its output or its status. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	prctl(PR_SET_NAME, "berth-init");
-	setup_namespace(iso, ctl);
+	setup_namespace(iso, ctl, in_cgroup);
 
 	/* Blocked signals are queued even for pid 1, and waited for below.
 	 * The dispositions must not be SIG_IGN (inherited), or the kernel
@@ -288,33 +303,60 @@ pid_t isolation_start(const struct isolation *iso, int *ctl_fd, struct berr *err
 		return berr_set(err, 0, "cannot create a socket pair: %s", errstr(errno));
 	int one = 1;
 	setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
-	int self_ns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
-	/* The next child we fork is pid 1 of a new pid namespace; the other
-	 * namespaces are the init's own business (unshared there), so the
-	 * supervisor stays in the host's mount namespace. */
-	if (unshare(CLONE_NEWPID) < 0) {
-		int e = errno;
-		close(sv[0]);
-		close(sv[1]);
-		if (self_ns >= 0)
+	/* The other namespaces are the init's own business (unshared there),
+	 * so that the supervisor stays in the host's mount namespace. */
+	pid_t pid = -1;
+	int e = 0;
+	bool in_cgroup = false;
+	int cgfd = iso->cg ? cgroup_open_fd(iso->cg) : -ENOTSUP;
+	if (cgfd >= 0) {
+		/* v2: born in its cgroup, no migration. Without a stack
+		 * clone3 returns twice like fork; the init is single-threaded
+		 * and never uses the thread id glibc caches, which is stale. */
+		struct clone3_args ca = {.flags = CLONE_NEWPID | CLONE_INTO_CGROUP,
+					 .exit_signal = SIGCHLD,
+					 .cgroup = (uint64_t)cgfd};
+		pid = (pid_t)syscall(__NR_clone3, &ca, sizeof ca);
+		e = errno;
+		if (pid == 0) {
+			close(cgfd);
+			close(sv[0]);
+			init_main(iso, sv[1], true);
+		}
+		close(cgfd);
+		in_cgroup = pid > 0;
+		/* Old kernel or odd cgroup: fall back to fork + enter. */
+		if (pid < 0 && e != ENOSYS && e != EINVAL && e != E2BIG && e != EOPNOTSUPP)
+			goto done;
+	}
+	if (!in_cgroup) {
+		int self_ns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+		/* The next child we fork is pid 1 of a new pid namespace. */
+		if (unshare(CLONE_NEWPID) < 0) {
+			e = errno;
+			close(sv[0]);
+			close(sv[1]);
+			if (self_ns >= 0)
+				close(self_ns);
+			return berr_set(err, 0, "cannot create a pid namespace: %s", errstr(e));
+		}
+		pid = fork();
+		if (pid == 0) {
+			close(sv[0]);
+			init_main(iso, sv[1], false);
+		}
+		e = errno;
+		/* Later forks of ours (none today) must stay in our namespace. */
+		if (self_ns >= 0) {
+			setns(self_ns, CLONE_NEWPID);
 			close(self_ns);
-		return berr_set(err, 0, "cannot create a pid namespace: %s", errstr(e));
+		}
 	}
-	pid_t pid = fork();
-	if (pid == 0) {
-		close(sv[0]);
-		init_main(iso, sv[1]);
-	}
-	int e = errno;
-	/* Later forks of ours (none today) must stay in our namespace. */
-	if (self_ns >= 0) {
-		setns(self_ns, CLONE_NEWPID);
-		close(self_ns);
-	}
+done:
 	close(sv[1]);
 	if (pid < 0) {
 		close(sv[0]);
-		return berr_set(err, 0, "cannot fork the task's init: %s", errstr(e));
+		return berr_set(err, 0, "cannot start the task's init: %s", errstr(e));
 	}
 	*ctl_fd = sv[0];
 	return pid;

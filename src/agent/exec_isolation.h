@@ -34,16 +34,16 @@ struct cgroup;
 
 struct isolation {
 	const char *hostname;
-	const char *workdir;  /* the program's working directory */
-	const char *tmpdir;   /* bound onto /tmp; NULL = a tmpfs */
-	char *const *argv;    /* argv[0] is looked up in the PATH of envp */
-	char *const *envp;    /* the program's whole environment */
-	const char *user;     /* for messages; NULL = keep root */
+	const char *workdir; /* the program's working directory */
+	const char *tmpdir;  /* bound onto /tmp; NULL = a tmpfs */
+	char *const *argv;   /* argv[0] is looked up in the PATH of envp */
+	char *const *envp;   /* the program's whole environment */
+	const char *user;    /* for messages; NULL = keep root */
 	uid_t uid;
 	gid_t gid;
-	const gid_t *groups;  /* supplementary groups when user is set */
+	const gid_t *groups; /* supplementary groups when user is set */
 	size_t ngroups;
-	struct cgroup *cg;    /* joined by the init; NULL = none */
+	struct cgroup *cg; /* joined by the init; NULL = none */
 	int stdout_fd, stderr_fd;
 };
 
@@ -51,7 +51,7 @@ enum iso_msg_type { ISO_STARTED = 1, ISO_FAILED, ISO_EXITED };
 
 struct iso_msg {
 	int type;
-	int value;      /* ISO_FAILED: the exit code to report (127 not found, 126
+	int value;	/* ISO_FAILED: the exit code to report (127 not found, 126
 			   otherwise); ISO_EXITED: the program's wait status */
 	char text[224]; /* ISO_FAILED: "cannot exec 'x': no such file or directory" */
 };

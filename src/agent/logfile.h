@@ -19,8 +19,8 @@ struct logfile {
 	int fd;
 	uint64_t size;
 	uint64_t max_bytes; /* > 0 */
-	int max_files;      /* rotated files kept; 0 = none (the file restarts) */
-	int last_error;     /* the last write error (-errno), 0 if none */
+	int max_files;	    /* rotated files kept; 0 = none (the file restarts) */
+	int last_error;	    /* the last write error (-errno), 0 if none */
 };
 
 /* Open (append to) path. 0 or -errno. */

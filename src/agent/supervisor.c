@@ -2,12 +2,14 @@
  * agent's side of it. See supervisor.h for the sandbox layout and contract.
  *
  * Choices made here:
- *  - The program's working directory is SANDBOX/rootfs (owned by the task's
- *    user), so that nothing it writes by relative path can clobber
- *    launch.json, status.json or its own logs. Its /tmp is SANDBOX/tmp.
+ *  - The program's working directory is the sandbox itself (docs/decisions.md),
+ *    and its /tmp is SANDBOX/tmp (mode 1777). The sandbox stays root's: a
+ *    task running as another user must not be able to replace
+ *    supervisor.pid or status.json, so it writes to /tmp, not its cwd.
  *  - Its environment is exactly the launch's env, plus PATH (a default)
- *    and HOME (the user's home, or the working directory when running as
- *    root) when absent, plus BERTH_TASK_ID.
+ *    and HOME (the user's home, or the sandbox when running as root) when
+ *    absent, plus BERTH_TASK_ID.
+ *  - The hostname is the task id cut to 63 characters.
  *  - Exit codes when the program could not be started: 127 when it does
  *    not exist, 126 for every other reason (unknown user, exec denied,
  *    namespace or cgroup failure), each with a message saying why.
@@ -61,6 +63,43 @@ static const char *errstr(int e)
 static char *sandbox_file(const char *sandbox, const char *name)
 {
 	return xasprintf("%s/%s", sandbox, name);
+}
+
+/* Replace a file atomically (readers see the old or the new content,
+ * never a mix). Only `durable` writes are fsync'ed: a task's launch.json
+ * and its transient phases mean nothing after a machine crash (the task
+ * died with the machine), and two fsyncs (0.4 ms idle, 5-15 ms on a busy
+ * disk here) would be most of the launch latency budget. */
+static int write_atomic(const char *path, const char *data, size_t len, bool durable)
+{
+	if (durable)
+		return file_write_atomic(path, data, len);
+	char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int r = 0;
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	for (size_t off = 0; off < len;) {
+		ssize_t w = write(fd, data + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			r = -errno;
+			break;
+		}
+		off += (size_t)w;
+	}
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0)
+		unlink(tmp);
+out:
+	free(tmp);
+	return r;
 }
 
 /* ---- launch.json ---- */
@@ -222,7 +261,9 @@ static int report_write(const char *sandbox, const char *task_id, const struct t
 	char *text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	char *path = sandbox_file(sandbox, "status.json");
-	int rc = file_write_atomic(path, text, strlen(text));
+	/* The final status is the one worth an fsync: it is the task's
+	 * outcome, read again by an agent that restarts later. */
+	int rc = write_atomic(path, text, strlen(text), r->phase == PHASE_EXITED);
 	free(path);
 	free(text);
 	return rc;
@@ -410,8 +451,8 @@ static __attribute__((noreturn)) void spawn_supervisor(const struct spawn_args *
 	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
 		struct rlimit rl;
 		int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536
-				  ? (int)rl.rlim_cur
-				  : 65536;
+			      ? (int)rl.rlim_cur
+			      : 65536;
 		for (int fd = 3; fd < max; fd++)
 			if (fd != a->pipe_w)
 				close(fd);
@@ -442,7 +483,8 @@ int supervisor_launch(const struct task_launch *l, const char *exe, pid_t *super
 	if (supervisor_pid)
 		*supervisor_pid = 0;
 	if (!l || !valid_task_id(l->task_id))
-		return berr_set(err, 400, "invalid task id '%s'", l && l->task_id ? l->task_id : "");
+		return berr_set(err, 400, "invalid task id '%s'",
+				l && l->task_id ? l->task_id : "");
 	if (!l->sandbox_dir || !*l->sandbox_dir)
 		return berr_set(err, 400, "task '%s': no sandbox directory", l->task_id);
 	if (l->argc == 0 || !l->argv || !l->argv[0] || !*l->argv[0])
@@ -463,7 +505,6 @@ int supervisor_launch(const struct task_launch *l, const char *exe, pid_t *super
 	char *pidfile = sandbox_file(sandbox, "supervisor.pid");
 	char *pidfile_tmp = sandbox_file(sandbox, "supervisor.pid.tmp");
 	char *logfile = sandbox_file(sandbox, "supervisor.log");
-	char *rootfs = sandbox_file(sandbox, "rootfs");
 	char *tmp = sandbox_file(sandbox, "tmp");
 	char *text = NULL;
 	int pipefd[2] = {-1, -1};
@@ -473,10 +514,6 @@ int supervisor_launch(const struct task_launch *l, const char *exe, pid_t *super
 	if (old > 0 && is_supervisor_of(old, sandbox)) {
 		berr_set(err, 409, "task '%s' already has a supervisor (pid %d)", l->task_id,
 			 (int)old);
-		goto out;
-	}
-	if (mkdir(rootfs, 0755) < 0 && errno != EEXIST) {
-		berr_set(err, 0, "cannot create '%s': %s", rootfs, errstr(errno));
 		goto out;
 	}
 	/* Sticky and world-writable, as /tmp is, whoever the task runs as. */
@@ -491,7 +528,7 @@ int supervisor_launch(const struct task_launch *l, const char *exe, pid_t *super
 	json_t *doc = launch_to_json(l, sandbox);
 	text = json_dumps(doc, JSON_INDENT(2));
 	json_decref(doc);
-	r = file_write_atomic(launch_path, text, strlen(text));
+	r = write_atomic(launch_path, text, strlen(text), false);
 	if (r < 0) {
 		berr_set(err, 0, "cannot write '%s': %s", launch_path, errstr(r));
 		goto out;
@@ -547,7 +584,6 @@ out:
 	free(pidfile);
 	free(pidfile_tmp);
 	free(logfile);
-	free(rootfs);
 	free(tmp);
 	return rc;
 }
@@ -644,7 +680,8 @@ static void format_duration(uint64_t ms, char *buf, size_t n)
 		snprintf(buf, n, "%llums", (unsigned long long)ms);
 }
 
-static void fail(struct sup *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(struct sup *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void fail(struct sup *s, int code, const char *fmt, ...)
 {
 	if (s->failed)
@@ -773,7 +810,8 @@ static void run_loop(struct sup *s)
 				hard_kill(s);
 				continue;
 			}
-			timeout = (int)(s->stop_deadline - now);
+			int64_t left = s->stop_deadline - now;
+			timeout = left > 60000 ? 60000 : (int)left; /* a grace of days */
 		}
 		if (s->init_done) {
 			/* Everything in the namespace died with the init; output
@@ -790,10 +828,10 @@ static void run_loop(struct sup *s)
 				timeout = t;
 		}
 		struct pollfd p[4] = {
-			{.fd = s->sigfd, .events = POLLIN},
-			{.fd = s->ctl_fd, .events = POLLIN},
-			{.fd = s->out_fd, .events = POLLIN},
-			{.fd = s->err_fd, .events = POLLIN},
+		    {.fd = s->sigfd, .events = POLLIN},
+		    {.fd = s->ctl_fd, .events = POLLIN},
+		    {.fd = s->out_fd, .events = POLLIN},
+		    {.fd = s->err_fd, .events = POLLIN},
 		};
 		int n = poll(p, 4, timeout);
 		if (n < 0 && errno != EINTR) {
@@ -974,7 +1012,7 @@ int supervisor_main(int argc, char **argv)
 	s.rep.phase = PHASE_STARTING;
 	struct user_info user = {0};
 	char **env = NULL;
-	char *workdir = sandbox_file(s.sandbox, "rootfs");
+	char *workdir = xstrdup(s.sandbox);
 	char *tmpdir = sandbox_file(s.sandbox, "tmp");
 	int outp[2] = {-1, -1}, errp[2] = {-1, -1};
 	struct berr err = {0};
@@ -1010,7 +1048,7 @@ int supervisor_main(int argc, char **argv)
 	if (read_pidfile(s.sandbox) != getpid()) { /* started by hand */
 		char *pidfile = sandbox_file(s.sandbox, "supervisor.pid");
 		char *pid = xasprintf("%d\n", (int)getpid());
-		file_write_atomic(pidfile, pid, strlen(pid));
+		write_atomic(pidfile, pid, strlen(pid), false);
 		free(pid);
 		free(pidfile);
 	}
@@ -1022,8 +1060,6 @@ int supervisor_main(int argc, char **argv)
 			fail(&s, 126, "unknown user '%s'", l->user);
 			goto done;
 		}
-		if (chown(workdir, user.uid, user.gid) < 0)
-			slog("cannot chown '%s': %s", workdir, errstr(errno));
 	}
 	env = build_env(l, l->user ? user.home : workdir);
 
@@ -1064,19 +1100,19 @@ int supervisor_main(int argc, char **argv)
 	}
 
 	struct isolation iso = {
-		.hostname = l->task_id,
-		.workdir = workdir,
-		.tmpdir = tmpdir,
-		.argv = l->argv,
-		.envp = env,
-		.user = l->user,
-		.uid = user.uid,
-		.gid = user.gid,
-		.groups = user.groups,
-		.ngroups = (size_t)user.ngroups,
-		.cg = s.cg,
-		.stdout_fd = outp[1],
-		.stderr_fd = errp[1],
+	    .hostname = l->task_id,
+	    .workdir = workdir,
+	    .tmpdir = tmpdir,
+	    .argv = l->argv,
+	    .envp = env,
+	    .user = l->user,
+	    .uid = user.uid,
+	    .gid = user.gid,
+	    .groups = user.groups,
+	    .ngroups = (size_t)user.ngroups,
+	    .cg = s.cg,
+	    .stdout_fd = outp[1],
+	    .stderr_fd = errp[1],
 	};
 	s.init_pid = isolation_start(&iso, &s.ctl_fd, &err);
 	/* Only the program may hold the write ends, or EOF never comes. */

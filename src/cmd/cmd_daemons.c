@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/simulator.h"
 #include "agent/supervisor.h"
 #include "cmd/cli.h"
 #include "cmd/commands.h"
@@ -60,6 +61,11 @@ enum {
 	O_HEARTBEAT,
 	O_DOWN,
 	O_QUIET,
+	O_SIMULATE,
+	O_SIM_RACKS,
+	O_SIM_ZONES,
+	O_SIM_RATE,
+	O_SIM_THREADS,
 	O_HELP,
 	O_COUNT
 };
@@ -82,6 +88,11 @@ static void opts_init(struct cli_opt *o)
 		[O_HEARTBEAT] = {"--heartbeat", NULL, true, false, "agent heartbeat interval (default 1s)"},
 		[O_DOWN] = {"--down-after", NULL, true, false, "node DOWN after no heartbeat this long (default 3s)"},
 		[O_QUIET] = {"--quiet", "-q", false, false, "log warnings and errors only"},
+		[O_SIMULATE] = {"--simulate", NULL, true, false, "agent: run N simulated agents NAME-0..NAME-(N-1)"},
+		[O_SIM_RACKS] = {"--sim-racks", NULL, true, false, "simulate: attribute rack=r<i % R>"},
+		[O_SIM_ZONES] = {"--sim-zones", NULL, true, false, "simulate: attribute zone=z<i % Z>"},
+		[O_SIM_RATE] = {"--sim-rate", NULL, true, false, "simulate: registrations per second (default 2000)"},
+		[O_SIM_THREADS] = {"--sim-threads", NULL, true, false, "simulate: event-loop threads (default 1)"},
 		[O_HELP] = {"--help", "-h", false, false, "show this help"},
 	};
 	memcpy(o, all, sizeof all);
@@ -236,6 +247,54 @@ int cmd_server(int argc, char **argv)
 	return 0;
 }
 
+static int sim_int(struct cli_opt *o, int min, int *out)
+{
+	int64_t v;
+	if (!o->set)
+		return 0;
+	if (parse_int64(o->value, &v) < 0 || v < min || v > 10000000)
+		return cli_fail("bad %s '%s': expected a number >= %d", o->name, o->value, min);
+	*out = (int)v;
+	return 0;
+}
+
+/* berth agent --simulate N: simulated agents (src/agent/simulator.h) with the
+ * resources and attributes of the agent options (defaults: 8 cpu, 16 GiB). */
+static int cmd_agent_simulate(struct cli_opt *o, const struct agent_options *ao)
+{
+	struct simulator_options so;
+	simulator_options_defaults(&so);
+	if (sim_int(&o[O_SIMULATE], 1, &so.count) || sim_int(&o[O_SIM_RACKS], 0, &so.racks) ||
+	    sim_int(&o[O_SIM_ZONES], 0, &so.zones) || sim_int(&o[O_SIM_RATE], 1, &so.register_rate) ||
+	    sim_int(&o[O_SIM_THREADS], 1, &so.threads))
+		return 2;
+	if (ao->name)
+		so.prefix = ao->name;
+	if (ao->servers)
+		so.servers = ao->servers;
+	if (ao->cpu > 0)
+		so.cpu = ao->cpu;
+	if (ao->memory)
+		so.memory = ao->memory;
+	if (o[O_DISK].set)
+		so.disk = ao->disk;
+	so.port_lo = ao->port_lo;
+	so.port_hi = ao->port_hi;
+	so.attrs = ao->attrs;
+	so.nattrs = ao->nattrs;
+	char prefix[160];
+	snprintf(prefix, sizeof prefix, "simulator %s", so.prefix);
+	log_set_prefix(prefix);
+	int rc = simulator_run(&so);
+	for (size_t i = 0; i < ao->nattrs; i++) {
+		free(ao->attrs[i].key);
+		free(ao->attrs[i].value);
+	}
+	free(ao->attrs);
+	free(o[O_ATTR].values);
+	return rc;
+}
+
 int cmd_agent(int argc, char **argv)
 {
 	struct cli_opt o[O_COUNT];
@@ -262,6 +321,11 @@ int cmd_agent(int argc, char **argv)
 		ao.servers = o[O_SERVERS].value;
 	else if (getenv("BERTH_ADDR"))
 		ao.servers = getenv("BERTH_ADDR");
+	if (o[O_SIMULATE].set) {
+		free(exe);
+		free(pos);
+		return cmd_agent_simulate(o, &ao);
+	}
 	block_stop_signals();
 	char prefix[128];
 	snprintf(prefix, sizeof prefix, "agent %s", ao.name ? ao.name : "");

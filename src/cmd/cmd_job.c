@@ -88,8 +88,9 @@ static int follow(struct http_client *hc, const char *key, int version, int64_t 
 		bool batch = type && strcmp(type, "service");
 		if (batch && status && (!strcmp(status, "finished") || !strcmp(status, "failed"))) {
 			printf("%s %s\n", key, status);
+			int rc = !strcmp(status, "finished") ? 0 : 1;
 			json_decref(st);
-			return !strcmp(status, "finished") ? 0 : 1;
+			return rc;
 		}
 		if (!batch && running == instances && total == instances) {
 			printf("%s: all %d instances running version %d\n", key, instances, version);

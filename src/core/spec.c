@@ -26,15 +26,15 @@
 /* Limits. Each keeps a hostile or mistaken spec from costing the daemon
  * (recursion, memory, arithmetic overflow in other modules), far above what a
  * real job needs. docs/spec.md lists them. */
-#define SPEC_MAX_DEPTH 32                          /* nesting of maps and lists */
+#define SPEC_MAX_DEPTH 32 /* nesting of maps and lists */
 #define SPEC_MAX_INSTANCES 100000
-#define SPEC_MAX_CPU 4096.0                        /* cores */
-#define SPEC_MAX_SIZE (1ULL << 60)                 /* 1EiB: fits a JSON integer */
+#define SPEC_MAX_CPU 4096.0			     /* cores */
+#define SPEC_MAX_SIZE (1ULL << 60)		     /* 1EiB: fits a JSON integer */
 #define SPEC_MAX_DURATION_MS (8760ULL * 3600 * 1000) /* 365 days */
 #define SPEC_MAX_PORTS 64
-#define SPEC_MAX_NAME 64                           /* port names, attributes, users */
-#define SPEC_MAX_COUNT 1000000                     /* failures, priorities, limits */
-#define SPEC_FOUND_MAX 60                          /* characters of user text in a message */
+#define SPEC_MAX_NAME 64       /* port names, attributes, users */
+#define SPEC_MAX_COUNT 1000000 /* failures, priorities, limits */
+#define SPEC_FOUND_MAX 60      /* characters of user text in a message */
 
 /* ------------------------------------------------------------------------ */
 /* The intermediate tree                                                     */
@@ -43,14 +43,14 @@ enum snode_kind { SN_NULL, SN_BOOL, SN_INT, SN_REAL, SN_STR, SN_SEQ, SN_MAP };
 
 struct snode {
 	enum snode_kind kind;
-	int line, col;          /* 1-based; 0 when the input has no positions (JSON) */
-	char *text;             /* scalars: the text as written; NUL-terminated, but may
-				 * hold NUL bytes itself (see len) */
+	int line, col; /* 1-based; 0 when the input has no positions (JSON) */
+	char *text;    /* scalars: the text as written; NUL-terminated, but may
+			* hold NUL bytes itself (see len) */
 	size_t len;
 	bool bval;
 	int64_t ival;
 	double dval;
-	struct snode **kids;    /* SN_SEQ: items; SN_MAP: key, value, key, value, ... */
+	struct snode **kids; /* SN_SEQ: items; SN_MAP: key, value, key, value, ... */
 	size_t nkids, cap;
 };
 
@@ -122,10 +122,10 @@ static const struct snode *map_get(const struct snode *m, const char *name)
 /* Messages                                                                  */
 
 struct sctx {
-	const char *file;   /* NULL for JSON: messages carry no position */
+	const char *file; /* NULL for JSON: messages carry no position */
 	struct berr *err;
-	struct sbuf path;   /* dotted path of the value being looked at */
-	bool json;          /* bare integer durations are ms in JSON, seconds in YAML */
+	struct sbuf path; /* dotted path of the value being looked at */
+	bool json;	  /* bare integer durations are ms in JSON, seconds in YAML */
 };
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
@@ -282,10 +282,10 @@ static int expect(struct sctx *c, const struct snode *at, const struct snode *fo
 }
 
 /* Error at node `at` with a prepared found-description (see quote()). */
-static int expect_found(struct sctx *c, const struct snode *at, const char *found,
-			const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int expect_found(struct sctx *c, const struct snode *at, const char *found,
-			const char *fmt, ...)
+static int expect_found(struct sctx *c, const struct snode *at, const char *found, const char *fmt,
+			...) __attribute__((format(printf, 4, 5)));
+static int expect_found(struct sctx *c, const struct snode *at, const char *found, const char *fmt,
+			...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -304,8 +304,8 @@ static char *quote(const char *s, size_t len)
 }
 
 /* Error at a raw position with a prepared found-description. */
-static int expect_pos(struct sctx *c, int line, int col, const char *found, const char *fmt,
-		      ...) __attribute__((format(printf, 5, 6)));
+static int expect_pos(struct sctx *c, int line, int col, const char *found, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 static int expect_pos(struct sctx *c, int line, int col, const char *found, const char *fmt, ...)
 {
 	va_list ap;
@@ -416,8 +416,10 @@ static bool text_to_real(const char *t, double *out)
 static void resolve_plain(struct snode *n)
 {
 	static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
-	static const char *const trues[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
-	static const char *const falses[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
+	static const char *const trues[] = {"true", "True", "TRUE", "yes", "Yes",
+					    "YES",  "on",   "On",   "ON"};
+	static const char *const falses[] = {"false", "False", "FALSE", "no", "No",
+					     "NO",    "off",   "Off",	"OFF"};
 	const char *t = n->text;
 	n->kind = SN_STR;
 	if (snode_has_nul(n))
@@ -455,7 +457,8 @@ static size_t yaml_offset(const struct ybuild *y, int line, int col)
 {
 	size_t i = 0;
 	for (int l = 1; l < line && i < y->len; i++) {
-		if (y->text[i] == '\n' || (y->text[i] == '\r' && (i + 1 >= y->len || y->text[i + 1] != '\n')))
+		if (y->text[i] == '\n' ||
+		    (y->text[i] == '\r' && (i + 1 >= y->len || y->text[i + 1] != '\n')))
 			l++;
 	}
 	for (int k = 1; k < col && i < y->len; k++) {
@@ -547,8 +550,8 @@ static int refuse_tag(struct sctx *c, const yaml_event_t *ev, const yaml_char_t 
 {
 	const char *t = (const char *)tag;
 	/* Show the tag as written: !!binary rather than its expanded form. */
-	_cleanup_free_ char *shown = !strncmp(t, "tag:yaml.org,2002:", 18) ? xasprintf("!!%s", t + 18)
-									: xstrdup(t);
+	_cleanup_free_ char *shown =
+	    !strncmp(t, "tag:yaml.org,2002:", 18) ? xasprintf("!!%s", t + 18) : xstrdup(t);
 	_cleanup_free_ char *q = quote(shown, strlen(shown));
 	return expect_pos(c, ev_line(ev), ev_col(ev), q, "a value without a tag");
 }
@@ -657,7 +660,7 @@ static int yaml_map(struct sctx *c, struct ybuild *y, yaml_event_t *start, int d
 			break;
 		}
 		if (ev.type != YAML_SCALAR_EVENT) {
-			const char *what = ev.type == YAML_MAPPING_START_EVENT	 ? "a map"
+			const char *what = ev.type == YAML_MAPPING_START_EVENT	  ? "a map"
 					   : ev.type == YAML_SEQUENCE_START_EVENT ? "a list"
 										  : "an alias";
 			expect_pos(c, ev_line(&ev), ev_col(&ev), what, "a plain key");
@@ -708,8 +711,8 @@ static int yaml_node(struct sctx *c, struct ybuild *y, yaml_event_t *ev, int dep
 	case YAML_SEQUENCE_START_EVENT:
 	case YAML_MAPPING_START_EVENT: {
 		const yaml_char_t *tag = ev->type == YAML_SEQUENCE_START_EVENT
-						 ? ev->data.sequence_start.tag
-						 : ev->data.mapping_start.tag;
+					     ? ev->data.sequence_start.tag
+					     : ev->data.mapping_start.tag;
 		if (tag && tag_kind(tag, true) < 0) {
 			r = refuse_tag(c, ev, tag);
 		} else if (depth >= SPEC_MAX_DEPTH) {
@@ -753,7 +756,8 @@ static int yaml_tree(struct sctx *c, const char *text, size_t len, struct snode 
 		goto out;
 	if (ev.type == YAML_STREAM_END_EVENT) {
 		yaml_event_delete(&ev);
-		expect_pos(c, 1, 1, "an empty document", "a map of job fields such as job and task");
+		expect_pos(c, 1, 1, "an empty document",
+			   "a map of job fields such as job and task");
 		goto out;
 	}
 	yaml_event_delete(&ev); /* document start */
@@ -765,7 +769,8 @@ static int yaml_tree(struct sctx *c, const char *text, size_t len, struct snode 
 	if (yaml_next(c, &y, &ev) < 0)
 		goto out;
 	if (ev.type != YAML_STREAM_END_EVENT) {
-		expect_pos(c, ev_line(&ev), ev_col(&ev), "another document", "a single yaml document");
+		expect_pos(c, ev_line(&ev), ev_col(&ev), "another document",
+			   "a single yaml document");
 		yaml_event_delete(&ev);
 		goto out;
 	}
@@ -873,20 +878,18 @@ static int json_node(struct sctx *c, json_t *j, int depth, struct snode **out)
 /* ------------------------------------------------------------------------ */
 /* Typed getters: each checks one value and reports with the current path    */
 
-static const char *const job_keys[] = {"job",		 "type",	      "instances",
-				       "schedule",	 "cron_collision",    "priority",
-				       "max_task_failures", "placement",	      "task",
-				       "update"};
-static const char *const task_keys[] = {"driver",      "image",	    "command",
-					"env",	       "user",	    "resources",
-					"constraints", "health",    "stop_grace"};
+static const char *const job_keys[] = {
+    "job",	 "type", "instances", "schedule", "cron_collision", "priority", "max_task_failures",
+    "placement", "task", "update"};
+static const char *const task_keys[] = {"driver",    "image",	    "command", "env",	    "user",
+					"resources", "constraints", "health",  "stop_grace"};
 static const char *const resource_keys[] = {"cpu", "memory", "disk", "ports"};
 static const char *const health_keys[] = {"http",     "tcp",	   "command",
 					  "port",     "interval",  "timeout",
 					  "failures", "successes", "initial_delay"};
-static const char *const update_keys[] = {"batch_size",	  "watch",
-					  "max_instance_failures", "max_total_failures",
-					  "rollback_on_failure",   "order"};
+static const char *const update_keys[] = {
+    "batch_size",	   "watch", "max_instance_failures", "max_total_failures",
+    "rollback_on_failure", "order"};
 /* Indexed by the enums of spec.h. */
 static const char *const type_names[] = {"service", "batch", "cron"};
 static const char *const collision_names[] = {"kill_existing", "cancel_new"};
@@ -902,8 +905,7 @@ static int key_index(const struct snode *key, const char *const *names, size_t n
 	return -1;
 }
 
-static int unknown_key(struct sctx *c, const struct snode *key, const char *const *names,
-		       size_t n)
+static int unknown_key(struct sctx *c, const struct snode *key, const char *const *names, size_t n)
 {
 	struct sbuf sb;
 	sbuf_init(&sb);
@@ -1189,7 +1191,8 @@ static int check_templates(struct sctx *c, const struct snode *n, const struct r
 			/* known */
 		} else if (nlen > 6 && !memcmp(name, "ports.", 6)) {
 			if (!port_declared(r, name + 6, nlen - 6))
-				return expect_found(c, n, q, "a port declared in task.resources.ports");
+				return expect_found(c, n, q,
+						    "a port declared in task.resources.ports");
 		} else {
 			return expect_found(c, n, q,
 					    "a template {{instance}}, {{task_id}}, {{host}} or "
@@ -1406,7 +1409,8 @@ static int v_constraints(struct sctx *c, const struct snode *n, struct task_spec
 	for (size_t i = 0; i < count; i++) {
 		const struct snode *k = n->kids[2 * i], *v = n->kids[2 * i + 1];
 		size_t saved = path_push_key(c, k);
-		if (k->kind == SN_NULL || snode_has_nul(k) || !word_ok(k->text, "_.-", SPEC_MAX_NAME))
+		if (k->kind == SN_NULL || snode_has_nul(k) ||
+		    !word_ok(k->text, "_.-", SPEC_MAX_NAME))
 			return expect(c, k, k, "an attribute name such as rack");
 		struct constraint *ck = &t->constraints[t->nconstraints++];
 		ck->attribute = xstrdup(k->text);
@@ -1497,7 +1501,8 @@ static int check_health(struct sctx *c, const struct snode *hn, const struct tas
 	size_t saved = path_push(c, "health", 6);
 	if (h->kind == HEALTH_HTTP || h->kind == HEALTH_TCP) {
 		if (!port)
-			return missing(c, hn, "port", "a port from task.resources.ports for the check");
+			return missing(c, hn, "port",
+				       "a port from task.resources.ports for the check");
 		path_push(c, "port", 4);
 		if (!port_declared(&t->resources, h->port, strlen(h->port)))
 			return expect(c, port, port, "a port declared in task.resources.ports");
@@ -1537,7 +1542,8 @@ static int v_task(struct sctx *c, const struct snode *n, struct job_spec *s)
 			break;
 		case 4:
 			rc = get_string(c, v, "a user name or uid", &t->user);
-			if (!rc && *t->user && (!word_ok(t->user, "_.-", SPEC_MAX_NAME) || *t->user == '-'))
+			if (!rc && *t->user &&
+			    (!word_ok(t->user, "_.-", SPEC_MAX_NAME) || *t->user == '-'))
 				rc = expect(c, v, v, "a user name or uid");
 			break;
 		case 5:
@@ -1565,7 +1571,8 @@ static int v_task(struct sctx *c, const struct snode *n, struct job_spec *s)
 	const struct snode *image = map_get(n, "image"), *driver = map_get(n, "driver");
 	if (strcmp(t->driver, "exec") && !*t->image) {
 		path_push(c, "image", 5);
-		return expect(c, image ? image : driver, image, "an image for driver %s", t->driver);
+		return expect(c, image ? image : driver, image, "an image for driver %s",
+			      t->driver);
 	}
 	if (!strcmp(t->driver, "exec") && *t->image) {
 		path_push(c, "image", 5);
@@ -1930,7 +1937,8 @@ json_t *spec_to_json(const struct job_spec *s)
 	json_object_set_new(j, "task", task_json(&s->task));
 	json_object_set_new(u, "batch_size", json_integer(s->update.batch_size));
 	json_object_set_new(u, "watch", json_integer((json_int_t)s->update.watch_ms));
-	json_object_set_new(u, "max_instance_failures", json_integer(s->update.max_instance_failures));
+	json_object_set_new(u, "max_instance_failures",
+			    json_integer(s->update.max_instance_failures));
 	json_object_set_new(u, "max_total_failures", json_integer(s->update.max_total_failures));
 	json_object_set_new(u, "rollback_on_failure", json_boolean(s->update.rollback_on_failure));
 	json_object_set_new(u, "order", json_string(order_names[s->update.order]));
@@ -2080,7 +2088,7 @@ int parse_size(const char *s, uint64_t *bytes)
 		if (den > 1 && !units[i].shift)
 			return -EINVAL; /* no fractions of a byte */
 		unsigned __int128 total =
-			(whole << units[i].shift) + (((unsigned __int128)frac << units[i].shift) / den);
+		    (whole << units[i].shift) + (((unsigned __int128)frac << units[i].shift) / den);
 		if (total > UINT64_MAX)
 			return -ERANGE;
 		*bytes = (uint64_t)total;

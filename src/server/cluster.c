@@ -275,6 +275,33 @@ static void task_release_node(struct cluster *c, struct task *t)
 
 static void handle_task_end(struct cluster *c, struct task *t, int64_t now);
 
+/* Keep the waiting list (PENDING + THROTTLED) in step with a task's state,
+ * so the scheduler and the throttle timer never scan every task. */
+static void waiting_update(struct cluster *c, struct task *t, enum task_state to)
+{
+	bool want = to == TASK_PENDING || to == TASK_THROTTLED;
+	if (want == t->waiting)
+		return;
+	if (want) {
+		t->wprev = NULL;
+		t->wnext = c->waiting;
+		if (c->waiting)
+			c->waiting->wprev = t;
+		c->waiting = t;
+		c->nwaiting++;
+	} else {
+		if (t->wprev)
+			t->wprev->wnext = t->wnext;
+		else
+			c->waiting = t->wnext;
+		if (t->wnext)
+			t->wnext->wprev = t->wprev;
+		t->wprev = t->wnext = NULL;
+		c->nwaiting--;
+	}
+	t->waiting = want;
+}
+
 /* Apply a transition if the table allows it. Returns false (and counts the
  * refusal) when it does not. */
 static bool task_transition(struct cluster *c, struct task *t, enum task_state to, const char *msg)
@@ -285,6 +312,7 @@ static bool task_transition(struct cluster *c, struct task *t, enum task_state t
 		return false;
 	}
 	int64_t now = time_now_ms();
+	waiting_update(c, t, to);
 	t->state = to;
 	task_add_event(t, to, msg, now);
 	if (to == TASK_RUNNING && !t->running_since_ms)
@@ -954,16 +982,11 @@ static void nodes_check_heartbeats(struct cluster *c, int64_t mono)
 
 static void tasks_unthrottle(struct cluster *c, int64_t now)
 {
-	size_t it = 0;
-	void *v;
-	while (hmap_next(&c->jobs, &it, NULL, &v)) {
-		struct job *j = v;
-		for (size_t i = 0; i < j->nactive; i++) {
-			struct task *t = j->active[i];
-			if (t && t->state == TASK_THROTTLED && now >= t->throttle_until_ms) {
-				task_transition(c, t, TASK_PENDING, "throttle expired; waiting for a node");
-				c->sched_needed = true;
-			}
+	for (struct task *t = c->waiting, *next; t; t = next) {
+		next = t->wnext;
+		if (t->state == TASK_THROTTLED && now >= t->throttle_until_ms) {
+			task_transition(c, t, TASK_PENDING, "throttle expired; waiting for a node");
+			c->sched_needed = true;
 		}
 	}
 }
@@ -998,7 +1021,8 @@ static void nodes_drain(struct cluster *c)
 				struct task *o = t->job->active[i];
 				busy = o && o != t &&
 				       (o->state == TASK_DRAINING || o->state == TASK_PENDING ||
-					o->state == TASK_ASSIGNED || o->state == TASK_STARTING);
+					o->state == TASK_THROTTLED || o->state == TASK_ASSIGNED ||
+					o->state == TASK_STARTING);
 			}
 			for (size_t k = 0; k < nmove && !busy; k++)
 				busy = move[k]->job == t->job;
@@ -1017,17 +1041,90 @@ static void nodes_drain(struct cluster *c)
 	}
 }
 
-static const char *node_attr(const struct node *n, const char *k)
+
+static int cmp_task_class(const void *a, const void *b)
 {
-	for (size_t i = 0; i < n->nattrs; i++)
-		if (!strcmp(n->attrs[i].key, k))
-			return n->attrs[i].value;
-	return NULL;
+	const struct task *x = *(struct task *const *)a, *y = *(struct task *const *)b;
+	if (x->job != y->job)
+		return (uintptr_t)x->job < (uintptr_t)y->job ? -1 : 1;
+	if (x->version != y->version)
+		return x->version - y->version;
+	return x->instance - y->instance;
+}
+
+/* Place one equivalence class: the PENDING tasks group[0..ng) share a job
+ * and a config version. */
+static void place_class(struct cluster *c, struct node **nodes, struct placement_node *pn,
+			size_t nn, struct task **group, size_t ng)
+{
+	struct job *j = group[0]->job;
+	struct job_version *jv = job_version_get(j, group[0]->version);
+	if (!jv)
+		return;
+	/* Tasks of the job per node, for limit constraints and spreading. */
+	for (size_t i = 0; i < j->nactive; i++) {
+		struct task *t = j->active[i];
+		if (t && t->node)
+			pn[t->node->sched_index].job_tasks++;
+	}
+	struct placement_request req = {
+		.job = jv->spec,
+		.count = ng,
+		.sample_limit = c->cfg.sample_limit,
+		.start_offset = nn ? c->sched_offset % nn : 0,
+	};
+	struct placement_result res = {0};
+	placement_place(pn, nn, &req, &res);
+	c->sched_offset = res.next_offset;
+	const struct resources *r = &jv->spec->task.resources;
+	for (size_t g = 0; g < ng; g++) {
+		struct task *t = group[g];
+		int ni = res.node_index[g];
+		if (ni < 0) {
+			const char *why = res.reason ? res.reason : "no nodes registered";
+			if (!t->message || strcmp(t->message, why)) {
+				free(t->message);
+				t->message = xstrdup(why);
+			}
+			continue;
+		}
+		struct node *n = nodes[ni];
+		json_t *ports = json_object();
+		for (size_t p = 0; p < r->nports; p++)
+			json_object_set_new(ports, r->ports[p], json_integer(port_pool_take(n->ports)));
+		json_decref(t->ports);
+		t->ports = ports;
+		n->cpu_used += r->cpu;
+		n->mem_used += r->memory;
+		n->disk_used += r->disk;
+		t->node = n;
+		hmap_put(&n->tasks, t->id, t);
+		n->desired_version++;
+		t->assigned_at = n->desired_version;
+		char msg[300];
+		snprintf(msg, sizeof msg, "assigned to node %s", n->name);
+		task_transition(c, t, TASK_ASSIGNED, msg);
+	}
+	placement_result_release(&res);
+	for (size_t i = 0; i < j->nactive; i++) {
+		struct task *t = j->active[i];
+		if (t && t->node)
+			pn[t->node->sched_index].job_tasks = 0;
+	}
 }
 
 static void schedule_pending(struct cluster *c)
 {
 	c->sched_needed = false;
+	size_t np = 0;
+	struct task **pending = xcalloc(c->nwaiting + 1, sizeof *pending);
+	for (struct task *t = c->waiting; t; t = t->wnext)
+		if (t->state == TASK_PENDING)
+			pending[np++] = t;
+	if (!np) {
+		free(pending);
+		return;
+	}
 	size_t nn = c->nodes.count;
 	struct node **nodes = xcalloc(nn + 1, sizeof *nodes);
 	struct placement_node *pn = xcalloc(nn + 1, sizeof *pn);
@@ -1035,6 +1132,7 @@ static void schedule_pending(struct cluster *c)
 	void *v;
 	while (hmap_next(&c->nodes, &it, NULL, &v)) {
 		struct node *n = v;
+		n->sched_index = k;
 		nodes[k] = n;
 		pn[k].name = n->name;
 		pn[k].schedulable = n->state == NODE_ACTIVE;
@@ -1046,76 +1144,18 @@ static void schedule_pending(struct cluster *c)
 		pn[k].ports_free = port_pool_available(n->ports);
 		k++;
 	}
-	(void)node_attr;
-	it = 0;
-	while (hmap_next(&c->jobs, &it, NULL, &v)) {
-		struct job *j = v;
-		/* Pending tasks grouped by version: one equivalence class each. */
-		for (size_t vi = 0; vi < j->nversions; vi++) {
-			struct job_version *jv = &j->versions[vi];
-			struct task **group = NULL;
-			size_t ng = 0;
-			for (size_t i = 0; i < j->nactive; i++) {
-				struct task *t = j->active[i];
-				if (t && t->state == TASK_PENDING && t->version == jv->version) {
-					group = xrealloc(group, (ng + 1) * sizeof *group);
-					group[ng++] = t;
-				}
-			}
-			if (!ng)
-				continue;
-			for (size_t n = 0; n < nn; n++) {
-				uint32_t cnt = 0;
-				for (size_t i = 0; i < j->nactive; i++) {
-					struct task *t = j->active[i];
-					if (t && t->node == nodes[n])
-						cnt++;
-				}
-				pn[n].job_tasks = cnt;
-			}
-			struct placement_request req = {
-				.job = jv->spec,
-				.count = ng,
-				.sample_limit = c->cfg.sample_limit,
-				.start_offset = nn ? c->sched_offset % nn : 0,
-			};
-			struct placement_result res = {0};
-			placement_place(pn, nn, &req, &res);
-			c->sched_offset = res.next_offset;
-			for (size_t g = 0; g < ng; g++) {
-				struct task *t = group[g];
-				int ni = res.node_index[g];
-				if (ni < 0) {
-					const char *why = res.reason ? res.reason : "no nodes registered";
-					if (!t->message || strcmp(t->message, why)) {
-						free(t->message);
-						t->message = xstrdup(why);
-					}
-					continue;
-				}
-				struct node *n = nodes[ni];
-				const struct resources *r = &jv->spec->task.resources;
-				json_t *ports = json_object();
-				for (size_t p = 0; p < r->nports; p++)
-					json_object_set_new(ports, r->ports[p],
-							    json_integer(port_pool_take(n->ports)));
-				json_decref(t->ports);
-				t->ports = ports;
-				n->cpu_used += r->cpu;
-				n->mem_used += r->memory;
-				n->disk_used += r->disk;
-				t->node = n;
-				hmap_put(&n->tasks, t->id, t);
-				n->desired_version++;
-				t->assigned_at = n->desired_version;
-				char msg[300];
-				snprintf(msg, sizeof msg, "assigned to node %s", n->name);
-				task_transition(c, t, TASK_ASSIGNED, msg);
-			}
-			placement_result_release(&res);
-			free(group);
-		}
+	/* Higher priority jobs first would go here; for now oldest job first
+	 * within one pass is not guaranteed, classes are placed in address order. */
+	qsort(pending, np, sizeof *pending, cmp_task_class);
+	for (size_t i = 0; i < np;) {
+		size_t e = i + 1;
+		while (e < np && pending[e]->job == pending[i]->job &&
+		       pending[e]->version == pending[i]->version)
+			e++;
+		place_class(c, nodes, pn, nn, pending + i, e - i);
+		i = e;
 	}
+	free(pending);
 	free(nodes);
 	free(pn);
 }
@@ -1452,6 +1492,7 @@ static int load_task(const char *key, const char *value, size_t len, void *ud)
 			xstrdup(json_string_value(json_object_get(ev, "message")))};
 	}
 	hmap_put(&c->tasks, t->id, t);
+	waiting_update(c, t, t->state);
 	if (task_state_terminal(t->state)) {
 		j->ended = xrealloc(j->ended, (j->nended + 1) * sizeof *j->ended);
 		j->ended[j->nended++] = t;

@@ -61,6 +61,8 @@ struct task {
 	bool no_replace;         /* killed on purpose (job kill, scale down) */
 	struct task_event *events;
 	size_t nevents;
+	struct task *wprev, *wnext; /* in cluster.waiting while PENDING or THROTTLED */
+	bool waiting;
 };
 
 struct job_version {
@@ -99,6 +101,7 @@ struct node {
 	struct port_pool *ports;
 	char *addr;              /* the agent's own HTTP address (logs) */
 	int64_t last_seen_mono;
+	size_t sched_index;      /* its slot in the scheduler's node array */
 	uint64_t desired_version;
 	struct hmap tasks;       /* id -> struct task*, tasks assigned here */
 };
@@ -126,6 +129,8 @@ struct cluster {
 	uint64_t committed_seq;
 	bool sched_needed;
 	size_t sched_offset;
+	struct task *waiting;       /* PENDING and THROTTLED tasks (intrusive list) */
+	size_t nwaiting;
 	int64_t loaded_mono;        /* grace for agents after a server start */
 };
 

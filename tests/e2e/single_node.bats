@@ -189,7 +189,7 @@ EOF
 	head -c 2000000 /dev/zero | tr '\0' ' ' >/tmp/berth-big.$$
 	code=$(curl -s -o /tmp/berth-body.$$ -w '%{http_code}' -X POST --data-binary @/tmp/berth-big.$$ "$BERTH_ADDR/v1/jobs")
 	[ "$code" = 413 ]
-	code=$(curl -s -o /tmp/berth-body.$$ -w '%{http_code}' -X POST -d '{"job":"a/devel/x","task":{"command":5}}' "$BERTH_ADDR/v1/jobs")
+	code=$(curl -s -o /tmp/berth-body.$$ -w '%{http_code}' -X POST -d '{"job":"a/devel/x","task":{"command":{"not":"a list"}}}' "$BERTH_ADDR/v1/jobs")
 	[ "$code" = 400 ]
 	grep -q 'task.command' /tmp/berth-body.$$
 	rm -f /tmp/berth-body.$$ /tmp/berth-big.$$

@@ -251,8 +251,8 @@ TEST(enters_lists_kills_and_removes)
 	CHECK(cgroup_pids(cg, &pids, &n) == 0);
 	CHECK(n == 0);
 	free(pids);
-	char *dir = xstrdup(cgroup_dir(cg, "memory") ? cgroup_dir(cg, "memory")
-						    : cgroup_dir(cg, "pids"));
+	char *dir =
+	    xstrdup(cgroup_dir(cg, "memory") ? cgroup_dir(cg, "memory") : cgroup_dir(cg, "pids"));
 	CHECK(cgroup_remove(cg) == 0);
 	CHECK(access(dir, F_OK) < 0);
 	free(dir);
@@ -339,8 +339,8 @@ TEST(nested_parent_is_created_and_removed)
 		cgroup_free(cg);
 	}
 	CHECK(cgroup_remove_parent(cgroup_detect(), NULL, nested) == 0);
-	char *p = xasprintf("/sys/fs/cgroup/%s%s", cgroup_detect() == CGROUP_V1 ? "memory/" : "",
-			    parent);
+	char *p =
+	    xasprintf("/sys/fs/cgroup/%s%s", cgroup_detect() == CGROUP_V1 ? "memory/" : "", parent);
 	CHECK(access(p, F_OK) < 0);
 	free(p);
 	free(nested);

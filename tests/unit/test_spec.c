@@ -146,27 +146,27 @@ TEST(defaults_minimal)
 
 /* The example of DESIGN.md section 4, every field set. */
 static const char design_example[] =
-	"job: alice/devel/web            # role/environment/name\n"
-	"type: service\n"
-	"instances: 3\n"
-	"priority: 5\n"
-	"max_task_failures: -1\n"
-	"placement: spread\n"
-	"cron_collision: cancel_new\n"
-	"task:\n"
-	"  driver: exec\n"
-	"  image: \"\"\n"
-	"  command: [\"/bin/sh\", \"-c\", \"echo hi {{instance}}; exec my-server --port "
-	"{{ports.http}}\"]\n"
-	"  env: {GREETING: hi}\n"
-	"  user: nobody\n"
-	"  resources: {cpu: 0.5, memory: 64MiB, disk: 256MiB, ports: [http]}\n"
-	"  constraints: {rack: \"!r3\", host: \"limit:1\", zone: \"a,b\"}\n"
-	"  health: {http: /health, port: http, interval: 5s, timeout: 2s, failures: 4, successes: 2, "
-	"initial_delay: 30s}\n"
-	"  stop_grace: 20s\n"
-	"update: {batch_size: 2, watch: 30s, max_instance_failures: 1, max_total_failures: 3,\n"
-	"         rollback_on_failure: false, order: start_first}\n";
+    "job: alice/devel/web            # role/environment/name\n"
+    "type: service\n"
+    "instances: 3\n"
+    "priority: 5\n"
+    "max_task_failures: -1\n"
+    "placement: spread\n"
+    "cron_collision: cancel_new\n"
+    "task:\n"
+    "  driver: exec\n"
+    "  image: \"\"\n"
+    "  command: [\"/bin/sh\", \"-c\", \"echo hi {{instance}}; exec my-server --port "
+    "{{ports.http}}\"]\n"
+    "  env: {GREETING: hi}\n"
+    "  user: nobody\n"
+    "  resources: {cpu: 0.5, memory: 64MiB, disk: 256MiB, ports: [http]}\n"
+    "  constraints: {rack: \"!r3\", host: \"limit:1\", zone: \"a,b\"}\n"
+    "  health: {http: /health, port: http, interval: 5s, timeout: 2s, failures: 4, successes: 2, "
+    "initial_delay: 30s}\n"
+    "  stop_grace: 20s\n"
+    "update: {batch_size: 2, watch: 30s, max_instance_failures: 1, max_total_failures: 3,\n"
+    "         rollback_on_failure: false, order: start_first}\n";
 
 TEST(full_example)
 {
@@ -232,22 +232,26 @@ TEST(command_forms)
 		CHECK_STR(s->task.command[1], "10");
 		spec_free(s);
 	}
-	CHECK_STR(yaml_err("job: a/prod/b\ntask:\n  command: []\n"),
-		  "web.yaml:3:12: task.command: expected a command (a list of strings or a string), "
-		  "found an empty list");
-	CHECK_STR(yaml_err("job: a/prod/b\ntask:\n  command: \"  \"\n"),
-		  "web.yaml:3:12: task.command: expected a command (a list of strings or a string), "
-		  "found '  '");
-	CHECK_STR(yaml_err("job: a/prod/b\ntask:\n  command: {a: b}\n"),
-		  "web.yaml:3:12: task.command: expected a command (a list of strings or a string), "
-		  "found a map");
+	CHECK_STR(
+	    yaml_err("job: a/prod/b\ntask:\n  command: []\n"),
+	    "web.yaml:3:12: task.command: expected a command (a list of strings or a string), "
+	    "found an empty list");
+	CHECK_STR(
+	    yaml_err("job: a/prod/b\ntask:\n  command: \"  \"\n"),
+	    "web.yaml:3:12: task.command: expected a command (a list of strings or a string), "
+	    "found '  '");
+	CHECK_STR(
+	    yaml_err("job: a/prod/b\ntask:\n  command: {a: b}\n"),
+	    "web.yaml:3:12: task.command: expected a command (a list of strings or a string), "
+	    "found a map");
 	CHECK_STR(yaml_err("job: a/prod/b\ntask:\n  command: [a, [b]]\n"),
 		  "web.yaml:3:16: task.command[1]: expected a string, found a list");
 	CHECK_STR(yaml_err("job: a/prod/b\ntask:\n  command: [\"\", b]\n"),
 		  "web.yaml:3:13: task.command[0]: expected a program to run, found ''");
-	CHECK_STR(yaml_err("job: a/prod/b\ntask:\n  command:\n"),
-		  "web.yaml:3:11: task.command: expected a command (a list of strings or a string), "
-		  "found nothing");
+	CHECK_STR(
+	    yaml_err("job: a/prod/b\ntask:\n  command:\n"),
+	    "web.yaml:3:11: task.command: expected a command (a list of strings or a string), "
+	    "found nothing");
 }
 
 TEST(env_values_are_text)
@@ -280,8 +284,9 @@ TEST(env_values_are_text)
 TEST(empty_sections_are_empty)
 {
 	/* "env:" with its entries commented out is an empty map. */
-	struct job_spec *s = yaml_ok("job: a/prod/b\ntask:\n  command: x\n  env:\n  #  A: b\n"
-				     "  constraints:\n  resources:\n    ports:\n  health:\nupdate:\n");
+	struct job_spec *s =
+	    yaml_ok("job: a/prod/b\ntask:\n  command: x\n  env:\n  #  A: b\n"
+		    "  constraints:\n  resources:\n    ports:\n  health:\nupdate:\n");
 	if (!s)
 		return;
 	CHECK(s->task.nenv == 0);
@@ -362,10 +367,12 @@ TEST(job_keys)
 	CHECK(job_key_check("9x/test/web-1_a", &e) == 0);
 	CHECK(job_key_check("alice/staging/web", &e) == 0);
 	CHECK(job_key_check("alice/staging12/web", &e) == 0);
-	CHECK(job_key_check("a234567890123456789012345678901234567890123456789012345678901234/prod/w",
-			    &e) == 0);
-	CHECK(job_key_check("a2345678901234567890123456789012345678901234567890123456789012345/prod/w",
-			    &e) == -1);
+	CHECK(
+	    job_key_check("a234567890123456789012345678901234567890123456789012345678901234/prod/w",
+			  &e) == 0);
+	CHECK(job_key_check(
+		  "a2345678901234567890123456789012345678901234567890123456789012345/prod/w", &e) ==
+	      -1);
 	CHECK_STR(e.msg, "expected a role of 1 to 64 characters a-z, 0-9, _ or - starting with a "
 			 "letter or digit, found "
 			 "'a23456789012345678901234567890123456789012345678901234567890...'");
@@ -398,9 +405,10 @@ TEST(job_key_in_spec)
 	CHECK_STR(yaml_err("job: Alice/prod/web\ntask: {command: x}\n"),
 		  "web.yaml:1:6: job: expected a role of 1 to 64 characters a-z, 0-9, _ or - "
 		  "starting with a letter or digit, found 'Alice'");
-	CHECK_STR(yaml_err("job: alice/prd/web\ntask: {command: x}\n"),
-		  "web.yaml:1:6: job: expected an environment prod, devel, test or staging<digits>, "
-		  "found 'prd'");
+	CHECK_STR(
+	    yaml_err("job: alice/prd/web\ntask: {command: x}\n"),
+	    "web.yaml:1:6: job: expected an environment prod, devel, test or staging<digits>, "
+	    "found 'prd'");
 	CHECK_STR(yaml_err("job: [a]\ntask: {command: x}\n"),
 		  "web.yaml:1:6: job: expected a job key such as alice/prod/web, found a list");
 	CHECK_STR(json_err("{\"job\": \"a/b/c\", \"task\": {\"command\": \"x\"}}"),
@@ -439,8 +447,9 @@ TEST(error_wrong_type)
 	CHECK_STR(yaml_err("job: a/prod/b\ninstances: three\ntask: {command: x}\n"),
 		  "web.yaml:2:12: instances: expected an integer between 0 and 100000, found "
 		  "'three'");
-	CHECK_STR(yaml_err("job: a/prod/b\ninstances: 1.5\ntask: {command: x}\n"),
-		  "web.yaml:2:12: instances: expected an integer between 0 and 100000, found '1.5'");
+	CHECK_STR(
+	    yaml_err("job: a/prod/b\ninstances: 1.5\ntask: {command: x}\n"),
+	    "web.yaml:2:12: instances: expected an integer between 0 and 100000, found '1.5'");
 	CHECK_STR(yaml_err("job: a/prod/b\ntask: 5\n"),
 		  "web.yaml:2:7: task: expected a map of task fields such as command and "
 		  "resources, found '5'");
@@ -450,13 +459,15 @@ TEST(error_wrong_type)
 	CHECK_STR(yaml_err(MIN "  resources: [1]\n"),
 		  "web.yaml:4:14: task.resources: expected a map of resources (cpu, memory, disk, "
 		  "ports), found a list");
-	CHECK_STR(yaml_err(MIN "update: {rollback_on_failure: maybe}\n"),
-		  "web.yaml:4:31: update.rollback_on_failure: expected true or false, found 'maybe'");
+	CHECK_STR(
+	    yaml_err(MIN "update: {rollback_on_failure: maybe}\n"),
+	    "web.yaml:4:31: update.rollback_on_failure: expected true or false, found 'maybe'");
 	CHECK_STR(yaml_err(MIN "  user: {a: b}\n"),
 		  "web.yaml:4:9: task.user: expected a user name or uid, found a map");
-	CHECK_STR(yaml_err(MIN "  resources: {cpu: lots}\n"),
-		  "web.yaml:4:20: task.resources.cpu: expected a number of cores above 0 and at most "
-		  "4096, found 'lots'");
+	CHECK_STR(
+	    yaml_err(MIN "  resources: {cpu: lots}\n"),
+	    "web.yaml:4:20: task.resources.cpu: expected a number of cores above 0 and at most "
+	    "4096, found 'lots'");
 	/* Quoted numbers are still numbers. */
 	struct job_spec *s = yaml_ok("job: a/prod/b\ninstances: \"4\"\ntask: {command: x}\n");
 	if (s) {
@@ -485,14 +496,15 @@ TEST(error_sizes_and_durations)
 	CHECK_STR(yaml_err(MIN "  health: {interval: 0s}\n"),
 		  "web.yaml:4:22: task.health.interval: expected a duration above 0 such as 10s, "
 		  "found '0s'");
-	CHECK_STR(yaml_err(MIN "update: {watch: 9000h}\n"),
-		  "web.yaml:4:17: update.watch: expected a duration of at most 8760h, found '9000h'");
+	CHECK_STR(
+	    yaml_err(MIN "update: {watch: 9000h}\n"),
+	    "web.yaml:4:17: update.watch: expected a duration of at most 8760h, found '9000h'");
 	/* A YAML integer is bytes for a size, seconds for a duration. */
-	struct job_spec *s = yaml_ok(MIN "  resources: {memory: 1048576, disk: 0x100}\n"
+	struct job_spec *s = yaml_ok(MIN "  resources: {memory: 1048576, disk: 0x1fF}\n"
 					 "  stop_grace: 3\n");
 	if (s) {
 		CHECK(s->task.resources.memory == 1048576);
-		CHECK(s->task.resources.disk == 256);
+		CHECK(s->task.resources.disk == 511);
 		CHECK(s->task.stop_grace_ms == 3000);
 		spec_free(s);
 	}
@@ -515,8 +527,9 @@ TEST(error_enums)
 {
 	CHECK_STR(yaml_err("job: a/prod/b\ntype: daemon\ntask: {command: x}\n"),
 		  "web.yaml:2:7: type: expected service, batch or cron, found 'daemon'");
-	CHECK_STR(yaml_err("job: a/prod/b\ncron_collision: both\ntask: {command: x}\n"),
-		  "web.yaml:2:17: cron_collision: expected kill_existing or cancel_new, found 'both'");
+	CHECK_STR(
+	    yaml_err("job: a/prod/b\ncron_collision: both\ntask: {command: x}\n"),
+	    "web.yaml:2:17: cron_collision: expected kill_existing or cancel_new, found 'both'");
 	CHECK_STR(yaml_err("job: a/prod/b\nplacement: random\ntask: {command: x}\n"),
 		  "web.yaml:2:12: placement: expected binpack or spread, found 'random'");
 	CHECK_STR(yaml_err(MIN "  driver: lxc\n"),
@@ -550,7 +563,8 @@ TEST(error_integer_ranges)
 	CHECK_STR(yaml_err(MIN "  health: {failures: 0}\n"),
 		  "web.yaml:4:22: task.health.failures: expected an integer between 1 and 1000000, "
 		  "found '0'");
-	struct job_spec *s = yaml_ok("job: a/prod/b\ninstances: 0\npriority: -7\ntask: {command: x}\n");
+	struct job_spec *s =
+	    yaml_ok("job: a/prod/b\ninstances: 0\npriority: -7\ntask: {command: x}\n");
 	if (s) {
 		CHECK(s->instances == 0);
 		CHECK(s->priority == -7);
@@ -565,18 +579,22 @@ TEST(error_integer_ranges)
 
 TEST(error_huge_numbers)
 {
-	CHECK_STR(yaml_err("job: a/prod/b\ninstances: 99999999999999999999999\ntask: {command: x}\n"),
-		  "web.yaml:2:12: instances: expected an integer between 0 and 100000, found "
-		  "'99999999999999999999999'");
-	CHECK_STR(yaml_err("job: a/prod/b\npriority: -9223372036854775809\ntask: {command: x}\n"),
-		  "web.yaml:2:11: priority: expected an integer between -1000000 and 1000000, found "
-		  "'-9223372036854775809'");
-	CHECK_STR(yaml_err(MIN "  resources: {cpu: 1e999}\n"),
-		  "web.yaml:4:20: task.resources.cpu: expected a number of cores above 0 and at most "
-		  "4096, found '1e999'");
-	CHECK_STR(yaml_err(MIN "  resources: {cpu: .nan}\n"),
-		  "web.yaml:4:20: task.resources.cpu: expected a number of cores above 0 and at most "
-		  "4096, found '.nan'");
+	CHECK_STR(
+	    yaml_err("job: a/prod/b\ninstances: 99999999999999999999999\ntask: {command: x}\n"),
+	    "web.yaml:2:12: instances: expected an integer between 0 and 100000, found "
+	    "'99999999999999999999999'");
+	CHECK_STR(
+	    yaml_err("job: a/prod/b\npriority: -9223372036854775809\ntask: {command: x}\n"),
+	    "web.yaml:2:11: priority: expected an integer between -1000000 and 1000000, found "
+	    "'-9223372036854775809'");
+	CHECK_STR(
+	    yaml_err(MIN "  resources: {cpu: 1e999}\n"),
+	    "web.yaml:4:20: task.resources.cpu: expected a number of cores above 0 and at most "
+	    "4096, found '1e999'");
+	CHECK_STR(
+	    yaml_err(MIN "  resources: {cpu: .nan}\n"),
+	    "web.yaml:4:20: task.resources.cpu: expected a number of cores above 0 and at most "
+	    "4096, found '.nan'");
 	CHECK_STR(yaml_err(MIN "  resources: {memory: 99999999999999999999999}\n"),
 		  "web.yaml:4:23: task.resources.memory: expected a size such as 64MiB, found "
 		  "'99999999999999999999999'");
@@ -602,9 +620,10 @@ TEST(error_duplicate_keys)
 	/* The earliest repeat in the document is the one reported. */
 	CHECK_STR(yaml_err(MIN "  env: {Z: 1, A: 1, Z: 2, A: 2}\n"),
 		  "web.yaml:4:21: task.env.Z: expected each key once, found 'Z' again");
-	CHECK_STR(yaml_err(MIN "  resources: {ports: [http, admin, http]}\n"),
-		  "web.yaml:4:36: task.resources.ports[2]: expected each port name once, found 'http' "
-		  "again");
+	CHECK_STR(
+	    yaml_err(MIN "  resources: {ports: [http, admin, http]}\n"),
+	    "web.yaml:4:36: task.resources.ports[2]: expected each port name once, found 'http' "
+	    "again");
 }
 
 TEST(error_yaml_syntax)
@@ -618,9 +637,10 @@ TEST(error_yaml_syntax)
 	CHECK_STR(yaml_err("job: a/prod/b\n\ttask: x\n"),
 		  "web.yaml:2:1: job: expected valid yaml (found a tab character that violates "
 		  "indentation), found '\\ttask: x'");
-	CHECK_STR(yaml_err("job: \"abc\n"),
-		  "web.yaml:2:1: job: expected valid yaml (found unexpected end of stream), found end "
-		  "of input");
+	CHECK_STR(
+	    yaml_err("job: \"abc\n"),
+	    "web.yaml:2:1: job: expected valid yaml (found unexpected end of stream), found end "
+	    "of input");
 	CHECK_STR(yaml_err("job: a/prod/b\ntask: {command: x}\n]\n"),
 		  "web.yaml:3:1: expected valid yaml (did not find expected key), "
 		  "found ']'");
@@ -672,7 +692,8 @@ TEST(error_documents)
 	/* A NULL filename still gives a position. */
 	struct berr e = {0};
 	CHECK(spec_parse_yaml("x", 1, NULL, &s, &e) == -1);
-	CHECK_STR(e.msg, "<input>:1:1: expected a map of job fields such as job and task, found 'x'");
+	CHECK_STR(e.msg,
+		  "<input>:1:1: expected a map of job fields such as job and task, found 'x'");
 	CHECK(spec_parse_yaml(NULL, 0, "a.yaml", &s, &e) == -1);
 	CHECK_CONTAINS(e.msg, "a.yaml:1:1: ");
 }
@@ -728,7 +749,8 @@ TEST(error_deep_nesting)
 TEST(only_first_error)
 {
 	const char *m = yaml_err("job: a/prod/b\ninstances: x\ntype: y\ntask: {command: x}\n");
-	CHECK_STR(m, "web.yaml:2:12: instances: expected an integer between 0 and 100000, found 'x'");
+	CHECK_STR(m,
+		  "web.yaml:2:12: instances: expected an integer between 0 and 100000, found 'x'");
 	/* A stale message from the caller is replaced, not appended to. */
 	struct berr e;
 	struct job_spec *s;
@@ -742,8 +764,9 @@ TEST(only_first_error)
 
 TEST(cron_schedule)
 {
-	struct job_spec *s = yaml_ok("job: a/prod/b\ntype: cron\nschedule: \"*/5  *\t* * MON-FRI\"\n"
-				     "cron_collision: cancel_new\ntask: {command: x}\n");
+	struct job_spec *s =
+	    yaml_ok("job: a/prod/b\ntype: cron\nschedule: \"*/5  *\t* * MON-FRI\"\n"
+		    "cron_collision: cancel_new\ntask: {command: x}\n");
 	if (s) {
 		CHECK(s->type == JOB_CRON);
 		CHECK_STR(s->schedule, "*/5 * * * MON-FRI");
@@ -751,25 +774,30 @@ TEST(cron_schedule)
 		check_round_trip(s);
 		spec_free(s);
 	}
-	CHECK_STR(yaml_err("job: a/prod/b\ntype: cron\ntask: {command: x}\n"),
-		  "web.yaml:2:7: schedule: expected a cron schedule such as '*/5 * * * *' for a cron "
-		  "job, found nothing");
+	CHECK_STR(
+	    yaml_err("job: a/prod/b\ntype: cron\ntask: {command: x}\n"),
+	    "web.yaml:2:7: schedule: expected a cron schedule such as '*/5 * * * *' for a cron "
+	    "job, found nothing");
 	CHECK_STR(yaml_err("job: a/prod/b\ntype: cron\nschedule: \"\"\ntask: {command: x}\n"),
 		  "web.yaml:3:11: schedule: expected a cron schedule such as '*/5 * * * *' for a "
 		  "cron job, found ''");
-	CHECK_STR(yaml_err("job: a/prod/b\ntype: cron\nschedule: \"* * * *\"\ntask: {command: x}\n"),
-		  "web.yaml:3:11: schedule: expected a cron schedule of 5 fields such as '*/5 * * * "
-		  "*', found '* * * *'");
-	CHECK_STR(yaml_err("job: a/prod/b\ntype: cron\nschedule: \"* * * * * *\"\ntask: {command: "
-			   "x}\n"),
-		  "web.yaml:3:11: schedule: expected a cron schedule of 5 fields such as '*/5 * * * "
-		  "*', found '* * * * * *'");
-	CHECK_STR(yaml_err("job: a/prod/b\ntype: cron\nschedule: \"* * * * ;\"\ntask: {command: x}\n"),
-		  "web.yaml:3:11: schedule: expected a cron schedule of 5 fields such as '*/5 * * * "
-		  "*', found '* * * * ;'");
-	CHECK_STR(yaml_err("job: a/prod/b\nschedule: \"* * * * *\"\ntask: {command: x}\n"),
-		  "web.yaml:2:11: schedule: expected no schedule for a service job (use type: cron), "
-		  "found '* * * * *'");
+	CHECK_STR(
+	    yaml_err("job: a/prod/b\ntype: cron\nschedule: \"* * * *\"\ntask: {command: x}\n"),
+	    "web.yaml:3:11: schedule: expected a cron schedule of 5 fields such as '*/5 * * * "
+	    "*', found '* * * *'");
+	CHECK_STR(
+	    yaml_err("job: a/prod/b\ntype: cron\nschedule: \"* * * * * *\"\ntask: {command: "
+		     "x}\n"),
+	    "web.yaml:3:11: schedule: expected a cron schedule of 5 fields such as '*/5 * * * "
+	    "*', found '* * * * * *'");
+	CHECK_STR(
+	    yaml_err("job: a/prod/b\ntype: cron\nschedule: \"* * * * ;\"\ntask: {command: x}\n"),
+	    "web.yaml:3:11: schedule: expected a cron schedule of 5 fields such as '*/5 * * * "
+	    "*', found '* * * * ;'");
+	CHECK_STR(
+	    yaml_err("job: a/prod/b\nschedule: \"* * * * *\"\ntask: {command: x}\n"),
+	    "web.yaml:2:11: schedule: expected no schedule for a service job (use type: cron), "
+	    "found '* * * * *'");
 	/* The order of type and schedule does not matter. */
 	s = yaml_ok("job: a/prod/b\nschedule: 0 3 * * *\ntask: {command: x}\ntype: cron\n");
 	if (s) {
@@ -807,31 +835,35 @@ TEST(constraints)
 	check_round_trip(s);
 	spec_free(s);
 
-	const char *bad[] = {"\"limit:0\"", "\"limit:x\"", "\"limit:\"", "\"!limit:1\"", "\"a,,b\"",
-			     "\"!\"",	    "\"a,!b\"",	   "\"a b\"",	 "\"\"",	  "\"limit:-1\""};
+	const char *bad[] = {"\"limit:0\"", "\"limit:x\"", "\"limit:\"", "\"!limit:1\"",
+			     "\"a,,b\"",    "\"!\"",	   "\"a,!b\"",	 "\"a b\"",
+			     "\"\"",	    "\"limit:-1\""};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		char text[256], want[256];
 		snprintf(text, sizeof text, MIN "  constraints: {rack: %s}\n", bad[i]);
-		snprintf(want, sizeof want,
-			 "web.yaml:4:23: task.constraints.rack: expected a constraint such as 'r1', "
-			 "'!r3', 'a,b' or 'limit:1', found '%.*s'",
-			 (int)strlen(bad[i]) - 2, bad[i] + 1);
+		snprintf(
+		    want, sizeof want,
+		    "web.yaml:4:23: task.constraints.rack: expected a constraint such as 'r1', "
+		    "'!r3', 'a,b' or 'limit:1', found '%.*s'",
+		    (int)strlen(bad[i]) - 2, bad[i] + 1);
 		CHECK_STR(yaml_err(text), want);
 	}
 	CHECK_STR(yaml_err(MIN "  constraints: {\"ra ck\": x}\n"),
 		  "web.yaml:4:17: task.constraints.ra ck: expected an attribute name such as rack, "
 		  "found 'ra ck'");
-	CHECK_STR(yaml_err(MIN "  constraints: {rack: [a, b]}\n"),
-		  "web.yaml:4:23: task.constraints.rack: expected a constraint such as 'r1', '!r3', "
-		  "'a,b' or 'limit:1', found a list");
+	CHECK_STR(
+	    yaml_err(MIN "  constraints: {rack: [a, b]}\n"),
+	    "web.yaml:4:23: task.constraints.rack: expected a constraint such as 'r1', '!r3', "
+	    "'a,b' or 'limit:1', found a list");
 }
 
 /* ---- health ---- */
 
 TEST(health_checks)
 {
-	struct job_spec *s = yaml_ok(MIN "  resources: {ports: [admin]}\n  health: {tcp: true, port: "
-					 "admin}\n");
+	struct job_spec *s =
+	    yaml_ok(MIN "  resources: {ports: [admin]}\n  health: {tcp: true, port: "
+			"admin}\n");
 	if (s) {
 		CHECK(s->task.health.kind == HEALTH_TCP);
 		CHECK_STR(s->task.health.port, "admin");
@@ -870,12 +902,14 @@ TEST(health_checks)
 	CHECK_STR(yaml_err(MIN "  health: {http: health}\n"),
 		  "web.yaml:4:18: task.health.http: expected an http path such as /health, found "
 		  "'health'");
-	CHECK_STR(yaml_err(MIN "  health: {http: /h, tcp: true}\n"),
-		  "web.yaml:4:27: task.health.tcp: expected only one of http, tcp or command, found "
-		  "'true'");
-	CHECK_STR(yaml_err(MIN "  health: {command: x, port: http}\n  resources: {ports: [http]}\n"),
-		  "web.yaml:4:30: task.health.port: expected no port without an http or tcp check, "
-		  "found 'http'");
+	CHECK_STR(
+	    yaml_err(MIN "  health: {http: /h, tcp: true}\n"),
+	    "web.yaml:4:27: task.health.tcp: expected only one of http, tcp or command, found "
+	    "'true'");
+	CHECK_STR(
+	    yaml_err(MIN "  health: {command: x, port: http}\n  resources: {ports: [http]}\n"),
+	    "web.yaml:4:30: task.health.port: expected no port without an http or tcp check, "
+	    "found 'http'");
 	CHECK_STR(yaml_err(MIN "  health: {tcp: 1}\n"),
 		  "web.yaml:4:17: task.health.tcp: expected true or false, found '1'");
 	CHECK_STR(yaml_err(MIN "  health: {command: []}\n"),
@@ -899,8 +933,9 @@ TEST(ports)
 	CHECK_STR(yaml_err(MIN "  resources: {ports: [a, 8080]}\n"),
 		  "web.yaml:4:26: task.resources.ports[1]: expected a port name such as http "
 		  "([a-z][a-z0-9_-]*), found '8080'");
-	CHECK_STR(yaml_err(MIN "  resources: {ports: http}\n"),
-		  "web.yaml:4:22: task.resources.ports: expected a list of port names, found 'http'");
+	CHECK_STR(
+	    yaml_err(MIN "  resources: {ports: http}\n"),
+	    "web.yaml:4:22: task.resources.ports: expected a list of port names, found 'http'");
 	struct sbuf sb;
 	sbuf_init(&sb);
 	sbuf_adds(&sb, MIN "  resources: {ports: [");
@@ -930,9 +965,10 @@ TEST(image_and_driver)
 		  "web.yaml:4:11: task.image: expected an image for driver docker, found nothing");
 	CHECK_STR(yaml_err(MIN "  driver: oci\n  image: \"\"\n"),
 		  "web.yaml:5:10: task.image: expected an image for driver oci, found ''");
-	CHECK_STR(yaml_err(MIN "  image: nginx\n"),
-		  "web.yaml:4:10: task.image: expected no image for driver exec (use oci or docker), "
-		  "found 'nginx'");
+	CHECK_STR(
+	    yaml_err(MIN "  image: nginx\n"),
+	    "web.yaml:4:10: task.image: expected no image for driver exec (use oci or docker), "
+	    "found 'nginx'");
 }
 
 TEST(user_field)
@@ -960,16 +996,19 @@ TEST(template_validation)
 	/* Ports may be declared after the command that uses them; spaces
 	 * inside the braces are allowed. */
 	struct job_spec *s = yaml_ok(
-		"job: a/prod/b\ntask:\n  command: [srv, \"--port={{ ports.http }}\", \"{{instance}}\", "
-		"\"{{task_id}}@{{host}}\"]\n  env: {P: \"{{ports.http}}\"}\n  resources: {ports: [http]}\n");
+	    "job: a/prod/b\ntask:\n  command: [srv, \"--port={{ ports.http }}\", \"{{instance}}\", "
+	    "\"{{task_id}}@{{host}}\"]\n  env: {P: \"{{ports.http}}\"}\n  resources: {ports: "
+	    "[http]}\n");
 	spec_free(s);
-	CHECK_STR(yaml_err(MIN "  env: {A: \"{{instanse}}\"}\n"),
-		  "web.yaml:4:12: task.env.A: expected a template {{instance}}, {{task_id}}, {{host}} "
-		  "or {{ports.NAME}}, found '{{instanse}}'");
-	CHECK_STR(yaml_err("job: a/prod/b\ntask:\n  command: [a, \"x {{ports.admin}}\"]\n"
-			   "  resources: {ports: [http]}\n"),
-		  "web.yaml:3:16: task.command[1]: expected a port declared in task.resources.ports, "
-		  "found '{{ports.admin}}'");
+	CHECK_STR(
+	    yaml_err(MIN "  env: {A: \"{{instanse}}\"}\n"),
+	    "web.yaml:4:12: task.env.A: expected a template {{instance}}, {{task_id}}, {{host}} "
+	    "or {{ports.NAME}}, found '{{instanse}}'");
+	CHECK_STR(
+	    yaml_err("job: a/prod/b\ntask:\n  command: [a, \"x {{ports.admin}}\"]\n"
+		     "  resources: {ports: [http]}\n"),
+	    "web.yaml:3:16: task.command[1]: expected a port declared in task.resources.ports, "
+	    "found '{{ports.admin}}'");
 	CHECK_STR(yaml_err("job: a/prod/b\ntask:\n  command: echo {{host\n"),
 		  "web.yaml:3:12: task.command: expected a template closed by }}, found '{{host'");
 	CHECK_STR(yaml_err("job: a/prod/b\ntask:\n  command: echo {{}}\n"),
@@ -990,8 +1029,12 @@ TEST(template_expansion)
 {
 	char *names[] = {"http", "admin"};
 	int values[] = {31000, 31001};
-	struct template_ctx ctx = {.instance = 7, .task_id = "t-123", .host = "n1",
-				   .port_names = names, .port_values = values, .nports = 2};
+	struct template_ctx ctx = {.instance = 7,
+				   .task_id = "t-123",
+				   .host = "n1",
+				   .port_names = names,
+				   .port_values = values,
+				   .nports = 2};
 	char *r = spec_expand("srv --port {{ports.http}} --admin={{ ports.admin }} #{{instance}} "
 			      "{{task_id}}@{{host}}",
 			      &ctx);
@@ -1020,11 +1063,11 @@ TEST(template_expansion)
 
 TEST(json_input_forms)
 {
-	struct job_spec *s = json_ok(
-		"{\"job\": \"a/prod/b\", \"task\": {\"command\": \"echo hi\", "
-		"\"resources\": {\"memory\": 1048576, \"disk\": \"1GiB\", \"cpu\": 2}, "
-		"\"stop_grace\": 2500, \"health\": {\"interval\": \"2s\", \"timeout\": 500, "
-		"\"initial_delay\": \"10\"}}, \"update\": {\"watch\": 0}}");
+	struct job_spec *s =
+	    json_ok("{\"job\": \"a/prod/b\", \"task\": {\"command\": \"echo hi\", "
+		    "\"resources\": {\"memory\": 1048576, \"disk\": \"1GiB\", \"cpu\": 2}, "
+		    "\"stop_grace\": 2500, \"health\": {\"interval\": \"2s\", \"timeout\": 500, "
+		    "\"initial_delay\": \"10\"}}, \"update\": {\"watch\": 0}}");
 	if (!s)
 		return;
 	CHECK(s->task.resources.memory == 1048576);
@@ -1047,8 +1090,9 @@ TEST(json_errors)
 	CHECK_STR(json_err("{\"job\": \"a/prod/b\", \"task\": {\"command\": \"x\"}, \"x\": 1}"),
 		  "x: expected one of job, type, instances, schedule, cron_collision, priority, "
 		  "max_task_failures, placement, task or update, found 'x'");
-	CHECK_STR(json_err("{\"job\": \"a/prod/b\", \"instances\": -3, \"task\": {\"command\": \"x\"}}"),
-		  "instances: expected an integer between 0 and 100000, found '-3'");
+	CHECK_STR(
+	    json_err("{\"job\": \"a/prod/b\", \"instances\": -3, \"task\": {\"command\": \"x\"}}"),
+	    "instances: expected an integer between 0 and 100000, found '-3'");
 	CHECK_STR(json_err("{\"job\": \"a/prod/b\", \"instances\": 2.5, \"task\": {\"command\": "
 			   "\"x\"}}"),
 		  "instances: expected an integer between 0 and 100000, found '2.5'");
@@ -1084,34 +1128,64 @@ TEST(json_errors)
 	CHECK(spec_parse_json(deep, &s, &e) == -1);
 	CHECK_CONTAINS(e.msg, "expected at most 32 levels of nesting, found deeper nesting");
 	json_decref(deep);
+	deep = json_array();
+	cur = deep;
+	for (int i = 0; i < 100; i++) {
+		json_t *k = json_array();
+		json_array_append_new(cur, k);
+		cur = k;
+	}
+	CHECK(spec_parse_json(deep, &s, &e) == -1);
+	CHECK_STR(e.msg,
+		  "[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]"
+		  "[0][0][0][0][0][0][0][0]: expected at most 32 levels of nesting, found deeper "
+		  "nesting");
+	json_decref(deep);
+	/* Keys with NUL bytes and strings that are not UTF-8 can be built with
+	 * jansson's *n and nocheck calls; neither gets into a spec. */
+	j = json_loads("{\"job\": \"a/prod/b\", \"task\": {\"command\": \"x\"}}", 0, NULL);
+	json_object_setn_new(j, "jo\0b", 4, json_string("x"));
+	CHECK(spec_parse_json(j, &s, &e) == -1);
+	CHECK_STR(e.msg, "jo\\x00b: expected a key without NUL bytes, found 'jo\\x00b'");
+	json_object_deln(j, "jo\0b", 4);
+	json_object_set_new(json_object_get(j, "task"), "user",
+			    json_stringn_nocheck("a\xff"
+						 "b",
+						 3));
+	CHECK(spec_parse_json(j, &s, &e) == -1);
+	CHECK_STR(e.msg, "task.user: expected a user name or uid of valid utf-8, found 'a\\xffb'");
+	json_decref(j);
 }
 
 TEST(json_env_numbers_are_text)
 {
-	struct job_spec *s = json_ok("{\"job\": \"a/prod/b\", \"task\": {\"command\": [\"sleep\", 5], "
-				     "\"env\": {\"N\": 42, \"B\": true, \"R\": 0.1}}}");
+	struct job_spec *s =
+	    json_ok("{\"job\": \"a/prod/b\", \"task\": {\"command\": [\"sleep\", 5], "
+		    "\"env\": {\"N\": 42, \"B\": true, \"R\": 0.1, \"S\": "
+		    "0.30000000000000004}}}");
 	if (!s)
 		return;
 	CHECK_STR(s->task.command[1], "5");
 	CHECK_STR(s->task.env[0].value, "42");
 	CHECK_STR(s->task.env[1].value, "true");
 	CHECK_STR(s->task.env[2].value, "0.1");
+	CHECK_STR(s->task.env[3].value, "0.30000000000000004");
 	spec_free(s);
 }
 
 TEST(round_trip)
 {
 	const char *docs[] = {
-		design_example,
-		MIN,
-		"job: b/staging3/c\ntype: batch\ninstances: 0\nmax_task_failures: -1\ntask:\n"
-		"  command: [a, \"é ü \\t\"]\n  env: {Z: \"\", A: \"{{instance}}\"}\n"
-		"  resources: {cpu: 0.1, memory: 1.5GiB, disk: 1}\n"
-		"  health: {command: check}\n  stop_grace: 0\n"
-		"update: {watch: 250ms, rollback_on_failure: no}\n",
-		"job: c/test/d\ntype: cron\nschedule: '0 * * * *'\ntask:\n  driver: docker\n"
-		"  image: busybox\n  command: [\"true\"]\n  resources: {cpu: 3.14159265358979, "
-		"memory: 1}\n",
+	    design_example,
+	    MIN,
+	    "job: b/staging3/c\ntype: batch\ninstances: 0\nmax_task_failures: -1\ntask:\n"
+	    "  command: [a, \"é ü \\t\"]\n  env: {Z: \"\", A: \"{{instance}}\"}\n"
+	    "  resources: {cpu: 0.1, memory: 1.5GiB, disk: 1}\n"
+	    "  health: {command: check}\n  stop_grace: 0\n"
+	    "update: {watch: 250ms, rollback_on_failure: no}\n",
+	    "job: c/test/d\ntype: cron\nschedule: '0 * * * *'\ntask:\n  driver: docker\n"
+	    "  image: busybox\n  command: [\"true\"]\n  resources: {cpu: 3.14159265358979, "
+	    "memory: 1}\n",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(docs); i++) {
 		struct job_spec *s = yaml_ok(docs[i]);
@@ -1126,16 +1200,17 @@ TEST(round_trip)
 		return;
 	json_t *j = spec_to_json(s);
 	char *d = json_dumps(j, 0);
-	CHECK_STR(d, "{\"job\": \"alice/devel/web\", \"type\": \"service\", \"instances\": 1, "
-		     "\"schedule\": \"\", \"cron_collision\": \"kill_existing\", \"priority\": 0, "
-		     "\"max_task_failures\": 1, \"placement\": \"binpack\", \"task\": {\"driver\": "
-		     "\"exec\", \"image\": \"\", \"command\": [\"/bin/true\"], \"env\": {}, \"user\": "
-		     "\"\", \"resources\": {\"cpu\": 1.0, \"memory\": 134217728, \"disk\": 0, \"ports\": "
-		     "[]}, \"constraints\": {}, \"health\": {\"interval\": 10000, \"timeout\": 1000, "
-		     "\"failures\": 3, \"successes\": 1, \"initial_delay\": 15000}, \"stop_grace\": "
-		     "10000}, \"update\": {\"batch_size\": 1, \"watch\": 10000, "
-		     "\"max_instance_failures\": 0, \"max_total_failures\": 0, \"rollback_on_failure\": "
-		     "true, \"order\": \"stop_first\"}}");
+	CHECK_STR(
+	    d, "{\"job\": \"alice/devel/web\", \"type\": \"service\", \"instances\": 1, "
+	       "\"schedule\": \"\", \"cron_collision\": \"kill_existing\", \"priority\": 0, "
+	       "\"max_task_failures\": 1, \"placement\": \"binpack\", \"task\": {\"driver\": "
+	       "\"exec\", \"image\": \"\", \"command\": [\"/bin/true\"], \"env\": {}, \"user\": "
+	       "\"\", \"resources\": {\"cpu\": 1.0, \"memory\": 134217728, \"disk\": 0, \"ports\": "
+	       "[]}, \"constraints\": {}, \"health\": {\"interval\": 10000, \"timeout\": 1000, "
+	       "\"failures\": 3, \"successes\": 1, \"initial_delay\": 15000}, \"stop_grace\": "
+	       "10000}, \"update\": {\"batch_size\": 1, \"watch\": 10000, "
+	       "\"max_instance_failures\": 0, \"max_total_failures\": 0, \"rollback_on_failure\": "
+	       "true, \"order\": \"stop_first\"}}");
 	free(d);
 	json_decref(j);
 	spec_free(s);
@@ -1144,8 +1219,9 @@ TEST(round_trip)
 TEST(task_json_equivalence)
 {
 	struct job_spec *a = yaml_ok(MIN "  env: {A: x, B: y}\n");
-	struct job_spec *b = yaml_ok("job: bob/prod/other\ninstances: 9\ntask:\n  env: {B: y, A: x}\n"
-				     "  command: [/bin/true]\n");
+	struct job_spec *b =
+	    yaml_ok("job: bob/prod/other\ninstances: 9\ntask:\n  env: {B: y, A: x}\n"
+		    "  command: [/bin/true]\n");
 	struct job_spec *c = yaml_ok(MIN "  env: {A: x, B: z}\n");
 	if (!a || !b || !c)
 		return;
@@ -1168,6 +1244,11 @@ TEST(update_section)
 {
 	struct job_spec *s = yaml_ok(MIN "update:\n  batch_size: 10\n  watch: 0\n  order: "
 					 "start_first\n  rollback_on_failure: off\n");
+	struct job_spec *q = yaml_ok(MIN "update: {rollback_on_failure: \"false\"}\n");
+	if (q) {
+		CHECK(!q->update.rollback_on_failure);
+		spec_free(q);
+	}
 	if (!s)
 		return;
 	CHECK(s->update.batch_size == 10);

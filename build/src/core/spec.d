@@ -1,3 +1,0 @@
-build/src/core/spec.o: src/core/spec.c src/core/spec.h src/core/util.h
-src/core/spec.h:
-src/core/util.h:

@@ -1,0 +1,1447 @@
+/* simulator.c - N simulated agents over the real protocol, in one process.
+ *
+ * Each loop (thread) owns a slice of the agents and one epoll set. An agent
+ * is a small state machine over one keep-alive connection:
+ *
+ *   (start or retry) -> connect -> register -> watch -> watch -> ...
+ *
+ * It always has exactly one request in flight, as the real agent's watch
+ * thread does: the watch is the long poll that carries the heartbeat, so its
+ * answer comes after wait_ms or as soon as the node's desired set changes.
+ *
+ * Reports: the protocol's full report goes with the register, with any watch
+ * after the task set changed (until a watch carrying it is acknowledged), and
+ * at least every FULL_REPORT_EVERY_MS; other watches leave "tasks" out, which
+ * the server takes as a pure heartbeat. This keeps the steady-state cost of
+ * 10,000 agents at a heartbeat each, not at a report of every task.
+ *
+ * Memory: an agent is ~100 bytes; a task is its id and a state (16 bytes
+ * plus the id); buffers exist only while a request or response is in flight.
+ */
+#include "agent/simulator.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/addr.h"
+#include "core/lifecycle.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#define REQUEST_TIMEOUT_MS 60000   /* no answer: the server is gone or stuck */
+#define CONNECT_TIMEOUT_MS 10000
+#define FULL_REPORT_EVERY_MS 10000
+#define BACKOFF_MAX_MS 5000
+#define SWEEP_EVERY_MS 1000
+#define WARN_EVERY_MS 5000
+#define HEADERS_MAX (64u << 10)
+#define RESPONSE_MAX (256u << 20)  /* a desired set beyond this is an error */
+#define KILLED_EXIT_CODE 143       /* what SIGTERM would give */
+
+void simulator_options_defaults(struct simulator_options *o)
+{
+	memset(o, 0, sizeof *o);
+	o->prefix = "sim";
+	o->servers = "127.0.0.1:7070";
+	o->cpu = 8;
+	o->memory = 16ull << 30;
+	o->disk = 100ull << 30;
+	o->port_lo = 20000;
+	o->port_hi = 32767;
+	o->register_rate = 2000;
+	o->threads = 1;
+}
+
+/* ---- data ---------------------------------------------------------------- */
+
+#define TF_END_REPORTED 1 /* reported in an end state: dropped once acknowledged */
+
+struct sim_task {
+	char *id;
+	uint8_t state; /* enum task_state: RUNNING, FAILED or KILLED */
+	uint8_t flags;
+	uint8_t exit_code;
+};
+
+enum phase { PH_IDLE = 0, PH_CONNECTING, PH_SENDING, PH_RECEIVING };
+enum req_kind { RQ_REGISTER = 1, RQ_WATCH };
+
+struct sim_agent {
+	struct sim_task *tasks; /* sorted by id (strcmp) */
+	char *out;              /* the request being sent */
+	char *in;               /* the response being read */
+	uint32_t out_len, out_off, in_len, in_cap;
+	uint32_t ntasks, task_cap;
+	uint64_t known_version;
+	uint32_t gen;           /* bumped on every change of the task set */
+	uint32_t sent_gen;      /* gen of the full report in flight */
+	uint32_t acked_gen;     /* gen of the last acknowledged full report */
+	uint32_t index;         /* global agent number */
+	int64_t sent_ms;        /* when the request in flight started */
+	int64_t last_full_ms;   /* when the last acknowledged full report went */
+	int fd;
+	int32_t heartbeat_ms;
+	uint16_t failures;      /* consecutive: drives the back-off */
+	uint8_t server;         /* index into sim->addrs */
+	uint8_t phase, req;
+	bool registered, ever_registered, force_full, sent_full;
+};
+
+/* A timer: an agent's retry (id NULL) or a task's simulated failure. */
+struct timer {
+	int64_t due;
+	char *id;
+	uint32_t agent; /* local index in the loop */
+	uint8_t exit_code;
+};
+
+struct heap {
+	struct timer *v;
+	size_t n, cap;
+};
+
+/* A desired task, as slices of the watch reply. */
+struct desired {
+	const char *id;
+	uint32_t len;
+	uint8_t exit_code;
+	int64_t fail_after_ms; /* -1: never */
+};
+
+struct sim;
+
+struct sim_loop {
+	struct sim *sim;
+	int id;
+	int epfd, evfd;
+	pthread_t thread;
+	bool started;
+	struct sim_agent *agents;
+	size_t nagents;
+	size_t next_start; /* agents started so far (registration spread) */
+	struct heap retries, fails;
+	int64_t last_sweep, last_warn;
+	unsigned suppressed;
+	uint64_t rnd;
+	struct desired *want; /* scratch for a reply's desired set */
+	size_t want_cap;
+	struct sim_task *merge; /* scratch for reconciling */
+	size_t merge_cap;
+	/* Read by the main thread for progress (atomics, relaxed). */
+	size_t nregistered, nfailures;
+};
+
+struct sim {
+	struct simulator_options o;
+	struct sockaddr_in *addrs;
+	char **hosts; /* Host header of each address */
+	size_t naddrs;
+	char *user_attrs; /* ,"k":"v"... from --attr, escaped */
+	bool has_host, has_os, has_rack, has_zone;
+	struct sim_loop *loops;
+	int nloops;
+	int64_t start_ms;
+	bool stopping;
+};
+
+static uint32_t rnd_next(struct sim_loop *l)
+{
+	/* xorshift64: jitter only, no quality needed */
+	l->rnd ^= l->rnd << 13;
+	l->rnd ^= l->rnd >> 7;
+	l->rnd ^= l->rnd << 17;
+	return (uint32_t)(l->rnd >> 11);
+}
+
+static void agent_name(const struct sim *s, const struct sim_agent *a, char *buf, size_t n)
+{
+	snprintf(buf, n, "%s-%u", s->o.prefix, (unsigned)s->o.first + a->index);
+}
+
+/* Rate-limited warnings: thousands of agents hitting the same wall would
+ * otherwise print thousands of the same line. */
+static void loop_warn(struct sim_loop *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void loop_warn(struct sim_loop *l, const char *fmt, ...)
+{
+	int64_t now = time_mono_ms();
+	if (now - l->last_warn < WARN_EVERY_MS) {
+		l->suppressed++;
+		return;
+	}
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (l->suppressed)
+		log_warn("%s (and %u more warnings)", msg, l->suppressed);
+	else
+		log_warn("%s", msg);
+	l->suppressed = 0;
+	l->last_warn = now;
+}
+
+/* ---- a min-heap of timers ------------------------------------------------- */
+
+static void heap_push(struct heap *h, struct timer t)
+{
+	if (h->n == h->cap) {
+		h->cap = h->cap ? h->cap * 2 : 64;
+		h->v = xrealloc(h->v, h->cap * sizeof *h->v);
+	}
+	size_t i = h->n++;
+	while (i && h->v[(i - 1) / 2].due > t.due) {
+		h->v[i] = h->v[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	h->v[i] = t;
+}
+
+static struct timer heap_pop(struct heap *h)
+{
+	struct timer top = h->v[0], last = h->v[--h->n];
+	size_t i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= h->n)
+			break;
+		if (c + 1 < h->n && h->v[c + 1].due < h->v[c].due)
+			c++;
+		if (h->v[c].due >= last.due)
+			break;
+		h->v[i] = h->v[c];
+		i = c;
+	}
+	if (h->n)
+		h->v[i] = last;
+	return top;
+}
+
+static void heap_release(struct heap *h)
+{
+	for (size_t i = 0; i < h->n; i++)
+		free(h->v[i].id);
+	free(h->v);
+	memset(h, 0, sizeof *h);
+}
+
+/* ---- JSON out --------------------------------------------------------------- */
+
+static void json_str(struct sbuf *b, const char *s, size_t n)
+{
+	sbuf_add(b, "\"", 1);
+	size_t run = 0; /* plain characters go in runs */
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c != '"' && c != '\\' && c >= 0x20)
+			continue;
+		sbuf_add(b, s + run, i - run);
+		run = i + 1;
+		if (c < 0x20) {
+			sbuf_addf(b, "\\u%04x", c);
+		} else {
+			char e[2] = {'\\', (char)c};
+			sbuf_add(b, e, 2);
+		}
+	}
+	sbuf_add(b, s + run, n - run);
+	sbuf_add(b, "\"", 1);
+}
+
+static void json_strz(struct sbuf *b, const char *s)
+{
+	json_str(b, s, strlen(s));
+}
+
+/* The full-state report, marking the ended tasks it carries. */
+static void add_report(struct sbuf *b, struct sim_agent *a)
+{
+	sbuf_adds(b, ",\"tasks\":[");
+	for (uint32_t i = 0; i < a->ntasks; i++) {
+		struct sim_task *t = &a->tasks[i];
+		sbuf_adds(b, i ? ",{\"id\":" : "{\"id\":");
+		json_strz(b, t->id);
+		sbuf_addf(b, ",\"state\":\"%s\",\"pid\":0", task_state_name(t->state));
+		if (t->state == TASK_RUNNING) {
+			sbuf_adds(b, ",\"message\":\"\"}");
+			continue;
+		}
+		t->flags |= TF_END_REPORTED;
+		sbuf_addf(b, ",\"message\":\"%s\",\"exit_code\":%u}",
+			  t->state == TASK_FAILED ? "simulated failure" : "killed",
+			  (unsigned)t->exit_code);
+	}
+	sbuf_adds(b, "]");
+}
+
+static void add_attrs(struct sbuf *b, const struct sim *s, const struct sim_agent *a,
+		      const char *name)
+{
+	const char *sep = "";
+	sbuf_adds(b, "\"attributes\":{");
+	if (!s->has_host) {
+		sbuf_adds(b, "\"host\":");
+		json_strz(b, name);
+		sep = ",";
+	}
+	if (!s->has_os) {
+		sbuf_addf(b, "%s\"os\":\"linux\"", sep);
+		sep = ",";
+	}
+	if (s->o.racks > 0 && !s->has_rack) {
+		sbuf_addf(b, "%s\"rack\":\"r%u\"", sep, (a->index + s->o.first) % (unsigned)s->o.racks);
+		sep = ",";
+	}
+	if (s->o.zones > 0 && !s->has_zone) {
+		sbuf_addf(b, "%s\"zone\":\"z%u\"", sep, (a->index + s->o.first) % (unsigned)s->o.zones);
+		sep = ",";
+	}
+	if (s->user_attrs[0])
+		sbuf_addf(b, "%s%s", sep, s->user_attrs + 1); /* skip its leading comma */
+	sbuf_adds(b, "}");
+}
+
+static void build_register(struct sim_loop *l, struct sim_agent *a, struct sbuf *b)
+{
+	const struct sim *s = l->sim;
+	char name[160];
+	agent_name(s, a, name, sizeof name);
+	sbuf_adds(b, "{\"name\":");
+	json_strz(b, name);
+	sbuf_adds(b, ",");
+	add_attrs(b, s, a, name);
+	sbuf_addf(b,
+		  ",\"resources\":{\"cpu\":%.6g,\"memory\":%llu,\"disk\":%llu,\"port_lo\":%d,"
+		  "\"port_hi\":%d},\"addr\":\"\"",
+		  s->o.cpu, (unsigned long long)s->o.memory, (unsigned long long)s->o.disk,
+		  s->o.port_lo, s->o.port_hi);
+	add_report(b, a);
+	sbuf_adds(b, "}");
+}
+
+static bool want_full_report(const struct sim_agent *a, int64_t now)
+{
+	return a->force_full || a->gen != a->acked_gen ||
+	       now - a->last_full_ms >= FULL_REPORT_EVERY_MS;
+}
+
+static void build_watch(struct sim_loop *l, struct sim_agent *a, struct sbuf *b, bool full)
+{
+	char name[160];
+	agent_name(l->sim, a, name, sizeof name);
+	/* Jitter the long poll (90-110% of the heartbeat) so that agents that
+	 * were answered together, by one commit, drift apart again. */
+	int32_t hb = a->heartbeat_ms > 0 ? a->heartbeat_ms : 1000;
+	int32_t wait = hb - hb / 10 + (int32_t)(rnd_next(l) % (uint32_t)(hb / 5 + 1));
+	sbuf_adds(b, "{\"name\":");
+	json_strz(b, name);
+	sbuf_addf(b, ",\"known_version\":%llu,\"wait_ms\":%d", (unsigned long long)a->known_version,
+		  wait);
+	if (full)
+		add_report(b, a);
+	sbuf_adds(b, "}");
+}
+
+/* ---- JSON in: a bounded scanner for the watch reply ----------------------
+ * A reply holds the node's whole desired set, every task with its spec, and
+ * comes back after every change: parsing it into a tree would cost more
+ * than everything else the simulator does. We need only each task's id and
+ * two env values, so we walk the text and skip the rest. Malformed input
+ * makes the scan fail, never read out of bounds. */
+
+struct scan {
+	const char *p, *end;
+};
+
+static void sc_ws(struct scan *s)
+{
+	while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+		s->p++;
+}
+
+/* At '"': the raw contents (escapes left as they are). */
+static bool sc_string(struct scan *s, const char **str, size_t *len)
+{
+	if (s->p >= s->end || *s->p != '"')
+		return false;
+	const char *start = ++s->p;
+	while (s->p < s->end) {
+		const char *q = memchr(s->p, '"', (size_t)(s->end - s->p));
+		if (!q)
+			return false;
+		size_t bs = 0;
+		for (const char *r = q; r > start && r[-1] == '\\'; r--)
+			bs++;
+		s->p = q + 1;
+		if (bs % 2 == 0) {
+			*str = start;
+			*len = (size_t)(q - start);
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool sc_skip(struct scan *s)
+{
+	sc_ws(s);
+	if (s->p >= s->end)
+		return false;
+	const char *str;
+	size_t len;
+	if (*s->p == '"')
+		return sc_string(s, &str, &len);
+	if (*s->p != '{' && *s->p != '[') {
+		/* number, true, false, null */
+		while (s->p < s->end && !strchr(",}] \n\r\t", *s->p))
+			s->p++;
+		return true;
+	}
+	int depth = 0;
+	while (s->p < s->end) {
+		char c = *s->p;
+		if (c == '"') {
+			if (!sc_string(s, &str, &len))
+				return false;
+			continue;
+		}
+		s->p++;
+		if (c == '{' || c == '[')
+			depth++;
+		else if ((c == '}' || c == ']') && --depth == 0)
+			return true;
+	}
+	return false;
+}
+
+static bool sc_open(struct scan *s, char c)
+{
+	sc_ws(s);
+	if (s->p >= s->end || *s->p != c)
+		return false;
+	s->p++;
+	return true;
+}
+
+/* Next member of an object: 1 with *key set and s->p at the value, 0 at the
+ * end, -1 on malformed input. */
+static int sc_member(struct scan *s, const char **key, size_t *klen)
+{
+	sc_ws(s);
+	if (s->p < s->end && *s->p == ',') {
+		s->p++;
+		sc_ws(s);
+	}
+	if (s->p < s->end && *s->p == '}') {
+		s->p++;
+		return 0;
+	}
+	if (!sc_string(s, key, klen) || !sc_open(s, ':'))
+		return -1;
+	sc_ws(s);
+	return 1;
+}
+
+/* Next element of an array: 1 with s->p at it, 0 at the end, -1. */
+static int sc_element(struct scan *s)
+{
+	sc_ws(s);
+	if (s->p < s->end && *s->p == ',') {
+		s->p++;
+		sc_ws(s);
+	}
+	if (s->p >= s->end)
+		return -1;
+	if (*s->p == ']') {
+		s->p++;
+		return 0;
+	}
+	return 1;
+}
+
+static bool key_is(const char *k, size_t n, const char *want)
+{
+	return n == strlen(want) && !memcmp(k, want, n);
+}
+
+/* The simulation knobs in task.env. */
+static bool scan_env(struct scan *s, struct desired *d)
+{
+	if (!sc_open(s, '{'))
+		return false;
+	const char *k;
+	size_t kn;
+	int r;
+	while ((r = sc_member(s, &k, &kn)) > 0) {
+		bool fail = key_is(k, kn, "BERTH_SIM_FAIL_AFTER");
+		bool code = key_is(k, kn, "BERTH_SIM_EXIT_CODE");
+		const char *v;
+		size_t vn;
+		if (!fail && !code) {
+			if (!sc_skip(s))
+				return false;
+			continue;
+		}
+		if (!sc_string(s, &v, &vn))
+			return false;
+		char buf[32];
+		if (vn >= sizeof buf)
+			continue;
+		memcpy(buf, v, vn);
+		buf[vn] = 0;
+		uint64_t ms;
+		int64_t ec;
+		if (fail && parse_duration(buf, &ms) == 0)
+			d->fail_after_ms = (int64_t)ms;
+		if (code && parse_int64(buf, &ec) == 0 && ec >= 0 && ec <= 255)
+			d->exit_code = (uint8_t)ec;
+	}
+	return r == 0;
+}
+
+static bool scan_task_spec(struct scan *s, struct desired *d)
+{
+	if (!sc_open(s, '{'))
+		return false;
+	const char *k;
+	size_t kn;
+	int r;
+	while ((r = sc_member(s, &k, &kn)) > 0) {
+		if (key_is(k, kn, "env") && s->p < s->end && *s->p == '{') {
+			if (!scan_env(s, d))
+				return false;
+		} else if (!sc_skip(s)) {
+			return false;
+		}
+	}
+	return r == 0;
+}
+
+static bool scan_desired_task(struct scan *s, struct desired *d)
+{
+	memset(d, 0, sizeof *d);
+	d->fail_after_ms = -1;
+	d->exit_code = 1;
+	if (!sc_open(s, '{'))
+		return false;
+	const char *k;
+	size_t kn;
+	int r;
+	while ((r = sc_member(s, &k, &kn)) > 0) {
+		if (key_is(k, kn, "id")) {
+			size_t n;
+			if (!sc_string(s, &d->id, &n) || n > 1024)
+				return false;
+			d->len = (uint32_t)n;
+		} else if (key_is(k, kn, "task") && s->p < s->end && *s->p == '{') {
+			if (!scan_task_spec(s, d))
+				return false;
+		} else if (!sc_skip(s)) {
+			return false;
+		}
+	}
+	/* Ids are the server's own [a-z0-9-]; one with escapes is not ours to hold. */
+	return r == 0 && d->id && d->len && !memchr(d->id, '\\', d->len);
+}
+
+/* Parse a watch reply: its version, and (only when it differs from `known`)
+ * the desired tasks into l->want. Returns the number of tasks, -1 when the
+ * version is unchanged, -2 on malformed input. */
+static long scan_watch_reply(struct sim_loop *l, const char *body, size_t len, uint64_t known,
+			     uint64_t *version)
+{
+	struct scan s = {body, body + len};
+	const char *k, *tasks_at = NULL;
+	size_t kn;
+	int r;
+	bool have_version = false;
+	if (!sc_open(&s, '{'))
+		return -2;
+	while ((r = sc_member(&s, &k, &kn)) > 0) {
+		if (key_is(k, kn, "version")) {
+			char *end;
+			unsigned long long v = strtoull(s.p, &end, 10);
+			if (end == s.p || end > s.end)
+				return -2;
+			*version = v;
+			have_version = true;
+			s.p = end;
+		} else {
+			if (key_is(k, kn, "tasks"))
+				tasks_at = s.p;
+			if (!sc_skip(&s))
+				return -2;
+		}
+	}
+	if (r < 0 || !have_version || !tasks_at)
+		return -2;
+	if (*version == known)
+		return -1;
+	s.p = tasks_at;
+	if (!sc_open(&s, '['))
+		return -2;
+	size_t n = 0;
+	while ((r = sc_element(&s)) > 0) {
+		if (n == l->want_cap) {
+			l->want_cap = l->want_cap ? l->want_cap * 2 : 256;
+			l->want = xrealloc(l->want, l->want_cap * sizeof *l->want);
+		}
+		if (!scan_desired_task(&s, &l->want[n]))
+			return -2;
+		n++;
+	}
+	return r < 0 ? -2 : (long)n;
+}
+
+/* ---- the task set ----------------------------------------------------------- */
+
+static int cmp_slice(const char *a, size_t an, const char *b, size_t bn)
+{
+	int c = memcmp(a, b, an < bn ? an : bn);
+	return c ? c : (an > bn) - (an < bn);
+}
+
+static int cmp_desired(const void *x, const void *y)
+{
+	const struct desired *a = x, *b = y;
+	return cmp_slice(a->id, a->len, b->id, b->len);
+}
+
+static struct sim_task *task_find(struct sim_agent *a, const char *id)
+{
+	size_t lo = 0, hi = a->ntasks;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(a->tasks[mid].id, id);
+		if (!c)
+			return &a->tasks[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static void merge_push(struct sim_loop *l, size_t *n, struct sim_task t)
+{
+	if (*n == l->merge_cap) {
+		l->merge_cap = l->merge_cap ? l->merge_cap * 2 : 256;
+		l->merge = xrealloc(l->merge, l->merge_cap * sizeof *l->merge);
+	}
+	l->merge[(*n)++] = t;
+}
+
+/* Hold what is desired and not held (RUNNING from the next report on);
+ * report KILLED what is held and no longer desired. Both lists sorted. */
+static void reconcile(struct sim_loop *l, struct sim_agent *a, struct desired *want, size_t nwant)
+{
+	if (nwant > 1)
+		qsort(want, nwant, sizeof *want, cmp_desired);
+	int64_t now = time_mono_ms();
+	size_t i = 0, j = 0, n = 0;
+	while (i < a->ntasks || j < nwant) {
+		if (j > 0 && j < nwant && !cmp_desired(&want[j - 1], &want[j])) {
+			j++; /* a duplicate */
+			continue;
+		}
+		int c = i == a->ntasks ? 1
+			: j == nwant   ? -1
+				       : -cmp_slice(want[j].id, want[j].len, a->tasks[i].id,
+						    strlen(a->tasks[i].id));
+		if (c < 0) {
+			struct sim_task t = a->tasks[i++];
+			if (t.state == TASK_RUNNING) {
+				t.state = TASK_KILLED;
+				t.exit_code = KILLED_EXIT_CODE;
+				a->gen++;
+			}
+			merge_push(l, &n, t);
+		} else if (c > 0) {
+			struct sim_task t = {.id = xstrndup(want[j].id, want[j].len),
+					     .state = TASK_RUNNING};
+			if (want[j].fail_after_ms >= 0)
+				heap_push(&l->fails,
+					  (struct timer){.due = now + want[j].fail_after_ms,
+							 .id = xstrdup(t.id),
+							 .agent = (uint32_t)(a - l->agents),
+							 .exit_code = want[j].exit_code});
+			a->gen++;
+			merge_push(l, &n, t);
+			j++;
+		} else {
+			merge_push(l, &n, a->tasks[i++]);
+			j++;
+		}
+	}
+	if (n > a->task_cap || n < a->task_cap / 4) {
+		a->task_cap = (uint32_t)n;
+		a->tasks = xrealloc(a->tasks, (n ? n : 1) * sizeof *a->tasks);
+	}
+	if (n)
+		memcpy(a->tasks, l->merge, n * sizeof *a->tasks);
+	a->ntasks = (uint32_t)n;
+}
+
+/* The report that carried them was acknowledged: forget ended tasks. */
+static void drop_reported_ends(struct sim_agent *a)
+{
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < a->ntasks; i++) {
+		if (a->tasks[i].flags & TF_END_REPORTED)
+			free(a->tasks[i].id);
+		else
+			a->tasks[k++] = a->tasks[i];
+	}
+	a->ntasks = k;
+}
+
+static void agent_free_tasks(struct sim_agent *a)
+{
+	for (uint32_t i = 0; i < a->ntasks; i++)
+		free(a->tasks[i].id);
+	free(a->tasks);
+	a->tasks = NULL;
+	a->ntasks = a->task_cap = 0;
+}
+
+/* ---- connections ------------------------------------------------------------ */
+
+static void agent_kick(struct sim_loop *l, struct sim_agent *a);
+
+static void conn_close(struct sim_agent *a)
+{
+	if (a->fd >= 0)
+		close(a->fd); /* also leaves the epoll set */
+	a->fd = -1;
+	free(a->out);
+	free(a->in);
+	a->out = a->in = NULL;
+	a->out_len = a->out_off = a->in_len = a->in_cap = 0;
+	a->phase = PH_IDLE;
+}
+
+/* Something went wrong with the connection or the request: start over on a
+ * new connection after a back-off, with a full report. */
+static void agent_fail(struct sim_loop *l, struct sim_agent *a, const char *what)
+{
+	char name[160];
+	agent_name(l->sim, a, name, sizeof name);
+	loop_warn(l, "%s: %s", name, what);
+	__atomic_fetch_add(&l->nfailures, 1, __ATOMIC_RELAXED);
+	conn_close(a);
+	a->force_full = true;
+	if (a->failures < 1000)
+		a->failures++;
+	/* Try the next server of the list, as the real agent does. */
+	a->server = (uint8_t)((a->server + 1) % l->sim->naddrs);
+	int64_t delay;
+	if (a->failures == 1) {
+		delay = rnd_next(l) % 100;
+	} else {
+		int shift = a->failures < 7 ? a->failures : 7;
+		int64_t cap = (int64_t)100 << shift;
+		if (cap > BACKOFF_MAX_MS)
+			cap = BACKOFF_MAX_MS;
+		delay = cap / 2 + rnd_next(l) % (uint32_t)(cap / 2 + 1);
+	}
+	heap_push(&l->retries, (struct timer){.due = time_mono_ms() + delay,
+					      .agent = (uint32_t)(a - l->agents)});
+}
+
+static int conn_open(struct sim_loop *l, struct sim_agent *a)
+{
+	const struct sockaddr_in *sa = &l->sim->addrs[a->server % l->sim->naddrs];
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	a->fd = fd;
+	a->sent_ms = time_mono_ms();
+	/* Edge-triggered, registered once: writable after the connect and
+	 * whenever a blocked send can go on; readable when a reply arrives. */
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP,
+				 .data.ptr = a};
+	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	if (connect(fd, (const struct sockaddr *)sa, sizeof *sa) < 0 && errno != EINPROGRESS)
+		return -errno;
+	a->phase = PH_CONNECTING;
+	return 0;
+}
+
+static void conn_flush(struct sim_loop *l, struct sim_agent *a)
+{
+	while (a->out_off < a->out_len) {
+		ssize_t n = send(a->fd, a->out + a->out_off, a->out_len - a->out_off, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return; /* EPOLLOUT resumes us */
+			agent_fail(l, a, strerror(errno));
+			return;
+		}
+		a->out_off += (uint32_t)n;
+	}
+	free(a->out);
+	a->out = NULL;
+	a->out_len = a->out_off = 0;
+	a->phase = PH_RECEIVING;
+}
+
+static void send_request(struct sim_loop *l, struct sim_agent *a, const char *path,
+			 struct sbuf *body)
+{
+	struct sbuf req;
+	sbuf_init(&req);
+	sbuf_addf(&req,
+		  "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+		  "Content-Length: %zu\r\n\r\n",
+		  path, l->sim->hosts[a->server % l->sim->naddrs], body->len);
+	sbuf_add(&req, body->buf, body->len);
+	sbuf_release(body);
+	a->out_len = (uint32_t)req.len;
+	a->out_off = 0;
+	a->out = sbuf_detach(&req);
+	a->phase = PH_SENDING;
+	a->sent_ms = time_mono_ms();
+	conn_flush(l, a);
+}
+
+/* The next request on a connected agent. */
+static void agent_send_next(struct sim_loop *l, struct sim_agent *a)
+{
+	struct sbuf body;
+	sbuf_init(&body);
+	if (!a->registered) {
+		a->req = RQ_REGISTER;
+		a->sent_full = true;
+		a->sent_gen = a->gen;
+		build_register(l, a, &body);
+		send_request(l, a, "/v1/agent/register", &body);
+		return;
+	}
+	int64_t now = time_mono_ms();
+	bool full = want_full_report(a, now);
+	a->req = RQ_WATCH;
+	a->sent_full = full;
+	a->sent_gen = a->gen;
+	build_watch(l, a, &body, full);
+	send_request(l, a, "/v1/agent/watch", &body);
+}
+
+static void agent_kick(struct sim_loop *l, struct sim_agent *a)
+{
+	if (a->fd < 0) {
+		int r = conn_open(l, a);
+		if (r < 0) {
+			char msg[128];
+			snprintf(msg, sizeof msg, "cannot connect: %s", strerror(-r));
+			agent_fail(l, a, msg);
+		}
+		return; /* EPOLLOUT says when it is connected */
+	}
+	agent_send_next(l, a);
+}
+
+/* ---- HTTP responses --------------------------------------------------------- */
+
+struct http_reply {
+	int status;
+	char *body;
+	size_t body_len;
+	size_t total;   /* bytes of the buffer the response used */
+	bool close;
+};
+
+static bool header_is(const char *line, size_t n, const char *name)
+{
+	size_t k = strlen(name);
+	return n > k && !strncasecmp(line, name, k) && line[k] == ':';
+}
+
+/* Chunked body at p..end: 1 complete (decoded in place, *out_len, *used),
+ * 0 incomplete, -1 malformed. */
+static int dechunk(char *p, char *end, size_t *out_len, size_t *used)
+{
+	char *r = p;
+	/* First pass: is it all there? */
+	for (;;) {
+		char *eol = memmem(r, (size_t)(end - r), "\r\n", 2);
+		if (!eol)
+			return 0;
+		char *hx;
+		unsigned long sz = strtoul(r, &hx, 16);
+		if (hx == r || sz > RESPONSE_MAX)
+			return -1;
+		r = eol + 2;
+		if (sz == 0) {
+			/* trailers, then an empty line */
+			for (;;) {
+				char *e = memmem(r, (size_t)(end - r), "\r\n", 2);
+				if (!e)
+					return 0;
+				bool empty = e == r;
+				r = e + 2;
+				if (empty)
+					break;
+			}
+			break;
+		}
+		if ((size_t)(end - r) < sz + 2)
+			return 0;
+		r += sz + 2;
+	}
+	*used = (size_t)(r - p);
+	/* Second pass: compact the data. */
+	char *w = p;
+	r = p;
+	for (;;) {
+		char *eol = memmem(r, (size_t)(end - r), "\r\n", 2);
+		unsigned long sz = strtoul(r, NULL, 16);
+		r = eol + 2;
+		if (!sz)
+			break;
+		memmove(w, r, sz);
+		w += sz;
+		r += sz + 2;
+	}
+	*out_len = (size_t)(w - p);
+	return 1;
+}
+
+/* 1: a whole response is in buf; 0: not yet; -1: malformed. With eof the
+ * connection ended, which completes a body without a length. */
+static int http_parse(char *buf, size_t len, bool eof, struct http_reply *r)
+{
+	char *hend = memmem(buf, len, "\r\n\r\n", 4);
+	if (!hend)
+		return len > HEADERS_MAX ? -1 : 0;
+	memset(r, 0, sizeof *r);
+	if (len < 12 || strncmp(buf, "HTTP/1.", 7))
+		return -1;
+	r->status = atoi(buf + 9);
+	if (r->status < 100 || r->status > 999)
+		return -1;
+	bool chunked = false, has_len = false;
+	unsigned long long clen = 0;
+	char *line = memchr(buf, '\n', (size_t)(hend + 2 - buf)) + 1;
+	while (line < hend) {
+		char *eol = memmem(line, (size_t)(hend + 2 - line), "\r\n", 2);
+		size_t n = (size_t)(eol - line);
+		if (header_is(line, n, "content-length")) {
+			clen = strtoull(line + 15, NULL, 10);
+			has_len = true;
+		} else if (header_is(line, n, "transfer-encoding")) {
+			chunked = memmem(line, n, "chunked", 7) != NULL;
+		} else if (header_is(line, n, "connection")) {
+			r->close = memmem(line, n, "close", 5) != NULL;
+		}
+		line = eol + 2;
+	}
+	if (!strncmp(buf, "HTTP/1.0", 8))
+		r->close = true;
+	char *body = hend + 4, *end = buf + len;
+	r->body = body;
+	if (chunked) {
+		int c = dechunk(body, end, &r->body_len, &r->total);
+		if (c <= 0)
+			return c;
+		r->total += (size_t)(body - buf);
+	} else if (has_len) {
+		if (clen > RESPONSE_MAX)
+			return -1;
+		if ((size_t)(end - body) < clen)
+			return 0;
+		r->body_len = (size_t)clen;
+		r->total = (size_t)(body - buf) + (size_t)clen;
+	} else if (r->status == 204 || r->status == 304 || r->status < 200) {
+		r->total = (size_t)(body - buf);
+	} else {
+		/* No length: the body runs to the end of the connection. */
+		if (!eof)
+			return 0;
+		r->body_len = (size_t)(end - body);
+		r->total = len;
+		r->close = true;
+	}
+	r->body[r->body_len] = 0; /* the buffer always has a spare byte */
+	return 1;
+}
+
+static void on_register_reply(struct sim_loop *l, struct sim_agent *a, struct http_reply *r)
+{
+	if (r->status != 200) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "register: HTTP %d: %.160s", r->status, r->body);
+		agent_fail(l, a, msg);
+		return;
+	}
+	json_t *j = json_loadb(r->body, r->body_len, 0, NULL);
+	json_t *hb = json_object_get(j, "heartbeat_ms");
+	if (json_is_integer(hb) && json_integer_value(hb) >= 100 &&
+	    json_integer_value(hb) <= 60000)
+		a->heartbeat_ms = (int32_t)json_integer_value(hb);
+	json_decref(j);
+	a->registered = true;
+	a->known_version = 0; /* the server bumped its version: we fetch at once */
+	a->acked_gen = a->sent_gen;
+	a->force_full = false;
+	a->last_full_ms = a->sent_ms;
+	drop_reported_ends(a);
+	if (!a->ever_registered) {
+		a->ever_registered = true;
+		__atomic_fetch_add(&l->nregistered, 1, __ATOMIC_RELAXED);
+	}
+}
+
+static void on_watch_reply(struct sim_loop *l, struct sim_agent *a, struct http_reply *r)
+{
+	if (r->status == 404) {
+		a->registered = false; /* the server forgot us: register again at once */
+		return;
+	}
+	if (r->status != 200) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "watch: HTTP %d: %.160s", r->status, r->body);
+		if (r->status >= 500)
+			a->registered = false;
+		agent_fail(l, a, msg);
+		return;
+	}
+	if (a->sent_full) {
+		a->acked_gen = a->sent_gen;
+		a->force_full = false;
+		a->last_full_ms = a->sent_ms;
+		drop_reported_ends(a);
+	}
+	uint64_t version = 0;
+	long n = scan_watch_reply(l, r->body, r->body_len, a->known_version, &version);
+	if (n == -2) {
+		agent_fail(l, a, "watch: malformed reply");
+		return;
+	}
+	if (n >= 0) {
+		reconcile(l, a, l->want, (size_t)n);
+		a->known_version = version;
+	}
+}
+
+static void agent_on_reply(struct sim_loop *l, struct sim_agent *a, struct http_reply *r)
+{
+	bool close_after = r->close;
+	a->phase = PH_IDLE;
+	if (a->req == RQ_REGISTER)
+		on_register_reply(l, a, r);
+	else
+		on_watch_reply(l, a, r);
+	if (a->fd < 0)
+		return; /* failed: a retry is scheduled */
+	a->failures = 0;
+	free(a->in);
+	a->in = NULL;
+	a->in_len = a->in_cap = 0;
+	if (close_after)
+		conn_close(a);
+	/* Always one request in flight: the next one goes now. */
+	agent_kick(l, a);
+}
+
+static void conn_readable(struct sim_loop *l, struct sim_agent *a)
+{
+	bool eof = false;
+	for (;;) {
+		if (a->in_cap - a->in_len < 4096 + 1) {
+			if (a->in_cap > RESPONSE_MAX) {
+				agent_fail(l, a, "reply too large");
+				return;
+			}
+			a->in_cap = a->in_cap ? a->in_cap * 2 : 8192;
+			a->in = xrealloc(a->in, a->in_cap);
+		}
+		ssize_t n = recv(a->fd, a->in + a->in_len, a->in_cap - a->in_len - 1, 0);
+		if (n > 0) {
+			a->in_len += (uint32_t)n;
+			a->in[a->in_len] = 0; /* so that number parsing stops here */
+			continue;
+		}
+		if (n == 0) {
+			eof = true;
+			break;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN)
+			break;
+		agent_fail(l, a, strerror(errno));
+		return;
+	}
+	if (a->phase != PH_RECEIVING && a->phase != PH_SENDING) {
+		if (eof || a->in_len)
+			agent_fail(l, a, "unexpected data or close from the server");
+		return;
+	}
+	if (!a->in_len) {
+		if (eof)
+			agent_fail(l, a, "connection closed by the server");
+		return;
+	}
+	struct http_reply r;
+	int c = http_parse(a->in, a->in_len, eof, &r);
+	if (c < 0) {
+		agent_fail(l, a, "malformed HTTP reply");
+	} else if (c == 0) {
+		if (eof)
+			agent_fail(l, a, "connection closed mid-reply");
+	} else {
+		if (eof)
+			r.close = true;
+		agent_on_reply(l, a, &r);
+	}
+}
+
+static void conn_event(struct sim_loop *l, struct sim_agent *a, uint32_t ev)
+{
+	if (a->phase == PH_CONNECTING && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+		int err = 0;
+		socklen_t el = sizeof err;
+		getsockopt(a->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+		if (err) {
+			char msg[128];
+			snprintf(msg, sizeof msg, "cannot connect: %s", strerror(err));
+			agent_fail(l, a, msg);
+			return;
+		}
+		a->phase = PH_IDLE;
+		agent_send_next(l, a);
+		if (a->fd < 0)
+			return;
+	} else if (a->phase == PH_SENDING && (ev & EPOLLOUT)) {
+		conn_flush(l, a);
+		if (a->fd < 0)
+			return;
+	}
+	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		conn_readable(l, a);
+}
+
+/* ---- the loop --------------------------------------------------------------- */
+
+static int64_t start_due(const struct sim_loop *l, size_t local)
+{
+	const struct sim *s = l->sim;
+	uint64_t global = (uint64_t)local * (uint64_t)s->nloops + (uint64_t)l->id;
+	return s->start_ms + (int64_t)(global * 1000 / (uint64_t)s->o.register_rate);
+}
+
+static void fire_fail(struct sim_loop *l, struct timer *t)
+{
+	struct sim_agent *a = &l->agents[t->agent];
+	struct sim_task *task = task_find(a, t->id);
+	if (task && task->state == TASK_RUNNING) {
+		task->state = TASK_FAILED;
+		task->exit_code = t->exit_code;
+		a->gen++; /* reported with the next watch */
+	}
+	free(t->id);
+}
+
+/* Run what is due; return how long epoll may sleep. */
+static int loop_timers(struct sim_loop *l)
+{
+	int64_t now = time_mono_ms();
+	while (l->next_start < l->nagents && start_due(l, l->next_start) <= now)
+		agent_kick(l, &l->agents[l->next_start++]);
+	while (l->retries.n && l->retries.v[0].due <= now) {
+		struct timer t = heap_pop(&l->retries);
+		struct sim_agent *a = &l->agents[t.agent];
+		if (a->fd < 0 && a->phase == PH_IDLE)
+			agent_kick(l, a);
+	}
+	while (l->fails.n && l->fails.v[0].due <= now) {
+		struct timer t = heap_pop(&l->fails);
+		fire_fail(l, &t);
+	}
+	if (now - l->last_sweep >= SWEEP_EVERY_MS) {
+		l->last_sweep = now;
+		for (size_t i = 0; i < l->next_start; i++) {
+			struct sim_agent *a = &l->agents[i];
+			int64_t limit = a->phase == PH_CONNECTING ? CONNECT_TIMEOUT_MS
+								  : REQUEST_TIMEOUT_MS;
+			if (a->phase != PH_IDLE && now - a->sent_ms > limit)
+				agent_fail(l, a, "no reply from the server: timed out");
+		}
+	}
+	int64_t next = l->last_sweep + SWEEP_EVERY_MS;
+	if (l->next_start < l->nagents && start_due(l, l->next_start) < next)
+		next = start_due(l, l->next_start);
+	if (l->retries.n && l->retries.v[0].due < next)
+		next = l->retries.v[0].due;
+	if (l->fails.n && l->fails.v[0].due < next)
+		next = l->fails.v[0].due;
+	return next > now ? (int)(next - now) : 0;
+}
+
+static void *loop_main(void *arg)
+{
+	struct sim_loop *l = arg;
+	struct epoll_event evs[512];
+	while (!__atomic_load_n(&l->sim->stopping, __ATOMIC_ACQUIRE)) {
+		int timeout = loop_timers(l);
+		int n = epoll_wait(l->epfd, evs, (int)ARRAY_SIZE(evs), timeout);
+		if (n < 0 && errno != EINTR) {
+			log_error("epoll_wait: %s", strerror(errno));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			if (!evs[i].data.ptr)
+				continue; /* the stop eventfd: the loop condition sees it */
+			conn_event(l, evs[i].data.ptr, evs[i].events);
+		}
+	}
+	return NULL;
+}
+
+/* ---- setup and teardown ----------------------------------------------------- */
+
+/* As many descriptors as the system allows: raise the hard limit too when
+ * we may (root), up to fs.nr_open. */
+static rlim_t raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 1024;
+	char *s = NULL;
+	size_t n;
+	if (file_read_all("/proc/sys/fs/nr_open", &s, &n) == 0) {
+		rlim_t max = (rlim_t)strtoull(s, NULL, 10);
+		struct rlimit want = {max, max};
+		if (max > rl.rlim_max && setrlimit(RLIMIT_NOFILE, &want) == 0) {
+			free(s);
+			return max;
+		}
+	}
+	free(s);
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	getrlimit(RLIMIT_NOFILE, &rl);
+	return rl.rlim_cur;
+}
+
+static int parse_servers(struct sim *s)
+{
+	char *list = xstrdup(s->o.servers), *save = NULL;
+	for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		while (*tok == ' ')
+			tok++;
+		if (!*tok)
+			continue;
+		struct sockaddr_in sa;
+		struct berr err = {0};
+		if (addr_parse(tok, &sa, &err) < 0) {
+			log_error("bad --server '%s': %s", tok, err.msg);
+			free(list);
+			return -1;
+		}
+		if (s->naddrs == 255)
+			break;
+		s->addrs = xrealloc(s->addrs, (s->naddrs + 1) * sizeof *s->addrs);
+		s->hosts = xrealloc(s->hosts, (s->naddrs + 1) * sizeof *s->hosts);
+		s->addrs[s->naddrs] = sa;
+		char *url = addr_to_url(tok);
+		s->hosts[s->naddrs] = xstrdup(!strncmp(url, "http://", 7) ? url + 7 : url);
+		free(url);
+		s->naddrs++;
+	}
+	free(list);
+	if (!s->naddrs) {
+		log_error("no server address to connect to");
+		return -1;
+	}
+	return 0;
+}
+
+static void prepare_attrs(struct sim *s)
+{
+	struct sbuf b;
+	sbuf_init(&b);
+	for (size_t i = 0; i < s->o.nattrs; i++) {
+		const struct spec_kv *kv = &s->o.attrs[i];
+		s->has_host |= !strcmp(kv->key, "host");
+		s->has_os |= !strcmp(kv->key, "os");
+		s->has_rack |= !strcmp(kv->key, "rack");
+		s->has_zone |= !strcmp(kv->key, "zone");
+		sbuf_adds(&b, ",");
+		json_strz(&b, kv->key);
+		sbuf_adds(&b, ":");
+		json_strz(&b, kv->value);
+	}
+	s->user_attrs = sbuf_detach(&b);
+}
+
+static int loops_start(struct sim *s)
+{
+	s->loops = xcalloc((size_t)s->nloops, sizeof *s->loops);
+	for (int k = 0; k < s->nloops; k++)
+		s->loops[k].epfd = s->loops[k].evfd = -1;
+	for (int k = 0; k < s->nloops; k++) {
+		struct sim_loop *l = &s->loops[k];
+		l->sim = s;
+		l->id = k;
+		l->rnd = 0x9e3779b97f4a7c15ull ^ ((uint64_t)k << 32) ^ (uint64_t)time_now_ms();
+		l->nagents = (size_t)(s->o.count / s->nloops + (k < s->o.count % s->nloops));
+		l->agents = xcalloc(l->nagents ? l->nagents : 1, sizeof *l->agents);
+		for (size_t i = 0; i < l->nagents; i++) {
+			struct sim_agent *a = &l->agents[i];
+			a->fd = -1;
+			a->index = (uint32_t)(i * (size_t)s->nloops + (size_t)k);
+			a->server = (uint8_t)(a->index % s->naddrs);
+			a->heartbeat_ms = 1000;
+		}
+		l->epfd = epoll_create1(EPOLL_CLOEXEC);
+		l->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+		if (l->epfd < 0 || l->evfd < 0 || epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &ev) < 0) {
+			log_error("cannot set up the event loop: %s", strerror(errno));
+			return -1;
+		}
+	}
+	s->start_ms = time_mono_ms();
+	for (int k = 0; k < s->nloops; k++) {
+		if (pthread_create(&s->loops[k].thread, NULL, loop_main, &s->loops[k]) != 0) {
+			log_error("cannot start a simulator thread");
+			return -1;
+		}
+		s->loops[k].started = true;
+	}
+	return 0;
+}
+
+static void loops_stop(struct sim *s)
+{
+	__atomic_store_n(&s->stopping, true, __ATOMIC_RELEASE);
+	for (int k = 0; k < s->nloops; k++) {
+		uint64_t one = 1;
+		if (s->loops[k].evfd >= 0 && write(s->loops[k].evfd, &one, sizeof one) < 0) {
+			/* the counter is full: the loop is awake anyway */
+		}
+	}
+	for (int k = 0; k < s->nloops; k++) {
+		struct sim_loop *l = &s->loops[k];
+		if (l->started)
+			pthread_join(l->thread, NULL);
+		for (size_t i = 0; i < l->nagents; i++) {
+			conn_close(&l->agents[i]);
+			agent_free_tasks(&l->agents[i]);
+		}
+		free(l->agents);
+		heap_release(&l->retries);
+		heap_release(&l->fails);
+		free(l->want);
+		free(l->merge);
+		if (l->epfd >= 0)
+			close(l->epfd);
+		if (l->evfd >= 0)
+			close(l->evfd);
+	}
+	free(s->loops);
+}
+
+static size_t count_registered(struct sim *s, size_t *failures)
+{
+	size_t n = 0;
+	*failures = 0;
+	for (int k = 0; k < s->nloops; k++) {
+		n += __atomic_load_n(&s->loops[k].nregistered, __ATOMIC_RELAXED);
+		*failures += __atomic_load_n(&s->loops[k].nfailures, __ATOMIC_RELAXED);
+	}
+	return n;
+}
+
+/* Wait for SIGINT/SIGTERM, logging registration progress meanwhile. */
+static void wait_for_stop(struct sim *s, const sigset_t *set)
+{
+	bool all = false;
+	int64_t last_log = time_mono_ms();
+	for (;;) {
+		struct timespec ts = {.tv_sec = 1};
+		int sig = sigtimedwait(set, NULL, &ts);
+		if (sig == SIGINT || sig == SIGTERM) {
+			log_info("signal %d: stopping %d simulated agents", sig, s->o.count);
+			return;
+		}
+		size_t fails;
+		size_t n = count_registered(s, &fails);
+		int64_t now = time_mono_ms();
+		if (!all && n == (size_t)s->o.count) {
+			all = true;
+			log_info("all %d simulated agents registered in %.1fs", s->o.count,
+				 (double)(now - s->start_ms) / 1000.0);
+		} else if (!all && now - last_log >= 5000) {
+			last_log = now;
+			log_info("%zu of %d simulated agents registered (%zu connection errors)", n,
+				 s->o.count, fails);
+		}
+	}
+}
+
+int simulator_run(const struct simulator_options *o)
+{
+	if (o->count <= 0 || !o->prefix || !*o->prefix || strlen(o->prefix) > 100) {
+		log_error("simulate: need a positive agent count and a name prefix");
+		return 1;
+	}
+	struct sim s = {.o = *o};
+	if (s.o.register_rate <= 0)
+		s.o.register_rate = 2000;
+	if (s.o.threads <= 0)
+		s.o.threads = 1;
+	s.nloops = s.o.threads > s.o.count ? s.o.count : s.o.threads;
+	if (s.nloops > 64)
+		s.nloops = 64;
+	/* Every thread inherits the mask; this one waits for the signals. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	rlim_t nofile = raise_nofile();
+	if ((rlim_t)s.o.count + 64 > nofile)
+		log_warn("open-file limit %llu is below %d agents: some cannot connect",
+			 (unsigned long long)nofile, s.o.count);
+	if (parse_servers(&s) < 0)
+		return 1;
+	prepare_attrs(&s);
+	int rc = 0;
+	if (loops_start(&s) < 0) {
+		rc = 1;
+	} else {
+		log_info("simulating %d agents %s-%d..%s-%d against %s (%d thread%s, %d registrations/s)",
+			 s.o.count, s.o.prefix, s.o.first, s.o.prefix, s.o.first + s.o.count - 1,
+			 s.o.servers, s.nloops, s.nloops == 1 ? "" : "s", s.o.register_rate);
+		wait_for_stop(&s, &set);
+	}
+	loops_stop(&s);
+	for (size_t i = 0; i < s.naddrs; i++)
+		free(s.hosts[i]);
+	free(s.hosts);
+	free(s.addrs);
+	free(s.user_attrs);
+	return rc;
+}

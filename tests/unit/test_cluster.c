@@ -1,0 +1,1870 @@
+/* test_cluster.c - the in-memory cluster state (src/server/cluster.c) through
+ * its public API: job submit/update/kill/restart, the scheduler tick, the
+ * agent protocol (register, watch, status), node heartbeats and drains, the
+ * JSON views, and reloading from a real SQLite store.
+ *
+ * Each test builds a cluster over a store in its own mkdtemp directory and
+ * plays the agent itself with the JSON bodies of docs/protocol.md. */
+#include "server/cluster.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "store/store.h"
+#include "unit.h"
+
+#define MiB (1024LL * 1024)
+#define GiB (1024LL * MiB)
+
+/* ---- fixtures ---------------------------------------------------------- */
+
+struct fx {
+	char dir[64];
+	char *loc;
+	struct store *st;
+	struct cluster *c;
+	struct cluster_config cfg;
+	struct berr err;
+};
+
+static void fx_open_cluster(struct fx *f)
+{
+	f->c = cluster_new(f->st, &f->cfg);
+	if (!f->c) {
+		fprintf(stderr, "    cluster_new failed\n");
+		exit(1);
+	}
+}
+
+/* cfg may be NULL (defaults). */
+static void fx_setup(struct fx *f, const struct cluster_config *cfg)
+{
+	memset(f, 0, sizeof *f);
+	log_set_level(LOG_OFF);
+	strcpy(f->dir, "/tmp/berth-test-cluster.XXXXXX");
+	if (!mkdtemp(f->dir)) {
+		perror("mkdtemp");
+		exit(1);
+	}
+	f->loc = xasprintf("sqlite:%s/state.db", f->dir);
+	f->st = store_open(f->loc, &f->err);
+	if (!f->st) {
+		fprintf(stderr, "    store_open: %s\n", f->err.msg);
+		exit(1);
+	}
+	if (cfg)
+		f->cfg = *cfg;
+	else
+		cluster_config_defaults(&f->cfg);
+	fx_open_cluster(f);
+}
+
+static void fx_teardown(struct fx *f)
+{
+	cluster_free(f->c);
+	store_close(f->st);
+	rm_rf(f->dir);
+	free(f->loc);
+}
+
+/* Make everything applied so far durable, as the server's commit loop does. */
+static void fx_commit(struct fx *f)
+{
+	pthread_mutex_lock(&f->c->lock);
+	uint64_t seq = 0;
+	struct store_batch *b = cluster_take_pending(f->c, &seq);
+	pthread_mutex_unlock(&f->c->lock);
+	if (b) {
+		struct berr err = {0};
+		if (store_commit(f->st, b, &err) < 0) {
+			fprintf(stderr, "    store_commit: %s\n", err.msg);
+			exit(1);
+		}
+		store_batch_free(b);
+	}
+	pthread_mutex_lock(&f->c->lock);
+	f->c->committed_seq = seq;
+	pthread_mutex_unlock(&f->c->lock);
+}
+
+/* Commit, drop the cluster, reopen the store and load a new cluster from it:
+ * a server restart. */
+static void fx_restart(struct fx *f)
+{
+	fx_commit(f);
+	cluster_free(f->c);
+	store_close(f->st);
+	f->st = store_open(f->loc, &f->err);
+	if (!f->st) {
+		fprintf(stderr, "    store_open: %s\n", f->err.msg);
+		exit(1);
+	}
+	fx_open_cluster(f);
+	pthread_mutex_lock(&f->c->lock);
+	int r = cluster_load(f->c, &f->err);
+	pthread_mutex_unlock(&f->c->lock);
+	if (r < 0) {
+		fprintf(stderr, "    cluster_load: %s\n", f->err.msg);
+		exit(1);
+	}
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) < 0)
+		;
+}
+
+/* ---- jobs ---------------------------------------------------------------- */
+
+static char *yamlf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *yamlf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *s = NULL;
+	if (vasprintf(&s, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	return s;
+}
+
+/* A service: `instances` tasks, each with two named ports. */
+static char *svc_yaml(const char *key, int instances, const char *cmd)
+{
+	return yamlf("job: %s\n"
+		     "instances: %d\n"
+		     "task:\n"
+		     "  command: [\"/bin/sh\", \"-c\", \"%s\"]\n"
+		     "  resources: {cpu: 0.5, memory: 64MiB, ports: [http, admin]}\n",
+		     key, instances, cmd);
+}
+
+static char *batch_yaml(const char *key, int instances, int max_failures)
+{
+	return yamlf("job: %s\n"
+		     "type: batch\n"
+		     "instances: %d\n"
+		     "max_task_failures: %d\n"
+		     "task:\n"
+		     "  command: [\"/bin/true\"]\n"
+		     "  resources: {cpu: 0.25, memory: 32MiB}\n",
+		     key, instances, max_failures);
+}
+
+/* Submit a YAML spec (freed here); returns the seq, 0 on error (f->err). */
+static uint64_t submit(struct fx *f, char *yaml, struct submit_result *res)
+{
+	struct job_spec *spec = NULL;
+	struct submit_result dummy;
+	if (spec_parse_yaml(yaml, strlen(yaml), "test.yaml", &spec, &f->err) < 0) {
+		fprintf(stderr, "    spec_parse_yaml: %s\n", f->err.msg);
+		free(yaml);
+		return 0;
+	}
+	free(yaml);
+	pthread_mutex_lock(&f->c->lock);
+	uint64_t seq = cluster_job_submit(f->c, spec, res ? res : &dummy, &f->err);
+	pthread_mutex_unlock(&f->c->lock);
+	return seq;
+}
+
+static uint64_t tick(struct fx *f)
+{
+	pthread_mutex_lock(&f->c->lock);
+	uint64_t seq = cluster_tick(f->c);
+	pthread_mutex_unlock(&f->c->lock);
+	return seq;
+}
+
+static uint64_t job_kill(struct fx *f, const char *key)
+{
+	pthread_mutex_lock(&f->c->lock);
+	uint64_t seq = cluster_job_kill(f->c, key, &f->err);
+	pthread_mutex_unlock(&f->c->lock);
+	return seq;
+}
+
+static uint64_t job_restart(struct fx *f, const char *key)
+{
+	pthread_mutex_lock(&f->c->lock);
+	uint64_t seq = cluster_job_restart(f->c, key, &f->err);
+	pthread_mutex_unlock(&f->c->lock);
+	return seq;
+}
+
+static struct job *job_get(struct fx *f, const char *key)
+{
+	return hmap_get(&f->c->jobs, key);
+}
+
+/* The active task of an instance, or NULL. */
+static struct task *active(struct fx *f, const char *key, int instance)
+{
+	struct job *j = job_get(f, key);
+	if (!j || instance < 0 || (size_t)instance >= j->nactive)
+		return NULL;
+	return j->active[instance];
+}
+
+static const char *state_of(struct task *t)
+{
+	return t ? task_state_name(t->state) : "(none)";
+}
+
+static const char *node_of(struct task *t)
+{
+	return t && t->node ? t->node->name : "(none)";
+}
+
+/* Tasks of a job in c->tasks (active and kept ended). */
+static size_t count_job_tasks(struct fx *f, const char *key)
+{
+	size_t n = 0, it = 0;
+	void *v;
+	while (hmap_next(&f->c->tasks, &it, NULL, &v))
+		if (!strcmp(((struct task *)v)->job->key, key))
+			n++;
+	return n;
+}
+
+/* ---- the agent ----------------------------------------------------------- */
+
+static uint64_t agent_register_full(struct fx *f, const char *name, double cpu, long long mem,
+				    int port_lo, int port_hi, json_t *report)
+{
+	json_t *body = json_pack("{s:s,s:{s:s,s:s,s:s},s:{s:f,s:I,s:I,s:i,s:i},s:s}", "name", name,
+				 "attributes", "host", name, "os", "linux", "rack", "r1",
+				 "resources", "cpu", cpu, "memory", (json_int_t)mem, "disk",
+				 (json_int_t)(100 * GiB), "port_lo", port_lo, "port_hi", port_hi,
+				 "addr", "http://127.0.0.1:40123");
+	if (report)
+		json_object_set_new(body, "tasks", report);
+	json_t *reply = NULL;
+	pthread_mutex_lock(&f->c->lock);
+	uint64_t seq = cluster_agent_register(f->c, body, &reply, &f->err);
+	pthread_mutex_unlock(&f->c->lock);
+	json_decref(reply);
+	json_decref(body);
+	return seq;
+}
+
+static uint64_t agent_register(struct fx *f, const char *name)
+{
+	return agent_register_full(f, name, 4.0, 8 * GiB, 20000, 20999, NULL);
+}
+
+/* One entry of a full-state report. */
+static json_t *rep(const char *id, const char *state, int pid)
+{
+	return json_pack("{s:s,s:s,s:i,s:s,s:i}", "id", id, "state", state, "pid", pid, "message",
+			 "", "exit_code", 0);
+}
+
+/* A watch with known_version and a report (the array is consumed). */
+static uint64_t agent_watch(struct fx *f, const char *name, long long known, json_t *report)
+{
+	json_t *body = json_pack("{s:s,s:I,s:i,s:o}", "name", name, "known_version",
+				 (json_int_t)known, "wait_ms", 1000, "tasks",
+				 report ? report : json_array());
+	struct node *n = NULL;
+	pthread_mutex_lock(&f->c->lock);
+	uint64_t seq = cluster_agent_watch(f->c, body, &n, &f->err);
+	pthread_mutex_unlock(&f->c->lock);
+	json_decref(body);
+	return seq;
+}
+
+static uint64_t agent_status(struct fx *f, const char *name, const char *id, const char *state,
+			     int pid, int exit_code, const char *msg)
+{
+	json_t *body = json_pack("{s:s,s:[{s:s,s:s,s:i,s:i,s:s}]}", "name", name, "updates", "id",
+				 id, "state", state, "pid", pid, "exit_code", exit_code, "message",
+				 msg ? msg : "");
+	pthread_mutex_lock(&f->c->lock);
+	uint64_t seq = cluster_agent_status(f->c, body, &f->err);
+	pthread_mutex_unlock(&f->c->lock);
+	json_decref(body);
+	return seq;
+}
+
+static struct node *node_get(struct fx *f, const char *name)
+{
+	return hmap_get(&f->c->nodes, name);
+}
+
+/* The node's desired set (new reference). */
+static json_t *desired(struct fx *f, const char *name)
+{
+	pthread_mutex_lock(&f->c->lock);
+	json_t *d = cluster_node_desired(f->c, node_get(f, name));
+	pthread_mutex_unlock(&f->c->lock);
+	return d;
+}
+
+static long long desired_version(struct fx *f, const char *name)
+{
+	json_t *d = desired(f, name);
+	long long v = json_integer_value(json_object_get(d, "version"));
+	json_decref(d);
+	return v;
+}
+
+static bool desired_has(struct fx *f, const char *name, const char *id)
+{
+	json_t *d = desired(f, name);
+	bool found = false;
+	size_t i;
+	json_t *t;
+	json_array_foreach(json_object_get(d, "tasks"), i, t)
+	{
+		if (!strcmp(json_string_value(json_object_get(t, "id")) ?: "", id))
+			found = true;
+	}
+	json_decref(d);
+	return found;
+}
+
+/* Report every ASSIGNED task of the job as RUNNING (pid 1000 + instance). */
+static void run_job(struct fx *f, const char *key)
+{
+	struct job *j = job_get(f, key);
+	if (!j)
+		return;
+	for (size_t i = 0; i < j->nactive; i++) {
+		struct task *t = j->active[i];
+		if (t && t->node && (t->state == TASK_ASSIGNED || t->state == TASK_STARTING))
+			agent_status(f, t->node->name, t->id, "RUNNING", 1000 + (int)i, 0, "");
+	}
+}
+
+static json_t *job_status(struct fx *f, const char *key, bool all)
+{
+	pthread_mutex_lock(&f->c->lock);
+	json_t *o = cluster_job_status_json(f->c, key, all, &f->err);
+	pthread_mutex_unlock(&f->c->lock);
+	return o;
+}
+
+static json_t *node_json(struct fx *f, const char *name)
+{
+	pthread_mutex_lock(&f->c->lock);
+	json_t *arr = cluster_node_list_json(f->c);
+	pthread_mutex_unlock(&f->c->lock);
+	json_t *found = NULL;
+	size_t i;
+	json_t *n;
+	json_array_foreach(arr, i, n)
+	{
+		if (!strcmp(json_string_value(json_object_get(n, "name")) ?: "", name))
+			found = json_incref(n);
+	}
+	json_decref(arr);
+	return found;
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+static long long jint(json_t *o, const char *k)
+{
+	return json_integer_value(json_object_get(o, k));
+}
+
+#define WEB "alice/devel/web"
+#define BAT "bob/test/count"
+
+/* A service of n instances placed on n1 and RUNNING there. */
+static void running_service(struct fx *f, int n)
+{
+	CHECK(agent_register(f, "n1") > 0);
+	CHECK(submit(f, svc_yaml(WEB, n, "sleep 1000"), NULL) > 0);
+	tick(f);
+	run_job(f, WEB);
+	for (int i = 0; i < n; i++)
+		CHECK_STR(state_of(active(f, WEB, i)), "RUNNING");
+}
+
+/* ---- tests: submit and schedule ------------------------------------------ */
+
+TEST(submit_creates_pending_tasks)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	struct submit_result res;
+	CHECK(submit(&f, svc_yaml(WEB, 3, "sleep 1000"), &res) > 0);
+	CHECK(res.created);
+	CHECK(res.changed);
+	CHECK(res.version == 1);
+	struct job *j = job_get(&f, WEB);
+	CHECK(j != NULL);
+	CHECK(j && j->nactive == 3);
+	for (int i = 0; i < 3; i++) {
+		struct task *t = active(&f, WEB, i);
+		CHECK_STR(state_of(t), "PENDING");
+		CHECK(t && t->node == NULL);
+		CHECK(t && t->instance == i);
+		CHECK(t && t->version == 1);
+		CHECK(t && t->ancestor == NULL);
+		CHECK(t && !strncmp(t->id, "alice-devel-web-", 16));
+	}
+	CHECK(active(&f, WEB, 0) != active(&f, WEB, 1));
+	fx_teardown(&f);
+}
+
+TEST(tick_without_nodes_keeps_pending)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(submit(&f, svc_yaml(WEB, 2, "sleep 1000"), NULL) > 0);
+	tick(&f);
+	for (int i = 0; i < 2; i++) {
+		struct task *t = active(&f, WEB, i);
+		CHECK_STR(state_of(t), "PENDING");
+		CHECK_CONTAINS(t ? t->message : NULL, "no nodes");
+	}
+	fx_teardown(&f);
+}
+
+TEST(tick_assigns_tasks_with_distinct_ports)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(agent_register(&f, "n1") > 0);
+	CHECK(submit(&f, svc_yaml(WEB, 3, "sleep 1000"), NULL) > 0);
+	CHECK(tick(&f) > 0);
+	int seen[6], nseen = 0;
+	for (int i = 0; i < 3; i++) {
+		struct task *t = active(&f, WEB, i);
+		CHECK_STR(state_of(t), "ASSIGNED");
+		CHECK_STR(node_of(t), "n1");
+		CHECK_CONTAINS(t ? t->message : NULL, "assigned to node n1");
+		CHECK(t && json_object_size(t->ports) == 2);
+		const char *k;
+		json_t *v;
+		json_object_foreach(t ? t->ports : NULL, k, v)
+		{
+			int p = (int)json_integer_value(v);
+			CHECK(p >= 20000 && p <= 20999);
+			for (int s = 0; s < nseen; s++)
+				CHECK(seen[s] != p);
+			if (nseen < 6)
+				seen[nseen++] = p;
+		}
+	}
+	CHECK(nseen == 6);
+	/* Resources are accounted on the node. */
+	struct node *n = node_get(&f, "n1");
+	CHECK(n && n->tasks.count == 3);
+	CHECK(n && n->cpu_used > 1.49 && n->cpu_used < 1.51);
+	CHECK(n && n->mem_used == (uint64_t)(3 * 64 * MiB));
+	fx_teardown(&f);
+}
+
+TEST(node_desired_lists_assigned_tasks)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(agent_register(&f, "n1") > 0);
+	long long v0 = desired_version(&f, "n1");
+	CHECK(submit(&f, svc_yaml(WEB, 2, "sleep 1000"), NULL) > 0);
+	tick(&f);
+	json_t *d = desired(&f, "n1");
+	CHECK(json_integer_value(json_object_get(d, "version")) > v0);
+	json_t *tasks = json_object_get(d, "tasks");
+	CHECK(json_array_size(tasks) == 2);
+	size_t i;
+	json_t *t;
+	json_array_foreach(tasks, i, t)
+	{
+		const char *id = jstr(t, "id");
+		int inst = (int)jint(t, "instance");
+		struct task *a = active(&f, WEB, inst);
+		CHECK_STR(id, a ? a->id : NULL);
+		CHECK_STR(jstr(t, "job"), WEB);
+		CHECK(jint(t, "version") == 1);
+		CHECK_STR(jstr(t, "host"), "n1");
+		CHECK(json_is_object(json_object_get(t, "task")));
+		CHECK(json_is_array(json_object_get(json_object_get(t, "task"), "command")));
+		json_t *ports = json_object_get(t, "ports");
+		CHECK(json_is_integer(json_object_get(ports, "http")));
+		CHECK(json_is_integer(json_object_get(ports, "admin")));
+		CHECK(a && json_equal(ports, a->ports));
+	}
+	json_decref(d);
+	fx_teardown(&f);
+}
+
+TEST(agent_running_sets_pid)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(agent_register(&f, "n1") > 0);
+	CHECK(submit(&f, svc_yaml(WEB, 1, "sleep 1000"), NULL) > 0);
+	tick(&f);
+	struct task *t = active(&f, WEB, 0);
+	CHECK(agent_status(&f, "n1", t->id, "STARTING", 0, 0, "") > 0);
+	CHECK_STR(state_of(t), "STARTING");
+	CHECK(agent_status(&f, "n1", t->id, "RUNNING", 4242, 0, "") > 0);
+	CHECK_STR(state_of(t), "RUNNING");
+	CHECK(t->pid == 4242);
+	CHECK(t->running_since_ms > 0);
+	CHECK_CONTAINS(t->message, "running on n1 as pid 4242");
+	CHECK(desired_has(&f, "n1", t->id));
+	/* A repeated report changes nothing. */
+	size_t nev = t->nevents;
+	agent_status(&f, "n1", t->id, "RUNNING", 4242, 0, "");
+	CHECK(t->nevents == nev);
+	fx_teardown(&f);
+}
+
+TEST(infeasible_job_stays_pending_with_reason)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(agent_register_full(&f, "n1", 4.0, 1 * GiB, 20000, 20999, NULL) > 0);
+	CHECK(submit(&f,
+		     yamlf("job: alice/devel/big\n"
+			   "task:\n"
+			   "  command: [\"/bin/true\"]\n"
+			   "  resources: {cpu: 1, memory: 2GiB}\n"),
+		     NULL) > 0);
+	tick(&f);
+	tick(&f);
+	struct task *t = active(&f, "alice/devel/big", 0);
+	CHECK_STR(state_of(t), "PENDING");
+	CHECK(t && !t->node);
+	CHECK_CONTAINS(t ? t->message : NULL, "insufficient memory");
+	json_t *st = job_status(&f, "alice/devel/big", false);
+	CHECK_CONTAINS(jstr(json_array_get(json_object_get(st, "tasks"), 0), "message"),
+		       "insufficient memory");
+	json_decref(st);
+	fx_teardown(&f);
+}
+
+/* ---- tests: services, failures, throttling -------------------------------- */
+
+TEST(service_failure_is_replaced_with_ancestor)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 2);
+	struct task *t = active(&f, WEB, 0);
+	char *old = xstrdup(t->id);
+	CHECK(agent_status(&f, "n1", old, "FAILED", 1000, 3, "exited with status 3") > 0);
+	struct task *n = active(&f, WEB, 0);
+	CHECK(n != NULL && strcmp(n->id, old) != 0);
+	CHECK_STR(state_of(n), "PENDING");
+	CHECK_STR(n ? n->ancestor : NULL, old);
+	CHECK(n && n->quick_deaths == 1);
+	CHECK(n && n->node == NULL);
+	/* The old task is kept as history, FAILED with its exit code, and is no
+	 * longer held by the node. */
+	struct task *o = cluster_find_task(f.c, old);
+	CHECK_STR(state_of(o), "FAILED");
+	CHECK(o && o->exit_code == 3);
+	CHECK(!hmap_get(&node_get(&f, "n1")->tasks, old));
+	CHECK(!desired_has(&f, "n1", old));
+	json_t *st = job_status(&f, WEB, true);
+	CHECK(json_array_size(json_object_get(st, "tasks")) == 3);
+	json_decref(st);
+	/* The other instance is untouched. */
+	CHECK_STR(state_of(active(&f, WEB, 1)), "RUNNING");
+	/* The replacement gets placed. */
+	tick(&f);
+	CHECK_STR(state_of(active(&f, WEB, 0)), "ASSIGNED");
+	free(old);
+	fx_teardown(&f);
+}
+
+TEST(service_second_quick_death_is_throttled)
+{
+	struct cluster_config cfg;
+	cluster_config_defaults(&cfg);
+	cfg.throttle_base_ms = 300;
+	struct fx f;
+	fx_setup(&f, &cfg);
+	running_service(&f, 1);
+	struct task *t = active(&f, WEB, 0);
+	agent_status(&f, "n1", t->id, "FAILED", 1000, 1, "");
+	t = active(&f, WEB, 0);
+	CHECK_STR(state_of(t), "PENDING");
+	tick(&f);
+	run_job(&f, WEB);
+	CHECK_STR(state_of(t), "RUNNING");
+	char *second = xstrdup(t->id);
+	agent_status(&f, "n1", second, "FAILED", 1000, 1, "");
+	t = active(&f, WEB, 0);
+	CHECK_STR(state_of(t), "THROTTLED");
+	CHECK_STR(t ? t->ancestor : NULL, second);
+	CHECK(t && t->quick_deaths == 2);
+	CHECK_CONTAINS(t ? t->message : NULL, "throttled");
+	/* A throttled task is not placed before its back-off ends. */
+	tick(&f);
+	CHECK_STR(state_of(active(&f, WEB, 0)), "THROTTLED");
+	sleep_ms(400);
+	tick(&f);
+	CHECK_STR(state_of(active(&f, WEB, 0)), "ASSIGNED");
+	free(second);
+	fx_teardown(&f);
+}
+
+TEST(service_throttle_backoff_doubles_and_caps)
+{
+	struct cluster_config cfg;
+	cluster_config_defaults(&cfg);
+	cfg.throttle_base_ms = 1000;
+	cfg.throttle_max_ms = 3000;
+	struct fx f;
+	fx_setup(&f, &cfg);
+	running_service(&f, 1);
+	/* Kill it quickly over and over, releasing the throttle by hand. */
+	int64_t expect[] = {0, 1000, 2000, 3000, 3000};
+	for (int k = 0; k < 5; k++) {
+		struct task *t = active(&f, WEB, 0);
+		if (t && t->state == TASK_THROTTLED)
+			t->throttle_until_ms = 0;
+		tick(&f);
+		run_job(&f, WEB);
+		t = active(&f, WEB, 0);
+		CHECK_STR(state_of(t), "RUNNING");
+		agent_status(&f, "n1", t->id, "FAILED", 1000, 1, "");
+		struct task *n = active(&f, WEB, 0);
+		CHECK(n && n->quick_deaths == k + 1);
+		if (expect[k] == 0) {
+			CHECK_STR(state_of(n), "PENDING");
+		} else {
+			CHECK_STR(state_of(n), "THROTTLED");
+			int64_t d = n ? n->throttle_until_ms - n->created_ms : -1;
+			CHECK(d == expect[k]);
+		}
+	}
+	fx_teardown(&f);
+}
+
+TEST(service_long_run_resets_quick_deaths)
+{
+	struct cluster_config cfg;
+	cluster_config_defaults(&cfg);
+	cfg.flap_threshold_ms = 50;
+	struct fx f;
+	fx_setup(&f, &cfg);
+	running_service(&f, 1);
+	for (int k = 0; k < 3; k++) {
+		sleep_ms(80);
+		struct task *t = active(&f, WEB, 0);
+		agent_status(&f, "n1", t->id, "FAILED", 1000, 1, "");
+		t = active(&f, WEB, 0);
+		CHECK_STR(state_of(t), "PENDING");
+		CHECK(t && t->quick_deaths == 0);
+		tick(&f);
+		run_job(&f, WEB);
+	}
+	fx_teardown(&f);
+}
+
+/* ---- tests: batch ------------------------------------------------------- */
+
+TEST(batch_finished_instance_is_not_replaced)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(agent_register(&f, "n1") > 0);
+	CHECK(submit(&f, batch_yaml(BAT, 2, 1), NULL) > 0);
+	tick(&f);
+	run_job(&f, BAT);
+	struct task *t0 = active(&f, BAT, 0), *t1 = active(&f, BAT, 1);
+	agent_status(&f, "n1", t0->id, "FINISHED", 1000, 0, "exited 0");
+	CHECK(active(&f, BAT, 0) == NULL);
+	CHECK(job_get(&f, BAT)->instance_done[0]);
+	json_t *st = job_status(&f, BAT, false);
+	CHECK_STR(jstr(st, "status"), "running");
+	CHECK_STR(jstr(st, "type"), "batch");
+	CHECK(json_array_size(json_object_get(st, "tasks")) == 1);
+	json_decref(st);
+	agent_status(&f, "n1", t1->id, "FINISHED", 1001, 0, "");
+	tick(&f);
+	CHECK(active(&f, BAT, 1) == NULL);
+	CHECK(count_job_tasks(&f, BAT) == 2);
+	st = job_status(&f, BAT, false);
+	CHECK_STR(jstr(st, "status"), "finished");
+	json_decref(st);
+	fx_teardown(&f);
+}
+
+TEST(batch_failure_retried_until_max_task_failures)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(agent_register(&f, "n1") > 0);
+	CHECK(submit(&f, batch_yaml(BAT, 1, 2), NULL) > 0);
+	tick(&f);
+	run_job(&f, BAT);
+	struct task *t = active(&f, BAT, 0);
+	char *first = xstrdup(t->id);
+	agent_status(&f, "n1", first, "FAILED", 1000, 1, "exited 1");
+	t = active(&f, BAT, 0);
+	CHECK_STR(state_of(t), "PENDING");
+	CHECK_STR(t ? t->ancestor : NULL, first);
+	CHECK(t && t->failures == 1);
+	json_t *st = job_status(&f, BAT, false);
+	CHECK_STR(jstr(st, "status"), "running");
+	json_decref(st);
+	tick(&f);
+	run_job(&f, BAT);
+	t = active(&f, BAT, 0);
+	agent_status(&f, "n1", t->id, "FAILED", 1000, 1, "exited 1");
+	CHECK(active(&f, BAT, 0) == NULL);
+	tick(&f);
+	CHECK(active(&f, BAT, 0) == NULL);
+	CHECK(count_job_tasks(&f, BAT) == 2);
+	st = job_status(&f, BAT, true);
+	CHECK_STR(jstr(st, "status"), "failed");
+	json_decref(st);
+	free(first);
+	fx_teardown(&f);
+}
+
+TEST(batch_unlimited_failures_keep_retrying)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(agent_register(&f, "n1") > 0);
+	CHECK(submit(&f, batch_yaml(BAT, 1, -1), NULL) > 0);
+	for (int k = 0; k < 6; k++) {
+		tick(&f);
+		run_job(&f, BAT);
+		struct task *t = active(&f, BAT, 0);
+		CHECK_STR(state_of(t), "RUNNING");
+		if (!t)
+			break;
+		agent_status(&f, "n1", t->id, "FAILED", 1000, 1, "");
+		t = active(&f, BAT, 0);
+		CHECK_STR(state_of(t), "PENDING");
+		CHECK(t && t->failures == k + 1);
+	}
+	json_t *st = job_status(&f, BAT, false);
+	CHECK_STR(jstr(st, "status"), "running");
+	json_decref(st);
+	fx_teardown(&f);
+}
+
+TEST(batch_one_instance_failed_others_running_is_failing)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(agent_register(&f, "n1") > 0);
+	CHECK(submit(&f, batch_yaml(BAT, 2, 1), NULL) > 0);
+	tick(&f);
+	run_job(&f, BAT);
+	agent_status(&f, "n1", active(&f, BAT, 0)->id, "FAILED", 1000, 1, "");
+	CHECK(active(&f, BAT, 0) == NULL); /* max_task_failures 1: no retry */
+	json_t *st = job_status(&f, BAT, false);
+	CHECK_STR(jstr(st, "status"), "failing");
+	json_decref(st);
+	fx_teardown(&f);
+}
+
+/* ---- tests: kill and restart --------------------------------------------- */
+
+TEST(job_kill_stops_tasks_then_forgets_job)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 2);
+	char *ids[2] = {xstrdup(active(&f, WEB, 0)->id), xstrdup(active(&f, WEB, 1)->id)};
+	long long v = desired_version(&f, "n1");
+	CHECK(job_kill(&f, WEB) > 0);
+	for (int i = 0; i < 2; i++) {
+		CHECK_STR(state_of(active(&f, WEB, i)), "KILLING");
+		CHECK(!desired_has(&f, "n1", ids[i]));
+	}
+	CHECK(desired_version(&f, "n1") > v);
+	json_t *st = job_status(&f, WEB, false);
+	CHECK_STR(jstr(st, "status"), "killing");
+	json_decref(st);
+	/* A killing job cannot be resubmitted. */
+	CHECK(submit(&f, svc_yaml(WEB, 2, "sleep 1000"), NULL) == 0);
+	CHECK(f.err.code == 409);
+	/* A KILLING task still reported RUNNING stays KILLING. */
+	agent_status(&f, "n1", ids[0], "RUNNING", 1000, 0, "");
+	CHECK_STR(state_of(active(&f, WEB, 0)), "KILLING");
+	agent_status(&f, "n1", ids[0], "KILLED", 1000, 143, "");
+	agent_status(&f, "n1", ids[1], "KILLED", 1001, 143, "");
+	CHECK(active(&f, WEB, 0) == NULL && active(&f, WEB, 1) == NULL);
+	tick(&f);
+	berr_clear(&f.err);
+	st = job_status(&f, WEB, false);
+	CHECK(st == NULL);
+	CHECK(f.err.code == 404);
+	json_decref(st);
+	CHECK(count_job_tasks(&f, WEB) == 0);
+	CHECK(node_get(&f, "n1")->tasks.count == 0);
+	CHECK(node_get(&f, "n1")->mem_used == 0);
+	/* Once forgotten it can be submitted again. */
+	struct submit_result res;
+	CHECK(submit(&f, svc_yaml(WEB, 1, "sleep 1000"), &res) > 0);
+	CHECK(res.created && res.version == 1);
+	free(ids[0]);
+	free(ids[1]);
+	fx_teardown(&f);
+}
+
+TEST(job_kill_of_pending_job_forgets_at_once)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(submit(&f, svc_yaml(WEB, 3, "sleep 1000"), NULL) > 0);
+	CHECK(job_kill(&f, WEB) > 0);
+	CHECK(job_get(&f, WEB) == NULL);
+	CHECK(count_job_tasks(&f, WEB) == 0);
+	CHECK(job_kill(&f, WEB) == 0);
+	CHECK(f.err.code == 404);
+	fx_teardown(&f);
+}
+
+TEST(job_kill_after_watch_omits_killing_task)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 1);
+	char *id = xstrdup(active(&f, WEB, 0)->id);
+	job_kill(&f, WEB);
+	/* The agent stopped it and no longer reports it. */
+	agent_watch(&f, "n1", desired_version(&f, "n1"), json_array());
+	struct task *t = cluster_find_task(f.c, id);
+	CHECK_STR(state_of(t), "KILLED");
+	tick(&f);
+	CHECK(job_get(&f, WEB) == NULL);
+	free(id);
+	fx_teardown(&f);
+}
+
+TEST(job_restart_replaces_with_new_ids)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 2);
+	char *old = xstrdup(active(&f, WEB, 0)->id);
+	CHECK(job_restart(&f, WEB) > 0);
+	CHECK_STR(state_of(active(&f, WEB, 0)), "RESTARTING");
+	CHECK_STR(state_of(active(&f, WEB, 1)), "RESTARTING");
+	CHECK(!desired_has(&f, "n1", old));
+	agent_status(&f, "n1", old, "KILLED", 1000, 143, "");
+	struct task *n = active(&f, WEB, 0);
+	CHECK(n && strcmp(n->id, old));
+	/* Restart replaces at once, never throttled. */
+	CHECK_STR(state_of(n), "PENDING");
+	CHECK_STR(n ? n->ancestor : NULL, old);
+	tick(&f);
+	CHECK_STR(state_of(active(&f, WEB, 0)), "ASSIGNED");
+	CHECK(job_restart(&f, "alice/devel/nope") == 0);
+	CHECK(f.err.code == 404);
+	free(old);
+	fx_teardown(&f);
+}
+
+/* ---- tests: updates ------------------------------------------------------ */
+
+TEST(resubmit_identical_spec_is_unchanged)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 2);
+	char *ids[2] = {xstrdup(active(&f, WEB, 0)->id), xstrdup(active(&f, WEB, 1)->id)};
+	struct submit_result res;
+	CHECK(submit(&f, svc_yaml(WEB, 2, "sleep 1000"), &res) > 0);
+	CHECK(!res.created);
+	CHECK(!res.changed);
+	CHECK(res.version == 1);
+	CHECK_STR(active(&f, WEB, 0)->id, ids[0]);
+	CHECK_STR(active(&f, WEB, 1)->id, ids[1]);
+	CHECK_STR(state_of(active(&f, WEB, 0)), "RUNNING");
+	CHECK(job_get(&f, WEB)->nversions == 1);
+	free(ids[0]);
+	free(ids[1]);
+	fx_teardown(&f);
+}
+
+TEST(command_change_bumps_version_and_replaces)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 2);
+	char *old = xstrdup(active(&f, WEB, 0)->id);
+	struct submit_result res;
+	CHECK(submit(&f, svc_yaml(WEB, 2, "sleep 2000"), &res) > 0);
+	CHECK(!res.created && res.changed);
+	CHECK(res.version == 2);
+	CHECK(job_get(&f, WEB)->version == 2);
+	CHECK_STR(state_of(active(&f, WEB, 0)), "RESTARTING");
+	CHECK_CONTAINS(active(&f, WEB, 0)->message, "version 2");
+	agent_status(&f, "n1", old, "KILLED", 1000, 143, "");
+	struct task *n = active(&f, WEB, 0);
+	CHECK_STR(state_of(n), "PENDING");
+	CHECK(n && n->version == 2);
+	CHECK_STR(n ? n->ancestor : NULL, old);
+	tick(&f);
+	json_t *d = desired(&f, "n1");
+	size_t i;
+	json_t *t;
+	bool found = false;
+	json_array_foreach(json_object_get(d, "tasks"), i, t)
+	{
+		if (jint(t, "instance") != 0)
+			continue;
+		found = true;
+		CHECK(jint(t, "version") == 2);
+		json_t *cmd = json_object_get(json_object_get(t, "task"), "command");
+		CHECK_STR(json_string_value(json_array_get(cmd, 2)), "sleep 2000");
+	}
+	CHECK(found);
+	json_decref(d);
+	free(old);
+	fx_teardown(&f);
+}
+
+TEST(command_change_replaces_pending_tasks_at_once)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(submit(&f, svc_yaml(WEB, 2, "sleep 1000"), NULL) > 0);
+	char *old = xstrdup(active(&f, WEB, 0)->id);
+	struct submit_result res;
+	CHECK(submit(&f, svc_yaml(WEB, 2, "sleep 3000"), &res) > 0);
+	CHECK(res.version == 2);
+	struct task *n = active(&f, WEB, 0);
+	CHECK_STR(state_of(n), "PENDING");
+	CHECK(n && strcmp(n->id, old) && n->version == 2);
+	CHECK_STR(state_of(cluster_find_task(f.c, old)), "KILLED");
+	free(old);
+	fx_teardown(&f);
+}
+
+TEST(instances_change_keeps_version_and_scales)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 2);
+	char *ids[2] = {xstrdup(active(&f, WEB, 0)->id), xstrdup(active(&f, WEB, 1)->id)};
+	struct submit_result res;
+	/* Up: existing instances untouched, new ones created. */
+	CHECK(submit(&f, svc_yaml(WEB, 4, "sleep 1000"), &res) > 0);
+	CHECK(res.changed && !res.created);
+	CHECK(res.version == 1);
+	CHECK(job_get(&f, WEB)->nversions == 1);
+	CHECK_STR(active(&f, WEB, 0)->id, ids[0]);
+	CHECK_STR(active(&f, WEB, 1)->id, ids[1]);
+	CHECK_STR(state_of(active(&f, WEB, 0)), "RUNNING");
+	CHECK_STR(state_of(active(&f, WEB, 2)), "PENDING");
+	CHECK_STR(state_of(active(&f, WEB, 3)), "PENDING");
+	tick(&f);
+	run_job(&f, WEB);
+	CHECK_STR(state_of(active(&f, WEB, 3)), "RUNNING");
+	char *id3 = xstrdup(active(&f, WEB, 3)->id);
+	/* Down: instances beyond the count are killed and not replaced. */
+	CHECK(submit(&f, svc_yaml(WEB, 1, "sleep 1000"), &res) > 0);
+	CHECK(res.version == 1);
+	CHECK_STR(active(&f, WEB, 0)->id, ids[0]);
+	CHECK_STR(state_of(active(&f, WEB, 0)), "RUNNING");
+	for (int i = 1; i < 4; i++)
+		CHECK_STR(state_of(active(&f, WEB, i)), "KILLING");
+	agent_status(&f, "n1", id3, "KILLED", 1003, 143, "");
+	CHECK(active(&f, WEB, 3) == NULL);
+	tick(&f);
+	CHECK(active(&f, WEB, 3) == NULL);
+	json_t *st = job_status(&f, WEB, false);
+	CHECK(jint(st, "instances") == 1);
+	CHECK(jint(st, "version") == 1);
+	json_decref(st);
+	free(ids[0]);
+	free(ids[1]);
+	free(id3);
+	fx_teardown(&f);
+}
+
+/* Scaling down and then up again while the removed instance is still
+ * stopping must leave that instance with a task once the old one ended. */
+TEST(scale_down_then_up_while_stopping_keeps_instance)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 3);
+	char *id2 = xstrdup(active(&f, WEB, 2)->id);
+	CHECK(submit(&f, svc_yaml(WEB, 2, "sleep 1000"), NULL) > 0);
+	CHECK_STR(state_of(active(&f, WEB, 2)), "KILLING");
+	CHECK(submit(&f, svc_yaml(WEB, 3, "sleep 1000"), NULL) > 0);
+	agent_status(&f, "n1", id2, "KILLED", 1002, 143, "");
+	tick(&f);
+	struct task *t = active(&f, WEB, 2);
+	CHECK(t != NULL);
+	CHECK(t && strcmp(t->id, id2) != 0);
+	json_t *st = job_status(&f, WEB, false);
+	CHECK(json_array_size(json_object_get(st, "tasks")) == 3);
+	json_decref(st);
+	free(id2);
+	fx_teardown(&f);
+}
+
+/* A batch task that finishes by itself while a drain is stopping it has
+ * run to completion: the instance is done, it is not run again. */
+TEST(drain_does_not_rerun_finished_batch_instance)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(agent_register(&f, "n1") > 0);
+	CHECK(submit(&f, batch_yaml(BAT, 1, 1), NULL) > 0);
+	tick(&f);
+	run_job(&f, BAT);
+	CHECK(agent_register(&f, "n2") > 0);
+	pthread_mutex_lock(&f.c->lock);
+	cluster_node_drain(f.c, "n1", true, &f.err);
+	pthread_mutex_unlock(&f.c->lock);
+	tick(&f);
+	struct task *t = active(&f, BAT, 0);
+	CHECK_STR(state_of(t), "DRAINING");
+	agent_status(&f, "n1", t->id, "FINISHED", 1000, 0, "exited 0");
+	tick(&f);
+	CHECK(active(&f, BAT, 0) == NULL);
+	CHECK(job_get(&f, BAT)->instance_done[0]);
+	CHECK(count_job_tasks(&f, BAT) == 1);
+	json_t *st = job_status(&f, BAT, false);
+	CHECK_STR(jstr(st, "status"), "finished");
+	json_decref(st);
+	fx_teardown(&f);
+}
+
+/* Killing or restarting a job whose task is being drained must not try a
+ * transition the table refuses (DRAINING -> KILLING / RESTARTING): refusals
+ * are counted as protocol errors. */
+TEST(kill_or_restart_of_draining_task_tries_no_refused_transition)
+{
+	for (int restart = 0; restart < 2; restart++) {
+		struct fx f;
+		fx_setup(&f, NULL);
+		running_service(&f, 1);
+		CHECK(agent_register(&f, "n2") > 0);
+		pthread_mutex_lock(&f.c->lock);
+		cluster_node_drain(f.c, "n1", true, &f.err);
+		pthread_mutex_unlock(&f.c->lock);
+		tick(&f);
+		struct task *t = active(&f, WEB, 0);
+		CHECK_STR(state_of(t), "DRAINING");
+		uint64_t refused = task_transition_refused_count();
+		if (restart)
+			CHECK(job_restart(&f, WEB) > 0);
+		else
+			CHECK(job_kill(&f, WEB) > 0);
+		CHECK(task_transition_refused_count() == refused);
+		/* Either way it ends once the agent stopped it. */
+		agent_status(&f, "n1", t->id, "KILLED", 1000, 143, "");
+		tick(&f);
+		if (restart)
+			CHECK_STR(state_of(active(&f, WEB, 0)), "ASSIGNED");
+		else
+			CHECK(job_get(&f, WEB) == NULL);
+		fx_teardown(&f);
+	}
+}
+
+/* docs/protocol.md: the agent reports STARTING, RUNNING, FINISHED, FAILED,
+ * KILLED and LOST. The server-side states (KILLING, RESTARTING, DRAINING,
+ * PREEMPTING, PARTITIONED) are the server's decisions, not the agent's. */
+TEST(agent_cannot_report_server_side_states)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 5);
+	const char *states[] = {"KILLING", "RESTARTING", "DRAINING", "PREEMPTING", "PARTITIONED"};
+	for (int i = 0; i < 5; i++) {
+		struct task *t = active(&f, WEB, i);
+		agent_status(&f, "n1", t->id, states[i], 1000 + i, 0, "");
+		CHECK_STR(state_of(active(&f, WEB, i)), "RUNNING");
+		CHECK(desired_has(&f, "n1", t->id));
+	}
+	fx_teardown(&f);
+}
+
+/* cfg.ended_keep = 0 (keep no history): job_keep_ended frees the task that
+ * just ended, and handle_task_end / task_transition must not use it after. */
+TEST(ended_keep_zero_replaces_without_history)
+{
+	struct cluster_config cfg;
+	cluster_config_defaults(&cfg);
+	cfg.ended_keep = 0;
+	struct fx f;
+	fx_setup(&f, &cfg);
+	running_service(&f, 1);
+	char *old = xstrdup(active(&f, WEB, 0)->id);
+	agent_status(&f, "n1", old, "FAILED", 1000, 1, "");
+	struct task *n = active(&f, WEB, 0);
+	CHECK_STR(state_of(n), "PENDING");
+	CHECK_STR(n ? n->ancestor : NULL, old);
+	tick(&f);
+	CHECK_STR(state_of(active(&f, WEB, 0)), "ASSIGNED");
+	free(old);
+	fx_teardown(&f);
+}
+
+/* ---- tests: agents, heartbeats, reconcile -------------------------------- */
+
+TEST(register_and_watch_reject_bad_bodies)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *bad[] = {
+		"{}",
+		"{\"name\": \"\", \"resources\": {\"cpu\": 1, \"memory\": 1}}",
+		"{\"name\": \"a/b\", \"resources\": {\"cpu\": 1, \"memory\": 1}}",
+		"{\"name\": \"n1\"}",
+		"{\"name\": \"n1\", \"resources\": {\"cpu\": \"x\", \"memory\": 1}}",
+		"{\"name\": \"n1\", \"resources\": {\"cpu\": 1, \"memory\": 1.5}}",
+		"{\"name\": \"n1\", \"resources\": {\"cpu\": 1, \"memory\": 1}, \"attributes\": []}",
+		"{\"name\": \"n1\", \"resources\": {\"cpu\": 1, \"memory\": 1}, \"tasks\": {}}",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		json_t *body = json_loads(bad[i], 0, NULL);
+		json_t *reply = NULL;
+		berr_clear(&f.err);
+		CHECK(cluster_agent_register(f.c, body, &reply, &f.err) == 0);
+		CHECK(f.err.code == 400);
+		CHECK(reply == NULL);
+		json_decref(body);
+	}
+	CHECK(f.c->nodes.count == 0);
+	/* Unknown nodes: 404. */
+	CHECK(agent_watch(&f, "ghost", 0, NULL) == 0);
+	CHECK(f.err.code == 404);
+	CHECK(agent_status(&f, "ghost", "x", "RUNNING", 1, 0, "") == 0);
+	CHECK(f.err.code == 404);
+	/* Registered: a status without updates is malformed. */
+	CHECK(agent_register(&f, "n1") > 0);
+	json_t *body = json_pack("{s:s}", "name", "n1");
+	CHECK(cluster_agent_status(f.c, body, &f.err) == 0);
+	CHECK(f.err.code == 400);
+	json_decref(body);
+	body = json_pack("{s:s,s:i,s:{}}", "name", "n1", "known_version", 1, "tasks");
+	struct node *n = NULL;
+	CHECK(cluster_agent_watch(f.c, body, &n, &f.err) == 0);
+	CHECK(f.err.code == 400);
+	json_decref(body);
+	fx_teardown(&f);
+}
+
+TEST(register_reply_and_reregister_keeps_id)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	json_t *body = json_pack("{s:s,s:{s:f,s:I}}", "name", "n1", "resources", "cpu", 2.0,
+				 "memory", (json_int_t)GiB);
+	json_t *reply = NULL;
+	CHECK(cluster_agent_register(f.c, body, &reply, &f.err) > 0);
+	CHECK_STR(jstr(reply, "name"), "n1");
+	CHECK(jstr(reply, "node_id") && strlen(jstr(reply, "node_id")) > 0);
+	CHECK(jint(reply, "heartbeat_ms") == f.cfg.heartbeat_ms);
+	char *id = xstrdup(jstr(reply, "node_id"));
+	json_decref(reply);
+	reply = NULL;
+	CHECK(cluster_agent_register(f.c, body, &reply, &f.err) > 0);
+	CHECK_STR(jstr(reply, "node_id"), id);
+	json_decref(reply);
+	json_decref(body);
+	CHECK(f.c->nodes.count == 1);
+	/* Without attributes the node still has host = its name. */
+	json_t *n = node_json(&f, "n1");
+	CHECK_STR(jstr(json_object_get(n, "attributes"), "host"), "n1");
+	CHECK_STR(jstr(n, "state"), "ACTIVE");
+	json_decref(n);
+	free(id);
+	fx_teardown(&f);
+}
+
+TEST(watch_omitting_running_task_marks_it_lost)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 2);
+	struct task *t0 = active(&f, WEB, 0), *t1 = active(&f, WEB, 1);
+	char *id0 = xstrdup(t0->id);
+	long long v = desired_version(&f, "n1");
+	json_t *report = json_array();
+	json_array_append_new(report, rep(t1->id, "RUNNING", 1001));
+	CHECK(agent_watch(&f, "n1", v, report) > 0);
+	struct task *o = cluster_find_task(f.c, id0);
+	CHECK_STR(state_of(o), "LOST");
+	CHECK_CONTAINS(o ? o->message : NULL, "task not found on agent n1");
+	struct task *n = active(&f, WEB, 0);
+	CHECK(n && strcmp(n->id, id0));
+	/* LOST is not a quick death: replaced at once. */
+	CHECK_STR(state_of(n), "PENDING");
+	CHECK_STR(n ? n->ancestor : NULL, id0);
+	CHECK_STR(state_of(active(&f, WEB, 1)), "RUNNING");
+	free(id0);
+	fx_teardown(&f);
+}
+
+TEST(watch_does_not_lose_undelivered_assigned_task)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(agent_register(&f, "n1") > 0);
+	long long seen = desired_version(&f, "n1");
+	CHECK(submit(&f, svc_yaml(WEB, 1, "sleep 1000"), NULL) > 0);
+	tick(&f);
+	struct task *t = active(&f, WEB, 0);
+	CHECK_STR(state_of(t), "ASSIGNED");
+	/* The agent has only seen the version before the assignment. */
+	agent_watch(&f, "n1", seen, json_array());
+	CHECK_STR(state_of(active(&f, WEB, 0)), "ASSIGNED");
+	CHECK(active(&f, WEB, 0) == t);
+	/* Once it has seen the version with the task, a report without it is
+	 * a loss. */
+	agent_watch(&f, "n1", desired_version(&f, "n1"), json_array());
+	CHECK_STR(state_of(cluster_find_task(f.c, t->id)), "LOST");
+	fx_teardown(&f);
+}
+
+TEST(watch_report_with_unknown_or_foreign_task_is_ignored)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 1);
+	CHECK(agent_register(&f, "n2") > 0);
+	struct task *t = active(&f, WEB, 0);
+	long long v1 = desired_version(&f, "n1");
+	json_t *report = json_array();
+	json_array_append_new(report, rep(t->id, "RUNNING", 1000));
+	json_array_append_new(report, rep("alice-devel-ghost-0-deadbeef", "RUNNING", 77));
+	json_array_append_new(report, rep("", "RUNNING", 78));
+	json_array_append_new(report, json_pack("{s:s}", "state", "RUNNING"));
+	json_array_append_new(report, json_pack("{s:s,s:s}", "id", t->id, "state", "BOGUS"));
+	json_array_append_new(report, json_string("not an object"));
+	CHECK(agent_watch(&f, "n1", v1, report) > 0);
+	CHECK(cluster_find_task(f.c, "alice-devel-ghost-0-deadbeef") == NULL);
+	CHECK(!desired_has(&f, "n1", "alice-devel-ghost-0-deadbeef"));
+	CHECK_STR(state_of(t), "RUNNING");
+	CHECK(t->pid == 1000);
+	/* n2 claiming n1's task changes nothing, and it is not desired on n2. */
+	report = json_array();
+	json_array_append_new(report, rep(t->id, "FAILED", 5));
+	CHECK(agent_watch(&f, "n2", desired_version(&f, "n2"), report) > 0);
+	agent_status(&f, "n2", t->id, "FINISHED", 5, 0, "");
+	CHECK(active(&f, WEB, 0) == t);
+	CHECK_STR(state_of(t), "RUNNING");
+	CHECK(t->pid == 1000);
+	CHECK(!desired_has(&f, "n2", t->id));
+	CHECK(desired_has(&f, "n1", t->id));
+	fx_teardown(&f);
+}
+
+TEST(reregister_reconciles_report)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 2);
+	struct task *t0 = active(&f, WEB, 0), *t1 = active(&f, WEB, 1);
+	char *id0 = xstrdup(t0->id);
+	/* The agent restarted and only found instance 1 running. */
+	json_t *report = json_array();
+	json_array_append_new(report, rep(t1->id, "RUNNING", 1001));
+	CHECK(agent_register_full(&f, "n1", 4.0, 8 * GiB, 20000, 20999, report) > 0);
+	CHECK_STR(state_of(cluster_find_task(f.c, id0)), "LOST");
+	CHECK_STR(state_of(t1), "RUNNING");
+	CHECK(desired_has(&f, "n1", t1->id));
+	free(id0);
+	fx_teardown(&f);
+}
+
+TEST(node_down_tasks_lost_and_pending_without_other_node)
+{
+	struct cluster_config cfg;
+	cluster_config_defaults(&cfg);
+	cfg.down_after_ms = 200;
+	struct fx f;
+	fx_setup(&f, &cfg);
+	running_service(&f, 2);
+	char *ids[2] = {xstrdup(active(&f, WEB, 0)->id), xstrdup(active(&f, WEB, 1)->id)};
+	tick(&f);
+	json_t *n = node_json(&f, "n1");
+	CHECK_STR(jstr(n, "state"), "ACTIVE");
+	json_decref(n);
+	sleep_ms(350);
+	CHECK(tick(&f) > 0);
+	n = node_json(&f, "n1");
+	CHECK_STR(jstr(n, "state"), "DOWN");
+	json_decref(n);
+	for (int i = 0; i < 2; i++) {
+		struct task *o = cluster_find_task(f.c, ids[i]);
+		CHECK_STR(state_of(o), "LOST");
+		CHECK_CONTAINS(o ? o->message : NULL, "missed heartbeats");
+		struct task *r = active(&f, WEB, i);
+		CHECK_STR(state_of(r), "PENDING");
+		CHECK_STR(r ? r->ancestor : NULL, ids[i]);
+		CHECK(r && !r->node);
+	}
+	CHECK(node_get(&f, "n1")->tasks.count == 0);
+	CHECK(node_get(&f, "n1")->mem_used == 0);
+	/* It comes back with a heartbeat and the tasks are placed again. */
+	agent_watch(&f, "n1", desired_version(&f, "n1"), json_array());
+	n = node_json(&f, "n1");
+	CHECK_STR(jstr(n, "state"), "ACTIVE");
+	json_decref(n);
+	tick(&f);
+	CHECK_STR(state_of(active(&f, WEB, 0)), "ASSIGNED");
+	free(ids[0]);
+	free(ids[1]);
+	fx_teardown(&f);
+}
+
+TEST(node_down_tasks_move_to_second_node)
+{
+	struct cluster_config cfg;
+	cluster_config_defaults(&cfg);
+	cfg.down_after_ms = 200;
+	struct fx f;
+	fx_setup(&f, &cfg);
+	running_service(&f, 1);
+	char *old = xstrdup(active(&f, WEB, 0)->id);
+	CHECK(agent_register(&f, "n2") > 0);
+	for (int k = 0; k < 4; k++) {
+		sleep_ms(100);
+		agent_watch(&f, "n2", desired_version(&f, "n2"), json_array());
+	}
+	tick(&f);
+	CHECK_STR(state_of(cluster_find_task(f.c, old)), "LOST");
+	struct task *t = active(&f, WEB, 0);
+	CHECK_STR(state_of(t), "ASSIGNED");
+	CHECK_STR(node_of(t), "n2");
+	CHECK(t && desired_has(&f, "n2", t->id));
+	json_t *n = node_json(&f, "n2");
+	CHECK_STR(jstr(n, "state"), "ACTIVE");
+	json_decref(n);
+	free(old);
+	fx_teardown(&f);
+}
+
+TEST(drain_moves_tasks_off_and_node_is_drained)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 2);
+	CHECK(agent_register(&f, "n2") > 0);
+	pthread_mutex_lock(&f.c->lock);
+	CHECK(cluster_node_drain(f.c, "n1", true, &f.err) > 0);
+	CHECK(cluster_node_drain(f.c, "nope", true, &f.err) == 0);
+	CHECK(f.err.code == 404);
+	pthread_mutex_unlock(&f.c->lock);
+	for (int round = 0; round < 10; round++) {
+		tick(&f);
+		for (int i = 0; i < 2; i++) {
+			struct task *t = active(&f, WEB, i);
+			if (t && t->state == TASK_DRAINING)
+				agent_status(&f, "n1", t->id, "KILLED", 1000, 143, "");
+		}
+		tick(&f);
+		run_job(&f, WEB);
+		/* Never both instances in motion at once. */
+		int moving = 0;
+		for (int i = 0; i < 2; i++)
+			moving += active(&f, WEB, i) && active(&f, WEB, i)->state != TASK_RUNNING;
+		CHECK(moving <= 1);
+	}
+	for (int i = 0; i < 2; i++) {
+		CHECK_STR(state_of(active(&f, WEB, i)), "RUNNING");
+		CHECK_STR(node_of(active(&f, WEB, i)), "n2");
+	}
+	json_t *n = node_json(&f, "n1");
+	CHECK_STR(jstr(n, "state"), "DRAINED");
+	CHECK(jint(json_object_get(n, "resources"), "tasks") == 0);
+	json_decref(n);
+	/* Activate takes it back. */
+	pthread_mutex_lock(&f.c->lock);
+	CHECK(cluster_node_drain(f.c, "n1", false, &f.err) > 0);
+	pthread_mutex_unlock(&f.c->lock);
+	n = node_json(&f, "n1");
+	CHECK_STR(jstr(n, "state"), "ACTIVE");
+	json_decref(n);
+	fx_teardown(&f);
+}
+
+TEST(ports_and_resources_released_when_tasks_end)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(agent_register_full(&f, "n1", 4.0, 8 * GiB, 20000, 20003, NULL) > 0);
+	/* 4 ports: two tasks of two ports fill the range. */
+	CHECK(submit(&f, svc_yaml(WEB, 3, "sleep 1000"), NULL) > 0);
+	tick(&f);
+	CHECK_STR(state_of(active(&f, WEB, 0)), "ASSIGNED");
+	CHECK_STR(state_of(active(&f, WEB, 1)), "ASSIGNED");
+	CHECK_STR(state_of(active(&f, WEB, 2)), "PENDING");
+	CHECK_CONTAINS(active(&f, WEB, 2)->message, "insufficient ports");
+	run_job(&f, WEB);
+	json_t *n = node_json(&f, "n1");
+	CHECK(jint(json_object_get(n, "resources"), "ports_free") == 0);
+	json_decref(n);
+	CHECK(job_kill(&f, WEB) > 0);
+	agent_status(&f, "n1", active(&f, WEB, 0)->id, "KILLED", 1000, 143, "");
+	agent_status(&f, "n1", active(&f, WEB, 1)->id, "KILLED", 1001, 143, "");
+	tick(&f);
+	n = node_json(&f, "n1");
+	json_t *r = json_object_get(n, "resources");
+	CHECK(jint(r, "ports_free") == 4);
+	CHECK(jint(r, "tasks") == 0);
+	CHECK(jint(r, "memory_used") == 0);
+	CHECK(json_number_value(json_object_get(r, "cpu_used")) < 1e-9);
+	json_decref(n);
+	fx_teardown(&f);
+}
+
+/* ---- tests: views --------------------------------------------------------- */
+
+TEST(job_status_json_shape)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 2);
+	json_t *st = job_status(&f, WEB, false);
+	CHECK_STR(jstr(st, "job"), WEB);
+	CHECK(jint(st, "version") == 1);
+	CHECK(jint(st, "instances") == 2);
+	CHECK_STR(jstr(st, "type"), "service");
+	CHECK_STR(jstr(st, "status"), "running");
+	CHECK(json_is_object(json_object_get(st, "spec")));
+	CHECK_STR(jstr(json_object_get(st, "spec"), "job"), WEB);
+	json_t *tasks = json_object_get(st, "tasks");
+	CHECK(json_array_size(tasks) == 2);
+	size_t i;
+	json_t *t;
+	json_array_foreach(tasks, i, t)
+	{
+		CHECK(json_is_integer(json_object_get(t, "instance")));
+		CHECK_STR(jstr(t, "id"), active(&f, WEB, (int)jint(t, "instance"))->id);
+		CHECK_STR(jstr(t, "state"), "RUNNING");
+		CHECK_STR(jstr(t, "node"), "n1");
+		CHECK(jint(t, "pid") == 1000 + jint(t, "instance"));
+		CHECK(jint(t, "version") == 1);
+		CHECK_CONTAINS(jstr(t, "message"), "running on n1");
+		CHECK(json_is_integer(json_object_get(json_object_get(t, "ports"), "http")));
+		CHECK(json_is_integer(json_object_get(t, "created_ms")));
+		CHECK_STR(jstr(t, "agent_addr"), "http://127.0.0.1:40123");
+		json_t *ev = json_object_get(t, "events");
+		CHECK(json_array_size(ev) >= 4); /* INIT PENDING ASSIGNED RUNNING */
+		CHECK_STR(jstr(json_array_get(ev, 0), "state"), "INIT");
+		CHECK_STR(jstr(json_array_get(ev, json_array_size(ev) - 1), "state"), "RUNNING");
+		CHECK(jstr(json_array_get(ev, 0), "time") != NULL);
+		CHECK(json_is_integer(json_object_get(json_array_get(ev, 0), "time_ms")));
+	}
+	json_decref(st);
+	/* A pending task has node null. */
+	CHECK(submit(&f, yamlf("job: alice/devel/big\ntask:\n  command: x\n"
+			       "  resources: {cpu: 1, memory: 64GiB}\n"),
+		     NULL) > 0);
+	tick(&f);
+	st = job_status(&f, "alice/devel/big", false);
+	t = json_array_get(json_object_get(st, "tasks"), 0);
+	CHECK(json_is_null(json_object_get(t, "node")));
+	CHECK(jint(t, "pid") == 0);
+	json_decref(st);
+	/* cluster_task_json by id and by job/instance. */
+	pthread_mutex_lock(&f.c->lock);
+	json_t *tj = cluster_task_json(f.c, WEB "/1", &f.err);
+	CHECK_STR(jstr(tj, "id"), active(&f, WEB, 1)->id);
+	CHECK_STR(jstr(tj, "job"), WEB);
+	json_decref(tj);
+	tj = cluster_task_json(f.c, active(&f, WEB, 0)->id, &f.err);
+	CHECK(jint(tj, "instance") == 0);
+	json_decref(tj);
+	CHECK(cluster_task_json(f.c, WEB "/7", &f.err) == NULL);
+	CHECK(f.err.code == 404);
+	CHECK(cluster_task_json(f.c, "nope", &f.err) == NULL);
+	pthread_mutex_unlock(&f.c->lock);
+	fx_teardown(&f);
+}
+
+TEST(job_list_json_counts_states)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 3);
+	CHECK(submit(&f, batch_yaml(BAT, 2, 1), NULL) > 0);
+	agent_status(&f, "n1", active(&f, WEB, 2)->id, "FAILED", 1, 1, "");
+	pthread_mutex_lock(&f.c->lock);
+	json_t *arr = cluster_job_list_json(f.c);
+	pthread_mutex_unlock(&f.c->lock);
+	CHECK(json_array_size(arr) == 2);
+	size_t i;
+	json_t *j;
+	int found = 0;
+	json_array_foreach(arr, i, j)
+	{
+		json_t *states = json_object_get(j, "states");
+		CHECK(json_is_object(states));
+		CHECK(json_is_integer(json_object_get(j, "version")));
+		CHECK(json_is_string(json_object_get(j, "status")));
+		if (!strcmp(jstr(j, "job"), WEB)) {
+			found++;
+			CHECK(jint(j, "instances") == 3);
+			CHECK(jint(j, "version") == 1);
+			CHECK_STR(jstr(j, "status"), "running");
+			CHECK(jint(states, "RUNNING") == 2);
+			CHECK(jint(states, "PENDING") == 1);
+			CHECK(json_object_size(states) == 2);
+		} else if (!strcmp(jstr(j, "job"), BAT)) {
+			found++;
+			CHECK(jint(j, "instances") == 2);
+			CHECK(jint(states, "PENDING") == 2);
+		}
+	}
+	CHECK(found == 2);
+	json_decref(arr);
+	fx_teardown(&f);
+}
+
+TEST(node_list_json_shape)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 2);
+	json_t *n = node_json(&f, "n1");
+	CHECK(n != NULL);
+	CHECK(jstr(n, "id") && strlen(jstr(n, "id")) > 0);
+	CHECK_STR(jstr(n, "name"), "n1");
+	CHECK_STR(jstr(n, "state"), "ACTIVE");
+	CHECK_STR(jstr(n, "addr"), "http://127.0.0.1:40123");
+	CHECK(json_is_integer(json_object_get(n, "last_seen_ms_ago")));
+	json_t *a = json_object_get(n, "attributes");
+	CHECK_STR(jstr(a, "host"), "n1");
+	CHECK_STR(jstr(a, "os"), "linux");
+	CHECK_STR(jstr(a, "rack"), "r1");
+	json_t *r = json_object_get(n, "resources");
+	CHECK(json_number_value(json_object_get(r, "cpu")) == 4.0);
+	CHECK(jint(r, "memory") == 8 * GiB);
+	CHECK(jint(r, "disk") == 100 * GiB);
+	CHECK(fabs(json_number_value(json_object_get(r, "cpu_used")) - 1.0) < 1e-9);
+	CHECK(fabs(json_number_value(json_object_get(r, "cpu_free")) - 3.0) < 1e-9);
+	CHECK(jint(r, "memory_used") == 128 * MiB);
+	CHECK(jint(r, "memory_free") == 8 * GiB - 128 * MiB);
+	CHECK(jint(r, "disk_used") == 0);
+	CHECK(jint(r, "disk_free") == 100 * GiB);
+	CHECK(jint(r, "ports_free") == 1000 - 4);
+	CHECK(jint(r, "tasks") == 2);
+	json_decref(n);
+	fx_teardown(&f);
+}
+
+/* ---- tests: persistence --------------------------------------------------- */
+
+struct snap_task {
+	char *id;
+	char *state;
+	char *node;
+	int version;
+	int pid;
+	char *ports;
+};
+
+static void snap_free(struct snap_task *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(s[i].id);
+		free(s[i].state);
+		free(s[i].node);
+		free(s[i].ports);
+	}
+}
+
+/* Every active task of a job, by instance. */
+static size_t snap(struct fx *f, const char *key, struct snap_task *out, size_t max)
+{
+	struct job *j = job_get(f, key);
+	size_t n = 0;
+	for (size_t i = 0; j && i < j->nactive && n < max; i++) {
+		struct task *t = j->active[i];
+		if (!t)
+			continue;
+		out[n++] = (struct snap_task){xstrdup(t->id), xstrdup(state_of(t)),
+					      xstrdup(node_of(t)), t->version, t->pid,
+					      t->ports ? json_dumps(t->ports, JSON_SORT_KEYS)
+						       : xstrdup("null")};
+	}
+	return n;
+}
+
+TEST(persistence_round_trip)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 3);
+	/* Version 2 for the service with instance 0 still RESTARTING. */
+	CHECK(submit(&f, svc_yaml(WEB, 3, "sleep 2"), NULL) > 0);
+	agent_status(&f, "n1", active(&f, WEB, 1)->id, "KILLED", 1, 143, "");
+	agent_status(&f, "n1", active(&f, WEB, 2)->id, "KILLED", 1, 143, "");
+	tick(&f);
+	run_job(&f, WEB);
+	/* A batch job with a finished instance, a pending job, a killed job. */
+	CHECK(submit(&f, batch_yaml(BAT, 2, 3), NULL) > 0);
+	tick(&f);
+	run_job(&f, BAT);
+	agent_status(&f, "n1", active(&f, BAT, 0)->id, "FINISHED", 1, 0, "");
+	CHECK(submit(&f, yamlf("job: alice/devel/big\ntask:\n  command: x\n"
+			       "  resources: {cpu: 1, memory: 64GiB}\n"),
+		     NULL) > 0);
+	CHECK(submit(&f, svc_yaml("carol/prod/gone", 1, "x"), NULL) > 0);
+	CHECK(job_kill(&f, "carol/prod/gone") > 0);
+	tick(&f);
+
+	struct snap_task a[3][8], b[3][8];
+	const char *keys[3] = {WEB, BAT, "alice/devel/big"};
+	size_t na[3], nb[3];
+	for (int k = 0; k < 3; k++)
+		na[k] = snap(&f, keys[k], a[k], 8);
+	CHECK(na[0] == 3 && na[1] == 1 && na[2] == 1);
+	json_t *before_nodes = cluster_node_list_json(f.c);
+	json_t *before_ws = job_status(&f, WEB, true);
+	size_t ntasks = f.c->tasks.count;
+
+	fx_restart(&f);
+
+	CHECK(f.c->jobs.count == 3);
+	CHECK(job_get(&f, "carol/prod/gone") == NULL);
+	CHECK(f.c->tasks.count == ntasks);
+	CHECK(job_get(&f, WEB) && job_get(&f, WEB)->version == 2);
+	CHECK(job_get(&f, WEB) && job_get(&f, WEB)->nversions == 2);
+	CHECK(job_get(&f, BAT) && job_get(&f, BAT)->instance_done[0]);
+	for (int k = 0; k < 3; k++) {
+		nb[k] = snap(&f, keys[k], b[k], 8);
+		CHECK(nb[k] == na[k]);
+		for (size_t i = 0; i < na[k] && i < nb[k]; i++) {
+			CHECK_STR(b[k][i].id, a[k][i].id);
+			CHECK_STR(b[k][i].state, a[k][i].state);
+			CHECK_STR(b[k][i].node, a[k][i].node);
+			CHECK_STR(b[k][i].ports, a[k][i].ports);
+			CHECK(b[k][i].version == a[k][i].version);
+			CHECK(b[k][i].pid == a[k][i].pid);
+		}
+		snap_free(a[k], na[k]);
+		snap_free(b[k], nb[k]);
+	}
+	/* The job status (with history) is the same. */
+	json_t *after_ws = job_status(&f, WEB, true);
+	json_t *ta = json_object_get(before_ws, "tasks"), *tb = json_object_get(after_ws, "tasks");
+	CHECK(json_array_size(ta) == json_array_size(tb));
+	CHECK(json_equal(json_object_get(before_ws, "spec"), json_object_get(after_ws, "spec")));
+	for (size_t i = 0; i < json_array_size(ta); i++) {
+		json_t *x = json_array_get(ta, i), *y = json_array_get(tb, i);
+		CHECK_STR(jstr(x, "id"), jstr(y, "id"));
+		CHECK(json_equal(json_object_get(x, "events"), json_object_get(y, "events")));
+		CHECK_STR(jstr(x, "message"), jstr(y, "message"));
+	}
+	json_decref(before_ws);
+	json_decref(after_ws);
+	/* Nodes: same id, attributes and accounting; ACTIVE for a grace window. */
+	json_t *after_nodes = cluster_node_list_json(f.c);
+	CHECK(json_array_size(after_nodes) == 1);
+	json_t *x = json_array_get(before_nodes, 0), *y = json_array_get(after_nodes, 0);
+	CHECK_STR(jstr(x, "id"), jstr(y, "id"));
+	CHECK_STR(jstr(y, "state"), "ACTIVE");
+	CHECK(json_equal(json_object_get(x, "attributes"), json_object_get(y, "attributes")));
+	CHECK(json_equal(json_object_get(x, "resources"), json_object_get(y, "resources")));
+	json_decref(before_nodes);
+	json_decref(after_nodes);
+	/* The loaded state keeps working: the RESTARTING task ends and is
+	 * replaced at version 2. */
+	struct task *t0 = active(&f, WEB, 0);
+	CHECK_STR(state_of(t0), "RESTARTING");
+	char *id0 = xstrdup(t0->id);
+	agent_status(&f, "n1", id0, "KILLED", 1, 143, "");
+	struct task *r = active(&f, WEB, 0);
+	CHECK_STR(state_of(r), "PENDING");
+	CHECK(r && r->version == 2);
+	CHECK_STR(r ? r->ancestor : NULL, id0);
+	free(id0);
+	fx_teardown(&f);
+}
+
+TEST(persistence_port_pool_rebuilt_on_load)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(agent_register_full(&f, "n1", 8.0, 8 * GiB, 20000, 20005, NULL) > 0);
+	CHECK(submit(&f, svc_yaml(WEB, 2, "sleep 1000"), NULL) > 0);
+	tick(&f);
+	run_job(&f, WEB);
+	fx_restart(&f);
+	/* Two more ports are left: one more task fits, not two, and its ports
+	 * differ from the loaded tasks'. */
+	CHECK(submit(&f, svc_yaml("alice/devel/more", 2, "sleep 1000"), NULL) > 0);
+	tick(&f);
+	struct task *m0 = active(&f, "alice/devel/more", 0),
+		    *m1 = active(&f, "alice/devel/more", 1);
+	int placed = (m0 && m0->state == TASK_ASSIGNED) + (m1 && m1->state == TASK_ASSIGNED);
+	CHECK(placed == 1);
+	struct task *nt = m0 && m0->state == TASK_ASSIGNED ? m0 : m1;
+	const char *k;
+	json_t *v;
+	json_object_foreach(nt ? nt->ports : NULL, k, v)
+	{
+		int p = (int)json_integer_value(v);
+		for (int i = 0; i < 2; i++) {
+			const char *k2;
+			json_t *v2;
+			json_object_foreach(active(&f, WEB, i)->ports, k2, v2)
+				CHECK(json_integer_value(v2) != p);
+		}
+	}
+	fx_teardown(&f);
+}
+
+/* After a server restart the node's desired version starts over, while the
+ * agent still holds the known_version it got from the previous server. A
+ * task assigned after the restart has never been delivered to the agent, so
+ * the agent's first watch (carrying the old known_version) must not judge it
+ * missing (docs/protocol.md: "Tasks assigned after known_version are never
+ * judged missing from that watch's report"). */
+TEST(restart_then_watch_with_old_known_version_keeps_new_assignment)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 1);
+	struct task *t = active(&f, WEB, 0);
+	long long known = desired_version(&f, "n1");
+	json_t *report = json_array();
+	json_array_append_new(report, rep(t->id, "RUNNING", 1000));
+	agent_watch(&f, "n1", known, report);
+	CHECK(known >= 2);
+	char *id0 = xstrdup(t->id);
+
+	fx_restart(&f);
+	CHECK(submit(&f, svc_yaml("alice/devel/new", 1, "sleep 1000"), NULL) > 0);
+	tick(&f);
+	struct task *n = active(&f, "alice/devel/new", 0);
+	CHECK_STR(state_of(n), "ASSIGNED");
+	CHECK_STR(node_of(n), "n1");
+	/* The desired version does not go back to a value the agent already
+	 * saw (else a long poll with that known_version would not answer). */
+	CHECK(desired_version(&f, "n1") > known);
+	/* The agent's first watch since the restart. */
+	report = json_array();
+	json_array_append_new(report, rep(id0, "RUNNING", 1000));
+	agent_watch(&f, "n1", known, report);
+	CHECK_STR(state_of(active(&f, "alice/devel/new", 0)), "ASSIGNED");
+	CHECK_STR(state_of(active(&f, WEB, 0)), "RUNNING");
+	free(id0);
+	fx_teardown(&f);
+}
+
+/* The replacement of a task records why in its first event, quoting the
+ * agent's message; a long message with multi-byte characters must not make
+ * that event vanish from the record and the view. */
+TEST(replacement_event_survives_long_utf8_message)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 2);
+	/* Two instances, messages of both parities, so that one of them is
+	 * cut inside a two-byte character wherever the cut falls. */
+	for (int i = 0; i < 2; i++) {
+		struct task *t = active(&f, WEB, i);
+		struct sbuf sb;
+		sbuf_init(&sb);
+		if (i)
+			sbuf_adds(&sb, "x");
+		for (int k = 0; k < 200; k++)
+			sbuf_adds(&sb, "\xc3\xa9"); /* U+00E9 */
+		agent_status(&f, "n1", t->id, "FAILED", 1000, 1, sb.buf);
+		sbuf_release(&sb);
+	}
+	json_t *st = job_status(&f, WEB, false);
+	size_t i;
+	json_t *t;
+	json_array_foreach(json_object_get(st, "tasks"), i, t)
+	{
+		json_t *ev = json_object_get(t, "events");
+		CHECK_STR(jstr(json_array_get(ev, 0), "state"), "INIT");
+		CHECK_CONTAINS(jstr(json_array_get(ev, 0), "message"), "replaces");
+	}
+	json_decref(st);
+	fx_teardown(&f);
+}
+
+TEST(find_task_by_id_and_ref)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 2);
+	struct task *t1 = active(&f, WEB, 1);
+	CHECK(cluster_find_task(f.c, t1->id) == t1);
+	CHECK(cluster_find_task(f.c, WEB "/1") == t1);
+	CHECK(cluster_find_task(f.c, WEB "/-1") == NULL);
+	CHECK(cluster_find_task(f.c, WEB "/x") == NULL);
+	CHECK(cluster_find_task(f.c, "alice/devel/none/0") == NULL);
+	/* An ended instance: the newest ended task. */
+	CHECK(submit(&f, batch_yaml(BAT, 1, 1), NULL) > 0);
+	tick(&f);
+	run_job(&f, BAT);
+	struct task *b = active(&f, BAT, 0);
+	agent_status(&f, "n1", b->id, "FINISHED", 1, 0, "");
+	CHECK(cluster_find_task(f.c, BAT "/0") == b);
+	CHECK_STR(state_of(b), "FINISHED");
+	fx_teardown(&f);
+}
+
+TEST(ended_tasks_kept_per_job_are_bounded)
+{
+	struct cluster_config cfg;
+	cluster_config_defaults(&cfg);
+	cfg.ended_keep = 3;
+	struct fx f;
+	fx_setup(&f, &cfg);
+	CHECK(agent_register(&f, "n1") > 0);
+	CHECK(submit(&f, batch_yaml(BAT, 1, -1), NULL) > 0);
+	for (int k = 0; k < 6; k++) {
+		tick(&f);
+		run_job(&f, BAT);
+		agent_status(&f, "n1", active(&f, BAT, 0)->id, "FAILED", 1, 1, "");
+	}
+	CHECK(job_get(&f, BAT)->nended == 3);
+	CHECK(count_job_tasks(&f, BAT) == 4);
+	fx_restart(&f);
+	CHECK(count_job_tasks(&f, BAT) == 4);
+	CHECK(job_get(&f, BAT)->nended == 3);
+	fx_teardown(&f);
+}
+
+UNIT_MAIN(submit_creates_pending_tasks, tick_without_nodes_keeps_pending,
+	  tick_assigns_tasks_with_distinct_ports, node_desired_lists_assigned_tasks,
+	  agent_running_sets_pid, infeasible_job_stays_pending_with_reason,
+	  service_failure_is_replaced_with_ancestor, service_second_quick_death_is_throttled,
+	  service_throttle_backoff_doubles_and_caps, service_long_run_resets_quick_deaths,
+	  batch_finished_instance_is_not_replaced, batch_failure_retried_until_max_task_failures,
+	  batch_unlimited_failures_keep_retrying, batch_one_instance_failed_others_running_is_failing,
+	  job_kill_stops_tasks_then_forgets_job, job_kill_of_pending_job_forgets_at_once,
+	  job_kill_after_watch_omits_killing_task, job_restart_replaces_with_new_ids,
+	  resubmit_identical_spec_is_unchanged, command_change_bumps_version_and_replaces,
+	  command_change_replaces_pending_tasks_at_once, instances_change_keeps_version_and_scales,
+	  scale_down_then_up_while_stopping_keeps_instance,
+	  drain_does_not_rerun_finished_batch_instance,
+	  kill_or_restart_of_draining_task_tries_no_refused_transition,
+	  agent_cannot_report_server_side_states, ended_keep_zero_replaces_without_history,
+	  register_and_watch_reject_bad_bodies,
+	  register_reply_and_reregister_keeps_id, watch_omitting_running_task_marks_it_lost,
+	  watch_does_not_lose_undelivered_assigned_task,
+	  watch_report_with_unknown_or_foreign_task_is_ignored, reregister_reconciles_report,
+	  node_down_tasks_lost_and_pending_without_other_node, node_down_tasks_move_to_second_node,
+	  drain_moves_tasks_off_and_node_is_drained, ports_and_resources_released_when_tasks_end,
+	  job_status_json_shape, job_list_json_counts_states, node_list_json_shape,
+	  persistence_round_trip, persistence_port_pool_rebuilt_on_load,
+	  restart_then_watch_with_old_known_version_keeps_new_assignment,
+	  replacement_event_survives_long_utf8_message, find_task_by_id_and_ref,
+	  ended_tasks_kept_per_job_are_bounded)
