@@ -13,7 +13,7 @@ N=${N:-100}
 data=$(mktemp -d /tmp/berth-bench.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export BERTH_ADDR=http://127.0.0.1:$port
-"$BERTH" up -q --data-dir "$data" --addr 127.0.0.1:$port --cgroup-parent berth-bench >"$data.log" 2>&1 &
+"$BERTH" up -q --data-dir "$data" --addr 127.0.0.1:$port --cgroup-parent berth-bench --cpu 64 >"$data.log" 2>&1 &
 up=$!
 trap 'kill -TERM $up 2>/dev/null; wait $up 2>/dev/null; rm -rf "$data" "$data.log"' EXIT
 for _ in $(seq 1 100); do "$BERTH" node list --json 2>/dev/null | grep -q ACTIVE && break; sleep 0.05; done
@@ -43,7 +43,7 @@ print("n=%d p50_ms=%.1f p99_ms=%.1f max_ms=%.1f" % (len(v), p(0.50), p(0.99), v[
 keys=()
 for i in $(seq 1 "$N"); do
 	f=$(mktemp /tmp/berth-bench-spec.XXXXXX.yaml)
-	printf 'job: bench/test/seq%d\ntask:\n  command: ["sleep", "600"]\n  resources: {cpu: 0.25, memory: 8MiB}\n' "$i" >"$f"
+	printf 'job: bench/test/seq%d\ntask:\n  command: ["sleep", "600"]\n  resources: {cpu: 0.1, memory: 8MiB}\n' "$i" >"$f"
 	"$BERTH" job run "$f" >/dev/null
 	rm -f "$f"
 	keys+=("bench/test/seq$i")
@@ -52,7 +52,7 @@ seq_stats=$(lat "${keys[@]}" | stats)
 for k in "${keys[@]}"; do "$BERTH" job kill "$k" >/dev/null; done
 
 f=$(mktemp /tmp/berth-bench-spec.XXXXXX.yaml)
-printf 'job: bench/test/burst\ninstances: %d\ntask:\n  command: ["sleep", "600"]\n  resources: {cpu: 0.25, memory: 8MiB}\n' "$N" >"$f"
+printf 'job: bench/test/burst\ninstances: %d\ntask:\n  command: ["sleep", "600"]\n  resources: {cpu: 0.1, memory: 8MiB}\n' "$N" >"$f"
 "$BERTH" job run "$f" >/dev/null
 rm -f "$f"
 burst_stats=$(lat bench/test/burst | stats)

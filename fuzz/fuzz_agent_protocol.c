@@ -41,6 +41,8 @@
 
 #define MAX_INSTANCES 16    /* bigger specs are skipped: they only cost time */
 #define MAX_TASKS 2000      /* beyond, the state is thrown away and rebuilt */
+#define MAX_JOBS 256
+#define MAX_NODES 64
 
 static int64_t clock_offset_ms;
 static int64_t clock_base_mono, clock_base_wall;
@@ -159,7 +161,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 /* The k-th task / job / node the cluster holds (hash order). */
-static const char *nth_task_id(json_int_t k)
+static const char *nth_task_id(uint64_t k)
 {
 	if (!c->tasks.count)
 		return "none";
@@ -171,7 +173,7 @@ static const char *nth_task_id(json_int_t k)
 	return "none";
 }
 
-static const char *nth_key(struct hmap *m, json_int_t k)
+static const char *nth_key(struct hmap *m, uint64_t k)
 {
 	if (!m->count)
 		return "none";
@@ -192,18 +194,16 @@ static void resolve_ids(json_t *list)
 	{
 		json_t *id = json_object_get(u, "id");
 		if (json_is_integer(id)) {
-			json_int_t k = json_integer_value(id);
-			json_object_set_new(u, "id", json_string(nth_task_id(k < 0 ? -k : k)));
+			uint64_t k = (uint64_t)json_integer_value(id);
+			json_object_set_new(u, "id", json_string(nth_task_id(k)));
 		}
 	}
 }
 
 static const char *pick(json_t *v, struct hmap *m)
 {
-	if (json_is_integer(v)) {
-		json_int_t k = json_integer_value(v);
-		return nth_key(m, k < 0 ? -k : k);
-	}
+	if (json_is_integer(v))
+		return nth_key(m, (uint64_t)json_integer_value(v));
 	return json_string_value(v);
 }
 
@@ -246,12 +246,10 @@ static void control(json_t *o)
 	    !cluster_node_drain(c, s, false, &err))
 		check_err(&err);
 	json_t *ref = json_object_get(o, "task");
-	if (json_is_integer(ref)) {
-		json_int_t k = json_integer_value(ref);
-		s = nth_task_id(k < 0 ? -k : k);
-	} else {
+	if (json_is_integer(ref))
+		s = nth_task_id((uint64_t)json_integer_value(ref));
+	else
 		s = json_string_value(ref);
-	}
 	if (s) {
 		json_t *t = cluster_task_json(c, s, &err);
 		if (t)
@@ -346,7 +344,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Keep the pending batch and the state small. */
 	if (store_batch_count(c->pending) > 4096)
 		commit();
-	bool reset = c->tasks.count > MAX_TASKS || c->nodes.count > 64;
+	bool reset = c->tasks.count > MAX_TASKS || c->jobs.count > MAX_JOBS ||
+		     c->nodes.count > MAX_NODES;
 	pthread_mutex_unlock(&c->lock);
 	json_decref(o);
 	if (reset)

@@ -494,11 +494,20 @@ static void *watch_main(void *arg)
 
 /* ---- the events thread ---------------------------------------------------- */
 
-static void drain_fd(int fd)
+/* Read the supervisors' datagrams: each names a task whose status.json
+ * changed. Returns how many names were queued into ids. */
+static size_t read_notifications(int fd, char ids[][128], size_t max)
 {
-	char buf[512];
-	while (recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0)
-		;
+	size_t n = 0;
+	char buf[256];
+	ssize_t r;
+	while ((r = recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT)) > 0) {
+		if (n < max) {
+			buf[r] = 0;
+			snprintf(ids[n++], 128, "%s", buf);
+		}
+	}
+	return n;
 }
 
 static void *events_main(void *arg)
@@ -510,8 +519,10 @@ static void *events_main(void *arg)
 		struct pollfd p[2] = {{.fd = a->notify_fd, .events = POLLIN},
 				      {.fd = a->wake_pipe[0], .events = POLLIN}};
 		poll(p, 2, 500);
+		static char ids[64][128];
+		size_t nids = 0;
 		if (p[0].revents & POLLIN)
-			drain_fd(a->notify_fd);
+			nids = read_notifications(a->notify_fd, ids, 64);
 		if (p[1].revents & POLLIN) {
 			char buf[256];
 			while (read(a->wake_pipe[0], buf, sizeof buf) > 0)
@@ -519,12 +530,23 @@ static void *events_main(void *arg)
 		}
 		int64_t mono = time_mono_ms();
 		pthread_mutex_lock(&a->lock);
-		/* Notifications only say "look": the sandbox files are the truth.
-		 * Re-reading every live task is cheap at a node's scale. */
+		/* Notifications only say "look" at one task: the sandbox files are
+		 * the truth. Every task is re-read once a second (or when too many
+		 * notifications came at once), which catches a lost datagram or a
+		 * supervisor that died. */
 		size_t it = 0;
 		void *v;
-		while (hmap_next(&a->tasks, &it, NULL, &v))
-			task_refresh(a, v);
+		if (nids == 64 || mono - last_scan >= 1000) {
+			while (hmap_next(&a->tasks, &it, NULL, &v))
+				task_refresh(a, v);
+			last_scan = mono;
+		} else {
+			for (size_t i = 0; i < nids; i++) {
+				struct agent_task *t = hmap_get(&a->tasks, ids[i]);
+				if (t)
+					task_refresh(a, t);
+			}
+		}
 		json_t *updates = json_array();
 		it = 0;
 		while (hmap_next(&a->tasks, &it, NULL, &v)) {
@@ -533,8 +555,6 @@ static void *events_main(void *arg)
 				json_array_append_new(updates, task_report_json(t));
 		}
 		pthread_mutex_unlock(&a->lock);
-		if (mono - last_scan > 1000)
-			last_scan = mono;
 		if (json_array_size(updates)) {
 			json_t *body = json_pack("{s:s,s:O}", "name", a->name, "updates", updates);
 			struct berr err = {0};

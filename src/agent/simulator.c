@@ -143,6 +143,9 @@ struct sim_loop {
 	size_t merge_cap;
 	/* Read by the main thread for progress (atomics, relaxed). */
 	size_t nregistered, nfailures;
+	int64_t last_register_ms; /* when the newest first registration landed */
+	/* Traffic, logged at the end: what the protocol costs at this scale. */
+	uint64_t bytes_in, bytes_out, replies, desired_sets, desired_tasks;
 };
 
 struct sim {
@@ -814,6 +817,7 @@ static void send_request(struct sim_loop *l, struct sim_agent *a, const char *pa
 		  path, l->sim->hosts[a->server % l->sim->naddrs], body->len);
 	sbuf_add(&req, body->buf, body->len);
 	sbuf_release(body);
+	l->bytes_out += req.len;
 	a->out_len = (uint32_t)req.len;
 	a->out_off = 0;
 	a->out = sbuf_detach(&req);
@@ -1005,6 +1009,7 @@ static void on_register_reply(struct sim_loop *l, struct sim_agent *a, struct ht
 	drop_reported_ends(a);
 	if (!a->ever_registered) {
 		a->ever_registered = true;
+		__atomic_store_n(&l->last_register_ms, time_mono_ms(), __ATOMIC_RELAXED);
 		__atomic_fetch_add(&l->nregistered, 1, __ATOMIC_RELAXED);
 	}
 }
@@ -1036,6 +1041,8 @@ static void on_watch_reply(struct sim_loop *l, struct sim_agent *a, struct http_
 		return;
 	}
 	if (n >= 0) {
+		l->desired_sets++;
+		l->desired_tasks += (uint64_t)n;
 		reconcile(l, a, l->want, (size_t)n);
 		a->known_version = version;
 	}
@@ -1044,6 +1051,8 @@ static void on_watch_reply(struct sim_loop *l, struct sim_agent *a, struct http_
 static void agent_on_reply(struct sim_loop *l, struct sim_agent *a, struct http_reply *r)
 {
 	bool close_after = r->close;
+	l->replies++;
+	l->bytes_in += r->total;
 	a->phase = PH_IDLE;
 	if (a->req == RQ_REGISTER)
 		on_register_reply(l, a, r);
@@ -1333,6 +1342,23 @@ static int loops_start(struct sim *s)
 	return 0;
 }
 
+static void log_traffic(struct sim *s)
+{
+	uint64_t in = 0, out = 0, replies = 0, sets = 0, tasks = 0;
+	for (int k = 0; k < s->nloops; k++) {
+		in += s->loops[k].bytes_in;
+		out += s->loops[k].bytes_out;
+		replies += s->loops[k].replies;
+		sets += s->loops[k].desired_sets;
+		tasks += s->loops[k].desired_tasks;
+	}
+	double secs = (double)(time_mono_ms() - s->start_ms) / 1000.0;
+	log_info("traffic over %.0fs: %llu replies, %.1f MiB in, %.1f MiB out; %llu changed "
+		 "desired sets listing %llu tasks",
+		 secs, (unsigned long long)replies, (double)in / 1048576.0, (double)out / 1048576.0,
+		 (unsigned long long)sets, (unsigned long long)tasks);
+}
+
 static void loops_stop(struct sim *s)
 {
 	__atomic_store_n(&s->stopping, true, __ATOMIC_RELEASE);
@@ -1346,6 +1372,10 @@ static void loops_stop(struct sim *s)
 		struct sim_loop *l = &s->loops[k];
 		if (l->started)
 			pthread_join(l->thread, NULL);
+	}
+	log_traffic(s);
+	for (int k = 0; k < s->nloops; k++) {
+		struct sim_loop *l = &s->loops[k];
 		for (size_t i = 0; i < l->nagents; i++) {
 			conn_close(&l->agents[i]);
 			agent_free_tasks(&l->agents[i]);
@@ -1363,13 +1393,17 @@ static void loops_stop(struct sim *s)
 	free(s->loops);
 }
 
-static size_t count_registered(struct sim *s, size_t *failures)
+static size_t count_registered(struct sim *s, size_t *failures, int64_t *last_ms)
 {
 	size_t n = 0;
 	*failures = 0;
+	*last_ms = 0;
 	for (int k = 0; k < s->nloops; k++) {
+		int64_t t = __atomic_load_n(&s->loops[k].last_register_ms, __ATOMIC_RELAXED);
 		n += __atomic_load_n(&s->loops[k].nregistered, __ATOMIC_RELAXED);
 		*failures += __atomic_load_n(&s->loops[k].nfailures, __ATOMIC_RELAXED);
+		if (t > *last_ms)
+			*last_ms = t;
 	}
 	return n;
 }
@@ -1387,12 +1421,13 @@ static void wait_for_stop(struct sim *s, const sigset_t *set)
 			return;
 		}
 		size_t fails;
-		size_t n = count_registered(s, &fails);
+		int64_t last;
+		size_t n = count_registered(s, &fails, &last);
 		int64_t now = time_mono_ms();
 		if (!all && n == (size_t)s->o.count) {
 			all = true;
-			log_info("all %d simulated agents registered in %.1fs", s->o.count,
-				 (double)(now - s->start_ms) / 1000.0);
+			log_info("all %d simulated agents registered in %.2fs", s->o.count,
+				 (double)(last - s->start_ms) / 1000.0);
 		} else if (!all && now - last_log >= 5000) {
 			last_log = now;
 			log_info("%zu of %d simulated agents registered (%zu connection errors)", n,

@@ -642,9 +642,19 @@ static void notify(struct sup *s)
 	}
 	if (s->notify_fd < 0)
 		s->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (s->notify_fd >= 0)
-		sendto(s->notify_fd, s->doc.l.task_id, strlen(s->doc.l.task_id), MSG_NOSIGNAL,
-		       (struct sockaddr *)&sa, salen);
+	if (s->notify_fd < 0)
+		return;
+	/* A unix datagram queue holds only net.unix.max_dgram_qlen (often 10)
+	 * messages: when many tasks start at once it fills while the agent is
+	 * busy launching. Wait a little for room rather than drop the news;
+	 * give up after ~200 ms (the agent re-reads every task each second). */
+	for (int tries = 0; tries < 200; tries++) {
+		ssize_t r = sendto(s->notify_fd, s->doc.l.task_id, strlen(s->doc.l.task_id),
+				   MSG_NOSIGNAL, (struct sockaddr *)&sa, salen);
+		if (r >= 0 || errno != EAGAIN)
+			return;
+		usleep(1000);
+	}
 }
 
 static void publish(struct sup *s)

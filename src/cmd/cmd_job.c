@@ -42,7 +42,7 @@ static json_t *get_status(struct http_client *hc, const char *key, bool all, str
 static int follow(struct http_client *hc, const char *key, int version, int64_t timeout_ms)
 {
 	int64_t start = time_mono_ms();
-	char last[256] = "";
+	char last[600] = "";
 	for (;;) {
 		struct berr err = {0};
 		json_t *st = get_status(hc, key, false, &err);
@@ -77,9 +77,10 @@ static int follow(struct http_client *hc, const char *key, int version, int64_t 
 					fail_msg = json_string_value(json_object_get(t, "message"));
 			}
 		}
-		char line[256];
-		snprintf(line, sizeof line, "%s v%d: %d/%d running, %d pending%s", key, version, running,
-			 instances, pending, throttled ? ", some instances flapping" : "");
+		char line[600];
+		snprintf(line, sizeof line, "%s v%d: %d/%d running, %d pending%s%s%s", key, version,
+			 running, instances, pending, throttled ? ", some instances flapping" : "",
+			 pending && fail_msg ? ": " : "", pending && fail_msg ? fail_msg : "");
 		if (strcmp(line, last)) {
 			printf("%s\n", line);
 			fflush(stdout);

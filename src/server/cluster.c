@@ -120,6 +120,7 @@ void cluster_free(struct cluster *c)
 	hmap_release(&c->tasks);
 	hmap_release(&c->jobs);
 	hmap_release(&c->nodes);
+	free(c->dirty);
 	store_batch_free(c->pending);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->wake);
@@ -168,13 +169,36 @@ static json_t *task_record(const struct task *t)
 	return r;
 }
 
-static void persist_task(struct cluster *c, struct task *t)
+static void write_task(struct cluster *c, struct task *t)
 {
 	char key[512];
 	snprintf(key, sizeof key, "tasks/%s", t->id);
 	json_t *r = task_record(t);
 	put_json(c, key, r);
 	json_decref(r);
+}
+
+/* A task changes several times per tick (INIT -> PENDING -> ASSIGNED): mark
+ * it and write its record once, when the batch is taken. */
+static void persist_task(struct cluster *c, struct task *t)
+{
+	if (t->dirty_slot)
+		return;
+	if (c->ndirty == c->dirty_cap) {
+		c->dirty_cap = c->dirty_cap ? c->dirty_cap * 2 : 1024;
+		c->dirty = xrealloc(c->dirty, c->dirty_cap * sizeof *c->dirty);
+	}
+	c->dirty[c->ndirty++] = t;
+	t->dirty_slot = c->ndirty;
+}
+
+/* A task about to be freed must not stay in the dirty list. */
+static void task_forget_dirty(struct cluster *c, struct task *t)
+{
+	if (t->dirty_slot) {
+		c->dirty[t->dirty_slot - 1] = NULL;
+		t->dirty_slot = 0;
+	}
 }
 
 static void persist_job(struct cluster *c, struct job *j)
@@ -216,6 +240,14 @@ static void persist_node(struct cluster *c, struct node *n)
 struct store_batch *cluster_take_pending(struct cluster *c, uint64_t *seq)
 {
 	*seq = c->applied_seq;
+	for (size_t i = 0; i < c->ndirty; i++) {
+		struct task *t = c->dirty[i];
+		if (!t)
+			continue;
+		t->dirty_slot = 0;
+		write_task(c, t);
+	}
+	c->ndirty = 0;
 	if (!store_batch_count(c->pending))
 		return NULL;
 	struct store_batch *b = c->pending;
@@ -391,6 +423,7 @@ static void job_keep_ended(struct cluster *c, struct job *j, struct task *t)
 		snprintf(key, sizeof key, "tasks/%s", old->id);
 		store_batch_delete(c->pending, key);
 		hmap_del(&c->tasks, old->id);
+		task_forget_dirty(c, old);
 		task_free(old);
 	}
 }
@@ -507,6 +540,7 @@ static void job_forget(struct cluster *c, struct job *j)
 		snprintf(key, sizeof key, "tasks/%s", j->ended[i]->id);
 		store_batch_delete(c->pending, key);
 		hmap_del(&c->tasks, j->ended[i]->id);
+		task_forget_dirty(c, j->ended[i]);
 		task_free(j->ended[i]);
 	}
 	j->nended = 0;
@@ -1187,7 +1221,7 @@ uint64_t cluster_tick(struct cluster *c)
 	if (c->sched_needed)
 		schedule_pending(c);
 	jobs_forget_killed(c);
-	if (store_batch_count(c->pending) && c->applied_seq == before)
+	if ((store_batch_count(c->pending) || c->ndirty) && c->applied_seq == before)
 		return touched(c);
 	return c->applied_seq != before ? c->applied_seq : 0;
 }

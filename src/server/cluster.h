@@ -63,6 +63,7 @@ struct task {
 	size_t nevents;
 	struct task *wprev, *wnext; /* in cluster.waiting while PENDING or THROTTLED */
 	bool waiting;
+	size_t dirty_slot;       /* 1 + index in cluster.dirty, 0 when clean */
 };
 
 struct job_version {
@@ -125,6 +126,8 @@ struct cluster {
 	struct hmap tasks;          /* id -> struct task* (active and kept ended) */
 	struct hmap nodes;          /* name -> struct node* */
 	struct store_batch *pending;
+	struct task **dirty;        /* tasks to write at the next commit (NULL = freed) */
+	size_t ndirty, dirty_cap;
 	uint64_t applied_seq;       /* bumped by each mutation */
 	uint64_t committed_seq;
 	bool sched_needed;

@@ -432,7 +432,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* Under c->lock: move every request that can now be answered out of the
  * waiting list and into *ready. */
-static void collect_ready(struct server *s, struct request **ready, bool all)
+static void collect_ready(struct server *s, struct request **ready, bool all, bool watches_only)
 {
 	struct cluster *c = s->c;
 	int64_t mono = time_mono_ms();
@@ -443,6 +443,19 @@ static void collect_ready(struct server *s, struct request **ready, bool all)
 		if (all) {
 			reply_error(q, 503, "server is shutting down");
 			done = true;
+		} else if (watches_only) {
+			/* A desired set may go out before it is durable: if the server
+			 * dies first, the restarted one does not know those tasks and
+			 * the agent's next report gets them killed. Launch latency
+			 * does not pay for an fsync. */
+			if (q->phase == REQ_WATCH &&
+			    (q->watch_node->desired_version != q->known_version ||
+			     mono >= q->deadline_mono)) {
+				json_decref(q->reply);
+				q->reply = cluster_node_desired(c, q->watch_node);
+				q->phase = REQ_READY;
+				done = true;
+			}
 		} else if (q->wait_seq <= c->committed_seq) {
 			if (q->phase == REQ_WAIT_COMMIT) {
 				q->phase = REQ_READY;
@@ -485,6 +498,13 @@ static void *commit_loop(void *arg)
 		cluster_tick(c);
 		uint64_t seq;
 		struct store_batch *b = cluster_take_pending(c, &seq);
+		struct request *early = NULL;
+		collect_ready(s, &early, false, true);
+		if (early) {
+			pthread_mutex_unlock(&c->lock);
+			resume_all(early);
+			pthread_mutex_lock(&c->lock);
+		}
 		if (b) {
 			pthread_mutex_unlock(&c->lock);
 			struct berr err = {0};
@@ -501,7 +521,7 @@ static void *commit_loop(void *arg)
 		if (seq > c->committed_seq)
 			c->committed_seq = seq;
 		struct request *ready = NULL;
-		collect_ready(s, &ready, false);
+		collect_ready(s, &ready, false, false);
 		if (ready) {
 			pthread_mutex_unlock(&c->lock);
 			resume_all(ready);
@@ -616,8 +636,8 @@ void server_stop(struct server *s)
 		store_batch_free(b);
 	}
 	struct request *ready = NULL;
-	collect_ready(s, &ready, false);
-	collect_ready(s, &ready, true);
+	collect_ready(s, &ready, false, false);
+	collect_ready(s, &ready, true, false);
 	pthread_mutex_unlock(&s->c->lock);
 	resume_all(ready);
 	MHD_stop_daemon(s->mhd);

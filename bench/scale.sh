@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Scheduling at scale: a real `berth server` and N simulated agents
+# (`berth agent --simulate N`, one process, one connection and heartbeat per
+# agent), J jobs of I instances submitted concurrently over the API.
+#
+# Prints progress to stderr and one final line:
+#   placements_per_s=… p99_job_ms=… server_rss_mib=… bytes_per_task=…
+# - placements_per_s: tasks / seconds from the first submit until every task
+#   is ASSIGNED or later and that is durable (a write acknowledged after it);
+# - p99_job_ms: per job, its submit until all its instances are RUNNING
+#   (observed by polling GET /v1/jobs, so within one poll of the truth);
+# - server_rss_mib: the server's VmRSS once everything runs and settled;
+# - bytes_per_task: (RSS then - RSS before the first submit) / tasks.
+# Targets (DESIGN.md): >= 50,000 placements/s with 1M tasks on 10,000 agents;
+# <= 1 KiB per task.
+#
+# Usage: bench/scale.sh [--agents N] [--jobs J] [--instances I]
+#                       [--submitters S] [--sim-threads T] [--timeout SECONDS]
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+BERTH=${BERTH_BIN:-$top/build/berth}
+agents=100 jobs=100 instances=10 submitters=16 sim_threads=1 timeout=600
+while [ $# -gt 0 ]; do
+	case $1 in
+	--agents) agents=$2; shift 2 ;;
+	--jobs) jobs=$2; shift 2 ;;
+	--instances) instances=$2; shift 2 ;;
+	--submitters) submitters=$2; shift 2 ;;
+	--sim-threads) sim_threads=$2; shift 2 ;;
+	--timeout) timeout=$2; shift 2 ;;
+	-h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+	*) echo "scale.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+	esac
+done
+[ -x "$BERTH" ] || { echo "scale.sh: build first (make): no $BERTH" >&2; exit 2; }
+
+data=$(mktemp -d /tmp/berth-scale.XXXXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+server_pid= sim_pid=
+cleanup() {
+	for pid in $sim_pid $server_pid; do
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$data"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+# The server and the simulator raise their own open-file limits; the shell's
+# limit is what they start from, so lift it too where allowed.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+"$BERTH" server -q --data-dir "$data/server" --addr "127.0.0.1:$port" >"$data/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do
+	curl -fsS "http://127.0.0.1:$port/v1/health" >/dev/null 2>&1 && break
+	sleep 0.05
+done
+echo "scale: server pid $server_pid on 127.0.0.1:$port; starting $agents simulated agents" >&2
+"$BERTH" agent --simulate "$agents" --name sim --server "127.0.0.1:$port" --sim-racks 20 \
+	--sim-threads "$sim_threads" >"$data/sim.log" 2>&1 &
+sim_pid=$!
+
+export SCALE_RESULT=$data/result
+python3 - "$port" "$server_pid" "$sim_pid" "$agents" "$jobs" "$instances" "$submitters" \
+	"$timeout" <<'EOF'
+import http.client, json, os, queue, sys, threading, time
+
+port, server_pid, sim_pid, agents, jobs, instances, submitters, timeout = (
+    int(x) for x in sys.argv[1:])
+tasks = jobs * instances
+deadline = time.time() + timeout
+PLACED = {"ASSIGNED", "STARTING", "RUNNING"}
+
+def log(msg):
+    print("scale: " + msg, file=sys.stderr, flush=True)
+
+def conn():
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+def call(c, method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    hdrs = {"Content-Type": "application/json"} if data else {}
+    c.request(method, path, body=data, headers=hdrs)
+    r = c.getresponse()
+    payload = r.read()
+    if r.status >= 400:
+        raise RuntimeError("%s %s: HTTP %d %s" % (method, path, r.status, payload[:200]))
+    return json.loads(payload)
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+# 1. Every agent registered and ACTIVE.
+c = conn()
+t0 = time.time()
+last = 0
+while True:
+    if not alive(sim_pid) or not alive(server_pid):
+        sys.exit("scale: the server or the simulator died (see their logs)")
+    nodes = call(c, "GET", "/v1/nodes")
+    active = sum(1 for n in nodes if n["state"] == "ACTIVE")
+    if active >= agents:
+        break
+    if time.time() - last > 2:
+        log("%d/%d nodes ACTIVE" % (active, agents))
+        last = time.time()
+    if time.time() > deadline:
+        sys.exit("scale: timed out waiting for %d nodes" % agents)
+    time.sleep(0.1)
+log("%d nodes ACTIVE after %.1fs" % (agents, time.time() - t0))
+time.sleep(1)
+rss_before = rss_kib(server_pid)
+
+# 2. Submit the jobs concurrently, each submitter on its own keep-alive
+# connection; a job is acknowledged once it is durable.
+submitted = {}
+errors = []
+work = queue.Queue()
+for k in range(jobs):
+    work.put(k)
+
+def submitter():
+    c = conn()
+    while True:
+        try:
+            k = work.get_nowait()
+        except queue.Empty:
+            return
+        key = "scale/prod/j%d" % k
+        spec = {"job": key, "instances": instances,
+                "task": {"command": ["/bin/true"],
+                         "resources": {"cpu": 0.01, "memory": "4MiB"}}}
+        submitted[key] = time.time()
+        try:
+            call(c, "POST", "/v1/jobs", spec)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append("%s: %s" % (key, e))
+            c = conn()
+
+threads = [threading.Thread(target=submitter) for _ in range(submitters)]
+t_first = time.time()
+for t in threads:
+    t.start()
+
+# 3. Watch the job list until everything runs.
+done = {}
+t_placed = None
+last = 0
+while True:
+    now = time.time()
+    lst = call(c, "GET", "/v1/jobs")
+    placed = running = 0
+    for j in lst:
+        st = j.get("states", {})
+        r = st.get("RUNNING", 0)
+        running += r
+        placed += sum(v for s, v in st.items() if s in PLACED)
+        if j["job"] in submitted and j["job"] not in done and r == j["instances"]:
+            done[j["job"]] = now
+    if t_placed is None and placed >= tasks:
+        # A write acknowledged now is durable after every placement before it.
+        any_node = call(c, "GET", "/v1/nodes")[0]["name"]
+        call(c, "POST", "/v1/nodes/%s/activate" % any_node)
+        t_placed = time.time()
+        log("all %d tasks placed and committed after %.2fs" % (tasks, t_placed - t_first))
+    if running >= tasks and len(done) >= jobs:
+        break
+    if errors:
+        sys.exit("scale: submit failed: " + errors[0])
+    if not alive(server_pid) or not alive(sim_pid):
+        sys.exit("scale: the server or the simulator died (see their logs)")
+    if now > deadline:
+        sys.exit("scale: timed out: %d placed, %d running of %d" % (placed, running, tasks))
+    if now - last > 1:
+        log("%.1fs: %d jobs submitted, %d placed, %d running of %d" % (
+            now - t_first, len(submitted), placed, running, tasks))
+        last = now
+    time.sleep(0.05 if tasks < 100000 else 0.2)
+t_all = time.time()
+for t in threads:
+    t.join()
+log("all %d tasks RUNNING after %.2fs" % (tasks, t_all - t_first))
+
+# 4. Memory, once the commit queue and the agents' reports settled.
+time.sleep(3)
+rss_after = rss_kib(server_pid)
+lat = sorted((done[k] - submitted[k]) * 1000 for k in done)
+p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
+log("job latency ms: p50=%.0f p90=%.0f p99=%.0f max=%.0f" % (p(0.5), p(0.9), p(0.99), lat[-1]))
+log("server RSS %.1f MiB before submitting, %.1f MiB after; simulator RSS %.1f MiB "
+    "(%d agents, %d tasks)" % (rss_before / 1024, rss_after / 1024, rss_kib(sim_pid) / 1024,
+                               agents, tasks))
+with open(os.environ["SCALE_RESULT"], "w") as f:
+    f.write("placements_per_s=%.0f p99_job_ms=%.0f server_rss_mib=%.1f bytes_per_task=%.0f\n" % (
+        tasks / (t_placed - t_first), p(0.99), rss_after / 1024,
+        (rss_after - rss_before) * 1024 / tasks))
+EOF
+# What the protocol cost the simulator (it logs its traffic when it stops).
+kill -TERM "$sim_pid"
+wait "$sim_pid" 2>/dev/null || true
+sim_pid=
+grep -h 'traffic over' "$data/sim.log" | sed 's/^.*info  /scale: /' >&2 || true
+cat "$SCALE_RESULT"
