@@ -1,9 +1,11 @@
+/* clang-format off */
 /* fuzz_agent_protocol.c - libFuzzer target for the server side of the agent
  * protocol (docs/protocol.md) and the cluster state behind it
  * (src/server/cluster.c).
  *
  * fuzz-sources: src/core/util.c src/core/spec.c src/core/lifecycle.c src/core/hmap.c src/core/log.c src/sched/placement.c src/sched/ports.c src/store/store.c src/store/store_sqlite.c src/server/cluster.c
  * fuzz-libs: -ljansson -lyaml -lsqlite3 -lpthread -lm -Wl,--wrap=time_mono_ms -Wl,--wrap=time_now_ms
+ * (the two lines above stay one line each: scripts/fuzz.sh reads them)
  *
  * One cluster lives across inputs, over a SQLite store in a temp directory
  * made once, with node "n1" registered. An input is a selector byte and a
@@ -27,6 +29,7 @@
  * the scheduler ticks and every view is rendered. Checks: no crash, leak or
  * UB; refusals carry a 4xx code and a message; applied_seq never goes back.
  */
+/* clang-format on */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,8 +42,8 @@
 #include "server/cluster.h"
 #include "store/store.h"
 
-#define MAX_INSTANCES 16    /* bigger specs are skipped: they only cost time */
-#define MAX_TASKS 2000      /* beyond, the state is thrown away and rebuilt */
+#define MAX_INSTANCES 16 /* bigger specs are skipped: they only cost time */
+#define MAX_TASKS 2000	 /* beyond, the state is thrown away and rebuilt */
 #define MAX_JOBS 256
 #define MAX_NODES 64
 
@@ -236,8 +239,7 @@ static void control(json_t *o)
 	const char *s;
 	if ((s = pick(json_object_get(o, "kill"), &c->jobs)) && !cluster_job_kill(c, s, &err))
 		check_err(&err);
-	if ((s = pick(json_object_get(o, "restart"), &c->jobs)) &&
-	    !cluster_job_restart(c, s, &err))
+	if ((s = pick(json_object_get(o, "restart"), &c->jobs)) && !cluster_job_restart(c, s, &err))
 		check_err(&err);
 	if ((s = pick(json_object_get(o, "drain"), &c->nodes)) &&
 	    !cluster_node_drain(c, s, true, &err))
@@ -344,8 +346,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Keep the pending batch and the state small. */
 	if (store_batch_count(c->pending) > 4096)
 		commit();
-	bool reset = c->tasks.count > MAX_TASKS || c->jobs.count > MAX_JOBS ||
-		     c->nodes.count > MAX_NODES;
+	bool reset =
+	    c->tasks.count > MAX_TASKS || c->jobs.count > MAX_JOBS || c->nodes.count > MAX_NODES;
 	pthread_mutex_unlock(&c->lock);
 	json_decref(o);
 	if (reset)

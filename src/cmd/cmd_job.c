@@ -149,6 +149,70 @@ static int job_run(struct cli_opt *o, const char *file)
 	return rc;
 }
 
+static void print_index_list(const char *what, json_t *arr)
+{
+	if (!json_array_size(arr))
+		return;
+	printf("  %s:", what);
+	size_t i;
+	json_t *v;
+	json_array_foreach(arr, i, v) printf(" %d", (int)json_integer_value(v));
+	printf("\n");
+}
+
+/* Exit status: 0 no change, 1 changes, 2 error (DESIGN.md contract). */
+static int job_plan(struct cli_opt *o, const char *file)
+{
+	struct job_spec *spec = cli_load_spec(file);
+	if (!spec)
+		return 2;
+	json_t *body = spec_to_json(spec);
+	spec_free(spec);
+	struct http_client *hc = cli_client(o[J_ADDR].value);
+	json_t *plan = NULL;
+	struct berr err = {0};
+	int r = http_json(hc, "POST", "/v1/jobs/plan", body, 30000, &plan, &err);
+	json_decref(body);
+	http_client_free(hc);
+	if (r < 0) {
+		cli_fail("%s", err.msg);
+		return 2;
+	}
+	bool changed = json_is_true(json_object_get(plan, "changed"));
+	if (o[J_JSON].set) {
+		cli_print_json(plan);
+	} else if (!changed) {
+		printf("%s: no changes\n", json_string_value(json_object_get(plan, "job")));
+	} else {
+		printf("%s: %s (version %d -> %d)\n", json_string_value(json_object_get(plan, "job")),
+		       json_is_true(json_object_get(plan, "create")) ? "would be created"
+								    : "would change",
+		       (int)json_integer_value(json_object_get(plan, "version")),
+		       (int)json_integer_value(json_object_get(plan, "next_version")));
+		size_t i;
+		json_t *d;
+		json_array_foreach(json_object_get(plan, "diff"), i, d)
+		{
+			char *a = json_dumps(json_object_get(d, "old"), JSON_COMPACT | JSON_ENCODE_ANY);
+			char *b = json_dumps(json_object_get(d, "new"), JSON_COMPACT | JSON_ENCODE_ANY);
+			printf("  ~ %s: %s -> %s\n", json_string_value(json_object_get(d, "field")), a, b);
+			free(a);
+			free(b);
+		}
+		json_t *inst = json_object_get(plan, "instances");
+		print_index_list("instances added", json_object_get(inst, "add"));
+		print_index_list("instances updated", json_object_get(inst, "update"));
+		print_index_list("instances removed", json_object_get(inst, "remove"));
+		if (json_is_true(json_object_get(plan, "fits")))
+			printf("  fits the cluster\n");
+		else
+			printf("  does NOT fit the cluster now: %s\n",
+			       json_string_value(json_object_get(plan, "fit_message")) ?: "");
+	}
+	json_decref(plan);
+	return changed ? 1 : 0;
+}
+
 static void print_status(json_t *st)
 {
 	printf("job %s  version %d  %s  %s\n", json_string_value(json_object_get(st, "job")),
@@ -223,6 +287,13 @@ int cmd_job(int argc, char **argv)
 	struct berr err = {0};
 	if (!strcmp(verb, "run")) {
 		rc = npos == 1 ? job_run(o, pos[0]) : cli_fail("usage: berth job run [--detach] FILE");
+	} else if (!strcmp(verb, "plan")) {
+		if (npos != 1) {
+			cli_fail("usage: berth job plan FILE");
+			rc = 2;
+		} else {
+			rc = job_plan(o, pos[0]);
+		}
 	} else if (!strcmp(verb, "list")) {
 		struct http_client *hc = cli_client(o[J_ADDR].value);
 		json_t *arr = NULL;

@@ -1147,18 +1147,10 @@ static void place_class(struct cluster *c, struct node **nodes, struct placement
 	}
 }
 
-static void schedule_pending(struct cluster *c)
+/* The scheduler's view of every node: free resources, attributes, state. */
+static void node_view(struct cluster *c, struct node ***nodes_out, struct placement_node **pn_out,
+		      size_t *nn_out)
 {
-	c->sched_needed = false;
-	size_t np = 0;
-	struct task **pending = xcalloc(c->nwaiting + 1, sizeof *pending);
-	for (struct task *t = c->waiting; t; t = t->wnext)
-		if (t->state == TASK_PENDING)
-			pending[np++] = t;
-	if (!np) {
-		free(pending);
-		return;
-	}
 	size_t nn = c->nodes.count;
 	struct node **nodes = xcalloc(nn + 1, sizeof *nodes);
 	struct placement_node *pn = xcalloc(nn + 1, sizeof *pn);
@@ -1178,6 +1170,27 @@ static void schedule_pending(struct cluster *c)
 		pn[k].ports_free = port_pool_available(n->ports);
 		k++;
 	}
+	*nodes_out = nodes;
+	*pn_out = pn;
+	*nn_out = nn;
+}
+
+static void schedule_pending(struct cluster *c)
+{
+	c->sched_needed = false;
+	size_t np = 0;
+	struct task **pending = xcalloc(c->nwaiting + 1, sizeof *pending);
+	for (struct task *t = c->waiting; t; t = t->wnext)
+		if (t->state == TASK_PENDING)
+			pending[np++] = t;
+	if (!np) {
+		free(pending);
+		return;
+	}
+	size_t nn;
+	struct node **nodes;
+	struct placement_node *pn;
+	node_view(c, &nodes, &pn, &nn);
 	/* Higher priority jobs first would go here; for now oldest job first
 	 * within one pass is not guaranteed, classes are placed in address order. */
 	qsort(pending, np, sizeof *pending, cmp_task_class);
@@ -1224,6 +1237,114 @@ uint64_t cluster_tick(struct cluster *c)
 	if ((store_batch_count(c->pending) || c->ndirty) && c->applied_seq == before)
 		return touched(c);
 	return c->applied_seq != before ? c->applied_seq : 0;
+}
+
+
+/* ---- plan ----------------------------------------------------------------- */
+
+static void json_diff(json_t *old, json_t *new, const char *path, json_t *out)
+{
+	if (json_equal(old, new))
+		return;
+	if (json_is_object(old) && json_is_object(new)) {
+		const char *k;
+		json_t *v;
+		json_object_foreach(old, k, v)
+		{
+			char *p = *path ? xasprintf("%s.%s", path, k) : xstrdup(k);
+			json_t *nv = json_object_get(new, k);
+			json_diff(v, nv ? nv : json_null(), p, out);
+			free(p);
+		}
+		json_object_foreach(new, k, v)
+		{
+			if (json_object_get(old, k))
+				continue;
+			char *p = *path ? xasprintf("%s.%s", path, k) : xstrdup(k);
+			json_diff(json_null(), v, p, out);
+			free(p);
+		}
+		return;
+	}
+	json_array_append_new(out, json_pack("{s:s,s:O,s:O}", "field", path, "old", old, "new", new));
+}
+
+json_t *cluster_job_plan(struct cluster *c, struct job_spec *spec, struct berr *err)
+{
+	(void)err;
+	struct job *j = hmap_get(&c->jobs, spec->key);
+	json_t *newj = spec_to_json(spec);
+	json_t *diff = json_array();
+	json_t *add = json_array(), *remove = json_array(), *update = json_array(),
+	       *keep = json_array();
+	struct job_version *cur = j && !j->killed ? job_version_get(j, j->version) : NULL;
+	bool task_changed = true;
+	if (cur) {
+		json_diff(cur->json, newj, "", diff);
+		json_t *a = spec_task_to_json(cur->spec), *b = spec_task_to_json(spec);
+		task_changed = !json_equal(a, b) || cur->spec->type != spec->type;
+		json_decref(a);
+		json_decref(b);
+	} else {
+		json_array_append_new(diff, json_pack("{s:s,s:n,s:O}", "field", "job", "old", "new",
+						      json_object_get(newj, "job")));
+	}
+	size_t nn;
+	struct node **nodes;
+	struct placement_node *pn;
+	node_view(c, &nodes, &pn, &nn);
+	size_t need = 0;
+	for (int i = 0; i < spec->instances; i++) {
+		struct task *t = cur && (size_t)i < j->nactive ? j->active[i] : NULL;
+		if (!t) {
+			bool done = cur && (size_t)i < j->ninstance_done && j->instance_done[i];
+			json_array_append_new(done ? keep : add, json_integer(i));
+			need += !done;
+		} else if (task_changed) {
+			json_array_append_new(update, json_integer(i));
+			need++;
+			/* Its replacement may use what it frees. */
+			const struct job_spec *os = task_spec_of(t);
+			if (t->node && os) {
+				struct placement_node *p = &pn[t->node->sched_index];
+				p->cpu_free += os->task.resources.cpu;
+				p->mem_free += os->task.resources.memory;
+				p->disk_free += os->task.resources.disk;
+				p->ports_free += (uint32_t)os->task.resources.nports;
+			}
+		} else {
+			json_array_append_new(keep, json_integer(i));
+		}
+	}
+	if (cur)
+		for (size_t i = (size_t)spec->instances; i < j->nactive; i++)
+			if (j->active[i])
+				json_array_append_new(remove, json_integer((json_int_t)i));
+	bool fits = true;
+	char *why = NULL;
+	if (need) {
+		struct placement_request req = {.job = spec, .count = need, .sample_limit = 0};
+		struct placement_result res = {0};
+		placement_place(pn, nn, &req, &res);
+		fits = res.placed == need;
+		if (!fits && res.reason)
+			why = xstrdup(res.reason);
+		placement_result_release(&res);
+	}
+	free(nodes);
+	free(pn);
+	bool changed = !cur || json_array_size(diff) > 0;
+	json_t *o = json_pack("{s:s,s:b,s:b,s:i,s:i,s:o,s:{s:o,s:o,s:o,s:o},s:b}", "job", spec->key,
+			      "changed", changed, "create", !cur, "version",
+			      cur ? j->version : 0, "next_version",
+			      !cur ? 1 : (task_changed ? j->version + 1 : j->version), "diff", diff,
+			      "instances", "add", add, "remove", remove, "update", update, "unchanged",
+			      keep, "fits", fits);
+	if (why)
+		json_object_set_new(o, "fit_message", json_string(why));
+	free(why);
+	json_decref(newj);
+	return o;
 }
 
 /* ---- views ------------------------------------------------------------ */

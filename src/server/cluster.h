@@ -152,6 +152,12 @@ struct submit_result {
 };
 uint64_t cluster_job_submit(struct cluster *c, struct job_spec *spec, struct submit_result *res,
 			    struct berr *err);
+/* What submitting spec would change, without changing anything:
+ * {"job", "changed", "create", "version", "next_version",
+ *  "diff": [{"field", "old", "new"}],
+ *  "instances": {"add", "remove", "update", "unchanged"}, "fits", "fit_message"?}.
+ * Does not take ownership of spec. */
+json_t *cluster_job_plan(struct cluster *c, struct job_spec *spec, struct berr *err);
 uint64_t cluster_job_kill(struct cluster *c, const char *key, struct berr *err);
 uint64_t cluster_job_restart(struct cluster *c, const char *key, struct berr *err);
 

@@ -320,6 +320,26 @@ static void route(struct request *q, const char *method, const char *url)
 			reply_error(q, 405, "method not allowed");
 		return;
 	}
+	if (!strcmp(url, "/v1/jobs/plan") || !strcmp(url, "/v1/plan")) {
+		if (strcmp(method, "POST")) {
+			reply_error(q, 405, "method not allowed");
+			return;
+		}
+		json_t *body = parse_body(q);
+		if (!body)
+			return;
+		struct berr err = {0};
+		struct job_spec *spec;
+		int r = spec_parse_json(body, &spec, &err);
+		json_decref(body);
+		if (r < 0) {
+			reply_error(q, err.code ? err.code : 400, err.msg);
+			return;
+		}
+		reply_ok(q, cluster_job_plan(c, spec, &err));
+		spec_free(spec);
+		return;
+	}
 	if (!strncmp(url, "/v1/jobs/", 9)) {
 		route_job(q, method, url + 9);
 		return;

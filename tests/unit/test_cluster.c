@@ -241,11 +241,11 @@ static size_t count_job_tasks(struct fx *f, const char *key)
 static uint64_t agent_register_full(struct fx *f, const char *name, double cpu, long long mem,
 				    int port_lo, int port_hi, json_t *report)
 {
-	json_t *body = json_pack("{s:s,s:{s:s,s:s,s:s},s:{s:f,s:I,s:I,s:i,s:i},s:s}", "name", name,
-				 "attributes", "host", name, "os", "linux", "rack", "r1",
-				 "resources", "cpu", cpu, "memory", (json_int_t)mem, "disk",
-				 (json_int_t)(100 * GiB), "port_lo", port_lo, "port_hi", port_hi,
-				 "addr", "http://127.0.0.1:40123");
+	json_t *body =
+	    json_pack("{s:s,s:{s:s,s:s,s:s},s:{s:f,s:I,s:I,s:i,s:i},s:s}", "name", name,
+		      "attributes", "host", name, "os", "linux", "rack", "r1", "resources", "cpu",
+		      cpu, "memory", (json_int_t)mem, "disk", (json_int_t)(100 * GiB), "port_lo",
+		      port_lo, "port_hi", port_hi, "addr", "http://127.0.0.1:40123");
 	if (report)
 		json_object_set_new(body, "tasks", report);
 	json_t *reply = NULL;
@@ -272,9 +272,9 @@ static json_t *rep(const char *id, const char *state, int pid)
 /* A watch with known_version and a report (the array is consumed). */
 static uint64_t agent_watch(struct fx *f, const char *name, long long known, json_t *report)
 {
-	json_t *body = json_pack("{s:s,s:I,s:i,s:o}", "name", name, "known_version",
-				 (json_int_t)known, "wait_ms", 1000, "tasks",
-				 report ? report : json_array());
+	json_t *body =
+	    json_pack("{s:s,s:I,s:i,s:o}", "name", name, "known_version", (json_int_t)known,
+		      "wait_ms", 1000, "tasks", report ? report : json_array());
 	struct node *n = NULL;
 	pthread_mutex_lock(&f->c->lock);
 	uint64_t seq = cluster_agent_watch(f->c, body, &n, &f->err);
@@ -286,9 +286,9 @@ static uint64_t agent_watch(struct fx *f, const char *name, long long known, jso
 static uint64_t agent_status(struct fx *f, const char *name, const char *id, const char *state,
 			     int pid, int exit_code, const char *msg)
 {
-	json_t *body = json_pack("{s:s,s:[{s:s,s:s,s:i,s:i,s:s}]}", "name", name, "updates", "id",
-				 id, "state", state, "pid", pid, "exit_code", exit_code, "message",
-				 msg ? msg : "");
+	json_t *body =
+	    json_pack("{s:s,s:[{s:s,s:s,s:i,s:i,s:s}]}", "name", name, "updates", "id", id, "state",
+		      state, "pid", pid, "exit_code", exit_code, "message", msg ? msg : "");
 	pthread_mutex_lock(&f->c->lock);
 	uint64_t seq = cluster_agent_status(f->c, body, &f->err);
 	pthread_mutex_unlock(&f->c->lock);
@@ -1123,14 +1123,14 @@ TEST(register_and_watch_reject_bad_bodies)
 	struct fx f;
 	fx_setup(&f, NULL);
 	const char *bad[] = {
-		"{}",
-		"{\"name\": \"\", \"resources\": {\"cpu\": 1, \"memory\": 1}}",
-		"{\"name\": \"a/b\", \"resources\": {\"cpu\": 1, \"memory\": 1}}",
-		"{\"name\": \"n1\"}",
-		"{\"name\": \"n1\", \"resources\": {\"cpu\": \"x\", \"memory\": 1}}",
-		"{\"name\": \"n1\", \"resources\": {\"cpu\": 1, \"memory\": 1.5}}",
-		"{\"name\": \"n1\", \"resources\": {\"cpu\": 1, \"memory\": 1}, \"attributes\": []}",
-		"{\"name\": \"n1\", \"resources\": {\"cpu\": 1, \"memory\": 1}, \"tasks\": {}}",
+	    "{}",
+	    "{\"name\": \"\", \"resources\": {\"cpu\": 1, \"memory\": 1}}",
+	    "{\"name\": \"a/b\", \"resources\": {\"cpu\": 1, \"memory\": 1}}",
+	    "{\"name\": \"n1\"}",
+	    "{\"name\": \"n1\", \"resources\": {\"cpu\": \"x\", \"memory\": 1}}",
+	    "{\"name\": \"n1\", \"resources\": {\"cpu\": 1, \"memory\": 1.5}}",
+	    "{\"name\": \"n1\", \"resources\": {\"cpu\": 1, \"memory\": 1}, \"attributes\": []}",
+	    "{\"name\": \"n1\", \"resources\": {\"cpu\": 1, \"memory\": 1}, \"tasks\": {}}",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		json_t *body = json_loads(bad[i], 0, NULL);
@@ -1467,8 +1467,9 @@ TEST(job_status_json_shape)
 	}
 	json_decref(st);
 	/* A pending task has node null. */
-	CHECK(submit(&f, yamlf("job: alice/devel/big\ntask:\n  command: x\n"
-			       "  resources: {cpu: 1, memory: 64GiB}\n"),
+	CHECK(submit(&f,
+		     yamlf("job: alice/devel/big\ntask:\n  command: x\n"
+			   "  resources: {cpu: 1, memory: 64GiB}\n"),
 		     NULL) > 0);
 	tick(&f);
 	st = job_status(&f, "alice/devel/big", false);
@@ -1593,8 +1594,11 @@ static size_t snap(struct fx *f, const char *key, struct snap_task *out, size_t 
 		struct task *t = j->active[i];
 		if (!t)
 			continue;
-		out[n++] = (struct snap_task){xstrdup(t->id), xstrdup(state_of(t)),
-					      xstrdup(node_of(t)), t->version, t->pid,
+		out[n++] = (struct snap_task){xstrdup(t->id),
+					      xstrdup(state_of(t)),
+					      xstrdup(node_of(t)),
+					      t->version,
+					      t->pid,
 					      t->ports ? json_dumps(t->ports, JSON_SORT_KEYS)
 						       : xstrdup("null")};
 	}
@@ -1617,8 +1621,9 @@ TEST(persistence_round_trip)
 	tick(&f);
 	run_job(&f, BAT);
 	agent_status(&f, "n1", active(&f, BAT, 0)->id, "FINISHED", 1, 0, "");
-	CHECK(submit(&f, yamlf("job: alice/devel/big\ntask:\n  command: x\n"
-			       "  resources: {cpu: 1, memory: 64GiB}\n"),
+	CHECK(submit(&f,
+		     yamlf("job: alice/devel/big\ntask:\n  command: x\n"
+			   "  resources: {cpu: 1, memory: 64GiB}\n"),
 		     NULL) > 0);
 	CHECK(submit(&f, svc_yaml("carol/prod/gone", 1, "x"), NULL) > 0);
 	CHECK(job_kill(&f, "carol/prod/gone") > 0);
@@ -1720,7 +1725,7 @@ TEST(persistence_port_pool_rebuilt_on_load)
 			const char *k2;
 			json_t *v2;
 			json_object_foreach(active(&f, WEB, i)->ports, k2, v2)
-				CHECK(json_integer_value(v2) != p);
+			    CHECK(json_integer_value(v2) != p);
 		}
 	}
 	fx_teardown(&f);
@@ -1848,7 +1853,8 @@ UNIT_MAIN(submit_creates_pending_tasks, tick_without_nodes_keeps_pending,
 	  service_failure_is_replaced_with_ancestor, service_second_quick_death_is_throttled,
 	  service_throttle_backoff_doubles_and_caps, service_long_run_resets_quick_deaths,
 	  batch_finished_instance_is_not_replaced, batch_failure_retried_until_max_task_failures,
-	  batch_unlimited_failures_keep_retrying, batch_one_instance_failed_others_running_is_failing,
+	  batch_unlimited_failures_keep_retrying,
+	  batch_one_instance_failed_others_running_is_failing,
 	  job_kill_stops_tasks_then_forgets_job, job_kill_of_pending_job_forgets_at_once,
 	  job_kill_after_watch_omits_killing_task, job_restart_replaces_with_new_ids,
 	  resubmit_identical_spec_is_unchanged, command_change_bumps_version_and_replaces,
@@ -1857,9 +1863,8 @@ UNIT_MAIN(submit_creates_pending_tasks, tick_without_nodes_keeps_pending,
 	  drain_does_not_rerun_finished_batch_instance,
 	  kill_or_restart_of_draining_task_tries_no_refused_transition,
 	  agent_cannot_report_server_side_states, ended_keep_zero_replaces_without_history,
-	  register_and_watch_reject_bad_bodies,
-	  register_reply_and_reregister_keeps_id, watch_omitting_running_task_marks_it_lost,
-	  watch_does_not_lose_undelivered_assigned_task,
+	  register_and_watch_reject_bad_bodies, register_reply_and_reregister_keeps_id,
+	  watch_omitting_running_task_marks_it_lost, watch_does_not_lose_undelivered_assigned_task,
 	  watch_report_with_unknown_or_foreign_task_is_ignored, reregister_reconciles_report,
 	  node_down_tasks_lost_and_pending_without_other_node, node_down_tasks_move_to_second_node,
 	  drain_moves_tasks_off_and_node_is_drained, ports_and_resources_released_when_tasks_end,
