@@ -14,7 +14,8 @@
  *   0 register   POST /v1/agent/register body
  *   1 watch      POST /v1/agent/watch body
  *   2 status     POST /v1/agent/status body
- *   3 submit     POST /v1/jobs body (spec_parse_json, then cluster_job_submit)
+ *   3 submit     POST /v1/jobs body (spec_parse_json, cluster_job_plan, which
+ *                must change nothing, then cluster_job_submit)
  *   4 control    {"kill": J, "restart": J, "drain": NODE, "activate": NODE,
  *                 "task": REF} (J: a job key, or an integer picking a job)
  *   5 commit     commit the pending batch
@@ -271,6 +272,18 @@ static void submit(json_t *o)
 		spec_free(spec);
 		return;
 	}
+	uint64_t seq = c->applied_seq;
+	size_t pending = store_batch_count(c->pending);
+	json_t *plan = cluster_job_plan(c, spec, &err);
+	if (!plan)
+		check_err(&err);
+	char *dump = plan ? json_dumps(plan, JSON_COMPACT) : NULL;
+	if (plan && !dump)
+		abort();
+	free(dump);
+	json_decref(plan);
+	if (c->applied_seq != seq || store_batch_count(c->pending) != pending)
+		abort(); /* a plan changed the state */
 	struct submit_result res;
 	if (!cluster_job_submit(c, spec, &res, &err))
 		check_err(&err);

@@ -354,7 +354,8 @@ static void prune_sandboxes(struct agent *a)
 		free(rep);
 	}
 	closedir(d);
-	qsort(v, n, sizeof *v, cmp_age);
+	if (n)
+		qsort(v, n, sizeof *v, cmp_age);
 	for (size_t i = 0; i < n; i++) {
 		if (n - i > KEEP_ENDED_SANDBOXES)
 			rm_rf(v[i].path);

@@ -953,10 +953,11 @@ json_t *cluster_node_desired(struct cluster *c, struct node *n)
 		if (!jv)
 			continue;
 		json_array_append_new(
-			tasks, json_pack("{s:s,s:s,s:i,s:i,s:O,s:O,s:s}", "id", t->id, "job",
+			tasks, json_pack("{s:s,s:s,s:i,s:i,s:O,s:o,s:s}", "id", t->id, "job",
 					 t->job->key, "instance", t->instance, "version", t->version,
 					 "task", json_object_get(jv->json, "task"), "ports",
-					 t->ports ? t->ports : json_object(), "host", n->name));
+					 t->ports ? json_incref(t->ports) : json_object(), "host",
+					 n->name));
 	}
 	(void)c;
 	return json_pack("{s:I,s:o}", "version", (json_int_t)n->desired_version, "tasks", tasks);
@@ -1123,7 +1124,8 @@ static void place_class(struct cluster *c, struct node **nodes, struct placement
 			continue;
 		}
 		struct node *n = nodes[ni];
-		json_t *ports = json_object();
+		/* Most tasks have no ports: no object for them (memory per task). */
+		json_t *ports = r->nports ? json_object() : NULL;
 		for (size_t p = 0; p < r->nports; p++)
 			json_object_set_new(ports, r->ports[p], json_integer(port_pool_take(n->ports)));
 		json_decref(t->ports);
@@ -1692,7 +1694,8 @@ int cluster_load(struct cluster *c, struct berr *err)
 	void *v;
 	while (hmap_next(&c->jobs, &it, NULL, &v)) {
 		struct job *j = v;
-		qsort(j->ended, j->nended, sizeof *j->ended, cmp_task_created);
+		if (j->nended)
+			qsort(j->ended, j->nended, sizeof *j->ended, cmp_task_created);
 		/* Instances that have no active task (e.g. a crash between a task's
 		 * end and its replacement being written) are recreated. */
 		struct job_version *jv = job_version_get(j, j->version);

@@ -1116,6 +1116,101 @@ TEST(ended_keep_zero_replaces_without_history)
 	fx_teardown(&f);
 }
 
+static json_t *plan(struct fx *f, char *yaml)
+{
+	struct job_spec *spec = NULL;
+	if (spec_parse_yaml(yaml, strlen(yaml), "test.yaml", &spec, &f->err) < 0) {
+		fprintf(stderr, "    spec_parse_yaml: %s\n", f->err.msg);
+		free(yaml);
+		return NULL;
+	}
+	free(yaml);
+	pthread_mutex_lock(&f->c->lock);
+	uint64_t seq = f->c->applied_seq;
+	json_t *p = cluster_job_plan(f->c, spec, &f->err);
+	CHECK(f->c->applied_seq == seq); /* a plan changes nothing */
+	pthread_mutex_unlock(&f->c->lock);
+	spec_free(spec);
+	return p;
+}
+
+static bool jarr_has(json_t *arr, long long v)
+{
+	size_t i;
+	json_t *x;
+	json_array_foreach(arr, i, x)
+	{
+		if (json_integer_value(x) == v)
+			return true;
+	}
+	return false;
+}
+
+TEST(plan_of_new_job_and_fit)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(agent_register(&f, "n1") > 0);
+	json_t *p = plan(&f, svc_yaml(WEB, 3, "sleep 1000"));
+	CHECK(p != NULL);
+	CHECK_STR(jstr(p, "job"), WEB);
+	CHECK(json_is_true(json_object_get(p, "create")));
+	CHECK(json_is_true(json_object_get(p, "changed")));
+	CHECK(jint(p, "next_version") == 1);
+	CHECK(json_is_true(json_object_get(p, "fits")));
+	CHECK(json_array_size(json_object_get(json_object_get(p, "instances"), "add")) == 3);
+	json_decref(p);
+	CHECK(job_get(&f, WEB) == NULL);
+	CHECK(f.c->tasks.count == 0);
+	p = plan(&f, yamlf("job: alice/devel/big\ntask:\n  command: x\n"
+			   "  resources: {cpu: 1, memory: 64GiB}\n"));
+	CHECK(json_is_false(json_object_get(p, "fits")));
+	CHECK_CONTAINS(jstr(p, "fit_message"), "insufficient memory");
+	json_decref(p);
+	fx_teardown(&f);
+}
+
+TEST(plan_of_update_matches_submit)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 3);
+	/* Identical: nothing changes. */
+	json_t *p = plan(&f, svc_yaml(WEB, 3, "sleep 1000"));
+	CHECK(json_is_false(json_object_get(p, "changed")));
+	CHECK(json_is_false(json_object_get(p, "create")));
+	CHECK(jint(p, "version") == 1 && jint(p, "next_version") == 1);
+	CHECK(json_array_size(json_object_get(json_object_get(p, "instances"), "unchanged")) == 3);
+	json_decref(p);
+	/* Instances only: version kept, one added. */
+	p = plan(&f, svc_yaml(WEB, 4, "sleep 1000"));
+	CHECK(json_is_true(json_object_get(p, "changed")));
+	CHECK(jint(p, "next_version") == 1);
+	json_t *in = json_object_get(p, "instances");
+	CHECK(jarr_has(json_object_get(in, "add"), 3));
+	CHECK(json_array_size(json_object_get(in, "update")) == 0);
+	json_t *d = json_object_get(p, "diff");
+	CHECK(json_array_size(d) == 1);
+	CHECK_STR(jstr(json_array_get(d, 0), "field"), "instances");
+	json_decref(p);
+	/* Command and scale down: version bumps, 2 updated, 1 removed. */
+	p = plan(&f, svc_yaml(WEB, 2, "sleep 5"));
+	CHECK(jint(p, "next_version") == 2);
+	in = json_object_get(p, "instances");
+	CHECK(jarr_has(json_object_get(in, "update"), 0) &&
+	      jarr_has(json_object_get(in, "update"), 1));
+	CHECK(jarr_has(json_object_get(in, "remove"), 2));
+	CHECK(json_is_true(json_object_get(p, "fits")));
+	json_decref(p);
+	/* What the plan said is what submit does. */
+	struct submit_result res;
+	CHECK(submit(&f, svc_yaml(WEB, 2, "sleep 5"), &res) > 0);
+	CHECK(res.version == 2);
+	CHECK_STR(state_of(active(&f, WEB, 0)), "RESTARTING");
+	CHECK_STR(state_of(active(&f, WEB, 2)), "KILLING");
+	fx_teardown(&f);
+}
+
 /* ---- tests: agents, heartbeats, reconcile -------------------------------- */
 
 TEST(register_and_watch_reject_bad_bodies)
@@ -1863,6 +1958,7 @@ UNIT_MAIN(submit_creates_pending_tasks, tick_without_nodes_keeps_pending,
 	  drain_does_not_rerun_finished_batch_instance,
 	  kill_or_restart_of_draining_task_tries_no_refused_transition,
 	  agent_cannot_report_server_side_states, ended_keep_zero_replaces_without_history,
+	  plan_of_new_job_and_fit, plan_of_update_matches_submit,
 	  register_and_watch_reject_bad_bodies, register_reply_and_reregister_keeps_id,
 	  watch_omitting_running_task_marks_it_lost, watch_does_not_lose_undelivered_assigned_task,
 	  watch_report_with_unknown_or_foreign_task_is_ignored, reregister_reconciles_report,

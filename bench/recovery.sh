@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Agent loss -> its tasks running elsewhere. A real `berth server`, N-K
+# simulated agents in one process and K in another; jobs totalling T tasks,
+# spread evenly (a per-job host limit) so the K agents hold their share;
+# then kill -9 of the K-agent process.
+#
+# Prints progress to stderr and one final line:
+#   detect_s=… recovered_s=…
+# - detect_s: kill -> all K nodes DOWN in GET /v1/nodes;
+# - recovered_s: kill -> every one of the T tasks RUNNING again (GET /v1/jobs).
+# Target (DESIGN.md): <= 5 s with default settings (down_after 3 s).
+#
+# Usage: bench/recovery.sh [--agents N] [--tasks T] [--kill K] [--timeout SECONDS]
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+BERTH=${BERTH_BIN:-$top/build/berth}
+agents=100 tasks=1000 kill=10 timeout=600
+while [ $# -gt 0 ]; do
+	case $1 in
+	--agents) agents=$2; shift 2 ;;
+	--tasks) tasks=$2; shift 2 ;;
+	--kill) kill=$2; shift 2 ;;
+	--timeout) timeout=$2; shift 2 ;;
+	-h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+	*) echo "recovery.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+	esac
+done
+[ -x "$BERTH" ] || { echo "recovery.sh: build first (make): no $BERTH" >&2; exit 2; }
+if [ "$kill" -le 0 ] || [ "$kill" -ge "$agents" ]; then
+	echo "recovery.sh: --kill must be between 1 and --agents - 1" >&2
+	exit 2
+fi
+
+data=$(mktemp -d /tmp/berth-recovery.XXXXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+server_pid= keep_pid= victim_pid=
+cleanup() {
+	for pid in $victim_pid $keep_pid $server_pid; do
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$data"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+"$BERTH" server -q --data-dir "$data/server" --addr "127.0.0.1:$port" >"$data/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do
+	curl -fsS "http://127.0.0.1:$port/v1/health" >/dev/null 2>&1 && break
+	sleep 0.05
+done
+echo "recovery: server pid $server_pid; $((agents - kill)) + $kill simulated agents" >&2
+"$BERTH" agent -q --simulate $((agents - kill)) --name keep --server "127.0.0.1:$port" \
+	>"$data/keep.log" 2>&1 &
+keep_pid=$!
+"$BERTH" agent -q --simulate "$kill" --name victim --server "127.0.0.1:$port" \
+	>"$data/victim.log" 2>&1 &
+victim_pid=$!
+disown "$victim_pid" # its kill -9 is the point: no "Killed" job notice
+
+set +e
+python3 - "$port" "$server_pid" "$victim_pid" "$agents" "$tasks" "$kill" "$timeout" <<'EOF'
+import http.client, json, math, os, sys, threading, time
+
+port, server_pid, victim_pid, agents, tasks, kill, timeout = (int(x) for x in sys.argv[1:])
+deadline = time.time() + timeout
+
+def log(msg):
+    print("recovery: " + msg, file=sys.stderr, flush=True)
+
+def conn():
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+def call(c, method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    hdrs = {"Content-Type": "application/json"} if data else {}
+    c.request(method, path, body=data, headers=hdrs)
+    r = c.getresponse()
+    payload = r.read()
+    if r.status >= 400:
+        raise RuntimeError("%s %s: HTTP %d %s" % (method, path, r.status, payload[:200]))
+    return json.loads(payload)
+
+def check_time(what):
+    if time.time() > deadline:
+        sys.exit("recovery: timed out " + what)
+
+c = conn()
+while True:
+    nodes = call(c, "GET", "/v1/nodes")
+    if sum(1 for n in nodes if n["state"] == "ACTIVE") >= agents:
+        break
+    check_time("waiting for %d nodes" % agents)
+    time.sleep(0.1)
+log("%d nodes ACTIVE" % agents)
+
+# Jobs of up to 1000 instances; a host limit spreads each one over the nodes
+# evenly, with room left to move the victims' share to the survivors.
+per_job = min(tasks, 1000)
+sizes = [per_job] * (tasks // per_job) + ([tasks % per_job] if tasks % per_job else [])
+limit = max(1, math.ceil(per_job / (agents - kill)))
+keys = ["rec/prod/j%d" % k for k in range(len(sizes))]
+
+def submit(idx):
+    cc = conn()
+    for k in idx:
+        call(cc, "POST", "/v1/jobs", {
+            "job": keys[k], "instances": sizes[k],
+            "task": {"command": ["/bin/true"],
+                     "resources": {"cpu": 0.01, "memory": "4MiB"},
+                     "constraints": {"host": "limit:%d" % limit}}})
+
+threads = [threading.Thread(target=submit, args=(range(i, len(sizes), 8),)) for i in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+
+def running():
+    return sum(j.get("states", {}).get("RUNNING", 0) for j in call(c, "GET", "/v1/jobs"))
+
+while running() < tasks:
+    check_time("waiting for %d tasks to run" % tasks)
+    time.sleep(0.1)
+nodes = call(c, "GET", "/v1/nodes")
+held = sum(n["resources"].get("tasks", 0) for n in nodes if n["name"].startswith("victim-"))
+log("%d tasks RUNNING, %d of them on the %d agents about to die" % (tasks, held, kill))
+time.sleep(1)
+
+t_kill = time.time()
+os.kill(victim_pid, 9)
+detect = recovered = None
+poll = 0.02 if agents <= 2000 else 0.1
+while recovered is None:
+    now = time.time()
+    if detect is None:
+        nodes = call(c, "GET", "/v1/nodes")
+        if sum(1 for n in nodes if n["name"].startswith("victim-") and n["state"] == "DOWN") >= kill:
+            detect = now - t_kill
+            log("all %d killed nodes DOWN after %.2fs" % (kill, detect))
+    else:
+        if running() >= tasks:
+            recovered = now - t_kill
+    check_time("waiting for recovery")
+    time.sleep(poll)
+print("detect_s=%.2f recovered_s=%.2f" % (detect, recovered), flush=True)
+EOF
+rc=$?
+set -e
+# The killed process is gone: never signal its pid again.
+victim_pid=
+exit $rc
