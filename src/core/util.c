@@ -358,3 +358,31 @@ void cleanup_closep(int *fd)
 	if (*fd >= 0)
 		close(*fd);
 }
+
+void utf8_clean(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+	while (*p) {
+		int n = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : (*p >> 3) == 30 ? 4 : 0;
+		int ok = n > 0;
+		for (int i = 1; ok && i < n; i++) {
+			if (!p[i]) { /* cut short at the end of the string */
+				*p = 0;
+				return;
+			}
+			ok = (p[i] & 0xc0) == 0x80;
+		}
+		/* Overlong forms and surrogates are invalid too. */
+		if (ok && n == 2 && *p < 0xc2)
+			ok = 0;
+		if (ok && n == 3 && ((*p == 0xe0 && p[1] < 0xa0) || (*p == 0xed && p[1] >= 0xa0)))
+			ok = 0;
+		if (ok && n == 4 && ((*p == 0xf0 && p[1] < 0x90) || *p > 0xf4 || (*p == 0xf4 && p[1] >= 0x90)))
+			ok = 0;
+		if (!ok) {
+			*p++ = '?';
+			continue;
+		}
+		p += n;
+	}
+}

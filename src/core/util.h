@@ -75,6 +75,10 @@ int rm_rf(const char *path);
 /* Random lowercase hex id of n characters (n < 64) into buf (n+1 bytes). */
 void random_hex(char *buf, size_t n);
 
+/* Make s valid UTF-8 in place: a sequence cut short at the end (by a
+ * truncating snprintf) is dropped, other invalid bytes become '?'. */
+void utf8_clean(char *s);
+
 /* Parse a decimal integer exactly (whole string); 0 or -EINVAL/-ERANGE. */
 int parse_int64(const char *s, int64_t *out);
 

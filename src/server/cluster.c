@@ -280,9 +280,11 @@ static void task_add_event(struct task *t, enum task_state s, const char *msg, i
 		t->nevents--;
 	}
 	t->events = xrealloc(t->events, (t->nevents + 1) * sizeof *t->events);
-	t->events[t->nevents++] = (struct task_event){now, s, xstrdup(msg)};
+	char *m = xstrdup(msg);
+	utf8_clean(m); /* messages are cut by snprintf: keep them valid JSON strings */
+	t->events[t->nevents++] = (struct task_event){now, s, m};
 	free(t->message);
-	t->message = xstrdup(msg);
+	t->message = xstrdup(m);
 }
 
 static void task_release_node(struct cluster *c, struct task *t)
@@ -415,7 +417,8 @@ static void job_keep_ended(struct cluster *c, struct job *j, struct task *t)
 {
 	j->ended = xrealloc(j->ended, (j->nended + 1) * sizeof *j->ended);
 	j->ended[j->nended++] = t;
-	while (j->nended > c->cfg.ended_keep) {
+	/* The task that just ended is still in use by the caller: never prune it. */
+	while (j->nended > c->cfg.ended_keep && j->nended > 1) {
 		struct task *old = j->ended[0];
 		memmove(j->ended, j->ended + 1, (j->nended - 1) * sizeof *j->ended);
 		j->nended--;
@@ -441,6 +444,12 @@ static void handle_task_end(struct cluster *c, struct task *t, int64_t now)
 		return;
 
 	char why[300];
+	if (cur->type != JOB_SERVICE && t->state == TASK_FINISHED) {
+		/* Ran to completion, even if a drain or restart was stopping it. */
+		j->instance_done[t->instance] = true;
+		persist_job(c, j);
+		return;
+	}
 	if (t->replace_on_end) {
 		snprintf(why, sizeof why, "restart: replaces %s", t->id);
 		task_create(c, j, t->instance, t, why, 0);
@@ -487,8 +496,11 @@ static void handle_task_end(struct cluster *c, struct task *t, int64_t now)
 /* Stop a task on purpose. Tasks not yet on an agent end at once. */
 static void task_stop(struct cluster *c, struct task *t, enum task_state via, const char *msg)
 {
+	/* Already stopping (by any path): the flags the caller set decide what
+	 * happens when it ends; a second stop transition would be refused. */
 	if (task_state_terminal(t->state) || t->state == TASK_KILLING ||
-	    t->state == TASK_RESTARTING)
+	    t->state == TASK_RESTARTING || t->state == TASK_DRAINING ||
+	    t->state == TASK_PREEMPTING)
 		return;
 	if (t->state == TASK_INIT || t->state == TASK_PENDING || t->state == TASK_THROTTLED) {
 		bool replace = t->replace_on_end;
@@ -621,9 +633,15 @@ uint64_t cluster_job_submit(struct cluster *c, struct job_spec *spec, struct sub
 	/* Scale up, and batch instances that ended are not re-run. */
 	job_ensure_instances(j, (size_t)spec->instances);
 	for (int i = old_instances; i < spec->instances; i++) {
-		if (!j->active[i]) {
+		struct task *t = j->active[i];
+		if (!t) {
 			j->instance_done[i] = false;
 			task_create(c, j, i, NULL, "task created (scale up)", 0);
+		} else if (t->no_replace) {
+			/* Removed by an earlier update and still stopping: it gets a
+			 * successor when it ends. */
+			t->no_replace = false;
+			t->replace_on_end = true;
 		}
 	}
 	persist_job(c, j);
@@ -710,6 +728,10 @@ static struct node *node_new(struct cluster *c, const char *name)
 	random_hex(rnd, 16);
 	n->id = xstrdup(rnd);
 	n->state = NODE_DOWN;
+	/* Desired versions start from the clock, so that after a server restart
+	 * they never repeat one an agent already saw (its long poll would not
+	 * answer). */
+	n->desired_version = (uint64_t)time_now_ms() * 1000;
 	n->port_lo = 20000;
 	n->port_hi = 32767;
 	n->ports = port_pool_new(n->port_lo, n->port_hi);
@@ -765,6 +787,11 @@ static void apply_agent_task(struct cluster *c, struct node *n, json_t *u)
 	const char *id = json_string_value(json_object_get(u, "id"));
 	int st = agent_state_parse(json_object_get(u, "state"));
 	if (!id || st < 0)
+		return;
+	/* Agents report what happened to a task; the stopping states are the
+	 * server's decisions (docs/protocol.md). */
+	if (st != TASK_STARTING && st != TASK_RUNNING && st != TASK_FINISHED &&
+	    st != TASK_FAILED && st != TASK_KILLED && st != TASK_LOST)
 		return;
 	struct task *t = hmap_get(&c->tasks, id);
 	if (!t || task_state_terminal(t->state) || t->node != n)
