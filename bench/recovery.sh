@@ -114,7 +114,8 @@ def submit(idx):
                      "resources": {"cpu": 0.01, "memory": "4MiB"},
                      "constraints": {"host": "limit:%d" % limit}}})
 
-threads = [threading.Thread(target=submit, args=(range(i, len(sizes), 8),)) for i in range(8)]
+threads = [threading.Thread(target=submit, args=(range(i, len(sizes), 8),), daemon=True)
+           for i in range(8)]
 for t in threads:
     t.start()
 for t in threads:

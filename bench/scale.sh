@@ -151,7 +151,7 @@ def submitter():
             errors.append("%s: %s" % (key, e))
             c = conn()
 
-threads = [threading.Thread(target=submitter) for _ in range(submitters)]
+threads = [threading.Thread(target=submitter, daemon=True) for _ in range(submitters)]
 t_first = time.time()
 for t in threads:
     t.start()

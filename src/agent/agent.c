@@ -50,6 +50,7 @@ struct agent {
 	pthread_cond_t changed;
 	struct hmap tasks;       /* id -> struct agent_task* */
 	uint64_t known_version;
+	bool need_full;          /* next watch asks for every task in full */
 	uint64_t report_gen;     /* bumped on every change to the task table */
 	uint64_t reported_gen;   /* the generation the last watch carried */
 	int64_t reported_mono;
@@ -264,6 +265,12 @@ static void reconcile(struct agent *a, json_t *desired)
 		hmap_put(&want, id, d);
 		if (hmap_get(&a->tasks, id))
 			continue;
+		if (!json_object_get(d, "task")) {
+			/* Listed by id only: the server believes we have it. Ask for
+			 * every spec again at the next watch. */
+			a->need_full = true;
+			continue;
+		}
 		struct berr err = {0};
 		if (task_launch(a, d, &err) < 0) {
 			struct agent_task *t = task_add(a, id);
@@ -455,7 +462,9 @@ static void *watch_main(void *arg)
 		 * least every REPORT_EVERY_MS; other watches are pure heartbeats. */
 		pthread_mutex_lock(&a->lock);
 		json_t *body = json_pack("{s:s,s:I,s:i}", "name", a->name, "known_version",
-					 (json_int_t)a->known_version, "wait_ms", 1000);
+					 (json_int_t)(a->need_full ? 0 : a->known_version), "wait_ms",
+					 1000);
+		a->need_full = false;
 		uint64_t gen = a->report_gen;
 		bool with_report = gen != a->reported_gen ||
 				   time_mono_ms() - a->reported_mono >= REPORT_EVERY_MS;

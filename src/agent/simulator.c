@@ -590,10 +590,13 @@ static long scan_watch_reply(struct sim_loop *l, const char *body, size_t len, u
 				return -2;
 		}
 	}
-	if (r < 0 || !have_version || !tasks_at)
+	if (r < 0 || !have_version)
 		return -2;
+	/* An unchanged version needs no list (a server may leave it out). */
 	if (*version == known)
 		return -1;
+	if (!tasks_at)
+		return -2;
 	s.p = tasks_at;
 	if (!sc_open(&s, '['))
 		return -2;

@@ -22,9 +22,15 @@ void hmap_init(struct hmap *m)
 	memset(m, 0, sizeof *m);
 }
 
+void hmap_init_borrowed(struct hmap *m)
+{
+	memset(m, 0, sizeof *m);
+	m->borrow = 1;
+}
+
 void hmap_release(struct hmap *m)
 {
-	for (size_t i = 0; i < m->cap; i++)
+	for (size_t i = 0; i < m->cap && !m->borrow; i++)
 		if (m->slots[i].key && m->slots[i].key != HMAP_TOMBSTONE)
 			free(m->slots[i].key);
 	free(m->slots);
@@ -89,7 +95,7 @@ void *hmap_put(struct hmap *m, const char *key, void *value)
 		i = (i + 1) & mask;
 	if (!m->slots[i].key)
 		m->used++;
-	m->slots[i].key = xstrdup(key);
+	m->slots[i].key = m->borrow ? (char *)key : xstrdup(key);
 	m->slots[i].value = value;
 	m->slots[i].hash = h;
 	m->count++;
@@ -102,7 +108,8 @@ void *hmap_del(struct hmap *m, const char *key)
 	if (!s)
 		return NULL;
 	void *v = s->value;
-	free(s->key);
+	if (!m->borrow)
+		free(s->key);
 	s->key = HMAP_TOMBSTONE;
 	s->value = NULL;
 	m->count--;

@@ -17,9 +17,14 @@ struct hmap {
 	size_t cap;    /* power of two */
 	size_t count;  /* live entries */
 	size_t used;   /* live + tombstones */
+	int borrow;    /* keys are the caller's (see hmap_init_borrowed) */
 };
 
 void hmap_init(struct hmap *m);
+/* A map that keeps the caller's key pointers instead of copies: each key
+ * must stay valid, unchanged, until its entry is deleted or the map is
+ * released (e.g. a task's id, for maps of tasks: saves a copy per task). */
+void hmap_init_borrowed(struct hmap *m);
 /* Frees the keys, not the values. */
 void hmap_release(struct hmap *m);
 void *hmap_get(const struct hmap *m, const char *key);

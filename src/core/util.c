@@ -155,6 +155,37 @@ void sbuf_addf(struct sbuf *sb, const char *fmt, ...)
 	va_end(ap);
 }
 
+void sbuf_add_json_str(struct sbuf *sb, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	sbuf_add(sb, "\"", 1);
+	const char *run = s;
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch >= 0x20 && ch != '"' && ch != '\\')
+			continue;
+		sbuf_add(sb, run, (size_t)(s - run));
+		run = s + 1;
+		char esc[7] = {'\\', 0};
+		switch (ch) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\t': esc[1] = 't'; break;
+		case '\r': esc[1] = 'r'; break;
+		default:
+			esc[1] = 'u';
+			esc[2] = '0';
+			esc[3] = '0';
+			esc[4] = hex[ch >> 4];
+			esc[5] = hex[ch & 15];
+		}
+		sbuf_adds(sb, esc);
+	}
+	sbuf_add(sb, run, (size_t)(s - run));
+	sbuf_add(sb, "\"", 1);
+}
+
 char *sbuf_detach(struct sbuf *sb)
 {
 	char *b = sb->buf;
@@ -317,19 +348,40 @@ int rm_rf(const char *path)
 	return 0;
 }
 
+/* xorshift128+ seeded from the kernel once per thread: ids are made by the
+ * hundred thousand, and a getrandom() call each cost more than the rest of
+ * making a task. Uniqueness, not secrecy, is what ids need. */
+static __thread uint64_t rng_s[2];
+
+static uint64_t rng_next(void)
+{
+	if (!rng_s[0] && !rng_s[1]) {
+		if (getrandom(rng_s, sizeof rng_s, 0) != (ssize_t)sizeof rng_s) {
+			rng_s[0] = (uint64_t)time_now_ms() ^ ((uint64_t)getpid() << 32);
+			rng_s[1] = (uint64_t)time_mono_ms() ^ (uint64_t)(uintptr_t)&rng_s;
+		}
+		rng_s[0] |= 1;
+	}
+	uint64_t x = rng_s[0];
+	const uint64_t y = rng_s[1];
+	rng_s[0] = y;
+	x ^= x << 23;
+	rng_s[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
+	return rng_s[1] + y;
+}
+
 void random_hex(char *buf, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	unsigned char raw[32];
 	if (n > 63)
 		n = 63;
-	size_t need = (n + 1) / 2;
-	if (getrandom(raw, need, 0) != (ssize_t)need) {
-		for (size_t i = 0; i < need; i++)
-			raw[i] = (unsigned char)rand();
+	uint64_t r = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (i % 16 == 0)
+			r = rng_next();
+		buf[i] = hex[r & 0xf];
+		r >>= 4;
 	}
-	for (size_t i = 0; i < n; i++)
-		buf[i] = hex[(raw[i / 2] >> ((i & 1) ? 0 : 4)) & 0xf];
 	buf[n] = 0;
 }
 

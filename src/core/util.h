@@ -54,6 +54,8 @@ void sbuf_addf(struct sbuf *sb, const char *fmt, ...) __attribute__((format(prin
 void sbuf_vaddf(struct sbuf *sb, const char *fmt, va_list ap);
 /* Hand the buffer to the caller (who frees it) and reset sb. */
 char *sbuf_detach(struct sbuf *sb);
+/* Append s as a JSON string literal (quoted, escaped). s must be UTF-8. */
+void sbuf_add_json_str(struct sbuf *sb, const char *s);
 void sbuf_release(struct sbuf *sb);
 
 /* Time in milliseconds: wall clock (for records) and monotonic (for timers). */

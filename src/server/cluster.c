@@ -23,7 +23,7 @@
 #include "sched/placement.h"
 #include "sched/ports.h"
 
-#define MAX_EVENTS 32
+#define MAX_EVENTS 16
 
 static const char *const node_state_names[] = {"ACTIVE", "DRAINING", "DRAINED", "DOWN"};
 
@@ -54,7 +54,7 @@ struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg)
 		cluster_config_defaults(&c->cfg);
 	c->store = st;
 	hmap_init(&c->jobs);
-	hmap_init(&c->tasks);
+	hmap_init_borrowed(&c->tasks); /* keyed by each task's own id */
 	hmap_init(&c->nodes);
 	c->pending = store_batch_new();
 	c->loaded_mono = time_mono_ms();
@@ -79,6 +79,7 @@ static void job_free(struct job *j)
 	for (size_t i = 0; i < j->nversions; i++) {
 		spec_free(j->versions[i].spec);
 		json_decref(j->versions[i].json);
+		free(j->versions[i].task_text);
 	}
 	free(j->versions);
 	free(j->active);
@@ -143,39 +144,51 @@ static void put_json(struct cluster *c, const char *key, json_t *v)
 	free(s);
 }
 
-static json_t *task_record(const struct task *t)
-{
-	json_t *ev = json_array();
-	for (size_t i = 0; i < t->nevents; i++)
-		json_array_append_new(ev, json_pack("{s:I,s:s,s:s}", "time_ms",
-						    (json_int_t)t->events[i].time_ms, "state",
-						    task_state_name(t->events[i].state), "message",
-						    t->events[i].message));
-	json_t *r = json_pack("{s:s,s:s,s:i,s:i,s:s,s:i,s:i,s:s,s:I,s:I,s:i,s:i,s:I,s:b,s:b,s:o}",
-			      "id", t->id, "job", t->job->key, "instance", t->instance, "version",
-			      t->version, "state", task_state_name(t->state), "pid", t->pid,
-			      "exit_code", t->exit_code, "message", t->message ? t->message : "",
-			      "created_ms", (json_int_t)t->created_ms, "running_since_ms",
-			      (json_int_t)t->running_since_ms, "failures", t->failures,
-			      "quick_deaths", t->quick_deaths, "throttle_until_ms",
-			      (json_int_t)t->throttle_until_ms, "replace_on_end", t->replace_on_end,
-			      "no_replace", t->no_replace, "events", ev);
-	if (t->node)
-		json_object_set_new(r, "node", json_string(t->node->name));
-	if (t->ancestor)
-		json_object_set_new(r, "ancestor", json_string(t->ancestor));
-	if (t->ports)
-		json_object_set(r, "ports", t->ports);
-	return r;
-}
-
+/* The task's store record, written as text: this runs for every task at
+ * every commit that touched it, so it avoids building a JSON tree. */
 static void write_task(struct cluster *c, struct task *t)
 {
+	struct sbuf sb;
+	sbuf_init(&sb);
+	sbuf_adds(&sb, "{\"id\":");
+	sbuf_add_json_str(&sb, t->id);
+	sbuf_adds(&sb, ",\"job\":");
+	sbuf_add_json_str(&sb, t->job->key);
+	sbuf_addf(&sb,
+		  ",\"instance\":%d,\"version\":%d,\"state\":\"%s\",\"pid\":%d,\"exit_code\":%d,"
+		  "\"created_ms\":%lld,\"running_since_ms\":%lld,\"failures\":%d,"
+		  "\"quick_deaths\":%d,\"throttle_until_ms\":%lld,\"replace_on_end\":%s,"
+		  "\"no_replace\":%s,\"message\":",
+		  t->instance, t->version, task_state_name(t->state), t->pid, t->exit_code,
+		  (long long)t->created_ms, (long long)t->running_since_ms, t->failures,
+		  t->quick_deaths, (long long)t->throttle_until_ms,
+		  t->replace_on_end ? "true" : "false", t->no_replace ? "true" : "false");
+	sbuf_add_json_str(&sb, t->message ? t->message : "");
+	if (t->node) {
+		sbuf_adds(&sb, ",\"node\":");
+		sbuf_add_json_str(&sb, t->node->name);
+	}
+	if (t->ancestor) {
+		sbuf_adds(&sb, ",\"ancestor\":");
+		sbuf_add_json_str(&sb, t->ancestor);
+	}
+	if (t->ports) {
+		char *p = json_dumps(t->ports, JSON_COMPACT);
+		sbuf_addf(&sb, ",\"ports\":%s", p);
+		free(p);
+	}
+	sbuf_adds(&sb, ",\"events\":[");
+	for (size_t i = 0; i < t->nevents; i++) {
+		sbuf_addf(&sb, "%s{\"time_ms\":%lld,\"state\":\"%s\",\"message\":", i ? "," : "",
+			  (long long)t->events[i].time_ms, task_state_name(t->events[i].state));
+		sbuf_add_json_str(&sb, t->events[i].message);
+		sbuf_adds(&sb, "}");
+	}
+	sbuf_adds(&sb, "]}");
 	char key[512];
 	snprintf(key, sizeof key, "tasks/%s", t->id);
-	json_t *r = task_record(t);
-	put_json(c, key, r);
-	json_decref(r);
+	store_batch_put(c->pending, key, sb.buf, sb.len);
+	sbuf_release(&sb);
 }
 
 /* A task changes several times per tick (INIT -> PENDING -> ASSIGNED): mark
@@ -531,7 +544,7 @@ static struct job *job_new(struct cluster *c, const char *key)
 static void job_add_version(struct job *j, int version, struct job_spec *spec, json_t *json)
 {
 	j->versions = xrealloc(j->versions, (j->nversions + 1) * sizeof *j->versions);
-	j->versions[j->nversions++] = (struct job_version){version, spec, json};
+	j->versions[j->nversions++] = (struct job_version){version, spec, json, NULL};
 	j->version = version;
 }
 
@@ -604,6 +617,8 @@ uint64_t cluster_job_submit(struct cluster *c, struct job_spec *spec, struct sub
 		 * update policy...) is replaced in place. */
 		spec_free(cur->spec);
 		json_decref(cur->json);
+		free(cur->task_text);
+		cur->task_text = NULL;
 		cur->spec = spec;
 		cur->json = json;
 	}
@@ -735,7 +750,7 @@ static struct node *node_new(struct cluster *c, const char *name)
 	n->port_lo = 20000;
 	n->port_hi = 32767;
 	n->ports = port_pool_new(n->port_lo, n->port_hi);
-	hmap_init(&n->tasks);
+	hmap_init_borrowed(&n->tasks);
 	hmap_put(&c->nodes, name, n);
 	return n;
 }
@@ -903,7 +918,7 @@ uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply,
 	struct node *n = hmap_get(&c->nodes, name);
 	if (!n)
 		n = node_new(c, name);
-	node_set_attrs(n, attrs ? attrs : json_object_get(json_object(), "x"));
+	node_set_attrs(n, attrs);
 	node_set_resources(n, res);
 	free(n->addr);
 	n->addr = xstrdup(json_string_value(json_object_get(body, "addr")));
@@ -966,9 +981,24 @@ uint64_t cluster_agent_status(struct cluster *c, json_t *body, struct berr *err)
 	return touched(c);
 }
 
-json_t *cluster_node_desired(struct cluster *c, struct node *n)
+/* The task section of a version as JSON text, made once per version. */
+static const char *job_version_task_text(struct job_version *jv)
 {
-	json_t *tasks = json_array();
+	if (!jv->task_text)
+		jv->task_text = json_dumps(json_object_get(jv->json, "task"), JSON_COMPACT);
+	return jv->task_text;
+}
+
+char *cluster_node_desired_text(struct cluster *c, struct node *n, uint64_t known)
+{
+	/* Written as text: with thousands of agents polling this is the
+	 * server's hottest path. A task's spec goes out only when the agent may
+	 * not have it yet (assigned after the version it knows); the rest are
+	 * listed by id, which keeps the reply level-triggered but small. */
+	struct sbuf sb;
+	sbuf_init(&sb);
+	sbuf_addf(&sb, "{\"version\":%llu,\"tasks\":[", (unsigned long long)n->desired_version);
+	bool first = true;
 	size_t it = 0;
 	void *v;
 	while (hmap_next(&n->tasks, &it, NULL, &v)) {
@@ -979,15 +1009,37 @@ json_t *cluster_node_desired(struct cluster *c, struct node *n)
 		struct job_version *jv = job_version_get(t->job, t->version);
 		if (!jv)
 			continue;
-		json_array_append_new(
-			tasks, json_pack("{s:s,s:s,s:i,s:i,s:O,s:o,s:s}", "id", t->id, "job",
-					 t->job->key, "instance", t->instance, "version", t->version,
-					 "task", json_object_get(jv->json, "task"), "ports",
-					 t->ports ? json_incref(t->ports) : json_object(), "host",
-					 n->name));
+		sbuf_adds(&sb, first ? "{\"id\":" : ",{\"id\":");
+		first = false;
+		sbuf_add_json_str(&sb, t->id);
+		if (known && t->assigned_at <= known) {
+			sbuf_adds(&sb, "}");
+			continue;
+		}
+		sbuf_adds(&sb, ",\"job\":");
+		sbuf_add_json_str(&sb, t->job->key);
+		sbuf_addf(&sb, ",\"instance\":%d,\"version\":%d,\"host\":", t->instance, t->version);
+		sbuf_add_json_str(&sb, n->name);
+		if (t->ports) {
+			char *p = json_dumps(t->ports, JSON_COMPACT);
+			sbuf_addf(&sb, ",\"ports\":%s", p);
+			free(p);
+		} else {
+			sbuf_adds(&sb, ",\"ports\":{}");
+		}
+		sbuf_addf(&sb, ",\"task\":%s}", job_version_task_text(jv));
 	}
+	sbuf_adds(&sb, "]}");
 	(void)c;
-	return json_pack("{s:I,s:o}", "version", (json_int_t)n->desired_version, "tasks", tasks);
+	return sbuf_detach(&sb);
+}
+
+json_t *cluster_node_desired(struct cluster *c, struct node *n)
+{
+	char *text = cluster_node_desired_text(c, n, 0);
+	json_t *j = json_loads(text, 0, NULL);
+	free(text);
+	return j;
 }
 
 uint64_t cluster_node_drain(struct cluster *c, const char *name, bool drain, struct berr *err)
@@ -1300,8 +1352,12 @@ static void json_diff(json_t *old, json_t *new, const char *path, json_t *out)
 
 json_t *cluster_job_plan(struct cluster *c, struct job_spec *spec, struct berr *err)
 {
-	(void)err;
 	struct job *j = hmap_get(&c->jobs, spec->key);
+	if (j && j->killed) {
+		berr_set(err, 409, "job '%s' is being killed; plan again once its tasks ended",
+			 j->key);
+		return NULL;
+	}
 	json_t *newj = spec_to_json(spec);
 	json_t *diff = json_array();
 	json_t *add = json_array(), *remove = json_array(), *update = json_array(),

@@ -70,6 +70,7 @@ struct job_version {
 	int version;
 	struct job_spec *spec;
 	json_t *json;            /* canonical spec */
+	char *task_text;         /* its task section as JSON text (cached) */
 };
 
 enum job_outcome { JOB_OUTCOME_RUNNING = 0, JOB_OUTCOME_FINISHED, JOB_OUTCOME_FAILED };
@@ -168,8 +169,13 @@ uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply,
 uint64_t cluster_agent_watch(struct cluster *c, json_t *body, struct node **node_out,
 			     struct berr *err);
 uint64_t cluster_agent_status(struct cluster *c, json_t *body, struct berr *err);
-/* The desired set for a node: {"version": N, "tasks": [...]} (new ref). */
+/* The desired set for a node: {"version": N, "tasks": [...]} (new ref);
+ * every task in full. */
 json_t *cluster_node_desired(struct cluster *c, struct node *n);
+/* The same as the JSON text a watch answers with (caller frees): tasks
+ * assigned at or before `known` are listed by id only ({"id": ...}); known =
+ * 0 lists every task in full. */
+char *cluster_node_desired_text(struct cluster *c, struct node *n, uint64_t known);
 uint64_t cluster_node_drain(struct cluster *c, const char *name, bool drain, struct berr *err);
 
 /* Periodic work: scheduling, throttles, heartbeat deadlines, drains. Returns

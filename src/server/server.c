@@ -39,6 +39,7 @@ struct request {
 	int status;
 	json_t *reply;
 	char *location;            /* redirect */
+	char *text;                /* a ready JSON text reply (instead of reply) */
 	struct node *watch_node;
 	uint64_t known_version;
 	int64_t deadline_mono;
@@ -336,7 +337,11 @@ static void route(struct request *q, const char *method, const char *url)
 			reply_error(q, err.code ? err.code : 400, err.msg);
 			return;
 		}
-		reply_ok(q, cluster_job_plan(c, spec, &err));
+		json_t *plan = cluster_job_plan(c, spec, &err);
+		if (plan)
+			reply_ok(q, plan);
+		else
+			reply_error(q, err.code ? err.code : 500, err.msg);
 		spec_free(spec);
 		return;
 	}
@@ -382,6 +387,16 @@ static enum MHD_Result send_ready(struct request *q)
 		struct MHD_Response *r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
 		MHD_add_response_header(r, "Location", q->location);
 		enum MHD_Result ret = MHD_queue_response(q->conn, 307, r);
+		MHD_destroy_response(r);
+		return ret;
+	}
+	if (q->text) {
+		size_t n = strlen(q->text);
+		struct MHD_Response *r =
+			MHD_create_response_from_buffer(n, q->text, MHD_RESPMEM_MUST_FREE);
+		q->text = NULL;
+		MHD_add_response_header(r, "Content-Type", "application/json");
+		enum MHD_Result ret = MHD_queue_response(q->conn, (unsigned)q->status, r);
 		MHD_destroy_response(r);
 		return ret;
 	}
@@ -446,6 +461,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	sbuf_release(&q->body);
 	json_decref(q->reply);
 	free(q->location);
+	free(q->text);
 	free(q);
 	*con_cls = NULL;
 }
@@ -471,8 +487,8 @@ static void collect_ready(struct server *s, struct request **ready, bool all, bo
 			if (q->phase == REQ_WATCH &&
 			    (q->watch_node->desired_version != q->known_version ||
 			     mono >= q->deadline_mono)) {
-				json_decref(q->reply);
-				q->reply = cluster_node_desired(c, q->watch_node);
+				free(q->text);
+				q->text = cluster_node_desired_text(c, q->watch_node, q->known_version);
 				q->phase = REQ_READY;
 				done = true;
 			}
@@ -483,8 +499,8 @@ static void collect_ready(struct server *s, struct request **ready, bool all, bo
 			} else if (q->phase == REQ_WATCH &&
 				   (q->watch_node->desired_version != q->known_version ||
 				    mono >= q->deadline_mono)) {
-				json_decref(q->reply);
-				q->reply = cluster_node_desired(c, q->watch_node);
+				free(q->text);
+				q->text = cluster_node_desired_text(c, q->watch_node, q->known_version);
 				q->phase = REQ_READY;
 				done = true;
 			}

@@ -3,8 +3,7 @@
  *
  * store.c owns everything that does not depend on the backend (batches,
  * location parsing, the rules of use); a backend only implements struct
- * store_ops. Adding etcd means writing store_etcd.c with a `store_etcd_ops`
- * table and listing it in store.c's backend table.
+ * store_ops: store_sqlite.c and store_etcd.c (docs/store.md).
  */
 #ifndef BERTH_STORE_INTERNAL_H
 #define BERTH_STORE_INTERNAL_H
@@ -75,5 +74,14 @@ struct store {
 char *store_prefix_end(const char *prefix);
 
 extern const struct store_ops store_sqlite_ops;
+extern const struct store_ops store_etcd_ops;
+
+/* Base64 (RFC 4648, padded) as etcd's JSON gateway writes bytes; the etcd
+ * backend's own, exported for its unit tests. Encode returns a
+ * NUL-terminated string (caller frees). Decode takes the standard or the
+ * URL-safe alphabet, padding optional; 0 with *out NUL-terminated (caller
+ * frees), or -1 on anything that is not base64. */
+char *store_base64_encode(const void *data, size_t len);
+int store_base64_decode(const char *in, size_t n, char **out, size_t *out_len);
 
 #endif

@@ -105,24 +105,14 @@ char *store_prefix_end(const char *prefix)
 
 /* ---- open, close and dispatch ---- */
 
-/* Backends by scheme. A backend that is not compiled in has ops == NULL, so
- * that its locations give a clear error instead of being taken for a file
- * name. */
-#ifdef BERTH_HAVE_ETCD
-extern const struct store_ops store_etcd_ops;
-#define ETCD_OPS (&store_etcd_ops)
-#else
-#define ETCD_OPS NULL
-#endif
-
+/* Backends by scheme. */
 static const struct {
 	const char *scheme; /* what the location starts with */
 	bool keep_scheme;   /* etcd wants its whole URL list */
-	const char *name;
 	const struct store_ops *ops;
 } backends[] = {
-    {"sqlite:", false, "sqlite", &store_sqlite_ops},
-    {"etcd://", true, "etcd", ETCD_OPS},
+    {"sqlite:", false, &store_sqlite_ops},
+    {"etcd://", true, &store_etcd_ops},
 };
 
 struct store *store_open(const char *location, struct berr *err)
@@ -137,10 +127,6 @@ struct store *store_open(const char *location, struct berr *err)
 		size_t n = strlen(backends[i].scheme);
 		if (strncmp(location, backends[i].scheme, n))
 			continue;
-		if (!backends[i].ops) {
-			berr_set(err, 0, "store: %s backend not built", backends[i].name);
-			return NULL;
-		}
 		ops = backends[i].ops;
 		rest = backends[i].keep_scheme ? location : location + n;
 		break;

@@ -1,0 +1,60 @@
+/* image_registry.h - image references, and the OCI distribution API (the
+ * Docker registry v2 protocol) over libcurl.
+ *
+ * References: [HOST[:PORT]/]NAME[:TAG][@sha256:HEX]. The first component is
+ * a registry host when it has a '.' or a ':' or is "localhost", as Docker
+ * reads them; otherwise the image is on Docker Hub (registry-1.docker.io,
+ * "library/" added to one-component names). No tag and no digest = "latest".
+ *
+ * Transport: plain HTTP for registries on loopback addresses (127.0.0.0/8,
+ * localhost, ::1), as Docker does, and for hosts listed in
+ * BERTH_INSECURE_REGISTRIES (comma-separated host:port); HTTPS with
+ * certificate checks everywhere else.
+ *
+ * Auth: a request answered 401 with `WWW-Authenticate: Bearer realm=...,
+ * service=...,scope=...` gets a token from the realm (anonymously, or with
+ * BERTH_REGISTRY_AUTH=user:password as Basic credentials) and is retried
+ * once with it; a `Basic` challenge is answered with BERTH_REGISTRY_AUTH.
+ *
+ * Every manifest is hashed and compared with the digest asked for (or with
+ * the registry's Docker-Content-Digest when fetched by tag); every blob is
+ * hashed while it streams to disk and compared with its digest and size.
+ */
+#ifndef BERTH_IMAGE_REGISTRY_H
+#define BERTH_IMAGE_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/image_digest.h"
+#include "core/util.h"
+
+struct registry_ref {
+	char *host;   /* "127.0.0.1:5000" */
+	char *name;   /* "test/busybox" */
+	char *tag;    /* "1", or NULL when only a digest was given */
+	char *digest; /* "sha256:..." or NULL */
+};
+
+int registry_ref_parse(const char *s, struct registry_ref *r, struct berr *err);
+void registry_ref_free(struct registry_ref *r);
+/* Does this host get plain HTTP? */
+bool registry_insecure(const char *host);
+
+struct registry;
+
+struct registry *registry_new(const struct registry_ref *ref);
+void registry_free(struct registry *rg);
+
+/* Fetch the manifest (or index) `reference` (a tag or a digest). *body is
+ * NUL-terminated; *media_type is the Content-Type (may be ""); digest gets
+ * the verified digest of the body. Missing = an error with code 404. */
+int registry_get_manifest(struct registry *rg, const char *reference, char **body, size_t *len,
+			  char **media_type, char *digest, struct berr *err);
+/* Stream the blob into fd (at its current offset), verifying size (when
+ * size >= 0) and digest. */
+int registry_get_blob(struct registry *rg, const char *digest, int64_t size, int fd,
+		      struct berr *err);
+
+#endif
