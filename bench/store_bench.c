@@ -3,12 +3,13 @@
  * loading the state at start).
  *
  *   store_bench LOCATION [--puts N] [--batch B] [--keys K] [--value BYTES]
+ *               [--rounds R]
  *
  * LOCATION is anything store_open takes: a file path (SQLite) or
  * etcd://127.0.0.1:2379/bench (the bench writes under its own key prefix
  * there and deletes it at the end; see docs/store.md to start an etcd).
  * Defaults: 10,000 puts committed in batches of 10,000, a scan of 100,000
- * keys, 512-byte values (about a task record). Prints:
+ * keys (R times), 512-byte values (about a task record). Prints:
  *   backend=etcd puts=10000 batch=10000 commit_ms=... puts_per_s=...
  *   backend=etcd keys=100000 scan_ms=... keys_per_s=... bytes=...
  *
@@ -72,11 +73,11 @@ int main(int argc, char **argv)
 	if (argc < 2) {
 		fprintf(stderr,
 			"usage: store_bench LOCATION [--puts N] [--batch B] [--keys K] "
-			"[--value BYTES]\n");
+			"[--value BYTES] [--rounds R]\n");
 		return 2;
 	}
 	const char *loc = argv[1];
-	size_t puts = 10000, batch = 10000, keys = 100000, vlen = 512;
+	size_t puts = 10000, batch = 10000, keys = 100000, vlen = 512, rounds = 1;
 	for (int i = 2; i + 1 < argc; i += 2) {
 		int64_t v = 0;
 		if (parse_int64(argv[i + 1], &v) < 0 || v <= 0) {
@@ -91,6 +92,8 @@ int main(int argc, char **argv)
 			keys = (size_t)v;
 		else if (!strcmp(argv[i], "--value"))
 			vlen = (size_t)v;
+		else if (!strcmp(argv[i], "--rounds"))
+			rounds = (size_t)v;
 		else {
 			fprintf(stderr, "store_bench: unknown option '%s'\n", argv[i]);
 			return 2;
@@ -112,17 +115,20 @@ int main(int argc, char **argv)
 
 	/* The scan: keys in batches of 10,000, then one scan of them all. */
 	fill(st, "bench/s/", keys, 10000, vlen);
-	struct seen s = {0};
-	int64_t t0 = time_mono_ms();
-	if (store_scan(st, "bench/s/", count, &s, &err) != 0)
-		die("scan", &err);
-	ms = time_mono_ms() - t0;
-	if (s.n != keys) {
-		fprintf(stderr, "store_bench: scan saw %zu keys, not %zu\n", s.n, keys);
-		return 1;
+	for (size_t r = 0; r < rounds; r++) {
+		struct seen s = {0};
+		int64_t t0 = time_mono_ms();
+		if (store_scan(st, "bench/s/", count, &s, &err) != 0)
+			die("scan", &err);
+		ms = time_mono_ms() - t0;
+		if (s.n != keys) {
+			fprintf(stderr, "store_bench: scan saw %zu keys, not %zu\n", s.n, keys);
+			return 1;
+		}
+		printf("backend=%s keys=%zu value=%zu scan_ms=%lld keys_per_s=%.0f bytes=%zu\n",
+		       name, s.n, vlen, (long long)ms, ms ? s.n * 1000.0 / (double)ms : 0.0,
+		       s.bytes);
 	}
-	printf("backend=%s keys=%zu value=%zu scan_ms=%lld keys_per_s=%.0f bytes=%zu\n", name, s.n,
-	       vlen, (long long)ms, ms ? s.n * 1000.0 / (double)ms : 0.0, s.bytes);
 
 	store_batch_clear(b);
 	store_batch_delete_prefix(b, "bench/");

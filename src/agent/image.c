@@ -1080,7 +1080,7 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 	free(fs);
 	if (rc < 0) {
 		berr_prefix(err, "image '%s'", source_name(s));
-		rm_rf(tmp);
+		rm_at(AT_FDCWD, tmp);
 		goto out;
 	}
 	json_t *meta = json_pack("{s:s,s:s,s:I,s:I,s:s,s:I}", "digest", digest, "diff_id",
@@ -1101,7 +1101,7 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 	}
 	if (w < 0 || rename(tmp, final) < 0) {
 		int e = w < 0 ? w : -errno;
-		rm_rf(tmp);
+		rm_at(AT_FDCWD, tmp);
 		if (!path_exists(final))
 			rc = berr_set(err, 0, "cannot store layer '%s': %s", digest, errstr(e));
 	} else {
@@ -1581,7 +1581,7 @@ int image_gc(struct image_cache *c, uint64_t max_bytes, int64_t max_age_ms,
 		if (kept_has(v, n, true, layers[i]))
 			continue;
 		char *p = xasprintf("%s/%s", c->layers, layers[i]);
-		rm_rf(p);
+		rm_at(AT_FDCWD, p);
 		free(p);
 	}
 	strv_free(layers, nl);
@@ -1603,7 +1603,7 @@ int image_gc(struct image_cache *c, uint64_t max_bytes, int64_t max_age_ms,
 	char **tmps = list_dir(c->tmp, &nt);
 	for (size_t i = 0; i < nt; i++) {
 		char *p = xasprintf("%s/%s", c->tmp, tmps[i]);
-		rm_rf(p);
+		rm_at(AT_FDCWD, p);
 		free(p);
 	}
 	strv_free(tmps, nt);

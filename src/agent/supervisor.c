@@ -44,6 +44,7 @@
 #include "agent/cgroup.h"
 #include "agent/exec_isolation.h"
 #include "agent/logfile.h"
+#include "agent/oci_bundle.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define DEFAULT_CGROUP_PARENT "berth"
@@ -120,6 +121,9 @@ static json_t *launch_to_json(const struct task_launch *l, const char *sandbox)
 	json_object_set_new(o, "instance", json_integer(l->instance));
 	json_object_set_new(o, "driver", json_string(l->driver && *l->driver ? l->driver : "exec"));
 	json_object_set_new(o, "sandbox_dir", json_string(sandbox));
+	json_object_set_new(o, "image", json_string(l->image ? l->image : ""));
+	json_object_set_new(o, "runtime", json_string(l->runtime ? l->runtime : ""));
+	json_object_set_new(o, "data_dir", json_string(l->data_dir ? l->data_dir : ""));
 	json_object_set_new(o, "argv", str_array(l->argv, l->argc));
 	json_object_set_new(o, "env", str_array(l->env, l->nenv));
 	json_object_set_new(o, "user", json_string(l->user ? l->user : ""));
@@ -141,6 +145,11 @@ struct launch_doc {
 	json_t *root;
 	char **argv, **env;
 };
+
+static bool is_oci(const struct task_launch *l)
+{
+	return l->driver && !strcmp(l->driver, "oci");
+}
 
 static const char *jstr(json_t *o, const char *key)
 {
@@ -187,6 +196,9 @@ static int launch_read(const char *sandbox, struct launch_doc *d, struct berr *e
 	l->instance = (int)jint(o, "instance");
 	l->driver = jstr(o, "driver");
 	l->sandbox_dir = jstr(o, "sandbox_dir");
+	l->image = jstr(o, "image");
+	l->runtime = jstr(o, "runtime");
+	l->data_dir = jstr(o, "data_dir");
 	d->argv = jstr_array(o, "argv", &l->argc);
 	l->argv = d->argv;
 	d->env = jstr_array(o, "env", &l->nenv);
@@ -202,7 +214,7 @@ static int launch_read(const char *sandbox, struct launch_doc *d, struct berr *e
 	l->log_max_files = (int)jint(o, "log_max_files");
 	if (!l->task_id)
 		return berr_set(err, 0, "launch.json: missing 'task_id'");
-	if (l->argc == 0)
+	if (l->argc == 0 && !is_oci(l))
 		return berr_set(err, 0, "launch.json: empty 'argv'");
 	return 0;
 }
@@ -487,11 +499,14 @@ int supervisor_launch(const struct task_launch *l, const char *exe, pid_t *super
 				l && l->task_id ? l->task_id : "");
 	if (!l->sandbox_dir || !*l->sandbox_dir)
 		return berr_set(err, 400, "task '%s': no sandbox directory", l->task_id);
-	if (l->argc == 0 || !l->argv || !l->argv[0] || !*l->argv[0])
-		return berr_set(err, 400, "task '%s': empty command", l->task_id);
-	if (l->driver && *l->driver && strcmp(l->driver, "exec"))
+	if (l->driver && *l->driver && strcmp(l->driver, "exec") && !is_oci(l))
 		return berr_set(err, 400, "task '%s': driver '%s' is not run by the supervisor",
 				l->task_id, l->driver);
+	if (is_oci(l) && (!l->image || !*l->image))
+		return berr_set(err, 400, "task '%s': driver oci needs an image", l->task_id);
+	/* oci: no command = the image's own */
+	if (!is_oci(l) && (l->argc == 0 || !l->argv || !l->argv[0] || !*l->argv[0]))
+		return berr_set(err, 400, "task '%s': empty command", l->task_id);
 	if (!exe || !*exe)
 		return berr_set(err, 0, "task '%s': no supervisor executable", l->task_id);
 
@@ -607,6 +622,7 @@ struct sup {
 	char fail_msg[256];
 	bool stopping, hard_killed;
 	int64_t stop_deadline;
+	struct oci_task *oci; /* driver oci: the container's init is init_pid */
 };
 
 static void slog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -710,7 +726,9 @@ static void fail(struct sup *s, int code, const char *fmt, ...)
 static void hard_kill(struct sup *s)
 {
 	s->hard_killed = true;
-	if (s->init_pid > 0 && !s->init_done)
+	if (s->oci && s->init_pid > 0 && !s->init_done)
+		oci_task_kill(s->oci, SIGKILL, true);
+	else if (s->init_pid > 0 && !s->init_done)
 		kill(s->init_pid, SIGKILL);
 	if (s->cg) {
 		int r = cgroup_kill(s->cg);
@@ -732,7 +750,9 @@ static void begin_stop(struct sup *s)
 	}
 	/* The init forwards it to the program's process group. Not started
 	 * yet (init_pid 0): supervisor_main checks for the stop itself. */
-	if (s->init_pid > 0)
+	if (s->oci && s->init_pid > 0)
+		oci_task_kill(s->oci, SIGTERM, false);
+	else if (s->init_pid > 0)
 		kill(s->init_pid, SIGTERM);
 	s->stop_deadline = time_mono_ms() + (int64_t)s->doc.l.stop_grace_ms;
 }
@@ -752,6 +772,9 @@ static void handle_signals(struct sup *s)
 		if (w == s->init_pid) {
 			s->init_done = true;
 			s->init_status = st;
+			/* oci: the container's init is the program */
+			s->prog_exited |= s->oci != NULL;
+			s->prog_status = s->oci ? st : s->prog_status;
 		}
 	}
 }
@@ -886,6 +909,8 @@ static void finish(struct sup *s)
 		if (e < 0)
 			slog("cannot remove the task's cgroup: %s", errstr(e));
 	}
+	if (s->oci)
+		oci_task_cleanup(s->oci);
 	r->phase = PHASE_EXITED;
 	r->finished_ms = time_now_ms();
 	r->oom = ooms > 0;
@@ -999,6 +1024,72 @@ static void free_strv(char **v)
 	free(v);
 }
 
+/* The oci driver: image, bundle, `runc run --detach`. A failure is the
+ * task's (fail() has the message). Returns the container init's host pid,
+ * 0 when a stop came while the image was being prepared, -1 on failure. */
+static pid_t start_oci(struct sup *s, int out_fd, int err_fd)
+{
+	const struct task_launch *l = &s->doc.l;
+	struct berr err = {0};
+	char *data_dir = NULL;
+	if (l->data_dir) {
+		data_dir = xstrdup(l->data_dir);
+	} else { /* <data-dir>/tasks/<id> */
+		data_dir = xstrdup(s->sandbox);
+		for (int i = 0; i < 2; i++) {
+			char *slash = strrchr(data_dir, '/');
+			if (slash && slash != data_dir)
+				*slash = 0;
+		}
+	}
+	const char *parent = l->cgroup_parent ? l->cgroup_parent : DEFAULT_CGROUP_PARENT;
+	struct oci_params p = {
+	    .task_id = l->task_id,
+	    .sandbox = s->sandbox,
+	    .image = l->image,
+	    .data_dir = data_dir,
+	    .runtime = l->runtime,
+	    .argv = l->argv,
+	    .argc = l->argc,
+	    .env = l->env,
+	    .nenv = l->nenv,
+	    .user = l->user,
+	    .cpu = l->cpu,
+	    .memory_bytes = l->memory_bytes,
+	    .cgroup_parent = parent,
+	};
+	pid_t pid = -1;
+	int64_t t0 = time_mono_ms();
+	if (oci_task_prepare(s->oci, &p, &err) < 0) {
+		fail(s, 126, "%s", err.msg);
+		goto out;
+	}
+	if (s->oci->fetched)
+		slog("image '%s' prepared in %lldms", l->image, (long long)(time_mono_ms() - t0));
+	handle_signals(s); /* a stop during a long pull */
+	if (s->stopping) {
+		pid = 0;
+		goto out;
+	}
+	int code;
+	pid = oci_task_start(s->oci, out_fd, err_fd, &code, &err);
+	if (pid < 0) {
+		fail(s, code, "%s", err.msg);
+		goto out;
+	}
+	s->rep.phase = PHASE_RUNNING;
+	s->rep.pid = pid;
+	s->rep.started_ms = time_now_ms();
+	publish(s);
+	/* For the OOM count and the final sweep. */
+	enum cgroup_version v = cgroup_detect();
+	if (v != CGROUP_NONE && cgroup_open(v, NULL, parent, l->task_id, &s->cg) < 0)
+		slog("cannot find the container's cgroup '%s/%s'", parent, l->task_id);
+out:
+	free(data_dir);
+	return pid;
+}
+
 static const char *sandbox_arg(int argc, char **argv)
 {
 	for (int i = 0; i + 1 < argc; i++)
@@ -1065,7 +1156,9 @@ int supervisor_main(int argc, char **argv)
 	slog("supervising task '%s'", l->task_id);
 	publish(&s);
 
-	if (l->user) {
+	if (is_oci(l))
+		s.oci = xcalloc(1, sizeof *s.oci);
+	if (l->user && !s.oci) { /* oci: the image's users, see oci_bundle.h */
 		if (resolve_user(l->user, &user) < 0) {
 			fail(&s, 126, "unknown user '%s'", l->user);
 			goto done;
@@ -1077,7 +1170,9 @@ int supervisor_main(int argc, char **argv)
 	if (s.stopping)
 		goto done;
 
-	if (cgroup_detect() != CGROUP_NONE) {
+	if (s.oci) {
+		/* the runtime makes the cgroup: start_oci opens it */
+	} else if (cgroup_detect() != CGROUP_NONE) {
 		struct cgroup_limits lim = {.cpu = l->cpu, .memory_bytes = l->memory_bytes};
 		const char *parent = l->cgroup_parent ? l->cgroup_parent : DEFAULT_CGROUP_PARENT;
 		if (cgroup_create(parent, l->task_id, &lim, &s.cg, &err) < 0) {
@@ -1124,12 +1219,16 @@ int supervisor_main(int argc, char **argv)
 	    .stdout_fd = outp[1],
 	    .stderr_fd = errp[1],
 	};
-	s.init_pid = isolation_start(&iso, &s.ctl_fd, &err);
+	if (s.oci)
+		s.init_pid = start_oci(&s, outp[1], errp[1]);
+	else
+		s.init_pid = isolation_start(&iso, &s.ctl_fd, &err);
 	/* Only the program may hold the write ends, or EOF never comes. */
 	close(outp[1]);
 	close(errp[1]);
-	if (s.init_pid < 0) {
-		fail(&s, 126, "%s", err.msg);
+	if (s.init_pid <= 0) { /* 0: oci, stopped while the image was prepared */
+		if (s.init_pid < 0)
+			fail(&s, 126, "%s", err.msg);
 		close(outp[0]);
 		close(errp[0]);
 		goto done;
@@ -1138,7 +1237,8 @@ int supervisor_main(int argc, char **argv)
 	s.err_fd = errp[0];
 	fcntl(s.out_fd, F_SETFL, O_NONBLOCK);
 	fcntl(s.err_fd, F_SETFL, O_NONBLOCK);
-	fcntl(s.ctl_fd, F_SETFL, O_NONBLOCK);
+	if (s.ctl_fd >= 0)
+		fcntl(s.ctl_fd, F_SETFL, O_NONBLOCK);
 	run_loop(&s);
 	if (!s.init_done) { /* left the loop on an error: no orphans */
 		kill(s.init_pid, SIGKILL);
@@ -1164,6 +1264,7 @@ out:
 	logfile_close(&s.out_log);
 	logfile_close(&s.err_log);
 	cgroup_free(s.cg);
+	free(s.oci);
 	launch_doc_free(&s.doc);
 	free_strv(env);
 	free(user.groups);

@@ -23,6 +23,16 @@
  * SIGTERM to the task, waits stop_grace_ms, then SIGKILLs everything in the
  * task's cgroup, and leaves no process behind.
  *
+ * The oci driver (oci_bundle.h): the supervisor resolves the image (pulling
+ * and unpacking into the agent's shared cache; a failure is the task's
+ * failure, with its message), writes SANDBOX/bundle/ and runs
+ * `runc run --detach`; the container's init is then the supervisor's child
+ * (it is a subreaper) and the reported pid. Stopping = `runc kill ID TERM`,
+ * after the grace `runc kill --all ID KILL` and the cgroup sweep; `runc
+ * delete` once it has ended. Logs, status.json, OOM detection: as for exec.
+ * The image's program runs as the container's pid 1, as `docker run`
+ * without --init: it gets SIGTERM only if it handles it.
+ *
  * Notification: when `notify_socket` is set, the supervisor sends one
  * datagram (the task id) to that unix socket after each status.json change,
  * so the agent reacts at once; the files remain the source of truth.
@@ -40,9 +50,17 @@ struct task_launch {
 	const char *task_id;
 	const char *job_key;
 	int instance;
-	const char *driver;        /* "exec" for now */
+	const char *driver;        /* "exec" (default) or "oci" */
+	const char *image;         /* oci: a layout path, an archive or a registry
+				      reference (see image.h) */
+	const char *runtime;       /* oci: the runtime binary; NULL = $BERTH_OCI_RUNTIME
+				      or "runc" */
+	const char *data_dir;      /* oci: images in <data_dir>/images, runtime state in
+				      <data_dir>/runc; NULL = the sandbox's grandparent
+				      (the agent's <data-dir>/tasks/<id>) */
 	const char *sandbox_dir;   /* created by supervisor_launch if missing */
-	char *const *argv;         /* already template-expanded */
+	char *const *argv;         /* already template-expanded; oci: empty = the
+				      image's entrypoint + cmd */
 	size_t argc;
 	char *const *env;          /* "KEY=VALUE" strings, template-expanded */
 	size_t nenv;

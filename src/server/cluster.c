@@ -122,6 +122,7 @@ void cluster_free(struct cluster *c)
 	hmap_release(&c->jobs);
 	hmap_release(&c->nodes);
 	free(c->dirty);
+	free(c->changed);
 	store_batch_free(c->pending);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->wake);
@@ -146,6 +147,28 @@ static void put_json(struct cluster *c, const char *key, json_t *v)
 
 /* The task's store record, written as text: this runs for every task at
  * every commit that touched it, so it avoids building a JSON tree. */
+static void sbuf_add_i64(struct sbuf *sb, long long v)
+{
+	char buf[24], *p = buf + sizeof buf;
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--p = '-';
+	sbuf_add(sb, p, (size_t)(buf + sizeof buf - p));
+}
+
+/* "key":integer, */
+static void add_int_field(struct sbuf *sb, const char *key, long long v)
+{
+	sbuf_adds(sb, key);
+	sbuf_add_i64(sb, v);
+}
+
+/* The task's store record, written as text: this runs for every task at
+ * every commit that touched it, so it builds no JSON tree and no printf. */
 static void write_task(struct cluster *c, struct task *t)
 {
 	struct sbuf sb;
@@ -154,15 +177,20 @@ static void write_task(struct cluster *c, struct task *t)
 	sbuf_add_json_str(&sb, t->id);
 	sbuf_adds(&sb, ",\"job\":");
 	sbuf_add_json_str(&sb, t->job->key);
-	sbuf_addf(&sb,
-		  ",\"instance\":%d,\"version\":%d,\"state\":\"%s\",\"pid\":%d,\"exit_code\":%d,"
-		  "\"created_ms\":%lld,\"running_since_ms\":%lld,\"failures\":%d,"
-		  "\"quick_deaths\":%d,\"throttle_until_ms\":%lld,\"replace_on_end\":%s,"
-		  "\"no_replace\":%s,\"message\":",
-		  t->instance, t->version, task_state_name(t->state), t->pid, t->exit_code,
-		  (long long)t->created_ms, (long long)t->running_since_ms, t->failures,
-		  t->quick_deaths, (long long)t->throttle_until_ms,
-		  t->replace_on_end ? "true" : "false", t->no_replace ? "true" : "false");
+	add_int_field(&sb, ",\"instance\":", t->instance);
+	add_int_field(&sb, ",\"version\":", t->version);
+	sbuf_adds(&sb, ",\"state\":\"");
+	sbuf_adds(&sb, task_state_name(t->state));
+	add_int_field(&sb, "\",\"pid\":", t->pid);
+	add_int_field(&sb, ",\"exit_code\":", t->exit_code);
+	add_int_field(&sb, ",\"created_ms\":", t->created_ms);
+	add_int_field(&sb, ",\"running_since_ms\":", t->running_since_ms);
+	add_int_field(&sb, ",\"failures\":", t->failures);
+	add_int_field(&sb, ",\"quick_deaths\":", t->quick_deaths);
+	add_int_field(&sb, ",\"throttle_until_ms\":", t->throttle_until_ms);
+	sbuf_adds(&sb, t->replace_on_end ? ",\"replace_on_end\":true" : ",\"replace_on_end\":false");
+	sbuf_adds(&sb, t->no_replace ? ",\"no_replace\":true" : ",\"no_replace\":false");
+	sbuf_adds(&sb, ",\"message\":");
 	sbuf_add_json_str(&sb, t->message ? t->message : "");
 	if (t->node) {
 		sbuf_adds(&sb, ",\"node\":");
@@ -174,20 +202,27 @@ static void write_task(struct cluster *c, struct task *t)
 	}
 	if (t->ports) {
 		char *p = json_dumps(t->ports, JSON_COMPACT);
-		sbuf_addf(&sb, ",\"ports\":%s", p);
+		sbuf_adds(&sb, ",\"ports\":");
+		sbuf_adds(&sb, p);
 		free(p);
 	}
 	sbuf_adds(&sb, ",\"events\":[");
 	for (size_t i = 0; i < t->nevents; i++) {
-		sbuf_addf(&sb, "%s{\"time_ms\":%lld,\"state\":\"%s\",\"message\":", i ? "," : "",
-			  (long long)t->events[i].time_ms, task_state_name(t->events[i].state));
+		add_int_field(&sb, i ? ",{\"time_ms\":" : "{\"time_ms\":", t->events[i].time_ms);
+		sbuf_adds(&sb, ",\"state\":\"");
+		sbuf_adds(&sb, task_state_name(t->events[i].state));
+		sbuf_adds(&sb, "\",\"message\":");
 		sbuf_add_json_str(&sb, t->events[i].message);
 		sbuf_adds(&sb, "}");
 	}
 	sbuf_adds(&sb, "]}");
 	char key[512];
-	snprintf(key, sizeof key, "tasks/%s", t->id);
-	store_batch_put(c->pending, key, sb.buf, sb.len);
+	size_t kl = strlen(t->id);
+	if (kl + 7 < sizeof key) {
+		memcpy(key, "tasks/", 6);
+		memcpy(key + 6, t->id, kl + 1);
+		store_batch_put(c->pending, key, sb.buf, sb.len);
+	}
 	sbuf_release(&sb);
 }
 
@@ -300,6 +335,21 @@ static void task_add_event(struct task *t, enum task_state s, const char *msg, i
 	t->message = xstrdup(m);
 }
 
+/* The node's desired task set changed: bump its version and note it so the
+ * server answers its agent's long poll without scanning every watcher. */
+static void node_touch(struct cluster *c, struct node *n)
+{
+	n->desired_version++;
+	if (n->changed)
+		return;
+	n->changed = true;
+	if (c->nchanged == c->changed_cap) {
+		c->changed_cap = c->changed_cap ? c->changed_cap * 2 : 64;
+		c->changed = xrealloc(c->changed, c->changed_cap * sizeof *c->changed);
+	}
+	c->changed[c->nchanged++] = n;
+}
+
 static void task_release_node(struct cluster *c, struct task *t)
 {
 	struct node *n = t->node;
@@ -315,7 +365,7 @@ static void task_release_node(struct cluster *c, struct task *t)
 		const char *k;
 		json_t *v;
 		json_object_foreach(t->ports, k, v) port_pool_release(n->ports, (int)json_integer_value(v));
-		n->desired_version++;
+		node_touch(c, n);
 		c->sched_needed = true;
 	}
 }
@@ -526,7 +576,7 @@ static void task_stop(struct cluster *c, struct task *t, enum task_state via, co
 		return;
 	}
 	if (task_transition(c, t, via, msg) && t->node) {
-		t->node->desired_version++;
+		node_touch(c, t->node);
 	}
 }
 
@@ -925,7 +975,7 @@ uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply,
 	node_mark_up(c, n);
 	if (report)
 		reconcile_report(c, n, report, n->desired_version, true);
-	n->desired_version++; /* the agent starts from 0: it always fetches */
+	node_touch(c, n); /* the agent starts from 0: it always fetches */
 	persist_node(c, n);
 	c->sched_needed = true;
 	*reply = json_pack("{s:s,s:s,s:I}", "node_id", n->id, "name", n->name, "heartbeat_ms",
@@ -1214,7 +1264,7 @@ static void place_class(struct cluster *c, struct node **nodes, struct placement
 		n->disk_used += r->disk;
 		t->node = n;
 		hmap_put(&n->tasks, t->id, t);
-		n->desired_version++;
+		node_touch(c, n);
 		t->assigned_at = n->desired_version;
 		char msg[300];
 		snprintf(msg, sizeof msg, "assigned to node %s", n->name);

@@ -104,6 +104,8 @@ struct node {
 	char *addr;              /* the agent's own HTTP address (logs) */
 	int64_t last_seen_mono;
 	size_t sched_index;      /* its slot in the scheduler's node array */
+	bool changed;            /* in cluster.changed */
+	void *watchers;          /* the server's suspended watches of this node */
 	uint64_t desired_version;
 	struct hmap tasks;       /* id -> struct task*, tasks assigned here */
 };
@@ -127,6 +129,8 @@ struct cluster {
 	struct hmap tasks;          /* id -> struct task* (active and kept ended) */
 	struct hmap nodes;          /* name -> struct node* */
 	struct store_batch *pending;
+	struct node **changed;      /* nodes whose desired set changed since last looked */
+	size_t nchanged, changed_cap;
 	struct task **dirty;        /* tasks to write at the next commit (NULL = freed) */
 	size_t ndirty, dirty_cap;
 	uint64_t applied_seq;       /* bumped by each mutation */

@@ -54,7 +54,8 @@ struct server {
 	pthread_t commit_thread;
 	bool stopping;
 	int port;
-	struct request *waiting;   /* suspended requests (under c->lock) */
+	struct request *waiting;   /* writes waiting for their commit (under c->lock) */
+	int64_t last_sweep_mono;
 	char *self_url;
 };
 
@@ -293,6 +294,11 @@ static void route_agent(struct request *q, const char *what)
 			q->wait_seq = seq;
 			q->phase = REQ_WATCH;
 			q->status = 200;
+			if (n->desired_version != q->known_version) {
+				/* Something new already: answer at once. */
+				q->text = cluster_node_desired_text(c, n, q->known_version);
+				q->phase = REQ_READY;
+			}
 		}
 	} else {
 		json_decref(body);
@@ -438,8 +444,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		route(q, method, url);
 	if (q->phase == REQ_WAIT_COMMIT || q->phase == REQ_WATCH) {
 		q->suspended = true;
-		q->next = s->waiting;
-		s->waiting = q;
+		if (q->phase == REQ_WATCH) {
+			q->next = q->watch_node->watchers;
+			q->watch_node->watchers = q;
+		} else {
+			q->next = s->waiting;
+			s->waiting = q;
+		}
 		MHD_suspend_connection(conn);
 		pthread_cond_signal(&s->c->wake);
 		pthread_mutex_unlock(&s->c->lock);
@@ -466,46 +477,18 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
-/* Under c->lock: move every request that can now be answered out of the
- * waiting list and into *ready. */
-static void collect_ready(struct server *s, struct request **ready, bool all, bool watches_only)
+/* Under c->lock: move the writes whose commit is durable (or all, at
+ * shutdown) from the waiting list to *ready. */
+static void collect_commits(struct server *s, struct request **ready, bool all)
 {
-	struct cluster *c = s->c;
-	int64_t mono = time_mono_ms();
 	struct request **pp = &s->waiting;
 	while (*pp) {
 		struct request *q = *pp;
-		bool done = false;
-		if (all) {
-			reply_error(q, 503, "server is shutting down");
-			done = true;
-		} else if (watches_only) {
-			/* A desired set may go out before it is durable: if the server
-			 * dies first, the restarted one does not know those tasks and
-			 * the agent's next report gets them killed. Launch latency
-			 * does not pay for an fsync. */
-			if (q->phase == REQ_WATCH &&
-			    (q->watch_node->desired_version != q->known_version ||
-			     mono >= q->deadline_mono)) {
-				free(q->text);
-				q->text = cluster_node_desired_text(c, q->watch_node, q->known_version);
+		if (all || q->wait_seq <= s->c->committed_seq) {
+			if (all)
+				reply_error(q, 503, "server is shutting down");
+			else
 				q->phase = REQ_READY;
-				done = true;
-			}
-		} else if (q->wait_seq <= c->committed_seq) {
-			if (q->phase == REQ_WAIT_COMMIT) {
-				q->phase = REQ_READY;
-				done = true;
-			} else if (q->phase == REQ_WATCH &&
-				   (q->watch_node->desired_version != q->known_version ||
-				    mono >= q->deadline_mono)) {
-				free(q->text);
-				q->text = cluster_node_desired_text(c, q->watch_node, q->known_version);
-				q->phase = REQ_READY;
-				done = true;
-			}
-		}
-		if (done) {
 			*pp = q->next;
 			q->next = *ready;
 			*ready = q;
@@ -513,6 +496,56 @@ static void collect_ready(struct server *s, struct request **ready, bool all, bo
 			pp = &q->next;
 		}
 	}
+}
+
+/* Answer the watches of node n that can be answered: its desired set moved
+ * past what they know, their wait is over, or the server stops. */
+static void collect_node_watches(struct server *s, struct node *n, struct request **ready,
+				 bool all, int64_t mono)
+{
+	struct request **pp = (struct request **)&n->watchers;
+	while (*pp) {
+		struct request *q = *pp;
+		if (all) {
+			reply_error(q, 503, "server is shutting down");
+		} else if (n->desired_version != q->known_version || mono >= q->deadline_mono) {
+			/* A desired set may go out before it is durable: if the server
+			 * dies first, the restarted one does not know those tasks and
+			 * the agent's next report gets them killed. Launch latency
+			 * does not pay for an fsync. */
+			free(q->text);
+			q->text = cluster_node_desired_text(s->c, n, q->known_version);
+			q->phase = REQ_READY;
+		} else {
+			pp = &q->next;
+			continue;
+		}
+		*pp = q->next;
+		q->next = *ready;
+		*ready = q;
+	}
+}
+
+/* Under c->lock: the watches to answer now. Only nodes whose desired set
+ * changed are looked at, plus a sweep for expired waits every 100 ms, so
+ * ten thousand idle agents cost nothing per commit. */
+static void collect_watches(struct server *s, struct request **ready, bool all)
+{
+	struct cluster *c = s->c;
+	int64_t mono = time_mono_ms();
+	for (size_t i = 0; i < c->nchanged; i++) {
+		c->changed[i]->changed = false;
+		collect_node_watches(s, c->changed[i], ready, all, mono);
+	}
+	c->nchanged = 0;
+	if (!all && mono - s->last_sweep_mono < 100)
+		return;
+	s->last_sweep_mono = mono;
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&c->nodes, &it, NULL, &v))
+		if (((struct node *)v)->watchers)
+			collect_node_watches(s, v, ready, all, mono);
 }
 
 static void resume_all(struct request *ready)
@@ -535,7 +568,7 @@ static void *commit_loop(void *arg)
 		uint64_t seq;
 		struct store_batch *b = cluster_take_pending(c, &seq);
 		struct request *early = NULL;
-		collect_ready(s, &early, false, true);
+		collect_watches(s, &early, false);
 		if (early) {
 			pthread_mutex_unlock(&c->lock);
 			resume_all(early);
@@ -557,7 +590,8 @@ static void *commit_loop(void *arg)
 		if (seq > c->committed_seq)
 			c->committed_seq = seq;
 		struct request *ready = NULL;
-		collect_ready(s, &ready, false, false);
+		collect_commits(s, &ready, false);
+		collect_watches(s, &ready, false);
 		if (ready) {
 			pthread_mutex_unlock(&c->lock);
 			resume_all(ready);
@@ -672,8 +706,9 @@ void server_stop(struct server *s)
 		store_batch_free(b);
 	}
 	struct request *ready = NULL;
-	collect_ready(s, &ready, false, false);
-	collect_ready(s, &ready, true, false);
+	collect_commits(s, &ready, false);
+	collect_commits(s, &ready, true);
+	collect_watches(s, &ready, true);
 	pthread_mutex_unlock(&s->c->lock);
 	resume_all(ready);
 	MHD_stop_daemon(s->mhd);

@@ -68,6 +68,20 @@
 #define PAGE_MAX 16384
 #define PAGE_GROW_BYTES (4u << 20)
 #define PAGE_SHRINK_BYTES (32u << 20)
+/* Requests in flight at once: the txns of a split commit (etcd puts
+ * concurrent proposals in one raft round, one fsync) and a scan's next page,
+ * fetched while the caller works through the current one. */
+#define POOL 8
+
+/* A request sent without waiting for its answer (curl multi). */
+struct async {
+	CURL *h;
+	struct sbuf body, resp;
+	char *url;
+	size_t tag; /* the caller's: which txn */
+	bool active, done;
+	CURLcode rc;
+};
 
 struct etcd_store {
 	CURL *curl;
@@ -84,6 +98,9 @@ struct etcd_store {
 	size_t max_bytes;
 	struct sbuf req;  /* the request body being built */
 	struct sbuf resp; /* the answer being received */
+	CURLM *multi;
+	struct async pool[POOL];
+	int scan_depth; /* only the outermost scan fetches ahead */
 };
 
 /* ---- base64 (RFC 4648, what protobuf's JSON mapping uses for bytes) ---- */
@@ -100,6 +117,12 @@ static void buf_reserve(struct sbuf *sb, size_t extra)
 		cap *= 2;
 	sb->buf = xrealloc(sb->buf, cap);
 	sb->cap = cap;
+}
+
+static void buf_reset(struct sbuf *sb)
+{
+	sb->len = 0;
+	sb->buf[0] = 0;
 }
 
 static void b64_add(struct sbuf *sb, const void *data, size_t len)
@@ -451,6 +474,92 @@ static int call(struct etcd_store *e, const char *path, const char *body, size_t
 	return -1;
 }
 
+static void setup_handle(struct etcd_store *e, CURL *h, struct sbuf *resp)
+{
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, e->headers);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, REQUEST_TIMEOUT_MS);
+	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+	/* The endpoints are etcd members, never anything a proxy or a
+	 * redirect leads to. */
+	curl_easy_setopt(h, CURLOPT_PROXY, "");
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+}
+
+/* ---- requests in flight ----
+ * Sent to the endpoint that answered last, without failing over: whoever
+ * waits for one (async_finish) redoes it with call() when it failed in any
+ * way, which fails over and reports. */
+
+static void async_start(struct etcd_store *e, struct async *a, const char *what)
+{
+	free(a->url);
+	a->url = xasprintf("%s%s/%s", e->urls[e->cur], e->api, what);
+	curl_easy_setopt(a->h, CURLOPT_URL, a->url);
+	curl_easy_setopt(a->h, CURLOPT_POSTFIELDS, a->body.buf);
+	curl_easy_setopt(a->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)a->body.len);
+	buf_reset(&a->resp);
+	a->active = true;
+	a->done = false;
+	a->rc = CURLE_OK;
+	curl_multi_add_handle(e->multi, a->h);
+	int running;
+	curl_multi_perform(e->multi, &running);
+}
+
+/* Move the requests in flight along, waiting up to wait_ms for the network
+ * when none can move now; finished ones are marked done. */
+static void async_pump(struct etcd_store *e, int wait_ms)
+{
+	int running = 0, left;
+	curl_multi_perform(e->multi, &running);
+	if (running && wait_ms > 0) {
+		curl_multi_poll(e->multi, NULL, 0, wait_ms, NULL);
+		curl_multi_perform(e->multi, &running);
+	}
+	CURLMsg *m;
+	while ((m = curl_multi_info_read(e->multi, &left))) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		struct async *a = NULL;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&a);
+		a->rc = m->data.result;
+		a->done = true;
+		curl_multi_remove_handle(e->multi, m->easy_handle);
+	}
+}
+
+/* Wait for a: 0 with *out its parsed answer, -1 when it failed. */
+static int async_finish(struct etcd_store *e, struct async *a, json_t **out)
+{
+	while (!a->done)
+		async_pump(e, 1000);
+	a->active = false;
+	*out = NULL;
+	long status = 0;
+	if (a->rc == CURLE_OK)
+		curl_easy_getinfo(a->h, CURLINFO_RESPONSE_CODE, &status);
+	if (status != 200)
+		return -1;
+	json_t *j = json_loadb(a->resp.buf, a->resp.len, 0, NULL);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return -1;
+	}
+	*out = j;
+	return 0;
+}
+
+static void async_cancel(struct etcd_store *e, struct async *a)
+{
+	if (a->active && !a->done)
+		curl_multi_remove_handle(e->multi, a->h);
+	a->active = false;
+}
+
 /* call() on <api>/<what> with e->req as the body. */
 static int api_call(struct etcd_store *e, const char *what, json_t **out, long *status,
 		    struct berr *err)
@@ -460,34 +569,29 @@ static int api_call(struct etcd_store *e, const char *what, json_t **out, long *
 	return call(e, path, e->req.buf, e->req.len, out, status, err);
 }
 
-static void req_reset(struct etcd_store *e)
-{
-	e->req.len = 0;
-	e->req.buf[0] = 0;
-}
-
 /* Append "name":"base64(prefix + key)". An empty etcd key is written as
  * "\0", the first key there is (etcd refuses an empty one). */
-static void req_key(struct etcd_store *e, const char *name, const char *key, size_t len)
+static void req_key(const struct etcd_store *e, struct sbuf *sb, const char *name,
+		    const char *key, size_t len)
 {
-	sbuf_addf(&e->req, "\"%s\":\"", name);
+	sbuf_addf(sb, "\"%s\":\"", name);
 	if (e->prefix_len + len == 0)
-		b64_add(&e->req, "", 1);
+		b64_add(sb, "", 1);
 	else
-		b64_add2(&e->req, e->prefix, e->prefix_len, key, len);
-	sbuf_adds(&e->req, "\"");
+		b64_add2(sb, e->prefix, e->prefix_len, key, len);
+	sbuf_adds(sb, "\"");
 }
 
 /* Append "name":"base64(raw)": raw is already a whole etcd key; NULL is the
  * open end of a range, "\0". */
-static void req_raw(struct etcd_store *e, const char *name, const char *raw, size_t len)
+static void req_raw(struct sbuf *sb, const char *name, const char *raw, size_t len)
 {
-	sbuf_addf(&e->req, "\"%s\":\"", name);
+	sbuf_addf(sb, "\"%s\":\"", name);
 	if (raw)
-		b64_add(&e->req, raw, len);
+		b64_add(sb, raw, len);
 	else
-		b64_add(&e->req, "", 1);
-	sbuf_adds(&e->req, "\"");
+		b64_add(sb, "", 1);
+	sbuf_adds(sb, "\"");
 }
 
 static int64_t json_int64(json_t *v)
@@ -525,6 +629,18 @@ static void curl_init_once(void)
 
 static void et_free(struct etcd_store *e)
 {
+	for (size_t i = 0; i < POOL; i++) {
+		struct async *a = &e->pool[i];
+		if (a->h) {
+			async_cancel(e, a);
+			curl_easy_cleanup(a->h);
+		}
+		sbuf_release(&a->body);
+		sbuf_release(&a->resp);
+		free(a->url);
+	}
+	if (e->multi)
+		curl_multi_cleanup(e->multi);
 	if (e->curl)
 		curl_easy_cleanup(e->curl);
 	curl_slist_free_all(e->headers);
@@ -563,9 +679,9 @@ static int detect_api(struct etcd_store *e, struct berr *err)
 	}
 	for (size_t i = first; i < last; i++) {
 		e->api = cands[i];
-		req_reset(e);
+		buf_reset(&e->req);
 		sbuf_adds(&e->req, "{");
-		req_key(e, "key", "", 0);
+		req_key(e, &e->req, "key", "", 0);
 		sbuf_adds(&e->req, ",\"limit\":1,\"keys_only\":true}");
 		if (api_call(e, "kv/range", &j, &status, err) == 0) {
 			json_decref(j);
@@ -587,6 +703,10 @@ static int et_open(struct store *st, const char *location, struct berr *err)
 	e->max_bytes = DEFAULT_MAX_REQUEST_BYTES;
 	sbuf_init(&e->req);
 	sbuf_init(&e->resp);
+	for (size_t i = 0; i < POOL; i++) {
+		sbuf_init(&e->pool[i].body);
+		sbuf_init(&e->pool[i].resp);
+	}
 	if (parse_location(e, location, err) < 0)
 		goto fail;
 	e->curl = curl_easy_init();
@@ -598,17 +718,23 @@ static int et_open(struct store *st, const char *location, struct berr *err)
 	 * commit. */
 	e->headers = curl_slist_append(NULL, "Content-Type: application/json");
 	e->headers = curl_slist_append(e->headers, "Expect:");
-	curl_easy_setopt(e->curl, CURLOPT_HTTPHEADER, e->headers);
-	curl_easy_setopt(e->curl, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(e->curl, CURLOPT_WRITEDATA, &e->resp);
-	curl_easy_setopt(e->curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e->curl, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
-	curl_easy_setopt(e->curl, CURLOPT_TIMEOUT_MS, REQUEST_TIMEOUT_MS);
-	curl_easy_setopt(e->curl, CURLOPT_TCP_NODELAY, 1L);
-	/* The endpoints are etcd members, never anything the network
-	 * redirects to. */
-	curl_easy_setopt(e->curl, CURLOPT_PROXY, "");
-	curl_easy_setopt(e->curl, CURLOPT_FOLLOWLOCATION, 0L);
+	setup_handle(e, e->curl, &e->resp);
+	e->multi = curl_multi_init();
+	if (!e->multi) {
+		berr_set(err, 0, "store: cannot open '%s': cannot create a curl handle", location);
+		goto fail;
+	}
+	for (size_t i = 0; i < POOL; i++) {
+		struct async *a = &e->pool[i];
+		a->h = curl_easy_init();
+		if (!a->h) {
+			berr_set(err, 0, "store: cannot open '%s': cannot create a curl handle",
+				 location);
+			goto fail;
+		}
+		setup_handle(e, a->h, &a->resp);
+		curl_easy_setopt(a->h, CURLOPT_PRIVATE, a);
+	}
 	if (detect_api(e, err) < 0) {
 		berr_prefix(err, "store: cannot open '%s'", location);
 		goto fail;
@@ -893,52 +1019,63 @@ static size_t xop_size(const struct etcd_store *e, const struct xop *o)
 	return OP_OVERHEAD;
 }
 
-static void req_xop(struct etcd_store *e, const struct xop *o)
+static void req_xop(const struct etcd_store *e, struct sbuf *sb, const struct xop *o)
 {
 	switch (o->kind) {
 	case X_PUT:
-		sbuf_adds(&e->req, "{\"request_put\":{");
-		req_key(e, "key", o->op->key, o->op->key_len);
-		sbuf_adds(&e->req, ",\"value\":\"");
-		b64_add(&e->req, o->op->value, o->op->len);
-		sbuf_adds(&e->req, "\"}}");
+		sbuf_adds(sb, "{\"request_put\":{");
+		req_key(e, sb, "key", o->op->key, o->op->key_len);
+		sbuf_adds(sb, ",\"value\":\"");
+		b64_add(sb, o->op->value, o->op->len);
+		sbuf_adds(sb, "\"}}");
 		break;
 	case X_DELETE:
-		sbuf_adds(&e->req, "{\"request_delete_range\":{");
-		req_key(e, "key", o->op->key, o->op->key_len);
-		sbuf_adds(&e->req, "}}");
+		sbuf_adds(sb, "{\"request_delete_range\":{");
+		req_key(e, sb, "key", o->op->key, o->op->key_len);
+		sbuf_adds(sb, "}}");
 		break;
 	case X_RANGE:
-		sbuf_adds(&e->req, "{\"request_delete_range\":{");
-		req_raw(e, "key", o->start, o->start_len);
-		sbuf_adds(&e->req, ",");
-		req_raw(e, "range_end", o->end, o->end_len);
-		sbuf_adds(&e->req, "}}");
+		sbuf_adds(sb, "{\"request_delete_range\":{");
+		req_raw(sb, "key", o->start, o->start_len);
+		sbuf_adds(sb, ",");
+		req_raw(sb, "range_end", o->end, o->end_len);
+		sbuf_adds(sb, "}}");
 		break;
 	}
 }
 
-/* Send ops[0..n) as one txn. */
-static int send_txn(struct etcd_store *e, const struct xop *ops, size_t n, struct berr *err)
+/* The body of a txn of ops[0..n), into sb. No compare: the success branch
+ * always runs. */
+static void txn_body(const struct etcd_store *e, struct sbuf *sb, const struct xop *ops, size_t n)
 {
-	req_reset(e);
-	sbuf_adds(&e->req, "{\"success\":[");
+	buf_reset(sb);
+	sbuf_adds(sb, "{\"success\":[");
 	for (size_t i = 0; i < n; i++) {
 		if (i)
-			sbuf_adds(&e->req, ",");
-		req_xop(e, &ops[i]);
+			sbuf_adds(sb, ",");
+		req_xop(e, sb, &ops[i]);
 	}
-	sbuf_adds(&e->req, "]}");
-	json_t *j = NULL;
-	if (api_call(e, "kv/txn", &j, NULL, err) < 0)
-		return -1;
-	/* No compare: the success branch always runs. */
+	sbuf_adds(sb, "]}");
+}
+
+static int txn_answer(struct etcd_store *e, json_t *j, struct berr *err)
+{
 	int ok = json_is_true(json_object_get(j, "succeeded"));
 	json_decref(j);
 	if (!ok)
 		return berr_set(err, 0, "etcd %s: the transaction was not applied",
 				e->endpoints[e->cur]);
 	return 0;
+}
+
+/* Send ops[0..n) as one txn and wait for it. */
+static int send_txn(struct etcd_store *e, const struct xop *ops, size_t n, struct berr *err)
+{
+	txn_body(e, &e->req, ops, n);
+	json_t *j = NULL;
+	if (api_call(e, "kv/txn", &j, NULL, err) < 0)
+		return -1;
+	return txn_answer(e, j, err);
 }
 
 /* The end of the txn that starts at x->v[i]: as many ops as etcd takes in
@@ -969,6 +1106,52 @@ static const char *op_name(enum store_op_kind kind)
 	return "?";
 }
 
+/* Send the txns of a split batch, POOL at a time: their ops commute, so
+ * they may be applied in any order. A txn that fails in any way here is sent
+ * again with call(), which fails over to the other endpoints and says what
+ * went wrong. *done counts the txns known to be applied. */
+static int commit_split(struct etcd_store *e, const struct xops *x, const size_t *starts,
+			size_t ntxn, size_t *done, struct berr *err)
+{
+	size_t *redo = xmalloc(ntxn * sizeof *redo), nredo = 0, next = 0;
+	for (;;) {
+		size_t active = 0;
+		for (size_t k = 0; k < POOL; k++) {
+			struct async *a = &e->pool[k];
+			if (!a->active && next < ntxn) {
+				a->tag = next++;
+				txn_body(e, &a->body, x->v + starts[a->tag],
+					 starts[a->tag + 1] - starts[a->tag]);
+				async_start(e, a, "kv/txn");
+			}
+			active += a->active;
+		}
+		if (!active)
+			break;
+		async_pump(e, 1000);
+		for (size_t k = 0; k < POOL; k++) {
+			struct async *a = &e->pool[k];
+			if (!a->active || !a->done)
+				continue;
+			json_t *j = NULL;
+			struct berr ignored;
+			if (async_finish(e, a, &j) == 0 && txn_answer(e, j, &ignored) == 0)
+				(*done)++;
+			else
+				redo[nredo++] = a->tag;
+		}
+	}
+	int r = 0;
+	for (size_t i = 0; i < nredo && r == 0; i++) {
+		size_t t = redo[i];
+		r = send_txn(e, x->v + starts[t], starts[t + 1] - starts[t], err);
+		if (r == 0)
+			(*done)++;
+	}
+	free(redo);
+	return r;
+}
+
 static int et_commit(struct store *st, const struct store_batch *b, struct berr *err)
 {
 	struct etcd_store *e = st->data;
@@ -993,26 +1176,32 @@ static int et_commit(struct store *st, const struct store_batch *b, struct berr 
 	struct xops x = {0};
 	net_effect(e, b, &x);
 
-	size_t ntxn = 0, done = 0;
-	for (size_t i = 0; i < x.n; i = txn_end(e, &x, i))
-		ntxn++;
-	int r = 0;
-	for (size_t i = 0, j; i < x.n; i = j) {
-		j = txn_end(e, &x, i);
-		if (send_txn(e, x.v + i, j - i, err) < 0) {
-			if (ntxn > 1)
-				berr_prefix(err,
-					    "store: cannot commit (the batch was split into %zu etcd "
-					    "transactions and only %zu were applied: the batch is "
-					    "partly applied)",
-					    ntxn, done);
-			else
-				berr_prefix(err, "store: cannot commit");
-			r = -1;
-			break;
-		}
-		done++;
+	/* Where each txn starts; starts[ntxn] = x.n. */
+	size_t ntxn = 0, cap = 16;
+	size_t *starts = xmalloc(cap * sizeof *starts);
+	for (size_t i = 0; i < x.n; i = txn_end(e, &x, i)) {
+		if (ntxn + 2 > cap)
+			starts = xrealloc(starts, (cap *= 2) * sizeof *starts);
+		starts[ntxn++] = i;
 	}
+	starts[ntxn] = x.n;
+
+	int r = 0;
+	size_t done = 0;
+	if (ntxn == 1) {
+		r = send_txn(e, x.v, x.n, err);
+		if (r < 0)
+			berr_prefix(err, "store: cannot commit");
+	} else if (ntxn > 1) {
+		r = commit_split(e, &x, starts, ntxn, &done, err);
+		if (r < 0)
+			berr_prefix(err,
+				    "store: cannot commit (the batch was split into %zu etcd "
+				    "transactions and %zu of them were applied: the batch is partly "
+				    "applied)",
+				    ntxn, done);
+	}
+	free(starts);
 	xops_free(&x);
 	return r;
 }
@@ -1025,9 +1214,9 @@ static int et_get(struct store *st, const char *key, char **value, size_t *len, 
 	size_t klen = strlen(key);
 	if (klen + e->prefix_len == 0)
 		return 1; /* etcd has no empty key */
-	req_reset(e);
+	buf_reset(&e->req);
 	sbuf_adds(&e->req, "{");
-	req_key(e, "key", key, klen);
+	req_key(e, &e->req, "key", key, klen);
 	sbuf_adds(&e->req, "}");
 	json_t *j = NULL;
 	if (api_call(e, "kv/range", &j, NULL, err) < 0)
@@ -1055,6 +1244,22 @@ static int et_get(struct store *st, const char *key, char **value, size_t *len, 
 	return 0;
 }
 
+/* The body of a scan page: keys from start (a whole etcd key) to end (NULL:
+ * no end), at revision rev (0: the current one). */
+static void page_body(struct sbuf *sb, const char *start, size_t start_len, const char *end,
+		      size_t limit, int64_t rev)
+{
+	buf_reset(sb);
+	sbuf_adds(sb, "{");
+	req_raw(sb, "key", start, start_len);
+	sbuf_adds(sb, ",");
+	req_raw(sb, "range_end", end, end ? strlen(end) : 0);
+	sbuf_addf(sb, ",\"limit\":%zu", limit);
+	if (rev > 0)
+		sbuf_addf(sb, ",\"revision\":%lld", (long long)rev);
+	sbuf_adds(sb, "}");
+}
+
 static int et_scan(struct store *st, const char *prefix, store_scan_fn fn, void *ud,
 		   struct berr *err)
 {
@@ -1065,6 +1270,11 @@ static int et_scan(struct store *st, const char *prefix, store_scan_fn fn, void 
 	size_t start_len;
 	char *start = whole_key(e, prefix, plen, false, &start_len);
 	char *end = start_len == 1 && start[0] == 0 ? NULL : store_prefix_end(start);
+	/* The outermost scan asks for the next page before it hands out the
+	 * current one, so that etcd works on it meanwhile. A scan from a scan
+	 * callback (rare, small) does not. */
+	struct async *ahead = e->scan_depth == 0 ? &e->pool[0] : NULL;
+	e->scan_depth++;
 	struct sbuf kb, vb;
 	sbuf_init(&kb);
 	sbuf_init(&vb);
@@ -1072,26 +1282,47 @@ static int et_scan(struct store *st, const char *prefix, store_scan_fn fn, void 
 	size_t limit = PAGE_FIRST;
 	int result = 0;
 	for (;;) {
-		req_reset(e);
-		sbuf_adds(&e->req, "{");
-		req_raw(e, "key", start, start_len);
-		sbuf_adds(&e->req, ",");
-		req_raw(e, "range_end", end, end ? strlen(end) : 0);
-		sbuf_addf(&e->req, ",\"limit\":%zu", limit);
-		if (rev > 0)
-			sbuf_addf(&e->req, ",\"revision\":%lld", (long long)rev);
-		sbuf_adds(&e->req, "}");
 		json_t *j = NULL;
-		if (api_call(e, "kv/range", &j, NULL, err) < 0) {
-			result = berr_prefix(err, "store: cannot scan '%.200s'", prefix);
-			break;
+		size_t answer_bytes = 0;
+		if (ahead && ahead->active && async_finish(e, ahead, &j) == 0) {
+			answer_bytes = ahead->resp.len;
+		} else {
+			page_body(&e->req, start, start_len, end, limit, rev);
+			if (api_call(e, "kv/range", &j, NULL, err) < 0) {
+				result = berr_prefix(err, "store: cannot scan '%.200s'", prefix);
+				break;
+			}
+			answer_bytes = e->resp.len;
 		}
-		size_t answer_bytes = e->resp.len;
 		if (rev == 0)
 			rev = json_int64(json_object_get(json_object_get(j, "header"), "revision"));
 		json_t *kvs = json_object_get(j, "kvs");
 		size_t n = json_array_size(kvs);
-		bool more = json_is_true(json_object_get(j, "more"));
+		bool more = json_is_true(json_object_get(j, "more")) && n > 0;
+		if (more) {
+			/* The next page starts just after the last key. */
+			if (kv_bytes(json_array_get(kvs, n - 1), "key", &kb) < 0) {
+				json_decref(j);
+				result = berr_set(err, 0, "store: cannot scan '%.200s': etcd %s: bad key "
+						  "in the answer",
+						  prefix, e->endpoints[e->cur]);
+				break;
+			}
+			free(start);
+			start_len = kb.len + 1;
+			start = xmalloc(start_len + 1);
+			memcpy(start, kb.buf, kb.len);
+			start[kb.len] = 0;
+			start[start_len] = 0;
+			if (answer_bytes < PAGE_GROW_BYTES && limit < PAGE_MAX)
+				limit *= 2;
+			else if (answer_bytes > PAGE_SHRINK_BYTES && limit > PAGE_MIN)
+				limit /= 2;
+			if (ahead) {
+				page_body(&ahead->body, start, start_len, end, limit, rev);
+				async_start(e, ahead, "kv/range");
+			}
+		}
 		for (size_t i = 0; i < n && !result; i++) {
 			json_t *kv = json_array_get(kvs, i);
 			if (kv_bytes(kv, "key", &kb) < 0 || kv_bytes(kv, "value", &vb) < 0 ||
@@ -1104,22 +1335,17 @@ static int et_scan(struct store *st, const char *prefix, store_scan_fn fn, void 
 			/* fn may scan or get again: e->req and e->resp are
 			 * reused, the page (j) and kb/vb are not. */
 			result = fn(kb.buf + e->prefix_len, vb.buf, vb.len, ud);
+			/* Keep the next page coming while fn works. */
+			if (ahead && ahead->active && i % 64 == 63)
+				async_pump(e, 0);
 		}
 		json_decref(j);
-		if (result || !more || n == 0)
+		if (result || !more)
 			break;
-		/* The next page starts just after the last key. */
-		free(start);
-		start_len = kb.len + 1;
-		start = xmalloc(start_len + 1);
-		memcpy(start, kb.buf, kb.len);
-		start[kb.len] = 0;
-		start[start_len] = 0;
-		if (answer_bytes < PAGE_GROW_BYTES && limit < PAGE_MAX)
-			limit *= 2;
-		else if (answer_bytes > PAGE_SHRINK_BYTES && limit > PAGE_MIN)
-			limit /= 2;
 	}
+	if (ahead)
+		async_cancel(e, ahead);
+	e->scan_depth--;
 	sbuf_release(&kb);
 	sbuf_release(&vb);
 	free(start);

@@ -1,0 +1,709 @@
+/* oci_bundle.c - image + root filesystem + config.json + runc commands for
+ * one task. See oci_bundle.h for the choices. */
+#include "agent/oci_bundle.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent/cgroup.h"
+#include "agent/image_rootfs.h"
+#include "agent/image_tar.h"
+
+extern char **environ;
+
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define NOFILE_SOFT 1024
+#define NOFILE_HARD 524288
+
+static const char *errstr(int e)
+{
+	static char buf[128];
+	snprintf(buf, sizeof buf, "%s", strerror(e < 0 ? -e : e));
+	buf[0] = (char)tolower((unsigned char)buf[0]);
+	return buf;
+}
+
+/* Docker's default capabilities for a container. */
+static const char *const default_caps[] = {
+    "CAP_CHOWN",	"CAP_DAC_OVERRIDE", "CAP_FSETID",	    "CAP_FOWNER", "CAP_MKNOD",
+    "CAP_NET_RAW",	"CAP_SETGID",	    "CAP_SETUID",	    "CAP_SETFCAP", "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+};
+
+static const char *const masked_paths[] = {
+    "/proc/asound",	   "/proc/acpi",	"/proc/kcore",	      "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list",	"/proc/timer_stats",  "/proc/sched_debug",
+    "/proc/scsi",	   "/sys/firmware",	"/sys/devices/virtual/powercap",
+};
+
+static const char *const readonly_paths[] = {
+    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+};
+
+/* Refused with EPERM: what Docker's default profile keeps from an
+ * unprivileged container. */
+static const char *const denied_syscalls[] = {
+    "acct",	       "add_key",	   "bpf",	       "clock_adjtime",	 "clock_settime",
+    "create_module",   "delete_module",	   "finit_module",     "fsconfig",	 "fsmount",
+    "fsopen",	       "fspick",	   "get_kernel_syms",  "get_mempolicy",	 "init_module",
+    "ioperm",	       "iopl",		   "kcmp",	       "kexec_file_load", "kexec_load",
+    "keyctl",	       "lookup_dcookie",   "mbind",	       "mount",		 "mount_setattr",
+    "move_mount",      "move_pages",	   "name_to_handle_at", "nfsservctl",	 "open_by_handle_at",
+    "open_tree",       "perf_event_open",  "pivot_root",       "process_vm_readv", "process_vm_writev",
+    "ptrace",	       "query_module",	   "quotactl",	       "quotactl_fd",	 "reboot",
+    "request_key",     "set_mempolicy",	   "setns",	       "settimeofday",	 "stime",
+    "swapoff",	       "swapon",	   "_sysctl",	       "sysfs",		 "umount",
+    "umount2",	       "unshare",	   "uselib",	       "userfaultfd",	 "ustat",
+    "vm86",	       "vm86old",
+};
+
+static json_t *strs(const char *const *v, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_string(v[i]));
+	return a;
+}
+
+static json_t *seccomp_profile(void)
+{
+	struct utsname u;
+	json_t *arches = json_array();
+	if (uname(&u) == 0 && !strcmp(u.machine, "x86_64")) {
+		json_array_append_new(arches, json_string("SCMP_ARCH_X86_64"));
+		json_array_append_new(arches, json_string("SCMP_ARCH_X86"));
+		json_array_append_new(arches, json_string("SCMP_ARCH_X32"));
+	} else if (uname(&u) == 0 && !strcmp(u.machine, "aarch64")) {
+		json_array_append_new(arches, json_string("SCMP_ARCH_AARCH64"));
+		json_array_append_new(arches, json_string("SCMP_ARCH_ARM"));
+	}
+	json_t *rules = json_array();
+	json_array_append_new(rules, json_pack("{s:o,s:s,s:i}", "names",
+					       strs(denied_syscalls, ARRAY_SIZE(denied_syscalls)),
+					       "action", "SCMP_ACT_ERRNO", "errnoRet", EPERM));
+	json_array_append_new(rules, json_pack("{s:[s],s:s,s:i}", "names", "clone3", "action",
+					       "SCMP_ACT_ERRNO", "errnoRet", ENOSYS));
+	/* clone's flags are its first argument on x86 and arm (not s390) */
+	json_array_append_new(
+	    rules, json_pack("{s:[s],s:s,s:i,s:[{s:i,s:I,s:I,s:s}]}", "names", "clone", "action",
+			     "SCMP_ACT_ERRNO", "errnoRet", EPERM, "args", "index", 0, "value",
+			     (json_int_t)CLONE_NEWUSER, "valueTwo", (json_int_t)CLONE_NEWUSER, "op",
+			     "SCMP_CMP_MASKED_EQ"));
+	return json_pack("{s:s,s:o,s:o}", "defaultAction", "SCMP_ACT_ALLOW", "architectures",
+			 arches, "syscalls", rules);
+}
+
+static json_t *mount_entry(const char *dst, const char *type, const char *src,
+			   const char *const *opts, size_t n)
+{
+	return json_pack("{s:s,s:s,s:s,s:o}", "destination", dst, "type", type, "source", src,
+			 "options", strs(opts, n));
+}
+
+static json_t *default_mounts(void)
+{
+	static const char *const proc[] = {"nosuid", "noexec", "nodev"};
+	static const char *const dev[] = {"nosuid", "strictatime", "mode=755", "size=65536k"};
+	static const char *const pts[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666",
+					  "mode=0620", "gid=5"};
+	static const char *const shm[] = {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"};
+	static const char *const mq[] = {"nosuid", "noexec", "nodev"};
+	static const char *const sys[] = {"nosuid", "noexec", "nodev", "ro"};
+	static const char *const cg[] = {"nosuid", "noexec", "nodev", "relatime", "ro"};
+	static const char *const bind_ro[] = {"rbind", "ro", "nosuid", "nodev", "noexec"};
+	json_t *m = json_array();
+	json_array_append_new(m, mount_entry("/proc", "proc", "proc", proc, ARRAY_SIZE(proc)));
+	json_array_append_new(m, mount_entry("/dev", "tmpfs", "tmpfs", dev, ARRAY_SIZE(dev)));
+	json_array_append_new(m, mount_entry("/dev/pts", "devpts", "devpts", pts, ARRAY_SIZE(pts)));
+	json_array_append_new(m, mount_entry("/dev/shm", "tmpfs", "shm", shm, ARRAY_SIZE(shm)));
+	json_array_append_new(m, mount_entry("/dev/mqueue", "mqueue", "mqueue", mq, ARRAY_SIZE(mq)));
+	json_array_append_new(m, mount_entry("/sys", "sysfs", "sysfs", sys, ARRAY_SIZE(sys)));
+	json_array_append_new(m,
+			      mount_entry("/sys/fs/cgroup", "cgroup", "cgroup", cg, ARRAY_SIZE(cg)));
+	/* The host's network namespace: its name resolution too. */
+	static const char *const host_files[] = {"/etc/resolv.conf", "/etc/hosts"};
+	for (size_t i = 0; i < ARRAY_SIZE(host_files); i++) {
+		struct stat st;
+		if (stat(host_files[i], &st) == 0 && S_ISREG(st.st_mode))
+			json_array_append_new(m, mount_entry(host_files[i], "bind", host_files[i],
+							     bind_ro, ARRAY_SIZE(bind_ro)));
+	}
+	return m;
+}
+
+/* ---- users, from the image's own files ---- */
+
+/* Open a file of the root filesystem with "/" and ".." confined to it. */
+static FILE *open_in_root(const char *rootfs, const char *path)
+{
+	int root = open(rootfs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		return NULL;
+	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
+	int fd = (int)syscall(SYS_openat2, root, path, &how, sizeof how);
+	close(root);
+	if (fd < 0)
+		return NULL;
+	FILE *f = fdopen(fd, "r");
+	if (!f)
+		close(fd);
+	return f;
+}
+
+/* Split a passwd/group line into fields (in place). */
+static int fields(char *line, char **f, int max)
+{
+	int n = 0;
+	line[strcspn(line, "\n")] = 0;
+	for (char *p = line; n < max;) {
+		f[n++] = p;
+		char *c = strchr(p, ':');
+		if (!c)
+			break;
+		*c = 0;
+		p = c + 1;
+	}
+	return n;
+}
+
+static bool numeric(const char *s, unsigned long *v)
+{
+	if (!*s)
+		return false;
+	char *end;
+	errno = 0;
+	*v = strtoul(s, &end, 10);
+	return !*end && !errno && *v < UINT_MAX && isdigit((unsigned char)*s);
+}
+
+int oci_resolve_user(const char *rootfs, const char *spec, uid_t *uid, gid_t *gid,
+		     gid_t **groups, size_t *ngroups, char **home, struct berr *err)
+{
+	*uid = 0;
+	*gid = 0;
+	*groups = NULL;
+	*ngroups = 0;
+	*home = NULL;
+	char *user = xstrdup(spec && *spec ? spec : "0");
+	char *group = strchr(user, ':');
+	if (group)
+		*group++ = 0;
+	unsigned long num;
+	bool found = false, uid_numeric = numeric(user, &num);
+	char *name = NULL;
+	if (uid_numeric)
+		*uid = (uid_t)num;
+	char line[4096];
+	FILE *f = open_in_root(rootfs, "/etc/passwd");
+	while (f && fgets(line, sizeof line, f)) {
+		char *fl[7];
+		if (fields(line, fl, 7) < 7)
+			continue;
+		unsigned long u, g;
+		if (!numeric(fl[2], &u) || !numeric(fl[3], &g))
+			continue;
+		if (uid_numeric ? u == num : !strcmp(fl[0], user)) {
+			*uid = (uid_t)u;
+			*gid = (gid_t)g;
+			*home = xstrdup(*fl[5] ? fl[5] : "/");
+			name = xstrdup(fl[0]);
+			found = true;
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	int rc = 0;
+	if (!found && !uid_numeric) {
+		rc = berr_set(err, 0, "user '%s' not found in the image's /etc/passwd", user);
+		goto out;
+	}
+	if (!*home)
+		*home = xstrdup("/");
+	/* Explicit group, then supplementary groups from /etc/group. */
+	bool group_numeric = group && numeric(group, &num);
+	if (group_numeric)
+		*gid = (gid_t)num;
+	bool group_found = !group || group_numeric;
+	f = open_in_root(rootfs, "/etc/group");
+	while (f && fgets(line, sizeof line, f)) {
+		char *fl[4];
+		if (fields(line, fl, 4) < 4)
+			continue;
+		unsigned long g;
+		if (!numeric(fl[2], &g))
+			continue;
+		if (group && !group_numeric && !strcmp(fl[0], group)) {
+			*gid = (gid_t)g;
+			group_found = true;
+		}
+		if (!name || group)
+			continue;
+		char *save = NULL;
+		for (char *m = strtok_r(fl[3], ",", &save); m; m = strtok_r(NULL, ",", &save))
+			if (!strcmp(m, name) && (gid_t)g != *gid) {
+				*groups = xrealloc(*groups, (*ngroups + 1) * sizeof **groups);
+				(*groups)[(*ngroups)++] = (gid_t)g;
+			}
+	}
+	if (f)
+		fclose(f);
+	if (!group_found)
+		rc = berr_set(err, 0, "group '%s' not found in the image's /etc/group", group);
+out:
+	if (rc < 0) {
+		free(*home);
+		*home = NULL;
+		free(*groups);
+		*groups = NULL;
+		*ngroups = 0;
+	}
+	free(name);
+	free(user);
+	return rc;
+}
+
+/* ---- config.json ---- */
+
+static bool env_key_eq(const char *a, const char *b)
+{
+	size_t ka = strcspn(a, "="), kb = strcspn(b, "=");
+	return ka == kb && !strncmp(a, b, ka);
+}
+
+/* The image's env, then the task's overriding key by key. */
+static json_t *merge_env(const struct oci_config_in *in, const char *home)
+{
+	size_t cap = (in->image ? in->image->nenv : 0) + in->nenv + 3, n = 0;
+	const char **v = xcalloc(cap, sizeof *v);
+	char *extra[2] = {NULL, NULL};
+	const char *const *lists[2] = {in->image ? (const char *const *)in->image->env : NULL,
+				       (const char *const *)in->env};
+	size_t lens[2] = {in->image ? in->image->nenv : 0, in->nenv};
+	for (int l = 0; l < 2; l++)
+		for (size_t i = 0; i < lens[l]; i++) {
+			const char *e = lists[l][i];
+			if (!strchr(e, '='))
+				continue;
+			size_t k = 0;
+			while (k < n && !env_key_eq(v[k], e))
+				k++;
+			v[k] = e;
+			if (k == n)
+				n++;
+		}
+	bool has_path = false, has_home = false;
+	for (size_t i = 0; i < n; i++) {
+		has_path |= env_key_eq(v[i], "PATH=");
+		has_home |= env_key_eq(v[i], "HOME=");
+	}
+	if (!has_path)
+		v[n++] = "PATH=" DEFAULT_PATH;
+	if (!has_home)
+		v[n++] = extra[0] = xasprintf("HOME=%s", home);
+	bool has_id = false;
+	for (size_t i = 0; i < n; i++)
+		has_id |= env_key_eq(v[i], "BERTH_TASK_ID=");
+	if (!has_id)
+		v[n++] = extra[1] = xasprintf("BERTH_TASK_ID=%s", in->task_id);
+	json_t *a = strs(v, n);
+	free(extra[0]);
+	free(extra[1]);
+	free(v);
+	return a;
+}
+
+static bool file_exists(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0;
+}
+
+/* Swap equal to the limit means "no swap"; only say so where the kernel
+ * accounts swap (runc fails writing a swap limit it cannot set). */
+static bool swap_limit_supported(void)
+{
+	switch (cgroup_detect()) {
+	case CGROUP_V1:
+		return file_exists(CGROUP_ROOT "/memory/memory.memsw.limit_in_bytes");
+	case CGROUP_V2: {
+		char *text = NULL;
+		bool ok = false;
+		if (file_read_all("/proc/self/cgroup", &text, NULL) == 0) {
+			char *p = strstr(text, "0::");
+			if (p) {
+				p += 3;
+				p[strcspn(p, "\n")] = 0;
+				char *f = xasprintf(CGROUP_ROOT "%s/memory.swap.max", p);
+				ok = file_exists(f);
+				free(f);
+			}
+		}
+		free(text);
+		return ok;
+	}
+	default:
+		return false;
+	}
+}
+
+int oci_config_build(const struct oci_config_in *in, char **out, struct berr *err)
+{
+	*out = NULL;
+	const struct image_config *ic = in->image;
+	/* args: the task's command, else the image's entrypoint + cmd */
+	json_t *args = json_array();
+	if (in->argc) {
+		for (size_t i = 0; i < in->argc; i++)
+			json_array_append_new(args, json_string(in->argv[i]));
+	} else if (ic) {
+		for (size_t i = 0; i < ic->nentrypoint; i++)
+			json_array_append_new(args, json_string(ic->entrypoint[i]));
+		for (size_t i = 0; i < ic->ncmd; i++)
+			json_array_append_new(args, json_string(ic->cmd[i]));
+	}
+	if (json_array_size(args) == 0) {
+		json_decref(args);
+		return berr_set(err, 0,
+				"no command: the task gives none and the image has no Entrypoint "
+				"or Cmd");
+	}
+	const char *user = in->user && *in->user ? in->user : ic && *ic->user ? ic->user : NULL;
+	uid_t uid;
+	gid_t gid;
+	gid_t *groups;
+	size_t ngroups;
+	char *home;
+	if (oci_resolve_user(in->rootfs, user, &uid, &gid, &groups, &ngroups, &home, err) < 0) {
+		json_decref(args);
+		return -1;
+	}
+	json_t *addl = json_array();
+	for (size_t i = 0; i < ngroups; i++)
+		json_array_append_new(addl, json_integer(groups[i]));
+	free(groups);
+	json_t *caps_all = strs(default_caps, ARRAY_SIZE(default_caps));
+	/* A non-root user holds no capability, as in Docker. */
+	json_t *caps_eff = uid == 0 ? json_deep_copy(caps_all) : json_array();
+	json_t *caps = json_pack("{s:O,s:O,s:o,s:o,s:[],s:[]}", "bounding", caps_all, "effective",
+				 caps_eff, "permitted", caps_eff, "inheritable", "ambient");
+	json_decref(caps_all);
+	json_decref(caps_eff);
+	struct rlimit rl;
+	uint64_t hard = NOFILE_HARD;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY && rl.rlim_max < hard)
+		hard = rl.rlim_max;
+	uint64_t soft = hard < NOFILE_SOFT ? hard : NOFILE_SOFT;
+	const char *cwd = ic && ic->workdir && *ic->workdir ? ic->workdir : "/";
+	json_t *process = json_pack(
+	    "{s:b,s:{s:i,s:i,s:o},s:o,s:o,s:s,s:o,s:[{s:s,s:I,s:I}],s:b}", "terminal", 0, "user",
+	    "uid", (int)uid, "gid", (int)gid, "additionalGids", addl, "args", args, "env",
+	    merge_env(in, home), "cwd", cwd, "capabilities", caps, "rlimits", "type",
+	    "RLIMIT_NOFILE", "hard", (json_int_t)hard, "soft", (json_int_t)soft, "noNewPrivileges",
+	    1);
+	free(home);
+	char hostname[64];
+	snprintf(hostname, sizeof hostname, "%s", in->task_id);
+
+	json_t *res = json_object();
+	if (in->memory_bytes) {
+		json_t *mem = json_pack("{s:I}", "limit", (json_int_t)in->memory_bytes);
+		if (swap_limit_supported())
+			json_object_set_new(mem, "swap", json_integer((json_int_t)in->memory_bytes));
+		json_object_set_new(res, "memory", mem);
+	}
+	if (in->cpu > 0) {
+		const int64_t period = 100000;
+		int64_t quota = (int64_t)(in->cpu * (double)period + 0.5);
+		if (quota < 1000)
+			quota = 1000; /* the kernel's minimum */
+		json_object_set_new(res, "cpu", json_pack("{s:I,s:I}", "quota", (json_int_t)quota,
+							  "period", (json_int_t)period));
+	}
+	json_object_set_new(res, "pids",
+			    json_pack("{s:I}", "limit", (json_int_t)CGROUP_DEFAULT_PIDS_MAX));
+	json_object_set_new(res, "devices", json_pack("[{s:b,s:s}]", "allow", 0, "access", "rwm"));
+
+	json_t *linux_ = json_pack(
+	    "{s:o,s:s,s:[{s:s},{s:s},{s:s},{s:s}],s:o,s:o,s:o}", "resources", res, "cgroupsPath",
+	    in->cgroups_path, "namespaces", "type", "pid", "type", "mount", "type", "ipc", "type",
+	    "uts", "maskedPaths", strs(masked_paths, ARRAY_SIZE(masked_paths)), "readonlyPaths",
+	    strs(readonly_paths, ARRAY_SIZE(readonly_paths)), "seccomp", seccomp_profile());
+	json_t *doc = json_pack("{s:s,s:o,s:{s:s,s:b},s:s,s:o,s:o}", "ociVersion", "1.0.2",
+				"process", process, "root", "path", "rootfs", "readonly", 0,
+				"hostname", hostname, "mounts", default_mounts(), "linux", linux_);
+	if (!doc)
+		return berr_set(err, 0, "cannot build config.json");
+	*out = json_dumps(doc, JSON_INDENT(1));
+	json_decref(doc);
+	return 0;
+}
+
+/* ---- the task ---- */
+
+static void task_paths(struct oci_task *t, const struct oci_params *p)
+{
+	const char *rt = p->runtime && *p->runtime ? p->runtime : getenv("BERTH_OCI_RUNTIME");
+	t->id = xstrdup(p->task_id);
+	t->runtime = xstrdup(rt && *rt ? rt : OCI_DEFAULT_RUNTIME);
+	t->state_root = xasprintf("%s/runc", p->data_dir);
+	t->bundle = xasprintf("%s/bundle", p->sandbox);
+	t->rootfs = xasprintf("%s/rootfs", t->bundle);
+	t->log = xasprintf("%s/runc.log", t->bundle);
+	t->pidfile = xasprintf("%s/container.pid", t->bundle);
+}
+
+static int make_rootfs(struct oci_task *t, struct berr *err)
+{
+	char *upper = xasprintf("%s/upper", t->bundle);
+	char *work = xasprintf("%s/work", t->bundle);
+	int rc = -1;
+	const char *dirs[] = {t->rootfs, upper, work};
+	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++)
+		if (mkdir(dirs[i], 0755) < 0 && errno != EEXIST) {
+			berr_set(err, 0, "cannot create '%s': %s", dirs[i], errstr(errno));
+			goto out;
+		}
+	struct image *img = t->img;
+	struct berr oerr = {0};
+	if (img->overlay_ready && img->nlayers > 0 &&
+	    rootfs_mount_overlay(image_cache_layers_dir(t->cache), img->layer_names, img->nlayers,
+				 upper, work, t->rootfs, &oerr) == 0) {
+		t->mounted = true;
+		rc = 0;
+		goto out;
+	}
+	/* No overlay here: the task gets its own copy. */
+	if (oerr.msg[0])
+		fprintf(stderr, "berth-oci: %s; copying the image instead\n", oerr.msg);
+	rc = rootfs_copy_layers(img->layers, img->nlayers, t->rootfs, geteuid() == 0, err);
+	if (rc == 0)
+		t->copied = true;
+out:
+	free(upper);
+	free(work);
+	return rc;
+}
+
+int oci_task_prepare(struct oci_task *t, const struct oci_params *p, struct berr *err)
+{
+	memset(t, 0, sizeof *t);
+	task_paths(t, p);
+	/* Mounts stay in the supervisor's own namespace; slave, so the host's
+	 * unmounts still reach it and it pins nothing. */
+	if (unshare(CLONE_NEWNS) < 0)
+		return berr_set(err, 0, "cannot create a mount namespace: %s", errstr(errno));
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+		return berr_set(err, 0, "cannot make the mounts private: %s", errstr(errno));
+	/* The container's init, left by `runc run --detach`, becomes our child. */
+	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	char *images = xasprintf("%s/images", p->data_dir);
+	int rc = image_cache_open(images, &t->cache, err);
+	free(images);
+	if (rc < 0)
+		return -1;
+	if (image_get(t->cache, p->image, &t->img, err) < 0)
+		return -1;
+	t->fetched = t->img->fetched;
+	if (mkdir(t->bundle, 0711) < 0 && errno != EEXIST)
+		return berr_set(err, 0, "cannot create '%s': %s", t->bundle, errstr(errno));
+	if (make_rootfs(t, err) < 0)
+		return -1;
+	char *cgpath = xasprintf("/%s/%s", p->cgroup_parent && *p->cgroup_parent ? p->cgroup_parent
+										 : "berth",
+				 p->task_id);
+	struct oci_config_in in = {
+	    .task_id = p->task_id,
+	    .rootfs = t->rootfs,
+	    .argv = p->argv,
+	    .argc = p->argc,
+	    .env = p->env,
+	    .nenv = p->nenv,
+	    .user = p->user,
+	    .image = &t->img->config,
+	    .cpu = p->cpu,
+	    .memory_bytes = p->memory_bytes,
+	    .cgroups_path = cgpath,
+	};
+	char *json = NULL;
+	rc = oci_config_build(&in, &json, err);
+	free(cgpath);
+	if (rc < 0)
+		return berr_prefix(err, "image '%s'", p->image);
+	char *cfg = xasprintf("%s/config.json", t->bundle);
+	int w = file_write_atomic(cfg, json, strlen(json));
+	free(json);
+	if (w < 0)
+		berr_set(err, 0, "cannot write '%s': %s", cfg, errstr(w));
+	free(cfg);
+	return w < 0 ? -1 : 0;
+}
+
+/* Run the runtime with these arguments and wait for it. Its stdout and
+ * stderr go to out_fd/err_fd (-1 = the supervisor's). Returns its wait
+ * status, or -errno when it could not be started. */
+static int run_runtime(struct oci_task *t, const char *const *args, int out_fd, int err_fd)
+{
+	const char *argv[32];
+	size_t n = 0;
+	argv[n++] = t->runtime;
+	argv[n++] = "--root";
+	argv[n++] = t->state_root;
+	argv[n++] = "--log";
+	argv[n++] = t->log;
+	argv[n++] = "--log-format";
+	argv[n++] = "json";
+	for (size_t i = 0; args[i] && n < ARRAY_SIZE(argv) - 1; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (out_fd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+	if (err_fd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
+	/* The supervisor blocks and ignores signals of its own; neither may
+	 * reach runc, nor through it the container. */
+	posix_spawnattr_t at;
+	posix_spawnattr_init(&at);
+	sigset_t none, all;
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &all);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	pid_t pid;
+	int r = posix_spawnp(&pid, t->runtime, &fa, &at, (char *const *)argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	if (r != 0)
+		return -r;
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return st;
+}
+
+/* The last error runc logged (JSON lines: {"level":"error","msg":...}). */
+static void runtime_error(struct oci_task *t, char *buf, size_t n)
+{
+	buf[0] = 0;
+	char *text = NULL;
+	if (file_read_all(t->log, &text, NULL) < 0)
+		return;
+	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+		json_t *j = json_loads(line, 0, NULL);
+		const char *lvl = json_string_value(json_object_get(j, "level"));
+		const char *msg = json_string_value(json_object_get(j, "msg"));
+		if (lvl && msg && (!strcmp(lvl, "error") || !strcmp(lvl, "fatal")))
+			snprintf(buf, n, "%s", msg);
+		json_decref(j);
+	}
+	free(text);
+}
+
+pid_t oci_task_start(struct oci_task *t, int out_fd, int err_fd, int *code, struct berr *err)
+{
+	*code = 126;
+	t->ran = true;
+	unlink(t->pidfile);
+	const char *args[] = {"run", "--detach", "--bundle", t->bundle, "--pid-file", t->pidfile,
+			      t->id, NULL};
+	int st = run_runtime(t, args, out_fd, err_fd);
+	if (st < 0) {
+		if (st == -ENOENT)
+			*code = 127;
+		return berr_set(err, 0, "cannot run the OCI runtime '%s': %s", t->runtime,
+				errstr(st));
+	}
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		char why[768];
+		runtime_error(t, why, sizeof why);
+		if (strstr(why, "executable file not found") || strstr(why, "no such file or directory"))
+			*code = 127;
+		return berr_set(err, 0, "cannot start container: %s",
+				why[0] ? why : "the runtime failed without saying why");
+	}
+	char *text = NULL;
+	long pid = 0;
+	if (file_read_all(t->pidfile, &text, NULL) == 0)
+		pid = strtol(text, NULL, 10);
+	free(text);
+	if (pid <= 0 || pid > INT_MAX)
+		return berr_set(err, 0, "runtime '%s' wrote no pid to '%s'", t->runtime, t->pidfile);
+	t->pid = (pid_t)pid;
+	return t->pid;
+}
+
+int oci_task_kill(struct oci_task *t, int sig, bool all)
+{
+	if (!t->id)
+		return -ESRCH;
+	char num[16];
+	snprintf(num, sizeof num, "%d", sig);
+	const char *a1[] = {"kill", "--all", t->id, num, NULL};
+	const char *a2[] = {"kill", t->id, num, NULL};
+	int st = run_runtime(t, all ? a1 : a2, -1, -1);
+	if (st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	/* The runtime lost track (or is gone): signal the init ourselves. */
+	if (t->pid > 0 && kill(t->pid, sig) == 0)
+		return 0;
+	return -ESRCH;
+}
+
+void oci_task_cleanup(struct oci_task *t)
+{
+	if (t->id && t->runtime && (t->pid > 0 || t->ran)) {
+		const char *args[] = {"delete", "--force", t->id, NULL};
+		run_runtime(t, args, -1, -1);
+	}
+	if (t->mounted && t->rootfs) {
+		if (umount2(t->rootfs, MNT_DETACH) < 0)
+			fprintf(stderr, "berth-oci: cannot unmount '%s': %s\n", t->rootfs,
+				errstr(errno));
+		t->mounted = false;
+	}
+	/* The task's writable layer (or its copy of the image) goes with it;
+	 * its logs stay in the sandbox. */
+	if (t->bundle) {
+		const char *parts[] = {"rootfs", "upper", "work"};
+		for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
+			char *p = xasprintf("%s/%s", t->bundle, parts[i]);
+			rm_at(AT_FDCWD, p);
+			free(p);
+		}
+	}
+	image_release(t->img);
+	t->img = NULL;
+	image_cache_free(t->cache);
+	t->cache = NULL;
+	free(t->id);
+	free(t->runtime);
+	free(t->state_root);
+	free(t->bundle);
+	free(t->rootfs);
+	free(t->log);
+	free(t->pidfile);
+	memset(t, 0, sizeof *t);
+}
