@@ -105,14 +105,23 @@ sizes = [per_job] * (tasks // per_job) + ([tasks % per_job] if tasks % per_job e
 limit = max(1, math.ceil(per_job / (agents - kill)))
 keys = ["rec/prod/j%d" % k for k in range(len(sizes))]
 
+errors = []
+
 def submit(idx):
     cc = conn()
     for k in idx:
-        call(cc, "POST", "/v1/jobs", {
-            "job": keys[k], "instances": sizes[k],
-            "task": {"command": ["/bin/true"],
-                     "resources": {"cpu": 0.01, "memory": "4MiB"},
-                     "constraints": {"host": "limit:%d" % limit}}})
+        try:
+            submit_one(cc, k)
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            errors.append("%s: %s" % (keys[k], e))
+            return
+
+def submit_one(cc, k):
+    call(cc, "POST", "/v1/jobs", {
+        "job": keys[k], "instances": sizes[k],
+        "task": {"command": ["/bin/true"],
+                 "resources": {"cpu": 0.01, "memory": "4MiB"},
+                 "constraints": {"host": "limit:%d" % limit}}})
 
 threads = [threading.Thread(target=submit, args=(range(i, len(sizes), 8),), daemon=True)
            for i in range(8)]
@@ -120,6 +129,8 @@ for t in threads:
     t.start()
 for t in threads:
     t.join()
+if errors:
+    sys.exit("recovery: submit failed: " + errors[0])
 
 def running():
     return sum(j.get("states", {}).get("RUNNING", 0) for j in call(c, "GET", "/v1/jobs"))

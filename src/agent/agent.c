@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <poll.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "agent/health.h"
 #include "agent/supervisor.h"
 #include "core/addr.h"
 #include "core/hmap.h"
@@ -37,7 +39,16 @@ struct agent_task {
 	char message[256];
 	bool stop_sent;
 	bool dirty;
-	int64_t launched_mono;   /* when we started its supervisor (0 = adopted) */              /* state changed, not yet acknowledged */
+	int64_t launched_mono;   /* when we started its supervisor (0 = adopted) */
+	/* Health checking (tasks whose spec has one): the spec is kept for the
+	 * check's lifetime; the check starts when the program runs. */
+	struct job_spec *spec;
+	int health_port;
+	char **health_env;
+	struct health_check *health;
+	bool health_started;
+	bool health_failed;      /* stopped because its checks failed */
+	char health_msg[256];
 };
 
 struct agent {
@@ -88,6 +99,12 @@ static struct agent_task *task_add(struct agent *a, const char *id)
 
 static void task_free(struct agent_task *t)
 {
+	health_check_free(t->health);
+	spec_free(t->spec);
+	if (t->health_env)
+		for (char **e = t->health_env; *e; e++)
+			free(*e);
+	free(t->health_env);
 	free(t->id);
 	free(t->sandbox);
 	free(t);
@@ -126,11 +143,24 @@ static void task_refresh(struct agent *a, struct agent_task *t)
 		task_set(a, t, TASK_STARTING, NULL);
 		break;
 	case PHASE_RUNNING:
-		task_set(a, t, TASK_RUNNING, "");
+		if (t->spec && !t->health_started) {
+			/* RUNNING only once its checks pass: STARTING until then. */
+			t->health_started = true;
+			t->health = health_check_new(&t->spec->task.health, "127.0.0.1",
+						     t->health_port, t->health_env, t->sandbox);
+		}
+		if (t->health && t->state != TASK_RUNNING)
+			task_set(a, t, TASK_STARTING, "waiting for health checks to pass");
+		else
+			task_set(a, t, TASK_RUNNING, "");
 		break;
 	case PHASE_EXITED:
 		t->exit_code = r.signal ? 128 + r.signal : r.exit_code;
-		if (r.oom)
+		health_check_free(t->health);
+		t->health = NULL;
+		if (t->health_failed)
+			task_set(a, t, TASK_FAILED, t->health_msg);
+		else if (r.oom)
 			task_set(a, t, TASK_FAILED, r.message);
 		else if (r.stopped || t->stop_sent)
 			task_set(a, t, TASK_KILLED, r.message);
@@ -227,6 +257,43 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 		.log_max_bytes = a->o.log_max_bytes,
 		.log_max_files = a->o.log_max_files,
 	};
+	if (ts->health.kind != HEALTH_NONE) {
+		for (size_t i = 0; i < np; i++)
+			if (!strcmp(ts->resources.ports[i], ts->health.port))
+				t->health_port = pvals[i];
+		t->health_env = xcalloc(e + 1, sizeof *t->health_env);
+		for (size_t i = 0; i < e; i++)
+			t->health_env[i] = xstrdup(env[i]);
+		if (ts->health.kind == HEALTH_COMMAND) {
+			/* The check runs as the task's user, never as the agent's
+			 * root: setpriv (util-linux) drops to it first. */
+			size_t extra = ts->user && *ts->user ? 5 : 0;
+			char **cmd = xcalloc(ts->health.ncommand + extra + 1, sizeof *cmd);
+			size_t k = 0;
+			if (extra) {
+				cmd[k++] = xstrdup("setpriv");
+				struct passwd *pw = getpwnam(ts->user);
+				if (pw) {
+					cmd[k++] = xasprintf("--reuid=%u", (unsigned)pw->pw_uid);
+					cmd[k++] = xasprintf("--regid=%u", (unsigned)pw->pw_gid);
+				} else {
+					cmd[k++] = xasprintf("--reuid=%s", ts->user);
+					cmd[k++] = xasprintf("--regid=%s", ts->user);
+				}
+				cmd[k++] = xstrdup("--init-groups");
+				cmd[k++] = xstrdup("--");
+			}
+			for (size_t i = 0; i < ts->health.ncommand; i++)
+				cmd[k++] = spec_expand(ts->health.command[i], &ctx);
+			for (size_t i = 0; i < ts->health.ncommand; i++)
+				free(ts->health.command[i]);
+			free(ts->health.command);
+			ts->health.command = cmd;
+			ts->health.ncommand = k;
+		}
+		t->spec = spec;
+		spec = NULL; /* kept by the task for its checks */
+	}
 	pid_t spid;
 	int r = supervisor_launch(&l, a->o.exe, &spid, err);
 	/* No STARTING report of our own: the supervisor's first report comes
@@ -520,15 +587,57 @@ static size_t read_notifications(int fd, char ids[][128], size_t max)
 	return n;
 }
 
+/* Advance every task's health check; a passing one makes the task
+ * RUNNING, a failing one gets it stopped and reported FAILED with why. */
+static void poll_health(struct agent *a, int64_t now)
+{
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&a->tasks, &it, NULL, &v)) {
+		struct agent_task *t = v;
+		if (!t->health || task_state_terminal(t->state))
+			continue;
+		enum health_verdict hv = health_check_poll(t->health, now);
+		if (hv == HEALTH_PASSING && t->state == TASK_STARTING) {
+			task_set(a, t, TASK_RUNNING, "");
+		} else if (hv == HEALTH_FAILING && !t->health_failed) {
+			struct health_counts hc;
+			health_check_counters(t->health, &hc);
+			t->health_failed = true;
+			snprintf(t->health_msg, sizeof t->health_msg,
+				 "health check failed %d times in a row: %s", hc.consecutive_failures,
+				 health_check_last_error(t->health));
+			log_info("task %s: %s", t->id, t->health_msg);
+			supervisor_stop(t->sandbox);
+		}
+	}
+}
+
 static void *events_main(void *arg)
 {
 	struct agent *a = arg;
 	struct http_client *hc = http_client_new(a->o.servers);
 	int64_t last_scan = 0, last_prune = 0;
 	while (!a->stopping) {
-		struct pollfd p[2] = {{.fd = a->notify_fd, .events = POLLIN},
-				      {.fd = a->wake_pipe[0], .events = POLLIN}};
-		poll(p, 2, 500);
+		struct pollfd p[2 + 64 * HEALTH_CHECK_MAX_FDS] = {{.fd = a->notify_fd, .events = POLLIN},
+							       {.fd = a->wake_pipe[0], .events = POLLIN}};
+		int np = 2;
+		int64_t wait = 500, now0 = time_mono_ms();
+		pthread_mutex_lock(&a->lock);
+		size_t hit = 0;
+		void *hv;
+		while (hmap_next(&a->tasks, &hit, NULL, &hv)) {
+			struct agent_task *t = hv;
+			if (!t->health)
+				continue;
+			if (np + HEALTH_CHECK_MAX_FDS <= (int)ARRAY_SIZE(p))
+				np += health_check_fds(t->health, p + np, HEALTH_CHECK_MAX_FDS);
+			int64_t next = health_check_next_ms(t->health) - now0;
+			if (next < wait)
+				wait = next < 0 ? 0 : next;
+		}
+		pthread_mutex_unlock(&a->lock);
+		poll(p, (nfds_t)np, (int)wait);
 		static char ids[64][128];
 		size_t nids = 0;
 		if (p[0].revents & POLLIN)
@@ -557,6 +666,7 @@ static void *events_main(void *arg)
 					task_refresh(a, t);
 			}
 		}
+		poll_health(a, mono);
 		json_t *updates = json_array();
 		it = 0;
 		while (hmap_next(&a->tasks, &it, NULL, &v)) {

@@ -400,13 +400,14 @@ int oci_config_build(const struct oci_config_in *in, char **out, struct berr *er
 	for (size_t i = 0; i < ngroups; i++)
 		json_array_append_new(addl, json_integer(groups[i]));
 	free(groups);
-	json_t *caps_all = strs(default_caps, ARRAY_SIZE(default_caps));
+	json_t *caps = json_object();
+	json_object_set_new(caps, "bounding", strs(default_caps, ARRAY_SIZE(default_caps)));
 	/* A non-root user holds no capability, as in Docker. */
-	json_t *caps_eff = uid == 0 ? json_deep_copy(caps_all) : json_array();
-	json_t *caps = json_pack("{s:O,s:O,s:o,s:o,s:[],s:[]}", "bounding", caps_all, "effective",
-				 caps_eff, "permitted", caps_eff, "inheritable", "ambient");
-	json_decref(caps_all);
-	json_decref(caps_eff);
+	size_t ncaps = uid == 0 ? ARRAY_SIZE(default_caps) : 0;
+	json_object_set_new(caps, "effective", strs(default_caps, ncaps));
+	json_object_set_new(caps, "permitted", strs(default_caps, ncaps));
+	json_object_set_new(caps, "inheritable", json_array());
+	json_object_set_new(caps, "ambient", json_array());
 	struct rlimit rl;
 	uint64_t hard = NOFILE_HARD;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY && rl.rlim_max < hard)
@@ -641,8 +642,15 @@ pid_t oci_task_start(struct oci_task *t, int out_fd, int err_fd, int *code, stru
 		runtime_error(t, why, sizeof why);
 		if (strstr(why, "executable file not found") || strstr(why, "no such file or directory"))
 			*code = 127;
+		/* runc wraps its errors: keep what says why */
+		const char *w = why;
+		static const char *const wrappers[] = {"runc run failed: ",
+						       "unable to start container process: "};
+		for (size_t i = 0; i < ARRAY_SIZE(wrappers); i++)
+			if (!strncmp(w, wrappers[i], strlen(wrappers[i])))
+				w += strlen(wrappers[i]);
 		return berr_set(err, 0, "cannot start container: %s",
-				why[0] ? why : "the runtime failed without saying why");
+				*w ? w : "the runtime failed without saying why");
 	}
 	char *text = NULL;
 	long pid = 0;

@@ -42,15 +42,15 @@
 #include "core/log.h"
 #include "core/util.h"
 
-#define REQUEST_TIMEOUT_MS 60000   /* no answer: the server is gone or stuck */
+#define REQUEST_TIMEOUT_MS 60000 /* no answer: the server is gone or stuck */
 #define CONNECT_TIMEOUT_MS 10000
 #define FULL_REPORT_EVERY_MS 10000
 #define BACKOFF_MAX_MS 5000
 #define SWEEP_EVERY_MS 1000
 #define WARN_EVERY_MS 5000
 #define HEADERS_MAX (64u << 10)
-#define RESPONSE_MAX (256u << 20)  /* a desired set beyond this is an error */
-#define KILLED_EXIT_CODE 143       /* what SIGTERM would give */
+#define RESPONSE_MAX (256u << 20) /* a desired set beyond this is an error */
+#define KILLED_EXIT_CODE 143	  /* what SIGTERM would give */
 
 void simulator_options_defaults(struct simulator_options *o)
 {
@@ -82,21 +82,21 @@ enum req_kind { RQ_REGISTER = 1, RQ_WATCH };
 
 struct sim_agent {
 	struct sim_task *tasks; /* sorted by id (strcmp) */
-	char *out;              /* the request being sent */
-	char *in;               /* the response being read */
+	char *out;		/* the request being sent */
+	char *in;		/* the response being read */
 	uint32_t out_len, out_off, in_len, in_cap;
 	uint32_t ntasks, task_cap;
 	uint64_t known_version;
-	uint32_t gen;           /* bumped on every change of the task set */
-	uint32_t sent_gen;      /* gen of the full report in flight */
-	uint32_t acked_gen;     /* gen of the last acknowledged full report */
-	uint32_t index;         /* global agent number */
-	int64_t sent_ms;        /* when the request in flight started */
-	int64_t last_full_ms;   /* when the last acknowledged full report went */
+	uint32_t gen;	      /* bumped on every change of the task set */
+	uint32_t sent_gen;    /* gen of the full report in flight */
+	uint32_t acked_gen;   /* gen of the last acknowledged full report */
+	uint32_t index;	      /* global agent number */
+	int64_t sent_ms;      /* when the request in flight started */
+	int64_t last_full_ms; /* when the last acknowledged full report went */
 	int fd;
 	int32_t heartbeat_ms;
-	uint16_t failures;      /* consecutive: drives the back-off */
-	uint8_t server;         /* index into sim->addrs */
+	uint16_t failures; /* consecutive: drives the back-off */
+	uint8_t server;	   /* index into sim->addrs */
 	uint8_t phase, req;
 	bool registered, ever_registered, force_full, sent_full;
 };
@@ -177,7 +177,8 @@ static void agent_name(const struct sim *s, const struct sim_agent *a, char *buf
 
 /* Rate-limited warnings: thousands of agents hitting the same wall would
  * otherwise print thousands of the same line. */
-static void loop_warn(struct sim_loop *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void loop_warn(struct sim_loop *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void loop_warn(struct sim_loop *l, const char *fmt, ...)
 {
 	int64_t now = time_mono_ms();
@@ -306,11 +307,13 @@ static void add_attrs(struct sbuf *b, const struct sim *s, const struct sim_agen
 		sep = ",";
 	}
 	if (s->o.racks > 0 && !s->has_rack) {
-		sbuf_addf(b, "%s\"rack\":\"r%u\"", sep, (a->index + s->o.first) % (unsigned)s->o.racks);
+		sbuf_addf(b, "%s\"rack\":\"r%u\"", sep,
+			  (a->index + s->o.first) % (unsigned)s->o.racks);
 		sep = ",";
 	}
 	if (s->o.zones > 0 && !s->has_zone) {
-		sbuf_addf(b, "%s\"zone\":\"z%u\"", sep, (a->index + s->o.first) % (unsigned)s->o.zones);
+		sbuf_addf(b, "%s\"zone\":\"z%u\"", sep,
+			  (a->index + s->o.first) % (unsigned)s->o.zones);
 		sep = ",";
 	}
 	if (s->user_attrs[0])
@@ -871,7 +874,7 @@ struct http_reply {
 	int status;
 	char *body;
 	size_t body_len;
-	size_t total;   /* bytes of the buffer the response used */
+	size_t total; /* bytes of the buffer the response used */
 	bool close;
 };
 
@@ -1000,8 +1003,7 @@ static void on_register_reply(struct sim_loop *l, struct sim_agent *a, struct ht
 	}
 	json_t *j = json_loadb(r->body, r->body_len, 0, NULL);
 	json_t *hb = json_object_get(j, "heartbeat_ms");
-	if (json_is_integer(hb) && json_integer_value(hb) >= 100 &&
-	    json_integer_value(hb) <= 60000)
+	if (json_is_integer(hb) && json_integer_value(hb) >= 100 && json_integer_value(hb) <= 60000)
 		a->heartbeat_ms = (int32_t)json_integer_value(hb);
 	json_decref(j);
 	a->registered = true;
@@ -1192,8 +1194,8 @@ static int loop_timers(struct sim_loop *l)
 		l->last_sweep = now;
 		for (size_t i = 0; i < l->next_start; i++) {
 			struct sim_agent *a = &l->agents[i];
-			int64_t limit = a->phase == PH_CONNECTING ? CONNECT_TIMEOUT_MS
-								  : REQUEST_TIMEOUT_MS;
+			int64_t limit =
+			    a->phase == PH_CONNECTING ? CONNECT_TIMEOUT_MS : REQUEST_TIMEOUT_MS;
 			if (a->phase != PH_IDLE && now - a->sent_ms > limit)
 				agent_fail(l, a, "no reply from the server: timed out");
 		}
@@ -1329,7 +1331,8 @@ static int loops_start(struct sim *s)
 		l->epfd = epoll_create1(EPOLL_CLOEXEC);
 		l->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-		if (l->epfd < 0 || l->evfd < 0 || epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &ev) < 0) {
+		if (l->epfd < 0 || l->evfd < 0 ||
+		    epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &ev) < 0) {
 			log_error("cannot set up the event loop: %s", strerror(errno));
 			return -1;
 		}
@@ -1470,7 +1473,8 @@ int simulator_run(const struct simulator_options *o)
 	if (loops_start(&s) < 0) {
 		rc = 1;
 	} else {
-		log_info("simulating %d agents %s-%d..%s-%d against %s (%d thread%s, %d registrations/s)",
+		log_info("simulating %d agents %s-%d..%s-%d against %s (%d thread%s, %d "
+			 "registrations/s)",
 			 s.o.count, s.o.prefix, s.o.first, s.o.prefix, s.o.first + s.o.count - 1,
 			 s.o.servers, s.nloops, s.nloops == 1 ? "" : "s", s.o.register_rate);
 		wait_for_stop(&s, &set);

@@ -22,19 +22,19 @@
 #include "core/spec.h"
 
 struct simulator_options {
-	const char *prefix;         /* agent names are PREFIX-i */
-	int count;                  /* N agents */
-	int first;                  /* the first index (default 0) */
-	const char *servers;        /* "h:p" or "http://h:p", comma-separated */
-	double cpu;                 /* per agent; default 8 */
-	uint64_t memory, disk;      /* default 16 GiB, 100 GiB */
-	int port_lo, port_hi;       /* default 20000-32767 */
+	const char *prefix;	     /* agent names are PREFIX-i */
+	int count;		     /* N agents */
+	int first;		     /* the first index (default 0) */
+	const char *servers;	     /* "h:p" or "http://h:p", comma-separated */
+	double cpu;		     /* per agent; default 8 */
+	uint64_t memory, disk;	     /* default 16 GiB, 100 GiB */
+	int port_lo, port_hi;	     /* default 20000-32767 */
 	const struct spec_kv *attrs; /* --attr k=v, given to every agent */
 	size_t nattrs;
-	int racks;                  /* > 0: attribute rack=r<i % racks> */
-	int zones;                  /* > 0: attribute zone=z<i % zones> */
-	int register_rate;          /* registrations per second (default 2000) */
-	int threads;                /* event loops (default 1) */
+	int racks;	   /* > 0: attribute rack=r<i % racks> */
+	int zones;	   /* > 0: attribute zone=z<i % zones> */
+	int register_rate; /* registrations per second (default 2000) */
+	int threads;	   /* event loops (default 1) */
 };
 
 void simulator_options_defaults(struct simulator_options *o);

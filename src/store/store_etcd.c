@@ -56,9 +56,15 @@
 #define CONNECT_TIMEOUT_MS 2000L
 #define REQUEST_TIMEOUT_MS 120000L
 /* How long to keep trying while members answer "unavailable" (no leader,
- * leader changed, request timed out): an etcd election takes about a second
- * with the default --election-timeout. */
-#define UNAVAILABLE_RETRY_MS 5000
+ * leader changed, request timed out) or do not answer a txn in time: an etcd
+ * election takes a second or two with the default --election-timeout. */
+#define UNAVAILABLE_RETRY_MS 10000
+/* A txn sent to a follower just as the leader dies is lost, and etcd only
+ * says so after its own request timeout (7 s with default settings). So a
+ * txn gets TXN_TIMEOUT_MS for its first try, twice that for the next, and
+ * so on; a healthy txn, even of 1.5 MiB, takes tens of milliseconds. Sending
+ * it again is safe (see the top of this file). */
+#define TXN_TIMEOUT_MS 2000L
 /* Scan pages: the limit starts small (most scans are small), doubles while
  * answers stay under PAGE_GROW_BYTES and halves above PAGE_SHRINK_BYTES.
  * etcd 3.4 walks the rest of the range in its index on every page, so few
@@ -361,7 +367,7 @@ static void lowercase_first(char *s)
 /* One request to one endpoint: the HTTP status, or -1 on a transport
  * failure (why says which). The answer is in e->resp. */
 static long perform(struct etcd_store *e, size_t idx, const char *path, const char *body,
-		    size_t len, char *why, size_t why_len)
+		    size_t len, bool *timed_out, char *why, size_t why_len)
 {
 	char *url = xasprintf("%s%s", e->urls[idx], path);
 	curl_easy_setopt(e->curl, CURLOPT_URL, url);
@@ -377,6 +383,7 @@ static long perform(struct etcd_store *e, size_t idx, const char *path, const ch
 	CURLcode rc = curl_easy_perform(e->curl);
 	free(url);
 	if (rc != CURLE_OK) {
+		*timed_out = rc == CURLE_OPERATION_TIMEDOUT;
 		snprintf(why, why_len, "%s", curl_easy_strerror(rc));
 		lowercase_first(why);
 		return -1;
@@ -408,12 +415,13 @@ static void answer_message(struct etcd_store *e, long status, char *why, size_t 
 }
 
 /* POST body (len bytes) to path, or GET it when body is NULL, trying the
- * endpoints in order from the one that answered last. 0 with *out the
+ * endpoints in order from the one that answered last; timeout_ms (0: no
+ * short timeout) for the first round, doubled on each next. 0 with *out the
  * parsed answer, or -1 with err "etcd HOST:PORT: why" (one per endpoint
  * tried when none answered). *status gets the last HTTP status (0 when no
  * endpoint answered). */
-static int call(struct etcd_store *e, const char *path, const char *body, size_t len, json_t **out,
-		long *status, struct berr *err)
+static int call(struct etcd_store *e, const char *path, const char *body, size_t len,
+		long timeout_ms, json_t **out, long *status, struct berr *err)
 {
 	int64_t deadline = time_mono_ms() + UNAVAILABLE_RETRY_MS;
 	struct sbuf fails;
@@ -425,10 +433,14 @@ static int call(struct etcd_store *e, const char *path, const char *body, size_t
 		bool unavailable = false;
 		fails.len = 0;
 		fails.buf[0] = 0;
+		curl_easy_setopt(e->curl, CURLOPT_TIMEOUT_MS,
+				 timeout_ms > 0 && timeout_ms < REQUEST_TIMEOUT_MS ? timeout_ms
+										   : REQUEST_TIMEOUT_MS);
 		for (size_t k = 0; k < e->n_endpoints; k++) {
 			size_t idx = (e->cur + k) % e->n_endpoints;
 			char why[512];
-			long st = perform(e, idx, path, body, len, why, sizeof why);
+			bool timed_out = false;
+			long st = perform(e, idx, path, body, len, &timed_out, why, sizeof why);
 			if (status)
 				*status = st > 0 ? st : 0;
 			if (st == 200) {
@@ -449,8 +461,12 @@ static int call(struct etcd_store *e, const char *path, const char *body, size_t
 				answer_message(e, st, why, sizeof why);
 			sbuf_addf(&fails, "%setcd %s: %s", fails.len ? "; " : "", e->endpoints[idx],
 				  why);
-			if (st < 0)
-				continue; /* not reachable: the next one */
+			if (st < 0) {
+				/* Not reachable: the next one. No answer in time:
+				 * that one too, and maybe again later. */
+				unavailable |= timed_out && timeout_ms > 0;
+				continue;
+			}
 			if (st == 503 || st == 504) {
 				/* Reachable but without a leader: another member
 				 * may have one, or will soon. */
@@ -466,6 +482,7 @@ static int call(struct etcd_store *e, const char *path, const char *body, size_t
 		}
 		if (!unavailable || time_mono_ms() >= deadline)
 			break;
+		timeout_ms *= 2;
 		struct timespec ts = {0, 200 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
@@ -501,6 +518,8 @@ static void async_start(struct etcd_store *e, struct async *a, const char *what)
 	curl_easy_setopt(a->h, CURLOPT_URL, a->url);
 	curl_easy_setopt(a->h, CURLOPT_POSTFIELDS, a->body.buf);
 	curl_easy_setopt(a->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)a->body.len);
+	curl_easy_setopt(a->h, CURLOPT_TIMEOUT_MS,
+			 strcmp(what, "kv/txn") ? REQUEST_TIMEOUT_MS : TXN_TIMEOUT_MS);
 	buf_reset(&a->resp);
 	a->active = true;
 	a->done = false;
@@ -566,7 +585,8 @@ static int api_call(struct etcd_store *e, const char *what, json_t **out, long *
 {
 	char path[64];
 	snprintf(path, sizeof path, "%s/%s", e->api, what);
-	return call(e, path, e->req.buf, e->req.len, out, status, err);
+	return call(e, path, e->req.buf, e->req.len, strcmp(what, "kv/txn") ? 0 : TXN_TIMEOUT_MS,
+		    out, status, err);
 }
 
 /* Append "name":"base64(prefix + key)". An empty etcd key is written as
@@ -665,7 +685,7 @@ static int detect_api(struct etcd_store *e, struct berr *err)
 	size_t first = 0, last = 3;
 	json_t *j = NULL;
 	long status = 0;
-	if (call(e, "/version", NULL, 0, &j, &status, err) == 0) {
+	if (call(e, "/version", NULL, 0, 0, &j, &status, err) == 0) {
 		const char *v = json_string_value(json_object_get(j, "etcdserver"));
 		int major = 0, minor = 0;
 		if (v && sscanf(v, "%d.%d", &major, &minor) == 2) {

@@ -1,0 +1,81 @@
+#!/usr/bin/env bats
+# Health checks run by the agent: a task is RUNNING only once its checks
+# pass, and a task whose checks keep failing is killed and replaced.
+
+load helpers
+
+setup() {
+	require_root
+	start_up
+}
+
+teardown() {
+	cleanup_up
+}
+
+@test "an HTTP service becomes RUNNING only after its health check passes" {
+	f=$(spec <<EOF2
+job: alice/devel/healthy
+task:
+  command: ["$BERTH_TOOLS/httpd-tiny", "{{ports.http}}"]
+  resources: {cpu: 0.1, memory: 16MiB, ports: [http]}
+  health: {http: /health, port: http, interval: 200ms, timeout: 500ms, initial_delay: 300ms, successes: 2, failures: 3}
+EOF2
+)
+	run "$BERTH_BIN" job run "$f"
+	[ "$status" -eq 0 ]
+	st=$(status_json alice/devel/healthy)
+	echo "$st" | python3 -c '
+import json, sys
+t = json.load(sys.stdin)["tasks"][0]
+ev = [e["state"] for e in t["events"]]
+assert t["state"] == "RUNNING", t
+assert "STARTING" in ev and ev.index("STARTING") < ev.index("RUNNING"), ev
+starting = [e for e in t["events"] if e["state"] == "STARTING"][0]["time_ms"]
+running = [e for e in t["events"] if e["state"] == "RUNNING"][0]["time_ms"]
+# initial delay 300 ms, then two passes 200 ms apart
+assert running - starting >= 400, (running - starting)
+'
+}
+
+@test "a task whose HTTP health check keeps failing is killed with a message that says so, and replaced" {
+	f=$(spec <<EOF2
+job: alice/devel/sick
+task:
+  command: ["$BERTH_TOOLS/httpd-tiny", "{{ports.http}}"]
+  resources: {cpu: 0.1, memory: 16MiB, ports: [http]}
+  health: {http: /fail, port: http, interval: 200ms, timeout: 500ms, initial_delay: 0s, failures: 2}
+  stop_grace: 1s
+EOF2
+)
+	"$BERTH_BIN" job run --detach "$f"
+	wait_for 20 '"$BERTH_BIN" job status alice/devel/sick --all --json | grep -q "health check failed"'
+	run "$BERTH_BIN" job status alice/devel/sick --all --json
+	echo "$output" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+failed = [t for t in d["tasks"] if t["state"] == "FAILED"]
+assert failed, [t["state"] for t in d["tasks"]]
+assert "health check failed 2 times in a row" in failed[0]["message"], failed[0]["message"]
+assert "status 500" in failed[0]["message"], failed[0]["message"]
+# never RUNNING: it never passed
+assert "RUNNING" not in [e["state"] for e in failed[0]["events"]]
+# replaced: a newer task records it as its ancestor
+assert any(t.get("ancestor") == failed[0]["id"] for t in d["tasks"])
+'
+}
+
+@test "a command health check runs as the task's user" {
+	f=$(spec <<'EOF2'
+job: alice/devel/cmdcheck
+task:
+  command: ["sleep", "300"]
+  user: nobody
+  resources: {cpu: 0.1, memory: 16MiB}
+  health: {command: ["/bin/sh", "-c", "test $(id -un) = nobody"], interval: 200ms, timeout: 1s, initial_delay: 0s, failures: 2}
+EOF2
+)
+	run "$BERTH_BIN" job run "$f"
+	[ "$status" -eq 0 ]
+	[ "$(running_count alice/devel/cmdcheck)" -eq 1 ]
+}
