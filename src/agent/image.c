@@ -417,7 +417,9 @@ static int ensure_registry_blob(struct image_cache *c, struct source *s, const c
 	char *tmp = NULL;
 	if (path_exists(final))
 		goto out;
-	lock = lock_key(c, digest_hex(digest));
+	char *lk = xasprintf("blob-%s", digest_hex(digest));
+	lock = lock_key(c, lk);
+	free(lk);
 	if (lock < 0) {
 		rc = berr_set(err, 0, "cannot lock the image cache: %s", errstr(lock));
 		goto out;
@@ -1037,7 +1039,9 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 	int rc = 0, lock = -1, fd = -1;
 	if (path_exists(final))
 		goto out;
-	lock = lock_key(c, key);
+	char *lk = xasprintf("layer-%s", key);
+	lock = lock_key(c, lk);
+	free(lk);
 	if (lock < 0) {
 		rc = berr_set(err, 0, "cannot lock the image cache: %s", errstr(lock));
 		goto out;

@@ -8,7 +8,7 @@
 #include "cmd/cli.h"
 #include "cmd/commands.h"
 
-enum { J_ADDR, J_JSON, J_ALL, J_DETACH, J_TIMEOUT, J_HELP, J_COUNT };
+enum { J_ADDR, J_JSON, J_ALL, J_DETACH, J_TIMEOUT, J_INSTANCES, J_HELP, J_COUNT };
 
 static void job_opts(struct cli_opt *o)
 {
@@ -18,13 +18,14 @@ static void job_opts(struct cli_opt *o)
 		[J_ALL] = {"--all", NULL, false, false, "include ended tasks"},
 		[J_DETACH] = {"--detach", "-d", false, false, "do not follow the rollout"},
 		[J_TIMEOUT] = {"--timeout", NULL, true, false, "give up following after this long (default 10m)"},
+		[J_INSTANCES] = {"--instances", NULL, true, false, "update only these instances: A or A-B (a canary)"},
 		[J_HELP] = {"--help", "-h", false, false, "show this help"},
 	};
 	memcpy(o, all, sizeof all);
 }
 
 static const char *job_usage =
-	"berth job run [--detach] FILE | plan FILE | status KEY [--json] [--all] |\n"
+	"berth job run [--detach] [--instances A-B] FILE | plan FILE | status KEY [--json] [--all] |\n"
 	"       list [--json] | kill KEY | restart KEY";
 
 static json_t *get_status(struct http_client *hc, const char *key, bool all, struct berr *err)
@@ -111,6 +112,46 @@ static int follow(struct http_client *hc, const char *key, int version, int64_t 
 	}
 }
 
+/* Follow a rolling update until it ends: 0 when it rolled forward. */
+static int follow_update(struct http_client *hc, const char *key, int64_t timeout_ms)
+{
+	int64_t start = time_mono_ms();
+	char last[400] = "";
+	char path[600];
+	snprintf(path, sizeof path, "/v1/jobs/%s/update", key);
+	for (;;) {
+		json_t *u = NULL;
+		struct berr err = {0};
+		if (http_json(hc, "GET", path, NULL, 10000, &u, &err) < 0)
+			return cli_fail("%s", err.msg);
+		const char *state = json_string_value(json_object_get(u, "state"));
+		char line[400];
+		snprintf(line, sizeof line, "%s: update %s v%d -> v%d: %d/%d updated, %d healthy, %d failed%s%s",
+			 key, state, (int)json_integer_value(json_object_get(u, "from_version")),
+			 (int)json_integer_value(json_object_get(u, "to_version")),
+			 (int)json_integer_value(json_object_get(u, "updated")),
+			 (int)json_integer_value(json_object_get(u, "total")),
+			 (int)json_integer_value(json_object_get(u, "healthy")),
+			 (int)json_integer_value(json_object_get(u, "failed")),
+			 *json_string_value(json_object_get(u, "message")) ? ": " : "",
+			 json_string_value(json_object_get(u, "message")));
+		if (strcmp(line, last)) {
+			printf("%s\n", line);
+			fflush(stdout);
+			snprintf(last, sizeof last, "%s", line);
+		}
+		bool active = !strcmp(state, "ROLLING_FORWARD") || !strcmp(state, "ROLLING_BACK") ||
+			      !strcmp(state, "ROLL_FORWARD_PAUSED") || !strcmp(state, "ROLL_BACK_PAUSED");
+		int rc = !strcmp(state, "ROLLED_FORWARD") ? 0 : 1;
+		json_decref(u);
+		if (!active)
+			return rc;
+		if (timeout_ms > 0 && time_mono_ms() - start > timeout_ms)
+			return cli_fail("gave up following the update of %s (it goes on)", key);
+		usleep(100000);
+	}
+}
+
 static int job_run(struct cli_opt *o, const char *file)
 {
 	struct job_spec *spec = cli_load_spec(file);
@@ -122,7 +163,10 @@ static int job_run(struct cli_opt *o, const char *file)
 	struct http_client *hc = cli_client(o[J_ADDR].value);
 	json_t *reply = NULL;
 	struct berr err = {0};
-	int r = http_json(hc, "POST", "/v1/jobs", body, 30000, &reply, &err);
+	char path[128] = "/v1/jobs";
+	if (o[J_INSTANCES].set)
+		snprintf(path, sizeof path, "/v1/jobs?instances=%s", o[J_INSTANCES].value);
+	int r = http_json(hc, "POST", path, body, 30000, &reply, &err);
 	json_decref(body);
 	if (r < 0) {
 		http_client_free(hc);
@@ -130,6 +174,7 @@ static int job_run(struct cli_opt *o, const char *file)
 		return cli_fail("%s", err.msg);
 	}
 	int version = (int)json_integer_value(json_object_get(reply, "version"));
+	bool update = json_is_true(json_object_get(reply, "update"));
 	bool created = json_is_true(json_object_get(reply, "created"));
 	bool changed = json_is_true(json_object_get(reply, "changed"));
 	printf("%s: %s (version %d)\n", key, created ? "created" : changed ? "updated" : "unchanged",
@@ -141,7 +186,8 @@ static int job_run(struct cli_opt *o, const char *file)
 		if (o[J_TIMEOUT].set && parse_duration(o[J_TIMEOUT].value, &tmo) < 0) {
 			rc = cli_fail("bad --timeout '%s'", o[J_TIMEOUT].value);
 		} else {
-			rc = follow(hc, key, version, (int64_t)tmo);
+			rc = update ? follow_update(hc, key, (int64_t)tmo)
+				    : follow(hc, key, version, (int64_t)tmo);
 		}
 	}
 	http_client_free(hc);
@@ -336,6 +382,66 @@ int cmd_job(int argc, char **argv)
 	} else {
 		rc = cli_fail("unknown command 'job %s' (see 'berth job --help')", verb);
 		rc = 2;
+	}
+	free(pos);
+	return rc;
+}
+
+/* berth update status|pause|resume|abort|rollback KEY [--json] */
+int cmd_update(int argc, char **argv)
+{
+	struct cli_opt o[J_COUNT];
+	job_opts(o);
+	const char *usage = "berth update status|pause|resume|abort|rollback KEY [--json]";
+	if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
+		cli_usage(usage, o, J_COUNT);
+		return argc < 1 ? 2 : 0;
+	}
+	const char *verb = argv[0];
+	const char **pos;
+	size_t npos;
+	if (cli_parse(argc - 1, argv + 1, o, J_COUNT, &pos, &npos) < 0)
+		return 2;
+	struct berr err = {0};
+	int rc = 0;
+	if (o[J_HELP].set) {
+		cli_usage(usage, o, J_COUNT);
+	} else if (npos != 1) {
+		rc = cli_fail("usage: %s", usage);
+	} else if (job_key_check(pos[0], &err) < 0) {
+		rc = cli_fail("%s", err.msg);
+	} else if (strcmp(verb, "status") && strcmp(verb, "pause") && strcmp(verb, "resume") &&
+		   strcmp(verb, "abort") && strcmp(verb, "rollback")) {
+		rc = cli_fail("unknown command 'update %s' (see 'berth update --help')", verb);
+	} else {
+		struct http_client *hc = cli_client(o[J_ADDR].value);
+		char path[600];
+		json_t *u = NULL;
+		int r;
+		if (!strcmp(verb, "status")) {
+			snprintf(path, sizeof path, "/v1/jobs/%s/update", pos[0]);
+			r = http_json(hc, "GET", path, NULL, 10000, &u, &err);
+		} else {
+			snprintf(path, sizeof path, "/v1/jobs/%s/update/%s", pos[0], verb);
+			r = http_json(hc, "POST", path, NULL, 10000, &u, &err);
+		}
+		if (r < 0) {
+			rc = cli_fail("%s", err.msg);
+		} else if (o[J_JSON].set) {
+			cli_print_json(u);
+		} else {
+			printf("%s: %s (version %d -> %d): %d/%d updated, %d failed%s%s\n", pos[0],
+			       json_string_value(json_object_get(u, "state")),
+			       (int)json_integer_value(json_object_get(u, "from_version")),
+			       (int)json_integer_value(json_object_get(u, "to_version")),
+			       (int)json_integer_value(json_object_get(u, "updated")),
+			       (int)json_integer_value(json_object_get(u, "total")),
+			       (int)json_integer_value(json_object_get(u, "failed")),
+			       *json_string_value(json_object_get(u, "message")) ? ": " : "",
+			       json_string_value(json_object_get(u, "message")));
+		}
+		json_decref(u);
+		http_client_free(hc);
 	}
 	free(pos);
 	return rc;

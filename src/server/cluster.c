@@ -15,6 +15,7 @@
 #include "server/cluster.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,9 @@ static void task_free(struct task *t)
 	free(t);
 }
 
+static void update_free(struct update *u);
+static void update_advance(struct cluster *c, struct job *j, int64_t now);
+
 static void job_free(struct job *j)
 {
 	free(j->key);
@@ -85,6 +89,7 @@ static void job_free(struct job *j)
 	free(j->active);
 	free(j->ended);
 	free(j->instance_done);
+	update_free(j->update);
 	free(j);
 }
 
@@ -188,6 +193,7 @@ static void write_task(struct cluster *c, struct task *t)
 	add_int_field(&sb, ",\"failures\":", t->failures);
 	add_int_field(&sb, ",\"quick_deaths\":", t->quick_deaths);
 	add_int_field(&sb, ",\"throttle_until_ms\":", t->throttle_until_ms);
+	add_int_field(&sb, ",\"replace_version\":", t->replace_version);
 	sbuf_adds(&sb, t->replace_on_end ? ",\"replace_on_end\":true" : ",\"replace_on_end\":false");
 	sbuf_adds(&sb, t->no_replace ? ",\"no_replace\":true" : ",\"no_replace\":false");
 	sbuf_adds(&sb, ",\"message\":");
@@ -450,7 +456,10 @@ static struct task *task_create(struct cluster *c, struct job *j, int instance,
 	t->id = new_task_id(j, instance);
 	t->job = j;
 	t->instance = instance;
-	t->version = j->version;
+	/* A successor runs its ancestor's config unless an update moves it. */
+	t->version = !ancestor ? j->version
+		     : ancestor->replace_version ? ancestor->replace_version
+						  : ancestor->version;
 	t->state = TASK_INIT;
 	t->exit_code = -1;
 	t->created_ms = time_now_ms();
@@ -476,14 +485,37 @@ static struct task *task_create(struct cluster *c, struct job *j, int instance,
 	return t;
 }
 
+static int64_t task_end_ms(const struct task *t)
+{
+	return t->nevents ? t->events[t->nevents - 1].time_ms : t->created_ms;
+}
+
+/* Ended tasks are kept ordered by when they ended (then id), the same
+ * order a reload rebuilds. */
+static int cmp_task_ended(const void *a, const void *b)
+{
+	const struct task *x = *(struct task *const *)a, *y = *(struct task *const *)b;
+	int64_t ex = task_end_ms(x), ey = task_end_ms(y);
+	if (ex != ey)
+		return ex < ey ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
 static void job_keep_ended(struct cluster *c, struct job *j, struct task *t)
 {
 	j->ended = xrealloc(j->ended, (j->nended + 1) * sizeof *j->ended);
-	j->ended[j->nended++] = t;
+	size_t at = j->nended;
+	while (at > 0 && cmp_task_ended(&j->ended[at - 1], &t) > 0)
+		at--;
+	memmove(j->ended + at + 1, j->ended + at, (j->nended - at) * sizeof *j->ended);
+	j->ended[at] = t;
+	j->nended++;
 	/* The task that just ended is still in use by the caller: never prune it. */
 	while (j->nended > c->cfg.ended_keep && j->nended > 1) {
-		struct task *old = j->ended[0];
-		memmove(j->ended, j->ended + 1, (j->nended - 1) * sizeof *j->ended);
+		size_t victim = j->ended[0] == t ? 1 : 0;
+		struct task *old = j->ended[victim];
+		memmove(j->ended + victim, j->ended + victim + 1,
+			(j->nended - victim - 1) * sizeof *j->ended);
 		j->nended--;
 		char key[512];
 		snprintf(key, sizeof key, "tasks/%s", old->id);
@@ -494,6 +526,139 @@ static void job_keep_ended(struct cluster *c, struct job *j, struct task *t)
 	}
 }
 
+/* ---- rolling updates ------------------------------------------------------ */
+
+static const char *const update_state_names[] = {
+	"ROLLING_FORWARD", "ROLL_FORWARD_PAUSED", "ROLLED_FORWARD", "ROLLING_BACK",
+	"ROLL_BACK_PAUSED", "ROLLED_BACK", "ABORTED", "FAILED"};
+static const char *const ui_names[] = {"PENDING", "UPDATING", "WATCHING", "DONE", "FAILED"};
+
+const char *update_state_name(enum update_state s)
+{
+	return (unsigned)s < ARRAY_SIZE(update_state_names) ? update_state_names[s] : "UNKNOWN";
+}
+
+bool update_state_active(enum update_state s)
+{
+	return s == UPDATE_ROLLING_FORWARD || s == UPDATE_ROLL_FORWARD_PAUSED ||
+	       s == UPDATE_ROLLING_BACK || s == UPDATE_ROLL_BACK_PAUSED;
+}
+
+static void update_free(struct update *u)
+{
+	if (!u)
+		return;
+	for (size_t i = 0; i < u->n; i++)
+		free(u->old_task[i]);
+	free(u->old_task);
+	free(u->instances);
+	free(u->status);
+	free(u->failures);
+	free(u);
+}
+
+static int update_target(const struct update *u)
+{
+	return u->state == UPDATE_ROLLING_BACK || u->state == UPDATE_ROLL_BACK_PAUSED ||
+			       u->state == UPDATE_ROLLED_BACK
+		       ? u->from_version
+		       : u->to_version;
+}
+
+static ssize_t update_slot(const struct update *u, int instance)
+{
+	for (size_t k = 0; k < u->n; k++)
+		if (u->instances[k] == instance)
+			return (ssize_t)k;
+	return -1;
+}
+
+static void persist_update(struct cluster *c, struct job *j)
+{
+	struct update *u = j->update;
+	if (!u)
+		return;
+	json_t *inst = json_array();
+	for (size_t k = 0; k < u->n; k++)
+		json_array_append_new(inst, json_pack("{s:i,s:s,s:i,s:s?}", "instance", u->instances[k],
+						      "status", ui_names[u->status[k]], "failures",
+						      u->failures[k], "old_task", u->old_task[k]));
+	json_t *r = json_pack(
+		"{s:s,s:s,s:i,s:i,s:{s:i,s:I,s:i,s:i,s:b,s:s},s:i,s:I,s:I,s:s,s:o}", "job", j->key,
+		"state", update_state_name(u->state), "from_version", u->from_version, "to_version",
+		u->to_version, "policy", "batch_size", u->policy.batch_size, "watch_ms",
+		(json_int_t)u->policy.watch_ms, "max_instance_failures", u->policy.max_instance_failures,
+		"max_total_failures", u->policy.max_total_failures, "rollback_on_failure",
+		u->policy.rollback_on_failure, "order",
+		u->policy.order == UPDATE_START_FIRST ? "start_first" : "stop_first",
+		"failed_instances", u->failed_instances, "started_ms", (json_int_t)u->started_ms,
+		"finished_ms", (json_int_t)u->finished_ms, "message", u->message, "instances", inst);
+	char key[512];
+	snprintf(key, sizeof key, "updates/%s", j->key);
+	put_json(c, key, r);
+	json_decref(r);
+}
+
+static void update_set_state(struct cluster *c, struct job *j, enum update_state st,
+			     const char *msg)
+{
+	struct update *u = j->update;
+	u->state = st;
+	if (msg)
+		snprintf(u->message, sizeof u->message, "%s", msg);
+	if (!update_state_active(st))
+		u->finished_ms = time_now_ms();
+	log_info("update of %s: %s%s%s", j->key, update_state_name(st), msg ? ": " : "",
+		 msg ? msg : "");
+	persist_update(c, j);
+}
+
+/* Roll back: every instance of the update goes back to the old version. */
+static void update_start_rollback(struct cluster *c, struct job *j, const char *why)
+{
+	struct update *u = j->update;
+	for (size_t k = 0; k < u->n; k++) {
+		u->status[k] = UI_PENDING;
+		u->failures[k] = 0;
+	}
+	u->failed_instances = 0;
+	j->version = u->from_version;
+	update_set_state(c, j, UPDATE_ROLLING_BACK, why);
+	persist_job(c, j);
+}
+
+/* A task of the update's target version ended badly: count it. */
+static void update_note_failure(struct cluster *c, struct job *j, const struct task *t)
+{
+	struct update *u = j->update;
+	if (!u || !update_state_active(u->state) || t->version != update_target(u) ||
+	    t->no_replace || t->replace_on_end ||
+	    (t->state != TASK_FAILED && t->state != TASK_LOST && t->state != TASK_KILLED))
+		return;
+	ssize_t k = update_slot(u, t->instance);
+	if (k < 0 || u->status[k] == UI_DONE || u->status[k] == UI_FAILED ||
+	    u->status[k] == UI_PENDING)
+		return;
+	u->failures[k]++;
+	if (u->failures[k] <= u->policy.max_instance_failures) {
+		persist_update(c, j);
+		return;
+	}
+	u->status[k] = UI_FAILED;
+	u->failed_instances++;
+	if (u->failed_instances <= u->policy.max_total_failures) {
+		persist_update(c, j);
+		return;
+	}
+	char why[300];
+	snprintf(why, sizeof why, "instance %d failed (%s)", t->instance, t->message);
+	if ((u->state == UPDATE_ROLLING_FORWARD || u->state == UPDATE_ROLL_FORWARD_PAUSED) &&
+	    u->policy.rollback_on_failure)
+		update_start_rollback(c, j, why);
+	else
+		update_set_state(c, j, UPDATE_FAILED, why);
+}
+
 static void handle_task_end(struct cluster *c, struct task *t, int64_t now)
 {
 	struct job *j = t->job;
@@ -501,6 +666,7 @@ static void handle_task_end(struct cluster *c, struct task *t, int64_t now)
 	if ((size_t)t->instance < j->nactive && j->active[t->instance] == t)
 		j->active[t->instance] = NULL;
 	job_keep_ended(c, j, t);
+	update_note_failure(c, j, t);
 
 	const struct job_spec *cur = j->nversions ? job_version_get(j, j->version)->spec : NULL;
 	if (j->killed || t->no_replace || !cur || t->instance >= cur->instances)
@@ -514,7 +680,11 @@ static void handle_task_end(struct cluster *c, struct task *t, int64_t now)
 		return;
 	}
 	if (t->replace_on_end) {
-		snprintf(why, sizeof why, "restart: replaces %s", t->id);
+		if (t->replace_version && t->replace_version != t->version)
+			snprintf(why, sizeof why, "update to version %d: replaces %s",
+				 t->replace_version, t->id);
+		else
+			snprintf(why, sizeof why, "restart: replaces %s", t->id);
 		task_create(c, j, t->instance, t, why, 0);
 		return;
 	}
@@ -611,6 +781,8 @@ static void job_forget(struct cluster *c, struct job *j)
 	char key[512];
 	snprintf(key, sizeof key, "jobs/%s", j->key);
 	store_batch_delete(c->pending, key);
+	snprintf(key, sizeof key, "updates/%s", j->key);
+	store_batch_delete(c->pending, key);
 	for (size_t i = 0; i < j->nended; i++) {
 		snprintf(key, sizeof key, "tasks/%s", j->ended[i]->id);
 		store_batch_delete(c->pending, key);
@@ -623,8 +795,55 @@ static void job_forget(struct cluster *c, struct job *j)
 	job_free(j);
 }
 
+static int job_max_version(const struct job *j)
+{
+	int m = 0;
+	for (size_t i = 0; i < j->nversions; i++)
+		if (j->versions[i].version > m)
+			m = j->versions[i].version;
+	return m;
+}
+
+/* Start a rolling update of instances [first, last] to the job's current
+ * version. An update in flight is superseded (ABORTED where it stands). */
+static void update_begin(struct cluster *c, struct job *j, int from, int first, int last)
+{
+	const struct job_spec *spec = job_version_get(j, j->version)->spec;
+	if (j->update && update_state_active(j->update->state))
+		update_set_state(c, j, UPDATE_ABORTED, "superseded by a newer update");
+	update_free(j->update);
+	struct update *u = xcalloc(1, sizeof *u);
+	j->update = u;
+	u->from_version = from;
+	u->to_version = j->version;
+	u->policy = spec->update;
+	if (u->policy.batch_size < 1)
+		u->policy.batch_size = 1;
+	u->started_ms = time_now_ms();
+	for (int i = first; i <= last && i < spec->instances; i++) {
+		struct task *t = (size_t)i < j->nactive ? j->active[i] : NULL;
+		if (!t || t->version == j->version)
+			continue;
+		u->instances = xrealloc(u->instances, (u->n + 1) * sizeof *u->instances);
+		u->instances[u->n++] = i;
+	}
+	u->status = xcalloc(u->n + 1, sizeof *u->status);
+	u->failures = xcalloc(u->n + 1, sizeof *u->failures);
+	u->old_task = xcalloc(u->n + 1, sizeof *u->old_task);
+	char msg[128];
+	snprintf(msg, sizeof msg, "%zu instances from version %d to %d", u->n, from, j->version);
+	update_set_state(c, j, u->n ? UPDATE_ROLLING_FORWARD : UPDATE_ROLLED_FORWARD, msg);
+	update_advance(c, j, time_now_ms()); /* the first batch starts now */
+}
+
 uint64_t cluster_job_submit(struct cluster *c, struct job_spec *spec, struct submit_result *res,
 			    struct berr *err)
+{
+	return cluster_job_submit_instances(c, spec, 0, INT_MAX, res, err);
+}
+
+uint64_t cluster_job_submit_instances(struct cluster *c, struct job_spec *spec, int first, int last,
+				      struct submit_result *res, struct berr *err)
 {
 	memset(res, 0, sizeof *res);
 	struct job *j = hmap_get(&c->jobs, spec->key);
@@ -660,8 +879,9 @@ uint64_t cluster_job_submit(struct cluster *c, struct job_spec *spec, struct sub
 	json_decref(old_task);
 	json_decref(new_task);
 	int old_instances = cur->spec->instances;
+	int from = j->version;
 	if (task_changed) {
-		job_add_version(j, j->version + 1, spec, json);
+		job_add_version(j, job_max_version(j) + 1, spec, json);
 	} else {
 		/* Same task config: the version stays, the spec (instances,
 		 * update policy...) is replaced in place. */
@@ -682,19 +902,6 @@ uint64_t cluster_job_submit(struct cluster *c, struct job_spec *spec, struct sub
 			task_stop(c, t, TASK_KILLING, "instance removed by a job update");
 		}
 	}
-	/* Replace tasks of older versions (a rolling update comes with the
-	 * update policy; this is the all-at-once form). */
-	if (task_changed) {
-		for (size_t i = 0; i < j->nactive && (int)i < spec->instances; i++) {
-			struct task *t = j->active[i];
-			if (t && t->version != j->version) {
-				t->replace_on_end = true;
-				char msg[128];
-				snprintf(msg, sizeof msg, "updating to version %d", j->version);
-				task_stop(c, t, TASK_RESTARTING, msg);
-			}
-		}
-	}
 	/* Scale up, and batch instances that ended are not re-run. */
 	job_ensure_instances(j, (size_t)spec->instances);
 	for (int i = old_instances; i < spec->instances; i++) {
@@ -709,6 +916,11 @@ uint64_t cluster_job_submit(struct cluster *c, struct job_spec *spec, struct sub
 			t->replace_on_end = true;
 		}
 	}
+	/* A new task config rolls out with the update policy. */
+	if (task_changed) {
+		update_begin(c, j, from, first < 0 ? 0 : first, last);
+		res->update = true;
+	}
 	persist_job(c, j);
 	return touched(c);
 }
@@ -721,6 +933,12 @@ uint64_t cluster_job_kill(struct cluster *c, const char *key, struct berr *err)
 		return 0;
 	}
 	j->killed = true;
+	for (size_t k = 0; j->update && k < j->update->n; k++) {
+		struct task *old =
+			j->update->old_task[k] ? hmap_get(&c->tasks, j->update->old_task[k]) : NULL;
+		if (old)
+			task_stop(c, old, TASK_KILLING, "killed by user (job kill)");
+	}
 	for (size_t i = 0; i < j->nactive; i++) {
 		struct task *t = j->active[i];
 		if (t) {
@@ -1338,6 +1556,192 @@ static void schedule_pending(struct cluster *c)
 	free(pn);
 }
 
+/* Move one job's update along: start instances up to the batch size, watch
+ * the new tasks, finish when every instance is done. */
+static void update_advance(struct cluster *c, struct job *j, int64_t now)
+{
+	struct update *u = j->update;
+	if (!u || (u->state != UPDATE_ROLLING_FORWARD && u->state != UPDATE_ROLLING_BACK))
+		return;
+	int target = update_target(u);
+	const struct job_version *tv = job_version_get(j, target);
+	if (!tv)
+		return;
+	size_t inflight = 0, finished = 0;
+	bool changed = false;
+	for (size_t k = 0; k < u->n; k++)
+		if (u->status[k] == UI_UPDATING || u->status[k] == UI_WATCHING)
+			inflight++;
+	for (size_t k = 0; k < u->n; k++) {
+		int i = u->instances[k];
+		struct task *t = (size_t)i < j->nactive ? j->active[i] : NULL;
+		switch (u->status[k]) {
+		case UI_PENDING: {
+			/* A task not placed yet has nothing to protect: it is
+			 * replaced at once, outside the batch. */
+			bool unplaced = t && (t->state == TASK_PENDING || t->state == TASK_THROTTLED ||
+					      t->state == TASK_INIT);
+			if (!unplaced && inflight >= (size_t)u->policy.batch_size)
+				break;
+			if (!unplaced)
+				inflight++;
+			changed = true;
+			u->status[k] = UI_UPDATING;
+			if (t && t->version == target)
+				break;
+			if (!t) {
+				if (i < tv->spec->instances) {
+					struct task tmp = {.id = "", .version = target};
+					task_create(c, j, i, &tmp, "task created by an update", 0);
+					free(j->active[i]->ancestor);
+					j->active[i]->ancestor = NULL;
+				}
+				break;
+			}
+			char msg[128];
+			snprintf(msg, sizeof msg, "%s to version %d",
+				 u->state == UPDATE_ROLLING_BACK ? "rolling back" : "updating", target);
+			if (u->policy.order == UPDATE_START_FIRST &&
+			    !task_state_terminal(t->state) && t->node) {
+				/* Start the new task first; the old one stops once the
+				 * new one runs. */
+				free(u->old_task[k]);
+				u->old_task[k] = xstrdup(t->id);
+				t->no_replace = true;
+				j->active[i] = NULL;
+				struct task tmp = {.id = t->id, .version = target};
+				task_create(c, j, i, &tmp, msg, 0);
+			} else {
+				t->replace_on_end = true;
+				t->replace_version = target;
+				task_stop(c, t, TASK_RESTARTING, msg);
+			}
+			break;
+		}
+		case UI_UPDATING:
+			if (t && t->version == target && t->state == TASK_RUNNING) {
+				u->status[k] = UI_WATCHING;
+				changed = true;
+				if (u->old_task[k]) {
+					struct task *old = hmap_get(&c->tasks, u->old_task[k]);
+					if (old)
+						task_stop(c, old, TASK_KILLING, "replaced by an update");
+					free(u->old_task[k]);
+					u->old_task[k] = NULL;
+				}
+			} else if (!t && i >= tv->spec->instances) {
+				u->status[k] = UI_DONE; /* the instance went away */
+				changed = true;
+			}
+			break;
+		case UI_WATCHING:
+			if (!t || t->version != target || t->state != TASK_RUNNING) {
+				u->status[k] = UI_UPDATING;
+				changed = true;
+			} else if (now - t->running_since_ms >= (int64_t)u->policy.watch_ms) {
+				u->status[k] = UI_DONE;
+				changed = true;
+			}
+			break;
+		case UI_DONE:
+		case UI_FAILED:
+			break;
+		}
+		if (u->status[k] == UI_DONE || u->status[k] == UI_FAILED)
+			finished++;
+	}
+	if (finished == u->n) {
+		bool back = u->state == UPDATE_ROLLING_BACK;
+		char msg[128];
+		snprintf(msg, sizeof msg, "%zu instances on version %d", u->n, target);
+		update_set_state(c, j, back ? UPDATE_ROLLED_BACK : UPDATE_ROLLED_FORWARD, msg);
+	} else if (changed) {
+		persist_update(c, j);
+	}
+}
+
+static void updates_advance(struct cluster *c)
+{
+	int64_t now = time_now_ms();
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&c->jobs, &it, NULL, &v)) {
+		struct job *j = v;
+		if (j->update && !j->killed)
+			update_advance(c, j, now);
+	}
+}
+
+uint64_t cluster_update_control(struct cluster *c, const char *key, const char *action,
+				struct berr *err)
+{
+	struct job *j = hmap_get(&c->jobs, key);
+	if (!j || j->killed) {
+		berr_set(err, 404, "job '%s' not found", key);
+		return 0;
+	}
+	struct update *u = j->update;
+	if (!u || !update_state_active(u->state)) {
+		berr_set(err, 409, "job '%s' has no update in progress", key);
+		return 0;
+	}
+	enum update_state st = u->state;
+	if (!strcmp(action, "pause")) {
+		if (st == UPDATE_ROLLING_FORWARD)
+			update_set_state(c, j, UPDATE_ROLL_FORWARD_PAUSED, "paused by user");
+		else if (st == UPDATE_ROLLING_BACK)
+			update_set_state(c, j, UPDATE_ROLL_BACK_PAUSED, "paused by user");
+	} else if (!strcmp(action, "resume")) {
+		if (st == UPDATE_ROLL_FORWARD_PAUSED)
+			update_set_state(c, j, UPDATE_ROLLING_FORWARD, "resumed by user");
+		else if (st == UPDATE_ROLL_BACK_PAUSED)
+			update_set_state(c, j, UPDATE_ROLLING_BACK, "resumed by user");
+	} else if (!strcmp(action, "abort")) {
+		update_set_state(c, j, UPDATE_ABORTED, "aborted by user");
+	} else if (!strcmp(action, "rollback")) {
+		if (st == UPDATE_ROLLING_BACK || st == UPDATE_ROLL_BACK_PAUSED) {
+			berr_set(err, 409, "job '%s' is already rolling back", key);
+			return 0;
+		}
+		update_start_rollback(c, j, "rollback asked by user");
+	} else {
+		berr_set(err, 404, "unknown update action '%s'", action);
+		return 0;
+	}
+	return touched(c);
+}
+
+json_t *cluster_update_json(struct cluster *c, const char *key, struct berr *err)
+{
+	struct job *j = hmap_get(&c->jobs, key);
+	if (!j) {
+		berr_set(err, 404, "job '%s' not found", key);
+		return NULL;
+	}
+	struct update *u = j->update;
+	if (!u) {
+		berr_set(err, 404, "job '%s' has had no update", key);
+		return NULL;
+	}
+	json_t *inst = json_array();
+	int updated = 0, failed = 0, watching = 0;
+	for (size_t k = 0; k < u->n; k++) {
+		json_array_append_new(inst, json_pack("{s:i,s:s,s:i}", "instance", u->instances[k],
+						      "status", ui_names[u->status[k]], "failures",
+						      u->failures[k]));
+		updated += u->status[k] == UI_DONE;
+		failed += u->status[k] == UI_FAILED;
+		watching += u->status[k] == UI_WATCHING;
+	}
+	(void)c;
+	return json_pack("{s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:I,s:I,s:o}", "job", j->key, "state",
+			 update_state_name(u->state), "from_version", u->from_version, "to_version",
+			 u->to_version, "updated", updated, "healthy", updated + watching, "failed",
+			 failed, "total", (int)u->n, "message", u->message, "started_ms",
+			 (json_int_t)u->started_ms, "finished_ms", (json_int_t)u->finished_ms,
+			 "instances", inst);
+}
+
 static void jobs_forget_killed(struct cluster *c)
 {
 	struct job **gone = NULL;
@@ -1362,6 +1766,7 @@ uint64_t cluster_tick(struct cluster *c)
 	nodes_check_heartbeats(c, mono);
 	tasks_unthrottle(c, now);
 	nodes_drain(c);
+	updates_advance(c);
 	if (c->sched_needed)
 		schedule_pending(c);
 	jobs_forget_killed(c);
@@ -1766,6 +2171,7 @@ static int load_task(const char *key, const char *value, size_t len, void *ud)
 	t->quick_deaths = (int)json_integer_value(json_object_get(r, "quick_deaths"));
 	t->throttle_until_ms = json_integer_value(json_object_get(r, "throttle_until_ms"));
 	t->replace_on_end = json_is_true(json_object_get(r, "replace_on_end"));
+	t->replace_version = (int)json_integer_value(json_object_get(r, "replace_version"));
 	t->no_replace = json_is_true(json_object_get(r, "no_replace"));
 	json_t *ports = json_object_get(r, "ports");
 	if (json_is_object(ports))
@@ -1811,15 +2217,73 @@ static int load_task(const char *key, const char *value, size_t len, void *ud)
 	return 0;
 }
 
-static int cmp_task_created(const void *a, const void *b)
+
+static int load_update(const char *key, const char *value, size_t len, void *ud)
 {
-	const struct task *x = *(struct task *const *)a, *y = *(struct task *const *)b;
-	return (x->created_ms > y->created_ms) - (x->created_ms < y->created_ms);
+	struct cluster *c = ud;
+	json_t *r = json_loadb(value, len, 0, NULL);
+	struct job *j = r ? hmap_get(&c->jobs, json_string_value(json_object_get(r, "job")) ?: "")
+			  : NULL;
+	if (!j) {
+		log_warn("store: dropping update record '%s'", key);
+		json_decref(r);
+		return 0;
+	}
+	struct update *u = xcalloc(1, sizeof *u);
+	const char *st = json_string_value(json_object_get(r, "state")) ?: "";
+	u->state = UPDATE_FAILED;
+	for (size_t i = 0; i < ARRAY_SIZE(update_state_names); i++)
+		if (!strcmp(st, update_state_names[i]))
+			u->state = (enum update_state)i;
+	u->from_version = (int)json_integer_value(json_object_get(r, "from_version"));
+	u->to_version = (int)json_integer_value(json_object_get(r, "to_version"));
+	json_t *p = json_object_get(r, "policy");
+	u->policy.batch_size = (int)json_integer_value(json_object_get(p, "batch_size"));
+	if (u->policy.batch_size < 1)
+		u->policy.batch_size = 1;
+	u->policy.watch_ms = (uint64_t)json_integer_value(json_object_get(p, "watch_ms"));
+	u->policy.max_instance_failures =
+		(int)json_integer_value(json_object_get(p, "max_instance_failures"));
+	u->policy.max_total_failures = (int)json_integer_value(json_object_get(p, "max_total_failures"));
+	u->policy.rollback_on_failure = json_is_true(json_object_get(p, "rollback_on_failure"));
+	u->policy.order = !strcmp(json_string_value(json_object_get(p, "order")) ?: "", "start_first")
+				  ? UPDATE_START_FIRST
+				  : UPDATE_STOP_FIRST;
+	u->failed_instances = (int)json_integer_value(json_object_get(r, "failed_instances"));
+	u->started_ms = json_integer_value(json_object_get(r, "started_ms"));
+	u->finished_ms = json_integer_value(json_object_get(r, "finished_ms"));
+	snprintf(u->message, sizeof u->message, "%s",
+		 json_string_value(json_object_get(r, "message")) ?: "");
+	json_t *inst = json_object_get(r, "instances");
+	size_t n = json_array_size(inst);
+	u->instances = xcalloc(n + 1, sizeof *u->instances);
+	u->status = xcalloc(n + 1, sizeof *u->status);
+	u->failures = xcalloc(n + 1, sizeof *u->failures);
+	u->old_task = xcalloc(n + 1, sizeof *u->old_task);
+	size_t i;
+	json_t *e;
+	json_array_foreach(inst, i, e)
+	{
+		u->instances[i] = (int)json_integer_value(json_object_get(e, "instance"));
+		const char *ss = json_string_value(json_object_get(e, "status")) ?: "";
+		for (size_t k = 0; k < ARRAY_SIZE(ui_names); k++)
+			if (!strcmp(ss, ui_names[k]))
+				u->status[i] = (enum update_instance_status)k;
+		u->failures[i] = (int)json_integer_value(json_object_get(e, "failures"));
+		const char *ot = json_string_value(json_object_get(e, "old_task"));
+		u->old_task[i] = ot ? xstrdup(ot) : NULL;
+	}
+	u->n = n;
+	update_free(j->update);
+	j->update = u;
+	json_decref(r);
+	return 0;
 }
 
 int cluster_load(struct cluster *c, struct berr *err)
 {
 	if (store_scan(c->store, "jobs/", load_job, c, err) < 0 ||
+	    store_scan(c->store, "updates/", load_update, c, err) < 0 ||
 	    store_scan(c->store, "nodes/", load_node, c, err) < 0 ||
 	    store_scan(c->store, "tasks/", load_task, c, err) < 0)
 		return berr_prefix(err, "cannot load the cluster state");
@@ -1828,7 +2292,7 @@ int cluster_load(struct cluster *c, struct berr *err)
 	while (hmap_next(&c->jobs, &it, NULL, &v)) {
 		struct job *j = v;
 		if (j->nended)
-			qsort(j->ended, j->nended, sizeof *j->ended, cmp_task_created);
+			qsort(j->ended, j->nended, sizeof *j->ended, cmp_task_ended);
 		/* Instances that have no active task (e.g. a crash between a task's
 		 * end and its replacement being written) are recreated. */
 		struct job_version *jv = job_version_get(j, j->version);

@@ -58,6 +58,7 @@ struct task {
 	int64_t throttle_until_ms;
 	uint64_t assigned_at;    /* node desired_version when it was assigned */
 	bool replace_on_end;     /* RESTARTING: replace at once, no throttle */
+	int replace_version;     /* the successor's config version (0 = same) */
 	bool no_replace;         /* killed on purpose (job kill, scale down) */
 	struct task_event *events;
 	size_t nevents;
@@ -71,6 +72,44 @@ struct job_version {
 	struct job_spec *spec;
 	json_t *json;            /* canonical spec */
 	char *task_text;         /* its task section as JSON text (cached) */
+};
+
+/* A rolling update (Aurora's updater): instances move from one config
+ * version to another batch by batch; each must stay RUNNING for `watch`
+ * before it counts as updated; failures beyond the policy roll back. */
+enum update_state {
+	UPDATE_ROLLING_FORWARD = 0,
+	UPDATE_ROLL_FORWARD_PAUSED,
+	UPDATE_ROLLED_FORWARD,
+	UPDATE_ROLLING_BACK,
+	UPDATE_ROLL_BACK_PAUSED,
+	UPDATE_ROLLED_BACK,
+	UPDATE_ABORTED,
+	UPDATE_FAILED,
+};
+const char *update_state_name(enum update_state s);
+bool update_state_active(enum update_state s);
+
+enum update_instance_status {
+	UI_PENDING = 0, /* not touched yet */
+	UI_UPDATING,    /* its old task is stopping or its new one starting */
+	UI_WATCHING,    /* new task RUNNING, waiting out the watch time */
+	UI_DONE,        /* on the target version and stayed up */
+	UI_FAILED,      /* failed more than max_instance_failures times */
+};
+
+struct update {
+	enum update_state state;
+	int from_version, to_version;
+	struct update_spec policy;
+	size_t n;                  /* instances in the update */
+	int *instances;
+	enum update_instance_status *status;
+	int *failures;
+	char **old_task;           /* start_first: the task being replaced */
+	int failed_instances;
+	int64_t started_ms, finished_ms;
+	char message[256];
 };
 
 enum job_outcome { JOB_OUTCOME_RUNNING = 0, JOB_OUTCOME_FINISHED, JOB_OUTCOME_FAILED };
@@ -88,6 +127,7 @@ struct job {
 	size_t nended;
 	bool *instance_done;     /* batch: the instance finished or failed for good */
 	size_t ninstance_done;
+	struct update *update;   /* the newest update, or NULL */
 };
 
 struct node {
@@ -153,10 +193,21 @@ int cluster_load(struct cluster *c, struct berr *err);
  * the HTTP status). */
 struct submit_result {
 	bool created, changed;
+	bool update;             /* a rolling update started */
 	int version;
 };
 uint64_t cluster_job_submit(struct cluster *c, struct job_spec *spec, struct submit_result *res,
 			    struct berr *err);
+/* Like cluster_job_submit; a changed task config updates only the instances
+ * in [first, last] (a canary), the others keep their version. */
+uint64_t cluster_job_submit_instances(struct cluster *c, struct job_spec *spec, int first, int last,
+				      struct submit_result *res, struct berr *err);
+/* Update control: "pause", "resume", "abort", "rollback". */
+uint64_t cluster_update_control(struct cluster *c, const char *key, const char *action,
+				struct berr *err);
+/* {"job", "state", "from_version", "to_version", "instances": [{instance, status,
+ *  failures}], "updated", "failed", "total", "message"} (new ref). */
+json_t *cluster_update_json(struct cluster *c, const char *key, struct berr *err);
 /* What submitting spec would change, without changing anything:
  * {"job", "changed", "create", "version", "next_version",
  *  "diff": [{"field", "old", "new"}],

@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -155,13 +156,29 @@ static void route_jobs_post(struct request *q)
 	}
 	char *key = xstrdup(spec->key);
 	struct submit_result res;
-	uint64_t seq = cluster_job_submit(q->srv->c, spec, &res, &err);
+	/* ?instances=A-B (or A): a canary, only those instances are updated. */
+	int first = 0, last = INT_MAX;
+	const char *inst = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "instances");
+	if (inst && *inst) {
+		char extra;
+		int n = sscanf(inst, "%d-%d%c", &first, &last, &extra);
+		if (n == 1)
+			last = first;
+		if ((n != 1 && n != 2) || first < 0 || last < first) {
+			spec_free(spec);
+			free(key);
+			reply_error(q, 400, "query 'instances': expected A or A-B with 0 <= A <= B");
+			return;
+		}
+	}
+	uint64_t seq = cluster_job_submit_instances(q->srv->c, spec, first, last, &res, &err);
 	if (!seq)
 		reply_error(q, err.code ? err.code : 500, err.msg);
 	else
 		reply_after_commit(q, seq,
-				   json_pack("{s:s,s:i,s:b,s:b}", "job", key, "version", res.version,
-					     "created", res.created, "changed", res.changed));
+				   json_pack("{s:s,s:i,s:b,s:b,s:b}", "job", key, "version", res.version,
+					     "created", res.created, "changed", res.changed, "update",
+					     res.update));
 	free(key);
 }
 
@@ -204,7 +221,23 @@ static void route_job(struct request *q, const char *method, const char *rest)
 			reply_error(q, err.code, err.msg);
 		return;
 	}
+	if (!strcmp(action, "update") && !strcmp(method, "GET")) {
+		json_t *o = cluster_update_json(c, key, &err);
+		if (o)
+			reply_ok(q, o);
+		else
+			reply_error(q, err.code, err.msg);
+		return;
+	}
 	uint64_t seq = 0;
+	if (!strncmp(action, "update/", 7) && !strcmp(method, "POST")) {
+		seq = cluster_update_control(c, key, action + 7, &err);
+		if (!seq)
+			reply_error(q, err.code ? err.code : 500, err.msg);
+		else
+			reply_after_commit(q, seq, cluster_update_json(c, key, &err));
+		return;
+	}
 	if ((!*action && !strcmp(method, "DELETE")) ||
 	    (!strcmp(action, "kill") && !strcmp(method, "POST")))
 		seq = cluster_job_kill(c, key, &err);

@@ -28,10 +28,10 @@
  * is one consistent snapshot however long it is.
  *
  * Endpoints are tried in order from the last one that answered, on a
- * connection failure or when a member answers 503 (no leader, leader changed:
- * an election is in progress, which is retried for a few seconds). Retrying a
- * txn is safe: it writes final values, so applying it twice is applying it
- * once.
+ * connection failure, when a member answers 503 (no leader, leader changed:
+ * an election is in progress; retried for up to 10 s) and when a txn gets no
+ * answer in time (TXN_TIMEOUT_MS). Sending a txn again is safe: it writes
+ * final values, so applying it twice is applying it once.
  */
 #include "store/store-internal.h"
 

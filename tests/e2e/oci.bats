@@ -64,3 +64,4 @@ make_layout() {
 need_runc() {
 	command -v "${BERTH_OCI_RUNTIME:-runc}" >/dev/null || skip "runc is not installed"
 }
+
