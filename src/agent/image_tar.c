@@ -547,6 +547,19 @@ ssize_t blob_stream_read(void *ctx, void *buf, size_t n)
 	}
 }
 
+int blob_stream_raw_digest(struct blob_stream *b, char *digest)
+{
+	char buf[65536];
+	ssize_t r;
+	while ((r = raw_read(b, buf, sizeof buf)) > 0)
+		;
+	if (r < 0)
+		return -1;
+	sha256_final(b->raw, digest);
+	b->raw = NULL;
+	return 0;
+}
+
 int blob_stream_finish(struct blob_stream *b, char *digest, char *diff_id, struct berr *err)
 {
 	char buf[65536];
@@ -982,6 +995,16 @@ int layer_unpack(int fd, const char *dest, const struct unpack_opts *o, struct u
 	}
 	forget_parent(&u);
 	apply_fixups(&u);
+	if (r != 0 && o->want_digest) {
+		/* Corrupt bytes usually break the tar or the gzip stream before
+		 * the end: say so as what it is, a digest mismatch. */
+		char got[DIGEST_STR_MAX];
+		if (blob_stream_raw_digest(b, got) == 0 && strcmp(got, o->want_digest)) {
+			berr_set(err, 0, "%s: digest mismatch: the content hashes to '%s'", what,
+				 got);
+			goto out;
+		}
+	}
 	if (r != 0) {
 		/* a read error of the stream beats the tar's view of it */
 		if (blob_stream_error(b)[0] && strcmp(blob_stream_error(b), "read error"))

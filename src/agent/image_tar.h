@@ -91,6 +91,9 @@ ssize_t blob_stream_read(void *ctx, void *buf, size_t n);
 /* Read to the end (trailing padding counts for the digest), then give
  * the digests. -1 with err set on a read or decompression error. */
 int blob_stream_finish(struct blob_stream *b, char *digest, char *diff_id, struct berr *err);
+/* After a failure: read the rest of the blob as it is (no inflating) and
+ * give the digest of all its bytes. */
+int blob_stream_raw_digest(struct blob_stream *b, char *digest);
 /* The last read error, when blob_stream_read returned -1. */
 const char *blob_stream_error(struct blob_stream *b);
 void blob_stream_free(struct blob_stream *b);

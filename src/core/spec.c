@@ -15,6 +15,7 @@
  * "a map" are not quoted). docs/spec.md is the user reference for the fields.
  */
 #include "core/spec.h"
+#include "core/cron.h"
 
 #include <errno.h>
 #include <math.h>
@@ -1673,6 +1674,14 @@ static int v_schedule(struct sctx *c, const struct snode *n, char **out)
 	if (!ok || (fields != 5 && fields != 0) || (fields == 0 && sb.len != n->len)) {
 		sbuf_release(&sb);
 		return expect(c, n, n, "%s", what);
+	}
+	/* The fields must also mean something (ranges, names, steps). */
+	struct cron_expr ce;
+	struct berr cerr = {0};
+	if (fields == 5 && cron_parse(sb.buf, &ce, &cerr) < 0) {
+		int r = expect(c, n, n, "%s (%s)", what, cerr.msg);
+		sbuf_release(&sb);
+		return r;
 	}
 	free(*out);
 	*out = sbuf_detach(&sb);

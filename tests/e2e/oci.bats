@@ -65,3 +65,240 @@ need_runc() {
 	command -v "${BERTH_OCI_RUNTIME:-runc}" >/dev/null || skip "runc is not installed"
 }
 
+setup() {
+	require_root
+	need_runc
+	IMG=$(mktemp -d /tmp/berth-oci-layout.XXXXXX)
+	make_layout "$IMG" v1 hog
+	start_up
+}
+
+teardown() {
+	if [ -n "${REG_PID:-}" ]; then
+		kill -TERM "$REG_PID" 2>/dev/null || true
+		wait "$REG_PID" 2>/dev/null || true
+		REG_PID=
+	fi
+	cleanup_up
+	rm -rf "$IMG" "$IMG.tar" "${REG_DIR:-/nonexistent}"
+}
+
+# The sandbox of a job's first task (it stays after the job is killed).
+sandbox_of() {
+	echo "$DATA/tasks/$(status_json "$1" | jget 'd["tasks"][0]["id"]')"
+}
+
+@test "an oci task runs in the image's root filesystem, not the host's" {
+	f=$(spec <<EOF
+job: alice/devel/look
+type: batch
+task:
+  driver: oci
+  image: $IMG:v1
+  command: ["/bin/sh", "-c", "cat /etc/os-release-of-image-marker; ls /; if [ -e /etc/debian_version ]; then echo host-files; fi; ls /gone; cat /etc/layer2; echo \$IMAGE_VAR \$GREETING; pwd; id -u; hostname"]
+  env: {GREETING: hello}
+  resources: {cpu: 0.5, memory: 64MiB}
+EOF
+)
+	run "$BERTH_BIN" job run "$f"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run "$BERTH_BIN" task logs alice/devel/look/0
+	echo "$output"
+	[ "$status" -eq 0 ]
+	echo "$output" | grep -qx "berth test image v1"
+	! echo "$output" | grep -q host-files
+	echo "$output" | grep -qx "layer2"           # the second layer is there
+	! echo "$output" | grep -qx "file"           # and its whiteout hid /gone/file
+	echo "$output" | grep -qx "from-image hello" # image env + task env
+	echo "$output" | grep -qx "/home/app"        # the image's WorkingDir
+	echo "$output" | grep -qx "0"
+}
+
+@test "an oci service: host pid, namespaces and limits; a graceful stop; one unpack for two tasks" {
+	f=$(spec <<EOF
+job: alice/devel/svc
+instances: 2
+task:
+  driver: oci
+  image: $IMG:v1
+  command: ["/bin/sh", "-c", "trap 'echo got TERM; exit 0' TERM; echo started; while :; do sleep 0.1; done"]
+  resources: {cpu: 0.5, memory: 64MiB}
+  stop_grace: 10s
+EOF
+)
+	run "$BERTH_BIN" job run "$f"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(running_count alice/devel/svc)" -eq 2 ]
+	# The layers were unpacked once, for both tasks.
+	[ "$(ls "$DATA/images/layers" | wc -l)" -eq 2 ]
+	[ "$(ls "$DATA/images/images" | wc -l)" -eq 1 ]
+	[ "$(cat "$DATA"/tasks/*/supervisor.log | grep -c 'prepared in')" -le 1 ]
+	for pid in $(status_json alice/devel/svc | jget '" ".join(str(t["pid"]) for t in d["tasks"])'); do
+		kill -0 "$pid"
+		# the container's root is the image's
+		[ "$(cat /proc/$pid/root/etc/os-release-of-image-marker)" = "berth test image v1" ]
+		for ns in pid mnt uts ipc; do
+			[ "$(readlink /proc/$pid/ns/$ns)" != "$(readlink /proc/self/ns/$ns)" ]
+		done
+		[ "$(readlink /proc/$pid/ns/net)" = "$(readlink /proc/self/ns/net)" ]
+		grep -q '^NoNewPrivs:[[:space:]]*1' /proc/$pid/status
+		grep -q '^Seccomp:[[:space:]]*2' /proc/$pid/status
+		mem=$(cgroup_dir_of "$pid" memory)
+		if [ -f "$mem/memory.limit_in_bytes" ]; then
+			[ "$(cat "$mem/memory.limit_in_bytes")" -eq $((64 * 1024 * 1024)) ]
+		else
+			[ "$(cat "$mem/memory.max")" -eq $((64 * 1024 * 1024)) ]
+		fi
+		case "$mem" in *"/$CGPARENT/"*) ;; *) echo "cgroup $mem not under $CGPARENT"; false ;; esac
+	done
+	# The overlay is not in the host's mount table.
+	! grep -q "$DATA" /proc/self/mountinfo
+	sb=$(sandbox_of alice/devel/svc)
+	pid=$(status_json alice/devel/svc | jget 'd["tasks"][0]["pid"]')
+	start=$(date +%s%N)
+	"$BERTH_BIN" job kill alice/devel/svc
+	wait_for 15 '[ "$(jget "d[\"phase\"]" <"$sb/status.json")" = exited ]'
+	elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+	echo "stop took ${elapsed_ms}ms"
+	[ "$elapsed_ms" -lt 8000 ] # SIGTERM did it, not the SIGKILL after the grace
+	grep -qx "got TERM" "$sb/stdout"
+	grep -q '"killed by berth (SIGTERM)"' "$sb/status.json"
+	! kill -0 "$pid" 2>/dev/null
+	# runc's state is gone, and so is the task's writable layer
+	wait_for 10 '[ -z "$(ls "$DATA/runc" 2>/dev/null)" ]'
+	[ ! -e "$sb/bundle/upper" ]
+}
+
+@test "an oci task over its memory limit fails with the limit in its message" {
+	f=$(spec <<EOF
+job: alice/devel/hog
+type: batch
+max_task_failures: 1
+task:
+  driver: oci
+  image: $IMG:v1
+  command: ["/bin/memhog", "512"]
+  resources: {cpu: 0.5, memory: 32MiB}
+EOF
+)
+	run "$BERTH_BIN" job run "$f"
+	[ "$status" -ne 0 ]
+	run "$BERTH_BIN" job status alice/devel/hog --json --all
+	echo "$output"
+	echo "$output" | grep -q '"FAILED"'
+	echo "$output" | grep -q 'memory limit 32 MiB exceeded'
+}
+
+# fails_with JOB IMAGE TEXT: a batch task from IMAGE fails, its message has TEXT.
+fails_with() {
+	local f
+	f=$(spec <<EOF
+job: $1
+type: batch
+max_task_failures: 1
+task:
+  driver: oci
+  image: $2
+  command: ["/bin/true"]
+  resources: {cpu: 0.1, memory: 16MiB}
+EOF
+)
+	run "$BERTH_BIN" job run "$f"
+	[ "$status" -ne 0 ]
+	run "$BERTH_BIN" job status "$1" --json --all
+	echo "$output"
+	echo "$output" | grep -q '"FAILED"'
+	echo "$output" | grep -qF -- "$3"
+}
+
+@test "a missing image, a missing tag or a wrong digest fails the task with a message naming it" {
+	fails_with alice/devel/nodir /tmp/no-such-layout-here "image '/tmp/no-such-layout-here' not found"
+	fails_with alice/devel/notag "$IMG:v7" "no image tagged 'v7'"
+	# Corrupt the top layer: its bytes no longer match its digest.
+	m=$(cat "$IMG/.manifest-digest")
+	layer=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][1]["digest"])' \
+		"$IMG/blobs/sha256/${m#sha256:}")
+	printf 'garbage' >"$IMG/blobs/sha256/${layer#sha256:}"
+	fails_with alice/devel/baddigest "$IMG:v1" "digest mismatch"
+	fails_with alice/devel/baddigest2 "$IMG:v1" "$layer"
+	# nothing of the bad layer reached the cache
+	[ "$(ls "$DATA/images/layers" | wc -l)" -eq 1 ]
+}
+
+@test "an image pushed to a registry on loopback runs from host:port/name:tag" {
+	command -v docker-registry >/dev/null || skip "docker-registry is not installed"
+	command -v skopeo >/dev/null || skip "skopeo is not installed"
+	REG_DIR=$(mktemp -d /tmp/berth-registry.XXXXXX)
+	rport=$(free_port)
+	cat >"$REG_DIR/config.yml" <<EOF
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $REG_DIR/data}}
+http: {addr: 127.0.0.1:$rport}
+EOF
+	docker-registry serve "$REG_DIR/config.yml" >"$REG_DIR/log" 2>&1 &
+	REG_PID=$!
+	wait_for 20 'curl -fsS "http://127.0.0.1:$rport/v2/" >/dev/null 2>&1'
+	skopeo copy --quiet --dest-tls-verify=false "oci:$IMG:v1" "docker://127.0.0.1:$rport/test/busybox:1"
+	f=$(spec <<EOF
+job: alice/devel/pulled
+type: batch
+instances: 2
+task:
+  driver: oci
+  image: 127.0.0.1:$rport/test/busybox:1
+  command: ["/bin/sh", "-c", "cat /etc/os-release-of-image-marker"]
+  resources: {cpu: 0.1, memory: 32MiB}
+EOF
+)
+	run "$BERTH_BIN" job run "$f"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run "$BERTH_BIN" task logs alice/devel/pulled/1
+	[ "$output" = "berth test image v1" ]
+	# the cache holds verified blobs, named by their digest
+	for b in "$DATA"/images/blobs/sha256/*; do
+		[ "$(sha256sum "$b" | cut -d' ' -f1)" = "$(basename "$b")" ]
+	done
+	# by digest too
+	digest=$(skopeo inspect --tls-verify=false "docker://127.0.0.1:$rport/test/busybox:1" |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["Digest"])')
+	f=$(spec <<EOF
+job: alice/devel/bydigest
+type: batch
+task:
+  driver: oci
+  image: 127.0.0.1:$rport/test/busybox@$digest
+  command: ["/bin/sh", "-c", "echo by digest"]
+  resources: {cpu: 0.1, memory: 32MiB}
+EOF
+)
+	run "$BERTH_BIN" job run "$f"
+	[ "$status" -eq 0 ]
+	fails_with alice/devel/unknown "127.0.0.1:$rport/test/busybox:404" "MANIFEST_UNKNOWN"
+	kill -TERM "$REG_PID"
+	wait "$REG_PID" 2>/dev/null || true
+	REG_PID=
+	fails_with alice/devel/unreachable "127.0.0.1:$rport/test/other:1" "cannot reach registry '127.0.0.1:$rport'"
+}
+
+@test "an oci-archive made by skopeo runs" {
+	command -v skopeo >/dev/null || skip "skopeo is not installed"
+	skopeo copy --quiet "oci:$IMG:v1" "oci-archive:$IMG.tar:v1"
+	f=$(spec <<EOF
+job: alice/devel/archive
+type: batch
+task:
+  driver: oci
+  image: $IMG.tar
+  command: ["/bin/sh", "-c", "cat /etc/os-release-of-image-marker"]
+  resources: {cpu: 0.1, memory: 32MiB}
+EOF
+)
+	run "$BERTH_BIN" job run "$f"
+	[ "$status" -eq 0 ]
+	run "$BERTH_BIN" task logs alice/devel/archive/0
+	[ "$output" = "berth test image v1" ]
+}
