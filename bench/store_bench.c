@@ -55,8 +55,8 @@ static int64_t fill(struct store *st, const char *prefix, size_t n, size_t batch
 		for (size_t j = 0; j < batch && i < n; j++, i++) {
 			char key[64];
 			/* Scrambled, as random task ids are. */
-			snprintf(key, sizeof key, "%s%08x-%zu", prefix,
-				 (unsigned)(i * 2654435761u), i);
+			snprintf(key, sizeof key, "%s%08x-%zu", prefix, (unsigned)(i * 2654435761u),
+				 i);
 			store_batch_put(b, key, val, vlen);
 		}
 		if (store_commit(st, b, &err) < 0)
@@ -71,9 +71,8 @@ static int64_t fill(struct store *st, const char *prefix, size_t n, size_t batch
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr,
-			"usage: store_bench LOCATION [--puts N] [--batch B] [--keys K] "
-			"[--value BYTES] [--rounds R]\n");
+		fprintf(stderr, "usage: store_bench LOCATION [--puts N] [--batch B] [--keys K] "
+				"[--value BYTES] [--rounds R]\n");
 		return 2;
 	}
 	const char *loc = argv[1];

@@ -60,6 +60,7 @@ enum {
 	O_CGROUP,
 	O_HEARTBEAT,
 	O_DOWN,
+	O_CRONTZ,
 	O_QUIET,
 	O_SIMULATE,
 	O_SIM_RACKS,
@@ -87,6 +88,7 @@ static void opts_init(struct cli_opt *o)
 		[O_CGROUP] = {"--cgroup-parent", NULL, true, false, "cgroup under which tasks go (default berth)"},
 		[O_HEARTBEAT] = {"--heartbeat", NULL, true, false, "agent heartbeat interval (default 1s)"},
 		[O_DOWN] = {"--down-after", NULL, true, false, "node DOWN after no heartbeat this long (default 3s)"},
+		[O_CRONTZ] = {"--cron-timezone", NULL, true, false, "time zone of cron schedules, e.g. Europe/Paris (default UTC)"},
 		[O_QUIET] = {"--quiet", "-q", false, false, "log warnings and errors only"},
 		[O_SIMULATE] = {"--simulate", NULL, true, false, "agent: run N simulated agents NAME-0..NAME-(N-1)"},
 		[O_SIM_RACKS] = {"--sim-racks", NULL, true, false, "simulate: attribute rack=r<i % R>"},
@@ -153,6 +155,12 @@ static int server_opts_from_cli(struct cli_opt *o, struct server_options *so)
 		if (parse_duration(o[O_HEARTBEAT].value, &ms) < 0 || !ms)
 			return cli_fail("bad --heartbeat '%s': expected a duration", o[O_HEARTBEAT].value);
 		so->cluster.heartbeat_ms = (int64_t)ms;
+	}
+	if (o[O_CRONTZ].set) {
+		/* Set before any thread starts: cron reads local time in this zone. */
+		setenv("TZ", o[O_CRONTZ].value, 1);
+		tzset();
+		so->cluster.cron_local_time = true;
 	}
 	if (o[O_DOWN].set) {
 		if (parse_duration(o[O_DOWN].value, &ms) < 0 || !ms)

@@ -87,6 +87,11 @@ static int follow(struct http_client *hc, const char *key, int version, int64_t 
 			fflush(stdout);
 			snprintf(last, sizeof last, "%s", line);
 		}
+		if (type && !strcmp(type, "cron")) {
+			printf("%s: a cron job; see 'berth cron list' for its next run\n", key);
+			json_decref(st);
+			return 0;
+		}
 		bool batch = type && strcmp(type, "service");
 		if (batch && status && (!strcmp(status, "finished") || !strcmp(status, "failed"))) {
 			printf("%s %s\n", key, status);
@@ -443,6 +448,64 @@ int cmd_update(int argc, char **argv)
 		json_decref(u);
 		http_client_free(hc);
 	}
+	free(pos);
+	return rc;
+}
+
+/* berth cron start KEY | berth cron list [--json] */
+int cmd_cron(int argc, char **argv)
+{
+	struct cli_opt o[J_COUNT];
+	job_opts(o);
+	const char *usage = "berth cron start KEY | list [--json]";
+	if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
+		cli_usage(usage, o, J_COUNT);
+		return argc < 1 ? 2 : 0;
+	}
+	const char **pos;
+	size_t npos;
+	if (cli_parse(argc - 1, argv + 1, o, J_COUNT, &pos, &npos) < 0)
+		return 2;
+	struct berr err = {0};
+	int rc = 0;
+	struct http_client *hc = cli_client(o[J_ADDR].value);
+	if (o[J_HELP].set) {
+		cli_usage(usage, o, J_COUNT);
+	} else if (!strcmp(argv[0], "start")) {
+		char path[600];
+		if (npos != 1 || job_key_check(pos[0], &err) < 0) {
+			rc = cli_fail("%s", npos != 1 ? "usage: berth cron start KEY" : err.msg);
+		} else {
+			snprintf(path, sizeof path, "/v1/jobs/%s/cron/start", pos[0]);
+			if (http_json(hc, "POST", path, NULL, 10000, NULL, &err) < 0)
+				rc = cli_fail("%s", err.msg);
+			else
+				printf("%s: run started\n", pos[0]);
+		}
+	} else if (!strcmp(argv[0], "list")) {
+		json_t *arr = NULL;
+		if (http_json(hc, "GET", "/v1/cron", NULL, 10000, &arr, &err) < 0) {
+			rc = cli_fail("%s", err.msg);
+		} else if (o[J_JSON].set) {
+			cli_print_json(arr);
+		} else {
+			printf("%-40s %-16s %-14s %-25s %s\n", "JOB", "SCHEDULE", "COLLISION",
+			       "NEXT RUN", "RUNNING");
+			size_t i;
+			json_t *j;
+			json_array_foreach(arr, i, j)
+			printf("%-40s %-16s %-14s %-25s %d\n",
+			       json_string_value(json_object_get(j, "job")),
+			       json_string_value(json_object_get(j, "schedule")),
+			       json_string_value(json_object_get(j, "collision")),
+			       json_string_value(json_object_get(j, "next_run")),
+			       (int)json_integer_value(json_object_get(j, "running")));
+		}
+		json_decref(arr);
+	} else {
+		rc = cli_fail("unknown command 'cron %s' (see 'berth cron --help')", argv[0]);
+	}
+	http_client_free(hc);
 	free(pos);
 	return rc;
 }

@@ -267,10 +267,11 @@ static void persist_job(struct cluster *c, struct job *j)
 	json_t *done = json_array();
 	for (size_t i = 0; i < j->ninstance_done; i++)
 		json_array_append_new(done, json_boolean(j->instance_done[i]));
-	json_t *r = json_pack("{s:s,s:i,s:b,s:I,s:I,s:o,s:o}", "job", j->key, "version", j->version,
-			      "killed", j->killed, "created_ms", (json_int_t)j->created_ms,
+	json_t *r = json_pack("{s:s,s:i,s:b,s:I,s:I,s:o,s:o,s:I,s:i}", "job", j->key, "version",
+			      j->version, "killed", j->killed, "created_ms", (json_int_t)j->created_ms,
 			      "updated_ms", (json_int_t)j->updated_ms, "versions", versions,
-			      "instance_done", done);
+			      "instance_done", done, "cron_last_ms", (json_int_t)j->cron_last_ms,
+			      "cron_runs", j->cron_runs);
 	put_json(c, key, r);
 	json_decref(r);
 }
@@ -764,7 +765,10 @@ static struct job *job_new(struct cluster *c, const char *key)
 static void job_add_version(struct job *j, int version, struct job_spec *spec, json_t *json)
 {
 	j->versions = xrealloc(j->versions, (j->nversions + 1) * sizeof *j->versions);
-	j->versions[j->nversions++] = (struct job_version){version, spec, json, NULL};
+	struct job_version *v = &j->versions[j->nversions++];
+	*v = (struct job_version){.version = version, .spec = spec, .json = json};
+	if (spec->type == JOB_CRON)
+		cron_parse(spec->schedule, &v->cron, NULL); /* validated with the spec */
 	j->version = version;
 }
 
@@ -861,8 +865,11 @@ uint64_t cluster_job_submit_instances(struct cluster *c, struct job_spec *spec, 
 		job_add_version(j, 1, spec, json);
 		res->created = res->changed = true;
 		res->version = 1;
-		for (int i = 0; i < spec->instances; i++)
-			task_create(c, j, i, NULL, "task created", 0);
+		if (spec->type == JOB_CRON)
+			j->cron_last_ms = time_now_ms(); /* runs start at the next slot */
+		else
+			for (int i = 0; i < spec->instances; i++)
+				task_create(c, j, i, NULL, "task created", 0);
 		persist_job(c, j);
 		return touched(c);
 	}
@@ -891,6 +898,8 @@ uint64_t cluster_job_submit_instances(struct cluster *c, struct job_spec *spec, 
 		cur->task_text = NULL;
 		cur->spec = spec;
 		cur->json = json;
+		if (spec->type == JOB_CRON)
+			cron_parse(spec->schedule, &cur->cron, NULL);
 	}
 	res->version = j->version;
 	j->updated_ms = time_now_ms();
@@ -904,7 +913,7 @@ uint64_t cluster_job_submit_instances(struct cluster *c, struct job_spec *spec, 
 	}
 	/* Scale up, and batch instances that ended are not re-run. */
 	job_ensure_instances(j, (size_t)spec->instances);
-	for (int i = old_instances; i < spec->instances; i++) {
+	for (int i = old_instances; i < spec->instances && spec->type != JOB_CRON; i++) {
 		struct task *t = j->active[i];
 		if (!t) {
 			j->instance_done[i] = false;
@@ -1742,6 +1751,118 @@ json_t *cluster_update_json(struct cluster *c, const char *key, struct berr *err
 			 "instances", inst);
 }
 
+/* ---- cron ----------------------------------------------------------------- */
+
+/* Start one run of a cron job: every instance gets a new task. A run still
+ * going is killed first (kill_existing) or this run is skipped (cancel_new). */
+static bool cron_fire(struct cluster *c, struct job *j, const char *why)
+{
+	struct job_version *jv = job_version_get(j, j->version);
+	if (!jv || j->killed)
+		return false;
+	bool running = job_has_active(j);
+	if (running && jv->spec->cron_collision == CRON_CANCEL_NEW) {
+		log_info("cron %s: run skipped, the previous one is still going (cancel_new)", j->key);
+		return false;
+	}
+	for (size_t i = 0; running && i < j->nactive; i++) {
+		struct task *t = j->active[i];
+		if (!t)
+			continue;
+		/* The old run's task leaves its slot and is stopped. */
+		t->no_replace = true;
+		t->replace_on_end = false;
+		j->active[i] = NULL;
+		task_stop(c, t, TASK_KILLING, "killed by the next cron run (kill_existing)");
+	}
+	job_ensure_instances(j, (size_t)jv->spec->instances);
+	for (int i = 0; i < jv->spec->instances; i++) {
+		j->instance_done[i] = false;
+		task_create(c, j, i, NULL, why, 0);
+	}
+	j->cron_runs++;
+	persist_job(c, j);
+	return true;
+}
+
+static void crons_fire(struct cluster *c, int64_t now)
+{
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&c->jobs, &it, NULL, &v)) {
+		struct job *j = v;
+		struct job_version *jv = j->killed ? NULL : job_version_get(j, j->version);
+		if (!jv || jv->spec->type != JOB_CRON)
+			continue;
+		int64_t next = cron_next(&jv->cron, j->cron_last_ms, !c->cfg.cron_local_time);
+		if (next < 0 || next > now)
+			continue;
+		/* Missed slots (the server was down) make one run, not one each:
+		 * take the newest slot not after now. */
+		for (int guard = 0; guard < 100000; guard++) {
+			int64_t after = cron_next(&jv->cron, next, !c->cfg.cron_local_time);
+			if (after < 0 || after > now)
+				break;
+			next = after;
+		}
+		j->cron_last_ms = next;
+		char ts[40], why[80];
+		time_format_ms(next, ts, sizeof ts);
+		snprintf(why, sizeof why, "cron run scheduled for %s", ts);
+		if (!cron_fire(c, j, why))
+			persist_job(c, j); /* the slot is used up all the same */
+	}
+}
+
+uint64_t cluster_cron_start(struct cluster *c, const char *key, struct berr *err)
+{
+	struct job *j = hmap_get(&c->jobs, key);
+	struct job_version *jv = j && !j->killed ? job_version_get(j, j->version) : NULL;
+	if (!jv) {
+		berr_set(err, 404, "job '%s' not found", key);
+		return 0;
+	}
+	if (jv->spec->type != JOB_CRON) {
+		berr_set(err, 400, "job '%s' is not a cron job", key);
+		return 0;
+	}
+	if (!cron_fire(c, j, "cron run started by user")) {
+		berr_set(err, 409, "job '%s' is still running and its collision policy is cancel_new",
+			 key);
+		return 0;
+	}
+	return touched(c);
+}
+
+json_t *cluster_cron_list_json(struct cluster *c)
+{
+	json_t *arr = json_array();
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&c->jobs, &it, NULL, &v)) {
+		struct job *j = v;
+		struct job_version *jv = j->killed ? NULL : job_version_get(j, j->version);
+		if (!jv || jv->spec->type != JOB_CRON)
+			continue;
+		int64_t next = cron_next(&jv->cron, j->cron_last_ms, !c->cfg.cron_local_time);
+		int running = 0;
+		for (size_t i = 0; i < j->nactive; i++)
+			running += j->active[i] != NULL;
+		char ts[40] = "";
+		if (next >= 0)
+			time_format_ms(next, ts, sizeof ts);
+		json_array_append_new(
+			arr, json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:i,s:i}", "job", j->key, "schedule",
+				       jv->spec->schedule, "collision",
+				       jv->spec->cron_collision == CRON_CANCEL_NEW ? "cancel_new"
+										   : "kill_existing",
+				       "last_run_ms", (json_int_t)j->cron_last_ms, "next_run_ms",
+				       (json_int_t)next, "next_run", ts, "running", running, "runs",
+				       j->cron_runs));
+	}
+	return arr;
+}
+
 static void jobs_forget_killed(struct cluster *c)
 {
 	struct job **gone = NULL;
@@ -1767,6 +1888,7 @@ uint64_t cluster_tick(struct cluster *c)
 	tasks_unthrottle(c, now);
 	nodes_drain(c);
 	updates_advance(c);
+	crons_fire(c, now);
 	if (c->sched_needed)
 		schedule_pending(c);
 	jobs_forget_killed(c);
@@ -1932,6 +2054,8 @@ static const char *job_outcome(const struct job *j)
 		return "killing";
 	if (!jv || jv->spec->type == JOB_SERVICE)
 		return "running";
+	if (jv->spec->type == JOB_CRON && !job_has_active(j))
+		return "scheduled";
 	bool all_done = true, failed = false;
 	for (int i = 0; i < jv->spec->instances; i++) {
 		if ((size_t)i >= j->ninstance_done || !j->instance_done[i]) {
@@ -2086,6 +2210,8 @@ static int load_job(const char *key, const char *value, size_t len, void *ud)
 	j->killed = json_is_true(json_object_get(r, "killed"));
 	j->created_ms = json_integer_value(json_object_get(r, "created_ms"));
 	j->updated_ms = json_integer_value(json_object_get(r, "updated_ms"));
+	j->cron_last_ms = json_integer_value(json_object_get(r, "cron_last_ms"));
+	j->cron_runs = (int)json_integer_value(json_object_get(r, "cron_runs"));
 	size_t i;
 	json_t *v;
 	json_array_foreach(json_object_get(r, "versions"), i, v)
@@ -2296,7 +2422,7 @@ int cluster_load(struct cluster *c, struct berr *err)
 		/* Instances that have no active task (e.g. a crash between a task's
 		 * end and its replacement being written) are recreated. */
 		struct job_version *jv = job_version_get(j, j->version);
-		if (!jv || j->killed)
+		if (!jv || j->killed || jv->spec->type == JOB_CRON)
 			continue;
 		job_ensure_instances(j, (size_t)jv->spec->instances);
 		for (int i = 0; i < jv->spec->instances; i++)

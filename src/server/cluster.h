@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/cron.h"
 #include "core/hmap.h"
 #include "core/lifecycle.h"
 #include "core/spec.h"
@@ -72,6 +73,7 @@ struct job_version {
 	struct job_spec *spec;
 	json_t *json;            /* canonical spec */
 	char *task_text;         /* its task section as JSON text (cached) */
+	struct cron_expr cron;   /* cron jobs: the parsed schedule */
 };
 
 /* A rolling update (Aurora's updater): instances move from one config
@@ -128,6 +130,8 @@ struct job {
 	bool *instance_done;     /* batch: the instance finished or failed for good */
 	size_t ninstance_done;
 	struct update *update;   /* the newest update, or NULL */
+	int64_t cron_last_ms;    /* cron: the scheduled time of the last run started */
+	int cron_runs;
 };
 
 struct node {
@@ -158,6 +162,7 @@ struct cluster_config {
 	int64_t throttle_max_ms;
 	size_t ended_keep;          /* ended tasks kept per job */
 	size_t sample_limit;        /* placement sampling */
+	bool cron_local_time;       /* cron schedules in the process's TZ (else UTC) */
 };
 
 struct cluster {
@@ -208,6 +213,11 @@ uint64_t cluster_update_control(struct cluster *c, const char *key, const char *
 /* {"job", "state", "from_version", "to_version", "instances": [{instance, status,
  *  failures}], "updated", "failed", "total", "message"} (new ref). */
 json_t *cluster_update_json(struct cluster *c, const char *key, struct berr *err);
+/* Cron: run a cron job now (its collision policy applies). */
+uint64_t cluster_cron_start(struct cluster *c, const char *key, struct berr *err);
+/* [{"job", "schedule", "collision", "last_run_ms", "next_run_ms", "next_run",
+ *   "running", "runs"}] (new ref). */
+json_t *cluster_cron_list_json(struct cluster *c);
 /* What submitting spec would change, without changing anything:
  * {"job", "changed", "create", "version", "next_version",
  *  "diff": [{"field", "old", "new"}],

@@ -238,6 +238,14 @@ static void route_job(struct request *q, const char *method, const char *rest)
 			reply_after_commit(q, seq, cluster_update_json(c, key, &err));
 		return;
 	}
+	if (!strcmp(action, "cron/start") && !strcmp(method, "POST")) {
+		seq = cluster_cron_start(c, key, &err);
+		if (!seq)
+			reply_error(q, err.code ? err.code : 500, err.msg);
+		else
+			reply_after_commit(q, seq, json_pack("{s:s,s:b}", "job", key, "ok", 1));
+		return;
+	}
 	if ((!*action && !strcmp(method, "DELETE")) ||
 	    (!strcmp(action, "kill") && !strcmp(method, "POST")))
 		seq = cluster_job_kill(c, key, &err);
@@ -390,6 +398,13 @@ static void route(struct request *q, const char *method, const char *url)
 	}
 	if (!strncmp(url, "/v1/tasks/", 10)) {
 		route_task(q, method, url + 10);
+		return;
+	}
+	if (!strcmp(url, "/v1/cron")) {
+		if (!strcmp(method, "GET"))
+			reply_ok(q, cluster_cron_list_json(c));
+		else
+			reply_error(q, 405, "method not allowed");
 		return;
 	}
 	if (!strcmp(url, "/v1/nodes")) {

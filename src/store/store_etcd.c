@@ -275,7 +275,7 @@ static int parse_option(struct etcd_store *e, const char *opt, size_t n, const c
 	char *eq = strchr(name, '=');
 	if (eq)
 		*eq = 0;
-	size_t *field = !strcmp(name, "max-txn-ops")	   ? &e->max_ops
+	size_t *field = !strcmp(name, "max-txn-ops")	     ? &e->max_ops
 			: !strcmp(name, "max-request-bytes") ? &e->max_bytes
 							     : NULL;
 	int64_t v = 0;
@@ -434,8 +434,9 @@ static int call(struct etcd_store *e, const char *path, const char *body, size_t
 		fails.len = 0;
 		fails.buf[0] = 0;
 		curl_easy_setopt(e->curl, CURLOPT_TIMEOUT_MS,
-				 timeout_ms > 0 && timeout_ms < REQUEST_TIMEOUT_MS ? timeout_ms
-										   : REQUEST_TIMEOUT_MS);
+				 timeout_ms > 0 && timeout_ms < REQUEST_TIMEOUT_MS
+				     ? timeout_ms
+				     : REQUEST_TIMEOUT_MS);
 		for (size_t k = 0; k < e->n_endpoints; k++) {
 			size_t idx = (e->cur + k) % e->n_endpoints;
 			char why[512];
@@ -591,8 +592,8 @@ static int api_call(struct etcd_store *e, const char *what, json_t **out, long *
 
 /* Append "name":"base64(prefix + key)". An empty etcd key is written as
  * "\0", the first key there is (etcd refuses an empty one). */
-static void req_key(const struct etcd_store *e, struct sbuf *sb, const char *name,
-		    const char *key, size_t len)
+static void req_key(const struct etcd_store *e, struct sbuf *sb, const char *name, const char *key,
+		    size_t len)
 {
 	sbuf_addf(sb, "\"%s\":\"", name);
 	if (e->prefix_len + len == 0)
@@ -834,7 +835,8 @@ static struct pmap_ent *pmap_slot(struct pmap *m, const char *key, size_t len, u
 {
 	for (size_t i = hash & m->mask;; i = (i + 1) & m->mask) {
 		struct pmap_ent *ent = &m->ents[i];
-		if (!ent->key || (ent->hash == hash && ent->len == len && !memcmp(ent->key, key, len)))
+		if (!ent->key ||
+		    (ent->hash == hash && ent->len == len && !memcmp(ent->key, key, len)))
 			return ent;
 	}
 }
@@ -857,8 +859,7 @@ static long pmap_last_cover(struct pmap *m, const char *key, size_t len)
 
 /* prefix + s (+ a NUL byte when succ: the first key after s), as a whole
  * etcd key; the empty key becomes "\0". */
-static char *whole_key(const struct etcd_store *e, const char *s, size_t n, bool succ,
-		       size_t *len)
+static char *whole_key(const struct etcd_store *e, const char *s, size_t n, bool succ, size_t *len)
 {
 	size_t total = e->prefix_len + n + (succ ? 1 : 0);
 	char *k = xmalloc(total + 1);
@@ -1181,7 +1182,8 @@ static int et_commit(struct store *st, const struct store_batch *b, struct berr 
 	for (size_t i = 0; i < b->n; i++) {
 		const struct store_op *op = &b->ops[i];
 		if (op->kind != STORE_OP_DELETE_PREFIX && op->key_len + e->prefix_len == 0)
-			return berr_set(err, 0, "store: cannot commit: %s '': etcd has no empty key",
+			return berr_set(err, 0,
+					"store: cannot commit: %s '': etcd has no empty key",
 					op_name(op->kind));
 		size_t size = OP_OVERHEAD + e->prefix_len + op->key_len + op->len;
 		if (size > budget)
@@ -1215,11 +1217,12 @@ static int et_commit(struct store *st, const struct store_batch *b, struct berr 
 	} else if (ntxn > 1) {
 		r = commit_split(e, &x, starts, ntxn, &done, err);
 		if (r < 0)
-			berr_prefix(err,
-				    "store: cannot commit (the batch was split into %zu etcd "
-				    "transactions and %zu of them were applied: the batch is partly "
-				    "applied)",
-				    ntxn, done);
+			berr_prefix(
+			    err,
+			    "store: cannot commit (the batch was split into %zu etcd "
+			    "transactions and %zu of them were applied: the batch is partly "
+			    "applied)",
+			    ntxn, done);
 	}
 	free(starts);
 	xops_free(&x);
@@ -1323,7 +1326,8 @@ static int et_scan(struct store *st, const char *prefix, store_scan_fn fn, void 
 			/* The next page starts just after the last key. */
 			if (kv_bytes(json_array_get(kvs, n - 1), "key", &kb) < 0) {
 				json_decref(j);
-				result = berr_set(err, 0, "store: cannot scan '%.200s': etcd %s: bad key "
+				result = berr_set(err, 0,
+						  "store: cannot scan '%.200s': etcd %s: bad key "
 						  "in the answer",
 						  prefix, e->endpoints[e->cur]);
 				break;
@@ -1347,7 +1351,8 @@ static int et_scan(struct store *st, const char *prefix, store_scan_fn fn, void 
 			json_t *kv = json_array_get(kvs, i);
 			if (kv_bytes(kv, "key", &kb) < 0 || kv_bytes(kv, "value", &vb) < 0 ||
 			    kb.len < e->prefix_len || memcmp(kb.buf, e->prefix, e->prefix_len)) {
-				result = berr_set(err, 0, "store: cannot scan '%.200s': etcd %s: bad key "
+				result = berr_set(err, 0,
+						  "store: cannot scan '%.200s': etcd %s: bad key "
 						  "or value in the answer",
 						  prefix, e->endpoints[e->cur]);
 				break;

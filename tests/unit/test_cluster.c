@@ -1942,6 +1942,918 @@ TEST(ended_tasks_kept_per_job_are_bounded)
 	fx_teardown(&f);
 }
 
+/* ---- tests: rolling updates ------------------------------------------------ */
+
+/* A service whose command (and so config version) the tests change, with an
+ * update policy given as a YAML flow map. */
+static char *upd_yaml(const char *key, int instances, const char *cmd, const char *policy)
+{
+	return yamlf("job: %s\n"
+		     "instances: %d\n"
+		     "task:\n"
+		     "  command: [\"/bin/sh\", \"-c\", \"%s\"]\n"
+		     "  resources: {cpu: 0.1, memory: 16MiB, ports: [http]}\n"
+		     "update: %s\n",
+		     key, instances, cmd, policy);
+}
+
+static uint64_t submit_instances(struct fx *f, char *yaml, int first, int last,
+				 struct submit_result *res)
+{
+	struct job_spec *spec = NULL;
+	struct submit_result dummy;
+	if (spec_parse_yaml(yaml, strlen(yaml), "test.yaml", &spec, &f->err) < 0) {
+		fprintf(stderr, "    spec_parse_yaml: %s\n", f->err.msg);
+		free(yaml);
+		return 0;
+	}
+	free(yaml);
+	pthread_mutex_lock(&f->c->lock);
+	uint64_t seq =
+		cluster_job_submit_instances(f->c, spec, first, last, res ? res : &dummy, &f->err);
+	pthread_mutex_unlock(&f->c->lock);
+	return seq;
+}
+
+static uint64_t update_control(struct fx *f, const char *key, const char *action)
+{
+	pthread_mutex_lock(&f->c->lock);
+	uint64_t seq = cluster_update_control(f->c, key, action, &f->err);
+	pthread_mutex_unlock(&f->c->lock);
+	return seq;
+}
+
+static json_t *update_json(struct fx *f, const char *key)
+{
+	pthread_mutex_lock(&f->c->lock);
+	json_t *o = cluster_update_json(f->c, key, &f->err);
+	pthread_mutex_unlock(&f->c->lock);
+	return o;
+}
+
+static const char *update_state(struct fx *f, const char *key)
+{
+	struct job *j = job_get(f, key);
+	return j && j->update ? update_state_name(j->update->state) : "(none)";
+}
+
+static bool update_active(struct fx *f, const char *key)
+{
+	struct job *j = job_get(f, key);
+	return j && j->update && update_state_active(j->update->state);
+}
+
+static int update_count(struct fx *f, const char *key, const char *field)
+{
+	json_t *u = update_json(f, key);
+	int n = u ? (int)jint(u, field) : -1;
+	json_decref(u);
+	return n;
+}
+
+/* Tasks of the job that are not ended (active ones and start_first's old
+ * tasks still stopping or running). */
+static int live_tasks(struct fx *f, const char *key)
+{
+	int n = 0;
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&f->c->tasks, &it, NULL, &v)) {
+		struct task *t = v;
+		if (!strcmp(t->job->key, key) && !task_state_terminal(t->state))
+			n++;
+	}
+	return n;
+}
+
+/* Instances of the update in flight, measured on the tasks themselves: an
+ * old task stopping for it (RESTARTING), or a task of the new version that
+ * has not yet stayed RUNNING for the watch time. */
+static int in_flight(struct fx *f, const char *key, int to, int64_t watch_ms)
+{
+	struct job *j = job_get(f, key);
+	int n = 0;
+	int64_t now = time_now_ms();
+	for (size_t i = 0; j && i < j->nactive; i++) {
+		struct task *t = j->active[i];
+		if (!t)
+			continue;
+		if (t->state == TASK_RESTARTING)
+			n++;
+		else if (t->version == to &&
+			 !(t->state == TASK_RUNNING && now - t->running_since_ms >= watch_ms))
+			n++;
+	}
+	return n;
+}
+
+/* The agent's side of an update. */
+struct play {
+	int bad_version; /* tasks of this version fail when started (0: none) */
+	int fail_times;  /* ... only the first fail_times of each instance (0: always) */
+	int failed[64];
+	bool hold_stops; /* leave stopping tasks stopping (the agent is slow) */
+};
+
+/* One round of the agent: stopping tasks end (KILLED), assigned ones start
+ * (RUNNING, or FAILED for a bad version). */
+static void play_step(struct fx *f, const char *key, struct play *p)
+{
+	struct act {
+		char *id, *node;
+		const char *state;
+		int inst;
+	} acts[256];
+	size_t n = 0;
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&f->c->tasks, &it, NULL, &v) && n < 256) {
+		struct task *t = v;
+		if (strcmp(t->job->key, key) || !t->node)
+			continue;
+		const char *to = NULL;
+		if (t->state == TASK_KILLING || t->state == TASK_RESTARTING ||
+		    t->state == TASK_DRAINING) {
+			if (!p || !p->hold_stops)
+				to = "KILLED";
+		} else if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING) {
+			to = "RUNNING";
+			if (p && p->bad_version && t->version == p->bad_version &&
+			    (!p->fail_times ||
+			     (t->instance < 64 && p->failed[t->instance] < p->fail_times))) {
+				to = "FAILED";
+				if (t->instance < 64)
+					p->failed[t->instance]++;
+			}
+		}
+		if (to)
+			acts[n++] = (struct act){xstrdup(t->id), xstrdup(t->node->name), to,
+						 t->instance};
+	}
+	for (size_t k = 0; k < n; k++) {
+		bool failed = !strcmp(acts[k].state, "FAILED");
+		agent_status(f, acts[k].node, acts[k].id, acts[k].state, 2000 + acts[k].inst,
+			     failed ? 1 : !strcmp(acts[k].state, "KILLED") ? 143 : 0,
+			     failed ? "exit status 1" : "");
+		free(acts[k].id);
+		free(acts[k].node);
+	}
+}
+
+/* Drive the job: tick, play the agent, let a little time pass; until the
+ * update ended (then a few more rounds to settle) or `steps` ran out.
+ * Returns the most instances in flight seen (for an update to `to`). */
+static int drive(struct fx *f, const char *key, struct play *p, int steps, int to,
+		 int64_t watch_ms)
+{
+	int most = 0, settle = 5;
+	for (int s = 0; s < steps && settle > 0; s++) {
+		tick(f);
+		int n = in_flight(f, key, to, watch_ms);
+		most = n > most ? n : most;
+		play_step(f, key, p);
+		tick(f);
+		n = in_flight(f, key, to, watch_ms);
+		most = n > most ? n : most;
+		if (!update_active(f, key))
+			settle--;
+		sleep_ms(3);
+	}
+	return most;
+}
+
+/* Every active task of the job: RUNNING on version v. */
+static bool all_on_version(struct fx *f, const char *key, int n, int v)
+{
+	bool ok = true;
+	for (int i = 0; i < n; i++) {
+		struct task *t = active(f, key, i);
+		if (!t || t->version != v || t->state != TASK_RUNNING) {
+			fprintf(stderr, "    instance %d: %s version %d (want RUNNING version %d)\n", i,
+				state_of(t), t ? t->version : -1, v);
+			ok = false;
+		}
+	}
+	return ok;
+}
+
+static void save_ids(struct fx *f, const char *key, int n, char **ids)
+{
+	for (int i = 0; i < n; i++)
+		ids[i] = active(f, key, i) ? xstrdup(active(f, key, i)->id) : NULL;
+}
+
+static void free_ids(char **ids, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(ids[i]);
+}
+
+/* n instances of version 1 RUNNING on n1 with the given policy. */
+static void running_v1(struct fx *f, int n, const char *policy)
+{
+	CHECK(agent_register(f, "n1") > 0);
+	CHECK(submit(f, upd_yaml(WEB, n, "sleep 1000", policy), NULL) > 0);
+	tick(f);
+	run_job(f, WEB);
+	for (int i = 0; i < n; i++)
+		CHECK_STR(state_of(active(f, WEB, i)), "RUNNING");
+}
+
+#define POLICY_B2 "{batch_size: 2, watch: 30ms}"
+
+TEST(update_good_version_rolls_forward_batch_by_batch)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_v1(&f, 5, POLICY_B2);
+	char *old[5];
+	save_ids(&f, WEB, 5, old);
+	struct submit_result res;
+	CHECK(submit(&f, upd_yaml(WEB, 5, "sleep 2000", POLICY_B2), &res) > 0);
+	CHECK(res.changed && res.update && res.version == 2);
+	CHECK_STR(update_state(&f, WEB), "ROLLING_FORWARD");
+	/* The first batch: instances 0 and 1 stop, the others are untouched. */
+	CHECK_STR(state_of(active(&f, WEB, 0)), "RESTARTING");
+	CHECK_STR(state_of(active(&f, WEB, 1)), "RESTARTING");
+	for (int i = 2; i < 5; i++) {
+		CHECK_STR(state_of(active(&f, WEB, i)), "RUNNING");
+		CHECK_STR(active(&f, WEB, i)->id, old[i]);
+	}
+	CHECK(in_flight(&f, WEB, 2, 30) == 2);
+	int most = drive(&f, WEB, NULL, 400, 2, 30);
+	CHECK(most == 2); /* the batch size is used, never exceeded */
+	CHECK_STR(update_state(&f, WEB), "ROLLED_FORWARD");
+	CHECK(all_on_version(&f, WEB, 5, 2));
+	CHECK(job_get(&f, WEB)->version == 2);
+	CHECK(live_tasks(&f, WEB) == 5);
+	/* Each instance was replaced once, by a successor of its old task. */
+	for (int i = 0; i < 5; i++) {
+		struct task *t = active(&f, WEB, i);
+		CHECK_STR(t ? t->ancestor : NULL, old[i]);
+		CHECK_STR(state_of(cluster_find_task(f.c, old[i])), "KILLED");
+	}
+	CHECK(update_count(&f, WEB, "updated") == 5);
+	CHECK(update_count(&f, WEB, "failed") == 0);
+	free_ids(old, 5);
+	fx_teardown(&f);
+}
+
+/* The batches follow each other: instance 2 is not touched before one of
+ * the first batch has stayed up for the watch time. */
+TEST(update_next_batch_waits_for_watch)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_v1(&f, 3, "{batch_size: 1, watch: 300ms}");
+	char *old[3];
+	save_ids(&f, WEB, 3, old);
+	CHECK(submit(&f, upd_yaml(WEB, 3, "sleep 2000", "{batch_size: 1, watch: 300ms}"), NULL) >
+	      0);
+	for (int s = 0; s < 10; s++) {
+		tick(&f);
+		play_step(&f, WEB, NULL);
+		sleep_ms(5);
+	}
+	CHECK_STR(state_of(active(&f, WEB, 0)), "RUNNING");
+	CHECK(active(&f, WEB, 0)->version == 2);
+	CHECK_STR(active(&f, WEB, 1)->id, old[1]);
+	CHECK_STR(active(&f, WEB, 2)->id, old[2]);
+	CHECK(update_count(&f, WEB, "updated") == 0);
+	CHECK(update_count(&f, WEB, "healthy") == 1);
+	sleep_ms(320);
+	tick(&f);
+	CHECK(update_count(&f, WEB, "updated") == 1);
+	tick(&f);
+	CHECK_STR(state_of(active(&f, WEB, 1)), "RESTARTING");
+	CHECK_STR(active(&f, WEB, 2)->id, old[2]);
+	free_ids(old, 3);
+	fx_teardown(&f);
+}
+
+TEST(update_failing_version_rolls_back_automatically)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 1, watch: 30ms, max_instance_failures: 0, "
+			  "max_total_failures: 0, rollback_on_failure: true}";
+	running_v1(&f, 3, pol);
+	char *old[3];
+	save_ids(&f, WEB, 3, old);
+	CHECK(submit(&f, upd_yaml(WEB, 3, "exit 1", pol), NULL) > 0);
+	struct play p = {.bad_version = 2};
+	drive(&f, WEB, &p, 400, 2, 30);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_BACK");
+	CHECK(all_on_version(&f, WEB, 3, 1));
+	CHECK(job_get(&f, WEB)->version == 1);
+	CHECK(p.failed[0] == 1); /* one failure was enough */
+	CHECK(p.failed[1] == 0 && p.failed[2] == 0);
+	/* Instances the update never reached were not restarted. */
+	CHECK_STR(active(&f, WEB, 1)->id, old[1]);
+	CHECK_STR(active(&f, WEB, 2)->id, old[2]);
+	CHECK(live_tasks(&f, WEB) == 3);
+	json_t *u = update_json(&f, WEB);
+	CHECK_CONTAINS(jstr(u, "message"), "3 instances on version 1");
+	CHECK(jint(u, "finished_ms") >= jint(u, "started_ms"));
+	json_decref(u);
+	/* The job status shows version 1 again. */
+	json_t *st = job_status(&f, WEB, false);
+	CHECK(jint(st, "version") == 1);
+	json_decref(st);
+	free_ids(old, 3);
+	fx_teardown(&f);
+}
+
+/* A batch of 2: instance 0's new task fails while instance 1's old task is
+ * still stopping (it would be replaced by version 2). The rollback must
+ * still bring instance 1 back to version 1 and end. */
+TEST(update_rollback_while_batch_mate_still_stopping)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 2, watch: 30ms}";
+	running_v1(&f, 3, pol);
+	char *old[3];
+	save_ids(&f, WEB, 3, old);
+	CHECK(submit(&f, upd_yaml(WEB, 3, "exit 1", pol), NULL) > 0);
+	CHECK_STR(state_of(active(&f, WEB, 1)), "RESTARTING");
+	agent_status(&f, "n1", old[0], "KILLED", 1, 143, "");
+	tick(&f);
+	struct task *n0 = active(&f, WEB, 0);
+	CHECK(n0 && n0->version == 2 && n0->state == TASK_ASSIGNED);
+	agent_status(&f, "n1", n0->id, "FAILED", 5, 1, "exit status 1");
+	CHECK_STR(update_state(&f, WEB), "ROLLING_BACK");
+	CHECK_STR(state_of(cluster_find_task(f.c, old[1])), "RESTARTING");
+	struct play p = {.bad_version = 2};
+	drive(&f, WEB, &p, 400, 1, 30);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_BACK");
+	CHECK(all_on_version(&f, WEB, 3, 1));
+	CHECK_STR(active(&f, WEB, 2)->id, old[2]);
+	free_ids(old, 3);
+	fx_teardown(&f);
+}
+
+TEST(update_failure_without_rollback_ends_failed)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 1, watch: 30ms, rollback_on_failure: false}";
+	running_v1(&f, 3, pol);
+	char *old[3];
+	save_ids(&f, WEB, 3, old);
+	CHECK(submit(&f, upd_yaml(WEB, 3, "exit 1", pol), NULL) > 0);
+	struct play p = {.bad_version = 2};
+	drive(&f, WEB, &p, 400, 2, 30);
+	CHECK_STR(update_state(&f, WEB), "FAILED");
+	json_t *u = update_json(&f, WEB);
+	CHECK_CONTAINS(jstr(u, "message"), "instance 0 failed");
+	CHECK(jint(u, "failed") == 1);
+	CHECK(jint(u, "updated") == 0);
+	json_decref(u);
+	/* Nothing else moved: instance 0 stays on the new version, the others
+	 * on the old one with their tasks. */
+	CHECK(active(&f, WEB, 0) && active(&f, WEB, 0)->version == 2);
+	CHECK_STR(active(&f, WEB, 1)->id, old[1]);
+	CHECK_STR(active(&f, WEB, 2)->id, old[2]);
+	CHECK(active(&f, WEB, 1)->version == 1 && active(&f, WEB, 2)->version == 1);
+	CHECK(update_control(&f, WEB, "resume") == 0 && f.err.code == 409);
+	free_ids(old, 3);
+	fx_teardown(&f);
+}
+
+TEST(update_max_instance_failures_tolerates_one_per_instance)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 2, watch: 30ms, max_instance_failures: 1}";
+	running_v1(&f, 3, pol);
+	CHECK(submit(&f, upd_yaml(WEB, 3, "sleep 2000", pol), NULL) > 0);
+	/* Every new task fails once, then runs. */
+	struct play p = {.bad_version = 2, .fail_times = 1};
+	drive(&f, WEB, &p, 400, 2, 30);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_FORWARD");
+	CHECK(all_on_version(&f, WEB, 3, 2));
+	for (int i = 0; i < 3; i++)
+		CHECK(p.failed[i] == 1);
+	json_t *u = update_json(&f, WEB);
+	json_t *e;
+	size_t i;
+	json_array_foreach(json_object_get(u, "instances"), i, e)
+	{
+		CHECK(jint(e, "failures") == 1);
+		CHECK_STR(jstr(e, "status"), "DONE");
+	}
+	CHECK(jint(u, "failed") == 0);
+	json_decref(u);
+	fx_teardown(&f);
+}
+
+TEST(update_second_failure_of_an_instance_rolls_back)
+{
+	struct cluster_config cfg;
+	cluster_config_defaults(&cfg);
+	cfg.throttle_base_ms = 1; /* the flapping back-off would only slow the test */
+	struct fx f;
+	fx_setup(&f, &cfg);
+	const char *pol = "{batch_size: 1, watch: 30ms, max_instance_failures: 1}";
+	running_v1(&f, 2, pol);
+	CHECK(submit(&f, upd_yaml(WEB, 2, "exit 1", pol), NULL) > 0);
+	struct play p = {.bad_version = 2, .fail_times = 2};
+	drive(&f, WEB, &p, 400, 2, 30);
+	CHECK(p.failed[0] == 2);
+	CHECK(p.failed[1] == 0);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_BACK");
+	CHECK(all_on_version(&f, WEB, 2, 1));
+	fx_teardown(&f);
+}
+
+TEST(update_max_total_failures_tolerates_failed_instances)
+{
+	struct cluster_config cfg;
+	cluster_config_defaults(&cfg);
+	cfg.throttle_base_ms = 1;
+	struct fx f;
+	fx_setup(&f, &cfg);
+	/* One instance may fail for good: the update still rolls forward. */
+	const char *pol = "{batch_size: 1, watch: 30ms, max_total_failures: 1}";
+	running_v1(&f, 3, pol);
+	CHECK(submit(&f, upd_yaml(WEB, 3, "sleep 2000", pol), NULL) > 0);
+	/* Only instance 0's first new task fails. */
+	struct play p = {.bad_version = 2, .fail_times = 1};
+	p.failed[1] = p.failed[2] = 1;
+	drive(&f, WEB, &p, 400, 2, 30);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_FORWARD");
+	CHECK(update_count(&f, WEB, "failed") == 1);
+	CHECK(update_count(&f, WEB, "updated") == 2);
+	fx_teardown(&f);
+}
+
+TEST(update_pause_stops_progress_and_resume_continues)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 1, watch: 20ms}";
+	running_v1(&f, 4, pol);
+	char *old[4];
+	save_ids(&f, WEB, 4, old);
+	CHECK(submit(&f, upd_yaml(WEB, 4, "sleep 2000", pol), NULL) > 0);
+	/* Until instance 0 is done. */
+	for (int s = 0; s < 200 && update_count(&f, WEB, "updated") < 1; s++) {
+		tick(&f);
+		play_step(&f, WEB, NULL);
+		sleep_ms(3);
+	}
+	CHECK(update_count(&f, WEB, "updated") == 1);
+	CHECK(update_control(&f, WEB, "pause") > 0);
+	CHECK_STR(update_state(&f, WEB), "ROLL_FORWARD_PAUSED");
+	/* Paused twice is still paused. */
+	CHECK(update_control(&f, WEB, "pause") > 0);
+	CHECK_STR(update_state(&f, WEB), "ROLL_FORWARD_PAUSED");
+	/* Instance 1 may have been started in the same tick; what is not in
+	 * flight does not move while paused. */
+	int updated = update_count(&f, WEB, "updated");
+	for (int s = 0; s < 30; s++) {
+		tick(&f);
+		play_step(&f, WEB, NULL);
+		sleep_ms(3);
+	}
+	CHECK_STR(update_state(&f, WEB), "ROLL_FORWARD_PAUSED");
+	CHECK(update_count(&f, WEB, "updated") == updated);
+	CHECK_STR(active(&f, WEB, 2)->id, old[2]);
+	CHECK_STR(active(&f, WEB, 3)->id, old[3]);
+	CHECK(update_control(&f, WEB, "resume") > 0);
+	CHECK_STR(update_state(&f, WEB), "ROLLING_FORWARD");
+	drive(&f, WEB, NULL, 400, 2, 20);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_FORWARD");
+	CHECK(all_on_version(&f, WEB, 4, 2));
+	free_ids(old, 4);
+	fx_teardown(&f);
+}
+
+TEST(update_pause_while_instance_in_flight_finishes_it_but_starts_none)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 1, watch: 20ms}";
+	running_v1(&f, 3, pol);
+	char *old[3];
+	save_ids(&f, WEB, 3, old);
+	CHECK(submit(&f, upd_yaml(WEB, 3, "sleep 2000", pol), NULL) > 0);
+	CHECK_STR(state_of(active(&f, WEB, 0)), "RESTARTING");
+	CHECK(update_control(&f, WEB, "pause") > 0);
+	for (int s = 0; s < 30; s++) {
+		tick(&f);
+		play_step(&f, WEB, NULL);
+		sleep_ms(3);
+	}
+	/* The stopped instance is not left down: it runs the new version. */
+	CHECK_STR(state_of(active(&f, WEB, 0)), "RUNNING");
+	CHECK(active(&f, WEB, 0)->version == 2);
+	CHECK_STR(active(&f, WEB, 1)->id, old[1]);
+	CHECK_STR(active(&f, WEB, 2)->id, old[2]);
+	CHECK(update_count(&f, WEB, "updated") == 0);
+	CHECK(update_control(&f, WEB, "resume") > 0);
+	drive(&f, WEB, NULL, 400, 2, 20);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_FORWARD");
+	CHECK(all_on_version(&f, WEB, 3, 2));
+	free_ids(old, 3);
+	fx_teardown(&f);
+}
+
+TEST(update_abort_leaves_instances_where_they_are)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 1, watch: 20ms}";
+	running_v1(&f, 4, pol);
+	char *old[4];
+	save_ids(&f, WEB, 4, old);
+	CHECK(submit(&f, upd_yaml(WEB, 4, "sleep 2000", pol), NULL) > 0);
+	for (int s = 0; s < 200 && update_count(&f, WEB, "updated") < 1; s++) {
+		tick(&f);
+		play_step(&f, WEB, NULL);
+		sleep_ms(3);
+	}
+	CHECK(update_count(&f, WEB, "updated") == 1);
+	CHECK(update_control(&f, WEB, "abort") > 0);
+	CHECK_STR(update_state(&f, WEB), "ABORTED");
+	json_t *u = update_json(&f, WEB);
+	CHECK_STR(jstr(u, "message"), "aborted by user");
+	json_decref(u);
+	for (int s = 0; s < 30; s++) {
+		tick(&f);
+		play_step(&f, WEB, NULL);
+		sleep_ms(3);
+	}
+	CHECK_STR(update_state(&f, WEB), "ABORTED");
+	CHECK(active(&f, WEB, 0)->version == 2);
+	CHECK_STR(state_of(active(&f, WEB, 0)), "RUNNING");
+	/* Instance 1 may have been in flight; 2 and 3 were never touched. */
+	CHECK_STR(state_of(active(&f, WEB, 1)), "RUNNING");
+	CHECK_STR(active(&f, WEB, 2)->id, old[2]);
+	CHECK_STR(active(&f, WEB, 3)->id, old[3]);
+	CHECK(live_tasks(&f, WEB) == 4);
+	/* Nothing to control any more. */
+	CHECK(update_control(&f, WEB, "pause") == 0 && f.err.code == 409);
+	CHECK(update_control(&f, WEB, "rollback") == 0 && f.err.code == 409);
+	free_ids(old, 4);
+	fx_teardown(&f);
+}
+
+TEST(update_user_rollback)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 2, watch: 20ms}";
+	running_v1(&f, 4, pol);
+	char *old[4];
+	save_ids(&f, WEB, 4, old);
+	CHECK(submit(&f, upd_yaml(WEB, 4, "sleep 2000", pol), NULL) > 0);
+	for (int s = 0; s < 200 && update_count(&f, WEB, "updated") < 2; s++) {
+		tick(&f);
+		play_step(&f, WEB, NULL);
+		sleep_ms(3);
+	}
+	CHECK(update_count(&f, WEB, "updated") == 2);
+	CHECK(update_control(&f, WEB, "rollback") > 0);
+	CHECK_STR(update_state(&f, WEB), "ROLLING_BACK");
+	CHECK(job_get(&f, WEB)->version == 1);
+	/* Rolling back twice is refused. */
+	CHECK(update_control(&f, WEB, "rollback") == 0 && f.err.code == 409);
+	/* A rollback can be paused and resumed too. */
+	CHECK(update_control(&f, WEB, "pause") > 0);
+	CHECK_STR(update_state(&f, WEB), "ROLL_BACK_PAUSED");
+	CHECK(update_control(&f, WEB, "resume") > 0);
+	CHECK_STR(update_state(&f, WEB), "ROLLING_BACK");
+	drive(&f, WEB, NULL, 400, 1, 20);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_BACK");
+	CHECK(all_on_version(&f, WEB, 4, 1));
+	CHECK(live_tasks(&f, WEB) == 4);
+	json_t *u = update_json(&f, WEB);
+	CHECK(jint(u, "from_version") == 1 && jint(u, "to_version") == 2);
+	json_decref(u);
+	/* Submitting version 2's spec again is a change again (version 3). */
+	struct submit_result res;
+	CHECK(submit(&f, upd_yaml(WEB, 4, "sleep 2000", pol), &res) > 0);
+	CHECK(res.changed && res.update && res.version == 3);
+	free_ids(old, 4);
+	fx_teardown(&f);
+}
+
+TEST(update_canary_updates_only_listed_instances)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 1, watch: 20ms}";
+	running_v1(&f, 4, pol);
+	char *old[4];
+	save_ids(&f, WEB, 4, old);
+	struct submit_result res;
+	CHECK(submit_instances(&f, upd_yaml(WEB, 4, "sleep 2000", pol), 0, 1, &res) > 0);
+	CHECK(res.update && res.version == 2);
+	CHECK(update_count(&f, WEB, "total") == 2);
+	drive(&f, WEB, NULL, 400, 2, 20);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_FORWARD");
+	CHECK(all_on_version(&f, WEB, 2, 2));
+	for (int i = 2; i < 4; i++) {
+		CHECK_STR(state_of(active(&f, WEB, i)), "RUNNING");
+		CHECK(active(&f, WEB, i)->version == 1);
+		CHECK_STR(active(&f, WEB, i)->id, old[i]);
+	}
+	/* A canary instance that dies comes back on the new version, another
+	 * instance on its own. */
+	agent_status(&f, "n1", active(&f, WEB, 0)->id, "FAILED", 1, 1, "exit status 1");
+	agent_status(&f, "n1", old[3], "FAILED", 1, 1, "exit status 1");
+	CHECK(active(&f, WEB, 0)->version == 2);
+	CHECK(active(&f, WEB, 3)->version == 1);
+	free_ids(old, 4);
+	fx_teardown(&f);
+}
+
+/* After a canary, submitting the same spec to every instance rolls the
+ * others forward (as `aurora update start` again does). */
+TEST(update_after_canary_same_spec_updates_the_rest)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 1, watch: 20ms}";
+	running_v1(&f, 3, pol);
+	CHECK(submit_instances(&f, upd_yaml(WEB, 3, "sleep 2000", pol), 0, 0, NULL) > 0);
+	drive(&f, WEB, NULL, 400, 2, 20);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_FORWARD");
+	CHECK(active(&f, WEB, 1)->version == 1);
+	struct submit_result res;
+	CHECK(submit(&f, upd_yaml(WEB, 3, "sleep 2000", pol), &res) > 0);
+	CHECK(res.update);
+	drive(&f, WEB, NULL, 400, 2, 20);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_FORWARD");
+	CHECK(all_on_version(&f, WEB, 3, 2));
+	fx_teardown(&f);
+}
+
+TEST(update_scale_only_change_starts_no_update)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 1, watch: 20ms}";
+	running_v1(&f, 2, pol);
+	char *old[2];
+	save_ids(&f, WEB, 2, old);
+	struct submit_result res;
+	CHECK(submit(&f, upd_yaml(WEB, 4, "sleep 1000", pol), &res) > 0);
+	CHECK(res.changed && !res.update && res.version == 1);
+	CHECK(job_get(&f, WEB)->update == NULL);
+	CHECK(update_json(&f, WEB) == NULL && f.err.code == 404);
+	/* A policy-only change is not an update either. */
+	CHECK(submit(&f, upd_yaml(WEB, 4, "sleep 1000", "{batch_size: 3, watch: 1s}"), &res) > 0);
+	CHECK(res.changed && !res.update && res.version == 1);
+	CHECK(job_get(&f, WEB)->update == NULL);
+	CHECK_STR(active(&f, WEB, 0)->id, old[0]);
+	CHECK_STR(active(&f, WEB, 1)->id, old[1]);
+	CHECK_STR(state_of(active(&f, WEB, 0)), "RUNNING");
+	free_ids(old, 2);
+	fx_teardown(&f);
+}
+
+TEST(update_start_first_keeps_old_task_until_new_runs)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 1, watch: 20ms, order: start_first}";
+	running_v1(&f, 2, pol);
+	char *old[2];
+	save_ids(&f, WEB, 2, old);
+	CHECK(submit(&f, upd_yaml(WEB, 2, "sleep 2000", pol), NULL) > 0);
+	struct task *o0 = cluster_find_task(f.c, old[0]);
+	struct task *n0 = active(&f, WEB, 0);
+	CHECK(n0 && n0 != o0 && n0->version == 2);
+	CHECK_STR(state_of(o0), "RUNNING");
+	CHECK(live_tasks(&f, WEB) == 3);
+	tick(&f);
+	CHECK_STR(state_of(n0), "ASSIGNED");
+	CHECK_STR(state_of(o0), "RUNNING");
+	/* Still starting (a health check): the old one keeps serving. */
+	agent_status(&f, "n1", n0->id, "STARTING", 7, 0, "");
+	tick(&f);
+	CHECK_STR(state_of(o0), "RUNNING");
+	CHECK(desired_has(&f, "n1", old[0]));
+	agent_status(&f, "n1", n0->id, "RUNNING", 7, 0, "");
+	tick(&f);
+	CHECK_STR(state_of(o0), "KILLING");
+	CHECK(!desired_has(&f, "n1", old[0]));
+	agent_status(&f, "n1", old[0], "KILLED", 1, 143, "");
+	CHECK(active(&f, WEB, 0) == n0); /* the old task is not replaced */
+	CHECK(live_tasks(&f, WEB) == 2);
+	/* Never more than one extra task. */
+	int most = 0;
+	for (int s = 0; s < 300 && (update_active(&f, WEB) || s < 5); s++) {
+		tick(&f);
+		play_step(&f, WEB, NULL);
+		int n = live_tasks(&f, WEB);
+		most = n > most ? n : most;
+		sleep_ms(3);
+	}
+	CHECK(most <= 3);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_FORWARD");
+	CHECK(all_on_version(&f, WEB, 2, 2));
+	CHECK(live_tasks(&f, WEB) == 2);
+	free_ids(old, 2);
+	fx_teardown(&f);
+}
+
+/* start_first and a new version that fails: the rollback leaves exactly one
+ * task per instance, all on the old version. */
+TEST(update_start_first_rollback_leaves_one_task_per_instance)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 2, watch: 20ms, order: start_first}";
+	running_v1(&f, 3, pol);
+	CHECK(submit(&f, upd_yaml(WEB, 3, "exit 1", pol), NULL) > 0);
+	struct play p = {.bad_version = 2};
+	drive(&f, WEB, &p, 400, 2, 20);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_BACK");
+	CHECK(all_on_version(&f, WEB, 3, 1));
+	CHECK(live_tasks(&f, WEB) == 3);
+	fx_teardown(&f);
+}
+
+/* A newer update supersedes one in flight with start_first: the old tasks
+ * it was keeping alive are not forgotten. */
+TEST(update_superseded_start_first_leaves_one_task_per_instance)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 2, watch: 20ms, order: start_first}";
+	running_v1(&f, 2, pol);
+	CHECK(submit(&f, upd_yaml(WEB, 2, "sleep 2000", pol), NULL) > 0);
+	tick(&f); /* the version 2 tasks are assigned, not running yet */
+	CHECK(live_tasks(&f, WEB) == 4);
+	struct submit_result res;
+	CHECK(submit(&f, upd_yaml(WEB, 2, "sleep 3000", pol), &res) > 0);
+	CHECK(res.version == 3 && res.update);
+	drive(&f, WEB, NULL, 400, 3, 20);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_FORWARD");
+	CHECK(all_on_version(&f, WEB, 2, 3));
+	CHECK(live_tasks(&f, WEB) == 2);
+	fx_teardown(&f);
+}
+
+TEST(update_abort_with_start_first_in_flight_leaves_one_task_per_instance)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 2, watch: 20ms, order: start_first}";
+	running_v1(&f, 2, pol);
+	CHECK(submit(&f, upd_yaml(WEB, 2, "sleep 2000", pol), NULL) > 0);
+	tick(&f);
+	CHECK(live_tasks(&f, WEB) == 4);
+	CHECK(update_control(&f, WEB, "abort") > 0);
+	for (int s = 0; s < 30; s++) {
+		tick(&f);
+		play_step(&f, WEB, NULL);
+		sleep_ms(3);
+	}
+	CHECK_STR(update_state(&f, WEB), "ABORTED");
+	CHECK(live_tasks(&f, WEB) == 2);
+	fx_teardown(&f);
+}
+
+/* A change of both the command and the instance count, rolled back: the
+ * job is back to version 1's instance count. */
+TEST(update_rollback_restores_instance_count)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 1, watch: 20ms}";
+	running_v1(&f, 2, pol);
+	CHECK(submit(&f, upd_yaml(WEB, 4, "exit 1", pol), NULL) > 0);
+	struct play p = {.bad_version = 2};
+	drive(&f, WEB, &p, 400, 2, 20);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_BACK");
+	CHECK(all_on_version(&f, WEB, 2, 1));
+	CHECK(live_tasks(&f, WEB) == 2);
+	json_t *st = job_status(&f, WEB, false);
+	CHECK(jint(st, "instances") == 2);
+	CHECK(json_array_size(json_object_get(st, "tasks")) == 2);
+	json_decref(st);
+	fx_teardown(&f);
+}
+
+TEST(update_survives_restart)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 1, watch: 20ms, max_instance_failures: 1}";
+	running_v1(&f, 4, pol);
+	char *old[4];
+	save_ids(&f, WEB, 4, old);
+	CHECK(submit(&f, upd_yaml(WEB, 4, "sleep 2000", pol), NULL) > 0);
+	struct play p = {.bad_version = 2, .fail_times = 1};
+	for (int s = 0; s < 200 && update_count(&f, WEB, "updated") < 1; s++) {
+		tick(&f);
+		play_step(&f, WEB, &p);
+		sleep_ms(3);
+	}
+	tick(&f);
+	CHECK(update_count(&f, WEB, "updated") == 1);
+	CHECK_STR(state_of(active(&f, WEB, 1)), "RESTARTING");
+	json_t *before = update_json(&f, WEB);
+	fx_restart(&f);
+	json_t *after = update_json(&f, WEB);
+	CHECK(after != NULL);
+	CHECK(json_equal(before, after));
+	json_decref(before);
+	json_decref(after);
+	CHECK_STR(update_state(&f, WEB), "ROLLING_FORWARD");
+	CHECK_STR(state_of(active(&f, WEB, 1)), "RESTARTING");
+	CHECK_STR(active(&f, WEB, 3)->id, old[3]);
+	drive(&f, WEB, &p, 400, 2, 20);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_FORWARD");
+	CHECK(all_on_version(&f, WEB, 4, 2));
+	CHECK(live_tasks(&f, WEB) == 4);
+	/* Failures counted before the restart still count. */
+	json_t *u = update_json(&f, WEB);
+	CHECK(json_integer_value(json_object_get(json_array_get(json_object_get(u, "instances"), 0),
+						 "failures")) == 1);
+	json_decref(u);
+	/* And an ended update is still there after another restart. */
+	fx_restart(&f);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_FORWARD");
+	free_ids(old, 4);
+	fx_teardown(&f);
+}
+
+/* start_first across a restart: both the old and the new task of an
+ * instance are live; the new one must stay the instance's active task. */
+TEST(update_start_first_survives_restart)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 6, watch: 20ms, order: start_first}";
+	running_v1(&f, 6, pol);
+	CHECK(submit(&f, upd_yaml(WEB, 6, "sleep 2000", pol), NULL) > 0);
+	tick(&f);
+	CHECK(live_tasks(&f, WEB) == 12);
+	fx_restart(&f);
+	CHECK(live_tasks(&f, WEB) == 12);
+	for (int i = 0; i < 6; i++) {
+		struct task *t = active(&f, WEB, i);
+		CHECK(t && t->version == 2);
+	}
+	drive(&f, WEB, NULL, 400, 2, 20);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_FORWARD");
+	CHECK(all_on_version(&f, WEB, 6, 2));
+	CHECK(live_tasks(&f, WEB) == 6);
+	fx_teardown(&f);
+}
+
+TEST(update_json_shape_and_control_errors)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 1, watch: 20ms}";
+	running_v1(&f, 2, pol);
+	/* No update yet. */
+	CHECK(update_json(&f, WEB) == NULL && f.err.code == 404);
+	CHECK(update_json(&f, "alice/devel/none") == NULL && f.err.code == 404);
+	CHECK(update_control(&f, WEB, "pause") == 0 && f.err.code == 409);
+	CHECK(update_control(&f, "alice/devel/none", "pause") == 0 && f.err.code == 404);
+	CHECK(submit(&f, upd_yaml(WEB, 2, "sleep 2000", pol), NULL) > 0);
+	CHECK(update_control(&f, WEB, "explode") == 0 && f.err.code == 404);
+	json_t *u = update_json(&f, WEB);
+	CHECK(u != NULL);
+	CHECK_STR(jstr(u, "job"), WEB);
+	CHECK_STR(jstr(u, "state"), "ROLLING_FORWARD");
+	CHECK(jint(u, "from_version") == 1);
+	CHECK(jint(u, "to_version") == 2);
+	CHECK(json_is_integer(json_object_get(u, "updated")) && jint(u, "updated") == 0);
+	CHECK(json_is_integer(json_object_get(u, "healthy")));
+	CHECK(json_is_integer(json_object_get(u, "failed")) && jint(u, "failed") == 0);
+	CHECK(jint(u, "total") == 2);
+	CHECK_CONTAINS(jstr(u, "message"), "2 instances from version 1 to 2");
+	CHECK(jint(u, "started_ms") > 0);
+	CHECK(jint(u, "finished_ms") == 0);
+	json_t *inst = json_object_get(u, "instances");
+	CHECK(json_array_size(inst) == 2);
+	json_t *e0 = json_array_get(inst, 0), *e1 = json_array_get(inst, 1);
+	CHECK(jint(e0, "instance") == 0 && jint(e1, "instance") == 1);
+	CHECK_STR(jstr(e0, "status"), "UPDATING");
+	CHECK_STR(jstr(e1, "status"), "PENDING");
+	CHECK(json_is_integer(json_object_get(e0, "failures")));
+	/* No internal fields leak out. */
+	CHECK(json_object_get(e0, "old_task") == NULL);
+	CHECK(json_object_get(u, "policy") == NULL || json_is_object(json_object_get(u, "policy")));
+	json_decref(u);
+	drive(&f, WEB, NULL, 400, 2, 20);
+	u = update_json(&f, WEB);
+	CHECK_STR(jstr(u, "state"), "ROLLED_FORWARD");
+	CHECK(jint(u, "updated") == 2 && jint(u, "healthy") == 2);
+	CHECK(jint(u, "finished_ms") >= jint(u, "started_ms"));
+	json_decref(u);
+	fx_teardown(&f);
+}
+
 UNIT_MAIN(submit_creates_pending_tasks, tick_without_nodes_keeps_pending,
 	  tick_assigns_tasks_with_distinct_ports, node_desired_lists_assigned_tasks,
 	  agent_running_sets_pid, infeasible_job_stays_pending_with_reason,
@@ -1968,4 +2880,27 @@ UNIT_MAIN(submit_creates_pending_tasks, tick_without_nodes_keeps_pending,
 	  persistence_round_trip, persistence_port_pool_rebuilt_on_load,
 	  restart_then_watch_with_old_known_version_keeps_new_assignment,
 	  replacement_event_survives_long_utf8_message, find_task_by_id_and_ref,
-	  ended_tasks_kept_per_job_are_bounded)
+	  ended_tasks_kept_per_job_are_bounded,
+	  update_good_version_rolls_forward_batch_by_batch,
+	  update_next_batch_waits_for_watch,
+	  update_failing_version_rolls_back_automatically,
+	  update_rollback_while_batch_mate_still_stopping,
+	  update_failure_without_rollback_ends_failed,
+	  update_max_instance_failures_tolerates_one_per_instance,
+	  update_second_failure_of_an_instance_rolls_back,
+	  update_max_total_failures_tolerates_failed_instances,
+	  update_pause_stops_progress_and_resume_continues,
+	  update_pause_while_instance_in_flight_finishes_it_but_starts_none,
+	  update_abort_leaves_instances_where_they_are,
+	  update_user_rollback,
+	  update_canary_updates_only_listed_instances,
+	  update_after_canary_same_spec_updates_the_rest,
+	  update_scale_only_change_starts_no_update,
+	  update_start_first_keeps_old_task_until_new_runs,
+	  update_start_first_rollback_leaves_one_task_per_instance,
+	  update_superseded_start_first_leaves_one_task_per_instance,
+	  update_abort_with_start_first_in_flight_leaves_one_task_per_instance,
+	  update_rollback_restores_instance_count,
+	  update_survives_restart,
+	  update_start_first_survives_restart,
+	  update_json_shape_and_control_errors)

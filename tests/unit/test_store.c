@@ -30,9 +30,9 @@
 enum backend { BE_SQLITE, BE_ETCD };
 
 /* Set in the parent before any test runs; the forked tests inherit them. */
-static char etcd_addr[64];	/* "127.0.0.1:PORT" when running */
-static char etcd_skip[256];	/* why the etcd tests are skipped */
-static char etcd_failed[4096];	/* why etcd did not start */
+static char etcd_addr[64];     /* "127.0.0.1:PORT" when running */
+static char etcd_skip[256];    /* why the etcd tests are skipped */
+static char etcd_failed[4096]; /* why etcd did not start */
 static char etcd_dir[64];
 static pid_t etcd_pid, etcd_owner;
 
@@ -73,7 +73,8 @@ static json_t *etcd_raw(const char *path, const char *body)
 static int64_t etcd_revision(void)
 {
 	json_t *j = etcd_raw("/v3/kv/range", "{\"key\":\"AA==\",\"limit\":1,\"keys_only\":true}");
-	const char *r = json_string_value(json_object_get(json_object_get(j, "header"), "revision"));
+	const char *r =
+	    json_string_value(json_object_get(json_object_get(j, "header"), "revision"));
 	int64_t rev = -1;
 	if (!r || parse_int64(r, &rev) < 0)
 		rev = -1;
@@ -112,8 +113,9 @@ static void etcd_log_tail(void)
 	size_t len = 0;
 	if (file_read_all(log, &text, &len) == 0) {
 		const char *tail = len > 2000 ? text + len - 2000 : text;
-		snprintf(etcd_failed + strlen(etcd_failed), sizeof etcd_failed - strlen(etcd_failed),
-			 "; its log ends with:\n%s", tail);
+		snprintf(etcd_failed + strlen(etcd_failed),
+			 sizeof etcd_failed - strlen(etcd_failed), "; its log ends with:\n%s",
+			 tail);
 	}
 	free(text);
 	free(log);
@@ -183,8 +185,8 @@ __attribute__((constructor)) static void etcd_start(void)
 			usleep(100 * 1000);
 	}
 	if (!ready) {
-		snprintf(etcd_failed, sizeof etcd_failed, "etcd at %s did not become healthy in 20 s",
-			 etcd_addr);
+		snprintf(etcd_failed, sizeof etcd_failed,
+			 "etcd at %s did not become healthy in 20 s", etcd_addr);
 		etcd_log_tail();
 		etcd_addr[0] = 0;
 	}
@@ -239,7 +241,7 @@ static void need_etcd(void)
 struct fx {
 	enum backend be;
 	char dir[64];
-	char *path; /* the store's location */
+	char *path;  /* the store's location */
 	char ns[32]; /* etcd: the key prefix of this test, "t-<hex>/" */
 	struct store *st;
 	struct berr err;
@@ -1132,8 +1134,12 @@ STORE_TEST(committed_data_survives_a_crash)
 TEST(base64_round_trips_and_rejects_garbage)
 {
 	/* RFC 4648 section 10. */
-	const char *vec[][2] = {{"", ""},	  {"f", "Zg=="},	 {"fo", "Zm8="},
-				{"foo", "Zm9v"},  {"foob", "Zm9vYg=="},	 {"fooba", "Zm9vYmE="},
+	const char *vec[][2] = {{"", ""},
+				{"f", "Zg=="},
+				{"fo", "Zm8="},
+				{"foo", "Zm9v"},
+				{"foob", "Zm9vYg=="},
+				{"fooba", "Zm9vYmE="},
 				{"foobar", "Zm9vYmFy"}};
 	for (size_t i = 0; i < ARRAY_SIZE(vec); i++) {
 		char *enc = store_base64_encode(vec[i][0], strlen(vec[i][0]));
@@ -1428,7 +1434,8 @@ static int snap_cb(const char *key, const char *value, size_t len, void *ud)
 	if (++s->seen == 1500) {
 		/* Another writer, mid-scan: the scan keeps its snapshot. */
 		char *k1 = xasprintf("%ss/04000", s->f->ns), *k2 = xasprintf("%ss/zzz", s->f->ns);
-		char *b1 = store_base64_encode(k1, strlen(k1)), *b2 = store_base64_encode(k2, strlen(k2));
+		char *b1 = store_base64_encode(k1, strlen(k1)),
+		     *b2 = store_base64_encode(k2, strlen(k2));
 		char *body = xasprintf("{\"success\":[{\"request_delete_range\":{\"key\":\"%s\"}},"
 				       "{\"request_put\":{\"key\":\"%s\",\"value\":\"eA==\"}}]}",
 				       b1, b2);
@@ -1496,7 +1503,7 @@ TEST(etcd_matches_sqlite_on_random_batches)
 	free(et.path);
 	et.path = loc;
 	fx_open(&et);
-	const char *keys[] = {"a",   "a/",  "a/b", "a/b/c", "a/c",	  "ab",	   "b",	    "b/x",
+	const char *keys[] = {"a",   "a/",  "a/b", "a/b/c", "a/c",	 "ab",	 "b",	     "b/x",
 			      "b/y", "b/z", "c",   "a\xff", "a\xff\x01", "\xff", "\xff\xff", "a0"};
 	const char *prefixes[] = {"", "a", "a/", "a/b", "b/", "b/x", "c", "a\xff", "\xff", "zz"};
 	uint64_t seed = 42;
@@ -1513,7 +1520,8 @@ TEST(etcd_matches_sqlite_on_random_batches)
 			} else if (r < 8) {
 				store_batch_delete(b, k);
 			} else {
-				store_batch_delete_prefix(b, prefixes[rnd(&seed) % ARRAY_SIZE(prefixes)]);
+				store_batch_delete_prefix(
+				    b, prefixes[rnd(&seed) % ARRAY_SIZE(prefixes)]);
 			}
 		}
 		struct store_batch *copy = store_batch_new();
