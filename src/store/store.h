@@ -16,7 +16,7 @@
  * Backends sit behind struct store_ops (store-internal.h): sqlite today,
  * etcd for HA. store_open() picks one from the location:
  *   "sqlite:/path/to/state.db" or a plain path  -> SQLite
- *   "etcd://h1:p1,h2:p2"                         -> etcd (when built)
+ *   "etcd://h1:p1,h2:p2[/PREFIX]"                -> etcd (docs/store.md)
  * A store is used from one thread at a time (the server's commit thread);
  * callers serialise.
  */

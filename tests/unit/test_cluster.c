@@ -2678,6 +2678,28 @@ TEST(update_start_first_rollback_leaves_one_task_per_instance)
 	fx_teardown(&f);
 }
 
+/* A user rollback while start_first new tasks are still starting: the old
+ * tasks, which never stopped, are what the instances go back to. */
+TEST(update_user_rollback_with_start_first_in_flight)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 2, watch: 20ms, order: start_first}";
+	running_v1(&f, 2, pol);
+	char *old[2];
+	save_ids(&f, WEB, 2, old);
+	CHECK(submit(&f, upd_yaml(WEB, 2, "sleep 2000", pol), NULL) > 0);
+	tick(&f); /* the version 2 tasks are assigned, not running yet */
+	CHECK(live_tasks(&f, WEB) == 4);
+	CHECK(update_control(&f, WEB, "rollback") > 0);
+	drive(&f, WEB, NULL, 400, 1, 20);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_BACK");
+	CHECK(all_on_version(&f, WEB, 2, 1));
+	CHECK(live_tasks(&f, WEB) == 2);
+	free_ids(old, 2);
+	fx_teardown(&f);
+}
+
 /* A newer update supersedes one in flight with start_first: the old tasks
  * it was keeping alive are not forgotten. */
 TEST(update_superseded_start_first_leaves_one_task_per_instance)
@@ -2898,6 +2920,7 @@ UNIT_MAIN(submit_creates_pending_tasks, tick_without_nodes_keeps_pending,
 	  update_scale_only_change_starts_no_update,
 	  update_start_first_keeps_old_task_until_new_runs,
 	  update_start_first_rollback_leaves_one_task_per_instance,
+	  update_user_rollback_with_start_first_in_flight,
 	  update_superseded_start_first_leaves_one_task_per_instance,
 	  update_abort_with_start_first_in_flight_leaves_one_task_per_instance,
 	  update_rollback_restores_instance_count,
