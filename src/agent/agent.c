@@ -48,6 +48,8 @@ struct agent_task {
 	struct health_check *health;
 	bool health_started;
 	bool health_failed;      /* stopped because its checks failed */
+	int shutdown_port;
+	int64_t stop_at_mono;    /* graceful step sent: SIGTERM at this time */
 	char health_msg[256];
 };
 
@@ -257,6 +259,11 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 		.log_max_bytes = a->o.log_max_bytes,
 		.log_max_files = a->o.log_max_files,
 	};
+	if (*ts->shutdown.http_path) {
+		for (size_t i = 0; i < np; i++)
+			if (!strcmp(ts->resources.ports[i], ts->shutdown.port))
+				t->shutdown_port = pvals[i];
+	}
 	if (ts->health.kind != HEALTH_NONE) {
 		for (size_t i = 0; i < np; i++)
 			if (!strcmp(ts->resources.ports[i], ts->health.port))
@@ -294,6 +301,10 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 		t->spec = spec;
 		spec = NULL; /* kept by the task for its checks */
 	}
+	if (*ts->shutdown.http_path && spec) {
+		t->spec = spec;
+		spec = NULL; /* kept for the graceful step of its stop */
+	}
 	pid_t spid;
 	int r = supervisor_launch(&l, a->o.exe, &spid, err);
 	/* No STARTING report of our own: the supervisor's first report comes
@@ -314,6 +325,25 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 	free(pvals);
 	spec_free(spec);
 	return 0;
+}
+
+/* POST to the task's shutdown path (Aurora's /quitquitquit). Best effort,
+ * with a short timeout: a task that does not answer gets SIGTERM later. */
+static void graceful_shutdown(struct agent_task *t)
+{
+	char *url = xasprintf("http://127.0.0.1:%d%s", t->shutdown_port,
+			      t->spec->task.shutdown.http_path);
+	struct http_client *hc = http_client_new("127.0.0.1:1");
+	struct http_response resp;
+	struct berr err = {0};
+	if (http_request_url(hc, "POST", url, "", 1000, &resp, &err) == 0) {
+		log_info("task %s: POST %s answered %ld", t->id, url, resp.status);
+		http_response_release(&resp);
+	} else {
+		log_info("task %s: graceful step failed: %s", t->id, err.msg);
+	}
+	http_client_free(hc);
+	free(url);
 }
 
 /* Start what the server wants and we lack; stop what we hold and it does not. */
@@ -352,6 +382,14 @@ static void reconcile(struct agent *a, json_t *desired)
 		if (hmap_get(&want, t->id) || t->stop_sent || task_state_terminal(t->state))
 			continue;
 		t->stop_sent = true;
+		if (t->spec && *t->spec->task.shutdown.http_path && t->shutdown_port > 0 &&
+		    t->state == TASK_RUNNING) {
+			/* The graceful step first; SIGTERM only if it is still up
+			 * after shutdown.wait. */
+			graceful_shutdown(t);
+			t->stop_at_mono = time_mono_ms() + (int64_t)t->spec->task.shutdown.wait_ms;
+			continue;
+		}
 		int r = supervisor_stop(t->sandbox);
 		log_info("stopping task %s%s", t->id, r == -ESRCH ? " (already gone)" : "");
 		if (r == -ESRCH)
@@ -628,6 +666,8 @@ static void *events_main(void *arg)
 		void *hv;
 		while (hmap_next(&a->tasks, &hit, NULL, &hv)) {
 			struct agent_task *t = hv;
+			if (t->stop_at_mono && t->stop_at_mono - now0 < wait)
+				wait = t->stop_at_mono > now0 ? t->stop_at_mono - now0 : 0;
 			if (!t->health)
 				continue;
 			if (np + HEALTH_CHECK_MAX_FDS <= (int)ARRAY_SIZE(p))
@@ -667,6 +707,16 @@ static void *events_main(void *arg)
 			}
 		}
 		poll_health(a, mono);
+		it = 0;
+		while (hmap_next(&a->tasks, &it, NULL, &v)) {
+			struct agent_task *t = v;
+			if (t->stop_at_mono && mono >= t->stop_at_mono) {
+				t->stop_at_mono = 0;
+				if (!task_state_terminal(t->state) && supervisor_stop(t->sandbox) == 0)
+					log_info("stopping task %s (still up after its graceful step)",
+						 t->id);
+			}
+		}
 		json_t *updates = json_array();
 		it = 0;
 		while (hmap_next(&a->tasks, &it, NULL, &v)) {

@@ -881,9 +881,12 @@ static int json_node(struct sctx *c, json_t *j, int depth, struct snode **out)
 
 static const char *const job_keys[] = {
     "job",	 "type", "instances", "schedule", "cron_collision", "priority", "max_task_failures",
-    "placement", "task", "update"};
+    "placement", "task", "update", "restart"};
 static const char *const task_keys[] = {"driver",    "image",	    "command", "env",	    "user",
-					"resources", "constraints", "health",  "stop_grace"};
+					"resources", "constraints", "health",  "stop_grace",
+					"shutdown"};
+static const char *const shutdown_keys[] = {"http", "port", "wait"};
+static const char *const restart_keys[] = {"delay", "max_delay", "max_attempts", "window"};
 static const char *const resource_keys[] = {"cpu", "memory", "disk", "ports"};
 static const char *const health_keys[] = {"http",     "tcp",	   "command",
 					  "port",     "interval",  "timeout",
@@ -1515,6 +1518,8 @@ static int check_health(struct sctx *c, const struct snode *hn, const struct tas
 	return 0;
 }
 
+static int v_shutdown(struct sctx *c, const struct snode *n, struct shutdown_spec *sh);
+
 static int v_task(struct sctx *c, const struct snode *n, struct job_spec *s)
 {
 	struct task_spec *t = &s->task;
@@ -1559,6 +1564,9 @@ static int v_task(struct sctx *c, const struct snode *n, struct job_spec *s)
 		case 8:
 			rc = get_duration(c, v, 0, &t->stop_grace_ms);
 			break;
+		case 9:
+			rc = v_shutdown(c, v, &t->shutdown);
+			break;
 		default:
 			rc = unknown_key(c, k, task_keys, ARRAY_SIZE(task_keys));
 		}
@@ -1581,6 +1589,22 @@ static int v_task(struct sctx *c, const struct snode *n, struct job_spec *s)
 	}
 	if (check_health(c, map_get(n, "health"), t) < 0)
 		return -1;
+	if (*t->shutdown.http_path || *t->shutdown.port) {
+		const struct snode *sn = map_get(n, "shutdown");
+		bool declared = false;
+		for (size_t i = 0; i < t->resources.nports; i++)
+			declared = declared || !strcmp(t->resources.ports[i], t->shutdown.port);
+		if (!*t->shutdown.http_path) {
+			path_push(c, "shutdown", 8);
+			return missing(c, sn, "http", "an http path such as /quitquitquit");
+		}
+		if (!declared) {
+			const struct snode *pn = map_get(sn, "port");
+			path_push(c, "shutdown", 8);
+			path_push(c, "port", 4);
+			return expect(c, pn ? pn : sn, pn, "a port declared in task.resources.ports");
+		}
+	}
 	/* Templates last: {{ports.NAME}} may come before the ports it names. */
 	if (check_command_templates(c, map_get(n, "command"), "command", &t->resources) < 0)
 		return -1;
@@ -1597,6 +1621,68 @@ static int v_task(struct sctx *c, const struct snode *n, struct job_spec *s)
 	if (check_command_templates(c, map_get(health, "command"), "command", &t->resources) < 0)
 		return -1;
 	path_pop(c, saved);
+	return 0;
+}
+
+static int v_shutdown(struct sctx *c, const struct snode *n, struct shutdown_spec *sh)
+{
+	if (check_section(c, n, "a map with http, port and wait") < 0)
+		return -1;
+	for (size_t i = 0; i < section_size(n); i += 2) {
+		const struct snode *k = n->kids[i], *v = n->kids[i + 1];
+		size_t saved = path_push_key(c, k);
+		int rc;
+		switch (key_index(k, shutdown_keys, ARRAY_SIZE(shutdown_keys))) {
+		case 0:
+			rc = get_string(c, v, "an http path such as /quitquitquit", &sh->http_path);
+			if (!rc && (sh->http_path[0] != '/' || strpbrk(sh->http_path, " \t\r\n")))
+				rc = expect(c, v, v, "an http path such as /quitquitquit");
+			break;
+		case 1:
+			rc = get_string(c, v, "a port name", &sh->port);
+			break;
+		case 2:
+			rc = get_duration(c, v, 0, &sh->wait_ms);
+			break;
+		default:
+			rc = unknown_key(c, k, shutdown_keys, ARRAY_SIZE(shutdown_keys));
+		}
+		if (rc < 0)
+			return -1;
+		path_pop(c, saved);
+	}
+	return 0;
+}
+
+static int v_restart(struct sctx *c, const struct snode *n, struct restart_policy *r)
+{
+	if (check_section(c, n, "a map of restart settings") < 0)
+		return -1;
+	r->set = true;
+	for (size_t i = 0; i < section_size(n); i += 2) {
+		const struct snode *k = n->kids[i], *v = n->kids[i + 1];
+		size_t saved = path_push_key(c, k);
+		int rc;
+		switch (key_index(k, restart_keys, ARRAY_SIZE(restart_keys))) {
+		case 0:
+			rc = get_duration(c, v, 0, &r->delay_ms);
+			break;
+		case 1:
+			rc = get_duration(c, v, 0, &r->max_delay_ms);
+			break;
+		case 2:
+			rc = get_int(c, v, 0, SPEC_MAX_COUNT, &r->max_attempts);
+			break;
+		case 3:
+			rc = get_duration(c, v, 1, &r->window_ms);
+			break;
+		default:
+			rc = unknown_key(c, k, restart_keys, ARRAY_SIZE(restart_keys));
+		}
+		if (rc < 0)
+			return -1;
+		path_pop(c, saved);
+	}
 	return 0;
 }
 
@@ -1751,6 +1837,9 @@ static int v_job(struct sctx *c, const struct snode *root, struct job_spec *s)
 		case 9:
 			rc = v_update(c, v, &s->update);
 			break;
+		case 10:
+			rc = v_restart(c, v, &s->restart);
+			break;
 		default:
 			rc = unknown_key(c, k, job_keys, ARRAY_SIZE(job_keys));
 		}
@@ -1808,6 +1897,11 @@ static struct job_spec *spec_new(void)
 	t->health.successes = 1;
 	t->health.initial_delay_ms = 15000;
 	t->stop_grace_ms = 10000;
+	t->shutdown.http_path = xstrdup("");
+	t->shutdown.port = xstrdup("");
+	t->shutdown.wait_ms = 5000;
+	s->restart.max_delay_ms = 60000;
+	s->restart.window_ms = 600000;
 	s->update.batch_size = 1;
 	s->update.watch_ms = 10000;
 	s->update.rollback_on_failure = true;
@@ -1924,6 +2018,10 @@ static json_t *task_json(const struct task_spec *t)
 	json_object_set_new(health, "initial_delay", json_integer((json_int_t)h->initial_delay_ms));
 	json_object_set_new(task, "health", health);
 	json_object_set_new(task, "stop_grace", json_integer((json_int_t)t->stop_grace_ms));
+	if (*t->shutdown.http_path)
+		json_object_set_new(task, "shutdown",
+				    json_pack("{s:s,s:s,s:I}", "http", t->shutdown.http_path, "port",
+					      t->shutdown.port, "wait", (json_int_t)t->shutdown.wait_ms));
 	return task;
 }
 
@@ -1952,6 +2050,12 @@ json_t *spec_to_json(const struct job_spec *s)
 	json_object_set_new(u, "rollback_on_failure", json_boolean(s->update.rollback_on_failure));
 	json_object_set_new(u, "order", json_string(order_names[s->update.order]));
 	json_object_set_new(j, "update", u);
+	if (s->restart.set)
+		json_object_set_new(j, "restart",
+				    json_pack("{s:I,s:I,s:i,s:I}", "delay", (json_int_t)s->restart.delay_ms,
+					      "max_delay", (json_int_t)s->restart.max_delay_ms,
+					      "max_attempts", s->restart.max_attempts, "window",
+					      (json_int_t)s->restart.window_ms));
 	return j;
 }
 
@@ -1974,6 +2078,8 @@ void spec_free(struct job_spec *s)
 	}
 	free(t->env);
 	free(t->user);
+	free(t->shutdown.http_path);
+	free(t->shutdown.port);
 	strv_free(t->resources.ports, t->resources.nports);
 	for (size_t i = 0; t->constraints && i < t->nconstraints; i++)
 		constraint_free(&t->constraints[i]);

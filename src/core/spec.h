@@ -69,6 +69,28 @@ struct health_spec {
 	int successes;     /* consecutive successes needed to become RUNNING */
 };
 
+/* A graceful step before SIGTERM (Aurora's /quitquitquit): the agent POSTs
+ * to http_path on the named port, waits up to wait_ms for the task to exit,
+ * then the usual SIGTERM, stop_grace, SIGKILL. */
+struct shutdown_spec {
+	char *http_path;   /* "" = no graceful step */
+	char *port;
+	uint64_t wait_ms;
+};
+
+/* How a service instance is restarted when its task ends. Unset (the
+ * default), Aurora's flapping throttle applies. When set: the n-th restart
+ * within `window_ms` waits delay_ms * 2^(n-1), capped at max_delay_ms; more
+ * than max_attempts restarts within the window (0 = no limit) and the
+ * instance is given up. */
+struct restart_policy {
+	bool set;
+	uint64_t delay_ms;
+	uint64_t max_delay_ms;
+	int max_attempts;
+	uint64_t window_ms;
+};
+
 struct task_spec {
 	char *driver;      /* "exec" (default), "oci", "docker" */
 	char *image;       /* "" for exec */
@@ -81,6 +103,7 @@ struct task_spec {
 	struct constraint *constraints;
 	size_t nconstraints;
 	struct health_spec health;
+	struct shutdown_spec shutdown;
 	uint64_t stop_grace_ms;
 };
 
@@ -105,6 +128,7 @@ struct job_spec {
 	enum placement_strategy placement;
 	struct task_spec task;
 	struct update_spec update;
+	struct restart_policy restart;
 };
 
 /* Parse and validate a YAML document. `filename` is used in messages only.

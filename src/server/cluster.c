@@ -41,6 +41,7 @@ void cluster_config_defaults(struct cluster_config *cfg)
 	cfg->throttle_base_ms = 1000;
 	cfg->throttle_max_ms = 60000;
 	cfg->ended_keep = 100;
+	cfg->ended_max_age_ms = 24 * 3600 * 1000LL;
 	cfg->sample_limit = 64;
 }
 
@@ -194,6 +195,8 @@ static void write_task(struct cluster *c, struct task *t)
 	add_int_field(&sb, ",\"quick_deaths\":", t->quick_deaths);
 	add_int_field(&sb, ",\"throttle_until_ms\":", t->throttle_until_ms);
 	add_int_field(&sb, ",\"replace_version\":", t->replace_version);
+	add_int_field(&sb, ",\"restarts\":", t->restarts);
+	add_int_field(&sb, ",\"restart_window_ms\":", t->restart_window_ms);
 	sbuf_adds(&sb, t->replace_on_end ? ",\"replace_on_end\":true" : ",\"replace_on_end\":false");
 	sbuf_adds(&sb, t->no_replace ? ",\"no_replace\":true" : ",\"no_replace\":false");
 	sbuf_adds(&sb, ",\"message\":");
@@ -468,6 +471,8 @@ static struct task *task_create(struct cluster *c, struct job *j, int instance,
 		t->ancestor = xstrdup(ancestor->id);
 		t->failures = ancestor->failures;
 		t->quick_deaths = ancestor->quick_deaths;
+		t->restarts = ancestor->restarts;
+		t->restart_window_ms = ancestor->restart_window_ms;
 	}
 	task_add_event(t, TASK_INIT, why, t->created_ms);
 	hmap_put(&c->tasks, t->id, t);
@@ -600,6 +605,35 @@ static void persist_update(struct cluster *c, struct job *j)
 	json_decref(r);
 }
 
+static void task_stop(struct cluster *c, struct task *t, enum task_state via, const char *msg);
+
+static bool task_stopping(const struct task *t)
+{
+	return t->state == TASK_KILLING || t->state == TASK_RESTARTING ||
+	       t->state == TASK_DRAINING || t->state == TASK_PREEMPTING;
+}
+
+/* start_first keeps an instance's old task running beside its new one
+ * (old_task[k]) until the new one runs. An update that ends (aborted,
+ * failed, superseded) before that stops those old tasks: each instance
+ * keeps the one task the update gave it. A task that task_stop would end at
+ * once (its node is gone) is left to end on its own, so that no task ends
+ * inside another task's end (update_note_failure runs in handle_task_end). */
+static void update_stop_old_tasks(struct cluster *c, struct job *j)
+{
+	struct update *u = j->update;
+	for (size_t k = 0; k < u->n; k++) {
+		if (!u->old_task[k])
+			continue;
+		struct task *old = hmap_get(&c->tasks, u->old_task[k]);
+		free(u->old_task[k]);
+		u->old_task[k] = NULL;
+		if (old && !task_state_terminal(old->state) && old->node &&
+		    old->node->state != NODE_DOWN && old->state != TASK_PARTITIONED)
+			task_stop(c, old, TASK_KILLING, "replaced by an update");
+	}
+}
+
 static void update_set_state(struct cluster *c, struct job *j, enum update_state st,
 			     const char *msg)
 {
@@ -607,8 +641,10 @@ static void update_set_state(struct cluster *c, struct job *j, enum update_state
 	u->state = st;
 	if (msg)
 		snprintf(u->message, sizeof u->message, "%s", msg);
-	if (!update_state_active(st))
+	if (!update_state_active(st)) {
 		u->finished_ms = time_now_ms();
+		update_stop_old_tasks(c, j);
+	}
 	log_info("update of %s: %s%s%s", j->key, update_state_name(st), msg ? ": " : "",
 		 msg ? msg : "");
 	persist_update(c, j);
@@ -706,6 +742,36 @@ static void handle_task_end(struct cluster *c, struct task *t, int64_t now)
 		snprintf(why, sizeof why, "retry %d: replaces %s (%s)", t->failures, t->id,
 			 t->message);
 		task_create(c, j, t->instance, t, why, 0);
+		return;
+	}
+	if (cur->restart.set) {
+		/* The job's restart policy: a doubling delay from `delay`, and a
+		 * limit on restarts within a window. */
+		const struct restart_policy *rp = &cur->restart;
+		if (!t->restart_window_ms || now - t->restart_window_ms > (int64_t)rp->window_ms) {
+			t->restart_window_ms = now;
+			t->restarts = 0;
+		}
+		t->restarts++;
+		if (rp->max_attempts > 0 && t->restarts > rp->max_attempts) {
+			char msg[300];
+			snprintf(msg, sizeof msg,
+				 "instance given up: %d restarts within %llds (restart.max_attempts %d)",
+				 t->restarts - 1, (long long)(rp->window_ms / 1000), rp->max_attempts);
+			task_add_event(t, t->state, msg, now);
+			log_warn("%s instance %d: %s", j->key, t->instance, msg);
+			j->instance_done[t->instance] = true;
+			persist_job(c, j);
+			return;
+		}
+		int64_t delay = (int64_t)rp->delay_ms;
+		for (int i = 1; i < t->restarts && delay < (int64_t)rp->max_delay_ms; i++)
+			delay *= 2;
+		if (delay > (int64_t)rp->max_delay_ms)
+			delay = (int64_t)rp->max_delay_ms;
+		snprintf(why, sizeof why, "restart %d: replaces %s (%s)", t->restarts, t->id,
+			 t->message);
+		task_create(c, j, t->instance, t, why, delay);
 		return;
 	}
 	/* A service: always replaced. Aurora's flapping throttle: the first quick
@@ -968,12 +1034,23 @@ uint64_t cluster_job_restart(struct cluster *c, const char *key, struct berr *er
 		berr_set(err, 404, "job '%s' not found", key);
 		return 0;
 	}
+	struct job_version *jv = job_version_get(j, j->version);
 	for (size_t i = 0; i < j->nactive; i++) {
 		struct task *t = j->active[i];
-		if (!t)
+		if (!t) {
+			/* A service instance its restart policy gave up: start over. */
+			if (jv && jv->spec->type == JOB_SERVICE && (int)i < jv->spec->instances &&
+			    i < j->ninstance_done && j->instance_done[i]) {
+				j->instance_done[i] = false;
+				task_create(c, j, (int)i, NULL, "restarted by user", 0);
+				persist_job(c, j);
+			}
 			continue;
+		}
 		t->replace_on_end = true;
 		t->quick_deaths = 0;
+		t->restarts = 0;
+		t->restart_window_ms = 0;
 		task_stop(c, t, TASK_RESTARTING, "restarted by user");
 	}
 	return touched(c);
@@ -1565,6 +1642,77 @@ static void schedule_pending(struct cluster *c)
 	free(pn);
 }
 
+/* A rollback reaches an instance whose start_first old task still runs
+ * beside the new one: the old task runs the version the rollback goes back
+ * to, so it becomes the instance's task again and the new one stops. */
+static void update_restore_old_task(struct cluster *c, struct job *j, size_t k)
+{
+	struct update *u = j->update;
+	struct task *old = hmap_get(&c->tasks, u->old_task[k]);
+	free(u->old_task[k]);
+	u->old_task[k] = NULL;
+	int i = u->instances[k];
+	if (!old || task_state_terminal(old->state) || task_stopping(old))
+		return;
+	if (old->version != update_target(u) || (size_t)i >= j->nactive) {
+		task_stop(c, old, TASK_KILLING, "replaced by an update");
+		return;
+	}
+	struct task *cur = j->active[i];
+	if (cur && cur != old) {
+		cur->no_replace = true;
+		cur->replace_on_end = false;
+		if (task_stopping(cur))
+			persist_task(c, cur);
+		else
+			task_stop(c, cur, TASK_KILLING, "rolled back: the old task runs on");
+	}
+	old->no_replace = false;
+	persist_task(c, old);
+	j->active[i] = old;
+}
+
+/* Before a rollback moves instances: old tasks kept by start_first come
+ * back, and the job goes back to the old config's instance count (instances
+ * the new config added stop, instances it removed come back). Runs from the
+ * tick, never inside a task's end. */
+static void update_rollback_prepare(struct cluster *c, struct job *j)
+{
+	struct update *u = j->update;
+	for (size_t k = 0; k < u->n; k++)
+		if (u->old_task[k])
+			update_restore_old_task(c, j, k);
+	const struct job_version *fv = job_version_get(j, u->from_version);
+	if (!fv || j->killed || fv->spec->type == JOB_CRON)
+		return;
+	int want = fv->spec->instances;
+	for (size_t i = (size_t)want; i < j->nactive; i++) {
+		struct task *t = j->active[i];
+		if (t && !t->no_replace) {
+			t->no_replace = true;
+			t->replace_on_end = false;
+			if (task_stopping(t))
+				persist_task(c, t);
+			else
+				task_stop(c, t, TASK_KILLING, "instance removed by a rollback");
+		}
+	}
+	job_ensure_instances(j, (size_t)want);
+	for (int i = 0; i < want; i++) {
+		struct task *t = j->active[i];
+		if (!t && !j->instance_done[i]) {
+			task_create(c, j, i, NULL, "task created by a rollback", 0);
+		} else if (t && t->no_replace && task_stopping(t)) {
+			/* Removed by the new config and still stopping: it gets a
+			 * successor on the old version when it ends. */
+			t->no_replace = false;
+			t->replace_on_end = true;
+			t->replace_version = u->from_version;
+			persist_task(c, t);
+		}
+	}
+}
+
 /* Move one job's update along: start instances up to the batch size, watch
  * the new tasks, finish when every instance is done. */
 static void update_advance(struct cluster *c, struct job *j, int64_t now)
@@ -1576,6 +1724,8 @@ static void update_advance(struct cluster *c, struct job *j, int64_t now)
 	const struct job_version *tv = job_version_get(j, target);
 	if (!tv)
 		return;
+	if (u->state == UPDATE_ROLLING_BACK)
+		update_rollback_prepare(c, j);
 	size_t inflight = 0, finished = 0;
 	bool changed = false;
 	for (size_t k = 0; k < u->n; k++)
@@ -1596,8 +1746,16 @@ static void update_advance(struct cluster *c, struct job *j, int64_t now)
 				inflight++;
 			changed = true;
 			u->status[k] = UI_UPDATING;
-			if (t && t->version == target)
+			if (t && t->version == target) {
+				/* A rollback caught its old task stopping for the new
+				 * version: the successor runs the target instead. */
+				if (t->replace_on_end && t->replace_version &&
+				    t->replace_version != target) {
+					t->replace_version = target;
+					persist_task(c, t);
+				}
 				break;
+			}
 			if (!t) {
 				if (i < tv->spec->instances) {
 					struct task tmp = {.id = "", .version = target};
@@ -1863,6 +2021,36 @@ json_t *cluster_cron_list_json(struct cluster *c)
 	return arr;
 }
 
+/* Ended tasks are history: kept per job by count (job_keep_ended) and by
+ * age, checked every ten seconds. */
+static void ended_prune_by_age(struct cluster *c, int64_t now, int64_t mono)
+{
+	if (mono - c->pruned_mono < 10000)
+		return;
+	c->pruned_mono = mono;
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&c->jobs, &it, NULL, &v)) {
+		struct job *j = v;
+		size_t drop = 0;
+		while (drop < j->nended && now - task_end_ms(j->ended[drop]) > c->cfg.ended_max_age_ms)
+			drop++;
+		for (size_t i = 0; i < drop; i++) {
+			struct task *old = j->ended[i];
+			char key[512];
+			snprintf(key, sizeof key, "tasks/%s", old->id);
+			store_batch_delete(c->pending, key);
+			hmap_del(&c->tasks, old->id);
+			task_forget_dirty(c, old);
+			task_free(old);
+		}
+		if (drop) {
+			memmove(j->ended, j->ended + drop, (j->nended - drop) * sizeof *j->ended);
+			j->nended -= drop;
+		}
+	}
+}
+
 static void jobs_forget_killed(struct cluster *c)
 {
 	struct job **gone = NULL;
@@ -1889,6 +2077,7 @@ uint64_t cluster_tick(struct cluster *c)
 	nodes_drain(c);
 	updates_advance(c);
 	crons_fire(c, now);
+	ended_prune_by_age(c, now, mono);
 	if (c->sched_needed)
 		schedule_pending(c);
 	jobs_forget_killed(c);
@@ -2298,6 +2487,8 @@ static int load_task(const char *key, const char *value, size_t len, void *ud)
 	t->throttle_until_ms = json_integer_value(json_object_get(r, "throttle_until_ms"));
 	t->replace_on_end = json_is_true(json_object_get(r, "replace_on_end"));
 	t->replace_version = (int)json_integer_value(json_object_get(r, "replace_version"));
+	t->restarts = (int)json_integer_value(json_object_get(r, "restarts"));
+	t->restart_window_ms = json_integer_value(json_object_get(r, "restart_window_ms"));
 	t->no_replace = json_is_true(json_object_get(r, "no_replace"));
 	json_t *ports = json_object_get(r, "ports");
 	if (json_is_object(ports))

@@ -56,6 +56,8 @@ struct task {
 	int64_t running_since_ms;
 	int failures;            /* failures of this instance so far (inherited) */
 	int quick_deaths;        /* consecutive quick deaths (inherited) */
+	int restarts;            /* restart policy: restarts in the window (inherited) */
+	int64_t restart_window_ms; /* when that window began */
 	int64_t throttle_until_ms;
 	uint64_t assigned_at;    /* node desired_version when it was assigned */
 	bool replace_on_end;     /* RESTARTING: replace at once, no throttle */
@@ -161,6 +163,7 @@ struct cluster_config {
 	int64_t throttle_base_ms;   /* back-off after the 2nd quick death */
 	int64_t throttle_max_ms;
 	size_t ended_keep;          /* ended tasks kept per job */
+	int64_t ended_max_age_ms;   /* and for at most this long */
 	size_t sample_limit;        /* placement sampling */
 	bool cron_local_time;       /* cron schedules in the process's TZ (else UTC) */
 };
@@ -185,6 +188,7 @@ struct cluster {
 	struct task *waiting;       /* PENDING and THROTTLED tasks (intrusive list) */
 	size_t nwaiting;
 	int64_t loaded_mono;        /* grace for agents after a server start */
+	int64_t pruned_mono;        /* last age pruning of ended tasks */
 };
 
 struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg);

@@ -4,7 +4,8 @@
  *
  * Answers every request with 200 and BODY (default "ok"), except
  * GET /fail which answers 500. Exits 0 on SIGTERM (it honours graceful
- * stops), so tests can tell a graceful stop from a kill. */
+ * stops), so tests can tell a graceful stop from a kill; POST /quitquitquit
+ * makes it exit 0 at once, saying so on stdout. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -52,6 +53,15 @@ int main(int argc, char **argv)
 		ssize_t n = read(c, req, sizeof req - 1);
 		req[n > 0 ? n : 0] = 0;
 		int fail = strncmp(req, "GET /fail", 9) == 0;
+		if (!strncmp(req, "POST /quitquitquit", 18)) {
+			const char *ok = "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+			if (write(c, ok, strlen(ok)) < 0) {
+				/* the client went away */
+			}
+			close(c);
+			printf("httpd-tiny: quitquitquit\n");
+			return 0;
+		}
 		char resp[4096];
 		int len = snprintf(resp, sizeof resp,
 				   "HTTP/1.0 %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",

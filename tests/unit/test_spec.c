@@ -421,11 +421,11 @@ TEST(error_unknown_key)
 {
 	CHECK_STR(yaml_err(MIN "jobb: x\n"),
 		  "web.yaml:4:1: jobb: expected one of job, type, instances, schedule, "
-		  "cron_collision, priority, max_task_failures, placement, task or update, found "
+		  "cron_collision, priority, max_task_failures, placement, task, update or restart, found "
 		  "'jobb'");
 	CHECK_STR(yaml_err(MIN "  resourcs: {}\n"),
 		  "web.yaml:4:3: task.resourcs: expected one of driver, image, command, env, user, "
-		  "resources, constraints, health or stop_grace, found 'resourcs'");
+		  "resources, constraints, health, stop_grace or shutdown, found 'resourcs'");
 	CHECK_STR(yaml_err(MIN "  resources: {gpu: 1}\n"),
 		  "web.yaml:4:15: task.resources.gpu: expected one of cpu, memory, disk or ports, "
 		  "found 'gpu'");
@@ -439,7 +439,7 @@ TEST(error_unknown_key)
 	/* A null key ("? " or ": x") is no field either. */
 	CHECK_STR(yaml_err(MIN "? \n: x\n"),
 		  "web.yaml:4:2: expected one of job, type, instances, schedule, cron_collision, "
-		  "priority, max_task_failures, placement, task or update, found nothing");
+		  "priority, max_task_failures, placement, task, update or restart, found nothing");
 }
 
 TEST(error_wrong_type)
@@ -1089,7 +1089,7 @@ TEST(json_errors)
 		  "task.resources.memory: expected a size such as 64MiB, found '64 potatoes'");
 	CHECK_STR(json_err("{\"job\": \"a/prod/b\", \"task\": {\"command\": \"x\"}, \"x\": 1}"),
 		  "x: expected one of job, type, instances, schedule, cron_collision, priority, "
-		  "max_task_failures, placement, task or update, found 'x'");
+		  "max_task_failures, placement, task, update or restart, found 'x'");
 	CHECK_STR(
 	    json_err("{\"job\": \"a/prod/b\", \"instances\": -3, \"task\": {\"command\": \"x\"}}"),
 	    "instances: expected an integer between 0 and 100000, found '-3'");
