@@ -22,6 +22,7 @@ static const struct command commands[] = {
 	{"job", cmd_job, "run, plan, inspect, kill and restart jobs"},
 	{"task", cmd_task, "read task logs"},
 	{"node", cmd_node, "list, drain and activate nodes"},
+	{"admin", cmd_admin, "back up and restore the cluster state"},
 	{"cron", cmd_cron, "list cron jobs and start one now"},
 	{"update", cmd_update, "follow, pause, resume, abort and roll back job updates"},
 	{"supervise", cmd_supervise, NULL}, /* internal: the per-task supervisor */

@@ -56,6 +56,7 @@ struct server {
 	bool stopping;
 	int port;
 	struct request *waiting;   /* writes waiting for their commit (under c->lock) */
+	pthread_mutex_t store_lock; /* the store is used by one thread at a time */
 	int64_t last_sweep_mono;
 	char *self_url;
 };
@@ -457,6 +458,28 @@ static enum MHD_Result send_ready(struct request *q)
 	return send_json(q->conn, q->status, q->reply ? q->reply : json_object());
 }
 
+/* Backups are JSON lines: {"key": K, "value": V} with V the stored text. */
+struct backup_ctx {
+	struct sbuf out;
+	size_t n;
+};
+
+static int backup_line(const char *key, const char *value, size_t len, void *ud)
+{
+	struct backup_ctx *bc = ud;
+	json_t *v = json_stringn(value, len);
+	if (!v)
+		return -2; /* berth writes only JSON text: anything else is damage */
+	json_t *line = json_pack("{s:s,s:o}", "key", key, "value", v);
+	char *txt = json_dumps(line, JSON_COMPACT);
+	sbuf_adds(&bc->out, txt);
+	sbuf_adds(&bc->out, "\n");
+	free(txt);
+	json_decref(line);
+	bc->n++;
+	return 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
@@ -485,6 +508,30 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (q->phase != REQ_NEW)
 		return MHD_YES; /* resumed spuriously: still waiting */
 
+	if (!strcmp(url, "/v1/admin/backup")) {
+		/* A consistent snapshot of the store (one read transaction), taken
+		 * beside the commit thread, not under the cluster lock. */
+		if (strcmp(method, "GET")) {
+			reply_error(q, 405, "method not allowed");
+			return send_ready(q);
+		}
+		struct backup_ctx bc;
+		sbuf_init(&bc.out);
+		bc.n = 0;
+		struct berr err = {0};
+		pthread_mutex_lock(&s->store_lock);
+		int r = store_scan(s->store, "", backup_line, &bc, &err);
+		pthread_mutex_unlock(&s->store_lock);
+		if (r != 0) {
+			sbuf_release(&bc.out);
+			reply_error(q, 500, r == -2 ? "backup: a stored value is not UTF-8 text" : err.msg);
+			return send_ready(q);
+		}
+		q->text = sbuf_detach(&bc.out);
+		q->status = 200;
+		q->phase = REQ_READY;
+		return send_ready(q);
+	}
 	pthread_mutex_lock(&s->c->lock);
 	if (s->stopping)
 		reply_error(q, 503, "server is shutting down");
@@ -625,7 +672,9 @@ static void *commit_loop(void *arg)
 		if (b) {
 			pthread_mutex_unlock(&c->lock);
 			struct berr err = {0};
+			pthread_mutex_lock(&s->store_lock);
 			int r = store_commit(s->store, b, &err);
+			pthread_mutex_unlock(&s->store_lock);
 			store_batch_free(b);
 			if (r < 0) {
 				/* Memory is ahead of the disk: the only safe move is to stop
@@ -689,6 +738,7 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 	if (!st)
 		return NULL;
 	struct server *s = xcalloc(1, sizeof *s);
+	pthread_mutex_init(&s->store_lock, NULL);
 	s->store = st;
 	s->c = cluster_new(st, &o->cluster);
 	pthread_mutex_lock(&s->c->lock);
@@ -747,7 +797,10 @@ void server_stop(struct server *s)
 	struct store_batch *b = cluster_take_pending(s->c, &seq);
 	if (b) {
 		struct berr err;
-		if (store_commit(s->store, b, &err) < 0)
+		pthread_mutex_lock(&s->store_lock);
+		int cr = store_commit(s->store, b, &err);
+		pthread_mutex_unlock(&s->store_lock);
+		if (cr < 0)
 			log_error("%s", err.msg);
 		else
 			s->c->committed_seq = seq;

@@ -79,6 +79,13 @@ teardown() {
 		wait "$REG_PID" 2>/dev/null || true
 		REG_PID=
 	fi
+	stop_up
+	# Containers a failed test left behind (their supervisors are gone).
+	if [ -d "$DATA/runc" ]; then
+		for c in $(runc --root "$DATA/runc" list -q 2>/dev/null); do
+			runc --root "$DATA/runc" delete --force "$c" >/dev/null 2>&1 || true
+		done
+	fi
 	cleanup_up
 	rm -rf "$IMG" "$IMG.tar" "${REG_DIR:-/nonexistent}"
 }
