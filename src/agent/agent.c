@@ -598,7 +598,8 @@ static void *watch_main(void *arg)
 		}
 		if (!a->stopping) {
 			a->known_version = (uint64_t)json_integer_value(json_object_get(reply, "version"));
-			reconcile(a, reply);
+			if (json_object_get(reply, "tasks")) /* else: nothing changed */
+				reconcile(a, reply);
 		}
 		pthread_mutex_unlock(&a->lock);
 		json_decref(reply);

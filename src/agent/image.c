@@ -60,7 +60,8 @@ int image_cache_open(const char *dir, struct image_cache **out, struct berr *err
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
 		int r = mkdir_p(dirs[i], 0700);
 		if (r < 0) {
-			berr_set(err, 0, "cannot create the image cache '%s': %s", dirs[i], errstr(r));
+			berr_set(err, 0, "cannot create the image cache '%s': %s", dirs[i],
+				 errstr(r));
 			image_cache_free(c);
 			return -1;
 		}
@@ -150,7 +151,7 @@ static const char *host_arch(void)
 	struct utsname u;
 	const char *m = uname(&u) == 0 ? u.machine : "x86_64";
 	static const char *const map[][2] = {
-	    {"x86_64", "amd64"}, {"aarch64", "arm64"}, {"i686", "386"},	 {"i386", "386"},
+	    {"x86_64", "amd64"}, {"aarch64", "arm64"},	 {"i686", "386"},    {"i386", "386"},
 	    {"armv7l", "arm"},	 {"ppc64le", "ppc64le"}, {"s390x", "s390x"}, {"riscv64", "riscv64"},
 	};
 	snprintf(arch, sizeof arch, "%s", m);
@@ -245,8 +246,7 @@ static int split_path_tag(const char *spec, char **path, char **tag)
 	return -ENOENT;
 }
 
-static int parse_source(struct image_cache *c, const char *ref, struct source *s,
-			struct berr *err)
+static int parse_source(struct image_cache *c, const char *ref, struct source *s, struct berr *err)
 {
 	memset(s, 0, sizeof *s);
 	s->ref = ref;
@@ -295,10 +295,11 @@ static int parse_source(struct image_cache *c, const char *ref, struct source *s
 		bool ok = path_exists(marker);
 		free(marker);
 		if (!ok)
-			return berr_set(err, 400,
-					"image '%s': '%s' is not an OCI image layout (no oci-layout "
-					"file)",
-					ref, abs);
+			return berr_set(
+			    err, 400,
+			    "image '%s': '%s' is not an OCI image layout (no oci-layout "
+			    "file)",
+			    ref, abs);
 		s->owned_blob_dir = xasprintf("%s/blobs/sha256", abs);
 		s->blob_dir = s->owned_blob_dir;
 	} else if (S_ISREG(st.st_mode)) {
@@ -323,9 +324,10 @@ static const char *source_name(const struct source *s)
 static char *ref_key(const struct source *s)
 {
 	if (s->kind == SRC_REGISTRY)
-		return s->rref.digest
-			   ? xasprintf("registry:%s/%s@%s", s->rref.host, s->rref.name, s->rref.digest)
-			   : xasprintf("registry:%s/%s:%s", s->rref.host, s->rref.name, s->rref.tag);
+		return s->rref.digest ? xasprintf("registry:%s/%s@%s", s->rref.host, s->rref.name,
+						  s->rref.digest)
+				      : xasprintf("registry:%s/%s:%s", s->rref.host, s->rref.name,
+						  s->rref.tag);
 	return xasprintf("archive:%s:%s", s->path, s->tag ? s->tag : "");
 }
 
@@ -497,8 +499,9 @@ static int read_json_blob(struct image_cache *c, struct source *s, const char *d
 
 static bool is_index(json_t *doc, const char *media_type)
 {
-	const char *mt = media_type && *media_type ? media_type
-						   : json_string_value(json_object_get(doc, "mediaType"));
+	const char *mt = media_type && *media_type
+			     ? media_type
+			     : json_string_value(json_object_get(doc, "mediaType"));
 	if (mt && (!strcmp(mt, MT_OCI_INDEX) || !strcmp(mt, MT_DOCKER_LIST)))
 		return true;
 	if (mt && (!strcmp(mt, MT_OCI_MANIFEST) || !strcmp(mt, MT_DOCKER_MANIFEST)))
@@ -533,8 +536,8 @@ static json_t *index_pick(json_t *idx, const char *tag, const char *what, struct
 			if (!name)
 				continue;
 			const char *colon = strrchr(name, ':');
-			if (!strcmp(name, tag) || (colon && !strcmp(colon + 1, tag) &&
-						   !strchr(colon, '/'))) {
+			if (!strcmp(name, tag) ||
+			    (colon && !strcmp(colon + 1, tag) && !strchr(colon, '/'))) {
 				found = d;
 				break;
 			}
@@ -609,8 +612,8 @@ static int layout_resolve(struct image_cache *c, struct source *s, char *digest,
 	free(path);
 	if (r < 0)
 		return berr_set(err, r == -ENOENT ? 404 : 0,
-				"image '%s': cannot read the layout's index.json: %s", source_name(s),
-				errstr(r));
+				"image '%s': cannot read the layout's index.json: %s",
+				source_name(s), errstr(r));
 	json_t *idx = json_loads(text, 0, NULL);
 	free(text);
 	if (!json_is_object(idx)) {
@@ -638,8 +641,8 @@ static int registry_resolve(struct image_cache *c, struct source *s, char *diges
 		if (!json_is_object(doc)) {
 			json_decref(doc);
 			free(mt);
-			return berr_set(err, 0, "image '%s': manifest '%s' is not JSON", source_name(s),
-					digest);
+			return berr_set(err, 0, "image '%s': manifest '%s' is not JSON",
+					source_name(s), digest);
 		}
 		if (!is_index(doc, mt)) {
 			json_decref(doc);
@@ -760,7 +763,8 @@ static int archive_import(struct image_cache *c, struct source *s, struct archiv
 {
 	int fd = open(s->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return berr_set(err, 404, "image '%s' not found: %s", source_name(s), errstr(errno));
+		return berr_set(err, 404, "image '%s' not found: %s", source_name(s),
+				errstr(errno));
 	struct blob_stream *b = blob_stream_new(fd); /* a gzipped archive works too */
 	struct tar_reader *t = tar_reader_new(blob_stream_read, b);
 	struct tar_entry *e;
@@ -772,7 +776,8 @@ static int archive_import(struct image_cache *c, struct source *s, struct archiv
 		char *path = clean_path(e->path);
 		if (e->type == '2') {
 			a->files = xrealloc(a->files, (a->n + 1) * sizeof *a->files);
-			a->files[a->n++] = (struct archive_file){.path = path, .link = xstrdup(e->linkname)};
+			a->files[a->n++] =
+			    (struct archive_file){.path = path, .link = xstrdup(e->linkname)};
 			continue;
 		}
 		if (!strcmp(path, "index.json") || !strcmp(path, "manifest.json")) {
@@ -793,7 +798,8 @@ static int archive_import(struct image_cache *c, struct source *s, struct archiv
 				free(path);
 				goto out;
 			}
-			char **slot = !strcmp(path, "index.json") ? &a->index_json : &a->docker_manifest;
+			char **slot =
+			    !strcmp(path, "index.json") ? &a->index_json : &a->docker_manifest;
 			free(*slot);
 			*slot = text;
 			free(path);
@@ -808,7 +814,8 @@ static int archive_import(struct image_cache *c, struct source *s, struct archiv
 				bool have = path_exists(final);
 				free(final);
 				if (have) { /* already imported: skip its bytes */
-					a->files = xrealloc(a->files, (a->n + 1) * sizeof *a->files);
+					a->files =
+					    xrealloc(a->files, (a->n + 1) * sizeof *a->files);
 					a->files[a->n] = (struct archive_file){.path = path};
 					snprintf(a->files[a->n++].digest, DIGEST_STR_MAX, "%s", d);
 					continue;
@@ -846,10 +853,11 @@ static int archive_import(struct image_cache *c, struct source *s, struct archiv
 			goto out;
 		}
 		if (named && strcmp(named, digest_hex(got))) {
-			berr_set(err, 0,
-				 "image '%s': blob 'sha256:%s': digest mismatch: the content hashes "
-				 "to '%s'",
-				 source_name(s), named, got);
+			berr_set(
+			    err, 0,
+			    "image '%s': blob 'sha256:%s': digest mismatch: the content hashes "
+			    "to '%s'",
+			    source_name(s), named, got);
 			unlink(tmp);
 			free(tmp);
 			free(path);
@@ -911,13 +919,15 @@ static int docker_save_resolve(struct image_cache *c, struct source *s, struct a
 		{
 			const char *name = json_string_value(t);
 			const char *colon = name ? strrchr(name, ':') : NULL;
-			if (name && (!strcmp(name, s->tag) || (colon && !strcmp(colon + 1, s->tag))))
+			if (name &&
+			    (!strcmp(name, s->tag) || (colon && !strcmp(colon + 1, s->tag))))
 				pick = d;
 		}
 	}
 	if (!pick) {
 		if (s->tag)
-			berr_set(err, 404, "image '%s': no image tagged '%s'", source_name(s), s->tag);
+			berr_set(err, 404, "image '%s': no image tagged '%s'", source_name(s),
+				 s->tag);
 		else
 			berr_set(err, 404, "image '%s': %zu images (name one with ':TAG')",
 				 source_name(s), json_array_size(list));
@@ -926,8 +936,8 @@ static int docker_save_resolve(struct image_cache *c, struct source *s, struct a
 	const char *cfg = json_string_value(json_object_get(pick, "Config"));
 	const char *cd = cfg ? archive_digest(a, cfg) : NULL;
 	if (!cd) {
-		berr_set(err, 0, "image '%s': config '%s' is missing from the archive", source_name(s),
-			 cfg ? cfg : "");
+		berr_set(err, 0, "image '%s': config '%s' is missing from the archive",
+			 source_name(s), cfg ? cfg : "");
 		goto out;
 	}
 	char *cpath = cache_blob_path(c, cd);
@@ -950,8 +960,8 @@ static int docker_save_resolve(struct image_cache *c, struct source *s, struct a
 		char *lpath = cache_blob_path(c, ld);
 		sr = stat(lpath, &st);
 		free(lpath);
-		json_array_append_new(layers, json_pack("{s:s,s:s,s:I}", "mediaType", MT_OCI_LAYER_TAR,
-							"digest", ld, "size",
+		json_array_append_new(layers, json_pack("{s:s,s:s,s:I}", "mediaType",
+							MT_OCI_LAYER_TAR, "digest", ld, "size",
 							(json_int_t)(sr == 0 ? st.st_size : 0)));
 	}
 	char *text = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
@@ -1087,10 +1097,10 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 		rm_at(AT_FDCWD, tmp);
 		goto out;
 	}
-	json_t *meta = json_pack("{s:s,s:s,s:I,s:I,s:s,s:I}", "digest", digest, "diff_id",
-				 res.diff_id, "bytes", (json_int_t)res.bytes, "entries",
-				 (json_int_t)res.entries, "format", root ? "overlay" : "plain",
-				 "created_ms", (json_int_t)time_now_ms());
+	json_t *meta =
+	    json_pack("{s:s,s:s,s:I,s:I,s:s,s:I}", "digest", digest, "diff_id", res.diff_id,
+		      "bytes", (json_int_t)res.bytes, "entries", (json_int_t)res.entries, "format",
+		      root ? "overlay" : "plain", "created_ms", (json_int_t)time_now_ms());
 	char *text = json_dumps(meta, JSON_COMPACT);
 	json_decref(meta);
 	char *mp = xasprintf("%s/layer.json", tmp);
@@ -1144,8 +1154,8 @@ static int write_record(struct image_cache *c, const char *digest, json_t *rec, 
 	fchmod(fd, 0644);
 	close(fd);
 	/* Never replace a record: a task holds its flock on that inode. */
-	if (!ok || (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) < 0 &&
-		    errno != EEXIST))
+	if (!ok ||
+	    (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) < 0 && errno != EEXIST))
 		rc = berr_set(err, 0, "cannot write '%s': %s", path, errstr(errno));
 	unlink(tmp);
 out:

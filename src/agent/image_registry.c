@@ -18,10 +18,10 @@
 #define MAX_TOKEN_REPLY (1u << 20)
 
 static const char *const manifest_accept =
-	"Accept: application/vnd.oci.image.index.v1+json, "
-	"application/vnd.oci.image.manifest.v1+json, "
-	"application/vnd.docker.distribution.manifest.list.v2+json, "
-	"application/vnd.docker.distribution.manifest.v2+json";
+    "Accept: application/vnd.oci.image.index.v1+json, "
+    "application/vnd.oci.image.manifest.v1+json, "
+    "application/vnd.docker.distribution.manifest.list.v2+json, "
+    "application/vnd.docker.distribution.manifest.v2+json";
 
 /* ---- references ---- */
 
@@ -80,8 +80,9 @@ int registry_ref_parse(const char *s, struct registry_ref *r, struct berr *err)
 	if (at) {
 		*at = 0;
 		if (!digest_valid(at + 1)) {
-			berr_set(err, 400, "invalid image reference '%s': '%s' is not a sha256 digest",
-				 s, at + 1);
+			berr_set(err, 400,
+				 "invalid image reference '%s': '%s' is not a sha256 digest", s,
+				 at + 1);
 			free(copy);
 			return -1;
 		}
@@ -104,13 +105,15 @@ int registry_ref_parse(const char *s, struct registry_ref *r, struct berr *err)
 	if (colon) {
 		*colon = 0;
 		if (!valid_tag(colon + 1)) {
-			berr_set(err, 400, "invalid image reference '%s': bad tag '%s'", s, colon + 1);
+			berr_set(err, 400, "invalid image reference '%s': bad tag '%s'", s,
+				 colon + 1);
 			goto fail;
 		}
 		r->tag = xstrdup(colon + 1);
 	}
 	if (!valid_name(rest)) {
-		berr_set(err, 400, "invalid image reference '%s': bad repository name '%s'", s, rest);
+		berr_set(err, 400, "invalid image reference '%s': bad repository name '%s'", s,
+			 rest);
 		goto fail;
 	}
 	if (!r->host) {
@@ -536,7 +539,8 @@ int registry_get_manifest(struct registry *rg, const char *reference, char **bod
 			 reference, rg->ref.host, rg->ref.name, digest);
 		goto out;
 	}
-	if (k.content_digest && digest_valid(k.content_digest) && strcmp(k.content_digest, digest)) {
+	if (k.content_digest && digest_valid(k.content_digest) &&
+	    strcmp(k.content_digest, digest)) {
 		berr_set(err, 0,
 			 "manifest '%s' of '%s/%s': digest mismatch: the registry says '%s', the "
 			 "content hashes to '%s'",
@@ -574,7 +578,8 @@ int registry_get_blob(struct registry *rg, const char *digest, int64_t size, int
 		goto out;
 	}
 	if (size >= 0 && k.written != (uint64_t)size) {
-		berr_set(err, 0, "blob '%s' of '%s/%s': size mismatch: expected %lld bytes, got %llu",
+		berr_set(err, 0,
+			 "blob '%s' of '%s/%s': size mismatch: expected %lld bytes, got %llu",
 			 digest, rg->ref.host, rg->ref.name, (long long)size,
 			 (unsigned long long)k.written);
 		goto out;
@@ -583,7 +588,8 @@ int registry_get_blob(struct registry *rg, const char *digest, int64_t size, int
 	sha256_final(k.hash, got);
 	k.hash = NULL;
 	if (strcmp(got, digest)) {
-		berr_set(err, 0, "blob '%s' of '%s/%s': digest mismatch: the content hashes to '%s'",
+		berr_set(err, 0,
+			 "blob '%s' of '%s/%s': digest mismatch: the content hashes to '%s'",
 			 digest, rg->ref.host, rg->ref.name, got);
 		goto out;
 	}

@@ -73,7 +73,7 @@ struct copier {
 		dev_t dev;
 		ino_t ino;
 		char *path;
-	} *links;
+	} * links;
 	size_t nlinks;
 };
 
@@ -293,7 +293,8 @@ int rootfs_copy_layers(char *const *layers, size_t n, const char *target, bool r
 	for (size_t i = 0; i < n && !rc; i++) {
 		int sfd = open(layers[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (sfd < 0) {
-			rc = berr_set(err, 0, "cannot open layer '%s': %s", layers[i], errstr(errno));
+			rc = berr_set(err, 0, "cannot open layer '%s': %s", layers[i],
+				      errstr(errno));
 			break;
 		}
 		if (is_opaque(sfd) && clear_dir(c.target) < 0)

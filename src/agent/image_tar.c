@@ -34,7 +34,7 @@ struct tar_reader {
 	tar_read_fn fn;
 	void *ctx;
 	struct tar_entry e;
-	uint64_t left;    /* unread content of the current entry */
+	uint64_t left;	  /* unread content of the current entry */
 	uint64_t padding; /* then this much padding to the block boundary */
 	bool ended;
 };
@@ -398,7 +398,8 @@ ssize_t tar_read(struct tar_reader *t, void *buf, size_t n, struct berr *err)
 		n = (size_t)t->left;
 	ssize_t r = t->fn(t->ctx, buf, n);
 	if (r < 0) {
-		berr_set(err, 0, "cannot read the archive: %s", errno ? errstr(errno) : "read error");
+		berr_set(err, 0, "cannot read the archive: %s",
+			 errno ? errstr(errno) : "read error");
 		return -1;
 	}
 	if (r == 0) {
@@ -652,7 +653,7 @@ struct unpacker {
 	struct fixup {
 		char *path;
 		struct tar_entry attrs;
-	} *fix;
+	} * fix;
 	size_t nfix;
 	struct unpack_result *res;
 };
@@ -671,7 +672,8 @@ static int open_dir(struct unpacker *u, char **comps, int n, bool create, const 
 			if (mkdirat(fd, comps[i], 0755) < 0 && errno != EEXIST) {
 				int e = errno;
 				close(fd);
-				return berr_set(err, 0, "entry '%s': cannot create directory '%s': %s",
+				return berr_set(err, 0,
+						"entry '%s': cannot create directory '%s': %s",
 						entry, comps[i], errstr(e));
 			}
 			nfd = openat(fd, comps[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -680,10 +682,11 @@ static int open_dir(struct unpacker *u, char **comps, int n, bool create, const 
 			int e = errno;
 			close(fd);
 			if (e == ELOOP || e == ENOTDIR)
-				return berr_set(err, 0,
-						"entry '%s' is under '%s', which is not a directory "
-						"(a symlink is never followed)",
-						entry, comps[i]);
+				return berr_set(
+				    err, 0,
+				    "entry '%s' is under '%s', which is not a directory "
+				    "(a symlink is never followed)",
+				    entry, comps[i]);
 			return berr_set(err, 0, "entry '%s': cannot open '%s': %s", entry, comps[i],
 					errstr(e));
 		}
@@ -797,7 +800,8 @@ static int apply_whiteout(struct unpacker *u, int pfd, const char *name, const s
 	if (!strcmp(name, ".wh..wh..opq")) {
 		if (u->o->overlay) {
 			if (fsetxattr(pfd, "trusted.overlay.opaque", "y", 1, 0) < 0)
-				return berr_set(err, 0, "entry '%s': cannot mark the directory opaque: %s",
+				return berr_set(err, 0,
+						"entry '%s': cannot mark the directory opaque: %s",
 						e->path, errstr(errno));
 			return 0;
 		}
@@ -808,8 +812,8 @@ static int apply_whiteout(struct unpacker *u, int pfd, const char *name, const s
 		if (u->o->overlay) {
 			int r = rm_at(pfd, target);
 			if (r < 0)
-				return berr_set(err, 0, "entry '%s': cannot replace '%s': %s", e->path,
-						target, errstr(r));
+				return berr_set(err, 0, "entry '%s': cannot replace '%s': %s",
+						e->path, target, errstr(r));
 			if (mknodat(pfd, target, S_IFCHR | 0, makedev(0, 0)) < 0)
 				return berr_set(err, 0, "entry '%s': cannot create a whiteout: %s",
 						e->path, errstr(errno));
@@ -1017,12 +1021,13 @@ int layer_unpack(int fd, const char *dest, const struct unpack_opts *o, struct u
 		goto out;
 	}
 	if (o->want_digest && strcmp(o->want_digest, res->digest)) {
-		berr_set(err, 0, "%s: digest mismatch: the content hashes to '%s'", what, res->digest);
+		berr_set(err, 0, "%s: digest mismatch: the content hashes to '%s'", what,
+			 res->digest);
 		goto out;
 	}
 	if (o->want_diff_id && strcmp(o->want_diff_id, res->diff_id)) {
-		berr_set(err, 0, "%s: diff id mismatch: the uncompressed content hashes to '%s'", what,
-			 res->diff_id);
+		berr_set(err, 0, "%s: diff id mismatch: the uncompressed content hashes to '%s'",
+			 what, res->diff_id);
 		goto out;
 	}
 	rc = 0;

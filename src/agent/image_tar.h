@@ -50,9 +50,9 @@ struct tar_xattr {
 };
 
 struct tar_entry {
-	char *path;     /* as written in the archive */
+	char *path;	/* as written in the archive */
 	char *linkname; /* hard link target or symlink text; "" otherwise */
-	char type;      /* '0' file, '1' hard link, '2' symlink, '3' char dev,
+	char type;	/* '0' file, '1' hard link, '2' symlink, '3' char dev,
 			   '4' block dev, '5' directory, '6' fifo; others skipped */
 	mode_t mode;
 	uid_t uid;
@@ -101,11 +101,11 @@ void blob_stream_free(struct blob_stream *b);
 /* ---- unpacking a layer ---- */
 
 struct unpack_opts {
-	bool overlay;             /* overlayfs whiteouts (needs root) */
-	bool root;                /* set owners, create device nodes */
+	bool overlay;		  /* overlayfs whiteouts (needs root) */
+	bool root;		  /* set owners, create device nodes */
 	const char *want_digest;  /* the blob's digest, or NULL */
 	const char *want_diff_id; /* the uncompressed tar's digest, or NULL */
-	const char *what;         /* "layer 'sha256:...'" for messages */
+	const char *what;	  /* "layer 'sha256:...'" for messages */
 };
 
 struct unpack_result {

@@ -43,15 +43,24 @@ static const char *errstr(int e)
 
 /* Docker's default capabilities for a container. */
 static const char *const default_caps[] = {
-    "CAP_CHOWN",	"CAP_DAC_OVERRIDE", "CAP_FSETID",	    "CAP_FOWNER", "CAP_MKNOD",
-    "CAP_NET_RAW",	"CAP_SETGID",	    "CAP_SETUID",	    "CAP_SETFCAP", "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",   "CAP_DAC_OVERRIDE", "CAP_FSETID",	       "CAP_FOWNER",
+    "CAP_MKNOD",   "CAP_NET_RAW",      "CAP_SETGID",	       "CAP_SETUID",
+    "CAP_SETFCAP", "CAP_SETPCAP",      "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
+    "CAP_KILL",	   "CAP_AUDIT_WRITE",
 };
 
 static const char *const masked_paths[] = {
-    "/proc/asound",	   "/proc/acpi",	"/proc/kcore",	      "/proc/keys",
-    "/proc/latency_stats", "/proc/timer_list",	"/proc/timer_stats",  "/proc/sched_debug",
-    "/proc/scsi",	   "/sys/firmware",	"/sys/devices/virtual/powercap",
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
 };
 
 static const char *const readonly_paths[] = {
@@ -61,18 +70,63 @@ static const char *const readonly_paths[] = {
 /* Refused with EPERM: what Docker's default profile keeps from an
  * unprivileged container. */
 static const char *const denied_syscalls[] = {
-    "acct",	       "add_key",	   "bpf",	       "clock_adjtime",	 "clock_settime",
-    "create_module",   "delete_module",	   "finit_module",     "fsconfig",	 "fsmount",
-    "fsopen",	       "fspick",	   "get_kernel_syms",  "get_mempolicy",	 "init_module",
-    "ioperm",	       "iopl",		   "kcmp",	       "kexec_file_load", "kexec_load",
-    "keyctl",	       "lookup_dcookie",   "mbind",	       "mount",		 "mount_setattr",
-    "move_mount",      "move_pages",	   "name_to_handle_at", "nfsservctl",	 "open_by_handle_at",
-    "open_tree",       "perf_event_open",  "pivot_root",       "process_vm_readv", "process_vm_writev",
-    "ptrace",	       "query_module",	   "quotactl",	       "quotactl_fd",	 "reboot",
-    "request_key",     "set_mempolicy",	   "setns",	       "settimeofday",	 "stime",
-    "swapoff",	       "swapon",	   "_sysctl",	       "sysfs",		 "umount",
-    "umount2",	       "unshare",	   "uselib",	       "userfaultfd",	 "ustat",
-    "vm86",	       "vm86old",
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "finit_module",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+    "get_kernel_syms",
+    "get_mempolicy",
+    "init_module",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mbind",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "move_pages",
+    "name_to_handle_at",
+    "nfsservctl",
+    "open_by_handle_at",
+    "open_tree",
+    "perf_event_open",
+    "pivot_root",
+    "process_vm_readv",
+    "process_vm_writev",
+    "ptrace",
+    "query_module",
+    "quotactl",
+    "quotactl_fd",
+    "reboot",
+    "request_key",
+    "set_mempolicy",
+    "setns",
+    "settimeofday",
+    "stime",
+    "swapoff",
+    "swapon",
+    "_sysctl",
+    "sysfs",
+    "umount",
+    "umount2",
+    "unshare",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+    "vm86",
+    "vm86old",
 };
 
 static json_t *strs(const char *const *v, size_t n)
@@ -102,11 +156,11 @@ static json_t *seccomp_profile(void)
 	json_array_append_new(rules, json_pack("{s:[s],s:s,s:i}", "names", "clone3", "action",
 					       "SCMP_ACT_ERRNO", "errnoRet", ENOSYS));
 	/* clone's flags are its first argument on x86 and arm (not s390) */
-	json_array_append_new(
-	    rules, json_pack("{s:[s],s:s,s:i,s:[{s:i,s:I,s:I,s:s}]}", "names", "clone", "action",
-			     "SCMP_ACT_ERRNO", "errnoRet", EPERM, "args", "index", 0, "value",
-			     (json_int_t)CLONE_NEWUSER, "valueTwo", (json_int_t)CLONE_NEWUSER, "op",
-			     "SCMP_CMP_MASKED_EQ"));
+	json_array_append_new(rules,
+			      json_pack("{s:[s],s:s,s:i,s:[{s:i,s:I,s:I,s:s}]}", "names", "clone",
+					"action", "SCMP_ACT_ERRNO", "errnoRet", EPERM, "args",
+					"index", 0, "value", (json_int_t)CLONE_NEWUSER, "valueTwo",
+					(json_int_t)CLONE_NEWUSER, "op", "SCMP_CMP_MASKED_EQ"));
 	return json_pack("{s:s,s:o,s:o}", "defaultAction", "SCMP_ACT_ALLOW", "architectures",
 			 arches, "syscalls", rules);
 }
@@ -122,8 +176,8 @@ static json_t *default_mounts(void)
 {
 	static const char *const proc[] = {"nosuid", "noexec", "nodev"};
 	static const char *const dev[] = {"nosuid", "strictatime", "mode=755", "size=65536k"};
-	static const char *const pts[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666",
-					  "mode=0620", "gid=5"};
+	static const char *const pts[] = {"nosuid",	   "noexec",	"newinstance",
+					  "ptmxmode=0666", "mode=0620", "gid=5"};
 	static const char *const shm[] = {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"};
 	static const char *const mq[] = {"nosuid", "noexec", "nodev"};
 	static const char *const sys[] = {"nosuid", "noexec", "nodev", "ro"};
@@ -134,10 +188,11 @@ static json_t *default_mounts(void)
 	json_array_append_new(m, mount_entry("/dev", "tmpfs", "tmpfs", dev, ARRAY_SIZE(dev)));
 	json_array_append_new(m, mount_entry("/dev/pts", "devpts", "devpts", pts, ARRAY_SIZE(pts)));
 	json_array_append_new(m, mount_entry("/dev/shm", "tmpfs", "shm", shm, ARRAY_SIZE(shm)));
-	json_array_append_new(m, mount_entry("/dev/mqueue", "mqueue", "mqueue", mq, ARRAY_SIZE(mq)));
-	json_array_append_new(m, mount_entry("/sys", "sysfs", "sysfs", sys, ARRAY_SIZE(sys)));
 	json_array_append_new(m,
-			      mount_entry("/sys/fs/cgroup", "cgroup", "cgroup", cg, ARRAY_SIZE(cg)));
+			      mount_entry("/dev/mqueue", "mqueue", "mqueue", mq, ARRAY_SIZE(mq)));
+	json_array_append_new(m, mount_entry("/sys", "sysfs", "sysfs", sys, ARRAY_SIZE(sys)));
+	json_array_append_new(
+	    m, mount_entry("/sys/fs/cgroup", "cgroup", "cgroup", cg, ARRAY_SIZE(cg)));
 	/* The host's network namespace: its name resolution too. */
 	static const char *const host_files[] = {"/etc/resolv.conf", "/etc/hosts"};
 	for (size_t i = 0; i < ARRAY_SIZE(host_files); i++) {
@@ -194,8 +249,8 @@ static bool numeric(const char *s, unsigned long *v)
 	return !*end && !errno && *v < UINT_MAX && isdigit((unsigned char)*s);
 }
 
-int oci_resolve_user(const char *rootfs, const char *spec, uid_t *uid, gid_t *gid,
-		     gid_t **groups, size_t *ngroups, char **home, struct berr *err)
+int oci_resolve_user(const char *rootfs, const char *spec, uid_t *uid, gid_t *gid, gid_t **groups,
+		     size_t *ngroups, char **home, struct berr *err)
 {
 	*uid = 0;
 	*gid = 0;
@@ -410,16 +465,17 @@ int oci_config_build(const struct oci_config_in *in, char **out, struct berr *er
 	json_object_set_new(caps, "ambient", json_array());
 	struct rlimit rl;
 	uint64_t hard = NOFILE_HARD;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY && rl.rlim_max < hard)
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY &&
+	    rl.rlim_max < hard)
 		hard = rl.rlim_max;
 	uint64_t soft = hard < NOFILE_SOFT ? hard : NOFILE_SOFT;
 	const char *cwd = ic && ic->workdir && *ic->workdir ? ic->workdir : "/";
-	json_t *process = json_pack(
-	    "{s:b,s:{s:i,s:i,s:o},s:o,s:o,s:s,s:o,s:[{s:s,s:I,s:I}],s:b}", "terminal", 0, "user",
-	    "uid", (int)uid, "gid", (int)gid, "additionalGids", addl, "args", args, "env",
-	    merge_env(in, home), "cwd", cwd, "capabilities", caps, "rlimits", "type",
-	    "RLIMIT_NOFILE", "hard", (json_int_t)hard, "soft", (json_int_t)soft, "noNewPrivileges",
-	    1);
+	json_t *process =
+	    json_pack("{s:b,s:{s:i,s:i,s:o},s:o,s:o,s:s,s:o,s:[{s:s,s:I,s:I}],s:b}", "terminal", 0,
+		      "user", "uid", (int)uid, "gid", (int)gid, "additionalGids", addl, "args",
+		      args, "env", merge_env(in, home), "cwd", cwd, "capabilities", caps, "rlimits",
+		      "type", "RLIMIT_NOFILE", "hard", (json_int_t)hard, "soft", (json_int_t)soft,
+		      "noNewPrivileges", 1);
 	free(home);
 	char hostname[64];
 	snprintf(hostname, sizeof hostname, "%s", in->task_id);
@@ -428,7 +484,8 @@ int oci_config_build(const struct oci_config_in *in, char **out, struct berr *er
 	if (in->memory_bytes) {
 		json_t *mem = json_pack("{s:I}", "limit", (json_int_t)in->memory_bytes);
 		if (swap_limit_supported())
-			json_object_set_new(mem, "swap", json_integer((json_int_t)in->memory_bytes));
+			json_object_set_new(mem, "swap",
+					    json_integer((json_int_t)in->memory_bytes));
 		json_object_set_new(res, "memory", mem);
 	}
 	if (in->cpu > 0) {
@@ -436,8 +493,9 @@ int oci_config_build(const struct oci_config_in *in, char **out, struct berr *er
 		int64_t quota = (int64_t)(in->cpu * (double)period + 0.5);
 		if (quota < 1000)
 			quota = 1000; /* the kernel's minimum */
-		json_object_set_new(res, "cpu", json_pack("{s:I,s:I}", "quota", (json_int_t)quota,
-							  "period", (json_int_t)period));
+		json_object_set_new(res, "cpu",
+				    json_pack("{s:I,s:I}", "quota", (json_int_t)quota, "period",
+					      (json_int_t)period));
 	}
 	json_object_set_new(res, "pids",
 			    json_pack("{s:I}", "limit", (json_int_t)CGROUP_DEFAULT_PIDS_MAX));
@@ -528,9 +586,9 @@ int oci_task_prepare(struct oci_task *t, const struct oci_params *p, struct berr
 		return berr_set(err, 0, "cannot create '%s': %s", t->bundle, errstr(errno));
 	if (make_rootfs(t, err) < 0)
 		return -1;
-	char *cgpath = xasprintf("/%s/%s", p->cgroup_parent && *p->cgroup_parent ? p->cgroup_parent
-										 : "berth",
-				 p->task_id);
+	char *cgpath =
+	    xasprintf("/%s/%s", p->cgroup_parent && *p->cgroup_parent ? p->cgroup_parent : "berth",
+		      p->task_id);
 	struct oci_config_in in = {
 	    .task_id = p->task_id,
 	    .rootfs = t->rootfs,
@@ -637,8 +695,8 @@ pid_t oci_task_start(struct oci_task *t, int out_fd, int err_fd, int *code, stru
 	*code = 126;
 	t->ran = true;
 	unlink(t->pidfile);
-	const char *args[] = {"run", "--detach", "--bundle", t->bundle, "--pid-file", t->pidfile,
-			      t->id, NULL};
+	const char *args[] = {"run",	    "--detach", "--bundle", t->bundle,
+			      "--pid-file", t->pidfile, t->id,	    NULL};
 	int st = run_runtime(t, args, out_fd, err_fd);
 	if (st < 0) {
 		if (st == -ENOENT)
@@ -649,7 +707,8 @@ pid_t oci_task_start(struct oci_task *t, int out_fd, int err_fd, int *code, stru
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		char why[768];
 		runtime_error(t, why, sizeof why);
-		if (strstr(why, "executable file not found") || strstr(why, "no such file or directory"))
+		if (strstr(why, "executable file not found") ||
+		    strstr(why, "no such file or directory"))
 			*code = 127;
 		/* runc wraps its errors: keep what says why */
 		const char *w = why;
@@ -667,7 +726,8 @@ pid_t oci_task_start(struct oci_task *t, int out_fd, int err_fd, int *code, stru
 		pid = strtol(text, NULL, 10);
 	free(text);
 	if (pid <= 0 || pid > INT_MAX)
-		return berr_set(err, 0, "runtime '%s' wrote no pid to '%s'", t->runtime, t->pidfile);
+		return berr_set(err, 0, "runtime '%s' wrote no pid to '%s'", t->runtime,
+				t->pidfile);
 	t->pid = (pid_t)pid;
 	return t->pid;
 }

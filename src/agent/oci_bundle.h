@@ -66,9 +66,9 @@ struct oci_params {
 	const char *task_id;
 	const char *sandbox; /* absolute */
 	const char *image;
-	const char *data_dir;	   /* images in <data_dir>/images, runc state in <data_dir>/runc */
-	const char *runtime;	   /* NULL = $BERTH_OCI_RUNTIME or "runc" */
-	char *const *argv;	   /* empty = the image's entrypoint + cmd */
+	const char *data_dir; /* images in <data_dir>/images, runc state in <data_dir>/runc */
+	const char *runtime;  /* NULL = $BERTH_OCI_RUNTIME or "runc" */
+	char *const *argv;    /* empty = the image's entrypoint + cmd */
 	size_t argc;
 	char *const *env; /* "K=V" */
 	size_t nenv;
@@ -109,8 +109,8 @@ int oci_config_build(const struct oci_config_in *in, char **json, struct berr *e
 
 /* Resolve "name", "uid", "name:group" or "uid:gid" against the passwd and
  * group files under rootfs. *groups: supplementary gids (caller frees). */
-int oci_resolve_user(const char *rootfs, const char *spec, uid_t *uid, gid_t *gid,
-		     gid_t **groups, size_t *ngroups, char **home, struct berr *err);
+int oci_resolve_user(const char *rootfs, const char *spec, uid_t *uid, gid_t *gid, gid_t **groups,
+		     size_t *ngroups, char **home, struct berr *err);
 
 /* Image, root filesystem and config.json. Unshares the supervisor's mount
  * namespace and makes it a child subreaper. */

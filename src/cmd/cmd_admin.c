@@ -127,7 +127,7 @@ int cmd_admin(int argc, char **argv)
 		cli_usage(usage, o, A_COUNT);
 		return argc < 1 ? 2 : 0;
 	}
-	const char **pos;
+	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
 	if (cli_parse(argc - 1, argv + 1, o, A_COUNT, &pos, &npos) < 0)
 		return 2;
@@ -144,6 +144,5 @@ int cmd_admin(int argc, char **argv)
 	} else {
 		rc = cli_fail("unknown command 'admin %s' (see 'berth admin --help')", argv[0]);
 	}
-	free(pos);
 	return rc;
 }

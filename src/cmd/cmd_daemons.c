@@ -174,7 +174,7 @@ int cmd_up(int argc, char **argv)
 {
 	struct cli_opt o[O_COUNT];
 	opts_init(o);
-	const char **pos;
+	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
 	if (cli_parse(argc, argv, o, O_COUNT, &pos, &npos) < 0)
 		return 2;
@@ -222,7 +222,6 @@ int cmd_up(int argc, char **argv)
 	agent_stop(a);
 	free(srv);
 	free(exe);
-	free(pos);
 	return 0;
 }
 
@@ -230,7 +229,7 @@ int cmd_server(int argc, char **argv)
 {
 	struct cli_opt o[O_COUNT];
 	opts_init(o);
-	const char **pos;
+	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
 	if (cli_parse(argc, argv, o, O_COUNT, &pos, &npos) < 0)
 		return 2;
@@ -251,7 +250,6 @@ int cmd_server(int argc, char **argv)
 		return cli_fail("%s", err.msg);
 	wait_for_signal();
 	server_stop(s);
-	free(pos);
 	return 0;
 }
 
@@ -307,7 +305,7 @@ int cmd_agent(int argc, char **argv)
 {
 	struct cli_opt o[O_COUNT];
 	opts_init(o);
-	const char **pos;
+	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
 	if (cli_parse(argc, argv, o, O_COUNT, &pos, &npos) < 0)
 		return 2;
@@ -331,7 +329,6 @@ int cmd_agent(int argc, char **argv)
 		ao.servers = getenv("BERTH_ADDR");
 	if (o[O_SIMULATE].set) {
 		free(exe);
-		free(pos);
 		return cmd_agent_simulate(o, &ao);
 	}
 	block_stop_signals();
@@ -345,7 +342,6 @@ int cmd_agent(int argc, char **argv)
 	wait_for_signal();
 	agent_stop(a);
 	free(exe);
-	free(pos);
 	return 0;
 }
 

@@ -325,13 +325,12 @@ int cmd_job(int argc, char **argv)
 		return argc < 1 ? 2 : 0;
 	}
 	const char *verb = argv[0];
-	const char **pos;
+	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
 	if (cli_parse(argc - 1, argv + 1, o, J_COUNT, &pos, &npos) < 0)
 		return 2;
 	if (o[J_HELP].set) {
 		cli_usage(job_usage, o, J_COUNT);
-		free(pos);
 		return 0;
 	}
 	int rc = 0;
@@ -358,11 +357,9 @@ int cmd_job(int argc, char **argv)
 		http_client_free(hc);
 	} else if (!strcmp(verb, "status") || !strcmp(verb, "kill") || !strcmp(verb, "restart")) {
 		if (npos != 1) {
-			free(pos);
 			return cli_fail("usage: berth job %s KEY", verb);
 		}
 		if (job_key_check(pos[0], &err) < 0) {
-			free(pos);
 			return cli_fail("%s", err.msg);
 		}
 		struct http_client *hc = cli_client(o[J_ADDR].value);
@@ -388,7 +385,6 @@ int cmd_job(int argc, char **argv)
 		rc = cli_fail("unknown command 'job %s' (see 'berth job --help')", verb);
 		rc = 2;
 	}
-	free(pos);
 	return rc;
 }
 
@@ -403,7 +399,7 @@ int cmd_update(int argc, char **argv)
 		return argc < 1 ? 2 : 0;
 	}
 	const char *verb = argv[0];
-	const char **pos;
+	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
 	if (cli_parse(argc - 1, argv + 1, o, J_COUNT, &pos, &npos) < 0)
 		return 2;
@@ -448,7 +444,6 @@ int cmd_update(int argc, char **argv)
 		json_decref(u);
 		http_client_free(hc);
 	}
-	free(pos);
 	return rc;
 }
 
@@ -462,7 +457,7 @@ int cmd_cron(int argc, char **argv)
 		cli_usage(usage, o, J_COUNT);
 		return argc < 1 ? 2 : 0;
 	}
-	const char **pos;
+	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
 	if (cli_parse(argc - 1, argv + 1, o, J_COUNT, &pos, &npos) < 0)
 		return 2;
@@ -506,6 +501,5 @@ int cmd_cron(int argc, char **argv)
 		rc = cli_fail("unknown command 'cron %s' (see 'berth cron --help')", argv[0]);
 	}
 	http_client_free(hc);
-	free(pos);
 	return rc;
 }

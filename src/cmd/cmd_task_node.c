@@ -67,7 +67,7 @@ int cmd_task(int argc, char **argv)
 		cli_usage(usage, o, T_COUNT);
 		return argc < 1 ? 2 : 0;
 	}
-	const char **pos;
+	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
 	if (cli_parse(argc - 1, argv + 1, o, T_COUNT, &pos, &npos) < 0)
 		return 2;
@@ -82,7 +82,6 @@ int cmd_task(int argc, char **argv)
 	} else {
 		rc = task_logs(o, pos[0]);
 	}
-	free(pos);
 	return rc;
 }
 
@@ -125,7 +124,7 @@ int cmd_node(int argc, char **argv)
 		cli_usage(usage, o, T_COUNT);
 		return argc < 1 ? 2 : 0;
 	}
-	const char **pos;
+	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
 	if (cli_parse(argc - 1, argv + 1, o, T_COUNT, &pos, &npos) < 0)
 		return 2;
@@ -159,6 +158,5 @@ int cmd_node(int argc, char **argv)
 		rc = cli_fail("unknown command 'node %s' (see 'berth node --help')", argv[0]);
 	}
 	http_client_free(hc);
-	free(pos);
 	return rc;
 }

@@ -1351,6 +1351,11 @@ char *cluster_node_desired_text(struct cluster *c, struct node *n, uint64_t know
 	 * listed by id, which keeps the reply level-triggered but small. */
 	struct sbuf sb;
 	sbuf_init(&sb);
+	if (known && known == n->desired_version) {
+		/* Nothing changed since the agent's version: a heartbeat answer. */
+		sbuf_addf(&sb, "{\"version\":%llu}", (unsigned long long)n->desired_version);
+		return sbuf_detach(&sb);
+	}
 	sbuf_addf(&sb, "{\"version\":%llu,\"tasks\":[", (unsigned long long)n->desired_version);
 	bool first = true;
 	size_t it = 0;
@@ -1415,6 +1420,13 @@ uint64_t cluster_node_drain(struct cluster *c, const char *name, bool drain, str
 
 static void nodes_check_heartbeats(struct cluster *c, int64_t mono)
 {
+	/* If the server itself stalled (a slow commit, a long pause), agents
+	 * could not be heard: give them a fresh window rather than declare
+	 * the fleet dead. */
+	int64_t stall = c->cfg.down_after_ms / 2 > 1000 ? c->cfg.down_after_ms / 2 : 1000;
+	if (c->last_tick_mono && mono - c->last_tick_mono > stall)
+		c->loaded_mono = mono;
+	c->last_tick_mono = mono;
 	/* After a server (re)start agents get a full detection window. */
 	if (mono - c->loaded_mono < c->cfg.down_after_ms)
 		return;
@@ -1819,8 +1831,13 @@ static void update_advance(struct cluster *c, struct job *j, int64_t now)
 	}
 	if (finished == u->n) {
 		bool back = u->state == UPDATE_ROLLING_BACK;
-		char msg[128];
-		snprintf(msg, sizeof msg, "%zu instances on version %d", u->n, target);
+		char msg[sizeof u->message];
+		/* A rollback keeps saying why it happened. */
+		if (back)
+			snprintf(msg, sizeof msg, "%zu instances back on version %d (%s)", u->n,
+				 target, u->message);
+		else
+			snprintf(msg, sizeof msg, "%zu instances on version %d", u->n, target);
 		update_set_state(c, j, back ? UPDATE_ROLLED_BACK : UPDATE_ROLLED_FORWARD, msg);
 	} else if (changed) {
 		persist_update(c, j);

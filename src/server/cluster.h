@@ -189,6 +189,7 @@ struct cluster {
 	size_t nwaiting;
 	int64_t loaded_mono;        /* grace for agents after a server start */
 	int64_t pruned_mono;        /* last age pruning of ended tasks */
+	int64_t last_tick_mono;     /* to notice the server's own stalls */
 };
 
 struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg);

@@ -750,6 +750,10 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 	s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
 				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)60000,
+				  /* Bodies are buffered by us; the per-connection pool only
+				   * holds headers. 32 KiB by default is 300 MiB for 10,000
+				   * agents. */
+				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
 				  MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
 				  MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);

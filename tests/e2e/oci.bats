@@ -213,6 +213,7 @@ task:
 EOF
 )
 	run "$BERTH_BIN" job run "$f"
+	echo "job run: $output"
 	[ "$status" -ne 0 ]
 	run "$BERTH_BIN" job status "$1" --json --all
 	echo "$output"

@@ -2253,7 +2253,8 @@ TEST(update_failing_version_rolls_back_automatically)
 	CHECK_STR(active(&f, WEB, 2)->id, old[2]);
 	CHECK(live_tasks(&f, WEB) == 3);
 	json_t *u = update_json(&f, WEB);
-	CHECK_CONTAINS(jstr(u, "message"), "3 instances on version 1");
+	CHECK_CONTAINS(jstr(u, "message"), "3 instances back on version 1");
+	CHECK_CONTAINS(jstr(u, "message"), "instance 0 failed (exit status 1)");
 	CHECK(jint(u, "finished_ms") >= jint(u, "started_ms"));
 	json_decref(u);
 	/* The job status shows version 1 again. */

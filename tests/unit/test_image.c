@@ -260,8 +260,8 @@ static void layer_free(struct layer *l)
 }
 
 static const char *cfg_json =
-	"{\"Env\":[\"PATH=/bin\",\"IMG=1\"],\"Entrypoint\":[\"/bin/hello\"],\"Cmd\":[\"arg\"],"
-	"\"WorkingDir\":\"/work\",\"User\":\"app\"}";
+    "{\"Env\":[\"PATH=/bin\",\"IMG=1\"],\"Entrypoint\":[\"/bin/hello\"],\"Cmd\":[\"arg\"],"
+    "\"WorkingDir\":\"/work\",\"User\":\"app\"}";
 
 static void rmtree(const char *d)
 {
@@ -436,8 +436,8 @@ TEST(unpack_gzip_links_and_modes)
 	char *dest = xasprintf("%s/fs", d);
 	mkdir(dest, 0755);
 	int fd = open(p, O_RDONLY);
-	struct unpack_opts o = {.root = geteuid() == 0, .want_digest = want_dg,
-				.want_diff_id = want_did};
+	struct unpack_opts o = {
+	    .root = geteuid() == 0, .want_digest = want_dg, .want_diff_id = want_did};
 	struct unpack_result res;
 	struct berr err = {0};
 	CHECK(layer_unpack(fd, dest, &o, &res, &err) == 0);
@@ -512,7 +512,8 @@ TEST(whiteouts_when_copying)
 {
 	char *d = tmpdir();
 	struct layer l1 = base_layer(false), l2 = whiteout_layer(false);
-	char *fs1 = xasprintf("%s/l1", d), *fs2 = xasprintf("%s/l2", d), *root = xasprintf("%s/root", d);
+	char *fs1 = xasprintf("%s/l1", d), *fs2 = xasprintf("%s/l2", d),
+	     *root = xasprintf("%s/root", d);
 	mkdir(fs1, 0755);
 	mkdir(fs2, 0755);
 	mkdir(root, 0755);
@@ -884,7 +885,8 @@ TEST(gc_by_age_and_size_spares_images_in_use)
 	struct berr err = {0};
 	CHECK(image_get(f.cache, r2, &i2, &err) == 0);
 	CHECK(image_get(f.cache, r1, &i1, &err) == 0);
-	char *layers = xasprintf("%s/layers", f.cache_dir), *images = xasprintf("%s/images", f.cache_dir);
+	char *layers = xasprintf("%s/layers", f.cache_dir),
+	     *images = xasprintf("%s/images", f.cache_dir);
 	CHECK(count_dir(layers) == 2);
 	CHECK(count_dir(images) == 2);
 	/* In use: nothing goes, however old. */
@@ -986,12 +988,14 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *ur
 				return ret;
 			}
 		}
-		const char *e = "{\"errors\":[{\"code\":\"MANIFEST_UNKNOWN\",\"message\":\"manifest "
-				"unknown\"}]}";
+		const char *e =
+		    "{\"errors\":[{\"code\":\"MANIFEST_UNKNOWN\",\"message\":\"manifest "
+		    "unknown\"}]}";
 		return reply(c, 404, e, strlen(e), "application/json", NULL);
 	}
 	if (!strncmp(url, pfx_b, strlen(pfx_b)) && digest_valid(url + strlen(pfx_b))) {
-		char *p = xasprintf("%s/blobs/sha256/%s", fr->layout, digest_hex(url + strlen(pfx_b)));
+		char *p =
+		    xasprintf("%s/blobs/sha256/%s", fr->layout, digest_hex(url + strlen(pfx_b)));
 		char *data;
 		size_t len;
 		int r = file_read_all(p, &data, &len);
@@ -999,7 +1003,8 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *ur
 		if (r == 0) {
 			if (fr->corrupt_blobs && len > 40)
 				data[len / 2] ^= 0x55;
-			enum MHD_Result ret = reply(c, 200, data, len, "application/octet-stream", NULL);
+			enum MHD_Result ret =
+			    reply(c, 200, data, len, "application/octet-stream", NULL);
 			free(data);
 			return ret;
 		}
@@ -1134,14 +1139,24 @@ TEST(oci_config_resolves_users_in_the_image)
 	char *pw = xasprintf("%s/etc/passwd", d), *gr = xasprintf("%s/etc/group", d);
 	puts_file(pw, "root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234:app:/home/app:/bin/sh\n");
 	puts_file(gr, "root:x:0:\napp:x:1234:\nextra:x:4321:app,other\n");
-	char *argv_img[] = {"/bin/hello"}, *cmd_img[] = {"arg"}, *env_img[] = {"PATH=/bin", "IMG=1",
-									     "OVER=image"};
-	struct image_config ic = {.env = env_img, .nenv = 3, .entrypoint = argv_img,
-				  .nentrypoint = 1, .cmd = cmd_img, .ncmd = 1, .workdir = "/work",
+	char *argv_img[] = {"/bin/hello"}, *cmd_img[] = {"arg"},
+	     *env_img[] = {"PATH=/bin", "IMG=1", "OVER=image"};
+	struct image_config ic = {.env = env_img,
+				  .nenv = 3,
+				  .entrypoint = argv_img,
+				  .nentrypoint = 1,
+				  .cmd = cmd_img,
+				  .ncmd = 1,
+				  .workdir = "/work",
 				  .user = "app"};
 	char *env_task[] = {"OVER=task", "T=2"};
-	struct oci_config_in in = {.task_id = "web-0-abc", .rootfs = d, .env = env_task, .nenv = 2,
-				   .image = &ic, .cpu = 0.5, .memory_bytes = 64 << 20,
+	struct oci_config_in in = {.task_id = "web-0-abc",
+				   .rootfs = d,
+				   .env = env_task,
+				   .nenv = 2,
+				   .image = &ic,
+				   .cpu = 0.5,
+				   .memory_bytes = 64 << 20,
 				   .cgroups_path = "/berth/web-0-abc"};
 	char *text = NULL;
 	struct berr err = {0};
@@ -1151,8 +1166,10 @@ TEST(oci_config_resolves_users_in_the_image)
 	json_t *user = json_object_get(proc, "user");
 	CHECK(json_integer_value(json_object_get(user, "uid")) == 1234);
 	CHECK(json_integer_value(json_object_get(user, "gid")) == 1234);
-	CHECK(json_integer_value(json_array_get(json_object_get(user, "additionalGids"), 0)) == 4321);
-	CHECK_STR(json_string_value(json_array_get(json_object_get(proc, "args"), 0)), "/bin/hello");
+	CHECK(json_integer_value(json_array_get(json_object_get(user, "additionalGids"), 0)) ==
+	      4321);
+	CHECK_STR(json_string_value(json_array_get(json_object_get(proc, "args"), 0)),
+		  "/bin/hello");
 	CHECK_STR(json_string_value(json_array_get(json_object_get(proc, "args"), 1)), "arg");
 	CHECK_STR(json_string_value(json_object_get(proc, "cwd")), "/work");
 	char *envs = json_dumps(json_object_get(proc, "env"), JSON_COMPACT);
@@ -1161,8 +1178,8 @@ TEST(oci_config_resolves_users_in_the_image)
 	CHECK_CONTAINS(envs, "\"HOME=/home/app\"");
 	CHECK_CONTAINS(envs, "\"BERTH_TASK_ID=web-0-abc\"");
 	free(envs);
-	CHECK(json_array_size(json_object_get(json_object_get(proc, "capabilities"), "effective")) ==
-	      0);
+	CHECK(json_array_size(
+		  json_object_get(json_object_get(proc, "capabilities"), "effective")) == 0);
 	CHECK(json_is_true(json_object_get(proc, "noNewPrivileges")));
 	json_t *lin = json_object_get(j, "linux");
 	CHECK_STR(json_string_value(json_object_get(lin, "cgroupsPath")), "/berth/web-0-abc");
