@@ -202,7 +202,7 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 	}
 	json_decref(doc);
 	struct task_spec *ts = &spec->task;
-	if (strcmp(ts->driver, "exec")) {
+	if (strcmp(ts->driver, "exec") && strcmp(ts->driver, "oci")) {
 		spec_free(spec);
 		return berr_set(err, 400, "driver '%s' is not available on this agent", ts->driver);
 	}
@@ -245,6 +245,8 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 		.job_key = job,
 		.instance = instance,
 		.driver = ts->driver,
+		.image = ts->image,
+		.data_dir = a->o.data_dir,
 		.sandbox_dir = t->sandbox,
 		.argv = argv,
 		.argc = ts->ncommand,
