@@ -36,6 +36,8 @@ done
 data=$(mktemp -d /tmp/berth-bench-update.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export BERTH_ADDR=http://127.0.0.1:$port
+# Task ports below the kernel's ephemeral range (32768-60999 here): a task
+# binding a port an outgoing connection holds fails with EADDRINUSE.
 "$BERTH" up -q --data-dir "$data" --addr 127.0.0.1:$port --cgroup-parent berth-bench-update \
 	--cpu 64 --port-range 24000-24999 >"$data.log" 2>&1 &
 up=$!

@@ -19,6 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "agent/docker.h"
 #include "agent/health.h"
 #include "agent/supervisor.h"
 #include "core/addr.h"
@@ -202,9 +203,18 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 	}
 	json_decref(doc);
 	struct task_spec *ts = &spec->task;
-	if (strcmp(ts->driver, "exec") && strcmp(ts->driver, "oci")) {
+	if (strcmp(ts->driver, "exec") && strcmp(ts->driver, "oci") && strcmp(ts->driver, "docker")) {
 		spec_free(spec);
 		return berr_set(err, 400, "driver '%s' is not available on this agent", ts->driver);
+	}
+	if (!strcmp(ts->driver, "docker")) {
+		/* Offered only where the engine answers. */
+		struct berr derr = {0};
+		if (docker_ping(a->o.docker_socket, &derr) < 0) {
+			spec_free(spec);
+			return berr_set(err, 400, "driver 'docker' is not available on this agent: %s",
+					derr.msg);
+		}
 	}
 	size_t np = ts->resources.nports;
 	int *pvals = xcalloc(np + 1, sizeof *pvals);
@@ -247,6 +257,7 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 		.driver = ts->driver,
 		.image = ts->image,
 		.data_dir = a->o.data_dir,
+		.docker_socket = a->o.docker_socket,
 		.sandbox_dir = t->sandbox,
 		.argv = argv,
 		.argc = ts->ncommand,
@@ -508,6 +519,12 @@ static int do_register(struct agent *a, struct http_client *hc, struct berr *err
 	uint64_t mem, disk;
 	detect_resources(a, &cpu, &mem, &disk);
 	json_t *attrs = json_pack("{s:s,s:s}", "host", a->name, "os", "linux");
+	/* Drivers this node offers, as attributes a job can constrain on
+	 * (constraints: {driver.docker: "true"}). */
+	json_object_set_new(attrs, "driver.exec", json_string("true"));
+	json_object_set_new(attrs, "driver.oci", json_string("true"));
+	if (docker_available(a->o.docker_socket))
+		json_object_set_new(attrs, "driver.docker", json_string("true"));
 	for (size_t i = 0; i < a->o.nattrs; i++)
 		json_object_set_new(attrs, a->o.attrs[i].key, json_string(a->o.attrs[i].value));
 	pthread_mutex_lock(&a->lock);

@@ -33,6 +33,7 @@ struct agent_options {
 	const char *cgroup_parent;  /* default "berth" */
 	const char *listen;         /* logs listener, default "0.0.0.0:0" */
 	const char *exe;            /* the berth binary (for `berth supervise`) */
+	const char *docker_socket;  /* Docker Engine socket; NULL = /var/run/docker.sock */
 	bool stop_tasks_on_exit;    /* berth up: Ctrl-C stops the tasks */
 	uint64_t log_max_bytes;
 	int log_max_files;

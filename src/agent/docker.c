@@ -82,8 +82,8 @@ struct xfer {
 	CURL *c;
 	struct curl_slist *hdrs;
 	FILE *upload;
-	struct sbuf buf;   /* the reply, or an error reply of a stream */
-	sink_fn sink;      /* a successful reply's body goes here, as it comes */
+	struct sbuf buf; /* the reply, or an error reply of a stream */
+	sink_fn sink;	 /* a successful reply's body goes here, as it comes */
 	void *ud;
 	char errbuf[CURL_ERROR_SIZE];
 	long status;
@@ -208,10 +208,10 @@ static void reply_message(const struct xfer *x, char *buf, size_t n)
 }
 
 /* "docker: <what>: <Docker's message>", or unreachable. */
-static int call_error(struct berr *err, const char *sock, const struct xfer *x,
-		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int call_error(struct berr *err, const char *sock, const struct xfer *x,
-		      const char *fmt, ...)
+static int call_error(struct berr *err, const char *sock, const struct xfer *x, const char *fmt,
+		      ...) __attribute__((format(printf, 4, 5)));
+static int call_error(struct berr *err, const char *sock, const struct xfer *x, const char *fmt,
+		      ...)
 {
 	if (xfer_unreachable(x))
 		return reach_error(err, sock, x);
@@ -267,7 +267,8 @@ static int api_prefix(const char *sock, char *out, size_t n, struct berr *err)
 		v = lo;
 	int rc = 0;
 	if (v < API_MIN)
-		rc = berr_set(err, 0, "docker at '%s' is too old: API '%s', berth needs 1.25 or newer",
+		rc = berr_set(err, 0,
+			      "docker at '%s' is too old: API '%s', berth needs 1.25 or newer",
 			      sock, api ? api : "?");
 	json_decref(j);
 	xfer_cleanup(&x);
@@ -393,7 +394,8 @@ static void pull_line(struct pull_progress *p, const char *s, size_t n)
 	json_t *j = json_loadb(s, n, 0, NULL);
 	const char *e = json_string_value(json_object_get(j, "error"));
 	if (!e)
-		e = json_string_value(json_object_get(json_object_get(j, "errorDetail"), "message"));
+		e = json_string_value(
+		    json_object_get(json_object_get(j, "errorDetail"), "message"));
 	if (e)
 		p->error = xstrdup(*e ? e : "unknown error");
 	json_decref(j);
@@ -455,8 +457,7 @@ static int xfer_run(struct xfer *x, const struct cancel *c)
 			break;
 		}
 		struct curl_waitfd w = {.fd = c->wake_fd, .events = CURL_WAIT_POLLIN};
-		curl_multi_poll(m, &w, c->wake_fd >= 0 ? 1 : 0, c->wake_fd >= 0 ? 1000 : 100,
-				NULL);
+		curl_multi_poll(m, &w, c->wake_fd >= 0 ? 1 : 0, c->wake_fd >= 0 ? 1000 : 100, NULL);
 	}
 	curl_multi_remove_handle(m, x->c);
 	curl_multi_cleanup(m);
@@ -498,7 +499,8 @@ static int pull(const char *sock, const char *image, const struct cancel *c, boo
 			else if (x.status >= 300)
 				rc = call_error(err, sock, &x, "cannot pull '%s'", image);
 			else if (p.error)
-				rc = berr_set(err, 502, "docker: cannot pull '%s': %s", image, p.error);
+				rc = berr_set(err, 502, "docker: cannot pull '%s': %s", image,
+					      p.error);
 			else if (x.rc != CURLE_OK)
 				rc = reach_error(err, sock, &x);
 			else if (fetched)
@@ -636,8 +638,8 @@ json_t *docker_create_config(const struct docker_spec *s)
 	json_object_set_new(hc, "AutoRemove", json_false());
 	json_object_set_new(hc, "RestartPolicy", json_pack("{s:s}", "Name", "no"));
 	json_object_set_new(hc, "LogConfig",
-			    json_pack("{s:s,s:{s:s,s:s}}", "Type", "json-file", "Config", "max-size",
-				      "10m", "max-file", "2"));
+			    json_pack("{s:s,s:{s:s,s:s}}", "Type", "json-file", "Config",
+				      "max-size", "10m", "max-file", "2"));
 	if (host_network(s)) {
 		json_object_set_new(hc, "NetworkMode", json_string("host"));
 	} else {
@@ -650,8 +652,8 @@ json_t *docker_create_config(const struct docker_spec *s)
 			snprintf(key, sizeof key, "%d/tcp", s->ports[i].port);
 			snprintf(val, sizeof val, "%d", s->ports[i].port);
 			json_object_set_new(exposed, key, json_object());
-			json_object_set_new(bind, key,
-					    json_pack("[{s:s,s:s}]", "HostIp", "", "HostPort", val));
+			json_object_set_new(
+			    bind, key, json_pack("[{s:s,s:s}]", "HostIp", "", "HostPort", val));
 		}
 		json_object_set_new(o, "ExposedPorts", exposed);
 		json_object_set_new(hc, "PortBindings", bind);
@@ -684,7 +686,8 @@ int docker_create(const char *sock, const struct docker_spec *s, char **id, stru
 		if (cid && *cid)
 			*id = xstrdup(cid);
 		else
-			rc = berr_set(err, 502, "docker: cannot create container '%s': no id in '%.200s'",
+			rc = berr_set(err, 502,
+				      "docker: cannot create container '%s': no id in '%.200s'",
 				      name, x.buf.buf);
 		json_decref(j);
 	}
@@ -699,7 +702,8 @@ static int container_op(const char *sock, const char *method, const char *id, co
 			const char *what, struct berr *err)
 {
 	sock = sock_or_default(sock);
-	char *path = xasprintf("/containers/%s%s%s%s", id, op, query ? "?" : "", query ? query : "");
+	char *path =
+	    xasprintf("/containers/%s%s%s%s", id, op, query ? "?" : "", query ? query : "");
 	struct xfer x;
 	int rc = call(&x, sock, method, path, NULL, timeout_ms, err);
 	free(path);
@@ -713,7 +717,8 @@ static int container_op(const char *sock, const char *method, const char *id, co
 int docker_start(const char *sock, const char *id, struct berr *err)
 {
 	/* 304: already started */
-	return container_op(sock, "POST", id, "/start", NULL, CALL_TIMEOUT_MS, 304, 0, "start", err);
+	return container_op(sock, "POST", id, "/start", NULL, CALL_TIMEOUT_MS, 304, 0, "start",
+			    err);
 }
 
 int docker_stop(const char *sock, const char *id, int grace_s, struct berr *err)
@@ -765,8 +770,8 @@ int docker_wait(const char *sock, const char *id, int *status, struct berr *err)
 	if (rc == 0) {
 		json_t *j = json_loadb(x.buf.buf, x.buf.len, 0, NULL);
 		json_t *code = json_object_get(j, "StatusCode");
-		const char *e = json_string_value(
-		    json_object_get(json_object_get(j, "Error"), "Message"));
+		const char *e =
+		    json_string_value(json_object_get(json_object_get(j, "Error"), "Message"));
 		if (!json_is_integer(code))
 			rc = berr_set(err, 502, "docker: cannot wait for container '%.12s': %s", id,
 				      e && *e ? e : "no status in the reply");
@@ -792,8 +797,8 @@ int docker_inspect(const char *sock, const char *id, struct docker_state *st, st
 		json_t *j = json_loadb(x.buf.buf, x.buf.len, 0, NULL);
 		json_t *s = json_object_get(j, "State");
 		if (!json_is_object(s)) {
-			rc = berr_set(err, 502, "docker: cannot inspect container '%.12s': no State",
-				      id);
+			rc = berr_set(err, 502,
+				      "docker: cannot inspect container '%.12s': no State", id);
 		} else {
 			st->running = json_is_true(json_object_get(s, "Running"));
 			st->pid = (pid_t)json_integer_value(json_object_get(s, "Pid"));
@@ -879,14 +884,15 @@ int docker_logs_follow(const char *sock, const char *id, docker_output_fn cb, vo
 	if (rc == 0) {
 		xfer_perform(&x);
 		if (x.rc != CURLE_OK || x.status != 200)
-			rc = call_error(err, sock, &x, "cannot read the logs of container '%.12s'", id);
+			rc = call_error(err, sock, &x, "cannot read the logs of container '%.12s'",
+					id);
 	}
 	xfer_cleanup(&x);
 	return rc;
 }
 
-int docker_find_by_label(const char *sock, const char *label, struct docker_found **out,
-			 size_t *n, struct berr *err)
+int docker_find_by_label(const char *sock, const char *label, struct docker_found **out, size_t *n,
+			 struct berr *err)
 {
 	sock = sock_or_default(sock);
 	*out = NULL;
@@ -915,8 +921,8 @@ int docker_find_by_label(const char *sock, const char *label, struct docker_foun
 				const char *id = json_string_value(json_object_get(c, "Id"));
 				if (!id)
 					continue;
-				const char *name =
-				    json_string_value(json_array_get(json_object_get(c, "Names"), 0));
+				const char *name = json_string_value(
+				    json_array_get(json_object_get(c, "Names"), 0));
 				const char *task = json_string_value(
 				    json_object_get(json_object_get(c, "Labels"), "berth.task"));
 				const char *state = json_string_value(json_object_get(c, "State"));
@@ -1002,12 +1008,12 @@ static pid_t program_pid(pid_t init)
 /* Wait for the end while pumping the logs and watching for a stop. */
 struct run_state {
 	struct xfer wait, logs;
-	bool wait_on, logs_on;      /* in the multi handle */
+	bool wait_on, logs_on; /* in the multi handle */
 	bool wait_done, logs_done;
-	int wait_code;              /* StatusCode, -1 unknown */
+	int wait_code; /* StatusCode, -1 unknown */
 	struct logs_sink ls;
-	int64_t retry_at;           /* re-issue broken requests at */
-	int64_t lost_since;         /* Docker unreachable since */
+	int64_t retry_at;   /* re-issue broken requests at */
+	int64_t lost_since; /* Docker unreachable since */
 	bool stopping, killed;
 	int64_t kill_at;
 };
@@ -1058,7 +1064,8 @@ static int run_to_end(struct sv *v, const char *id, bool only_new_logs, struct r
 	int64_t drain_deadline = 0;
 	int rc = 0;
 	r->wait_code = -1;
-	if (issue(v, m, r, id, true, false, err) < 0 || issue(v, m, r, id, false, only_new_logs, err) < 0) {
+	if (issue(v, m, r, id, true, false, err) < 0 ||
+	    issue(v, m, r, id, false, only_new_logs, err) < 0) {
 		rc = -1;
 		goto out;
 	}
@@ -1093,8 +1100,8 @@ static int run_to_end(struct sv *v, const char *id, bool only_new_logs, struct r
 				} else {
 					/* e.g. removed behind our back: inspect says more */
 					struct berr e = {0};
-					call_error(&e, v->sock, x, "cannot wait for container '%.12s'",
-						   id);
+					call_error(&e, v->sock, x,
+						   "cannot wait for container '%.12s'", id);
 					svlog(v, "%s", e.msg);
 					r->wait_done = true;
 				}
@@ -1103,14 +1110,17 @@ static int run_to_end(struct sv *v, const char *id, bool only_new_logs, struct r
 					drain_deadline = now + DRAIN_MS;
 			} else {
 				if (xfer_unreachable(x) && !r->wait_done) {
+					if (!r->lost_since)
+						r->lost_since = now;
 					if (!r->retry_at)
 						r->retry_at = now + 1000;
 				} else {
 					if (x->rc != CURLE_OK || x->status != 200) {
 						struct berr e = {0};
-						call_error(&e, v->sock, x,
-							   "cannot read the logs of container '%.12s'",
-							   id);
+						call_error(
+						    &e, v->sock, x,
+						    "cannot read the logs of container '%.12s'",
+						    id);
 						svlog(v, "%s", e.msg);
 					}
 					r->logs_done = true;
@@ -1137,11 +1147,13 @@ static int run_to_end(struct sv *v, const char *id, bool only_new_logs, struct r
 			} else {
 				r->retry_at = 0;
 				r->lost_since = 0;
-				if (!r->wait_done && !r->wait_on && issue(v, m, r, id, true, false, err) < 0) {
+				if (!r->wait_done && !r->wait_on &&
+				    issue(v, m, r, id, true, false, err) < 0) {
 					rc = -1;
 					goto out;
 				}
-				if (!r->logs_done && !r->logs_on && issue(v, m, r, id, false, true, err) < 0) {
+				if (!r->logs_done && !r->logs_on &&
+				    issue(v, m, r, id, false, true, err) < 0) {
 					rc = -1;
 					goto out;
 				}

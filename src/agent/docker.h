@@ -57,28 +57,28 @@
 
 struct docker_port {
 	const char *name; /* the spec's port name (for messages) */
-	int port;         /* the berth-assigned host port */
+	int port;	  /* the berth-assigned host port */
 };
 
 struct docker_spec {
-	const char *socket;   /* NULL or "" = DOCKER_DEFAULT_SOCKET */
-	const char *task_id;  /* required: name, hostname, label */
-	const char *job_key;  /* label berth.job */
-	int instance;         /* label berth.instance */
-	const char *image;    /* a reference Docker understands: "busybox",
-				 "registry:5000/x/y:tag", "name@sha256:..." */
-	char *const *argv;    /* empty = the image's entrypoint + cmd */
+	const char *socket;  /* NULL or "" = DOCKER_DEFAULT_SOCKET */
+	const char *task_id; /* required: name, hostname, label */
+	const char *job_key; /* label berth.job */
+	int instance;	     /* label berth.instance */
+	const char *image;   /* a reference Docker understands: "busybox",
+				"registry:5000/x/y:tag", "name@sha256:..." */
+	char *const *argv;   /* empty = the image's entrypoint + cmd */
 	size_t argc;
-	char *const *env;     /* "KEY=VALUE"; BERTH_TASK_ID is added */
+	char *const *env; /* "KEY=VALUE"; BERTH_TASK_ID is added */
 	size_t nenv;
-	const char *user;     /* NULL/"" = the image's; resolved in the image */
-	const char *workdir;  /* NULL/"" = the image's */
-	double cpu;           /* cores; 0 = no limit */
+	const char *user;      /* NULL/"" = the image's; resolved in the image */
+	const char *workdir;   /* NULL/"" = the image's */
+	double cpu;	       /* cores; 0 = no limit */
 	uint64_t memory_bytes; /* 0 = no limit; swap is never allowed */
-	int64_t pids_limit;   /* 0 = no limit */
+	int64_t pids_limit;    /* 0 = no limit */
 	const struct docker_port *ports;
 	size_t nports;
-	const char *network;  /* NULL/""/"host" = host networking (above) */
+	const char *network; /* NULL/""/"host" = host networking (above) */
 	uint64_t stop_grace_ms;
 };
 
@@ -116,11 +116,11 @@ int docker_wait(const char *sock, const char *id, int *status, struct berr *err)
 
 struct docker_state {
 	bool running;
-	pid_t pid;          /* State.Pid: host pid of the container's init, 0 if none */
-	bool oom_killed;    /* State.OOMKilled */
-	int exit_code;      /* State.ExitCode */
-	char status[16];    /* "created", "running", "exited", ... */
-	char error[256];    /* State.Error (why it could not start) */
+	pid_t pid;	 /* State.Pid: host pid of the container's init, 0 if none */
+	bool oom_killed; /* State.OOMKilled */
+	int exit_code;	 /* State.ExitCode */
+	char status[16]; /* "created", "running", "exited", ... */
+	char error[256]; /* State.Error (why it could not start) */
 };
 int docker_inspect(const char *sock, const char *id, struct docker_state *st, struct berr *err);
 
@@ -147,8 +147,8 @@ int docker_logs_follow(const char *sock, const char *id, docker_output_fn cb, vo
  * they come; payload goes to cb as soon as it is read. */
 struct docker_demux {
 	unsigned char hdr[8];
-	size_t have;      /* header bytes held */
-	uint32_t left;    /* payload bytes left in this frame */
+	size_t have;   /* header bytes held */
+	uint32_t left; /* payload bytes left in this frame */
 	int stream;
 };
 void docker_demux_feed(struct docker_demux *d, const char *data, size_t len, docker_output_fn cb,
@@ -156,14 +156,14 @@ void docker_demux_feed(struct docker_demux *d, const char *data, size_t len, doc
 
 struct docker_found {
 	char *id;
-	char *name;   /* without the leading '/' */
-	char *task;   /* label berth.task, or "" */
-	char *state;  /* "created", "running", "exited", ... */
+	char *name;  /* without the leading '/' */
+	char *task;  /* label berth.task, or "" */
+	char *state; /* "created", "running", "exited", ... */
 };
 /* Containers (running or not) with `label` ("berth.task=ID", or "berth.task"
  * for every berth container): GET /containers/json?all=1&filters=... */
-int docker_find_by_label(const char *sock, const char *label, struct docker_found **out,
-			 size_t *n, struct berr *err);
+int docker_find_by_label(const char *sock, const char *label, struct docker_found **out, size_t *n,
+			 struct berr *err);
 void docker_found_free(struct docker_found *f, size_t n);
 
 /* ---- a task's life ---- */
@@ -185,12 +185,12 @@ struct docker_hooks {
 };
 
 struct docker_exit {
-	bool started;     /* false: stopped before the container ran */
-	int exit_code;    /* State.ExitCode */
-	int signal;       /* exit_code - 128 for 129..159, else 0 */
-	bool oom;         /* State.OOMKilled */
-	bool stopped;     /* it ended because stop_requested said so */
-	bool killed;      /* ... and needed SIGKILL after the grace */
+	bool started;  /* false: stopped before the container ran */
+	int exit_code; /* State.ExitCode */
+	int signal;    /* exit_code - 128 for 129..159, else 0 */
+	bool oom;      /* State.OOMKilled */
+	bool stopped;  /* it ended because stop_requested said so */
+	bool killed;   /* ... and needed SIGKILL after the grace */
 	char container_id[72];
 };
 

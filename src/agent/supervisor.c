@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "agent/cgroup.h"
+#include "agent/docker.h"
 #include "agent/exec_isolation.h"
 #include "agent/logfile.h"
 #include "agent/oci_bundle.h"
@@ -123,7 +124,11 @@ static json_t *launch_to_json(const struct task_launch *l, const char *sandbox)
 	json_object_set_new(o, "sandbox_dir", json_string(sandbox));
 	json_object_set_new(o, "image", json_string(l->image ? l->image : ""));
 	json_object_set_new(o, "runtime", json_string(l->runtime ? l->runtime : ""));
-	json_object_set_new(o, "data_dir", json_string(l->data_dir ? l->data_dir : ""));
+	json_object_set_new(o, "docker_socket", json_string(l->docker_socket ? l->docker_socket : ""));
+	/* absolute: the supervisor works from / */
+	char *dd = l->data_dir && *l->data_dir ? realpath(l->data_dir, NULL) : NULL;
+	json_object_set_new(o, "data_dir", json_string(dd ? dd : l->data_dir ? l->data_dir : ""));
+	free(dd);
 	json_object_set_new(o, "argv", str_array(l->argv, l->argc));
 	json_object_set_new(o, "env", str_array(l->env, l->nenv));
 	json_object_set_new(o, "user", json_string(l->user ? l->user : ""));
@@ -149,6 +154,11 @@ struct launch_doc {
 static bool is_oci(const struct task_launch *l)
 {
 	return l->driver && !strcmp(l->driver, "oci");
+}
+
+static bool is_docker(const struct task_launch *l)
+{
+	return l->driver && !strcmp(l->driver, "docker");
 }
 
 static const char *jstr(json_t *o, const char *key)
@@ -198,6 +208,7 @@ static int launch_read(const char *sandbox, struct launch_doc *d, struct berr *e
 	l->sandbox_dir = jstr(o, "sandbox_dir");
 	l->image = jstr(o, "image");
 	l->runtime = jstr(o, "runtime");
+	l->docker_socket = jstr(o, "docker_socket");
 	l->data_dir = jstr(o, "data_dir");
 	d->argv = jstr_array(o, "argv", &l->argc);
 	l->argv = d->argv;
@@ -214,7 +225,7 @@ static int launch_read(const char *sandbox, struct launch_doc *d, struct berr *e
 	l->log_max_files = (int)jint(o, "log_max_files");
 	if (!l->task_id)
 		return berr_set(err, 0, "launch.json: missing 'task_id'");
-	if (l->argc == 0 && !is_oci(l))
+	if (l->argc == 0 && !is_oci(l) && !is_docker(l))
 		return berr_set(err, 0, "launch.json: empty 'argv'");
 	return 0;
 }
@@ -499,13 +510,13 @@ int supervisor_launch(const struct task_launch *l, const char *exe, pid_t *super
 				l && l->task_id ? l->task_id : "");
 	if (!l->sandbox_dir || !*l->sandbox_dir)
 		return berr_set(err, 400, "task '%s': no sandbox directory", l->task_id);
-	if (l->driver && *l->driver && strcmp(l->driver, "exec") && !is_oci(l))
+	if (l->driver && *l->driver && strcmp(l->driver, "exec") && !is_oci(l) && !is_docker(l))
 		return berr_set(err, 400, "task '%s': driver '%s' is not run by the supervisor",
 				l->task_id, l->driver);
-	if (is_oci(l) && (!l->image || !*l->image))
-		return berr_set(err, 400, "task '%s': driver oci needs an image", l->task_id);
-	/* oci: no command = the image's own */
-	if (!is_oci(l) && (l->argc == 0 || !l->argv || !l->argv[0] || !*l->argv[0]))
+	if ((is_oci(l) || is_docker(l)) && (!l->image || !*l->image))
+		return berr_set(err, 400, "task '%s': driver %s needs an image", l->task_id, l->driver);
+	/* oci, docker: no command = the image's own */
+	if (!is_oci(l) && !is_docker(l) && (l->argc == 0 || !l->argv || !l->argv[0] || !*l->argv[0]))
 		return berr_set(err, 400, "task '%s': empty command", l->task_id);
 	if (!exe || !*exe)
 		return berr_set(err, 0, "task '%s': no supervisor executable", l->task_id);
@@ -623,6 +634,7 @@ struct sup {
 	bool stopping, hard_killed;
 	int64_t stop_deadline;
 	struct oci_task *oci; /* driver oci: the container's init is init_pid */
+	bool docker_oom;      /* driver docker: State.OOMKilled */
 };
 
 static void slog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -913,7 +925,7 @@ static void finish(struct sup *s)
 		oci_task_cleanup(s->oci);
 	r->phase = PHASE_EXITED;
 	r->finished_ms = time_now_ms();
-	r->oom = ooms > 0;
+	r->oom = ooms > 0 || s->docker_oom;
 	if (s->prog_exited) {
 		decode_status(r, s->prog_status);
 	} else if (s->failed) {
@@ -1090,6 +1102,79 @@ out:
 	return pid;
 }
 
+/* The docker driver (docker.h): Docker owns the container, its cgroup and
+ * its init; the supervisor hands it the task and keeps its own duties:
+ * status.json, the rotated logs, the stop with grace. init_pid stays 0, so
+ * begin_stop/hard_kill signal nothing themselves. */
+static bool docker_stop_requested(void *ud)
+{
+	struct sup *s = ud;
+	handle_signals(s); /* drains the signalfd; SIGTERM -> begin_stop */
+	return s->stopping;
+}
+
+static void docker_running(void *ud, const char *id, pid_t pid)
+{
+	struct sup *s = ud;
+	slog("container '%.12s' running, pid %d", id, (int)pid);
+	s->rep.phase = PHASE_RUNNING;
+	s->rep.pid = pid;
+	s->rep.started_ms = time_now_ms();
+	publish(s);
+}
+
+static void docker_output(void *ud, int stream, const char *data, size_t len)
+{
+	struct sup *s = ud;
+	struct logfile *lf = stream == 2 ? &s->err_log : &s->out_log;
+	int r = logfile_write(lf, data, len);
+	if (r < 0 && r != lf->last_error)
+		slog("cannot write '%s': %s", lf->path, errstr(r));
+}
+
+static void docker_log(void *ud, const char *msg)
+{
+	slog("%s", msg);
+}
+
+static void run_docker(struct sup *s)
+{
+	const struct task_launch *l = &s->doc.l;
+	struct docker_spec ds = {
+	    .socket = l->docker_socket,
+	    .task_id = l->task_id,
+	    .job_key = l->job_key,
+	    .instance = l->instance,
+	    .image = l->image,
+	    .argv = l->argv,
+	    .argc = l->argc,
+	    .env = l->env,
+	    .nenv = l->nenv,
+	    .user = l->user,
+	    .cpu = l->cpu,
+	    .memory_bytes = l->memory_bytes,
+	    .stop_grace_ms = l->stop_grace_ms,
+	};
+	struct docker_hooks h = {.ud = s,
+				 .wake_fd = s->sigfd,
+				 .stop_requested = docker_stop_requested,
+				 .running = docker_running,
+				 .output = docker_output,
+				 .log = docker_log};
+	struct docker_exit ex;
+	struct berr err = {0};
+	if (docker_supervise(&ds, &h, &ex, &err) < 0) {
+		fail(s, ex.exit_code, "%s", err.msg);
+		return;
+	}
+	s->docker_oom = ex.oom;
+	s->hard_killed = ex.killed;
+	if (ex.started) { /* else: stopped first, nothing ran */
+		s->prog_exited = true;
+		s->prog_status = ex.signal ? ex.signal : (ex.exit_code & 0xff) << 8;
+	}
+}
+
 static const char *sandbox_arg(int argc, char **argv)
 {
 	for (int i = 0; i + 1 < argc; i++)
@@ -1158,7 +1243,8 @@ int supervisor_main(int argc, char **argv)
 
 	if (is_oci(l))
 		s.oci = xcalloc(1, sizeof *s.oci);
-	if (l->user && !s.oci) { /* oci: the image's users, see oci_bundle.h */
+	/* oci, docker: the image's users */
+	if (l->user && !s.oci && !is_docker(l)) {
 		if (resolve_user(l->user, &user) < 0) {
 			fail(&s, 126, "unknown user '%s'", l->user);
 			goto done;
@@ -1170,8 +1256,8 @@ int supervisor_main(int argc, char **argv)
 	if (s.stopping)
 		goto done;
 
-	if (s.oci) {
-		/* the runtime makes the cgroup: start_oci opens it */
+	if (s.oci || is_docker(l)) {
+		/* the runtime (Docker) makes the cgroup */
 	} else if (cgroup_detect() != CGROUP_NONE) {
 		struct cgroup_limits lim = {.cpu = l->cpu, .memory_bytes = l->memory_bytes};
 		const char *parent = l->cgroup_parent ? l->cgroup_parent : DEFAULT_CGROUP_PARENT;
@@ -1201,6 +1287,12 @@ int supervisor_main(int argc, char **argv)
 	free(p);
 	if (r1 < 0 || r2 < 0) {
 		fail(&s, 126, "cannot open the task's log files: %s", errstr(r1 < 0 ? r1 : r2));
+		goto done;
+	}
+	if (is_docker(l)) {
+		for (int i = 0; i < 2; i++)
+			close(outp[i]), close(errp[i]);
+		run_docker(&s);
 		goto done;
 	}
 

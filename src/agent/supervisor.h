@@ -50,7 +50,7 @@ struct task_launch {
 	const char *task_id;
 	const char *job_key;
 	int instance;
-	const char *driver;        /* "exec" (default) or "oci" */
+	const char *driver;        /* "exec" (default), "oci" or "docker" */
 	const char *image;         /* oci: a layout path, an archive or a registry
 				      reference (see image.h) */
 	const char *runtime;       /* oci: the runtime binary; NULL = $BERTH_OCI_RUNTIME
@@ -58,6 +58,7 @@ struct task_launch {
 	const char *data_dir;      /* oci: images in <data_dir>/images, runtime state in
 				      <data_dir>/runc; NULL = the sandbox's grandparent
 				      (the agent's <data-dir>/tasks/<id>) */
+	const char *docker_socket; /* docker: the Engine API socket; NULL = /var/run/docker.sock */
 	const char *sandbox_dir;   /* created by supervisor_launch if missing */
 	char *const *argv;         /* already template-expanded; oci: empty = the
 				      image's entrypoint + cmd */

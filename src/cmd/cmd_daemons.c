@@ -57,6 +57,7 @@ enum {
 	O_DISK,
 	O_PORTS,
 	O_LISTEN,
+	O_DOCKER,
 	O_CGROUP,
 	O_HEARTBEAT,
 	O_DOWN,
@@ -85,6 +86,7 @@ static void opts_init(struct cli_opt *o)
 		[O_DISK] = {"--disk", NULL, true, false, "disk offered (default: free space)"},
 		[O_PORTS] = {"--port-range", NULL, true, false, "ports for tasks LO-HI (default 20000-32767)"},
 		[O_LISTEN] = {"--listen", NULL, true, false, "agent logs listener HOST:PORT (default 0.0.0.0:0)"},
+		[O_DOCKER] = {"--docker-socket", NULL, true, false, "Docker Engine socket for the docker driver (default /var/run/docker.sock)"},
 		[O_CGROUP] = {"--cgroup-parent", NULL, true, false, "cgroup under which tasks go (default berth)"},
 		[O_HEARTBEAT] = {"--heartbeat", NULL, true, false, "agent heartbeat interval (default 1s)"},
 		[O_DOWN] = {"--down-after", NULL, true, false, "node DOWN after no heartbeat this long (default 3s)"},
@@ -137,6 +139,8 @@ static int agent_opts_from_cli(struct cli_opt *o, struct agent_options *ao)
 	}
 	if (o[O_LISTEN].set)
 		ao->listen = o[O_LISTEN].value;
+	if (o[O_DOCKER].set)
+		ao->docker_socket = o[O_DOCKER].value;
 	if (o[O_CGROUP].set)
 		ao->cgroup_parent = o[O_CGROUP].value;
 	return 0;

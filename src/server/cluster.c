@@ -664,6 +664,24 @@ static void update_start_rollback(struct cluster *c, struct job *j, const char *
 	persist_job(c, j);
 }
 
+/* Instance k of the update has failed: count it, and past the policy's
+ * max_total_failures the update fails (rolls back, or stops as FAILED). */
+static void update_fail_instance(struct cluster *c, struct job *j, size_t k, const char *why)
+{
+	struct update *u = j->update;
+	u->status[k] = UI_FAILED;
+	u->failed_instances++;
+	if (u->failed_instances <= u->policy.max_total_failures) {
+		persist_update(c, j);
+		return;
+	}
+	if ((u->state == UPDATE_ROLLING_FORWARD || u->state == UPDATE_ROLL_FORWARD_PAUSED) &&
+	    u->policy.rollback_on_failure)
+		update_start_rollback(c, j, why);
+	else
+		update_set_state(c, j, UPDATE_FAILED, why);
+}
+
 /* A task of the update's target version ended badly: count it. */
 static void update_note_failure(struct cluster *c, struct job *j, const struct task *t)
 {
@@ -681,19 +699,9 @@ static void update_note_failure(struct cluster *c, struct job *j, const struct t
 		persist_update(c, j);
 		return;
 	}
-	u->status[k] = UI_FAILED;
-	u->failed_instances++;
-	if (u->failed_instances <= u->policy.max_total_failures) {
-		persist_update(c, j);
-		return;
-	}
 	char why[300];
 	snprintf(why, sizeof why, "instance %d failed (%s)", t->instance, t->message);
-	if ((u->state == UPDATE_ROLLING_FORWARD || u->state == UPDATE_ROLL_FORWARD_PAUSED) &&
-	    u->policy.rollback_on_failure)
-		update_start_rollback(c, j, why);
-	else
-		update_set_state(c, j, UPDATE_FAILED, why);
+	update_fail_instance(c, j, (size_t)k, why);
 }
 
 static void handle_task_end(struct cluster *c, struct task *t, int64_t now)
@@ -1769,6 +1777,18 @@ static void update_advance(struct cluster *c, struct job *j, int64_t now)
 				break;
 			}
 			if (!t) {
+				if ((size_t)i < j->ninstance_done && j->instance_done[i]) {
+					if (tv->spec->type != JOB_SERVICE) {
+						/* A batch instance that ran to its end: nothing
+						 * to update, and it is not run again. */
+						u->status[k] = UI_DONE;
+						break;
+					}
+					/* A service instance its restart policy gave up:
+					 * the update gives it a new start. */
+					j->instance_done[i] = false;
+					persist_job(c, j);
+				}
 				if (i < tv->spec->instances) {
 					struct task tmp = {.id = "", .version = target};
 					task_create(c, j, i, &tmp, "task created by an update", 0);
@@ -1811,6 +1831,20 @@ static void update_advance(struct cluster *c, struct job *j, int64_t now)
 			} else if (!t && i >= tv->spec->instances) {
 				u->status[k] = UI_DONE; /* the instance went away */
 				changed = true;
+			} else if (!t && (size_t)i < j->ninstance_done && j->instance_done[i]) {
+				changed = true;
+				if (tv->spec->type != JOB_SERVICE) {
+					u->status[k] = UI_DONE; /* ran to its end */
+				} else {
+					/* Its restart policy gave the instance up. */
+					enum update_state before = u->state;
+					char why[160];
+					snprintf(why, sizeof why,
+						 "instance %d failed (given up by its restart policy)", i);
+					update_fail_instance(c, j, k, why);
+					if (u->state != before)
+						return; /* rolling back or failed: a new pass */
+				}
 			}
 			break;
 		case UI_WATCHING:

@@ -138,10 +138,25 @@ EOF
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "$(running_count alice/devel/svc)" -eq 2 ]
-	# The layers were unpacked once, for both tasks.
+	# Both tasks share one unpacked copy of each layer.
 	[ "$(ls "$DATA/images/layers" | wc -l)" -eq 2 ]
 	[ "$(ls "$DATA/images/images" | wc -l)" -eq 1 ]
-	[ "$(cat "$DATA"/tasks/*/supervisor.log | grep -c 'prepared in')" -le 1 ]
+	[ -z "$(ls "$DATA/images/tmp")" ]
+	# A later task from the image finds everything in the cache.
+	g=$(spec <<EOF
+job: alice/devel/again
+type: batch
+task:
+  driver: oci
+  image: $IMG:v1
+  command: ["/bin/true"]
+  resources: {cpu: 0.1, memory: 16MiB}
+EOF
+)
+	"$BERTH_BIN" job run "$g"
+	again=$DATA/tasks/$("$BERTH_BIN" job status alice/devel/again --json --all | jget 'd["tasks"][0]["id"]')
+	cat "$again/supervisor.log"
+	! grep -q 'prepared in' "$again/supervisor.log"
 	for pid in $(status_json alice/devel/svc | jget '" ".join(str(t["pid"]) for t in d["tasks"])'); do
 		kill -0 "$pid"
 		# the container's root is the image's
@@ -309,4 +324,33 @@ EOF
 	[ "$status" -eq 0 ]
 	run "$BERTH_BIN" task logs alice/devel/archive/0
 	[ "$output" = "berth test image v1" ]
+}
+
+@test "an oci task outlives a SIGKILL of berth up and is re-adopted: same id, same pid, still stoppable" {
+	f=$(spec <<EOF
+job: alice/devel/keep
+task:
+  driver: oci
+  image: $IMG:v1
+  command: ["/bin/sh", "-c", "trap 'echo got TERM; exit 0' TERM; while :; do sleep 0.1; done"]
+  resources: {cpu: 0.1, memory: 32MiB}
+  stop_grace: 10s
+EOF
+)
+	"$BERTH_BIN" job run "$f"
+	id=$(status_json alice/devel/keep | jget 'd["tasks"][0]["id"]')
+	pid=$(status_json alice/devel/keep | jget 'd["tasks"][0]["pid"]')
+	kill -KILL "$UP_PID"
+	wait "$UP_PID" 2>/dev/null || true
+	UP_PID=
+	kill -0 "$pid" # the container does not depend on the agent
+	start_up "$DATA"
+	wait_for 10 '[ "$(running_count alice/devel/keep)" -eq 1 ]'
+	[ "$(status_json alice/devel/keep | jget 'd["tasks"][0]["id"]')" = "$id" ]
+	[ "$(status_json alice/devel/keep | jget 'd["tasks"][0]["pid"]')" = "$pid" ]
+	sb="$DATA/tasks/$id"
+	"$BERTH_BIN" job kill alice/devel/keep
+	wait_for 15 '[ "$(jget "d[\"phase\"]" <"$sb/status.json")" = exited ]'
+	grep -qx "got TERM" "$sb/stdout"
+	! kill -0 "$pid" 2>/dev/null
 }

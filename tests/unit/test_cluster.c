@@ -2092,8 +2092,10 @@ static void play_step(struct fx *f, const char *key, struct play *p)
 	}
 	for (size_t k = 0; k < n; k++) {
 		bool failed = !strcmp(acts[k].state, "FAILED");
-		agent_status(f, acts[k].node, acts[k].id, acts[k].state, 2000 + acts[k].inst,
-			     failed ? 1 : !strcmp(acts[k].state, "KILLED") ? 143 : 0,
+		int code = failed ? 1 : 0;
+		if (!strcmp(acts[k].state, "KILLED"))
+			code = 143;
+		agent_status(f, acts[k].node, acts[k].id, acts[k].state, 2000 + acts[k].inst, code,
 			     failed ? "exit status 1" : "");
 		free(acts[k].id);
 		free(acts[k].node);
@@ -2103,8 +2105,7 @@ static void play_step(struct fx *f, const char *key, struct play *p)
 /* Drive the job: tick, play the agent, let a little time pass; until the
  * update ended (then a few more rounds to settle) or `steps` ran out.
  * Returns the most instances in flight seen (for an update to `to`). */
-static int drive(struct fx *f, const char *key, struct play *p, int steps, int to,
-		 int64_t watch_ms)
+static int drive(struct fx *f, const char *key, struct play *p, int steps, int to, int64_t watch_ms)
 {
 	int most = 0, settle = 5;
 	for (int s = 0; s < steps && settle > 0; s++) {
@@ -2679,6 +2680,75 @@ TEST(update_start_first_rollback_leaves_one_task_per_instance)
 	fx_teardown(&f);
 }
 
+/* An instance whose restart policy gives up during an update (no task
+ * left) has failed the update: it must not hold the update forever. */
+TEST(update_instance_given_up_by_restart_policy_fails_the_instance)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *pol = "{batch_size: 1, watch: 20ms, max_instance_failures: 5}\n"
+			  "restart: {max_attempts: 1, window: 10m}";
+	running_v1(&f, 2, pol);
+	CHECK(submit(&f, upd_yaml(WEB, 2, "exit 1", pol), NULL) > 0);
+	struct play p = {.bad_version = 2};
+	drive(&f, WEB, &p, 300, 2, 20);
+	CHECK(p.failed[0] == 2); /* the first try and one restart */
+	CHECK_STR(update_state(&f, WEB), "ROLLED_BACK");
+	CHECK(all_on_version(&f, WEB, 2, 1));
+	fx_teardown(&f);
+}
+
+/* A batch job's new tasks may finish before their watch time is up: a
+ * finished instance is updated, not stuck, and never run again. */
+TEST(update_of_batch_job_with_finished_instances_ends)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	const char *key = "bob/test/etl";
+	CHECK(agent_register(&f, "n1") > 0);
+	CHECK(submit(&f,
+		     yamlf("job: %s\ntype: batch\ninstances: 3\n"
+			   "task:\n  command: [\"sleep\", \"100\"]\n"
+			   "  resources: {cpu: 0.1, memory: 16MiB}\n"
+			   "update: {batch_size: 3, watch: 10s}\n",
+			   key),
+		     NULL) > 0);
+	tick(&f);
+	run_job(&f, key);
+	/* Instance 2 finishes on version 1 before the update. */
+	agent_status(&f, "n1", active(&f, key, 2)->id, "FINISHED", 1, 0, "");
+	CHECK(active(&f, key, 2) == NULL);
+	CHECK(submit(&f,
+		     yamlf("job: %s\ntype: batch\ninstances: 3\n"
+			   "task:\n  command: [\"sleep\", \"200\"]\n"
+			   "  resources: {cpu: 0.1, memory: 16MiB}\n"
+			   "update: {batch_size: 3, watch: 10s}\n",
+			   key),
+		     NULL) > 0);
+	CHECK_STR(update_state(&f, key), "ROLLING_FORWARD");
+	for (int s = 0; s < 5; s++) {
+		tick(&f);
+		play_step(&f, key, NULL);
+	}
+	CHECK(active(&f, key, 0) && active(&f, key, 0)->version == 2);
+	CHECK(active(&f, key, 1) && active(&f, key, 1)->version == 2);
+	/* Both finish well within the watch time (after the old tasks ended:
+	 * the job's outcome looks at each instance's newest ended task). */
+	sleep_ms(3);
+	agent_status(&f, "n1", active(&f, key, 0)->id, "FINISHED", 1, 0, "");
+	agent_status(&f, "n1", active(&f, key, 1)->id, "FINISHED", 1, 0, "");
+	for (int s = 0; s < 5; s++) {
+		tick(&f);
+		play_step(&f, key, NULL);
+	}
+	CHECK_STR(update_state(&f, key), "ROLLED_FORWARD");
+	CHECK(live_tasks(&f, key) == 0);
+	json_t *st = job_status(&f, key, false);
+	CHECK_STR(jstr(st, "status"), "finished");
+	json_decref(st);
+	fx_teardown(&f);
+}
+
 /* A user rollback while start_first new tasks are still starting: the old
  * tasks, which never stopped, are what the instances go back to. */
 TEST(update_user_rollback_with_start_first_in_flight)
@@ -2808,26 +2878,28 @@ TEST(update_survives_restart)
 }
 
 /* start_first across a restart: both the old and the new task of an
- * instance are live; the new one must stay the instance's active task. */
+ * instance are live; the new one must stay the instance's active task.
+ * Which one a reload makes active depends on the order of the task records
+ * (random ids), hence ten instances. */
 TEST(update_start_first_survives_restart)
 {
 	struct fx f;
 	fx_setup(&f, NULL);
-	const char *pol = "{batch_size: 6, watch: 20ms, order: start_first}";
-	running_v1(&f, 6, pol);
-	CHECK(submit(&f, upd_yaml(WEB, 6, "sleep 2000", pol), NULL) > 0);
+	const char *pol = "{batch_size: 10, watch: 20ms, order: start_first}";
+	running_v1(&f, 10, pol);
+	CHECK(submit(&f, upd_yaml(WEB, 10, "sleep 2000", pol), NULL) > 0);
 	tick(&f);
-	CHECK(live_tasks(&f, WEB) == 12);
+	CHECK(live_tasks(&f, WEB) == 20);
 	fx_restart(&f);
-	CHECK(live_tasks(&f, WEB) == 12);
-	for (int i = 0; i < 6; i++) {
+	CHECK(live_tasks(&f, WEB) == 20);
+	for (int i = 0; i < 10; i++) {
 		struct task *t = active(&f, WEB, i);
 		CHECK(t && t->version == 2);
 	}
 	drive(&f, WEB, NULL, 400, 2, 20);
 	CHECK_STR(update_state(&f, WEB), "ROLLED_FORWARD");
-	CHECK(all_on_version(&f, WEB, 6, 2));
-	CHECK(live_tasks(&f, WEB) == 6);
+	CHECK(all_on_version(&f, WEB, 10, 2));
+	CHECK(live_tasks(&f, WEB) == 10);
 	fx_teardown(&f);
 }
 
@@ -2921,6 +2993,8 @@ UNIT_MAIN(submit_creates_pending_tasks, tick_without_nodes_keeps_pending,
 	  update_scale_only_change_starts_no_update,
 	  update_start_first_keeps_old_task_until_new_runs,
 	  update_start_first_rollback_leaves_one_task_per_instance,
+	  update_instance_given_up_by_restart_policy_fails_the_instance,
+	  update_of_batch_job_with_finished_instances_ends,
 	  update_user_rollback_with_start_first_in_flight,
 	  update_superseded_start_first_leaves_one_task_per_instance,
 	  update_abort_with_start_first_in_flight_leaves_one_task_per_instance,
