@@ -148,6 +148,9 @@ static int follow_update(struct http_client *hc, const char *key, int64_t timeou
 		bool active = !strcmp(state, "ROLLING_FORWARD") || !strcmp(state, "ROLLING_BACK") ||
 			      !strcmp(state, "ROLL_FORWARD_PAUSED") || !strcmp(state, "ROLL_BACK_PAUSED");
 		int rc = !strcmp(state, "ROLLED_FORWARD") ? 0 : 1;
+		if (!active && rc)
+			cli_fail("update of %s ended %s: %s", key, state,
+				 json_string_value(json_object_get(u, "message")));
 		json_decref(u);
 		if (!active)
 			return rc;

@@ -952,6 +952,19 @@ uint64_t cluster_job_submit_instances(struct cluster *c, struct job_spec *spec, 
 		json_decref(json);
 		spec_free(spec);
 		res->version = j->version;
+		/* The same spec again after a canary: the instances still on an
+		 * older version are updated now. */
+		bool behind = false;
+		for (int i = first < 0 ? 0 : first; i <= last && (size_t)i < j->nactive &&
+						    i < cur->spec->instances; i++)
+			behind = behind || (j->active[i] && j->active[i]->version != j->version);
+		if (behind && cur->spec->type != JOB_CRON &&
+		    (!j->update || !update_state_active(j->update->state))) {
+			int from = j->update ? j->update->from_version : j->version;
+			update_begin(c, j, from, first < 0 ? 0 : first, last);
+			res->update = res->changed = true;
+			persist_job(c, j);
+		}
 		return touched(c);
 	}
 	res->changed = true;
@@ -2562,7 +2575,10 @@ static int load_task(const char *key, const char *value, size_t len, void *ud)
 		j->ended[j->nended++] = t;
 	} else {
 		job_ensure_instances(j, (size_t)t->instance + 1);
-		j->active[t->instance] = t;
+		/* start_first: an instance may have its old task (no_replace) and
+		 * its new one alive at once; the new one is the instance's. */
+		if (!j->active[t->instance] || j->active[t->instance]->no_replace)
+			j->active[t->instance] = t;
 		const char *nodename = json_string_value(json_object_get(r, "node"));
 		struct node *n = nodename ? hmap_get(&c->nodes, nodename) : NULL;
 		if (n && t->state != TASK_PENDING && t->state != TASK_THROTTLED &&

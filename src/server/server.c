@@ -161,11 +161,14 @@ static void route_jobs_post(struct request *q)
 	int first = 0, last = INT_MAX;
 	const char *inst = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "instances");
 	if (inst && *inst) {
-		char extra;
-		int n = sscanf(inst, "%d-%d%c", &first, &last, &extra);
-		if (n == 1)
+		int used = -1;
+		int n = sscanf(inst, "%d-%d%n", &first, &last, &used);
+		if (n != 2) {
+			used = -1;
+			n = sscanf(inst, "%d%n", &first, &used);
 			last = first;
-		if ((n != 1 && n != 2) || first < 0 || last < first) {
+		}
+		if (n < 1 || used < 0 || inst[used] || first < 0 || last < first) {
 			spec_free(spec);
 			free(key);
 			reply_error(q, 400, "query 'instances': expected A or A-B with 0 <= A <= B");

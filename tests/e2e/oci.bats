@@ -80,6 +80,11 @@ teardown() {
 		REG_PID=
 	fi
 	stop_up
+	# Under ASan/UBSan a supervisor's report lands in its own log.
+	if grep -l "Sanitizer" "$DATA"/tasks/*/supervisor.log 2>/dev/null; then
+		grep -h -A30 "Sanitizer" "$DATA"/tasks/*/supervisor.log >&2
+		sanitizer_report=1
+	fi
 	# Containers a failed test left behind (their supervisors are gone).
 	if [ -d "$DATA/runc" ]; then
 		for c in $(runc --root "$DATA/runc" list -q 2>/dev/null); do
@@ -88,6 +93,7 @@ teardown() {
 	fi
 	cleanup_up
 	rm -rf "$IMG" "$IMG.tar" "${REG_DIR:-/nonexistent}"
+	[ -z "${sanitizer_report:-}" ]
 }
 
 # The sandbox of a job's first task (it stays after the job is killed).
