@@ -21,6 +21,8 @@
 
 #include "agent/docker.h"
 #include "agent/health.h"
+#include "agent/image.h"
+#include "agent/oci_bundle.h"
 #include "agent/supervisor.h"
 #include "core/addr.h"
 #include "core/hmap.h"
@@ -30,6 +32,9 @@
 
 #define KEEP_ENDED_SANDBOXES 200
 #define REPORT_EVERY_MS 10000
+#define IMAGE_GC_EVERY_MS (10 * 60 * 1000)
+#define IMAGE_CACHE_MAX_BYTES (10ULL << 30)
+#define IMAGE_MAX_AGE_MS (7LL * 24 * 3600 * 1000)
 
 struct agent_task {
 	char *id;
@@ -436,6 +441,10 @@ static void adopt_existing(struct agent *a)
 			task_set(a, t, TASK_LOST, "task sandbox found without a supervisor");
 		}
 		if (task_state_terminal(t->state))
+			/* An oci container whose supervisor was killed may outlive
+			 * it: remove it (a no-op when runc does not know it). */
+			oci_delete_orphan(a->o.data_dir, t->id, NULL);
+		if (task_state_terminal(t->state))
 			ended++;
 		else
 			adopted++;
@@ -671,11 +680,29 @@ static void poll_health(struct agent *a, int64_t now)
 	}
 }
 
+/* The image cache is shared by all tasks: unused images go by age and
+ * size (images of live tasks are kept). */
+static void gc_images(struct agent *a)
+{
+	char *dir = xasprintf("%s/images", a->o.data_dir);
+	struct image_cache *ic = NULL;
+	struct berr err = {0};
+	if (access(dir, F_OK) == 0 && image_cache_open(dir, &ic, &err) == 0) {
+		struct image_gc_stats st;
+		memset(&st, 0, sizeof st);
+		int r = image_gc(ic, IMAGE_CACHE_MAX_BYTES, IMAGE_MAX_AGE_MS, &st);
+		if (r < 0 && r != -EBUSY)
+			log_warn("image cache gc: %s", strerror(-r));
+		image_cache_free(ic);
+	}
+	free(dir);
+}
+
 static void *events_main(void *arg)
 {
 	struct agent *a = arg;
 	struct http_client *hc = http_client_new(a->o.servers);
-	int64_t last_scan = 0, last_prune = 0;
+	int64_t last_scan = 0, last_prune = 0, last_image_gc = time_mono_ms();
 	while (!a->stopping) {
 		struct pollfd p[2 + 64 * HEALTH_CHECK_MAX_FDS] = {{.fd = a->notify_fd, .events = POLLIN},
 							       {.fd = a->wake_pipe[0], .events = POLLIN}};
@@ -779,6 +806,10 @@ static void *events_main(void *arg)
 		if (mono - last_prune > 60000) {
 			prune_sandboxes(a);
 			last_prune = mono;
+		}
+		if (mono - last_image_gc > IMAGE_GC_EVERY_MS) {
+			gc_images(a);
+			last_image_gc = mono;
 		}
 	}
 	http_client_free(hc);

@@ -784,3 +784,29 @@ void oci_task_cleanup(struct oci_task *t)
 	free(t->pidfile);
 	memset(t, 0, sizeof *t);
 }
+
+int oci_delete_orphan(const char *data_dir, const char *task_id, const char *runtime)
+{
+	char *state = xasprintf("%s/runc/%s", data_dir, task_id);
+	bool known = file_exists(state);
+	free(state);
+	if (!known)
+		return 0;
+	struct oci_params p = {
+	    .task_id = task_id, .sandbox = "", .data_dir = data_dir, .runtime = runtime};
+	struct oci_task t = {0};
+	task_paths(&t, &p);
+	free(t.log); /* no bundle any more */
+	t.log = xstrdup("/dev/null");
+	const char *args[] = {"delete", "--force", t.id, NULL};
+	int st = run_runtime(&t, args, -1, -1);
+	int rc = st == -ECHILD ? 1 : st < 0 ? st : 1;
+	free(t.id);
+	free(t.runtime);
+	free(t.state_root);
+	free(t.bundle);
+	free(t.rootfs);
+	free(t.log);
+	free(t.pidfile);
+	return rc;
+}

@@ -126,4 +126,12 @@ int oci_task_kill(struct oci_task *t, int sig, bool all);
  * release the image. Safe on a partly prepared task. */
 void oci_task_cleanup(struct oci_task *t);
 
+/* Agent side: a task whose supervisor died (SIGKILL, OOM killer) may leave
+ * its container running, since runc's init does not die with it. When the
+ * runtime still knows the container (<data_dir>/runc/<task_id> exists),
+ * `runtime delete --force` kills and removes it. 1 = deleted, 0 = nothing
+ * to do, -errno when the runtime could not be run. Safe in a threaded
+ * process (posix_spawn). */
+int oci_delete_orphan(const char *data_dir, const char *task_id, const char *runtime);
+
 #endif

@@ -1231,9 +1231,37 @@ TEST(oci_config_resolves_users_in_the_image)
 	free(d);
 }
 
+TEST(orphaned_containers_are_deleted_through_the_runtime)
+{
+	char *d = tmpdir();
+	/* a stand-in runtime that records how it was called */
+	char *rt = xasprintf("%s/fake-runc", d), *out = xasprintf("%s/args", d);
+	char *script = xasprintf("#!/bin/sh\necho \"$@\" > %s\n", out);
+	puts_file(rt, script);
+	chmod(rt, 0755);
+	CHECK(oci_delete_orphan(d, "t-1", rt) == 0); /* the runtime never saw it */
+	CHECK(!exists(out));
+	char *state = xasprintf("%s/runc/t-1", d);
+	mkdir_p(state, 0700);
+	CHECK(oci_delete_orphan(d, "t-1", rt) == 1);
+	char *args = slurp(out);
+	CHECK_CONTAINS(args, "delete --force t-1");
+	char *root = xasprintf("--root %s/runc", d);
+	CHECK_CONTAINS(args, root);
+	free(root);
+	free(args);
+	free(state);
+	free(script);
+	free(out);
+	free(rt);
+	rmtree(d);
+	free(d);
+}
+
 UNIT_MAIN(tar_reads_long_names_and_pax, unpack_refuses_path_escapes, unpack_gzip_links_and_modes,
 	  whiteouts_when_copying, whiteouts_with_overlay, layout_is_parsed_and_cached,
 	  missing_images_are_named, digest_mismatches_are_refused, oci_archive_is_imported_once,
 	  docker_save_archive, gc_by_age_and_size_spares_images_in_use,
 	  registry_pull_with_bearer_token_and_index, registry_errors_name_what_failed,
-	  references_parse, oci_config_resolves_users_in_the_image)
+	  references_parse, oci_config_resolves_users_in_the_image,
+	  orphaned_containers_are_deleted_through_the_runtime)

@@ -1,0 +1,226 @@
+#!/usr/bin/env bats
+# The docker driver end to end: a private dockerd (tests/e2e/dockerd.bash:
+# its own data root, exec root and socket under /tmp, no iptables, no bridge,
+# a busybox image imported from Debian's busybox-static, no network needed),
+# and `berth up --docker-socket` on a fresh data dir for each test, driven
+# through the berth CLI. Everything SKIPs, with the reason, when dockerd
+# cannot be started (not root, not installed, or it fails: its log tail).
+
+load helpers
+load dockerd
+
+setup_file() {
+	dockerd_start || true
+	export DOCKERD_DIR DOCKER_SOCK DOCKERD_PID DOCKERD_SKIP DOCKER_IMAGE
+}
+
+teardown_file() {
+	dockerd_stop
+}
+
+# start_up with --docker-socket (start_up takes no extra flags).
+start_docker_up() {
+	local sock=${1:-$DOCKER_SOCK}
+	DATA=$(mktemp -d /tmp/berth-e2e.XXXXXX)
+	PORT=$(free_port)
+	CGPARENT=berth-e2e-$$
+	export BERTH_ADDR="http://127.0.0.1:$PORT"
+	"$BERTH_BIN" up --data-dir "$DATA" --addr "127.0.0.1:$PORT" --cgroup-parent "$CGPARENT" \
+		--port-range 31000-31999 --docker-socket "$sock" >>"$DATA.log" 2>&1 3>&- &
+	UP_PID=$!
+	for _ in $(seq 1 100); do
+		if curl -fsS "$BERTH_ADDR/v1/health" >/dev/null 2>&1 &&
+			"$BERTH_BIN" node list --json | grep -q ACTIVE; then
+			return 0
+		fi
+		sleep 0.05
+	done
+	echo "berth up did not come up; log:" >&2
+	cat "$DATA.log" >&2
+	return 1
+}
+
+setup() {
+	[ -z "${DOCKERD_SKIP:-}" ] || skip "$DOCKERD_SKIP"
+	SPECS=$(mktemp -d /tmp/berth-e2e-specs.XXXXXX)
+	start_docker_up
+}
+
+teardown() {
+	[ -n "${SPECS:-}" ] || return 0 # skipped
+	stop_up
+	if [ "${BATS_TEST_COMPLETED:-}" != 1 ]; then
+		for f in "$DATA"/tasks/*/supervisor.log; do
+			[ -f "$f" ] && { echo "--- $f ---" && cat "$f"; } >&2
+		done
+		echo "--- berth containers ---" >&2
+		berth_containers >&2 || true
+		echo "--- dockerd log ---" >&2
+		dockerd_log_tail 20 >&2
+	fi
+	# Containers a failed test left behind.
+	dockerd_remove_berth_containers
+	cleanup_up
+	rm -rf "$SPECS"
+}
+
+task_of() { "$BERTH_BIN" job status "$1" --json --all | jget "d['tasks'][0]['$2']"; }
+
+@test "a node whose docker answers has the attribute driver.docker=true" {
+	run "$BERTH_BIN" node list --json
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(echo "$output" | jget 'd[0]["attributes"].get("driver.docker")')" = true ]
+}
+
+@test "a docker batch task runs in the image, its output in the logs, its hostname its task id" {
+	cat >"$SPECS/hello.yaml" <<EOF
+job: alice/devel/hello
+type: batch
+task:
+  driver: docker
+  image: $DOCKER_IMAGE
+  command: ["/bin/sh", "-c", "echo hello from docker; cat /etc/hostname"]
+  resources: {cpu: 0.5, memory: 64MiB}
+EOF
+	run "$BERTH_BIN" job run "$SPECS/hello.yaml"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(task_of alice/devel/hello state)" = FINISHED ]
+	[ "$(task_of alice/devel/hello exit_code)" = 0 ]
+	id=$(task_of alice/devel/hello id)
+	run "$BERTH_BIN" task logs alice/devel/hello/0
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "${#lines[@]}" -eq 2 ]
+	[ "${lines[0]}" = "hello from docker" ]
+	# The driver sets Hostname to the task id (docker.h; as exec does).
+	[ "${lines[1]}" = "$id" ]
+	# The supervisor removed the container once it had read its end.
+	[ "$(berth_containers "$id")" = "[]" ]
+}
+
+@test "a docker service runs as a live host pid; job kill stops it and removes its container" {
+	cat >"$SPECS/svc.yaml" <<EOF
+job: alice/devel/svc
+task:
+  driver: docker
+  image: $DOCKER_IMAGE
+  command: ["/bin/sh", "-c", "trap 'echo got TERM; exit 0' TERM; echo started; while :; do sleep 0.1; done"]
+  resources: {cpu: 0.5, memory: 64MiB}
+  stop_grace: 10s
+EOF
+	run "$BERTH_BIN" job run "$SPECS/svc.yaml"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(running_count alice/devel/svc)" -eq 1 ]
+	id=$(task_of alice/devel/svc id)
+	pid=$(task_of alice/devel/svc pid)
+	[ "$pid" -gt 1 ]
+	kill -0 "$pid"
+	# That pid is the program, inside the task's container.
+	cid=$(berth_containers "$id" | jget 'd[0]["Id"]')
+	[ "$(berth_containers "$id" | jget 'd[0]["State"]')" = running ]
+	[ "$(berth_containers "$id" | jget 'd[0]["Labels"]["berth.job"]')" = alice/devel/svc ]
+	grep -q "$cid" "/proc/$pid/cgroup"
+	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "echo started"
+	[ -e "/proc/$pid/root/bin/busybox" ] && [ ! -e "/proc/$pid/root/etc/debian_version" ]
+	sb=$DATA/tasks/$id
+	start=$(date +%s%N)
+	"$BERTH_BIN" job kill alice/devel/svc
+	wait_for 15 '[ "$(jget "d[\"phase\"]" <"$sb/status.json")" = exited ]'
+	elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+	echo "stop took ${elapsed_ms}ms"
+	[ "$elapsed_ms" -lt 8000 ] # SIGTERM did it, not the SIGKILL after the grace
+	cat "$sb/status.json"
+	grep -q '"killed by berth (SIGTERM)"' "$sb/status.json"
+	grep -qx "started" "$sb/stdout"
+	grep -qx "got TERM" "$sb/stdout"
+	run kill -0 "$pid"
+	[ "$status" -ne 0 ]
+	[ "$(berth_containers "$id")" = "[]" ]
+}
+
+@test "a docker task over its memory limit fails with the limit in its message" {
+	mem=$(dapi GET /info | jget 'd.get("MemoryLimit")')
+	[ "$mem" = True ] || skip "this dockerd cannot apply memory limits (GET /info MemoryLimit: $mem)"
+	cat >"$SPECS/hog.yaml" <<EOF
+job: alice/devel/hog
+type: batch
+max_task_failures: 1
+task:
+  driver: docker
+  image: $DOCKER_IMAGE
+  command: ["/bin/sh", "-c", "echo start; x=0123456789abcdef; while :; do x=\$x\$x; done"]
+  resources: {cpu: 0.5, memory: 32MiB}
+EOF
+	run "$BERTH_BIN" job run "$SPECS/hog.yaml"
+	echo "$output"
+	[ "$status" -ne 0 ]
+	run "$BERTH_BIN" job status alice/devel/hog --json --all
+	echo "$output"
+	[ "$(echo "$output" | jget 'd["tasks"][0]["state"]')" = FAILED ]
+	[ "$(echo "$output" | jget 'd["tasks"][0]["message"]')" = "memory limit 32 MiB exceeded" ]
+	[ "$(echo "$output" | jget 'd["tasks"][0]["exit_code"]')" = 137 ]
+	id=$(echo "$output" | jget 'd["tasks"][0]["id"]')
+	grep -q '"oom":true' "$DATA/tasks/$id/status.json"
+	grep -qx start "$DATA/tasks/$id/stdout"
+	[ "$(berth_containers "$id")" = "[]" ]
+}
+
+@test "a docker task whose image cannot be had fails with a message naming the image" {
+	# A registry on loopback that refuses: fails at once, with no network.
+	img=127.0.0.1:1/berth-e2e/nope:1
+	cat >"$SPECS/missing.yaml" <<EOF
+job: alice/devel/missing
+type: batch
+max_task_failures: 1
+task:
+  driver: docker
+  image: $img
+  command: ["/bin/true"]
+  resources: {cpu: 0.1, memory: 16MiB}
+EOF
+	run "$BERTH_BIN" job run "$SPECS/missing.yaml"
+	echo "$output"
+	[ "$status" -ne 0 ]
+	run "$BERTH_BIN" job status alice/devel/missing --json --all
+	echo "$output"
+	[ "$(echo "$output" | jget 'd["tasks"][0]["state"]')" = FAILED ]
+	msg=$(echo "$output" | jget 'd["tasks"][0]["message"]')
+	case "$msg" in
+	"docker: cannot pull '$img': "*) ;;
+	*)
+		echo "unexpected message: $msg"
+		false
+		;;
+	esac
+	[ "$(berth_containers)" = "[]" ]
+}
+
+@test "a node whose docker does not answer has no driver.docker and refuses docker tasks" {
+	stop_up
+	cleanup_up
+	start_docker_up "$DOCKERD_DIR/no-such.sock"
+	run "$BERTH_BIN" node list --json
+	echo "$output"
+	[ "$(echo "$output" | jget 'd[0]["attributes"].get("driver.docker", "absent")')" = absent ]
+	[ "$(echo "$output" | jget 'd[0]["attributes"].get("driver.exec")')" = true ]
+	cat >"$SPECS/nodocker.yaml" <<EOF
+job: alice/devel/nodocker
+type: batch
+max_task_failures: 1
+task:
+  driver: docker
+  image: $DOCKER_IMAGE
+  command: ["/bin/true"]
+  resources: {cpu: 0.1, memory: 16MiB}
+EOF
+	run timeout 20 "$BERTH_BIN" job run "$SPECS/nodocker.yaml"
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[ "$status" -ne 124 ]
+	run "$BERTH_BIN" job status alice/devel/nodocker --json --all
+	echo "$output"
+	echo "$output" | grep -qF "docker is not reachable at '$DOCKERD_DIR/no-such.sock'"
+}
