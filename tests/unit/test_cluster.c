@@ -2949,7 +2949,39 @@ TEST(update_json_shape_and_control_errors)
 	fx_teardown(&f);
 }
 
-UNIT_MAIN(submit_creates_pending_tasks, tick_without_nodes_keeps_pending,
+
+/* Cron: missed slots (the server was down) make one run, not one each, and
+ * a restart does not run the same slot again. */
+TEST(cron_missed_slots_run_once_and_never_twice)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(agent_register(&f, "n1") > 0);
+	CHECK(submit(&f,
+		     yamlf("job: bob/prod/tick\ntype: cron\nschedule: \"* * * * *\"\n"
+			   "task:\n  command: echo hi\n  resources: {cpu: 0.1, memory: 16MiB}\n"),
+		     NULL) > 0);
+	tick(&f);
+	CHECK(count_job_tasks(&f, "bob/prod/tick") == 0); /* not due yet */
+	pthread_mutex_lock(&f.c->lock);
+	job_get(&f, "bob/prod/tick")->cron_last_ms = time_now_ms() - 5 * 60000;
+	pthread_mutex_unlock(&f.c->lock);
+	tick(&f);
+	tick(&f);
+	CHECK(job_get(&f, "bob/prod/tick")->cron_runs == 1);
+	CHECK(count_job_tasks(&f, "bob/prod/tick") == 1);
+	int64_t last = job_get(&f, "bob/prod/tick")->cron_last_ms;
+	CHECK(last > time_now_ms() - 60000 && last <= time_now_ms());
+	fx_commit(&f);
+	fx_restart(&f);
+	tick(&f);
+	CHECK(job_get(&f, "bob/prod/tick")->cron_runs == 1);
+	CHECK(job_get(&f, "bob/prod/tick")->cron_last_ms == last);
+	CHECK(count_job_tasks(&f, "bob/prod/tick") == 1);
+	fx_teardown(&f);
+}
+
+UNIT_MAIN(cron_missed_slots_run_once_and_never_twice, submit_creates_pending_tasks, tick_without_nodes_keeps_pending,
 	  tick_assigns_tasks_with_distinct_ports, node_desired_lists_assigned_tasks,
 	  agent_running_sets_pid, infeasible_job_stays_pending_with_reason,
 	  service_failure_is_replaced_with_ancestor, service_second_quick_death_is_throttled,
