@@ -255,6 +255,15 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 	env[e++] = xasprintf("BERTH_INSTANCE=%d", instance);
 	env[e++] = xasprintf("BERTH_JOB=%s", job);
 	struct agent_task *t = task_add(a, id);
+	/* Point into ts->volumes: the spec outlives supervisor_launch below. */
+	const char **vhost = xcalloc(ts->nvolumes + 1, sizeof *vhost);
+	const char **vpath = xcalloc(ts->nvolumes + 1, sizeof *vpath);
+	bool *vro = xcalloc(ts->nvolumes + 1, sizeof *vro);
+	for (size_t i = 0; i < ts->nvolumes; i++) {
+		vhost[i] = ts->volumes[i].host;
+		vpath[i] = ts->volumes[i].path;
+		vro[i] = ts->volumes[i].read_only;
+	}
 	struct task_launch l = {
 		.task_id = id,
 		.job_key = job,
@@ -276,6 +285,10 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 		.notify_socket = a->notify_path,
 		.log_max_bytes = a->o.log_max_bytes,
 		.log_max_files = a->o.log_max_files,
+		.volume_host = vhost,
+		.volume_path = vpath,
+		.volume_ro = vro,
+		.nvolumes = ts->nvolumes,
 	};
 	if (*ts->shutdown.http_path) {
 		for (size_t i = 0; i < np; i++)
@@ -325,6 +338,9 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 	}
 	pid_t spid;
 	int r = supervisor_launch(&l, a->o.exe, &spid, err);
+	free(vhost);
+	free(vpath);
+	free(vro);
 	/* No STARTING report of our own: the supervisor's first report comes
 	 * within milliseconds, and one status round trip less is launch latency
 	 * saved. */

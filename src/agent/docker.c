@@ -633,6 +633,16 @@ json_t *docker_create_config(const struct docker_spec *s)
 		json_object_set_new(hc, "NanoCpus", json_integer((json_int_t)(s->cpu * 1e9 + 0.5)));
 	if (s->pids_limit > 0)
 		json_object_set_new(hc, "PidsLimit", json_integer(s->pids_limit));
+	if (s->nvolumes) {
+		json_t *binds = json_array();
+		for (size_t i = 0; i < s->nvolumes; i++) {
+			char *b = xasprintf("%s:%s%s", s->volume_host[i], s->volume_path[i],
+					    s->volume_ro[i] ? ":ro" : "");
+			json_array_append_new(binds, json_string(b));
+			free(b);
+		}
+		json_object_set_new(hc, "Binds", binds);
+	}
 	json_object_set_new(hc, "SecurityOpt", json_pack("[s]", "no-new-privileges"));
 	json_object_set_new(hc, "Init", json_true());
 	json_object_set_new(hc, "AutoRemove", json_false());

@@ -80,6 +80,10 @@ struct docker_spec {
 	size_t nports;
 	const char *network; /* NULL/""/"host" = host networking (above) */
 	uint64_t stop_grace_ms;
+	/* HostConfig.Binds "host:path" or "host:path:ro" */
+	const char *const *volume_host, *const *volume_path;
+	const bool *volume_ro;
+	size_t nvolumes;
 };
 
 /* ---- the client ---- */

@@ -16,6 +16,7 @@
 #include <sys/prctl.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -182,6 +183,67 @@ static __attribute__((noreturn, format(printf, 2, 3))) void init_fail(int ctl, c
 	_exit(126);
 }
 
+/* Create the mount point `path` if missing: its parents as directories,
+ * itself as a directory, or as an empty file when `dir` is false. */
+static int make_mount_point(const char *path, bool dir)
+{
+	struct stat st;
+	if (stat(path, &st) == 0)
+		return 0;
+	char *p = strdup(path);
+	if (!p)
+		return -ENOMEM;
+	for (char *q = p + 1; *q; q++) {
+		if (*q != '/')
+			continue;
+		*q = 0;
+		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+			int e = errno;
+			free(p);
+			return -e;
+		}
+		*q = '/';
+	}
+	free(p);
+	if (dir) {
+		if (mkdir(path, 0755) < 0 && errno != EEXIST)
+			return -errno;
+	} else {
+		int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0)
+			return -errno;
+		close(fd);
+	}
+	return 0;
+}
+
+/* Bind each volume; `fds` hold its host path (O_PATH, opened while the
+ * paths resolved as on the host: before /tmp was covered). The mount points
+ * resolve as the task sees them: under /tmp, in the sandbox's tmp/. */
+static void mount_volumes(const struct isolation *iso, int ctl, const int *fds)
+{
+	for (size_t i = 0; i < iso->nvolumes; i++) {
+		const char *path = iso->volume_path[i];
+		struct stat st;
+		if (fstat(fds[i], &st) < 0)
+			init_fail(ctl, "volume host path '%s': %s", iso->volume_host[i],
+				  errstr(errno));
+		int r = make_mount_point(path, S_ISDIR(st.st_mode));
+		if (r < 0)
+			init_fail(ctl, "volume path '%s': %s", path, errstr(-r));
+		char src[64];
+		snprintf(src, sizeof src, "/proc/self/fd/%d", fds[i]);
+		if (mount(src, path, NULL, MS_BIND | MS_REC, NULL) < 0)
+			init_fail(ctl, "cannot bind volume '%s' on '%s': %s", iso->volume_host[i],
+				  path, errstr(errno));
+		if (iso->volume_ro[i] &&
+		    mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
+			init_fail(ctl, "cannot make volume '%s' read-only: %s", path,
+				  errstr(errno));
+		close(fds[i]);
+	}
+}
+
 static void setup_namespace(const struct isolation *iso, int ctl, bool in_cgroup)
 {
 	if (iso->cg && !in_cgroup) {
@@ -198,6 +260,18 @@ static void setup_namespace(const struct isolation *iso, int ctl, bool in_cgroup
 	/* Private first, or the mounts below would propagate to the host. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		init_fail(ctl, "cannot make mounts private: %s", errstr(errno));
+	/* The volumes' host paths, opened in the new namespace (a bind needs
+	 * its source there) but before /tmp is covered: a host path under /tmp
+	 * is the host's. */
+	int *vfds = iso->nvolumes ? calloc(iso->nvolumes, sizeof *vfds) : NULL;
+	if (iso->nvolumes && !vfds)
+		init_fail(ctl, "cannot set up volumes: %s", errstr(ENOMEM));
+	for (size_t i = 0; i < iso->nvolumes; i++) {
+		vfds[i] = open(iso->volume_host[i], O_PATH | O_CLOEXEC);
+		if (vfds[i] < 0)
+			init_fail(ctl, "volume host path '%s': %s", iso->volume_host[i],
+				  errstr(errno));
+	}
 	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
 		init_fail(ctl, "cannot mount proc on '/proc': %s", errstr(errno));
 	if (iso->tmpdir) {
@@ -207,6 +281,9 @@ static void setup_namespace(const struct isolation *iso, int ctl, bool in_cgroup
 	} else if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0) {
 		init_fail(ctl, "cannot mount tmpfs on '/tmp': %s", errstr(errno));
 	}
+	/* After /tmp: a volume may be mounted under it. */
+	mount_volumes(iso, ctl, vfds);
+	free(vfds);
 	const char *h = iso->hostname ? iso->hostname : "task";
 	size_t hl = strlen(h);
 	/* 63: what fits a C string in the kernel's 64-byte field. */

@@ -4,7 +4,8 @@
  * isolation_start() forks the init: pid 1 of a new pid namespace. It joins
  * the task's cgroup (so everything it forks is accounted there), makes the
  * mounts private, mounts a fresh /proc (only the task's processes show) and
- * binds the sandbox's tmp/ onto /tmp, sets the hostname, then forks the
+ * binds the sandbox's tmp/ onto /tmp, binds each volume's host path onto its
+ * path (read-only ones remounted MS_RDONLY), sets the hostname, then forks the
  * program (pid 2): own session, stdout/stderr on the supervisor's pipes,
  * the init's working directory, exact environment, user, no_new_privs, default signals,
  * execvp.
@@ -45,6 +46,14 @@ struct isolation {
 	size_t ngroups;
 	struct cgroup *cg; /* joined by the init; NULL = none */
 	int stdout_fd, stderr_fd;
+	/* Volumes: volume_host[i] bound onto volume_path[i], read-only when
+	 * volume_ro[i]. The task sees the host's root, so volume_path[i] is a
+	 * host path that the bind overlays in the task's mount namespace only;
+	 * a missing mount point is created (on the host), as a directory, or as
+	 * an empty file when the host path is a file. */
+	const char *const *volume_host, *const *volume_path;
+	const bool *volume_ro;
+	size_t nvolumes;
 };
 
 enum iso_msg_type { ISO_STARTED = 1, ISO_FAILED, ISO_EXITED };

@@ -506,9 +506,15 @@ int oci_config_build(const struct oci_config_in *in, char **out, struct berr *er
 	    in->cgroups_path, "namespaces", "type", "pid", "type", "mount", "type", "ipc", "type",
 	    "uts", "maskedPaths", strs(masked_paths, ARRAY_SIZE(masked_paths)), "readonlyPaths",
 	    strs(readonly_paths, ARRAY_SIZE(readonly_paths)), "seccomp", seccomp_profile());
+	json_t *mounts = default_mounts();
+	for (size_t i = 0; i < in->nvolumes; i++) {
+		const char *opts[] = {"rbind", in->volume_ro[i] ? "ro" : "rw"};
+		json_array_append_new(mounts, mount_entry(in->volume_path[i], "bind",
+							  in->volume_host[i], opts, 2));
+	}
 	json_t *doc = json_pack("{s:s,s:o,s:{s:s,s:b},s:s,s:o,s:o}", "ociVersion", "1.0.2",
 				"process", process, "root", "path", "rootfs", "readonly", 0,
-				"hostname", hostname, "mounts", default_mounts(), "linux", linux_);
+				"hostname", hostname, "mounts", mounts, "linux", linux_);
 	if (!doc)
 		return berr_set(err, 0, "cannot build config.json");
 	*out = json_dumps(doc, JSON_INDENT(1));
@@ -601,6 +607,10 @@ int oci_task_prepare(struct oci_task *t, const struct oci_params *p, struct berr
 	    .cpu = p->cpu,
 	    .memory_bytes = p->memory_bytes,
 	    .cgroups_path = cgpath,
+	    .volume_host = p->volume_host,
+	    .volume_path = p->volume_path,
+	    .volume_ro = p->volume_ro,
+	    .nvolumes = p->nvolumes,
 	};
 	char *json = NULL;
 	rc = oci_config_build(&in, &json, err);

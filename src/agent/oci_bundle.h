@@ -21,7 +21,8 @@
  *  - mounts: /proc, /dev (tmpfs), /dev/pts, /dev/shm, /dev/mqueue, /sys
  *    (ro), /sys/fs/cgroup (ro), and the host's /etc/resolv.conf and
  *    /etc/hosts read-only (the task shares the host's network namespace,
- *    as `docker run --net=host`).
+ *    as `docker run --net=host`); then each volume: a bind of its host path
+ *    ("rbind", "ro" or "rw").
  *  - namespaces: pid, mount, ipc, uts; network: the host's (for now).
  *  - resources: memory limit (swap = the limit, i.e. none, where the
  *    kernel accounts swap), cpu quota/period, pids limit; no device access
@@ -76,6 +77,9 @@ struct oci_params {
 	double cpu;
 	uint64_t memory_bytes;
 	const char *cgroup_parent;
+	const char *const *volume_host, *const *volume_path;
+	const bool *volume_ro;
+	size_t nvolumes;
 };
 
 struct oci_task {
@@ -102,6 +106,9 @@ struct oci_config_in {
 	double cpu;
 	uint64_t memory_bytes;
 	const char *cgroups_path;
+	const char *const *volume_host, *const *volume_path;
+	const bool *volume_ro;
+	size_t nvolumes;
 };
 
 /* Build config.json's text (the caller frees it). */

@@ -141,6 +141,12 @@ static json_t *launch_to_json(const struct task_launch *l, const char *sandbox)
 			    json_string(l->notify_socket ? l->notify_socket : ""));
 	json_object_set_new(o, "log_max_bytes", json_integer((json_int_t)l->log_max_bytes));
 	json_object_set_new(o, "log_max_files", json_integer(l->log_max_files));
+	json_t *vols = json_array();
+	for (size_t i = 0; i < l->nvolumes; i++)
+		json_array_append_new(vols, json_pack("{s:s,s:s,s:b}", "host", l->volume_host[i],
+						      "path", l->volume_path[i], "read_only",
+						      l->volume_ro ? l->volume_ro[i] : 0));
+	json_object_set_new(o, "volumes", vols);
 	return o;
 }
 
@@ -149,6 +155,8 @@ struct launch_doc {
 	struct task_launch l;
 	json_t *root;
 	char **argv, **env;
+	const char **vhost, **vpath;
+	bool *vro;
 };
 
 static bool is_oci(const struct task_launch *l)
@@ -223,6 +231,23 @@ static int launch_read(const char *sandbox, struct launch_doc *d, struct berr *e
 	l->notify_socket = jstr(o, "notify_socket");
 	l->log_max_bytes = (uint64_t)jint(o, "log_max_bytes");
 	l->log_max_files = (int)jint(o, "log_max_files");
+	json_t *vols = json_object_get(o, "volumes");
+	size_t nv = json_is_array(vols) ? json_array_size(vols) : 0;
+	d->vhost = xcalloc(nv + 1, sizeof *d->vhost);
+	d->vpath = xcalloc(nv + 1, sizeof *d->vpath);
+	d->vro = xcalloc(nv + 1, sizeof *d->vro);
+	for (size_t i = 0; i < nv; i++) {
+		json_t *v = json_array_get(vols, i);
+		const char *h = jstr(v, "host"), *p = jstr(v, "path");
+		if (!h || !p)
+			return berr_set(err, 0, "launch.json: volume %zu without host or path", i);
+		d->vhost[l->nvolumes] = h;
+		d->vpath[l->nvolumes] = p;
+		d->vro[l->nvolumes++] = json_is_true(json_object_get(v, "read_only"));
+	}
+	l->volume_host = d->vhost;
+	l->volume_path = d->vpath;
+	l->volume_ro = d->vro;
 	if (!l->task_id)
 		return berr_set(err, 0, "launch.json: missing 'task_id'");
 	if (l->argc == 0 && !is_oci(l) && !is_docker(l))
@@ -234,6 +259,9 @@ static void launch_doc_free(struct launch_doc *d)
 {
 	free(d->argv);
 	free(d->env);
+	free(d->vhost);
+	free(d->vpath);
+	free(d->vro);
 	json_decref(d->root);
 	memset(d, 0, sizeof *d);
 }
@@ -1069,6 +1097,10 @@ static pid_t start_oci(struct sup *s, int out_fd, int err_fd)
 	    .cpu = l->cpu,
 	    .memory_bytes = l->memory_bytes,
 	    .cgroup_parent = parent,
+	    .volume_host = l->volume_host,
+	    .volume_path = l->volume_path,
+	    .volume_ro = l->volume_ro,
+	    .nvolumes = l->nvolumes,
 	};
 	pid_t pid = -1;
 	int64_t t0 = time_mono_ms();
@@ -1154,6 +1186,10 @@ static void run_docker(struct sup *s)
 	    .cpu = l->cpu,
 	    .memory_bytes = l->memory_bytes,
 	    .stop_grace_ms = l->stop_grace_ms,
+	    .volume_host = l->volume_host,
+	    .volume_path = l->volume_path,
+	    .volume_ro = l->volume_ro,
+	    .nvolumes = l->nvolumes,
 	};
 	struct docker_hooks h = {.ud = s,
 				 .wake_fd = s->sigfd,
@@ -1310,6 +1346,10 @@ int supervisor_main(int argc, char **argv)
 	    .cg = s.cg,
 	    .stdout_fd = outp[1],
 	    .stderr_fd = errp[1],
+	    .volume_host = l->volume_host,
+	    .volume_path = l->volume_path,
+	    .volume_ro = l->volume_ro,
+	    .nvolumes = l->nvolumes,
 	};
 	if (s.oci)
 		s.init_pid = start_oci(&s, outp[1], errp[1]);

@@ -73,6 +73,12 @@ struct task_launch {
 	const char *notify_socket; /* agent's unix datagram socket path, or NULL */
 	uint64_t log_max_bytes;    /* rotate stdout/stderr beyond this size (0 = 10 MiB) */
 	int log_max_files;         /* keep this many rotated files (0 = 3) */
+	/* Volumes (spec task.volumes): volume_host[i] bound onto volume_path[i],
+	 * read-only when volume_ro[i]. exec: in the task's mount namespace over
+	 * the host's root; oci: a bind mount in config.json; docker: Binds. */
+	const char *const *volume_host, *const *volume_path;
+	const bool *volume_ro;
+	size_t nvolumes;
 };
 
 enum task_phase { PHASE_UNKNOWN = 0, PHASE_STARTING, PHASE_RUNNING, PHASE_EXITED };

@@ -884,8 +884,10 @@ static const char *const job_keys[] = {
     "placement", "task", "update", "restart"};
 static const char *const task_keys[] = {"driver",    "image",	    "command", "env",	    "user",
 					"resources", "constraints", "health",  "stop_grace",
-					"shutdown"};
+					"shutdown", "volumes"};
 static const char *const shutdown_keys[] = {"http", "port", "wait"};
+static const char *const volume_keys[] = {"host", "path", "read_only"};
+#define SPEC_MAX_VOLUMES 64
 static const char *const restart_keys[] = {"delay", "max_delay", "max_attempts", "window"};
 static const char *const resource_keys[] = {"cpu", "memory", "disk", "ports"};
 static const char *const health_keys[] = {"http",     "tcp",	   "command",
@@ -1519,6 +1521,7 @@ static int check_health(struct sctx *c, const struct snode *hn, const struct tas
 }
 
 static int v_shutdown(struct sctx *c, const struct snode *n, struct shutdown_spec *sh);
+static int v_volumes(struct sctx *c, const struct snode *n, struct task_spec *t);
 
 static int v_task(struct sctx *c, const struct snode *n, struct job_spec *s)
 {
@@ -1566,6 +1569,9 @@ static int v_task(struct sctx *c, const struct snode *n, struct job_spec *s)
 			break;
 		case 9:
 			rc = v_shutdown(c, v, &t->shutdown);
+			break;
+		case 10:
+			rc = v_volumes(c, v, t);
 			break;
 		default:
 			rc = unknown_key(c, k, task_keys, ARRAY_SIZE(task_keys));
@@ -1649,6 +1655,95 @@ static int v_shutdown(struct sctx *c, const struct snode *n, struct shutdown_spe
 		}
 		if (rc < 0)
 			return -1;
+		path_pop(c, saved);
+	}
+	return 0;
+}
+
+/* An absolute path without ".." components. */
+static bool volume_path_ok(const char *p)
+{
+	if (p[0] != '/')
+		return false;
+	for (const char *s = p; *s;) {
+		size_t len = strcspn(s, "/");
+		if (len == 2 && s[0] == '.' && s[1] == '.')
+			return false;
+		s += len;
+		if (*s)
+			s++;
+	}
+	return true;
+}
+
+static int get_volume_path(struct sctx *c, const struct snode *v, char **out)
+{
+	const char *what = "an absolute path without '..'";
+	if (get_string(c, v, what, out) < 0)
+		return -1;
+	if (!volume_path_ok(*out))
+		return expect(c, v, v, "%s", what);
+	return 0;
+}
+
+static int v_volume(struct sctx *c, const struct snode *n, struct volume *vol)
+{
+	if (n->kind != SN_MAP)
+		return expect(c, n, n, "a map with host, path and read_only");
+	for (size_t i = 0; i < n->nkids; i += 2) {
+		const struct snode *k = n->kids[i], *v = n->kids[i + 1];
+		size_t saved = path_push_key(c, k);
+		int rc;
+		switch (key_index(k, volume_keys, ARRAY_SIZE(volume_keys))) {
+		case 0:
+			rc = get_volume_path(c, v, &vol->host);
+			break;
+		case 1:
+			rc = get_volume_path(c, v, &vol->path);
+			break;
+		case 2:
+			rc = get_bool(c, v, &vol->read_only);
+			break;
+		default:
+			rc = unknown_key(c, k, volume_keys, ARRAY_SIZE(volume_keys));
+		}
+		if (rc < 0)
+			return -1;
+		path_pop(c, saved);
+	}
+	if (!vol->host)
+		return missing(c, n, "host", "a host path such as /srv/data");
+	if (!vol->path)
+		return missing(c, n, "path", "a path in the task such as /data");
+	return 0;
+}
+
+static int v_volumes(struct sctx *c, const struct snode *n, struct task_spec *t)
+{
+	if (n->kind == SN_NULL)
+		return 0;
+	if (n->kind != SN_SEQ)
+		return expect(c, n, n, "a list of volumes such as {host: /srv/data, path: /data}");
+	if (n->nkids > SPEC_MAX_VOLUMES) {
+		_cleanup_free_ char *found = xasprintf("%zu volumes", n->nkids);
+		return expect_found(c, n, found, "at most %d volumes", SPEC_MAX_VOLUMES);
+	}
+	t->volumes = xcalloc(n->nkids ? n->nkids : 1, sizeof *t->volumes);
+	for (size_t i = 0; i < n->nkids; i++) {
+		const struct snode *vn = n->kids[i];
+		size_t saved = path_push_index(c, i);
+		struct volume *vol = &t->volumes[t->nvolumes++];
+		if (v_volume(c, vn, vol) < 0)
+			return -1;
+		for (size_t j = 0; j < i; j++) {
+			if (!strcmp(t->volumes[j].path, vol->path)) {
+				const struct snode *pn = map_get(vn, "path");
+				path_push(c, "path", 4);
+				_cleanup_free_ char *q = quote(vol->path, strlen(vol->path));
+				_cleanup_free_ char *found = xasprintf("%s again", q);
+				return expect_found(c, pn, found, "each volume path once");
+			}
+		}
 		path_pop(c, saved);
 	}
 	return 0;
@@ -2022,6 +2117,16 @@ static json_t *task_json(const struct task_spec *t)
 		json_object_set_new(task, "shutdown",
 				    json_pack("{s:s,s:s,s:I}", "http", t->shutdown.http_path, "port",
 					      t->shutdown.port, "wait", (json_int_t)t->shutdown.wait_ms));
+	/* Only when set: specs without volumes keep their canonical JSON. */
+	if (t->nvolumes) {
+		json_t *vols = json_array();
+		for (size_t i = 0; i < t->nvolumes; i++)
+			json_array_append_new(vols, json_pack("{s:s,s:s,s:b}", "host",
+							      t->volumes[i].host, "path",
+							      t->volumes[i].path, "read_only",
+							      t->volumes[i].read_only));
+		json_object_set_new(task, "volumes", vols);
+	}
 	return task;
 }
 
@@ -2087,6 +2192,11 @@ void spec_free(struct job_spec *s)
 	free(t->health.http_path);
 	free(t->health.port);
 	strv_free(t->health.command, t->health.ncommand);
+	for (size_t i = 0; t->volumes && i < t->nvolumes; i++) {
+		free(t->volumes[i].host);
+		free(t->volumes[i].path);
+	}
+	free(t->volumes);
 	free(s);
 }
 

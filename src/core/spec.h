@@ -91,6 +91,15 @@ struct restart_policy {
 	uint64_t window_ms;
 };
 
+/* A host path bound into the task at `path`. For the exec driver the task
+ * sees the host's root, so `path` is a host path that the bind overlays
+ * inside the task's private mount namespace. */
+struct volume {
+	char *host;        /* absolute, no ".." */
+	char *path;        /* absolute, no "..", unique within the task */
+	bool read_only;    /* default false */
+};
+
 struct task_spec {
 	char *driver;      /* "exec" (default), "oci", "docker" */
 	char *image;       /* "" for exec */
@@ -105,6 +114,8 @@ struct task_spec {
 	struct health_spec health;
 	struct shutdown_spec shutdown;
 	uint64_t stop_grace_ms;
+	struct volume *volumes;
+	size_t nvolumes;
 };
 
 struct update_spec {

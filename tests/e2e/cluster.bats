@@ -188,7 +188,7 @@ EOF
 	wait_for 20 '[ "$(node_state "$victim")" = ACTIVE ]'
 	wait_for 20 '[ "$(nprocs "$MARK")" -eq 2 ]'
 	echo "# healed: ACTIVE and old instance killed $(($(date +%s%3N) - t1)) ms after the link came back" >&3
-	! kill -0 "$old_pid" 2>/dev/null
+	! kill -0 "$old_pid" 2>/dev/null || false
 	# Settled: exactly one RUNNING task per instance, and they are the live processes.
 	sleep 1
 	[ "$(nprocs "$MARK")" -eq 2 ]
@@ -271,7 +271,7 @@ EOF
 	for j in dr dr2; do
 		# Every instance runs, none on the drained node.
 		wait_for 10 '[ "$(nrunning alice/prod/$j)" -eq 4 ]'
-		! running_tasks alice/prod/$j | grep -q " $victim "
+		! running_tasks alice/prod/$j | grep -q " $victim " || false
 		# From the recorded history: each moved instance was down from its
 		# DRAINING to its replacement's RUNNING, and no two of those
 		# windows of one job overlap.
@@ -310,7 +310,7 @@ EOF
 	wait_for 10 '[ "$(nrunning alice/prod/spread)" -eq 2 ]'
 	sleep 0.5
 	[ "$(nrunning alice/prod/spread)" -eq 2 ]
-	! running_tasks alice/prod/spread | grep -q " $victim "
+	! running_tasks alice/prod/spread | grep -q " $victim " || false
 	[ "$(node_state "$victim")" = DRAINED ]
 	# activate: ACTIVE again, and the waiting instance lands there.
 	cli node activate "$victim"
@@ -372,7 +372,7 @@ EOF
 	# No task ended: the job's history has only these two.
 	[ "$(jstatus_all alice/prod/keep | jget 'len(d["tasks"])')" -eq 2 ]
 	[ "$(nodes_json | jget 'sorted(n["state"] for n in d)')" = "['ACTIVE', 'ACTIVE']" ]
-	! grep -q "is down" "$NS_BASE/server.log"
+	! grep -q "is down" "$NS_BASE/server.log" || false
 	# The agents did re-adopt: a kill through berth still reaches the tasks.
 	cli job kill alice/prod/keep
 	wait_for 15 '[ "$(nprocs "$MARK")" -eq 0 ]'

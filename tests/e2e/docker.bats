@@ -18,11 +18,12 @@ teardown_file() {
 	dockerd_stop
 }
 
-# start_up with --docker-socket (start_up takes no extra flags).
+# start_up with --docker-socket (start_up takes no extra flags):
+# start_docker_up [SOCKET [DATA_DIR]].
 start_docker_up() {
 	local sock=${1:-$DOCKER_SOCK}
-	DATA=$(mktemp -d /tmp/berth-e2e.XXXXXX)
-	PORT=$(free_port)
+	DATA=${2:-$(mktemp -d /tmp/berth-e2e.XXXXXX)}
+	if [ -z "${PORT:-}" ]; then PORT=$(free_port); fi
 	CGPARENT=berth-e2e-$$
 	export BERTH_ADDR="http://127.0.0.1:$PORT"
 	"$BERTH_BIN" up --data-dir "$DATA" --addr "127.0.0.1:$PORT" --cgroup-parent "$CGPARENT" \
@@ -51,7 +52,7 @@ teardown() {
 	stop_up
 	if [ "${BATS_TEST_COMPLETED:-}" != 1 ]; then
 		for f in "$DATA"/tasks/*/supervisor.log; do
-			[ -f "$f" ] && { echo "--- $f ---" && cat "$f"; } >&2
+			if [ -f "$f" ]; then { echo "--- $f ---" && cat "$f"; } >&2; fi
 		done
 		echo "--- berth containers ---" >&2
 		berth_containers >&2 || true
@@ -223,4 +224,35 @@ EOF
 	run "$BERTH_BIN" job status alice/devel/nodocker --json --all
 	echo "$output"
 	echo "$output" | grep -qF "docker is not reachable at '$DOCKERD_DIR/no-such.sock'"
+}
+
+@test "a docker task outlives a SIGKILL of berth up and is re-adopted: same id, same pid, still stoppable" {
+	cat >"$SPECS/keep.yaml" <<EOF
+job: alice/devel/keep
+task:
+  driver: docker
+  image: $DOCKER_IMAGE
+  command: ["/bin/sh", "-c", "trap 'echo got TERM; exit 0' TERM; while :; do sleep 0.1; done"]
+  resources: {cpu: 0.1, memory: 32MiB}
+  stop_grace: 10s
+EOF
+	"$BERTH_BIN" job run "$SPECS/keep.yaml"
+	id=$(task_of alice/devel/keep id)
+	pid=$(task_of alice/devel/keep pid)
+	kill -KILL "$UP_PID"
+	wait "$UP_PID" 2>/dev/null || true
+	UP_PID=
+	kill -0 "$pid" # the container depends on neither the agent nor the server
+	start_docker_up "$DOCKER_SOCK" "$DATA"
+	wait_for 10 '[ "$(running_count alice/devel/keep 2>/dev/null)" = 1 ]'
+	[ "$(task_of alice/devel/keep id)" = "$id" ]
+	[ "$(task_of alice/devel/keep pid)" = "$pid" ]
+	[ "$(berth_containers "$id" | jget 'len(d)')" = 1 ]
+	sb=$DATA/tasks/$id
+	"$BERTH_BIN" job kill alice/devel/keep
+	wait_for 15 '[ "$(jget "d[\"phase\"]" <"$sb/status.json")" = exited ]'
+	grep -qx "got TERM" "$sb/stdout"
+	run kill -0 "$pid"
+	[ "$status" -ne 0 ]
+	[ "$(berth_containers "$id")" = "[]" ]
 }

@@ -12,6 +12,7 @@
 #   dapi METHOD PATH   one Engine API call (curl --unix-socket); body on stdout.
 #   berth_containers   the containers labelled berth.task[=$1], as JSON.
 #   dockerd_remove_berth_containers   force-removes them all.
+#   dockerd_sweep_stale  removes the dirs of killed runs (called by _start).
 
 DOCKER_IMAGE=berth-e2e/busybox:1
 
@@ -59,6 +60,19 @@ dockerd_log_tail() {
 	tail -n "${1:-20}" "$DOCKERD_DIR/dockerd.log" 2>/dev/null || true
 }
 
+# Dirs of earlier runs that were killed midway (no live dockerd, older than
+# 10 minutes: a run starting right now has no pidfile yet).
+dockerd_sweep_stale() {
+	local d pid
+	for d in /tmp/berth-e2e-dockerd.*; do
+		[ -d "$d" ] || continue
+		pid=$(cat "$d/docker.pid" 2>/dev/null) || pid=
+		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then continue; fi
+		[ -n "$(find "$d" -maxdepth 0 -mmin +10)" ] && remove_tree "$d"
+	done
+	return 0
+}
+
 dockerd_start() {
 	DOCKERD_SKIP=
 	if [ "$(id -u)" != 0 ]; then
@@ -74,6 +88,7 @@ dockerd_start() {
 		DOCKERD_SKIP="/bin/busybox is missing (Debian package busybox-static)"
 		return 1
 	fi
+	dockerd_sweep_stale
 	DOCKERD_DIR=$(mktemp -d /tmp/berth-e2e-dockerd.XXXXXX)
 	DOCKER_SOCK=$DOCKERD_DIR/docker.sock
 	# fd 3 closed: bats waits for whoever holds it.

@@ -120,9 +120,9 @@ EOF
 	echo "$output"
 	[ "$status" -eq 0 ]
 	echo "$output" | grep -qx "berth test image v1"
-	! echo "$output" | grep -q host-files
+	! echo "$output" | grep -q host-files || false
 	echo "$output" | grep -qx "layer2"           # the second layer is there
-	! echo "$output" | grep -qx "file"           # and its whiteout hid /gone/file
+	! echo "$output" | grep -qx "file" || false           # and its whiteout hid /gone/file
 	echo "$output" | grep -qx "from-image hello" # image env + task env
 	echo "$output" | grep -qx "/home/app"        # the image's WorkingDir
 	echo "$output" | grep -qx "0"
@@ -162,7 +162,7 @@ EOF
 	"$BERTH_BIN" job run "$g"
 	again=$DATA/tasks/$("$BERTH_BIN" job status alice/devel/again --json --all | jget 'd["tasks"][0]["id"]')
 	cat "$again/supervisor.log"
-	! grep -q 'prepared in' "$again/supervisor.log"
+	! grep -q 'prepared in' "$again/supervisor.log" || false
 	for pid in $(status_json alice/devel/svc | jget '" ".join(str(t["pid"]) for t in d["tasks"])'); do
 		kill -0 "$pid"
 		# the container's root is the image's
@@ -182,7 +182,7 @@ EOF
 		case "$mem" in *"/$CGPARENT/"*) ;; *) echo "cgroup $mem not under $CGPARENT"; false ;; esac
 	done
 	# The overlay is not in the host's mount table.
-	! grep -q "$DATA" /proc/self/mountinfo
+	! grep -q "$DATA" /proc/self/mountinfo || false
 	sb=$(sandbox_of alice/devel/svc)
 	pid=$(status_json alice/devel/svc | jget 'd["tasks"][0]["pid"]')
 	start=$(date +%s%N)
@@ -193,7 +193,7 @@ EOF
 	[ "$elapsed_ms" -lt 8000 ] # SIGTERM did it, not the SIGKILL after the grace
 	grep -qx "got TERM" "$sb/stdout"
 	grep -q '"killed by berth (SIGTERM)"' "$sb/status.json"
-	! kill -0 "$pid" 2>/dev/null
+	! kill -0 "$pid" 2>/dev/null || false
 	# runc's state is gone, and so is the task's writable layer
 	wait_for 10 '[ -z "$(ls "$DATA/runc" 2>/dev/null)" ]'
 	[ ! -e "$sb/bundle/upper" ]
@@ -358,5 +358,5 @@ EOF
 	"$BERTH_BIN" job kill alice/devel/keep
 	wait_for 15 '[ "$(jget "d[\"phase\"]" <"$sb/status.json")" = exited ]'
 	grep -qx "got TERM" "$sb/stdout"
-	! kill -0 "$pid" 2>/dev/null
+	! kill -0 "$pid" 2>/dev/null || false
 }

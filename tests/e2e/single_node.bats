@@ -138,8 +138,8 @@ EOF
 	run "$BERTH_BIN" job kill alice/devel/forker
 	[ "$status" -eq 0 ]
 	wait_for 15 '! "$BERTH_BIN" job status alice/devel/forker --json >/dev/null 2>&1'
-	for p in $pids; do ! kill -0 "$p" 2>/dev/null; done
-	! pgrep -f "sleep 400" >/dev/null
+	for p in $pids; do ! kill -0 "$p" 2>/dev/null || false; done
+	! pgrep -f "sleep 400" >/dev/null || false
 	for c in $cgs; do [ ! -d "$c" ] || [ -z "$(cat "$c/cgroup.procs")" ]; done
 	run "$BERTH_BIN" job list --json
 	[ "$output" = "[]" ]
@@ -156,7 +156,7 @@ EOF
 )
 	"$BERTH_BIN" job run "$f"
 	stop_up
-	! pgrep -f "berth supervise $DATA" >/dev/null
+	! pgrep -f "berth supervise $DATA" >/dev/null || false
 	start_up "$DATA"
 	wait_for 20 '[ "$(running_count alice/prod/durable 2>/dev/null)" = 2 ]'
 	run "$BERTH_BIN" job list --json

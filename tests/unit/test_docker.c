@@ -126,7 +126,23 @@ TEST(create_config_maps_the_spec)
 	/* host networking by default: nothing to publish */
 	CHECK_STR(json_string_value(json_object_get(hc, "NetworkMode")), "host");
 	CHECK(json_object_get(hc, "PortBindings") == NULL);
+	CHECK(json_object_get(hc, "Binds") == NULL);
 	json_decref(c);
+
+	/* volumes: HostConfig.Binds "host:path[:ro]" */
+	const char *vh[] = {"/srv/data", "/srv/out"}, *vp[] = {"/data", "/out"};
+	const bool vro[] = {true, false};
+	s.volume_host = vh;
+	s.volume_path = vp;
+	s.volume_ro = vro;
+	s.nvolumes = 2;
+	c = docker_create_config(&s);
+	json_t *binds = json_object_get(json_object_get(c, "HostConfig"), "Binds");
+	CHECK(json_array_size(binds) == 2);
+	CHECK_STR(json_string_value(json_array_get(binds, 0)), "/srv/data:/data:ro");
+	CHECK_STR(json_string_value(json_array_get(binds, 1)), "/srv/out:/out");
+	json_decref(c);
+	s.nvolumes = 0;
 
 	/* another network: each named port published host P -> container P */
 	s.network = "bridge";

@@ -1192,6 +1192,26 @@ TEST(oci_config_resolves_users_in_the_image)
 	json_decref(j);
 	free(text);
 
+	/* Volumes: a bind mount each, after the defaults. */
+	const char *vh[] = {"/srv/data"}, *vp[] = {"/data"};
+	const bool vro[] = {true};
+	in.volume_host = vh;
+	in.volume_path = vp;
+	in.volume_ro = vro;
+	in.nvolumes = 1;
+	CHECK(oci_config_build(&in, &text, &err) == 0);
+	j = json_loads(text, 0, NULL);
+	json_t *mounts = json_object_get(j, "mounts");
+	json_t *vm = json_array_get(mounts, json_array_size(mounts) - 1);
+	CHECK_STR(json_string_value(json_object_get(vm, "destination")), "/data");
+	CHECK_STR(json_string_value(json_object_get(vm, "type")), "bind");
+	CHECK_STR(json_string_value(json_object_get(vm, "source")), "/srv/data");
+	CHECK_STR(json_string_value(json_array_get(json_object_get(vm, "options"), 0)), "rbind");
+	CHECK_STR(json_string_value(json_array_get(json_object_get(vm, "options"), 1)), "ro");
+	json_decref(j);
+	free(text);
+	in.nvolumes = 0;
+
 	/* A command replaces entrypoint and cmd; "uid:gid" works. */
 	char *argv[] = {"/bin/sh", "-c", "true"};
 	in.argv = argv;

@@ -425,7 +425,7 @@ TEST(error_unknown_key)
 		  "'jobb'");
 	CHECK_STR(yaml_err(MIN "  resourcs: {}\n"),
 		  "web.yaml:4:3: task.resourcs: expected one of driver, image, command, env, user, "
-		  "resources, constraints, health, stop_grace or shutdown, found 'resourcs'");
+		  "resources, constraints, health, stop_grace, shutdown or volumes, found 'resourcs'");
 	CHECK_STR(yaml_err(MIN "  resources: {gpu: 1}\n"),
 		  "web.yaml:4:15: task.resources.gpu: expected one of cpu, memory, disk or ports, "
 		  "found 'gpu'");
@@ -1260,6 +1260,79 @@ TEST(update_section)
 		  "web.yaml:4:9: update: expected a map of update settings, found '3'");
 }
 
+TEST(volumes)
+{
+	struct job_spec *s = yaml_ok(MIN "  volumes:\n"
+					 "    - {host: /srv/data, path: /data, read_only: true}\n"
+					 "    - {host: /srv/scratch, path: /scratch}\n");
+	if (s) {
+		CHECK(s->task.nvolumes == 2);
+		CHECK_STR(s->task.volumes[0].host, "/srv/data");
+		CHECK_STR(s->task.volumes[0].path, "/data");
+		CHECK(s->task.volumes[0].read_only);
+		CHECK_STR(s->task.volumes[1].host, "/srv/scratch");
+		CHECK(!s->task.volumes[1].read_only);
+		json_t *j = spec_task_to_json(s);
+		char *txt = json_dumps(json_object_get(j, "volumes"), JSON_COMPACT);
+		CHECK_STR(txt, "[{\"host\":\"/srv/data\",\"path\":\"/data\",\"read_only\":true},"
+			       "{\"host\":\"/srv/scratch\",\"path\":\"/scratch\",\"read_only\":false}]");
+		free(txt);
+		/* The canonical JSON parses back to the same volumes. */
+		json_t *full = spec_to_json(s);
+		struct job_spec *r = NULL;
+		struct berr e = {0};
+		CHECK(spec_parse_json(full, &r, &e) == 0);
+		if (r) {
+			json_t *j2 = spec_task_to_json(r);
+			CHECK(json_equal(j, j2));
+			json_decref(j2);
+			spec_free(r);
+		}
+		json_decref(full);
+		json_decref(j);
+		spec_free(s);
+	}
+	/* No volumes: no "volumes" key, so existing canonical JSON is unchanged. */
+	s = yaml_ok(MIN "  volumes: []\n");
+	if (s) {
+		json_t *j = spec_task_to_json(s);
+		CHECK(json_object_get(j, "volumes") == NULL);
+		json_decref(j);
+		spec_free(s);
+	}
+
+	CHECK_STR(yaml_err(MIN "  volumes: /srv\n"),
+		  "web.yaml:4:12: task.volumes: expected a list of volumes such as "
+		  "{host: /srv/data, path: /data}, found '/srv'");
+	CHECK_STR(yaml_err(MIN "  volumes: [/srv]\n"),
+		  "web.yaml:4:13: task.volumes[0]: expected a map with host, path and read_only, "
+		  "found '/srv'");
+	CHECK_STR(yaml_err(MIN "  volumes: [{host: srv, path: /data}]\n"),
+		  "web.yaml:4:20: task.volumes[0].host: expected an absolute path without '..', "
+		  "found 'srv'");
+	CHECK_STR(yaml_err(MIN "  volumes: [{host: /srv, path: /data/../etc}]\n"),
+		  "web.yaml:4:32: task.volumes[0].path: expected an absolute path without '..', "
+		  "found '/data/../etc'");
+	CHECK_STR(yaml_err(MIN "  volumes: [{path: /data}]\n"),
+		  "web.yaml:4:13: task.volumes[0].host: expected a host path such as /srv/data, "
+		  "found nothing");
+	CHECK_STR(yaml_err(MIN "  volumes: [{host: /srv}]\n"),
+		  "web.yaml:4:13: task.volumes[0].path: expected a path in the task such as /data, "
+		  "found nothing");
+	CHECK_STR(yaml_err(MIN "  volumes: [{host: /a, path: /d, read_only: yes please}]\n"),
+		  "web.yaml:4:45: task.volumes[0].read_only: expected true or false, "
+		  "found 'yes please'");
+	CHECK_STR(yaml_err(MIN "  volumes: [{host: /a, path: /d, mode: ro}]\n"),
+		  "web.yaml:4:34: task.volumes[0].mode: expected one of host, path or read_only, "
+		  "found 'mode'");
+	CHECK_STR(yaml_err(MIN "  volumes:\n    - {host: /a, path: /d}\n    - {host: /b, path: /d}\n"),
+		  "web.yaml:6:24: task.volumes[1].path: expected each volume path once, "
+		  "found '/d' again");
+	CHECK_STR(json_err("{\"job\": \"a/devel/c\", \"task\": {\"command\": \"x\", "
+			   "\"volumes\": [{\"host\": \"/a\", \"path\": \"rel\"}]}}"),
+		  "task.volumes[0].path: expected an absolute path without '..', found 'rel'");
+}
+
 TEST(spec_free_null)
 {
 	spec_free(NULL);
@@ -1274,4 +1347,4 @@ UNIT_MAIN(defaults_minimal, full_example, command_forms, env_values_are_text,
 	  only_first_error, cron_schedule, constraints, health_checks, ports, image_and_driver,
 	  user_field, template_validation, template_expansion, json_input_forms, json_errors,
 	  json_env_numbers_are_text, round_trip, task_json_equivalence, update_section,
-	  spec_free_null)
+	  volumes, spec_free_null)
