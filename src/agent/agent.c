@@ -144,6 +144,18 @@ static void task_refresh(struct agent *a, struct agent_task *t)
 			task_set(a, t, TASK_FAILED, "the task's supervisor died before reporting");
 		return;
 	}
+	if ((r.phase == PHASE_STARTING || r.phase == PHASE_RUNNING) &&
+	    !supervisor_alive(t->sandbox)) {
+		/* Its supervisor died (kill -9, OOM of the agent's cgroup...):
+		 * read again in case it wrote the end just before going, else
+		 * nobody watches the task any more. */
+		if (supervisor_read_report(t->sandbox, &r) < 0 || r.phase != PHASE_EXITED) {
+			if (t->spec && !strcmp(t->spec->task.driver, "oci"))
+				oci_delete_orphan(a->o.data_dir, t->id, NULL);
+			task_set(a, t, TASK_LOST, "the task's supervisor died");
+			return;
+		}
+	}
 	if (r.pid > 0)
 		t->pid = r.pid;
 	switch (r.phase) {

@@ -4,6 +4,21 @@
 : "${BERTH_BIN:=$(pwd)/build/berth}"
 : "${BERTH_TOOLS:=$(pwd)/build/tests}"
 
+# Exec tasks get a private /tmp, so programs they run must live elsewhere:
+# when the tree is under /tmp (a CI clone may be), the test tools are copied
+# out of it first.
+case "$BERTH_TOOLS" in
+/tmp/*)
+	_tools=/var/tmp/berth-e2e-tools
+	mkdir -p "$_tools"
+	for _t in httpd-tiny memhog; do
+		[ -x "$BERTH_TOOLS/$_t" ] && cp -u "$BERTH_TOOLS/$_t" "$_tools/$_t"
+	done
+	BERTH_TOOLS=$_tools
+	;;
+esac
+export BERTH_TOOLS
+
 require_root() {
 	[ "$(id -u)" = 0 ] || skip "needs root (namespaces and cgroups)"
 	[ -d /sys/fs/cgroup ] || skip "no cgroup filesystem"
