@@ -70,10 +70,13 @@ struct agent {
 	struct hmap tasks;       /* id -> struct agent_task* */
 	uint64_t known_version;
 	bool need_full;          /* next watch asks for every task in full */
+	bool docker_ok;          /* the engine answered at the last registration */
+	char **graceful_urls;    /* graceful-stop POSTs to send outside the lock */
+	size_t ngraceful;
 	uint64_t report_gen;     /* bumped on every change to the task table */
 	uint64_t reported_gen;   /* the generation the last watch carried */
 	int64_t reported_mono;
-	bool stopping;
+	_Atomic bool stopping;
 	pthread_t watch_thread, event_thread;
 	struct MHD_Daemon *logs;
 	int logs_port;
@@ -224,14 +227,13 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 		spec_free(spec);
 		return berr_set(err, 400, "driver '%s' is not available on this agent", ts->driver);
 	}
-	if (!strcmp(ts->driver, "docker")) {
-		/* Offered only where the engine answers. */
-		struct berr derr = {0};
-		if (docker_ping(a->o.docker_socket, &derr) < 0) {
-			spec_free(spec);
-			return berr_set(err, 400, "driver 'docker' is not available on this agent: %s",
-					derr.msg);
-		}
+	if (!strcmp(ts->driver, "docker") && !a->docker_ok) {
+		/* Offered only where the engine answered (checked at registration,
+		 * not here: this runs under the agent's lock). */
+		spec_free(spec);
+		return berr_set(err, 400,
+				"driver 'docker' is not available on this agent: docker is not reachable at '%s'",
+				a->o.docker_socket ? a->o.docker_socket : DOCKER_DEFAULT_SOCKET);
 	}
 	size_t np = ts->resources.nports;
 	int *pvals = xcalloc(np + 1, sizeof *pvals);
@@ -373,23 +375,33 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 	return 0;
 }
 
-/* POST to the task's shutdown path (Aurora's /quitquitquit). Best effort,
- * with a short timeout: a task that does not answer gets SIGTERM later. */
-static void graceful_shutdown(struct agent_task *t)
+/* Queue a POST to the task's shutdown path (Aurora's /quitquitquit); the
+ * watch thread sends it after releasing the lock. */
+static void graceful_shutdown(struct agent *a, struct agent_task *t)
 {
-	char *url = xasprintf("http://127.0.0.1:%d%s", t->shutdown_port,
-			      t->spec->task.shutdown.http_path);
-	struct http_client *hc = http_client_new("127.0.0.1:1");
-	struct http_response resp;
-	struct berr err = {0};
-	if (http_request_url(hc, "POST", url, "", 1000, &resp, &err) == 0) {
-		log_info("task %s: POST %s answered %ld", t->id, url, resp.status);
-		http_response_release(&resp);
-	} else {
-		log_info("task %s: graceful step failed: %s", t->id, err.msg);
+	a->graceful_urls = xrealloc(a->graceful_urls, (a->ngraceful + 1) * sizeof(char *));
+	a->graceful_urls[a->ngraceful++] = xasprintf("http://127.0.0.1:%d%s", t->shutdown_port,
+						     t->spec->task.shutdown.http_path);
+}
+
+/* Send the queued graceful-stop POSTs. Best effort, short timeouts: a task
+ * that does not answer gets SIGTERM when its shutdown.wait ends. */
+static void graceful_send(char **urls, size_t n)
+{
+	struct http_client *hc = n ? http_client_new("127.0.0.1:1") : NULL;
+	for (size_t i = 0; i < n; i++) {
+		struct http_response resp;
+		struct berr err = {0};
+		if (http_request_url(hc, "POST", urls[i], "", 1000, &resp, &err) == 0) {
+			log_info("graceful stop: POST %s answered %ld", urls[i], resp.status);
+			http_response_release(&resp);
+		} else {
+			log_info("graceful stop: %s", err.msg);
+		}
+		free(urls[i]);
 	}
+	free(urls);
 	http_client_free(hc);
-	free(url);
 }
 
 /* Start what the server wants and we lack; stop what we hold and it does not. */
@@ -414,6 +426,11 @@ static void reconcile(struct agent *a, json_t *desired)
 			a->need_full = true;
 			continue;
 		}
+		char *mark = xasprintf("%s/%s/reported", a->tasks_dir, id);
+		bool ended_here = access(mark, F_OK) == 0;
+		free(mark);
+		if (ended_here)
+			continue; /* it ran and ended here; a stale desired set */
 		struct berr err = {0};
 		if (task_launch(a, d, &err) < 0) {
 			struct agent_task *t = task_add(a, id);
@@ -432,7 +449,7 @@ static void reconcile(struct agent *a, json_t *desired)
 		    t->state == TASK_RUNNING) {
 			/* The graceful step first; SIGTERM only if it is still up
 			 * after shutdown.wait. */
-			graceful_shutdown(t);
+			graceful_shutdown(a, t);
 			t->stop_at_mono = time_mono_ms() + (int64_t)t->spec->task.shutdown.wait_ms;
 			continue;
 		}
@@ -560,7 +577,8 @@ static int do_register(struct agent *a, struct http_client *hc, struct berr *err
 	 * (constraints: {driver.docker: "true"}). */
 	json_object_set_new(attrs, "driver.exec", json_string("true"));
 	json_object_set_new(attrs, "driver.oci", json_string("true"));
-	if (docker_available(a->o.docker_socket))
+	a->docker_ok = docker_available(a->o.docker_socket);
+	if (a->docker_ok)
 		json_object_set_new(attrs, "driver.docker", json_string("true"));
 	for (size_t i = 0; i < a->o.nattrs; i++)
 		json_object_set_new(attrs, a->o.attrs[i].key, json_string(a->o.attrs[i].value));
@@ -657,7 +675,12 @@ static void *watch_main(void *arg)
 			if (json_object_get(reply, "tasks")) /* else: nothing changed */
 				reconcile(a, reply);
 		}
+		char **urls = a->graceful_urls;
+		size_t nurls = a->ngraceful;
+		a->graceful_urls = NULL;
+		a->ngraceful = 0;
 		pthread_mutex_unlock(&a->lock);
+		graceful_send(urls, nurls);
 		json_decref(reply);
 	}
 	http_client_free(hc);
@@ -1064,6 +1087,9 @@ void agent_stop(struct agent *a)
 	while (hmap_next(&a->tasks, &it, NULL, &v))
 		task_free(v);
 	hmap_release(&a->tasks);
+	for (size_t i = 0; i < a->ngraceful; i++)
+		free(a->graceful_urls[i]);
+	free(a->graceful_urls);
 	pthread_mutex_destroy(&a->lock);
 	pthread_cond_destroy(&a->changed);
 	free(a->name);

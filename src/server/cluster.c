@@ -476,6 +476,7 @@ static struct task *task_create(struct cluster *c, struct job *j, int instance,
 	}
 	task_add_event(t, TASK_INIT, why, t->created_ms);
 	hmap_put(&c->tasks, t->id, t);
+	j->live++;
 	job_ensure_instances(j, (size_t)instance + 1);
 	j->active[instance] = t;
 	if (throttle_ms > 0) {
@@ -707,13 +708,16 @@ static void update_note_failure(struct cluster *c, struct job *j, const struct t
 static void handle_task_end(struct cluster *c, struct task *t, int64_t now)
 {
 	struct job *j = t->job;
+	if (j->live)
+		j->live--;
 	task_release_node(c, t);
 	if ((size_t)t->instance < j->nactive && j->active[t->instance] == t)
 		j->active[t->instance] = NULL;
 	job_keep_ended(c, j, t);
 	update_note_failure(c, j, t);
 
-	const struct job_spec *cur = j->nversions ? job_version_get(j, j->version)->spec : NULL;
+	const struct job_version *cjv = job_version_get(j, j->version);
+	const struct job_spec *cur = cjv ? cjv->spec : NULL;
 	if (j->killed || t->no_replace || !cur || t->instance >= cur->instances)
 		return;
 
@@ -1043,7 +1047,9 @@ uint64_t cluster_job_kill(struct cluster *c, const char *key, struct berr *err)
 		}
 	}
 	persist_job(c, j);
-	if (!job_has_active(j))
+	/* Forgotten only when no task of it lives, in active[] or not (start
+	 * first or cron runs leave tasks outside it): they point at the job. */
+	if (!j->live)
 		job_forget(c, j);
 	return touched(c);
 }
@@ -1278,7 +1284,10 @@ uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply,
 	json_t *attrs = json_object_get(body, "attributes");
 	json_t *report = json_object_get(body, "tasks");
 	if (!json_is_object(res) || !json_is_number(json_object_get(res, "cpu")) ||
-	    !json_is_integer(json_object_get(res, "memory"))) {
+	    !json_is_integer(json_object_get(res, "memory")) ||
+	    json_number_value(json_object_get(res, "cpu")) < 0 ||
+	    json_integer_value(json_object_get(res, "memory")) < 0 ||
+	    json_integer_value(json_object_get(res, "disk")) < 0) {
 		berr_set(err, 400, "field 'resources': expected {cpu, memory, disk, port_lo, port_hi}");
 		return 0;
 	}
@@ -2122,7 +2131,7 @@ static void jobs_forget_killed(struct cluster *c)
 	void *v;
 	while (hmap_next(&c->jobs, &it, NULL, &v)) {
 		struct job *j = v;
-		if (j->killed && !job_has_active(j)) {
+		if (j->killed && !j->live) {
 			gone = xrealloc(gone, (ngone + 1) * sizeof *gone);
 			gone[ngone++] = j;
 		}
@@ -2480,6 +2489,24 @@ static int load_job(const char *key, const char *value, size_t len, void *ud)
 				json_incref(json_object_get(v, "spec")));
 	}
 	j->version = (int)json_integer_value(json_object_get(r, "version"));
+	if (!job_version_get(j, j->version)) {
+		/* Its current version did not load (a spec this build refuses):
+		 * fall back to the newest that did, or drop the job. */
+		int best = 0;
+		for (size_t k = 0; k < j->nversions; k++)
+			if (j->versions[k].version > best)
+				best = j->versions[k].version;
+		if (!best) {
+			log_error("store: job '%s' has no loadable version: dropped", j->key);
+			hmap_del(&c->jobs, j->key);
+			job_free(j);
+			json_decref(r);
+			return 0;
+		}
+		log_warn("store: job '%s' version %d did not load; using version %d", j->key,
+			 j->version, best);
+		j->version = best;
+	}
 	json_t *done = json_object_get(r, "instance_done");
 	job_ensure_instances(j, json_array_size(done));
 	json_array_foreach(done, i, v) j->instance_done[i] = json_is_true(v);
@@ -2574,6 +2601,7 @@ static int load_task(const char *key, const char *value, size_t len, void *ud)
 		j->ended = xrealloc(j->ended, (j->nended + 1) * sizeof *j->ended);
 		j->ended[j->nended++] = t;
 	} else {
+		j->live++;
 		job_ensure_instances(j, (size_t)t->instance + 1);
 		/* start_first: an instance may have its old task (no_replace) and
 		 * its new one alive at once; the new one is the instance's. */
@@ -2586,6 +2614,7 @@ static int load_task(const char *key, const char *value, size_t len, void *ud)
 			const struct job_spec *s = task_spec_of(t);
 			t->node = n;
 			hmap_put(&n->tasks, t->id, t);
+			t->assigned_at = n->desired_version; /* delivered or not, not missing yet */
 			if (s) {
 				n->cpu_used += s->task.resources.cpu;
 				n->mem_used += s->task.resources.memory;

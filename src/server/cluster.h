@@ -132,6 +132,7 @@ struct job {
 	bool *instance_done;     /* batch: the instance finished or failed for good */
 	size_t ninstance_done;
 	struct update *update;   /* the newest update, or NULL */
+	size_t live;             /* its non-terminal tasks, in active[] or not */
 	int64_t cron_last_ms;    /* cron: the scheduled time of the last run started */
 	int cron_runs;
 };

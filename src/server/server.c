@@ -522,9 +522,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		sbuf_init(&bc.out);
 		bc.n = 0;
 		struct berr err = {0};
+		/* The scan holds the request thread: agents cannot be heard
+		 * meanwhile, so no node may be judged DOWN until it is over. */
+		pthread_mutex_lock(&s->c->lock);
+		s->c->loaded_mono = INT64_MAX / 2;
+		pthread_mutex_unlock(&s->c->lock);
 		pthread_mutex_lock(&s->store_lock);
 		int r = store_scan(s->store, "", backup_line, &bc, &err);
 		pthread_mutex_unlock(&s->store_lock);
+		pthread_mutex_lock(&s->c->lock);
+		s->c->loaded_mono = time_mono_ms(); /* a fresh window for every agent */
+		pthread_mutex_unlock(&s->c->lock);
 		if (r != 0) {
 			sbuf_release(&bc.out);
 			reply_error(q, 500, r == -2 ? "backup: a stored value is not UTF-8 text" : err.msg);
