@@ -16,16 +16,16 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{"up", cmd_up, "run a single-node cluster (server + agent) in the foreground"},
-	{"server", cmd_server, "run a server"},
-	{"agent", cmd_agent, "run an agent on this machine"},
-	{"job", cmd_job, "run, plan, inspect, kill and restart jobs"},
-	{"task", cmd_task, "read task logs"},
-	{"node", cmd_node, "list, drain and activate nodes"},
-	{"admin", cmd_admin, "back up and restore the cluster state"},
-	{"cron", cmd_cron, "list cron jobs and start one now"},
-	{"update", cmd_update, "follow, pause, resume, abort and roll back job updates"},
-	{"supervise", cmd_supervise, NULL}, /* internal: the per-task supervisor */
+    {"up", cmd_up, "run a single-node cluster (server + agent) in the foreground"},
+    {"server", cmd_server, "run a server"},
+    {"agent", cmd_agent, "run an agent on this machine"},
+    {"job", cmd_job, "run, plan, inspect, kill and restart jobs"},
+    {"task", cmd_task, "read task logs"},
+    {"node", cmd_node, "list, drain and activate nodes"},
+    {"admin", cmd_admin, "back up and restore the cluster state"},
+    {"cron", cmd_cron, "list cron jobs and start one now"},
+    {"update", cmd_update, "follow, pause, resume, abort and roll back job updates"},
+    {"supervise", cmd_supervise, NULL}, /* internal: the per-task supervisor */
 };
 
 static void usage(FILE *f)
@@ -69,7 +69,7 @@ int main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		if (!strcmp(argv[1], commands[i].name))
-			return commands[i].fn(argc - 2, argv + 2) ;
+			return commands[i].fn(argc - 2, argv + 2);
 	fprintf(stderr, "berth: unknown command '%s' (see 'berth --help')\n", argv[1]);
 	return 2;
 }

@@ -39,13 +39,13 @@
 struct agent_task {
 	char *id;
 	char *sandbox;
-	enum task_state state;   /* as the agent reports it */
+	enum task_state state; /* as the agent reports it */
 	int pid;
 	int exit_code;
 	char message[256];
 	bool stop_sent;
 	bool dirty;
-	int64_t launched_mono;   /* when we started its supervisor (0 = adopted) */
+	int64_t launched_mono; /* when we started its supervisor (0 = adopted) */
 	/* Health checking (tasks whose spec has one): the spec is kept for the
 	 * check's lifetime; the check starts when the program runs. */
 	struct job_spec *spec;
@@ -53,9 +53,9 @@ struct agent_task {
 	char **health_env;
 	struct health_check *health;
 	bool health_started;
-	bool health_failed;      /* stopped because its checks failed */
+	bool health_failed; /* stopped because its checks failed */
 	int shutdown_port;
-	int64_t stop_at_mono;    /* graceful step sent: SIGTERM at this time */
+	int64_t stop_at_mono; /* graceful step sent: SIGTERM at this time */
 	char health_msg[256];
 };
 
@@ -67,14 +67,14 @@ struct agent {
 	int notify_fd;
 	pthread_mutex_t lock;
 	pthread_cond_t changed;
-	struct hmap tasks;       /* id -> struct agent_task* */
+	struct hmap tasks; /* id -> struct agent_task* */
 	uint64_t known_version;
-	bool need_full;          /* next watch asks for every task in full */
-	bool docker_ok;          /* the engine answered at the last registration */
-	char **graceful_urls;    /* graceful-stop POSTs to send outside the lock */
+	bool need_full;	      /* next watch asks for every task in full */
+	bool docker_ok;	      /* the engine answered at the last registration */
+	char **graceful_urls; /* graceful-stop POSTs to send outside the lock */
 	size_t ngraceful;
-	uint64_t report_gen;     /* bumped on every change to the task table */
-	uint64_t reported_gen;   /* the generation the last watch carried */
+	uint64_t report_gen;   /* bumped on every change to the task table */
+	uint64_t reported_gen; /* the generation the last watch carried */
 	int64_t reported_mono;
 	_Atomic bool stopping;
 	pthread_t watch_thread, event_thread;
@@ -223,7 +223,8 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 	}
 	json_decref(doc);
 	struct task_spec *ts = &spec->task;
-	if (strcmp(ts->driver, "exec") && strcmp(ts->driver, "oci") && strcmp(ts->driver, "docker")) {
+	if (strcmp(ts->driver, "exec") && strcmp(ts->driver, "oci") &&
+	    strcmp(ts->driver, "docker")) {
 		spec_free(spec);
 		return berr_set(err, 400, "driver '%s' is not available on this agent", ts->driver);
 	}
@@ -232,7 +233,8 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 		 * not here: this runs under the agent's lock). */
 		spec_free(spec);
 		return berr_set(err, 400,
-				"driver 'docker' is not available on this agent: docker is not reachable at '%s'",
+				"driver 'docker' is not available on this agent: docker is not "
+				"reachable at '%s'",
 				a->o.docker_socket ? a->o.docker_socket : DOCKER_DEFAULT_SOCKET);
 	}
 	size_t np = ts->resources.nports;
@@ -240,12 +242,12 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 	for (size_t i = 0; i < np; i++)
 		pvals[i] = (int)json_integer_value(json_object_get(ports, ts->resources.ports[i]));
 	struct template_ctx ctx = {
-		.instance = instance,
-		.task_id = id,
-		.host = a->name,
-		.port_names = ts->resources.ports,
-		.port_values = pvals,
-		.nports = np,
+	    .instance = instance,
+	    .task_id = id,
+	    .host = a->name,
+	    .port_names = ts->resources.ports,
+	    .port_values = pvals,
+	    .nports = np,
 	};
 	char **argv = xcalloc(ts->ncommand + 1, sizeof *argv);
 	for (size_t i = 0; i < ts->ncommand; i++)
@@ -279,30 +281,30 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 		vro[i] = ts->volumes[i].read_only;
 	}
 	struct task_launch l = {
-		.task_id = id,
-		.job_key = job,
-		.instance = instance,
-		.driver = ts->driver,
-		.image = ts->image,
-		.data_dir = a->o.data_dir,
-		.docker_socket = a->o.docker_socket,
-		.sandbox_dir = t->sandbox,
-		.argv = argv,
-		.argc = ts->ncommand,
-		.env = env,
-		.nenv = e,
-		.user = ts->user,
-		.cpu = ts->resources.cpu,
-		.memory_bytes = ts->resources.memory,
-		.stop_grace_ms = ts->stop_grace_ms,
-		.cgroup_parent = a->o.cgroup_parent,
-		.notify_socket = a->notify_path,
-		.log_max_bytes = a->o.log_max_bytes,
-		.log_max_files = a->o.log_max_files,
-		.volume_host = vhost,
-		.volume_path = vpath,
-		.volume_ro = vro,
-		.nvolumes = ts->nvolumes,
+	    .task_id = id,
+	    .job_key = job,
+	    .instance = instance,
+	    .driver = ts->driver,
+	    .image = ts->image,
+	    .data_dir = a->o.data_dir,
+	    .docker_socket = a->o.docker_socket,
+	    .sandbox_dir = t->sandbox,
+	    .argv = argv,
+	    .argc = ts->ncommand,
+	    .env = env,
+	    .nenv = e,
+	    .user = ts->user,
+	    .cpu = ts->resources.cpu,
+	    .memory_bytes = ts->resources.memory,
+	    .stop_grace_ms = ts->stop_grace_ms,
+	    .cgroup_parent = a->o.cgroup_parent,
+	    .notify_socket = a->notify_path,
+	    .log_max_bytes = a->o.log_max_bytes,
+	    .log_max_files = a->o.log_max_files,
+	    .volume_host = vhost,
+	    .volume_path = vpath,
+	    .volume_ro = vro,
+	    .nvolumes = ts->nvolumes,
 	};
 	if (*ts->shutdown.http_path) {
 		for (size_t i = 0; i < np; i++)
@@ -380,8 +382,8 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 static void graceful_shutdown(struct agent *a, struct agent_task *t)
 {
 	a->graceful_urls = xrealloc(a->graceful_urls, (a->ngraceful + 1) * sizeof(char *));
-	a->graceful_urls[a->ngraceful++] = xasprintf("http://127.0.0.1:%d%s", t->shutdown_port,
-						     t->spec->task.shutdown.http_path);
+	a->graceful_urls[a->ngraceful++] =
+	    xasprintf("http://127.0.0.1:%d%s", t->shutdown_port, t->spec->task.shutdown.http_path);
 }
 
 /* Send the queued graceful-stop POSTs. Best effort, short timeouts: a task
@@ -592,11 +594,11 @@ static int do_register(struct agent *a, struct http_client *hc, struct berr *err
 		a->advertise = xasprintf("http://%s:%d", ip, a->logs_port);
 		http_response_release(&probe);
 	}
-	json_t *body = json_pack(
-		"{s:s,s:o,s:{s:f,s:I,s:I,s:i,s:i},s:s,s:o}", "name", a->name, "attributes", attrs,
-		"resources", "cpu", cpu, "memory", (json_int_t)mem, "disk", (json_int_t)disk, "port_lo",
-		a->o.port_lo, "port_hi", a->o.port_hi, "addr", a->advertise ? a->advertise : "",
-		"tasks", report);
+	json_t *body =
+	    json_pack("{s:s,s:o,s:{s:f,s:I,s:I,s:i,s:i},s:s,s:o}", "name", a->name, "attributes",
+		      attrs, "resources", "cpu", cpu, "memory", (json_int_t)mem, "disk",
+		      (json_int_t)disk, "port_lo", a->o.port_lo, "port_hi", a->o.port_hi, "addr",
+		      a->advertise ? a->advertise : "", "tasks", report);
 	json_t *reply = NULL;
 	int r = http_json(hc, "POST", "/v1/agent/register", body, 10000, &reply, err);
 	json_decref(body);
@@ -640,13 +642,13 @@ static void *watch_main(void *arg)
 		/* The full report rides on a watch when something changed, and at
 		 * least every REPORT_EVERY_MS; other watches are pure heartbeats. */
 		pthread_mutex_lock(&a->lock);
-		json_t *body = json_pack("{s:s,s:I,s:i}", "name", a->name, "known_version",
-					 (json_int_t)(a->need_full ? 0 : a->known_version), "wait_ms",
-					 1000);
+		json_t *body =
+		    json_pack("{s:s,s:I,s:i}", "name", a->name, "known_version",
+			      (json_int_t)(a->need_full ? 0 : a->known_version), "wait_ms", 1000);
 		a->need_full = false;
 		uint64_t gen = a->report_gen;
-		bool with_report = gen != a->reported_gen ||
-				   time_mono_ms() - a->reported_mono >= REPORT_EVERY_MS;
+		bool with_report =
+		    gen != a->reported_gen || time_mono_ms() - a->reported_mono >= REPORT_EVERY_MS;
 		if (with_report)
 			json_object_set_new(body, "tasks", full_report(a));
 		pthread_mutex_unlock(&a->lock);
@@ -671,7 +673,8 @@ static void *watch_main(void *arg)
 			a->reported_mono = time_mono_ms();
 		}
 		if (!a->stopping) {
-			a->known_version = (uint64_t)json_integer_value(json_object_get(reply, "version"));
+			a->known_version =
+			    (uint64_t)json_integer_value(json_object_get(reply, "version"));
 			if (json_object_get(reply, "tasks")) /* else: nothing changed */
 				reconcile(a, reply);
 		}
@@ -723,8 +726,8 @@ static void poll_health(struct agent *a, int64_t now)
 			health_check_counters(t->health, &hc);
 			t->health_failed = true;
 			snprintf(t->health_msg, sizeof t->health_msg,
-				 "health check failed %d times in a row: %s", hc.consecutive_failures,
-				 health_check_last_error(t->health));
+				 "health check failed %d times in a row: %s",
+				 hc.consecutive_failures, health_check_last_error(t->health));
 			log_info("task %s: %s", t->id, t->health_msg);
 			supervisor_stop(t->sandbox);
 		}
@@ -755,8 +758,9 @@ static void *events_main(void *arg)
 	struct http_client *hc = http_client_new(a->o.servers);
 	int64_t last_scan = 0, last_prune = 0, last_image_gc = time_mono_ms();
 	while (!a->stopping) {
-		struct pollfd p[2 + 64 * HEALTH_CHECK_MAX_FDS] = {{.fd = a->notify_fd, .events = POLLIN},
-							       {.fd = a->wake_pipe[0], .events = POLLIN}};
+		struct pollfd p[2 + 64 * HEALTH_CHECK_MAX_FDS] = {
+		    {.fd = a->notify_fd, .events = POLLIN},
+		    {.fd = a->wake_pipe[0], .events = POLLIN}};
 		int np = 2;
 		int64_t wait = 500, now0 = time_mono_ms();
 		pthread_mutex_lock(&a->lock);
@@ -810,9 +814,11 @@ static void *events_main(void *arg)
 			struct agent_task *t = v;
 			if (t->stop_at_mono && mono >= t->stop_at_mono) {
 				t->stop_at_mono = 0;
-				if (!task_state_terminal(t->state) && supervisor_stop(t->sandbox) == 0)
-					log_info("stopping task %s (still up after its graceful step)",
-						 t->id);
+				if (!task_state_terminal(t->state) &&
+				    supervisor_stop(t->sandbox) == 0)
+					log_info(
+					    "stopping task %s (still up after its graceful step)",
+					    t->id);
 			}
 		}
 		json_t *updates = json_array();
@@ -826,15 +832,18 @@ static void *events_main(void *arg)
 		if (json_array_size(updates)) {
 			json_t *body = json_pack("{s:s,s:O}", "name", a->name, "updates", updates);
 			struct berr err = {0};
-			if (http_json(hc, "POST", "/v1/agent/status", body, 10000, NULL, &err) == 0) {
+			if (http_json(hc, "POST", "/v1/agent/status", body, 10000, NULL, &err) ==
+			    0) {
 				pthread_mutex_lock(&a->lock);
 				size_t i;
 				json_t *u;
 				json_array_foreach(updates, i, u)
 				{
-					const char *id = json_string_value(json_object_get(u, "id"));
+					const char *id =
+					    json_string_value(json_object_get(u, "id"));
 					struct agent_task *t = hmap_get(&a->tasks, id);
-					const char *st = json_string_value(json_object_get(u, "state"));
+					const char *st =
+					    json_string_value(json_object_get(u, "state"));
 					if (!t || strcmp(st, task_state_name(t->state)))
 						continue; /* changed again meanwhile */
 					t->dirty = false;
@@ -902,7 +911,8 @@ static enum MHD_Result logs_request(void *cls, struct MHD_Connection *conn, cons
 		free(path);
 		if (fd < 0) {
 			status = 404;
-			body = xstrdup("{\"error\":\"no logs for this task on this node\",\"status\":404}\n");
+			body = xstrdup(
+			    "{\"error\":\"no logs for this task on this node\",\"status\":404}\n");
 		} else {
 			struct stat st;
 			fstat(fd, &st);
@@ -928,7 +938,8 @@ static enum MHD_Result logs_request(void *cls, struct MHD_Connection *conn, cons
 	}
 	if (status != 200)
 		len = strlen(body);
-	struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
 	char nbuf[32];
 	snprintf(nbuf, sizeof nbuf, "%lld", next);
 	MHD_add_response_header(resp, "X-Berth-Offset", nbuf);

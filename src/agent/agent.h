@@ -22,19 +22,19 @@
 #include "core/util.h"
 
 struct agent_options {
-	const char *name;           /* default: the host name */
+	const char *name; /* default: the host name */
 	const char *data_dir;
-	const char *servers;        /* comma-separated server addresses */
-	struct spec_kv *attrs;      /* --attr k=v */
+	const char *servers;   /* comma-separated server addresses */
+	struct spec_kv *attrs; /* --attr k=v */
 	size_t nattrs;
-	double cpu;                 /* 0 = detect */
-	uint64_t memory, disk;      /* 0 = detect */
+	double cpu;	       /* 0 = detect */
+	uint64_t memory, disk; /* 0 = detect */
 	int port_lo, port_hi;
-	const char *cgroup_parent;  /* default "berth" */
-	const char *listen;         /* logs listener, default "0.0.0.0:0" */
-	const char *exe;            /* the berth binary (for `berth supervise`) */
-	const char *docker_socket;  /* Docker Engine socket; NULL = /var/run/docker.sock */
-	bool stop_tasks_on_exit;    /* berth up: Ctrl-C stops the tasks */
+	const char *cgroup_parent; /* default "berth" */
+	const char *listen;	   /* logs listener, default "0.0.0.0:0" */
+	const char *exe;	   /* the berth binary (for `berth supervise`) */
+	const char *docker_socket; /* Docker Engine socket; NULL = /var/run/docker.sock */
+	bool stop_tasks_on_exit;   /* berth up: Ctrl-C stops the tasks */
 	uint64_t log_max_bytes;
 	int log_max_files;
 };

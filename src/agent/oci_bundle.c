@@ -509,8 +509,8 @@ int oci_config_build(const struct oci_config_in *in, char **out, struct berr *er
 	json_t *mounts = default_mounts();
 	for (size_t i = 0; i < in->nvolumes; i++) {
 		const char *opts[] = {"rbind", in->volume_ro[i] ? "ro" : "rw"};
-		json_array_append_new(mounts, mount_entry(in->volume_path[i], "bind",
-							  in->volume_host[i], opts, 2));
+		json_array_append_new(
+		    mounts, mount_entry(in->volume_path[i], "bind", in->volume_host[i], opts, 2));
 	}
 	json_t *doc = json_pack("{s:s,s:o,s:{s:s,s:b},s:s,s:o,s:o}", "ociVersion", "1.0.2",
 				"process", process, "root", "path", "rootfs", "readonly", 0,

@@ -124,7 +124,8 @@ static json_t *launch_to_json(const struct task_launch *l, const char *sandbox)
 	json_object_set_new(o, "sandbox_dir", json_string(sandbox));
 	json_object_set_new(o, "image", json_string(l->image ? l->image : ""));
 	json_object_set_new(o, "runtime", json_string(l->runtime ? l->runtime : ""));
-	json_object_set_new(o, "docker_socket", json_string(l->docker_socket ? l->docker_socket : ""));
+	json_object_set_new(o, "docker_socket",
+			    json_string(l->docker_socket ? l->docker_socket : ""));
 	/* absolute: the supervisor works from / */
 	char *dd = l->data_dir && *l->data_dir ? realpath(l->data_dir, NULL) : NULL;
 	json_object_set_new(o, "data_dir", json_string(dd ? dd : l->data_dir ? l->data_dir : ""));
@@ -542,9 +543,11 @@ int supervisor_launch(const struct task_launch *l, const char *exe, pid_t *super
 		return berr_set(err, 400, "task '%s': driver '%s' is not run by the supervisor",
 				l->task_id, l->driver);
 	if ((is_oci(l) || is_docker(l)) && (!l->image || !*l->image))
-		return berr_set(err, 400, "task '%s': driver %s needs an image", l->task_id, l->driver);
+		return berr_set(err, 400, "task '%s': driver %s needs an image", l->task_id,
+				l->driver);
 	/* oci, docker: no command = the image's own */
-	if (!is_oci(l) && !is_docker(l) && (l->argc == 0 || !l->argv || !l->argv[0] || !*l->argv[0]))
+	if (!is_oci(l) && !is_docker(l) &&
+	    (l->argc == 0 || !l->argv || !l->argv[0] || !*l->argv[0]))
 		return berr_set(err, 400, "task '%s': empty command", l->task_id);
 	if (!exe || !*exe)
 		return berr_set(err, 0, "task '%s': no supervisor executable", l->task_id);

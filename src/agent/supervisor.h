@@ -50,29 +50,29 @@ struct task_launch {
 	const char *task_id;
 	const char *job_key;
 	int instance;
-	const char *driver;        /* "exec" (default), "oci" or "docker" */
-	const char *image;         /* oci: a layout path, an archive or a registry
+	const char *driver;	   /* "exec" (default), "oci" or "docker" */
+	const char *image;	   /* oci: a layout path, an archive or a registry
 				      reference (see image.h) */
-	const char *runtime;       /* oci: the runtime binary; NULL = $BERTH_OCI_RUNTIME
+	const char *runtime;	   /* oci: the runtime binary; NULL = $BERTH_OCI_RUNTIME
 				      or "runc" */
-	const char *data_dir;      /* oci: images in <data_dir>/images, runtime state in
+	const char *data_dir;	   /* oci: images in <data_dir>/images, runtime state in
 				      <data_dir>/runc; NULL = the sandbox's grandparent
 				      (the agent's <data-dir>/tasks/<id>) */
 	const char *docker_socket; /* docker: the Engine API socket; NULL = /var/run/docker.sock */
 	const char *sandbox_dir;   /* created by supervisor_launch if missing */
-	char *const *argv;         /* already template-expanded; oci: empty = the
+	char *const *argv;	   /* already template-expanded; oci: empty = the
 				      image's entrypoint + cmd */
 	size_t argc;
-	char *const *env;          /* "KEY=VALUE" strings, template-expanded */
+	char *const *env; /* "KEY=VALUE" strings, template-expanded */
 	size_t nenv;
-	const char *user;          /* NULL or "" = do not change user */
-	double cpu;                /* cores: cpu quota = cpu * period */
-	uint64_t memory_bytes;     /* hard memory limit, no swap */
+	const char *user;      /* NULL or "" = do not change user */
+	double cpu;	       /* cores: cpu quota = cpu * period */
+	uint64_t memory_bytes; /* hard memory limit, no swap */
 	uint64_t stop_grace_ms;
 	const char *cgroup_parent; /* e.g. "berth": cgroups go under <root>/<parent>/<task-id> */
 	const char *notify_socket; /* agent's unix datagram socket path, or NULL */
-	uint64_t log_max_bytes;    /* rotate stdout/stderr beyond this size (0 = 10 MiB) */
-	int log_max_files;         /* keep this many rotated files (0 = 3) */
+	uint64_t log_max_bytes;	   /* rotate stdout/stderr beyond this size (0 = 10 MiB) */
+	int log_max_files;	   /* keep this many rotated files (0 = 3) */
 	/* Volumes (spec task.volumes): volume_host[i] bound onto volume_path[i],
 	 * read-only when volume_ro[i]. exec: in the task's mount namespace over
 	 * the host's root; oci: a bind mount in config.json; docker: Binds. */
@@ -86,14 +86,14 @@ enum task_phase { PHASE_UNKNOWN = 0, PHASE_STARTING, PHASE_RUNNING, PHASE_EXITED
 struct task_report {
 	enum task_phase phase;
 	pid_t supervisor_pid;
-	pid_t pid;            /* host pid of the task's program (not the init) */
-	int exit_code;        /* valid when PHASE_EXITED and signal == 0 */
-	int signal;           /* the signal that ended the program, or 0 */
-	bool oom;             /* the memory limit was hit */
-	bool stopped;         /* ended because supervisor_stop() asked */
+	pid_t pid;     /* host pid of the task's program (not the init) */
+	int exit_code; /* valid when PHASE_EXITED and signal == 0 */
+	int signal;    /* the signal that ended the program, or 0 */
+	bool oom;      /* the memory limit was hit */
+	bool stopped;  /* ended because supervisor_stop() asked */
 	int64_t started_ms, finished_ms;
-	char message[256];    /* "exit status 1", "killed by signal 9",
-	                         "memory limit 64 MiB exceeded", "cannot exec 'x': ..." */
+	char message[256]; /* "exit status 1", "killed by signal 9",
+			      "memory limit 64 MiB exceeded", "cannot exec 'x': ..." */
 };
 
 /* Agent side. Write launch.json and start the supervisor detached: `exe`

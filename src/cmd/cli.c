@@ -74,7 +74,8 @@ void cli_usage(const char *usage, const struct cli_opt *opts, size_t nopts)
 	for (size_t i = 0; i < nopts; i++) {
 		char left[64];
 		snprintf(left, sizeof left, "%s%s%s%s", opts[i].alias ? opts[i].alias : "",
-			 opts[i].alias ? ", " : "", opts[i].name, opts[i].takes_value ? " VALUE" : "");
+			 opts[i].alias ? ", " : "", opts[i].name,
+			 opts[i].takes_value ? " VALUE" : "");
 		printf("  %-28s %s\n", left, opts[i].help);
 	}
 }

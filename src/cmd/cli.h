@@ -10,10 +10,10 @@
 #include "core/spec.h"
 
 struct cli_opt {
-	const char *name;   /* "--addr" */
-	const char *alias;  /* "-f" or NULL */
+	const char *name;  /* "--addr" */
+	const char *alias; /* "-f" or NULL */
 	bool takes_value;
-	bool multi;         /* may repeat (values collected) */
+	bool multi; /* may repeat (values collected) */
 	const char *help;
 	/* filled by cli_parse */
 	bool set;

@@ -57,8 +57,8 @@ static int restore(struct cli_opt *o, const char *file)
 		return cli_fail("cannot read '%s': %s", file, strerror(-r));
 	const char *dir = o[A_DATA].set ? o[A_DATA].value : "berth-data";
 	char *loc = o[A_STORE].set && strcmp(o[A_STORE].value, "sqlite")
-			    ? xstrdup(o[A_STORE].value)
-			    : xasprintf("sqlite:%s/state.db", dir);
+			? xstrdup(o[A_STORE].value)
+			: xasprintf("sqlite:%s/state.db", dir);
 	if (!o[A_STORE].set || !strcmp(o[A_STORE].value, "sqlite"))
 		mkdir_p(dir, 0755);
 	struct berr err = {0};
@@ -92,7 +92,8 @@ static int restore(struct cli_opt *o, const char *file)
 		json_t *v = json_object_get(j, "value");
 		if (!k || !json_is_string(v)) {
 			json_decref(j);
-			rc = cli_fail("%s:%zu: expected {\"key\": ..., \"value\": ...}", file, line);
+			rc =
+			    cli_fail("%s:%zu: expected {\"key\": ..., \"value\": ...}", file, line);
 			goto out;
 		}
 		store_batch_put(b, k, json_string_value(v), json_string_length(v));
@@ -115,14 +116,17 @@ out:
 int cmd_admin(int argc, char **argv)
 {
 	struct cli_opt o[A_COUNT] = {
-		[A_ADDR] = {"--addr", NULL, true, false, "server address (backup)"},
-		[A_DATA] = {"--data-dir", NULL, true, false, "data dir to restore into (default ./berth-data)"},
-		[A_STORE] = {"--store", NULL, true, false, "store to restore into: sqlite (default) or etcd://..."},
-		[A_HELP] = {"--help", "-h", false, false, "show this help"},
+	    [A_ADDR] = {"--addr", NULL, true, false, "server address (backup)"},
+	    [A_DATA] = {"--data-dir", NULL, true, false,
+			"data dir to restore into (default ./berth-data)"},
+	    [A_STORE] = {"--store", NULL, true, false,
+			 "store to restore into: sqlite (default) or etcd://..."},
+	    [A_HELP] = {"--help", "-h", false, false, "show this help"},
 	};
-	const char *usage = "berth admin backup FILE | restore FILE [--data-dir DIR | --store LOC]\n\n"
-			    "backup asks the running server for a consistent snapshot; restore loads\n"
-			    "one into an empty store while no server uses it.";
+	const char *usage =
+	    "berth admin backup FILE | restore FILE [--data-dir DIR | --store LOC]\n\n"
+	    "backup asks the running server for a consistent snapshot; restore loads\n"
+	    "one into an empty store while no server uses it.";
 	if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
 		cli_usage(usage, o, A_COUNT);
 		return argc < 1 ? 2 : 0;

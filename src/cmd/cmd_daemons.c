@@ -75,29 +75,43 @@ enum {
 static void opts_init(struct cli_opt *o)
 {
 	struct cli_opt all[O_COUNT] = {
-		[O_DATA] = {"--data-dir", NULL, true, false, "state and task sandboxes (default ./berth-data)"},
-		[O_ADDR] = {"--addr", NULL, true, false, "API address HOST:PORT (default 127.0.0.1:7070)"},
-		[O_STORE] = {"--store", NULL, true, false, "sqlite (default) or a store location"},
-		[O_SERVERS] = {"--server", NULL, true, false, "server address(es), comma-separated"},
-		[O_NAME] = {"--name", NULL, true, false, "node name (default: host name)"},
-		[O_ATTR] = {"--attr", NULL, true, true, "node attribute k=v (repeatable)"},
-		[O_CPU] = {"--cpu", NULL, true, false, "cores offered (default: detected)"},
-		[O_MEM] = {"--mem", NULL, true, false, "memory offered, e.g. 16GiB (default: detected)"},
-		[O_DISK] = {"--disk", NULL, true, false, "disk offered (default: free space)"},
-		[O_PORTS] = {"--port-range", NULL, true, false, "ports for tasks LO-HI (default 20000-32767)"},
-		[O_LISTEN] = {"--listen", NULL, true, false, "agent logs listener HOST:PORT (default 0.0.0.0:0)"},
-		[O_DOCKER] = {"--docker-socket", NULL, true, false, "Docker Engine socket for the docker driver (default /var/run/docker.sock)"},
-		[O_CGROUP] = {"--cgroup-parent", NULL, true, false, "cgroup under which tasks go (default berth)"},
-		[O_HEARTBEAT] = {"--heartbeat", NULL, true, false, "agent heartbeat interval (default 1s)"},
-		[O_DOWN] = {"--down-after", NULL, true, false, "node DOWN after no heartbeat this long (default 3s)"},
-		[O_CRONTZ] = {"--cron-timezone", NULL, true, false, "time zone of cron schedules, e.g. Europe/Paris (default UTC)"},
-		[O_QUIET] = {"--quiet", "-q", false, false, "log warnings and errors only"},
-		[O_SIMULATE] = {"--simulate", NULL, true, false, "agent: run N simulated agents NAME-0..NAME-(N-1)"},
-		[O_SIM_RACKS] = {"--sim-racks", NULL, true, false, "simulate: attribute rack=r<i % R>"},
-		[O_SIM_ZONES] = {"--sim-zones", NULL, true, false, "simulate: attribute zone=z<i % Z>"},
-		[O_SIM_RATE] = {"--sim-rate", NULL, true, false, "simulate: registrations per second (default 2000)"},
-		[O_SIM_THREADS] = {"--sim-threads", NULL, true, false, "simulate: event-loop threads (default 1)"},
-		[O_HELP] = {"--help", "-h", false, false, "show this help"},
+	    [O_DATA] = {"--data-dir", NULL, true, false,
+			"state and task sandboxes (default ./berth-data)"},
+	    [O_ADDR] = {"--addr", NULL, true, false,
+			"API address HOST:PORT (default 127.0.0.1:7070)"},
+	    [O_STORE] = {"--store", NULL, true, false, "sqlite (default) or a store location"},
+	    [O_SERVERS] = {"--server", NULL, true, false, "server address(es), comma-separated"},
+	    [O_NAME] = {"--name", NULL, true, false, "node name (default: host name)"},
+	    [O_ATTR] = {"--attr", NULL, true, true, "node attribute k=v (repeatable)"},
+	    [O_CPU] = {"--cpu", NULL, true, false, "cores offered (default: detected)"},
+	    [O_MEM] = {"--mem", NULL, true, false,
+		       "memory offered, e.g. 16GiB (default: detected)"},
+	    [O_DISK] = {"--disk", NULL, true, false, "disk offered (default: free space)"},
+	    [O_PORTS] = {"--port-range", NULL, true, false,
+			 "ports for tasks LO-HI (default 20000-32767)"},
+	    [O_LISTEN] = {"--listen", NULL, true, false,
+			  "agent logs listener HOST:PORT (default 0.0.0.0:0)"},
+	    [O_DOCKER] =
+		{"--docker-socket", NULL, true, false,
+		 "Docker Engine socket for the docker driver (default /var/run/docker.sock)"},
+	    [O_CGROUP] = {"--cgroup-parent", NULL, true, false,
+			  "cgroup under which tasks go (default berth)"},
+	    [O_HEARTBEAT] = {"--heartbeat", NULL, true, false,
+			     "agent heartbeat interval (default 1s)"},
+	    [O_DOWN] = {"--down-after", NULL, true, false,
+			"node DOWN after no heartbeat this long (default 3s)"},
+	    [O_CRONTZ] = {"--cron-timezone", NULL, true, false,
+			  "time zone of cron schedules, e.g. Europe/Paris (default UTC)"},
+	    [O_QUIET] = {"--quiet", "-q", false, false, "log warnings and errors only"},
+	    [O_SIMULATE] = {"--simulate", NULL, true, false,
+			    "agent: run N simulated agents NAME-0..NAME-(N-1)"},
+	    [O_SIM_RACKS] = {"--sim-racks", NULL, true, false, "simulate: attribute rack=r<i % R>"},
+	    [O_SIM_ZONES] = {"--sim-zones", NULL, true, false, "simulate: attribute zone=z<i % Z>"},
+	    [O_SIM_RATE] = {"--sim-rate", NULL, true, false,
+			    "simulate: registrations per second (default 2000)"},
+	    [O_SIM_THREADS] = {"--sim-threads", NULL, true, false,
+			       "simulate: event-loop threads (default 1)"},
+	    [O_HELP] = {"--help", "-h", false, false, "show this help"},
 	};
 	memcpy(o, all, sizeof all);
 }
@@ -122,7 +136,8 @@ static int agent_opts_from_cli(struct cli_opt *o, struct agent_options *ao)
 		char *end;
 		ao->cpu = strtod(o[O_CPU].value, &end);
 		if (*end || ao->cpu <= 0)
-			return cli_fail("bad --cpu '%s': expected a positive number", o[O_CPU].value);
+			return cli_fail("bad --cpu '%s': expected a positive number",
+					o[O_CPU].value);
 	}
 	if (o[O_MEM].set && (parse_size(o[O_MEM].value, &ao->memory) < 0 || !ao->memory))
 		return cli_fail("bad --mem '%s': expected a size such as 16GiB", o[O_MEM].value);
@@ -157,7 +172,8 @@ static int server_opts_from_cli(struct cli_opt *o, struct server_options *so)
 	uint64_t ms;
 	if (o[O_HEARTBEAT].set) {
 		if (parse_duration(o[O_HEARTBEAT].value, &ms) < 0 || !ms)
-			return cli_fail("bad --heartbeat '%s': expected a duration", o[O_HEARTBEAT].value);
+			return cli_fail("bad --heartbeat '%s': expected a duration",
+					o[O_HEARTBEAT].value);
 		so->cluster.heartbeat_ms = (int64_t)ms;
 	}
 	if (o[O_CRONTZ].set) {
@@ -168,7 +184,8 @@ static int server_opts_from_cli(struct cli_opt *o, struct server_options *so)
 	}
 	if (o[O_DOWN].set) {
 		if (parse_duration(o[O_DOWN].value, &ms) < 0 || !ms)
-			return cli_fail("bad --down-after '%s': expected a duration", o[O_DOWN].value);
+			return cli_fail("bad --down-after '%s': expected a duration",
+					o[O_DOWN].value);
 		so->cluster.down_after_ms = (int64_t)ms;
 	}
 	return 0;
@@ -216,8 +233,8 @@ int cmd_up(int argc, char **argv)
 		server_stop(s);
 		return cli_fail("%s", err.msg);
 	}
-	fprintf(stderr, "berth up: cluster ready at http://%s (export BERTH_ADDR=http://%s)\n", so.addr,
-		so.addr);
+	fprintf(stderr, "berth up: cluster ready at http://%s (export BERTH_ADDR=http://%s)\n",
+		so.addr, so.addr);
 	int sig = wait_for_signal();
 	log_info("signal %d: stopping", sig);
 	/* The server goes first so that the tasks we stop are not replaced;
@@ -238,7 +255,8 @@ int cmd_server(int argc, char **argv)
 	if (cli_parse(argc, argv, o, O_COUNT, &pos, &npos) < 0)
 		return 2;
 	if (o[O_HELP].set) {
-		cli_usage("berth server --data-dir DIR --addr HOST:PORT [--store sqlite]", o, O_COUNT);
+		cli_usage("berth server --data-dir DIR --addr HOST:PORT [--store sqlite]", o,
+			  O_COUNT);
 		return 0;
 	}
 	if (o[O_QUIET].set)
@@ -275,7 +293,8 @@ static int cmd_agent_simulate(struct cli_opt *o, const struct agent_options *ao)
 	struct simulator_options so;
 	simulator_options_defaults(&so);
 	if (sim_int(&o[O_SIMULATE], 1, &so.count) || sim_int(&o[O_SIM_RACKS], 0, &so.racks) ||
-	    sim_int(&o[O_SIM_ZONES], 0, &so.zones) || sim_int(&o[O_SIM_RATE], 1, &so.register_rate) ||
+	    sim_int(&o[O_SIM_ZONES], 0, &so.zones) ||
+	    sim_int(&o[O_SIM_RATE], 1, &so.register_rate) ||
 	    sim_int(&o[O_SIM_THREADS], 1, &so.threads))
 		return 2;
 	if (ao->name)

@@ -13,20 +13,22 @@ enum { J_ADDR, J_JSON, J_ALL, J_DETACH, J_TIMEOUT, J_INSTANCES, J_HELP, J_COUNT 
 static void job_opts(struct cli_opt *o)
 {
 	struct cli_opt all[J_COUNT] = {
-		[J_ADDR] = {"--addr", NULL, true, false, "server address (default $BERTH_ADDR)"},
-		[J_JSON] = {"--json", NULL, false, false, "print JSON"},
-		[J_ALL] = {"--all", NULL, false, false, "include ended tasks"},
-		[J_DETACH] = {"--detach", "-d", false, false, "do not follow the rollout"},
-		[J_TIMEOUT] = {"--timeout", NULL, true, false, "give up following after this long (default 10m)"},
-		[J_INSTANCES] = {"--instances", NULL, true, false, "update only these instances: A or A-B (a canary)"},
-		[J_HELP] = {"--help", "-h", false, false, "show this help"},
+	    [J_ADDR] = {"--addr", NULL, true, false, "server address (default $BERTH_ADDR)"},
+	    [J_JSON] = {"--json", NULL, false, false, "print JSON"},
+	    [J_ALL] = {"--all", NULL, false, false, "include ended tasks"},
+	    [J_DETACH] = {"--detach", "-d", false, false, "do not follow the rollout"},
+	    [J_TIMEOUT] = {"--timeout", NULL, true, false,
+			   "give up following after this long (default 10m)"},
+	    [J_INSTANCES] = {"--instances", NULL, true, false,
+			     "update only these instances: A or A-B (a canary)"},
+	    [J_HELP] = {"--help", "-h", false, false, "show this help"},
 	};
 	memcpy(o, all, sizeof all);
 }
 
 static const char *job_usage =
-	"berth job run [--detach] [--instances A-B] FILE | plan FILE | status KEY [--json] [--all] |\n"
-	"       list [--json] | kill KEY | restart KEY";
+    "berth job run [--detach] [--instances A-B] FILE | plan FILE | status KEY [--json] [--all] |\n"
+    "       list [--json] | kill KEY | restart KEY";
 
 static json_t *get_status(struct http_client *hc, const char *key, bool all, struct berr *err)
 {
@@ -100,19 +102,21 @@ static int follow(struct http_client *hc, const char *key, int version, int64_t 
 			return rc;
 		}
 		if (!batch && running == instances && total == instances) {
-			printf("%s: all %d instances running version %d\n", key, instances, version);
+			printf("%s: all %d instances running version %d\n", key, instances,
+			       version);
 			json_decref(st);
 			return 0;
 		}
 		if (!batch && throttled) {
-			int r = cli_fail("rollout of %s is failing: %s", key, fail_msg ? fail_msg : "");
+			int r =
+			    cli_fail("rollout of %s is failing: %s", key, fail_msg ? fail_msg : "");
 			json_decref(st);
 			return r;
 		}
 		json_decref(st);
 		if (timeout_ms > 0 && time_mono_ms() - start > timeout_ms)
-			return cli_fail("gave up following %s after %llds (the job keeps running)", key,
-					(long long)(timeout_ms / 1000));
+			return cli_fail("gave up following %s after %llds (the job keeps running)",
+					key, (long long)(timeout_ms / 1000));
 		usleep(100000);
 	}
 }
@@ -131,8 +135,9 @@ static int follow_update(struct http_client *hc, const char *key, int64_t timeou
 			return cli_fail("%s", err.msg);
 		const char *state = json_string_value(json_object_get(u, "state"));
 		char line[400];
-		snprintf(line, sizeof line, "%s: update %s v%d -> v%d: %d/%d updated, %d healthy, %d failed%s%s",
-			 key, state, (int)json_integer_value(json_object_get(u, "from_version")),
+		snprintf(line, sizeof line,
+			 "%s: update %s v%d -> v%d: %d/%d updated, %d healthy, %d failed%s%s", key,
+			 state, (int)json_integer_value(json_object_get(u, "from_version")),
 			 (int)json_integer_value(json_object_get(u, "to_version")),
 			 (int)json_integer_value(json_object_get(u, "updated")),
 			 (int)json_integer_value(json_object_get(u, "total")),
@@ -146,7 +151,8 @@ static int follow_update(struct http_client *hc, const char *key, int64_t timeou
 			snprintf(last, sizeof last, "%s", line);
 		}
 		bool active = !strcmp(state, "ROLLING_FORWARD") || !strcmp(state, "ROLLING_BACK") ||
-			      !strcmp(state, "ROLL_FORWARD_PAUSED") || !strcmp(state, "ROLL_BACK_PAUSED");
+			      !strcmp(state, "ROLL_FORWARD_PAUSED") ||
+			      !strcmp(state, "ROLL_BACK_PAUSED");
 		int rc = !strcmp(state, "ROLLED_FORWARD") ? 0 : 1;
 		if (!active && rc)
 			cli_fail("update of %s ended %s: %s", key, state,
@@ -185,7 +191,10 @@ static int job_run(struct cli_opt *o, const char *file)
 	bool update = json_is_true(json_object_get(reply, "update"));
 	bool created = json_is_true(json_object_get(reply, "created"));
 	bool changed = json_is_true(json_object_get(reply, "changed"));
-	printf("%s: %s (version %d)\n", key, created ? "created" : changed ? "updated" : "unchanged",
+	printf("%s: %s (version %d)\n", key,
+	       created	 ? "created"
+	       : changed ? "updated"
+			 : "unchanged",
 	       version);
 	json_decref(reply);
 	int rc = 0;
@@ -238,18 +247,22 @@ static int job_plan(struct cli_opt *o, const char *file)
 	} else if (!changed) {
 		printf("%s: no changes\n", json_string_value(json_object_get(plan, "job")));
 	} else {
-		printf("%s: %s (version %d -> %d)\n", json_string_value(json_object_get(plan, "job")),
+		printf("%s: %s (version %d -> %d)\n",
+		       json_string_value(json_object_get(plan, "job")),
 		       json_is_true(json_object_get(plan, "create")) ? "would be created"
-								    : "would change",
+								     : "would change",
 		       (int)json_integer_value(json_object_get(plan, "version")),
 		       (int)json_integer_value(json_object_get(plan, "next_version")));
 		size_t i;
 		json_t *d;
 		json_array_foreach(json_object_get(plan, "diff"), i, d)
 		{
-			char *a = json_dumps(json_object_get(d, "old"), JSON_COMPACT | JSON_ENCODE_ANY);
-			char *b = json_dumps(json_object_get(d, "new"), JSON_COMPACT | JSON_ENCODE_ANY);
-			printf("  ~ %s: %s -> %s\n", json_string_value(json_object_get(d, "field")), a, b);
+			char *a =
+			    json_dumps(json_object_get(d, "old"), JSON_COMPACT | JSON_ENCODE_ANY);
+			char *b =
+			    json_dumps(json_object_get(d, "new"), JSON_COMPACT | JSON_ENCODE_ANY);
+			printf("  ~ %s: %s -> %s\n", json_string_value(json_object_get(d, "field")),
+			       a, b);
 			free(a);
 			free(b);
 		}
@@ -291,7 +304,8 @@ static void print_status(json_t *st)
 		json_t *e;
 		json_array_foreach(json_object_get(t, "events"), k, e)
 		{
-			printf("        %s  %-11s %s\n", json_string_value(json_object_get(e, "time")),
+			printf("        %s  %-11s %s\n",
+			       json_string_value(json_object_get(e, "time")),
 			       json_string_value(json_object_get(e, "state")),
 			       json_string_value(json_object_get(e, "message")));
 		}
@@ -310,7 +324,7 @@ static void print_list(json_t *arr)
 		const char *k;
 		json_t *v;
 		json_object_foreach(json_object_get(j, "states"), k, v)
-			sbuf_addf(&sb, "%s%s=%d", sb.len ? " " : "", k, (int)json_integer_value(v));
+		    sbuf_addf(&sb, "%s%s=%d", sb.len ? " " : "", k, (int)json_integer_value(v));
 		printf("%-40s %-9d %-4d %-10s %s\n", json_string_value(json_object_get(j, "job")),
 		       (int)json_integer_value(json_object_get(j, "instances")),
 		       (int)json_integer_value(json_object_get(j, "version")),
@@ -339,7 +353,8 @@ int cmd_job(int argc, char **argv)
 	int rc = 0;
 	struct berr err = {0};
 	if (!strcmp(verb, "run")) {
-		rc = npos == 1 ? job_run(o, pos[0]) : cli_fail("usage: berth job run [--detach] FILE");
+		rc = npos == 1 ? job_run(o, pos[0])
+			       : cli_fail("usage: berth job run [--detach] FILE");
 	} else if (!strcmp(verb, "plan")) {
 		if (npos != 1) {
 			cli_fail("usage: berth job plan FILE");
@@ -381,7 +396,8 @@ int cmd_job(int argc, char **argv)
 			if (http_json(hc, "POST", path, NULL, 30000, NULL, &err) < 0)
 				rc = cli_fail("%s", err.msg);
 			else
-				printf("%s: %s\n", pos[0], !strcmp(verb, "kill") ? "killed" : "restarting");
+				printf("%s: %s\n", pos[0],
+				       !strcmp(verb, "kill") ? "killed" : "restarting");
 		}
 		http_client_free(hc);
 	} else {
@@ -492,12 +508,12 @@ int cmd_cron(int argc, char **argv)
 			size_t i;
 			json_t *j;
 			json_array_foreach(arr, i, j)
-			printf("%-40s %-16s %-14s %-25s %d\n",
-			       json_string_value(json_object_get(j, "job")),
-			       json_string_value(json_object_get(j, "schedule")),
-			       json_string_value(json_object_get(j, "collision")),
-			       json_string_value(json_object_get(j, "next_run")),
-			       (int)json_integer_value(json_object_get(j, "running")));
+			    printf("%-40s %-16s %-14s %-25s %d\n",
+				   json_string_value(json_object_get(j, "job")),
+				   json_string_value(json_object_get(j, "schedule")),
+				   json_string_value(json_object_get(j, "collision")),
+				   json_string_value(json_object_get(j, "next_run")),
+				   (int)json_integer_value(json_object_get(j, "running")));
 		}
 		json_decref(arr);
 	} else {

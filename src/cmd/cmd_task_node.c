@@ -12,11 +12,11 @@ enum { T_ADDR, T_STDERR, T_FOLLOW, T_JSON, T_HELP, T_COUNT };
 static void opts(struct cli_opt *o)
 {
 	struct cli_opt all[T_COUNT] = {
-		[T_ADDR] = {"--addr", NULL, true, false, "server address (default $BERTH_ADDR)"},
-		[T_STDERR] = {"--stderr", NULL, false, false, "show stderr instead of stdout"},
-		[T_FOLLOW] = {"--follow", "-f", false, false, "keep printing new output"},
-		[T_JSON] = {"--json", NULL, false, false, "print JSON"},
-		[T_HELP] = {"--help", "-h", false, false, "show this help"},
+	    [T_ADDR] = {"--addr", NULL, true, false, "server address (default $BERTH_ADDR)"},
+	    [T_STDERR] = {"--stderr", NULL, false, false, "show stderr instead of stdout"},
+	    [T_FOLLOW] = {"--follow", "-f", false, false, "keep printing new output"},
+	    [T_JSON] = {"--json", NULL, false, false, "print JSON"},
+	    [T_HELP] = {"--help", "-h", false, false, "show this help"},
 	};
 	memcpy(o, all, sizeof all);
 }
@@ -87,28 +87,32 @@ int cmd_task(int argc, char **argv)
 
 static void print_nodes(json_t *arr)
 {
-	printf("%-20s %-9s %-14s %-22s %-6s %s\n", "NAME", "STATE", "CPU USED/ALL", "MEMORY USED/ALL",
-	       "TASKS", "ATTRIBUTES");
+	printf("%-20s %-9s %-14s %-22s %-6s %s\n", "NAME", "STATE", "CPU USED/ALL",
+	       "MEMORY USED/ALL", "TASKS", "ATTRIBUTES");
 	size_t i;
 	json_t *n;
 	json_array_foreach(arr, i, n)
 	{
 		json_t *r = json_object_get(n, "resources");
 		char cpu[32], mem[64], mu[24], mt[24];
-		snprintf(cpu, sizeof cpu, "%.1f/%.1f", json_number_value(json_object_get(r, "cpu_used")),
+		snprintf(cpu, sizeof cpu, "%.1f/%.1f",
+			 json_number_value(json_object_get(r, "cpu_used")),
 			 json_number_value(json_object_get(r, "cpu")));
-		cli_format_size((unsigned long long)json_integer_value(json_object_get(r, "memory_used")),
-				mu, sizeof mu);
-		cli_format_size((unsigned long long)json_integer_value(json_object_get(r, "memory")), mt,
-				sizeof mt);
+		cli_format_size(
+		    (unsigned long long)json_integer_value(json_object_get(r, "memory_used")), mu,
+		    sizeof mu);
+		cli_format_size(
+		    (unsigned long long)json_integer_value(json_object_get(r, "memory")), mt,
+		    sizeof mt);
 		snprintf(mem, sizeof mem, "%s/%s", mu, mt);
 		struct sbuf sb;
 		sbuf_init(&sb);
 		const char *k;
 		json_t *v;
 		json_object_foreach(json_object_get(n, "attributes"), k, v)
-			sbuf_addf(&sb, "%s%s=%s", sb.len ? "," : "", k, json_string_value(v));
-		printf("%-20s %-9s %-14s %-22s %-6d %s\n", json_string_value(json_object_get(n, "name")),
+		    sbuf_addf(&sb, "%s%s=%s", sb.len ? "," : "", k, json_string_value(v));
+		printf("%-20s %-9s %-14s %-22s %-6d %s\n",
+		       json_string_value(json_object_get(n, "name")),
 		       json_string_value(json_object_get(n, "state")), cpu, mem,
 		       (int)json_integer_value(json_object_get(r, "tasks")), sb.buf);
 		sbuf_release(&sb);

@@ -7,8 +7,7 @@
 #include <strings.h>
 #include <time.h>
 
-static const char *const field_names[] = {"minute", "hour", "day of month", "month",
-					  "day of week"};
+static const char *const field_names[] = {"minute", "hour", "day of month", "month", "day of week"};
 static const int field_min[] = {0, 0, 1, 1, 0};
 static const int field_max[] = {59, 23, 31, 12, 7};
 static const char *const months[] = {"jan", "feb", "mar", "apr", "may", "jun",
@@ -57,12 +56,14 @@ static int parse_field(const char *text, int field, uint64_t *bits, bool *star, 
 			p++;
 		} else {
 			if (parse_atom(&p, field, &a) < 0)
-				return berr_set(err, 400, "cron %s: expected a value, found '%s'", name, text);
+				return berr_set(err, 400, "cron %s: expected a value, found '%s'",
+						name, text);
 			b = a;
 			if (*p == '-') {
 				p++;
 				if (parse_atom(&p, field, &b) < 0)
-					return berr_set(err, 400, "cron %s: bad range in '%s'", name, text);
+					return berr_set(err, 400, "cron %s: bad range in '%s'",
+							name, text);
 			}
 		}
 		if (*p == '/') {
@@ -73,14 +74,15 @@ static int parse_field(const char *text, int field, uint64_t *bits, bool *star, 
 			while (isdigit((unsigned char)*p) && step < 1000)
 				step = step * 10 + (*p++ - '0');
 			if (step < 1)
-				return berr_set(err, 400, "cron %s: step must be at least 1 in '%s'", name,
+				return berr_set(err, 400,
+						"cron %s: step must be at least 1 in '%s'", name,
 						text);
 			if (!whole && b == a)
 				b = hi; /* "5/15" means 5-max/15 */
 		}
 		if (a < lo || b > hi || a > b)
-			return berr_set(err, 400, "cron %s: %d-%d is outside %d-%d in '%s'", name, a, b,
-					lo, hi, text);
+			return berr_set(err, 400, "cron %s: %d-%d is outside %d-%d in '%s'", name,
+					a, b, lo, hi, text);
 		if (whole && step == 1)
 			*star = true;
 		for (int v = a; v <= b; v += step)
@@ -107,12 +109,13 @@ int cron_parse(const char *text, struct cron_expr *out, struct berr *err)
 	char *save = NULL;
 	for (char *tok = strtok_r(buf, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
 		if (n == 5)
-			return berr_set(err, 400, "cron schedule '%s': expected five fields, found more",
-					text);
+			return berr_set(
+			    err, 400, "cron schedule '%s': expected five fields, found more", text);
 		fields[n++] = tok;
 	}
 	if (n != 5)
-		return berr_set(err, 400, "cron schedule '%s': expected five fields, found %d", text, n);
+		return berr_set(err, 400, "cron schedule '%s': expected five fields, found %d",
+				text, n);
 	uint64_t bits[5];
 	bool star[5];
 	for (int i = 0; i < 5; i++)

@@ -18,11 +18,11 @@
 #include "core/util.h"
 
 struct cron_expr {
-	uint64_t minute;  /* bit n set: minute n matches (0-59) */
-	uint32_t hour;    /* 0-23 */
-	uint32_t mday;    /* 1-31 */
-	uint16_t month;   /* 1-12 */
-	uint8_t wday;     /* 0-6, Sunday = 0 */
+	uint64_t minute; /* bit n set: minute n matches (0-59) */
+	uint32_t hour;	 /* 0-23 */
+	uint32_t mday;	 /* 1-31 */
+	uint16_t month;	 /* 1-12 */
+	uint8_t wday;	 /* 0-6, Sunday = 0 */
 	bool mday_star, wday_star;
 };
 

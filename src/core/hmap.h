@@ -7,17 +7,17 @@
 #include <stddef.h>
 
 struct hmap_slot {
-	char *key;     /* NULL = empty; HMAP_TOMBSTONE = deleted */
+	char *key; /* NULL = empty; HMAP_TOMBSTONE = deleted */
 	void *value;
 	unsigned hash;
 };
 
 struct hmap {
 	struct hmap_slot *slots;
-	size_t cap;    /* power of two */
-	size_t count;  /* live entries */
-	size_t used;   /* live + tombstones */
-	int borrow;    /* keys are the caller's (see hmap_init_borrowed) */
+	size_t cap;   /* power of two */
+	size_t count; /* live entries */
+	size_t used;  /* live + tombstones */
+	int borrow;   /* keys are the caller's (see hmap_init_borrowed) */
 };
 
 void hmap_init(struct hmap *m);

@@ -64,9 +64,8 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
 	return size * nmemb;
 }
 
-int http_request_url(struct http_client *hc, const char *method, const char *url,
-		     const char *body, long timeout_ms, struct http_response *out,
-		     struct berr *err)
+int http_request_url(struct http_client *hc, const char *method, const char *url, const char *body,
+		     long timeout_ms, struct http_response *out, struct berr *err)
 {
 	CURL *c = hc->curl;
 	struct sbuf sb;

@@ -14,7 +14,7 @@ struct http_client;
 
 struct http_response {
 	long status;
-	char *body;        /* NUL-terminated; caller frees via http_response_release */
+	char *body; /* NUL-terminated; caller frees via http_response_release */
 	size_t len;
 	char local_ip[64]; /* the address this side of the connection used */
 };
@@ -32,9 +32,8 @@ const char *http_client_server(const struct http_client *hc);
 int http_request(struct http_client *hc, const char *method, const char *path, const char *body,
 		 long timeout_ms, struct http_response *out, struct berr *err);
 /* Same for an absolute URL (no failover). */
-int http_request_url(struct http_client *hc, const char *method, const char *url,
-		     const char *body, long timeout_ms, struct http_response *out,
-		     struct berr *err);
+int http_request_url(struct http_client *hc, const char *method, const char *url, const char *body,
+		     long timeout_ms, struct http_response *out, struct berr *err);
 void http_response_release(struct http_response *r);
 
 /* JSON convenience: send `body` (may be NULL), parse the reply. On HTTP

@@ -4,50 +4,50 @@
 #include <string.h>
 
 static const char *const state_names[TASK_STATE_COUNT] = {
-	[TASK_INIT] = "INIT",
-	[TASK_PENDING] = "PENDING",
-	[TASK_THROTTLED] = "THROTTLED",
-	[TASK_ASSIGNED] = "ASSIGNED",
-	[TASK_STARTING] = "STARTING",
-	[TASK_RUNNING] = "RUNNING",
-	[TASK_FINISHED] = "FINISHED",
-	[TASK_FAILED] = "FAILED",
-	[TASK_KILLING] = "KILLING",
-	[TASK_KILLED] = "KILLED",
-	[TASK_LOST] = "LOST",
-	[TASK_PREEMPTING] = "PREEMPTING",
-	[TASK_RESTARTING] = "RESTARTING",
-	[TASK_DRAINING] = "DRAINING",
-	[TASK_PARTITIONED] = "PARTITIONED",
+    [TASK_INIT] = "INIT",
+    [TASK_PENDING] = "PENDING",
+    [TASK_THROTTLED] = "THROTTLED",
+    [TASK_ASSIGNED] = "ASSIGNED",
+    [TASK_STARTING] = "STARTING",
+    [TASK_RUNNING] = "RUNNING",
+    [TASK_FINISHED] = "FINISHED",
+    [TASK_FAILED] = "FAILED",
+    [TASK_KILLING] = "KILLING",
+    [TASK_KILLED] = "KILLED",
+    [TASK_LOST] = "LOST",
+    [TASK_PREEMPTING] = "PREEMPTING",
+    [TASK_RESTARTING] = "RESTARTING",
+    [TASK_DRAINING] = "DRAINING",
+    [TASK_PARTITIONED] = "PARTITIONED",
 };
 
 #define B(s) (1u << (s))
 /* Where a task that has been handed to an agent may go next. */
-#define ON_AGENT                                                                             \
-	(B(TASK_FINISHED) | B(TASK_FAILED) | B(TASK_KILLING) | B(TASK_KILLED) | B(TASK_LOST) | \
+#define ON_AGENT                                                                                   \
+	(B(TASK_FINISHED) | B(TASK_FAILED) | B(TASK_KILLING) | B(TASK_KILLED) | B(TASK_LOST) |     \
 	 B(TASK_PREEMPTING) | B(TASK_RESTARTING) | B(TASK_DRAINING) | B(TASK_PARTITIONED))
 /* Where a task that is being stopped may end. */
 #define STOPPING (B(TASK_FINISHED) | B(TASK_FAILED) | B(TASK_KILLED) | B(TASK_LOST))
 
 /* allowed[from] is the set of states `from` may move to. */
 static const uint32_t allowed[TASK_STATE_COUNT] = {
-	[TASK_INIT] = B(TASK_PENDING) | B(TASK_THROTTLED),
-	[TASK_PENDING] = B(TASK_ASSIGNED) | B(TASK_KILLING) | B(TASK_KILLED),
-	[TASK_THROTTLED] = B(TASK_PENDING) | B(TASK_KILLING) | B(TASK_KILLED),
-	[TASK_ASSIGNED] = B(TASK_STARTING) | B(TASK_RUNNING) | ON_AGENT,
-	[TASK_STARTING] = B(TASK_RUNNING) | ON_AGENT,
-	[TASK_RUNNING] = ON_AGENT,
-	[TASK_FINISHED] = 0,
-	[TASK_FAILED] = 0,
-	[TASK_KILLING] = STOPPING,
-	[TASK_KILLED] = 0,
-	[TASK_LOST] = 0,
-	[TASK_PREEMPTING] = STOPPING,
-	[TASK_RESTARTING] = STOPPING,
-	[TASK_DRAINING] = STOPPING,
-	/* A partitioned agent may come back with the task in any live state. */
-	[TASK_PARTITIONED] = B(TASK_ASSIGNED) | B(TASK_STARTING) | B(TASK_RUNNING) | B(TASK_KILLING) |
-			     STOPPING,
+    [TASK_INIT] = B(TASK_PENDING) | B(TASK_THROTTLED),
+    [TASK_PENDING] = B(TASK_ASSIGNED) | B(TASK_KILLING) | B(TASK_KILLED),
+    [TASK_THROTTLED] = B(TASK_PENDING) | B(TASK_KILLING) | B(TASK_KILLED),
+    [TASK_ASSIGNED] = B(TASK_STARTING) | B(TASK_RUNNING) | ON_AGENT,
+    [TASK_STARTING] = B(TASK_RUNNING) | ON_AGENT,
+    [TASK_RUNNING] = ON_AGENT,
+    [TASK_FINISHED] = 0,
+    [TASK_FAILED] = 0,
+    [TASK_KILLING] = STOPPING,
+    [TASK_KILLED] = 0,
+    [TASK_LOST] = 0,
+    [TASK_PREEMPTING] = STOPPING,
+    [TASK_RESTARTING] = STOPPING,
+    [TASK_DRAINING] = STOPPING,
+    /* A partitioned agent may come back with the task in any live state. */
+    [TASK_PARTITIONED] =
+	B(TASK_ASSIGNED) | B(TASK_STARTING) | B(TASK_RUNNING) | B(TASK_KILLING) | STOPPING,
 };
 
 static _Atomic uint64_t refused;

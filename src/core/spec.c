@@ -881,10 +881,10 @@ static int json_node(struct sctx *c, json_t *j, int depth, struct snode **out)
 
 static const char *const job_keys[] = {
     "job",	 "type", "instances", "schedule", "cron_collision", "priority", "max_task_failures",
-    "placement", "task", "update", "restart"};
-static const char *const task_keys[] = {"driver",    "image",	    "command", "env",	    "user",
-					"resources", "constraints", "health",  "stop_grace",
-					"shutdown", "volumes"};
+    "placement", "task", "update",    "restart"};
+static const char *const task_keys[] = {"driver",     "image",	   "command",	  "env",
+					"user",	      "resources", "constraints", "health",
+					"stop_grace", "shutdown",  "volumes"};
 static const char *const shutdown_keys[] = {"http", "port", "wait"};
 static const char *const volume_keys[] = {"host", "path", "read_only"};
 #define SPEC_MAX_VOLUMES 64
@@ -1608,7 +1608,8 @@ static int v_task(struct sctx *c, const struct snode *n, struct job_spec *s)
 			const struct snode *pn = map_get(sn, "port");
 			path_push(c, "shutdown", 8);
 			path_push(c, "port", 4);
-			return expect(c, pn ? pn : sn, pn, "a port declared in task.resources.ports");
+			return expect(c, pn ? pn : sn, pn,
+				      "a port declared in task.resources.ports");
 		}
 	}
 	/* Templates last: {{ports.NAME}} may come before the ports it names. */
@@ -2115,16 +2116,17 @@ static json_t *task_json(const struct task_spec *t)
 	json_object_set_new(task, "stop_grace", json_integer((json_int_t)t->stop_grace_ms));
 	if (*t->shutdown.http_path)
 		json_object_set_new(task, "shutdown",
-				    json_pack("{s:s,s:s,s:I}", "http", t->shutdown.http_path, "port",
-					      t->shutdown.port, "wait", (json_int_t)t->shutdown.wait_ms));
+				    json_pack("{s:s,s:s,s:I}", "http", t->shutdown.http_path,
+					      "port", t->shutdown.port, "wait",
+					      (json_int_t)t->shutdown.wait_ms));
 	/* Only when set: specs without volumes keep their canonical JSON. */
 	if (t->nvolumes) {
 		json_t *vols = json_array();
 		for (size_t i = 0; i < t->nvolumes; i++)
-			json_array_append_new(vols, json_pack("{s:s,s:s,s:b}", "host",
-							      t->volumes[i].host, "path",
-							      t->volumes[i].path, "read_only",
-							      t->volumes[i].read_only));
+			json_array_append_new(vols,
+					      json_pack("{s:s,s:s,s:b}", "host", t->volumes[i].host,
+							"path", t->volumes[i].path, "read_only",
+							t->volumes[i].read_only));
 		json_object_set_new(task, "volumes", vols);
 	}
 	return task;
@@ -2156,11 +2158,11 @@ json_t *spec_to_json(const struct job_spec *s)
 	json_object_set_new(u, "order", json_string(order_names[s->update.order]));
 	json_object_set_new(j, "update", u);
 	if (s->restart.set)
-		json_object_set_new(j, "restart",
-				    json_pack("{s:I,s:I,s:i,s:I}", "delay", (json_int_t)s->restart.delay_ms,
-					      "max_delay", (json_int_t)s->restart.max_delay_ms,
-					      "max_attempts", s->restart.max_attempts, "window",
-					      (json_int_t)s->restart.window_ms));
+		json_object_set_new(
+		    j, "restart",
+		    json_pack("{s:I,s:I,s:i,s:I}", "delay", (json_int_t)s->restart.delay_ms,
+			      "max_delay", (json_int_t)s->restart.max_delay_ms, "max_attempts",
+			      s->restart.max_attempts, "window", (json_int_t)s->restart.window_ms));
 	return j;
 }
 

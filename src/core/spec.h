@@ -50,30 +50,30 @@ struct constraint {
 };
 
 struct resources {
-	double cpu;        /* cores, > 0 */
-	uint64_t memory;   /* bytes, > 0 */
-	uint64_t disk;     /* bytes, 0 = not set */
-	char **ports;      /* named ports, unique names */
+	double cpu;	 /* cores, > 0 */
+	uint64_t memory; /* bytes, > 0 */
+	uint64_t disk;	 /* bytes, 0 = not set */
+	char **ports;	 /* named ports, unique names */
 	size_t nports;
 };
 
 enum health_kind { HEALTH_NONE = 0, HEALTH_HTTP, HEALTH_TCP, HEALTH_COMMAND };
 struct health_spec {
 	enum health_kind kind;
-	char *http_path;   /* HEALTH_HTTP */
-	char *port;        /* HEALTH_HTTP / HEALTH_TCP: a named port */
-	char **command;    /* HEALTH_COMMAND */
+	char *http_path; /* HEALTH_HTTP */
+	char *port;	 /* HEALTH_HTTP / HEALTH_TCP: a named port */
+	char **command;	 /* HEALTH_COMMAND */
 	size_t ncommand;
 	uint64_t interval_ms, timeout_ms, initial_delay_ms;
-	int failures;      /* consecutive failures tolerated before the task is killed */
-	int successes;     /* consecutive successes needed to become RUNNING */
+	int failures;  /* consecutive failures tolerated before the task is killed */
+	int successes; /* consecutive successes needed to become RUNNING */
 };
 
 /* A graceful step before SIGTERM (Aurora's /quitquitquit): the agent POSTs
  * to http_path on the named port, waits up to wait_ms for the task to exit,
  * then the usual SIGTERM, stop_grace, SIGKILL. */
 struct shutdown_spec {
-	char *http_path;   /* "" = no graceful step */
+	char *http_path; /* "" = no graceful step */
 	char *port;
 	uint64_t wait_ms;
 };
@@ -95,19 +95,19 @@ struct restart_policy {
  * sees the host's root, so `path` is a host path that the bind overlays
  * inside the task's private mount namespace. */
 struct volume {
-	char *host;        /* absolute, no ".." */
-	char *path;        /* absolute, no "..", unique within the task */
-	bool read_only;    /* default false */
+	char *host;	/* absolute, no ".." */
+	char *path;	/* absolute, no "..", unique within the task */
+	bool read_only; /* default false */
 };
 
 struct task_spec {
-	char *driver;      /* "exec" (default), "oci", "docker" */
-	char *image;       /* "" for exec */
-	char **command;    /* argv; a YAML/JSON string becomes {"/bin/sh","-c",s} */
+	char *driver;	/* "exec" (default), "oci", "docker" */
+	char *image;	/* "" for exec */
+	char **command; /* argv; a YAML/JSON string becomes {"/bin/sh","-c",s} */
 	size_t ncommand;
 	struct spec_kv *env;
 	size_t nenv;
-	char *user;        /* "" = the agent's user */
+	char *user; /* "" = the agent's user */
 	struct resources resources;
 	struct constraint *constraints;
 	size_t nconstraints;
@@ -128,11 +128,11 @@ struct update_spec {
 };
 
 struct job_spec {
-	char *key;         /* role/environment/name */
+	char *key; /* role/environment/name */
 	char *role, *environment, *name;
 	enum job_type type;
-	int instances;     /* >= 0 */
-	char *schedule;    /* cron only, else "" */
+	int instances;	/* >= 0 */
+	char *schedule; /* cron only, else "" */
 	enum cron_collision cron_collision;
 	int priority;
 	int max_task_failures; /* -1 unlimited */
@@ -144,8 +144,8 @@ struct job_spec {
 
 /* Parse and validate a YAML document. `filename` is used in messages only.
  * On success *out is a new spec (spec_free it) and 0 is returned. */
-int spec_parse_yaml(const char *text, size_t len, const char *filename,
-		    struct job_spec **out, struct berr *err);
+int spec_parse_yaml(const char *text, size_t len, const char *filename, struct job_spec **out,
+		    struct berr *err);
 /* Parse and validate a JSON object (as POSTed to /v1/jobs). Does not take
  * ownership of obj. */
 int spec_parse_json(json_t *obj, struct job_spec **out, struct berr *err);

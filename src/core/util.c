@@ -168,11 +168,21 @@ void sbuf_add_json_str(struct sbuf *sb, const char *s)
 		run = s + 1;
 		char esc[7] = {'\\', 0};
 		switch (ch) {
-		case '"': esc[1] = '"'; break;
-		case '\\': esc[1] = '\\'; break;
-		case '\n': esc[1] = 'n'; break;
-		case '\t': esc[1] = 't'; break;
-		case '\r': esc[1] = 'r'; break;
+		case '"':
+			esc[1] = '"';
+			break;
+		case '\\':
+			esc[1] = '\\';
+			break;
+		case '\n':
+			esc[1] = 'n';
+			break;
+		case '\t':
+			esc[1] = 't';
+			break;
+		case '\r':
+			esc[1] = 'r';
+			break;
 		default:
 			esc[1] = 'u';
 			esc[2] = '0';
@@ -415,7 +425,11 @@ void utf8_clean(char *s)
 {
 	unsigned char *p = (unsigned char *)s;
 	while (*p) {
-		int n = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : (*p >> 3) == 30 ? 4 : 0;
+		int n = *p < 0x80	  ? 1
+			: (*p >> 5) == 6  ? 2
+			: (*p >> 4) == 14 ? 3
+			: (*p >> 3) == 30 ? 4
+					  : 0;
 		int ok = n > 0;
 		for (int i = 1; ok && i < n; i++) {
 			if (!p[i]) { /* cut short at the end of the string */
@@ -429,7 +443,8 @@ void utf8_clean(char *s)
 			ok = 0;
 		if (ok && n == 3 && ((*p == 0xe0 && p[1] < 0xa0) || (*p == 0xed && p[1] >= 0xa0)))
 			ok = 0;
-		if (ok && n == 4 && ((*p == 0xf0 && p[1] < 0x90) || *p > 0xf4 || (*p == 0xf4 && p[1] >= 0x90)))
+		if (ok && n == 4 &&
+		    ((*p == 0xf0 && p[1] < 0x90) || *p > 0xf4 || (*p == 0xf4 && p[1] >= 0x90)))
 			ok = 0;
 		if (!ok) {
 			*p++ = '?';

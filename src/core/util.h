@@ -25,11 +25,9 @@ struct berr {
 };
 
 /* Set the error; always returns -1 so that `return berr_set(...)` works. */
-int berr_set(struct berr *e, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+int berr_set(struct berr *e, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Prepend "context: " to the message; returns -1. */
-int berr_prefix(struct berr *e, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int berr_prefix(struct berr *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void berr_clear(struct berr *e);
 
 /* Allocation that aborts the daemon on out-of-memory. */

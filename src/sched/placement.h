@@ -65,8 +65,8 @@
 
 struct placement_node {
 	const char *name;
-	bool schedulable;                  /* ACTIVE, not draining/down */
-	const struct spec_kv *attributes;  /* includes "host" */
+	bool schedulable;		  /* ACTIVE, not draining/down */
+	const struct spec_kv *attributes; /* includes "host" */
 	size_t nattributes;
 	double cpu_free;
 	uint64_t mem_free, disk_free;
@@ -81,16 +81,16 @@ struct placement_node {
 #define PLACEMENT_DEFAULT_SAMPLE_LIMIT 64
 
 struct placement_request {
-	const struct job_spec *job;  /* resources, constraints, strategy */
-	size_t count;                /* how many tasks to place */
-	size_t sample_limit;         /* 0 = score every feasible node */
-	size_t start_offset;         /* where to start scanning (rotate per call) */
+	const struct job_spec *job; /* resources, constraints, strategy */
+	size_t count;		    /* how many tasks to place */
+	size_t sample_limit;	    /* 0 = score every feasible node */
+	size_t start_offset;	    /* where to start scanning (rotate per call) */
 };
 
 struct placement_result {
-	int *node_index;  /* count entries: index into nodes, or -1 when unplaced */
+	int *node_index; /* count entries: index into nodes, or -1 when unplaced */
 	size_t placed;
-	char *reason;     /* NULL when all were placed; else why (caller frees) */
+	char *reason;	    /* NULL when all were placed; else why (caller frees) */
 	size_t next_offset; /* where the scan stopped: pass as the next call's
 			     * start_offset so successive calls spread load */
 };

@@ -197,7 +197,8 @@ static void write_task(struct cluster *c, struct task *t)
 	add_int_field(&sb, ",\"replace_version\":", t->replace_version);
 	add_int_field(&sb, ",\"restarts\":", t->restarts);
 	add_int_field(&sb, ",\"restart_window_ms\":", t->restart_window_ms);
-	sbuf_adds(&sb, t->replace_on_end ? ",\"replace_on_end\":true" : ",\"replace_on_end\":false");
+	sbuf_adds(&sb,
+		  t->replace_on_end ? ",\"replace_on_end\":true" : ",\"replace_on_end\":false");
 	sbuf_adds(&sb, t->no_replace ? ",\"no_replace\":true" : ",\"no_replace\":false");
 	sbuf_adds(&sb, ",\"message\":");
 	sbuf_add_json_str(&sb, t->message ? t->message : "");
@@ -270,11 +271,11 @@ static void persist_job(struct cluster *c, struct job *j)
 	json_t *done = json_array();
 	for (size_t i = 0; i < j->ninstance_done; i++)
 		json_array_append_new(done, json_boolean(j->instance_done[i]));
-	json_t *r = json_pack("{s:s,s:i,s:b,s:I,s:I,s:o,s:o,s:I,s:i}", "job", j->key, "version",
-			      j->version, "killed", j->killed, "created_ms", (json_int_t)j->created_ms,
-			      "updated_ms", (json_int_t)j->updated_ms, "versions", versions,
-			      "instance_done", done, "cron_last_ms", (json_int_t)j->cron_last_ms,
-			      "cron_runs", j->cron_runs);
+	json_t *r =
+	    json_pack("{s:s,s:i,s:b,s:I,s:I,s:o,s:o,s:I,s:i}", "job", j->key, "version", j->version,
+		      "killed", j->killed, "created_ms", (json_int_t)j->created_ms, "updated_ms",
+		      (json_int_t)j->updated_ms, "versions", versions, "instance_done", done,
+		      "cron_last_ms", (json_int_t)j->cron_last_ms, "cron_runs", j->cron_runs);
 	put_json(c, key, r);
 	json_decref(r);
 }
@@ -374,7 +375,8 @@ static void task_release_node(struct cluster *c, struct task *t)
 		}
 		const char *k;
 		json_t *v;
-		json_object_foreach(t->ports, k, v) port_pool_release(n->ports, (int)json_integer_value(v));
+		json_object_foreach(t->ports, k, v)
+		    port_pool_release(n->ports, (int)json_integer_value(v));
 		node_touch(c, n);
 		c->sched_needed = true;
 	}
@@ -461,9 +463,9 @@ static struct task *task_create(struct cluster *c, struct job *j, int instance,
 	t->job = j;
 	t->instance = instance;
 	/* A successor runs its ancestor's config unless an update moves it. */
-	t->version = !ancestor ? j->version
+	t->version = !ancestor			 ? j->version
 		     : ancestor->replace_version ? ancestor->replace_version
-						  : ancestor->version;
+						 : ancestor->version;
 	t->state = TASK_INIT;
 	t->exit_code = -1;
 	t->created_ms = time_now_ms();
@@ -536,8 +538,8 @@ static void job_keep_ended(struct cluster *c, struct job *j, struct task *t)
 /* ---- rolling updates ------------------------------------------------------ */
 
 static const char *const update_state_names[] = {
-	"ROLLING_FORWARD", "ROLL_FORWARD_PAUSED", "ROLLED_FORWARD", "ROLLING_BACK",
-	"ROLL_BACK_PAUSED", "ROLLED_BACK", "ABORTED", "FAILED"};
+    "ROLLING_FORWARD",	"ROLL_FORWARD_PAUSED", "ROLLED_FORWARD", "ROLLING_BACK",
+    "ROLL_BACK_PAUSED", "ROLLED_BACK",	       "ABORTED",	 "FAILED"};
 static const char *const ui_names[] = {"PENDING", "UPDATING", "WATCHING", "DONE", "FAILED"};
 
 const char *update_state_name(enum update_state s)
@@ -567,9 +569,9 @@ static void update_free(struct update *u)
 static int update_target(const struct update *u)
 {
 	return u->state == UPDATE_ROLLING_BACK || u->state == UPDATE_ROLL_BACK_PAUSED ||
-			       u->state == UPDATE_ROLLED_BACK
-		       ? u->from_version
-		       : u->to_version;
+		       u->state == UPDATE_ROLLED_BACK
+		   ? u->from_version
+		   : u->to_version;
 }
 
 static ssize_t update_slot(const struct update *u, int instance)
@@ -587,19 +589,20 @@ static void persist_update(struct cluster *c, struct job *j)
 		return;
 	json_t *inst = json_array();
 	for (size_t k = 0; k < u->n; k++)
-		json_array_append_new(inst, json_pack("{s:i,s:s,s:i,s:s?}", "instance", u->instances[k],
-						      "status", ui_names[u->status[k]], "failures",
-						      u->failures[k], "old_task", u->old_task[k]));
+		json_array_append_new(inst,
+				      json_pack("{s:i,s:s,s:i,s:s?}", "instance", u->instances[k],
+						"status", ui_names[u->status[k]], "failures",
+						u->failures[k], "old_task", u->old_task[k]));
 	json_t *r = json_pack(
-		"{s:s,s:s,s:i,s:i,s:{s:i,s:I,s:i,s:i,s:b,s:s},s:i,s:I,s:I,s:s,s:o}", "job", j->key,
-		"state", update_state_name(u->state), "from_version", u->from_version, "to_version",
-		u->to_version, "policy", "batch_size", u->policy.batch_size, "watch_ms",
-		(json_int_t)u->policy.watch_ms, "max_instance_failures", u->policy.max_instance_failures,
-		"max_total_failures", u->policy.max_total_failures, "rollback_on_failure",
-		u->policy.rollback_on_failure, "order",
-		u->policy.order == UPDATE_START_FIRST ? "start_first" : "stop_first",
-		"failed_instances", u->failed_instances, "started_ms", (json_int_t)u->started_ms,
-		"finished_ms", (json_int_t)u->finished_ms, "message", u->message, "instances", inst);
+	    "{s:s,s:s,s:i,s:i,s:{s:i,s:I,s:i,s:i,s:b,s:s},s:i,s:I,s:I,s:s,s:o}", "job", j->key,
+	    "state", update_state_name(u->state), "from_version", u->from_version, "to_version",
+	    u->to_version, "policy", "batch_size", u->policy.batch_size, "watch_ms",
+	    (json_int_t)u->policy.watch_ms, "max_instance_failures",
+	    u->policy.max_instance_failures, "max_total_failures", u->policy.max_total_failures,
+	    "rollback_on_failure", u->policy.rollback_on_failure, "order",
+	    u->policy.order == UPDATE_START_FIRST ? "start_first" : "stop_first",
+	    "failed_instances", u->failed_instances, "started_ms", (json_int_t)u->started_ms,
+	    "finished_ms", (json_int_t)u->finished_ms, "message", u->message, "instances", inst);
 	char key[512];
 	snprintf(key, sizeof key, "updates/%s", j->key);
 	put_json(c, key, r);
@@ -767,9 +770,10 @@ static void handle_task_end(struct cluster *c, struct task *t, int64_t now)
 		t->restarts++;
 		if (rp->max_attempts > 0 && t->restarts > rp->max_attempts) {
 			char msg[300];
-			snprintf(msg, sizeof msg,
-				 "instance given up: %d restarts within %llds (restart.max_attempts %d)",
-				 t->restarts - 1, (long long)(rp->window_ms / 1000), rp->max_attempts);
+			snprintf(
+			    msg, sizeof msg,
+			    "instance given up: %d restarts within %llds (restart.max_attempts %d)",
+			    t->restarts - 1, (long long)(rp->window_ms / 1000), rp->max_attempts);
 			task_add_event(t, t->state, msg, now);
 			log_warn("%s instance %d: %s", j->key, t->instance, msg);
 			j->instance_done[t->instance] = true;
@@ -811,8 +815,7 @@ static void task_stop(struct cluster *c, struct task *t, enum task_state via, co
 	/* Already stopping (by any path): the flags the caller set decide what
 	 * happens when it ends; a second stop transition would be refused. */
 	if (task_state_terminal(t->state) || t->state == TASK_KILLING ||
-	    t->state == TASK_RESTARTING || t->state == TASK_DRAINING ||
-	    t->state == TASK_PREEMPTING)
+	    t->state == TASK_RESTARTING || t->state == TASK_DRAINING || t->state == TASK_PREEMPTING)
 		return;
 	if (t->state == TASK_INIT || t->state == TASK_PENDING || t->state == TASK_THROTTLED) {
 		bool replace = t->replace_on_end;
@@ -959,8 +962,8 @@ uint64_t cluster_job_submit_instances(struct cluster *c, struct job_spec *spec, 
 		/* The same spec again after a canary: the instances still on an
 		 * older version are updated now. */
 		bool behind = false;
-		for (int i = first < 0 ? 0 : first; i <= last && (size_t)i < j->nactive &&
-						    i < cur->spec->instances; i++)
+		for (int i = first < 0 ? 0 : first;
+		     i <= last && (size_t)i < j->nactive && i < cur->spec->instances; i++)
 			behind = behind || (j->active[i] && j->active[i]->version != j->version);
 		if (behind && cur->spec->type != JOB_CRON &&
 		    (!j->update || !update_state_active(j->update->state))) {
@@ -1035,7 +1038,7 @@ uint64_t cluster_job_kill(struct cluster *c, const char *key, struct berr *err)
 	j->killed = true;
 	for (size_t k = 0; j->update && k < j->update->n; k++) {
 		struct task *old =
-			j->update->old_task[k] ? hmap_get(&c->tasks, j->update->old_task[k]) : NULL;
+		    j->update->old_task[k] ? hmap_get(&c->tasks, j->update->old_task[k]) : NULL;
 		if (old)
 			task_stop(c, old, TASK_KILLING, "killed by user (job kill)");
 	}
@@ -1152,7 +1155,7 @@ static void node_set_resources(struct node *n, json_t *res)
 			const char *k;
 			json_t *pv;
 			json_object_foreach(((struct task *)v)->ports, k, pv)
-				port_pool_reserve(p, (int)json_integer_value(pv));
+			    port_pool_reserve(p, (int)json_integer_value(pv));
 		}
 		port_pool_free(n->ports);
 		n->ports = p;
@@ -1186,8 +1189,8 @@ static void apply_agent_task(struct cluster *c, struct node *n, json_t *u)
 		return;
 	/* Agents report what happened to a task; the stopping states are the
 	 * server's decisions (docs/protocol.md). */
-	if (st != TASK_STARTING && st != TASK_RUNNING && st != TASK_FINISHED &&
-	    st != TASK_FAILED && st != TASK_KILLED && st != TASK_LOST)
+	if (st != TASK_STARTING && st != TASK_RUNNING && st != TASK_FINISHED && st != TASK_FAILED &&
+	    st != TASK_KILLED && st != TASK_LOST)
 		return;
 	struct task *t = hmap_get(&c->tasks, id);
 	if (!t || task_state_terminal(t->state) || t->node != n)
@@ -1205,8 +1208,8 @@ static void apply_agent_task(struct cluster *c, struct node *n, json_t *u)
 		task_transition(c, t, (enum task_state)st, "agent reconnected");
 		return;
 	}
-	if ((t->state == TASK_KILLING || t->state == TASK_RESTARTING ||
-	     t->state == TASK_DRAINING || t->state == TASK_PREEMPTING) &&
+	if ((t->state == TASK_KILLING || t->state == TASK_RESTARTING || t->state == TASK_DRAINING ||
+	     t->state == TASK_PREEMPTING) &&
 	    !task_state_terminal(st))
 		return; /* still stopping */
 	char buf[160];
@@ -1288,7 +1291,8 @@ uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply,
 	    json_number_value(json_object_get(res, "cpu")) < 0 ||
 	    json_integer_value(json_object_get(res, "memory")) < 0 ||
 	    json_integer_value(json_object_get(res, "disk")) < 0) {
-		berr_set(err, 400, "field 'resources': expected {cpu, memory, disk, port_lo, port_hi}");
+		berr_set(err, 400,
+			 "field 'resources': expected {cpu, memory, disk, port_lo, port_hi}");
 		return 0;
 	}
 	if (attrs && !json_is_object(attrs)) {
@@ -1407,7 +1411,8 @@ char *cluster_node_desired_text(struct cluster *c, struct node *n, uint64_t know
 		}
 		sbuf_adds(&sb, ",\"job\":");
 		sbuf_add_json_str(&sb, t->job->key);
-		sbuf_addf(&sb, ",\"instance\":%d,\"version\":%d,\"host\":", t->instance, t->version);
+		sbuf_addf(&sb, ",\"instance\":%d,\"version\":%d,\"host\":", t->instance,
+			  t->version);
 		sbuf_add_json_str(&sb, n->name);
 		if (t->ports) {
 			char *p = json_dumps(t->ports, JSON_COMPACT);
@@ -1551,7 +1556,6 @@ static void nodes_drain(struct cluster *c)
 	}
 }
 
-
 static int cmp_task_class(const void *a, const void *b)
 {
 	const struct task *x = *(struct task *const *)a, *y = *(struct task *const *)b;
@@ -1578,10 +1582,10 @@ static void place_class(struct cluster *c, struct node **nodes, struct placement
 			pn[t->node->sched_index].job_tasks++;
 	}
 	struct placement_request req = {
-		.job = jv->spec,
-		.count = ng,
-		.sample_limit = c->cfg.sample_limit,
-		.start_offset = nn ? c->sched_offset % nn : 0,
+	    .job = jv->spec,
+	    .count = ng,
+	    .sample_limit = c->cfg.sample_limit,
+	    .start_offset = nn ? c->sched_offset % nn : 0,
 	};
 	struct placement_result res = {0};
 	placement_place(pn, nn, &req, &res);
@@ -1602,7 +1606,8 @@ static void place_class(struct cluster *c, struct node **nodes, struct placement
 		/* Most tasks have no ports: no object for them (memory per task). */
 		json_t *ports = r->nports ? json_object() : NULL;
 		for (size_t p = 0; p < r->nports; p++)
-			json_object_set_new(ports, r->ports[p], json_integer(port_pool_take(n->ports)));
+			json_object_set_new(ports, r->ports[p],
+					    json_integer(port_pool_take(n->ports)));
 		json_decref(t->ports);
 		t->ports = ports;
 		n->cpu_used += r->cpu;
@@ -1780,8 +1785,8 @@ static void update_advance(struct cluster *c, struct job *j, int64_t now)
 		case UI_PENDING: {
 			/* A task not placed yet has nothing to protect: it is
 			 * replaced at once, outside the batch. */
-			bool unplaced = t && (t->state == TASK_PENDING || t->state == TASK_THROTTLED ||
-					      t->state == TASK_INIT);
+			bool unplaced = t && (t->state == TASK_PENDING ||
+					      t->state == TASK_THROTTLED || t->state == TASK_INIT);
 			if (!unplaced && inflight >= (size_t)u->policy.batch_size)
 				break;
 			if (!unplaced)
@@ -1821,7 +1826,8 @@ static void update_advance(struct cluster *c, struct job *j, int64_t now)
 			}
 			char msg[128];
 			snprintf(msg, sizeof msg, "%s to version %d",
-				 u->state == UPDATE_ROLLING_BACK ? "rolling back" : "updating", target);
+				 u->state == UPDATE_ROLLING_BACK ? "rolling back" : "updating",
+				 target);
 			if (u->policy.order == UPDATE_START_FIRST &&
 			    !task_state_terminal(t->state) && t->node) {
 				/* Start the new task first; the old one stops once the
@@ -1846,7 +1852,8 @@ static void update_advance(struct cluster *c, struct job *j, int64_t now)
 				if (u->old_task[k]) {
 					struct task *old = hmap_get(&c->tasks, u->old_task[k]);
 					if (old)
-						task_stop(c, old, TASK_KILLING, "replaced by an update");
+						task_stop(c, old, TASK_KILLING,
+							  "replaced by an update");
 					free(u->old_task[k]);
 					u->old_task[k] = NULL;
 				}
@@ -1861,8 +1868,10 @@ static void update_advance(struct cluster *c, struct job *j, int64_t now)
 					/* Its restart policy gave the instance up. */
 					enum update_state before = u->state;
 					char why[160];
-					snprintf(why, sizeof why,
-						 "instance %d failed (given up by its restart policy)", i);
+					snprintf(
+					    why, sizeof why,
+					    "instance %d failed (given up by its restart policy)",
+					    i);
 					update_fail_instance(c, j, k, why);
 					if (u->state != before)
 						return; /* rolling back or failed: a new pass */
@@ -1974,12 +1983,12 @@ json_t *cluster_update_json(struct cluster *c, const char *key, struct berr *err
 		watching += u->status[k] == UI_WATCHING;
 	}
 	(void)c;
-	return json_pack("{s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:I,s:I,s:o}", "job", j->key, "state",
-			 update_state_name(u->state), "from_version", u->from_version, "to_version",
-			 u->to_version, "updated", updated, "healthy", updated + watching, "failed",
-			 failed, "total", (int)u->n, "message", u->message, "started_ms",
-			 (json_int_t)u->started_ms, "finished_ms", (json_int_t)u->finished_ms,
-			 "instances", inst);
+	return json_pack("{s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:I,s:I,s:o}", "job", j->key,
+			 "state", update_state_name(u->state), "from_version", u->from_version,
+			 "to_version", u->to_version, "updated", updated, "healthy",
+			 updated + watching, "failed", failed, "total", (int)u->n, "message",
+			 u->message, "started_ms", (json_int_t)u->started_ms, "finished_ms",
+			 (json_int_t)u->finished_ms, "instances", inst);
 }
 
 /* ---- cron ----------------------------------------------------------------- */
@@ -1993,7 +2002,8 @@ static bool cron_fire(struct cluster *c, struct job *j, const char *why)
 		return false;
 	bool running = job_has_active(j);
 	if (running && jv->spec->cron_collision == CRON_CANCEL_NEW) {
-		log_info("cron %s: run skipped, the previous one is still going (cancel_new)", j->key);
+		log_info("cron %s: run skipped, the previous one is still going (cancel_new)",
+			 j->key);
 		return false;
 	}
 	for (size_t i = 0; running && i < j->nactive; i++) {
@@ -2058,8 +2068,8 @@ uint64_t cluster_cron_start(struct cluster *c, const char *key, struct berr *err
 		return 0;
 	}
 	if (!cron_fire(c, j, "cron run started by user")) {
-		berr_set(err, 409, "job '%s' is still running and its collision policy is cancel_new",
-			 key);
+		berr_set(err, 409,
+			 "job '%s' is still running and its collision policy is cancel_new", key);
 		return 0;
 	}
 	return touched(c);
@@ -2083,13 +2093,13 @@ json_t *cluster_cron_list_json(struct cluster *c)
 		if (next >= 0)
 			time_format_ms(next, ts, sizeof ts);
 		json_array_append_new(
-			arr, json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:i,s:i}", "job", j->key, "schedule",
-				       jv->spec->schedule, "collision",
-				       jv->spec->cron_collision == CRON_CANCEL_NEW ? "cancel_new"
-										   : "kill_existing",
-				       "last_run_ms", (json_int_t)j->cron_last_ms, "next_run_ms",
-				       (json_int_t)next, "next_run", ts, "running", running, "runs",
-				       j->cron_runs));
+		    arr, json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:i,s:i}", "job", j->key, "schedule",
+				   jv->spec->schedule, "collision",
+				   jv->spec->cron_collision == CRON_CANCEL_NEW ? "cancel_new"
+									       : "kill_existing",
+				   "last_run_ms", (json_int_t)j->cron_last_ms, "next_run_ms",
+				   (json_int_t)next, "next_run", ts, "running", running, "runs",
+				   j->cron_runs));
 	}
 	return arr;
 }
@@ -2106,7 +2116,8 @@ static void ended_prune_by_age(struct cluster *c, int64_t now, int64_t mono)
 	while (hmap_next(&c->jobs, &it, NULL, &v)) {
 		struct job *j = v;
 		size_t drop = 0;
-		while (drop < j->nended && now - task_end_ms(j->ended[drop]) > c->cfg.ended_max_age_ms)
+		while (drop < j->nended &&
+		       now - task_end_ms(j->ended[drop]) > c->cfg.ended_max_age_ms)
 			drop++;
 		for (size_t i = 0; i < drop; i++) {
 			struct task *old = j->ended[i];
@@ -2159,7 +2170,6 @@ uint64_t cluster_tick(struct cluster *c)
 	return c->applied_seq != before ? c->applied_seq : 0;
 }
 
-
 /* ---- plan ----------------------------------------------------------------- */
 
 static void json_diff(json_t *old, json_t *new, const char *path, json_t *out)
@@ -2186,7 +2196,8 @@ static void json_diff(json_t *old, json_t *new, const char *path, json_t *out)
 		}
 		return;
 	}
-	json_array_append_new(out, json_pack("{s:s,s:O,s:O}", "field", path, "old", old, "new", new));
+	json_array_append_new(out,
+			      json_pack("{s:s,s:O,s:O}", "field", path, "old", old, "new", new));
 }
 
 json_t *cluster_job_plan(struct cluster *c, struct job_spec *spec, struct berr *err)
@@ -2258,12 +2269,11 @@ json_t *cluster_job_plan(struct cluster *c, struct job_spec *spec, struct berr *
 	free(nodes);
 	free(pn);
 	bool changed = !cur || json_array_size(diff) > 0;
-	json_t *o = json_pack("{s:s,s:b,s:b,s:i,s:i,s:o,s:{s:o,s:o,s:o,s:o},s:b}", "job", spec->key,
-			      "changed", changed, "create", !cur, "version",
-			      cur ? j->version : 0, "next_version",
-			      !cur ? 1 : (task_changed ? j->version + 1 : j->version), "diff", diff,
-			      "instances", "add", add, "remove", remove, "update", update, "unchanged",
-			      keep, "fits", fits);
+	json_t *o = json_pack(
+	    "{s:s,s:b,s:b,s:i,s:i,s:o,s:{s:o,s:o,s:o,s:o},s:b}", "job", spec->key, "changed",
+	    changed, "create", !cur, "version", cur ? j->version : 0, "next_version",
+	    !cur ? 1 : (task_changed ? j->version + 1 : j->version), "diff", diff, "instances",
+	    "add", add, "remove", remove, "update", update, "unchanged", keep, "fits", fits);
 	if (why)
 		json_object_set_new(o, "fit_message", json_string(why));
 	free(why);
@@ -2275,8 +2285,8 @@ json_t *cluster_job_plan(struct cluster *c, struct job_spec *spec, struct berr *
 
 static json_t *task_view(const struct task *t, bool history)
 {
-	json_t *o = json_pack("{s:i,s:s,s:s,s:s?,s:i,s:i,s:s}", "instance", t->instance, "id", t->id,
-			      "state", task_state_name(t->state), "node",
+	json_t *o = json_pack("{s:i,s:s,s:s,s:s?,s:i,s:i,s:s}", "instance", t->instance, "id",
+			      t->id, "state", task_state_name(t->state), "node",
 			      t->node ? t->node->name : NULL, "pid", t->pid, "version", t->version,
 			      "message", t->message ? t->message : "");
 	if (!t->node)
@@ -2295,11 +2305,11 @@ static json_t *task_view(const struct task *t, bool history)
 		for (size_t i = 0; i < t->nevents; i++) {
 			char ts[40];
 			time_format_ms(t->events[i].time_ms, ts, sizeof ts);
-			json_array_append_new(
-				ev, json_pack("{s:s,s:I,s:s,s:s}", "time", ts, "time_ms",
-					      (json_int_t)t->events[i].time_ms, "state",
-					      task_state_name(t->events[i].state), "message",
-					      t->events[i].message));
+			json_array_append_new(ev,
+					      json_pack("{s:s,s:I,s:s,s:s}", "time", ts, "time_ms",
+							(json_int_t)t->events[i].time_ms, "state",
+							task_state_name(t->events[i].state),
+							"message", t->events[i].message));
 		}
 		json_object_set_new(o, "events", ev);
 	}
@@ -2354,11 +2364,11 @@ json_t *cluster_job_status_json(struct cluster *c, const char *key, bool all, st
 	struct job_version *jv = job_version_get(j, j->version);
 	json_t *o = json_pack("{s:s,s:i,s:i,s:s,s:s,s:O,s:o}", "job", j->key, "version", j->version,
 			      "instances", jv ? jv->spec->instances : 0, "type",
-			      jv && jv->spec->type == JOB_BATCH  ? "batch"
+			      jv && jv->spec->type == JOB_BATCH	 ? "batch"
 			      : jv && jv->spec->type == JOB_CRON ? "cron"
 								 : "service",
-			      "status", job_outcome(j), "spec", jv ? jv->json : json_null(), "tasks",
-			      tasks);
+			      "status", job_outcome(j), "spec", jv ? jv->json : json_null(),
+			      "tasks", tasks);
 	(void)c;
 	return o;
 }
@@ -2381,10 +2391,10 @@ json_t *cluster_job_list_json(struct cluster *c)
 			json_object_set_new(states, s,
 					    json_integer(cur ? json_integer_value(cur) + 1 : 1));
 		}
-		json_array_append_new(arr, json_pack("{s:s,s:i,s:i,s:s,s:o}", "job", j->key,
-						     "instances", jv ? jv->spec->instances : 0,
-						     "version", j->version, "status", job_outcome(j),
-						     "states", states));
+		json_array_append_new(arr,
+				      json_pack("{s:s,s:i,s:i,s:s,s:o}", "job", j->key, "instances",
+						jv ? jv->spec->instances : 0, "version", j->version,
+						"status", job_outcome(j), "states", states));
 	}
 	(void)c;
 	return arr;
@@ -2402,21 +2412,19 @@ json_t *cluster_node_list_json(struct cluster *c)
 		for (size_t i = 0; i < n->nattrs; i++)
 			json_object_set_new(attrs, n->attrs[i].key, json_string(n->attrs[i].value));
 		json_t *res = json_pack(
-			"{s:f,s:I,s:I,s:f,s:I,s:I,s:f,s:I,s:I,s:i,s:i}", "cpu", n->cpu_total, "memory",
-			(json_int_t)n->mem_total, "disk", (json_int_t)n->disk_total, "cpu_used",
-			n->cpu_used, "memory_used", (json_int_t)n->mem_used, "disk_used",
-			(json_int_t)n->disk_used, "cpu_free", n->cpu_total - n->cpu_used,
-			"memory_free",
-			(json_int_t)(n->mem_total > n->mem_used ? n->mem_total - n->mem_used : 0),
-			"disk_free",
-			(json_int_t)(n->disk_total > n->disk_used ? n->disk_total - n->disk_used : 0),
-			"ports_free", (int)port_pool_available(n->ports), "tasks", (int)n->tasks.count);
-		json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:o,s:o,s:s,s:I}", "id", n->id,
-						     "name", n->name, "state",
-						     node_state_name(n->state), "attributes", attrs,
-						     "resources", res, "addr", n->addr ? n->addr : "",
-						     "last_seen_ms_ago",
-						     (json_int_t)(mono - n->last_seen_mono)));
+		    "{s:f,s:I,s:I,s:f,s:I,s:I,s:f,s:I,s:I,s:i,s:i}", "cpu", n->cpu_total, "memory",
+		    (json_int_t)n->mem_total, "disk", (json_int_t)n->disk_total, "cpu_used",
+		    n->cpu_used, "memory_used", (json_int_t)n->mem_used, "disk_used",
+		    (json_int_t)n->disk_used, "cpu_free", n->cpu_total - n->cpu_used, "memory_free",
+		    (json_int_t)(n->mem_total > n->mem_used ? n->mem_total - n->mem_used : 0),
+		    "disk_free",
+		    (json_int_t)(n->disk_total > n->disk_used ? n->disk_total - n->disk_used : 0),
+		    "ports_free", (int)port_pool_available(n->ports), "tasks", (int)n->tasks.count);
+		json_array_append_new(
+		    arr, json_pack("{s:s,s:s,s:s,s:o,s:o,s:s,s:I}", "id", n->id, "name", n->name,
+				   "state", node_state_name(n->state), "attributes", attrs,
+				   "resources", res, "addr", n->addr ? n->addr : "",
+				   "last_seen_ms_ago", (json_int_t)(mono - n->last_seen_mono)));
 	}
 	return arr;
 }
@@ -2530,10 +2538,10 @@ static int load_node(const char *key, const char *value, size_t len, void *ud)
 	n->id = xstrdup(json_string_value(json_object_get(r, "id")));
 	n->drain_requested = json_is_true(json_object_get(r, "drain_requested"));
 	node_set_attrs(n, json_object_get(r, "attributes"));
-	json_t *res = json_pack("{s:O,s:O,s:O,s:O,s:O}", "cpu", json_object_get(r, "cpu"),
-				"memory", json_object_get(r, "memory"), "disk",
-				json_object_get(r, "disk"), "port_lo", json_object_get(r, "port_lo"),
-				"port_hi", json_object_get(r, "port_hi"));
+	json_t *res =
+	    json_pack("{s:O,s:O,s:O,s:O,s:O}", "cpu", json_object_get(r, "cpu"), "memory",
+		      json_object_get(r, "memory"), "disk", json_object_get(r, "disk"), "port_lo",
+		      json_object_get(r, "port_lo"), "port_hi", json_object_get(r, "port_hi"));
 	if (res)
 		node_set_resources(n, res);
 	json_decref(res);
@@ -2590,10 +2598,10 @@ static int load_task(const char *key, const char *value, size_t len, void *ud)
 	{
 		t->events = xrealloc(t->events, (t->nevents + 1) * sizeof *t->events);
 		int es = task_state_parse(json_string_value(json_object_get(ev, "state")) ?: "");
-		t->events[t->nevents++] = (struct task_event){
-			json_integer_value(json_object_get(ev, "time_ms")),
-			es < 0 ? TASK_INIT : (enum task_state)es,
-			xstrdup(json_string_value(json_object_get(ev, "message")))};
+		t->events[t->nevents++] =
+		    (struct task_event){json_integer_value(json_object_get(ev, "time_ms")),
+					es < 0 ? TASK_INIT : (enum task_state)es,
+					xstrdup(json_string_value(json_object_get(ev, "message")))};
 	}
 	hmap_put(&c->tasks, t->id, t);
 	waiting_update(c, t, t->state);
@@ -2623,20 +2631,19 @@ static int load_task(const char *key, const char *value, size_t len, void *ud)
 			const char *k;
 			json_t *pv;
 			json_object_foreach(t->ports, k, pv)
-				port_pool_reserve(n->ports, (int)json_integer_value(pv));
+			    port_pool_reserve(n->ports, (int)json_integer_value(pv));
 		}
 	}
 	json_decref(r);
 	return 0;
 }
 
-
 static int load_update(const char *key, const char *value, size_t len, void *ud)
 {
 	struct cluster *c = ud;
 	json_t *r = json_loadb(value, len, 0, NULL);
-	struct job *j = r ? hmap_get(&c->jobs, json_string_value(json_object_get(r, "job")) ?: "")
-			  : NULL;
+	struct job *j =
+	    r ? hmap_get(&c->jobs, json_string_value(json_object_get(r, "job")) ?: "") : NULL;
 	if (!j) {
 		log_warn("store: dropping update record '%s'", key);
 		json_decref(r);
@@ -2656,12 +2663,14 @@ static int load_update(const char *key, const char *value, size_t len, void *ud)
 		u->policy.batch_size = 1;
 	u->policy.watch_ms = (uint64_t)json_integer_value(json_object_get(p, "watch_ms"));
 	u->policy.max_instance_failures =
-		(int)json_integer_value(json_object_get(p, "max_instance_failures"));
-	u->policy.max_total_failures = (int)json_integer_value(json_object_get(p, "max_total_failures"));
+	    (int)json_integer_value(json_object_get(p, "max_instance_failures"));
+	u->policy.max_total_failures =
+	    (int)json_integer_value(json_object_get(p, "max_total_failures"));
 	u->policy.rollback_on_failure = json_is_true(json_object_get(p, "rollback_on_failure"));
-	u->policy.order = !strcmp(json_string_value(json_object_get(p, "order")) ?: "", "start_first")
-				  ? UPDATE_START_FIRST
-				  : UPDATE_STOP_FIRST;
+	u->policy.order =
+	    !strcmp(json_string_value(json_object_get(p, "order")) ?: "", "start_first")
+		? UPDATE_START_FIRST
+		: UPDATE_STOP_FIRST;
 	u->failed_instances = (int)json_integer_value(json_object_get(r, "failed_instances"));
 	u->started_ms = json_integer_value(json_object_get(r, "started_ms"));
 	u->finished_ms = json_integer_value(json_object_get(r, "finished_ms"));

@@ -46,36 +46,36 @@ struct task {
 	int instance;
 	int version;
 	enum task_state state;
-	struct node *node;       /* where it is assigned, or NULL */
+	struct node *node; /* where it is assigned, or NULL */
 	int pid;
-	int exit_code;           /* -1 when unknown */
-	char *message;           /* last transition's message (or why PENDING) */
-	char *ancestor;          /* the task this one replaces, or NULL */
-	json_t *ports;           /* {"http": 20001, ...} once assigned */
+	int exit_code;	/* -1 when unknown */
+	char *message;	/* last transition's message (or why PENDING) */
+	char *ancestor; /* the task this one replaces, or NULL */
+	json_t *ports;	/* {"http": 20001, ...} once assigned */
 	int64_t created_ms;
 	int64_t running_since_ms;
-	int failures;            /* failures of this instance so far (inherited) */
-	int quick_deaths;        /* consecutive quick deaths (inherited) */
-	int restarts;            /* restart policy: restarts in the window (inherited) */
+	int failures;		   /* failures of this instance so far (inherited) */
+	int quick_deaths;	   /* consecutive quick deaths (inherited) */
+	int restarts;		   /* restart policy: restarts in the window (inherited) */
 	int64_t restart_window_ms; /* when that window began */
 	int64_t throttle_until_ms;
-	uint64_t assigned_at;    /* node desired_version when it was assigned */
-	bool replace_on_end;     /* RESTARTING: replace at once, no throttle */
-	int replace_version;     /* the successor's config version (0 = same) */
-	bool no_replace;         /* killed on purpose (job kill, scale down) */
+	uint64_t assigned_at; /* node desired_version when it was assigned */
+	bool replace_on_end;  /* RESTARTING: replace at once, no throttle */
+	int replace_version;  /* the successor's config version (0 = same) */
+	bool no_replace;      /* killed on purpose (job kill, scale down) */
 	struct task_event *events;
 	size_t nevents;
 	struct task *wprev, *wnext; /* in cluster.waiting while PENDING or THROTTLED */
 	bool waiting;
-	size_t dirty_slot;       /* 1 + index in cluster.dirty, 0 when clean */
+	size_t dirty_slot; /* 1 + index in cluster.dirty, 0 when clean */
 };
 
 struct job_version {
 	int version;
 	struct job_spec *spec;
-	json_t *json;            /* canonical spec */
-	char *task_text;         /* its task section as JSON text (cached) */
-	struct cron_expr cron;   /* cron jobs: the parsed schedule */
+	json_t *json;	       /* canonical spec */
+	char *task_text;       /* its task section as JSON text (cached) */
+	struct cron_expr cron; /* cron jobs: the parsed schedule */
 };
 
 /* A rolling update (Aurora's updater): instances move from one config
@@ -96,21 +96,21 @@ bool update_state_active(enum update_state s);
 
 enum update_instance_status {
 	UI_PENDING = 0, /* not touched yet */
-	UI_UPDATING,    /* its old task is stopping or its new one starting */
-	UI_WATCHING,    /* new task RUNNING, waiting out the watch time */
-	UI_DONE,        /* on the target version and stayed up */
-	UI_FAILED,      /* failed more than max_instance_failures times */
+	UI_UPDATING,	/* its old task is stopping or its new one starting */
+	UI_WATCHING,	/* new task RUNNING, waiting out the watch time */
+	UI_DONE,	/* on the target version and stayed up */
+	UI_FAILED,	/* failed more than max_instance_failures times */
 };
 
 struct update {
 	enum update_state state;
 	int from_version, to_version;
 	struct update_spec policy;
-	size_t n;                  /* instances in the update */
+	size_t n; /* instances in the update */
 	int *instances;
 	enum update_instance_status *status;
 	int *failures;
-	char **old_task;           /* start_first: the task being replaced */
+	char **old_task; /* start_first: the task being replaced */
 	int failed_instances;
 	int64_t started_ms, finished_ms;
 	char message[256];
@@ -120,20 +120,20 @@ enum job_outcome { JOB_OUTCOME_RUNNING = 0, JOB_OUTCOME_FINISHED, JOB_OUTCOME_FA
 
 struct job {
 	char *key;
-	int version;             /* current config version */
+	int version; /* current config version */
 	struct job_version *versions;
 	size_t nversions;
 	bool killed;
 	int64_t created_ms, updated_ms;
-	struct task **active;    /* per instance: the active task, or NULL */
-	size_t nactive;          /* length of active[] */
-	struct task **ended;     /* ended tasks kept for history, oldest first */
+	struct task **active; /* per instance: the active task, or NULL */
+	size_t nactive;	      /* length of active[] */
+	struct task **ended;  /* ended tasks kept for history, oldest first */
 	size_t nended;
-	bool *instance_done;     /* batch: the instance finished or failed for good */
+	bool *instance_done; /* batch: the instance finished or failed for good */
 	size_t ninstance_done;
-	struct update *update;   /* the newest update, or NULL */
-	size_t live;             /* its non-terminal tasks, in active[] or not */
-	int64_t cron_last_ms;    /* cron: the scheduled time of the last run started */
+	struct update *update; /* the newest update, or NULL */
+	size_t live;	       /* its non-terminal tasks, in active[] or not */
+	int64_t cron_last_ms;  /* cron: the scheduled time of the last run started */
 	int cron_runs;
 };
 
@@ -141,56 +141,56 @@ struct node {
 	char *name;
 	char *id;
 	enum node_state state;
-	bool drain_requested;    /* the operator drained it (survives restarts) */
+	bool drain_requested; /* the operator drained it (survives restarts) */
 	struct spec_kv *attrs;
 	size_t nattrs;
 	double cpu_total, cpu_used;
 	uint64_t mem_total, mem_used, disk_total, disk_used;
 	int port_lo, port_hi;
 	struct port_pool *ports;
-	char *addr;              /* the agent's own HTTP address (logs) */
+	char *addr; /* the agent's own HTTP address (logs) */
 	int64_t last_seen_mono;
-	size_t sched_index;      /* its slot in the scheduler's node array */
-	bool changed;            /* in cluster.changed */
-	void *watchers;          /* the server's suspended watches of this node */
+	size_t sched_index; /* its slot in the scheduler's node array */
+	bool changed;	    /* in cluster.changed */
+	void *watchers;	    /* the server's suspended watches of this node */
 	uint64_t desired_version;
-	struct hmap tasks;       /* id -> struct task*, tasks assigned here */
+	struct hmap tasks; /* id -> struct task*, tasks assigned here */
 };
 
 struct cluster_config {
-	int64_t heartbeat_ms;       /* agents watch with this timeout */
-	int64_t down_after_ms;      /* no contact this long: node DOWN */
-	int64_t flap_threshold_ms;  /* a task that dies sooner died quickly */
-	int64_t throttle_base_ms;   /* back-off after the 2nd quick death */
+	int64_t heartbeat_ms;	   /* agents watch with this timeout */
+	int64_t down_after_ms;	   /* no contact this long: node DOWN */
+	int64_t flap_threshold_ms; /* a task that dies sooner died quickly */
+	int64_t throttle_base_ms;  /* back-off after the 2nd quick death */
 	int64_t throttle_max_ms;
-	size_t ended_keep;          /* ended tasks kept per job */
-	int64_t ended_max_age_ms;   /* and for at most this long */
-	size_t sample_limit;        /* placement sampling */
-	bool cron_local_time;       /* cron schedules in the process's TZ (else UTC) */
+	size_t ended_keep;	  /* ended tasks kept per job */
+	int64_t ended_max_age_ms; /* and for at most this long */
+	size_t sample_limit;	  /* placement sampling */
+	bool cron_local_time;	  /* cron schedules in the process's TZ (else UTC) */
 };
 
 struct cluster {
 	pthread_mutex_t lock;
-	pthread_cond_t wake;        /* the commit loop sleeps on it */
+	pthread_cond_t wake; /* the commit loop sleeps on it */
 	struct cluster_config cfg;
 	struct store *store;
-	struct hmap jobs;           /* key -> struct job* */
-	struct hmap tasks;          /* id -> struct task* (active and kept ended) */
-	struct hmap nodes;          /* name -> struct node* */
+	struct hmap jobs;  /* key -> struct job* */
+	struct hmap tasks; /* id -> struct task* (active and kept ended) */
+	struct hmap nodes; /* name -> struct node* */
 	struct store_batch *pending;
-	struct node **changed;      /* nodes whose desired set changed since last looked */
+	struct node **changed; /* nodes whose desired set changed since last looked */
 	size_t nchanged, changed_cap;
-	struct task **dirty;        /* tasks to write at the next commit (NULL = freed) */
+	struct task **dirty; /* tasks to write at the next commit (NULL = freed) */
 	size_t ndirty, dirty_cap;
-	uint64_t applied_seq;       /* bumped by each mutation */
+	uint64_t applied_seq; /* bumped by each mutation */
 	uint64_t committed_seq;
 	bool sched_needed;
 	size_t sched_offset;
-	struct task *waiting;       /* PENDING and THROTTLED tasks (intrusive list) */
+	struct task *waiting; /* PENDING and THROTTLED tasks (intrusive list) */
 	size_t nwaiting;
-	int64_t loaded_mono;        /* grace for agents after a server start */
-	int64_t pruned_mono;        /* last age pruning of ended tasks */
-	int64_t last_tick_mono;     /* to notice the server's own stalls */
+	int64_t loaded_mono;	/* grace for agents after a server start */
+	int64_t pruned_mono;	/* last age pruning of ended tasks */
+	int64_t last_tick_mono; /* to notice the server's own stalls */
 };
 
 struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg);
@@ -204,7 +204,7 @@ int cluster_load(struct cluster *c, struct berr *err);
  * the HTTP status). */
 struct submit_result {
 	bool created, changed;
-	bool update;             /* a rolling update started */
+	bool update; /* a rolling update started */
 	int version;
 };
 uint64_t cluster_job_submit(struct cluster *c, struct job_spec *spec, struct submit_result *res,

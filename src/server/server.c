@@ -39,12 +39,12 @@ struct request {
 	uint64_t wait_seq;
 	int status;
 	json_t *reply;
-	char *location;            /* redirect */
-	char *text;                /* a ready JSON text reply (instead of reply) */
+	char *location; /* redirect */
+	char *text;	/* a ready JSON text reply (instead of reply) */
 	struct node *watch_node;
 	uint64_t known_version;
 	int64_t deadline_mono;
-	struct request *next;      /* in srv->waiting */
+	struct request *next; /* in srv->waiting */
 	bool suspended;
 };
 
@@ -55,7 +55,7 @@ struct server {
 	pthread_t commit_thread;
 	bool stopping;
 	int port;
-	struct request *waiting;   /* writes waiting for their commit (under c->lock) */
+	struct request *waiting;    /* writes waiting for their commit (under c->lock) */
 	pthread_mutex_t store_lock; /* the store is used by one thread at a time */
 	int64_t last_sweep_mono;
 	char *self_url;
@@ -171,7 +171,8 @@ static void route_jobs_post(struct request *q)
 		if (n < 1 || used < 0 || inst[used] || first < 0 || last < first) {
 			spec_free(spec);
 			free(key);
-			reply_error(q, 400, "query 'instances': expected A or A-B with 0 <= A <= B");
+			reply_error(q, 400,
+				    "query 'instances': expected A or A-B with 0 <= A <= B");
 			return;
 		}
 	}
@@ -180,9 +181,9 @@ static void route_jobs_post(struct request *q)
 		reply_error(q, err.code ? err.code : 500, err.msg);
 	else
 		reply_after_commit(q, seq,
-				   json_pack("{s:s,s:i,s:b,s:b,s:b}", "job", key, "version", res.version,
-					     "created", res.created, "changed", res.changed, "update",
-					     res.update));
+				   json_pack("{s:s,s:i,s:b,s:b,s:b}", "job", key, "version",
+					     res.version, "created", res.created, "changed",
+					     res.changed, "update", res.update));
 	free(key);
 }
 
@@ -286,8 +287,10 @@ static void route_task(struct request *q, const char *method, const char *rest)
 			reply_error(q, 404, "task has no node: it never ran, so it has no logs");
 			return;
 		}
-		const char *stream = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "stream");
-		const char *off = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "offset");
+		const char *stream =
+		    MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "stream");
+		const char *off =
+		    MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "offset");
 		q->location = xasprintf("%s/v1/logs/%s?stream=%s&offset=%s", addr, t->id,
 					stream ? stream : "stdout", off ? off : "0");
 		q->status = 307;
@@ -329,12 +332,13 @@ static void route_agent(struct request *q, const char *what)
 		if (seq) {
 			json_t *kv = json_object_get(body, "known_version");
 			json_t *wait = json_object_get(body, "wait_ms");
-			int64_t wait_ms = json_is_integer(wait) ? json_integer_value(wait)
-								: c->cfg.heartbeat_ms;
+			int64_t wait_ms =
+			    json_is_integer(wait) ? json_integer_value(wait) : c->cfg.heartbeat_ms;
 			if (wait_ms < 0 || wait_ms > 60000)
 				wait_ms = c->cfg.heartbeat_ms;
 			q->watch_node = n;
-			q->known_version = json_is_integer(kv) ? (uint64_t)json_integer_value(kv) : 0;
+			q->known_version =
+			    json_is_integer(kv) ? (uint64_t)json_integer_value(kv) : 0;
 			q->deadline_mono = time_mono_ms() + wait_ms;
 			q->wait_seq = seq;
 			q->phase = REQ_WATCH;
@@ -425,7 +429,8 @@ static void route(struct request *q, const char *method, const char *url)
 			struct berr err = {0};
 			uint64_t seq = cluster_node_drain(c, n, !strcmp(slash, "/drain"), &err);
 			if (seq)
-				reply_after_commit(q, seq, json_pack("{s:s,s:b}", "node", n, "ok", 1));
+				reply_after_commit(q, seq,
+						   json_pack("{s:s,s:b}", "node", n, "ok", 1));
 			else
 				reply_error(q, err.code, err.msg);
 			free(n);
@@ -442,7 +447,8 @@ static void route(struct request *q, const char *method, const char *url)
 static enum MHD_Result send_ready(struct request *q)
 {
 	if (q->status == 307 && q->location) {
-		struct MHD_Response *r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+		struct MHD_Response *r =
+		    MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
 		MHD_add_response_header(r, "Location", q->location);
 		enum MHD_Result ret = MHD_queue_response(q->conn, 307, r);
 		MHD_destroy_response(r);
@@ -451,7 +457,7 @@ static enum MHD_Result send_ready(struct request *q)
 	if (q->text) {
 		size_t n = strlen(q->text);
 		struct MHD_Response *r =
-			MHD_create_response_from_buffer(n, q->text, MHD_RESPMEM_MUST_FREE);
+		    MHD_create_response_from_buffer(n, q->text, MHD_RESPMEM_MUST_FREE);
 		q->text = NULL;
 		MHD_add_response_header(r, "Content-Type", "application/json");
 		enum MHD_Result ret = MHD_queue_response(q->conn, (unsigned)q->status, r);
@@ -535,7 +541,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		pthread_mutex_unlock(&s->c->lock);
 		if (r != 0) {
 			sbuf_release(&bc.out);
-			reply_error(q, 500, r == -2 ? "backup: a stored value is not UTF-8 text" : err.msg);
+			reply_error(q, 500,
+				    r == -2 ? "backup: a stored value is not UTF-8 text" : err.msg);
 			return send_ready(q);
 		}
 		q->text = sbuf_detach(&bc.out);
@@ -606,8 +613,8 @@ static void collect_commits(struct server *s, struct request **ready, bool all)
 
 /* Answer the watches of node n that can be answered: its desired set moved
  * past what they know, their wait is over, or the server stops. */
-static void collect_node_watches(struct server *s, struct node *n, struct request **ready,
-				 bool all, int64_t mono)
+static void collect_node_watches(struct server *s, struct node *n, struct request **ready, bool all,
+				 int64_t mono)
 {
 	struct request **pp = (struct request **)&n->watchers;
 	while (*pp) {
@@ -742,8 +749,8 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 		return NULL;
 	}
 	char *loc = (!o->store || !strcmp(o->store, "sqlite"))
-			    ? xasprintf("sqlite:%s/state.db", o->data_dir)
-			    : xstrdup(o->store);
+			? xasprintf("sqlite:%s/state.db", o->data_dir)
+			: xstrdup(o->store);
 	struct store *st = store_open(loc, err);
 	free(loc);
 	if (!st)

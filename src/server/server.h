@@ -17,8 +17,8 @@
 
 struct server_options {
 	const char *data_dir;
-	const char *addr;      /* HOST:PORT to listen on */
-	const char *store;     /* NULL or "sqlite" = <data_dir>/state.db; or a store location */
+	const char *addr;  /* HOST:PORT to listen on */
+	const char *store; /* NULL or "sqlite" = <data_dir>/state.db; or a store location */
 	struct cluster_config cluster;
 };
 

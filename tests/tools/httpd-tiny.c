@@ -37,7 +37,8 @@ int main(int argc, char **argv)
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[1]))};
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((unsigned short)atoi(argv[1]))};
 	a.sin_addr.s_addr = htonl(INADDR_ANY);
 	if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 64) < 0) {
 		perror("httpd-tiny: bind");
@@ -63,9 +64,10 @@ int main(int argc, char **argv)
 			return 0;
 		}
 		char resp[4096];
-		int len = snprintf(resp, sizeof resp,
-				   "HTTP/1.0 %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
-				   fail ? "500 Internal Server Error" : "200 OK", strlen(body), body);
+		int len =
+		    snprintf(resp, sizeof resp,
+			     "HTTP/1.0 %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+			     fail ? "500 Internal Server Error" : "200 OK", strlen(body), body);
 		if (write(c, resp, (size_t)len) < 0) {
 			/* the client went away */
 		}

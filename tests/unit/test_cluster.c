@@ -1970,7 +1970,7 @@ static uint64_t submit_instances(struct fx *f, char *yaml, int first, int last,
 	free(yaml);
 	pthread_mutex_lock(&f->c->lock);
 	uint64_t seq =
-		cluster_job_submit_instances(f->c, spec, first, last, res ? res : &dummy, &f->err);
+	    cluster_job_submit_instances(f->c, spec, first, last, res ? res : &dummy, &f->err);
 	pthread_mutex_unlock(&f->c->lock);
 	return seq;
 }
@@ -2050,7 +2050,7 @@ static int in_flight(struct fx *f, const char *key, int to, int64_t watch_ms)
 /* The agent's side of an update. */
 struct play {
 	int bad_version; /* tasks of this version fail when started (0: none) */
-	int fail_times;  /* ... only the first fail_times of each instance (0: always) */
+	int fail_times;	 /* ... only the first fail_times of each instance (0: always) */
 	int failed[64];
 	bool hold_stops; /* leave stopping tasks stopping (the agent is slow) */
 };
@@ -2087,8 +2087,8 @@ static void play_step(struct fx *f, const char *key, struct play *p)
 			}
 		}
 		if (to)
-			acts[n++] = (struct act){xstrdup(t->id), xstrdup(t->node->name), to,
-						 t->instance};
+			acts[n++] =
+			    (struct act){xstrdup(t->id), xstrdup(t->node->name), to, t->instance};
 	}
 	for (size_t k = 0; k < n; k++) {
 		bool failed = !strcmp(acts[k].state, "FAILED");
@@ -2130,7 +2130,8 @@ static bool all_on_version(struct fx *f, const char *key, int n, int v)
 	for (int i = 0; i < n; i++) {
 		struct task *t = active(f, key, i);
 		if (!t || t->version != v || t->state != TASK_RUNNING) {
-			fprintf(stderr, "    instance %d: %s version %d (want RUNNING version %d)\n", i,
+			fprintf(stderr,
+				"    instance %d: %s version %d (want RUNNING version %d)\n", i,
 				state_of(t), t ? t->version : -1, v);
 			ok = false;
 		}
@@ -2949,7 +2950,6 @@ TEST(update_json_shape_and_control_errors)
 	fx_teardown(&f);
 }
 
-
 /* Cron: missed slots (the server was down) make one run, not one each, and
  * a restart does not run the same slot again. */
 TEST(cron_missed_slots_run_once_and_never_twice)
@@ -2981,13 +2981,13 @@ TEST(cron_missed_slots_run_once_and_never_twice)
 	fx_teardown(&f);
 }
 
-UNIT_MAIN(cron_missed_slots_run_once_and_never_twice, submit_creates_pending_tasks, tick_without_nodes_keeps_pending,
-	  tick_assigns_tasks_with_distinct_ports, node_desired_lists_assigned_tasks,
-	  agent_running_sets_pid, infeasible_job_stays_pending_with_reason,
-	  service_failure_is_replaced_with_ancestor, service_second_quick_death_is_throttled,
-	  service_throttle_backoff_doubles_and_caps, service_long_run_resets_quick_deaths,
-	  batch_finished_instance_is_not_replaced, batch_failure_retried_until_max_task_failures,
-	  batch_unlimited_failures_keep_retrying,
+UNIT_MAIN(cron_missed_slots_run_once_and_never_twice, submit_creates_pending_tasks,
+	  tick_without_nodes_keeps_pending, tick_assigns_tasks_with_distinct_ports,
+	  node_desired_lists_assigned_tasks, agent_running_sets_pid,
+	  infeasible_job_stays_pending_with_reason, service_failure_is_replaced_with_ancestor,
+	  service_second_quick_death_is_throttled, service_throttle_backoff_doubles_and_caps,
+	  service_long_run_resets_quick_deaths, batch_finished_instance_is_not_replaced,
+	  batch_failure_retried_until_max_task_failures, batch_unlimited_failures_keep_retrying,
 	  batch_one_instance_failed_others_running_is_failing,
 	  job_kill_stops_tasks_then_forgets_job, job_kill_of_pending_job_forgets_at_once,
 	  job_kill_after_watch_omits_killing_task, job_restart_replaces_with_new_ids,
@@ -3007,10 +3007,8 @@ UNIT_MAIN(cron_missed_slots_run_once_and_never_twice, submit_creates_pending_tas
 	  persistence_round_trip, persistence_port_pool_rebuilt_on_load,
 	  restart_then_watch_with_old_known_version_keeps_new_assignment,
 	  replacement_event_survives_long_utf8_message, find_task_by_id_and_ref,
-	  ended_tasks_kept_per_job_are_bounded,
-	  update_good_version_rolls_forward_batch_by_batch,
-	  update_next_batch_waits_for_watch,
-	  update_failing_version_rolls_back_automatically,
+	  ended_tasks_kept_per_job_are_bounded, update_good_version_rolls_forward_batch_by_batch,
+	  update_next_batch_waits_for_watch, update_failing_version_rolls_back_automatically,
 	  update_rollback_while_batch_mate_still_stopping,
 	  update_failure_without_rollback_ends_failed,
 	  update_max_instance_failures_tolerates_one_per_instance,
@@ -3018,11 +3016,9 @@ UNIT_MAIN(cron_missed_slots_run_once_and_never_twice, submit_creates_pending_tas
 	  update_max_total_failures_tolerates_failed_instances,
 	  update_pause_stops_progress_and_resume_continues,
 	  update_pause_while_instance_in_flight_finishes_it_but_starts_none,
-	  update_abort_leaves_instances_where_they_are,
-	  update_user_rollback,
+	  update_abort_leaves_instances_where_they_are, update_user_rollback,
 	  update_canary_updates_only_listed_instances,
-	  update_after_canary_same_spec_updates_the_rest,
-	  update_scale_only_change_starts_no_update,
+	  update_after_canary_same_spec_updates_the_rest, update_scale_only_change_starts_no_update,
 	  update_start_first_keeps_old_task_until_new_runs,
 	  update_start_first_rollback_leaves_one_task_per_instance,
 	  update_instance_given_up_by_restart_policy_fails_the_instance,
@@ -3030,7 +3026,5 @@ UNIT_MAIN(cron_missed_slots_run_once_and_never_twice, submit_creates_pending_tas
 	  update_user_rollback_with_start_first_in_flight,
 	  update_superseded_start_first_leaves_one_task_per_instance,
 	  update_abort_with_start_first_in_flight_leaves_one_task_per_instance,
-	  update_rollback_restores_instance_count,
-	  update_survives_restart,
-	  update_start_first_survives_restart,
-	  update_json_shape_and_control_errors)
+	  update_rollback_restores_instance_count, update_survives_restart,
+	  update_start_first_survives_restart, update_json_shape_and_control_errors)

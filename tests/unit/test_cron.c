@@ -5,7 +5,8 @@
 
 static int64_t utc_ms(int y, int mo, int d, int h, int mi)
 {
-	struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi};
+	struct tm tm = {
+	    .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi};
 	return (int64_t)timegm(&tm) * 1000;
 }
 
@@ -22,7 +23,8 @@ static int64_t next_of(const char *expr, int64_t after)
 
 TEST(every_minute_is_the_next_whole_minute)
 {
-	CHECK(next_of("* * * * *", utc_ms(2026, 11, 25, 10, 0) + 1500) == utc_ms(2026, 11, 25, 10, 1));
+	CHECK(next_of("* * * * *", utc_ms(2026, 11, 25, 10, 0) + 1500) ==
+	      utc_ms(2026, 11, 25, 10, 1));
 	/* strictly after: on the minute itself gives the next one */
 	CHECK(next_of("* * * * *", utc_ms(2026, 11, 25, 10, 0)) == utc_ms(2026, 11, 25, 10, 1));
 }

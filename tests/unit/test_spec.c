@@ -421,11 +421,13 @@ TEST(error_unknown_key)
 {
 	CHECK_STR(yaml_err(MIN "jobb: x\n"),
 		  "web.yaml:4:1: jobb: expected one of job, type, instances, schedule, "
-		  "cron_collision, priority, max_task_failures, placement, task, update or restart, found "
+		  "cron_collision, priority, max_task_failures, placement, task, update or "
+		  "restart, found "
 		  "'jobb'");
-	CHECK_STR(yaml_err(MIN "  resourcs: {}\n"),
-		  "web.yaml:4:3: task.resourcs: expected one of driver, image, command, env, user, "
-		  "resources, constraints, health, stop_grace, shutdown or volumes, found 'resourcs'");
+	CHECK_STR(
+	    yaml_err(MIN "  resourcs: {}\n"),
+	    "web.yaml:4:3: task.resourcs: expected one of driver, image, command, env, user, "
+	    "resources, constraints, health, stop_grace, shutdown or volumes, found 'resourcs'");
 	CHECK_STR(yaml_err(MIN "  resources: {gpu: 1}\n"),
 		  "web.yaml:4:15: task.resources.gpu: expected one of cpu, memory, disk or ports, "
 		  "found 'gpu'");
@@ -1274,8 +1276,9 @@ TEST(volumes)
 		CHECK(!s->task.volumes[1].read_only);
 		json_t *j = spec_task_to_json(s);
 		char *txt = json_dumps(json_object_get(j, "volumes"), JSON_COMPACT);
-		CHECK_STR(txt, "[{\"host\":\"/srv/data\",\"path\":\"/data\",\"read_only\":true},"
-			       "{\"host\":\"/srv/scratch\",\"path\":\"/scratch\",\"read_only\":false}]");
+		CHECK_STR(txt,
+			  "[{\"host\":\"/srv/data\",\"path\":\"/data\",\"read_only\":true},"
+			  "{\"host\":\"/srv/scratch\",\"path\":\"/scratch\",\"read_only\":false}]");
 		free(txt);
 		/* The canonical JSON parses back to the same volumes. */
 		json_t *full = spec_to_json(s);
@@ -1325,9 +1328,10 @@ TEST(volumes)
 	CHECK_STR(yaml_err(MIN "  volumes: [{host: /a, path: /d, mode: ro}]\n"),
 		  "web.yaml:4:34: task.volumes[0].mode: expected one of host, path or read_only, "
 		  "found 'mode'");
-	CHECK_STR(yaml_err(MIN "  volumes:\n    - {host: /a, path: /d}\n    - {host: /b, path: /d}\n"),
-		  "web.yaml:6:24: task.volumes[1].path: expected each volume path once, "
-		  "found '/d' again");
+	CHECK_STR(
+	    yaml_err(MIN "  volumes:\n    - {host: /a, path: /d}\n    - {host: /b, path: /d}\n"),
+	    "web.yaml:6:24: task.volumes[1].path: expected each volume path once, "
+	    "found '/d' again");
 	CHECK_STR(json_err("{\"job\": \"a/devel/c\", \"task\": {\"command\": \"x\", "
 			   "\"volumes\": [{\"host\": \"/a\", \"path\": \"rel\"}]}}"),
 		  "task.volumes[0].path: expected an absolute path without '..', found 'rel'");
@@ -1346,5 +1350,5 @@ UNIT_MAIN(defaults_minimal, full_example, command_forms, env_values_are_text,
 	  error_aliases_tags_and_keys, error_documents, error_bytes, error_deep_nesting,
 	  only_first_error, cron_schedule, constraints, health_checks, ports, image_and_driver,
 	  user_field, template_validation, template_expansion, json_input_forms, json_errors,
-	  json_env_numbers_are_text, round_trip, task_json_equivalence, update_section,
-	  volumes, spec_free_null)
+	  json_env_numbers_are_text, round_trip, task_json_equivalence, update_section, volumes,
+	  spec_free_null)

@@ -22,36 +22,36 @@
 static int unit_failures;
 
 #define TEST(name) static void name(void)
-#define CHECK(cond)                                                                      \
-	do {                                                                             \
-		if (!(cond)) {                                                           \
-			fprintf(stderr, "    %s:%d: check failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                                  \
-			unit_failures++;                                                 \
-		}                                                                        \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "    %s:%d: check failed: %s\n", __FILE__, __LINE__,       \
+				#cond);                                                            \
+			unit_failures++;                                                           \
+		}                                                                                  \
 	} while (0)
-#define CHECK_STR(a, b)                                                                       \
-	do {                                                                                  \
-		const char *a_ = (a), *b_ = (b);                                              \
-		if (!a_ || !b_ || strcmp(a_, b_)) {                                           \
-			fprintf(stderr, "    %s:%d: '%s' != '%s'\n", __FILE__, __LINE__,         \
-				a_ ? a_ : "(null)", b_ ? b_ : "(null)");                      \
-			unit_failures++;                                                      \
-		}                                                                             \
+#define CHECK_STR(a, b)                                                                            \
+	do {                                                                                       \
+		const char *a_ = (a), *b_ = (b);                                                   \
+		if (!a_ || !b_ || strcmp(a_, b_)) {                                                \
+			fprintf(stderr, "    %s:%d: '%s' != '%s'\n", __FILE__, __LINE__,           \
+				a_ ? a_ : "(null)", b_ ? b_ : "(null)");                           \
+			unit_failures++;                                                           \
+		}                                                                                  \
 	} while (0)
-#define CHECK_CONTAINS(hay, needle)                                                          \
-	do {                                                                                 \
-		const char *h_ = (hay), *n_ = (needle);                                      \
-		if (!h_ || !strstr(h_, n_)) {                                                \
-			fprintf(stderr, "    %s:%d: '%s' does not contain '%s'\n", __FILE__, \
-				__LINE__, h_ ? h_ : "(null)", n_);                           \
-			unit_failures++;                                                     \
-		}                                                                            \
+#define CHECK_CONTAINS(hay, needle)                                                                \
+	do {                                                                                       \
+		const char *h_ = (hay), *n_ = (needle);                                            \
+		if (!h_ || !strstr(h_, n_)) {                                                      \
+			fprintf(stderr, "    %s:%d: '%s' does not contain '%s'\n", __FILE__,       \
+				__LINE__, h_ ? h_ : "(null)", n_);                                 \
+			unit_failures++;                                                           \
+		}                                                                                  \
 	} while (0)
-#define SKIP(reason)                                                     \
-	do {                                                             \
-		fprintf(stderr, "    skipped: %s\n", reason);            \
-		_exit(77);                                               \
+#define SKIP(reason)                                                                               \
+	do {                                                                                       \
+		fprintf(stderr, "    skipped: %s\n", reason);                                      \
+		_exit(77);                                                                         \
 	} while (0)
 
 struct unit_case {
@@ -86,7 +86,8 @@ static int unit_run(const char *file, struct unit_case *cases, size_t n)
 			skipped++;
 		} else {
 			if (WIFSIGNALED(st))
-				printf("FAIL %s %s (signal %d)\n", file, cases[i].name, WTERMSIG(st));
+				printf("FAIL %s %s (signal %d)\n", file, cases[i].name,
+				       WTERMSIG(st));
 			else
 				printf("FAIL %s %s\n", file, cases[i].name);
 			failed++;
@@ -97,20 +98,20 @@ static int unit_run(const char *file, struct unit_case *cases, size_t n)
 }
 
 /* UNIT_MAIN takes the test functions by name. */
-#define UNIT_MAIN(...)                                                          \
-	int main(void)                                                          \
-	{                                                                       \
-		void (*fns[])(void) = {__VA_ARGS__};                            \
-		static const char names[] = #__VA_ARGS__;                       \
-		struct unit_case cases[sizeof fns / sizeof fns[0]];             \
-		char *copy = strdup(names), *save = NULL, *tok;                 \
-		size_t k = 0;                                                   \
+#define UNIT_MAIN(...)                                                                             \
+	int main(void)                                                                             \
+	{                                                                                          \
+		void (*fns[])(void) = {__VA_ARGS__};                                               \
+		static const char names[] = #__VA_ARGS__;                                          \
+		struct unit_case cases[sizeof fns / sizeof fns[0]];                                \
+		char *copy = strdup(names), *save = NULL, *tok;                                    \
+		size_t k = 0;                                                                      \
 		for (tok = strtok_r(copy, ", \t\n", &save); tok && k < sizeof fns / sizeof fns[0]; \
-		     tok = strtok_r(NULL, ", \t\n", &save))                     \
-			cases[k] = (struct unit_case){tok, fns[k]}, k++;        \
-		int r = unit_run(__FILE__, cases, k);                           \
-		free(copy);                                                     \
-		return r;                                                       \
+		     tok = strtok_r(NULL, ", \t\n", &save))                                        \
+			cases[k] = (struct unit_case){tok, fns[k]}, k++;                           \
+		int r = unit_run(__FILE__, cases, k);                                              \
+		free(copy);                                                                        \
+		return r;                                                                          \
 	}
 
 #endif
