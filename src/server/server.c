@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <curl/curl.h>
 #include <microhttpd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include "core/addr.h"
 #include "core/log.h"
 #include "core/spec.h"
+#include "server/leader.h"
 #include "store/store.h"
 
 #define MAX_BODY (1u << 20)
@@ -57,6 +59,9 @@ struct server {
 	int port;
 	struct request *waiting;    /* writes waiting for their commit (under c->lock) */
 	pthread_mutex_t store_lock; /* the store is used by one thread at a time */
+	struct leader *leader;      /* HA (etcd store): the election */
+	_Atomic bool leading;       /* without HA: always */
+	bool commit_started;
 	int64_t last_sweep_mono;
 	char *self_url;
 };
@@ -444,6 +449,23 @@ static void route(struct request *q, const char *method, const char *url)
 	reply_error(q, 404, "unknown route");
 }
 
+struct query_ctx {
+	struct sbuf *sb;
+	int n;
+};
+
+static enum MHD_Result add_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+				     const char *value)
+{
+	struct query_ctx *qc = cls;
+	(void)kind;
+	char *k = curl_easy_escape(NULL, key, 0), *v = value ? curl_easy_escape(NULL, value, 0) : NULL;
+	sbuf_addf(qc->sb, "%c%s%s%s", qc->n++ ? '&' : '?', k, v ? "=" : "", v ? v : "");
+	curl_free(k);
+	curl_free(v);
+	return MHD_YES;
+}
+
 static enum MHD_Result send_ready(struct request *q)
 {
 	if (q->status == 307 && q->location) {
@@ -467,6 +489,27 @@ static enum MHD_Result send_ready(struct request *q)
 	return send_json(q->conn, q->status, q->reply ? q->reply : json_object());
 }
 
+/* A follower answers with a redirect to the leader (clients and agents
+ * follow it), or 503 while no leader is known. */
+static enum MHD_Result follower_answer(struct server *s, struct request *q, const char *url)
+{
+	char *leader = s->leader ? leader_current(s->leader) : NULL;
+	if (!leader) {
+		reply_error(q, 503, "no leader elected yet");
+		return send_ready(q);
+	}
+	struct sbuf sb;
+	sbuf_init(&sb);
+	sbuf_addf(&sb, "%s%s", leader, url);
+	struct query_ctx qc = {&sb, 0};
+	MHD_get_connection_values(q->conn, MHD_GET_ARGUMENT_KIND, add_query_arg, &qc);
+	free(leader);
+	q->location = sbuf_detach(&sb);
+	q->status = 307;
+	q->phase = REQ_READY;
+	return send_ready(q);
+}
+
 /* Backups are JSON lines: {"key": K, "value": V} with V the stored text. */
 struct backup_ctx {
 	struct sbuf out;
@@ -476,6 +519,8 @@ struct backup_ctx {
 static int backup_line(const char *key, const char *value, size_t len, void *ud)
 {
 	struct backup_ctx *bc = ud;
+	if (!strcmp(key, "meta/leader"))
+		return 0; /* an election record, bound to a lease: never restored */
 	json_t *v = json_stringn(value, len);
 	if (!v)
 		return -2; /* berth writes only JSON text: anything else is damage */
@@ -517,6 +562,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (q->phase != REQ_NEW)
 		return MHD_YES; /* resumed spuriously: still waiting */
 
+	if (!strcmp(url, "/v1/health") || !strcmp(url, "/v1/leader")) {
+		char *leader = s->leader ? leader_current(s->leader) : xstrdup(s->self_url);
+		reply_ok(q, json_pack("{s:b,s:s?,s:s,s:s}", "ok", 1, "leader", leader, "role",
+				      s->leading ? "leader" : "follower", "self", s->self_url));
+		free(leader);
+		return send_ready(q);
+	}
+	if (!s->leading)
+		return follower_answer(s, q, url);
 	if (!strcmp(url, "/v1/admin/backup")) {
 		/* A consistent snapshot of the store (one read transaction), taken
 		 * beside the commit thread, not under the cluster lock. */
@@ -736,6 +790,36 @@ static void raise_nofile(void)
 	}
 }
 
+/* Elected: load the state the previous leader left durable, then lead. */
+static void on_elected(void *ud)
+{
+	struct server *s = ud;
+	struct berr err = {0};
+	int64_t t0 = time_mono_ms();
+	pthread_mutex_lock(&s->c->lock);
+	int r = cluster_load(s->c, &err);
+	pthread_mutex_unlock(&s->c->lock);
+	if (r < 0) {
+		log_error("fatal: elected but %s", err.msg);
+		_exit(3);
+	}
+	if (pthread_create(&s->commit_thread, NULL, commit_loop, s) != 0) {
+		log_error("fatal: cannot start the commit thread");
+		_exit(3);
+	}
+	s->commit_started = true;
+	s->leading = true;
+	log_info("leading: state loaded in %lld ms", (long long)(time_mono_ms() - t0));
+}
+
+/* The lease is gone: another server may lead already. Not one more write. */
+static void on_lost(void *ud)
+{
+	(void)ud;
+	log_error("fatal: leadership lost; exiting so that only one leader writes");
+	_exit(3);
+}
+
 struct server *server_start(const struct server_options *o, struct berr *err)
 {
 	struct sockaddr_in sa;
@@ -759,11 +843,15 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 	pthread_mutex_init(&s->store_lock, NULL);
 	s->store = st;
 	s->c = cluster_new(st, &o->cluster);
-	pthread_mutex_lock(&s->c->lock);
-	r = cluster_load(s->c, err);
-	pthread_mutex_unlock(&s->c->lock);
-	if (r < 0)
-		goto fail;
+	bool ha = o->store && !strncmp(o->store, "etcd://", 7);
+	if (!ha) {
+		pthread_mutex_lock(&s->c->lock);
+		r = cluster_load(s->c, err);
+		pthread_mutex_unlock(&s->c->lock);
+		if (r < 0)
+			goto fail;
+		s->leading = true;
+	}
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
 	s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
 				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
@@ -785,11 +873,26 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 	char ip[INET_ADDRSTRLEN];
 	inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
 	s->self_url = xasprintf("http://%s:%d", sa.sin_addr.s_addr ? ip : "127.0.0.1", s->port);
+	if (ha) {
+		/* Several servers on one etcd: only the elected one loads the
+		 * state and writes; the others redirect to it. */
+		struct leader_callbacks cb = {.ud = s, .elected = on_elected, .lost = on_lost};
+		s->leader = leader_start(o->store, s->self_url, o->leader_ttl_ms ? o->leader_ttl_ms : 2000,
+					 &cb, err);
+		if (!s->leader) {
+			MHD_stop_daemon(s->mhd);
+			goto fail;
+		}
+		log_info("server listening on %s (store %s), campaigning for leadership", s->self_url,
+			 o->store);
+		return s;
+	}
 	if (pthread_create(&s->commit_thread, NULL, commit_loop, s) != 0) {
 		berr_set(err, 500, "cannot start the commit thread");
 		MHD_stop_daemon(s->mhd);
 		goto fail;
 	}
+	s->commit_started = true;
 	log_info("server listening on %s (state in %s)", s->self_url, o->data_dir);
 	return s;
 fail:
@@ -812,7 +915,8 @@ void server_stop(struct server *s)
 	s->stopping = true;
 	pthread_cond_signal(&s->c->wake);
 	pthread_mutex_unlock(&s->c->lock);
-	pthread_join(s->commit_thread, NULL);
+	if (s->commit_started)
+		pthread_join(s->commit_thread, NULL);
 	/* Commit what is left, then answer everyone still waiting. */
 	pthread_mutex_lock(&s->c->lock);
 	uint64_t seq;
@@ -835,6 +939,9 @@ void server_stop(struct server *s)
 	pthread_mutex_unlock(&s->c->lock);
 	resume_all(ready);
 	MHD_stop_daemon(s->mhd);
+	/* Last: a leader gives its lease back so that another takes over at
+	 * once, after everything it acknowledged is durable. */
+	leader_stop(s->leader);
 	cluster_free(s->c);
 	store_close(s->store);
 	free(s->self_url);

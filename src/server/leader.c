@@ -1,0 +1,289 @@
+#include "server/leader.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+struct leader {
+	char **endpoints; /* "http://h:p" */
+	size_t nendpoints, current;
+	char *key_b64;
+	char *self_url;
+	int64_t ttl_ms;
+	struct leader_callbacks cb;
+	CURL *curl;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	char *leader_url;
+	_Atomic bool is_me;
+	_Atomic bool stopping;
+	char lease_id[32];
+};
+
+static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static char *b64_encode(const char *s, size_t n)
+{
+	char *out = xmalloc(((n + 2) / 3) * 4 + 1), *o = out;
+	for (size_t i = 0; i < n; i += 3) {
+		unsigned v = (unsigned char)s[i] << 16;
+		if (i + 1 < n)
+			v |= (unsigned char)s[i + 1] << 8;
+		if (i + 2 < n)
+			v |= (unsigned char)s[i + 2];
+		*o++ = b64chars[(v >> 18) & 63];
+		*o++ = b64chars[(v >> 12) & 63];
+		*o++ = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
+		*o++ = i + 2 < n ? b64chars[v & 63] : '=';
+	}
+	*o = 0;
+	return out;
+}
+
+static char *b64_decode(const char *s)
+{
+	size_t n = strlen(s);
+	char *out = xmalloc(n / 4 * 3 + 1), *o = out;
+	unsigned v = 0;
+	int bits = 0;
+	for (size_t i = 0; i < n && s[i] != '='; i++) {
+		const char *p = strchr(b64chars, s[i]);
+		if (!p)
+			break;
+		v = (v << 6) | (unsigned)(p - b64chars);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			*o++ = (char)((v >> bits) & 0xff);
+		}
+	}
+	*o = 0;
+	return out;
+}
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	sbuf_add(ud, ptr, size * nmemb);
+	return size * nmemb;
+}
+
+/* POST a JSON body (the reference is taken) to the v3 gateway; tries every
+ * endpoint once. */
+static json_t *etcd_post(struct leader *l, const char *path, json_t *body)
+{
+	char *b = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	json_t *reply = NULL;
+	for (size_t tries = 0; tries < l->nendpoints && !reply; tries++) {
+		struct sbuf sb;
+		sbuf_init(&sb);
+		char *url = xasprintf("%s%s", l->endpoints[l->current], path);
+		curl_easy_reset(l->curl);
+		curl_easy_setopt(l->curl, CURLOPT_URL, url);
+		curl_easy_setopt(l->curl, CURLOPT_POSTFIELDS, b);
+		curl_easy_setopt(l->curl, CURLOPT_WRITEFUNCTION, on_data);
+		curl_easy_setopt(l->curl, CURLOPT_WRITEDATA, &sb);
+		curl_easy_setopt(l->curl, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(l->curl, CURLOPT_PROXY, "");
+		curl_easy_setopt(l->curl, CURLOPT_TIMEOUT_MS, (long)(l->ttl_ms / 2 + 200));
+		CURLcode rc = curl_easy_perform(l->curl);
+		long status = 0;
+		curl_easy_getinfo(l->curl, CURLINFO_RESPONSE_CODE, &status);
+		if (rc == CURLE_OK && status == 200)
+			reply = json_loadb(sb.buf, sb.len, 0, NULL);
+		else
+			l->current = (l->current + 1) % l->nendpoints;
+		free(url);
+		sbuf_release(&sb);
+	}
+	free(b);
+	return reply;
+}
+
+static bool grant_lease(struct leader *l)
+{
+	long ttl_s = (long)((l->ttl_ms + 999) / 1000);
+	json_t *r = etcd_post(l, "/v3/lease/grant", json_pack("{s:I}", "TTL", (json_int_t)ttl_s));
+	const char *id = r ? json_string_value(json_object_get(r, "ID")) : NULL;
+	bool ok = id && *id;
+	if (ok)
+		snprintf(l->lease_id, sizeof l->lease_id, "%s", id);
+	json_decref(r);
+	return ok;
+}
+
+/* Returns 1 won, 0 lost (leader_url updated), -1 error. */
+static int campaign(struct leader *l)
+{
+	char *val = b64_encode(l->self_url, strlen(l->self_url));
+	json_t *body = json_pack(
+		"{s:[{s:s,s:s,s:s,s:s}],s:[{s:{s:s,s:s,s:s}}],s:[{s:{s:s}}]}", "compare", "key",
+		l->key_b64, "target", "CREATE", "result", "EQUAL", "create_revision", "0", "success",
+		"request_put", "key", l->key_b64, "value", val, "lease", l->lease_id, "failure",
+		"request_range", "key", l->key_b64);
+	free(val);
+	json_t *r = etcd_post(l, "/v3/kv/txn", body);
+	if (!r)
+		return -1;
+	int won = json_is_true(json_object_get(r, "succeeded"));
+	char *url = NULL;
+	if (won) {
+		url = xstrdup(l->self_url);
+	} else {
+		json_t *kvs = json_object_get(
+			json_object_get(json_array_get(json_object_get(r, "responses"), 0),
+					"response_range"),
+			"kvs");
+		const char *v = json_string_value(json_object_get(json_array_get(kvs, 0), "value"));
+		url = v ? b64_decode(v) : NULL;
+	}
+	json_decref(r);
+	pthread_mutex_lock(&l->lock);
+	free(l->leader_url);
+	l->leader_url = url;
+	pthread_mutex_unlock(&l->lock);
+	return won;
+}
+
+static bool keepalive(struct leader *l)
+{
+	json_t *r = etcd_post(l, "/v3/lease/keepalive", json_pack("{s:s}", "ID", l->lease_id));
+	json_t *res = r ? json_object_get(r, "result") : NULL;
+	const char *ttl = res ? json_string_value(json_object_get(res, "TTL")) : NULL;
+	bool ok = ttl && atol(ttl) > 0; /* TTL absent or 0: the lease is gone */
+	json_decref(r);
+	return ok;
+}
+
+static void sleep_ms(int64_t ms)
+{
+	usleep((useconds_t)(ms * 1000));
+}
+
+static void *leader_main(void *arg)
+{
+	struct leader *l = arg;
+	while (!l->stopping) {
+		if (!grant_lease(l)) {
+			sleep_ms(200);
+			continue;
+		}
+		int r = campaign(l);
+		if (r <= 0) {
+			/* A follower: look again soon; the key goes when the
+			 * leader's lease expires. */
+			sleep_ms(r < 0 ? 200 : l->ttl_ms / 8 > 50 ? l->ttl_ms / 8 : 50);
+			continue;
+		}
+		l->is_me = true;
+		log_info("elected leader (%s)", l->self_url);
+		if (l->cb.elected)
+			l->cb.elected(l->cb.ud);
+		int64_t renewed = time_mono_ms();
+		while (!l->stopping) {
+			sleep_ms(l->ttl_ms / 4);
+			if (keepalive(l)) {
+				renewed = time_mono_ms();
+				continue;
+			}
+			/* Stop before etcd could give the key to another server. */
+			if (time_mono_ms() - renewed >= l->ttl_ms * 3 / 4) {
+				l->is_me = false;
+				log_error("lost the leader lease: stopping");
+				if (l->cb.lost)
+					l->cb.lost(l->cb.ud);
+				return NULL;
+			}
+		}
+	}
+	return NULL;
+}
+
+struct leader *leader_start(const char *location, const char *self_url, int64_t ttl_ms,
+			    const struct leader_callbacks *cb, struct berr *err)
+{
+	if (strncmp(location, "etcd://", 7))
+		return berr_set(err, 400, "leader election needs an etcd store, not '%s'", location),
+		       NULL;
+	struct leader *l = xcalloc(1, sizeof *l);
+	char *rest = xstrdup(location + 7);
+	char *slash = strchr(rest, '/');
+	char *prefix = NULL;
+	if (slash) {
+		*slash = 0;
+		prefix = slash + 1;
+		char *q = strchr(prefix, '?');
+		if (q)
+			*q = 0;
+	} else {
+		char *q = strchr(rest, '?');
+		if (q)
+			*q = 0;
+	}
+	char *save = NULL;
+	for (char *tok = strtok_r(rest, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		l->endpoints = xrealloc(l->endpoints, (l->nendpoints + 1) * sizeof *l->endpoints);
+		l->endpoints[l->nendpoints++] =
+			strchr(tok, ':') ? xasprintf("http://%s", tok) : xasprintf("http://%s:2379", tok);
+	}
+	char *key = prefix && *prefix ? xasprintf("%s/meta/leader", prefix) : xstrdup("meta/leader");
+	l->key_b64 = b64_encode(key, strlen(key));
+	free(key);
+	free(rest);
+	if (!l->nendpoints) {
+		free(l->key_b64);
+		free(l);
+		return berr_set(err, 400, "no etcd endpoint in '%s'", location), NULL;
+	}
+	l->self_url = xstrdup(self_url);
+	l->ttl_ms = ttl_ms < 1000 ? 1000 : ttl_ms;
+	if (cb)
+		l->cb = *cb;
+	l->curl = curl_easy_init();
+	pthread_mutex_init(&l->lock, NULL);
+	if (pthread_create(&l->thread, NULL, leader_main, l) != 0) {
+		berr_set(err, 500, "cannot start the election thread");
+		return NULL;
+	}
+	return l;
+}
+
+char *leader_current(struct leader *l)
+{
+	pthread_mutex_lock(&l->lock);
+	char *u = l->leader_url ? xstrdup(l->leader_url) : NULL;
+	pthread_mutex_unlock(&l->lock);
+	return u;
+}
+
+bool leader_is_me(struct leader *l)
+{
+	return l->is_me;
+}
+
+void leader_stop(struct leader *l)
+{
+	if (!l)
+		return;
+	l->stopping = true;
+	pthread_join(l->thread, NULL);
+	if (l->is_me && l->lease_id[0]) {
+		json_t *r = etcd_post(l, "/v3/lease/revoke", json_pack("{s:s}", "ID", l->lease_id));
+		json_decref(r);
+	}
+	curl_easy_cleanup(l->curl);
+	for (size_t i = 0; i < l->nendpoints; i++)
+		free(l->endpoints[i]);
+	free(l->endpoints);
+	free(l->key_b64);
+	free(l->self_url);
+	free(l->leader_url);
+	pthread_mutex_destroy(&l->lock);
+	free(l);
+}

@@ -1,0 +1,40 @@
+/* leader.h - leader election among servers sharing an etcd store.
+ *
+ * Each server campaigns for the key <prefix>/leader with an etcd lease: an
+ * etcd transaction puts its URL there only if the key does not exist. The
+ * winner keeps its lease alive (every ttl/4); the others watch the key
+ * (polling) and campaign again when it disappears, which happens at most
+ * ttl after the leader died or was cut off.
+ *
+ * Fencing: a leader that cannot renew its lease for ttl is no longer the
+ * leader for etcd (the key is gone): `lost` is called and the server stops
+ * at once, so two leaders never both write.
+ */
+#ifndef BERTH_LEADER_H
+#define BERTH_LEADER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/util.h"
+
+struct leader_callbacks {
+	void *ud;
+	void (*elected)(void *ud); /* this server leads now (called once) */
+	void (*lost)(void *ud);    /* its lease is gone: stop writing now */
+};
+
+struct leader;
+
+/* location: the store's "etcd://h1:p1,h2:p2[/PREFIX]". self_url: how other
+ * servers and clients reach this one. */
+struct leader *leader_start(const char *location, const char *self_url, int64_t ttl_ms,
+			    const struct leader_callbacks *cb, struct berr *err);
+/* The leader's URL as last seen (caller frees), or NULL when unknown. */
+char *leader_current(struct leader *l);
+bool leader_is_me(struct leader *l);
+/* Stop campaigning; a leader gives its lease back so another takes over
+ * at once. */
+void leader_stop(struct leader *l);
+
+#endif

@@ -1,0 +1,109 @@
+#!/usr/bin/env bats
+# High availability: servers sharing an etcd store elect a leader; when it
+# dies another takes over, acknowledged writes survive, agents and the CLI
+# follow the leader by themselves, running tasks are not restarted.
+
+load helpers
+
+setup() {
+	require_root
+	command -v etcd >/dev/null || skip "etcd is not installed (Debian package etcd-server)"
+	HA=$(mktemp -d /tmp/berth-ha.XXXXXX)
+	EP=$(free_port)
+	PP=$(free_port)
+	etcd --name default --data-dir "$HA/etcd" --listen-client-urls "http://127.0.0.1:$EP" \
+		--advertise-client-urls "http://127.0.0.1:$EP" --listen-peer-urls "http://127.0.0.1:$PP" \
+		--initial-advertise-peer-urls "http://127.0.0.1:$PP" \
+		--initial-cluster "default=http://127.0.0.1:$PP" >"$HA/etcd.log" 2>&1 &
+	ETCD_PID=$!
+	wait_for 10 "curl -fsS http://127.0.0.1:$EP/health >/dev/null 2>&1"
+	STORE="etcd://127.0.0.1:$EP/berth"
+	S1=$(free_port)
+	S2=$(free_port)
+	start_server 1 "$S1"
+	start_server 2 "$S2"
+	export BERTH_ADDR="http://127.0.0.1:$S1,http://127.0.0.1:$S2"
+	CGPARENT=berth-ha-$$
+	mkdir -p /var/tmp/berth-ha-$$
+	"$BERTH_BIN" agent --server "127.0.0.1:$S1,127.0.0.1:$S2" --data-dir /var/tmp/berth-ha-$$/agent \
+		--name a1 --cgroup-parent "$CGPARENT" --port-range 31000-31999 >"$HA/agent.log" 2>&1 &
+	AGENT_PID=$!
+	wait_for 15 '"$BERTH_BIN" node list --json 2>/dev/null | grep -q ACTIVE'
+}
+
+start_server() {
+	"$BERTH_BIN" server --data-dir "$HA/s$1" --addr "127.0.0.1:$2" --store "$STORE" \
+		>>"$HA/s$1.log" 2>&1 &
+	eval "SERVER$1_PID=$!"
+}
+
+teardown() {
+	kill -TERM "${AGENT_PID:-0}" 2>/dev/null || true
+	sleep 0.3
+	pkill -KILL -f "berth supervise /var/tmp/berth-ha-$$" 2>/dev/null || true
+	kill -KILL "${AGENT_PID:-0}" "${SERVER1_PID:-0}" "${SERVER2_PID:-0}" 2>/dev/null || true
+	kill -KILL "${ETCD_PID:-0}" 2>/dev/null || true
+	wait 2>/dev/null || true
+	for c in /sys/fs/cgroup/*/"${CGPARENT:-none}" /sys/fs/cgroup/"${CGPARENT:-none}"; do
+		[ -d "$c" ] && find "$c" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
+		rmdir "$c" 2>/dev/null || true
+	done
+	if [ "${BATS_TEST_COMPLETED:-}" != 1 ] && [ -n "${HA:-}" ]; then
+		tail -20 "$HA"/s1.log "$HA"/s2.log "$HA"/agent.log >&2 || true
+	fi
+	rm -rf "${HA:-/nonexistent}" /var/tmp/berth-ha-$$
+}
+
+leader_of() {
+	curl -fsS "http://127.0.0.1:$1/v1/leader" | jget 'd["leader"]'
+}
+
+@test "one server leads, the other redirects; killing the leader hands over within seconds and loses no acknowledged job" {
+	wait_for 10 '[ -n "$(leader_of $S1 2>/dev/null)" ]'
+	leader=$(leader_of "$S1")
+	[ "$leader" = "$(leader_of "$S2")" ]
+	if [ "$leader" = "http://127.0.0.1:$S1" ]; then lport=$S1; lpid=$SERVER1_PID; fport=$S2; else lport=$S2; lpid=$SERVER2_PID; fport=$S1; fi
+	[ "$(curl -fsS http://127.0.0.1:$fport/v1/leader | jget 'd["role"]')" = follower ]
+	# A write sent to the follower lands (redirected to the leader).
+	f=$(spec <<'EOF2'
+job: alice/prod/keep
+instances: 2
+task:
+  command: ["sleep", "300"]
+  resources: {cpu: 0.1, memory: 16MiB}
+EOF2
+)
+	BERTH_ADDR="http://127.0.0.1:$fport" "$BERTH_BIN" job run "$f"
+	pids=$(status_json alice/prod/keep | jget 'sorted(t["pid"] for t in d["tasks"])')
+	# A stream of submissions while the leader is killed: every one that
+	# was acknowledged must exist afterwards, exactly once.
+	ack="$HA/acked"
+	: >"$ack"
+	(
+		for i in $(seq 1 60); do
+			printf 'job: bob/test/s%d\ntype: batch\ntask:\n  command: ["true"]\n  resources: {cpu: 0.01, memory: 8MiB}\n' "$i" >"$HA/s$i.yaml"
+			if "$BERTH_BIN" job run --detach "$HA/s$i.yaml" >/dev/null 2>&1; then echo "bob/test/s$i" >>"$ack"; fi
+			sleep 0.05
+		done
+	) &
+	stream=$!
+	sleep 0.5
+	t0=$(date +%s%N)
+	kill -KILL "$lpid"
+	printf 'job: alice/prod/after\ntask:\n  command: ["sleep", "300"]\n  resources: {cpu: 0.1, memory: 16MiB}\n' >"$HA/after.yaml"
+	wait_for 15 '"$BERTH_BIN" job run --detach "$HA/after.yaml" >/dev/null 2>&1'
+	t1=$(date +%s%N)
+	echo "# failover: a new leader accepted a write $(((t1 - t0) / 1000000)) ms after the kill" >&3
+	wait "$stream"
+	[ "$(leader_of "$fport")" = "http://127.0.0.1:$fport" ]
+	# Every acknowledged submission exists, once.
+	list=$("$BERTH_BIN" job list --json)
+	while read -r k; do
+		[ "$(echo "$list" | jget "sum(1 for j in d if j['job']=='$k')")" -eq 1 ]
+	done <"$ack"
+	[ "$(wc -l <"$ack")" -gt 5 ]
+	# Running tasks were not restarted; the agent follows the new leader.
+	wait_for 10 '[ "$(status_json alice/prod/keep | jget "sorted(t[\"pid\"] for t in d[\"tasks\"])")" = "$pids" ]'
+	wait_for 10 '[ "$(running_count alice/prod/after)" -eq 1 ]'
+	[ $(((t1 - t0) / 1000000)) -lt 10000 ]
+}
