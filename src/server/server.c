@@ -796,6 +796,10 @@ static void on_elected(void *ud)
 	struct server *s = ud;
 	struct berr err = {0};
 	int64_t t0 = time_mono_ms();
+	/* Every commit from now on is fenced on the election key. */
+	pthread_mutex_lock(&s->store_lock);
+	store_set_guard(s->store, "meta/leader", s->self_url, &err);
+	pthread_mutex_unlock(&s->store_lock);
 	pthread_mutex_lock(&s->c->lock);
 	int r = cluster_load(s->c, &err);
 	pthread_mutex_unlock(&s->c->lock);

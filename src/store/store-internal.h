@@ -55,6 +55,8 @@ struct store_ops {
 	/* Visit keys with prefix in byte order, from one consistent snapshot. */
 	int (*scan)(struct store *st, const char *prefix, store_scan_fn fn, void *ud,
 		    struct berr *err);
+	/* Optional: from now on a commit applies only while key holds value. */
+	int (*set_guard)(struct store *st, const char *key, const char *value, struct berr *err);
 };
 
 struct store {

@@ -193,6 +193,13 @@ int store_get(struct store *st, const char *key, char **value, size_t *len, stru
 	return st->ops->get(st, key, value, len, err);
 }
 
+int store_set_guard(struct store *st, const char *key, const char *value, struct berr *err)
+{
+	if (!st->ops->set_guard)
+		return 0;
+	return st->ops->set_guard(st, key, value, err);
+}
+
 int store_scan(struct store *st, const char *prefix, store_scan_fn fn, void *ud, struct berr *err)
 {
 	if (!prefix)

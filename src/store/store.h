@@ -50,6 +50,11 @@ void store_batch_clear(struct store_batch *b);
 /* Append every operation of src to dst (src is left unchanged). */
 void store_batch_merge(struct store_batch *dst, const struct store_batch *src);
 
+/* Fencing for HA: from now on every commit applies only while `key` holds
+ * `value` (etcd: a compare in the transaction); a commit refused for that
+ * fails with "fenced: ...". A no-op where there is one server (SQLite). */
+int store_set_guard(struct store *st, const char *key, const char *value, struct berr *err);
+
 /* Apply atomically and durably. 0, or -1 with err set. */
 int store_commit(struct store *st, struct store_batch *b, struct berr *err);
 

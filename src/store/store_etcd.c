@@ -107,6 +107,8 @@ struct etcd_store {
 	CURLM *multi;
 	struct async pool[POOL];
 	int scan_depth; /* only the outermost scan fetches ahead */
+	char *guard_key;   /* fencing: commits apply only while it holds guard_value */
+	char *guard_value;
 };
 
 /* ---- base64 (RFC 4648, what protobuf's JSON mapping uses for bytes) ---- */
@@ -770,8 +772,24 @@ fail:
 
 static void et_close(struct store *st)
 {
+	struct etcd_store *e = st->data;
+	if (e) {
+		free(e->guard_key);
+		free(e->guard_value);
+	}
 	et_free(st->data);
 	st->data = NULL;
+}
+
+static int et_set_guard(struct store *st, const char *key, const char *value, struct berr *err)
+{
+	struct etcd_store *e = st->data;
+	(void)err;
+	free(e->guard_key);
+	free(e->guard_value);
+	e->guard_key = key ? xstrdup(key) : NULL;
+	e->guard_value = key ? xstrdup(value) : NULL;
+	return 0;
 }
 
 /* ---- commit ---- */
@@ -1070,7 +1088,16 @@ static void req_xop(const struct etcd_store *e, struct sbuf *sb, const struct xo
 static void txn_body(const struct etcd_store *e, struct sbuf *sb, const struct xop *ops, size_t n)
 {
 	buf_reset(sb);
-	sbuf_adds(sb, "{\"success\":[");
+	sbuf_adds(sb, "{");
+	if (e->guard_key) {
+		/* Fenced: only while this server still holds the leadership. */
+		sbuf_adds(sb, "\"compare\":[{");
+		req_key(e, sb, "key", e->guard_key, strlen(e->guard_key));
+		sbuf_adds(sb, ",\"target\":\"VALUE\",\"result\":\"EQUAL\",");
+		req_raw(sb, "value", e->guard_value, strlen(e->guard_value));
+		sbuf_adds(sb, "}],");
+	}
+	sbuf_adds(sb, "\"success\":[");
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			sbuf_adds(sb, ",");
@@ -1083,6 +1110,11 @@ static int txn_answer(struct etcd_store *e, json_t *j, struct berr *err)
 {
 	int ok = json_is_true(json_object_get(j, "succeeded"));
 	json_decref(j);
+	if (!ok && e->guard_key)
+		return berr_set(err, 409,
+				"fenced: '%s' no longer names this server (leadership lost); "
+				"the transaction was not applied",
+				e->guard_key);
 	if (!ok)
 		return berr_set(err, 0, "etcd %s: the transaction was not applied",
 				e->endpoints[e->cur]);
@@ -1385,4 +1417,5 @@ const struct store_ops store_etcd_ops = {
     .commit = et_commit,
     .get = et_get,
     .scan = et_scan,
+    .set_guard = et_set_guard,
 };

@@ -1543,6 +1543,62 @@ TEST(etcd_matches_sqlite_on_random_batches)
 	fx_teardown(&et);
 }
 
+/* HA fencing: with a guard set, commits apply only while the guard key holds
+ * this server's value; once another value is there, nothing more lands. */
+TEST(etcd_guarded_commits_stop_when_the_guard_changes)
+{
+	need_etcd();
+	struct berr err = {0};
+	char *loc = xasprintf("etcd://%s/fence%d", etcd_addr, (int)getpid());
+	struct store *st = store_open(loc, &err);
+	free(loc);
+	CHECK(st != NULL);
+	if (!st)
+		return;
+	struct store_batch *b = store_batch_new();
+	store_batch_put(b, "meta/leader", "http://me", 9);
+	CHECK(store_commit(st, b, &err) == 0);
+	store_batch_free(b);
+	CHECK(store_set_guard(st, "meta/leader", "http://me", &err) == 0);
+	b = store_batch_new();
+	store_batch_put(b, "jobs/a", "1", 1);
+	CHECK(store_commit(st, b, &err) == 0);
+	store_batch_free(b);
+	/* Another server takes over (here: we write its name ourselves). */
+	b = store_batch_new();
+	store_batch_put(b, "meta/leader", "http://other", 12);
+	CHECK(store_commit(st, b, &err) == 0);
+	store_batch_free(b);
+	b = store_batch_new();
+	store_batch_put(b, "jobs/b", "2", 1);
+	CHECK(store_commit(st, b, &err) < 0);
+	CHECK_CONTAINS(err.msg, "fenced");
+	store_batch_free(b);
+	char *v = NULL;
+	size_t len;
+	CHECK(store_get(st, "jobs/b", &v, &len, &err) == 1); /* not written */
+	free(v);
+	store_close(st);
+}
+
+/* SQLite has one server: a guard changes nothing. */
+TEST(sqlite_guard_is_a_no_op)
+{
+	char dir[] = "/tmp/berth-test-guard.XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char *loc = xasprintf("sqlite:%s/state.db", dir);
+	struct berr err = {0};
+	struct store *st = store_open(loc, &err);
+	free(loc);
+	CHECK(st && store_set_guard(st, "meta/leader", "x", &err) == 0);
+	struct store_batch *b = store_batch_new();
+	store_batch_put(b, "jobs/a", "1", 1);
+	CHECK(store_commit(st, b, &err) == 0);
+	store_batch_free(b);
+	store_close(st);
+	rm_rf(dir);
+}
+
 #define STORE_MAIN(...) UNIT_MAIN(__VA_ARGS__)
 STORE_MAIN(open_creates_wal_file_with_schema, open_sqlite_scheme_and_reopen,
 	   open_unwritable_path_names_the_path, open_rejects_bad_locations,
@@ -1561,4 +1617,5 @@ STORE_MAIN(open_creates_wal_file_with_schema, open_sqlite_scheme_and_reopen,
 	   base64_round_trips_and_rejects_garbage, etcd_open_errors_name_the_endpoints,
 	   etcd_tries_endpoints_in_order, etcd_key_prefixes_keep_stores_apart,
 	   etcd_1000_puts_in_one_batch_are_split_into_txns, etcd_batches_are_split_by_request_size,
-	   etcd_scan_of_5000_keys_pages_through_one_snapshot, etcd_matches_sqlite_on_random_batches)
+	   etcd_scan_of_5000_keys_pages_through_one_snapshot, etcd_matches_sqlite_on_random_batches,
+	   etcd_guarded_commits_stop_when_the_guard_changes, sqlite_guard_is_a_no_op)
