@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Leader loss on the etcd store: two `berth server`s share one etcd, N
+# simulated agents run T tasks; the leader is killed with SIGKILL.
+# Prints one final line:
+#   failover_s=… reload_s=… tasks=…
+# - failover_s: kill -> the other server (now leader) acknowledges a write;
+# - reload_s: the new leader's load of the whole state from etcd (its log).
+# Target (DESIGN.md): <= 3 s with no acknowledged write lost.
+# Usage: bench/failover.sh [--agents N] [--tasks T]   (default 1000, 100000)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+BERTH=${BERTH_BIN:-$top/build/berth}
+agents=1000 tasks=100000
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--agents) agents=$2; shift 2 ;;
+	--tasks) tasks=$2; shift 2 ;;
+	*) echo "usage: $0 [--agents N] [--tasks T]" >&2; exit 2 ;;
+	esac
+done
+command -v etcd >/dev/null || { echo "failover: etcd is not installed (etcd-server)" >&2; exit 1; }
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+d=$(mktemp -d /tmp/berth-failover.XXXXXX)
+ec=$(port) ep=$(port) s1=$(port) s2=$(port)
+pids=()
+cleanup() { kill -KILL "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$d"; }
+trap cleanup EXIT
+etcd --name default --data-dir "$d/etcd" --listen-client-urls "http://127.0.0.1:$ec" \
+	--advertise-client-urls "http://127.0.0.1:$ec" --listen-peer-urls "http://127.0.0.1:$ep" \
+	--initial-advertise-peer-urls "http://127.0.0.1:$ep" --initial-cluster "default=http://127.0.0.1:$ep" \
+	--quota-backend-bytes 8589934592 --auto-compaction-mode revision --auto-compaction-retention 1000 \
+	>"$d/etcd.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$ec/health" >/dev/null 2>&1 && break; sleep 0.1; done
+store="etcd://127.0.0.1:$ec/bench"
+"$BERTH" server -q --data-dir "$d/s1" --addr "127.0.0.1:$s1" --store "$store" >"$d/s1.log" 2>&1 &
+p1=$!; pids+=($p1)
+sleep 0.5
+"$BERTH" server --data-dir "$d/s2" --addr "127.0.0.1:$s2" --store "$store" >"$d/s2.log" 2>&1 &
+p2=$!; pids+=($p2)
+"$BERTH" agent -q --simulate "$agents" --name sim --server "127.0.0.1:$s1,127.0.0.1:$s2" >"$d/sim.log" 2>&1 &
+pids+=($!)
+export BERTH_ADDR="http://127.0.0.1:$s1,http://127.0.0.1:$s2"
+for _ in $(seq 1 300); do
+	n=$("$BERTH" node list --json 2>/dev/null | python3 -c 'import json,sys; print(sum(1 for n in json.load(sys.stdin) if n["state"]=="ACTIVE"))' 2>/dev/null || echo 0)
+	[ "$n" -ge "$agents" ] && break
+	sleep 0.2
+done
+echo "failover: $agents agents ACTIVE; submitting $tasks tasks" >&2
+per=1000
+jobs=$(( (tasks + per - 1) / per ))
+python3 - "$s1" "$jobs" "$per" <<'PY'
+import http.client, json, sys, threading
+port, jobs, per = (int(x) for x in sys.argv[1:])
+def run(idx):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    for k in idx:
+        body = json.dumps({"job": "fo/prod/j%d" % k, "instances": per,
+                           "task": {"command": ["/bin/true"], "resources": {"cpu": 0.01, "memory": "4MiB"}}})
+        c.request("POST", "/v1/jobs", body=body, headers={"Content-Type": "application/json"})
+        r = c.getresponse(); r.read()
+        if r.status >= 400:
+            sys.exit("submit failed: %d" % r.status)
+ts = [threading.Thread(target=run, args=(range(i, jobs, 4),)) for i in range(4)]
+[t.start() for t in ts]; [t.join() for t in ts]
+PY
+for _ in $(seq 1 1200); do
+	r=$("$BERTH" job list --json 2>/dev/null | python3 -c 'import json,sys; print(sum(j["states"].get("RUNNING",0) for j in json.load(sys.stdin)))' 2>/dev/null || echo 0)
+	[ "$r" -ge "$tasks" ] && break
+	sleep 0.5
+done
+echo "failover: $r tasks RUNNING; killing the leader" >&2
+leader=$(curl -fsS "http://127.0.0.1:$s1/v1/leader" | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])')
+if [ "$leader" = "http://127.0.0.1:$s1" ]; then victim=$p1 other=$s2 log=$d/s2.log; else victim=$p2 other=$s1 log=$d/s1.log; fi
+printf 'job: fo/prod/after\ntype: batch\ntask:\n  command: ["/bin/true"]\n  resources: {cpu: 0.01, memory: 4MiB}\n' >"$d/after.yaml"
+t0=$(date +%s%N)
+kill -KILL "$victim"
+until BERTH_ADDR="http://127.0.0.1:$other" "$BERTH" job run --detach "$d/after.yaml" >/dev/null 2>&1; do sleep 0.02; done
+t1=$(date +%s%N)
+reload=$(grep -o 'state loaded in [0-9]* ms' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
+python3 -c "print('failover_s=%.2f reload_s=%.2f tasks=%d' % (($t1-$t0)/1e9, $reload/1000.0, $r))"
