@@ -23,7 +23,7 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 d=$(mktemp -d /tmp/berth-failover.XXXXXX)
 ec=$(port) ep=$(port) s1=$(port) s2=$(port)
 pids=()
-cleanup() { kill -KILL "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$d"; }
+cleanup() { kill -KILL "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; if [ -n "${KEEP:-}" ]; then echo "failover: logs kept in $d" >&2; else rm -rf "$d"; fi; }
 trap cleanup EXIT
 etcd --name default --data-dir "$d/etcd" --listen-client-urls "http://127.0.0.1:$ec" \
 	--advertise-client-urls "http://127.0.0.1:$ec" --listen-peer-urls "http://127.0.0.1:$ep" \
@@ -75,7 +75,7 @@ if [ "$leader" = "http://127.0.0.1:$s1" ]; then victim=$p1 other=$s2 log=$d/s2.l
 printf 'job: fo/prod/after\ntype: batch\ntask:\n  command: ["/bin/true"]\n  resources: {cpu: 0.01, memory: 4MiB}\n' >"$d/after.yaml"
 t0=$(date +%s%N)
 kill -KILL "$victim"
-until BERTH_ADDR="http://127.0.0.1:$other" "$BERTH" job run --detach "$d/after.yaml" >/dev/null 2>&1; do sleep 0.02; done
+for _ in $(seq 1 1500); do BERTH_ADDR="http://127.0.0.1:$other" "$BERTH" job run --detach "$d/after.yaml" >/dev/null 2>&1 && break; sleep 0.02; done
 t1=$(date +%s%N)
 reload=$(grep -o 'state loaded in [0-9]* ms' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
 python3 -c "print('failover_s=%.2f reload_s=%.2f tasks=%d' % (($t1-$t0)/1e9, $reload/1000.0, $r))"

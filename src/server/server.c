@@ -62,6 +62,8 @@ struct server {
 	struct leader *leader;      /* HA (etcd store): the election */
 	_Atomic bool leading;       /* without HA: always */
 	bool commit_started;
+	pthread_t elect_thread;     /* HA: loads the state once elected */
+	_Atomic bool elect_started;
 	int64_t last_sweep_mono;
 	char *self_url;
 };
@@ -790,8 +792,10 @@ static void raise_nofile(void)
 	}
 }
 
-/* Elected: load the state the previous leader left durable, then lead. */
-static void on_elected(void *ud)
+/* Elected: load the state the previous leader left durable, then lead.
+ * Runs on its own thread: the election thread must go on renewing the
+ * lease meanwhile (a load of 100,000 tasks takes seconds). */
+static void *become_leader(void *ud)
 {
 	struct server *s = ud;
 	struct berr err = {0};
@@ -814,6 +818,17 @@ static void on_elected(void *ud)
 	s->commit_started = true;
 	s->leading = true;
 	log_info("leading: state loaded in %lld ms", (long long)(time_mono_ms() - t0));
+	return NULL;
+}
+
+static void on_elected(void *ud)
+{
+	struct server *s = ud;
+	if (pthread_create(&s->elect_thread, NULL, become_leader, s) != 0) {
+		log_error("fatal: cannot start loading the state");
+		_exit(3);
+	}
+	s->elect_started = true;
 }
 
 /* The lease is gone: another server may lead already. Not one more write. */
@@ -915,6 +930,8 @@ void server_stop(struct server *s)
 {
 	if (!s)
 		return;
+	if (s->elect_started)
+		pthread_join(s->elect_thread, NULL);
 	pthread_mutex_lock(&s->c->lock);
 	s->stopping = true;
 	pthread_cond_signal(&s->c->wake);
