@@ -191,25 +191,37 @@ static int server_opts_from_cli(struct cli_opt *o, struct server_options *so)
 	return 0;
 }
 
+/* The prologue the daemons share: parse the options, answer --help, apply
+ * --quiet. Returns -1 to go on, else the exit status to return now. */
+static int daemon_args(int argc, char **argv, struct cli_opt *o, const char *usage,
+		       const char ***pos, size_t *npos)
+{
+	opts_init(o);
+	if (cli_parse(argc, argv, o, O_COUNT, pos, npos) < 0)
+		return 2;
+	if (o[O_HELP].set) {
+		cli_usage(usage, o, O_COUNT);
+		return 0;
+	}
+	if (o[O_QUIET].set)
+		log_set_level(LOG_WARN);
+	return -1;
+}
+
 int cmd_up(int argc, char **argv)
 {
 	struct cli_opt o[O_COUNT];
-	opts_init(o);
 	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
-	if (cli_parse(argc, argv, o, O_COUNT, &pos, &npos) < 0)
-		return 2;
-	if (o[O_HELP].set) {
-		cli_usage("berth up [--data-dir DIR] [--addr HOST:PORT] [agent options]\n\n"
-			  "Runs a whole single-node cluster (server + agent) in the foreground\n"
-			  "until SIGINT/SIGTERM, which stops its tasks; state stays in DIR.",
-			  o, O_COUNT);
-		return 0;
-	}
+	int rc = daemon_args(argc, argv, o,
+			     "berth up [--data-dir DIR] [--addr HOST:PORT] [agent options]\n\n"
+			     "Runs a whole single-node cluster (server + agent) in the foreground\n"
+			     "until SIGINT/SIGTERM, which stops its tasks; state stays in DIR.",
+			     &pos, &npos);
+	if (rc >= 0)
+		return rc;
 	if (npos)
 		return cli_fail("'berth up' takes no arguments (see --help)");
-	if (o[O_QUIET].set)
-		log_set_level(LOG_WARN);
 	struct server_options so;
 	struct agent_options ao;
 	if (server_opts_from_cli(o, &so) || agent_opts_from_cli(o, &ao))
@@ -249,18 +261,14 @@ int cmd_up(int argc, char **argv)
 int cmd_server(int argc, char **argv)
 {
 	struct cli_opt o[O_COUNT];
-	opts_init(o);
 	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
-	if (cli_parse(argc, argv, o, O_COUNT, &pos, &npos) < 0)
-		return 2;
-	if (o[O_HELP].set) {
-		cli_usage("berth server --data-dir DIR --addr HOST:PORT [--store sqlite]", o,
-			  O_COUNT);
-		return 0;
-	}
-	if (o[O_QUIET].set)
-		log_set_level(LOG_WARN);
+	int rc =
+	    daemon_args(argc, argv, o,
+			"berth server --data-dir DIR --addr HOST:PORT [--store sqlite|etcd://...]",
+			&pos, &npos);
+	if (rc >= 0)
+		return rc;
 	struct server_options so;
 	if (server_opts_from_cli(o, &so))
 		return 2;
@@ -327,19 +335,14 @@ static int cmd_agent_simulate(struct cli_opt *o, const struct agent_options *ao)
 int cmd_agent(int argc, char **argv)
 {
 	struct cli_opt o[O_COUNT];
-	opts_init(o);
 	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
-	if (cli_parse(argc, argv, o, O_COUNT, &pos, &npos) < 0)
-		return 2;
-	if (o[O_HELP].set) {
-		cli_usage("berth agent --server HOST:PORT[,HOST:PORT...] --data-dir DIR [--name N] "
-			  "[--attr k=v]...",
-			  o, O_COUNT);
-		return 0;
-	}
-	if (o[O_QUIET].set)
-		log_set_level(LOG_WARN);
+	int rc = daemon_args(argc, argv, o,
+			     "berth agent --server HOST:PORT[,HOST:PORT...] --data-dir DIR "
+			     "[--name N] [--attr k=v]...",
+			     &pos, &npos);
+	if (rc >= 0)
+		return rc;
 	struct agent_options ao;
 	if (agent_opts_from_cli(o, &ao))
 		return 2;

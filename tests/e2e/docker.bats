@@ -10,6 +10,9 @@ load helpers
 load dockerd
 
 setup_file() {
+	# A dockerd that cannot start is not swallowed: dockerd_start records
+	# why in DOCKERD_SKIP and every test's setup skips with that reason
+	# (bats ignores `skip` inside setup_file).
 	dockerd_start || true
 	export DOCKERD_DIR DOCKER_SOCK DOCKERD_PID DOCKERD_SKIP DOCKER_IMAGE
 }
