@@ -27,8 +27,7 @@
 /* Limits. Each keeps a hostile or mistaken spec from costing the daemon
  * (recursion, memory, arithmetic overflow in other modules), far above what a
  * real job needs. docs/spec.md lists them. */
-#define SPEC_MAX_DEPTH 32 /* nesting of maps and lists */
-#define SPEC_MAX_INSTANCES 100000
+#define SPEC_MAX_DEPTH 32			     /* nesting of maps and lists */
 #define SPEC_MAX_CPU 4096.0			     /* cores */
 #define SPEC_MAX_SIZE (1ULL << 60)		     /* 1EiB: fits a JSON integer */
 #define SPEC_MAX_DURATION_MS (8760ULL * 3600 * 1000) /* 365 days */

@@ -23,6 +23,9 @@
 
 #include "core/util.h"
 
+/* The most instances a job may have (docs/spec.md lists every limit). */
+#define SPEC_MAX_INSTANCES 100000
+
 enum job_type { JOB_SERVICE = 0, JOB_BATCH, JOB_CRON };
 enum cron_collision { CRON_KILL_EXISTING = 0, CRON_CANCEL_NEW };
 enum placement_strategy { PLACE_BINPACK = 0, PLACE_SPREAD };

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,7 @@ struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg)
 	hmap_init(&c->jobs);
 	hmap_init_borrowed(&c->tasks); /* keyed by each task's own id */
 	hmap_init(&c->nodes);
+	hmap_init(&c->orphans);
 	c->pending = store_batch_new();
 	c->loaded_mono = time_mono_ms();
 	return c;
@@ -127,6 +129,10 @@ void cluster_free(struct cluster *c)
 	hmap_release(&c->tasks);
 	hmap_release(&c->jobs);
 	hmap_release(&c->nodes);
+	it = 0;
+	while (hmap_next(&c->orphans, &it, NULL, &v))
+		free(v);
+	hmap_release(&c->orphans);
 	free(c->dirty);
 	free(c->changed);
 	store_batch_free(c->pending);
@@ -2400,6 +2406,13 @@ json_t *cluster_job_list_json(struct cluster *c)
 	return arr;
 }
 
+/* CPU in the views: sums of fractions drift (1.05 - 0.35 - 0.7 is not 0). */
+static double cpu_view(double v)
+{
+	double r = round(v * 1e6) / 1e6;
+	return r == 0 ? 0.0 : r; /* not -0.0 */
+}
+
 json_t *cluster_node_list_json(struct cluster *c)
 {
 	json_t *arr = json_array();
@@ -2414,8 +2427,9 @@ json_t *cluster_node_list_json(struct cluster *c)
 		json_t *res = json_pack(
 		    "{s:f,s:I,s:I,s:f,s:I,s:I,s:f,s:I,s:I,s:i,s:i}", "cpu", n->cpu_total, "memory",
 		    (json_int_t)n->mem_total, "disk", (json_int_t)n->disk_total, "cpu_used",
-		    n->cpu_used, "memory_used", (json_int_t)n->mem_used, "disk_used",
-		    (json_int_t)n->disk_used, "cpu_free", n->cpu_total - n->cpu_used, "memory_free",
+		    cpu_view(n->cpu_used), "memory_used", (json_int_t)n->mem_used, "disk_used",
+		    (json_int_t)n->disk_used, "cpu_free", cpu_view(n->cpu_total - n->cpu_used),
+		    "memory_free",
 		    (json_int_t)(n->mem_total > n->mem_used ? n->mem_total - n->mem_used : 0),
 		    "disk_free",
 		    (json_int_t)(n->disk_total > n->disk_used ? n->disk_total - n->disk_used : 0),
@@ -2465,23 +2479,78 @@ json_t *cluster_task_json(struct cluster *c, const char *id, struct berr *err)
 	return o;
 }
 
-/* ---- loading ------------------------------------------------------------ */
+/* ---- loading, and replicas ------------------------------------------------
+ *
+ * The store's records are applied one at a time: all of them at start
+ * (cluster_load scans them), or one by one on an HA follower as the store's
+ * watch delivers them (cluster_replica_*). A record holds facts (a task's job,
+ * node, state and history); what follows from all of them together (per node
+ * its tasks and the resources and ports they use; per job its active, ended
+ * and live tasks; the waiting list) is derived afterwards in one pass,
+ * derive(). So records may come in any order, be replaced in place or
+ * deleted, and a follower pays for a change only what the change costs.
+ *
+ * A record that names a job (or node) not known yet is kept aside, an orphan,
+ * and tried again when jobs or nodes arrive: a batch too big for one etcd
+ * transaction reaches a follower as several, in any order. What is still an
+ * orphan when the replica is promoted is dropped, as a load drops it. */
 
-static int load_job(const char *key, const char *value, size_t len, void *ud)
+enum apply_result { APPLIED = 0, ORPHAN = 1 };
+
+struct orphan {
+	size_t len;
+	char value[];
+};
+
+static void job_clear_versions(struct job *j)
 {
-	struct cluster *c = ud;
+	for (size_t i = 0; i < j->nversions; i++) {
+		spec_free(j->versions[i].spec);
+		json_decref(j->versions[i].json);
+		free(j->versions[i].task_text);
+	}
+	free(j->versions);
+	j->versions = NULL;
+	j->nversions = 0;
+}
+
+/* Forget job j and every task of it (a follower saw its record deleted). */
+static void replica_job_remove(struct cluster *c, struct job *j)
+{
+	struct task **gone = NULL;
+	size_t ngone = 0, it = 0;
+	void *v;
+	while (hmap_next(&c->tasks, &it, NULL, &v))
+		if (((struct task *)v)->job == j) {
+			gone = xrealloc(gone, (ngone + 1) * sizeof *gone);
+			gone[ngone++] = v;
+		}
+	for (size_t i = 0; i < ngone; i++) {
+		hmap_del(&c->tasks, gone[i]->id);
+		task_forget_dirty(c, gone[i]);
+		task_free(gone[i]);
+	}
+	free(gone);
+	char *key = xstrdup(j->key);
+	hmap_del(&c->jobs, key);
+	free(key);
+	job_free(j);
+	c->derived_stale = true;
+}
+
+static int apply_job(struct cluster *c, const char *key, const char *value, size_t len)
+{
 	json_error_t je;
 	json_t *r = json_loadb(value, len, 0, &je);
-	if (!r) {
-		log_error("store: cannot parse '%s': %s", key, je.text);
-		return 0;
+	const char *name = r ? json_string_value(json_object_get(r, "job")) : NULL;
+	if (!name || !*name) {
+		log_error("store: cannot parse '%s': %s", key, r ? "no job name" : je.text);
+		json_decref(r);
+		return APPLIED;
 	}
-	struct job *j = job_new(c, json_string_value(json_object_get(r, "job")));
-	j->killed = json_is_true(json_object_get(r, "killed"));
-	j->created_ms = json_integer_value(json_object_get(r, "created_ms"));
-	j->updated_ms = json_integer_value(json_object_get(r, "updated_ms"));
-	j->cron_last_ms = json_integer_value(json_object_get(r, "cron_last_ms"));
-	j->cron_runs = (int)json_integer_value(json_object_get(r, "cron_runs"));
+	/* The versions first, into a scratch job: a record that does not load
+	 * leaves the job as it was. */
+	struct job tmp = {0};
 	size_t i;
 	json_t *v;
 	json_array_foreach(json_object_get(r, "versions"), i, v)
@@ -2489,53 +2558,70 @@ static int load_job(const char *key, const char *value, size_t len, void *ud)
 		struct berr err;
 		struct job_spec *spec;
 		if (spec_parse_json(json_object_get(v, "spec"), &spec, &err) < 0) {
-			log_error("store: job '%s' version %d: %s", j->key,
+			log_error("store: job '%s' version %d: %s", name,
 				  (int)json_integer_value(json_object_get(v, "version")), err.msg);
 			continue;
 		}
-		job_add_version(j, (int)json_integer_value(json_object_get(v, "version")), spec,
+		job_add_version(&tmp, (int)json_integer_value(json_object_get(v, "version")), spec,
 				json_incref(json_object_get(v, "spec")));
 	}
-	j->version = (int)json_integer_value(json_object_get(r, "version"));
-	if (!job_version_get(j, j->version)) {
+	int version = (int)json_integer_value(json_object_get(r, "version"));
+	if (!job_version_get(&tmp, version)) {
 		/* Its current version did not load (a spec this build refuses):
 		 * fall back to the newest that did, or drop the job. */
-		int best = 0;
-		for (size_t k = 0; k < j->nversions; k++)
-			if (j->versions[k].version > best)
-				best = j->versions[k].version;
+		int best = job_max_version(&tmp);
 		if (!best) {
-			log_error("store: job '%s' has no loadable version: dropped", j->key);
-			hmap_del(&c->jobs, j->key);
-			job_free(j);
+			log_error("store: job '%s' has no loadable version: dropped", name);
+			struct job *old = hmap_get(&c->jobs, name);
+			if (old)
+				replica_job_remove(c, old);
 			json_decref(r);
-			return 0;
+			return APPLIED;
 		}
-		log_warn("store: job '%s' version %d did not load; using version %d", j->key,
-			 j->version, best);
-		j->version = best;
+		log_warn("store: job '%s' version %d did not load; using version %d", name, version,
+			 best);
+		version = best;
 	}
+	struct job *j = hmap_get(&c->jobs, name);
+	if (!j)
+		j = job_new(c, name);
+	job_clear_versions(j);
+	j->versions = tmp.versions;
+	j->nversions = tmp.nversions;
+	j->version = version;
+	j->killed = json_is_true(json_object_get(r, "killed"));
+	j->created_ms = json_integer_value(json_object_get(r, "created_ms"));
+	j->updated_ms = json_integer_value(json_object_get(r, "updated_ms"));
+	j->cron_last_ms = json_integer_value(json_object_get(r, "cron_last_ms"));
+	j->cron_runs = (int)json_integer_value(json_object_get(r, "cron_runs"));
 	json_t *done = json_object_get(r, "instance_done");
-	job_ensure_instances(j, json_array_size(done));
-	json_array_foreach(done, i, v) j->instance_done[i] = json_is_true(v);
+	size_t ndone = json_array_size(done);
+	job_ensure_instances(j, ndone < SPEC_MAX_INSTANCES ? ndone : SPEC_MAX_INSTANCES);
+	for (i = 0; i < j->ninstance_done; i++)
+		j->instance_done[i] = json_is_true(json_array_get(done, i));
 	json_decref(r);
-	return 0;
+	c->derived_stale = true;
+	return APPLIED;
 }
 
-static int load_node(const char *key, const char *value, size_t len, void *ud)
+static int apply_node(struct cluster *c, const char *key, const char *value, size_t len)
 {
-	struct cluster *c = ud;
 	json_t *r = json_loadb(value, len, 0, NULL);
-	if (!r)
-		return 0;
-	const char *name = json_string_value(json_object_get(r, "name"));
-	if (!name) {
+	const char *name = r ? json_string_value(json_object_get(r, "name")) : NULL;
+	if (!name || !*name) {
+		log_error("store: cannot parse '%s'", key);
 		json_decref(r);
-		return 0;
+		return APPLIED;
 	}
-	struct node *n = node_new(c, name);
+	struct node *n = hmap_get(&c->nodes, name);
+	if (!n)
+		n = node_new(c, name);
+	/* Its tasks are derived again (derive()); until then the list may
+	 * name tasks a follower has deleted since: not to be looked at. */
+	hmap_release(&n->tasks);
+	hmap_init_borrowed(&n->tasks);
 	free(n->id);
-	n->id = xstrdup(json_string_value(json_object_get(r, "id")));
+	n->id = xstrdup(json_string_value(json_object_get(r, "id")) ?: "");
 	n->drain_requested = json_is_true(json_object_get(r, "drain_requested"));
 	node_set_attrs(n, json_object_get(r, "attributes"));
 	json_t *res =
@@ -2545,38 +2631,83 @@ static int load_node(const char *key, const char *value, size_t len, void *ud)
 	if (res)
 		node_set_resources(n, res);
 	json_decref(res);
-	n->addr = xstrdup(json_string_value(json_object_get(r, "addr")));
-	/* Known nodes are given a detection window to reconnect: a server
-	 * restart does not mark healthy agents down. */
+	free(n->addr);
+	n->addr = xstrdup(json_string_value(json_object_get(r, "addr")) ?: "");
+	/* Known nodes are given a detection window to reconnect (load_finish):
+	 * a server restart does not mark healthy agents down. */
 	n->state = n->drain_requested ? NODE_DRAINING : NODE_ACTIVE;
 	n->last_seen_mono = time_mono_ms();
-	(void)key;
 	json_decref(r);
-	return 0;
+	c->derived_stale = true;
+	return APPLIED;
 }
 
-static int load_task(const char *key, const char *value, size_t len, void *ud)
+static void task_clear_record(struct task *t)
 {
-	struct cluster *c = ud;
+	free(t->message);
+	free(t->ancestor);
+	json_decref(t->ports);
+	for (size_t i = 0; i < t->nevents; i++)
+		free(t->events[i].message);
+	free(t->events);
+	t->message = t->ancestor = NULL;
+	t->ports = NULL;
+	t->events = NULL;
+	t->nevents = 0;
+}
+
+/* final: nothing more will come, so a task whose job is unknown is dropped
+ * and one whose node is unknown is kept without a node (as a load does). */
+static int apply_task(struct cluster *c, const char *key, const char *value, size_t len, bool final)
+{
 	json_t *r = json_loadb(value, len, 0, NULL);
-	if (!r)
-		return 0;
+	if (!r) {
+		log_warn("store: cannot parse '%s'", key);
+		return APPLIED;
+	}
+	const char *id = json_string_value(json_object_get(r, "id"));
 	struct job *j = hmap_get(&c->jobs, json_string_value(json_object_get(r, "job")) ?: "");
 	int st = task_state_parse(json_string_value(json_object_get(r, "state")) ?: "");
-	if (!j || st < 0) {
+	json_int_t instance = json_integer_value(json_object_get(r, "instance"));
+	if (!id || !*id || st < 0 || instance < 0 || instance >= SPEC_MAX_INSTANCES) {
+		log_warn("store: dropping bad task record '%s'", key);
+		json_decref(r);
+		return APPLIED;
+	}
+	if (!j && !final) {
+		json_decref(r);
+		return ORPHAN;
+	}
+	if (!j) {
 		log_warn("store: dropping orphan task record '%s'", key);
 		json_decref(r);
-		return 0;
+		return APPLIED;
 	}
-	struct task *t = xcalloc(1, sizeof *t);
-	t->id = xstrdup(json_string_value(json_object_get(r, "id")));
+	const char *nodename = json_string_value(json_object_get(r, "node"));
+	struct node *n = nodename ? hmap_get(&c->nodes, nodename) : NULL;
+	bool placed = !task_state_terminal((enum task_state)st) && st != TASK_PENDING &&
+		      st != TASK_THROTTLED && st != TASK_INIT;
+	if (placed && nodename && !n && !final) {
+		json_decref(r);
+		return ORPHAN;
+	}
+	struct task *t = hmap_get(&c->tasks, id);
+	if (t) {
+		task_clear_record(t);
+	} else {
+		t = xcalloc(1, sizeof *t);
+		t->id = xstrdup(id);
+		hmap_put(&c->tasks, t->id, t);
+	}
 	t->job = j;
-	t->instance = (int)json_integer_value(json_object_get(r, "instance"));
+	t->instance = (int)instance;
 	t->version = (int)json_integer_value(json_object_get(r, "version"));
 	t->state = (enum task_state)st;
+	/* An ended task keeps the node it ran on (its logs are there). */
+	t->node = placed || task_state_terminal(t->state) ? n : NULL;
 	t->pid = (int)json_integer_value(json_object_get(r, "pid"));
 	t->exit_code = (int)json_integer_value(json_object_get(r, "exit_code"));
-	t->message = xstrdup(json_string_value(json_object_get(r, "message")));
+	t->message = xstrdup(json_string_value(json_object_get(r, "message")) ?: "");
 	const char *anc = json_string_value(json_object_get(r, "ancestor"));
 	t->ancestor = anc ? xstrdup(anc) : NULL;
 	t->created_ms = json_integer_value(json_object_get(r, "created_ms"));
@@ -2592,62 +2723,37 @@ static int load_task(const char *key, const char *value, size_t len, void *ud)
 	json_t *ports = json_object_get(r, "ports");
 	if (json_is_object(ports))
 		t->ports = json_incref(ports);
-	size_t i;
-	json_t *ev;
-	json_array_foreach(json_object_get(r, "events"), i, ev)
-	{
-		t->events = xrealloc(t->events, (t->nevents + 1) * sizeof *t->events);
+	json_t *evs = json_object_get(r, "events");
+	size_t nev = json_array_size(evs);
+	if (nev)
+		t->events = xcalloc(nev, sizeof *t->events);
+	for (size_t i = 0; i < nev; i++) {
+		json_t *ev = json_array_get(evs, i);
 		int es = task_state_parse(json_string_value(json_object_get(ev, "state")) ?: "");
-		t->events[t->nevents++] =
-		    (struct task_event){json_integer_value(json_object_get(ev, "time_ms")),
-					es < 0 ? TASK_INIT : (enum task_state)es,
-					xstrdup(json_string_value(json_object_get(ev, "message")))};
-	}
-	hmap_put(&c->tasks, t->id, t);
-	waiting_update(c, t, t->state);
-	if (task_state_terminal(t->state)) {
-		j->ended = xrealloc(j->ended, (j->nended + 1) * sizeof *j->ended);
-		j->ended[j->nended++] = t;
-	} else {
-		j->live++;
-		job_ensure_instances(j, (size_t)t->instance + 1);
-		/* start_first: an instance may have its old task (no_replace) and
-		 * its new one alive at once; the new one is the instance's. */
-		if (!j->active[t->instance] || j->active[t->instance]->no_replace)
-			j->active[t->instance] = t;
-		const char *nodename = json_string_value(json_object_get(r, "node"));
-		struct node *n = nodename ? hmap_get(&c->nodes, nodename) : NULL;
-		if (n && t->state != TASK_PENDING && t->state != TASK_THROTTLED &&
-		    t->state != TASK_INIT) {
-			const struct job_spec *s = task_spec_of(t);
-			t->node = n;
-			hmap_put(&n->tasks, t->id, t);
-			t->assigned_at = n->desired_version; /* delivered or not, not missing yet */
-			if (s) {
-				n->cpu_used += s->task.resources.cpu;
-				n->mem_used += s->task.resources.memory;
-				n->disk_used += s->task.resources.disk;
-			}
-			const char *k;
-			json_t *pv;
-			json_object_foreach(t->ports, k, pv)
-			    port_pool_reserve(n->ports, (int)json_integer_value(pv));
-		}
+		t->events[t->nevents++] = (struct task_event){
+		    json_integer_value(json_object_get(ev, "time_ms")),
+		    es < 0 ? TASK_INIT : (enum task_state)es,
+		    xstrdup(json_string_value(json_object_get(ev, "message")) ?: "")};
 	}
 	json_decref(r);
-	return 0;
+	c->derived_stale = true;
+	return APPLIED;
 }
 
-static int load_update(const char *key, const char *value, size_t len, void *ud)
+static int apply_update(struct cluster *c, const char *key, const char *value, size_t len,
+			bool final)
 {
-	struct cluster *c = ud;
 	json_t *r = json_loadb(value, len, 0, NULL);
 	struct job *j =
 	    r ? hmap_get(&c->jobs, json_string_value(json_object_get(r, "job")) ?: "") : NULL;
+	if (r && !j && !final) {
+		json_decref(r);
+		return ORPHAN;
+	}
 	if (!j) {
 		log_warn("store: dropping update record '%s'", key);
 		json_decref(r);
-		return 0;
+		return APPLIED;
 	}
 	struct update *u = xcalloc(1, sizeof *u);
 	const char *st = json_string_value(json_object_get(r, "state")) ?: "";
@@ -2699,22 +2805,150 @@ static int load_update(const char *key, const char *value, size_t len, void *ud)
 	update_free(j->update);
 	j->update = u;
 	json_decref(r);
-	return 0;
+	return APPLIED;
 }
 
-int cluster_load(struct cluster *c, struct berr *err)
+static bool has_prefix(const char *s, const char *prefix)
 {
-	if (store_scan(c->store, "jobs/", load_job, c, err) < 0 ||
-	    store_scan(c->store, "updates/", load_update, c, err) < 0 ||
-	    store_scan(c->store, "nodes/", load_node, c, err) < 0 ||
-	    store_scan(c->store, "tasks/", load_task, c, err) < 0)
-		return berr_prefix(err, "cannot load the cluster state");
+	return !strncmp(s, prefix, strlen(prefix));
+}
+
+/* A record put: APPLIED (or ignored), or ORPHAN. */
+static int apply_record(struct cluster *c, const char *key, const char *value, size_t len,
+			bool final)
+{
+	if (has_prefix(key, "jobs/"))
+		return apply_job(c, key, value, len);
+	if (has_prefix(key, "nodes/"))
+		return apply_node(c, key, value, len);
+	if (has_prefix(key, "tasks/"))
+		return apply_task(c, key, value, len, final);
+	if (has_prefix(key, "updates/"))
+		return apply_update(c, key, value, len, final);
+	return APPLIED; /* meta/, events/: not state the server keeps */
+}
+
+/* A record deleted (followers only: a load sees no deletes). */
+static void apply_delete(struct cluster *c, const char *key)
+{
+	if (has_prefix(key, "jobs/")) {
+		struct job *j = hmap_get(&c->jobs, key + 5);
+		if (j)
+			replica_job_remove(c, j);
+	} else if (has_prefix(key, "tasks/")) {
+		struct task *t = hmap_del(&c->tasks, key + 6);
+		if (t) {
+			task_forget_dirty(c, t);
+			task_free(t);
+			c->derived_stale = true;
+		}
+	} else if (has_prefix(key, "updates/")) {
+		struct job *j = hmap_get(&c->jobs, key + 8);
+		if (j) {
+			update_free(j->update);
+			j->update = NULL;
+		}
+	} else if (has_prefix(key, "nodes/")) {
+		struct node *n = hmap_get(&c->nodes, key + 6);
+		if (!n)
+			return;
+		size_t it = 0;
+		void *v;
+		while (hmap_next(&c->tasks, &it, NULL, &v))
+			if (((struct task *)v)->node == n)
+				((struct task *)v)->node = NULL;
+		char *name = xstrdup(n->name);
+		hmap_del(&c->nodes, name);
+		free(name);
+		node_free(n);
+		c->derived_stale = true;
+	}
+}
+
+/* Attach a task to what derives from it (see the top of this section). */
+static void task_attach(struct cluster *c, struct task *t)
+{
+	struct job *j = t->job;
+	waiting_update(c, t, t->state);
+	if (task_state_terminal(t->state)) {
+		j->ended = xrealloc(j->ended, (j->nended + 1) * sizeof *j->ended);
+		j->ended[j->nended++] = t;
+		return;
+	}
+	j->live++;
+	job_ensure_instances(j, (size_t)t->instance + 1);
+	/* start_first: an instance may have its old task (no_replace) and its
+	 * new one alive at once; the new one is the instance's. */
+	if (!j->active[t->instance] || j->active[t->instance]->no_replace)
+		j->active[t->instance] = t;
+	struct node *n = t->node;
+	if (!n || t->state == TASK_PENDING || t->state == TASK_THROTTLED || t->state == TASK_INIT)
+		return;
+	hmap_put(&n->tasks, t->id, t);
+	t->assigned_at = n->desired_version; /* delivered or not, not missing yet */
+	const struct job_spec *s = task_spec_of(t);
+	if (s) {
+		n->cpu_used += s->task.resources.cpu;
+		n->mem_used += s->task.resources.memory;
+		n->disk_used += s->task.resources.disk;
+	}
+	const char *k;
+	json_t *pv;
+	json_object_foreach(t->ports, k, pv)
+	    port_pool_reserve(n->ports, (int)json_integer_value(pv));
+}
+
+static void derive(struct cluster *c)
+{
+	/* Desired versions start from the clock, so that a new leader never
+	 * repeats one an agent already saw (its long poll would not answer). */
+	uint64_t dv = (uint64_t)time_now_ms() * 1000;
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&c->nodes, &it, NULL, &v)) {
+		struct node *n = v;
+		n->cpu_used = 0;
+		n->mem_used = n->disk_used = 0;
+		port_pool_free(n->ports);
+		n->ports = port_pool_new(n->port_lo, n->port_hi);
+		hmap_release(&n->tasks);
+		hmap_init_borrowed(&n->tasks);
+		if (n->desired_version < dv)
+			n->desired_version = dv;
+	}
+	it = 0;
+	while (hmap_next(&c->jobs, &it, NULL, &v)) {
+		struct job *j = v;
+		j->live = 0;
+		if (j->nactive)
+			memset(j->active, 0, j->nactive * sizeof *j->active);
+		j->nended = 0;
+	}
+	c->waiting = NULL;
+	c->nwaiting = 0;
+	it = 0;
+	while (hmap_next(&c->tasks, &it, NULL, &v)) {
+		struct task *t = v;
+		t->waiting = false;
+		t->wprev = t->wnext = NULL;
+		task_attach(c, t);
+	}
+	it = 0;
+	while (hmap_next(&c->jobs, &it, NULL, &v)) {
+		struct job *j = v;
+		if (j->nended > 1)
+			qsort(j->ended, j->nended, sizeof *j->ended, cmp_task_ended);
+	}
+	c->derived_stale = false;
+}
+
+/* After a load or a promotion: the server leads from this state. */
+static void load_finish(struct cluster *c)
+{
 	size_t it = 0;
 	void *v;
 	while (hmap_next(&c->jobs, &it, NULL, &v)) {
 		struct job *j = v;
-		if (j->nended)
-			qsort(j->ended, j->nended, sizeof *j->ended, cmp_task_ended);
 		/* Instances that have no active task (e.g. a crash between a task's
 		 * end and its replacement being written) are recreated. */
 		struct job_version *jv = job_version_get(j, j->version);
@@ -2725,9 +2959,126 @@ int cluster_load(struct cluster *c, struct berr *err)
 			if (!j->active[i] && !j->instance_done[i])
 				task_create(c, j, i, NULL, "task created (recovered)", 0);
 	}
-	c->loaded_mono = time_mono_ms();
+	/* Every known node gets a detection window to reach this server. */
+	int64_t mono = time_mono_ms();
+	it = 0;
+	while (hmap_next(&c->nodes, &it, NULL, &v)) {
+		struct node *n = v;
+		n->last_seen_mono = mono;
+		n->state = n->drain_requested ? NODE_DRAINING : NODE_ACTIVE;
+	}
+	c->loaded_mono = mono;
 	c->sched_needed = true;
 	log_info("loaded %zu jobs, %zu tasks, %zu nodes", c->jobs.count, c->tasks.count,
 		 c->nodes.count);
+}
+
+static int load_record(const char *key, const char *value, size_t len, void *ud)
+{
+	apply_record(ud, key, value, len, true);
 	return 0;
+}
+
+int cluster_load(struct cluster *c, struct berr *err)
+{
+	/* Jobs first: updates and tasks name them; nodes before tasks. */
+	if (store_scan(c->store, "jobs/", load_record, c, err) < 0 ||
+	    store_scan(c->store, "updates/", load_record, c, err) < 0 ||
+	    store_scan(c->store, "nodes/", load_record, c, err) < 0 ||
+	    store_scan(c->store, "tasks/", load_record, c, err) < 0)
+		return berr_prefix(err, "cannot load the cluster state");
+	derive(c);
+	load_finish(c);
+	return 0;
+}
+
+/* ---- replicas ---- */
+
+void cluster_replica_reset(struct cluster *c)
+{
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&c->tasks, &it, NULL, &v)) {
+		task_forget_dirty(c, v);
+		task_free(v);
+	}
+	it = 0;
+	while (hmap_next(&c->jobs, &it, NULL, &v))
+		job_free(v);
+	it = 0;
+	while (hmap_next(&c->nodes, &it, NULL, &v))
+		node_free(v);
+	it = 0;
+	while (hmap_next(&c->orphans, &it, NULL, &v))
+		free(v);
+	hmap_release(&c->tasks);
+	hmap_release(&c->jobs);
+	hmap_release(&c->nodes);
+	hmap_release(&c->orphans);
+	hmap_init_borrowed(&c->tasks);
+	hmap_init(&c->jobs);
+	hmap_init(&c->nodes);
+	hmap_init(&c->orphans);
+	c->waiting = NULL;
+	c->nwaiting = 0;
+	c->nchanged = 0;
+	c->orphans_retry = false;
+	c->derived_stale = false;
+}
+
+void cluster_replica_apply(struct cluster *c, const char *key, const char *value, size_t len)
+{
+	free(hmap_del(&c->orphans, key)); /* this change supersedes it */
+	if (!value) {
+		apply_delete(c, key);
+		return;
+	}
+	if (apply_record(c, key, value, len, false) == ORPHAN) {
+		struct orphan *o = xmalloc(sizeof *o + len + 1);
+		o->len = len;
+		memcpy(o->value, value, len);
+		o->value[len] = 0;
+		hmap_put(&c->orphans, key, o);
+	} else if (c->orphans.count && (has_prefix(key, "jobs/") || has_prefix(key, "nodes/"))) {
+		c->orphans_retry = true;
+	}
+}
+
+/* Apply the orphans that can be now (all of them when final). */
+static void orphans_retry(struct cluster *c, bool final)
+{
+	if (!c->orphans.count)
+		return;
+	char **done = NULL;
+	size_t ndone = 0, it = 0;
+	const char *key;
+	void *v;
+	while (hmap_next(&c->orphans, &it, &key, &v)) {
+		struct orphan *o = v;
+		if (apply_record(c, key, o->value, o->len, final) == ORPHAN)
+			continue;
+		done = xrealloc(done, (ndone + 1) * sizeof *done);
+		done[ndone++] = xstrdup(key);
+	}
+	for (size_t i = 0; i < ndone; i++) {
+		free(hmap_del(&c->orphans, done[i]));
+		free(done[i]);
+	}
+	free(done);
+	c->orphans_retry = false;
+}
+
+void cluster_replica_refresh(struct cluster *c)
+{
+	if (c->orphans_retry)
+		orphans_retry(c, false);
+	if (c->derived_stale)
+		derive(c);
+}
+
+void cluster_replica_promote(struct cluster *c)
+{
+	orphans_retry(c, true);
+	derive(c);
+	load_finish(c);
 }

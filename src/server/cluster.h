@@ -191,6 +191,10 @@ struct cluster {
 	int64_t loaded_mono;	/* grace for agents after a server start */
 	int64_t pruned_mono;	/* last age pruning of ended tasks */
 	int64_t last_tick_mono; /* to notice the server's own stalls */
+	/* Replicas (HA followers, cluster_replica_*): */
+	bool derived_stale;  /* records changed since derive() (cluster.c) */
+	struct hmap orphans; /* key -> record naming a job or node not known yet */
+	bool orphans_retry;  /* jobs or nodes arrived since they were set aside */
 };
 
 struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg);
@@ -199,6 +203,19 @@ void cluster_config_defaults(struct cluster_config *cfg);
 
 /* Load jobs, tasks and nodes from the store (at start). */
 int cluster_load(struct cluster *c, struct berr *err);
+
+/* Replicas: an HA follower keeps the state current by applying the leader's
+ * records as the store's watch delivers them (store_follow), answers reads
+ * from it, and leads from it when elected, without loading anything.
+ *   reset:   forget everything (a full copy of the store follows);
+ *   apply:   one record put (value, len) or deleted (value NULL), in the
+ *            store's order; records may refer to ones not seen yet;
+ *   refresh: bring what reads look at (usage, per-job views) up to date;
+ *   promote: this server leads now: the state is as cluster_load leaves it. */
+void cluster_replica_reset(struct cluster *c);
+void cluster_replica_apply(struct cluster *c, const char *key, const char *value, size_t len);
+void cluster_replica_refresh(struct cluster *c);
+void cluster_replica_promote(struct cluster *c);
 
 /* Jobs. Each returns the seq to wait for, or 0 with err set (err->code is
  * the HTTP status). */

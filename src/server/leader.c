@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -20,6 +21,8 @@ struct leader {
 	CURL *curl;
 	pthread_t thread;
 	pthread_mutex_t lock;
+	pthread_cond_t poked; /* a follower: look at the key now */
+	bool poke;
 	char *leader_url;
 	_Atomic bool is_me;
 	_Atomic bool stopping;
@@ -118,15 +121,16 @@ static bool grant_lease(struct leader *l)
 	return ok;
 }
 
-/* Returns 1 won, 0 lost (leader_url updated), -1 error. */
-static int campaign(struct leader *l)
+/* Returns 1 won (*revision: etcd's revision of the win), 0 lost
+ * (leader_url updated), -1 error. */
+static int campaign(struct leader *l, int64_t *revision)
 {
 	char *val = b64_encode(l->self_url, strlen(l->self_url));
-	json_t *body = json_pack(
-		"{s:[{s:s,s:s,s:s,s:s}],s:[{s:{s:s,s:s,s:s}}],s:[{s:{s:s}}]}", "compare", "key",
-		l->key_b64, "target", "CREATE", "result", "EQUAL", "create_revision", "0", "success",
-		"request_put", "key", l->key_b64, "value", val, "lease", l->lease_id, "failure",
-		"request_range", "key", l->key_b64);
+	json_t *body =
+	    json_pack("{s:[{s:s,s:s,s:s,s:s}],s:[{s:{s:s,s:s,s:s}}],s:[{s:{s:s}}]}", "compare",
+		      "key", l->key_b64, "target", "CREATE", "result", "EQUAL", "create_revision",
+		      "0", "success", "request_put", "key", l->key_b64, "value", val, "lease",
+		      l->lease_id, "failure", "request_range", "key", l->key_b64);
 	free(val);
 	json_t *r = etcd_post(l, "/v3/kv/txn", body);
 	if (!r)
@@ -135,11 +139,15 @@ static int campaign(struct leader *l)
 	char *url = NULL;
 	if (won) {
 		url = xstrdup(l->self_url);
+		/* proto3 JSON: int64 as a string */
+		const char *rev =
+		    json_string_value(json_object_get(json_object_get(r, "header"), "revision"));
+		*revision = rev ? atoll(rev) : 0;
 	} else {
 		json_t *kvs = json_object_get(
-			json_object_get(json_array_get(json_object_get(r, "responses"), 0),
-					"response_range"),
-			"kvs");
+		    json_object_get(json_array_get(json_object_get(r, "responses"), 0),
+				    "response_range"),
+		    "kvs");
 		const char *v = json_string_value(json_object_get(json_array_get(kvs, 0), "value"));
 		url = v ? b64_decode(v) : NULL;
 	}
@@ -166,6 +174,33 @@ static void sleep_ms(int64_t ms)
 	usleep((useconds_t)(ms * 1000));
 }
 
+/* A follower's wait before it looks at the key again; leader_poke ends it. */
+static void follower_wait(struct leader *l, int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&l->lock);
+	while (!l->poke && !l->stopping)
+		if (pthread_cond_timedwait(&l->poked, &l->lock, &ts) != 0)
+			break;
+	l->poke = false;
+	pthread_mutex_unlock(&l->lock);
+}
+
+void leader_poke(struct leader *l)
+{
+	pthread_mutex_lock(&l->lock);
+	l->poke = true;
+	pthread_cond_signal(&l->poked);
+	pthread_mutex_unlock(&l->lock);
+}
+
 static void *leader_main(void *arg)
 {
 	struct leader *l = arg;
@@ -174,17 +209,22 @@ static void *leader_main(void *arg)
 			sleep_ms(200);
 			continue;
 		}
-		int r = campaign(l);
-		if (r <= 0) {
-			/* A follower: look again soon; the key goes when the
-			 * leader's lease expires. */
-			sleep_ms(r < 0 ? 200 : l->ttl_ms / 8 > 50 ? l->ttl_ms / 8 : 50);
+		int64_t revision = 0;
+		int r = campaign(l, &revision);
+		if (r < 0) {
+			sleep_ms(200);
+			continue;
+		}
+		if (r == 0) {
+			/* A follower: look again soon, or at once when poked (the
+			 * server's replica saw the key go with the leader's lease). */
+			follower_wait(l, l->ttl_ms / 8 > 50 ? l->ttl_ms / 8 : 50);
 			continue;
 		}
 		l->is_me = true;
-		log_info("elected leader (%s)", l->self_url);
+		log_info("elected leader (%s) at revision %lld", l->self_url, (long long)revision);
 		if (l->cb.elected)
-			l->cb.elected(l->cb.ud);
+			l->cb.elected(l->cb.ud, revision);
 		int64_t renewed = time_mono_ms();
 		while (!l->stopping) {
 			sleep_ms(l->ttl_ms / 4);
@@ -209,7 +249,8 @@ struct leader *leader_start(const char *location, const char *self_url, int64_t 
 			    const struct leader_callbacks *cb, struct berr *err)
 {
 	if (strncmp(location, "etcd://", 7))
-		return berr_set(err, 400, "leader election needs an etcd store, not '%s'", location),
+		return berr_set(err, 400, "leader election needs an etcd store, not '%s'",
+				location),
 		       NULL;
 	struct leader *l = xcalloc(1, sizeof *l);
 	char *rest = xstrdup(location + 7);
@@ -229,10 +270,11 @@ struct leader *leader_start(const char *location, const char *self_url, int64_t 
 	char *save = NULL;
 	for (char *tok = strtok_r(rest, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		l->endpoints = xrealloc(l->endpoints, (l->nendpoints + 1) * sizeof *l->endpoints);
-		l->endpoints[l->nendpoints++] =
-			strchr(tok, ':') ? xasprintf("http://%s", tok) : xasprintf("http://%s:2379", tok);
+		l->endpoints[l->nendpoints++] = strchr(tok, ':') ? xasprintf("http://%s", tok)
+								 : xasprintf("http://%s:2379", tok);
 	}
-	char *key = prefix && *prefix ? xasprintf("%s/meta/leader", prefix) : xstrdup("meta/leader");
+	char *key =
+	    prefix && *prefix ? xasprintf("%s/meta/leader", prefix) : xstrdup("meta/leader");
 	l->key_b64 = b64_encode(key, strlen(key));
 	free(key);
 	free(rest);
@@ -247,6 +289,7 @@ struct leader *leader_start(const char *location, const char *self_url, int64_t 
 		l->cb = *cb;
 	l->curl = curl_easy_init();
 	pthread_mutex_init(&l->lock, NULL);
+	pthread_cond_init(&l->poked, NULL);
 	if (pthread_create(&l->thread, NULL, leader_main, l) != 0) {
 		berr_set(err, 500, "cannot start the election thread");
 		return NULL;
@@ -271,7 +314,10 @@ void leader_stop(struct leader *l)
 {
 	if (!l)
 		return;
+	pthread_mutex_lock(&l->lock);
 	l->stopping = true;
+	pthread_cond_signal(&l->poked);
+	pthread_mutex_unlock(&l->lock);
 	pthread_join(l->thread, NULL);
 	if (l->is_me && l->lease_id[0]) {
 		json_t *r = etcd_post(l, "/v3/lease/revoke", json_pack("{s:s}", "ID", l->lease_id));
@@ -285,5 +331,6 @@ void leader_stop(struct leader *l)
 	free(l->self_url);
 	free(l->leader_url);
 	pthread_mutex_destroy(&l->lock);
+	pthread_cond_destroy(&l->poked);
 	free(l);
 }

@@ -1,10 +1,11 @@
 /* leader.h - leader election among servers sharing an etcd store.
  *
- * Each server campaigns for the key <prefix>/leader with an etcd lease: an
+ * Each server campaigns for the key <prefix>/meta/leader with an etcd lease: an
  * etcd transaction puts its URL there only if the key does not exist. The
- * winner keeps its lease alive (every ttl/4); the others watch the key
- * (polling) and campaign again when it disappears, which happens at most
- * ttl after the leader died or was cut off.
+ * winner keeps its lease alive (every ttl/4); the others look at the key
+ * every ttl/8, or at once when leader_poke says it is gone (the server's
+ * replica sees it deleted), and campaign again when it disappears, which
+ * happens at most ttl after the leader died or was cut off.
  *
  * Fencing: a leader that cannot renew its lease for ttl is no longer the
  * leader for etcd (the key is gone): `lost` is called and the server stops
@@ -20,8 +21,10 @@
 
 struct leader_callbacks {
 	void *ud;
-	void (*elected)(void *ud); /* this server leads now (called once) */
-	void (*lost)(void *ud);    /* its lease is gone: stop writing now */
+	/* This server leads now (called once); revision: the store's revision
+	 * of the win, after every write of any earlier leader. */
+	void (*elected)(void *ud, int64_t revision);
+	void (*lost)(void *ud); /* its lease is gone: stop writing now */
 };
 
 struct leader;
@@ -33,6 +36,8 @@ struct leader *leader_start(const char *location, const char *self_url, int64_t 
 /* The leader's URL as last seen (caller frees), or NULL when unknown. */
 char *leader_current(struct leader *l);
 bool leader_is_me(struct leader *l);
+/* The key may be gone: a follower campaigns now rather than at its next look. */
+void leader_poke(struct leader *l);
 /* Stop campaigning; a leader gives its lease back so another takes over
  * at once. */
 void leader_stop(struct leader *l);

@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "core/addr.h"
 #include "core/log.h"
@@ -48,6 +50,7 @@ struct request {
 	int64_t deadline_mono;
 	struct request *next; /* in srv->waiting */
 	bool suspended;
+	bool from_replica; /* answered by a follower from its replica */
 };
 
 struct server {
@@ -59,13 +62,23 @@ struct server {
 	int port;
 	struct request *waiting;    /* writes waiting for their commit (under c->lock) */
 	pthread_mutex_t store_lock; /* the store is used by one thread at a time */
-	struct leader *leader;      /* HA (etcd store): the election */
-	_Atomic bool leading;       /* without HA: always */
+	struct leader *leader;	    /* HA (etcd store): the election */
+	_Atomic bool leading;	    /* without HA: always */
 	bool commit_started;
-	pthread_t elect_thread;     /* HA: loads the state once elected */
+	pthread_t elect_thread; /* HA: loads the state once elected */
 	_Atomic bool elect_started;
 	int64_t last_sweep_mono;
 	char *self_url;
+	/* HA follower: the replica (cluster_replica_*) kept by a store watch.
+	 * Under c->lock: */
+	char *store_location;
+	pthread_t follow_thread;
+	bool follow_started;
+	_Atomic bool follow_stop;
+	bool replica_synced;	      /* a full copy arrived; changes follow */
+	int64_t replica_rev;	      /* the store revision the replica is at */
+	int64_t elected_rev;	      /* the store revision of this server's election */
+	pthread_cond_t replica_moved; /* replica_rev moved */
 };
 
 void server_options_defaults(struct server_options *o)
@@ -77,7 +90,8 @@ void server_options_defaults(struct server_options *o)
 
 /* ---- responses ---------------------------------------------------------- */
 
-static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *body)
+static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *body,
+				 bool from_replica)
 {
 	char *s = json_dumps(body, JSON_COMPACT);
 	size_t n = strlen(s);
@@ -86,6 +100,8 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t
 	s[n] = 0;
 	struct MHD_Response *r = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
 	MHD_add_response_header(r, "Content-Type", "application/json");
+	if (from_replica)
+		MHD_add_response_header(r, "X-Berth-Served-By", "follower");
 	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -461,7 +477,8 @@ static enum MHD_Result add_query_arg(void *cls, enum MHD_ValueKind kind, const c
 {
 	struct query_ctx *qc = cls;
 	(void)kind;
-	char *k = curl_easy_escape(NULL, key, 0), *v = value ? curl_easy_escape(NULL, value, 0) : NULL;
+	char *k = curl_easy_escape(NULL, key, 0),
+	     *v = value ? curl_easy_escape(NULL, value, 0) : NULL;
 	sbuf_addf(qc->sb, "%c%s%s%s", qc->n++ ? '&' : '?', k, v ? "=" : "", v ? v : "");
 	curl_free(k);
 	curl_free(v);
@@ -488,7 +505,7 @@ static enum MHD_Result send_ready(struct request *q)
 		MHD_destroy_response(r);
 		return ret;
 	}
-	return send_json(q->conn, q->status, q->reply ? q->reply : json_object());
+	return send_json(q->conn, q->status, q->reply ? q->reply : json_object(), q->from_replica);
 }
 
 /* A follower answers with a redirect to the leader (clients and agents
@@ -510,6 +527,43 @@ static enum MHD_Result follower_answer(struct server *s, struct request *q, cons
 	q->status = 307;
 	q->phase = REQ_READY;
 	return send_ready(q);
+}
+
+/* Reads a follower answers from its replica: the job, task, update and cron
+ * views. Node liveness is known to the leader only (agents talk to it), and
+ * writes go to it: those are redirected. */
+static bool replica_read_route(const char *method, const char *url)
+{
+	return !strcmp(method, "GET") &&
+	       (!strcmp(url, "/v1/jobs") || !strncmp(url, "/v1/jobs/", 9) ||
+		!strncmp(url, "/v1/tasks/", 10) || !strcmp(url, "/v1/cron"));
+}
+
+/* A follower answers a read from its replica once it holds a full copy. Not
+ * found is the leader's to say (the replica may be a few milliseconds behind
+ * a write just acknowledged): false, and the caller redirects. */
+static bool follower_read(struct server *s, struct request *q, const char *method, const char *url)
+{
+	struct cluster *c = s->c;
+	pthread_mutex_lock(&c->lock);
+	if (!s->replica_synced || s->leading) {
+		pthread_mutex_unlock(&c->lock);
+		return false;
+	}
+	cluster_replica_refresh(c);
+	route(q, method, url);
+	pthread_mutex_unlock(&c->lock);
+	if (q->phase != REQ_READY || q->status == 404) {
+		json_decref(q->reply);
+		q->reply = NULL;
+		free(q->location);
+		q->location = NULL;
+		q->status = 0;
+		q->phase = REQ_NEW;
+		return false;
+	}
+	q->from_replica = true;
+	return true;
 }
 
 /* Backups are JSON lines: {"key": K, "value": V} with V the stored text. */
@@ -571,8 +625,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		free(leader);
 		return send_ready(q);
 	}
-	if (!s->leading)
+	if (!s->leading) {
+		if (replica_read_route(method, url) && follower_read(s, q, method, url))
+			return send_ready(q);
 		return follower_answer(s, q, url);
+	}
 	if (!strcmp(url, "/v1/admin/backup")) {
 		/* A consistent snapshot of the store (one read transaction), taken
 		 * beside the commit thread, not under the cluster lock. */
@@ -792,9 +849,78 @@ static void raise_nofile(void)
 	}
 }
 
-/* Elected: load the state the previous leader left durable, then lead.
- * Runs on its own thread: the election thread must go on renewing the
- * lease meanwhile (a load of 100,000 tasks takes seconds). */
+/* The store watch of a follower: every change goes to the replica, under
+ * the cluster lock, one message at a time (readers see whole revisions). */
+static int on_store_change(void *ud, enum store_follow_event ev, const struct store_change *ch,
+			   size_t n, int64_t revision)
+{
+	struct server *s = ud;
+	struct cluster *c = s->c;
+	bool leader_gone = false;
+	pthread_mutex_lock(&c->lock);
+	if (s->follow_stop) {
+		/* Promoted: the state is the leader's own from now on. */
+		pthread_mutex_unlock(&c->lock);
+		return 1;
+	}
+	switch (ev) {
+	case STORE_FOLLOW_RESET:
+		cluster_replica_reset(c);
+		s->replica_synced = false;
+		break;
+	case STORE_FOLLOW_CHANGES:
+		for (size_t i = 0; i < n; i++) {
+			if (!ch[i].value && !strcmp(ch[i].key, "meta/leader"))
+				leader_gone = true;
+			cluster_replica_apply(c, ch[i].key, ch[i].value, ch[i].len);
+		}
+		break;
+	case STORE_FOLLOW_SYNCED:
+		s->replica_synced = true;
+		log_info("replica synced at revision %lld: %zu jobs, %zu tasks, %zu nodes",
+			 (long long)revision, c->jobs.count, c->tasks.count, c->nodes.count);
+		break;
+	}
+	if (revision > s->replica_rev)
+		s->replica_rev = revision;
+	pthread_cond_broadcast(&s->replica_moved);
+	pthread_mutex_unlock(&c->lock);
+	/* The leader's lease expired: campaign now, not at the next look. */
+	if (leader_gone && s->leader)
+		leader_poke(s->leader);
+	return 0;
+}
+
+static void *follow_main(void *ud)
+{
+	struct server *s = ud;
+	while (!s->follow_stop) {
+		struct berr err = {0};
+		struct store *st = store_open(s->store_location, &err);
+		if (!st) {
+			log_warn("replica: %s; trying again", err.msg);
+			usleep(500 * 1000);
+			continue;
+		}
+		int r = store_follow(st, on_store_change, s, &s->follow_stop, &err);
+		store_close(st);
+		if (r < 0) {
+			log_error("replica: %s", err.msg);
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* How long a new leader waits for its replica to reach the revision of its
+ * election (every write of the previous leader) before it loads the state
+ * from the store instead. */
+#define REPLICA_CATCH_UP_MS 1500
+
+/* Elected at `revision`: lead from the replica once it holds everything up
+ * to the election (the old leader is fenced from there on), or load the
+ * state from the store. Runs on its own thread: the election thread must go
+ * on renewing the lease meanwhile. */
 static void *become_leader(void *ud)
 {
 	struct server *s = ud;
@@ -804,9 +930,34 @@ static void *become_leader(void *ud)
 	pthread_mutex_lock(&s->store_lock);
 	store_set_guard(s->store, "meta/leader", s->self_url, &err);
 	pthread_mutex_unlock(&s->store_lock);
-	pthread_mutex_lock(&s->c->lock);
-	int r = cluster_load(s->c, &err);
-	pthread_mutex_unlock(&s->c->lock);
+	struct cluster *c = s->c;
+	pthread_mutex_lock(&c->lock);
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += REPLICA_CATCH_UP_MS / 1000;
+	deadline.tv_nsec += (REPLICA_CATCH_UP_MS % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	while (s->follow_started && !(s->replica_synced && s->replica_rev >= s->elected_rev))
+		if (pthread_cond_timedwait(&s->replica_moved, &c->lock, &deadline) != 0)
+			break;
+	bool warm = s->follow_started && s->replica_synced && s->replica_rev >= s->elected_rev;
+	s->follow_stop = true; /* the watch applies nothing more */
+	const char *how = "from its replica";
+	int r = 0;
+	if (warm) {
+		cluster_replica_promote(c);
+	} else {
+		log_warn(
+		    "replica at revision %lld, elected at %lld: loading the state from the store",
+		    (long long)s->replica_rev, (long long)s->elected_rev);
+		how = "from the store";
+		cluster_replica_reset(c);
+		r = cluster_load(c, &err);
+	}
+	pthread_mutex_unlock(&c->lock);
 	if (r < 0) {
 		log_error("fatal: elected but %s", err.msg);
 		_exit(3);
@@ -817,13 +968,16 @@ static void *become_leader(void *ud)
 	}
 	s->commit_started = true;
 	s->leading = true;
-	log_info("leading: state loaded in %lld ms", (long long)(time_mono_ms() - t0));
+	log_info("leading: state loaded %s in %lld ms", how, (long long)(time_mono_ms() - t0));
 	return NULL;
 }
 
-static void on_elected(void *ud)
+static void on_elected(void *ud, int64_t revision)
 {
 	struct server *s = ud;
+	pthread_mutex_lock(&s->c->lock);
+	s->elected_rev = revision;
+	pthread_mutex_unlock(&s->c->lock);
 	if (pthread_create(&s->elect_thread, NULL, become_leader, s) != 0) {
 		log_error("fatal: cannot start loading the state");
 		_exit(3);
@@ -860,6 +1014,7 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 		return NULL;
 	struct server *s = xcalloc(1, sizeof *s);
 	pthread_mutex_init(&s->store_lock, NULL);
+	pthread_cond_init(&s->replica_moved, NULL);
 	s->store = st;
 	s->c = cluster_new(st, &o->cluster);
 	bool ha = o->store && !strncmp(o->store, "etcd://", 7);
@@ -893,17 +1048,28 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 	inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
 	s->self_url = xasprintf("http://%s:%d", sa.sin_addr.s_addr ? ip : "127.0.0.1", s->port);
 	if (ha) {
-		/* Several servers on one etcd: only the elected one loads the
-		 * state and writes; the others redirect to it. */
+		/* Several servers on one etcd: each keeps a replica of the state
+		 * through a watch and answers reads from it; the elected one
+		 * leads from it and writes; the others redirect writes to it. */
+		s->store_location = xstrdup(o->store);
+		if (pthread_create(&s->follow_thread, NULL, follow_main, s) == 0)
+			s->follow_started = true;
+		else
+			log_warn(
+			    "cannot start the replica thread: a new leader will load the state");
 		struct leader_callbacks cb = {.ud = s, .elected = on_elected, .lost = on_lost};
-		s->leader = leader_start(o->store, s->self_url, o->leader_ttl_ms ? o->leader_ttl_ms : 2000,
-					 &cb, err);
+		s->leader = leader_start(o->store, s->self_url,
+					 o->leader_ttl_ms ? o->leader_ttl_ms : 2000, &cb, err);
 		if (!s->leader) {
 			MHD_stop_daemon(s->mhd);
+			s->follow_stop = true;
+			if (s->follow_started)
+				pthread_join(s->follow_thread, NULL);
+			free(s->store_location);
 			goto fail;
 		}
-		log_info("server listening on %s (store %s), campaigning for leadership", s->self_url,
-			 o->store);
+		log_info("server listening on %s (store %s), campaigning for leadership",
+			 s->self_url, o->store);
 		return s;
 	}
 	if (pthread_create(&s->commit_thread, NULL, commit_loop, s) != 0) {
@@ -932,6 +1098,11 @@ void server_stop(struct server *s)
 		return;
 	if (s->elect_started)
 		pthread_join(s->elect_thread, NULL);
+	pthread_mutex_lock(&s->c->lock);
+	s->follow_stop = true;
+	pthread_mutex_unlock(&s->c->lock);
+	if (s->follow_started)
+		pthread_join(s->follow_thread, NULL);
 	pthread_mutex_lock(&s->c->lock);
 	s->stopping = true;
 	pthread_cond_signal(&s->c->wake);
@@ -966,5 +1137,7 @@ void server_stop(struct server *s)
 	cluster_free(s->c);
 	store_close(s->store);
 	free(s->self_url);
+	free(s->store_location);
+	pthread_cond_destroy(&s->replica_moved);
 	free(s);
 }

@@ -209,3 +209,12 @@ int store_scan(struct store *st, const char *prefix, store_scan_fn fn, void *ud,
 	st->scanning--;
 	return r;
 }
+
+int store_follow(struct store *st, store_follow_fn fn, void *ud, const _Atomic bool *stop,
+		 struct berr *err)
+{
+	if (!st->ops->follow)
+		return berr_set(err, 0, "store: the %s store cannot be followed (one server only)",
+				st->ops->name);
+	return st->ops->follow(st, fn, ud, stop, err);
+}

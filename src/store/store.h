@@ -23,7 +23,10 @@
 #ifndef BERTH_STORE_H
 #define BERTH_STORE_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/util.h"
 
@@ -66,5 +69,35 @@ int store_get(struct store *st, const char *key, char **value, size_t *len, stru
  * non-zero to stop (store_scan then returns that value). -1 on error. */
 typedef int (*store_scan_fn)(const char *key, const char *value, size_t len, void *ud);
 int store_scan(struct store *st, const char *prefix, store_scan_fn fn, void *ud, struct berr *err);
+
+/* Following the store (HA followers keep a replica of the state): fn gets
+ * every key once, then every change, in revision order, until *stop is set
+ * (checked at least every 250 ms) or fn returns non-zero. The events:
+ *
+ *   STORE_FOLLOW_RESET    forget everything: a full copy follows (at the
+ *                         start, and again when the changes since the last
+ *                         one are no longer available, e.g. etcd compacted
+ *                         them);
+ *   STORE_FOLLOW_CHANGES  n changes (a page of the copy, or what one or more
+ *                         revisions changed); value NULL: the key was
+ *                         deleted. revision: the store's revision they take
+ *                         the replica to;
+ *   STORE_FOLLOW_SYNCED   the full copy is complete, as of revision; the
+ *                         changes after it follow.
+ *
+ * Connection failures are retried (next endpoint) without giving up; only a
+ * store that cannot be followed at all (SQLite: there is one server) makes it
+ * return -1 at once. Returns 0 once stopped, or fn's non-zero value. Runs on
+ * the caller's thread: give it a store of its own (store_open again). */
+struct store_change {
+	const char *key;
+	const char *value; /* NULL: deleted */
+	size_t len;
+};
+enum store_follow_event { STORE_FOLLOW_RESET, STORE_FOLLOW_CHANGES, STORE_FOLLOW_SYNCED };
+typedef int (*store_follow_fn)(void *ud, enum store_follow_event ev, const struct store_change *ch,
+			       size_t n, int64_t revision);
+int store_follow(struct store *st, store_follow_fn fn, void *ud, const _Atomic bool *stop,
+		 struct berr *err);
 
 #endif

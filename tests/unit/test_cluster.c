@@ -17,6 +17,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "store/store-internal.h" /* replica tests read committed batches */
 #include "store/store.h"
 #include "unit.h"
 
@@ -32,6 +33,7 @@ struct fx {
 	struct cluster *c;
 	struct cluster_config cfg;
 	struct berr err;
+	struct cluster *replica; /* when set: fed every committed batch */
 };
 
 static void fx_open_cluster(struct fx *f)
@@ -86,6 +88,20 @@ static void fx_commit(struct fx *f)
 		if (store_commit(f->st, b, &err) < 0) {
 			fprintf(stderr, "    store_commit: %s\n", err.msg);
 			exit(1);
+		}
+		if (f->replica) {
+			/* What an HA follower's store watch delivers, in order. */
+			pthread_mutex_lock(&f->replica->lock);
+			for (size_t i = 0; i < b->n; i++) {
+				const struct store_op *op = &b->ops[i];
+				if (op->kind == STORE_OP_DELETE_PREFIX) {
+					fprintf(stderr,
+						"    replica: delete_prefix not expected\n");
+					exit(1);
+				}
+				cluster_replica_apply(f->replica, op->key, op->value, op->len);
+			}
+			pthread_mutex_unlock(&f->replica->lock);
 		}
 		store_batch_free(b);
 	}
@@ -2981,6 +2997,214 @@ TEST(cron_missed_slots_run_once_and_never_twice)
 	fx_teardown(&f);
 }
 
+/* ---- replicas (HA followers) ------------------------------------------------
+ * A follower applies the leader's committed records one by one; what it
+ * shows must be what the leader shows, and once promoted it must hold what a
+ * load of the store gives. */
+
+/* An array of objects as an object keyed by their field `name`. */
+static json_t *by_name(json_t *arr, const char *name)
+{
+	json_t *o = json_object();
+	size_t i;
+	json_t *v;
+	json_array_foreach(arr, i, v)
+	{
+		/* Liveness is the leader's alone (agents talk to it). */
+		json_object_del(v, "state");
+		json_object_del(v, "last_seen_ms_ago");
+		json_object_set(o, json_string_value(json_object_get(v, name)) ?: "?", v);
+	}
+	json_decref(arr);
+	return o;
+}
+
+/* Everything a reader sees: job list, each job's status with history, its
+ * update, the node list (without liveness). As sorted JSON text. */
+static char *views(struct cluster *c, bool replica)
+{
+	pthread_mutex_lock(&c->lock);
+	if (replica)
+		cluster_replica_refresh(c);
+	json_t *jobs = cluster_job_list_json(c);
+	json_t *status = json_object(), *updates = json_object();
+	size_t i;
+	json_t *v;
+	json_array_foreach(jobs, i, v)
+	{
+		const char *key = json_string_value(json_object_get(v, "job"));
+		struct berr err;
+		json_t *st = cluster_job_status_json(c, key, true, &err);
+		if (st)
+			json_object_set_new(status, key, st);
+		json_t *u = cluster_update_json(c, key, &err);
+		if (u)
+			json_object_set_new(updates, key, u);
+	}
+	json_t *all =
+	    json_pack("{s:o,s:o,s:o,s:o}", "jobs", by_name(jobs, "job"), "status", status,
+		      "updates", updates, "nodes", by_name(cluster_node_list_json(c), "name"));
+	pthread_mutex_unlock(&c->lock);
+	char *txt = json_dumps(all, JSON_SORT_KEYS | JSON_COMPACT);
+	json_decref(all);
+	return txt;
+}
+
+static bool same_views(struct cluster *leader, struct cluster *replica, const char *when)
+{
+	char *a = views(leader, false), *b = views(replica, true);
+	bool same = !strcmp(a, b);
+	if (!same) {
+		size_t k = 0;
+		while (a[k] && a[k] == b[k])
+			k++;
+		size_t from = k > 120 ? k - 120 : 0;
+		fprintf(stderr,
+			"    %s: replica differs at byte %zu\n    leader:  %.600s\n    replica: "
+			"%.600s\n",
+			when, k, a + from, b + from);
+	}
+	free(a);
+	free(b);
+	return same;
+}
+
+TEST(replica_follows_every_commit)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	f.replica = cluster_new(NULL, &f.cfg);
+	const char *pol = "{batch_size: 1, watch: 20ms, max_instance_failures: 1}";
+	running_v1(&f, 4, pol);
+	CHECK(agent_register(&f, "n2") > 0);
+	fx_commit(&f);
+	CHECK(same_views(f.c, f.replica, "service running"));
+	CHECK(submit(&f, batch_yaml("bob/prod/batch", 3, 2), NULL) > 0);
+	tick(&f);
+	run_job(&f, "bob/prod/batch");
+	fx_commit(&f);
+	CHECK(same_views(f.c, f.replica, "batch running"));
+	/* A rolling update with a failing first try: tasks replaced, ended
+	 * history, the update record; checked after every commit. */
+	CHECK(submit(&f, upd_yaml(WEB, 4, "sleep 2000", pol), NULL) > 0);
+	struct play p = {.bad_version = 2, .fail_times = 1};
+	for (int s = 0; s < 300 && update_active(&f, WEB); s++) {
+		tick(&f);
+		play_step(&f, WEB, &p);
+		play_step(&f, "bob/prod/batch", NULL);
+		fx_commit(&f);
+		if (s % 5 == 0 && !same_views(f.c, f.replica, "during the update")) {
+			CHECK(false);
+			break;
+		}
+		sleep_ms(3);
+	}
+	CHECK(!update_active(&f, WEB));
+	fx_commit(&f);
+	CHECK(same_views(f.c, f.replica, "update over"));
+	/* Kill a job until it is forgotten (records deleted), drain a node. */
+	CHECK(job_kill(&f, "bob/prod/batch") > 0);
+	for (int s = 0; s < 20; s++) {
+		tick(&f);
+		play_step(&f, "bob/prod/batch", NULL);
+	}
+	fx_commit(&f);
+	pthread_mutex_lock(&f.c->lock);
+	CHECK(cluster_node_drain(f.c, "n1", true, &f.err) > 0);
+	pthread_mutex_unlock(&f.c->lock);
+	for (int s = 0; s < 20; s++) {
+		tick(&f);
+		play_step(&f, WEB, NULL);
+	}
+	fx_commit(&f);
+	CHECK(job_get(&f, "bob/prod/batch") == NULL);
+	CHECK(hmap_get(&f.replica->jobs, "bob/prod/batch") == NULL);
+	CHECK(same_views(f.c, f.replica, "job forgotten, node drained"));
+	/* Promoted, the replica holds what a load of the store gives. */
+	pthread_mutex_lock(&f.replica->lock);
+	cluster_replica_promote(f.replica);
+	pthread_mutex_unlock(&f.replica->lock);
+	struct cluster *promoted = f.replica;
+	f.replica = NULL;
+	fx_restart(&f);
+	char *a = views(f.c, false), *b = views(promoted, false);
+	CHECK(!strcmp(a, b));
+	free(a);
+	free(b);
+	CHECK(promoted->tasks.count == f.c->tasks.count);
+	CHECK(promoted->nwaiting == f.c->nwaiting);
+	cluster_free(promoted);
+	fx_teardown(&f);
+}
+
+struct record {
+	char *key, *value;
+	size_t len;
+};
+struct records {
+	struct record *r;
+	size_t n;
+};
+
+static int collect_record(const char *key, const char *value, size_t len, void *ud)
+{
+	struct records *rs = ud;
+	rs->r = xrealloc(rs->r, (rs->n + 1) * sizeof *rs->r);
+	rs->r[rs->n++] = (struct record){xstrdup(key), xstrndup(value, len), len};
+	return 0;
+}
+
+/* A batch too big for one etcd transaction reaches a follower as several,
+ * in any order: tasks may come before their job, nodes after their tasks. */
+TEST(replica_takes_records_in_any_order)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_v1(&f, 3, "{batch_size: 1, watch: 20ms}");
+	CHECK(submit(&f, batch_yaml("bob/prod/batch", 2, 1), NULL) > 0);
+	tick(&f);
+	fx_commit(&f);
+	fx_restart(&f); /* the reference: a load */
+	struct records rs = {0};
+	CHECK(store_scan(f.st, "", collect_record, &rs, &f.err) == 0);
+	CHECK(rs.n >= 8); /* 2 jobs, 5 tasks, 1 node */
+	struct cluster *r = cluster_new(NULL, &f.cfg);
+	pthread_mutex_lock(&r->lock);
+	/* Reverse key order: updates, tasks, nodes, meta, jobs. A stale
+	 * version of a task first, replaced by the real one later. */
+	for (size_t i = rs.n; i-- > 0;) {
+		const char *stale = "{\"id\":\"x\",\"job\":\"nope/x/y\",\"state\":\"RUNNING\"}";
+		if (!strncmp(rs.r[i].key, "tasks/", 6))
+			cluster_replica_apply(r, rs.r[i].key, stale, strlen(stale));
+		cluster_replica_apply(r, rs.r[i].key, rs.r[i].value, rs.r[i].len);
+	}
+	/* A record put then deleted leaves nothing. */
+	const char *ghost =
+	    "{\"id\":\"ghost\",\"job\":\"bob/prod/batch\",\"instance\":0,\"state\":\"FAILED\"}";
+	cluster_replica_apply(r, "tasks/ghost", ghost, strlen(ghost));
+	cluster_replica_apply(r, "tasks/ghost", NULL, 0);
+	pthread_mutex_unlock(&r->lock);
+	char *a = views(f.c, false), *b = views(r, true);
+	CHECK(!strcmp(a, b));
+	free(a);
+	free(b);
+	CHECK(r->orphans.count == 0);
+	CHECK(r->tasks.count == f.c->tasks.count);
+	/* A reset forgets everything. */
+	pthread_mutex_lock(&r->lock);
+	cluster_replica_reset(r);
+	cluster_replica_refresh(r);
+	CHECK(r->jobs.count == 0 && r->tasks.count == 0 && r->nodes.count == 0);
+	pthread_mutex_unlock(&r->lock);
+	cluster_free(r);
+	for (size_t i = 0; i < rs.n; i++) {
+		free(rs.r[i].key);
+		free(rs.r[i].value);
+	}
+	free(rs.r);
+	fx_teardown(&f);
+}
+
 UNIT_MAIN(cron_missed_slots_run_once_and_never_twice, submit_creates_pending_tasks,
 	  tick_without_nodes_keeps_pending, tick_assigns_tasks_with_distinct_ports,
 	  node_desired_lists_assigned_tasks, agent_running_sets_pid,
@@ -3027,4 +3251,5 @@ UNIT_MAIN(cron_missed_slots_run_once_and_never_twice, submit_creates_pending_tas
 	  update_superseded_start_first_leaves_one_task_per_instance,
 	  update_abort_with_start_first_in_flight_leaves_one_task_per_instance,
 	  update_rollback_restores_instance_count, update_survives_restart,
-	  update_start_first_survives_restart, update_json_shape_and_control_errors)
+	  update_start_first_survives_restart, update_json_shape_and_control_errors,
+	  replica_follows_every_commit, replica_takes_records_in_any_order)
