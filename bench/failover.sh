@@ -4,7 +4,9 @@
 # Prints one final line:
 #   failover_s=… reload_s=… tasks=…
 # - failover_s: kill -> the other server (now leader) acknowledges a write;
-# - reload_s: the new leader's load of the whole state from etcd (its log).
+# - reload_s: from election to leading, on the new leader (its log): the
+#   promotion of its replica (kept warm by an etcd watch), or a load of the
+#   whole state from etcd when the replica could not catch up (from=…).
 # Target (DESIGN.md): <= 3 s with no acknowledged write lost.
 # Usage: bench/failover.sh [--agents N] [--tasks T]   (default 1000, 100000)
 set -euo pipefail
@@ -77,5 +79,7 @@ t0=$(date +%s%N)
 kill -KILL "$victim"
 for _ in $(seq 1 1500); do BERTH_ADDR="http://127.0.0.1:$other" "$BERTH" job run --detach "$d/after.yaml" >/dev/null 2>&1 && break; sleep 0.02; done
 t1=$(date +%s%N)
-reload=$(grep -o 'state loaded in [0-9]* ms' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
-python3 -c "print('failover_s=%.2f reload_s=%.2f tasks=%d' % (($t1-$t0)/1e9, $reload/1000.0, $r))"
+line=$(grep -o 'state loaded from [a-z ]* in [0-9]* ms' "$log" | tail -1)
+reload=$(echo "$line" | grep -o 'in [0-9]* ms' | grep -o '[0-9]*' || echo 0)
+from=$(echo "$line" | sed -n 's/state loaded from \(its replica\|the store\) in.*/\1/p' | tr ' ' _)
+python3 -c "print('failover_s=%.2f reload_s=%.2f from=%s tasks=%d' % (($t1-$t0)/1e9, ${reload:-0}/1000.0, '${from:-unknown}', $r))"

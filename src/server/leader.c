@@ -273,8 +273,13 @@ struct leader *leader_start(const char *location, const char *self_url, int64_t 
 		l->endpoints[l->nendpoints++] = strchr(tok, ':') ? xasprintf("http://%s", tok)
 								 : xasprintf("http://%s:2379", tok);
 	}
+	/* The store's own key layout: "PREFIX/" + key, "/berth" and "/berth/"
+	 * being the same prefix. */
+	size_t plen = prefix ? strlen(prefix) : 0;
+	while (plen > 0 && prefix[plen - 1] == '/')
+		plen--;
 	char *key =
-	    prefix && *prefix ? xasprintf("%s/meta/leader", prefix) : xstrdup("meta/leader");
+	    plen ? xasprintf("%.*s/meta/leader", (int)plen, prefix) : xstrdup("meta/leader");
 	l->key_b64 = b64_encode(key, strlen(key));
 	free(key);
 	free(rest);

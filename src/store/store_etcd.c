@@ -27,6 +27,15 @@
  * from the last key + "\0") pinned to the revision of its first page, so it
  * is one consistent snapshot however long it is.
  *
+ * Following (store_follow, for HA followers' replicas): a copy of every key
+ * by one scan, pinned to revision R, then POST <api>/watch of the whole
+ * prefix from R + 1 on a handle of its own; the gateway streams one JSON
+ * message per line, and each message's events go to fn as one call, with
+ * the highest mod_revision among them. A watch that ends or fails is made
+ * again on the next endpoint from the revision after the last one handed
+ * out; one that etcd cancels because that revision was compacted starts
+ * over with RESET and a new copy.
+ *
  * Endpoints are tried in order from the last one that answered, on a
  * connection failure, when a member answers 503 (no leader, leader changed:
  * an election is in progress; retried for up to 10 s) and when a txn gets no
@@ -38,6 +47,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,8 +116,9 @@ struct etcd_store {
 	struct sbuf resp; /* the answer being received */
 	CURLM *multi;
 	struct async pool[POOL];
-	int scan_depth; /* only the outermost scan fetches ahead */
-	char *guard_key;   /* fencing: commits apply only while it holds guard_value */
+	int scan_depth;	       /* only the outermost scan fetches ahead */
+	int64_t last_scan_rev; /* the revision the last outermost scan read at */
+	char *guard_key;       /* fencing: commits apply only while it holds guard_value */
 	char *guard_value;
 };
 
@@ -1349,8 +1360,11 @@ static int et_scan(struct store *st, const char *prefix, store_scan_fn fn, void 
 			}
 			answer_bytes = e->resp.len;
 		}
-		if (rev == 0)
+		if (rev == 0) {
 			rev = json_int64(json_object_get(json_object_get(j, "header"), "revision"));
+			if (e->scan_depth == 1)
+				e->last_scan_rev = rev;
+		}
 		json_t *kvs = json_object_get(j, "kvs");
 		size_t n = json_array_size(kvs);
 		bool more = json_is_true(json_object_get(j, "more")) && n > 0;
@@ -1410,6 +1424,402 @@ static int et_scan(struct store *st, const char *prefix, store_scan_fn fn, void 
 	return result;
 }
 
+/* ---- following ----
+ * store_follow (store.h): RESET, a copy of every key read by et_scan (pinned
+ * to the revision of its first page, R), SYNCED at R, then one watch of the
+ * whole prefix from R + 1 whose events go to fn as they come. A watch that
+ * ends or fails is made again on the next endpoint from the revision after
+ * the last one delivered; a watch etcd cancels because that revision was
+ * compacted away starts over with RESET and a new copy. */
+
+/* Changes per call during the copy (and bytes, so a page of big values
+ * stays bounded). */
+#define FOLLOW_PAGE 1024
+#define FOLLOW_PAGE_BYTES (16u << 20)
+/* The pause before watching again after a failure, and before copying again
+ * when no endpoint answered. */
+#define FOLLOW_RETRY_MS 100
+#define FOLLOW_COPY_RETRY_MS 200
+/* The longest wait for the network between two looks at *stop. */
+#define FOLLOW_POLL_MS 100
+
+/* What a step of following ended with. */
+enum fstep {
+	F_OK,	     /* the copy is done */
+	F_STOPPED,   /* *stop was set */
+	F_FN,	     /* fn returned non-zero (follow.fn_result) */
+	F_FAILED,    /* no answer, the stream ended, an error: try again */
+	F_COMPACTED, /* the watch's start revision is gone: copy again */
+	F_GOING,     /* the watch is still running */
+};
+
+/* Changes on their way to fn. Keys and values are copied into one arena
+ * (as offsets: it moves when it grows); the pointers fn gets are made when
+ * they are handed over. */
+struct fchange {
+	size_t key, value, len;
+	bool deleted;
+};
+struct changes {
+	struct sbuf arena;
+	struct fchange *v;
+	struct store_change *out;
+	size_t n, cap;
+};
+
+struct follow {
+	struct etcd_store *e;
+	store_follow_fn fn;
+	void *ud;
+	const _Atomic bool *stop;
+	int fn_result;	  /* fn's non-zero answer (F_FN) */
+	int64_t last_rev; /* the revision the replica was last taken to */
+	struct changes ch;
+	struct sbuf kb, vb; /* decoded key and value of one event */
+	/* The watch: its own handles, so that e->curl stays free for the
+	 * copy. */
+	CURL *h;
+	CURLM *multi;
+	struct curl_slist *headers;
+	char *url;
+	struct sbuf body;
+	struct sbuf in;	 /* the stream: bytes after the last whole message */
+	size_t scanned;	 /* in.buf[0..scanned) holds no '\n' */
+	long status;	 /* the answer's HTTP status, once known */
+	enum fstep step; /* F_GOING while the watch runs */
+};
+
+static void changes_add(struct changes *c, const char *key, size_t klen, const char *value,
+			size_t len, bool deleted)
+{
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 256;
+		c->v = xrealloc(c->v, c->cap * sizeof *c->v);
+		c->out = xrealloc(c->out, c->cap * sizeof *c->out);
+	}
+	struct fchange *f = &c->v[c->n++];
+	f->key = c->arena.len;
+	sbuf_add(&c->arena, key, klen);
+	sbuf_add(&c->arena, "", 1);
+	f->value = c->arena.len;
+	f->len = deleted ? 0 : len;
+	f->deleted = deleted;
+	if (!deleted) {
+		sbuf_add(&c->arena, value, len);
+		sbuf_add(&c->arena, "", 1);
+	}
+}
+
+static void changes_clear(struct changes *c)
+{
+	c->n = 0;
+	c->arena.len = 0;
+	c->arena.buf[0] = 0;
+}
+
+/* Hand the pending changes to fn (none: no call); fn's answer. */
+static int changes_flush(struct follow *f, int64_t rev)
+{
+	struct changes *c = &f->ch;
+	if (!c->n)
+		return 0;
+	for (size_t i = 0; i < c->n; i++) {
+		c->out[i].key = c->arena.buf + c->v[i].key;
+		c->out[i].value = c->v[i].deleted ? NULL : c->arena.buf + c->v[i].value;
+		c->out[i].len = c->v[i].len;
+	}
+	int r = f->fn(f->ud, STORE_FOLLOW_CHANGES, c->out, c->n, rev);
+	changes_clear(c);
+	return r;
+}
+
+static bool stopped(const struct follow *f)
+{
+	return atomic_load(f->stop);
+}
+
+/* Sleep ms, or less when *stop is set meanwhile. */
+static void follow_pause(const struct follow *f, int ms)
+{
+	int64_t end = time_mono_ms() + ms;
+	while (!stopped(f)) {
+		int64_t left = end - time_mono_ms();
+		if (left <= 0)
+			break;
+		struct timespec ts = {0, (left < 50 ? left : 50) * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* The copy's scan callback: pages of changes to fn. Non-zero stops the
+ * scan; why is in f (fn_result or *stop). */
+static int copy_cb(const char *key, const char *value, size_t len, void *ud)
+{
+	struct follow *f = ud;
+	changes_add(&f->ch, key, strlen(key), value, len, false);
+	if (f->ch.n < FOLLOW_PAGE && f->ch.arena.len < FOLLOW_PAGE_BYTES)
+		return 0;
+	f->fn_result = changes_flush(f, f->e->last_scan_rev);
+	if (f->fn_result || stopped(f))
+		return 1;
+	return 0;
+}
+
+/* libcurl's progress callback on e->curl during the copy: a request in
+ * progress gives up once *stop is set. */
+static int copy_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+			 curl_off_t ulnow)
+{
+	return atomic_load((const _Atomic bool *)ud) ? 1 : 0;
+}
+
+/* RESET, every key of the store at one revision, SYNCED. */
+static enum fstep follow_copy(struct store *st, struct follow *f)
+{
+	struct etcd_store *e = f->e;
+	if ((f->fn_result = f->fn(f->ud, STORE_FOLLOW_RESET, NULL, 0, 0)))
+		return F_FN;
+	changes_clear(&f->ch);
+	e->last_scan_rev = 0;
+	struct berr err = {0};
+	curl_easy_setopt(e->curl, CURLOPT_XFERINFOFUNCTION, copy_progress);
+	curl_easy_setopt(e->curl, CURLOPT_XFERINFODATA, (void *)f->stop);
+	curl_easy_setopt(e->curl, CURLOPT_NOPROGRESS, 0L);
+	int r = et_scan(st, "", copy_cb, f, &err);
+	curl_easy_setopt(e->curl, CURLOPT_NOPROGRESS, 1L);
+	if (f->fn_result)
+		return F_FN;
+	if (stopped(f))
+		return F_STOPPED;
+	int64_t rev = e->last_scan_rev;
+	if (r != 0 || rev <= 0) {
+		changes_clear(&f->ch);
+		return F_FAILED;
+	}
+	if ((f->fn_result = changes_flush(f, rev)) ||
+	    (f->fn_result = f->fn(f->ud, STORE_FOLLOW_SYNCED, NULL, 0, rev)))
+		return F_FN;
+	f->last_rev = rev;
+	return F_OK;
+}
+
+/* One message of the watch stream (a line of JSON): its events to fn. Sets
+ * f->step when the watch is over. */
+static void follow_message(struct follow *f, const char *line, size_t n)
+{
+	struct etcd_store *e = f->e;
+	while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == ' '))
+		n--;
+	if (n == 0)
+		return;
+	json_t *j = json_loadb(line, n, 0, NULL);
+	json_t *res = json_object_get(j, "result");
+	if (!json_is_object(res)) {
+		/* {"error": ...}: the stream is over. */
+		f->step = F_FAILED;
+		json_decref(j);
+		return;
+	}
+	if (json_is_true(json_object_get(res, "canceled"))) {
+		f->step = json_int64(json_object_get(res, "compact_revision")) > 0 ? F_COMPACTED
+										   : F_FAILED;
+		json_decref(j);
+		return;
+	}
+	json_t *events = json_object_get(res, "events");
+	int64_t rev = 0;
+	changes_clear(&f->ch);
+	for (size_t i = 0; i < json_array_size(events); i++) {
+		json_t *ev = json_array_get(events, i), *kv = json_object_get(ev, "kv");
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		bool deleted = type && !strcmp(type, "DELETE");
+		if (kv_bytes(kv, "key", &f->kb) < 0 ||
+		    (!deleted && kv_bytes(kv, "value", &f->vb) < 0)) {
+			f->step = F_FAILED;
+			changes_clear(&f->ch);
+			json_decref(j);
+			return;
+		}
+		int64_t mod = json_int64(json_object_get(kv, "mod_revision"));
+		if (mod > rev)
+			rev = mod;
+		if (f->kb.len < e->prefix_len || memcmp(f->kb.buf, e->prefix, e->prefix_len))
+			continue;
+		changes_add(&f->ch, f->kb.buf + e->prefix_len, f->kb.len - e->prefix_len, f->vb.buf,
+			    f->vb.len, deleted);
+	}
+	/* Not the header's revision: while a watch catches up, etcd sends
+	 * the events of up to 1000 revisions per message with the current
+	 * revision in the header, and more messages follow. */
+	if (rev <= 0 && f->ch.n)
+		rev = json_int64(json_object_get(json_object_get(res, "header"), "revision"));
+	json_decref(j);
+	if (rev <= f->last_rev) {
+		changes_clear(&f->ch);
+		return;
+	}
+	if ((f->fn_result = changes_flush(f, rev))) {
+		f->step = F_FN;
+		return;
+	}
+	f->last_rev = rev;
+}
+
+/* The watch's write callback: cut the stream into lines, each parsed once.
+ * Returning less than it got aborts the transfer. */
+static size_t follow_on_body(char *data, size_t size, size_t n, void *ud)
+{
+	struct follow *f = ud;
+	size_t len = size * n;
+	if (!f->status)
+		curl_easy_getinfo(f->h, CURLINFO_RESPONSE_CODE, &f->status);
+	if (f->status != 200) {
+		f->step = F_FAILED;
+		return 0;
+	}
+	sbuf_add(&f->in, data, len);
+	size_t start = 0;
+	char *nl;
+	while (f->step == F_GOING &&
+	       (nl = memchr(f->in.buf + f->scanned, '\n', f->in.len - f->scanned))) {
+		size_t end = (size_t)(nl - f->in.buf);
+		follow_message(f, f->in.buf + start, end - start);
+		start = f->scanned = end + 1;
+	}
+	if (f->step != F_GOING)
+		return 0;
+	/* Keep what is left of a message; no '\n' in it. */
+	memmove(f->in.buf, f->in.buf + start, f->in.len - start);
+	f->in.len -= start;
+	f->in.buf[f->in.len] = 0;
+	f->scanned = f->in.len;
+	return len;
+}
+
+/* Watch the store's keys from f->last_rev + 1 on the current endpoint until
+ * the watch is over: F_STOPPED, F_FN, F_COMPACTED or F_FAILED. */
+static enum fstep follow_watch(struct follow *f)
+{
+	struct etcd_store *e = f->e;
+	size_t start_len;
+	char *start = whole_key(e, "", 0, false, &start_len);
+	char *end = start_len == 1 && start[0] == 0 ? NULL : store_prefix_end(start);
+	buf_reset(&f->body);
+	sbuf_adds(&f->body, "{\"create_request\":{");
+	req_raw(&f->body, "key", start, start_len);
+	sbuf_adds(&f->body, ",");
+	req_raw(&f->body, "range_end", end, end ? strlen(end) : 0);
+	sbuf_addf(&f->body, ",\"start_revision\":%lld}}", (long long)(f->last_rev + 1));
+	free(start);
+	free(end);
+
+	free(f->url);
+	f->url = xasprintf("%s%s/watch", e->urls[e->cur], e->api);
+	curl_easy_setopt(f->h, CURLOPT_URL, f->url);
+	curl_easy_setopt(f->h, CURLOPT_POSTFIELDS, f->body.buf);
+	curl_easy_setopt(f->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)f->body.len);
+	buf_reset(&f->in);
+	f->scanned = 0;
+	f->status = 0;
+	f->step = F_GOING;
+	curl_multi_add_handle(f->multi, f->h);
+	for (;;) {
+		int running = 0;
+		curl_multi_perform(f->multi, &running);
+		if (f->step != F_GOING)
+			break;
+		if (!running) {
+			f->step = F_FAILED; /* the stream ended */
+			break;
+		}
+		if (stopped(f)) {
+			f->step = F_STOPPED;
+			break;
+		}
+		curl_multi_poll(f->multi, NULL, 0, FOLLOW_POLL_MS, NULL);
+	}
+	curl_multi_remove_handle(f->multi, f->h);
+	return f->step;
+}
+
+static int et_follow(struct store *st, store_follow_fn fn, void *ud, const _Atomic bool *stop,
+		     struct berr *err)
+{
+	struct etcd_store *e = st->data;
+	struct follow f = {.e = e, .fn = fn, .ud = ud, .stop = stop};
+	sbuf_init(&f.ch.arena);
+	sbuf_init(&f.kb);
+	sbuf_init(&f.vb);
+	sbuf_init(&f.body);
+	sbuf_init(&f.in);
+	f.h = curl_easy_init();
+	f.multi = curl_multi_init();
+	int r = 0;
+	if (!f.h || !f.multi) {
+		r = berr_set(err, 0, "store: cannot follow '%s': cannot create a curl handle",
+			     st->location);
+		goto out;
+	}
+	/* hasleader: etcd ends the watch when its member loses the leader
+	 * (the gateway passes Grpc-Metadata-* headers on as gRPC metadata),
+	 * instead of leaving it silent on the minority side of a partition. */
+	f.headers = curl_slist_append(NULL, "Content-Type: application/json");
+	f.headers = curl_slist_append(f.headers, "Expect:");
+	f.headers = curl_slist_append(f.headers, "Grpc-Metadata-hasleader: true");
+	setup_handle(e, f.h, NULL);
+	curl_easy_setopt(f.h, CURLOPT_HTTPHEADER, f.headers);
+	curl_easy_setopt(f.h, CURLOPT_WRITEFUNCTION, follow_on_body);
+	curl_easy_setopt(f.h, CURLOPT_WRITEDATA, &f);
+	curl_easy_setopt(f.h, CURLOPT_POST, 1L);
+	/* A watch lasts as long as it may; a member that vanished without a
+	 * word (power, network) is noticed by TCP keepalives in seconds. */
+	curl_easy_setopt(f.h, CURLOPT_TIMEOUT_MS, 0L);
+	curl_easy_setopt(f.h, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(f.h, CURLOPT_TCP_KEEPIDLE, 2L);
+	curl_easy_setopt(f.h, CURLOPT_TCP_KEEPINTVL, 1L);
+
+	bool copy = true;
+	enum fstep step = F_STOPPED;
+	while (!stopped(&f)) {
+		if (copy) {
+			step = follow_copy(st, &f);
+			if (step == F_FAILED) {
+				follow_pause(&f, FOLLOW_COPY_RETRY_MS);
+				continue;
+			}
+			if (step != F_OK)
+				break;
+			copy = false;
+		}
+		step = follow_watch(&f);
+		if (step == F_COMPACTED) {
+			copy = true;
+		} else if (step == F_FAILED) {
+			follow_pause(&f, FOLLOW_RETRY_MS);
+			e->cur = (e->cur + 1) % e->n_endpoints;
+		} else {
+			break;
+		}
+	}
+	r = step == F_FN ? f.fn_result : 0;
+
+out:
+	if (f.h)
+		curl_easy_cleanup(f.h);
+	if (f.multi)
+		curl_multi_cleanup(f.multi);
+	curl_slist_free_all(f.headers);
+	free(f.url);
+	free(f.ch.v);
+	free(f.ch.out);
+	sbuf_release(&f.ch.arena);
+	sbuf_release(&f.kb);
+	sbuf_release(&f.vb);
+	sbuf_release(&f.body);
+	sbuf_release(&f.in);
+	return r;
+}
+
 const struct store_ops store_etcd_ops = {
     .name = "etcd",
     .open = et_open,
@@ -1418,4 +1828,5 @@ const struct store_ops store_etcd_ops = {
     .get = et_get,
     .scan = et_scan,
     .set_guard = et_set_guard,
+    .follow = et_follow,
 };

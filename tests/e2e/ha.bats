@@ -96,6 +96,9 @@ EOF2
 	echo "# failover: a new leader accepted a write $(((t1 - t0) / 1000000)) ms after the kill" >&3
 	wait "$stream"
 	[ "$(leader_of "$fport")" = "http://127.0.0.1:$fport" ]
+	# It led from its replica: nothing to load from etcd.
+	if [ "$fport" = "$S1" ]; then flog=$HA/s1.log; else flog=$HA/s2.log; fi
+	grep -q "state loaded from its replica" "$flog"
 	# Every acknowledged submission exists, once.
 	list=$("$BERTH_BIN" job list --json)
 	while read -r k; do
@@ -106,6 +109,39 @@ EOF2
 	wait_for 10 '[ "$(status_json alice/prod/keep | jget "sorted(t[\"pid\"] for t in d[\"tasks\"])")" = "$pids" ]'
 	wait_for 10 '[ "$(running_count alice/prod/after)" -eq 1 ]'
 	[ $(((t1 - t0) / 1000000)) -lt 10000 ]
+}
+
+@test "a follower answers reads from its replica, which follows every write; writes and node views go to the leader" {
+	wait_for 10 '[ -n "$(leader_of $S1 2>/dev/null)" ] && [ "$(leader_of $S1)" = "$(leader_of $S2 2>/dev/null)" ]'
+	if [ "$(leader_of "$S1")" = "http://127.0.0.1:$S1" ]; then lport=$S1; fport=$S2; else lport=$S2; fport=$S1; fi
+	for i in 1 2 3 4 5; do
+		printf 'job: dave/test/r%d\ninstances: 2\ntask:\n  command: ["sleep", "300"]\n  resources: {cpu: 0.05, memory: 8MiB}\n' "$i" >"$HA/r$i.yaml"
+		BERTH_ADDR="http://127.0.0.1:$lport" "$BERTH_BIN" job run --detach "$HA/r$i.yaml" >/dev/null
+	done
+	# The follower itself answers (no redirect), and has every job.
+	wait_for 10 '[ "$(curl -fsS http://127.0.0.1:$fport/v1/jobs | jget "sum(1 for j in d if j[\"job\"].startswith(\"dave/\"))")" -eq 5 ]'
+	run curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$fport/v1/jobs"
+	[ "$output" = 200 ]
+	curl -sS -D "$HA/hdr" -o "$HA/body" "http://127.0.0.1:$fport/v1/jobs/dave/test/r3"
+	grep -qi '^X-Berth-Served-By: follower' "$HA/hdr"
+	[ "$(jget 'len(d["tasks"])' <"$HA/body")" -eq 2 ]
+	# Task states move on the follower as the agent reports them.
+	wait_for 10 '[ "$(curl -fsS http://127.0.0.1:$fport/v1/jobs/dave/test/r3 | jget "sum(1 for t in d[\"tasks\"] if t[\"state\"]==\"RUNNING\")")" -eq 2 ]'
+	id=$(curl -fsS "http://127.0.0.1:$fport/v1/jobs/dave/test/r3" | jget 'd["tasks"][0]["id"]')
+	[ "$(curl -fsS "http://127.0.0.1:$fport/v1/tasks/$id" | jget 'd["state"]')" = RUNNING ]
+	# A kill (sent to the follower: redirected) shows on the follower.
+	BERTH_ADDR="http://127.0.0.1:$fport" "$BERTH_BIN" job kill dave/test/r3 >/dev/null
+	wait_for 10 '! curl -fsS http://127.0.0.1:$fport/v1/jobs | grep -q "dave/test/r3\""'
+	# What the follower does not answer itself: writes, node liveness, and
+	# what it does not know (the leader says "not found").
+	run curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' "http://127.0.0.1:$fport/v1/nodes"
+	[ "$output" = "307 http://127.0.0.1:$lport/v1/nodes" ]
+	run curl -sS -o /dev/null -w '%{http_code}' -X POST -d '{}' "http://127.0.0.1:$fport/v1/jobs"
+	[ "$output" = 307 ]
+	run curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$fport/v1/jobs/dave/test/none"
+	[ "$output" = 307 ]
+	run curl -sS -L -o /dev/null -w '%{http_code}' "http://127.0.0.1:$fport/v1/jobs/dave/test/none"
+	[ "$output" = 404 ]
 }
 
 @test "leader kills at random moments, three times in a row: every acknowledged job exists exactly once" {

@@ -14,6 +14,8 @@
 #include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -1599,6 +1601,618 @@ TEST(sqlite_guard_is_a_no_op)
 	rm_rf(dir);
 }
 
+/* ---- following (store_follow) ----
+ * A follower runs store_follow on a thread with a store of its own and keeps
+ * a replica (a sorted array) that the tests compare with store_scan. */
+
+struct rentry {
+	char *key;
+	char *value;
+	size_t len;
+};
+
+struct follower {
+	pthread_mutex_t mu;
+	struct rentry *v; /* the replica, sorted by key */
+	size_t n, cap;
+	int resets, synced, pages; /* pages: CHANGES calls of the current copy */
+	size_t max_page;
+	bool in_copy;
+	int64_t rev; /* the last revision delivered */
+	int64_t synced_rev;
+	char bad[256]; /* the first thing fn saw that it should not have */
+	int answer;    /* what fn returns for changes after SYNCED */
+	/* the thread */
+	struct store *st;
+	_Atomic bool stop, done;
+	int result;
+	struct berr err;
+	pthread_t th;
+};
+
+static size_t replica_find(struct follower *fl, const char *key, bool *found)
+{
+	size_t lo = 0, hi = fl->n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(fl->v[mid].key, key);
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = false;
+	return lo;
+}
+
+static void replica_apply(struct follower *fl, const struct store_change *c)
+{
+	bool found;
+	size_t i = replica_find(fl, c->key, &found);
+	if (!c->value) {
+		if (found) {
+			free(fl->v[i].key);
+			free(fl->v[i].value);
+			memmove(&fl->v[i], &fl->v[i + 1], (fl->n - i - 1) * sizeof *fl->v);
+			fl->n--;
+		}
+		return;
+	}
+	char *value = xmalloc(c->len + 1);
+	memcpy(value, c->value, c->len + 1);
+	if (found) {
+		free(fl->v[i].value);
+	} else {
+		if (fl->n == fl->cap) {
+			fl->cap = fl->cap ? fl->cap * 2 : 64;
+			fl->v = xrealloc(fl->v, fl->cap * sizeof *fl->v);
+		}
+		memmove(&fl->v[i + 1], &fl->v[i], (fl->n - i) * sizeof *fl->v);
+		fl->v[i].key = xstrdup(c->key);
+		fl->n++;
+	}
+	fl->v[i].value = value;
+	fl->v[i].len = c->len;
+}
+
+static void replica_clear(struct follower *fl)
+{
+	for (size_t i = 0; i < fl->n; i++) {
+		free(fl->v[i].key);
+		free(fl->v[i].value);
+	}
+	fl->n = 0;
+}
+
+static void follower_bad(struct follower *fl, const char *what)
+{
+	if (!fl->bad[0])
+		snprintf(fl->bad, sizeof fl->bad, "%s", what);
+}
+
+static int follow_cb(void *ud, enum store_follow_event ev, const struct store_change *ch, size_t n,
+		     int64_t rev)
+{
+	struct follower *fl = ud;
+	int r = 0;
+	pthread_mutex_lock(&fl->mu);
+	switch (ev) {
+	case STORE_FOLLOW_RESET:
+		replica_clear(fl);
+		fl->resets++;
+		fl->pages = 0;
+		fl->in_copy = true;
+		break;
+	case STORE_FOLLOW_CHANGES:
+		if (!fl->resets)
+			follower_bad(fl, "changes before the first RESET");
+		if (n == 0)
+			follower_bad(fl, "a call with no changes");
+		if (rev < fl->rev)
+			follower_bad(fl, "the revision went down");
+		if (fl->in_copy) {
+			fl->pages++;
+			if (n > fl->max_page)
+				fl->max_page = n;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (fl->in_copy && !ch[i].value)
+				follower_bad(fl, "a NULL value in the copy");
+			if (ch[i].value && ch[i].value[ch[i].len])
+				follower_bad(fl, "a value not NUL-terminated");
+			replica_apply(fl, &ch[i]);
+		}
+		fl->rev = rev;
+		if (!fl->in_copy)
+			r = fl->answer;
+		break;
+	case STORE_FOLLOW_SYNCED:
+		if (!fl->in_copy)
+			follower_bad(fl, "SYNCED without a copy");
+		if (rev < fl->rev)
+			follower_bad(fl, "the revision went down at SYNCED");
+		fl->in_copy = false;
+		fl->synced++;
+		fl->synced_rev = fl->rev = rev;
+		break;
+	}
+	pthread_mutex_unlock(&fl->mu);
+	return r;
+}
+
+static void *follow_thread(void *arg)
+{
+	struct follower *fl = arg;
+	fl->result = store_follow(fl->st, follow_cb, fl, &fl->stop, &fl->err);
+	fl->done = true;
+	return NULL;
+}
+
+static void follower_start(struct follower *fl, const char *location, int answer)
+{
+	memset(fl, 0, sizeof *fl);
+	pthread_mutex_init(&fl->mu, NULL);
+	fl->answer = answer;
+	fl->st = store_open(location, &fl->err);
+	if (!fl->st) {
+		fprintf(stderr, "    follower: store_open: %s\n", fl->err.msg);
+		exit(1);
+	}
+	pthread_create(&fl->th, NULL, follow_thread, fl);
+}
+
+/* Wait (5 s at most) until the follower has made `synced` copies and
+ * delivered revision rev. */
+static bool follower_wait(struct follower *fl, int synced, int64_t rev)
+{
+	for (int i = 0; i < 500; i++) {
+		pthread_mutex_lock(&fl->mu);
+		bool ok = fl->synced >= synced && !fl->in_copy && fl->rev >= rev;
+		pthread_mutex_unlock(&fl->mu);
+		if (ok)
+			return true;
+		if (fl->done)
+			break;
+		usleep(10 * 1000);
+	}
+	fprintf(stderr, "    follower: %d copies, revision %lld; wanted %d, %lld\n", fl->synced,
+		(long long)fl->rev, synced, (long long)rev);
+	return false;
+}
+
+/* The replica as scan_str writes a store; caller frees. */
+static char *replica_str(struct follower *fl)
+{
+	struct sbuf sb;
+	sbuf_init(&sb);
+	pthread_mutex_lock(&fl->mu);
+	for (size_t i = 0; i < fl->n; i++)
+		collect(fl->v[i].key, fl->v[i].value, fl->v[i].len, &sb);
+	pthread_mutex_unlock(&fl->mu);
+	return sbuf_detach(&sb);
+}
+
+#define CHECK_REPLICA(fl, f)                                                                       \
+	do {                                                                                       \
+		char *want_ = scan_str((f), ""), *got_ = replica_str(fl);                          \
+		CHECK_STR(got_, want_);                                                            \
+		free(want_);                                                                       \
+		free(got_);                                                                        \
+	} while (0)
+
+/* Stop the follower: store_follow's result. */
+static int follower_stop(struct follower *fl)
+{
+	fl->stop = true;
+	pthread_join(fl->th, NULL);
+	if (fl->bad[0]) {
+		fprintf(stderr, "    follower: %s\n", fl->bad);
+		unit_failures++;
+	}
+	store_close(fl->st);
+	replica_clear(fl);
+	free(fl->v);
+	pthread_mutex_destroy(&fl->mu);
+	return fl->result;
+}
+
+/* Put or delete a raw etcd key (value NULL), behind the store's back. */
+static void etcd_raw_put(const char *key, const char *value)
+{
+	char *k = store_base64_encode(key, strlen(key));
+	char *body = value ? xasprintf("{\"key\":\"%s\",\"value\":\"%s\"}", k,
+				       value) /* value: already base64 */
+			   : xasprintf("{\"key\":\"%s\"}", k);
+	json_t *j = etcd_raw(value ? "/v3/kv/put" : "/v3/kv/deleterange", body);
+	CHECK(j != NULL);
+	json_decref(j);
+	free(body);
+	free(k);
+}
+
+/* A TCP proxy to the test etcd that a test can cut: while cut, it closes
+ * every connection it has and every new one at once. */
+struct proxy {
+	int lfd, port, target;
+	_Atomic bool cut, quit;
+	pthread_t th;
+};
+
+static void *proxy_thread(void *arg)
+{
+	struct proxy *p = arg;
+	struct pollfd pf[1 + 2 * 16];
+	int peer[2 * 16]; /* pairs: fds 2i and 2i+1 talk to each other */
+	int npairs = 0;
+	char buf[65536];
+	while (!p->quit) {
+		if (p->cut) {
+			for (int i = 0; i < 2 * npairs; i++)
+				close(peer[i]);
+			npairs = 0;
+		}
+		pf[0] = (struct pollfd){.fd = p->lfd, .events = POLLIN};
+		for (int i = 0; i < 2 * npairs; i++)
+			pf[1 + i] = (struct pollfd){.fd = peer[i], .events = POLLIN};
+		if (poll(pf, (nfds_t)(1 + 2 * npairs), 20) <= 0)
+			continue;
+		for (int i = 0; i < 2 * npairs; i++) {
+			if (!(pf[1 + i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			ssize_t n = read(peer[i], buf, sizeof buf);
+			bool ok = n > 0;
+			for (ssize_t off = 0; ok && off < n;) {
+				ssize_t w = write(peer[i ^ 1], buf + off, (size_t)(n - off));
+				ok = w > 0;
+				off += w > 0 ? w : 0;
+			}
+			if (!ok) {
+				/* Drop the pair: the last one moves into its place. */
+				int pair = i / 2;
+				close(peer[2 * pair]);
+				close(peer[2 * pair + 1]);
+				npairs--;
+				peer[2 * pair] = peer[2 * npairs];
+				peer[2 * pair + 1] = peer[2 * npairs + 1];
+				break; /* pf[] is stale now */
+			}
+		}
+		if (pf[0].revents & POLLIN) {
+			int c = accept(p->lfd, NULL, NULL);
+			if (c < 0)
+				continue;
+			int t = socket(AF_INET, SOCK_STREAM, 0);
+			struct sockaddr_in sa = {.sin_family = AF_INET,
+						 .sin_port = htons((uint16_t)p->target),
+						 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+			if (p->cut || npairs == 16 || t < 0 ||
+			    connect(t, (struct sockaddr *)&sa, sizeof sa) < 0) {
+				close(c);
+				if (t >= 0)
+					close(t);
+				continue;
+			}
+			peer[2 * npairs] = c;
+			peer[2 * npairs + 1] = t;
+			npairs++;
+		}
+	}
+	for (int i = 0; i < 2 * npairs; i++)
+		close(peer[i]);
+	return NULL;
+}
+
+static void proxy_start(struct proxy *p)
+{
+	memset(p, 0, sizeof *p);
+	p->port = free_port(&p->lfd);
+	const char *colon = strrchr(etcd_addr, ':');
+	p->target = colon ? atoi(colon + 1) : 0;
+	if (p->port < 0 || listen(p->lfd, 16) < 0) {
+		perror("proxy");
+		exit(1);
+	}
+	pthread_create(&p->th, NULL, proxy_thread, p);
+}
+
+static void proxy_stop(struct proxy *p)
+{
+	p->quit = true;
+	pthread_join(p->th, NULL);
+	close(p->lfd);
+}
+
+static void put_keys(struct fx *f, const char *fmt, int from, int to, const char *value)
+{
+	struct store_batch *b = store_batch_new();
+	for (int i = from; i < to; i++) {
+		char key[64];
+		snprintf(key, sizeof key, fmt, i);
+		put_str(b, key, value);
+	}
+	CHECK(commit(f, b) == 0);
+}
+
+TEST(etcd_follow_delivers_snapshot_then_changes_in_order)
+{
+	struct fx f;
+	fx_setup(&f, BE_ETCD);
+	/* 2,500 keys (three pages of the copy at least), an empty value,
+	 * bytes that are not text, and the empty key (the prefix itself). */
+	put_keys(&f, "a/%05d", 0, 2500, "v");
+	struct store_batch *b = store_batch_new();
+	put_str(b, "empty", "");
+	put_str(b, "bin", "\x01\xff\x7f");
+	put_str(b, "", "the prefix itself");
+	CHECK(commit(&f, b) == 0);
+	/* Neighbours of the prefix: not the store's. */
+	char *before = xasprintf("%.*s.", (int)strlen(f.ns) - 1, f.ns);
+	char *after = xasprintf("%.*s0", (int)strlen(f.ns) - 1, f.ns);
+	etcd_raw_put(before, "eA==");
+	etcd_raw_put(after, "eA==");
+
+	struct follower fl;
+	follower_start(&fl, f.path, 0);
+	int64_t rev = etcd_revision();
+	CHECK(follower_wait(&fl, 1, rev));
+	CHECK(fl.resets == 1 && fl.synced == 1);
+	CHECK(fl.synced_rev == rev);
+	CHECK(fl.pages >= 3 && fl.max_page <= 1024);
+	CHECK(fl.n == 2503);
+	CHECK_REPLICA(&fl, &f);
+
+	/* Changes, one revision each unless split: overwrites, new keys, a
+	 * delete, a delete_prefix with puts after it, an empty value, one
+	 * key changed again and again, a batch split into 3 txns, a large
+	 * value, and writes next to the prefix. */
+	b = store_batch_new();
+	put_str(b, "a/00000", "changed");
+	put_str(b, "new", "1");
+	store_batch_delete(b, "a/00001");
+	CHECK(commit(&f, b) == 0);
+	b = store_batch_new();
+	store_batch_delete_prefix(b, "a/00");
+	put_str(b, "a/00050", "kept");
+	put_str(b, "empty2", "");
+	CHECK(commit(&f, b) == 0);
+	const char *seq[] = {"1", "2", NULL, "3", NULL, "4"};
+	for (size_t i = 0; i < ARRAY_SIZE(seq); i++) {
+		b = store_batch_new();
+		if (seq[i])
+			put_str(b, "again", seq[i]);
+		else
+			store_batch_delete(b, "again");
+		CHECK(commit(&f, b) == 0);
+	}
+	etcd_raw_put(after, "eQ==");
+	etcd_raw_put(before, NULL);
+	put_keys(&f, "s/%05d", 0, 300, "split"); /* 3 txns */
+	/* A message of more than 1 MiB comes in many pieces. */
+	size_t big = 1200 * 1000;
+	char *val = xmalloc(big);
+	memset(val, 'L', big);
+	b = store_batch_new();
+	store_batch_put(b, "large", val, big);
+	CHECK(commit(&f, b) == 0);
+	free(val);
+	etcd_raw_put(after, NULL);
+	b = store_batch_new();
+	store_batch_delete_prefix(b, "a/01");
+	store_batch_delete(b, "bin");
+	store_batch_delete(b, "");
+	CHECK(commit(&f, b) == 0);
+	rev = etcd_revision();
+	CHECK(follower_wait(&fl, 1, rev));
+	CHECK(fl.rev == rev);
+	CHECK(fl.resets == 1 && fl.synced == 1);
+	CHECK_REPLICA(&fl, &f);
+	CHECK_VALUE(&f, "again", "4");
+	CHECK(follower_stop(&fl) == 0);
+	free(before);
+	free(after);
+	fx_teardown(&f);
+}
+
+/* The connection to etcd is lost while following: the watch is made again
+ * from the next revision, without a new copy. */
+TEST(etcd_follow_resumes_after_a_lost_connection)
+{
+	struct fx f;
+	fx_setup(&f, BE_ETCD);
+	put_keys(&f, "k/%03d", 0, 100, "v");
+	struct proxy p;
+	proxy_start(&p);
+	char *loc = xasprintf("etcd://127.0.0.1:%d/%s", p.port, f.ns);
+	struct follower fl;
+	follower_start(&fl, loc, 0);
+	CHECK(follower_wait(&fl, 1, etcd_revision()));
+	char *outside = xasprintf("%.*s0", (int)strlen(f.ns) - 1, f.ns);
+	for (int round = 0; round < 2; round++) {
+		p.cut = true;
+		usleep(300 * 1000);
+		put_keys(&f, "k/%03d", 0, 10, round ? "round 1" : "round 0");
+		struct store_batch *b = store_batch_new();
+		store_batch_delete_prefix(b, round ? "k/02" : "k/01");
+		CHECK(commit(&f, b) == 0);
+		int64_t rev = etcd_revision();
+		/* A later write outside the prefix: the watch's catch-up
+		 * message then says that revision in its header, but the
+		 * replica is only at rev (resuming after the header's
+		 * revision could skip changes: etcd sends at most 1000
+		 * revisions per message, each with the current revision). */
+		etcd_raw_put(outside, round ? NULL : "eA==");
+		p.cut = false;
+		CHECK(follower_wait(&fl, 1, rev));
+		CHECK_REPLICA(&fl, &f);
+		usleep(100 * 1000);
+		CHECK(fl.rev == rev);
+	}
+	free(outside);
+	CHECK(fl.resets == 1 && fl.synced == 1);
+	CHECK(follower_stop(&fl) == 0);
+	proxy_stop(&p);
+	free(loc);
+	fx_teardown(&f);
+}
+
+/* While the follower is cut off, etcd compacts the revisions it has not
+ * seen: it gets RESET and a whole new copy. */
+TEST(etcd_follow_survives_compaction)
+{
+	struct fx f;
+	fx_setup(&f, BE_ETCD);
+	put_keys(&f, "k/%03d", 0, 100, "v");
+	struct proxy p;
+	proxy_start(&p);
+	char *loc = xasprintf("etcd://127.0.0.1:%d/%s", p.port, f.ns);
+	struct follower fl;
+	follower_start(&fl, loc, 0);
+	CHECK(follower_wait(&fl, 1, etcd_revision()));
+	put_keys(&f, "w/%d", 0, 1, "watched");
+	CHECK(follower_wait(&fl, 1, etcd_revision()));
+
+	p.cut = true;
+	usleep(300 * 1000);
+	/* 20 revisions the follower misses, deletes among them: a follower
+	 * that kept its old replica would still have those keys. */
+	for (int i = 0; i < 20; i++) {
+		struct store_batch *b = store_batch_new();
+		char key[32];
+		snprintf(key, sizeof key, "k/%03d", i * 5);
+		if (i % 2)
+			store_batch_delete(b, key);
+		else
+			put_str(b, key, "while cut");
+		CHECK(commit(&f, b) == 0);
+	}
+	int64_t rev = etcd_revision();
+	char *body = xasprintf("{\"revision\":\"%lld\",\"physical\":true}", (long long)rev);
+	json_t *j = etcd_raw("/v3/kv/compaction", body);
+	CHECK(j != NULL);
+	json_decref(j);
+	free(body);
+	p.cut = false;
+
+	CHECK(follower_wait(&fl, 2, rev));
+	CHECK(fl.resets == 2 && fl.synced == 2);
+	CHECK(fl.synced_rev >= rev);
+	CHECK_REPLICA(&fl, &f);
+	/* ...and it follows on from the new copy. */
+	put_keys(&f, "w/%d", 1, 2, "after");
+	CHECK(follower_wait(&fl, 2, etcd_revision()));
+	CHECK_REPLICA(&fl, &f);
+	CHECK(fl.resets == 2);
+	CHECK(follower_stop(&fl) == 0);
+	proxy_stop(&p);
+	free(loc);
+	fx_teardown(&f);
+}
+
+TEST(etcd_follow_stops_when_asked)
+{
+	struct fx f;
+	fx_setup(&f, BE_ETCD);
+	put_keys(&f, "k/%d", 0, 10, "v");
+	/* Idle: nothing changes while it watches. */
+	struct follower fl;
+	follower_start(&fl, f.path, 0);
+	CHECK(follower_wait(&fl, 1, etcd_revision()));
+	usleep(500 * 1000);
+	int64_t t0 = time_mono_ms();
+	CHECK(follower_stop(&fl) == 0);
+	int64_t took = time_mono_ms() - t0;
+	CHECK(took < 1000);
+	fprintf(stderr, "    stopped in %lld ms while idle\n", (long long)took);
+
+	/* Cut off: it keeps trying to watch again, and still stops. */
+	struct proxy p;
+	proxy_start(&p);
+	char *loc = xasprintf("etcd://127.0.0.1:%d/%s", p.port, f.ns);
+	follower_start(&fl, loc, 0);
+	CHECK(follower_wait(&fl, 1, etcd_revision()));
+	p.cut = true;
+	usleep(500 * 1000);
+	t0 = time_mono_ms();
+	CHECK(follower_stop(&fl) == 0);
+	took = time_mono_ms() - t0;
+	CHECK(took < 1000);
+	fprintf(stderr, "    stopped in %lld ms while cut off\n", (long long)took);
+	proxy_stop(&p);
+	free(loc);
+
+	/* fn's non-zero answer ends it with that value. */
+	follower_start(&fl, f.path, 42);
+	CHECK(follower_wait(&fl, 1, etcd_revision()));
+	put_keys(&f, "k/%d", 0, 1, "changed");
+	for (int i = 0; i < 500 && !fl.done; i++)
+		usleep(10 * 1000);
+	CHECK(fl.done);
+	CHECK(follower_stop(&fl) == 42);
+	fx_teardown(&f);
+}
+
+/* Without a prefix the store is the whole etcd: so is the copy, and the
+ * watch covers every key ("\0" to "\0"). */
+TEST(etcd_follow_without_a_prefix_sees_every_key)
+{
+	struct fx f;
+	fx_setup(&f, BE_ETCD);
+	put_keys(&f, "k/%d", 0, 3, "v");
+	struct fx bare = f;
+	bare.path = xasprintf("etcd://%s", etcd_addr);
+	fx_open(&bare);
+	struct follower fl;
+	follower_start(&fl, bare.path, 0);
+	CHECK(follower_wait(&fl, 1, etcd_revision()));
+	CHECK_REPLICA(&fl, &bare);
+	char *key = xasprintf("%sk/0", f.ns);
+	char *all = replica_str(&fl);
+	CHECK_CONTAINS(all, key);
+	free(all);
+	struct store_batch *b = store_batch_new();
+	put_str(b, "\x01first", "1");
+	put_str(b, "\xff\xfflast", "2");
+	CHECK(commit(&bare, b) == 0);
+	put_keys(&f, "k/%d", 3, 4, "v");
+	CHECK(follower_wait(&fl, 1, etcd_revision()));
+	CHECK_REPLICA(&fl, &bare);
+	b = store_batch_new();
+	store_batch_delete(b, "\x01first");
+	store_batch_delete(b, "\xff\xfflast");
+	CHECK(commit(&bare, b) == 0);
+	CHECK(follower_wait(&fl, 1, etcd_revision()));
+	CHECK_REPLICA(&fl, &bare);
+	CHECK(follower_stop(&fl) == 0);
+	free(key);
+	store_close(bare.st);
+	free(bare.path);
+	fx_teardown(&f);
+}
+
+static int never_cb(void *ud, enum store_follow_event ev, const struct store_change *ch, size_t n,
+		    int64_t revision)
+{
+	(*(int *)ud)++;
+	return 0;
+}
+
+TEST(follow_sqlite_refused)
+{
+	struct fx f;
+	fx_setup(&f, BE_SQLITE);
+	_Atomic bool stop = false;
+	int calls = 0;
+	CHECK(store_follow(f.st, never_cb, &calls, &stop, &f.err) == -1);
+	CHECK_CONTAINS(f.err.msg, "sqlite");
+	CHECK_CONTAINS(f.err.msg, "cannot be followed");
+	CHECK(calls == 0);
+	fx_teardown(&f);
+}
+
 #define STORE_MAIN(...) UNIT_MAIN(__VA_ARGS__)
 STORE_MAIN(open_creates_wal_file_with_schema, open_sqlite_scheme_and_reopen,
 	   open_unwritable_path_names_the_path, open_rejects_bad_locations,
@@ -1618,4 +2232,8 @@ STORE_MAIN(open_creates_wal_file_with_schema, open_sqlite_scheme_and_reopen,
 	   etcd_tries_endpoints_in_order, etcd_key_prefixes_keep_stores_apart,
 	   etcd_1000_puts_in_one_batch_are_split_into_txns, etcd_batches_are_split_by_request_size,
 	   etcd_scan_of_5000_keys_pages_through_one_snapshot, etcd_matches_sqlite_on_random_batches,
-	   etcd_guarded_commits_stop_when_the_guard_changes, sqlite_guard_is_a_no_op)
+	   etcd_guarded_commits_stop_when_the_guard_changes, sqlite_guard_is_a_no_op,
+	   etcd_follow_delivers_snapshot_then_changes_in_order,
+	   etcd_follow_resumes_after_a_lost_connection, etcd_follow_survives_compaction,
+	   etcd_follow_stops_when_asked, etcd_follow_without_a_prefix_sees_every_key,
+	   follow_sqlite_refused)
