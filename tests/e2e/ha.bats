@@ -144,6 +144,36 @@ EOF2
 	[ "$output" = 404 ]
 }
 
+@test "a leader paused past its lease is fenced: another leads, and on waking the old one writes nothing and exits" {
+	wait_for 10 '[ -n "$(leader_of $S1 2>/dev/null)" ] && [ "$(leader_of $S1)" = "$(leader_of $S2 2>/dev/null)" ]'
+	if [ "$(leader_of "$S1")" = "http://127.0.0.1:$S1" ]; then lport=$S1; lpid=$SERVER1_PID; fport=$S2; else lport=$S2; lpid=$SERVER2_PID; fport=$S1; fi
+	job() { printf '{"job": "erin/test/%s", "type": "batch", "task": {"command": ["true"], "resources": {"cpu": 0.01, "memory": 8388608}}}' "$1"; }
+	job before | curl -fsS -X POST --data-binary @- "http://127.0.0.1:$lport/v1/jobs" >/dev/null
+	# A long pause (a VM stall, a GC, SIGSTOP): its lease expires meanwhile.
+	kill -STOP "$lpid"
+	wait_for 10 '[ "$(leader_of $fport 2>/dev/null)" = "http://127.0.0.1:$fport" ]'
+	job during | curl -fsS -X POST --data-binary @- "http://127.0.0.1:$fport/v1/jobs" >/dev/null
+	# A write reaches the old leader while it sleeps (its socket queues it).
+	(job stale | curl -sS -m 15 -o /dev/null -w '%{http_code}' -X POST --data-binary @- \
+		"http://127.0.0.1:$lport/v1/jobs" >"$HA/stale.code" 2>/dev/null || true) &
+	writer=$!
+	sleep 0.5
+	kill -CONT "$lpid"
+	# It finds its lease gone, or its write refused by the fence: it exits.
+	wait_for 10 '! kill -0 $lpid 2>/dev/null || grep -q "^State:.*zombie" /proc/$lpid/status 2>/dev/null'
+	wait "$writer" || true
+	[ "$(cat "$HA/stale.code")" != 200 ]
+	echo "# the stale write got: $(cat "$HA/stale.code"); the old leader said: $(grep -Eho "fatal: .*" "$HA"/s*.log | head -1)" >&3
+	grep -Eq "leadership lost|lost the leader lease|fenced" "$HA"/s*.log
+	# The new leader has what was acknowledged, and nothing of the stale write.
+	list=$(curl -fsS "http://127.0.0.1:$fport/v1/jobs")
+	echo "$list" | grep -q erin/test/before
+	echo "$list" | grep -q erin/test/during
+	! echo "$list" | grep -q erin/test/stale
+	sleep 1
+	! curl -fsS "http://127.0.0.1:$fport/v1/jobs" | grep -q erin/test/stale
+}
+
 @test "leader kills at random moments, three times in a row: every acknowledged job exists exactly once" {
 	ack="$HA/acked"
 	: >"$ack"
