@@ -170,41 +170,44 @@ EOF
 	cli job run "$f"
 	[ "$(nrunning alice/prod/part)" -eq 2 ]
 	[ "$(nprocs "$MARK")" -eq 2 ]
-	read -r inst victim old_id old_pid < <(running_tasks alice/prod/part | sed -n 1p)
-	k=${victim#n}
-	ns=$(ns_name "$k")
-	t0=$(date +%s%3N)
-	ip -n "$ns" link set eth0 down
-	wait_for 8 '[ "$(node_state "$victim")" = DOWN ]'
-	wait_for 8 '[ "$(nrunning alice/prod/part)" -eq 2 ] && ! running_tasks alice/prod/part | grep -q " $victim "'
-	echo "# replaced elsewhere $(($(date +%s%3N) - t0)) ms after the cut; live processes while cut off: $(nprocs "$MARK")" >&3
-	# The old instance still runs on the cut-off host, its agent alive.
-	kill -0 "${NS_AGENT_PID[$k]}"
-	kill -0 "$old_pid"
-	# Stay cut off a little past the detection time, then heal.
-	sleep 1
-	t1=$(date +%s%3N)
-	ip -n "$ns" link set eth0 up
-	wait_for 20 '[ "$(node_state "$victim")" = ACTIVE ]'
-	wait_for 20 '[ "$(nprocs "$MARK")" -eq 2 ]'
-	echo "# healed: ACTIVE and old instance killed $(($(date +%s%3N) - t1)) ms after the link came back" >&3
-	! kill -0 "$old_pid" 2>/dev/null || false
-	# Settled: exactly one RUNNING task per instance, and they are the live processes.
-	sleep 1
-	[ "$(nprocs "$MARK")" -eq 2 ]
-	st=$(jstatus alice/prod/part)
-	echo "$st" | python3 -c '
+	# Twice, a random instance's host, cut off for a random time.
+	for round in 1 2; do
+		read -r inst victim old_id old_pid < <(running_tasks alice/prod/part | sed -n "$((RANDOM % 2 + 1))p")
+		k=${victim#n}
+		ns=$(ns_name "$k")
+		t0=$(date +%s%3N)
+		ip -n "$ns" link set eth0 down
+		wait_for 8 '[ "$(node_state "$victim")" = DOWN ]'
+		wait_for 8 '[ "$(nrunning alice/prod/part)" -eq 2 ] && ! running_tasks alice/prod/part | grep -q " $victim "'
+		echo "# replaced elsewhere $(($(date +%s%3N) - t0)) ms after the cut; live processes while cut off: $(nprocs "$MARK")" >&3
+		# The old instance still runs on the cut-off host, its agent alive.
+		kill -0 "${NS_AGENT_PID[$k]}"
+		kill -0 "$old_pid"
+		# Stay cut off a random while past the detection time, then heal.
+		sleep "0.$((RANDOM % 9 + 1))"
+		t1=$(date +%s%3N)
+		ip -n "$ns" link set eth0 up
+		wait_for 20 '[ "$(node_state "$victim")" = ACTIVE ]'
+		wait_for 20 '[ "$(nprocs "$MARK")" -eq 2 ]'
+		echo "# healed: ACTIVE and old instance killed $(($(date +%s%3N) - t1)) ms after the link came back" >&3
+		! kill -0 "$old_pid" 2>/dev/null || false
+		# Settled: exactly one RUNNING task per instance, and they are the live processes.
+		sleep 1
+		[ "$(nprocs "$MARK")" -eq 2 ]
+		st=$(jstatus alice/prod/part)
+		echo "$st" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
 ts = d["tasks"]
 assert sorted(t["instance"] for t in ts) == [0, 1], ts
 assert all(t["state"] == "RUNNING" for t in ts), ts
 '
-	want=$(echo "$st" | jget '" ".join(sorted(str(t["pid"]) for t in d["tasks"]))')
-	have=$(pgrep -xf "$MARK" | sort | tr '\n' ' ' | sed 's/ $//')
-	echo "status pids: $want; live pids: $have"
-	[ "$want" = "$have" ]
-	jstatus_all alice/prod/part | jget '[t["state"] for t in d["tasks"] if t["id"]=="'"$old_id"'"][0]' | grep -qx LOST
+		want=$(echo "$st" | jget '" ".join(sorted(str(t["pid"]) for t in d["tasks"]))')
+		have=$(pgrep -xf "$MARK" | sort | tr '\n' ' ' | sed 's/ $//')
+		echo "status pids: $want; live pids: $have"
+		[ "$want" = "$have" ]
+		jstatus_all alice/prod/part | jget '[t["state"] for t in d["tasks"] if t["id"]=="'"$old_id"'"][0]' | grep -qx LOST
+	done
 }
 
 @test "node drain moves tasks off one instance at a time; DRAINED gets nothing new; activate takes it back" {
@@ -372,6 +375,24 @@ EOF
 	# No task ended: the job's history has only these two.
 	[ "$(jstatus_all alice/prod/keep | jget 'len(d["tasks"])')" -eq 2 ]
 	[ "$(nodes_json | jget 'sorted(n["state"] for n in d)')" = "['ACTIVE', 'ACTIVE']" ]
+	! grep -q "is down" "$NS_BASE/server.log" || false
+	# Again, twice, at random moments: kill -9 at a random time, back after
+	# a random absence (inside the detection time).
+	for round in 2 3; do
+		sleep "0.$((RANDOM % 9 + 1))"
+		for k in 1 2; do
+			ns_kill_agent "$k" KILL
+		done
+		sleep "0.$((RANDOM % 9 + 1))"
+		for k in 1 2; do
+			ns_start_agent "$k"
+		done
+		wait_active 2 5
+		sleep 1
+		[ "$(running_tasks alice/prod/keep)" = "$before" ]
+		[ "$(nprocs "$MARK")" -eq 2 ]
+		[ "$(jstatus_all alice/prod/keep | jget 'len(d["tasks"])')" -eq 2 ]
+	done
 	! grep -q "is down" "$NS_BASE/server.log" || false
 	# The agents did re-adopt: a kill through berth still reaches the tasks.
 	cli job kill alice/prod/keep
