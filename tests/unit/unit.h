@@ -74,7 +74,13 @@ static int unit_run(const char *file, struct unit_case *cases, size_t n)
 			cases[i].fn();
 			fflush(stdout);
 			fflush(stderr);
+#ifdef __SANITIZE_ADDRESS__
+			/* exit(), not _exit(): LeakSanitizer checks at exit, and a
+			 * leak fails the test. */
+			exit(unit_failures ? 1 : 0);
+#else
 			_exit(unit_failures ? 1 : 0);
+#endif
 		}
 		int st = 0;
 		waitpid(pid, &st, 0);
