@@ -148,6 +148,11 @@ struct pctx {
 	enum placement_strategy strategy;
 	const struct constraint **values; /* value constraints, spec order */
 	size_t nvalues;
+	/* A driver other than exec needs a node that offers it: the implicit
+	 * value constraint driver.NAME: "true" (agents advertise it). */
+	struct constraint driver;
+	char *driver_value[1];
+	char driver_attr[64];
 	struct limit *limits; /* limit constraints, spec order */
 	size_t nlimits;
 	uint8_t *status; /* per node: 0 unknown, 1 static ok, 2 static fail */
@@ -371,6 +376,11 @@ static char *build_reason(struct pctx *x)
 	for (size_t k = 0; k < x->nvalues; k++) {
 		const struct constraint *c = x->values[k];
 		what.len = 0;
+		if (c == &x->driver) {
+			sbuf_addf(&what, "driver %s not offered", c->attribute + 7);
+			add_part(&sb, what.buf, nval[k]);
+			continue;
+		}
 		sbuf_addf(&what, "value constraint %s:%s", c->attribute, c->negated ? "!" : "");
 		for (size_t v = 0; v < c->nvalues; v++)
 			sbuf_addf(&what, "%s%s", v ? "," : "", c->values[v] ? c->values[v] : "");
@@ -565,8 +575,17 @@ void placement_place(struct placement_node *nodes, size_t nnodes,
 	x.inv_mem = r->memory ? 1.0 / (double)r->memory : 0;
 	x.inv_disk = r->disk ? 1.0 / (double)r->disk : 0;
 	x.inv_ports = r->nports ? 1.0 / (double)r->nports : 0;
-	x.values = xcalloc(ts->nconstraints, sizeof *x.values);
-	x.limits = xcalloc(ts->nconstraints, sizeof *x.limits);
+	x.values = xcalloc(ts->nconstraints + 1, sizeof *x.values);
+	x.limits = xcalloc(ts->nconstraints + 1, sizeof *x.limits);
+	if (ts->driver && *ts->driver && strcmp(ts->driver, "exec")) {
+		snprintf(x.driver_attr, sizeof x.driver_attr, "driver.%s", ts->driver);
+		x.driver_value[0] = "true";
+		x.driver = (struct constraint){.attribute = x.driver_attr,
+					       .kind = CONSTRAINT_VALUE,
+					       .values = x.driver_value,
+					       .nvalues = 1};
+		x.values[x.nvalues++] = &x.driver;
+	}
 	for (size_t k = 0; k < ts->nconstraints; k++) {
 		const struct constraint *c = &ts->constraints[k];
 		if (c->kind == CONSTRAINT_LIMIT) {

@@ -845,6 +845,32 @@ TEST(sampling_sees_every_live_node_when_few_are)
 	cluster_free(b);
 }
 
+/* A job on the docker or oci driver goes only where the agent offers it
+ * (the node attribute driver.NAME: "true"); exec runs everywhere. */
+TEST(driver_must_be_offered)
+{
+	struct cluster *c = cluster_new(3, 1, 2, 64 * GiB);
+	c->attrs[3 * 1 + 2] = (struct spec_kv){"driver.docker", "true"};
+	struct job_spec j = job_new(1, 1 * GiB);
+	j.task.driver = "docker";
+	struct placement_result r = place(c, &j, 3, 0, 0);
+	CHECK(r.placed == 2);
+	for (size_t t = 0; t < r.placed; t++)
+		CHECK(r.node_index[t] == 1);
+	CHECK_STR(r.reason, "driver docker not offered on 2 nodes; insufficient cpu on 1 node");
+	placement_result_release(&r);
+	j.task.driver = "oci";
+	r = place(c, &j, 1, 0, 0);
+	CHECK(r.placed == 0);
+	CHECK_STR(r.reason, "driver oci not offered on 3 nodes");
+	placement_result_release(&r);
+	j.task.driver = "exec";
+	r = place(c, &j, 2, 0, 0);
+	CHECK(r.placed == 2);
+	placement_result_release(&r);
+	cluster_free(c);
+}
+
 UNIT_MAIN(fits_exactly_in_every_dimension, no_fit_in_each_dimension, cpu_fractions_add_up,
 	  ports_count_per_task, zero_count_and_no_nodes, binpack_fills_one_node_before_another,
 	  binpack_prefers_the_fuller_node, binpack_weighs_the_tightest_resource,
@@ -857,5 +883,5 @@ UNIT_MAIN(fits_exactly_in_every_dimension, no_fit_in_each_dimension, cpu_fractio
 	  reason_first_failing_check_in_fixed_order, sampling_respects_constraints,
 	  sampling_rack_limit, sampling_binpack_still_fills_nodes, sampling_spread_is_even,
 	  sampling_continues_where_the_last_scan_stopped, sampling_stops_when_nothing_fits,
-	  exact_mode_matches_brute_force, sampled_mode_follows_the_rules,
+	  exact_mode_matches_brute_force, sampled_mode_follows_the_rules, driver_must_be_offered,
 	  sampling_sees_every_live_node_when_few_are)
