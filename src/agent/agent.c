@@ -46,6 +46,7 @@ struct agent_task {
 	bool stop_sent;
 	bool dirty;
 	int64_t launched_mono; /* when we started its supervisor (0 = adopted) */
+	bool configured;       /* its spec was seen (launched, or adopted and told) */
 	/* Health checking (tasks whose spec has one): the spec is kept for the
 	 * check's lifetime; the check starts when the program runs. */
 	struct job_spec *spec;
@@ -209,7 +210,11 @@ static json_t *task_report_json(const struct agent_task *t)
 
 /* ---- launching ------------------------------------------------------------ */
 
-static int task_launch(struct agent *a, json_t *d, struct berr *err)
+/* Launch the task described by desired entry d; or, with `adopted`, a task
+ * re-adopted after an agent restart whose spec arrives now: only what the
+ * agent keeps from the spec (health checks, the graceful stop) is set up, and
+ * nothing is launched. */
+static int task_launch(struct agent *a, json_t *d, struct agent_task *adopted, struct berr *err)
 {
 	const char *id = json_string_value(json_object_get(d, "id"));
 	const char *job = json_string_value(json_object_get(d, "job"));
@@ -270,7 +275,8 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 	env[e++] = xasprintf("BERTH_TASK_ID=%s", id);
 	env[e++] = xasprintf("BERTH_INSTANCE=%d", instance);
 	env[e++] = xasprintf("BERTH_JOB=%s", job);
-	struct agent_task *t = task_add(a, id);
+	struct agent_task *t = adopted ? adopted : task_add(a, id);
+	t->configured = true;
 	/* Point into ts->volumes: the spec outlives supervisor_launch below. */
 	const char **vhost = xcalloc(ts->nvolumes + 1, sizeof *vhost);
 	const char **vpath = xcalloc(ts->nvolumes + 1, sizeof *vpath);
@@ -353,7 +359,7 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 		spec = NULL; /* kept for the graceful step of its stop */
 	}
 	pid_t spid;
-	int r = supervisor_launch(&l, a->o.exe, &spid, err);
+	int r = adopted ? 0 : supervisor_launch(&l, a->o.exe, &spid, err);
 	free(vhost);
 	free(vpath);
 	free(vro);
@@ -362,7 +368,7 @@ static int task_launch(struct agent *a, json_t *d, struct berr *err)
 	 * saved. */
 	if (r < 0)
 		task_set(a, t, TASK_FAILED, err->msg);
-	else {
+	else if (!adopted) {
 		t->state = TASK_ASSIGNED;
 		t->launched_mono = time_mono_ms();
 	}
@@ -420,8 +426,22 @@ static void reconcile(struct agent *a, json_t *desired)
 		if (!id || strchr(id, '/') || strstr(id, ".."))
 			continue;
 		hmap_put(&want, id, d);
-		if (hmap_get(&a->tasks, id))
+		struct agent_task *have = hmap_get(&a->tasks, id);
+		if (have) {
+			/* Re-adopted after a restart: its spec comes with the first
+			 * full desired set, and its health checks resume. */
+			if (!have->configured && json_object_get(d, "task") &&
+			    !task_state_terminal(have->state)) {
+				struct berr err = {0};
+				if (task_launch(a, d, have, &err) < 0)
+					log_warn("task %s: re-adopted without its checks: %s", id,
+						 err.msg);
+				have->configured = true;
+				if (have->spec)
+					task_refresh(a, have);
+			}
 			continue;
+		}
 		if (!json_object_get(d, "task")) {
 			/* Listed by id only: the server believes we have it. Ask for
 			 * every spec again at the next watch. */
@@ -434,7 +454,7 @@ static void reconcile(struct agent *a, json_t *desired)
 		if (ended_here)
 			continue; /* it ran and ended here; a stale desired set */
 		struct berr err = {0};
-		if (task_launch(a, d, &err) < 0) {
+		if (task_launch(a, d, NULL, &err) < 0) {
 			struct agent_task *t = task_add(a, id);
 			task_set(a, t, TASK_FAILED, err.msg);
 			log_warn("task %s: %s", id, err.msg);

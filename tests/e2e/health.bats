@@ -79,3 +79,37 @@ EOF2
 	[ "$status" -eq 0 ]
 	[ "$(running_count alice/devel/cmdcheck)" -eq 1 ]
 }
+
+@test "health checks resume on a task re-adopted after its agent restarted" {
+	sick=/var/tmp/berth-e2e-sick-$$
+	rm -f "$sick"
+	f=$(spec <<EOF2
+job: alice/devel/readopt
+task:
+  command: ["sleep", "300"]
+  resources: {cpu: 0.1, memory: 16MiB}
+  health: {command: ["/bin/sh", "-c", "test ! -e $sick"], interval: 200ms, timeout: 1s, initial_delay: 0s, failures: 2}
+  stop_grace: 1s
+EOF2
+)
+	run "$BERTH_BIN" job run "$f"
+	[ "$status" -eq 0 ]
+	id=$(status_json alice/devel/readopt | jget 'd["tasks"][0]["id"]')
+	pid=$(status_json alice/devel/readopt | jget 'd["tasks"][0]["pid"]')
+	# The agent (and server) die; the task lives on and is re-adopted.
+	kill -KILL "$UP_PID"
+	wait "$UP_PID" 2>/dev/null || true
+	UP_PID=
+	kill -0 "$pid"
+	start_up "$DATA"
+	wait_for 10 '[ "$(status_json alice/devel/readopt | jget "d[\"tasks\"][0][\"id\"]")" = "$id" ] && [ "$(running_count alice/devel/readopt)" -eq 1 ]'
+	[ "$(status_json alice/devel/readopt | jget 'd["tasks"][0]["pid"]')" = "$pid" ]
+	# The task turns sick: its re-adopted checks see it, and it is replaced.
+	touch "$sick"
+	wait_for 20 '"$BERTH_BIN" job status alice/devel/readopt --all --json | grep -q "health check failed"'
+	rm -f "$sick"
+	run "$BERTH_BIN" job status alice/devel/readopt --all --json
+	echo "$output" | jget '[t["state"] for t in d["tasks"] if t["id"]=="'"$id"'"][0]' | grep -qx FAILED
+	! kill -0 "$pid" 2>/dev/null || false
+	wait_for 10 '[ "$(running_count alice/devel/readopt)" -eq 1 ]'
+}
