@@ -137,6 +137,28 @@ static void task_set(struct agent *a, struct agent_task *t, enum task_state s, c
 }
 
 /* Read a supervisor's report into the task. */
+/* The docker container of a task whose supervisor is gone (killed with the
+ * agent, say) would run on unwatched: remove it. Found by its label, which
+ * holds the cluster-unique task id; a no-op without docker. */
+static void docker_delete_orphan(struct agent *a, const char *task_id)
+{
+	char label[600];
+	snprintf(label, sizeof label, "berth.task=%s", task_id);
+	struct docker_found *f = NULL;
+	size_t n = 0;
+	struct berr err = {0};
+	if (docker_find_by_label(a->o.docker_socket, label, &f, &n, &err) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (docker_remove(a->o.docker_socket, f[i].id, true, &err) == 0)
+			log_info("task %s: removed its orphan docker container %s", task_id,
+				 f[i].name ? f[i].name : f[i].id);
+		else
+			log_warn("task %s: %s", task_id, err.msg);
+	}
+	docker_found_free(f, n);
+}
+
 static void task_refresh(struct agent *a, struct agent_task *t)
 {
 	if (task_state_terminal(t->state))
@@ -156,6 +178,7 @@ static void task_refresh(struct agent *a, struct agent_task *t)
 		if (supervisor_read_report(t->sandbox, &r) < 0 || r.phase != PHASE_EXITED) {
 			if (t->spec && !strcmp(t->spec->task.driver, "oci"))
 				oci_delete_orphan(a->o.data_dir, t->id, NULL);
+			docker_delete_orphan(a, t->id); /* the spec may be unknown */
 			task_set(a, t, TASK_LOST, "the task's supervisor died");
 			return;
 		}
@@ -511,6 +534,8 @@ static void adopt_existing(struct agent *a)
 			/* An oci container whose supervisor was killed may outlive
 			 * it: remove it (a no-op when runc does not know it). */
 			oci_delete_orphan(a->o.data_dir, t->id, NULL);
+		if (task_state_terminal(t->state))
+			docker_delete_orphan(a, t->id); /* likewise a docker container */
 		if (task_state_terminal(t->state))
 			ended++;
 		else

@@ -259,3 +259,27 @@ EOF
 	[ "$status" -ne 0 ]
 	[ "$(berth_containers "$id")" = "[]" ]
 }
+
+@test "a docker task whose supervisor is killed is LOST, its container removed, and it is replaced" {
+	cat >"$SPECS/orphan.yaml" <<EOF
+job: alice/devel/orphan
+task:
+  driver: docker
+  image: $DOCKER_IMAGE
+  command: ["/bin/sh", "-c", "while :; do sleep 0.1; done"]
+  resources: {cpu: 0.1, memory: 32MiB}
+  stop_grace: 1s
+EOF
+	"$BERTH_BIN" job run "$SPECS/orphan.yaml"
+	id=$(task_of alice/devel/orphan id)
+	[ "$(berth_containers "$id" | jget 'len(d)')" = 1 ]
+	pkill -KILL -f "berth supervise $DATA/tasks/$id"
+	# Nobody watches that container any more: it goes, and the task is
+	# replaced by a new one (a new container).
+	wait_for 15 '[ "$(berth_containers "$id")" = "[]" ]'
+	wait_for 15 '[ "$(running_count alice/devel/orphan 2>/dev/null)" = 1 ] && [ "$(task_of alice/devel/orphan id)" != "$id" ]'
+	run "$BERTH_BIN" job status alice/devel/orphan --all --json
+	echo "$output" | jget '[t["state"] for t in d["tasks"] if t["id"]=="'"$id"'"][0]' | grep -qx LOST
+	grep -q "removed its orphan docker container" "$DATA.log"
+	"$BERTH_BIN" job kill alice/devel/orphan
+}
