@@ -24,10 +24,12 @@
  *                   jobs and nodes, so records become orphans; one task id
  *                   under several keys), integers out of range (negative,
  *                   INT_MAX + 1, INT64_MIN, SPEC_MAX_INSTANCES), unknown
- *                   states; then up to 4 edits of the JSON tree (a field
- *                   deleted or given another type) and maybe its text cut
- *                   or a byte flipped
- *   2    put raw    a key, then a length byte and that many bytes of value
+ *                   states, messages sometimes long and multi-byte (a copy
+ *                   into a fixed buffer may cut a character); then up to 4
+ *                   edits of the JSON tree (a field deleted or given another
+ *                   type) and maybe its text cut or a byte flipped
+ *   2    put raw    a key, then a length (a byte; from 240 on, two: up to
+ *                   4095) and that many bytes of value
  *   3    delete     a key (value NULL)
  *   4    refresh    cluster_replica_refresh, checks and every view
  *   5    promote    cluster_replica_promote, then a few cluster_ticks with
@@ -219,7 +221,7 @@ static bool pick_bool(struct rd *r)
 }
 
 /* Names live in an arena cleared for each record. */
-static char arena[8192];
+static char arena[16384];
 static size_t arena_used;
 
 static const char *arena_name(struct rd *r, bool longname)
@@ -235,8 +237,30 @@ static const char *arena_name(struct rd *r, bool longname)
 	return s;
 }
 
-static const char *const job_pool[] = {"a/prod/web", "a/test/batch", "a/prod/cron", "r/devel/x",
-				       "weird", ""};
+/* A message: mostly short; sometimes long and multi-byte, so that a copy
+ * into a fixed buffer may cut a character in two. */
+static const char *pick_text(struct rd *r)
+{
+	static const char *const chars[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x9a\xa2"};
+	unsigned b = u8(r);
+	if (b < 200)
+		return "m";
+	const char *ch = chars[b % ARRAY_SIZE(chars)];
+	size_t chl = strlen(ch), lead = u8(r) % 4, n = 50 + u8(r) % 250;
+	if (arena_used + lead + n * chl + 1 > sizeof arena)
+		return "full";
+	char *s = arena + arena_used, *p = s;
+	for (size_t i = 0; i < lead; i++)
+		*p++ = 'x';
+	for (size_t i = 0; i < n; i++, p += chl)
+		memcpy(p, ch, chl);
+	*p = 0;
+	arena_used += (size_t)(p - s) + 1;
+	return s;
+}
+
+static const char *const job_pool[] = {"a/prod/web", "a/test/batch", "a/prod/cron",
+				       "r/devel/x",  "weird",	     ""};
 static const char *const task_pool[] = {"t0", "t1", "t2", "t3", "a-prod-web-0-00000000", ""};
 static const char *const node_pool[] = {"n0", "n1", "n2", "ghost", ""};
 static const char *const meta_pool[] = {"leader", "schema", "x"};
@@ -358,7 +382,7 @@ static json_t *task_record(struct rd *r, const char *id)
 	set_int(o, "restart_window_ms", pick_time(r));
 	json_object_set_new(o, "replace_on_end", json_boolean(pick_bool(r)));
 	json_object_set_new(o, "no_replace", json_boolean(pick_bool(r)));
-	set_str(o, "message", "m");
+	set_str(o, "message", pick_text(r));
 	unsigned flags = u8(r);
 	if (!(flags & 1))
 		set_str(o, "node", PICK_NAME(r, node_pool));
@@ -377,7 +401,7 @@ static json_t *task_record(struct rd *r, const char *id)
 		json_t *ev = json_object();
 		set_int(ev, "time_ms", pick_time(r));
 		set_str(ev, "state", pick_state(r));
-		set_str(ev, "message", "e");
+		set_str(ev, "message", pick_text(r));
 		json_array_append_new(evs, ev);
 	}
 	json_object_set_new(o, "events", evs);
@@ -447,7 +471,7 @@ static json_t *update_record(struct rd *r, const char *job)
 	set_int(o, "failed_instances", pick_int(r));
 	set_int(o, "started_ms", pick_time(r));
 	set_int(o, "finished_ms", pick_time(r));
-	set_str(o, "message", "u");
+	set_str(o, "message", pick_text(r));
 	json_t *inst = json_array();
 	unsigned n = u8(r) % 5;
 	for (unsigned i = 0; i < n; i++) {
@@ -472,7 +496,7 @@ static json_t *fuzz_value(struct rd *r)
 	case 0:
 		return json_null();
 	case 1:
-		return json_string(pick_state(r));
+		return json_string(u8(r) & 1 ? pick_text(r) : pick_state(r));
 	case 2:
 		return json_integer(pick_int(r));
 	case 3:
@@ -643,7 +667,8 @@ static void check_replica(void)
 			if (!t)
 				continue;
 			check_task(t);
-			if (t->job != j || (size_t)t->instance != i || task_state_terminal(t->state))
+			if (t->job != j || (size_t)t->instance != i ||
+			    task_state_terminal(t->state))
 				abort();
 			live++;
 		}
@@ -826,9 +851,11 @@ static void op_put_template(struct rd *r)
 
 static void op_put_raw(struct rd *r)
 {
-	char key[1024], value[256];
+	char key[1024], value[4096];
 	pick_key(r, key, sizeof key);
 	size_t len = u8(r);
+	if (len >= 240)
+		len = (len - 240) * 256 + u8(r); /* up to 4095 */
 	for (size_t i = 0; i < len; i++)
 		value[i] = (char)u8(r);
 	put(key, value, len);

@@ -87,7 +87,11 @@ struct http_client *cli_client(const char *addr_flag)
 		a = getenv("BERTH_ADDR");
 	if (!a || !*a)
 		a = "http://127.0.0.1:7070";
-	return http_client_new(a);
+	struct http_client *hc = http_client_new(a);
+	/* An HA cluster electing a leader answers 503 for a few seconds: wait
+	 * it out rather than fail the command. */
+	http_client_set_patience(hc, 15000);
+	return hc;
 }
 
 int cli_fail(const char *fmt, ...)

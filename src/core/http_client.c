@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/addr.h"
 
@@ -12,6 +13,7 @@ struct http_client {
 	char **servers;
 	size_t nservers;
 	size_t current;
+	int64_t patience_ms; /* retry rounds while every server is away or 503 */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -109,18 +111,49 @@ int http_request_url(struct http_client *hc, const char *method, const char *url
 	return 0;
 }
 
+void http_client_set_patience(struct http_client *hc, int64_t ms)
+{
+	hc->patience_ms = ms > 0 ? ms : 0;
+}
+
 int http_request(struct http_client *hc, const char *method, const char *path, const char *body,
 		 long timeout_ms, struct http_response *out, struct berr *err)
 {
-	for (size_t tries = 0; tries < hc->nservers; tries++) {
-		char *url = xasprintf("%s%s", hc->servers[hc->current], path);
-		int r = http_request_url(hc, method, url, body, timeout_ms, out, err);
-		free(url);
-		if (r == 0)
-			return 0;
-		hc->current = (hc->current + 1) % hc->nservers;
+	int64_t deadline = time_mono_ms() + hc->patience_ms, pause_ms = 100;
+	for (;;) {
+		bool answered = false; /* out holds a 503 from some server */
+		for (size_t tries = 0; tries < hc->nservers; tries++) {
+			char *url = xasprintf("%s%s", hc->servers[hc->current], path);
+			struct http_response r;
+			int rc = http_request_url(hc, method, url, body, timeout_ms, &r, err);
+			free(url);
+			if (rc == 0 && r.status != 503) {
+				if (answered)
+					http_response_release(out);
+				*out = r;
+				return 0;
+			}
+			if (rc == 0) {
+				/* Unavailable (no leader yet, the lease being
+				 * renewed, shutting down): nothing was done there;
+				 * another server may do it. */
+				if (answered)
+					http_response_release(out);
+				*out = r;
+				answered = true;
+			}
+			hc->current = (hc->current + 1) % hc->nservers;
+		}
+		/* Only a cluster that answers "not now" is waited for: servers
+		 * that cannot be reached at all fail at once. */
+		if (!answered || time_mono_ms() + pause_ms > deadline)
+			return answered ? 0 : -1;
+		if (answered)
+			http_response_release(out);
+		struct timespec ts = {pause_ms / 1000, (pause_ms % 1000) * 1000000L};
+		nanosleep(&ts, NULL);
+		pause_ms = pause_ms * 2 > 1000 ? 1000 : pause_ms * 2;
 	}
-	return -1;
 }
 
 void http_response_release(struct http_response *r)

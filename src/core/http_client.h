@@ -26,9 +26,15 @@ void http_client_free(struct http_client *hc);
 const char *http_client_server(const struct http_client *hc);
 
 /* Send a request to PATH (e.g. "/v1/jobs") on the current server, moving on
- * to the next server when one cannot be reached. body may be NULL. Follows
- * redirects. Returns 0 when an HTTP response arrived (any status), -1 with
- * err set when no server answered. */
+ * to the next server when one cannot be reached or answers 503 (a server
+ * answers 503 only for what it did not do). body may be NULL. Follows
+ * redirects. With a patience (http_client_set_patience), while some server
+ * answers 503, rounds over all servers are repeated, 100 ms then up to 1 s
+ * apart, until one answers otherwise or the patience is spent: a CLI call
+ * rides through a leader failover. Returns 0
+ * when an HTTP response arrived (any status, 503 when that is all there
+ * was), -1 with err set when no server answered. */
+void http_client_set_patience(struct http_client *hc, int64_t ms);
 int http_request(struct http_client *hc, const char *method, const char *path, const char *body,
 		 long timeout_ms, struct http_response *out, struct berr *err);
 /* Same for an absolute URL (no failover). */

@@ -26,8 +26,14 @@ struct leader {
 	char *leader_url;
 	_Atomic bool is_me;
 	_Atomic bool stopping;
+	/* When the request that last renewed the lease was sent: etcd renewed
+	 * it no earlier, so the lease holds until at least renewed + ttl. */
+	_Atomic int64_t renewed_mono;
 	char lease_id[32];
 };
+
+/* A leader that cannot renew its lease for this many TTLs steps down. */
+#define LEASE_GIVE_UP_TTLS 4
 
 static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -77,8 +83,9 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
 }
 
 /* POST a JSON body (the reference is taken) to the v3 gateway; tries every
- * endpoint once. */
-static json_t *etcd_post(struct leader *l, const char *path, json_t *body)
+ * endpoint once, each for at most timeout_ms. */
+static json_t *etcd_post_timeout(struct leader *l, const char *path, json_t *body,
+				 int64_t timeout_ms)
 {
 	char *b = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
@@ -94,7 +101,7 @@ static json_t *etcd_post(struct leader *l, const char *path, json_t *body)
 		curl_easy_setopt(l->curl, CURLOPT_WRITEDATA, &sb);
 		curl_easy_setopt(l->curl, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(l->curl, CURLOPT_PROXY, "");
-		curl_easy_setopt(l->curl, CURLOPT_TIMEOUT_MS, (long)(l->ttl_ms / 2 + 200));
+		curl_easy_setopt(l->curl, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 		CURLcode rc = curl_easy_perform(l->curl);
 		long status = 0;
 		curl_easy_getinfo(l->curl, CURLINFO_RESPONSE_CODE, &status);
@@ -107,6 +114,11 @@ static json_t *etcd_post(struct leader *l, const char *path, json_t *body)
 	}
 	free(b);
 	return reply;
+}
+
+static json_t *etcd_post(struct leader *l, const char *path, json_t *body)
+{
+	return etcd_post_timeout(l, path, body, l->ttl_ms / 2 + 200);
 }
 
 static bool grant_lease(struct leader *l)
@@ -159,14 +171,24 @@ static int campaign(struct leader *l, int64_t *revision)
 	return won;
 }
 
-static bool keepalive(struct leader *l)
+enum renewal { RENEW_OK, RENEW_GONE, RENEW_UNKNOWN };
+
+/* One keepalive, each endpoint tried for a short while: while etcd elects a
+ * new raft leader no member can renew, and the next try comes soon. */
+static enum renewal keepalive(struct leader *l)
 {
-	json_t *r = etcd_post(l, "/v3/lease/keepalive", json_pack("{s:s}", "ID", l->lease_id));
-	json_t *res = r ? json_object_get(r, "result") : NULL;
+	json_t *r = etcd_post_timeout(l, "/v3/lease/keepalive",
+				      json_pack("{s:s}", "ID", l->lease_id), l->ttl_ms / 4);
+	if (!r)
+		return RENEW_UNKNOWN;
+	json_t *res = json_object_get(r, "result");
 	const char *ttl = res ? json_string_value(json_object_get(res, "TTL")) : NULL;
-	bool ok = ttl && atol(ttl) > 0; /* TTL absent or 0: the lease is gone */
+	/* An answer without a TTL, or 0: etcd has no such lease any more. */
+	enum renewal v = res && !json_object_get(r, "error")
+			     ? (ttl && atol(ttl) > 0 ? RENEW_OK : RENEW_GONE)
+			     : RENEW_UNKNOWN;
 	json_decref(r);
-	return ok;
+	return v;
 }
 
 static void sleep_ms(int64_t ms)
@@ -205,6 +227,7 @@ static void *leader_main(void *arg)
 {
 	struct leader *l = arg;
 	while (!l->stopping) {
+		int64_t granted = time_mono_ms();
 		if (!grant_lease(l)) {
 			sleep_ms(200);
 			continue;
@@ -221,19 +244,29 @@ static void *leader_main(void *arg)
 			follower_wait(l, l->ttl_ms / 8 > 50 ? l->ttl_ms / 8 : 50);
 			continue;
 		}
+		l->renewed_mono = granted;
 		l->is_me = true;
 		log_info("elected leader (%s) at revision %lld", l->self_url, (long long)revision);
 		if (l->cb.elected)
 			l->cb.elected(l->cb.ud, revision);
-		int64_t renewed = time_mono_ms();
 		while (!l->stopping) {
-			sleep_ms(l->ttl_ms / 4);
-			if (keepalive(l)) {
-				renewed = time_mono_ms();
+			int64_t since = time_mono_ms() - l->renewed_mono;
+			/* Every ttl/4 while renewals work; every 100 ms once one
+			 * is late. */
+			sleep_ms(since < l->ttl_ms / 4 ? l->ttl_ms / 4 - since : 100);
+			int64_t sent = time_mono_ms();
+			enum renewal v = keepalive(l);
+			if (v == RENEW_OK) {
+				l->renewed_mono = sent;
 				continue;
 			}
-			/* Stop before etcd could give the key to another server. */
-			if (time_mono_ms() - renewed >= l->ttl_ms * 3 / 4) {
+			/* Past 3/4 of the TTL the server holds every write and
+			 * every answer to agents (leader_lease_fresh); commits are
+			 * fenced anyway. Leadership is over when etcd says the
+			 * lease is gone, or when it could not be renewed for a
+			 * long while (etcd out of reach: a follower may lead). */
+			if (v == RENEW_GONE ||
+			    time_mono_ms() - l->renewed_mono >= l->ttl_ms * LEASE_GIVE_UP_TTLS) {
 				l->is_me = false;
 				log_error("lost the leader lease: stopping");
 				if (l->cb.lost)
@@ -313,6 +346,11 @@ char *leader_current(struct leader *l)
 bool leader_is_me(struct leader *l)
 {
 	return l->is_me;
+}
+
+bool leader_lease_fresh(struct leader *l)
+{
+	return l->is_me && time_mono_ms() - l->renewed_mono < l->ttl_ms * 3 / 4;
 }
 
 void leader_stop(struct leader *l)

@@ -7,9 +7,11 @@
  * replica sees it deleted), and campaign again when it disappears, which
  * happens at most ttl after the leader died or was cut off.
  *
- * Fencing: a leader that cannot renew its lease for ttl is no longer the
- * leader for etcd (the key is gone): `lost` is called and the server stops
- * at once, so two leaders never both write.
+ * Fencing: past 3/4 of the TTL without a renewal a leader holds every write
+ * and every answer to agents (leader_lease_fresh) until a renewal succeeds;
+ * when etcd says its lease is gone, or after 4 TTLs without a renewal,
+ * `lost` is called and the server stops. Its commits are also guarded by a
+ * compare on the key (store_set_guard): two leaders never both write.
  */
 #ifndef BERTH_LEADER_H
 #define BERTH_LEADER_H
@@ -36,6 +38,12 @@ struct leader *leader_start(const char *location, const char *self_url, int64_t 
 /* The leader's URL as last seen (caller frees), or NULL when unknown. */
 char *leader_current(struct leader *l);
 bool leader_is_me(struct leader *l);
+/* This server leads and its lease is surely still valid: renewed less than
+ * 3/4 of the TTL ago (measured from when the renewal was sent). While not,
+ * the server neither commits nor tells agents anything: etcd may be electing
+ * a new raft leader (no member can renew, but leases cannot expire either),
+ * or this server may be cut off (another may lead soon). */
+bool leader_lease_fresh(struct leader *l);
 /* The key may be gone: a follower campaigns now rather than at its next look. */
 void leader_poke(struct leader *l);
 /* Stop campaigning; a leader gives its lease back so another takes over

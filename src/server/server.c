@@ -529,6 +529,13 @@ static enum MHD_Result follower_answer(struct server *s, struct request *q, cons
 	return send_ready(q);
 }
 
+/* HA: the leader's lease is surely valid (leader_lease_fresh). Without
+ * HA there is no lease: always. */
+static bool lease_ok(struct server *s)
+{
+	return !s->leader || leader_lease_fresh(s->leader);
+}
+
 /* Reads a follower answers from its replica: the job, task, update and cron
  * views. Node liveness is known to the leader only (agents talk to it), and
  * writes go to it: those are redirected. */
@@ -629,6 +636,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (replica_read_route(method, url) && follower_read(s, q, method, url))
 			return send_ready(q);
 		return follower_answer(s, q, url);
+	}
+	if (!lease_ok(s)) {
+		/* Not sure to lead this instant: nothing is decided or told
+		 * (clients and agents retry, or try another server). */
+		reply_error(q, 503,
+			    "the leader's lease is not confirmed (etcd unreachable?); retry");
+		return send_ready(q);
 	}
 	if (!strcmp(url, "/v1/admin/backup")) {
 		/* A consistent snapshot of the store (one read transaction), taken
@@ -790,6 +804,15 @@ static void *commit_loop(void *arg)
 	struct cluster *c = s->c;
 	pthread_mutex_lock(&c->lock);
 	while (!s->stopping) {
+		if (!lease_ok(s)) {
+			/* The lease is late (etcd electing, or this server cut
+			 * off): decide nothing, tell agents nothing, commit
+			 * nothing until it is renewed or lost. */
+			pthread_mutex_unlock(&c->lock);
+			usleep(20 * 1000);
+			pthread_mutex_lock(&c->lock);
+			continue;
+		}
 		cluster_tick(c);
 		uint64_t seq;
 		struct store_batch *b = cluster_take_pending(c, &seq);
@@ -802,6 +825,8 @@ static void *commit_loop(void *arg)
 		}
 		if (b) {
 			pthread_mutex_unlock(&c->lock);
+			while (!lease_ok(s) && !s->stopping)
+				usleep(20 * 1000);
 			struct berr err = {0};
 			pthread_mutex_lock(&s->store_lock);
 			int r = store_commit(s->store, b, &err);

@@ -17,9 +17,9 @@
 
 struct server_options {
 	const char *data_dir;
-	const char *addr;  /* HOST:PORT to listen on */
-	const char *store; /* NULL or "sqlite" = <data_dir>/state.db; or a store location;
-			      "etcd://..." makes the server one of an HA group */
+	const char *addr;      /* HOST:PORT to listen on */
+	const char *store;     /* NULL or "sqlite" = <data_dir>/state.db; or a store location;
+				  "etcd://..." makes the server one of an HA group */
 	int64_t leader_ttl_ms; /* HA: the election lease (0 = 2 s) */
 	struct cluster_config cluster;
 };

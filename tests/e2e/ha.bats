@@ -14,7 +14,7 @@ setup() {
 	etcd --name default --data-dir "$HA/etcd" --listen-client-urls "http://127.0.0.1:$EP" \
 		--advertise-client-urls "http://127.0.0.1:$EP" --listen-peer-urls "http://127.0.0.1:$PP" \
 		--initial-advertise-peer-urls "http://127.0.0.1:$PP" \
-		--initial-cluster "default=http://127.0.0.1:$PP" >"$HA/etcd.log" 2>&1 &
+		--initial-cluster "default=http://127.0.0.1:$PP" >"$HA/etcd.log" 2>&1 3>&- &
 	ETCD_PID=$!
 	wait_for 10 "curl -fsS http://127.0.0.1:$EP/health >/dev/null 2>&1"
 	STORE="etcd://127.0.0.1:$EP/berth"
@@ -26,14 +26,14 @@ setup() {
 	CGPARENT=berth-ha-$$
 	mkdir -p /var/tmp/berth-ha-$$
 	"$BERTH_BIN" agent --server "127.0.0.1:$S1,127.0.0.1:$S2" --data-dir /var/tmp/berth-ha-$$/agent \
-		--name a1 --cgroup-parent "$CGPARENT" --port-range 31000-31999 >"$HA/agent.log" 2>&1 &
+		--name a1 --cgroup-parent "$CGPARENT" --port-range 31000-31999 >"$HA/agent.log" 2>&1 3>&- &
 	AGENT_PID=$!
 	wait_for 15 '"$BERTH_BIN" node list --json 2>/dev/null | grep -q ACTIVE'
 }
 
 start_server() {
 	"$BERTH_BIN" server --data-dir "$HA/s$1" --addr "127.0.0.1:$2" --store "$STORE" \
-		>>"$HA/s$1.log" 2>&1 &
+		>>"$HA/s$1.log" 2>&1 3>&- &
 	eval "SERVER$1_PID=$!"
 }
 
@@ -42,7 +42,11 @@ teardown() {
 	sleep 0.3
 	pkill -KILL -f "berth supervise /var/tmp/berth-ha-$$" 2>/dev/null || true
 	kill -KILL "${AGENT_PID:-0}" "${SERVER1_PID:-0}" "${SERVER2_PID:-0}" 2>/dev/null || true
-	kill -KILL "${ETCD_PID:-0}" 2>/dev/null || true
+	# (Never `kill 0`: that is the whole process group, bats included.)
+	for p in "${ETCD_PID:-}" "${S3PID:-}" "${E3PID1:-}" "${E3PID2:-}" "${E3PID3:-}"; do
+		[ -n "$p" ] && kill -KILL "$p" 2>/dev/null
+	done
+	true
 	wait 2>/dev/null || true
 	for c in /sys/fs/cgroup/*/"${CGPARENT:-none}" /sys/fs/cgroup/"${CGPARENT:-none}"; do
 		[ -d "$c" ] && find "$c" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
@@ -224,14 +228,14 @@ EOF2
 		etcd --name "m$m" --data-dir "$E3/m$m" --listen-client-urls "http://127.0.0.1:$c" \
 			--advertise-client-urls "http://127.0.0.1:$c" --listen-peer-urls "http://127.0.0.1:$p" \
 			--initial-advertise-peer-urls "http://127.0.0.1:$p" --initial-cluster "$cluster" \
-			--initial-cluster-state new >>"$E3/m$m.log" 2>&1 &
+			--initial-cluster-state new >>"$E3/m$m.log" 2>&1 3>&- &
 		eval "E3PID$m=$!"
 	}
 	for m in 1 2 3; do start_member "$m"; done
 	wait_for 20 "curl -fsS http://127.0.0.1:$c1/health 2>/dev/null | grep -q true"
 	S3=$(free_port)
 	"$BERTH_BIN" server --data-dir "$HA/s3" --addr "127.0.0.1:$S3" \
-		--store "etcd://127.0.0.1:$c1,127.0.0.1:$c2,127.0.0.1:$c3/three" >"$HA/s3.log" 2>&1 &
+		--store "etcd://127.0.0.1:$c1,127.0.0.1:$c2,127.0.0.1:$c3/three" >"$HA/s3.log" 2>&1 3>&- &
 	S3PID=$!
 	wait_for 10 "[ \"\$(leader_of $S3 2>/dev/null)\" = http://127.0.0.1:$S3 ]"
 	ack=$HA/e3acked
