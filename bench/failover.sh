@@ -2,7 +2,7 @@
 # Leader loss on the etcd store: two `berth server`s share one etcd, N
 # simulated agents run T tasks; the leader is killed with SIGKILL.
 # Prints one final line:
-#   failover_s=… reload_s=… tasks=…
+#   failover_s=… reload_s=… from=… tasks=… leader_rss_mib=… follower_rss_mib=…
 # - failover_s: kill -> the other server (now leader) acknowledges a write;
 # - reload_s: from election to leading, on the new leader (its log): the
 #   promotion of its replica (kept warm by an etcd watch), or a load of the
@@ -71,7 +71,10 @@ for _ in $(seq 1 1200); do
 	[ "$r" -ge "$tasks" ] && break
 	sleep 0.5
 done
-echo "failover: $r tasks RUNNING; killing the leader" >&2
+rss() { awk '/^VmRSS:/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
+sleep 2 # the follower's replica settles
+rss1=$(rss "$p1") rss2=$(rss "$p2")
+echo "failover: $r tasks RUNNING; server RSS: s1 ${rss1} MiB, s2 ${rss2} MiB; killing the leader" >&2
 leader=$(curl -fsS "http://127.0.0.1:$s1/v1/leader" | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])')
 if [ "$leader" = "http://127.0.0.1:$s1" ]; then victim=$p1 other=$s2 log=$d/s2.log; else victim=$p2 other=$s1 log=$d/s1.log; fi
 printf 'job: fo/prod/after\ntype: batch\ntask:\n  command: ["/bin/true"]\n  resources: {cpu: 0.01, memory: 4MiB}\n' >"$d/after.yaml"
@@ -82,4 +85,5 @@ t1=$(date +%s%N)
 line=$(grep -o 'state loaded from [a-z ]* in [0-9]* ms' "$log" | tail -1)
 reload=$(echo "$line" | grep -o 'in [0-9]* ms' | grep -o '[0-9]*' || echo 0)
 from=$(echo "$line" | sed -n 's/state loaded from \(its replica\|the store\) in.*/\1/p' | tr ' ' _)
-python3 -c "print('failover_s=%.2f reload_s=%.2f from=%s tasks=%d' % (($t1-$t0)/1e9, ${reload:-0}/1000.0, '${from:-unknown}', $r))"
+if [ "$victim" = "$p1" ]; then lrss=$rss1 frss=$rss2; else lrss=$rss2 frss=$rss1; fi
+python3 -c "print('failover_s=%.2f reload_s=%.2f from=%s tasks=%d leader_rss_mib=%s follower_rss_mib=%s' % (($t1-$t0)/1e9, ${reload:-0}/1000.0, '${from:-unknown}', $r, '$lrss', '$frss'))"
