@@ -145,8 +145,14 @@ static time_t to_time(struct tm *tm, bool utc)
 	return utc ? timegm(tm) : mktime(tm);
 }
 
+/* Past year 9999 there is no next run worth computing (and a time from a
+ * damaged record must not overflow the arithmetic below). */
+#define CRON_MAX_MS 253402300799000LL
+
 int64_t cron_next(const struct cron_expr *e, int64_t after_ms, bool utc)
 {
+	if (after_ms < -CRON_MAX_MS || after_ms > CRON_MAX_MS)
+		return -1;
 	time_t t = (time_t)(after_ms / 1000);
 	t = t - t % 60 + 60; /* the next whole minute */
 	time_t limit = t + (time_t)5 * 366 * 24 * 3600;

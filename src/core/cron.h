@@ -32,7 +32,8 @@ int cron_parse(const char *text, struct cron_expr *out, struct berr *err);
 /* The first matching minute strictly after `after_ms` (Unix ms), read in
  * UTC when `utc`, else in the process's local time zone (the server sets TZ
  * from --cron-timezone at start). Returns Unix ms, or -1 when nothing
- * matches within five years (e.g. "0 0 30 2 *"). */
+ * matches within five years (e.g. "0 0 30 2 *"), or after_ms is beyond
+ * year 9999 either way. */
 int64_t cron_next(const struct cron_expr *e, int64_t after_ms, bool utc);
 
 #endif

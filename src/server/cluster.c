@@ -649,8 +649,10 @@ static void update_set_state(struct cluster *c, struct job *j, enum update_state
 {
 	struct update *u = j->update;
 	u->state = st;
-	if (msg)
+	if (msg) {
 		snprintf(u->message, sizeof u->message, "%s", msg);
+		utf8_clean(u->message); /* a cut may split a character */
+	}
 	if (!update_state_active(st)) {
 		u->finished_ms = time_now_ms();
 		update_stop_old_tasks(c, j);
@@ -2027,7 +2029,8 @@ static bool cron_fire(struct cluster *c, struct job *j, const char *why)
 		j->instance_done[i] = false;
 		task_create(c, j, i, NULL, why, 0);
 	}
-	j->cron_runs++;
+	if (j->cron_runs < INT_MAX)
+		j->cron_runs++;
 	persist_job(c, j);
 	return true;
 }
@@ -2409,6 +2412,10 @@ json_t *cluster_job_list_json(struct cluster *c)
 /* CPU in the views: sums of fractions drift (1.05 - 0.35 - 0.7 is not 0). */
 static double cpu_view(double v)
 {
+	if (!isfinite(v))
+		return 0; /* JSON has no inf (a damaged node record) */
+	if (fabs(v) > 1e12)
+		return v;
 	double r = round(v * 1e6) / 1e6;
 	return r == 0 ? 0.0 : r; /* not -0.0 */
 }
@@ -2538,6 +2545,24 @@ static void replica_job_remove(struct cluster *c, struct job *j)
 	c->derived_stale = true;
 }
 
+/* Fields of a record, kept in ranges the code that uses them can do
+ * arithmetic in: a damaged or hostile store cannot overflow anything. */
+#define RECORD_MAX_MS 253402300799999LL /* the end of year 9999 */
+static int64_t rec_time(json_t *r, const char *k)
+{
+	json_int_t v = json_integer_value(json_object_get(r, k));
+	return v < 0 ? 0 : v > RECORD_MAX_MS ? RECORD_MAX_MS : (int64_t)v;
+}
+
+static int rec_int(json_t *r, const char *k, int lo, int hi)
+{
+	json_int_t v = json_integer_value(json_object_get(r, k));
+	return v < lo ? lo : v > hi ? hi : (int)v;
+}
+
+/* Counters and versions: far from INT_MAX, so that +1 never overflows. */
+#define REC_COUNT_MAX (INT_MAX / 2)
+
 static int apply_job(struct cluster *c, const char *key, const char *value, size_t len)
 {
 	json_error_t je;
@@ -2562,16 +2587,17 @@ static int apply_job(struct cluster *c, const char *key, const char *value, size
 				  (int)json_integer_value(json_object_get(v, "version")), err.msg);
 			continue;
 		}
-		job_add_version(&tmp, (int)json_integer_value(json_object_get(v, "version")), spec,
+		job_add_version(&tmp, rec_int(v, "version", 0, REC_COUNT_MAX), spec,
 				json_incref(json_object_get(v, "spec")));
 	}
-	int version = (int)json_integer_value(json_object_get(r, "version"));
+	int version = rec_int(r, "version", 0, REC_COUNT_MAX);
 	if (!job_version_get(&tmp, version)) {
 		/* Its current version did not load (a spec this build refuses):
 		 * fall back to the newest that did, or drop the job. */
 		int best = job_max_version(&tmp);
 		if (!best) {
 			log_error("store: job '%s' has no loadable version: dropped", name);
+			job_clear_versions(&tmp); /* versions numbered 0 or less, if any */
 			struct job *old = hmap_get(&c->jobs, name);
 			if (old)
 				replica_job_remove(c, old);
@@ -2590,10 +2616,10 @@ static int apply_job(struct cluster *c, const char *key, const char *value, size
 	j->nversions = tmp.nversions;
 	j->version = version;
 	j->killed = json_is_true(json_object_get(r, "killed"));
-	j->created_ms = json_integer_value(json_object_get(r, "created_ms"));
-	j->updated_ms = json_integer_value(json_object_get(r, "updated_ms"));
-	j->cron_last_ms = json_integer_value(json_object_get(r, "cron_last_ms"));
-	j->cron_runs = (int)json_integer_value(json_object_get(r, "cron_runs"));
+	j->created_ms = rec_time(r, "created_ms");
+	j->updated_ms = rec_time(r, "updated_ms");
+	j->cron_last_ms = rec_time(r, "cron_last_ms");
+	j->cron_runs = rec_int(r, "cron_runs", 0, REC_COUNT_MAX);
 	json_t *done = json_object_get(r, "instance_done");
 	size_t ndone = json_array_size(done);
 	job_ensure_instances(j, ndone < SPEC_MAX_INSTANCES ? ndone : SPEC_MAX_INSTANCES);
@@ -2701,24 +2727,24 @@ static int apply_task(struct cluster *c, const char *key, const char *value, siz
 	}
 	t->job = j;
 	t->instance = (int)instance;
-	t->version = (int)json_integer_value(json_object_get(r, "version"));
+	t->version = rec_int(r, "version", 0, REC_COUNT_MAX);
 	t->state = (enum task_state)st;
 	/* An ended task keeps the node it ran on (its logs are there). */
 	t->node = placed || task_state_terminal(t->state) ? n : NULL;
-	t->pid = (int)json_integer_value(json_object_get(r, "pid"));
-	t->exit_code = (int)json_integer_value(json_object_get(r, "exit_code"));
+	t->pid = rec_int(r, "pid", 0, INT_MAX);
+	t->exit_code = rec_int(r, "exit_code", -1, 255 + 128);
 	t->message = xstrdup(json_string_value(json_object_get(r, "message")) ?: "");
 	const char *anc = json_string_value(json_object_get(r, "ancestor"));
 	t->ancestor = anc ? xstrdup(anc) : NULL;
-	t->created_ms = json_integer_value(json_object_get(r, "created_ms"));
-	t->running_since_ms = json_integer_value(json_object_get(r, "running_since_ms"));
-	t->failures = (int)json_integer_value(json_object_get(r, "failures"));
-	t->quick_deaths = (int)json_integer_value(json_object_get(r, "quick_deaths"));
-	t->throttle_until_ms = json_integer_value(json_object_get(r, "throttle_until_ms"));
+	t->created_ms = rec_time(r, "created_ms");
+	t->running_since_ms = rec_time(r, "running_since_ms");
+	t->failures = rec_int(r, "failures", 0, REC_COUNT_MAX);
+	t->quick_deaths = rec_int(r, "quick_deaths", 0, REC_COUNT_MAX);
+	t->throttle_until_ms = rec_time(r, "throttle_until_ms");
 	t->replace_on_end = json_is_true(json_object_get(r, "replace_on_end"));
-	t->replace_version = (int)json_integer_value(json_object_get(r, "replace_version"));
-	t->restarts = (int)json_integer_value(json_object_get(r, "restarts"));
-	t->restart_window_ms = json_integer_value(json_object_get(r, "restart_window_ms"));
+	t->replace_version = rec_int(r, "replace_version", 0, REC_COUNT_MAX);
+	t->restarts = rec_int(r, "restarts", 0, REC_COUNT_MAX);
+	t->restart_window_ms = rec_time(r, "restart_window_ms");
 	t->no_replace = json_is_true(json_object_get(r, "no_replace"));
 	json_t *ports = json_object_get(r, "ports");
 	if (json_is_object(ports))
@@ -2731,8 +2757,7 @@ static int apply_task(struct cluster *c, const char *key, const char *value, siz
 		json_t *ev = json_array_get(evs, i);
 		int es = task_state_parse(json_string_value(json_object_get(ev, "state")) ?: "");
 		t->events[t->nevents++] = (struct task_event){
-		    json_integer_value(json_object_get(ev, "time_ms")),
-		    es < 0 ? TASK_INIT : (enum task_state)es,
+		    rec_time(ev, "time_ms"), es < 0 ? TASK_INIT : (enum task_state)es,
 		    xstrdup(json_string_value(json_object_get(ev, "message")) ?: "")};
 	}
 	json_decref(r);
@@ -2761,27 +2786,26 @@ static int apply_update(struct cluster *c, const char *key, const char *value, s
 	for (size_t i = 0; i < ARRAY_SIZE(update_state_names); i++)
 		if (!strcmp(st, update_state_names[i]))
 			u->state = (enum update_state)i;
-	u->from_version = (int)json_integer_value(json_object_get(r, "from_version"));
-	u->to_version = (int)json_integer_value(json_object_get(r, "to_version"));
+	u->from_version = rec_int(r, "from_version", 0, REC_COUNT_MAX);
+	u->to_version = rec_int(r, "to_version", 0, REC_COUNT_MAX);
 	json_t *p = json_object_get(r, "policy");
-	u->policy.batch_size = (int)json_integer_value(json_object_get(p, "batch_size"));
+	u->policy.batch_size = rec_int(p, "batch_size", 1, SPEC_MAX_INSTANCES);
 	if (u->policy.batch_size < 1)
 		u->policy.batch_size = 1;
-	u->policy.watch_ms = (uint64_t)json_integer_value(json_object_get(p, "watch_ms"));
-	u->policy.max_instance_failures =
-	    (int)json_integer_value(json_object_get(p, "max_instance_failures"));
-	u->policy.max_total_failures =
-	    (int)json_integer_value(json_object_get(p, "max_total_failures"));
+	u->policy.watch_ms = (uint64_t)rec_time(p, "watch_ms");
+	u->policy.max_instance_failures = rec_int(p, "max_instance_failures", 0, REC_COUNT_MAX);
+	u->policy.max_total_failures = rec_int(p, "max_total_failures", 0, REC_COUNT_MAX);
 	u->policy.rollback_on_failure = json_is_true(json_object_get(p, "rollback_on_failure"));
 	u->policy.order =
 	    !strcmp(json_string_value(json_object_get(p, "order")) ?: "", "start_first")
 		? UPDATE_START_FIRST
 		: UPDATE_STOP_FIRST;
-	u->failed_instances = (int)json_integer_value(json_object_get(r, "failed_instances"));
-	u->started_ms = json_integer_value(json_object_get(r, "started_ms"));
-	u->finished_ms = json_integer_value(json_object_get(r, "finished_ms"));
+	u->failed_instances = rec_int(r, "failed_instances", 0, REC_COUNT_MAX);
+	u->started_ms = rec_time(r, "started_ms");
+	u->finished_ms = rec_time(r, "finished_ms");
 	snprintf(u->message, sizeof u->message, "%s",
 		 json_string_value(json_object_get(r, "message")) ?: "");
+	utf8_clean(u->message);
 	json_t *inst = json_object_get(r, "instances");
 	size_t n = json_array_size(inst);
 	u->instances = xcalloc(n + 1, sizeof *u->instances);
@@ -2792,12 +2816,12 @@ static int apply_update(struct cluster *c, const char *key, const char *value, s
 	json_t *e;
 	json_array_foreach(inst, i, e)
 	{
-		u->instances[i] = (int)json_integer_value(json_object_get(e, "instance"));
+		u->instances[i] = rec_int(e, "instance", 0, SPEC_MAX_INSTANCES - 1);
 		const char *ss = json_string_value(json_object_get(e, "status")) ?: "";
 		for (size_t k = 0; k < ARRAY_SIZE(ui_names); k++)
 			if (!strcmp(ss, ui_names[k]))
 				u->status[i] = (enum update_instance_status)k;
-		u->failures[i] = (int)json_integer_value(json_object_get(e, "failures"));
+		u->failures[i] = rec_int(e, "failures", 0, REC_COUNT_MAX);
 		const char *ot = json_string_value(json_object_get(e, "old_task"));
 		u->old_task[i] = ot ? xstrdup(ot) : NULL;
 	}
