@@ -49,14 +49,17 @@
  * Time is virtual (the link wraps time_mono_ms and time_now_ms) and starts
  * from a fixed date at each input; ids (random_hex, wrapped too) come from a
  * generator seeded at each input, so hash orders repeat. At the end of each
- * input the replica is refreshed, checked
- * (every task, job and node that derived state points to is one the replica
- * holds; live counts and the waiting list match) and every view rendered:
- * the job list, each job's status (all=true) and update, the node list, each
- * node's desired set, each task, the cron list. Promoting is skipped when
- * the jobs' specs ask for more than 256 instances (that only costs time).
+ * input (and at each refresh) the replica is refreshed and checked: every
+ * task, job and node that derived state points to is one the replica holds;
+ * live counts and the waiting list match. Then every view is rendered, and
+ * must render whole: the job list, each job's status (all=true) and update,
+ * the node list, each node's desired set, each task, the cron list (after
+ * each tick of a promoted replica too). Promoting is skipped when
+ * the jobs' specs ask for more than 32 instances, and an input makes at most
+ * 8 full copies (promote and reset): more only costs time.
  */
 /* clang-format on */
+#include <float.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdint.h>
@@ -73,7 +76,8 @@
 #include "store/store-internal.h" /* to read the batch a promoted replica writes */
 
 #define MAX_OPS 64
-#define MAX_PROMOTE_INSTANCES 256 /* more: promoting only costs time */
+#define MAX_COPIES 8		 /* full copies (promote, reset) per input */
+#define MAX_PROMOTE_INSTANCES 32 /* more: promoting only costs time */
 #define BASE_WALL_MS 1700000000000LL
 #define BASE_MONO_MS 1000000000LL
 
@@ -117,6 +121,7 @@ void __wrap_random_hex(char *buf, size_t n)
 
 static struct cluster *c;
 static struct cluster_config cfg;
+static int copies; /* full copies made by this input */
 
 /* The store model: key -> struct rec. */
 struct rec {
@@ -411,6 +416,7 @@ static json_t *task_record(struct rd *r, const char *id)
 /* persist_node */
 static json_t *node_record(struct rd *r, const char *name)
 {
+	static const double odd_cpus[] = {-1.0, 1e300, DBL_MAX};
 	static const int port_ranges[][2] = {{20000, 20010}, {20000, 20001}, {1, 65535},
 					     {0, 0},	     {30000, 20000}, {65535, 65535},
 					     {20005, 20020}, {-5, 70000}};
@@ -431,7 +437,7 @@ static json_t *node_record(struct rd *r, const char *name)
 	if (b < 200)
 		json_object_set_new(o, "cpu", json_real((b % 17) * 0.5));
 	else if (b < 230)
-		json_object_set_new(o, "cpu", json_real(b % 2 ? -1.0 : 1e300));
+		json_object_set_new(o, "cpu", json_real(odd_cpus[b % ARRAY_SIZE(odd_cpus)]));
 	else
 		set_int(o, "cpu", pick_int(r));
 	b = u8(r);
@@ -880,7 +886,7 @@ static bool promote_cheap(void)
 static void op_promote(struct rd *r)
 {
 	cluster_replica_refresh(c);
-	if (!promote_cheap())
+	if (copies++ >= MAX_COPIES || !promote_cheap())
 		return;
 	cluster_replica_promote(c);
 	views();
@@ -921,6 +927,8 @@ static void run(struct rd *r)
 			break;
 		case 6: {
 			unsigned how = u8(r) % 3;
+			if (copies++ >= MAX_COPIES)
+				break;
 			if (how == 2)
 				store_wipe();
 			full_copy(how == 1);
@@ -967,6 +975,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct rd r = {data, size};
 	clock_offset_ms = 0;
 	id_state = 0;
+	copies = 0;
 	hmap_init(&store);
 	c = cluster_new(NULL, &cfg);
 	pthread_mutex_lock(&c->lock);

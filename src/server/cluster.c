@@ -1570,8 +1570,8 @@ static int cmp_task_class(const void *a, const void *b)
 	if (x->job != y->job)
 		return (uintptr_t)x->job < (uintptr_t)y->job ? -1 : 1;
 	if (x->version != y->version)
-		return x->version - y->version;
-	return x->instance - y->instance;
+		return x->version < y->version ? -1 : 1;
+	return (x->instance > y->instance) - (x->instance < y->instance);
 }
 
 /* Place one equivalence class: the PENDING tasks group[0..ng) share a job
@@ -1824,7 +1824,7 @@ static void update_advance(struct cluster *c, struct job *j, int64_t now)
 					j->instance_done[i] = false;
 					persist_job(c, j);
 				}
-				if (i < tv->spec->instances) {
+				if (i >= 0 && i < tv->spec->instances) {
 					struct task tmp = {.id = "", .version = target};
 					task_create(c, j, i, &tmp, "task created by an update", 0);
 					free(j->active[i]->ancestor);
@@ -2044,13 +2044,27 @@ static void crons_fire(struct cluster *c, int64_t now)
 		struct job_version *jv = j->killed ? NULL : job_version_get(j, j->version);
 		if (!jv || jv->spec->type != JOB_CRON)
 			continue;
-		int64_t next = cron_next(&jv->cron, j->cron_last_ms, !c->cfg.cron_local_time);
+		bool utc = !c->cfg.cron_local_time;
+		int64_t next = cron_next(&jv->cron, j->cron_last_ms, utc);
 		if (next < 0 || next > now)
 			continue;
 		/* Missed slots (the server was down) make one run, not one each:
-		 * take the newest slot not after now. */
+		 * take the newest slot not after now. Looked for in the last hour,
+		 * day, month, year first, so that a long gap (a minutely job whose
+		 * last run is a year old) costs a few steps, not one per slot. */
+		static const int64_t windows_ms[] = {3600000LL, 86400000LL, 32 * 86400000LL,
+						     400 * 86400000LL};
+		for (size_t w = 0; w < ARRAY_SIZE(windows_ms); w++) {
+			if (now - windows_ms[w] <= next)
+				break;
+			int64_t recent = cron_next(&jv->cron, now - windows_ms[w], utc);
+			if (recent >= 0 && recent <= now) {
+				next = recent;
+				break;
+			}
+		}
 		for (int guard = 0; guard < 100000; guard++) {
-			int64_t after = cron_next(&jv->cron, next, !c->cfg.cron_local_time);
+			int64_t after = cron_next(&jv->cron, next, utc);
 			if (after < 0 || after > now)
 				break;
 			next = after;

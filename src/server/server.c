@@ -109,6 +109,11 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t
 
 static void reply_error(struct request *q, int status, const char *msg)
 {
+	/* A view that could not be built says so rather than "200" or "". */
+	if (status < 400 || status > 599)
+		status = 500;
+	if (!msg || !*msg)
+		msg = "internal error: the answer could not be built";
 	json_decref(q->reply);
 	q->status = status;
 	q->reply = json_pack("{s:s,s:i}", "error", msg, "status", status);

@@ -2997,6 +2997,29 @@ TEST(cron_missed_slots_run_once_and_never_twice)
 	fx_teardown(&f);
 }
 
+/* A last run years ago (a damaged record, or a job back from a long
+ * pause): one run for the newest slot, found in a few steps, then none. */
+TEST(cron_last_run_years_ago_runs_once)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(agent_register(&f, "n1") > 0);
+	CHECK(submit(&f,
+		     yamlf("job: bob/prod/old\ntype: cron\nschedule: \"* * * * *\"\n"
+			   "task:\n  command: echo hi\n  resources: {cpu: 0.1, memory: 16MiB}\n"),
+		     NULL) > 0);
+	pthread_mutex_lock(&f.c->lock);
+	job_get(&f, "bob/prod/old")->cron_last_ms = 0; /* 1970 */
+	pthread_mutex_unlock(&f.c->lock);
+	tick(&f);
+	tick(&f);
+	tick(&f);
+	CHECK(job_get(&f, "bob/prod/old")->cron_runs == 1);
+	int64_t last = job_get(&f, "bob/prod/old")->cron_last_ms;
+	CHECK(last > time_now_ms() - 60000 && last <= time_now_ms());
+	fx_teardown(&f);
+}
+
 /* ---- replicas (HA followers) ------------------------------------------------
  * A follower applies the leader's committed records one by one; what it
  * shows must be what the leader shows, and once promoted it must hold what a
@@ -3252,4 +3275,5 @@ UNIT_MAIN(cron_missed_slots_run_once_and_never_twice, submit_creates_pending_tas
 	  update_abort_with_start_first_in_flight_leaves_one_task_per_instance,
 	  update_rollback_restores_instance_count, update_survives_restart,
 	  update_start_first_survives_restart, update_json_shape_and_control_errors,
-	  replica_follows_every_commit, replica_takes_records_in_any_order)
+	  replica_follows_every_commit, replica_takes_records_in_any_order,
+	  cron_last_run_years_ago_runs_once)
