@@ -99,6 +99,17 @@ int http_request_url(struct http_client *hc, const char *method, const char *url
 	curl_slist_free_all(hdrs);
 	if (rc != CURLE_OK) {
 		sbuf_release(&sb);
+		long redirects = 0;
+		curl_easy_getinfo(c, CURLINFO_REDIRECT_COUNT, &redirects);
+		if (redirects > 0 && rc == CURLE_COULDNT_CONNECT) {
+			/* The server answered, with a redirect to its leader, which is
+			 * gone: a failover is under way. */
+			char *where = NULL;
+			curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &where);
+			return berr_set(err, HTTP_LEADER_UNREACHABLE,
+					"cannot reach the leader at '%s' (redirected by '%s')",
+					where ? where : "?", url);
+		}
 		return berr_set(err, 503, "cannot reach '%s': %s", url, curl_easy_strerror(rc));
 	}
 	memset(out, 0, sizeof *out);
@@ -122,6 +133,7 @@ int http_request(struct http_client *hc, const char *method, const char *path, c
 	int64_t deadline = time_mono_ms() + hc->patience_ms, pause_ms = 100;
 	for (;;) {
 		bool answered = false; /* out holds a 503 from some server */
+		bool failover = false; /* a server sent us to a leader that is gone */
 		for (size_t tries = 0; tries < hc->nservers; tries++) {
 			char *url = xasprintf("%s%s", hc->servers[hc->current], path);
 			struct http_response r;
@@ -142,17 +154,19 @@ int http_request(struct http_client *hc, const char *method, const char *path, c
 				*out = r;
 				answered = true;
 			}
+			if (rc < 0 && err && err->code == HTTP_LEADER_UNREACHABLE)
+				failover = true;
 			hc->current = (hc->current + 1) % hc->nservers;
 		}
 		/* Only a cluster that answers "not now" is waited for: servers
 		 * that cannot be reached at all fail at once. */
-		if (!answered || time_mono_ms() + pause_ms > deadline)
+		if ((!answered && !failover) || time_mono_ms() + pause_ms > deadline)
 			return answered ? 0 : -1;
 		if (answered)
 			http_response_release(out);
 		struct timespec ts = {pause_ms / 1000, (pause_ms % 1000) * 1000000L};
 		nanosleep(&ts, NULL);
-		pause_ms = pause_ms * 2 > 1000 ? 1000 : pause_ms * 2;
+		pause_ms = pause_ms * 2 > 250 ? 250 : pause_ms * 2;
 	}
 }
 

@@ -29,12 +29,15 @@ const char *http_client_server(const struct http_client *hc);
  * to the next server when one cannot be reached or answers 503 (a server
  * answers 503 only for what it did not do). body may be NULL. Follows
  * redirects. With a patience (http_client_set_patience), while some server
- * answers 503, rounds over all servers are repeated, 100 ms then up to 1 s
- * apart, until one answers otherwise or the patience is spent: a CLI call
- * rides through a leader failover. Returns 0
- * when an HTTP response arrived (any status, 503 when that is all there
- * was), -1 with err set when no server answered. */
+ * answers 503 or redirects to a leader that cannot be reached, rounds over
+ * all servers are repeated, 100 ms then up to 250 ms apart, until one
+ * answers otherwise or the patience is spent: a CLI call rides through a
+ * leader failover. Returns 0 when an HTTP response arrived (any status, 503
+ * when that is all there was), -1 with err set when no server answered. */
 void http_client_set_patience(struct http_client *hc, int64_t ms);
+/* err->code when a server redirected to a leader that cannot be reached
+ * (waited out like a 503 with a patience). */
+#define HTTP_LEADER_UNREACHABLE 504
 int http_request(struct http_client *hc, const char *method, const char *path, const char *body,
 		 long timeout_ms, struct http_response *out, struct berr *err);
 /* Same for an absolute URL (no failover). */
