@@ -76,6 +76,7 @@ fuzz: deps
 
 bench: all
 	@bench/launch.sh
+	@bench/agent_idle.sh
 
 format:
 	clang-format -i $$(find src tests fuzz -name '*.[ch]')

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Resident memory of an idle agent: a `berth server` and a `berth agent`
+# registered with it and running nothing; after SETTLE seconds (default 5)
+# the agent's /proc/PID/status and smaps_rollup are read.
+# Prints one line:
+#   agent_rss_mib=… agent_pss_mib=… agent_private_mib=… agent_anon_mib=…
+# - rss: VmRSS, what `ps` shows: includes shared-library pages also mapped by
+#   every other process using those libraries;
+# - pss: shared pages divided among the processes sharing them;
+# - private: pages only this process has (Private_Clean + Private_Dirty);
+# - anon: its heap and stacks.
+# Target (DESIGN.md): idle agent resident memory <= 10 MiB. Needs root (the
+# agent makes its cgroup parent).
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+BERTH=${BERTH_BIN:-$top/build/berth}
+settle=${SETTLE:-5}
+d=$(mktemp -d /tmp/berth-idle.XXXXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$BERTH" server -q --data-dir "$d/s" --addr "127.0.0.1:$port" >"$d/s.log" 2>&1 &
+server=$!
+"$BERTH" agent -q --server "127.0.0.1:$port" --data-dir "$d/a" --name idle \
+	--cgroup-parent berth-bench-idle >"$d/a.log" 2>&1 &
+agent=$!
+cleanup() {
+	kill -TERM "$agent" "$server" 2>/dev/null || true
+	wait 2>/dev/null || true
+	for c in /sys/fs/cgroup/*/berth-bench-idle /sys/fs/cgroup/berth-bench-idle; do
+		[ -d "$c" ] && rmdir "$c" 2>/dev/null || true
+	done
+	rm -rf "$d"
+}
+trap cleanup EXIT
+for _ in $(seq 1 100); do
+	BERTH_ADDR="http://127.0.0.1:$port" "$BERTH" node list --json 2>/dev/null | grep -q ACTIVE && break
+	sleep 0.1
+done
+sleep "$settle"
+python3 - "$agent" <<'PY'
+import sys
+pid = sys.argv[1]
+st = {l.split(":")[0]: l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith(("VmRSS", "RssAnon"))}
+ro = {}
+for l in open(f"/proc/{pid}/smaps_rollup"):
+    p = l.split()
+    if len(p) >= 2 and p[0].endswith(":") and p[1].isdigit():
+        ro[p[0][:-1]] = int(p[1])
+mib = lambda kb: "%.1f" % (int(kb) / 1024)
+print("agent_rss_mib=%s agent_pss_mib=%s agent_private_mib=%s agent_anon_mib=%s" % (
+    mib(st["VmRSS"]), mib(ro["Pss"]), mib(ro["Private_Clean"] + ro["Private_Dirty"]), mib(st["RssAnon"])))
+PY
