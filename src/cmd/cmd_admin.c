@@ -1,14 +1,16 @@
-/* berth admin backup FILE | restore FILE: snapshots of the cluster state. */
+/* berth admin backup FILE | restore FILE: snapshots of the cluster state.
+ * berth admin servers: each server of an HA group, its role and leader. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cmd/cli.h"
+#include "core/addr.h"
 #include "cmd/commands.h"
 #include "store/store.h"
 
-enum { A_ADDR, A_DATA, A_STORE, A_HELP, A_COUNT };
+enum { A_ADDR, A_DATA, A_STORE, A_JSON, A_HELP, A_COUNT };
 
 static int backup(struct cli_opt *o, const char *file)
 {
@@ -113,20 +115,86 @@ out:
 	return rc;
 }
 
+/* Ask every server of the list (--addr or BERTH_ADDR) itself, without
+ * following redirects, what it is and whom it follows. */
+static int servers(struct cli_opt *o)
+{
+	const char *list = o[A_ADDR].set ? o[A_ADDR].value : getenv("BERTH_ADDR");
+	if (!list || !*list)
+		list = "http://127.0.0.1:7070";
+	_cleanup_free_ char *copy = xstrdup(list);
+	struct http_client *hc = http_client_new("127.0.0.1:1"); /* absolute URLs only */
+	json_t *all = json_array();
+	int leaders = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		while (*tok == ' ')
+			tok++;
+		if (!*tok)
+			continue;
+		_cleanup_free_ char *base = addr_to_url(tok);
+		_cleanup_free_ char *url = xasprintf("%s/v1/leader", base);
+		struct http_response resp;
+		struct berr err = {0};
+		json_t *row = NULL;
+		if (http_request_url(hc, "GET", url, NULL, 2000, &resp, &err) < 0) {
+			row = json_pack("{s:s,s:s,s:s}", "server", base, "role", "unreachable",
+					"error", err.msg);
+		} else {
+			json_t *j = json_loadb(resp.body, resp.len, 0, NULL);
+			const char *role = json_string_value(json_object_get(j, "role"));
+			const char *leader = json_string_value(json_object_get(j, "leader"));
+			row = json_pack("{s:s,s:s,s:s?}", "server", base, "role",
+					role ? role : "unknown", "leader", leader);
+			if (role && !strcmp(role, "leader"))
+				leaders++;
+			json_decref(j);
+			http_response_release(&resp);
+		}
+		json_array_append_new(all, row);
+	}
+	http_client_free(hc);
+	if (o[A_JSON].set) {
+		cli_print_json(all);
+	} else {
+		printf("%-32s %-12s %s\n", "SERVER", "ROLE", "LEADER");
+		size_t i;
+		json_t *r;
+		json_array_foreach(all, i, r)
+		{
+			const char *e = json_string_value(json_object_get(r, "error"));
+			const char *l = json_string_value(json_object_get(r, "leader"));
+			printf("%-32s %-12s %s\n", json_string_value(json_object_get(r, "server")),
+			       json_string_value(json_object_get(r, "role")),
+			       e   ? e
+			       : l ? l
+				   : "-");
+		}
+	}
+	json_decref(all);
+	/* Exactly one server leads: anything else is worth an exit status. */
+	return leaders == 1 ? 0 : 1;
+}
+
 int cmd_admin(int argc, char **argv)
 {
 	struct cli_opt o[A_COUNT] = {
-	    [A_ADDR] = {"--addr", NULL, true, false, "server address (backup)"},
+	    [A_ADDR] = {"--addr", NULL, true, false,
+			"server address (backup), or the servers' list (servers)"},
 	    [A_DATA] = {"--data-dir", NULL, true, false,
 			"data dir to restore into (default ./berth-data)"},
 	    [A_STORE] = {"--store", NULL, true, false,
 			 "store to restore into: sqlite (default) or etcd://..."},
+	    [A_JSON] = {"--json", NULL, false, false, "print JSON (servers)"},
 	    [A_HELP] = {"--help", "-h", false, false, "show this help"},
 	};
 	const char *usage =
-	    "berth admin backup FILE | restore FILE [--data-dir DIR | --store LOC]\n\n"
+	    "berth admin backup FILE | restore FILE [--data-dir DIR | --store LOC]\n"
+	    "berth admin servers [--addr H1:P1,H2:P2,...] [--json]\n\n"
 	    "backup asks the running server for a consistent snapshot; restore loads\n"
-	    "one into an empty store while no server uses it.";
+	    "one into an empty store while no server uses it. servers asks each\n"
+	    "server of the list (--addr or BERTH_ADDR) for its role and its leader;\n"
+	    "it exits 1 unless exactly one of them leads.";
 	if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
 		cli_usage(usage, o, A_COUNT);
 		return argc < 1 ? 2 : 0;
@@ -139,6 +207,9 @@ int cmd_admin(int argc, char **argv)
 	if (o[A_HELP].set) {
 		cli_usage(usage, o, A_COUNT);
 		rc = 0;
+	} else if (!strcmp(argv[0], "servers")) {
+		rc = npos ? cli_fail("usage: berth admin servers [--addr LIST] [--json]")
+			  : servers(o);
 	} else if (npos != 1) {
 		rc = cli_fail("usage: berth admin backup|restore FILE");
 	} else if (!strcmp(argv[0], "backup")) {

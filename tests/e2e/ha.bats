@@ -125,6 +125,15 @@ EOF2
 		printf 'job: dave/test/r%d\ninstances: 2\ntask:\n  command: ["sleep", "300"]\n  resources: {cpu: 0.05, memory: 8MiB}\n' "$i" >"$HA/r$i.yaml"
 		BERTH_ADDR="http://127.0.0.1:$lport" "$BERTH_BIN" job run --detach "$HA/r$i.yaml" >/dev/null
 	done
+	# Who is who, asked of each server itself.
+	run "$BERTH_BIN" admin servers
+	[ "$status" -eq 0 ]
+	echo "$output" | grep -q "^http://127.0.0.1:$lport  *leader  *http://127.0.0.1:$lport$"
+	echo "$output" | grep -q "^http://127.0.0.1:$fport  *follower  *http://127.0.0.1:$lport$"
+	[ "$("$BERTH_BIN" admin servers --json | jget 'sorted(r["role"] for r in d)')" = "['follower', 'leader']" ]
+	run "$BERTH_BIN" admin servers --addr "127.0.0.1:$fport,127.0.0.1:1"
+	[ "$status" -eq 1 ] # no leader among those
+	echo "$output" | grep -q "^http://127.0.0.1:1  *unreachable"
 	# The follower itself answers (no redirect), and has every job.
 	wait_for 10 '[ "$(curl -fsS http://127.0.0.1:$fport/v1/jobs | jget "sum(1 for j in d if j[\"job\"].startswith(\"dave/\"))")" -eq 5 ]'
 	run curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$fport/v1/jobs"
