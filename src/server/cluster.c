@@ -112,10 +112,10 @@ static void node_free(struct node *n)
 	free(n);
 }
 
-void cluster_free(struct cluster *c)
+/* Free every task, job, node and set-aside record, and their maps (left
+ * released: cluster_free ends there, a replica reset makes them anew). */
+static void cluster_release_state(struct cluster *c)
 {
-	if (!c)
-		return;
 	size_t it = 0;
 	void *v;
 	while (hmap_next(&c->tasks, &it, NULL, &v))
@@ -126,13 +126,24 @@ void cluster_free(struct cluster *c)
 	it = 0;
 	while (hmap_next(&c->nodes, &it, NULL, &v))
 		node_free(v);
-	hmap_release(&c->tasks);
-	hmap_release(&c->jobs);
-	hmap_release(&c->nodes);
 	it = 0;
 	while (hmap_next(&c->orphans, &it, NULL, &v))
 		free(v);
+	hmap_release(&c->tasks);
+	hmap_release(&c->jobs);
+	hmap_release(&c->nodes);
 	hmap_release(&c->orphans);
+	c->ndirty = 0; /* it named tasks just freed */
+	c->waiting = NULL;
+	c->nwaiting = 0;
+	c->nchanged = 0;
+}
+
+void cluster_free(struct cluster *c)
+{
+	if (!c)
+		return;
+	cluster_release_state(c);
 	free(c->dirty);
 	free(c->changed);
 	store_batch_free(c->pending);
@@ -3034,32 +3045,11 @@ int cluster_load(struct cluster *c, struct berr *err)
 
 void cluster_replica_reset(struct cluster *c)
 {
-	size_t it = 0;
-	void *v;
-	while (hmap_next(&c->tasks, &it, NULL, &v)) {
-		task_forget_dirty(c, v);
-		task_free(v);
-	}
-	it = 0;
-	while (hmap_next(&c->jobs, &it, NULL, &v))
-		job_free(v);
-	it = 0;
-	while (hmap_next(&c->nodes, &it, NULL, &v))
-		node_free(v);
-	it = 0;
-	while (hmap_next(&c->orphans, &it, NULL, &v))
-		free(v);
-	hmap_release(&c->tasks);
-	hmap_release(&c->jobs);
-	hmap_release(&c->nodes);
-	hmap_release(&c->orphans);
+	cluster_release_state(c);
 	hmap_init_borrowed(&c->tasks);
 	hmap_init(&c->jobs);
 	hmap_init(&c->nodes);
 	hmap_init(&c->orphans);
-	c->waiting = NULL;
-	c->nwaiting = 0;
-	c->nchanged = 0;
 	c->orphans_retry = false;
 	c->derived_stale = false;
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "store/store.h"
 
 struct leader {
 	char **endpoints; /* "http://h:p" */
@@ -34,47 +35,6 @@ struct leader {
 
 /* A leader that cannot renew its lease for this many TTLs steps down. */
 #define LEASE_GIVE_UP_TTLS 4
-
-static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static char *b64_encode(const char *s, size_t n)
-{
-	char *out = xmalloc(((n + 2) / 3) * 4 + 1), *o = out;
-	for (size_t i = 0; i < n; i += 3) {
-		unsigned v = (unsigned char)s[i] << 16;
-		if (i + 1 < n)
-			v |= (unsigned char)s[i + 1] << 8;
-		if (i + 2 < n)
-			v |= (unsigned char)s[i + 2];
-		*o++ = b64chars[(v >> 18) & 63];
-		*o++ = b64chars[(v >> 12) & 63];
-		*o++ = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
-		*o++ = i + 2 < n ? b64chars[v & 63] : '=';
-	}
-	*o = 0;
-	return out;
-}
-
-static char *b64_decode(const char *s)
-{
-	size_t n = strlen(s);
-	char *out = xmalloc(n / 4 * 3 + 1), *o = out;
-	unsigned v = 0;
-	int bits = 0;
-	for (size_t i = 0; i < n && s[i] != '='; i++) {
-		const char *p = strchr(b64chars, s[i]);
-		if (!p)
-			break;
-		v = (v << 6) | (unsigned)(p - b64chars);
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			*o++ = (char)((v >> bits) & 0xff);
-		}
-	}
-	*o = 0;
-	return out;
-}
 
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
 {
@@ -137,7 +97,7 @@ static bool grant_lease(struct leader *l)
  * (leader_url updated), -1 error. */
 static int campaign(struct leader *l, int64_t *revision)
 {
-	char *val = b64_encode(l->self_url, strlen(l->self_url));
+	char *val = store_base64_encode(l->self_url, strlen(l->self_url));
 	json_t *body =
 	    json_pack("{s:[{s:s,s:s,s:s,s:s}],s:[{s:{s:s,s:s,s:s}}],s:[{s:{s:s}}]}", "compare",
 		      "key", l->key_b64, "target", "CREATE", "result", "EQUAL", "create_revision",
@@ -161,7 +121,9 @@ static int campaign(struct leader *l, int64_t *revision)
 				    "response_range"),
 		    "kvs");
 		const char *v = json_string_value(json_object_get(json_array_get(kvs, 0), "value"));
-		url = v ? b64_decode(v) : NULL;
+		size_t n;
+		if (v && store_base64_decode(v, strlen(v), &url, &n) < 0)
+			url = NULL;
 	}
 	json_decref(r);
 	pthread_mutex_lock(&l->lock);
@@ -313,7 +275,7 @@ struct leader *leader_start(const char *location, const char *self_url, int64_t 
 		plen--;
 	char *key =
 	    plen ? xasprintf("%.*s/meta/leader", (int)plen, prefix) : xstrdup("meta/leader");
-	l->key_b64 = b64_encode(key, strlen(key));
+	l->key_b64 = store_base64_encode(key, strlen(key));
 	free(key);
 	free(rest);
 	if (!l->nendpoints) {

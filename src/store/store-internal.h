@@ -81,12 +81,4 @@ char *store_prefix_end(const char *prefix);
 extern const struct store_ops store_sqlite_ops;
 extern const struct store_ops store_etcd_ops;
 
-/* Base64 (RFC 4648, padded) as etcd's JSON gateway writes bytes; the etcd
- * backend's own, exported for its unit tests. Encode returns a
- * NUL-terminated string (caller frees). Decode takes the standard or the
- * URL-safe alphabet, padding optional; 0 with *out NUL-terminated (caller
- * frees), or -1 on anything that is not base64. */
-char *store_base64_encode(const void *data, size_t len);
-int store_base64_decode(const char *in, size_t n, char **out, size_t *out_len);
-
 #endif

@@ -262,7 +262,7 @@ EOF
 	cli node drain "$victim"
 	wait_for 30 '[ "$(node_state "$victim")" = DRAINED ]'
 	echo "# DRAINED $(($(date +%s%3N) - t0)) ms after the drain" >&3
-	wait "$sampler" || true
+	wait "$sampler"
 	last=$(tail -1 "$NS_BASE/sampler.out")
 	echo "sampler: $last"
 	echo "# sampler: $last" >&3
