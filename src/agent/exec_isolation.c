@@ -17,25 +17,12 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "agent/cgroup.h"
 
 extern char **environ;
-
-/* clone3(2)'s arguments, up to the cgroup field (Linux 5.7). */
-struct clone3_args {
-	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
-	uint64_t set_tid, set_tid_size, cgroup;
-};
-#ifndef CLONE_INTO_CGROUP
-#define CLONE_INTO_CGROUP 0x200000000ULL
-#endif
-#ifndef __NR_clone3
-#define __NR_clone3 435
-#endif
 
 /* The signals the init passes on to the program. */
 static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
@@ -139,6 +126,27 @@ static __attribute__((noreturn)) void run_program(const struct isolation *iso, i
 	if (null < 0 || dup2(null, 0) < 0 || dup2(iso->stdout_fd, 1) < 0 ||
 	    dup2(iso->stderr_fd, 2) < 0)
 		program_fail(errfd, 126, "cannot set up stdio: %s", errstr(errno));
+	/* Ignored signals and the blocked mask survive exec: start clean. */
+	for (int s = 1; s < NSIG; s++)
+		signal(s, SIG_DFL);
+	/* Everything of ours is close-on-exec already; this is for whatever
+	 * a library opened without it. errfd must stay open until exec. */
+	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+		for (int fd = 3; fd < 1024; fd++)
+			if (fd != errfd)
+				fcntl(fd, F_SETFD, FD_CLOEXEC);
+	}
+	/* The task's cgroup last, after every step of berth's own: from here
+	 * on the task's cpu quota throttles us, and at cpu 0.01 each syscall
+	 * could cost a whole CFS period (100 ms). Before the user switch: the
+	 * cgroup files are root's. Only the thread moves (v1's `tasks`), which
+	 * spares the kernel's threadgroup lock; we are single-threaded. */
+	if (iso->cg) {
+		int r = cgroup_enter_self(iso->cg);
+		if (r < 0)
+			program_fail(errfd, 126, "cannot enter the task's cgroup: %s",
+				     errstr(-r));
+	}
 	if (iso->user) {
 		/* Groups first: after setuid we could no longer change them. */
 		if (setgroups(iso->ngroups, iso->groups) < 0 || setgid(iso->gid) < 0 ||
@@ -148,19 +156,9 @@ static __attribute__((noreturn)) void run_program(const struct isolation *iso, i
 	}
 	/* setuid binaries inside the task must not gain what the task lacks. */
 	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-	/* Ignored signals and the blocked mask survive exec: start clean. */
-	for (int s = 1; s < NSIG; s++)
-		signal(s, SIG_DFL);
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	/* Everything of ours is close-on-exec already; this is for whatever
-	 * a library opened without it. errfd must stay open until exec. */
-	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-		for (int fd = 3; fd < 1024; fd++)
-			if (fd != errfd)
-				fcntl(fd, F_SETFD, FD_CLOEXEC);
-	}
 	/* execvp looks the program up in the PATH of the current environment:
 	 * make it the task's. */
 	environ = (char **)iso->envp;
@@ -244,13 +242,8 @@ static void mount_volumes(const struct isolation *iso, int ctl, const int *fds)
 	}
 }
 
-static void setup_namespace(const struct isolation *iso, int ctl, bool in_cgroup)
+static void setup_namespace(const struct isolation *iso, int ctl)
 {
-	if (iso->cg && !in_cgroup) {
-		int r = cgroup_enter_self(iso->cg);
-		if (r < 0)
-			init_fail(ctl, "cannot enter the task's cgroup: %s", errstr(-r));
-	}
 	/* Now, while the path resolves as on the host: the sandbox may well
 	 * be under the /tmp we are about to cover. The program inherits it. */
 	if (chdir(iso->workdir) < 0)
@@ -291,14 +284,13 @@ static void setup_namespace(const struct isolation *iso, int ctl, bool in_cgroup
 		init_fail(ctl, "cannot set hostname '%s': %s", h, errstr(errno));
 }
 
-static __attribute__((noreturn)) void init_main(const struct isolation *iso, int ctl,
-						bool in_cgroup)
+static __attribute__((noreturn)) void init_main(const struct isolation *iso, int ctl)
 {
 	/* If the supervisor dies, the task goes with it: nobody would be left
 	 * to collect its output or its status. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	prctl(PR_SET_NAME, "berth-init");
-	setup_namespace(iso, ctl, in_cgroup);
+	setup_namespace(iso, ctl);
 
 	/* Blocked signals are queued even for pid 1, and waited for below.
 	 * The dispositions must not be SIG_IGN (inherited), or the kernel
@@ -384,52 +376,31 @@ pid_t isolation_start(const struct isolation *iso, int *ctl_fd, struct berr *err
 	 * so that the supervisor stays in the host's mount namespace. */
 	pid_t pid = -1;
 	int e = 0;
-	bool in_cgroup = false;
-	int cgfd = iso->cg ? cgroup_open_fd(iso->cg) : -ENOTSUP;
-	if (cgfd >= 0) {
-		/* v2: born in its cgroup, no migration. Without a stack
-		 * clone3 returns twice like fork; the init is single-threaded
-		 * and never uses the thread id glibc caches, which is stale. */
-		struct clone3_args ca = {.flags = CLONE_NEWPID | CLONE_INTO_CGROUP,
-					 .exit_signal = SIGCHLD,
-					 .cgroup = (uint64_t)cgfd};
-		pid = (pid_t)syscall(__NR_clone3, &ca, sizeof ca);
+	int self_ns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+	/* The next child we fork is pid 1 of a new pid namespace. It stays
+	 * out of the task's cgroup (in the supervisor's, berth's own): its
+	 * namespace and mount set-up is berth's work, not the task's, and
+	 * must run at full speed whatever the task's limits. Only the
+	 * program enters the task's cgroup, just before its exec. */
+	if (unshare(CLONE_NEWPID) < 0) {
 		e = errno;
-		if (pid == 0) {
-			close(cgfd);
-			close(sv[0]);
-			init_main(iso, sv[1], true);
-		}
-		close(cgfd);
-		in_cgroup = pid > 0;
-		/* Old kernel or odd cgroup: fall back to fork + enter. */
-		if (pid < 0 && e != ENOSYS && e != EINVAL && e != E2BIG && e != EOPNOTSUPP)
-			goto done;
-	}
-	if (!in_cgroup) {
-		int self_ns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
-		/* The next child we fork is pid 1 of a new pid namespace. */
-		if (unshare(CLONE_NEWPID) < 0) {
-			e = errno;
-			close(sv[0]);
-			close(sv[1]);
-			if (self_ns >= 0)
-				close(self_ns);
-			return berr_set(err, 0, "cannot create a pid namespace: %s", errstr(e));
-		}
-		pid = fork();
-		if (pid == 0) {
-			close(sv[0]);
-			init_main(iso, sv[1], false);
-		}
-		e = errno;
-		/* Later forks of ours (none today) must stay in our namespace. */
-		if (self_ns >= 0) {
-			setns(self_ns, CLONE_NEWPID);
+		close(sv[0]);
+		close(sv[1]);
+		if (self_ns >= 0)
 			close(self_ns);
-		}
+		return berr_set(err, 0, "cannot create a pid namespace: %s", errstr(e));
 	}
-done:
+	pid = fork();
+	if (pid == 0) {
+		close(sv[0]);
+		init_main(iso, sv[1]);
+	}
+	e = errno;
+	/* Later forks of ours (none today) must stay in our namespace. */
+	if (self_ns >= 0) {
+		setns(self_ns, CLONE_NEWPID);
+		close(self_ns);
+	}
 	close(sv[1]);
 	if (pid < 0) {
 		close(sv[0]);

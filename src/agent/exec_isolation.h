@@ -1,14 +1,15 @@
 /* exec_isolation.h - run a task's program in new pid, mount, uts and ipc
  * namespaces, under a minimal init (the exec driver's isolation).
  *
- * isolation_start() forks the init: pid 1 of a new pid namespace. It joins
- * the task's cgroup (so everything it forks is accounted there), makes the
- * mounts private, mounts a fresh /proc (only the task's processes show) and
+ * isolation_start() forks the init: pid 1 of a new pid namespace. It stays
+ * in the supervisor's cgroup (berth's own, never the task's: its set-up runs
+ * at full speed whatever the task's cpu limit), makes the mounts private, mounts a fresh /proc (only the task's processes show) and
  * binds the sandbox's tmp/ onto /tmp, binds each volume's host path onto its
  * path (read-only ones remounted MS_RDONLY), sets the hostname, then forks the
  * program (pid 2): own session, stdout/stderr on the supervisor's pipes,
- * the init's working directory, exact environment, user, no_new_privs, default signals,
- * execvp.
+ * the init's working directory, exact environment, default signals, then as
+ * the last steps the task's cgroup (everything the program forks is
+ * accounted there), user, no_new_privs, execvp.
  *
  * The kernel spares pid 1 from every signal it has no handler for, so the
  * program is never pid 1; the init instead forwards SIGTERM, SIGINT, SIGHUP,
@@ -44,7 +45,7 @@ struct isolation {
 	gid_t gid;
 	const gid_t *groups; /* supplementary groups when user is set */
 	size_t ngroups;
-	struct cgroup *cg; /* joined by the init; NULL = none */
+	struct cgroup *cg; /* joined by the program just before exec; NULL = none */
 	int stdout_fd, stderr_fd;
 	/* Volumes: volume_host[i] bound onto volume_path[i], read-only when
 	 * volume_ro[i]. The task sees the host's root, so volume_path[i] is a
