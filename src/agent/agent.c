@@ -32,6 +32,7 @@
 
 #define KEEP_ENDED_SANDBOXES 200
 #define REPORT_EVERY_MS 10000
+#define FULL_SCAN_EVERY_MS 30000
 #define IMAGE_GC_EVERY_MS (10 * 60 * 1000)
 #define IMAGE_CACHE_MAX_BYTES (10ULL << 30)
 #define IMAGE_MAX_AGE_MS (7LL * 24 * 3600 * 1000)
@@ -46,6 +47,9 @@ struct agent_task {
 	bool stop_sent;
 	bool dirty;
 	int64_t launched_mono; /* when we started its supervisor (0 = adopted) */
+	bool queued;	       /* waiting for a launcher: no supervisor yet */
+	bool starting;	       /* holds one of the agent's starting slots */
+	pid_t supervisor_pid;  /* from its report; 0 = not known yet */
 	bool configured;       /* its spec was seen (launched, or adopted and told) */
 	/* Health checking (tasks whose spec has one): the spec is kept for the
 	 * check's lifetime; the check starts when the program runs. */
@@ -79,6 +83,12 @@ struct agent {
 	int64_t reported_mono;
 	_Atomic bool stopping;
 	pthread_t watch_thread, event_thread;
+	/* Launches waiting for a launcher thread (launcher_main), in order. */
+	pthread_t launchers[2];
+	size_t nlaunchers;
+	pthread_cond_t launch_cond;
+	struct launch_job *launch_head, **launch_tail;
+	int nstarting, max_starting;
 	struct MHD_Daemon *logs;
 	int logs_port;
 	char *advertise;
@@ -122,11 +132,15 @@ static void task_free(struct agent_task *t)
 	free(t);
 }
 
+static void launch_slot_free(struct agent *a, struct agent_task *t);
+
 static void task_set(struct agent *a, struct agent_task *t, enum task_state s, const char *msg)
 {
 	if (t->state == s && !strcmp(t->message, msg ? msg : t->message))
 		return;
 	t->state = s;
+	if (task_state_terminal(s))
+		launch_slot_free(a, t);
 	if (msg)
 		snprintf(t->message, sizeof t->message, "%s", msg);
 	t->dirty = true;
@@ -161,7 +175,7 @@ static void docker_delete_orphan(struct agent *a, const char *task_id)
 
 static void task_refresh(struct agent *a, struct agent_task *t)
 {
-	if (task_state_terminal(t->state))
+	if (task_state_terminal(t->state) || t->queued)
 		return;
 	struct task_report r;
 	if (supervisor_read_report(t->sandbox, &r) < 0) {
@@ -185,6 +199,10 @@ static void task_refresh(struct agent *a, struct agent_task *t)
 	}
 	if (r.pid > 0)
 		t->pid = r.pid;
+	if (r.supervisor_pid > 0)
+		t->supervisor_pid = r.supervisor_pid;
+	if (r.phase == PHASE_RUNNING || r.phase == PHASE_EXITED)
+		launch_slot_free(a, t); /* its start is over */
 	switch (r.phase) {
 	case PHASE_STARTING:
 		task_set(a, t, TASK_STARTING, NULL);
@@ -233,95 +251,193 @@ static json_t *task_report_json(const struct agent_task *t)
 
 /* ---- launching ------------------------------------------------------------ */
 
-/* Launch the task described by desired entry d; or, with `adopted`, a task
- * re-adopted after an agent restart whose spec arrives now: only what the
- * agent keeps from the spec (health checks, the graceful stop) is set up, and
- * nothing is launched. */
-static int task_launch(struct agent *a, json_t *d, struct agent_task *adopted, struct berr *err)
+/* What launching one desired entry takes, computed from the entry alone
+ * (no agent state but its options and name): built outside the agent's
+ * lock by a launcher thread, or inline for a re-adopted task. */
+struct launch_plan {
+	char *id, *job;
+	int instance;
+	struct job_spec *spec;
+	int *pvals;
+	char **argv;
+	size_t argc;
+	char **env;
+	size_t nenv;
+	const char **vhost, **vpath; /* point into spec->task.volumes */
+	bool *vro;
+	int health_port, shutdown_port;
+	bool task_keeps_spec; /* health checks or a graceful stop need it */
+};
+
+static void plan_release(struct launch_plan *p)
 {
+	for (size_t i = 0; p->argv && i < p->argc; i++)
+		free(p->argv[i]);
+	free(p->argv);
+	for (size_t i = 0; p->env && i < p->nenv; i++)
+		free(p->env[i]);
+	free(p->env);
+	free(p->pvals);
+	free(p->vhost);
+	free(p->vpath);
+	free(p->vro);
+	spec_free(p->spec);
+	free(p->id);
+	free(p->job);
+	memset(p, 0, sizeof *p);
+}
+
+/* The health check's command runs as the task's user, never as the agent's
+ * root: setpriv (util-linux) drops to it first. */
+static void plan_health_command(struct task_spec *ts, const struct template_ctx *ctx)
+{
+	size_t extra = ts->user && *ts->user ? 5 : 0;
+	char **cmd = xcalloc(ts->health.ncommand + extra + 1, sizeof *cmd);
+	size_t k = 0;
+	if (extra) {
+		cmd[k++] = xstrdup("setpriv");
+		struct passwd *pw = getpwnam(ts->user);
+		if (pw) {
+			cmd[k++] = xasprintf("--reuid=%u", (unsigned)pw->pw_uid);
+			cmd[k++] = xasprintf("--regid=%u", (unsigned)pw->pw_gid);
+		} else {
+			cmd[k++] = xasprintf("--reuid=%s", ts->user);
+			cmd[k++] = xasprintf("--regid=%s", ts->user);
+		}
+		cmd[k++] = xstrdup("--init-groups");
+		cmd[k++] = xstrdup("--");
+	}
+	for (size_t i = 0; i < ts->health.ncommand; i++)
+		cmd[k++] = spec_expand(ts->health.command[i], ctx);
+	for (size_t i = 0; i < ts->health.ncommand; i++)
+		free(ts->health.command[i]);
+	free(ts->health.command);
+	ts->health.command = cmd;
+	ts->health.ncommand = k;
+}
+
+static int plan_build(const struct agent *a, bool docker_ok, json_t *d, struct launch_plan *p,
+		      struct berr *err)
+{
+	memset(p, 0, sizeof *p);
 	const char *id = json_string_value(json_object_get(d, "id"));
 	const char *job = json_string_value(json_object_get(d, "job"));
-	int instance = (int)json_integer_value(json_object_get(d, "instance"));
+	p->id = xstrdup(id ? id : "");
+	p->job = xstrdup(job ? job : "");
+	p->instance = (int)json_integer_value(json_object_get(d, "instance"));
 	json_t *ports = json_object_get(d, "ports");
-	json_t *doc = json_pack("{s:s,s:O}", "job", job, "task", json_object_get(d, "task"));
-	struct job_spec *spec = NULL;
-	if (!doc || spec_parse_json(doc, &spec, err) < 0) {
+	json_t *doc = json_pack("{s:s,s:O}", "job", p->job, "task", json_object_get(d, "task"));
+	if (!doc || spec_parse_json(doc, &p->spec, err) < 0) {
 		json_decref(doc);
 		return -1;
 	}
 	json_decref(doc);
-	struct task_spec *ts = &spec->task;
+	struct task_spec *ts = &p->spec->task;
 	if (strcmp(ts->driver, "exec") && strcmp(ts->driver, "oci") &&
-	    strcmp(ts->driver, "docker")) {
-		spec_free(spec);
+	    strcmp(ts->driver, "docker"))
 		return berr_set(err, 400, "driver '%s' is not available on this agent", ts->driver);
-	}
-	if (!strcmp(ts->driver, "docker") && !a->docker_ok) {
-		/* Offered only where the engine answered (checked at registration,
-		 * not here: this runs under the agent's lock). */
-		spec_free(spec);
+	if (!strcmp(ts->driver, "docker") && !docker_ok)
+		/* Offered only where the engine answered (checked at registration). */
 		return berr_set(err, 400,
 				"driver 'docker' is not available on this agent: docker is not "
 				"reachable at '%s'",
 				a->o.docker_socket ? a->o.docker_socket : DOCKER_DEFAULT_SOCKET);
-	}
 	size_t np = ts->resources.nports;
-	int *pvals = xcalloc(np + 1, sizeof *pvals);
+	p->pvals = xcalloc(np + 1, sizeof *p->pvals);
 	for (size_t i = 0; i < np; i++)
-		pvals[i] = (int)json_integer_value(json_object_get(ports, ts->resources.ports[i]));
+		p->pvals[i] =
+		    (int)json_integer_value(json_object_get(ports, ts->resources.ports[i]));
 	struct template_ctx ctx = {
-	    .instance = instance,
-	    .task_id = id,
+	    .instance = p->instance,
+	    .task_id = p->id,
 	    .host = a->name,
 	    .port_names = ts->resources.ports,
-	    .port_values = pvals,
+	    .port_values = p->pvals,
 	    .nports = np,
 	};
-	char **argv = xcalloc(ts->ncommand + 1, sizeof *argv);
+	p->argc = ts->ncommand;
+	p->argv = xcalloc(ts->ncommand + 1, sizeof *p->argv);
 	for (size_t i = 0; i < ts->ncommand; i++)
-		argv[i] = spec_expand(ts->command[i], &ctx);
-	size_t nenv = ts->nenv + np + 3;
-	char **env = xcalloc(nenv + 1, sizeof *env);
+		p->argv[i] = spec_expand(ts->command[i], &ctx);
+	p->env = xcalloc(ts->nenv + np + 4, sizeof *p->env);
 	size_t e = 0;
 	for (size_t i = 0; i < ts->nenv; i++) {
 		char *v = spec_expand(ts->env[i].value, &ctx);
-		env[e++] = xasprintf("%s=%s", ts->env[i].key, v);
+		p->env[e++] = xasprintf("%s=%s", ts->env[i].key, v);
 		free(v);
 	}
 	for (size_t i = 0; i < np; i++) {
 		char *up = xstrdup(ts->resources.ports[i]);
-		for (char *p = up; *p; p++)
-			*p = (*p == '-') ? '_' : (char)((*p >= 'a' && *p <= 'z') ? *p - 32 : *p);
-		env[e++] = xasprintf("BERTH_PORT_%s=%d", up, pvals[i]);
+		for (char *c = up; *c; c++)
+			*c = (*c == '-') ? '_' : (char)((*c >= 'a' && *c <= 'z') ? *c - 32 : *c);
+		p->env[e++] = xasprintf("BERTH_PORT_%s=%d", up, p->pvals[i]);
 		free(up);
 	}
-	env[e++] = xasprintf("BERTH_TASK_ID=%s", id);
-	env[e++] = xasprintf("BERTH_INSTANCE=%d", instance);
-	env[e++] = xasprintf("BERTH_JOB=%s", job);
-	struct agent_task *t = adopted ? adopted : task_add(a, id);
-	t->configured = true;
-	/* Point into ts->volumes: the spec outlives supervisor_launch below. */
-	const char **vhost = xcalloc(ts->nvolumes + 1, sizeof *vhost);
-	const char **vpath = xcalloc(ts->nvolumes + 1, sizeof *vpath);
-	bool *vro = xcalloc(ts->nvolumes + 1, sizeof *vro);
+	p->env[e++] = xasprintf("BERTH_TASK_ID=%s", p->id);
+	p->env[e++] = xasprintf("BERTH_INSTANCE=%d", p->instance);
+	p->env[e++] = xasprintf("BERTH_JOB=%s", p->job);
+	p->nenv = e;
+	p->vhost = xcalloc(ts->nvolumes + 1, sizeof *p->vhost);
+	p->vpath = xcalloc(ts->nvolumes + 1, sizeof *p->vpath);
+	p->vro = xcalloc(ts->nvolumes + 1, sizeof *p->vro);
 	for (size_t i = 0; i < ts->nvolumes; i++) {
-		vhost[i] = ts->volumes[i].host;
-		vpath[i] = ts->volumes[i].path;
-		vro[i] = ts->volumes[i].read_only;
+		p->vhost[i] = ts->volumes[i].host;
+		p->vpath[i] = ts->volumes[i].path;
+		p->vro[i] = ts->volumes[i].read_only;
 	}
+	if (*ts->shutdown.http_path) {
+		p->task_keeps_spec = true;
+		for (size_t i = 0; i < np; i++)
+			if (!strcmp(ts->resources.ports[i], ts->shutdown.port))
+				p->shutdown_port = p->pvals[i];
+	}
+	if (ts->health.kind != HEALTH_NONE) {
+		p->task_keeps_spec = true;
+		for (size_t i = 0; i < np; i++)
+			if (!strcmp(ts->resources.ports[i], ts->health.port))
+				p->health_port = p->pvals[i];
+		if (ts->health.kind == HEALTH_COMMAND)
+			plan_health_command(ts, &ctx);
+	}
+	return 0;
+}
+
+/* Under the lock: what the agent keeps of the spec for the task's life
+ * (health checks, the graceful stop) goes to the task. */
+static void plan_give_to_task(struct launch_plan *p, struct agent_task *t)
+{
+	t->configured = true;
+	t->shutdown_port = p->shutdown_port;
+	if (!p->task_keeps_spec)
+		return;
+	if (p->spec->task.health.kind != HEALTH_NONE) {
+		t->health_port = p->health_port;
+		t->health_env = xcalloc(p->nenv + 1, sizeof *t->health_env);
+		for (size_t i = 0; i < p->nenv; i++)
+			t->health_env[i] = xstrdup(p->env[i]);
+	}
+	spec_free(t->spec);
+	t->spec = p->spec;
+	p->spec = NULL;
+}
+
+static int plan_launch(const struct agent *a, const struct launch_plan *p, const char *sandbox,
+		       struct berr *err)
+{
+	const struct task_spec *ts = &p->spec->task;
 	struct task_launch l = {
-	    .task_id = id,
-	    .job_key = job,
-	    .instance = instance,
+	    .task_id = p->id,
+	    .job_key = p->job,
+	    .instance = p->instance,
 	    .driver = ts->driver,
 	    .image = ts->image,
 	    .data_dir = a->o.data_dir,
 	    .docker_socket = a->o.docker_socket,
-	    .sandbox_dir = t->sandbox,
-	    .argv = argv,
-	    .argc = ts->ncommand,
-	    .env = env,
-	    .nenv = e,
+	    .sandbox_dir = sandbox,
+	    .argv = p->argv,
+	    .argc = p->argc,
+	    .env = p->env,
+	    .nenv = p->nenv,
 	    .user = ts->user,
 	    .cpu = ts->resources.cpu,
 	    .memory_bytes = ts->resources.memory,
@@ -330,80 +446,169 @@ static int task_launch(struct agent *a, json_t *d, struct agent_task *adopted, s
 	    .notify_socket = a->notify_path,
 	    .log_max_bytes = a->o.log_max_bytes,
 	    .log_max_files = a->o.log_max_files,
-	    .volume_host = vhost,
-	    .volume_path = vpath,
-	    .volume_ro = vro,
+	    .volume_host = p->vhost,
+	    .volume_path = p->vpath,
+	    .volume_ro = p->vro,
 	    .nvolumes = ts->nvolumes,
 	};
-	if (*ts->shutdown.http_path) {
-		for (size_t i = 0; i < np; i++)
-			if (!strcmp(ts->resources.ports[i], ts->shutdown.port))
-				t->shutdown_port = pvals[i];
-	}
-	if (ts->health.kind != HEALTH_NONE) {
-		for (size_t i = 0; i < np; i++)
-			if (!strcmp(ts->resources.ports[i], ts->health.port))
-				t->health_port = pvals[i];
-		t->health_env = xcalloc(e + 1, sizeof *t->health_env);
-		for (size_t i = 0; i < e; i++)
-			t->health_env[i] = xstrdup(env[i]);
-		if (ts->health.kind == HEALTH_COMMAND) {
-			/* The check runs as the task's user, never as the agent's
-			 * root: setpriv (util-linux) drops to it first. */
-			size_t extra = ts->user && *ts->user ? 5 : 0;
-			char **cmd = xcalloc(ts->health.ncommand + extra + 1, sizeof *cmd);
-			size_t k = 0;
-			if (extra) {
-				cmd[k++] = xstrdup("setpriv");
-				struct passwd *pw = getpwnam(ts->user);
-				if (pw) {
-					cmd[k++] = xasprintf("--reuid=%u", (unsigned)pw->pw_uid);
-					cmd[k++] = xasprintf("--regid=%u", (unsigned)pw->pw_gid);
-				} else {
-					cmd[k++] = xasprintf("--reuid=%s", ts->user);
-					cmd[k++] = xasprintf("--regid=%s", ts->user);
-				}
-				cmd[k++] = xstrdup("--init-groups");
-				cmd[k++] = xstrdup("--");
-			}
-			for (size_t i = 0; i < ts->health.ncommand; i++)
-				cmd[k++] = spec_expand(ts->health.command[i], &ctx);
-			for (size_t i = 0; i < ts->health.ncommand; i++)
-				free(ts->health.command[i]);
-			free(ts->health.command);
-			ts->health.command = cmd;
-			ts->health.ncommand = k;
-		}
-		t->spec = spec;
-		spec = NULL; /* kept by the task for its checks */
-	}
-	if (*ts->shutdown.http_path && spec) {
-		t->spec = spec;
-		spec = NULL; /* kept for the graceful step of its stop */
-	}
 	pid_t spid;
-	int r = adopted ? 0 : supervisor_launch(&l, a->o.exe, &spid, err);
-	free(vhost);
-	free(vpath);
-	free(vro);
-	/* No STARTING report of our own: the supervisor's first report comes
-	 * within milliseconds, and one status round trip less is launch latency
-	 * saved. */
-	if (r < 0)
-		task_set(a, t, TASK_FAILED, err->msg);
-	else if (!adopted) {
-		t->state = TASK_ASSIGNED;
-		t->launched_mono = time_mono_ms();
+	return supervisor_launch(&l, a->o.exe, &spid, err);
+}
+
+/* A task re-adopted after an agent restart whose spec arrives now: only
+ * what the agent keeps from the spec is set up; nothing is launched. */
+static int task_configure_adopted(struct agent *a, json_t *d, struct agent_task *t,
+				  struct berr *err)
+{
+	struct launch_plan p;
+	int r = plan_build(a, a->docker_ok, d, &p, err);
+	if (r == 0)
+		plan_give_to_task(&p, t);
+	plan_release(&p);
+	return r;
+}
+
+/* ---- the launchers ---------------------------------------------------------
+ *
+ * Launches never run on the watch thread nor under the agent's lock: the
+ * watch (the node's heartbeat) only queues them. LAUNCHERS threads take them
+ * in order; at most `max_starting` supervisors may be starting at once (from
+ * their fork until their task runs or ends, or LAUNCH_SLOT_MS), so a burst of
+ * a thousand tasks is a steady stream, not a thousand processes fighting
+ * the agent for the CPU. */
+#define LAUNCHERS 2
+#define LAUNCH_SLOT_MS 2000
+
+struct launch_job {
+	char *id;
+	json_t *desired;
+	struct launch_job *next;
+};
+
+static void launch_enqueue(struct agent *a, struct agent_task *t, json_t *d)
+{
+	struct launch_job *j = xcalloc(1, sizeof *j);
+	j->id = xstrdup(t->id);
+	j->desired = json_incref(d);
+	*a->launch_tail = j;
+	a->launch_tail = &j->next;
+	t->queued = true;
+	pthread_cond_signal(&a->launch_cond);
+}
+
+static struct launch_job *launch_dequeue(struct agent *a)
+{
+	struct launch_job *j = a->launch_head;
+	if (j) {
+		a->launch_head = j->next;
+		if (!a->launch_head)
+			a->launch_tail = &a->launch_head;
 	}
-	for (size_t i = 0; i < ts->ncommand; i++)
-		free(argv[i]);
-	free(argv);
-	for (size_t i = 0; i < e; i++)
-		free(env[i]);
-	free(env);
-	free(pvals);
-	spec_free(spec);
-	return 0;
+	return j;
+}
+
+static void launch_job_free(struct launch_job *j)
+{
+	json_decref(j->desired);
+	free(j->id);
+	free(j);
+}
+
+/* Under the lock: the task's supervisor is no longer starting. */
+static void launch_slot_free(struct agent *a, struct agent_task *t)
+{
+	if (!t->starting)
+		return;
+	t->starting = false;
+	a->nstarting--;
+	pthread_cond_broadcast(&a->launch_cond);
+}
+
+/* Under the lock: is a starting slot free? Slots held past LAUNCH_SLOT_MS
+ * (an image pull, a lost notification) are given back. */
+static bool launch_slot_available(struct agent *a)
+{
+	if (a->nstarting < a->max_starting)
+		return true;
+	int64_t now = time_mono_ms();
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&a->tasks, &it, NULL, &v)) {
+		struct agent_task *t = v;
+		if (t->starting && now - t->launched_mono > LAUNCH_SLOT_MS)
+			launch_slot_free(a, t);
+	}
+	return a->nstarting < a->max_starting;
+}
+
+static void cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *m, int ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)ms * 1000000L;
+	ts.tv_sec += ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	pthread_cond_timedwait(cv, m, &ts);
+}
+
+static void *launcher_main(void *arg)
+{
+	struct agent *a = arg;
+	pthread_mutex_lock(&a->lock);
+	while (!a->stopping) {
+		if (!a->launch_head || !launch_slot_available(a)) {
+			cond_wait_ms(&a->launch_cond, &a->lock, 100);
+			continue;
+		}
+		struct launch_job *j = launch_dequeue(a);
+		struct agent_task *t = hmap_get(&a->tasks, j->id);
+		if (!t || !t->queued) {
+			launch_job_free(j);
+			continue;
+		}
+		if (t->stop_sent) {
+			/* Not wanted any more before it ever started. */
+			t->queued = false;
+			task_set(a, t, TASK_KILLED, "stopped before it was launched");
+			launch_job_free(j);
+			continue;
+		}
+		t->starting = true;
+		a->nstarting++;
+		t->launched_mono = time_mono_ms();
+		char *sandbox = xstrdup(t->sandbox);
+		bool docker_ok = a->docker_ok;
+		pthread_mutex_unlock(&a->lock);
+
+		struct launch_plan p;
+		struct berr err = {0};
+		int r = plan_build(a, docker_ok, j->desired, &p, &err);
+		if (r == 0)
+			r = plan_launch(a, &p, sandbox, &err);
+		free(sandbox);
+
+		pthread_mutex_lock(&a->lock);
+		t = hmap_get(&a->tasks, j->id); /* queued tasks are never removed */
+		if (t) {
+			t->queued = false;
+			t->launched_mono = time_mono_ms();
+			if (r < 0) {
+				launch_slot_free(a, t);
+				log_warn("task %s: %s", t->id, err.msg);
+				task_set(a, t, TASK_FAILED, err.msg);
+			} else {
+				plan_give_to_task(&p, t);
+				/* No STARTING report of our own: the supervisor's first
+				 * report comes within milliseconds. */
+				if (t->stop_sent)
+					supervisor_stop(t->sandbox);
+			}
+		}
+		plan_release(&p);
+		launch_job_free(j);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
 }
 
 /* Queue a POST to the task's shutdown path (Aurora's /quitquitquit); the
@@ -456,7 +661,7 @@ static void reconcile(struct agent *a, json_t *desired)
 			if (!have->configured && json_object_get(d, "task") &&
 			    !task_state_terminal(have->state)) {
 				struct berr err = {0};
-				if (task_launch(a, d, have, &err) < 0)
+				if (task_configure_adopted(a, d, have, &err) < 0)
 					log_warn("task %s: re-adopted without its checks: %s", id,
 						 err.msg);
 				have->configured = true;
@@ -476,12 +681,9 @@ static void reconcile(struct agent *a, json_t *desired)
 		free(mark);
 		if (ended_here)
 			continue; /* it ran and ended here; a stale desired set */
-		struct berr err = {0};
-		if (task_launch(a, d, NULL, &err) < 0) {
-			struct agent_task *t = task_add(a, id);
-			task_set(a, t, TASK_FAILED, err.msg);
-			log_warn("task %s: %s", id, err.msg);
-		}
+		struct agent_task *t = task_add(a, id);
+		t->state = TASK_ASSIGNED;
+		launch_enqueue(a, t, d);
 	}
 	size_t it = 0;
 	void *v;
@@ -797,11 +999,25 @@ static void gc_images(struct agent *a)
 	free(dir);
 }
 
+/* The once-a-second look at a task, cheap enough for thousands: the
+ * supervisor's notifications carry every change, so a task is read again
+ * only while it is starting (a datagram can be lost when many come at
+ * once) or when its supervisor is gone (a kill -9 sends no datagram); a
+ * full read of every task comes every FULL_SCAN_EVERY_MS. */
+static void task_check(struct agent *a, struct agent_task *t)
+{
+	if (task_state_terminal(t->state) || t->queued)
+		return;
+	if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING || t->supervisor_pid <= 0 ||
+	    (kill(t->supervisor_pid, 0) < 0 && errno == ESRCH))
+		task_refresh(a, t);
+}
+
 static void *events_main(void *arg)
 {
 	struct agent *a = arg;
 	struct http_client *hc = http_client_new(a->o.servers);
-	int64_t last_scan = 0, last_prune = 0, last_image_gc = time_mono_ms();
+	int64_t last_scan = 0, last_full_scan = 0, last_prune = 0, last_image_gc = time_mono_ms();
 	while (!a->stopping) {
 		struct pollfd p[2 + 64 * HEALTH_CHECK_MAX_FDS] = {
 		    {.fd = a->notify_fd, .events = POLLIN},
@@ -825,10 +1041,10 @@ static void *events_main(void *arg)
 		}
 		pthread_mutex_unlock(&a->lock);
 		poll(p, (nfds_t)np, (int)wait);
-		static char ids[64][128];
+		static char ids[256][128];
 		size_t nids = 0;
 		if (p[0].revents & POLLIN)
-			nids = read_notifications(a->notify_fd, ids, 64);
+			nids = read_notifications(a->notify_fd, ids, ARRAY_SIZE(ids));
 		if (p[1].revents & POLLIN) {
 			char buf[256];
 			while (read(a->wake_pipe[0], buf, sizeof buf) > 0)
@@ -842,16 +1058,19 @@ static void *events_main(void *arg)
 		 * supervisor that died. */
 		size_t it = 0;
 		void *v;
-		if (nids == 64 || mono - last_scan >= 1000) {
+		for (size_t i = 0; i < nids; i++) {
+			struct agent_task *t = hmap_get(&a->tasks, ids[i]);
+			if (t)
+				task_refresh(a, t);
+		}
+		if (nids == ARRAY_SIZE(ids) || mono - last_full_scan >= FULL_SCAN_EVERY_MS) {
 			while (hmap_next(&a->tasks, &it, NULL, &v))
 				task_refresh(a, v);
+			last_full_scan = last_scan = mono;
+		} else if (mono - last_scan >= 1000) {
+			while (hmap_next(&a->tasks, &it, NULL, &v))
+				task_check(a, v);
 			last_scan = mono;
-		} else {
-			for (size_t i = 0; i < nids; i++) {
-				struct agent_task *t = hmap_get(&a->tasks, ids[i]);
-				if (t)
-					task_refresh(a, t);
-			}
 		}
 		poll_health(a, mono);
 		it = 0;
@@ -1024,6 +1243,10 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 	a->tasks_dir = xasprintf("%s/tasks", o->data_dir);
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->changed, NULL);
+	pthread_cond_init(&a->launch_cond, NULL);
+	a->launch_tail = &a->launch_head;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	a->max_starting = ncpu > 2 ? 2 * (int)ncpu : 4;
 	hmap_init(&a->tasks);
 	signal(SIGPIPE, SIG_IGN);
 	struct rlimit rl;
@@ -1061,6 +1284,11 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 	}
 	adopt_existing(a);
 	prune_sandboxes(a);
+	for (; a->nlaunchers < LAUNCHERS; a->nlaunchers++)
+		if (pthread_create(&a->launchers[a->nlaunchers], NULL, launcher_main, a) != 0) {
+			berr_set(err, 500, "cannot start agent threads");
+			goto fail;
+		}
 	if (pthread_create(&a->event_thread, NULL, events_main, a) != 0 ||
 	    pthread_create(&a->watch_thread, NULL, watch_main, a) != 0) {
 		berr_set(err, 500, "cannot start agent threads");
@@ -1070,6 +1298,12 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 		 a->logs_port);
 	return a;
 fail:
+	a->stopping = true;
+	pthread_mutex_lock(&a->lock);
+	pthread_cond_broadcast(&a->launch_cond);
+	pthread_mutex_unlock(&a->lock);
+	for (size_t i = 0; i < a->nlaunchers; i++)
+		pthread_join(a->launchers[i], NULL);
 	if (a->logs)
 		MHD_stop_daemon(a->logs);
 	if (a->notify_fd >= 0)
@@ -1131,6 +1365,13 @@ void agent_stop(struct agent *a)
 	if (write(a->wake_pipe[1], "x", 1) < 0) {
 		/* full pipe: the events thread wakes anyway */
 	}
+	pthread_mutex_lock(&a->lock);
+	pthread_cond_broadcast(&a->launch_cond);
+	pthread_mutex_unlock(&a->lock);
+	for (size_t i = 0; i < a->nlaunchers; i++)
+		pthread_join(a->launchers[i], NULL);
+	for (struct launch_job *j; (j = launch_dequeue(a));)
+		launch_job_free(j);
 	pthread_join(a->event_thread, NULL);
 	pthread_join(a->watch_thread, NULL);
 	MHD_stop_daemon(a->logs);
@@ -1148,6 +1389,7 @@ void agent_stop(struct agent *a)
 	free(a->graceful_urls);
 	pthread_mutex_destroy(&a->lock);
 	pthread_cond_destroy(&a->changed);
+	pthread_cond_destroy(&a->launch_cond);
 	free(a->name);
 	free(a->tasks_dir);
 	free(a->notify_path);
