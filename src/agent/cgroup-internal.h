@@ -36,7 +36,16 @@ struct cgroup_ops {
 	int (*memory_usage)(struct cgroup *cg, uint64_t *bytes);
 	int (*remove)(struct cgroup *cg);
 	int (*remove_parent)(const char *root, const char *parent);
+	int (*set_cpu)(struct cgroup *cg, double cpu, struct berr *err);
+	/* berth's own cgroup <root>/<name>: created if missing, given `weight`
+	 * (v2 cpu.weight scale, 1-10000), the calling process moved in. */
+	int (*join_system)(const char *root, const char *name, unsigned weight, struct berr *err);
 };
+
+/* The CFS quota and period for `cpu` cores: a 100 ms period, or a longer
+ * one (up to 1 s) for limits under 1 % of a core, whose quota would be
+ * below the kernel's 1 ms minimum. */
+void cg_cpu_quota(double cpu, long long *quota_us, long long *period_us);
 
 extern const struct cgroup_ops cgroup_v1_ops;
 extern const struct cgroup_ops cgroup_v2_ops;

@@ -231,6 +231,31 @@ int cgroup_remove(struct cgroup *cg)
 	return cg->ops->remove(cg);
 }
 
+void cg_cpu_quota(double cpu, long long *quota_us, long long *period_us)
+{
+	long long period = 100000;
+	if (cpu * (double)period < 1000.0)
+		period = cpu * 1e6 >= 1000.0 ? (long long)(1000.0 / cpu + 0.5) : 1000000;
+	long long quota = (long long)(cpu * (double)period + 0.5);
+	*quota_us = quota < 1000 ? 1000 : quota; /* the kernel's minimum */
+	*period_us = period;
+}
+
+int cgroup_set_cpu(struct cgroup *cg, double cpu, struct berr *err)
+{
+	return cg->ops->set_cpu(cg, cpu, err);
+}
+
+int cgroup_join_system(const char *name, unsigned weight, struct berr *err)
+{
+	enum cgroup_version v = cgroup_detect();
+	if (v == CGROUP_NONE)
+		return berr_set(err, 0, "no cgroup filesystem under '%s'", CGROUP_ROOT);
+	if (!valid_parent(name))
+		return berr_set(err, 400, "invalid cgroup name '%s'", name);
+	return ops_for(v)->join_system(CGROUP_ROOT, name, weight, err);
+}
+
 int cgroup_remove_parent(enum cgroup_version v, const char *root, const char *parent)
 {
 	const struct cgroup_ops *ops = ops_for(v);

@@ -93,6 +93,16 @@ int cgroup_memory_usage(struct cgroup *cg, uint64_t *bytes);
 /* Remove the cgroup's directories (it must be empty: cgroup_kill first).
  * Retries while the last exiting processes leave it. Missing = 0. */
 int cgroup_remove(struct cgroup *cg);
+/* Set (or change) the cpu limit of an existing cgroup, e.g. after the task
+ * started: a runtime's own start-up (runc's init, Docker's) then runs at
+ * full speed whatever the task's limit. */
+int cgroup_set_cpu(struct cgroup *cg, double cpu, struct berr *err);
+/* Move the calling process (all its threads) into berth's own cgroup
+ * <root>/<name> (created when missing; on v1 in the cpu hierarchy only),
+ * whose cpu weight (v2 scale: 100 = a default cgroup's, 1-10000) keeps
+ * berth's agent and supervisors a share of the CPU that tasks, which live
+ * under a sibling parent, cannot starve. */
+int cgroup_join_system(const char *name, unsigned weight, struct berr *err);
 /* Remove an empty <root>/<parent> (tests, uninstall); -EBUSY when tasks
  * still have cgroups under it. */
 int cgroup_remove_parent(enum cgroup_version v, const char *root, const char *parent);

@@ -12,7 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CFS_PERIOD_US 100000
 
 static void v1_locate(struct cgroup *cg)
 {
@@ -45,6 +44,45 @@ static int v1_remove(struct cgroup *cg)
 	return r;
 }
 
+static int v1_set_cpu(struct cgroup *cg, double cpu, struct berr *err)
+{
+	const char *d = cg->dirs[CG1_CPU];
+	if (!d)
+		return berr_set(err, 0, "cannot limit cpu: no 'cpu' cgroup under '%s'", cg->root);
+	long long quota, period;
+	cg_cpu_quota(cpu, &quota, &period);
+	/* Quota first when the period grows: quota <= period always holds
+	 * for a sub-core limit, and the kernel checks each write. */
+	if (cg_write_err(err, d, "cpu.cfs_period_us", "%lld", period) < 0 ||
+	    cg_write_err(err, d, "cpu.cfs_quota_us", "%lld", quota) < 0)
+		return -1;
+	return 0;
+}
+
+static int v1_join_system(const char *root, const char *name, unsigned weight, struct berr *err)
+{
+	/* Only the cpu hierarchy: a share of the CPU that tasks cannot take
+	 * away; berth's memory is not limited. */
+	char *dir = xasprintf("%s/cpu/%s", root, name);
+	int rc = -1;
+	int r = mkdir_p(dir, 0755);
+	if (r < 0) {
+		berr_set(err, 0, "cannot create cgroup '%s': %s", dir, cg_strerror(r));
+		goto out;
+	}
+	/* v2's weight 100 is v1's 1024 shares */
+	unsigned long long shares = (unsigned long long)weight * 1024 / 100;
+	char pid[24];
+	snprintf(pid, sizeof pid, "%d", (int)getpid());
+	if (cg_write_err(err, dir, "cpu.shares", "%llu", shares < 2 ? 2 : shares) < 0 ||
+	    cg_write_err(err, dir, "cgroup.procs", "%s", pid) < 0)
+		goto out;
+	rc = 0;
+out:
+	free(dir);
+	return rc;
+}
+
 static int v1_set_limits(struct cgroup *cg, const struct cgroup_limits *lim, struct berr *err)
 {
 	if (lim->memory_bytes) {
@@ -62,15 +100,8 @@ static int v1_set_limits(struct cgroup *cg, const struct cgroup_limits *lim, str
 			cg_write(d, "memory.swappiness", "0");
 		}
 	}
-	if (lim->cpu > 0) {
-		const char *d = cg->dirs[CG1_CPU];
-		long long quota = (long long)(lim->cpu * CFS_PERIOD_US + 0.5);
-		if (quota < 1000) /* the kernel's minimum quota is 1 ms */
-			quota = 1000;
-		if (cg_write_err(err, d, "cpu.cfs_period_us", "%d", CFS_PERIOD_US) < 0 ||
-		    cg_write_err(err, d, "cpu.cfs_quota_us", "%lld", quota) < 0)
-			return -1;
-	}
+	if (lim->cpu > 0 && v1_set_cpu(cg, lim->cpu, err) < 0)
+		return -1;
 	if (cg->dirs[CG1_PIDS]) {
 		uint64_t max = lim->pids_max ? lim->pids_max : CGROUP_DEFAULT_PIDS_MAX;
 		if (cg_write_err(err, cg->dirs[CG1_PIDS], "pids.max", "%llu",
@@ -238,4 +269,6 @@ const struct cgroup_ops cgroup_v1_ops = {
     .memory_usage = v1_memory_usage,
     .remove = v1_remove,
     .remove_parent = v1_remove_parent,
+    .set_cpu = v1_set_cpu,
+    .join_system = v1_join_system,
 };

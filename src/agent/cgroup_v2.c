@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CPU_PERIOD_US 100000
 
 static void v2_locate(struct cgroup *cg)
 {
@@ -57,6 +56,36 @@ static void enable_controllers(const char *dir, const char *const *ctls, size_t 
 	free(enabled);
 }
 
+static int v2_set_cpu(struct cgroup *cg, double cpu, struct berr *err)
+{
+	long long quota, period;
+	cg_cpu_quota(cpu, &quota, &period);
+	return cg_write_err(err, cg->dir, "cpu.max", "%lld %lld", quota, period) < 0 ? -1 : 0;
+}
+
+static int v2_join_system(const char *root, const char *name, unsigned weight, struct berr *err)
+{
+	static const char *const ctls[] = {"cpu"};
+	enable_controllers(root, ctls, ARRAY_SIZE(ctls));
+	char *dir = xasprintf("%s/%s", root, name);
+	int rc = -1;
+	int r = mkdir_p(dir, 0755);
+	if (r < 0) {
+		berr_set(err, 0, "cannot create cgroup '%s': %s", dir, cg_strerror(r));
+		goto out;
+	}
+	char pid[24];
+	snprintf(pid, sizeof pid, "%d", (int)getpid());
+	if ((cg_file_exists(dir, "cpu.weight") &&
+	     cg_write_err(err, dir, "cpu.weight", "%u", weight) < 0) ||
+	    cg_write_err(err, dir, "cgroup.procs", "%s", pid) < 0)
+		goto out;
+	rc = 0;
+out:
+	free(dir);
+	return rc;
+}
+
 static int v2_set_limits(struct cgroup *cg, const struct cgroup_limits *lim, struct berr *err)
 {
 	if (lim->memory_bytes) {
@@ -68,13 +97,8 @@ static int v2_set_limits(struct cgroup *cg, const struct cgroup_limits *lim, str
 		    cg_write_err(err, cg->dir, "memory.swap.max", "0") < 0)
 			return -1;
 	}
-	if (lim->cpu > 0) {
-		long long quota = (long long)(lim->cpu * CPU_PERIOD_US + 0.5);
-		if (quota < 1000)
-			quota = 1000;
-		if (cg_write_err(err, cg->dir, "cpu.max", "%lld %d", quota, CPU_PERIOD_US) < 0)
-			return -1;
-	}
+	if (lim->cpu > 0 && v2_set_cpu(cg, lim->cpu, err) < 0)
+		return -1;
 	/* The pids limit is a safety net, not something the user asked for:
 	 * without the controller the task runs without it. */
 	if (cg_file_exists(cg->dir, "pids.max")) {
@@ -211,4 +235,6 @@ const struct cgroup_ops cgroup_v2_ops = {
     .memory_usage = v2_memory_usage,
     .remove = v2_remove,
     .remove_parent = v2_remove_parent,
+    .set_cpu = v2_set_cpu,
+    .join_system = v2_join_system,
 };

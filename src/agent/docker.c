@@ -629,7 +629,7 @@ json_t *docker_create_config(const struct docker_spec *s)
 		json_object_set_new(hc, "Memory", json_integer((json_int_t)s->memory_bytes));
 		json_object_set_new(hc, "MemorySwap", json_integer((json_int_t)s->memory_bytes));
 	}
-	if (s->cpu > 0)
+	if (s->cpu > 0 && !s->cpu_after_start)
 		json_object_set_new(hc, "NanoCpus", json_integer((json_int_t)(s->cpu * 1e9 + 0.5)));
 	if (s->pids_limit > 0)
 		json_object_set_new(hc, "PidsLimit", json_integer(s->pids_limit));
@@ -729,6 +729,21 @@ int docker_start(const char *sock, const char *id, struct berr *err)
 	/* 304: already started */
 	return container_op(sock, "POST", id, "/start", NULL, CALL_TIMEOUT_MS, 304, 0, "start",
 			    err);
+}
+
+int docker_update_cpu(const char *sock, const char *id, double cpu, struct berr *err)
+{
+	sock = sock_or_default(sock);
+	char *path = xasprintf("/containers/%s/update", id);
+	char body[64];
+	snprintf(body, sizeof body, "{\"NanoCpus\":%lld}", (long long)(cpu * 1e9 + 0.5));
+	struct xfer x;
+	int rc = call(&x, sock, "POST", path, body, CALL_TIMEOUT_MS, err);
+	free(path);
+	if (rc == 0 && (x.status < 200 || x.status >= 300))
+		rc = call_error(err, sock, &x, "cannot set the cpu limit of container '%.12s'", id);
+	xfer_cleanup(&x);
+	return rc;
 }
 
 int docker_stop(const char *sock, const char *id, int grace_s, struct berr *err)
@@ -1292,6 +1307,13 @@ int docker_supervise(const struct docker_spec *s, const struct docker_hooks *h,
 				out->exit_code = after.exit_code;
 			remove_container(&v, id);
 			goto out;
+		}
+		if (s->cpu_after_start && s->cpu > 0) {
+			rc = docker_update_cpu(v.sock, id, s->cpu, err);
+			if (rc < 0) { /* never run a task without its limit */
+				remove_container(&v, id);
+				goto out;
+			}
 		}
 		rc = docker_inspect(v.sock, id, &st, err);
 		if (rc < 0)

@@ -76,6 +76,9 @@ struct docker_spec {
 	double cpu;	       /* cores; 0 = no limit */
 	uint64_t memory_bytes; /* 0 = no limit; swap is never allowed */
 	int64_t pids_limit;    /* 0 = no limit */
+	bool cpu_after_start;  /* create without the cpu limit, set it once
+				  started (docker_supervise): runc's start-up
+				  then runs at full speed */
 	const struct docker_port *ports;
 	size_t nports;
 	const char *network; /* NULL/""/"host" = host networking (above) */
@@ -137,6 +140,8 @@ int docker_stop(const char *sock, const char *id, int grace_s, struct berr *err)
 int docker_kill(const char *sock, const char *id, int sig, struct berr *err);
 /* DELETE /containers/ID (with its anonymous volumes); force kills it
  * first if running. A container already gone is not an error. */
+/* Set a running container's cpu limit (NanoCpus). */
+int docker_update_cpu(const char *sock, const char *id, double cpu, struct berr *err);
 int docker_remove(const char *sock, const char *id, bool force, struct berr *err);
 
 /* stream: 1 stdout, 2 stderr. Data comes as it arrives, not cut to lines. */

@@ -1097,7 +1097,7 @@ static pid_t start_oci(struct sup *s, int out_fd, int err_fd)
 	    .env = l->env,
 	    .nenv = l->nenv,
 	    .user = l->user,
-	    .cpu = l->cpu,
+	    .cpu = 0, /* set once started: runc's own set-up is not the task's */
 	    .memory_bytes = l->memory_bytes,
 	    .cgroup_parent = parent,
 	    .volume_host = l->volume_host,
@@ -1124,14 +1124,21 @@ static pid_t start_oci(struct sup *s, int out_fd, int err_fd)
 		fail(s, code, "%s", err.msg);
 		goto out;
 	}
+	/* For the cpu limit, the OOM count and the final sweep. */
+	enum cgroup_version v = cgroup_detect();
+	if (v != CGROUP_NONE && cgroup_open(v, NULL, parent, l->task_id, &s->cg) < 0)
+		slog("cannot find the container's cgroup '%s/%s'", parent, l->task_id);
+	if (l->cpu > 0 && (!s->cg || cgroup_set_cpu(s->cg, l->cpu, &err) < 0)) {
+		/* Never run a task without the limit it asked for. */
+		fail(s, 126, "cannot limit the container's cpu: %s",
+		     s->cg ? err.msg : "its cgroup was not found");
+		oci_task_kill(s->oci, SIGKILL, true);
+		return pid; /* the loop reaps it */
+	}
 	s->rep.phase = PHASE_RUNNING;
 	s->rep.pid = pid;
 	s->rep.started_ms = time_now_ms();
 	publish(s);
-	/* For the OOM count and the final sweep. */
-	enum cgroup_version v = cgroup_detect();
-	if (v != CGROUP_NONE && cgroup_open(v, NULL, parent, l->task_id, &s->cg) < 0)
-		slog("cannot find the container's cgroup '%s/%s'", parent, l->task_id);
 out:
 	free(data_dir);
 	return pid;
@@ -1187,6 +1194,7 @@ static void run_docker(struct sup *s)
 	    .nenv = l->nenv,
 	    .user = l->user,
 	    .cpu = l->cpu,
+	    .cpu_after_start = true, /* Docker's start-up is not the task's */
 	    .memory_bytes = l->memory_bytes,
 	    .stop_grace_ms = l->stop_grace_ms,
 	    .volume_host = l->volume_host,

@@ -127,6 +127,9 @@ EOF
 	[ "$(berth_containers "$id" | jget 'd[0]["State"]')" = running ]
 	[ "$(berth_containers "$id" | jget 'd[0]["Labels"]["berth.job"]')" = alice/devel/svc ]
 	grep -q "$cid" "/proc/$pid/cgroup"
+	# The cpu limit is set once the container started (Docker's own start-up
+	# runs unthrottled) and holds for the task.
+	[ "$(dapi GET "/containers/$cid/json" | jget 'd["HostConfig"]["NanoCpus"]')" = 500000000 ]
 	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "echo started"
 	[ -e "/proc/$pid/root/bin/busybox" ] && [ ! -e "/proc/$pid/root/etc/debian_version" ]
 	sb=$DATA/tasks/$id

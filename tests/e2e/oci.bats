@@ -180,6 +180,14 @@ EOF
 			[ "$(cat "$mem/memory.max")" -eq $((64 * 1024 * 1024)) ]
 		fi
 		case "$mem" in *"/$CGPARENT/"*) ;; *) echo "cgroup $mem not under $CGPARENT"; false ;; esac
+		# the cpu limit, set once runc started the container
+		cpu=$(cgroup_dir_of "$pid" cpu)
+		if [ -f "$cpu/cpu.cfs_quota_us" ]; then
+			[ "$(cat "$cpu/cpu.cfs_quota_us")" -eq 50000 ]
+			[ "$(cat "$cpu/cpu.cfs_period_us")" -eq 100000 ]
+		else
+			[ "$(cat "$cpu/cpu.max")" = "50000 100000" ]
+		fi
 	done
 	# The overlay is not in the host's mount table.
 	! grep -q "$DATA" /proc/self/mountinfo || false
