@@ -19,10 +19,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "agent/cgroup.h"
 #include "agent/docker.h"
 #include "agent/health.h"
 #include "agent/image.h"
 #include "agent/oci_bundle.h"
+#include "agent/orphans.h"
 #include "agent/supervisor.h"
 #include "core/addr.h"
 #include "core/hmap.h"
@@ -33,6 +35,9 @@
 #define KEEP_ENDED_SANDBOXES 200
 #define REPORT_EVERY_MS 10000
 #define FULL_SCAN_EVERY_MS 30000
+/* berth's own cgroup's cpu weight (v2 scale; v1 shares are x10.24): eight
+ * times the tasks' parent, which holds every task of the node. */
+#define SYSTEM_CGROUP_WEIGHT 800
 #define IMAGE_GC_EVERY_MS (10 * 60 * 1000)
 #define IMAGE_CACHE_MAX_BYTES (10ULL << 30)
 #define IMAGE_MAX_AGE_MS (7LL * 24 * 3600 * 1000)
@@ -102,6 +107,7 @@ void agent_options_defaults(struct agent_options *o)
 	o->port_lo = 20000;
 	o->port_hi = 32767;
 	o->cgroup_parent = "berth";
+	o->system_cgroup = "berth-system";
 	o->listen = "0.0.0.0:0";
 	o->exe = "/proc/self/exe";
 }
@@ -1231,6 +1237,18 @@ static int open_notify_socket(struct agent *a, struct berr *err)
 	return 0;
 }
 
+static void join_system_cgroup(struct agent *a)
+{
+	const char *name = a->o.system_cgroup;
+	if (!name || !*name || !strcmp(name, "none") || geteuid() != 0 ||
+	    cgroup_detect() == CGROUP_NONE)
+		return;
+	struct berr err = {0};
+	if (cgroup_join_system(name, SYSTEM_CGROUP_WEIGHT, &err) < 0)
+		log_warn("cannot join berth's own cgroup '%s' (tasks may starve the agent): %s",
+			 name, err.msg);
+}
+
 struct agent *agent_start(const struct agent_options *o, struct berr *err)
 {
 	struct agent *a = xcalloc(1, sizeof *a);
@@ -1282,7 +1300,9 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 		inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
 		a->advertise = xasprintf("http://%s:%d", ip, a->logs_port);
 	}
+	join_system_cgroup(a);
 	adopt_existing(a);
+	orphans_sweep_cgroups(a->o.cgroup_parent);
 	prune_sandboxes(a);
 	for (; a->nlaunchers < LAUNCHERS; a->nlaunchers++)
 		if (pthread_create(&a->launchers[a->nlaunchers], NULL, launcher_main, a) != 0) {

@@ -31,6 +31,10 @@ struct agent_options {
 	uint64_t memory, disk; /* 0 = detect */
 	int port_lo, port_hi;
 	const char *cgroup_parent; /* default "berth" */
+	/* berth's own cgroup (the agent and the supervisors), a sibling of the
+	 * tasks' parent with SYSTEM_CGROUP_WEIGHT: tasks cannot starve it.
+	 * Default "berth-system"; NULL, "" or "none" = stay where started. */
+	const char *system_cgroup;
 	const char *listen;	   /* logs listener, default "0.0.0.0:0" */
 	const char *exe;	   /* the berth binary (for `berth supervise`) */
 	const char *docker_socket; /* Docker Engine socket; NULL = /var/run/docker.sock */

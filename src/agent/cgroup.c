@@ -3,6 +3,7 @@
 #include "agent/cgroup-internal.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -485,4 +486,48 @@ int cg_kill_loop(struct cgroup *cg, int (*freeze)(struct cgroup *cg, bool frozen
 		if (nap < 20000)
 			nap *= 2;
 	}
+}
+
+static void add_children(const char *dir, char ***names, size_t *n)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.' || de->d_type != DT_DIR)
+			continue;
+		bool seen = false;
+		for (size_t i = 0; i < *n && !seen; i++)
+			seen = !strcmp((*names)[i], de->d_name);
+		if (seen)
+			continue;
+		*names = xrealloc(*names, (*n + 1) * sizeof **names);
+		(*names)[(*n)++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+}
+
+int cgroup_list(enum cgroup_version v, const char *root, const char *parent, char ***names,
+		size_t *n)
+{
+	*names = NULL;
+	*n = 0;
+	if (!ops_for(v))
+		return -ENOTSUP;
+	if (!valid_parent(parent))
+		return -EINVAL;
+	root = root ? root : CGROUP_ROOT;
+	if (v == CGROUP_V2) {
+		char *dir = xasprintf("%s/%s", root, parent);
+		add_children(dir, names, n);
+		free(dir);
+		return 0;
+	}
+	for (int i = 0; i < CG1_COUNT; i++) {
+		char *dir = xasprintf("%s/%s/%s", root, cg1_names[i], parent);
+		add_children(dir, names, n);
+		free(dir);
+	}
+	return 0;
 }

@@ -103,6 +103,10 @@ int cgroup_set_cpu(struct cgroup *cg, double cpu, struct berr *err);
  * berth's agent and supervisors a share of the CPU that tasks, which live
  * under a sibling parent, cannot starve. */
 int cgroup_join_system(const char *name, unsigned weight, struct berr *err);
+/* The names of the cgroups under <root>/<parent> (on v1: in any
+ * hierarchy); the caller frees each and the array. root NULL = CGROUP_ROOT. */
+int cgroup_list(enum cgroup_version v, const char *root, const char *parent, char ***names,
+		size_t *n);
 /* Remove an empty <root>/<parent> (tests, uninstall); -EBUSY when tasks
  * still have cgroups under it. */
 int cgroup_remove_parent(enum cgroup_version v, const char *root, const char *parent);

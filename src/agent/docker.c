@@ -1308,9 +1308,14 @@ int docker_supervise(const struct docker_spec *s, const struct docker_hooks *h,
 			remove_container(&v, id);
 			goto out;
 		}
-		if (s->cpu_after_start && s->cpu > 0) {
-			rc = docker_update_cpu(v.sock, id, s->cpu, err);
-			if (rc < 0) { /* never run a task without its limit */
+		if (s->cpu_after_start && s->cpu > 0 &&
+		    docker_update_cpu(v.sock, id, s->cpu, err) < 0) {
+			/* A program that ended already needs no limit; one still
+			 * running never runs without the limit it asked for. */
+			struct docker_state now;
+			struct berr e2 = {0};
+			if (docker_inspect(v.sock, id, &now, &e2) < 0 || now.running) {
+				rc = -1;
 				remove_container(&v, id);
 				goto out;
 			}

@@ -373,6 +373,20 @@ static pid_t read_pidfile(const char *sandbox)
 
 /* Is pid `berth supervise SANDBOX`? Guards against pid reuse: a recycled
  * pid runs something else, and a zombie has an empty command line. */
+const char *supervisor_cmdline_sandbox(const char *cmdline, size_t len)
+{
+	for (size_t off = 0; off < len;) {
+		const char *arg = cmdline + off;
+		size_t alen = strnlen(arg, len - off);
+		size_t next = off + alen + 1;
+		if (alen == 9 && !memcmp(arg, "supervise", 9) && next < len &&
+		    strnlen(cmdline + next, len - next) < len - next)
+			return cmdline + next;
+		off = next;
+	}
+	return NULL;
+}
+
 static bool is_supervisor_of(pid_t pid, const char *sandbox)
 {
 	char path[64], *text;
@@ -380,17 +394,8 @@ static bool is_supervisor_of(pid_t pid, const char *sandbox)
 	snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
 	if (file_read_all(path, &text, &len) < 0)
 		return false;
-	bool found = false;
-	for (size_t off = 0; off < len;) {
-		const char *arg = text + off;
-		size_t alen = strnlen(arg, len - off);
-		size_t next = off + alen + 1;
-		if (!strcmp(arg, "supervise") && next < len) {
-			found = !strcmp(text + next, sandbox);
-			break;
-		}
-		off = next;
-	}
+	const char *sb = supervisor_cmdline_sandbox(text, len);
+	bool found = sb && !strcmp(sb, sandbox);
 	free(text);
 	return found;
 }

@@ -110,6 +110,10 @@ int supervisor_read_report(const char *sandbox_dir, struct task_report *r);
 /* Is the supervisor of this sandbox still alive? */
 bool supervisor_alive(const char *sandbox_dir);
 
+/* The SANDBOX of a `berth supervise SANDBOX` command line (/proc/PID/cmdline:
+ * NUL-separated arguments, `len` bytes), or NULL when it is none. */
+const char *supervisor_cmdline_sandbox(const char *cmdline, size_t len);
+
 /* Supervisor side: `berth supervise SANDBOX_DIR`. main() calls it with
  * argv[0] = "supervise", argv[1] = SANDBOX_DIR (argc = 2). Returns the
  * supervisor's exit status. */

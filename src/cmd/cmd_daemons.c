@@ -59,6 +59,7 @@ enum {
 	O_LISTEN,
 	O_DOCKER,
 	O_CGROUP,
+	O_SYSCGROUP,
 	O_HEARTBEAT,
 	O_DOWN,
 	O_CRONTZ,
@@ -96,6 +97,9 @@ static void opts_init(struct cli_opt *o)
 		 "Docker Engine socket for the docker driver (default /var/run/docker.sock)"},
 	    [O_CGROUP] = {"--cgroup-parent", NULL, true, false,
 			  "cgroup under which tasks go (default berth)"},
+	    [O_SYSCGROUP] = {"--system-cgroup", NULL, true, false,
+			     "berth's own cgroup, weighted above the tasks' (default "
+			     "berth-system; none = stay)"},
 	    [O_HEARTBEAT] = {"--heartbeat", NULL, true, false,
 			     "agent heartbeat interval (default 1s)"},
 	    [O_DOWN] = {"--down-after", NULL, true, false,
@@ -158,6 +162,8 @@ static int agent_opts_from_cli(struct cli_opt *o, struct agent_options *ao)
 		ao->docker_socket = o[O_DOCKER].value;
 	if (o[O_CGROUP].set)
 		ao->cgroup_parent = o[O_CGROUP].value;
+	if (o[O_SYSCGROUP].set)
+		ao->system_cgroup = o[O_SYSCGROUP].value;
 	return 0;
 }
 
