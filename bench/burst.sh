@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# A large burst on one node: `berth up` with default flags, one job of N
+# `sleep` tasks at a tiny cpu limit, submitted at once.
+# Prints:
+#   tasks=… cpu=… all_running_s=… node_states=… node_down=… idle_cpu_pct=…
+#   rss_mib=… leftover_supervisors=… leftover_cgroups=… stop_s=…
+# - all_running_s: from the submission until every instance is RUNNING;
+# - node_states: every state the node was seen in, sampled every 100 ms
+#   (target: ACTIVE only); node_down: "is down" lines in the log (target 0);
+# - idle_cpu_pct: CPU of the berth up process (server + agent) over 10 s once
+#   everything runs (target < 2 %);
+# - leftover_*: supervisors and task cgroups left 15 s after `job kill`
+#   (target 0); stop_s: until the last supervisor was gone.
+# Target (issue 10): 1,000 tasks at cpu 0.001: all RUNNING <= 20 s, ACTIVE
+# throughout. Needs root.
+#
+# Usage: bench/burst.sh [--tasks N] [--cpu C]
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+BERTH=${BERTH_BIN:-$top/build/berth}
+tasks=1000 cpu=0.001
+while [ $# -gt 0 ]; do
+	case $1 in
+	--tasks) tasks=$2; shift 2 ;;
+	--cpu) cpu=$2; shift 2 ;;
+	-h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+	*) echo "burst.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+	esac
+done
+[ -x "$BERTH" ] || { echo "burst.sh: build first (make): no $BERTH" >&2; exit 2; }
+
+data=$(mktemp -d /tmp/berth-burst.XXXXXX)
+cg=berth-burst-$$
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export BERTH_ADDR=http://127.0.0.1:$port
+up= sampler=
+cleanup() {
+	[ -n "$sampler" ] && kill "$sampler" 2>/dev/null
+	if [ -n "$up" ]; then kill -TERM "$up" 2>/dev/null; wait "$up" 2>/dev/null || true; fi
+	rm -rf "$data" "$data.log" "$data.states"
+}
+trap cleanup EXIT
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+"$BERTH" up -q --data-dir "$data" --addr 127.0.0.1:$port --cgroup-parent "$cg" >"$data.log" 2>&1 &
+up=$!
+for _ in $(seq 1 100); do "$BERTH" node list --json 2>/dev/null | grep -q ACTIVE && break; sleep 0.05; done
+(while :; do "$BERTH" node list --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["state"])' 2>/dev/null; sleep 0.1; done >"$data.states") &
+sampler=$!
+
+printf 'job: bench/test/burst\ninstances: %d\ntask:\n  command: ["sleep", "3600"]\n  resources: {cpu: %s, memory: 4MiB}\n' "$tasks" "$cpu" >"$data/spec.yaml"
+t0=$(date +%s%N)
+"$BERTH" job run "$data/spec.yaml" >/dev/null
+t1=$(date +%s%N)
+all_s=$(python3 -c "print('%.2f' % (($t1 - $t0) / 1e9))")
+echo "all $tasks RUNNING after ${all_s}s" >&2
+
+sleep 3
+ticks() { awk '{print $14 + $15}' "/proc/$up/stat"; }
+c0=$(ticks)
+sleep 10
+c1=$(ticks)
+idle=$(python3 -c "print('%.2f' % (($c1 - $c0) / $(getconf CLK_TCK) / 10 * 100))")
+rss=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$up/status")
+kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true; sampler=
+states=$(sort -u "$data.states" | paste -sd, -)
+
+s0=$(date +%s%N)
+"$BERTH" job kill bench/test/burst >/dev/null
+for _ in $(seq 1 150); do pgrep -f "supervise $data/" >/dev/null || break; sleep 0.1; done
+s1=$(date +%s%N)
+stop_s=$(python3 -c "print('%.2f' % (($s1 - $s0) / 1e9))")
+sleep 2
+sups=$(pgrep -fc "supervise $data/" || true)
+cgs=$(find /sys/fs/cgroup/*/"$cg" /sys/fs/cgroup/"$cg" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l)
+down=$(grep -c ' is down' "$data.log" || true)
+echo "tasks=$tasks cpu=$cpu all_running_s=$all_s node_states=$states node_down=$down idle_cpu_pct=$idle rss_mib=$rss leftover_supervisors=$sups leftover_cgroups=$cgs stop_s=$stop_s"
+for c in /sys/fs/cgroup/*/"$cg" /sys/fs/cgroup/"$cg"; do rmdir "$c" 2>/dev/null || true; done
