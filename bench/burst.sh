@@ -72,7 +72,7 @@ s1=$(date +%s%N)
 stop_s=$(python3 -c "print('%.2f' % (($s1 - $s0) / 1e9))")
 sleep 2
 sups=$(pgrep -fc "supervise $data/" || true)
-cgs=$(find /sys/fs/cgroup/*/"$cg" /sys/fs/cgroup/"$cg" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l)
+cgs=$( (find /sys/fs/cgroup/*/"$cg" /sys/fs/cgroup/"$cg" -mindepth 1 -maxdepth 1 -type d 2>/dev/null || true) | wc -l)
 down=$(grep -c ' is down' "$data.log" || true)
 echo "tasks=$tasks cpu=$cpu all_running_s=$all_s node_states=$states node_down=$down idle_cpu_pct=$idle rss_mib=$rss leftover_supervisors=$sups leftover_cgroups=$cgs stop_s=$stop_s"
 for c in /sys/fs/cgroup/*/"$cg" /sys/fs/cgroup/"$cg"; do rmdir "$c" 2>/dev/null || true; done
