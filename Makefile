@@ -19,7 +19,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS    := $(BUILD)/tests/httpd-tiny $(BUILD)/tests/memhog
 
-.PHONY: all deps test unit e2e run asan-test fuzz bench clean format
+.PHONY: all deps test unit e2e run asan-test fuzz bench soak clean format
 
 all: $(BUILD)/berth $(UNIT_BIN) $(TOOLS)
 
@@ -76,7 +76,12 @@ fuzz: deps
 
 bench: all
 	@bench/launch.sh
+	@bench/burst.sh
 	@bench/agent_idle.sh
+
+# Ten minutes of churn on 500 tasks (bench/soak.sh); not part of `make test`.
+soak: all
+	@bench/soak.sh
 
 format:
 	clang-format -i $$(find src tests fuzz -name '*.[ch]')

@@ -81,8 +81,6 @@ struct agent {
 	uint64_t known_version;
 	bool need_full;	      /* next watch asks for every task in full */
 	bool docker_ok;	      /* the engine answered at the last registration */
-	char **graceful_urls; /* graceful-stop POSTs to send outside the lock */
-	size_t ngraceful;
 	uint64_t report_gen;   /* bumped on every change to the task table */
 	uint64_t reported_gen; /* the generation the last watch carried */
 	int64_t reported_mono;
@@ -93,6 +91,7 @@ struct agent {
 	size_t nlaunchers;
 	pthread_cond_t launch_cond;
 	struct launch_job *launch_head, **launch_tail;
+	struct launch_job *graceful; /* graceful-stop POSTs for the launchers */
 	int nstarting, max_starting;
 	struct MHD_Daemon *logs;
 	int logs_port;
@@ -474,6 +473,43 @@ static int task_configure_adopted(struct agent *a, json_t *d, struct agent_task 
 	return r;
 }
 
+/* A launch waiting for a launcher thread (id = the task's), or a graceful
+ * stop's POST (id = its URL, desired NULL). */
+struct launch_job {
+	char *id;
+	json_t *desired;
+	struct launch_job *next;
+};
+
+/* Queue a POST to the task's shutdown path (Aurora's /quitquitquit): a
+ * launcher thread sends it, never the watch thread (a task slow to answer
+ * must not delay the heartbeat). */
+static void graceful_shutdown(struct agent *a, struct agent_task *t)
+{
+	struct launch_job *j = xcalloc(1, sizeof *j);
+	j->id = xasprintf("http://127.0.0.1:%d%s", t->shutdown_port,
+			  t->spec->task.shutdown.http_path);
+	j->next = a->graceful;
+	a->graceful = j;
+	pthread_cond_signal(&a->launch_cond);
+}
+
+/* Send one graceful-stop POST. Best effort, short timeout: a task that does
+ * not answer gets SIGTERM when its shutdown.wait ends. */
+static void graceful_send(const char *url)
+{
+	struct http_client *hc = http_client_new("127.0.0.1:1");
+	struct http_response resp;
+	struct berr err = {0};
+	if (http_request_url(hc, "POST", url, "", 1000, &resp, &err) == 0) {
+		log_info("graceful stop: POST %s answered %ld", url, resp.status);
+		http_response_release(&resp);
+	} else {
+		log_info("graceful stop: %s", err.msg);
+	}
+	http_client_free(hc);
+}
+
 /* ---- the launchers ---------------------------------------------------------
  *
  * Launches never run on the watch thread nor under the agent's lock: the
@@ -484,12 +520,6 @@ static int task_configure_adopted(struct agent *a, json_t *d, struct agent_task 
  * the agent for the CPU. */
 #define LAUNCHERS 2
 #define LAUNCH_SLOT_MS 2000
-
-struct launch_job {
-	char *id;
-	json_t *desired;
-	struct launch_job *next;
-};
 
 static void launch_enqueue(struct agent *a, struct agent_task *t, json_t *d)
 {
@@ -562,6 +592,15 @@ static void *launcher_main(void *arg)
 	struct agent *a = arg;
 	pthread_mutex_lock(&a->lock);
 	while (!a->stopping) {
+		if (a->graceful) {
+			struct launch_job *g = a->graceful;
+			a->graceful = g->next;
+			pthread_mutex_unlock(&a->lock);
+			graceful_send(g->id);
+			launch_job_free(g);
+			pthread_mutex_lock(&a->lock);
+			continue;
+		}
 		if (!a->launch_head || !launch_slot_available(a)) {
 			cond_wait_ms(&a->launch_cond, &a->lock, 100);
 			continue;
@@ -615,35 +654,6 @@ static void *launcher_main(void *arg)
 	}
 	pthread_mutex_unlock(&a->lock);
 	return NULL;
-}
-
-/* Queue a POST to the task's shutdown path (Aurora's /quitquitquit); the
- * watch thread sends it after releasing the lock. */
-static void graceful_shutdown(struct agent *a, struct agent_task *t)
-{
-	a->graceful_urls = xrealloc(a->graceful_urls, (a->ngraceful + 1) * sizeof(char *));
-	a->graceful_urls[a->ngraceful++] =
-	    xasprintf("http://127.0.0.1:%d%s", t->shutdown_port, t->spec->task.shutdown.http_path);
-}
-
-/* Send the queued graceful-stop POSTs. Best effort, short timeouts: a task
- * that does not answer gets SIGTERM when its shutdown.wait ends. */
-static void graceful_send(char **urls, size_t n)
-{
-	struct http_client *hc = n ? http_client_new("127.0.0.1:1") : NULL;
-	for (size_t i = 0; i < n; i++) {
-		struct http_response resp;
-		struct berr err = {0};
-		if (http_request_url(hc, "POST", urls[i], "", 1000, &resp, &err) == 0) {
-			log_info("graceful stop: POST %s answered %ld", urls[i], resp.status);
-			http_response_release(&resp);
-		} else {
-			log_info("graceful stop: %s", err.msg);
-		}
-		free(urls[i]);
-	}
-	free(urls);
-	http_client_free(hc);
 }
 
 /* Start what the server wants and we lack; stop what we hold and it does not. */
@@ -931,12 +941,7 @@ static void *watch_main(void *arg)
 			if (json_object_get(reply, "tasks")) /* else: nothing changed */
 				reconcile(a, reply);
 		}
-		char **urls = a->graceful_urls;
-		size_t nurls = a->ngraceful;
-		a->graceful_urls = NULL;
-		a->ngraceful = 0;
 		pthread_mutex_unlock(&a->lock);
-		graceful_send(urls, nurls);
 		json_decref(reply);
 	}
 	http_client_free(hc);
@@ -1404,9 +1409,11 @@ void agent_stop(struct agent *a)
 	while (hmap_next(&a->tasks, &it, NULL, &v))
 		task_free(v);
 	hmap_release(&a->tasks);
-	for (size_t i = 0; i < a->ngraceful; i++)
-		free(a->graceful_urls[i]);
-	free(a->graceful_urls);
+	while (a->graceful) {
+		struct launch_job *j = a->graceful;
+		a->graceful = j->next;
+		launch_job_free(j);
+	}
 	pthread_mutex_destroy(&a->lock);
 	pthread_cond_destroy(&a->changed);
 	pthread_cond_destroy(&a->launch_cond);
