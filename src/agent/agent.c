@@ -887,6 +887,8 @@ static void *watch_main(void *arg)
 {
 	struct agent *a = arg;
 	struct http_client *hc = http_client_new(a->o.servers);
+	/* The server stamps the heartbeat from the headers, before the body. */
+	http_client_set_header(hc, "X-Berth-Node", a->name);
 	bool registered = false;
 	int64_t last_error_log = 0;
 	while (!a->stopping) {
@@ -940,6 +942,10 @@ static void *watch_main(void *arg)
 			    (uint64_t)json_integer_value(json_object_get(reply, "version"));
 			if (json_object_get(reply, "tasks")) /* else: nothing changed */
 				reconcile(a, reply);
+			/* Back from DOWN: the server wants every task we hold, to
+			 * take back those whose replacements have not started. */
+			if (json_is_true(json_object_get(reply, "report")))
+				a->reported_gen = a->report_gen - 1;
 		}
 		pthread_mutex_unlock(&a->lock);
 		json_decref(reply);
@@ -1028,6 +1034,7 @@ static void *events_main(void *arg)
 {
 	struct agent *a = arg;
 	struct http_client *hc = http_client_new(a->o.servers);
+	http_client_set_header(hc, "X-Berth-Node", a->name);
 	int64_t last_scan = 0, last_full_scan = 0, last_prune = 0, last_image_gc = time_mono_ms();
 	while (!a->stopping) {
 		struct pollfd p[2 + 64 * HEALTH_CHECK_MAX_FDS] = {

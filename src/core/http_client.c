@@ -14,6 +14,7 @@ struct http_client {
 	size_t nservers;
 	size_t current;
 	int64_t patience_ms; /* retry rounds while every server is away or 503 */
+	char *header;	     /* "Name: value" sent with every request, or NULL */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -49,10 +50,21 @@ void http_client_free(struct http_client *hc)
 	if (!hc)
 		return;
 	curl_easy_cleanup(hc->curl);
+	free(hc->header);
 	for (size_t i = 0; i < hc->nservers; i++)
 		free(hc->servers[i]);
 	free(hc->servers);
 	free(hc);
+}
+
+void http_client_set_header(struct http_client *hc, const char *name, const char *value)
+{
+	free(hc->header);
+	hc->header = xasprintf("%s: %s", name, value);
+	/* a header is one line */
+	for (char *p = hc->header; *p; p++)
+		if (*p == '\r' || *p == '\n')
+			*p = ' ';
 }
 
 const char *http_client_server(const struct http_client *hc)
@@ -85,16 +97,19 @@ int http_request_url(struct http_client *hc, const char *method, const char *url
 	if (timeout_ms > 0)
 		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
 	struct curl_slist *hdrs = NULL;
+	if (hc->header)
+		hdrs = curl_slist_append(hdrs, hc->header);
 	if (body) {
 		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
 		hdrs = curl_slist_append(hdrs, "Expect:");
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
 	} else if (!strcmp(method, "POST")) {
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
 		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, 0L);
 	}
+	if (hdrs)
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	CURLcode rc = curl_easy_perform(c);
 	curl_slist_free_all(hdrs);
 	if (rc != CURLE_OK) {

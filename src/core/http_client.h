@@ -22,6 +22,9 @@ struct http_response {
 /* servers: "http://h:p" or "h:p", comma-separated. */
 struct http_client *http_client_new(const char *servers);
 void http_client_free(struct http_client *hc);
+/* A header sent with every request of this client (one; set again to
+ * replace it), e.g. an agent's X-Berth-Node. */
+void http_client_set_header(struct http_client *hc, const char *name, const char *value);
 /* The server currently used (its URL). */
 const char *http_client_server(const struct http_client *hc);
 
