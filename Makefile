@@ -19,7 +19,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS    := $(BUILD)/tests/httpd-tiny $(BUILD)/tests/memhog
 
-.PHONY: all deps test unit e2e run asan-test fuzz bench soak clean format
+.PHONY: all deps check test unit e2e run asan-test fuzz bench soak clean format
 
 all: $(BUILD)/berth $(UNIT_BIN) $(TOOLS)
 
@@ -84,7 +84,11 @@ soak: all
 	@bench/soak.sh
 
 format:
-	clang-format -i $$(find src tests fuzz -name '*.[ch]')
+	clang-format -i $$(find src tests fuzz bench -name '*.[ch]')
+
+# Layer rules and formatting (scripts/check.sh).
+check:
+	@scripts/check.sh
 
 clean:
 	rm -rf build build-asan build-fuzz
