@@ -644,9 +644,11 @@ static void *launcher_main(void *arg)
 			} else {
 				plan_give_to_task(&p, t);
 				/* No STARTING report of our own: the supervisor's first
-				 * report comes within milliseconds. */
+				 * report comes within milliseconds. One that came while
+				 * the task was still marked queued was not read: look. */
 				if (t->stop_sent)
 					supervisor_stop(t->sandbox);
+				task_refresh(a, t);
 			}
 		}
 		plan_release(&p);

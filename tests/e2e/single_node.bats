@@ -135,11 +135,16 @@ EOF
 	pids=$(status_json alice/devel/forker | jget '" ".join(str(t["pid"]) for t in d["tasks"])')
 	cgs=""
 	for p in $pids; do cgs="$cgs $(cgroup_dir_of "$p" pids)"; done
+	# Every process of the tasks, the daemonized grandchildren included
+	# (a global pgrep would also see other users' sleeps on a shared host).
+	procs() { cat $(for c in $cgs; do echo "$c/cgroup.procs"; done); }
+	wait_for 5 '[ "$(procs | wc -w)" -ge 4 ]'
+	all=$(procs)
 	run "$BERTH_BIN" job kill alice/devel/forker
 	[ "$status" -eq 0 ]
 	wait_for 15 '! "$BERTH_BIN" job status alice/devel/forker --json >/dev/null 2>&1'
 	for p in $pids; do ! kill -0 "$p" 2>/dev/null || false; done
-	! pgrep -f "sleep 400" >/dev/null || false
+	for p in $all; do ! kill -0 "$p" 2>/dev/null || false; done
 	for c in $cgs; do [ ! -d "$c" ] || [ -z "$(cat "$c/cgroup.procs")" ]; done
 	run "$BERTH_BIN" job list --json
 	[ "$output" = "[]" ]
