@@ -227,7 +227,8 @@ struct leader *leader_start(const char *location, const char *self_url, int64_t 
 		       NULL;
 	struct etcd_client *etcd = etcd_client_new(location, err);
 	if (!etcd) {
-		err->code = 400;
+		if (err)
+			err->code = 400;
 		return NULL;
 	}
 	struct leader *l = xcalloc(1, sizeof *l);
@@ -244,8 +245,13 @@ struct leader *leader_start(const char *location, const char *self_url, int64_t 
 	pthread_mutex_init(&l->lock, NULL);
 	pthread_cond_init(&l->poked, NULL);
 	if (pthread_create(&l->thread, NULL, leader_main, l) != 0) {
-		berr_set(err, 500, "cannot start the election thread");
-		return NULL;
+		pthread_mutex_destroy(&l->lock);
+		pthread_cond_destroy(&l->poked);
+		etcd_client_free(l->etcd);
+		free(l->key_b64);
+		free(l->self_url);
+		free(l);
+		return berr_set(err, 500, "cannot start the election thread"), NULL;
 	}
 	return l;
 }
