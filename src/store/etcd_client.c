@@ -11,7 +11,6 @@
 
 #define DEFAULT_PORT 2379
 #define CONNECT_TIMEOUT_MS 2000L
-#define REQUEST_TIMEOUT_MS 120000L
 /* How long a call keeps trying while members answer "unavailable" (no
  * leader, leader changed, request timed out) or do not answer in time: an
  * etcd election takes a second or two with the default --election-timeout. */
@@ -150,7 +149,7 @@ void etcd_client_setup_handle(const struct etcd_client *c, CURL *h, struct sbuf 
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, REQUEST_TIMEOUT_MS);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, ETCD_REQUEST_TIMEOUT_MS);
 	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
 	/* The endpoints are etcd members, never anything a proxy or a
 	 * redirect leads to. */
@@ -321,9 +320,9 @@ int etcd_client_call(struct etcd_client *c, struct etcd_call *call, json_t **out
 		fails.len = 0;
 		fails.buf[0] = 0;
 		curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS,
-				 timeout_ms > 0 && timeout_ms < REQUEST_TIMEOUT_MS
+				 timeout_ms > 0 && timeout_ms < ETCD_REQUEST_TIMEOUT_MS
 				     ? timeout_ms
-				     : REQUEST_TIMEOUT_MS);
+				     : ETCD_REQUEST_TIMEOUT_MS);
 		for (size_t k = 0; k < c->loc.n_endpoints; k++) {
 			size_t idx = (c->cur + k) % c->loc.n_endpoints;
 			char why[512];

@@ -42,6 +42,8 @@
 /* etcd's defaults for --max-txn-ops and --max-request-bytes. */
 #define ETCD_DEFAULT_MAX_TXN_OPS 128
 #define ETCD_DEFAULT_MAX_REQUEST_BYTES (1536 * 1024)
+/* How long a request may take when no shorter timeout is asked for. */
+#define ETCD_REQUEST_TIMEOUT_MS 120000L
 /* The smallest max-request-bytes a location may name: a txn's framing
  * (store_etcd.c) and a few KiB of keys and values. */
 #define ETCD_MIN_REQUEST_BYTES (1024 + 4096)

@@ -45,8 +45,6 @@
 #define OP_OVERHEAD 32
 #define TXN_OVERHEAD 1024
 _Static_assert(ETCD_MIN_REQUEST_BYTES >= TXN_OVERHEAD + 4096, "room for a txn");
-/* A scan page's timeout in flight (the client's for any request). */
-#define REQUEST_TIMEOUT_MS 120000L
 /* A txn sent to a follower just as the leader dies is lost, and etcd only
  * says so after its own request timeout (7 s with default settings). So a
  * txn gets TXN_TIMEOUT_MS for its first try, twice that for the next, and
@@ -87,7 +85,7 @@ struct etcd_store {
 	CURLM *multi;
 	struct async pool[POOL];
 	int scan_depth;	       /* only the outermost scan fetches ahead */
-	int64_t last_scan_rev; /* the revision the last outermost scan read at */
+	int64_t last_scan_rev; /* the outermost scan's revision (0 before its first page) */
 	char *guard_key;       /* fencing: commits apply only while it holds guard_value */
 	char *guard_value;
 };
@@ -111,7 +109,7 @@ static void async_start(struct etcd_store *e, struct async *a, const char *what)
 	curl_easy_setopt(a->h, CURLOPT_POSTFIELDS, a->body.buf);
 	curl_easy_setopt(a->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)a->body.len);
 	curl_easy_setopt(a->h, CURLOPT_TIMEOUT_MS,
-			 strcmp(what, "kv/txn") ? REQUEST_TIMEOUT_MS : TXN_TIMEOUT_MS);
+			 strcmp(what, "kv/txn") ? ETCD_REQUEST_TIMEOUT_MS : TXN_TIMEOUT_MS);
 	buf_reset(&a->resp);
 	a->active = true;
 	a->done = false;

@@ -9,9 +9,14 @@
  * that etcd cancels because that revision was compacted starts over with
  * RESET and a new copy (docs/store.md, "Following").
  *
- *   copy --F_OK--> watch --F_FAILED--> pause, next endpoint, watch
- *    ^  \--F_FAILED--> pause, copy       \--F_COMPACTED--> copy
- *    F_STOPPED / F_FN anywhere: return
+ *   step    ends with     then
+ *   copy    F_OK          watch from R + 1
+ *           F_FAILED      pause FOLLOW_COPY_RETRY_MS, copy again
+ *   watch   F_FAILED      pause FOLLOW_RETRY_MS, next endpoint, watch from
+ *                         the last revision handed out + 1
+ *           F_COMPACTED   copy again (RESET)
+ *   either  F_STOPPED     return 0
+ *           F_FN          return fn's answer
  */
 #include "store/store_etcd-internal.h"
 
