@@ -1,6 +1,5 @@
 #include "server/leader.h"
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -9,17 +8,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/base64.h"
 #include "core/log.h"
-#include "store/store.h"
+#include "store/etcd_client.h"
 
 struct leader {
-	char **endpoints; /* "http://h:p" */
-	size_t nendpoints, current;
+	/* The election's own client (its own connection): it runs on the
+	 * election thread, apart from the store's. */
+	struct etcd_client *etcd;
 	char *key_b64;
 	char *self_url;
 	int64_t ttl_ms;
 	struct leader_callbacks cb;
-	CURL *curl;
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t poked; /* a follower: look at the key now */
@@ -36,55 +36,33 @@ struct leader {
 /* A leader that cannot renew its lease for this many TTLs steps down. */
 #define LEASE_GIVE_UP_TTLS 4
 
-static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-	sbuf_add(ud, ptr, size * nmemb);
-	return size * nmemb;
-}
-
-/* POST a JSON body (the reference is taken) to the v3 gateway; tries every
- * endpoint once, each for at most timeout_ms. */
-static json_t *etcd_post_timeout(struct leader *l, const char *path, json_t *body,
+/* POST a JSON body (the reference is taken) to <api>/<what>, each endpoint
+ * tried once for at most timeout_ms (etcd_client.h); the answer, or NULL.
+ * The API prefix is found on the first call that gets through. */
+static json_t *etcd_post_timeout(struct leader *l, const char *what, json_t *body,
 				 int64_t timeout_ms)
 {
-	char *b = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
+	struct berr err;
 	json_t *reply = NULL;
-	for (size_t tries = 0; tries < l->nendpoints && !reply; tries++) {
-		struct sbuf sb;
-		sbuf_init(&sb);
-		char *url = xasprintf("%s%s", l->endpoints[l->current], path);
-		curl_easy_reset(l->curl);
-		curl_easy_setopt(l->curl, CURLOPT_URL, url);
-		curl_easy_setopt(l->curl, CURLOPT_POSTFIELDS, b);
-		curl_easy_setopt(l->curl, CURLOPT_WRITEFUNCTION, on_data);
-		curl_easy_setopt(l->curl, CURLOPT_WRITEDATA, &sb);
-		curl_easy_setopt(l->curl, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(l->curl, CURLOPT_PROXY, "");
-		curl_easy_setopt(l->curl, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-		CURLcode rc = curl_easy_perform(l->curl);
-		long status = 0;
-		curl_easy_getinfo(l->curl, CURLINFO_RESPONSE_CODE, &status);
-		if (rc == CURLE_OK && status == 200)
-			reply = json_loadb(sb.buf, sb.len, 0, NULL);
-		else
-			l->current = (l->current + 1) % l->nendpoints;
-		free(url);
-		sbuf_release(&sb);
+	if (!etcd_client_api(l->etcd) &&
+	    etcd_client_detect(l->etcd, (long)timeout_ms, true, &err) < 0) {
+		json_decref(body);
+		return NULL;
 	}
-	free(b);
+	if (etcd_client_call_json(l->etcd, what, body, (long)timeout_ms, true, &reply, &err) < 0)
+		return NULL;
 	return reply;
 }
 
-static json_t *etcd_post(struct leader *l, const char *path, json_t *body)
+static json_t *etcd_post(struct leader *l, const char *what, json_t *body)
 {
-	return etcd_post_timeout(l, path, body, l->ttl_ms / 2 + 200);
+	return etcd_post_timeout(l, what, body, l->ttl_ms / 2 + 200);
 }
 
 static bool grant_lease(struct leader *l)
 {
 	long ttl_s = (long)((l->ttl_ms + 999) / 1000);
-	json_t *r = etcd_post(l, "/v3/lease/grant", json_pack("{s:I}", "TTL", (json_int_t)ttl_s));
+	json_t *r = etcd_post(l, "lease/grant", json_pack("{s:I}", "TTL", (json_int_t)ttl_s));
 	const char *id = r ? json_string_value(json_object_get(r, "ID")) : NULL;
 	bool ok = id && *id;
 	if (ok)
@@ -97,14 +75,14 @@ static bool grant_lease(struct leader *l)
  * (leader_url updated), -1 error. */
 static int campaign(struct leader *l, int64_t *revision)
 {
-	char *val = store_base64_encode(l->self_url, strlen(l->self_url));
+	char *val = base64_encode(l->self_url, strlen(l->self_url));
 	json_t *body =
 	    json_pack("{s:[{s:s,s:s,s:s,s:s}],s:[{s:{s:s,s:s,s:s}}],s:[{s:{s:s}}]}", "compare",
 		      "key", l->key_b64, "target", "CREATE", "result", "EQUAL", "create_revision",
 		      "0", "success", "request_put", "key", l->key_b64, "value", val, "lease",
 		      l->lease_id, "failure", "request_range", "key", l->key_b64);
 	free(val);
-	json_t *r = etcd_post(l, "/v3/kv/txn", body);
+	json_t *r = etcd_post(l, "kv/txn", body);
 	if (!r)
 		return -1;
 	int won = json_is_true(json_object_get(r, "succeeded"));
@@ -122,7 +100,7 @@ static int campaign(struct leader *l, int64_t *revision)
 		    "kvs");
 		const char *v = json_string_value(json_object_get(json_array_get(kvs, 0), "value"));
 		size_t n;
-		if (v && store_base64_decode(v, strlen(v), &url, &n) < 0)
+		if (v && base64_decode(v, strlen(v), &url, &n) < 0)
 			url = NULL;
 	}
 	json_decref(r);
@@ -139,8 +117,8 @@ enum renewal { RENEW_OK, RENEW_GONE, RENEW_UNKNOWN };
  * new raft leader no member can renew, and the next try comes soon. */
 static enum renewal keepalive(struct leader *l)
 {
-	json_t *r = etcd_post_timeout(l, "/v3/lease/keepalive",
-				      json_pack("{s:s}", "ID", l->lease_id), l->ttl_ms / 4);
+	json_t *r = etcd_post_timeout(l, "lease/keepalive", json_pack("{s:s}", "ID", l->lease_id),
+				      l->ttl_ms / 4);
 	if (!r)
 		return RENEW_UNKNOWN;
 	json_t *res = json_object_get(r, "result");
@@ -247,52 +225,33 @@ struct leader *leader_start(const char *location, const char *self_url, int64_t 
 		return berr_set(err, 400, "leader election needs an etcd store, not '%s'",
 				location),
 		       NULL;
+	struct etcd_client *etcd = etcd_client_new(location, err);
+	if (!etcd) {
+		if (err)
+			err->code = 400;
+		return NULL;
+	}
 	struct leader *l = xcalloc(1, sizeof *l);
-	char *rest = xstrdup(location + 7);
-	char *slash = strchr(rest, '/');
-	char *prefix = NULL;
-	if (slash) {
-		*slash = 0;
-		prefix = slash + 1;
-		char *q = strchr(prefix, '?');
-		if (q)
-			*q = 0;
-	} else {
-		char *q = strchr(rest, '?');
-		if (q)
-			*q = 0;
-	}
-	char *save = NULL;
-	for (char *tok = strtok_r(rest, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		l->endpoints = xrealloc(l->endpoints, (l->nendpoints + 1) * sizeof *l->endpoints);
-		l->endpoints[l->nendpoints++] = strchr(tok, ':') ? xasprintf("http://%s", tok)
-								 : xasprintf("http://%s:2379", tok);
-	}
-	/* The store's own key layout: "PREFIX/" + key, "/berth" and "/berth/"
-	 * being the same prefix. */
-	size_t plen = prefix ? strlen(prefix) : 0;
-	while (plen > 0 && prefix[plen - 1] == '/')
-		plen--;
-	char *key =
-	    plen ? xasprintf("%.*s/meta/leader", (int)plen, prefix) : xstrdup("meta/leader");
-	l->key_b64 = store_base64_encode(key, strlen(key));
+	l->etcd = etcd;
+	/* The store's own key layout (etcd_key): "PREFIX/" + key. */
+	size_t klen;
+	char *key = etcd_key(etcd, "meta/leader", strlen("meta/leader"), false, &klen);
+	l->key_b64 = base64_encode(key, klen);
 	free(key);
-	free(rest);
-	if (!l->nendpoints) {
-		free(l->key_b64);
-		free(l);
-		return berr_set(err, 400, "no etcd endpoint in '%s'", location), NULL;
-	}
 	l->self_url = xstrdup(self_url);
 	l->ttl_ms = ttl_ms < 1000 ? 1000 : ttl_ms;
 	if (cb)
 		l->cb = *cb;
-	l->curl = curl_easy_init();
 	pthread_mutex_init(&l->lock, NULL);
 	pthread_cond_init(&l->poked, NULL);
 	if (pthread_create(&l->thread, NULL, leader_main, l) != 0) {
-		berr_set(err, 500, "cannot start the election thread");
-		return NULL;
+		pthread_mutex_destroy(&l->lock);
+		pthread_cond_destroy(&l->poked);
+		etcd_client_free(l->etcd);
+		free(l->key_b64);
+		free(l->self_url);
+		free(l);
+		return berr_set(err, 500, "cannot start the election thread"), NULL;
 	}
 	return l;
 }
@@ -325,13 +284,10 @@ void leader_stop(struct leader *l)
 	pthread_mutex_unlock(&l->lock);
 	pthread_join(l->thread, NULL);
 	if (l->is_me && l->lease_id[0]) {
-		json_t *r = etcd_post(l, "/v3/lease/revoke", json_pack("{s:s}", "ID", l->lease_id));
+		json_t *r = etcd_post(l, "lease/revoke", json_pack("{s:s}", "ID", l->lease_id));
 		json_decref(r);
 	}
-	curl_easy_cleanup(l->curl);
-	for (size_t i = 0; i < l->nendpoints; i++)
-		free(l->endpoints[i]);
-	free(l->endpoints);
+	etcd_client_free(l->etcd);
 	free(l->key_b64);
 	free(l->self_url);
 	free(l->leader_url);

@@ -12,6 +12,12 @@
  * when etcd says its lease is gone, or after 4 TTLs without a renewal,
  * `lost` is called and the server stops. Its commits are also guarded by a
  * compare on the key (store_set_guard): two leaders never both write.
+ *
+ * The election speaks to etcd through a client of its own (store/etcd_client.h,
+ * on the election's thread): each call goes once round the endpoints, each
+ * try for at most ttl/2 + 200 ms (a keepalive: ttl/4), so that a late answer
+ * never holds up the next renewal; the API prefix is detected on the first
+ * call that gets through.
  */
 #ifndef BERTH_LEADER_H
 #define BERTH_LEADER_H
@@ -31,7 +37,7 @@ struct leader_callbacks {
 
 struct leader;
 
-/* location: the store's "etcd://h1:p1,h2:p2[/PREFIX]". self_url: how other
+/* location: the store's "etcd://h1:p1,h2:p2[/PREFIX][?OPTIONS]". self_url: how other
  * servers and clients reach this one. */
 struct leader *leader_start(const char *location, const char *self_url, int64_t ttl_ms,
 			    const struct leader_callbacks *cb, struct berr *err);

@@ -3,7 +3,8 @@
  *
  * store.c owns everything that does not depend on the backend (batches,
  * location parsing, the rules of use); a backend only implements struct
- * store_ops: store_sqlite.c and store_etcd.c (docs/store.md).
+ * store_ops: store_sqlite.c and store_etcd.c (+ store_etcd_follow.c, both over
+ * etcd_client.c; docs/store.md).
  */
 #ifndef BERTH_STORE_INTERNAL_H
 #define BERTH_STORE_INTERNAL_H

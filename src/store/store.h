@@ -100,13 +100,4 @@ typedef int (*store_follow_fn)(void *ud, enum store_follow_event ev, const struc
 int store_follow(struct store *st, store_follow_fn fn, void *ud, const _Atomic bool *stop,
 		 struct berr *err);
 
-/* Base64 (RFC 4648, padded) as etcd's JSON gateway writes bytes; the etcd
- * backend's, also used by the leader election (src/server/leader.c), which
- * speaks to the same gateway. Encode returns a
- * NUL-terminated string (caller frees). Decode takes the standard or the
- * URL-safe alphabet, padding optional; 0 with *out NUL-terminated (caller
- * frees), or -1 on anything that is not base64. */
-char *store_base64_encode(const void *data, size_t len);
-int store_base64_decode(const char *in, size_t n, char **out, size_t *out_len);
-
 #endif

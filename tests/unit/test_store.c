@@ -10,6 +10,8 @@
 #include "store/store.h"
 #include "store/store-internal.h"
 
+#include "core/base64.h"
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
@@ -1131,61 +1133,6 @@ STORE_TEST(committed_data_survives_a_crash)
 	fx_teardown(&f);
 }
 
-/* ---- base64 (the etcd gateway's encoding of keys and values) ---- */
-
-TEST(base64_round_trips_and_rejects_garbage)
-{
-	/* RFC 4648 section 10. */
-	const char *vec[][2] = {{"", ""},
-				{"f", "Zg=="},
-				{"fo", "Zm8="},
-				{"foo", "Zm9v"},
-				{"foob", "Zm9vYg=="},
-				{"fooba", "Zm9vYmE="},
-				{"foobar", "Zm9vYmFy"}};
-	for (size_t i = 0; i < ARRAY_SIZE(vec); i++) {
-		char *enc = store_base64_encode(vec[i][0], strlen(vec[i][0]));
-		CHECK_STR(enc, vec[i][1]);
-		free(enc);
-		char *dec = NULL;
-		size_t len = 99;
-		CHECK(store_base64_decode(vec[i][1], strlen(vec[i][1]), &dec, &len) == 0);
-		CHECK(len == strlen(vec[i][0]));
-		CHECK_STR(dec, vec[i][0]);
-		free(dec);
-	}
-	/* Every byte value, at every length mod 3. */
-	unsigned char all[258];
-	for (size_t i = 0; i < sizeof all; i++)
-		all[i] = (unsigned char)(255 - i % 256);
-	for (size_t n = 250; n <= sizeof all; n++) {
-		char *enc = store_base64_encode(all, n);
-		CHECK(strlen(enc) == (n + 2) / 3 * 4);
-		char *dec = NULL;
-		size_t len = 0;
-		CHECK(store_base64_decode(enc, strlen(enc), &dec, &len) == 0);
-		CHECK(len == n && dec && !memcmp(dec, all, n) && dec[n] == 0);
-		free(dec);
-		free(enc);
-	}
-	/* Without padding, and the URL-safe alphabet. */
-	char *dec = NULL;
-	size_t len = 0;
-	CHECK(store_base64_decode("Zm8", 3, &dec, &len) == 0 && len == 2);
-	CHECK_STR(dec, "fo");
-	free(dec);
-	CHECK(store_base64_decode("-_8=", 4, &dec, &len) == 0 && len == 2);
-	CHECK(dec && (unsigned char)dec[0] == 0xfb && (unsigned char)dec[1] == 0xff);
-	free(dec);
-	/* Not base64: a bad character, a lone sextet, bad or extra padding. */
-	const char *bad[] = {"Zm9v!", "Z", "Zm9vY", "Zg=", "Zg===", "=Zg=", "Zm 9v", "Zg==Zg=="};
-	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-		dec = (char *)"x";
-		CHECK(store_base64_decode(bad[i], strlen(bad[i]), &dec, &len) == -1);
-		CHECK(dec == NULL);
-	}
-}
-
 /* ---- etcd only ---- */
 
 TEST(etcd_open_errors_name_the_endpoints)
@@ -1436,8 +1383,7 @@ static int snap_cb(const char *key, const char *value, size_t len, void *ud)
 	if (++s->seen == 1500) {
 		/* Another writer, mid-scan: the scan keeps its snapshot. */
 		char *k1 = xasprintf("%ss/04000", s->f->ns), *k2 = xasprintf("%ss/zzz", s->f->ns);
-		char *b1 = store_base64_encode(k1, strlen(k1)),
-		     *b2 = store_base64_encode(k2, strlen(k2));
+		char *b1 = base64_encode(k1, strlen(k1)), *b2 = base64_encode(k2, strlen(k2));
 		char *body = xasprintf("{\"success\":[{\"request_delete_range\":{\"key\":\"%s\"}},"
 				       "{\"request_put\":{\"key\":\"%s\",\"value\":\"eA==\"}}]}",
 				       b1, b2);
@@ -1823,7 +1769,7 @@ static int follower_stop(struct follower *fl)
 /* Put or delete a raw etcd key (value NULL), behind the store's back. */
 static void etcd_raw_put(const char *key, const char *value)
 {
-	char *k = store_base64_encode(key, strlen(key));
+	char *k = base64_encode(key, strlen(key));
 	char *body = value ? xasprintf("{\"key\":\"%s\",\"value\":\"%s\"}", k,
 				       value) /* value: already base64 */
 			   : xasprintf("{\"key\":\"%s\"}", k);
@@ -2228,9 +2174,9 @@ STORE_MAIN(open_creates_wal_file_with_schema, open_sqlite_scheme_and_reopen,
 	   BOTH(batch_merge_appends_and_leaves_src_alone), BOTH(batch_clear_and_empty_commit),
 	   BOTH(large_batch_commits_whole), BOTH(failed_commit_applies_nothing),
 	   BOTH(committed_data_survives_close_and_reopen), BOTH(committed_data_survives_a_crash),
-	   base64_round_trips_and_rejects_garbage, etcd_open_errors_name_the_endpoints,
-	   etcd_tries_endpoints_in_order, etcd_key_prefixes_keep_stores_apart,
-	   etcd_1000_puts_in_one_batch_are_split_into_txns, etcd_batches_are_split_by_request_size,
+	   etcd_open_errors_name_the_endpoints, etcd_tries_endpoints_in_order,
+	   etcd_key_prefixes_keep_stores_apart, etcd_1000_puts_in_one_batch_are_split_into_txns,
+	   etcd_batches_are_split_by_request_size,
 	   etcd_scan_of_5000_keys_pages_through_one_snapshot, etcd_matches_sqlite_on_random_batches,
 	   etcd_guarded_commits_stop_when_the_guard_changes, sqlite_guard_is_a_no_op,
 	   etcd_follow_delivers_snapshot_then_changes_in_order,
