@@ -195,7 +195,7 @@ static void task_refresh(struct agent *a, struct agent_task *t)
 		 * read again in case it wrote the end just before going, else
 		 * nobody watches the task any more. */
 		if (supervisor_read_report(t->sandbox, &r) < 0 || r.phase != PHASE_EXITED) {
-			if (t->spec && !strcmp(t->spec->task.driver, "oci"))
+			if (t->spec && t->spec->task.driver == DRIVER_OCI)
 				oci_delete_orphan(a->o.data_dir, t->id, NULL);
 			docker_delete_orphan(a, t->id); /* the spec may be unknown */
 			task_set(a, t, TASK_LOST, "the task's supervisor died");
@@ -338,10 +338,7 @@ static int plan_build(const struct agent *a, bool docker_ok, json_t *d, struct l
 	}
 	json_decref(doc);
 	struct task_spec *ts = &p->spec->task;
-	if (strcmp(ts->driver, "exec") && strcmp(ts->driver, "oci") &&
-	    strcmp(ts->driver, "docker"))
-		return berr_set(err, 400, "driver '%s' is not available on this agent", ts->driver);
-	if (!strcmp(ts->driver, "docker") && !docker_ok)
+	if (ts->driver == DRIVER_DOCKER && !docker_ok)
 		/* Offered only where the engine answered (checked at registration). */
 		return berr_set(err, 400,
 				"driver 'docker' is not available on this agent: docker is not "

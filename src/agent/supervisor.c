@@ -120,7 +120,7 @@ static json_t *launch_to_json(const struct task_launch *l, const char *sandbox)
 	json_object_set_new(o, "task_id", json_string(l->task_id));
 	json_object_set_new(o, "job_key", json_string(l->job_key ? l->job_key : ""));
 	json_object_set_new(o, "instance", json_integer(l->instance));
-	json_object_set_new(o, "driver", json_string(l->driver && *l->driver ? l->driver : "exec"));
+	json_object_set_new(o, "driver", json_string(task_driver_name(l->driver)));
 	json_object_set_new(o, "sandbox_dir", json_string(sandbox));
 	json_object_set_new(o, "image", json_string(l->image ? l->image : ""));
 	json_object_set_new(o, "runtime", json_string(l->runtime ? l->runtime : ""));
@@ -162,12 +162,12 @@ struct launch_doc {
 
 static bool is_oci(const struct task_launch *l)
 {
-	return l->driver && !strcmp(l->driver, "oci");
+	return l->driver == DRIVER_OCI;
 }
 
 static bool is_docker(const struct task_launch *l)
 {
-	return l->driver && !strcmp(l->driver, "docker");
+	return l->driver == DRIVER_DOCKER;
 }
 
 static const char *jstr(json_t *o, const char *key)
@@ -213,7 +213,9 @@ static int launch_read(const char *sandbox, struct launch_doc *d, struct berr *e
 	l->task_id = jstr(o, "task_id");
 	l->job_key = jstr(o, "job_key");
 	l->instance = (int)jint(o, "instance");
-	l->driver = jstr(o, "driver");
+	const char *driver = jstr(o, "driver");
+	if (driver && task_driver_parse(driver, &l->driver) < 0)
+		return berr_set(err, 0, "launch.json: unknown driver '%s'", driver);
 	l->sandbox_dir = jstr(o, "sandbox_dir");
 	l->image = jstr(o, "image");
 	l->runtime = jstr(o, "runtime");
@@ -544,12 +546,12 @@ int supervisor_launch(const struct task_launch *l, const char *exe, pid_t *super
 				l && l->task_id ? l->task_id : "");
 	if (!l->sandbox_dir || !*l->sandbox_dir)
 		return berr_set(err, 400, "task '%s': no sandbox directory", l->task_id);
-	if (l->driver && *l->driver && strcmp(l->driver, "exec") && !is_oci(l) && !is_docker(l))
-		return berr_set(err, 400, "task '%s': driver '%s' is not run by the supervisor",
-				l->task_id, l->driver);
+	if ((unsigned)l->driver >= TASK_DRIVER_COUNT)
+		return berr_set(err, 400, "task '%s': driver %d is not run by the supervisor",
+				l->task_id, (int)l->driver);
 	if ((is_oci(l) || is_docker(l)) && (!l->image || !*l->image))
 		return berr_set(err, 400, "task '%s': driver %s needs an image", l->task_id,
-				l->driver);
+				task_driver_name(l->driver));
 	/* oci, docker: no command = the image's own */
 	if (!is_oci(l) && !is_docker(l) &&
 	    (l->argc == 0 || !l->argv || !l->argv[0] || !*l->argv[0]))

@@ -44,13 +44,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "core/spec.h"
 #include "core/util.h"
 
 struct task_launch {
 	const char *task_id;
 	const char *job_key;
 	int instance;
-	const char *driver;	   /* "exec" (default), "oci" or "docker" */
+	enum task_driver driver;   /* launch.json: "exec", "oci" or "docker" */
 	const char *image;	   /* oci: a layout path, an archive or a registry
 				      reference (see image.h) */
 	const char *runtime;	   /* oci: the runtime binary; NULL = $BERTH_OCI_RUNTIME

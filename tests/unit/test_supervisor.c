@@ -96,7 +96,7 @@ static void run_init(struct run *r, const char *name, char *const *argv, size_t 
 	r->l = (struct task_launch){
 	    .task_id = r->id,
 	    .job_key = "test/devel/sup",
-	    .driver = "exec",
+	    .driver = DRIVER_EXEC,
 	    .sandbox_dir = r->dir,
 	    .argv = argv,
 	    .argc = argc,
