@@ -42,10 +42,10 @@
 #include <unistd.h>
 
 #include "agent/cgroup.h"
-#include "agent/docker.h"
-#include "agent/exec_isolation.h"
+#include "agent/driver/docker.h"
+#include "agent/driver/exec_isolation.h"
 #include "agent/logfile.h"
-#include "agent/oci_bundle.h"
+#include "agent/driver/oci_bundle.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define DEFAULT_CGROUP_PARENT "berth"

@@ -116,8 +116,8 @@ int task_driver_parse(const char *name, enum task_driver *out);
 
 struct task_spec {
 	enum task_driver driver; /* default DRIVER_EXEC */
-	char *image;	/* "" for exec */
-	char **command; /* argv; a YAML/JSON string becomes {"/bin/sh","-c",s} */
+	char *image;		 /* "" for exec */
+	char **command;		 /* argv; a YAML/JSON string becomes {"/bin/sh","-c",s} */
 	size_t ncommand;
 	struct spec_kv *env;
 	size_t nenv;

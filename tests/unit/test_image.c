@@ -3,12 +3,12 @@
  * Bearer token auth), digest verification, cache reuse, GC, and the runc
  * config. Every test works in its own temporary directory. Images are
  * built here, byte by byte. */
-#include "agent/image.h"
-#include "agent/image_digest.h"
-#include "agent/image_registry.h"
-#include "agent/image_rootfs.h"
-#include "agent/image_tar.h"
-#include "agent/oci_bundle.h"
+#include "agent/image/image.h"
+#include "agent/image/image_digest.h"
+#include "agent/image/image_registry.h"
+#include "agent/image/image_rootfs.h"
+#include "agent/image/image_tar.h"
+#include "agent/driver/oci_bundle.h"
 #include "unit.h"
 
 #include <dirent.h>

@@ -7,7 +7,7 @@
  * test uses its own sandbox (mkdtemp) and cgroup parent "berth-test-<pid>",
  * and removes both. */
 #include "agent/cgroup.h"
-#include "agent/exec_isolation.h"
+#include "agent/driver/exec_isolation.h"
 #include "agent/supervisor.h"
 #include "unit.h"
 

@@ -1,5 +1,5 @@
 /* image_digest.c - SHA-256 digests through libcrypto's EVP interface. */
-#include "agent/image_digest.h"
+#include "agent/image/image_digest.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>

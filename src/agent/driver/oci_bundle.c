@@ -1,6 +1,6 @@
 /* oci_bundle.c - image + root filesystem + config.json + runc commands for
  * one task. See oci_bundle.h for the choices. */
-#include "agent/oci_bundle.h"
+#include "agent/driver/oci_bundle.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -24,8 +24,8 @@
 #include <unistd.h>
 
 #include "agent/cgroup.h"
-#include "agent/image_rootfs.h"
-#include "agent/image_tar.h"
+#include "agent/image/image_rootfs.h"
+#include "agent/image/image_tar.h"
 
 extern char **environ;
 

@@ -1,6 +1,6 @@
 /* image.c - the image cache: resolving references, fetching, verifying,
  * unpacking, and garbage collection. See image.h for the layout. */
-#include "agent/image.h"
+#include "agent/image/image.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -16,8 +16,8 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#include "agent/image_registry.h"
-#include "agent/image_tar.h"
+#include "agent/image/image_registry.h"
+#include "agent/image/image_tar.h"
 
 #define MAX_JSON_BLOB (4u << 20)
 #define MAX_INDEX_DEPTH 4

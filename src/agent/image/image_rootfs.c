@@ -1,5 +1,5 @@
 /* image_rootfs.c - overlay mounts and layer copies. See image_rootfs.h. */
-#include "agent/image_rootfs.h"
+#include "agent/image/image_rootfs.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -14,7 +14,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "agent/image_tar.h"
+#include "agent/image/image_tar.h"
 
 static const char *errstr(int e)
 {

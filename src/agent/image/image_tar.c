@@ -1,6 +1,6 @@
 /* image_tar.c - a tar reader, a hashing/inflating blob stream, and the safe
  * layer unpacker. See image_tar.h for the rules. */
-#include "agent/image_tar.h"
+#include "agent/image/image_tar.h"
 
 #include <ctype.h>
 #include <dirent.h>

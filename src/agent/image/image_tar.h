@@ -34,7 +34,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "agent/image_digest.h"
+#include "agent/image/image_digest.h"
 #include "core/util.h"
 
 /* ---- reading ---- */

@@ -8,7 +8,7 @@
  * stream - with a curl multi handle in one thread, waking on the
  * supervisor's signalfd for stop requests: no threads in the supervisor.
  */
-#include "agent/docker.h"
+#include "agent/driver/docker.h"
 
 #include <ctype.h>
 #include <curl/curl.h>

@@ -46,7 +46,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agent/image_digest.h"
+#include "agent/image/image_digest.h"
 #include "core/util.h"
 
 struct image_cache;

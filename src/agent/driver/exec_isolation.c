@@ -1,6 +1,6 @@
 /* exec_isolation.c - namespaces, the task's mini init, and the exec of the
  * program. See exec_isolation.h for the protocol. */
-#include "agent/exec_isolation.h"
+#include "agent/driver/exec_isolation.h"
 
 #include <ctype.h>
 #include <errno.h>

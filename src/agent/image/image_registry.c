@@ -1,6 +1,6 @@
 /* image_registry.c - references and the distribution API. See
  * image_registry.h. */
-#include "agent/image_registry.h"
+#include "agent/image/image_registry.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
