@@ -1103,13 +1103,6 @@ static bool word_ok(const char *s, const char *extra, size_t max)
 	return true;
 }
 
-static void strv_free(char **v, size_t n)
-{
-	for (size_t i = 0; v && i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
 /* A command: a list of strings, or one string run by /bin/sh -c. */
 static int get_command(struct sctx *c, const struct snode *n, char ***argv, size_t *argc)
 {
@@ -1122,7 +1115,7 @@ static int get_command(struct sctx *c, const struct snode *n, char ***argv, size
 			free(s);
 			return expect(c, n, n, "%s", what);
 		}
-		strv_free(*argv, *argc);
+		strv_free_n(*argv, *argc);
 		*argv = xcalloc(3, sizeof **argv);
 		(*argv)[0] = xstrdup("/bin/sh");
 		(*argv)[1] = xstrdup("-c");
@@ -1136,17 +1129,17 @@ static int get_command(struct sctx *c, const struct snode *n, char ***argv, size
 	for (size_t i = 0; i < n->nkids; i++) {
 		size_t saved = path_push_index(c, i);
 		if (get_string(c, n->kids[i], "a string", &v[i]) < 0) {
-			strv_free(v, n->nkids);
+			strv_free_n(v, n->nkids);
 			return -1;
 		}
 		if (i == 0 && !*v[0]) {
 			expect(c, n->kids[i], n->kids[i], "a program to run");
-			strv_free(v, n->nkids);
+			strv_free_n(v, n->nkids);
 			return -1;
 		}
 		path_pop(c, saved);
 	}
-	strv_free(*argv, *argc);
+	strv_free_n(*argv, *argc);
 	*argv = v;
 	*argc = n->nkids;
 	return 0;
@@ -1376,7 +1369,7 @@ static int v_resources(struct sctx *c, const struct snode *n, struct resources *
 static void constraint_free(struct constraint *k)
 {
 	free(k->attribute);
-	strv_free(k->values, k->nvalues);
+	strv_free_n(k->values, k->nvalues);
 }
 
 /* One constraint string: "v", "!v", "a,b", "!a,b" or "limit:N". */
@@ -2189,7 +2182,7 @@ void spec_free(struct job_spec *s)
 	free(s->name);
 	free(s->schedule);
 	free(t->image);
-	strv_free(t->command, t->ncommand);
+	strv_free_n(t->command, t->ncommand);
 	for (size_t i = 0; t->env && i < t->nenv; i++) {
 		free(t->env[i].key);
 		free(t->env[i].value);
@@ -2198,13 +2191,13 @@ void spec_free(struct job_spec *s)
 	free(t->user);
 	free(t->shutdown.http_path);
 	free(t->shutdown.port);
-	strv_free(t->resources.ports, t->resources.nports);
+	strv_free_n(t->resources.ports, t->resources.nports);
 	for (size_t i = 0; t->constraints && i < t->nconstraints; i++)
 		constraint_free(&t->constraints[i]);
 	free(t->constraints);
 	free(t->health.http_path);
 	free(t->health.port);
-	strv_free(t->health.command, t->health.ncommand);
+	strv_free_n(t->health.command, t->health.ncommand);
 	for (size_t i = 0; t->volumes && i < t->nvolumes; i++) {
 		free(t->volumes[i].host);
 		free(t->volumes[i].path);

@@ -6,6 +6,7 @@
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -452,4 +453,28 @@ void utf8_clean(char *s)
 		}
 		p += n;
 	}
+}
+
+const char *err_str(int e)
+{
+	static __thread char buf[128];
+	snprintf(buf, sizeof buf, "%s", strerror(e < 0 ? -e : e));
+	buf[0] = (char)tolower((unsigned char)buf[0]);
+	return buf;
+}
+
+void strv_free(char **v)
+{
+	if (!v)
+		return;
+	for (char **p = v; *p; p++)
+		free(*p);
+	free(v);
+}
+
+void strv_free_n(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
 }

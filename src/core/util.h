@@ -82,6 +82,16 @@ void utf8_clean(char *s);
 /* Parse a decimal integer exactly (whole string); 0 or -EINVAL/-ERANGE. */
 int parse_int64(const char *s, int64_t *out);
 
+/* strerror(e) for e or -e, lowercased as messages are written here
+ * ("no such file or directory"). A thread-local buffer: valid until the
+ * next call in the same thread. */
+const char *err_str(int e);
+
+/* Free a NULL-terminated vector of strings and the vector; NULL is fine. */
+void strv_free(char **v);
+/* Free the first n strings of v and v; NULL is fine. */
+void strv_free_n(char **v, size_t n);
+
 /* Cleanup helpers for __attribute__((cleanup)). */
 void cleanup_freep(void *p);
 void cleanup_closep(int *fd);

@@ -30,14 +30,6 @@
 #define MT_OCI_LAYER_TAR "application/vnd.oci.image.layer.v1.tar"
 #define ANN_REF_NAME "org.opencontainers.image.ref.name"
 
-static const char *errstr(int e)
-{
-	static char buf[128];
-	snprintf(buf, sizeof buf, "%s", strerror(e < 0 ? -e : e));
-	buf[0] = (char)tolower((unsigned char)buf[0]);
-	return buf;
-}
-
 struct image_cache {
 	char *dir;
 	char *blobs, *layers, *images, *refs, *tmp, *locks;
@@ -61,7 +53,7 @@ int image_cache_open(const char *dir, struct image_cache **out, struct berr *err
 		int r = mkdir_p(dirs[i], 0700);
 		if (r < 0) {
 			berr_set(err, 0, "cannot create the image cache '%s': %s", dirs[i],
-				 errstr(r));
+				 err_str(r));
 			image_cache_free(c);
 			return -1;
 		}
@@ -132,15 +124,6 @@ static char **json_strv(json_t *a, size_t *n)
 			v[(*n)++] = xstrdup(s);
 	}
 	return v;
-}
-
-static void strv_free(char **v, size_t n)
-{
-	if (!v)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
 }
 
 static const char *host_arch(void)
@@ -279,13 +262,13 @@ static int parse_source(struct image_cache *c, const char *ref, struct source *s
 	free(path);
 	if (!abs) {
 		free(tag);
-		return berr_set(err, 404, "image '%s' not found: %s", ref, errstr(errno));
+		return berr_set(err, 404, "image '%s' not found: %s", ref, err_str(errno));
 	}
 	s->path = abs;
 	s->tag = tag;
 	struct stat st;
 	if (stat(abs, &st) < 0)
-		return berr_set(err, 404, "image '%s' not found: %s", ref, errstr(errno));
+		return berr_set(err, 404, "image '%s' not found: %s", ref, err_str(errno));
 	if (S_ISDIR(st.st_mode)) {
 		if (forced == SRC_ARCHIVE)
 			return berr_set(err, 400, "image '%s': '%s' is a directory, not an archive",
@@ -423,7 +406,7 @@ static int ensure_registry_blob(struct image_cache *c, struct source *s, const c
 	lock = lock_key(c, lk);
 	free(lk);
 	if (lock < 0) {
-		rc = berr_set(err, 0, "cannot lock the image cache: %s", errstr(lock));
+		rc = berr_set(err, 0, "cannot lock the image cache: %s", err_str(lock));
 		goto out;
 	}
 	if (path_exists(final)) /* someone else fetched it meanwhile */
@@ -431,17 +414,17 @@ static int ensure_registry_blob(struct image_cache *c, struct source *s, const c
 	tmp = xasprintf("%s/blob-%s-XXXXXX", c->tmp, digest_hex(digest));
 	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
-		rc = berr_set(err, 0, "cannot create '%s': %s", tmp, errstr(errno));
+		rc = berr_set(err, 0, "cannot create '%s': %s", tmp, err_str(errno));
 		goto out;
 	}
 	if (!s->rg)
 		s->rg = registry_new(&s->rref);
 	rc = registry_get_blob(s->rg, digest, size, fd, err);
 	if (rc == 0 && fsync(fd) < 0)
-		rc = berr_set(err, 0, "cannot write '%s': %s", tmp, errstr(errno));
+		rc = berr_set(err, 0, "cannot write '%s': %s", tmp, err_str(errno));
 	close(fd);
 	if (rc == 0 && rename(tmp, final) < 0)
-		rc = berr_set(err, 0, "cannot store blob '%s': %s", digest, errstr(errno));
+		rc = berr_set(err, 0, "cannot store blob '%s': %s", digest, err_str(errno));
 	if (rc < 0)
 		unlink(tmp);
 	else
@@ -474,7 +457,7 @@ static int read_json_blob(struct image_cache *c, struct source *s, const char *d
 				digest);
 	if (r < 0)
 		return berr_set(err, 0, "image '%s': cannot read %s '%s': %s", source_name(s), what,
-				digest, errstr(r));
+				digest, err_str(r));
 	char got[DIGEST_STR_MAX];
 	sha256_digest(buf, len, got);
 	if (strcmp(got, digest)) {
@@ -613,7 +596,7 @@ static int layout_resolve(struct image_cache *c, struct source *s, char *digest,
 	if (r < 0)
 		return berr_set(err, r == -ENOENT ? 404 : 0,
 				"image '%s': cannot read the layout's index.json: %s",
-				source_name(s), errstr(r));
+				source_name(s), err_str(r));
 	json_t *idx = json_loads(text, 0, NULL);
 	free(text);
 	if (!json_is_object(idx)) {
@@ -764,7 +747,7 @@ static int archive_import(struct image_cache *c, struct source *s, struct archiv
 	int fd = open(s->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return berr_set(err, 404, "image '%s' not found: %s", source_name(s),
-				errstr(errno));
+				err_str(errno));
 	struct blob_stream *b = blob_stream_new(fd); /* a gzipped archive works too */
 	struct tar_reader *t = tar_reader_new(blob_stream_read, b);
 	struct tar_entry *e;
@@ -826,7 +809,7 @@ static int archive_import(struct image_cache *c, struct source *s, struct archiv
 		char *tmp = xasprintf("%s/import-XXXXXX", c->tmp);
 		int out = mkostemp(tmp, O_CLOEXEC);
 		if (out < 0) {
-			berr_set(err, 0, "cannot create '%s': %s", tmp, errstr(errno));
+			berr_set(err, 0, "cannot create '%s': %s", tmp, err_str(errno));
 			free(tmp);
 			free(path);
 			goto out;
@@ -846,7 +829,7 @@ static int archive_import(struct image_cache *c, struct source *s, struct archiv
 		close(out);
 		if (n < 0 || werr) {
 			if (werr)
-				berr_set(err, 0, "cannot write '%s': %s", tmp, errstr(werr));
+				berr_set(err, 0, "cannot write '%s': %s", tmp, err_str(werr));
 			unlink(tmp);
 			free(tmp);
 			free(path);
@@ -968,7 +951,7 @@ static int docker_save_resolve(struct image_cache *c, struct source *s, struct a
 	int r = store_blob(c, text, strlen(text), digest);
 	free(text);
 	if (r < 0) {
-		berr_set(err, 0, "cannot store a manifest in the image cache: %s", errstr(r));
+		berr_set(err, 0, "cannot store a manifest in the image cache: %s", err_str(r));
 		goto out;
 	}
 	rc = 0;
@@ -1053,7 +1036,7 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 	lock = lock_key(c, lk);
 	free(lk);
 	if (lock < 0) {
-		rc = berr_set(err, 0, "cannot lock the image cache: %s", errstr(lock));
+		rc = berr_set(err, 0, "cannot lock the image cache: %s", err_str(lock));
 		goto out;
 	}
 	if (path_exists(final))
@@ -1067,14 +1050,14 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 	if (fd < 0) {
 		rc = berr_set(err, errno == ENOENT ? 404 : 0, "image '%s': layer '%s': %s",
 			      source_name(s), digest,
-			      errno == ENOENT ? "missing blob" : errstr(errno));
+			      errno == ENOENT ? "missing blob" : err_str(errno));
 		free(bp);
 		goto out;
 	}
 	free(bp);
 	tmp = xasprintf("%s/layer-%s-XXXXXX", c->tmp, key);
 	if (!mkdtemp(tmp)) {
-		rc = berr_set(err, 0, "cannot create '%s': %s", tmp, errstr(errno));
+		rc = berr_set(err, 0, "cannot create '%s': %s", tmp, err_str(errno));
 		goto out;
 	}
 	char *fs = xasprintf("%s/fs", tmp);
@@ -1117,7 +1100,7 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 		int e = w < 0 ? w : -errno;
 		rm_at(AT_FDCWD, tmp);
 		if (!path_exists(final))
-			rc = berr_set(err, 0, "cannot store layer '%s': %s", digest, errstr(e));
+			rc = berr_set(err, 0, "cannot store layer '%s': %s", digest, err_str(e));
 	} else {
 		*fetched = true;
 	}
@@ -1146,7 +1129,7 @@ static int write_record(struct image_cache *c, const char *digest, json_t *rec, 
 	int rc = 0;
 	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
-		rc = berr_set(err, 0, "cannot create '%s': %s", tmp, errstr(errno));
+		rc = berr_set(err, 0, "cannot create '%s': %s", tmp, err_str(errno));
 		goto out;
 	}
 	size_t len = strlen(text);
@@ -1156,7 +1139,7 @@ static int write_record(struct image_cache *c, const char *digest, json_t *rec, 
 	/* Never replace a record: a task holds its flock on that inode. */
 	if (!ok ||
 	    (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) < 0 && errno != EEXIST))
-		rc = berr_set(err, 0, "cannot write '%s': %s", path, errstr(errno));
+		rc = berr_set(err, 0, "cannot write '%s': %s", path, err_str(errno));
 	unlink(tmp);
 out:
 	free(text);
@@ -1289,14 +1272,14 @@ out:
 
 static void image_clear(struct image *img)
 {
-	strv_free(img->layers, img->nlayers);
-	strv_free(img->layer_names, img->nlayers);
+	strv_free_n(img->layers, img->nlayers);
+	strv_free_n(img->layer_names, img->nlayers);
 	img->layers = img->layer_names = NULL;
 	img->nlayers = 0;
 	struct image_config *ic = &img->config;
-	strv_free(ic->env, ic->nenv);
-	strv_free(ic->entrypoint, ic->nentrypoint);
-	strv_free(ic->cmd, ic->ncmd);
+	strv_free_n(ic->env, ic->nenv);
+	strv_free_n(ic->entrypoint, ic->nentrypoint);
+	strv_free_n(ic->cmd, ic->ncmd);
 	free(ic->workdir);
 	free(ic->user);
 	memset(ic, 0, sizeof *ic);
@@ -1330,7 +1313,7 @@ int image_get(struct image_cache *c, const char *ref, struct image **out, struct
 	gc_lock = lock_file(c->lock_path, LOCK_SH);
 	if (gc_lock < 0) {
 		berr_set(err, 0, "cannot lock the image cache '%s': %s", c->lock_path,
-			 errstr(gc_lock));
+			 err_str(gc_lock));
 		goto out;
 	}
 	bool known = false;
@@ -1537,7 +1520,7 @@ int image_gc(struct image_cache *c, uint64_t max_bytes, int64_t max_age_ms,
 		free(text);
 		free(path);
 	}
-	strv_free(recs, nrec);
+	strv_free_n(recs, nrec);
 	uint64_t before = kept_bytes(c, v, n);
 	if (max_age_ms > 0)
 		for (size_t i = 0; i < n; i++)
@@ -1587,7 +1570,7 @@ int image_gc(struct image_cache *c, uint64_t max_bytes, int64_t max_age_ms,
 			unlink(p);
 		free(p);
 	}
-	strv_free(refs, nref);
+	strv_free_n(refs, nref);
 	/* Layers and blobs no kept image names. */
 	size_t nl;
 	char **layers = list_dir(c->layers, &nl);
@@ -1598,7 +1581,7 @@ int image_gc(struct image_cache *c, uint64_t max_bytes, int64_t max_age_ms,
 		rm_at(AT_FDCWD, p);
 		free(p);
 	}
-	strv_free(layers, nl);
+	strv_free_n(layers, nl);
 	size_t nb;
 	char **blobs = list_dir(c->blobs, &nb);
 	for (size_t i = 0; i < nb; i++) {
@@ -1610,7 +1593,7 @@ int image_gc(struct image_cache *c, uint64_t max_bytes, int64_t max_age_ms,
 		}
 		free(d);
 	}
-	strv_free(blobs, nb);
+	strv_free_n(blobs, nb);
 	/* Nothing is being fetched (we hold the lock exclusively): whatever
 	 * is in tmp/ is a leftover of a crash. Lock files go too. */
 	size_t nt;
@@ -1620,7 +1603,7 @@ int image_gc(struct image_cache *c, uint64_t max_bytes, int64_t max_age_ms,
 		rm_at(AT_FDCWD, p);
 		free(p);
 	}
-	strv_free(tmps, nt);
+	strv_free_n(tmps, nt);
 	size_t nlk;
 	char **locks = list_dir(c->locks, &nlk);
 	for (size_t i = 0; i < nlk; i++) {
@@ -1628,13 +1611,13 @@ int image_gc(struct image_cache *c, uint64_t max_bytes, int64_t max_age_ms,
 		unlink(p);
 		free(p);
 	}
-	strv_free(locks, nlk);
+	strv_free_n(locks, nlk);
 	stats->bytes_kept = kept_bytes(c, v, n);
 	stats->bytes_freed = before > stats->bytes_kept ? before - stats->bytes_kept : 0;
 	for (size_t i = 0; i < n; i++) {
 		free(v[i].hex);
-		strv_free(v[i].layers, v[i].nlayers);
-		strv_free(v[i].blobs, v[i].nblobs);
+		strv_free_n(v[i].layers, v[i].nlayers);
+		strv_free_n(v[i].blobs, v[i].nblobs);
 	}
 	free(v);
 	close(gl);

@@ -20,14 +20,6 @@
 #define MAX_LONGNAME (64 * 1024)
 #define MAX_PAX (1024 * 1024)
 
-static const char *errstr(int e)
-{
-	static char buf[128];
-	snprintf(buf, sizeof buf, "%s", strerror(e < 0 ? -e : e));
-	buf[0] = (char)tolower((unsigned char)buf[0]);
-	return buf;
-}
-
 /* ---- reader ---- */
 
 struct tar_reader {
@@ -86,7 +78,7 @@ static int read_exact(struct tar_reader *t, void *buf, size_t n, struct berr *er
 		ssize_t r = t->fn(t->ctx, (char *)buf + got, n - got);
 		if (r < 0)
 			return berr_set(err, 0, "cannot read the archive: %s",
-					errno ? errstr(errno) : "read error");
+					errno ? err_str(errno) : "read error");
 		if (r == 0)
 			return berr_set(err, 0, "the archive ends in the middle of an entry");
 		got += (size_t)r;
@@ -276,7 +268,7 @@ int tar_next(struct tar_reader *t, struct tar_entry **out, struct berr *err)
 			ssize_t r = t->fn(t->ctx, h + got, BLOCK - got);
 			if (r < 0) {
 				berr_set(err, 0, "cannot read the archive: %s",
-					 errno ? errstr(errno) : "read error");
+					 errno ? err_str(errno) : "read error");
 				goto out;
 			}
 			if (r == 0)
@@ -399,7 +391,7 @@ ssize_t tar_read(struct tar_reader *t, void *buf, size_t n, struct berr *err)
 	ssize_t r = t->fn(t->ctx, buf, n);
 	if (r < 0) {
 		berr_set(err, 0, "cannot read the archive: %s",
-			 errno ? errstr(errno) : "read error");
+			 errno ? err_str(errno) : "read error");
 		return -1;
 	}
 	if (r == 0) {
@@ -454,7 +446,7 @@ static ssize_t raw_read(struct blob_stream *b, void *buf, size_t n)
 		r = read(b->fd, buf, n);
 	while (r < 0 && errno == EINTR);
 	if (r < 0) {
-		snprintf(b->error, sizeof b->error, "%s", errstr(errno));
+		snprintf(b->error, sizeof b->error, "%s", err_str(errno));
 		return -1;
 	}
 	sha256_update(b->raw, buf, (size_t)r);
@@ -665,7 +657,7 @@ static int open_dir(struct unpacker *u, char **comps, int n, bool create, const 
 {
 	int fd = dup(u->root);
 	if (fd < 0)
-		return berr_set(err, 0, "cannot dup: %s", errstr(errno));
+		return berr_set(err, 0, "cannot dup: %s", err_str(errno));
 	for (int i = 0; i < n; i++) {
 		int nfd = openat(fd, comps[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (nfd < 0 && errno == ENOENT && create) {
@@ -674,7 +666,7 @@ static int open_dir(struct unpacker *u, char **comps, int n, bool create, const 
 				close(fd);
 				return berr_set(err, 0,
 						"entry '%s': cannot create directory '%s': %s",
-						entry, comps[i], errstr(e));
+						entry, comps[i], err_str(e));
 			}
 			nfd = openat(fd, comps[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		}
@@ -688,7 +680,7 @@ static int open_dir(struct unpacker *u, char **comps, int n, bool create, const 
 				    "(a symlink is never followed)",
 				    entry, comps[i]);
 			return berr_set(err, 0, "entry '%s': cannot open '%s': %s", entry, comps[i],
-					errstr(e));
+					err_str(e));
 		}
 		close(fd);
 		fd = nfd;
@@ -765,7 +757,7 @@ static int write_file(struct unpacker *u, struct tar_reader *t, int pfd, const c
 {
 	int fd = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return berr_set(err, 0, "entry '%s': cannot create: %s", e->path, errstr(errno));
+		return berr_set(err, 0, "entry '%s': cannot create: %s", e->path, err_str(errno));
 	char buf[65536];
 	ssize_t n;
 	int rc = 0;
@@ -776,7 +768,7 @@ static int write_file(struct unpacker *u, struct tar_reader *t, int pfd, const c
 				continue;
 			if (w < 0) {
 				rc = berr_set(err, 0, "entry '%s': cannot write: %s", e->path,
-					      errstr(errno));
+					      err_str(errno));
 				goto out;
 			}
 			off += w;
@@ -802,7 +794,7 @@ static int apply_whiteout(struct unpacker *u, int pfd, const char *name, const s
 			if (fsetxattr(pfd, "trusted.overlay.opaque", "y", 1, 0) < 0)
 				return berr_set(err, 0,
 						"entry '%s': cannot mark the directory opaque: %s",
-						e->path, errstr(errno));
+						e->path, err_str(errno));
 			return 0;
 		}
 	} else {
@@ -813,20 +805,20 @@ static int apply_whiteout(struct unpacker *u, int pfd, const char *name, const s
 			int r = rm_at(pfd, target);
 			if (r < 0)
 				return berr_set(err, 0, "entry '%s': cannot replace '%s': %s",
-						e->path, target, errstr(r));
+						e->path, target, err_str(r));
 			if (mknodat(pfd, target, S_IFCHR | 0, makedev(0, 0)) < 0)
 				return berr_set(err, 0, "entry '%s': cannot create a whiteout: %s",
-						e->path, errstr(errno));
+						e->path, err_str(errno));
 			return 0;
 		}
 	}
 	/* Plain format: keep the marker itself, an empty file. */
 	int r = rm_at(pfd, name);
 	if (r < 0)
-		return berr_set(err, 0, "entry '%s': cannot replace: %s", e->path, errstr(r));
+		return berr_set(err, 0, "entry '%s': cannot replace: %s", e->path, err_str(r));
 	int fd = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return berr_set(err, 0, "entry '%s': cannot create: %s", e->path, errstr(errno));
+		return berr_set(err, 0, "entry '%s': cannot create: %s", e->path, err_str(errno));
 	close(fd);
 	return 0;
 }
@@ -860,7 +852,8 @@ static int unpack_entry(struct unpacker *u, struct tar_reader *t, struct tar_ent
 	if (exists && !(e->type == '5' && S_ISDIR(st.st_mode))) {
 		int r = rm_at(pfd, name);
 		if (r < 0) {
-			rc = berr_set(err, 0, "entry '%s': cannot replace: %s", e->path, errstr(r));
+			rc =
+			    berr_set(err, 0, "entry '%s': cannot replace: %s", e->path, err_str(r));
 			goto out;
 		}
 		/* a replaced directory may be the cached parent of later entries */
@@ -874,7 +867,7 @@ static int unpack_entry(struct unpacker *u, struct tar_reader *t, struct tar_ent
 	case '5': {
 		if (!exists && mkdirat(pfd, name, 0755) < 0) {
 			rc = berr_set(err, 0, "entry '%s': cannot create: %s", e->path,
-				      errstr(errno));
+				      err_str(errno));
 			break;
 		}
 		/* Mode, owner and times last: a 0555 directory must still take
@@ -909,7 +902,7 @@ static int unpack_entry(struct unpacker *u, struct tar_reader *t, struct tar_ent
 		/* flags 0: a symlink is linked as itself, never followed */
 		if (linkat(sfd, lc[ln - 1], pfd, name, 0) < 0)
 			rc = berr_set(err, 0, "entry '%s': cannot link to '%s': %s", e->path,
-				      e->linkname, errstr(errno));
+				      e->linkname, err_str(errno));
 		close(sfd);
 		free_comps(lc, ln);
 		break;
@@ -917,7 +910,7 @@ static int unpack_entry(struct unpacker *u, struct tar_reader *t, struct tar_ent
 	case '2':
 		if (symlinkat(e->linkname, pfd, name) < 0) {
 			rc = berr_set(err, 0, "entry '%s': cannot create symlink: %s", e->path,
-				      errstr(errno));
+				      err_str(errno));
 			break;
 		}
 		if (u->o->root)
@@ -936,7 +929,7 @@ static int unpack_entry(struct unpacker *u, struct tar_reader *t, struct tar_ent
 		if (mknodat(pfd, name, kind | (e->mode & 07777),
 			    kind == S_IFIFO ? 0 : makedev(e->devmajor, e->devminor)) < 0) {
 			rc = berr_set(err, 0, "entry '%s': cannot create node: %s", e->path,
-				      errstr(errno));
+				      err_str(errno));
 			break;
 		}
 		if (u->o->root)
@@ -987,7 +980,7 @@ int layer_unpack(int fd, const char *dest, const struct unpack_opts *o, struct u
 	struct unpacker u = {.o = o, .cached_fd = -1, .res = res};
 	u.root = open(dest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (u.root < 0)
-		return berr_set(err, 0, "cannot open '%s': %s", dest, errstr(errno));
+		return berr_set(err, 0, "cannot open '%s': %s", dest, err_str(errno));
 	struct blob_stream *b = blob_stream_new(fd);
 	struct tar_reader *t = tar_reader_new(blob_stream_read, b);
 	int rc = -1;
