@@ -542,8 +542,8 @@ static int make_rootfs(struct oci_task *t, struct berr *err)
 	struct image *img = t->img;
 	struct berr oerr = {0};
 	if (img->overlay_ready && img->nlayers > 0 &&
-	    rootfs_mount_overlay(image_cache_layers_dir(t->cache), img->layer_names, img->nlayers,
-				 upper, work, t->rootfs, &oerr) == 0) {
+	    image_rootfs_mount_overlay(image_cache_layers_dir(t->cache), img->layer_names,
+				       img->nlayers, upper, work, t->rootfs, &oerr) == 0) {
 		t->mounted = true;
 		rc = 0;
 		goto out;
@@ -551,7 +551,7 @@ static int make_rootfs(struct oci_task *t, struct berr *err)
 	/* No overlay here: the task gets its own copy. */
 	if (oerr.msg[0])
 		fprintf(stderr, "berth-oci: %s; copying the image instead\n", oerr.msg);
-	rc = rootfs_copy_layers(img->layers, img->nlayers, t->rootfs, geteuid() == 0, err);
+	rc = image_rootfs_copy_layers(img->layers, img->nlayers, t->rootfs, geteuid() == 0, err);
 	if (rc == 0)
 		t->copied = true;
 out:
@@ -769,7 +769,7 @@ void oci_task_cleanup(struct oci_task *t)
 		const char *parts[] = {"rootfs", "upper", "work"};
 		for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
 			char *p = xasprintf("%s/%s", t->bundle, parts[i]);
-			rm_at(AT_FDCWD, p);
+			image_rm_at(AT_FDCWD, p);
 			free(p);
 		}
 	}

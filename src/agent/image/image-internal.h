@@ -37,8 +37,8 @@ struct source {
 	const char *ref; /* as given, for messages */
 	char *path;	 /* layout directory or archive */
 	char *tag;
-	struct registry_ref rref;
-	struct registry *rg;
+	struct image_registry_ref rref;
+	struct image_registry *rg;
 	const char *blob_dir; /* where blobs are read: the layout's or the cache's */
 	char *owned_blob_dir;
 };

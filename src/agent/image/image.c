@@ -168,8 +168,8 @@ static void source_free(struct source *s)
 {
 	free(s->path);
 	free(s->tag);
-	registry_ref_free(&s->rref);
-	registry_free(s->rg);
+	image_registry_ref_free(&s->rref);
+	image_registry_free(s->rg);
 	free(s->owned_blob_dir);
 	memset(s, 0, sizeof *s);
 }
@@ -222,7 +222,7 @@ static int parse_source(struct image_cache *c, const char *ref, struct source *s
 		       image__starts_with(p, "../");
 	if (!is_path) {
 		s->kind = SRC_REGISTRY;
-		if (registry_ref_parse(p, &s->rref, err) < 0)
+		if (image_registry_ref_parse(p, &s->rref, err) < 0)
 			return -1;
 		s->blob_dir = c->blobs;
 		return 0;
@@ -288,9 +288,9 @@ static char *ref_key(const struct source *s)
 
 static char *ref_path(struct image_cache *c, const char *key)
 {
-	char d[DIGEST_STR_MAX];
-	sha256_digest(key, strlen(key), d);
-	return xasprintf("%s/%s.json", c->refs, digest_hex(d));
+	char d[IMAGE_DIGEST_STR_MAX];
+	image_sha256_digest(key, strlen(key), d);
+	return xasprintf("%s/%s.json", c->refs, image_digest_hex(d));
 }
 
 /* An archive is known by its identity and change time: the same file,
@@ -316,7 +316,7 @@ static int ref_lookup(struct image_cache *c, const struct source *s, char *diges
 	json_t *j = json_loads(text, 0, NULL);
 	const char *k = json_string_value(json_object_get(j, "ref"));
 	const char *d = json_string_value(json_object_get(j, "manifest"));
-	if (k && d && !strcmp(k, key) && digest_valid(d)) {
+	if (k && d && !strcmp(k, key) && image_digest_valid(d)) {
 		rc = 0;
 		if (s->kind == SRC_ARCHIVE) {
 			json_t *now = archive_stamp(s->path);
@@ -325,7 +325,7 @@ static int ref_lookup(struct image_cache *c, const struct source *s, char *diges
 			json_decref(now);
 		}
 		if (rc == 0)
-			snprintf(digest, DIGEST_STR_MAX, "%s", d);
+			snprintf(digest, IMAGE_DIGEST_STR_MAX, "%s", d);
 	}
 	json_decref(j);
 out:
@@ -357,12 +357,12 @@ static void ref_store(struct image_cache *c, const struct source *s, const char 
 
 static char *blob_path(const struct source *s, const char *digest)
 {
-	return xasprintf("%s/%s", s->blob_dir, digest_hex(digest));
+	return xasprintf("%s/%s", s->blob_dir, image_digest_hex(digest));
 }
 
 char *image__cache_blob_path(struct image_cache *c, const char *digest)
 {
-	return xasprintf("%s/%s", c->blobs, digest_hex(digest));
+	return xasprintf("%s/%s", c->blobs, image_digest_hex(digest));
 }
 
 /* Make a registry blob present in the cache (downloaded once, verified). */
@@ -374,7 +374,7 @@ static int ensure_registry_blob(struct image_cache *c, struct source *s, const c
 	char *tmp = NULL;
 	if (image__path_exists(final))
 		goto out;
-	char *lk = xasprintf("blob-%s", digest_hex(digest));
+	char *lk = xasprintf("blob-%s", image_digest_hex(digest));
 	lock = lock_key(c, lk);
 	free(lk);
 	if (lock < 0) {
@@ -383,15 +383,15 @@ static int ensure_registry_blob(struct image_cache *c, struct source *s, const c
 	}
 	if (image__path_exists(final)) /* someone else fetched it meanwhile */
 		goto out;
-	tmp = xasprintf("%s/blob-%s-XXXXXX", c->tmp, digest_hex(digest));
+	tmp = xasprintf("%s/blob-%s-XXXXXX", c->tmp, image_digest_hex(digest));
 	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
 		rc = berr_set(err, 0, "cannot create '%s': %s", tmp, err_str(errno));
 		goto out;
 	}
 	if (!s->rg)
-		s->rg = registry_new(&s->rref);
-	rc = registry_get_blob(s->rg, digest, size, fd, err);
+		s->rg = image_registry_new(&s->rref);
+	rc = image_registry_get_blob(s->rg, digest, size, fd, err);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = berr_set(err, 0, "cannot write '%s': %s", tmp, err_str(errno));
 	close(fd);
@@ -414,7 +414,7 @@ static int read_json_blob(struct image_cache *c, struct source *s, const char *d
 			  const char *what, json_t **out, bool *fetched, struct berr *err)
 {
 	*out = NULL;
-	if (!digest_valid(digest))
+	if (!image_digest_valid(digest))
 		return berr_set(err, 0, "image '%s': %s has an invalid digest '%s'",
 				image__source_name(s), what, digest ? digest : "");
 	if (s->kind == SRC_REGISTRY && ensure_registry_blob(c, s, digest, -1, fetched, err) < 0)
@@ -430,8 +430,8 @@ static int read_json_blob(struct image_cache *c, struct source *s, const char *d
 	if (r < 0)
 		return berr_set(err, 0, "image '%s': cannot read %s '%s': %s",
 				image__source_name(s), what, digest, err_str(r));
-	char got[DIGEST_STR_MAX];
-	sha256_digest(buf, len, got);
+	char got[IMAGE_DIGEST_STR_MAX];
+	image_sha256_digest(buf, len, got);
 	if (strcmp(got, digest)) {
 		free(buf);
 		return berr_set(err, 0,
@@ -535,13 +535,13 @@ int image__local_resolve(struct image_cache *c, struct source *s, json_t *index,
 		if (!d)
 			goto out;
 		const char *dg = json_string_value(json_object_get(d, "digest"));
-		if (!digest_valid(dg)) {
+		if (!image_digest_valid(dg)) {
 			berr_set(err, 0, "%s: the index names an invalid digest '%s'", what,
 				 dg ? dg : "");
 			goto out;
 		}
 		if (!desc_is_index(d)) {
-			snprintf(digest, DIGEST_STR_MAX, "%s", dg);
+			snprintf(digest, IMAGE_DIGEST_STR_MAX, "%s", dg);
 			rc = 0;
 			goto out;
 		}
@@ -586,10 +586,10 @@ static int registry_resolve(struct image_cache *c, struct source *s, char *diges
 			    size_t *len, struct berr *err)
 {
 	if (!s->rg)
-		s->rg = registry_new(&s->rref);
+		s->rg = image_registry_new(&s->rref);
 	const char *reference = s->rref.digest ? s->rref.digest : s->rref.tag;
 	char *mt = NULL;
-	if (registry_get_manifest(s->rg, reference, body, len, &mt, digest, err) < 0)
+	if (image_registry_get_manifest(s->rg, reference, body, len, &mt, digest, err) < 0)
 		return -1;
 	for (int depth = 0; depth < MAX_INDEX_DEPTH; depth++) {
 		json_t *doc = json_loadb(*body, *len, 0, NULL);
@@ -608,7 +608,7 @@ static int registry_resolve(struct image_cache *c, struct source *s, char *diges
 		snprintf(what, sizeof what, "image '%s'", image__source_name(s));
 		json_t *d = index_pick(doc, NULL, what, err);
 		const char *dg = d ? json_string_value(json_object_get(d, "digest")) : NULL;
-		char *next = dg && digest_valid(dg) ? xstrdup(dg) : NULL;
+		char *next = dg && image_digest_valid(dg) ? xstrdup(dg) : NULL;
 		json_decref(doc);
 		free(*body);
 		*body = NULL;
@@ -619,7 +619,7 @@ static int registry_resolve(struct image_cache *c, struct source *s, char *diges
 				berr_set(err, 0, "%s: the index names an invalid digest", what);
 			return -1;
 		}
-		int r = registry_get_manifest(s->rg, next, body, len, &mt, digest, err);
+		int r = image_registry_get_manifest(s->rg, next, body, len, &mt, digest, err);
 		free(next);
 		if (r < 0)
 			return -1;
@@ -653,7 +653,7 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 	const char *mt = json_string_value(json_object_get(desc, "mediaType"));
 	json_t *jsize = json_object_get(desc, "size");
 	int64_t size = json_is_integer(jsize) ? (int64_t)json_integer_value(jsize) : -1;
-	if (!digest_valid(digest))
+	if (!image_digest_valid(digest))
 		return berr_set(err, 0, "image '%s': layer %zu has an invalid digest '%s'",
 				image__source_name(s), index, digest ? digest : "");
 	if (mt && strstr(mt, "zstd"))
@@ -664,7 +664,7 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 	if (json_object_get(desc, "urls") && mt && strstr(mt, "foreign"))
 		return berr_set(err, 0, "image '%s': layer '%s' is a foreign layer",
 				image__source_name(s), digest);
-	const char *key = digest_hex(diff_id ? diff_id : digest);
+	const char *key = image_digest_hex(diff_id ? diff_id : digest);
 	char *final = xasprintf("%s/%s", c->layers, key);
 	char *tmp = NULL;
 	int rc = 0, lock = -1, fd = -1;
@@ -701,21 +701,21 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 	char *fs = xasprintf("%s/fs", tmp);
 	mkdir(fs, 0755);
 	bool root = geteuid() == 0;
-	char what[DIGEST_STR_MAX + 64];
+	char what[IMAGE_DIGEST_STR_MAX + 64];
 	snprintf(what, sizeof what, "layer '%s'", digest);
-	struct unpack_opts o = {
+	struct image_unpack_opts o = {
 	    .overlay = root,
 	    .root = root,
 	    .want_digest = digest,
 	    .want_diff_id = diff_id,
 	    .what = what,
 	};
-	struct unpack_result res;
-	rc = layer_unpack(fd, fs, &o, &res, err);
+	struct image_unpack_result res;
+	rc = image_layer_unpack(fd, fs, &o, &res, err);
 	free(fs);
 	if (rc < 0) {
 		berr_prefix(err, "image '%s'", image__source_name(s));
-		rm_at(AT_FDCWD, tmp);
+		image_rm_at(AT_FDCWD, tmp);
 		goto out;
 	}
 	json_t *meta =
@@ -736,7 +736,7 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 	}
 	if (w < 0 || rename(tmp, final) < 0) {
 		int e = w < 0 ? w : -errno;
-		rm_at(AT_FDCWD, tmp);
+		image_rm_at(AT_FDCWD, tmp);
 		if (!image__path_exists(final))
 			rc = berr_set(err, 0, "cannot store layer '%s': %s", digest, err_str(e));
 	} else {
@@ -756,7 +756,7 @@ out:
 
 char *image__record_path(struct image_cache *c, const char *digest)
 {
-	return xasprintf("%s/%s.json", c->images, digest_hex(digest));
+	return xasprintf("%s/%s.json", c->images, image_digest_hex(digest));
 }
 
 static int write_record(struct image_cache *c, const char *digest, json_t *rec, struct berr *err)
@@ -833,7 +833,7 @@ static int prepare(struct image_cache *c, struct source *s, const char *mdigest,
 	for (size_t i = 0; i < nl; i++) {
 		json_t *desc = json_array_get(layers, i);
 		const char *did = json_string_value(json_array_get(diff_ids, i));
-		if (did && !digest_valid(did)) {
+		if (did && !image_digest_valid(did)) {
 			berr_set(err, 0, "image '%s': layer %zu has an invalid diff id '%s'",
 				 image__source_name(s), i, did);
 			goto out;
@@ -841,7 +841,7 @@ static int prepare(struct image_cache *c, struct source *s, const char *mdigest,
 		if (ensure_layer(c, s, desc, did, i, fetched, err) < 0)
 			goto out;
 		const char *dg = json_string_value(json_object_get(desc, "digest"));
-		json_array_append_new(rl, json_string(digest_hex(did ? did : dg)));
+		json_array_append_new(rl, json_string(image_digest_hex(did ? did : dg)));
 		json_array_append_new(rb, json_string(dg));
 	}
 	if (write_record(c, mdigest, rec, err) < 0)
@@ -873,9 +873,9 @@ static int load_record(struct image_cache *c, const char *digest, struct image *
 	img->overlay_ready = true;
 	for (size_t i = 0; i < n; i++) {
 		const char *key = json_string_value(json_array_get(layers, i));
-		char d[DIGEST_STR_MAX];
+		char d[IMAGE_DIGEST_STR_MAX];
 		snprintf(d, sizeof d, "sha256:%s", key ? key : "");
-		if (!digest_valid(d))
+		if (!image_digest_valid(d))
 			goto out;
 		img->layer_names[i] = xasprintf("%s/fs", key);
 		img->layers[i] = xasprintf("%s/%s/fs", c->layers, key);
@@ -940,7 +940,7 @@ int image_get(struct image_cache *c, const char *ref, struct image **out, struct
 	struct source s;
 	struct image *img = xcalloc(1, sizeof *img);
 	img->lock_fd = -1;
-	char digest[DIGEST_STR_MAX] = "";
+	char digest[IMAGE_DIGEST_STR_MAX] = "";
 	char *body = NULL;
 	size_t blen = 0;
 	int rc = -1;

@@ -18,7 +18,7 @@
 
 struct archive_file {
 	char *path;
-	char digest[DIGEST_STR_MAX];
+	char digest[IMAGE_DIGEST_STR_MAX];
 	char *link; /* a symlink's target path within the archive */
 };
 
@@ -106,12 +106,12 @@ static int archive_import(struct image_cache *c, struct source *s, struct archiv
 	if (fd < 0)
 		return berr_set(err, 404, "image '%s' not found: %s", image__source_name(s),
 				err_str(errno));
-	struct blob_stream *b = blob_stream_new(fd); /* a gzipped archive works too */
-	struct tar_reader *t = tar_reader_new(blob_stream_read, b);
-	struct tar_entry *e;
+	struct image_blob_stream *b = image_blob_stream_new(fd); /* a gzipped archive works too */
+	struct image_tar_reader *t = image_tar_reader_new(image_blob_stream_read, b);
+	struct image_tar_entry *e;
 	int r, rc = -1;
 	char buf[65536];
-	while ((r = tar_next(t, &e, err)) > 0) {
+	while ((r = image_tar_next(t, &e, err)) > 0) {
 		if (e->type != '0' && e->type != '2')
 			continue;
 		char *path = clean_path(e->path);
@@ -131,7 +131,7 @@ static int archive_import(struct image_cache *c, struct source *s, struct archiv
 			char *text = xmalloc((size_t)e->size + 1);
 			size_t got = 0;
 			ssize_t n;
-			while ((n = tar_read(t, text + got, (size_t)e->size - got, err)) > 0)
+			while ((n = image_tar_read(t, text + got, (size_t)e->size - got, err)) > 0)
 				got += (size_t)n;
 			text[got] = 0;
 			if (n < 0) {
@@ -148,9 +148,9 @@ static int archive_import(struct image_cache *c, struct source *s, struct archiv
 		}
 		const char *named = NULL;
 		if (image__starts_with(path, "blobs/sha256/")) {
-			char d[DIGEST_STR_MAX];
+			char d[IMAGE_DIGEST_STR_MAX];
 			snprintf(d, sizeof d, "sha256:%s", path + 13);
-			if (digest_valid(d)) {
+			if (image_digest_valid(d)) {
 				char *final = image__cache_blob_path(c, d);
 				bool have = image__path_exists(final);
 				free(final);
@@ -158,7 +158,8 @@ static int archive_import(struct image_cache *c, struct source *s, struct archiv
 					a->files =
 					    xrealloc(a->files, (a->n + 1) * sizeof *a->files);
 					a->files[a->n] = (struct archive_file){.path = path};
-					snprintf(a->files[a->n++].digest, DIGEST_STR_MAX, "%s", d);
+					snprintf(a->files[a->n++].digest, IMAGE_DIGEST_STR_MAX,
+						 "%s", d);
 					continue;
 				}
 				named = path + 13;
@@ -172,16 +173,16 @@ static int archive_import(struct image_cache *c, struct source *s, struct archiv
 			free(path);
 			goto out;
 		}
-		struct sha256_ctx *h = sha256_new();
+		struct sha256_ctx *h = image_sha256_new();
 		ssize_t n;
 		int werr = 0;
-		while ((n = tar_read(t, buf, sizeof buf, err)) > 0) {
-			sha256_update(h, buf, (size_t)n);
+		while ((n = image_tar_read(t, buf, sizeof buf, err)) > 0) {
+			image_sha256_update(h, buf, (size_t)n);
 			if (!werr && write(out, buf, (size_t)n) != n)
 				werr = errno ? errno : EIO;
 		}
-		char got[DIGEST_STR_MAX];
-		sha256_final(h, got);
+		char got[IMAGE_DIGEST_STR_MAX];
+		image_sha256_final(h, got);
 		if (n == 0 && !werr && fsync(out) < 0)
 			werr = errno;
 		close(out);
@@ -193,7 +194,7 @@ static int archive_import(struct image_cache *c, struct source *s, struct archiv
 			free(path);
 			goto out;
 		}
-		if (named && strcmp(named, digest_hex(got))) {
+		if (named && strcmp(named, image_digest_hex(got))) {
 			berr_set(
 			    err, 0,
 			    "image '%s': blob 'sha256:%s': digest mismatch: the content hashes "
@@ -211,7 +212,7 @@ static int archive_import(struct image_cache *c, struct source *s, struct archiv
 		free(tmp);
 		a->files = xrealloc(a->files, (a->n + 1) * sizeof *a->files);
 		a->files[a->n] = (struct archive_file){.path = path};
-		snprintf(a->files[a->n++].digest, DIGEST_STR_MAX, "%s", got);
+		snprintf(a->files[a->n++].digest, IMAGE_DIGEST_STR_MAX, "%s", got);
 	}
 	if (r < 0) {
 		berr_prefix(err, "image '%s'", image__source_name(s));
@@ -219,15 +220,15 @@ static int archive_import(struct image_cache *c, struct source *s, struct archiv
 	}
 	rc = 0;
 out:
-	tar_reader_free(t);
-	blob_stream_free(b);
+	image_tar_reader_free(t);
+	image_blob_stream_free(b);
 	close(fd);
 	return rc;
 }
 
 static int store_blob(struct image_cache *c, const char *data, size_t len, char *digest)
 {
-	sha256_digest(data, len, digest);
+	image_sha256_digest(data, len, digest);
 	char *final = image__cache_blob_path(c, digest);
 	int r = image__path_exists(final) ? 0 : file_write_atomic(final, data, len);
 	free(final);

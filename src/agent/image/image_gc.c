@@ -39,7 +39,7 @@ static uint64_t layer_bytes(struct image_cache *c, const char *key)
 
 static uint64_t blob_bytes(struct image_cache *c, const char *digest)
 {
-	if (!digest_valid(digest))
+	if (!image_digest_valid(digest))
 		return 0;
 	char *p = image__cache_blob_path(c, digest);
 	struct stat st;
@@ -133,7 +133,8 @@ int image_gc(struct image_cache *c, uint64_t max_bytes, int64_t max_age_ms,
 	int64_t now = time_now_ms();
 	for (size_t i = 0; i < nrec; i++) {
 		size_t len = strlen(recs[i]);
-		if (len != DIGEST_HEX_LEN + 5 || strcmp(recs[i] + DIGEST_HEX_LEN, ".json"))
+		if (len != IMAGE_DIGEST_HEX_LEN + 5 ||
+		    strcmp(recs[i] + IMAGE_DIGEST_HEX_LEN, ".json"))
 			continue;
 		char *path = xasprintf("%s/%s", c->images, recs[i]);
 		char *text = NULL;
@@ -146,7 +147,7 @@ int image_gc(struct image_cache *c, uint64_t max_bytes, int64_t max_age_ms,
 			continue;
 		}
 		struct gc_image *g = &v[n++];
-		g->hex = xstrndup(recs[i], DIGEST_HEX_LEN);
+		g->hex = xstrndup(recs[i], IMAGE_DIGEST_HEX_LEN);
 		g->last_used_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
 		g->in_use = flock(fd, LOCK_EX | LOCK_NB) < 0;
 		close(fd);
@@ -195,7 +196,7 @@ int image_gc(struct image_cache *c, uint64_t max_bytes, int64_t max_age_ms,
 		if (image__read_small(p, &text, NULL) == 0) {
 			json_t *j = json_loads(text, 0, NULL);
 			const char *d = json_string_value(json_object_get(j, "manifest"));
-			if (d && digest_valid(d)) {
+			if (d && image_digest_valid(d)) {
 				char *rp = image__record_path(c, d);
 				keep = image__path_exists(rp);
 				free(rp);
@@ -215,7 +216,7 @@ int image_gc(struct image_cache *c, uint64_t max_bytes, int64_t max_age_ms,
 		if (kept_has(v, n, true, layers[i]))
 			continue;
 		char *p = xasprintf("%s/%s", c->layers, layers[i]);
-		rm_at(AT_FDCWD, p);
+		image_rm_at(AT_FDCWD, p);
 		free(p);
 	}
 	strv_free_n(layers, nl);
@@ -237,7 +238,7 @@ int image_gc(struct image_cache *c, uint64_t max_bytes, int64_t max_age_ms,
 	char **tmps = list_dir(c->tmp, &nt);
 	for (size_t i = 0; i < nt; i++) {
 		char *p = xasprintf("%s/%s", c->tmp, tmps[i]);
-		rm_at(AT_FDCWD, p);
+		image_rm_at(AT_FDCWD, p);
 		free(p);
 	}
 	strv_free_n(tmps, nt);

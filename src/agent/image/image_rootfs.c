@@ -16,8 +16,8 @@
 
 #include "agent/image/image_tar.h"
 
-int rootfs_mount_overlay(const char *base, char *const *lower, size_t n, const char *upper,
-			 const char *work, const char *target, struct berr *err)
+int image_rootfs_mount_overlay(const char *base, char *const *lower, size_t n, const char *upper,
+			       const char *work, const char *target, struct berr *err)
 {
 	if (n == 0)
 		return berr_set(err, 0, "cannot mount an overlay without layers");
@@ -96,7 +96,7 @@ static int clear_dir(int dirfd)
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		int r = rm_at(dirfd, de->d_name);
+		int r = image_rm_at(dirfd, de->d_name);
 		if (r < 0 && !rc)
 			rc = r;
 	}
@@ -178,11 +178,11 @@ static int copy_entry(struct copier *c, int sfd, int dfd, const char *name, cons
 		return berr_set(err, 0, "cannot stat '%s': %s", rel, err_str(errno));
 	bool dexists = fstatat(dfd, name, &dst, AT_SYMLINK_NOFOLLOW) == 0;
 	if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) { /* overlay whiteout */
-		int r = rm_at(dfd, name);
+		int r = image_rm_at(dfd, name);
 		return r < 0 ? berr_set(err, 0, "cannot remove '%s': %s", rel, err_str(r)) : 0;
 	}
 	if (dexists && !(S_ISDIR(st.st_mode) && S_ISDIR(dst.st_mode))) {
-		int r = rm_at(dfd, name);
+		int r = image_rm_at(dfd, name);
 		if (r < 0)
 			return berr_set(err, 0, "cannot replace '%s': %s", rel, err_str(r));
 		dexists = false;
@@ -258,7 +258,7 @@ static int copy_dir(struct copier *c, int sfd, int dfd, const char *rel, struct 
 		const char *victim = names[i] + 4;
 		if (!*victim || !strcmp(victim, ".") || !strcmp(victim, ".."))
 			continue;
-		int r = rm_at(dfd, victim);
+		int r = image_rm_at(dfd, victim);
 		if (r < 0)
 			rc = berr_set(err, 0, "cannot remove '%s/%s': %s", rel, victim, err_str(r));
 	}
@@ -275,8 +275,8 @@ static int copy_dir(struct copier *c, int sfd, int dfd, const char *rel, struct 
 	return rc;
 }
 
-int rootfs_copy_layers(char *const *layers, size_t n, const char *target, bool root,
-		       struct berr *err)
+int image_rootfs_copy_layers(char *const *layers, size_t n, const char *target, bool root,
+			     struct berr *err)
 {
 	struct copier c = {.root = root};
 	c.target = open(target, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

@@ -22,24 +22,24 @@
 
 /* ---- reader ---- */
 
-struct tar_reader {
-	tar_read_fn fn;
+struct image_tar_reader {
+	image_tar_read_fn fn;
 	void *ctx;
-	struct tar_entry e;
+	struct image_tar_entry e;
 	uint64_t left;	  /* unread content of the current entry */
 	uint64_t padding; /* then this much padding to the block boundary */
 	bool ended;
 };
 
-struct tar_reader *tar_reader_new(tar_read_fn fn, void *ctx)
+struct image_tar_reader *image_tar_reader_new(image_tar_read_fn fn, void *ctx)
 {
-	struct tar_reader *t = xcalloc(1, sizeof *t);
+	struct image_tar_reader *t = xcalloc(1, sizeof *t);
 	t->fn = fn;
 	t->ctx = ctx;
 	return t;
 }
 
-static void entry_clear(struct tar_entry *e)
+static void entry_clear(struct image_tar_entry *e)
 {
 	free(e->path);
 	free(e->linkname);
@@ -51,7 +51,7 @@ static void entry_clear(struct tar_entry *e)
 	memset(e, 0, sizeof *e);
 }
 
-void tar_reader_free(struct tar_reader *t)
+void image_tar_reader_free(struct image_tar_reader *t)
 {
 	if (!t)
 		return;
@@ -59,7 +59,7 @@ void tar_reader_free(struct tar_reader *t)
 	free(t);
 }
 
-ssize_t tar_read_fd(void *ctx, void *buf, size_t n)
+ssize_t image_tar_read_fd(void *ctx, void *buf, size_t n)
 {
 	int fd = *(int *)ctx;
 	for (;;) {
@@ -71,7 +71,7 @@ ssize_t tar_read_fd(void *ctx, void *buf, size_t n)
 }
 
 /* Exactly n bytes, or an error (a short archive is an error). */
-static int read_exact(struct tar_reader *t, void *buf, size_t n, struct berr *err)
+static int read_exact(struct image_tar_reader *t, void *buf, size_t n, struct berr *err)
 {
 	size_t got = 0;
 	while (got < n) {
@@ -86,7 +86,7 @@ static int read_exact(struct tar_reader *t, void *buf, size_t n, struct berr *er
 	return 0;
 }
 
-static int skip(struct tar_reader *t, uint64_t n, struct berr *err)
+static int skip(struct image_tar_reader *t, uint64_t n, struct berr *err)
 {
 	char buf[8192];
 	while (n > 0) {
@@ -163,7 +163,7 @@ struct pax {
 	bool has_size, has_uid, has_gid, has_mtime;
 	uint64_t size, uid, gid;
 	int64_t mtime;
-	struct tar_xattr *xattrs;
+	struct image_tar_xattr *xattrs;
 	size_t nxattrs;
 };
 
@@ -216,7 +216,7 @@ static int pax_parse(char *buf, size_t len, struct pax *p, struct berr *err)
 			p->mtime = strtoll(val, NULL, 10);
 		} else if (!strncmp(key, "SCHILY.xattr.", 13) && key[13]) {
 			p->xattrs = xrealloc(p->xattrs, (p->nxattrs + 1) * sizeof *p->xattrs);
-			struct tar_xattr *x = &p->xattrs[p->nxattrs++];
+			struct image_tar_xattr *x = &p->xattrs[p->nxattrs++];
 			x->name = xstrdup(key + 13);
 			/* the value may hold NULs: keep the bytes */
 			x->value = xmalloc(vlen + 1);
@@ -232,7 +232,7 @@ static int pax_parse(char *buf, size_t len, struct pax *p, struct berr *err)
 }
 
 /* Read an entry's whole content as a string (long names, pax headers). */
-static char *read_meta(struct tar_reader *t, uint64_t size, uint64_t max, struct berr *err)
+static char *read_meta(struct image_tar_reader *t, uint64_t size, uint64_t max, struct berr *err)
 {
 	if (size > max) {
 		berr_set(err, 0, "tar metadata entry of %llu bytes is too large",
@@ -249,7 +249,7 @@ static char *read_meta(struct tar_reader *t, uint64_t size, uint64_t max, struct
 	return buf;
 }
 
-int tar_next(struct tar_reader *t, struct tar_entry **out, struct berr *err)
+int image_tar_next(struct image_tar_reader *t, struct image_tar_entry **out, struct berr *err)
 {
 	*out = NULL;
 	if (t->ended)
@@ -323,7 +323,7 @@ int tar_next(struct tar_reader *t, struct tar_entry **out, struct berr *err)
 				goto out;
 			continue;
 		}
-		struct tar_entry *e = &t->e;
+		struct image_tar_entry *e = &t->e;
 		bool ustar = !memcmp(h + 257, "ustar\0", 6);
 		if (pax.path)
 			e->path = xstrdup(pax.path);
@@ -382,7 +382,7 @@ out:
 	return rc;
 }
 
-ssize_t tar_read(struct tar_reader *t, void *buf, size_t n, struct berr *err)
+ssize_t image_tar_read(struct image_tar_reader *t, void *buf, size_t n, struct berr *err)
 {
 	if (t->left == 0)
 		return 0;
@@ -404,7 +404,7 @@ ssize_t tar_read(struct tar_reader *t, void *buf, size_t n, struct berr *err)
 
 /* ---- blob stream ---- */
 
-struct blob_stream {
+struct image_blob_stream {
 	int fd;
 	struct sha256_ctx *raw, *plain;
 	bool gz, probed, zdone, zinit;
@@ -414,32 +414,32 @@ struct blob_stream {
 	char error[160];
 };
 
-struct blob_stream *blob_stream_new(int fd)
+struct image_blob_stream *image_blob_stream_new(int fd)
 {
-	struct blob_stream *b = xcalloc(1, sizeof *b);
+	struct image_blob_stream *b = xcalloc(1, sizeof *b);
 	b->fd = fd;
-	b->raw = sha256_new();
-	b->plain = sha256_new();
+	b->raw = image_sha256_new();
+	b->plain = image_sha256_new();
 	return b;
 }
 
-void blob_stream_free(struct blob_stream *b)
+void image_blob_stream_free(struct image_blob_stream *b)
 {
 	if (!b)
 		return;
-	sha256_free(b->raw);
-	sha256_free(b->plain);
+	image_sha256_free(b->raw);
+	image_sha256_free(b->plain);
 	if (b->zinit)
 		inflateEnd(&b->z);
 	free(b);
 }
 
-const char *blob_stream_error(struct blob_stream *b)
+const char *image_blob_stream_error(struct image_blob_stream *b)
 {
 	return b->error[0] ? b->error : "read error";
 }
 
-static ssize_t raw_read(struct blob_stream *b, void *buf, size_t n)
+static ssize_t raw_read(struct image_blob_stream *b, void *buf, size_t n)
 {
 	ssize_t r;
 	do
@@ -449,11 +449,11 @@ static ssize_t raw_read(struct blob_stream *b, void *buf, size_t n)
 		snprintf(b->error, sizeof b->error, "%s", err_str(errno));
 		return -1;
 	}
-	sha256_update(b->raw, buf, (size_t)r);
+	image_sha256_update(b->raw, buf, (size_t)r);
 	return r;
 }
 
-static int probe(struct blob_stream *b)
+static int probe(struct image_blob_stream *b)
 {
 	b->probed = true;
 	while (b->in_len < 2) {
@@ -478,9 +478,9 @@ static int probe(struct blob_stream *b)
 	return 0;
 }
 
-ssize_t blob_stream_read(void *ctx, void *buf, size_t n)
+ssize_t image_blob_stream_read(void *ctx, void *buf, size_t n)
 {
-	struct blob_stream *b = ctx;
+	struct image_blob_stream *b = ctx;
 	if (!b->probed && probe(b) < 0)
 		return -1;
 	if (!b->gz) {
@@ -494,7 +494,7 @@ ssize_t blob_stream_read(void *ctx, void *buf, size_t n)
 			r = raw_read(b, buf, n);
 		}
 		if (r > 0)
-			sha256_update(b->plain, buf, (size_t)r);
+			image_sha256_update(b->plain, buf, (size_t)r);
 		return r;
 	}
 	for (;;) {
@@ -534,13 +534,13 @@ ssize_t blob_stream_read(void *ctx, void *buf, size_t n)
 			return -1;
 		}
 		if (produced) {
-			sha256_update(b->plain, buf, produced);
+			image_sha256_update(b->plain, buf, produced);
 			return (ssize_t)produced;
 		}
 	}
 }
 
-int blob_stream_raw_digest(struct blob_stream *b, char *digest)
+int image_blob_stream_raw_digest(struct image_blob_stream *b, char *digest)
 {
 	char buf[65536];
 	ssize_t r;
@@ -548,28 +548,29 @@ int blob_stream_raw_digest(struct blob_stream *b, char *digest)
 		;
 	if (r < 0)
 		return -1;
-	sha256_final(b->raw, digest);
+	image_sha256_final(b->raw, digest);
 	b->raw = NULL;
 	return 0;
 }
 
-int blob_stream_finish(struct blob_stream *b, char *digest, char *diff_id, struct berr *err)
+int image_blob_stream_finish(struct image_blob_stream *b, char *digest, char *diff_id,
+			     struct berr *err)
 {
 	char buf[65536];
 	ssize_t r;
-	while ((r = blob_stream_read(b, buf, sizeof buf)) > 0)
+	while ((r = image_blob_stream_read(b, buf, sizeof buf)) > 0)
 		;
 	if (r < 0)
-		return berr_set(err, 0, "%s", blob_stream_error(b));
-	sha256_final(b->raw, digest);
-	sha256_final(b->plain, diff_id);
+		return berr_set(err, 0, "%s", image_blob_stream_error(b));
+	image_sha256_final(b->raw, digest);
+	image_sha256_final(b->plain, diff_id);
 	b->raw = b->plain = NULL;
 	return 0;
 }
 
 /* ---- safe filesystem operations under a directory descriptor ---- */
 
-int rm_at(int dirfd, const char *name)
+int image_rm_at(int dirfd, const char *name)
 {
 	if (unlinkat(dirfd, name, 0) == 0)
 		return 0;
@@ -591,7 +592,7 @@ int rm_at(int dirfd, const char *name)
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		int r = rm_at(fd, de->d_name);
+		int r = image_rm_at(fd, de->d_name);
 		if (r < 0 && rc == 0)
 			rc = r;
 	}
@@ -638,16 +639,16 @@ static void free_comps(char **v, int n)
 
 struct unpacker {
 	int root;
-	const struct unpack_opts *o;
+	const struct image_unpack_opts *o;
 	/* the parent of the last entry: most entries share it */
 	char *cached_parent;
 	int cached_fd;
 	struct fixup {
 		char *path;
-		struct tar_entry attrs;
+		struct image_tar_entry attrs;
 	} * fix;
 	size_t nfix;
-	struct unpack_result *res;
+	struct image_unpack_result *res;
 };
 
 /* Open the directory made of comps[0..n) under the root, never following
@@ -731,7 +732,7 @@ static void forget_parent(struct unpacker *u)
 	u->cached_parent = NULL;
 }
 
-static void set_xattrs(int fd, const struct tar_entry *e)
+static void set_xattrs(int fd, const struct image_tar_entry *e)
 {
 	for (size_t i = 0; i < e->nxattrs; i++) {
 		/* trusted.* would let a layer forge overlay whiteouts */
@@ -742,7 +743,7 @@ static void set_xattrs(int fd, const struct tar_entry *e)
 }
 
 /* Owner, then mode (chown clears set-id bits), then times, on an open fd. */
-static void set_attrs(struct unpacker *u, int fd, const struct tar_entry *e)
+static void set_attrs(struct unpacker *u, int fd, const struct image_tar_entry *e)
 {
 	if (u->o->root && fchown(fd, e->uid, e->gid) < 0) {
 		/* e.g. ids the filesystem cannot store: keep root's */
@@ -752,8 +753,8 @@ static void set_attrs(struct unpacker *u, int fd, const struct tar_entry *e)
 	futimens(fd, ts);
 }
 
-static int write_file(struct unpacker *u, struct tar_reader *t, int pfd, const char *name,
-		      const struct tar_entry *e, struct berr *err)
+static int write_file(struct unpacker *u, struct image_tar_reader *t, int pfd, const char *name,
+		      const struct image_tar_entry *e, struct berr *err)
 {
 	int fd = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -761,7 +762,7 @@ static int write_file(struct unpacker *u, struct tar_reader *t, int pfd, const c
 	char buf[65536];
 	ssize_t n;
 	int rc = 0;
-	while ((n = tar_read(t, buf, sizeof buf, err)) > 0) {
+	while ((n = image_tar_read(t, buf, sizeof buf, err)) > 0) {
 		for (ssize_t off = 0; off < n;) {
 			ssize_t w = write(fd, buf + off, (size_t)(n - off));
 			if (w < 0 && errno == EINTR)
@@ -786,8 +787,8 @@ out:
 	return rc;
 }
 
-static int apply_whiteout(struct unpacker *u, int pfd, const char *name, const struct tar_entry *e,
-			  struct berr *err)
+static int apply_whiteout(struct unpacker *u, int pfd, const char *name,
+			  const struct image_tar_entry *e, struct berr *err)
 {
 	if (!strcmp(name, ".wh..wh..opq")) {
 		if (u->o->overlay) {
@@ -802,7 +803,7 @@ static int apply_whiteout(struct unpacker *u, int pfd, const char *name, const s
 		if (!*target || !strcmp(target, ".") || !strcmp(target, ".."))
 			return berr_set(err, 0, "entry '%s': invalid whiteout", e->path);
 		if (u->o->overlay) {
-			int r = rm_at(pfd, target);
+			int r = image_rm_at(pfd, target);
 			if (r < 0)
 				return berr_set(err, 0, "entry '%s': cannot replace '%s': %s",
 						e->path, target, err_str(r));
@@ -813,7 +814,7 @@ static int apply_whiteout(struct unpacker *u, int pfd, const char *name, const s
 		}
 	}
 	/* Plain format: keep the marker itself, an empty file. */
-	int r = rm_at(pfd, name);
+	int r = image_rm_at(pfd, name);
 	if (r < 0)
 		return berr_set(err, 0, "entry '%s': cannot replace: %s", e->path, err_str(r));
 	int fd = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -823,7 +824,7 @@ static int apply_whiteout(struct unpacker *u, int pfd, const char *name, const s
 	return 0;
 }
 
-static int unpack_entry(struct unpacker *u, struct tar_reader *t, struct tar_entry *e,
+static int unpack_entry(struct unpacker *u, struct image_tar_reader *t, struct image_tar_entry *e,
 			struct berr *err)
 {
 	char **comps;
@@ -850,7 +851,7 @@ static int unpack_entry(struct unpacker *u, struct tar_reader *t, struct tar_ent
 	struct stat st;
 	bool exists = fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 	if (exists && !(e->type == '5' && S_ISDIR(st.st_mode))) {
-		int r = rm_at(pfd, name);
+		int r = image_rm_at(pfd, name);
 		if (r < 0) {
 			rc =
 			    berr_set(err, 0, "entry '%s': cannot replace: %s", e->path, err_str(r));
@@ -972,8 +973,8 @@ static void apply_fixups(struct unpacker *u)
 	u->nfix = 0;
 }
 
-int layer_unpack(int fd, const char *dest, const struct unpack_opts *o, struct unpack_result *res,
-		 struct berr *err)
+int image_layer_unpack(int fd, const char *dest, const struct image_unpack_opts *o,
+		       struct image_unpack_result *res, struct berr *err)
 {
 	memset(res, 0, sizeof *res);
 	const char *what = o->what ? o->what : "layer";
@@ -981,12 +982,12 @@ int layer_unpack(int fd, const char *dest, const struct unpack_opts *o, struct u
 	u.root = open(dest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (u.root < 0)
 		return berr_set(err, 0, "cannot open '%s': %s", dest, err_str(errno));
-	struct blob_stream *b = blob_stream_new(fd);
-	struct tar_reader *t = tar_reader_new(blob_stream_read, b);
+	struct image_blob_stream *b = image_blob_stream_new(fd);
+	struct image_tar_reader *t = image_tar_reader_new(image_blob_stream_read, b);
 	int rc = -1;
-	struct tar_entry *e;
+	struct image_tar_entry *e;
 	int r;
-	while ((r = tar_next(t, &e, err)) > 0) {
+	while ((r = image_tar_next(t, &e, err)) > 0) {
 		if (unpack_entry(&u, t, e, err) < 0)
 			break;
 	}
@@ -995,8 +996,8 @@ int layer_unpack(int fd, const char *dest, const struct unpack_opts *o, struct u
 	if (r != 0 && o->want_digest) {
 		/* Corrupt bytes usually break the tar or the gzip stream before
 		 * the end: say so as what it is, a digest mismatch. */
-		char got[DIGEST_STR_MAX];
-		if (blob_stream_raw_digest(b, got) == 0 && strcmp(got, o->want_digest)) {
+		char got[IMAGE_DIGEST_STR_MAX];
+		if (image_blob_stream_raw_digest(b, got) == 0 && strcmp(got, o->want_digest)) {
 			berr_set(err, 0, "%s: digest mismatch: the content hashes to '%s'", what,
 				 got);
 			goto out;
@@ -1004,12 +1005,13 @@ int layer_unpack(int fd, const char *dest, const struct unpack_opts *o, struct u
 	}
 	if (r != 0) {
 		/* a read error of the stream beats the tar's view of it */
-		if (blob_stream_error(b)[0] && strcmp(blob_stream_error(b), "read error"))
-			berr_set(err, 0, "%s", blob_stream_error(b));
+		if (image_blob_stream_error(b)[0] &&
+		    strcmp(image_blob_stream_error(b), "read error"))
+			berr_set(err, 0, "%s", image_blob_stream_error(b));
 		berr_prefix(err, "%s", what);
 		goto out;
 	}
-	if (blob_stream_finish(b, res->digest, res->diff_id, err) < 0) {
+	if (image_blob_stream_finish(b, res->digest, res->diff_id, err) < 0) {
 		berr_prefix(err, "%s", what);
 		goto out;
 	}
@@ -1025,8 +1027,8 @@ int layer_unpack(int fd, const char *dest, const struct unpack_opts *o, struct u
 	}
 	rc = 0;
 out:
-	tar_reader_free(t);
-	blob_stream_free(b);
+	image_tar_reader_free(t);
+	image_blob_stream_free(b);
 	close(u.root);
 	return rc;
 }
