@@ -71,6 +71,10 @@ int file_write_atomic(const char *path, const char *data, size_t len);
 int mkdir_p(const char *path, unsigned mode);
 /* rm -rf; 0 or -errno. */
 int rm_rf(const char *path);
+/* Remove `name` under the directory dirfd (AT_FDCWD: a path), recursively,
+ * without ever following a symlink. Missing = 0; otherwise 0 or the first
+ * -errno met. */
+int rm_rf_at(int dirfd, const char *name);
 
 /* Random lowercase hex id of n characters (n < 64) into buf (n+1 bytes). */
 void random_hex(char *buf, size_t n);

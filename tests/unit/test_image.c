@@ -265,7 +265,7 @@ static const char *cfg_json =
 
 static void rmtree(const char *d)
 {
-	image_rm_at(AT_FDCWD, d);
+	rm_rf_at(AT_FDCWD, d);
 }
 
 /* ---- tar reader ---- */

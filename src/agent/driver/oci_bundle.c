@@ -769,7 +769,7 @@ void oci_task_cleanup(struct oci_task *t)
 		const char *parts[] = {"rootfs", "upper", "work"};
 		for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
 			char *p = xasprintf("%s/%s", t->bundle, parts[i]);
-			image_rm_at(AT_FDCWD, p);
+			rm_rf_at(AT_FDCWD, p);
 			free(p);
 		}
 	}

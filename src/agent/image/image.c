@@ -715,7 +715,7 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 	free(fs);
 	if (rc < 0) {
 		berr_prefix(err, "image '%s'", image__source_name(s));
-		image_rm_at(AT_FDCWD, tmp);
+		rm_rf_at(AT_FDCWD, tmp);
 		goto out;
 	}
 	json_t *meta =
@@ -736,7 +736,7 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 	}
 	if (w < 0 || rename(tmp, final) < 0) {
 		int e = w < 0 ? w : -errno;
-		image_rm_at(AT_FDCWD, tmp);
+		rm_rf_at(AT_FDCWD, tmp);
 		if (!image__path_exists(final))
 			rc = berr_set(err, 0, "cannot store layer '%s': %s", digest, err_str(e));
 	} else {

@@ -216,7 +216,7 @@ int image_gc(struct image_cache *c, uint64_t max_bytes, int64_t max_age_ms,
 		if (kept_has(v, n, true, layers[i]))
 			continue;
 		char *p = xasprintf("%s/%s", c->layers, layers[i]);
-		image_rm_at(AT_FDCWD, p);
+		rm_rf_at(AT_FDCWD, p);
 		free(p);
 	}
 	strv_free_n(layers, nl);
@@ -238,7 +238,7 @@ int image_gc(struct image_cache *c, uint64_t max_bytes, int64_t max_age_ms,
 	char **tmps = list_dir(c->tmp, &nt);
 	for (size_t i = 0; i < nt; i++) {
 		char *p = xasprintf("%s/%s", c->tmp, tmps[i]);
-		image_rm_at(AT_FDCWD, p);
+		rm_rf_at(AT_FDCWD, p);
 		free(p);
 	}
 	strv_free_n(tmps, nt);

@@ -96,7 +96,7 @@ static int clear_dir(int dirfd)
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		int r = image_rm_at(dirfd, de->d_name);
+		int r = rm_rf_at(dirfd, de->d_name);
 		if (r < 0 && !rc)
 			rc = r;
 	}
@@ -178,11 +178,11 @@ static int copy_entry(struct copier *c, int sfd, int dfd, const char *name, cons
 		return berr_set(err, 0, "cannot stat '%s': %s", rel, err_str(errno));
 	bool dexists = fstatat(dfd, name, &dst, AT_SYMLINK_NOFOLLOW) == 0;
 	if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) { /* overlay whiteout */
-		int r = image_rm_at(dfd, name);
+		int r = rm_rf_at(dfd, name);
 		return r < 0 ? berr_set(err, 0, "cannot remove '%s': %s", rel, err_str(r)) : 0;
 	}
 	if (dexists && !(S_ISDIR(st.st_mode) && S_ISDIR(dst.st_mode))) {
-		int r = image_rm_at(dfd, name);
+		int r = rm_rf_at(dfd, name);
 		if (r < 0)
 			return berr_set(err, 0, "cannot replace '%s': %s", rel, err_str(r));
 		dexists = false;
@@ -258,7 +258,7 @@ static int copy_dir(struct copier *c, int sfd, int dfd, const char *rel, struct 
 		const char *victim = names[i] + 4;
 		if (!*victim || !strcmp(victim, ".") || !strcmp(victim, ".."))
 			continue;
-		int r = image_rm_at(dfd, victim);
+		int r = rm_rf_at(dfd, victim);
 		if (r < 0)
 			rc = berr_set(err, 0, "cannot remove '%s/%s': %s", rel, victim, err_str(r));
 	}

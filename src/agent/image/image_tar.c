@@ -570,38 +570,6 @@ int image_blob_stream_finish(struct image_blob_stream *b, char *digest, char *di
 
 /* ---- safe filesystem operations under a directory descriptor ---- */
 
-int image_rm_at(int dirfd, const char *name)
-{
-	if (unlinkat(dirfd, name, 0) == 0)
-		return 0;
-	if (errno == ENOENT)
-		return 0;
-	if (errno != EISDIR && errno != EPERM)
-		return -errno;
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		int e = errno;
-		close(fd);
-		return -e;
-	}
-	int rc = 0;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		int r = image_rm_at(fd, de->d_name);
-		if (r < 0 && rc == 0)
-			rc = r;
-	}
-	closedir(d);
-	if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && rc == 0)
-		rc = -errno;
-	return rc;
-}
-
 /* Split a path from an archive into components: "" and "." dropped, ".."
  * and absolute paths refused. Returns the count, -1 when refused. */
 static int split_path(const char *path, char ***out)
@@ -803,7 +771,7 @@ static int apply_whiteout(struct unpacker *u, int pfd, const char *name,
 		if (!*target || !strcmp(target, ".") || !strcmp(target, ".."))
 			return berr_set(err, 0, "entry '%s': invalid whiteout", e->path);
 		if (u->o->overlay) {
-			int r = image_rm_at(pfd, target);
+			int r = rm_rf_at(pfd, target);
 			if (r < 0)
 				return berr_set(err, 0, "entry '%s': cannot replace '%s': %s",
 						e->path, target, err_str(r));
@@ -814,7 +782,7 @@ static int apply_whiteout(struct unpacker *u, int pfd, const char *name,
 		}
 	}
 	/* Plain format: keep the marker itself, an empty file. */
-	int r = image_rm_at(pfd, name);
+	int r = rm_rf_at(pfd, name);
 	if (r < 0)
 		return berr_set(err, 0, "entry '%s': cannot replace: %s", e->path, err_str(r));
 	int fd = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -851,7 +819,7 @@ static int unpack_entry(struct unpacker *u, struct image_tar_reader *t, struct i
 	struct stat st;
 	bool exists = fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 	if (exists && !(e->type == '5' && S_ISDIR(st.st_mode))) {
-		int r = image_rm_at(pfd, name);
+		int r = rm_rf_at(pfd, name);
 		if (r < 0) {
 			rc =
 			    berr_set(err, 0, "entry '%s': cannot replace: %s", e->path, err_str(r));

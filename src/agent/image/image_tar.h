@@ -122,8 +122,4 @@ struct image_unpack_result {
 int image_layer_unpack(int fd, const char *dest, const struct image_unpack_opts *o,
 		       struct image_unpack_result *res, struct berr *err);
 
-/* Remove `name` under the directory dirfd, recursively, without ever
- * following a symlink. Missing = 0; otherwise 0 or -errno. */
-int image_rm_at(int dirfd, const char *name);
-
 #endif
