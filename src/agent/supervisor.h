@@ -23,7 +23,10 @@
  * SIGTERM to the task, waits stop_grace_ms, then SIGKILLs everything in the
  * task's cgroup, and leaves no process behind.
  *
- * The oci driver (oci_bundle.h): the supervisor resolves the image (pulling
+ * What differs per driver (exec, oci, docker) is behind driver/driver.h;
+ * the files are encoded and decoded in supervisor_files.c.
+ *
+ * The oci driver (driver/oci_bundle.h): the supervisor resolves the image (pulling
  * and unpacking into the agent's shared cache; a failure is the task's
  * failure, with its message), writes SANDBOX/bundle/ and runs
  * `runc run --detach`; the container's init is then the supervisor's child
