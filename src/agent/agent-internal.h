@@ -50,6 +50,11 @@
 /* Why a driver is not offered on this node, at most. */
 #define DRIVER_WHY_MAX 160
 
+/* What this node offers, per driver, as found at the last registration. */
+struct agent_drivers {
+	char unavailable[TASK_DRIVER_COUNT][DRIVER_WHY_MAX]; /* why not; "" = offered */
+};
+
 /* A launch waiting for a launcher thread (id = the task's), or a graceful
  * stop's POST (id = its URL, desired NULL). */
 struct launch_job {
@@ -95,12 +100,10 @@ struct agent {
 	pthread_cond_t changed;
 	struct hmap tasks; /* id -> struct agent_task* */
 	uint64_t known_version;
-	bool need_full; /* next watch asks for every task in full */
-	/* Per driver, why this node does not offer it ("" = offered), as found
-	 * at the last registration. */
-	char unavailable[TASK_DRIVER_COUNT][DRIVER_WHY_MAX];
-	uint64_t report_gen;   /* bumped on every change to the task table */
-	uint64_t reported_gen; /* the generation the last watch carried */
+	bool need_full;		      /* next watch asks for every task in full */
+	struct agent_drivers drivers; /* what the node offers */
+	uint64_t report_gen;	      /* bumped on every change to the task table */
+	uint64_t reported_gen;	      /* the generation the last watch carried */
 	int64_t reported_mono;
 	_Atomic bool stopping;
 	pthread_t watch_thread, event_thread;

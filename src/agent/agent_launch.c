@@ -77,7 +77,7 @@ static void plan_health_command(struct task_spec *ts, const struct template_ctx 
 	ts->health.ncommand = k;
 }
 
-static int plan_build(const struct agent *a, const char (*unavailable)[DRIVER_WHY_MAX], json_t *d,
+static int plan_build(const struct agent *a, const struct agent_drivers *drivers, json_t *d,
 		      struct launch_plan *p, struct berr *err)
 {
 	memset(p, 0, sizeof *p);
@@ -94,10 +94,10 @@ static int plan_build(const struct agent *a, const char (*unavailable)[DRIVER_WH
 	}
 	json_decref(doc);
 	struct task_spec *ts = &p->spec->task;
-	if (unavailable[ts->driver][0])
+	if (drivers->unavailable[ts->driver][0])
 		/* Offered only where it was found working (at registration). */
 		return berr_set(err, 400, "driver '%s' is not available on this agent: %s",
-				task_driver_name(ts->driver), unavailable[ts->driver]);
+				task_driver_name(ts->driver), drivers->unavailable[ts->driver]);
 	size_t np = ts->resources.nports;
 	p->pvals = xcalloc(np + 1, sizeof *p->pvals);
 	for (size_t i = 0; i < np; i++)
@@ -216,7 +216,7 @@ static int plan_launch(const struct agent *a, const struct launch_plan *p, const
 int agent_task_configure_adopted(struct agent *a, json_t *d, struct agent_task *t, struct berr *err)
 {
 	struct launch_plan p;
-	int r = plan_build(a, (const char(*)[DRIVER_WHY_MAX])a->unavailable, d, &p, err);
+	int r = plan_build(a, &a->drivers, d, &p, err);
 	if (r == 0)
 		plan_give_to_task(&p, t);
 	plan_release(&p);
@@ -362,14 +362,12 @@ void *agent_launcher_main(void *arg)
 		a->nstarting++;
 		t->launched_mono = time_mono_ms();
 		char *sandbox = xstrdup(t->sandbox);
-		char unavailable[TASK_DRIVER_COUNT][DRIVER_WHY_MAX];
-		memcpy(unavailable, a->unavailable, sizeof unavailable);
+		struct agent_drivers drivers = a->drivers;
 		pthread_mutex_unlock(&a->lock);
 
 		struct launch_plan p;
 		struct berr err = {0};
-		int r =
-		    plan_build(a, (const char(*)[DRIVER_WHY_MAX])unavailable, j->desired, &p, &err);
+		int r = plan_build(a, &drivers, j->desired, &p, &err);
 		if (r == 0)
 			r = plan_launch(a, &p, sandbox, &err);
 		free(sandbox);

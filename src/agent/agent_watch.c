@@ -142,20 +142,20 @@ static int do_register(struct agent *a, struct http_client *hc, struct berr *err
 	/* Drivers this node offers, as attributes a job can constrain on
 	 * (constraints: {driver.docker: "true"}). */
 	struct driver_host h = {.data_dir = a->o.data_dir, .docker_socket = a->o.docker_socket};
-	char unavailable[TASK_DRIVER_COUNT][DRIVER_WHY_MAX] = {{0}};
+	struct agent_drivers drv = {0};
 	for (int d = 0; d < TASK_DRIVER_COUNT; d++) {
 		const struct driver_ops *ops = driver_get((enum task_driver)d);
-		if (!ops->available || ops->available(&h, unavailable[d], DRIVER_WHY_MAX)) {
-			unavailable[d][0] = 0;
+		if (!ops->available || ops->available(&h, drv.unavailable[d], DRIVER_WHY_MAX)) {
+			drv.unavailable[d][0] = 0;
 			char *attr = xasprintf("driver.%s", task_driver_name(ops->driver));
 			json_object_set_new(attrs, attr, json_string("true"));
 			free(attr);
-		} else if (!unavailable[d][0]) {
-			snprintf(unavailable[d], DRIVER_WHY_MAX, "not offered");
+		} else if (!drv.unavailable[d][0]) {
+			snprintf(drv.unavailable[d], DRIVER_WHY_MAX, "not offered");
 		}
 	}
 	pthread_mutex_lock(&a->lock);
-	memcpy(a->unavailable, unavailable, sizeof unavailable);
+	a->drivers = drv;
 	pthread_mutex_unlock(&a->lock);
 	for (size_t i = 0; i < a->o.nattrs; i++)
 		json_object_set_new(attrs, a->o.attrs[i].key, json_string(a->o.attrs[i].value));
