@@ -32,12 +32,8 @@ struct launch_plan {
 
 static void plan_release(struct launch_plan *p)
 {
-	for (size_t i = 0; p->argv && i < p->argc; i++)
-		free(p->argv[i]);
-	free(p->argv);
-	for (size_t i = 0; p->env && i < p->nenv; i++)
-		free(p->env[i]);
-	free(p->env);
+	strv_free_n(p->argv, p->argc);
+	strv_free_n(p->env, p->nenv);
 	free(p->pvals);
 	free(p->vhost);
 	free(p->vpath);

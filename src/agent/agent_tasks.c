@@ -25,10 +25,7 @@ void agent_task_free(struct agent_task *t)
 {
 	health_check_free(t->health);
 	spec_free(t->spec);
-	if (t->health_env)
-		for (char **e = t->health_env; *e; e++)
-			free(*e);
-	free(t->health_env);
+	strv_free(t->health_env);
 	free(t->id);
 	free(t->sandbox);
 	free(t);
