@@ -12,7 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-
 static void v1_locate(struct cgroup *cg)
 {
 	for (int i = 0; i < CG1_COUNT; i++) {

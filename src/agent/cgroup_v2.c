@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 static void v2_locate(struct cgroup *cg)
 {
 	cg->dir = xasprintf("%s/%s/%s", cg->root, cg->parent, cg->name);

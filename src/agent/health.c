@@ -121,14 +121,6 @@ struct health_check {
 
 /* strerror, lowercased as our messages are. Thread-local: the agent has
  * several threads, and one call per message suffices. */
-static const char *errstr(int e)
-{
-	static __thread char buf[128];
-	snprintf(buf, sizeof buf, "%s", strerror(e < 0 ? -e : e));
-	buf[0] = (char)tolower((unsigned char)buf[0]);
-	return buf;
-}
-
 /* "1s", "200ms", "1500ms": the user wrote durations like these. */
 static void fmt_ms(char *buf, size_t n, int64_t ms)
 {
@@ -144,15 +136,6 @@ static char **strv_dup(char *const *v, size_t n)
 	for (size_t i = 0; i < n; i++)
 		out[i] = xstrdup(v[i]);
 	return out;
-}
-
-static void strv_free(char **v)
-{
-	if (!v)
-		return;
-	for (char **p = v; *p; p++)
-		free(*p);
-	free(v);
 }
 
 static void close_fd(int *fd)
@@ -266,7 +249,7 @@ static void sock_start(struct health_check *hc, int64_t now)
 	hc->fd = socket(hc->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (hc->fd < 0) {
 		char what[160];
-		snprintf(what, sizeof what, "cannot create a socket: %s", errstr(errno));
+		snprintf(what, sizeof what, "cannot create a socket: %s", err_str(errno));
 		sock_fail(hc, now, what);
 		return;
 	}
@@ -275,7 +258,7 @@ static void sock_start(struct health_check *hc, int64_t now)
 	else if (errno == EINPROGRESS || errno == EINTR)
 		hc->phase = PH_CONNECTING;
 	else
-		sock_fail(hc, now, errstr(errno));
+		sock_fail(hc, now, err_str(errno));
 }
 
 /* "HTTP/1.1 200 OK" -> 200; -1 when it is not a status line. */
@@ -334,7 +317,7 @@ static void sock_advance(struct health_check *hc, int64_t now)
 		if (getsockopt(hc->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 			err = errno;
 		if (err) {
-			sock_fail(hc, now, errstr(err));
+			sock_fail(hc, now, err_str(err));
 			return;
 		}
 		if (hc->kind == HEALTH_TCP) {
@@ -354,7 +337,7 @@ static void sock_advance(struct health_check *hc, int64_t now)
 			if (w < 0) {
 				char what[160];
 				snprintf(what, sizeof what, "cannot send the request: %s",
-					 errstr(errno));
+					 err_str(errno));
 				sock_fail(hc, now, what);
 				return;
 			}
@@ -371,7 +354,7 @@ static void sock_advance(struct health_check *hc, int64_t now)
 			if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 				return;
 			if (r < 0 && !hc->status_len) {
-				sock_fail(hc, now, errstr(errno));
+				sock_fail(hc, now, err_str(errno));
 				return;
 			}
 			if (r <= 0 && !hc->status_len) {
@@ -496,7 +479,7 @@ static void cmd_start(struct health_check *hc, int64_t now)
 	}
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0) {
-		fail(hc, now, "command '%s' could not be started: %s", hc->argv[0], errstr(errno));
+		fail(hc, now, "command '%s' could not be started: %s", hc->argv[0], err_str(errno));
 		return;
 	}
 	/* dup2 onto itself would keep O_CLOEXEC: keep the write end off 0-2
@@ -539,10 +522,10 @@ static void cmd_start(struct health_check *hc, int64_t now)
 		close(p[0]);
 		if (hc->cwd)
 			fail(hc, now, "command '%s' could not be started in '%s': %s", hc->argv[0],
-			     hc->cwd, errstr(r));
+			     hc->cwd, err_str(r));
 		else
 			fail(hc, now, "command '%s' could not be started: %s", hc->argv[0],
-			     errstr(r));
+			     err_str(r));
 		return;
 	}
 	hc->pid = pid;

@@ -23,7 +23,10 @@
  * SIGTERM to the task, waits stop_grace_ms, then SIGKILLs everything in the
  * task's cgroup, and leaves no process behind.
  *
- * The oci driver (oci_bundle.h): the supervisor resolves the image (pulling
+ * What differs per driver (exec, oci, docker) is behind driver/driver.h;
+ * the files are encoded and decoded in supervisor_files.c.
+ *
+ * The oci driver (driver/oci_bundle.h): the supervisor resolves the image (pulling
  * and unpacking into the agent's shared cache; a failure is the task's
  * failure, with its message), writes SANDBOX/bundle/ and runs
  * `runc run --detach`; the container's init is then the supervisor's child
@@ -44,13 +47,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "core/spec.h"
 #include "core/util.h"
 
 struct task_launch {
 	const char *task_id;
 	const char *job_key;
 	int instance;
-	const char *driver;	   /* "exec" (default), "oci" or "docker" */
+	enum task_driver driver;   /* launch.json: "exec", "oci" or "docker" */
 	const char *image;	   /* oci: a layout path, an archive or a registry
 				      reference (see image.h) */
 	const char *runtime;	   /* oci: the runtime binary; NULL = $BERTH_OCI_RUNTIME

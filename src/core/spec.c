@@ -902,6 +902,21 @@ static const char *const placement_names[] = {"binpack", "spread"};
 static const char *const order_names[] = {"stop_first", "start_first"};
 static const char *const driver_names[] = {"exec", "oci", "docker"};
 
+const char *task_driver_name(enum task_driver d)
+{
+	return (unsigned)d < ARRAY_SIZE(driver_names) ? driver_names[d] : driver_names[0];
+}
+
+int task_driver_parse(const char *name, enum task_driver *out)
+{
+	for (size_t i = 0; name && i < ARRAY_SIZE(driver_names); i++)
+		if (!strcmp(name, driver_names[i])) {
+			*out = (enum task_driver)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
 static int key_index(const struct snode *key, const char *const *names, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -1088,13 +1103,6 @@ static bool word_ok(const char *s, const char *extra, size_t max)
 	return true;
 }
 
-static void strv_free(char **v, size_t n)
-{
-	for (size_t i = 0; v && i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
 /* A command: a list of strings, or one string run by /bin/sh -c. */
 static int get_command(struct sctx *c, const struct snode *n, char ***argv, size_t *argc)
 {
@@ -1107,7 +1115,7 @@ static int get_command(struct sctx *c, const struct snode *n, char ***argv, size
 			free(s);
 			return expect(c, n, n, "%s", what);
 		}
-		strv_free(*argv, *argc);
+		strv_free_n(*argv, *argc);
 		*argv = xcalloc(3, sizeof **argv);
 		(*argv)[0] = xstrdup("/bin/sh");
 		(*argv)[1] = xstrdup("-c");
@@ -1121,17 +1129,17 @@ static int get_command(struct sctx *c, const struct snode *n, char ***argv, size
 	for (size_t i = 0; i < n->nkids; i++) {
 		size_t saved = path_push_index(c, i);
 		if (get_string(c, n->kids[i], "a string", &v[i]) < 0) {
-			strv_free(v, n->nkids);
+			strv_free_n(v, n->nkids);
 			return -1;
 		}
 		if (i == 0 && !*v[0]) {
 			expect(c, n->kids[i], n->kids[i], "a program to run");
-			strv_free(v, n->nkids);
+			strv_free_n(v, n->nkids);
 			return -1;
 		}
 		path_pop(c, saved);
 	}
-	strv_free(*argv, *argc);
+	strv_free_n(*argv, *argc);
 	*argv = v;
 	*argc = n->nkids;
 	return 0;
@@ -1361,7 +1369,7 @@ static int v_resources(struct sctx *c, const struct snode *n, struct resources *
 static void constraint_free(struct constraint *k)
 {
 	free(k->attribute);
-	strv_free(k->values, k->nvalues);
+	strv_free_n(k->values, k->nvalues);
 }
 
 /* One constraint string: "v", "!v", "a,b", "!a,b" or "limit:N". */
@@ -1534,10 +1542,8 @@ static int v_task(struct sctx *c, const struct snode *n, struct job_spec *s)
 		switch (key_index(k, task_keys, ARRAY_SIZE(task_keys))) {
 		case 0:
 			rc = get_enum(c, v, driver_names, ARRAY_SIZE(driver_names), &e);
-			if (!rc) {
-				free(t->driver);
-				t->driver = xstrdup(driver_names[e]);
-			}
+			if (!rc)
+				t->driver = (enum task_driver)e;
 			break;
 		case 1:
 			rc = get_string(c, v, "an image reference or path", &t->image);
@@ -1583,12 +1589,12 @@ static int v_task(struct sctx *c, const struct snode *n, struct job_spec *s)
 	if (!t->command)
 		return missing(c, n, "command", "a command (a list of strings or a string)");
 	const struct snode *image = map_get(n, "image"), *driver = map_get(n, "driver");
-	if (strcmp(t->driver, "exec") && !*t->image) {
+	if (t->driver != DRIVER_EXEC && !*t->image) {
 		path_push(c, "image", 5);
 		return expect(c, image ? image : driver, image, "an image for driver %s",
-			      t->driver);
+			      task_driver_name(t->driver));
 	}
-	if (!strcmp(t->driver, "exec") && *t->image) {
+	if (t->driver == DRIVER_EXEC && *t->image) {
 		path_push(c, "image", 5);
 		return expect(c, image, image, "no image for driver exec (use oci or docker)");
 	}
@@ -1978,7 +1984,7 @@ static struct job_spec *spec_new(void)
 	s->max_task_failures = 1;
 	s->placement = PLACE_BINPACK;
 	struct task_spec *t = &s->task;
-	t->driver = xstrdup("exec");
+	t->driver = DRIVER_EXEC;
 	t->image = xstrdup("");
 	t->user = xstrdup("");
 	t->resources.cpu = 1.0;
@@ -2081,7 +2087,7 @@ static json_t *task_json(const struct task_spec *t)
 	json_t *cons = json_object(), *health = json_object();
 	const struct health_spec *h = &t->health;
 
-	json_object_set_new(task, "driver", json_string(t->driver));
+	json_object_set_new(task, "driver", json_string(task_driver_name(t->driver)));
 	json_object_set_new(task, "image", json_string(t->image));
 	json_object_set_new(task, "command", strv_json(t->command, t->ncommand));
 	for (size_t i = 0; i < t->nenv; i++)
@@ -2175,9 +2181,8 @@ void spec_free(struct job_spec *s)
 	free(s->environment);
 	free(s->name);
 	free(s->schedule);
-	free(t->driver);
 	free(t->image);
-	strv_free(t->command, t->ncommand);
+	strv_free_n(t->command, t->ncommand);
 	for (size_t i = 0; t->env && i < t->nenv; i++) {
 		free(t->env[i].key);
 		free(t->env[i].value);
@@ -2186,13 +2191,13 @@ void spec_free(struct job_spec *s)
 	free(t->user);
 	free(t->shutdown.http_path);
 	free(t->shutdown.port);
-	strv_free(t->resources.ports, t->resources.nports);
+	strv_free_n(t->resources.ports, t->resources.nports);
 	for (size_t i = 0; t->constraints && i < t->nconstraints; i++)
 		constraint_free(&t->constraints[i]);
 	free(t->constraints);
 	free(t->health.http_path);
 	free(t->health.port);
-	strv_free(t->health.command, t->health.ncommand);
+	strv_free_n(t->health.command, t->health.ncommand);
 	for (size_t i = 0; t->volumes && i < t->nvolumes; i++) {
 		free(t->volumes[i].host);
 		free(t->volumes[i].path);

@@ -103,10 +103,21 @@ struct volume {
 	bool read_only; /* default false */
 };
 
+/* Who runs the task on the node: the agent's drivers (agent/driver/).
+ * Written "exec", "oci" or "docker" in specs, launch.json and the wire
+ * protocol. */
+enum task_driver { DRIVER_EXEC = 0, DRIVER_OCI, DRIVER_DOCKER };
+#define TASK_DRIVER_COUNT 3
+
+/* "exec", "oci", "docker" ("exec" for a value out of range). */
+const char *task_driver_name(enum task_driver d);
+/* The driver called `name`; 0, or -EINVAL for an unknown name. */
+int task_driver_parse(const char *name, enum task_driver *out);
+
 struct task_spec {
-	char *driver;	/* "exec" (default), "oci", "docker" */
-	char *image;	/* "" for exec */
-	char **command; /* argv; a YAML/JSON string becomes {"/bin/sh","-c",s} */
+	enum task_driver driver; /* default DRIVER_EXEC */
+	char *image;		 /* "" for exec */
+	char **command;		 /* argv; a YAML/JSON string becomes {"/bin/sh","-c",s} */
 	size_t ncommand;
 	struct spec_kv *env;
 	size_t nenv;

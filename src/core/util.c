@@ -6,6 +6,7 @@
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -333,29 +334,39 @@ int mkdir_p(const char *path, unsigned mode)
 
 int rm_rf(const char *path)
 {
-	struct stat st;
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (S_ISDIR(st.st_mode)) {
-		DIR *d = opendir(path);
-		if (!d)
-			return -errno;
-		struct dirent *de;
-		while ((de = readdir(d))) {
-			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-				continue;
-			char *sub = xasprintf("%s/%s", path, de->d_name);
-			rm_rf(sub);
-			free(sub);
-		}
-		closedir(d);
-		if (rmdir(path) < 0)
-			return -errno;
+	return rm_rf_at(AT_FDCWD, path);
+}
+
+int rm_rf_at(int dirfd, const char *name)
+{
+	if (unlinkat(dirfd, name, 0) == 0)
 		return 0;
-	}
-	if (unlink(path) < 0)
+	if (errno == ENOENT)
+		return 0;
+	if (errno != EISDIR && errno != EPERM)
 		return -errno;
-	return 0;
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	int rc = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		int r = rm_rf_at(fd, de->d_name);
+		if (r < 0 && rc == 0)
+			rc = r;
+	}
+	closedir(d);
+	if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && rc == 0)
+		rc = -errno;
+	return rc;
 }
 
 /* xorshift128+ seeded from the kernel once per thread: ids are made by the
@@ -452,4 +463,28 @@ void utf8_clean(char *s)
 		}
 		p += n;
 	}
+}
+
+const char *err_str(int e)
+{
+	static __thread char buf[128];
+	snprintf(buf, sizeof buf, "%s", strerror(e < 0 ? -e : e));
+	buf[0] = (char)tolower((unsigned char)buf[0]);
+	return buf;
+}
+
+void strv_free(char **v)
+{
+	if (!v)
+		return;
+	for (char **p = v; *p; p++)
+		free(*p);
+	free(v);
+}
+
+void strv_free_n(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
 }

@@ -71,6 +71,10 @@ int file_write_atomic(const char *path, const char *data, size_t len);
 int mkdir_p(const char *path, unsigned mode);
 /* rm -rf; 0 or -errno. */
 int rm_rf(const char *path);
+/* Remove `name` under the directory dirfd (AT_FDCWD: a path), recursively,
+ * without ever following a symlink. Missing = 0; otherwise 0 or the first
+ * -errno met. */
+int rm_rf_at(int dirfd, const char *name);
 
 /* Random lowercase hex id of n characters (n < 64) into buf (n+1 bytes). */
 void random_hex(char *buf, size_t n);
@@ -81,6 +85,16 @@ void utf8_clean(char *s);
 
 /* Parse a decimal integer exactly (whole string); 0 or -EINVAL/-ERANGE. */
 int parse_int64(const char *s, int64_t *out);
+
+/* strerror(e) for e or -e, lowercased as messages are written here
+ * ("no such file or directory"). A thread-local buffer: valid until the
+ * next call in the same thread. */
+const char *err_str(int e);
+
+/* Free a NULL-terminated vector of strings and the vector; NULL is fine. */
+void strv_free(char **v);
+/* Free the first n strings of v and v; NULL is fine. */
+void strv_free_n(char **v, size_t n);
 
 /* Cleanup helpers for __attribute__((cleanup)). */
 void cleanup_freep(void *p);

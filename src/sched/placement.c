@@ -577,8 +577,9 @@ void placement_place(struct placement_node *nodes, size_t nnodes,
 	x.inv_ports = r->nports ? 1.0 / (double)r->nports : 0;
 	x.values = xcalloc(ts->nconstraints + 1, sizeof *x.values);
 	x.limits = xcalloc(ts->nconstraints + 1, sizeof *x.limits);
-	if (ts->driver && *ts->driver && strcmp(ts->driver, "exec")) {
-		snprintf(x.driver_attr, sizeof x.driver_attr, "driver.%s", ts->driver);
+	if (ts->driver != DRIVER_EXEC) {
+		snprintf(x.driver_attr, sizeof x.driver_attr, "driver.%s",
+			 task_driver_name(ts->driver));
 		x.driver_value[0] = "true";
 		x.driver = (struct constraint){.attribute = x.driver_attr,
 					       .kind = CONSTRAINT_VALUE,

@@ -17,7 +17,7 @@
 #include <sys/timerfd.h>
 #include <time.h>
 
-#include "agent/docker.h"
+#include "agent/driver/docker.h"
 #include "unit.h"
 
 #define IMAGE "berth-test/busybox:1"

@@ -3,12 +3,12 @@
  * Bearer token auth), digest verification, cache reuse, GC, and the runc
  * config. Every test works in its own temporary directory. Images are
  * built here, byte by byte. */
-#include "agent/image.h"
-#include "agent/image_digest.h"
-#include "agent/image_registry.h"
-#include "agent/image_rootfs.h"
-#include "agent/image_tar.h"
-#include "agent/oci_bundle.h"
+#include "agent/image/image.h"
+#include "agent/image/image_digest.h"
+#include "agent/image/image_registry.h"
+#include "agent/image/image_rootfs.h"
+#include "agent/image/image_tar.h"
+#include "agent/driver/oci_bundle.h"
 #include "unit.h"
 
 #include <dirent.h>
@@ -139,10 +139,10 @@ static struct sbuf gzip_buf(const struct sbuf *in)
 /* Write a blob into the layout; digest out. */
 static void blob(const char *layout, const void *data, size_t len, char *digest)
 {
-	sha256_digest(data, len, digest);
+	image_sha256_digest(data, len, digest);
 	char *dir = xasprintf("%s/blobs/sha256", layout);
 	mkdir_p(dir, 0755);
-	char *p = xasprintf("%s/%s", dir, digest_hex(digest));
+	char *p = xasprintf("%s/%s", dir, image_digest_hex(digest));
 	put(p, data, len);
 	free(p);
 	free(dir);
@@ -164,8 +164,8 @@ static void add_image(const char *layout, const char *tag, struct layer *layers,
 	free(p);
 	json_t *ls = json_array(), *dids = json_array();
 	for (size_t i = 0; i < n; i++) {
-		char did[DIGEST_STR_MAX], dg[DIGEST_STR_MAX];
-		sha256_digest(layers[i].tar.buf, layers[i].tar.len, did);
+		char did[IMAGE_DIGEST_STR_MAX], dg[IMAGE_DIGEST_STR_MAX];
+		image_sha256_digest(layers[i].tar.buf, layers[i].tar.len, did);
 		size_t size;
 		if (layers[i].gz) {
 			struct sbuf gz = gzip_buf(&layers[i].tar);
@@ -187,7 +187,7 @@ static void add_image(const char *layout, const char *tag, struct layer *layers,
 	json_t *cfg = json_pack("{s:s,s:s,s:o,s:{s:s,s:o}}", "architecture", "amd64", "os", "linux",
 				"config", cfgobj, "rootfs", "type", "layers", "diff_ids", dids);
 	char *ctext = json_dumps(cfg, JSON_COMPACT);
-	char cdg[DIGEST_STR_MAX];
+	char cdg[IMAGE_DIGEST_STR_MAX];
 	blob(layout, ctext, strlen(ctext), cdg);
 	json_t *m = json_pack("{s:i,s:s,s:{s:s,s:s,s:I},s:o}", "schemaVersion", 2, "mediaType",
 			      "application/vnd.oci.image.manifest.v1+json", "config", "mediaType",
@@ -265,7 +265,7 @@ static const char *cfg_json =
 
 static void rmtree(const char *d)
 {
-	rm_at(AT_FDCWD, d);
+	rm_rf_at(AT_FDCWD, d);
 }
 
 /* ---- tar reader ---- */
@@ -301,10 +301,10 @@ TEST(tar_reads_long_names_and_pax)
 	tar_file(&t, "ignored-name", "defg");
 	tar_end(&t);
 	struct memsrc m = {t.buf, t.len, 0};
-	struct tar_reader *r = tar_reader_new(mem_read, &m);
-	struct tar_entry *e;
+	struct image_tar_reader *r = image_tar_reader_new(mem_read, &m);
+	struct image_tar_entry *e;
 	struct berr err = {0};
-	int rc = tar_next(r, &e, &err);
+	int rc = image_tar_next(r, &e, &err);
 	CHECK(rc == 1);
 	if (rc != 1) {
 		fprintf(stderr, "    %s\n", err.msg);
@@ -312,20 +312,20 @@ TEST(tar_reads_long_names_and_pax)
 	}
 	CHECK_STR(e->path, longname);
 	char buf[16] = {0};
-	CHECK(tar_read(r, buf, sizeof buf, &err) == 3);
+	CHECK(image_tar_read(r, buf, sizeof buf, &err) == 3);
 	CHECK_STR(buf, "abc");
-	CHECK(tar_next(r, &e, &err) == 1);
+	CHECK(image_tar_next(r, &e, &err) == 1);
 	CHECK_STR(e->path, "pax/path/of/the/file");
 	CHECK(e->size == 4);
-	CHECK(tar_next(r, &e, &err) == 0);
-	tar_reader_free(r);
+	CHECK(image_tar_next(r, &e, &err) == 0);
+	image_tar_reader_free(r);
 	/* a corrupted header is refused */
 	t.buf[10] ^= 1;
 	m = (struct memsrc){t.buf, t.len, 0};
-	r = tar_reader_new(mem_read, &m);
-	CHECK(tar_next(r, &e, &err) == -1);
+	r = image_tar_reader_new(mem_read, &m);
+	CHECK(image_tar_next(r, &e, &err) == -1);
 	CHECK_CONTAINS(err.msg, "checksum");
-	tar_reader_free(r);
+	image_tar_reader_free(r);
 	sbuf_release(&t);
 }
 
@@ -337,9 +337,9 @@ static int unpack_buf(const struct sbuf *tar, const char *dest, bool overlay, st
 	char *p = xasprintf("%s/blob", d);
 	put(p, tar->buf, tar->len);
 	int fd = open(p, O_RDONLY);
-	struct unpack_opts o = {.overlay = overlay, .root = geteuid() == 0, .what = "layer"};
-	struct unpack_result res;
-	int rc = layer_unpack(fd, dest, &o, &res, err);
+	struct image_unpack_opts o = {.overlay = overlay, .root = geteuid() == 0, .what = "layer"};
+	struct image_unpack_result res;
+	int rc = image_layer_unpack(fd, dest, &o, &res, err);
 	close(fd);
 	free(p);
 	rmtree(d);
@@ -430,17 +430,17 @@ TEST(unpack_gzip_links_and_modes)
 	struct sbuf gz = gzip_buf(&l.tar);
 	char *p = xasprintf("%s/blob", d);
 	put(p, gz.buf, gz.len);
-	char want_dg[DIGEST_STR_MAX], want_did[DIGEST_STR_MAX];
-	sha256_digest(gz.buf, gz.len, want_dg);
-	sha256_digest(l.tar.buf, l.tar.len, want_did);
+	char want_dg[IMAGE_DIGEST_STR_MAX], want_did[IMAGE_DIGEST_STR_MAX];
+	image_sha256_digest(gz.buf, gz.len, want_dg);
+	image_sha256_digest(l.tar.buf, l.tar.len, want_did);
 	char *dest = xasprintf("%s/fs", d);
 	mkdir(dest, 0755);
 	int fd = open(p, O_RDONLY);
-	struct unpack_opts o = {
+	struct image_unpack_opts o = {
 	    .root = geteuid() == 0, .want_digest = want_dg, .want_diff_id = want_did};
-	struct unpack_result res;
+	struct image_unpack_result res;
 	struct berr err = {0};
-	CHECK(layer_unpack(fd, dest, &o, &res, &err) == 0);
+	CHECK(image_layer_unpack(fd, dest, &o, &res, &err) == 0);
 	close(fd);
 	CHECK_STR(res.digest, want_dg);
 	CHECK_STR(res.diff_id, want_did);
@@ -458,14 +458,14 @@ TEST(unpack_gzip_links_and_modes)
 	mkdir(dest2, 0755);
 	fd = open(p, O_RDONLY);
 	o.want_digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
-	CHECK(layer_unpack(fd, dest2, &o, &res, &err) < 0);
+	CHECK(image_layer_unpack(fd, dest2, &o, &res, &err) < 0);
 	CHECK_CONTAINS(err.msg, "digest mismatch");
 	close(fd);
 	/* and a wrong diff id */
 	fd = open(p, O_RDONLY);
 	o.want_digest = want_dg;
 	o.want_diff_id = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
-	CHECK(layer_unpack(fd, dest2, &o, &res, &err) < 0);
+	CHECK(image_layer_unpack(fd, dest2, &o, &res, &err) < 0);
 	CHECK_CONTAINS(err.msg, "diff id mismatch");
 	close(fd);
 	free(f);
@@ -525,7 +525,7 @@ TEST(whiteouts_when_copying)
 	CHECK(exists(m));
 	free(m);
 	char *layers[] = {fs1, fs2};
-	CHECK(rootfs_copy_layers(layers, 2, root, geteuid() == 0, &err) == 0);
+	CHECK(image_rootfs_copy_layers(layers, 2, root, geteuid() == 0, &err) == 0);
 	check_stacked_view(root);
 	free(fs1);
 	free(fs2);
@@ -565,7 +565,7 @@ TEST(whiteouts_with_overlay)
 	mkdir(upper, 0755);
 	mkdir(work, 0755);
 	mkdir(root, 0755);
-	int rc = rootfs_mount_overlay(d, names, 2, upper, work, root, &err);
+	int rc = image_rootfs_mount_overlay(d, names, 2, upper, work, root, &err);
 	if (rc < 0) {
 		fprintf(stderr, "    %s\n", err.msg);
 		SKIP("overlay cannot be mounted here");
@@ -575,7 +575,7 @@ TEST(whiteouts_with_overlay)
 	char *copy = xasprintf("%s/copy", d);
 	mkdir(copy, 0755);
 	char *layers[] = {fs1, fs2};
-	CHECK(rootfs_copy_layers(layers, 2, copy, true, &err) == 0);
+	CHECK(image_rootfs_copy_layers(layers, 2, copy, true, &err) == 0);
 	check_stacked_view(copy);
 	umount2(root, MNT_DETACH);
 	free(copy);
@@ -595,7 +595,7 @@ TEST(whiteouts_with_overlay)
 struct fixture {
 	char *dir, *layout, *cache_dir;
 	struct image_cache *cache;
-	char m1[DIGEST_STR_MAX], m2[DIGEST_STR_MAX];
+	char m1[IMAGE_DIGEST_STR_MAX], m2[IMAGE_DIGEST_STR_MAX];
 };
 
 /* A layout with v1 = base (gzip), v2 = base + whiteout layer (plain tar). */
@@ -694,7 +694,7 @@ TEST(missing_images_are_named)
 	CHECK(image_get(f.cache, "127.0.0.1:5000/UPPER/case:1", &img, &err) < 0);
 	CHECK_CONTAINS(err.msg, "invalid image reference");
 	/* a blob missing from the layout */
-	char *p = xasprintf("%s/blobs/sha256/%s", f.layout, digest_hex(f.m1));
+	char *p = xasprintf("%s/blobs/sha256/%s", f.layout, image_digest_hex(f.m1));
 	unlink(p);
 	free(p);
 	ref = xasprintf("%s:v1", f.layout);
@@ -711,11 +711,11 @@ TEST(digest_mismatches_are_refused)
 	struct image *img = NULL;
 	struct berr err = {0};
 	/* Replace the top layer's blob with other content under its name. */
-	char *mp = xasprintf("%s/blobs/sha256/%s", f.layout, digest_hex(f.m2));
+	char *mp = xasprintf("%s/blobs/sha256/%s", f.layout, image_digest_hex(f.m2));
 	json_t *m = json_load_file(mp, 0, NULL);
 	const char *ldg = json_string_value(
 	    json_object_get(json_array_get(json_object_get(m, "layers"), 1), "digest"));
-	char *lp = xasprintf("%s/blobs/sha256/%s", f.layout, digest_hex(ldg));
+	char *lp = xasprintf("%s/blobs/sha256/%s", f.layout, image_digest_hex(ldg));
 	struct sbuf t;
 	sbuf_init(&t);
 	tar_file(&t, "evil", "not the layer you asked for");
@@ -816,14 +816,14 @@ TEST(docker_save_archive)
 {
 	char *d = tmpdir();
 	struct layer l = base_layer(false);
-	char did[DIGEST_STR_MAX];
-	sha256_digest(l.tar.buf, l.tar.len, did);
+	char did[IMAGE_DIGEST_STR_MAX];
+	image_sha256_digest(l.tar.buf, l.tar.len, did);
 	char *cfg = xasprintf("{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":%s,"
 			      "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"%s\"]}}",
 			      cfg_json, did);
-	char cdg[DIGEST_STR_MAX];
-	sha256_digest(cfg, strlen(cfg), cdg);
-	char *cname = xasprintf("%s.json", digest_hex(cdg));
+	char cdg[IMAGE_DIGEST_STR_MAX];
+	image_sha256_digest(cfg, strlen(cfg), cdg);
+	char *cname = xasprintf("%s.json", image_digest_hex(cdg));
 	char *man = xasprintf("[{\"Config\":\"%s\",\"RepoTags\":[\"test/img:7\"],"
 			      "\"Layers\":[\"abc/layer.tar\"]}]",
 			      cname);
@@ -922,7 +922,7 @@ struct fake_registry {
 	struct MHD_Daemon *d;
 	int port;
 	char *layout; /* served from this layout's blobs */
-	char index_digest[DIGEST_STR_MAX];
+	char index_digest[IMAGE_DIGEST_STR_MAX];
 	char *index_body;
 	int token_requests, unauthorized;
 	bool corrupt_blobs;
@@ -974,8 +974,9 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *ur
 		if (!strcmp(ref, "1") || !strcmp(ref, fr->index_digest))
 			return reply(c, 200, fr->index_body, strlen(fr->index_body),
 				     "application/vnd.oci.image.index.v1+json", fr->index_digest);
-		if (digest_valid(ref)) {
-			char *p = xasprintf("%s/blobs/sha256/%s", fr->layout, digest_hex(ref));
+		if (image_digest_valid(ref)) {
+			char *p =
+			    xasprintf("%s/blobs/sha256/%s", fr->layout, image_digest_hex(ref));
 			char *data;
 			size_t len;
 			int r = file_read_all(p, &data, &len);
@@ -993,9 +994,9 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *ur
 		    "unknown\"}]}";
 		return reply(c, 404, e, strlen(e), "application/json", NULL);
 	}
-	if (!strncmp(url, pfx_b, strlen(pfx_b)) && digest_valid(url + strlen(pfx_b))) {
-		char *p =
-		    xasprintf("%s/blobs/sha256/%s", fr->layout, digest_hex(url + strlen(pfx_b)));
+	if (!strncmp(url, pfx_b, strlen(pfx_b)) && image_digest_valid(url + strlen(pfx_b))) {
+		char *p = xasprintf("%s/blobs/sha256/%s", fr->layout,
+				    image_digest_hex(url + strlen(pfx_b)));
 		char *data;
 		size_t len;
 		int r = file_read_all(p, &data, &len);
@@ -1025,7 +1026,7 @@ static void fake_start(struct fake_registry *fr, const char *layout, const char 
 	    "vnd.oci.image.manifest.v1+json\",\"digest\":\"%s\",\"size\":1,\"platform\":{\"os\":"
 	    "\"linux\",\"architecture\":\"amd64\"}}]}",
 	    0, manifest);
-	sha256_digest(fr->index_body, strlen(fr->index_body), fr->index_digest);
+	image_sha256_digest(fr->index_body, strlen(fr->index_body), fr->index_digest);
 	fr->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, serve, fr,
 				 MHD_OPTION_SOCK_ADDR, NULL, MHD_OPTION_END);
 	if (!fr->d)
@@ -1097,36 +1098,36 @@ TEST(registry_errors_name_what_failed)
 
 TEST(references_parse)
 {
-	struct registry_ref r;
+	struct image_registry_ref r;
 	struct berr err = {0};
-	CHECK(registry_ref_parse("127.0.0.1:5000/test/busybox:1", &r, &err) == 0);
+	CHECK(image_registry_ref_parse("127.0.0.1:5000/test/busybox:1", &r, &err) == 0);
 	CHECK_STR(r.host, "127.0.0.1:5000");
 	CHECK_STR(r.name, "test/busybox");
 	CHECK_STR(r.tag, "1");
 	CHECK(!r.digest);
-	registry_ref_free(&r);
+	image_registry_ref_free(&r);
 	const char *d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 	char *s = xasprintf("localhost/a/b@%s", d);
-	CHECK(registry_ref_parse(s, &r, &err) == 0);
+	CHECK(image_registry_ref_parse(s, &r, &err) == 0);
 	CHECK_STR(r.host, "localhost");
 	CHECK_STR(r.digest, d);
 	CHECK(!r.tag);
-	registry_ref_free(&r);
+	image_registry_ref_free(&r);
 	free(s);
-	CHECK(registry_ref_parse("busybox", &r, &err) == 0);
+	CHECK(image_registry_ref_parse("busybox", &r, &err) == 0);
 	CHECK_STR(r.host, "registry-1.docker.io");
 	CHECK_STR(r.name, "library/busybox");
 	CHECK_STR(r.tag, "latest");
-	registry_ref_free(&r);
-	CHECK(registry_ref_parse("h:1/x@sha256:abc", &r, &err) < 0);
-	CHECK(registry_ref_parse("h:1/x:bad tag", &r, &err) < 0);
-	CHECK(registry_ref_parse("h:1/../x", &r, &err) < 0);
-	CHECK(registry_insecure("127.0.0.1:5000"));
-	CHECK(registry_insecure("127.9.9.9"));
-	CHECK(registry_insecure("localhost:5000"));
-	CHECK(registry_insecure("[::1]:5000"));
-	CHECK(!registry_insecure("128.0.0.1:5000"));
-	CHECK(!registry_insecure("registry.example:443"));
+	image_registry_ref_free(&r);
+	CHECK(image_registry_ref_parse("h:1/x@sha256:abc", &r, &err) < 0);
+	CHECK(image_registry_ref_parse("h:1/x:bad tag", &r, &err) < 0);
+	CHECK(image_registry_ref_parse("h:1/../x", &r, &err) < 0);
+	CHECK(image_registry_insecure("127.0.0.1:5000"));
+	CHECK(image_registry_insecure("127.9.9.9"));
+	CHECK(image_registry_insecure("localhost:5000"));
+	CHECK(image_registry_insecure("[::1]:5000"));
+	CHECK(!image_registry_insecure("128.0.0.1:5000"));
+	CHECK(!image_registry_insecure("registry.example:443"));
 }
 
 /* ---- config.json ---- */

@@ -852,19 +852,19 @@ TEST(driver_must_be_offered)
 	struct cluster *c = cluster_new(3, 1, 2, 64 * GiB);
 	c->attrs[3 * 1 + 2] = (struct spec_kv){"driver.docker", "true"};
 	struct job_spec j = job_new(1, 1 * GiB);
-	j.task.driver = "docker";
+	j.task.driver = DRIVER_DOCKER;
 	struct placement_result r = place(c, &j, 3, 0, 0);
 	CHECK(r.placed == 2);
 	for (size_t t = 0; t < r.placed; t++)
 		CHECK(r.node_index[t] == 1);
 	CHECK_STR(r.reason, "driver docker not offered on 2 nodes; insufficient cpu on 1 node");
 	placement_result_release(&r);
-	j.task.driver = "oci";
+	j.task.driver = DRIVER_OCI;
 	r = place(c, &j, 1, 0, 0);
 	CHECK(r.placed == 0);
 	CHECK_STR(r.reason, "driver oci not offered on 3 nodes");
 	placement_result_release(&r);
-	j.task.driver = "exec";
+	j.task.driver = DRIVER_EXEC;
 	r = place(c, &j, 2, 0, 0);
 	CHECK(r.placed == 2);
 	placement_result_release(&r);

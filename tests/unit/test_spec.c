@@ -117,7 +117,7 @@ TEST(defaults_minimal)
 	CHECK(s->priority == 0);
 	CHECK(s->max_task_failures == 1);
 	CHECK(s->placement == PLACE_BINPACK);
-	CHECK_STR(s->task.driver, "exec");
+	CHECK(s->task.driver == DRIVER_EXEC);
 	CHECK_STR(s->task.image, "");
 	CHECK(s->task.ncommand == 1);
 	CHECK_STR(s->task.command[0], "/bin/true");
@@ -953,14 +953,14 @@ TEST(image_and_driver)
 {
 	struct job_spec *s = yaml_ok(MIN "  driver: oci\n  image: /var/lib/images/web\n");
 	if (s) {
-		CHECK_STR(s->task.driver, "oci");
+		CHECK(s->task.driver == DRIVER_OCI);
 		CHECK_STR(s->task.image, "/var/lib/images/web");
 		check_round_trip(s);
 		spec_free(s);
 	}
 	s = yaml_ok(MIN "  driver: docker\n  image: docker.io/library/nginx:1.25\n");
 	if (s) {
-		CHECK_STR(s->task.driver, "docker");
+		CHECK(s->task.driver == DRIVER_DOCKER);
 		spec_free(s);
 	}
 	CHECK_STR(yaml_err(MIN "  driver: docker\n"),

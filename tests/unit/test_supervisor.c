@@ -7,7 +7,7 @@
  * test uses its own sandbox (mkdtemp) and cgroup parent "berth-test-<pid>",
  * and removes both. */
 #include "agent/cgroup.h"
-#include "agent/exec_isolation.h"
+#include "agent/driver/exec_isolation.h"
 #include "agent/supervisor.h"
 #include "unit.h"
 
@@ -96,7 +96,7 @@ static void run_init(struct run *r, const char *name, char *const *argv, size_t 
 	r->l = (struct task_launch){
 	    .task_id = r->id,
 	    .job_key = "test/devel/sup",
-	    .driver = "exec",
+	    .driver = DRIVER_EXEC,
 	    .sandbox_dir = r->dir,
 	    .argv = argv,
 	    .argc = argc,

@@ -1,6 +1,6 @@
 /* image_registry.c - references and the distribution API. See
  * image_registry.h. */
-#include "agent/image_registry.h"
+#include "agent/image/image_registry.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -25,7 +25,7 @@ static const char *const manifest_accept =
 
 /* ---- references ---- */
 
-void registry_ref_free(struct registry_ref *r)
+void image_registry_ref_free(struct image_registry_ref *r)
 {
 	free(r->host);
 	free(r->name);
@@ -72,14 +72,14 @@ static bool valid_tag(const char *t)
 	return true;
 }
 
-int registry_ref_parse(const char *s, struct registry_ref *r, struct berr *err)
+int image_registry_ref_parse(const char *s, struct image_registry_ref *r, struct berr *err)
 {
 	memset(r, 0, sizeof *r);
 	char *copy = xstrdup(s);
 	char *at = strchr(copy, '@');
 	if (at) {
 		*at = 0;
-		if (!digest_valid(at + 1)) {
+		if (!image_digest_valid(at + 1)) {
 			berr_set(err, 400,
 				 "invalid image reference '%s': '%s' is not a sha256 digest", s,
 				 at + 1);
@@ -132,11 +132,11 @@ int registry_ref_parse(const char *s, struct registry_ref *r, struct berr *err)
 	return 0;
 fail:
 	free(copy);
-	registry_ref_free(r);
+	image_registry_ref_free(r);
 	return -1;
 }
 
-bool registry_insecure(const char *host)
+bool image_registry_insecure(const char *host)
 {
 	char h[256];
 	if (host[0] == '[') {
@@ -170,30 +170,31 @@ bool registry_insecure(const char *host)
 
 /* ---- HTTP ---- */
 
-struct registry {
-	struct registry_ref ref;
+struct image_registry {
+	struct image_registry_ref ref;
 	char *base; /* "http://host:port" */
 	CURL *curl;
 	char *token;	/* Bearer token, once we have one */
 	bool use_basic; /* answer with Basic credentials */
 };
 
-struct registry *registry_new(const struct registry_ref *ref)
+struct image_registry *image_registry_new(const struct image_registry_ref *ref)
 {
-	struct registry *rg = xcalloc(1, sizeof *rg);
+	struct image_registry *rg = xcalloc(1, sizeof *rg);
 	rg->ref.host = xstrdup(ref->host);
 	rg->ref.name = xstrdup(ref->name);
-	rg->base = xasprintf("%s://%s", registry_insecure(ref->host) ? "http" : "https", ref->host);
+	rg->base =
+	    xasprintf("%s://%s", image_registry_insecure(ref->host) ? "http" : "https", ref->host);
 	return rg;
 }
 
-void registry_free(struct registry *rg)
+void image_registry_free(struct image_registry *rg)
 {
 	if (!rg)
 		return;
 	if (rg->curl)
 		curl_easy_cleanup(rg->curl);
-	registry_ref_free(&rg->ref);
+	image_registry_ref_free(&rg->ref);
 	free(rg->base);
 	free(rg->token);
 	free(rg);
@@ -236,7 +237,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 			off += (size_t)w;
 		}
 		if (k->hash)
-			sha256_update(k->hash, data, n);
+			image_sha256_update(k->hash, data, n);
 		k->written += n;
 		return n;
 	}
@@ -310,7 +311,7 @@ static char *challenge_param(const char *ch, const char *key)
 	return NULL;
 }
 
-static int curl_fail(struct registry *rg, CURLcode rc, const char *errbuf, struct berr *err)
+static int curl_fail(struct image_registry *rg, CURLcode rc, const char *errbuf, struct berr *err)
 {
 	const char *why = errbuf && *errbuf ? errbuf : curl_easy_strerror(rc);
 	char low[CURL_ERROR_SIZE + 64];
@@ -322,10 +323,10 @@ static int curl_fail(struct registry *rg, CURLcode rc, const char *errbuf, struc
 
 /* GET url into the sink with the given Accept header; fills *status.
  * Handles one authentication round. */
-static int http_get(struct registry *rg, const char *url, const char *accept, struct sink *k,
+static int http_get(struct image_registry *rg, const char *url, const char *accept, struct sink *k,
 		    long *status, struct berr *err);
 
-static int fetch_token(struct registry *rg, const char *challenge, struct berr *err)
+static int fetch_token(struct image_registry *rg, const char *challenge, struct berr *err)
 {
 	char *realm = challenge_param(challenge, "realm");
 	char *service = challenge_param(challenge, "service");
@@ -398,7 +399,7 @@ out:
 	return rc;
 }
 
-static int perform(struct registry *rg, const char *url, const char *accept, struct sink *k,
+static int perform(struct image_registry *rg, const char *url, const char *accept, struct sink *k,
 		   long *status, struct berr *err)
 {
 	if (!rg->curl) {
@@ -451,7 +452,7 @@ static int perform(struct registry *rg, const char *url, const char *accept, str
 	return 0;
 }
 
-static int http_get(struct registry *rg, const char *url, const char *accept, struct sink *k,
+static int http_get(struct image_registry *rg, const char *url, const char *accept, struct sink *k,
 		    long *status, struct berr *err)
 {
 	off_t start = k->fd >= 0 ? lseek(k->fd, 0, SEEK_CUR) : 0;
@@ -479,8 +480,8 @@ static int http_get(struct registry *rg, const char *url, const char *accept, st
 						strerror(errno));
 			k->written = 0;
 			if (k->hash) {
-				sha256_free(k->hash);
-				k->hash = sha256_new();
+				image_sha256_free(k->hash);
+				k->hash = image_sha256_new();
 			}
 		}
 	}
@@ -503,8 +504,8 @@ static void registry_error_text(const struct sink *k, char *buf, size_t n)
 	json_decref(j);
 }
 
-int registry_get_manifest(struct registry *rg, const char *reference, char **body, size_t *len,
-			  char **media_type, char *digest, struct berr *err)
+int image_registry_get_manifest(struct image_registry *rg, const char *reference, char **body,
+				size_t *len, char **media_type, char *digest, struct berr *err)
 {
 	*body = NULL;
 	*media_type = NULL;
@@ -532,14 +533,14 @@ int registry_get_manifest(struct registry *rg, const char *reference, char **bod
 			 rg->ref.host, st, reference, rg->ref.name, why);
 		goto out;
 	}
-	sha256_digest(k.mem.buf, k.mem.len, digest);
-	if (digest_valid(reference) && strcmp(reference, digest)) {
+	image_sha256_digest(k.mem.buf, k.mem.len, digest);
+	if (image_digest_valid(reference) && strcmp(reference, digest)) {
 		berr_set(err, 0,
 			 "manifest '%s' of '%s/%s': digest mismatch: the content hashes to '%s'",
 			 reference, rg->ref.host, rg->ref.name, digest);
 		goto out;
 	}
-	if (k.content_digest && digest_valid(k.content_digest) &&
+	if (k.content_digest && image_digest_valid(k.content_digest) &&
 	    strcmp(k.content_digest, digest)) {
 		berr_set(err, 0,
 			 "manifest '%s' of '%s/%s': digest mismatch: the registry says '%s', the "
@@ -561,11 +562,11 @@ out:
 	return rc;
 }
 
-int registry_get_blob(struct registry *rg, const char *digest, int64_t size, int fd,
-		      struct berr *err)
+int image_registry_get_blob(struct image_registry *rg, const char *digest, int64_t size, int fd,
+			    struct berr *err)
 {
 	char *url = xasprintf("%s/v2/%s/blobs/%s", rg->base, rg->ref.name, digest);
-	struct sink k = {.fd = fd, .hash = sha256_new(), .max = 0};
+	struct sink k = {.fd = fd, .hash = image_sha256_new(), .max = 0};
 	sbuf_init(&k.mem);
 	long st = 0;
 	int rc = -1;
@@ -584,8 +585,8 @@ int registry_get_blob(struct registry *rg, const char *digest, int64_t size, int
 			 (unsigned long long)k.written);
 		goto out;
 	}
-	char got[DIGEST_STR_MAX];
-	sha256_final(k.hash, got);
+	char got[IMAGE_DIGEST_STR_MAX];
+	image_sha256_final(k.hash, got);
 	k.hash = NULL;
 	if (strcmp(got, digest)) {
 		berr_set(err, 0,
@@ -595,7 +596,7 @@ int registry_get_blob(struct registry *rg, const char *digest, int64_t size, int
 	}
 	rc = 0;
 out:
-	sha256_free(k.hash);
+	image_sha256_free(k.hash);
 	sbuf_release(&k.mem);
 	sink_reset_headers(&k);
 	free(url);

@@ -23,13 +23,13 @@
 /* Mount an overlay on `target`: lower dirs are `base`/lower[i] (lower[0]
  * is the bottom layer), upper and work are absolute and must exist, empty,
  * on one filesystem. */
-int rootfs_mount_overlay(const char *base, char *const *lower, size_t n, const char *upper,
-			 const char *work, const char *target, struct berr *err);
+int image_rootfs_mount_overlay(const char *base, char *const *lower, size_t n, const char *upper,
+			       const char *work, const char *target, struct berr *err);
 
 /* Copy the layer directories (bottom first) into the existing directory
  * `target`, applying whiteouts and opaque directories. `root`: set owners
  * and create device nodes. Never follows a symlink in target. */
-int rootfs_copy_layers(char *const *layers, size_t n, const char *target, bool root,
-		       struct berr *err);
+int image_rootfs_copy_layers(char *const *layers, size_t n, const char *target, bool root,
+			     struct berr *err);
 
 #endif

@@ -1,6 +1,6 @@
 /* exec_isolation.c - namespaces, the task's mini init, and the exec of the
  * program. See exec_isolation.h for the protocol. */
-#include "agent/exec_isolation.h"
+#include "agent/driver/exec_isolation.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -26,14 +26,6 @@ extern char **environ;
 
 /* The signals the init passes on to the program. */
 static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
-
-static const char *errstr(int e)
-{
-	static char buf[128];
-	snprintf(buf, sizeof buf, "%s", strerror(e));
-	buf[0] = (char)tolower((unsigned char)buf[0]);
-	return buf;
-}
 
 static int send_msg(int fd, const struct iso_msg *m, pid_t cred_pid)
 {
@@ -125,7 +117,7 @@ static __attribute__((noreturn)) void run_program(const struct isolation *iso, i
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null < 0 || dup2(null, 0) < 0 || dup2(iso->stdout_fd, 1) < 0 ||
 	    dup2(iso->stderr_fd, 2) < 0)
-		program_fail(errfd, 126, "cannot set up stdio: %s", errstr(errno));
+		program_fail(errfd, 126, "cannot set up stdio: %s", err_str(errno));
 	/* Ignored signals and the blocked mask survive exec: start clean. */
 	for (int s = 1; s < NSIG; s++)
 		signal(s, SIG_DFL);
@@ -144,15 +136,14 @@ static __attribute__((noreturn)) void run_program(const struct isolation *iso, i
 	if (iso->cg) {
 		int r = cgroup_enter_self(iso->cg);
 		if (r < 0)
-			program_fail(errfd, 126, "cannot enter the task's cgroup: %s",
-				     errstr(-r));
+			program_fail(errfd, 126, "cannot enter the task's cgroup: %s", err_str(-r));
 	}
 	if (iso->user) {
 		/* Groups first: after setuid we could no longer change them. */
 		if (setgroups(iso->ngroups, iso->groups) < 0 || setgid(iso->gid) < 0 ||
 		    setuid(iso->uid) < 0)
 			program_fail(errfd, 126, "cannot switch to user '%s': %s", iso->user,
-				     errstr(errno));
+				     err_str(errno));
 	}
 	/* setuid binaries inside the task must not gain what the task lacks. */
 	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
@@ -165,7 +156,7 @@ static __attribute__((noreturn)) void run_program(const struct isolation *iso, i
 	execvp(iso->argv[0], iso->argv);
 	int e = errno;
 	program_fail(errfd, e == ENOENT ? 127 : 126, "cannot exec '%s': %s", iso->argv[0],
-		     errstr(e));
+		     err_str(e));
 }
 
 /* ---- in the init (pid 1) ---- */
@@ -225,19 +216,19 @@ static void mount_volumes(const struct isolation *iso, int ctl, const int *fds)
 		struct stat st;
 		if (fstat(fds[i], &st) < 0)
 			init_fail(ctl, "volume host path '%s': %s", iso->volume_host[i],
-				  errstr(errno));
+				  err_str(errno));
 		int r = make_mount_point(path, S_ISDIR(st.st_mode));
 		if (r < 0)
-			init_fail(ctl, "volume path '%s': %s", path, errstr(-r));
+			init_fail(ctl, "volume path '%s': %s", path, err_str(-r));
 		char src[64];
 		snprintf(src, sizeof src, "/proc/self/fd/%d", fds[i]);
 		if (mount(src, path, NULL, MS_BIND | MS_REC, NULL) < 0)
 			init_fail(ctl, "cannot bind volume '%s' on '%s': %s", iso->volume_host[i],
-				  path, errstr(errno));
+				  path, err_str(errno));
 		if (iso->volume_ro[i] &&
 		    mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
 			init_fail(ctl, "cannot make volume '%s' read-only: %s", path,
-				  errstr(errno));
+				  err_str(errno));
 		close(fds[i]);
 	}
 }
@@ -247,32 +238,32 @@ static void setup_namespace(const struct isolation *iso, int ctl)
 	/* Now, while the path resolves as on the host: the sandbox may well
 	 * be under the /tmp we are about to cover. The program inherits it. */
 	if (chdir(iso->workdir) < 0)
-		init_fail(ctl, "cannot enter '%s': %s", iso->workdir, errstr(errno));
+		init_fail(ctl, "cannot enter '%s': %s", iso->workdir, err_str(errno));
 	if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC) < 0)
-		init_fail(ctl, "cannot create namespaces: %s", errstr(errno));
+		init_fail(ctl, "cannot create namespaces: %s", err_str(errno));
 	/* Private first, or the mounts below would propagate to the host. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-		init_fail(ctl, "cannot make mounts private: %s", errstr(errno));
+		init_fail(ctl, "cannot make mounts private: %s", err_str(errno));
 	/* The volumes' host paths, opened in the new namespace (a bind needs
 	 * its source there) but before /tmp is covered: a host path under /tmp
 	 * is the host's. */
 	int *vfds = iso->nvolumes ? calloc(iso->nvolumes, sizeof *vfds) : NULL;
 	if (iso->nvolumes && !vfds)
-		init_fail(ctl, "cannot set up volumes: %s", errstr(ENOMEM));
+		init_fail(ctl, "cannot set up volumes: %s", err_str(ENOMEM));
 	for (size_t i = 0; i < iso->nvolumes; i++) {
 		vfds[i] = open(iso->volume_host[i], O_PATH | O_CLOEXEC);
 		if (vfds[i] < 0)
 			init_fail(ctl, "volume host path '%s': %s", iso->volume_host[i],
-				  errstr(errno));
+				  err_str(errno));
 	}
 	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-		init_fail(ctl, "cannot mount proc on '/proc': %s", errstr(errno));
+		init_fail(ctl, "cannot mount proc on '/proc': %s", err_str(errno));
 	if (iso->tmpdir) {
 		if (mount(iso->tmpdir, "/tmp", NULL, MS_BIND, NULL) < 0)
 			init_fail(ctl, "cannot bind '%s' on '/tmp': %s", iso->tmpdir,
-				  errstr(errno));
+				  err_str(errno));
 	} else if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0) {
-		init_fail(ctl, "cannot mount tmpfs on '/tmp': %s", errstr(errno));
+		init_fail(ctl, "cannot mount tmpfs on '/tmp': %s", err_str(errno));
 	}
 	/* After /tmp: a volume may be mounted under it. */
 	mount_volumes(iso, ctl, vfds);
@@ -281,7 +272,7 @@ static void setup_namespace(const struct isolation *iso, int ctl)
 	size_t hl = strlen(h);
 	/* 63: what fits a C string in the kernel's 64-byte field. */
 	if (sethostname(h, hl > 63 ? 63 : hl) < 0)
-		init_fail(ctl, "cannot set hostname '%s': %s", h, errstr(errno));
+		init_fail(ctl, "cannot set hostname '%s': %s", h, err_str(errno));
 }
 
 static __attribute__((noreturn)) void init_main(const struct isolation *iso, int ctl)
@@ -307,10 +298,10 @@ static __attribute__((noreturn)) void init_main(const struct isolation *iso, int
 
 	int ep[2];
 	if (pipe2(ep, O_CLOEXEC) < 0)
-		init_fail(ctl, "cannot create a pipe: %s", errstr(errno));
+		init_fail(ctl, "cannot create a pipe: %s", err_str(errno));
 	pid_t child = fork();
 	if (child < 0)
-		init_fail(ctl, "cannot fork: %s", errstr(errno));
+		init_fail(ctl, "cannot fork: %s", err_str(errno));
 	if (child == 0) {
 		close(ep[0]);
 		close(ctl);
@@ -369,7 +360,7 @@ pid_t isolation_start(const struct isolation *iso, int *ctl_fd, struct berr *err
 	*ctl_fd = -1;
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		return berr_set(err, 0, "cannot create a socket pair: %s", errstr(errno));
+		return berr_set(err, 0, "cannot create a socket pair: %s", err_str(errno));
 	int one = 1;
 	setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
 	/* The other namespaces are the init's own business (unshared there),
@@ -388,7 +379,7 @@ pid_t isolation_start(const struct isolation *iso, int *ctl_fd, struct berr *err
 		close(sv[1]);
 		if (self_ns >= 0)
 			close(self_ns);
-		return berr_set(err, 0, "cannot create a pid namespace: %s", errstr(e));
+		return berr_set(err, 0, "cannot create a pid namespace: %s", err_str(e));
 	}
 	pid = fork();
 	if (pid == 0) {
@@ -404,7 +395,7 @@ pid_t isolation_start(const struct isolation *iso, int *ctl_fd, struct berr *err
 	close(sv[1]);
 	if (pid < 0) {
 		close(sv[0]);
-		return berr_set(err, 0, "cannot start the task's init: %s", errstr(e));
+		return berr_set(err, 0, "cannot start the task's init: %s", err_str(e));
 	}
 	*ctl_fd = sv[0];
 	return pid;

@@ -1,6 +1,6 @@
 /* oci_bundle.c - image + root filesystem + config.json + runc commands for
  * one task. See oci_bundle.h for the choices. */
-#include "agent/oci_bundle.h"
+#include "agent/driver/oci_bundle.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -24,22 +24,14 @@
 #include <unistd.h>
 
 #include "agent/cgroup.h"
-#include "agent/image_rootfs.h"
-#include "agent/image_tar.h"
+#include "agent/image/image_rootfs.h"
+#include "agent/image/image_tar.h"
 
 extern char **environ;
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define NOFILE_SOFT 1024
 #define NOFILE_HARD 524288
-
-static const char *errstr(int e)
-{
-	static char buf[128];
-	snprintf(buf, sizeof buf, "%s", strerror(e < 0 ? -e : e));
-	buf[0] = (char)tolower((unsigned char)buf[0]);
-	return buf;
-}
 
 /* Docker's default capabilities for a container. */
 static const char *const default_caps[] = {
@@ -544,14 +536,14 @@ static int make_rootfs(struct oci_task *t, struct berr *err)
 	const char *dirs[] = {t->rootfs, upper, work};
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++)
 		if (mkdir(dirs[i], 0755) < 0 && errno != EEXIST) {
-			berr_set(err, 0, "cannot create '%s': %s", dirs[i], errstr(errno));
+			berr_set(err, 0, "cannot create '%s': %s", dirs[i], err_str(errno));
 			goto out;
 		}
 	struct image *img = t->img;
 	struct berr oerr = {0};
 	if (img->overlay_ready && img->nlayers > 0 &&
-	    rootfs_mount_overlay(image_cache_layers_dir(t->cache), img->layer_names, img->nlayers,
-				 upper, work, t->rootfs, &oerr) == 0) {
+	    image_rootfs_mount_overlay(image_cache_layers_dir(t->cache), img->layer_names,
+				       img->nlayers, upper, work, t->rootfs, &oerr) == 0) {
 		t->mounted = true;
 		rc = 0;
 		goto out;
@@ -559,7 +551,7 @@ static int make_rootfs(struct oci_task *t, struct berr *err)
 	/* No overlay here: the task gets its own copy. */
 	if (oerr.msg[0])
 		fprintf(stderr, "berth-oci: %s; copying the image instead\n", oerr.msg);
-	rc = rootfs_copy_layers(img->layers, img->nlayers, t->rootfs, geteuid() == 0, err);
+	rc = image_rootfs_copy_layers(img->layers, img->nlayers, t->rootfs, geteuid() == 0, err);
 	if (rc == 0)
 		t->copied = true;
 out:
@@ -575,9 +567,9 @@ int oci_task_prepare(struct oci_task *t, const struct oci_params *p, struct berr
 	/* Mounts stay in the supervisor's own namespace; slave, so the host's
 	 * unmounts still reach it and it pins nothing. */
 	if (unshare(CLONE_NEWNS) < 0)
-		return berr_set(err, 0, "cannot create a mount namespace: %s", errstr(errno));
+		return berr_set(err, 0, "cannot create a mount namespace: %s", err_str(errno));
 	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
-		return berr_set(err, 0, "cannot make the mounts private: %s", errstr(errno));
+		return berr_set(err, 0, "cannot make the mounts private: %s", err_str(errno));
 	/* The container's init, left by `runc run --detach`, becomes our child. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	char *images = xasprintf("%s/images", p->data_dir);
@@ -589,7 +581,7 @@ int oci_task_prepare(struct oci_task *t, const struct oci_params *p, struct berr
 		return -1;
 	t->fetched = t->img->fetched;
 	if (mkdir(t->bundle, 0711) < 0 && errno != EEXIST)
-		return berr_set(err, 0, "cannot create '%s': %s", t->bundle, errstr(errno));
+		return berr_set(err, 0, "cannot create '%s': %s", t->bundle, err_str(errno));
 	if (make_rootfs(t, err) < 0)
 		return -1;
 	char *cgpath =
@@ -630,7 +622,7 @@ int oci_task_prepare(struct oci_task *t, const struct oci_params *p, struct berr
 		w = -errno;
 	free(json);
 	if (w < 0)
-		berr_set(err, 0, "cannot write '%s': %s", cfg, errstr(w));
+		berr_set(err, 0, "cannot write '%s': %s", cfg, err_str(w));
 	free(cfg);
 	return w < 0 ? -1 : 0;
 }
@@ -712,7 +704,7 @@ pid_t oci_task_start(struct oci_task *t, int out_fd, int err_fd, int *code, stru
 		if (st == -ENOENT)
 			*code = 127;
 		return berr_set(err, 0, "cannot run the OCI runtime '%s': %s", t->runtime,
-				errstr(st));
+				err_str(st));
 	}
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		char why[768];
@@ -768,7 +760,7 @@ void oci_task_cleanup(struct oci_task *t)
 	if (t->mounted && t->rootfs) {
 		if (umount2(t->rootfs, MNT_DETACH) < 0)
 			fprintf(stderr, "berth-oci: cannot unmount '%s': %s\n", t->rootfs,
-				errstr(errno));
+				err_str(errno));
 		t->mounted = false;
 	}
 	/* The task's writable layer (or its copy of the image) goes with it;
@@ -777,7 +769,7 @@ void oci_task_cleanup(struct oci_task *t)
 		const char *parts[] = {"rootfs", "upper", "work"};
 		for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
 			char *p = xasprintf("%s/%s", t->bundle, parts[i]);
-			rm_at(AT_FDCWD, p);
+			rm_rf_at(AT_FDCWD, p);
 			free(p);
 		}
 	}

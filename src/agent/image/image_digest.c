@@ -1,5 +1,5 @@
 /* image_digest.c - SHA-256 digests through libcrypto's EVP interface. */
-#include "agent/image_digest.h"
+#include "agent/image/image_digest.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -12,7 +12,7 @@ struct sha256_ctx {
 	EVP_MD_CTX *md;
 };
 
-struct sha256_ctx *sha256_new(void)
+struct sha256_ctx *image_sha256_new(void)
 {
 	struct sha256_ctx *c = xcalloc(1, sizeof *c);
 	c->md = EVP_MD_CTX_new();
@@ -21,24 +21,24 @@ struct sha256_ctx *sha256_new(void)
 	return c;
 }
 
-void sha256_update(struct sha256_ctx *c, const void *data, size_t n)
+void image_sha256_update(struct sha256_ctx *c, const void *data, size_t n)
 {
 	if (n)
 		EVP_DigestUpdate(c->md, data, n);
 }
 
-void sha256_final(struct sha256_ctx *c, char *out)
+void image_sha256_final(struct sha256_ctx *c, char *out)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int len = 0;
 	EVP_DigestFinal_ex(c->md, md, &len);
-	int off = snprintf(out, DIGEST_STR_MAX, "sha256:");
-	for (unsigned i = 0; i < len && off + 2 < DIGEST_STR_MAX; i++)
-		off += snprintf(out + off, (size_t)(DIGEST_STR_MAX - off), "%02x", md[i]);
-	sha256_free(c);
+	int off = snprintf(out, IMAGE_DIGEST_STR_MAX, "sha256:");
+	for (unsigned i = 0; i < len && off + 2 < IMAGE_DIGEST_STR_MAX; i++)
+		off += snprintf(out + off, (size_t)(IMAGE_DIGEST_STR_MAX - off), "%02x", md[i]);
+	image_sha256_free(c);
 }
 
-void sha256_free(struct sha256_ctx *c)
+void image_sha256_free(struct sha256_ctx *c)
 {
 	if (!c)
 		return;
@@ -46,14 +46,14 @@ void sha256_free(struct sha256_ctx *c)
 	free(c);
 }
 
-void sha256_digest(const void *data, size_t n, char *out)
+void image_sha256_digest(const void *data, size_t n, char *out)
 {
-	struct sha256_ctx *c = sha256_new();
-	sha256_update(c, data, n);
-	sha256_final(c, out);
+	struct sha256_ctx *c = image_sha256_new();
+	image_sha256_update(c, data, n);
+	image_sha256_final(c, out);
 }
 
-bool digest_valid(const char *s)
+bool image_digest_valid(const char *s)
 {
 	if (!s || strncmp(s, "sha256:", 7))
 		return false;
@@ -62,10 +62,10 @@ bool digest_valid(const char *s)
 	for (; h[n]; n++)
 		if (!((h[n] >= '0' && h[n] <= '9') || (h[n] >= 'a' && h[n] <= 'f')))
 			return false;
-	return n == DIGEST_HEX_LEN;
+	return n == IMAGE_DIGEST_HEX_LEN;
 }
 
-const char *digest_hex(const char *digest)
+const char *image_digest_hex(const char *digest)
 {
 	return digest + 7;
 }

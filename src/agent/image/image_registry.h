@@ -27,34 +27,34 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agent/image_digest.h"
+#include "agent/image/image_digest.h"
 #include "core/util.h"
 
-struct registry_ref {
+struct image_registry_ref {
 	char *host;   /* "127.0.0.1:5000" */
 	char *name;   /* "test/busybox" */
 	char *tag;    /* "1", or NULL when only a digest was given */
 	char *digest; /* "sha256:..." or NULL */
 };
 
-int registry_ref_parse(const char *s, struct registry_ref *r, struct berr *err);
-void registry_ref_free(struct registry_ref *r);
+int image_registry_ref_parse(const char *s, struct image_registry_ref *r, struct berr *err);
+void image_registry_ref_free(struct image_registry_ref *r);
 /* Does this host get plain HTTP? */
-bool registry_insecure(const char *host);
+bool image_registry_insecure(const char *host);
 
-struct registry;
+struct image_registry;
 
-struct registry *registry_new(const struct registry_ref *ref);
-void registry_free(struct registry *rg);
+struct image_registry *image_registry_new(const struct image_registry_ref *ref);
+void image_registry_free(struct image_registry *rg);
 
 /* Fetch the manifest (or index) `reference` (a tag or a digest). *body is
  * NUL-terminated; *media_type is the Content-Type (may be ""); digest gets
  * the verified digest of the body. Missing = an error with code 404. */
-int registry_get_manifest(struct registry *rg, const char *reference, char **body, size_t *len,
-			  char **media_type, char *digest, struct berr *err);
+int image_registry_get_manifest(struct image_registry *rg, const char *reference, char **body,
+				size_t *len, char **media_type, char *digest, struct berr *err);
 /* Stream the blob into fd (at its current offset), verifying size (when
  * size >= 0) and digest. */
-int registry_get_blob(struct registry *rg, const char *digest, int64_t size, int fd,
-		      struct berr *err);
+int image_registry_get_blob(struct image_registry *rg, const char *digest, int64_t size, int fd,
+			    struct berr *err);
 
 #endif

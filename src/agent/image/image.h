@@ -46,7 +46,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agent/image_digest.h"
+#include "agent/image/image_digest.h"
 #include "core/util.h"
 
 struct image_cache;
@@ -70,7 +70,7 @@ struct image_config {
 };
 
 struct image {
-	char manifest_digest[DIGEST_STR_MAX];
+	char manifest_digest[IMAGE_DIGEST_STR_MAX];
 	char **layers;	    /* absolute paths of the layer dirs' fs/, bottom first */
 	char **layer_names; /* the same, relative to image_cache_layers_dir() */
 	size_t nlayers;

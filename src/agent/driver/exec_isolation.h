@@ -3,9 +3,9 @@
  *
  * isolation_start() forks the init: pid 1 of a new pid namespace. It stays
  * in the supervisor's cgroup (berth's own, never the task's: its set-up runs
- * at full speed whatever the task's cpu limit), makes the mounts private, mounts a fresh /proc (only the task's processes show) and
- * binds the sandbox's tmp/ onto /tmp, binds each volume's host path onto its
- * path (read-only ones remounted MS_RDONLY), sets the hostname, then forks the
+ * at full speed whatever the task's cpu limit), makes the mounts private, mounts a fresh /proc
+ * (only the task's processes show) and binds the sandbox's tmp/ onto /tmp, binds each volume's host
+ * path onto its path (read-only ones remounted MS_RDONLY), sets the hostname, then forks the
  * program (pid 2): own session, stdout/stderr on the supervisor's pipes,
  * the init's working directory, exact environment, default signals, then as
  * the last steps the task's cgroup (everything the program forks is

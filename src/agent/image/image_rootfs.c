@@ -1,5 +1,5 @@
 /* image_rootfs.c - overlay mounts and layer copies. See image_rootfs.h. */
-#include "agent/image_rootfs.h"
+#include "agent/image/image_rootfs.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -14,18 +14,10 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "agent/image_tar.h"
+#include "agent/image/image_tar.h"
 
-static const char *errstr(int e)
-{
-	static char buf[128];
-	snprintf(buf, sizeof buf, "%s", strerror(e < 0 ? -e : e));
-	buf[0] = (char)tolower((unsigned char)buf[0]);
-	return buf;
-}
-
-int rootfs_mount_overlay(const char *base, char *const *lower, size_t n, const char *upper,
-			 const char *work, const char *target, struct berr *err)
+int image_rootfs_mount_overlay(const char *base, char *const *lower, size_t n, const char *upper,
+			       const char *work, const char *target, struct berr *err)
 {
 	if (n == 0)
 		return berr_set(err, 0, "cannot mount an overlay without layers");
@@ -47,13 +39,14 @@ int rootfs_mount_overlay(const char *base, char *const *lower, size_t n, const c
 	 * there for the mount, then back. */
 	int cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (cwd < 0 || chdir(base) < 0) {
-		rc = berr_set(err, 0, "cannot enter '%s': %s", base, errstr(errno));
+		rc = berr_set(err, 0, "cannot enter '%s': %s", base, err_str(errno));
 		if (cwd >= 0)
 			close(cwd);
 		goto out;
 	}
 	if (mount("overlay", target, "overlay", MS_NODEV, opts.buf) < 0)
-		rc = berr_set(err, 0, "cannot mount an overlay on '%s': %s", target, errstr(errno));
+		rc =
+		    berr_set(err, 0, "cannot mount an overlay on '%s': %s", target, err_str(errno));
 	if (fchdir(cwd) < 0) {
 		/* the supervisor keeps no relative paths */
 	}
@@ -103,7 +96,7 @@ static int clear_dir(int dirfd)
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		int r = rm_at(dirfd, de->d_name);
+		int r = rm_rf_at(dirfd, de->d_name);
 		if (r < 0 && !rc)
 			rc = r;
 	}
@@ -134,11 +127,11 @@ static int copy_file(struct copier *c, int sfd, int dfd, const char *name, const
 	}
 	int in = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (in < 0)
-		return berr_set(err, 0, "cannot open '%s': %s", rel, errstr(errno));
+		return berr_set(err, 0, "cannot open '%s': %s", rel, err_str(errno));
 	int out = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (out < 0) {
 		close(in);
-		return berr_set(err, 0, "cannot create '%s': %s", rel, errstr(errno));
+		return berr_set(err, 0, "cannot create '%s': %s", rel, err_str(errno));
 	}
 	int rc = 0;
 	for (;;) {
@@ -150,18 +143,18 @@ static int copy_file(struct copier *c, int sfd, int dfd, const char *name, const
 		if (errno == EINTR)
 			continue;
 		if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
-			rc = berr_set(err, 0, "cannot copy '%s': %s", rel, errstr(errno));
+			rc = berr_set(err, 0, "cannot copy '%s': %s", rel, err_str(errno));
 			break;
 		}
 		char buf[65536];
 		ssize_t r;
 		while ((r = read(in, buf, sizeof buf)) > 0)
 			if (write(out, buf, (size_t)r) != r) {
-				rc = berr_set(err, 0, "cannot copy '%s': %s", rel, errstr(errno));
+				rc = berr_set(err, 0, "cannot copy '%s': %s", rel, err_str(errno));
 				break;
 			}
 		if (r < 0 && !rc)
-			rc = berr_set(err, 0, "cannot read '%s': %s", rel, errstr(errno));
+			rc = berr_set(err, 0, "cannot read '%s': %s", rel, err_str(errno));
 		break;
 	}
 	if (!rc)
@@ -182,28 +175,28 @@ static int copy_entry(struct copier *c, int sfd, int dfd, const char *name, cons
 {
 	struct stat st, dst;
 	if (fstatat(sfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return berr_set(err, 0, "cannot stat '%s': %s", rel, errstr(errno));
+		return berr_set(err, 0, "cannot stat '%s': %s", rel, err_str(errno));
 	bool dexists = fstatat(dfd, name, &dst, AT_SYMLINK_NOFOLLOW) == 0;
 	if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) { /* overlay whiteout */
-		int r = rm_at(dfd, name);
-		return r < 0 ? berr_set(err, 0, "cannot remove '%s': %s", rel, errstr(r)) : 0;
+		int r = rm_rf_at(dfd, name);
+		return r < 0 ? berr_set(err, 0, "cannot remove '%s': %s", rel, err_str(r)) : 0;
 	}
 	if (dexists && !(S_ISDIR(st.st_mode) && S_ISDIR(dst.st_mode))) {
-		int r = rm_at(dfd, name);
+		int r = rm_rf_at(dfd, name);
 		if (r < 0)
-			return berr_set(err, 0, "cannot replace '%s': %s", rel, errstr(r));
+			return berr_set(err, 0, "cannot replace '%s': %s", rel, err_str(r));
 		dexists = false;
 	}
 	if (S_ISDIR(st.st_mode)) {
 		if (!dexists && mkdirat(dfd, name, 0700) < 0)
-			return berr_set(err, 0, "cannot create '%s': %s", rel, errstr(errno));
+			return berr_set(err, 0, "cannot create '%s': %s", rel, err_str(errno));
 		int s2 = openat(sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		int d2 = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		int rc = 0;
 		if (s2 < 0 || d2 < 0)
-			rc = berr_set(err, 0, "cannot open '%s': %s", rel, errstr(errno));
+			rc = berr_set(err, 0, "cannot open '%s': %s", rel, err_str(errno));
 		else if (is_opaque(s2) && clear_dir(d2) < 0)
-			rc = berr_set(err, 0, "cannot clear '%s': %s", rel, errstr(errno));
+			rc = berr_set(err, 0, "cannot clear '%s': %s", rel, err_str(errno));
 		else
 			rc = copy_dir(c, s2, d2, rel, err);
 		if (!rc)
@@ -220,17 +213,17 @@ static int copy_entry(struct copier *c, int sfd, int dfd, const char *name, cons
 		char target[4096];
 		ssize_t n = readlinkat(sfd, name, target, sizeof target - 1);
 		if (n < 0)
-			return berr_set(err, 0, "cannot read link '%s': %s", rel, errstr(errno));
+			return berr_set(err, 0, "cannot read link '%s': %s", rel, err_str(errno));
 		target[n] = 0;
 		if (symlinkat(target, dfd, name) < 0)
-			return berr_set(err, 0, "cannot create '%s': %s", rel, errstr(errno));
+			return berr_set(err, 0, "cannot create '%s': %s", rel, err_str(errno));
 		if (c->root)
 			fchownat(dfd, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
 		return 0;
 	}
 	if (S_ISFIFO(st.st_mode) || ((S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) && c->root)) {
 		if (mknodat(dfd, name, st.st_mode, st.st_rdev) < 0)
-			return berr_set(err, 0, "cannot create '%s': %s", rel, errstr(errno));
+			return berr_set(err, 0, "cannot create '%s': %s", rel, err_str(errno));
 		if (c->root)
 			fchownat(dfd, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
 	}
@@ -244,7 +237,7 @@ static int copy_dir(struct copier *c, int sfd, int dfd, const char *rel, struct 
 	if (!d) {
 		if (fd >= 0)
 			close(fd);
-		return berr_set(err, 0, "cannot list '%s': %s", rel, errstr(errno));
+		return berr_set(err, 0, "cannot list '%s': %s", rel, err_str(errno));
 	}
 	char **names = NULL;
 	size_t n = 0;
@@ -265,9 +258,9 @@ static int copy_dir(struct copier *c, int sfd, int dfd, const char *rel, struct 
 		const char *victim = names[i] + 4;
 		if (!*victim || !strcmp(victim, ".") || !strcmp(victim, ".."))
 			continue;
-		int r = rm_at(dfd, victim);
+		int r = rm_rf_at(dfd, victim);
 		if (r < 0)
-			rc = berr_set(err, 0, "cannot remove '%s/%s': %s", rel, victim, errstr(r));
+			rc = berr_set(err, 0, "cannot remove '%s/%s': %s", rel, victim, err_str(r));
 	}
 	for (size_t i = 0; i < n && !rc; i++) {
 		if (!strncmp(names[i], ".wh.", 4))
@@ -282,23 +275,23 @@ static int copy_dir(struct copier *c, int sfd, int dfd, const char *rel, struct 
 	return rc;
 }
 
-int rootfs_copy_layers(char *const *layers, size_t n, const char *target, bool root,
-		       struct berr *err)
+int image_rootfs_copy_layers(char *const *layers, size_t n, const char *target, bool root,
+			     struct berr *err)
 {
 	struct copier c = {.root = root};
 	c.target = open(target, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (c.target < 0)
-		return berr_set(err, 0, "cannot open '%s': %s", target, errstr(errno));
+		return berr_set(err, 0, "cannot open '%s': %s", target, err_str(errno));
 	int rc = 0;
 	for (size_t i = 0; i < n && !rc; i++) {
 		int sfd = open(layers[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (sfd < 0) {
 			rc = berr_set(err, 0, "cannot open layer '%s': %s", layers[i],
-				      errstr(errno));
+				      err_str(errno));
 			break;
 		}
 		if (is_opaque(sfd) && clear_dir(c.target) < 0)
-			rc = berr_set(err, 0, "cannot clear '%s': %s", target, errstr(errno));
+			rc = berr_set(err, 0, "cannot clear '%s': %s", target, err_str(errno));
 		if (!rc)
 			rc = copy_dir(&c, sfd, c.target, "", err);
 		close(sfd);

@@ -1,5 +1,6 @@
-/* docker.c - the docker driver: a Docker Engine API client on its unix
- * socket, and docker_supervise(). See docker.h for the choices made.
+/* docker_api.c - the docker driver's Docker Engine API client on its unix
+ * socket. See docker.h for the choices made; docker_run.c is the life of
+ * a task (docker_supervise).
  *
  * Every request is one libcurl easy handle on its own connection to the
  * socket (connections to a local socket cost nothing worth pooling), so
@@ -8,7 +9,7 @@
  * stream - with a curl multi handle in one thread, waking on the
  * supervisor's signalfd for stop requests: no threads in the supervisor.
  */
-#include "agent/docker.h"
+#include "agent/driver/docker-internal.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -28,11 +29,6 @@
 #define API_MIN 1025
 #define CONNECT_TIMEOUT_MS 5000L
 #define CALL_TIMEOUT_MS 60000L
-/* After the container ended, how long its output may still trickle in. */
-#define DRAIN_MS 2000
-/* Docker unreachable for this long while a task runs: give up on it. */
-#define LOST_MS 60000
-#define DEFAULT_GRACE_MS 10000
 /* An error reply is small; a stream that turns out to be one is cut. */
 #define ERROR_BODY_MAX 65536
 
@@ -42,7 +38,7 @@ static void curl_init_once(void)
 	curl_global_init(CURL_GLOBAL_ALL);
 }
 
-static const char *sock_or_default(const char *sock)
+const char *docker__sock_or_default(const char *sock)
 {
 	return sock && *sock ? sock : DOCKER_DEFAULT_SOCKET;
 }
@@ -75,21 +71,6 @@ static char *escaped(const char *s, bool path)
 }
 
 /* ---- one request ---- */
-
-typedef void (*sink_fn)(void *ud, const char *data, size_t len);
-
-struct xfer {
-	CURL *c;
-	struct curl_slist *hdrs;
-	FILE *upload;
-	struct sbuf buf; /* the reply, or an error reply of a stream */
-	sink_fn sink;	 /* a successful reply's body goes here, as it comes */
-	void *ud;
-	char errbuf[CURL_ERROR_SIZE];
-	long status;
-	CURLcode rc;
-	long os_errno;
-};
 
 static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
 {
@@ -148,7 +129,7 @@ static void xfer_setup(struct xfer *x, const char *sock, const char *method, con
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->hdrs);
 }
 
-static void xfer_finish(struct xfer *x, CURLcode rc)
+void docker__xfer_finish(struct xfer *x, CURLcode rc)
 {
 	x->rc = rc;
 	curl_easy_getinfo(x->c, CURLINFO_RESPONSE_CODE, &x->status);
@@ -157,10 +138,10 @@ static void xfer_finish(struct xfer *x, CURLcode rc)
 
 static void xfer_perform(struct xfer *x)
 {
-	xfer_finish(x, curl_easy_perform(x->c));
+	docker__xfer_finish(x, curl_easy_perform(x->c));
 }
 
-static void xfer_cleanup(struct xfer *x)
+void docker__xfer_cleanup(struct xfer *x)
 {
 	if (x->c)
 		curl_easy_cleanup(x->c);
@@ -172,12 +153,12 @@ static void xfer_cleanup(struct xfer *x)
 }
 
 /* A transport failure (no HTTP reply). */
-static bool xfer_unreachable(const struct xfer *x)
+bool docker__xfer_unreachable(const struct xfer *x)
 {
 	return x->rc != CURLE_OK && !(x->rc == CURLE_WRITE_ERROR && x->status);
 }
 
-static int reach_error(struct berr *err, const char *sock, const struct xfer *x)
+int docker__reach_error(struct berr *err, const char *sock, const struct xfer *x)
 {
 	char reason[CURL_ERROR_SIZE + 64];
 	if (x->os_errno)
@@ -208,13 +189,13 @@ static void reply_message(const struct xfer *x, char *buf, size_t n)
 }
 
 /* "docker: <what>: <Docker's message>", or unreachable. */
-static int call_error(struct berr *err, const char *sock, const struct xfer *x, const char *fmt,
-		      ...) __attribute__((format(printf, 4, 5)));
-static int call_error(struct berr *err, const char *sock, const struct xfer *x, const char *fmt,
-		      ...)
+int docker__call_error(struct berr *err, const char *sock, const struct xfer *x, const char *fmt,
+		       ...) __attribute__((format(printf, 4, 5)));
+int docker__call_error(struct berr *err, const char *sock, const struct xfer *x, const char *fmt,
+		       ...)
 {
-	if (xfer_unreachable(x))
-		return reach_error(err, sock, x);
+	if (docker__xfer_unreachable(x))
+		return docker__reach_error(err, sock, x);
 	char what[512], msg[768];
 	va_list ap;
 	va_start(ap, fmt);
@@ -254,8 +235,8 @@ static int api_prefix(const char *sock, char *out, size_t n, struct berr *err)
 	xfer_setup(&x, sock, "GET", "/version", NULL, 10000);
 	xfer_perform(&x);
 	if (x.rc != CURLE_OK || x.status != 200) {
-		call_error(err, sock, &x, "cannot read the version at '%s'", sock);
-		xfer_cleanup(&x);
+		docker__call_error(err, sock, &x, "cannot read the version at '%s'", sock);
+		docker__xfer_cleanup(&x);
 		return -1;
 	}
 	json_t *j = json_loadb(x.buf.buf, x.buf.len, 0, NULL);
@@ -271,7 +252,7 @@ static int api_prefix(const char *sock, char *out, size_t n, struct berr *err)
 			      "docker at '%s' is too old: API '%s', berth needs 1.25 or newer",
 			      sock, api ? api : "?");
 	json_decref(j);
-	xfer_cleanup(&x);
+	docker__xfer_cleanup(&x);
 	if (rc < 0)
 		return -1;
 	snprintf(out, n, "/v%d.%d", v / 1000, v % 1000);
@@ -283,8 +264,8 @@ static int api_prefix(const char *sock, char *out, size_t n, struct berr *err)
 }
 
 /* Set up a request to an API path (without the version prefix). */
-static int xfer_api(struct xfer *x, const char *sock, const char *method, const char *path,
-		    const char *body, long timeout_ms, struct berr *err)
+int docker__xfer_api(struct xfer *x, const char *sock, const char *method, const char *path,
+		     const char *body, long timeout_ms, struct berr *err)
 {
 	char pre[16];
 	if (api_prefix(sock, pre, sizeof pre, err) < 0)
@@ -301,11 +282,11 @@ static int call(struct xfer *x, const char *sock, const char *method, const char
 		const char *body, long timeout_ms, struct berr *err)
 {
 	memset(x, 0, sizeof *x);
-	if (xfer_api(x, sock, method, path, body, timeout_ms, err) < 0)
+	if (docker__xfer_api(x, sock, method, path, body, timeout_ms, err) < 0)
 		return -1;
 	xfer_perform(x);
 	if (x->rc != CURLE_OK)
-		return reach_error(err, sock, x);
+		return docker__reach_error(err, sock, x);
 	return 0;
 }
 
@@ -313,16 +294,16 @@ static int call(struct xfer *x, const char *sock, const char *method, const char
 
 int docker_ping(const char *sock, struct berr *err)
 {
-	sock = sock_or_default(sock);
+	sock = docker__sock_or_default(sock);
 	struct xfer x;
 	xfer_setup(&x, sock, "GET", "/_ping", NULL, 5000);
 	xfer_perform(&x);
 	int rc = 0;
 	if (x.rc != CURLE_OK)
-		rc = reach_error(err, sock, &x);
+		rc = docker__reach_error(err, sock, &x);
 	else if (x.status != 200 || x.buf.len < 2 || strncmp(x.buf.buf, "OK", 2))
-		rc = call_error(err, sock, &x, "'%s' does not answer ping", sock);
-	xfer_cleanup(&x);
+		rc = docker__call_error(err, sock, &x, "'%s' does not answer ping", sock);
+	docker__xfer_cleanup(&x);
 	if (rc == 0) {
 		char pre[16];
 		rc = api_prefix(sock, pre, sizeof pre, err);
@@ -372,9 +353,9 @@ static int image_present(const char *sock, const char *image, struct berr *err)
 		else if (x.status == 404)
 			rc = 0;
 		else
-			rc = call_error(err, sock, &x, "cannot look up image '%s'", image);
+			rc = docker__call_error(err, sock, &x, "cannot look up image '%s'", image);
 	}
-	xfer_cleanup(&x);
+	docker__xfer_cleanup(&x);
 	return rc;
 }
 
@@ -421,13 +402,6 @@ static void pull_sink(void *ud, const char *data, size_t len)
 	}
 }
 
-/* A stop check for long transfers: returns true to abandon them. */
-struct cancel {
-	int wake_fd;
-	bool (*check)(void *ud);
-	void *ud;
-};
-
 static bool cancelled(const struct cancel *c)
 {
 	return c && c->check && c->check(c->ud);
@@ -449,7 +423,7 @@ static int xfer_run(struct xfer *x, const struct cancel *c)
 		int left;
 		CURLMsg *msg = curl_multi_info_read(m, &left);
 		if (msg && msg->msg == CURLMSG_DONE) {
-			xfer_finish(x, msg->data.result);
+			docker__xfer_finish(x, msg->data.result);
 			break;
 		}
 		if (cancelled(c)) {
@@ -465,8 +439,8 @@ static int xfer_run(struct xfer *x, const struct cancel *c)
 }
 
 /* 0 pulled or present, 1 cancelled, -1 error. */
-static int pull(const char *sock, const char *image, const struct cancel *c, bool *fetched,
-		struct berr *err)
+int docker__pull(const char *sock, const char *image, const struct cancel *c, bool *fetched,
+		 struct berr *err)
 {
 	if (fetched)
 		*fetched = false;
@@ -486,7 +460,7 @@ static int pull(const char *sock, const char *image, const struct cancel *c, boo
 	struct pull_progress p = {0};
 	sbuf_init(&p.line);
 	struct xfer x;
-	int rc = xfer_api(&x, sock, "POST", path, NULL, 0, err);
+	int rc = docker__xfer_api(&x, sock, "POST", path, NULL, 0, err);
 	free(path);
 	if (rc == 0) {
 		x.sink = pull_sink;
@@ -494,20 +468,20 @@ static int pull(const char *sock, const char *image, const struct cancel *c, boo
 		rc = xfer_run(&x, c);
 		if (rc == 0) {
 			pull_line(&p, p.line.buf, p.line.len);
-			if (x.rc != CURLE_OK && xfer_unreachable(&x))
-				rc = call_error(err, sock, &x, "cannot pull '%s'", image);
+			if (x.rc != CURLE_OK && docker__xfer_unreachable(&x))
+				rc = docker__call_error(err, sock, &x, "cannot pull '%s'", image);
 			else if (x.status >= 300)
-				rc = call_error(err, sock, &x, "cannot pull '%s'", image);
+				rc = docker__call_error(err, sock, &x, "cannot pull '%s'", image);
 			else if (p.error)
 				rc = berr_set(err, 502, "docker: cannot pull '%s': %s", image,
 					      p.error);
 			else if (x.rc != CURLE_OK)
-				rc = reach_error(err, sock, &x);
+				rc = docker__reach_error(err, sock, &x);
 			else if (fetched)
 				*fetched = true;
 		}
 	}
-	xfer_cleanup(&x);
+	docker__xfer_cleanup(&x);
 	sbuf_release(&p.line);
 	free(p.error);
 	return rc;
@@ -515,12 +489,12 @@ static int pull(const char *sock, const char *image, const struct cancel *c, boo
 
 int docker_pull(const char *sock, const char *image, struct berr *err)
 {
-	return pull(sock_or_default(sock), image, NULL, NULL, err);
+	return docker__pull(docker__sock_or_default(sock), image, NULL, NULL, err);
 }
 
 int docker_import(const char *sock, const char *rootfs_tar, const char *ref, struct berr *err)
 {
-	sock = sock_or_default(sock);
+	sock = docker__sock_or_default(sock);
 	FILE *f = fopen(rootfs_tar, "rb");
 	if (!f)
 		return berr_set(err, 0, "cannot open '%s': %s", rootfs_tar, strerror(errno));
@@ -538,7 +512,7 @@ int docker_import(const char *sock, const char *rootfs_tar, const char *ref, str
 	free(name);
 	free(tag);
 	struct xfer x;
-	int rc = xfer_api(&x, sock, "POST", path, NULL, 300000, err);
+	int rc = docker__xfer_api(&x, sock, "POST", path, NULL, 300000, err);
 	free(path);
 	if (rc < 0) {
 		fclose(f);
@@ -558,11 +532,12 @@ int docker_import(const char *sock, const char *rootfs_tar, const char *ref, str
 	xfer_perform(&x);
 	pull_line(&p, p.line.buf, p.line.len);
 	if (x.rc != CURLE_OK || x.status >= 300)
-		rc = call_error(err, sock, &x, "cannot import '%s' as '%s'", rootfs_tar, ref);
+		rc = docker__call_error(err, sock, &x, "cannot import '%s' as '%s'", rootfs_tar,
+					ref);
 	else if (p.error)
 		rc = berr_set(err, 502, "docker: cannot import '%s' as '%s': %s", rootfs_tar, ref,
 			      p.error);
-	xfer_cleanup(&x);
+	docker__xfer_cleanup(&x);
 	sbuf_release(&p.line);
 	free(p.error);
 	return rc;
@@ -674,7 +649,7 @@ json_t *docker_create_config(const struct docker_spec *s)
 
 int docker_create(const char *sock, const struct docker_spec *s, char **id, struct berr *err)
 {
-	sock = sock_or_default(sock);
+	sock = docker__sock_or_default(sock);
 	*id = NULL;
 	if (!s->task_id || !*s->task_id)
 		return berr_set(err, 400, "docker: cannot create a container without a task id");
@@ -688,8 +663,8 @@ int docker_create(const char *sock, const struct docker_spec *s, char **id, stru
 	free(path);
 	free(body);
 	if (rc == 0 && x.status != 201) {
-		rc = call_error(err, sock, &x, "cannot create container '%s' from '%s'", name,
-				s->image ? s->image : "");
+		rc = docker__call_error(err, sock, &x, "cannot create container '%s' from '%s'",
+					name, s->image ? s->image : "");
 	} else if (rc == 0) {
 		json_t *j = json_loadb(x.buf.buf, x.buf.len, 0, NULL);
 		const char *cid = json_string_value(json_object_get(j, "Id"));
@@ -701,7 +676,7 @@ int docker_create(const char *sock, const struct docker_spec *s, char **id, stru
 				      name, x.buf.buf);
 		json_decref(j);
 	}
-	xfer_cleanup(&x);
+	docker__xfer_cleanup(&x);
 	free(name);
 	return rc;
 }
@@ -711,7 +686,7 @@ static int container_op(const char *sock, const char *method, const char *id, co
 			const char *query, long timeout_ms, int ok_also1, int ok_also2,
 			const char *what, struct berr *err)
 {
-	sock = sock_or_default(sock);
+	sock = docker__sock_or_default(sock);
 	char *path =
 	    xasprintf("/containers/%s%s%s%s", id, op, query ? "?" : "", query ? query : "");
 	struct xfer x;
@@ -719,8 +694,8 @@ static int container_op(const char *sock, const char *method, const char *id, co
 	free(path);
 	if (rc == 0 && (x.status < 200 || x.status >= 300) && x.status != ok_also1 &&
 	    x.status != ok_also2)
-		rc = call_error(err, sock, &x, "cannot %s container '%.12s'", what, id);
-	xfer_cleanup(&x);
+		rc = docker__call_error(err, sock, &x, "cannot %s container '%.12s'", what, id);
+	docker__xfer_cleanup(&x);
 	return rc;
 }
 
@@ -733,7 +708,7 @@ int docker_start(const char *sock, const char *id, struct berr *err)
 
 int docker_update_cpu(const char *sock, const char *id, double cpu, struct berr *err)
 {
-	sock = sock_or_default(sock);
+	sock = docker__sock_or_default(sock);
 	char *path = xasprintf("/containers/%s/update", id);
 	char body[64];
 	snprintf(body, sizeof body, "{\"NanoCpus\":%lld}", (long long)(cpu * 1e9 + 0.5));
@@ -741,8 +716,9 @@ int docker_update_cpu(const char *sock, const char *id, double cpu, struct berr 
 	int rc = call(&x, sock, "POST", path, body, CALL_TIMEOUT_MS, err);
 	free(path);
 	if (rc == 0 && (x.status < 200 || x.status >= 300))
-		rc = call_error(err, sock, &x, "cannot set the cpu limit of container '%.12s'", id);
-	xfer_cleanup(&x);
+		rc = docker__call_error(err, sock, &x,
+					"cannot set the cpu limit of container '%.12s'", id);
+	docker__xfer_cleanup(&x);
 	return rc;
 }
 
@@ -768,7 +744,7 @@ int docker_remove(const char *sock, const char *id, bool force, struct berr *err
 {
 	/* 404: gone already; 409 "removal already in progress" (when not
 	 * about a running container, which only happens without force). */
-	sock = sock_or_default(sock);
+	sock = docker__sock_or_default(sock);
 	char *path = xasprintf("/containers/%s?v=1%s", id, force ? "&force=1" : "");
 	struct xfer x;
 	int rc = call(&x, sock, "DELETE", path, NULL, CALL_TIMEOUT_MS, err);
@@ -777,21 +753,22 @@ int docker_remove(const char *sock, const char *id, bool force, struct berr *err
 		char msg[256];
 		reply_message(&x, msg, sizeof msg);
 		if (!(x.status == 409 && strstr(msg, "already in progress")))
-			rc = call_error(err, sock, &x, "cannot remove container '%.12s'", id);
+			rc = docker__call_error(err, sock, &x, "cannot remove container '%.12s'",
+						id);
 	}
-	xfer_cleanup(&x);
+	docker__xfer_cleanup(&x);
 	return rc;
 }
 
 int docker_wait(const char *sock, const char *id, int *status, struct berr *err)
 {
-	sock = sock_or_default(sock);
+	sock = docker__sock_or_default(sock);
 	char *path = xasprintf("/containers/%s/wait", id);
 	struct xfer x;
 	int rc = call(&x, sock, "POST", path, NULL, 0, err);
 	free(path);
 	if (rc == 0 && x.status != 200)
-		rc = call_error(err, sock, &x, "cannot wait for container '%.12s'", id);
+		rc = docker__call_error(err, sock, &x, "cannot wait for container '%.12s'", id);
 	if (rc == 0) {
 		json_t *j = json_loadb(x.buf.buf, x.buf.len, 0, NULL);
 		json_t *code = json_object_get(j, "StatusCode");
@@ -804,20 +781,20 @@ int docker_wait(const char *sock, const char *id, int *status, struct berr *err)
 			*status = (int)json_integer_value(code);
 		json_decref(j);
 	}
-	xfer_cleanup(&x);
+	docker__xfer_cleanup(&x);
 	return rc;
 }
 
 int docker_inspect(const char *sock, const char *id, struct docker_state *st, struct berr *err)
 {
-	sock = sock_or_default(sock);
+	sock = docker__sock_or_default(sock);
 	memset(st, 0, sizeof *st);
 	char *path = xasprintf("/containers/%s/json", id);
 	struct xfer x;
 	int rc = call(&x, sock, "GET", path, NULL, CALL_TIMEOUT_MS, err);
 	free(path);
 	if (rc == 0 && x.status != 200)
-		rc = call_error(err, sock, &x, "cannot inspect container '%.12s'", id);
+		rc = docker__call_error(err, sock, &x, "cannot inspect container '%.12s'", id);
 	if (rc == 0) {
 		json_t *j = json_loadb(x.buf.buf, x.buf.len, 0, NULL);
 		json_t *s = json_object_get(j, "State");
@@ -836,7 +813,7 @@ int docker_inspect(const char *sock, const char *id, struct docker_state *st, st
 		}
 		json_decref(j);
 	}
-	xfer_cleanup(&x);
+	docker__xfer_cleanup(&x);
 	return rc;
 }
 
@@ -871,25 +848,19 @@ void docker_demux_feed(struct docker_demux *d, const char *data, size_t len, doc
 	}
 }
 
-struct logs_sink {
-	struct docker_demux demux;
-	docker_output_fn cb;
-	void *ud;
-};
-
 static void logs_sink_fn(void *ud, const char *data, size_t len)
 {
 	struct logs_sink *l = ud;
 	docker_demux_feed(&l->demux, data, len, l->cb, l->ud);
 }
 
-static int logs_setup(struct xfer *x, const char *sock, const char *id, bool only_new,
-		      struct logs_sink *ls, struct berr *err)
+int docker__logs_setup(struct xfer *x, const char *sock, const char *id, bool only_new,
+		       struct logs_sink *ls, struct berr *err)
 {
 	char *path = xasprintf("/containers/%s/logs?follow=1&stdout=1&stderr=1%s", id,
 			       only_new ? "&tail=0" : "");
 	memset(x, 0, sizeof *x);
-	int rc = xfer_api(x, sock, "GET", path, NULL, 0, err);
+	int rc = docker__xfer_api(x, sock, "GET", path, NULL, 0, err);
 	free(path);
 	if (rc < 0)
 		return -1;
@@ -902,24 +873,24 @@ static int logs_setup(struct xfer *x, const char *sock, const char *id, bool onl
 int docker_logs_follow(const char *sock, const char *id, docker_output_fn cb, void *ud,
 		       struct berr *err)
 {
-	sock = sock_or_default(sock);
+	sock = docker__sock_or_default(sock);
 	struct logs_sink ls = {.cb = cb, .ud = ud};
 	struct xfer x;
-	int rc = logs_setup(&x, sock, id, false, &ls, err);
+	int rc = docker__logs_setup(&x, sock, id, false, &ls, err);
 	if (rc == 0) {
 		xfer_perform(&x);
 		if (x.rc != CURLE_OK || x.status != 200)
-			rc = call_error(err, sock, &x, "cannot read the logs of container '%.12s'",
-					id);
+			rc = docker__call_error(err, sock, &x,
+						"cannot read the logs of container '%.12s'", id);
 	}
-	xfer_cleanup(&x);
+	docker__xfer_cleanup(&x);
 	return rc;
 }
 
 int docker_find_by_label(const char *sock, const char *label, struct docker_found **out, size_t *n,
 			 struct berr *err)
 {
-	sock = sock_or_default(sock);
+	sock = docker__sock_or_default(sock);
 	*out = NULL;
 	*n = 0;
 	json_t *f = json_pack("{s:[s]}", "label", label);
@@ -933,7 +904,8 @@ int docker_find_by_label(const char *sock, const char *label, struct docker_foun
 	int rc = call(&x, sock, "GET", path, NULL, CALL_TIMEOUT_MS, err);
 	free(path);
 	if (rc == 0 && x.status != 200)
-		rc = call_error(err, sock, &x, "cannot list containers with label '%s'", label);
+		rc = docker__call_error(err, sock, &x, "cannot list containers with label '%s'",
+					label);
 	if (rc == 0) {
 		json_t *j = json_loadb(x.buf.buf, x.buf.len, 0, NULL);
 		if (!json_is_array(j)) {
@@ -960,7 +932,7 @@ int docker_find_by_label(const char *sock, const char *label, struct docker_foun
 		}
 		json_decref(j);
 	}
-	xfer_cleanup(&x);
+	docker__xfer_cleanup(&x);
 	return rc;
 }
 
@@ -975,388 +947,4 @@ void docker_found_free(struct docker_found *f, size_t n)
 		free(f[i].state);
 	}
 	free(f);
-}
-
-/* ---- a task's life ---- */
-
-struct sv {
-	const struct docker_spec *s;
-	const struct docker_hooks *h;
-	const char *sock;
-	struct cancel cancel;
-	bool stop_seen;
-};
-
-static void svlog(const struct sv *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void svlog(const struct sv *v, const char *fmt, ...)
-{
-	if (!v->h || !v->h->log)
-		return;
-	char buf[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	v->h->log(v->h->ud, buf);
-}
-
-static bool stop_check(void *ud)
-{
-	struct sv *v = ud;
-	if (!v->stop_seen && v->h && v->h->stop_requested && v->h->stop_requested(v->h->ud))
-		v->stop_seen = true;
-	return v->stop_seen;
-}
-
-/* The program's pid: the container's init (docker-init) has it as its one
- * child. Read from /proc, briefly retried: the init forks it right after
- * it starts. The init's pid when it cannot be found. */
-static pid_t program_pid(pid_t init)
-{
-	if (init <= 0)
-		return init;
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)init, (int)init);
-	for (int i = 0; i < 20; i++) {
-		char *text = NULL;
-		if (file_read_all(path, &text, NULL) < 0)
-			return init;
-		long child = strtol(text, NULL, 10);
-		free(text);
-		if (child > 0)
-			return (pid_t)child;
-		usleep(10000);
-	}
-	return init;
-}
-
-/* Wait for the end while pumping the logs and watching for a stop. */
-struct run_state {
-	struct xfer wait, logs;
-	bool wait_on, logs_on; /* in the multi handle */
-	bool wait_done, logs_done;
-	int wait_code; /* StatusCode, -1 unknown */
-	struct logs_sink ls;
-	int64_t retry_at;   /* re-issue broken requests at */
-	int64_t lost_since; /* Docker unreachable since */
-	bool stopping, killed;
-	int64_t kill_at;
-};
-
-static void signal_container(struct sv *v, const char *id, int sig)
-{
-	struct berr e = {0};
-	if (docker_kill(v->sock, id, sig, &e) < 0)
-		svlog(v, "%s", e.msg);
-}
-
-static int issue(struct sv *v, CURLM *m, struct run_state *r, const char *id, bool wait,
-		 bool only_new_logs, struct berr *err)
-{
-	if (wait) {
-		char *path = xasprintf("/containers/%s/wait", id);
-		int rc = xfer_api(&r->wait, v->sock, "POST", path, NULL, 0, err);
-		free(path);
-		if (rc < 0)
-			return -1;
-		curl_multi_add_handle(m, r->wait.c);
-		r->wait_on = true;
-	} else {
-		r->ls.cb = v->h ? v->h->output : NULL;
-		r->ls.ud = v->h ? v->h->ud : NULL;
-		if (logs_setup(&r->logs, v->sock, id, only_new_logs, &r->ls, err) < 0)
-			return -1;
-		curl_multi_add_handle(m, r->logs.c);
-		r->logs_on = true;
-	}
-	return 0;
-}
-
-static void retire(CURLM *m, struct xfer *x, bool *on)
-{
-	if (*on)
-		curl_multi_remove_handle(m, x->c);
-	*on = false;
-	xfer_cleanup(x);
-}
-
-/* 0 when the container ended (r->wait_code), -1 when Docker was lost. */
-static int run_to_end(struct sv *v, const char *id, bool only_new_logs, struct run_state *r,
-		      struct berr *err)
-{
-	CURLM *m = curl_multi_init();
-	uint64_t grace = v->s->stop_grace_ms;
-	int64_t drain_deadline = 0;
-	int rc = 0;
-	r->wait_code = -1;
-	if (issue(v, m, r, id, true, false, err) < 0 ||
-	    issue(v, m, r, id, false, only_new_logs, err) < 0) {
-		rc = -1;
-		goto out;
-	}
-	for (;;) {
-		int running = 0;
-		curl_multi_perform(m, &running);
-		int left;
-		CURLMsg *msg;
-		int64_t now = time_mono_ms();
-		while ((msg = curl_multi_info_read(m, &left))) {
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			bool is_wait = r->wait_on && msg->easy_handle == r->wait.c;
-			struct xfer *x = is_wait ? &r->wait : &r->logs;
-			xfer_finish(x, msg->data.result);
-			if (is_wait) {
-				if (xfer_unreachable(x)) {
-					struct berr e = {0};
-					reach_error(&e, v->sock, x);
-					svlog(v, "waiting for container '%.12s': %s", id, e.msg);
-					if (!r->lost_since)
-						r->lost_since = now;
-					r->retry_at = now + 1000;
-				} else if (x->status == 200) {
-					json_t *j = json_loadb(x->buf.buf, x->buf.len, 0, NULL);
-					json_t *code = json_object_get(j, "StatusCode");
-					r->wait_code = json_is_integer(code)
-							   ? (int)json_integer_value(code)
-							   : -1;
-					json_decref(j);
-					r->wait_done = true;
-				} else {
-					/* e.g. removed behind our back: inspect says more */
-					struct berr e = {0};
-					call_error(&e, v->sock, x,
-						   "cannot wait for container '%.12s'", id);
-					svlog(v, "%s", e.msg);
-					r->wait_done = true;
-				}
-				retire(m, x, &r->wait_on);
-				if (r->wait_done)
-					drain_deadline = now + DRAIN_MS;
-			} else {
-				if (xfer_unreachable(x) && !r->wait_done) {
-					if (!r->lost_since)
-						r->lost_since = now;
-					if (!r->retry_at)
-						r->retry_at = now + 1000;
-				} else {
-					if (x->rc != CURLE_OK || x->status != 200) {
-						struct berr e = {0};
-						call_error(
-						    &e, v->sock, x,
-						    "cannot read the logs of container '%.12s'",
-						    id);
-						svlog(v, "%s", e.msg);
-					}
-					r->logs_done = true;
-				}
-				retire(m, x, &r->logs_on);
-			}
-		}
-		if (r->wait_done && (r->logs_done || now >= drain_deadline))
-			break;
-
-		/* Docker went away (restarting?): follow it again once it
-		 * answers. Output written meanwhile is in its log, not here:
-		 * the logs are re-followed from now on. */
-		if (r->retry_at && now >= r->retry_at) {
-			struct berr e = {0};
-			if (docker_ping(v->sock, &e) < 0) {
-				if (now - r->lost_since >= LOST_MS) {
-					berr_set(err, 503, "%s (for %ds while the task ran)", e.msg,
-						 LOST_MS / 1000);
-					rc = -1;
-					goto out;
-				}
-				r->retry_at = now + 1000;
-			} else {
-				r->retry_at = 0;
-				r->lost_since = 0;
-				if (!r->wait_done && !r->wait_on &&
-				    issue(v, m, r, id, true, false, err) < 0) {
-					rc = -1;
-					goto out;
-				}
-				if (!r->logs_done && !r->logs_on &&
-				    issue(v, m, r, id, false, true, err) < 0) {
-					rc = -1;
-					goto out;
-				}
-			}
-		}
-
-		if (!r->stopping && !r->wait_done && stop_check(v)) {
-			r->stopping = true;
-			svlog(v, "stop requested, grace %llums", (unsigned long long)grace);
-			if (grace == 0) {
-				r->killed = true;
-				signal_container(v, id, SIGKILL);
-			} else {
-				signal_container(v, id, SIGTERM);
-				r->kill_at = now + (int64_t)grace;
-			}
-		}
-		if (r->stopping && !r->killed && !r->wait_done && now >= r->kill_at) {
-			svlog(v, "grace period over, killing container '%.12s'", id);
-			r->killed = true;
-			signal_container(v, id, SIGKILL);
-		}
-
-		/* Sleep until curl has work, the wake fd fires or a deadline. */
-		bool use_wake = !r->stopping && v->cancel.wake_fd >= 0;
-		int64_t timeout = use_wake ? 1000 : 100;
-		if (r->stopping && !r->killed && !r->wait_done && r->kill_at - now < timeout)
-			timeout = r->kill_at - now;
-		if (r->wait_done && drain_deadline - now < timeout)
-			timeout = drain_deadline - now;
-		if (r->retry_at && r->retry_at - now < timeout)
-			timeout = r->retry_at - now;
-		if (timeout < 0)
-			timeout = 0;
-		struct curl_waitfd w = {.fd = v->cancel.wake_fd, .events = CURL_WAIT_POLLIN};
-		curl_multi_poll(m, &w, use_wake ? 1 : 0, (int)timeout, NULL);
-	}
-out:
-	retire(m, &r->wait, &r->wait_on);
-	retire(m, &r->logs, &r->logs_on);
-	curl_multi_cleanup(m);
-	return rc;
-}
-
-static void remove_container(struct sv *v, const char *id)
-{
-	struct berr e = {0};
-	if (docker_remove(v->sock, id, true, &e) < 0)
-		svlog(v, "%s", e.msg);
-}
-
-int docker_supervise(const struct docker_spec *s, const struct docker_hooks *h,
-		     struct docker_exit *out, struct berr *err)
-{
-	memset(out, 0, sizeof *out);
-	out->exit_code = 126;
-	struct sv v = {.s = s, .h = h, .sock = sock_or_default(s->socket)};
-	v.cancel = (struct cancel){.wake_fd = h ? h->wake_fd : -1, .check = stop_check, .ud = &v};
-	if (!h)
-		v.cancel.wake_fd = -1;
-	if (!s->task_id || !*s->task_id)
-		return berr_set(err, 400, "docker: no task id");
-	if (!s->image || !*s->image)
-		return berr_set(err, 400, "docker: task '%s' has no image", s->task_id);
-	if (docker_ping(v.sock, err) < 0)
-		return -1;
-
-	/* A container of this task already (the supervisor was restarted):
-	 * adopt it rather than run the task twice. */
-	char *label = xasprintf("berth.task=%s", s->task_id);
-	struct docker_found *found = NULL;
-	size_t nfound = 0;
-	char *id = NULL;
-	bool adopted = false;
-	int rc = docker_find_by_label(v.sock, label, &found, &nfound, err);
-	if (rc < 0)
-		goto out;
-	if (nfound > 0) {
-		id = xstrdup(found[0].id);
-		adopted = true;
-		svlog(&v, "adopting container '%.12s' (%s) of task '%s'", id, found[0].state,
-		      s->task_id);
-	}
-	docker_found_free(found, nfound);
-
-	if (!adopted) {
-		if (stop_check(&v))
-			goto stopped_early;
-		int64_t t0 = time_mono_ms();
-		bool fetched = false;
-		rc = pull(v.sock, s->image, &v.cancel, &fetched, err);
-		if (rc < 0)
-			goto out;
-		if (rc > 0)
-			goto stopped_early;
-		if (fetched)
-			svlog(&v, "image '%s' pulled in %lldms", s->image,
-			      (long long)(time_mono_ms() - t0));
-		if (stop_check(&v))
-			goto stopped_early;
-		rc = docker_create(v.sock, s, &id, err);
-		if (rc < 0)
-			goto out;
-	}
-	snprintf(out->container_id, sizeof out->container_id, "%s", id);
-
-	struct docker_state st;
-	rc = docker_inspect(v.sock, id, &st, err);
-	if (rc < 0)
-		goto out;
-	/* Adopted and already running: its earlier output was pumped by the
-	 * supervisor before; follow only what comes next. */
-	bool only_new_logs = adopted && strcmp(st.status, "created");
-	if (!st.running && !strcmp(st.status, "created")) {
-		if (stop_check(&v)) {
-			remove_container(&v, id);
-			goto stopped_early;
-		}
-		rc = docker_start(v.sock, id, err);
-		if (rc < 0) {
-			/* Docker's own codes: 127 no such program, 126 others */
-			struct docker_state after;
-			struct berr e2 = {0};
-			if (docker_inspect(v.sock, id, &after, &e2) == 0 &&
-			    (after.exit_code == 126 || after.exit_code == 127))
-				out->exit_code = after.exit_code;
-			remove_container(&v, id);
-			goto out;
-		}
-		if (s->cpu_after_start && s->cpu > 0 &&
-		    docker_update_cpu(v.sock, id, s->cpu, err) < 0) {
-			/* A program that ended already needs no limit; one still
-			 * running never runs without the limit it asked for. */
-			struct docker_state now;
-			struct berr e2 = {0};
-			if (docker_inspect(v.sock, id, &now, &e2) < 0 || now.running) {
-				rc = -1;
-				remove_container(&v, id);
-				goto out;
-			}
-		}
-		rc = docker_inspect(v.sock, id, &st, err);
-		if (rc < 0)
-			goto out;
-	}
-	out->started = true;
-	if (h && h->running)
-		h->running(h->ud, id, st.running ? program_pid(st.pid) : 0);
-
-	struct run_state r = {0};
-	rc = run_to_end(&v, id, only_new_logs, &r, err);
-	out->stopped = r.stopping;
-	out->killed = r.killed;
-	if (rc < 0) {
-		out->exit_code = 126;
-		goto out; /* the container is left: Docker is gone; a later sweep */
-	}
-	out->exit_code = r.wait_code >= 0 ? r.wait_code : 126;
-	struct berr e = {0};
-	if (docker_inspect(v.sock, id, &st, &e) == 0) {
-		out->exit_code = st.exit_code;
-		out->oom = st.oom_killed;
-	} else {
-		svlog(&v, "%s", e.msg);
-	}
-	if (out->exit_code > 128 && out->exit_code < 160)
-		out->signal = out->exit_code - 128;
-	remove_container(&v, id);
-	rc = 0;
-	goto out;
-
-stopped_early:
-	out->stopped = true;
-	out->exit_code = 0;
-	svlog(&v, "stopped before the container started");
-	rc = 0;
-out:
-	free(label);
-	free(id);
-	return rc;
 }

@@ -1,6 +1,6 @@
 /* image_tar.c - a tar reader, a hashing/inflating blob stream, and the safe
  * layer unpacker. See image_tar.h for the rules. */
-#include "agent/image_tar.h"
+#include "agent/image/image_tar.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -20,34 +20,26 @@
 #define MAX_LONGNAME (64 * 1024)
 #define MAX_PAX (1024 * 1024)
 
-static const char *errstr(int e)
-{
-	static char buf[128];
-	snprintf(buf, sizeof buf, "%s", strerror(e < 0 ? -e : e));
-	buf[0] = (char)tolower((unsigned char)buf[0]);
-	return buf;
-}
-
 /* ---- reader ---- */
 
-struct tar_reader {
-	tar_read_fn fn;
+struct image_tar_reader {
+	image_tar_read_fn fn;
 	void *ctx;
-	struct tar_entry e;
+	struct image_tar_entry e;
 	uint64_t left;	  /* unread content of the current entry */
 	uint64_t padding; /* then this much padding to the block boundary */
 	bool ended;
 };
 
-struct tar_reader *tar_reader_new(tar_read_fn fn, void *ctx)
+struct image_tar_reader *image_tar_reader_new(image_tar_read_fn fn, void *ctx)
 {
-	struct tar_reader *t = xcalloc(1, sizeof *t);
+	struct image_tar_reader *t = xcalloc(1, sizeof *t);
 	t->fn = fn;
 	t->ctx = ctx;
 	return t;
 }
 
-static void entry_clear(struct tar_entry *e)
+static void entry_clear(struct image_tar_entry *e)
 {
 	free(e->path);
 	free(e->linkname);
@@ -59,7 +51,7 @@ static void entry_clear(struct tar_entry *e)
 	memset(e, 0, sizeof *e);
 }
 
-void tar_reader_free(struct tar_reader *t)
+void image_tar_reader_free(struct image_tar_reader *t)
 {
 	if (!t)
 		return;
@@ -67,7 +59,7 @@ void tar_reader_free(struct tar_reader *t)
 	free(t);
 }
 
-ssize_t tar_read_fd(void *ctx, void *buf, size_t n)
+ssize_t image_tar_read_fd(void *ctx, void *buf, size_t n)
 {
 	int fd = *(int *)ctx;
 	for (;;) {
@@ -79,14 +71,14 @@ ssize_t tar_read_fd(void *ctx, void *buf, size_t n)
 }
 
 /* Exactly n bytes, or an error (a short archive is an error). */
-static int read_exact(struct tar_reader *t, void *buf, size_t n, struct berr *err)
+static int read_exact(struct image_tar_reader *t, void *buf, size_t n, struct berr *err)
 {
 	size_t got = 0;
 	while (got < n) {
 		ssize_t r = t->fn(t->ctx, (char *)buf + got, n - got);
 		if (r < 0)
 			return berr_set(err, 0, "cannot read the archive: %s",
-					errno ? errstr(errno) : "read error");
+					errno ? err_str(errno) : "read error");
 		if (r == 0)
 			return berr_set(err, 0, "the archive ends in the middle of an entry");
 		got += (size_t)r;
@@ -94,7 +86,7 @@ static int read_exact(struct tar_reader *t, void *buf, size_t n, struct berr *er
 	return 0;
 }
 
-static int skip(struct tar_reader *t, uint64_t n, struct berr *err)
+static int skip(struct image_tar_reader *t, uint64_t n, struct berr *err)
 {
 	char buf[8192];
 	while (n > 0) {
@@ -171,7 +163,7 @@ struct pax {
 	bool has_size, has_uid, has_gid, has_mtime;
 	uint64_t size, uid, gid;
 	int64_t mtime;
-	struct tar_xattr *xattrs;
+	struct image_tar_xattr *xattrs;
 	size_t nxattrs;
 };
 
@@ -224,7 +216,7 @@ static int pax_parse(char *buf, size_t len, struct pax *p, struct berr *err)
 			p->mtime = strtoll(val, NULL, 10);
 		} else if (!strncmp(key, "SCHILY.xattr.", 13) && key[13]) {
 			p->xattrs = xrealloc(p->xattrs, (p->nxattrs + 1) * sizeof *p->xattrs);
-			struct tar_xattr *x = &p->xattrs[p->nxattrs++];
+			struct image_tar_xattr *x = &p->xattrs[p->nxattrs++];
 			x->name = xstrdup(key + 13);
 			/* the value may hold NULs: keep the bytes */
 			x->value = xmalloc(vlen + 1);
@@ -240,7 +232,7 @@ static int pax_parse(char *buf, size_t len, struct pax *p, struct berr *err)
 }
 
 /* Read an entry's whole content as a string (long names, pax headers). */
-static char *read_meta(struct tar_reader *t, uint64_t size, uint64_t max, struct berr *err)
+static char *read_meta(struct image_tar_reader *t, uint64_t size, uint64_t max, struct berr *err)
 {
 	if (size > max) {
 		berr_set(err, 0, "tar metadata entry of %llu bytes is too large",
@@ -257,7 +249,7 @@ static char *read_meta(struct tar_reader *t, uint64_t size, uint64_t max, struct
 	return buf;
 }
 
-int tar_next(struct tar_reader *t, struct tar_entry **out, struct berr *err)
+int image_tar_next(struct image_tar_reader *t, struct image_tar_entry **out, struct berr *err)
 {
 	*out = NULL;
 	if (t->ended)
@@ -276,7 +268,7 @@ int tar_next(struct tar_reader *t, struct tar_entry **out, struct berr *err)
 			ssize_t r = t->fn(t->ctx, h + got, BLOCK - got);
 			if (r < 0) {
 				berr_set(err, 0, "cannot read the archive: %s",
-					 errno ? errstr(errno) : "read error");
+					 errno ? err_str(errno) : "read error");
 				goto out;
 			}
 			if (r == 0)
@@ -331,7 +323,7 @@ int tar_next(struct tar_reader *t, struct tar_entry **out, struct berr *err)
 				goto out;
 			continue;
 		}
-		struct tar_entry *e = &t->e;
+		struct image_tar_entry *e = &t->e;
 		bool ustar = !memcmp(h + 257, "ustar\0", 6);
 		if (pax.path)
 			e->path = xstrdup(pax.path);
@@ -390,7 +382,7 @@ out:
 	return rc;
 }
 
-ssize_t tar_read(struct tar_reader *t, void *buf, size_t n, struct berr *err)
+ssize_t image_tar_read(struct image_tar_reader *t, void *buf, size_t n, struct berr *err)
 {
 	if (t->left == 0)
 		return 0;
@@ -399,7 +391,7 @@ ssize_t tar_read(struct tar_reader *t, void *buf, size_t n, struct berr *err)
 	ssize_t r = t->fn(t->ctx, buf, n);
 	if (r < 0) {
 		berr_set(err, 0, "cannot read the archive: %s",
-			 errno ? errstr(errno) : "read error");
+			 errno ? err_str(errno) : "read error");
 		return -1;
 	}
 	if (r == 0) {
@@ -412,7 +404,7 @@ ssize_t tar_read(struct tar_reader *t, void *buf, size_t n, struct berr *err)
 
 /* ---- blob stream ---- */
 
-struct blob_stream {
+struct image_blob_stream {
 	int fd;
 	struct sha256_ctx *raw, *plain;
 	bool gz, probed, zdone, zinit;
@@ -422,46 +414,46 @@ struct blob_stream {
 	char error[160];
 };
 
-struct blob_stream *blob_stream_new(int fd)
+struct image_blob_stream *image_blob_stream_new(int fd)
 {
-	struct blob_stream *b = xcalloc(1, sizeof *b);
+	struct image_blob_stream *b = xcalloc(1, sizeof *b);
 	b->fd = fd;
-	b->raw = sha256_new();
-	b->plain = sha256_new();
+	b->raw = image_sha256_new();
+	b->plain = image_sha256_new();
 	return b;
 }
 
-void blob_stream_free(struct blob_stream *b)
+void image_blob_stream_free(struct image_blob_stream *b)
 {
 	if (!b)
 		return;
-	sha256_free(b->raw);
-	sha256_free(b->plain);
+	image_sha256_free(b->raw);
+	image_sha256_free(b->plain);
 	if (b->zinit)
 		inflateEnd(&b->z);
 	free(b);
 }
 
-const char *blob_stream_error(struct blob_stream *b)
+const char *image_blob_stream_error(struct image_blob_stream *b)
 {
 	return b->error[0] ? b->error : "read error";
 }
 
-static ssize_t raw_read(struct blob_stream *b, void *buf, size_t n)
+static ssize_t raw_read(struct image_blob_stream *b, void *buf, size_t n)
 {
 	ssize_t r;
 	do
 		r = read(b->fd, buf, n);
 	while (r < 0 && errno == EINTR);
 	if (r < 0) {
-		snprintf(b->error, sizeof b->error, "%s", errstr(errno));
+		snprintf(b->error, sizeof b->error, "%s", err_str(errno));
 		return -1;
 	}
-	sha256_update(b->raw, buf, (size_t)r);
+	image_sha256_update(b->raw, buf, (size_t)r);
 	return r;
 }
 
-static int probe(struct blob_stream *b)
+static int probe(struct image_blob_stream *b)
 {
 	b->probed = true;
 	while (b->in_len < 2) {
@@ -486,9 +478,9 @@ static int probe(struct blob_stream *b)
 	return 0;
 }
 
-ssize_t blob_stream_read(void *ctx, void *buf, size_t n)
+ssize_t image_blob_stream_read(void *ctx, void *buf, size_t n)
 {
-	struct blob_stream *b = ctx;
+	struct image_blob_stream *b = ctx;
 	if (!b->probed && probe(b) < 0)
 		return -1;
 	if (!b->gz) {
@@ -502,7 +494,7 @@ ssize_t blob_stream_read(void *ctx, void *buf, size_t n)
 			r = raw_read(b, buf, n);
 		}
 		if (r > 0)
-			sha256_update(b->plain, buf, (size_t)r);
+			image_sha256_update(b->plain, buf, (size_t)r);
 		return r;
 	}
 	for (;;) {
@@ -542,13 +534,13 @@ ssize_t blob_stream_read(void *ctx, void *buf, size_t n)
 			return -1;
 		}
 		if (produced) {
-			sha256_update(b->plain, buf, produced);
+			image_sha256_update(b->plain, buf, produced);
 			return (ssize_t)produced;
 		}
 	}
 }
 
-int blob_stream_raw_digest(struct blob_stream *b, char *digest)
+int image_blob_stream_raw_digest(struct image_blob_stream *b, char *digest)
 {
 	char buf[65536];
 	ssize_t r;
@@ -556,58 +548,27 @@ int blob_stream_raw_digest(struct blob_stream *b, char *digest)
 		;
 	if (r < 0)
 		return -1;
-	sha256_final(b->raw, digest);
+	image_sha256_final(b->raw, digest);
 	b->raw = NULL;
 	return 0;
 }
 
-int blob_stream_finish(struct blob_stream *b, char *digest, char *diff_id, struct berr *err)
+int image_blob_stream_finish(struct image_blob_stream *b, char *digest, char *diff_id,
+			     struct berr *err)
 {
 	char buf[65536];
 	ssize_t r;
-	while ((r = blob_stream_read(b, buf, sizeof buf)) > 0)
+	while ((r = image_blob_stream_read(b, buf, sizeof buf)) > 0)
 		;
 	if (r < 0)
-		return berr_set(err, 0, "%s", blob_stream_error(b));
-	sha256_final(b->raw, digest);
-	sha256_final(b->plain, diff_id);
+		return berr_set(err, 0, "%s", image_blob_stream_error(b));
+	image_sha256_final(b->raw, digest);
+	image_sha256_final(b->plain, diff_id);
 	b->raw = b->plain = NULL;
 	return 0;
 }
 
 /* ---- safe filesystem operations under a directory descriptor ---- */
-
-int rm_at(int dirfd, const char *name)
-{
-	if (unlinkat(dirfd, name, 0) == 0)
-		return 0;
-	if (errno == ENOENT)
-		return 0;
-	if (errno != EISDIR && errno != EPERM)
-		return -errno;
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		int e = errno;
-		close(fd);
-		return -e;
-	}
-	int rc = 0;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		int r = rm_at(fd, de->d_name);
-		if (r < 0 && rc == 0)
-			rc = r;
-	}
-	closedir(d);
-	if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && rc == 0)
-		rc = -errno;
-	return rc;
-}
 
 /* Split a path from an archive into components: "" and "." dropped, ".."
  * and absolute paths refused. Returns the count, -1 when refused. */
@@ -646,16 +607,16 @@ static void free_comps(char **v, int n)
 
 struct unpacker {
 	int root;
-	const struct unpack_opts *o;
+	const struct image_unpack_opts *o;
 	/* the parent of the last entry: most entries share it */
 	char *cached_parent;
 	int cached_fd;
 	struct fixup {
 		char *path;
-		struct tar_entry attrs;
+		struct image_tar_entry attrs;
 	} * fix;
 	size_t nfix;
-	struct unpack_result *res;
+	struct image_unpack_result *res;
 };
 
 /* Open the directory made of comps[0..n) under the root, never following
@@ -665,7 +626,7 @@ static int open_dir(struct unpacker *u, char **comps, int n, bool create, const 
 {
 	int fd = dup(u->root);
 	if (fd < 0)
-		return berr_set(err, 0, "cannot dup: %s", errstr(errno));
+		return berr_set(err, 0, "cannot dup: %s", err_str(errno));
 	for (int i = 0; i < n; i++) {
 		int nfd = openat(fd, comps[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (nfd < 0 && errno == ENOENT && create) {
@@ -674,7 +635,7 @@ static int open_dir(struct unpacker *u, char **comps, int n, bool create, const 
 				close(fd);
 				return berr_set(err, 0,
 						"entry '%s': cannot create directory '%s': %s",
-						entry, comps[i], errstr(e));
+						entry, comps[i], err_str(e));
 			}
 			nfd = openat(fd, comps[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		}
@@ -688,7 +649,7 @@ static int open_dir(struct unpacker *u, char **comps, int n, bool create, const 
 				    "(a symlink is never followed)",
 				    entry, comps[i]);
 			return berr_set(err, 0, "entry '%s': cannot open '%s': %s", entry, comps[i],
-					errstr(e));
+					err_str(e));
 		}
 		close(fd);
 		fd = nfd;
@@ -739,7 +700,7 @@ static void forget_parent(struct unpacker *u)
 	u->cached_parent = NULL;
 }
 
-static void set_xattrs(int fd, const struct tar_entry *e)
+static void set_xattrs(int fd, const struct image_tar_entry *e)
 {
 	for (size_t i = 0; i < e->nxattrs; i++) {
 		/* trusted.* would let a layer forge overlay whiteouts */
@@ -750,7 +711,7 @@ static void set_xattrs(int fd, const struct tar_entry *e)
 }
 
 /* Owner, then mode (chown clears set-id bits), then times, on an open fd. */
-static void set_attrs(struct unpacker *u, int fd, const struct tar_entry *e)
+static void set_attrs(struct unpacker *u, int fd, const struct image_tar_entry *e)
 {
 	if (u->o->root && fchown(fd, e->uid, e->gid) < 0) {
 		/* e.g. ids the filesystem cannot store: keep root's */
@@ -760,23 +721,23 @@ static void set_attrs(struct unpacker *u, int fd, const struct tar_entry *e)
 	futimens(fd, ts);
 }
 
-static int write_file(struct unpacker *u, struct tar_reader *t, int pfd, const char *name,
-		      const struct tar_entry *e, struct berr *err)
+static int write_file(struct unpacker *u, struct image_tar_reader *t, int pfd, const char *name,
+		      const struct image_tar_entry *e, struct berr *err)
 {
 	int fd = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return berr_set(err, 0, "entry '%s': cannot create: %s", e->path, errstr(errno));
+		return berr_set(err, 0, "entry '%s': cannot create: %s", e->path, err_str(errno));
 	char buf[65536];
 	ssize_t n;
 	int rc = 0;
-	while ((n = tar_read(t, buf, sizeof buf, err)) > 0) {
+	while ((n = image_tar_read(t, buf, sizeof buf, err)) > 0) {
 		for (ssize_t off = 0; off < n;) {
 			ssize_t w = write(fd, buf + off, (size_t)(n - off));
 			if (w < 0 && errno == EINTR)
 				continue;
 			if (w < 0) {
 				rc = berr_set(err, 0, "entry '%s': cannot write: %s", e->path,
-					      errstr(errno));
+					      err_str(errno));
 				goto out;
 			}
 			off += w;
@@ -794,15 +755,15 @@ out:
 	return rc;
 }
 
-static int apply_whiteout(struct unpacker *u, int pfd, const char *name, const struct tar_entry *e,
-			  struct berr *err)
+static int apply_whiteout(struct unpacker *u, int pfd, const char *name,
+			  const struct image_tar_entry *e, struct berr *err)
 {
 	if (!strcmp(name, ".wh..wh..opq")) {
 		if (u->o->overlay) {
 			if (fsetxattr(pfd, "trusted.overlay.opaque", "y", 1, 0) < 0)
 				return berr_set(err, 0,
 						"entry '%s': cannot mark the directory opaque: %s",
-						e->path, errstr(errno));
+						e->path, err_str(errno));
 			return 0;
 		}
 	} else {
@@ -810,28 +771,28 @@ static int apply_whiteout(struct unpacker *u, int pfd, const char *name, const s
 		if (!*target || !strcmp(target, ".") || !strcmp(target, ".."))
 			return berr_set(err, 0, "entry '%s': invalid whiteout", e->path);
 		if (u->o->overlay) {
-			int r = rm_at(pfd, target);
+			int r = rm_rf_at(pfd, target);
 			if (r < 0)
 				return berr_set(err, 0, "entry '%s': cannot replace '%s': %s",
-						e->path, target, errstr(r));
+						e->path, target, err_str(r));
 			if (mknodat(pfd, target, S_IFCHR | 0, makedev(0, 0)) < 0)
 				return berr_set(err, 0, "entry '%s': cannot create a whiteout: %s",
-						e->path, errstr(errno));
+						e->path, err_str(errno));
 			return 0;
 		}
 	}
 	/* Plain format: keep the marker itself, an empty file. */
-	int r = rm_at(pfd, name);
+	int r = rm_rf_at(pfd, name);
 	if (r < 0)
-		return berr_set(err, 0, "entry '%s': cannot replace: %s", e->path, errstr(r));
+		return berr_set(err, 0, "entry '%s': cannot replace: %s", e->path, err_str(r));
 	int fd = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return berr_set(err, 0, "entry '%s': cannot create: %s", e->path, errstr(errno));
+		return berr_set(err, 0, "entry '%s': cannot create: %s", e->path, err_str(errno));
 	close(fd);
 	return 0;
 }
 
-static int unpack_entry(struct unpacker *u, struct tar_reader *t, struct tar_entry *e,
+static int unpack_entry(struct unpacker *u, struct image_tar_reader *t, struct image_tar_entry *e,
 			struct berr *err)
 {
 	char **comps;
@@ -858,9 +819,10 @@ static int unpack_entry(struct unpacker *u, struct tar_reader *t, struct tar_ent
 	struct stat st;
 	bool exists = fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 	if (exists && !(e->type == '5' && S_ISDIR(st.st_mode))) {
-		int r = rm_at(pfd, name);
+		int r = rm_rf_at(pfd, name);
 		if (r < 0) {
-			rc = berr_set(err, 0, "entry '%s': cannot replace: %s", e->path, errstr(r));
+			rc =
+			    berr_set(err, 0, "entry '%s': cannot replace: %s", e->path, err_str(r));
 			goto out;
 		}
 		/* a replaced directory may be the cached parent of later entries */
@@ -874,7 +836,7 @@ static int unpack_entry(struct unpacker *u, struct tar_reader *t, struct tar_ent
 	case '5': {
 		if (!exists && mkdirat(pfd, name, 0755) < 0) {
 			rc = berr_set(err, 0, "entry '%s': cannot create: %s", e->path,
-				      errstr(errno));
+				      err_str(errno));
 			break;
 		}
 		/* Mode, owner and times last: a 0555 directory must still take
@@ -909,7 +871,7 @@ static int unpack_entry(struct unpacker *u, struct tar_reader *t, struct tar_ent
 		/* flags 0: a symlink is linked as itself, never followed */
 		if (linkat(sfd, lc[ln - 1], pfd, name, 0) < 0)
 			rc = berr_set(err, 0, "entry '%s': cannot link to '%s': %s", e->path,
-				      e->linkname, errstr(errno));
+				      e->linkname, err_str(errno));
 		close(sfd);
 		free_comps(lc, ln);
 		break;
@@ -917,7 +879,7 @@ static int unpack_entry(struct unpacker *u, struct tar_reader *t, struct tar_ent
 	case '2':
 		if (symlinkat(e->linkname, pfd, name) < 0) {
 			rc = berr_set(err, 0, "entry '%s': cannot create symlink: %s", e->path,
-				      errstr(errno));
+				      err_str(errno));
 			break;
 		}
 		if (u->o->root)
@@ -936,7 +898,7 @@ static int unpack_entry(struct unpacker *u, struct tar_reader *t, struct tar_ent
 		if (mknodat(pfd, name, kind | (e->mode & 07777),
 			    kind == S_IFIFO ? 0 : makedev(e->devmajor, e->devminor)) < 0) {
 			rc = berr_set(err, 0, "entry '%s': cannot create node: %s", e->path,
-				      errstr(errno));
+				      err_str(errno));
 			break;
 		}
 		if (u->o->root)
@@ -979,21 +941,21 @@ static void apply_fixups(struct unpacker *u)
 	u->nfix = 0;
 }
 
-int layer_unpack(int fd, const char *dest, const struct unpack_opts *o, struct unpack_result *res,
-		 struct berr *err)
+int image_layer_unpack(int fd, const char *dest, const struct image_unpack_opts *o,
+		       struct image_unpack_result *res, struct berr *err)
 {
 	memset(res, 0, sizeof *res);
 	const char *what = o->what ? o->what : "layer";
 	struct unpacker u = {.o = o, .cached_fd = -1, .res = res};
 	u.root = open(dest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (u.root < 0)
-		return berr_set(err, 0, "cannot open '%s': %s", dest, errstr(errno));
-	struct blob_stream *b = blob_stream_new(fd);
-	struct tar_reader *t = tar_reader_new(blob_stream_read, b);
+		return berr_set(err, 0, "cannot open '%s': %s", dest, err_str(errno));
+	struct image_blob_stream *b = image_blob_stream_new(fd);
+	struct image_tar_reader *t = image_tar_reader_new(image_blob_stream_read, b);
 	int rc = -1;
-	struct tar_entry *e;
+	struct image_tar_entry *e;
 	int r;
-	while ((r = tar_next(t, &e, err)) > 0) {
+	while ((r = image_tar_next(t, &e, err)) > 0) {
 		if (unpack_entry(&u, t, e, err) < 0)
 			break;
 	}
@@ -1002,8 +964,8 @@ int layer_unpack(int fd, const char *dest, const struct unpack_opts *o, struct u
 	if (r != 0 && o->want_digest) {
 		/* Corrupt bytes usually break the tar or the gzip stream before
 		 * the end: say so as what it is, a digest mismatch. */
-		char got[DIGEST_STR_MAX];
-		if (blob_stream_raw_digest(b, got) == 0 && strcmp(got, o->want_digest)) {
+		char got[IMAGE_DIGEST_STR_MAX];
+		if (image_blob_stream_raw_digest(b, got) == 0 && strcmp(got, o->want_digest)) {
 			berr_set(err, 0, "%s: digest mismatch: the content hashes to '%s'", what,
 				 got);
 			goto out;
@@ -1011,12 +973,13 @@ int layer_unpack(int fd, const char *dest, const struct unpack_opts *o, struct u
 	}
 	if (r != 0) {
 		/* a read error of the stream beats the tar's view of it */
-		if (blob_stream_error(b)[0] && strcmp(blob_stream_error(b), "read error"))
-			berr_set(err, 0, "%s", blob_stream_error(b));
+		if (image_blob_stream_error(b)[0] &&
+		    strcmp(image_blob_stream_error(b), "read error"))
+			berr_set(err, 0, "%s", image_blob_stream_error(b));
 		berr_prefix(err, "%s", what);
 		goto out;
 	}
-	if (blob_stream_finish(b, res->digest, res->diff_id, err) < 0) {
+	if (image_blob_stream_finish(b, res->digest, res->diff_id, err) < 0) {
 		berr_prefix(err, "%s", what);
 		goto out;
 	}
@@ -1032,8 +995,8 @@ int layer_unpack(int fd, const char *dest, const struct unpack_opts *o, struct u
 	}
 	rc = 0;
 out:
-	tar_reader_free(t);
-	blob_stream_free(b);
+	image_tar_reader_free(t);
+	image_blob_stream_free(b);
 	close(u.root);
 	return rc;
 }

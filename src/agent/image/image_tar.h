@@ -5,7 +5,7 @@
  * SCHILY.xattr.*; 'g' is read and ignored), base-256 numbers, and checks
  * every header's checksum.
  *
- * layer_unpack() turns one layer blob (a tar, gzip-compressed or not: the
+ * image_layer_unpack() turns one layer blob (a tar, gzip-compressed or not: the
  * magic bytes decide, not the media type) into a directory, hashing the
  * compressed bytes and the uncompressed tar on the way so that both the
  * layer's digest and its diff id are verified without a second read.
@@ -34,22 +34,22 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "agent/image_digest.h"
+#include "agent/image/image_digest.h"
 #include "core/util.h"
 
 /* ---- reading ---- */
 
 /* Reads up to n bytes; returns the count, 0 at the end, -1 with the
  * reader's own error set. */
-typedef ssize_t (*tar_read_fn)(void *ctx, void *buf, size_t n);
+typedef ssize_t (*image_tar_read_fn)(void *ctx, void *buf, size_t n);
 
-struct tar_xattr {
+struct image_tar_xattr {
 	char *name;
 	char *value;
 	size_t len;
 };
 
-struct tar_entry {
+struct image_tar_entry {
 	char *path;	/* as written in the archive */
 	char *linkname; /* hard link target or symlink text; "" otherwise */
 	char type;	/* '0' file, '1' hard link, '2' symlink, '3' char dev,
@@ -60,47 +60,48 @@ struct tar_entry {
 	uint64_t size;
 	int64_t mtime;
 	unsigned devmajor, devminor;
-	struct tar_xattr *xattrs;
+	struct image_tar_xattr *xattrs;
 	size_t nxattrs;
 };
 
-struct tar_reader;
+struct image_tar_reader;
 
-struct tar_reader *tar_reader_new(tar_read_fn fn, void *ctx);
+struct image_tar_reader *image_tar_reader_new(image_tar_read_fn fn, void *ctx);
 /* The next entry (valid until the next call): 1, 0 at the end of the
  * archive, -1 with err set. Unread content of the previous entry is
  * skipped. */
-int tar_next(struct tar_reader *t, struct tar_entry **e, struct berr *err);
+int image_tar_next(struct image_tar_reader *t, struct image_tar_entry **e, struct berr *err);
 /* The current entry's content: count, 0 at its end, -1 with err set. */
-ssize_t tar_read(struct tar_reader *t, void *buf, size_t n, struct berr *err);
-void tar_reader_free(struct tar_reader *t);
+ssize_t image_tar_read(struct image_tar_reader *t, void *buf, size_t n, struct berr *err);
+void image_tar_reader_free(struct image_tar_reader *t);
 
-/* A tar_read_fn over a file descriptor (ctx = pointer to the int fd). */
-ssize_t tar_read_fd(void *ctx, void *buf, size_t n);
+/* A image_tar_read_fn over a file descriptor (ctx = pointer to the int fd). */
+ssize_t image_tar_read_fd(void *ctx, void *buf, size_t n);
 
 /* ---- a blob: hashing and (when gzip) decompressing ---- */
 
-struct blob_stream;
+struct image_blob_stream;
 
 /* Read the blob on fd, hashing what is read (the blob's digest) and,
  * when it starts with the gzip magic, inflating it and hashing the
  * result (the diff id). */
-struct blob_stream *blob_stream_new(int fd);
-/* A tar_read_fn: ctx is the blob_stream. */
-ssize_t blob_stream_read(void *ctx, void *buf, size_t n);
+struct image_blob_stream *image_blob_stream_new(int fd);
+/* A image_tar_read_fn: ctx is the blob_stream. */
+ssize_t image_blob_stream_read(void *ctx, void *buf, size_t n);
 /* Read to the end (trailing padding counts for the digest), then give
  * the digests. -1 with err set on a read or decompression error. */
-int blob_stream_finish(struct blob_stream *b, char *digest, char *diff_id, struct berr *err);
+int image_blob_stream_finish(struct image_blob_stream *b, char *digest, char *diff_id,
+			     struct berr *err);
 /* After a failure: read the rest of the blob as it is (no inflating) and
  * give the digest of all its bytes. */
-int blob_stream_raw_digest(struct blob_stream *b, char *digest);
-/* The last read error, when blob_stream_read returned -1. */
-const char *blob_stream_error(struct blob_stream *b);
-void blob_stream_free(struct blob_stream *b);
+int image_blob_stream_raw_digest(struct image_blob_stream *b, char *digest);
+/* The last read error, when image_blob_stream_read returned -1. */
+const char *image_blob_stream_error(struct image_blob_stream *b);
+void image_blob_stream_free(struct image_blob_stream *b);
 
 /* ---- unpacking a layer ---- */
 
-struct unpack_opts {
+struct image_unpack_opts {
 	bool overlay;		  /* overlayfs whiteouts (needs root) */
 	bool root;		  /* set owners, create device nodes */
 	const char *want_digest;  /* the blob's digest, or NULL */
@@ -108,9 +109,9 @@ struct unpack_opts {
 	const char *what;	  /* "layer 'sha256:...'" for messages */
 };
 
-struct unpack_result {
-	char digest[DIGEST_STR_MAX];
-	char diff_id[DIGEST_STR_MAX];
+struct image_unpack_result {
+	char digest[IMAGE_DIGEST_STR_MAX];
+	char diff_id[IMAGE_DIGEST_STR_MAX];
 	uint64_t bytes; /* roughly the space the files take */
 	uint64_t entries;
 };
@@ -118,11 +119,7 @@ struct unpack_result {
 /* Unpack the layer blob on fd into the existing, empty directory `dest`.
  * Verifies the digests given in o (a mismatch is an error, and the caller
  * throws dest away). */
-int layer_unpack(int fd, const char *dest, const struct unpack_opts *o, struct unpack_result *res,
-		 struct berr *err);
-
-/* Remove `name` under the directory dirfd, recursively, without ever
- * following a symlink. Missing = 0; otherwise 0 or -errno. */
-int rm_at(int dirfd, const char *name);
+int image_layer_unpack(int fd, const char *dest, const struct image_unpack_opts *o,
+		       struct image_unpack_result *res, struct berr *err);
 
 #endif

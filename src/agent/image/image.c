@@ -1,6 +1,7 @@
 /* image.c - the image cache: resolving references, fetching, verifying,
- * unpacking, and garbage collection. See image.h for the layout. */
-#include "agent/image.h"
+ * unpacking. See image.h for the layout; image_archive.c imports archives,
+ * image_gc.c collects garbage. */
+#include "agent/image/image-internal.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -16,33 +17,8 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#include "agent/image_registry.h"
-#include "agent/image_tar.h"
-
-#define MAX_JSON_BLOB (4u << 20)
-#define MAX_INDEX_DEPTH 4
-
-#define MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
-#define MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
-#define MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
-#define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
-#define MT_OCI_CONFIG "application/vnd.oci.image.config.v1+json"
-#define MT_OCI_LAYER_TAR "application/vnd.oci.image.layer.v1.tar"
-#define ANN_REF_NAME "org.opencontainers.image.ref.name"
-
-static const char *errstr(int e)
-{
-	static char buf[128];
-	snprintf(buf, sizeof buf, "%s", strerror(e < 0 ? -e : e));
-	buf[0] = (char)tolower((unsigned char)buf[0]);
-	return buf;
-}
-
-struct image_cache {
-	char *dir;
-	char *blobs, *layers, *images, *refs, *tmp, *locks;
-	char *lock_path;
-};
+#include "agent/image/image_registry.h"
+#include "agent/image/image_tar.h"
 
 int image_cache_open(const char *dir, struct image_cache **out, struct berr *err)
 {
@@ -61,7 +37,7 @@ int image_cache_open(const char *dir, struct image_cache **out, struct berr *err
 		int r = mkdir_p(dirs[i], 0700);
 		if (r < 0) {
 			berr_set(err, 0, "cannot create the image cache '%s': %s", dirs[i],
-				 errstr(r));
+				 err_str(r));
 			image_cache_free(c);
 			return -1;
 		}
@@ -115,13 +91,13 @@ static int lock_key(struct image_cache *c, const char *key)
 	return fd;
 }
 
-static bool path_exists(const char *p)
+bool image__path_exists(const char *p)
 {
 	struct stat st;
 	return lstat(p, &st) == 0;
 }
 
-static char **json_strv(json_t *a, size_t *n)
+char **image__json_strv(json_t *a, size_t *n)
 {
 	size_t len = json_is_array(a) ? json_array_size(a) : 0;
 	char **v = xcalloc(len + 1, sizeof *v);
@@ -132,15 +108,6 @@ static char **json_strv(json_t *a, size_t *n)
 			v[(*n)++] = xstrdup(s);
 	}
 	return v;
-}
-
-static void strv_free(char **v, size_t n)
-{
-	if (!v)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
 }
 
 static const char *host_arch(void)
@@ -162,7 +129,7 @@ static const char *host_arch(void)
 }
 
 /* Read a whole small file, bounded. 0 or -errno (-EFBIG when too large). */
-static int read_small(const char *path, char **out, size_t *len)
+int image__read_small(const char *path, char **out, size_t *len)
 {
 	*out = NULL;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -197,30 +164,17 @@ static int read_small(const char *path, char **out, size_t *len)
 
 /* ---- sources ---- */
 
-enum src_kind { SRC_LAYOUT, SRC_ARCHIVE, SRC_REGISTRY };
-
-struct source {
-	enum src_kind kind;
-	const char *ref; /* as given, for messages */
-	char *path;	 /* layout directory or archive */
-	char *tag;
-	struct registry_ref rref;
-	struct registry *rg;
-	const char *blob_dir; /* where blobs are read: the layout's or the cache's */
-	char *owned_blob_dir;
-};
-
 static void source_free(struct source *s)
 {
 	free(s->path);
 	free(s->tag);
-	registry_ref_free(&s->rref);
-	registry_free(s->rg);
+	image_registry_ref_free(&s->rref);
+	image_registry_free(s->rg);
 	free(s->owned_blob_dir);
 	memset(s, 0, sizeof *s);
 }
 
-static bool starts_with(const char *s, const char *p)
+bool image__starts_with(const char *s, const char *p)
 {
 	return !strncmp(s, p, strlen(p));
 }
@@ -229,14 +183,14 @@ static bool starts_with(const char *s, const char *p)
 static int split_path_tag(const char *spec, char **path, char **tag)
 {
 	*path = *tag = NULL;
-	if (path_exists(spec)) {
+	if (image__path_exists(spec)) {
 		*path = xstrdup(spec);
 		return 0;
 	}
 	const char *colon = strrchr(spec, ':');
 	if (colon && colon[1] && !strchr(colon, '/')) {
 		char *p = xstrndup(spec, (size_t)(colon - spec));
-		if (path_exists(p)) {
+		if (image__path_exists(p)) {
 			*path = p;
 			*tag = xstrdup(colon + 1);
 			return 0;
@@ -254,20 +208,21 @@ static int parse_source(struct image_cache *c, const char *ref, struct source *s
 		return berr_set(err, 400, "no image given");
 	const char *p = ref;
 	int forced = -1;
-	if (starts_with(p, "oci:"))
+	if (image__starts_with(p, "oci:"))
 		forced = SRC_LAYOUT, p += 4;
-	else if (starts_with(p, "oci-archive:"))
+	else if (image__starts_with(p, "oci-archive:"))
 		forced = SRC_ARCHIVE, p += 12;
-	else if (starts_with(p, "docker-archive:"))
+	else if (image__starts_with(p, "docker-archive:"))
 		forced = SRC_ARCHIVE, p += 15;
-	else if (starts_with(p, "docker://"))
+	else if (image__starts_with(p, "docker://"))
 		p += 9;
 	/* A path is explicit ("/", "./", "../" or a transport prefix): a bare
 	 * "busybox" is a registry reference even if a directory has its name. */
-	bool is_path = forced >= 0 || p[0] == '/' || starts_with(p, "./") || starts_with(p, "../");
+	bool is_path = forced >= 0 || p[0] == '/' || image__starts_with(p, "./") ||
+		       image__starts_with(p, "../");
 	if (!is_path) {
 		s->kind = SRC_REGISTRY;
-		if (registry_ref_parse(p, &s->rref, err) < 0)
+		if (image_registry_ref_parse(p, &s->rref, err) < 0)
 			return -1;
 		s->blob_dir = c->blobs;
 		return 0;
@@ -279,20 +234,20 @@ static int parse_source(struct image_cache *c, const char *ref, struct source *s
 	free(path);
 	if (!abs) {
 		free(tag);
-		return berr_set(err, 404, "image '%s' not found: %s", ref, errstr(errno));
+		return berr_set(err, 404, "image '%s' not found: %s", ref, err_str(errno));
 	}
 	s->path = abs;
 	s->tag = tag;
 	struct stat st;
 	if (stat(abs, &st) < 0)
-		return berr_set(err, 404, "image '%s' not found: %s", ref, errstr(errno));
+		return berr_set(err, 404, "image '%s' not found: %s", ref, err_str(errno));
 	if (S_ISDIR(st.st_mode)) {
 		if (forced == SRC_ARCHIVE)
 			return berr_set(err, 400, "image '%s': '%s' is a directory, not an archive",
 					ref, abs);
 		s->kind = SRC_LAYOUT;
 		char *marker = xasprintf("%s/oci-layout", abs);
-		bool ok = path_exists(marker);
+		bool ok = image__path_exists(marker);
 		free(marker);
 		if (!ok)
 			return berr_set(
@@ -314,7 +269,7 @@ static int parse_source(struct image_cache *c, const char *ref, struct source *s
 	return 0;
 }
 
-static const char *source_name(const struct source *s)
+const char *image__source_name(const struct source *s)
 {
 	return s->ref;
 }
@@ -333,9 +288,9 @@ static char *ref_key(const struct source *s)
 
 static char *ref_path(struct image_cache *c, const char *key)
 {
-	char d[DIGEST_STR_MAX];
-	sha256_digest(key, strlen(key), d);
-	return xasprintf("%s/%s.json", c->refs, digest_hex(d));
+	char d[IMAGE_DIGEST_STR_MAX];
+	image_sha256_digest(key, strlen(key), d);
+	return xasprintf("%s/%s.json", c->refs, image_digest_hex(d));
 }
 
 /* An archive is known by its identity and change time: the same file,
@@ -356,12 +311,12 @@ static int ref_lookup(struct image_cache *c, const struct source *s, char *diges
 	char *path = ref_path(c, key);
 	char *text = NULL;
 	int rc = -1;
-	if (read_small(path, &text, NULL) < 0)
+	if (image__read_small(path, &text, NULL) < 0)
 		goto out;
 	json_t *j = json_loads(text, 0, NULL);
 	const char *k = json_string_value(json_object_get(j, "ref"));
 	const char *d = json_string_value(json_object_get(j, "manifest"));
-	if (k && d && !strcmp(k, key) && digest_valid(d)) {
+	if (k && d && !strcmp(k, key) && image_digest_valid(d)) {
 		rc = 0;
 		if (s->kind == SRC_ARCHIVE) {
 			json_t *now = archive_stamp(s->path);
@@ -370,7 +325,7 @@ static int ref_lookup(struct image_cache *c, const struct source *s, char *diges
 			json_decref(now);
 		}
 		if (rc == 0)
-			snprintf(digest, DIGEST_STR_MAX, "%s", d);
+			snprintf(digest, IMAGE_DIGEST_STR_MAX, "%s", d);
 	}
 	json_decref(j);
 out:
@@ -402,46 +357,46 @@ static void ref_store(struct image_cache *c, const struct source *s, const char 
 
 static char *blob_path(const struct source *s, const char *digest)
 {
-	return xasprintf("%s/%s", s->blob_dir, digest_hex(digest));
+	return xasprintf("%s/%s", s->blob_dir, image_digest_hex(digest));
 }
 
-static char *cache_blob_path(struct image_cache *c, const char *digest)
+char *image__cache_blob_path(struct image_cache *c, const char *digest)
 {
-	return xasprintf("%s/%s", c->blobs, digest_hex(digest));
+	return xasprintf("%s/%s", c->blobs, image_digest_hex(digest));
 }
 
 /* Make a registry blob present in the cache (downloaded once, verified). */
 static int ensure_registry_blob(struct image_cache *c, struct source *s, const char *digest,
 				int64_t size, bool *fetched, struct berr *err)
 {
-	char *final = cache_blob_path(c, digest);
+	char *final = image__cache_blob_path(c, digest);
 	int rc = 0, lock = -1;
 	char *tmp = NULL;
-	if (path_exists(final))
+	if (image__path_exists(final))
 		goto out;
-	char *lk = xasprintf("blob-%s", digest_hex(digest));
+	char *lk = xasprintf("blob-%s", image_digest_hex(digest));
 	lock = lock_key(c, lk);
 	free(lk);
 	if (lock < 0) {
-		rc = berr_set(err, 0, "cannot lock the image cache: %s", errstr(lock));
+		rc = berr_set(err, 0, "cannot lock the image cache: %s", err_str(lock));
 		goto out;
 	}
-	if (path_exists(final)) /* someone else fetched it meanwhile */
+	if (image__path_exists(final)) /* someone else fetched it meanwhile */
 		goto out;
-	tmp = xasprintf("%s/blob-%s-XXXXXX", c->tmp, digest_hex(digest));
+	tmp = xasprintf("%s/blob-%s-XXXXXX", c->tmp, image_digest_hex(digest));
 	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
-		rc = berr_set(err, 0, "cannot create '%s': %s", tmp, errstr(errno));
+		rc = berr_set(err, 0, "cannot create '%s': %s", tmp, err_str(errno));
 		goto out;
 	}
 	if (!s->rg)
-		s->rg = registry_new(&s->rref);
-	rc = registry_get_blob(s->rg, digest, size, fd, err);
+		s->rg = image_registry_new(&s->rref);
+	rc = image_registry_get_blob(s->rg, digest, size, fd, err);
 	if (rc == 0 && fsync(fd) < 0)
-		rc = berr_set(err, 0, "cannot write '%s': %s", tmp, errstr(errno));
+		rc = berr_set(err, 0, "cannot write '%s': %s", tmp, err_str(errno));
 	close(fd);
 	if (rc == 0 && rename(tmp, final) < 0)
-		rc = berr_set(err, 0, "cannot store blob '%s': %s", digest, errstr(errno));
+		rc = berr_set(err, 0, "cannot store blob '%s': %s", digest, err_str(errno));
 	if (rc < 0)
 		unlink(tmp);
 	else
@@ -459,29 +414,29 @@ static int read_json_blob(struct image_cache *c, struct source *s, const char *d
 			  const char *what, json_t **out, bool *fetched, struct berr *err)
 {
 	*out = NULL;
-	if (!digest_valid(digest))
-		return berr_set(err, 0, "image '%s': %s has an invalid digest '%s'", source_name(s),
-				what, digest ? digest : "");
+	if (!image_digest_valid(digest))
+		return berr_set(err, 0, "image '%s': %s has an invalid digest '%s'",
+				image__source_name(s), what, digest ? digest : "");
 	if (s->kind == SRC_REGISTRY && ensure_registry_blob(c, s, digest, -1, fetched, err) < 0)
 		return -1;
 	char *path = blob_path(s, digest);
 	char *buf;
 	size_t len;
-	int r = read_small(path, &buf, &len);
+	int r = image__read_small(path, &buf, &len);
 	free(path);
 	if (r == -ENOENT)
-		return berr_set(err, 404, "image '%s': %s '%s' is missing", source_name(s), what,
-				digest);
+		return berr_set(err, 404, "image '%s': %s '%s' is missing", image__source_name(s),
+				what, digest);
 	if (r < 0)
-		return berr_set(err, 0, "image '%s': cannot read %s '%s': %s", source_name(s), what,
-				digest, errstr(r));
-	char got[DIGEST_STR_MAX];
-	sha256_digest(buf, len, got);
+		return berr_set(err, 0, "image '%s': cannot read %s '%s': %s",
+				image__source_name(s), what, digest, err_str(r));
+	char got[IMAGE_DIGEST_STR_MAX];
+	image_sha256_digest(buf, len, got);
 	if (strcmp(got, digest)) {
 		free(buf);
 		return berr_set(err, 0,
 				"image '%s': %s '%s': digest mismatch: the content hashes to '%s'",
-				source_name(s), what, digest, got);
+				image__source_name(s), what, digest, got);
 	}
 	json_error_t je;
 	*out = json_loadb(buf, len, 0, &je);
@@ -489,8 +444,8 @@ static int read_json_blob(struct image_cache *c, struct source *s, const char *d
 	if (!json_is_object(*out)) {
 		json_decref(*out);
 		*out = NULL;
-		return berr_set(err, 0, "image '%s': %s '%s' is not a JSON object", source_name(s),
-				what, digest);
+		return berr_set(err, 0, "image '%s': %s '%s' is not a JSON object",
+				image__source_name(s), what, digest);
 	}
 	return 0;
 }
@@ -567,11 +522,11 @@ static json_t *index_pick(json_t *idx, const char *tag, const char *what, struct
 
 /* Walk from an index document down to a manifest digest (layouts,
  * archives: blobs are local). */
-static int local_resolve(struct image_cache *c, struct source *s, json_t *index, char *digest,
+int image__local_resolve(struct image_cache *c, struct source *s, json_t *index, char *digest,
 			 struct berr *err)
 {
 	char what[PATH_MAX + 64];
-	snprintf(what, sizeof what, "image '%s'", source_name(s));
+	snprintf(what, sizeof what, "image '%s'", image__source_name(s));
 	json_t *doc = json_incref(index);
 	const char *tag = s->tag;
 	int rc = -1;
@@ -580,13 +535,13 @@ static int local_resolve(struct image_cache *c, struct source *s, json_t *index,
 		if (!d)
 			goto out;
 		const char *dg = json_string_value(json_object_get(d, "digest"));
-		if (!digest_valid(dg)) {
+		if (!image_digest_valid(dg)) {
 			berr_set(err, 0, "%s: the index names an invalid digest '%s'", what,
 				 dg ? dg : "");
 			goto out;
 		}
 		if (!desc_is_index(d)) {
-			snprintf(digest, DIGEST_STR_MAX, "%s", dg);
+			snprintf(digest, IMAGE_DIGEST_STR_MAX, "%s", dg);
 			rc = 0;
 			goto out;
 		}
@@ -608,20 +563,20 @@ static int layout_resolve(struct image_cache *c, struct source *s, char *digest,
 {
 	char *path = xasprintf("%s/index.json", s->path);
 	char *text;
-	int r = read_small(path, &text, NULL);
+	int r = image__read_small(path, &text, NULL);
 	free(path);
 	if (r < 0)
 		return berr_set(err, r == -ENOENT ? 404 : 0,
 				"image '%s': cannot read the layout's index.json: %s",
-				source_name(s), errstr(r));
+				image__source_name(s), err_str(r));
 	json_t *idx = json_loads(text, 0, NULL);
 	free(text);
 	if (!json_is_object(idx)) {
 		json_decref(idx);
 		return berr_set(err, 0, "image '%s': the layout's index.json is not JSON",
-				source_name(s));
+				image__source_name(s));
 	}
-	r = local_resolve(c, s, idx, digest, err);
+	r = image__local_resolve(c, s, idx, digest, err);
 	json_decref(idx);
 	return r;
 }
@@ -631,10 +586,10 @@ static int registry_resolve(struct image_cache *c, struct source *s, char *diges
 			    size_t *len, struct berr *err)
 {
 	if (!s->rg)
-		s->rg = registry_new(&s->rref);
+		s->rg = image_registry_new(&s->rref);
 	const char *reference = s->rref.digest ? s->rref.digest : s->rref.tag;
 	char *mt = NULL;
-	if (registry_get_manifest(s->rg, reference, body, len, &mt, digest, err) < 0)
+	if (image_registry_get_manifest(s->rg, reference, body, len, &mt, digest, err) < 0)
 		return -1;
 	for (int depth = 0; depth < MAX_INDEX_DEPTH; depth++) {
 		json_t *doc = json_loadb(*body, *len, 0, NULL);
@@ -642,7 +597,7 @@ static int registry_resolve(struct image_cache *c, struct source *s, char *diges
 			json_decref(doc);
 			free(mt);
 			return berr_set(err, 0, "image '%s': manifest '%s' is not JSON",
-					source_name(s), digest);
+					image__source_name(s), digest);
 		}
 		if (!is_index(doc, mt)) {
 			json_decref(doc);
@@ -650,10 +605,10 @@ static int registry_resolve(struct image_cache *c, struct source *s, char *diges
 			return 0;
 		}
 		char what[512];
-		snprintf(what, sizeof what, "image '%s'", source_name(s));
+		snprintf(what, sizeof what, "image '%s'", image__source_name(s));
 		json_t *d = index_pick(doc, NULL, what, err);
 		const char *dg = d ? json_string_value(json_object_get(d, "digest")) : NULL;
-		char *next = dg && digest_valid(dg) ? xstrdup(dg) : NULL;
+		char *next = dg && image_digest_valid(dg) ? xstrdup(dg) : NULL;
 		json_decref(doc);
 		free(*body);
 		*body = NULL;
@@ -664,347 +619,13 @@ static int registry_resolve(struct image_cache *c, struct source *s, char *diges
 				berr_set(err, 0, "%s: the index names an invalid digest", what);
 			return -1;
 		}
-		int r = registry_get_manifest(s->rg, next, body, len, &mt, digest, err);
+		int r = image_registry_get_manifest(s->rg, next, body, len, &mt, digest, err);
 		free(next);
 		if (r < 0)
 			return -1;
 	}
 	free(mt);
-	return berr_set(err, 0, "image '%s': indexes nested too deep", source_name(s));
-}
-
-/* ---- archives ---- */
-
-struct archive_file {
-	char *path;
-	char digest[DIGEST_STR_MAX];
-	char *link; /* a symlink's target path within the archive */
-};
-
-struct archive {
-	struct archive_file *files;
-	size_t n;
-	char *index_json, *docker_manifest;
-};
-
-static void archive_free(struct archive *a)
-{
-	for (size_t i = 0; i < a->n; i++) {
-		free(a->files[i].path);
-		free(a->files[i].link);
-	}
-	free(a->files);
-	free(a->index_json);
-	free(a->docker_manifest);
-	memset(a, 0, sizeof *a);
-}
-
-static char *clean_path(const char *p)
-{
-	while (starts_with(p, "./"))
-		p += 2;
-	while (*p == '/')
-		p++;
-	char *s = xstrdup(p);
-	size_t n = strlen(s);
-	while (n && s[n - 1] == '/')
-		s[--n] = 0;
-	return s;
-}
-
-static const char *archive_digest(const struct archive *a, const char *path)
-{
-	char *want = clean_path(path);
-	const char *found = NULL;
-	for (int hops = 0; hops < 8 && !found; hops++) {
-		const struct archive_file *f = NULL;
-		for (size_t i = 0; i < a->n; i++)
-			if (!strcmp(a->files[i].path, want))
-				f = &a->files[i];
-		if (!f)
-			break;
-		if (!f->link) {
-			found = f->digest;
-			break;
-		}
-		/* relative to the link's directory */
-		char *dir = xstrdup(f->path);
-		char *slash = strrchr(dir, '/');
-		char *next;
-		if (f->link[0] == '/')
-			next = clean_path(f->link);
-		else if (slash) {
-			*slash = 0;
-			next = xasprintf("%s/%s", dir, f->link);
-		} else
-			next = xstrdup(f->link);
-		free(dir);
-		/* fold "x/../" */
-		char *dd;
-		while ((dd = strstr(next, "/../"))) {
-			char *start = dd;
-			while (start > next && start[-1] != '/')
-				start--;
-			memmove(start, dd + 4, strlen(dd + 4) + 1);
-		}
-		free(want);
-		want = clean_path(next);
-		free(next);
-	}
-	free(want);
-	return found;
-}
-
-/* Copy every file of the archive into the blob store under its content
- * digest (verifying the ones named blobs/sha256/<hex>), keeping index.json
- * or manifest.json aside. */
-static int archive_import(struct image_cache *c, struct source *s, struct archive *a,
-			  struct berr *err)
-{
-	int fd = open(s->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return berr_set(err, 404, "image '%s' not found: %s", source_name(s),
-				errstr(errno));
-	struct blob_stream *b = blob_stream_new(fd); /* a gzipped archive works too */
-	struct tar_reader *t = tar_reader_new(blob_stream_read, b);
-	struct tar_entry *e;
-	int r, rc = -1;
-	char buf[65536];
-	while ((r = tar_next(t, &e, err)) > 0) {
-		if (e->type != '0' && e->type != '2')
-			continue;
-		char *path = clean_path(e->path);
-		if (e->type == '2') {
-			a->files = xrealloc(a->files, (a->n + 1) * sizeof *a->files);
-			a->files[a->n++] =
-			    (struct archive_file){.path = path, .link = xstrdup(e->linkname)};
-			continue;
-		}
-		if (!strcmp(path, "index.json") || !strcmp(path, "manifest.json")) {
-			if (e->size > MAX_JSON_BLOB) {
-				free(path);
-				berr_set(err, 0, "image '%s': '%s' is too large", source_name(s),
-					 e->path);
-				goto out;
-			}
-			char *text = xmalloc((size_t)e->size + 1);
-			size_t got = 0;
-			ssize_t n;
-			while ((n = tar_read(t, text + got, (size_t)e->size - got, err)) > 0)
-				got += (size_t)n;
-			text[got] = 0;
-			if (n < 0) {
-				free(text);
-				free(path);
-				goto out;
-			}
-			char **slot =
-			    !strcmp(path, "index.json") ? &a->index_json : &a->docker_manifest;
-			free(*slot);
-			*slot = text;
-			free(path);
-			continue;
-		}
-		const char *named = NULL;
-		if (starts_with(path, "blobs/sha256/")) {
-			char d[DIGEST_STR_MAX];
-			snprintf(d, sizeof d, "sha256:%s", path + 13);
-			if (digest_valid(d)) {
-				char *final = cache_blob_path(c, d);
-				bool have = path_exists(final);
-				free(final);
-				if (have) { /* already imported: skip its bytes */
-					a->files =
-					    xrealloc(a->files, (a->n + 1) * sizeof *a->files);
-					a->files[a->n] = (struct archive_file){.path = path};
-					snprintf(a->files[a->n++].digest, DIGEST_STR_MAX, "%s", d);
-					continue;
-				}
-				named = path + 13;
-			}
-		}
-		char *tmp = xasprintf("%s/import-XXXXXX", c->tmp);
-		int out = mkostemp(tmp, O_CLOEXEC);
-		if (out < 0) {
-			berr_set(err, 0, "cannot create '%s': %s", tmp, errstr(errno));
-			free(tmp);
-			free(path);
-			goto out;
-		}
-		struct sha256_ctx *h = sha256_new();
-		ssize_t n;
-		int werr = 0;
-		while ((n = tar_read(t, buf, sizeof buf, err)) > 0) {
-			sha256_update(h, buf, (size_t)n);
-			if (!werr && write(out, buf, (size_t)n) != n)
-				werr = errno ? errno : EIO;
-		}
-		char got[DIGEST_STR_MAX];
-		sha256_final(h, got);
-		if (n == 0 && !werr && fsync(out) < 0)
-			werr = errno;
-		close(out);
-		if (n < 0 || werr) {
-			if (werr)
-				berr_set(err, 0, "cannot write '%s': %s", tmp, errstr(werr));
-			unlink(tmp);
-			free(tmp);
-			free(path);
-			goto out;
-		}
-		if (named && strcmp(named, digest_hex(got))) {
-			berr_set(
-			    err, 0,
-			    "image '%s': blob 'sha256:%s': digest mismatch: the content hashes "
-			    "to '%s'",
-			    source_name(s), named, got);
-			unlink(tmp);
-			free(tmp);
-			free(path);
-			goto out;
-		}
-		char *final = cache_blob_path(c, got);
-		if (path_exists(final) || rename(tmp, final) < 0)
-			unlink(tmp);
-		free(final);
-		free(tmp);
-		a->files = xrealloc(a->files, (a->n + 1) * sizeof *a->files);
-		a->files[a->n] = (struct archive_file){.path = path};
-		snprintf(a->files[a->n++].digest, DIGEST_STR_MAX, "%s", got);
-	}
-	if (r < 0) {
-		berr_prefix(err, "image '%s'", source_name(s));
-		goto out;
-	}
-	rc = 0;
-out:
-	tar_reader_free(t);
-	blob_stream_free(b);
-	close(fd);
-	return rc;
-}
-
-static int store_blob(struct image_cache *c, const char *data, size_t len, char *digest)
-{
-	sha256_digest(data, len, digest);
-	char *final = cache_blob_path(c, digest);
-	int r = path_exists(final) ? 0 : file_write_atomic(final, data, len);
-	free(final);
-	return r;
-}
-
-/* A `docker save` archive: build an OCI manifest for the chosen image. */
-static int docker_save_resolve(struct image_cache *c, struct source *s, struct archive *a,
-			       char *digest, struct berr *err)
-{
-	json_t *list = json_loads(a->docker_manifest, 0, NULL);
-	json_t *pick = NULL;
-	size_t i;
-	json_t *d;
-	int rc = -1;
-	json_t *m = NULL;
-	if (!json_is_array(list) || json_array_size(list) == 0) {
-		berr_set(err, 0, "image '%s': manifest.json lists no image", source_name(s));
-		goto out;
-	}
-	if (!s->tag && json_array_size(list) == 1)
-		pick = json_array_get(list, 0);
-	json_array_foreach(list, i, d)
-	{
-		if (pick || !s->tag)
-			break;
-		size_t k;
-		json_t *t;
-		json_array_foreach(json_object_get(d, "RepoTags"), k, t)
-		{
-			const char *name = json_string_value(t);
-			const char *colon = name ? strrchr(name, ':') : NULL;
-			if (name &&
-			    (!strcmp(name, s->tag) || (colon && !strcmp(colon + 1, s->tag))))
-				pick = d;
-		}
-	}
-	if (!pick) {
-		if (s->tag)
-			berr_set(err, 404, "image '%s': no image tagged '%s'", source_name(s),
-				 s->tag);
-		else
-			berr_set(err, 404, "image '%s': %zu images (name one with ':TAG')",
-				 source_name(s), json_array_size(list));
-		goto out;
-	}
-	const char *cfg = json_string_value(json_object_get(pick, "Config"));
-	const char *cd = cfg ? archive_digest(a, cfg) : NULL;
-	if (!cd) {
-		berr_set(err, 0, "image '%s': config '%s' is missing from the archive",
-			 source_name(s), cfg ? cfg : "");
-		goto out;
-	}
-	char *cpath = cache_blob_path(c, cd);
-	struct stat st;
-	int sr = stat(cpath, &st);
-	free(cpath);
-	m = json_pack("{s:i,s:s,s:{s:s,s:s,s:I},s:[]}", "schemaVersion", 2, "mediaType",
-		      MT_OCI_MANIFEST, "config", "mediaType", MT_OCI_CONFIG, "digest", cd, "size",
-		      (json_int_t)(sr == 0 ? st.st_size : 0), "layers");
-	json_t *layers = json_object_get(m, "layers");
-	json_array_foreach(json_object_get(pick, "Layers"), i, d)
-	{
-		const char *lp = json_string_value(d);
-		const char *ld = lp ? archive_digest(a, lp) : NULL;
-		if (!ld) {
-			berr_set(err, 0, "image '%s': layer '%s' is missing from the archive",
-				 source_name(s), lp ? lp : "");
-			goto out;
-		}
-		char *lpath = cache_blob_path(c, ld);
-		sr = stat(lpath, &st);
-		free(lpath);
-		json_array_append_new(layers, json_pack("{s:s,s:s,s:I}", "mediaType",
-							MT_OCI_LAYER_TAR, "digest", ld, "size",
-							(json_int_t)(sr == 0 ? st.st_size : 0)));
-	}
-	char *text = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
-	int r = store_blob(c, text, strlen(text), digest);
-	free(text);
-	if (r < 0) {
-		berr_set(err, 0, "cannot store a manifest in the image cache: %s", errstr(r));
-		goto out;
-	}
-	rc = 0;
-out:
-	json_decref(m);
-	json_decref(list);
-	return rc;
-}
-
-static int archive_resolve(struct image_cache *c, struct source *s, char *digest, bool *fetched,
-			   struct berr *err)
-{
-	struct archive a = {0};
-	int rc = -1;
-	if (archive_import(c, s, &a, err) < 0)
-		goto out;
-	*fetched = true;
-	if (a.index_json) {
-		json_t *idx = json_loads(a.index_json, 0, NULL);
-		if (!json_is_object(idx)) {
-			json_decref(idx);
-			berr_set(err, 0, "image '%s': index.json is not JSON", source_name(s));
-			goto out;
-		}
-		rc = local_resolve(c, s, idx, digest, err);
-		json_decref(idx);
-	} else if (a.docker_manifest) {
-		rc = docker_save_resolve(c, s, &a, digest, err);
-	} else {
-		berr_set(err, 400,
-			 "image '%s': not an image archive (no index.json, no manifest.json)",
-			 source_name(s));
-	}
-out:
-	archive_free(&a);
-	return rc;
+	return berr_set(err, 0, "image '%s': indexes nested too deep", image__source_name(s));
 }
 
 /* ---- layers ---- */
@@ -1014,7 +635,7 @@ static bool layer_overlay_format(struct image_cache *c, const char *key)
 	char *p = xasprintf("%s/%s/layer.json", c->layers, key);
 	char *text;
 	bool ok = false;
-	if (read_small(p, &text, NULL) == 0) {
+	if (image__read_small(p, &text, NULL) == 0) {
 		json_t *j = json_loads(text, 0, NULL);
 		const char *f = json_string_value(json_object_get(j, "format"));
 		ok = f && !strcmp(f, "overlay");
@@ -1032,31 +653,31 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 	const char *mt = json_string_value(json_object_get(desc, "mediaType"));
 	json_t *jsize = json_object_get(desc, "size");
 	int64_t size = json_is_integer(jsize) ? (int64_t)json_integer_value(jsize) : -1;
-	if (!digest_valid(digest))
+	if (!image_digest_valid(digest))
 		return berr_set(err, 0, "image '%s': layer %zu has an invalid digest '%s'",
-				source_name(s), index, digest ? digest : "");
+				image__source_name(s), index, digest ? digest : "");
 	if (mt && strstr(mt, "zstd"))
 		return berr_set(err, 0,
 				"image '%s': layer '%s' is zstd-compressed, which berth cannot "
 				"unpack (gzip and plain tar only)",
-				source_name(s), digest);
+				image__source_name(s), digest);
 	if (json_object_get(desc, "urls") && mt && strstr(mt, "foreign"))
-		return berr_set(err, 0, "image '%s': layer '%s' is a foreign layer", source_name(s),
-				digest);
-	const char *key = digest_hex(diff_id ? diff_id : digest);
+		return berr_set(err, 0, "image '%s': layer '%s' is a foreign layer",
+				image__source_name(s), digest);
+	const char *key = image_digest_hex(diff_id ? diff_id : digest);
 	char *final = xasprintf("%s/%s", c->layers, key);
 	char *tmp = NULL;
 	int rc = 0, lock = -1, fd = -1;
-	if (path_exists(final))
+	if (image__path_exists(final))
 		goto out;
 	char *lk = xasprintf("layer-%s", key);
 	lock = lock_key(c, lk);
 	free(lk);
 	if (lock < 0) {
-		rc = berr_set(err, 0, "cannot lock the image cache: %s", errstr(lock));
+		rc = berr_set(err, 0, "cannot lock the image cache: %s", err_str(lock));
 		goto out;
 	}
-	if (path_exists(final))
+	if (image__path_exists(final))
 		goto out;
 	if (s->kind == SRC_REGISTRY && ensure_registry_blob(c, s, digest, size, fetched, err) < 0) {
 		rc = -1;
@@ -1066,35 +687,35 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 	fd = open(bp, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		rc = berr_set(err, errno == ENOENT ? 404 : 0, "image '%s': layer '%s': %s",
-			      source_name(s), digest,
-			      errno == ENOENT ? "missing blob" : errstr(errno));
+			      image__source_name(s), digest,
+			      errno == ENOENT ? "missing blob" : err_str(errno));
 		free(bp);
 		goto out;
 	}
 	free(bp);
 	tmp = xasprintf("%s/layer-%s-XXXXXX", c->tmp, key);
 	if (!mkdtemp(tmp)) {
-		rc = berr_set(err, 0, "cannot create '%s': %s", tmp, errstr(errno));
+		rc = berr_set(err, 0, "cannot create '%s': %s", tmp, err_str(errno));
 		goto out;
 	}
 	char *fs = xasprintf("%s/fs", tmp);
 	mkdir(fs, 0755);
 	bool root = geteuid() == 0;
-	char what[DIGEST_STR_MAX + 64];
+	char what[IMAGE_DIGEST_STR_MAX + 64];
 	snprintf(what, sizeof what, "layer '%s'", digest);
-	struct unpack_opts o = {
+	struct image_unpack_opts o = {
 	    .overlay = root,
 	    .root = root,
 	    .want_digest = digest,
 	    .want_diff_id = diff_id,
 	    .what = what,
 	};
-	struct unpack_result res;
-	rc = layer_unpack(fd, fs, &o, &res, err);
+	struct image_unpack_result res;
+	rc = image_layer_unpack(fd, fs, &o, &res, err);
 	free(fs);
 	if (rc < 0) {
-		berr_prefix(err, "image '%s'", source_name(s));
-		rm_at(AT_FDCWD, tmp);
+		berr_prefix(err, "image '%s'", image__source_name(s));
+		rm_rf_at(AT_FDCWD, tmp);
 		goto out;
 	}
 	json_t *meta =
@@ -1115,9 +736,9 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 	}
 	if (w < 0 || rename(tmp, final) < 0) {
 		int e = w < 0 ? w : -errno;
-		rm_at(AT_FDCWD, tmp);
-		if (!path_exists(final))
-			rc = berr_set(err, 0, "cannot store layer '%s': %s", digest, errstr(e));
+		rm_rf_at(AT_FDCWD, tmp);
+		if (!image__path_exists(final))
+			rc = berr_set(err, 0, "cannot store layer '%s': %s", digest, err_str(e));
 	} else {
 		*fetched = true;
 	}
@@ -1133,20 +754,20 @@ out:
 
 /* ---- ready images ---- */
 
-static char *record_path(struct image_cache *c, const char *digest)
+char *image__record_path(struct image_cache *c, const char *digest)
 {
-	return xasprintf("%s/%s.json", c->images, digest_hex(digest));
+	return xasprintf("%s/%s.json", c->images, image_digest_hex(digest));
 }
 
 static int write_record(struct image_cache *c, const char *digest, json_t *rec, struct berr *err)
 {
-	char *path = record_path(c, digest);
+	char *path = image__record_path(c, digest);
 	char *tmp = xasprintf("%s/record-XXXXXX", c->tmp);
 	char *text = json_dumps(rec, JSON_INDENT(1));
 	int rc = 0;
 	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
-		rc = berr_set(err, 0, "cannot create '%s': %s", tmp, errstr(errno));
+		rc = berr_set(err, 0, "cannot create '%s': %s", tmp, err_str(errno));
 		goto out;
 	}
 	size_t len = strlen(text);
@@ -1156,7 +777,7 @@ static int write_record(struct image_cache *c, const char *digest, json_t *rec, 
 	/* Never replace a record: a task holds its flock on that inode. */
 	if (!ok ||
 	    (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) < 0 && errno != EEXIST))
-		rc = berr_set(err, 0, "cannot write '%s': %s", path, errstr(errno));
+		rc = berr_set(err, 0, "cannot write '%s': %s", path, err_str(errno));
 	unlink(tmp);
 out:
 	free(text);
@@ -1175,16 +796,16 @@ static int prepare(struct image_cache *c, struct source *s, const char *mdigest,
 	if (mbody) {
 		m = json_loadb(mbody, mlen, 0, NULL);
 		if (!json_is_object(m)) {
-			berr_set(err, 0, "image '%s': manifest '%s' is not JSON", source_name(s),
-				 mdigest);
+			berr_set(err, 0, "image '%s': manifest '%s' is not JSON",
+				 image__source_name(s), mdigest);
 			goto out;
 		}
 	} else if (read_json_blob(c, s, mdigest, "manifest", &m, fetched, err) < 0) {
 		goto out;
 	}
 	if (is_index(m, NULL)) {
-		berr_set(err, 0, "image '%s': '%s' is an index, not a manifest", source_name(s),
-			 mdigest);
+		berr_set(err, 0, "image '%s': '%s' is an index, not a manifest",
+			 image__source_name(s), mdigest);
 		goto out;
 	}
 	json_t *cdesc = json_object_get(m, "config");
@@ -1192,7 +813,7 @@ static int prepare(struct image_cache *c, struct source *s, const char *mdigest,
 	json_t *layers = json_object_get(m, "layers");
 	if (!cdigest || !json_is_array(layers)) {
 		berr_set(err, 0, "image '%s': manifest '%s' has no config or no layers",
-			 source_name(s), mdigest);
+			 image__source_name(s), mdigest);
 		goto out;
 	}
 	if (read_json_blob(c, s, cdigest, "config", &cfg, fetched, err) < 0)
@@ -1201,7 +822,7 @@ static int prepare(struct image_cache *c, struct source *s, const char *mdigest,
 	size_t nl = json_array_size(layers);
 	if (json_is_array(diff_ids) && json_array_size(diff_ids) != nl) {
 		berr_set(err, 0, "image '%s': the manifest has %zu layers, the config %zu diff ids",
-			 source_name(s), nl, json_array_size(diff_ids));
+			 image__source_name(s), nl, json_array_size(diff_ids));
 		goto out;
 	}
 	json_t *conf = json_object_get(cfg, "config");
@@ -1212,15 +833,15 @@ static int prepare(struct image_cache *c, struct source *s, const char *mdigest,
 	for (size_t i = 0; i < nl; i++) {
 		json_t *desc = json_array_get(layers, i);
 		const char *did = json_string_value(json_array_get(diff_ids, i));
-		if (did && !digest_valid(did)) {
+		if (did && !image_digest_valid(did)) {
 			berr_set(err, 0, "image '%s': layer %zu has an invalid diff id '%s'",
-				 source_name(s), i, did);
+				 image__source_name(s), i, did);
 			goto out;
 		}
 		if (ensure_layer(c, s, desc, did, i, fetched, err) < 0)
 			goto out;
 		const char *dg = json_string_value(json_object_get(desc, "digest"));
-		json_array_append_new(rl, json_string(digest_hex(did ? did : dg)));
+		json_array_append_new(rl, json_string(image_digest_hex(did ? did : dg)));
 		json_array_append_new(rb, json_string(dg));
 	}
 	if (write_record(c, mdigest, rec, err) < 0)
@@ -1236,11 +857,11 @@ out:
 /* Load a ready image's record; -ENOENT when not (fully) there. */
 static int load_record(struct image_cache *c, const char *digest, struct image *img)
 {
-	char *path = record_path(c, digest);
+	char *path = image__record_path(c, digest);
 	char *text = NULL;
 	json_t *j = NULL;
 	int rc = -ENOENT;
-	if (read_small(path, &text, NULL) < 0)
+	if (image__read_small(path, &text, NULL) < 0)
 		goto out;
 	j = json_loads(text, 0, NULL);
 	json_t *layers = json_object_get(j, "layers");
@@ -1252,23 +873,23 @@ static int load_record(struct image_cache *c, const char *digest, struct image *
 	img->overlay_ready = true;
 	for (size_t i = 0; i < n; i++) {
 		const char *key = json_string_value(json_array_get(layers, i));
-		char d[DIGEST_STR_MAX];
+		char d[IMAGE_DIGEST_STR_MAX];
 		snprintf(d, sizeof d, "sha256:%s", key ? key : "");
-		if (!digest_valid(d))
+		if (!image_digest_valid(d))
 			goto out;
 		img->layer_names[i] = xasprintf("%s/fs", key);
 		img->layers[i] = xasprintf("%s/%s/fs", c->layers, key);
 		img->nlayers = i + 1;
-		if (!path_exists(img->layers[i]))
+		if (!image__path_exists(img->layers[i]))
 			goto out;
 		if (!layer_overlay_format(c, key))
 			img->overlay_ready = false;
 	}
 	json_t *cfg = json_object_get(j, "config");
 	struct image_config *ic = &img->config;
-	ic->env = json_strv(json_object_get(cfg, "Env"), &ic->nenv);
-	ic->entrypoint = json_strv(json_object_get(cfg, "Entrypoint"), &ic->nentrypoint);
-	ic->cmd = json_strv(json_object_get(cfg, "Cmd"), &ic->ncmd);
+	ic->env = image__json_strv(json_object_get(cfg, "Env"), &ic->nenv);
+	ic->entrypoint = image__json_strv(json_object_get(cfg, "Entrypoint"), &ic->nentrypoint);
+	ic->cmd = image__json_strv(json_object_get(cfg, "Cmd"), &ic->ncmd);
 	const char *wd = json_string_value(json_object_get(cfg, "WorkingDir"));
 	const char *user = json_string_value(json_object_get(cfg, "User"));
 	ic->workdir = xstrdup(wd ? wd : "");
@@ -1289,14 +910,14 @@ out:
 
 static void image_clear(struct image *img)
 {
-	strv_free(img->layers, img->nlayers);
-	strv_free(img->layer_names, img->nlayers);
+	strv_free_n(img->layers, img->nlayers);
+	strv_free_n(img->layer_names, img->nlayers);
 	img->layers = img->layer_names = NULL;
 	img->nlayers = 0;
 	struct image_config *ic = &img->config;
-	strv_free(ic->env, ic->nenv);
-	strv_free(ic->entrypoint, ic->nentrypoint);
-	strv_free(ic->cmd, ic->ncmd);
+	strv_free_n(ic->env, ic->nenv);
+	strv_free_n(ic->entrypoint, ic->nentrypoint);
+	strv_free_n(ic->cmd, ic->ncmd);
 	free(ic->workdir);
 	free(ic->user);
 	memset(ic, 0, sizeof *ic);
@@ -1319,7 +940,7 @@ int image_get(struct image_cache *c, const char *ref, struct image **out, struct
 	struct source s;
 	struct image *img = xcalloc(1, sizeof *img);
 	img->lock_fd = -1;
-	char digest[DIGEST_STR_MAX] = "";
+	char digest[IMAGE_DIGEST_STR_MAX] = "";
 	char *body = NULL;
 	size_t blen = 0;
 	int rc = -1;
@@ -1330,7 +951,7 @@ int image_get(struct image_cache *c, const char *ref, struct image **out, struct
 	gc_lock = lock_file(c->lock_path, LOCK_SH);
 	if (gc_lock < 0) {
 		berr_set(err, 0, "cannot lock the image cache '%s': %s", c->lock_path,
-			 errstr(gc_lock));
+			 err_str(gc_lock));
 		goto out;
 	}
 	bool known = false;
@@ -1363,7 +984,7 @@ int image_get(struct image_cache *c, const char *ref, struct image **out, struct
 		if (registry_resolve(c, &s, digest, &body, &blen, err) < 0)
 			goto out;
 	} else if (s.kind == SRC_ARCHIVE) {
-		if (archive_resolve(c, &s, digest, &img->fetched, err) < 0)
+		if (image__archive_resolve(c, &s, digest, &img->fetched, err) < 0)
 			goto out;
 	}
 	if (load_record(c, digest, img) < 0) {
@@ -1389,254 +1010,5 @@ out:
 		return -1;
 	}
 	*out = img;
-	return 0;
-}
-
-/* ---- garbage collection ---- */
-
-struct gc_image {
-	char *hex;
-	int64_t last_used_ms;
-	bool in_use, drop;
-	char **layers, **blobs;
-	size_t nlayers, nblobs;
-};
-
-static uint64_t layer_bytes(struct image_cache *c, const char *key)
-{
-	char *p = xasprintf("%s/%s/layer.json", c->layers, key);
-	char *text;
-	uint64_t b = 0;
-	if (read_small(p, &text, NULL) == 0) {
-		json_t *j = json_loads(text, 0, NULL);
-		b = (uint64_t)json_integer_value(json_object_get(j, "bytes"));
-		json_decref(j);
-		free(text);
-	}
-	free(p);
-	return b;
-}
-
-static uint64_t blob_bytes(struct image_cache *c, const char *digest)
-{
-	if (!digest_valid(digest))
-		return 0;
-	char *p = cache_blob_path(c, digest);
-	struct stat st;
-	uint64_t b = stat(p, &st) == 0 ? (uint64_t)st.st_size : 0;
-	free(p);
-	return b;
-}
-
-static bool kept_has(struct gc_image *v, size_t n, bool layers, const char *s)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (v[i].drop)
-			continue;
-		char **list = layers ? v[i].layers : v[i].blobs;
-		size_t len = layers ? v[i].nlayers : v[i].nblobs;
-		for (size_t k = 0; k < len; k++)
-			if (!strcmp(list[k], s))
-				return true;
-	}
-	return false;
-}
-
-/* Bytes the kept images need (each layer and blob once). */
-static uint64_t kept_bytes(struct image_cache *c, struct gc_image *v, size_t n)
-{
-	uint64_t total = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (v[i].drop)
-			continue;
-		for (size_t k = 0; k < v[i].nlayers; k++) {
-			bool seen = false;
-			for (size_t j = 0; j < i && !seen; j++)
-				for (size_t l = 0; !v[j].drop && l < v[j].nlayers && !seen; l++)
-					seen = !strcmp(v[j].layers[l], v[i].layers[k]);
-			for (size_t l = 0; l < k && !seen; l++)
-				seen = !strcmp(v[i].layers[l], v[i].layers[k]);
-			if (!seen)
-				total += layer_bytes(c, v[i].layers[k]);
-		}
-		for (size_t k = 0; k < v[i].nblobs; k++) {
-			bool seen = false;
-			for (size_t j = 0; j < i && !seen; j++)
-				for (size_t l = 0; !v[j].drop && l < v[j].nblobs && !seen; l++)
-					seen = !strcmp(v[j].blobs[l], v[i].blobs[k]);
-			for (size_t l = 0; l < k && !seen; l++)
-				seen = !strcmp(v[i].blobs[l], v[i].blobs[k]);
-			if (!seen)
-				total += blob_bytes(c, v[i].blobs[k]);
-		}
-	}
-	return total;
-}
-
-static char **list_dir(const char *dir, size_t *n)
-{
-	*n = 0;
-	DIR *d = opendir(dir);
-	if (!d)
-		return NULL;
-	char **v = NULL;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		v = xrealloc(v, (*n + 1) * sizeof *v);
-		v[(*n)++] = xstrdup(de->d_name);
-	}
-	closedir(d);
-	return v;
-}
-
-int image_gc(struct image_cache *c, uint64_t max_bytes, int64_t max_age_ms,
-	     struct image_gc_stats *stats)
-{
-	struct image_gc_stats local = {0};
-	if (!stats)
-		stats = &local;
-	memset(stats, 0, sizeof *stats);
-	int gl = open(c->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (gl < 0)
-		return -errno;
-	if (flock(gl, LOCK_EX | LOCK_NB) < 0) {
-		int e = errno;
-		close(gl);
-		return e == EWOULDBLOCK ? -EBUSY : -e;
-	}
-	size_t nrec;
-	char **recs = list_dir(c->images, &nrec);
-	struct gc_image *v = xcalloc(nrec + 1, sizeof *v);
-	size_t n = 0;
-	int64_t now = time_now_ms();
-	for (size_t i = 0; i < nrec; i++) {
-		size_t len = strlen(recs[i]);
-		if (len != DIGEST_HEX_LEN + 5 || strcmp(recs[i] + DIGEST_HEX_LEN, ".json"))
-			continue;
-		char *path = xasprintf("%s/%s", c->images, recs[i]);
-		char *text = NULL;
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		struct stat st;
-		if (fd < 0 || fstat(fd, &st) < 0 || read_small(path, &text, NULL) < 0) {
-			if (fd >= 0)
-				close(fd);
-			free(path);
-			continue;
-		}
-		struct gc_image *g = &v[n++];
-		g->hex = xstrndup(recs[i], DIGEST_HEX_LEN);
-		g->last_used_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
-		g->in_use = flock(fd, LOCK_EX | LOCK_NB) < 0;
-		close(fd);
-		json_t *j = json_loads(text, 0, NULL);
-		g->layers = json_strv(json_object_get(j, "layers"), &g->nlayers);
-		g->blobs = json_strv(json_object_get(j, "blobs"), &g->nblobs);
-		json_decref(j);
-		free(text);
-		free(path);
-	}
-	strv_free(recs, nrec);
-	uint64_t before = kept_bytes(c, v, n);
-	if (max_age_ms > 0)
-		for (size_t i = 0; i < n; i++)
-			if (!v[i].in_use && now - v[i].last_used_ms > max_age_ms)
-				v[i].drop = true;
-	if (max_bytes > 0) {
-		uint64_t total = kept_bytes(c, v, n);
-		while (total > max_bytes) {
-			struct gc_image *lru = NULL;
-			for (size_t i = 0; i < n; i++)
-				if (!v[i].drop && !v[i].in_use &&
-				    (!lru || v[i].last_used_ms < lru->last_used_ms))
-					lru = &v[i];
-			if (!lru)
-				break; /* everything left is in use */
-			lru->drop = true;
-			total = kept_bytes(c, v, n);
-		}
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (!v[i].drop)
-			continue;
-		char *p = xasprintf("%s/%s.json", c->images, v[i].hex);
-		if (unlink(p) == 0)
-			stats->images_removed++;
-		free(p);
-	}
-	/* Refs to images that are gone. */
-	size_t nref;
-	char **refs = list_dir(c->refs, &nref);
-	for (size_t i = 0; i < nref; i++) {
-		char *p = xasprintf("%s/%s", c->refs, refs[i]);
-		char *text;
-		bool keep = false;
-		if (read_small(p, &text, NULL) == 0) {
-			json_t *j = json_loads(text, 0, NULL);
-			const char *d = json_string_value(json_object_get(j, "manifest"));
-			if (d && digest_valid(d)) {
-				char *rp = record_path(c, d);
-				keep = path_exists(rp);
-				free(rp);
-			}
-			json_decref(j);
-			free(text);
-		}
-		if (!keep)
-			unlink(p);
-		free(p);
-	}
-	strv_free(refs, nref);
-	/* Layers and blobs no kept image names. */
-	size_t nl;
-	char **layers = list_dir(c->layers, &nl);
-	for (size_t i = 0; i < nl; i++) {
-		if (kept_has(v, n, true, layers[i]))
-			continue;
-		char *p = xasprintf("%s/%s", c->layers, layers[i]);
-		rm_at(AT_FDCWD, p);
-		free(p);
-	}
-	strv_free(layers, nl);
-	size_t nb;
-	char **blobs = list_dir(c->blobs, &nb);
-	for (size_t i = 0; i < nb; i++) {
-		char *d = xasprintf("sha256:%s", blobs[i]);
-		if (!kept_has(v, n, false, d)) {
-			char *p = xasprintf("%s/%s", c->blobs, blobs[i]);
-			unlink(p);
-			free(p);
-		}
-		free(d);
-	}
-	strv_free(blobs, nb);
-	/* Nothing is being fetched (we hold the lock exclusively): whatever
-	 * is in tmp/ is a leftover of a crash. Lock files go too. */
-	size_t nt;
-	char **tmps = list_dir(c->tmp, &nt);
-	for (size_t i = 0; i < nt; i++) {
-		char *p = xasprintf("%s/%s", c->tmp, tmps[i]);
-		rm_at(AT_FDCWD, p);
-		free(p);
-	}
-	strv_free(tmps, nt);
-	size_t nlk;
-	char **locks = list_dir(c->locks, &nlk);
-	for (size_t i = 0; i < nlk; i++) {
-		char *p = xasprintf("%s/%s", c->locks, locks[i]);
-		unlink(p);
-		free(p);
-	}
-	strv_free(locks, nlk);
-	stats->bytes_kept = kept_bytes(c, v, n);
-	stats->bytes_freed = before > stats->bytes_kept ? before - stats->bytes_kept : 0;
-	for (size_t i = 0; i < n; i++) {
-		free(v[i].hex);
-		strv_free(v[i].layers, v[i].nlayers);
-		strv_free(v[i].blobs, v[i].nblobs);
-	}
-	free(v);
-	close(gl);
 	return 0;
 }

@@ -57,7 +57,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "agent/image.h"
+#include "agent/image/image.h"
 #include "core/util.h"
 
 /* The runtime binary: BERTH_OCI_RUNTIME, else "runc". */

@@ -1,0 +1,171 @@
+/* agent-internal.h - what the agent's files share (agent.h is the public
+ * header). One state, the struct agent, and one lock over it; each file
+ * keeps one concern:
+ *
+ *   agent.c         start and stop: the notify socket, berth's own cgroup,
+ *                   the threads
+ *   agent_tasks.c   the task table: add, set a state, read a supervisor's
+ *                   report (refresh), the report sent to the server
+ *   agent_launch.c  launch plans (desired entry -> task_launch) and the two
+ *                   launcher threads (also sending graceful-stop POSTs)
+ *   agent_watch.c   the watch thread: register, long-poll, reconcile the
+ *                   desired set; re-adoption of sandboxes at start
+ *   agent_events.c  the events thread: supervisors' notifications, status
+ *                   pushes, health checks, graceful deadlines, sandbox
+ *                   pruning, image GC
+ *   agent_logs.c    the logs HTTP listener (/v1/logs/TASK)
+ *
+ * Locking: `lock` guards the task table and every field below it that a
+ * thread other than its owner reads. Functions named agent_task_* and
+ * agent_launch_* are called with the lock held unless they say otherwise.
+ */
+#ifndef BERTH_AGENT_INTERNAL_H
+#define BERTH_AGENT_INTERNAL_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "agent/agent.h"
+#include "agent/driver/driver.h"
+#include "agent/health.h"
+#include "core/hmap.h"
+#include "core/lifecycle.h"
+#include "core/spec.h"
+
+#define KEEP_ENDED_SANDBOXES 200
+#define REPORT_EVERY_MS 10000
+#define FULL_SCAN_EVERY_MS 30000
+/* berth's own cgroup's cpu weight (v2 scale; v1 shares are x10.24): eight
+ * times the tasks' parent, which holds every task of the node. */
+#define SYSTEM_CGROUP_WEIGHT 800
+#define IMAGE_GC_EVERY_MS (10 * 60 * 1000)
+#define IMAGE_CACHE_MAX_BYTES (10ULL << 30)
+#define IMAGE_MAX_AGE_MS (7LL * 24 * 3600 * 1000)
+/* The launcher threads; a starting slot is given back after LAUNCH_SLOT_MS. */
+#define LAUNCHERS 2
+#define LAUNCH_SLOT_MS 2000
+/* Why a driver is not offered on this node, at most. */
+#define DRIVER_WHY_MAX 160
+
+/* What this node offers, per driver, as found at the last registration. */
+struct agent_drivers {
+	char unavailable[TASK_DRIVER_COUNT][DRIVER_WHY_MAX]; /* why not; "" = offered */
+};
+
+/* A launch waiting for a launcher thread (id = the task's), or a graceful
+ * stop's POST (id = its URL, desired NULL). */
+struct launch_job {
+	char *id;
+	json_t *desired;
+	struct launch_job *next;
+};
+
+struct agent_task {
+	char *id;
+	char *sandbox;
+	enum task_state state; /* as the agent reports it */
+	int pid;
+	int exit_code;
+	char message[256];
+	bool stop_sent;
+	bool dirty;
+	int64_t launched_mono; /* when we started its supervisor (0 = adopted) */
+	bool queued;	       /* waiting for a launcher: no supervisor yet */
+	bool starting;	       /* holds one of the agent's starting slots */
+	pid_t supervisor_pid;  /* from its report; 0 = not known yet */
+	bool configured;       /* its spec was seen (launched, or adopted and told) */
+	/* Health checking (tasks whose spec has one): the spec is kept for the
+	 * check's lifetime; the check starts when the program runs. */
+	struct job_spec *spec;
+	int health_port;
+	char **health_env;
+	struct health_check *health;
+	bool health_started;
+	bool health_failed; /* stopped because its checks failed */
+	int shutdown_port;
+	int64_t stop_at_mono; /* graceful step sent: SIGTERM at this time */
+	char health_msg[256];
+};
+
+struct agent {
+	struct agent_options o;
+	char *name;
+	char *tasks_dir;
+	char *notify_path;
+	int notify_fd;
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	struct hmap tasks; /* id -> struct agent_task* */
+	uint64_t known_version;
+	bool need_full;		      /* next watch asks for every task in full */
+	struct agent_drivers drivers; /* what the node offers */
+	uint64_t report_gen;	      /* bumped on every change to the task table */
+	uint64_t reported_gen;	      /* the generation the last watch carried */
+	int64_t reported_mono;
+	_Atomic bool stopping;
+	pthread_t watch_thread, event_thread;
+	/* Launches waiting for a launcher thread (agent_launcher_main), in order. */
+	pthread_t launchers[LAUNCHERS];
+	size_t nlaunchers;
+	pthread_cond_t launch_cond;
+	struct launch_job *launch_head, **launch_tail;
+	struct launch_job *graceful; /* graceful-stop POSTs for the launchers */
+	int nstarting, max_starting;
+	struct MHD_Daemon *logs;
+	int logs_port;
+	char *advertise;
+	int wake_pipe[2];
+};
+
+/* agent.c */
+void agent_sleep_ms(int ms);
+/* Wake the events thread (a status changed, or the agent stops). */
+void agent_wake(struct agent *a);
+
+/* agent_tasks.c: the task table */
+struct agent_task *agent_task_add(struct agent *a, const char *id);
+void agent_task_free(struct agent_task *t);
+/* Set the state the agent reports (msg NULL = keep the message); marks the
+ * task dirty and wakes the events thread. */
+void agent_task_set(struct agent *a, struct agent_task *t, enum task_state s, const char *msg);
+/* Read the supervisor's status.json into the task. */
+void agent_task_refresh(struct agent *a, struct agent_task *t);
+/* The cheap once-a-second look (agent_task_refresh only when needed). */
+void agent_task_check(struct agent *a, struct agent_task *t);
+void agent_task_delete_orphans(struct agent *a, struct agent_task *t);
+json_t *agent_task_report_json(const struct agent_task *t);
+/* Every task's report (a JSON array, new reference). */
+json_t *agent_full_report(struct agent *a);
+
+/* agent_launch.c: launch plans and the launcher threads */
+void agent_launch_enqueue(struct agent *a, struct agent_task *t, json_t *desired);
+struct launch_job *agent_launch_dequeue(struct agent *a);
+void agent_launch_job_free(struct launch_job *j);
+/* The task's supervisor is no longer starting: its slot is free. */
+void agent_launch_slot_free(struct agent *a, struct agent_task *t);
+/* A re-adopted task whose spec arrives now: keep what the agent needs of
+ * it (health checks, graceful stop); nothing is launched. */
+int agent_task_configure_adopted(struct agent *a, json_t *desired, struct agent_task *t,
+				 struct berr *err);
+/* Queue the task's graceful-stop POST for a launcher thread. */
+void agent_graceful_shutdown(struct agent *a, struct agent_task *t);
+void *agent_launcher_main(void *agent);
+
+/* agent_watch.c: the watch thread and re-adoption */
+void agent_adopt_existing(struct agent *a);
+void *agent_watch_main(void *agent);
+
+/* agent_events.c: the events thread */
+/* Keep the newest KEEP_ENDED_SANDBOXES ended sandboxes, remove the rest. */
+void agent_prune_sandboxes(struct agent *a);
+void *agent_events_main(void *agent);
+
+/* agent_logs.c: the logs listener; sets a->logs, a->logs_port, and
+ * a->advertise when `listen` names one address. */
+int agent_logs_start(struct agent *a, const char *listen, struct berr *err);
+void agent_logs_stop(struct agent *a);
+
+#endif

@@ -1,0 +1,124 @@
+/* driver_docker.c - the docker driver: Docker Engine runs the task
+ * (docker.h); the supervisor keeps its status, logs and stop. */
+#include <stdio.h>
+
+#include "agent/driver/docker.h"
+#include "agent/driver/driver.h"
+#include "agent/supervisor-internal.h"
+#include "core/log.h"
+
+static bool docker_offered(const struct driver_host *h, char *why, size_t n)
+{
+	/* Offered only where the engine answers (checked at registration). */
+	if (docker_available(h->docker_socket))
+		return true;
+	snprintf(why, n, "docker is not reachable at '%s'",
+		 h->docker_socket ? h->docker_socket : DOCKER_DEFAULT_SOCKET);
+	return false;
+}
+
+/* The container of a task whose supervisor is gone would run on unwatched:
+ * remove it. Found by its label, which holds the cluster-unique task id; a
+ * no-op without docker. */
+static void docker_orphan(const struct driver_host *h, const char *task_id)
+{
+	char label[600];
+	snprintf(label, sizeof label, "berth.task=%s", task_id);
+	struct docker_found *f = NULL;
+	size_t n = 0;
+	struct berr err = {0};
+	if (docker_find_by_label(h->docker_socket, label, &f, &n, &err) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (docker_remove(h->docker_socket, f[i].id, true, &err) == 0)
+			log_info("task %s: removed its orphan docker container %s", task_id,
+				 f[i].name ? f[i].name : f[i].id);
+		else
+			log_warn("task %s: %s", task_id, err.msg);
+	}
+	docker_found_free(f, n);
+}
+
+/* The docker driver (docker.h): Docker owns the container, its cgroup and
+ * its init; the supervisor hands it the task and keeps its own duties:
+ * status.json, the rotated logs, the stop with grace. init_pid stays 0, so
+ * begin_stop/hard_kill signal nothing themselves. */
+static bool docker_stop_requested(void *ud)
+{
+	struct sup *s = ud;
+	sup_handle_signals(s); /* drains the signalfd; SIGTERM -> begin_stop */
+	return s->stopping;
+}
+
+static void docker_running(void *ud, const char *id, pid_t pid)
+{
+	struct sup *s = ud;
+	sup_log("container '%.12s' running, pid %d", id, (int)pid);
+	sup_running(s, pid);
+}
+
+static void docker_output(void *ud, int stream, const char *data, size_t len)
+{
+	struct sup *s = ud;
+	struct logfile *lf = stream == 2 ? &s->err_log : &s->out_log;
+	int r = logfile_write(lf, data, len);
+	if (r < 0 && r != lf->last_error)
+		sup_log("cannot write '%s': %s", lf->path, err_str(r));
+}
+
+static void docker_log(void *ud, const char *msg)
+{
+	sup_log("%s", msg);
+}
+
+static void docker_run(struct sup *s)
+{
+	const struct task_launch *l = &s->doc.l;
+	struct docker_spec ds = {
+	    .socket = l->docker_socket,
+	    .task_id = l->task_id,
+	    .job_key = l->job_key,
+	    .instance = l->instance,
+	    .image = l->image,
+	    .argv = l->argv,
+	    .argc = l->argc,
+	    .env = l->env,
+	    .nenv = l->nenv,
+	    .user = l->user,
+	    .cpu = l->cpu,
+	    .cpu_after_start = true, /* Docker's start-up is not the task's */
+	    .memory_bytes = l->memory_bytes,
+	    .stop_grace_ms = l->stop_grace_ms,
+	    .volume_host = l->volume_host,
+	    .volume_path = l->volume_path,
+	    .volume_ro = l->volume_ro,
+	    .nvolumes = l->nvolumes,
+	};
+	struct docker_hooks h = {.ud = s,
+				 .wake_fd = s->sigfd,
+				 .stop_requested = docker_stop_requested,
+				 .running = docker_running,
+				 .output = docker_output,
+				 .log = docker_log};
+	struct docker_exit ex;
+	struct berr err = {0};
+	if (docker_supervise(&ds, &h, &ex, &err) < 0) {
+		sup_fail(s, ex.exit_code, "%s", err.msg);
+		return;
+	}
+	s->docker_oom = ex.oom;
+	s->hard_killed = ex.killed;
+	if (ex.started) { /* else: stopped first, nothing ran */
+		s->prog_exited = true;
+		s->prog_status = ex.signal ? ex.signal : (ex.exit_code & 0xff) << 8;
+	}
+}
+
+const struct driver_ops driver_docker = {
+    .driver = DRIVER_DOCKER,
+    .needs_image = true,
+    .runtime_isolates = true,
+    .available = docker_offered,
+    .delete_orphan = docker_orphan,
+    .run = docker_run,
+};

@@ -1,0 +1,47 @@
+/* driver_exec.c - the exec driver: the supervisor runs the task itself, in
+ * namespaces and a cgroup of its own (exec_isolation.h): a minimal init is
+ * the namespace's pid 1 and forwards signals to the program. */
+#include <signal.h>
+
+#include "agent/driver/driver.h"
+#include "agent/driver/exec_isolation.h"
+#include "agent/supervisor-internal.h"
+
+static pid_t exec_start(struct sup *s, int out_fd, int err_fd, struct berr *err)
+{
+	const struct task_launch *l = &s->doc.l;
+	struct isolation iso = {
+	    .hostname = l->task_id,
+	    .workdir = s->workdir,
+	    .tmpdir = s->tmpdir,
+	    .argv = l->argv,
+	    .envp = s->env,
+	    .user = l->user,
+	    .uid = s->user.uid,
+	    .gid = s->user.gid,
+	    .groups = s->user.groups,
+	    .ngroups = (size_t)s->user.ngroups,
+	    .cg = s->cg,
+	    .stdout_fd = out_fd,
+	    .stderr_fd = err_fd,
+	    .volume_host = l->volume_host,
+	    .volume_path = l->volume_path,
+	    .volume_ro = l->volume_ro,
+	    .nvolumes = l->nvolumes,
+	};
+	return isolation_start(&iso, &s->ctl_fd, err);
+}
+
+/* The init forwards SIGTERM to the program's process group; SIGKILL to the
+ * init takes its whole pid namespace down. */
+static void exec_kill(struct sup *s, int sig)
+{
+	if (s->init_pid > 0 && !s->init_done)
+		kill(s->init_pid, sig);
+}
+
+const struct driver_ops driver_exec = {
+    .driver = DRIVER_EXEC,
+    .start = exec_start,
+    .kill = exec_kill,
+};
