@@ -266,7 +266,8 @@ TEST(runs_a_command_with_logs_and_exit_code)
 	char *argv[] = {"/bin/sh", "-c",
 			"echo out; echo err >&2; echo $GREETING $BERTH_TASK_ID; hostname; id -u; "
 			"pwd; i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done >&2; "
-			"exit 3"};
+			/* still running when inspected after its start: a pid */
+			"sleep 1; exit 3"};
 	char *env[] = {"GREETING=hi"};
 	struct docker_spec s = {.socket = sock,
 				.task_id = "alice-devel-web-0-run1",
