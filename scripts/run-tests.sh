@@ -13,6 +13,19 @@ export BERTH_TOOLS="$top/$build/tests"
 passed=0 failed=0 skipped=0
 failures=()
 
+# The build's rules (layers, formatting) count as one test.
+if [ "$which" = all ]; then
+	if out=$(scripts/check.sh 2>&1); then
+		echo "ok   scripts/check.sh (layers and format)"
+		passed=$((passed + 1))
+	else
+		echo "$out"
+		echo "FAIL scripts/check.sh (layers and format)"
+		failed=$((failed + 1))
+		failures+=(scripts/check.sh)
+	fi
+fi
+
 if [ "$which" = all ] || [ "$which" = unit ]; then
 	for t in "$build"/tests/test_*; do
 		[ -x "$t" ] || continue
