@@ -9,7 +9,7 @@
 # - pss: shared pages divided among the processes sharing them;
 # - private: pages only this process has (Private_Clean + Private_Dirty);
 # - anon: its heap and stacks.
-# Target (DESIGN.md): idle agent resident memory <= 10 MiB. Needs root (the
+# Target (docs/targets.md): idle agent resident memory <= 10 MiB. Needs root (the
 # agent makes its cgroup parent).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)

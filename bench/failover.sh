@@ -7,7 +7,7 @@
 # - reload_s: from election to leading, on the new leader (its log): the
 #   promotion of its replica (kept warm by an etcd watch), or a load of the
 #   whole state from etcd when the replica could not catch up (from=…).
-# Target (DESIGN.md): <= 3 s with no acknowledged write lost.
+# Target (docs/targets.md): <= 3 s with no acknowledged write lost.
 # Usage: bench/failover.sh [--agents N] [--tasks T]   (default 1000, 100000)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)

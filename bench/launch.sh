@@ -10,7 +10,7 @@
 # goes DOWN while it launches is the bug this bench guards against.
 # Prints a table with one column per cpu limit, then one line per limit:
 #   cpu=… seq_p50_ms=… seq_p99_ms=… burst_p50_ms=… burst_p99_ms=… burst_all_ms=… node_down=…
-# Targets (DESIGN.md, issue 10): seq p50 <= 20 ms, p99 <= 100 ms at cpu 0.01;
+# Targets (docs/targets.md): seq p50 <= 20 ms, p99 <= 100 ms at cpu 0.01;
 # a burst of 100 at cpu 0.01 all RUNNING <= 2 s; the same within 20 % at cpu
 # 0.01 and 1.0. Needs root.
 #

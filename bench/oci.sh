@@ -13,7 +13,7 @@
 #     `docker run -d --network none IMAGE sleep 600`, timed by the wall
 #     clock (the client returns once the container has started).
 # Prints: oci_p50_ms=… oci_p99_ms=… docker_run_p50_ms=… ratio=…
-# (ratio = oci p50 / docker run p50; the target in DESIGN.md is <= 0.25).
+# (ratio = oci p50 / docker run p50; the target in docs/targets.md is <= 0.25).
 # Needs root, runc, busybox-static; skopeo and docker.io for the docker side.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)

@@ -12,7 +12,7 @@
 #   placing, starting, noticing);
 # - run_s: wall clock of `berth job run` (submit -> the CLI saw the end; it
 #   polls every 100 ms).
-# Target (DESIGN.md): <= 3 s for 100 instances, batch 10, no watch (Docker
+# Target (docs/targets.md): <= 3 s for 100 instances, batch 10, no watch (Docker
 # Swarm: ~49 s on the same machine). Needs root.
 #
 # Usage: bench/update.sh [--instances N] [--batch B] [--watch W]

@@ -223,7 +223,7 @@ static void print_index_list(const char *what, json_t *arr)
 	printf("\n");
 }
 
-/* Exit status: 0 no change, 1 changes, 2 error (DESIGN.md contract). */
+/* Exit status: 0 no change, 1 changes, 2 error (a contract: docs/targets.md). */
 static int job_plan(struct cli_opt *o, const char *file)
 {
 	struct job_spec *spec = cli_load_spec(file);

@@ -1,6 +1,6 @@
 /* test_lifecycle.c - the task state machine against an expected table
  * written here independently of lifecycle.c, from Aurora's documented
- * transitions (DESIGN.md §4, lifecycle.h):
+ * transitions (docs/architecture.md, lifecycle.h):
  *
  *   INIT        -> PENDING, THROTTLED
  *   PENDING     -> ASSIGNED, KILLING, KILLED

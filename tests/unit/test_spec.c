@@ -144,7 +144,7 @@ TEST(defaults_minimal)
 	spec_free(s);
 }
 
-/* The example of DESIGN.md section 4, every field set. */
+/* A spec with every field set (docs/spec.md). */
 static const char design_example[] =
     "job: alice/devel/web            # role/environment/name\n"
     "type: service\n"

@@ -18,7 +18,7 @@
  *    inside the container too.
  *  - Init true: Docker's tini (docker-init) is pid 1 and forwards signals to
  *    the program and reaps orphans, as the exec driver's own init does
- *    (DESIGN.md §3). The reported pid is the program's (tini's child) when
+ *    (docs/decisions.md, containers). The reported pid is the program's (tini's child) when
  *    it can be read from /proc, else the init's.
  *  - no-new-privileges, Docker's default capability set, Memory with
  *    MemorySwap equal (no swap), NanoCpus = cores * 1e9, PidsLimit.
