@@ -1227,6 +1227,10 @@ static void node_set_resources(struct node *n, json_t *res)
 	}
 }
 
+static bool node_holds(const struct node *n, const char *id);
+static void node_drop_held(struct cluster *c, struct node *n);
+static void node_prune_held(struct cluster *c, struct node *n);
+
 /* A node back from DOWN flapped: no new placements on it for a back-off
  * that doubles per flap, forgotten once it stayed up for flap_stable_ms. */
 static void node_flapped(struct cluster *c, struct node *n, int64_t mono)
@@ -1262,8 +1266,10 @@ static bool node_mark_up(struct cluster *c, struct node *n)
 	n->down_mono = 0;
 	n->up_since_mono = mono;
 	c->sched_needed = true;
-	if (n->nheld)
+	if (n->nheld) {
 		n->held_until_mono = mono + HELD_REPORT_MS;
+		node_prune_held(c, n);
+	}
 	return true;
 }
 
@@ -1318,8 +1324,22 @@ static void apply_agent_task(struct cluster *c, struct node *n, json_t *u)
 	task_transition(c, t, (enum task_state)st, msg);
 }
 
-static bool node_holds(const struct node *n, const char *id);
-static void node_drop_held(struct cluster *c, struct node *n);
+/* The not-yet-started replacement of a task LOST with node n, or NULL
+ * when the task cannot be taken back (gone, its replacement started, the
+ * job killed or changed). */
+static struct task *take_back_target(struct cluster *c, struct node *n, struct task *t)
+{
+	if (!t || t->state != TASK_LOST || t->node != n || t->job->killed || t->no_replace)
+		return NULL;
+	struct job *j = t->job;
+	struct task *r = (size_t)t->instance < j->nactive ? j->active[t->instance] : NULL;
+	if (!task_spec_of(t) || !r || r->version != t->version || !r->ancestor ||
+	    strcmp(r->ancestor, t->id) ||
+	    (r->state != TASK_PENDING && r->state != TASK_THROTTLED && r->state != TASK_ASSIGNED))
+		return NULL;
+	(void)c;
+	return r;
+}
 
 /* A task LOST with its node, reported RUNNING (or STARTING) by the node's
  * agent now that it is back: when its replacement has not started yet
@@ -1329,15 +1349,11 @@ static void node_drop_held(struct cluster *c, struct node *n);
  * started already, nothing is taken back: the agent stops the old one. */
 static bool task_take_back(struct cluster *c, struct node *n, struct task *t, int st)
 {
-	if (!t || t->state != TASK_LOST || t->node != n || t->job->killed || t->no_replace ||
-	    (st != TASK_RUNNING && st != TASK_STARTING))
+	struct task *r = take_back_target(c, n, t);
+	if (!r || (st != TASK_RUNNING && st != TASK_STARTING))
 		return false;
 	struct job *j = t->job;
 	const struct job_spec *spec = task_spec_of(t);
-	struct task *r = (size_t)t->instance < j->nactive ? j->active[t->instance] : NULL;
-	if (!spec || !r || r->version != t->version || !r->ancestor || strcmp(r->ancestor, t->id) ||
-	    (r->state != TASK_PENDING && r->state != TASK_THROTTLED && r->state != TASK_ASSIGNED))
-		return false;
 	const struct resources *res = &spec->task.resources;
 	if (n->cpu_total - n->cpu_used < res->cpu - 1e-9 ||
 	    n->mem_used + res->memory > n->mem_total)
@@ -1685,9 +1701,33 @@ static bool node_holds(const struct node *n, const char *id)
 	return false;
 }
 
+/* Held tasks that can no longer be taken back (their replacement started)
+ * leave the node's desired set at once: its agent stops them. */
+static void node_prune_held(struct cluster *c, struct node *n)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n->nheld; i++) {
+		if (take_back_target(c, n, hmap_get(&c->tasks, n->held[i])))
+			n->held[k++] = n->held[i];
+		else
+			free(n->held[i]);
+	}
+	if (k == n->nheld)
+		return;
+	n->nheld = k;
+	if (!k) {
+		free(n->held);
+		n->held = NULL;
+		n->held_until_mono = 0;
+	}
+	node_touch(c, n);
+}
+
 /* Timers of a node that is up: its flap back-off and its held tasks. */
 static void node_timers(struct cluster *c, struct node *n, int64_t mono)
 {
+	if (n->nheld)
+		node_prune_held(c, n);
 	if (n->in_backoff && mono >= n->backoff_until_mono) {
 		n->in_backoff = false;
 		c->sched_needed = true;
