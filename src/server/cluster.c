@@ -167,6 +167,8 @@ void cluster_free(struct cluster *c)
 	cluster_release_state(c);
 	free(c->dirty);
 	free(c->changed);
+	free(c->node_index.items);
+	free(c->job_index.items);
 	store_batch_free(c->pending);
 	liveness_free(c->live);
 	pthread_mutex_destroy(&c->lock);
@@ -902,6 +904,7 @@ static struct job *job_new(struct cluster *c, const char *key)
 	j->key = xstrdup(key);
 	j->created_ms = j->updated_ms = time_now_ms();
 	hmap_put(&c->jobs, key, j);
+	c->job_index.gen++;
 	return j;
 }
 
@@ -939,6 +942,7 @@ static void job_forget(struct cluster *c, struct job *j)
 	}
 	j->nended = 0;
 	hmap_del(&c->jobs, j->key);
+	c->job_index.gen++;
 	job_free(j);
 }
 
@@ -1198,6 +1202,7 @@ static struct node *node_new(struct cluster *c, const char *name)
 	n->ports = port_pool_new(n->port_lo, n->port_hi);
 	hmap_init_borrowed(&n->tasks);
 	hmap_put(&c->nodes, name, n);
+	c->node_index.gen++;
 	n->live = liveness_node(c->live, name);
 	return n;
 }
@@ -2692,7 +2697,7 @@ struct job_row {
 
 struct view_rows {
 	bool jobs;
-	size_t limit;
+	bool more;	   /* items past the page match too: "next" is set */
 	struct sbuf arena; /* every string of the snapshot, NUL-terminated */
 	void *rows;
 	size_t n, cap;
@@ -2720,7 +2725,6 @@ static struct view_rows *rows_new(bool jobs, const struct view_filter *f)
 {
 	struct view_rows *r = xcalloc(1, sizeof *r);
 	r->jobs = jobs;
-	r->limit = f ? f->limit : 0;
 	sbuf_init(&r->arena);
 	return r;
 }
@@ -2734,18 +2738,65 @@ void view_rows_free(struct view_rows *r)
 	free(r);
 }
 
+static int cmp_node_name(const void *a, const void *b)
+{
+	return strcmp((*(struct node *const *)a)->name, (*(struct node *const *)b)->name);
+}
+
+static int cmp_job_key(const void *a, const void *b)
+{
+	return strcmp((*(struct job *const *)a)->key, (*(struct job *const *)b)->key);
+}
+
+/* The map's items sorted by name, rebuilt only after one came or went. */
+static void index_refresh(struct name_index *ix, const struct hmap *m,
+			  int (*cmp)(const void *, const void *))
+{
+	if (ix->items && ix->built_gen == ix->gen && ix->n == m->count)
+		return;
+	ix->items = xrealloc(ix->items, (m->count + 1) * sizeof *ix->items);
+	ix->n = 0;
+	size_t it = 0;
+	void *v;
+	while (hmap_next(m, &it, NULL, &v))
+		ix->items[ix->n++] = v;
+	qsort(ix->items, ix->n, sizeof *ix->items, cmp);
+	ix->built_gen = ix->gen;
+}
+
+/* The first item of the index whose name is after `after`. */
+static size_t index_start(const struct name_index *ix, const char *after, bool jobs)
+{
+	if (!after)
+		return 0;
+	size_t lo = 0, hi = ix->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const char *name = jobs ? ((struct job *)ix->items[mid])->key
+					: ((struct node *)ix->items[mid])->name;
+		if (strcmp(name, after) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 struct view_rows *cluster_node_rows(struct cluster *c, const struct view_filter *f)
 {
 	struct view_rows *r = rows_new(false, f);
 	int64_t mono = time_mono_ms(), now = time_now_ms();
-	size_t it = 0;
-	void *v;
-	while (hmap_next(&c->nodes, &it, NULL, &v)) {
-		struct node *n = v;
+	index_refresh(&c->node_index, &c->nodes, cmp_node_name);
+	size_t limit = f && f->limit ? f->limit : SIZE_MAX;
+	for (size_t i = index_start(&c->node_index, f ? f->after : NULL, false);
+	     i < c->node_index.n; i++) {
+		struct node *n = c->node_index.items[i];
 		if (f && f->state >= 0 && (int)n->state != f->state)
 			continue;
-		if (f && f->after && strcmp(n->name, f->after) <= 0)
-			continue;
+		if (r->n == limit) {
+			r->more = true;
+			break;
+		}
 		struct node_row *w = rows_push(r, sizeof *w);
 		w->name = arena_add(&r->arena, n->name);
 		w->id = arena_add(&r->arena, n->id);
@@ -2777,14 +2828,17 @@ struct view_rows *cluster_job_rows(struct cluster *c, const struct view_filter *
 {
 	struct view_rows *r = rows_new(true, f);
 	size_t rlen = f && f->role ? strlen(f->role) : 0;
-	size_t it = 0;
-	void *v;
-	while (hmap_next(&c->jobs, &it, NULL, &v)) {
-		struct job *j = v;
+	index_refresh(&c->job_index, &c->jobs, cmp_job_key);
+	size_t limit = f && f->limit ? f->limit : SIZE_MAX;
+	for (size_t i = index_start(&c->job_index, f ? f->after : NULL, true); i < c->job_index.n;
+	     i++) {
+		struct job *j = c->job_index.items[i];
 		if (rlen && (strncmp(j->key, f->role, rlen) || j->key[rlen] != '/'))
 			continue;
-		if (f && f->after && strcmp(j->key, f->after) <= 0)
-			continue;
+		if (r->n == limit) {
+			r->more = true;
+			break;
+		}
 		struct job_row *w = rows_push(r, sizeof *w);
 		struct job_version *jv = job_version_get(j, j->version);
 		w->key = arena_add(&r->arena, j->key);
@@ -2803,14 +2857,6 @@ static const char *row_name(const struct view_rows *r, size_t i)
 	size_t off = r->jobs ? ((const struct job_row *)r->rows)[i].key
 			     : ((const struct node_row *)r->rows)[i].name;
 	return r->arena.buf + off;
-}
-
-static _Thread_local const struct view_rows *sort_rows_ctx;
-
-static int cmp_row_index(const void *a, const void *b)
-{
-	return strcmp(row_name(sort_rows_ctx, *(const size_t *)a),
-		      row_name(sort_rows_ctx, *(const size_t *)b));
 }
 
 /* A real as jansson writes it: always with a fraction or an exponent. */
@@ -2902,12 +2948,7 @@ static void render_job(struct sbuf *sb, const struct view_rows *r, const struct 
 
 char *view_rows_render(struct view_rows *r, bool paged)
 {
-	size_t *order = xcalloc(r->n + 1, sizeof *order);
-	for (size_t i = 0; i < r->n; i++)
-		order[i] = i;
-	sort_rows_ctx = r; /* qsort has no context argument: one per thread */
-	qsort(order, r->n, sizeof *order, cmp_row_index);
-	size_t n = r->limit && r->limit < r->n ? r->limit : r->n;
+	size_t n = r->n; /* in name order already */
 	struct sbuf sb;
 	sbuf_init(&sb);
 	if (paged)
@@ -2918,21 +2959,20 @@ char *view_rows_render(struct view_rows *r, bool paged)
 		if (i)
 			sbuf_adds(&sb, ",");
 		if (r->jobs)
-			render_job(&sb, r, &((struct job_row *)r->rows)[order[i]]);
+			render_job(&sb, r, &((struct job_row *)r->rows)[i]);
 		else
-			render_node(&sb, r, &((struct node_row *)r->rows)[order[i]]);
+			render_node(&sb, r, &((struct node_row *)r->rows)[i]);
 	}
 	sbuf_adds(&sb, "]");
 	if (paged) {
 		sbuf_adds(&sb, ",\"next\":");
-		if (n < r->n)
-			sbuf_add_json_str(&sb, row_name(r, order[n - 1]));
+		if (r->more && n)
+			sbuf_add_json_str(&sb, row_name(r, n - 1));
 		else
 			sbuf_adds(&sb, "null");
 		sbuf_adds(&sb, "}");
 	}
 	sbuf_adds(&sb, "\n");
-	free(order);
 	view_rows_free(r);
 	return sbuf_detach(&sb);
 }
@@ -3045,6 +3085,7 @@ static void replica_job_remove(struct cluster *c, struct job *j)
 	free(gone);
 	char *key = xstrdup(j->key);
 	hmap_del(&c->jobs, key);
+	c->job_index.gen++;
 	free(key);
 	job_free(j);
 	c->derived_stale = true;
@@ -3389,6 +3430,7 @@ static void apply_delete(struct cluster *c, const char *key)
 				((struct task *)v)->node = NULL;
 		char *name = xstrdup(n->name);
 		hmap_del(&c->nodes, name);
+		c->node_index.gen++;
 		free(name);
 		node_free(n);
 		c->derived_stale = true;
@@ -3532,6 +3574,8 @@ void cluster_replica_reset(struct cluster *c)
 	hmap_init(&c->jobs);
 	hmap_init(&c->nodes);
 	hmap_init(&c->orphans);
+	c->job_index.gen++;
+	c->node_index.gen++;
 	c->orphans_retry = false;
 	c->derived_stale = false;
 }

@@ -214,6 +214,13 @@ struct cluster {
 	struct liveness *live;	   /* heartbeat stamps and deaf time (liveness.h) */
 	uint64_t changes;	   /* bumped by every change of state (watches: wake or not) */
 	uint64_t nodes_down_total; /* nodes judged DOWN since start */
+	/* Nodes and jobs sorted by name, for paged views; rebuilt when a node
+	 * or job came or went (its gen moved). */
+	struct name_index {
+		void **items;
+		size_t n;
+		uint64_t gen, built_gen;
+	} node_index, job_index;
 	/* Replicas (HA followers, cluster_replica_*): */
 	bool derived_stale;  /* records changed since derive() (cluster.c) */
 	struct hmap orphans; /* key -> record naming a job or node not known yet */
