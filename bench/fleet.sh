@@ -13,13 +13,17 @@
 # - server_cpu_*: the server's CPU (100 = one core) over the first and the
 #   last 30 s of the polling phase; server_rss_*: its VmRSS then.
 #
+# --stall S: once, after the first CPU window, the server is paused
+# (SIGSTOP) for S seconds, as a long GC-like pause or a stalled VM would:
+# it must not blame its agents for it.
+#
 # Usage: bench/fleet.sh [--agents N] [--minutes M] [--clients C] [--jobs J]
-#                       [--sim-threads T]
+#                       [--sim-threads T] [--stall S]
 # Defaults: 10,000 agents, 10 minutes, 4 clients, 20 jobs of 50 instances.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 BERTH=${BERTH_BIN:-$top/build/berth}
-agents=10000 minutes=10 clients=4 jobs=20 sim_threads=1
+agents=10000 minutes=10 clients=4 jobs=20 sim_threads=1 stall=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--agents) agents=$2; shift 2 ;;
@@ -27,7 +31,8 @@ while [ $# -gt 0 ]; do
 	--clients) clients=$2; shift 2 ;;
 	--jobs) jobs=$2; shift 2 ;;
 	--sim-threads) sim_threads=$2; shift 2 ;;
-	-h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+	--stall) stall=$2; shift 2 ;;
+	-h|--help) sed -n '2,23p' "$0"; exit 0 ;;
 	*) echo "fleet.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -37,6 +42,7 @@ data=$(mktemp -d /tmp/berth-fleet.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 server_pid= sim_pid= poll_pid=
 cleanup() {
+	[ -n "$server_pid" ] && kill -CONT "$server_pid" 2>/dev/null
 	for pid in $poll_pid $sim_pid $server_pid; do
 		kill -TERM "$pid" 2>/dev/null || true
 		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
@@ -102,6 +108,12 @@ window=30
 [ "$secs" -lt 90 ] && window=$((secs / 3))
 rss_start=$(rss_mib)
 cpu_start=$(cpu_pct "$window")
+if [ "$stall" != 0 ]; then
+	echo "fleet: pausing the server for ${stall}s ($(downs) DOWN events so far)" >&2
+	kill -STOP "$server_pid"
+	sleep "$stall"
+	kill -CONT "$server_pid"
+fi
 t0=$(date +%s)
 while [ $(($(date +%s) - t0 + window)) -lt "$((secs - window))" ]; do
 	sleep 10
@@ -114,6 +126,6 @@ wait "$poll_pid" || true
 poll_pid=
 cat "$data/poll.err" >&2
 echo "fleet: DOWN events: $downs_before before the clients started, $(downs) in all" >&2
-echo "agents=$agents minutes=$minutes down_events=$(downs) registered_s=$registered_s" \
+echo "agents=$agents minutes=$minutes stall_s=$stall down_events=$(downs) registered_s=$registered_s" \
 	"server_cpu_start_pct=$cpu_start server_cpu_end_pct=$cpu_end" \
 	"server_rss_start_mib=$rss_start server_rss_end_mib=$rss_end $(cat "$data/poll.out")"

@@ -11,7 +11,10 @@
  * acknowledges anything to a user or an agent.
  *
  * Locking: one mutex, `lock`, guards everything in struct cluster. Every
- * function here expects it held, except cluster_new/cluster_free.
+ * function here expects it held, except cluster_new/cluster_free and
+ * view_rows_render/view_rows_free (they work on a snapshot). Heartbeat
+ * stamps live apart, in `live` (liveness.h), under that table's own lock:
+ * request threads stamp them without this one.
  */
 #ifndef BERTH_CLUSTER_H
 #define BERTH_CLUSTER_H
