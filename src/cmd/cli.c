@@ -148,7 +148,7 @@ void cli_format_size(unsigned long long b, char *buf, size_t n)
 }
 
 /* Large lists come in pages of this many (the server's limit is higher). */
-#define CLI_PAGE 1000
+#define CLI_PAGE 5000
 
 int cli_get_all_pages(struct http_client *hc, const char *path, const char *query,
 		      const char *items_key, json_t **out, struct berr *err)
