@@ -6,8 +6,9 @@
 # event is the server's own fault.
 #
 # Prints progress to stderr and one final line:
-#   agents=… minutes=… down_events=… registered_s=… server_cpu_start_pct=…
-#   server_cpu_end_pct=… server_rss_start_mib=… server_rss_end_mib=…
+#   agents=… minutes=… stall_s=… down_events=… registered_s=…
+#   server_cpu_start_pct=… server_cpu_end_pct=… server_deaf_ms=…
+#   server_rss_start_mib=… server_rss_end_mib=…
 #   reads=… read_errors=… node_list_p50_ms=… … job_status_max_ms=…
 # - down_events: "is down" lines in the server log (target: 0);
 # - server_cpu_*: the server's CPU (100 = one core) over the first and the
@@ -122,10 +123,13 @@ while [ $(($(date +%s) - t0 + window)) -lt "$((secs - window))" ]; do
 done
 cpu_end=$(cpu_pct "$window")
 rss_end=$(rss_mib)
+# The server's own account (servers before issue 10 have none): deaf_ms is
+# the time it could not hear agents and did not hold against them.
+deaf=$(curl -fsS "http://127.0.0.1:$port/v1/health" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("deaf_ms", "n/a"))' || echo n/a)
 wait "$poll_pid" || true
 poll_pid=
 cat "$data/poll.err" >&2
 echo "fleet: DOWN events: $downs_before before the clients started, $(downs) in all" >&2
 echo "agents=$agents minutes=$minutes stall_s=$stall down_events=$(downs) registered_s=$registered_s" \
-	"server_cpu_start_pct=$cpu_start server_cpu_end_pct=$cpu_end" \
+	"server_cpu_start_pct=$cpu_start server_cpu_end_pct=$cpu_end server_deaf_ms=$deaf" \
 	"server_rss_start_mib=$rss_start server_rss_end_mib=$rss_end $(cat "$data/poll.out")"
