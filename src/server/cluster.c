@@ -1366,9 +1366,9 @@ static bool task_take_back(struct cluster *c, struct node *n, struct task *t, in
 	char msg[300];
 	snprintf(msg, sizeof msg, "cancelled: %s still runs on %s, which came back", t->id,
 		 n->name);
-	r->no_replace = true;
-	if (!task_transition(c, r, TASK_KILLED, msg))
+	if (!task_transition_check(r->state, TASK_KILLED))
 		return false;
+	/* Out of the job's history first: ending r prunes the oldest of it. */
 	for (size_t e = 0; e < j->nended; e++)
 		if (j->ended[e] == t) {
 			memmove(j->ended + e, j->ended + e + 1,
@@ -1376,6 +1376,8 @@ static bool task_take_back(struct cluster *c, struct node *n, struct task *t, in
 			j->nended--;
 			break;
 		}
+	r->no_replace = true;
+	task_transition(c, r, TASK_KILLED, msg);
 	/* Outside the transition table on purpose: LOST was the server's
 	 * guess, and the agent's report proves it wrong. */
 	t->state = (enum task_state)st;
