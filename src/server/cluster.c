@@ -1338,12 +1338,20 @@ static struct task *take_back_target(struct cluster *c, struct node *n, struct t
 		return NULL;
 	struct job *j = t->job;
 	struct task *r = (size_t)t->instance < j->nactive ? j->active[t->instance] : NULL;
-	if (!task_spec_of(t) || !r || r->version != t->version || !r->ancestor ||
-	    strcmp(r->ancestor, t->id) ||
+	if (!task_spec_of(t) || !r || r->version != t->version ||
 	    (r->state != TASK_PENDING && r->state != TASK_THROTTLED && r->state != TASK_ASSIGNED))
 		return NULL;
-	(void)c;
-	return r;
+	/* r descends from t through replacements that never ran (each placed
+	 * on a node that went DOWN too before starting it, say). */
+	const struct task *cur = r;
+	for (int depth = 0; depth < 32 && cur->ancestor; depth++) {
+		if (!strcmp(cur->ancestor, t->id))
+			return r;
+		cur = hmap_get(&c->tasks, cur->ancestor);
+		if (!cur || cur->running_since_ms || cur->instance != t->instance)
+			return NULL;
+	}
+	return NULL;
 }
 
 /* A task LOST with its node, reported RUNNING (or STARTING) by the node's

@@ -1575,6 +1575,32 @@ TEST(returning_node_takes_back_running_tasks_and_cancels_pending_replacements)
 	fx_teardown(&f);
 }
 
+TEST(returning_node_takes_back_through_replacements_that_never_ran)
+{
+	struct cluster_config cfg;
+	cluster_config_defaults(&cfg);
+	cfg.down_after_ms = 200;
+	struct fx f;
+	fx_setup(&f, &cfg);
+	running_service(&f, 1);
+	char *id = xstrdup(active(&f, WEB, 0)->id);
+	uint64_t known = node_get(&f, "n1")->desired_version;
+	CHECK(agent_register(&f, "n2") > 0);
+	heartbeat_for(&f, "n2", 300); /* n1 DOWN: the replacement goes to n2 */
+	CHECK_STR(node_of(active(&f, WEB, 0)), "n2");
+	run_for(&f, 300); /* n2 DOWN too before starting it: a third task waits */
+	CHECK_STR(state_of(active(&f, WEB, 0)), "PENDING");
+	CHECK(strcmp(active(&f, WEB, 0)->ancestor, id) != 0);
+	json_t *report = json_array();
+	json_array_append_new(report, rep(id, "RUNNING", 1000));
+	CHECK(agent_watch(&f, "n1", (long long)known, report) > 0);
+	CHECK_STR(active(&f, WEB, 0) ? active(&f, WEB, 0)->id : NULL, id);
+	CHECK_STR(state_of(active(&f, WEB, 0)), "RUNNING");
+	CHECK(live_tasks(&f, WEB) == 1);
+	free(id);
+	fx_teardown(&f);
+}
+
 TEST(returning_node_cancels_assigned_replacement_but_not_a_running_one)
 {
 	struct cluster_config cfg;
@@ -3600,6 +3626,7 @@ UNIT_MAIN(
     node_down_tasks_lost_and_pending_without_other_node, node_down_tasks_move_to_second_node,
     returning_node_takes_back_running_tasks_and_cancels_pending_replacements,
     returning_node_cancels_assigned_replacement_but_not_a_running_one,
+    returning_node_takes_back_through_replacements_that_never_ran,
     flapping_node_backoff_doubles_and_blocks_placement,
     server_stall_does_not_mark_nodes_down_but_a_dead_agent_still_is,
     paging_returns_every_node_and_job_exactly_once, drain_moves_tasks_off_and_node_is_drained,
