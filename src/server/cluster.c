@@ -1571,6 +1571,34 @@ static const char *job_version_task_text(struct job_version *jv)
 	return jv->task_text;
 }
 
+/* One entry of a desired set: in full, or by id when the agent has it. */
+static void add_desired_task(struct sbuf *sb, struct node *n, struct task *t, bool by_id,
+			     bool *first)
+{
+	struct job_version *jv = job_version_get(t->job, t->version);
+	if (!jv)
+		return;
+	sbuf_adds(sb, *first ? "{\"id\":" : ",{\"id\":");
+	*first = false;
+	sbuf_add_json_str(sb, t->id);
+	if (by_id) {
+		sbuf_adds(sb, "}");
+		return;
+	}
+	sbuf_adds(sb, ",\"job\":");
+	sbuf_add_json_str(sb, t->job->key);
+	sbuf_addf(sb, ",\"instance\":%d,\"version\":%d,\"host\":", t->instance, t->version);
+	sbuf_add_json_str(sb, n->name);
+	if (t->ports) {
+		char *p = json_dumps(t->ports, JSON_COMPACT);
+		sbuf_addf(sb, ",\"ports\":%s", p);
+		free(p);
+	} else {
+		sbuf_adds(sb, ",\"ports\":{}");
+	}
+	sbuf_addf(sb, ",\"task\":%s}", job_version_task_text(jv));
+}
+
 char *cluster_node_desired_text(struct cluster *c, struct node *n, uint64_t known)
 {
 	/* Written as text: with thousands of agents polling this is the
@@ -1593,42 +1621,19 @@ char *cluster_node_desired_text(struct cluster *c, struct node *n, uint64_t know
 	void *v;
 	while (hmap_next(&n->tasks, &it, NULL, &v)) {
 		struct task *t = v;
-		if (t->state != TASK_ASSIGNED && t->state != TASK_STARTING &&
-		    t->state != TASK_RUNNING && t->state != TASK_PARTITIONED)
-			continue;
-		struct job_version *jv = job_version_get(t->job, t->version);
-		if (!jv)
-			continue;
-		sbuf_adds(&sb, first ? "{\"id\":" : ",{\"id\":");
-		first = false;
-		sbuf_add_json_str(&sb, t->id);
-		if (known && t->assigned_at <= known) {
-			sbuf_adds(&sb, "}");
-			continue;
-		}
-		sbuf_adds(&sb, ",\"job\":");
-		sbuf_add_json_str(&sb, t->job->key);
-		sbuf_addf(&sb, ",\"instance\":%d,\"version\":%d,\"host\":", t->instance,
-			  t->version);
-		sbuf_add_json_str(&sb, n->name);
-		if (t->ports) {
-			char *p = json_dumps(t->ports, JSON_COMPACT);
-			sbuf_addf(&sb, ",\"ports\":%s", p);
-			free(p);
-		} else {
-			sbuf_adds(&sb, ",\"ports\":{}");
-		}
-		sbuf_addf(&sb, ",\"task\":%s}", job_version_task_text(jv));
+		if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING ||
+		    t->state == TASK_RUNNING || t->state == TASK_PARTITIONED)
+			add_desired_task(&sb, n, t, known && t->assigned_at <= known, &first);
 	}
-	/* Until then the tasks it ran stay in its set (by id: it has them). */
-	for (size_t i = 0; known && i < n->nheld; i++) {
-		sbuf_adds(&sb, first ? "{\"id\":" : ",{\"id\":");
-		first = false;
-		sbuf_add_json_str(&sb, n->held[i]);
-		sbuf_adds(&sb, "}");
+	/* Until its report says which it still runs, the tasks it ran when it
+	 * went DOWN stay in its set: by id (it has them), or in full when it
+	 * asks for everything (known 0), so that it stops none of them. */
+	for (size_t i = 0; i < n->nheld; i++) {
+		struct task *t = hmap_get(&c->tasks, n->held[i]);
+		if (t)
+			add_desired_task(&sb, n, t, known != 0, &first);
 	}
 	sbuf_addf(&sb, "]%s}", ask);
-	(void)c;
 	return sbuf_detach(&sb);
 }
 
