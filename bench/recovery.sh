@@ -9,19 +9,25 @@
 # - detect_s: kill -> all K nodes DOWN in GET /v1/nodes;
 # - recovered_s: kill -> every one of the T tasks RUNNING again (GET /v1/jobs).
 # Target (DESIGN.md): <= 5 s with default settings (down_after 3 s).
+# With --poll-clients C (default 1; 0 for none), C clients call
+# `berth node list --json`, `job list --json` and `job status` in a loop
+# meanwhile (bench/poller.py), and a second line gives their figures and the
+# server's DOWN count: poll_reads=… poll_node_list_p50_ms=… down_events=…
 #
 # Usage: bench/recovery.sh [--agents N] [--tasks T] [--kill K] [--timeout SECONDS]
+#                          [--poll-clients C]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 BERTH=${BERTH_BIN:-$top/build/berth}
-agents=100 tasks=1000 kill=10 timeout=600
+agents=100 tasks=1000 kill=10 timeout=600 poll_clients=1
 while [ $# -gt 0 ]; do
 	case $1 in
 	--agents) agents=$2; shift 2 ;;
 	--tasks) tasks=$2; shift 2 ;;
 	--kill) kill=$2; shift 2 ;;
 	--timeout) timeout=$2; shift 2 ;;
-	-h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+	--poll-clients) poll_clients=$2; shift 2 ;;
+	-h|--help) sed -n '2,20p' "$0"; exit 0 ;;
 	*) echo "recovery.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -33,9 +39,9 @@ fi
 
 data=$(mktemp -d /tmp/berth-recovery.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-server_pid= keep_pid= victim_pid=
+server_pid= keep_pid= victim_pid= poll_pid=
 cleanup() {
-	for pid in $victim_pid $keep_pid $server_pid; do
+	for pid in $poll_pid $victim_pid $keep_pid $server_pid; do
 		kill -TERM "$pid" 2>/dev/null || true
 		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
 		kill -KILL "$pid" 2>/dev/null || true
@@ -54,6 +60,11 @@ for _ in $(seq 1 100); do
 	sleep 0.05
 done
 echo "recovery: server pid $server_pid; $((agents - kill)) + $kill simulated agents" >&2
+if [ "$poll_clients" -gt 0 ]; then
+	python3 "$top/bench/poller.py" --berth "$BERTH" --addr "http://127.0.0.1:$port" \
+		--clients "$poll_clients" --prefix poll_ >"$data/poll.out" 2>"$data/poll.err" &
+	poll_pid=$!
+fi
 "$BERTH" agent -q --simulate $((agents - kill)) --name keep --server "127.0.0.1:$port" \
 	>"$data/keep.log" 2>&1 &
 keep_pid=$!
@@ -165,4 +176,11 @@ rc=$?
 set -e
 # The killed process is gone: never signal its pid again.
 victim_pid=
+if [ -n "$poll_pid" ]; then
+	kill -TERM "$poll_pid" 2>/dev/null || true
+	wait "$poll_pid" 2>/dev/null || true
+	poll_pid=
+	cat "$data/poll.err" >&2
+	echo "$(cat "$data/poll.out") down_events=$(grep -c 'is down' "$data/server.log" || true)"
+fi
 exit $rc

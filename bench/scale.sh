@@ -15,12 +15,18 @@
 # Targets (DESIGN.md): >= 50,000 placements/s with 1M tasks on 10,000 agents;
 # <= 1 KiB per task.
 #
+# With --poll-clients C (default 1; 0 for none), C clients call
+# `berth node list --json`, `job list --json` and `job status` in a loop
+# meanwhile (bench/poller.py), and a second line gives their figures and the
+# server's DOWN count: poll_reads=… poll_node_list_p50_ms=… down_events=…
+#
 # Usage: bench/scale.sh [--agents N] [--jobs J] [--instances I]
 #                       [--submitters S] [--sim-threads T] [--timeout SECONDS]
+#                       [--poll-clients C]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 BERTH=${BERTH_BIN:-$top/build/berth}
-agents=100 jobs=100 instances=10 submitters=16 sim_threads=1 timeout=600
+agents=100 jobs=100 instances=10 submitters=16 sim_threads=1 timeout=600 poll_clients=1
 while [ $# -gt 0 ]; do
 	case $1 in
 	--agents) agents=$2; shift 2 ;;
@@ -29,7 +35,8 @@ while [ $# -gt 0 ]; do
 	--submitters) submitters=$2; shift 2 ;;
 	--sim-threads) sim_threads=$2; shift 2 ;;
 	--timeout) timeout=$2; shift 2 ;;
-	-h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+	--poll-clients) poll_clients=$2; shift 2 ;;
+	-h|--help) sed -n '2,25p' "$0"; exit 0 ;;
 	*) echo "scale.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -37,9 +44,9 @@ done
 
 data=$(mktemp -d /tmp/berth-scale.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-server_pid= sim_pid=
+server_pid= sim_pid= poll_pid=
 cleanup() {
-	for pid in $sim_pid $server_pid; do
+	for pid in $poll_pid $sim_pid $server_pid; do
 		kill -TERM "$pid" 2>/dev/null || true
 		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
 		kill -KILL "$pid" 2>/dev/null || true
@@ -63,6 +70,11 @@ echo "scale: server pid $server_pid on 127.0.0.1:$port; starting $agents simulat
 "$BERTH" agent --simulate "$agents" --name sim --server "127.0.0.1:$port" --sim-racks 20 \
 	--sim-threads "$sim_threads" >"$data/sim.log" 2>&1 &
 sim_pid=$!
+if [ "$poll_clients" -gt 0 ]; then
+	python3 "$top/bench/poller.py" --berth "$BERTH" --addr "http://127.0.0.1:$port" \
+		--clients "$poll_clients" --prefix poll_ >"$data/poll.out" 2>"$data/poll.err" &
+	poll_pid=$!
+fi
 
 export SCALE_RESULT=$data/result
 python3 - "$port" "$server_pid" "$sim_pid" "$agents" "$jobs" "$instances" "$submitters" \
@@ -218,3 +230,10 @@ wait "$sim_pid" 2>/dev/null || true
 sim_pid=
 grep -h 'traffic over' "$data/sim.log" | sed 's/^.*info  /scale: /' >&2 || true
 cat "$SCALE_RESULT"
+if [ -n "$poll_pid" ]; then
+	kill -TERM "$poll_pid" 2>/dev/null || true
+	wait "$poll_pid" 2>/dev/null || true
+	poll_pid=
+	cat "$data/poll.err" >&2
+	echo "$(cat "$data/poll.out") down_events=$(grep -c 'is down' "$data/server.log" || true)"
+fi

@@ -99,6 +99,7 @@ struct sim_agent {
 	uint8_t server;	   /* index into sim->addrs */
 	uint8_t phase, req;
 	bool registered, ever_registered, force_full, sent_full;
+	bool deferred; /* the next request waits for a retry timer (jitter) */
 };
 
 /* A timer: an agent's retry (id NULL) or a task's simulated failure. */
@@ -568,7 +569,7 @@ static bool scan_desired_task(struct scan *s, struct desired *d)
  * the desired tasks into l->want. Returns the number of tasks, -1 when the
  * version is unchanged, -2 on malformed input. */
 static long scan_watch_reply(struct sim_loop *l, const char *body, size_t len, uint64_t known,
-			     uint64_t *version)
+			     uint64_t *version, bool *report)
 {
 	struct scan s = {body, body + len};
 	const char *k, *tasks_at = NULL;
@@ -586,6 +587,10 @@ static long scan_watch_reply(struct sim_loop *l, const char *body, size_t len, u
 			*version = v;
 			have_version = true;
 			s.p = end;
+		} else if (key_is(k, kn, "report")) {
+			*report = s.p + 4 <= s.end && !memcmp(s.p, "true", 4);
+			if (!sc_skip(&s))
+				return -2;
 		} else {
 			if (key_is(k, kn, "tasks"))
 				tasks_at = s.p;
@@ -744,6 +749,20 @@ static void conn_close(struct sim_agent *a)
 	a->phase = PH_IDLE;
 }
 
+/* The next request after a back-off with full jitter (a random delay up to
+ * a cap that doubles per consecutive failure): agents that failed together,
+ * e.g. every agent of a busy server, must not come back together. */
+static void agent_retry_later(struct sim_loop *l, struct sim_agent *a)
+{
+	int shift = a->failures < 6 ? a->failures : 6;
+	int64_t cap = (int64_t)250 << shift;
+	if (cap > BACKOFF_MAX_MS)
+		cap = BACKOFF_MAX_MS;
+	int64_t delay = rnd_next(l) % (uint32_t)(cap + 1);
+	heap_push(&l->retries, (struct timer){.due = time_mono_ms() + delay,
+					      .agent = (uint32_t)(a - l->agents)});
+}
+
 /* Something went wrong with the connection or the request: start over on a
  * new connection after a back-off, with a full report. */
 static void agent_fail(struct sim_loop *l, struct sim_agent *a, const char *what)
@@ -758,18 +777,7 @@ static void agent_fail(struct sim_loop *l, struct sim_agent *a, const char *what
 		a->failures++;
 	/* Try the next server of the list, as the real agent does. */
 	a->server = (uint8_t)((a->server + 1) % l->sim->naddrs);
-	int64_t delay;
-	if (a->failures == 1) {
-		delay = rnd_next(l) % 100;
-	} else {
-		int shift = a->failures < 7 ? a->failures : 7;
-		int64_t cap = (int64_t)100 << shift;
-		if (cap > BACKOFF_MAX_MS)
-			cap = BACKOFF_MAX_MS;
-		delay = cap / 2 + rnd_next(l) % (uint32_t)(cap / 2 + 1);
-	}
-	heap_push(&l->retries, (struct timer){.due = time_mono_ms() + delay,
-					      .agent = (uint32_t)(a - l->agents)});
+	agent_retry_later(l, a);
 }
 
 static int conn_open(struct sim_loop *l, struct sim_agent *a)
@@ -817,10 +825,13 @@ static void send_request(struct sim_loop *l, struct sim_agent *a, const char *pa
 {
 	struct sbuf req;
 	sbuf_init(&req);
+	char name[160];
+	agent_name(l->sim, a, name, sizeof name);
+	/* X-Berth-Node: the server stamps the heartbeat before the body. */
 	sbuf_addf(&req,
 		  "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-		  "Content-Length: %zu\r\n\r\n",
-		  path, l->sim->hosts[a->server % l->sim->naddrs], body->len);
+		  "X-Berth-Node: %s\r\nContent-Length: %zu\r\n\r\n",
+		  path, l->sim->hosts[a->server % l->sim->naddrs], name, body->len);
 	sbuf_add(&req, body->buf, body->len);
 	sbuf_release(body);
 	l->bytes_out += req.len;
@@ -1022,7 +1033,13 @@ static void on_register_reply(struct sim_loop *l, struct sim_agent *a, struct ht
 static void on_watch_reply(struct sim_loop *l, struct sim_agent *a, struct http_reply *r)
 {
 	if (r->status == 404) {
-		a->registered = false; /* the server forgot us: register again at once */
+		/* The server forgot us: register again, after a jittered delay
+		 * (a server that forgot one agent forgot them all). */
+		a->registered = false;
+		a->force_full = true;
+		if (a->failures < 1000)
+			a->failures++;
+		a->deferred = true;
 		return;
 	}
 	if (r->status != 200) {
@@ -1040,7 +1057,10 @@ static void on_watch_reply(struct sim_loop *l, struct sim_agent *a, struct http_
 		drop_reported_ends(a);
 	}
 	uint64_t version = 0;
-	long n = scan_watch_reply(l, r->body, r->body_len, a->known_version, &version);
+	bool report = false;
+	long n = scan_watch_reply(l, r->body, r->body_len, a->known_version, &version, &report);
+	if (report)
+		a->force_full = true; /* the server asks what we hold (back from DOWN) */
 	if (n == -2) {
 		agent_fail(l, a, "watch: malformed reply");
 		return;
@@ -1065,12 +1085,17 @@ static void agent_on_reply(struct sim_loop *l, struct sim_agent *a, struct http_
 		on_watch_reply(l, a, r);
 	if (a->fd < 0)
 		return; /* failed: a retry is scheduled */
-	a->failures = 0;
 	free(a->in);
 	a->in = NULL;
 	a->in_len = a->in_cap = 0;
 	if (close_after)
 		conn_close(a);
+	if (a->deferred) {
+		a->deferred = false;
+		agent_retry_later(l, a);
+		return;
+	}
+	a->failures = 0;
 	/* Always one request in flight: the next one goes now. */
 	agent_kick(l, a);
 }
@@ -1183,7 +1208,7 @@ static int loop_timers(struct sim_loop *l)
 	while (l->retries.n && l->retries.v[0].due <= now) {
 		struct timer t = heap_pop(&l->retries);
 		struct sim_agent *a = &l->agents[t.agent];
-		if (a->fd < 0 && a->phase == PH_IDLE)
+		if (a->phase == PH_IDLE)
 			agent_kick(l, a);
 	}
 	while (l->fails.n && l->fails.v[0].due <= now) {

@@ -1,5 +1,6 @@
 #include "cmd/cli.h"
 
+#include <curl/curl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,4 +145,51 @@ void cli_format_size(unsigned long long b, char *buf, size_t n)
 		snprintf(buf, n, "%llu %s", (unsigned long long)v, u[i]);
 	else
 		snprintf(buf, n, "%.1f %s", v, u[i]);
+}
+
+/* Large lists come in pages of this many (the server's limit is higher). */
+#define CLI_PAGE 5000
+
+int cli_get_all_pages(struct http_client *hc, const char *path, const char *query,
+		      const char *items_key, json_t **out, struct berr *err)
+{
+	json_t *all = json_array();
+	char *after = NULL;
+	for (;;) {
+		char *esc = after ? curl_easy_escape(NULL, after, 0) : NULL;
+		char *url =
+		    xasprintf("%s?limit=%d%s%s%s%s", path, CLI_PAGE, esc ? "&after=" : "",
+			      esc ? esc : "", query && *query ? "&" : "", query ? query : "");
+		curl_free(esc);
+		free(after);
+		after = NULL;
+		json_t *page = NULL;
+		int r = http_json(hc, "GET", url, NULL, 30000, &page, err);
+		free(url);
+		if (r < 0) {
+			json_decref(all);
+			return -1;
+		}
+		if (json_is_array(page)) {
+			/* A server without paging answers with the whole list. */
+			json_decref(all);
+			*out = page;
+			return 0;
+		}
+		json_t *items = json_object_get(page, items_key);
+		json_t *next = json_object_get(page, "next");
+		if (!json_is_array(items)) {
+			json_decref(page);
+			json_decref(all);
+			return berr_set(err, 502, "the server's page has no '%s' list", items_key);
+		}
+		json_array_extend(all, items);
+		if (json_is_string(next) && json_array_size(items))
+			after = xstrdup(json_string_value(next));
+		json_decref(page);
+		if (!after)
+			break;
+	}
+	*out = all;
+	return 0;
 }

@@ -39,6 +39,11 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Read and parse a spec file; prints the error and returns NULL on failure. */
 struct job_spec *cli_load_spec(const char *path);
 
+/* GET a paged list (GET path?limit=…&after=…[&query], docs/api.md) page
+ * after page into one array *out (new ref); query may be NULL. */
+int cli_get_all_pages(struct http_client *hc, const char *path, const char *query,
+		      const char *items_key, json_t **out, struct berr *err);
+
 /* Print JSON to stdout, indented. */
 void cli_print_json(json_t *j);
 

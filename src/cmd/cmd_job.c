@@ -365,7 +365,7 @@ int cmd_job(int argc, char **argv)
 	} else if (!strcmp(verb, "list")) {
 		struct http_client *hc = cli_client(o[J_ADDR].value);
 		json_t *arr = NULL;
-		if (http_json(hc, "GET", "/v1/jobs", NULL, 10000, &arr, &err) < 0)
+		if (cli_get_all_pages(hc, "/v1/jobs", NULL, "jobs", &arr, &err) < 0)
 			rc = cli_fail("%s", err.msg);
 		else if (o[J_JSON].set)
 			cli_print_json(arr);

@@ -4,10 +4,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "cmd/cli.h"
 #include "cmd/commands.h"
 
-enum { T_ADDR, T_STDERR, T_FOLLOW, T_JSON, T_HELP, T_COUNT };
+enum { T_ADDR, T_STDERR, T_FOLLOW, T_JSON, T_STATE, T_HELP, T_COUNT };
 
 static void opts(struct cli_opt *o)
 {
@@ -16,6 +18,8 @@ static void opts(struct cli_opt *o)
 	    [T_STDERR] = {"--stderr", NULL, false, false, "show stderr instead of stdout"},
 	    [T_FOLLOW] = {"--follow", "-f", false, false, "keep printing new output"},
 	    [T_JSON] = {"--json", NULL, false, false, "print JSON"},
+	    [T_STATE] = {"--state", NULL, true, false,
+			 "node list: only nodes in this state (ACTIVE, DRAINING, DRAINED, DOWN)"},
 	    [T_HELP] = {"--help", "-h", false, false, "show this help"},
 	};
 	memcpy(o, all, sizeof all);
@@ -123,7 +127,7 @@ int cmd_node(int argc, char **argv)
 {
 	struct cli_opt o[T_COUNT];
 	opts(o);
-	const char *usage = "berth node list [--json] | drain NODE | activate NODE";
+	const char *usage = "berth node list [--json] [--state S] | drain NODE | activate NODE";
 	if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
 		cli_usage(usage, o, T_COUNT);
 		return argc < 1 ? 2 : 0;
@@ -139,7 +143,15 @@ int cmd_node(int argc, char **argv)
 		cli_usage(usage, o, T_COUNT);
 	} else if (!strcmp(argv[0], "list")) {
 		json_t *arr = NULL;
-		if (http_json(hc, "GET", "/v1/nodes", NULL, 10000, &arr, &err) < 0)
+		char *query = NULL;
+		if (o[T_STATE].set) {
+			char *esc = curl_easy_escape(NULL, o[T_STATE].value, 0);
+			query = xasprintf("state=%s", esc);
+			curl_free(esc);
+		}
+		int r = cli_get_all_pages(hc, "/v1/nodes", query, "nodes", &arr, &err);
+		free(query);
+		if (r < 0)
 			rc = cli_fail("%s", err.msg);
 		else if (o[T_JSON].set)
 			cli_print_json(arr);

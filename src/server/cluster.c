@@ -26,6 +26,12 @@
 #include "sched/ports.h"
 
 #define MAX_EVENTS 16
+/* A node back from DOWN keeps the tasks it ran in its desired set this
+ * long at most, waiting for the full report that says which still run
+ * (agents send one at least every 10 s). */
+#define HELD_REPORT_MS 15000
+/* The heartbeat judge looks this often at most. */
+#define JUDGE_EVERY_MS 50
 
 static const char *const node_state_names[] = {"ACTIVE", "DRAINING", "DRAINED", "DOWN"};
 
@@ -44,6 +50,17 @@ void cluster_config_defaults(struct cluster_config *cfg)
 	cfg->ended_keep = 100;
 	cfg->ended_max_age_ms = 24 * 3600 * 1000LL;
 	cfg->sample_limit = 64;
+	cfg->flap_backoff_base_ms = 5000;
+	cfg->flap_backoff_max_ms = 300000;
+	cfg->flap_stable_ms = 600000;
+}
+
+/* A request thread busy this long in one handler made the server deaf
+ * (liveness.h): a small part of the detection window. */
+static int64_t stall_threshold(const struct cluster_config *cfg)
+{
+	int64_t t = cfg->down_after_ms / 4;
+	return t > 250 ? 250 : t < 10 ? 10 : t;
 }
 
 struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg)
@@ -62,6 +79,7 @@ struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg)
 	hmap_init(&c->orphans);
 	c->pending = store_batch_new();
 	c->loaded_mono = time_mono_ms();
+	c->live = liveness_new(stall_threshold(&c->cfg), 2 * JUDGE_EVERY_MS);
 	return c;
 }
 
@@ -108,6 +126,9 @@ static void node_free(struct node *n)
 	if (n->ports)
 		port_pool_free(n->ports);
 	free(n->addr);
+	for (size_t i = 0; i < n->nheld; i++)
+		free(n->held[i]);
+	free(n->held);
 	hmap_release(&n->tasks);
 	free(n);
 }
@@ -146,7 +167,10 @@ void cluster_free(struct cluster *c)
 	cluster_release_state(c);
 	free(c->dirty);
 	free(c->changed);
+	free(c->node_index.items);
+	free(c->job_index.items);
 	store_batch_free(c->pending);
+	liveness_free(c->live);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->wake);
 	free(c);
@@ -163,6 +187,7 @@ static uint64_t touched(struct cluster *c)
 
 static void put_json(struct cluster *c, const char *key, json_t *v)
 {
+	c->changes++;
 	char *s = json_dumps(v, JSON_COMPACT);
 	store_batch_put(c->pending, key, s, strlen(s));
 	free(s);
@@ -297,6 +322,16 @@ static void persist_job(struct cluster *c, struct job *j)
 	json_decref(r);
 }
 
+static uint64_t text_hash(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+	return h ? h : 1;
+}
+
+/* The node's record, written only when it differs from the last one: an
+ * agent that registers again unchanged costs no commit. */
 static void persist_node(struct cluster *c, struct node *n)
 {
 	char key[512];
@@ -309,8 +344,16 @@ static void persist_node(struct cluster *c, struct node *n)
 			      "cpu", n->cpu_total, "memory", (json_int_t)n->mem_total, "disk",
 			      (json_int_t)n->disk_total, "port_lo", n->port_lo, "port_hi",
 			      n->port_hi, "addr", n->addr ? n->addr : "");
-	put_json(c, key, r);
+	char *text = json_dumps(r, JSON_COMPACT);
 	json_decref(r);
+	size_t len = strlen(text);
+	uint64_t h = text_hash(text, len);
+	if (h != n->record_hash) {
+		n->record_hash = h;
+		c->changes++;
+		store_batch_put(c->pending, key, text, len);
+	}
+	free(text);
 }
 
 struct store_batch *cluster_take_pending(struct cluster *c, uint64_t *seq)
@@ -367,6 +410,7 @@ static void task_add_event(struct task *t, enum task_state s, const char *msg, i
  * server answers its agent's long poll without scanning every watcher. */
 static void node_touch(struct cluster *c, struct node *n)
 {
+	c->changes++;
 	n->desired_version++;
 	if (n->changed)
 		return;
@@ -438,6 +482,7 @@ static bool task_transition(struct cluster *c, struct task *t, enum task_state t
 		return false;
 	}
 	int64_t now = time_now_ms();
+	c->changes++;
 	waiting_update(c, t, to);
 	t->state = to;
 	task_add_event(t, to, msg, now);
@@ -859,6 +904,7 @@ static struct job *job_new(struct cluster *c, const char *key)
 	j->key = xstrdup(key);
 	j->created_ms = j->updated_ms = time_now_ms();
 	hmap_put(&c->jobs, key, j);
+	c->job_index.gen++;
 	return j;
 }
 
@@ -896,6 +942,7 @@ static void job_forget(struct cluster *c, struct job *j)
 	}
 	j->nended = 0;
 	hmap_del(&c->jobs, j->key);
+	c->job_index.gen++;
 	job_free(j);
 }
 
@@ -1155,6 +1202,8 @@ static struct node *node_new(struct cluster *c, const char *name)
 	n->ports = port_pool_new(n->port_lo, n->port_hi);
 	hmap_init_borrowed(&n->tasks);
 	hmap_put(&c->nodes, name, n);
+	c->node_index.gen++;
+	n->live = liveness_node(c->live, name);
 	return n;
 }
 
@@ -1183,14 +1232,50 @@ static void node_set_resources(struct node *n, json_t *res)
 	}
 }
 
-static void node_mark_up(struct cluster *c, struct node *n)
+static bool node_holds(const struct node *n, const char *id);
+static void node_drop_held(struct cluster *c, struct node *n);
+static void node_prune_held(struct cluster *c, struct node *n);
+
+/* A node back from DOWN flapped: no new placements on it for a back-off
+ * that doubles per flap, forgotten once it stayed up for flap_stable_ms. */
+static void node_flapped(struct cluster *c, struct node *n, int64_t mono)
 {
-	n->last_seen_mono = time_mono_ms();
-	if (n->state == NODE_DOWN) {
-		n->state = n->drain_requested ? NODE_DRAINING : NODE_ACTIVE;
+	if (n->up_since_mono && n->down_mono - n->up_since_mono >= c->cfg.flap_stable_ms)
+		n->flaps = 0;
+	n->flaps++;
+	int64_t b = c->cfg.flap_backoff_base_ms;
+	for (int i = 1; i < n->flaps && b < c->cfg.flap_backoff_max_ms; i++)
+		b *= 2;
+	if (b > c->cfg.flap_backoff_max_ms)
+		b = c->cfg.flap_backoff_max_ms;
+	n->backoff_until_mono = mono + b;
+	n->in_backoff = b > 0;
+	log_info("node %s is up again (%s) after %.1fs DOWN; flap %d: no new tasks for %.0fs",
+		 n->name, node_state_name(n->state), (double)(mono - n->down_mono) / 1000.0,
+		 n->flaps, (double)b / 1000.0);
+}
+
+/* Heard from the node. Returns true when it was DOWN and is up now. */
+static bool node_mark_up(struct cluster *c, struct node *n)
+{
+	int64_t mono = time_mono_ms();
+	n->last_seen_mono = mono;
+	liveness_heard(c->live, n->live, mono);
+	if (n->state != NODE_DOWN)
+		return false;
+	n->state = n->drain_requested ? NODE_DRAINING : NODE_ACTIVE;
+	if (n->down_mono)
+		node_flapped(c, n, mono);
+	else
 		log_info("node %s is up (%s)", n->name, node_state_name(n->state));
-		c->sched_needed = true;
+	n->down_mono = 0;
+	n->up_since_mono = mono;
+	c->sched_needed = true;
+	if (n->nheld) {
+		n->held_until_mono = mono + HELD_REPORT_MS;
+		node_prune_held(c, n);
 	}
+	return true;
 }
 
 static int agent_state_parse(json_t *v)
@@ -1244,6 +1329,86 @@ static void apply_agent_task(struct cluster *c, struct node *n, json_t *u)
 	task_transition(c, t, (enum task_state)st, msg);
 }
 
+/* The not-yet-started replacement of a task LOST with node n, or NULL
+ * when the task cannot be taken back (gone, its replacement started, the
+ * job killed or changed). */
+static struct task *take_back_target(struct cluster *c, struct node *n, struct task *t)
+{
+	if (!t || t->state != TASK_LOST || t->node != n || t->job->killed || t->no_replace)
+		return NULL;
+	struct job *j = t->job;
+	struct task *r = (size_t)t->instance < j->nactive ? j->active[t->instance] : NULL;
+	if (!task_spec_of(t) || !r || r->version != t->version ||
+	    (r->state != TASK_PENDING && r->state != TASK_THROTTLED && r->state != TASK_ASSIGNED))
+		return NULL;
+	/* r descends from t through replacements that never ran (each placed
+	 * on a node that went DOWN too before starting it, say). */
+	const struct task *cur = r;
+	for (int depth = 0; depth < 32 && cur->ancestor; depth++) {
+		if (!strcmp(cur->ancestor, t->id))
+			return r;
+		cur = hmap_get(&c->tasks, cur->ancestor);
+		if (!cur || cur->running_since_ms || cur->instance != t->instance)
+			return NULL;
+	}
+	return NULL;
+}
+
+/* A task LOST with its node, reported RUNNING (or STARTING) by the node's
+ * agent now that it is back: when its replacement has not started yet
+ * (PENDING, THROTTLED, or ASSIGNED and not reported STARTING), the
+ * replacement is cancelled and the task taken back, so the instance keeps
+ * the process that runs and nothing else moves. Where the replacement
+ * started already, nothing is taken back: the agent stops the old one. */
+static bool task_take_back(struct cluster *c, struct node *n, struct task *t, int st)
+{
+	struct task *r = take_back_target(c, n, t);
+	if (!r || (st != TASK_RUNNING && st != TASK_STARTING))
+		return false;
+	struct job *j = t->job;
+	const struct job_spec *spec = task_spec_of(t);
+	const struct resources *res = &spec->task.resources;
+	if (n->cpu_total - n->cpu_used < res->cpu - 1e-9 ||
+	    n->mem_used + res->memory > n->mem_total)
+		return false;
+	char msg[300];
+	snprintf(msg, sizeof msg, "cancelled: %s still runs on %s, which came back", t->id,
+		 n->name);
+	if (!task_transition_check(r->state, TASK_KILLED))
+		return false;
+	/* Out of the job's history first: ending r prunes the oldest of it. */
+	for (size_t e = 0; e < j->nended; e++)
+		if (j->ended[e] == t) {
+			memmove(j->ended + e, j->ended + e + 1,
+				(j->nended - e - 1) * sizeof *j->ended);
+			j->nended--;
+			break;
+		}
+	r->no_replace = true;
+	task_transition(c, r, TASK_KILLED, msg);
+	/* Outside the transition table on purpose: LOST was the server's
+	 * guess, and the agent's report proves it wrong. */
+	t->state = (enum task_state)st;
+	snprintf(msg, sizeof msg, "taken back: node %s came back and still runs it", n->name);
+	task_add_event(t, t->state, msg, time_now_ms());
+	j->active[t->instance] = t;
+	j->live++;
+	hmap_put(&n->tasks, t->id, t);
+	n->cpu_used += res->cpu;
+	n->mem_used += res->memory;
+	n->disk_used += res->disk;
+	const char *k;
+	json_t *pv;
+	json_object_foreach(t->ports, k, pv)
+	    port_pool_reserve(n->ports, (int)json_integer_value(pv));
+	node_touch(c, n);
+	t->assigned_at = n->desired_version;
+	persist_task(c, t);
+	log_info("%s instance %d: task %s taken back on %s (replacement %s cancelled)", j->key,
+		 t->instance, t->id, n->name, r->id);
+	return true;
+}
+
 /* Level-triggered reconcile: the agent reports every task it holds. Tasks
  * this node should hold but the agent does not are LOST, except those
  * assigned after the desired version the agent has seen. */
@@ -1259,6 +1424,9 @@ static void reconcile_report(struct cluster *c, struct node *n, json_t *report, 
 		const char *id = json_string_value(json_object_get(u, "id"));
 		if (id)
 			hmap_put(&seen, id, u);
+		if (id && n->nheld && node_holds(n, id))
+			task_take_back(c, n, hmap_get(&c->tasks, id),
+				       agent_state_parse(json_object_get(u, "state")));
 		apply_agent_task(c, n, u);
 	}
 	struct task **missing = NULL;
@@ -1287,6 +1455,8 @@ static void reconcile_report(struct cluster *c, struct node *n, json_t *report, 
 	}
 	free(missing);
 	hmap_release(&seen);
+	/* The report says what runs: the held tasks not taken back go. */
+	node_drop_held(c, n);
 }
 
 static int check_name(json_t *body, const char **name, struct berr *err)
@@ -1359,11 +1529,16 @@ uint64_t cluster_agent_watch(struct cluster *c, json_t *body, struct node **node
 		berr_set(err, 400, "field 'tasks': expected an array");
 		return 0;
 	}
-	node_mark_up(c, n);
+	uint64_t changes = c->changes;
+	bool came_up = node_mark_up(c, n);
 	if (report && json_is_integer(known))
 		reconcile_report(c, n, report, (uint64_t)json_integer_value(known), false);
 	*node_out = n;
-	return touched(c);
+	/* A pure heartbeat changes nothing: it must not wake the commit loop
+	 * (ten thousand agents would keep it spinning, lock held). */
+	if (came_up || c->changes != changes || !c->applied_seq)
+		return touched(c);
+	return c->applied_seq;
 }
 
 uint64_t cluster_agent_status(struct cluster *c, json_t *body, struct berr *err)
@@ -1396,6 +1571,34 @@ static const char *job_version_task_text(struct job_version *jv)
 	return jv->task_text;
 }
 
+/* One entry of a desired set: in full, or by id when the agent has it. */
+static void add_desired_task(struct sbuf *sb, struct node *n, struct task *t, bool by_id,
+			     bool *first)
+{
+	struct job_version *jv = job_version_get(t->job, t->version);
+	if (!jv)
+		return;
+	sbuf_adds(sb, *first ? "{\"id\":" : ",{\"id\":");
+	*first = false;
+	sbuf_add_json_str(sb, t->id);
+	if (by_id) {
+		sbuf_adds(sb, "}");
+		return;
+	}
+	sbuf_adds(sb, ",\"job\":");
+	sbuf_add_json_str(sb, t->job->key);
+	sbuf_addf(sb, ",\"instance\":%d,\"version\":%d,\"host\":", t->instance, t->version);
+	sbuf_add_json_str(sb, n->name);
+	if (t->ports) {
+		char *p = json_dumps(t->ports, JSON_COMPACT);
+		sbuf_addf(sb, ",\"ports\":%s", p);
+		free(p);
+	} else {
+		sbuf_adds(sb, ",\"ports\":{}");
+	}
+	sbuf_addf(sb, ",\"task\":%s}", job_version_task_text(jv));
+}
+
 char *cluster_node_desired_text(struct cluster *c, struct node *n, uint64_t known)
 {
 	/* Written as text: with thousands of agents polling this is the
@@ -1404,9 +1607,12 @@ char *cluster_node_desired_text(struct cluster *c, struct node *n, uint64_t know
 	 * listed by id, which keeps the reply level-triggered but small. */
 	struct sbuf sb;
 	sbuf_init(&sb);
+	/* A node back from DOWN is asked for its full report (new agents send
+	 * it at once; others within their 10 s), to know what it still runs. */
+	const char *ask = n->nheld ? ",\"report\":true" : "";
 	if (known && known == n->desired_version) {
 		/* Nothing changed since the agent's version: a heartbeat answer. */
-		sbuf_addf(&sb, "{\"version\":%llu}", (unsigned long long)n->desired_version);
+		sbuf_addf(&sb, "{\"version\":%llu%s}", (unsigned long long)n->desired_version, ask);
 		return sbuf_detach(&sb);
 	}
 	sbuf_addf(&sb, "{\"version\":%llu,\"tasks\":[", (unsigned long long)n->desired_version);
@@ -1415,35 +1621,19 @@ char *cluster_node_desired_text(struct cluster *c, struct node *n, uint64_t know
 	void *v;
 	while (hmap_next(&n->tasks, &it, NULL, &v)) {
 		struct task *t = v;
-		if (t->state != TASK_ASSIGNED && t->state != TASK_STARTING &&
-		    t->state != TASK_RUNNING && t->state != TASK_PARTITIONED)
-			continue;
-		struct job_version *jv = job_version_get(t->job, t->version);
-		if (!jv)
-			continue;
-		sbuf_adds(&sb, first ? "{\"id\":" : ",{\"id\":");
-		first = false;
-		sbuf_add_json_str(&sb, t->id);
-		if (known && t->assigned_at <= known) {
-			sbuf_adds(&sb, "}");
-			continue;
-		}
-		sbuf_adds(&sb, ",\"job\":");
-		sbuf_add_json_str(&sb, t->job->key);
-		sbuf_addf(&sb, ",\"instance\":%d,\"version\":%d,\"host\":", t->instance,
-			  t->version);
-		sbuf_add_json_str(&sb, n->name);
-		if (t->ports) {
-			char *p = json_dumps(t->ports, JSON_COMPACT);
-			sbuf_addf(&sb, ",\"ports\":%s", p);
-			free(p);
-		} else {
-			sbuf_adds(&sb, ",\"ports\":{}");
-		}
-		sbuf_addf(&sb, ",\"task\":%s}", job_version_task_text(jv));
+		if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING ||
+		    t->state == TASK_RUNNING || t->state == TASK_PARTITIONED)
+			add_desired_task(&sb, n, t, known && t->assigned_at <= known, &first);
 	}
-	sbuf_adds(&sb, "]}");
-	(void)c;
+	/* Until its report says which it still runs, the tasks it ran when it
+	 * went DOWN stay in its set: by id (it has them), or in full when it
+	 * asks for everything (known 0), so that it stops none of them. */
+	for (size_t i = 0; i < n->nheld; i++) {
+		struct task *t = hmap_get(&c->tasks, n->held[i]);
+		if (t)
+			add_desired_task(&sb, n, t, known != 0, &first);
+	}
+	sbuf_addf(&sb, "]%s}", ask);
 	return sbuf_detach(&sb);
 }
 
@@ -1472,45 +1662,124 @@ uint64_t cluster_node_drain(struct cluster *c, const char *name, bool drain, str
 
 /* ---- the periodic work ------------------------------------------------ */
 
+/* The node is judged DOWN: its tasks are LOST (and replaced); those it ran
+ * are remembered, to be taken back if it returns before their
+ * replacements start. */
+static void node_down(struct cluster *c, struct node *n, int64_t silence, int64_t mono)
+{
+	n->state = NODE_DOWN;
+	n->down_mono = mono;
+	n->held_until_mono = 0;
+	__atomic_fetch_add(&c->nodes_down_total, 1, __ATOMIC_RELAXED);
+	char msg[300];
+	snprintf(msg, sizeof msg, "agent %s missed heartbeats for %.1fs", n->name,
+		 (double)silence / 1000.0);
+	log_warn("node %s is down: %s", n->name, msg);
+	struct task **lost = NULL;
+	size_t nlost = 0;
+	size_t jt = 0;
+	void *tv;
+	while (hmap_next(&n->tasks, &jt, NULL, &tv)) {
+		lost = xrealloc(lost, (nlost + 1) * sizeof *lost);
+		lost[nlost++] = tv;
+	}
+	for (size_t k = 0; k < nlost; k++) {
+		struct task *t = lost[k];
+		if (task_state_terminal(t->state))
+			continue;
+		if (t->state == TASK_RUNNING || t->state == TASK_STARTING) {
+			n->held = xrealloc(n->held, (n->nheld + 1) * sizeof *n->held);
+			n->held[n->nheld++] = xstrdup(t->id);
+		}
+		if (!task_transition(c, t, TASK_LOST, msg))
+			task_transition(c, t, TASK_KILLED, msg);
+	}
+	free(lost);
+	c->sched_needed = true;
+}
+
+/* Forget the tasks a returning node ran when it went DOWN: those not taken
+ * back leave its desired set, so its agent stops them. */
+static void node_drop_held(struct cluster *c, struct node *n)
+{
+	if (!n->nheld)
+		return;
+	for (size_t i = 0; i < n->nheld; i++)
+		free(n->held[i]);
+	free(n->held);
+	n->held = NULL;
+	n->nheld = 0;
+	n->held_until_mono = 0;
+	node_touch(c, n);
+}
+
+static bool node_holds(const struct node *n, const char *id)
+{
+	for (size_t i = 0; i < n->nheld; i++)
+		if (!strcmp(n->held[i], id))
+			return true;
+	return false;
+}
+
+/* Held tasks that can no longer be taken back (their replacement started)
+ * leave the node's desired set at once: its agent stops them. */
+static void node_prune_held(struct cluster *c, struct node *n)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n->nheld; i++) {
+		if (take_back_target(c, n, hmap_get(&c->tasks, n->held[i])))
+			n->held[k++] = n->held[i];
+		else
+			free(n->held[i]);
+	}
+	if (k == n->nheld)
+		return;
+	n->nheld = k;
+	if (!k) {
+		free(n->held);
+		n->held = NULL;
+		n->held_until_mono = 0;
+	}
+	node_touch(c, n);
+}
+
+/* Timers of a node that is up: its flap back-off and its held tasks. */
+static void node_timers(struct cluster *c, struct node *n, int64_t mono)
+{
+	if (n->nheld)
+		node_prune_held(c, n);
+	if (n->in_backoff && mono >= n->backoff_until_mono) {
+		n->in_backoff = false;
+		c->sched_needed = true;
+	}
+	if (n->nheld && n->held_until_mono && mono >= n->held_until_mono)
+		node_drop_held(c, n);
+}
+
+/* A node is DOWN when it was silent for down_after, not counting the time
+ * the server itself could not hear (liveness.h): a busy or paused server
+ * never blames its agents for its own lateness. */
 static void nodes_check_heartbeats(struct cluster *c, int64_t mono)
 {
-	/* If the server itself stalled (a slow commit, a long pause), agents
-	 * could not be heard: give them a fresh window rather than declare
-	 * the fleet dead. */
-	int64_t stall = c->cfg.down_after_ms / 2 > 1000 ? c->cfg.down_after_ms / 2 : 1000;
-	if (c->last_tick_mono && mono - c->last_tick_mono > stall)
-		c->loaded_mono = mono;
-	c->last_tick_mono = mono;
-	/* After a server (re)start agents get a full detection window. */
-	if (mono - c->loaded_mono < c->cfg.down_after_ms)
+	if (c->judged_mono && mono - c->judged_mono < JUDGE_EVERY_MS)
 		return;
+	c->judged_mono = mono;
+	liveness_account(c->live, mono);
+	/* After a server (re)start agents get a full detection window. */
+	bool judge = mono - c->loaded_mono >= c->cfg.down_after_ms;
 	size_t it = 0;
 	void *v;
 	while (hmap_next(&c->nodes, &it, NULL, &v)) {
 		struct node *n = v;
-		if (n->state == NODE_DOWN || mono - n->last_seen_mono <= c->cfg.down_after_ms)
+		if (n->state == NODE_DOWN) {
 			continue;
-		n->state = NODE_DOWN;
-		char msg[300];
-		snprintf(msg, sizeof msg, "agent %s missed heartbeats for %.1fs", n->name,
-			 (double)(mono - n->last_seen_mono) / 1000.0);
-		log_warn("node %s is down: %s", n->name, msg);
-		struct task **lost = NULL;
-		size_t nlost = 0;
-		size_t jt = 0;
-		void *tv;
-		while (hmap_next(&n->tasks, &jt, NULL, &tv)) {
-			lost = xrealloc(lost, (nlost + 1) * sizeof *lost);
-			lost[nlost++] = tv;
 		}
-		for (size_t k = 0; k < nlost; k++) {
-			if (task_state_terminal(lost[k]->state))
-				continue;
-			if (!task_transition(c, lost[k], TASK_LOST, msg))
-				task_transition(c, lost[k], TASK_KILLED, msg);
-		}
-		free(lost);
-		c->sched_needed = true;
+		node_timers(c, n, mono);
+		if (!judge)
+			continue;
+		int64_t silence = liveness_silence(c->live, n->live, mono);
+		if (silence > c->cfg.down_after_ms)
+			node_down(c, n, silence, mono);
 	}
 }
 
@@ -1662,7 +1931,8 @@ static void node_view(struct cluster *c, struct node ***nodes_out, struct placem
 		n->sched_index = k;
 		nodes[k] = n;
 		pn[k].name = n->name;
-		pn[k].schedulable = n->state == NODE_ACTIVE;
+		/* A flapping node takes no new tasks until its back-off ends. */
+		pn[k].schedulable = n->state == NODE_ACTIVE && !n->in_backoff;
 		pn[k].attributes = n->attrs;
 		pn[k].nattributes = n->nattrs;
 		pn[k].cpu_free = n->cpu_total - n->cpu_used;
@@ -2407,33 +2677,6 @@ json_t *cluster_job_status_json(struct cluster *c, const char *key, bool all, st
 	return o;
 }
 
-json_t *cluster_job_list_json(struct cluster *c)
-{
-	json_t *arr = json_array();
-	size_t it = 0;
-	void *v;
-	while (hmap_next(&c->jobs, &it, NULL, &v)) {
-		struct job *j = v;
-		struct job_version *jv = job_version_get(j, j->version);
-		json_t *states = json_object();
-		for (size_t i = 0; i < j->nactive; i++) {
-			struct task *t = j->active[i];
-			if (!t)
-				continue;
-			const char *s = task_state_name(t->state);
-			json_t *cur = json_object_get(states, s);
-			json_object_set_new(states, s,
-					    json_integer(cur ? json_integer_value(cur) + 1 : 1));
-		}
-		json_array_append_new(arr,
-				      json_pack("{s:s,s:i,s:i,s:s,s:o}", "job", j->key, "instances",
-						jv ? jv->spec->instances : 0, "version", j->version,
-						"status", job_outcome(j), "states", states));
-	}
-	(void)c;
-	return arr;
-}
-
 /* CPU in the views: sums of fractions drift (1.05 - 0.35 - 0.7 is not 0). */
 static double cpu_view(double v)
 {
@@ -2445,34 +2688,326 @@ static double cpu_view(double v)
 	return r == 0 ? 0.0 : r; /* not -0.0 */
 }
 
-json_t *cluster_node_list_json(struct cluster *c)
+/* ---- large views: a snapshot under the lock, text outside it ----------- */
+
+struct node_row {
+	size_t name, id, addr, attrs; /* offsets in the arena; attrs: k\0v\0 pairs */
+	size_t nattrs;
+	enum node_state state;
+	double cpu_total, cpu_used;
+	uint64_t mem_total, mem_used, disk_total, disk_used;
+	uint32_t ports_free;
+	size_t ntasks;
+	int64_t last_seen_ms_ago;
+	int64_t backoff_until_ms; /* wall clock, 0: none */
+	int flaps;
+};
+
+struct job_row {
+	size_t key; /* offset in the arena */
+	int instances, version;
+	const char *status;
+	uint32_t states[TASK_STATE_COUNT];
+};
+
+struct view_rows {
+	bool jobs;
+	bool more;	   /* items past the page match too: "next" is set */
+	struct sbuf arena; /* every string of the snapshot, NUL-terminated */
+	void *rows;
+	size_t n, cap;
+};
+
+static size_t arena_add(struct sbuf *a, const char *s)
 {
-	json_t *arr = json_array();
+	size_t off = a->len;
+	sbuf_add(a, s ? s : "", strlen(s ? s : "") + 1);
+	return off;
+}
+
+static void *rows_push(struct view_rows *r, size_t size)
+{
+	if (r->n == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 256;
+		r->rows = xrealloc(r->rows, r->cap * size);
+	}
+	void *row = (char *)r->rows + r->n++ * size;
+	memset(row, 0, size);
+	return row;
+}
+
+static struct view_rows *rows_new(bool jobs, const struct view_filter *f)
+{
+	struct view_rows *r = xcalloc(1, sizeof *r);
+	r->jobs = jobs;
+	sbuf_init(&r->arena);
+	return r;
+}
+
+void view_rows_free(struct view_rows *r)
+{
+	if (!r)
+		return;
+	sbuf_release(&r->arena);
+	free(r->rows);
+	free(r);
+}
+
+static int cmp_node_name(const void *a, const void *b)
+{
+	return strcmp((*(struct node *const *)a)->name, (*(struct node *const *)b)->name);
+}
+
+static int cmp_job_key(const void *a, const void *b)
+{
+	return strcmp((*(struct job *const *)a)->key, (*(struct job *const *)b)->key);
+}
+
+/* The map's items sorted by name, rebuilt only after one came or went. */
+static void index_refresh(struct name_index *ix, const struct hmap *m,
+			  int (*cmp)(const void *, const void *))
+{
+	if (ix->items && ix->built_gen == ix->gen && ix->n == m->count)
+		return;
+	ix->items = xrealloc(ix->items, (m->count + 1) * sizeof *ix->items);
+	ix->n = 0;
 	size_t it = 0;
 	void *v;
-	int64_t mono = time_mono_ms();
-	while (hmap_next(&c->nodes, &it, NULL, &v)) {
-		struct node *n = v;
-		json_t *attrs = json_object();
-		for (size_t i = 0; i < n->nattrs; i++)
-			json_object_set_new(attrs, n->attrs[i].key, json_string(n->attrs[i].value));
-		json_t *res = json_pack(
-		    "{s:f,s:I,s:I,s:f,s:I,s:I,s:f,s:I,s:I,s:i,s:i}", "cpu", n->cpu_total, "memory",
-		    (json_int_t)n->mem_total, "disk", (json_int_t)n->disk_total, "cpu_used",
-		    cpu_view(n->cpu_used), "memory_used", (json_int_t)n->mem_used, "disk_used",
-		    (json_int_t)n->disk_used, "cpu_free", cpu_view(n->cpu_total - n->cpu_used),
-		    "memory_free",
-		    (json_int_t)(n->mem_total > n->mem_used ? n->mem_total - n->mem_used : 0),
-		    "disk_free",
-		    (json_int_t)(n->disk_total > n->disk_used ? n->disk_total - n->disk_used : 0),
-		    "ports_free", (int)port_pool_available(n->ports), "tasks", (int)n->tasks.count);
-		json_array_append_new(
-		    arr, json_pack("{s:s,s:s,s:s,s:o,s:o,s:s,s:I}", "id", n->id, "name", n->name,
-				   "state", node_state_name(n->state), "attributes", attrs,
-				   "resources", res, "addr", n->addr ? n->addr : "",
-				   "last_seen_ms_ago", (json_int_t)(mono - n->last_seen_mono)));
+	while (hmap_next(m, &it, NULL, &v))
+		ix->items[ix->n++] = v;
+	qsort(ix->items, ix->n, sizeof *ix->items, cmp);
+	ix->built_gen = ix->gen;
+}
+
+/* The first item of the index whose name is after `after`. */
+static size_t index_start(const struct name_index *ix, const char *after, bool jobs)
+{
+	if (!after)
+		return 0;
+	size_t lo = 0, hi = ix->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const char *name = jobs ? ((struct job *)ix->items[mid])->key
+					: ((struct node *)ix->items[mid])->name;
+		if (strcmp(name, after) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
-	return arr;
+	return lo;
+}
+
+struct view_rows *cluster_node_rows(struct cluster *c, const struct view_filter *f)
+{
+	struct view_rows *r = rows_new(false, f);
+	int64_t mono = time_mono_ms(), now = time_now_ms();
+	index_refresh(&c->node_index, &c->nodes, cmp_node_name);
+	size_t limit = f && f->limit ? f->limit : SIZE_MAX;
+	for (size_t i = index_start(&c->node_index, f ? f->after : NULL, false);
+	     i < c->node_index.n; i++) {
+		struct node *n = c->node_index.items[i];
+		if (f && f->state >= 0 && (int)n->state != f->state)
+			continue;
+		if (r->n == limit) {
+			r->more = true;
+			break;
+		}
+		struct node_row *w = rows_push(r, sizeof *w);
+		w->name = arena_add(&r->arena, n->name);
+		w->id = arena_add(&r->arena, n->id);
+		w->addr = arena_add(&r->arena, n->addr);
+		w->attrs = r->arena.len;
+		w->nattrs = n->nattrs;
+		for (size_t i = 0; i < n->nattrs; i++) {
+			arena_add(&r->arena, n->attrs[i].key);
+			arena_add(&r->arena, n->attrs[i].value);
+		}
+		w->state = n->state;
+		w->cpu_total = n->cpu_total;
+		w->cpu_used = n->cpu_used;
+		w->mem_total = n->mem_total;
+		w->mem_used = n->mem_used;
+		w->disk_total = n->disk_total;
+		w->disk_used = n->disk_used;
+		w->ports_free = port_pool_available(n->ports);
+		w->ntasks = n->tasks.count;
+		w->last_seen_ms_ago = liveness_since_heard(c->live, n->live, mono);
+		if (n->in_backoff && n->backoff_until_mono > mono)
+			w->backoff_until_ms = now + (n->backoff_until_mono - mono);
+		w->flaps = n->flaps;
+	}
+	return r;
+}
+
+struct view_rows *cluster_job_rows(struct cluster *c, const struct view_filter *f)
+{
+	struct view_rows *r = rows_new(true, f);
+	size_t rlen = f && f->role ? strlen(f->role) : 0;
+	index_refresh(&c->job_index, &c->jobs, cmp_job_key);
+	size_t limit = f && f->limit ? f->limit : SIZE_MAX;
+	for (size_t i = index_start(&c->job_index, f ? f->after : NULL, true); i < c->job_index.n;
+	     i++) {
+		struct job *j = c->job_index.items[i];
+		if (rlen && (strncmp(j->key, f->role, rlen) || j->key[rlen] != '/'))
+			continue;
+		if (r->n == limit) {
+			r->more = true;
+			break;
+		}
+		struct job_row *w = rows_push(r, sizeof *w);
+		struct job_version *jv = job_version_get(j, j->version);
+		w->key = arena_add(&r->arena, j->key);
+		w->instances = jv ? jv->spec->instances : 0;
+		w->version = j->version;
+		w->status = job_outcome(j); /* a static string */
+		for (size_t i = 0; i < j->nactive; i++)
+			if (j->active[i] && (unsigned)j->active[i]->state < TASK_STATE_COUNT)
+				w->states[j->active[i]->state]++;
+	}
+	return r;
+}
+
+static const char *row_name(const struct view_rows *r, size_t i)
+{
+	size_t off = r->jobs ? ((const struct job_row *)r->rows)[i].key
+			     : ((const struct node_row *)r->rows)[i].name;
+	return r->arena.buf + off;
+}
+
+/* A real as jansson writes it: always with a fraction or an exponent. */
+static void sbuf_add_real(struct sbuf *sb, double v)
+{
+	char buf[40];
+	snprintf(buf, sizeof buf, "%.15g", isfinite(v) ? v : 0.0);
+	sbuf_adds(sb, buf);
+	if (!strpbrk(buf, ".eEni"))
+		sbuf_adds(sb, ".0");
+}
+
+static void render_node(struct sbuf *sb, const struct view_rows *r, const struct node_row *w)
+{
+	const char *a = r->arena.buf;
+	sbuf_adds(sb, "{\"id\":");
+	sbuf_add_json_str(sb, a + w->id);
+	sbuf_adds(sb, ",\"name\":");
+	sbuf_add_json_str(sb, a + w->name);
+	sbuf_adds(sb, ",\"state\":\"");
+	sbuf_adds(sb, node_state_name(w->state));
+	sbuf_adds(sb, "\",\"attributes\":{");
+	const char *p = a + w->attrs;
+	for (size_t i = 0; i < w->nattrs; i++) {
+		if (i)
+			sbuf_adds(sb, ",");
+		sbuf_add_json_str(sb, p);
+		p += strlen(p) + 1;
+		sbuf_adds(sb, ":");
+		sbuf_add_json_str(sb, p);
+		p += strlen(p) + 1;
+	}
+	sbuf_adds(sb, "},\"resources\":{\"cpu\":");
+	sbuf_add_real(sb, w->cpu_total);
+	add_int_field(sb, ",\"memory\":", (long long)w->mem_total);
+	add_int_field(sb, ",\"disk\":", (long long)w->disk_total);
+	sbuf_adds(sb, ",\"cpu_used\":");
+	sbuf_add_real(sb, cpu_view(w->cpu_used));
+	add_int_field(sb, ",\"memory_used\":", (long long)w->mem_used);
+	add_int_field(sb, ",\"disk_used\":", (long long)w->disk_used);
+	sbuf_adds(sb, ",\"cpu_free\":");
+	sbuf_add_real(sb, cpu_view(w->cpu_total - w->cpu_used));
+	add_int_field(sb, ",\"memory_free\":",
+		      (long long)(w->mem_total > w->mem_used ? w->mem_total - w->mem_used : 0));
+	add_int_field(sb, ",\"disk_free\":",
+		      (long long)(w->disk_total > w->disk_used ? w->disk_total - w->disk_used : 0));
+	add_int_field(sb, ",\"ports_free\":", (long long)w->ports_free);
+	add_int_field(sb, ",\"tasks\":", (long long)w->ntasks);
+	sbuf_adds(sb, "},\"addr\":");
+	sbuf_add_json_str(sb, a + w->addr);
+	add_int_field(sb, ",\"last_seen_ms_ago\":", (long long)w->last_seen_ms_ago);
+	add_int_field(sb, ",\"flaps\":", w->flaps);
+	if (w->backoff_until_ms) {
+		char ts[40];
+		time_format_ms(w->backoff_until_ms, ts, sizeof ts);
+		add_int_field(sb, ",\"backoff_until_ms\":", (long long)w->backoff_until_ms);
+		sbuf_adds(sb, ",\"backoff_until\":");
+		sbuf_add_json_str(sb, ts);
+		sbuf_addf(sb,
+			  ",\"backoff_reason\":\"flapping: back from DOWN %d time%s; no new "
+			  "tasks until then\"",
+			  w->flaps, w->flaps == 1 ? "" : "s");
+	} else {
+		sbuf_adds(sb, ",\"backoff_until_ms\":null");
+	}
+	sbuf_adds(sb, "}");
+}
+
+static void render_job(struct sbuf *sb, const struct view_rows *r, const struct job_row *w)
+{
+	sbuf_adds(sb, "{\"job\":");
+	sbuf_add_json_str(sb, r->arena.buf + w->key);
+	add_int_field(sb, ",\"instances\":", w->instances);
+	add_int_field(sb, ",\"version\":", w->version);
+	sbuf_adds(sb, ",\"status\":");
+	sbuf_add_json_str(sb, w->status);
+	sbuf_adds(sb, ",\"states\":{");
+	bool first = true;
+	for (int s = 0; s < TASK_STATE_COUNT; s++) {
+		if (!w->states[s])
+			continue;
+		sbuf_adds(sb, first ? "\"" : ",\"");
+		first = false;
+		sbuf_adds(sb, task_state_name((enum task_state)s));
+		add_int_field(sb, "\":", w->states[s]);
+	}
+	sbuf_adds(sb, "}}");
+}
+
+char *view_rows_render(struct view_rows *r, bool paged)
+{
+	size_t n = r->n; /* in name order already */
+	struct sbuf sb;
+	sbuf_init(&sb);
+	if (paged)
+		sbuf_adds(&sb, r->jobs ? "{\"jobs\":[" : "{\"nodes\":[");
+	else
+		sbuf_adds(&sb, "[");
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			sbuf_adds(&sb, ",");
+		if (r->jobs)
+			render_job(&sb, r, &((struct job_row *)r->rows)[i]);
+		else
+			render_node(&sb, r, &((struct node_row *)r->rows)[i]);
+	}
+	sbuf_adds(&sb, "]");
+	if (paged) {
+		sbuf_adds(&sb, ",\"next\":");
+		if (r->more && n)
+			sbuf_add_json_str(&sb, row_name(r, n - 1));
+		else
+			sbuf_adds(&sb, "null");
+		sbuf_adds(&sb, "}");
+	}
+	sbuf_adds(&sb, "\n");
+	view_rows_free(r);
+	return sbuf_detach(&sb);
+}
+
+static json_t *rows_json(struct view_rows *r)
+{
+	char *text = view_rows_render(r, false);
+	json_t *j = json_loads(text, 0, NULL);
+	free(text);
+	return j ? j : json_array();
+}
+
+json_t *cluster_job_list_json(struct cluster *c)
+{
+	return rows_json(cluster_job_rows(c, NULL));
+}
+
+json_t *cluster_node_list_json(struct cluster *c)
+{
+	return rows_json(cluster_node_rows(c, NULL));
 }
 
 struct task *cluster_find_task(struct cluster *c, const char *ref)
@@ -2565,6 +3100,7 @@ static void replica_job_remove(struct cluster *c, struct job *j)
 	free(gone);
 	char *key = xstrdup(j->key);
 	hmap_del(&c->jobs, key);
+	c->job_index.gen++;
 	free(key);
 	job_free(j);
 	c->derived_stale = true;
@@ -2688,6 +3224,7 @@ static int apply_node(struct cluster *c, const char *key, const char *value, siz
 	 * a server restart does not mark healthy agents down. */
 	n->state = n->drain_requested ? NODE_DRAINING : NODE_ACTIVE;
 	n->last_seen_mono = time_mono_ms();
+	n->record_hash = text_hash(value, len);
 	json_decref(r);
 	c->derived_stale = true;
 	return APPLIED;
@@ -2908,6 +3445,7 @@ static void apply_delete(struct cluster *c, const char *key)
 				((struct task *)v)->node = NULL;
 		char *name = xstrdup(n->name);
 		hmap_del(&c->nodes, name);
+		c->node_index.gen++;
 		free(name);
 		node_free(n);
 		c->derived_stale = true;
@@ -3017,6 +3555,7 @@ static void load_finish(struct cluster *c)
 		n->state = n->drain_requested ? NODE_DRAINING : NODE_ACTIVE;
 	}
 	c->loaded_mono = mono;
+	liveness_all_heard(c->live, mono);
 	c->sched_needed = true;
 	log_info("loaded %zu jobs, %zu tasks, %zu nodes", c->jobs.count, c->tasks.count,
 		 c->nodes.count);
@@ -3050,6 +3589,8 @@ void cluster_replica_reset(struct cluster *c)
 	hmap_init(&c->jobs);
 	hmap_init(&c->nodes);
 	hmap_init(&c->orphans);
+	c->job_index.gen++;
+	c->node_index.gen++;
 	c->orphans_retry = false;
 	c->derived_stale = false;
 }

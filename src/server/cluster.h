@@ -11,7 +11,10 @@
  * acknowledges anything to a user or an agent.
  *
  * Locking: one mutex, `lock`, guards everything in struct cluster. Every
- * function here expects it held, except cluster_new/cluster_free.
+ * function here expects it held, except cluster_new/cluster_free and
+ * view_rows_render/view_rows_free (they work on a snapshot). Heartbeat
+ * stamps live apart, in `live` (liveness.h), under that table's own lock:
+ * request threads stamp them without this one.
  */
 #ifndef BERTH_CLUSTER_H
 #define BERTH_CLUSTER_H
@@ -26,6 +29,7 @@
 #include "core/lifecycle.h"
 #include "core/spec.h"
 #include "core/util.h"
+#include "server/liveness.h"
 #include "store/store.h"
 
 enum node_state { NODE_ACTIVE = 0, NODE_DRAINING, NODE_DRAINED, NODE_DOWN };
@@ -150,6 +154,22 @@ struct node {
 	struct port_pool *ports;
 	char *addr; /* the agent's own HTTP address (logs) */
 	int64_t last_seen_mono;
+	struct node_live *live; /* its heartbeat stamps (c->live) */
+	uint64_t record_hash;	/* of the record last persisted: unchanged, not written */
+	/* Flapping (DOWN -> up again, repeatedly): no new placements until
+	 * backoff_until_mono; the back-off doubles per flap, reset after a
+	 * stable period. */
+	int flaps;
+	int64_t up_since_mono; /* when it last came up */
+	int64_t down_mono;     /* when it was judged DOWN (0: not since it came up) */
+	int64_t backoff_until_mono;
+	bool in_backoff;
+	/* Tasks it ran when it went DOWN (ids): kept in its desired set after
+	 * it returns, until its next full report says which it still runs
+	 * (those are taken back where their replacement has not started). */
+	char **held;
+	size_t nheld;
+	int64_t held_until_mono;
 	size_t sched_index; /* its slot in the scheduler's node array */
 	bool changed;	    /* in cluster.changed */
 	void *watchers;	    /* the server's suspended watches of this node */
@@ -163,10 +183,13 @@ struct cluster_config {
 	int64_t flap_threshold_ms; /* a task that dies sooner died quickly */
 	int64_t throttle_base_ms;  /* back-off after the 2nd quick death */
 	int64_t throttle_max_ms;
-	size_t ended_keep;	  /* ended tasks kept per job */
-	int64_t ended_max_age_ms; /* and for at most this long */
-	size_t sample_limit;	  /* placement sampling */
-	bool cron_local_time;	  /* cron schedules in the process's TZ (else UTC) */
+	size_t ended_keep;	      /* ended tasks kept per job */
+	int64_t ended_max_age_ms;     /* and for at most this long */
+	size_t sample_limit;	      /* placement sampling */
+	bool cron_local_time;	      /* cron schedules in the process's TZ (else UTC) */
+	int64_t flap_backoff_base_ms; /* a node back from DOWN: no placements this long */
+	int64_t flap_backoff_max_ms;  /* doubling per flap up to this */
+	int64_t flap_stable_ms;	      /* up this long: its flaps are forgotten */
 };
 
 struct cluster {
@@ -188,9 +211,19 @@ struct cluster {
 	size_t sched_offset;
 	struct task *waiting; /* PENDING and THROTTLED tasks (intrusive list) */
 	size_t nwaiting;
-	int64_t loaded_mono;	/* grace for agents after a server start */
-	int64_t pruned_mono;	/* last age pruning of ended tasks */
-	int64_t last_tick_mono; /* to notice the server's own stalls */
+	int64_t loaded_mono;	   /* grace for agents after a server start */
+	int64_t pruned_mono;	   /* last age pruning of ended tasks */
+	int64_t judged_mono;	   /* the heartbeat judge's last look */
+	struct liveness *live;	   /* heartbeat stamps and deaf time (liveness.h) */
+	uint64_t changes;	   /* bumped by every change of state (watches: wake or not) */
+	uint64_t nodes_down_total; /* nodes judged DOWN since start */
+	/* Nodes and jobs sorted by name, for paged views; rebuilt when a node
+	 * or job came or went (its gen moved). */
+	struct name_index {
+		void **items;
+		size_t n;
+		uint64_t gen, built_gen;
+	} node_index, job_index;
 	/* Replicas (HA followers, cluster_replica_*): */
 	bool derived_stale;  /* records changed since derive() (cluster.c) */
 	struct hmap orphans; /* key -> record naming a job or node not known yet */
@@ -274,6 +307,24 @@ uint64_t cluster_tick(struct cluster *c);
 json_t *cluster_job_status_json(struct cluster *c, const char *key, bool all, struct berr *err);
 json_t *cluster_job_list_json(struct cluster *c);
 json_t *cluster_node_list_json(struct cluster *c);
+
+/* Large views, paged: a snapshot is copied under the lock (only what the
+ * page may need), and written as JSON text outside it, sorted by name (by
+ * job key). limit 0 = no limit; after NULL = from the start. The text is
+ * the plain array, or with `paged` {"nodes"|"jobs": [...], "next": NAME|null}
+ * (next: pass it as `after` for the following page). */
+struct view_filter {
+	const char *after;
+	size_t limit;
+	int state;	  /* nodes: an enum node_state, or -1 for any */
+	const char *role; /* jobs: only this role's, or NULL */
+};
+struct view_rows;
+struct view_rows *cluster_node_rows(struct cluster *c, const struct view_filter *f);
+struct view_rows *cluster_job_rows(struct cluster *c, const struct view_filter *f);
+/* Without the lock; frees rows; the caller frees the text. */
+char *view_rows_render(struct view_rows *rows, bool paged);
+void view_rows_free(struct view_rows *rows);
 json_t *cluster_task_json(struct cluster *c, const char *id, struct berr *err);
 /* Find a task by id, or by "role/env/name/instance" (the active one, else
  * the newest ended one). */

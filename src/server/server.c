@@ -31,6 +31,11 @@
 
 #define MAX_BODY (1u << 20)
 #define COMMIT_TICK_MS 50
+/* Request threads: a large response or a slow handler on one leaves the
+ * others hearing agents. */
+#define REQUEST_THREADS 4
+/* Paged views: at most this many items a page. */
+#define PAGE_MAX 100000
 
 enum req_phase { REQ_NEW = 0, REQ_WAIT_COMMIT, REQ_WATCH, REQ_READY };
 
@@ -50,7 +55,12 @@ struct request {
 	int64_t deadline_mono;
 	struct request *next; /* in srv->waiting */
 	bool suspended;
-	bool from_replica; /* answered by a follower from its replica */
+	bool from_replica;	/* answered by a follower from its replica */
+	json_t *agent_body;	/* an agent call's body, parsed before the cluster lock */
+	struct node_live *live; /* a watch: its node's liveness entry, held meanwhile */
+	int64_t live_wait_ms;	/* the wait the watch asked for */
+	struct view_rows *view; /* a large view's snapshot, written out after the lock */
+	bool view_paged;
 };
 
 struct server {
@@ -337,10 +347,20 @@ static void route_task(struct request *q, const char *method, const char *rest)
 		reply_error(q, err.code, err.msg);
 }
 
+/* The long poll a watch asks for (wait_ms), within reason. */
+static int64_t watch_wait_ms(const struct cluster *c, json_t *wait)
+{
+	int64_t w = json_is_integer(wait) ? json_integer_value(wait) : c->cfg.heartbeat_ms;
+	return w < 0 || w > 60000 ? c->cfg.heartbeat_ms : w;
+}
+
 static void route_agent(struct request *q, const char *what)
 {
 	struct cluster *c = q->srv->c;
-	json_t *body = parse_body(q);
+	json_t *body = q->agent_body;
+	q->agent_body = NULL;
+	if (!body)
+		body = parse_body(q);
 	if (!body)
 		return;
 	struct berr err = {0};
@@ -360,10 +380,7 @@ static void route_agent(struct request *q, const char *what)
 		if (seq) {
 			json_t *kv = json_object_get(body, "known_version");
 			json_t *wait = json_object_get(body, "wait_ms");
-			int64_t wait_ms =
-			    json_is_integer(wait) ? json_integer_value(wait) : c->cfg.heartbeat_ms;
-			if (wait_ms < 0 || wait_ms > 60000)
-				wait_ms = c->cfg.heartbeat_ms;
+			int64_t wait_ms = watch_wait_ms(c, wait);
 			q->watch_node = n;
 			q->known_version =
 			    json_is_integer(kv) ? (uint64_t)json_integer_value(kv) : 0;
@@ -387,6 +404,71 @@ static void route_agent(struct request *q, const char *what)
 		reply_error(q, err.code ? err.code : 500, err.msg);
 }
 
+static const char *query_arg(struct request *q, const char *name)
+{
+	return MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* ?limit=N&after=NAME, and ?state=S (nodes) or ?role=R (jobs): the paging
+ * and filters of a large view. Query parameters are untrusted: a bad one is
+ * a 400 that names it. */
+static bool view_query(struct request *q, bool nodes, struct view_filter *f, bool *paged)
+{
+	memset(f, 0, sizeof *f);
+	f->state = -1;
+	const char *limit = query_arg(q, "limit"), *after = query_arg(q, "after");
+	const char *state = query_arg(q, "state"), *role = query_arg(q, "role");
+	*paged = limit || after;
+	if (limit) {
+		int64_t v;
+		if (parse_int64(limit, &v) < 0 || v < 1 || v > PAGE_MAX) {
+			reply_error(q, 400, "query 'limit': expected an integer from 1 to 100000");
+			return false;
+		}
+		f->limit = (size_t)v;
+	}
+	if (after) {
+		if (strlen(after) > 1024) {
+			reply_error(q, 400, "query 'after': expected a name from a 'next' cursor");
+			return false;
+		}
+		f->after = *after ? after : NULL;
+	}
+	if (state && nodes) {
+		for (int st = NODE_ACTIVE; st <= NODE_DOWN; st++)
+			if (!strcasecmp(state, node_state_name((enum node_state)st)))
+				f->state = st;
+		if (f->state < 0) {
+			reply_error(q, 400,
+				    "query 'state': expected ACTIVE, DRAINING, DRAINED or DOWN");
+			return false;
+		}
+	}
+	if (role && !nodes) {
+		if (!*role || strlen(role) > 128 || strchr(role, '/')) {
+			reply_error(q, 400, "query 'role': expected a role name");
+			return false;
+		}
+		f->role = role;
+	}
+	return true;
+}
+
+/* A large view: its snapshot is taken here (under the lock) and written
+ * out by send_ready, after the lock. */
+static void route_view(struct request *q, bool nodes)
+{
+	struct view_filter f;
+	bool paged;
+	if (!view_query(q, nodes, &f, &paged))
+		return;
+	view_rows_free(q->view);
+	q->view = nodes ? cluster_node_rows(q->srv->c, &f) : cluster_job_rows(q->srv->c, &f);
+	q->view_paged = paged;
+	q->status = 200;
+	q->phase = REQ_READY;
+}
+
 static void route(struct request *q, const char *method, const char *url)
 {
 	struct cluster *c = q->srv->c;
@@ -397,7 +479,7 @@ static void route(struct request *q, const char *method, const char *url)
 	}
 	if (!strcmp(url, "/v1/jobs")) {
 		if (!strcmp(method, "GET"))
-			reply_ok(q, cluster_job_list_json(c));
+			route_view(q, false);
 		else if (!strcmp(method, "POST"))
 			route_jobs_post(q);
 		else
@@ -445,7 +527,7 @@ static void route(struct request *q, const char *method, const char *url)
 	}
 	if (!strcmp(url, "/v1/nodes")) {
 		if (!strcmp(method, "GET"))
-			reply_ok(q, cluster_node_list_json(c));
+			route_view(q, true);
 		else
 			reply_error(q, 405, "method not allowed");
 		return;
@@ -500,12 +582,20 @@ static enum MHD_Result send_ready(struct request *q)
 		MHD_destroy_response(r);
 		return ret;
 	}
+	if (q->view && q->status == 200) {
+		/* Written here, without the cluster lock. */
+		free(q->text);
+		q->text = view_rows_render(q->view, q->view_paged);
+		q->view = NULL;
+	}
 	if (q->text) {
 		size_t n = strlen(q->text);
 		struct MHD_Response *r =
 		    MHD_create_response_from_buffer(n, q->text, MHD_RESPMEM_MUST_FREE);
 		q->text = NULL;
 		MHD_add_response_header(r, "Content-Type", "application/json");
+		if (q->from_replica)
+			MHD_add_response_header(r, "X-Berth-Served-By", "follower");
 		enum MHD_Result ret = MHD_queue_response(q->conn, (unsigned)q->status, r);
 		MHD_destroy_response(r);
 		return ret;
@@ -602,19 +692,61 @@ static int backup_line(const char *key, const char *value, size_t len, void *ud)
 	return 0;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-				  const char *method, const char *version, const char *upload,
-				  size_t *upload_size, void **con_cls)
+/* An agent's call is a heartbeat: stamp it as soon as its node is known,
+ * from the X-Berth-Node header (before the body arrives) or else the body,
+ * never under the cluster lock (liveness.h). A watch is held by the server
+ * until answered: its node is not silent meanwhile. */
+static void agent_heard(struct server *s, struct request *q, const char *url, const char *name)
 {
-	struct server *s = cls;
+	if (q->live || !name || !*name || !s->leading)
+		return;
+	struct liveness *lv = s->c->live;
+	struct node_live *nl = liveness_find(lv, name);
+	if (!nl)
+		return;
+	int64_t mono = time_mono_ms();
+	if (!strcmp(url, "/v1/agent/watch")) {
+		liveness_watch_begin(lv, nl, mono);
+		q->live = nl;
+		q->live_wait_ms = s->c->cfg.heartbeat_ms;
+	} else {
+		liveness_heard(lv, nl, mono);
+	}
+}
+
+static bool is_agent_call(const char *method, const char *url)
+{
+	return !strcmp(method, "POST") && !strncmp(url, "/v1/agent/", 10);
+}
+
+/* An agent call's body is parsed before the cluster lock is taken, and its
+ * node stamped. Returns false when the body is bad (q has the error). */
+static bool agent_body(struct server *s, struct request *q, const char *url)
+{
+	q->agent_body = parse_body(q);
+	if (!q->agent_body)
+		return false;
+	agent_heard(s, q, url, json_string_value(json_object_get(q->agent_body, "name")));
+	if (q->live && !strcmp(url, "/v1/agent/watch"))
+		q->live_wait_ms = watch_wait_ms(s->c, json_object_get(q->agent_body, "wait_ms"));
+	return true;
+}
+
+static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *conn,
+				      const char *url, const char *method, const char *upload,
+				      size_t *upload_size, void **con_cls)
+{
 	struct request *q = *con_cls;
-	(void)version;
 	if (!q) {
 		q = xcalloc(1, sizeof *q);
 		q->srv = s;
 		q->conn = conn;
 		sbuf_init(&q->body);
 		*con_cls = q;
+		if (is_agent_call(method, url))
+			agent_heard(
+			    s, q, url,
+			    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Berth-Node"));
 		return MHD_YES;
 	}
 	if (*upload_size) {
@@ -629,11 +761,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return send_ready(q);
 	if (q->phase != REQ_NEW)
 		return MHD_YES; /* resumed spuriously: still waiting */
+	if (is_agent_call(method, url) && s->leading && lease_ok(s) && !q->agent_body &&
+	    !agent_body(s, q, url))
+		return send_ready(q);
 
 	if (!strcmp(url, "/v1/health") || !strcmp(url, "/v1/leader")) {
 		char *leader = s->leader ? leader_current(s->leader) : xstrdup(s->self_url);
-		reply_ok(q, json_pack("{s:b,s:s?,s:s,s:s}", "ok", 1, "leader", leader, "role",
-				      s->leading ? "leader" : "follower", "self", s->self_url));
+		/* With the liveness figures (no cluster lock): nodes judged
+		 * DOWN since start, and the time the server could not hear. */
+		reply_ok(q, json_pack("{s:b,s:s?,s:s,s:s,s:I,s:I}", "ok", 1, "leader", leader,
+				      "role", s->leading ? "leader" : "follower", "self",
+				      s->self_url, "nodes_down_total",
+				      (json_int_t)__atomic_load_n(&s->c->nodes_down_total,
+								  __ATOMIC_RELAXED),
+				      "deaf_ms", (json_int_t)liveness_deaf_total(s->c->live)));
 		free(leader);
 		return send_ready(q);
 	}
@@ -697,12 +838,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			s->waiting = q;
 		}
 		MHD_suspend_connection(conn);
-		pthread_cond_signal(&s->c->wake);
+		/* A write waits for the commit loop; a held watch is answered
+		 * by its sweep, and must not wake it (ten thousand agents). */
+		if (q->phase == REQ_WAIT_COMMIT)
+			pthread_cond_signal(&s->c->wake);
 		pthread_mutex_unlock(&s->c->lock);
 		return MHD_YES;
 	}
 	pthread_mutex_unlock(&s->c->lock);
 	return send_ready(q);
+}
+
+/* Every call of a request thread is timed: one that stays long in a
+ * handler leaves its other connections unheard (deaf time, liveness.h). */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct server *s = cls;
+	(void)version;
+	liveness_intake_begin(s->c->live, time_mono_ms());
+	enum MHD_Result r = handle_request(s, conn, url, method, upload, upload_size, con_cls);
+	liveness_intake_end(s->c->live, time_mono_ms());
+	return r;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -714,6 +872,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)toe;
 	if (!q)
 		return;
+	if (q->live)
+		liveness_watch_end(q->srv->c->live, q->live, time_mono_ms(), q->live_wait_ms);
+	json_decref(q->agent_body);
+	view_rows_free(q->view);
 	sbuf_release(&q->body);
 	json_decref(q->reply);
 	free(q->location);
@@ -1057,16 +1219,16 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 		s->leading = true;
 	}
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
-	s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
-				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)60000,
-				  /* Bodies are buffered by us; the per-connection pool only
-				   * holds headers. 32 KiB by default is 300 MiB for 10,000
-				   * agents. */
-				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
-				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-				  MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
-				  MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+	s->mhd = MHD_start_daemon(
+	    flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)60000, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)REQUEST_THREADS,
+	    /* Bodies are buffered by us; the per-connection pool only
+	     * holds headers. 32 KiB by default is 300 MiB for 10,000
+	     * agents. */
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)120, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
+	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
 	if (!s->mhd) {
 		berr_set(err, 500, "cannot listen on '%s': %s", o->addr,
 			 errno ? strerror(errno) : "address in use?");

@@ -257,7 +257,10 @@ while time.time() < end:
     time.sleep(0.02)
 EOF
 	sampler=$!
-	sleep 0.3
+	# The drain goes only once the sampler saw the node ACTIVE (it may take
+	# a while to start on a busy machine; a fixed sleep made this flaky).
+	wait_for 15 'grep -q "states ACTIVE" "$NS_BASE/sampler.out"'
+	grep -m1 "^min" "$NS_BASE/sampler.out" | grep -q "states ACTIVE$"
 	t0=$(date +%s%3N)
 	cli node drain "$victim"
 	wait_for 30 '[ "$(node_state "$victim")" = DRAINED ]'

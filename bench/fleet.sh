@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# A busy node is not a dead node (issue 10): a real `berth server`, N
+# simulated agents (`berth agent --simulate N`) and C clients calling
+# `berth node list --json`, `berth job list --json` and `berth job status`
+# in a loop (bench/poller.py) for M minutes. Nothing else runs: every DOWN
+# event is the server's own fault.
+#
+# Prints progress to stderr and one final line:
+#   agents=… minutes=… stall_s=… down_events=… registered_s=…
+#   server_cpu_start_pct=… server_cpu_end_pct=… server_deaf_ms=…
+#   server_rss_start_mib=… server_rss_end_mib=…
+#   reads=… read_errors=… node_list_p50_ms=… … job_status_max_ms=…
+# - down_events: "is down" lines in the server log (target: 0);
+# - server_cpu_*: the server's CPU (100 = one core) over the first and the
+#   last 30 s of the polling phase; server_rss_*: its VmRSS then.
+#
+# --stall S: once, after the first CPU window, the server is paused
+# (SIGSTOP) for S seconds, as a long GC-like pause or a stalled VM would:
+# it must not blame its agents for it.
+#
+# Usage: bench/fleet.sh [--agents N] [--minutes M] [--clients C] [--jobs J]
+#                       [--sim-threads T] [--stall S]
+# Defaults: 10,000 agents, 10 minutes, 4 clients, 20 jobs of 50 instances.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+BERTH=${BERTH_BIN:-$top/build/berth}
+agents=10000 minutes=10 clients=4 jobs=20 sim_threads=1 stall=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--agents) agents=$2; shift 2 ;;
+	--minutes) minutes=$2; shift 2 ;;
+	--clients) clients=$2; shift 2 ;;
+	--jobs) jobs=$2; shift 2 ;;
+	--sim-threads) sim_threads=$2; shift 2 ;;
+	--stall) stall=$2; shift 2 ;;
+	-h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+	*) echo "fleet.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+	esac
+done
+[ -x "$BERTH" ] || { echo "fleet.sh: build first (make): no $BERTH" >&2; exit 2; }
+
+data=$(mktemp -d /tmp/berth-fleet.XXXXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+server_pid= sim_pid= poll_pid=
+cleanup() {
+	[ -n "$server_pid" ] && kill -CONT "$server_pid" 2>/dev/null
+	for pid in $poll_pid $sim_pid $server_pid; do
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	[ -n "${FLEET_KEEP:-}" ] && echo "fleet: logs kept in $data" >&2 || rm -rf "$data"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+"$BERTH" server --data-dir "$data/server" --addr "127.0.0.1:$port" >"$data/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do
+	curl -fsS "http://127.0.0.1:$port/v1/health" >/dev/null 2>&1 && break
+	sleep 0.05
+done
+echo "fleet: server pid $server_pid on 127.0.0.1:$port; $agents simulated agents" >&2
+t_start=$(date +%s.%N)
+"$BERTH" agent --simulate "$agents" --name sim --server "127.0.0.1:$port" \
+	--cpu 64 --mem 256GiB --sim-threads "$sim_threads" >"$data/sim.log" 2>&1 &
+sim_pid=$!
+
+downs() { grep -c 'is down' "$data/server.log" || true; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$server_pid/status"; }
+hz=$(getconf CLK_TCK)
+# CPU % of the server over the next $1 seconds.
+cpu_pct() {
+	local a b
+	a=$(cpu_ticks)
+	sleep "$1"
+	b=$(cpu_ticks)
+	echo "$a $b $1 $hz" | awk '{printf "%.0f", ($2 - $1) * 100 / $4 / $3}'
+}
+
+# 1. Every agent registered (the simulator says so), then some jobs.
+registered_s=
+for _ in $(seq 1 1200); do
+	if grep -q 'simulated agents registered in' "$data/sim.log"; then
+		registered_s=$(echo "$(date +%s.%N) $t_start" | awk '{printf "%.1f", $1 - $2}')
+		break
+	fi
+	kill -0 "$sim_pid" 2>/dev/null || { echo "fleet: the simulator died" >&2; exit 1; }
+	sleep 0.5
+done
+[ -n "$registered_s" ] || { echo "fleet: agents did not register in 10 minutes" >&2; exit 1; }
+echo "fleet: $agents agents registered after ${registered_s}s ($(downs) DOWN events so far)" >&2
+for k in $(seq 1 "$jobs"); do
+	printf '{"job":"fleet/prod/j%d","instances":50,"task":{"command":["/bin/true"],"resources":{"cpu":0.01,"memory":"4MiB"}}}' "$k" |
+		curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' --data-binary @- \
+			"http://127.0.0.1:$port/v1/jobs"
+done
+downs_before=$(downs)
+
+# 2. The clients poll for M minutes.
+secs=$(echo "$minutes" | awk '{printf "%d", $1 * 60}')
+python3 "$top/bench/poller.py" --berth "$BERTH" --addr "http://127.0.0.1:$port" \
+	--clients "$clients" --seconds "$secs" >"$data/poll.out" 2>"$data/poll.err" &
+poll_pid=$!
+window=30
+[ "$secs" -lt 90 ] && window=$((secs / 3))
+rss_start=$(rss_mib)
+cpu_start=$(cpu_pct "$window")
+if [ "$stall" != 0 ]; then
+	echo "fleet: pausing the server for ${stall}s ($(downs) DOWN events so far)" >&2
+	kill -STOP "$server_pid"
+	sleep "$stall"
+	kill -CONT "$server_pid"
+fi
+t0=$(date +%s)
+while [ $(($(date +%s) - t0 + window)) -lt "$((secs - window))" ]; do
+	sleep 10
+	kill -0 "$server_pid" 2>/dev/null || { echo "fleet: the server died" >&2; exit 1; }
+	echo "fleet: $(($(date +%s) - t0 + window))s: $(downs) DOWN events" >&2
+done
+cpu_end=$(cpu_pct "$window")
+rss_end=$(rss_mib)
+# The server's own account (servers before issue 10 have none): deaf_ms is
+# the time it could not hear agents and did not hold against them.
+deaf=$(curl -fsS "http://127.0.0.1:$port/v1/health" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("deaf_ms", "n/a"))' || echo n/a)
+wait "$poll_pid" || true
+poll_pid=
+cat "$data/poll.err" >&2
+echo "fleet: DOWN events: $downs_before before the clients started, $(downs) in all" >&2
+echo "agents=$agents minutes=$minutes stall_s=$stall down_events=$(downs) registered_s=$registered_s" \
+	"server_cpu_start_pct=$cpu_start server_cpu_end_pct=$cpu_end server_deaf_ms=$deaf" \
+	"server_rss_start_mib=$rss_start server_rss_end_mib=$rss_end $(cat "$data/poll.out")"
