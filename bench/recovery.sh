@@ -8,7 +8,7 @@
 #   detect_s=… recovered_s=…
 # - detect_s: kill -> all K nodes DOWN in GET /v1/nodes;
 # - recovered_s: kill -> every one of the T tasks RUNNING again (GET /v1/jobs).
-# Target (DESIGN.md): <= 5 s with default settings (down_after 3 s).
+# Target (docs/targets.md): <= 5 s with default settings (down_after 3 s).
 # With --poll-clients C (default 1; 0 for none), C clients call
 # `berth node list --json`, `job list --json` and `job status` in a loop
 # meanwhile (bench/poller.py), and a second line gives their figures and the

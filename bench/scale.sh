@@ -12,7 +12,7 @@
 #   poll interval grows with the cost of the list, 50 ms for small runs);
 # - server_rss_mib: the server's VmRSS once everything runs and settled;
 # - bytes_per_task: (RSS then - RSS before the first submit) / tasks.
-# Targets (DESIGN.md): >= 50,000 placements/s with 1M tasks on 10,000 agents;
+# Targets (docs/targets.md): >= 50,000 placements/s with 1M tasks on 10,000 agents;
 # <= 1 KiB per task.
 #
 # With --poll-clients C (default 1; 0 for none), C clients call

@@ -188,6 +188,17 @@ static int do_register(struct agent *a, struct http_client *hc, struct berr *err
 	return 0;
 }
 
+/* After the n-th failure in a row: a random wait up to 100 ms x 2^n, at
+ * most 3 s ("full jitter"), so that agents cut off together do not come
+ * back together and feed a wave of registrations. */
+static int retry_delay_ms(unsigned *seed, int failures)
+{
+	int cap = 100 << (failures < 5 ? failures : 5);
+	if (cap > 3000)
+		cap = 3000;
+	return 50 + (int)(rand_r(seed) % (unsigned)cap);
+}
+
 void *agent_watch_main(void *arg)
 {
 	struct agent *a = arg;
@@ -196,6 +207,8 @@ void *agent_watch_main(void *arg)
 	http_client_set_header(hc, "X-Berth-Node", a->name);
 	bool registered = false;
 	int64_t last_error_log = 0;
+	int failures = 0;
+	unsigned seed = (unsigned)getpid() ^ (unsigned)time_mono_ms();
 	while (!a->stopping) {
 		struct berr err = {0};
 		if (!registered) {
@@ -204,10 +217,11 @@ void *agent_watch_main(void *arg)
 					log_warn("cannot register: %s", err.msg);
 					last_error_log = time_mono_ms();
 				}
-				agent_sleep_ms(300);
+				agent_sleep_ms(retry_delay_ms(&seed, ++failures));
 				continue;
 			}
 			registered = true;
+			failures = 0;
 		}
 		/* The full report rides on a watch when something changed, and at
 		 * least every REPORT_EVERY_MS; other watches are pure heartbeats. */
@@ -234,9 +248,10 @@ void *agent_watch_main(void *arg)
 			}
 			if (err.code == 503 || err.code >= 500)
 				registered = false;
-			agent_sleep_ms(200);
+			agent_sleep_ms(retry_delay_ms(&seed, ++failures));
 			continue;
 		}
+		failures = 0;
 		pthread_mutex_lock(&a->lock);
 		if (with_report) {
 			a->reported_gen = gen;
