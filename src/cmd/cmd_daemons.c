@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
-#include "agent/simulator.h"
+#include "tools/simulator.h"
 #include "agent/supervisor.h"
 #include "cmd/cli.h"
 #include "cmd/commands.h"
@@ -300,7 +300,7 @@ static int sim_int(struct cli_opt *o, int min, int *out)
 	return 0;
 }
 
-/* berth agent --simulate N: simulated agents (src/agent/simulator.h) with the
+/* berth agent --simulate N: simulated agents (src/tools/simulator.h) with the
  * resources and attributes of the agent options (defaults: 8 cpu, 16 GiB). */
 static int cmd_agent_simulate(struct cli_opt *o, const struct agent_options *ao)
 {

@@ -1,0 +1,142 @@
+/* simulator-internal.h - what simulator.c (the event loops and agents) and
+ * sim_wire.c (request bodies, reply scanning, HTTP parsing) share. Not for
+ * use outside src/tools/sim*.c. */
+#ifndef BERTH_SIMULATOR_INTERNAL_H
+#define BERTH_SIMULATOR_INTERNAL_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/util.h"
+#include "tools/simulator.h"
+
+#define REQUEST_TIMEOUT_MS 60000 /* no answer: the server is gone or stuck */
+#define CONNECT_TIMEOUT_MS 10000
+#define FULL_REPORT_EVERY_MS 10000
+#define BACKOFF_MAX_MS 5000
+#define SWEEP_EVERY_MS 1000
+#define WARN_EVERY_MS 5000
+#define HEADERS_MAX (64u << 10)
+#define RESPONSE_MAX (256u << 20) /* a desired set beyond this is an error */
+#define KILLED_EXIT_CODE 143	  /* what SIGTERM would give */
+
+/* ---- data ---------------------------------------------------------------- */
+
+#define TF_END_REPORTED 1 /* reported in an end state: dropped once acknowledged */
+
+struct sim_task {
+	char *id;
+	uint8_t state; /* enum task_state: RUNNING, FAILED or KILLED */
+	uint8_t flags;
+	uint8_t exit_code;
+};
+
+enum phase { PH_IDLE = 0, PH_CONNECTING, PH_SENDING, PH_RECEIVING };
+enum req_kind { RQ_REGISTER = 1, RQ_WATCH };
+
+struct sim_agent {
+	struct sim_task *tasks; /* sorted by id (strcmp) */
+	char *out;		/* the request being sent */
+	char *in;		/* the response being read */
+	uint32_t out_len, out_off, in_len, in_cap;
+	uint32_t ntasks, task_cap;
+	uint64_t known_version;
+	uint32_t gen;	      /* bumped on every change of the task set */
+	uint32_t sent_gen;    /* gen of the full report in flight */
+	uint32_t acked_gen;   /* gen of the last acknowledged full report */
+	uint32_t index;	      /* global agent number */
+	int64_t sent_ms;      /* when the request in flight started */
+	int64_t last_full_ms; /* when the last acknowledged full report went */
+	int fd;
+	int32_t heartbeat_ms;
+	uint16_t failures; /* consecutive: drives the back-off */
+	uint8_t server;	   /* index into sim->addrs */
+	uint8_t phase, req;
+	bool registered, ever_registered, force_full, sent_full;
+	bool deferred; /* the next request waits for a retry timer (jitter) */
+};
+
+/* A timer: an agent's retry (id NULL) or a task's simulated failure. */
+struct timer {
+	int64_t due;
+	char *id;
+	uint32_t agent; /* local index in the loop */
+	uint8_t exit_code;
+};
+
+struct heap {
+	struct timer *v;
+	size_t n, cap;
+};
+
+/* A desired task, as slices of the watch reply. */
+struct desired {
+	const char *id;
+	uint32_t len;
+	uint8_t exit_code;
+	int64_t fail_after_ms; /* -1: never */
+};
+
+struct sim;
+
+struct sim_loop {
+	struct sim *sim;
+	int id;
+	int epfd, evfd;
+	pthread_t thread;
+	bool started;
+	struct sim_agent *agents;
+	size_t nagents;
+	size_t next_start; /* agents started so far (registration spread) */
+	struct heap retries, fails;
+	int64_t last_sweep, last_warn;
+	unsigned suppressed;
+	uint64_t rnd;
+	struct desired *want; /* scratch for a reply's desired set */
+	size_t want_cap;
+	struct sim_task *merge; /* scratch for reconciling */
+	size_t merge_cap;
+	/* Read by the main thread for progress (atomics, relaxed). */
+	size_t nregistered, nfailures;
+	int64_t last_register_ms; /* when the newest first registration landed */
+	/* Traffic, logged at the end: what the protocol costs at this scale. */
+	uint64_t bytes_in, bytes_out, replies, desired_sets, desired_tasks;
+};
+
+struct sim {
+	struct simulator_options o;
+	struct sockaddr_in *addrs;
+	char **hosts; /* Host header of each address */
+	size_t naddrs;
+	char *user_attrs; /* ,"k":"v"... from --attr, escaped */
+	bool has_host, has_os, has_rack, has_zone;
+	struct sim_loop *loops;
+	int nloops;
+	int64_t start_ms;
+	bool stopping;
+};
+
+struct http_reply {
+	int status;
+	char *body;
+	size_t body_len;
+	size_t total; /* bytes of the buffer the response used */
+	bool close;
+};
+
+/* simulator.c */
+uint32_t rnd_next(struct sim_loop *l);
+void agent_name(const struct sim *s, const struct sim_agent *a, char *buf, size_t n);
+
+/* sim_wire.c */
+void json_strz(struct sbuf *b, const char *s);
+void build_register(struct sim_loop *l, struct sim_agent *a, struct sbuf *b);
+bool want_full_report(const struct sim_agent *a, int64_t now);
+void build_watch(struct sim_loop *l, struct sim_agent *a, struct sbuf *b, bool full);
+long scan_watch_reply(struct sim_loop *l, const char *body, size_t len, uint64_t known,
+		      uint64_t *version, bool *report);
+int http_parse(char *buf, size_t len, bool eof, struct http_reply *r);
+
+#endif
