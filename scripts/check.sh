@@ -6,7 +6,7 @@
 #       sched  <- core
 #       server <- core, store, sched
 #       agent  <- core            (agent/image too)
-#       tools  <- core, agent     (load tools such as the agent simulator)
+#       tools  <- core            (load tools such as the agent simulator)
 #       cmd    <- everything      (the command line wires the layers)
 #  2. format: clang-format (the committed .clang-format) changes no file in
 #     src/, tests/, fuzz/ or bench/.
@@ -23,7 +23,7 @@ allowed() { # LAYER -> the folders it may include
 	sched) echo "core sched" ;;
 	server) echo "core store sched server" ;;
 	agent) echo "core agent" ;;
-	tools) echo "core agent tools" ;;
+	tools) echo "core tools" ;;
 	cmd) echo "core store sched server agent tools cmd" ;;
 	*) echo "" ;;
 	esac
