@@ -3,11 +3,11 @@
  * The server holds the whole state in memory and decides from it; the store
  * only has to keep it durably. It is a key-value store with atomic batches:
  *
- *   jobs/<role>/<env>/<name>      the job record (JSON)
- *   tasks/<task-id>               a task record (JSON)
- *   events/<task-id>/<seq:010>    a task's transition (JSON)
+ *   jobs/<role>/<env>/<name>      the job record: its spec versions, cron state (JSON)
+ *   tasks/<task-id>               a task record, its transitions inside (JSON)
+ *   updates/<role>/<env>/<name>   the job's rolling update, while one exists (JSON)
  *   nodes/<name>                  a node record (JSON)
- *   meta/<name>                   server metadata (schema version, counters)
+ *   meta/leader                   HA: the elected leader, bound to its etcd lease
  *
  * store_commit() returns only when the batch is durable (SQLite: WAL with
  * synchronous=FULL; etcd: a quorum-acknowledged transaction). Nothing is
