@@ -14,7 +14,10 @@
 # - leftover_*: task processes and task cgroups 20 s after the final kill
 #   (target 0);
 # - RSS: after the first minute of churn and before the final kill (flat
-#   within 10 %; the agent's start figure is taken again after its restart).
+#   within 10 %; the agent's start figure is taken again after its restart);
+#   task_records: the task records the server holds at the same two points
+#   (ended tasks are kept as history, up to 100 per job: the server's state
+#   grows with them until that bound).
 # Needs root. `make soak` runs it with the defaults (10 minutes, 500 tasks).
 #
 # Usage: bench/soak.sh [--minutes M] [--tasks N]
@@ -51,6 +54,9 @@ trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 log() { echo "soak: $*" >&2; }
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+# Task records the server holds (live and ended: ended ones are history,
+# kept up to 100 per job), read from its store.
+task_records() { sqlite3 "$data/server/state.db" "select count(*) from kv where key like 'tasks/%'" 2>/dev/null || echo "?"; }
 
 start_agent() {
 	"$BERTH" agent --server "127.0.0.1:$port" --data-dir "$data/agent" --name soak \
@@ -122,6 +128,7 @@ while [ $SECONDS -lt $end ]; do
 	if [ -z "$s_rss0" ] && [ $SECONDS -ge $warm ]; then
 		s_rss0=$(rss_mib "$server")
 		a_rss0=$(rss_mib "$agent")
+		recs0=$(task_records)
 	fi
 	actions=$((actions + 1))
 	case $((RANDOM % 4)) in
@@ -149,6 +156,7 @@ while [ $SECONDS -lt $end ]; do
 done
 s_rss1=$(rss_mib "$server")
 a_rss1=$(rss_mib "$agent")
+recs1=$(task_records)
 
 listed=$("$BERTH" job list --json | python3 -c 'import json,sys; print(" ".join(j["job"] for j in json.load(sys.stdin)))')
 missing=0
@@ -164,4 +172,4 @@ for j in $listed; do "$BERTH" job kill "$j" >/dev/null 2>&1 || true; done
 sleep 20
 procs=$(pgrep -fc "berth supervise $data/" || true)
 cgs=$( (find /sys/fs/cgroup/*/"$cg" /sys/fs/cgroup/"$cg" -mindepth 1 -maxdepth 1 -type d 2>/dev/null || true) | wc -l)
-echo "node_changes=$changes missing_jobs=$missing leftover_processes=$procs leftover_cgroups=$cgs server_rss_mib=$s_rss0->$s_rss1 agent_rss_mib=$a_rss0->$a_rss1 actions=$actions"
+echo "node_changes=$changes missing_jobs=$missing leftover_processes=$procs leftover_cgroups=$cgs server_rss_mib=$s_rss0->$s_rss1 agent_rss_mib=$a_rss0->$a_rss1 task_records=$recs0->$recs1 actions=$actions"
