@@ -1,3 +1,4 @@
+/* clang-format off */
 /* fuzz_spec_json.c - libFuzzer target for spec_parse_json() (the body of
  * POST /v1/jobs) and the small parsers it uses on untrusted strings.
  *
@@ -7,6 +8,7 @@
  * Checks: no crash, leak or UB; refusals are code 400 with a one-line
  * message; an accepted spec round-trips through its canonical JSON exactly.
  */
+/* clang-format on */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
