@@ -21,52 +21,51 @@ static void real_text(struct snode *n, double d)
 	snode_set_text(n, buf, strlen(buf));
 }
 
+static int json_node(struct sctx *c, json_t *j, int depth, struct snode **out);
+
+/* Read j as the next kid of n; its path is pushed, `saved` the length to pop
+ * back to. */
+static int json_kid(struct sctx *c, struct snode *n, json_t *j, int depth, size_t saved)
+{
+	struct snode *val = NULL;
+	if (json_node(c, j, depth + 1, &val) < 0)
+		return -1;
+	spec__path_pop(c, saved);
+	snode_add(n, val);
+	return 0;
+}
+
 static int json_node(struct sctx *c, json_t *j, int depth, struct snode **out)
 {
 	struct snode *n;
 	char buf[32];
+	if ((json_is_object(j) || json_is_array(j)) && depth >= SPEC_MAX_DEPTH)
+		return spec__expect_pos(c, 0, 0, "deeper nesting", "at most %d levels of nesting",
+					SPEC_MAX_DEPTH);
 	switch (json_typeof(j)) {
-	case JSON_OBJECT: {
-		if (depth >= SPEC_MAX_DEPTH)
-			return spec__expect_pos(c, 0, 0, "deeper nesting",
-						"at most %d levels of nesting", SPEC_MAX_DEPTH);
+	case JSON_OBJECT:
 		n = snode_new(SN_MAP, 0, 0);
 		for (void *it = json_object_iter(j); it; it = json_object_iter_next(j, it)) {
 			const char *k = json_object_iter_key(it);
 			size_t klen = json_object_iter_key_len(it);
-			struct snode *key = snode_new(SN_STR, 0, 0), *val = NULL;
+			struct snode *key = snode_new(SN_STR, 0, 0);
 			snode_set_text(key, k, klen);
 			snode_add(n, key);
 			size_t saved = spec__path_push_key(c, key);
 			if (snode_has_nul(key)) {
 				spec__expect(c, NULL, key, "a key without NUL bytes");
-				snode_free(n);
-				return -1;
+				goto error;
 			}
-			if (json_node(c, json_object_iter_value(it), depth + 1, &val) < 0) {
-				snode_free(n);
-				return -1;
-			}
-			spec__path_pop(c, saved);
-			snode_add(n, val);
+			if (json_kid(c, n, json_object_iter_value(it), depth, saved) < 0)
+				goto error;
 		}
 		break;
-	}
 	case JSON_ARRAY:
-		if (depth >= SPEC_MAX_DEPTH)
-			return spec__expect_pos(c, 0, 0, "deeper nesting",
-						"at most %d levels of nesting", SPEC_MAX_DEPTH);
 		n = snode_new(SN_SEQ, 0, 0);
-		for (size_t i = 0; i < json_array_size(j); i++) {
-			struct snode *val = NULL;
-			size_t saved = spec__path_push_index(c, i);
-			if (json_node(c, json_array_get(j, i), depth + 1, &val) < 0) {
-				snode_free(n);
-				return -1;
-			}
-			spec__path_pop(c, saved);
-			snode_add(n, val);
-		}
+		for (size_t i = 0; i < json_array_size(j); i++)
+			if (json_kid(c, n, json_array_get(j, i), depth,
+				     spec__path_push_index(c, i)) < 0)
+				goto error;
 		break;
 	case JSON_STRING:
 		n = snode_new(SN_STR, 0, 0);
@@ -96,6 +95,9 @@ static int json_node(struct sctx *c, json_t *j, int depth, struct snode **out)
 	}
 	*out = n;
 	return 0;
+error:
+	snode_free(n);
+	return -1;
 }
 
 int spec__json_tree(struct sctx *c, json_t *j, struct snode **root)

@@ -11,6 +11,7 @@
 #include "core/cron.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,52 +57,6 @@ static int check_section(struct sctx *c, const struct snode *n, const char *what
 static size_t section_size(const struct snode *n)
 {
 	return n->kind == SN_MAP ? n->nkids : 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Maps of fields                                                            */
-
-/* One key of a map in a spec and the function that reads its value into
- * the object the map describes (obj: the struct named in the table's
- * comment). Each map has one table, so a key and what reads it sit side by
- * side; the order of a table is only the order in which the message for an
- * unknown key lists the keys. */
-struct field {
-	const char *key;
-	int (*read)(struct sctx *c, const struct snode *v, void *obj);
-};
-
-static int unknown_key(struct sctx *c, const struct snode *key, const struct field *fields,
-		       size_t n)
-{
-	struct sbuf sb;
-	sbuf_init(&sb);
-	for (size_t i = 0; i < n; i++)
-		add_choice(&sb, i, n, fields[i].key);
-	spec__expect(c, key, key, "one of %s", sb.buf);
-	sbuf_release(&sb);
-	return -1;
-}
-
-/* Read every key of map n (or of nothing: null) with its entry in fields,
- * in the order the spec gives them; an unknown key is an error. */
-static int read_fields(struct sctx *c, const struct snode *n, const struct field *fields,
-		       size_t nfields, void *obj)
-{
-	for (size_t i = 0; i < section_size(n); i += 2) {
-		const struct snode *k = n->kids[i], *v = n->kids[i + 1];
-		size_t saved = spec__path_push_key(c, k);
-		const struct field *f = NULL;
-		for (size_t j = 0; j < nfields && !f; j++)
-			if (snode_key_is(k, fields[j].key))
-				f = &fields[j];
-		if (!f)
-			return unknown_key(c, k, fields, nfields);
-		if (f->read(c, v, obj) < 0)
-			return -1;
-		spec__path_pop(c, saved);
-	}
-	return 0;
 }
 
 /* Strings: any scalar but null reads as its text ("user: 1000" is the user
@@ -295,6 +250,110 @@ static int get_command(struct sctx *c, const struct snode *n, char ***argv, size
 }
 
 /* ------------------------------------------------------------------------ */
+/* Maps of fields                                                            */
+
+/* One key of a map in a spec and how its value is read into the object the
+ * map describes (obj: the struct named in the table's comment). Plain values
+ * are read by kind into the member at `offset`; anything else by a function
+ * of its own. Each map has one table, so a key and what reads it sit side by
+ * side; the order of a table is only the order in which the message for an
+ * unknown key lists the keys. */
+enum field_kind { FIELD_READ, FIELD_STRING, FIELD_INT, FIELD_BOOL, FIELD_DURATION, FIELD_SIZE };
+
+struct field {
+	const char *key;
+	enum field_kind kind;
+	size_t offset;	  /* of the member in obj; not for FIELD_READ */
+	int64_t min, max; /* FIELD_INT: the range; FIELD_DURATION, FIELD_SIZE: min */
+	const char *what; /* FIELD_STRING: what the message says is expected */
+	int (*read)(struct sctx *c, const struct snode *v, void *obj); /* FIELD_READ */
+};
+
+/* offsetof(type, member), which compiles only when the member is a ctype:
+ * comparing pointers to distinct types is an error with -Werror. */
+#define FIELD_AT(type, member, ctype)                                                              \
+	(offsetof(type, member) + 0 * sizeof((ctype *)0 == &((type *)0)->member))
+
+#define F_READ(k, fn)                                                                              \
+	{                                                                                          \
+		.key = k, .kind = FIELD_READ, .read = fn                                           \
+	}
+#define F_STRING(k, type, m, w)                                                                    \
+	{                                                                                          \
+		.key = k, .kind = FIELD_STRING, .offset = FIELD_AT(type, m, char *), .what = w     \
+	}
+#define F_INT(k, type, m, lo, hi)                                                                  \
+	{                                                                                          \
+		.key = k, .kind = FIELD_INT, .offset = FIELD_AT(type, m, int), .min = lo,          \
+		.max = hi                                                                          \
+	}
+#define F_BOOL(k, type, m)                                                                         \
+	{                                                                                          \
+		.key = k, .kind = FIELD_BOOL, .offset = FIELD_AT(type, m, bool)                    \
+	}
+#define F_DURATION(k, type, m, lo)                                                                 \
+	{                                                                                          \
+		.key = k, .kind = FIELD_DURATION, .offset = FIELD_AT(type, m, uint64_t), .min = lo \
+	}
+#define F_SIZE(k, type, m, lo)                                                                     \
+	{                                                                                          \
+		.key = k, .kind = FIELD_SIZE, .offset = FIELD_AT(type, m, uint64_t), .min = lo     \
+	}
+
+static int unknown_key(struct sctx *c, const struct snode *key, const struct field *fields,
+		       size_t n)
+{
+	struct sbuf sb;
+	sbuf_init(&sb);
+	for (size_t i = 0; i < n; i++)
+		add_choice(&sb, i, n, fields[i].key);
+	spec__expect(c, key, key, "one of %s", sb.buf);
+	sbuf_release(&sb);
+	return -1;
+}
+
+static int read_field(struct sctx *c, const struct field *f, const struct snode *v, void *obj)
+{
+	void *at = (char *)obj + f->offset;
+	switch (f->kind) {
+	case FIELD_STRING:
+		return get_string(c, v, f->what, at);
+	case FIELD_INT:
+		return get_int(c, v, f->min, f->max, at);
+	case FIELD_BOOL:
+		return get_bool(c, v, at);
+	case FIELD_DURATION:
+		return get_duration(c, v, (uint64_t)f->min, at);
+	case FIELD_SIZE:
+		return get_size(c, v, (uint64_t)f->min, at);
+	case FIELD_READ:
+		break;
+	}
+	return f->read(c, v, obj);
+}
+
+/* Read every key of map n (or of nothing: null) with its entry in fields,
+ * in the order the spec gives them; an unknown key is an error. */
+static int read_fields(struct sctx *c, const struct snode *n, const struct field *fields,
+		       size_t nfields, void *obj)
+{
+	for (size_t i = 0; i < section_size(n); i += 2) {
+		const struct snode *k = n->kids[i], *v = n->kids[i + 1];
+		size_t saved = spec__path_push_key(c, k);
+		const struct field *f = NULL;
+		for (size_t j = 0; j < nfields && !f; j++)
+			if (snode_key_is(k, fields[j].key))
+				f = &fields[j];
+		if (!f)
+			return unknown_key(c, k, fields, nfields);
+		if (read_field(c, f, v, obj) < 0)
+			return -1;
+		spec__path_pop(c, saved);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Sections                                                                  */
 
 static int v_env(struct sctx *c, const struct snode *n, struct task_spec *t)
@@ -358,16 +417,6 @@ static int res_cpu(struct sctx *c, const struct snode *v, void *obj)
 	return get_cpu(c, v, &((struct resources *)obj)->cpu);
 }
 
-static int res_memory(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_size(c, v, 1, &((struct resources *)obj)->memory);
-}
-
-static int res_disk(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_size(c, v, 0, &((struct resources *)obj)->disk);
-}
-
 static int res_ports(struct sctx *c, const struct snode *v, void *obj)
 {
 	return v_ports(c, v, obj);
@@ -375,10 +424,10 @@ static int res_ports(struct sctx *c, const struct snode *v, void *obj)
 
 /* task.resources: struct resources */
 static const struct field resource_fields[] = {
-    {"cpu", res_cpu},
-    {"memory", res_memory},
-    {"disk", res_disk},
-    {"ports", res_ports},
+    F_READ("cpu", res_cpu),
+    F_SIZE("memory", struct resources, memory, 1),
+    F_SIZE("disk", struct resources, disk, 0),
+    F_READ("ports", res_ports),
 };
 
 static int v_resources(struct sctx *c, const struct snode *n, struct resources *r)
@@ -494,47 +543,17 @@ static int health_command(struct sctx *c, const struct snode *v, void *obj)
 	return set_health_kind(c, v, h, HEALTH_COMMAND);
 }
 
-static int health_port(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_string(c, v, "a port name", &((struct health_spec *)obj)->port);
-}
-
-static int health_interval(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_duration(c, v, 1, &((struct health_spec *)obj)->interval_ms);
-}
-
-static int health_timeout(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_duration(c, v, 1, &((struct health_spec *)obj)->timeout_ms);
-}
-
-static int health_failures(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_int(c, v, 1, SPEC_MAX_COUNT, &((struct health_spec *)obj)->failures);
-}
-
-static int health_successes(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_int(c, v, 1, SPEC_MAX_COUNT, &((struct health_spec *)obj)->successes);
-}
-
-static int health_initial_delay(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_duration(c, v, 0, &((struct health_spec *)obj)->initial_delay_ms);
-}
-
 /* task.health: struct health_spec */
 static const struct field health_fields[] = {
-    {"http", health_http},
-    {"tcp", health_tcp},
-    {"command", health_command},
-    {"port", health_port},
-    {"interval", health_interval},
-    {"timeout", health_timeout},
-    {"failures", health_failures},
-    {"successes", health_successes},
-    {"initial_delay", health_initial_delay},
+    F_READ("http", health_http),
+    F_READ("tcp", health_tcp),
+    F_READ("command", health_command),
+    F_STRING("port", struct health_spec, port, "a port name"),
+    F_DURATION("interval", struct health_spec, interval_ms, 1),
+    F_DURATION("timeout", struct health_spec, timeout_ms, 1),
+    F_INT("failures", struct health_spec, failures, 1, SPEC_MAX_COUNT),
+    F_INT("successes", struct health_spec, successes, 1, SPEC_MAX_COUNT),
+    F_DURATION("initial_delay", struct health_spec, initial_delay_ms, 0),
 };
 
 static int v_health(struct sctx *c, const struct snode *n, struct health_spec *h)
@@ -579,11 +598,6 @@ static int task_driver(struct sctx *c, const struct snode *v, void *obj)
 	return 0;
 }
 
-static int task_image(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_string(c, v, "an image reference or path", &((struct task_spec *)obj)->image);
-}
-
 static int task_command(struct sctx *c, const struct snode *v, void *obj)
 {
 	struct task_spec *t = obj;
@@ -620,11 +634,6 @@ static int task_health(struct sctx *c, const struct snode *v, void *obj)
 	return v_health(c, v, &((struct task_spec *)obj)->health);
 }
 
-static int task_stop_grace(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_duration(c, v, 0, &((struct task_spec *)obj)->stop_grace_ms);
-}
-
 static int task_shutdown(struct sctx *c, const struct snode *v, void *obj)
 {
 	return v_shutdown(c, v, &((struct task_spec *)obj)->shutdown);
@@ -637,17 +646,17 @@ static int task_volumes(struct sctx *c, const struct snode *v, void *obj)
 
 /* task: struct task_spec */
 static const struct field task_fields[] = {
-    {"driver", task_driver},
-    {"image", task_image},
-    {"command", task_command},
-    {"env", task_env},
-    {"user", task_user},
-    {"resources", task_resources},
-    {"constraints", task_constraints},
-    {"health", task_health},
-    {"stop_grace", task_stop_grace},
-    {"shutdown", task_shutdown},
-    {"volumes", task_volumes},
+    F_READ("driver", task_driver),
+    F_STRING("image", struct task_spec, image, "an image reference or path"),
+    F_READ("command", task_command),
+    F_READ("env", task_env),
+    F_READ("user", task_user),
+    F_READ("resources", task_resources),
+    F_READ("constraints", task_constraints),
+    F_READ("health", task_health),
+    F_DURATION("stop_grace", struct task_spec, stop_grace_ms, 0),
+    F_READ("shutdown", task_shutdown),
+    F_READ("volumes", task_volumes),
 };
 
 static int v_task(struct sctx *c, const struct snode *n, struct task_spec *t)
@@ -718,21 +727,11 @@ static int shutdown_http(struct sctx *c, const struct snode *v, void *obj)
 	return 0;
 }
 
-static int shutdown_port(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_string(c, v, "a port name", &((struct shutdown_spec *)obj)->port);
-}
-
-static int shutdown_wait(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_duration(c, v, 0, &((struct shutdown_spec *)obj)->wait_ms);
-}
-
 /* task.shutdown: struct shutdown_spec */
 static const struct field shutdown_fields[] = {
-    {"http", shutdown_http},
-    {"port", shutdown_port},
-    {"wait", shutdown_wait},
+    F_READ("http", shutdown_http),
+    F_STRING("port", struct shutdown_spec, port, "a port name"),
+    F_DURATION("wait", struct shutdown_spec, wait_ms, 0),
 };
 
 static int v_shutdown(struct sctx *c, const struct snode *n, struct shutdown_spec *sh)
@@ -779,16 +778,11 @@ static int volume_path(struct sctx *c, const struct snode *v, void *obj)
 	return get_volume_path(c, v, &((struct volume *)obj)->path);
 }
 
-static int volume_read_only(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_bool(c, v, &((struct volume *)obj)->read_only);
-}
-
 /* task.volumes[i]: struct volume */
 static const struct field volume_fields[] = {
-    {"host", volume_host},
-    {"path", volume_path},
-    {"read_only", volume_read_only},
+    F_READ("host", volume_host),
+    F_READ("path", volume_path),
+    F_BOOL("read_only", struct volume, read_only),
 };
 
 static int v_volume(struct sctx *c, const struct snode *n, struct volume *vol)
@@ -836,32 +830,12 @@ static int v_volumes(struct sctx *c, const struct snode *n, struct task_spec *t)
 	return 0;
 }
 
-static int restart_delay(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_duration(c, v, 0, &((struct restart_policy *)obj)->delay_ms);
-}
-
-static int restart_max_delay(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_duration(c, v, 0, &((struct restart_policy *)obj)->max_delay_ms);
-}
-
-static int restart_max_attempts(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_int(c, v, 0, SPEC_MAX_COUNT, &((struct restart_policy *)obj)->max_attempts);
-}
-
-static int restart_window(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_duration(c, v, 1, &((struct restart_policy *)obj)->window_ms);
-}
-
 /* restart: struct restart_policy */
 static const struct field restart_fields[] = {
-    {"delay", restart_delay},
-    {"max_delay", restart_max_delay},
-    {"max_attempts", restart_max_attempts},
-    {"window", restart_window},
+    F_DURATION("delay", struct restart_policy, delay_ms, 0),
+    F_DURATION("max_delay", struct restart_policy, max_delay_ms, 0),
+    F_INT("max_attempts", struct restart_policy, max_attempts, 0, SPEC_MAX_COUNT),
+    F_DURATION("window", struct restart_policy, window_ms, 1),
 };
 
 static int v_restart(struct sctx *c, const struct snode *n, struct restart_policy *r)
@@ -871,32 +845,6 @@ static int v_restart(struct sctx *c, const struct snode *n, struct restart_polic
 	r->set = true;
 	return read_fields(c, n, restart_fields, ARRAY_SIZE(restart_fields), r);
 	return 0;
-}
-
-static int update_batch_size(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_int(c, v, 1, SPEC_MAX_INSTANCES, &((struct update_spec *)obj)->batch_size);
-}
-
-static int update_watch(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_duration(c, v, 0, &((struct update_spec *)obj)->watch_ms);
-}
-
-static int update_max_instance_failures(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_int(c, v, 0, SPEC_MAX_COUNT,
-		       &((struct update_spec *)obj)->max_instance_failures);
-}
-
-static int update_max_total_failures(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_int(c, v, 0, SPEC_MAX_COUNT, &((struct update_spec *)obj)->max_total_failures);
-}
-
-static int update_rollback_on_failure(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_bool(c, v, &((struct update_spec *)obj)->rollback_on_failure);
 }
 
 static int update_order(struct sctx *c, const struct snode *v, void *obj)
@@ -910,12 +858,12 @@ static int update_order(struct sctx *c, const struct snode *v, void *obj)
 
 /* update: struct update_spec */
 static const struct field update_fields[] = {
-    {"batch_size", update_batch_size},
-    {"watch", update_watch},
-    {"max_instance_failures", update_max_instance_failures},
-    {"max_total_failures", update_max_total_failures},
-    {"rollback_on_failure", update_rollback_on_failure},
-    {"order", update_order},
+    F_INT("batch_size", struct update_spec, batch_size, 1, SPEC_MAX_INSTANCES),
+    F_DURATION("watch", struct update_spec, watch_ms, 0),
+    F_INT("max_instance_failures", struct update_spec, max_instance_failures, 0, SPEC_MAX_COUNT),
+    F_INT("max_total_failures", struct update_spec, max_total_failures, 0, SPEC_MAX_COUNT),
+    F_BOOL("rollback_on_failure", struct update_spec, rollback_on_failure),
+    F_READ("order", update_order),
 };
 
 static int v_update(struct sctx *c, const struct snode *n, struct update_spec *u)
@@ -1011,11 +959,6 @@ static int job_type(struct sctx *c, const struct snode *v, void *obj)
 	return 0;
 }
 
-static int job_instances(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_int(c, v, 0, SPEC_MAX_INSTANCES, &((struct job_spec *)obj)->instances);
-}
-
 static int job_schedule(struct sctx *c, const struct snode *v, void *obj)
 {
 	return v_schedule(c, v, &((struct job_spec *)obj)->schedule);
@@ -1029,16 +972,6 @@ static int job_cron_collision(struct sctx *c, const struct snode *v, void *obj)
 		return -1;
 	((struct job_spec *)obj)->cron_collision = (enum cron_collision)e;
 	return 0;
-}
-
-static int job_priority(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_int(c, v, -SPEC_MAX_COUNT, SPEC_MAX_COUNT, &((struct job_spec *)obj)->priority);
-}
-
-static int job_max_task_failures(struct sctx *c, const struct snode *v, void *obj)
-{
-	return get_int(c, v, -1, SPEC_MAX_COUNT, &((struct job_spec *)obj)->max_task_failures);
 }
 
 static int job_placement(struct sctx *c, const struct snode *v, void *obj)
@@ -1067,17 +1000,17 @@ static int job_restart(struct sctx *c, const struct snode *v, void *obj)
 
 /* The top level: struct job_spec */
 static const struct field job_fields[] = {
-    {"job", job_key},
-    {"type", job_type},
-    {"instances", job_instances},
-    {"schedule", job_schedule},
-    {"cron_collision", job_cron_collision},
-    {"priority", job_priority},
-    {"max_task_failures", job_max_task_failures},
-    {"placement", job_placement},
-    {"task", job_task},
-    {"update", job_update},
-    {"restart", job_restart},
+    F_READ("job", job_key),
+    F_READ("type", job_type),
+    F_INT("instances", struct job_spec, instances, 0, SPEC_MAX_INSTANCES),
+    F_READ("schedule", job_schedule),
+    F_READ("cron_collision", job_cron_collision),
+    F_INT("priority", struct job_spec, priority, -SPEC_MAX_COUNT, SPEC_MAX_COUNT),
+    F_INT("max_task_failures", struct job_spec, max_task_failures, -1, SPEC_MAX_COUNT),
+    F_READ("placement", job_placement),
+    F_READ("task", job_task),
+    F_READ("update", job_update),
+    F_READ("restart", job_restart),
 };
 
 int spec__validate(struct sctx *c, const struct snode *root, struct job_spec *s)
