@@ -60,6 +60,8 @@ void sbuf_release(struct sbuf *sb);
 /* Time in milliseconds: wall clock (for records) and monotonic (for timers). */
 int64_t time_now_ms(void);
 int64_t time_mono_ms(void);
+/* A timespec (a clock reading, a file's mtime) in whole milliseconds. */
+int64_t time_ts_ms(struct timespec ts);
 /* Format a wall-clock ms timestamp as RFC 3339 UTC with milliseconds into buf. */
 void time_format_ms(int64_t ms, char *buf, size_t n);
 /* The wall-clock time ms (>= 0) from now, normalized: the absolute deadline
