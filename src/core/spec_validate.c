@@ -1,8 +1,9 @@
 /* spec_validate.c - the field rules of job specs: the snode tree that both
  * front ends build becomes a struct job_spec, or the first error with its
  * path. Each map of the spec (job, task, resources, health, shutdown,
- * volumes[i], restart, update) is one table of fields: a key and the
- * function that reads its value, side by side (struct field, read_fields).
+ * volumes[i], restart, update) is one table of fields: a key and how its
+ * value is read, side by side: a kind and a type-checked member for plain
+ * values (F_INT, F_DURATION, ...), a function for the rest (F_READ).
  * Cross-field rules (image vs driver, health and shutdown ports, cron
  * schedules, templates) run after a map's fields are read. docs/spec.md is
  * the user reference for the fields.
