@@ -315,11 +315,7 @@ static bool launch_slot_available(struct agent *a)
 
 static void cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *m, int ms)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += (long)ms * 1000000L;
-	ts.tv_sec += ts.tv_nsec / 1000000000L;
-	ts.tv_nsec %= 1000000000L;
+	struct timespec ts = time_deadline_ms(ms);
 	pthread_cond_timedwait(cv, m, &ts);
 }
 

@@ -212,18 +212,36 @@ void sbuf_release(struct sbuf *sb)
 	sb->len = sb->cap = 0;
 }
 
+int64_t time_ts_ms(struct timespec ts)
+{
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int64_t time_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return time_ts_ms(ts);
 }
 
 int64_t time_mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return time_ts_ms(ts);
+}
+
+struct timespec time_deadline_ms(int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
 }
 
 void time_format_ms(int64_t ms, char *buf, size_t n)
@@ -432,36 +450,71 @@ void cleanup_closep(int *fd)
 		close(*fd);
 }
 
+size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+	size_t len;
+	if (s[0] < 0x80)
+		return 1;
+	else if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f) ||
+	    (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f))
+		return 0;
+	return len;
+}
+
+bool utf8_valid(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len;) {
+		size_t k = utf8_seq_len((const unsigned char *)s + i, len - i);
+		if (!k)
+			return false;
+		i += k;
+	}
+	return true;
+}
+
+/* Whether the n bytes at s (n < the length its lead byte announces) are the
+ * start of a sequence that the end of the string cut short: a lead byte and
+ * continuation bytes only. */
+static bool utf8_cut_short(const unsigned char *s, size_t n)
+{
+	size_t want = (s[0] >> 5) == 6 ? 2 : (s[0] >> 4) == 14 ? 3 : (s[0] >> 3) == 30 ? 4 : 0;
+	if (n >= want)
+		return false;
+	for (size_t i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return false;
+	return true;
+}
+
 void utf8_clean(char *s)
 {
 	unsigned char *p = (unsigned char *)s;
-	while (*p) {
-		int n = *p < 0x80	  ? 1
-			: (*p >> 5) == 6  ? 2
-			: (*p >> 4) == 14 ? 3
-			: (*p >> 3) == 30 ? 4
-					  : 0;
-		int ok = n > 0;
-		for (int i = 1; ok && i < n; i++) {
-			if (!p[i]) { /* cut short at the end of the string */
-				*p = 0;
-				return;
-			}
-			ok = (p[i] & 0xc0) == 0x80;
+	size_t left = strlen(s);
+	while (left) {
+		size_t k = utf8_seq_len(p, left);
+		if (!k && utf8_cut_short(p, left)) {
+			*p = 0;
+			return;
 		}
-		/* Overlong forms and surrogates are invalid too. */
-		if (ok && n == 2 && *p < 0xc2)
-			ok = 0;
-		if (ok && n == 3 && ((*p == 0xe0 && p[1] < 0xa0) || (*p == 0xed && p[1] >= 0xa0)))
-			ok = 0;
-		if (ok && n == 4 &&
-		    ((*p == 0xf0 && p[1] < 0x90) || *p > 0xf4 || (*p == 0xf4 && p[1] >= 0x90)))
-			ok = 0;
-		if (!ok) {
-			*p++ = '?';
-			continue;
+		if (!k) {
+			*p = '?';
+			k = 1;
 		}
-		p += n;
+		p += k;
+		left -= k;
 	}
 }
 

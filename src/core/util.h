@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define BERR_MSG_MAX 1024
 
@@ -59,8 +60,14 @@ void sbuf_release(struct sbuf *sb);
 /* Time in milliseconds: wall clock (for records) and monotonic (for timers). */
 int64_t time_now_ms(void);
 int64_t time_mono_ms(void);
+/* A timespec (a clock reading, a file's mtime) in whole milliseconds. */
+int64_t time_ts_ms(struct timespec ts);
 /* Format a wall-clock ms timestamp as RFC 3339 UTC with milliseconds into buf. */
 void time_format_ms(int64_t ms, char *buf, size_t n);
+/* The wall-clock time ms (>= 0) from now, normalized: the absolute deadline
+ * that pthread_cond_timedwait takes (condition variables use CLOCK_REALTIME
+ * unless told otherwise). */
+struct timespec time_deadline_ms(int64_t ms);
 
 /* Files. */
 /* Read a whole file (NUL-terminated); returns 0 or -errno. */
@@ -79,6 +86,12 @@ int rm_rf_at(int dirfd, const char *name);
 /* Random lowercase hex id of n characters (n < 64) into buf (n+1 bytes). */
 void random_hex(char *buf, size_t n);
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes, n > 0), or 0
+ * when the bytes there are not one. Overlong forms, surrogates and code
+ * points above U+10FFFF are invalid, as they are to jansson. */
+size_t utf8_seq_len(const unsigned char *s, size_t n);
+/* Whether the len bytes at s are all valid UTF-8 (NUL bytes included). */
+bool utf8_valid(const char *s, size_t len);
 /* Make s valid UTF-8 in place: a sequence cut short at the end (by a
  * truncating snprintf) is dropped, other invalid bytes become '?'. */
 void utf8_clean(char *s);

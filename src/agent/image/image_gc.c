@@ -148,7 +148,7 @@ int image_gc(struct image_cache *c, uint64_t max_bytes, int64_t max_age_ms,
 		}
 		struct gc_image *g = &v[n++];
 		g->hex = xstrndup(recs[i], IMAGE_DIGEST_HEX_LEN);
-		g->last_used_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+		g->last_used_ms = time_ts_ms(st.st_mtim);
 		g->in_use = flock(fd, LOCK_EX | LOCK_NB) < 0;
 		close(fd);
 		json_t *j = json_loads(text, 0, NULL);

@@ -1,0 +1,1040 @@
+/* spec_validate.c - the field rules of job specs: the snode tree that both
+ * front ends build becomes a struct job_spec, or the first error with its
+ * path. Each map of the spec (job, task, resources, health, shutdown,
+ * volumes[i], restart, update) is one table of fields: a key and how its
+ * value is read, side by side: a kind and a type-checked member for plain
+ * values (F_INT, F_DURATION, ...), a function for the rest (F_READ).
+ * Cross-field rules (image vs driver, health and shutdown ports, cron
+ * schedules, templates) run after a map's fields are read. docs/spec.md is
+ * the user reference for the fields.
+ */
+#include "core/spec-internal.h"
+#include "core/cron.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The value of `name` in map `m`, or NULL. */
+static const struct snode *map_get(const struct snode *m, const char *name)
+{
+	if (!m || m->kind != SN_MAP)
+		return NULL;
+	for (size_t i = 0; i + 1 < m->nkids; i += 2)
+		if (snode_key_is(m->kids[i], name))
+			return m->kids[i + 1];
+	return NULL;
+}
+
+/* Name i of n in a list "a, b or c". */
+static void add_choice(struct sbuf *sb, size_t i, size_t n, const char *name)
+{
+	if (i)
+		sbuf_adds(sb, i + 1 == n ? " or " : ", ");
+	sbuf_adds(sb, name);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Typed getters: each checks one value and reports with the current path    */
+
+/* A missing required field: reported at the map that lacks it. */
+static int missing(struct sctx *c, const struct snode *map, const char *field, const char *what)
+{
+	spec__path_push(c, field, strlen(field));
+	return spec__expect(c, map, NULL, "%s", what);
+}
+
+/* A section: a map, or nothing at all (an empty "env:" whose entries are
+ * commented out), which reads as an empty map. */
+static int check_section(struct sctx *c, const struct snode *n, const char *what)
+{
+	if (n->kind == SN_MAP || n->kind == SN_NULL)
+		return 0;
+	return spec__expect(c, n, n, "%s", what);
+}
+
+static size_t section_size(const struct snode *n)
+{
+	return n->kind == SN_MAP ? n->nkids : 0;
+}
+
+/* Strings: any scalar but null reads as its text ("user: 1000" is the user
+ * "1000"); NUL bytes are refused because the result is a C string. */
+static int get_string(struct sctx *c, const struct snode *n, const char *what, char **out)
+{
+	if (!snode_is_scalar(n) || n->kind == SN_NULL)
+		return spec__expect(c, n, n, "%s", what);
+	if (snode_has_nul(n))
+		return spec__expect(c, n, n, "%s without NUL bytes", what);
+	if (!utf8_valid(n->text, n->len))
+		return spec__expect(c, n, n, "%s of valid utf-8", what);
+	free(*out);
+	*out = xstrdup(n->text);
+	return 0;
+}
+
+/* An integer: a number, or a string holding one ("3" from a template). */
+static bool node_int(const struct snode *n, int64_t *v)
+{
+	if (n->kind == SN_INT) {
+		*v = n->ival;
+		return true;
+	}
+	return n->kind == SN_STR && !snode_has_nul(n) && spec__text_to_int(n->text, v) == 0;
+}
+
+static int get_int(struct sctx *c, const struct snode *n, int64_t min, int64_t max, int *out)
+{
+	int64_t v = 0;
+	if (!node_int(n, &v) || v < min || v > max)
+		return spec__expect(c, n, n, "an integer between %lld and %lld", (long long)min,
+				    (long long)max);
+	*out = (int)v;
+	return 0;
+}
+
+static int get_bool(struct sctx *c, const struct snode *n, bool *out)
+{
+	if (n->kind == SN_BOOL) {
+		*out = n->bval;
+		return 0;
+	}
+	if (n->kind == SN_STR && (!strcmp(n->text, "true") || !strcmp(n->text, "false")) &&
+	    !snode_has_nul(n)) {
+		*out = n->text[0] == 't';
+		return 0;
+	}
+	return spec__expect(c, n, n, "true or false");
+}
+
+static int get_enum(struct sctx *c, const struct snode *n, const char *const *names, size_t count,
+		    int *out)
+{
+	for (size_t i = 0; snode_is_scalar(n) && n->kind != SN_NULL && i < count; i++) {
+		if (snode_key_is(n, names[i])) {
+			*out = (int)i;
+			return 0;
+		}
+	}
+	struct sbuf sb;
+	sbuf_init(&sb);
+	for (size_t i = 0; i < count; i++)
+		add_choice(&sb, i, count, names[i]);
+	spec__expect(c, n, n, "%s", sb.buf);
+	sbuf_release(&sb);
+	return -1;
+}
+
+static int get_cpu(struct sctx *c, const struct snode *n, double *out)
+{
+	double d = NAN;
+	if (n->kind == SN_INT)
+		d = (double)n->ival;
+	else if (n->kind == SN_REAL)
+		d = n->dval;
+	else if (n->kind == SN_STR && !snode_has_nul(n) && !spec__text_to_real(n->text, &d))
+		d = NAN;
+	if (!(d > 0 && d <= SPEC_MAX_CPU)) /* also refuses NaN */
+		return spec__expect(c, n, n, "a number of cores above 0 and at most %g",
+				    SPEC_MAX_CPU);
+	*out = d;
+	return 0;
+}
+
+static int get_size(struct sctx *c, const struct snode *n, uint64_t min, uint64_t *out)
+{
+	uint64_t b = 0;
+	bool ok = false;
+	if (n->kind == SN_INT && n->ival >= 0)
+		b = (uint64_t)n->ival, ok = true;
+	else if (n->kind == SN_STR && !snode_has_nul(n))
+		ok = parse_size(n->text, &b) == 0;
+	if (!ok)
+		return spec__expect(c, n, n, "a size such as 64MiB");
+	if (b < min)
+		return spec__expect(c, n, n, "a size above 0 such as 64MiB");
+	if (b > SPEC_MAX_SIZE)
+		return spec__expect(c, n, n, "a size of at most 1EiB");
+	*out = b;
+	return 0;
+}
+
+/* A bare integer is seconds in YAML (as parse_duration reads "10") but
+ * milliseconds in JSON, where the canonical form writes durations as ms. */
+static int get_duration(struct sctx *c, const struct snode *n, uint64_t min, uint64_t *out)
+{
+	uint64_t ms = 0;
+	bool ok = false;
+	if (n->kind == SN_INT && n->ival >= 0) {
+		ms = (uint64_t)n->ival;
+		ok = c->json || !__builtin_mul_overflow(ms, 1000, &ms);
+	} else if (n->kind == SN_STR && !snode_has_nul(n)) {
+		ok = parse_duration(n->text, &ms) == 0;
+	}
+	if (!ok)
+		return spec__expect(c, n, n, "a duration such as 10s");
+	if (ms < min)
+		return spec__expect(c, n, n, "a duration above 0 such as 10s");
+	if (ms > SPEC_MAX_DURATION_MS)
+		return spec__expect(c, n, n, "a duration of at most 8760h");
+	*out = ms;
+	return 0;
+}
+
+/* [a-z][a-z0-9_-]*, at most SPEC_MAX_NAME: port names. */
+static bool port_name_ok(const char *s)
+{
+	size_t len = strlen(s);
+	if (!len || len > SPEC_MAX_NAME || !(*s >= 'a' && *s <= 'z'))
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || spec__is_digit(*s) || *s == '_' || *s == '-'))
+			return false;
+	return true;
+}
+
+/* A run of characters from [A-Za-z0-9] plus `extra`, 1..max long. */
+static bool word_ok(const char *s, const char *extra, size_t max)
+{
+	size_t len = strlen(s);
+	if (!len || len > max)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || spec__is_digit(*s) ||
+		      strchr(extra, *s)))
+			return false;
+	return true;
+}
+
+/* A command: a list of strings, or one string run by /bin/sh -c. */
+static int get_command(struct sctx *c, const struct snode *n, char ***argv, size_t *argc)
+{
+	const char *what = "a command (a list of strings or a string)";
+	if (snode_is_scalar(n) && n->kind != SN_NULL) {
+		char *s = NULL;
+		if (get_string(c, n, what, &s) < 0)
+			return -1;
+		if (!s[strspn(s, " \t\n\r")]) {
+			free(s);
+			return spec__expect(c, n, n, "%s", what);
+		}
+		strv_free_n(*argv, *argc);
+		*argv = xcalloc(3, sizeof **argv);
+		(*argv)[0] = xstrdup("/bin/sh");
+		(*argv)[1] = xstrdup("-c");
+		(*argv)[2] = s;
+		*argc = 3;
+		return 0;
+	}
+	if (n->kind != SN_SEQ || !n->nkids)
+		return spec__expect(c, n, n, "%s", what);
+	char **v = xcalloc(n->nkids, sizeof *v);
+	for (size_t i = 0; i < n->nkids; i++) {
+		size_t saved = spec__path_push_index(c, i);
+		if (get_string(c, n->kids[i], "a string", &v[i]) < 0) {
+			strv_free_n(v, n->nkids);
+			return -1;
+		}
+		if (i == 0 && !*v[0]) {
+			spec__expect(c, n->kids[i], n->kids[i], "a program to run");
+			strv_free_n(v, n->nkids);
+			return -1;
+		}
+		spec__path_pop(c, saved);
+	}
+	strv_free_n(*argv, *argc);
+	*argv = v;
+	*argc = n->nkids;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Maps of fields                                                            */
+
+/* One key of a map in a spec and how its value is read into the object the
+ * map describes (obj: the struct named in the table's comment). Plain values
+ * are read by kind into the member at `offset`; anything else by a function
+ * of its own. Each map has one table, so a key and what reads it sit side by
+ * side; the order of a table is only the order in which the message for an
+ * unknown key lists the keys. */
+enum field_kind { FIELD_READ, FIELD_STRING, FIELD_INT, FIELD_BOOL, FIELD_DURATION, FIELD_SIZE };
+
+struct field {
+	const char *key;
+	enum field_kind kind;
+	size_t offset;	  /* of the member in obj; not for FIELD_READ */
+	int64_t min, max; /* FIELD_INT: the range; FIELD_DURATION, FIELD_SIZE: min */
+	const char *what; /* FIELD_STRING: what the message says is expected */
+	int (*read)(struct sctx *c, const struct snode *v, void *obj); /* FIELD_READ */
+};
+
+/* offsetof(type, member), which compiles only when the member is a ctype:
+ * comparing pointers to distinct types is an error with -Werror. */
+#define FIELD_AT(type, member, ctype)                                                              \
+	(offsetof(type, member) + 0 * sizeof((ctype *)0 == &((type *)0)->member))
+
+#define F_READ(k, fn)                                                                              \
+	{                                                                                          \
+		.key = k, .kind = FIELD_READ, .read = fn                                           \
+	}
+#define F_STRING(k, type, m, w)                                                                    \
+	{                                                                                          \
+		.key = k, .kind = FIELD_STRING, .offset = FIELD_AT(type, m, char *), .what = w     \
+	}
+#define F_INT(k, type, m, lo, hi)                                                                  \
+	{                                                                                          \
+		.key = k, .kind = FIELD_INT, .offset = FIELD_AT(type, m, int), .min = lo,          \
+		.max = hi                                                                          \
+	}
+#define F_BOOL(k, type, m)                                                                         \
+	{                                                                                          \
+		.key = k, .kind = FIELD_BOOL, .offset = FIELD_AT(type, m, bool)                    \
+	}
+#define F_DURATION(k, type, m, lo)                                                                 \
+	{                                                                                          \
+		.key = k, .kind = FIELD_DURATION, .offset = FIELD_AT(type, m, uint64_t), .min = lo \
+	}
+#define F_SIZE(k, type, m, lo)                                                                     \
+	{                                                                                          \
+		.key = k, .kind = FIELD_SIZE, .offset = FIELD_AT(type, m, uint64_t), .min = lo     \
+	}
+
+static int unknown_key(struct sctx *c, const struct snode *key, const struct field *fields,
+		       size_t n)
+{
+	struct sbuf sb;
+	sbuf_init(&sb);
+	for (size_t i = 0; i < n; i++)
+		add_choice(&sb, i, n, fields[i].key);
+	spec__expect(c, key, key, "one of %s", sb.buf);
+	sbuf_release(&sb);
+	return -1;
+}
+
+static int read_field(struct sctx *c, const struct field *f, const struct snode *v, void *obj)
+{
+	void *at = (char *)obj + f->offset;
+	switch (f->kind) {
+	case FIELD_STRING:
+		return get_string(c, v, f->what, at);
+	case FIELD_INT:
+		return get_int(c, v, f->min, f->max, at);
+	case FIELD_BOOL:
+		return get_bool(c, v, at);
+	case FIELD_DURATION:
+		return get_duration(c, v, (uint64_t)f->min, at);
+	case FIELD_SIZE:
+		return get_size(c, v, (uint64_t)f->min, at);
+	case FIELD_READ:
+		break;
+	}
+	return f->read(c, v, obj);
+}
+
+/* Read every key of map n (or of nothing: null) with its entry in fields,
+ * in the order the spec gives them; an unknown key is an error. */
+static int read_fields(struct sctx *c, const struct snode *n, const struct field *fields,
+		       size_t nfields, void *obj)
+{
+	for (size_t i = 0; i < section_size(n); i += 2) {
+		const struct snode *k = n->kids[i], *v = n->kids[i + 1];
+		size_t saved = spec__path_push_key(c, k);
+		const struct field *f = NULL;
+		for (size_t j = 0; j < nfields && !f; j++)
+			if (snode_key_is(k, fields[j].key))
+				f = &fields[j];
+		if (!f)
+			return unknown_key(c, k, fields, nfields);
+		if (read_field(c, f, v, obj) < 0)
+			return -1;
+		spec__path_pop(c, saved);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sections                                                                  */
+
+static int v_env(struct sctx *c, const struct snode *n, struct task_spec *t)
+{
+	if (check_section(c, n, "a map of environment variables") < 0)
+		return -1;
+	size_t count = section_size(n) / 2;
+	t->env = xcalloc(count ? count : 1, sizeof *t->env);
+	for (size_t i = 0; i < count; i++) {
+		const struct snode *k = n->kids[2 * i], *v = n->kids[2 * i + 1];
+		size_t saved = spec__path_push_key(c, k);
+		if (k->kind == SN_NULL || snode_has_nul(k) || !word_ok(k->text, "_", 256) ||
+		    spec__is_digit(k->text[0]))
+			return spec__expect(c, k, k,
+					    "an environment variable name such as GREETING");
+		/* Values: numbers and booleans are their text ("8080",
+		 * "yes"), which is what a shell would see. */
+		struct spec_kv *kv = &t->env[t->nenv++];
+		kv->key = xstrdup(k->text);
+		if (get_string(c, v, "a string", &kv->value) < 0)
+			return -1;
+		spec__path_pop(c, saved);
+	}
+	return 0;
+}
+
+static int v_ports(struct sctx *c, const struct snode *n, struct resources *r)
+{
+	if (n->kind == SN_NULL)
+		return 0;
+	if (n->kind != SN_SEQ)
+		return spec__expect(c, n, n, "a list of port names");
+	if (n->nkids > SPEC_MAX_PORTS) {
+		_cleanup_free_ char *found = xasprintf("%zu ports", n->nkids);
+		return spec__expect_found(c, n, found, "at most %d ports", SPEC_MAX_PORTS);
+	}
+	r->ports = xcalloc(n->nkids ? n->nkids : 1, sizeof *r->ports);
+	for (size_t i = 0; i < n->nkids; i++) {
+		const struct snode *p = n->kids[i];
+		size_t saved = spec__path_push_index(c, i);
+		char *name = NULL;
+		if (get_string(c, p, "a port name", &name) < 0)
+			return -1;
+		r->ports[r->nports++] = name;
+		if (!port_name_ok(name))
+			return spec__expect(c, p, p, "a port name such as http ([a-z][a-z0-9_-]*)");
+		for (size_t j = 0; j < i; j++) {
+			if (!strcmp(r->ports[j], name)) {
+				_cleanup_free_ char *q = spec__quote(name, strlen(name));
+				_cleanup_free_ char *found = xasprintf("%s again", q);
+				return spec__expect_found(c, p, found, "each port name once");
+			}
+		}
+		spec__path_pop(c, saved);
+	}
+	return 0;
+}
+
+static int res_cpu(struct sctx *c, const struct snode *v, void *obj)
+{
+	return get_cpu(c, v, &((struct resources *)obj)->cpu);
+}
+
+static int res_ports(struct sctx *c, const struct snode *v, void *obj)
+{
+	return v_ports(c, v, obj);
+}
+
+/* task.resources: struct resources */
+static const struct field resource_fields[] = {
+    F_READ("cpu", res_cpu),
+    F_SIZE("memory", struct resources, memory, 1),
+    F_SIZE("disk", struct resources, disk, 0),
+    F_READ("ports", res_ports),
+};
+
+static int v_resources(struct sctx *c, const struct snode *n, struct resources *r)
+{
+	if (check_section(c, n, "a map of resources (cpu, memory, disk, ports)") < 0)
+		return -1;
+	return read_fields(c, n, resource_fields, ARRAY_SIZE(resource_fields), r);
+	return 0;
+}
+
+/* One constraint string: "v", "!v", "a,b", "!a,b" or "limit:N". */
+static int parse_constraint(const char *s, struct constraint *k)
+{
+	if (!strncmp(s, "limit:", 6)) {
+		int64_t v;
+		if (spec__text_to_int(s + 6, &v) < 0 || v < 1 || v > SPEC_MAX_INSTANCES ||
+		    s[6] == '+' || s[6] == '-')
+			return -1;
+		k->kind = CONSTRAINT_LIMIT;
+		k->limit = (int)v;
+		return 0;
+	}
+	k->kind = CONSTRAINT_VALUE;
+	k->negated = *s == '!';
+	if (k->negated)
+		s++;
+	if (!strncmp(s, "limit:", 6))
+		return -1;
+	size_t n = 1;
+	for (const char *p = s; *p; p++)
+		n += *p == ',';
+	k->values = xcalloc(n, sizeof *k->values);
+	for (;;) {
+		size_t len = strcspn(s, ",");
+		const char *a = s, *b = s + len;
+		while (a < b && (*a == ' ' || *a == '\t'))
+			a++;
+		while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+			b--;
+		if (a == b || *a == '!')
+			return -1;
+		for (const char *p = a; p < b; p++)
+			if ((unsigned char)*p <= ' ' || *p == 0x7f)
+				return -1;
+		k->values[k->nvalues++] = xstrndup(a, (size_t)(b - a));
+		if (!s[len])
+			return 0;
+		s += len + 1;
+	}
+}
+
+static int v_constraints(struct sctx *c, const struct snode *n, struct task_spec *t)
+{
+	if (check_section(c, n, "a map of attribute constraints") < 0)
+		return -1;
+	size_t count = section_size(n) / 2;
+	t->constraints = xcalloc(count ? count : 1, sizeof *t->constraints);
+	for (size_t i = 0; i < count; i++) {
+		const struct snode *k = n->kids[2 * i], *v = n->kids[2 * i + 1];
+		size_t saved = spec__path_push_key(c, k);
+		if (k->kind == SN_NULL || snode_has_nul(k) ||
+		    !word_ok(k->text, "_.-", SPEC_MAX_NAME))
+			return spec__expect(c, k, k, "an attribute name such as rack");
+		struct constraint *ck = &t->constraints[t->nconstraints++];
+		ck->attribute = xstrdup(k->text);
+		char *s = NULL;
+		const char *what = "a constraint such as 'r1', '!r3', 'a,b' or 'limit:1'";
+		if (get_string(c, v, what, &s) < 0)
+			return -1;
+		int r = parse_constraint(s, ck);
+		free(s);
+		if (r < 0)
+			return spec__expect(c, v, v, "%s", what);
+		spec__path_pop(c, saved);
+	}
+	return 0;
+}
+
+/* Health check kinds are exclusive: the second one given is refused. */
+static int set_health_kind(struct sctx *c, const struct snode *v, struct health_spec *h,
+			   enum health_kind kind)
+{
+	if (h->kind != HEALTH_NONE)
+		return spec__expect(c, v, v, "only one of http, tcp or command");
+	h->kind = kind;
+	return 0;
+}
+
+static int health_http(struct sctx *c, const struct snode *v, void *obj)
+{
+	struct health_spec *h = obj;
+	if (get_string(c, v, "an http path such as /health", &h->http_path) < 0)
+		return -1;
+	if (h->http_path[0] != '/' || strpbrk(h->http_path, " \t\r\n"))
+		return spec__expect(c, v, v, "an http path such as /health");
+	return set_health_kind(c, v, h, HEALTH_HTTP);
+}
+
+/* tcp: false is the same as no tcp check. */
+static int health_tcp(struct sctx *c, const struct snode *v, void *obj)
+{
+	bool tcp = false;
+	if (get_bool(c, v, &tcp) < 0)
+		return -1;
+	return tcp ? set_health_kind(c, v, obj, HEALTH_TCP) : 0;
+}
+
+static int health_command(struct sctx *c, const struct snode *v, void *obj)
+{
+	struct health_spec *h = obj;
+	if (get_command(c, v, &h->command, &h->ncommand) < 0)
+		return -1;
+	return set_health_kind(c, v, h, HEALTH_COMMAND);
+}
+
+/* task.health: struct health_spec */
+static const struct field health_fields[] = {
+    F_READ("http", health_http),
+    F_READ("tcp", health_tcp),
+    F_READ("command", health_command),
+    F_STRING("port", struct health_spec, port, "a port name"),
+    F_DURATION("interval", struct health_spec, interval_ms, 1),
+    F_DURATION("timeout", struct health_spec, timeout_ms, 1),
+    F_INT("failures", struct health_spec, failures, 1, SPEC_MAX_COUNT),
+    F_INT("successes", struct health_spec, successes, 1, SPEC_MAX_COUNT),
+    F_DURATION("initial_delay", struct health_spec, initial_delay_ms, 0),
+};
+
+static int v_health(struct sctx *c, const struct snode *n, struct health_spec *h)
+{
+	if (check_section(c, n, "a map with one of http, tcp or command") < 0)
+		return -1;
+	return read_fields(c, n, health_fields, ARRAY_SIZE(health_fields), h);
+	return 0;
+}
+
+/* Cross-field checks of the health section, once the ports are known. */
+static int check_health(struct sctx *c, const struct snode *hn, const struct task_spec *t)
+{
+	const struct health_spec *h = &t->health;
+	const struct snode *port = map_get(hn, "port");
+	size_t saved = spec__path_push(c, "health", 6);
+	if (h->kind == HEALTH_HTTP || h->kind == HEALTH_TCP) {
+		if (!port)
+			return missing(c, hn, "port",
+				       "a port from task.resources.ports for the check");
+		spec__path_push(c, "port", 4);
+		if (!spec__port_declared(&t->resources, h->port, strlen(h->port)))
+			return spec__expect(c, port, port,
+					    "a port declared in task.resources.ports");
+	} else if (port) {
+		spec__path_push(c, "port", 4);
+		return spec__expect(c, port, port, "no port without an http or tcp check");
+	}
+	spec__path_pop(c, saved);
+	return 0;
+}
+
+static int v_shutdown(struct sctx *c, const struct snode *n, struct shutdown_spec *sh);
+static int v_volumes(struct sctx *c, const struct snode *n, struct task_spec *t);
+
+static int task_driver(struct sctx *c, const struct snode *v, void *obj)
+{
+	int e = 0;
+	if (get_enum(c, v, spec__driver_names, ARRAY_SIZE(spec__driver_names), &e) < 0)
+		return -1;
+	((struct task_spec *)obj)->driver = (enum task_driver)e;
+	return 0;
+}
+
+static int task_command(struct sctx *c, const struct snode *v, void *obj)
+{
+	struct task_spec *t = obj;
+	return get_command(c, v, &t->command, &t->ncommand);
+}
+
+static int task_env(struct sctx *c, const struct snode *v, void *obj)
+{
+	return v_env(c, v, obj);
+}
+
+static int task_user(struct sctx *c, const struct snode *v, void *obj)
+{
+	struct task_spec *t = obj;
+	if (get_string(c, v, "a user name or uid", &t->user) < 0)
+		return -1;
+	if (*t->user && (!word_ok(t->user, "_.-", SPEC_MAX_NAME) || *t->user == '-'))
+		return spec__expect(c, v, v, "a user name or uid");
+	return 0;
+}
+
+static int task_resources(struct sctx *c, const struct snode *v, void *obj)
+{
+	return v_resources(c, v, &((struct task_spec *)obj)->resources);
+}
+
+static int task_constraints(struct sctx *c, const struct snode *v, void *obj)
+{
+	return v_constraints(c, v, obj);
+}
+
+static int task_health(struct sctx *c, const struct snode *v, void *obj)
+{
+	return v_health(c, v, &((struct task_spec *)obj)->health);
+}
+
+static int task_shutdown(struct sctx *c, const struct snode *v, void *obj)
+{
+	return v_shutdown(c, v, &((struct task_spec *)obj)->shutdown);
+}
+
+static int task_volumes(struct sctx *c, const struct snode *v, void *obj)
+{
+	return v_volumes(c, v, obj);
+}
+
+/* task: struct task_spec */
+static const struct field task_fields[] = {
+    F_READ("driver", task_driver),
+    F_STRING("image", struct task_spec, image, "an image reference or path"),
+    F_READ("command", task_command),
+    F_READ("env", task_env),
+    F_READ("user", task_user),
+    F_READ("resources", task_resources),
+    F_READ("constraints", task_constraints),
+    F_READ("health", task_health),
+    F_DURATION("stop_grace", struct task_spec, stop_grace_ms, 0),
+    F_READ("shutdown", task_shutdown),
+    F_READ("volumes", task_volumes),
+};
+
+static int v_task(struct sctx *c, const struct snode *n, struct task_spec *t)
+{
+	if (n->kind != SN_MAP)
+		return spec__expect(c, n, n, "a map of task fields such as command and resources");
+	if (read_fields(c, n, task_fields, ARRAY_SIZE(task_fields), t) < 0)
+		return -1;
+
+	if (!t->command)
+		return missing(c, n, "command", "a command (a list of strings or a string)");
+	const struct snode *image = map_get(n, "image"), *driver = map_get(n, "driver");
+	if (t->driver != DRIVER_EXEC && !*t->image) {
+		spec__path_push(c, "image", 5);
+		return spec__expect(c, image ? image : driver, image, "an image for driver %s",
+				    task_driver_name(t->driver));
+	}
+	if (t->driver == DRIVER_EXEC && *t->image) {
+		spec__path_push(c, "image", 5);
+		return spec__expect(c, image, image,
+				    "no image for driver exec (use oci or docker)");
+	}
+	if (check_health(c, map_get(n, "health"), t) < 0)
+		return -1;
+	if (*t->shutdown.http_path || *t->shutdown.port) {
+		const struct snode *sn = map_get(n, "shutdown");
+		bool declared =
+		    spec__port_declared(&t->resources, t->shutdown.port, strlen(t->shutdown.port));
+		if (!*t->shutdown.http_path) {
+			spec__path_push(c, "shutdown", 8);
+			return missing(c, sn, "http", "an http path such as /quitquitquit");
+		}
+		if (!declared) {
+			const struct snode *pn = map_get(sn, "port");
+			spec__path_push(c, "shutdown", 8);
+			spec__path_push(c, "port", 4);
+			return spec__expect(c, pn ? pn : sn, pn,
+					    "a port declared in task.resources.ports");
+		}
+	}
+	/* Templates last: {{ports.NAME}} may come before the ports it names. */
+	if (spec__check_command_templates(c, map_get(n, "command"), "command", &t->resources) < 0)
+		return -1;
+	const struct snode *env = map_get(n, "env");
+	for (size_t i = 0; env && i < section_size(env); i += 2) {
+		size_t saved = spec__path_push(c, "env", 3);
+		spec__path_push_key(c, env->kids[i]);
+		if (spec__check_templates(c, env->kids[i + 1], &t->resources) < 0)
+			return -1;
+		spec__path_pop(c, saved);
+	}
+	const struct snode *health = map_get(n, "health");
+	size_t saved = spec__path_push(c, "health", 6);
+	if (spec__check_command_templates(c, map_get(health, "command"), "command", &t->resources) <
+	    0)
+		return -1;
+	spec__path_pop(c, saved);
+	return 0;
+}
+
+static int shutdown_http(struct sctx *c, const struct snode *v, void *obj)
+{
+	struct shutdown_spec *sh = obj;
+	if (get_string(c, v, "an http path such as /quitquitquit", &sh->http_path) < 0)
+		return -1;
+	if (sh->http_path[0] != '/' || strpbrk(sh->http_path, " \t\r\n"))
+		return spec__expect(c, v, v, "an http path such as /quitquitquit");
+	return 0;
+}
+
+/* task.shutdown: struct shutdown_spec */
+static const struct field shutdown_fields[] = {
+    F_READ("http", shutdown_http),
+    F_STRING("port", struct shutdown_spec, port, "a port name"),
+    F_DURATION("wait", struct shutdown_spec, wait_ms, 0),
+};
+
+static int v_shutdown(struct sctx *c, const struct snode *n, struct shutdown_spec *sh)
+{
+	if (check_section(c, n, "a map with http, port and wait") < 0)
+		return -1;
+	return read_fields(c, n, shutdown_fields, ARRAY_SIZE(shutdown_fields), sh);
+	return 0;
+}
+
+/* An absolute path without ".." components. */
+static bool volume_path_ok(const char *p)
+{
+	if (p[0] != '/')
+		return false;
+	for (const char *s = p; *s;) {
+		size_t len = strcspn(s, "/");
+		if (len == 2 && s[0] == '.' && s[1] == '.')
+			return false;
+		s += len;
+		if (*s)
+			s++;
+	}
+	return true;
+}
+
+static int get_volume_path(struct sctx *c, const struct snode *v, char **out)
+{
+	const char *what = "an absolute path without '..'";
+	if (get_string(c, v, what, out) < 0)
+		return -1;
+	if (!volume_path_ok(*out))
+		return spec__expect(c, v, v, "%s", what);
+	return 0;
+}
+
+static int volume_host(struct sctx *c, const struct snode *v, void *obj)
+{
+	return get_volume_path(c, v, &((struct volume *)obj)->host);
+}
+
+static int volume_path(struct sctx *c, const struct snode *v, void *obj)
+{
+	return get_volume_path(c, v, &((struct volume *)obj)->path);
+}
+
+/* task.volumes[i]: struct volume */
+static const struct field volume_fields[] = {
+    F_READ("host", volume_host),
+    F_READ("path", volume_path),
+    F_BOOL("read_only", struct volume, read_only),
+};
+
+static int v_volume(struct sctx *c, const struct snode *n, struct volume *vol)
+{
+	if (n->kind != SN_MAP)
+		return spec__expect(c, n, n, "a map with host, path and read_only");
+	if (read_fields(c, n, volume_fields, ARRAY_SIZE(volume_fields), vol) < 0)
+		return -1;
+	if (!vol->host)
+		return missing(c, n, "host", "a host path such as /srv/data");
+	if (!vol->path)
+		return missing(c, n, "path", "a path in the task such as /data");
+	return 0;
+}
+
+static int v_volumes(struct sctx *c, const struct snode *n, struct task_spec *t)
+{
+	if (n->kind == SN_NULL)
+		return 0;
+	if (n->kind != SN_SEQ)
+		return spec__expect(c, n, n,
+				    "a list of volumes such as {host: /srv/data, path: /data}");
+	if (n->nkids > SPEC_MAX_VOLUMES) {
+		_cleanup_free_ char *found = xasprintf("%zu volumes", n->nkids);
+		return spec__expect_found(c, n, found, "at most %d volumes", SPEC_MAX_VOLUMES);
+	}
+	t->volumes = xcalloc(n->nkids ? n->nkids : 1, sizeof *t->volumes);
+	for (size_t i = 0; i < n->nkids; i++) {
+		const struct snode *vn = n->kids[i];
+		size_t saved = spec__path_push_index(c, i);
+		struct volume *vol = &t->volumes[t->nvolumes++];
+		if (v_volume(c, vn, vol) < 0)
+			return -1;
+		for (size_t j = 0; j < i; j++) {
+			if (!strcmp(t->volumes[j].path, vol->path)) {
+				const struct snode *pn = map_get(vn, "path");
+				spec__path_push(c, "path", 4);
+				_cleanup_free_ char *q = spec__quote(vol->path, strlen(vol->path));
+				_cleanup_free_ char *found = xasprintf("%s again", q);
+				return spec__expect_found(c, pn, found, "each volume path once");
+			}
+		}
+		spec__path_pop(c, saved);
+	}
+	return 0;
+}
+
+/* restart: struct restart_policy */
+static const struct field restart_fields[] = {
+    F_DURATION("delay", struct restart_policy, delay_ms, 0),
+    F_DURATION("max_delay", struct restart_policy, max_delay_ms, 0),
+    F_INT("max_attempts", struct restart_policy, max_attempts, 0, SPEC_MAX_COUNT),
+    F_DURATION("window", struct restart_policy, window_ms, 1),
+};
+
+static int v_restart(struct sctx *c, const struct snode *n, struct restart_policy *r)
+{
+	if (check_section(c, n, "a map of restart settings") < 0)
+		return -1;
+	r->set = true;
+	return read_fields(c, n, restart_fields, ARRAY_SIZE(restart_fields), r);
+	return 0;
+}
+
+static int update_order(struct sctx *c, const struct snode *v, void *obj)
+{
+	int e = 0;
+	if (get_enum(c, v, spec__update_order_names, ARRAY_SIZE(spec__update_order_names), &e) < 0)
+		return -1;
+	((struct update_spec *)obj)->order = (enum update_order)e;
+	return 0;
+}
+
+/* update: struct update_spec */
+static const struct field update_fields[] = {
+    F_INT("batch_size", struct update_spec, batch_size, 1, SPEC_MAX_INSTANCES),
+    F_DURATION("watch", struct update_spec, watch_ms, 0),
+    F_INT("max_instance_failures", struct update_spec, max_instance_failures, 0, SPEC_MAX_COUNT),
+    F_INT("max_total_failures", struct update_spec, max_total_failures, 0, SPEC_MAX_COUNT),
+    F_BOOL("rollback_on_failure", struct update_spec, rollback_on_failure),
+    F_READ("order", update_order),
+};
+
+static int v_update(struct sctx *c, const struct snode *n, struct update_spec *u)
+{
+	if (check_section(c, n, "a map of update settings") < 0)
+		return -1;
+	return read_fields(c, n, update_fields, ARRAY_SIZE(update_fields), u);
+	return 0;
+}
+
+/* Numbers, names (JAN, MON), ranges, steps, lists and Quartz-style ?#. */
+static bool cron_char_ok(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || spec__is_digit(ch) ||
+	       (ch && strchr("*/,-?#", ch));
+}
+
+/* Five whitespace-separated cron fields; kept with single spaces. */
+static int v_schedule(struct sctx *c, const struct snode *n, char **out)
+{
+	const char *what = "a cron schedule of 5 fields such as '*/5 * * * *'";
+	char *s = NULL;
+	if (get_string(c, n, what, &s) < 0)
+		return -1;
+	struct sbuf sb;
+	int fields = 0;
+	bool ok = true;
+	sbuf_init(&sb);
+	for (char *p = s; *p;) {
+		p += strspn(p, " \t");
+		size_t len = strcspn(p, " \t");
+		if (!len)
+			break;
+		for (size_t i = 0; i < len; i++)
+			if (!cron_char_ok(p[i]))
+				ok = false;
+		if (fields++)
+			sbuf_adds(&sb, " ");
+		sbuf_add(&sb, p, len);
+		p += len;
+	}
+	free(s);
+	/* "" is what the canonical form of a non-cron job holds. */
+	if (!ok || (fields != 5 && fields != 0) || (fields == 0 && sb.len != n->len)) {
+		sbuf_release(&sb);
+		return spec__expect(c, n, n, "%s", what);
+	}
+	/* The fields must also mean something (ranges, names, steps). */
+	struct cron_expr ce;
+	struct berr cerr = {0};
+	if (fields == 5 && cron_parse(sb.buf, &ce, &cerr) < 0) {
+		int r = spec__expect(c, n, n, "%s (%s)", what, cerr.msg);
+		sbuf_release(&sb);
+		return r;
+	}
+	free(*out);
+	*out = sbuf_detach(&sb);
+	return 0;
+}
+
+static int v_jobkey(struct sctx *c, const struct snode *n, struct job_spec *s)
+{
+	struct berr e = {0};
+	if (get_string(c, n, "a job key such as alice/prod/web", &s->key) < 0)
+		return -1;
+	if (job_key_check(s->key, &e) < 0) {
+		if (c->file && n->line > 0)
+			return berr_set(c->err, 400, "%s:%d:%d: %s: %s", c->file, n->line, n->col,
+					c->path.buf, e.msg);
+		return berr_set(c->err, 400, "%s: %s", c->path.buf, e.msg);
+	}
+	char *a = strchr(s->key, '/'), *b = strchr(a + 1, '/');
+	free(s->role);
+	free(s->environment);
+	free(s->name);
+	s->role = xstrndup(s->key, (size_t)(a - s->key));
+	s->environment = xstrndup(a + 1, (size_t)(b - a - 1));
+	s->name = xstrdup(b + 1);
+	return 0;
+}
+
+static int job_key(struct sctx *c, const struct snode *v, void *obj)
+{
+	return v_jobkey(c, v, obj);
+}
+
+static int job_type(struct sctx *c, const struct snode *v, void *obj)
+{
+	int e = 0;
+	if (get_enum(c, v, spec__job_type_names, ARRAY_SIZE(spec__job_type_names), &e) < 0)
+		return -1;
+	((struct job_spec *)obj)->type = (enum job_type)e;
+	return 0;
+}
+
+static int job_schedule(struct sctx *c, const struct snode *v, void *obj)
+{
+	return v_schedule(c, v, &((struct job_spec *)obj)->schedule);
+}
+
+static int job_cron_collision(struct sctx *c, const struct snode *v, void *obj)
+{
+	int e = 0;
+	if (get_enum(c, v, spec__cron_collision_names, ARRAY_SIZE(spec__cron_collision_names), &e) <
+	    0)
+		return -1;
+	((struct job_spec *)obj)->cron_collision = (enum cron_collision)e;
+	return 0;
+}
+
+static int job_placement(struct sctx *c, const struct snode *v, void *obj)
+{
+	int e = 0;
+	if (get_enum(c, v, spec__placement_names, ARRAY_SIZE(spec__placement_names), &e) < 0)
+		return -1;
+	((struct job_spec *)obj)->placement = (enum placement_strategy)e;
+	return 0;
+}
+
+static int job_task(struct sctx *c, const struct snode *v, void *obj)
+{
+	return v_task(c, v, &((struct job_spec *)obj)->task);
+}
+
+static int job_update(struct sctx *c, const struct snode *v, void *obj)
+{
+	return v_update(c, v, &((struct job_spec *)obj)->update);
+}
+
+static int job_restart(struct sctx *c, const struct snode *v, void *obj)
+{
+	return v_restart(c, v, &((struct job_spec *)obj)->restart);
+}
+
+/* The top level: struct job_spec */
+static const struct field job_fields[] = {
+    F_READ("job", job_key),
+    F_READ("type", job_type),
+    F_INT("instances", struct job_spec, instances, 0, SPEC_MAX_INSTANCES),
+    F_READ("schedule", job_schedule),
+    F_READ("cron_collision", job_cron_collision),
+    F_INT("priority", struct job_spec, priority, -SPEC_MAX_COUNT, SPEC_MAX_COUNT),
+    F_INT("max_task_failures", struct job_spec, max_task_failures, -1, SPEC_MAX_COUNT),
+    F_READ("placement", job_placement),
+    F_READ("task", job_task),
+    F_READ("update", job_update),
+    F_READ("restart", job_restart),
+};
+
+int spec__validate(struct sctx *c, const struct snode *root, struct job_spec *s)
+{
+	if (!root || root->kind != SN_MAP)
+		return spec__expect(c, root, root, "a map of job fields such as job and task");
+	if (read_fields(c, root, job_fields, ARRAY_SIZE(job_fields), s) < 0)
+		return -1;
+	if (!map_get(root, "job"))
+		return missing(c, root, "job", "a job key such as alice/prod/web");
+	if (!map_get(root, "task"))
+		return missing(c, root, "task", "a task section with a command");
+	if (s->type == JOB_CRON && !*s->schedule) {
+		const struct snode *sched = map_get(root, "schedule");
+		spec__path_push(c, "schedule", 8);
+		return spec__expect(c, sched ? sched : map_get(root, "type"), sched,
+				    "a cron schedule such as '*/5 * * * *' for a cron job");
+	}
+	if (s->type != JOB_CRON && *s->schedule) {
+		const struct snode *sched = map_get(root, "schedule");
+		spec__path_push(c, "schedule", 8);
+		return spec__expect(c, sched, sched, "no schedule for a %s job (use type: cron)",
+				    spec__job_type_names[s->type]);
+	}
+	return 0;
+}
