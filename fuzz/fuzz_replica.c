@@ -1,6 +1,6 @@
 /* clang-format off */
 /* fuzz_replica.c - libFuzzer target for the HA follower's replica
- * (cluster_replica_reset/apply/refresh/promote in src/server/cluster.c): a
+ * (cluster_replica_reset/apply/refresh/promote in src/server/cluster_replica.c): a
  * follower applies the store's records one by one, in the store's order, and
  * a corrupted or hostile store must never make it crash, leak or hit UB.
  *
@@ -19,7 +19,7 @@
  *
  *   0, 1 put        a record made from a template of its kind, as the leader
  *                   writes it (write_task, persist_job, persist_node,
- *                   persist_update in cluster.c; or meta/), its fields
+ *                   persist_update in cluster_records.c; or meta/), its fields
  *                   chosen by the bytes: names from small pools (unknown
  *                   jobs and nodes, so records become orphans; one task id
  *                   under several keys), integers out of range (negative,
@@ -44,7 +44,7 @@
  *
  * A key is a kind byte (jobs/ tasks/ nodes/ updates/ meta/, or raw bytes)
  * and a name byte (a pool entry, printable bytes from the input, or a name
- * longer than the 512-byte key buffers in cluster.c).
+ * longer than the 512-byte key buffers in cluster_records.c).
  *
  * Time is virtual (the link wraps time_mono_ms and time_now_ms) and starts
  * from a fixed date at each input; ids (random_hex, wrapped too) come from a

@@ -223,6 +223,22 @@ struct store_batch *cluster_take_pending(struct cluster *c, uint64_t *seq)
 	return b;
 }
 
+void cluster_set_committed(struct cluster *c, uint64_t seq)
+{
+	if (seq > c->committed_seq)
+		c->committed_seq = seq;
+}
+
+bool cluster_committed(const struct cluster *c, uint64_t seq)
+{
+	return seq <= c->committed_seq;
+}
+
+bool cluster_uncommitted(const struct cluster *c)
+{
+	return c->applied_seq > c->committed_seq;
+}
+
 struct job_version *job_version_get(struct job *j, int version)
 {
 	for (size_t i = 0; i < j->nversions; i++)

@@ -333,5 +333,27 @@ struct task *cluster_find_task(struct cluster *c, const char *ref);
 /* Take the pending batch for committing (NULL when empty); *seq is the
  * applied_seq it covers. */
 struct store_batch *cluster_take_pending(struct cluster *c, uint64_t *seq);
+/* The commit loop committed everything up to seq. */
+void cluster_set_committed(struct cluster *c, uint64_t seq);
+/* seq is durable: what waited for it may be acknowledged. */
+bool cluster_committed(const struct cluster *c, uint64_t seq);
+/* Changes were applied that are not committed yet. */
+bool cluster_uncommitted(const struct cluster *c);
+
+/* The agents' grace window. While the server cannot hear its agents (a
+ * backup's scan holds a request thread), no node may be judged DOWN: hold
+ * stops the judge, grace starts it again with a full detection window for
+ * every agent (as after a server start). */
+void cluster_judge_hold(struct cluster *c);
+void cluster_judge_grace(struct cluster *c);
+
+/* Watches. The server keeps the watches it holds for a node in a list of
+ * its own, headed at *cluster_node_watchers(n) (NULL: none). */
+void **cluster_node_watchers(struct node *n);
+/* Call fn for each node whose desired set changed since the last call
+ * (each once), and forget them. */
+void cluster_take_changed_nodes(struct cluster *c, void (*fn)(void *ud, struct node *n), void *ud);
+/* Call fn for each node with watches held. */
+void cluster_each_watched_node(struct cluster *c, void (*fn)(void *ud, struct node *n), void *ud);
 
 #endif

@@ -8,6 +8,7 @@
  */
 #include "server/cluster-internal.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -666,4 +667,37 @@ void nodes_drain(struct cluster *c)
 		}
 		free(move);
 	}
+}
+
+void cluster_judge_hold(struct cluster *c)
+{
+	c->loaded_mono = INT64_MAX / 2;
+}
+
+void cluster_judge_grace(struct cluster *c)
+{
+	c->loaded_mono = time_mono_ms();
+}
+
+void **cluster_node_watchers(struct node *n)
+{
+	return &n->watchers;
+}
+
+void cluster_take_changed_nodes(struct cluster *c, void (*fn)(void *ud, struct node *n), void *ud)
+{
+	for (size_t i = 0; i < c->nchanged; i++) {
+		c->changed[i]->changed = false;
+		fn(ud, c->changed[i]);
+	}
+	c->nchanged = 0;
+}
+
+void cluster_each_watched_node(struct cluster *c, void (*fn)(void *ud, struct node *n), void *ud)
+{
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&c->nodes, &it, NULL, &v))
+		if (((struct node *)v)->watchers)
+			fn(ud, v);
 }

@@ -145,7 +145,7 @@ static void reply_after_commit(struct request *q, uint64_t seq, json_t *body)
 	json_decref(q->reply);
 	q->status = 200;
 	q->reply = body;
-	if (seq <= s->c->committed_seq) {
+	if (cluster_committed(s->c, seq)) {
 		q->phase = REQ_READY;
 		return;
 	}
@@ -472,7 +472,7 @@ static void route_view(struct request *q, bool nodes)
 static void route(struct request *q, const char *method, const char *url)
 {
 	struct cluster *c = q->srv->c;
-	if (!strcmp(url, "/v1/health") || !strcmp(url, "/v1/leader")) {
+	if (!strcmp(url, "/v1/leader")) {
 		reply_ok(q, json_pack("{s:b,s:s,s:s}", "ok", 1, "leader", q->srv->self_url, "role",
 				      "leader"));
 		return;
@@ -692,6 +692,39 @@ static int backup_line(const char *key, const char *value, size_t len, void *ud)
 	return 0;
 }
 
+/* GET /v1/admin/backup: a consistent snapshot of the store (one read
+ * transaction), taken beside the commit thread, not under the cluster lock. */
+static void route_backup(struct server *s, struct request *q, const char *method)
+{
+	if (strcmp(method, "GET")) {
+		reply_error(q, 405, "method not allowed");
+		return;
+	}
+	struct backup_ctx bc;
+	sbuf_init(&bc.out);
+	bc.n = 0;
+	struct berr err = {0};
+	/* The scan holds the request thread: agents cannot be heard
+	 * meanwhile, so no node may be judged DOWN until it is over. */
+	pthread_mutex_lock(&s->c->lock);
+	cluster_judge_hold(s->c);
+	pthread_mutex_unlock(&s->c->lock);
+	pthread_mutex_lock(&s->store_lock);
+	int r = store_scan(s->store, "", backup_line, &bc, &err);
+	pthread_mutex_unlock(&s->store_lock);
+	pthread_mutex_lock(&s->c->lock);
+	cluster_judge_grace(s->c); /* a fresh window for every agent */
+	pthread_mutex_unlock(&s->c->lock);
+	if (r != 0) {
+		sbuf_release(&bc.out);
+		reply_error(q, 500, r == -2 ? "backup: a stored value is not UTF-8 text" : err.msg);
+		return;
+	}
+	q->text = sbuf_detach(&bc.out);
+	q->status = 200;
+	q->phase = REQ_READY;
+}
+
 /* An agent's call is a heartbeat: stamp it as soon as its node is known,
  * from the X-Berth-Node header (before the body arrives) or else the body,
  * never under the cluster lock (liveness.h). A watch is held by the server
@@ -791,36 +824,7 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 		return send_ready(q);
 	}
 	if (!strcmp(url, "/v1/admin/backup")) {
-		/* A consistent snapshot of the store (one read transaction), taken
-		 * beside the commit thread, not under the cluster lock. */
-		if (strcmp(method, "GET")) {
-			reply_error(q, 405, "method not allowed");
-			return send_ready(q);
-		}
-		struct backup_ctx bc;
-		sbuf_init(&bc.out);
-		bc.n = 0;
-		struct berr err = {0};
-		/* The scan holds the request thread: agents cannot be heard
-		 * meanwhile, so no node may be judged DOWN until it is over. */
-		pthread_mutex_lock(&s->c->lock);
-		s->c->loaded_mono = INT64_MAX / 2;
-		pthread_mutex_unlock(&s->c->lock);
-		pthread_mutex_lock(&s->store_lock);
-		int r = store_scan(s->store, "", backup_line, &bc, &err);
-		pthread_mutex_unlock(&s->store_lock);
-		pthread_mutex_lock(&s->c->lock);
-		s->c->loaded_mono = time_mono_ms(); /* a fresh window for every agent */
-		pthread_mutex_unlock(&s->c->lock);
-		if (r != 0) {
-			sbuf_release(&bc.out);
-			reply_error(q, 500,
-				    r == -2 ? "backup: a stored value is not UTF-8 text" : err.msg);
-			return send_ready(q);
-		}
-		q->text = sbuf_detach(&bc.out);
-		q->status = 200;
-		q->phase = REQ_READY;
+		route_backup(s, q, method);
 		return send_ready(q);
 	}
 	pthread_mutex_lock(&s->c->lock);
@@ -831,8 +835,9 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 	if (q->phase == REQ_WAIT_COMMIT || q->phase == REQ_WATCH) {
 		q->suspended = true;
 		if (q->phase == REQ_WATCH) {
-			q->next = q->watch_node->watchers;
-			q->watch_node->watchers = q;
+			void **watchers = cluster_node_watchers(q->watch_node);
+			q->next = *watchers;
+			*watchers = q;
 		} else {
 			q->next = s->waiting;
 			s->waiting = q;
@@ -891,7 +896,7 @@ static void collect_commits(struct server *s, struct request **ready, bool all)
 	struct request **pp = &s->waiting;
 	while (*pp) {
 		struct request *q = *pp;
-		if (all || q->wait_seq <= s->c->committed_seq) {
+		if (all || cluster_committed(s->c, q->wait_seq)) {
 			if (all)
 				reply_error(q, 503, "server is shutting down");
 			else
@@ -910,7 +915,7 @@ static void collect_commits(struct server *s, struct request **ready, bool all)
 static void collect_node_watches(struct server *s, struct node *n, struct request **ready, bool all,
 				 int64_t mono)
 {
-	struct request **pp = (struct request **)&n->watchers;
+	struct request **pp = (struct request **)cluster_node_watchers(n);
 	while (*pp) {
 		struct request *q = *pp;
 		if (all) {
@@ -933,26 +938,30 @@ static void collect_node_watches(struct server *s, struct node *n, struct reques
 	}
 }
 
+struct watch_collect {
+	struct server *s;
+	struct request **ready;
+	bool all;
+	int64_t mono;
+};
+
+static void collect_node(void *ud, struct node *n)
+{
+	struct watch_collect *wc = ud;
+	collect_node_watches(wc->s, n, wc->ready, wc->all, wc->mono);
+}
+
 /* Under c->lock: the watches to answer now. Only nodes whose desired set
  * changed are looked at, plus a sweep for expired waits every 100 ms, so
  * ten thousand idle agents cost nothing per commit. */
 static void collect_watches(struct server *s, struct request **ready, bool all)
 {
-	struct cluster *c = s->c;
-	int64_t mono = time_mono_ms();
-	for (size_t i = 0; i < c->nchanged; i++) {
-		c->changed[i]->changed = false;
-		collect_node_watches(s, c->changed[i], ready, all, mono);
-	}
-	c->nchanged = 0;
-	if (!all && mono - s->last_sweep_mono < 100)
+	struct watch_collect wc = {s, ready, all, time_mono_ms()};
+	cluster_take_changed_nodes(s->c, collect_node, &wc);
+	if (!all && wc.mono - s->last_sweep_mono < 100)
 		return;
-	s->last_sweep_mono = mono;
-	size_t it = 0;
-	void *v;
-	while (hmap_next(&c->nodes, &it, NULL, &v))
-		if (((struct node *)v)->watchers)
-			collect_node_watches(s, v, ready, all, mono);
+	s->last_sweep_mono = wc.mono;
+	cluster_each_watched_node(s->c, collect_node, &wc);
 }
 
 static void resume_all(struct request *ready)
@@ -1007,8 +1016,7 @@ static void *commit_loop(void *arg)
 			}
 			pthread_mutex_lock(&c->lock);
 		}
-		if (seq > c->committed_seq)
-			c->committed_seq = seq;
+		cluster_set_committed(c, seq);
 		struct request *ready = NULL;
 		collect_commits(s, &ready, false);
 		collect_watches(s, &ready, false);
@@ -1017,7 +1025,7 @@ static void *commit_loop(void *arg)
 			resume_all(ready);
 			pthread_mutex_lock(&c->lock);
 		}
-		if (c->applied_seq > c->committed_seq || s->stopping)
+		if (cluster_uncommitted(c) || s->stopping)
 			continue;
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -1313,7 +1321,7 @@ void server_stop(struct server *s)
 		if (cr < 0)
 			log_error("%s", err.msg);
 		else
-			s->c->committed_seq = seq;
+			cluster_set_committed(s->c, seq);
 		store_batch_free(b);
 	}
 	struct request *ready = NULL;
