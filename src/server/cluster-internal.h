@@ -37,6 +37,8 @@
 uint64_t cluster_touched(struct cluster *c);
 struct job_version *job_version_get(struct job *j, int version);
 const struct job_spec *task_spec_of(const struct task *t);
+/* Free what a task's record fills (message, ancestor, ports, events). */
+void task_clear_record(struct task *t);
 void task_add_event(struct task *t, enum task_state s, const char *msg, int64_t now);
 /* The node's desired set changed (the server answers its watches). */
 void node_touch(struct cluster *c, struct node *n);

@@ -77,15 +77,24 @@ struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg)
 	return c;
 }
 
-static void task_free(struct task *t)
+void task_clear_record(struct task *t)
 {
-	free(t->id);
 	free(t->message);
 	free(t->ancestor);
 	json_decref(t->ports);
 	for (size_t i = 0; i < t->nevents; i++)
 		free(t->events[i].message);
 	free(t->events);
+	t->message = t->ancestor = NULL;
+	t->ports = NULL;
+	t->events = NULL;
+	t->nevents = 0;
+}
+
+static void task_free(struct task *t)
+{
+	task_clear_record(t);
+	free(t->id);
 	free(t);
 }
 

@@ -42,14 +42,21 @@ static bool cron_fire(struct cluster *c, struct job *j, const char *why)
 	return true;
 }
 
+/* A live cron job's current version, or NULL for any other job. */
+static struct job_version *cron_version(struct job *j)
+{
+	struct job_version *jv = j->killed ? NULL : job_version_get(j, j->version);
+	return jv && jv->spec->type == JOB_CRON ? jv : NULL;
+}
+
 void crons_fire(struct cluster *c, int64_t now)
 {
 	size_t it = 0;
 	void *v;
 	while (hmap_next(&c->jobs, &it, NULL, &v)) {
 		struct job *j = v;
-		struct job_version *jv = j->killed ? NULL : job_version_get(j, j->version);
-		if (!jv || jv->spec->type != JOB_CRON)
+		struct job_version *jv = cron_version(j);
+		if (!jv)
 			continue;
 		bool utc = !c->cfg.cron_local_time;
 		int64_t next = cron_next(&jv->cron, j->cron_last_ms, utc);
@@ -112,8 +119,8 @@ json_t *cluster_cron_list_json(struct cluster *c)
 	void *v;
 	while (hmap_next(&c->jobs, &it, NULL, &v)) {
 		struct job *j = v;
-		struct job_version *jv = j->killed ? NULL : job_version_get(j, j->version);
-		if (!jv || jv->spec->type != JOB_CRON)
+		struct job_version *jv = cron_version(j);
+		if (!jv)
 			continue;
 		int64_t next = cron_next(&jv->cron, j->cron_last_ms, !c->cfg.cron_local_time);
 		int running = 0;

@@ -305,6 +305,18 @@ static int check_name(json_t *body, const char **name, struct berr *err)
 	return 0;
 }
 
+/* The registered node an agent's call names, or NULL with err set. */
+static struct node *registered_node(struct cluster *c, json_t *body, struct berr *err)
+{
+	const char *name;
+	if (check_name(body, &name, err) < 0)
+		return NULL;
+	struct node *n = hmap_get(&c->nodes, name);
+	if (!n)
+		berr_set(err, 404, "node '%s' is not registered", name);
+	return n;
+}
+
 uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply, struct berr *err)
 {
 	const char *name;
@@ -353,14 +365,9 @@ uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply,
 uint64_t cluster_agent_watch(struct cluster *c, json_t *body, struct node **node_out,
 			     struct berr *err)
 {
-	const char *name;
-	if (check_name(body, &name, err) < 0)
+	struct node *n = registered_node(c, body, err);
+	if (!n)
 		return 0;
-	struct node *n = hmap_get(&c->nodes, name);
-	if (!n) {
-		berr_set(err, 404, "node '%s' is not registered", name);
-		return 0;
-	}
 	json_t *report = json_object_get(body, "tasks");
 	json_t *known = json_object_get(body, "known_version");
 	if (report && !json_is_array(report)) {
@@ -381,14 +388,9 @@ uint64_t cluster_agent_watch(struct cluster *c, json_t *body, struct node **node
 
 uint64_t cluster_agent_status(struct cluster *c, json_t *body, struct berr *err)
 {
-	const char *name;
-	if (check_name(body, &name, err) < 0)
+	struct node *n = registered_node(c, body, err);
+	if (!n)
 		return 0;
-	struct node *n = hmap_get(&c->nodes, name);
-	if (!n) {
-		berr_set(err, 404, "node '%s' is not registered", name);
-		return 0;
-	}
 	json_t *updates = json_object_get(body, "updates");
 	if (!json_is_array(updates)) {
 		berr_set(err, 400, "field 'updates': expected an array");

@@ -319,20 +319,6 @@ static int apply_node(struct cluster *c, const char *key, const char *value, siz
 	return APPLIED;
 }
 
-static void task_clear_record(struct task *t)
-{
-	free(t->message);
-	free(t->ancestor);
-	json_decref(t->ports);
-	for (size_t i = 0; i < t->nevents; i++)
-		free(t->events[i].message);
-	free(t->events);
-	t->message = t->ancestor = NULL;
-	t->ports = NULL;
-	t->events = NULL;
-	t->nevents = 0;
-}
-
 /* final: nothing more will come, so a task whose job is unknown is dropped
  * and one whose node is unknown is kept without a node (as a load does). */
 static int apply_task(struct cluster *c, const char *key, const char *value, size_t len, bool final)

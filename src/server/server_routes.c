@@ -11,19 +11,29 @@
 
 #include "core/spec.h"
 
-static void route_jobs_post(struct request *q)
+/* The request's body as a job spec, or NULL with q answered. */
+static struct job_spec *parse_spec_body(struct request *q)
 {
 	json_t *body = parse_body(q);
 	if (!body)
-		return;
+		return NULL;
 	struct berr err = {0};
 	struct job_spec *spec;
 	int r = spec_parse_json(body, &spec, &err);
 	json_decref(body);
 	if (r < 0) {
 		reply_error(q, err.code ? err.code : 400, err.msg);
-		return;
+		return NULL;
 	}
+	return spec;
+}
+
+static void route_jobs_post(struct request *q)
+{
+	struct job_spec *spec = parse_spec_body(q);
+	if (!spec)
+		return;
+	struct berr err = {0};
 	char *key = xstrdup(spec->key);
 	struct submit_result res;
 	/* ?instances=A-B (or A): a canary, only those instances are updated. */
@@ -322,17 +332,10 @@ void server_route(struct request *q, const char *method, const char *url)
 			reply_error(q, 405, "method not allowed");
 			return;
 		}
-		json_t *body = parse_body(q);
-		if (!body)
+		struct job_spec *spec = parse_spec_body(q);
+		if (!spec)
 			return;
 		struct berr err = {0};
-		struct job_spec *spec;
-		int r = spec_parse_json(body, &spec, &err);
-		json_decref(body);
-		if (r < 0) {
-			reply_error(q, err.code ? err.code : 400, err.msg);
-			return;
-		}
 		json_t *plan = cluster_job_plan(c, spec, &err);
 		if (plan)
 			reply_ok(q, plan);
