@@ -268,12 +268,12 @@ uint64_t cluster_update_control(struct cluster *c, const char *key, const char *
 				struct berr *err);
 /* {"job", "state", "from_version", "to_version", "instances": [{instance, status,
  *  failures}], "updated", "failed", "total", "message"} (new ref). */
-json_t *cluster_update_json(struct cluster *c, const char *key, struct berr *err);
+json_t *cluster_update_json(const struct cluster *c, const char *key, struct berr *err);
 /* Cron: run a cron job now (its collision policy applies). */
 uint64_t cluster_cron_start(struct cluster *c, const char *key, struct berr *err);
 /* [{"job", "schedule", "collision", "last_run_ms", "next_run_ms", "next_run",
  *   "running", "runs"}] (new ref). */
-json_t *cluster_cron_list_json(struct cluster *c);
+json_t *cluster_cron_list_json(const struct cluster *c);
 /* What submitting spec would change, without changing anything:
  * {"job", "changed", "create", "version", "next_version",
  *  "diff": [{"field", "old", "new"}],
@@ -304,7 +304,8 @@ uint64_t cluster_node_drain(struct cluster *c, const char *name, bool drain, str
 uint64_t cluster_tick(struct cluster *c);
 
 /* Views (new references). */
-json_t *cluster_job_status_json(struct cluster *c, const char *key, bool all, struct berr *err);
+json_t *cluster_job_status_json(const struct cluster *c, const char *key, bool all,
+				struct berr *err);
 json_t *cluster_job_list_json(struct cluster *c);
 json_t *cluster_node_list_json(struct cluster *c);
 
@@ -325,10 +326,10 @@ struct view_rows *cluster_job_rows(struct cluster *c, const struct view_filter *
 /* Without the lock; frees rows; the caller frees the text. */
 char *view_rows_render(struct view_rows *rows, bool paged);
 void view_rows_free(struct view_rows *rows);
-json_t *cluster_task_json(struct cluster *c, const char *id, struct berr *err);
+json_t *cluster_task_json(const struct cluster *c, const char *id, struct berr *err);
 /* Find a task by id, or by "role/env/name/instance" (the active one, else
  * the newest ended one). */
-struct task *cluster_find_task(struct cluster *c, const char *ref);
+struct task *cluster_find_task(const struct cluster *c, const char *ref);
 
 /* Take the pending batch for committing (NULL when empty); *seq is the
  * applied_seq it covers. */

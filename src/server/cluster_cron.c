@@ -112,7 +112,7 @@ uint64_t cluster_cron_start(struct cluster *c, const char *key, struct berr *err
 	return cluster_touched(c);
 }
 
-json_t *cluster_cron_list_json(struct cluster *c)
+json_t *cluster_cron_list_json(const struct cluster *c)
 {
 	json_t *arr = json_array();
 	size_t it = 0;

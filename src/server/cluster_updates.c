@@ -463,7 +463,7 @@ uint64_t cluster_update_control(struct cluster *c, const char *key, const char *
 	return cluster_touched(c);
 }
 
-json_t *cluster_update_json(struct cluster *c, const char *key, struct berr *err)
+json_t *cluster_update_json(const struct cluster *c, const char *key, struct berr *err)
 {
 	struct job *j = hmap_get(&c->jobs, key);
 	if (!j) {

@@ -74,7 +74,8 @@ static const char *job_outcome(const struct job *j)
 	return failed ? "failed" : "finished";
 }
 
-json_t *cluster_job_status_json(struct cluster *c, const char *key, bool all, struct berr *err)
+json_t *cluster_job_status_json(const struct cluster *c, const char *key, bool all,
+				struct berr *err)
 {
 	struct job *j = hmap_get(&c->jobs, key);
 	if (!j) {
@@ -433,7 +434,7 @@ json_t *cluster_node_list_json(struct cluster *c)
 	return rows_json(cluster_node_rows(c, NULL));
 }
 
-struct task *cluster_find_task(struct cluster *c, const char *ref)
+struct task *cluster_find_task(const struct cluster *c, const char *ref)
 {
 	struct task *t = hmap_get(&c->tasks, ref);
 	if (t)
@@ -457,7 +458,7 @@ struct task *cluster_find_task(struct cluster *c, const char *ref)
 	return NULL;
 }
 
-json_t *cluster_task_json(struct cluster *c, const char *id, struct berr *err)
+json_t *cluster_task_json(const struct cluster *c, const char *id, struct berr *err)
 {
 	struct task *t = cluster_find_task(c, id);
 	if (!t) {
