@@ -112,6 +112,8 @@ void update_free(struct update *u);
 void update_begin(struct cluster *c, struct job *j, int from, int first, int last);
 void update_note_failure(struct cluster *c, struct job *j, const struct task *t);
 void updates_advance(struct cluster *c);
+/* The job is killed: the old tasks start_first keeps beside new ones stop. */
+void update_stop_for_kill(struct cluster *c, struct job *j);
 const char *update_instance_status_name(enum update_instance_status s);
 /* cron (cluster_cron.c) */
 void crons_fire(struct cluster *c, int64_t now);

@@ -219,12 +219,7 @@ uint64_t cluster_job_kill(struct cluster *c, const char *key, struct berr *err)
 		return 0;
 	}
 	j->killed = true;
-	for (size_t k = 0; j->update && k < j->update->n; k++) {
-		struct task *old =
-		    j->update->old_task[k] ? hmap_get(&c->tasks, j->update->old_task[k]) : NULL;
-		if (old)
-			task_stop(c, old, TASK_KILLING, "killed by user (job kill)");
-	}
+	update_stop_for_kill(c, j);
 	for (size_t i = 0; i < j->nactive; i++) {
 		struct task *t = j->active[i];
 		if (t) {

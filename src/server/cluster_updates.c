@@ -412,6 +412,16 @@ static void update_advance(struct cluster *c, struct job *j, int64_t now)
 	}
 }
 
+void update_stop_for_kill(struct cluster *c, struct job *j)
+{
+	for (size_t k = 0; j->update && k < j->update->n; k++) {
+		struct task *old =
+		    j->update->old_task[k] ? hmap_get(&c->tasks, j->update->old_task[k]) : NULL;
+		if (old)
+			task_stop(c, old, TASK_KILLING, "killed by user (job kill)");
+	}
+}
+
 void updates_advance(struct cluster *c)
 {
 	int64_t now = time_now_ms();
