@@ -225,7 +225,7 @@ struct cluster {
 		uint64_t gen, built_gen;
 	} node_index, job_index;
 	/* Replicas (HA followers, cluster_replica_*): */
-	bool derived_stale;  /* records changed since derive() (cluster.c) */
+	bool derived_stale;  /* records changed since cluster_derive() */
 	struct hmap orphans; /* key -> record naming a job or node not known yet */
 	bool orphans_retry;  /* jobs or nodes arrived since they were set aside */
 };

@@ -6,15 +6,15 @@
  * node, state and history); what follows from all of them together (per node
  * its tasks and the resources and ports they use; per job its active, ended
  * and live tasks; the waiting list) is derived afterwards in one pass,
- * cluster_derive() (cluster.c). The records themselves are cluster_records.c's. So records may come
- * in any order, be replaced in place or deleted, and a follower pays for a change only what the
- * change costs.
+ * cluster_derive() (cluster.c). So records may come in any order, be
+ * replaced in place or deleted, and a follower pays for a change only what
+ * the change costs. The records themselves are cluster_records.c's.
  *
  * A record that names a job (or node) not known yet is kept aside, an orphan,
  * and tried again when jobs or nodes arrive: a batch too big for one etcd
  * transaction reaches a follower as several, in any order. What is still an
- * orphan when the replica is promoted is dropped, as a load drops it. */
-
+ * orphan when the replica is promoted is dropped, as a load drops it.
+ */
 #include "server/cluster-internal.h"
 
 #include <stdlib.h>
