@@ -1,10 +1,10 @@
 /* clang-format off */
 /* fuzz_replica.c - libFuzzer target for the HA follower's replica
- * (cluster_replica_reset/apply/refresh/promote in src/server/cluster.c): a
+ * (cluster_replica_reset/apply/refresh/promote in src/server/cluster_replica.c): a
  * follower applies the store's records one by one, in the store's order, and
  * a corrupted or hostile store must never make it crash, leak or hit UB.
  *
- * fuzz-sources: src/core/util.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_template.c src/core/cron.c src/core/lifecycle.c src/core/hmap.c src/core/log.c src/sched/placement.c src/sched/ports.c src/store/store.c src/store/store_sqlite.c src/store/store_etcd.c src/store/store_etcd_follow.c src/store/etcd_client.c src/core/base64.c src/server/cluster.c
+ * fuzz-sources: src/core/util.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_template.c src/core/cron.c src/core/lifecycle.c src/core/hmap.c src/core/log.c src/sched/placement.c src/sched/ports.c src/store/store.c src/store/store_sqlite.c src/store/store_etcd.c src/store/store_etcd_follow.c src/store/etcd_client.c src/core/base64.c src/server/cluster.c src/server/cluster_records.c src/server/cluster_replica.c src/server/cluster_jobs.c src/server/cluster_updates.c src/server/cluster_cron.c src/server/cluster_nodes.c src/server/cluster_sched.c src/server/cluster_views.c src/server/liveness.c
  * fuzz-libs: -ljansson -lyaml -lsqlite3 -lcurl -lpthread -lm -Wl,--wrap=time_mono_ms -Wl,--wrap=time_now_ms -Wl,--wrap=random_hex
  * (the two lines above stay one line each: scripts/fuzz.sh reads them)
  *
@@ -19,7 +19,7 @@
  *
  *   0, 1 put        a record made from a template of its kind, as the leader
  *                   writes it (write_task, persist_job, persist_node,
- *                   persist_update in cluster.c; or meta/), its fields
+ *                   persist_update in cluster_records.c; or meta/), its fields
  *                   chosen by the bytes: names from small pools (unknown
  *                   jobs and nodes, so records become orphans; one task id
  *                   under several keys), integers out of range (negative,
@@ -44,7 +44,7 @@
  *
  * A key is a kind byte (jobs/ tasks/ nodes/ updates/ meta/, or raw bytes)
  * and a name byte (a pool entry, printable bytes from the input, or a name
- * longer than the 512-byte key buffers in cluster.c).
+ * longer than the 512-byte key buffers in cluster_records.c).
  *
  * Time is virtual (the link wraps time_mono_ms and time_now_ms) and starts
  * from a fixed date at each input; ids (random_hex, wrapped too) come from a

@@ -225,7 +225,7 @@ struct cluster {
 		uint64_t gen, built_gen;
 	} node_index, job_index;
 	/* Replicas (HA followers, cluster_replica_*): */
-	bool derived_stale;  /* records changed since derive() (cluster.c) */
+	bool derived_stale;  /* records changed since cluster_derive() */
 	struct hmap orphans; /* key -> record naming a job or node not known yet */
 	bool orphans_retry;  /* jobs or nodes arrived since they were set aside */
 };
@@ -268,12 +268,12 @@ uint64_t cluster_update_control(struct cluster *c, const char *key, const char *
 				struct berr *err);
 /* {"job", "state", "from_version", "to_version", "instances": [{instance, status,
  *  failures}], "updated", "failed", "total", "message"} (new ref). */
-json_t *cluster_update_json(struct cluster *c, const char *key, struct berr *err);
+json_t *cluster_update_json(const struct cluster *c, const char *key, struct berr *err);
 /* Cron: run a cron job now (its collision policy applies). */
 uint64_t cluster_cron_start(struct cluster *c, const char *key, struct berr *err);
 /* [{"job", "schedule", "collision", "last_run_ms", "next_run_ms", "next_run",
  *   "running", "runs"}] (new ref). */
-json_t *cluster_cron_list_json(struct cluster *c);
+json_t *cluster_cron_list_json(const struct cluster *c);
 /* What submitting spec would change, without changing anything:
  * {"job", "changed", "create", "version", "next_version",
  *  "diff": [{"field", "old", "new"}],
@@ -304,7 +304,8 @@ uint64_t cluster_node_drain(struct cluster *c, const char *name, bool drain, str
 uint64_t cluster_tick(struct cluster *c);
 
 /* Views (new references). */
-json_t *cluster_job_status_json(struct cluster *c, const char *key, bool all, struct berr *err);
+json_t *cluster_job_status_json(const struct cluster *c, const char *key, bool all,
+				struct berr *err);
 json_t *cluster_job_list_json(struct cluster *c);
 json_t *cluster_node_list_json(struct cluster *c);
 
@@ -325,13 +326,35 @@ struct view_rows *cluster_job_rows(struct cluster *c, const struct view_filter *
 /* Without the lock; frees rows; the caller frees the text. */
 char *view_rows_render(struct view_rows *rows, bool paged);
 void view_rows_free(struct view_rows *rows);
-json_t *cluster_task_json(struct cluster *c, const char *id, struct berr *err);
+json_t *cluster_task_json(const struct cluster *c, const char *id, struct berr *err);
 /* Find a task by id, or by "role/env/name/instance" (the active one, else
  * the newest ended one). */
-struct task *cluster_find_task(struct cluster *c, const char *ref);
+struct task *cluster_find_task(const struct cluster *c, const char *ref);
 
 /* Take the pending batch for committing (NULL when empty); *seq is the
  * applied_seq it covers. */
 struct store_batch *cluster_take_pending(struct cluster *c, uint64_t *seq);
+/* The commit loop committed everything up to seq. */
+void cluster_set_committed(struct cluster *c, uint64_t seq);
+/* seq is durable: what waited for it may be acknowledged. */
+bool cluster_committed(const struct cluster *c, uint64_t seq);
+/* Changes were applied that are not committed yet. */
+bool cluster_uncommitted(const struct cluster *c);
+
+/* The agents' grace window. While the server cannot hear its agents (a
+ * backup's scan holds a request thread), no node may be judged DOWN: hold
+ * stops the judge, grace starts it again with a full detection window for
+ * every agent (as after a server start). */
+void cluster_judge_hold(struct cluster *c);
+void cluster_judge_grace(struct cluster *c);
+
+/* Watches. The server keeps the watches it holds for a node in a list of
+ * its own, headed at *cluster_node_watchers(n) (NULL: none). */
+void **cluster_node_watchers(struct node *n);
+/* Call fn for each node whose desired set changed since the last call
+ * (each once), and forget them. */
+void cluster_take_changed_nodes(struct cluster *c, void (*fn)(void *ud, struct node *n), void *ud);
+/* Call fn for each node with watches held. */
+void cluster_each_watched_node(struct cluster *c, void (*fn)(void *ud, struct node *n), void *ud);
 
 #endif

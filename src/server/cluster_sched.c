@@ -1,0 +1,154 @@
+/* cluster_sched.c - the glue to src/sched: PENDING tasks placed by
+ * equivalence class (one job, one config version), and throttles expired. */
+#include "server/cluster-internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sched/ports.h"
+
+void tasks_unthrottle(struct cluster *c, int64_t now)
+{
+	for (struct task *t = c->waiting, *next; t; t = next) {
+		next = t->wnext;
+		if (t->state == TASK_THROTTLED && now >= t->throttle_until_ms) {
+			task_transition(c, t, TASK_PENDING, "throttle expired; waiting for a node");
+			c->sched_needed = true;
+		}
+	}
+}
+
+static int cmp_task_class(const void *a, const void *b)
+{
+	const struct task *x = *(struct task *const *)a, *y = *(struct task *const *)b;
+	if (x->job != y->job)
+		return (uintptr_t)x->job < (uintptr_t)y->job ? -1 : 1;
+	if (x->version != y->version)
+		return x->version < y->version ? -1 : 1;
+	return (x->instance > y->instance) - (x->instance < y->instance);
+}
+
+/* Place one equivalence class: the PENDING tasks group[0..ng) share a job
+ * and a config version. */
+static void place_class(struct cluster *c, struct node **nodes, struct placement_node *pn,
+			size_t nn, struct task **group, size_t ng)
+{
+	struct job *j = group[0]->job;
+	struct job_version *jv = job_version_get(j, group[0]->version);
+	if (!jv)
+		return;
+	/* Tasks of the job per node, for limit constraints and spreading. */
+	for (size_t i = 0; i < j->nactive; i++) {
+		struct task *t = j->active[i];
+		if (t && t->node)
+			pn[t->node->sched_index].job_tasks++;
+	}
+	struct placement_request req = {
+	    .job = jv->spec,
+	    .count = ng,
+	    .sample_limit = c->cfg.sample_limit,
+	    .start_offset = nn ? c->sched_offset % nn : 0,
+	};
+	struct placement_result res = {0};
+	placement_place(pn, nn, &req, &res);
+	c->sched_offset = res.next_offset;
+	const struct resources *r = &jv->spec->task.resources;
+	for (size_t g = 0; g < ng; g++) {
+		struct task *t = group[g];
+		int ni = res.node_index[g];
+		if (ni < 0) {
+			const char *why = res.reason ? res.reason : "no nodes registered";
+			if (!t->message || strcmp(t->message, why)) {
+				free(t->message);
+				t->message = xstrdup(why);
+			}
+			continue;
+		}
+		struct node *n = nodes[ni];
+		/* Most tasks have no ports: no object for them (memory per task). */
+		json_t *ports = r->nports ? json_object() : NULL;
+		for (size_t p = 0; p < r->nports; p++)
+			json_object_set_new(ports, r->ports[p],
+					    json_integer(port_pool_take(n->ports)));
+		json_decref(t->ports);
+		t->ports = ports;
+		n->cpu_used += r->cpu;
+		n->mem_used += r->memory;
+		n->disk_used += r->disk;
+		t->node = n;
+		hmap_put(&n->tasks, t->id, t);
+		node_touch(c, n);
+		t->assigned_at = n->desired_version;
+		char msg[300];
+		snprintf(msg, sizeof msg, "assigned to node %s", n->name);
+		task_transition(c, t, TASK_ASSIGNED, msg);
+	}
+	placement_result_release(&res);
+	for (size_t i = 0; i < j->nactive; i++) {
+		struct task *t = j->active[i];
+		if (t && t->node)
+			pn[t->node->sched_index].job_tasks = 0;
+	}
+}
+
+/* The scheduler's view of every node: free resources, attributes, state. */
+void node_view(struct cluster *c, struct node ***nodes_out, struct placement_node **pn_out,
+	       size_t *nn_out)
+{
+	size_t nn = c->nodes.count;
+	struct node **nodes = xcalloc(nn + 1, sizeof *nodes);
+	struct placement_node *pn = xcalloc(nn + 1, sizeof *pn);
+	size_t k = 0, it = 0;
+	void *v;
+	while (hmap_next(&c->nodes, &it, NULL, &v)) {
+		struct node *n = v;
+		n->sched_index = k;
+		nodes[k] = n;
+		pn[k].name = n->name;
+		/* A flapping node takes no new tasks until its back-off ends. */
+		pn[k].schedulable = n->state == NODE_ACTIVE && !n->in_backoff;
+		pn[k].attributes = n->attrs;
+		pn[k].nattributes = n->nattrs;
+		pn[k].cpu_free = n->cpu_total - n->cpu_used;
+		pn[k].mem_free = n->mem_total > n->mem_used ? n->mem_total - n->mem_used : 0;
+		pn[k].disk_free = n->disk_total > n->disk_used ? n->disk_total - n->disk_used : 0;
+		pn[k].ports_free = port_pool_available(n->ports);
+		k++;
+	}
+	*nodes_out = nodes;
+	*pn_out = pn;
+	*nn_out = nn;
+}
+
+void schedule_pending(struct cluster *c)
+{
+	c->sched_needed = false;
+	size_t np = 0;
+	struct task **pending = xcalloc(c->nwaiting + 1, sizeof *pending);
+	for (struct task *t = c->waiting; t; t = t->wnext)
+		if (t->state == TASK_PENDING)
+			pending[np++] = t;
+	if (!np) {
+		free(pending);
+		return;
+	}
+	size_t nn;
+	struct node **nodes;
+	struct placement_node *pn;
+	node_view(c, &nodes, &pn, &nn);
+	/* Higher priority jobs first would go here; for now oldest job first
+	 * within one pass is not guaranteed, classes are placed in address order. */
+	qsort(pending, np, sizeof *pending, cmp_task_class);
+	for (size_t i = 0; i < np;) {
+		size_t e = i + 1;
+		while (e < np && pending[e]->job == pending[i]->job &&
+		       pending[e]->version == pending[i]->version)
+			e++;
+		place_class(c, nodes, pn, nn, pending + i, e - i);
+		i = e;
+	}
+	free(pending);
+	free(nodes);
+	free(pn);
+}

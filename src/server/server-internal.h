@@ -1,0 +1,142 @@
+/* server-internal.h - what the files of the server module share; nothing
+ * outside src/server/server*.c includes it (server.h is the public API).
+ *
+ *   server.c          start and stop: the store, the cluster, the HTTP
+ *                     daemon, the threads
+ *   server_http.c     a request's life in libmicrohttpd: body buffering,
+ *                     suspend and resume, responses; agents' heartbeats
+ *                     stamped before the cluster lock
+ *   server_routes.c   the API's routes (docs/api.md), under the cluster lock
+ *   server_ha.c       high availability: follower reads and redirects, the
+ *                     replica's store watch, the election's callbacks
+ *   server_commit.c   the commit loop: tick, commit, answer writes and watches
+ *
+ * A request's life: the access handler is called once with the headers (a
+ * struct request is made), then once per body chunk (buffered up to
+ * MAX_BODY), then with no data: it is routed. A read answers at once. A
+ * write applies to memory under the cluster lock, notes the seq it needs
+ * durable and suspends the connection; the commit thread resumes it after
+ * store_commit. An agent's watch suspends until its node's desired set
+ * changes or its heartbeat interval passes.
+ */
+#ifndef BERTH_SERVER_INTERNAL_H
+#define BERTH_SERVER_INTERNAL_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/util.h"
+#include "server/cluster.h"
+#include "server/server.h"
+#include "store/store.h"
+
+#define MAX_BODY (1u << 20)
+
+/* Paged views: at most this many items a page. */
+#define PAGE_MAX 100000
+
+enum req_phase { REQ_NEW = 0, REQ_WAIT_COMMIT, REQ_WATCH, REQ_READY };
+
+struct request {
+	struct server *srv;
+	struct MHD_Connection *conn;
+	struct sbuf body;
+	bool too_big;
+	enum req_phase phase;
+	uint64_t wait_seq;
+	int status;
+	json_t *reply;
+	char *location; /* redirect */
+	char *text;	/* a ready JSON text reply (instead of reply) */
+	struct node *watch_node;
+	uint64_t known_version;
+	int64_t deadline_mono;
+	struct request *next; /* in srv->waiting */
+	bool suspended;
+	bool from_replica;	/* answered by a follower from its replica */
+	json_t *agent_body;	/* an agent call's body, parsed before the cluster lock */
+	struct node_live *live; /* a watch: its node's liveness entry, held meanwhile */
+	int64_t live_wait_ms;	/* the wait the watch asked for */
+	struct view_rows *view; /* a large view's snapshot, written out after the lock */
+	bool view_paged;
+};
+
+struct server {
+	struct cluster *c;
+	struct store *store;
+	struct MHD_Daemon *mhd;
+	pthread_t commit_thread;
+	bool stopping;
+	int port;
+	struct request *waiting;    /* writes waiting for their commit (under c->lock) */
+	pthread_mutex_t store_lock; /* the store is used by one thread at a time */
+	struct leader *leader;	    /* HA (etcd store): the election */
+	_Atomic bool leading;	    /* without HA: always */
+	bool commit_started;
+	pthread_t elect_thread; /* HA: loads the state once elected */
+	_Atomic bool elect_started;
+	int64_t last_sweep_mono;
+	char *self_url;
+	/* HA follower: the replica (cluster_replica_*) kept by a store watch.
+	 * Under c->lock: */
+	char *store_location;
+	pthread_t follow_thread;
+	bool follow_started;
+	_Atomic bool follow_stop;
+	bool replica_synced;	      /* a full copy arrived; changes follow */
+	int64_t replica_rev;	      /* the store revision the replica is at */
+	int64_t elected_rev;	      /* the store revision of this server's election */
+	pthread_cond_t replica_moved; /* replica_rev moved */
+};
+
+/* ---- responses (server_http.c) ---- */
+
+void reply_error(struct request *q, int status, const char *msg);
+void reply_ok(struct request *q, json_t *body);
+/* Acknowledge once `seq` is durable. */
+void reply_after_commit(struct request *q, uint64_t seq, json_t *body);
+/* The request's body as a JSON object, or NULL with q answered (413, 400). */
+json_t *parse_body(struct request *q);
+enum MHD_Result send_ready(struct request *q);
+/* libmicrohttpd's access handler and completion callback. */
+enum MHD_Result server_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls);
+void server_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe);
+
+/* ---- routes (server_routes.c) ---- */
+
+/* Route a request, under the cluster lock. */
+void server_route(struct request *q, const char *method, const char *url);
+/* GET /v1/admin/backup, without the cluster lock. */
+void route_backup(struct server *s, struct request *q, const char *method);
+/* The long poll a watch asks for (wait_ms), within reason. */
+int64_t watch_wait_ms(const struct cluster *c, json_t *wait);
+
+/* ---- high availability (server_ha.c) ---- */
+
+/* HA: the leader's lease is surely valid. Without HA: always. */
+bool server_lease_ok(struct server *s);
+/* A follower's redirect to the leader, or 503 while none is known. */
+enum MHD_Result server_follower_answer(struct server *s, struct request *q, const char *url);
+/* Reads a follower answers from its replica. */
+bool server_replica_read_route(const char *method, const char *url);
+/* Answer from the replica (true), or leave q untouched (false: redirect). */
+bool server_follower_read(struct server *s, struct request *q, const char *method, const char *url);
+/* The replica's thread: the store watch, applied to the cluster. */
+void *server_follow_main(void *ud);
+/* The election's callbacks (leader.h). */
+void server_on_elected(void *ud, int64_t revision);
+void server_on_lost(void *ud);
+
+/* ---- the commit loop (server_commit.c) ---- */
+
+void *server_commit_loop(void *arg);
+/* Commit what is pending and answer every request still waiting (stop). */
+void server_commit_final(struct server *s);
+
+#endif

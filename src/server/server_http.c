@@ -1,0 +1,284 @@
+/* server_http.c - a request's life in libmicrohttpd (server-internal.h has
+ * the outline): body buffering, the health answer, leading or following,
+ * suspending a write or a watch, responses, and the heartbeat stamps of
+ * agents' calls before the cluster lock (liveness.h). */
+#include "server/server-internal.h"
+
+#include <string.h>
+
+#include "core/log.h"
+#include "server/leader.h"
+
+static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *body,
+				 bool from_replica)
+{
+	char *s = json_dumps(body, JSON_COMPACT);
+	size_t n = strlen(s);
+	s = xrealloc(s, n + 2);
+	s[n++] = '\n';
+	s[n] = 0;
+	struct MHD_Response *r = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	if (from_replica)
+		MHD_add_response_header(r, "X-Berth-Served-By", "follower");
+	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+void reply_error(struct request *q, int status, const char *msg)
+{
+	/* A view that could not be built says so rather than "200" or "". */
+	if (status < 400 || status > 599)
+		status = 500;
+	if (!msg || !*msg)
+		msg = "internal error: the answer could not be built";
+	json_decref(q->reply);
+	q->status = status;
+	q->reply = json_pack("{s:s,s:i}", "error", msg, "status", status);
+	q->phase = REQ_READY;
+}
+
+void reply_ok(struct request *q, json_t *body)
+{
+	json_decref(q->reply);
+	q->status = 200;
+	q->reply = body;
+	q->phase = REQ_READY;
+}
+
+/* Acknowledge once `seq` is durable. */
+void reply_after_commit(struct request *q, uint64_t seq, json_t *body)
+{
+	struct server *s = q->srv;
+	json_decref(q->reply);
+	q->status = 200;
+	q->reply = body;
+	if (cluster_committed(s->c, seq)) {
+		q->phase = REQ_READY;
+		return;
+	}
+	q->phase = REQ_WAIT_COMMIT;
+	q->wait_seq = seq;
+}
+
+json_t *parse_body(struct request *q)
+{
+	if (q->too_big) {
+		char msg[128];
+		snprintf(msg, sizeof msg, "request body too large (limit %u bytes)", MAX_BODY);
+		reply_error(q, 413, msg);
+		return NULL;
+	}
+	json_error_t je;
+	json_t *j = json_loadb(q->body.buf, q->body.len, JSON_REJECT_DUPLICATES, &je);
+	if (!j) {
+		char msg[300];
+		snprintf(msg, sizeof msg, "malformed JSON at line %d column %d: %s", je.line,
+			 je.column, je.text);
+		reply_error(q, 400, msg);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		reply_error(q, 400, "malformed request: expected a JSON object");
+		return NULL;
+	}
+	return j;
+}
+
+enum MHD_Result send_ready(struct request *q)
+{
+	if (q->status == 307 && q->location) {
+		struct MHD_Response *r =
+		    MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+		MHD_add_response_header(r, "Location", q->location);
+		enum MHD_Result ret = MHD_queue_response(q->conn, 307, r);
+		MHD_destroy_response(r);
+		return ret;
+	}
+	if (q->view && q->status == 200) {
+		/* Written here, without the cluster lock. */
+		free(q->text);
+		q->text = view_rows_render(q->view, q->view_paged);
+		q->view = NULL;
+	}
+	if (q->text) {
+		size_t n = strlen(q->text);
+		struct MHD_Response *r =
+		    MHD_create_response_from_buffer(n, q->text, MHD_RESPMEM_MUST_FREE);
+		q->text = NULL;
+		MHD_add_response_header(r, "Content-Type", "application/json");
+		if (q->from_replica)
+			MHD_add_response_header(r, "X-Berth-Served-By", "follower");
+		enum MHD_Result ret = MHD_queue_response(q->conn, (unsigned)q->status, r);
+		MHD_destroy_response(r);
+		return ret;
+	}
+	return send_json(q->conn, q->status, q->reply ? q->reply : json_object(), q->from_replica);
+}
+
+/* An agent's call is a heartbeat: stamp it as soon as its node is known,
+ * from the X-Berth-Node header (before the body arrives) or else the body,
+ * never under the cluster lock (liveness.h). A watch is held by the server
+ * until answered: its node is not silent meanwhile. */
+static void agent_heard(struct server *s, struct request *q, const char *url, const char *name)
+{
+	if (q->live || !name || !*name || !s->leading)
+		return;
+	struct liveness *lv = s->c->live;
+	struct node_live *nl = liveness_find(lv, name);
+	if (!nl)
+		return;
+	int64_t mono = time_mono_ms();
+	if (!strcmp(url, "/v1/agent/watch")) {
+		liveness_watch_begin(lv, nl, mono);
+		q->live = nl;
+		q->live_wait_ms = s->c->cfg.heartbeat_ms;
+	} else {
+		liveness_heard(lv, nl, mono);
+	}
+}
+
+static bool is_agent_call(const char *method, const char *url)
+{
+	return !strcmp(method, "POST") && !strncmp(url, "/v1/agent/", 10);
+}
+
+/* An agent call's body is parsed before the cluster lock is taken, and its
+ * node stamped. Returns false when the body is bad (q has the error). */
+static bool agent_body(struct server *s, struct request *q, const char *url)
+{
+	q->agent_body = parse_body(q);
+	if (!q->agent_body)
+		return false;
+	agent_heard(s, q, url, json_string_value(json_object_get(q->agent_body, "name")));
+	if (q->live && !strcmp(url, "/v1/agent/watch"))
+		q->live_wait_ms = watch_wait_ms(s->c, json_object_get(q->agent_body, "wait_ms"));
+	return true;
+}
+
+static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *conn,
+				      const char *url, const char *method, const char *upload,
+				      size_t *upload_size, void **con_cls)
+{
+	struct request *q = *con_cls;
+	if (!q) {
+		q = xcalloc(1, sizeof *q);
+		q->srv = s;
+		q->conn = conn;
+		sbuf_init(&q->body);
+		*con_cls = q;
+		if (is_agent_call(method, url))
+			agent_heard(
+			    s, q, url,
+			    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Berth-Node"));
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (q->body.len + *upload_size > MAX_BODY)
+			q->too_big = true;
+		else
+			sbuf_add(&q->body, upload, *upload_size);
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (q->phase == REQ_READY)
+		return send_ready(q);
+	if (q->phase != REQ_NEW)
+		return MHD_YES; /* resumed spuriously: still waiting */
+	if (is_agent_call(method, url) && s->leading && server_lease_ok(s) && !q->agent_body &&
+	    !agent_body(s, q, url))
+		return send_ready(q);
+
+	if (!strcmp(url, "/v1/health") || !strcmp(url, "/v1/leader")) {
+		char *leader = s->leader ? leader_current(s->leader) : xstrdup(s->self_url);
+		/* With the liveness figures (no cluster lock): nodes judged
+		 * DOWN since start, and the time the server could not hear. */
+		reply_ok(q, json_pack("{s:b,s:s?,s:s,s:s,s:I,s:I}", "ok", 1, "leader", leader,
+				      "role", s->leading ? "leader" : "follower", "self",
+				      s->self_url, "nodes_down_total",
+				      (json_int_t)__atomic_load_n(&s->c->nodes_down_total,
+								  __ATOMIC_RELAXED),
+				      "deaf_ms", (json_int_t)liveness_deaf_total(s->c->live)));
+		free(leader);
+		return send_ready(q);
+	}
+	if (!s->leading) {
+		if (server_replica_read_route(method, url) &&
+		    server_follower_read(s, q, method, url))
+			return send_ready(q);
+		return server_follower_answer(s, q, url);
+	}
+	if (!server_lease_ok(s)) {
+		/* Not sure to lead this instant: nothing is decided or told
+		 * (clients and agents retry, or try another server). */
+		reply_error(q, 503,
+			    "the leader's lease is not confirmed (etcd unreachable?); retry");
+		return send_ready(q);
+	}
+	if (!strcmp(url, "/v1/admin/backup")) {
+		route_backup(s, q, method);
+		return send_ready(q);
+	}
+	pthread_mutex_lock(&s->c->lock);
+	if (s->stopping)
+		reply_error(q, 503, "server is shutting down");
+	else
+		server_route(q, method, url);
+	if (q->phase == REQ_WAIT_COMMIT || q->phase == REQ_WATCH) {
+		q->suspended = true;
+		if (q->phase == REQ_WATCH) {
+			void **watchers = cluster_node_watchers(q->watch_node);
+			q->next = *watchers;
+			*watchers = q;
+		} else {
+			q->next = s->waiting;
+			s->waiting = q;
+		}
+		MHD_suspend_connection(conn);
+		/* A write waits for the commit loop; a held watch is answered
+		 * by its sweep, and must not wake it (ten thousand agents). */
+		if (q->phase == REQ_WAIT_COMMIT)
+			pthread_cond_signal(&s->c->wake);
+		pthread_mutex_unlock(&s->c->lock);
+		return MHD_YES;
+	}
+	pthread_mutex_unlock(&s->c->lock);
+	return send_ready(q);
+}
+
+/* Every call of a request thread is timed: one that stays long in a
+ * handler leaves its other connections unheard (deaf time, liveness.h). */
+enum MHD_Result server_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct server *s = cls;
+	(void)version;
+	liveness_intake_begin(s->c->live, time_mono_ms());
+	enum MHD_Result r = handle_request(s, conn, url, method, upload, upload_size, con_cls);
+	liveness_intake_end(s->c->live, time_mono_ms());
+	return r;
+}
+
+void server_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct request *q = *con_cls;
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (!q)
+		return;
+	if (q->live)
+		liveness_watch_end(q->srv->c->live, q->live, time_mono_ms(), q->live_wait_ms);
+	json_decref(q->agent_body);
+	view_rows_free(q->view);
+	sbuf_release(&q->body);
+	json_decref(q->reply);
+	free(q->location);
+	free(q->text);
+	free(q);
+	*con_cls = NULL;
+}

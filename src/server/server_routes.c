@@ -1,0 +1,446 @@
+/* server_routes.c - the API's routes (docs/api.md): each parses and checks
+ * its input, calls the cluster, and answers at once (reads) or after the
+ * commit (writes). Every bad input gets a JSON error naming it. */
+#include "server/server-internal.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/spec.h"
+
+/* The request's body as a job spec, or NULL with q answered. */
+static struct job_spec *parse_spec_body(struct request *q)
+{
+	json_t *body = parse_body(q);
+	if (!body)
+		return NULL;
+	struct berr err = {0};
+	struct job_spec *spec;
+	int r = spec_parse_json(body, &spec, &err);
+	json_decref(body);
+	if (r < 0) {
+		reply_error(q, err.code ? err.code : 400, err.msg);
+		return NULL;
+	}
+	return spec;
+}
+
+static void route_jobs_post(struct request *q)
+{
+	struct job_spec *spec = parse_spec_body(q);
+	if (!spec)
+		return;
+	struct berr err = {0};
+	char *key = xstrdup(spec->key);
+	struct submit_result res;
+	/* ?instances=A-B (or A): a canary, only those instances are updated. */
+	int first = 0, last = INT_MAX;
+	const char *inst = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "instances");
+	if (inst && *inst) {
+		int used = -1;
+		int n = sscanf(inst, "%d-%d%n", &first, &last, &used);
+		if (n != 2) {
+			used = -1;
+			n = sscanf(inst, "%d%n", &first, &used);
+			last = first;
+		}
+		if (n < 1 || used < 0 || inst[used] || first < 0 || last < first) {
+			spec_free(spec);
+			free(key);
+			reply_error(q, 400,
+				    "query 'instances': expected A or A-B with 0 <= A <= B");
+			return;
+		}
+	}
+	uint64_t seq = cluster_job_submit_instances(q->srv->c, spec, first, last, &res, &err);
+	if (!seq)
+		reply_error(q, err.code ? err.code : 500, err.msg);
+	else
+		reply_after_commit(q, seq,
+				   json_pack("{s:s,s:i,s:b,s:b,s:b}", "job", key, "version",
+					     res.version, "created", res.created, "changed",
+					     res.changed, "update", res.update));
+	free(key);
+}
+
+static bool query_flag(struct request *q, const char *name)
+{
+	const char *v = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, name);
+	return v && (!*v || !strcmp(v, "1") || !strcmp(v, "true"));
+}
+
+/* /v1/jobs/ROLE/ENV/NAME[/ACTION] */
+static void route_job(struct request *q, const char *method, const char *rest)
+{
+	char key[400], action[64] = "";
+	const char *p = rest;
+	int slashes = 0;
+	const char *cut = NULL;
+	for (; *p; p++)
+		if (*p == '/' && ++slashes == 3)
+			cut = p;
+	size_t klen = cut ? (size_t)(cut - rest) : strlen(rest);
+	if (klen >= sizeof key) {
+		reply_error(q, 400, "job key too long");
+		return;
+	}
+	memcpy(key, rest, klen);
+	key[klen] = 0;
+	if (cut)
+		snprintf(action, sizeof action, "%s", cut + 1);
+	struct berr err = {0};
+	if (job_key_check(key, &err) < 0) {
+		reply_error(q, 400, err.msg);
+		return;
+	}
+	struct cluster *c = q->srv->c;
+	if (!*action && !strcmp(method, "GET")) {
+		json_t *o = cluster_job_status_json(c, key, query_flag(q, "all"), &err);
+		if (o)
+			reply_ok(q, o);
+		else
+			reply_error(q, err.code, err.msg);
+		return;
+	}
+	if (!strcmp(action, "update") && !strcmp(method, "GET")) {
+		json_t *o = cluster_update_json(c, key, &err);
+		if (o)
+			reply_ok(q, o);
+		else
+			reply_error(q, err.code, err.msg);
+		return;
+	}
+	uint64_t seq = 0;
+	if (!strncmp(action, "update/", 7) && !strcmp(method, "POST")) {
+		seq = cluster_update_control(c, key, action + 7, &err);
+		if (!seq)
+			reply_error(q, err.code ? err.code : 500, err.msg);
+		else
+			reply_after_commit(q, seq, cluster_update_json(c, key, &err));
+		return;
+	}
+	if (!strcmp(action, "cron/start") && !strcmp(method, "POST")) {
+		seq = cluster_cron_start(c, key, &err);
+		if (!seq)
+			reply_error(q, err.code ? err.code : 500, err.msg);
+		else
+			reply_after_commit(q, seq, json_pack("{s:s,s:b}", "job", key, "ok", 1));
+		return;
+	}
+	if ((!*action && !strcmp(method, "DELETE")) ||
+	    (!strcmp(action, "kill") && !strcmp(method, "POST")))
+		seq = cluster_job_kill(c, key, &err);
+	else if (!strcmp(action, "restart") && !strcmp(method, "POST"))
+		seq = cluster_job_restart(c, key, &err);
+	else {
+		reply_error(q, *action ? 404 : 405,
+			    *action ? "unknown route" : "method not allowed");
+		return;
+	}
+	if (!seq)
+		reply_error(q, err.code ? err.code : 500, err.msg);
+	else
+		reply_after_commit(q, seq, json_pack("{s:s,s:b}", "job", key, "ok", 1));
+}
+
+static void route_task(struct request *q, const char *method, const char *rest)
+{
+	struct cluster *c = q->srv->c;
+	struct berr err = {0};
+	const char *logs = strstr(rest, "/logs");
+	if (logs && !strcmp(logs, "/logs")) {
+		char *ref = xstrndup(rest, (size_t)(logs - rest));
+		struct task *t = cluster_find_task(c, ref);
+		free(ref);
+		if (!t) {
+			reply_error(q, 404, "task not found");
+			return;
+		}
+		/* The logs live on the agent: send the client there. */
+		const char *addr = t->node ? t->node->addr : NULL;
+		if (!addr) {
+			/* An ended task keeps no node link; find it by its last node. */
+			reply_error(q, 404, "task has no node: it never ran, so it has no logs");
+			return;
+		}
+		const char *stream =
+		    MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "stream");
+		const char *off =
+		    MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "offset");
+		q->location = xasprintf("%s/v1/logs/%s?stream=%s&offset=%s", addr, t->id,
+					stream ? stream : "stdout", off ? off : "0");
+		q->status = 307;
+		q->phase = REQ_READY;
+		q->reply = json_pack("{s:s}", "location", q->location);
+		return;
+	}
+	if (strcmp(method, "GET")) {
+		reply_error(q, 405, "method not allowed");
+		return;
+	}
+	json_t *o = cluster_task_json(c, rest, &err);
+	if (o)
+		reply_ok(q, o);
+	else
+		reply_error(q, err.code, err.msg);
+}
+
+/* The long poll a watch asks for (wait_ms), within reason. */
+int64_t watch_wait_ms(const struct cluster *c, json_t *wait)
+{
+	int64_t w = json_is_integer(wait) ? json_integer_value(wait) : c->cfg.heartbeat_ms;
+	return w < 0 || w > 60000 ? c->cfg.heartbeat_ms : w;
+}
+
+static void route_agent(struct request *q, const char *what)
+{
+	struct cluster *c = q->srv->c;
+	json_t *body = q->agent_body;
+	q->agent_body = NULL;
+	if (!body)
+		body = parse_body(q);
+	if (!body)
+		return;
+	struct berr err = {0};
+	uint64_t seq = 0;
+	if (!strcmp(what, "register")) {
+		json_t *reply = NULL;
+		seq = cluster_agent_register(c, body, &reply, &err);
+		if (seq)
+			reply_after_commit(q, seq, reply);
+	} else if (!strcmp(what, "status")) {
+		seq = cluster_agent_status(c, body, &err);
+		if (seq)
+			reply_after_commit(q, seq, json_pack("{s:b}", "ok", 1));
+	} else if (!strcmp(what, "watch")) {
+		struct node *n = NULL;
+		seq = cluster_agent_watch(c, body, &n, &err);
+		if (seq) {
+			json_t *kv = json_object_get(body, "known_version");
+			json_t *wait = json_object_get(body, "wait_ms");
+			int64_t wait_ms = watch_wait_ms(c, wait);
+			q->watch_node = n;
+			q->known_version =
+			    json_is_integer(kv) ? (uint64_t)json_integer_value(kv) : 0;
+			q->deadline_mono = time_mono_ms() + wait_ms;
+			q->wait_seq = seq;
+			q->phase = REQ_WATCH;
+			q->status = 200;
+			if (n->desired_version != q->known_version) {
+				/* Something new already: answer at once. */
+				q->text = cluster_node_desired_text(c, n, q->known_version);
+				q->phase = REQ_READY;
+			}
+		}
+	} else {
+		json_decref(body);
+		reply_error(q, 404, "unknown route");
+		return;
+	}
+	json_decref(body);
+	if (!seq)
+		reply_error(q, err.code ? err.code : 500, err.msg);
+}
+
+static const char *query_arg(struct request *q, const char *name)
+{
+	return MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* ?limit=N&after=NAME, and ?state=S (nodes) or ?role=R (jobs): the paging
+ * and filters of a large view. Query parameters are untrusted: a bad one is
+ * a 400 that names it. */
+static bool view_query(struct request *q, bool nodes, struct view_filter *f, bool *paged)
+{
+	memset(f, 0, sizeof *f);
+	f->state = -1;
+	const char *limit = query_arg(q, "limit"), *after = query_arg(q, "after");
+	const char *state = query_arg(q, "state"), *role = query_arg(q, "role");
+	*paged = limit || after;
+	if (limit) {
+		int64_t v;
+		if (parse_int64(limit, &v) < 0 || v < 1 || v > PAGE_MAX) {
+			reply_error(q, 400, "query 'limit': expected an integer from 1 to 100000");
+			return false;
+		}
+		f->limit = (size_t)v;
+	}
+	if (after) {
+		if (strlen(after) > 1024) {
+			reply_error(q, 400, "query 'after': expected a name from a 'next' cursor");
+			return false;
+		}
+		f->after = *after ? after : NULL;
+	}
+	if (state && nodes) {
+		for (int st = NODE_ACTIVE; st <= NODE_DOWN; st++)
+			if (!strcasecmp(state, node_state_name((enum node_state)st)))
+				f->state = st;
+		if (f->state < 0) {
+			reply_error(q, 400,
+				    "query 'state': expected ACTIVE, DRAINING, DRAINED or DOWN");
+			return false;
+		}
+	}
+	if (role && !nodes) {
+		if (!*role || strlen(role) > 128 || strchr(role, '/')) {
+			reply_error(q, 400, "query 'role': expected a role name");
+			return false;
+		}
+		f->role = role;
+	}
+	return true;
+}
+
+/* A large view: its snapshot is taken here (under the lock) and written
+ * out by send_ready, after the lock. */
+static void route_view(struct request *q, bool nodes)
+{
+	struct view_filter f;
+	bool paged;
+	if (!view_query(q, nodes, &f, &paged))
+		return;
+	view_rows_free(q->view);
+	q->view = nodes ? cluster_node_rows(q->srv->c, &f) : cluster_job_rows(q->srv->c, &f);
+	q->view_paged = paged;
+	q->status = 200;
+	q->phase = REQ_READY;
+}
+
+void server_route(struct request *q, const char *method, const char *url)
+{
+	struct cluster *c = q->srv->c;
+	if (!strcmp(url, "/v1/leader")) {
+		reply_ok(q, json_pack("{s:b,s:s,s:s}", "ok", 1, "leader", q->srv->self_url, "role",
+				      "leader"));
+		return;
+	}
+	if (!strcmp(url, "/v1/jobs")) {
+		if (!strcmp(method, "GET"))
+			route_view(q, false);
+		else if (!strcmp(method, "POST"))
+			route_jobs_post(q);
+		else
+			reply_error(q, 405, "method not allowed");
+		return;
+	}
+	if (!strcmp(url, "/v1/jobs/plan") || !strcmp(url, "/v1/plan")) {
+		if (strcmp(method, "POST")) {
+			reply_error(q, 405, "method not allowed");
+			return;
+		}
+		struct job_spec *spec = parse_spec_body(q);
+		if (!spec)
+			return;
+		struct berr err = {0};
+		json_t *plan = cluster_job_plan(c, spec, &err);
+		if (plan)
+			reply_ok(q, plan);
+		else
+			reply_error(q, err.code ? err.code : 500, err.msg);
+		spec_free(spec);
+		return;
+	}
+	if (!strncmp(url, "/v1/jobs/", 9)) {
+		route_job(q, method, url + 9);
+		return;
+	}
+	if (!strncmp(url, "/v1/tasks/", 10)) {
+		route_task(q, method, url + 10);
+		return;
+	}
+	if (!strcmp(url, "/v1/cron")) {
+		if (!strcmp(method, "GET"))
+			reply_ok(q, cluster_cron_list_json(c));
+		else
+			reply_error(q, 405, "method not allowed");
+		return;
+	}
+	if (!strcmp(url, "/v1/nodes")) {
+		if (!strcmp(method, "GET"))
+			route_view(q, true);
+		else
+			reply_error(q, 405, "method not allowed");
+		return;
+	}
+	if (!strncmp(url, "/v1/nodes/", 10) && !strcmp(method, "POST")) {
+		const char *name = url + 10, *slash = strrchr(name, '/');
+		if (slash && (!strcmp(slash, "/drain") || !strcmp(slash, "/activate"))) {
+			char *n = xstrndup(name, (size_t)(slash - name));
+			struct berr err = {0};
+			uint64_t seq = cluster_node_drain(c, n, !strcmp(slash, "/drain"), &err);
+			if (seq)
+				reply_after_commit(q, seq,
+						   json_pack("{s:s,s:b}", "node", n, "ok", 1));
+			else
+				reply_error(q, err.code, err.msg);
+			free(n);
+			return;
+		}
+	}
+	if (!strncmp(url, "/v1/agent/", 10) && !strcmp(method, "POST")) {
+		route_agent(q, url + 10);
+		return;
+	}
+	reply_error(q, 404, "unknown route");
+}
+
+/* Backups are JSON lines: {"key": K, "value": V} with V the stored text. */
+struct backup_ctx {
+	struct sbuf out;
+	size_t n;
+};
+
+static int backup_line(const char *key, const char *value, size_t len, void *ud)
+{
+	struct backup_ctx *bc = ud;
+	if (!strcmp(key, "meta/leader"))
+		return 0; /* an election record, bound to a lease: never restored */
+	json_t *v = json_stringn(value, len);
+	if (!v)
+		return -2; /* berth writes only JSON text: anything else is damage */
+	json_t *line = json_pack("{s:s,s:o}", "key", key, "value", v);
+	char *txt = json_dumps(line, JSON_COMPACT);
+	sbuf_adds(&bc->out, txt);
+	sbuf_adds(&bc->out, "\n");
+	free(txt);
+	json_decref(line);
+	bc->n++;
+	return 0;
+}
+
+/* GET /v1/admin/backup: a consistent snapshot of the store (one read
+ * transaction), taken beside the commit thread, not under the cluster lock. */
+void route_backup(struct server *s, struct request *q, const char *method)
+{
+	if (strcmp(method, "GET")) {
+		reply_error(q, 405, "method not allowed");
+		return;
+	}
+	struct backup_ctx bc;
+	sbuf_init(&bc.out);
+	bc.n = 0;
+	struct berr err = {0};
+	/* The scan holds the request thread: agents cannot be heard
+	 * meanwhile, so no node may be judged DOWN until it is over. */
+	pthread_mutex_lock(&s->c->lock);
+	cluster_judge_hold(s->c);
+	pthread_mutex_unlock(&s->c->lock);
+	pthread_mutex_lock(&s->store_lock);
+	int r = store_scan(s->store, "", backup_line, &bc, &err);
+	pthread_mutex_unlock(&s->store_lock);
+	pthread_mutex_lock(&s->c->lock);
+	cluster_judge_grace(s->c); /* a fresh window for every agent */
+	pthread_mutex_unlock(&s->c->lock);
+	if (r != 0) {
+		sbuf_release(&bc.out);
+		reply_error(q, 500, r == -2 ? "backup: a stored value is not UTF-8 text" : err.msg);
+		return;
+	}
+	q->text = sbuf_detach(&bc.out);
+	q->status = 200;
+	q->phase = REQ_READY;
+}
