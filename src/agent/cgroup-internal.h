@@ -37,9 +37,10 @@ struct cgroup_ops {
 	int (*remove)(struct cgroup *cg);
 	int (*remove_parent)(const char *root, const char *parent);
 	int (*set_cpu)(struct cgroup *cg, double cpu, struct berr *err);
-	/* berth's own cgroup <root>/<name>: created if missing, given `weight`
-	 * (v2 cpu.weight scale, 1-10000), the calling process moved in. */
-	int (*join_system)(const char *root, const char *name, unsigned weight, struct berr *err);
+	/* berth's own cgroup (cgroup_join_system): its directory for <root>/<name>,
+	 * and its cpu weight (v2 scale, 1-10000) written there. */
+	char *(*system_dir)(const char *root, const char *name);
+	int (*set_weight)(const char *dir, unsigned weight, struct berr *err);
 };
 
 /* The CFS quota and period for `cpu` cores: a 100 ms period, or a longer

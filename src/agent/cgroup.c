@@ -254,7 +254,19 @@ int cgroup_join_system(const char *name, unsigned weight, struct berr *err)
 		return berr_set(err, 0, "no cgroup filesystem under '%s'", CGROUP_ROOT);
 	if (!valid_parent(name))
 		return berr_set(err, 400, "invalid cgroup name '%s'", name);
-	return ops_for(v)->join_system(CGROUP_ROOT, name, weight, err);
+	const struct cgroup_ops *ops = ops_for(v);
+	char *dir = ops->system_dir(CGROUP_ROOT, name);
+	char pid[24];
+	snprintf(pid, sizeof pid, "%d", (int)getpid());
+	int rc = -1;
+	int r = mkdir_p(dir, 0755);
+	if (r < 0)
+		berr_set(err, 0, "cannot create cgroup '%s': %s", dir, cg_strerror(r));
+	else if (ops->set_weight(dir, weight, err) == 0 &&
+		 cg_write_err(err, dir, "cgroup.procs", "%s", pid) == 0)
+		rc = 0;
+	free(dir);
+	return rc;
 }
 
 int cgroup_remove_parent(enum cgroup_version v, const char *root, const char *parent)

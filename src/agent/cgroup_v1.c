@@ -58,28 +58,18 @@ static int v1_set_cpu(struct cgroup *cg, double cpu, struct berr *err)
 	return 0;
 }
 
-static int v1_join_system(const char *root, const char *name, unsigned weight, struct berr *err)
+/* berth's own cgroup: in the cpu hierarchy only (a share of the CPU that
+ * tasks cannot take away; berth's memory is not limited). */
+static char *v1_system_dir(const char *root, const char *name)
 {
-	/* Only the cpu hierarchy: a share of the CPU that tasks cannot take
-	 * away; berth's memory is not limited. */
-	char *dir = xasprintf("%s/cpu/%s", root, name);
-	int rc = -1;
-	int r = mkdir_p(dir, 0755);
-	if (r < 0) {
-		berr_set(err, 0, "cannot create cgroup '%s': %s", dir, cg_strerror(r));
-		goto out;
-	}
+	return xasprintf("%s/cpu/%s", root, name);
+}
+
+static int v1_set_weight(const char *dir, unsigned weight, struct berr *err)
+{
 	/* v2's weight 100 is v1's 1024 shares */
 	unsigned long long shares = (unsigned long long)weight * 1024 / 100;
-	char pid[24];
-	snprintf(pid, sizeof pid, "%d", (int)getpid());
-	if (cg_write_err(err, dir, "cpu.shares", "%llu", shares < 2 ? 2 : shares) < 0 ||
-	    cg_write_err(err, dir, "cgroup.procs", "%s", pid) < 0)
-		goto out;
-	rc = 0;
-out:
-	free(dir);
-	return rc;
+	return cg_write_err(err, dir, "cpu.shares", "%llu", shares < 2 ? 2 : shares) < 0 ? -1 : 0;
 }
 
 static int v1_set_limits(struct cgroup *cg, const struct cgroup_limits *lim, struct berr *err)
@@ -269,5 +259,6 @@ const struct cgroup_ops cgroup_v1_ops = {
     .remove = v1_remove,
     .remove_parent = v1_remove_parent,
     .set_cpu = v1_set_cpu,
-    .join_system = v1_join_system,
+    .system_dir = v1_system_dir,
+    .set_weight = v1_set_weight,
 };

@@ -62,27 +62,18 @@ static int v2_set_cpu(struct cgroup *cg, double cpu, struct berr *err)
 	return cg_write_err(err, cg->dir, "cpu.max", "%lld %lld", quota, period) < 0 ? -1 : 0;
 }
 
-static int v2_join_system(const char *root, const char *name, unsigned weight, struct berr *err)
+static char *v2_system_dir(const char *root, const char *name)
 {
 	static const char *const ctls[] = {"cpu"};
 	enable_controllers(root, ctls, ARRAY_SIZE(ctls));
-	char *dir = xasprintf("%s/%s", root, name);
-	int rc = -1;
-	int r = mkdir_p(dir, 0755);
-	if (r < 0) {
-		berr_set(err, 0, "cannot create cgroup '%s': %s", dir, cg_strerror(r));
-		goto out;
-	}
-	char pid[24];
-	snprintf(pid, sizeof pid, "%d", (int)getpid());
-	if ((cg_file_exists(dir, "cpu.weight") &&
-	     cg_write_err(err, dir, "cpu.weight", "%u", weight) < 0) ||
-	    cg_write_err(err, dir, "cgroup.procs", "%s", pid) < 0)
-		goto out;
-	rc = 0;
-out:
-	free(dir);
-	return rc;
+	return xasprintf("%s/%s", root, name);
+}
+
+static int v2_set_weight(const char *dir, unsigned weight, struct berr *err)
+{
+	if (!cg_file_exists(dir, "cpu.weight"))
+		return 0; /* no cpu controller: nothing to weigh */
+	return cg_write_err(err, dir, "cpu.weight", "%u", weight) < 0 ? -1 : 0;
 }
 
 static int v2_set_limits(struct cgroup *cg, const struct cgroup_limits *lim, struct berr *err)
@@ -235,5 +226,6 @@ const struct cgroup_ops cgroup_v2_ops = {
     .remove = v2_remove,
     .remove_parent = v2_remove_parent,
     .set_cpu = v2_set_cpu,
-    .join_system = v2_join_system,
+    .system_dir = v2_system_dir,
+    .set_weight = v2_set_weight,
 };

@@ -14,6 +14,23 @@ struct cli_opt *cli_get(struct cli_opt *opts, size_t nopts, const char *name)
 	return NULL;
 }
 
+int cli_begin(int argc, char **argv, const char *usage, struct cli_opt *opts, size_t nopts,
+	      const char ***pos, size_t *npos)
+{
+	if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
+		cli_usage(usage, opts, nopts);
+		return argc < 1 ? 2 : 0;
+	}
+	if (cli_parse(argc - 1, argv + 1, opts, nopts, pos, npos) < 0)
+		return 2;
+	struct cli_opt *help = cli_get(opts, nopts, "--help");
+	if (help && help->set) {
+		cli_usage(usage, opts, nopts);
+		return 0;
+	}
+	return -1;
+}
+
 int cli_parse(int argc, char **argv, struct cli_opt *opts, size_t nopts, const char ***pos,
 	      size_t *npos)
 {

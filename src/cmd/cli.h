@@ -28,6 +28,13 @@ struct cli_opt {
 int cli_parse(int argc, char **argv, struct cli_opt *opts, size_t nopts, const char ***pos,
 	      size_t *npos);
 void cli_usage(const char *usage, const struct cli_opt *opts, size_t nopts);
+/* How every command starts: `berth CMD` alone, `--help` or `-h` as its first
+ * word, prints the usage (exit 2 alone, 0 asked); else the options after
+ * the verb (argv[0]) are parsed into opts and pos, and --help among them
+ * prints the usage. Returns -1 when the command goes on, else its exit
+ * status. */
+int cli_begin(int argc, char **argv, const char *usage, struct cli_opt *opts, size_t nopts,
+	      const char ***pos, size_t *npos);
 struct cli_opt *cli_get(struct cli_opt *opts, size_t nopts, const char *name);
 
 /* The server address: --addr, else BERTH_ADDR, else http://127.0.0.1:7070. */

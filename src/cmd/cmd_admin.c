@@ -195,19 +195,13 @@ int cmd_admin(int argc, char **argv)
 	    "one into an empty store while no server uses it. servers asks each\n"
 	    "server of the list (--addr or BERTH_ADDR) for its role and its leader;\n"
 	    "it exits 1 unless exactly one of them leads.";
-	if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
-		cli_usage(usage, o, A_COUNT);
-		return argc < 1 ? 2 : 0;
-	}
 	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
-	if (cli_parse(argc - 1, argv + 1, o, A_COUNT, &pos, &npos) < 0)
-		return 2;
+	int begun = cli_begin(argc, argv, usage, o, A_COUNT, &pos, &npos);
+	if (begun >= 0)
+		return begun;
 	int rc;
-	if (o[A_HELP].set) {
-		cli_usage(usage, o, A_COUNT);
-		rc = 0;
-	} else if (!strcmp(argv[0], "servers")) {
+	if (!strcmp(argv[0], "servers")) {
 		rc = npos ? cli_fail("usage: berth admin servers [--addr LIST] [--json]")
 			  : servers(o);
 	} else if (npos != 1) {

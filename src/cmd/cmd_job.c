@@ -337,19 +337,12 @@ int cmd_job(int argc, char **argv)
 {
 	struct cli_opt o[J_COUNT];
 	job_opts(o);
-	if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
-		cli_usage(job_usage, o, J_COUNT);
-		return argc < 1 ? 2 : 0;
-	}
-	const char *verb = argv[0];
 	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
-	if (cli_parse(argc - 1, argv + 1, o, J_COUNT, &pos, &npos) < 0)
-		return 2;
-	if (o[J_HELP].set) {
-		cli_usage(job_usage, o, J_COUNT);
-		return 0;
-	}
+	int begun = cli_begin(argc, argv, job_usage, o, J_COUNT, &pos, &npos);
+	if (begun >= 0)
+		return begun;
+	const char *verb = argv[0];
 	int rc = 0;
 	struct berr err = {0};
 	if (!strcmp(verb, "run")) {
@@ -404,121 +397,5 @@ int cmd_job(int argc, char **argv)
 		rc = cli_fail("unknown command 'job %s' (see 'berth job --help')", verb);
 		rc = 2;
 	}
-	return rc;
-}
-
-/* berth update status|pause|resume|abort|rollback KEY [--json] */
-int cmd_update(int argc, char **argv)
-{
-	struct cli_opt o[J_COUNT];
-	job_opts(o);
-	const char *usage = "berth update status|pause|resume|abort|rollback KEY [--json]";
-	if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
-		cli_usage(usage, o, J_COUNT);
-		return argc < 1 ? 2 : 0;
-	}
-	const char *verb = argv[0];
-	_cleanup_free_ const char **pos = NULL;
-	size_t npos;
-	if (cli_parse(argc - 1, argv + 1, o, J_COUNT, &pos, &npos) < 0)
-		return 2;
-	struct berr err = {0};
-	int rc = 0;
-	if (o[J_HELP].set) {
-		cli_usage(usage, o, J_COUNT);
-	} else if (npos != 1) {
-		rc = cli_fail("usage: %s", usage);
-	} else if (job_key_check(pos[0], &err) < 0) {
-		rc = cli_fail("%s", err.msg);
-	} else if (strcmp(verb, "status") && strcmp(verb, "pause") && strcmp(verb, "resume") &&
-		   strcmp(verb, "abort") && strcmp(verb, "rollback")) {
-		rc = cli_fail("unknown command 'update %s' (see 'berth update --help')", verb);
-	} else {
-		struct http_client *hc = cli_client(o[J_ADDR].value);
-		char path[600];
-		json_t *u = NULL;
-		int r;
-		if (!strcmp(verb, "status")) {
-			snprintf(path, sizeof path, "/v1/jobs/%s/update", pos[0]);
-			r = http_json(hc, "GET", path, NULL, 10000, &u, &err);
-		} else {
-			snprintf(path, sizeof path, "/v1/jobs/%s/update/%s", pos[0], verb);
-			r = http_json(hc, "POST", path, NULL, 10000, &u, &err);
-		}
-		if (r < 0) {
-			rc = cli_fail("%s", err.msg);
-		} else if (o[J_JSON].set) {
-			cli_print_json(u);
-		} else {
-			printf("%s: %s (version %d -> %d): %d/%d updated, %d failed%s%s\n", pos[0],
-			       json_string_value(json_object_get(u, "state")),
-			       (int)json_integer_value(json_object_get(u, "from_version")),
-			       (int)json_integer_value(json_object_get(u, "to_version")),
-			       (int)json_integer_value(json_object_get(u, "updated")),
-			       (int)json_integer_value(json_object_get(u, "total")),
-			       (int)json_integer_value(json_object_get(u, "failed")),
-			       *json_string_value(json_object_get(u, "message")) ? ": " : "",
-			       json_string_value(json_object_get(u, "message")));
-		}
-		json_decref(u);
-		http_client_free(hc);
-	}
-	return rc;
-}
-
-/* berth cron start KEY | berth cron list [--json] */
-int cmd_cron(int argc, char **argv)
-{
-	struct cli_opt o[J_COUNT];
-	job_opts(o);
-	const char *usage = "berth cron start KEY | list [--json]";
-	if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
-		cli_usage(usage, o, J_COUNT);
-		return argc < 1 ? 2 : 0;
-	}
-	_cleanup_free_ const char **pos = NULL;
-	size_t npos;
-	if (cli_parse(argc - 1, argv + 1, o, J_COUNT, &pos, &npos) < 0)
-		return 2;
-	struct berr err = {0};
-	int rc = 0;
-	struct http_client *hc = cli_client(o[J_ADDR].value);
-	if (o[J_HELP].set) {
-		cli_usage(usage, o, J_COUNT);
-	} else if (!strcmp(argv[0], "start")) {
-		char path[600];
-		if (npos != 1 || job_key_check(pos[0], &err) < 0) {
-			rc = cli_fail("%s", npos != 1 ? "usage: berth cron start KEY" : err.msg);
-		} else {
-			snprintf(path, sizeof path, "/v1/jobs/%s/cron/start", pos[0]);
-			if (http_json(hc, "POST", path, NULL, 10000, NULL, &err) < 0)
-				rc = cli_fail("%s", err.msg);
-			else
-				printf("%s: run started\n", pos[0]);
-		}
-	} else if (!strcmp(argv[0], "list")) {
-		json_t *arr = NULL;
-		if (http_json(hc, "GET", "/v1/cron", NULL, 10000, &arr, &err) < 0) {
-			rc = cli_fail("%s", err.msg);
-		} else if (o[J_JSON].set) {
-			cli_print_json(arr);
-		} else {
-			printf("%-40s %-16s %-14s %-25s %s\n", "JOB", "SCHEDULE", "COLLISION",
-			       "NEXT RUN", "RUNNING");
-			size_t i;
-			json_t *j;
-			json_array_foreach(arr, i, j)
-			    printf("%-40s %-16s %-14s %-25s %d\n",
-				   json_string_value(json_object_get(j, "job")),
-				   json_string_value(json_object_get(j, "schedule")),
-				   json_string_value(json_object_get(j, "collision")),
-				   json_string_value(json_object_get(j, "next_run")),
-				   (int)json_integer_value(json_object_get(j, "running")));
-		}
-		json_decref(arr);
-	} else {
-		rc = cli_fail("unknown command 'cron %s' (see 'berth cron --help')", argv[0]);
-	}
-	http_client_free(hc);
 	return rc;
 }

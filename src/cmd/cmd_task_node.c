@@ -67,19 +67,13 @@ int cmd_task(int argc, char **argv)
 	struct cli_opt o[T_COUNT];
 	opts(o);
 	const char *usage = "berth task logs KEY/INSTANCE|TASK_ID [--stderr] [-f]";
-	if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
-		cli_usage(usage, o, T_COUNT);
-		return argc < 1 ? 2 : 0;
-	}
 	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
-	if (cli_parse(argc - 1, argv + 1, o, T_COUNT, &pos, &npos) < 0)
-		return 2;
+	int begun = cli_begin(argc, argv, usage, o, T_COUNT, &pos, &npos);
+	if (begun >= 0)
+		return begun;
 	int rc;
-	if (o[T_HELP].set) {
-		cli_usage(usage, o, T_COUNT);
-		rc = 0;
-	} else if (strcmp(argv[0], "logs")) {
+	if (strcmp(argv[0], "logs")) {
 		rc = cli_fail("unknown command 'task %s' (see 'berth task --help')", argv[0]);
 	} else if (npos != 1) {
 		rc = cli_fail("usage: %s", usage);
@@ -128,20 +122,15 @@ int cmd_node(int argc, char **argv)
 	struct cli_opt o[T_COUNT];
 	opts(o);
 	const char *usage = "berth node list [--json] [--state S] | drain NODE | activate NODE";
-	if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
-		cli_usage(usage, o, T_COUNT);
-		return argc < 1 ? 2 : 0;
-	}
 	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
-	if (cli_parse(argc - 1, argv + 1, o, T_COUNT, &pos, &npos) < 0)
-		return 2;
+	int begun = cli_begin(argc, argv, usage, o, T_COUNT, &pos, &npos);
+	if (begun >= 0)
+		return begun;
 	int rc = 0;
 	struct berr err = {0};
 	struct http_client *hc = cli_client(o[T_ADDR].value);
-	if (o[T_HELP].set) {
-		cli_usage(usage, o, T_COUNT);
-	} else if (!strcmp(argv[0], "list")) {
+	if (!strcmp(argv[0], "list")) {
 		json_t *arr = NULL;
 		char *query = NULL;
 		if (o[T_STATE].set) {

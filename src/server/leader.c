@@ -139,14 +139,7 @@ static void sleep_ms(int64_t ms)
 /* A follower's wait before it looks at the key again; leader_poke ends it. */
 static void follower_wait(struct leader *l, int64_t ms)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	struct timespec ts = time_deadline_ms(ms);
 	pthread_mutex_lock(&l->lock);
 	while (!l->poke && !l->stopping)
 		if (pthread_cond_timedwait(&l->poked, &l->lock, &ts) != 0)

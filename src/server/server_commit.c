@@ -149,13 +149,7 @@ void *server_commit_loop(void *arg)
 		}
 		if (cluster_uncommitted(c) || s->stopping)
 			continue;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += COMMIT_TICK_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = time_deadline_ms(COMMIT_TICK_MS);
 		pthread_cond_timedwait(&c->wake, &c->lock, &ts);
 	}
 	pthread_mutex_unlock(&c->lock);

@@ -180,14 +180,7 @@ static void *become_leader(void *ud)
 	pthread_mutex_unlock(&s->store_lock);
 	struct cluster *c = s->c;
 	pthread_mutex_lock(&c->lock);
-	struct timespec deadline;
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += REPLICA_CATCH_UP_MS / 1000;
-	deadline.tv_nsec += (REPLICA_CATCH_UP_MS % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	struct timespec deadline = time_deadline_ms(REPLICA_CATCH_UP_MS);
 	while (s->follow_started && !(s->replica_synced && s->replica_rev >= s->elected_rev))
 		if (pthread_cond_timedwait(&s->replica_moved, &c->lock, &deadline) != 0)
 			break;

@@ -19,6 +19,9 @@ enum store_op_kind {
 	STORE_OP_DELETE_PREFIX,
 };
 
+/* "put", "delete", "delete prefix": for messages. */
+const char *store_op_name(enum store_op_kind kind);
+
 /* One write of a batch. key and value share one allocation (key, NUL, value,
  * NUL) so that a 100,000-put batch costs 100,000 mallocs, not 200,000; value
  * is NULL for deletes. key_len excludes the NUL. */

@@ -218,3 +218,16 @@ int store_follow(struct store *st, store_follow_fn fn, void *ud, const _Atomic b
 				st->ops->name);
 	return st->ops->follow(st, fn, ud, stop, err);
 }
+
+const char *store_op_name(enum store_op_kind kind)
+{
+	switch (kind) {
+	case STORE_OP_PUT:
+		return "put";
+	case STORE_OP_DELETE:
+		return "delete";
+	case STORE_OP_DELETE_PREFIX:
+		return "delete prefix";
+	}
+	return "?";
+}

@@ -616,19 +616,6 @@ static size_t txn_end(const struct etcd_store *e, const struct xops *x, size_t i
 	return j;
 }
 
-static const char *op_name(enum store_op_kind kind)
-{
-	switch (kind) {
-	case STORE_OP_PUT:
-		return "put";
-	case STORE_OP_DELETE:
-		return "delete";
-	case STORE_OP_DELETE_PREFIX:
-		return "delete prefix";
-	}
-	return "?";
-}
-
 /* Send the txns of a split batch, POOL at a time: their ops commute, so
  * they may be applied in any order. A txn that fails in any way here is sent
  * again with api_call(), which fails over to the other endpoints and says what
@@ -686,14 +673,14 @@ static int et_commit(struct store *st, const struct store_batch *b, struct berr 
 		if (op->kind != STORE_OP_DELETE_PREFIX && op->key_len + e->prefix_len == 0)
 			return berr_set(err, 0,
 					"store: cannot commit: %s '': etcd has no empty key",
-					op_name(op->kind));
+					store_op_name(op->kind));
 		size_t size = OP_OVERHEAD + e->prefix_len + op->key_len + op->len;
 		if (size > budget)
 			return berr_set(err, 0,
 					"store: cannot commit: %s '%.200s' is %zu bytes, more than "
 					"one etcd request may carry (%zu bytes: etcd's "
 					"--max-request-bytes)",
-					op_name(op->kind), op->key, op->key_len + op->len,
+					store_op_name(op->kind), op->key, op->key_len + op->len,
 					e->max_bytes);
 	}
 

@@ -289,19 +289,6 @@ static int apply_op(struct sqlite_store *s, const struct store_op *op)
 	return SQLITE_MISUSE;
 }
 
-static const char *op_name(enum store_op_kind kind)
-{
-	switch (kind) {
-	case STORE_OP_PUT:
-		return "put";
-	case STORE_OP_DELETE:
-		return "delete";
-	case STORE_OP_DELETE_PREFIX:
-		return "delete prefix";
-	}
-	return "?";
-}
-
 /* qsort comparator for op pointers: byte order of keys, then batch order,
  * which makes the sort stable (qsort is not). */
 static int op_cmp(const void *pa, const void *pb)
@@ -364,7 +351,7 @@ static int sq_commit(struct store *st, const struct store_batch *b, struct berr 
 		if (apply_op(s, op) != SQLITE_OK) {
 			/* Take the message before ROLLBACK replaces it. */
 			berr_set(err, 0, "store: cannot commit: %s '%.200s' in '%s': %s",
-				 op_name(op->kind), op->key, s->path, sqlite3_errmsg(s->db));
+				 store_op_name(op->kind), op->key, s->path, sqlite3_errmsg(s->db));
 			goto rollback;
 		}
 	}
