@@ -55,11 +55,16 @@ struct agent_drivers {
 	char unavailable[TASK_DRIVER_COUNT][DRIVER_WHY_MAX]; /* why not; "" = offered */
 };
 
-/* A launch waiting for a launcher thread (id = the task's), or a graceful
- * stop's POST (id = its URL, desired NULL). */
+/* A launch waiting for a launcher thread (id = the task's), or one of the
+ * slow side jobs the launchers also take off the agent's lock: a graceful
+ * stop's POST (id = its URL, desired NULL) or, with `orphan`, the removal of
+ * what a dead supervisor's task left running (id = the task's). */
 struct launch_job {
 	char *id;
 	json_t *desired;
+	bool orphan;
+	bool driver_known;
+	enum task_driver driver;
 	struct launch_job *next;
 };
 

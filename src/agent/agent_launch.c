@@ -328,7 +328,14 @@ void *agent_launcher_main(void *arg)
 			struct launch_job *g = a->graceful;
 			a->graceful = g->next;
 			pthread_mutex_unlock(&a->lock);
-			graceful_send(g->id);
+			if (g->orphan) {
+				struct driver_host h = {.data_dir = a->o.data_dir,
+							.docker_socket = a->o.docker_socket};
+				driver_delete_orphans(&h, g->id,
+						      g->driver_known ? &g->driver : NULL);
+			} else {
+				graceful_send(g->id);
+			}
 			agent_launch_job_free(g);
 			pthread_mutex_lock(&a->lock);
 			continue;

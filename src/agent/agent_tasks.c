@@ -49,11 +49,20 @@ void agent_task_set(struct agent *a, struct agent_task *t, enum task_state s, co
 
 /* What a task whose supervisor is gone (killed with the agent, say) left
  * running unwatched goes: a container outlives its supervisor. The spec
- * may be unknown (an adopted task): then every driver looks. */
+ * may be unknown (an adopted task): then every driver looks. A runtime's
+ * answer can take seconds: a launcher thread does it, off the agent's lock
+ * (under the lock). */
 void agent_task_delete_orphans(struct agent *a, struct agent_task *t)
 {
-	struct driver_host h = {.data_dir = a->o.data_dir, .docker_socket = a->o.docker_socket};
-	driver_delete_orphans(&h, t->id, t->spec ? &t->spec->task.driver : NULL);
+	struct launch_job *j = xcalloc(1, sizeof *j);
+	j->id = xstrdup(t->id);
+	j->orphan = true;
+	j->driver_known = t->spec != NULL;
+	if (t->spec)
+		j->driver = t->spec->task.driver;
+	j->next = a->graceful;
+	a->graceful = j;
+	pthread_cond_signal(&a->launch_cond);
 }
 
 /* Read a supervisor's report into the task. */
