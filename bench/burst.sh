@@ -17,6 +17,7 @@
 # Usage: bench/burst.sh [--tasks N] [--cpu C]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 BERTH=${BERTH_BIN:-$top/build/berth}
 tasks=1000 cpu=0.001
 while [ $# -gt 0 ]; do
@@ -31,12 +32,12 @@ done
 
 data=$(mktemp -d /tmp/berth-burst.XXXXXX)
 cg=berth-burst-$$
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 export BERTH_ADDR=http://127.0.0.1:$port
 up= sampler=
 cleanup() {
 	[ -n "$sampler" ] && kill "$sampler" 2>/dev/null
-	if [ -n "$up" ]; then kill -TERM "$up" 2>/dev/null; wait "$up" 2>/dev/null || true; fi
+	stop_pids $up
 	rm -rf "$data" "$data.log" "$data.states"
 }
 trap cleanup EXIT
@@ -61,7 +62,7 @@ c0=$(ticks)
 sleep 10
 c1=$(ticks)
 idle=$(python3 -c "print('%.2f' % (($c1 - $c0) / $(getconf CLK_TCK) / 10 * 100))")
-rss=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$up/status")
+rss=$(rss_mib "$up")
 kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true; sampler=
 states=$(sort -u "$data.states" | paste -sd, -)
 
@@ -75,4 +76,4 @@ sups=$(pgrep -fc "supervise $data/" || true)
 cgs=$( (find /sys/fs/cgroup/*/"$cg" /sys/fs/cgroup/"$cg" -mindepth 1 -maxdepth 1 -type d 2>/dev/null || true) | wc -l)
 down=$(grep -c ' is down' "$data.log" || true)
 echo "tasks=$tasks cpu=$cpu all_running_s=$all_s node_states=$states node_down=$down idle_cpu_pct=$idle rss_mib=$rss leftover_supervisors=$sups leftover_cgroups=$cgs stop_s=$stop_s"
-for c in /sys/fs/cgroup/*/"$cg" /sys/fs/cgroup/"$cg"; do rmdir "$c" 2>/dev/null || true; done
+remove_cgroup_parent "$cg"

@@ -23,6 +23,7 @@
 # Defaults: 10,000 agents, 10 minutes, 4 clients, 20 jobs of 50 instances.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 BERTH=${BERTH_BIN:-$top/build/berth}
 agents=10000 minutes=10 clients=4 jobs=20 sim_threads=1 stall=0
 while [ $# -gt 0 ]; do
@@ -40,16 +41,11 @@ done
 [ -x "$BERTH" ] || { echo "fleet.sh: build first (make): no $BERTH" >&2; exit 2; }
 
 data=$(mktemp -d /tmp/berth-fleet.XXXXXX)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 server_pid= sim_pid= poll_pid=
 cleanup() {
 	[ -n "$server_pid" ] && kill -CONT "$server_pid" 2>/dev/null
-	for pid in $poll_pid $sim_pid $server_pid; do
-		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
+	stop_pids $poll_pid $sim_pid $server_pid
 	[ -n "${FLEET_KEEP:-}" ] && echo "fleet: logs kept in $data" >&2 || rm -rf "$data"
 }
 trap cleanup EXIT

@@ -17,6 +17,7 @@
 # Usage: bench/launch.sh [--cpu "0.01 1.0"] [-n N]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 BERTH=${BERTH_BIN:-$top/build/berth}
 N=${N:-100}
 cpus="0.01 1.0"
@@ -66,7 +67,7 @@ print(p(0.50), p(0.99), max(r for _, r in rows) - min(i for i, _ in rows))'
 declare -A res
 for cpu in $cpus; do
 	data=$(mktemp -d /tmp/berth-bench.XXXXXX)
-	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	port=$(free_port)
 	export BERTH_ADDR=http://127.0.0.1:$port
 	# Default flags, unless N tasks at this limit cannot fit the cores.
 	flags=()

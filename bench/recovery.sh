@@ -18,6 +18,7 @@
 #                          [--poll-clients C]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 BERTH=${BERTH_BIN:-$top/build/berth}
 agents=100 tasks=1000 kill=10 timeout=600 poll_clients=1
 while [ $# -gt 0 ]; do
@@ -38,15 +39,10 @@ if [ "$kill" -le 0 ] || [ "$kill" -ge "$agents" ]; then
 fi
 
 data=$(mktemp -d /tmp/berth-recovery.XXXXXX)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 server_pid= keep_pid= victim_pid= poll_pid=
 cleanup() {
-	for pid in $poll_pid $victim_pid $keep_pid $server_pid; do
-		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
+	stop_pids $poll_pid $victim_pid $keep_pid $server_pid
 	rm -rf "$data"
 }
 trap cleanup EXIT

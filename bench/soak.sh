@@ -23,6 +23,7 @@
 # Usage: bench/soak.sh [--minutes M] [--tasks N]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 BERTH=${BERTH_BIN:-$top/build/berth}
 minutes=10 tasks=500
 while [ $# -gt 0 ]; do
@@ -37,23 +38,18 @@ done
 
 data=$(mktemp -d /tmp/berth-soak.XXXXXX)
 cg=berth-soak-$$
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 export BERTH_ADDR=http://127.0.0.1:$port
 server= agent=
 cleanup() {
-	for p in $agent $server; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in $agent $server; do wait "$p" 2>/dev/null || true; done
+	stop_pids $agent $server
 	pkill -KILL -f "berth supervise $data/" 2>/dev/null || true
-	for c in /sys/fs/cgroup/*/"$cg" /sys/fs/cgroup/"$cg"; do
-		[ -d "$c" ] && find "$c" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
-		rmdir "$c" 2>/dev/null || true
-	done
+	remove_cgroup_parent "$cg"
 	rm -rf "$data"
 }
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 log() { echo "soak: $*" >&2; }
-rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 # Task records the server holds (live and ended: ended ones are history,
 # kept up to 100 per job), read from its store.
 task_records() { sqlite3 "$data/server/state.db" "select count(*) from kv where key like 'tasks/%'" 2>/dev/null || echo "?"; }

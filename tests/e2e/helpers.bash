@@ -49,17 +49,30 @@ start_up() {
 	return 1
 }
 
-stop_up() {
-	if [ -n "${UP_PID:-}" ]; then
-		kill -TERM "$UP_PID" 2>/dev/null || true
-		for _ in $(seq 1 300); do
-			kill -0 "$UP_PID" 2>/dev/null || break
+# Stop each process: SIGTERM, up to $STOP_WAIT_S seconds (5) to go, then
+# SIGKILL; reap it.
+stop_pids() {
+	local pid
+	for pid in "$@"; do
+		[ -n "$pid" ] || continue
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 1 $((${STOP_WAIT_S:-5} * 20))); do
+			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.05
 		done
-		kill -KILL "$UP_PID" 2>/dev/null || true
-		wait "$UP_PID" 2>/dev/null || true
-		UP_PID=
-	fi
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+}
+
+stop_up() {
+	STOP_WAIT_S=15 stop_pids "${UP_PID:-}"
+	UP_PID=
+}
+
+# How many nodes the server has ACTIVE (0 when it does not answer).
+active_nodes() {
+	"$BERTH_BIN" node list --json 2>/dev/null | jget 'sum(1 for n in d if n["state"]=="ACTIVE")' || echo 0
 }
 
 cleanup_up() {

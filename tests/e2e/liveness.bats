@@ -23,15 +23,7 @@ setup() {
 
 teardown() {
 	kill -CONT "${SERVER_PID:-}" 2>/dev/null || true
-	for pid in ${POLL_PIDS:-} ${SIM_PID:-} ${SERVER_PID:-}; do
-		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 1 100); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.05
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
+	stop_pids ${POLL_PIDS:-} ${SIM_PID:-} ${SERVER_PID:-}
 	if [ "${BATS_TEST_COMPLETED:-}" != 1 ]; then
 		echo "--- server log ---" >&2
 		grep -v ' info ' "$DATA/server.log" | tail -30 >&2 || true
@@ -39,9 +31,6 @@ teardown() {
 	rm -rf "$DATA"
 }
 
-active_nodes() {
-	"$BERTH_BIN" node list --state ACTIVE --json 2>/dev/null | jget 'len(d)' || echo 0
-}
 
 downs() {
 	grep -c 'is down' "$DATA/server.log" || true

@@ -18,15 +18,7 @@ setup() {
 }
 
 teardown() {
-	for pid in ${SIM_PID:-} ${SERVER_PID:-}; do
-		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 1 100); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.05
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
+	stop_pids ${SIM_PID:-} ${SERVER_PID:-}
 	if [ "${BATS_TEST_COMPLETED:-}" != 1 ]; then
 		echo "--- server log ---" >&2
 		tail -30 "$DATA/server.log" >&2 || true
@@ -36,9 +28,6 @@ teardown() {
 	rm -rf "$DATA"
 }
 
-active_nodes() {
-	"$BERTH_BIN" node list --json 2>/dev/null | jget 'sum(1 for n in d if n["state"]=="ACTIVE")' || echo 0
-}
 
 @test "50 simulated agents register as ACTIVE nodes sim-0..sim-49 with their attributes" {
 	"$BERTH_BIN" node list --json >"$DATA/nodes.json"
