@@ -153,6 +153,10 @@ static void apply_agent_task(struct cluster *c, struct node *n, json_t *u)
 		t->exit_code = (int)json_integer_value(ec);
 	if ((enum task_state)st == t->state)
 		return;
+	/* A stale report: a watch's full report built before a status update
+	 * that reached us first. A running task never starts again. */
+	if (t->state == TASK_RUNNING && st == TASK_STARTING)
+		return;
 	if (t->state == TASK_PARTITIONED && !task_state_terminal(st)) {
 		task_transition(c, t, (enum task_state)st, "agent reconnected");
 		return;

@@ -1097,6 +1097,24 @@ TEST(drain_does_not_rerun_finished_batch_instance)
 /* Killing or restarting a job whose task is being drained must not try a
  * transition the table refuses (DRAINING -> KILLING / RESTARTING): refusals
  * are counted as protocol errors. */
+/* A watch's full report built before a status update that arrived first
+ * says STARTING of a task already RUNNING: stale, ignored, not refused. */
+TEST(stale_starting_report_of_a_running_task_is_ignored)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_service(&f, 1);
+	struct task *t = active(&f, WEB, 0);
+	CHECK_STR(state_of(t), "RUNNING");
+	uint64_t refused = task_transition_refused_count();
+	agent_watch(&f, "n1", 0,
+		    json_pack("[{s:s,s:s,s:i}]", "id", t->id, "state", "STARTING", "pid", 1000));
+	tick(&f);
+	CHECK_STR(state_of(active(&f, WEB, 0)), "RUNNING");
+	CHECK(task_transition_refused_count() == refused);
+	fx_teardown(&f);
+}
+
 TEST(kill_or_restart_of_draining_task_tries_no_refused_transition)
 {
 	for (int restart = 0; restart < 2; restart++) {
@@ -3617,6 +3635,7 @@ UNIT_MAIN(
     command_change_bumps_version_and_replaces, command_change_replaces_pending_tasks_at_once,
     instances_change_keeps_version_and_scales, scale_down_then_up_while_stopping_keeps_instance,
     drain_does_not_rerun_finished_batch_instance,
+    stale_starting_report_of_a_running_task_is_ignored,
     kill_or_restart_of_draining_task_tries_no_refused_transition,
     agent_cannot_report_server_side_states, ended_keep_zero_replaces_without_history,
     plan_of_new_job_and_fit, plan_of_update_matches_submit, register_and_watch_reject_bad_bodies,
