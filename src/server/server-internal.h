@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "core/util.h"
+#include "server/auth.h"
 #include "server/cluster.h"
 #include "server/server.h"
 #include "store/store.h"
@@ -62,6 +63,7 @@ struct request {
 	int64_t live_wait_ms;	/* the wait the watch asked for */
 	struct view_rows *view; /* a large view's snapshot, written out after the lock */
 	bool view_paged;
+	struct principal who; /* the caller (auth.h), set with the headers */
 };
 
 struct server {
@@ -107,6 +109,11 @@ enum MHD_Result server_on_request(void *cls, struct MHD_Connection *conn, const 
 				  size_t *upload_size, void **con_cls);
 void server_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 enum MHD_RequestTerminationCode toe);
+
+/* ---- authentication (server_auth.c) ---- */
+
+/* Set q->who from the request's credentials (its headers, its TLS peer). */
+void server_authenticate(struct server *s, struct request *q);
 
 /* ---- routes (server_routes.c) ---- */
 

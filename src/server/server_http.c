@@ -169,6 +169,7 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 		q->conn = conn;
 		sbuf_init(&q->body);
 		*con_cls = q;
+		server_authenticate(s, q);
 		if (is_agent_call(method, url))
 			agent_heard(
 			    s, q, url,
