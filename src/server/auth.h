@@ -1,8 +1,8 @@
 /* auth.h - who is calling the server, and what they may do (docs/security.md).
  *
  * Every request gets a principal when its headers arrive: the cluster's
- * admin (the admin token), a role's token (acts only on ROLE/* jobs and
- * secrets), a node (an agent's client certificate, bound to its node name),
+ * admin (the admin token), a role's token (acts only on the jobs and
+ * secrets of its role), a node (an agent's client certificate, bound to its node name),
  * or nobody. With --insecure there is no authentication: every caller is
  * the admin.
  *
