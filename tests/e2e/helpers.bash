@@ -28,6 +28,15 @@ free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# curl against the berth API with the client's credentials (BERTH_CACERT,
+# BERTH_TOKEN) when set: use it for every raw API call in a test.
+api_curl() {
+	local args=()
+	[ -n "${BERTH_CACERT:-}" ] && args+=(--cacert "$BERTH_CACERT")
+	[ -n "${BERTH_TOKEN:-}" ] && args+=(-H "Authorization: Bearer $BERTH_TOKEN")
+	curl "${args[@]}" "$@"
+}
+
 # Start `berth up` in the background on a fresh data dir (or $1).
 start_up() {
 	DATA=${1:-$(mktemp -d /tmp/berth-e2e.XXXXXX)}
