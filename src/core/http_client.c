@@ -15,6 +15,8 @@ struct http_client {
 	size_t current;
 	int64_t patience_ms; /* retry rounds while every server is away or 503 */
 	char *header;	     /* "Name: value" sent with every request, or NULL */
+	char *auth;	     /* "Authorization: Bearer TOKEN", or NULL */
+	char *cacert, *cert, *key; /* TLS files (NULL: system CAs, no client cert) */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -51,6 +53,10 @@ void http_client_free(struct http_client *hc)
 		return;
 	curl_easy_cleanup(hc->curl);
 	free(hc->header);
+	free(hc->auth);
+	free(hc->cacert);
+	free(hc->cert);
+	free(hc->key);
 	for (size_t i = 0; i < hc->nservers; i++)
 		free(hc->servers[i]);
 	free(hc->servers);
@@ -67,6 +73,37 @@ void http_client_set_header(struct http_client *hc, const char *name, const char
 			*p = ' ';
 }
 
+static char *dup_or_null(const char *s)
+{
+	return s && *s ? xstrdup(s) : NULL;
+}
+
+void http_client_set_tls(struct http_client *hc, const char *cacert, const char *cert,
+			 const char *key)
+{
+	free(hc->cacert);
+	free(hc->cert);
+	free(hc->key);
+	hc->cacert = dup_or_null(cacert);
+	hc->cert = dup_or_null(cert);
+	hc->key = dup_or_null(key);
+}
+
+void http_client_set_token(struct http_client *hc, const char *token)
+{
+	free(hc->auth);
+	hc->auth = token && *token ? xasprintf("Authorization: Bearer %s", token) : NULL;
+	for (char *p = hc->auth; p && *p; p++)
+		if (*p == '\r' || *p == '\n')
+			*p = ' ';
+}
+
+void http_client_reconnect(struct http_client *hc)
+{
+	curl_easy_cleanup(hc->curl);
+	hc->curl = curl_easy_init();
+}
+
 const char *http_client_server(const struct http_client *hc)
 {
 	return hc->servers[hc->current];
@@ -78,27 +115,41 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
 	return size * nmemb;
 }
 
-int http_request_url(struct http_client *hc, const char *method, const char *url, const char *body,
-		     long timeout_ms, struct http_response *out, struct berr *err)
+/* A redirect's target gets the token only if it is another server's API:
+ * an agent's logs (a ticket in the URL is their credential) never see it. */
+static bool token_for(const char *url)
+{
+	const char *p = strstr(url, "://");
+	p = p ? strchr(p + 3, '/') : NULL;
+	return p && !strncmp(p, "/v1/", 4) && strncmp(p, "/v1/logs/", 9);
+}
+
+static CURLcode perform_once(struct http_client *hc, const char *method, const char *url,
+			     const char *body, long timeout_ms, bool with_token, struct sbuf *sb)
 {
 	CURL *c = hc->curl;
-	struct sbuf sb;
-	sbuf_init(&sb);
 	curl_easy_reset(c);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &sb);
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, sb);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
 	curl_easy_setopt(c, CURLOPT_PROXY, "");
+	if (hc->cacert)
+		curl_easy_setopt(c, CURLOPT_CAINFO, hc->cacert);
+	if (hc->cert && hc->key) {
+		curl_easy_setopt(c, CURLOPT_SSLCERT, hc->cert);
+		curl_easy_setopt(c, CURLOPT_SSLKEY, hc->key);
+	}
 	if (timeout_ms > 0)
 		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
 	struct curl_slist *hdrs = NULL;
 	if (hc->header)
 		hdrs = curl_slist_append(hdrs, hc->header);
+	if (hc->auth && with_token)
+		hdrs = curl_slist_append(hdrs, hc->auth);
 	if (body) {
 		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
 		hdrs = curl_slist_append(hdrs, "Expect:");
@@ -112,25 +163,54 @@ int http_request_url(struct http_client *hc, const char *method, const char *url
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	CURLcode rc = curl_easy_perform(c);
 	curl_slist_free_all(hdrs);
-	if (rc != CURLE_OK) {
-		sbuf_release(&sb);
-		long redirects = 0;
-		curl_easy_getinfo(c, CURLINFO_REDIRECT_COUNT, &redirects);
-		if (redirects > 0 && rc == CURLE_COULDNT_CONNECT) {
-			/* The server answered, with a redirect to its leader, which is
-			 * gone: a failover is under way. */
-			char *where = NULL;
-			curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &where);
-			return berr_set(err, HTTP_LEADER_UNREACHABLE,
-					"cannot reach the leader at '%s' (redirected by '%s')",
-					where ? where : "?", url);
+	return rc;
+}
+
+int http_request_url(struct http_client *hc, const char *method, const char *url, const char *body,
+		     long timeout_ms, struct http_response *out, struct berr *err)
+{
+	struct sbuf sb;
+	sbuf_init(&sb);
+	char *where = xstrdup(url);
+	int hops = 0;
+	for (;;) {
+		sb.len = 0;
+		CURLcode rc = perform_once(hc, method, where, body, timeout_ms,
+					   hops == 0 || token_for(where), &sb);
+		if (rc != CURLE_OK) {
+			sbuf_release(&sb);
+			int r;
+			if (hops > 0 && rc == CURLE_COULDNT_CONNECT)
+				/* The server answered, with a redirect to its
+				 * leader, which is gone: a failover is under way. */
+				r = berr_set(err, HTTP_LEADER_UNREACHABLE,
+					     "cannot reach the leader at '%s' (redirected by '%s')",
+					     where, url);
+			else
+				r = berr_set(err, 503, "cannot reach '%s': %s", where,
+					     curl_easy_strerror(rc));
+			free(where);
+			return r;
 		}
-		return berr_set(err, 503, "cannot reach '%s': %s", url, curl_easy_strerror(rc));
+		long status = 0;
+		curl_easy_getinfo(hc->curl, CURLINFO_RESPONSE_CODE, &status);
+		char *next = NULL;
+		if ((status == 301 || status == 302 || status == 307 || status == 308) &&
+		    hops < 5 && curl_easy_getinfo(hc->curl, CURLINFO_REDIRECT_URL, &next) == CURLE_OK &&
+		    next) {
+			char *n = xstrdup(next);
+			free(where);
+			where = n;
+			hops++;
+			continue;
+		}
+		break;
 	}
+	free(where);
 	memset(out, 0, sizeof *out);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+	curl_easy_getinfo(hc->curl, CURLINFO_RESPONSE_CODE, &out->status);
 	char *ip = NULL;
-	if (curl_easy_getinfo(c, CURLINFO_LOCAL_IP, &ip) == CURLE_OK && ip)
+	if (curl_easy_getinfo(hc->curl, CURLINFO_LOCAL_IP, &ip) == CURLE_OK && ip)
 		snprintf(out->local_ip, sizeof out->local_ip, "%s", ip);
 	out->len = sb.len;
 	out->body = sbuf_detach(&sb);

@@ -25,6 +25,17 @@ void http_client_free(struct http_client *hc);
 /* A header sent with every request of this client (one; set again to
  * replace it), e.g. an agent's X-Berth-Node. */
 void http_client_set_header(struct http_client *hc, const char *name, const char *value);
+/* TLS (https:// servers): cacert verifies the server (NULL: the system's
+ * CAs); cert and key, when both given, are this side's certificate (an
+ * agent's node certificate). Files are read at each new connection. */
+void http_client_set_tls(struct http_client *hc, const char *cacert, const char *cert,
+			 const char *key);
+/* Send "Authorization: Bearer TOKEN" (NULL: none). A redirect passes it on
+ * only to another server's API path, never to an agent's logs. */
+void http_client_set_token(struct http_client *hc, const char *token);
+/* Drop the kept connection: the next request connects again (and reads
+ * the TLS files again, e.g. after a certificate renewal). */
+void http_client_reconnect(struct http_client *hc);
 /* The server currently used (its URL). */
 const char *http_client_server(const struct http_client *hc);
 

@@ -391,6 +391,57 @@ bool pki_key_matches(const char *cert_pem, const char *key_pem)
 	return ok;
 }
 
+int pki_sign_hex(const char *key_pem, const void *data, size_t len, char **sig_hex,
+		 struct berr *err)
+{
+	EVP_PKEY *k = key_read(key_pem);
+	if (!k)
+		return fail_ssl(err, "cannot read the signing key");
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned char sig[256];
+	size_t n = sizeof sig;
+	int r = 0;
+	if (EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, k) != 1 ||
+	    EVP_DigestSign(md, sig, &n, data, len) != 1) {
+		r = fail_ssl(err, "cannot sign");
+	} else {
+		*sig_hex = xmalloc(2 * n + 1);
+		for (size_t i = 0; i < n; i++)
+			snprintf(*sig_hex + 2 * i, 3, "%02x", sig[i]);
+	}
+	EVP_MD_CTX_free(md);
+	EVP_PKEY_free(k);
+	return r;
+}
+
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+bool pki_verify_hex(const char *cert_pem, const void *data, size_t len, const char *sig_hex)
+{
+	size_t hl = sig_hex ? strlen(sig_hex) : 0;
+	if (!hl || hl % 2 || hl > 512)
+		return false;
+	unsigned char sig[256];
+	for (size_t i = 0; i < hl / 2; i++) {
+		int hi = hexval(sig_hex[2 * i]), lo = hexval(sig_hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		sig[i] = (unsigned char)(hi << 4 | lo);
+	}
+	X509 *x = cert_read(cert_pem, cert_pem ? strlen(cert_pem) : 0);
+	EVP_PKEY *k = x ? X509_get0_pubkey(x) : NULL;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	bool ok = k && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, k) == 1 &&
+		  EVP_DigestVerify(md, sig, hl / 2, data, len) == 1;
+	EVP_MD_CTX_free(md);
+	X509_free(x);
+	ERR_clear_error();
+	return ok;
+}
+
 void pki_random_hex(char *out, size_t nbytes)
 {
 	unsigned char buf[64];

@@ -63,6 +63,13 @@ int pki_verify_pem(const char *ca_pem, const char *cert_pem, int64_t now,
 /* Does key_pem belong to cert_pem? */
 bool pki_key_matches(const char *cert_pem, const char *key_pem);
 
+/* A signature of data by a private key (the CA's: an agent checks with the
+ * CA certificate it holds that a ticket comes from a server), as hex. */
+int pki_sign_hex(const char *key_pem, const void *data, size_t len, char **sig_hex,
+		 struct berr *err);
+/* Does sig_hex (untrusted) sign data with cert_pem's key? */
+bool pki_verify_hex(const char *cert_pem, const void *data, size_t len, const char *sig_hex);
+
 /* nbytes of the system's CSPRNG as 2*nbytes hex characters (out holds
  * 2*nbytes+1). Aborts if the CSPRNG fails: no key is made from less. */
 void pki_random_hex(char *out, size_t nbytes);

@@ -44,6 +44,15 @@ TEST(pki_issues_and_verifies_node_certificates)
 	what.sans = "DNS:a,IP:1.2.3.4\n";
 	CHECK(pki_issue(ca, cakey, csr, &what, &bad, &err) < 0);
 	CHECK(bad == NULL);
+	/* A ticket signed by the CA's key checks with its certificate only. */
+	char *sig = NULL;
+	CHECK(pki_sign_hex(cakey, "logs|t1|99", 10, &sig, &err) == 0);
+	CHECK(pki_verify_hex(ca, "logs|t1|99", 10, sig));
+	CHECK(!pki_verify_hex(ca, "logs|t2|99", 10, sig));
+	CHECK(!pki_verify_hex(ca2, "logs|t1|99", 10, sig));
+	CHECK(!pki_verify_hex(ca, "logs|t1|99", 10, "zz"));
+	CHECK(!pki_verify_hex(ca, "logs|t1|99", 10, ""));
+	free(sig);
 	free(ca);
 	free(cakey);
 	free(ca2);
