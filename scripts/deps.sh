@@ -2,7 +2,7 @@
 # Install the Debian packages that building and testing berth need, when missing.
 set -euo pipefail
 build_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev libsqlite3-dev
-	libcurl4-openssl-dev libssl-dev zlib1g-dev clang-format)
+	libcurl4-openssl-dev libssl-dev libgnutls28-dev zlib1g-dev clang-format)
 test_pkgs=(bats busybox-static iproute2 procps curl python3 sqlite3 runc skopeo docker-registry etcd-server
 	docker.io)
 missing=()

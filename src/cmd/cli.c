@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct cli_opt *cli_get(struct cli_opt *opts, size_t nopts, const char *name)
 {
@@ -56,6 +57,17 @@ int cli_parse(int argc, char **argv, struct cli_opt *opts, size_t nopts, const c
 			     !strncmp(opts[k].alias, a, nl)))
 				o = &opts[k];
 		}
+		if (!o && ((nl == 7 && !strncmp(a, "--token", 7)) ||
+			   (nl == 8 && !strncmp(a, "--cacert", 8)))) {
+			/* Every command takes the client's credentials. */
+			const char *v = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+			if (!v) {
+				fprintf(stderr, "berth: option '%.*s' needs a value\n", (int)nl, a);
+				return -1;
+			}
+			setenv(nl == 7 ? "BERTH_TOKEN" : "BERTH_CACERT", v, 1);
+			continue;
+		}
 		if (!o) {
 			fprintf(stderr, "berth: unknown option '%.*s' (see --help)\n", (int)nl, a);
 			return -1;
@@ -98,14 +110,98 @@ void cli_usage(const char *usage, const struct cli_opt *opts, size_t nopts)
 	}
 }
 
+static char *config_path(void)
+{
+	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+	if (xdg && *xdg)
+		return xasprintf("%s/berth/config.json", xdg);
+	if (home && *home)
+		return xasprintf("%s/.config/berth/config.json", home);
+	return NULL;
+}
+
+static char *abs_path(const char *p)
+{
+	char *r = realpath(p, NULL);
+	return r ? r : xstrdup(p);
+}
+
+int cli_write_client_config(const char *addr, const char *data_dir)
+{
+	char *path = config_path();
+	if (!path)
+		return -1;
+	char *dir = xstrdup(path);
+	*strrchr(dir, '/') = 0;
+	int r = mkdir_p(dir, 0700);
+	char *data = abs_path(data_dir);
+	char *ca = xasprintf("%s/client/ca.pem", data), *tok = xasprintf("%s/client/admin.token", data);
+	json_t *j = json_pack("{s:s,s:s,s:s}", "addr", addr, "cacert", ca, "token_file", tok);
+	char *text = json_dumps(j, JSON_INDENT(2));
+	char *tmp = xasprintf("%s.tmp", path);
+	FILE *f = r < 0 ? NULL : fopen(tmp, "we");
+	if (f) {
+		fchmod(fileno(f), 0600);
+		fprintf(f, "%s\n", text);
+		r = fclose(f) == 0 && rename(tmp, path) == 0 ? 0 : -1;
+	} else {
+		r = -1;
+	}
+	if (r == 0)
+		fprintf(stderr, "berth: client configuration written to %s\n", path);
+	free(tmp);
+	free(text);
+	json_decref(j);
+	free(ca);
+	free(tok);
+	free(data);
+	free(dir);
+	free(path);
+	return r;
+}
+
+/* The first line of a small file (a token), or NULL. */
+static char *read_token_file(const char *path)
+{
+	char *text = NULL;
+	size_t len = 0;
+	if (!path || file_read_all(path, &text, &len) < 0)
+		return NULL;
+	text[strcspn(text, "\r\n")] = 0;
+	return text;
+}
+
 struct http_client *cli_client(const char *addr_flag)
 {
 	const char *a = addr_flag;
 	if (!a || !*a)
 		a = getenv("BERTH_ADDR");
+	/* The configuration `berth up` or `berth server` wrote for the user
+	 * who ran it: its credentials go only to its own address. */
+	char *cfgp = config_path();
+	json_t *cfg = cfgp ? json_load_file(cfgp, 0, NULL) : NULL;
+	free(cfgp);
+	const char *cfg_addr = json_string_value(json_object_get(cfg, "addr"));
+	bool use_cfg = cfg_addr && (!a || !*a || !strcmp(a, cfg_addr));
+	if ((!a || !*a) && use_cfg)
+		a = cfg_addr;
 	if (!a || !*a)
-		a = "http://127.0.0.1:7070";
+		a = "https://127.0.0.1:7070";
 	struct http_client *hc = http_client_new(a);
+	const char *cacert = getenv("BERTH_CACERT");
+	if ((!cacert || !*cacert) && use_cfg)
+		cacert = json_string_value(json_object_get(cfg, "cacert"));
+	http_client_set_tls(hc, cacert, NULL, NULL);
+	const char *token = getenv("BERTH_TOKEN");
+	char *from_file = NULL;
+	if (!token || !*token)
+		token = from_file = read_token_file(getenv("BERTH_TOKEN_FILE"));
+	if ((!token || !*token) && use_cfg)
+		token = from_file =
+		    read_token_file(json_string_value(json_object_get(cfg, "token_file")));
+	http_client_set_token(hc, token);
+	free(from_file);
+	json_decref(cfg);
 	/* An HA cluster electing a leader answers 503 for a few seconds: wait
 	 * it out rather than fail the command. */
 	http_client_set_patience(hc, 15000);

@@ -37,8 +37,17 @@ int cli_begin(int argc, char **argv, const char *usage, struct cli_opt *opts, si
 	      const char ***pos, size_t *npos);
 struct cli_opt *cli_get(struct cli_opt *opts, size_t nopts, const char *name);
 
-/* The server address: --addr, else BERTH_ADDR, else http://127.0.0.1:7070. */
+/* The client to the server: the address from --addr, else BERTH_ADDR, else
+ * the user's configuration (cli_write_client_config), else
+ * https://127.0.0.1:7070; the CA from BERTH_CACERT (--cacert) or the
+ * configuration; the token from BERTH_TOKEN (--token), BERTH_TOKEN_FILE or
+ * the configuration. The configuration's credentials are used only for
+ * its own address. */
 struct http_client *cli_client(const char *addr_flag);
+/* Write the user's client configuration ($XDG_CONFIG_HOME/berth/
+ * config.json or ~/.config/berth/config.json, 0600): the address and the
+ * server's DATA/client/ files. */
+int cli_write_client_config(const char *addr, const char *data_dir);
 
 /* Print "berth: MSG" to stderr; returns 1 (use as exit status). */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

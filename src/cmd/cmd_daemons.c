@@ -64,6 +64,9 @@ enum {
 	O_DOWN,
 	O_CRONTZ,
 	O_QUIET,
+	O_INSECURE,
+	O_TLS_SAN,
+	O_CERT_TTL,
 	O_SIMULATE,
 	O_SIM_RACKS,
 	O_SIM_ZONES,
@@ -107,6 +110,12 @@ static void opts_init(struct cli_opt *o)
 	    [O_CRONTZ] = {"--cron-timezone", NULL, true, false,
 			  "time zone of cron schedules, e.g. Europe/Paris (default UTC)"},
 	    [O_QUIET] = {"--quiet", "-q", false, false, "log warnings and errors only"},
+	    [O_INSECURE] = {"--insecure", NULL, false, false,
+			    "plain HTTP and no authentication (development only)"},
+	    [O_TLS_SAN] = {"--tls-san", NULL, true, true,
+			   "server: another name or IP for its certificate (repeatable)"},
+	    [O_CERT_TTL] = {"--cert-ttl", NULL, true, false,
+			    "server: lifetime of agents' certificates (default 24h)"},
 	    [O_SIMULATE] = {"--simulate", NULL, true, false,
 			    "agent: run N simulated agents NAME-0..NAME-(N-1)"},
 	    [O_SIM_RACKS] = {"--sim-racks", NULL, true, false, "simulate: attribute rack=r<i % R>"},
@@ -194,6 +203,30 @@ static int server_opts_from_cli(struct cli_opt *o, struct server_options *so)
 					o[O_DOWN].value);
 		so->cluster.down_after_ms = (int64_t)ms;
 	}
+	so->insecure = o[O_INSECURE].set;
+	if (o[O_TLS_SAN].nvalues) {
+		struct sbuf sb;
+		sbuf_init(&sb);
+		for (size_t i = 0; i < o[O_TLS_SAN].nvalues; i++) {
+			const char *v = o[O_TLS_SAN].values[i];
+			if (!*v || strlen(v) > 253 ||
+			    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") !=
+				strlen(v)) {
+				sbuf_release(&sb);
+				return cli_fail("bad --tls-san '%s': expected a host name or IPv4 "
+						"address",
+						v);
+			}
+			sbuf_addf(&sb, "%s%s", i ? "," : "", v);
+		}
+		so->tls_sans = sbuf_detach(&sb);
+	}
+	if (o[O_CERT_TTL].set) {
+		if (parse_duration(o[O_CERT_TTL].value, &ms) < 0 || ms < 2000)
+			return cli_fail("bad --cert-ttl '%s': expected a duration of 2s or more",
+					o[O_CERT_TTL].value);
+		so->node_cert_ttl_s = (int64_t)(ms / 1000);
+	}
 	return 0;
 }
 
@@ -212,6 +245,30 @@ static int daemon_args(int argc, char **argv, struct cli_opt *o, const char *usa
 	if (o[O_QUIET].set)
 		log_set_level(LOG_WARN);
 	return -1;
+}
+
+/* Tell the user how to reach the cluster, and write their client
+ * configuration (cli.h) so that `berth job list` just works. */
+static void client_setup_note(const char *who, const struct server_options *so)
+{
+	const char *host = so->addr;
+	if (!strncmp(host, "0.0.0.0:", 8))
+		host += 7; /* all addresses: the user reaches it on loopback */
+	char *url = xasprintf("%s://%s%s", so->insecure ? "http" : "https",
+			      *host == ':' ? "127.0.0.1" : "", host);
+	if (so->insecure) {
+		fprintf(stderr,
+			"%s: cluster ready at %s, INSECURE: no TLS, no authentication "
+			"(export BERTH_ADDR=%s)\n",
+			who, url, url);
+	} else {
+		cli_write_client_config(url, so->data_dir);
+		fprintf(stderr,
+			"%s: cluster ready at %s; the admin's credentials are in %s/client/ "
+			"(ca.pem, admin.token), agents join with %s/client/join.token\n",
+			who, url, so->data_dir, so->data_dir);
+	}
+	free(url);
 }
 
 int cmd_up(int argc, char **argv)
@@ -244,15 +301,14 @@ int cmd_up(int argc, char **argv)
 	struct server *s = server_start(&so, &err);
 	if (!s)
 		return cli_fail("%s", err.msg);
-	char *srv = xasprintf("127.0.0.1:%d", server_port(s));
+	char *srv = xasprintf("%s://127.0.0.1:%d", so.insecure ? "http" : "https", server_port(s));
 	ao.servers = srv;
 	struct agent *a = agent_start(&ao, &err);
 	if (!a) {
 		server_stop(s);
 		return cli_fail("%s", err.msg);
 	}
-	fprintf(stderr, "berth up: cluster ready at http://%s (export BERTH_ADDR=http://%s)\n",
-		so.addr, so.addr);
+	client_setup_note("berth up", &so);
 	int sig = wait_for_signal();
 	log_info("signal %d: stopping", sig);
 	/* The server goes first so that the tasks we stop are not replaced;
@@ -284,6 +340,7 @@ int cmd_server(int argc, char **argv)
 	struct server *s = server_start(&so, &err);
 	if (!s)
 		return cli_fail("%s", err.msg);
+	client_setup_note("berth server", &so);
 	wait_for_signal();
 	server_stop(s);
 	return 0;

@@ -426,6 +426,16 @@ int job_key_check(const char *key, struct berr *err)
 	return 0;
 }
 
+int role_name_check(const char *role, struct berr *err)
+{
+	if (!role || !key_part_ok(role, strlen(role)))
+		return key_error(err,
+				 "a role of 1 to 64 characters a-z, 0-9, _ or - starting with a "
+				 "letter or digit",
+				 role ? role : "", role ? strlen(role) : 0);
+	return 0;
+}
+
 /* Digits, then an optional fraction: value = *whole + *frac / *den.
  * Fractions beyond 19 digits are read but ignored (far below 1 byte or 1 ms). */
 static int parse_decimal(const char **pp, unsigned __int128 *whole, uint64_t *frac, uint64_t *den)

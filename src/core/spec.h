@@ -174,6 +174,8 @@ void spec_free(struct job_spec *spec);
 /* "alice/prod/web": role and name are [a-z0-9_-]{1,64} starting with a letter
  * or digit; environment is prod, devel, test or staging<digits>. */
 int job_key_check(const char *key, struct berr *err);
+/* A role alone ("alice"): the first part of a job key. */
+int role_name_check(const char *role, struct berr *err);
 
 /* Sizes take bytes or IEC units: "512", "64KiB", "64MiB", "1GiB", "1TiB". */
 int parse_size(const char *s, uint64_t *bytes);

@@ -23,6 +23,7 @@ enum principal_kind {
 	PRINCIPAL_ADMIN,      /* the admin token, or --insecure */
 	PRINCIPAL_ROLE,	      /* a role's token: name is the role */
 	PRINCIPAL_NODE,	      /* an agent's certificate: name is the node */
+	PRINCIPAL_JOIN,	      /* the join token: may only ask for a certificate */
 };
 
 struct principal {

@@ -73,6 +73,7 @@ struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg)
 	hmap_init(&c->orphans);
 	c->pending = store_batch_new();
 	c->loaded_mono = time_mono_ms();
+	c->tokens = token_table_new();
 	c->live = liveness_new(stall_threshold(&c->cfg), 2 * JUDGE_EVERY_MS);
 	return c;
 }
@@ -171,6 +172,7 @@ void cluster_free(struct cluster *c)
 	free(c->job_index.items);
 	store_batch_free(c->pending);
 	liveness_free(c->live);
+	token_table_free(c->tokens);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->wake);
 	free(c);

@@ -30,6 +30,7 @@
 #include "core/spec.h"
 #include "core/util.h"
 #include "server/liveness.h"
+#include "server/tokens.h"
 #include "store/store.h"
 
 enum node_state { NODE_ACTIVE = 0, NODE_DRAINING, NODE_DRAINED, NODE_DOWN };
@@ -214,6 +215,7 @@ struct cluster {
 	int64_t loaded_mono;	   /* grace for agents after a server start */
 	int64_t pruned_mono;	   /* last age pruning of ended tasks */
 	int64_t judged_mono;	   /* the heartbeat judge's last look */
+	struct token_table *tokens; /* the cluster's tokens (tokens.h), own lock */
 	struct liveness *live;	   /* heartbeat stamps and deaf time (liveness.h) */
 	uint64_t changes;	   /* bumped by every change of state (watches: wake or not) */
 	uint64_t nodes_down_total; /* nodes judged DOWN since start */
@@ -330,6 +332,10 @@ json_t *cluster_task_json(const struct cluster *c, const char *id, struct berr *
 /* Find a task by id, or by "role/env/name/instance" (the active one, else
  * the newest ended one). */
 struct task *cluster_find_task(const struct cluster *c, const char *ref);
+/* A token made or revoked (tokens.h): in the table at once, in the store
+ * at the returned seq (0: no such token to revoke). */
+uint64_t cluster_token_put(struct cluster *c, const struct token_rec *rec);
+uint64_t cluster_token_delete(struct cluster *c, const char *id);
 
 /* Take the pending batch for committing (NULL when empty); *seq is the
  * applied_seq it covers. */

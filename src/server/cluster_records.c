@@ -486,7 +486,15 @@ int record_apply(struct cluster *c, const char *key, const char *value, size_t l
 		return apply_task(c, key, value, len, final);
 	if (has_prefix(key, "updates/"))
 		return apply_update(c, key, value, len, final);
-	return APPLIED; /* meta/, events/: not state the server keeps */
+	if (has_prefix(key, "auth/tokens/")) {
+		struct token_rec rec;
+		if (token_rec_from_json(value, len, &rec) == 0 && !strcmp(rec.id, key + 12))
+			token_table_put(c->tokens, &rec);
+		else
+			log_warn("dropping a bad token record '%s'", key);
+		return APPLIED;
+	}
+	return APPLIED; /* meta/, events/, auth/ca: not state the cluster keeps */
 }
 
 /* A record deleted (followers only: a load sees no deletes). */
@@ -510,6 +518,8 @@ void record_apply_delete(struct cluster *c, const char *key)
 		struct node *n = hmap_get(&c->nodes, key + 6);
 		if (n)
 			node_remove(c, n);
+	} else if (has_prefix(key, "auth/tokens/")) {
+		token_table_delete(c->tokens, key + 12);
 	}
 }
 
@@ -534,6 +544,27 @@ void record_delete_job(struct cluster *c, const struct job *j)
 	store_batch_delete(c->pending, key);
 }
 
+uint64_t cluster_token_put(struct cluster *c, const struct token_rec *rec)
+{
+	char key[64];
+	snprintf(key, sizeof key, "auth/tokens/%s", rec->id);
+	json_t *j = token_rec_json(rec);
+	put_json(c, key, j);
+	json_decref(j);
+	token_table_put(c->tokens, rec);
+	return cluster_touched(c);
+}
+
+uint64_t cluster_token_delete(struct cluster *c, const char *id)
+{
+	if (!token_table_delete(c->tokens, id))
+		return 0;
+	char key[64];
+	snprintf(key, sizeof key, "auth/tokens/%s", id);
+	store_batch_delete(c->pending, key);
+	return cluster_touched(c);
+}
+
 static int load_record(const char *key, const char *value, size_t len, void *ud)
 {
 	record_apply(ud, key, value, len, true);
@@ -546,7 +577,8 @@ int records_load(struct cluster *c, struct berr *err)
 	if (store_scan(c->store, "jobs/", load_record, c, err) < 0 ||
 	    store_scan(c->store, "updates/", load_record, c, err) < 0 ||
 	    store_scan(c->store, "nodes/", load_record, c, err) < 0 ||
-	    store_scan(c->store, "tasks/", load_record, c, err) < 0)
+	    store_scan(c->store, "tasks/", load_record, c, err) < 0 ||
+	    store_scan(c->store, "auth/tokens/", load_record, c, err) < 0)
 		return -1;
 	return 0;
 }

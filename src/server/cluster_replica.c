@@ -75,6 +75,7 @@ void cluster_replica_reset(struct cluster *c)
 	hmap_init(&c->jobs);
 	hmap_init(&c->nodes);
 	hmap_init(&c->orphans);
+	token_table_clear(c->tokens);
 	c->job_index.gen++;
 	c->node_index.gen++;
 	c->orphans_retry = false;

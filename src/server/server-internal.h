@@ -23,6 +23,7 @@
 #define BERTH_SERVER_INTERNAL_H
 
 #include <jansson.h>
+#include <netinet/in.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -64,6 +65,7 @@ struct request {
 	struct view_rows *view; /* a large view's snapshot, written out after the lock */
 	bool view_paged;
 	struct principal who; /* the caller (auth.h), set with the headers */
+	char *method, *url;   /* for the audit log */
 };
 
 struct server {
@@ -92,6 +94,15 @@ struct server {
 	int64_t replica_rev;	      /* the store revision the replica is at */
 	int64_t elected_rev;	      /* the store revision of this server's election */
 	pthread_cond_t replica_moved; /* replica_rev moved */
+	/* TLS and authentication (server_pki.c, server_auth.c); tls is false
+	 * with --insecure. Set at start, read-only after. */
+	bool tls;
+	char *ca_cert, *ca_key; /* the cluster CA (PEM) */
+	char cafp[65];		/* its fingerprint, in join tokens */
+	char *tls_cert, *tls_key; /* this server's serving certificate */
+	int64_t node_cert_ttl_s;
+	char *data_dir;
+	int audit_fd; /* DATA/audit.log, -1 when it cannot be written */
 };
 
 /* ---- responses (server_http.c) ---- */
@@ -110,10 +121,26 @@ enum MHD_Result server_on_request(void *cls, struct MHD_Connection *conn, const 
 void server_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 enum MHD_RequestTerminationCode toe);
 
-/* ---- authentication (server_auth.c) ---- */
+/* ---- TLS and authentication (server_pki.c, server_auth.c) ---- */
 
+/* The CA, the serving certificate, the client files (DATA/client/). */
+int server_pki_start(struct server *s, const struct server_options *o,
+		     const struct sockaddr_in *sa, struct berr *err);
+void server_pki_free(struct server *s);
+/* Write a file atomically with mode 0600. */
+int server_write_private(const char *path, const char *text, struct berr *err);
+/* POST /v1/agent/join and /v1/agent/renew, under the cluster lock. */
+void route_agent_identity(struct request *q, bool join);
+/* A ticket for a task's logs on its agent (NULL when insecure). */
+char *server_logs_ticket(struct server *s, const char *task_id);
 /* Set q->who from the request's credentials (its headers, its TLS peer). */
 void server_authenticate(struct server *s, struct request *q);
+/* libmicrohttpd's connection callback: a TLS peer's identity is checked
+ * once per connection and kept with it. */
+void server_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe);
+/* Who did what: one JSON line in DATA/audit.log per write (server_auth.c). */
+void server_audit(struct server *s, struct request *q, const char *method, const char *url);
 
 /* ---- routes (server_routes.c) ---- */
 

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,8 +60,16 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 	pthread_mutex_init(&s->store_lock, NULL);
 	pthread_cond_init(&s->replica_moved, NULL);
 	s->store = st;
+	s->audit_fd = -1;
 	s->c = cluster_new(st, &o->cluster);
 	bool ha = o->store && !strncmp(o->store, "etcd://", 7);
+	if (server_pki_start(s, o, &sa, err) < 0)
+		goto fail;
+	char *audit = xasprintf("%s/audit.log", o->data_dir);
+	s->audit_fd = open(audit, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (s->audit_fd < 0)
+		log_warn("cannot open the audit log '%s': %s", audit, strerror(errno));
+	free(audit);
 	if (!ha) {
 		pthread_mutex_lock(&s->c->lock);
 		r = cluster_load(s->c, err);
@@ -70,8 +79,22 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 		s->leading = true;
 	}
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
+	/* TLS: the serving certificate; the CA as trust makes libmicrohttpd
+	 * ask clients for a certificate (agents have one, the CLI has none);
+	 * server_on_connection keeps what it says with the connection. */
+	struct MHD_OptionItem tls_opts[] = {
+	    {MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key},
+	    {MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls_cert},
+	    {MHD_OPTION_HTTPS_MEM_TRUST, 0, s->ca_cert},
+	    {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)server_on_connection, s},
+	    {MHD_OPTION_END, 0, NULL}};
+	if (s->tls)
+		flags |= MHD_USE_TLS;
+	else
+		tls_opts[0].option = MHD_OPTION_END;
 	s->mhd = MHD_start_daemon(
 	    flags, 0, NULL, NULL, server_on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
+	    MHD_OPTION_ARRAY, tls_opts,
 	    MHD_OPTION_NOTIFY_COMPLETED, server_on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
 	    (unsigned)60000, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)REQUEST_THREADS,
 	    /* Bodies are buffered by us; the per-connection pool only
@@ -89,7 +112,8 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 	s->port = di ? di->port : ntohs(sa.sin_port);
 	char ip[INET_ADDRSTRLEN];
 	inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
-	s->self_url = xasprintf("http://%s:%d", sa.sin_addr.s_addr ? ip : "127.0.0.1", s->port);
+	s->self_url = xasprintf("%s://%s:%d", s->tls ? "https" : "http",
+				sa.sin_addr.s_addr ? ip : "127.0.0.1", s->port);
 	if (ha) {
 		/* Several servers on one etcd: each keeps a replica of the state
 		 * through a watch and answers reads from it; the elected one
@@ -125,6 +149,9 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 	log_info("server listening on %s (state in %s)", s->self_url, o->data_dir);
 	return s;
 fail:
+	if (s->audit_fd >= 0)
+		close(s->audit_fd);
+	server_pki_free(s);
 	cluster_free(s->c);
 	store_close(st);
 	free(s);
@@ -162,6 +189,9 @@ void server_stop(struct server *s)
 	store_close(s->store);
 	free(s->self_url);
 	free(s->store_location);
+	if (s->audit_fd >= 0)
+		close(s->audit_fd);
+	server_pki_free(s);
 	pthread_cond_destroy(&s->replica_moved);
 	free(s);
 }

@@ -1,14 +1,158 @@
 /* server_auth.c - the caller of a request and the checks of auth.h. */
 #include "server/server-internal.h"
 
+#include <errno.h>
+#include <gnutls/gnutls.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/pki.h"
+
+/* A connection's TLS peer, checked once (server_on_connection). */
+struct conn_peer {
+	bool checked;
+	struct principal who; /* NODE, or NOBODY with why */
+	int64_t not_after;    /* the certificate's end (unix seconds) */
+};
+
+void server_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	(void)cls;
+	(void)conn;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		*socket_context = xcalloc(1, sizeof(struct conn_peer));
+	else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		free(*socket_context);
+		*socket_context = NULL;
+	}
+}
+
+/* The node a connection's client certificate names, checked against the
+ * cluster CA (an agent's node certificate; the CLI presents none). */
+static void peer_check(struct server *s, struct MHD_Connection *conn, struct conn_peer *p)
+{
+	p->checked = true;
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	if (!ci || !ci->tls_session)
+		return;
+	unsigned int n = 0;
+	const gnutls_datum_t *certs =
+	    gnutls_certificate_get_peers((gnutls_session_t)ci->tls_session, &n);
+	if (!certs || !n)
+		return;
+	struct pki_cert_info info;
+	struct berr err = {0};
+	if (pki_verify_der(s->ca_cert, certs[0].data, certs[0].size, time_now_ms() / 1000, &info,
+			   &err) < 0) {
+		snprintf(p->who.why, sizeof p->who.why, "%s", err.msg);
+		return;
+	}
+	if (strcmp(info.ou, "node") || !*info.cn) {
+		snprintf(p->who.why, sizeof p->who.why, "certificate refused: not a node's");
+		return;
+	}
+	p->who.kind = PRINCIPAL_NODE;
+	snprintf(p->who.name, sizeof p->who.name, "%s", info.cn);
+	p->not_after = info.not_after;
+}
 
 void server_authenticate(struct server *s, struct request *q)
 {
-	(void)s;
 	memset(&q->who, 0, sizeof q->who);
-	q->who.kind = PRINCIPAL_ADMIN;
+	if (!s->tls) {
+		q->who.kind = PRINCIPAL_ADMIN; /* --insecure: nobody is checked */
+		return;
+	}
+	const char *authz =
+	    MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (authz) {
+		if (strncasecmp(authz, "Bearer ", 7)) {
+			snprintf(q->who.why, sizeof q->who.why,
+				 "expected 'Authorization: Bearer TOKEN'");
+			return;
+		}
+		const char *text = authz + 7;
+		while (*text == ' ')
+			text++;
+		struct token_rec rec;
+		if (token_table_check(s->c->tokens, text, time_now_ms() / 1000, &rec, q->who.why,
+				      sizeof q->who.why) < 0)
+			return;
+		q->who.kind = rec.kind == TOKEN_ADMIN  ? PRINCIPAL_ADMIN
+			      : rec.kind == TOKEN_JOIN ? PRINCIPAL_JOIN
+						       : PRINCIPAL_ROLE;
+		snprintf(q->who.name, sizeof q->who.name, "%s", rec.role);
+		snprintf(q->who.token_id, sizeof q->who.token_id, "%s", rec.id);
+		return;
+	}
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(q->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn_peer *p = ci ? ci->socket_context : NULL;
+	if (!p)
+		return;
+	if (!p->checked)
+		peer_check(s, q->conn, p);
+	if (p->who.kind == PRINCIPAL_NODE && time_now_ms() / 1000 >= p->not_after) {
+		snprintf(q->who.why, sizeof q->who.why, "certificate refused: certificate has expired");
+		return;
+	}
+	q->who = p->who;
+}
+
+/* Who, for the audit log. */
+static void who_text(const struct principal *w, char *buf, size_t n)
+{
+	switch (w->kind) {
+	case PRINCIPAL_ADMIN:
+		snprintf(buf, n, "admin%s%s", *w->token_id ? ":" : "", w->token_id);
+		break;
+	case PRINCIPAL_ROLE:
+		snprintf(buf, n, "role:%s:%s", w->name, w->token_id);
+		break;
+	case PRINCIPAL_NODE:
+		snprintf(buf, n, "node:%s", w->name);
+		break;
+	case PRINCIPAL_JOIN:
+		snprintf(buf, n, "join:%s", w->token_id);
+		break;
+	default:
+		snprintf(buf, n, "anonymous");
+	}
+}
+
+void server_audit(struct server *s, struct request *q, const char *method, const char *url)
+{
+	if (s->audit_fd < 0 || !strcmp(method, "GET") || !strcmp(method, "HEAD"))
+		return;
+	/* Agents' reports and polls are the protocol, not acts: their joins
+	 * and renewals are. */
+	if (!strncmp(url, "/v1/agent/", 10) && strcmp(url, "/v1/agent/join") &&
+	    strcmp(url, "/v1/agent/renew") && q->status < 400)
+		return;
+	char who[200], when[40];
+	who_text(&q->who, who, sizeof who);
+	time_format_ms(time_now_ms(), when, sizeof when);
+	json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:i}", "time", when, "who", who, "method", method,
+			      "path", url, "status", q->status);
+	const char *err = q->status >= 400 ? json_string_value(json_object_get(q->reply, "error"))
+					   : NULL;
+	if (err)
+		json_object_set_new(j, "error", json_string(err));
+	char *line = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	size_t n = strlen(line);
+	line = xrealloc(line, n + 2);
+	line[n++] = '\n';
+	/* O_APPEND: one write is one line, whole, among several threads. */
+	if (write(s->audit_fd, line, n) < 0)
+		log_warn("cannot write the audit log: %s", strerror(errno));
+	free(line);
 }
 
 static bool refuse(struct request *q, int status, const char *msg)
@@ -27,6 +171,8 @@ static bool refuse_nobody(struct request *q)
 
 bool auth_any(struct request *q)
 {
+	if (q->who.kind == PRINCIPAL_JOIN)
+		return refuse(q, 403, "forbidden: the join token only joins agents");
 	return q->who.kind == PRINCIPAL_NOBODY ? refuse_nobody(q) : true;
 }
 
@@ -51,8 +197,8 @@ bool auth_role(struct request *q, const char *key_or_role)
 			return true;
 	}
 	char msg[400];
-	snprintf(msg, sizeof msg, "forbidden: %s '%s' may not act on '%.*s'",
-		 q->who.kind == PRINCIPAL_ROLE ? "a token of role" : "node", q->who.name,
+	snprintf(msg, sizeof msg, "forbidden: %s '%s' may not act on role '%.*s'",
+		 q->who.kind == PRINCIPAL_ROLE ? "a token of role" : "the caller", q->who.name,
 		 (int)strcspn(key_or_role ? key_or_role : "", "/"), key_or_role ? key_or_role : "");
 	return refuse(q, 403, msg);
 }
@@ -61,7 +207,7 @@ bool auth_node(struct request *q, const char *node)
 {
 	if (q->who.kind == PRINCIPAL_NODE && node && !strcmp(q->who.name, node))
 		return true;
-	if (q->who.kind == PRINCIPAL_ADMIN && q->who.token_id[0] == 0)
+	if (q->who.kind == PRINCIPAL_ADMIN && !q->srv->tls)
 		return true; /* --insecure: no identities */
 	if (q->who.kind == PRINCIPAL_NOBODY)
 		return refuse_nobody(q);

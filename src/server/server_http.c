@@ -118,13 +118,22 @@ enum MHD_Result send_ready(struct request *q)
 	return send_json(q->conn, q->status, q->reply ? q->reply : json_object(), q->from_replica);
 }
 
+/* A node may speak only for itself: a header or body naming another node
+ * is not heard. */
+static bool may_speak_for(struct request *q, const char *name)
+{
+	if (!q->srv->tls)
+		return true;
+	return name && q->who.kind == PRINCIPAL_NODE && !strcmp(q->who.name, name);
+}
+
 /* An agent's call is a heartbeat: stamp it as soon as its node is known,
  * from the X-Berth-Node header (before the body arrives) or else the body,
  * never under the cluster lock (liveness.h). A watch is held by the server
  * until answered: its node is not silent meanwhile. */
 static void agent_heard(struct server *s, struct request *q, const char *url, const char *name)
 {
-	if (q->live || !name || !*name || !s->leading)
+	if (q->live || !name || !*name || !s->leading || !may_speak_for(q, name))
 		return;
 	struct liveness *lv = s->c->live;
 	struct node_live *nl = liveness_find(lv, name);
@@ -140,10 +149,13 @@ static void agent_heard(struct server *s, struct request *q, const char *url, co
 	}
 }
 
+/* An agent's report or poll (a heartbeat), not its join or renewal. */
 static bool is_agent_call(const char *method, const char *url)
 {
-	return !strcmp(method, "POST") && !strncmp(url, "/v1/agent/", 10);
+	return !strcmp(method, "POST") && !strncmp(url, "/v1/agent/", 10) &&
+	       strcmp(url, "/v1/agent/join") && strcmp(url, "/v1/agent/renew");
 }
+
 
 /* An agent call's body is parsed before the cluster lock is taken, and its
  * node stamped. Returns false when the body is bad (q has the error). */
@@ -151,6 +163,8 @@ static bool agent_body(struct server *s, struct request *q, const char *url)
 {
 	q->agent_body = parse_body(q);
 	if (!q->agent_body)
+		return false;
+	if (!auth_node(q, json_string_value(json_object_get(q->agent_body, "name"))))
 		return false;
 	agent_heard(s, q, url, json_string_value(json_object_get(q->agent_body, "name")));
 	if (q->live && !strcmp(url, "/v1/agent/watch"))
@@ -169,6 +183,8 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 		q->conn = conn;
 		sbuf_init(&q->body);
 		*con_cls = q;
+		q->method = xstrdup(method);
+		q->url = xstrdup(url);
 		server_authenticate(s, q);
 		if (is_agent_call(method, url))
 			agent_heard(
@@ -192,6 +208,10 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 	    !agent_body(s, q, url))
 		return send_ready(q);
 
+	if (!strcmp(url, "/v1/ca") && s->tls) {
+		reply_ok(q, json_pack("{s:s}", "ca", s->ca_cert));
+		return send_ready(q);
+	}
 	if (!strcmp(url, "/v1/health") || !strcmp(url, "/v1/leader")) {
 		char *leader = s->leader ? leader_current(s->leader) : xstrdup(s->self_url);
 		/* With the liveness figures (no cluster lock): nodes judged
@@ -219,7 +239,8 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 		return send_ready(q);
 	}
 	if (!strcmp(url, "/v1/admin/backup")) {
-		route_backup(s, q, method);
+		if (auth_admin(q))
+			route_backup(s, q, method);
 		return send_ready(q);
 	}
 	pthread_mutex_lock(&s->c->lock);
@@ -272,6 +293,8 @@ void server_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)toe;
 	if (!q)
 		return;
+	if (q->method)
+		server_audit(q->srv, q, q->method, q->url);
 	if (q->live)
 		liveness_watch_end(q->srv->c->live, q->live, time_mono_ms(), q->live_wait_ms);
 	json_decref(q->agent_body);
@@ -280,6 +303,8 @@ void server_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	json_decref(q->reply);
 	free(q->location);
 	free(q->text);
+	free(q->method);
+	free(q->url);
 	free(q);
 	*con_cls = NULL;
 }

@@ -33,6 +33,10 @@ static void route_jobs_post(struct request *q)
 	struct job_spec *spec = parse_spec_body(q);
 	if (!spec)
 		return;
+	if (!auth_role(q, spec->key)) {
+		spec_free(spec);
+		return;
+	}
 	struct berr err = {0};
 	char *key = xstrdup(spec->key);
 	struct submit_result res;
@@ -96,6 +100,8 @@ static void route_job(struct request *q, const char *method, const char *rest)
 		reply_error(q, 400, err.msg);
 		return;
 	}
+	if (!auth_role(q, key))
+		return;
 	struct cluster *c = q->srv->c;
 	if (!*action && !strcmp(method, "GET")) {
 		json_t *o = cluster_job_status_json(c, key, query_flag(q, "all"), &err);
@@ -159,6 +165,8 @@ static void route_task(struct request *q, const char *method, const char *rest)
 			reply_error(q, 404, "task not found");
 			return;
 		}
+		if (!auth_role(q, t->job->key))
+			return;
 		/* The logs live on the agent: send the client there. */
 		const char *addr = t->node ? t->node->addr : NULL;
 		if (!addr) {
@@ -170,8 +178,23 @@ static void route_task(struct request *q, const char *method, const char *rest)
 		    MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "stream");
 		const char *off =
 		    MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "offset");
-		q->location = xasprintf("%s/v1/logs/%s?stream=%s&offset=%s", addr, t->id,
-					stream ? stream : "stdout", off ? off : "0");
+		/* Only "stdout"/"stderr" and a number reach the agent's URL. */
+		if (stream && strcmp(stream, "stdout") && strcmp(stream, "stderr")) {
+			reply_error(q, 400, "query 'stream': expected stdout or stderr");
+			return;
+		}
+		int64_t offv = 0;
+		if (off && (parse_int64(off, &offv) < 0 || offv < 0)) {
+			reply_error(q, 400, "query 'offset': expected a byte offset");
+			return;
+		}
+		/* The agent serves a task's logs to whoever holds a ticket
+		 * signed by the cluster's CA, as here, after the role check. */
+		char *ticket = server_logs_ticket(q->srv, t->id);
+		q->location = xasprintf("%s/v1/logs/%s?stream=%s&offset=%lld%s%s", addr, t->id,
+					stream ? stream : "stdout", (long long)offv,
+					ticket ? "&ticket=" : "", ticket ? ticket : "");
+		free(ticket);
 		q->status = 307;
 		q->phase = REQ_READY;
 		q->reply = json_pack("{s:s}", "location", q->location);
@@ -181,6 +204,9 @@ static void route_task(struct request *q, const char *method, const char *rest)
 		reply_error(q, 405, "method not allowed");
 		return;
 	}
+	struct task *t = cluster_find_task(c, rest);
+	if (t && !auth_role(q, t->job->key))
+		return;
 	json_t *o = cluster_task_json(c, rest, &err);
 	if (o)
 		reply_ok(q, o);
@@ -204,6 +230,10 @@ static void route_agent(struct request *q, const char *what)
 		body = parse_body(q);
 	if (!body)
 		return;
+	if (!auth_node(q, json_string_value(json_object_get(body, "name")))) {
+		json_decref(body);
+		return;
+	}
 	struct berr err = {0};
 	uint64_t seq = 0;
 	if (!strcmp(what, "register")) {
@@ -285,6 +315,14 @@ static bool view_query(struct request *q, bool nodes, struct view_filter *f, boo
 			return false;
 		}
 	}
+	if (!nodes && q->who.kind == PRINCIPAL_ROLE) {
+		/* A role's token sees its role's jobs. */
+		if (role && strcmp(role, q->who.name)) {
+			auth_role(q, role);
+			return false;
+		}
+		role = q->who.name;
+	}
 	if (role && !nodes) {
 		if (!*role || strlen(role) > 128 || strchr(role, '/')) {
 			reply_error(q, 400, "query 'role': expected a role name");
@@ -310,9 +348,86 @@ static void route_view(struct request *q, bool nodes)
 	q->phase = REQ_READY;
 }
 
+/* /v1/tokens: the admin's (docs/security.md). POST {"role", "ttl"} makes
+ * a role's token, shown once; GET lists them (no secrets); DELETE
+ * /v1/tokens/ID revokes one. */
+static void route_tokens(struct request *q, const char *method, const char *rest)
+{
+	struct cluster *c = q->srv->c;
+	if (!auth_admin(q))
+		return;
+	if (!q->srv->tls) {
+		reply_error(q, 400, "this server runs --insecure: it has no tokens");
+		return;
+	}
+	if (!*rest && !strcmp(method, "GET")) {
+		reply_ok(q, json_pack("{s:o}", "tokens",
+				      token_table_json(c->tokens, time_now_ms() / 1000)));
+		return;
+	}
+	if (!*rest && !strcmp(method, "POST")) {
+		json_t *body = parse_body(q);
+		if (!body)
+			return;
+		const char *role = json_string_value(json_object_get(body, "role"));
+		json_t *ttl = json_object_get(body, "ttl");
+		struct berr err = {0};
+		if (!role || role_name_check(role, &err) < 0) {
+			reply_error(q, 400, role ? err.msg : "field 'role': expected a role name");
+			json_decref(body);
+			return;
+		}
+		if (ttl && (!json_is_integer(ttl) || json_integer_value(ttl) < 0)) {
+			reply_error(q, 400, "field 'ttl': expected seconds (0 = no expiry)");
+			json_decref(body);
+			return;
+		}
+		struct token_rec rec;
+		char *token = token_make(TOKEN_ROLE, role, ttl ? json_integer_value(ttl) : 0, NULL,
+					 &rec);
+		json_decref(body);
+		reply_after_commit(q, cluster_token_put(c, &rec),
+				   json_pack("{s:s,s:s,s:s,s:I}", "token", token, "id", rec.id,
+					     "role", rec.role, "expires", (json_int_t)rec.expires));
+		explicit_bzero(token, strlen(token));
+		free(token);
+		return;
+	}
+	if (rest[0] == '/' && !strcmp(method, "DELETE")) {
+		const char *id = rest + 1;
+		uint64_t seq = strlen(id) == TOKEN_ID_LEN ? cluster_token_delete(c, id) : 0;
+		if (!seq) {
+			reply_error(q, 404, "no such token");
+			return;
+		}
+		reply_after_commit(q, seq, json_pack("{s:s,s:b}", "id", id, "revoked", 1));
+		return;
+	}
+	reply_error(q, *rest ? 404 : 405, *rest ? "unknown route" : "method not allowed");
+}
+
 void server_route(struct request *q, const char *method, const char *url)
 {
 	struct cluster *c = q->srv->c;
+	if (!strncmp(url, "/v1/agent/", 10) && !strcmp(method, "POST")) {
+		if (!strcmp(url, "/v1/agent/join") || !strcmp(url, "/v1/agent/renew"))
+			route_agent_identity(q, !strcmp(url, "/v1/agent/join"));
+		else
+			route_agent(q, url + 10);
+		return;
+	}
+	/* Everything else is the users' API: a node's certificate is not a
+	 * user, nor is the join token. */
+	if (q->who.kind == PRINCIPAL_NODE) {
+		reply_error(q, 403, "forbidden: a node's certificate speaks only the agent protocol");
+		return;
+	}
+	if (!auth_any(q))
+		return;
+	if (!strncmp(url, "/v1/tokens", 10)) {
+		route_tokens(q, method, url + 10);
+		return;
+	}
 	if (!strcmp(url, "/v1/leader")) {
 		reply_ok(q, json_pack("{s:b,s:s,s:s}", "ok", 1, "leader", q->srv->self_url, "role",
 				      "leader"));
@@ -369,6 +484,8 @@ void server_route(struct request *q, const char *method, const char *url)
 	if (!strncmp(url, "/v1/nodes/", 10) && !strcmp(method, "POST")) {
 		const char *name = url + 10, *slash = strrchr(name, '/');
 		if (slash && (!strcmp(slash, "/drain") || !strcmp(slash, "/activate"))) {
+			if (!auth_admin(q))
+				return;
 			char *n = xstrndup(name, (size_t)(slash - name));
 			struct berr err = {0};
 			uint64_t seq = cluster_node_drain(c, n, !strcmp(slash, "/drain"), &err);
@@ -380,10 +497,6 @@ void server_route(struct request *q, const char *method, const char *url)
 			free(n);
 			return;
 		}
-	}
-	if (!strncmp(url, "/v1/agent/", 10) && !strcmp(method, "POST")) {
-		route_agent(q, url + 10);
-		return;
 	}
 	reply_error(q, 404, "unknown route");
 }
