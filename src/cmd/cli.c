@@ -135,7 +135,8 @@ int cli_write_client_config(const char *addr, const char *data_dir)
 	*strrchr(dir, '/') = 0;
 	int r = mkdir_p(dir, 0700);
 	char *data = abs_path(data_dir);
-	char *ca = xasprintf("%s/client/ca.pem", data), *tok = xasprintf("%s/client/admin.token", data);
+	char *ca = xasprintf("%s/client/ca.pem", data),
+	     *tok = xasprintf("%s/client/admin.token", data);
 	json_t *j = json_pack("{s:s,s:s,s:s}", "addr", addr, "cacert", ca, "token_file", tok);
 	char *text = json_dumps(j, JSON_INDENT(2));
 	char *tmp = xasprintf("%s.tmp", path);

@@ -210,8 +210,8 @@ static int server_opts_from_cli(struct cli_opt *o, struct server_options *so)
 		for (size_t i = 0; i < o[O_TLS_SAN].nvalues; i++) {
 			const char *v = o[O_TLS_SAN].values[i];
 			if (!*v || strlen(v) > 253 ||
-			    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") !=
-				strlen(v)) {
+			    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567"
+				      "89.-") != strlen(v)) {
 				sbuf_release(&sb);
 				return cli_fail("bad --tls-san '%s': expected a host name or IPv4 "
 						"address",

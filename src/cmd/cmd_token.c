@@ -31,7 +31,8 @@ static int token_create(struct http_client *hc, struct cli_opt *o)
 	uint64_t ms = 0;
 	if (o[K_TTL].set && (parse_duration(o[K_TTL].value, &ms) < 0 || ms < 1000))
 		return cli_fail("bad --ttl '%s': expected a duration such as 24h", o[K_TTL].value);
-	json_t *body = json_pack("{s:s,s:I}", "role", o[K_ROLE].value, "ttl", (json_int_t)(ms / 1000));
+	json_t *body =
+	    json_pack("{s:s,s:I}", "role", o[K_ROLE].value, "ttl", (json_int_t)(ms / 1000));
 	json_t *r = NULL;
 	int rc = http_json(hc, "POST", "/v1/tokens", body, 10000, &r, &err);
 	json_decref(body);
@@ -64,7 +65,8 @@ static int token_list(struct http_client *hc, struct cli_opt *o)
 		json_t *t;
 		json_array_foreach(arr, i, t)
 		{
-			long long exp = (long long)json_integer_value(json_object_get(t, "expires"));
+			long long exp =
+			    (long long)json_integer_value(json_object_get(t, "expires"));
 			char exps[40];
 			if (!exp)
 				snprintf(exps, sizeof exps, "never");
@@ -113,7 +115,8 @@ int cmd_token(int argc, char **argv)
 				 : (printf("token %s revoked\n", pos[0]), 0);
 		}
 	} else {
-		rc = cli_fail("usage: %s", "berth token create --role ROLE [--ttl D] | list | revoke ID");
+		rc = cli_fail("usage: %s",
+			      "berth token create --role ROLE [--ttl D] | list | revoke ID");
 	}
 	http_client_free(hc);
 	return rc;

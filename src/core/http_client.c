@@ -13,9 +13,9 @@ struct http_client {
 	char **servers;
 	size_t nservers;
 	size_t current;
-	int64_t patience_ms; /* retry rounds while every server is away or 503 */
-	char *header;	     /* "Name: value" sent with every request, or NULL */
-	char *auth;	     /* "Authorization: Bearer TOKEN", or NULL */
+	int64_t patience_ms;	   /* retry rounds while every server is away or 503 */
+	char *header;		   /* "Name: value" sent with every request, or NULL */
+	char *auth;		   /* "Authorization: Bearer TOKEN", or NULL */
 	char *cacert, *cert, *key; /* TLS files (NULL: system CAs, no client cert) */
 };
 
@@ -196,8 +196,8 @@ int http_request_url(struct http_client *hc, const char *method, const char *url
 		curl_easy_getinfo(hc->curl, CURLINFO_RESPONSE_CODE, &status);
 		char *next = NULL;
 		if ((status == 301 || status == 302 || status == 307 || status == 308) &&
-		    hops < 5 && curl_easy_getinfo(hc->curl, CURLINFO_REDIRECT_URL, &next) == CURLE_OK &&
-		    next) {
+		    hops < 5 &&
+		    curl_easy_getinfo(hc->curl, CURLINFO_REDIRECT_URL, &next) == CURLE_OK && next) {
 			char *n = xstrdup(next);
 			free(where);
 			where = n;

@@ -258,8 +258,9 @@ int pki_issue(const char *ca_cert_pem, const char *ca_key_pem, const char *csr_p
 	      const struct pki_issue *what, char **cert_pem, struct berr *err)
 {
 	if (what->sans && *what->sans && !sans_ok(what->sans))
-		return berr_set(err, 400, "certificate names: expected DNS:NAME or IP:ADDRESS, "
-					  "comma-separated");
+		return berr_set(err, 400,
+				"certificate names: expected DNS:NAME or IP:ADDRESS, "
+				"comma-separated");
 	X509_REQ *rq = csr_read(csr_pem, strlen(csr_pem), err);
 	if (!rq)
 		return -1;

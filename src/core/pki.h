@@ -22,11 +22,11 @@
 #define PKI_NAME_MAX 128
 
 struct pki_cert_info {
-	char cn[PKI_NAME_MAX];	/* subject common name */
-	char ou[32];		/* "server", "node", "ca" */
-	int64_t not_before;	/* unix seconds */
-	int64_t not_after;	/* unix seconds */
-	char fingerprint[65];	/* sha256 of the DER, hex */
+	char cn[PKI_NAME_MAX]; /* subject common name */
+	char ou[32];	       /* "server", "node", "ca" */
+	int64_t not_before;    /* unix seconds */
+	int64_t not_after;     /* unix seconds */
+	char fingerprint[65];  /* sha256 of the DER, hex */
 };
 
 /* A new ECDSA P-256 private key. */

@@ -212,13 +212,13 @@ struct cluster {
 	size_t sched_offset;
 	struct task *waiting; /* PENDING and THROTTLED tasks (intrusive list) */
 	size_t nwaiting;
-	int64_t loaded_mono;	   /* grace for agents after a server start */
-	int64_t pruned_mono;	   /* last age pruning of ended tasks */
-	int64_t judged_mono;	   /* the heartbeat judge's last look */
+	int64_t loaded_mono;	    /* grace for agents after a server start */
+	int64_t pruned_mono;	    /* last age pruning of ended tasks */
+	int64_t judged_mono;	    /* the heartbeat judge's last look */
 	struct token_table *tokens; /* the cluster's tokens (tokens.h), own lock */
-	struct liveness *live;	   /* heartbeat stamps and deaf time (liveness.h) */
-	uint64_t changes;	   /* bumped by every change of state (watches: wake or not) */
-	uint64_t nodes_down_total; /* nodes judged DOWN since start */
+	struct liveness *live;	    /* heartbeat stamps and deaf time (liveness.h) */
+	uint64_t changes;	    /* bumped by every change of state (watches: wake or not) */
+	uint64_t nodes_down_total;  /* nodes judged DOWN since start */
 	/* Nodes and jobs sorted by name, for paged views; rebuilt when a node
 	 * or job came or went (its gen moved). */
 	struct name_index {

@@ -97,8 +97,8 @@ struct server {
 	/* TLS and authentication (server_pki.c, server_auth.c); tls is false
 	 * with --insecure. Set at start, read-only after. */
 	bool tls;
-	char *ca_cert, *ca_key; /* the cluster CA (PEM) */
-	char cafp[65];		/* its fingerprint, in join tokens */
+	char *ca_cert, *ca_key;	  /* the cluster CA (PEM) */
+	char cafp[65];		  /* its fingerprint, in join tokens */
 	char *tls_cert, *tls_key; /* this server's serving certificate */
 	int64_t node_cert_ttl_s;
 	char *data_dir;
@@ -124,8 +124,8 @@ void server_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 /* ---- TLS and authentication (server_pki.c, server_auth.c) ---- */
 
 /* The CA, the serving certificate, the client files (DATA/client/). */
-int server_pki_start(struct server *s, const struct server_options *o,
-		     const struct sockaddr_in *sa, struct berr *err);
+int server_pki_start(struct server *s, const struct server_options *o, const struct sockaddr_in *sa,
+		     struct berr *err);
 void server_pki_free(struct server *s);
 /* Write a file atomically with mode 0600. */
 int server_write_private(const char *path, const char *text, struct berr *err);

@@ -93,10 +93,10 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 	else
 		tls_opts[0].option = MHD_OPTION_END;
 	s->mhd = MHD_start_daemon(
-	    flags, 0, NULL, NULL, server_on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
-	    MHD_OPTION_ARRAY, tls_opts,
-	    MHD_OPTION_NOTIFY_COMPLETED, server_on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned)60000, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)REQUEST_THREADS,
+	    flags, 0, NULL, NULL, server_on_request, s, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_ARRAY,
+	    tls_opts, MHD_OPTION_NOTIFY_COMPLETED, server_on_completed, s,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)60000, MHD_OPTION_THREAD_POOL_SIZE,
+	    (unsigned)REQUEST_THREADS,
 	    /* Bodies are buffered by us; the per-connection pool only
 	     * holds headers. 32 KiB by default is 300 MiB for 10,000
 	     * agents. */

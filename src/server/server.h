@@ -17,12 +17,12 @@
 
 struct server_options {
 	const char *data_dir;
-	const char *addr;      /* HOST:PORT to listen on */
-	const char *store;     /* NULL or "sqlite" = <data_dir>/state.db; or a store location;
-				  "etcd://..." makes the server one of an HA group */
-	int64_t leader_ttl_ms; /* HA: the election lease (0 = 2 s) */
-	bool insecure;	       /* plain HTTP, no authentication (docs/security.md) */
-	const char *tls_sans;  /* more names for the server's certificate, comma-separated */
+	const char *addr;	 /* HOST:PORT to listen on */
+	const char *store;	 /* NULL or "sqlite" = <data_dir>/state.db; or a store location;
+				    "etcd://..." makes the server one of an HA group */
+	int64_t leader_ttl_ms;	 /* HA: the election lease (0 = 2 s) */
+	bool insecure;		 /* plain HTTP, no authentication (docs/security.md) */
+	const char *tls_sans;	 /* more names for the server's certificate, comma-separated */
 	int64_t node_cert_ttl_s; /* agents' certificates' lifetime (0 = 24 h) */
 	struct cluster_config cluster;
 };

@@ -99,7 +99,8 @@ void server_authenticate(struct server *s, struct request *q)
 	if (!p->checked)
 		peer_check(s, q->conn, p);
 	if (p->who.kind == PRINCIPAL_NODE && time_now_ms() / 1000 >= p->not_after) {
-		snprintf(q->who.why, sizeof q->who.why, "certificate refused: certificate has expired");
+		snprintf(q->who.why, sizeof q->who.why,
+			 "certificate refused: certificate has expired");
 		return;
 	}
 	q->who = p->who;
@@ -140,8 +141,8 @@ void server_audit(struct server *s, struct request *q, const char *method, const
 	time_format_ms(time_now_ms(), when, sizeof when);
 	json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:i}", "time", when, "who", who, "method", method,
 			      "path", url, "status", q->status);
-	const char *err = q->status >= 400 ? json_string_value(json_object_get(q->reply, "error"))
-					   : NULL;
+	const char *err =
+	    q->status >= 400 ? json_string_value(json_object_get(q->reply, "error")) : NULL;
 	if (err)
 		json_object_set_new(j, "error", json_string(err));
 	char *line = json_dumps(j, JSON_COMPACT);

@@ -156,7 +156,6 @@ static bool is_agent_call(const char *method, const char *url)
 	       strcmp(url, "/v1/agent/join") && strcmp(url, "/v1/agent/renew");
 }
 
-
 /* An agent call's body is parsed before the cluster lock is taken, and its
  * node stamped. Returns false when the body is bad (q has the error). */
 static bool agent_body(struct server *s, struct request *q, const char *url)

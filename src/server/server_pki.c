@@ -167,8 +167,7 @@ static int token_file_ensure(struct server *s, const char *path, enum token_kind
 		r = server_write_private(path, line, err);
 		free(line);
 		token_table_put(s->c->tokens, &rec);
-		log_info("wrote a new %s token to %s", kind == TOKEN_JOIN ? "join" : "admin",
-			 path);
+		log_info("wrote a new %s token to %s", kind == TOKEN_JOIN ? "join" : "admin", path);
 	}
 	free(token);
 	return r;
@@ -230,8 +229,8 @@ static char *server_sans(const struct sockaddr_in *sa, const char *extra)
 	return sbuf_detach(&sb);
 }
 
-int server_pki_start(struct server *s, const struct server_options *o,
-		     const struct sockaddr_in *sa, struct berr *err)
+int server_pki_start(struct server *s, const struct server_options *o, const struct sockaddr_in *sa,
+		     struct berr *err)
 {
 	s->data_dir = xstrdup(o->data_dir);
 	s->node_cert_ttl_s = o->node_cert_ttl_s > 0 ? o->node_cert_ttl_s : 86400;
@@ -264,9 +263,11 @@ int server_pki_start(struct server *s, const struct server_options *o,
 	/* The serving certificate: a fresh key at every start. */
 	char *key = NULL, *csr = NULL, *cert = NULL;
 	char *sans = server_sans(sa, o->tls_sans);
-	struct pki_issue what = {
-	    .cn = "berth server", .ou = "server", .sans = sans, .ttl_s = SERVER_CERT_TTL_S,
-	    .server_auth = true};
+	struct pki_issue what = {.cn = "berth server",
+				 .ou = "server",
+				 .sans = sans,
+				 .ttl_s = SERVER_CERT_TTL_S,
+				 .server_auth = true};
 	r = pki_key_new(&key, err);
 	if (r == 0)
 		r = pki_csr_new(key, "berth server", &csr, err);
@@ -330,7 +331,8 @@ static json_t *node_cert(struct server *s, struct request *q, const char *name, 
 		const char *t = json_string_value(v);
 		if (!t || i >= 16) {
 			sbuf_release(&sb);
-			reply_error(q, 400, "field 'sans': at most 16 strings \"IP:…\" or \"DNS:…\"");
+			reply_error(q, 400,
+				    "field 'sans': at most 16 strings \"IP:…\" or \"DNS:…\"");
 			return NULL;
 		}
 		if (sb.len)

@@ -383,8 +383,8 @@ static void route_tokens(struct request *q, const char *method, const char *rest
 			return;
 		}
 		struct token_rec rec;
-		char *token = token_make(TOKEN_ROLE, role, ttl ? json_integer_value(ttl) : 0, NULL,
-					 &rec);
+		char *token =
+		    token_make(TOKEN_ROLE, role, ttl ? json_integer_value(ttl) : 0, NULL, &rec);
 		json_decref(body);
 		reply_after_commit(q, cluster_token_put(c, &rec),
 				   json_pack("{s:s,s:s,s:s,s:I}", "token", token, "id", rec.id,
@@ -419,7 +419,8 @@ void server_route(struct request *q, const char *method, const char *url)
 	/* Everything else is the users' API: a node's certificate is not a
 	 * user, nor is the join token. */
 	if (q->who.kind == PRINCIPAL_NODE) {
-		reply_error(q, 403, "forbidden: a node's certificate speaks only the agent protocol");
+		reply_error(q, 403,
+			    "forbidden: a node's certificate speaks only the agent protocol");
 		return;
 	}
 	if (!auth_any(q))

@@ -164,8 +164,8 @@ bool token_table_delete(struct token_table *tt, const char *id)
 	return old != NULL;
 }
 
-int token_table_check(struct token_table *tt, const char *text, int64_t now,
-		      struct token_rec *rec, char *why, size_t whylen)
+int token_table_check(struct token_table *tt, const char *text, int64_t now, struct token_rec *rec,
+		      char *why, size_t whylen)
 {
 	enum token_kind kind;
 	char id[TOKEN_ID_LEN + 1], secret[TOKEN_SECRET_LEN + 1], cafp[65];

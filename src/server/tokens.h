@@ -25,10 +25,10 @@ enum token_kind { TOKEN_ADMIN = 1, TOKEN_ROLE, TOKEN_JOIN };
 struct token_rec {
 	char id[TOKEN_ID_LEN + 1];
 	enum token_kind kind;
-	char role[128];	  /* TOKEN_ROLE */
-	char hash[65];	  /* sha256 of the secret, hex */
-	int64_t created;  /* unix seconds */
-	int64_t expires;  /* unix seconds, 0 = never */
+	char role[128];	 /* TOKEN_ROLE */
+	char hash[65];	 /* sha256 of the secret, hex */
+	int64_t created; /* unix seconds */
+	int64_t expires; /* unix seconds, 0 = never */
 };
 
 /* The parts of a token's text (untrusted). 0, or -1 when it is not one. */
@@ -51,8 +51,8 @@ bool token_table_delete(struct token_table *tt, const char *id);
 /* Forget every token (an HA follower's replica starts over). */
 void token_table_clear(struct token_table *tt);
 /* Check a presented token at time now: 0 and *rec, or -1 with why. */
-int token_table_check(struct token_table *tt, const char *text, int64_t now,
-		      struct token_rec *rec, char *why, size_t whylen);
+int token_table_check(struct token_table *tt, const char *text, int64_t now, struct token_rec *rec,
+		      char *why, size_t whylen);
 /* Every token's record (no secrets), for `berth token list`. */
 json_t *token_table_json(struct token_table *tt, int64_t now);
 /* Is there a token of this kind (e.g. the admin's, at bootstrap)? */

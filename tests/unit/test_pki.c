@@ -66,8 +66,9 @@ TEST(pki_refuses_garbage)
 {
 	struct berr err = {0};
 	char cn[PKI_NAME_MAX];
-	const char *junk[] = {"", "hello", "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END "
-				       "CERTIFICATE REQUEST-----\n"};
+	const char *junk[] = {"", "hello",
+			      "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END "
+			      "CERTIFICATE REQUEST-----\n"};
 	for (size_t i = 0; i < ARRAY_SIZE(junk); i++)
 		CHECK(pki_csr_check(junk[i], strlen(junk[i]), cn, &err) < 0);
 	struct pki_cert_info info;
