@@ -361,6 +361,11 @@ void spec_free(struct job_spec *s)
 		free(t->volumes[i].path);
 	}
 	free(t->volumes);
+	for (size_t i = 0; t->secrets && i < t->nsecrets; i++) {
+		free(t->secrets[i].name);
+		free(t->secrets[i].path);
+	}
+	free(t->secrets);
 	free(s);
 }
 
