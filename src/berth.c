@@ -23,6 +23,7 @@ static const struct command commands[] = {
     {"task", cmd_task, "read task logs"},
     {"node", cmd_node, "list, drain and activate nodes"},
     {"admin", cmd_admin, "back up and restore the cluster state"},
+    {"secret", cmd_secret, "create, list and remove secrets (values are never shown)"},
     {"cron", cmd_cron, "list cron jobs and start one now"},
     {"update", cmd_update, "follow, pause, resume, abort and roll back job updates"},
     {"supervise", cmd_supervise, NULL}, /* internal: the per-task supervisor */

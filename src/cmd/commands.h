@@ -13,5 +13,6 @@ int cmd_node(int argc, char **argv);
 int cmd_update(int argc, char **argv);
 int cmd_cron(int argc, char **argv);
 int cmd_admin(int argc, char **argv);
+int cmd_secret(int argc, char **argv);
 
 #endif

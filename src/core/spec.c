@@ -431,6 +431,27 @@ int job_key_check(const char *key, struct berr *err)
 	return 0;
 }
 
+int secret_name_check(const char *name, struct berr *err)
+{
+	if (!name)
+		name = "";
+	const char *a = strchr(name, '/');
+	if (!a || strchr(a + 1, '/'))
+		return key_error(err, "a secret name ROLE/NAME such as alice/db-pass", name,
+				 strlen(name));
+	if (!key_part_ok(name, (size_t)(a - name)))
+		return key_error(err,
+				 "a role of 1 to 64 characters a-z, 0-9, _ or - starting with a "
+				 "letter or digit",
+				 name, (size_t)(a - name));
+	if (!key_part_ok(a + 1, strlen(a + 1)))
+		return key_error(err,
+				 "a secret name of 1 to 64 characters a-z, 0-9, _ or - starting "
+				 "with a letter or digit",
+				 a + 1, strlen(a + 1));
+	return 0;
+}
+
 /* Digits, then an optional fraction: value = *whole + *frac / *den.
  * Fractions beyond 19 digits are read but ignored (far below 1 byte or 1 ms). */
 static int parse_decimal(const char **pp, unsigned __int128 *whole, uint64_t *frac, uint64_t *den)

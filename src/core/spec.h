@@ -188,6 +188,10 @@ void spec_free(struct job_spec *spec);
  * or digit; environment is prod, devel, test or staging<digits>. */
 int job_key_check(const char *key, struct berr *err);
 
+/* "alice/db-pass": a secret's full name, ROLE/NAME, both parts as a job
+ * key's role. */
+int secret_name_check(const char *name, struct berr *err);
+
 /* Sizes take bytes or IEC units: "512", "64KiB", "64MiB", "1GiB", "1TiB". */
 int parse_size(const char *s, uint64_t *bytes);
 /* Durations: "250ms", "10s", "5m", "1h"; a bare integer is seconds. */

@@ -27,9 +27,9 @@ enum principal_kind {
 
 struct principal {
 	enum principal_kind kind;
-	char name[128];	    /* the role or the node */
-	char token_id[32];  /* a token's public id (audit), "" otherwise */
-	char why[160];	    /* NOBODY: why the credentials were refused */
+	char name[128];	   /* the role or the node */
+	char token_id[32]; /* a token's public id (audit), "" otherwise */
+	char why[160];	   /* NOBODY: why the credentials were refused */
 };
 
 /* The admin: anyone else gets 401 (nobody) or 403. */

@@ -5,6 +5,7 @@
  *   jobs/KEY      persist_job         apply_job
  *   nodes/NAME    persist_node        apply_node
  *   updates/KEY   persist_update      apply_update
+ *   secrets/ROLE/NAME  (cluster_secrets.c: persist_secret, secret_record_apply)
  *
  * Reading never trusts a record: fields are kept in ranges the code can do
  * arithmetic in, and a record that does not parse is dropped with a log line.
@@ -486,6 +487,8 @@ int record_apply(struct cluster *c, const char *key, const char *value, size_t l
 		return apply_task(c, key, value, len, final);
 	if (has_prefix(key, "updates/"))
 		return apply_update(c, key, value, len, final);
+	if (has_prefix(key, "secrets/"))
+		return secret_record_apply(c, key, value, len);
 	return APPLIED; /* meta/, events/: not state the server keeps */
 }
 
@@ -510,6 +513,8 @@ void record_apply_delete(struct cluster *c, const char *key)
 		struct node *n = hmap_get(&c->nodes, key + 6);
 		if (n)
 			node_remove(c, n);
+	} else if (has_prefix(key, "secrets/")) {
+		secret_record_delete(c, key);
 	}
 }
 
@@ -546,7 +551,8 @@ int records_load(struct cluster *c, struct berr *err)
 	if (store_scan(c->store, "jobs/", load_record, c, err) < 0 ||
 	    store_scan(c->store, "updates/", load_record, c, err) < 0 ||
 	    store_scan(c->store, "nodes/", load_record, c, err) < 0 ||
-	    store_scan(c->store, "tasks/", load_record, c, err) < 0)
+	    store_scan(c->store, "tasks/", load_record, c, err) < 0 ||
+	    store_scan(c->store, "secrets/", load_record, c, err) < 0)
 		return -1;
 	return 0;
 }

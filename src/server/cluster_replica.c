@@ -75,6 +75,7 @@ void cluster_replica_reset(struct cluster *c)
 	hmap_init(&c->jobs);
 	hmap_init(&c->nodes);
 	hmap_init(&c->orphans);
+	hmap_init(&c->secrets);
 	c->job_index.gen++;
 	c->node_index.gen++;
 	c->orphans_retry = false;

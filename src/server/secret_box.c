@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/base64.h"
+#include "core/spec.h"
 
 #define NONCE_BYTES 12
 #define TAG_BYTES 16
@@ -74,6 +75,11 @@ int secret_key_load(const char *path, int create, struct secret_key *key, struct
 			return -1;
 		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	}
+	if (fd < 0 && errno == ENOENT)
+		return berr_set(err, 0,
+				"cannot open the secrets key '%s': %s (make one with: head -c 32 "
+				"/dev/urandom > %s; chmod 600 %s)",
+				path, err_str(errno), path, path);
 	if (fd < 0)
 		return berr_set(err, 0, "cannot open the secrets key '%s': %s", path,
 				err_str(errno));
@@ -99,6 +105,51 @@ int secret_key_load(const char *path, int create, struct secret_key *key, struct
 	}
 	secret_key_from_bytes(key, bytes);
 	memset(bytes, 0, sizeof bytes);
+	return 0;
+}
+
+int secret_body_parse(json_t *body, char **name, char **value, size_t *len, struct berr *err)
+{
+	*name = *value = NULL;
+	*len = 0;
+	if (!json_is_object(body))
+		return berr_set(err, 400,
+				"expected a JSON object {\"name\": ROLE/NAME, \"data\": BASE64}");
+	const char *k;
+	json_t *v;
+	json_object_foreach(body, k, v)
+	{
+		if (strcmp(k, "name") && strcmp(k, "data"))
+			return berr_set(err, 400, "unknown field '%.64s': expected name and data",
+					k);
+	}
+	json_t *jn = json_object_get(body, "name"), *jd = json_object_get(body, "data");
+	if (!json_is_string(jn))
+		return berr_set(err, 400,
+				"name: expected a secret name ROLE/NAME such as alice/db-pass");
+	if (secret_name_check(json_string_value(jn), err) < 0) {
+		err->code = 400;
+		return berr_prefix(err, "name");
+	}
+	if (!json_is_string(jd))
+		return berr_set(err, 400, "data: expected the secret's value in base64");
+	size_t dlen = json_string_length(jd);
+	if (dlen > (SECRET_MAX_BYTES + 2) / 3 * 4 + 4)
+		return berr_set(err, 413, "data: a secret holds at most %d bytes",
+				SECRET_MAX_BYTES);
+	char *raw = NULL;
+	size_t rlen = 0;
+	if (base64_decode(json_string_value(jd), dlen, &raw, &rlen) < 0)
+		return berr_set(err, 400, "data: expected the secret's value in base64");
+	if (rlen > SECRET_MAX_BYTES) {
+		memset(raw, 0, rlen);
+		free(raw);
+		return berr_set(err, 413, "data: a secret holds at most %d bytes, this one %zu",
+				SECRET_MAX_BYTES, rlen);
+	}
+	*name = xstrdup(json_string_value(jn));
+	*value = raw;
+	*len = rlen;
 	return 0;
 }
 

@@ -16,6 +16,7 @@
 #ifndef BERTH_SECRET_BOX_H
 #define BERTH_SECRET_BOX_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +48,11 @@ char *secret_seal(const struct secret_key *key, const char *aad, const void *pla
  * key, another name or version, tampered with). */
 int secret_open(const struct secret_key *key, const char *aad, const char *sealed, char **plain,
 		size_t *len, struct berr *err);
+
+/* The body of POST /v1/secrets: {"name": "ROLE/NAME", "data": BASE64}.
+ * 0 with *name (checked, caller frees) and *value (decoded, caller frees,
+ * *len bytes), or -1 with err (code 400 or 413) naming what is wrong. */
+int secret_body_parse(json_t *body, char **name, char **value, size_t *len, struct berr *err);
 
 /* The additional data of a secret's version: "berth-secret:ROLE/NAME#V". */
 char *secret_aad(const char *name, int version);

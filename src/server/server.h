@@ -21,6 +21,9 @@ struct server_options {
 	const char *store;     /* NULL or "sqlite" = <data_dir>/state.db; or a store location;
 				  "etcd://..." makes the server one of an HA group */
 	int64_t leader_ttl_ms; /* HA: the election lease (0 = 2 s) */
+	/* The key that seals secrets (secret_box.h): NULL = <data_dir>/keys/secrets.key,
+	 * made on first start; a file named here must exist (HA servers share one). */
+	const char *secrets_key_file;
 	struct cluster_config cluster;
 };
 
