@@ -159,6 +159,13 @@ int agent_task_configure_adopted(struct agent *a, json_t *desired, struct agent_
 void agent_graceful_shutdown(struct agent *a, struct agent_task *t);
 void *agent_launcher_main(void *agent);
 
+/* agent_secrets.c: without the lock. Fetch the values of the secrets ts
+ * lists for task_id and write them on SANDBOX/secrets (secret_files.h);
+ * *files: each one's file, in ts->secrets' order (NULL when it lists none;
+ * strv_free it). */
+int agent_secrets_prepare(const struct agent *a, const char *task_id, const char *sandbox,
+			  const struct task_spec *ts, char ***files, struct berr *err);
+
 /* agent_watch.c: the watch thread and re-adoption */
 void agent_adopt_existing(struct agent *a);
 void *agent_watch_main(void *agent);

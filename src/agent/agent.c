@@ -17,6 +17,7 @@
 #include "agent/agent-internal.h"
 #include "agent/cgroup.h"
 #include "agent/orphans.h"
+#include "agent/secret_files.h"
 #include "agent/supervisor.h"
 #include "core/log.h"
 
@@ -111,6 +112,7 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 	join_system_cgroup(a);
 	agent_adopt_existing(a);
 	orphans_sweep_cgroups(a->o.cgroup_parent);
+	secret_files_sweep(a->tasks_dir);
 	agent_prune_sandboxes(a);
 	for (; a->nlaunchers < LAUNCHERS; a->nlaunchers++)
 		if (pthread_create(&a->launchers[a->nlaunchers], NULL, agent_launcher_main, a) !=

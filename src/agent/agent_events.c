@@ -14,6 +14,7 @@
 
 #include "agent/agent-internal.h"
 #include "agent/image/image.h"
+#include "agent/secret_files.h"
 #include "agent/supervisor.h"
 #include "core/http_client.h"
 #include "core/log.h"
@@ -55,8 +56,10 @@ void agent_prune_sandboxes(struct agent *a)
 	if (n)
 		qsort(v, n, sizeof *v, cmp_age);
 	for (size_t i = 0; i < n; i++) {
-		if (n - i > KEEP_ENDED_SANDBOXES)
+		if (n - i > KEEP_ENDED_SANDBOXES) {
+			secret_files_remove(v[i].path); /* never rm -rf through a mount */
 			rm_rf(v[i].path);
+		}
 		free(v[i].path);
 	}
 	free(v);

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "agent/agent-internal.h"
+#include "agent/secret_files.h"
 #include "agent/supervisor.h"
 #include "core/http_client.h"
 #include "core/log.h"
@@ -27,7 +28,9 @@ struct launch_plan {
 	const char **vhost, **vpath; /* point into spec->task.volumes */
 	bool *vro;
 	int health_port, shutdown_port;
-	bool task_keeps_spec; /* health checks or a graceful stop need it */
+	bool task_keeps_spec;	   /* health checks or a graceful stop need it */
+	char **secret_files;	   /* on the task's secrets tmpfs (agent_secrets.c) */
+	const char **secret_paths; /* point into spec->task.secrets */
 };
 
 static void plan_release(struct launch_plan *p)
@@ -38,6 +41,8 @@ static void plan_release(struct launch_plan *p)
 	free(p->vhost);
 	free(p->vpath);
 	free(p->vro);
+	strv_free(p->secret_files);
+	free(p->secret_paths);
 	spec_free(p->spec);
 	free(p->id);
 	free(p->job);
@@ -202,9 +207,27 @@ static int plan_launch(const struct agent *a, const struct launch_plan *p, const
 	    .volume_path = p->vpath,
 	    .volume_ro = p->vro,
 	    .nvolumes = ts->nvolumes,
+	    .secret_file = (const char *const *)p->secret_files,
+	    .secret_path = p->secret_paths,
+	    .nsecrets = p->secret_files ? ts->nsecrets : 0,
 	};
 	pid_t spid;
 	return supervisor_launch(&l, a->o.exe, &spid, err);
+}
+
+/* The task's secrets on its tmpfs, before its supervisor starts. */
+static int plan_secrets(const struct agent *a, struct launch_plan *p, const char *sandbox,
+			struct berr *err)
+{
+	const struct task_spec *ts = &p->spec->task;
+	if (!ts->nsecrets)
+		return 0;
+	if (agent_secrets_prepare(a, p->id, sandbox, ts, &p->secret_files, err) < 0)
+		return -1;
+	p->secret_paths = xcalloc(ts->nsecrets + 1, sizeof *p->secret_paths);
+	for (size_t i = 0; i < ts->nsecrets; i++)
+		p->secret_paths[i] = ts->secrets[i].path;
+	return 0;
 }
 
 /* A task re-adopted after an agent restart whose spec arrives now: only
@@ -368,7 +391,12 @@ void *agent_launcher_main(void *arg)
 		struct berr err = {0};
 		int r = plan_build(a, &drivers, j->desired, &p, &err);
 		if (r == 0)
+			r = plan_secrets(a, &p, sandbox, &err);
+		if (r == 0) {
 			r = plan_launch(a, &p, sandbox, &err);
+			if (r < 0 && p.secret_files)
+				secret_files_remove(sandbox); /* no supervisor to do it */
+		}
 		free(sandbox);
 
 		pthread_mutex_lock(&a->lock);

@@ -42,6 +42,7 @@ struct launch_doc {
 	char **argv, **env;
 	const char **vhost, **vpath;
 	bool *vro;
+	const char **sfile, **spath;
 };
 int launch_read(const char *sandbox, struct launch_doc *d, struct berr *err);
 void launch_doc_free(struct launch_doc *d);

@@ -83,6 +83,11 @@ struct task_launch {
 	const char *const *volume_host, *const *volume_path;
 	const bool *volume_ro;
 	size_t nvolumes;
+	/* Secrets (spec task.secrets, agent/secret_files.h): secret_file[i], a
+	 * file on the task's secrets tmpfs, shown read-only at secret_path[i].
+	 * Never their values. */
+	const char *const *secret_file, *const *secret_path;
+	size_t nsecrets;
 };
 
 enum task_phase { PHASE_UNKNOWN = 0, PHASE_STARTING, PHASE_RUNNING, PHASE_EXITED };

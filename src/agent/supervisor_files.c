@@ -101,6 +101,14 @@ json_t *launch_to_json(const struct task_launch *l, const char *sandbox)
 						      "path", l->volume_path[i], "read_only",
 						      l->volume_ro ? l->volume_ro[i] : 0));
 	json_object_set_new(o, "volumes", vols);
+	if (l->nsecrets) {
+		json_t *secs = json_array();
+		for (size_t i = 0; i < l->nsecrets; i++)
+			json_array_append_new(secs,
+					      json_pack("{s:s,s:s}", "file", l->secret_file[i],
+							"path", l->secret_path[i]));
+		json_object_set_new(o, "secrets", secs);
+	}
 	return o;
 }
 
@@ -187,6 +195,20 @@ int launch_read(const char *sandbox, struct launch_doc *d, struct berr *err)
 	l->volume_host = d->vhost;
 	l->volume_path = d->vpath;
 	l->volume_ro = d->vro;
+	json_t *secs = json_object_get(o, "secrets");
+	size_t ns = json_is_array(secs) ? json_array_size(secs) : 0;
+	d->sfile = xcalloc(ns + 1, sizeof *d->sfile);
+	d->spath = xcalloc(ns + 1, sizeof *d->spath);
+	for (size_t i = 0; i < ns; i++) {
+		json_t *v = json_array_get(secs, i);
+		const char *f = jstr(v, "file"), *p = jstr(v, "path");
+		if (!f || !p || *f != '/' || *p != '/')
+			return berr_set(err, 0, "launch.json: secret %zu without file or path", i);
+		d->sfile[l->nsecrets] = f;
+		d->spath[l->nsecrets++] = p;
+	}
+	l->secret_file = d->sfile;
+	l->secret_path = d->spath;
 	if (!l->task_id)
 		return berr_set(err, 0, "launch.json: missing 'task_id'");
 	if (l->argc == 0 && !driver_get(l->driver)->needs_image)
@@ -201,6 +223,8 @@ void launch_doc_free(struct launch_doc *d)
 	free(d->vhost);
 	free(d->vpath);
 	free(d->vro);
+	free(d->sfile);
+	free(d->spath);
 	json_decref(d->root);
 	memset(d, 0, sizeof *d);
 }

@@ -45,6 +45,7 @@
 #include "agent/driver/driver.h"
 #include "agent/driver/exec_isolation.h"
 #include "agent/supervisor-internal.h"
+#include "agent/secret_files.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define DEFAULT_LOG_MAX_BYTES (10ull << 20)
@@ -342,6 +343,8 @@ static void finish(struct sup *s)
 	}
 	if (s->driver->cleanup)
 		s->driver->cleanup(s);
+	if (s->doc.l.nsecrets)
+		secret_files_remove(s->sandbox); /* the task is gone: so are its secrets */
 	r->phase = PHASE_EXITED;
 	r->finished_ms = time_now_ms();
 	r->oom = ooms > 0 || s->docker_oom;
@@ -411,6 +414,50 @@ static int resolve_user(const char *user, struct user_info *u)
 			n = 0;
 	}
 	u->ngroups = n;
+	return 0;
+}
+
+/* The task's secrets (agent/secret_files.h): the files go to the task's
+ * user; oci and docker show them as read-only bind mounts, appended to the
+ * volumes (the runtime makes their mount points inside the container);
+ * exec binds them itself (exec_isolation.c). */
+static int sup_secrets(struct sup *s)
+{
+	struct launch_doc *d = &s->doc;
+	struct task_launch *l = &d->l;
+	if (!l->nsecrets)
+		return 0;
+	uid_t uid = s->user.uid;
+	gid_t gid = s->user.gid;
+	if (s->driver->runtime_isolates) {
+		/* The image's users are not the host's: a numeric user (UID or
+		 * UID:GID) owns them, any other user leaves them to root. */
+		unsigned u = 0, g = 0;
+		char extra;
+		int k = l->user ? sscanf(l->user, "%u:%u%c", &u, &g, &extra) : 0;
+		uid = k >= 1 && k <= 2 ? u : 0;
+		gid = k == 2 ? g : uid;
+	}
+	struct berr err = {0};
+	if (secret_files_own(s->sandbox, uid, gid, &err) < 0) {
+		sup_fail(s, 126, "%s", err.msg);
+		return -1;
+	}
+	if (s->driver->runtime_isolates) {
+		size_t n = l->nvolumes + l->nsecrets;
+		d->vhost = xrealloc(d->vhost, (n + 1) * sizeof *d->vhost);
+		d->vpath = xrealloc(d->vpath, (n + 1) * sizeof *d->vpath);
+		d->vro = xrealloc(d->vro, (n + 1) * sizeof *d->vro);
+		for (size_t i = 0; i < l->nsecrets; i++) {
+			d->vhost[l->nvolumes + i] = l->secret_file[i];
+			d->vpath[l->nvolumes + i] = l->secret_path[i];
+			d->vro[l->nvolumes + i] = true;
+		}
+		l->nvolumes = n;
+		l->volume_host = d->vhost;
+		l->volume_path = d->vpath;
+		l->volume_ro = d->vro;
+	}
 	return 0;
 }
 
@@ -516,6 +563,8 @@ int supervisor_main(int argc, char **argv)
 		}
 	}
 	s.env = build_env(l, l->user ? s.user.home : s.workdir);
+	if (sup_secrets(&s) < 0)
+		goto done;
 
 	sup_handle_signals(&s); /* stopped before it started? */
 	if (s.stopping)

@@ -49,6 +49,7 @@ enum {
 	O_DATA,
 	O_ADDR,
 	O_STORE,
+	O_SECRETS_KEY,
 	O_SERVERS,
 	O_NAME,
 	O_ATTR,
@@ -84,6 +85,9 @@ static void opts_init(struct cli_opt *o)
 	    [O_ADDR] = {"--addr", NULL, true, false,
 			"API address HOST:PORT (default 127.0.0.1:7070)"},
 	    [O_STORE] = {"--store", NULL, true, false, "sqlite (default) or a store location"},
+	    [O_SECRETS_KEY] = {"--secrets-key-file", NULL, true, false,
+			       "the key that encrypts secrets (default DATA/keys/secrets.key, made "
+			       "on first start; HA servers must share one)"},
 	    [O_SERVERS] = {"--server", NULL, true, false, "server address(es), comma-separated"},
 	    [O_NAME] = {"--name", NULL, true, false, "node name (default: host name)"},
 	    [O_ATTR] = {"--attr", NULL, true, true, "node attribute k=v (repeatable)"},
@@ -184,6 +188,8 @@ static int server_opts_from_cli(struct cli_opt *o, struct server_options *so)
 		so->addr = o[O_ADDR].value;
 	if (o[O_STORE].set)
 		so->store = o[O_STORE].value;
+	if (o[O_SECRETS_KEY].set)
+		so->secrets_key_file = o[O_SECRETS_KEY].value;
 	uint64_t ms;
 	if (o[O_HEARTBEAT].set) {
 		if (parse_duration(o[O_HEARTBEAT].value, &ms) < 0 || !ms)

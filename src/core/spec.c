@@ -361,6 +361,11 @@ void spec_free(struct job_spec *s)
 		free(t->volumes[i].path);
 	}
 	free(t->volumes);
+	for (size_t i = 0; t->secrets && i < t->nsecrets; i++) {
+		free(t->secrets[i].name);
+		free(t->secrets[i].path);
+	}
+	free(t->secrets);
 	free(s);
 }
 
@@ -433,6 +438,27 @@ int role_name_check(const char *role, struct berr *err)
 				 "a role of 1 to 64 characters a-z, 0-9, _ or - starting with a "
 				 "letter or digit",
 				 role ? role : "", role ? strlen(role) : 0);
+	return 0;
+}
+
+int secret_name_check(const char *name, struct berr *err)
+{
+	if (!name)
+		name = "";
+	const char *a = strchr(name, '/');
+	if (!a || strchr(a + 1, '/'))
+		return key_error(err, "a secret name ROLE/NAME such as alice/db-pass", name,
+				 strlen(name));
+	if (!key_part_ok(name, (size_t)(a - name)))
+		return key_error(err,
+				 "a role of 1 to 64 characters a-z, 0-9, _ or - starting with a "
+				 "letter or digit",
+				 name, (size_t)(a - name));
+	if (!key_part_ok(a + 1, strlen(a + 1)))
+		return key_error(err,
+				 "a secret name of 1 to 64 characters a-z, 0-9, _ or - starting "
+				 "with a letter or digit",
+				 a + 1, strlen(a + 1));
 	return 0;
 }
 

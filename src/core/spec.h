@@ -103,6 +103,17 @@ struct volume {
 	bool read_only; /* default false */
 };
 
+/* A secret of the job's role (berth secret create ROLE/NAME) that the agent
+ * writes on a tmpfs and shows the task at `path`, mode 0400, owned by the
+ * task's user (docs/security.md, "Secrets"). `version` is not the user's:
+ * the server sets it at submit to the secret's newest version, so a new
+ * version of a secret is a new task config (a rolling update). */
+struct secret_ref {
+	char *name;  /* NAME within the job's role: [a-z0-9_-], at most 64 */
+	char *path;  /* absolute, no "..", unique within the task; default /run/secrets/NAME */
+	int version; /* 0 = not resolved yet */
+};
+
 /* Who runs the task on the node: the agent's drivers (agent/driver/).
  * Written "exec", "oci" or "docker" in specs, launch.json and the wire
  * protocol. */
@@ -130,6 +141,8 @@ struct task_spec {
 	uint64_t stop_grace_ms;
 	struct volume *volumes;
 	size_t nvolumes;
+	struct secret_ref *secrets;
+	size_t nsecrets;
 };
 
 struct update_spec {
@@ -176,6 +189,10 @@ void spec_free(struct job_spec *spec);
 int job_key_check(const char *key, struct berr *err);
 /* A role alone ("alice"): the first part of a job key. */
 int role_name_check(const char *role, struct berr *err);
+
+/* "alice/db-pass": a secret's full name, ROLE/NAME, both parts as a job
+ * key's role. */
+int secret_name_check(const char *name, struct berr *err);
 
 /* Sizes take bytes or IEC units: "512", "64KiB", "64MiB", "1GiB", "1TiB". */
 int parse_size(const char *s, uint64_t *bytes);

@@ -187,6 +187,15 @@ static json_t *task_json(const struct task_spec *t)
 							t->volumes[i].read_only));
 		json_object_set_new(task, "volumes", vols);
 	}
+	/* The same: only when set. The version is part of the config. */
+	if (t->nsecrets) {
+		json_t *secs = json_array();
+		for (size_t i = 0; i < t->nsecrets; i++)
+			json_array_append_new(
+			    secs, json_pack("{s:s,s:s,s:i}", "name", t->secrets[i].name, "path",
+					    t->secrets[i].path, "version", t->secrets[i].version));
+		json_object_set_new(task, "secrets", secs);
+	}
 	return task;
 }
 

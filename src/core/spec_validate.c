@@ -589,6 +589,7 @@ static int check_health(struct sctx *c, const struct snode *hn, const struct tas
 
 static int v_shutdown(struct sctx *c, const struct snode *n, struct shutdown_spec *sh);
 static int v_volumes(struct sctx *c, const struct snode *n, struct task_spec *t);
+static int v_secrets(struct sctx *c, const struct snode *n, struct task_spec *t);
 
 static int task_driver(struct sctx *c, const struct snode *v, void *obj)
 {
@@ -645,6 +646,11 @@ static int task_volumes(struct sctx *c, const struct snode *v, void *obj)
 	return v_volumes(c, v, obj);
 }
 
+static int task_secrets(struct sctx *c, const struct snode *v, void *obj)
+{
+	return v_secrets(c, v, obj);
+}
+
 /* task: struct task_spec */
 static const struct field task_fields[] = {
     F_READ("driver", task_driver),
@@ -658,6 +664,7 @@ static const struct field task_fields[] = {
     F_DURATION("stop_grace", struct task_spec, stop_grace_ms, 0),
     F_READ("shutdown", task_shutdown),
     F_READ("volumes", task_volumes),
+    F_READ("secrets", task_secrets),
 };
 
 static int v_task(struct sctx *c, const struct snode *n, struct task_spec *t)
@@ -824,6 +831,87 @@ static int v_volumes(struct sctx *c, const struct snode *n, struct task_spec *t)
 				_cleanup_free_ char *q = spec__quote(vol->path, strlen(vol->path));
 				_cleanup_free_ char *found = xasprintf("%s again", q);
 				return spec__expect_found(c, pn, found, "each volume path once");
+			}
+		}
+		spec__path_pop(c, saved);
+	}
+	return 0;
+}
+
+static int secret_name(struct sctx *c, const struct snode *v, void *obj)
+{
+	const char *what = "a secret name of the job's role such as db-pass ([a-z0-9_-])";
+	struct secret_ref *s = obj;
+	if (get_string(c, v, what, &s->name) < 0)
+		return -1;
+	if (!word_ok(s->name, "_-", SPEC_MAX_NAME) || *s->name == '-' || *s->name == '_')
+		return spec__expect(c, v, v, "%s", what);
+	for (const char *p = s->name; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			return spec__expect(c, v, v, "%s", what);
+	return 0;
+}
+
+static int secret_path(struct sctx *c, const struct snode *v, void *obj)
+{
+	struct secret_ref *s = obj;
+	if (get_volume_path(c, v, &s->path) < 0)
+		return -1;
+	if (!strcmp(s->path, "/") || s->path[strlen(s->path) - 1] == '/')
+		return spec__expect(c, v, v, "a file path such as /run/secrets/db-pass");
+	return 0;
+}
+
+/* task.secrets[i]: struct secret_ref */
+static const struct field secret_fields[] = {
+    F_READ("name", secret_name),
+    F_READ("path", secret_path),
+    F_INT("version", struct secret_ref, version, 0, INT32_MAX),
+};
+
+static int v_secret(struct sctx *c, const struct snode *n, struct secret_ref *s)
+{
+	if (n->kind != SN_MAP)
+		return spec__expect(c, n, n, "a map with name and path");
+	if (read_fields(c, n, secret_fields, ARRAY_SIZE(secret_fields), s) < 0)
+		return -1;
+	if (!s->name)
+		return missing(c, n, "name", "a secret name such as db-pass");
+	if (!s->path)
+		s->path = xasprintf("/run/secrets/%s", s->name);
+	return 0;
+}
+
+static int v_secrets(struct sctx *c, const struct snode *n, struct task_spec *t)
+{
+	if (n->kind == SN_NULL)
+		return 0;
+	if (n->kind != SN_SEQ)
+		return spec__expect(
+		    c, n, n,
+		    "a list of secrets such as {name: db-pass, path: /run/secrets/db-pass}");
+	if (n->nkids > SPEC_MAX_SECRETS) {
+		_cleanup_free_ char *found = xasprintf("%zu secrets", n->nkids);
+		return spec__expect_found(c, n, found, "at most %d secrets", SPEC_MAX_SECRETS);
+	}
+	t->secrets = xcalloc(n->nkids ? n->nkids : 1, sizeof *t->secrets);
+	for (size_t i = 0; i < n->nkids; i++) {
+		const struct snode *sn = n->kids[i];
+		size_t saved = spec__path_push_index(c, i);
+		struct secret_ref *s = &t->secrets[t->nsecrets++];
+		if (v_secret(c, sn, s) < 0)
+			return -1;
+		for (size_t j = 0; j < i; j++) {
+			bool same_name = !strcmp(t->secrets[j].name, s->name);
+			if (same_name || !strcmp(t->secrets[j].path, s->path)) {
+				const char *k = same_name ? "name" : "path";
+				const char *val = same_name ? s->name : s->path;
+				const struct snode *at = map_get(sn, k);
+				spec__path_push(c, k, strlen(k));
+				_cleanup_free_ char *q = spec__quote(val, strlen(val));
+				_cleanup_free_ char *found = xasprintf("%s again", q);
+				return spec__expect_found(c, at ? at : sn, found,
+							  "each secret %s once", k);
 			}
 		}
 		spec__path_pop(c, saved);

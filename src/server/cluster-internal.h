@@ -129,6 +129,15 @@ void schedule_pending(struct cluster *c);
 void node_view(struct cluster *c, struct node ***nodes_out, struct placement_node **pn_out,
 	       size_t *nn_out);
 
+/* secrets (cluster_secrets.c) */
+/* Free every secret and release the map. */
+void secrets_release(struct cluster *c);
+int secret_record_apply(struct cluster *c, const char *key, const char *value, size_t len);
+void secret_record_delete(struct cluster *c, const char *key);
+/* Set each task.secrets[i].version to the secret's newest; 400 naming the
+ * first one that does not exist. */
+int job_secrets_resolve(struct cluster *c, struct job_spec *spec, struct berr *err);
+
 /* ---- loading (cluster_replica.c) ---- */
 
 /* After a load or a promotion: the server leads from this state. */

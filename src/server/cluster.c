@@ -71,6 +71,7 @@ struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg)
 	hmap_init_borrowed(&c->tasks); /* keyed by each task's own id */
 	hmap_init(&c->nodes);
 	hmap_init(&c->orphans);
+	hmap_init(&c->secrets);
 	c->pending = store_batch_new();
 	c->loaded_mono = time_mono_ms();
 	c->tokens = token_table_new();
@@ -155,6 +156,7 @@ void cluster_release_state(struct cluster *c)
 	hmap_release(&c->jobs);
 	hmap_release(&c->nodes);
 	hmap_release(&c->orphans);
+	secrets_release(c);
 	c->ndirty = 0; /* it named tasks just freed */
 	c->waiting = NULL;
 	c->nwaiting = 0;

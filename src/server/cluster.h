@@ -198,9 +198,10 @@ struct cluster {
 	pthread_cond_t wake; /* the commit loop sleeps on it */
 	struct cluster_config cfg;
 	struct store *store;
-	struct hmap jobs;  /* key -> struct job* */
-	struct hmap tasks; /* id -> struct task* (active and kept ended) */
-	struct hmap nodes; /* name -> struct node* */
+	struct hmap jobs;    /* key -> struct job* */
+	struct hmap tasks;   /* id -> struct task* (active and kept ended) */
+	struct hmap nodes;   /* name -> struct node* */
+	struct hmap secrets; /* ROLE/NAME -> its sealed versions (cluster_secrets.c) */
 	struct store_batch *pending;
 	struct node **changed; /* nodes whose desired set changed since last looked */
 	size_t nchanged, changed_cap;
@@ -300,6 +301,28 @@ json_t *cluster_node_desired(struct cluster *c, struct node *n);
  * 0 lists every task in full. */
 char *cluster_node_desired_text(struct cluster *c, struct node *n, uint64_t known);
 uint64_t cluster_node_drain(struct cluster *c, const char *name, bool drain, struct berr *err);
+
+/* Secrets (cluster_secrets.c): sealed values only; the routes seal and open
+ * them (secret_box.h). name is ROLE/NAME, already checked. */
+/* The version the next cluster_secret_put of `name` must carry. */
+int cluster_secret_next_version(const struct cluster *c, const char *name);
+/* Store a new sealed version; every job that uses the secret gets a new
+ * job version (a rolling update). *reply: {"name", "version", "size",
+ * "jobs": [{"job", "version"}]} (new ref). */
+uint64_t cluster_secret_put(struct cluster *c, const char *name, int version, const char *sealed,
+			    const char *key_id, size_t size, json_t **reply, struct berr *err);
+/* Remove a secret (409 while a job uses it). */
+uint64_t cluster_secret_delete(struct cluster *c, const char *name, struct berr *err);
+/* [{"name", "version", "size", "created_ms", "created", "versions": [{"version",
+ *  "size", "created_ms"}], "jobs": [KEY]}] sorted by name, of one role or
+ * all (role NULL): never a value. New ref. */
+json_t *cluster_secrets_json(struct cluster *c, const char *role);
+/* What an agent fetches for a task it launches: only when the task is
+ * placed on `node` and its job lists the secrets (`only`: a JSON array of
+ * NAMEs, or NULL for all of the task's); otherwise NULL with err 403.
+ * [{"name", "full_name", "path", "version", "key_id", "sealed"}] (new ref). */
+json_t *cluster_task_secrets(struct cluster *c, const char *node, const char *task_id, json_t *only,
+			     struct berr *err);
 
 /* Periodic work: scheduling, throttles, heartbeat deadlines, drains. Returns
  * the seq of what it changed (0 when nothing). */

@@ -114,6 +114,10 @@ uint64_t cluster_job_submit_instances(struct cluster *c, struct job_spec *spec, 
 				      struct submit_result *res, struct berr *err)
 {
 	memset(res, 0, sizeof *res);
+	if (job_secrets_resolve(c, spec, err) < 0) {
+		spec_free(spec);
+		return 0;
+	}
 	struct job *j = hmap_get(&c->jobs, spec->key);
 	json_t *json = spec_to_json(spec);
 	if (j && j->killed) {
@@ -300,6 +304,8 @@ json_t *cluster_job_plan(struct cluster *c, struct job_spec *spec, struct berr *
 			 j->key);
 		return NULL;
 	}
+	if (job_secrets_resolve(c, spec, err) < 0)
+		return NULL;
 	json_t *newj = spec_to_json(spec);
 	json_t *diff = json_array();
 	json_t *add = json_array(), *remove = json_array(), *update = json_array(),

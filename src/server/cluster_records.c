@@ -5,6 +5,7 @@
  *   jobs/KEY      persist_job         apply_job
  *   nodes/NAME    persist_node        apply_node
  *   updates/KEY   persist_update      apply_update
+ *   secrets/ROLE/NAME  (cluster_secrets.c: persist_secret, secret_record_apply)
  *
  * Reading never trusts a record: fields are kept in ranges the code can do
  * arithmetic in, and a record that does not parse is dropped with a log line.
@@ -486,6 +487,8 @@ int record_apply(struct cluster *c, const char *key, const char *value, size_t l
 		return apply_task(c, key, value, len, final);
 	if (has_prefix(key, "updates/"))
 		return apply_update(c, key, value, len, final);
+	if (has_prefix(key, "secrets/"))
+		return secret_record_apply(c, key, value, len);
 	if (has_prefix(key, "auth/tokens/")) {
 		struct token_rec rec;
 		if (token_rec_from_json(value, len, &rec) == 0 && !strcmp(rec.id, key + 12))
@@ -520,6 +523,8 @@ void record_apply_delete(struct cluster *c, const char *key)
 			node_remove(c, n);
 	} else if (has_prefix(key, "auth/tokens/")) {
 		token_table_delete(c->tokens, key + 12);
+	} else if (has_prefix(key, "secrets/")) {
+		secret_record_delete(c, key);
 	}
 }
 
@@ -578,7 +583,8 @@ int records_load(struct cluster *c, struct berr *err)
 	    store_scan(c->store, "updates/", load_record, c, err) < 0 ||
 	    store_scan(c->store, "nodes/", load_record, c, err) < 0 ||
 	    store_scan(c->store, "tasks/", load_record, c, err) < 0 ||
-	    store_scan(c->store, "auth/tokens/", load_record, c, err) < 0)
+	    store_scan(c->store, "auth/tokens/", load_record, c, err) < 0 ||
+	    store_scan(c->store, "secrets/", load_record, c, err) < 0)
 		return -1;
 	return 0;
 }

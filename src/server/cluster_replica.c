@@ -76,6 +76,7 @@ void cluster_replica_reset(struct cluster *c)
 	hmap_init(&c->nodes);
 	hmap_init(&c->orphans);
 	token_table_clear(c->tokens);
+	hmap_init(&c->secrets);
 	c->job_index.gen++;
 	c->node_index.gen++;
 	c->orphans_retry = false;

@@ -32,6 +32,7 @@
 #include "core/util.h"
 #include "server/auth.h"
 #include "server/cluster.h"
+#include "server/secret_box.h"
 #include "server/server.h"
 #include "store/store.h"
 
@@ -84,6 +85,7 @@ struct server {
 	_Atomic bool elect_started;
 	int64_t last_sweep_mono;
 	char *self_url;
+	struct secret_key secrets_key; /* seals and opens secrets (secret_box.h) */
 	/* HA follower: the replica (cluster_replica_*) kept by a store watch.
 	 * Under c->lock: */
 	char *store_location;

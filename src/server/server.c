@@ -57,6 +57,15 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 	if (!st)
 		return NULL;
 	struct server *s = xcalloc(1, sizeof *s);
+	char *keyfile = o->secrets_key_file ? xstrdup(o->secrets_key_file)
+					    : xasprintf("%s/keys/secrets.key", o->data_dir);
+	r = secret_key_load(keyfile, !o->secrets_key_file, &s->secrets_key, err);
+	free(keyfile);
+	if (r < 0) {
+		free(s);
+		store_close(st);
+		return NULL;
+	}
 	pthread_mutex_init(&s->store_lock, NULL);
 	pthread_cond_init(&s->replica_moved, NULL);
 	s->store = st;
@@ -187,6 +196,7 @@ void server_stop(struct server *s)
 	leader_stop(s->leader);
 	cluster_free(s->c);
 	store_close(s->store);
+	memset(&s->secrets_key, 0, sizeof s->secrets_key);
 	free(s->self_url);
 	free(s->store_location);
 	if (s->audit_fd >= 0)

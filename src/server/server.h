@@ -24,6 +24,9 @@ struct server_options {
 	bool insecure;		 /* plain HTTP, no authentication (docs/security.md) */
 	const char *tls_sans;	 /* more names for the server's certificate, comma-separated */
 	int64_t node_cert_ttl_s; /* agents' certificates' lifetime (0 = 24 h) */
+	/* The key that seals secrets (secret_box.h): NULL = <data_dir>/keys/secrets.key,
+	 * made on first start; a file named here must exist (HA servers share one). */
+	const char *secrets_key_file;
 	struct cluster_config cluster;
 };
 

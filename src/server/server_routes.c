@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/base64.h"
 #include "core/spec.h"
 
 /* The request's body as a job spec, or NULL with q answered. */
@@ -214,6 +215,143 @@ static void route_task(struct request *q, const char *method, const char *rest)
 		reply_error(q, err.code, err.msg);
 }
 
+/* POST /v1/agent/secrets {"name": NODE, "task": ID, "secrets"?: [NAME]}:
+ * the values of the secrets a task placed on that node lists, opened here,
+ * for the agent that launches it; 403 for any other node, task or secret. */
+static void route_agent_secrets(struct request *q, json_t *body)
+{
+	const char *node = json_string_value(json_object_get(body, "name"));
+	const char *task = json_string_value(json_object_get(body, "task"));
+	json_t *only = json_object_get(body, "secrets");
+	if (!node || !*node || !task || !*task) {
+		reply_error(q, 400, "expected {\"name\": NODE, \"task\": TASK_ID}");
+		return;
+	}
+	if (only && !json_is_array(only)) {
+		reply_error(q, 400, "secrets: expected a list of secret names");
+		return;
+	}
+	if (!auth_node(q, node))
+		return;
+	struct berr err = {0};
+	json_t *list = cluster_task_secrets(q->srv->c, node, task, only, &err);
+	if (!list) {
+		reply_error(q, err.code ? err.code : 403, err.msg);
+		return;
+	}
+	const struct secret_key *key = &q->srv->secrets_key;
+	json_t *out = json_array();
+	size_t i;
+	json_t *e;
+	json_array_foreach(list, i, e)
+	{
+		const char *full = json_string_value(json_object_get(e, "full_name"));
+		const char *kid = json_string_value(json_object_get(e, "key_id"));
+		int version = (int)json_integer_value(json_object_get(e, "version"));
+		char *aad = secret_aad(full, version), *plain = NULL;
+		size_t len = 0;
+		int r = strcmp(kid, key->id)
+			    ? berr_set(&err, 500,
+				       "secret '%s' was sealed with key %s, this server has key %s "
+				       "(servers must share one --secrets-key-file)",
+				       full, kid, key->id)
+			    : secret_open(key, aad, json_string_value(json_object_get(e, "sealed")),
+					  &plain, &len, &err);
+		free(aad);
+		if (r < 0) {
+			json_decref(out);
+			json_decref(list);
+			reply_error(q, err.code ? err.code : 500, err.msg);
+			return;
+		}
+		char *b64 = base64_encode(plain, len);
+		memset(plain, 0, len);
+		free(plain);
+		json_array_append_new(out, json_pack("{s:O,s:O,s:i,s:s%}", "name",
+						     json_object_get(e, "name"), "path",
+						     json_object_get(e, "path"), "version", version,
+						     "data", b64, strlen(b64)));
+		memset(b64, 0, strlen(b64));
+		free(b64);
+	}
+	json_decref(list);
+	reply_ok(q, json_pack("{s:s,s:o}", "task", task, "secrets", out));
+}
+
+/* /v1/secrets[/ROLE/NAME]: create (a new version), list, remove. Values go
+ * in, sealed; they never come out. */
+static void route_secrets(struct request *q, const char *method, const char *rest)
+{
+	struct cluster *c = q->srv->c;
+	struct berr err = {0};
+	if (!*rest && !strcmp(method, "GET")) {
+		const char *role =
+		    MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "role");
+		if (role && (!*role || strlen(role) > 128 || strchr(role, '/'))) {
+			reply_error(q, 400, "query 'role': expected a role name");
+			return;
+		}
+		if (!role && q->who.kind == PRINCIPAL_ROLE)
+			role = q->who.name; /* a role's token sees its own */
+		if (role ? !auth_role(q, role) : !auth_admin(q))
+			return;
+		reply_ok(q, cluster_secrets_json(c, role));
+		return;
+	}
+	if (!*rest && !strcmp(method, "POST")) {
+		json_t *body = parse_body(q);
+		if (!body)
+			return;
+		char *name = NULL, *value = NULL;
+		size_t len = 0;
+		int r = secret_body_parse(body, &name, &value, &len, &err);
+		json_decref(body);
+		if (r < 0) {
+			reply_error(q, err.code ? err.code : 400, err.msg);
+			return;
+		}
+		if (!auth_role(q, name)) {
+			memset(value, 0, len);
+			free(value);
+			free(name);
+			return;
+		}
+		int version = cluster_secret_next_version(c, name);
+		char *aad = secret_aad(name, version);
+		char *sealed = secret_seal(&q->srv->secrets_key, aad, value, len, &err);
+		memset(value, 0, len);
+		free(value);
+		free(aad);
+		json_t *reply = NULL;
+		uint64_t seq = sealed
+				   ? cluster_secret_put(c, name, version, sealed,
+							q->srv->secrets_key.id, len, &reply, &err)
+				   : 0;
+		if (seq)
+			reply_after_commit(q, seq, reply);
+		else
+			reply_error(q, err.code ? err.code : 500, err.msg);
+		free(sealed);
+		free(name);
+		return;
+	}
+	if (*rest && !strcmp(method, "DELETE")) {
+		if (secret_name_check(rest, &err) < 0) {
+			reply_error(q, 400, err.msg);
+			return;
+		}
+		if (!auth_role(q, rest))
+			return;
+		uint64_t seq = cluster_secret_delete(c, rest, &err);
+		if (seq)
+			reply_after_commit(q, seq, json_pack("{s:s,s:b}", "name", rest, "ok", 1));
+		else
+			reply_error(q, err.code ? err.code : 500, err.msg);
+		return;
+	}
+	reply_error(q, 405, "method not allowed");
+}
+
 /* The long poll a watch asks for (wait_ms), within reason. */
 int64_t watch_wait_ms(const struct cluster *c, json_t *wait)
 {
@@ -265,6 +403,10 @@ static void route_agent(struct request *q, const char *what)
 				q->phase = REQ_READY;
 			}
 		}
+	} else if (!strcmp(what, "secrets")) {
+		route_agent_secrets(q, body);
+		json_decref(body);
+		return;
 	} else {
 		json_decref(body);
 		reply_error(q, 404, "unknown route");
@@ -498,6 +640,10 @@ void server_route(struct request *q, const char *method, const char *url)
 			free(n);
 			return;
 		}
+	}
+	if (!strcmp(url, "/v1/secrets") || !strncmp(url, "/v1/secrets/", 12)) {
+		route_secrets(q, method, url[11] ? url + 12 : "");
+		return;
 	}
 	reply_error(q, 404, "unknown route");
 }

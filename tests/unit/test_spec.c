@@ -424,10 +424,10 @@ TEST(error_unknown_key)
 		  "cron_collision, priority, max_task_failures, placement, task, update or "
 		  "restart, found "
 		  "'jobb'");
-	CHECK_STR(
-	    yaml_err(MIN "  resourcs: {}\n"),
-	    "web.yaml:4:3: task.resourcs: expected one of driver, image, command, env, user, "
-	    "resources, constraints, health, stop_grace, shutdown or volumes, found 'resourcs'");
+	CHECK_STR(yaml_err(MIN "  resourcs: {}\n"),
+		  "web.yaml:4:3: task.resourcs: expected one of driver, image, command, env, user, "
+		  "resources, constraints, health, stop_grace, shutdown, volumes or secrets, found "
+		  "'resourcs'");
 	CHECK_STR(yaml_err(MIN "  resources: {gpu: 1}\n"),
 		  "web.yaml:4:15: task.resources.gpu: expected one of cpu, memory, disk or ports, "
 		  "found 'gpu'");
@@ -1343,6 +1343,80 @@ TEST(spec_free_null)
 	CHECK(1);
 }
 
+TEST(secrets)
+{
+	struct job_spec *s = yaml_ok(MIN "  secrets:\n"
+					 "    - {name: db-pass}\n"
+					 "    - {name: tls_key, path: /etc/app/key.pem}\n");
+	if (s) {
+		CHECK(s->task.nsecrets == 2);
+		CHECK_STR(s->task.secrets[0].name, "db-pass");
+		CHECK_STR(s->task.secrets[0].path, "/run/secrets/db-pass");
+		CHECK(s->task.secrets[0].version == 0);
+		CHECK_STR(s->task.secrets[1].path, "/etc/app/key.pem");
+		s->task.secrets[1].version = 3; /* the server resolves versions */
+		json_t *j = spec_task_to_json(s);
+		char *txt = json_dumps(json_object_get(j, "secrets"), JSON_COMPACT);
+		CHECK_STR(txt, "[{\"name\":\"db-pass\",\"path\":\"/run/secrets/db-pass\","
+			       "\"version\":0},{\"name\":\"tls_key\",\"path\":\"/etc/app/key.pem\","
+			       "\"version\":3}]");
+		free(txt);
+		/* The canonical JSON parses back to the same secrets. */
+		json_t *full = spec_to_json(s);
+		struct job_spec *r = NULL;
+		struct berr e = {0};
+		CHECK(spec_parse_json(full, &r, &e) == 0);
+		if (r) {
+			json_t *j2 = spec_task_to_json(r);
+			CHECK(json_equal(j, j2));
+			CHECK(r->task.secrets[1].version == 3);
+			json_decref(j2);
+			spec_free(r);
+		}
+		json_decref(full);
+		json_decref(j);
+		spec_free(s);
+	}
+	s = yaml_ok(MIN "  secrets: []\n");
+	if (s) {
+		json_t *j = spec_task_to_json(s);
+		CHECK(json_object_get(j, "secrets") == NULL);
+		json_decref(j);
+		spec_free(s);
+	}
+	CHECK_STR(yaml_err(MIN "  secrets: db-pass\n"),
+		  "web.yaml:4:12: task.secrets: expected a list of secrets such as "
+		  "{name: db-pass, path: /run/secrets/db-pass}, found 'db-pass'");
+	CHECK_STR(yaml_err(MIN "  secrets: [{path: /x}]\n"),
+		  "web.yaml:4:13: task.secrets[0].name: expected a secret name such as db-pass, "
+		  "found nothing");
+	CHECK_STR(yaml_err(MIN "  secrets: [{name: alice/db}]\n"),
+		  "web.yaml:4:20: task.secrets[0].name: expected a secret name of the job's role "
+		  "such as db-pass ([a-z0-9_-]), found 'alice/db'");
+	CHECK_STR(yaml_err(MIN "  secrets: [{name: db, path: run/db}]\n"),
+		  "web.yaml:4:30: task.secrets[0].path: expected an absolute path without '..', "
+		  "found 'run/db'");
+	CHECK_STR(yaml_err(MIN "  secrets: [{name: db, path: /run/../etc/shadow}]\n"),
+		  "web.yaml:4:30: task.secrets[0].path: expected an absolute path without '..', "
+		  "found '/run/../etc/shadow'");
+	CHECK_STR(yaml_err(MIN "  secrets: [{name: db, path: /run/}]\n"),
+		  "web.yaml:4:30: task.secrets[0].path: expected a file path such as "
+		  "/run/secrets/db-pass, found '/run/'");
+	CHECK_STR(yaml_err(MIN "  secrets: [{name: db}, {name: db, path: /x}]\n"),
+		  "web.yaml:4:32: task.secrets[1].name: expected each secret name once, "
+		  "found 'db' again");
+	CHECK_STR(yaml_err(MIN "  secrets: [{name: a, path: /x}, {name: b, path: /x}]\n"),
+		  "web.yaml:4:50: task.secrets[1].path: expected each secret path once, "
+		  "found '/x' again");
+	CHECK_STR(yaml_err(MIN "  secrets: [{name: a, mode: 0400}]\n"),
+		  "web.yaml:4:23: task.secrets[0].mode: expected one of name, path or version, "
+		  "found 'mode'");
+	CHECK_STR(json_err("{\"job\":\"a/prod/b\",\"task\":{\"command\":\"x\","
+			   "\"secrets\":[{\"name\":\"a\",\"version\":-1}]}}"),
+		  "task.secrets[0].version: expected an integer between 0 and 2147483647, "
+		  "found '-1'");
+}
+
 UNIT_MAIN(defaults_minimal, full_example, command_forms, env_values_are_text,
 	  empty_sections_are_empty, sizes, durations, job_keys, job_key_in_spec, error_unknown_key,
 	  error_wrong_type, error_sizes_and_durations, error_missing_fields, error_enums,
@@ -1351,4 +1425,4 @@ UNIT_MAIN(defaults_minimal, full_example, command_forms, env_values_are_text,
 	  only_first_error, cron_schedule, constraints, health_checks, ports, image_and_driver,
 	  user_field, template_validation, template_expansion, json_input_forms, json_errors,
 	  json_env_numbers_are_text, round_trip, task_json_equivalence, update_section, volumes,
-	  spec_free_null)
+	  secrets, spec_free_null)

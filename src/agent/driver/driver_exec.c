@@ -28,6 +28,9 @@ static pid_t exec_start(struct sup *s, int out_fd, int err_fd, struct berr *err)
 	    .volume_path = l->volume_path,
 	    .volume_ro = l->volume_ro,
 	    .nvolumes = l->nvolumes,
+	    .secret_file = l->secret_file,
+	    .secret_path = l->secret_path,
+	    .nsecrets = l->nsecrets,
 	};
 	return isolation_start(&iso, &s->ctl_fd, err);
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <stdint.h>
@@ -233,6 +234,153 @@ static void mount_volumes(const struct isolation *iso, int ctl, const int *fds)
 	}
 }
 
+/* ---- secrets: mount points made without writing the host ---- */
+
+#define MAX_SHADOWS 64
+
+/* Lay a tmpfs over directory `dir` (in the task's namespace only) that holds
+ * the same entries: each bound back from the directory underneath (reached
+ * through an O_PATH descriptor opened before), symlinks copied. New entries
+ * can then be made in it without touching the host. */
+static int shadow_dir(const char *dir)
+{
+	struct stat st;
+	int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	int lfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
+	if (fd < 0 || !d || fstat(fd, &st) < 0) {
+		int e = errno;
+		if (d)
+			closedir(d);
+		else if (lfd >= 0)
+			close(lfd);
+		if (fd >= 0)
+			close(fd);
+		return -e;
+	}
+	char opts[64];
+	snprintf(opts, sizeof opts, "mode=%o,uid=%u,gid=%u", (unsigned)(st.st_mode & 07777),
+		 (unsigned)st.st_uid, (unsigned)st.st_gid);
+	int r = 0;
+	if (mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+		r = -errno;
+	struct dirent *de;
+	while (r == 0 && (de = readdir(d))) {
+		const char *n = de->d_name;
+		if (!strcmp(n, ".") || !strcmp(n, ".."))
+			continue;
+		struct stat es;
+		if (fstatat(fd, n, &es, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		char *dst = NULL, src[PATH_MAX];
+		if (asprintf(&dst, "%s/%s", dir, n) < 0)
+			return -ENOMEM;
+		snprintf(src, sizeof src, "/proc/self/fd/%d/%s", fd, n);
+		if (S_ISLNK(es.st_mode)) {
+			char target[PATH_MAX];
+			ssize_t len = readlinkat(fd, n, target, sizeof target - 1);
+			if (len >= 0) {
+				target[len] = 0;
+				if (symlink(target, dst) < 0)
+					r = -errno;
+			}
+		} else if (S_ISDIR(es.st_mode)) {
+			if (mkdir(dst, es.st_mode & 07777) < 0 ||
+			    mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
+				r = -errno;
+		} else {
+			int f = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+			if (f < 0 || mount(src, dst, NULL, MS_BIND, NULL) < 0)
+				r = -errno;
+			if (f >= 0)
+				close(f);
+		}
+		free(dst);
+	}
+	closedir(d);
+	close(fd);
+	return r;
+}
+
+/* Make an empty file at `path` for a bind, on tmpfs shadows only. */
+static int secret_mount_point(const char *path, char **shadows, size_t *nshadows)
+{
+	struct stat st;
+	if (stat(path, &st) == 0)
+		return S_ISDIR(st.st_mode) ? -EISDIR : 0;
+	char *p = strdup(path);
+	if (!p)
+		return -ENOMEM;
+	/* The nearest existing ancestor. */
+	char *cut = strrchr(p, '/');
+	*cut = 0;
+	while (*p && stat(p, &st) < 0) {
+		cut = strrchr(p, '/');
+		*cut = 0;
+	}
+	const char *anc = *p ? p : "/";
+	bool shadowed = false;
+	for (size_t i = 0; i < *nshadows; i++) {
+		size_t n = strlen(shadows[i]);
+		shadowed = shadowed || (!strncmp(anc, shadows[i], n) && (!anc[n] || anc[n] == '/'));
+	}
+	int r = 0;
+	if (!strcmp(anc, "/"))
+		r = -ENOENT; /* a tmpfs cannot be laid over the root */
+	else if (!S_ISDIR(st.st_mode))
+		r = -ENOTDIR;
+	else if (!shadowed && *nshadows == MAX_SHADOWS)
+		r = -E2BIG;
+	else if (!shadowed && (r = shadow_dir(anc)) == 0)
+		shadows[(*nshadows)++] = strdup(anc);
+	/* Then the missing directories below it, and the file, on the tmpfs. */
+	size_t dirlen = (size_t)(strrchr(path, '/') - path);
+	for (size_t i = strlen(p) + 1; r == 0 && i <= dirlen; i++) {
+		if (i < dirlen && path[i] != '/')
+			continue;
+		memcpy(p, path, i);
+		p[i] = 0;
+		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+			r = -errno;
+	}
+	free(p);
+	if (r == 0) {
+		int f = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0400);
+		if (f < 0)
+			r = -errno;
+		else
+			close(f);
+	}
+	return r;
+}
+
+/* Bind each secret's file read-only onto its path; `fds` hold the files
+ * (O_PATH, opened before /tmp was covered). The tmpfs shadows are made
+ * read-only once every mount point exists. */
+static void mount_secrets(const struct isolation *iso, int ctl, const int *fds)
+{
+	char *shadows[MAX_SHADOWS];
+	size_t nshadows = 0;
+	for (size_t i = 0; i < iso->nsecrets; i++) {
+		const char *path = iso->secret_path[i];
+		int r = secret_mount_point(path, shadows, &nshadows);
+		if (r < 0)
+			init_fail(ctl, "secret path '%s': %s%s", path, err_str(-r),
+				  r == -ENOENT ? " (its top directory must exist, e.g. /run)" : "");
+		char src[64];
+		snprintf(src, sizeof src, "/proc/self/fd/%d", fds[i]);
+		if (mount(src, path, NULL, MS_BIND, NULL) < 0 ||
+		    mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
+			  NULL) < 0)
+			init_fail(ctl, "cannot bind secret '%s': %s", path, err_str(errno));
+		close(fds[i]);
+	}
+	for (size_t i = 0; i < nshadows; i++) {
+		mount(NULL, shadows[i], NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL);
+		free(shadows[i]);
+	}
+}
+
 static void setup_namespace(const struct isolation *iso, int ctl)
 {
 	/* Now, while the path resolves as on the host: the sandbox may well
@@ -256,6 +404,14 @@ static void setup_namespace(const struct isolation *iso, int ctl)
 			init_fail(ctl, "volume host path '%s': %s", iso->volume_host[i],
 				  err_str(errno));
 	}
+	int *sfds = iso->nsecrets ? calloc(iso->nsecrets, sizeof *sfds) : NULL;
+	if (iso->nsecrets && !sfds)
+		init_fail(ctl, "cannot set up secrets: %s", err_str(ENOMEM));
+	for (size_t i = 0; i < iso->nsecrets; i++) {
+		sfds[i] = open(iso->secret_file[i], O_PATH | O_CLOEXEC | O_NOFOLLOW);
+		if (sfds[i] < 0)
+			init_fail(ctl, "secret file '%s': %s", iso->secret_file[i], err_str(errno));
+	}
 	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
 		init_fail(ctl, "cannot mount proc on '/proc': %s", err_str(errno));
 	if (iso->tmpdir) {
@@ -268,6 +424,8 @@ static void setup_namespace(const struct isolation *iso, int ctl)
 	/* After /tmp: a volume may be mounted under it. */
 	mount_volumes(iso, ctl, vfds);
 	free(vfds);
+	mount_secrets(iso, ctl, sfds);
+	free(sfds);
 	const char *h = iso->hostname ? iso->hostname : "task";
 	size_t hl = strlen(h);
 	/* 63: what fits a C string in the kernel's 64-byte field. */

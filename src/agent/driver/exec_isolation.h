@@ -55,6 +55,12 @@ struct isolation {
 	const char *const *volume_host, *const *volume_path;
 	const bool *volume_ro;
 	size_t nvolumes;
+	/* Secrets: secret_file[i] (a host file on the task's tmpfs) bound
+	 * read-only onto secret_path[i]. No mount point is made on the host:
+	 * a missing one is made on a tmpfs laid over its nearest existing
+	 * directory, which keeps that directory's entries (each bound back). */
+	const char *const *secret_file, *const *secret_path;
+	size_t nsecrets;
 };
 
 enum iso_msg_type { ISO_STARTED = 1, ISO_FAILED, ISO_EXITED };
