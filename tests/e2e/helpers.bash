@@ -37,17 +37,44 @@ api_curl() {
 	curl "${args[@]}" "$@"
 }
 
-# Start `berth up` in the background on a fresh data dir (or $1).
+# The client configuration berth up/server write stays out of the user's.
+export XDG_CONFIG_HOME=${BATS_FILE_TMPDIR:-${TMPDIR:-/tmp}}/berth-xdg
+
+# After a server on $DATA started: the client's credentials from
+# DATA/client/ (nothing with --insecure).
+use_client_creds() {
+	local data=${1:-$DATA}
+	case "$BERTH_ADDR" in
+	https://*)
+		for _ in $(seq 1 100); do
+			[ -s "$data/client/admin.token" ] && [ -s "$data/client/ca.pem" ] && break
+			sleep 0.05
+		done
+		export BERTH_CACERT="$data/client/ca.pem"
+		BERTH_TOKEN=$(cat "$data/client/admin.token")
+		export BERTH_TOKEN
+		;;
+	*) unset BERTH_CACERT BERTH_TOKEN ;;
+	esac
+}
+
+# Start `berth up` in the background on a fresh data dir (or $1), with
+# $BERTH_UP_FLAGS; exports BERTH_ADDR, BERTH_CACERT and BERTH_TOKEN.
 start_up() {
 	DATA=${1:-$(mktemp -d /tmp/berth-e2e.XXXXXX)}
 	if [ -z "${PORT:-}" ]; then PORT=$(free_port); fi
 	CGPARENT=${CGPARENT:-berth-e2e-$$}
-	export BERTH_ADDR="http://127.0.0.1:$PORT"
+	case " ${BERTH_UP_FLAGS:-} " in
+	*" --insecure "*) export BERTH_ADDR="http://127.0.0.1:$PORT" ;;
+	*) export BERTH_ADDR="https://127.0.0.1:$PORT" ;;
+	esac
+	# shellcheck disable=SC2086
 	"$BERTH_BIN" up --data-dir "$DATA" --addr "127.0.0.1:$PORT" --cgroup-parent "$CGPARENT" \
-		--port-range 31000-31999 >>"$DATA.log" 2>&1 &
+		--port-range 31000-31999 ${BERTH_UP_FLAGS:-} >>"$DATA.log" 2>&1 &
 	UP_PID=$!
+	use_client_creds "$DATA"
 	for _ in $(seq 1 100); do
-		if curl -fsS "$BERTH_ADDR/v1/health" >/dev/null 2>&1 &&
+		if api_curl -fsS "$BERTH_ADDR/v1/health" >/dev/null 2>&1 &&
 			"$BERTH_BIN" node list --json | grep -q ACTIVE; then
 			return 0
 		fi
