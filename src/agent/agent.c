@@ -78,7 +78,9 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 	struct agent *a = xcalloc(1, sizeof *a);
 	a->o = *o;
 	a->notify_fd = -1;
+	a->logs_fd = -1;
 	a->wake_pipe[0] = a->wake_pipe[1] = -1;
+	pthread_mutex_init(&a->logs_lock, NULL);
 	char host[256] = "localhost";
 	gethostname(host, sizeof host - 1);
 	a->name = xstrdup(o->name && *o->name ? o->name : host);
@@ -96,6 +98,8 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	if (agent_identity_init(a, err) < 0)
+		goto fail;
 	int r = mkdir_p(a->tasks_dir, 0755);
 	if (r < 0) {
 		berr_set(err, 500, "cannot create '%s': %s", a->tasks_dir, strerror(-r));
@@ -143,6 +147,7 @@ fail:
 		close(a->wake_pipe[1]);
 	}
 	hmap_release(&a->tasks);
+	agent_identity_free(a);
 	free(a->name);
 	free(a->tasks_dir);
 	free(a->notify_path);
@@ -220,6 +225,8 @@ void agent_stop(struct agent *a)
 	pthread_mutex_destroy(&a->lock);
 	pthread_cond_destroy(&a->changed);
 	pthread_cond_destroy(&a->launch_cond);
+	pthread_mutex_destroy(&a->logs_lock);
+	agent_identity_free(a);
 	free(a->name);
 	free(a->tasks_dir);
 	free(a->notify_path);

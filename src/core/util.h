@@ -74,6 +74,8 @@ struct timespec time_deadline_ms(int64_t ms);
 int file_read_all(const char *path, char **out, size_t *len);
 /* Write a file atomically: tmp + fsync + rename + fsync(dir). 0 or -errno. */
 int file_write_atomic(const char *path, const char *data, size_t len);
+/* The same with the file's mode (e.g. 0600 for what holds a secret). */
+int file_write_atomic_mode(const char *path, const char *data, size_t len, unsigned mode);
 /* mkdir -p; 0 or -errno. */
 int mkdir_p(const char *path, unsigned mode);
 /* rm -rf; 0 or -errno. */
