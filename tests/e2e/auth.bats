@@ -134,7 +134,7 @@ task:
 EOF
 )
 	"$BERTH_BIN" job run "$f" >/dev/null || true
-	wait_for 20 '[ "$(status_json mallory/prod/probe | jget "d[\"tasks\"][0][\"state\"]")" = FINISHED ]'
+	wait_for 20 '[ "$(status_json mallory/prod/probe | jget "d[\"status\"]")" = finished ]'
 	run "$BERTH_BIN" task logs mallory/prod/probe/0
 	echo "$output"
 	[ "$(echo "$output" | grep -c '^401$')" -eq 2 ]

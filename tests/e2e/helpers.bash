@@ -37,6 +37,12 @@ api_curl() {
 	curl "${args[@]}" "$@"
 }
 
+# curl as the node of `berth up` on $DATA: its own certificate (mutual TLS),
+# for the agent protocol's routes.
+node_curl() {
+	curl --cacert "$DATA/node/ca.pem" --cert "$DATA/node/cert.pem" --key "$DATA/node/key.pem" "$@"
+}
+
 # The client configuration berth up/server write stays out of the user's.
 export XDG_CONFIG_HOME=${BATS_FILE_TMPDIR:-${TMPDIR:-/tmp}}/berth-xdg
 

@@ -153,15 +153,15 @@ task_id() {
 	[[ "$output" == *"used by job 'alice/devel/app'"* ]]
 	id=$(task_id)
 	node=$(status_json alice/devel/app | jget 'd["tasks"][0]["node"]')
-	# The task's own node gets the value (with today's admin principal).
-	run api_curl -s -XPOST "$BERTH_ADDR/v1/agent/secrets" -d "{\"name\":\"$node\",\"task\":\"$id\"}"
+	# The task's own node gets the value (the node's own certificate).
+	run node_curl -s -XPOST "$BERTH_ADDR/v1/agent/secrets" -d "{\"name\":\"$node\",\"task\":\"$id\"}"
 	[[ "$output" == *"\"data\":\"$(printf %s "$VALUE" | base64)\""* ]]
 	# Not on that node.
-	run api_curl -s -o /dev/null -w '%{http_code}' -XPOST "$BERTH_ADDR/v1/agent/secrets" \
+	run node_curl -s -o /dev/null -w '%{http_code}' -XPOST "$BERTH_ADDR/v1/agent/secrets" \
 		-d "{\"name\":\"other-node\",\"task\":\"$id\"}"
 	[ "$output" = 403 ]
 	# A secret the job does not list.
-	run api_curl -s -XPOST "$BERTH_ADDR/v1/agent/secrets" \
+	run node_curl -s -XPOST "$BERTH_ADDR/v1/agent/secrets" \
 		-d "{\"name\":\"$node\",\"task\":\"$id\",\"secrets\":[\"other\"]}"
 	[[ "$output" == *'"status":403'* && "$output" == *"does not use secret 'other'"* ]]
 	# A task whose job lists none, and one that does not exist.
@@ -175,12 +175,12 @@ EOF
 	"$BERTH_BIN" job run --detach "$g"
 	wait_for 20 '[ "$(running_count alice/devel/plain)" = 1 ]'
 	id2=$(status_json alice/devel/plain | jget 'd["tasks"][0]["id"]')
-	run api_curl -s -XPOST "$BERTH_ADDR/v1/agent/secrets" -d "{\"name\":\"$node\",\"task\":\"$id2\"}"
+	run node_curl -s -XPOST "$BERTH_ADDR/v1/agent/secrets" -d "{\"name\":\"$node\",\"task\":\"$id2\"}"
 	[[ "$output" == *'"status":403'* && "$output" == *"uses no secrets"* ]]
-	run api_curl -s -o /dev/null -w '%{http_code}' -XPOST "$BERTH_ADDR/v1/agent/secrets" \
+	run node_curl -s -o /dev/null -w '%{http_code}' -XPOST "$BERTH_ADDR/v1/agent/secrets" \
 		-d "{\"name\":\"$node\",\"task\":\"no-such-task\"}"
 	[ "$output" = 403 ]
-	run api_curl -s -XPOST "$BERTH_ADDR/v1/agent/secrets" -d '{"task": 1}'
+	run node_curl -s -XPOST "$BERTH_ADDR/v1/agent/secrets" -d '{"task": 1}'
 	[[ "$output" == *'"status":400'* ]]
 }
 
@@ -208,7 +208,7 @@ EOF
 	wait_for 20 'grep -q "^400 " "$DATA/tasks/$id/stdout"'
 	run cat "$DATA/tasks/$id/stdout"
 	[ "${lines[0]}" = MISMATCH ]
-	run api_curl -s -XPOST "$BERTH_ADDR/v1/agent/secrets" \
+	run node_curl -s -XPOST "$BERTH_ADDR/v1/agent/secrets" \
 		-d "{\"name\":\"$(status_json alice/devel/app | jget 'd["tasks"][0]["node"]')\",\"task\":\"$id\"}"
 	[[ "$output" == *"\"version\":2"* && "$output" == *"\"data\":\"$(printf %s "$NEW" | base64)\""* ]]
 	run "$BERTH_BIN" update status alice/devel/app --json
