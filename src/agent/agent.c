@@ -96,7 +96,7 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	int r = mkdir_p(a->tasks_dir, 0755);
+	int r = mkdir_p(a->tasks_dir, 0700); /* the sandboxes are root's alone */
 	if (r < 0) {
 		berr_set(err, 500, "cannot create '%s': %s", a->tasks_dir, strerror(-r));
 		goto fail;
