@@ -100,7 +100,7 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 	}
 	if (agent_identity_init(a, err) < 0)
 		goto fail;
-	int r = mkdir_p(a->tasks_dir, 0755);
+	int r = mkdir_p(a->tasks_dir, 0700); /* the sandboxes are root's alone */
 	if (r < 0) {
 		berr_set(err, 500, "cannot create '%s': %s", a->tasks_dir, strerror(-r));
 		goto fail;

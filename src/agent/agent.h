@@ -42,6 +42,7 @@ struct agent_options {
 	const char *exe;	   /* the berth binary (for `berth supervise`) */
 	const char *docker_socket; /* Docker Engine socket; NULL = /var/run/docker.sock */
 	bool stop_tasks_on_exit;   /* berth up: Ctrl-C stops the tasks */
+	bool allow_root_tasks;	   /* exec tasks may run as root (--allow-root-tasks) */
 	uint64_t log_max_bytes;
 	int log_max_files;
 };

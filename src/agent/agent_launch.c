@@ -196,6 +196,7 @@ static int plan_launch(const struct agent *a, const struct launch_plan *p, const
 	    .env = p->env,
 	    .nenv = p->nenv,
 	    .user = ts->user,
+	    .allow_root_tasks = a->o.allow_root_tasks,
 	    .cpu = ts->resources.cpu,
 	    .memory_bytes = ts->resources.memory,
 	    .stop_grace_ms = ts->stop_grace_ms,

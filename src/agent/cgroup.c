@@ -194,6 +194,44 @@ int cgroup_enter_self(struct cgroup *cg)
 	return cg->ops->enter_self(cg);
 }
 
+int cgroup_open_entry(struct cgroup *cg, int *fds)
+{
+	const char *dirs[CG1_COUNT + 1];
+	const char *file = cg->version == CGROUP_V2 ? "cgroup.procs" : "tasks";
+	int n = 0;
+	if (cg->version == CGROUP_V2)
+		dirs[n++] = cg->dir;
+	else
+		for (int i = 0; i < CG1_COUNT; i++)
+			if (cg->dirs[i])
+				dirs[n++] = cg->dirs[i];
+	for (int i = 0; i < n; i++) {
+		char *path = xasprintf("%s/%s", dirs[i], file);
+		fds[i] = open(path, O_WRONLY | O_CLOEXEC);
+		free(path);
+		if (fds[i] < 0) {
+			int e = errno;
+			while (i-- > 0)
+				close(fds[i]);
+			return -e;
+		}
+	}
+	return n;
+}
+
+int cgroup_enter_by_fds(const int *fds, int n)
+{
+	for (int i = 0; i < n; i++) {
+		ssize_t w;
+		do
+			w = write(fds[i], "0", 1);
+		while (w < 0 && errno == EINTR);
+		if (w < 0)
+			return -errno;
+	}
+	return 0;
+}
+
 int cgroup_open_fd(struct cgroup *cg)
 {
 	return cg->ops->open_fd ? cg->ops->open_fd(cg) : -ENOTSUP;

@@ -75,6 +75,17 @@ int cgroup_enter(struct cgroup *cg, pid_t pid);
  * of the caller's own thread to v1's `tasks` file does not. v2 has no such
  * file for a domain cgroup: prefer cgroup_open_fd() there. */
 int cgroup_enter_self(struct cgroup *cg);
+/* The most files cgroup_open_entry() opens. */
+#define CGROUP_MAX_ENTRY_FDS 8
+/* Open for writing (close-on-exec) the files by which the calling thread
+ * enters the cgroup: v1's `tasks` of each hierarchy, v2's cgroup.procs.
+ * For a process that enters later from where the cgroup filesystem is
+ * read-only or hidden (a task's mount namespace). Returns how many (at
+ * most CGROUP_MAX_ENTRY_FDS) or -errno; the caller closes them. */
+int cgroup_open_entry(struct cgroup *cg, int *fds);
+/* Move the calling (single-threaded) process into the cgroup through the
+ * files of cgroup_open_entry(). Async-signal-safe. 0 or -errno. */
+int cgroup_enter_by_fds(const int *fds, int n);
 /* v2: an O_DIRECTORY descriptor of the cgroup, for clone3()'s
  * CLONE_INTO_CGROUP, which starts a child in the cgroup with no migration
  * at all. -ENOTSUP on v1. The caller closes it. */

@@ -13,7 +13,7 @@
 
 static int open_append(struct logfile *lf)
 {
-	lf->fd = open(lf->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	lf->fd = open(lf->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (lf->fd < 0)
 		return -errno;
 	struct stat st;

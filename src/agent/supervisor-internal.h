@@ -74,10 +74,12 @@ struct sup {
 	int sigfd, ctl_fd, out_fd, err_fd, notify_fd;
 	struct logfile out_log, err_log;
 	struct cgroup *cg;
-	/* exec: the task's user, environment, working directory and /tmp */
+	/* exec: the task's user, environment, working directory (workdir as
+	 * the task sees it, workdir_src on the host) and /tmp */
 	struct user_info user;
+	const char *user_name;
 	char **env;
-	char *workdir, *tmpdir;
+	char *workdir, *workdir_src, *tmpdir;
 	pid_t init_pid;
 	bool init_done;
 	int init_status;

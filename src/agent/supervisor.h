@@ -13,7 +13,10 @@
  *   status.json     the supervisor's report (struct task_report), rewritten
  *                   atomically at every change: starting, running, exited
  *   stdout, stderr  the task's output; rotated to stdout.1 .. stdout.N
- *   rootfs/ tmp/    the task's working directory and its private /tmp
+ *   work/ tmp/      exec: the task's working directory (its user's, shown
+ *                   to the task at the sandbox's own path) and its /tmp
+ * The sandbox is root's, mode 0700, its files 0600: launch.json holds the
+ * task's environment.
  *
  * Inside the task's pid namespace pid 1 is a minimal init (part of the
  * supervisor) that forwards SIGTERM/SIGINT/SIGHUP to the task's program and
@@ -69,7 +72,9 @@ struct task_launch {
 	size_t argc;
 	char *const *env; /* "KEY=VALUE" strings, template-expanded */
 	size_t nenv;
-	const char *user;      /* NULL or "" = do not change user */
+	const char *user;      /* exec: NULL or "" = nobody (uid 65534); oci, docker:
+				  the image's user */
+	bool allow_root_tasks; /* exec: may `user` be root? (agent --allow-root-tasks) */
 	double cpu;	       /* cores: cpu quota = cpu * period */
 	uint64_t memory_bytes; /* hard memory limit, no swap */
 	uint64_t stop_grace_ms;

@@ -114,7 +114,7 @@ static __attribute__((noreturn)) void spawn_supervisor(const struct spawn_args *
 		sigaction(s, &dfl, NULL);
 
 	int null = open("/dev/null", O_RDWR);
-	int log = open(a->logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	int log = open(a->logfile, O_WRONLY | O_CREAT | O_APPEND, 0600);
 	if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 ||
 	    dup2(log >= 0 ? log : null, 2) < 0)
 		_exit(1);
@@ -133,7 +133,7 @@ static __attribute__((noreturn)) void spawn_supervisor(const struct spawn_args *
 	 * supervisor_launch() has returned. */
 	char buf[24];
 	put_pid(buf, pid);
-	int fd = open(a->pidfile_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = open(a->pidfile_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd >= 0) {
 		ssize_t w = write(fd, buf, strlen(buf));
 		close(fd);
@@ -172,7 +172,10 @@ int supervisor_launch(const struct task_launch *l, const char *exe, pid_t *super
 	if (!exe || !*exe)
 		return berr_set(err, 0, "task '%s': no supervisor executable", l->task_id);
 
-	int r = mkdir_p(l->sandbox_dir, 0755);
+	/* Root's alone: launch.json holds the task's environment. */
+	int r = mkdir_p(l->sandbox_dir, 0700);
+	if (r == 0 && chmod(l->sandbox_dir, 0700) < 0)
+		r = -errno;
 	if (r < 0)
 		return berr_set(err, 0, "cannot create sandbox '%s': %s", l->sandbox_dir,
 				err_str(r));

@@ -30,7 +30,7 @@ int sandbox_write_atomic(const char *path, const char *data, size_t len, bool du
 	if (durable)
 		return file_write_atomic(path, data, len);
 	char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	int r = 0;
 	if (fd < 0) {
 		r = -errno;
@@ -86,6 +86,8 @@ json_t *launch_to_json(const struct task_launch *l, const char *sandbox)
 	json_object_set_new(o, "argv", str_array(l->argv, l->argc));
 	json_object_set_new(o, "env", str_array(l->env, l->nenv));
 	json_object_set_new(o, "user", json_string(l->user ? l->user : ""));
+	if (l->allow_root_tasks)
+		json_object_set_new(o, "allow_root_tasks", json_true());
 	json_object_set_new(o, "cpu", json_real(l->cpu));
 	json_object_set_new(o, "memory_bytes", json_integer((json_int_t)l->memory_bytes));
 	json_object_set_new(o, "stop_grace_ms", json_integer((json_int_t)l->stop_grace_ms));
@@ -170,6 +172,7 @@ int launch_read(const char *sandbox, struct launch_doc *d, struct berr *err)
 	d->env = jstr_array(o, "env", &l->nenv);
 	l->env = d->env;
 	l->user = jstr(o, "user");
+	l->allow_root_tasks = json_is_true(json_object_get(o, "allow_root_tasks"));
 	json_t *cpu = json_object_get(o, "cpu");
 	l->cpu = json_is_number(cpu) ? json_number_value(cpu) : 0;
 	l->memory_bytes = (uint64_t)jint(o, "memory_bytes");

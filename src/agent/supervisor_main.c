@@ -3,12 +3,16 @@
  * driver is in driver/driver_*.c.
  *
  * Choices made here:
- *  - The program's working directory is the sandbox itself (docs/decisions.md),
- *    and its /tmp is SANDBOX/tmp (mode 1777). The sandbox stays root's: a
- *    task running as another user must not be able to replace
- *    supervisor.pid or status.json, so it writes to /tmp, not its cwd.
+ *  - exec: the program runs as the spec's user, else as nobody (uid 65534;
+ *    a bare 65534:65534 where the host has no such user); a user that is
+ *    root (by name or number) only when the agent allows root tasks.
+ *  - Its working directory is SANDBOX/work (mode 0700, its user's), shown
+ *    to the task at the sandbox's path (docs/decisions.md: the cwd is the
+ *    sandbox); its /tmp is SANDBOX/tmp (mode 1777). The sandbox itself
+ *    stays root's (0700): a task must not replace supervisor.pid or
+ *    status.json, nor read launch.json.
  *  - Its environment is exactly the launch's env, plus PATH (a default)
- *    and HOME (the user's home, or the sandbox when running as root) when
+ *    and HOME (the spec's user's home, else the working directory) when
  *    absent, plus BERTH_TASK_ID.
  *  - The hostname is the task id cut to 63 characters.
  *  - Exit codes when the program could not be started: 127 when it does
@@ -461,6 +465,44 @@ static int sup_secrets(struct sup *s)
 	return 0;
 }
 
+/* exec: the task's user (the spec's, or nobody), refused when it is root
+ * and the agent does not allow it; then its working directory, which the
+ * user owns. A failure is the task's (sup_fail). */
+#define DEFAULT_TASK_USER "nobody"
+#define DEFAULT_TASK_UID 65534
+
+static int sup_exec_user(struct sup *s)
+{
+	const struct task_launch *l = &s->doc.l;
+	char num[16];
+	snprintf(num, sizeof num, "%d", DEFAULT_TASK_UID);
+	s->user_name = l->user ? l->user : DEFAULT_TASK_USER;
+	if (resolve_user(l->user ? l->user : num, &s->user) < 0) {
+		sup_fail(s, 126, "unknown user '%s'", s->user_name);
+		return -1;
+	}
+	if (s->user.uid == 0 && !l->allow_root_tasks) {
+		sup_fail(s, 126,
+			 "task user '%s' is root, which this agent refuses: run the task as "
+			 "another user, or start the agent with --allow-root-tasks",
+			 l->user);
+		return -1;
+	}
+	s->workdir_src = sandbox_file(s->sandbox, "work");
+	int fd = -1;
+	if ((mkdir(s->workdir_src, 0700) < 0 && errno != EEXIST) ||
+	    (fd = open(s->workdir_src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+	    fchown(fd, s->user.uid, s->user.gid) < 0 || fchmod(fd, 0700) < 0) {
+		sup_fail(s, 126, "cannot make the working directory '%s': %s", s->workdir_src,
+			 err_str(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
 static bool env_has(char *const *env, size_t n, const char *key)
 {
 	size_t k = strlen(key);
@@ -556,13 +598,9 @@ int supervisor_main(int argc, char **argv)
 	sup_publish(&s);
 
 	/* oci, docker: the image's users */
-	if (l->user && !s.driver->runtime_isolates) {
-		if (resolve_user(l->user, &s.user) < 0) {
-			sup_fail(&s, 126, "unknown user '%s'", l->user);
-			goto done;
-		}
-	}
-	s.env = build_env(l, l->user ? s.user.home : s.workdir);
+	if (!s.driver->runtime_isolates && sup_exec_user(&s) < 0)
+		goto done;
+	s.env = build_env(l, l->user && s.user.home ? s.user.home : s.workdir);
 	if (sup_secrets(&s) < 0)
 		goto done;
 
@@ -657,6 +695,7 @@ out:
 	free(s.user.groups);
 	free(s.user.home);
 	free(s.workdir);
+	free(s.workdir_src);
 	free(s.tmpdir);
 	free(s.sandbox);
 	return 0;

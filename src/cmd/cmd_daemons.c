@@ -61,6 +61,7 @@ enum {
 	O_DOCKER,
 	O_CGROUP,
 	O_SYSCGROUP,
+	O_ALLOW_ROOT,
 	O_HEARTBEAT,
 	O_DOWN,
 	O_CRONTZ,
@@ -109,6 +110,9 @@ static void opts_init(struct cli_opt *o)
 	    [O_SYSCGROUP] = {"--system-cgroup", NULL, true, false,
 			     "berth's own cgroup, weighted above the tasks' (default "
 			     "berth-system; none = stay)"},
+	    [O_ALLOW_ROOT] = {"--allow-root-tasks", NULL, false, false,
+			      "agent: exec tasks may run as root (with Docker's default "
+			      "capabilities; default: refused)"},
 	    [O_HEARTBEAT] = {"--heartbeat", NULL, true, false,
 			     "agent heartbeat interval (default 1s)"},
 	    [O_DOWN] = {"--down-after", NULL, true, false,
@@ -188,6 +192,7 @@ static int agent_opts_from_cli(struct cli_opt *o, struct agent_options *ao)
 		ao->cgroup_parent = o[O_CGROUP].value;
 	if (o[O_SYSCGROUP].set)
 		ao->system_cgroup = o[O_SYSCGROUP].value;
+	ao->allow_root_tasks = o[O_ALLOW_ROOT].set;
 	return 0;
 }
 

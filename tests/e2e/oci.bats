@@ -108,7 +108,7 @@ type: batch
 task:
   driver: oci
   image: $IMG:v1
-  command: ["/bin/sh", "-c", "cat /etc/os-release-of-image-marker; ls /; if [ -e /etc/debian_version ]; then echo host-files; fi; ls /gone; cat /etc/layer2; echo \$IMAGE_VAR \$GREETING; pwd; id -u; hostname"]
+  command: ["/bin/sh", "-c", "cat /etc/os-release-of-image-marker; ls /; if [ -e /etc/debian_version ]; then echo host-files; fi; ls /gone; cat /etc/layer2; echo \$IMAGE_VAR \$GREETING; pwd; id -u; hostname; unshare -U true 2>/dev/null && echo userns || echo no-userns"]
   env: {GREETING: hello}
   resources: {cpu: 0.5, memory: 64MiB}
 EOF
@@ -126,6 +126,9 @@ EOF
 	echo "$output" | grep -qx "from-image hello" # image env + task env
 	echo "$output" | grep -qx "/home/app"        # the image's WorkingDir
 	echo "$output" | grep -qx "0"
+	# the allowlist seccomp profile: no unshare, though root may make a
+	# user namespace without any capability
+	echo "$output" | grep -qx "no-userns"
 }
 
 @test "an oci service: host pid, namespaces and limits; a graceful stop; one unpack for two tasks" {

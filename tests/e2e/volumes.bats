@@ -16,6 +16,7 @@ teardown() {
 
 @test "an exec task reads a read-only volume, cannot write to it, and writes through a read-write one" {
 	mkdir "$VOL/ro" "$VOL/rw"
+	chown 65534:65534 "$VOL/rw" # the task runs as nobody (no user in its spec)
 	echo "hello from the host" >"$VOL/ro/greeting"
 	# The exec task sees the host's root: the paths are host paths that the
 	# binds overlay in the task's mount namespace (created when missing;

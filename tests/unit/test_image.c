@@ -1188,7 +1188,20 @@ TEST(oci_config_resolves_users_in_the_image)
 	CHECK(json_integer_value(json_object_get(json_object_get(res, "memory"), "limit")) ==
 	      64 << 20);
 	CHECK(json_integer_value(json_object_get(json_object_get(res, "cpu"), "quota")) == 50000);
-	CHECK(json_is_object(json_object_get(lin, "seccomp")));
+	/* seccomp: the allowlist the exec driver loads too (seccomp_profile.h) */
+	json_t *sc = json_object_get(lin, "seccomp");
+	CHECK_STR(json_string_value(json_object_get(sc, "defaultAction")), "SCMP_ACT_ERRNO");
+	json_t *sc0 = json_array_get(json_object_get(sc, "syscalls"), 0);
+	CHECK_STR(json_string_value(json_object_get(sc0, "action")), "SCMP_ACT_ALLOW");
+	char *names = json_dumps(json_object_get(sc0, "names"), JSON_COMPACT);
+	CHECK_CONTAINS(names, "\"openat\"");
+	CHECK(!strstr(names, "\"mount\"") && !strstr(names, "\"unshare\""));
+	free(names);
+	char *rules = json_dumps(json_object_get(sc, "syscalls"), JSON_COMPACT);
+	CHECK_CONTAINS(rules,
+		       "{\"names\":[\"clone3\"],\"action\":\"SCMP_ACT_ERRNO\",\"errnoRet\":38}");
+	CHECK_CONTAINS(rules, "\"op\":\"SCMP_CMP_MASKED_EQ\"");
+	free(rules);
 	CHECK_STR(json_string_value(json_object_get(j, "hostname")), "web-0-abc");
 	json_decref(j);
 	free(text);

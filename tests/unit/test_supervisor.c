@@ -277,9 +277,12 @@ TEST(exec_failure_is_reported)
 	CHECK(rep.pid == 0);
 	run_cleanup(&r);
 
-	/* the sandbox is the working directory */
+	/* the sandbox's work/ is the working directory */
 	run_init(&r, "noperm", ((char *const[]){"./data.txt", NULL}), 1);
-	char *path = xasprintf("%s/data.txt", r.dir);
+	char *path = xasprintf("%s/work", r.dir);
+	CHECK(mkdir(path, 0700) == 0);
+	free(path);
+	path = xasprintf("%s/work/data.txt", r.dir);
 	CHECK(file_write_atomic(path, "not a program\n", 14) == 0);
 	free(path);
 	run_to_end(&r, &rep);
@@ -368,8 +371,10 @@ TEST(tmp_is_private_and_env_is_exact)
 	run_to_end(&r, &rep);
 	CHECK(rep.exit_code == 0);
 	char *out = slurp(&r, "stdout");
-	char *expect = xasprintf("%s\n%s\n", name, r.dir);
-	CHECK(!strncmp(out, expect, strlen(expect))); /* /tmp held only our file */
+	/* /tmp held only our file, and the way to the working directory, the
+	 * sandbox, which is under the host's /tmp */
+	char *expect = xasprintf("%s\n%s\n%s\n", name, r.dir + 5, r.dir);
+	CHECK(!strncmp(out, expect, strlen(expect)));
 	free(expect);
 	char *p = xasprintf("/tmp/%s", name);
 	CHECK(access(p, F_OK) < 0); /* not on the host's /tmp */
@@ -632,6 +637,112 @@ TEST(runs_as_the_given_user)
 	run_cleanup(&r);
 }
 
+/* No user in the spec: nobody, at home in its working directory, which it
+ * owns and reaches by the path getcwd() gives (the sandbox's, under the
+ * host's /tmp here, which the task's own /tmp covers). */
+TEST(runs_as_nobody_by_default_in_its_own_workdir)
+{
+	need_root();
+	struct run r;
+	struct task_report rep;
+	run_init(&r, "nobody",
+		 SH("id -u; id -g; echo $HOME; pwd; echo hi > out.txt; cat \"$(pwd)/out.txt\"; "
+		    "grep -E '^(NoNewPrivs|Seccomp|CapEff|CapBnd):' /proc/self/status; "
+		    "touch /etc/berth-test 2>&1; ls / >/dev/null && echo root-readable"));
+	run_to_end(&r, &rep);
+	CHECK(rep.exit_code == 0);
+	char *out = slurp(&r, "stdout");
+	char *expect = xasprintf("65534\n65534\n%s\n%s\nhi\n", r.dir, r.dir);
+	CHECK(!strncmp(out, expect, strlen(expect)));
+	free(expect);
+	CHECK_CONTAINS(out, "NoNewPrivs:\t1\nSeccomp:\t2\n");
+	CHECK_CONTAINS(out, "CapEff:\t0000000000000000\n");
+	CHECK_CONTAINS(out, "/etc/berth-test': Read-only file system\n");
+	CHECK_CONTAINS(out, "root-readable\n");
+	free(out);
+	out = slurp(&r, "work/out.txt");
+	CHECK_STR(out, "hi\n");
+	free(out);
+	char *path = xasprintf("%s/work", r.dir);
+	struct stat st;
+	CHECK(stat(path, &st) == 0 && st.st_uid == 65534 && (st.st_mode & 07777) == 0700);
+	free(path);
+	/* the sandbox and its files are root's alone */
+	CHECK(stat(r.dir, &st) == 0 && st.st_uid == 0 && (st.st_mode & 07777) == 0700);
+	path = xasprintf("%s/launch.json", r.dir);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 07777) == 0600);
+	free(path);
+	path = xasprintf("%s/stdout", r.dir);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 07777) == 0600);
+	free(path);
+	run_cleanup(&r);
+}
+
+/* Docker's default capabilities: CHOWN DAC_OVERRIDE FOWNER FSETID KILL
+ * SETGID SETUID SETPCAP NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD
+ * AUDIT_WRITE SETFCAP. */
+#define DEFAULT_CAPS "00000000a80425fb"
+
+TEST(root_only_when_allowed_and_confined)
+{
+	need_cgroups();
+	struct run r;
+	struct task_report rep;
+	run_init(&r, "root", SH("id -u"));
+	r.l.user = "root";
+	run_to_end(&r, &rep);
+	CHECK(rep.exit_code == 126);
+	CHECK_CONTAINS(rep.message, "task user 'root' is root");
+	CHECK_CONTAINS(rep.message, "--allow-root-tasks");
+	run_cleanup(&r);
+
+	run_init(&r, "uid0", SH("id -u"));
+	r.l.user = "0";
+	run_to_end(&r, &rep);
+	CHECK(rep.exit_code == 126);
+	CHECK_CONTAINS(rep.message, "--allow-root-tasks");
+	run_cleanup(&r);
+
+	/* Allowed: root, but with the default set only, and everything but
+	 * its own directories read-only. */
+	run_init(
+	    &r, "rootok",
+	    SH("id -u; grep -E '^(CapEff|CapPrm|CapBnd|CapInh|CapAmb|NoNewPrivs|Seccomp):' "
+	       "/proc/self/status; "
+	       "touch /etc/berth-test 2>&1 || true; "
+	       "{ echo h > /proc/sysrq-trigger; } 2>&1 || true; "
+	       "{ echo 1 > /proc/sys/vm/drop_caches; } 2>&1 || true; "
+	       "cg=$(sed -n 's/^[0-9]*:pids:\\(.*\\)/\\1/p; s/^0::\\(.*\\)/\\1/p' "
+	       "/proc/self/cgroup | head -1); "
+	       "for f in /sys/fs/cgroup/pids$cg/../cgroup.procs /sys/fs/cgroup$cg/../cgroup.procs; "
+	       "do [ -e $f ] && { echo $$ > $f && echo escaped || echo stayed; }; done; "
+	       "echo w > /tmp/w && echo tmp-ok; echo w > w && echo cwd-ok; "
+	       "unshare -U true 2>/dev/null && echo userns || echo no-userns"));
+	r.l.user = "root";
+	r.l.allow_root_tasks = true;
+	run_to_end(&r, &rep);
+	CHECK(rep.exit_code == 0);
+	char *out = slurp(&r, "stdout");
+	CHECK(!strncmp(out, "0\n", 2));
+	CHECK_CONTAINS(out, "CapInh:\t0000000000000000\n");
+	CHECK_CONTAINS(out, "CapPrm:\t" DEFAULT_CAPS "\n");
+	CHECK_CONTAINS(out, "CapEff:\t" DEFAULT_CAPS "\n");
+	CHECK_CONTAINS(out, "CapBnd:\t" DEFAULT_CAPS "\n");
+	CHECK_CONTAINS(out, "CapAmb:\t0000000000000000\n");
+	CHECK_CONTAINS(out, "NoNewPrivs:\t1\n");
+	CHECK_CONTAINS(out, "Seccomp:\t2\n");
+	CHECK_CONTAINS(out, "/etc/berth-test': Read-only file system");
+	if (access("/proc/sysrq-trigger", F_OK) == 0) /* a kernel without sysrq has none */
+		CHECK_CONTAINS(out, "sysrq-trigger: Read-only file system");
+	CHECK_CONTAINS(out, "drop_caches: Read-only file system");
+	CHECK_CONTAINS(out, "stayed");
+	CHECK(!strstr(out, "escaped"));
+	CHECK_CONTAINS(out, "tmp-ok\ncwd-ok\nno-userns\n");
+	free(out);
+	CHECK(access("/etc/berth-test", F_OK) < 0);
+	run_cleanup(&r);
+}
+
 TEST(supervisor_outlives_its_launcher)
 {
 	need_root();
@@ -826,5 +937,6 @@ UNIT_MAIN(exit_zero_is_reported, exit_status_and_signal_are_reported, exec_failu
 	  cgroup_holds_the_task_with_its_limits, memory_hog_is_reported_as_oom,
 	  stop_lets_a_program_exit_cleanly, stop_kills_a_program_ignoring_term_after_grace,
 	  no_process_is_left_behind, logs_rotate_by_size, runs_as_the_given_user,
+	  runs_as_nobody_by_default_in_its_own_workdir, root_only_when_allowed_and_confined,
 	  supervisor_outlives_its_launcher, notifies_the_agent_socket,
 	  agent_side_errors_and_lookups, isolation_puts_only_the_program_in_a_v2_cgroup)

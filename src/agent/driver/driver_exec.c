@@ -13,10 +13,12 @@ static pid_t exec_start(struct sup *s, int out_fd, int err_fd, struct berr *err)
 	struct isolation iso = {
 	    .hostname = l->task_id,
 	    .workdir = s->workdir,
+	    .workdir_src = s->workdir_src,
+	    .hide = l->data_dir,
 	    .tmpdir = s->tmpdir,
 	    .argv = l->argv,
 	    .envp = s->env,
-	    .user = l->user,
+	    .user = s->user_name,
 	    .uid = s->user.uid,
 	    .gid = s->user.gid,
 	    .groups = s->user.groups,

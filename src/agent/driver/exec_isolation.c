@@ -13,15 +13,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <stdint.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "agent/cgroup.h"
+#include "agent/driver/seccomp_profile.h"
 
 extern char **environ;
 
@@ -110,7 +115,61 @@ static __attribute__((noreturn, format(printf, 3, 4))) void program_fail(int err
 	_exit(code);
 }
 
-static __attribute__((noreturn)) void run_program(const struct isolation *iso, int errfd)
+/* What the init prepares for the program before the mounts go read-only. */
+struct program_setup {
+	int cg_fds[CGROUP_MAX_ENTRY_FDS]; /* to enter the task's cgroup */
+	int ncg_fds;
+	struct sock_fprog seccomp;
+};
+
+static bool cap_allowed(int cap)
+{
+	size_t n;
+	const struct seccomp_cap *caps = seccomp_profile_caps(&n);
+	for (size_t i = 0; i < n; i++)
+		if (caps[i].nr == cap)
+			return true;
+	return false;
+}
+
+/* The bounding set cut to Docker's default set: nothing the program execs
+ * can gain more. Needs CAP_SETPCAP: before the user switch. */
+static int bound_capabilities(void)
+{
+	for (int cap = 0; cap < 64; cap++) {
+		if (cap_allowed(cap))
+			continue;
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+			if (errno == EINVAL)
+				break; /* past the kernel's last capability */
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+/* A root program keeps the default set only (effective and permitted;
+ * none inheritable, as Docker since 20.10); a non-root one lost every
+ * capability at setuid. No ambient capability either way. */
+static int limit_capabilities(void)
+{
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return -errno;
+	if (getuid() != 0 && geteuid() != 0)
+		return 0;
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct data[2] = {{0}};
+	size_t n;
+	const struct seccomp_cap *caps = seccomp_profile_caps(&n);
+	for (size_t i = 0; i < n; i++) {
+		data[caps[i].nr / 32].effective |= 1u << (caps[i].nr % 32);
+		data[caps[i].nr / 32].permitted |= 1u << (caps[i].nr % 32);
+	}
+	return syscall(SYS_capset, &hdr, data) < 0 ? -errno : 0;
+}
+
+static __attribute__((noreturn)) void run_program(const struct isolation *iso,
+						  const struct program_setup *ps, int errfd)
 {
 	/* Its own session and process group: the init signals the group, so
 	 * a shell's children hear SIGTERM too, and nothing has a terminal. */
@@ -134,11 +193,16 @@ static __attribute__((noreturn)) void run_program(const struct isolation *iso, i
 	 * could cost a whole CFS period (100 ms). Before the user switch: the
 	 * cgroup files are root's. Only the thread moves (v1's `tasks`), which
 	 * spares the kernel's threadgroup lock; we are single-threaded. */
-	if (iso->cg) {
-		int r = cgroup_enter_self(iso->cg);
+	if (ps->ncg_fds > 0) {
+		int r = cgroup_enter_by_fds(ps->cg_fds, ps->ncg_fds);
 		if (r < 0)
 			program_fail(errfd, 126, "cannot enter the task's cgroup: %s", err_str(-r));
+		for (int i = 0; i < ps->ncg_fds; i++)
+			close(ps->cg_fds[i]);
 	}
+	int r = bound_capabilities();
+	if (r < 0)
+		program_fail(errfd, 126, "cannot bound the task's capabilities: %s", err_str(-r));
 	if (iso->user) {
 		/* Groups first: after setuid we could no longer change them. */
 		if (setgroups(iso->ngroups, iso->groups) < 0 || setgid(iso->gid) < 0 ||
@@ -146,8 +210,18 @@ static __attribute__((noreturn)) void run_program(const struct isolation *iso, i
 			program_fail(errfd, 126, "cannot switch to user '%s': %s", iso->user,
 				     err_str(errno));
 	}
-	/* setuid binaries inside the task must not gain what the task lacks. */
-	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	r = limit_capabilities();
+	if (r < 0)
+		program_fail(errfd, 126, "cannot limit the task's capabilities: %s", err_str(-r));
+	/* setuid binaries inside the task must not gain what the task lacks;
+	 * and an unprivileged process may load a seccomp filter only so. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		program_fail(errfd, 126, "cannot set no_new_privs: %s", err_str(errno));
+	/* The last step before exec: from here on only the profile's calls
+	 * work (execve, and on failure write and exit, are among them). */
+	r = seccomp_profile_load(&ps->seccomp);
+	if (r < 0)
+		program_fail(errfd, 126, "cannot load the seccomp filter: %s", err_str(-r));
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -381,20 +455,279 @@ static void mount_secrets(const struct isolation *iso, int ctl, const int *fds)
 	}
 }
 
+/* ---- read-only mounts ---- */
+
+#ifndef __NR_mount_setattr
+#define __NR_mount_setattr 442 /* the same on every architecture */
+#endif
+#define ISO_MOUNT_ATTR_RDONLY 0x1ull
+#define ISO_AT_RECURSIVE 0x8000
+
+struct iso_mount_attr {
+	uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+
+/* Remount the mount at `path` read-only or writable with mount(2), which
+ * resets every flag not given: the others are read back first. */
+static int remount_one(const char *path, bool ro)
+{
+	static const struct {
+		unsigned long st, ms;
+	} keep[] = {
+	    {ST_NOSUID, MS_NOSUID},   {ST_NODEV, MS_NODEV},	      {ST_NOEXEC, MS_NOEXEC},
+	    {ST_NOATIME, MS_NOATIME}, {ST_NODIRATIME, MS_NODIRATIME}, {ST_RELATIME, MS_RELATIME},
+	};
+	struct statvfs sv;
+	if (statvfs(path, &sv) < 0)
+		return -errno;
+	unsigned long fl = MS_BIND | MS_REMOUNT | (ro ? MS_RDONLY : 0);
+	for (size_t i = 0; i < ARRAY_SIZE(keep); i++)
+		if (sv.f_flag & keep[i].st)
+			fl |= keep[i].ms;
+	return mount(NULL, path, NULL, fl, NULL) < 0 ? -errno : 0;
+}
+
+/* mountinfo escapes blanks and backslashes as \ooo. */
+static void unescape_octal(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r; r++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '7' && r[2] >= '0' && r[2] <= '7' &&
+		    r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 3;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = 0;
+}
+
+/* Kernels before 5.12 (no mount_setattr): each mount at or under `top`,
+ * one by one. Only the top one's failure counts (a submount may refuse). */
+static int remount_tree(const char *top, bool ro)
+{
+	int r = remount_one(top, ro);
+	if (r < 0)
+		return r;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -errno;
+	char line[4096 + 256], mp[4096];
+	size_t tl = strlen(top);
+	while (fgets(line, sizeof line, f)) {
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
+			continue;
+		unescape_octal(mp);
+		bool under = !strcmp(top, "/") ? mp[0] == '/' && mp[1]
+					       : !strncmp(mp, top, tl) && mp[tl] == '/';
+		if (under)
+			remount_one(mp, ro);
+	}
+	fclose(f);
+	return 0;
+}
+
+/* Make the mount at `path` (and with `recursive` every mount under it)
+ * read-only or writable, in this mount namespace only. 0 or -errno. */
+static int set_readonly(const char *path, bool ro, bool recursive)
+{
+	struct iso_mount_attr a = {0};
+	if (ro)
+		a.attr_set = ISO_MOUNT_ATTR_RDONLY;
+	else
+		a.attr_clr = ISO_MOUNT_ATTR_RDONLY;
+	if (syscall(__NR_mount_setattr, AT_FDCWD, path, recursive ? ISO_AT_RECURSIVE : 0, &a,
+		    sizeof a) == 0)
+		return 0;
+	if (errno != ENOSYS)
+		return -errno;
+	return recursive ? remount_tree(path, ro) : remount_one(path, ro);
+}
+
+/* ---- /proc: Docker's read-only and masked paths ---- */
+
+static void harden_proc(int ctl)
+{
+	static const char *const readonly[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+					       "/proc/sysrq-trigger"};
+	static const char *const masked[] = {"/proc/asound",
+					     "/proc/acpi",
+					     "/proc/kcore",
+					     "/proc/keys",
+					     "/proc/latency_stats",
+					     "/proc/timer_list",
+					     "/proc/timer_stats",
+					     "/proc/sched_debug",
+					     "/proc/scsi",
+					     "/sys/firmware",
+					     "/sys/devices/virtual/powercap"};
+	struct stat st;
+	for (size_t i = 0; i < ARRAY_SIZE(readonly); i++) {
+		if (stat(readonly[i], &st) < 0)
+			continue;
+		if (mount(readonly[i], readonly[i], NULL, MS_BIND | MS_REC, NULL) < 0 ||
+		    set_readonly(readonly[i], true, true) < 0)
+			init_fail(ctl, "cannot make '%s' read-only: %s", readonly[i],
+				  err_str(errno));
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(masked); i++) {
+		if (stat(masked[i], &st) < 0)
+			continue;
+		int r = S_ISDIR(st.st_mode) ? mount("tmpfs", masked[i], "tmpfs",
+						    MS_RDONLY | MS_NOSUID | MS_NODEV, "size=0")
+					    : mount("/dev/null", masked[i], NULL, MS_BIND, NULL);
+		if (r < 0)
+			init_fail(ctl, "cannot mask '%s': %s", masked[i], err_str(errno));
+	}
+}
+
+/* ---- the working directory, reachable by its path ---- */
+
+static bool in_groups(gid_t g, const struct isolation *iso)
+{
+	if (g == iso->gid)
+		return true;
+	for (size_t i = 0; i < iso->ngroups; i++)
+		if (iso->groups[i] == g)
+			return true;
+	return false;
+}
+
+/* Could the task's user search directory `st`? (ACLs aside) */
+static bool user_can_search(const struct isolation *iso, const struct stat *st)
+{
+	if (!iso->user || iso->uid == 0)
+		return true;
+	if (st->st_uid == iso->uid)
+		return st->st_mode & S_IXUSR;
+	if (in_groups(st->st_gid, iso))
+		return st->st_mode & S_IXGRP;
+	return st->st_mode & S_IXOTH;
+}
+
+/* Is `dir` a proper ancestor of `path`? */
+static bool is_above(const char *dir, const char *path)
+{
+	size_t n = strlen(dir);
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	return n > 0 && !strncmp(dir, path, n) && path[n] == '/' && path[n + 1];
+}
+
+/* mkdir -p, root's and searchable by all. */
+static int make_dirs(const char *path)
+{
+	char *p = strdup(path);
+	if (!p)
+		return -ENOMEM;
+	int r = 0;
+	for (char *q = p + 1;; q++) {
+		if (*q && *q != '/')
+			continue;
+		char c = *q;
+		*q = 0;
+		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+			r = -errno;
+		*q = c;
+		if (!c || r < 0)
+			break;
+	}
+	free(p);
+	return r;
+}
+
+/* Show the directory `wfd` (O_PATH) at iso->workdir. The directories above
+ * workdir from the cover down are a tmpfs holding just that path (made
+ * read-only with the rest): the cover is iso->hide, or higher up the first
+ * directory the task's user could not search (the agent's data dir is
+ * root's alone) or that does not exist (the sandbox under the host's /tmp
+ * is not in the task's /tmp); without iso->hide there may be none. Above
+ * the cover every directory is searchable; a missing one is made (in the
+ * task's own /tmp). */
+static void mount_workdir(const struct isolation *iso, int ctl, int wfd)
+{
+	const char *wd = iso->workdir;
+	bool hide = iso->hide && is_above(iso->hide, wd);
+	char *cover = strdup(hide ? iso->hide : wd);
+	if (!cover)
+		init_fail(ctl, "cannot set up the working directory: %s", err_str(ENOMEM));
+	if (!hide)
+		*strrchr(cover, '/') = 0;
+	bool stopped = false;
+	for (char *q = cover + 1; *cover && *q; q++) {
+		if (q[1] && q[1] != '/')
+			continue;
+		char c = q[1];
+		q[1] = 0;
+		struct stat st;
+		stopped = stat(cover, &st) < 0 || !user_can_search(iso, &st);
+		q[1] = c;
+		if (stopped) {
+			q[1] = 0; /* the cover is this directory (or a missing one) */
+			break;
+		}
+	}
+	if (!hide && !stopped)
+		*cover = 0; /* nothing to hide, the path works as it is */
+	if (*cover) {	    /* a tmpfs cannot be laid over the root */
+		char opts[64];
+		int r = make_dirs(cover);
+		if (r < 0)
+			init_fail(ctl, "cannot create '%s': %s", cover, err_str(-r));
+		snprintf(opts, sizeof opts, "mode=755,size=%d", 64 * 1024);
+		if (mount("tmpfs", cover, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+			init_fail(ctl, "cannot mount tmpfs on '%s': %s", cover, err_str(errno));
+	}
+	int r = make_dirs(wd);
+	if (r < 0)
+		init_fail(ctl, "cannot create '%s': %s", wd, err_str(-r));
+	char src[64];
+	snprintf(src, sizeof src, "/proc/self/fd/%d", wfd);
+	if (mount(src, wd, NULL, MS_BIND, NULL) < 0)
+		init_fail(ctl, "cannot bind '%s' on '%s': %s", iso->workdir_src, wd,
+			  err_str(errno));
+	free(cover); /* read-only with the rest (lock_down) */
+}
+
+/* Everything read-only but what the task may write: /dev (a bind of
+ * itself first, so that it is a mount of its own), /proc, /tmp, the
+ * working directory and the read-write volumes. */
+static void lock_down(const struct isolation *iso, int ctl)
+{
+	if (mount("/dev", "/dev", NULL, MS_BIND | MS_REC, NULL) < 0)
+		init_fail(ctl, "cannot bind '/dev': %s", err_str(errno));
+	int r = set_readonly("/", true, true);
+	if (r < 0)
+		init_fail(ctl, "cannot make the root read-only: %s", err_str(-r));
+	if ((r = set_readonly("/dev", false, true)) < 0 ||
+	    (r = set_readonly("/proc", false, false)) < 0 ||
+	    (r = set_readonly("/tmp", false, false)) < 0)
+		init_fail(ctl, "cannot make /dev, /proc and /tmp writable: %s", err_str(-r));
+	if (iso->workdir_src && (r = set_readonly(iso->workdir, false, false)) < 0)
+		init_fail(ctl, "cannot make '%s' writable: %s", iso->workdir, err_str(-r));
+	for (size_t i = 0; i < iso->nvolumes; i++)
+		if (!iso->volume_ro[i] && (r = set_readonly(iso->volume_path[i], false, false)) < 0)
+			init_fail(ctl, "cannot make volume '%s' writable: %s", iso->volume_path[i],
+				  err_str(-r));
+}
+
 static void setup_namespace(const struct isolation *iso, int ctl)
 {
-	/* Now, while the path resolves as on the host: the sandbox may well
-	 * be under the /tmp we are about to cover. The program inherits it. */
-	if (chdir(iso->workdir) < 0)
-		init_fail(ctl, "cannot enter '%s': %s", iso->workdir, err_str(errno));
 	if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC) < 0)
 		init_fail(ctl, "cannot create namespaces: %s", err_str(errno));
 	/* Private first, or the mounts below would propagate to the host. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		init_fail(ctl, "cannot make mounts private: %s", err_str(errno));
-	/* The volumes' host paths, opened in the new namespace (a bind needs
-	 * its source there) but before /tmp is covered: a host path under /tmp
-	 * is the host's. */
+	/* What gets bound, opened in the new namespace (a bind needs its
+	 * source there) but before anything is covered: paths under /tmp or
+	 * the data dir are the host's. */
+	int wfd = -1;
+	if (iso->workdir_src) {
+		wfd = open(iso->workdir_src, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		if (wfd < 0)
+			init_fail(ctl, "cannot open '%s': %s", iso->workdir_src, err_str(errno));
+	}
 	int *vfds = iso->nvolumes ? calloc(iso->nvolumes, sizeof *vfds) : NULL;
 	if (iso->nvolumes && !vfds)
 		init_fail(ctl, "cannot set up volumes: %s", err_str(ENOMEM));
@@ -421,11 +754,21 @@ static void setup_namespace(const struct isolation *iso, int ctl)
 	} else if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0) {
 		init_fail(ctl, "cannot mount tmpfs on '/tmp': %s", err_str(errno));
 	}
-	/* After /tmp: a volume may be mounted under it. */
+	/* After /tmp: the working directory, a volume, may be under it. */
+	if (wfd >= 0) {
+		mount_workdir(iso, ctl, wfd);
+		close(wfd);
+	}
 	mount_volumes(iso, ctl, vfds);
 	free(vfds);
 	mount_secrets(iso, ctl, sfds);
 	free(sfds);
+	lock_down(iso, ctl);
+	harden_proc(ctl);
+	/* Now that the path resolves as the task sees it. The program
+	 * inherits it. */
+	if (chdir(iso->workdir) < 0)
+		init_fail(ctl, "cannot enter '%s': %s", iso->workdir, err_str(errno));
 	const char *h = iso->hostname ? iso->hostname : "task";
 	size_t hl = strlen(h);
 	/* 63: what fits a C string in the kernel's 64-byte field. */
@@ -439,6 +782,16 @@ static __attribute__((noreturn)) void init_main(const struct isolation *iso, int
 	 * to collect its output or its status. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	prctl(PR_SET_NAME, "berth-init");
+	/* Before the cgroup filesystem goes read-only. */
+	struct program_setup ps = {.ncg_fds = 0};
+	if (iso->cg) {
+		ps.ncg_fds = cgroup_open_entry(iso->cg, ps.cg_fds);
+		if (ps.ncg_fds < 0)
+			init_fail(ctl, "cannot open the task's cgroup: %s", err_str(-ps.ncg_fds));
+	}
+	int r = seccomp_profile_bpf(&ps.seccomp);
+	if (r < 0)
+		init_fail(ctl, "no seccomp filter for this architecture: %s", err_str(-r));
 	setup_namespace(iso, ctl);
 
 	/* Blocked signals are queued even for pid 1, and waited for below.
@@ -463,11 +816,14 @@ static __attribute__((noreturn)) void init_main(const struct isolation *iso, int
 	if (child == 0) {
 		close(ep[0]);
 		close(ctl);
-		run_program(iso, ep[1]);
+		run_program(iso, &ps, ep[1]);
 	}
 	close(ep[1]);
 	close(iso->stdout_fd);
 	close(iso->stderr_fd);
+	for (int i = 0; i < ps.ncg_fds; i++)
+		close(ps.cg_fds[i]);
+	free(ps.seccomp.filter);
 
 	/* EOF = exec succeeded (the pipe was close-on-exec). */
 	struct exec_failure f;

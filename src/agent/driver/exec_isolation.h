@@ -3,13 +3,31 @@
  *
  * isolation_start() forks the init: pid 1 of a new pid namespace. It stays
  * in the supervisor's cgroup (berth's own, never the task's: its set-up runs
- * at full speed whatever the task's cpu limit), makes the mounts private, mounts a fresh /proc
- * (only the task's processes show) and binds the sandbox's tmp/ onto /tmp, binds each volume's host
- * path onto its path (read-only ones remounted MS_RDONLY), sets the hostname, then forks the
- * program (pid 2): own session, stdout/stderr on the supervisor's pipes,
- * the init's working directory, exact environment, default signals, then as
- * the last steps the task's cgroup (everything the program forks is
- * accounted there), user, no_new_privs, execvp.
+ * at full speed whatever the task's cpu limit) and builds the task's view
+ * of the files, in its own mount namespace (nothing of it shows on the host):
+ *   - a fresh /proc (only the task's processes show) whose /proc/sys,
+ *     /proc/sysrq-trigger, /proc/bus, /proc/fs, /proc/irq are read-only and
+ *     /proc/kcore, /proc/keys, /proc/timer_list, ... masked (Docker's lists);
+ *   - the sandbox's tmp/ on /tmp (or a tmpfs);
+ *   - the working directory: `workdir_src` (the task's own directory) shown
+ *     at `workdir`, the path getcwd() returns, on a small read-only tmpfs
+ *     laid over `hide` (the agent's data dir: other tasks' sandboxes, the
+ *     node's keys) or over the first directory above `workdir` the task's
+ *     user could not traverse, so that the path works for that user, even
+ *     when it lies under the /tmp the task gets;
+ *   - each volume's host path bound onto its path, each secret's file
+ *     bound read-only onto its path;
+ *   - then everything read-only (the host's root, /sys, the cgroup
+ *     filesystems) but /dev, /proc, /tmp, the working directory and the
+ *     read-write volumes.
+ * It sets the hostname, then forks the program (pid 2): own session,
+ * stdout/stderr on the supervisor's pipes, exact environment, default
+ * signals, then as the last steps the task's cgroup (everything the program
+ * forks is accounted there; entered through files opened before the
+ * cgroup filesystem went read-only), the bounding capability set cut to
+ * Docker's default set (seccomp_profile.h), the user, for a root task
+ * those capabilities only, no ambient ones, no_new_privs, the seccomp
+ * filter, execvp.
  *
  * The kernel spares pid 1 from every signal it has no handler for, so the
  * program is never pid 1; the init instead forwards SIGTERM, SIGINT, SIGHUP,
@@ -36,11 +54,15 @@ struct cgroup;
 
 struct isolation {
 	const char *hostname;
-	const char *workdir; /* the program's working directory */
-	const char *tmpdir;  /* bound onto /tmp; NULL = a tmpfs */
-	char *const *argv;   /* argv[0] is looked up in the PATH of envp */
-	char *const *envp;   /* the program's whole environment */
-	const char *user;    /* for messages; NULL = keep root */
+	const char *workdir;	 /* the program's working directory, as the task sees it */
+	const char *workdir_src; /* NULL, or the host directory shown at workdir */
+	const char *hide;	 /* with workdir_src: a directory above workdir to cover
+				    (NULL = workdir's parent) */
+	const char *tmpdir;	 /* bound onto /tmp; NULL = a tmpfs */
+	char *const *argv;	 /* argv[0] is looked up in the PATH of envp */
+	char *const *envp;	 /* the program's whole environment */
+	const char *user;	 /* for messages; NULL = stay root (with Docker's
+				    default capabilities only) */
 	uid_t uid;
 	gid_t gid;
 	const gid_t *groups; /* supplementary groups when user is set */
@@ -51,7 +73,8 @@ struct isolation {
 	 * volume_ro[i]. The task sees the host's root, so volume_path[i] is a
 	 * host path that the bind overlays in the task's mount namespace only;
 	 * a missing mount point is created (on the host), as a directory, or as
-	 * an empty file when the host path is a file. */
+	 * an empty file when the host path is a file. A read-write volume's
+	 * own mount is writable, not the host's mounts under it. */
 	const char *const *volume_host, *const *volume_path;
 	const bool *volume_ro;
 	size_t nvolumes;

@@ -19,11 +19,11 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "agent/cgroup.h"
+#include "agent/driver/seccomp_profile.h"
 #include "agent/image/image_rootfs.h"
 #include "agent/image/image_tar.h"
 
@@ -32,14 +32,6 @@ extern char **environ;
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define NOFILE_SOFT 1024
 #define NOFILE_HARD 524288
-
-/* Docker's default capabilities for a container. */
-static const char *const default_caps[] = {
-    "CAP_CHOWN",   "CAP_DAC_OVERRIDE", "CAP_FSETID",	       "CAP_FOWNER",
-    "CAP_MKNOD",   "CAP_NET_RAW",      "CAP_SETGID",	       "CAP_SETUID",
-    "CAP_SETFCAP", "CAP_SETPCAP",      "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
-    "CAP_KILL",	   "CAP_AUDIT_WRITE",
-};
 
 static const char *const masked_paths[] = {
     "/proc/asound",
@@ -59,68 +51,6 @@ static const char *const readonly_paths[] = {
     "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 };
 
-/* Refused with EPERM: what Docker's default profile keeps from an
- * unprivileged container. */
-static const char *const denied_syscalls[] = {
-    "acct",
-    "add_key",
-    "bpf",
-    "clock_adjtime",
-    "clock_settime",
-    "create_module",
-    "delete_module",
-    "finit_module",
-    "fsconfig",
-    "fsmount",
-    "fsopen",
-    "fspick",
-    "get_kernel_syms",
-    "get_mempolicy",
-    "init_module",
-    "ioperm",
-    "iopl",
-    "kcmp",
-    "kexec_file_load",
-    "kexec_load",
-    "keyctl",
-    "lookup_dcookie",
-    "mbind",
-    "mount",
-    "mount_setattr",
-    "move_mount",
-    "move_pages",
-    "name_to_handle_at",
-    "nfsservctl",
-    "open_by_handle_at",
-    "open_tree",
-    "perf_event_open",
-    "pivot_root",
-    "process_vm_readv",
-    "process_vm_writev",
-    "ptrace",
-    "query_module",
-    "quotactl",
-    "quotactl_fd",
-    "reboot",
-    "request_key",
-    "set_mempolicy",
-    "setns",
-    "settimeofday",
-    "stime",
-    "swapoff",
-    "swapon",
-    "_sysctl",
-    "sysfs",
-    "umount",
-    "umount2",
-    "unshare",
-    "uselib",
-    "userfaultfd",
-    "ustat",
-    "vm86",
-    "vm86old",
-};
-
 static json_t *strs(const char *const *v, size_t n)
 {
 	json_t *a = json_array();
@@ -129,32 +59,67 @@ static json_t *strs(const char *const *v, size_t n)
 	return a;
 }
 
-static json_t *seccomp_profile(void)
+/* Docker's default capabilities (seccomp_profile.h); `n` of them. */
+static json_t *cap_names(size_t n)
 {
-	struct utsname u;
-	json_t *arches = json_array();
-	if (uname(&u) == 0 && !strcmp(u.machine, "x86_64")) {
-		json_array_append_new(arches, json_string("SCMP_ARCH_X86_64"));
-		json_array_append_new(arches, json_string("SCMP_ARCH_X86"));
-		json_array_append_new(arches, json_string("SCMP_ARCH_X32"));
-	} else if (uname(&u) == 0 && !strcmp(u.machine, "aarch64")) {
-		json_array_append_new(arches, json_string("SCMP_ARCH_AARCH64"));
-		json_array_append_new(arches, json_string("SCMP_ARCH_ARM"));
-	}
-	json_t *rules = json_array();
-	json_array_append_new(rules, json_pack("{s:o,s:s,s:i}", "names",
-					       strs(denied_syscalls, ARRAY_SIZE(denied_syscalls)),
-					       "action", "SCMP_ACT_ERRNO", "errnoRet", EPERM));
-	json_array_append_new(rules, json_pack("{s:[s],s:s,s:i}", "names", "clone3", "action",
-					       "SCMP_ACT_ERRNO", "errnoRet", ENOSYS));
-	/* clone's flags are its first argument on x86 and arm (not s390) */
+	size_t all;
+	const struct seccomp_cap *caps = seccomp_profile_caps(&all);
+	json_t *a = json_array();
+	for (size_t i = 0; i < n && i < all; i++)
+		json_array_append_new(a, json_string(caps[i].name));
+	return a;
+}
+
+/* The profile of seccomp_profile.h, as runc reads it: the calls allowed
+ * whatever their arguments in one rule, then one rule per condition. */
+static json_t *seccomp_section(void)
+{
+	size_t n;
+	const struct seccomp_rule *r = seccomp_profile_rules(&n);
+	json_t *allowed = json_array(), *rules = json_array();
 	json_array_append_new(rules,
-			      json_pack("{s:[s],s:s,s:i,s:[{s:i,s:I,s:I,s:s}]}", "names", "clone",
-					"action", "SCMP_ACT_ERRNO", "errnoRet", EPERM, "args",
-					"index", 0, "value", (json_int_t)CLONE_NEWUSER, "valueTwo",
-					(json_int_t)CLONE_NEWUSER, "op", "SCMP_CMP_MASKED_EQ"));
-	return json_pack("{s:s,s:o,s:o}", "defaultAction", "SCMP_ACT_ALLOW", "architectures",
-			 arches, "syscalls", rules);
+			      json_pack("{s:o,s:s}", "names", allowed, "action", "SCMP_ACT_ALLOW"));
+	for (size_t i = 0; i < n; i++) {
+		switch (r[i].kind) {
+		case SECCOMP_RULE_ALLOW:
+			json_array_append_new(allowed, json_string(r[i].name));
+			break;
+		case SECCOMP_RULE_ERRNO:
+			json_array_append_new(
+			    rules, json_pack("{s:[s],s:s,s:i}", "names", r[i].name, "action",
+					     "SCMP_ACT_ERRNO", "errnoRet", r[i].errno_ret));
+			break;
+		case SECCOMP_RULE_ALLOW_FLAGS_CLEAR:
+			json_array_append_new(
+			    rules, json_pack("{s:[s],s:s,s:[{s:i,s:I,s:I,s:s}]}", "names",
+					     r[i].name, "action", "SCMP_ACT_ALLOW", "args", "index",
+					     0, "value", (json_int_t)r[i].values[0], "valueTwo",
+					     (json_int_t)0, "op", "SCMP_CMP_MASKED_EQ"));
+			break;
+		case SECCOMP_RULE_ALLOW_ARG0_NOT:
+			json_array_append_new(rules, json_pack("{s:[s],s:s,s:[{s:i,s:I,s:s}]}",
+							       "names", r[i].name, "action",
+							       "SCMP_ACT_ALLOW", "args", "index", 0,
+							       "value", (json_int_t)r[i].values[0],
+							       "op", "SCMP_CMP_NE"));
+			break;
+		case SECCOMP_RULE_ALLOW_ARG0_IN:
+			/* runc ANDs the conditions of one rule: one rule per value */
+			for (size_t k = 0; k < r[i].nvalues; k++)
+				json_array_append_new(
+				    rules,
+				    json_pack("{s:[s],s:s,s:[{s:i,s:I,s:s}]}", "names", r[i].name,
+					      "action", "SCMP_ACT_ALLOW", "args", "index", 0,
+					      "value", (json_int_t)r[i].values[k], "op",
+					      "SCMP_CMP_EQ"));
+			break;
+		}
+	}
+	json_t *arches = json_array();
+	for (const char *const *a = seccomp_profile_oci_arches(); *a; a++)
+		json_array_append_new(arches, json_string(*a));
+	return json_pack("{s:s,s:i,s:o,s:o}", "defaultAction", "SCMP_ACT_ERRNO", "defaultErrnoRet",
+			 EPERM, "architectures", arches, "syscalls", rules);
 }
 
 static json_t *mount_entry(const char *dst, const char *type, const char *src,
@@ -448,11 +413,13 @@ int oci_config_build(const struct oci_config_in *in, char **out, struct berr *er
 		json_array_append_new(addl, json_integer(groups[i]));
 	free(groups);
 	json_t *caps = json_object();
-	json_object_set_new(caps, "bounding", strs(default_caps, ARRAY_SIZE(default_caps)));
+	size_t all;
+	seccomp_profile_caps(&all);
+	json_object_set_new(caps, "bounding", cap_names(all));
 	/* A non-root user holds no capability, as in Docker. */
-	size_t ncaps = uid == 0 ? ARRAY_SIZE(default_caps) : 0;
-	json_object_set_new(caps, "effective", strs(default_caps, ncaps));
-	json_object_set_new(caps, "permitted", strs(default_caps, ncaps));
+	size_t ncaps = uid == 0 ? all : 0;
+	json_object_set_new(caps, "effective", cap_names(ncaps));
+	json_object_set_new(caps, "permitted", cap_names(ncaps));
 	json_object_set_new(caps, "inheritable", json_array());
 	json_object_set_new(caps, "ambient", json_array());
 	struct rlimit rl;
@@ -497,7 +464,7 @@ int oci_config_build(const struct oci_config_in *in, char **out, struct berr *er
 	    "{s:o,s:s,s:[{s:s},{s:s},{s:s},{s:s}],s:o,s:o,s:o}", "resources", res, "cgroupsPath",
 	    in->cgroups_path, "namespaces", "type", "pid", "type", "mount", "type", "ipc", "type",
 	    "uts", "maskedPaths", strs(masked_paths, ARRAY_SIZE(masked_paths)), "readonlyPaths",
-	    strs(readonly_paths, ARRAY_SIZE(readonly_paths)), "seccomp", seccomp_profile());
+	    strs(readonly_paths, ARRAY_SIZE(readonly_paths)), "seccomp", seccomp_section());
 	json_t *mounts = default_mounts();
 	for (size_t i = 0; i < in->nvolumes; i++) {
 		const char *opts[] = {"rbind", in->volume_ro[i] ? "ro" : "rw"};
@@ -614,7 +581,7 @@ int oci_task_prepare(struct oci_task *t, const struct oci_params *p, struct berr
 	 * part of the start latency on a busy disk. */
 	char *cfg = xasprintf("%s/config.json", t->bundle);
 	int w = 0;
-	int fd = open(cfg, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = open(cfg, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	size_t len = strlen(json);
 	if (fd < 0 || write(fd, json, len) != (ssize_t)len)
 		w = -(errno ? errno : EIO);

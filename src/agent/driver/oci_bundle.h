@@ -31,13 +31,11 @@
  *    driver's cgroups go, so the supervisor reads OOM kills and sweeps
  *    leftovers with the cgroup module.
  *  - maskedPaths / readonlyPaths: Docker's lists.
- *  - seccomp: a *denylist* (default allow): the syscalls Docker's default
- *    profile refuses to an unprivileged container (kernel modules, kexec,
- *    reboot, clock setting, mount and namespace calls, bpf, perf, ptrace,
- *    keyrings, swap, quotactl, open_by_handle_at, userfaultfd, ...) fail
- *    with EPERM, clone with CLONE_NEWUSER fails with EPERM, and clone3
- *    with ENOSYS (so libc falls back to clone, whose flags a filter can
- *    see). Simpler than Docker's allowlist; what it refuses matters most.
+ *  - seccomp: Docker's default profile, an allowlist (seccomp_profile.h,
+ *    the same the exec driver loads): every call not listed fails with
+ *    EPERM; clone with namespace flags fails with EPERM, clone3 with
+ *    ENOSYS (so libc falls back to clone, whose flags a filter can see).
+ *  - config.json is 0600: it holds the task's environment.
  *
  * The root filesystem is an overlay of the image's layers where the kernel
  * allows it, else a copy (image_rootfs.h). The overlay is mounted in a
