@@ -180,7 +180,7 @@ EOF
 	run node_curl -s -o /dev/null -w '%{http_code}' -XPOST "$BERTH_ADDR/v1/agent/secrets" \
 		-d "{\"name\":\"$node\",\"task\":\"no-such-task\"}"
 	[ "$output" = 403 ]
-	run node_curl -s -XPOST "$BERTH_ADDR/v1/agent/secrets" -d '{"task": 1}'
+	run node_curl -s -XPOST "$BERTH_ADDR/v1/agent/secrets" -d "{\"name\":\"$node\",\"task\": 1}"
 	[[ "$output" == *'"status":400'* ]]
 }
 
