@@ -151,6 +151,13 @@ typedef void (*docker_output_fn)(void *ud, int stream, const char *data, size_t 
 int docker_logs_follow(const char *sock, const char *id, docker_output_fn cb, void *ud,
 		       struct berr *err);
 
+/* Run argv in a running container, as `docker exec` does: POST
+ * /containers/ID/exec (the container's user, working directory and env),
+ * POST /exec/EXEC/start (its output, demultiplexed, to cb as it comes,
+ * until it ends), GET /exec/EXEC/json for *exit_code. Blocks. */
+int docker_exec(const char *sock, const char *container, char *const *argv, docker_output_fn cb,
+		void *ud, int *exit_code, struct berr *err);
+
 /* Docker's multiplexed stream (no TTY): frames of an 8-byte header
  * {stream, 0, 0, 0, size32 big-endian} and size bytes. Feed it bytes as
  * they come; payload goes to cb as soon as it is read. */

@@ -1,6 +1,11 @@
 /* driver_docker.c - the docker driver: Docker Engine runs the task
  * (docker.h); the supervisor keeps its status, logs and stop. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "agent/cgroup.h"
 
 #include "agent/driver/docker.h"
 #include "agent/driver/driver.h"
@@ -88,6 +93,8 @@ static void docker_run(struct sup *s)
 	    .cpu = l->cpu,
 	    .cpu_after_start = true, /* Docker's start-up is not the task's */
 	    .memory_bytes = l->memory_bytes,
+	    /* As exec and oci tasks: a fork bomb stays inside its task. */
+	    .pids_limit = CGROUP_DEFAULT_PIDS_MAX,
 	    .stop_grace_ms = l->stop_grace_ms,
 	    .volume_host = l->volume_host,
 	    .volume_path = l->volume_path,
@@ -114,6 +121,33 @@ static void docker_run(struct sup *s)
 	}
 }
 
+/* task-exec: the command's output goes to our stdout and stderr. */
+static void exec_output(void *ud, int stream, const char *data, size_t len)
+{
+	(void)ud;
+	int fd = stream == 2 ? 2 : 1;
+	while (len) {
+		ssize_t w = write(fd, data, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return; /* nobody reads: the command still runs to its end */
+		data += w;
+		len -= (size_t)w;
+	}
+}
+
+/* Docker's exec API: the container's user, working directory and env,
+ * in its namespaces and cgroup, under its security options. */
+static int docker_exec_in(const struct task_exec *x, struct berr *err)
+{
+	char *name = docker_container_name(x->task_id);
+	int code;
+	int rc = docker_exec(x->docker_socket, name, x->argv, exec_output, NULL, &code, err);
+	free(name);
+	return rc < 0 ? -1 : code;
+}
+
 const struct driver_ops driver_docker = {
     .driver = DRIVER_DOCKER,
     .needs_image = true,
@@ -121,4 +155,5 @@ const struct driver_ops driver_docker = {
     .available = docker_offered,
     .delete_orphan = docker_orphan,
     .run = docker_run,
+    .exec_in = docker_exec_in,
 };

@@ -812,3 +812,37 @@ int oci_delete_orphan(const char *data_dir, const char *task_id, const char *run
 	free(t.pidfile);
 	return rc;
 }
+
+int oci_exec(const char *data_dir, const char *task_id, const char *runtime, char *const *argv,
+	     struct berr *err)
+{
+	struct oci_params p = {
+	    .task_id = task_id, .sandbox = "", .data_dir = data_dir, .runtime = runtime};
+	struct oci_task t = {0};
+	task_paths(&t, &p);
+	size_t n = 0;
+	while (argv[n])
+		n++;
+	const char **args = xcalloc(n + 8, sizeof *args);
+	size_t k = 0;
+	args[k++] = t.runtime;
+	args[k++] = "--root";
+	args[k++] = t.state_root;
+	args[k++] = "exec";
+	args[k++] = "--no-new-privs";
+	args[k++] = t.id; /* flags end here: the command's options stay its own */
+	for (size_t i = 0; i < n; i++)
+		args[k++] = argv[i];
+	args[k] = NULL;
+	execvp(t.runtime, (char *const *)args);
+	berr_set(err, 0, "cannot run the oci runtime '%s': %s", t.runtime, err_str(errno));
+	free(args);
+	free(t.id);
+	free(t.runtime);
+	free(t.state_root);
+	free(t.bundle);
+	free(t.rootfs);
+	free(t.log);
+	free(t.pidfile);
+	return -1;
+}
