@@ -8,6 +8,7 @@
 #include "agent/cgroup.h"
 
 #include "agent/driver/docker.h"
+#include "agent/driver/exec_guard.h"
 #include "agent/driver/driver.h"
 #include "agent/supervisor-internal.h"
 #include "core/log.h"
@@ -137,15 +138,54 @@ static void exec_output(void *ud, int stream, const char *data, size_t len)
 	}
 }
 
+struct exec_ref {
+	const char *sock;
+	const char *exec_id;
+};
+
+/* The guard (exec_guard.h): the command still running once task-exec is
+ * gone was left by a kill at the check's timeout. */
+static void exec_orphaned(void *ud)
+{
+	const struct exec_ref *r = ud;
+	struct docker_exec_state st;
+	struct berr err = {0};
+	if (docker_exec_inspect(r->sock, r->exec_id, &st, &err) == 0 && st.running)
+		exec_guard_kill(st.pid);
+}
+
 /* Docker's exec API: the container's user, working directory and env,
  * in its namespaces and cgroup, under its security options. */
 static int docker_exec_in(const struct task_exec *x, struct berr *err)
 {
 	char *name = docker_container_name(x->task_id);
-	int code;
-	int rc = docker_exec(x->docker_socket, name, x->argv, exec_output, NULL, &code, err);
+	char *exec_id = NULL;
+	int rc = docker_exec_create(x->docker_socket, name, x->argv, &exec_id, err);
 	free(name);
-	return rc < 0 ? -1 : code;
+	if (rc < 0)
+		return -1;
+	struct exec_ref ref = {.sock = x->docker_socket, .exec_id = exec_id};
+	int keep = -1; /* open until we exit: the guard waits for that */
+	if (exec_guard_start(exec_orphaned, &ref, &keep) < 0)
+		fprintf(stderr, "berth task-exec: no guard: a command killed at its timeout may "
+				"run on\n");
+	struct docker_exec_state st;
+	rc = docker_exec_start(x->docker_socket, exec_id, exec_output, NULL, err);
+	/* The stream ends with the command; its exit code may take a moment. */
+	for (int i = 0; rc == 0; i++) {
+		rc = docker_exec_inspect(x->docker_socket, exec_id, &st, err);
+		if (rc < 0 || !st.running)
+			break;
+		if (i == 100) {
+			rc = berr_set(err, 502,
+				      "docker: exec '%.12s' still runs after its output ended",
+				      exec_id);
+			break;
+		}
+		usleep(10000);
+	}
+	free(exec_id);
+	return rc < 0 ? -1 : st.exit_code < 0 ? 126 : st.exit_code;
 }
 
 const struct driver_ops driver_docker = {

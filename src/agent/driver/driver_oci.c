@@ -110,7 +110,7 @@ static void oci_cleanup(struct sup *s)
  * container has (oci_bundle.h). */
 static int oci_exec_in(const struct task_exec *x, struct berr *err)
 {
-	return oci_exec(x->data_dir, x->task_id, x->runtime, x->argv, err);
+	return oci_exec(x->data_dir, x->sandbox, x->task_id, x->runtime, x->argv, err);
 }
 
 const struct driver_ops driver_oci = {
