@@ -28,12 +28,17 @@ start_docker_up() {
 	DATA=${2:-$(mktemp -d /tmp/berth-e2e.XXXXXX)}
 	if [ -z "${PORT:-}" ]; then PORT=$(free_port); fi
 	CGPARENT=berth-e2e-$$
-	export BERTH_ADDR="http://127.0.0.1:$PORT"
+	case " ${BERTH_UP_FLAGS:-} " in
+	*" --insecure "*) export BERTH_ADDR="http://127.0.0.1:$PORT" ;;
+	*) export BERTH_ADDR="https://127.0.0.1:$PORT" ;;
+	esac
+	# shellcheck disable=SC2086
 	"$BERTH_BIN" up --data-dir "$DATA" --addr "127.0.0.1:$PORT" --cgroup-parent "$CGPARENT" \
-		--port-range 31000-31999 --docker-socket "$sock" >>"$DATA.log" 2>&1 3>&- &
+		--port-range 31000-31999 --docker-socket "$sock" ${BERTH_UP_FLAGS:-} >>"$DATA.log" 2>&1 3>&- &
 	UP_PID=$!
+	use_client_creds "$DATA"
 	for _ in $(seq 1 100); do
-		if curl -fsS "$BERTH_ADDR/v1/health" >/dev/null 2>&1 &&
+		if api_curl -fsS "$BERTH_ADDR/v1/health" >/dev/null 2>&1 &&
 			"$BERTH_BIN" node list --json | grep -q ACTIVE; then
 			return 0
 		fi
@@ -146,6 +151,50 @@ EOF
 	run kill -0 "$pid"
 	[ "$status" -ne 0 ]
 	[ "$(berth_containers "$id")" = "[]" ]
+}
+
+@test "a docker task has a pids limit, and its command health check runs in its container: a write to / stays there" {
+	rm -f /berth-e2e-escape
+	cat >"$SPECS/check.yaml" <<EOF
+job: alice/devel/dcheck
+task:
+  driver: docker
+  image: $DOCKER_IMAGE
+  command: ["sleep", "300"]
+  resources: {cpu: 0.1, memory: 32MiB}
+  health: {command: "test -e /bin/busybox && test ! -e /etc/debian_version && test \$(id -u) = 0 && touch /berth-e2e-escape", interval: 300ms, timeout: 5s, initial_delay: 0s, failures: 3}
+EOF
+	run "$BERTH_BIN" job run "$SPECS/check.yaml"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(running_count alice/devel/dcheck)" -eq 1 ]
+	id=$(task_of alice/devel/dcheck id)
+	pid=$(task_of alice/devel/dcheck pid)
+	cid=$(berth_containers "$id" | jget 'd[0]["Id"]')
+	[ -e "/proc/$pid/root/berth-e2e-escape" ] # in the container's root
+	[ ! -e /berth-e2e-escape ]                # not the host's
+	# The same pids limit as exec and oci tasks.
+	[ "$(dapi GET "/containers/$cid/json" | jget 'd["HostConfig"]["PidsLimit"]')" = 16384 ]
+}
+
+@test "a docker task's command health check killed at its timeout leaves nothing running in the container" {
+	cat >"$SPECS/slow.yaml" <<EOF
+job: alice/devel/dslow
+task:
+  driver: docker
+  image: $DOCKER_IMAGE
+  command: ["sleep", "300"]
+  resources: {cpu: 0.1, memory: 32MiB}
+  health: {command: "sleep 30", interval: 700ms, timeout: 400ms, initial_delay: 0s, failures: 1000}
+EOF
+	"$BERTH_BIN" job run --detach "$SPECS/slow.yaml"
+	wait_for 30 '[ "$(task_of alice/devel/dslow pid)" -gt 0 ]'
+	sleep 5 # several checks started and timed out
+	cid=$(berth_containers "$(task_of alice/devel/dslow id)" | jget 'd[0]["Id"]')
+	dapi GET "/containers/$cid/top" | tee /dev/stderr |
+		jget 'sum(1 for p in d["Processes"] if p[-1] == "sleep 30")' >"$SPECS/n"
+	[ "$(cat "$SPECS/n")" -le 1 ] # at most the check in flight
+	[ "$(task_of alice/devel/dslow state)" = STARTING ]
 }
 
 @test "a docker task over its memory limit fails with the limit in its message" {
