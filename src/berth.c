@@ -28,6 +28,7 @@ static const struct command commands[] = {
     {"cron", cmd_cron, "list cron jobs and start one now"},
     {"update", cmd_update, "follow, pause, resume, abort and roll back job updates"},
     {"supervise", cmd_supervise, NULL}, /* internal: the per-task supervisor */
+    {"task-exec", cmd_task_exec, NULL}, /* internal: a command inside a task */
 };
 
 static void usage(FILE *f)

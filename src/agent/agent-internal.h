@@ -87,7 +87,6 @@ struct agent_task {
 	 * check's lifetime; the check starts when the program runs. */
 	struct job_spec *spec;
 	int health_port;
-	char **health_env;
 	struct health_check *health;
 	bool health_started;
 	bool health_failed; /* stopped because its checks failed */

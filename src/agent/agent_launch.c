@@ -2,7 +2,6 @@
  * plan (spec, template expansion, environment, volumes) and the launcher
  * threads that start supervisors outside the agent's lock. */
 #include <pthread.h>
-#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,6 +9,7 @@
 #include "agent/agent-internal.h"
 #include "agent/secret_files.h"
 #include "agent/supervisor.h"
+#include "agent/task_exec.h"
 #include "core/http_client.h"
 #include "core/log.h"
 
@@ -49,33 +49,23 @@ static void plan_release(struct launch_plan *p)
 	memset(p, 0, sizeof *p);
 }
 
-/* The health check's command runs as the task's user, never as the agent's
- * root: setpriv (util-linux) drops to it first. */
-static void plan_health_command(struct task_spec *ts, const struct template_ctx *ctx)
+/* The health check's command runs inside the task, as the task (its
+ * namespaces, cgroup, user: task_exec.h), never as the agent's root on the
+ * host: `berth task-exec SANDBOX -- CMD...`. */
+static void plan_health_command(const struct agent *a, const char *id, struct task_spec *ts,
+				const struct template_ctx *ctx)
 {
-	size_t extra = ts->user && *ts->user ? 5 : 0;
-	char **cmd = xcalloc(ts->health.ncommand + extra + 1, sizeof *cmd);
-	size_t k = 0;
-	if (extra) {
-		cmd[k++] = xstrdup("setpriv");
-		struct passwd *pw = getpwnam(ts->user);
-		if (pw) {
-			cmd[k++] = xasprintf("--reuid=%u", (unsigned)pw->pw_uid);
-			cmd[k++] = xasprintf("--regid=%u", (unsigned)pw->pw_gid);
-		} else {
-			cmd[k++] = xasprintf("--reuid=%s", ts->user);
-			cmd[k++] = xasprintf("--regid=%s", ts->user);
-		}
-		cmd[k++] = xstrdup("--init-groups");
-		cmd[k++] = xstrdup("--");
-	}
+	char **cmd = xcalloc(ts->health.ncommand + 1, sizeof *cmd);
 	for (size_t i = 0; i < ts->health.ncommand; i++)
-		cmd[k++] = spec_expand(ts->health.command[i], ctx);
-	for (size_t i = 0; i < ts->health.ncommand; i++)
-		free(ts->health.command[i]);
-	free(ts->health.command);
-	ts->health.command = cmd;
-	ts->health.ncommand = k;
+		cmd[i] = spec_expand(ts->health.command[i], ctx);
+	char *sandbox = xasprintf("%s/%s", a->tasks_dir, id);
+	size_t n;
+	char **argv = task_exec_argv(a->o.exe, sandbox, cmd, ts->health.ncommand, &n);
+	free(sandbox);
+	strv_free_n(cmd, ts->health.ncommand);
+	strv_free_n(ts->health.command, ts->health.ncommand);
+	ts->health.command = argv;
+	ts->health.ncommand = n;
 }
 
 static int plan_build(const struct agent *a, const struct agent_drivers *drivers, json_t *d,
@@ -154,7 +144,7 @@ static int plan_build(const struct agent *a, const struct agent_drivers *drivers
 			if (!strcmp(ts->resources.ports[i], ts->health.port))
 				p->health_port = p->pvals[i];
 		if (ts->health.kind == HEALTH_COMMAND)
-			plan_health_command(ts, &ctx);
+			plan_health_command(a, p->id, ts, &ctx);
 	}
 	return 0;
 }
@@ -167,12 +157,8 @@ static void plan_give_to_task(struct launch_plan *p, struct agent_task *t)
 	t->shutdown_port = p->shutdown_port;
 	if (!p->task_keeps_spec)
 		return;
-	if (p->spec->task.health.kind != HEALTH_NONE) {
+	if (p->spec->task.health.kind != HEALTH_NONE)
 		t->health_port = p->health_port;
-		t->health_env = xcalloc(p->nenv + 1, sizeof *t->health_env);
-		for (size_t i = 0; i < p->nenv; i++)
-			t->health_env[i] = xstrdup(p->env[i]);
-	}
 	spec_free(t->spec);
 	t->spec = p->spec;
 	p->spec = NULL;

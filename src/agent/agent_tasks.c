@@ -25,7 +25,6 @@ void agent_task_free(struct agent_task *t)
 {
 	health_check_free(t->health);
 	spec_free(t->spec);
-	strv_free(t->health_env);
 	free(t->id);
 	free(t->sandbox);
 	free(t);
@@ -103,8 +102,10 @@ void agent_task_refresh(struct agent *a, struct agent_task *t)
 		if (t->spec && !t->health_started) {
 			/* RUNNING only once its checks pass: STARTING until then. */
 			t->health_started = true;
+			/* A command check is `berth task-exec` (planned so): the
+			 * agent's environment and directory, not the task's. */
 			t->health = health_check_new(&t->spec->task.health, "127.0.0.1",
-						     t->health_port, t->health_env, t->sandbox);
+						     t->health_port, NULL, NULL);
 		}
 		if (t->health && t->state != TASK_RUNNING)
 			agent_task_set(a, t, TASK_STARTING, "waiting for health checks to pass");

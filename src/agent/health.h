@@ -12,7 +12,10 @@
  *   HEALTH_TCP      a connect that completes passes
  *   HEALTH_COMMAND  argv run with posix_spawn (env, cwd given), in its own
  *                   process group, stdin /dev/null, stdout+stderr captured
- *                   (the tail goes into the failure message); exit 0 passes
+ *                   (the tail goes into the failure message); exit 0 passes.
+ *                   The agent makes argv `berth task-exec SANDBOX -- CMD`
+ *                   (task_exec.h), so the command runs inside the task, as
+ *                   the task; this module runs whatever argv it is given.
  * Each check must finish within timeout_ms or it fails (a command's whole
  * process group is SIGKILLed and the child reaped). The exact pass/fail
  * rule (initial delay, successes, failures) is at the top of health.c.

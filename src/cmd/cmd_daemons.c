@@ -1,4 +1,5 @@
-/* berth up | server | agent | supervise: the long-running processes. */
+/* berth up | server | agent | supervise: the long-running processes (and
+ * task-exec, a health check's way into its task). */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include "agent/agent.h"
 #include "tools/simulator.h"
 #include "agent/supervisor.h"
+#include "agent/task_exec.h"
 #include "cmd/cli.h"
 #include "cmd/commands.h"
 #include "core/log.h"
@@ -468,4 +470,9 @@ int cmd_supervise(int argc, char **argv)
 	/* main() hands us the words after "supervise"; the supervisor wants
 	 * argv[0] = "supervise", argv[1] = the sandbox. */
 	return supervisor_main(argc + 1, argv - 1);
+}
+
+int cmd_task_exec(int argc, char **argv)
+{
+	return task_exec_main(argc, argv);
 }

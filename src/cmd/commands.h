@@ -7,6 +7,7 @@ int cmd_up(int argc, char **argv);
 int cmd_server(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
 int cmd_supervise(int argc, char **argv);
+int cmd_task_exec(int argc, char **argv);
 int cmd_job(int argc, char **argv);
 int cmd_task(int argc, char **argv);
 int cmd_node(int argc, char **argv);

@@ -130,6 +130,50 @@ EOF
 	[ "$(berth_containers "$id")" = "[]" ]
 }
 
+@test "a docker task has a pids limit, and its command health check runs in its container: a write to / stays there" {
+	rm -f /berth-e2e-escape
+	cat >"$SPECS/check.yaml" <<EOF
+job: alice/devel/dcheck
+task:
+  driver: docker
+  image: $DOCKER_IMAGE
+  command: ["sleep", "300"]
+  resources: {cpu: 0.1, memory: 32MiB}
+  health: {command: "test -e /bin/busybox && test ! -e /etc/debian_version && test \$(id -u) = 0 && touch /berth-e2e-escape", interval: 300ms, timeout: 5s, initial_delay: 0s, failures: 3}
+EOF
+	run "$BERTH_BIN" job run "$SPECS/check.yaml"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(running_count alice/devel/dcheck)" -eq 1 ]
+	id=$(task_of alice/devel/dcheck id)
+	pid=$(task_of alice/devel/dcheck pid)
+	cid=$(berth_containers "$id" | jget 'd[0]["Id"]')
+	[ -e "/proc/$pid/root/berth-e2e-escape" ] # in the container's root
+	[ ! -e /berth-e2e-escape ]                # not the host's
+	# The same pids limit as exec and oci tasks.
+	[ "$(dapi GET "/containers/$cid/json" | jget 'd["HostConfig"]["PidsLimit"]')" = 16384 ]
+}
+
+@test "a docker task's command health check killed at its timeout leaves nothing running in the container" {
+	cat >"$SPECS/slow.yaml" <<EOF
+job: alice/devel/dslow
+task:
+  driver: docker
+  image: $DOCKER_IMAGE
+  command: ["sleep", "300"]
+  resources: {cpu: 0.1, memory: 32MiB}
+  health: {command: "sleep 30", interval: 700ms, timeout: 400ms, initial_delay: 0s, failures: 1000}
+EOF
+	"$BERTH_BIN" job run --detach "$SPECS/slow.yaml"
+	wait_for 30 '[ "$(task_of alice/devel/dslow pid)" -gt 0 ]'
+	sleep 5 # several checks started and timed out
+	cid=$(berth_containers "$(task_of alice/devel/dslow id)" | jget 'd[0]["Id"]')
+	dapi GET "/containers/$cid/top" | tee /dev/stderr |
+		jget 'sum(1 for p in d["Processes"] if p[-1] == "sleep 30")' >"$SPECS/n"
+	[ "$(cat "$SPECS/n")" -le 1 ] # at most the check in flight
+	[ "$(task_of alice/devel/dslow state)" = STARTING ]
+}
+
 @test "a docker task over its memory limit fails with the limit in its message" {
 	mem=$(dapi GET /info | jget 'd.get("MemoryLimit")')
 	[ "$mem" = True ] || skip "this dockerd cannot apply memory limits (GET /info MemoryLimit: $mem)"

@@ -80,6 +80,76 @@ EOF2
 	[ "$(running_count alice/devel/cmdcheck)" -eq 1 ]
 }
 
+@test "a command health check runs inside the task: its /tmp, pid namespace, cgroup, env and user; never on the host" {
+	esc=/tmp/berth-e2e-health-escape
+	rm -f "$esc"
+	f=$(spec <<'EOF2'
+job: alice/devel/inside
+task:
+  command: ["/bin/sh", "-c", "echo mine > /tmp/task-marker; exec sleep 300"]
+  user: nobody
+  resources: {cpu: 0.1, memory: 16MiB}
+  health:
+    command: 'test "$(id -u)" = 65534 && test -f /tmp/task-marker && grep -q sleep /proc/2/cmdline && grep -q "/$BERTH_TASK_ID$" /proc/self/cgroup && grep -q "^NoNewPrivs:.*1" /proc/self/status && touch /tmp/berth-e2e-health-escape'
+    interval: 200ms
+    timeout: 2s
+    initial_delay: 0s
+    failures: 3
+EOF2
+)
+	run "$BERTH_BIN" job run "$f"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(running_count alice/devel/inside)" -eq 1 ]
+	id=$(status_json alice/devel/inside | jget 'd["tasks"][0]["id"]')
+	# The check wrote /tmp: the task's own, not the host's.
+	[ -e "$DATA/tasks/$id/tmp/berth-e2e-health-escape" ]
+	[ ! -e "$esc" ]
+}
+
+@test "a command health check has the uid of the task's program" {
+	f=$(spec <<'EOF2'
+job: alice/devel/sameuid
+task:
+  command: ["sleep", "300"]
+  resources: {cpu: 0.1, memory: 16MiB}
+  health:
+    command: 'test "$(id -u)" = "$(sed -n "s/^Uid:[[:space:]]*\([0-9]*\).*/\1/p" /proc/2/status)" && test "$(id -g)" = "$(sed -n "s/^Gid:[[:space:]]*\([0-9]*\).*/\1/p" /proc/2/status)"'
+    interval: 200ms
+    timeout: 2s
+    initial_delay: 0s
+    failures: 3
+EOF2
+)
+	run "$BERTH_BIN" job run "$f"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(running_count alice/devel/sameuid)" -eq 1 ]
+}
+
+@test "a command health check whose program is not in the task fails, saying so" {
+	f=$(spec <<EOF2
+job: alice/devel/nocheck
+task:
+  command: ["sleep", "300"]
+  resources: {cpu: 0.1, memory: 16MiB}
+  health: {command: ["/no/such/check"], interval: 200ms, timeout: 2s, initial_delay: 0s, failures: 2}
+  stop_grace: 1s
+EOF2
+)
+	"$BERTH_BIN" job run --detach "$f"
+	wait_for 20 '"$BERTH_BIN" job status alice/devel/nocheck --all --json | grep -q "health check failed"'
+	run "$BERTH_BIN" job status alice/devel/nocheck --all --json
+	echo "$output" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+failed = [t for t in d["tasks"] if t["state"] == "FAILED"]
+assert failed, [t["state"] for t in d["tasks"]]
+m = failed[0]["message"]
+assert "command exited 127" in m and "cannot run \x27/no/such/check\x27 in the task" in m, m
+'
+}
+
 @test "health checks resume on a task re-adopted after its agent restarted" {
 	sick=/var/tmp/berth-e2e-sick-$$
 	rm -f "$sick"

@@ -210,6 +210,65 @@ EOF
 	[ ! -e "$sb/bundle/upper" ]
 }
 
+@test "an oci task's command health check runs in its container, as its user: a write to / stays in the container" {
+	rm -f /berth-e2e-escape
+	f=$(spec <<EOF
+job: alice/devel/ocicheck
+task:
+  driver: oci
+  image: $IMG:v1
+  command: ["/bin/sh", "-c", "exec sleep 300"]
+  resources: {cpu: 0.1, memory: 32MiB}
+  health: {command: "test -f /etc/os-release-of-image-marker && test \$(id -u) = 0 && touch /berth-e2e-escape", interval: 200ms, timeout: 3s, initial_delay: 0s, failures: 3}
+EOF
+)
+	run "$BERTH_BIN" job run "$f"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(running_count alice/devel/ocicheck)" -eq 1 ]
+	pid=$(status_json alice/devel/ocicheck | jget 'd["tasks"][0]["pid"]')
+	[ -e "/proc/$pid/root/berth-e2e-escape" ] # in the container's root
+	[ ! -e /berth-e2e-escape ]                # not the host's
+	# With a user, the check is that user (the container's process.user).
+	g=$(spec <<EOF
+job: alice/devel/ocicheckuser
+task:
+  driver: oci
+  image: $IMG:v1
+  command: ["/bin/sh", "-c", "exec sleep 300"]
+  user: app
+  resources: {cpu: 0.1, memory: 32MiB}
+  health: {command: "test \$(id -u) = 1234", interval: 200ms, timeout: 3s, initial_delay: 0s, failures: 3}
+EOF
+)
+	run "$BERTH_BIN" job run "$g"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(running_count alice/devel/ocicheckuser)" -eq 1 ]
+}
+
+@test "an oci task's command health check killed at its timeout leaves nothing running in the container" {
+	f=$(spec <<EOF
+job: alice/devel/ocislowcheck
+task:
+  driver: oci
+  image: $IMG:v1
+  command: ["sleep", "300"]
+  resources: {cpu: 0.1, memory: 32MiB}
+  health: {command: "sleep 30", interval: 600ms, timeout: 300ms, initial_delay: 0s, failures: 1000}
+EOF
+)
+	"$BERTH_BIN" job run --detach "$f"
+	wait_for 20 '[ "$(status_json alice/devel/ocislowcheck | jget "d[\"tasks\"][0][\"pid\"]")" -gt 0 ]'
+	pid=$(status_json alice/devel/ocislowcheck | jget 'd["tasks"][0]["pid"]')
+	sleep 4 # several checks started and timed out
+	procs=$(cgroup_dir_of "$pid" pids)/cgroup.procs
+	for p in $(cat "$procs"); do echo "$p: $(tr '\0' ' ' </proc/$p/cmdline)"; done
+	[ "$(wc -l <"$procs")" -le 2 ] # the program, and at most the check in flight
+	[ "$(wc -l <"$procs")" -ge 1 ]
+	[ "$(status_json alice/devel/ocislowcheck | jget 'd["tasks"][0]["state"]')" = STARTING ]
+}
+
 @test "an oci task over its memory limit fails with the limit in its message" {
 	f=$(spec <<EOF
 job: alice/devel/hog

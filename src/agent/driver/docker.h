@@ -151,6 +151,24 @@ typedef void (*docker_output_fn)(void *ud, int stream, const char *data, size_t 
 int docker_logs_follow(const char *sock, const char *id, docker_output_fn cb, void *ud,
 		       struct berr *err);
 
+/* Run argv in a running container, as `docker exec` does, in three
+ * calls. Create: POST /containers/ID/exec (the container's user, working
+ * directory and env); *exec_id gets its id (caller frees). */
+int docker_exec_create(const char *sock, const char *container, char *const *argv, char **exec_id,
+		       struct berr *err);
+/* Start: POST /exec/EXEC/start, its output, demultiplexed, to cb as it
+ * comes, until the command ends. Blocks. */
+int docker_exec_start(const char *sock, const char *exec_id, docker_output_fn cb, void *ud,
+		      struct berr *err);
+struct docker_exec_state {
+	bool running;
+	pid_t pid;     /* host pid of the command, 0 if none */
+	int exit_code; /* -1 while it runs */
+};
+/* Inspect: GET /exec/EXEC/json. */
+int docker_exec_inspect(const char *sock, const char *exec_id, struct docker_exec_state *st,
+			struct berr *err);
+
 /* Docker's multiplexed stream (no TTY): frames of an 8-byte header
  * {stream, 0, 0, 0, size32 big-endian} and size bytes. Feed it bytes as
  * they come; payload goes to cb as soon as it is read. */

@@ -887,6 +887,94 @@ int docker_logs_follow(const char *sock, const char *id, docker_output_fn cb, vo
 	return rc;
 }
 
+int docker_exec_create(const char *sock, const char *container, char *const *argv, char **exec_id,
+		       struct berr *err)
+{
+	sock = docker__sock_or_default(sock);
+	*exec_id = NULL;
+	json_t *cmd = json_array();
+	for (size_t i = 0; argv[i]; i++)
+		json_array_append_new(cmd, json_string(argv[i]));
+	json_t *req = json_pack("{s:b,s:b,s:b,s:b,s:o}", "AttachStdin", 0, "AttachStdout", 1,
+				"AttachStderr", 1, "Tty", 0, "Cmd", cmd);
+	char *body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	char *cesc = escaped(container, false);
+	char *path = xasprintf("/containers/%s/exec", cesc);
+	free(cesc);
+	struct xfer x;
+	int rc = call(&x, sock, "POST", path, body, CALL_TIMEOUT_MS, err);
+	free(path);
+	free(body);
+	if (rc == 0 && x.status != 201) {
+		rc = docker__call_error(err, sock, &x, "cannot exec in container '%.64s'",
+					container);
+	} else if (rc == 0) {
+		json_t *j = json_loadb(x.buf.buf, x.buf.len, 0, NULL);
+		const char *id = json_string_value(json_object_get(j, "Id"));
+		if (id && *id && strspn(id, "0123456789abcdef") == strlen(id))
+			*exec_id = xstrdup(id);
+		else
+			rc = berr_set(err, 502, "docker: cannot exec in container '%.64s': no id",
+				      container);
+		json_decref(j);
+	}
+	docker__xfer_cleanup(&x);
+	return rc;
+}
+
+int docker_exec_start(const char *sock, const char *exec_id, docker_output_fn cb, void *ud,
+		      struct berr *err)
+{
+	sock = docker__sock_or_default(sock);
+	/* Not upgraded: Docker then answers 200 and streams until the command
+	 * ends, then closes. */
+	struct logs_sink ls = {.cb = cb, .ud = ud};
+	char *path = xasprintf("/exec/%s/start", exec_id);
+	struct xfer x;
+	memset(&x, 0, sizeof x);
+	int rc =
+	    docker__xfer_api(&x, sock, "POST", path, "{\"Detach\":false,\"Tty\":false}", 0, err);
+	free(path);
+	if (rc == 0) {
+		x.sink = logs_sink_fn;
+		x.ud = &ls;
+		xfer_perform(&x);
+		if (x.rc != CURLE_OK || x.status != 200)
+			rc =
+			    docker__call_error(err, sock, &x, "cannot start exec '%.12s'", exec_id);
+	}
+	docker__xfer_cleanup(&x);
+	return rc;
+}
+
+int docker_exec_inspect(const char *sock, const char *exec_id, struct docker_exec_state *st,
+			struct berr *err)
+{
+	sock = docker__sock_or_default(sock);
+	memset(st, 0, sizeof *st);
+	st->exit_code = -1;
+	char *path = xasprintf("/exec/%s/json", exec_id);
+	struct xfer x;
+	int rc = call(&x, sock, "GET", path, NULL, CALL_TIMEOUT_MS, err);
+	free(path);
+	if (rc == 0 && x.status != 200)
+		rc = docker__call_error(err, sock, &x, "cannot inspect exec '%.12s'", exec_id);
+	if (rc == 0) {
+		json_t *j = json_loadb(x.buf.buf, x.buf.len, 0, NULL);
+		json_t *code = json_object_get(j, "ExitCode");
+		st->running = json_is_true(json_object_get(j, "Running"));
+		st->pid = (pid_t)json_integer_value(json_object_get(j, "Pid"));
+		if (json_is_integer(code))
+			st->exit_code = (int)json_integer_value(code);
+		else if (!st->running)
+			rc = berr_set(err, 502, "docker: exec '%.12s' has no exit code", exec_id);
+		json_decref(j);
+	}
+	docker__xfer_cleanup(&x);
+	return rc;
+}
+
 int docker_find_by_label(const char *sock, const char *label, struct docker_found **out, size_t *n,
 			 struct berr *err)
 {

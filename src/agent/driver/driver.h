@@ -12,7 +12,9 @@
  * supervisor's (`berth supervise`, supervisor-internal.h): start the
  * task's program, signal it (a stop with grace, then the kill), release
  * what the driver holds once it ended; a driver whose runtime keeps the
- * whole life of the task (docker) gives `run` instead of `start`.
+ * whole life of the task (docker) gives `run` instead of `start`. And one
+ * for `berth task-exec` (task_exec.h): run a command inside the running
+ * task, which is how health-check commands run (docs/security.md).
  */
 #ifndef BERTH_DRIVER_H
 #define BERTH_DRIVER_H
@@ -31,6 +33,18 @@ struct driver_host {
 };
 
 struct sup; /* the supervisor of one task (supervisor-internal.h) */
+
+/* A command to run inside a running task (the driver's exec_in). */
+struct task_exec {
+	const char *task_id;
+	const char *sandbox;	   /* absolute */
+	const char *data_dir;	   /* oci: runc state in <data_dir>/runc */
+	const char *runtime;	   /* oci: NULL = $BERTH_OCI_RUNTIME or "runc" */
+	const char *docker_socket; /* docker: NULL = the default */
+	const char *cgroup_parent; /* exec: the task's cgroup is <parent>/<task_id> */
+	pid_t pid;		   /* host pid of the task's program (status.json) */
+	char *const *argv;	   /* the command, NULL-terminated, argv[0] not empty */
+};
 
 struct driver_ops {
 	enum task_driver driver;
@@ -64,6 +78,15 @@ struct driver_ops {
 	void (*kill)(struct sup *s, int sig);
 	/* After the end: release what the driver holds. NULL = nothing. */
 	void (*cleanup)(struct sup *s);
+
+	/* ---- task-exec side ---- */
+	/* Run x->argv inside the running task: its namespaces, cgroup, root,
+	 * user and environment (the runtime's own exec where there is one),
+	 * with the caller's stdin, stdout and stderr. Blocks until it ends and
+	 * returns its exit status as a shell shows it (128+N for signal N), or
+	 * -1 with err set when it could not be run in the task. May replace the
+	 * calling process (exec) instead of returning. */
+	int (*exec_in)(const struct task_exec *x, struct berr *err);
 };
 
 /* The table entry of a driver (exec for a value out of range). */

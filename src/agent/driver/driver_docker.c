@@ -1,8 +1,14 @@
 /* driver_docker.c - the docker driver: Docker Engine runs the task
  * (docker.h); the supervisor keeps its status, logs and stop. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "agent/cgroup.h"
 
 #include "agent/driver/docker.h"
+#include "agent/driver/exec_guard.h"
 #include "agent/driver/driver.h"
 #include "agent/supervisor-internal.h"
 #include "core/log.h"
@@ -88,6 +94,8 @@ static void docker_run(struct sup *s)
 	    .cpu = l->cpu,
 	    .cpu_after_start = true, /* Docker's start-up is not the task's */
 	    .memory_bytes = l->memory_bytes,
+	    /* As exec and oci tasks: a fork bomb stays inside its task. */
+	    .pids_limit = CGROUP_DEFAULT_PIDS_MAX,
 	    .stop_grace_ms = l->stop_grace_ms,
 	    .volume_host = l->volume_host,
 	    .volume_path = l->volume_path,
@@ -114,6 +122,72 @@ static void docker_run(struct sup *s)
 	}
 }
 
+/* task-exec: the command's output goes to our stdout and stderr. */
+static void exec_output(void *ud, int stream, const char *data, size_t len)
+{
+	(void)ud;
+	int fd = stream == 2 ? 2 : 1;
+	while (len) {
+		ssize_t w = write(fd, data, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return; /* nobody reads: the command still runs to its end */
+		data += w;
+		len -= (size_t)w;
+	}
+}
+
+struct exec_ref {
+	const char *sock;
+	const char *exec_id;
+};
+
+/* The guard (exec_guard.h): the command still running once task-exec is
+ * gone was left by a kill at the check's timeout. */
+static void exec_orphaned(void *ud)
+{
+	const struct exec_ref *r = ud;
+	struct docker_exec_state st;
+	struct berr err = {0};
+	if (docker_exec_inspect(r->sock, r->exec_id, &st, &err) == 0 && st.running)
+		exec_guard_kill(st.pid);
+}
+
+/* Docker's exec API: the container's user, working directory and env,
+ * in its namespaces and cgroup, under its security options. */
+static int docker_exec_in(const struct task_exec *x, struct berr *err)
+{
+	char *name = docker_container_name(x->task_id);
+	char *exec_id = NULL;
+	int rc = docker_exec_create(x->docker_socket, name, x->argv, &exec_id, err);
+	free(name);
+	if (rc < 0)
+		return -1;
+	struct exec_ref ref = {.sock = x->docker_socket, .exec_id = exec_id};
+	int keep = -1; /* open until we exit: the guard waits for that */
+	if (exec_guard_start(exec_orphaned, &ref, &keep) < 0)
+		fprintf(stderr, "berth task-exec: no guard: a command killed at its timeout may "
+				"run on\n");
+	struct docker_exec_state st;
+	rc = docker_exec_start(x->docker_socket, exec_id, exec_output, NULL, err);
+	/* The stream ends with the command; its exit code may take a moment. */
+	for (int i = 0; rc == 0; i++) {
+		rc = docker_exec_inspect(x->docker_socket, exec_id, &st, err);
+		if (rc < 0 || !st.running)
+			break;
+		if (i == 100) {
+			rc = berr_set(err, 502,
+				      "docker: exec '%.12s' still runs after its output ended",
+				      exec_id);
+			break;
+		}
+		usleep(10000);
+	}
+	free(exec_id);
+	return rc < 0 ? -1 : st.exit_code < 0 ? 126 : st.exit_code;
+}
+
 const struct driver_ops driver_docker = {
     .driver = DRIVER_DOCKER,
     .needs_image = true,
@@ -121,4 +195,5 @@ const struct driver_ops driver_docker = {
     .available = docker_offered,
     .delete_orphan = docker_orphan,
     .run = docker_run,
+    .exec_in = docker_exec_in,
 };

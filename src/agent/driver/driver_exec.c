@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include "agent/driver/driver.h"
+#include "agent/driver/exec_enter.h"
 #include "agent/driver/exec_isolation.h"
 #include "agent/supervisor-internal.h"
 
@@ -45,8 +46,21 @@ static void exec_kill(struct sup *s, int sig)
 		kill(s->init_pid, sig);
 }
 
+/* Into the program's namespaces, cgroup and credentials (exec_enter.h). */
+static int exec_exec_in(const struct task_exec *x, struct berr *err)
+{
+	struct exec_enter e = {
+	    .pid = x->pid,
+	    .task_id = x->task_id,
+	    .cgroup_parent = x->cgroup_parent,
+	    .argv = x->argv,
+	};
+	return exec_enter_run(&e, err);
+}
+
 const struct driver_ops driver_exec = {
     .driver = DRIVER_EXEC,
     .start = exec_start,
     .kill = exec_kill,
+    .exec_in = exec_exec_in,
 };

@@ -106,6 +106,13 @@ static void oci_cleanup(struct sup *s)
 	s->oci = NULL;
 }
 
+/* `runc exec` into the container: the runtime applies everything the
+ * container has (oci_bundle.h). */
+static int oci_exec_in(const struct task_exec *x, struct berr *err)
+{
+	return oci_exec(x->data_dir, x->sandbox, x->task_id, x->runtime, x->argv, err);
+}
+
 const struct driver_ops driver_oci = {
     .driver = DRIVER_OCI,
     .needs_image = true,
@@ -115,4 +122,5 @@ const struct driver_ops driver_oci = {
     .start = oci_start,
     .kill = oci_kill,
     .cleanup = oci_cleanup,
+    .exec_in = oci_exec_in,
 };

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "agent/cgroup.h"
+#include "agent/driver/exec_guard.h"
 #include "agent/driver/seccomp_profile.h"
 #include "agent/image/image_rootfs.h"
 #include "agent/image/image_tar.h"
@@ -778,4 +779,68 @@ int oci_delete_orphan(const char *data_dir, const char *task_id, const char *run
 	free(t.log);
 	free(t.pidfile);
 	return rc;
+}
+
+/* The exec's pid file, read by the guard once task-exec is gone. */
+static void oci_exec_orphaned(void *ud)
+{
+	const char *pidfile = ud;
+	char *text = NULL;
+	if (file_read_all(pidfile, &text, NULL) == 0)
+		exec_guard_kill((pid_t)atoi(text));
+	free(text);
+	unlink(pidfile);
+}
+
+int oci_exec(const char *data_dir, const char *sandbox, const char *task_id, const char *runtime,
+	     char *const *argv, struct berr *err)
+{
+	struct oci_params p = {
+	    .task_id = task_id, .sandbox = sandbox, .data_dir = data_dir, .runtime = runtime};
+	struct oci_task t = {0};
+	task_paths(&t, &p);
+	char *pidfile = xasprintf("%s/exec.%d.pid", sandbox, (int)getpid());
+	size_t n = 0;
+	while (argv[n])
+		n++;
+	const char **args = xcalloc(n + 10, sizeof *args);
+	size_t k = 0;
+	args[k++] = t.runtime;
+	args[k++] = "--root";
+	args[k++] = t.state_root;
+	args[k++] = "exec";
+	args[k++] = "--no-new-privs";
+	args[k++] = "--pid-file";
+	args[k++] = pidfile;
+	args[k++] = t.id; /* flags end here: the command's options stay its own */
+	for (size_t i = 0; i < n; i++)
+		args[k++] = argv[i];
+	args[k] = NULL;
+	int rc = -1, keep = -1;
+	if (exec_guard_start(oci_exec_orphaned, pidfile, &keep) < 0)
+		fprintf(stderr, "berth task-exec: no guard: a command killed at its timeout may "
+				"run on\n");
+	pid_t pid;
+	int r = posix_spawnp(&pid, t.runtime, NULL, NULL, (char *const *)args, environ);
+	if (r) {
+		berr_set(err, 0, "cannot run the oci runtime '%s': %s", t.runtime, err_str(r));
+	} else {
+		int st;
+		while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
+			;
+		if (r < 0)
+			berr_set(err, 0, "cannot wait for '%s': %s", t.runtime, err_str(errno));
+		else
+			rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	}
+	free(args);
+	free(pidfile);
+	free(t.id);
+	free(t.runtime);
+	free(t.state_root);
+	free(t.bundle);
+	free(t.rootfs);
+	free(t.log);
+	free(t.pidfile);
+	return rc; /* keep stays open until we exit: the guard waits for that */
 }

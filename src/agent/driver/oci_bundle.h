@@ -139,4 +139,14 @@ void oci_task_cleanup(struct oci_task *t);
  * process (posix_spawn). */
 int oci_delete_orphan(const char *data_dir, const char *task_id, const char *runtime);
 
+/* task-exec side: `runtime exec --no-new-privs ID argv...`, which runs
+ * argv in the running container (its namespaces, cgroup, capabilities,
+ * seccomp profile, user, cwd and env, all from config.json), stdio
+ * inherited, with a guard (exec_guard.h) that kills it if the caller is
+ * killed first (its pid file: SANDBOX/exec.PID.pid). Returns the exit
+ * status (the command's; the runtime's own failures are 1 with its message
+ * on stderr), or -1 with err set when the runtime could not be run. */
+int oci_exec(const char *data_dir, const char *sandbox, const char *task_id, const char *runtime,
+	     char *const *argv, struct berr *err);
+
 #endif

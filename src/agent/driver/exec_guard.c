@@ -1,0 +1,59 @@
+/* exec_guard.c - kill what a runtime's exec left behind (exec_guard.h). */
+#include "agent/driver/exec_guard.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int exec_guard_start(void (*orphaned)(void *ud), void *ud, int *keep_fd)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = -errno;
+		close(p[0]);
+		close(p[1]);
+		return e;
+	}
+	if (pid == 0) {
+		/* Out of task-exec's process group and session: the agent's
+		 * kill of the group must not reach the guard. Its stdio goes:
+		 * the agent waits for EOF on task-exec's output. */
+		setsid();
+		close(p[1]);
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		for (int fd = 0; fd < 3 && null >= 0; fd++)
+			dup2(null, fd);
+		char c;
+		while (read(p[0], &c, 1) < 0 && errno == EINTR)
+			;
+		orphaned(ud);
+		_exit(0);
+	}
+	close(p[0]);
+	*keep_fd = p[1];
+	return 0;
+}
+
+void exec_guard_kill(pid_t pid)
+{
+	if (pid <= 1)
+		return;
+#if defined(SYS_pidfd_open) && defined(SYS_pidfd_send_signal)
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0)
+		return; /* gone */
+	/* The group first, while its leader (alive: checked by the pidfd)
+	 * keeps the id from being reused. */
+	if (syscall(SYS_pidfd_send_signal, fd, 0, NULL, 0) == 0)
+		kill(-pid, SIGKILL);
+	syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
+	close(fd);
+#else
+	kill(pid, SIGKILL);
+#endif
+}
