@@ -90,7 +90,7 @@ task:
   user: nobody
   resources: {cpu: 0.1, memory: 16MiB}
   health:
-    command: 'test "$(id -u)" = 65534 && test -f /tmp/task-marker && grep -q sleep /proc/2/cmdline && grep -q "/$BERTH_TASK_ID$" /proc/self/cgroup && grep -q "^NoNewPrivs:.*1" /proc/self/status && touch /tmp/berth-e2e-health-escape'
+    command: 'test "$(id -u)" = 65534 && test -f /tmp/task-marker && grep -q sleep /proc/2/cmdline && grep -q "/$BERTH_TASK_ID$" /proc/self/cgroup && grep -q "^NoNewPrivs:.*1" /proc/self/status && grep -q "^Seccomp:.*2" /proc/self/status && touch /tmp/berth-e2e-health-escape'
     interval: 200ms
     timeout: 2s
     initial_delay: 0s

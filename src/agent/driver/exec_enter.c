@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "agent/cgroup.h"
+#include "agent/driver/seccomp_profile.h"
 
 extern char **environ;
 
@@ -358,6 +360,19 @@ static int become_task_user(const struct target *t)
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
 		fprintf(stderr, "cannot set no_new_privs: %s\n", err_str(errno));
 		return -1;
+	}
+	/* A program under a seccomp filter (every exec task's: the default
+	 * profile, exec_isolation.c) gets a check under the same one. */
+	if (c->seccomp == 2) {
+		struct sock_fprog prog;
+		int r = seccomp_profile_bpf(&prog);
+		if (r == 0)
+			r = seccomp_profile_load(&prog);
+		if (r < 0) {
+			fprintf(stderr, "cannot load the task's seccomp profile: %s\n",
+				err_str(-r));
+			return -1;
+		}
 	}
 	return 0;
 }
