@@ -98,6 +98,7 @@ struct agent_task {
 struct agent {
 	struct agent_options o;
 	char *name;
+	char **volume_roots; /* canonical --volume-root paths, NULL-terminated */
 	char *tasks_dir;
 	char *notify_path;
 	int notify_fd;

@@ -16,6 +16,7 @@
 
 #include "agent/agent-internal.h"
 #include "agent/cgroup.h"
+#include "agent/host_volumes.h"
 #include "agent/orphans.h"
 #include "agent/secret_files.h"
 #include "agent/supervisor.h"
@@ -83,6 +84,12 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 	gethostname(host, sizeof host - 1);
 	a->name = xstrdup(o->name && *o->name ? o->name : host);
 	a->tasks_dir = xasprintf("%s/tasks", o->data_dir);
+	if (host_volumes_roots(o->volume_roots, o->nvolume_roots, &a->volume_roots, err) < 0) {
+		free(a->name);
+		free(a->tasks_dir);
+		free(a);
+		return NULL;
+	}
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->changed, NULL);
 	pthread_cond_init(&a->launch_cond, NULL);
@@ -147,6 +154,7 @@ fail:
 	free(a->tasks_dir);
 	free(a->notify_path);
 	free(a->advertise);
+	strv_free(a->volume_roots);
 	free(a);
 	return NULL;
 }
@@ -224,5 +232,6 @@ void agent_stop(struct agent *a)
 	free(a->tasks_dir);
 	free(a->notify_path);
 	free(a->advertise);
+	strv_free(a->volume_roots);
 	free(a);
 }
