@@ -103,7 +103,11 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	int r = mkdir_p(a->tasks_dir, 0755);
+	/* 0711 (docs/security.md): not listable, but a task running as an
+	 * unprivileged user still reaches its sandbox by path. */
+	int r = mkdir_private(o->data_dir, 0711);
+	if (r == 0)
+		r = mkdir_private(a->tasks_dir, 0711);
 	if (r < 0) {
 		berr_set(err, 500, "cannot create '%s': %s", a->tasks_dir, strerror(-r));
 		goto fail;

@@ -114,7 +114,7 @@ static __attribute__((noreturn)) void spawn_supervisor(const struct spawn_args *
 		sigaction(s, &dfl, NULL);
 
 	int null = open("/dev/null", O_RDWR);
-	int log = open(a->logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	int log = open(a->logfile, O_WRONLY | O_CREAT | O_APPEND, 0600);
 	if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 ||
 	    dup2(log >= 0 ? log : null, 2) < 0)
 		_exit(1);

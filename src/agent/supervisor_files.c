@@ -30,7 +30,8 @@ int sandbox_write_atomic(const char *path, const char *data, size_t len, bool du
 	if (durable)
 		return file_write_atomic(path, data, len);
 	char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* 0600: launch.json holds the task's env values. */
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	int r = 0;
 	if (fd < 0) {
 		r = -errno;

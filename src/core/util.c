@@ -286,7 +286,7 @@ int file_read_all(const char *path, char **out, size_t *len)
 int file_write_atomic(const char *path, const char *data, size_t len)
 {
 	char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		int e = -errno;
 		free(tmp);
@@ -326,6 +326,23 @@ int file_write_atomic(const char *path, const char *data, size_t len)
 		fsync(dfd);
 		close(dfd);
 	}
+	return 0;
+}
+
+int mkdir_private(const char *path, unsigned mode)
+{
+	int r = mkdir_p(path, mode);
+	if (r < 0)
+		return r;
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return -errno;
+	/* Tighten a directory of ours made before (or by an older berth), but
+	 * never a shared sticky one such as /tmp. */
+	mode_t now = st.st_mode & 07777, want = now & mode;
+	if (st.st_uid == geteuid() && !(st.st_mode & S_ISVTX) && want != now &&
+	    chmod(path, want) < 0)
+		return -errno;
 	return 0;
 }
 

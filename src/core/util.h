@@ -76,6 +76,9 @@ int file_read_all(const char *path, char **out, size_t *len);
 int file_write_atomic(const char *path, const char *data, size_t len);
 /* mkdir -p; 0 or -errno. */
 int mkdir_p(const char *path, unsigned mode);
+/* mkdir_p, then take away from an existing directory of ours what `mode`
+ * does not grant (never from a sticky one such as /tmp). 0 or -errno. */
+int mkdir_private(const char *path, unsigned mode);
 /* rm -rf; 0 or -errno. */
 int rm_rf(const char *path);
 /* Remove `name` under the directory dirfd (AT_FDCWD: a path), recursively,

@@ -44,7 +44,9 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 		return NULL;
 	raise_nofile();
 	signal(SIGPIPE, SIG_IGN);
-	int r = mkdir_p(o->data_dir, 0755);
+	/* 0711: nobody lists it or reads what is not meant for them; tasks
+	 * still reach their sandbox's files by path (DATA/tasks/ID). */
+	int r = mkdir_private(o->data_dir, 0711);
 	if (r < 0) {
 		berr_set(err, 500, "cannot create data dir '%s': %s", o->data_dir, strerror(-r));
 		return NULL;

@@ -397,7 +397,9 @@ static void mount_volumes(const struct isolation *iso, int ctl, const int *fds, 
 		int mp = mount_point(path, S_ISDIR(st.st_mode), 0644, sh);
 		if (mp < 0)
 			init_fail(ctl, "volume path '%s': %s%s", path, mount_point_why(mp),
-				  mp == -ENOENT ? " (its top directory must exist)" : "");
+				  mp == -ENOENT ? " (berth makes no mount point on the host: the "
+						  "directory right under '/' must exist, e.g. /mnt)"
+						: "");
 		char src[64], dst[64];
 		snprintf(src, sizeof src, "/proc/self/fd/%d", fds[i]);
 		snprintf(dst, sizeof dst, "/proc/self/fd/%d", mp);

@@ -614,7 +614,8 @@ int oci_task_prepare(struct oci_task *t, const struct oci_params *p, struct berr
 	 * part of the start latency on a busy disk. */
 	char *cfg = xasprintf("%s/config.json", t->bundle);
 	int w = 0;
-	int fd = open(cfg, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* 0600: config.json holds the task's env values. */
+	int fd = open(cfg, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	size_t len = strlen(json);
 	if (fd < 0 || write(fd, json, len) != (ssize_t)len)
 		w = -(errno ? errno : EIO);
