@@ -17,6 +17,7 @@
 #include "agent/agent-internal.h"
 #include "agent/cgroup.h"
 #include "agent/host_volumes.h"
+#include "agent/image/registry_auth.h"
 #include "agent/orphans.h"
 #include "agent/secret_files.h"
 #include "agent/supervisor.h"
@@ -112,6 +113,13 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 		berr_set(err, 500, "cannot create '%s': %s", a->tasks_dir, strerror(-r));
 		goto fail;
 	}
+	/* Registry credentials are read by each oci task's supervisor; a bad
+	 * BERTH_REGISTRY_AUTH or registry-auth.json stops the agent now
+	 * rather than fail every pull later. */
+	struct registry_auth *auth = NULL;
+	if (registry_auth_load(o->data_dir, &auth, err) < 0)
+		goto fail;
+	registry_auth_free(auth);
 	if (pipe2(a->wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		berr_set(err, 500, "pipe: %s", strerror(errno));
 		goto fail;

@@ -206,6 +206,8 @@ static int plan_launch(const struct agent *a, const struct launch_plan *p, const
 	    .notify_socket = a->notify_path,
 	    .log_max_bytes = a->o.log_max_bytes,
 	    .log_max_files = a->o.log_max_files,
+	    .image_max_bytes = a->o.image_max_bytes,
+	    .image_max_unpacked_bytes = a->o.image_max_unpacked_bytes,
 	    .volume_host = p->vhost,
 	    .volume_path = p->vpath,
 	    .volume_ro = p->vro,

@@ -25,6 +25,7 @@
 
 #include "agent/cgroup.h"
 #include "agent/image/image_rootfs.h"
+#include "agent/image/registry_auth.h"
 #include "agent/image/image_tar.h"
 
 extern char **environ;
@@ -577,6 +578,12 @@ int oci_task_prepare(struct oci_task *t, const struct oci_params *p, struct berr
 	free(images);
 	if (rc < 0)
 		return -1;
+	/* Registry credentials, each for its own host only (registry_auth.h). */
+	struct registry_auth *auth = NULL;
+	if (registry_auth_load(p->data_dir, &auth, err) < 0)
+		return -1;
+	image_cache_set_auth(t->cache, auth);
+	image_cache_set_limits(t->cache, p->image_max_bytes, p->image_max_unpacked_bytes);
 	if (image_get(t->cache, p->image, &t->img, err) < 0)
 		return -1;
 	t->fetched = t->img->fetched;
