@@ -426,7 +426,7 @@ out:
 }
 
 /* A small JSON blob (index, manifest, config), read and verified. */
-static int read_json_blob(struct image_cache *c, struct source *s, const char *digest,
+static int read_json_blob(struct image_cache *c, struct source *s, const char *digest, int64_t size,
 			  const char *what, json_t **out, bool *fetched, struct berr *err)
 {
 	*out = NULL;
@@ -434,7 +434,7 @@ static int read_json_blob(struct image_cache *c, struct source *s, const char *d
 		return berr_set(err, 0, "image '%s': %s has an invalid digest '%s'",
 				image__source_name(s), what, digest ? digest : "");
 	if (s->kind == SRC_REGISTRY &&
-	    ensure_registry_blob(c, s, digest, -1, MAX_JSON_BLOB, fetched, err) < 0)
+	    ensure_registry_blob(c, s, digest, size, MAX_JSON_BLOB, fetched, err) < 0)
 		return -1;
 	char *path = blob_path(s, digest);
 	char *buf;
@@ -564,7 +564,7 @@ int image__local_resolve(struct image_cache *c, struct source *s, json_t *index,
 		}
 		json_t *next;
 		bool fetched = false;
-		if (read_json_blob(c, s, dg, "index", &next, &fetched, err) < 0)
+		if (read_json_blob(c, s, dg, -1, "index", &next, &fetched, err) < 0)
 			goto out;
 		json_decref(doc);
 		doc = next;
@@ -855,7 +855,7 @@ static int prepare(struct image_cache *c, struct source *s, const char *mdigest,
 				 image__source_name(s), mdigest);
 			goto out;
 		}
-	} else if (read_json_blob(c, s, mdigest, "manifest", &m, fetched, err) < 0) {
+	} else if (read_json_blob(c, s, mdigest, -1, "manifest", &m, fetched, err) < 0) {
 		goto out;
 	}
 	if (is_index(m, NULL)) {
@@ -871,7 +871,10 @@ static int prepare(struct image_cache *c, struct source *s, const char *mdigest,
 			 image__source_name(s), mdigest);
 		goto out;
 	}
-	if (read_json_blob(c, s, cdigest, "config", &cfg, fetched, err) < 0)
+	json_t *csize = json_object_get(cdesc, "size");
+	if (read_json_blob(c, s, cdigest,
+			   json_is_integer(csize) ? (int64_t)json_integer_value(csize) : -1,
+			   "config", &cfg, fetched, err) < 0)
 		goto out;
 	json_t *diff_ids = json_object_get(json_object_get(cfg, "rootfs"), "diff_ids");
 	size_t nl = json_array_size(layers);

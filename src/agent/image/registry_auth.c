@@ -97,8 +97,8 @@ int registry_auth_parse_env(const char *text, struct registry_auth **a, struct b
 		if (!eq || (colon && colon < eq && !strchr(eq + 1, ':'))) {
 			rc = berr_set(err, 0,
 				      "BERTH_REGISTRY_AUTH: an entry is not bound to a registry "
-				      "host; write HOST=USER:PASSWORD (e.g. "
-				      "registry.example.com=me:secret), comma-separated");
+				      "host; write HOST=USER:PASSWORD, comma-separated (e.g. "
+				      "registry.example.com=USER:PASSWORD)");
 			break;
 		}
 		*eq = 0;
