@@ -171,3 +171,52 @@ EOF
 	"$BERTH_BIN" admin backup "$VOL/backup.jsonl"
 	[ "$(stat -c %a "$VOL/backup.jsonl")" = 600 ]
 }
+
+@test "a mount point right under / is not made on the host" {
+	top="/berth-e2e-mp-$$"
+	[ ! -e "$top" ] || skip "$top exists"
+	f=$(spec <<EOF
+job: alice/devel/mptop
+type: batch
+max_task_failures: 1
+task:
+  command: ["/bin/true"]
+  resources: {cpu: 0.1, memory: 16MiB}
+  volumes:
+    - {host: $VOL/root, path: $top/data}
+EOF
+)
+	run "$BERTH_BIN" job run "$f"
+	[ "$status" -ne 0 ]
+	run "$BERTH_BIN" job status alice/devel/mptop --json --all
+	echo "$output" | grep -q "volume path '$top/data': no such file or directory (berth makes no mount point on the host"
+	[ ! -e "$top" ]
+}
+
+@test "a task running as an unprivileged user reads its cwd but not its launch.json" {
+	id nobody >/dev/null 2>&1 || skip "no user nobody"
+	# A data dir made 0755 by someone else is tightened to 0711, which
+	# still lets the task reach its sandbox by its absolute path. (Not
+	# under /tmp: the exec task's /tmp is its own, which hides it.)
+	cleanup_up
+	D=$(mktemp -d /var/tmp/berth-e2e.XXXXXX)
+	chmod 0755 "$D"
+	start_up "$D"
+	[ "$(stat -c %a "$D")" = 711 ]
+	f=$(spec <<'EOF'
+job: alice/devel/asnobody
+type: batch
+max_task_failures: 1
+task:
+  command: ["/bin/sh", "-c", "id -un; ls \"$(pwd)\" >/dev/null && echo cwd-ok; cat launch.json >/dev/null 2>&1 || echo launch-hidden"]
+  user: nobody
+  env: {DB_PASSWORD: hunter2}
+  resources: {cpu: 0.1, memory: 16MiB}
+EOF
+)
+	run "$BERTH_BIN" job run "$f"
+	[ "$status" -eq 0 ]
+	run "$BERTH_BIN" task logs alice/devel/asnobody/0
+	echo "$output"
+	[ "$output" = "$(printf 'nobody\ncwd-ok\nlaunch-hidden')" ]
+}
