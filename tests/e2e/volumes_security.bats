@@ -40,6 +40,9 @@ EOF
 	[ "$status" -eq 0 ]
 	run "$BERTH_BIN" task logs alice/devel/ok/0
 	[ "$output" = "allowed" ]
+	# The node tells its roots.
+	run "$BERTH_BIN" node list --json
+	[ "$(echo "$output" | jget 'd[0]["attributes"]["volume.roots"]')" = "$VOL/root" ]
 }
 
 @test "a volume outside every volume root fails the task, naming the rule and --volume-root" {
@@ -219,4 +222,16 @@ EOF
 	run "$BERTH_BIN" task logs alice/devel/asnobody/0
 	echo "$output"
 	[ "$output" = "$(printf 'nobody\ncwd-ok\nlaunch-hidden')" ]
+}
+
+@test "registry credentials not bound to a host stop the agent with a clear error" {
+	cleanup_up
+	D=$(mktemp -d /tmp/berth-e2e.XXXXXX)
+	# shellcheck disable=SC2086
+	run env BERTH_REGISTRY_AUTH=me:hunter2 timeout 10 "$BERTH_BIN" up ${BERTH_UP_FLAGS:-} --data-dir "$D" \
+		--addr "127.0.0.1:$(free_port)"
+	rm -rf "$D"
+	[ "$status" -ne 0 ]
+	echo "$output" | grep -q "BERTH_REGISTRY_AUTH: an entry is not bound to a registry host; write HOST=USER:PASSWORD"
+	! echo "$output" | grep -q hunter2
 }
