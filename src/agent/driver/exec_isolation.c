@@ -302,8 +302,15 @@ static int walk_make(int dfd, const char *rel, bool dir, mode_t mode)
 			}
 		}
 		if (fd < 0) {
-			/* ENOTDIR on an O_NOFOLLOW|O_DIRECTORY open: a symlink */
-			r = errno == ENOTDIR || errno == ELOOP ? -ELOOP : -errno;
+			/* ENOTDIR on an O_NOFOLLOW|O_DIRECTORY open: a symlink, or
+			 * a file where a directory should be */
+			int e = errno;
+			struct stat ls;
+			if ((e == ENOTDIR || e == ELOOP) &&
+			    fstatat(dfd, comp, &ls, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISLNK(ls.st_mode))
+				e = ELOOP;
+			r = -e;
 			break;
 		}
 		close(dfd);
