@@ -14,6 +14,7 @@
  *                   pushes, health checks, graceful deadlines, sandbox
  *                   pruning, image GC
  *   agent_logs.c    the logs HTTP listener (/v1/logs/TASK)
+ *   agent_identity.c the node's certificate: join, renewal, TLS clients
  *
  * Locking: `lock` guards the task table and every field below it that a
  * thread other than its owner reads. Functions named agent_task_* and
@@ -95,8 +96,25 @@ struct agent_task {
 	char health_msg[256];
 };
 
+/* The node's identity with a TLS cluster (agent_identity.c). Written by the
+ * watch thread only; `gen` (atomic) tells the others of a new certificate. */
+struct agent_identity {
+	bool tls;	/* the servers speak HTTPS */
+	bool have_cert; /* DATA/node holds a certificate for this node */
+	bool rejoin;	/* refused: join again (with the join token) */
+	char *servers;	/* the servers, each with its scheme */
+	char *node_dir, *ca_path, *cert_path, *key_path;
+	char *join_token;
+	char join_ca_fp[65];	       /* the CA the join token pins */
+	char *sans;		       /* JSON array asked for in the certificate */
+	int64_t not_before, not_after; /* unix seconds */
+	int64_t last_renew_try_mono;
+	unsigned gen;
+};
+
 struct agent {
 	struct agent_options o;
+	struct agent_identity id;
 	char *name;
 	char **volume_roots; /* canonical --volume-root paths, NULL-terminated */
 	char *tasks_dir;
@@ -121,7 +139,10 @@ struct agent {
 	struct launch_job *graceful; /* graceful-stop POSTs for the launchers */
 	int nstarting, max_starting;
 	struct MHD_Daemon *logs;
+	int logs_fd; /* the listening socket, kept across certificate renewals */
 	int logs_port;
+	pthread_mutex_t logs_lock; /* logs_cert, logs_ca */
+	char *logs_cert, *logs_ca; /* PEM, for the daemon and ticket checks */
 	char *advertise;
 	int wake_pipe[2];
 };
@@ -179,6 +200,26 @@ void *agent_events_main(void *agent);
 /* agent_logs.c: the logs listener; sets a->logs, a->logs_port, and
  * a->advertise when `listen` names one address. */
 int agent_logs_start(struct agent *a, const char *listen, struct berr *err);
+/* (Re)start serving on the listening socket with the current certificate. */
+int agent_logs_serve(struct agent *a, struct berr *err);
 void agent_logs_stop(struct agent *a);
+
+/* agent_identity.c: the node certificate (docs/security.md) */
+/* Read the join token and DATA/node; give each server its scheme. Fails
+ * when the servers speak HTTPS and the agent has no way to join. */
+int agent_identity_init(struct agent *a, struct berr *err);
+void agent_identity_free(struct agent *a);
+/* Plain HTTP, or a certificate at hand. */
+bool agent_identity_ready(const struct agent *a);
+/* Watch thread: join when there is no valid certificate, renew it from 2/3
+ * of its lifetime. -1 when the agent cannot speak to the servers yet. */
+int agent_identity_ensure(struct agent *a, struct berr *err);
+/* A server refused the certificate (401): join again. */
+void agent_identity_refused(struct agent *a);
+/* An http client for the servers with the node's TLS files; *gen (may be
+ * NULL) gets the certificate's generation for agent_identity_refresh. */
+struct http_client *agent_identity_client(struct agent *a, unsigned *gen);
+/* Reconnect hc if the certificate changed since *gen. */
+void agent_identity_refresh(struct agent *a, struct http_client *hc, unsigned *gen);
 
 #endif

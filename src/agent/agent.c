@@ -80,7 +80,9 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 	struct agent *a = xcalloc(1, sizeof *a);
 	a->o = *o;
 	a->notify_fd = -1;
+	a->logs_fd = -1;
 	a->wake_pipe[0] = a->wake_pipe[1] = -1;
+	pthread_mutex_init(&a->logs_lock, NULL);
 	char host[256] = "localhost";
 	gethostname(host, sizeof host - 1);
 	a->name = xstrdup(o->name && *o->name ? o->name : host);
@@ -109,6 +111,8 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 	int r = mkdir_private(o->data_dir, 0711);
 	if (r == 0)
 		r = mkdir_private(a->tasks_dir, 0711);
+	if (r == 0 && agent_identity_init(a, err) < 0)
+		goto fail;
 	if (r < 0) {
 		berr_set(err, 500, "cannot create '%s': %s", a->tasks_dir, strerror(-r));
 		goto fail;
@@ -162,6 +166,7 @@ fail:
 		close(a->wake_pipe[1]);
 	}
 	hmap_release(&a->tasks);
+	agent_identity_free(a);
 	free(a->name);
 	free(a->tasks_dir);
 	free(a->notify_path);
@@ -240,6 +245,8 @@ void agent_stop(struct agent *a)
 	pthread_mutex_destroy(&a->lock);
 	pthread_cond_destroy(&a->changed);
 	pthread_cond_destroy(&a->launch_cond);
+	pthread_mutex_destroy(&a->logs_lock);
+	agent_identity_free(a);
 	free(a->name);
 	free(a->tasks_dir);
 	free(a->notify_path);

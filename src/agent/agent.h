@@ -24,7 +24,10 @@
 struct agent_options {
 	const char *name; /* default: the host name */
 	const char *data_dir;
-	const char *servers;   /* comma-separated server addresses */
+	const char *servers; /* comma-separated server addresses */
+	/* The join token (or a file holding it) for a TLS cluster: once, to get
+	 * the node certificate kept in DATA/node (docs/security.md). */
+	const char *join_token, *join_token_file;
 	struct spec_kv *attrs; /* --attr k=v */
 	size_t nattrs;
 	double cpu;	       /* 0 = detect */

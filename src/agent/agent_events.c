@@ -130,8 +130,8 @@ static void gc_images(struct agent *a)
 void *agent_events_main(void *arg)
 {
 	struct agent *a = arg;
-	struct http_client *hc = http_client_new(a->o.servers);
-	http_client_set_header(hc, "X-Berth-Node", a->name);
+	unsigned id_gen;
+	struct http_client *hc = agent_identity_client(a, &id_gen);
 	int64_t last_scan = 0, last_full_scan = 0, last_prune = 0, last_image_gc = time_mono_ms();
 	while (!a->stopping) {
 		struct pollfd p[2 + 64 * HEALTH_CHECK_MAX_FDS] = {
@@ -211,6 +211,7 @@ void *agent_events_main(void *arg)
 		if (json_array_size(updates)) {
 			json_t *body = json_pack("{s:s,s:O}", "name", a->name, "updates", updates);
 			struct berr err = {0};
+			agent_identity_refresh(a, hc, &id_gen);
 			if (http_json(hc, "POST", "/v1/agent/status", body, 10000, NULL, &err) ==
 			    0) {
 				pthread_mutex_lock(&a->lock);

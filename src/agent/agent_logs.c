@@ -1,6 +1,7 @@
 /* agent_logs.c - the logs listener: GET /v1/logs/TASK?stream=&offset=
  * serves a chunk of a task's stdout or stderr from its sandbox. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <stdio.h>
@@ -11,10 +12,31 @@
 
 #include "agent/agent-internal.h"
 #include "core/addr.h"
+#include "core/pki.h"
 
 /* ---- logs ------------------------------------------------------------------- */
 
 #define LOG_CHUNK (1 << 20)
+
+/* A ticket "EXPIRY.SIG": the cluster CA's signature of "logs|TASK|EXPIRY",
+ * which a server gives whoever may read the task's logs. */
+static bool ticket_ok(struct agent *a, const char *task, const char *ticket)
+{
+	const char *dot = ticket ? strchr(ticket, '.') : NULL;
+	int64_t expiry;
+	if (!dot || dot - ticket > 20)
+		return false;
+	char num[24];
+	snprintf(num, sizeof num, "%.*s", (int)(dot - ticket), ticket);
+	if (parse_int64(num, &expiry) < 0 || expiry < time_now_ms() / 1000)
+		return false;
+	char *data = xasprintf("logs|%s|%lld", task, (long long)expiry);
+	pthread_mutex_lock(&a->logs_lock);
+	bool ok = a->logs_ca && pki_verify_hex(a->logs_ca, data, strlen(data), dot + 1);
+	pthread_mutex_unlock(&a->logs_lock);
+	free(data);
+	return ok;
+}
 
 static enum MHD_Result logs_request(void *cls, struct MHD_Connection *conn, const char *url,
 				    const char *method, const char *version, const char *upload,
@@ -32,6 +54,7 @@ static enum MHD_Result logs_request(void *cls, struct MHD_Connection *conn, cons
 	const char *id = !strncmp(url, "/v1/logs/", 9) ? url + 9 : NULL;
 	const char *stream = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "stream");
 	const char *off = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "offset");
+	const char *ticket = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ticket");
 	if (!stream)
 		stream = "stdout";
 	if (strcmp(method, "GET")) {
@@ -41,6 +64,10 @@ static enum MHD_Result logs_request(void *cls, struct MHD_Connection *conn, cons
 		   (strcmp(stream, "stdout") && strcmp(stream, "stderr"))) {
 		status = 404;
 		body = xstrdup("{\"error\":\"unknown route\",\"status\":404}\n");
+	} else if (a->id.tls && !ticket_ok(a, id, ticket)) {
+		status = 403;
+		body = xstrdup("{\"error\":\"a task's logs need a valid ticket from the server "
+			       "(GET /v1/tasks/ID/logs there)\",\"status\":403}\n");
 	} else {
 		char *path = xasprintf("%s/%s/%s", a->tasks_dir, id, stream);
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -86,31 +113,90 @@ static enum MHD_Result logs_request(void *cls, struct MHD_Connection *conn, cons
 	return ret;
 }
 
-int agent_logs_start(struct agent *a, const char *listen, struct berr *err)
+int agent_logs_start(struct agent *a, const char *where, struct berr *err)
 {
 	struct sockaddr_in sa;
-	if (addr_parse(listen, &sa, err) < 0)
+	if (addr_parse(where, &sa, err) < 0)
 		return -1;
-	a->logs = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD, 0, NULL, NULL, logs_request, a,
-				   MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_TIMEOUT,
-				   (unsigned)60, MHD_OPTION_END);
-	if (!a->logs) {
-		berr_set(err, 500, "cannot listen on '%s' for logs", listen);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 128) < 0) {
+		berr_set(err, 500, "cannot listen on '%s' for logs: %s", where, strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		return -1;
 	}
-	const union MHD_DaemonInfo *di = MHD_get_daemon_info(a->logs, MHD_DAEMON_INFO_BIND_PORT);
-	a->logs_port = di ? di->port : 0;
+	socklen_t sl = sizeof sa;
+	getsockname(fd, (struct sockaddr *)&sa, &sl);
+	a->logs_fd = fd;
+	a->logs_port = ntohs(sa.sin_port);
 	if (sa.sin_addr.s_addr != htonl(INADDR_ANY)) {
 		char ip[INET_ADDRSTRLEN];
 		inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
-		a->advertise = xasprintf("http://%s:%d", ip, a->logs_port);
+		a->advertise =
+		    xasprintf("%s://%s:%d", a->id.tls ? "https" : "http", ip, a->logs_port);
 	}
+	/* Without its certificate yet, the listener waits for the join
+	 * (connections wait in the backlog). */
+	return agent_identity_ready(a) ? agent_logs_serve(a, err) : 0;
+}
+
+int agent_logs_serve(struct agent *a, struct berr *err)
+{
+	char *cert = NULL, *key = NULL, *ca = NULL;
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC;
+	if (a->id.tls) {
+		if (file_read_all(a->id.cert_path, &cert, NULL) < 0 ||
+		    file_read_all(a->id.key_path, &key, NULL) < 0 ||
+		    file_read_all(a->id.ca_path, &ca, NULL) < 0) {
+			free(cert);
+			free(key);
+			return berr_set(err, 500, "cannot read the node certificate in %s",
+					a->id.node_dir);
+		}
+		flags |= MHD_USE_TLS;
+	}
+	/* The old daemon lets go of the socket, then the new one takes it:
+	 * connections arriving meanwhile wait in the backlog. */
+	if (a->logs) {
+		MHD_quiesce_daemon(a->logs);
+		MHD_stop_daemon(a->logs);
+		a->logs = NULL;
+	}
+	struct MHD_OptionItem tls[] = {
+	    {MHD_OPTION_HTTPS_MEM_KEY, 0, key},
+	    {MHD_OPTION_HTTPS_MEM_CERT, 0, cert},
+	    {MHD_OPTION_END, 0, NULL},
+	};
+	struct MHD_Daemon *d =
+	    MHD_start_daemon(flags, 0, NULL, NULL, logs_request, a, MHD_OPTION_LISTEN_SOCKET,
+			     a->logs_fd, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+			     MHD_OPTION_ARRAY, a->id.tls ? tls : tls + 2, MHD_OPTION_END);
+	pthread_mutex_lock(&a->logs_lock);
+	free(a->logs_cert);
+	free(a->logs_ca);
+	a->logs_cert = cert;
+	a->logs_ca = ca;
+	pthread_mutex_unlock(&a->logs_lock);
+	if (key)
+		memset(key, 0, strlen(key));
+	free(key);
+	if (!d)
+		return berr_set(err, 500, "cannot serve logs on port %d", a->logs_port);
+	a->logs = d;
 	return 0;
 }
 
 void agent_logs_stop(struct agent *a)
 {
 	if (a->logs)
-		MHD_stop_daemon(a->logs);
+		MHD_stop_daemon(a->logs); /* closes the listening socket */
+	else if (a->logs_fd >= 0)
+		close(a->logs_fd);
 	a->logs = NULL;
+	a->logs_fd = -1;
+	free(a->logs_cert);
+	free(a->logs_ca);
+	a->logs_cert = a->logs_ca = NULL;
 }

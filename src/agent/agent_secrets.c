@@ -23,8 +23,7 @@ int agent_secrets_prepare(const struct agent *a, const char *task_id, const char
 	*files_out = NULL;
 	if (!ts->nsecrets)
 		return 0;
-	struct http_client *hc = http_client_new(a->o.servers);
-	http_client_set_header(hc, "X-Berth-Node", a->name);
+	struct http_client *hc = agent_identity_client((struct agent *)a, NULL);
 	json_t *body = json_pack("{s:s,s:s}", "name", a->name, "task", task_id);
 	json_t *reply = NULL;
 	int r = http_json(hc, "POST", "/v1/agent/secrets", body, 10000, &reply, err);

@@ -171,7 +171,8 @@ static int do_register(struct agent *a, struct http_client *hc, struct berr *err
 	struct http_response probe;
 	if (!a->advertise && http_request(hc, "GET", "/v1/health", NULL, 2000, &probe, err) == 0) {
 		const char *ip = probe.local_ip[0] ? probe.local_ip : "127.0.0.1";
-		a->advertise = xasprintf("http://%s:%d", ip, a->logs_port);
+		a->advertise =
+		    xasprintf("%s://%s:%d", a->id.tls ? "https" : "http", ip, a->logs_port);
 		http_response_release(&probe);
 	}
 	json_t *body =
@@ -207,17 +208,29 @@ static int retry_delay_ms(unsigned *seed, int failures)
 void *agent_watch_main(void *arg)
 {
 	struct agent *a = arg;
-	struct http_client *hc = http_client_new(a->o.servers);
-	/* The server stamps the heartbeat from the headers, before the body. */
-	http_client_set_header(hc, "X-Berth-Node", a->name);
+	/* The server stamps the heartbeat from the X-Berth-Node header, before
+	 * the body. */
+	unsigned id_gen;
+	struct http_client *hc = agent_identity_client(a, &id_gen);
 	bool registered = false;
 	int64_t last_error_log = 0;
 	int failures = 0;
 	unsigned seed = (unsigned)getpid() ^ (unsigned)time_mono_ms();
 	while (!a->stopping) {
 		struct berr err = {0};
+		if (agent_identity_ensure(a, &err) < 0) {
+			if (time_mono_ms() - last_error_log > 5000) {
+				log_warn("%s", err.msg);
+				last_error_log = time_mono_ms();
+			}
+			agent_sleep_ms(retry_delay_ms(&seed, ++failures));
+			continue;
+		}
+		agent_identity_refresh(a, hc, &id_gen);
 		if (!registered) {
 			if (do_register(a, hc, &err) < 0) {
+				if (err.code == 401)
+					agent_identity_refused(a);
 				if (time_mono_ms() - last_error_log > 5000) {
 					log_warn("cannot register: %s", err.msg);
 					last_error_log = time_mono_ms();
@@ -247,6 +260,10 @@ void *agent_watch_main(void *arg)
 		if (r < 0) {
 			if (err.code == 404)
 				registered = false; /* the server forgot us: register again */
+			if (err.code == 401) {
+				agent_identity_refused(a);
+				registered = false;
+			}
 			if (time_mono_ms() - last_error_log > 5000) {
 				log_warn("watch failed: %s", err.msg);
 				last_error_log = time_mono_ms();

@@ -172,6 +172,27 @@ static char *read_token_file(const char *path)
 	return text;
 }
 
+char *cli_server_urls(const char *list)
+{
+	struct sbuf sb;
+	sbuf_init(&sb);
+	char *copy = xstrdup(list);
+	char *save = NULL;
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		while (*t == ' ')
+			t++;
+		if (!*t)
+			continue;
+		if (sb.len)
+			sbuf_adds(&sb, ",");
+		if (!strstr(t, "://"))
+			sbuf_adds(&sb, "https://");
+		sbuf_adds(&sb, t);
+	}
+	free(copy);
+	return sbuf_detach(&sb);
+}
+
 struct http_client *cli_client(const char *addr_flag)
 {
 	const char *a = addr_flag;
@@ -188,7 +209,9 @@ struct http_client *cli_client(const char *addr_flag)
 		a = cfg_addr;
 	if (!a || !*a)
 		a = "https://127.0.0.1:7070";
-	struct http_client *hc = http_client_new(a);
+	char *urls = cli_server_urls(a);
+	struct http_client *hc = http_client_new(urls);
+	free(urls);
 	const char *cacert = getenv("BERTH_CACERT");
 	if ((!cacert || !*cacert) && use_cfg)
 		cacert = json_string_value(json_object_get(cfg, "cacert"));

@@ -43,6 +43,8 @@ struct cli_opt *cli_get(struct cli_opt *opts, size_t nopts, const char *name);
  * configuration; the token from BERTH_TOKEN (--token), BERTH_TOKEN_FILE or
  * the configuration. The configuration's credentials are used only for
  * its own address. */
+/* A list of servers with each one's scheme: https:// unless it says http://. */
+char *cli_server_urls(const char *list);
 struct http_client *cli_client(const char *addr_flag);
 /* Write the user's client configuration ($XDG_CONFIG_HOME/berth/
  * config.json or ~/.config/berth/config.json, 0600): the address and the

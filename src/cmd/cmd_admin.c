@@ -27,7 +27,8 @@ static int backup(struct cli_opt *o, const char *file)
 		json_decref(j);
 		http_response_release(&resp);
 	} else {
-		int r = file_write_atomic(file, resp.body, resp.len);
+		/* 0600: a backup is the whole state, env values included. */
+		int r = file_write_atomic_mode(file, resp.body, resp.len, 0600);
 		size_t lines = 0;
 		for (size_t i = 0; i < resp.len; i++)
 			lines += resp.body[i] == '\n';
@@ -121,9 +122,10 @@ static int servers(struct cli_opt *o)
 {
 	const char *list = o[A_ADDR].set ? o[A_ADDR].value : getenv("BERTH_ADDR");
 	if (!list || !*list)
-		list = "http://127.0.0.1:7070";
-	_cleanup_free_ char *copy = xstrdup(list);
-	struct http_client *hc = http_client_new("127.0.0.1:1"); /* absolute URLs only */
+		list = "https://127.0.0.1:7070";
+	_cleanup_free_ char *copy = cli_server_urls(list);
+	/* Absolute URLs only; the client's CA (and token) from cli_client. */
+	struct http_client *hc = cli_client(copy);
 	json_t *all = json_array();
 	int leaders = 0;
 	char *save = NULL;

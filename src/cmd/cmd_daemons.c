@@ -71,6 +71,8 @@ enum {
 	O_INSECURE,
 	O_TLS_SAN,
 	O_CERT_TTL,
+	O_JOIN_TOKEN,
+	O_JOIN_TOKEN_FILE,
 	O_SIMULATE,
 	O_SIM_RACKS,
 	O_SIM_ZONES,
@@ -131,6 +133,11 @@ static void opts_init(struct cli_opt *o)
 			   "server: another name or IP for its certificate (repeatable)"},
 	    [O_CERT_TTL] = {"--cert-ttl", NULL, true, false,
 			    "server: lifetime of agents' certificates (default 24h)"},
+	    [O_JOIN_TOKEN] = {"--join-token", NULL, true, false,
+			      "agent: the cluster's join token (to get its node certificate)"},
+	    [O_JOIN_TOKEN_FILE] = {"--join-token-file", NULL, true, false,
+				   "agent: a file holding the join token (the server's "
+				   "DATA/client/join.token)"},
 	    [O_SIMULATE] = {"--simulate", NULL, true, false,
 			    "agent: run N simulated agents NAME-0..NAME-(N-1)"},
 	    [O_SIM_RACKS] = {"--sim-racks", NULL, true, false, "simulate: attribute rack=r<i % R>"},
@@ -182,6 +189,10 @@ static int agent_opts_from_cli(struct cli_opt *o, struct agent_options *ao)
 	}
 	if (o[O_LISTEN].set)
 		ao->listen = o[O_LISTEN].value;
+	if (o[O_JOIN_TOKEN].set)
+		ao->join_token = o[O_JOIN_TOKEN].value;
+	if (o[O_JOIN_TOKEN_FILE].set)
+		ao->join_token_file = o[O_JOIN_TOKEN_FILE].value;
 	if (o[O_DOCKER].set)
 		ao->docker_socket = o[O_DOCKER].value;
 	if (o[O_CGROUP].set)
@@ -332,9 +343,15 @@ int cmd_up(int argc, char **argv)
 		return cli_fail("%s", err.msg);
 	char *srv = xasprintf("%s://127.0.0.1:%d", so.insecure ? "http" : "https", server_port(s));
 	ao.servers = srv;
+	/* The agent joins its own server like any other: with the join token
+	 * the server just wrote. */
+	char *join_file = xasprintf("%s/client/join.token", so.data_dir);
+	if (!so.insecure && !ao.join_token && !ao.join_token_file)
+		ao.join_token_file = join_file;
 	struct agent *a = agent_start(&ao, &err);
 	if (!a) {
 		server_stop(s);
+		free(join_file);
 		return cli_fail("%s", err.msg);
 	}
 	client_setup_note("berth up", &so);
@@ -345,6 +362,7 @@ int cmd_up(int argc, char **argv)
 	server_stop(s);
 	agent_stop(a);
 	free(srv);
+	free(join_file);
 	free(exe);
 	return 0;
 }

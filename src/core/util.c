@@ -285,13 +285,21 @@ int file_read_all(const char *path, char **out, size_t *len)
 
 int file_write_atomic(const char *path, const char *data, size_t len)
 {
+	/* 0600: what berth writes (state backups, task files, caches) is for
+	 * berth and the user who runs it. */
+	return file_write_atomic_mode(path, data, len, 0600);
+}
+
+int file_write_atomic_mode(const char *path, const char *data, size_t len, unsigned mode)
+{
 	char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
 	if (fd < 0) {
 		int e = -errno;
 		free(tmp);
 		return e;
 	}
+	fchmod(fd, (mode_t)mode); /* whatever the umask */
 	size_t off = 0;
 	while (off < len) {
 		ssize_t w = write(fd, data + off, len - off);

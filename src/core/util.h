@@ -72,8 +72,11 @@ struct timespec time_deadline_ms(int64_t ms);
 /* Files. */
 /* Read a whole file (NUL-terminated); returns 0 or -errno. */
 int file_read_all(const char *path, char **out, size_t *len);
-/* Write a file atomically: tmp + fsync + rename + fsync(dir). 0 or -errno. */
+/* Write a file atomically, mode 0600: tmp + fsync + rename + fsync(dir).
+ * 0 or -errno. */
 int file_write_atomic(const char *path, const char *data, size_t len);
+/* The same with the file's mode (e.g. 0600 for what holds a secret). */
+int file_write_atomic_mode(const char *path, const char *data, size_t len, unsigned mode);
 /* mkdir -p; 0 or -errno. */
 int mkdir_p(const char *path, unsigned mode);
 /* mkdir_p, then take away from an existing directory of ours what `mode`

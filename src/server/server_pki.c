@@ -94,12 +94,25 @@ static int ca_load_or_make(struct server *s, struct berr *err)
 		json_decref(j);
 		free(cert);
 		free(key);
-		if (store_put_now(s, "auth/ca", text, err) < 0) {
-			free(text);
+		/* Servers starting together on an empty store: the first CA
+		 * stored is everyone's. */
+		pthread_mutex_lock(&s->store_lock);
+		r = store_create(s->store, "auth/ca", text, strlen(text), err);
+		pthread_mutex_unlock(&s->store_lock);
+		free(text);
+		text = NULL;
+		if (r < 0)
 			return berr_prefix(err, "cannot store the cluster CA");
+		if (r == 0)
+			log_info("made the cluster CA");
+		pthread_mutex_lock(&s->store_lock);
+		r = store_get(s->store, "auth/ca", &text, &len, err);
+		pthread_mutex_unlock(&s->store_lock);
+		if (r != 0) {
+			free(text);
+			return r < 0 ? berr_prefix(err, "cannot read the cluster CA")
+				     : berr_set(err, 500, "the cluster CA vanished from the store");
 		}
-		len = strlen(text);
-		log_info("made the cluster CA");
 	}
 	json_t *j = json_loadb(text, len, 0, NULL);
 	free(text);

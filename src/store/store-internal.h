@@ -61,6 +61,9 @@ struct store_ops {
 		    struct berr *err);
 	/* Optional: from now on a commit applies only while key holds value. */
 	int (*set_guard)(struct store *st, const char *key, const char *value, struct berr *err);
+	/* Optional: store_create (store.h); without it, get then commit. */
+	int (*create)(struct store *st, const char *key, const char *value, size_t len,
+		      struct berr *err);
 	/* Optional: store_follow (store.h). */
 	int (*follow)(struct store *st, store_follow_fn fn, void *ud, const _Atomic bool *stop,
 		      struct berr *err);

@@ -193,6 +193,22 @@ int store_get(struct store *st, const char *key, char **value, size_t *len, stru
 	return st->ops->get(st, key, value, len, err);
 }
 
+int store_create(struct store *st, const char *key, const char *value, size_t len, struct berr *err)
+{
+	if (!key || !value)
+		return berr_set(err, 0, "store: cannot create: no key or value");
+	if (st->ops->create)
+		return st->ops->create(st, key, value, len, err);
+	int r = st->ops->get(st, key, NULL, NULL, err);
+	if (r != 1)
+		return r; /* there (0), or an error */
+	struct store_batch *b = store_batch_new();
+	store_batch_put(b, key, value, len);
+	r = store_commit(st, b, err);
+	store_batch_free(b);
+	return r;
+}
+
 int store_set_guard(struct store *st, const char *key, const char *value, struct berr *err)
 {
 	if (!st->ops->set_guard)

@@ -65,6 +65,12 @@ int store_commit(struct store *st, struct store_batch *b, struct berr *err);
  * is absent, -1 on error. */
 int store_get(struct store *st, const char *key, char **value, size_t *len, struct berr *err);
 
+/* Put key = value unless the key exists, atomically among servers sharing
+ * the store (etcd: a compare on its creation): 0 when put, 1 when the key
+ * was there (nothing written), -1 on error. Not fenced. */
+int store_create(struct store *st, const char *key, const char *value, size_t len,
+		 struct berr *err);
+
 /* Call fn for every key with the prefix, in key order. fn returns 0 to go on,
  * non-zero to stop (store_scan then returns that value). -1 on error. */
 typedef int (*store_scan_fn)(const char *key, const char *value, size_t len, void *ud);

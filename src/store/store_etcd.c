@@ -616,6 +616,32 @@ static size_t txn_end(const struct etcd_store *e, const struct xops *x, size_t i
 	return j;
 }
 
+/* Put key = value only if the key does not exist (compare on its create
+ * revision): 0 when put, 1 when it was there. Unfenced: for what any
+ * server may make first, such as the cluster CA. */
+static int et_create(struct store *st, const char *key, const char *value, size_t len,
+		     struct berr *err)
+{
+	struct etcd_store *e = st->data;
+	size_t klen = strlen(key);
+	struct sbuf *sb = &e->req;
+	buf_reset(sb);
+	sbuf_adds(sb, "{\"compare\":[{");
+	etcd_add_key(e->etcd, sb, "key", key, klen);
+	sbuf_adds(sb, ",\"target\":\"CREATE\",\"result\":\"EQUAL\",\"create_revision\":\"0\"}],"
+		      "\"success\":[{\"request_put\":{");
+	etcd_add_key(e->etcd, sb, "key", key, klen);
+	sbuf_adds(sb, ",\"value\":\"");
+	base64_add(sb, value, len);
+	sbuf_adds(sb, "\"}}]}");
+	json_t *j = NULL;
+	if (api_call(e, "kv/txn", &j, NULL, err) < 0)
+		return -1;
+	int made = json_is_true(json_object_get(j, "succeeded"));
+	json_decref(j);
+	return made ? 0 : 1;
+}
+
 /* Send the txns of a split batch, POOL at a time: their ops commute, so
  * they may be applied in any order. A txn that fails in any way here is sent
  * again with api_call(), which fails over to the other endpoints and says what
@@ -880,5 +906,6 @@ const struct store_ops store_etcd_ops = {
     .get = et_get,
     .scan = etcd_store_scan,
     .set_guard = et_set_guard,
+    .create = et_create,
     .follow = etcd_store_follow,
 };

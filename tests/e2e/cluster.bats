@@ -233,10 +233,12 @@ EOF
 	# Sample both jobs and the node every 20 ms while the drain runs.
 	in_ns "$NS_SRV" python3 - "$NS_SERVER_URL" "$victim" alice/prod/dr alice/prod/dr2 \
 		>"$NS_BASE/sampler.out" 2>&1 3>&- <<'EOF' &
-import json, sys, time, urllib.request
+import json, os, ssl, sys, time, urllib.request
 url, node, jobs = sys.argv[1], sys.argv[2], sys.argv[3:]
+ctx = ssl.create_default_context(cafile=os.environ["BERTH_CACERT"])
 def get(p):
-    with urllib.request.urlopen(url + p, timeout=2) as r:
+    req = urllib.request.Request(url + p, headers={"Authorization": "Bearer " + os.environ["BERTH_TOKEN"]})
+    with urllib.request.urlopen(req, timeout=2, context=ctx) as r:
         return json.load(r)
 low, states, end = {j: 99 for j in jobs}, [], time.time() + 30
 while time.time() < end:

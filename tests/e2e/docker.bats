@@ -21,28 +21,10 @@ teardown_file() {
 	dockerd_stop
 }
 
-# start_up with --docker-socket (start_up takes no extra flags):
-# start_docker_up [SOCKET [DATA_DIR]].
+# start_up with --docker-socket: start_docker_up [SOCKET [DATA_DIR]].
 start_docker_up() {
-	local sock=${1:-$DOCKER_SOCK}
-	DATA=${2:-$(mktemp -d /tmp/berth-e2e.XXXXXX)}
-	if [ -z "${PORT:-}" ]; then PORT=$(free_port); fi
-	CGPARENT=berth-e2e-$$
-	export BERTH_ADDR="http://127.0.0.1:$PORT"
-	"$BERTH_BIN" up --data-dir "$DATA" --addr "127.0.0.1:$PORT" --cgroup-parent "$CGPARENT" \
-		--port-range 31000-31999 --docker-socket "$sock" ${SPECS:+--volume-root "$SPECS"} \
-		>>"$DATA.log" 2>&1 3>&- &
-	UP_PID=$!
-	for _ in $(seq 1 100); do
-		if curl -fsS "$BERTH_ADDR/v1/health" >/dev/null 2>&1 &&
-			"$BERTH_BIN" node list --json | grep -q ACTIVE; then
-			return 0
-		fi
-		sleep 0.05
-	done
-	echo "berth up did not come up; log:" >&2
-	cat "$DATA.log" >&2
-	return 1
+	BERTH_UP_FLAGS="${BERTH_UP_FLAGS:-} --docker-socket ${1:-$DOCKER_SOCK} ${SPECS:+--volume-root $SPECS}" \
+		start_up "${2:-}"
 }
 
 setup() {

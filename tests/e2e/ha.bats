@@ -22,10 +22,13 @@ setup() {
 	S2=$(free_port)
 	start_server 1 "$S1"
 	start_server 2 "$S2"
-	export BERTH_ADDR="http://127.0.0.1:$S1,http://127.0.0.1:$S2"
+	export BERTH_ADDR="https://127.0.0.1:$S1,https://127.0.0.1:$S2"
+	# Both servers share the cluster CA and the tokens (in the store).
+	use_client_creds "$HA/s1"
 	CGPARENT=berth-ha-$$
 	mkdir -p /var/tmp/berth-ha-$$
-	"$BERTH_BIN" agent --server "127.0.0.1:$S1,127.0.0.1:$S2" --data-dir /var/tmp/berth-ha-$$/agent \
+	"$BERTH_BIN" agent --server "127.0.0.1:$S1,127.0.0.1:$S2" \
+		--join-token-file "$HA/s1/client/join.token" --data-dir /var/tmp/berth-ha-$$/agent \
 		--name a1 --cgroup-parent "$CGPARENT" --port-range 31000-31999 >"$HA/agent.log" 2>&1 3>&- &
 	AGENT_PID=$!
 	wait_for 15 '"$BERTH_BIN" node list --json 2>/dev/null | grep -q ACTIVE'
@@ -53,21 +56,21 @@ teardown() {
 		rmdir "$c" 2>/dev/null || true
 	done
 	if [ "${BATS_TEST_COMPLETED:-}" != 1 ] && [ -n "${HA:-}" ]; then
-		tail -20 "$HA"/s1.log "$HA"/s2.log "$HA"/agent.log >&2 || true
+		tail -n 20 "$HA"/s1.log "$HA"/s2.log "$HA"/agent.log >&2 || true
 	fi
 	rm -rf "${HA:-/nonexistent}" /var/tmp/berth-ha-$$
 }
 
 leader_of() {
-	curl -fsS "http://127.0.0.1:$1/v1/leader" | jget 'd["leader"]'
+	api_curl -fsS "https://127.0.0.1:$1/v1/leader" | jget 'd["leader"]'
 }
 
 @test "one server leads, the other redirects; killing the leader hands over within seconds and loses no acknowledged job" {
 	wait_for 10 '[ -n "$(leader_of $S1 2>/dev/null)" ]'
 	leader=$(leader_of "$S1")
 	[ "$leader" = "$(leader_of "$S2")" ]
-	if [ "$leader" = "http://127.0.0.1:$S1" ]; then lport=$S1; lpid=$SERVER1_PID; fport=$S2; else lport=$S2; lpid=$SERVER2_PID; fport=$S1; fi
-	[ "$(curl -fsS http://127.0.0.1:$fport/v1/leader | jget 'd["role"]')" = follower ]
+	if [ "$leader" = "https://127.0.0.1:$S1" ]; then lport=$S1; lpid=$SERVER1_PID; fport=$S2; else lport=$S2; lpid=$SERVER2_PID; fport=$S1; fi
+	[ "$(api_curl -fsS https://127.0.0.1:$fport/v1/leader | jget 'd["role"]')" = follower ]
 	# A write sent to the follower lands (redirected to the leader).
 	f=$(spec <<'EOF2'
 job: alice/prod/keep
@@ -77,7 +80,7 @@ task:
   resources: {cpu: 0.1, memory: 16MiB}
 EOF2
 )
-	BERTH_ADDR="http://127.0.0.1:$fport" "$BERTH_BIN" job run "$f"
+	BERTH_ADDR="https://127.0.0.1:$fport" "$BERTH_BIN" job run "$f"
 	pids=$(status_json alice/prod/keep | jget 'sorted(t["pid"] for t in d["tasks"])')
 	# A stream of submissions while the leader is killed: every one that
 	# was acknowledged must exist afterwards, exactly once.
@@ -102,7 +105,7 @@ EOF2
 	t1=$(date +%s%N)
 	echo "# failover: a new leader accepted a write $(((t1 - t0) / 1000000)) ms after the kill" >&3
 	wait "$stream"
-	[ "$(leader_of "$fport")" = "http://127.0.0.1:$fport" ]
+	[ "$(leader_of "$fport")" = "https://127.0.0.1:$fport" ]
 	# It led from its replica: nothing to load from etcd.
 	if [ "$fport" = "$S1" ]; then flog=$HA/s1.log; else flog=$HA/s2.log; fi
 	grep -q "state loaded from its replica" "$flog"
@@ -120,58 +123,58 @@ EOF2
 
 @test "a follower answers reads from its replica, which follows every write; writes and node views go to the leader" {
 	wait_for 10 '[ -n "$(leader_of $S1 2>/dev/null)" ] && [ "$(leader_of $S1)" = "$(leader_of $S2 2>/dev/null)" ]'
-	if [ "$(leader_of "$S1")" = "http://127.0.0.1:$S1" ]; then lport=$S1; fport=$S2; else lport=$S2; fport=$S1; fi
+	if [ "$(leader_of "$S1")" = "https://127.0.0.1:$S1" ]; then lport=$S1; fport=$S2; else lport=$S2; fport=$S1; fi
 	for i in 1 2 3 4 5; do
 		printf 'job: dave/test/r%d\ninstances: 2\ntask:\n  command: ["sleep", "300"]\n  resources: {cpu: 0.05, memory: 8MiB}\n' "$i" >"$HA/r$i.yaml"
-		BERTH_ADDR="http://127.0.0.1:$lport" "$BERTH_BIN" job run --detach "$HA/r$i.yaml" >/dev/null
+		BERTH_ADDR="https://127.0.0.1:$lport" "$BERTH_BIN" job run --detach "$HA/r$i.yaml" >/dev/null
 	done
 	# Who is who, asked of each server itself.
 	run "$BERTH_BIN" admin servers
 	[ "$status" -eq 0 ]
-	echo "$output" | grep -q "^http://127.0.0.1:$lport  *leader  *http://127.0.0.1:$lport$"
-	echo "$output" | grep -q "^http://127.0.0.1:$fport  *follower  *http://127.0.0.1:$lport$"
+	echo "$output" | grep -q "^https://127.0.0.1:$lport  *leader  *https://127.0.0.1:$lport$"
+	echo "$output" | grep -q "^https://127.0.0.1:$fport  *follower  *https://127.0.0.1:$lport$"
 	[ "$("$BERTH_BIN" admin servers --json | jget 'sorted(r["role"] for r in d)')" = "['follower', 'leader']" ]
 	run "$BERTH_BIN" admin servers --addr "127.0.0.1:$fport,127.0.0.1:1"
 	[ "$status" -eq 1 ] # no leader among those
-	echo "$output" | grep -q "^http://127.0.0.1:1  *unreachable"
+	echo "$output" | grep -q "^https://127.0.0.1:1  *unreachable"
 	# The follower itself answers (no redirect), and has every job.
-	wait_for 10 '[ "$(curl -fsS http://127.0.0.1:$fport/v1/jobs | jget "sum(1 for j in d if j[\"job\"].startswith(\"dave/\"))")" -eq 5 ]'
-	run curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$fport/v1/jobs"
+	wait_for 10 '[ "$(api_curl -fsS https://127.0.0.1:$fport/v1/jobs | jget "sum(1 for j in d if j[\"job\"].startswith(\"dave/\"))")" -eq 5 ]'
+	run api_curl -sS -o /dev/null -w '%{http_code}' "https://127.0.0.1:$fport/v1/jobs"
 	[ "$output" = 200 ]
-	curl -sS -D "$HA/hdr" -o "$HA/body" "http://127.0.0.1:$fport/v1/jobs/dave/test/r3"
+	api_curl -sS -D "$HA/hdr" -o "$HA/body" "https://127.0.0.1:$fport/v1/jobs/dave/test/r3"
 	grep -qi '^X-Berth-Served-By: follower' "$HA/hdr"
 	[ "$(jget 'len(d["tasks"])' <"$HA/body")" -eq 2 ]
 	# Task states move on the follower as the agent reports them.
-	wait_for 10 '[ "$(curl -fsS http://127.0.0.1:$fport/v1/jobs/dave/test/r3 | jget "sum(1 for t in d[\"tasks\"] if t[\"state\"]==\"RUNNING\")")" -eq 2 ]'
-	id=$(curl -fsS "http://127.0.0.1:$fport/v1/jobs/dave/test/r3" | jget 'd["tasks"][0]["id"]')
-	[ "$(curl -fsS "http://127.0.0.1:$fport/v1/tasks/$id" | jget 'd["state"]')" = RUNNING ]
+	wait_for 10 '[ "$(api_curl -fsS https://127.0.0.1:$fport/v1/jobs/dave/test/r3 | jget "sum(1 for t in d[\"tasks\"] if t[\"state\"]==\"RUNNING\")")" -eq 2 ]'
+	id=$(api_curl -fsS "https://127.0.0.1:$fport/v1/jobs/dave/test/r3" | jget 'd["tasks"][0]["id"]')
+	[ "$(api_curl -fsS "https://127.0.0.1:$fport/v1/tasks/$id" | jget 'd["state"]')" = RUNNING ]
 	# A kill (sent to the follower: redirected) shows on the follower.
-	BERTH_ADDR="http://127.0.0.1:$fport" "$BERTH_BIN" job kill dave/test/r3 >/dev/null
-	wait_for 10 '! curl -fsS http://127.0.0.1:$fport/v1/jobs | grep -q "dave/test/r3\""'
+	BERTH_ADDR="https://127.0.0.1:$fport" "$BERTH_BIN" job kill dave/test/r3 >/dev/null
+	wait_for 10 '! api_curl -fsS https://127.0.0.1:$fport/v1/jobs | grep -q "dave/test/r3\""'
 	# What the follower does not answer itself: writes, node liveness, and
 	# what it does not know (the leader says "not found").
-	run curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' "http://127.0.0.1:$fport/v1/nodes"
-	[ "$output" = "307 http://127.0.0.1:$lport/v1/nodes" ]
-	run curl -sS -o /dev/null -w '%{http_code}' -X POST -d '{}' "http://127.0.0.1:$fport/v1/jobs"
+	run api_curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' "https://127.0.0.1:$fport/v1/nodes"
+	[ "$output" = "307 https://127.0.0.1:$lport/v1/nodes" ]
+	run api_curl -sS -o /dev/null -w '%{http_code}' -X POST -d '{}' "https://127.0.0.1:$fport/v1/jobs"
 	[ "$output" = 307 ]
-	run curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$fport/v1/jobs/dave/test/none"
+	run api_curl -sS -o /dev/null -w '%{http_code}' "https://127.0.0.1:$fport/v1/jobs/dave/test/none"
 	[ "$output" = 307 ]
-	run curl -sS -L -o /dev/null -w '%{http_code}' "http://127.0.0.1:$fport/v1/jobs/dave/test/none"
+	run api_curl -sS -L -o /dev/null -w '%{http_code}' "https://127.0.0.1:$fport/v1/jobs/dave/test/none"
 	[ "$output" = 404 ]
 }
 
 @test "a leader paused past its lease is fenced: another leads, and on waking the old one writes nothing and exits" {
 	wait_for 10 '[ -n "$(leader_of $S1 2>/dev/null)" ] && [ "$(leader_of $S1)" = "$(leader_of $S2 2>/dev/null)" ]'
-	if [ "$(leader_of "$S1")" = "http://127.0.0.1:$S1" ]; then lport=$S1; lpid=$SERVER1_PID; fport=$S2; else lport=$S2; lpid=$SERVER2_PID; fport=$S1; fi
+	if [ "$(leader_of "$S1")" = "https://127.0.0.1:$S1" ]; then lport=$S1; lpid=$SERVER1_PID; fport=$S2; else lport=$S2; lpid=$SERVER2_PID; fport=$S1; fi
 	job() { printf '{"job": "erin/test/%s", "type": "batch", "task": {"command": ["true"], "resources": {"cpu": 0.01, "memory": 8388608}}}' "$1"; }
-	job before | curl -fsS -X POST --data-binary @- "http://127.0.0.1:$lport/v1/jobs" >/dev/null
+	job before | api_curl -fsS -X POST --data-binary @- "https://127.0.0.1:$lport/v1/jobs" >/dev/null
 	# A long pause (a VM stall, a GC, SIGSTOP): its lease expires meanwhile.
 	kill -STOP "$lpid"
-	wait_for 10 '[ "$(leader_of $fport 2>/dev/null)" = "http://127.0.0.1:$fport" ]'
-	job during | curl -fsS -X POST --data-binary @- "http://127.0.0.1:$fport/v1/jobs" >/dev/null
+	wait_for 10 '[ "$(leader_of $fport 2>/dev/null)" = "https://127.0.0.1:$fport" ]'
+	job during | api_curl -fsS -X POST --data-binary @- "https://127.0.0.1:$fport/v1/jobs" >/dev/null
 	# A write reaches the old leader while it sleeps (its socket queues it).
-	(job stale | curl -sS -m 15 -o /dev/null -w '%{http_code}' -X POST --data-binary @- \
-		"http://127.0.0.1:$lport/v1/jobs" >"$HA/stale.code" 2>/dev/null || true) &
+	(job stale | api_curl -sS -m 15 -o /dev/null -w '%{http_code}' -X POST --data-binary @- \
+		"https://127.0.0.1:$lport/v1/jobs" >"$HA/stale.code" 2>/dev/null || true) &
 	writer=$!
 	sleep 0.5
 	kill -CONT "$lpid"
@@ -182,12 +185,12 @@ EOF2
 	echo "# the stale write got: $(cat "$HA/stale.code"); the old leader said: $(grep -Eho "fatal: .*" "$HA"/s*.log | head -1)" >&3
 	grep -Eq "leadership lost|lost the leader lease|fenced" "$HA"/s*.log
 	# The new leader has what was acknowledged, and nothing of the stale write.
-	list=$(curl -fsS "http://127.0.0.1:$fport/v1/jobs")
+	list=$(api_curl -fsS "https://127.0.0.1:$fport/v1/jobs")
 	echo "$list" | grep -q erin/test/before
 	echo "$list" | grep -q erin/test/during
 	! echo "$list" | grep -q erin/test/stale
 	sleep 1
-	! curl -fsS "http://127.0.0.1:$fport/v1/jobs" | grep -q erin/test/stale
+	! api_curl -fsS "https://127.0.0.1:$fport/v1/jobs" | grep -q erin/test/stale
 }
 
 @test "leader kills at random moments, three times in a row: every acknowledged job exists exactly once" {
@@ -206,7 +209,7 @@ EOF2
 		) &
 		stream=$!
 		sleep "0.$((RANDOM % 9 + 1))"
-		if [ "$leader" = "http://127.0.0.1:$S1" ]; then
+		if [ "$leader" = "https://127.0.0.1:$S1" ]; then
 			kill -KILL "$SERVER1_PID"
 			wait "$SERVER1_PID" 2>/dev/null || true
 			wait "$stream"
@@ -249,7 +252,9 @@ EOF2
 	"$BERTH_BIN" server --data-dir "$HA/s3" --addr "127.0.0.1:$S3" \
 		--store "etcd://127.0.0.1:$c1,127.0.0.1:$c2,127.0.0.1:$c3/three" >"$HA/s3.log" 2>&1 3>&- &
 	S3PID=$!
-	wait_for 10 "[ \"\$(leader_of $S3 2>/dev/null)\" = http://127.0.0.1:$S3 ]"
+	# Another store, another cluster CA and tokens.
+	use_client_creds "$HA/s3"
+	wait_for 10 "[ \"\$(leader_of $S3 2>/dev/null)\" = https://127.0.0.1:$S3 ]"
 	ack=$HA/e3acked
 	: >"$ack"
 	for round in 1 2 3; do
@@ -266,7 +271,7 @@ EOF2
 			for i in $(seq 1 15); do
 				k=$((round * 100 + i))
 				printf 'job: carol/prod/e%d\ntype: batch\ntask:\n  command: ["true"]\n  resources: {cpu: 0.01, memory: 8MiB}\n' "$k" >"$HA/e$k.yaml"
-				if BERTH_ADDR="http://127.0.0.1:$S3" "$BERTH_BIN" job run --detach "$HA/e$k.yaml" >/dev/null 2>&1; then echo "carol/prod/e$k" >>"$ack"; fi
+				if BERTH_ADDR="https://127.0.0.1:$S3" "$BERTH_BIN" job run --detach "$HA/e$k.yaml" >/dev/null 2>&1; then echo "carol/prod/e$k" >>"$ack"; fi
 			done
 		) &
 		stream=$!
@@ -276,13 +281,13 @@ EOF2
 		wait "$vpid" 2>/dev/null || true
 		wait "$stream"
 		# Still the leader: its lease kept being renewed through the others.
-		[ "$(leader_of "$S3")" = "http://127.0.0.1:$S3" ]
+		[ "$(leader_of "$S3")" = "https://127.0.0.1:$S3" ]
 		echo "# round $round: etcd member m$victim killed; $(wc -l <"$ack") acknowledged so far" >&3
 		start_member "$victim"
 		eval "c=\$c$victim"
 		wait_for 20 "curl -fsS http://127.0.0.1:$c/health 2>/dev/null | grep -q true"
 	done
-	run env BERTH_ADDR="http://127.0.0.1:$S3" "$BERTH_BIN" job list --json
+	run env BERTH_ADDR="https://127.0.0.1:$S3" "$BERTH_BIN" job list --json
 	[ "$status" -eq 0 ]
 	list=$output
 	while read -r k; do

@@ -62,7 +62,7 @@ ns_setup() {
 	ip -n "$NS_SRV" link add br0 type bridge
 	ip -n "$NS_SRV" addr add "$NS_NET.1/24" dev br0
 	ip -n "$NS_SRV" link set br0 up
-	NS_SERVER_URL="http://$NS_NET.1:$NS_PORT"
+	NS_SERVER_URL="https://$NS_NET.1:$NS_PORT"
 }
 
 # in_ns NS CMD...: run CMD in network namespace NS only. (`ip netns exec`
@@ -100,7 +100,13 @@ ns_start_server() {
 	SRV_PID=$!
 	local i
 	for i in $(seq 1 100); do
-		if in_ns "$NS_SRV" curl -fsS -m 1 "$NS_SERVER_URL/v1/health" >/dev/null 2>&1; then
+		if [ -s "$NS_BASE/server/client/ca.pem" ] &&
+			in_ns "$NS_SRV" curl --cacert "$NS_BASE/server/client/ca.pem" -fsS -m 1 \
+				"$NS_SERVER_URL/v1/health" >/dev/null 2>&1; then
+			# The admin's credentials, for the CLI and api().
+			export BERTH_CACERT="$NS_BASE/server/client/ca.pem"
+			BERTH_TOKEN=$(cat "$NS_BASE/server/client/admin.token")
+			export BERTH_TOKEN
 			return 0
 		fi
 		kill -0 "$SRV_PID" 2>/dev/null || break
@@ -117,7 +123,7 @@ ns_start_agent() {
 	local k=$1
 	mkdir -p "$NS_BASE/n$k"
 	nsenter --net="/run/netns/$(ns_name "$k")" -- "$BERTH_BIN" agent --server "$NS_SERVER_URL" \
-		--data-dir "$NS_BASE/n$k" --name "n$k" --attr "rack=r$k" \
+		--join-token-file "$NS_BASE/server/client/join.token" --data-dir "$NS_BASE/n$k" --name "n$k" --attr "rack=r$k" \
 		--cgroup-parent "$NS_CGPARENT" --port-range 31000-31999 \
 		>>"$NS_BASE/n$k.log" 2>&1 3>&- &
 	NS_AGENT_PID[$k]=$!
@@ -137,7 +143,8 @@ cli() {
 }
 
 api() {
-	in_ns "$NS_SRV" curl -fsS -m 5 "$NS_SERVER_URL$1"
+	in_ns "$NS_SRV" curl --cacert "$BERTH_CACERT" -H "Authorization: Bearer $BERTH_TOKEN" \
+		-fsS -m 5 "$NS_SERVER_URL$1"
 }
 
 nodes_json() { cli node list --json; }

@@ -184,22 +184,22 @@ EOF
 }
 
 @test "the API answers bad requests with JSON errors and the right status" {
-	code=$(curl -s -o /tmp/berth-body.$$ -w '%{http_code}' -X POST -d '{"job": ' "$BERTH_ADDR/v1/jobs")
+	code=$(api_curl -s -o /tmp/berth-body.$$ -w '%{http_code}' -X POST -d '{"job": ' "$BERTH_ADDR/v1/jobs")
 	[ "$code" = 400 ]
 	grep -q '"error"' /tmp/berth-body.$$
-	code=$(curl -s -o /tmp/berth-body.$$ -w '%{http_code}' "$BERTH_ADDR/v1/nope")
+	code=$(api_curl -s -o /tmp/berth-body.$$ -w '%{http_code}' "$BERTH_ADDR/v1/nope")
 	[ "$code" = 404 ]
-	code=$(curl -s -o /tmp/berth-body.$$ -w '%{http_code}' "$BERTH_ADDR/v1/jobs/NOT/a/key")
+	code=$(api_curl -s -o /tmp/berth-body.$$ -w '%{http_code}' "$BERTH_ADDR/v1/jobs/NOT/a/key")
 	[ "$code" = 400 ]
 	head -c 2000000 /dev/zero | tr '\0' ' ' >/tmp/berth-big.$$
-	code=$(curl -s -o /tmp/berth-body.$$ -w '%{http_code}' -X POST --data-binary @/tmp/berth-big.$$ "$BERTH_ADDR/v1/jobs")
+	code=$(api_curl -s -o /tmp/berth-body.$$ -w '%{http_code}' -X POST --data-binary @/tmp/berth-big.$$ "$BERTH_ADDR/v1/jobs")
 	[ "$code" = 413 ]
-	code=$(curl -s -o /tmp/berth-body.$$ -w '%{http_code}' -X POST -d '{"job":"a/devel/x","task":{"command":{"not":"a list"}}}' "$BERTH_ADDR/v1/jobs")
+	code=$(api_curl -s -o /tmp/berth-body.$$ -w '%{http_code}' -X POST -d '{"job":"a/devel/x","task":{"command":{"not":"a list"}}}' "$BERTH_ADDR/v1/jobs")
 	[ "$code" = 400 ]
 	grep -q 'task.command' /tmp/berth-body.$$
 	rm -f /tmp/berth-body.$$ /tmp/berth-big.$$
 	# Still alive.
-	curl -fsS "$BERTH_ADDR/v1/health" >/dev/null
+	api_curl -fsS "$BERTH_ADDR/v1/health" >/dev/null
 }
 
 @test "named ports are allocated without collisions and templates are expanded" {

@@ -1,0 +1,141 @@
+#!/usr/bin/env bats
+# Authentication and roles on the API (docs/security.md): every request
+# but /v1/health, /v1/leader and /v1/ca needs a token; a role token acts
+# only on its role's jobs; node and token administration is the admin's;
+# every write is in the audit log.
+
+load helpers
+
+setup() {
+	require_root
+	start_up
+}
+
+teardown() {
+	cleanup_up
+}
+
+job_json() { printf '{"job": "%s", "task": {"command": ["sleep", "300"], "resources": {"cpu": 0.01, "memory": 8388608}}}' "$1"; }
+
+# code METHOD PATH [TOKEN] [BODY]: the HTTP status only.
+code() {
+	local args=(-s -o "$BATS_TEST_TMPDIR/body" -w '%{http_code}' --cacert "$BERTH_CACERT" -X "$1")
+	[ -n "${3:-}" ] && args+=(-H "Authorization: Bearer $3")
+	[ -n "${4:-}" ] && args+=(--data-binary "$4")
+	curl "${args[@]}" "$BERTH_ADDR$2"
+}
+
+@test "a request without a valid token gets 401 with a JSON error; health, leader and the CA are public" {
+	[ "$(code GET /v1/jobs)" = 401 ]
+	jget 'd["error"]' <"$BATS_TEST_TMPDIR/body" | grep -qi token
+	[ "$(code POST /v1/jobs "" "$(job_json alice/prod/x)")" = 401 ]
+	[ "$(code GET /v1/jobs bt1.0000000000000000.nope)" = 401 ]
+	[ "$(code GET /v1/admin/backup)" = 401 ]
+	[ "$(code GET /v1/health)" = 200 ]
+	[ "$(code GET /v1/leader)" = 200 ]
+	[ "$(code GET /v1/ca)" = 200 ]
+	# The CLI without credentials says what to do.
+	run env -u BERTH_TOKEN XDG_CONFIG_HOME=/nonexistent "$BERTH_BIN" job list
+	[ "$status" -ne 0 ]
+	echo "$output" | grep -qi "token"
+	# Plain HTTP on the TLS port gets nothing.
+	run curl -sS -m 3 "http://127.0.0.1:$PORT/v1/jobs"
+	[ "$status" -ne 0 ] || ! echo "$output" | grep -q '\['
+	# The token is stored hashed: its secret part is nowhere in the store.
+	secret=${BERTH_TOKEN##*.}
+	! grep -q "$secret" "$DATA/state.db"
+	[ "$(stat -c %a "$DATA/client/admin.token")" = 600 ]
+	[ "$(stat -c %a "$DATA/client")" = 700 ]
+}
+
+@test "a role token acts only on its role's jobs (403 elsewhere); nodes, backups and tokens are the admin's" {
+	run "$BERTH_BIN" token create --role alice
+	[ "$status" -eq 0 ]
+	alice=$(echo "$output" | tail -1)
+	[ "$(code POST /v1/jobs "$BERTH_TOKEN" "$(job_json bob/prod/b)")" = 200 ]
+	[ "$(code POST /v1/jobs "$alice" "$(job_json alice/prod/a)")" = 200 ]
+	[ "$(code POST /v1/jobs "$alice" "$(job_json bob/prod/evil)")" = 403 ]
+	jget 'd["error"]' <"$BATS_TEST_TMPDIR/body" | grep -q "role 'alice'"
+	[ "$(code GET /v1/jobs/bob/prod/b "$alice")" = 403 ]
+	[ "$(code DELETE /v1/jobs/bob/prod/b "$alice")" = 403 ]
+	[ "$(code GET /v1/jobs/alice/prod/a "$alice")" = 200 ]
+	# Its job list holds its own jobs only.
+	[ "$(code GET /v1/jobs "$alice")" = 200 ]
+	[ "$(jget '",".join(sorted(j["job"] for j in d))' <"$BATS_TEST_TMPDIR/body")" = alice/prod/a ]
+	# Admin only: drain, backup, tokens.
+	[ "$(code POST /v1/nodes/vm/drain "$alice")" = 403 ]
+	[ "$(code GET /v1/admin/backup "$alice")" = 403 ]
+	[ "$(code POST /v1/tokens "$alice" '{"role":"alice"}')" = 403 ]
+	[ "$(code GET /v1/tokens "$alice")" = 403 ]
+	# Through the CLI too.
+	run env BERTH_TOKEN="$alice" "$BERTH_BIN" job kill bob/prod/b
+	[ "$status" -ne 0 ]
+	echo "$output" | grep -q forbidden
+	run env BERTH_TOKEN="$alice" "$BERTH_BIN" job kill alice/prod/a
+	[ "$status" -eq 0 ]
+	# bob's job is untouched.
+	wait_for 10 '[ "$(running_count bob/prod/b)" -eq 1 ]'
+}
+
+@test "a revoked token and an expired one are refused; token list shows no secret" {
+	tok=$("$BERTH_BIN" token create --role carol | tail -1)
+	short=$("$BERTH_BIN" token create --role carol --ttl 2s | tail -1)
+	[ "$(code GET /v1/jobs "$tok")" = 200 ]
+	[ "$(code GET /v1/jobs "$short")" = 200 ]
+	run "$BERTH_BIN" token list --json
+	[ "$status" -eq 0 ]
+	! echo "$output" | grep -q "${tok##*.}"
+	id=$(echo "$tok" | cut -d. -f2)
+	echo "$output" | grep -q "$id"
+	"$BERTH_BIN" token revoke "$id"
+	[ "$(code GET /v1/jobs "$tok")" = 401 ]
+	sleep 3
+	[ "$(code GET /v1/jobs "$short")" = 401 ]
+	jget 'd["error"]' <"$BATS_TEST_TMPDIR/body" | grep -qi expired
+	# A bad role and a bad duration are refused clearly.
+	run "$BERTH_BIN" token create --role 'no/slash'
+	[ "$status" -ne 0 ]
+	run "$BERTH_BIN" token create --role dave --ttl forever
+	[ "$status" -ne 0 ]
+}
+
+@test "every write is in the audit log: who, what, when, result" {
+	alice=$("$BERTH_BIN" token create --role alice | tail -1)
+	code POST /v1/jobs "$alice" "$(job_json alice/prod/audited)" >/dev/null
+	code POST /v1/jobs "$alice" "$(job_json bob/prod/refused)" >/dev/null
+	code POST /v1/jobs "" "$(job_json bob/prod/anon)" >/dev/null
+	log="$DATA/audit.log"
+	[ "$(stat -c %a "$log")" = 600 ]
+	python3 - "$log" "$(echo "$alice" | cut -d. -f2)" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+tid = sys.argv[2]
+def has(**kw):
+    return any(all(r.get(k) == v for k, v in kw.items()) for r in rows)
+mine = [r for r in rows if tid in r.get("who", "")]
+assert any(r["path"] == "/v1/jobs" and r["status"] == 200 and "alice" in r["who"] for r in mine), rows
+assert any(r["path"] == "/v1/jobs" and r["status"] == 403 for r in mine), rows
+assert any(r["status"] == 401 and r["method"] == "POST" for r in rows), rows
+assert all("time" in r for r in rows)
+# The admin's token create is there too.
+assert has(method="POST", path="/v1/tokens", status=200), rows
+PY
+	! grep -q "${alice##*.}" "$log"
+}
+
+@test "a task that calls the API on its host gets 401" {
+	command -v curl >/dev/null || skip "no curl on this host"
+	f=$(spec <<EOF
+job: mallory/prod/probe
+type: batch
+task:
+  command: ["/bin/sh", "-c", "curl -sk -o /dev/null -w '%{http_code}\\\\n' https://127.0.0.1:$PORT/v1/jobs; curl -sk -o /dev/null -w '%{http_code}\\\\n' -X POST -d '{}' https://127.0.0.1:$PORT/v1/jobs"]
+  resources: {cpu: 0.05, memory: 32MiB}
+EOF
+)
+	"$BERTH_BIN" job run "$f" >/dev/null || true
+	wait_for 20 '[ "$(status_json mallory/prod/probe | jget "d[\"tasks\"][0][\"state\"]")" = FINISHED ]'
+	run "$BERTH_BIN" task logs mallory/prod/probe/0
+	echo "$output"
+	[ "$(echo "$output" | grep -c '^401$')" -eq 2 ]
+}
