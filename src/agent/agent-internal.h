@@ -115,6 +115,7 @@ struct agent {
 	struct agent_options o;
 	struct agent_identity id;
 	char *name;
+	char **volume_roots; /* canonical --volume-root paths, NULL-terminated */
 	char *tasks_dir;
 	char *notify_path;
 	int notify_fd;

@@ -16,6 +16,8 @@
 
 #include "agent/agent-internal.h"
 #include "agent/cgroup.h"
+#include "agent/host_volumes.h"
+#include "agent/image/registry_auth.h"
 #include "agent/orphans.h"
 #include "agent/secret_files.h"
 #include "agent/supervisor.h"
@@ -85,6 +87,12 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 	gethostname(host, sizeof host - 1);
 	a->name = xstrdup(o->name && *o->name ? o->name : host);
 	a->tasks_dir = xasprintf("%s/tasks", o->data_dir);
+	if (host_volumes_roots(o->volume_roots, o->nvolume_roots, &a->volume_roots, err) < 0) {
+		free(a->name);
+		free(a->tasks_dir);
+		free(a);
+		return NULL;
+	}
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->changed, NULL);
 	pthread_cond_init(&a->launch_cond, NULL);
@@ -98,13 +106,25 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (agent_identity_init(a, err) < 0)
+	/* 0700 (docs/security.md): the sandboxes are root's alone; a task
+	 * reaches its own working directory through its private view of the
+	 * data dir (exec_isolation.c), not through these modes. */
+	int r = mkdir_private(o->data_dir, 0700);
+	if (r == 0)
+		r = mkdir_private(a->tasks_dir, 0700);
+	if (r == 0 && agent_identity_init(a, err) < 0)
 		goto fail;
-	int r = mkdir_p(a->tasks_dir, 0700); /* the sandboxes are root's alone */
 	if (r < 0) {
 		berr_set(err, 500, "cannot create '%s': %s", a->tasks_dir, strerror(-r));
 		goto fail;
 	}
+	/* Registry credentials are read by each oci task's supervisor; a bad
+	 * BERTH_REGISTRY_AUTH or registry-auth.json stops the agent now
+	 * rather than fail every pull later. */
+	struct registry_auth *auth = NULL;
+	if (registry_auth_load(o->data_dir, &auth, err) < 0)
+		goto fail;
+	registry_auth_free(auth);
 	if (pipe2(a->wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		berr_set(err, 500, "pipe: %s", strerror(errno));
 		goto fail;
@@ -152,6 +172,7 @@ fail:
 	free(a->tasks_dir);
 	free(a->notify_path);
 	free(a->advertise);
+	strv_free(a->volume_roots);
 	free(a);
 	return NULL;
 }
@@ -231,5 +252,6 @@ void agent_stop(struct agent *a)
 	free(a->tasks_dir);
 	free(a->notify_path);
 	free(a->advertise);
+	strv_free(a->volume_roots);
 	free(a);
 }

@@ -45,6 +45,13 @@ struct agent_options {
 	bool allow_root_tasks;	   /* exec tasks may run as root (--allow-root-tasks) */
 	uint64_t log_max_bytes;
 	int log_max_files;
+	/* --volume-root: the only host paths task.volumes may name (and what
+	 * is below them); none = no host volume (agent/host_volumes.h). */
+	const char *const *volume_roots;
+	size_t nvolume_roots;
+	/* Image download caps (0 = the defaults, image.h): an image's
+	 * compressed blobs, and its layers once unpacked. */
+	uint64_t image_max_bytes, image_max_unpacked_bytes;
 };
 
 struct agent;

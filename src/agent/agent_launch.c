@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "agent/agent-internal.h"
+#include "agent/host_volumes.h"
 #include "agent/secret_files.h"
 #include "agent/supervisor.h"
 #include "agent/task_exec.h"
@@ -25,8 +26,9 @@ struct launch_plan {
 	size_t argc;
 	char **env;
 	size_t nenv;
-	const char **vhost, **vpath; /* point into spec->task.volumes */
+	const char **vhost, **vpath; /* point into spec->task.volumes, or vreal */
 	bool *vro;
+	char **vreal; /* the host paths resolved under a volume root (plan_volumes) */
 	int health_port, shutdown_port;
 	bool task_keeps_spec;	   /* health checks or a graceful stop need it */
 	char **secret_files;	   /* on the task's secrets tmpfs (agent_secrets.c) */
@@ -41,6 +43,7 @@ static void plan_release(struct launch_plan *p)
 	free(p->vhost);
 	free(p->vpath);
 	free(p->vro);
+	strv_free(p->vreal);
 	strv_free(p->secret_files);
 	free(p->secret_paths);
 	spec_free(p->spec);
@@ -190,6 +193,8 @@ static int plan_launch(const struct agent *a, const struct launch_plan *p, const
 	    .notify_socket = a->notify_path,
 	    .log_max_bytes = a->o.log_max_bytes,
 	    .log_max_files = a->o.log_max_files,
+	    .image_max_bytes = a->o.image_max_bytes,
+	    .image_max_unpacked_bytes = a->o.image_max_unpacked_bytes,
 	    .volume_host = p->vhost,
 	    .volume_path = p->vpath,
 	    .volume_ro = p->vro,
@@ -200,6 +205,21 @@ static int plan_launch(const struct agent *a, const struct launch_plan *p, const
 	};
 	pid_t spid;
 	return supervisor_launch(&l, a->o.exe, &spid, err);
+}
+
+/* Each volume's host path resolved (symlinks, "..") and checked against
+ * the agent's volume roots; the drivers mount the resolved path. */
+static int plan_volumes(const struct agent *a, struct launch_plan *p, struct berr *err)
+{
+	const struct task_spec *ts = &p->spec->task;
+	p->vreal = xcalloc(ts->nvolumes + 1, sizeof *p->vreal);
+	for (size_t i = 0; i < ts->nvolumes; i++) {
+		if (host_volumes_resolve(a->volume_roots, ts->volumes[i].host, &p->vreal[i], err) <
+		    0)
+			return -1;
+		p->vhost[i] = p->vreal[i];
+	}
+	return 0;
 }
 
 /* The task's secrets on its tmpfs, before its supervisor starts. */
@@ -377,6 +397,8 @@ void *agent_launcher_main(void *arg)
 		struct launch_plan p;
 		struct berr err = {0};
 		int r = plan_build(a, &drivers, j->desired, &p, &err);
+		if (r == 0)
+			r = plan_volumes(a, &p, &err);
 		if (r == 0)
 			r = plan_secrets(a, &p, sandbox, &err);
 		if (r == 0) {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "agent/agent-internal.h"
+#include "agent/host_volumes.h"
 #include "agent/supervisor.h"
 #include "core/http_client.h"
 #include "core/log.h"
@@ -157,6 +158,10 @@ static int do_register(struct agent *a, struct http_client *hc, struct berr *err
 	pthread_mutex_lock(&a->lock);
 	a->drivers = drv;
 	pthread_mutex_unlock(&a->lock);
+	/* The host paths its tasks may mount (informative; the agent decides). */
+	char *roots = host_volumes_describe(a->volume_roots);
+	json_object_set_new(attrs, "volume.roots", json_string(roots));
+	free(roots);
 	for (size_t i = 0; i < a->o.nattrs; i++)
 		json_object_set_new(attrs, a->o.attrs[i].key, json_string(a->o.attrs[i].value));
 	pthread_mutex_lock(&a->lock);

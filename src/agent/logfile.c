@@ -13,6 +13,7 @@
 
 static int open_append(struct logfile *lf)
 {
+	/* 0600: the agent serves logs through the API, to whom may read them. */
 	lf->fd = open(lf->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (lf->fd < 0)
 		return -errno;

@@ -82,9 +82,13 @@ struct task_launch {
 	const char *notify_socket; /* agent's unix datagram socket path, or NULL */
 	uint64_t log_max_bytes;	   /* rotate stdout/stderr beyond this size (0 = 10 MiB) */
 	int log_max_files;	   /* keep this many rotated files (0 = 3) */
+	/* oci: caps on the image (image.h; 0 = the defaults). */
+	uint64_t image_max_bytes, image_max_unpacked_bytes;
 	/* Volumes (spec task.volumes): volume_host[i] bound onto volume_path[i],
 	 * read-only when volume_ro[i]. exec: in the task's mount namespace over
-	 * the host's root; oci: a bind mount in config.json; docker: Binds. */
+	 * the host's root; oci: a bind mount in config.json; docker: Mounts.
+	 * The agent resolved each host path under its volume roots
+	 * (agent/host_volumes.h). */
 	const char *const *volume_host, *const *volume_path;
 	const bool *volume_ro;
 	size_t nvolumes;

@@ -30,6 +30,7 @@ int sandbox_write_atomic(const char *path, const char *data, size_t len, bool du
 	if (durable)
 		return file_write_atomic(path, data, len);
 	char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+	/* 0600: launch.json holds the task's env values. */
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	int r = 0;
 	if (fd < 0) {
@@ -97,6 +98,9 @@ json_t *launch_to_json(const struct task_launch *l, const char *sandbox)
 			    json_string(l->notify_socket ? l->notify_socket : ""));
 	json_object_set_new(o, "log_max_bytes", json_integer((json_int_t)l->log_max_bytes));
 	json_object_set_new(o, "log_max_files", json_integer(l->log_max_files));
+	json_object_set_new(o, "image_max_bytes", json_integer((json_int_t)l->image_max_bytes));
+	json_object_set_new(o, "image_max_unpacked_bytes",
+			    json_integer((json_int_t)l->image_max_unpacked_bytes));
 	json_t *vols = json_array();
 	for (size_t i = 0; i < l->nvolumes; i++)
 		json_array_append_new(vols, json_pack("{s:s,s:s,s:b}", "host", l->volume_host[i],
@@ -181,6 +185,8 @@ int launch_read(const char *sandbox, struct launch_doc *d, struct berr *err)
 	l->notify_socket = jstr(o, "notify_socket");
 	l->log_max_bytes = (uint64_t)jint(o, "log_max_bytes");
 	l->log_max_files = (int)jint(o, "log_max_files");
+	l->image_max_bytes = (uint64_t)jint(o, "image_max_bytes");
+	l->image_max_unpacked_bytes = (uint64_t)jint(o, "image_max_unpacked_bytes");
 	json_t *vols = json_object_get(o, "volumes");
 	size_t nv = json_is_array(vols) ? json_array_size(vols) : 0;
 	d->vhost = xcalloc(nv + 1, sizeof *d->vhost);

@@ -27,7 +27,8 @@ static int backup(struct cli_opt *o, const char *file)
 		json_decref(j);
 		http_response_release(&resp);
 	} else {
-		int r = file_write_atomic(file, resp.body, resp.len);
+		/* 0600: a backup is the whole state, env values included. */
+		int r = file_write_atomic_mode(file, resp.body, resp.len, 0600);
 		size_t lines = 0;
 		for (size_t i = 0; i < resp.len; i++)
 			lines += resp.body[i] == '\n';

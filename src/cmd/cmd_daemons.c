@@ -64,6 +64,9 @@ enum {
 	O_CGROUP,
 	O_SYSCGROUP,
 	O_ALLOW_ROOT,
+	O_VOLUME_ROOT,
+	O_IMAGE_MAX,
+	O_IMAGE_MAX_UNPACKED,
 	O_HEARTBEAT,
 	O_DOWN,
 	O_CRONTZ,
@@ -115,6 +118,14 @@ static void opts_init(struct cli_opt *o)
 	    [O_ALLOW_ROOT] = {"--allow-root-tasks", NULL, false, false,
 			      "agent: exec tasks may run as root (with Docker's default "
 			      "capabilities; default: refused)"},
+	    [O_VOLUME_ROOT] = {"--volume-root", NULL, true, true,
+			       "agent: a directory whose files tasks may mount as volumes "
+			       "(repeatable; default none: no host volumes)"},
+	    [O_IMAGE_MAX] = {"--image-max-bytes", NULL, true, false,
+			     "agent: largest image download, e.g. 4GiB (the default)"},
+	    [O_IMAGE_MAX_UNPACKED] = {"--image-max-unpacked-bytes", NULL, true, false,
+				      "agent: largest image once unpacked, e.g. 16GiB (the "
+				      "default)"},
 	    [O_HEARTBEAT] = {"--heartbeat", NULL, true, false,
 			     "agent heartbeat interval (default 1s)"},
 	    [O_DOWN] = {"--down-after", NULL, true, false,
@@ -195,6 +206,18 @@ static int agent_opts_from_cli(struct cli_opt *o, struct agent_options *ao)
 	if (o[O_SYSCGROUP].set)
 		ao->system_cgroup = o[O_SYSCGROUP].value;
 	ao->allow_root_tasks = o[O_ALLOW_ROOT].set;
+	ao->volume_roots = (const char *const *)o[O_VOLUME_ROOT].values;
+	ao->nvolume_roots = o[O_VOLUME_ROOT].nvalues;
+	if (o[O_IMAGE_MAX].set &&
+	    (parse_size(o[O_IMAGE_MAX].value, &ao->image_max_bytes) < 0 || !ao->image_max_bytes))
+		return cli_fail("bad --image-max-bytes '%s': expected a size such as 4GiB",
+				o[O_IMAGE_MAX].value);
+	if (o[O_IMAGE_MAX_UNPACKED].set &&
+	    (parse_size(o[O_IMAGE_MAX_UNPACKED].value, &ao->image_max_unpacked_bytes) < 0 ||
+	     !ao->image_max_unpacked_bytes))
+		return cli_fail(
+		    "bad --image-max-unpacked-bytes '%s': expected a size such as 16GiB",
+		    o[O_IMAGE_MAX_UNPACKED].value);
 	return 0;
 }
 

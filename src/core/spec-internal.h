@@ -31,6 +31,7 @@
 #define SPEC_MAX_DURATION_MS (8760ULL * 3600 * 1000) /* 365 days */
 #define SPEC_MAX_PORTS 64
 #define SPEC_MAX_VOLUMES 64
+#define SPEC_MAX_VOLUME_PATH 4096
 #define SPEC_MAX_SECRETS 64
 #define SPEC_MAX_NAME 64       /* port names, attributes, users */
 #define SPEC_MAX_COUNT 1000000 /* failures, priorities, limits */

@@ -750,20 +750,32 @@ static int v_shutdown(struct sctx *c, const struct snode *n, struct shutdown_spe
 	return 0;
 }
 
-/* An absolute path without ".." components. */
-static bool volume_path_ok(const char *p)
+/* Why a volume path is refused, or NULL: absolute, no ".." component, not
+ * the root, no ':' or ',' (option separators of bind strings: "src:dst:opts"
+ * in Docker's Binds, ',' in mount options), no control characters. */
+static const char *volume_path_problem(const char *p)
 {
 	if (p[0] != '/')
-		return false;
+		return "not absolute";
+	if (strlen(p) > SPEC_MAX_VOLUME_PATH)
+		return "longer than 4096 bytes";
 	for (const char *s = p; *s;) {
 		size_t len = strcspn(s, "/");
 		if (len == 2 && s[0] == '.' && s[1] == '.')
-			return false;
+			return "a '..' component";
 		s += len;
 		if (*s)
 			s++;
 	}
-	return true;
+	if (strspn(p, "/") == strlen(p))
+		return "nothing but '/'";
+	for (const char *s = p; *s; s++) {
+		if (*s == ':' || *s == ',')
+			return *s == ':' ? "a ':'" : "a ','";
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return "a control character";
+	}
+	return NULL;
 }
 
 static int get_volume_path(struct sctx *c, const struct snode *v, char **out)
@@ -771,8 +783,14 @@ static int get_volume_path(struct sctx *c, const struct snode *v, char **out)
 	const char *what = "an absolute path without '..'";
 	if (get_string(c, v, what, out) < 0)
 		return -1;
-	if (!volume_path_ok(*out))
+	const char *why = volume_path_problem(*out);
+	if (why && (!strcmp(why, "not absolute") || !strcmp(why, "a '..' component")))
 		return spec__expect(c, v, v, "%s", what);
+	if (why)
+		return spec__expect(c, v, v,
+				    "a path other than '/' without ':', ',' or control "
+				    "characters (this one has %s)",
+				    why);
 	return 0;
 }
 

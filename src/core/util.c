@@ -285,7 +285,9 @@ int file_read_all(const char *path, char **out, size_t *len)
 
 int file_write_atomic(const char *path, const char *data, size_t len)
 {
-	return file_write_atomic_mode(path, data, len, 0644);
+	/* 0600: what berth writes (state backups, task files, caches) is for
+	 * berth and the user who runs it. */
+	return file_write_atomic_mode(path, data, len, 0600);
 }
 
 int file_write_atomic_mode(const char *path, const char *data, size_t len, unsigned mode)
@@ -332,6 +334,23 @@ int file_write_atomic_mode(const char *path, const char *data, size_t len, unsig
 		fsync(dfd);
 		close(dfd);
 	}
+	return 0;
+}
+
+int mkdir_private(const char *path, unsigned mode)
+{
+	int r = mkdir_p(path, mode);
+	if (r < 0)
+		return r;
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return -errno;
+	/* Tighten a directory of ours made before (or by an older berth), but
+	 * never a shared sticky one such as /tmp. */
+	mode_t now = st.st_mode & 07777, want = now & mode;
+	if (st.st_uid == geteuid() && !(st.st_mode & S_ISVTX) && want != now &&
+	    chmod(path, want) < 0)
+		return -errno;
 	return 0;
 }
 

@@ -72,12 +72,16 @@ struct timespec time_deadline_ms(int64_t ms);
 /* Files. */
 /* Read a whole file (NUL-terminated); returns 0 or -errno. */
 int file_read_all(const char *path, char **out, size_t *len);
-/* Write a file atomically: tmp + fsync + rename + fsync(dir). 0 or -errno. */
+/* Write a file atomically, mode 0600: tmp + fsync + rename + fsync(dir).
+ * 0 or -errno. */
 int file_write_atomic(const char *path, const char *data, size_t len);
 /* The same with the file's mode (e.g. 0600 for what holds a secret). */
 int file_write_atomic_mode(const char *path, const char *data, size_t len, unsigned mode);
 /* mkdir -p; 0 or -errno. */
 int mkdir_p(const char *path, unsigned mode);
+/* mkdir_p, then take away from an existing directory of ours what `mode`
+ * does not grant (never from a sticky one such as /tmp). 0 or -errno. */
+int mkdir_private(const char *path, unsigned mode);
 /* rm -rf; 0 or -errno. */
 int rm_rf(const char *path);
 /* Remove `name` under the directory dirfd (AT_FDCWD: a path), recursively,

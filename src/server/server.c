@@ -44,7 +44,9 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 		return NULL;
 	raise_nofile();
 	signal(SIGPIPE, SIG_IGN);
-	int r = mkdir_p(o->data_dir, 0755);
+	/* 0700: root's alone; tasks reach their own working directory through
+	 * their private view of it (exec_isolation.c). */
+	int r = mkdir_private(o->data_dir, 0700);
 	if (r < 0) {
 		berr_set(err, 500, "cannot create data dir '%s': %s", o->data_dir, strerror(-r));
 		return NULL;

@@ -15,10 +15,13 @@
  */
 #include "store/store-internal.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define SCHEMA_VERSION 1
 /* How long a writer waits for another connection (the sqlite3 shell, a second
@@ -173,6 +176,21 @@ static int sq_open(struct store *st, const char *path, struct berr *err)
 	struct sqlite_store *s = xcalloc(1, sizeof *s);
 	s->path = xstrdup(path);
 
+	/* 0600 before SQLite creates it (its -wal and -shm files copy the
+	 * database's mode): the state holds every job's env values. */
+	if (path[0] && path[0] != ':') {
+		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			fchmod(fd, 0600);
+			close(fd);
+		}
+		const char *sfx[] = {"-wal", "-shm"};
+		for (size_t i = 0; i < 2; i++) {
+			char *p = xasprintf("%s%s", path, sfx[i]);
+			chmod(p, 0600);
+			free(p);
+		}
+	}
 	/* NOMUTEX: a store is used from one thread at a time (store.h), so
 	 * SQLite's per-call locking would only cost time. */
 	int rc = sqlite3_open_v2(

@@ -23,7 +23,8 @@ teardown_file() {
 
 # start_up with --docker-socket: start_docker_up [SOCKET [DATA_DIR]].
 start_docker_up() {
-	BERTH_UP_FLAGS="${BERTH_UP_FLAGS:-} --docker-socket ${1:-$DOCKER_SOCK}" start_up "${2:-}"
+	BERTH_UP_FLAGS="${BERTH_UP_FLAGS:-} --docker-socket ${1:-$DOCKER_SOCK} ${SPECS:+--volume-root $SPECS}" \
+		start_up "${2:-}"
 }
 
 setup() {
@@ -84,6 +85,37 @@ EOF
 	[ "${lines[1]}" = "$id" ]
 	# The supervisor removed the container once it had read its end.
 	[ "$(berth_containers "$id")" = "[]" ]
+}
+
+@test "a docker volume is a bind Mount: read-only holds, a missing source is not created" {
+	mkdir "$SPECS/vol"
+	echo "from the host" >"$SPECS/vol/greeting"
+	cat >"$SPECS/vol.yaml" <<EOF
+job: alice/devel/dvol
+type: batch
+task:
+  driver: docker
+  image: $DOCKER_IMAGE
+  command: ["/bin/sh", "-c", "cat /data/greeting; touch /data/new || echo refused"]
+  resources: {cpu: 0.5, memory: 64MiB}
+  volumes:
+    - {host: $SPECS/vol, path: /data, read_only: true}
+EOF
+	run "$BERTH_BIN" job run "$SPECS/vol.yaml"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run "$BERTH_BIN" task logs alice/devel/dvol/0
+	[ "${lines[0]}" = "from the host" ]
+	[ "${lines[1]}" = refused ]
+	[ ! -e "$SPECS/vol/new" ]
+	# Docker's Binds would create a missing source on the host; berth
+	# refuses it before docker is asked.
+	sed -i "s|host: $SPECS/vol,|host: $SPECS/missing,|; s|dvol|dmiss|" "$SPECS/vol.yaml"
+	sed -i "s|^type: batch|type: batch\nmax_task_failures: 1|" "$SPECS/vol.yaml"
+	run "$BERTH_BIN" job run "$SPECS/vol.yaml"
+	[ "$status" -ne 0 ]
+	[ "$(task_of alice/devel/dmiss state)" = FAILED ]
+	[ ! -e "$SPECS/missing" ]
 }
 
 @test "a docker service runs as a live host pid; job kill stops it and removes its container" {

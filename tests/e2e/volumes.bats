@@ -5,8 +5,10 @@ load helpers
 
 setup() {
 	require_root
-	start_up
 	VOL=$(mktemp -d /tmp/berth-vol.XXXXXX)
+	# Host volumes only from the agent's allowlist (docs/security.md).
+	BERTH_UP_FLAGS="${BERTH_UP_FLAGS:-} --volume-root $VOL"
+	start_up
 }
 
 teardown() {
@@ -19,8 +21,8 @@ teardown() {
 	chown 65534:65534 "$VOL/rw" # the task runs as nobody (no user in its spec)
 	echo "hello from the host" >"$VOL/ro/greeting"
 	# The exec task sees the host's root: the paths are host paths that the
-	# binds overlay in the task's mount namespace (created when missing;
-	# under /tmp that is the task's own tmp/).
+	# binds overlay in the task's mount namespace (made when missing, never
+	# on the host: under /tmp that is the task's own tmp/).
 	f=$(spec <<EOF
 job: alice/devel/vols
 type: batch

@@ -129,18 +129,26 @@ TEST(create_config_maps_the_spec)
 	CHECK(json_object_get(hc, "Binds") == NULL);
 	json_decref(c);
 
-	/* volumes: HostConfig.Binds "host:path[:ro]" */
-	const char *vh[] = {"/srv/data", "/srv/out"}, *vp[] = {"/data", "/out"};
+	/* volumes: HostConfig.Mounts of Type bind, never Binds strings, so a
+	 * path cannot carry bind options */
+	const char *vh[] = {"/srv/data", "/srv/out:/etc"}, *vp[] = {"/data", "/out"};
 	const bool vro[] = {true, false};
 	s.volume_host = vh;
 	s.volume_path = vp;
 	s.volume_ro = vro;
 	s.nvolumes = 2;
 	c = docker_create_config(&s);
-	json_t *binds = json_object_get(json_object_get(c, "HostConfig"), "Binds");
-	CHECK(json_array_size(binds) == 2);
-	CHECK_STR(json_string_value(json_array_get(binds, 0)), "/srv/data:/data:ro");
-	CHECK_STR(json_string_value(json_array_get(binds, 1)), "/srv/out:/out");
+	hc = json_object_get(c, "HostConfig");
+	CHECK(json_object_get(hc, "Binds") == NULL);
+	json_t *mounts = json_object_get(hc, "Mounts");
+	CHECK(json_array_size(mounts) == 2);
+	json_t *m0 = json_array_get(mounts, 0), *m1 = json_array_get(mounts, 1);
+	CHECK_STR(json_string_value(json_object_get(m0, "Type")), "bind");
+	CHECK_STR(json_string_value(json_object_get(m0, "Source")), "/srv/data");
+	CHECK_STR(json_string_value(json_object_get(m0, "Target")), "/data");
+	CHECK(json_is_true(json_object_get(m0, "ReadOnly")));
+	CHECK_STR(json_string_value(json_object_get(m1, "Source")), "/srv/out:/etc");
+	CHECK(json_is_false(json_object_get(m1, "ReadOnly")));
 	json_decref(c);
 	s.nvolumes = 0;
 

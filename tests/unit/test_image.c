@@ -8,6 +8,7 @@
 #include "agent/image/image_registry.h"
 #include "agent/image/image_rootfs.h"
 #include "agent/image/image_tar.h"
+#include "agent/image/registry_auth.h"
 #include "agent/driver/oci_bundle.h"
 #include "unit.h"
 
@@ -926,6 +927,9 @@ struct fake_registry {
 	char *index_body;
 	int token_requests, unauthorized;
 	bool corrupt_blobs;
+	size_t pad_blobs;	/* serve blobs this many bytes longer than they are */
+	const char *realm_host; /* the token realm's host (default 127.0.0.1) */
+	char token_auth[256];	/* the Authorization the token request carried */
 };
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *body,
@@ -949,6 +953,8 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *ur
 	struct fake_registry *fr = cls;
 	if (!strcmp(url, "/token")) {
 		fr->token_requests++;
+		const char *ta = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+		snprintf(fr->token_auth, sizeof fr->token_auth, "%s", ta ? ta : "");
 		const char *scope = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "scope");
 		if (!scope || strcmp(scope, "repository:test/img:pull"))
 			return reply(c, 400, "bad scope", 9, NULL, NULL);
@@ -957,9 +963,9 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *ur
 	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
 	if (!auth || strcmp(auth, "Bearer sesame")) {
 		fr->unauthorized++;
-		char *ch = xasprintf("Bearer realm=\"http://127.0.0.1:%d/token\",service=\"fake\","
+		char *ch = xasprintf("Bearer realm=\"http://%s:%d/token\",service=\"fake\","
 				     "scope=\"repository:test/img:pull\"",
-				     fr->port);
+				     fr->realm_host ? fr->realm_host : "127.0.0.1", fr->port);
 		struct MHD_Response *r = MHD_create_response_from_buffer(
 		    13, (void *)"{\"errors\":[]}", MHD_RESPMEM_PERSISTENT);
 		MHD_add_response_header(r, "WWW-Authenticate", ch);
@@ -1004,6 +1010,11 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *ur
 		if (r == 0) {
 			if (fr->corrupt_blobs && len > 40)
 				data[len / 2] ^= 0x55;
+			if (fr->pad_blobs) {
+				data = xrealloc(data, len + fr->pad_blobs);
+				memset(data + len, 'x', fr->pad_blobs);
+				len += fr->pad_blobs;
+			}
 			enum MHD_Result ret =
 			    reply(c, 200, data, len, "application/octet-stream", NULL);
 			free(data);
@@ -1092,6 +1103,142 @@ TEST(registry_errors_name_what_failed)
 	char *want = xasprintf("cannot reach registry '127.0.0.1:%d'", fr.port);
 	CHECK_CONTAINS(err.msg, want);
 	free(want);
+	free(ref);
+	fixture_free(&f);
+}
+
+/* Credentials are bound to a registry host: never the old unbound form,
+ * never to another registry, never to a token realm elsewhere. */
+TEST(registry_credentials_are_bound_to_hosts)
+{
+	struct registry_auth *a = NULL;
+	struct berr err = {0};
+	CHECK(registry_auth_parse_env("me:secret", &a, &err) < 0);
+	CHECK_CONTAINS(err.msg, "not bound to a registry host; write HOST=USER:PASSWORD");
+	CHECK(!strstr(err.msg, "secret"));
+	registry_auth_free(a);
+	a = NULL;
+	CHECK(registry_auth_parse_env("127.0.0.1:5000=u:p,reg.example.com=a:b,docker.io=h:q", &a,
+				      &err) == 0);
+	CHECK_STR(registry_auth_for(a, "127.0.0.1:5000"), "u:p");
+	CHECK_STR(registry_auth_for(a, "reg.example.com"), "a:b");
+	CHECK_STR(registry_auth_for(a, "registry-1.docker.io"), "h:q");
+	CHECK(registry_auth_for(a, "127.0.0.1:5001") == NULL);
+	CHECK(registry_auth_for(a, "evil.example.com") == NULL);
+	CHECK(registry_auth_for(a, "reg.example.com.evil.net") == NULL);
+	/* realms: the registry itself (with the scheme berth uses for it) */
+	CHECK(registry_auth_realm_ok(a, "127.0.0.1:5000", "http://127.0.0.1:5000/token"));
+	CHECK(!registry_auth_realm_ok(a, "127.0.0.1:5000", "http://127.0.0.1:5001/token"));
+	CHECK(!registry_auth_realm_ok(a, "127.0.0.1:5000", "http://localhost:5000/token"));
+	CHECK(registry_auth_realm_ok(a, "reg.example.com", "https://reg.example.com/token"));
+	CHECK(!registry_auth_realm_ok(a, "reg.example.com", "http://reg.example.com/token"));
+	CHECK(!registry_auth_realm_ok(a, "reg.example.com", "https://attacker.net/token"));
+	CHECK(!registry_auth_realm_ok(a, "reg.example.com",
+				      "https://reg.example.com@attacker.net/token"));
+	/* Docker Hub's token service is built in, HTTPS only */
+	CHECK(registry_auth_realm_ok(a, "registry-1.docker.io", "https://auth.docker.io/token"));
+	CHECK(!registry_auth_realm_ok(a, "registry-1.docker.io", "http://auth.docker.io/token"));
+	/* no credentials for the host: nothing goes anywhere */
+	CHECK(!registry_auth_realm_ok(a, "other.example.com", "https://other.example.com/t"));
+	/* the file: 0600 only; realms listed explicitly */
+	char *dir = tmpdir();
+	char *path = xasprintf("%s/registry-auth.json", dir);
+	const char *text = "{\"reg.example.com\": {\"auth\": \"f:g\", \"realms\": "
+			   "[\"auth.example.com\"]}, \"127.0.0.1:6000\": \"x:y\"}";
+	CHECK(file_write_atomic(path, text, strlen(text)) == 0);
+	chmod(path, 0644);
+	CHECK(registry_auth_load_file(path, &a, &err) < 0);
+	CHECK_CONTAINS(err.msg, "others may read it (mode 0644): chmod 600 it");
+	chmod(path, 0600);
+	CHECK(registry_auth_load_file(path, &a, &err) == 0);
+	CHECK_STR(registry_auth_for(a, "reg.example.com"), "f:g");
+	CHECK_STR(registry_auth_for(a, "127.0.0.1:6000"), "x:y");
+	CHECK(registry_auth_realm_ok(a, "reg.example.com", "https://auth.example.com/token"));
+	CHECK(!registry_auth_realm_ok(a, "127.0.0.1:6000", "https://auth.example.com/token"));
+	registry_auth_free(a);
+	/* a missing file is no credentials, not an error */
+	a = NULL;
+	CHECK(registry_auth_load_file("/nonexistent/registry-auth.json", &a, &err) == 0);
+	CHECK(a == NULL);
+	rmtree(dir);
+	free(dir);
+	free(path);
+}
+
+static char *pull_token_auth(const char *auth_env, const char *realm_host)
+{
+	struct fixture f;
+	fixture_init(&f);
+	struct fake_registry fr;
+	fake_start(&fr, f.layout, f.m2);
+	fr.realm_host = realm_host;
+	char *env = auth_env ? xasprintf(auth_env, fr.port) : NULL;
+	struct registry_auth *a = NULL;
+	struct berr err = {0};
+	if (registry_auth_parse_env(env, &a, &err) < 0)
+		abort();
+	image_cache_set_auth(f.cache, a);
+	char *ref = xasprintf("127.0.0.1:%d/test/img:1", fr.port);
+	struct image *img = NULL;
+	CHECK(image_get(f.cache, ref, &img, &err) == 0);
+	CHECK(fr.token_requests == 1);
+	image_release(img);
+	char *seen = xstrdup(fr.token_auth);
+	fake_stop(&fr);
+	free(ref);
+	free(env);
+	fixture_free(&f);
+	return seen;
+}
+
+TEST(registry_credentials_go_only_to_their_registry)
+{
+	/* its own registry, realm on the same host and port: Basic u:p */
+	char *seen = pull_token_auth("127.0.0.1:%d=u:p", NULL);
+	CHECK_STR(seen, "Basic dTpw");
+	free(seen);
+	/* the same registry names a realm on another host: anonymous */
+	seen = pull_token_auth("127.0.0.1:%d=u:p", "localhost");
+	CHECK_STR(seen, "");
+	free(seen);
+	/* credentials for another registry: anonymous */
+	seen = pull_token_auth("127.0.0.2:%d=u:p", NULL);
+	CHECK_STR(seen, "");
+	free(seen);
+}
+
+TEST(blobs_and_layers_are_capped)
+{
+	struct fixture f;
+	fixture_init(&f);
+	struct fake_registry fr;
+	fake_start(&fr, f.layout, f.m2);
+	struct image *img = NULL;
+	struct berr err = {0};
+	/* a blob longer than its manifest says: stopped at the declared size */
+	fr.pad_blobs = 1 << 20;
+	char *ref = xasprintf("127.0.0.1:%d/test/img@%s", fr.port, f.m2);
+	CHECK(image_get(f.cache, ref, &img, &err) < 0);
+	CHECK_CONTAINS(err.msg, "sent more than the");
+	CHECK_CONTAINS(err.msg, "bytes the manifest declares (download stopped)");
+	fr.pad_blobs = 0;
+	/* an image larger than the download cap: refused before any layer */
+	image_cache_set_limits(f.cache, 64, 0);
+	CHECK(image_get(f.cache, ref, &img, &err) < 0);
+	CHECK_CONTAINS(err.msg, "more than this agent's cap of 64 (--image-max-bytes)");
+	CHECK(err.code == 413);
+	/* unpacked larger than the unpack cap: stopped while unpacking */
+	image_cache_set_limits(f.cache, 0, 2048);
+	CHECK(image_get(f.cache, ref, &img, &err) < 0);
+	CHECK_CONTAINS(err.msg, "larger than this agent's cap of 2048 bytes "
+				"(--image-max-unpacked-bytes)");
+	/* within the caps: it works */
+	image_cache_set_limits(f.cache, 0, 0);
+	CHECK(image_get(f.cache, ref, &img, &err) == 0);
+	if (!img)
+		fprintf(stderr, "    %s\n", err.msg);
+	image_release(img);
+	fake_stop(&fr);
 	free(ref);
 	fixture_free(&f);
 }
@@ -1297,5 +1444,7 @@ UNIT_MAIN(tar_reads_long_names_and_pax, unpack_refuses_path_escapes, unpack_gzip
 	  missing_images_are_named, digest_mismatches_are_refused, oci_archive_is_imported_once,
 	  docker_save_archive, gc_by_age_and_size_spares_images_in_use,
 	  registry_pull_with_bearer_token_and_index, registry_errors_name_what_failed,
-	  references_parse, oci_config_resolves_users_in_the_image,
+	  references_parse, registry_credentials_are_bound_to_hosts,
+	  registry_credentials_go_only_to_their_registry, blobs_and_layers_are_capped,
+	  oci_config_resolves_users_in_the_image,
 	  orphaned_containers_are_deleted_through_the_runtime)

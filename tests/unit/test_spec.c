@@ -1316,6 +1316,19 @@ TEST(volumes)
 	CHECK_STR(yaml_err(MIN "  volumes: [{host: /srv, path: /data/../etc}]\n"),
 		  "web.yaml:4:32: task.volumes[0].path: expected an absolute path without '..', "
 		  "found '/data/../etc'");
+	/* Bind-string separators, the root and control characters: refused at
+	 * submit (a ':' once injected Docker bind options). */
+	CHECK_STR(yaml_err(MIN "  volumes: [{host: '/srv:/etc:rw', path: /data}]\n"),
+		  "web.yaml:4:20: task.volumes[0].host: expected a path other than '/' without "
+		  "':', ',' or control characters (this one has a ':'), found '/srv:/etc:rw'");
+	CHECK(strstr(yaml_err(MIN "  volumes: [{host: /, path: /data}]\n"),
+		     "(this one has nothing but '/'), found '/'") != NULL);
+	CHECK(strstr(yaml_err(MIN "  volumes: [{host: /srv, path: '/a,b'}]\n"),
+		     "task.volumes[0].path: expected a path other than '/'") != NULL);
+	CHECK(strstr(yaml_err(MIN "  volumes: [{host: /srv, path: /}]\n"), "nothing but '/'") !=
+	      NULL);
+	CHECK(strstr(yaml_err(MIN "  volumes: [{host: \"/srv\\nx\", path: /d}]\n"),
+		     "a control character") != NULL);
 	CHECK_STR(yaml_err(MIN "  volumes: [{path: /data}]\n"),
 		  "web.yaml:4:13: task.volumes[0].host: expected a host path such as /srv/data, "
 		  "found nothing");

@@ -83,7 +83,7 @@ struct docker_spec {
 	size_t nports;
 	const char *network; /* NULL/""/"host" = host networking (above) */
 	uint64_t stop_grace_ms;
-	/* HostConfig.Binds "host:path" or "host:path:ro" */
+	/* HostConfig.Mounts {Type: bind, Source, Target, ReadOnly} */
 	const char *const *volume_host, *const *volume_path;
 	const bool *volume_ro;
 	size_t nvolumes;

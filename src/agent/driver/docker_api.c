@@ -609,14 +609,16 @@ json_t *docker_create_config(const struct docker_spec *s)
 	if (s->pids_limit > 0)
 		json_object_set_new(hc, "PidsLimit", json_integer(s->pids_limit));
 	if (s->nvolumes) {
-		json_t *binds = json_array();
-		for (size_t i = 0; i < s->nvolumes; i++) {
-			char *b = xasprintf("%s:%s%s", s->volume_host[i], s->volume_path[i],
-					    s->volume_ro[i] ? ":ro" : "");
-			json_array_append_new(binds, json_string(b));
-			free(b);
-		}
-		json_object_set_new(hc, "Binds", binds);
+		/* Mounts, not Binds: no "src:dst:opts" string for a path to
+		 * inject options into, and a missing source is an error rather
+		 * than a directory Docker creates on the host. */
+		json_t *mounts = json_array();
+		for (size_t i = 0; i < s->nvolumes; i++)
+			json_array_append_new(
+			    mounts, json_pack("{s:s,s:s,s:s,s:b}", "Type", "bind", "Source",
+					      s->volume_host[i], "Target", s->volume_path[i],
+					      "ReadOnly", s->volume_ro[i] ? 1 : 0));
+		json_object_set_new(hc, "Mounts", mounts);
 	}
 	json_object_set_new(hc, "SecurityOpt", json_pack("[s]", "no-new-privileges"));
 	json_object_set_new(hc, "Init", json_true());

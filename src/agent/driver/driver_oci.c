@@ -50,6 +50,8 @@ static pid_t oci_start(struct sup *s, int out_fd, int err_fd, struct berr *err)
 	    .volume_path = l->volume_path,
 	    .volume_ro = l->volume_ro,
 	    .nvolumes = l->nvolumes,
+	    .image_max_bytes = l->image_max_bytes,
+	    .image_max_unpacked_bytes = l->image_max_unpacked_bytes,
 	};
 	pid_t pid = -1;
 	int64_t t0 = time_mono_ms();

@@ -247,70 +247,27 @@ static __attribute__((noreturn, format(printf, 2, 3))) void init_fail(int ctl, c
 	_exit(126);
 }
 
-/* Create the mount point `path` if missing: its parents as directories,
- * itself as a directory, or as an empty file when `dir` is false. */
-static int make_mount_point(const char *path, bool dir)
-{
-	struct stat st;
-	if (stat(path, &st) == 0)
-		return 0;
-	char *p = strdup(path);
-	if (!p)
-		return -ENOMEM;
-	for (char *q = p + 1; *q; q++) {
-		if (*q != '/')
-			continue;
-		*q = 0;
-		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-			int e = errno;
-			free(p);
-			return -e;
-		}
-		*q = '/';
-	}
-	free(p);
-	if (dir) {
-		if (mkdir(path, 0755) < 0 && errno != EEXIST)
-			return -errno;
-	} else {
-		int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-		if (fd < 0)
-			return -errno;
-		close(fd);
-	}
-	return 0;
-}
-
-/* Bind each volume; `fds` hold its host path (O_PATH, opened while the
- * paths resolved as on the host: before /tmp was covered). The mount points
- * resolve as the task sees them: under /tmp, in the sandbox's tmp/. */
-static void mount_volumes(const struct isolation *iso, int ctl, const int *fds)
-{
-	for (size_t i = 0; i < iso->nvolumes; i++) {
-		const char *path = iso->volume_path[i];
-		struct stat st;
-		if (fstat(fds[i], &st) < 0)
-			init_fail(ctl, "volume host path '%s': %s", iso->volume_host[i],
-				  err_str(errno));
-		int r = make_mount_point(path, S_ISDIR(st.st_mode));
-		if (r < 0)
-			init_fail(ctl, "volume path '%s': %s", path, err_str(-r));
-		char src[64];
-		snprintf(src, sizeof src, "/proc/self/fd/%d", fds[i]);
-		if (mount(src, path, NULL, MS_BIND | MS_REC, NULL) < 0)
-			init_fail(ctl, "cannot bind volume '%s' on '%s': %s", iso->volume_host[i],
-				  path, err_str(errno));
-		if (iso->volume_ro[i] &&
-		    mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
-			init_fail(ctl, "cannot make volume '%s' read-only: %s", path,
-				  err_str(errno));
-		close(fds[i]);
-	}
-}
-
-/* ---- secrets: mount points made without writing the host ---- */
+/* ---- mount points made without writing the host ----
+ *
+ * The task sees the host's root, so a volume's or a secret's `path` is a
+ * host path. An existing one is mounted over (in the task's namespace only).
+ * A missing one is never created on the host:
+ *  - under /tmp (the sandbox's tmp/, or a fresh tmpfs), it is made there, walking from /tmp
+ *    one component at a time with O_NOFOLLOW, so that a symlink the task
+ *    left in its tmp/ (a restart keeps it) cannot point the mkdir at the
+ *    host;
+ *  - elsewhere, its nearest existing directory gets a tmpfs laid over it
+ *    (shadow_dir) that keeps that directory's entries, and the missing part
+ *    is made on the tmpfs, again with O_NOFOLLOW all the way.
+ * The mount then goes onto the descriptor of the mount point itself
+ * (/proc/self/fd/N), not onto a path that could resolve elsewhere. */
 
 #define MAX_SHADOWS 64
+
+struct shadows {
+	char *dir[MAX_SHADOWS];
+	size_t n;
+};
 
 /* Lay a tmpfs over directory `dir` (in the task's namespace only) that holds
  * the same entries: each bound back from the directory underneath (reached
@@ -376,12 +333,86 @@ static int shadow_dir(const char *dir)
 	return r;
 }
 
-/* Make an empty file at `path` for a bind, on tmpfs shadows only. */
-static int secret_mount_point(const char *path, char **shadows, size_t *nshadows)
+/* From directory `dfd`, walk `rel` ("a/b/c") without following any
+ * symlink, making what is missing: directories on the way, and the last
+ * component as a directory or (dir false) an empty file of `mode`.
+ * Returns an O_PATH descriptor of the last component, or -errno (-ELOOP
+ * when a component is a symlink). Takes ownership of dfd. */
+static int walk_make(int dfd, const char *rel, bool dir, mode_t mode)
+{
+	char *p = strdup(rel);
+	if (!p) {
+		close(dfd);
+		return -ENOMEM;
+	}
+	char *save = NULL;
+	char *comp = strtok_r(p, "/", &save);
+	int r = 0;
+	while (comp && r == 0) {
+		char *next = strtok_r(NULL, "/", &save);
+		bool last = next == NULL;
+		int fd;
+		if (!last || dir) {
+			if (mkdirat(dfd, comp, 0755) < 0 && errno != EEXIST) {
+				r = -errno;
+				break;
+			}
+			fd = openat(dfd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		} else {
+			fd = openat(dfd, comp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+				    mode);
+			if (fd >= 0)
+				close(fd);
+			else if (errno != EEXIST) {
+				r = -errno;
+				break;
+			}
+			fd = openat(dfd, comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+			struct stat st;
+			if (fd >= 0 && (fstat(fd, &st) < 0 || S_ISLNK(st.st_mode))) {
+				close(fd);
+				fd = -1;
+				errno = ELOOP;
+			}
+		}
+		if (fd < 0) {
+			/* ENOTDIR on an O_NOFOLLOW|O_DIRECTORY open: a symlink, or
+			 * a file where a directory should be */
+			int e = errno;
+			struct stat ls;
+			if ((e == ENOTDIR || e == ELOOP) &&
+			    fstatat(dfd, comp, &ls, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISLNK(ls.st_mode))
+				e = ELOOP;
+			r = -e;
+			break;
+		}
+		close(dfd);
+		dfd = fd;
+		comp = next;
+	}
+	free(p);
+	if (r < 0) {
+		close(dfd);
+		return r;
+	}
+	return dfd;
+}
+
+/* An O_PATH descriptor of the mount point `path` (absolute, no ".."),
+ * made as described above when missing, or -errno. /tmp is the task's own
+ * by now: the sandbox's tmp/, or a fresh tmpfs. */
+static int mount_point(const char *path, bool dir, mode_t mode, struct shadows *sh)
 {
 	struct stat st;
-	if (stat(path, &st) == 0)
-		return S_ISDIR(st.st_mode) ? -EISDIR : 0;
+	if (stat(path, &st) == 0) {
+		int fd = open(path, O_PATH | O_CLOEXEC);
+		return fd < 0 ? -errno : fd;
+	}
+	if (!strncmp(path, "/tmp/", 5)) {
+		int tfd = open("/tmp", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		return tfd < 0 ? -errno : walk_make(tfd, path + 5, dir, mode);
+	}
 	char *p = strdup(path);
 	if (!p)
 		return -ENOMEM;
@@ -394,64 +425,102 @@ static int secret_mount_point(const char *path, char **shadows, size_t *nshadows
 	}
 	const char *anc = *p ? p : "/";
 	bool shadowed = false;
-	for (size_t i = 0; i < *nshadows; i++) {
-		size_t n = strlen(shadows[i]);
-		shadowed = shadowed || (!strncmp(anc, shadows[i], n) && (!anc[n] || anc[n] == '/'));
+	for (size_t i = 0; i < sh->n; i++) {
+		size_t n = strlen(sh->dir[i]);
+		shadowed = shadowed || (!strncmp(anc, sh->dir[i], n) && (!anc[n] || anc[n] == '/'));
 	}
 	int r = 0;
 	if (!strcmp(anc, "/"))
 		r = -ENOENT; /* a tmpfs cannot be laid over the root */
 	else if (!S_ISDIR(st.st_mode))
 		r = -ENOTDIR;
-	else if (!shadowed && *nshadows == MAX_SHADOWS)
+	else if (!shadowed && sh->n == MAX_SHADOWS)
 		r = -E2BIG;
 	else if (!shadowed && (r = shadow_dir(anc)) == 0)
-		shadows[(*nshadows)++] = strdup(anc);
-	/* Then the missing directories below it, and the file, on the tmpfs. */
-	size_t dirlen = (size_t)(strrchr(path, '/') - path);
-	for (size_t i = strlen(p) + 1; r == 0 && i <= dirlen; i++) {
-		if (i < dirlen && path[i] != '/')
-			continue;
-		memcpy(p, path, i);
-		p[i] = 0;
-		if (mkdir(p, 0755) < 0 && errno != EEXIST)
-			r = -errno;
+		sh->dir[sh->n++] = strdup(anc);
+	if (r == 0) {
+		/* Opened now: the tmpfs, not the host's directory under it. */
+		int afd = open(anc, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		size_t al = strlen(p);
+		r = afd < 0 ? -errno : walk_make(afd, path + al + 1, dir, mode);
 	}
 	free(p);
-	if (r == 0) {
-		int f = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0400);
-		if (f < 0)
-			r = -errno;
-		else
-			close(f);
-	}
 	return r;
 }
 
-/* Bind each secret's file read-only onto its path; `fds` hold the files
- * (O_PATH, opened before /tmp was covered). The tmpfs shadows are made
- * read-only once every mount point exists. */
-static void mount_secrets(const struct isolation *iso, int ctl, const int *fds)
+/* The shadows become read-only once every mount point exists. */
+static void shadows_seal(struct shadows *sh)
 {
-	char *shadows[MAX_SHADOWS];
-	size_t nshadows = 0;
+	for (size_t i = 0; i < sh->n; i++) {
+		mount(NULL, sh->dir[i], NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL);
+		free(sh->dir[i]);
+	}
+	sh->n = 0;
+}
+
+static const char *mount_point_why(int r)
+{
+	return r == -ELOOP ? "a symlink on the way (berth never follows one to make a mount point)"
+			   : err_str(-r);
+}
+
+/* Bind each volume; `fds` hold its host path (O_PATH, opened while the
+ * paths resolved as on the host: before /tmp was covered). The mount points
+ * resolve as the task sees them: under /tmp, in the sandbox's tmp/. */
+static void mount_volumes(const struct isolation *iso, int ctl, const int *fds, struct shadows *sh)
+{
+	for (size_t i = 0; i < iso->nvolumes; i++) {
+		const char *path = iso->volume_path[i];
+		struct stat st;
+		if (fstat(fds[i], &st) < 0)
+			init_fail(ctl, "volume host path '%s': %s", iso->volume_host[i],
+				  err_str(errno));
+		int mp = mount_point(path, S_ISDIR(st.st_mode), 0644, sh);
+		if (mp < 0)
+			init_fail(ctl, "volume path '%s': %s%s", path, mount_point_why(mp),
+				  mp == -ENOENT ? " (berth makes no mount point on the host: the "
+						  "directory right under '/' must exist, e.g. /mnt)"
+						: "");
+		char src[64], dst[64];
+		snprintf(src, sizeof src, "/proc/self/fd/%d", fds[i]);
+		snprintf(dst, sizeof dst, "/proc/self/fd/%d", mp);
+		if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
+			init_fail(ctl, "cannot bind volume '%s' on '%s': %s", iso->volume_host[i],
+				  path, err_str(errno));
+		close(mp);
+		if (iso->volume_ro[i] &&
+		    mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
+			init_fail(ctl, "cannot make volume '%s' read-only: %s", path,
+				  err_str(errno));
+		close(fds[i]);
+	}
+}
+
+/* Bind each secret's file read-only onto its path; `fds` hold the files
+ * (O_PATH, opened before /tmp was covered). */
+static void mount_secrets(const struct isolation *iso, int ctl, const int *fds, struct shadows *sh)
+{
 	for (size_t i = 0; i < iso->nsecrets; i++) {
 		const char *path = iso->secret_path[i];
-		int r = secret_mount_point(path, shadows, &nshadows);
-		if (r < 0)
-			init_fail(ctl, "secret path '%s': %s%s", path, err_str(-r),
-				  r == -ENOENT ? " (its top directory must exist, e.g. /run)" : "");
-		char src[64];
+		int mp = mount_point(path, false, 0400, sh);
+		struct stat st;
+		if (mp >= 0 && fstat(mp, &st) == 0 && S_ISDIR(st.st_mode)) {
+			close(mp);
+			mp = -EISDIR;
+		}
+		if (mp < 0)
+			init_fail(ctl, "secret path '%s': %s%s", path, mount_point_why(mp),
+				  mp == -ENOENT ? " (its top directory must exist, e.g. /run)"
+						: "");
+		char src[64], dst[64];
 		snprintf(src, sizeof src, "/proc/self/fd/%d", fds[i]);
-		if (mount(src, path, NULL, MS_BIND, NULL) < 0 ||
+		snprintf(dst, sizeof dst, "/proc/self/fd/%d", mp);
+		if (mount(src, dst, NULL, MS_BIND, NULL) < 0 ||
 		    mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
 			  NULL) < 0)
 			init_fail(ctl, "cannot bind secret '%s': %s", path, err_str(errno));
+		close(mp);
 		close(fds[i]);
-	}
-	for (size_t i = 0; i < nshadows; i++) {
-		mount(NULL, shadows[i], NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL);
-		free(shadows[i]);
 	}
 }
 
@@ -736,6 +805,16 @@ static void setup_namespace(const struct isolation *iso, int ctl)
 		if (vfds[i] < 0)
 			init_fail(ctl, "volume host path '%s': %s", iso->volume_host[i],
 				  err_str(errno));
+		/* The agent checked this canonical path against its volume
+		 * roots; what we opened must be it, not where a symlink
+		 * swapped in since then leads. */
+		char link[64], real[PATH_MAX];
+		snprintf(link, sizeof link, "/proc/self/fd/%d", vfds[i]);
+		ssize_t n = readlink(link, real, sizeof real - 1);
+		if (n < 0 || (real[n] = 0, strcmp(real, iso->volume_host[i])))
+			init_fail(ctl,
+				  "volume host path '%s' changed since it was checked (now '%s')",
+				  iso->volume_host[i], n < 0 ? "?" : real);
 	}
 	int *sfds = iso->nsecrets ? calloc(iso->nsecrets, sizeof *sfds) : NULL;
 	if (iso->nsecrets && !sfds)
@@ -759,10 +838,12 @@ static void setup_namespace(const struct isolation *iso, int ctl)
 		mount_workdir(iso, ctl, wfd);
 		close(wfd);
 	}
-	mount_volumes(iso, ctl, vfds);
+	struct shadows sh = {.n = 0};
+	mount_volumes(iso, ctl, vfds, &sh);
 	free(vfds);
-	mount_secrets(iso, ctl, sfds);
+	mount_secrets(iso, ctl, sfds, &sh);
 	free(sfds);
+	shadows_seal(&sh);
 	lock_down(iso, ctl);
 	harden_proc(ctl);
 	/* Now that the path resolves as the task sees it. The program

@@ -72,9 +72,11 @@ struct isolation {
 	/* Volumes: volume_host[i] bound onto volume_path[i], read-only when
 	 * volume_ro[i]. The task sees the host's root, so volume_path[i] is a
 	 * host path that the bind overlays in the task's mount namespace only;
-	 * a missing mount point is created (on the host), as a directory, or as
-	 * an empty file when the host path is a file. A read-write volume's
-	 * own mount is writable, not the host's mounts under it. */
+	 * a missing mount point is made under /tmp or on a tmpfs shadow, never
+	 * on the host (see exec_isolation.c), as a directory, or as an empty
+	 * file when the host path is a file. volume_host[i] is canonical (the
+	 * agent resolved it under a volume root): what is opened must still be
+	 * that very path, or the task fails (a symlink swapped in meanwhile). */
 	const char *const *volume_host, *const *volume_path;
 	const bool *volume_ro;
 	size_t nvolumes;

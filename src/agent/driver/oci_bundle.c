@@ -26,6 +26,7 @@
 #include "agent/driver/exec_guard.h"
 #include "agent/driver/seccomp_profile.h"
 #include "agent/image/image_rootfs.h"
+#include "agent/image/registry_auth.h"
 #include "agent/image/image_tar.h"
 
 extern char **environ;
@@ -545,6 +546,12 @@ int oci_task_prepare(struct oci_task *t, const struct oci_params *p, struct berr
 	free(images);
 	if (rc < 0)
 		return -1;
+	/* Registry credentials, each for its own host only (registry_auth.h). */
+	struct registry_auth *auth = NULL;
+	if (registry_auth_load(p->data_dir, &auth, err) < 0)
+		return -1;
+	image_cache_set_auth(t->cache, auth);
+	image_cache_set_limits(t->cache, p->image_max_bytes, p->image_max_unpacked_bytes);
 	if (image_get(t->cache, p->image, &t->img, err) < 0)
 		return -1;
 	t->fetched = t->img->fetched;
@@ -582,6 +589,7 @@ int oci_task_prepare(struct oci_task *t, const struct oci_params *p, struct berr
 	 * part of the start latency on a busy disk. */
 	char *cfg = xasprintf("%s/config.json", t->bundle);
 	int w = 0;
+	/* 0600: config.json holds the task's env values. */
 	int fd = open(cfg, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	size_t len = strlen(json);
 	if (fd < 0 || write(fd, json, len) != (ssize_t)len)

@@ -78,6 +78,7 @@ struct oci_params {
 	const char *const *volume_host, *const *volume_path;
 	const bool *volume_ro;
 	size_t nvolumes;
+	uint64_t image_max_bytes, image_max_unpacked_bytes; /* 0 = image.h's defaults */
 };
 
 struct oci_task {

@@ -27,6 +27,9 @@ struct image_cache {
 	char *dir;
 	char *blobs, *layers, *images, *refs, *tmp, *locks;
 	char *lock_path;
+	struct registry_auth *auth; /* owned; NULL = anonymous everywhere */
+	uint64_t max_bytes;	    /* an image's download (and each blob) */
+	uint64_t max_unpacked;	    /* an image's layers, uncompressed */
 };
 
 /* Where an image comes from. */

@@ -19,6 +19,7 @@
 
 #include "agent/image/image_registry.h"
 #include "agent/image/image_tar.h"
+#include "agent/image/registry_auth.h"
 
 int image_cache_open(const char *dir, struct image_cache **out, struct berr *err)
 {
@@ -42,14 +43,28 @@ int image_cache_open(const char *dir, struct image_cache **out, struct berr *err
 			return -1;
 		}
 	}
+	image_cache_set_limits(c, 0, 0);
 	*out = c;
 	return 0;
+}
+
+void image_cache_set_auth(struct image_cache *c, struct registry_auth *auth)
+{
+	registry_auth_free(c->auth);
+	c->auth = auth;
+}
+
+void image_cache_set_limits(struct image_cache *c, uint64_t max_bytes, uint64_t max_unpacked)
+{
+	c->max_bytes = max_bytes ? max_bytes : IMAGE_DEFAULT_MAX_BYTES;
+	c->max_unpacked = max_unpacked ? max_unpacked : IMAGE_DEFAULT_MAX_UNPACKED_BYTES;
 }
 
 void image_cache_free(struct image_cache *c)
 {
 	if (!c)
 		return;
+	registry_auth_free(c->auth);
 	free(c->dir);
 	free(c->blobs);
 	free(c->layers);
@@ -367,7 +382,7 @@ char *image__cache_blob_path(struct image_cache *c, const char *digest)
 
 /* Make a registry blob present in the cache (downloaded once, verified). */
 static int ensure_registry_blob(struct image_cache *c, struct source *s, const char *digest,
-				int64_t size, bool *fetched, struct berr *err)
+				int64_t size, uint64_t cap, bool *fetched, struct berr *err)
 {
 	char *final = image__cache_blob_path(c, digest);
 	int rc = 0, lock = -1;
@@ -390,7 +405,8 @@ static int ensure_registry_blob(struct image_cache *c, struct source *s, const c
 		goto out;
 	}
 	if (!s->rg)
-		s->rg = image_registry_new(&s->rref);
+		s->rg = image_registry_new(&s->rref, c->auth);
+	image_registry_set_max_blob(s->rg, cap);
 	rc = image_registry_get_blob(s->rg, digest, size, fd, err);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = berr_set(err, 0, "cannot write '%s': %s", tmp, err_str(errno));
@@ -410,14 +426,15 @@ out:
 }
 
 /* A small JSON blob (index, manifest, config), read and verified. */
-static int read_json_blob(struct image_cache *c, struct source *s, const char *digest,
+static int read_json_blob(struct image_cache *c, struct source *s, const char *digest, int64_t size,
 			  const char *what, json_t **out, bool *fetched, struct berr *err)
 {
 	*out = NULL;
 	if (!image_digest_valid(digest))
 		return berr_set(err, 0, "image '%s': %s has an invalid digest '%s'",
 				image__source_name(s), what, digest ? digest : "");
-	if (s->kind == SRC_REGISTRY && ensure_registry_blob(c, s, digest, -1, fetched, err) < 0)
+	if (s->kind == SRC_REGISTRY &&
+	    ensure_registry_blob(c, s, digest, size, MAX_JSON_BLOB, fetched, err) < 0)
 		return -1;
 	char *path = blob_path(s, digest);
 	char *buf;
@@ -547,7 +564,7 @@ int image__local_resolve(struct image_cache *c, struct source *s, json_t *index,
 		}
 		json_t *next;
 		bool fetched = false;
-		if (read_json_blob(c, s, dg, "index", &next, &fetched, err) < 0)
+		if (read_json_blob(c, s, dg, -1, "index", &next, &fetched, err) < 0)
 			goto out;
 		json_decref(doc);
 		doc = next;
@@ -586,7 +603,7 @@ static int registry_resolve(struct image_cache *c, struct source *s, char *diges
 			    size_t *len, struct berr *err)
 {
 	if (!s->rg)
-		s->rg = image_registry_new(&s->rref);
+		s->rg = image_registry_new(&s->rref, c->auth);
 	const char *reference = s->rref.digest ? s->rref.digest : s->rref.tag;
 	char *mt = NULL;
 	if (image_registry_get_manifest(s->rg, reference, body, len, &mt, digest, err) < 0)
@@ -646,9 +663,34 @@ static bool layer_overlay_format(struct image_cache *c, const char *key)
 	return ok;
 }
 
-static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, const char *diff_id,
-			size_t index, bool *fetched, struct berr *err)
+/* The uncompressed size a cached layer recorded (0 when unknown). */
+static uint64_t layer_tar_bytes(struct image_cache *c, const char *key)
 {
+	char *p = xasprintf("%s/%s/layer.json", c->layers, key);
+	char *text;
+	uint64_t n = 0;
+	if (image__read_small(p, &text, NULL) == 0) {
+		json_t *j = json_loads(text, 0, NULL);
+		json_t *v = json_object_get(j, "tar_bytes");
+		if (!v)
+			v = json_object_get(j, "bytes");
+		n = json_is_integer(v) && json_integer_value(v) > 0
+			? (uint64_t)json_integer_value(v)
+			: 0;
+		json_decref(j);
+		free(text);
+	}
+	free(p);
+	return n;
+}
+
+/* Make one layer present, unpacked. `budget`: what the image may still
+ * take unpacked; *used gets what this layer takes. */
+static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, const char *diff_id,
+			size_t index, uint64_t budget, uint64_t *used, bool *fetched,
+			struct berr *err)
+{
+	*used = 0;
 	const char *digest = json_string_value(json_object_get(desc, "digest"));
 	const char *mt = json_string_value(json_object_get(desc, "mediaType"));
 	json_t *jsize = json_object_get(desc, "size");
@@ -669,7 +711,7 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 	char *tmp = NULL;
 	int rc = 0, lock = -1, fd = -1;
 	if (image__path_exists(final))
-		goto out;
+		goto cached;
 	char *lk = xasprintf("layer-%s", key);
 	lock = lock_key(c, lk);
 	free(lk);
@@ -678,8 +720,9 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 		goto out;
 	}
 	if (image__path_exists(final))
-		goto out;
-	if (s->kind == SRC_REGISTRY && ensure_registry_blob(c, s, digest, size, fetched, err) < 0) {
+		goto cached;
+	if (s->kind == SRC_REGISTRY &&
+	    ensure_registry_blob(c, s, digest, size, c->max_bytes, fetched, err) < 0) {
 		rc = -1;
 		goto out;
 	}
@@ -709,6 +752,7 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 	    .want_digest = digest,
 	    .want_diff_id = diff_id,
 	    .what = what,
+	    .max_bytes = budget ? budget : 1,
 	};
 	struct image_unpack_result res;
 	rc = image_layer_unpack(fd, fs, &o, &res, err);
@@ -718,10 +762,12 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 		rm_rf_at(AT_FDCWD, tmp);
 		goto out;
 	}
+	*used = res.tar_bytes;
 	json_t *meta =
-	    json_pack("{s:s,s:s,s:I,s:I,s:s,s:I}", "digest", digest, "diff_id", res.diff_id,
-		      "bytes", (json_int_t)res.bytes, "entries", (json_int_t)res.entries, "format",
-		      root ? "overlay" : "plain", "created_ms", (json_int_t)time_now_ms());
+	    json_pack("{s:s,s:s,s:I,s:I,s:I,s:s,s:I}", "digest", digest, "diff_id", res.diff_id,
+		      "bytes", (json_int_t)res.bytes, "tar_bytes", (json_int_t)res.tar_bytes,
+		      "entries", (json_int_t)res.entries, "format", root ? "overlay" : "plain",
+		      "created_ms", (json_int_t)time_now_ms());
 	char *text = json_dumps(meta, JSON_COMPACT);
 	json_decref(meta);
 	char *mp = xasprintf("%s/layer.json", tmp);
@@ -742,6 +788,15 @@ static int ensure_layer(struct image_cache *c, struct source *s, json_t *desc, c
 	} else {
 		*fetched = true;
 	}
+	goto out;
+cached:
+	/* Unpacked before (for this image or another): it counts all the same. */
+	*used = layer_tar_bytes(c, key);
+	if (*used > budget)
+		rc = berr_set(err, 413,
+			      "image '%s': unpacked, it is larger than this agent's cap of %llu "
+			      "bytes (--image-max-unpacked-bytes)",
+			      image__source_name(s), (unsigned long long)c->max_unpacked);
 out:
 	if (fd >= 0)
 		close(fd);
@@ -800,7 +855,7 @@ static int prepare(struct image_cache *c, struct source *s, const char *mdigest,
 				 image__source_name(s), mdigest);
 			goto out;
 		}
-	} else if (read_json_blob(c, s, mdigest, "manifest", &m, fetched, err) < 0) {
+	} else if (read_json_blob(c, s, mdigest, -1, "manifest", &m, fetched, err) < 0) {
 		goto out;
 	}
 	if (is_index(m, NULL)) {
@@ -816,7 +871,10 @@ static int prepare(struct image_cache *c, struct source *s, const char *mdigest,
 			 image__source_name(s), mdigest);
 		goto out;
 	}
-	if (read_json_blob(c, s, cdigest, "config", &cfg, fetched, err) < 0)
+	json_t *csize = json_object_get(cdesc, "size");
+	if (read_json_blob(c, s, cdigest,
+			   json_is_integer(csize) ? (int64_t)json_integer_value(csize) : -1,
+			   "config", &cfg, fetched, err) < 0)
 		goto out;
 	json_t *diff_ids = json_object_get(json_object_get(cfg, "rootfs"), "diff_ids");
 	size_t nl = json_array_size(layers);
@@ -830,6 +888,23 @@ static int prepare(struct image_cache *c, struct source *s, const char *mdigest,
 	rec = json_pack("{s:s,s:s,s:o,s:[],s:[s,s]}", "manifest", mdigest, "ref", s->ref, "config",
 			conf, "layers", "blobs", mdigest, cdigest);
 	json_t *rl = json_object_get(rec, "layers"), *rb = json_object_get(rec, "blobs");
+	/* The whole download, as the manifest declares it, within the cap
+	 * before a byte is fetched (each blob is held to its declared size). */
+	uint64_t declared = 0;
+	for (size_t i = 0; s->kind == SRC_REGISTRY && i < nl; i++) {
+		json_t *sz = json_object_get(json_array_get(layers, i), "size");
+		if (json_is_integer(sz) && json_integer_value(sz) > 0)
+			declared += (uint64_t)json_integer_value(sz);
+	}
+	if (declared > c->max_bytes) {
+		berr_set(err, 413,
+			 "image '%s' is %llu bytes to download, more than this agent's cap of %llu "
+			 "(--image-max-bytes)",
+			 image__source_name(s), (unsigned long long)declared,
+			 (unsigned long long)c->max_bytes);
+		goto out;
+	}
+	uint64_t unpacked = 0;
 	for (size_t i = 0; i < nl; i++) {
 		json_t *desc = json_array_get(layers, i);
 		const char *did = json_string_value(json_array_get(diff_ids, i));
@@ -838,8 +913,11 @@ static int prepare(struct image_cache *c, struct source *s, const char *mdigest,
 				 image__source_name(s), i, did);
 			goto out;
 		}
-		if (ensure_layer(c, s, desc, did, i, fetched, err) < 0)
+		uint64_t used = 0;
+		if (ensure_layer(c, s, desc, did, i, c->max_unpacked - unpacked, &used, fetched,
+				 err) < 0)
 			goto out;
+		unpacked += used < c->max_unpacked - unpacked ? used : c->max_unpacked - unpacked;
 		const char *dg = json_string_value(json_object_get(desc, "digest"));
 		json_array_append_new(rl, json_string(image_digest_hex(did ? did : dg)));
 		json_array_append_new(rb, json_string(dg));

@@ -51,8 +51,24 @@
 
 struct image_cache;
 
-/* Open (creating it) the cache rooted at dir. */
+/* Caps on what one image may take (--image-max-bytes and
+ * --image-max-unpacked-bytes): its compressed blobs as declared and as
+ * downloaded (a blob is also held to the size its manifest declares, and
+ * the download stops at the first byte past either), and its layers'
+ * uncompressed tars (unpacking stops past it). Errors carry code 413. */
+#define IMAGE_DEFAULT_MAX_BYTES (4ULL << 30)
+#define IMAGE_DEFAULT_MAX_UNPACKED_BYTES (16ULL << 30)
+
+struct registry_auth;
+
+/* Open (creating it) the cache rooted at dir, with the default caps and
+ * no registry credentials. */
 int image_cache_open(const char *dir, struct image_cache **out, struct berr *err);
+/* Registry credentials (agent/image/registry_auth.h), owned by the cache
+ * from now on. */
+void image_cache_set_auth(struct image_cache *c, struct registry_auth *auth);
+/* The caps; 0 = the default. */
+void image_cache_set_limits(struct image_cache *c, uint64_t max_bytes, uint64_t max_unpacked);
 void image_cache_free(struct image_cache *c);
 /* <dir>/layers: image.layer_names are relative to it. */
 const char *image_cache_layers_dir(const struct image_cache *c);

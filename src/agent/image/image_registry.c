@@ -1,6 +1,7 @@
 /* image_registry.c - references and the distribution API. See
  * image_registry.h. */
 #include "agent/image/image_registry.h"
+#include "agent/image/registry_auth.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -176,11 +177,17 @@ struct image_registry {
 	CURL *curl;
 	char *token;	/* Bearer token, once we have one */
 	bool use_basic; /* answer with Basic credentials */
+	const struct registry_auth *auth;
+	const char *userpwd; /* this registry's credentials (auth), or NULL */
+	uint64_t max_blob;   /* 0 = no cap beyond the declared size */
 };
 
-struct image_registry *image_registry_new(const struct image_registry_ref *ref)
+struct image_registry *image_registry_new(const struct image_registry_ref *ref,
+					  const struct registry_auth *auth)
 {
 	struct image_registry *rg = xcalloc(1, sizeof *rg);
+	rg->auth = auth;
+	rg->userpwd = registry_auth_for(auth, ref->host);
 	rg->ref.host = xstrdup(ref->host);
 	rg->ref.name = xstrdup(ref->name);
 	rg->base =
@@ -208,6 +215,8 @@ struct sink {
 	int fd;
 	struct sha256_ctx *hash;
 	uint64_t written;
+	uint64_t limit; /* fd: stop past this many bytes (0 = none) */
+	bool too_big;
 	int write_errno;
 	/* headers of the last response */
 	char *www_auth, *content_type, *content_digest;
@@ -226,6 +235,10 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 	struct sink *k = ud;
 	size_t n = size * nmemb;
 	if (k->fd >= 0) {
+		if (k->limit && k->written + n > k->limit) {
+			k->too_big = true;
+			return 0; /* aborts the transfer: not a byte more */
+		}
 		for (size_t off = 0; off < n;) {
 			ssize_t w = write(k->fd, data + off, n - off);
 			if (w < 0 && errno == EINTR)
@@ -360,10 +373,15 @@ static int fetch_token(struct image_registry *rg, const char *challenge, struct 
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	const char *auth = getenv("BERTH_REGISTRY_AUTH");
-	if (auth && strchr(auth, ':')) {
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	/* The registry's credentials go to its own token service only (the
+	 * realm is the registry's word, and a registry is any host a job
+	 * names); anonymous elsewhere. curl drops them on a redirect to
+	 * another host. */
+	if (rg->userpwd && registry_auth_realm_ok(rg->auth, rg->ref.host, realm)) {
 		curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-		curl_easy_setopt(c, CURLOPT_USERPWD, auth);
+		curl_easy_setopt(c, CURLOPT_USERPWD, rg->userpwd);
 	}
 	CURLcode cr = curl_easy_perform(c);
 	long st = 0;
@@ -435,9 +453,9 @@ static int perform(struct image_registry *rg, const char *url, const char *accep
 	if (rg->token) {
 		curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
 		curl_easy_setopt(c, CURLOPT_XOAUTH2_BEARER, rg->token);
-	} else if (rg->use_basic) {
+	} else if (rg->use_basic && rg->userpwd) {
 		curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-		curl_easy_setopt(c, CURLOPT_USERPWD, getenv("BERTH_REGISTRY_AUTH"));
+		curl_easy_setopt(c, CURLOPT_USERPWD, rg->userpwd);
 	}
 	CURLcode cr = curl_easy_perform(c);
 	curl_slist_free_all(hdr);
@@ -445,6 +463,8 @@ static int perform(struct image_registry *rg, const char *url, const char *accep
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
 	if (cr == CURLE_WRITE_ERROR && k->write_errno)
 		return berr_set(err, 0, "cannot write the download: %s", strerror(k->write_errno));
+	if (cr == CURLE_WRITE_ERROR && k->too_big)
+		return 1; /* the caller names the blob and the cap */
 	if (cr == CURLE_WRITE_ERROR && k->overflow)
 		return berr_set(err, 0, "registry '%s': response too large", rg->ref.host);
 	if (cr != CURLE_OK)
@@ -457,8 +477,9 @@ static int http_get(struct image_registry *rg, const char *url, const char *acce
 {
 	off_t start = k->fd >= 0 ? lseek(k->fd, 0, SEEK_CUR) : 0;
 	for (int round = 0; round < 2; round++) {
-		if (perform(rg, url, accept, k, status, err) < 0)
-			return -1;
+		int r = perform(rg, url, accept, k, status, err);
+		if (r != 0)
+			return r;
 		if (*status != 401 || round == 1)
 			return 0;
 		/* Authenticate, forget the 401's body, retry. */
@@ -466,8 +487,7 @@ static int http_get(struct image_registry *rg, const char *url, const char *acce
 		if (ch && !strncasecmp(ch, "Bearer", 6)) {
 			if (fetch_token(rg, ch + 6, err) < 0)
 				return -1;
-		} else if (ch && !strncasecmp(ch, "Basic", 5) && getenv("BERTH_REGISTRY_AUTH") &&
-			   !rg->use_basic) {
+		} else if (ch && !strncasecmp(ch, "Basic", 5) && rg->userpwd && !rg->use_basic) {
 			rg->use_basic = true;
 		} else {
 			return 0; /* nothing we can answer: the caller reports the 401 */
@@ -562,16 +582,44 @@ out:
 	return rc;
 }
 
+void image_registry_set_max_blob(struct image_registry *rg, uint64_t max_bytes)
+{
+	rg->max_blob = max_bytes;
+}
+
 int image_registry_get_blob(struct image_registry *rg, const char *digest, int64_t size, int fd,
 			    struct berr *err)
 {
+	if (size >= 0 && rg->max_blob && (uint64_t)size > rg->max_blob)
+		return berr_set(err, 413,
+				"blob '%s' of '%s/%s' is %lld bytes, more than this agent's cap of "
+				"%llu (--image-max-bytes)",
+				digest, rg->ref.host, rg->ref.name, (long long)size,
+				(unsigned long long)rg->max_blob);
 	char *url = xasprintf("%s/v2/%s/blobs/%s", rg->base, rg->ref.name, digest);
+	/* Checked while it streams: never more than declared, nor the cap. */
 	struct sink k = {.fd = fd, .hash = image_sha256_new(), .max = 0};
+	k.limit = size >= 0 ? (uint64_t)size : rg->max_blob;
 	sbuf_init(&k.mem);
 	long st = 0;
 	int rc = -1;
-	if (http_get(rg, url, NULL, &k, &st, err) < 0)
+	int r = http_get(rg, url, NULL, &k, &st, err);
+	if (r < 0)
 		goto out;
+	if (r > 0) {
+		if (size >= 0)
+			berr_set(err, 0,
+				 "blob '%s' of '%s/%s': size mismatch: the registry sent more than "
+				 "the %lld bytes the manifest declares (download stopped)",
+				 digest, rg->ref.host, rg->ref.name, (long long)size);
+		else
+			berr_set(
+			    err, 413,
+			    "blob '%s' of '%s/%s' is larger than this agent's cap of %llu bytes "
+			    "(--image-max-bytes); download stopped",
+			    digest, rg->ref.host, rg->ref.name, (unsigned long long)k.limit);
+		goto out;
+	}
 	if (st != 200) {
 		berr_set(err, st == 404 ? 404 : 502,
 			 "registry '%s' answered %ld for blob '%s' of '%s'", rg->ref.host, st,

@@ -13,8 +13,10 @@
  *
  * Auth: a request answered 401 with `WWW-Authenticate: Bearer realm=...,
  * service=...,scope=...` gets a token from the realm (anonymously, or with
- * BERTH_REGISTRY_AUTH=user:password as Basic credentials) and is retried
- * once with it; a `Basic` challenge is answered with BERTH_REGISTRY_AUTH.
+ * this registry's credentials as Basic credentials when registry_auth.h
+ * allows that realm) and is retried once with it; a `Basic` challenge is
+ * answered with this registry's credentials (registry_auth.h: bound to
+ * the registry's host, never sent to another).
  *
  * Every manifest is hashed and compared with the digest asked for (or with
  * the registry's Docker-Content-Digest when fetched by tag); every blob is
@@ -44,7 +46,14 @@ bool image_registry_insecure(const char *host);
 
 struct image_registry;
 
-struct image_registry *image_registry_new(const struct image_registry_ref *ref);
+struct registry_auth;
+
+/* auth (may be NULL) must outlive the registry. */
+struct image_registry *image_registry_new(const struct image_registry_ref *ref,
+					  const struct registry_auth *auth);
+/* Refuse any blob larger than max_bytes (0 = no cap but its declared size),
+ * stopping the download as soon as it grows past it. */
+void image_registry_set_max_blob(struct image_registry *rg, uint64_t max_bytes);
 void image_registry_free(struct image_registry *rg);
 
 /* Fetch the manifest (or index) `reference` (a tag or a digest). *body is

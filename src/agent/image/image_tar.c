@@ -410,9 +410,26 @@ struct image_blob_stream {
 	bool gz, probed, zdone, zinit;
 	z_stream z;
 	unsigned char in[65536];
-	size_t in_len; /* bytes buffered before the magic was decided */
+	size_t in_len;			 /* bytes buffered before the magic was decided */
+	uint64_t plain_bytes, max_plain; /* uncompressed so far; cap (0 = none) */
+	bool too_big;
 	char error[160];
 };
+
+/* Count uncompressed bytes; past the cap, fail the read (-1). */
+static int count_plain(struct image_blob_stream *b, size_t n)
+{
+	b->plain_bytes += n;
+	if (b->max_plain && b->plain_bytes > b->max_plain) {
+		b->too_big = true;
+		snprintf(b->error, sizeof b->error,
+			 "unpacked, it is larger than this agent's cap of %llu bytes "
+			 "(--image-max-unpacked-bytes)",
+			 (unsigned long long)b->max_plain);
+		return -1;
+	}
+	return 0;
+}
 
 struct image_blob_stream *image_blob_stream_new(int fd)
 {
@@ -493,6 +510,8 @@ ssize_t image_blob_stream_read(void *ctx, void *buf, size_t n)
 		} else {
 			r = raw_read(b, buf, n);
 		}
+		if (r > 0 && count_plain(b, (size_t)r) < 0)
+			return -1;
 		if (r > 0)
 			image_sha256_update(b->plain, buf, (size_t)r);
 		return r;
@@ -534,6 +553,8 @@ ssize_t image_blob_stream_read(void *ctx, void *buf, size_t n)
 			return -1;
 		}
 		if (produced) {
+			if (count_plain(b, produced) < 0)
+				return -1;
 			image_sha256_update(b->plain, buf, produced);
 			return (ssize_t)produced;
 		}
@@ -951,6 +972,7 @@ int image_layer_unpack(int fd, const char *dest, const struct image_unpack_opts 
 	if (u.root < 0)
 		return berr_set(err, 0, "cannot open '%s': %s", dest, err_str(errno));
 	struct image_blob_stream *b = image_blob_stream_new(fd);
+	b->max_plain = o->max_bytes;
 	struct image_tar_reader *t = image_tar_reader_new(image_blob_stream_read, b);
 	int rc = -1;
 	struct image_tar_entry *e;
@@ -961,6 +983,10 @@ int image_layer_unpack(int fd, const char *dest, const struct image_unpack_opts 
 	}
 	forget_parent(&u);
 	apply_fixups(&u);
+	if (b->too_big) {
+		berr_set(err, 413, "%s: %s", what, b->error);
+		goto out;
+	}
 	if (r != 0 && o->want_digest) {
 		/* Corrupt bytes usually break the tar or the gzip stream before
 		 * the end: say so as what it is, a digest mismatch. */
@@ -980,9 +1006,12 @@ int image_layer_unpack(int fd, const char *dest, const struct image_unpack_opts 
 		goto out;
 	}
 	if (image_blob_stream_finish(b, res->digest, res->diff_id, err) < 0) {
+		if (b->too_big)
+			err->code = 413;
 		berr_prefix(err, "%s", what);
 		goto out;
 	}
+	res->tar_bytes = b->plain_bytes;
 	if (o->want_digest && strcmp(o->want_digest, res->digest)) {
 		berr_set(err, 0, "%s: digest mismatch: the content hashes to '%s'", what,
 			 res->digest);

@@ -107,12 +107,15 @@ struct image_unpack_opts {
 	const char *want_digest;  /* the blob's digest, or NULL */
 	const char *want_diff_id; /* the uncompressed tar's digest, or NULL */
 	const char *what;	  /* "layer 'sha256:...'" for messages */
+	uint64_t max_bytes;	  /* cap on the uncompressed tar (0 = none): past it,
+				     unpacking stops with an error (code 413) */
 };
 
 struct image_unpack_result {
 	char digest[IMAGE_DIGEST_STR_MAX];
 	char diff_id[IMAGE_DIGEST_STR_MAX];
-	uint64_t bytes; /* roughly the space the files take */
+	uint64_t bytes;	    /* roughly the space the files take */
+	uint64_t tar_bytes; /* the uncompressed tar's size */
 	uint64_t entries;
 };
 
