@@ -96,6 +96,7 @@ EOF
 
 @test "a missing mount point outside /tmp is made for the task only, never on the host" {
 	MP=$(mktemp -d /var/tmp/berth-mp.XXXXXX)
+	chmod 0755 "$MP" # the task runs as nobody
 	echo "kept" >"$MP/keep"
 	f=$(spec <<EOF
 job: alice/devel/mp
