@@ -5,7 +5,7 @@
  *   connect, no certificate ── POST /v1/agent/join (Bearer join token, CSR)
  *        │                        → its node certificate
  *   reconnect with it (mutual TLS) ── register ── watch ── watch …
- *        │  two thirds of the certificate's life gone:
+ *        │  half the certificate's life gone:
  *        └─ POST /v1/agent/renew (mutual TLS, CSR) → reconnect with the new one
  *   a call refused with 401 (certificate expired, CA changed): join again
  *
@@ -488,12 +488,14 @@ int sim_tls_take_cert(struct sim_loop *l, struct sim_agent *a, const char *body,
 	memcpy(a->cert_der, der, (size_t)dl);
 	a->cert_len = (uint16_t)dl;
 	OPENSSL_free(der);
-	/* Renew when two thirds of the life left are gone, jittered by a
-	 * tenth so that agents that joined together do not renew together. */
+	/* Renew when half the life left is gone (a slow or restarting server
+	 * leaves time to try again), jittered by a tenth so that agents that
+	 * joined together do not renew together. The watch in flight is cut
+	 * short for it (build_watch). */
 	int64_t left_ms = ((int64_t)not_after * 1000 - time_now_ms());
 	if (left_ms < 1000)
 		left_ms = 1000;
-	int64_t at = left_ms * 2 / 3;
+	int64_t at = left_ms / 2;
 	at -= (int64_t)(rnd_next(l) % (uint32_t)(at / 10 + 1));
 	a->renew_ms = time_mono_ms() + at;
 	return 0;

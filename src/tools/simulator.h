@@ -16,7 +16,7 @@
  * Against a server that speaks TLS (the default; docs/security.md), each
  * agent joins as a real one does: the join token and a certificate request
  * of its own give it a node certificate, and every later call is mutual TLS
- * with it; it renews the certificate when two thirds of its life are gone.
+ * with it; it renews the certificate when half its life is gone.
  */
 #ifndef BERTH_SIMULATOR_H
 #define BERTH_SIMULATOR_H
