@@ -51,6 +51,8 @@ struct sim_tls {
 	char *token;
 	char cafp[65];	  /* the CA's fingerprint the token names */
 	char *shared_pem; /* --sim-shared-key: every agent's key */
+	char *shared_csr; /* and its one request: the server names the node
+			     from the join's "name", never from the CSR */
 	unsigned char *shared_der;
 	uint16_t shared_len;
 };
@@ -218,6 +220,10 @@ static int make_shared_key(struct sim_tls *t)
 		return -1;
 	}
 	t->shared_len = (uint16_t)n;
+	if (pki_csr_new(t->shared_pem, "berth-sim", &t->shared_csr, &err) < 0) {
+		log_error("%s", err.msg);
+		return -1;
+	}
 	return 0;
 }
 
@@ -264,6 +270,7 @@ void sim_tls_free(struct sim *s)
 	if (t->shared_pem)
 		explicit_bzero(t->shared_pem, strlen(t->shared_pem));
 	free(t->shared_pem);
+	free(t->shared_csr);
 	OPENSSL_clear_free(t->shared_der, t->shared_len);
 	free(t);
 	s->tls = NULL;
@@ -443,26 +450,27 @@ int sim_tls_csr_body(struct sim *s, struct sim_agent *a, struct sbuf *b, char *w
 {
 	char name[160];
 	agent_name(s, a, name, sizeof name);
-	char *key = s->tls->shared_pem ? s->tls->shared_pem : agent_key_pem(a, why, n);
-	if (!key)
-		return -1;
-	char *csr = NULL;
-	struct berr err = {0};
-	int r = pki_csr_new(key, name, &csr, &err);
-	if (key != s->tls->shared_pem) {
+	char *csr = s->tls->shared_csr;
+	if (!csr) {
+		char *key = agent_key_pem(a, why, n);
+		if (!key)
+			return -1;
+		struct berr err = {0};
+		int r = pki_csr_new(key, name, &csr, &err);
 		explicit_bzero(key, strlen(key));
 		free(key);
-	}
-	if (r < 0) {
-		snprintf(why, n, "%s", err.msg);
-		return -1;
+		if (r < 0) {
+			snprintf(why, n, "%s", err.msg);
+			return -1;
+		}
 	}
 	sbuf_adds(b, "{\"name\":");
 	json_strz(b, name);
 	sbuf_adds(b, ",\"csr\":");
 	json_strz(b, csr);
 	sbuf_adds(b, "}");
-	free(csr);
+	if (csr != s->tls->shared_csr)
+		free(csr);
 	return 0;
 }
 

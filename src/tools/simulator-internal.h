@@ -21,6 +21,7 @@
 #define HEADERS_MAX (64u << 10)
 #define RESPONSE_MAX (256u << 20) /* a desired set beyond this is an error */
 #define KILLED_EXIT_CODE 143	  /* what SIGTERM would give */
+#define MAX_HANDSHAKES 32	  /* TLS connections being set up, per loop */
 
 /* ---- data ---------------------------------------------------------------- */
 
@@ -63,7 +64,8 @@ struct sim_agent {
 	uint8_t server;	   /* index into sim->addrs */
 	uint8_t phase, req;
 	bool registered, ever_registered, ever_joined, force_full, sent_full;
-	bool deferred; /* the next request waits for a retry timer (jitter) */
+	bool handshaking; /* counted in the loop's handshaking */
+	bool deferred;	  /* the next request waits for a retry timer (jitter) */
 };
 
 /* A timer: an agent's retry (id NULL) or a task's simulated failure. */
@@ -98,6 +100,7 @@ struct sim_loop {
 	struct sim_agent *agents;
 	size_t nagents;
 	size_t next_start; /* agents started so far (registration spread) */
+	int handshaking;   /* TLS connections being set up */
 	struct heap retries, fails;
 	int64_t last_sweep, last_warn;
 	unsigned suppressed;

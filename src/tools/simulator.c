@@ -256,8 +256,17 @@ static void agent_free_tasks(struct sim_agent *a)
 
 static void agent_kick(struct sim_loop *l, struct sim_agent *a);
 
-static void conn_close(struct sim_agent *a)
+static void handshake_over(struct sim_loop *l, struct sim_agent *a)
 {
+	if (a->handshaking) {
+		a->handshaking = false;
+		l->handshaking--;
+	}
+}
+
+static void conn_close(struct sim_loop *l, struct sim_agent *a)
+{
+	handshake_over(l, a);
 	sim_tls_close(a);
 	if (a->fd >= 0)
 		close(a->fd); /* also leaves the epoll set */
@@ -291,7 +300,7 @@ static void agent_fail(struct sim_loop *l, struct sim_agent *a, const char *what
 	agent_name(l->sim, a, name, sizeof name);
 	loop_warn(l, "%s: %s", name, what);
 	__atomic_fetch_add(&l->nfailures, 1, __ATOMIC_RELAXED);
-	conn_close(a);
+	conn_close(l, a);
 	a->force_full = true;
 	if (a->failures < 1000)
 		a->failures++;
@@ -427,6 +436,18 @@ static void agent_send_next(struct sim_loop *l, struct sim_agent *a)
 static void agent_kick(struct sim_loop *l, struct sim_agent *a)
 {
 	if (a->fd < 0) {
+		if (l->sim->tls && l->handshaking >= MAX_HANDSHAKES) {
+			/* A moment later: the server burns CPU over every
+			 * handshake in progress (docs/security.md). */
+			heap_push(&l->retries,
+				  (struct timer){.due = time_mono_ms() + 5 + rnd_next(l) % 10,
+						 .agent = (uint32_t)(a - l->agents)});
+			return;
+		}
+		if (l->sim->tls) {
+			a->handshaking = true;
+			l->handshaking++;
+		}
 		int r = conn_open(l, a);
 		if (r < 0) {
 			char msg[128];
@@ -564,7 +585,7 @@ static void agent_on_reply(struct sim_loop *l, struct sim_agent *a, struct http_
 	a->in = NULL;
 	a->in_len = a->in_cap = 0;
 	if (close_after)
-		conn_close(a);
+		conn_close(l, a);
 	if (a->deferred) {
 		a->deferred = false;
 		agent_retry_later(l, a);
@@ -666,6 +687,7 @@ static void conn_event(struct sim_loop *l, struct sim_agent *a, uint32_t ev)
 			agent_fail(l, a, why);
 		if (r <= 0)
 			return;
+		handshake_over(l, a);
 		a->phase = PH_IDLE;
 		agent_send_next(l, a);
 		if (a->fd < 0)
@@ -942,7 +964,7 @@ static void loops_stop(struct sim *s)
 		struct sim_loop *l = &s->loops[k];
 		for (size_t i = 0; i < l->nagents; i++) {
 			struct sim_agent *a = &l->agents[i];
-			conn_close(a);
+			conn_close(l, a);
 			agent_free_tasks(a);
 			free(a->cert_der);
 			if (a->key_der)
