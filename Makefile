@@ -5,7 +5,7 @@ SANITIZE ?=
 OPT     ?= -O2
 CFLAGS  ?=
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation $(OPT) -g -Isrc -D_GNU_SOURCE -MMD -MP
-LDLIBS  += -lmicrohttpd -lgnutls -ljansson -lyaml -lsqlite3 -lcurl -lcrypto -lz -lpthread -lm
+LDLIBS  += -lmicrohttpd -lgnutls -ljansson -lyaml -lsqlite3 -lcurl -lssl -lcrypto -lz -lpthread -lm
 
 ifeq ($(SANITIZE),1)
 BUILD   := build-asan

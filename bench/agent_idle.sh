@@ -13,13 +13,17 @@
 # agent makes its cgroup parent).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 BERTH=${BERTH_BIN:-$top/build/berth}
 settle=${SETTLE:-5}
 d=$(mktemp -d /tmp/berth-idle.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$BERTH" server -q --data-dir "$d/s" --addr "127.0.0.1:$port" >"$d/s.log" 2>&1 &
+# shellcheck disable=SC2046
+"$BERTH" server -q --data-dir "$d/s" --addr "127.0.0.1:$port" $(server_tls_flags) >"$d/s.log" 2>&1 &
 server=$!
-"$BERTH" agent -q --server "127.0.0.1:$port" --data-dir "$d/a" --name idle \
+bench_connect "$d/s" "$port" || { echo "agent_idle: the server did not start" >&2; exit 1; }
+# shellcheck disable=SC2046
+"$BERTH" agent -q --server "$BERTH_ADDR" $(join_flags) --data-dir "$d/a" --name idle \
 	--cgroup-parent berth-bench-idle >"$d/a.log" 2>&1 &
 agent=$!
 cleanup() {
@@ -32,7 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 for _ in $(seq 1 100); do
-	BERTH_ADDR="http://127.0.0.1:$port" "$BERTH" node list --json 2>/dev/null | grep -q ACTIVE && break
+	"$BERTH" node list --json 2>/dev/null | grep -q ACTIVE && break
 	sleep 0.1
 done
 sleep "$settle"

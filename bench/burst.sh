@@ -33,7 +33,6 @@ done
 data=$(mktemp -d /tmp/berth-burst.XXXXXX)
 cg=berth-burst-$$
 port=$(free_port)
-export BERTH_ADDR=http://127.0.0.1:$port
 up= sampler=
 cleanup() {
 	[ -n "$sampler" ] && kill "$sampler" 2>/dev/null
@@ -43,8 +42,11 @@ cleanup() {
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-"$BERTH" up -q --data-dir "$data" --addr 127.0.0.1:$port --cgroup-parent "$cg" >"$data.log" 2>&1 &
+# shellcheck disable=SC2046
+"$BERTH" up -q --data-dir "$data" --addr 127.0.0.1:$port --cgroup-parent "$cg" $(server_tls_flags) \
+	>"$data.log" 2>&1 &
 up=$!
+bench_connect "$data" "$port" || { echo "burst: berth up did not start" >&2; exit 1; }
 for _ in $(seq 1 100); do "$BERTH" node list --json 2>/dev/null | grep -q ACTIVE && break; sleep 0.05; done
 (while :; do "$BERTH" node list --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["state"])' 2>/dev/null; sleep 0.1; done >"$data.states") &
 sampler=$!

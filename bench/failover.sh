@@ -11,6 +11,7 @@
 # Usage: bench/failover.sh [--agents N] [--tasks T]   (default 1000, 100000)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 BERTH=${BERTH_BIN:-$top/build/berth}
 agents=1000 tasks=100000
 while [ $# -gt 0 ]; do
@@ -35,14 +36,23 @@ etcd --name default --data-dir "$d/etcd" --listen-client-urls "http://127.0.0.1:
 pids+=($!)
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$ec/health" >/dev/null 2>&1 && break; sleep 0.1; done
 store="etcd://127.0.0.1:$ec/bench"
-"$BERTH" server -q --data-dir "$d/s1" --addr "127.0.0.1:$s1" --store "$store" >"$d/s1.log" 2>&1 &
+# shellcheck disable=SC2046
+"$BERTH" server -q --data-dir "$d/s1" --addr "127.0.0.1:$s1" --store "$store" $(server_tls_flags) \
+	>"$d/s1.log" 2>&1 &
 p1=$!; pids+=($p1)
 sleep 0.5
-"$BERTH" server --data-dir "$d/s2" --addr "127.0.0.1:$s2" --store "$store" >"$d/s2.log" 2>&1 &
+# shellcheck disable=SC2046
+"$BERTH" server --data-dir "$d/s2" --addr "127.0.0.1:$s2" --store "$store" $(server_tls_flags) \
+	>"$d/s2.log" 2>&1 &
 p2=$!; pids+=($p2)
-"$BERTH" agent -q --simulate "$agents" --name sim --server "127.0.0.1:$s1,127.0.0.1:$s2" >"$d/sim.log" 2>&1 &
+# The servers share the CA (in the store): s1's credentials are good for both.
+bench_connect "$d/s1" "$s1" 20 || { echo "failover: server 1 did not start" >&2; exit 1; }
+scheme=${BERTH_ADDR%%://*}
+# shellcheck disable=SC2046
+"$BERTH" agent -q --simulate "$agents" --name sim --server "$scheme://127.0.0.1:$s1,$scheme://127.0.0.1:$s2" \
+	$(join_flags) >"$d/sim.log" 2>&1 &
 pids+=($!)
-export BERTH_ADDR="http://127.0.0.1:$s1,http://127.0.0.1:$s2"
+export BERTH_ADDR="$scheme://127.0.0.1:$s1,$scheme://127.0.0.1:$s2"
 for _ in $(seq 1 300); do
 	n=$("$BERTH" node list --json 2>/dev/null | python3 -c 'import json,sys; print(sum(1 for n in json.load(sys.stdin) if n["state"]=="ACTIVE"))' 2>/dev/null || echo 0)
 	[ "$n" -ge "$agents" ] && break
@@ -52,14 +62,20 @@ echo "failover: $agents agents ACTIVE; submitting $tasks tasks" >&2
 per=1000
 jobs=$(( (tasks + per - 1) / per ))
 python3 - "$s1" "$jobs" "$per" <<'PY'
-import http.client, json, sys, threading
+import http.client, json, os, ssl, sys, threading
 port, jobs, per = (int(x) for x in sys.argv[1:])
+tls = os.environ["BERTH_ADDR"].startswith("https://")
+ctx = ssl.create_default_context(cafile=os.environ["BERTH_CACERT"]) if tls else None
+auth = {"Authorization": "Bearer " + os.environ["BERTH_TOKEN"]} if tls else {}
 def run(idx):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    if tls:
+        c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=300)
+    else:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     for k in idx:
         body = json.dumps({"job": "fo/prod/j%d" % k, "instances": per,
                            "task": {"command": ["/bin/true"], "resources": {"cpu": 0.01, "memory": "4MiB"}}})
-        c.request("POST", "/v1/jobs", body=body, headers={"Content-Type": "application/json"})
+        c.request("POST", "/v1/jobs", body=body, headers=dict(auth, **{"Content-Type": "application/json"}))
         r = c.getresponse(); r.read()
         if r.status >= 400:
             sys.exit("submit failed: %d" % r.status)
@@ -75,12 +91,12 @@ rss() { awk '/^VmRSS:/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
 sleep 2 # the follower's replica settles
 rss1=$(rss "$p1") rss2=$(rss "$p2")
 echo "failover: $r tasks RUNNING; server RSS: s1 ${rss1} MiB, s2 ${rss2} MiB; killing the leader" >&2
-leader=$(curl -fsS "http://127.0.0.1:$s1/v1/leader" | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])')
-if [ "$leader" = "http://127.0.0.1:$s1" ]; then victim=$p1 other=$s2 log=$d/s2.log; else victim=$p2 other=$s1 log=$d/s1.log; fi
+leader=$(bench_curl -fsS "$scheme://127.0.0.1:$s1/v1/leader" | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])')
+if [ "$leader" = "$scheme://127.0.0.1:$s1" ]; then victim=$p1 other=$s2 log=$d/s2.log; else victim=$p2 other=$s1 log=$d/s1.log; fi
 printf 'job: fo/prod/after\ntype: batch\ntask:\n  command: ["/bin/true"]\n  resources: {cpu: 0.01, memory: 4MiB}\n' >"$d/after.yaml"
 t0=$(date +%s%N)
 kill -KILL "$victim"
-for _ in $(seq 1 1500); do BERTH_ADDR="http://127.0.0.1:$other" "$BERTH" job run --detach "$d/after.yaml" >/dev/null 2>&1 && break; sleep 0.02; done
+for _ in $(seq 1 1500); do BERTH_ADDR="$scheme://127.0.0.1:$other" "$BERTH" job run --detach "$d/after.yaml" >/dev/null 2>&1 && break; sleep 0.02; done
 t1=$(date +%s%N)
 line=$(grep -o 'state loaded from [a-z ]* in [0-9]* ms' "$log" | tail -1)
 reload=$(echo "$line" | grep -o 'in [0-9]* ms' | grep -o '[0-9]*' || echo 0)

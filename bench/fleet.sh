@@ -5,12 +5,18 @@
 # in a loop (bench/poller.py) for M minutes. Nothing else runs: every DOWN
 # event is the server's own fault.
 #
+# The server serves HTTPS (the default): each simulated agent joins with the
+# join token (a key and a certificate request of its own, or one shared key
+# with --shared-key) and then speaks mutual TLS; --insecure runs it all over
+# plain HTTP instead, for comparison.
+#
 # Prints progress to stderr and one final line:
-#   agents=… minutes=… stall_s=… down_events=… registered_s=…
+#   tls=on|off agents=… minutes=… stall_s=… down_events=… joined_s=… registered_s=…
 #   server_cpu_start_pct=… server_cpu_end_pct=… server_deaf_ms=…
 #   server_rss_start_mib=… server_rss_end_mib=…
 #   reads=… read_errors=… node_list_p50_ms=… … job_status_max_ms=…
 # - down_events: "is down" lines in the server log (target: 0);
+# - joined_s: until every agent had its node certificate (n/a: --insecure);
 # - server_cpu_*: the server's CPU (100 = one core) over the first and the
 #   last 30 s of the polling phase; server_rss_*: its VmRSS then.
 #
@@ -19,13 +25,13 @@
 # it must not blame its agents for it.
 #
 # Usage: bench/fleet.sh [--agents N] [--minutes M] [--clients C] [--jobs J]
-#                       [--sim-threads T] [--stall S]
+#                       [--sim-threads T] [--stall S] [--insecure] [--shared-key]
 # Defaults: 10,000 agents, 10 minutes, 4 clients, 20 jobs of 50 instances.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/bench/lib.sh"
 BERTH=${BERTH_BIN:-$top/build/berth}
-agents=10000 minutes=10 clients=4 jobs=20 sim_threads=1 stall=0
+agents=10000 minutes=10 clients=4 jobs=20 sim_threads=1 stall=0 sim_key=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--agents) agents=$2; shift 2 ;;
@@ -34,7 +40,9 @@ while [ $# -gt 0 ]; do
 	--jobs) jobs=$2; shift 2 ;;
 	--sim-threads) sim_threads=$2; shift 2 ;;
 	--stall) stall=$2; shift 2 ;;
-	-h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+	--insecure) export BENCH_INSECURE=1; shift ;;
+	--shared-key) sim_key=--sim-shared-key; shift ;;
+	-h|--help) sed -n '2,31p' "$0"; exit 0 ;;
 	*) echo "fleet.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -52,21 +60,24 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-"$BERTH" server --data-dir "$data/server" --addr "127.0.0.1:$port" >"$data/server.log" 2>&1 &
+# shellcheck disable=SC2046
+"$BERTH" server --data-dir "$data/server" --addr "127.0.0.1:$port" $(server_tls_flags) \
+	>"$data/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 1 100); do
-	curl -fsS "http://127.0.0.1:$port/v1/health" >/dev/null 2>&1 && break
-	sleep 0.05
-done
-echo "fleet: server pid $server_pid on 127.0.0.1:$port; $agents simulated agents" >&2
+bench_connect "$data/server" "$port" || { echo "fleet: the server did not start" >&2; exit 1; }
+tls=on
+[ -n "${BENCH_INSECURE:-}" ] && tls=off
+echo "fleet: server pid $server_pid at $BERTH_ADDR; $agents simulated agents" >&2
 t_start=$(date +%s.%N)
-"$BERTH" agent --simulate "$agents" --name sim --server "127.0.0.1:$port" \
+# shellcheck disable=SC2046
+"$BERTH" agent --simulate "$agents" --name sim --server "$BERTH_ADDR" $(join_flags) $sim_key \
 	--cpu 64 --mem 256GiB --sim-threads "$sim_threads" >"$data/sim.log" 2>&1 &
 sim_pid=$!
 
 downs() { grep -c 'is down' "$data/server.log" || true; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
 rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$server_pid/status"; }
+sim_rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$sim_pid/status"; }
 hz=$(getconf CLK_TCK)
 # CPU % of the server over the next $1 seconds.
 cpu_pct() {
@@ -91,14 +102,14 @@ done
 echo "fleet: $agents agents registered after ${registered_s}s ($(downs) DOWN events so far)" >&2
 for k in $(seq 1 "$jobs"); do
 	printf '{"job":"fleet/prod/j%d","instances":50,"task":{"command":["/bin/true"],"resources":{"cpu":0.01,"memory":"4MiB"}}}' "$k" |
-		curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' --data-binary @- \
-			"http://127.0.0.1:$port/v1/jobs"
+		bench_curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' --data-binary @- \
+			"$BERTH_ADDR/v1/jobs"
 done
 downs_before=$(downs)
 
 # 2. The clients poll for M minutes.
 secs=$(echo "$minutes" | awk '{printf "%d", $1 * 60}')
-python3 "$top/bench/poller.py" --berth "$BERTH" --addr "http://127.0.0.1:$port" \
+python3 "$top/bench/poller.py" --berth "$BERTH" --addr "$BERTH_ADDR" \
 	--clients "$clients" --seconds "$secs" >"$data/poll.out" 2>"$data/poll.err" &
 poll_pid=$!
 window=30
@@ -119,13 +130,17 @@ while [ $(($(date +%s) - t0 + window)) -lt "$((secs - window))" ]; do
 done
 cpu_end=$(cpu_pct "$window")
 rss_end=$(rss_mib)
+sim_rss=$(sim_rss_mib)
 # The server's own account (servers before issue 10 have none): deaf_ms is
 # the time it could not hear agents and did not hold against them.
-deaf=$(curl -fsS "http://127.0.0.1:$port/v1/health" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("deaf_ms", "n/a"))' || echo n/a)
+deaf=$(bench_curl -fsS "$BERTH_ADDR/v1/health" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("deaf_ms", "n/a"))' || echo n/a)
 wait "$poll_pid" || true
 poll_pid=
 cat "$data/poll.err" >&2
 echo "fleet: DOWN events: $downs_before before the clients started, $(downs) in all" >&2
-echo "agents=$agents minutes=$minutes stall_s=$stall down_events=$(downs) registered_s=$registered_s" \
+joined_s=$(sed -n 's/.*simulated agents joined (a node certificate each) in \([0-9.]*\)s.*/\1/p' "$data/sim.log" | head -1)
+echo "tls=$tls agents=$agents minutes=$minutes stall_s=$stall down_events=$(downs)" \
+	"joined_s=${joined_s:-n/a} registered_s=$registered_s" \
 	"server_cpu_start_pct=$cpu_start server_cpu_end_pct=$cpu_end server_deaf_ms=$deaf" \
-	"server_rss_start_mib=$rss_start server_rss_end_mib=$rss_end $(cat "$data/poll.out")"
+	"server_rss_start_mib=$rss_start server_rss_end_mib=$rss_end sim_rss_mib=$sim_rss" \
+	"$(cat "$data/poll.out")"

@@ -68,13 +68,15 @@ declare -A res
 for cpu in $cpus; do
 	data=$(mktemp -d /tmp/berth-bench.XXXXXX)
 	port=$(free_port)
-	export BERTH_ADDR=http://127.0.0.1:$port
 	# Default flags, unless N tasks at this limit cannot fit the cores.
 	flags=()
 	need=$(python3 -c "import math; print(math.ceil($N * $cpu) + 1)")
 	if [ "$need" -gt "$(nproc)" ]; then flags=(--cpu "$need"); fi
-	"$BERTH" up -q --data-dir "$data" --addr 127.0.0.1:$port --cgroup-parent berth-bench "${flags[@]}" >"$data.log" 2>&1 &
+	# shellcheck disable=SC2046
+	"$BERTH" up -q --data-dir "$data" --addr 127.0.0.1:$port --cgroup-parent berth-bench "${flags[@]}" \
+		$(server_tls_flags) >"$data.log" 2>&1 &
 	up=$!
+	bench_connect "$data" "$port" || { echo "launch: berth up did not start" >&2; exit 1; }
 	for _ in $(seq 1 100); do "$BERTH" node list --json 2>/dev/null | grep -q ACTIVE && break; sleep 0.05; done
 	keys=()
 	f=$data/spec.yaml

@@ -17,13 +17,13 @@
 # Needs root, runc, busybox-static; skopeo and docker.io for the docker side.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 BERTH=${BERTH_BIN:-$top/build/berth}
 N=${N:-50}
 work=$(mktemp -d /tmp/berth-oci-bench.XXXXXX)
 data=$work/data
 mkdir -p "$data"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export BERTH_ADDR=http://127.0.0.1:$port
 up="" dockerd_pid=""
 cleanup() {
 	[ -n "$up" ] && { kill -TERM "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true; }
@@ -83,8 +83,9 @@ field() { echo "$1" | sed -E "s/.*$2=([0-9.na]+).*/\1/"; }
 
 # ---- berth ----
 "$BERTH" up -q --data-dir "$data" --addr "127.0.0.1:$port" --cgroup-parent berth-oci-bench \
-	--cpu 64 >"$work/up.log" 2>&1 &
+	--cpu 64 $(server_tls_flags) >"$work/up.log" 2>&1 &
 up=$!
+bench_connect "$data" "$port" || { echo "oci: berth up did not start" >&2; exit 1; }
 for _ in $(seq 1 100); do "$BERTH" node list --json 2>/dev/null | grep -q ACTIVE && break; sleep 0.05; done
 
 run_job() { # KEY

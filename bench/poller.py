@@ -7,11 +7,15 @@ CLI (so its paging is measured too).
 Runs until SIGTERM/SIGINT or --seconds, then prints one line:
   reads=… read_errors=… node_list_p50_ms=… node_list_p99_ms=… node_list_max_ms=…
   job_list_p50_ms=… … job_status_p50_ms=… …
-Usage: poller.py --berth BIN --addr http://HOST:PORT [--clients C] [--seconds S]
+Usage: poller.py --berth BIN --addr http(s)://HOST:PORT [--clients C] [--seconds S]
                  [--prefix NAME]   (the prefix of the printed figures)
+                 [--cacert FILE] [--token TOKEN]
+A TLS server's CA and a token come from --cacert/--token, else from the
+environment (BERTH_CACERT, BERTH_TOKEN), as the CLI reads them.
 """
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -24,7 +28,13 @@ ap.add_argument("--addr", required=True)
 ap.add_argument("--clients", type=int, default=4)
 ap.add_argument("--seconds", type=float, default=0)
 ap.add_argument("--prefix", default="")
+ap.add_argument("--cacert", default=os.environ.get("BERTH_CACERT"))
+ap.add_argument("--token", default=os.environ.get("BERTH_TOKEN"))
 args = ap.parse_args()
+env = dict(os.environ)
+for k, v in (("BERTH_CACERT", args.cacert), ("BERTH_TOKEN", args.token)):
+    if v:
+        env[k] = v
 
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -39,7 +49,7 @@ job_key = [None]
 def run(kind, argv):
     t0 = time.monotonic()
     p = subprocess.run([args.berth, "--addr", args.addr] + argv, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=300)
+                       stderr=subprocess.PIPE, timeout=300, env=env)
     ms = (time.monotonic() - t0) * 1000
     with lock:
         if p.returncode != 0:

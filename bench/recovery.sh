@@ -49,22 +49,23 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-"$BERTH" server -q --data-dir "$data/server" --addr "127.0.0.1:$port" >"$data/server.log" 2>&1 &
+# shellcheck disable=SC2046
+"$BERTH" server -q --data-dir "$data/server" --addr "127.0.0.1:$port" $(server_tls_flags) \
+	>"$data/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 1 100); do
-	curl -fsS "http://127.0.0.1:$port/v1/health" >/dev/null 2>&1 && break
-	sleep 0.05
-done
+bench_connect "$data/server" "$port" || { echo "recovery: the server did not start" >&2; exit 1; }
 echo "recovery: server pid $server_pid; $((agents - kill)) + $kill simulated agents" >&2
 if [ "$poll_clients" -gt 0 ]; then
-	python3 "$top/bench/poller.py" --berth "$BERTH" --addr "http://127.0.0.1:$port" \
+	python3 "$top/bench/poller.py" --berth "$BERTH" --addr "$BERTH_ADDR" \
 		--clients "$poll_clients" --prefix poll_ >"$data/poll.out" 2>"$data/poll.err" &
 	poll_pid=$!
 fi
-"$BERTH" agent -q --simulate $((agents - kill)) --name keep --server "127.0.0.1:$port" \
+# shellcheck disable=SC2046
+"$BERTH" agent -q --simulate $((agents - kill)) --name keep --server "$BERTH_ADDR" $(join_flags) \
 	>"$data/keep.log" 2>&1 &
 keep_pid=$!
-"$BERTH" agent -q --simulate "$kill" --name victim --server "127.0.0.1:$port" \
+# shellcheck disable=SC2046
+"$BERTH" agent -q --simulate "$kill" --name victim --server "$BERTH_ADDR" $(join_flags) \
 	>"$data/victim.log" 2>&1 &
 victim_pid=$!
 disown "$victim_pid" # its kill -9 is the point: no "Killed" job notice
@@ -79,12 +80,20 @@ deadline = time.time() + timeout
 def log(msg):
     print("recovery: " + msg, file=sys.stderr, flush=True)
 
+import ssl
+# TLS (the default): the CA and the admin token bench_connect exported.
+_tls = os.environ.get("BERTH_ADDR", "").startswith("https://")
+_ctx = ssl.create_default_context(cafile=os.environ["BERTH_CACERT"]) if _tls else None
+_auth = {"Authorization": "Bearer " + os.environ["BERTH_TOKEN"]} if _tls else {}
+
 def conn():
+    if _tls:
+        return http.client.HTTPSConnection("127.0.0.1", port, context=_ctx, timeout=120)
     return http.client.HTTPConnection("127.0.0.1", port, timeout=120)
 
 def call(c, method, path, body=None):
     data = json.dumps(body).encode() if body is not None else None
-    hdrs = {"Content-Type": "application/json"} if data else {}
+    hdrs = dict(_auth, **({"Content-Type": "application/json"} if data else {}))
     c.request(method, path, body=data, headers=hdrs)
     r = c.getresponse()
     payload = r.read()

@@ -56,18 +56,18 @@ trap 'exit 130' INT TERM
 # limit is what they start from, so lift it too where allowed.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-"$BERTH" server -q --data-dir "$data/server" --addr "127.0.0.1:$port" >"$data/server.log" 2>&1 &
+# shellcheck disable=SC2046
+"$BERTH" server -q --data-dir "$data/server" --addr "127.0.0.1:$port" $(server_tls_flags) \
+	>"$data/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 1 100); do
-	curl -fsS "http://127.0.0.1:$port/v1/health" >/dev/null 2>&1 && break
-	sleep 0.05
-done
+bench_connect "$data/server" "$port" || { echo "scale: the server did not start" >&2; exit 1; }
 echo "scale: server pid $server_pid on 127.0.0.1:$port; starting $agents simulated agents" >&2
-"$BERTH" agent --simulate "$agents" --name sim --server "127.0.0.1:$port" --sim-racks 20 \
+# shellcheck disable=SC2046
+"$BERTH" agent --simulate "$agents" --name sim --server "$BERTH_ADDR" $(join_flags) --sim-racks 20 \
 	--sim-threads "$sim_threads" >"$data/sim.log" 2>&1 &
 sim_pid=$!
 if [ "$poll_clients" -gt 0 ]; then
-	python3 "$top/bench/poller.py" --berth "$BERTH" --addr "http://127.0.0.1:$port" \
+	python3 "$top/bench/poller.py" --berth "$BERTH" --addr "$BERTH_ADDR" \
 		--clients "$poll_clients" --prefix poll_ >"$data/poll.out" 2>"$data/poll.err" &
 	poll_pid=$!
 fi
@@ -86,12 +86,20 @@ PLACED = {"ASSIGNED", "STARTING", "RUNNING"}
 def log(msg):
     print("scale: " + msg, file=sys.stderr, flush=True)
 
+import ssl
+# TLS (the default): the CA and the admin token bench_connect exported.
+_tls = os.environ.get("BERTH_ADDR", "").startswith("https://")
+_ctx = ssl.create_default_context(cafile=os.environ["BERTH_CACERT"]) if _tls else None
+_auth = {"Authorization": "Bearer " + os.environ["BERTH_TOKEN"]} if _tls else {}
+
 def conn():
+    if _tls:
+        return http.client.HTTPSConnection("127.0.0.1", port, context=_ctx, timeout=120)
     return http.client.HTTPConnection("127.0.0.1", port, timeout=120)
 
 def call(c, method, path, body=None):
     data = json.dumps(body).encode() if body is not None else None
-    hdrs = {"Content-Type": "application/json"} if data else {}
+    hdrs = dict(_auth, **({"Content-Type": "application/json"} if data else {}))
     c.request(method, path, body=data, headers=hdrs)
     r = c.getresponse()
     payload = r.read()

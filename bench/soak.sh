@@ -39,7 +39,6 @@ done
 data=$(mktemp -d /tmp/berth-soak.XXXXXX)
 cg=berth-soak-$$
 port=$(free_port)
-export BERTH_ADDR=http://127.0.0.1:$port
 server= agent=
 cleanup() {
 	stop_pids $agent $server
@@ -55,13 +54,17 @@ log() { echo "soak: $*" >&2; }
 task_records() { sqlite3 "$data/server/state.db" "select count(*) from kv where key like 'tasks/%'" 2>/dev/null || echo "?"; }
 
 start_agent() {
-	"$BERTH" agent --server "127.0.0.1:$port" --data-dir "$data/agent" --name soak \
+	# shellcheck disable=SC2046
+	"$BERTH" agent --server "$BERTH_ADDR" $(join_flags) --data-dir "$data/agent" --name soak \
 		--cgroup-parent "$cg" >>"$data/agent.log" 2>&1 &
 	agent=$!
 }
 mkdir -p "$data/specs"
-"$BERTH" server --data-dir "$data/server" --addr "127.0.0.1:$port" >"$data/server.log" 2>&1 &
+# shellcheck disable=SC2046
+"$BERTH" server --data-dir "$data/server" --addr "127.0.0.1:$port" $(server_tls_flags) \
+	>"$data/server.log" 2>&1 &
 server=$!
+bench_connect "$data/server" "$port" || { log "the server did not start"; exit 1; }
 start_agent
 for _ in $(seq 1 200); do "$BERTH" node list --json 2>/dev/null | grep -q ACTIVE && break; sleep 0.05; done
 

@@ -18,6 +18,7 @@
 # Usage: bench/update.sh [--instances N] [--batch B] [--watch W]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/bench/lib.sh"
 BERTH=${BERTH_BIN:-$top/build/berth}
 HTTPD=${BERTH_TOOLS:-$top/build/tests}/httpd-tiny
 n=100 batch=10 watch=0s
@@ -35,11 +36,10 @@ done
 
 data=$(mktemp -d /tmp/berth-bench-update.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export BERTH_ADDR=http://127.0.0.1:$port
 # Task ports below the kernel's ephemeral range (32768-60999 here): a task
 # binding a port an outgoing connection holds fails with EADDRINUSE.
 "$BERTH" up -q --data-dir "$data" --addr 127.0.0.1:$port --cgroup-parent berth-bench-update \
-	--cpu 64 --port-range 24000-24999 >"$data.log" 2>&1 &
+	--cpu 64 --port-range 24000-24999 $(server_tls_flags) >"$data.log" 2>&1 &
 up=$!
 cleanup() {
 	kill -TERM "$up" 2>/dev/null || true
@@ -50,6 +50,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+bench_connect "$data" "$port" || { echo "update: berth up did not start" >&2; exit 1; }
 for _ in $(seq 1 100); do "$BERTH" node list --json 2>/dev/null | grep -q ACTIVE && break; sleep 0.05; done
 
 key=bench/test/update

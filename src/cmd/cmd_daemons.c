@@ -81,6 +81,8 @@ enum {
 	O_SIM_ZONES,
 	O_SIM_RATE,
 	O_SIM_THREADS,
+	O_SIM_SHARED_KEY,
+	O_SIM_SOURCE_ADDRS,
 	O_HELP,
 	O_COUNT
 };
@@ -152,6 +154,10 @@ static void opts_init(struct cli_opt *o)
 			    "simulate: registrations per second (default 2000)"},
 	    [O_SIM_THREADS] = {"--sim-threads", NULL, true, false,
 			       "simulate: event-loop threads (default 1)"},
+	    [O_SIM_SHARED_KEY] = {"--sim-shared-key", NULL, false, false,
+				  "simulate: one key for every agent (each its own certificate)"},
+	    [O_SIM_SOURCE_ADDRS] = {"--sim-source-addrs", NULL, false, false,
+				    "simulate: agent i connects from 127.0.(i/250).(i%250+1)"},
 	    [O_HELP] = {"--help", "-h", false, false, "show this help"},
 	};
 	memcpy(o, all, sizeof all);
@@ -436,10 +442,36 @@ static int cmd_agent_simulate(struct cli_opt *o, const struct agent_options *ao)
 	so.port_hi = ao->port_hi;
 	so.attrs = ao->attrs;
 	so.nattrs = ao->nattrs;
+	so.shared_key = o[O_SIM_SHARED_KEY].set;
+	so.source_addrs = o[O_SIM_SOURCE_ADDRS].set;
+	/* TLS: the join token (the CA comes with --cacert/BERTH_CACERT, or
+	 * from the server, checked against the token). */
+	_cleanup_free_ char *token = NULL;
+	if (o[O_JOIN_TOKEN_FILE].set && o[O_JOIN_TOKEN].set)
+		return cli_fail("give --join-token-file or --join-token, not both");
+	if (o[O_JOIN_TOKEN_FILE].set) {
+		size_t n = 0;
+		int r = file_read_all(o[O_JOIN_TOKEN_FILE].value, &token, &n);
+		if (r < 0)
+			return cli_fail("cannot read --join-token-file '%s': %s",
+					o[O_JOIN_TOKEN_FILE].value, strerror(-r));
+		token[strcspn(token, " \t\r\n")] = 0;
+		if (!*token)
+			return cli_fail("--join-token-file '%s' is empty",
+					o[O_JOIN_TOKEN_FILE].value);
+	} else if (o[O_JOIN_TOKEN].set) {
+		token = xstrdup(o[O_JOIN_TOKEN].value);
+	}
+	so.join_token = token;
+	const char *cacert = getenv("BERTH_CACERT");
+	if (cacert && *cacert && token)
+		so.cacert = cacert;
 	char prefix[160];
 	snprintf(prefix, sizeof prefix, "simulator %s", so.prefix);
 	log_set_prefix(prefix);
 	int rc = simulator_run(&so);
+	if (token)
+		explicit_bzero(token, strlen(token));
 	for (size_t i = 0; i < ao->nattrs; i++) {
 		free(ao->attrs[i].key);
 		free(ao->attrs[i].value);

@@ -120,6 +120,12 @@ void build_watch(struct sim_loop *l, struct sim_agent *a, struct sbuf *b, bool f
 	 * were answered together, by one commit, drift apart again. */
 	int32_t hb = a->heartbeat_ms > 0 ? a->heartbeat_ms : 1000;
 	int32_t wait = hb - hb / 10 + (int32_t)(rnd_next(l) % (uint32_t)(hb / 5 + 1));
+	/* A certificate to renew: the poll ends in time for it. */
+	if (a->renew_ms) {
+		int64_t left = a->renew_ms - time_mono_ms();
+		if (left < wait)
+			wait = left > 0 ? (int32_t)left : 0;
+	}
 	sbuf_adds(b, "{\"name\":");
 	json_strz(b, name);
 	sbuf_addf(b, ",\"known_version\":%llu,\"wait_ms\":%d", (unsigned long long)a->known_version,

@@ -21,6 +21,7 @@
 #define HEADERS_MAX (64u << 10)
 #define RESPONSE_MAX (256u << 20) /* a desired set beyond this is an error */
 #define KILLED_EXIT_CODE 143	  /* what SIGTERM would give */
+#define MAX_HANDSHAKES 32	  /* TLS connections being set up, per loop */
 
 /* ---- data ---------------------------------------------------------------- */
 
@@ -33,13 +34,21 @@ struct sim_task {
 	uint8_t exit_code;
 };
 
-enum phase { PH_IDLE = 0, PH_CONNECTING, PH_SENDING, PH_RECEIVING };
-enum req_kind { RQ_REGISTER = 1, RQ_WATCH };
+enum phase { PH_IDLE = 0, PH_CONNECTING, PH_HANDSHAKE, PH_SENDING, PH_RECEIVING };
+enum req_kind { RQ_REGISTER = 1, RQ_WATCH, RQ_JOIN, RQ_RENEW };
+
+struct ssl_st; /* OpenSSL's SSL */
 
 struct sim_agent {
 	struct sim_task *tasks; /* sorted by id (strcmp) */
-	char *out;		/* the request being sent */
-	char *in;		/* the response being read */
+	struct ssl_st *ssl;	/* the connection's TLS (NULL: plain HTTP) */
+	/* TLS: the node's key and certificate as DER (NULL until it joined;
+	 * with --sim-shared-key the key is the simulation's). */
+	unsigned char *key_der, *cert_der;
+	uint16_t key_len, cert_len;
+	int64_t renew_ms; /* monotonic: when to renew the certificate */
+	char *out;	  /* the request being sent */
+	char *in;	  /* the response being read */
 	uint32_t out_len, out_off, in_len, in_cap;
 	uint32_t ntasks, task_cap;
 	uint64_t known_version;
@@ -54,8 +63,9 @@ struct sim_agent {
 	uint16_t failures; /* consecutive: drives the back-off */
 	uint8_t server;	   /* index into sim->addrs */
 	uint8_t phase, req;
-	bool registered, ever_registered, force_full, sent_full;
-	bool deferred; /* the next request waits for a retry timer (jitter) */
+	bool registered, ever_registered, ever_joined, force_full, sent_full;
+	bool handshaking; /* counted in the loop's handshaking */
+	bool deferred;	  /* the next request waits for a retry timer (jitter) */
 };
 
 /* A timer: an agent's retry (id NULL) or a task's simulated failure. */
@@ -90,6 +100,7 @@ struct sim_loop {
 	struct sim_agent *agents;
 	size_t nagents;
 	size_t next_start; /* agents started so far (registration spread) */
+	int handshaking;   /* TLS connections being set up */
 	struct heap retries, fails;
 	int64_t last_sweep, last_warn;
 	unsigned suppressed;
@@ -99,8 +110,10 @@ struct sim_loop {
 	struct sim_task *merge; /* scratch for reconciling */
 	size_t merge_cap;
 	/* Read by the main thread for progress (atomics, relaxed). */
-	size_t nregistered, nfailures;
+	size_t nregistered, nfailures, njoined;
 	int64_t last_register_ms; /* when the newest first registration landed */
+	int64_t last_join_ms;	  /* when the newest first certificate arrived */
+	uint64_t renewals;
 	/* Traffic, logged at the end: what the protocol costs at this scale. */
 	uint64_t bytes_in, bytes_out, replies, desired_sets, desired_tasks;
 };
@@ -109,8 +122,10 @@ struct sim {
 	struct simulator_options o;
 	struct sockaddr_in *addrs;
 	char **hosts; /* Host header of each address */
+	char **names; /* each address's host, as its certificate names it */
 	size_t naddrs;
-	char *user_attrs; /* ,"k":"v"... from --attr, escaped */
+	struct sim_tls *tls; /* NULL: plain HTTP */
+	char *user_attrs;    /* ,"k":"v"... from --attr, escaped */
 	bool has_host, has_os, has_rack, has_zone;
 	struct sim_loop *loops;
 	int nloops;
@@ -129,6 +144,27 @@ struct http_reply {
 /* simulator.c */
 uint32_t rnd_next(struct sim_loop *l);
 void agent_name(const struct sim *s, const struct sim_agent *a, char *buf, size_t n);
+
+/* sim_tls.c: TLS for the agents (see there). Failures put a message in
+ * why[n] and return -1. */
+struct sim_tls;
+int sim_tls_init(struct sim *s);
+void sim_tls_free(struct sim *s);
+int sim_tls_open(struct sim *s, struct sim_agent *a, char *why, size_t n);
+/* 1: done, 0: wait for the socket, -1: failed. */
+int sim_tls_handshake(struct sim_agent *a, char *why, size_t n);
+/* Bytes moved (> 0), 0 at the end of the stream (recv), -EAGAIN, or -EIO. */
+long sim_io_send(struct sim_agent *a, const char *buf, size_t len, char *why, size_t n);
+long sim_io_recv(struct sim_agent *a, char *buf, size_t len, char *why, size_t n);
+void sim_tls_close(struct sim_agent *a);
+const char *sim_tls_join_token(const struct sim *s);
+/* The body of a join or a renewal: the name and a certificate request. */
+int sim_tls_csr_body(struct sim *s, struct sim_agent *a, struct sbuf *b, char *why, size_t n);
+/* A join's or renewal's reply: the agent's certificate from now on. */
+int sim_tls_take_cert(struct sim_loop *l, struct sim_agent *a, const char *body, size_t len,
+		      char *why, size_t n);
+/* Forget the certificate (refused by the server): the next call joins. */
+void sim_tls_forget(struct sim *s, struct sim_agent *a);
 
 /* sim_wire.c */
 void json_strz(struct sbuf *b, const char *s);

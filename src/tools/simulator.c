@@ -5,6 +5,10 @@
  *
  *   (start or retry) -> connect -> register -> watch -> watch -> ...
  *
+ * Against a TLS server, join and renewal come first (sim_tls.c):
+ *
+ *   connect -> TLS -> join -> reconnect with the certificate -> register ...
+ *
  * It always has exactly one request in flight, as the real agent's watch
  * thread does: the watch is the long poll that carries the heartbeat, so its
  * answer comes after wait_ms or as soon as the node's desired set changes.
@@ -252,8 +256,18 @@ static void agent_free_tasks(struct sim_agent *a)
 
 static void agent_kick(struct sim_loop *l, struct sim_agent *a);
 
-static void conn_close(struct sim_agent *a)
+static void handshake_over(struct sim_loop *l, struct sim_agent *a)
 {
+	if (a->handshaking) {
+		a->handshaking = false;
+		l->handshaking--;
+	}
+}
+
+static void conn_close(struct sim_loop *l, struct sim_agent *a)
+{
+	handshake_over(l, a);
+	sim_tls_close(a);
 	if (a->fd >= 0)
 		close(a->fd); /* also leaves the epoll set */
 	a->fd = -1;
@@ -286,13 +300,27 @@ static void agent_fail(struct sim_loop *l, struct sim_agent *a, const char *what
 	agent_name(l->sim, a, name, sizeof name);
 	loop_warn(l, "%s: %s", name, what);
 	__atomic_fetch_add(&l->nfailures, 1, __ATOMIC_RELAXED);
-	conn_close(a);
+	conn_close(l, a);
 	a->force_full = true;
 	if (a->failures < 1000)
 		a->failures++;
 	/* Try the next server of the list, as the real agent does. */
 	a->server = (uint8_t)((a->server + 1) % l->sim->naddrs);
 	agent_retry_later(l, a);
+}
+
+/* --sim-source-addrs: agent i comes from 127.0.(i/250).(i%250+1), so that
+ * a server limiting connections per address sees machines, not one host.
+ * The port is chosen at connect (IP_BIND_ADDRESS_NO_PORT): 10,000 binds
+ * would otherwise exhaust the ephemeral ports of one address. */
+static int bind_source(const struct sim *s, const struct sim_agent *a, int fd)
+{
+	uint32_t i = ((uint32_t)s->o.first + a->index) % (250u * 256u);
+	struct sockaddr_in src = {.sin_family = AF_INET};
+	src.sin_addr.s_addr = htonl((127u << 24) | ((i / 250) << 8) | (i % 250 + 1));
+	int one = 1;
+	setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+	return bind(fd, (struct sockaddr *)&src, sizeof src) < 0 ? -errno : 0;
 }
 
 static int conn_open(struct sim_loop *l, struct sim_agent *a)
@@ -304,6 +332,11 @@ static int conn_open(struct sim_loop *l, struct sim_agent *a)
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	a->fd = fd;
+	if (l->sim->o.source_addrs) {
+		int r = bind_source(l->sim, a, fd);
+		if (r < 0)
+			return r;
+	}
 	a->sent_ms = time_mono_ms();
 	/* Edge-triggered, registered once: writable after the connect and
 	 * whenever a blocked send can go on; readable when a reply arrives. */
@@ -320,15 +353,18 @@ static int conn_open(struct sim_loop *l, struct sim_agent *a)
 static void conn_flush(struct sim_loop *l, struct sim_agent *a)
 {
 	while (a->out_off < a->out_len) {
-		ssize_t n = send(a->fd, a->out + a->out_off, a->out_len - a->out_off, MSG_NOSIGNAL);
+		char why[300];
+		long n =
+		    sim_io_send(a, a->out + a->out_off, a->out_len - a->out_off, why, sizeof why);
+		if (n == -EAGAIN)
+			return; /* the next event on the socket resumes us */
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				return; /* EPOLLOUT resumes us */
-			agent_fail(l, a, strerror(errno));
+			agent_fail(l, a, why);
 			return;
 		}
 		a->out_off += (uint32_t)n;
 	}
+	explicit_bzero(a->out, a->out_len); /* a join carries the token */
 	free(a->out);
 	a->out = NULL;
 	a->out_len = a->out_off = 0;
@@ -345,9 +381,13 @@ static void send_request(struct sim_loop *l, struct sim_agent *a, const char *pa
 	/* X-Berth-Node: the server stamps the heartbeat before the body. */
 	sbuf_addf(&req,
 		  "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-		  "X-Berth-Node: %s\r\nContent-Length: %zu\r\n\r\n",
+		  "X-Berth-Node: %s\r\nContent-Length: %zu\r\n",
 		  path, l->sim->hosts[a->server % l->sim->naddrs], name, body->len);
+	if (a->req == RQ_JOIN)
+		sbuf_addf(&req, "Authorization: Bearer %s\r\n", sim_tls_join_token(l->sim));
+	sbuf_adds(&req, "\r\n");
 	sbuf_add(&req, body->buf, body->len);
+	explicit_bzero(body->buf, body->len);
 	sbuf_release(body);
 	l->bytes_out += req.len;
 	a->out_len = (uint32_t)req.len;
@@ -363,6 +403,20 @@ static void agent_send_next(struct sim_loop *l, struct sim_agent *a)
 {
 	struct sbuf body;
 	sbuf_init(&body);
+	int64_t now = time_mono_ms();
+	if (l->sim->tls && (!a->cert_der || now >= a->renew_ms)) {
+		/* Join on a connection without a certificate; renew over the
+		 * agent's mutual TLS. */
+		a->req = a->cert_der ? RQ_RENEW : RQ_JOIN;
+		char why[300];
+		if (sim_tls_csr_body(l->sim, a, &body, why, sizeof why) < 0) {
+			sbuf_release(&body);
+			agent_fail(l, a, why);
+			return;
+		}
+		send_request(l, a, a->cert_der ? "/v1/agent/renew" : "/v1/agent/join", &body);
+		return;
+	}
 	if (!a->registered) {
 		a->req = RQ_REGISTER;
 		a->sent_full = true;
@@ -371,7 +425,6 @@ static void agent_send_next(struct sim_loop *l, struct sim_agent *a)
 		send_request(l, a, "/v1/agent/register", &body);
 		return;
 	}
-	int64_t now = time_mono_ms();
 	bool full = want_full_report(a, now);
 	a->req = RQ_WATCH;
 	a->sent_full = full;
@@ -383,6 +436,18 @@ static void agent_send_next(struct sim_loop *l, struct sim_agent *a)
 static void agent_kick(struct sim_loop *l, struct sim_agent *a)
 {
 	if (a->fd < 0) {
+		if (l->sim->tls && l->handshaking >= MAX_HANDSHAKES) {
+			/* A moment later: the server burns CPU over every
+			 * handshake in progress (docs/security.md). */
+			heap_push(&l->retries,
+				  (struct timer){.due = time_mono_ms() + 5 + rnd_next(l) % 10,
+						 .agent = (uint32_t)(a - l->agents)});
+			return;
+		}
+		if (l->sim->tls) {
+			a->handshaking = true;
+			l->handshaking++;
+		}
 		int r = conn_open(l, a);
 		if (r < 0) {
 			char msg[128];
@@ -401,6 +466,8 @@ static void on_register_reply(struct sim_loop *l, struct sim_agent *a, struct ht
 	if (r->status != 200) {
 		char msg[256];
 		snprintf(msg, sizeof msg, "register: HTTP %d: %.160s", r->status, r->body);
+		if (r->status == 401 && l->sim->tls)
+			sim_tls_forget(l->sim, a); /* the certificate is refused: join again */
 		agent_fail(l, a, msg);
 		return;
 	}
@@ -439,6 +506,8 @@ static void on_watch_reply(struct sim_loop *l, struct sim_agent *a, struct http_
 		snprintf(msg, sizeof msg, "watch: HTTP %d: %.160s", r->status, r->body);
 		if (r->status >= 500)
 			a->registered = false;
+		if (r->status == 401 && l->sim->tls)
+			sim_tls_forget(l->sim, a);
 		agent_fail(l, a, msg);
 		return;
 	}
@@ -465,23 +534,58 @@ static void on_watch_reply(struct sim_loop *l, struct sim_agent *a, struct http_
 	}
 }
 
+/* A join's or a renewal's reply: the certificate is for the next
+ * connection (the server knows a connection by the certificate it began
+ * with), so this one closes. */
+static void on_identity_reply(struct sim_loop *l, struct sim_agent *a, struct http_reply *r)
+{
+	bool join = a->req == RQ_JOIN;
+	char why[300];
+	if (r->status != 200) {
+		snprintf(why, sizeof why, "%s: HTTP %d: %.200s", join ? "join" : "renew", r->status,
+			 r->body);
+		if (!join && r->status == 401)
+			sim_tls_forget(l->sim, a); /* expired or unknown: join again */
+		agent_fail(l, a, why);
+		return;
+	}
+	if (sim_tls_take_cert(l, a, r->body, r->body_len, why, sizeof why) < 0) {
+		char msg[360];
+		snprintf(msg, sizeof msg, "%s: %s", join ? "join" : "renew", why);
+		agent_fail(l, a, msg);
+		return;
+	}
+	r->close = true;
+	if (!join) {
+		l->renewals++;
+		return;
+	}
+	if (!a->ever_joined) {
+		a->ever_joined = true;
+		__atomic_store_n(&l->last_join_ms, time_mono_ms(), __ATOMIC_RELAXED);
+		__atomic_fetch_add(&l->njoined, 1, __ATOMIC_RELAXED);
+	}
+}
+
 static void agent_on_reply(struct sim_loop *l, struct sim_agent *a, struct http_reply *r)
 {
-	bool close_after = r->close;
 	l->replies++;
 	l->bytes_in += r->total;
 	a->phase = PH_IDLE;
 	if (a->req == RQ_REGISTER)
 		on_register_reply(l, a, r);
-	else
+	else if (a->req == RQ_WATCH)
 		on_watch_reply(l, a, r);
+	else
+		on_identity_reply(l, a, r);
+	bool close_after = r->close;
 	if (a->fd < 0)
 		return; /* failed: a retry is scheduled */
 	free(a->in);
 	a->in = NULL;
 	a->in_len = a->in_cap = 0;
 	if (close_after)
-		conn_close(a);
+		conn_close(l, a);
 	if (a->deferred) {
 		a->deferred = false;
 		agent_retry_later(l, a);
@@ -504,7 +608,9 @@ static void conn_readable(struct sim_loop *l, struct sim_agent *a)
 			a->in_cap = a->in_cap ? a->in_cap * 2 : 8192;
 			a->in = xrealloc(a->in, a->in_cap);
 		}
-		ssize_t n = recv(a->fd, a->in + a->in_len, a->in_cap - a->in_len - 1, 0);
+		char why[300];
+		long n =
+		    sim_io_recv(a, a->in + a->in_len, a->in_cap - a->in_len - 1, why, sizeof why);
 		if (n > 0) {
 			a->in_len += (uint32_t)n;
 			a->in[a->in_len] = 0; /* so that number parsing stops here */
@@ -514,11 +620,9 @@ static void conn_readable(struct sim_loop *l, struct sim_agent *a)
 			eof = true;
 			break;
 		}
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN)
+		if (n == -EAGAIN)
 			break;
-		agent_fail(l, a, strerror(errno));
+		agent_fail(l, a, why);
 		return;
 	}
 	if (a->phase != PH_RECEIVING && a->phase != PH_SENDING) {
@@ -557,12 +661,35 @@ static void conn_event(struct sim_loop *l, struct sim_agent *a, uint32_t ev)
 			agent_fail(l, a, msg);
 			return;
 		}
-		a->phase = PH_IDLE;
-		agent_send_next(l, a);
+		if (l->sim->tls) {
+			char why[300];
+			if (sim_tls_open(l->sim, a, why, sizeof why) < 0) {
+				agent_fail(l, a, why);
+				return;
+			}
+			a->phase = PH_HANDSHAKE;
+		} else {
+			a->phase = PH_IDLE;
+			agent_send_next(l, a);
+			if (a->fd < 0)
+				return;
+		}
+	} else if (a->phase == PH_SENDING && (ev & EPOLLOUT || a->ssl)) {
+		/* (TLS may want to read before it can write) */
+		conn_flush(l, a);
 		if (a->fd < 0)
 			return;
-	} else if (a->phase == PH_SENDING && (ev & EPOLLOUT)) {
-		conn_flush(l, a);
+	}
+	if (a->phase == PH_HANDSHAKE) {
+		char why[300];
+		int r = sim_tls_handshake(a, why, sizeof why);
+		if (r < 0)
+			agent_fail(l, a, why);
+		if (r <= 0)
+			return;
+		handshake_over(l, a);
+		a->phase = PH_IDLE;
+		agent_send_next(l, a);
 		if (a->fd < 0)
 			return;
 	}
@@ -611,8 +738,9 @@ static int loop_timers(struct sim_loop *l)
 		l->last_sweep = now;
 		for (size_t i = 0; i < l->next_start; i++) {
 			struct sim_agent *a = &l->agents[i];
-			int64_t limit =
-			    a->phase == PH_CONNECTING ? CONNECT_TIMEOUT_MS : REQUEST_TIMEOUT_MS;
+			int64_t limit = a->phase == PH_CONNECTING || a->phase == PH_HANDSHAKE
+					    ? CONNECT_TIMEOUT_MS
+					    : REQUEST_TIMEOUT_MS;
 			if (a->phase != PH_IDLE && now - a->sent_ms > limit)
 				agent_fail(l, a, "no reply from the server: timed out");
 		}
@@ -675,17 +803,37 @@ static rlim_t raise_nofile(void)
 	return rl.rlim_cur;
 }
 
+/* The servers: "h:p", "http://h:p" (plain) or "https://h:p" (TLS: needs
+ * the join token; a scheme-less address follows the token). */
 static int parse_servers(struct sim *s)
 {
 	char *list = xstrdup(s->o.servers), *save = NULL;
+	bool tls = s->o.join_token != NULL;
 	for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		while (*tok == ' ')
 			tok++;
 		if (!*tok)
 			continue;
+		bool https = !strncmp(tok, "https://", 8);
+		if (https && !tls) {
+			log_error(
+			    "server '%s' speaks TLS: the simulated agents need its join token "
+			    "(--join-token-file DATA/client/join.token)",
+			    tok);
+			free(list);
+			return -1;
+		}
+		if (!strncmp(tok, "http://", 7) && tls) {
+			log_error("server '%s' is plain HTTP but a join token was given: use "
+				  "https://, or no token for a server run with --insecure",
+				  tok);
+			free(list);
+			return -1;
+		}
+		const char *hp = https ? tok + 8 : !strncmp(tok, "http://", 7) ? tok + 7 : tok;
 		struct sockaddr_in sa;
 		struct berr err = {0};
-		if (addr_parse(tok, &sa, &err) < 0) {
+		if (addr_parse(hp, &sa, &err) < 0) {
 			log_error("bad --server '%s': %s", tok, err.msg);
 			free(list);
 			return -1;
@@ -694,10 +842,22 @@ static int parse_servers(struct sim *s)
 			break;
 		s->addrs = xrealloc(s->addrs, (s->naddrs + 1) * sizeof *s->addrs);
 		s->hosts = xrealloc(s->hosts, (s->naddrs + 1) * sizeof *s->hosts);
+		s->names = xrealloc(s->names, (s->naddrs + 1) * sizeof *s->names);
 		s->addrs[s->naddrs] = sa;
-		char *url = addr_to_url(tok);
-		s->hosts[s->naddrs] = xstrdup(!strncmp(url, "http://", 7) ? url + 7 : url);
-		free(url);
+		size_t n = strcspn(hp, "/");
+		while (n && hp[n - 1] == '/')
+			n--;
+		s->hosts[s->naddrs] = xstrndup(hp, n);
+		/* The name its certificate must carry: the host dialled (all
+		 * interfaces is dialled as loopback). */
+		const char *colon = strrchr(s->hosts[s->naddrs], ':');
+		size_t hl = colon ? (size_t)(colon - s->hosts[s->naddrs]) : 0;
+		char *host = xstrndup(s->hosts[s->naddrs], hl);
+		if (!*host || !strcmp(host, "0.0.0.0")) {
+			free(host);
+			host = xstrdup("127.0.0.1");
+		}
+		s->names[s->naddrs] = host;
 		s->naddrs++;
 	}
 	free(list);
@@ -767,8 +927,9 @@ static int loops_start(struct sim *s)
 
 static void log_traffic(struct sim *s)
 {
-	uint64_t in = 0, out = 0, replies = 0, sets = 0, tasks = 0;
+	uint64_t in = 0, out = 0, replies = 0, sets = 0, tasks = 0, renewals = 0;
 	for (int k = 0; k < s->nloops; k++) {
+		renewals += s->loops[k].renewals;
 		in += s->loops[k].bytes_in;
 		out += s->loops[k].bytes_out;
 		replies += s->loops[k].replies;
@@ -780,6 +941,8 @@ static void log_traffic(struct sim *s)
 		 "desired sets listing %llu tasks",
 		 secs, (unsigned long long)replies, (double)in / 1048576.0, (double)out / 1048576.0,
 		 (unsigned long long)sets, (unsigned long long)tasks);
+	if (s->tls)
+		log_info("certificates renewed: %llu", (unsigned long long)renewals);
 }
 
 static void loops_stop(struct sim *s)
@@ -800,8 +963,13 @@ static void loops_stop(struct sim *s)
 	for (int k = 0; k < s->nloops; k++) {
 		struct sim_loop *l = &s->loops[k];
 		for (size_t i = 0; i < l->nagents; i++) {
-			conn_close(&l->agents[i]);
-			agent_free_tasks(&l->agents[i]);
+			struct sim_agent *a = &l->agents[i];
+			conn_close(l, a);
+			agent_free_tasks(a);
+			free(a->cert_der);
+			if (a->key_der)
+				explicit_bzero(a->key_der, a->key_len);
+			free(a->key_der);
 		}
 		free(l->agents);
 		heap_release(&l->retries);
@@ -816,17 +984,22 @@ static void loops_stop(struct sim *s)
 	free(s->loops);
 }
 
-static size_t count_registered(struct sim *s, size_t *failures, int64_t *last_ms)
+static size_t count_registered(struct sim *s, size_t *failures, int64_t *last_ms, size_t *joined,
+			       int64_t *last_join_ms)
 {
 	size_t n = 0;
-	*failures = 0;
-	*last_ms = 0;
+	*failures = *joined = 0;
+	*last_ms = *last_join_ms = 0;
 	for (int k = 0; k < s->nloops; k++) {
 		int64_t t = __atomic_load_n(&s->loops[k].last_register_ms, __ATOMIC_RELAXED);
+		int64_t tj = __atomic_load_n(&s->loops[k].last_join_ms, __ATOMIC_RELAXED);
 		n += __atomic_load_n(&s->loops[k].nregistered, __ATOMIC_RELAXED);
+		*joined += __atomic_load_n(&s->loops[k].njoined, __ATOMIC_RELAXED);
 		*failures += __atomic_load_n(&s->loops[k].nfailures, __ATOMIC_RELAXED);
 		if (t > *last_ms)
 			*last_ms = t;
+		if (tj > *last_join_ms)
+			*last_join_ms = tj;
 	}
 	return n;
 }
@@ -834,7 +1007,7 @@ static size_t count_registered(struct sim *s, size_t *failures, int64_t *last_ms
 /* Wait for SIGINT/SIGTERM, logging registration progress meanwhile. */
 static void wait_for_stop(struct sim *s, const sigset_t *set)
 {
-	bool all = false;
+	bool all = false, all_joined = !s->tls;
 	int64_t last_log = time_mono_ms();
 	for (;;) {
 		struct timespec ts = {.tv_sec = 1};
@@ -843,18 +1016,30 @@ static void wait_for_stop(struct sim *s, const sigset_t *set)
 			log_info("signal %d: stopping %d simulated agents", sig, s->o.count);
 			return;
 		}
-		size_t fails;
-		int64_t last;
-		size_t n = count_registered(s, &fails, &last);
+		size_t fails, joined;
+		int64_t last, last_join;
+		size_t n = count_registered(s, &fails, &last, &joined, &last_join);
 		int64_t now = time_mono_ms();
+		if (!all_joined && joined == (size_t)s->o.count) {
+			all_joined = true;
+			log_info(
+			    "all %d simulated agents joined (a node certificate each) in %.2fs",
+			    s->o.count, (double)(last_join - s->start_ms) / 1000.0);
+		}
 		if (!all && n == (size_t)s->o.count) {
 			all = true;
 			log_info("all %d simulated agents registered in %.2fs", s->o.count,
 				 (double)(last - s->start_ms) / 1000.0);
 		} else if (!all && now - last_log >= 5000) {
 			last_log = now;
-			log_info("%zu of %d simulated agents registered (%zu connection errors)", n,
-				 s->o.count, fails);
+			if (s->tls)
+				log_info("%zu of %d simulated agents joined, %zu registered (%zu "
+					 "errors)",
+					 joined, s->o.count, n, fails);
+			else
+				log_info("%zu of %d simulated agents registered (%zu connection "
+					 "errors)",
+					 n, s->o.count, fails);
 		}
 	}
 }
@@ -883,22 +1068,32 @@ int simulator_run(const struct simulator_options *o)
 	if ((rlim_t)s.o.count + 64 > nofile)
 		log_warn("open-file limit %llu is below %d agents: some cannot connect",
 			 (unsigned long long)nofile, s.o.count);
-	if (parse_servers(&s) < 0)
-		return 1;
-	prepare_attrs(&s);
 	int rc = 0;
-	if (loops_start(&s) < 0) {
+	if (parse_servers(&s) < 0 || sim_tls_init(&s) < 0) {
 		rc = 1;
 	} else {
-		log_info("simulating %d agents %s-%d..%s-%d against %s (%d thread%s, %d "
-			 "registrations/s)",
-			 s.o.count, s.o.prefix, s.o.first, s.o.prefix, s.o.first + s.o.count - 1,
-			 s.o.servers, s.nloops, s.nloops == 1 ? "" : "s", s.o.register_rate);
-		wait_for_stop(&s, &set);
+		prepare_attrs(&s);
+		if (loops_start(&s) < 0) {
+			rc = 1;
+		} else {
+			log_info("simulating %d agents %s-%d..%s-%d against %s (%s; %d thread%s, "
+				 "%d registrations/s)",
+				 s.o.count, s.o.prefix, s.o.first, s.o.prefix,
+				 s.o.first + s.o.count - 1, s.o.servers,
+				 s.tls ? (s.o.shared_key ? "mutual TLS, one shared key"
+							 : "mutual TLS, a key per agent")
+				       : "plain HTTP",
+				 s.nloops, s.nloops == 1 ? "" : "s", s.o.register_rate);
+			wait_for_stop(&s, &set);
+		}
+		loops_stop(&s);
 	}
-	loops_stop(&s);
-	for (size_t i = 0; i < s.naddrs; i++)
+	sim_tls_free(&s);
+	for (size_t i = 0; i < s.naddrs; i++) {
 		free(s.hosts[i]);
+		free(s.names[i]);
+	}
+	free(s.names);
 	free(s.hosts);
 	free(s.addrs);
 	free(s.user_attrs);

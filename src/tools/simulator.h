@@ -12,10 +12,16 @@
  * One epoll loop per thread drives every agent through a small HTTP/1.1
  * client of its own over non-blocking sockets: thousands of agents cost a
  * few hundred bytes each plus one file descriptor, not a thread.
+ *
+ * Against a server that speaks TLS (the default; docs/security.md), each
+ * agent joins as a real one does: the join token and a certificate request
+ * of its own give it a node certificate, and every later call is mutual TLS
+ * with it; it renews the certificate when half its life is gone.
  */
 #ifndef BERTH_SIMULATOR_H
 #define BERTH_SIMULATOR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +41,13 @@ struct simulator_options {
 	int zones;	   /* > 0: attribute zone=z<i % zones> */
 	int register_rate; /* registrations per second (default 2000) */
 	int threads;	   /* event loops (default 1) */
+	/* TLS: with a join token (bj1.…), agents join and speak mutual TLS;
+	 * without one, plain HTTP (a server run with --insecure). */
+	const char *join_token;
+	const char *cacert; /* the cluster CA (PEM file); NULL: GET /v1/ca,
+			       checked against the fingerprint in the token */
+	bool shared_key;    /* one key for every agent, each its own certificate */
+	bool source_addrs;  /* agent i connects from 127.0.(i/250).(i%250+1) */
 };
 
 void simulator_options_defaults(struct simulator_options *o);

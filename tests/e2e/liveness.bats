@@ -11,12 +11,13 @@ AGENTS=300
 setup() {
 	DATA=$(mktemp -d /tmp/berth-e2e-live.XXXXXX)
 	PORT=$(free_port)
-	export BERTH_ADDR="http://127.0.0.1:$PORT"
+	export BERTH_ADDR="https://127.0.0.1:$PORT"
 	"$BERTH_BIN" server --data-dir "$DATA/server" --addr "127.0.0.1:$PORT" >>"$DATA/server.log" 2>&1 &
 	SERVER_PID=$!
-	wait_for 10 'curl -fsS "$BERTH_ADDR/v1/health" >/dev/null 2>&1'
-	"$BERTH_BIN" agent --simulate "$AGENTS" --name sim --server "127.0.0.1:$PORT" --cpu 8 \
-		--mem 16GiB >>"$DATA/sim.log" 2>&1 &
+	use_client_creds "$DATA/server"
+	wait_for 10 'api_curl -fsS "$BERTH_ADDR/v1/health" >/dev/null 2>&1'
+	"$BERTH_BIN" agent --simulate "$AGENTS" --name sim --server "https://127.0.0.1:$PORT" --cpu 8 \
+		--mem 16GiB --join-token-file "$DATA/server/client/join.token" >>"$DATA/sim.log" 2>&1 &
 	SIM_PID=$!
 	wait_for 30 '[ "$(active_nodes)" -eq "$AGENTS" ]'
 }
@@ -71,7 +72,7 @@ EOF2
 	echo "# $reads reads in 15 s by 3 clients; DOWN events: $(downs)" >&3
 	[ "$reads" -ge 30 ]
 	[ "$(downs)" -eq 0 ]
-	[ "$(curl -fsS "$BERTH_ADDR/v1/health" | jget 'd["nodes_down_total"]')" -eq 0 ]
+	[ "$(api_curl -fsS "$BERTH_ADDR/v1/health" | jget 'd["nodes_down_total"]')" -eq 0 ]
 	# Every instance still runs, none was replaced.
 	st=$("$BERTH_BIN" job status live/prod/web --all --json)
 	[ "$(echo "$st" | jget 'sum(1 for t in d["tasks"] if t["state"]=="RUNNING")')" -eq 600 ]
@@ -83,7 +84,7 @@ EOF2
 	sleep 4.5 # down_after is 3 s
 	kill -CONT "$SERVER_PID"
 	sleep 5
-	echo "# after a 4.5 s pause: $(downs) DOWN events; deaf $(curl -fsS "$BERTH_ADDR/v1/health" | jget 'd["deaf_ms"]') ms" >&3
+	echo "# after a 4.5 s pause: $(downs) DOWN events; deaf $(api_curl -fsS "$BERTH_ADDR/v1/health" | jget 'd["deaf_ms"]') ms" >&3
 	[ "$(downs)" -eq 0 ]
 	[ "$(active_nodes)" -eq "$AGENTS" ]
 	# A really dead agent is still found out within a few seconds.
@@ -105,7 +106,7 @@ EOF2
 	# The plain table is unchanged by paging.
 	[ "$(BERTH_PAGE_LIMIT=7 "$BERTH_BIN" node list)" = "$("$BERTH_BIN" node list)" ]
 	# Bad query parameters are a 400 that names them.
-	run curl -sS "$BERTH_ADDR/v1/nodes?limit=-3"
+	run api_curl -sS "$BERTH_ADDR/v1/nodes?limit=-3"
 	[[ "$output" == *"query 'limit'"* ]]
 	run curl -sS -o /dev/null -w '%{http_code}' "$BERTH_ADDR/v1/nodes?state=SLEEPY"
 	[ "$output" = 400 ]

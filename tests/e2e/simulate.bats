@@ -1,27 +1,61 @@
 #!/usr/bin/env bats
 # berth agent --simulate: many agents over the real protocol in one process,
 # against a real `berth server`. No root needed: simulated tasks run nothing.
+# The server serves HTTPS (the default; --insecure in BERTH_UP_FLAGS runs it
+# plain): the simulated agents join with the join token, then mutual TLS.
 
 load helpers
+
+# Start `berth server` on $1 (a data dir) and port $2 with more flags; sets
+# SERVER_PID, BERTH_ADDR and the client's credentials.
+start_server() {
+	local data=$1 port=$2
+	shift 2
+	case " ${BERTH_UP_FLAGS:-} " in
+	*" --insecure "*)
+		export BERTH_ADDR="http://127.0.0.1:$port"
+		set -- "$@" --insecure
+		;;
+	*) export BERTH_ADDR="https://127.0.0.1:$port" ;;
+	esac
+	"$BERTH_BIN" server --data-dir "$data" --addr "127.0.0.1:$port" "$@" >>"$data.log" 2>&1 &
+	SERVER_PID=$!
+	use_client_creds "$data"
+	wait_for 10 'api_curl -fsS "$BERTH_ADDR/v1/health" >/dev/null 2>&1'
+}
+
+# The simulator's join flags for the server on $1 (none when it is plain).
+join_flags() {
+	case "$BERTH_ADDR" in
+	https://*) echo "--join-token-file $1/client/join.token" ;;
+	esac
+}
+
+tls_only() {
+	case "$BERTH_ADDR" in
+	https://*) ;;
+	*) skip "the server runs --insecure (BERTH_UP_FLAGS): no join, no certificates" ;;
+	esac
+}
 
 setup() {
 	DATA=$(mktemp -d /tmp/berth-e2e-sim.XXXXXX)
 	PORT=$(free_port)
-	export BERTH_ADDR="http://127.0.0.1:$PORT"
-	"$BERTH_BIN" server --data-dir "$DATA/server" --addr "127.0.0.1:$PORT" >>"$DATA/server.log" 2>&1 &
-	SERVER_PID=$!
-	wait_for 10 'curl -fsS "$BERTH_ADDR/v1/health" >/dev/null 2>&1'
-	"$BERTH_BIN" agent --simulate 50 --name sim --server "127.0.0.1:$PORT" --cpu 4 --mem 8GiB \
-		--sim-racks 5 >>"$DATA/sim.log" 2>&1 &
+	start_server "$DATA/server" "$PORT"
+	# shellcheck disable=SC2046
+	"$BERTH_BIN" agent --simulate 50 --name sim --server "$BERTH_ADDR" $(join_flags "$DATA/server") \
+		--cpu 4 --mem 8GiB --sim-racks 5 >>"$DATA/sim.log" 2>&1 &
 	SIM_PID=$!
-	wait_for 20 '[ "$(active_nodes)" -eq 50 ]'
+	wait_for 30 '[ "$(active_nodes)" -eq 50 ]'
 }
 
 teardown() {
-	stop_pids ${SIM_PID:-} ${SERVER_PID:-}
+	stop_pids ${SIM_PID:-} ${SIM2_PID:-} ${SERVER_PID:-} ${SERVER2_PID:-}
 	if [ "${BATS_TEST_COMPLETED:-}" != 1 ]; then
 		echo "--- server log ---" >&2
 		tail -30 "$DATA/server.log" >&2 || true
+		[ -f "$DATA/s2.log" ] && { echo "--- second server log ---" >&2; tail -30 "$DATA/s2.log" >&2; }
+		[ -f "$DATA/sim2.log" ] && { echo "--- second simulator log ---" >&2; tail -30 "$DATA/sim2.log" >&2; }
 		echo "--- simulator log ---" >&2
 		tail -30 "$DATA/sim.log" >&2 || true
 	fi
@@ -93,4 +127,67 @@ flaky_all() {
 	start=$SECONDS
 	wait_for 8 '[ "$("$BERTH_BIN" node list --json | jget "sum(1 for n in d if n[\"state\"]==\"DOWN\")")" -eq 50 ]'
 	[ $((SECONDS - start)) -le 6 ]
+}
+
+@test "each simulated agent joined with its own node certificate and speaks mutual TLS" {
+	tls_only
+	# One certificate per node, issued on the join token, and the audit log
+	# has each join.
+	[ "$(grep -c "issued node 'sim-[0-9]*' a certificate (join token)" "$DATA/server.log")" -ge 50 ]
+	[ "$(grep -c '"path":"/v1/agent/join","status":200' "$DATA/server/audit.log")" -ge 50 ]
+	grep -q 'all 50 simulated agents joined (a node certificate each)' "$DATA/sim.log"
+	grep -q 'mutual TLS, a key per agent' "$DATA/sim.log"
+}
+
+@test "with a 3s certificate lifetime the simulated agents renew in time and never go DOWN" {
+	tls_only
+	stop_pids "$SIM_PID"
+	SIM_PID=
+	P2=$(free_port)
+	start_server "$DATA/s2" "$P2" --cert-ttl 3s
+	SERVER2_PID=$SERVER_PID
+	"$BERTH_BIN" agent --simulate 20 --name ren --server "$BERTH_ADDR" --sim-shared-key \
+		--join-token-file "$DATA/s2/client/join.token" >>"$DATA/sim2.log" 2>&1 &
+	SIM2_PID=$!
+	wait_for 20 '[ "$(active_nodes)" -eq 20 ]'
+	sleep 8
+	[ "$(grep -c "renewed node 'ren-[0-9]*' a certificate" "$DATA/s2.log")" -ge 40 ]
+	! grep -q 'is down' "$DATA/s2.log"
+	[ "$(active_nodes)" -eq 20 ]
+}
+
+@test "a wrong join token: no simulated agent joins, and the simulator says why" {
+	tls_only
+	good=$(cat "$DATA/server/client/join.token")
+	# The same CA, an unknown secret.
+	bad="${good%????}0000"
+	[ "$bad" != "$good" ] || bad="${good%????}1111"
+	"$BERTH_BIN" agent --simulate 3 --name bad --server "$BERTH_ADDR" --join-token "$bad" \
+		>>"$DATA/sim2.log" 2>&1 &
+	SIM2_PID=$!
+	wait_for 10 'grep -q "join: HTTP 401" "$DATA/sim2.log"'
+	grep -q 'unknown or revoked token' "$DATA/sim2.log"
+	! "$BERTH_BIN" node list --json | grep -q '"bad-'
+	# A token of another cluster is refused before anything is sent.
+	run "$BERTH_BIN" agent --simulate 3 --name bad --server "$BERTH_ADDR" \
+		--join-token "bj1.$(printf 'a%.0s' $(seq 64)).0123456789abcdef.$(printf 'b%.0s' $(seq 64))"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"is not the cluster CA the join token names"* ]]
+	# A TLS server without a token.
+	run "$BERTH_BIN" agent --simulate 3 --name bad --server "$BERTH_ADDR"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"need its join token"* ]]
+}
+
+@test "--sim-source-addrs: each simulated agent connects from its own loopback address" {
+	command -v ss >/dev/null || skip "needs ss (iproute2)"
+	# shellcheck disable=SC2046
+	"$BERTH_BIN" agent --simulate 300 --name src --sim-source-addrs --server "$BERTH_ADDR" \
+		$(join_flags "$DATA/server") >>"$DATA/sim2.log" 2>&1 &
+	SIM2_PID=$!
+	wait_for 30 '[ "$(active_nodes)" -eq 350 ]'
+	# Agent 0 is 127.0.0.1, agent 251 is 127.0.1.2, and so on: 300 addresses.
+	n=$(ss -Htn state established "( dport = :$PORT )" | awk '{print $3}' | sed 's/:[0-9]*$//' | sort -u | wc -l)
+	[ "$n" -ge 300 ]
+	ss -Htn state established "( dport = :$PORT )" | grep -q '127\.0\.1\.2:'
 }
