@@ -139,3 +139,30 @@ EOF
 	echo "$output"
 	[ "$(echo "$output" | grep -c '^401$')" -eq 2 ]
 }
+
+@test "a client that stops halfway through the TLS handshake costs the server no CPU" {
+	pid=$(pgrep -f "berth up --data-dir $DATA" | head -1)
+	[ -n "$pid" ]
+	# Three connections that send nothing (no ClientHello) and one that
+	# sends half of one, held for 4 s.
+	python3 - "$PORT" <<'PY' &
+import socket, sys, time
+port = int(sys.argv[1])
+idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+half = socket.create_connection(("127.0.0.1", port))
+half.send(bytes.fromhex("160301020001"))  # a record header and a bit: no more
+time.sleep(4)
+PY
+	holder=$!
+	sleep 0.5
+	t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+	sleep 3
+	t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+	wait "$holder"
+	ticks=$((t1 - t0))
+	echo "# server CPU with 4 stalled handshakes: $ticks ticks in 3 s" >&3
+	# A spinning event loop takes a whole core (~300 ticks); idle is ~0.
+	[ "$ticks" -lt 60 ]
+	# And it still answers.
+	api_curl -fsS "$BERTH_ADDR/v1/health" >/dev/null
+}
