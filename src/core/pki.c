@@ -10,6 +10,7 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,59 @@ static X509 *cert_read(const char *pem, size_t len)
 	BIO *b = BIO_new_mem_buf(pem, (int)len);
 	X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
 	BIO_free(b);
+	return x;
+}
+
+/* The cluster CA is parsed once, not at every certificate or ticket it
+ * signs (OpenSSL 3 takes ~1 ms to read a key from PEM): one remembered
+ * certificate and one key, compared by their text, handed out with a new
+ * reference each. */
+static pthread_mutex_t parsed_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *parsed_key_pem, *parsed_cert_pem;
+static EVP_PKEY *parsed_key;
+static X509 *parsed_cert;
+
+static EVP_PKEY *key_read_cached(const char *pem)
+{
+	pthread_mutex_lock(&parsed_lock);
+	if (!parsed_key_pem || strcmp(parsed_key_pem, pem)) {
+		EVP_PKEY *k = key_read(pem);
+		if (k) {
+			EVP_PKEY_free(parsed_key);
+			if (parsed_key_pem)
+				OPENSSL_cleanse(parsed_key_pem, strlen(parsed_key_pem));
+			free(parsed_key_pem);
+			parsed_key = k;
+			parsed_key_pem = xstrdup(pem);
+		} else {
+			pthread_mutex_unlock(&parsed_lock);
+			return NULL;
+		}
+	}
+	EVP_PKEY *k = parsed_key;
+	EVP_PKEY_up_ref(k);
+	pthread_mutex_unlock(&parsed_lock);
+	return k;
+}
+
+static X509 *cert_read_cached(const char *pem)
+{
+	size_t len = strlen(pem);
+	pthread_mutex_lock(&parsed_lock);
+	if (!parsed_cert_pem || strcmp(parsed_cert_pem, pem)) {
+		X509 *x = cert_read(pem, len);
+		if (!x) {
+			pthread_mutex_unlock(&parsed_lock);
+			return NULL;
+		}
+		X509_free(parsed_cert);
+		free(parsed_cert_pem);
+		parsed_cert = x;
+		parsed_cert_pem = xstrdup(pem);
+	}
+	X509 *x = parsed_cert;
+	X509_up_ref(x);
+	pthread_mutex_unlock(&parsed_lock);
 	return x;
 }
 
@@ -264,8 +318,8 @@ int pki_issue(const char *ca_cert_pem, const char *ca_key_pem, const char *csr_p
 	X509_REQ *rq = csr_read(csr_pem, strlen(csr_pem), err);
 	if (!rq)
 		return -1;
-	X509 *ca = cert_read(ca_cert_pem, strlen(ca_cert_pem));
-	EVP_PKEY *cakey = key_read(ca_key_pem);
+	X509 *ca = cert_read_cached(ca_cert_pem);
+	EVP_PKEY *cakey = key_read_cached(ca_key_pem);
 	X509 *x = X509_new();
 	int r = -1;
 	if (!ca || !cakey) {
@@ -334,7 +388,7 @@ int pki_cert_info(const char *cert_pem, struct pki_cert_info *info, struct berr 
 static int verify_x509(const char *ca_pem, X509 *x, int64_t now, struct pki_cert_info *info,
 		       struct berr *err)
 {
-	X509 *ca = cert_read(ca_pem, strlen(ca_pem));
+	X509 *ca = strlen(ca_pem) <= PEM_MAX ? cert_read_cached(ca_pem) : NULL;
 	if (!ca) {
 		X509_free(x);
 		return fail_ssl(err, "cannot read the cluster CA");
@@ -395,7 +449,7 @@ bool pki_key_matches(const char *cert_pem, const char *key_pem)
 int pki_sign_hex(const char *key_pem, const void *data, size_t len, char **sig_hex,
 		 struct berr *err)
 {
-	EVP_PKEY *k = key_read(key_pem);
+	EVP_PKEY *k = key_read_cached(key_pem);
 	if (!k)
 		return fail_ssl(err, "cannot read the signing key");
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -432,7 +486,7 @@ bool pki_verify_hex(const char *cert_pem, const void *data, size_t len, const ch
 			return false;
 		sig[i] = (unsigned char)(hi << 4 | lo);
 	}
-	X509 *x = cert_read(cert_pem, cert_pem ? strlen(cert_pem) : 0);
+	X509 *x = cert_pem && strlen(cert_pem) <= PEM_MAX ? cert_read_cached(cert_pem) : NULL;
 	EVP_PKEY *k = x ? X509_get0_pubkey(x) : NULL;
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	bool ok = k && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, k) == 1 &&

@@ -92,8 +92,8 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 	/* MHD_USE_TURBO only without TLS: with it, libmicrohttpd (0.9.75)
 	 * spins on a connection that stops halfway through its TLS handshake
 	 * (one idle TCP connection kept a core busy). */
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-			 (s->tls ? 0 : MHD_USE_TURBO);
+	unsigned flags =
+	    MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | (s->tls ? 0 : MHD_USE_TURBO);
 	/* TLS: the serving certificate; the CA as trust makes libmicrohttpd
 	 * ask clients for a certificate (agents have one, the CLI has none);
 	 * server_on_connection keeps what it says with the connection. */
