@@ -108,7 +108,7 @@ EOF2
 	# Bad query parameters are a 400 that names them.
 	run api_curl -sS "$BERTH_ADDR/v1/nodes?limit=-3"
 	[[ "$output" == *"query 'limit'"* ]]
-	run curl -sS -o /dev/null -w '%{http_code}' "$BERTH_ADDR/v1/nodes?state=SLEEPY"
+	run api_curl -sS -o /dev/null -w '%{http_code}' "$BERTH_ADDR/v1/nodes?state=SLEEPY"
 	[ "$output" = 400 ]
 	run "$BERTH_BIN" node list --state SLEEPY
 	[ "$status" -ne 0 ]
