@@ -45,7 +45,7 @@ static unsigned raise_nofile(unsigned want, bool asked)
 	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)want + 256)
 		return want;
 	unsigned room = rl.rlim_cur > 512 ? (unsigned)(rl.rlim_cur - 256) : 256;
-	log_msg(asked ? LOG_WARN : LOG_INFO,
+	log_msg(asked ? LOG_WARN : LOG_DEBUG,
 		"at most %u connections (not %u): the descriptor limit is %llu", room, want,
 		(unsigned long long)rl.rlim_cur);
 	return room;
