@@ -56,19 +56,38 @@ def conn(src="127.0.0.1"):
 def auth():
     t = os.environ.get("BERTH_TOKEN")
     return ("Authorization: Bearer %s\r\n" % t).encode() if t else b""
-def status(s):
+def response(s):
+    """The whole response: (status line, headers text, body), or None when
+    the server closed the connection first."""
     s.settimeout(10)
+    data = b""
     try:
-        r = s.recv(65536)
-    except (OSError, ssl.SSLError) as e:
-        return "closed (%s)" % e
-    return r.split(b"\r\n")[0].decode() if r else "closed"
+        while b"\r\n\r\n" not in data:
+            d = s.recv(65536)
+            if not d:
+                return None
+            data += d
+        head, body = data.split(b"\r\n\r\n", 1)
+        n = 0
+        for h in head.split(b"\r\n")[1:]:
+            k, _, v = h.partition(b":")
+            if k.strip().lower() == b"content-length":
+                n = int(v)
+        while len(body) < n:
+            d = s.recv(65536)
+            if not d:
+                break
+            body += d
+    except (OSError, ssl.SSLError):
+        return None
+    return head.split(b"\r\n")[0].decode(), head.decode(), body
 def ask(s, req):
     try:
         s.sendall(req)
     except (OSError, ssl.SSLError) as e:
         return "closed (%s)" % e
-    return status(s)
+    r = response(s)
+    return r[0] if r else "closed"
 '
 
 @test "a second server on the same data dir refuses to start, naming the first; the lock goes with the first" {
@@ -121,11 +140,10 @@ time.sleep(0.5)
 body = b"{\"job\": 1" + b" " * 500000 + b"}"
 b = conn()
 b.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\n" + auth() + b"Content-Length: %d\r\n\r\n" % len(body))
-b.settimeout(10)
-r = b.recv(65536).decode()
-print(r.split("\r\n")[0])
-print("retry-after" if "\r\nRetry-After: 1\r\n" in r else "no retry-after")
-print(r[r.index("{"):].strip())
+line, head, rbody = response(b)
+print(line)
+print("retry-after" if "\r\nRetry-After: 1" in head else "no retry-after")
+print(rbody.decode().strip())
 a.close()
 time.sleep(0.5)
 c = conn()
@@ -173,7 +191,7 @@ s = conn()
 for i in range(300):
     spec = json.dumps({"job": "bk/prod/j%d" % i, "task": {"command": ["/bin/true"], "resources": {"cpu": 0.1, "memory": "16MiB"}}}).encode()
     r = ask(s, b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\n" + auth() + b"Content-Length: %d\r\n\r\n" % len(spec) + spec)
-    assert r.startswith("HTTP/1.1 200"), r
+    assert r == "HTTP/1.1 200 OK", r
 '
 	"$BERTH_BIN" admin backup "$T/backup.jsonl"
 	[ "$(grep -c '"key": *"jobs/bk/prod/j' "$T/backup.jsonl")" -eq 300 ]
@@ -183,21 +201,16 @@ import threading
 keep = [conn() for _ in range(8)]
 def backup(out):
     s = conn()
-    s.sendall(b"GET /v1/admin/backup HTTP/1.1\r\nHost: x\r\n" + auth() + b"Connection: close\r\n\r\n")
-    data = b""
-    while True:
-        d = s.recv(1 << 20)
-        if not d: break
-        data += d
-    out.append(data)
+    s.sendall(b"GET /v1/admin/backup HTTP/1.1\r\nHost: x\r\n" + auth() + b"\r\n")
+    out.append(response(s))
 outs = []
 ts = [threading.Thread(target=backup, args=(outs,)) for _ in range(2)]
 for t in ts: t.start()
 for k in keep:
     print(ask(k, b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n"))
 for t in ts: t.join()
-for o in outs:
-    print(o.split(b"\r\n")[0].decode(), o.count(b"\"key\":\"jobs/bk/prod/j"))
+for line, head, body in outs:
+    print(line, body.count(b"\"key\":\"jobs/bk/prod/j"))
 '
 	echo "$output"
 	[ "$status" -eq 0 ]
