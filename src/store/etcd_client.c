@@ -312,6 +312,10 @@ static void tls_failure(const struct etcd_client *c, CURLcode rc, const char *de
 		hint = c->loc.cert ? " (TLS with the client certificate given by --etcd-cert)"
 				   : " (TLS without a client certificate: if etcd runs with "
 				     "--client-cert-auth, give --etcd-cert and --etcd-key)";
+	/* curl's detail only where its words say too little (a refused
+	 * connection says enough). */
+	if (!tls)
+		detail = "";
 	snprintf(why, why_len, "%s%s%s%s", curl_easy_strerror(rc), *detail ? ": " : "", detail,
 		 hint);
 }
