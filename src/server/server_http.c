@@ -208,6 +208,15 @@ static bool body_reserve(struct server *s, struct request *q, size_t total)
 	return true;
 }
 
+static bool has_body(struct MHD_Connection *conn)
+{
+	const char *cl =
+	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	return (cl && strcmp(cl, "0")) ||
+	       MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+					   MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+}
+
 /* A body whose Content-Length says it cannot be kept is refused before a
  * byte of it is read (libmicrohttpd then closes the connection). */
 static bool body_announced_refused(struct server *s, struct request *q)
@@ -241,6 +250,10 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 		q->method = xstrdup(method);
 		q->url = xstrdup(url);
 		server_authenticate(s, q);
+		/* Nobody may send a body to any route: not a byte of one is
+		 * buffered for a caller without credentials. */
+		if (s->tls && q->who.kind == PRINCIPAL_NOBODY && has_body(conn) && !auth_any(q))
+			return send_ready(q);
 		if (body_announced_refused(s, q))
 			return send_ready(q);
 		if (is_agent_call(method, url))
