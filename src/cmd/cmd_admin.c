@@ -4,9 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/cli.h"
 #include "core/addr.h"
+#include "core/lockfile.h"
 #include "cmd/commands.h"
 #include "store/store.h"
 
@@ -62,11 +64,34 @@ static int restore(struct cli_opt *o, const char *file)
 	char *loc = o[A_STORE].set && strcmp(o[A_STORE].value, "sqlite")
 			? xstrdup(o[A_STORE].value)
 			: xasprintf("sqlite:%s/state.db", dir);
-	if (!o[A_STORE].set || !strcmp(o[A_STORE].value, "sqlite"))
-		mkdir_p(dir, 0755);
 	struct berr err = {0};
 	int rc = 0;
-	struct store *st = store_open(loc, &err);
+	int lock_fd = -1;
+	struct store *st = NULL;
+	if (!o[A_STORE].set || !strcmp(o[A_STORE].value, "sqlite")) {
+		/* Not under a running server's feet (it holds DATA/lock). */
+		mkdir_p(dir, 0700);
+		char *lock = xasprintf("%s/lock", dir);
+		lock_fd = lockfile_acquire(lock, "(berth admin restore)", &err);
+		free(lock);
+		if (lock_fd < 0) {
+			long pid;
+			char addr[400];
+			char *path = xasprintf("%s/lock", dir);
+			lockfile_holder(path, &pid, addr, sizeof addr);
+			free(path);
+			if (err.code == 409)
+				rc = cli_fail("data dir '%s' is in use by a berth server (pid %ld, "
+					      "serving %s): stop it before a restore",
+					      dir, pid, *addr ? addr : "an unknown address");
+			else
+				rc = cli_fail("%s", err.msg);
+			free(loc);
+			free(text);
+			return rc;
+		}
+	}
+	st = store_open(loc, &err);
 	struct store_batch *b = store_batch_new();
 	if (!st) {
 		rc = cli_fail("%s", err.msg);
@@ -111,6 +136,8 @@ static int restore(struct cli_opt *o, const char *file)
 out:
 	store_batch_free(b);
 	store_close(st);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	free(loc);
 	free(text);
 	return rc;

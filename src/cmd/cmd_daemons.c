@@ -52,6 +52,12 @@ enum {
 	O_ADDR,
 	O_STORE,
 	O_SECRETS_KEY,
+	O_MAX_CONNS,
+	O_MAX_CLIENT_CONNS,
+	O_MAX_BODY_BUFFER,
+	O_ETCD_CACERT,
+	O_ETCD_CERT,
+	O_ETCD_KEY,
 	O_SERVERS,
 	O_NAME,
 	O_ATTR,
@@ -98,6 +104,18 @@ static void opts_init(struct cli_opt *o)
 	    [O_SECRETS_KEY] = {"--secrets-key-file", NULL, true, false,
 			       "the key that encrypts secrets (default DATA/keys/secrets.key, made "
 			       "on first start; HA servers must share one)"},
+	    [O_MAX_CONNS] = {"--max-conns", NULL, true, false,
+			     "server: connections at once, in all (default 60000)"},
+	    [O_MAX_CLIENT_CONNS] = {"--max-client-conns", NULL, true, false,
+				    "server: connections at once from one IP address (default "
+				    "1024)"},
+	    [O_MAX_BODY_BUFFER] = {"--max-body-buffer", NULL, true, false,
+				   "server: request bodies held at once, in all (default 256MiB)"},
+	    [O_ETCD_CACERT] = {"--etcd-cacert", NULL, true, false,
+			       "server: the CA of an etcd store's members (https)"},
+	    [O_ETCD_CERT] = {"--etcd-cert", NULL, true, false,
+			     "server: the client certificate shown to etcd (with --etcd-key)"},
+	    [O_ETCD_KEY] = {"--etcd-key", NULL, true, false, "server: the key of --etcd-cert"},
 	    [O_SERVERS] = {"--server", NULL, true, false, "server address(es), comma-separated"},
 	    [O_NAME] = {"--name", NULL, true, false, "node name (default: host name)"},
 	    [O_ATTR] = {"--attr", NULL, true, true, "node attribute k=v (repeatable)"},
@@ -237,6 +255,36 @@ static int server_opts_from_cli(struct cli_opt *o, struct server_options *so)
 		so->store = o[O_STORE].value;
 	if (o[O_SECRETS_KEY].set)
 		so->secrets_key_file = o[O_SECRETS_KEY].value;
+	int64_t n;
+	if (o[O_MAX_CONNS].set) {
+		if (parse_int64(o[O_MAX_CONNS].value, &n) < 0 || n < 16 || n > 1000000)
+			return cli_fail(
+			    "bad --max-conns '%s': expected a number from 16 to 1000000",
+			    o[O_MAX_CONNS].value);
+		so->max_conns = (unsigned)n;
+	}
+	if (o[O_MAX_CLIENT_CONNS].set) {
+		if (parse_int64(o[O_MAX_CLIENT_CONNS].value, &n) < 0 || n < 1 || n > 1000000)
+			return cli_fail("bad --max-client-conns '%s': expected a number from 1 to "
+					"1000000",
+					o[O_MAX_CLIENT_CONNS].value);
+		so->max_client_conns = (unsigned)n;
+	}
+	if (o[O_MAX_BODY_BUFFER].set) {
+		uint64_t size;
+		if (parse_size(o[O_MAX_BODY_BUFFER].value, &size) < 0 || size < (1u << 20))
+			return cli_fail(
+			    "bad --max-body-buffer '%s': expected a size of 1MiB or more "
+			    "(one request's body may be 1 MiB)",
+			    o[O_MAX_BODY_BUFFER].value);
+		so->body_budget = (size_t)size;
+	}
+	if (o[O_ETCD_CACERT].set)
+		so->etcd_cacert = o[O_ETCD_CACERT].value;
+	if (o[O_ETCD_CERT].set)
+		so->etcd_cert = o[O_ETCD_CERT].value;
+	if (o[O_ETCD_KEY].set)
+		so->etcd_key = o[O_ETCD_KEY].value;
 	uint64_t ms;
 	if (o[O_HEARTBEAT].set) {
 		if (parse_duration(o[O_HEARTBEAT].value, &ms) < 0 || !ms)

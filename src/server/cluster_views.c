@@ -296,11 +296,18 @@ static const char *row_name(const struct view_rows *r, size_t i)
 	return r->arena.buf + off;
 }
 
-/* A real as jansson writes it: always with a fraction or an exponent. */
+/* A real as jansson writes it: always with a fraction or an exponent.
+ * 15 digits print 0.1 as 0.1, but round the largest doubles up past
+ * DBL_MAX (1.79769313486232e+308: not a number a JSON reader accepts, and
+ * the whole view with it); those get the 17 digits that read back. */
 static void sbuf_add_real(struct sbuf *sb, double v)
 {
 	char buf[40];
-	snprintf(buf, sizeof buf, "%.15g", isfinite(v) ? v : 0.0);
+	if (!isfinite(v))
+		v = 0.0;
+	snprintf(buf, sizeof buf, "%.15g", v);
+	if (!isfinite(strtod(buf, NULL)))
+		snprintf(buf, sizeof buf, "%.17g", v);
 	sbuf_adds(sb, buf);
 	if (!strpbrk(buf, ".eEni"))
 		sbuf_adds(sb, ".0");

@@ -10,10 +10,12 @@
  *   server_ha.c       high availability: follower reads and redirects, the
  *                     replica's store watch, the election's callbacks
  *   server_commit.c   the commit loop: tick, commit, answer writes and watches
+ *   server_backup.c   GET /v1/admin/backup, scanned on a thread of its own
  *
  * A request's life: the access handler is called once with the headers (a
  * struct request is made), then once per body chunk (buffered up to
- * MAX_BODY), then with no data: it is routed. A read answers at once. A
+ * MAX_BODY, and within the server's budget for all bodies: 413 or 503
+ * otherwise), then with no data: it is routed. A read answers at once. A
  * write applies to memory under the cluster lock, notes the seq it needs
  * durable and suspends the connection; the commit thread resumes it after
  * store_commit. An agent's watch suspends until its node's desired set
@@ -41,13 +43,18 @@
 /* Paged views: at most this many items a page. */
 #define PAGE_MAX 100000
 
-enum req_phase { REQ_NEW = 0, REQ_WAIT_COMMIT, REQ_WATCH, REQ_READY };
+/* Backups scanned at once (each holds the whole backup in memory). */
+#define MAX_BACKUPS 2
+
+enum req_phase { REQ_NEW = 0, REQ_WAIT_COMMIT, REQ_WATCH, REQ_BACKUP, REQ_READY };
 
 struct request {
 	struct server *srv;
 	struct MHD_Connection *conn;
 	struct sbuf body;
-	bool too_big;
+	bool too_big;	      /* over MAX_BODY: 413 */
+	bool over_budget;     /* over the server's body budget: 503 */
+	size_t body_reserved; /* bytes of srv->body_bytes this request holds */
 	enum req_phase phase;
 	uint64_t wait_seq;
 	int status;
@@ -105,6 +112,16 @@ struct server {
 	int64_t node_cert_ttl_s;
 	char *data_dir;
 	int audit_fd; /* DATA/audit.log, -1 when it cannot be written */
+	int lock_fd;  /* DATA/lock, held for the server's life (lockfile.h) */
+	/* Bodies being received, in all (server_http.c), and the most. */
+	_Atomic size_t body_bytes;
+	size_t body_budget;
+	/* Backups being scanned (server_backup.c), under backup_lock. */
+	pthread_mutex_t backup_lock;
+	pthread_cond_t backup_done;
+	int backups_running;
+	_Atomic bool backup_stop;
+	char *backup_location; /* the store's location, opened anew by each backup */
 };
 
 /* ---- responses (server_http.c) ---- */
@@ -148,8 +165,6 @@ void server_audit(struct server *s, struct request *q, const char *method, const
 
 /* Route a request, under the cluster lock. */
 void server_route(struct request *q, const char *method, const char *url);
-/* GET /v1/admin/backup, without the cluster lock. */
-void route_backup(struct server *s, struct request *q, const char *method);
 /* The long poll a watch asks for (wait_ms), within reason. */
 int64_t watch_wait_ms(const struct cluster *c, json_t *wait);
 
@@ -168,6 +183,16 @@ void *server_follow_main(void *ud);
 /* The election's callbacks (leader.h). */
 void server_on_elected(void *ud, int64_t revision);
 void server_on_lost(void *ud);
+
+/* ---- backups (server_backup.c) ---- */
+
+/* GET /v1/admin/backup, without the cluster lock: the scan runs on a thread
+ * of its own, on a store handle of its own (a consistent snapshot beside
+ * the commit thread), while the connection is suspended. Returns what the
+ * access handler returns. */
+enum MHD_Result server_backup_start(struct server *s, struct request *q, const char *method);
+/* Stop the backups under way (they answer 503) and wait for them. */
+void server_backup_stop_all(struct server *s);
 
 /* ---- the commit loop (server_commit.c) ---- */
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/addr.h"
+#include "core/lockfile.h"
 #include "core/log.h"
 #include "server/leader.h"
 
@@ -28,13 +29,93 @@ void server_options_defaults(struct server_options *o)
 	cluster_config_defaults(&o->cluster);
 }
 
-static void raise_nofile(void)
+/* Raise the descriptor limit as far as allowed; the connections it leaves
+ * room for (a few hundred descriptors are kept for the store, the logs,
+ * the agent of `berth up` and its tasks). */
+static unsigned raise_nofile(unsigned want, bool asked)
 {
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return want;
+	if (rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
 	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)want + 256)
+		return want;
+	unsigned room = rl.rlim_cur > 512 ? (unsigned)(rl.rlim_cur - 256) : 256;
+	log_msg(asked ? LOG_WARN : LOG_DEBUG,
+		"at most %u connections (not %u): the descriptor limit is %llu", room, want,
+		(unsigned long long)rl.rlim_cur);
+	return room;
+}
+
+/* The data dir is one server's: DATA/lock, held while it lives. */
+static int lock_data_dir(const struct server_options *o, struct berr *err)
+{
+	char *path = xasprintf("%s/lock", o->data_dir);
+	int fd = lockfile_acquire(path, o->addr, err);
+	if (fd < 0 && err->code == 409) {
+		long pid;
+		char addr[400];
+		lockfile_holder(path, &pid, addr, sizeof addr);
+		berr_clear(err);
+		if (pid > 0)
+			berr_set(err, 409,
+				 "data dir '%s' is in use by another berth server (pid %ld, "
+				 "serving %s): stop it, or give this one another --data-dir",
+				 o->data_dir, pid, *addr ? addr : "an unknown address");
+		else
+			berr_set(err, 409,
+				 "data dir '%s' is in use by another process (it holds '%s'): stop "
+				 "it, or give this one another --data-dir",
+				 o->data_dir, path);
+	}
+	free(path);
+	return fd;
+}
+
+/* The store's location, with the etcd TLS files as its options (paths made
+ * absolute: each thread opens the store anew). NULL with err when a file
+ * cannot be read or the store is not etcd. */
+static char *store_location(const struct server_options *o, struct berr *err)
+{
+	bool etcd = o->store && !strncmp(o->store, "etcd://", 7);
+	if (!etcd)
+		return (!o->store || !strcmp(o->store, "sqlite"))
+			   ? xasprintf("sqlite:%s/state.db", o->data_dir)
+			   : xstrdup(o->store);
+	struct sbuf loc;
+	sbuf_init(&loc);
+	sbuf_adds(&loc, o->store);
+	const struct {
+		const char *flag, *opt, *file;
+	} tls[] = {{"--etcd-cacert", "cacert", o->etcd_cacert},
+		   {"--etcd-cert", "cert", o->etcd_cert},
+		   {"--etcd-key", "key", o->etcd_key}};
+	for (size_t i = 0; i < sizeof tls / sizeof tls[0]; i++) {
+		if (!tls[i].file)
+			continue;
+		char *abs = realpath(tls[i].file, NULL);
+		if (!abs || access(abs, R_OK) < 0) {
+			berr_set(err, 400, "cannot read %s '%s': %s", tls[i].flag, tls[i].file,
+				 strerror(errno));
+			free(abs);
+			sbuf_release(&loc);
+			return NULL;
+		}
+		if (strchr(abs, '&') || strchr(abs, '?')) {
+			berr_set(err, 400, "%s '%s': a path with '&' or '?' cannot be used",
+				 tls[i].flag, abs);
+			free(abs);
+			sbuf_release(&loc);
+			return NULL;
+		}
+		sbuf_addf(&loc, "%s%s=%s", strchr(loc.buf, '?') ? "&" : "?", tls[i].opt, abs);
+		free(abs);
+	}
+	return sbuf_detach(&loc);
 }
 
 struct server *server_start(const struct server_options *o, struct berr *err)
@@ -42,7 +123,18 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 	struct sockaddr_in sa;
 	if (addr_parse(o->addr, &sa, err) < 0)
 		return NULL;
-	raise_nofile();
+	if ((o->etcd_cacert || o->etcd_cert || o->etcd_key) &&
+	    (!o->store || strncmp(o->store, "etcd://", 7))) {
+		berr_set(err, 400,
+			 "--etcd-cacert, --etcd-cert and --etcd-key need an etcd:// store");
+		return NULL;
+	}
+	if (!o->etcd_cert != !o->etcd_key) {
+		berr_set(err, 400, "--etcd-cert and --etcd-key go together: give both");
+		return NULL;
+	}
+	unsigned max_conns =
+	    raise_nofile(o->max_conns ? o->max_conns : SERVER_DEFAULT_MAX_CONNS, o->max_conns != 0);
 	signal(SIGPIPE, SIG_IGN);
 	/* 0700: root's alone; tasks reach their own working directory through
 	 * their private view of it (exec_isolation.c). */
@@ -51,19 +143,29 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 		berr_set(err, 500, "cannot create data dir '%s': %s", o->data_dir, strerror(-r));
 		return NULL;
 	}
-	char *loc = (!o->store || !strcmp(o->store, "sqlite"))
-			? xasprintf("sqlite:%s/state.db", o->data_dir)
-			: xstrdup(o->store);
-	struct store *st = store_open(loc, err);
-	free(loc);
-	if (!st)
+	int lock_fd = lock_data_dir(o, err);
+	if (lock_fd < 0)
 		return NULL;
+	char *loc = store_location(o, err);
+	struct store *st = loc ? store_open(loc, err) : NULL;
+	if (!st) {
+		free(loc);
+		close(lock_fd);
+		return NULL;
+	}
 	struct server *s = xcalloc(1, sizeof *s);
+	s->lock_fd = lock_fd;
+	s->backup_location = loc;
+	s->body_budget = o->body_budget ? o->body_budget : SERVER_DEFAULT_BODY_BUDGET;
+	pthread_mutex_init(&s->backup_lock, NULL);
+	pthread_cond_init(&s->backup_done, NULL);
 	char *keyfile = o->secrets_key_file ? xstrdup(o->secrets_key_file)
 					    : xasprintf("%s/keys/secrets.key", o->data_dir);
 	r = secret_key_load(keyfile, !o->secrets_key_file, &s->secrets_key, err);
 	free(keyfile);
 	if (r < 0) {
+		free(s->backup_location);
+		close(s->lock_fd);
 		free(s);
 		store_close(st);
 		return NULL;
@@ -110,8 +212,9 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 	s->mhd = MHD_start_daemon(
 	    flags, 0, NULL, NULL, server_on_request, s, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_ARRAY,
 	    tls_opts, MHD_OPTION_NOTIFY_COMPLETED, server_on_completed, s,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)60000, MHD_OPTION_THREAD_POOL_SIZE,
-	    (unsigned)REQUEST_THREADS,
+	    MHD_OPTION_CONNECTION_LIMIT, max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	    o->max_client_conns ? o->max_client_conns : SERVER_DEFAULT_MAX_CLIENT_CONNS,
+	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)REQUEST_THREADS,
 	    /* Bodies are buffered by us; the per-connection pool only
 	     * holds headers. 32 KiB by default is 300 MiB for 10,000
 	     * agents. */
@@ -129,11 +232,12 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 	inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
 	s->self_url = xasprintf("%s://%s:%d", s->tls ? "https" : "http",
 				sa.sin_addr.s_addr ? ip : "127.0.0.1", s->port);
+	lockfile_update(s->lock_fd, s->self_url);
 	if (ha) {
 		/* Several servers on one etcd: each keeps a replica of the state
 		 * through a watch and answers reads from it; the elected one
 		 * leads from it and writes; the others redirect writes to it. */
-		s->store_location = xstrdup(o->store);
+		s->store_location = xstrdup(loc);
 		if (pthread_create(&s->follow_thread, NULL, server_follow_main, s) == 0)
 			s->follow_started = true;
 		else
@@ -141,7 +245,7 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 			    "cannot start the replica thread: a new leader will load the state");
 		struct leader_callbacks cb = {
 		    .ud = s, .elected = server_on_elected, .lost = server_on_lost};
-		s->leader = leader_start(o->store, s->self_url,
+		s->leader = leader_start(loc, s->self_url,
 					 o->leader_ttl_ms ? o->leader_ttl_ms : 2000, &cb, err);
 		if (!s->leader) {
 			MHD_stop_daemon(s->mhd);
@@ -169,6 +273,8 @@ fail:
 	server_pki_free(s);
 	cluster_free(s->c);
 	store_close(st);
+	free(s->backup_location);
+	close(s->lock_fd);
 	free(s);
 	return NULL;
 }
@@ -196,6 +302,8 @@ void server_stop(struct server *s)
 	if (s->commit_started)
 		pthread_join(s->commit_thread, NULL);
 	server_commit_final(s);
+	/* Suspended connections must be resumed before the daemon stops. */
+	server_backup_stop_all(s);
 	MHD_stop_daemon(s->mhd);
 	/* Last: a leader gives its lease back so that another takes over at
 	 * once, after everything it acknowledged is durable. */
@@ -209,5 +317,8 @@ void server_stop(struct server *s)
 		close(s->audit_fd);
 	server_pki_free(s);
 	pthread_cond_destroy(&s->replica_moved);
+	free(s->backup_location);
+	/* Last: the next server may take the data dir. */
+	close(s->lock_fd);
 	free(s);
 }

@@ -27,13 +27,27 @@ struct server_options {
 	/* The key that seals secrets (secret_box.h): NULL = <data_dir>/keys/secrets.key,
 	 * made on first start; a file named here must exist (HA servers share one). */
 	const char *secrets_key_file;
+	/* Connection and body limits (docs/security.md "Server limits"):
+	 * 0 = the defaults below. */
+	unsigned max_conns;	   /* connections at once, in all */
+	unsigned max_client_conns; /* connections at once from one IP address */
+	size_t body_budget;	   /* bytes of request bodies buffered at once, in all */
+	/* etcd over TLS (an etcd:// store): the CA that signed the members'
+	 * certificates, and this server's client certificate and key. */
+	const char *etcd_cacert, *etcd_cert, *etcd_key;
 	struct cluster_config cluster;
 };
+
+#define SERVER_DEFAULT_MAX_CONNS 60000u
+#define SERVER_DEFAULT_MAX_CLIENT_CONNS 1024u
+#define SERVER_DEFAULT_BODY_BUDGET ((size_t)256 << 20)
 
 struct server;
 
 void server_options_defaults(struct server_options *o);
-/* Open the store, load the state, start listening and the commit thread. */
+/* Lock the data dir (DATA/lock: a second server on it is refused, naming
+ * the first), open the store, load the state, start listening and the
+ * commit thread. */
 struct server *server_start(const struct server_options *o, struct berr *err);
 /* The port actually bound (useful with port 0). */
 int server_port(const struct server *s);

@@ -4,6 +4,7 @@
  * agents' calls before the cluster lock (liveness.h). */
 #include "server/server-internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
@@ -21,6 +22,9 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t
 	MHD_add_response_header(r, "Content-Type", "application/json");
 	if (from_replica)
 		MHD_add_response_header(r, "X-Berth-Served-By", "follower");
+	/* Every 503 is "not now" (a budget, a lease, a restart): say when. */
+	if (status == 503)
+		MHD_add_response_header(r, "Retry-After", "1");
 	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -62,14 +66,31 @@ void reply_after_commit(struct request *q, uint64_t seq, json_t *body)
 	q->wait_seq = seq;
 }
 
-json_t *parse_body(struct request *q)
+/* Answer a body that was not kept: over MAX_BODY (413) or over the
+ * server's budget for all bodies (503). False when the body was kept. */
+static bool reply_body_refused(struct request *q)
 {
+	char msg[200];
 	if (q->too_big) {
-		char msg[128];
 		snprintf(msg, sizeof msg, "request body too large (limit %u bytes)", MAX_BODY);
 		reply_error(q, 413, msg);
-		return NULL;
+		return true;
 	}
+	if (q->over_budget) {
+		snprintf(msg, sizeof msg,
+			 "the server is receiving too many request bodies at once (%zu MiB in "
+			 "all); retry",
+			 q->srv->body_budget >> 20);
+		reply_error(q, 503, msg);
+		return true;
+	}
+	return false;
+}
+
+json_t *parse_body(struct request *q)
+{
+	if (reply_body_refused(q))
+		return NULL;
 	json_error_t je;
 	json_t *j = json_loadb(q->body.buf, q->body.len, JSON_REJECT_DUPLICATES, &je);
 	if (!j) {
@@ -171,6 +192,50 @@ static bool agent_body(struct server *s, struct request *q, const char *url)
 	return true;
 }
 
+/* Hold `total` bytes of the server's body budget for q (it may hold some
+ * already). False, and nothing held more, when the budget is spent. */
+static bool body_reserve(struct server *s, struct request *q, size_t total)
+{
+	if (total <= q->body_reserved)
+		return true;
+	size_t more = total - q->body_reserved;
+	size_t now = atomic_fetch_add(&s->body_bytes, more) + more;
+	if (now > s->body_budget) {
+		atomic_fetch_sub(&s->body_bytes, more);
+		return false;
+	}
+	q->body_reserved = total;
+	return true;
+}
+
+static bool has_body(struct MHD_Connection *conn)
+{
+	const char *cl =
+	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	return (cl && strcmp(cl, "0")) ||
+	       MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+					   MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+}
+
+/* A body whose Content-Length says it cannot be kept is refused before a
+ * byte of it is read (libmicrohttpd then closes the connection). */
+static bool body_announced_refused(struct server *s, struct request *q)
+{
+	const char *cl =
+	    MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (!cl)
+		return false; /* chunked: counted as it comes */
+	char *end;
+	unsigned long long n = strtoull(cl, &end, 10);
+	if (end == cl || *end)
+		return false; /* libmicrohttpd answers a bad length itself */
+	if (n > MAX_BODY)
+		q->too_big = true;
+	else if (!body_reserve(s, q, (size_t)n))
+		q->over_budget = true;
+	return reply_body_refused(q);
+}
+
 static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *conn,
 				      const char *url, const char *method, const char *upload,
 				      size_t *upload_size, void **con_cls)
@@ -185,6 +250,12 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 		q->method = xstrdup(method);
 		q->url = xstrdup(url);
 		server_authenticate(s, q);
+		/* Nobody may send a body to any route: not a byte of one is
+		 * buffered for a caller without credentials. */
+		if (s->tls && q->who.kind == PRINCIPAL_NOBODY && has_body(conn) && !auth_any(q))
+			return send_ready(q);
+		if (body_announced_refused(s, q))
+			return send_ready(q);
 		if (is_agent_call(method, url))
 			agent_heard(
 			    s, q, url,
@@ -192,9 +263,15 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 		return MHD_YES;
 	}
 	if (*upload_size) {
-		if (q->body.len + *upload_size > MAX_BODY)
+		/* Past a limit, the rest is read and dropped: the answer
+		 * follows the whole request. */
+		size_t total = q->body.len + *upload_size;
+		bool keep = !q->too_big && !q->over_budget;
+		if (keep && total > MAX_BODY)
 			q->too_big = true;
-		else
+		else if (keep && !body_reserve(s, q, total))
+			q->over_budget = true;
+		else if (keep)
 			sbuf_add(&q->body, upload, *upload_size);
 		*upload_size = 0;
 		return MHD_YES;
@@ -203,6 +280,8 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 		return send_ready(q);
 	if (q->phase != REQ_NEW)
 		return MHD_YES; /* resumed spuriously: still waiting */
+	if (reply_body_refused(q))
+		return send_ready(q);
 	if (is_agent_call(method, url) && s->leading && server_lease_ok(s) && !q->agent_body &&
 	    !agent_body(s, q, url))
 		return send_ready(q);
@@ -239,7 +318,7 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 	}
 	if (!strcmp(url, "/v1/admin/backup")) {
 		if (auth_admin(q))
-			route_backup(s, q, method);
+			return server_backup_start(s, q, method);
 		return send_ready(q);
 	}
 	pthread_mutex_lock(&s->c->lock);
@@ -298,6 +377,8 @@ void server_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		liveness_watch_end(q->srv->c->live, q->live, time_mono_ms(), q->live_wait_ms);
 	json_decref(q->agent_body);
 	view_rows_free(q->view);
+	if (q->body_reserved)
+		atomic_fetch_sub(&q->srv->body_bytes, q->body_reserved);
 	sbuf_release(&q->body);
 	json_decref(q->reply);
 	free(q->location);

@@ -42,8 +42,17 @@ static void add_endpoint(struct etcd_location *loc, const char *host, size_t n)
 	loc->endpoints = xrealloc(loc->endpoints, (loc->n_endpoints + 1) * sizeof *loc->endpoints);
 	loc->urls = xrealloc(loc->urls, (loc->n_endpoints + 1) * sizeof *loc->urls);
 	loc->endpoints[loc->n_endpoints] = ep;
-	loc->urls[loc->n_endpoints] = xasprintf("http://%s", ep);
+	loc->urls[loc->n_endpoints] = NULL; /* http or https: known after the options */
 	loc->n_endpoints++;
+}
+
+/* TLS options: file paths (a path cannot hold '&', the options' separator). */
+static char **tls_option(struct etcd_location *loc, const char *name)
+{
+	return !strcmp(name, "cacert") ? &loc->cacert
+	       : !strcmp(name, "cert") ? &loc->cert
+	       : !strcmp(name, "key")  ? &loc->key
+				       : NULL;
 }
 
 static int parse_option(struct etcd_location *loc, const char *opt, size_t n, const char *location,
@@ -53,6 +62,19 @@ static int parse_option(struct etcd_location *loc, const char *opt, size_t n, co
 	char *eq = strchr(name, '=');
 	if (eq)
 		*eq = 0;
+	char **path = tls_option(loc, name);
+	if (path) {
+		int r = 0;
+		if (!eq || !eq[1])
+			r = berr_set(err, 0, "store: bad option '%.*s' in '%s' (expected %s=FILE)",
+				     (int)n, opt, location, name);
+		else {
+			free(*path);
+			*path = xstrdup(eq + 1);
+		}
+		free(name);
+		return r;
+	}
 	size_t *field = !strcmp(name, "max-txn-ops")	     ? &loc->max_txn_ops
 			: !strcmp(name, "max-request-bytes") ? &loc->max_request_bytes
 							     : NULL;
@@ -61,7 +83,7 @@ static int parse_option(struct etcd_location *loc, const char *opt, size_t n, co
 	if (!field)
 		r = berr_set(err, 0,
 			     "store: unknown option '%s' in '%s' (known: max-txn-ops, "
-			     "max-request-bytes)",
+			     "max-request-bytes, cacert, cert, key)",
 			     name, location);
 	else if (!eq || parse_int64(eq + 1, &v) < 0 || v <= 0)
 		r = berr_set(err, 0, "store: bad option '%.*s' in '%s' (expected %s=NUMBER)",
@@ -125,6 +147,15 @@ static int parse_location(struct etcd_location *loc, const char *location, struc
 				p++;
 		}
 	}
+	if (!loc->cert != !loc->key)
+		return berr_set(err, 0,
+				"store: a client certificate needs its key: give both cert and key "
+				"(--etcd-cert and --etcd-key) in '%s'",
+				location);
+	/* A CA or a client certificate: the members speak TLS. */
+	bool tls = loc->cacert || loc->cert;
+	for (size_t i = 0; i < loc->n_endpoints; i++)
+		loc->urls[i] = xasprintf("%s://%s", tls ? "https" : "http", loc->endpoints[i]);
 	return 0;
 }
 
@@ -155,6 +186,14 @@ void etcd_client_setup_handle(const struct etcd_client *c, CURL *h, struct sbuf 
 	 * redirect leads to. */
 	curl_easy_setopt(h, CURLOPT_PROXY, "");
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	/* TLS: the members' certificates are checked against the CA given
+	 * (or the system's), host name included; ours is shown to them. */
+	if (c->loc.cacert)
+		curl_easy_setopt(h, CURLOPT_CAINFO, c->loc.cacert);
+	if (c->loc.cert) {
+		curl_easy_setopt(h, CURLOPT_SSLCERT, c->loc.cert);
+		curl_easy_setopt(h, CURLOPT_SSLKEY, c->loc.key);
+	}
 }
 
 struct etcd_client *etcd_client_new(const char *location, struct berr *err)
@@ -197,6 +236,9 @@ void etcd_client_free(struct etcd_client *c)
 	free(c->loc.endpoints);
 	free(c->loc.urls);
 	free(c->loc.prefix);
+	free(c->loc.cacert);
+	free(c->loc.cert);
+	free(c->loc.key);
 	sbuf_release(&c->resp);
 	free(c);
 }
@@ -256,6 +298,28 @@ static void lowercase_first(char *s)
 		s[0] = (char)(s[0] - 'A' + 'a');
 }
 
+/* A transport failure in words: curl's, its detail, and for a TLS failure
+ * what berth was given (the usual causes: no client certificate where the
+ * members ask for one, a CA that did not sign them, plain HTTP members). */
+static void tls_failure(const struct etcd_client *c, CURLcode rc, const char *detail, char *why,
+			size_t why_len)
+{
+	bool tls = rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_PEER_FAILED_VERIFICATION ||
+		   rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_CACERT_BADFILE ||
+		   rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR;
+	const char *hint = "";
+	if (tls && (c->loc.cacert || c->loc.cert))
+		hint = c->loc.cert ? " (TLS with the client certificate given by --etcd-cert)"
+				   : " (TLS without a client certificate: if etcd runs with "
+				     "--client-cert-auth, give --etcd-cert and --etcd-key)";
+	/* curl's detail only where its words say too little (a refused
+	 * connection says enough). */
+	if (!tls)
+		detail = "";
+	snprintf(why, why_len, "%s%s%s%s", curl_easy_strerror(rc), *detail ? ": " : "", detail,
+		 hint);
+}
+
 /* One request to one endpoint: the HTTP status, or -1 on a transport
  * failure (why says which). The answer is in c->resp. */
 static long perform(struct etcd_client *c, size_t idx, const struct etcd_call *call,
@@ -272,11 +336,14 @@ static long perform(struct etcd_client *c, size_t idx, const struct etcd_call *c
 	}
 	c->resp.len = 0;
 	c->resp.buf[0] = 0;
+	char detail[CURL_ERROR_SIZE] = "";
+	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, detail);
 	CURLcode rc = curl_easy_perform(c->curl);
+	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, NULL);
 	free(url);
 	if (rc != CURLE_OK) {
 		*timed_out = rc == CURLE_OPERATION_TIMEDOUT;
-		snprintf(why, why_len, "%s", curl_easy_strerror(rc));
+		tls_failure(c, rc, detail, why, why_len);
 		lowercase_first(why);
 		return -1;
 	}

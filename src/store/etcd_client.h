@@ -8,7 +8,11 @@
  *   missing) puts every key under "PREFIX/", so that several clusters (or
  *   test runs) can share one etcd. Options: max-txn-ops and
  *   max-request-bytes, the limits the etcd cluster was started with
- *   (--max-txn-ops, --max-request-bytes).
+ *   (--max-txn-ops, --max-request-bytes); cacert=FILE, cert=FILE and
+ *   key=FILE for members that speak TLS (berth server's --etcd-cacert,
+ *   --etcd-cert, --etcd-key): with any of them the endpoints are https://,
+ *   checked against cacert (else the system's CAs), and cert/key (both or
+ *   none) is the client certificate shown to members that ask for one.
  *
  * API: the gateway serves /v3 (etcd >= 3.4), /v3beta (3.3) or /v3alpha
  * (older). etcd_client_detect picks one from GET /version (trying each in
@@ -51,12 +55,13 @@
 /* A parsed location. */
 struct etcd_location {
 	char **endpoints; /* "host:port", as named in messages */
-	char **urls;	  /* "http://host:port" */
+	char **urls;	  /* "http://host:port" or "https://host:port" */
 	size_t n_endpoints;
 	char *prefix; /* "" or "name/" */
 	size_t prefix_len;
 	size_t max_txn_ops;
 	size_t max_request_bytes;
+	char *cacert, *cert, *key; /* TLS files, or NULL */
 };
 
 struct etcd_client;

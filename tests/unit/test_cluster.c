@@ -7,6 +7,7 @@
  * plays the agent itself with the JSON bodies of docs/protocol.md. */
 #include "server/cluster.h"
 
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -1800,6 +1801,29 @@ static char *page_through(struct fx *f, bool jobs, int state, const char *role, 
 	}
 	free(after);
 	return sbuf_detach(&out);
+}
+
+/* A node may claim any finite cpu (a forged agent would): the node list
+ * still reads back as JSON with every node, the claim as it was made
+ * (printed with 15 digits, DBL_MAX became 1.79769313486232e+308: past the
+ * largest double, refused by JSON readers, and the list came out empty). */
+TEST(node_list_is_json_whatever_cpu_a_node_claims)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	CHECK(agent_register_full(&f, "huge", DBL_MAX, 8 * GiB, 20000, 20999, NULL) > 0);
+	CHECK(agent_register_full(&f, "tenth", 0.1, 8 * GiB, 21000, 21999, NULL) > 0);
+	pthread_mutex_lock(&f.c->lock);
+	json_t *l = cluster_node_list_json(f.c);
+	pthread_mutex_unlock(&f.c->lock);
+	CHECK(json_array_size(l) == 2);
+	json_t *huge = json_array_get(l, 0), *tenth = json_array_get(l, 1);
+	CHECK_STR(json_string_value(json_object_get(huge, "name")), "huge");
+	CHECK(json_real_value(json_object_get(json_object_get(huge, "resources"), "cpu")) ==
+	      DBL_MAX);
+	CHECK(json_real_value(json_object_get(json_object_get(tenth, "resources"), "cpu")) == 0.1);
+	json_decref(l);
+	fx_teardown(&f);
 }
 
 TEST(paging_returns_every_node_and_job_exactly_once)
@@ -3622,19 +3646,19 @@ TEST(replica_takes_records_in_any_order)
 }
 
 UNIT_MAIN(
-    cron_missed_slots_run_once_and_never_twice, submit_creates_pending_tasks,
-    tick_without_nodes_keeps_pending, tick_assigns_tasks_with_distinct_ports,
-    node_desired_lists_assigned_tasks, agent_running_sets_pid,
-    infeasible_job_stays_pending_with_reason, service_failure_is_replaced_with_ancestor,
-    service_second_quick_death_is_throttled, service_throttle_backoff_doubles_and_caps,
-    service_long_run_resets_quick_deaths, batch_finished_instance_is_not_replaced,
-    batch_failure_retried_until_max_task_failures, batch_unlimited_failures_keep_retrying,
-    batch_one_instance_failed_others_running_is_failing, job_kill_stops_tasks_then_forgets_job,
-    job_kill_of_pending_job_forgets_at_once, job_kill_after_watch_omits_killing_task,
-    job_restart_replaces_with_new_ids, resubmit_identical_spec_is_unchanged,
-    command_change_bumps_version_and_replaces, command_change_replaces_pending_tasks_at_once,
-    instances_change_keeps_version_and_scales, scale_down_then_up_while_stopping_keeps_instance,
-    drain_does_not_rerun_finished_batch_instance,
+    node_list_is_json_whatever_cpu_a_node_claims, cron_missed_slots_run_once_and_never_twice,
+    submit_creates_pending_tasks, tick_without_nodes_keeps_pending,
+    tick_assigns_tasks_with_distinct_ports, node_desired_lists_assigned_tasks,
+    agent_running_sets_pid, infeasible_job_stays_pending_with_reason,
+    service_failure_is_replaced_with_ancestor, service_second_quick_death_is_throttled,
+    service_throttle_backoff_doubles_and_caps, service_long_run_resets_quick_deaths,
+    batch_finished_instance_is_not_replaced, batch_failure_retried_until_max_task_failures,
+    batch_unlimited_failures_keep_retrying, batch_one_instance_failed_others_running_is_failing,
+    job_kill_stops_tasks_then_forgets_job, job_kill_of_pending_job_forgets_at_once,
+    job_kill_after_watch_omits_killing_task, job_restart_replaces_with_new_ids,
+    resubmit_identical_spec_is_unchanged, command_change_bumps_version_and_replaces,
+    command_change_replaces_pending_tasks_at_once, instances_change_keeps_version_and_scales,
+    scale_down_then_up_while_stopping_keeps_instance, drain_does_not_rerun_finished_batch_instance,
     stale_starting_report_of_a_running_task_is_ignored,
     kill_or_restart_of_draining_task_tries_no_refused_transition,
     agent_cannot_report_server_side_states, ended_keep_zero_replaces_without_history,

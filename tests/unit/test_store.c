@@ -9,6 +9,7 @@
  * deletes it at the end. */
 #include "store/store.h"
 #include "store/store-internal.h"
+#include "store/etcd_client.h"
 
 #include "core/base64.h"
 
@@ -1158,12 +1159,42 @@ TEST(etcd_open_errors_name_the_endpoints)
 	    {"etcd://h:1?max-txn-ops=0", "store: bad option 'max-txn-ops=0'"},
 	    {"etcd://h:1?max-request-bytes=10", "max-request-bytes 10 is too small"},
 	    {"etcd://h:1/p?colour=red", "store: unknown option 'colour'"},
+	    {"etcd://h:1?cacert=", "store: bad option 'cacert=' in 'etcd://h:1?cacert=' (expected "
+				   "cacert=FILE)"},
+	    {"etcd://h:1?cert=/c.pem", "a client certificate needs its key: give both cert and key "
+				       "(--etcd-cert and --etcd-key)"},
+	    {"etcd://h:1?key=/k.pem", "a client certificate needs its key"},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		berr_clear(&err);
 		CHECK(store_open(bad[i][0], &err) == NULL);
 		CHECK_CONTAINS(err.msg, bad[i][1]);
 	}
+}
+
+/* TLS options make https endpoints with the files given; a member that
+ * speaks plain HTTP then fails the handshake, and the message says so. */
+TEST(etcd_tls_options_make_https_endpoints)
+{
+	struct berr err = {0};
+	struct etcd_client *c = etcd_client_new(
+	    "etcd://127.0.0.1:1,h2/p?cacert=/ca.pem&cert=/c.pem&key=/k.pem&max-txn-ops=64", &err);
+	CHECK(c != NULL);
+	if (!c)
+		return;
+	const struct etcd_location *loc = etcd_client_location(c);
+	CHECK(loc->n_endpoints == 2);
+	CHECK_STR(loc->urls[0], "https://127.0.0.1:1");
+	CHECK_STR(loc->urls[1], "https://h2:2379");
+	CHECK_STR(loc->cacert, "/ca.pem");
+	CHECK_STR(loc->cert, "/c.pem");
+	CHECK_STR(loc->key, "/k.pem");
+	CHECK_STR(loc->prefix, "p/");
+	CHECK(loc->max_txn_ops == 64);
+	etcd_client_free(c);
+	c = etcd_client_new("etcd://h:1", &err);
+	CHECK(c && !strcmp(etcd_client_location(c)->urls[0], "http://h:1"));
+	etcd_client_free(c);
 }
 
 TEST(etcd_tries_endpoints_in_order)
@@ -2160,23 +2191,23 @@ TEST(follow_sqlite_refused)
 }
 
 #define STORE_MAIN(...) UNIT_MAIN(__VA_ARGS__)
-STORE_MAIN(open_creates_wal_file_with_schema, open_sqlite_scheme_and_reopen,
-	   open_unwritable_path_names_the_path, open_rejects_bad_locations,
-	   open_rejects_a_file_that_is_not_a_database, open_refuses_a_newer_schema,
-	   BOTH(put_get_delete_round_trip), BOTH(get_of_missing_key_returns_1),
-	   BOTH(overwrite_keeps_the_last_value), BOTH(binary_values_keep_every_byte),
-	   BOTH(binary_and_empty_values_through_scan), BOTH(empty_value_is_present_not_absent),
-	   BOTH(large_values_round_trip), BOTH(scan_is_in_key_order_within_the_prefix),
-	   BOTH(scan_prefix_is_literal_not_a_pattern), BOTH(delete_prefix_respects_bounds),
-	   prefix_end_increments_the_last_byte, BOTH(prefixes_ending_in_0xff),
-	   BOTH(delete_prefix_empty_deletes_everything), BOTH(scan_stops_when_fn_returns_nonzero),
-	   BOTH(scan_may_nest_but_not_commit), BOTH(batch_ops_apply_in_order),
-	   BOTH(batch_merge_appends_and_leaves_src_alone), BOTH(batch_clear_and_empty_commit),
-	   BOTH(large_batch_commits_whole), BOTH(failed_commit_applies_nothing),
-	   BOTH(committed_data_survives_close_and_reopen), BOTH(committed_data_survives_a_crash),
-	   etcd_open_errors_name_the_endpoints, etcd_tries_endpoints_in_order,
-	   etcd_key_prefixes_keep_stores_apart, etcd_1000_puts_in_one_batch_are_split_into_txns,
-	   etcd_batches_are_split_by_request_size,
+STORE_MAIN(etcd_tls_options_make_https_endpoints, open_creates_wal_file_with_schema,
+	   open_sqlite_scheme_and_reopen, open_unwritable_path_names_the_path,
+	   open_rejects_bad_locations, open_rejects_a_file_that_is_not_a_database,
+	   open_refuses_a_newer_schema, BOTH(put_get_delete_round_trip),
+	   BOTH(get_of_missing_key_returns_1), BOTH(overwrite_keeps_the_last_value),
+	   BOTH(binary_values_keep_every_byte), BOTH(binary_and_empty_values_through_scan),
+	   BOTH(empty_value_is_present_not_absent), BOTH(large_values_round_trip),
+	   BOTH(scan_is_in_key_order_within_the_prefix), BOTH(scan_prefix_is_literal_not_a_pattern),
+	   BOTH(delete_prefix_respects_bounds), prefix_end_increments_the_last_byte,
+	   BOTH(prefixes_ending_in_0xff), BOTH(delete_prefix_empty_deletes_everything),
+	   BOTH(scan_stops_when_fn_returns_nonzero), BOTH(scan_may_nest_but_not_commit),
+	   BOTH(batch_ops_apply_in_order), BOTH(batch_merge_appends_and_leaves_src_alone),
+	   BOTH(batch_clear_and_empty_commit), BOTH(large_batch_commits_whole),
+	   BOTH(failed_commit_applies_nothing), BOTH(committed_data_survives_close_and_reopen),
+	   BOTH(committed_data_survives_a_crash), etcd_open_errors_name_the_endpoints,
+	   etcd_tries_endpoints_in_order, etcd_key_prefixes_keep_stores_apart,
+	   etcd_1000_puts_in_one_batch_are_split_into_txns, etcd_batches_are_split_by_request_size,
 	   etcd_scan_of_5000_keys_pages_through_one_snapshot, etcd_matches_sqlite_on_random_batches,
 	   etcd_guarded_commits_stop_when_the_guard_changes, sqlite_guard_is_a_no_op,
 	   etcd_follow_delivers_snapshot_then_changes_in_order,
