@@ -70,7 +70,7 @@ tls=on
 echo "fleet: server pid $server_pid at $BERTH_ADDR; $agents simulated agents" >&2
 t_start=$(date +%s.%N)
 # shellcheck disable=SC2046
-"$BERTH" agent --simulate "$agents" --name sim --server "$BERTH_ADDR" $(join_flags) $sim_key \
+"$BERTH" agent --simulate "$agents" --name sim --server "$BERTH_ADDR" $(join_flags) --sim-source-addrs $sim_key \
 	--cpu 64 --mem 256GiB --sim-threads "$sim_threads" >"$data/sim.log" 2>&1 &
 sim_pid=$!
 

@@ -61,11 +61,11 @@ if [ "$poll_clients" -gt 0 ]; then
 	poll_pid=$!
 fi
 # shellcheck disable=SC2046
-"$BERTH" agent -q --simulate $((agents - kill)) --name keep --server "$BERTH_ADDR" $(join_flags) \
+"$BERTH" agent -q --simulate $((agents - kill)) --name keep --server "$BERTH_ADDR" $(join_flags) --sim-source-addrs \
 	>"$data/keep.log" 2>&1 &
 keep_pid=$!
 # shellcheck disable=SC2046
-"$BERTH" agent -q --simulate "$kill" --name victim --server "$BERTH_ADDR" $(join_flags) \
+"$BERTH" agent -q --simulate "$kill" --name victim --server "$BERTH_ADDR" $(join_flags) --sim-source-addrs \
 	>"$data/victim.log" 2>&1 &
 victim_pid=$!
 disown "$victim_pid" # its kill -9 is the point: no "Killed" job notice

@@ -63,7 +63,7 @@ server_pid=$!
 bench_connect "$data/server" "$port" || { echo "scale: the server did not start" >&2; exit 1; }
 echo "scale: server pid $server_pid on 127.0.0.1:$port; starting $agents simulated agents" >&2
 # shellcheck disable=SC2046
-"$BERTH" agent --simulate "$agents" --name sim --server "$BERTH_ADDR" $(join_flags) --sim-racks 20 \
+"$BERTH" agent --simulate "$agents" --name sim --server "$BERTH_ADDR" $(join_flags) --sim-source-addrs --sim-racks 20 \
 	--sim-threads "$sim_threads" >"$data/sim.log" 2>&1 &
 sim_pid=$!
 if [ "$poll_clients" -gt 0 ]; then
