@@ -50,7 +50,7 @@ bench_connect "$d/s1" "$s1" 20 || { echo "failover: server 1 did not start" >&2;
 scheme=${BERTH_ADDR%%://*}
 # shellcheck disable=SC2046
 "$BERTH" agent -q --simulate "$agents" --name sim --server "$scheme://127.0.0.1:$s1,$scheme://127.0.0.1:$s2" \
-	$(join_flags) --sim-source-addrs >"$d/sim.log" 2>	$(join_flags) >"$d/sim.log" 2>&1 &1 &
+	$(join_flags) --sim-source-addrs >"$d/sim.log" 2>&1 &
 pids+=($!)
 export BERTH_ADDR="$scheme://127.0.0.1:$s1,$scheme://127.0.0.1:$s2"
 for _ in $(seq 1 300); do
