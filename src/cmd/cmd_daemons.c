@@ -13,6 +13,7 @@
 #include "agent/task_exec.h"
 #include "cmd/cli.h"
 #include "cmd/commands.h"
+#include "core/cidr.h"
 #include "core/log.h"
 #include "server/server.h"
 
@@ -75,6 +76,7 @@ enum {
 	O_IMAGE_MAX_UNPACKED,
 	O_HEARTBEAT,
 	O_DOWN,
+	O_CLUSTER_CIDR,
 	O_CRONTZ,
 	O_QUIET,
 	O_INSECURE,
@@ -150,6 +152,9 @@ static void opts_init(struct cli_opt *o)
 			     "agent heartbeat interval (default 1s)"},
 	    [O_DOWN] = {"--down-after", NULL, true, false,
 			"node DOWN after no heartbeat this long (default 3s)"},
+	    [O_CLUSTER_CIDR] = {"--cluster-cidr", NULL, true, false,
+				"server: the tasks' network, a /24 of it per node (default "
+				"10.244.0.0/16)"},
 	    [O_CRONTZ] = {"--cron-timezone", NULL, true, false,
 			  "time zone of cron schedules, e.g. Europe/Paris (default UTC)"},
 	    [O_QUIET] = {"--quiet", "-q", false, false, "log warnings and errors only"},
@@ -303,6 +308,17 @@ static int server_opts_from_cli(struct cli_opt *o, struct server_options *so)
 			return cli_fail("bad --down-after '%s': expected a duration",
 					o[O_DOWN].value);
 		so->cluster.down_after_ms = (int64_t)ms;
+	}
+	if (o[O_CLUSTER_CIDR].set) {
+		struct berr err = {0};
+		struct cidr range;
+		if (cidr_parse(o[O_CLUSTER_CIDR].value, &range, "--cluster-cidr", &err) < 0)
+			return cli_fail("%s", err.msg);
+		if (range.prefix > 24 || range.prefix < 8)
+			return cli_fail("bad --cluster-cidr '%s': expected a prefix from /8 to /24 "
+					"(each node takes a /24)",
+					o[O_CLUSTER_CIDR].value);
+		so->cluster.cluster_cidr = range;
 	}
 	so->insecure = o[O_INSECURE].set;
 	if (o[O_TLS_SAN].nvalues) {

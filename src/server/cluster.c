@@ -47,6 +47,7 @@ void cluster_config_defaults(struct cluster_config *cfg)
 	cfg->flap_backoff_base_ms = 5000;
 	cfg->flap_backoff_max_ms = 300000;
 	cfg->flap_stable_ms = 600000;
+	cfg->cluster_cidr = (struct cidr){.base = 0x0af40000u, .prefix = 16}; /* 10.244.0.0/16 */
 }
 
 /* A request thread busy this long in one handler made the server deaf
@@ -76,6 +77,9 @@ struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg)
 	c->loaded_mono = time_mono_ms();
 	c->tokens = token_table_new();
 	c->live = liveness_new(stall_threshold(&c->cfg), 2 * JUDGE_EVERY_MS);
+	/* From the clock, as desired versions: an agent never keeps a stale
+	 * view of its peers across a server restart. */
+	c->net_version = (uint64_t)time_now_ms() * 1000;
 	return c;
 }
 
@@ -590,6 +594,7 @@ struct node *node_new(struct cluster *c, const char *name)
 	n->port_lo = 20000;
 	n->port_hi = 32767;
 	n->ports = port_pool_new(n->port_lo, n->port_hi);
+	n->subnet = -1;
 	hmap_init_borrowed(&n->tasks);
 	hmap_put(&c->nodes, name, n);
 	c->node_index.gen++;

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/cidr.h"
 #include "core/cron.h"
 #include "core/hmap.h"
 #include "core/lifecycle.h"
@@ -53,10 +54,11 @@ struct task {
 	enum task_state state;
 	struct node *node; /* where it is assigned, or NULL */
 	int pid;
-	int exit_code;	/* -1 when unknown */
-	char *message;	/* last transition's message (or why PENDING) */
-	char *ancestor; /* the task this one replaces, or NULL */
-	json_t *ports;	/* {"http": 20001, ...} once assigned */
+	int exit_code;	  /* -1 when unknown */
+	char *message;	  /* last transition's message (or why PENDING) */
+	char *ancestor;	  /* the task this one replaces, or NULL */
+	json_t *ports;	  /* {"http": 20001, ...} once assigned */
+	uint32_t address; /* its address on the node's subnet (bridge network), 0 = none */
 	int64_t created_ms;
 	int64_t running_since_ms;
 	int failures;		   /* failures of this instance so far (inherited) */
@@ -154,6 +156,7 @@ struct node {
 	int port_lo, port_hi;
 	struct port_pool *ports;
 	char *addr; /* the agent's own HTTP address (logs) */
+	int subnet; /* its /24 of the cluster network (index in the range), -1 = none */
 	int64_t last_seen_mono;
 	struct node_live *live; /* its heartbeat stamps (c->live) */
 	uint64_t record_hash;	/* of the record last persisted: unchanged, not written */
@@ -191,6 +194,7 @@ struct cluster_config {
 	int64_t flap_backoff_base_ms; /* a node back from DOWN: no placements this long */
 	int64_t flap_backoff_max_ms;  /* doubling per flap up to this */
 	int64_t flap_stable_ms;	      /* up this long: its flaps are forgotten */
+	struct cidr cluster_cidr;     /* the tasks' network; a /24 of it per node */
 };
 
 struct cluster {
@@ -219,6 +223,7 @@ struct cluster {
 	struct token_table *tokens; /* the cluster's tokens (tokens.h), own lock */
 	struct liveness *live;	    /* heartbeat stamps and deaf time (liveness.h) */
 	uint64_t changes;	    /* bumped by every change of state (watches: wake or not) */
+	uint64_t net_version;	    /* bumped when a node's subnet or address changes */
 	uint64_t nodes_down_total;  /* nodes judged DOWN since start */
 	/* Nodes and jobs sorted by name, for paged views; rebuilt when a node
 	 * or job came or went (its gen moved). */
@@ -296,6 +301,10 @@ uint64_t cluster_agent_status(struct cluster *c, json_t *body, struct berr *err)
 /* The desired set for a node: {"version": N, "tasks": [...]} (new ref);
  * every task in full. */
 json_t *cluster_node_desired(struct cluster *c, struct node *n);
+/* The cluster network as the named node sees it (POST /v1/agent/network):
+ * {version, cluster_cidr, subnet?, peers: [{name, ip, subnet}]}; 404 when
+ * the node is not registered. */
+json_t *cluster_node_network(struct cluster *c, const char *name, struct berr *err);
 /* The same as the JSON text a watch answers with (caller frees): tasks
  * assigned at or before `known` are listed by id only ({"id": ...}); known =
  * 0 lists every task in full. */

@@ -144,6 +144,12 @@ static void apply_agent_task(struct cluster *c, struct node *n, json_t *u)
 	struct task *t = hmap_get(&c->tasks, id);
 	if (!t || task_state_terminal(t->state) || t->node != n)
 		return; /* not wanted here: left out of the desired set, the agent kills it */
+	uint32_t address;
+	if (ip4_parse(json_string_value(json_object_get(u, "address")), &address) == 0 &&
+	    address != t->address) {
+		t->address = address;
+		persist_task(c, t);
+	}
 	json_t *pid = json_object_get(u, "pid");
 	if (json_is_integer(pid) && json_integer_value(pid) > 0)
 		t->pid = (int)json_integer_value(pid);
@@ -301,6 +307,26 @@ static void reconcile_report(struct cluster *c, struct node *n, json_t *report, 
 	node_drop_held(c, n);
 }
 
+/* The node's IP: the host of the address its agent advertises (the address
+ * it reaches the server from), "" when it has none. */
+static void node_ip(const struct node *n, char *buf, size_t size)
+{
+	buf[0] = 0;
+	const char *a = n->addr ? strstr(n->addr, "://") : NULL;
+	if (!a)
+		return;
+	a += 3;
+	size_t len = strcspn(a, ":/");
+	uint32_t ip;
+	char tmp[16];
+	if (len >= sizeof tmp)
+		return;
+	memcpy(tmp, a, len);
+	tmp[len] = 0;
+	if (ip4_parse(tmp, &ip) == 0)
+		snprintf(buf, size, "%s", tmp);
+}
+
 static int check_name(json_t *body, const char **name, struct berr *err)
 {
 	*name = json_string_value(json_object_get(body, "name"));
@@ -319,6 +345,72 @@ static struct node *registered_node(struct cluster *c, json_t *body, struct berr
 	if (!n)
 		berr_set(err, 404, "node '%s' is not registered", name);
 	return n;
+}
+
+/* Give node n a /24 of the cluster network: the lowest one no other node
+ * holds. -1 with err (503) when every one is taken. */
+static int node_assign_subnet(struct cluster *c, struct node *n, struct berr *err)
+{
+	if (n->subnet >= 0)
+		return 0;
+	uint32_t count = cidr_subnet_count(&c->cfg.cluster_cidr, 24);
+	if (count > 1u << 16)
+		count = 1u << 16;
+	uint8_t *used = xcalloc(count ? count : 1, 1);
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&c->nodes, &it, NULL, &v)) {
+		struct node *o = v;
+		if (o->subnet >= 0 && (uint32_t)o->subnet < count)
+			used[o->subnet] = 1;
+	}
+	uint32_t i = 0;
+	while (i < count && used[i])
+		i++;
+	free(used);
+	if (i == count) {
+		char range[CIDR_TEXT_MAX];
+		return berr_set(err, 503,
+				"cluster network %s is exhausted: no free /24 for node '%s' "
+				"(remove a node or start the server with a larger --cluster-cidr)",
+				cidr_format(&c->cfg.cluster_cidr, range), n->name);
+	}
+	n->subnet = (int)i;
+	return 0;
+}
+
+/* The cluster network as node n sees it: its subnet and every peer's. */
+json_t *cluster_node_network(struct cluster *c, const char *name, struct berr *err)
+{
+	struct node *self = hmap_get(&c->nodes, name ? name : "");
+	if (!self) {
+		berr_set(err, 404, "node '%s' is not registered", name ? name : "");
+		return NULL;
+	}
+	char buf[CIDR_TEXT_MAX];
+	json_t *peers = json_array();
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&c->nodes, &it, NULL, &v)) {
+		struct node *n = v;
+		if (n == self || n->subnet < 0)
+			continue;
+		char ip[64] = "";
+		node_ip(n, ip, sizeof ip);
+		if (!*ip)
+			continue;
+		struct cidr sn = cidr_subnet(&c->cfg.cluster_cidr, 24, (uint32_t)n->subnet);
+		json_array_append_new(peers, json_pack("{s:s,s:s,s:s}", "name", n->name, "ip", ip,
+						       "subnet", cidr_format(&sn, buf)));
+	}
+	json_t *r =
+	    json_pack("{s:I,s:s,s:o}", "version", (json_int_t)c->net_version, "cluster_cidr",
+		      cidr_format(&c->cfg.cluster_cidr, buf), "peers", peers);
+	if (self->subnet >= 0) {
+		struct cidr sn = cidr_subnet(&c->cfg.cluster_cidr, 24, (uint32_t)self->subnet);
+		json_object_set_new(r, "subnet", json_string(cidr_format(&sn, buf)));
+	}
+	return r;
 }
 
 uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply, struct berr *err)
@@ -349,6 +441,10 @@ uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply,
 	struct node *n = hmap_get(&c->nodes, name);
 	if (!n)
 		n = node_new(c, name);
+	/* Agents that run bridge networks ask for a subnet (simulated ones do
+	 * not: ten thousand of them would exhaust any range). */
+	if (json_is_true(json_object_get(body, "network")) && node_assign_subnet(c, n, err) < 0)
+		return 0;
 	node_set_attrs(n, attrs);
 	node_set_resources(n, res);
 	free(n->addr);
@@ -361,6 +457,13 @@ uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply,
 	c->sched_needed = true;
 	*reply = json_pack("{s:s,s:s,s:I}", "node_id", n->id, "name", n->name, "heartbeat_ms",
 			   (json_int_t)c->cfg.heartbeat_ms);
+	if (n->subnet >= 0) {
+		char buf[CIDR_TEXT_MAX];
+		struct cidr sn = cidr_subnet(&c->cfg.cluster_cidr, 24, (uint32_t)n->subnet);
+		json_object_set_new(*reply, "subnet", json_string(cidr_format(&sn, buf)));
+		json_object_set_new(*reply, "cluster_cidr",
+				    json_string(cidr_format(&c->cfg.cluster_cidr, buf)));
+	}
 	log_info("node %s registered (%.1f cpu, %llu MiB)", n->name, n->cpu_total,
 		 (unsigned long long)(n->mem_total >> 20));
 	return cluster_touched(c);
@@ -456,10 +559,13 @@ char *cluster_node_desired_text(struct cluster *c, struct node *n, uint64_t know
 	const char *ask = n->nheld ? ",\"report\":true" : "";
 	if (known && known == n->desired_version) {
 		/* Nothing changed since the agent's version: a heartbeat answer. */
-		sbuf_addf(&sb, "{\"version\":%llu%s}", (unsigned long long)n->desired_version, ask);
+		sbuf_addf(&sb, "{\"version\":%llu,\"net\":%llu%s}",
+			  (unsigned long long)n->desired_version,
+			  (unsigned long long)c->net_version, ask);
 		return sbuf_detach(&sb);
 	}
-	sbuf_addf(&sb, "{\"version\":%llu,\"tasks\":[", (unsigned long long)n->desired_version);
+	sbuf_addf(&sb, "{\"version\":%llu,\"net\":%llu,\"tasks\":[",
+		  (unsigned long long)n->desired_version, (unsigned long long)c->net_version);
 	bool first = true;
 	size_t it = 0;
 	void *v;

@@ -92,6 +92,12 @@ void record_write_task(struct cluster *c, struct task *t)
 		sbuf_adds(&sb, p);
 		free(p);
 	}
+	if (t->address) {
+		char ip[16];
+		sbuf_adds(&sb, ",\"address\":\"");
+		sbuf_adds(&sb, ip4_format(t->address, ip));
+		sbuf_adds(&sb, "\"");
+	}
 	sbuf_adds(&sb, ",\"events\":[");
 	for (size_t i = 0; i < t->nevents; i++) {
 		sbuf_add_int_field(&sb,
@@ -156,6 +162,8 @@ void persist_node(struct cluster *c, struct node *n)
 			      "cpu", n->cpu_total, "memory", (json_int_t)n->mem_total, "disk",
 			      (json_int_t)n->disk_total, "port_lo", n->port_lo, "port_hi",
 			      n->port_hi, "addr", n->addr ? n->addr : "");
+	if (n->subnet >= 0)
+		json_object_set_new(r, "subnet", json_integer(n->subnet));
 	char *text = json_dumps(r, JSON_COMPACT);
 	json_decref(r);
 	size_t len = strlen(text);
@@ -163,6 +171,7 @@ void persist_node(struct cluster *c, struct node *n)
 	if (h != n->record_hash) {
 		n->record_hash = h;
 		c->changes++;
+		c->net_version++;
 		store_batch_put(c->pending, key, text, len);
 	}
 	free(text);
@@ -310,6 +319,12 @@ static int apply_node(struct cluster *c, const char *key, const char *value, siz
 	json_decref(res);
 	free(n->addr);
 	n->addr = xstrdup(json_string_value(json_object_get(r, "addr")) ?: "");
+	json_t *subnet = json_object_get(r, "subnet");
+	n->subnet = json_is_integer(subnet) && json_integer_value(subnet) >= 0 &&
+			    json_integer_value(subnet) < 1 << 24
+			? (int)json_integer_value(subnet)
+			: -1;
+	c->net_version++;
 	/* Known nodes are given a detection window to reconnect (load_finish):
 	 * a server restart does not mark healthy agents down. */
 	n->state = n->drain_requested ? NODE_DRAINING : NODE_ACTIVE;
@@ -387,6 +402,8 @@ static int apply_task(struct cluster *c, const char *key, const char *value, siz
 	json_t *ports = json_object_get(r, "ports");
 	if (json_is_object(ports))
 		t->ports = json_incref(ports);
+	if (ip4_parse(json_string_value(json_object_get(r, "address")), &t->address) < 0)
+		t->address = 0;
 	json_t *evs = json_object_get(r, "events");
 	size_t nev = json_array_size(evs);
 	if (nev)

@@ -24,6 +24,10 @@ static json_t *task_view(const struct task *t, bool history)
 		json_object_set_new(o, "exit_code", json_integer(t->exit_code));
 	if (t->ports)
 		json_object_set(o, "ports", t->ports);
+	if (t->address) {
+		char ip[16];
+		json_object_set_new(o, "address", json_string(ip4_format(t->address, ip)));
+	}
 	if (t->node && t->node->addr && *t->node->addr)
 		json_object_set_new(o, "agent_addr", json_string(t->node->addr));
 	json_object_set_new(o, "created_ms", json_integer(t->created_ms));
@@ -123,6 +127,7 @@ struct node_row {
 	int64_t last_seen_ms_ago;
 	int64_t backoff_until_ms; /* wall clock, 0: none */
 	int flaps;
+	int subnet; /* -1: none */
 };
 
 struct job_row {
@@ -134,8 +139,9 @@ struct job_row {
 
 struct view_rows {
 	bool jobs;
-	bool more;	   /* items past the page match too: "next" is set */
-	struct sbuf arena; /* every string of the snapshot, NUL-terminated */
+	struct cidr cluster_cidr; /* nodes: their subnets are in it */
+	bool more;		  /* items past the page match too: "next" is set */
+	struct sbuf arena;	  /* every string of the snapshot, NUL-terminated */
 	void *rows;
 	size_t n, cap;
 };
@@ -222,6 +228,7 @@ static size_t index_start(const struct name_index *ix, const char *after, bool j
 struct view_rows *cluster_node_rows(struct cluster *c, const struct view_filter *f)
 {
 	struct view_rows *r = rows_new(false, f);
+	r->cluster_cidr = c->cfg.cluster_cidr;
 	int64_t mono = time_mono_ms(), now = time_now_ms();
 	index_refresh(&c->node_index, &c->nodes, cmp_node_name);
 	size_t limit = f && f->limit ? f->limit : SIZE_MAX;
@@ -257,6 +264,7 @@ struct view_rows *cluster_node_rows(struct cluster *c, const struct view_filter 
 		if (n->in_backoff && n->backoff_until_mono > mono)
 			w->backoff_until_ms = now + (n->backoff_until_mono - mono);
 		w->flaps = n->flaps;
+		w->subnet = n->subnet;
 	}
 	return r;
 }
@@ -355,6 +363,12 @@ static void render_node(struct sbuf *sb, const struct view_rows *r, const struct
 	sbuf_add_json_str(sb, a + w->addr);
 	sbuf_add_int_field(sb, ",\"last_seen_ms_ago\":", (long long)w->last_seen_ms_ago);
 	sbuf_add_int_field(sb, ",\"flaps\":", w->flaps);
+	if (w->subnet >= 0) {
+		char sn[CIDR_TEXT_MAX];
+		struct cidr net = cidr_subnet(&r->cluster_cidr, 24, (uint32_t)w->subnet);
+		sbuf_adds(sb, ",\"subnet\":");
+		sbuf_add_json_str(sb, cidr_format(&net, sn));
+	}
 	if (w->backoff_until_ms) {
 		char ts[40];
 		time_format_ms(w->backoff_until_ms, ts, sizeof ts);

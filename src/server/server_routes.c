@@ -403,6 +403,15 @@ static void route_agent(struct request *q, const char *what)
 				q->phase = REQ_READY;
 			}
 		}
+	} else if (!strcmp(what, "network")) {
+		json_t *net =
+		    cluster_node_network(c, json_string_value(json_object_get(body, "name")), &err);
+		json_decref(body);
+		if (net)
+			reply_ok(q, net);
+		else
+			reply_error(q, err.code, err.msg);
+		return;
 	} else if (!strcmp(what, "secrets")) {
 		route_agent_secrets(q, body);
 		json_decref(body);
