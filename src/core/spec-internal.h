@@ -125,6 +125,7 @@ extern const char *const spec__cron_collision_names[CRON_CANCEL_NEW + 1];
 extern const char *const spec__placement_names[PLACE_SPREAD + 1];
 extern const char *const spec__update_order_names[UPDATE_START_FIRST + 1];
 extern const char *const spec__driver_names[DRIVER_DOCKER + 1];
+extern const char *const spec__network_names[NETWORK_BRIDGE + 1];
 
 /* ------------------------------------------------------------------------ */
 /* The front ends and the validator                                          */

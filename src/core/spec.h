@@ -125,8 +125,14 @@ const char *task_driver_name(enum task_driver d);
 /* The driver called `name`; 0, or -EINVAL for an unknown name. */
 int task_driver_parse(const char *name, enum task_driver *out);
 
+/* host: the node's network; bridge: a network namespace of its own with an
+ * address on the node's subnet (docs/networking.md). */
+enum task_network { NETWORK_HOST = 0, NETWORK_BRIDGE };
+const char *task_network_name(enum task_network n);
+
 struct task_spec {
 	enum task_driver driver; /* default DRIVER_EXEC */
+	enum task_network network; /* default NETWORK_HOST */
 	char *image;		 /* "" for exec */
 	char **command;		 /* argv; a YAML/JSON string becomes {"/bin/sh","-c",s} */
 	size_t ncommand;

@@ -600,6 +600,15 @@ static int task_driver(struct sctx *c, const struct snode *v, void *obj)
 	return 0;
 }
 
+static int task_network(struct sctx *c, const struct snode *v, void *obj)
+{
+	int e = 0;
+	if (get_enum(c, v, spec__network_names, ARRAY_SIZE(spec__network_names), &e) < 0)
+		return -1;
+	((struct task_spec *)obj)->network = (enum task_network)e;
+	return 0;
+}
+
 static int task_command(struct sctx *c, const struct snode *v, void *obj)
 {
 	struct task_spec *t = obj;
@@ -654,6 +663,7 @@ static int task_secrets(struct sctx *c, const struct snode *v, void *obj)
 /* task: struct task_spec */
 static const struct field task_fields[] = {
     F_READ("driver", task_driver),
+    F_READ("network", task_network),
     F_STRING("image", struct task_spec, image, "an image reference or path"),
     F_READ("command", task_command),
     F_READ("env", task_env),
