@@ -97,6 +97,10 @@ struct task_launch {
 	 * Never their values. */
 	const char *const *secret_file, *const *secret_path;
 	size_t nsecrets;
+	/* task.network bridge: the task's network namespace, prepared by the
+	 * agent (agent/net/task_net.h) and kept as a bind mount at this path;
+	 * exec joins it, oci names it in config.json. NULL = the host's. */
+	const char *netns_path;
 };
 
 enum task_phase { PHASE_UNKNOWN = 0, PHASE_STARTING, PHASE_RUNNING, PHASE_EXITED };

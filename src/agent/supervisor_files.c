@@ -107,6 +107,8 @@ json_t *launch_to_json(const struct task_launch *l, const char *sandbox)
 						      "path", l->volume_path[i], "read_only",
 						      l->volume_ro ? l->volume_ro[i] : 0));
 	json_object_set_new(o, "volumes", vols);
+	if (l->netns_path)
+		json_object_set_new(o, "netns_path", json_string(l->netns_path));
 	if (l->nsecrets) {
 		json_t *secs = json_array();
 		for (size_t i = 0; i < l->nsecrets; i++)
@@ -218,6 +220,9 @@ int launch_read(const char *sandbox, struct launch_doc *d, struct berr *err)
 	}
 	l->secret_file = d->sfile;
 	l->secret_path = d->spath;
+	l->netns_path = jstr(o, "netns_path");
+	if (l->netns_path && *l->netns_path != '/')
+		return berr_set(err, 0, "launch.json: 'netns_path' is not absolute");
 	if (!l->task_id)
 		return berr_set(err, 0, "launch.json: missing 'task_id'");
 	if (l->argc == 0 && !driver_get(l->driver)->needs_image)

@@ -13,6 +13,7 @@ static pid_t exec_start(struct sup *s, int out_fd, int err_fd, struct berr *err)
 	const struct task_launch *l = &s->doc.l;
 	struct isolation iso = {
 	    .hostname = l->task_id,
+	    .netns_path = l->netns_path,
 	    .workdir = s->workdir,
 	    .workdir_src = s->workdir_src,
 	    .hide = l->data_dir,

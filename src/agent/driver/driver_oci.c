@@ -50,6 +50,7 @@ static pid_t oci_start(struct sup *s, int out_fd, int err_fd, struct berr *err)
 	    .volume_path = l->volume_path,
 	    .volume_ro = l->volume_ro,
 	    .nvolumes = l->nvolumes,
+	    .netns_path = l->netns_path,
 	    .image_max_bytes = l->image_max_bytes,
 	    .image_max_unpacked_bytes = l->image_max_unpacked_bytes,
 	};

@@ -783,6 +783,17 @@ static void lock_down(const struct isolation *iso, int ctl)
 
 static void setup_namespace(const struct isolation *iso, int ctl)
 {
+	/* The network first: the namespace file is a path of the host's mounts. */
+	if (iso->netns_path) {
+		int nfd = open(iso->netns_path, O_RDONLY | O_CLOEXEC);
+		if (nfd < 0)
+			init_fail(ctl, "cannot open network namespace '%s': %s", iso->netns_path,
+				  err_str(errno));
+		if (setns(nfd, CLONE_NEWNET) < 0)
+			init_fail(ctl, "cannot join network namespace '%s': %s", iso->netns_path,
+				  err_str(errno));
+		close(nfd);
+	}
 	if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC) < 0)
 		init_fail(ctl, "cannot create namespaces: %s", err_str(errno));
 	/* Private first, or the mounts below would propagate to the host. */

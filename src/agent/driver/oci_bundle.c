@@ -467,6 +467,9 @@ int oci_config_build(const struct oci_config_in *in, char **out, struct berr *er
 	    in->cgroups_path, "namespaces", "type", "pid", "type", "mount", "type", "ipc", "type",
 	    "uts", "maskedPaths", strs(masked_paths, ARRAY_SIZE(masked_paths)), "readonlyPaths",
 	    strs(readonly_paths, ARRAY_SIZE(readonly_paths)), "seccomp", seccomp_section());
+	if (in->netns_path)
+		json_array_append_new(json_object_get(linux_, "namespaces"),
+				      json_pack("{s:s,s:s}", "type", "network", "path", in->netns_path));
 	json_t *mounts = default_mounts();
 	for (size_t i = 0; i < in->nvolumes; i++) {
 		const char *opts[] = {"rbind", in->volume_ro[i] ? "ro" : "rw"};
@@ -578,6 +581,7 @@ int oci_task_prepare(struct oci_task *t, const struct oci_params *p, struct berr
 	    .volume_path = p->volume_path,
 	    .volume_ro = p->volume_ro,
 	    .nvolumes = p->nvolumes,
+	    .netns_path = p->netns_path,
 	};
 	char *json = NULL;
 	rc = oci_config_build(&in, &json, err);

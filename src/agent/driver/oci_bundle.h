@@ -79,6 +79,7 @@ struct oci_params {
 	const bool *volume_ro;
 	size_t nvolumes;
 	uint64_t image_max_bytes, image_max_unpacked_bytes; /* 0 = image.h's defaults */
+	const char *netns_path; /* the task's network namespace; NULL = the host's */
 };
 
 struct oci_task {
@@ -108,6 +109,7 @@ struct oci_config_in {
 	const char *const *volume_host, *const *volume_path;
 	const bool *volume_ro;
 	size_t nvolumes;
+	const char *netns_path; /* linux.namespaces "network" with this path; NULL = host */
 };
 
 /* Build config.json's text (the caller frees it). */
