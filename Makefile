@@ -4,8 +4,8 @@ BUILD   ?= build
 SANITIZE ?=
 OPT     ?= -O2
 CFLAGS  ?=
-CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation $(OPT) -g -Isrc -D_GNU_SOURCE -MMD -MP
-LDLIBS  += -lmicrohttpd -lgnutls -ljansson -lyaml -lsqlite3 -lcurl -lssl -lcrypto -lz -lpthread -lm
+CFLAGS  += -I/usr/include/libnl3 -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation $(OPT) -g -Isrc -D_GNU_SOURCE -MMD -MP
+LDLIBS  += -lnl-route-3 -lnl-3 -lnftnl -lmnl -lmicrohttpd -lgnutls -ljansson -lyaml -lsqlite3 -lcurl -lssl -lcrypto -lz -lpthread -lm
 
 ifeq ($(SANITIZE),1)
 BUILD   := build-asan
