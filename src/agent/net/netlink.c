@@ -55,8 +55,7 @@ static int link_up(struct nl_sock *sk, const char *name, int master, struct berr
 	return 0;
 }
 
-static int addr_add(struct nl_sock *sk, const char *name, uint32_t ip, int prefix,
-		    struct berr *err)
+static int addr_add(struct nl_sock *sk, const char *name, uint32_t ip, int prefix, struct berr *err)
 {
 	struct rtnl_link *link = NULL;
 	int r = rtnl_link_get_kernel(sk, 0, name, &link);
@@ -73,8 +72,8 @@ static int addr_add(struct nl_sock *sk, const char *name, uint32_t ip, int prefi
 	rtnl_addr_put(a);
 	if (r < 0 && r != -NLE_EXIST) {
 		char buf[16];
-		return berr_set(err, 0, "cannot add address %s/%d to '%s': %s",
-				ip4_format(ip, buf), prefix, name, nl_geterror(r));
+		return berr_set(err, 0, "cannot add address %s/%d to '%s': %s", ip4_format(ip, buf),
+				prefix, name, nl_geterror(r));
 	}
 	return 0;
 }
@@ -250,8 +249,7 @@ static void prune_one(struct nl_object *obj, void *arg)
 		p->failures++;
 }
 
-int netlink_routes_prune(bool (*keep)(void *ud, const struct cidr *dst), void *ud,
-			 struct berr *err)
+int netlink_routes_prune(bool (*keep)(void *ud, const struct cidr *dst), void *ud, struct berr *err)
 {
 	struct nl_sock *sk = route_socket(err);
 	if (!sk)
