@@ -32,6 +32,7 @@
 #include "agent/agent.h"
 #include "agent/driver/driver.h"
 #include "agent/health.h"
+#include "agent/net/node_net.h"
 #include "core/hmap.h"
 #include "core/lifecycle.h"
 #include "core/spec.h"
@@ -93,6 +94,7 @@ struct agent_task {
 	int shutdown_port;
 	int64_t stop_at_mono; /* graceful step sent: SIGTERM at this time */
 	char health_msg[256];
+	uint32_t address; /* network: bridge: its address (node_net.h), else 0 */
 };
 
 /* The node's identity with a TLS cluster (agent_identity.c). Written by the
@@ -144,6 +146,8 @@ struct agent {
 	char *logs_cert, *logs_ca; /* PEM, for the daemon and ticket checks */
 	char *advertise;
 	int wake_pipe[2];
+	struct node_net *net; /* the node's side of the cluster network */
+	uint64_t net_version; /* of the peers last fetched (watch thread) */
 };
 
 /* agent.c */
@@ -186,6 +190,10 @@ void *agent_launcher_main(void *agent);
  * strv_free it). */
 int agent_secrets_prepare(const struct agent *a, const char *task_id, const char *sandbox,
 			  const struct task_spec *ts, char ***files, struct berr *err);
+
+/* agent_events.c: without the lock. Free the networks of tasks that ended
+ * (all: of every task not running, as when the agent stops them all). */
+void agent_net_gc(struct agent *a, bool all);
 
 /* agent_watch.c: the watch thread and re-adoption */
 void agent_adopt_existing(struct agent *a);

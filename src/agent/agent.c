@@ -87,9 +87,11 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 	gethostname(host, sizeof host - 1);
 	a->name = xstrdup(o->name && *o->name ? o->name : host);
 	a->tasks_dir = xasprintf("%s/tasks", o->data_dir);
+	a->net = node_net_new(o->data_dir);
 	if (host_volumes_roots(o->volume_roots, o->nvolume_roots, &a->volume_roots, err) < 0) {
 		free(a->name);
 		free(a->tasks_dir);
+		node_net_free(a->net);
 		free(a);
 		return NULL;
 	}
@@ -173,6 +175,7 @@ fail:
 	free(a->notify_path);
 	free(a->advertise);
 	strv_free(a->volume_roots);
+	node_net_free(a->net);
 	free(a);
 	return NULL;
 }
@@ -228,6 +231,8 @@ void agent_stop(struct agent *a)
 		agent_launch_job_free(j);
 	pthread_join(a->event_thread, NULL);
 	pthread_join(a->watch_thread, NULL);
+	if (a->o.stop_tasks_on_exit)
+		agent_net_gc(a, true); /* the stopped tasks' networks go with them */
 	agent_logs_stop(a);
 	close(a->notify_fd);
 	unlink(a->notify_path);
@@ -253,5 +258,6 @@ void agent_stop(struct agent *a)
 	free(a->notify_path);
 	free(a->advertise);
 	strv_free(a->volume_roots);
+	node_net_free(a->net);
 	free(a);
 }

@@ -127,12 +127,52 @@ static void gc_images(struct agent *a)
 	free(dir);
 }
 
+/* ---- task networks ---- */
+
+struct net_fates {
+	struct agent *a;
+	struct hmap live; /* id -> (void *)1 running, (void *)2 ended */
+	bool all;
+};
+
+static enum node_net_task_fate net_fate(void *ud, const char *id)
+{
+	struct net_fates *f = ud;
+	void *v = hmap_get(&f->live, id);
+	if (v)
+		return v == (void *)1 && !f->all ? NODE_NET_KEEP : NODE_NET_GONE;
+	/* Not in the table: ended and reported, or a launch newer than our
+	 * look (or a sandbox pruned long ago: its traces are old). */
+	char *mark = xasprintf("%s/%s/reported", f->a->tasks_dir, id);
+	enum node_net_task_fate r =
+	    access(mark, F_OK) == 0 || f->all ? NODE_NET_GONE : NODE_NET_UNKNOWN;
+	free(mark);
+	return r;
+}
+
+void agent_net_gc(struct agent *a, bool all)
+{
+	struct net_fates f = {.a = a, .all = all};
+	hmap_init(&f.live);
+	pthread_mutex_lock(&a->lock);
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&a->tasks, &it, NULL, &v)) {
+		struct agent_task *t = v;
+		hmap_put(&f.live, t->id, task_state_terminal(t->state) ? (void *)2 : (void *)1);
+	}
+	pthread_mutex_unlock(&a->lock);
+	node_net_gc(a->net, net_fate, &f);
+	hmap_release(&f.live);
+}
+
 void *agent_events_main(void *arg)
 {
 	struct agent *a = arg;
 	unsigned id_gen;
 	struct http_client *hc = agent_identity_client(a, &id_gen);
 	int64_t last_scan = 0, last_full_scan = 0, last_prune = 0, last_image_gc = time_mono_ms();
+	int64_t last_net_gc = 0;
 	while (!a->stopping) {
 		struct pollfd p[2 + 64 * HEALTH_CHECK_MAX_FDS] = {
 		    {.fd = a->notify_fd, .events = POLLIN},
@@ -243,6 +283,10 @@ void *agent_events_main(void *arg)
 			json_decref(body);
 		}
 		json_decref(updates);
+		if (mono - last_net_gc >= 1000) {
+			agent_net_gc(a, false);
+			last_net_gc = mono;
+		}
 		if (mono - last_prune > 60000) {
 			agent_prune_sandboxes(a);
 			last_prune = mono;

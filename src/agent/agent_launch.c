@@ -33,6 +33,8 @@ struct launch_plan {
 	bool task_keeps_spec;	   /* health checks or a graceful stop need it */
 	char **secret_files;	   /* on the task's secrets tmpfs (agent_secrets.c) */
 	const char **secret_paths; /* point into spec->task.secrets */
+	uint32_t address;	   /* network: bridge: the task's address */
+	char *netns_path;	   /* and its network namespace */
 };
 
 static void plan_release(struct launch_plan *p)
@@ -46,6 +48,7 @@ static void plan_release(struct launch_plan *p)
 	strv_free(p->vreal);
 	strv_free(p->secret_files);
 	free(p->secret_paths);
+	free(p->netns_path);
 	spec_free(p->spec);
 	free(p->id);
 	free(p->job);
@@ -202,6 +205,7 @@ static int plan_launch(const struct agent *a, const struct launch_plan *p, const
 	    .secret_file = (const char *const *)p->secret_files,
 	    .secret_path = p->secret_paths,
 	    .nsecrets = p->secret_files ? ts->nsecrets : 0,
+	    .netns_path = p->netns_path,
 	};
 	pid_t spid;
 	return supervisor_launch(&l, a->o.exe, &spid, err);
@@ -237,6 +241,19 @@ static int plan_secrets(const struct agent *a, struct launch_plan *p, const char
 	return 0;
 }
 
+/* network: bridge: the task's namespace, veth and address (node_net.h). */
+static int plan_network(const struct agent *a, struct launch_plan *p, struct berr *err)
+{
+	if (p->spec->task.network != NETWORK_BRIDGE)
+		return 0;
+	if (node_net_task_setup(a->net, p->id, &p->address, &p->netns_path, err) < 0) {
+		char msg[sizeof err->msg];
+		snprintf(msg, sizeof msg, "%s", err->msg);
+		return berr_set(err, 0, "cannot set up the task's network: %s", msg);
+	}
+	return 0;
+}
+
 /* A task re-adopted after an agent restart whose spec arrives now: only
  * what the agent keeps from the spec is set up; nothing is launched. */
 int agent_task_configure_adopted(struct agent *a, json_t *d, struct agent_task *t, struct berr *err)
@@ -255,8 +272,10 @@ int agent_task_configure_adopted(struct agent *a, json_t *d, struct agent_task *
 void agent_graceful_shutdown(struct agent *a, struct agent_task *t)
 {
 	struct launch_job *j = xcalloc(1, sizeof *j);
-	j->id =
-	    xasprintf("http://127.0.0.1:%d%s", t->shutdown_port, t->spec->task.shutdown.http_path);
+	char ip[16] = "127.0.0.1";
+	if (t->address)
+		ip4_format(t->address, ip); /* a bridge task: its own address */
+	j->id = xasprintf("http://%s:%d%s", ip, t->shutdown_port, t->spec->task.shutdown.http_path);
 	j->next = a->graceful;
 	a->graceful = j;
 	pthread_cond_signal(&a->launch_cond);
@@ -401,10 +420,14 @@ void *agent_launcher_main(void *arg)
 			r = plan_volumes(a, &p, &err);
 		if (r == 0)
 			r = plan_secrets(a, &p, sandbox, &err);
+		if (r == 0)
+			r = plan_network(a, &p, &err);
 		if (r == 0) {
 			r = plan_launch(a, &p, sandbox, &err);
 			if (r < 0 && p.secret_files)
 				secret_files_remove(sandbox); /* no supervisor to do it */
+			if (r < 0 && p.netns_path)
+				node_net_task_teardown(a->net, p.id);
 		}
 		free(sandbox);
 
@@ -418,6 +441,7 @@ void *agent_launcher_main(void *arg)
 				log_warn("task %s: %s", t->id, err.msg);
 				agent_task_set(a, t, TASK_FAILED, err.msg);
 			} else {
+				t->address = p.address;
 				plan_give_to_task(&p, t);
 				/* No STARTING report of our own: the supervisor's first
 				 * report comes within milliseconds. One that came while

@@ -104,8 +104,13 @@ void agent_task_refresh(struct agent *a, struct agent_task *t)
 			t->health_started = true;
 			/* A command check is `berth task-exec` (planned so): the
 			 * agent's environment and directory, not the task's. */
-			t->health = health_check_new(&t->spec->task.health, "127.0.0.1",
-						     t->health_port, NULL, NULL);
+			/* A bridge task listens in its own namespace: at its
+			 * address, not on the node's loopback. */
+			char ip[16] = "127.0.0.1";
+			if (t->address)
+				ip4_format(t->address, ip);
+			t->health =
+			    health_check_new(&t->spec->task.health, ip, t->health_port, NULL, NULL);
 		}
 		if (t->health && t->state != TASK_RUNNING)
 			agent_task_set(a, t, TASK_STARTING, "waiting for health checks to pass");
@@ -139,6 +144,10 @@ json_t *agent_task_report_json(const struct agent_task *t)
 			      "pid", t->pid, "message", t->message);
 	if (t->exit_code >= 0)
 		json_object_set_new(o, "exit_code", json_integer(t->exit_code));
+	if (t->address) {
+		char ip[16];
+		json_object_set_new(o, "address", json_string(ip4_format(t->address, ip)));
+	}
 	return o;
 }
 

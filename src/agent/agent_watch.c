@@ -103,6 +103,7 @@ void agent_adopt_existing(struct agent *a)
 			continue;
 		struct agent_task *t = agent_task_add(a, de->d_name);
 		t->state = TASK_ASSIGNED;
+		t->address = node_net_task_address(a->net, t->id);
 		agent_task_refresh(a, t);
 		if (t->state == TASK_ASSIGNED) {
 			/* No report, no supervisor: a launch that never happened. */
@@ -180,11 +181,17 @@ static int do_register(struct agent *a, struct http_client *hc, struct berr *err
 		      attrs, "resources", "cpu", cpu, "memory", (json_int_t)mem, "disk",
 		      (json_int_t)disk, "port_lo", a->o.port_lo, "port_hi", a->o.port_hi, "addr",
 		      a->advertise ? a->advertise : "", "tasks", report);
+	/* A subnet of the cluster network for the tasks with network: bridge. */
+	json_object_set_new(body, "network", json_true());
 	json_t *reply = NULL;
 	int r = http_json(hc, "POST", "/v1/agent/register", body, 10000, &reply, err);
 	json_decref(body);
 	if (r < 0)
 		return -1;
+	struct berr nerr = {0};
+	if (node_net_configure(a->net, reply, &nerr) < 0)
+		log_warn("network: %s", nerr.msg);
+	a->net_version = 0; /* the peers come with the next watch */
 	json_decref(reply);
 	pthread_mutex_lock(&a->lock);
 	a->known_version = 0;
@@ -192,6 +199,22 @@ static int do_register(struct agent *a, struct http_client *hc, struct berr *err
 	pthread_mutex_unlock(&a->lock);
 	log_info("registered with %s as %s", http_client_server(hc), a->name);
 	return 0;
+}
+
+/* The cluster network changed (a node came, went or moved): fetch this
+ * node's view of it, its peers' subnets, and program their routes. */
+static void fetch_network(struct agent *a, struct http_client *hc, uint64_t version)
+{
+	json_t *body = json_pack("{s:s}", "name", a->name);
+	json_t *reply = NULL;
+	struct berr err = {0};
+	int r = http_json(hc, "POST", "/v1/agent/network", body, 10000, &reply, &err);
+	json_decref(body);
+	if (r == 0 && node_net_configure(a->net, reply, &err) == 0)
+		a->net_version = version;
+	else
+		log_warn("network: cannot update the peers: %s", err.msg);
+	json_decref(reply);
 }
 
 /* After the n-th failure in a row: a random wait up to 100 ms x 2^n, at
@@ -290,6 +313,9 @@ void *agent_watch_main(void *arg)
 				a->reported_gen = a->report_gen - 1;
 		}
 		pthread_mutex_unlock(&a->lock);
+		json_t *net = json_object_get(reply, "net");
+		if (json_is_integer(net) && (uint64_t)json_integer_value(net) != a->net_version)
+			fetch_network(a, hc, (uint64_t)json_integer_value(net));
 		json_decref(reply);
 	}
 	http_client_free(hc);

@@ -54,7 +54,7 @@ struct cgroup;
 
 struct isolation {
 	const char *hostname;
-	const char *netns_path; /* a network namespace to join (bind mount); NULL = the host's */
+	const char *netns_path;	 /* a network namespace to join (bind mount); NULL = the host's */
 	const char *workdir;	 /* the program's working directory, as the task sees it */
 	const char *workdir_src; /* NULL, or the host directory shown at workdir */
 	const char *hide;	 /* with workdir_src: a directory above workdir to cover

@@ -468,8 +468,9 @@ int oci_config_build(const struct oci_config_in *in, char **out, struct berr *er
 	    "uts", "maskedPaths", strs(masked_paths, ARRAY_SIZE(masked_paths)), "readonlyPaths",
 	    strs(readonly_paths, ARRAY_SIZE(readonly_paths)), "seccomp", seccomp_section());
 	if (in->netns_path)
-		json_array_append_new(json_object_get(linux_, "namespaces"),
-				      json_pack("{s:s,s:s}", "type", "network", "path", in->netns_path));
+		json_array_append_new(
+		    json_object_get(linux_, "namespaces"),
+		    json_pack("{s:s,s:s}", "type", "network", "path", in->netns_path));
 	json_t *mounts = default_mounts();
 	for (size_t i = 0; i < in->nvolumes; i++) {
 		const char *opts[] = {"rbind", in->volume_ro[i] ? "ro" : "rw"};
