@@ -286,20 +286,21 @@ static void print_status(json_t *st)
 	       (int)json_integer_value(json_object_get(st, "version")),
 	       json_string_value(json_object_get(st, "type")),
 	       json_string_value(json_object_get(st, "status")));
-	printf("%-5s %-40s %-11s %-12s %-8s %-4s %s\n", "INST", "TASK", "STATE", "NODE", "PID",
-	       "VER", "MESSAGE");
+	printf("%-5s %-40s %-11s %-12s %-8s %-4s %-15s %s\n", "INST", "TASK", "STATE", "NODE",
+	       "PID", "VER", "ADDRESS", "MESSAGE");
 	size_t i;
 	json_t *t;
 	json_array_foreach(json_object_get(st, "tasks"), i, t)
 	{
 		const char *node = json_string_value(json_object_get(t, "node"));
-		printf("%-5d %-40s %-11s %-12s %-8d %-4d %s\n",
+		const char *address = json_string_value(json_object_get(t, "address"));
+		printf("%-5d %-40s %-11s %-12s %-8d %-4d %-15s %s\n",
 		       (int)json_integer_value(json_object_get(t, "instance")),
 		       json_string_value(json_object_get(t, "id")),
 		       json_string_value(json_object_get(t, "state")), node ? node : "-",
 		       (int)json_integer_value(json_object_get(t, "pid")),
 		       (int)json_integer_value(json_object_get(t, "version")),
-		       json_string_value(json_object_get(t, "message")));
+		       address ? address : "-", json_string_value(json_object_get(t, "message")));
 		size_t k;
 		json_t *e;
 		json_array_foreach(json_object_get(t, "events"), k, e)
