@@ -223,8 +223,8 @@ const char *const spec__update_order_names[UPDATE_START_FIRST + 1] = {
 const char *const spec__driver_names[DRIVER_DOCKER + 1] = {
     [DRIVER_EXEC] = "exec", [DRIVER_OCI] = "oci", [DRIVER_DOCKER] = "docker"};
 
-const char *const spec__network_names[NETWORK_BRIDGE + 1] = {[NETWORK_HOST] = "host",
-							       [NETWORK_BRIDGE] = "bridge"};
+const char *const spec__network_names[NETWORK_BRIDGE + 1] = {
+    [NETWORK_HOST] = "host", [NETWORK_BRIDGE] = "bridge"};
 
 const char *task_network_name(enum task_network n)
 {

@@ -131,10 +131,10 @@ enum task_network { NETWORK_HOST = 0, NETWORK_BRIDGE };
 const char *task_network_name(enum task_network n);
 
 struct task_spec {
-	enum task_driver driver; /* default DRIVER_EXEC */
+	enum task_driver driver;   /* default DRIVER_EXEC */
 	enum task_network network; /* default NETWORK_HOST */
-	char *image;		 /* "" for exec */
-	char **command;		 /* argv; a YAML/JSON string becomes {"/bin/sh","-c",s} */
+	char *image;		   /* "" for exec */
+	char **command;		   /* argv; a YAML/JSON string becomes {"/bin/sh","-c",s} */
 	size_t ncommand;
 	struct spec_kv *env;
 	size_t nenv;
