@@ -3645,7 +3645,59 @@ TEST(replica_takes_records_in_any_order)
 	fx_teardown(&f);
 }
 
+/* Agents that ask get a /24 of the cluster network each, kept in the node
+ * record across server restarts; a full range refuses the next node. */
+TEST(nodes_get_subnets_kept_across_restarts_and_refused_when_exhausted)
+{
+	struct fx f;
+	struct cluster_config cfg;
+	cluster_config_defaults(&cfg);
+	struct berr e = {0};
+	CHECK(cidr_parse("10.250.0.0/23", &cfg.cluster_cidr, "x", &e) == 0);
+	fx_setup(&f, &cfg);
+	const char *names[] = {"n1", "n2", "n3"};
+	char *subnet[3] = {0};
+	for (int i = 0; i < 3; i++) {
+		json_t *body = json_pack("{s:s,s:{s:f,s:I},s:s,s:b}", "name", names[i], "resources",
+					 "cpu", 2.0, "memory", (json_int_t)GiB, "addr",
+					 "https://10.1.0.9:7000", "network", 1);
+		json_t *reply = NULL;
+		f.err = (struct berr){0};
+		uint64_t seq = cluster_agent_register(f.c, body, &reply, &f.err);
+		if (i < 2) {
+			CHECK(seq > 0);
+			CHECK_STR(jstr(reply, "cluster_cidr"), "10.250.0.0/23");
+			subnet[i] = xstrdup(jstr(reply, "subnet") ?: "");
+		} else {
+			CHECK(seq == 0);
+			CHECK(f.err.code == 503);
+			CHECK(strstr(f.err.msg, "no free /24 for node 'n3'") != NULL);
+		}
+		json_decref(reply);
+		json_decref(body);
+	}
+	CHECK_STR(subnet[0], "10.250.0.0/24");
+	CHECK_STR(subnet[1], "10.250.1.0/24");
+	/* Each sees the other as a peer, at the address its agent advertises. */
+	json_t *net = cluster_node_network(f.c, "n1", &f.err);
+	CHECK(json_array_size(json_object_get(net, "peers")) == 1);
+	json_t *peer = json_array_get(json_object_get(net, "peers"), 0);
+	CHECK_STR(jstr(peer, "name"), "n2");
+	CHECK_STR(jstr(peer, "ip"), "10.1.0.9");
+	CHECK_STR(jstr(peer, "subnet"), "10.250.1.0/24");
+	json_decref(net);
+	CHECK(cluster_node_network(f.c, "nope", &f.err) == NULL && f.err.code == 404);
+	fx_restart(&f);
+	net = cluster_node_network(f.c, "n2", &f.err);
+	CHECK_STR(jstr(net, "subnet"), "10.250.1.0/24");
+	json_decref(net);
+	free(subnet[0]);
+	free(subnet[1]);
+	fx_teardown(&f);
+}
+
 UNIT_MAIN(
+    nodes_get_subnets_kept_across_restarts_and_refused_when_exhausted,
     node_list_is_json_whatever_cpu_a_node_claims, cron_missed_slots_run_once_and_never_twice,
     submit_creates_pending_tasks, tick_without_nodes_keeps_pending,
     tick_assigns_tasks_with_distinct_ports, node_desired_lists_assigned_tasks,
