@@ -246,7 +246,8 @@ static int plan_network(const struct agent *a, struct launch_plan *p, struct ber
 {
 	if (p->spec->task.network != NETWORK_BRIDGE)
 		return 0;
-	if (node_net_task_setup(a->net, p->id, &p->address, &p->netns_path, err) < 0) {
+	if (node_net_task_setup(a->net, p->id, p->pvals, p->spec->task.resources.nports,
+				&p->address, &p->netns_path, err) < 0) {
 		char msg[sizeof err->msg];
 		snprintf(msg, sizeof msg, "%s", err->msg);
 		return berr_set(err, 0, "cannot set up the task's network: %s", msg);

@@ -170,6 +170,38 @@ EOF
 	ip netns exec "$(ns_name 1)" nft list table ip berth >/dev/null
 }
 
+@test "a bridge task's {{ports.NAME}} answers on the node's addresses, loopback included, as with host networking" {
+	cluster 2
+	f=$(write_spec pub <<EOF
+job: alice/prod/pub
+instances: 2
+task:
+  network: bridge
+  command: ["$BERTH_TOOLS/httpd-tiny", "{{ports.http}}", "pub-{{instance}}"]
+  resources: {cpu: 0.1, memory: 32MiB, ports: [http]}
+  constraints: {rack: r1}
+  health: {http: /, port: http, interval: 1s}
+EOF
+)
+	cli job run "$f"
+	wait_for 20 '[ "$(nrunning alice/prod/pub)" = 2 ]'
+	for i in 0 1; do
+		port=$(jstatus alice/prod/pub | jget "[t['ports']['http'] for t in d['tasks'] if t['instance']==$i and t['state']=='RUNNING'][0]")
+		# From the node itself, on loopback and on its own address.
+		[ "$(http_get "$(ns_name 1)" "http://127.0.0.1:$port/")" = "pub-$i" ]
+		[ "$(http_get "$(ns_name 1)" "http://$NS_NET.11:$port/")" = "pub-$i" ]
+		# From another node.
+		[ "$(http_get "$(ns_name 2)" "http://$NS_NET.11:$port/")" = "pub-$i" ]
+	done
+	# A task may not use the bridge to reach the node's loopback.
+	pid=$(task_field alice/prod/pub 0 pid)
+	run in_task "$pid" curl -fsS -m 2 --interface eth0 "http://127.0.0.1:$port/"
+	[ "$status" -ne 0 ]
+	# The maps go with the tasks.
+	cli job kill alice/prod/pub
+	wait_for 15 '! ip netns exec "$(ns_name 1)" nft list table ip berth | grep -q dnat'
+}
+
 @test "a task on n1 reaches a task on n2 by its address (routes between the nodes' subnets)" {
 	cluster 2
 	fa=$(web_spec a 1 r1)

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "agent/net/ipam.h"
-#include "agent/net/masquerade.h"
+#include "agent/net/nat_rules.h"
 #include "agent/net/netlink.h"
 #include "agent/net/node_net.h"
 #include "agent/net/task_net.h"
@@ -24,7 +24,7 @@ struct peer {
 
 struct node_net {
 	pthread_mutex_t lock;
-	char *netns_dir, *addrs_dir;
+	char *netns_dir, *addrs_dir, *ports_dir;
 	bool have_subnet;
 	struct cidr cluster, subnet;
 	struct ipam *ipam;
@@ -39,6 +39,7 @@ struct node_net *node_net_new(const char *data_dir)
 	pthread_mutex_init(&n->lock, NULL);
 	n->netns_dir = xasprintf("%s/net/netns", data_dir);
 	n->addrs_dir = xasprintf("%s/net/addrs", data_dir);
+	n->ports_dir = xasprintf("%s/net/ports", data_dir);
 	return n;
 }
 
@@ -50,6 +51,7 @@ void node_net_free(struct node_net *n)
 	free(n->peers);
 	free(n->netns_dir);
 	free(n->addrs_dir);
+	free(n->ports_dir);
 	pthread_mutex_destroy(&n->lock);
 	free(n);
 }
@@ -145,6 +147,40 @@ static int write_sysctl(const char *path, const char *value, struct berr *err)
 	return 0;
 }
 
+static void teardown(struct node_net *n, const char *task_id);
+
+/* Under the lock, the network up: berth's nftables table with the port maps
+ * of every task that has some (DATA/net/ports/ID: "PORT PORT ..."). */
+static int write_nat(struct node_net *n, struct berr *err)
+{
+	struct nat_port_map *maps = NULL;
+	size_t nmaps = 0;
+	DIR *d = opendir(n->ports_dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		uint32_t ip = ipam_lookup(n->ipam, de->d_name);
+		char *path = xasprintf("%s/%s", n->ports_dir, de->d_name);
+		FILE *f = ip ? fopen(path, "re") : NULL;
+		free(path);
+		int port;
+		while (f && fscanf(f, "%d", &port) == 1) {
+			if (port <= 0 || port > 65535)
+				continue;
+			maps = xrealloc(maps, (nmaps + 1) * sizeof *maps);
+			maps[nmaps++] = (struct nat_port_map){ip, (uint16_t)port};
+		}
+		if (f)
+			fclose(f);
+	}
+	if (d)
+		closedir(d);
+	int r = nat_rules_write(&n->cluster, NODE_NET_BRIDGE, maps, nmaps, err);
+	free(maps);
+	return r;
+}
+
 /* Under the lock: the bridge, forwarding, the table and the routes. */
 static int network_up(struct node_net *n, struct berr *err)
 {
@@ -154,9 +190,13 @@ static int network_up(struct node_net *n, struct berr *err)
 		return berr_set(err, 503, "this node has no subnet of the cluster network yet");
 	if (netlink_bridge_ensure(NODE_NET_BRIDGE, n->subnet.base + 1, n->subnet.prefix, err) < 0 ||
 	    write_sysctl("/proc/sys/net/ipv4/ip_forward", "1", err) < 0 ||
-	    masquerade_ensure(&n->cluster, err) < 0)
+	    write_sysctl("/proc/sys/net/ipv4/conf/" NODE_NET_BRIDGE "/route_localnet", "1", err) <
+		0)
 		return -1;
 	mkdir_p(n->netns_dir, 0700);
+	mkdir_p(n->ports_dir, 0700);
+	if (write_nat(n, err) < 0)
+		return -1;
 	n->up = true;
 	program_routes(n);
 	char a[CIDR_TEXT_MAX];
@@ -165,8 +205,8 @@ static int network_up(struct node_net *n, struct berr *err)
 	return 0;
 }
 
-int node_net_task_setup(struct node_net *n, const char *task_id, uint32_t *ip, char **netns_path,
-			struct berr *err)
+int node_net_task_setup(struct node_net *n, const char *task_id, const int *ports, size_t nports,
+			uint32_t *ip, char **netns_path, struct berr *err)
 {
 	pthread_mutex_lock(&n->lock);
 	int rc = -1;
@@ -182,6 +222,25 @@ int node_net_task_setup(struct node_net *n, const char *task_id, uint32_t *ip, c
 		goto out;
 	}
 	*netns_path = path;
+	if (nports) {
+		struct sbuf sb;
+		sbuf_init(&sb);
+		for (size_t i = 0; i < nports; i++)
+			sbuf_addf(&sb, "%d\n", ports[i]);
+		char *pf = xasprintf("%s/%s", n->ports_dir, task_id);
+		int w = file_write_atomic(pf, sb.buf, sb.len);
+		free(pf);
+		sbuf_release(&sb);
+		if (w < 0 || write_nat(n, err) < 0) {
+			if (w < 0)
+				berr_set(err, 0, "cannot record the task's ports: %s",
+					 strerror(-w));
+			teardown(n, task_id);
+			free(*netns_path);
+			*netns_path = NULL;
+			goto out;
+		}
+	}
 	rc = 0;
 out:
 	pthread_mutex_unlock(&n->lock);
@@ -217,6 +276,11 @@ static void teardown(struct node_net *n, const char *task_id)
 	free(path);
 	if (n->ipam)
 		ipam_release(n->ipam, task_id);
+	char *pf = xasprintf("%s/%s", n->ports_dir, task_id);
+	bool had_ports = unlink(pf) == 0;
+	free(pf);
+	if (had_ports && n->up && write_nat(n, &err) < 0)
+		log_warn("network: %s", err.msg);
 }
 
 void node_net_task_teardown(struct node_net *n, const char *task_id)

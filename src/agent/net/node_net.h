@@ -11,7 +11,8 @@
  * the agent runs (and across its restarts: set-up is idempotent).
  *
  * State on disk, under DATA/net/: netns/ID (each task's namespace, a bind
- * mount) and addrs/ (ipam.h). The garbage collector removes what belongs to
+ * mount), addrs/ (ipam.h) and ports/ID (the node's ports sent to the task,
+ * from which the nftables table is rebuilt). The garbage collector removes what belongs to
  * tasks no longer live; a restarted agent thus keeps what its re-adopted
  * tasks hold and frees the rest.
  *
@@ -41,9 +42,10 @@ void node_net_free(struct node_net *n);
 int node_net_configure(struct node_net *n, json_t *net, struct berr *err);
 
 /* Set up the task's network: its address (the one it holds, else a new
- * one), namespace and veth. *ip: its address; *netns_path: new string. */
-int node_net_task_setup(struct node_net *n, const char *task_id, uint32_t *ip, char **netns_path,
-			struct berr *err);
+ * one), namespace and veth, and the node's ports[0..nports) sent to it
+ * (nat_rules.h). *ip: its address; *netns_path: new string. */
+int node_net_task_setup(struct node_net *n, const char *task_id, const int *ports, size_t nports,
+			uint32_t *ip, char **netns_path, struct berr *err);
 /* The address a task holds on this node, or 0. */
 uint32_t node_net_task_address(struct node_net *n, const char *task_id);
 /* Remove the task's namespace, veth and address. */
