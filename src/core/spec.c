@@ -232,6 +232,11 @@ const char *task_network_name(enum task_network n)
 							     : spec__network_names[0];
 }
 
+enum task_network task_network_default(enum task_driver d)
+{
+	return d == DRIVER_DOCKER ? NETWORK_HOST : NETWORK_BRIDGE;
+}
+
 const char *task_driver_name(enum task_driver d)
 {
 	return (unsigned)d < ARRAY_SIZE(spec__driver_names) ? spec__driver_names[d]

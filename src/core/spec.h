@@ -129,10 +129,13 @@ int task_driver_parse(const char *name, enum task_driver *out);
  * address on the node's subnet (docs/networking.md). */
 enum task_network { NETWORK_HOST = 0, NETWORK_BRIDGE };
 const char *task_network_name(enum task_network n);
+/* A task without `network`: bridge for exec and oci, host for docker (its
+ * bridge mode is not supported yet). */
+enum task_network task_network_default(enum task_driver d);
 
 struct task_spec {
 	enum task_driver driver;   /* default DRIVER_EXEC */
-	enum task_network network; /* default NETWORK_HOST */
+	enum task_network network; /* default: task_network_default(driver) */
 	char *image;		   /* "" for exec */
 	char **command;		   /* argv; a YAML/JSON string becomes {"/bin/sh","-c",s} */
 	size_t ncommand;

@@ -141,9 +141,10 @@ static json_t *task_json(const struct task_spec *t)
 	const struct health_spec *h = &t->health;
 
 	json_object_set_new(task, "driver", json_string(task_driver_name(t->driver)));
-	/* Only when not the default: the task JSON of jobs written before the
-	 * field existed stays the same (their config versions do not move). */
-	if (t->network != NETWORK_HOST)
+	/* Only when not the driver's default: the task JSON of jobs written
+	 * before the field existed stays the same (their config versions do
+	 * not move; their next tasks take the default). */
+	if (t->network != task_network_default(t->driver))
 		json_object_set_new(task, "network", json_string(task_network_name(t->network)));
 	json_object_set_new(task, "image", json_string(t->image));
 	json_object_set_new(task, "command", strv_json(t->command, t->ncommand));

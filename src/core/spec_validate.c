@@ -663,7 +663,6 @@ static int task_secrets(struct sctx *c, const struct snode *v, void *obj)
 /* task: struct task_spec */
 static const struct field task_fields[] = {
     F_READ("driver", task_driver),
-    F_READ("network", task_network),
     F_STRING("image", struct task_spec, image, "an image reference or path"),
     F_READ("command", task_command),
     F_READ("env", task_env),
@@ -675,6 +674,7 @@ static const struct field task_fields[] = {
     F_READ("shutdown", task_shutdown),
     F_READ("volumes", task_volumes),
     F_READ("secrets", task_secrets),
+    F_READ("network", task_network),
 };
 
 static int v_task(struct sctx *c, const struct snode *n, struct task_spec *t)
@@ -687,6 +687,8 @@ static int v_task(struct sctx *c, const struct snode *n, struct task_spec *t)
 	if (!t->command)
 		return missing(c, n, "command", "a command (a list of strings or a string)");
 	const struct snode *image = map_get(n, "image"), *driver = map_get(n, "driver");
+	if (!map_get(n, "network"))
+		t->network = task_network_default(t->driver);
 	if (t->driver != DRIVER_EXEC && !*t->image) {
 		spec__path_push(c, "image", 5);
 		return spec__expect(c, image ? image : driver, image, "an image for driver %s",

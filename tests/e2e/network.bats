@@ -248,4 +248,41 @@ EOF
 	run cli job run "$f"
 	[ "$status" -ne 0 ]
 	echo "$output" | grep -q "task.network: expected host or bridge, found 'overlay'"
+	f=$(write_spec dock <<'EOF'
+job: alice/prod/dock
+task:
+  driver: docker
+  image: busybox
+  network: bridge
+  command: ["sleep", "300"]
+EOF
+)
+	run cli job run "$f"
+	[ "$status" -ne 0 ]
+	echo "$output" | grep -q "task.network: expected host with driver docker"
+}
+
+@test "bridge is the default; network: host keeps the node's network" {
+	cluster 1
+	f=$(write_spec dflt <<'EOF'
+job: alice/prod/dflt
+task:
+  command: ["sleep", "300"]
+EOF
+)
+	h=$(write_spec hostnet <<'EOF'
+job: alice/prod/hostnet
+task:
+  network: host
+  command: ["sleep", "300"]
+EOF
+)
+	cli job run "$f"
+	cli job run "$h"
+	wait_for 15 '[ "$(nrunning alice/prod/dflt)" = 1 ] && [ "$(nrunning alice/prod/hostnet)" = 1 ]'
+	[ -n "$(task_field alice/prod/dflt 0 address)" ]
+	[ "$(task_field alice/prod/hostnet 0 address)" = None ]
+	agent_ns=$(readlink /proc/${NS_AGENT_PID[1]}/ns/net)
+	[ "$(readlink /proc/$(task_field alice/prod/dflt 0 pid)/ns/net)" != "$agent_ns" ]
+	[ "$(readlink /proc/$(task_field alice/prod/hostnet 0 pid)/ns/net)" = "$agent_ns" ]
 }

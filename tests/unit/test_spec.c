@@ -426,7 +426,8 @@ TEST(error_unknown_key)
 		  "'jobb'");
 	CHECK_STR(yaml_err(MIN "  resourcs: {}\n"),
 		  "web.yaml:4:3: task.resourcs: expected one of driver, image, command, env, user, "
-		  "resources, constraints, health, stop_grace, shutdown, volumes or secrets, found "
+		  "resources, constraints, health, stop_grace, shutdown, volumes, secrets or "
+		  "network, found "
 		  "'resourcs'");
 	CHECK_STR(yaml_err(MIN "  resources: {gpu: 1}\n"),
 		  "web.yaml:4:15: task.resources.gpu: expected one of cpu, memory, disk or ports, "
@@ -1430,12 +1431,40 @@ TEST(secrets)
 		  "found '-1'");
 }
 
-UNIT_MAIN(defaults_minimal, full_example, command_forms, env_values_are_text,
-	  empty_sections_are_empty, sizes, durations, job_keys, job_key_in_spec, error_unknown_key,
-	  error_wrong_type, error_sizes_and_durations, error_missing_fields, error_enums,
-	  error_integer_ranges, error_huge_numbers, error_duplicate_keys, error_yaml_syntax,
-	  error_aliases_tags_and_keys, error_documents, error_bytes, error_deep_nesting,
-	  only_first_error, cron_schedule, constraints, health_checks, ports, image_and_driver,
-	  user_field, template_validation, template_expansion, json_input_forms, json_errors,
-	  json_env_numbers_are_text, round_trip, task_json_equivalence, update_section, volumes,
-	  secrets, spec_free_null)
+TEST(network_defaults_per_driver_and_canonical_json)
+{
+	struct job_spec *s = yaml_ok("job: a/prod/x\ntask:\n  command: [\"true\"]\n");
+	CHECK(s->task.network == NETWORK_BRIDGE);
+	json_t *j = spec_task_to_json(s);
+	CHECK(json_object_get(json_object_get(j, "task"), "network") == NULL &&
+	      json_object_get(j, "network") == NULL);
+	json_decref(j);
+	spec_free(s);
+	s = yaml_ok("job: a/prod/x\ntask:\n  network: host\n  command: [\"true\"]\n");
+	CHECK(s->task.network == NETWORK_HOST);
+	j = spec_to_json(s);
+	CHECK_STR(json_string_value(json_object_get(json_object_get(j, "task"), "network")),
+		  "host");
+	/* The canonical JSON parses back to the same. */
+	struct job_spec *back = NULL;
+	struct berr err = {0};
+	CHECK(spec_parse_json(j, &back, &err) == 0);
+	CHECK(back && back->task.network == NETWORK_HOST);
+	spec_free(back);
+	json_decref(j);
+	spec_free(s);
+	s = yaml_ok(
+	    "job: a/prod/x\ntask:\n  driver: docker\n  image: busybox\n  command: [\"true\"]\n");
+	CHECK(s->task.network == NETWORK_HOST);
+	spec_free(s);
+}
+
+UNIT_MAIN(network_defaults_per_driver_and_canonical_json, defaults_minimal, full_example,
+	  command_forms, env_values_are_text, empty_sections_are_empty, sizes, durations, job_keys,
+	  job_key_in_spec, error_unknown_key, error_wrong_type, error_sizes_and_durations,
+	  error_missing_fields, error_enums, error_integer_ranges, error_huge_numbers,
+	  error_duplicate_keys, error_yaml_syntax, error_aliases_tags_and_keys, error_documents,
+	  error_bytes, error_deep_nesting, only_first_error, cron_schedule, constraints,
+	  health_checks, ports, image_and_driver, user_field, template_validation,
+	  template_expansion, json_input_forms, json_errors, json_env_numbers_are_text, round_trip,
+	  task_json_equivalence, update_section, volumes, secrets, spec_free_null)
