@@ -26,6 +26,7 @@ teardown() {
 	if [ "${BATS_TEST_COMPLETED:-}" != 1 ]; then
 		tail -30 "$D"/*.log >&2 || true
 	fi
+	release_task_netns "$D"
 	rm -rf "$D"
 }
 

@@ -58,6 +58,7 @@ teardown() {
 	if [ "${BATS_TEST_COMPLETED:-}" != 1 ] && [ -n "${HA:-}" ]; then
 		tail -n 20 "$HA"/s1.log "$HA"/s2.log "$HA"/agent.log >&2 || true
 	fi
+	release_task_netns "${HA:-}"
 	rm -rf "${HA:-/nonexistent}" /var/tmp/berth-ha-$$
 }
 

@@ -117,6 +117,17 @@ active_nodes() {
 	"$BERTH_BIN" node list --json 2>/dev/null | jget 'sum(1 for n in d if n["state"]=="ACTIVE")' || echo 0
 }
 
+# Unmount the network namespaces of bridge tasks kept under DIR (an agent's
+# DATA/net/netns/ID bind mounts), so that DIR can be removed after an agent
+# was killed with its tasks still holding them.
+release_task_netns() {
+	local dir=$1 p
+	[ -n "$dir" ] || return 0
+	for p in $(awk -v b="${dir%/}/" 'index($2, b) == 1 {print $2}' /proc/self/mounts); do
+		umount -l "$p" 2>/dev/null || true
+	done
+}
+
 cleanup_up() {
 	stop_up
 	# Anything a failed test left behind.
@@ -131,6 +142,7 @@ cleanup_up() {
 			echo "--- berth up log ---" >&2
 			tail -50 "$DATA.log" >&2
 		fi
+		release_task_netns "$DATA"
 		rm -rf "$DATA" "$DATA.log"
 	fi
 }

@@ -248,11 +248,7 @@ ns_cleanup() {
 	ns_kill_ns_procs "$NS_SRV"
 	ip netns del "$NS_SRV" 2>/dev/null || true
 	# Task network namespaces the agents kept (bind mounts in their data dirs).
-	if [ -n "${NS_BASE:-}" ]; then
-		for p in $(awk -v b="$NS_BASE/" 'index($2, b) == 1 {print $2}' /proc/self/mounts); do
-			umount -l "$p" 2>/dev/null || true
-		done
-	fi
+	release_task_netns "${NS_BASE:-}"
 	[ -n "${NS_BASE:-}" ] && rm -rf "$NS_BASE"
 	NS_RUN=
 }

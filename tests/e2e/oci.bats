@@ -173,7 +173,9 @@ EOF
 		for ns in pid mnt uts ipc; do
 			[ "$(readlink /proc/$pid/ns/$ns)" != "$(readlink /proc/self/ns/$ns)" ]
 		done
-		[ "$(readlink /proc/$pid/ns/net)" = "$(readlink /proc/self/ns/net)" ]
+		# network: bridge (the default): a network namespace of its own.
+		[ "$(readlink /proc/$pid/ns/net)" != "$(readlink /proc/self/ns/net)" ]
+		nsenter --net=/proc/$pid/ns/net ip -4 -o addr show dev eth0 | grep -q ' 10\.244\.'
 		grep -q '^NoNewPrivs:[[:space:]]*1' /proc/$pid/status
 		grep -q '^Seccomp:[[:space:]]*2' /proc/$pid/status
 		mem=$(cgroup_dir_of "$pid" memory)

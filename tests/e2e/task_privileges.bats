@@ -120,6 +120,7 @@ EOF
 	f=$(spec <<EOF
 job: alice/devel/pyhttp
 task:
+  network: host # it binds 127.0.0.1: the node's loopback
   command: ["/bin/sh", "-c", "echo served from \$(pwd) >hello.txt; exec $py -m http.server {{ports.http}} --bind 127.0.0.1"]
   resources: {cpu: 0.2, memory: 128MiB, ports: [http]}
 EOF
