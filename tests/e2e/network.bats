@@ -219,6 +219,18 @@ EOF
 	wait_for 10 'in_task "$pa" curl -fsS -m 2 "http://$ab:8080/" >/dev/null'
 	[ "$(in_task "$pa" curl -fsS -m 2 "http://$ab:8080/")" = b-0 ]
 	[ "$(in_task "$pb" curl -fsS -m 2 "http://$aa:8080/")" = a-0 ]
+	# n1's agent restarts, then a third node joins: n1 routes to it too.
+	ns_kill_agent 1 KILL
+	ns_start_agent 1
+	ns_add_host 3
+	ns_start_agent 3
+	wait_active 3 10
+	fc=$(web_spec c 1 r3)
+	cli job run "$fc"
+	wait_for 15 '[ "$(nrunning alice/prod/c)" = 1 ]'
+	ac=$(task_field alice/prod/c 0 address)
+	wait_for 10 'in_task "$pa" curl -fsS -m 2 "http://$ac:8080/" >/dev/null'
+	[ "$(in_task "$pa" curl -fsS -m 2 "http://$ac:8080/")" = c-0 ]
 }
 
 @test "subnets: one /24 per node, kept across restarts; an exhausted range refuses the node clearly" {

@@ -79,6 +79,21 @@ static void program_routes(struct node_net *n)
 		log_warn("network: %s", err.msg);
 }
 
+static int network_up(struct node_net *n, struct berr *err);
+
+/* Are there task networks on disk (re-adopted tasks)? */
+static bool has_task_networks(struct node_net *n)
+{
+	DIR *d = opendir(n->netns_dir);
+	struct dirent *de;
+	bool any = false;
+	while (d && !any && (de = readdir(d)))
+		any = de->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return any;
+}
+
 int node_net_configure(struct node_net *n, json_t *net, struct berr *err)
 {
 	struct cidr cluster, subnet;
@@ -121,6 +136,11 @@ int node_net_configure(struct node_net *n, json_t *net, struct berr *err)
 		n->up = false;
 	}
 	n->cluster = cluster;
+	/* A restarted agent whose re-adopted tasks have networks brings the
+	 * node's side up again at once (peers' routes keep following). */
+	struct berr uerr = {0};
+	if (!n->up && has_task_networks(n) && network_up(n, &uerr) < 0)
+		log_warn("network: %s", uerr.msg);
 	if (json_object_get(net, "peers")) {
 		free(n->peers);
 		n->peers = peers;
