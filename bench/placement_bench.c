@@ -67,6 +67,7 @@ static void fleet_init(struct fleet *f, size_t n)
 		    .mem_free = 64 * GiB,
 		    .disk_free = 1024 * GiB,
 		    .ports_free = 10000,
+		    .addrs_free = UINT32_MAX,
 		};
 	}
 }

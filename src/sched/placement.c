@@ -50,6 +50,7 @@ enum check {
 	CHK_MEM,
 	CHK_DISK,
 	CHK_PORTS,
+	CHK_ADDRS,
 	CHK_LIMIT,
 };
 
@@ -145,6 +146,7 @@ struct pctx {
 	/* 1 / request per resource (0 when not requested): scoring multiplies
 	 * instead of dividing, for every node every task looks at. */
 	double inv_cpu, inv_mem, inv_disk, inv_ports;
+	bool bridge; /* the task takes an address of the node's subnet */
 	enum placement_strategy strategy;
 	const struct constraint **values; /* value constraints, spec order */
 	size_t nvalues;
@@ -221,6 +223,8 @@ static enum check dyn_check(const struct pctx *x, size_t i, size_t *which)
 		return CHK_DISK;
 	if ((uint64_t)nd->ports_free < (uint64_t)r->nports)
 		return CHK_PORTS;
+	if (x->bridge && nd->addrs_free == 0)
+		return CHK_ADDRS;
 	for (size_t l = 0; l < x->nlimits; l++) {
 		int32_t s = x->slot[i * x->nlimits + l];
 		const struct limit *lim = &x->limits[l];
@@ -290,6 +294,8 @@ static void place_on(struct pctx *x, size_t i)
 	nd->mem_free -= r->memory;
 	nd->disk_free -= r->disk;
 	nd->ports_free -= (uint32_t)r->nports;
+	if (x->bridge && nd->addrs_free != UINT32_MAX)
+		nd->addrs_free--;
 	nd->job_tasks++;
 	for (size_t l = 0; l < x->nlimits; l++)
 		if (!x->limits[l].host)
@@ -335,7 +341,7 @@ static void add_part(struct sbuf *sb, const char *what, size_t count)
  * first failing check, in the fixed order. */
 static char *build_reason(struct pctx *x)
 {
-	size_t nsched = 0, ncpu = 0, nmem = 0, ndisk = 0, nports = 0;
+	size_t nsched = 0, ncpu = 0, nmem = 0, ndisk = 0, nports = 0, naddrs = 0;
 	size_t *nval = xcalloc(x->nvalues, sizeof *nval);
 	size_t *nlim = xcalloc(x->nlimits, sizeof *nlim);
 	for (size_t i = 0; i < x->n; i++) {
@@ -364,6 +370,9 @@ static char *build_reason(struct pctx *x)
 		case CHK_PORTS:
 			nports++;
 			break;
+		case CHK_ADDRS:
+			naddrs++;
+			break;
 		case CHK_LIMIT:
 			nlim[which]++;
 			break;
@@ -390,6 +399,7 @@ static char *build_reason(struct pctx *x)
 	add_part(&sb, "insufficient memory", nmem);
 	add_part(&sb, "insufficient disk", ndisk);
 	add_part(&sb, "insufficient ports", nports);
+	add_part(&sb, "no free address in the node's subnet", naddrs);
 	for (size_t l = 0; l < x->nlimits; l++) {
 		what.len = 0;
 		sbuf_addf(&what, "limit constraint %s:limit:%d", x->limits[l].c->attribute,
@@ -569,6 +579,7 @@ void placement_place(struct placement_node *nodes, size_t nnodes,
 	    .start = req->start_offset % nnodes,
 	    .res = &ts->resources,
 	    .strategy = req->job->placement,
+	    .bridge = ts->network == NETWORK_BRIDGE,
 	};
 	const struct resources *r = x.res;
 	x.inv_cpu = r->cpu > 0 ? 1.0 / r->cpu : 0;

@@ -71,6 +71,10 @@ struct placement_node {
 	double cpu_free;
 	uint64_t mem_free, disk_free;
 	uint32_t ports_free;
+	/* Addresses of the node's subnet not taken (a network: bridge task
+	 * takes one); UINT32_MAX when the node has no subnet (its agent
+	 * decides). */
+	uint32_t addrs_free;
 	/* Active tasks of the job being placed on this node (set by the caller,
 	 * incremented by placement as it places). */
 	uint32_t job_tasks;

@@ -313,6 +313,8 @@ static void task_release_node(struct cluster *c, struct task *t)
 			n->cpu_used -= s->task.resources.cpu;
 			n->mem_used -= s->task.resources.memory;
 			n->disk_used -= s->task.resources.disk;
+			if (s->task.network == NETWORK_BRIDGE && n->addrs_used)
+				n->addrs_used--;
 		}
 		const char *k;
 		json_t *v;
@@ -331,6 +333,8 @@ void task_charge_node(struct node *n, struct task *t)
 		n->cpu_used += s->task.resources.cpu;
 		n->mem_used += s->task.resources.memory;
 		n->disk_used += s->task.resources.disk;
+		if (s->task.network == NETWORK_BRIDGE)
+			n->addrs_used++;
 	}
 	const char *k;
 	json_t *pv;
@@ -752,6 +756,7 @@ void cluster_derive(struct cluster *c)
 		struct node *n = v;
 		n->cpu_used = 0;
 		n->mem_used = n->disk_used = 0;
+		n->addrs_used = 0;
 		port_pool_free(n->ports);
 		n->ports = port_pool_new(n->port_lo, n->port_hi);
 		hmap_release(&n->tasks);

@@ -155,8 +155,9 @@ struct node {
 	uint64_t mem_total, mem_used, disk_total, disk_used;
 	int port_lo, port_hi;
 	struct port_pool *ports;
-	char *addr; /* the agent's own HTTP address (logs) */
-	int subnet; /* its /24 of the cluster network (index in the range), -1 = none */
+	char *addr;	     /* the agent's own HTTP address (logs) */
+	int subnet;	     /* its /24 of the cluster network (index in the range), -1 = none */
+	uint32_t addrs_used; /* its network: bridge tasks (each holds an address) */
 	int64_t last_seen_mono;
 	struct node_live *live; /* its heartbeat stamps (c->live) */
 	uint64_t record_hash;	/* of the record last persisted: unchanged, not written */
@@ -180,6 +181,9 @@ struct node {
 	uint64_t desired_version;
 	struct hmap tasks; /* id -> struct task*, tasks assigned here */
 };
+
+/* Addresses a node's /24 gives tasks: .2 to .254 (.1 is its bridge). */
+#define NODE_SUBNET_ADDRS 253
 
 struct cluster_config {
 	int64_t heartbeat_ms;	   /* agents watch with this timeout */

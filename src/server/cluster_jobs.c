@@ -344,6 +344,9 @@ json_t *cluster_job_plan(struct cluster *c, struct job_spec *spec, struct berr *
 				p->mem_free += os->task.resources.memory;
 				p->disk_free += os->task.resources.disk;
 				p->ports_free += (uint32_t)os->task.resources.nports;
+				if (os->task.network == NETWORK_BRIDGE &&
+				    p->addrs_free != UINT32_MAX)
+					p->addrs_free++;
 			}
 		} else {
 			json_array_append_new(keep, json_integer(i));

@@ -76,6 +76,8 @@ static void place_class(struct cluster *c, struct node **nodes, struct placement
 		n->cpu_used += r->cpu;
 		n->mem_used += r->memory;
 		n->disk_used += r->disk;
+		if (jv->spec->task.network == NETWORK_BRIDGE)
+			n->addrs_used++;
 		t->node = n;
 		hmap_put(&n->tasks, t->id, t);
 		node_touch(c, n);
@@ -114,6 +116,10 @@ void node_view(struct cluster *c, struct node ***nodes_out, struct placement_nod
 		pn[k].mem_free = n->mem_total > n->mem_used ? n->mem_total - n->mem_used : 0;
 		pn[k].disk_free = n->disk_total > n->disk_used ? n->disk_total - n->disk_used : 0;
 		pn[k].ports_free = port_pool_available(n->ports);
+		pn[k].addrs_free = n->subnet < 0 ? UINT32_MAX
+				   : n->addrs_used >= NODE_SUBNET_ADDRS
+				       ? 0
+				       : NODE_SUBNET_ADDRS - n->addrs_used;
 		k++;
 	}
 	*nodes_out = nodes;

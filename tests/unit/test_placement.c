@@ -46,6 +46,7 @@ static struct cluster *cluster_new(size_t n, size_t per_rack, double cpu, uint64
 		    .mem_free = mem,
 		    .disk_free = 100 * GiB,
 		    .ports_free = 1000,
+		    .addrs_free = UINT32_MAX,
 		};
 	}
 	return c;
@@ -177,6 +178,26 @@ TEST(ports_count_per_task)
 	CHECK(r.placed == 2);
 	CHECK(c->nodes[0].ports_free == 1);
 	CHECK_STR(r.reason, "insufficient ports on 1 node");
+	placement_result_release(&r);
+	cluster_free(c);
+}
+
+/* A bridge task takes an address of its node's subnet; host tasks none. */
+TEST(bridge_tasks_count_addresses)
+{
+	struct cluster *c = cluster_new(2, 1, 16, 64 * GiB);
+	c->nodes[0].addrs_free = 2;
+	c->nodes[1].addrs_free = 1;
+	struct job_spec j = job_new(0.1, 1 * MiB);
+	j.task.network = NETWORK_BRIDGE;
+	struct placement_result r = place(c, &j, 4, 0, 0);
+	CHECK(r.placed == 3);
+	CHECK(c->nodes[0].addrs_free == 0 && c->nodes[1].addrs_free == 0);
+	CHECK_STR(r.reason, "no free address in the node's subnet on 2 nodes");
+	placement_result_release(&r);
+	j.task.network = NETWORK_HOST;
+	r = place(c, &j, 2, 0, 0);
+	CHECK(r.placed == 2);
 	placement_result_release(&r);
 	cluster_free(c);
 }
@@ -871,10 +892,11 @@ TEST(driver_must_be_offered)
 	cluster_free(c);
 }
 
-UNIT_MAIN(fits_exactly_in_every_dimension, no_fit_in_each_dimension, cpu_fractions_add_up,
-	  ports_count_per_task, zero_count_and_no_nodes, binpack_fills_one_node_before_another,
-	  binpack_prefers_the_fuller_node, binpack_weighs_the_tightest_resource,
-	  spread_spreads_evenly, spread_prefers_the_emptiest_on_equal_tasks,
+UNIT_MAIN(bridge_tasks_count_addresses, fits_exactly_in_every_dimension, no_fit_in_each_dimension,
+	  cpu_fractions_add_up, ports_count_per_task, zero_count_and_no_nodes,
+	  binpack_fills_one_node_before_another, binpack_prefers_the_fuller_node,
+	  binpack_weighs_the_tightest_resource, spread_spreads_evenly,
+	  spread_prefers_the_emptiest_on_equal_tasks,
 	  ties_follow_start_offset_and_are_deterministic, value_constraint_single_value,
 	  value_constraint_negated, value_constraint_multi_value_and_reason, missing_attributes,
 	  host_limit_one_per_host_rest_unplaced, host_limit_counts_existing_tasks,
