@@ -78,6 +78,7 @@ job: soak/prod/$1
 instances: $2
 update: {batch_size: 5, watch: 1s}
 task:
+  network: host # 500 tasks on one node: more than a node's 253 addresses
   command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 2; done"]
   env: {TAG: "$3"}
   resources: {cpu: ${cpus[$((i % 4))]}, memory: ${mems[$((i % 3))]}}
