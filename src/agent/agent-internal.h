@@ -31,6 +31,7 @@
 
 #include "agent/agent.h"
 #include "agent/driver/driver.h"
+#include "agent/endpoints.h"
 #include "agent/health.h"
 #include "core/hmap.h"
 #include "core/lifecycle.h"
@@ -144,6 +145,8 @@ struct agent {
 	char *logs_cert, *logs_ca; /* PEM, for the daemon and ticket checks */
 	char *advertise;
 	int wake_pipe[2];
+	/* Every job's endpoints, as the watch replies bring them (own lock). */
+	struct endpoints *endpoints;
 };
 
 /* agent.c */

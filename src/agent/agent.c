@@ -100,6 +100,7 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	a->max_starting = ncpu > 2 ? 2 * (int)ncpu : 4;
 	hmap_init(&a->tasks);
+	a->endpoints = endpoints_new();
 	signal(SIGPIPE, SIG_IGN);
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -168,6 +169,7 @@ fail:
 	}
 	hmap_release(&a->tasks);
 	agent_identity_free(a);
+	endpoints_free(a->endpoints);
 	free(a->name);
 	free(a->tasks_dir);
 	free(a->notify_path);
@@ -248,6 +250,7 @@ void agent_stop(struct agent *a)
 	pthread_cond_destroy(&a->launch_cond);
 	pthread_mutex_destroy(&a->logs_lock);
 	agent_identity_free(a);
+	endpoints_free(a->endpoints);
 	free(a->name);
 	free(a->tasks_dir);
 	free(a->notify_path);
