@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "agent/agent-internal.h"
+#include "agent/dns_server.h"
 #include "agent/cgroup.h"
 #include "agent/host_volumes.h"
 #include "agent/image/registry_auth.h"
@@ -134,6 +135,8 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 		goto fail;
 	if (agent_logs_start(a, o->listen, err) < 0)
 		goto fail;
+	if (agent_dns_start(a, err) < 0)
+		goto fail;
 	join_system_cgroup(a);
 	agent_adopt_existing(a);
 	orphans_sweep_cgroups(a->o.cgroup_parent);
@@ -169,6 +172,7 @@ fail:
 	}
 	hmap_release(&a->tasks);
 	agent_identity_free(a);
+	dns_server_stop(a->dns);
 	endpoints_free(a->endpoints);
 	free(a->name);
 	free(a->tasks_dir);
@@ -250,6 +254,7 @@ void agent_stop(struct agent *a)
 	pthread_cond_destroy(&a->launch_cond);
 	pthread_mutex_destroy(&a->logs_lock);
 	agent_identity_free(a);
+	dns_server_stop(a->dns);
 	endpoints_free(a->endpoints);
 	free(a->name);
 	free(a->tasks_dir);
