@@ -108,6 +108,9 @@ struct oci_config_in {
 	const char *const *volume_host, *const *volume_path;
 	const bool *volume_ro;
 	size_t nvolumes;
+	/* Shown at /etc/resolv.conf: the agent's (SANDBOX/resolv.conf, its name
+	 * server) or NULL for the host's. */
+	const char *resolv_conf;
 };
 
 /* Build config.json's text (the caller frees it). */
