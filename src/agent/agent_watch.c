@@ -199,12 +199,19 @@ static int do_register(struct agent *a, struct http_client *hc, struct berr *err
 static void follow_endpoints(struct agent *a, json_t *reply)
 {
 	json_t *table = json_object_get(reply, "endpoints");
+	json_t *delta = json_object_get(reply, "endpoints_delta");
 	json_t *ev = json_object_get(reply, "endpoints_version");
-	if (!table || !json_is_integer(ev))
+	json_t *base = json_object_get(reply, "endpoints_base");
+	if ((!table && !delta) || !json_is_integer(ev))
 		return;
 	struct berr err = {0};
-	if (endpoints_replace(a->endpoints, (uint64_t)json_integer_value(ev), table, &err) < 0 ||
-	    err.msg[0])
+	uint64_t v = (uint64_t)json_integer_value(ev);
+	int r = table ? endpoints_replace(a->endpoints, v, table, &err)
+		      : endpoints_apply_delta(a->endpoints, (uint64_t)json_integer_value(base), v,
+					      delta, &err);
+	if (r == 1 || r < 0)
+		endpoints_invalidate(a->endpoints); /* the whole table next time */
+	if (r < 0 || err.msg[0])
 		log_warn("%s", err.msg);
 }
 

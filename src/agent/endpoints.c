@@ -10,9 +10,12 @@
 
 #include "core/hmap.h"
 
+/* A job's endpoints; shared by the snapshots that did not change it (refs
+ * is touched by the one writer thread only). */
 struct ep_job {
 	struct endpoint *eps;
 	size_t n;
+	int refs;
 };
 
 struct snapshot {
@@ -27,6 +30,8 @@ struct endpoints {
 
 static void ep_job_free(struct ep_job *j)
 {
+	if (--j->refs > 0)
+		return;
 	for (size_t i = 0; i < j->n; i++) {
 		struct endpoint *e = &j->eps[i];
 		free((char *)e->task);
@@ -119,6 +124,49 @@ static int endpoint_cmp(const void *a, const void *b)
 	return x->instance < y->instance ? -1 : x->instance > y->instance;
 }
 
+/* One job's endpoints from its JSON array; NULL when it is not one. */
+static struct ep_job *ep_job_parse(json_t *arr, size_t *skipped)
+{
+	if (!json_is_array(arr))
+		return NULL;
+	struct ep_job *j = xcalloc(1, sizeof *j);
+	j->refs = 1;
+	size_t n = json_array_size(arr);
+	j->eps = n ? xcalloc(n, sizeof *j->eps) : NULL;
+	for (size_t i = 0; i < n; i++)
+		if (endpoint_parse(json_array_get(arr, i), &j->eps[j->n]))
+			j->n++;
+		else
+			(*skipped)++;
+	if (j->n > 1)
+		qsort(j->eps, j->n, sizeof *j->eps, endpoint_cmp);
+	return j;
+}
+
+/* Put job key's entry (parsed from arr; JSON null: none) into s. */
+static void snapshot_set(struct snapshot *s, const char *key, json_t *arr, size_t *skipped)
+{
+	struct ep_job *old = NULL;
+	if (strlen(key) >= ENDPOINT_KEY_MAX) {
+		(*skipped)++;
+		return;
+	}
+	if (json_is_null(arr)) {
+		old = hmap_del(&s->jobs, key);
+	} else {
+		struct ep_job *j = ep_job_parse(arr, skipped);
+		if (!j) {
+			(*skipped)++;
+			return;
+		}
+		old = hmap_put(&s->jobs, key, j);
+	}
+	if (old)
+		ep_job_free(old);
+}
+
+static void swap_in(struct endpoints *t, struct snapshot *s, uint64_t version);
+
 int endpoints_replace(struct endpoints *t, uint64_t version, json_t *table, struct berr *err)
 {
 	if (!json_is_object(table))
@@ -130,31 +178,62 @@ int endpoints_replace(struct endpoints *t, uint64_t version, json_t *table, stru
 	json_t *arr;
 	json_object_foreach(table, key, arr)
 	{
-		if (!json_is_array(arr) || strlen(key) >= ENDPOINT_KEY_MAX) {
+		if (json_is_null(arr))
 			skipped++;
-			continue;
-		}
-		struct ep_job *j = xcalloc(1, sizeof *j);
-		size_t n = json_array_size(arr);
-		j->eps = n ? xcalloc(n, sizeof *j->eps) : NULL;
-		for (size_t i = 0; i < n; i++)
-			if (endpoint_parse(json_array_get(arr, i), &j->eps[j->n]))
-				j->n++;
-			else
-				skipped++;
-		if (j->n > 1)
-			qsort(j->eps, j->n, sizeof *j->eps, endpoint_cmp);
-		hmap_put(&s->jobs, key, j);
+		else
+			snapshot_set(s, key, arr, &skipped);
 	}
+	swap_in(t, s, version);
+	if (skipped)
+		berr_set(err, 0, "endpoints: %zu malformed entries skipped", skipped);
+	return 0;
+}
+
+int endpoints_apply_delta(struct endpoints *t, uint64_t base, uint64_t version, json_t *delta,
+			  struct berr *err)
+{
+	if (!json_is_object(delta))
+		return berr_set(err, 400, "endpoints: expected an object of jobs");
+	/* The watch thread is the only writer: the table cannot move between
+	 * this look and the swap. */
+	pthread_rwlock_rdlock(&t->lock);
+	bool at_base = t->snap && t->version == base;
+	pthread_rwlock_unlock(&t->lock);
+	if (!at_base)
+		return 1;
+	struct snapshot *s = xcalloc(1, sizeof *s);
+	hmap_init(&s->jobs);
+	size_t it = 0;
+	const char *key;
+	void *v;
+	while (hmap_next(&t->snap->jobs, &it, &key, &v)) {
+		((struct ep_job *)v)->refs++;
+		hmap_put(&s->jobs, key, v);
+	}
+	size_t skipped = 0;
+	json_t *arr;
+	json_object_foreach(delta, key, arr) snapshot_set(s, key, arr, &skipped);
+	swap_in(t, s, version);
+	if (skipped)
+		berr_set(err, 0, "endpoints: %zu malformed entries skipped", skipped);
+	return 0;
+}
+
+void endpoints_invalidate(struct endpoints *t)
+{
+	pthread_rwlock_wrlock(&t->lock);
+	t->version = 0;
+	pthread_rwlock_unlock(&t->lock);
+}
+
+static void swap_in(struct endpoints *t, struct snapshot *s, uint64_t version)
+{
 	pthread_rwlock_wrlock(&t->lock);
 	struct snapshot *old = t->snap;
 	t->snap = s;
 	t->version = version;
 	pthread_rwlock_unlock(&t->lock);
 	snapshot_free(old);
-	if (skipped)
-		berr_set(err, 0, "endpoints: %zu malformed entries skipped", skipped);
-	return 0;
 }
 
 int endpoints_each(struct endpoints *t, const char *key,

@@ -56,6 +56,17 @@ uint64_t endpoints_version(struct endpoints *t);
  * is not an object. */
 int endpoints_replace(struct endpoints *t, uint64_t version, json_t *table, struct berr *err);
 
+/* Apply what changed from version `base` to `version`: delta is
+ * {"KEY": [ENDPOINT...] | null, ...} (null: the job went); the other jobs
+ * are kept. Returns 0, 1 when the table is not at `base` (nothing done:
+ * ask for the whole table with endpoints_invalidate), -1 when delta is not
+ * an object. */
+int endpoints_apply_delta(struct endpoints *t, uint64_t base, uint64_t version, json_t *delta,
+			  struct berr *err);
+/* Forget the version (not the table, which readers keep using): the next
+ * watch asks for the whole table. */
+void endpoints_invalidate(struct endpoints *t);
+
 /* Call fn for each endpoint of job `key`, in instance order. Returns the
  * number of endpoints, or -1 when the job is not in the table (a job with
  * no RUNNING instance is in it, with 0). */

@@ -82,8 +82,13 @@ void cluster_derive(struct cluster *c);
 
 /* ---- endpoints (cluster_endpoints.c) ---- */
 
-/* Some job's endpoints may have changed: watches that follow them answer. */
+/* Some jobs' endpoints may have changed (which ones is not known: agents
+ * behind get the whole table): watches that follow them answer. */
 void endpoints_touch(struct cluster *c);
+/* Job `key`'s endpoints may have changed (agents behind get a delta). */
+void endpoints_touch_job(struct cluster *c, const char *key);
+/* Free the endpoints' texts and change log. */
+void endpoints_release(struct cluster *c);
 /* A transition from -> to changes the endpoints (enters or leaves RUNNING). */
 static inline bool endpoints_moved(enum task_state from, enum task_state to)
 {

@@ -176,7 +176,7 @@ void cluster_free(struct cluster *c)
 	store_batch_free(c->pending);
 	liveness_free(c->live);
 	token_table_free(c->tokens);
-	free(c->endpoints_text);
+	endpoints_release(c);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->wake);
 	free(c);
@@ -377,7 +377,7 @@ bool task_transition(struct cluster *c, struct task *t, enum task_state to, cons
 	int64_t now = time_now_ms();
 	c->changes++;
 	if (endpoints_moved(t->state, to))
-		endpoints_touch(c);
+		endpoints_touch_job(c, t->job->key);
 	waiting_update(c, t, to);
 	t->state = to;
 	task_add_event(t, to, msg, now);
@@ -565,10 +565,10 @@ void job_forget(struct cluster *c, struct job *j)
 	for (size_t i = 0; i < j->nended; i++)
 		task_destroy(c, j->ended[i]);
 	j->nended = 0;
+	endpoints_touch_job(c, j->key);
 	hmap_del(&c->jobs, j->key);
 	c->job_index.gen++;
 	job_free(j);
-	endpoints_touch(c);
 }
 
 int job_max_version(const struct job *j)

@@ -238,6 +238,14 @@ struct cluster {
 	uint64_t endpoints_version;
 	char *endpoints_text;
 	uint64_t endpoints_text_version;
+	/* The change log for deltas: the job key each version changed, by
+	 * version % ENDPOINTS_LOG; versions after endpoints_log_from are all
+	 * in it. The last delta's text is kept for the agents that ask for the
+	 * same one. */
+	char **endpoints_log;
+	uint64_t endpoints_log_from;
+	char *endpoints_delta_text;
+	uint64_t endpoints_delta_from, endpoints_delta_to;
 };
 
 struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg);
@@ -344,6 +352,11 @@ json_t *cluster_job_endpoints_json(const struct cluster *c, const char *key, str
  * endpoints_version; owned by the cluster, valid until the lock is
  * released. */
 const char *cluster_endpoints_text(struct cluster *c);
+/* What changed since version `from`: {"KEY": [ENDPOINT...] | null, ...}
+ * (null: the job went), or NULL when the log does not reach back that
+ * far (send the whole table). Owned by the cluster, valid until the lock
+ * is released. */
+const char *cluster_endpoints_delta_text(struct cluster *c, uint64_t from);
 
 /* Periodic work: scheduling, throttles, heartbeat deadlines, drains. Returns
  * the seq of what it changed (0 when nothing). */

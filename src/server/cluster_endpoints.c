@@ -12,9 +12,39 @@
 
 #include "server/cluster-internal.h"
 
+/* How many versions back a delta can reach. */
+#define ENDPOINTS_LOG 4096
+
 void endpoints_touch(struct cluster *c)
 {
 	c->endpoints_version++;
+	c->endpoints_log_from = c->endpoints_version; /* no delta across this */
+}
+
+void endpoints_touch_job(struct cluster *c, const char *key)
+{
+	if (!c->endpoints_log) {
+		c->endpoints_log = xcalloc(ENDPOINTS_LOG, sizeof *c->endpoints_log);
+		c->endpoints_log_from = c->endpoints_version;
+	}
+	uint64_t v = ++c->endpoints_version;
+	char **slot = &c->endpoints_log[v % ENDPOINTS_LOG];
+	free(*slot);
+	*slot = xstrdup(key);
+	if (v - c->endpoints_log_from >= ENDPOINTS_LOG)
+		c->endpoints_log_from = v - ENDPOINTS_LOG + 1;
+}
+
+void endpoints_release(struct cluster *c)
+{
+	if (c->endpoints_log)
+		for (size_t i = 0; i < ENDPOINTS_LOG; i++)
+			free(c->endpoints_log[i]);
+	free(c->endpoints_log);
+	free(c->endpoints_text);
+	free(c->endpoints_delta_text);
+	c->endpoints_log = NULL;
+	c->endpoints_text = c->endpoints_delta_text = NULL;
 }
 
 /* The host of the agent's registered address ("https://10.0.0.2:40123"),
@@ -110,4 +140,29 @@ const char *cluster_endpoints_text(struct cluster *c)
 	json_decref(all);
 	c->endpoints_text_version = c->endpoints_version;
 	return c->endpoints_text;
+}
+
+const char *cluster_endpoints_delta_text(struct cluster *c, uint64_t from)
+{
+	uint64_t to = c->endpoints_version;
+	if (!c->endpoints_log || from < c->endpoints_log_from || from >= to)
+		return NULL;
+	if (c->endpoints_delta_text && c->endpoints_delta_from == from &&
+	    c->endpoints_delta_to == to)
+		return c->endpoints_delta_text;
+	json_t *delta = json_object();
+	for (uint64_t v = from + 1; v <= to; v++) {
+		const char *key = c->endpoints_log[v % ENDPOINTS_LOG];
+		if (!key || json_object_get(delta, key))
+			continue;
+		const struct job *j = hmap_get(&c->jobs, key);
+		json_object_set_new(delta, key,
+				    j && !j->killed ? job_endpoints(c, j) : json_null());
+	}
+	free(c->endpoints_delta_text);
+	c->endpoints_delta_text = json_dumps(delta, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(delta);
+	c->endpoints_delta_from = from;
+	c->endpoints_delta_to = to;
+	return c->endpoints_delta_text;
 }

@@ -223,6 +223,7 @@ uint64_t cluster_job_kill(struct cluster *c, const char *key, struct berr *err)
 		return 0;
 	}
 	j->killed = true;
+	endpoints_touch_job(c, j->key); /* its name goes now */
 	update_stop_for_kill(c, j);
 	for (size_t i = 0; i < j->nactive; i++) {
 		struct task *t = j->active[i];

@@ -45,15 +45,23 @@ void watch_answer(struct cluster *c, struct request *q, struct node *n)
 	q->text = cluster_node_desired_text(c, n, q->known_version);
 	if (!q->endpoints_follow || q->endpoints_known == c->endpoints_version)
 		return;
-	/* The desired text is one JSON object: the table goes in before its
-	 * closing brace, rendered once per version for every agent. */
-	const char *table = cluster_endpoints_text(c);
+	/* The desired text is one JSON object: the endpoints go in before its
+	 * closing brace. What changed since the agent's version when the log
+	 * reaches back that far, else the whole table; either rendered once
+	 * for every agent at the same version. */
+	const char *delta =
+	    q->endpoints_known ? cluster_endpoints_delta_text(c, q->endpoints_known) : NULL;
+	const char *table = delta ? NULL : cluster_endpoints_text(c);
 	size_t len = strlen(q->text);
-	if (!table || !len || q->text[len - 1] != '}')
+	if ((!delta && !table) || !len || q->text[len - 1] != '}')
 		return;
 	q->text[len - 1] = 0;
-	char *t = xasprintf("%s,\"endpoints_version\":%llu,\"endpoints\":%s}", q->text,
-			    (unsigned long long)c->endpoints_version, table);
+	char *t = delta ? xasprintf("%s,\"endpoints_version\":%llu,\"endpoints_base\":%llu,"
+				    "\"endpoints_delta\":%s}",
+				    q->text, (unsigned long long)c->endpoints_version,
+				    (unsigned long long)q->endpoints_known, delta)
+			: xasprintf("%s,\"endpoints_version\":%llu,\"endpoints\":%s}", q->text,
+				    (unsigned long long)c->endpoints_version, table);
 	free(q->text);
 	q->text = t;
 }

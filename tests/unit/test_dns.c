@@ -192,6 +192,21 @@ static size_t ask(struct endpoints *t, const char *name, uint16_t type, uint8_t 
 	return dns_answer_berth(t, &q, out, cap);
 }
 
+static void count_fn(void *ud, const char *key, const struct endpoint *e)
+{
+	(void)key;
+	(void)e;
+	(*(int *)ud)++;
+}
+
+static void jobs_fn(void *ud, const char *key, const struct endpoint *eps, size_t n)
+{
+	(void)key;
+	(void)eps;
+	(void)n;
+	(*(int *)ud)++;
+}
+
 TEST(endpoints_table)
 {
 	struct endpoints *t = table();
@@ -199,6 +214,34 @@ TEST(endpoints_table)
 	struct berr err = {0};
 	CHECK(endpoints_replace(t, 43, NULL, &err) < 0);
 	CHECK(endpoints_version(t) == 42);
+	int n = 0;
+	CHECK(endpoints_each(t, "alice/devel/web", count_fn, &n) == 2 && n == 2);
+	CHECK(endpoints_each(t, "alice/devel/idle", count_fn, &n) == 0);
+	CHECK(endpoints_each(t, "nope/x/y", count_fn, &n) == -1);
+	/* A delta: one job changed, one gone, one new; the others kept. */
+	json_t *d = json_loads("{\"alice/devel/idle\": null, \"bob/prod/db\": [{\"instance\": 0, "
+			       "\"task\": \"d0\", \"address\": \"10.0.0.9\"}]}",
+			       0, NULL);
+	CHECK(endpoints_apply_delta(t, 41, 44, d, &err) == 1); /* not at its base */
+	CHECK(endpoints_version(t) == 42);
+	CHECK(endpoints_apply_delta(t, 42, 44, d, &err) == 0);
+	json_decref(d);
+	CHECK(endpoints_version(t) == 44);
+	CHECK(endpoints_each(t, "alice/devel/idle", count_fn, &n) == -1);
+	CHECK(endpoints_each(t, "bob/prod/db", count_fn, &n) == 1);
+	CHECK(endpoints_each(t, "alice/devel/web", count_fn, &n) == 2);
+	n = 0;
+	endpoints_each_job(t, jobs_fn, &n);
+	CHECK(n == 2);
+	/* The shared job survives the next replacement of the table. */
+	d = json_loads("{\"alice/devel/web\": []}", 0, NULL);
+	CHECK(endpoints_apply_delta(t, 44, 45, d, &err) == 0);
+	CHECK(endpoints_each(t, "alice/devel/web", count_fn, &n) == 0);
+	CHECK(endpoints_each(t, "bob/prod/db", count_fn, &n) == 1);
+	json_decref(d);
+	endpoints_invalidate(t);
+	CHECK(endpoints_version(t) == 0);
+	CHECK(endpoints_each(t, "bob/prod/db", count_fn, &n) == 1); /* still readable */
 	endpoints_free(t);
 }
 
