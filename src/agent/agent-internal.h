@@ -15,6 +15,7 @@
  *                   pruning, image GC
  *   agent_logs.c    the logs HTTP listener (/v1/logs/TASK)
  *   agent_identity.c the node's certificate: join, renewal, TLS clients
+ *   agent_dns.c     the tasks' name server (dns_server.h) and resolv.conf
  *
  * Locking: `lock` guards the task table and every field below it that a
  * thread other than its owner reads. Functions named agent_task_* and

@@ -17,6 +17,8 @@
  *                      sets, heartbeats, drain, flap back-off, take-back
  *   cluster_sched.c    the glue to src/sched's placement
  *   cluster_views.c    read-only JSON views
+ *   cluster_endpoints.c where jobs' RUNNING instances answer: the view, the
+ *                      table and deltas the agents follow
  *
  * A controller (jobs, updates, cron, nodes, sched) changes tasks, jobs and
  * nodes through the functions of the state below, and writes records
