@@ -158,6 +158,12 @@ char *server_logs_ticket(struct server *s, const char *task_id);
 void server_authenticate(struct server *s, struct request *q);
 /* libmicrohttpd's connection callback: a TLS peer's identity is checked
  * once per connection and kept with it. */
+/* Seconds a connection may stay idle; before its first request (its TLS
+ * handshake), HANDSHAKE_TIMEOUT_S. */
+#define CONNECTION_TIMEOUT_S 120
+#define HANDSHAKE_TIMEOUT_S 5
+/* The first request of a connection: it gets CONNECTION_TIMEOUT_S. */
+void server_connection_request(struct server *s, struct MHD_Connection *conn);
 void server_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 			  enum MHD_ConnectionNotificationCode toe);
 /* Who did what: one JSON line in DATA/audit.log per write (server_auth.c). */
