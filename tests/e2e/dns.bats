@@ -22,8 +22,9 @@ setup() {
 	# $SICK/I exists (tasks see the host's /var/tmp, read-only).
 	SICK=$(mktemp -d /var/tmp/berth-dns-sick.XXXXXX)
 	chmod 755 "$SICK"
-	# Ports of our own: other clusters on this host use the default range.
-	lo=$((40000 + RANDOM % 200 * 100))
+	# Ports of our own, below the ephemeral range: other clusters on this
+	# host use the default range.
+	lo=$((22000 + RANDOM % 80 * 100))
 	BERTH_UP_FLAGS="--dns-listen $DNS_IP:53 --dns-upstream 127.0.0.1:$(cat "$UPSTREAM_PORTFILE")"
 	BERTH_UP_FLAGS="$BERTH_UP_FLAGS --port-range $lo-$((lo + 99))"
 	export BERTH_UP_FLAGS
@@ -60,8 +61,8 @@ EOF2
 }
 
 @test "GET /v1/jobs/KEY/endpoints lists RUNNING instances; another role gets 403" {
-	"$BERTH_BIN" job run "$(web_spec 2)"
-	wait_for 20 '[ "$(running_count alice/devel/web)" = 2 ]'
+	"$BERTH_BIN" job run --detach "$(web_spec 2)"
+	wait_for 30 '[ "$(running_count alice/devel/web)" = 2 ]'
 	run api_curl -fsS "$BERTH_ADDR/v1/jobs/alice/devel/web/endpoints"
 	[ "$status" -eq 0 ]
 	echo "$output" | python3 -c '
@@ -86,8 +87,8 @@ for e in eps:
 }
 
 @test "A, instance and SRV answers; unknown berth names are NXDOMAIN; others are forwarded" {
-	"$BERTH_BIN" job run "$(web_spec 2)"
-	wait_for 20 '[ "$(running_count alice/devel/web)" = 2 ]'
+	"$BERTH_BIN" job run --detach "$(web_spec 2)"
+	wait_for 30 '[ "$(running_count alice/devel/web)" = 2 ]'
 	wait_for 3 '[ "$(srv_count _http._tcp.web.devel.alice.berth)" = 2 ]'
 	run dnsq web.devel.alice.berth A
 	[[ "${lines[0]}" == NOERROR* ]]
@@ -121,7 +122,7 @@ for e in eps:
 }
 
 @test "answers follow scaling up and down within two seconds" {
-	"$BERTH_BIN" job run "$(web_spec 1)"
+	"$BERTH_BIN" job run --detach "$(web_spec 1)"
 	wait_for 20 '[ "$(srv_count _http._tcp.web.devel.alice.berth)" = 1 ]'
 	"$BERTH_BIN" job run --detach "$(web_spec 3)"
 	wait_for 20 '[ "$(running_count alice/devel/web)" = 3 ]'
@@ -136,7 +137,7 @@ for e in eps:
 }
 
 @test "an instance whose health check fails leaves the answer" {
-	"$BERTH_BIN" job run "$(web_spec 2)"
+	"$BERTH_BIN" job run --detach "$(web_spec 2)"
 	wait_for 20 '[ "$(srv_count _http._tcp.web.devel.alice.berth)" = 2 ]'
 	touch "$SICK/1"
 	# Two failed checks 200 ms apart, then it is killed: gone from DNS
@@ -153,8 +154,8 @@ for e in eps:
 }
 
 @test "an exec task resolves berth names and others through the agent" {
-	"$BERTH_BIN" job run "$(web_spec 2)"
-	wait_for 20 '[ "$(running_count alice/devel/web)" = 2 ]'
+	"$BERTH_BIN" job run --detach "$(web_spec 2)"
+	wait_for 30 '[ "$(running_count alice/devel/web)" = 2 ]'
 	wait_for 3 '[ "$(srv_count _http._tcp.web.devel.alice.berth)" = 2 ]'
 	tid=$(status_json alice/devel/web | jget '[t["id"] for t in d["tasks"] if t["state"] == "RUNNING"][0]')
 	run "$BERTH_BIN" task-exec "$DATA/tasks/$tid" -- cat /etc/resolv.conf
