@@ -68,8 +68,8 @@ struct conn {
 	struct mesh_backend *backends; /* the listener's table when accepted */
 	size_t nbackends, first, tries;
 	bool dead;
-	struct conn *prev, *next;     /* all conns */
-	struct conn *dead_next;	      /* freed after the batch */
+	struct conn *prev, *next; /* all conns */
+	struct conn *dead_next;	  /* freed after the batch */
 };
 
 struct mesh_proxy {
@@ -367,8 +367,8 @@ static int pump(struct conn *c, int dir)
 		}
 		if (h->eof || (dir == 1 && c->connecting))
 			break;
-		ssize_t n = splice(src, NULL, h->pipe[1], NULL, 1 << 16,
-				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		ssize_t n =
+		    splice(src, NULL, h->pipe[1], NULL, 1 << 16, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n > 0) {
 			h->inpipe += (size_t)n;
 			if (c->connecting)

@@ -180,7 +180,8 @@ static json_t *task_json(const struct task_spec *t)
 	/* Only when not the default: specs written before it keep their
 	 * canonical JSON (and their config version). */
 	if (t->drain_delay_ms != SPEC_DEFAULT_DRAIN_DELAY_MS)
-		json_object_set_new(task, "drain_delay", json_integer((json_int_t)t->drain_delay_ms));
+		json_object_set_new(task, "drain_delay",
+				    json_integer((json_int_t)t->drain_delay_ms));
 	/* Only when set: specs without volumes keep their canonical JSON. */
 	if (t->nvolumes) {
 		json_t *vols = json_array();
@@ -240,10 +241,10 @@ json_t *spec_to_json(const struct job_spec *s)
 	if (s->npublish) {
 		json_t *pub = json_array();
 		for (size_t i = 0; i < s->npublish; i++)
-			json_array_append_new(pub, json_pack("{s:i,s:s,s:s}", "port",
-							     s->publish[i].port, "target",
-							     s->publish[i].target, "mode",
-							     publish_mode_name(s->publish[i].mode)));
+			json_array_append_new(pub,
+					      json_pack("{s:i,s:s,s:s}", "port", s->publish[i].port,
+							"target", s->publish[i].target, "mode",
+							publish_mode_name(s->publish[i].mode)));
 		json_object_set_new(j, "publish", pub);
 	}
 	return j;

@@ -1141,8 +1141,9 @@ static int job_publish(struct sctx *c, const struct snode *n, void *obj)
 	if (n->kind == SN_NULL)
 		return 0;
 	if (n->kind != SN_SEQ)
-		return spec__expect(c, n, n, "a list of published ports such as {port: 8080, "
-					     "target: http}");
+		return spec__expect(c, n, n,
+				    "a list of published ports such as {port: 8080, "
+				    "target: http}");
 	if (n->nkids > SPEC_MAX_PUBLISH) {
 		_cleanup_free_ char *found = xasprintf("%zu published ports", n->nkids);
 		return spec__expect_found(c, n, found, "at most %d published ports",

@@ -46,11 +46,12 @@ int cluster_mesh_check_publish(struct cluster *c, const struct job_spec *spec, s
 		while (hmap_next(&c->nodes, &it, NULL, &v)) {
 			struct node *n = v;
 			if (port >= n->port_lo && port <= n->port_hi)
-				return berr_set(err, 400,
-						"publish: port %d is in node '%s''s task port range "
-						"%d-%d (publish a port outside every agent's "
-						"--ports range)",
-						port, n->name, n->port_lo, n->port_hi);
+				return berr_set(
+				    err, 400,
+				    "publish: port %d is in node '%s''s task port range "
+				    "%d-%d (publish a port outside every agent's "
+				    "--ports range)",
+				    port, n->name, n->port_lo, n->port_hi);
 		}
 	}
 	return 0;
@@ -111,8 +112,8 @@ json_t *cluster_mesh_json(struct cluster *c)
 			 * successor until that one runs. */
 			for (size_t i = 0; j->update && i < j->update->n; i++)
 				if (j->update->old_task && j->update->old_task[i])
-					add_endpoint(eps, hmap_get(&c->tasks,
-								   j->update->old_task[i]),
+					add_endpoint(eps,
+						     hmap_get(&c->tasks, j->update->old_task[i]),
 						     p->target);
 			json_array_append_new(
 			    svcs, json_pack("{s:i,s:s,s:s,s:s,s:I,s:o}", "port", p->port, "job",

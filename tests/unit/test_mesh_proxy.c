@@ -112,7 +112,8 @@ static void ask(int port, char *out, size_t cap)
 
 static void set_one(struct mesh_proxy *m, int port, const struct mesh_backend *b, size_t n)
 {
-	struct mesh_service s = {.port = port, .job = "alice/prod/web", .backends = b, .nbackends = n};
+	struct mesh_service s = {
+	    .port = port, .job = "alice/prod/web", .backends = b, .nbackends = n};
 	mesh_proxy_set(m, &s, 1);
 	usleep(50000);
 }
@@ -186,7 +187,8 @@ TEST(moves_bytes_both_ways)
 		if (poll(&p, 1, 5000) <= 0)
 			break;
 		if ((p.revents & POLLOUT) && sent < total) {
-			ssize_t n = write(fd, out + sent, total - sent > 65536 ? 65536 : total - sent);
+			ssize_t n =
+			    write(fd, out + sent, total - sent > 65536 ? 65536 : total - sent);
 			if (n > 0)
 				sent += (size_t)n;
 			if (sent == total)
