@@ -31,6 +31,7 @@
 
 #include "agent/agent.h"
 #include "agent/driver/driver.h"
+#include "agent/endpoints.h"
 #include "agent/health.h"
 #include "core/hmap.h"
 #include "core/lifecycle.h"
@@ -52,6 +53,8 @@
 #define DRIVER_WHY_MAX 160
 
 /* What this node offers, per driver, as found at the last registration. */
+struct dns_server;
+
 struct agent_drivers {
 	char unavailable[TASK_DRIVER_COUNT][DRIVER_WHY_MAX]; /* why not; "" = offered */
 };
@@ -156,7 +159,18 @@ struct agent {
 	pthread_t mesh_thread;
 	bool mesh_started;
 	struct hmap mesh_jobs;
+	/* Every job's endpoints, as the watch replies bring them (own lock). */
+	struct endpoints *endpoints;
+	/* The tasks' name server, or NULL (none: tasks keep the host's
+	 * resolv.conf). Started before the threads, stopped after them. */
+	struct dns_server *dns;
 };
+
+/* agent_dns.c: the name server and the tasks' resolv.conf */
+int agent_dns_start(struct agent *a, struct berr *err);
+/* Write SANDBOX/resolv.conf naming the agent's name server (the drivers
+ * show it at /etc/resolv.conf); nothing when there is none. */
+int agent_dns_resolv_conf(const struct agent *a, const char *sandbox, struct berr *err);
 
 /* agent.c */
 void agent_sleep_ms(int ms);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "agent/agent-internal.h"
+#include "agent/dns_server.h"
 #include "agent/cgroup.h"
 #include "agent/host_volumes.h"
 #include "agent/image/registry_auth.h"
@@ -101,6 +102,7 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 	a->max_starting = ncpu > 2 ? 2 * (int)ncpu : 4;
 	hmap_init(&a->tasks);
 	hmap_init(&a->mesh_jobs);
+	a->endpoints = endpoints_new();
 	signal(SIGPIPE, SIG_IGN);
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -133,6 +135,8 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 	if (open_notify_socket(a, err) < 0)
 		goto fail;
 	if (agent_logs_start(a, o->listen, err) < 0)
+		goto fail;
+	if (agent_dns_start(a, err) < 0)
 		goto fail;
 	join_system_cgroup(a);
 	agent_adopt_existing(a);
@@ -172,6 +176,8 @@ fail:
 	}
 	hmap_release(&a->tasks);
 	agent_identity_free(a);
+	dns_server_stop(a->dns);
+	endpoints_free(a->endpoints);
 	free(a->name);
 	free(a->tasks_dir);
 	free(a->notify_path);
@@ -253,6 +259,8 @@ void agent_stop(struct agent *a)
 	pthread_cond_destroy(&a->launch_cond);
 	pthread_mutex_destroy(&a->logs_lock);
 	agent_identity_free(a);
+	dns_server_stop(a->dns);
+	endpoints_free(a->endpoints);
 	free(a->name);
 	free(a->tasks_dir);
 	free(a->notify_path);

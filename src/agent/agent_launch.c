@@ -404,6 +404,8 @@ void *agent_launcher_main(void *arg)
 			r = plan_volumes(a, &p, &err);
 		if (r == 0)
 			r = plan_secrets(a, &p, sandbox, &err);
+		if (r == 0)
+			r = agent_dns_resolv_conf(a, sandbox, &err);
 		if (r == 0) {
 			r = plan_launch(a, &p, sandbox, &err);
 			if (r < 0 && p.secret_files)

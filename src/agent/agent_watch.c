@@ -182,6 +182,20 @@ static int do_register(struct agent *a, struct http_client *hc, struct berr *err
 	return 0;
 }
 
+/* A watch reply with the endpoints table: the new table for the DNS server
+ * and the mesh (endpoints.h). */
+static void follow_endpoints(struct agent *a, json_t *reply)
+{
+	json_t *table = json_object_get(reply, "endpoints");
+	json_t *ev = json_object_get(reply, "endpoints_version");
+	if (!table || !json_is_integer(ev))
+		return;
+	struct berr err = {0};
+	if (endpoints_replace(a->endpoints, (uint64_t)json_integer_value(ev), table, &err) < 0 ||
+	    err.msg[0])
+		log_warn("%s", err.msg);
+}
+
 /* After the n-th failure in a row: a random wait up to 100 ms x 2^n, at
  * most 3 s ("full jitter"), so that agents cut off together do not come
  * back together and feed a wave of registrations. */
@@ -242,6 +256,10 @@ void *agent_watch_main(void *arg)
 		if (with_report)
 			json_object_set_new(body, "tasks", agent_full_report(a));
 		pthread_mutex_unlock(&a->lock);
+		/* Follow every job's endpoints: the reply carries the table when
+		 * its version moved past ours (0: we have none yet). */
+		json_object_set_new(body, "endpoints_version",
+				    json_integer((json_int_t)endpoints_version(a->endpoints)));
 		json_t *reply = NULL;
 		int r = http_json(hc, "POST", "/v1/agent/watch", body, 15000, &reply, &err);
 		json_decref(body);
@@ -278,6 +296,7 @@ void *agent_watch_main(void *arg)
 				a->reported_gen = a->report_gen - 1;
 		}
 		pthread_mutex_unlock(&a->lock);
+		follow_endpoints(a, reply);
 		json_decref(reply);
 	}
 	http_client_free(hc);

@@ -80,6 +80,16 @@ void cluster_release_state(struct cluster *c);
  * per job its active, ended and live tasks, the waiting list. */
 void cluster_derive(struct cluster *c);
 
+/* ---- endpoints (cluster_endpoints.c) ---- */
+
+/* Some job's endpoints may have changed: watches that follow them answer. */
+void endpoints_touch(struct cluster *c);
+/* A transition from -> to changes the endpoints (enters or leaves RUNNING). */
+static inline bool endpoints_moved(enum task_state from, enum task_state to)
+{
+	return (from == TASK_RUNNING) != (to == TASK_RUNNING);
+}
+
 /* ---- records (cluster_records.c) ---- */
 
 enum apply_result { APPLIED = 0, ORPHAN = 1 };

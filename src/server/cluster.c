@@ -76,6 +76,7 @@ struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg)
 	c->loaded_mono = time_mono_ms();
 	c->tokens = token_table_new();
 	c->live = liveness_new(stall_threshold(&c->cfg), 2 * JUDGE_EVERY_MS);
+	c->endpoints_version = (uint64_t)time_now_ms() * 1000;
 	return c;
 }
 
@@ -175,6 +176,7 @@ void cluster_free(struct cluster *c)
 	store_batch_free(c->pending);
 	liveness_free(c->live);
 	token_table_free(c->tokens);
+	free(c->endpoints_text);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->wake);
 	free(c);
@@ -374,6 +376,8 @@ bool task_transition(struct cluster *c, struct task *t, enum task_state to, cons
 	}
 	int64_t now = time_now_ms();
 	c->changes++;
+	if (endpoints_moved(t->state, to))
+		endpoints_touch(c);
 	waiting_update(c, t, to);
 	t->state = to;
 	task_add_event(t, to, msg, now);
@@ -564,6 +568,7 @@ void job_forget(struct cluster *c, struct job *j)
 	hmap_del(&c->jobs, j->key);
 	c->job_index.gen++;
 	job_free(j);
+	endpoints_touch(c);
 }
 
 int job_max_version(const struct job *j)
@@ -690,6 +695,7 @@ void node_remove(struct cluster *c, struct node *n)
 	free(name);
 	node_free(n);
 	c->derived_stale = true;
+	endpoints_touch(c);
 }
 
 void job_remove(struct cluster *c, struct job *j)
@@ -711,6 +717,7 @@ void job_remove(struct cluster *c, struct job *j)
 	free(key);
 	job_free(j);
 	c->derived_stale = true;
+	endpoints_touch(c);
 }
 
 /* Attach a task to what derives from it (see the top of this section). */
@@ -738,6 +745,7 @@ static void task_attach(struct cluster *c, struct task *t)
 
 void cluster_derive(struct cluster *c)
 {
+	endpoints_touch(c);
 	/* Desired versions start from the clock, so that a new leader never
 	 * repeats one an agent already saw (its long poll would not answer). */
 	uint64_t dv = (uint64_t)time_now_ms() * 1000;

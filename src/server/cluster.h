@@ -231,6 +231,13 @@ struct cluster {
 	bool derived_stale;  /* records changed since cluster_derive() */
 	struct hmap orphans; /* key -> record naming a job or node not known yet */
 	bool orphans_retry;  /* jobs or nodes arrived since they were set aside */
+	/* Endpoints (cluster_endpoints.c): bumped whenever a task enters or
+	 * leaves RUNNING, a job or node goes, or a node's address changes;
+	 * starts from the clock, so a new leader never repeats one. The whole
+	 * table's text is rendered once per version, for every watch. */
+	uint64_t endpoints_version;
+	char *endpoints_text;
+	uint64_t endpoints_text_version;
 };
 
 struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg);
@@ -332,6 +339,20 @@ json_t *cluster_secrets_json(struct cluster *c, const char *role);
  * [{"name", "full_name", "path", "version", "key_id", "sealed"}] (new ref). */
 json_t *cluster_task_secrets(struct cluster *c, const char *node, const char *task_id, json_t *only,
 			     struct berr *err);
+
+/* Endpoints (cluster_endpoints.c): where a job's RUNNING (hence healthy:
+ * a task with a health check is RUNNING once it passed) instances answer.
+ * One endpoint: {"instance", "task", "node", "address", "ports": {NAME: PORT}}.
+ * The address is the task's own when it has one, else its node's (the host
+ * of the agent's registered addr). */
+/* {"job", "version", "endpoints": [ENDPOINT...]} (new ref); 404 for an
+ * unknown job. */
+json_t *cluster_job_endpoints_json(const struct cluster *c, const char *key, struct berr *err);
+/* Every job's endpoints as JSON text, {"KEY": [ENDPOINT...], ...} (jobs
+ * with no endpoint included: their names exist). Cached per
+ * endpoints_version; owned by the cluster, valid until the lock is
+ * released. */
+const char *cluster_endpoints_text(struct cluster *c);
 
 /* Periodic work: scheduling, throttles, heartbeat deadlines, drains. Returns
  * the seq of what it changed (0 when nothing). */
