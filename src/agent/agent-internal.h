@@ -236,8 +236,8 @@ int agent_logs_serve(struct agent *a, struct berr *err);
 void agent_logs_stop(struct agent *a);
 
 /* agent_mesh.c: the routing mesh (docs/networking.md) */
-#define MESH_FEED_MS 250
-#define MESH_FEED_IDLE_MS 1000
+#define MESH_FEED_MS 1000
+#define MESH_ENDPOINTS_MS 50
 /* A job seen published this recently still drains its instances (a job
  * being killed leaves the feed before its tasks stop). */
 #define MESH_JOB_MEMORY_MS 60000

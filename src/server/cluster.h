@@ -313,9 +313,8 @@ uint64_t cluster_node_drain(struct cluster *c, const char *name, bool drain, str
 /* A spec's published ports are free: 409 naming the job that owns one, 400
  * when one lies in a node's task port range. */
 int cluster_mesh_check_publish(struct cluster *c, const struct job_spec *spec, struct berr *err);
-/* The agents' feed: {"services": [{"port", "job", "target", "mode",
- * "drain_delay", "endpoints": [{"addr", "port", "node", "task"}]}]}, the
- * endpoints in rotation (RUNNING, on a node not DOWN). New ref. */
+/* The agents' feed of published ports: {"services": [{"port", "job",
+ * "target", "mode", "drain_delay"}]}, jobs not killed. New ref. */
 json_t *cluster_mesh_json(struct cluster *c);
 
 /* Secrets (cluster_secrets.c): sealed values only; the routes seal and open
