@@ -101,6 +101,7 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	a->max_starting = ncpu > 2 ? 2 * (int)ncpu : 4;
 	hmap_init(&a->tasks);
+	hmap_init(&a->mesh_jobs);
 	a->endpoints = endpoints_new();
 	signal(SIGPIPE, SIG_IGN);
 	struct rlimit rl;
@@ -148,6 +149,8 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 			berr_set(err, 500, "cannot start agent threads");
 			goto fail;
 		}
+	if (agent_mesh_start(a, err) < 0)
+		goto fail;
 	if (pthread_create(&a->event_thread, NULL, agent_events_main, a) != 0 ||
 	    pthread_create(&a->watch_thread, NULL, agent_watch_main, a) != 0) {
 		berr_set(err, 500, "cannot start agent threads");
@@ -163,6 +166,7 @@ fail:
 	pthread_mutex_unlock(&a->lock);
 	for (size_t i = 0; i < a->nlaunchers; i++)
 		pthread_join(a->launchers[i], NULL);
+	agent_mesh_stop(a);
 	agent_logs_stop(a);
 	if (a->notify_fd >= 0)
 		close(a->notify_fd);
@@ -234,6 +238,7 @@ void agent_stop(struct agent *a)
 		agent_launch_job_free(j);
 	pthread_join(a->event_thread, NULL);
 	pthread_join(a->watch_thread, NULL);
+	agent_mesh_stop(a);
 	agent_logs_stop(a);
 	close(a->notify_fd);
 	unlink(a->notify_path);

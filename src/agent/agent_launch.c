@@ -158,6 +158,9 @@ static void plan_give_to_task(struct launch_plan *p, struct agent_task *t)
 {
 	t->configured = true;
 	t->shutdown_port = p->shutdown_port;
+	free(t->job);
+	t->job = xstrdup(p->job);
+	t->drain_delay_ms = p->spec->task.drain_delay_ms;
 	if (!p->task_keeps_spec)
 		return;
 	if (p->spec->task.health.kind != HEALTH_NONE)

@@ -67,19 +67,7 @@ static void reconcile(struct agent *a, json_t *desired)
 		struct agent_task *t = v;
 		if (hmap_get(&want, t->id) || t->stop_sent || task_state_terminal(t->state))
 			continue;
-		t->stop_sent = true;
-		if (t->spec && *t->spec->task.shutdown.http_path && t->shutdown_port > 0 &&
-		    t->state == TASK_RUNNING) {
-			/* The graceful step first; SIGTERM only if it is still up
-			 * after shutdown.wait. */
-			agent_graceful_shutdown(a, t);
-			t->stop_at_mono = time_mono_ms() + (int64_t)t->spec->task.shutdown.wait_ms;
-			continue;
-		}
-		int r = supervisor_stop(t->sandbox);
-		log_info("stopping task %s%s", t->id, r == -ESRCH ? " (already gone)" : "");
-		if (r == -ESRCH)
-			agent_task_refresh(a, t);
+		agent_task_stop(a, t);
 	}
 	hmap_release(&want);
 }

@@ -317,6 +317,14 @@ json_t *cluster_node_desired(struct cluster *c, struct node *n);
 char *cluster_node_desired_text(struct cluster *c, struct node *n, uint64_t known);
 uint64_t cluster_node_drain(struct cluster *c, const char *name, bool drain, struct berr *err);
 
+/* The routing mesh (cluster_mesh.c). */
+/* A spec's published ports are free: 409 naming the job that owns one, 400
+ * when one lies in a node's task port range. */
+int cluster_mesh_check_publish(struct cluster *c, const struct job_spec *spec, struct berr *err);
+/* The agents' feed of published ports: {"services": [{"port", "job",
+ * "target", "mode", "drain_delay"}]}, jobs not killed. New ref. */
+json_t *cluster_mesh_json(struct cluster *c);
+
 /* Secrets (cluster_secrets.c): sealed values only; the routes seal and open
  * them (secret_box.h). name is ROLE/NAME, already checked. */
 /* The version the next cluster_secret_put of `name` must carry. */

@@ -417,6 +417,11 @@ static void route_agent(struct request *q, const char *what)
 				q->phase = REQ_READY;
 			}
 		}
+	} else if (!strcmp(what, "mesh")) {
+		/* The routing mesh's feed (cluster_mesh.c): read only. */
+		json_decref(body);
+		reply_ok(q, cluster_mesh_json(c));
+		return;
 	} else if (!strcmp(what, "secrets")) {
 		route_agent_secrets(q, body);
 		json_decref(body);
