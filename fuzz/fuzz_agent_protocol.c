@@ -3,7 +3,7 @@
  * protocol (docs/protocol.md) and the cluster state behind it
  * (src/server/cluster_nodes.c).
  *
- * fuzz-sources: src/core/util.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_template.c src/core/cron.c src/core/lifecycle.c src/core/hmap.c src/core/log.c src/sched/placement.c src/sched/ports.c src/store/store.c src/store/store_sqlite.c src/store/store_etcd.c src/store/store_etcd_follow.c src/store/etcd_client.c src/core/base64.c src/server/cluster.c src/server/cluster_secrets.c src/server/secret_box.c src/server/cluster_records.c src/server/cluster_replica.c src/server/cluster_jobs.c src/server/cluster_updates.c src/server/cluster_cron.c src/server/cluster_nodes.c src/server/cluster_sched.c src/server/cluster_views.c src/server/liveness.c src/server/tokens.c src/core/pki.c src/core/cidr.c
+ * fuzz-sources: src/core/util.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_template.c src/core/cron.c src/core/lifecycle.c src/core/hmap.c src/core/log.c src/sched/placement.c src/sched/ports.c src/store/store.c src/store/store_sqlite.c src/store/store_etcd.c src/store/store_etcd_follow.c src/store/etcd_client.c src/core/base64.c src/server/cluster.c src/server/cluster_secrets.c src/server/secret_box.c src/server/cluster_records.c src/server/cluster_replica.c src/server/cluster_jobs.c src/server/cluster_mesh.c src/server/cluster_updates.c src/server/cluster_cron.c src/server/cluster_nodes.c src/server/cluster_sched.c src/server/cluster_views.c src/server/cluster_endpoints.c src/server/liveness.c src/server/tokens.c src/core/pki.c src/core/cidr.c
  * fuzz-libs: -lcrypto -ljansson -lyaml -lsqlite3 -lcurl -lpthread -lm -Wl,--wrap=time_mono_ms -Wl,--wrap=time_now_ms
  * (the two lines above stay one line each: scripts/fuzz.sh reads them)
  *
@@ -227,7 +227,17 @@ static void views(void)
 			abort(); /* a view that does not serialise */
 		free(dump);
 		json_decref(s);
+		json_t *e = cluster_job_endpoints_json(c, key, &err);
+		if (!e || !json_is_array(json_object_get(e, "endpoints")))
+			abort();
+		json_decref(e);
 	}
+	/* The endpoints table every agent gets: valid JSON, cached per version. */
+	const char *table = cluster_endpoints_text(c);
+	json_t *tj = table ? json_loads(table, 0, NULL) : NULL;
+	if (!json_is_object(tj) || cluster_endpoints_text(c) != table)
+		abort();
+	json_decref(tj);
 	it = 0;
 	struct node *n;
 	while (hmap_next(&c->nodes, &it, NULL, (void **)&n))

@@ -15,6 +15,7 @@
  *                   pruning, image GC
  *   agent_logs.c    the logs HTTP listener (/v1/logs/TASK)
  *   agent_identity.c the node's certificate: join, renewal, TLS clients
+ *   agent_dns.c     the tasks' name server (dns_server.h) and resolv.conf
  *
  * Locking: `lock` guards the task table and every field below it that a
  * thread other than its owner reads. Functions named agent_task_* and
@@ -31,6 +32,7 @@
 
 #include "agent/agent.h"
 #include "agent/driver/driver.h"
+#include "agent/endpoints.h"
 #include "agent/health.h"
 #include "agent/net/node_net.h"
 #include "core/hmap.h"
@@ -53,6 +55,8 @@
 #define DRIVER_WHY_MAX 160
 
 /* What this node offers, per driver, as found at the last registration. */
+struct dns_server;
+
 struct agent_drivers {
 	char unavailable[TASK_DRIVER_COUNT][DRIVER_WHY_MAX]; /* why not; "" = offered */
 };
@@ -93,6 +97,12 @@ struct agent_task {
 	bool health_failed; /* stopped because its checks failed */
 	int shutdown_port;
 	int64_t stop_at_mono; /* graceful step sent: SIGTERM at this time */
+	/* The routing mesh: an instance of a published job leaves the
+	 * rotation (the server's feed) and keeps running drain_delay_ms
+	 * before its stop begins, at drain_until_mono. */
+	char *job;
+	uint64_t drain_delay_ms;
+	int64_t drain_until_mono;
 	char health_msg[256];
 	uint32_t address; /* network: bridge: its address (node_net.h), else 0 */
 };
@@ -148,7 +158,24 @@ struct agent {
 	int wake_pipe[2];
 	struct node_net *net; /* the node's side of the cluster network */
 	uint64_t net_version; /* of the peers last fetched (watch thread) */
+	/* The routing mesh (agent_mesh.c): the proxy, the feed's thread, and
+	 * the published jobs seen lately (key -> struct mesh_job_seen*). */
+	struct mesh_proxy *mesh;
+	pthread_t mesh_thread;
+	bool mesh_started;
+	struct hmap mesh_jobs;
+	/* Every job's endpoints, as the watch replies bring them (own lock). */
+	struct endpoints *endpoints;
+	/* The tasks' name server, or NULL (none: tasks keep the host's
+	 * resolv.conf). Started before the threads, stopped after them. */
+	struct dns_server *dns;
 };
+
+/* agent_dns.c: the name server and the tasks' resolv.conf */
+int agent_dns_start(struct agent *a, struct berr *err);
+/* Write SANDBOX/resolv.conf naming the agent's name server (the drivers
+ * show it at /etc/resolv.conf); nothing when there is none. */
+int agent_dns_resolv_conf(const struct agent *a, const char *sandbox, struct berr *err);
 
 /* agent.c */
 void agent_sleep_ms(int ms);
@@ -167,6 +194,12 @@ void agent_task_refresh(struct agent *a, struct agent_task *t);
 void agent_task_check(struct agent *a, struct agent_task *t);
 void agent_task_delete_orphans(struct agent *a, struct agent_task *t);
 json_t *agent_task_report_json(const struct agent_task *t);
+/* The agent stops a task the server no longer wants: an instance of a
+ * published job drains first (leaves the rotation, stays up for its
+ * drain_delay), then the graceful step if it has one, then SIGTERM. */
+void agent_task_stop(struct agent *a, struct agent_task *t);
+/* The drain is over: the graceful step or SIGTERM now. */
+void agent_task_stop_after_drain(struct agent *a, struct agent_task *t);
 /* Every task's report (a JSON array, new reference). */
 json_t *agent_full_report(struct agent *a);
 
@@ -210,6 +243,17 @@ int agent_logs_start(struct agent *a, const char *listen, struct berr *err);
 /* (Re)start serving on the listening socket with the current certificate. */
 int agent_logs_serve(struct agent *a, struct berr *err);
 void agent_logs_stop(struct agent *a);
+
+/* agent_mesh.c: the routing mesh (docs/networking.md) */
+#define MESH_FEED_MS 1000
+#define MESH_ENDPOINTS_MS 50
+/* A job seen published this recently still drains its instances (a job
+ * being killed leaves the feed before its tasks stop). */
+#define MESH_JOB_MEMORY_MS 60000
+int agent_mesh_start(struct agent *a, struct berr *err);
+void agent_mesh_stop(struct agent *a);
+/* Under the lock: instances of job drain before they stop. */
+bool agent_mesh_publishes(struct agent *a, const char *job);
 
 /* agent_identity.c: the node certificate (docs/security.md) */
 /* Read the join token and DATA/node; give each server its scheme. Fails

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "agent/agent-internal.h"
+#include "agent/dns_server.h"
 #include "agent/cgroup.h"
 #include "agent/host_volumes.h"
 #include "agent/image/registry_auth.h"
@@ -102,6 +103,8 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	a->max_starting = ncpu > 2 ? 2 * (int)ncpu : 4;
 	hmap_init(&a->tasks);
+	hmap_init(&a->mesh_jobs);
+	a->endpoints = endpoints_new();
 	signal(SIGPIPE, SIG_IGN);
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -135,6 +138,8 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 		goto fail;
 	if (agent_logs_start(a, o->listen, err) < 0)
 		goto fail;
+	if (agent_dns_start(a, err) < 0)
+		goto fail;
 	join_system_cgroup(a);
 	agent_adopt_existing(a);
 	orphans_sweep_cgroups(a->o.cgroup_parent);
@@ -146,6 +151,8 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 			berr_set(err, 500, "cannot start agent threads");
 			goto fail;
 		}
+	if (agent_mesh_start(a, err) < 0)
+		goto fail;
 	if (pthread_create(&a->event_thread, NULL, agent_events_main, a) != 0 ||
 	    pthread_create(&a->watch_thread, NULL, agent_watch_main, a) != 0) {
 		berr_set(err, 500, "cannot start agent threads");
@@ -161,6 +168,7 @@ fail:
 	pthread_mutex_unlock(&a->lock);
 	for (size_t i = 0; i < a->nlaunchers; i++)
 		pthread_join(a->launchers[i], NULL);
+	agent_mesh_stop(a);
 	agent_logs_stop(a);
 	if (a->notify_fd >= 0)
 		close(a->notify_fd);
@@ -170,6 +178,8 @@ fail:
 	}
 	hmap_release(&a->tasks);
 	agent_identity_free(a);
+	dns_server_stop(a->dns);
+	endpoints_free(a->endpoints);
 	free(a->name);
 	free(a->tasks_dir);
 	free(a->notify_path);
@@ -233,6 +243,7 @@ void agent_stop(struct agent *a)
 	pthread_join(a->watch_thread, NULL);
 	if (a->o.stop_tasks_on_exit)
 		agent_net_gc(a, true); /* the stopped tasks' networks go with them */
+	agent_mesh_stop(a);
 	agent_logs_stop(a);
 	close(a->notify_fd);
 	unlink(a->notify_path);
@@ -253,6 +264,8 @@ void agent_stop(struct agent *a)
 	pthread_cond_destroy(&a->launch_cond);
 	pthread_mutex_destroy(&a->logs_lock);
 	agent_identity_free(a);
+	dns_server_stop(a->dns);
+	endpoints_free(a->endpoints);
 	free(a->name);
 	free(a->tasks_dir);
 	free(a->notify_path);

@@ -49,6 +49,13 @@ struct agent_options {
 	 * is below them); none = no host volume (agent/host_volumes.h). */
 	const char *const *volume_roots;
 	size_t nvolume_roots;
+	/* The tasks' name server (agent/dns_server.h): "IP:PORT", "off", or
+	 * NULL for auto (127.0.0.153:53 when it can be bound and the host has
+	 * an IPv4 resolver to forward to; else none, and tasks keep the
+	 * host's resolv.conf). upstreams: none = /etc/resolv.conf's. */
+	const char *dns_listen;
+	const char *const *dns_upstreams;
+	size_t ndns_upstreams;
 	/* Image download caps (0 = the defaults, image.h): an image's
 	 * compressed blobs, and its layers once unpacked. */
 	uint64_t image_max_bytes, image_max_unpacked_bytes;

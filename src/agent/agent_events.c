@@ -186,6 +186,8 @@ void *agent_events_main(void *arg)
 			struct agent_task *t = hv;
 			if (t->stop_at_mono && t->stop_at_mono - now0 < wait)
 				wait = t->stop_at_mono > now0 ? t->stop_at_mono - now0 : 0;
+			if (t->drain_until_mono && t->drain_until_mono - now0 < wait)
+				wait = t->drain_until_mono > now0 ? t->drain_until_mono - now0 : 0;
 			if (!t->health)
 				continue;
 			if (np + HEALTH_CHECK_MAX_FDS <= (int)ARRAY_SIZE(p))
@@ -231,6 +233,8 @@ void *agent_events_main(void *arg)
 		it = 0;
 		while (hmap_next(&a->tasks, &it, NULL, &v)) {
 			struct agent_task *t = v;
+			if (t->drain_until_mono && mono >= t->drain_until_mono)
+				agent_task_stop_after_drain(a, t);
 			if (t->stop_at_mono && mono >= t->stop_at_mono) {
 				t->stop_at_mono = 0;
 				if (!task_state_terminal(t->state) &&

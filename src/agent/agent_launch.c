@@ -161,6 +161,9 @@ static void plan_give_to_task(struct launch_plan *p, struct agent_task *t)
 {
 	t->configured = true;
 	t->shutdown_port = p->shutdown_port;
+	free(t->job);
+	t->job = xstrdup(p->job);
+	t->drain_delay_ms = p->spec->task.drain_delay_ms;
 	if (!p->task_keeps_spec)
 		return;
 	if (p->spec->task.health.kind != HEALTH_NONE)
@@ -423,6 +426,8 @@ void *agent_launcher_main(void *arg)
 			r = plan_secrets(a, &p, sandbox, &err);
 		if (r == 0)
 			r = plan_network(a, &p, &err);
+		if (r == 0)
+			r = agent_dns_resolv_conf(a, sandbox, &err);
 		if (r == 0) {
 			r = plan_launch(a, &p, sandbox, &err);
 			if (r < 0 && p.secret_files)

@@ -9,6 +9,7 @@
 
 #include "agent/agent-internal.h"
 #include "agent/supervisor.h"
+#include "core/log.h"
 
 struct agent_task *agent_task_add(struct agent *a, const char *id)
 {
@@ -25,6 +26,7 @@ void agent_task_free(struct agent_task *t)
 {
 	health_check_free(t->health);
 	spec_free(t->spec);
+	free(t->job);
 	free(t->id);
 	free(t->sandbox);
 	free(t);
@@ -173,4 +175,37 @@ void agent_task_check(struct agent *a, struct agent_task *t)
 	if (t->state == TASK_ASSIGNED || t->state == TASK_STARTING || t->supervisor_pid <= 0 ||
 	    (kill(t->supervisor_pid, 0) < 0 && errno == ESRCH))
 		agent_task_refresh(a, t);
+}
+
+void agent_task_stop_after_drain(struct agent *a, struct agent_task *t)
+{
+	t->drain_until_mono = 0;
+	if (task_state_terminal(t->state))
+		return;
+	if (t->spec && *t->spec->task.shutdown.http_path && t->shutdown_port > 0 &&
+	    t->state == TASK_RUNNING) {
+		/* The graceful step first; SIGTERM only if it is still up
+		 * after shutdown.wait. */
+		agent_graceful_shutdown(a, t);
+		t->stop_at_mono = time_mono_ms() + (int64_t)t->spec->task.shutdown.wait_ms;
+		return;
+	}
+	int r = supervisor_stop(t->sandbox);
+	log_info("stopping task %s%s", t->id, r == -ESRCH ? " (already gone)" : "");
+	if (r == -ESRCH)
+		agent_task_refresh(a, t);
+}
+
+void agent_task_stop(struct agent *a, struct agent_task *t)
+{
+	t->stop_sent = true;
+	if (t->state == TASK_RUNNING && t->job && t->drain_delay_ms &&
+	    agent_mesh_publishes(a, t->job)) {
+		t->drain_until_mono = time_mono_ms() + (int64_t)t->drain_delay_ms;
+		log_info("task %s leaves the mesh's rotation: stopping it in %llu ms", t->id,
+			 (unsigned long long)t->drain_delay_ms);
+		agent_wake(a);
+		return;
+	}
+	agent_task_stop_after_drain(a, t);
 }

@@ -67,19 +67,7 @@ static void reconcile(struct agent *a, json_t *desired)
 		struct agent_task *t = v;
 		if (hmap_get(&want, t->id) || t->stop_sent || task_state_terminal(t->state))
 			continue;
-		t->stop_sent = true;
-		if (t->spec && *t->spec->task.shutdown.http_path && t->shutdown_port > 0 &&
-		    t->state == TASK_RUNNING) {
-			/* The graceful step first; SIGTERM only if it is still up
-			 * after shutdown.wait. */
-			agent_graceful_shutdown(a, t);
-			t->stop_at_mono = time_mono_ms() + (int64_t)t->spec->task.shutdown.wait_ms;
-			continue;
-		}
-		int r = supervisor_stop(t->sandbox);
-		log_info("stopping task %s%s", t->id, r == -ESRCH ? " (already gone)" : "");
-		if (r == -ESRCH)
-			agent_task_refresh(a, t);
+		agent_task_stop(a, t);
 	}
 	hmap_release(&want);
 }
@@ -217,6 +205,27 @@ static void fetch_network(struct agent *a, struct http_client *hc, uint64_t vers
 	json_decref(reply);
 }
 
+/* A watch reply with the endpoints table: the new table for the DNS server
+ * and the mesh (endpoints.h). */
+static void follow_endpoints(struct agent *a, json_t *reply)
+{
+	json_t *table = json_object_get(reply, "endpoints");
+	json_t *delta = json_object_get(reply, "endpoints_delta");
+	json_t *ev = json_object_get(reply, "endpoints_version");
+	json_t *base = json_object_get(reply, "endpoints_base");
+	if ((!table && !delta) || !json_is_integer(ev))
+		return;
+	struct berr err = {0};
+	uint64_t v = (uint64_t)json_integer_value(ev);
+	int r = table ? endpoints_replace(a->endpoints, v, table, &err)
+		      : endpoints_apply_delta(a->endpoints, (uint64_t)json_integer_value(base), v,
+					      delta, &err);
+	if (r == 1 || r < 0)
+		endpoints_invalidate(a->endpoints); /* the whole table next time */
+	if (r < 0 || err.msg[0])
+		log_warn("%s", err.msg);
+}
+
 /* After the n-th failure in a row: a random wait up to 100 ms x 2^n, at
  * most 3 s ("full jitter"), so that agents cut off together do not come
  * back together and feed a wave of registrations. */
@@ -277,6 +286,10 @@ void *agent_watch_main(void *arg)
 		if (with_report)
 			json_object_set_new(body, "tasks", agent_full_report(a));
 		pthread_mutex_unlock(&a->lock);
+		/* Follow every job's endpoints: the reply carries the table when
+		 * its version moved past ours (0: we have none yet). */
+		json_object_set_new(body, "endpoints_version",
+				    json_integer((json_int_t)endpoints_version(a->endpoints)));
 		json_t *reply = NULL;
 		int r = http_json(hc, "POST", "/v1/agent/watch", body, 15000, &reply, &err);
 		json_decref(body);
@@ -316,6 +329,7 @@ void *agent_watch_main(void *arg)
 		json_t *net = json_object_get(reply, "net");
 		if (json_is_integer(net) && (uint64_t)json_integer_value(net) != a->net_version)
 			fetch_network(a, hc, (uint64_t)json_integer_value(net));
+		follow_endpoints(a, reply);
 		json_decref(reply);
 	}
 	http_client_free(hc);

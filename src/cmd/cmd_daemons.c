@@ -72,6 +72,8 @@ enum {
 	O_SYSCGROUP,
 	O_ALLOW_ROOT,
 	O_VOLUME_ROOT,
+	O_DNS_LISTEN,
+	O_DNS_UPSTREAM,
 	O_IMAGE_MAX,
 	O_IMAGE_MAX_UNPACKED,
 	O_HEARTBEAT,
@@ -143,6 +145,12 @@ static void opts_init(struct cli_opt *o)
 	    [O_VOLUME_ROOT] = {"--volume-root", NULL, true, true,
 			       "agent: a directory whose files tasks may mount as volumes "
 			       "(repeatable; default none: no host volumes)"},
+	    [O_DNS_LISTEN] = {"--dns-listen", NULL, true, false,
+			      "agent: tasks' name server IP:PORT (default auto: 127.0.0.153:53 "
+			      "when free; off = none)"},
+	    [O_DNS_UPSTREAM] = {"--dns-upstream", NULL, true, true,
+				"agent: resolver for other names IP[:PORT] (repeatable; default "
+				"the nameservers of /etc/resolv.conf)"},
 	    [O_IMAGE_MAX] = {"--image-max-bytes", NULL, true, false,
 			     "agent: largest image download, e.g. 4GiB (the default)"},
 	    [O_IMAGE_MAX_UNPACKED] = {"--image-max-unpacked-bytes", NULL, true, false,
@@ -237,6 +245,10 @@ static int agent_opts_from_cli(struct cli_opt *o, struct agent_options *ao)
 	ao->allow_root_tasks = o[O_ALLOW_ROOT].set;
 	ao->volume_roots = (const char *const *)o[O_VOLUME_ROOT].values;
 	ao->nvolume_roots = o[O_VOLUME_ROOT].nvalues;
+	if (o[O_DNS_LISTEN].set)
+		ao->dns_listen = o[O_DNS_LISTEN].value;
+	ao->dns_upstreams = (const char *const *)o[O_DNS_UPSTREAM].values;
+	ao->ndns_upstreams = o[O_DNS_UPSTREAM].nvalues;
 	if (o[O_IMAGE_MAX].set &&
 	    (parse_size(o[O_IMAGE_MAX].value, &ao->image_max_bytes) < 0 || !ao->image_max_bytes))
 		return cli_fail("bad --image-max-bytes '%s': expected a size such as 4GiB",

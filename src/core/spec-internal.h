@@ -31,6 +31,7 @@
 #define SPEC_MAX_DURATION_MS (8760ULL * 3600 * 1000) /* 365 days */
 #define SPEC_MAX_PORTS 64
 #define SPEC_MAX_VOLUMES 64
+#define SPEC_MAX_PUBLISH 16
 #define SPEC_MAX_VOLUME_PATH 4096
 #define SPEC_MAX_SECRETS 64
 #define SPEC_MAX_NAME 64       /* port names, attributes, users */
@@ -124,6 +125,7 @@ extern const char *const spec__job_type_names[JOB_CRON + 1];
 extern const char *const spec__cron_collision_names[CRON_CANCEL_NEW + 1];
 extern const char *const spec__placement_names[PLACE_SPREAD + 1];
 extern const char *const spec__update_order_names[UPDATE_START_FIRST + 1];
+extern const char *const spec__publish_mode_names[PUBLISH_HOST + 1];
 extern const char *const spec__driver_names[DRIVER_DOCKER + 1];
 extern const char *const spec__network_names[NETWORK_BRIDGE + 1];
 

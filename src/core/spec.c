@@ -218,6 +218,13 @@ const char *const spec__cron_collision_names[CRON_CANCEL_NEW + 1] = {
     [CRON_KILL_EXISTING] = "kill_existing", [CRON_CANCEL_NEW] = "cancel_new"};
 const char *const spec__placement_names[PLACE_SPREAD + 1] = {
     [PLACE_BINPACK] = "binpack", [PLACE_SPREAD] = "spread"};
+const char *const spec__publish_mode_names[PUBLISH_HOST + 1] = {"ingress", "host"};
+
+const char *publish_mode_name(enum publish_mode m)
+{
+	return m == PUBLISH_HOST ? "host" : "ingress";
+}
+
 const char *const spec__update_order_names[UPDATE_START_FIRST + 1] = {
     [UPDATE_STOP_FIRST] = "stop_first", [UPDATE_START_FIRST] = "start_first"};
 const char *const spec__driver_names[DRIVER_DOCKER + 1] = {
@@ -287,6 +294,7 @@ static struct job_spec *spec_new(void)
 	t->shutdown.http_path = xstrdup("");
 	t->shutdown.port = xstrdup("");
 	t->shutdown.wait_ms = 5000;
+	t->drain_delay_ms = SPEC_DEFAULT_DRAIN_DELAY_MS;
 	s->restart.max_delay_ms = 60000;
 	s->restart.window_ms = 600000;
 	s->update.batch_size = 1;
@@ -380,6 +388,9 @@ void spec_free(struct job_spec *s)
 		free(t->secrets[i].path);
 	}
 	free(t->secrets);
+	for (size_t i = 0; s->publish && i < s->npublish; i++)
+		free(s->publish[i].target);
+	free(s->publish);
 	free(s);
 }
 

@@ -25,6 +25,8 @@
 
 /* The most instances a job may have (docs/spec.md lists every limit). */
 #define SPEC_MAX_INSTANCES 100000
+/* The default task.drain_delay (ms). */
+#define SPEC_DEFAULT_DRAIN_DELAY_MS 2000
 
 enum job_type { JOB_SERVICE = 0, JOB_BATCH, JOB_CRON };
 enum cron_collision { CRON_KILL_EXISTING = 0, CRON_CANCEL_NEW };
@@ -152,7 +154,22 @@ struct task_spec {
 	size_t nvolumes;
 	struct secret_ref *secrets;
 	size_t nsecrets;
+	/* How long an instance of a published job stays out of the mesh's
+	 * rotation, still running, before its graceful step and SIGTERM. */
+	uint64_t drain_delay_ms;
 };
+
+/* The routing mesh (docs/networking.md): a port every node accepts on
+ * (ingress) or only the nodes running an instance (host), spread over the
+ * job's instances in rotation, on their named port `target`. */
+enum publish_mode { PUBLISH_INGRESS = 0, PUBLISH_HOST };
+struct publish_spec {
+	int port;     /* 1..65535, outside the agents' task port range */
+	char *target; /* a port declared in task.resources.ports */
+	enum publish_mode mode;
+};
+/* "ingress", "host" ("ingress" for a value out of range). */
+const char *publish_mode_name(enum publish_mode m);
 
 struct update_spec {
 	int batch_size;
@@ -176,6 +193,8 @@ struct job_spec {
 	struct task_spec task;
 	struct update_spec update;
 	struct restart_policy restart;
+	struct publish_spec *publish; /* unique ports */
+	size_t npublish;
 };
 
 /* Parse and validate a YAML document. `filename` is used in messages only.

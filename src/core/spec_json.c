@@ -182,6 +182,11 @@ static json_t *task_json(const struct task_spec *t)
 				    json_pack("{s:s,s:s,s:I}", "http", t->shutdown.http_path,
 					      "port", t->shutdown.port, "wait",
 					      (json_int_t)t->shutdown.wait_ms));
+	/* Only when not the default: specs written before it keep their
+	 * canonical JSON (and their config version). */
+	if (t->drain_delay_ms != SPEC_DEFAULT_DRAIN_DELAY_MS)
+		json_object_set_new(task, "drain_delay",
+				    json_integer((json_int_t)t->drain_delay_ms));
 	/* Only when set: specs without volumes keep their canonical JSON. */
 	if (t->nvolumes) {
 		json_t *vols = json_array();
@@ -236,5 +241,16 @@ json_t *spec_to_json(const struct job_spec *s)
 		    json_pack("{s:I,s:I,s:i,s:I}", "delay", (json_int_t)s->restart.delay_ms,
 			      "max_delay", (json_int_t)s->restart.max_delay_ms, "max_attempts",
 			      s->restart.max_attempts, "window", (json_int_t)s->restart.window_ms));
+	/* Only when set, as volumes. Not part of the task: publishing changes
+	 * no task's config. */
+	if (s->npublish) {
+		json_t *pub = json_array();
+		for (size_t i = 0; i < s->npublish; i++)
+			json_array_append_new(pub,
+					      json_pack("{s:i,s:s,s:s}", "port", s->publish[i].port,
+							"target", s->publish[i].target, "mode",
+							publish_mode_name(s->publish[i].mode)));
+		json_object_set_new(j, "publish", pub);
+	}
 	return j;
 }

@@ -674,6 +674,7 @@ static const struct field task_fields[] = {
     F_READ("shutdown", task_shutdown),
     F_READ("volumes", task_volumes),
     F_READ("secrets", task_secrets),
+    F_DURATION("drain_delay", struct task_spec, drain_delay_ms, 0),
     F_READ("network", task_network),
 };
 
@@ -1124,6 +1125,93 @@ static int job_restart(struct sctx *c, const struct snode *v, void *obj)
 	return v_restart(c, v, &((struct job_spec *)obj)->restart);
 }
 
+static int publish_mode(struct sctx *c, const struct snode *v, void *obj)
+{
+	int e = 0;
+	if (get_enum(c, v, spec__publish_mode_names, ARRAY_SIZE(spec__publish_mode_names), &e) < 0)
+		return -1;
+	((struct publish_spec *)obj)->mode = (enum publish_mode)e;
+	return 0;
+}
+
+/* publish[i]: struct publish_spec */
+static const struct field publish_fields[] = {
+    F_INT("port", struct publish_spec, port, 1, 65535),
+    F_STRING("target", struct publish_spec, target, "a port name"),
+    F_READ("mode", publish_mode),
+};
+
+static int v_publish_one(struct sctx *c, const struct snode *n, struct publish_spec *p)
+{
+	if (n->kind != SN_MAP)
+		return spec__expect(c, n, n, "a map with port, target and mode");
+	if (read_fields(c, n, publish_fields, ARRAY_SIZE(publish_fields), p) < 0)
+		return -1;
+	if (!map_get(n, "port"))
+		return missing(c, n, "port", "a port number such as 8080");
+	if (!p->target)
+		return missing(c, n, "target", "a port declared in task.resources.ports");
+	return 0;
+}
+
+static int job_publish(struct sctx *c, const struct snode *n, void *obj)
+{
+	struct job_spec *s = obj;
+	if (n->kind == SN_NULL)
+		return 0;
+	if (n->kind != SN_SEQ)
+		return spec__expect(c, n, n,
+				    "a list of published ports such as {port: 8080, "
+				    "target: http}");
+	if (n->nkids > SPEC_MAX_PUBLISH) {
+		_cleanup_free_ char *found = xasprintf("%zu published ports", n->nkids);
+		return spec__expect_found(c, n, found, "at most %d published ports",
+					  SPEC_MAX_PUBLISH);
+	}
+	s->publish = xcalloc(n->nkids ? n->nkids : 1, sizeof *s->publish);
+	for (size_t i = 0; i < n->nkids; i++) {
+		const struct snode *pn = n->kids[i];
+		size_t saved = spec__path_push_index(c, i);
+		struct publish_spec *p = &s->publish[s->npublish++];
+		if (v_publish_one(c, pn, p) < 0)
+			return -1;
+		for (size_t j = 0; j < i; j++) {
+			if (s->publish[j].port == p->port) {
+				spec__path_push(c, "port", 4);
+				_cleanup_free_ char *found = xasprintf("%d again", p->port);
+				return spec__expect_found(c, map_get(pn, "port"), found,
+							  "each published port once");
+			}
+		}
+		spec__path_pop(c, saved);
+	}
+	return 0;
+}
+
+/* Each publish.target names a declared port; only services publish. */
+static int check_publish(struct sctx *c, const struct snode *root, const struct job_spec *s)
+{
+	const struct snode *pub = map_get(root, "publish");
+	for (size_t i = 0; i < s->npublish; i++) {
+		const struct publish_spec *p = &s->publish[i];
+		const struct snode *pn = pub && i < pub->nkids ? pub->kids[i] : pub;
+		if (s->type != JOB_SERVICE) {
+			spec__path_push(c, "publish", 7);
+			return spec__expect(c, pub, pub, "no published port for a %s job",
+					    spec__job_type_names[s->type]);
+		}
+		if (!spec__port_declared(&s->task.resources, p->target, strlen(p->target))) {
+			const struct snode *tn = map_get(pn, "target");
+			spec__path_push(c, "publish", 7);
+			spec__path_push_index(c, i);
+			spec__path_push(c, "target", 6);
+			return spec__expect(c, tn ? tn : pn, tn,
+					    "a port declared in task.resources.ports");
+		}
+	}
+	return 0;
+}
+
 /* The top level: struct job_spec */
 static const struct field job_fields[] = {
     F_READ("job", job_key),
@@ -1137,6 +1225,7 @@ static const struct field job_fields[] = {
     F_READ("task", job_task),
     F_READ("update", job_update),
     F_READ("restart", job_restart),
+    F_READ("publish", job_publish),
 };
 
 int spec__validate(struct sctx *c, const struct snode *root, struct job_spec *s)
@@ -1161,5 +1250,5 @@ int spec__validate(struct sctx *c, const struct snode *root, struct job_spec *s)
 		return spec__expect(c, sched, sched, "no schedule for a %s job (use type: cron)",
 				    spec__job_type_names[s->type]);
 	}
-	return 0;
+	return check_publish(c, root, s);
 }

@@ -17,6 +17,8 @@
  *                      sets, heartbeats, drain, flap back-off, take-back
  *   cluster_sched.c    the glue to src/sched's placement
  *   cluster_views.c    read-only JSON views
+ *   cluster_endpoints.c where jobs' RUNNING instances answer: the view, the
+ *                      table and deltas the agents follow
  *
  * A controller (jobs, updates, cron, nodes, sched) changes tasks, jobs and
  * nodes through the functions of the state below, and writes records
@@ -79,6 +81,21 @@ void cluster_release_state(struct cluster *c);
 /* Rebuild what derives from the records: per node its tasks and usage,
  * per job its active, ended and live tasks, the waiting list. */
 void cluster_derive(struct cluster *c);
+
+/* ---- endpoints (cluster_endpoints.c) ---- */
+
+/* Some jobs' endpoints may have changed (which ones is not known: agents
+ * behind get the whole table): watches that follow them answer. */
+void endpoints_touch(struct cluster *c);
+/* Job `key`'s endpoints may have changed (agents behind get a delta). */
+void endpoints_touch_job(struct cluster *c, const char *key);
+/* Free the endpoints' texts and change log. */
+void endpoints_release(struct cluster *c);
+/* A transition from -> to changes the endpoints (enters or leaves RUNNING). */
+static inline bool endpoints_moved(enum task_state from, enum task_state to)
+{
+	return (from == TASK_RUNNING) != (to == TASK_RUNNING);
+}
 
 /* ---- records (cluster_records.c) ---- */
 

@@ -80,6 +80,7 @@ struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg)
 	/* From the clock, as desired versions: an agent never keeps a stale
 	 * view of its peers across a server restart. */
 	c->net_version = (uint64_t)time_now_ms() * 1000;
+	c->endpoints_version = (uint64_t)time_now_ms() * 1000;
 	return c;
 }
 
@@ -179,6 +180,7 @@ void cluster_free(struct cluster *c)
 	store_batch_free(c->pending);
 	liveness_free(c->live);
 	token_table_free(c->tokens);
+	endpoints_release(c);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->wake);
 	free(c);
@@ -382,6 +384,8 @@ bool task_transition(struct cluster *c, struct task *t, enum task_state to, cons
 	}
 	int64_t now = time_now_ms();
 	c->changes++;
+	if (endpoints_moved(t->state, to))
+		endpoints_touch_job(c, t->job->key);
 	waiting_update(c, t, to);
 	t->state = to;
 	task_add_event(t, to, msg, now);
@@ -569,6 +573,7 @@ void job_forget(struct cluster *c, struct job *j)
 	for (size_t i = 0; i < j->nended; i++)
 		task_destroy(c, j->ended[i]);
 	j->nended = 0;
+	endpoints_touch_job(c, j->key);
 	hmap_del(&c->jobs, j->key);
 	c->job_index.gen++;
 	job_free(j);
@@ -699,6 +704,7 @@ void node_remove(struct cluster *c, struct node *n)
 	free(name);
 	node_free(n);
 	c->derived_stale = true;
+	endpoints_touch(c);
 }
 
 void job_remove(struct cluster *c, struct job *j)
@@ -720,6 +726,7 @@ void job_remove(struct cluster *c, struct job *j)
 	free(key);
 	job_free(j);
 	c->derived_stale = true;
+	endpoints_touch(c);
 }
 
 /* Attach a task to what derives from it (see the top of this section). */
@@ -747,6 +754,7 @@ static void task_attach(struct cluster *c, struct task *t)
 
 void cluster_derive(struct cluster *c)
 {
+	endpoints_touch(c);
 	/* Desired versions start from the clock, so that a new leader never
 	 * repeats one an agent already saw (its long poll would not answer). */
 	uint64_t dv = (uint64_t)time_now_ms() * 1000;

@@ -240,6 +240,21 @@ struct cluster {
 	bool derived_stale;  /* records changed since cluster_derive() */
 	struct hmap orphans; /* key -> record naming a job or node not known yet */
 	bool orphans_retry;  /* jobs or nodes arrived since they were set aside */
+	/* Endpoints (cluster_endpoints.c): bumped whenever a task enters or
+	 * leaves RUNNING, a job or node goes, or a node's address changes;
+	 * starts from the clock, so a new leader never repeats one. The whole
+	 * table's text is rendered once per version, for every watch. */
+	uint64_t endpoints_version;
+	char *endpoints_text;
+	uint64_t endpoints_text_version;
+	/* The change log for deltas: the job key each version changed, by
+	 * version % ENDPOINTS_LOG; versions after endpoints_log_from are all
+	 * in it. The last delta's text is kept for the agents that ask for the
+	 * same one. */
+	char **endpoints_log;
+	uint64_t endpoints_log_from;
+	char *endpoints_delta_text;
+	uint64_t endpoints_delta_from, endpoints_delta_to;
 };
 
 struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg);
@@ -315,6 +330,14 @@ json_t *cluster_node_network(struct cluster *c, const char *name, struct berr *e
 char *cluster_node_desired_text(struct cluster *c, struct node *n, uint64_t known);
 uint64_t cluster_node_drain(struct cluster *c, const char *name, bool drain, struct berr *err);
 
+/* The routing mesh (cluster_mesh.c). */
+/* A spec's published ports are free: 409 naming the job that owns one, 400
+ * when one lies in a node's task port range. */
+int cluster_mesh_check_publish(struct cluster *c, const struct job_spec *spec, struct berr *err);
+/* The agents' feed of published ports: {"services": [{"port", "job",
+ * "target", "mode", "drain_delay"}]}, jobs not killed. New ref. */
+json_t *cluster_mesh_json(struct cluster *c);
+
 /* Secrets (cluster_secrets.c): sealed values only; the routes seal and open
  * them (secret_box.h). name is ROLE/NAME, already checked. */
 /* The version the next cluster_secret_put of `name` must carry. */
@@ -336,6 +359,25 @@ json_t *cluster_secrets_json(struct cluster *c, const char *role);
  * [{"name", "full_name", "path", "version", "key_id", "sealed"}] (new ref). */
 json_t *cluster_task_secrets(struct cluster *c, const char *node, const char *task_id, json_t *only,
 			     struct berr *err);
+
+/* Endpoints (cluster_endpoints.c): where a job's RUNNING (hence healthy:
+ * a task with a health check is RUNNING once it passed) instances answer.
+ * One endpoint: {"instance", "task", "node", "address", "ports": {NAME: PORT}}.
+ * The address is the task's own when it has one, else its node's (the host
+ * of the agent's registered addr). */
+/* {"job", "version", "endpoints": [ENDPOINT...]} (new ref); 404 for an
+ * unknown job. */
+json_t *cluster_job_endpoints_json(const struct cluster *c, const char *key, struct berr *err);
+/* Every job's endpoints as JSON text, {"KEY": [ENDPOINT...], ...} (jobs
+ * with no endpoint included: their names exist). Cached per
+ * endpoints_version; owned by the cluster, valid until the lock is
+ * released. */
+const char *cluster_endpoints_text(struct cluster *c);
+/* What changed since version `from`: {"KEY": [ENDPOINT...] | null, ...}
+ * (null: the job went), or NULL when the log does not reach back that
+ * far (send the whole table). Owned by the cluster, valid until the lock
+ * is released. */
+const char *cluster_endpoints_delta_text(struct cluster *c, uint64_t from);
 
 /* Periodic work: scheduling, throttles, heartbeat deadlines, drains. Returns
  * the seq of what it changed (0 when nothing). */

@@ -114,7 +114,7 @@ uint64_t cluster_job_submit_instances(struct cluster *c, struct job_spec *spec, 
 				      struct submit_result *res, struct berr *err)
 {
 	memset(res, 0, sizeof *res);
-	if (job_secrets_resolve(c, spec, err) < 0) {
+	if (job_secrets_resolve(c, spec, err) < 0 || cluster_mesh_check_publish(c, spec, err) < 0) {
 		spec_free(spec);
 		return 0;
 	}
@@ -223,6 +223,7 @@ uint64_t cluster_job_kill(struct cluster *c, const char *key, struct berr *err)
 		return 0;
 	}
 	j->killed = true;
+	endpoints_touch_job(c, j->key); /* its name goes now */
 	update_stop_for_kill(c, j);
 	for (size_t i = 0; i < j->nactive; i++) {
 		struct task *t = j->active[i];
@@ -304,7 +305,7 @@ json_t *cluster_job_plan(struct cluster *c, struct job_spec *spec, struct berr *
 			 j->key);
 		return NULL;
 	}
-	if (job_secrets_resolve(c, spec, err) < 0)
+	if (job_secrets_resolve(c, spec, err) < 0 || cluster_mesh_check_publish(c, spec, err) < 0)
 		return NULL;
 	json_t *newj = spec_to_json(spec);
 	json_t *diff = json_array();

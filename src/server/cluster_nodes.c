@@ -447,8 +447,11 @@ uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply,
 		return 0;
 	node_set_attrs(n, attrs);
 	node_set_resources(n, res);
+	const char *addr = json_string_value(json_object_get(body, "addr"));
+	if (!n->addr || !addr || strcmp(n->addr, addr))
+		endpoints_touch(c); /* its tasks' address */
 	free(n->addr);
-	n->addr = xstrdup(json_string_value(json_object_get(body, "addr")));
+	n->addr = xstrdup(addr);
 	node_mark_up(c, n);
 	if (report)
 		reconcile_report(c, n, report, n->desired_version, true);

@@ -30,6 +30,12 @@ struct orphan {
 /* After a load or a promotion: the server leads from this state. */
 void cluster_load_finish(struct cluster *c)
 {
+	/* Leading from here: endpoints versions from the clock again, past any
+	 * an agent may hold from the previous leader, and no delta across. */
+	uint64_t ev = (uint64_t)time_now_ms() * 1000;
+	if (c->endpoints_version < ev)
+		c->endpoints_version = ev;
+	endpoints_touch(c);
 	size_t it = 0;
 	void *v;
 	while (hmap_next(&c->jobs, &it, NULL, &v)) {

@@ -63,6 +63,8 @@ struct request {
 	char *text;	/* a ready JSON text reply (instead of reply) */
 	struct node *watch_node;
 	uint64_t known_version;
+	bool endpoints_follow;	  /* the watch asked for the endpoints table */
+	uint64_t endpoints_known; /* the endpoints version the agent has */
 	int64_t deadline_mono;
 	struct request *next; /* in srv->waiting */
 	bool suspended;
@@ -156,6 +158,12 @@ char *server_logs_ticket(struct server *s, const char *task_id);
 void server_authenticate(struct server *s, struct request *q);
 /* libmicrohttpd's connection callback: a TLS peer's identity is checked
  * once per connection and kept with it. */
+/* Seconds a connection may stay idle; before its first request (its TLS
+ * handshake), HANDSHAKE_TIMEOUT_S. */
+#define CONNECTION_TIMEOUT_S 120
+#define HANDSHAKE_TIMEOUT_S 5
+/* The first request of a connection: it gets CONNECTION_TIMEOUT_S. */
+void server_connection_request(struct server *s, struct MHD_Connection *conn);
 void server_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 			  enum MHD_ConnectionNotificationCode toe);
 /* Who did what: one JSON line in DATA/audit.log per write (server_auth.c). */
@@ -167,6 +175,12 @@ void server_audit(struct server *s, struct request *q, const char *method, const
 void server_route(struct request *q, const char *method, const char *url);
 /* The long poll a watch asks for (wait_ms), within reason. */
 int64_t watch_wait_ms(const struct cluster *c, json_t *wait);
+/* Under c->lock: the watch q of node n has something new to say (its
+ * desired set moved, or the endpoints table it follows). */
+bool watch_has_news(const struct cluster *c, const struct request *q, const struct node *n);
+/* Under c->lock: set q->text to the watch's answer (the desired set, and
+ * the endpoints table when it follows a version that moved). */
+void watch_answer(struct cluster *c, struct request *q, struct node *n);
 
 /* ---- high availability (server_ha.c) ---- */
 

@@ -219,7 +219,7 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 	     * holds headers. 32 KiB by default is 300 MiB for 10,000
 	     * agents. */
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned)120, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
+	    (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
 	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
 	if (!s->mhd) {
 		berr_set(err, 500, "cannot listen on '%s': %s", o->addr,

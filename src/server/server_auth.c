@@ -15,6 +15,7 @@
 /* A connection's TLS peer, checked once (server_on_connection). */
 struct conn_peer {
 	bool checked;
+	bool requested;	      /* a request came: the TLS handshake is done */
 	struct principal who; /* NODE, or NOBODY with why */
 	int64_t not_after;    /* the certificate's end (unix seconds) */
 };
@@ -22,13 +23,32 @@ struct conn_peer {
 void server_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 			  enum MHD_ConnectionNotificationCode toe)
 {
-	(void)cls;
-	(void)conn;
-	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+	struct server *s = cls;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		*socket_context = xcalloc(1, sizeof(struct conn_peer));
-	else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		/* Until its first request, a TLS connection gets a few
+		 * seconds: libmicrohttpd (0.9.75) spins on a handshake that
+		 * stalls halfway (a partial record), which this bounds. */
+		if (s->tls)
+			MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+						  (unsigned)HANDSHAKE_TIMEOUT_S);
+	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
 		free(*socket_context);
 		*socket_context = NULL;
+	}
+}
+
+void server_connection_request(struct server *s, struct MHD_Connection *conn)
+{
+	if (!s->tls)
+		return;
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn_peer *p = ci ? ci->socket_context : NULL;
+	if (p && !p->requested) {
+		p->requested = true;
+		MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+					  (unsigned)CONNECTION_TIMEOUT_S);
 	}
 }
 

@@ -4,6 +4,7 @@
 #include "server/server-internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,39 @@ static void collect_commits(struct server *s, struct request **ready, bool all)
 	}
 }
 
+bool watch_has_news(const struct cluster *c, const struct request *q, const struct node *n)
+{
+	return n->desired_version != q->known_version ||
+	       (q->endpoints_follow && q->endpoints_known != c->endpoints_version);
+}
+
+void watch_answer(struct cluster *c, struct request *q, struct node *n)
+{
+	free(q->text);
+	q->text = cluster_node_desired_text(c, n, q->known_version);
+	if (!q->endpoints_follow || q->endpoints_known == c->endpoints_version)
+		return;
+	/* The desired text is one JSON object: the endpoints go in before its
+	 * closing brace. What changed since the agent's version when the log
+	 * reaches back that far, else the whole table; either rendered once
+	 * for every agent at the same version. */
+	const char *delta =
+	    q->endpoints_known ? cluster_endpoints_delta_text(c, q->endpoints_known) : NULL;
+	const char *table = delta ? NULL : cluster_endpoints_text(c);
+	size_t len = strlen(q->text);
+	if ((!delta && !table) || !len || q->text[len - 1] != '}')
+		return;
+	q->text[len - 1] = 0;
+	char *t = delta ? xasprintf("%s,\"endpoints_version\":%llu,\"endpoints_base\":%llu,"
+				    "\"endpoints_delta\":%s}",
+				    q->text, (unsigned long long)c->endpoints_version,
+				    (unsigned long long)q->endpoints_known, delta)
+			: xasprintf("%s,\"endpoints_version\":%llu,\"endpoints\":%s}", q->text,
+				    (unsigned long long)c->endpoints_version, table);
+	free(q->text);
+	q->text = t;
+}
+
 /* Answer the watches of node n that can be answered: its desired set moved
  * past what they know, their wait is over, or the server stops. */
 static void collect_node_watches(struct server *s, struct node *n, struct request **ready, bool all,
@@ -42,13 +76,12 @@ static void collect_node_watches(struct server *s, struct node *n, struct reques
 		struct request *q = *pp;
 		if (all) {
 			reply_error(q, 503, "server is shutting down");
-		} else if (n->desired_version != q->known_version || mono >= q->deadline_mono) {
+		} else if (watch_has_news(s->c, q, n) || mono >= q->deadline_mono) {
 			/* A desired set may go out before it is durable: if the server
 			 * dies first, the restarted one does not know those tasks and
 			 * the agent's next report gets them killed. Launch latency
 			 * does not pay for an fsync. */
-			free(q->text);
-			q->text = cluster_node_desired_text(s->c, n, q->known_version);
+			watch_answer(s->c, q, n);
 			q->phase = REQ_READY;
 		} else {
 			pp = &q->next;

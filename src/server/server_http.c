@@ -356,6 +356,8 @@ enum MHD_Result server_on_request(void *cls, struct MHD_Connection *conn, const 
 {
 	struct server *s = cls;
 	(void)version;
+	if (!*con_cls)
+		server_connection_request(s, conn);
 	liveness_intake_begin(s->c->live, time_mono_ms());
 	enum MHD_Result r = handle_request(s, conn, url, method, upload, upload_size, con_cls);
 	liveness_intake_end(s->c->live, time_mono_ms());

@@ -112,6 +112,14 @@ static void route_job(struct request *q, const char *method, const char *rest)
 			reply_error(q, err.code, err.msg);
 		return;
 	}
+	if (!strcmp(action, "endpoints") && !strcmp(method, "GET")) {
+		json_t *o = cluster_job_endpoints_json(c, key, &err);
+		if (o)
+			reply_ok(q, o);
+		else
+			reply_error(q, err.code, err.msg);
+		return;
+	}
 	if (!strcmp(action, "update") && !strcmp(method, "GET")) {
 		json_t *o = cluster_update_json(c, key, &err);
 		if (o)
@@ -393,13 +401,19 @@ static void route_agent(struct request *q, const char *what)
 			q->watch_node = n;
 			q->known_version =
 			    json_is_integer(kv) ? (uint64_t)json_integer_value(kv) : 0;
+			/* Agents that follow the endpoints say which version they
+			 * have (0: none yet); others never get the table. */
+			json_t *ev = json_object_get(body, "endpoints_version");
+			q->endpoints_follow = json_is_integer(ev);
+			q->endpoints_known =
+			    q->endpoints_follow ? (uint64_t)json_integer_value(ev) : 0;
 			q->deadline_mono = time_mono_ms() + wait_ms;
 			q->wait_seq = seq;
 			q->phase = REQ_WATCH;
 			q->status = 200;
-			if (n->desired_version != q->known_version) {
+			if (watch_has_news(c, q, n)) {
 				/* Something new already: answer at once. */
-				q->text = cluster_node_desired_text(c, n, q->known_version);
+				watch_answer(c, q, n);
 				q->phase = REQ_READY;
 			}
 		}
@@ -411,6 +425,11 @@ static void route_agent(struct request *q, const char *what)
 			reply_ok(q, net);
 		else
 			reply_error(q, err.code, err.msg);
+		return;
+	} else if (!strcmp(what, "mesh")) {
+		/* The routing mesh's feed (cluster_mesh.c): read only. */
+		json_decref(body);
+		reply_ok(q, cluster_mesh_json(c));
 		return;
 	} else if (!strcmp(what, "secrets")) {
 		route_agent_secrets(q, body);

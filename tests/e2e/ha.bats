@@ -160,7 +160,8 @@ EOF2
 	[ "$output" = 307 ]
 	run api_curl -sS -o /dev/null -w '%{http_code}' "https://127.0.0.1:$fport/v1/jobs/dave/test/none"
 	[ "$output" = 307 ]
-	run api_curl -sS -L -o /dev/null -w '%{http_code}' "https://127.0.0.1:$fport/v1/jobs/dave/test/none"
+	# (--location-trusted: the token goes on to the leader, another port)
+	run api_curl -sS -L --location-trusted -o /dev/null -w '%{http_code}' "https://127.0.0.1:$fport/v1/jobs/dave/test/none"
 	[ "$output" = 404 ]
 }
 

@@ -18,7 +18,7 @@ start_server() {
 		;;
 	*) export BERTH_ADDR="https://127.0.0.1:$port" ;;
 	esac
-	"$BERTH_BIN" server --data-dir "$data" --addr "127.0.0.1:$port" "$@" >>"$data.log" 2>&1 &
+	"$BERTH_BIN" server --data-dir "$data" --addr "127.0.0.1:$port" "$@" >>"$data.log" 2>&1 3>&- &
 	SERVER_PID=$!
 	use_client_creds "$data"
 	wait_for 10 'api_curl -fsS "$BERTH_ADDR/v1/health" >/dev/null 2>&1'
@@ -44,7 +44,7 @@ setup() {
 	start_server "$DATA/server" "$PORT"
 	# shellcheck disable=SC2046
 	"$BERTH_BIN" agent --simulate 50 --name sim --server "$BERTH_ADDR" $(join_flags "$DATA/server") \
-		--cpu 4 --mem 8GiB --sim-racks 5 >>"$DATA/sim.log" 2>&1 &
+		--cpu 4 --mem 8GiB --sim-racks 5 >>"$DATA/sim.log" 2>&1 3>&- &
 	SIM_PID=$!
 	wait_for 30 '[ "$(active_nodes)" -eq 50 ]'
 }
@@ -144,10 +144,12 @@ flaky_all() {
 	stop_pids "$SIM_PID"
 	SIM_PID=
 	P2=$(free_port)
+	first=$SERVER_PID
 	start_server "$DATA/s2" "$P2" --cert-ttl 3s
 	SERVER2_PID=$SERVER_PID
+	SERVER_PID=$first
 	"$BERTH_BIN" agent --simulate 20 --name ren --server "$BERTH_ADDR" --sim-shared-key \
-		--join-token-file "$DATA/s2/client/join.token" >>"$DATA/sim2.log" 2>&1 &
+		--join-token-file "$DATA/s2/client/join.token" >>"$DATA/sim2.log" 2>&1 3>&- &
 	SIM2_PID=$!
 	wait_for 20 '[ "$(active_nodes)" -eq 20 ]'
 	sleep 8
@@ -163,7 +165,7 @@ flaky_all() {
 	bad="${good%????}0000"
 	[ "$bad" != "$good" ] || bad="${good%????}1111"
 	"$BERTH_BIN" agent --simulate 3 --name bad --server "$BERTH_ADDR" --join-token "$bad" \
-		>>"$DATA/sim2.log" 2>&1 &
+		>>"$DATA/sim2.log" 2>&1 3>&- &
 	SIM2_PID=$!
 	wait_for 10 'grep -q "join: HTTP 401" "$DATA/sim2.log"'
 	grep -q 'unknown or revoked token' "$DATA/sim2.log"
@@ -183,7 +185,7 @@ flaky_all() {
 	command -v ss >/dev/null || skip "needs ss (iproute2)"
 	# shellcheck disable=SC2046
 	"$BERTH_BIN" agent --simulate 300 --name src --sim-source-addrs --server "$BERTH_ADDR" \
-		$(join_flags "$DATA/server") >>"$DATA/sim2.log" 2>&1 &
+		$(join_flags "$DATA/server") >>"$DATA/sim2.log" 2>&1 3>&- &
 	SIM2_PID=$!
 	wait_for 30 '[ "$(active_nodes)" -eq 350 ]'
 	# Agent 0 is 127.0.0.1, agent 251 is 127.0.1.2, and so on: 300 addresses.

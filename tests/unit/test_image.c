@@ -1279,6 +1279,43 @@ TEST(references_parse)
 
 /* ---- config.json ---- */
 
+/* The agent's name server: its resolv.conf, not the host's, at
+ * /etc/resolv.conf (docs/networking.md, Names). */
+TEST(oci_config_mounts_the_agents_resolv_conf)
+{
+	char *d = tmpdir();
+	char *rc = xasprintf("%s/resolv.conf", d);
+	puts_file(rc, "nameserver 127.0.0.153\n");
+	char *argv[] = {"/bin/true"};
+	struct image_config ic = {.entrypoint = argv, .nentrypoint = 1};
+	struct oci_config_in in = {.task_id = "web-0-abc",
+				   .rootfs = d,
+				   .image = &ic,
+				   .user = "0",
+				   .cgroups_path = "/berth/web-0-abc",
+				   .resolv_conf = rc};
+	char *text = NULL;
+	struct berr err = {0};
+	CHECK(oci_config_build(&in, &text, &err) == 0);
+	json_t *j = json_loads(text ? text : "{}", 0, NULL);
+	json_t *m;
+	size_t i;
+	int found = 0;
+	json_array_foreach(json_object_get(j, "mounts"), i, m)
+	{
+		if (strcmp(json_string_value(json_object_get(m, "destination")),
+			   "/etc/resolv.conf"))
+			continue;
+		found++;
+		CHECK_STR(json_string_value(json_object_get(m, "source")), rc);
+	}
+	CHECK(found == 1);
+	json_decref(j);
+	free(text);
+	free(rc);
+	free(d);
+}
+
 TEST(oci_config_resolves_users_in_the_image)
 {
 	char *d = tmpdir();
@@ -1446,5 +1483,5 @@ UNIT_MAIN(tar_reads_long_names_and_pax, unpack_refuses_path_escapes, unpack_gzip
 	  registry_pull_with_bearer_token_and_index, registry_errors_name_what_failed,
 	  references_parse, registry_credentials_are_bound_to_hosts,
 	  registry_credentials_go_only_to_their_registry, blobs_and_layers_are_capped,
-	  oci_config_resolves_users_in_the_image,
+	  oci_config_resolves_users_in_the_image, oci_config_mounts_the_agents_resolv_conf,
 	  orphaned_containers_are_deleted_through_the_runtime)

@@ -421,13 +421,13 @@ TEST(error_unknown_key)
 {
 	CHECK_STR(yaml_err(MIN "jobb: x\n"),
 		  "web.yaml:4:1: jobb: expected one of job, type, instances, schedule, "
-		  "cron_collision, priority, max_task_failures, placement, task, update or "
-		  "restart, found "
+		  "cron_collision, priority, max_task_failures, placement, task, update, "
+		  "restart or publish, found "
 		  "'jobb'");
 	CHECK_STR(yaml_err(MIN "  resourcs: {}\n"),
 		  "web.yaml:4:3: task.resourcs: expected one of driver, image, command, env, user, "
-		  "resources, constraints, health, stop_grace, shutdown, volumes, secrets or "
-		  "network, found "
+		  "resources, constraints, health, stop_grace, shutdown, volumes, secrets, "
+		  "drain_delay or network, found "
 		  "'resourcs'");
 	CHECK_STR(yaml_err(MIN "  resources: {gpu: 1}\n"),
 		  "web.yaml:4:15: task.resources.gpu: expected one of cpu, memory, disk or ports, "
@@ -442,7 +442,8 @@ TEST(error_unknown_key)
 	/* A null key ("? " or ": x") is no field either. */
 	CHECK_STR(yaml_err(MIN "? \n: x\n"),
 		  "web.yaml:4:2: expected one of job, type, instances, schedule, cron_collision, "
-		  "priority, max_task_failures, placement, task, update or restart, found nothing");
+		  "priority, max_task_failures, placement, task, update, restart or publish, found "
+		  "nothing");
 }
 
 TEST(error_wrong_type)
@@ -1092,7 +1093,7 @@ TEST(json_errors)
 		  "task.resources.memory: expected a size such as 64MiB, found '64 potatoes'");
 	CHECK_STR(json_err("{\"job\": \"a/prod/b\", \"task\": {\"command\": \"x\"}, \"x\": 1}"),
 		  "x: expected one of job, type, instances, schedule, cron_collision, priority, "
-		  "max_task_failures, placement, task, update or restart, found 'x'");
+		  "max_task_failures, placement, task, update, restart or publish, found 'x'");
 	CHECK_STR(
 	    json_err("{\"job\": \"a/prod/b\", \"instances\": -3, \"task\": {\"command\": \"x\"}}"),
 	    "instances: expected an integer between 0 and 100000, found '-3'");
@@ -1459,6 +1460,65 @@ TEST(network_defaults_per_driver_and_canonical_json)
 	spec_free(s);
 }
 
+#define PUB_TASK "task:\n  command: [/bin/true]\n  resources: {ports: [http, admin]}\n"
+
+TEST(publish)
+{
+	struct job_spec *s = yaml_ok("job: alice/devel/web\n"
+				     "publish: [{port: 8080, target: http}, {port: 9090, target: "
+				     "admin, mode: host}]\n" PUB_TASK "  drain_delay: 500ms\n");
+	if (s) {
+		CHECK(s->npublish == 2);
+		CHECK(s->publish[0].port == 8080);
+		CHECK_STR(s->publish[0].target, "http");
+		CHECK(s->publish[0].mode == PUBLISH_INGRESS);
+		CHECK(s->publish[1].mode == PUBLISH_HOST);
+		CHECK(s->task.drain_delay_ms == 500);
+		check_round_trip(s);
+		json_t *j = spec_to_json(s);
+		char *txt = json_dumps(json_object_get(j, "publish"), JSON_COMPACT);
+		CHECK_STR(txt, "[{\"port\":8080,\"target\":\"http\",\"mode\":\"ingress\"},"
+			       "{\"port\":9090,\"target\":\"admin\",\"mode\":\"host\"}]");
+		free(txt);
+		json_decref(j);
+		spec_free(s);
+	}
+	/* Defaults: no publish, a 2 s drain that the canonical task JSON
+	 * leaves out (older specs keep their config version). */
+	s = yaml_ok(MIN);
+	if (s) {
+		CHECK(s->npublish == 0);
+		CHECK(s->task.drain_delay_ms == SPEC_DEFAULT_DRAIN_DELAY_MS);
+		json_t *j = spec_to_json(s);
+		CHECK(!json_object_get(j, "publish"));
+		CHECK(!json_object_get(json_object_get(j, "task"), "drain_delay"));
+		json_decref(j);
+		spec_free(s);
+	}
+	CHECK_STR(yaml_err("job: a/prod/b\npublish: [{port: 8080, target: web}]\n" PUB_TASK),
+		  "web.yaml:2:32: publish[0].target: expected a port declared in "
+		  "task.resources.ports, found 'web'");
+	CHECK_STR(
+	    yaml_err("job: a/prod/b\npublish: [{port: 0, target: http}]\n" PUB_TASK),
+	    "web.yaml:2:18: publish[0].port: expected an integer between 1 and 65535, found '0'");
+	CHECK_STR(yaml_err("job: a/prod/b\npublish: [{port: 80, target: http}, {port: 80, "
+			   "target: admin}]\n" PUB_TASK),
+		  "web.yaml:2:44: publish[1].port: expected each published port once, found 80 "
+		  "again");
+	CHECK_STR(
+	    yaml_err("job: a/prod/b\npublish: [{target: http}]\n" PUB_TASK),
+	    "web.yaml:2:11: publish[0].port: expected a port number such as 8080, found nothing");
+	CHECK_STR(
+	    yaml_err("job: a/prod/b\npublish: [{port: 80, target: http, mode: nat}]\n" PUB_TASK),
+	    "web.yaml:2:42: publish[0].mode: expected ingress or host, found 'nat'");
+	CHECK_STR(
+	    yaml_err("job: a/prod/b\ntype: batch\npublish: [{port: 80, target: http}]\n" PUB_TASK),
+	    "web.yaml:3:10: publish: expected no published port for a batch job, found a list");
+	CHECK_STR(yaml_err("job: a/prod/b\npublish: 80\n" PUB_TASK),
+		  "web.yaml:2:10: publish: expected a list of published ports such as {port: 8080, "
+		  "target: http}, found '80'");
+}
+
 UNIT_MAIN(network_defaults_per_driver_and_canonical_json, defaults_minimal, full_example,
 	  command_forms, env_values_are_text, empty_sections_are_empty, sizes, durations, job_keys,
 	  job_key_in_spec, error_unknown_key, error_wrong_type, error_sizes_and_durations,
@@ -1467,4 +1527,4 @@ UNIT_MAIN(network_defaults_per_driver_and_canonical_json, defaults_minimal, full
 	  error_bytes, error_deep_nesting, only_first_error, cron_schedule, constraints,
 	  health_checks, ports, image_and_driver, user_field, template_validation,
 	  template_expansion, json_input_forms, json_errors, json_env_numbers_are_text, round_trip,
-	  task_json_equivalence, update_section, volumes, secrets, spec_free_null)
+	  task_json_equivalence, update_section, volumes, secrets, publish, spec_free_null)

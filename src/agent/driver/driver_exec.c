@@ -2,6 +2,8 @@
  * namespaces and a cgroup of its own (exec_isolation.h): a minimal init is
  * the namespace's pid 1 and forwards signals to the program. */
 #include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "agent/driver/driver.h"
 #include "agent/driver/exec_enter.h"
@@ -11,6 +13,12 @@
 static pid_t exec_start(struct sup *s, int out_fd, int err_fd, struct berr *err)
 {
 	const struct task_launch *l = &s->doc.l;
+	/* The agent's name server, when it runs one (agent_dns.c). */
+	char *resolv = xasprintf("%s/resolv.conf", s->sandbox);
+	if (access(resolv, F_OK) < 0) {
+		free(resolv);
+		resolv = NULL;
+	}
 	struct isolation iso = {
 	    .hostname = l->task_id,
 	    .netns_path = l->netns_path,
@@ -35,8 +43,11 @@ static pid_t exec_start(struct sup *s, int out_fd, int err_fd, struct berr *err)
 	    .secret_file = l->secret_file,
 	    .secret_path = l->secret_path,
 	    .nsecrets = l->nsecrets,
+	    .resolv_conf = resolv,
 	};
-	return isolation_start(&iso, &s->ctl_fd, err);
+	pid_t pid = isolation_start(&iso, &s->ctl_fd, err);
+	free(resolv);
+	return pid;
 }
 
 /* The init forwards SIGTERM to the program's process group; SIGKILL to the

@@ -835,6 +835,12 @@ static void setup_namespace(const struct isolation *iso, int ctl)
 		if (sfds[i] < 0)
 			init_fail(ctl, "secret file '%s': %s", iso->secret_file[i], err_str(errno));
 	}
+	int rfd = -1;
+	if (iso->resolv_conf) {
+		rfd = open(iso->resolv_conf, O_PATH | O_CLOEXEC | O_NOFOLLOW);
+		if (rfd < 0)
+			init_fail(ctl, "cannot open '%s': %s", iso->resolv_conf, err_str(errno));
+	}
 	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
 		init_fail(ctl, "cannot mount proc on '/proc': %s", err_str(errno));
 	if (iso->tmpdir) {
@@ -854,6 +860,18 @@ static void setup_namespace(const struct isolation *iso, int ctl)
 	free(vfds);
 	mount_secrets(iso, ctl, sfds, &sh);
 	free(sfds);
+	if (rfd >= 0) {
+		/* Over the host's file (or where its symlink leads), in this
+		 * namespace only. */
+		char src[64];
+		snprintf(src, sizeof src, "/proc/self/fd/%d", rfd);
+		if (mount(src, "/etc/resolv.conf", NULL, MS_BIND, NULL) < 0 ||
+		    mount(NULL, "/etc/resolv.conf", NULL,
+			  MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+			init_fail(ctl, "cannot bind '%s' on '/etc/resolv.conf': %s",
+				  iso->resolv_conf, err_str(errno));
+		close(rfd);
+	}
 	shadows_seal(&sh);
 	lock_down(iso, ctl);
 	harden_proc(ctl);

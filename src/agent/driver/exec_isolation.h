@@ -87,6 +87,9 @@ struct isolation {
 	 * directory, which keeps that directory's entries (each bound back). */
 	const char *const *secret_file, *const *secret_path;
 	size_t nsecrets;
+	/* NULL, or a host file bound read-only onto /etc/resolv.conf (the
+	 * agent's name server, agent/dns_server.h). */
+	const char *resolv_conf;
 };
 
 enum iso_msg_type { ISO_STARTED = 1, ISO_FAILED, ISO_EXITED };

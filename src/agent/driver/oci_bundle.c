@@ -131,7 +131,7 @@ static json_t *mount_entry(const char *dst, const char *type, const char *src,
 			 "options", strs(opts, n));
 }
 
-static json_t *default_mounts(void)
+static json_t *default_mounts(const char *resolv_conf)
 {
 	static const char *const proc[] = {"nosuid", "noexec", "nodev"};
 	static const char *const dev[] = {"nosuid", "strictatime", "mode=755", "size=65536k"};
@@ -155,10 +155,12 @@ static json_t *default_mounts(void)
 	/* The host's network namespace: its name resolution too. */
 	static const char *const host_files[] = {"/etc/resolv.conf", "/etc/hosts"};
 	for (size_t i = 0; i < ARRAY_SIZE(host_files); i++) {
+		/* resolv.conf: the agent's name server when it runs one. */
+		const char *src = i == 0 && resolv_conf ? resolv_conf : host_files[i];
 		struct stat st;
-		if (stat(host_files[i], &st) == 0 && S_ISREG(st.st_mode))
-			json_array_append_new(m, mount_entry(host_files[i], "bind", host_files[i],
-							     bind_ro, ARRAY_SIZE(bind_ro)));
+		if (stat(src, &st) == 0 && S_ISREG(st.st_mode))
+			json_array_append_new(m, mount_entry(host_files[i], "bind", src, bind_ro,
+							     ARRAY_SIZE(bind_ro)));
 	}
 	return m;
 }
@@ -471,7 +473,7 @@ int oci_config_build(const struct oci_config_in *in, char **out, struct berr *er
 		json_array_append_new(
 		    json_object_get(linux_, "namespaces"),
 		    json_pack("{s:s,s:s}", "type", "network", "path", in->netns_path));
-	json_t *mounts = default_mounts();
+	json_t *mounts = default_mounts(in->resolv_conf);
 	for (size_t i = 0; i < in->nvolumes; i++) {
 		const char *opts[] = {"rbind", in->volume_ro[i] ? "ro" : "rw"};
 		json_array_append_new(
@@ -584,9 +586,13 @@ int oci_task_prepare(struct oci_task *t, const struct oci_params *p, struct berr
 	    .nvolumes = p->nvolumes,
 	    .netns_path = p->netns_path,
 	};
+	char *resolv = xasprintf("%s/resolv.conf", p->sandbox);
+	if (access(resolv, F_OK) == 0)
+		in.resolv_conf = resolv;
 	char *json = NULL;
 	rc = oci_config_build(&in, &json, err);
 	free(cgpath);
+	free(resolv);
 	if (rc < 0)
 		return berr_prefix(err, "image '%s'", p->image);
 	/* Not fsync'ed: a bundle means nothing after a machine crash (the

@@ -110,6 +110,9 @@ struct oci_config_in {
 	const bool *volume_ro;
 	size_t nvolumes;
 	const char *netns_path; /* linux.namespaces "network" with this path; NULL = host */
+	/* Shown at /etc/resolv.conf: the agent's (SANDBOX/resolv.conf, its name
+	 * server) or NULL for the host's. */
+	const char *resolv_conf;
 };
 
 /* Build config.json's text (the caller frees it). */
