@@ -169,13 +169,20 @@ struct agent {
 	/* The tasks' name server, or NULL (none: tasks keep the host's
 	 * resolv.conf). Started before the threads, stopped after them. */
 	struct dns_server *dns;
+	/* Its twin on the bridge's address (port 53), for network: bridge
+	 * tasks, whose 127.0.0.153 is their own loopback: started with the
+	 * first of them (under `lock`). */
+	struct dns_server *dns_bridge;
 };
 
 /* agent_dns.c: the name server and the tasks' resolv.conf */
 int agent_dns_start(struct agent *a, struct berr *err);
 /* Write SANDBOX/resolv.conf naming the agent's name server (the drivers
- * show it at /etc/resolv.conf); nothing when there is none. */
-int agent_dns_resolv_conf(const struct agent *a, const char *sandbox, struct berr *err);
+ * show it at /etc/resolv.conf); nothing when there is none. bridge_gw: a
+ * network: bridge task's gateway (its name server there, started on first
+ * use), 0 for a host task. */
+int agent_dns_resolv_conf(struct agent *a, const char *sandbox, uint32_t bridge_gw,
+			  struct berr *err);
 
 /* agent.c */
 void agent_sleep_ms(int ms);

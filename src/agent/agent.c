@@ -179,6 +179,7 @@ fail:
 	hmap_release(&a->tasks);
 	agent_identity_free(a);
 	dns_server_stop(a->dns);
+	dns_server_stop(a->dns_bridge);
 	endpoints_free(a->endpoints);
 	free(a->name);
 	free(a->tasks_dir);
@@ -265,6 +266,7 @@ void agent_stop(struct agent *a)
 	pthread_mutex_destroy(&a->logs_lock);
 	agent_identity_free(a);
 	dns_server_stop(a->dns);
+	dns_server_stop(a->dns_bridge);
 	endpoints_free(a->endpoints);
 	free(a->name);
 	free(a->tasks_dir);

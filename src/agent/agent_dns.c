@@ -3,6 +3,7 @@
  * nameserver (search and options lines kept). */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,10 +51,36 @@ int agent_dns_start(struct agent *a, struct berr *err)
 	return 0;
 }
 
-int agent_dns_resolv_conf(const struct agent *a, const char *sandbox, struct berr *err)
+/* The name server on the bridge's address: same table, same upstreams. */
+static const char *bridge_dns(struct agent *a, uint32_t gw, struct berr *err)
+{
+	pthread_mutex_lock(&a->lock);
+	if (!a->dns_bridge) {
+		char ip[16], listen[32];
+		snprintf(listen, sizeof listen, "%s:53", ip4_format(gw, ip));
+		struct dns_server_options o = {
+		    .listen = listen,
+		    .upstreams = a->o.dns_upstreams,
+		    .nupstreams = a->o.ndns_upstreams,
+		    .endpoints = a->endpoints,
+		};
+		a->dns_bridge = dns_server_start(&o, err);
+		if (a->dns_bridge)
+			log_info("name server for bridge tasks on %s", listen);
+	}
+	const char *addr = a->dns_bridge ? dns_server_address(a->dns_bridge) : NULL;
+	pthread_mutex_unlock(&a->lock);
+	return addr;
+}
+
+int agent_dns_resolv_conf(struct agent *a, const char *sandbox, uint32_t bridge_gw,
+			  struct berr *err)
 {
 	if (!a->dns)
 		return 0;
+	const char *nameserver = dns_server_address(a->dns);
+	if (bridge_gw && !(nameserver = bridge_dns(a, bridge_gw, err)))
+		return -1;
 	int r = mkdir_p(sandbox, 0700);
 	if (r < 0)
 		return berr_set(err, 500, "cannot create '%s': %s", sandbox, strerror(-r));
@@ -62,7 +89,7 @@ int agent_dns_resolv_conf(const struct agent *a, const char *sandbox, struct ber
 	sbuf_addf(&sb,
 		  "# written by berth: the node's name server (NAME.ENV.ROLE.berth)\n"
 		  "nameserver %s\n",
-		  dns_server_address(a->dns));
+		  nameserver);
 	FILE *host = fopen("/etc/resolv.conf", "r");
 	char line[512];
 	while (host && fgets(line, sizeof line, host))

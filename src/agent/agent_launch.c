@@ -427,7 +427,8 @@ void *agent_launcher_main(void *arg)
 		if (r == 0)
 			r = plan_network(a, &p, &err);
 		if (r == 0)
-			r = agent_dns_resolv_conf(a, sandbox, &err);
+			r = agent_dns_resolv_conf(a, sandbox,
+						  p.address ? node_net_gateway(a->net) : 0, &err);
 		if (r == 0) {
 			r = plan_launch(a, &p, sandbox, &err);
 			if (r < 0 && p.secret_files)

@@ -74,7 +74,10 @@ static void node_host(const struct node *n, char *buf, size_t size)
  * of their own (task.network: bridge), which then win. */
 static void task_address(const struct task *t, char *buf, size_t size)
 {
-	node_host(t->node, buf, size);
+	if (t->address && size >= 16)
+		ip4_format(t->address, buf);
+	else
+		node_host(t->node, buf, size);
 }
 
 static json_t *endpoint_json(const struct task *t)

@@ -43,6 +43,12 @@ dnsq() {
 	python3 "$DNSQ" query "$DNS_IP:53" "$@"
 }
 
+# The address of instance $1 of alice/devel/web: its own (network: bridge,
+# the default; docs/networking.md "Task networks").
+addr_of() {
+	status_json alice/devel/web | jget "[t['address'] for t in d['tasks'] if t['instance'] == $1 and t['state'] == 'RUNNING'][0]"
+}
+
 # How many SRV answers a name has.
 srv_count() {
 	dnsq "$1" SRV | grep -c '^AN SRV' || true
@@ -63,6 +69,7 @@ EOF2
 @test "GET /v1/jobs/KEY/endpoints lists RUNNING instances; another role gets 403" {
 	"$BERTH_BIN" job run --detach "$(web_spec 2)"
 	wait_for 30 '[ "$(running_count alice/devel/web)" = 2 ]'
+	a0=$(addr_of 0) a1=$(addr_of 1)
 	run api_curl -fsS "$BERTH_ADDR/v1/jobs/alice/devel/web/endpoints"
 	[ "$status" -eq 0 ]
 	echo "$output" | python3 -c '
@@ -74,10 +81,10 @@ eps = sorted(d["endpoints"], key=lambda e: e["instance"])
 assert [e["instance"] for e in eps] == [0, 1], eps
 for e in eps:
     assert set(e) == {"instance", "task", "node", "address", "ports"}, e
-    assert e["address"] == "127.0.0.1", e
+    assert e["address"] == sys.argv[1 + e["instance"]], e
     assert 1024 < e["ports"]["http"] < 65536, e
     assert e["task"].startswith("alice-devel-web-%d-" % e["instance"]), e
-'
+' "$a0" "$a1"
 	run api_curl -sS -o /dev/null -w '%{http_code}' "$BERTH_ADDR/v1/jobs/alice/devel/nope/endpoints"
 	[ "$output" = 404 ]
 	token=$("$BERTH_BIN" token create --role bob | tail -1)
@@ -90,18 +97,20 @@ for e in eps:
 	"$BERTH_BIN" job run --detach "$(web_spec 2)"
 	wait_for 30 '[ "$(running_count alice/devel/web)" = 2 ]'
 	wait_for 3 '[ "$(srv_count _http._tcp.web.devel.alice.berth)" = 2 ]'
+	a0=$(addr_of 0) a1=$(addr_of 1)
 	run dnsq web.devel.alice.berth A
 	[[ "${lines[0]}" == NOERROR* ]]
-	[[ "$output" == *"AN A web.devel.alice.berth 127.0.0.1"* ]]
+	[[ "$output" == *"AN A web.devel.alice.berth $a0"* ]]
+	[[ "$output" == *"AN A web.devel.alice.berth $a1"* ]]
 	run dnsq 1.web.devel.alice.berth A
-	[[ "$output" == *"AN A 1.web.devel.alice.berth 127.0.0.1"* ]]
+	[[ "$output" == *"AN A 1.web.devel.alice.berth $a1"* ]]
 	ports=$(api_curl -fsS "$BERTH_ADDR/v1/jobs/alice/devel/web/endpoints" |
 		jget '" ".join("%d:%d" % (e["instance"], e["ports"]["http"]) for e in sorted(d["endpoints"], key=lambda e: e["instance"]))')
 	run dnsq _http._tcp.web.devel.alice.berth SRV
 	echo "$output"
 	for ip in $ports; do
 		[[ "$output" == *"AN SRV 0 0 ${ip#*:} ${ip%%:*}.web.devel.alice.berth"* ]]
-		[[ "$output" == *"AR A ${ip%%:*}.web.devel.alice.berth 127.0.0.1"* ]]
+		[[ "$output" == *"AR A ${ip%%:*}.web.devel.alice.berth $(addr_of "${ip%%:*}")"* ]]
 	done
 	# The same over TCP.
 	run dnsq _http._tcp.web.devel.alice.berth SRV --tcp
@@ -158,11 +167,15 @@ for e in eps:
 	wait_for 30 '[ "$(running_count alice/devel/web)" = 2 ]'
 	wait_for 3 '[ "$(srv_count _http._tcp.web.devel.alice.berth)" = 2 ]'
 	tid=$(status_json alice/devel/web | jget '[t["id"] for t in d["tasks"] if t["state"] == "RUNNING"][0]')
+	# A bridge task (the default) asks the agent's twin server on its
+	# gateway, the bridge's address: 127.0.0.x is the task's own loopback.
+	gw=$(addr_of 0)
+	gw=${gw%.*}.1
 	run "$BERTH_BIN" task-exec "$DATA/tasks/$tid" -- cat /etc/resolv.conf
-	[[ "$output" == *"nameserver $DNS_IP"* ]]
+	[[ "$output" == *"nameserver $gw"* ]]
 	run "$BERTH_BIN" task-exec "$DATA/tasks/$tid" -- getent hosts web.devel.alice.berth
 	[ "$status" -eq 0 ]
-	[[ "$output" == "127.0.0.1"*"web.devel.alice.berth"* ]]
+	[[ "$output" == 10.244.*"web.devel.alice.berth"* ]]
 	run "$BERTH_BIN" task-exec "$DATA/tasks/$tid" -- getent hosts 1.web.devel.alice.berth
 	[ "$status" -eq 0 ]
 	run "$BERTH_BIN" task-exec "$DATA/tasks/$tid" -- getent hosts example.com

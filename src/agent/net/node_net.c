@@ -267,6 +267,14 @@ out:
 	return rc;
 }
 
+uint32_t node_net_gateway(struct node_net *n)
+{
+	pthread_mutex_lock(&n->lock);
+	uint32_t gw = n->have_subnet ? n->subnet.base + 1 : 0;
+	pthread_mutex_unlock(&n->lock);
+	return gw;
+}
+
 uint32_t node_net_task_address(struct node_net *n, const char *task_id)
 {
 	pthread_mutex_lock(&n->lock);

@@ -46,6 +46,9 @@ int node_net_configure(struct node_net *n, json_t *net, struct berr *err);
  * (nat_rules.h). *ip: its address; *netns_path: new string. */
 int node_net_task_setup(struct node_net *n, const char *task_id, const int *ports, size_t nports,
 			uint32_t *ip, char **netns_path, struct berr *err);
+/* The tasks' gateway (the bridge's address, .1 of the subnet), or 0 before
+ * the node has a subnet. */
+uint32_t node_net_gateway(struct node_net *n);
 /* The address a task holds on this node, or 0. */
 uint32_t node_net_task_address(struct node_net *n, const char *task_id);
 /* Remove the task's namespace, veth and address. */
