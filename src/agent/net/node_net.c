@@ -113,7 +113,10 @@ int node_net_configure(struct node_net *n, json_t *net, struct berr *err)
 	for (size_t i = 0; i < np; i++) {
 		json_t *p = json_array_get(plist, i);
 		struct berr perr = {0};
+		/* A peer on our own loopback (agents sharing a host) is reached
+		 * without a route. */
 		if (ip4_parse(json_string_value(json_object_get(p, "ip")), &peers[k].ip) < 0 ||
+		    (peers[k].ip >> 24) == 127 ||
 		    cidr_parse(json_string_value(json_object_get(p, "subnet")), &peers[k].subnet,
 			       "peer subnet", &perr) < 0 ||
 		    !cidr_contains(&cluster, peers[k].subnet.base) ||
@@ -146,8 +149,9 @@ int node_net_configure(struct node_net *n, json_t *net, struct berr *err)
 		n->peers = peers;
 		n->npeers = k;
 		peers = NULL;
-		if (n->up)
-			program_routes(n);
+		/* Routes whether or not this node runs bridge tasks: its own
+		 * processes (the mesh, health checks) reach tasks elsewhere. */
+		program_routes(n);
 	}
 	pthread_mutex_unlock(&n->lock);
 	free(peers);
