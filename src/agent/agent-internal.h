@@ -183,6 +183,9 @@ int agent_dns_start(struct agent *a, struct berr *err);
  * use), 0 for a host task. */
 int agent_dns_resolv_conf(struct agent *a, const char *sandbox, uint32_t bridge_gw,
 			  struct berr *err);
+/* The name server's twin on the bridge's address gw, started if needed:
+ * its address, or NULL (none: err set, or the agent runs no name server). */
+const char *agent_dns_bridge(struct agent *a, uint32_t gw, struct berr *err);
 
 /* agent.c */
 void agent_sleep_ms(int ms);

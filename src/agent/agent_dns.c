@@ -52,8 +52,10 @@ int agent_dns_start(struct agent *a, struct berr *err)
 }
 
 /* The name server on the bridge's address: same table, same upstreams. */
-static const char *bridge_dns(struct agent *a, uint32_t gw, struct berr *err)
+const char *agent_dns_bridge(struct agent *a, uint32_t gw, struct berr *err)
 {
+	if (!a->dns)
+		return NULL;
 	pthread_mutex_lock(&a->lock);
 	if (!a->dns_bridge) {
 		char ip[16], listen[32];
@@ -79,7 +81,7 @@ int agent_dns_resolv_conf(struct agent *a, const char *sandbox, uint32_t bridge_
 	if (!a->dns)
 		return 0;
 	const char *nameserver = dns_server_address(a->dns);
-	if (bridge_gw && !(nameserver = bridge_dns(a, bridge_gw, err)))
+	if (bridge_gw && !(nameserver = agent_dns_bridge(a, bridge_gw, err)))
 		return -1;
 	int r = mkdir_p(sandbox, 0700);
 	if (r < 0)

@@ -179,6 +179,10 @@ static int do_register(struct agent *a, struct http_client *hc, struct berr *err
 	struct berr nerr = {0};
 	if (node_net_configure(a->net, reply, &nerr) < 0)
 		log_warn("network: %s", nerr.msg);
+	/* Re-adopted bridge tasks ask the name server on their gateway. */
+	if (node_net_active(a->net) && a->dns &&
+	    !agent_dns_bridge(a, node_net_gateway(a->net), &nerr) && nerr.msg[0])
+		log_warn("no name server for bridge tasks: %s", nerr.msg);
 	a->net_version = 0; /* the peers come with the next watch */
 	json_decref(reply);
 	pthread_mutex_lock(&a->lock);

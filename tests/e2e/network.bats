@@ -146,6 +146,10 @@ EOF
 	[ "$(task_field alice/prod/keep 0 id)" = "$id" ]
 	[ "$(task_field alice/prod/keep 0 address)" = "$addr" ]
 	[ "$(http_get "$(ns_name 1)" "http://$addr:8080/")" = keep-0 ]
+	# Its names still resolve: the name server's twin on the gateway is back.
+	if grep -q "name server for tasks on" "$NS_BASE/n1.log"; then
+		wait_for 5 'in_ns "$(ns_name 1)" "$BERTH_BIN" task-exec "$NS_BASE/n1/tasks/$id" -- getent hosts keep.prod.alice.berth | grep -q "^$addr "'
+	fi
 	# Another job's task: another address.
 	f2=$(web_spec other 1)
 	cli job run "$f2"

@@ -279,6 +279,14 @@ uint32_t node_net_gateway(struct node_net *n)
 	return gw;
 }
 
+bool node_net_active(struct node_net *n)
+{
+	pthread_mutex_lock(&n->lock);
+	bool up = n->up;
+	pthread_mutex_unlock(&n->lock);
+	return up;
+}
+
 uint32_t node_net_task_address(struct node_net *n, const char *task_id)
 {
 	pthread_mutex_lock(&n->lock);

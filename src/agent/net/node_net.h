@@ -49,6 +49,8 @@ int node_net_task_setup(struct node_net *n, const char *task_id, const int *port
 /* The tasks' gateway (the bridge's address, .1 of the subnet), or 0 before
  * the node has a subnet. */
 uint32_t node_net_gateway(struct node_net *n);
+/* The bridge is up (a bridge task ran or runs here). */
+bool node_net_active(struct node_net *n);
 /* The address a task holds on this node, or 0. */
 uint32_t node_net_task_address(struct node_net *n, const char *task_id);
 /* Remove the task's namespace, veth and address. */
