@@ -59,6 +59,7 @@ teardown() {
 		tail -n 20 "$HA"/s1.log "$HA"/s2.log "$HA"/agent.log >&2 || true
 	fi
 	release_task_netns "${HA:-}"
+	release_task_netns "/var/tmp/berth-ha-$$"
 	rm -rf "${HA:-/nonexistent}" /var/tmp/berth-ha-$$
 }
 
