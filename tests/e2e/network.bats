@@ -197,13 +197,22 @@ EOF
 		# From another node.
 		[ "$(http_get "$(ns_name 2)" "http://$NS_NET.11:$port/")" = "pub-$i" ]
 	done
+	# A task reaches a port map of its own node (hairpin), even one that
+	# leads to the task next to it.
+	p0=$(task_field alice/prod/pub 0 pid)
+	for i in 0 1; do
+		port=$(jstatus alice/prod/pub | jget "[t['ports']['http'] for t in d['tasks'] if t['instance']==$i and t['state']=='RUNNING'][0]")
+		run in_task "$p0" curl -sS -m 3 "http://$NS_NET.11:$port/"
+		echo "hairpin $i: $output"
+		[ "$output" = "pub-$i" ]
+	done
 	# A task may not use the bridge to reach the node's loopback.
 	pid=$(task_field alice/prod/pub 0 pid)
 	run in_task "$pid" curl -fsS -m 2 --interface eth0 "http://127.0.0.1:$port/"
 	[ "$status" -ne 0 ]
 	# The maps go with the tasks.
 	cli job kill alice/prod/pub
-	wait_for 15 '! ip netns exec "$(ns_name 1)" nft list table ip berth | grep -q dnat'
+	wait_for 15 '! ip netns exec "$(ns_name 1)" nft list table ip berth | grep -q "dnat to"'
 }
 
 @test "a task on n1 reaches a task on n2 by its address (routes between the nodes' subnets)" {

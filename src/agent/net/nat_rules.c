@@ -254,6 +254,28 @@ int nat_rules_write(const struct cidr *cluster, const char *bridge, const struct
 	add_expr(rule, nftnl_expr_alloc("masq"));
 	rule_add(&nb, rule);
 
+	/* Hairpin: a task that reaches a port map of its own node comes back
+	 * out on the bridge to a task next to it, which must answer through
+	 * the node (not straight back on the bridge): masquerade it. */
+	rule = rule_new("postrouting");
+	match_ifname(rule, NFT_META_OIFNAME, bridge);
+	struct nftnl_expr *ct = nftnl_expr_alloc("ct");
+	nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_STATUS);
+	nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+	add_expr(rule, ct);
+	uint32_t dnat_bit = 1u << 5, nil = 0; /* IPS_DST_NAT */
+	ct = nftnl_expr_alloc("bitwise");
+	nftnl_expr_set_u32(ct, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
+	nftnl_expr_set_u32(ct, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
+	nftnl_expr_set_u32(ct, NFTNL_EXPR_BITWISE_LEN, 4);
+	nftnl_expr_set(ct, NFTNL_EXPR_BITWISE_MASK, &dnat_bit, 4);
+	nftnl_expr_set(ct, NFTNL_EXPR_BITWISE_XOR, &nil, 4);
+	add_expr(rule, ct);
+	match_reg(rule, &nil, 4, NFT_CMP_NEQ);
+	match_prefix(rule, 12, cluster, NFT_CMP_EQ);
+	add_expr(rule, nftnl_expr_alloc("masq"));
+	rule_add(&nb, rule);
+
 	struct cidr loopback = {0x7f000000u, 8};
 	rule = rule_new("postrouting");
 	match_ifname(rule, NFT_META_OIFNAME, bridge);

@@ -9,6 +9,7 @@
  *       ... }                                              the node's own)
  *     chain postrouting { type nat hook postrouting priority srcnat;
  *       ip saddr CLUSTER ip daddr != CLUSTER masquerade
+ *       oifname BRIDGE ct status dnat ip saddr CLUSTER masquerade   (hairpin)
  *       oifname BRIDGE ip saddr 127.0.0.0/8 masquerade }
  *     chain input { type filter hook input priority filter;
  *       iifname BRIDGE ip daddr 127.0.0.0/8 ct state new drop } }

@@ -102,6 +102,34 @@ out:
 	return rc;
 }
 
+/* Hairpin mode on a bridge port: a frame may leave by the port it came in.
+ * With br_netfilter, a task's connection to a port map of its own node is
+ * translated on the bridge and must go back out of the task's own port. */
+static int port_hairpin(struct nl_sock *sk, const char *name, struct berr *err)
+{
+	struct rtnl_link *link = NULL;
+	int r = rtnl_link_get_kernel(sk, 0, name, &link);
+	if (r < 0)
+		return berr_set(err, 0, "cannot find link '%s': %s", name, nl_geterror(r));
+	/* Both objects of the AF_BRIDGE family (libnl asserts it: the kernel's
+	 * link, of family AF_UNSPEC, cannot be the original). */
+	int idx = rtnl_link_get_ifindex(link);
+	rtnl_link_put(link);
+	struct rtnl_link *orig = rtnl_link_alloc(), *chg = rtnl_link_alloc();
+	rtnl_link_set_family(orig, AF_BRIDGE);
+	rtnl_link_set_ifindex(orig, idx);
+	rtnl_link_set_family(chg, AF_BRIDGE);
+	rtnl_link_set_ifindex(chg, idx);
+	rtnl_link_bridge_set_flags(chg, RTNL_BRIDGE_HAIRPIN_MODE);
+	r = rtnl_link_change(sk, orig, chg, 0);
+	rtnl_link_put(chg);
+	rtnl_link_put(orig);
+	if (r < 0)
+		return berr_set(err, 0, "cannot set hairpin mode on '%s': %s", name,
+				nl_geterror(r));
+	return 0;
+}
+
 int netlink_veth_create(const char *host_name, const char *peer_name, int netns_fd,
 			const char *master, struct berr *err)
 {
@@ -133,7 +161,7 @@ int netlink_veth_create(const char *host_name, const char *peer_name, int netns_
 		berr_set(err, 0, "cannot create veth '%s': %s", host_name, nl_geterror(r));
 		goto out;
 	}
-	if (link_up(sk, host_name, br_idx, err) < 0)
+	if (link_up(sk, host_name, br_idx, err) < 0 || port_hairpin(sk, host_name, err) < 0)
 		goto out;
 	rc = 0;
 out:
