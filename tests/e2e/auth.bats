@@ -129,6 +129,7 @@ PY
 job: mallory/prod/probe
 type: batch
 task:
+  network: host # the worst case: the host's own loopback, where berth up listens
   command: ["/bin/sh", "-c", "curl -sk -o /dev/null -w '%{http_code}\\\\n' https://127.0.0.1:$PORT/v1/jobs; curl -sk -o /dev/null -w '%{http_code}\\\\n' -X POST -d '{}' https://127.0.0.1:$PORT/v1/jobs"]
   resources: {cpu: 0.05, memory: 32MiB}
 EOF
