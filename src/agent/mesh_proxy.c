@@ -83,6 +83,9 @@ struct mesh_proxy {
 	bool have_pending;
 	struct listener *listeners;
 	struct conn *conns, *dead;
+	/* Listeners of ports no longer published: freed after the event
+	 * batch, which may still hold their tag. */
+	struct listener *dead_listeners;
 	size_t nconnecting;
 	struct mesh_stats stats;
 };
@@ -197,7 +200,8 @@ static void apply_table(struct mesh_proxy *m)
 		log_info("mesh: port %d is no longer published (job %s)", l->port, l->job);
 		listener_close(m, l);
 		*pl = l->next;
-		listener_free(l);
+		l->next = m->dead_listeners;
+		m->dead_listeners = l;
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct listener *l = m->listeners;
@@ -426,6 +430,8 @@ static void on_backend(struct mesh_proxy *m, struct conn *c, uint32_t events)
 
 static void accept_some(struct mesh_proxy *m, struct listener *l)
 {
+	if (l->fd < 0)
+		return; /* closed earlier in this event batch */
 	for (int k = 0; k < 64; k++) {
 		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
@@ -470,6 +476,11 @@ static void accept_some(struct mesh_proxy *m, struct listener *l)
 
 static void free_dead(struct mesh_proxy *m)
 {
+	while (m->dead_listeners) {
+		struct listener *l = m->dead_listeners;
+		m->dead_listeners = l->next;
+		listener_free(l);
+	}
 	while (m->dead) {
 		struct conn *c = m->dead;
 		m->dead = c->dead_next;
