@@ -257,10 +257,17 @@ static void conn_kill(struct mesh_proxy *m, struct conn *c)
 	if (c->connecting)
 		m->nconnecting--;
 	c->connecting = false;
-	if (c->cfd >= 0)
+	/* Out of the epoll set before close: a fork elsewhere in the agent
+	 * may hold the socket a moment longer, and its events must not
+	 * reach a freed conn. */
+	if (c->cfd >= 0) {
+		epoll_ctl(m->epfd, EPOLL_CTL_DEL, c->cfd, NULL);
 		close(c->cfd);
-	if (c->bfd >= 0)
+	}
+	if (c->bfd >= 0) {
+		epoll_ctl(m->epfd, EPOLL_CTL_DEL, c->bfd, NULL);
 		close(c->bfd);
+	}
 	c->cfd = c->bfd = -1;
 	for (int d = 0; d < 2; d++)
 		for (int k = 0; k < 2; k++)
