@@ -134,7 +134,7 @@ task:
   resources: {cpu: 0.05, memory: 32MiB}
 EOF
 )
-	"$BERTH_BIN" job run "$f" >/dev/null || true
+	"$BERTH_BIN" job run --detach "$f" >/dev/null
 	wait_for 20 '[ "$(status_json mallory/prod/probe | jget "d[\"status\"]")" = finished ]'
 	run "$BERTH_BIN" task logs mallory/prod/probe/0
 	echo "$output"

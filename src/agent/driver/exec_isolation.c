@@ -618,21 +618,10 @@ static int set_readonly(const char *path, bool ro, bool recursive)
 
 static void harden_proc(int ctl)
 {
-	static const char *const readonly[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-					       "/proc/sysrq-trigger"};
-	static const char *const masked[] = {"/proc/asound",
-					     "/proc/acpi",
-					     "/proc/kcore",
-					     "/proc/keys",
-					     "/proc/latency_stats",
-					     "/proc/timer_list",
-					     "/proc/timer_stats",
-					     "/proc/sched_debug",
-					     "/proc/scsi",
-					     "/sys/firmware",
-					     "/sys/devices/virtual/powercap"};
+	const char *const *readonly = seccomp_profile_readonly_paths;
+	const char *const *masked = seccomp_profile_masked_paths;
 	struct stat st;
-	for (size_t i = 0; i < ARRAY_SIZE(readonly); i++) {
+	for (size_t i = 0; i < seccomp_profile_nreadonly_paths; i++) {
 		if (stat(readonly[i], &st) < 0)
 			continue;
 		if (mount(readonly[i], readonly[i], NULL, MS_BIND | MS_REC, NULL) < 0 ||
@@ -640,7 +629,7 @@ static void harden_proc(int ctl)
 			init_fail(ctl, "cannot make '%s' read-only: %s", readonly[i],
 				  err_str(errno));
 	}
-	for (size_t i = 0; i < ARRAY_SIZE(masked); i++) {
+	for (size_t i = 0; i < seccomp_profile_nmasked_paths; i++) {
 		if (stat(masked[i], &st) < 0)
 			continue;
 		int r = S_ISDIR(st.st_mode) ? mount("tmpfs", masked[i], "tmpfs",

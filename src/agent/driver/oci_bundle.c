@@ -35,24 +35,6 @@ extern char **environ;
 #define NOFILE_SOFT 1024
 #define NOFILE_HARD 524288
 
-static const char *const masked_paths[] = {
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-};
-
-static const char *const readonly_paths[] = {
-    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
-};
-
 static json_t *strs(const char *const *v, size_t n)
 {
 	json_t *a = json_array();
@@ -467,8 +449,9 @@ int oci_config_build(const struct oci_config_in *in, char **out, struct berr *er
 	json_t *linux_ = json_pack(
 	    "{s:o,s:s,s:[{s:s},{s:s},{s:s},{s:s}],s:o,s:o,s:o}", "resources", res, "cgroupsPath",
 	    in->cgroups_path, "namespaces", "type", "pid", "type", "mount", "type", "ipc", "type",
-	    "uts", "maskedPaths", strs(masked_paths, ARRAY_SIZE(masked_paths)), "readonlyPaths",
-	    strs(readonly_paths, ARRAY_SIZE(readonly_paths)), "seccomp", seccomp_section());
+	    "uts", "maskedPaths", strs(seccomp_profile_masked_paths, seccomp_profile_nmasked_paths),
+	    "readonlyPaths", strs(seccomp_profile_readonly_paths, seccomp_profile_nreadonly_paths),
+	    "seccomp", seccomp_section());
 	if (in->netns_path)
 		json_array_append_new(
 		    json_object_get(linux_, "namespaces"),

@@ -886,3 +886,25 @@ int seccomp_profile_load(const struct sock_fprog *prog)
 		return -errno;
 	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog, 0, 0) < 0 ? -errno : 0;
 }
+
+/* Docker's default masked and read-only paths (exec and oci alike). */
+const char *const seccomp_profile_masked_paths[] = {
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+};
+const size_t seccomp_profile_nmasked_paths =
+    sizeof seccomp_profile_masked_paths / sizeof *seccomp_profile_masked_paths;
+const char *const seccomp_profile_readonly_paths[] = {
+    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+};
+const size_t seccomp_profile_nreadonly_paths =
+    sizeof seccomp_profile_readonly_paths / sizeof *seccomp_profile_readonly_paths;

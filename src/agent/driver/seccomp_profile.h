@@ -75,4 +75,11 @@ int seccomp_profile_bpf(struct sock_fprog *prog);
  * and exec. */
 int seccomp_profile_load(const struct sock_fprog *prog);
 
+/* The paths a task sees masked (an empty file or tmpfs) or read-only in its
+ * /proc and /sys: Docker's defaults, for exec and oci alike. */
+extern const char *const seccomp_profile_masked_paths[];
+extern const size_t seccomp_profile_nmasked_paths;
+extern const char *const seccomp_profile_readonly_paths[];
+extern const size_t seccomp_profile_nreadonly_paths;
+
 #endif
