@@ -135,7 +135,9 @@ flaky_all() {
 	# has each join.
 	[ "$(grep -c "issued node 'sim-[0-9]*' a certificate (join token)" "$DATA/server.log")" -ge 50 ]
 	[ "$(grep -c '"path":"/v1/agent/join","status":200' "$DATA/server/audit.log")" -ge 50 ]
-	grep -q 'all 50 simulated agents joined (a node certificate each)' "$DATA/sim.log"
+	# The simulator reports progress once a second: its line may follow the
+	# nodes' registration by up to a second.
+	wait_for 5 "grep -q 'all 50 simulated agents joined (a node certificate each)' '$DATA/sim.log'"
 	grep -q 'mutual TLS, a key per agent' "$DATA/sim.log"
 }
 
