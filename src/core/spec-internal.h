@@ -124,6 +124,7 @@ int spec__expect_pos(struct sctx *c, int line, int col, const char *found, const
 extern const char *const spec__job_type_names[JOB_CRON + 1];
 extern const char *const spec__cron_collision_names[CRON_CANCEL_NEW + 1];
 extern const char *const spec__placement_names[PLACE_SPREAD + 1];
+extern const char *const spec__tier_names[TIER_PREEMPTIBLE + 1];
 extern const char *const spec__update_order_names[UPDATE_START_FIRST + 1];
 extern const char *const spec__publish_mode_names[PUBLISH_HOST + 1];
 extern const char *const spec__driver_names[DRIVER_DOCKER + 1];

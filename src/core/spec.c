@@ -219,6 +219,13 @@ const char *const spec__cron_collision_names[CRON_CANCEL_NEW + 1] = {
 const char *const spec__placement_names[PLACE_SPREAD + 1] = {
     [PLACE_BINPACK] = "binpack", [PLACE_SPREAD] = "spread"};
 const char *const spec__publish_mode_names[PUBLISH_HOST + 1] = {"ingress", "host"};
+const char *const spec__tier_names[TIER_PREEMPTIBLE + 1] = {
+    [TIER_PREFERRED] = "preferred", [TIER_PREEMPTIBLE] = "preemptible"};
+
+const char *job_tier_name(enum job_tier t)
+{
+	return t == TIER_PREEMPTIBLE ? "preemptible" : "preferred";
+}
 
 const char *publish_mode_name(enum publish_mode m)
 {

@@ -32,6 +32,11 @@ enum job_type { JOB_SERVICE = 0, JOB_BATCH, JOB_CRON };
 enum cron_collision { CRON_KILL_EXISTING = 0, CRON_CANCEL_NEW };
 enum placement_strategy { PLACE_BINPACK = 0, PLACE_SPREAD };
 enum update_order { UPDATE_STOP_FIRST = 0, UPDATE_START_FIRST };
+/* Aurora's tiers (docs/scheduling.md): preferred work is production: it
+ * counts against its role's quota and is never preempted by other tiers;
+ * preemptible work fills the rest and steps aside. The default is preferred
+ * for the prod environment, preemptible for every other one. */
+enum job_tier { TIER_PREFERRED = 0, TIER_PREEMPTIBLE };
 
 struct spec_kv {
 	char *key;
@@ -168,6 +173,8 @@ struct publish_spec {
 	char *target; /* a port declared in task.resources.ports */
 	enum publish_mode mode;
 };
+/* "preferred", "preemptible". */
+const char *job_tier_name(enum job_tier t);
 /* "ingress", "host" ("ingress" for a value out of range). */
 const char *publish_mode_name(enum publish_mode m);
 
@@ -188,6 +195,7 @@ struct job_spec {
 	char *schedule; /* cron only, else "" */
 	enum cron_collision cron_collision;
 	int priority;
+	enum job_tier tier;
 	int max_task_failures; /* -1 unlimited */
 	enum placement_strategy placement;
 	struct task_spec task;

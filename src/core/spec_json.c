@@ -224,6 +224,7 @@ json_t *spec_to_json(const struct job_spec *s)
 	json_object_set_new(j, "cron_collision",
 			    json_string(spec__cron_collision_names[s->cron_collision]));
 	json_object_set_new(j, "priority", json_integer(s->priority));
+	json_object_set_new(j, "tier", json_string(spec__tier_names[s->tier]));
 	json_object_set_new(j, "max_task_failures", json_integer(s->max_task_failures));
 	json_object_set_new(j, "placement", json_string(spec__placement_names[s->placement]));
 	json_object_set_new(j, "task", task_json(&s->task));

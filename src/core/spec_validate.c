@@ -1110,6 +1110,15 @@ static int job_placement(struct sctx *c, const struct snode *v, void *obj)
 	return 0;
 }
 
+static int job_tier(struct sctx *c, const struct snode *v, void *obj)
+{
+	int e = 0;
+	if (get_enum(c, v, spec__tier_names, ARRAY_SIZE(spec__tier_names), &e) < 0)
+		return -1;
+	((struct job_spec *)obj)->tier = (enum job_tier)e;
+	return 0;
+}
+
 static int job_task(struct sctx *c, const struct snode *v, void *obj)
 {
 	return v_task(c, v, &((struct job_spec *)obj)->task);
@@ -1220,6 +1229,7 @@ static const struct field job_fields[] = {
     F_READ("schedule", job_schedule),
     F_READ("cron_collision", job_cron_collision),
     F_INT("priority", struct job_spec, priority, -SPEC_MAX_COUNT, SPEC_MAX_COUNT),
+    F_READ("tier", job_tier),
     F_INT("max_task_failures", struct job_spec, max_task_failures, -1, SPEC_MAX_COUNT),
     F_READ("placement", job_placement),
     F_READ("task", job_task),
@@ -1238,6 +1248,8 @@ int spec__validate(struct sctx *c, const struct snode *root, struct job_spec *s)
 		return missing(c, root, "job", "a job key such as alice/prod/web");
 	if (!map_get(root, "task"))
 		return missing(c, root, "task", "a task section with a command");
+	if (!map_get(root, "tier"))
+		s->tier = strcmp(s->environment, "prod") ? TIER_PREEMPTIBLE : TIER_PREFERRED;
 	if (s->type == JOB_CRON && !*s->schedule) {
 		const struct snode *sched = map_get(root, "schedule");
 		spec__path_push(c, "schedule", 8);

@@ -417,11 +417,40 @@ TEST(job_key_in_spec)
 
 /* ---- errors ---- */
 
+TEST(tier_defaults_by_environment)
+{
+	struct job_spec *s = yaml_ok("job: a/prod/b\ntask: {command: x}\n");
+	if (s) {
+		CHECK(s->tier == TIER_PREFERRED);
+		spec_free(s);
+	}
+	s = yaml_ok("job: a/devel/b\ntask: {command: x}\n");
+	if (s) {
+		CHECK(s->tier == TIER_PREEMPTIBLE);
+		json_t *j = spec_to_json(s);
+		CHECK_STR(json_string_value(json_object_get(j, "tier")), "preemptible");
+		json_decref(j);
+		spec_free(s);
+	}
+	s = yaml_ok("job: a/prod/b\ntier: preemptible\ntask: {command: x}\n");
+	if (s) {
+		CHECK(s->tier == TIER_PREEMPTIBLE);
+		spec_free(s);
+	}
+	s = yaml_ok("job: a/test/b\ntier: preferred\ntask: {command: x}\n");
+	if (s) {
+		CHECK(s->tier == TIER_PREFERRED);
+		spec_free(s);
+	}
+	CHECK_STR(yaml_err("job: a/prod/b\ntier: gold\ntask: {command: x}\n"),
+		  "web.yaml:2:7: tier: expected preferred or preemptible, found 'gold'");
+}
+
 TEST(error_unknown_key)
 {
 	CHECK_STR(yaml_err(MIN "jobb: x\n"),
 		  "web.yaml:4:1: jobb: expected one of job, type, instances, schedule, "
-		  "cron_collision, priority, max_task_failures, placement, task, update, "
+		  "cron_collision, priority, tier, max_task_failures, placement, task, update, "
 		  "restart or publish, found "
 		  "'jobb'");
 	CHECK_STR(yaml_err(MIN "  resourcs: {}\n"),
@@ -440,10 +469,11 @@ TEST(error_unknown_key)
 		  "max_instance_failures, max_total_failures, rollback_on_failure or order, found "
 		  "'parallelism'");
 	/* A null key ("? " or ": x") is no field either. */
-	CHECK_STR(yaml_err(MIN "? \n: x\n"),
-		  "web.yaml:4:2: expected one of job, type, instances, schedule, cron_collision, "
-		  "priority, max_task_failures, placement, task, update, restart or publish, found "
-		  "nothing");
+	CHECK_STR(
+	    yaml_err(MIN "? \n: x\n"),
+	    "web.yaml:4:2: expected one of job, type, instances, schedule, cron_collision, "
+	    "priority, tier, max_task_failures, placement, task, update, restart or publish, found "
+	    "nothing");
 }
 
 TEST(error_wrong_type)
@@ -1091,9 +1121,10 @@ TEST(json_errors)
 	CHECK_STR(json_err("{\"job\": \"a/prod/b\", \"task\": {\"command\": \"x\", \"resources\": "
 			   "{\"memory\": \"64 potatoes\"}}}"),
 		  "task.resources.memory: expected a size such as 64MiB, found '64 potatoes'");
-	CHECK_STR(json_err("{\"job\": \"a/prod/b\", \"task\": {\"command\": \"x\"}, \"x\": 1}"),
-		  "x: expected one of job, type, instances, schedule, cron_collision, priority, "
-		  "max_task_failures, placement, task, update, restart or publish, found 'x'");
+	CHECK_STR(
+	    json_err("{\"job\": \"a/prod/b\", \"task\": {\"command\": \"x\"}, \"x\": 1}"),
+	    "x: expected one of job, type, instances, schedule, cron_collision, priority, "
+	    "tier, max_task_failures, placement, task, update, restart or publish, found 'x'");
 	CHECK_STR(
 	    json_err("{\"job\": \"a/prod/b\", \"instances\": -3, \"task\": {\"command\": \"x\"}}"),
 	    "instances: expected an integer between 0 and 100000, found '-3'");
@@ -1207,6 +1238,7 @@ TEST(round_trip)
 	CHECK_STR(
 	    d, "{\"job\": \"alice/devel/web\", \"type\": \"service\", \"instances\": 1, "
 	       "\"schedule\": \"\", \"cron_collision\": \"kill_existing\", \"priority\": 0, "
+	       "\"tier\": \"preemptible\", "
 	       "\"max_task_failures\": 1, \"placement\": \"binpack\", \"task\": {\"driver\": "
 	       "\"exec\", \"image\": \"\", \"command\": [\"/bin/true\"], \"env\": {}, \"user\": "
 	       "\"\", \"resources\": {\"cpu\": 1.0, \"memory\": 134217728, \"disk\": 0, \"ports\": "
@@ -1521,10 +1553,10 @@ TEST(publish)
 
 UNIT_MAIN(network_defaults_per_driver_and_canonical_json, defaults_minimal, full_example,
 	  command_forms, env_values_are_text, empty_sections_are_empty, sizes, durations, job_keys,
-	  job_key_in_spec, error_unknown_key, error_wrong_type, error_sizes_and_durations,
-	  error_missing_fields, error_enums, error_integer_ranges, error_huge_numbers,
-	  error_duplicate_keys, error_yaml_syntax, error_aliases_tags_and_keys, error_documents,
-	  error_bytes, error_deep_nesting, only_first_error, cron_schedule, constraints,
-	  health_checks, ports, image_and_driver, user_field, template_validation,
+	  job_key_in_spec, tier_defaults_by_environment, error_unknown_key, error_wrong_type,
+	  error_sizes_and_durations, error_missing_fields, error_enums, error_integer_ranges,
+	  error_huge_numbers, error_duplicate_keys, error_yaml_syntax, error_aliases_tags_and_keys,
+	  error_documents, error_bytes, error_deep_nesting, only_first_error, cron_schedule,
+	  constraints, health_checks, ports, image_and_driver, user_field, template_validation,
 	  template_expansion, json_input_forms, json_errors, json_env_numbers_are_text, round_trip,
 	  task_json_equivalence, update_section, volumes, secrets, publish, spec_free_null)
