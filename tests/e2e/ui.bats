@@ -66,7 +66,7 @@ EOF
 	[[ "$output" == *"ui-test: ok"* ]]
 	# What the browser did, the cluster did.
 	wait_for 10 '"$BERTH_BIN" node list --json | grep -Eq "\"state\": *\"DRAIN(ING|ED)\""'
-	for p in login jobs job task cron nodes nodes-draining; do
+	for p in login jobs job task update cron nodes nodes-draining; do
 		[ -s "$shots/$p.png" ]
 	done
 }

@@ -98,6 +98,28 @@ try {
   await page.getByLabel('stdout').check();
   await page.locator('#log', { hasText: logLine }).waitFor();
 
+  step('an update shows its progress, and pauses, resumes and rolls back from its buttons');
+  const auth = { Authorization: 'Bearer ' + adminToken };
+  const spec = {
+    job, instances,
+    task: { command: ['/bin/sh', '-c', 'echo v2; exec sleep 300'], resources: { cpu: 0.01, memory: '16MiB', ports: ['http'] } },
+    update: { batch_size: 1, watch: '20s' },
+  };
+  const sub = await ctx.request.post(`${addr}/v1/jobs`, { headers: auth, data: spec });
+  if (!sub.ok()) throw new Error(`submitting version 2: ${sub.status()} ${await sub.text()}`);
+  await page.locator('.crumbs').getByRole('link', { name: job, exact: true }).click();
+  const upd = page.locator('section.update');
+  await upd.locator('.state', { hasText: 'ROLLING_FORWARD' }).waitFor();
+  await upd.getByText(/version 1 → 2/).waitFor();
+  await upd.locator('progress').waitFor();
+  await page.screenshot({ path: `${shots}/update.png`, fullPage: true });
+  await upd.getByRole('button', { name: 'Pause' }).click();
+  await upd.locator('.state', { hasText: 'ROLL_FORWARD_PAUSED' }).waitFor();
+  await upd.getByRole('button', { name: 'Resume' }).click();
+  await upd.locator('.state', { hasText: 'ROLLING_FORWARD' }).waitFor();
+  await upd.getByRole('button', { name: 'Roll back' }).click();
+  await upd.locator('.state', { hasText: /^ROLL(ING|ED)_BACK$/ }).waitFor();
+
   step('the cron page lists the cron job and its next run');
   await page.getByRole('link', { name: 'Cron' }).click();
   await page.getByRole('link', { name: cronJob }).waitFor();
@@ -114,6 +136,12 @@ try {
   const live = await page.locator('#live').innerText();
   step(`the page follows changes: "${live}"`);
   await page.screenshot({ path: `${shots}/nodes-draining.png` });
+  step('a change made elsewhere (the API) shows without a reload');
+  const act = await ctx.request.post(`${addr}/v1/nodes/${encodeURIComponent(nodeName)}/activate`, { headers: auth });
+  if (!act.ok()) throw new Error(`activate: ${act.status()}`);
+  await nodeRow.locator('.state', { hasText: 'ACTIVE' }).waitFor({ timeout: 8000 });
+  await page.getByRole('button', { name: 'Drain' }).click();
+  await nodeRow.locator('.state', { hasText: /^DRAIN(ING|ED)$/ }).waitFor();
 
   step('logging out forgets the token');
   await page.getByRole('button', { name: 'Log out' }).click();
