@@ -391,30 +391,41 @@ function taskPage(ref) {
     if (follow) pre.scrollTop = pre.scrollHeight;
   }
 
+  let busy = false;
+  let again = false;
+  let gen = 0; // a new stream starts a new generation: older answers are dropped
+
   async function tail() {
     timer = null;
     if (stopped) return;
+    if (busy) { again = true; return; }
+    busy = true;
+    const g = gen;
     let got = 0;
     try {
       const r = await get(`/ui/logs/${encodeURIComponent(ref)}?stream=${stream}&offset=${offset}`);
       if (stopped) return;
-      if (r.offset !== offset) return schedule(0);
-      got = r.next - r.offset;
-      offset = r.next;
-      if (r.data) {
-        text += r.data;
-        if (text.length > LOG_KEEP) text = '…\n' + text.slice(text.length - LOG_KEEP);
-        show();
+      if (g === gen && r.offset === offset) {
+        got = r.next - r.offset;
+        offset = r.next;
+        if (r.data) {
+          text += r.data;
+          if (text.length > LOG_KEEP) text = '…\n' + text.slice(text.length - LOG_KEEP);
+          show();
+        }
+        if (status) status.textContent = `${stream}: ${offset} bytes`;
       }
-      if (status) status.textContent = `${stream}: ${offset} bytes`;
     } catch (e) {
       if (e instanceof Unauthorized) return toLogin();
       if (status) status.textContent = e.message;
       got = 0;
+    } finally {
+      busy = false;
     }
-    // More at once while there is more; then back off to 5 s while the
-    // task says nothing; an ended task's logs are read to the end once.
-    if (got > 0) { idle = 1000; schedule(0); return; }
+    // More at once while there is more (or something asked meanwhile);
+    // then back off to 5 s while the task says nothing; an ended task's
+    // output is read to its end, then no more.
+    if (got > 0 || again || g !== gen) { again = false; idle = 1000; schedule(0); return; }
     if (ended) return;
     schedule(idle);
     idle = Math.min(idle * 2, 5000);
@@ -425,14 +436,20 @@ function taskPage(ref) {
     timer = setTimeout(tail, ms);
   }
 
+  // Read now (an event about the task, another stream).
+  function now() {
+    if (timer) { clearTimeout(timer); timer = null; }
+    idle = 1000;
+    schedule(0);
+  }
+
   function restart(s) {
     stream = s;
     offset = 0;
     text = '';
-    idle = 1000;
+    gen++;
     show();
-    if (timer) { clearTimeout(timer); timer = null; }
-    schedule(0);
+    now();
   }
 
   return {
@@ -447,8 +464,8 @@ function taskPage(ref) {
         pre = h('pre', { id: 'log', class: 'log', tabindex: '0', 'aria-label': 'Task output' });
         status = h('span', { class: 'muted', id: 'log-status' });
         schedule(0);
-      } else if (!ended) {
-        schedule(0);
+      } else {
+        now();
       }
       const radio = (s) => h('label', {},
         h('input', { type: 'radio', name: 'stream', value: s, checked: s === stream, onchange: () => restart(s) }), ' ', s);
