@@ -112,6 +112,18 @@ let page = null; // {render(signal), query, matches(ev), stop()}
 let stopEvents = null;
 let refreshTimer = null;
 let lastRefresh = 0;
+let lastCost = 0; // how long the last refresh took (fetch and render), ms
+// A page is read again at most once a second, and never for more than a
+// sixth of the time: a view of 10,000 nodes that takes 300 ms to read and
+// draw is read at most every 1.8 s.
+const gap = () => Math.max(1000, 5 * lastCost);
+// Tables show this many rows; the filters narrow them.
+const MAX_ROWS = 1000;
+
+function capped(rows, what) {
+  if (rows.length <= MAX_ROWS) return { rows, note: null };
+  return { rows: rows.slice(0, MAX_ROWS), note: h('p', { class: 'muted' }, `The first ${MAX_ROWS} of ${rows.length} ${what} are shown.`) };
+}
 let rendering = null;
 
 function route() {
@@ -123,7 +135,7 @@ function route() {
   if (name === 'login') return { name, page: loginPage(query) };
   if (name === 'job' && parts.length >= 4) return { name: 'jobs', page: jobPage(parts.slice(1, 4).join('/')) };
   if (name === 'task' && parts[1]) return { name: 'jobs', page: taskPage(parts.slice(1).join('/')) };
-  if (name === 'nodes') return { name, page: nodesPage() };
+  if (name === 'nodes') return { name, page: nodesPage(query) };
   if (name === 'cron') return { name, page: cronPage() };
   return { name: 'jobs', page: jobsPage(query) };
 }
@@ -154,7 +166,7 @@ async function navigate() {
   if (page.events) {
     stopEvents = subscribe(page.events, (ev) => {
       if (ev.type === 'unauthorized') return toLogin();
-      if (!page.matches || page.matches(ev)) refreshSoon(1000);
+      if (!page.matches || page.matches(ev)) refreshSoon(gap());
     }, () => refresh(false), (mode) => {
       $('#live').textContent = mode === 'live' ? '● live' : mode === 'refresh' ? '↻ every 5 s' : '… reconnecting';
       $('#live').className = 'live ' + mode;
@@ -172,7 +184,7 @@ function refreshSoon(minGap) {
 async function refresh(first) {
   const p = page;
   if (!p || !p.render) return;
-  if (rendering) return rendering.then(() => refreshSoon(1000));
+  if (rendering) return rendering.then(() => refreshSoon(gap()));
   lastRefresh = Date.now();
   rendering = (async () => {
     try {
@@ -192,7 +204,10 @@ async function refresh(first) {
       else flash(e.message);
     }
   })();
-  try { await rendering; } finally { rendering = null; }
+  try { await rendering; } finally {
+    rendering = null;
+    lastCost = Date.now() - lastRefresh;
+  }
 }
 
 // ---- login ------------------------------------------------------------------
@@ -262,7 +277,8 @@ function jobsPage(query) {
         [...values].sort().map((v) => h('option', { value: v, selected: v === cur }, v)));
       const fr = sel('f-role', 'Role', roles, role);
       const fe = sel('f-env', 'Environment', envs, env);
-      const rows = shown.map((j) => h('tr', { 'data-job': j.job },
+      const cap = capped(shown, 'jobs');
+      const rows = cap.rows.map((j) => h('tr', { 'data-job': j.job },
         h('th', { scope: 'row' }, h('a', { href: jobHref(j.job) }, j.job)),
         h('td', {}, badge(j.status)),
         h('td', { class: 'num' }, j.instances),
@@ -276,7 +292,8 @@ function jobsPage(query) {
         h('p', { class: 'summary' }, `${shown.length} job${shown.length === 1 ? '' : 's'}`,
           Object.keys(totals).sort(byState).map((s) => h('span', { class: 'count' }, ' · ', badge(s), ' ', totals[s]))),
         table('Jobs and their tasks by state', ['Job', 'Status', 'Instances', 'Version', 'Tasks by state'], rows,
-          'No jobs. Run one with berth job run FILE.'));
+          'No jobs. Run one with berth job run FILE.'),
+        cap.note);
     },
   };
 }
@@ -497,14 +514,19 @@ function taskPage(ref) {
 
 // ---- nodes ------------------------------------------------------------------
 
-function nodesPage() {
+function nodesPage(query) {
+  const only = query.get('state') || '';
   return {
     events: { type: 'node' },
     async render() {
-      const nodes = await get('/v1/nodes');
+      const nodes = await get('/v1/nodes' + (only ? '?state=' + encodeURIComponent(only) : ''));
+      const pick = h('select', { id: 'f-state', onchange: (e) => { location.hash = '#/nodes' + (e.target.value ? '?state=' + e.target.value : ''); } },
+        h('option', { value: '' }, 'all'),
+        ['ACTIVE', 'DRAINING', 'DRAINED', 'DOWN'].map((v) => h('option', { value: v, selected: v === only }, v)));
       const counts = {};
       for (const n of nodes) counts[n.state] = (counts[n.state] || 0) + 1;
-      const rows = nodes.map((n) => {
+      const cap = capped(nodes, 'nodes');
+      const rows = cap.rows.map((n) => {
         const r = n.resources || {};
         const attrs = Object.entries(n.attributes || {}).filter(([, v]) => v !== '');
         return h('tr', { 'data-node': n.name },
@@ -522,9 +544,11 @@ function nodesPage() {
       });
       return h('div', {},
         h('h1', {}, 'Nodes'),
+        h('form', { class: 'filters', onsubmit: (e) => e.preventDefault() }, h('label', { for: 'f-state' }, 'State'), pick),
         h('p', { class: 'summary' }, `${nodes.length} node${nodes.length === 1 ? '' : 's'}`,
           Object.keys(counts).sort().map((s) => h('span', { class: 'count' }, ' · ', badge(s), ' ', counts[s]))),
-        table('Nodes, their resources and attributes', ['Node', 'State', 'CPU', 'Memory', 'Tasks', 'Attributes', 'Last seen', ''], rows, 'No nodes. Start one with berth agent.'));
+        table('Nodes, their resources and attributes', ['Node', 'State', 'CPU', 'Memory', 'Tasks', 'Attributes', 'Last seen', ''], rows, 'No nodes. Start one with berth agent.'),
+        cap.note);
     },
   };
 }
