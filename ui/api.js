@@ -30,7 +30,18 @@ export async function api(method, path, body, signal) {
     init.body = JSON.stringify(body);
     init.headers['Content-Type'] = 'application/json';
   }
-  const r = await fetch(path, init);
+  // A read that the network dropped (a laptop changing networks; Chromium
+  // drops requests when the host's interfaces change) is tried again.
+  let r;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      r = await fetch(path, init);
+      break;
+    } catch (e) {
+      if (method !== 'GET' || attempt >= 2 || (signal && signal.aborted)) throw e;
+      await new Promise((res) => setTimeout(res, 300 * (attempt + 1)));
+    }
+  }
   let j = null;
   try { j = await r.json(); } catch (e) { j = null; }
   if (r.status === 401) throw new Unauthorized((j && j.error) || 'unauthorized');
