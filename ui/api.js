@@ -124,7 +124,7 @@ export function subscribe(query, onEvent, onFallback, onMode) {
 }
 
 // Parse a text/event-stream body (the WHATWG rules, the fields berth uses).
-async function readEvents(body, dispatch) {
+export async function readEvents(body, dispatch) {
   const reader = body.getReader();
   const dec = new TextDecoder();
   let buf = '';
@@ -135,6 +135,7 @@ async function readEvents(body, dispatch) {
     buf += dec.decode(value, { stream: true });
     let i;
     while ((i = buf.search(/\r\n|\r|\n/)) >= 0) {
+      if (buf[i] === '\r' && i === buf.length - 1) break; // a CRLF cut in two?
       const line = buf.slice(0, i);
       buf = buf.slice(buf[i] === '\r' && buf[i + 1] === '\n' ? i + 2 : i + 1);
       if (line === '') {
