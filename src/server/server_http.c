@@ -9,6 +9,7 @@
 
 #include "core/log.h"
 #include "server/leader.h"
+#include "server/server_ui.h"
 
 static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *body,
 				 bool from_replica)
@@ -303,6 +304,8 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 		free(leader);
 		return send_ready(q);
 	}
+	if (server_ui_path(url))
+		return server_ui_answer(s, q, method, url);
 	if (!s->leading) {
 		if (server_replica_read_route(method, url) &&
 		    server_follower_read(s, q, method, url))
