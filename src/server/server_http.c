@@ -338,13 +338,14 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 		char *leader = s->leader ? leader_current(s->leader) : xstrdup(s->self_url);
 		/* With the liveness figures (no cluster lock): nodes judged
 		 * DOWN since start, and the time the server could not hear. */
-		reply_ok(q, json_pack("{s:b,s:s?,s:s,s:s,s:I,s:I,s:I}", "ok", 1, "leader", leader,
-				      "role", s->leading ? "leader" : "follower", "self",
-				      s->self_url, "nodes_down_total",
-				      (json_int_t)__atomic_load_n(&s->c->nodes_down_total,
-								  __ATOMIC_RELAXED),
-				      "deaf_ms", (json_int_t)liveness_deaf_total(s->c->live),
-				      "intake_lag_ms", (json_int_t)liveness_lag_credit(s->c->live)));
+		reply_ok(q,
+			 json_pack(
+			     "{s:b,s:s?,s:s,s:s,s:I,s:I,s:I}", "ok", 1, "leader", leader, "role",
+			     s->leading ? "leader" : "follower", "self", s->self_url,
+			     "nodes_down_total",
+			     (json_int_t)__atomic_load_n(&s->c->nodes_down_total, __ATOMIC_RELAXED),
+			     "deaf_ms", (json_int_t)liveness_deaf_total(s->c->live),
+			     "intake_lag_ms", (json_int_t)liveness_lag_credit(s->c->live)));
 		free(leader);
 		return send_ready(q);
 	}
