@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "server/cluster_quota.h"
 #include "sched/ports.h"
 
 #define MAX_EVENTS 16
@@ -73,6 +74,7 @@ struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg)
 	hmap_init(&c->nodes);
 	hmap_init(&c->orphans);
 	hmap_init(&c->secrets);
+	hmap_init(&c->quotas);
 	c->pending = store_batch_new();
 	c->loaded_mono = time_mono_ms();
 	c->tokens = token_table_new();
@@ -118,6 +120,7 @@ void job_free(struct job *j)
 	free(j->ended);
 	free(j->instance_done);
 	update_free(j->update);
+	free(j->cron_message);
 	free(j);
 }
 
@@ -162,6 +165,7 @@ void cluster_release_state(struct cluster *c)
 	hmap_release(&c->nodes);
 	hmap_release(&c->orphans);
 	secrets_release(c);
+	quotas_release(c);
 	c->ndirty = 0; /* it named tasks just freed */
 	c->waiting = NULL;
 	c->nwaiting = 0;

@@ -142,6 +142,7 @@ struct job {
 	size_t live;	       /* its non-terminal tasks, in active[] or not */
 	int64_t cron_last_ms;  /* cron: the scheduled time of the last run started */
 	int cron_runs;
+	char *cron_message; /* why the last cron run did not start (quota), or NULL */
 };
 
 struct node {
@@ -210,6 +211,7 @@ struct cluster {
 	struct hmap tasks;   /* id -> struct task* (active and kept ended) */
 	struct hmap nodes;   /* name -> struct node* */
 	struct hmap secrets; /* ROLE/NAME -> its sealed versions (cluster_secrets.c) */
+	struct hmap quotas;  /* ROLE -> its quota (cluster_quota.c) */
 	struct store_batch *pending;
 	struct node **changed; /* nodes whose desired set changed since last looked */
 	size_t nchanged, changed_cap;
