@@ -14,6 +14,8 @@ setup() {
 
 teardown() {
 	cleanup_up
+	rm -rf "${RESTORED:-/nonexistent}" "${BACKUP:-/nonexistent}"
+	[ -z "${FIRST_DATA:-}" ] || rm -rf "$FIRST_DATA" "$FIRST_DATA.log"
 }
 
 # job KEY INSTANCES CPU [TIER]: a small service spec.
@@ -192,4 +194,19 @@ EOF
 	run "$BERTH_BIN" job run --detach "$(job_spec alice/prod/web 3 0.02)"
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"quota exceeded for role alice: cpu 0.06 of 0.05"* ]]
+}
+
+@test "a quota is in backups and comes back with a restore" {
+	"$BERTH_BIN" quota set carol cpu=3 tasks=9
+	BACKUP=$(mktemp /tmp/berth-backup.XXXXXX)
+	run "$BERTH_BIN" admin backup "$BACKUP"
+	[ "$status" -eq 0 ]
+	grep -q '"key":"quotas/carol"' "$BACKUP"
+	stop_up
+	FIRST_DATA=$DATA
+	RESTORED=$(mktemp -d /tmp/berth-restored.XXXXXX)
+	run "$BERTH_BIN" admin restore "$BACKUP" --data-dir "$RESTORED"
+	[ "$status" -eq 0 ]
+	start_up "$RESTORED"
+	[ "$("$BERTH_BIN" quota get carol --json | jget '[d["limit"]["cpu"], d["limit"]["tasks"]]')" = "[3.0, 9]" ]
 }

@@ -13,6 +13,7 @@
 #include "core/util.h"
 #include "server/cluster.h"
 #include "server/cluster_quota.h"
+#include "store/store-internal.h" /* the replica test reads committed batches */
 #include "store/store.h"
 #include "unit.h"
 
@@ -199,6 +200,7 @@ struct fx {
 	struct cluster *c;
 	struct cluster_config cfg;
 	struct berr err;
+	struct cluster *replica; /* when set: fed every committed batch (an HA follower) */
 };
 
 static void fx_open(struct fx *f)
@@ -239,6 +241,10 @@ static void fx_commit(struct fx *f)
 		fprintf(stderr, "    store_commit: %s\n", f->err.msg);
 		exit(1);
 	}
+	for (size_t i = 0; b && f->replica && i < b->n; i++)
+		cluster_replica_apply(f->replica, b->ops[i].key,
+				      b->ops[i].kind == STORE_OP_DELETE ? NULL : b->ops[i].value,
+				      b->ops[i].len);
 	store_batch_free(b);
 	cluster_set_committed(f->c, seq);
 }
@@ -457,10 +463,41 @@ TEST(plan_shows_the_quota_effect)
 	fx_teardown(&f);
 }
 
+TEST(an_ha_follower_replica_follows_quotas)
+{
+	struct fx f;
+	fx_setup(&f);
+	f.replica = cluster_new(f.st, &f.cfg);
+	set_quota(&f, "alice", limit(2.0, QUOTA_UNLIMITED, QUOTA_UNLIMITED, QUOTA_UNLIMITED));
+	CHECK(submit(&f, svc("alice/prod/web", 2, "0.5", 64, NULL)) > 0);
+	fx_commit(&f);
+	cluster_replica_refresh(f.replica);
+	json_t *q = cluster_quota_json(f.replica, "alice");
+	CHECK(json_number_value(json_object_get(json_object_get(q, "limit"), "cpu")) == 2.0);
+	CHECK(json_number_value(json_object_get(json_object_get(q, "use"), "cpu")) == 1.0);
+	json_decref(q);
+	/* Promoted, it refuses what the old leader would have. */
+	cluster_replica_promote(f.replica);
+	struct submit_result res;
+	struct berr e = {0};
+	CHECK(cluster_job_submit(f.replica, svc("alice/prod/api", 3, "0.5", 64, NULL), &res, &e) ==
+	      0);
+	CHECK_STR(e.msg, "quota exceeded for role alice: cpu 2.5 of 2.0");
+	struct berr e2 = {0};
+	CHECK(cluster_quota_delete(f.c, "alice", &e2) > 0);
+	fx_commit(&f);
+	q = cluster_quota_json(f.replica, "alice");
+	CHECK(json_is_null(json_object_get(q, "limit")));
+	json_decref(q);
+	cluster_free(f.replica);
+	fx_teardown(&f);
+}
+
 UNIT_MAIN(cpu_rounds_up_to_milli_cpus_without_drift, only_preferred_tier_counts,
 	  admit_refuses_a_rise_beyond_the_limit_and_names_it,
 	  limits_parse_from_json_with_clear_errors,
 	  submit_within_quota_runs_and_over_it_is_refused_409,
 	  update_counts_the_new_total_not_old_plus_new, tier_switch_takes_or_gives_back_quota,
 	  batch_counts_unfinished_instances_cron_counts_while_a_run_is_active,
-	  quota_survives_a_restart_and_delete_removes_it, plan_shows_the_quota_effect)
+	  quota_survives_a_restart_and_delete_removes_it, plan_shows_the_quota_effect,
+	  an_ha_follower_replica_follows_quotas)
