@@ -26,6 +26,8 @@ static void entry_free(struct quota_entry *q)
 	}
 }
 
+static void use_release(struct cluster *c);
+
 void quotas_release(struct cluster *c)
 {
 	size_t it = 0;
@@ -33,6 +35,7 @@ void quotas_release(struct cluster *c)
 	while (hmap_next(&c->quotas, &it, NULL, &v))
 		entry_free(v);
 	hmap_release(&c->quotas);
+	use_release(c);
 }
 
 static const struct quota_limit *limit_get(const struct cluster *c, const char *role)
@@ -68,26 +71,84 @@ static void job_amount(struct job *j, struct quota_amount *out)
 		quota_amount_of(jv->spec, counted_instances(j, jv->spec), out);
 }
 
-static bool key_of_role(const char *key, const char *role, size_t rl)
+/* The role of a job key ("alice/prod/web" -> "alice"), into buf. */
+static const char *role_of(const char *key, char *buf, size_t n)
 {
-	return !strncmp(key, role, rl) && key[rl] == '/';
+	const char *slash = strchr(key, '/');
+	size_t len = slash ? (size_t)(slash - key) : strlen(key);
+	snprintf(buf, n, "%.*s", (int)len, key);
+	return buf;
+}
+
+static struct quota_amount *use_entry(struct cluster *c, const char *role)
+{
+	struct quota_amount *u = hmap_get(&c->quota_use, role);
+	if (!u) {
+		u = xcalloc(1, sizeof *u);
+		hmap_put(&c->quota_use, role, u);
+	}
+	return u;
+}
+
+static bool amount_zero(const struct quota_amount *a)
+{
+	return !a->cpu_milli && !a->memory && !a->disk && !a->tasks;
+}
+
+void quota_job_recount(struct cluster *c, struct job *j)
+{
+	struct quota_amount now;
+	job_amount(j, &now);
+	if (!memcmp(&now, &j->quota_counted, sizeof now))
+		return;
+	char role[256];
+	struct quota_amount *u = use_entry(c, role_of(j->key, role, sizeof role));
+	quota_amount_sub(u, &j->quota_counted);
+	quota_amount_add(u, &now);
+	j->quota_counted = now;
+}
+
+void quota_job_gone(struct cluster *c, struct job *j)
+{
+	if (amount_zero(&j->quota_counted))
+		return;
+	char role[256];
+	quota_amount_sub(use_entry(c, role_of(j->key, role, sizeof role)), &j->quota_counted);
+	memset(&j->quota_counted, 0, sizeof j->quota_counted);
+}
+
+static void use_release(struct cluster *c)
+{
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&c->quota_use, &it, NULL, &v))
+		free(v);
+	hmap_release(&c->quota_use);
+}
+
+void quotas_recount(struct cluster *c)
+{
+	use_release(c);
+	hmap_init(&c->quota_use);
+	size_t it = 0;
+	void *v;
+	while (hmap_next(&c->jobs, &it, NULL, &v)) {
+		struct job *j = v;
+		memset(&j->quota_counted, 0, sizeof j->quota_counted);
+		quota_job_recount(c, j);
+	}
 }
 
 /* The role's use, leaving out job `skip` (may be NULL). */
 static void role_use(struct cluster *c, const char *role, const struct job *skip,
 		     struct quota_amount *out)
 {
+	const struct quota_amount *u = hmap_get(&c->quota_use, role);
 	memset(out, 0, sizeof *out);
-	size_t rl = strlen(role), it = 0;
-	void *v;
-	while (hmap_next(&c->jobs, &it, NULL, &v)) {
-		struct job *j = v;
-		if (j == skip || !key_of_role(j->key, role, rl))
-			continue;
-		struct quota_amount a;
-		job_amount(j, &a);
-		quota_amount_add(out, &a);
-	}
+	if (u)
+		*out = *u;
+	if (skip)
+		quota_amount_sub(out, &skip->quota_counted);
 }
 
 /* Use before and after j takes spec (j NULL: a new job). */
@@ -238,28 +299,9 @@ json_t *cluster_quota_json(struct cluster *c, const char *role)
 	return role_view(role, limit_get(c, role), &use);
 }
 
-struct role_row {
-	char *role;
-	struct quota_amount use;
-};
-
-static int cmp_row(const void *a, const void *b)
+static int cmp_str(const void *a, const void *b)
 {
-	return strcmp((*(struct role_row *const *)a)->role, (*(struct role_row *const *)b)->role);
-}
-
-static struct role_row *row_get(struct hmap *rows, const char *role, size_t rl)
-{
-	char *name = xstrndup(role, rl);
-	struct role_row *r = hmap_get(rows, name);
-	if (!r) {
-		r = xcalloc(1, sizeof *r);
-		r->role = name;
-		hmap_put(rows, name, r);
-	} else {
-		free(name);
-	}
-	return r;
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 json_t *cluster_quotas_json(struct cluster *c, const char *role)
@@ -269,39 +311,23 @@ json_t *cluster_quotas_json(struct cluster *c, const char *role)
 		json_array_append_new(out, cluster_quota_json(c, role));
 		return out;
 	}
-	/* One pass over the jobs: the use of every role that has some. */
-	struct hmap rows;
-	hmap_init(&rows);
-	size_t it = 0;
+	/* Every role with a quota or some use, once each, sorted. */
+	const char **roles = xcalloc(c->quotas.count + c->quota_use.count + 1, sizeof *roles);
+	size_t n = 0, it = 0;
+	const char *k;
 	void *v;
-	while (hmap_next(&c->jobs, &it, NULL, &v)) {
-		struct job *j = v;
-		struct quota_amount a;
-		job_amount(j, &a);
-		if (!a.tasks)
-			continue;
-		const char *slash = strchr(j->key, '/');
-		struct role_row *r = row_get(&rows, j->key, slash ? (size_t)(slash - j->key) : 0);
-		quota_amount_add(&r->use, &a);
-	}
+	while (hmap_next(&c->quota_use, &it, &k, &v))
+		if (!amount_zero(v))
+			roles[n++] = k;
 	it = 0;
-	while (hmap_next(&c->quotas, &it, NULL, &v)) {
-		const struct quota_entry *q = v;
-		row_get(&rows, q->role, strlen(q->role));
+	while (hmap_next(&c->quotas, &it, &k, NULL)) {
+		const struct quota_amount *u = hmap_get(&c->quota_use, k);
+		if (!u || amount_zero(u))
+			roles[n++] = k;
 	}
-	struct role_row **all = xcalloc(rows.count + 1, sizeof *all);
-	size_t n = 0;
-	it = 0;
-	while (hmap_next(&rows, &it, NULL, &v))
-		all[n++] = v;
-	qsort(all, n, sizeof *all, cmp_row);
-	for (size_t i = 0; i < n; i++) {
-		json_array_append_new(
-		    out, role_view(all[i]->role, limit_get(c, all[i]->role), &all[i]->use));
-		free(all[i]->role);
-		free(all[i]);
-	}
-	free(all);
-	hmap_release(&rows);
+	qsort(roles, n, sizeof *roles, cmp_str);
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(out, cluster_quota_json(c, roles[i]));
+	free(roles);
 	return out;
 }

@@ -10,7 +10,9 @@
  * A role's use is the sum over its live jobs of what each counts
  * (quota.h): a service its instances, a batch job its instances not
  * finished, a cron job its instances while a run is active; a job of tier
- * preemptible nothing. Each function expects c->lock held. */
+ * preemptible nothing. It is kept as running sums (c->quota_use, each job's
+ * share in j->quota_counted), so that an admission costs O(1) whatever
+ * the number of jobs. Each function expects c->lock held. */
 #ifndef BERTH_CLUSTER_QUOTA_H
 #define BERTH_CLUSTER_QUOTA_H
 
@@ -48,9 +50,20 @@ int quota_admit_cron_run(struct cluster *c, const struct job *j, char *why, size
  * null, "use", "after", "fits", "message"?} (new ref). */
 json_t *quota_plan_json(struct cluster *c, const struct job *j, const struct job_spec *spec);
 
+/* Job j's share may have changed (its spec, instances done, killed, a
+ * cron run's tasks): bring it and its role's use up to date. Called from
+ * persist_job (every change of what a job counts is persisted) and when a
+ * task leaves its instance's slot. Cheap: one lookup. */
+void quota_job_recount(struct cluster *c, struct job *j);
+/* Job j is about to be freed: its share leaves its role's use. */
+void quota_job_gone(struct cluster *c, struct job *j);
+/* Every role's use again from every job (after a load or a replica's
+ * records were applied: cluster_derive). */
+void quotas_recount(struct cluster *c);
+
 int quota_record_apply(struct cluster *c, const char *key, const char *value, size_t len);
 void quota_record_delete(struct cluster *c, const char *key);
-/* Free every quota and release the map. */
+/* Free every quota and use, and release both maps. */
 void quotas_release(struct cluster *c);
 
 #endif

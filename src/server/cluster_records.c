@@ -123,6 +123,7 @@ void record_write_task(struct cluster *c, struct task *t)
 
 void persist_job(struct cluster *c, struct job *j)
 {
+	quota_job_recount(c, j); /* every change of what it counts is persisted */
 	char key[512];
 	snprintf(key, sizeof key, "jobs/%s", j->key);
 	json_t *versions = json_array();

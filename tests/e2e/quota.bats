@@ -164,7 +164,7 @@ type: cron
 schedule: "0 3 * * *"
 instances: 2
 task:
-  command: ["/bin/true"]
+  command: ["sleep", "2"]
   resources: {cpu: 0.01, memory: 16MiB}
 EOF
 )
@@ -180,6 +180,10 @@ EOF
 	"$BERTH_BIN" job kill alice/prod/web
 	run "$BERTH_BIN" cron start alice/prod/nightly
 	[ "$status" -eq 0 ]
+	[ "$("$BERTH_BIN" quota get alice --json | jget 'd["use"]["tasks"]')" = 2 ]
+	# The run ends: its share is given back.
+	wait_for 30 '[ "$("$BERTH_BIN" quota get alice --json | jget "d[\"use\"][\"tasks\"]")" = 0 ]'
+	[ -z "$(status_json alice/prod/nightly | jget '[t for t in d["tasks"]] or ""')" ]
 }
 
 @test "the quota survives a server restart" {

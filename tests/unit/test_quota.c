@@ -277,6 +277,23 @@ static uint64_t submit(struct fx *f, struct job_spec *spec)
 	return cluster_job_submit(f->c, spec, &res, &f->err);
 }
 
+/* The running sums match a count from scratch. */
+static void check_sums(struct fx *f)
+{
+	json_t *a = cluster_quotas_json(f->c, NULL);
+	quotas_recount(f->c);
+	json_t *b = cluster_quotas_json(f->c, NULL);
+	CHECK(json_equal(a, b));
+	if (!json_equal(a, b)) {
+		char *x = json_dumps(a, 0), *y = json_dumps(b, 0);
+		fprintf(stderr, "    kept %s\n    count %s\n", x, y);
+		free(x);
+		free(y);
+	}
+	json_decref(a);
+	json_decref(b);
+}
+
 /* The role's use of one resource, from the view. */
 static double use_of(struct fx *f, const char *role, const char *what)
 {
@@ -308,6 +325,7 @@ TEST(submit_within_quota_runs_and_over_it_is_refused_409)
 	CHECK(use_of(&f, "alice", "cpu") == 4.0);
 	CHECK(use_of(&f, "alice", "tasks") == 8);
 	CHECK(use_of(&f, "bob", "cpu") == 50.0);
+	check_sums(&f);
 	fx_teardown(&f);
 }
 
@@ -339,6 +357,7 @@ TEST(update_counts_the_new_total_not_old_plus_new)
 	CHECK_STR(f.err.msg, "quota exceeded for role alice: cpu 4.0 of 2.0");
 	/* The same spec again: no change, never refused. */
 	CHECK(submit(&f, svc("alice/prod/web", 3, "1", 64, NULL)) > 0);
+	check_sums(&f);
 	fx_teardown(&f);
 }
 
@@ -359,6 +378,7 @@ TEST(tier_switch_takes_or_gives_back_quota)
 	CHECK(use_of(&f, "alice", "cpu") == 0);
 	CHECK(submit(&f, svc("alice/devel/x", 2, "1", 64, "preferred")) > 0);
 	CHECK(use_of(&f, "alice", "cpu") == 2.0);
+	check_sums(&f);
 	fx_teardown(&f);
 }
 
@@ -399,6 +419,13 @@ TEST(batch_counts_unfinished_instances_cron_counts_while_a_run_is_active)
 	st = cluster_job_status_json(f.c, "alice/prod/c", false, &e);
 	CHECK(!json_object_get(st, "message"));
 	json_decref(st);
+	check_sums(&f);
+	/* Killed: its share is given back at once. */
+	CHECK(cluster_job_kill(f.c, "alice/prod/c", &e) > 0);
+	CHECK(use_of(&f, "alice", "tasks") == 2);
+	CHECK(cluster_job_kill(f.c, "alice/prod/b", &e) > 0);
+	CHECK(use_of(&f, "alice", "tasks") == 0);
+	check_sums(&f);
 	fx_teardown(&f);
 }
 
@@ -434,6 +461,7 @@ TEST(quota_survives_a_restart_and_delete_removes_it)
 	CHECK(cluster_quota_delete(f.c, "alice", &e) == 0 && e.code == 404);
 	fx_restart(&f);
 	CHECK(submit(&f, svc("alice/prod/web", 2, "1", 64, NULL)) > 0);
+	check_sums(&f);
 	fx_teardown(&f);
 }
 
@@ -460,6 +488,7 @@ TEST(plan_shows_the_quota_effect)
 	CHECK(json_number_value(json_object_get(json_object_get(q, "after"), "cpu")) == 3.0);
 	json_decref(plan);
 	spec_free(s);
+	check_sums(&f);
 	fx_teardown(&f);
 }
 
@@ -490,6 +519,7 @@ TEST(an_ha_follower_replica_follows_quotas)
 	CHECK(json_is_null(json_object_get(q, "limit")));
 	json_decref(q);
 	cluster_free(f.replica);
+	check_sums(&f);
 	fx_teardown(&f);
 }
 
