@@ -516,7 +516,7 @@ static void handle_task_end(struct cluster *c, struct task *t, int64_t now)
 	task_release_node(c, t);
 	if ((size_t)t->instance < j->nactive && j->active[t->instance] == t)
 		j->active[t->instance] = NULL;
-	quota_job_recount(c, j); /* a cron run may have ended */
+	quota_job_slot_freed(c, j); /* a cron run may have ended */
 	job_keep_ended(c, j, t);
 	update_note_failure(c, j, t);
 	job_task_ended(c, t, now);

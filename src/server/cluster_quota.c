@@ -108,6 +108,13 @@ void quota_job_recount(struct cluster *c, struct job *j)
 	j->quota_counted = now;
 }
 
+void quota_job_slot_freed(struct cluster *c, struct job *j)
+{
+	const struct job_version *jv = job_version_get(j, j->version);
+	if (jv && jv->spec->type == JOB_CRON)
+		quota_job_recount(c, j);
+}
+
 void quota_job_gone(struct cluster *c, struct job *j)
 {
 	if (amount_zero(&j->quota_counted))

@@ -55,6 +55,9 @@ json_t *quota_plan_json(struct cluster *c, const struct job *j, const struct job
  * persist_job (every change of what a job counts is persisted) and when a
  * task leaves its instance's slot. Cheap: one lookup. */
 void quota_job_recount(struct cluster *c, struct job *j);
+/* A task of j left its instance's slot: a cron job's run may have ended
+ * (its share goes back). O(1) for other jobs. */
+void quota_job_slot_freed(struct cluster *c, struct job *j);
 /* Job j is about to be freed: its share leaves its role's use. */
 void quota_job_gone(struct cluster *c, struct job *j);
 /* Every role's use again from every job (after a load or a replica's
