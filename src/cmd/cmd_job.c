@@ -288,6 +288,9 @@ static void print_status(json_t *st)
 	       (int)json_integer_value(json_object_get(st, "version")),
 	       json_string_value(json_object_get(st, "type")),
 	       json_string_value(json_object_get(st, "status")));
+	const char *why = json_string_value(json_object_get(st, "message"));
+	if (why)
+		printf("%s\n", why); /* a cron run that did not start */
 	printf("%-5s %-40s %-11s %-12s %-8s %-4s %-15s %s\n", "INST", "TASK", "STATE", "NODE",
 	       "PID", "VER", "ADDRESS", "MESSAGE");
 	size_t i;

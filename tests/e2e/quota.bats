@@ -175,6 +175,8 @@ EOF
 	[[ "$output" == *"cron run not started: quota exceeded for role alice: tasks 3 of 2"* ]]
 	run "$BERTH_BIN" cron list
 	[[ "$output" == *"cron run not started: quota exceeded"* ]]
+	run "$BERTH_BIN" job status alice/prod/nightly
+	[[ "$output" == *"cron run not started: quota exceeded for role alice: tasks 3 of 2"* ]]
 	[ "$(status_json alice/prod/nightly | jget 'len(d["tasks"])')" = 0 ]
 	# Room made: the run starts.
 	"$BERTH_BIN" job kill alice/prod/web
