@@ -30,6 +30,7 @@
 #include "core/lifecycle.h"
 #include "core/spec.h"
 #include "core/util.h"
+#include "sched/quota.h"
 #include "server/liveness.h"
 #include "server/tokens.h"
 #include "store/store.h"
@@ -142,6 +143,8 @@ struct job {
 	size_t live;	       /* its non-terminal tasks, in active[] or not */
 	int64_t cron_last_ms;  /* cron: the scheduled time of the last run started */
 	int cron_runs;
+	char *cron_message; /* why the last cron run did not start (quota), or NULL */
+	struct quota_amount quota_counted; /* in its role's quota use (cluster_quota.c) */
 };
 
 struct node {
@@ -206,10 +209,12 @@ struct cluster {
 	pthread_cond_t wake; /* the commit loop sleeps on it */
 	struct cluster_config cfg;
 	struct store *store;
-	struct hmap jobs;    /* key -> struct job* */
-	struct hmap tasks;   /* id -> struct task* (active and kept ended) */
-	struct hmap nodes;   /* name -> struct node* */
-	struct hmap secrets; /* ROLE/NAME -> its sealed versions (cluster_secrets.c) */
+	struct hmap jobs;      /* key -> struct job* */
+	struct hmap tasks;     /* id -> struct task* (active and kept ended) */
+	struct hmap nodes;     /* name -> struct node* */
+	struct hmap secrets;   /* ROLE/NAME -> its sealed versions (cluster_secrets.c) */
+	struct hmap quotas;    /* ROLE -> its quota (cluster_quota.c) */
+	struct hmap quota_use; /* ROLE -> the sum of its jobs' quota_counted */
 	struct store_batch *pending;
 	struct node **changed; /* nodes whose desired set changed since last looked */
 	size_t nchanged, changed_cap;
