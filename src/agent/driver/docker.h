@@ -81,7 +81,11 @@ struct docker_spec {
 				  then runs at full speed */
 	const struct docker_port *ports;
 	size_t nports;
-	const char *network; /* NULL/""/"host" = host networking (above) */
+	const char *network;	 /* NULL/""/"host" = host networking (above);
+				    "none": berth's task network, attached by the
+				    hooks' attach once started (docs/networking.md) */
+	const char *resolv_conf; /* NULL or a host file bound read-only at
+				    /etc/resolv.conf (the agent's name server) */
 	uint64_t stop_grace_ms;
 	/* HostConfig.Mounts {Type: bind, Source, Target, ReadOnly} */
 	const char *const *volume_host, *const *volume_path;
@@ -203,6 +207,10 @@ struct docker_hooks {
 	 * 100ms. stop_requested must consume what made it readable. */
 	int wake_fd;
 	bool (*stop_requested)(void *ud);
+	/* The container started (or was adopted running), before `running`:
+	 * init_pid is its init's host pid (State.Pid). -1 with err set fails
+	 * the task; the container is removed. */
+	int (*attach)(void *ud, const char *container_id, pid_t init_pid, struct berr *err);
 	/* The container runs: its id and the program's host pid. */
 	void (*running)(void *ud, const char *container_id, pid_t pid);
 	/* The container's output (the supervisor's logfile writers). */
