@@ -30,7 +30,11 @@ start_docker_up() {
 setup() {
 	[ -z "${DOCKERD_SKIP:-}" ] || skip "$DOCKERD_SKIP"
 	SPECS=$(mktemp -d /tmp/berth-e2e-specs.XXXXXX)
-	start_docker_up
+	# The agent's name server on a loopback address of our own (the
+	# default one may be another cluster's on this host); bridge tasks ask
+	# its twin on berth0's .1. Other names go nowhere (no test asks one).
+	DNS_IP="127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 1)).$((RANDOM % 250 + 1))"
+	BERTH_UP_FLAGS="--dns-listen $DNS_IP:53 --dns-upstream 127.0.0.1:9" start_docker_up
 }
 
 teardown() {
@@ -340,4 +344,86 @@ EOF
 	echo "$output" | jget '[t["state"] for t in d["tasks"] if t["id"]=="'"$id"'"][0]' | grep -qx LOST
 	grep -q "removed its orphan docker container" "$DATA.log"
 	"$BERTH_BIN" job kill alice/devel/orphan
+}
+
+# ---- network: bridge (docs/networking.md "Docker tasks on the bridge") ----
+
+# httpd-tiny for the busybox image, through a read-only volume at /opt/t.
+tools_volume() {
+	mkdir -p "$SPECS/bin"
+	cp "$BERTH_TOOLS/httpd-tiny" "$SPECS/bin/httpd-tiny"
+	echo "{host: $SPECS/bin, path: /opt/t, read_only: true}"
+}
+
+node_subnet() { "$BERTH_BIN" node list --json | jget 'd[0].get("subnet")'; }
+
+# task_field JOB INSTANCE FIELD: a field of the instance's RUNNING task.
+task_field() {
+	"$BERTH_BIN" job status "$1" --json | jget "[t.get('$3') for t in d['tasks'] if t['instance']==$2 and t['state']=='RUNNING'][0]"
+}
+
+# in_sandbox TASK_ID CMD...: CMD in the task's container (docker exec).
+in_sandbox() {
+	local id=$1
+	shift
+	"$BERTH_BIN" task-exec "$DATA/tasks/$id" -- "$@"
+}
+
+@test "docker tasks on the bridge: an address of the node's subnet each, both on port 80, reaching each other by address and by name" {
+	vol=$(tools_volume)
+	cat >"$SPECS/dweb.yaml" <<EOF
+job: alice/devel/dweb
+instances: 2
+task:
+  driver: docker
+  image: $DOCKER_IMAGE
+  command: ["/opt/t/httpd-tiny", "80", "dweb-{{instance}}"]
+  resources: {cpu: 0.1, memory: 32MiB}
+  volumes: [$vol]
+  health: {command: "wget -qO- http://127.0.0.1:80/", interval: 300ms, timeout: 3s, initial_delay: 0s, failures: 3}
+EOF
+	run "$BERTH_BIN" job run "$SPECS/dweb.yaml"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_for 30 '[ "$(running_count alice/devel/dweb)" = 2 ]'
+	subnet=$(node_subnet)
+	a0=$(task_field alice/devel/dweb 0 address)
+	a1=$(task_field alice/devel/dweb 1 address)
+	id0=$(task_field alice/devel/dweb 0 id)
+	id1=$(task_field alice/devel/dweb 1 id)
+	pid0=$(task_field alice/devel/dweb 0 pid)
+	echo "subnet $subnet addresses $a0 $a1"
+	[[ "$subnet" == */24 ]]
+	[ "$a0" != "$a1" ]
+	[ "${a0%.*}.0/24" = "$subnet" ] && [ "${a1%.*}.0/24" = "$subnet" ]
+	gw=${a0%.*}.1
+	# The container's network is its own: lo and eth0 with the address,
+	# the default route via the bridge; Docker's own is "none".
+	[ "$(readlink "/proc/$pid0/ns/net")" != "$(readlink /proc/self/ns/net)" ]
+	nsenter --net="/proc/$pid0/ns/net" ip -4 -o addr show dev eth0 | grep -q " $a0/24 "
+	nsenter --net="/proc/$pid0/ns/net" ip route | grep -q "^default via $gw dev eth0"
+	cid=$(berth_containers "$id0" | jget 'd[0]["Id"]')
+	[ "$(dapi GET "/containers/$cid/json" | jget 'd["HostConfig"]["NetworkMode"]')" = none ]
+	# job status: the ADDRESS column.
+	"$BERTH_BIN" job status alice/devel/dweb | grep -E "RUNNING .* $a0( |$)"
+	# Both listen on 80, each at its own address; the node reaches them.
+	[ "$(curl -fsS -m 5 "http://$a0:80/")" = dweb-0 ]
+	[ "$(curl -fsS -m 5 "http://$a1:80/")" = dweb-1 ]
+	# One reaches the other by address, and by name through the agent's
+	# name server on the bridge (the container's resolv.conf).
+	run in_sandbox "$id0" wget -qO- "http://$a1:80/"
+	echo "$output"
+	[ "$output" = dweb-1 ]
+	run in_sandbox "$id1" cat /etc/resolv.conf
+	echo "$output"
+	[[ "$output" == *"nameserver $gw"* ]]
+	run in_sandbox "$id1" nslookup 0.dweb.devel.alice.berth
+	echo "$output"
+	[[ "$output" == *"Address: $a0"* ]]
+	run in_sandbox "$id1" wget -qO- "http://0.dweb.devel.alice.berth:80/"
+	echo "$output"
+	[ "$output" = dweb-0 ]
+	run in_sandbox "$id0" nslookup dweb.devel.alice.berth
+	echo "$output"
+	[[ "$output" == *"Address: $a0"* ]] && [[ "$output" == *"Address: $a1"* ]]
 }
