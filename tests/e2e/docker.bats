@@ -33,8 +33,14 @@ setup() {
 	# The agent's name server on a loopback address of our own (the
 	# default one may be another cluster's on this host); bridge tasks ask
 	# its twin on berth0's .1. Other names go nowhere (no test asks one).
+	# A cluster network of our own too: other clusters on this host share
+	# berth0, and would hand out the same addresses from 10.244.0.0/24.
 	DNS_IP="127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 1)).$((RANDOM % 250 + 1))"
-	BERTH_UP_FLAGS="--dns-listen $DNS_IP:53 --dns-upstream 127.0.0.1:9" start_docker_up
+	NET_FLAGS="--dns-listen $DNS_IP:53 --dns-upstream 127.0.0.1:9"
+	CIDR=10.$((RANDOM % 100 + 100)).$((RANDOM % 256)).0/24
+	lo=$((22000 + RANDOM % 80 * 100))
+	NET_FLAGS="$NET_FLAGS --cluster-cidr $CIDR --port-range $lo-$((lo + 99))"
+	BERTH_UP_FLAGS="$NET_FLAGS" start_docker_up
 }
 
 teardown() {
@@ -308,7 +314,7 @@ EOF
 	wait "$UP_PID" 2>/dev/null || true
 	UP_PID=
 	kill -0 "$pid" # the container depends on neither the agent nor the server
-	start_docker_up "$DOCKER_SOCK" "$DATA"
+	BERTH_UP_FLAGS="$NET_FLAGS" start_docker_up "$DOCKER_SOCK" "$DATA"
 	wait_for 10 '[ "$(running_count alice/devel/keep 2>/dev/null)" = 1 ]'
 	[ "$(task_of alice/devel/keep id)" = "$id" ]
 	[ "$(task_of alice/devel/keep pid)" = "$pid" ]
@@ -426,4 +432,87 @@ EOF
 	run in_sandbox "$id0" nslookup dweb.devel.alice.berth
 	echo "$output"
 	[[ "$output" == *"Address: $a0"* ]] && [[ "$output" == *"Address: $a1"* ]]
+}
+
+# The host end of a task's veth pair (task_net_host_ifname: FNV-1a).
+veth_of() {
+	python3 -c 'import sys
+h = 1469598103934665603
+for c in sys.argv[1].encode(): h = ((h ^ c) * 1099511628211) % 2**64
+print("bv%012x" % (h & 0xffffffffffff))' "$1"
+}
+
+# node_port_answers PORT BODY: the node's loopback on PORT answers BODY
+# (berth's port map to the task). berth's nftables table is one per network
+# namespace: when another cluster on this host rewrote it meanwhile (its
+# masquerade rule is not ours), the map is not checked.
+node_port_answers() {
+	local out
+	out=$(curl -fsS -m 5 "http://127.0.0.1:$1/") && [ "$out" = "$2" ] && return 0
+	if ! nft list table ip berth | grep -q "ip saddr $CIDR "; then
+		echo "berth's table is another cluster's now: port map not checked" >&2
+		return 0
+	fi
+	nft list table ip berth >&2
+	return 1
+}
+
+@test "a docker bridge task's {{ports.NAME}} and published port answer; an agent restart keeps its address; nothing of its network is left after a kill" {
+	vol=$(tools_volume)
+	pub=$(free_port)
+	cat >"$SPECS/dpub.yaml" <<EOF
+job: alice/devel/dpub
+publish: [{port: $pub, target: http}]
+task:
+  driver: docker
+  image: $DOCKER_IMAGE
+  command: ["/opt/t/httpd-tiny", "{{ports.http}}", "dpub-{{instance}}"]
+  resources: {cpu: 0.1, memory: 32MiB, ports: [http]}
+  volumes: [$vol]
+  health: {http: /health, port: http, interval: 200ms, timeout: 1s, initial_delay: 0s, failures: 3}
+  drain_delay: 200ms
+EOF
+	run "$BERTH_BIN" job run "$SPECS/dpub.yaml"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_for 30 '[ "$(running_count alice/devel/dpub)" = 1 ]'
+	addr=$(task_field alice/devel/dpub 0 address)
+	id=$(task_field alice/devel/dpub 0 id)
+	pid=$(task_field alice/devel/dpub 0 pid)
+	port=$("$BERTH_BIN" job status alice/devel/dpub --json | jget "[t['ports']['http'] for t in d['tasks'] if t['state']=='RUNNING'][0]")
+	veth=$(veth_of "$id")
+	echo "address $addr port $port veth $veth"
+	[ "${addr%.*}.0/24" = "$(node_subnet)" ]
+	# In the container, the program listens on {{ports.http}} at its address;
+	# the node's own addresses send that port to it, as with host networking.
+	[ "$(curl -fsS -m 5 "http://$addr:$port/")" = dpub-0 ]
+	node_port_answers "$port" dpub-0
+	# The routing mesh: the published port on the node.
+	wait_for 10 '[ "$(curl -fsS -m 3 "http://127.0.0.1:$pub/" 2>/dev/null)" = dpub-0 ]'
+
+	# berth up killed and started again: the container ran on, and the
+	# task is re-adopted with its address and network intact.
+	kill -KILL "$UP_PID"
+	wait "$UP_PID" 2>/dev/null || true
+	UP_PID=
+	[ "$(curl -fsS -m 5 "http://$addr:$port/")" = dpub-0 ]
+	BERTH_UP_FLAGS="$NET_FLAGS" start_docker_up "$DOCKER_SOCK" "$DATA"
+	wait_for 15 '[ "$(running_count alice/devel/dpub 2>/dev/null)" = 1 ]'
+	[ "$(task_field alice/devel/dpub 0 id)" = "$id" ]
+	[ "$(task_field alice/devel/dpub 0 pid)" = "$pid" ]
+	[ "$(task_field alice/devel/dpub 0 address)" = "$addr" ]
+	[ "$(cat "$DATA/net/addrs/$addr")" = "$id" ]
+	ip link show "$veth" >/dev/null
+	node_port_answers "$port" dpub-0
+	wait_for 10 '[ "$(curl -fsS -m 3 "http://127.0.0.1:$pub/" 2>/dev/null)" = dpub-0 ]'
+
+	# Killed: the container, its veth, namespace, address and port map go.
+	"$BERTH_BIN" job kill alice/devel/dpub
+	wait_for 15 '[ "$(berth_containers "$id")" = "[]" ]'
+	wait_for 10 '! ip link show "$veth" >/dev/null 2>&1'
+	wait_for 5 '[ ! -e "$DATA/net/netns/$id" ] && [ ! -e "$DATA/net/addrs/$addr" ]'
+	! grep -q " $DATA/net/netns/" /proc/self/mounts
+	! nft list table ip berth | grep -q "dnat to $addr"
+	run curl -fsS -m 3 "http://$addr:$port/"
+	[ "$status" -ne 0 ]
 }
