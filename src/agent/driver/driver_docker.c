@@ -91,6 +91,7 @@ static int docker_attach(void *ud, const char *id, pid_t init_pid, struct berr *
 		return 0;
 	char ifname[IFNAMSIZ], ip[16];
 	task_net_host_ifname(l->task_id, ifname);
+	int64_t t0 = time_mono_ms();
 	if (task_net_attach(l->netns_path, init_pid, ifname, NODE_NET_BRIDGE, l->net_address,
 			    l->net_prefix, l->net_gateway, err) < 0) {
 		char msg[sizeof err->msg];
@@ -98,8 +99,8 @@ static int docker_attach(void *ud, const char *id, pid_t init_pid, struct berr *
 		return berr_set(err, 0, "cannot attach container '%.12s' to the task network: %s",
 				id, msg);
 	}
-	sup_log("container '%.12s' on the task network: %s (%s)", id,
-		ip4_format(l->net_address, ip), ifname);
+	sup_log("container '%.12s' on the task network: %s (%s) in %lldms", id,
+		ip4_format(l->net_address, ip), ifname, (long long)(time_mono_ms() - t0));
 	return 0;
 }
 
