@@ -101,12 +101,13 @@ out:
 	return rc;
 }
 
-/* Is the file at path the namespace open at fd (bound there already)? */
-static bool same_netns(const char *path, int fd)
+/* Is the file at path (or open at fd_a when path is NULL) the namespace
+ * open at fd? */
+static bool same_netns(const char *path, int fd_a, int fd)
 {
 	struct stat a, b;
-	return stat(path, &a) == 0 && fstat(fd, &b) == 0 && a.st_dev == b.st_dev &&
-	       a.st_ino == b.st_ino;
+	int r = path ? stat(path, &a) : fstat(fd_a, &a);
+	return r == 0 && fstat(fd, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
 int task_net_attach(const char *netns_path, pid_t pid, const char *host_if, const char *bridge,
@@ -127,12 +128,12 @@ int task_net_attach(const char *netns_path, pid_t pid, const char *host_if, cons
 		berr_set(err, 0, "cannot open '%s': %s", src, strerror(errno));
 		goto out;
 	}
-	if (same_netns(src, self)) {
+	if (same_netns(NULL, nsfd, self)) {
 		/* Never the node's own network: it would get eth0 and a route. */
 		berr_set(err, 0, "process %d shares the node's network namespace", (int)pid);
 		goto out;
 	}
-	if (same_netns(netns_path, nsfd) && netlink_link_exists(host_if)) {
+	if (same_netns(netns_path, -1, nsfd) && netlink_link_exists(host_if)) {
 		rc = 0; /* attached already */
 		goto out;
 	}
@@ -143,7 +144,11 @@ int task_net_attach(const char *netns_path, pid_t pid, const char *host_if, cons
 		goto out;
 	}
 	close(fd);
-	if (mount(src, netns_path, NULL, MS_BIND, NULL) < 0) {
+	/* The namespace opened above, not the pid again (it may be gone and
+	 * reused by now). */
+	char held[64];
+	snprintf(held, sizeof held, "/proc/self/fd/%d", nsfd);
+	if (mount(held, netns_path, NULL, MS_BIND, NULL) < 0) {
 		berr_set(err, 0, "cannot bind '%s' at '%s': %s", src, netns_path, strerror(errno));
 		unlink(netns_path);
 		goto out;
