@@ -36,8 +36,15 @@ data=$(mktemp -d /tmp/berth-preempt.XXXXXX)
 port=$(free_port)
 server_pid= sim_pid=
 cleanup() {
+	local pid
+	for pid in $sim_pid $server_pid; do
+		kill -0 "$pid" 2>/dev/null && continue
+		wait "$pid" 2>/dev/null && rc=0 || rc=$?
+		echo "preempt: process $pid ended early (status $rc); its log:" >&2
+		tail -n 3 "$data/sim.log" "$data/server.log" >&2
+	done
 	stop_pids $sim_pid $server_pid
-	rm -rf "$data"
+	if [ -n "${BENCH_KEEP:-}" ]; then echo "preempt: kept $data" >&2; else rm -rf "$data"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -121,11 +128,16 @@ for k in range(10):
     call(c, "POST", "/v1/jobs", {
         "job": "bench/devel/fill%d" % k, "instances": fill // 10,
         "task": {"command": ["/bin/true"], "resources": {"cpu": cpu, "memory": "4MiB"}}})
+last = 0
 while True:
     check()
     placed, running = states(c, "bench/devel/")
     if running >= fill:
         break
+    if time.time() - last > 5:
+        log("%.1fs: %d placed, %d running of %d devel tasks" % (
+            time.time() - t0, placed, running, fill))
+        last = time.time()
     time.sleep(0.2)
 log("%d devel tasks RUNNING after %.1fs (%d per node, cpu %g each)" % (
     fill, time.time() - t0, per_node, cpu))
