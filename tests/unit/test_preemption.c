@@ -4,6 +4,7 @@
 
 #include <limits.h>
 
+#include "sched/placement.h"
 #include "sched/preemption.h"
 
 #define MiB (1024LL * 1024)
@@ -274,9 +275,46 @@ TEST(choose_sample_bounds_the_scan)
 	preempt_result_release(&r);
 }
 
+TEST(eligible_nodes_ignore_resources_only)
+{
+	/* n0 fine but full, n1 draining, n2 in the wrong zone, n3 holds a task
+	 * of the job already (host limit 1). */
+	struct spec_kv attrs[4][2] = {
+	    {{"host", "n0"}, {"zone", "a"}},
+	    {{"host", "n1"}, {"zone", "a"}},
+	    {{"host", "n2"}, {"zone", "b"}},
+	    {{"host", "n3"}, {"zone", "a"}},
+	};
+	struct placement_node nodes[4];
+	for (int i = 0; i < 4; i++)
+		nodes[i] = (struct placement_node){.name = attrs[i][0].value,
+						   .schedulable = i != 1,
+						   .attributes = attrs[i],
+						   .nattributes = 2,
+						   .cpu_free = 0,
+						   .job_tasks = i == 3};
+	struct constraint cs[2] = {
+	    {.attribute = "zone",
+	     .kind = CONSTRAINT_VALUE,
+	     .values = (char *[]){"a"},
+	     .nvalues = 1},
+	    {.attribute = "host", .kind = CONSTRAINT_LIMIT, .limit = 1},
+	};
+	struct job_spec j = {0};
+	j.task.resources.cpu = 1;
+	j.task.constraints = cs;
+	j.task.nconstraints = 2;
+	bool ok[4];
+	placement_eligible(nodes, 4, &j, ok);
+	CHECK(ok[0]);
+	CHECK(!ok[1]);
+	CHECK(!ok[2]);
+	CHECK(!ok[3]);
+}
+
 UNIT_MAIN(tier_rules, no_ping_pong_and_no_cascade, fits_already_no_victims, lowest_priority_first,
 	  fewest_victims_on_a_node, redundant_victims_are_dropped,
 	  no_victims_when_nothing_makes_room, taken_tasks_are_not_victims_again, memory_counts,
 	  ports_are_counted, addresses_are_counted, choose_prefers_lowest_priority_then_fewest,
 	  choose_none_when_no_node_makes_room, choose_waits_for_room_without_victims,
-	  choose_sample_bounds_the_scan)
+	  choose_sample_bounds_the_scan, eligible_nodes_ignore_resources_only)
