@@ -12,19 +12,25 @@
 # - victims: devel tasks preempted (their replacements, which say so);
 # - devel_pending: devel tasks waiting for room at the end (victims' replacements).
 #
+# --down-after D is passed to the server (default: its own, 3s): on a loaded
+# machine the simulated agents miss heartbeats and flap, which measures
+# liveness, not preemption.
+#
 # Usage: bench/preempt.sh [--agents N] [--fill T] [--prod P] [--timeout SECONDS]
+#                         [--down-after D]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/bench/lib.sh"
 BERTH=${BERTH_BIN:-$top/build/berth}
-agents=1000 fill=10000 prod=1000 timeout=600
+agents=1000 fill=10000 prod=1000 timeout=600 down_after=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--agents) agents=$2; shift 2 ;;
 	--fill) fill=$2; shift 2 ;;
 	--prod) prod=$2; shift 2 ;;
 	--timeout) timeout=$2; shift 2 ;;
-	-h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+	--down-after) down_after=$2; shift 2 ;;
+	-h|--help) sed -n '2,21p' "$0"; exit 0 ;;
 	*) echo "preempt.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -41,7 +47,7 @@ cleanup() {
 		kill -0 "$pid" 2>/dev/null && continue
 		wait "$pid" 2>/dev/null && rc=0 || rc=$?
 		echo "preempt: process $pid ended early (status $rc); its log:" >&2
-		tail -n 3 "$data/sim.log" "$data/server.log" >&2
+		tail -n 3 "$data/sim.log" "$data/server.log" >&2 || true
 	done
 	stop_pids $sim_pid $server_pid
 	if [ -n "${BENCH_KEEP:-}" ]; then echo "preempt: kept $data" >&2; else rm -rf "$data"; fi
@@ -52,7 +58,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # shellcheck disable=SC2046
 "$BERTH" server -q --data-dir "$data/server" --addr "127.0.0.1:$port" $(server_tls_flags) \
-	>"$data/server.log" 2>&1 &
+	${down_after:+--down-after "$down_after"} >"$data/server.log" 2>&1 &
 server_pid=$!
 bench_connect "$data/server" "$port" || { echo "preempt: the server did not start" >&2; exit 1; }
 echo "preempt: server pid $server_pid; starting $agents simulated agents of 1 cpu" >&2
