@@ -224,6 +224,28 @@ static void print_index_list(const char *what, json_t *arr)
 	printf("\n");
 }
 
+/* The plan's "would preempt" section: the tasks preempted to place the
+ * instances that fit nowhere (docs/scheduling.md). */
+static void print_plan_preemption(json_t *plan)
+{
+	json_t *ids = json_object_get(plan, "preempt");
+	if (json_is_true(json_object_get(plan, "fits")) || !json_is_array(ids))
+		return;
+	if (!json_array_size(ids)) {
+		if (!json_is_true(json_object_get(plan, "fits_with_preemption")))
+			printf("  preempting lower-ranked tasks would not make room either\n");
+		return;
+	}
+	printf("  would preempt %zu task%s%s:\n", json_array_size(ids),
+	       json_array_size(ids) == 1 ? "" : "s",
+	       json_is_true(json_object_get(plan, "fits_with_preemption"))
+		   ? ""
+		   : " (and still not fit every instance)");
+	size_t i;
+	json_t *id;
+	json_array_foreach(ids, i, id) printf("    - %s\n", json_string_value(id));
+}
+
 /* Exit status: 0 no change, 1 changes, 2 error (a contract: docs/targets.md). */
 static int job_plan(struct cli_opt *o, const char *file)
 {
@@ -276,6 +298,7 @@ static int job_plan(struct cli_opt *o, const char *file)
 		else
 			printf("  does NOT fit the cluster now: %s\n",
 			       json_string_value(json_object_get(plan, "fit_message")) ?: "");
+		print_plan_preemption(plan);
 		quota_print_plan(plan);
 	}
 	json_decref(plan);

@@ -45,6 +45,7 @@ void cluster_config_defaults(struct cluster_config *cfg)
 	cfg->ended_keep = 100;
 	cfg->ended_max_age_ms = 24 * 3600 * 1000LL;
 	cfg->sample_limit = 64;
+	cfg->preempt_max_victims = 1000;
 	cfg->flap_backoff_base_ms = 5000;
 	cfg->flap_backoff_max_ms = 300000;
 	cfg->flap_stable_ms = 600000;
@@ -104,6 +105,7 @@ void task_clear_record(struct task *t)
 static void task_free(struct task *t)
 {
 	task_clear_record(t);
+	free(t->reserved_node);
 	free(t->id);
 	free(t);
 }
@@ -388,6 +390,14 @@ bool task_transition(struct cluster *c, struct task *t, enum task_state to, cons
 		return false;
 	}
 	int64_t now = time_now_ms();
+	/* A preempted task's end says who preempted it ("preempted by
+	 * alice/prod/web/3 (killed by signal 15)"). */
+	char why[512];
+	if (t->state == TASK_PREEMPTING && task_state_terminal(to) && t->nevents &&
+	    t->events[t->nevents - 1].state == TASK_PREEMPTING) {
+		snprintf(why, sizeof why, "%s (%s)", t->events[t->nevents - 1].message, msg);
+		msg = why;
+	}
 	c->changes++;
 	if (endpoints_moved(t->state, to))
 		endpoints_touch_job(c, t->job->key);

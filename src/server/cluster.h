@@ -76,6 +76,13 @@ struct task {
 	struct task *wprev, *wnext; /* in cluster.waiting while PENDING or THROTTLED */
 	bool waiting;
 	size_t dirty_slot; /* 1 + index in cluster.dirty, 0 when clean */
+	/* Preemption (cluster_preempt.c), in memory only: a PENDING task that
+	 * preempted tasks on a node holds that node's room until they are gone
+	 * (or until reserved_until_ms); preempt_after_ms: no new preemption
+	 * attempt before then (the last one found nothing). */
+	char *reserved_node;
+	int64_t reserved_until_ms;
+	int64_t preempt_after_ms;
 };
 
 struct job_version {
@@ -202,6 +209,7 @@ struct cluster_config {
 	int64_t flap_backoff_max_ms;  /* doubling per flap up to this */
 	int64_t flap_stable_ms;	      /* up this long: its flaps are forgotten */
 	struct cidr cluster_cidr;     /* the tasks' network; a /24 of it per node */
+	size_t preempt_max_victims;   /* tasks preempted per scheduling round at most */
 };
 
 struct cluster {
@@ -235,6 +243,7 @@ struct cluster {
 	uint64_t changes;	    /* bumped by every change of state (watches: wake or not) */
 	uint64_t net_version;	    /* bumped when a node's subnet or address changes */
 	uint64_t nodes_down_total;  /* nodes judged DOWN since start */
+	uint64_t preempted_total;   /* tasks preempted since start */
 	/* Nodes and jobs sorted by name, for paged views; rebuilt when a node
 	 * or job came or went (its gen moved). */
 	struct name_index {

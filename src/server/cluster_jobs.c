@@ -21,6 +21,14 @@ void job_task_ended(struct cluster *c, struct task *t, int64_t now)
 		return;
 
 	char why[300];
+	const char *preempted = task_preempted_by(t);
+	if (preempted) {
+		/* Not its fault: replaced at once, no failure or quick death
+		 * counted; it waits for room (cluster_preempt.c). */
+		snprintf(why, sizeof why, "%s: replaces %s", preempted, t->id);
+		task_create(c, j, t->instance, t, why, 0);
+		return;
+	}
 	if (cur->type != JOB_SERVICE && t->state == TASK_FINISHED) {
 		/* Ran to completion, even if a drain or restart was stopping it. */
 		j->instance_done[t->instance] = true;
@@ -366,15 +374,19 @@ json_t *cluster_job_plan(struct cluster *c, struct job_spec *spec, struct berr *
 				json_array_append_new(remove, json_integer((json_int_t)i));
 	bool fits = true;
 	char *why = NULL;
+	size_t unplaced = 0;
 	if (need) {
 		struct placement_request req = {.job = spec, .count = need, .sample_limit = 0};
 		struct placement_result res = {0};
 		placement_place(pn, nn, &req, &res);
 		fits = res.placed == need;
+		unplaced = need - res.placed;
 		if (!fits && res.reason)
 			why = xstrdup(res.reason);
 		placement_result_release(&res);
 	}
+	/* What the rest would preempt (cluster_preempt.c). */
+	json_t *preempt = plan_preemption(c, spec, unplaced, nodes, pn, nn);
 	free(nodes);
 	free(pn);
 	bool changed = !cur || json_array_size(diff) > 0;
@@ -385,6 +397,8 @@ json_t *cluster_job_plan(struct cluster *c, struct job_spec *spec, struct berr *
 	    "add", add, "remove", remove, "update", update, "unchanged", keep, "fits", fits);
 	if (why)
 		json_object_set_new(o, "fit_message", json_string(why));
+	json_object_update(o, preempt);
+	json_decref(preempt);
 	free(why);
 	json_object_set_new(o, "quota", quota_plan_json(c, cur ? j : NULL, spec));
 	json_decref(newj);

@@ -1058,6 +1058,9 @@ int simulator_run(const struct simulator_options *o)
 		log_error("simulate: need a positive agent count and a name prefix");
 		return 1;
 	}
+	/* A server that closes a connection while a TLS write is under way
+	 * must cost that agent a reconnect, not the process (SIGPIPE). */
+	signal(SIGPIPE, SIG_IGN);
 	struct sim s = {.o = *o};
 	if (s.o.register_rate <= 0)
 		s.o.register_rate = 2000;
