@@ -26,8 +26,8 @@ instances: $n
 task:
   command: ["$BERTH_TOOLS/httpd-tiny", "{{ports.http}}", "v1"]
   resources: {cpu: 0.01, memory: 16MiB, ports: [http]}
-  # cpu 0.01 starts slowly: the checks give it a second.
-  health: {http: /health, port: http, interval: 200ms, timeout: 1s, initial_delay: 300ms, failures: 5}
+  # cpu 0.01 starts slowly on a loaded machine: the checks give it seconds.
+  health: {http: /health, port: http, interval: 200ms, timeout: 1s, initial_delay: 500ms, failures: 15}
   stop_grace: 2s
 update: {batch_size: 1, watch: $watch}
 EOF2
