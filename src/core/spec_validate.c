@@ -517,15 +517,15 @@ static int v_prefer(struct sctx *c, const struct snode *n, struct task_spec *t)
 		return spec__expect(c, n, n, "%s", what);
 	if (n->nkids > SPEC_MAX_PREFER) {
 		_cleanup_free_ char *found = xasprintf("%zu preferences", n->nkids);
-		return spec__expect_found(c, n, found, "at most %d preferences",
-					  SPEC_MAX_PREFER);
+		return spec__expect_found(c, n, found, "at most %d preferences", SPEC_MAX_PREFER);
 	}
 	t->prefer = xcalloc(n->nkids ? n->nkids : 1, sizeof *t->prefer);
 	for (size_t i = 0; i < n->nkids; i++) {
 		const struct snode *pn = n->kids[i];
 		size_t saved = spec__path_push_index(c, i);
 		if (pn->kind != SN_MAP)
-			return spec__expect(c, pn, pn, "a preference such as {rack: r1, weight: 50}");
+			return spec__expect(c, pn, pn,
+					    "a preference such as {rack: r1, weight: 50}");
 		struct preference *pr = &t->prefer[t->nprefer++];
 		pr->weight = 1;
 		const struct snode *attr = NULL, *val = NULL;

@@ -895,9 +895,10 @@ TEST(constraints)
 
 TEST(prefer)
 {
-	struct job_spec *s = yaml_ok(MIN "  prefer:\n    - {rack: r1, weight: 50}\n"
-					 "    - {zone: \"!z2\", weight: 10}\n"
-					 "    - {weight: 5, rack: \"limit:2\"}\n    - {dc: \"a, b\"}\n");
+	struct job_spec *s =
+	    yaml_ok(MIN "  prefer:\n    - {rack: r1, weight: 50}\n"
+			"    - {zone: \"!z2\", weight: 10}\n"
+			"    - {weight: 5, rack: \"limit:2\"}\n    - {dc: \"a, b\"}\n");
 	if (!s)
 		return;
 	CHECK(s->task.nprefer == 4);
@@ -1635,6 +1636,7 @@ UNIT_MAIN(network_defaults_per_driver_and_canonical_json, defaults_minimal, full
 	  error_sizes_and_durations, error_missing_fields, error_enums, error_integer_ranges,
 	  error_huge_numbers, error_duplicate_keys, error_yaml_syntax, error_aliases_tags_and_keys,
 	  error_documents, error_bytes, error_deep_nesting, only_first_error, cron_schedule,
-	  constraints, prefer, health_checks, ports, image_and_driver, user_field, template_validation,
-	  template_expansion, json_input_forms, json_errors, json_env_numbers_are_text, round_trip,
-	  task_json_equivalence, update_section, volumes, secrets, publish, spec_free_null)
+	  constraints, prefer, health_checks, ports, image_and_driver, user_field,
+	  template_validation, template_expansion, json_input_forms, json_errors,
+	  json_env_numbers_are_text, round_trip, task_json_equivalence, update_section, volumes,
+	  secrets, publish, spec_free_null)
