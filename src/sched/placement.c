@@ -192,7 +192,9 @@ static const char *node_attr(const struct placement_node *nd, const char *key)
 	return NULL;
 }
 
-static bool value_ok(const struct placement_node *nd, const struct constraint *c)
+/* Inlined into static_check, which runs for every node a call looks at. */
+static inline __attribute__((always_inline)) bool value_ok(const struct placement_node *nd,
+							   const struct constraint *c)
 {
 	const char *v = node_attr(nd, c->attribute);
 	bool match = false;
@@ -291,7 +293,7 @@ static double dmin(double a, double b)
 /* The preference weight node i satisfies now, folded above the strategy's
  * primary key p (smaller is better, so the weight is subtracted from the
  * cap). Only valid after static_check succeeded for the node. */
-static uint32_t pref_prim(const struct pctx *x, size_t i, uint32_t p)
+static __attribute__((noinline)) uint32_t pref_prim(const struct pctx *x, size_t i, uint32_t p)
 {
 	unsigned b = x->bonus[i];
 	for (size_t l = 0; l < x->nplimits; l++) {
@@ -325,12 +327,13 @@ static struct score node_score(const struct pctx *x, size_t i)
 		h = dmin(h, (double)(nd->disk_free - r->disk) * x->inv_disk);
 	if (x->inv_ports > 0)
 		h = dmin(h, ((double)nd->ports_free - (double)r->nports) * x->inv_ports);
-	struct score sc = {0, h};
+	if (__builtin_expect(x->nprefs != 0, 0))
+		return (struct score){
+		    pref_prim(x, i, x->strategy == PLACE_SPREAD ? nd->job_tasks : 0),
+		    x->strategy == PLACE_SPREAD ? -h : h};
 	if (x->strategy == PLACE_SPREAD)
-		sc = (struct score){nd->job_tasks, -h};
-	if (x->nprefs)
-		sc.prim = pref_prim(x, i, sc.prim);
-	return sc;
+		return (struct score){nd->job_tasks, -h};
+	return (struct score){0, h};
 }
 
 /* a at scan position pa beats b at pb: better score, then earlier position
