@@ -39,14 +39,14 @@ task_ids() {
 		jget '" ".join(t["instance"].__str__() + "=" + t["id"] for t in sorted(d["tasks"], key=lambda t: t["instance"]))'
 }
 
-running_count() {
+running_now() {
 	status_json "$KEY" | jget 'sum(1 for t in d["tasks"] if t["state"] == "RUNNING")'
 }
 
 @test "a rolling restart keeps 3 of 4 instances RUNNING and gives each a new task" {
 	run "$BERTH_BIN" job run "$(web_spec 4 1s)"
 	[ "$status" -eq 0 ]
-	wait_for 30 '[ "$(running_count)" = 4 ]'
+	wait_for 30 '[ "$(running_now)" = 4 ]'
 	before=$(task_ids)
 	run "$BERTH_BIN" job restart "$KEY"
 	echo "$output"
@@ -114,7 +114,7 @@ EOF2
 	run "$BERTH_BIN" job run "$(web_spec 3 2s)"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	wait_for 30 '[ "$(running_count)" = 3 ]'
+	wait_for 30 '[ "$(running_now)" = 3 ]'
 	before=$(task_ids)
 	"$BERTH_BIN" job restart "$KEY"
 	run "$BERTH_BIN" update pause "$KEY"
@@ -136,18 +136,18 @@ EOF2
 	run "$BERTH_BIN" update abort "$KEY"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"ABORTED"* ]]
-	wait_for 30 '[ "$(running_count)" = 3 ]'
+	wait_for 30 '[ "$(running_now)" = 3 ]'
 }
 
 @test "job restart KEY/INSTANCE restarts one instance; --all-at-once every one" {
 	run "$BERTH_BIN" job run "$(web_spec 3)"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	wait_for 30 '[ "$(running_count)" = 3 ]'
+	wait_for 30 '[ "$(running_now)" = 3 ]'
 	before=$(task_ids)
 	run "$BERTH_BIN" job restart "$KEY/1"
 	[ "$status" -eq 0 ]
-	wait_for 30 '[ "$(running_count)" = 3 ] && [ "$(task_ids)" != "$before" ]'
+	wait_for 30 '[ "$(running_now)" = 3 ] && [ "$(task_ids)" != "$before" ]'
 	after=$(task_ids)
 	set -- $before
 	b0=$1 b1=$2 b2=$3
@@ -164,7 +164,7 @@ EOF2
 	run "$BERTH_BIN" job restart "$KEY" --all-at-once
 	[ "$status" -eq 0 ]
 	[ "$output" = "$KEY: restarting" ]
-	wait_for 30 '[ "$(running_count)" = 3 ]'
+	wait_for 30 '[ "$(running_now)" = 3 ]'
 	after=$(task_ids)
 	for pair in $before; do [[ " $after " != *" $pair "* ]]; done
 	run "$BERTH_BIN" update status "$KEY"
