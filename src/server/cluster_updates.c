@@ -386,8 +386,9 @@ static void update_advance(struct cluster *c, struct job *j, int64_t now)
 				if (i >= 0 && i < tv->spec->instances) {
 					struct task tmp = {.id = "", .version = target};
 					task_create(c, j, i, &tmp,
-						    u->restart ? "restarted by user (rolling restart)"
-							       : "task created by an update",
+						    u->restart
+							? "restarted by user (rolling restart)"
+							: "task created by an update",
 						    0);
 					free(j->active[i]->ancestor);
 					j->active[i]->ancestor = NULL;
