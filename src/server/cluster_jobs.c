@@ -285,6 +285,7 @@ uint64_t cluster_job_restart(struct cluster *c, const char *key, int instance, b
 	/* Cron runs and batch jobs are not rolled: they do not stay up to be
 	 * watched. */
 	if (all_at_once || !spec || spec->type != JOB_SERVICE) {
+		update_end_restart(c, j, "superseded by a restart of every task at once");
 		for (size_t i = 0; i < j->nactive; i++)
 			job_restart_instance(c, j, spec, i);
 		return cluster_touched(c);

@@ -209,6 +209,14 @@ static void update_start(struct cluster *c, struct job *j, int from, int first, 
 	update_advance(c, j, time_now_ms()); /* the first batch starts now */
 }
 
+/* An all-at-once restart ends a rolling restart in flight: its instances
+ * get their new tasks now, and none is restarted a second time. */
+void update_end_restart(struct cluster *c, struct job *j, const char *why)
+{
+	if (j->update && j->update->restart && update_state_active(j->update->state))
+		update_set_state(c, j, UPDATE_ABORTED, why);
+}
+
 /* Start a rolling update of instances [first, last] to the job's current
  * version. An update in flight is superseded (ABORTED where it stands). */
 void update_begin(struct cluster *c, struct job *j, int from, int first, int last)

@@ -3778,6 +3778,10 @@ TEST(rolling_restart_start_first_and_pause)
 	/* A restart has no version to roll back to. */
 	CHECK(update_control(&f, WEB, "rollback") == 0);
 	CHECK(f.err.code == 409);
+	/* A second rolling restart is refused while this one is there. */
+	CHECK(job_restart_rolling(&f, WEB, -1) == 0);
+	CHECK(f.err.code == 409);
+	CHECK(strstr(f.err.msg, "a restart in progress"));
 	CHECK(update_control(&f, WEB, "resume") > 0);
 	drive(&f, WEB, NULL, 400, 1, 20);
 	CHECK_STR(update_state(&f, WEB), "ROLLED_FORWARD");
@@ -3826,6 +3830,31 @@ TEST(restart_of_one_instance_and_refusals)
 	CHECK(strstr(f.err.msg, "an update in progress"));
 	CHECK(job_restart_rolling(&f, "alice/devel/nope", -1) == 0);
 	CHECK(f.err.code == 404);
+	free_ids(old, 3);
+	fx_teardown(&f);
+}
+
+TEST(all_at_once_restart_ends_a_rolling_restart)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_v1(&f, 3, "{batch_size: 1, watch: 20ms}");
+	char *old[3];
+	save_ids(&f, WEB, 3, old);
+	sleep_ms(30);
+	CHECK(job_restart_rolling(&f, WEB, -1) > 0);
+	CHECK(job_restart(&f, WEB) > 0);
+	CHECK_STR(update_state(&f, WEB), "ABORTED");
+	for (int i = 0; i < 3; i++)
+		CHECK_STR(state_of(active(&f, WEB, i)), "RESTARTING");
+	for (int s = 0; s < 30; s++) {
+		tick(&f);
+		play_step(&f, WEB, NULL);
+		sleep_ms(3);
+	}
+	/* Each instance restarted once: its task is the old one's successor. */
+	CHECK(all_restarted(&f, WEB, 3, old));
+	CHECK(live_tasks(&f, WEB) == 3);
 	free_ids(old, 3);
 	fx_teardown(&f);
 }
@@ -3905,4 +3934,5 @@ UNIT_MAIN(
     replica_follows_every_commit, replica_takes_records_in_any_order,
     cron_last_run_years_ago_runs_once, rolling_restart_goes_batch_by_batch_on_the_same_version,
     rolling_restart_start_first_and_pause, rolling_restart_failure_stops_without_rollback,
-    restart_of_one_instance_and_refusals, rolling_restart_survives_server_restart)
+    restart_of_one_instance_and_refusals, rolling_restart_survives_server_restart,
+    all_at_once_restart_ends_a_rolling_restart)
