@@ -29,7 +29,8 @@ task:
   # cpu 0.01 starts slowly on a loaded machine: the checks give it seconds.
   health: {http: /health, port: http, interval: 200ms, timeout: 1s, initial_delay: 500ms, failures: 15}
   stop_grace: 2s
-update: {batch_size: 1, watch: $watch}
+# A task that fails its first start (a loaded machine) is tolerated twice.
+update: {batch_size: 1, watch: $watch, max_instance_failures: 2}
 EOF2
 }
 
