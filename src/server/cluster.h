@@ -225,6 +225,7 @@ struct cluster {
 	int64_t loaded_mono;	    /* grace for agents after a server start */
 	int64_t pruned_mono;	    /* last age pruning of ended tasks */
 	int64_t judged_mono;	    /* the heartbeat judge's last look */
+	int64_t lag_logged_mono;    /* last intake-lag warning (nodes_check_heartbeats) */
 	struct token_table *tokens; /* the cluster's tokens (tokens.h), own lock */
 	struct liveness *live;	    /* heartbeat stamps and deaf time (liveness.h) */
 	uint64_t changes;	    /* bumped by every change of state (watches: wake or not) */

@@ -122,6 +122,7 @@ struct server {
 	pthread_mutex_t backup_lock;
 	pthread_cond_t backup_done;
 	int backups_running;
+	int ui_logs_running; /* the web UI's log reads (server_ui.c), the same way */
 	_Atomic bool backup_stop;
 	char *backup_location; /* the store's location, opened anew by each backup */
 };
