@@ -68,10 +68,12 @@ def get(path):
     body = r.read()
     assert r.status == 200, (path, r.status, body)
     return json.loads(body)
-least, polls, seen_down, end = 4, 0, False, time.time() + 120
+least, polls, seen_down, end, worst = 4, 0, False, time.time() + 120, None
 while time.time() < end:
     st = get("/v1/jobs/%s" % key)
     running = sum(1 for t in st["tasks"] if t["state"] == "RUNNING")
+    if running < least:
+        worst = [(t["instance"], t["state"], t["message"]) for t in st["tasks"]]
     least = min(least, running)
     seen_down |= running < 4
     polls += 1
@@ -84,7 +86,7 @@ print("polls", polls, "least running", least, "state", up["state"], file=sys.std
 assert up["state"] == "ROLLED_FORWARD", up
 assert up["updated"] == 4 and up["total"] == 4, up
 assert seen_down, "never saw an instance down: the polls missed the restart"
-assert least >= 3, "only %d instances RUNNING during the restart" % least
+assert least >= 3, "only %d instances RUNNING during the restart: %s" % (least, worst)
 # Health-gated: instance k+1's old task was stopped only after instance k's
 # new task had been RUNNING for the watch time (1s).
 allt = get("/v1/jobs/%s?all=1" % key)["tasks"]
