@@ -9,7 +9,7 @@
 #include "cmd/cmd_quota.h"
 #include "cmd/commands.h"
 
-enum { J_ADDR, J_JSON, J_ALL, J_DETACH, J_TIMEOUT, J_INSTANCES, J_HELP, J_COUNT };
+enum { J_ADDR, J_JSON, J_ALL, J_DETACH, J_TIMEOUT, J_INSTANCES, J_ALL_AT_ONCE, J_HELP, J_COUNT };
 
 static void job_opts(struct cli_opt *o)
 {
@@ -22,6 +22,8 @@ static void job_opts(struct cli_opt *o)
 			   "give up following after this long (default 10m)"},
 	    [J_INSTANCES] = {"--instances", NULL, true, false,
 			     "update only these instances: A or A-B (a canary)"},
+	    [J_ALL_AT_ONCE] = {"--all-at-once", NULL, false, false,
+			       "restart: every task at once, not in batches"},
 	    [J_HELP] = {"--help", "-h", false, false, "show this help"},
 	};
 	memcpy(o, all, sizeof all);
@@ -29,7 +31,7 @@ static void job_opts(struct cli_opt *o)
 
 static const char *job_usage =
     "berth job run [--detach] [--instances A-B] FILE | plan FILE | status KEY [--json] [--all] |\n"
-    "       list [--json] | kill KEY | restart KEY";
+    "       list [--json] | kill KEY | restart KEY[/INSTANCE] [--all-at-once]";
 
 static json_t *get_status(struct http_client *hc, const char *key, bool all, struct berr *err)
 {
@@ -399,7 +401,22 @@ int cmd_job(int argc, char **argv)
 		if (npos != 1) {
 			return cli_fail("usage: berth job %s KEY", verb);
 		}
-		if (job_key_check(pos[0], &err) < 0) {
+		/* restart KEY/INSTANCE: one instance. */
+		char key[400];
+		snprintf(key, sizeof key, "%s", pos[0]);
+		long instance = -1;
+		char *slash = strrchr(key, '/');
+		if (!strcmp(verb, "restart") && slash && job_key_check(key, &err) < 0) {
+			char *end = NULL;
+			instance = strtol(slash + 1, &end, 10);
+			if (slash[1] < '0' || slash[1] > '9' || *end || instance > 1000000)
+				return cli_fail("restart %s: expected ROLE/ENV/NAME or "
+						"ROLE/ENV/NAME/INSTANCE",
+						pos[0]);
+			*slash = 0;
+			memset(&err, 0, sizeof err);
+		}
+		if (job_key_check(key, &err) < 0) {
 			return cli_fail("%s", err.msg);
 		}
 		struct http_client *hc = cli_client(o[J_ADDR].value);
@@ -413,13 +430,26 @@ int cmd_job(int argc, char **argv)
 				print_status(st);
 			json_decref(st);
 		} else {
-			char path[600];
-			snprintf(path, sizeof path, "/v1/jobs/%s/%s", pos[0], verb);
-			if (http_json(hc, "POST", path, NULL, 30000, NULL, &err) < 0)
-				rc = cli_fail("%s", err.msg);
+			char path[700];
+			bool all = o[J_ALL_AT_ONCE].set;
+			if (instance >= 0)
+				snprintf(path, sizeof path, "/v1/jobs/%s/restart?instance=%ld", key,
+					 instance);
 			else
-				printf("%s: %s\n", pos[0],
-				       !strcmp(verb, "kill") ? "killed" : "restarting");
+				snprintf(path, sizeof path, "/v1/jobs/%s/%s%s", key, verb,
+					 all && !strcmp(verb, "restart") ? "?all_at_once=1" : "");
+			json_t *reply = NULL;
+			if (http_json(hc, "POST", path, NULL, 30000, &reply, &err) < 0)
+				rc = cli_fail("%s", err.msg);
+			else if (!strcmp(verb, "kill"))
+				printf("%s: killed\n", key);
+			else if (!json_is_true(json_object_get(reply, "rolling")))
+				printf("%s: restarting\n", pos[0]);
+			else
+				printf("%s: restarting in batches of its update policy "
+				       "(berth update status %s)\n",
+				       key, key);
+			json_decref(reply);
 		}
 		http_client_free(hc);
 	} else {

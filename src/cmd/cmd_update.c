@@ -55,6 +55,16 @@ int cmd_update(int argc, char **argv)
 			rc = cli_fail("%s", err.msg);
 		} else if (o[U_JSON].set) {
 			cli_print_json(u);
+		} else if (!strcmp(json_string_value(json_object_get(u, "kind")) ?: "",
+				   "restart")) {
+			printf("%s: restart %s (version %d): %d/%d restarted, %d failed%s%s\n",
+			       pos[0], json_string_value(json_object_get(u, "state")),
+			       (int)json_integer_value(json_object_get(u, "to_version")),
+			       (int)json_integer_value(json_object_get(u, "updated")),
+			       (int)json_integer_value(json_object_get(u, "total")),
+			       (int)json_integer_value(json_object_get(u, "failed")),
+			       *json_string_value(json_object_get(u, "message")) ? ": " : "",
+			       json_string_value(json_object_get(u, "message")));
 		} else {
 			printf("%s: %s (version %d -> %d): %d/%d updated, %d failed%s%s\n", pos[0],
 			       json_string_value(json_object_get(u, "state")),

@@ -383,6 +383,9 @@ void spec_free(struct job_spec *s)
 	for (size_t i = 0; t->constraints && i < t->nconstraints; i++)
 		constraint_free(&t->constraints[i]);
 	free(t->constraints);
+	for (size_t i = 0; t->prefer && i < t->nprefer; i++)
+		constraint_free(&t->prefer[i].c);
+	free(t->prefer);
 	free(t->health.http_path);
 	free(t->health.port);
 	strv_free_n(t->health.command, t->health.ncommand);

@@ -59,6 +59,17 @@ struct constraint {
 	int limit;
 };
 
+/* A soft constraint (task.prefer): a node that satisfies it scores `weight`
+ * more, and none is refused for failing it. Same forms as a constraint; a
+ * limit ("limit:N") is satisfied while fewer than N tasks of the job run on
+ * nodes with the node's value of the attribute (soft spreading). */
+#define SPEC_MAX_PREFER 16
+#define SPEC_MAX_PREFER_WEIGHT 100
+struct preference {
+	struct constraint c;
+	int weight; /* 1..SPEC_MAX_PREFER_WEIGHT */
+};
+
 struct resources {
 	double cpu;	 /* cores, > 0 */
 	uint64_t memory; /* bytes, > 0 */
@@ -152,6 +163,8 @@ struct task_spec {
 	struct resources resources;
 	struct constraint *constraints;
 	size_t nconstraints;
+	struct preference *prefer; /* soft constraints, in the order written */
+	size_t nprefer;
 	struct health_spec health;
 	struct shutdown_spec shutdown;
 	uint64_t stop_grace_ms;

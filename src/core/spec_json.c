@@ -161,6 +161,15 @@ static json_t *task_json(const struct task_spec *t)
 		json_object_set_new(cons, t->constraints[i].attribute,
 				    constraint_json(&t->constraints[i]));
 	json_object_set_new(task, "constraints", cons);
+	/* Only when there are any: specs without keep their canonical form. */
+	if (t->nprefer) {
+		json_t *pref = json_array();
+		for (size_t i = 0; i < t->nprefer; i++)
+			json_array_append_new(pref, json_pack("{s:o,s:i}", t->prefer[i].c.attribute,
+							      constraint_json(&t->prefer[i].c),
+							      "weight", t->prefer[i].weight));
+		json_object_set_new(task, "prefer", pref);
+	}
 	/* The check kinds are alternatives: only the one in use appears. */
 	if (h->kind == HEALTH_HTTP)
 		json_object_set_new(health, "http", json_string(h->http_path));

@@ -507,6 +507,69 @@ static int v_constraints(struct sctx *c, const struct snode *n, struct task_spec
 	return 0;
 }
 
+/* task.prefer: a list of {ATTRIBUTE: CONSTRAINT, weight: 1..100}. */
+static int v_prefer(struct sctx *c, const struct snode *n, struct task_spec *t)
+{
+	const char *what = "a list of preferences such as {rack: r1, weight: 50}";
+	if (n->kind == SN_NULL)
+		return 0;
+	if (n->kind != SN_SEQ)
+		return spec__expect(c, n, n, "%s", what);
+	if (n->nkids > SPEC_MAX_PREFER) {
+		_cleanup_free_ char *found = xasprintf("%zu preferences", n->nkids);
+		return spec__expect_found(c, n, found, "at most %d preferences", SPEC_MAX_PREFER);
+	}
+	t->prefer = xcalloc(n->nkids ? n->nkids : 1, sizeof *t->prefer);
+	for (size_t i = 0; i < n->nkids; i++) {
+		const struct snode *pn = n->kids[i];
+		size_t saved = spec__path_push_index(c, i);
+		if (pn->kind != SN_MAP)
+			return spec__expect(c, pn, pn,
+					    "a preference such as {rack: r1, weight: 50}");
+		struct preference *pr = &t->prefer[t->nprefer++];
+		pr->weight = 1;
+		const struct snode *attr = NULL, *val = NULL;
+		for (size_t k = 0; k + 1 < pn->nkids; k += 2) {
+			const struct snode *key = pn->kids[k], *v = pn->kids[k + 1];
+			if (snode_key_is(key, "weight")) {
+				size_t s2 = spec__path_push(c, "weight", 6);
+				if (get_int(c, v, 1, SPEC_MAX_PREFER_WEIGHT, &pr->weight) < 0)
+					return -1;
+				spec__path_pop(c, s2);
+				continue;
+			}
+			if (attr) {
+				spec__path_push_key(c, key);
+				return spec__expect(c, key, key,
+						    "one attribute per preference (this one has "
+						    "'%s' already)",
+						    attr->text);
+			}
+			attr = key;
+			val = v;
+		}
+		if (!attr)
+			return spec__expect(c, pn, NULL,
+					    "an attribute and its value, such as rack: r1");
+		size_t s2 = spec__path_push_key(c, attr);
+		if (attr->kind == SN_NULL || snode_has_nul(attr) ||
+		    !word_ok(attr->text, "_.-", SPEC_MAX_NAME))
+			return spec__expect(c, attr, attr, "an attribute name such as rack");
+		pr->c.attribute = xstrdup(attr->text);
+		char *s = NULL;
+		const char *cwhat = "a preference such as 'r1', '!r3', 'a,b' or 'limit:1'";
+		if (get_string(c, val, cwhat, &s) < 0)
+			return -1;
+		int r = parse_constraint(s, &pr->c);
+		free(s);
+		if (r < 0)
+			return spec__expect(c, val, val, "%s", cwhat);
+		spec__path_pop(c, s2);
+		spec__path_pop(c, saved);
+	}
+	return 0;
+}
+
 /* Health check kinds are exclusive: the second one given is refused. */
 static int set_health_kind(struct sctx *c, const struct snode *v, struct health_spec *h,
 			   enum health_kind kind)
@@ -640,6 +703,11 @@ static int task_constraints(struct sctx *c, const struct snode *v, void *obj)
 	return v_constraints(c, v, obj);
 }
 
+static int task_prefer(struct sctx *c, const struct snode *v, void *obj)
+{
+	return v_prefer(c, v, obj);
+}
+
 static int task_health(struct sctx *c, const struct snode *v, void *obj)
 {
 	return v_health(c, v, &((struct task_spec *)obj)->health);
@@ -669,6 +737,7 @@ static const struct field task_fields[] = {
     F_READ("user", task_user),
     F_READ("resources", task_resources),
     F_READ("constraints", task_constraints),
+    F_READ("prefer", task_prefer),
     F_READ("health", task_health),
     F_DURATION("stop_grace", struct task_spec, stop_grace_ms, 0),
     F_READ("shutdown", task_shutdown),

@@ -140,6 +140,7 @@ struct limit {
 };
 
 struct pctx {
+	const struct task_spec *ts;
 	struct placement_node *nodes;
 	size_t n, start;
 	const struct resources *res;
@@ -159,7 +160,22 @@ struct pctx {
 	size_t nlimits;
 	uint8_t *status; /* per node: 0 unknown, 1 static ok, 2 static fail */
 	int32_t *slot;	 /* [node * nlimits + l]: vmap index (0 for host), -1 no attribute */
+	/* task.prefer (soft constraints): value preferences give a node a
+	 * fixed bonus (bonus[], set with status); limit preferences a bonus
+	 * while its group holds fewer than `limit` tasks of the job. */
+	struct limit *plimits; /* soft limits: the counters, as for limits */
+	const struct preference **plimit_pref;
+	size_t nprefs, nplimits;
+	uint16_t *bonus; /* per node: the value preferences it satisfies */
+	int32_t *pslot;	 /* [node * nplimits + l], as slot */
 };
+
+/* A node's preference weight (at most SPEC_MAX_PREFER * 100 = 1,600) sits
+ * above the strategy's primary key in score.prim: the job_tasks of SPREAD
+ * get the low 20 bits (saturating: beyond a million tasks of one job on one
+ * node the spreading ties). */
+#define PREF_SHIFT 20
+#define PREF_CAP 4095u
 
 struct score {
 	uint32_t prim; /* SPREAD: job_tasks; BINPACK: 0 */
@@ -176,7 +192,9 @@ static const char *node_attr(const struct placement_node *nd, const char *key)
 	return NULL;
 }
 
-static bool value_ok(const struct placement_node *nd, const struct constraint *c)
+/* Inlined into static_check, which runs for every node a call looks at. */
+static inline __attribute__((always_inline)) bool value_ok(const struct placement_node *nd,
+							   const struct constraint *c)
 {
 	const char *v = node_attr(nd, c->attribute);
 	bool match = false;
@@ -184,6 +202,25 @@ static bool value_ok(const struct placement_node *nd, const struct constraint *c
 		match = c->values[k] && streq(c->values[k], v);
 	/* A missing attribute never matches: fails "rack: r1", passes "rack: !r3". */
 	return c->negated ? !match : match;
+}
+
+/* The node's static preference bonus and its soft-limit slots. */
+static void pref_resolve(struct pctx *x, size_t i)
+{
+	const struct placement_node *nd = &x->nodes[i];
+	const struct task_spec *ts = x->ts;
+	unsigned b = 0;
+	for (size_t k = 0; k < ts->nprefer; k++)
+		if (ts->prefer[k].c.kind == CONSTRAINT_VALUE && value_ok(nd, &ts->prefer[k].c))
+			b += (unsigned)ts->prefer[k].weight;
+	x->bonus[i] = (uint16_t)b;
+	for (size_t l = 0; l < x->nplimits; l++) {
+		const char *v = node_attr(nd, x->plimits[l].c->attribute);
+		int32_t s = -1;
+		if (v)
+			s = x->plimits[l].host ? 0 : (int32_t)vmap_slot(&x->plimits[l].map, v);
+		x->pslot[i * x->nplimits + l] = s;
+	}
 }
 
 /* Schedulable and value constraints; on success also resolves the node's
@@ -206,6 +243,8 @@ static enum check static_check(struct pctx *x, size_t i, size_t *which)
 			s = x->limits[l].host ? 0 : (int32_t)vmap_slot(&x->limits[l].map, v);
 		x->slot[i * x->nlimits + l] = s;
 	}
+	if (x->nprefs)
+		pref_resolve(x, i);
 	return CHK_OK;
 }
 
@@ -251,6 +290,26 @@ static double dmin(double a, double b)
 	return a < b ? a : b;
 }
 
+/* The preference weight node i satisfies now, folded above the strategy's
+ * primary key p (smaller is better, so the weight is subtracted from the
+ * cap). Only valid after static_check succeeded for the node. */
+static __attribute__((noinline)) uint32_t pref_prim(const struct pctx *x, size_t i, uint32_t p)
+{
+	unsigned b = x->bonus[i];
+	for (size_t l = 0; l < x->nplimits; l++) {
+		int32_t s = x->pslot[i * x->nplimits + l];
+		const struct limit *lim = &x->plimits[l];
+		if (s < 0)
+			continue; /* no attribute: its group is unknown */
+		uint32_t have = lim->host ? x->nodes[i].job_tasks : lim->map.counts[s];
+		if (have < (uint32_t)lim->c->limit)
+			b += (unsigned)x->plimit_pref[l]->weight;
+	}
+	if (p > (1u << PREF_SHIFT) - 1)
+		p = (1u << PREF_SHIFT) - 1;
+	return ((PREF_CAP - b) << PREF_SHIFT) | p;
+}
+
 /* How many more tasks of this shape still fit after placing one: the
  * per-resource free amount normalised by the request, taking the tightest
  * resource. We only know free amounts (not capacity), and this measure is
@@ -268,6 +327,10 @@ static struct score node_score(const struct pctx *x, size_t i)
 		h = dmin(h, (double)(nd->disk_free - r->disk) * x->inv_disk);
 	if (x->inv_ports > 0)
 		h = dmin(h, ((double)nd->ports_free - (double)r->nports) * x->inv_ports);
+	if (__builtin_expect(x->nprefs != 0, 0))
+		return (struct score){
+		    pref_prim(x, i, x->strategy == PLACE_SPREAD ? nd->job_tasks : 0),
+		    x->strategy == PLACE_SPREAD ? -h : h};
 	if (x->strategy == PLACE_SPREAD)
 		return (struct score){nd->job_tasks, -h};
 	return (struct score){0, h};
@@ -300,6 +363,11 @@ static void place_on(struct pctx *x, size_t i)
 	for (size_t l = 0; l < x->nlimits; l++)
 		if (!x->limits[l].host)
 			x->limits[l].map.counts[x->slot[i * x->nlimits + l]]++;
+	for (size_t l = 0; l < x->nplimits; l++) {
+		int32_t s = x->pslot[i * x->nplimits + l];
+		if (!x->plimits[l].host && s >= 0)
+			x->plimits[l].map.counts[s]++;
+	}
 }
 
 static size_t pos_of(const struct pctx *x, size_t i)
@@ -310,6 +378,48 @@ static size_t pos_of(const struct pctx *x, size_t i)
 static size_t node_at(const struct pctx *x, size_t p)
 {
 	return (x->start + p) % x->n;
+}
+
+/* Per-call state for task.prefer, counters of soft limits included. */
+static void pref_setup(struct pctx *x)
+{
+	const struct task_spec *ts = x->ts;
+	x->nprefs = ts->nprefer;
+	x->bonus = xcalloc(x->n, sizeof *x->bonus);
+	x->plimits = xcalloc(ts->nprefer, sizeof *x->plimits);
+	x->plimit_pref = xcalloc(ts->nprefer, sizeof *x->plimit_pref);
+	for (size_t k = 0; k < ts->nprefer; k++) {
+		if (ts->prefer[k].c.kind != CONSTRAINT_LIMIT)
+			continue;
+		struct limit *l = &x->plimits[x->nplimits];
+		x->plimit_pref[x->nplimits++] = &ts->prefer[k];
+		l->c = &ts->prefer[k].c;
+		l->host = !strcmp(l->c->attribute, "host");
+	}
+	x->pslot = x->nplimits ? xmalloc(x->n * x->nplimits * sizeof *x->pslot) : NULL;
+	for (size_t l = 0; l < x->nplimits; l++) {
+		if (x->plimits[l].host)
+			continue;
+		for (size_t i = 0; i < x->n; i++) {
+			if (!x->nodes[i].job_tasks)
+				continue;
+			const char *v = node_attr(&x->nodes[i], x->plimits[l].c->attribute);
+			if (!v)
+				continue;
+			uint32_t s = vmap_slot(&x->plimits[l].map, v);
+			x->plimits[l].map.counts[s] += x->nodes[i].job_tasks;
+		}
+	}
+}
+
+static void pref_free(struct pctx *x)
+{
+	for (size_t l = 0; l < x->nplimits; l++)
+		vmap_free(&x->plimits[l].map);
+	free(x->plimits);
+	free(x->plimit_pref);
+	free(x->bonus);
+	free(x->pslot);
 }
 
 /* ---- the reason ---- */
@@ -463,8 +573,20 @@ static size_t place_exact(struct pctx *x, size_t count, int *out, size_t *last)
 	for (size_t k = len / 2; k-- > 0;)
 		sift_down(h, len, k);
 	for (; placed < count; placed++) {
-		while (len && !feasible(x, node_at(x, h[0].pos))) {
-			h[0] = h[--len];
+		for (;;) {
+			while (len && !feasible(x, node_at(x, h[0].pos))) {
+				h[0] = h[--len];
+				sift_down(h, len, 0);
+			}
+			if (!len || !x->nplimits)
+				break;
+			/* A soft limit lowers the score of every node of the group
+			 * a task landed in, not only the node's: scores only get
+			 * worse, so the top is scored again and sinks if it fell. */
+			struct score s = node_score(x, node_at(x, h[0].pos));
+			if (s.prim == h[0].prim)
+				break;
+			h[0].prim = s.prim;
 			sift_down(h, len, 0);
 		}
 		if (!len)
@@ -562,6 +684,7 @@ static void pctx_init(struct pctx *x, struct placement_node *nodes, size_t nnode
 {
 	const struct task_spec *ts = &job->task;
 	*x = (struct pctx){
+	    .ts = ts,
 	    .nodes = nodes,
 	    .n = nnodes,
 	    .start = start_offset % nnodes,
@@ -598,6 +721,8 @@ static void pctx_init(struct pctx *x, struct placement_node *nodes, size_t nnode
 	}
 	x->status = xcalloc(nnodes, 1);
 	x->slot = x->nlimits ? xmalloc(nnodes * x->nlimits * sizeof *x->slot) : NULL;
+	if (ts->nprefer)
+		pref_setup(x);
 	/* Group counts must include tasks on every node, whatever its state
 	 * (a draining node's tasks still run), so they are gathered up front;
 	 * only nodes that hold tasks of the job cost a lookup. */
@@ -625,6 +750,7 @@ static void pctx_release(struct pctx *x)
 	free(x->values);
 	free(x->status);
 	free(x->slot);
+	pref_free(x);
 }
 
 void placement_place(struct placement_node *nodes, size_t nnodes,
@@ -648,7 +774,9 @@ void placement_place(struct placement_node *nodes, size_t nnodes,
 	/* Sampling pays off only while the tasks together look at fewer nodes
 	 * than there are: past that the exact heap costs less. */
 	size_t k = req->sample_limit;
-	if (k == 0 || count >= (nnodes + k - 1) / k) {
+	/* Preferences are honoured exactly: a sample could miss the few nodes
+	 * a job prefers. */
+	if (k == 0 || x.nprefs || count >= (nnodes + k - 1) / k) {
 		size_t last = x.start ? x.start - 1 : nnodes - 1;
 		out->placed = place_exact(&x, count, out->node_index, &last);
 		out->next_offset = (last + 1) % nnodes;

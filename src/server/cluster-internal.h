@@ -128,6 +128,9 @@ void job_task_ended(struct cluster *c, struct task *t, int64_t now);
 /* updates (cluster_updates.c) */
 void update_free(struct update *u);
 void update_begin(struct cluster *c, struct job *j, int from, int first, int last);
+/* A rolling restart of every instance on the job's current version. */
+void update_begin_restart(struct cluster *c, struct job *j);
+void update_end_restart(struct cluster *c, struct job *j, const char *why);
 void update_note_failure(struct cluster *c, struct job *j, const struct task *t);
 void updates_advance(struct cluster *c);
 /* The job is killed: the old tasks start_first keeps beside new ones stop. */

@@ -129,6 +129,7 @@ struct update {
 	int failed_instances;
 	int64_t started_ms, finished_ms;
 	char message[256];
+	bool restart; /* a rolling restart: same version, every instance a new task */
 };
 
 enum job_outcome { JOB_OUTCOME_RUNNING = 0, JOB_OUTCOME_FINISHED, JOB_OUTCOME_FAILED };
@@ -323,7 +324,11 @@ json_t *cluster_cron_list_json(const struct cluster *c);
  * Does not take ownership of spec. */
 json_t *cluster_job_plan(struct cluster *c, struct job_spec *spec, struct berr *err);
 uint64_t cluster_job_kill(struct cluster *c, const char *key, struct berr *err);
-uint64_t cluster_job_restart(struct cluster *c, const char *key, struct berr *err);
+/* Restart a job's tasks: one instance (instance >= 0) at once; else every
+ * instance, all at once or (the default) in batches of the job's update
+ * policy, health-gated like an update (a "restart" update). */
+uint64_t cluster_job_restart(struct cluster *c, const char *key, int instance, bool all_at_once,
+			     struct berr *err);
 
 /* Nodes and agents. */
 uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply, struct berr *err);

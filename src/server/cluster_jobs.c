@@ -255,7 +255,30 @@ uint64_t cluster_job_kill(struct cluster *c, const char *key, struct berr *err)
 	return cluster_touched(c);
 }
 
-uint64_t cluster_job_restart(struct cluster *c, const char *key, struct berr *err)
+/* Restart instance i now: its task stops and a new one replaces it; a
+ * service instance its restart policy gave up starts over. */
+static void job_restart_instance(struct cluster *c, struct job *j, const struct job_spec *spec,
+				 size_t i)
+{
+	struct task *t = j->active[i];
+	if (!t) {
+		if (spec && spec->type == JOB_SERVICE && (int)i < spec->instances &&
+		    i < j->ninstance_done && j->instance_done[i]) {
+			j->instance_done[i] = false;
+			task_create(c, j, (int)i, NULL, "restarted by user", 0);
+			persist_job(c, j);
+		}
+		return;
+	}
+	t->replace_on_end = true;
+	t->quick_deaths = 0;
+	t->restarts = 0;
+	t->restart_window_ms = 0;
+	task_stop(c, t, TASK_RESTARTING, "restarted by user");
+}
+
+uint64_t cluster_job_restart(struct cluster *c, const char *key, int instance, bool all_at_once,
+			     struct berr *err)
 {
 	struct job *j = hmap_get(&c->jobs, key);
 	if (!j || j->killed) {
@@ -263,24 +286,35 @@ uint64_t cluster_job_restart(struct cluster *c, const char *key, struct berr *er
 		return 0;
 	}
 	struct job_version *jv = job_version_get(j, j->version);
-	for (size_t i = 0; i < j->nactive; i++) {
-		struct task *t = j->active[i];
-		if (!t) {
-			/* A service instance its restart policy gave up: start over. */
-			if (jv && jv->spec->type == JOB_SERVICE && (int)i < jv->spec->instances &&
-			    i < j->ninstance_done && j->instance_done[i]) {
-				j->instance_done[i] = false;
-				task_create(c, j, (int)i, NULL, "restarted by user", 0);
-				persist_job(c, j);
-			}
-			continue;
+	const struct job_spec *spec = jv ? jv->spec : NULL;
+	if (instance >= 0) {
+		if (!spec || instance >= spec->instances || (size_t)instance >= j->nactive) {
+			berr_set(err, 404, "job '%s' has no instance %d (it has %d: 0-%d)", key,
+				 instance, spec ? spec->instances : 0,
+				 spec ? spec->instances - 1 : 0);
+			return 0;
 		}
-		t->replace_on_end = true;
-		t->quick_deaths = 0;
-		t->restarts = 0;
-		t->restart_window_ms = 0;
-		task_stop(c, t, TASK_RESTARTING, "restarted by user");
+		job_restart_instance(c, j, spec, (size_t)instance);
+		return cluster_touched(c);
 	}
+	/* Cron runs and batch jobs are not rolled: they do not stay up to be
+	 * watched. */
+	if (all_at_once || !spec || spec->type != JOB_SERVICE) {
+		update_end_restart(c, j, "superseded by a restart of every task at once");
+		for (size_t i = 0; i < j->nactive; i++)
+			job_restart_instance(c, j, spec, i);
+		return cluster_touched(c);
+	}
+	if (j->update && update_state_active(j->update->state)) {
+		berr_set(err, 409,
+			 "job '%s' has %s in progress (%s): wait for it or abort it "
+			 "(berth update abort %s), or restart --all-at-once",
+			 key, j->update->restart ? "a restart" : "an update",
+			 update_state_name(j->update->state), key);
+		return 0;
+	}
+	update_begin_restart(c, j);
+	persist_job(c, j);
 	return cluster_touched(c);
 }
 

@@ -203,6 +203,8 @@ void persist_update(struct cluster *c, struct job *j)
 	    u->policy.order == UPDATE_START_FIRST ? "start_first" : "stop_first",
 	    "failed_instances", u->failed_instances, "started_ms", (json_int_t)u->started_ms,
 	    "finished_ms", (json_int_t)u->finished_ms, "message", u->message, "instances", inst);
+	if (u->restart)
+		json_object_set_new(r, "restart", json_true());
 	char key[512];
 	snprintf(key, sizeof key, "updates/%s", j->key);
 	put_json(c, key, r);
@@ -463,6 +465,7 @@ static int apply_update(struct cluster *c, const char *key, const char *value, s
 	    !strcmp(json_string_value(json_object_get(p, "order")) ?: "", "start_first")
 		? UPDATE_START_FIRST
 		: UPDATE_STOP_FIRST;
+	u->restart = json_is_true(json_object_get(r, "restart"));
 	u->failed_instances = rec_int(r, "failed_instances", 0, REC_COUNT_MAX);
 	u->started_ms = rec_time(r, "started_ms");
 	u->finished_ms = rec_time(r, "finished_ms");

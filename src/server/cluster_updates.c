@@ -8,6 +8,7 @@
  */
 #include "server/cluster-internal.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,7 +133,7 @@ static void update_fail_instance(struct cluster *c, struct job *j, size_t k, con
 		return;
 	}
 	if ((u->state == UPDATE_ROLLING_FORWARD || u->state == UPDATE_ROLL_FORWARD_PAUSED) &&
-	    u->policy.rollback_on_failure)
+	    u->policy.rollback_on_failure && !u->restart)
 		update_start_rollback(c, j, why);
 	else
 		update_set_state(c, j, UPDATE_FAILED, why);
@@ -162,9 +163,20 @@ void update_note_failure(struct cluster *c, struct job *j, const struct task *t)
 	update_fail_instance(c, j, (size_t)k, why);
 }
 
-/* Start a rolling update of instances [first, last] to the job's current
- * version. An update in flight is superseded (ABORTED where it stands). */
-void update_begin(struct cluster *c, struct job *j, int from, int first, int last)
+/* Does instance i take part in a new update (restart: a rolling restart)? */
+static bool update_includes(const struct job *j, const struct job_spec *spec, int i, bool restart)
+{
+	struct task *t = (size_t)i < j->nactive ? j->active[i] : NULL;
+	if (!restart)
+		return t && t->version != j->version;
+	if (t)
+		return !t->no_replace;
+	/* A service instance its restart policy gave up starts over. */
+	return spec->type == JOB_SERVICE && (size_t)i < j->ninstance_done && j->instance_done[i];
+}
+
+static void update_start(struct cluster *c, struct job *j, int from, int first, int last,
+			 bool restart)
 {
 	const struct job_spec *spec = job_version_get(j, j->version)->spec;
 	if (j->update && update_state_active(j->update->state))
@@ -172,6 +184,7 @@ void update_begin(struct cluster *c, struct job *j, int from, int first, int las
 	update_free(j->update);
 	struct update *u = xcalloc(1, sizeof *u);
 	j->update = u;
+	u->restart = restart;
 	u->from_version = from;
 	u->to_version = j->version;
 	u->policy = spec->update;
@@ -179,8 +192,7 @@ void update_begin(struct cluster *c, struct job *j, int from, int first, int las
 		u->policy.batch_size = 1;
 	u->started_ms = time_now_ms();
 	for (int i = first; i <= last && i < spec->instances; i++) {
-		struct task *t = (size_t)i < j->nactive ? j->active[i] : NULL;
-		if (!t || t->version == j->version)
+		if (!update_includes(j, spec, i, restart))
 			continue;
 		u->instances = xrealloc(u->instances, (u->n + 1) * sizeof *u->instances);
 		u->instances[u->n++] = i;
@@ -189,9 +201,38 @@ void update_begin(struct cluster *c, struct job *j, int from, int first, int las
 	u->failures = xcalloc(u->n + 1, sizeof *u->failures);
 	u->old_task = xcalloc(u->n + 1, sizeof *u->old_task);
 	char msg[128];
-	snprintf(msg, sizeof msg, "%zu instances from version %d to %d", u->n, from, j->version);
+	if (restart)
+		snprintf(msg, sizeof msg, "restarting %zu instances of version %d, %d at a time",
+			 u->n, j->version, u->policy.batch_size);
+	else
+		snprintf(msg, sizeof msg, "%zu instances from version %d to %d", u->n, from,
+			 j->version);
 	update_set_state(c, j, u->n ? UPDATE_ROLLING_FORWARD : UPDATE_ROLLED_FORWARD, msg);
 	update_advance(c, j, time_now_ms()); /* the first batch starts now */
+}
+
+/* An all-at-once restart ends a rolling restart in flight: its instances
+ * get their new tasks now, and none is restarted a second time. */
+void update_end_restart(struct cluster *c, struct job *j, const char *why)
+{
+	if (j->update && j->update->restart && update_state_active(j->update->state))
+		update_set_state(c, j, UPDATE_ABORTED, why);
+}
+
+/* Start a rolling update of instances [first, last] to the job's current
+ * version. An update in flight is superseded (ABORTED where it stands). */
+void update_begin(struct cluster *c, struct job *j, int from, int first, int last)
+{
+	update_start(c, j, from, first, last, false);
+}
+
+/* A rolling restart: an update from the current version to itself in which
+ * every instance gets a new task, batch by batch, each watched as in an
+ * update. Failures beyond the policy stop it (FAILED): there is nothing to
+ * roll back to. */
+void update_begin_restart(struct cluster *c, struct job *j)
+{
+	update_start(c, j, j->version, 0, INT_MAX, true);
 }
 
 /* A rollback reaches an instance whose start_first old task still runs
@@ -265,6 +306,33 @@ static void update_rollback_prepare(struct cluster *c, struct job *j)
 	}
 }
 
+/* A rolling restart reaches instance k, whose task is t: t stops and a new
+ * task of the same version replaces it (start_first: starts beside it). A
+ * task not placed yet has nothing to restart: its first start counts. */
+static void update_restart_task(struct cluster *c, struct job *j, size_t k, struct task *t,
+				bool unplaced)
+{
+	struct update *u = j->update;
+	const char *msg = "restarted by user (rolling restart)";
+	t->quick_deaths = 0;
+	t->restarts = 0;
+	t->restart_window_ms = 0;
+	if (unplaced)
+		return;
+	if (u->policy.order == UPDATE_START_FIRST && !task_stopping(t) && t->node) {
+		free(u->old_task[k]);
+		u->old_task[k] = xstrdup(t->id);
+		t->no_replace = true;
+		j->active[t->instance] = NULL;
+		struct task tmp = {.id = t->id, .version = t->version};
+		task_create(c, j, t->instance, &tmp, msg, 0);
+		return;
+	}
+	t->replace_on_end = true;
+	t->replace_version = 0;
+	task_stop(c, t, TASK_RESTARTING, msg);
+}
+
 /* Move one job's update along: start instances up to the batch size, watch
  * the new tasks, finish when every instance is done. */
 static void update_advance(struct cluster *c, struct job *j, int64_t now)
@@ -298,6 +366,10 @@ static void update_advance(struct cluster *c, struct job *j, int64_t now)
 				inflight++;
 			changed = true;
 			u->status[k] = UI_UPDATING;
+			if (u->restart && t) {
+				update_restart_task(c, j, k, t, unplaced);
+				break;
+			}
 			if (t && t->version == target) {
 				/* A rollback caught its old task stopping for the new
 				 * version: the successor runs the target instead. */
@@ -323,7 +395,11 @@ static void update_advance(struct cluster *c, struct job *j, int64_t now)
 				}
 				if (i >= 0 && i < tv->spec->instances) {
 					struct task tmp = {.id = "", .version = target};
-					task_create(c, j, i, &tmp, "task created by an update", 0);
+					task_create(c, j, i, &tmp,
+						    u->restart
+							? "restarted by user (rolling restart)"
+							: "task created by an update",
+						    0);
 					free(j->active[i]->ancestor);
 					j->active[i]->ancestor = NULL;
 				}
@@ -463,6 +539,13 @@ uint64_t cluster_update_control(struct cluster *c, const char *key, const char *
 	} else if (!strcmp(action, "abort")) {
 		update_set_state(c, j, UPDATE_ABORTED, "aborted by user");
 	} else if (!strcmp(action, "rollback")) {
+		if (u->restart) {
+			berr_set(err, 409,
+				 "job '%s' is restarting, not updating: there is no older version "
+				 "to roll back to (abort stops the restart)",
+				 key);
+			return 0;
+		}
 		if (st == UPDATE_ROLLING_BACK || st == UPDATE_ROLL_BACK_PAUSED) {
 			berr_set(err, 409, "job '%s' is already rolling back", key);
 			return 0;
@@ -499,10 +582,11 @@ json_t *cluster_update_json(const struct cluster *c, const char *key, struct ber
 		watching += u->status[k] == UI_WATCHING;
 	}
 	(void)c;
-	return json_pack("{s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:I,s:I,s:o}", "job", j->key,
-			 "state", update_state_name(u->state), "from_version", u->from_version,
-			 "to_version", u->to_version, "updated", updated, "healthy",
-			 updated + watching, "failed", failed, "total", (int)u->n, "message",
-			 u->message, "started_ms", (json_int_t)u->started_ms, "finished_ms",
-			 (json_int_t)u->finished_ms, "instances", inst);
+	return json_pack("{s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:I,s:I,s:o}", "job", j->key,
+			 "kind", u->restart ? "restart" : "update", "state",
+			 update_state_name(u->state), "from_version", u->from_version, "to_version",
+			 u->to_version, "updated", updated, "healthy", updated + watching, "failed",
+			 failed, "total", (int)u->n, "message", u->message, "started_ms",
+			 (json_int_t)u->started_ms, "finished_ms", (json_int_t)u->finished_ms,
+			 "instances", inst);
 }

@@ -148,9 +148,37 @@ static void route_job(struct request *q, const char *method, const char *rest)
 	if ((!*action && !strcmp(method, "DELETE")) ||
 	    (!strcmp(action, "kill") && !strcmp(method, "POST")))
 		seq = cluster_job_kill(c, key, &err);
-	else if (!strcmp(action, "restart") && !strcmp(method, "POST"))
-		seq = cluster_job_restart(c, key, &err);
-	else {
+	else if (!strcmp(action, "restart") && !strcmp(method, "POST")) {
+		/* ?instance=N restarts one instance; ?all_at_once=1 every task at
+		 * once; else a rolling restart. */
+		const char *inst =
+		    MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "instance");
+		int instance = -1;
+		if (inst) {
+			char *end = NULL;
+			long v = strtol(inst, &end, 10);
+			if (!*inst || *end || v < 0 || v > INT_MAX) {
+				reply_error(q, 400,
+					    "query 'instance': expected an instance number >= 0");
+				return;
+			}
+			instance = (int)v;
+		}
+		seq = cluster_job_restart(c, key, instance, query_flag(q, "all_at_once"), &err);
+		if (seq) {
+			/* "rolling": a rolling restart was started (service jobs). */
+			json_t *u = instance < 0 ? cluster_update_json(c, key, &err) : NULL;
+			const char *kind = json_string_value(json_object_get(u, "kind"));
+			const char *st = json_string_value(json_object_get(u, "state"));
+			bool rolling = kind && !strcmp(kind, "restart") && st &&
+				       !strcmp(st, "ROLLING_FORWARD");
+			json_decref(u);
+			reply_after_commit(
+			    q, seq,
+			    json_pack("{s:s,s:b,s:b}", "job", key, "ok", 1, "rolling", rolling));
+			return;
+		}
+	} else {
 		reply_error(q, *action ? 404 : 405,
 			    *action ? "unknown route" : "method not allowed");
 		return;

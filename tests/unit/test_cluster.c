@@ -224,7 +224,7 @@ static uint64_t job_kill(struct fx *f, const char *key)
 static uint64_t job_restart(struct fx *f, const char *key)
 {
 	pthread_mutex_lock(&f->c->lock);
-	uint64_t seq = cluster_job_restart(f->c, key, &f->err);
+	uint64_t seq = cluster_job_restart(f->c, key, -1, true, &f->err);
 	pthread_mutex_unlock(&f->c->lock);
 	return seq;
 }
@@ -3753,6 +3753,189 @@ TEST(nodes_get_subnets_kept_across_restarts_and_refused_when_exhausted)
 	fx_teardown(&f);
 }
 
+/* ---- tests: rolling restart ----------------------------------------------- */
+
+static uint64_t job_restart_rolling(struct fx *f, const char *key, int instance)
+{
+	pthread_mutex_lock(&f->c->lock);
+	uint64_t seq = cluster_job_restart(f->c, key, instance, false, &f->err);
+	pthread_mutex_unlock(&f->c->lock);
+	return seq;
+}
+
+/* Every instance of the job RUNNING on version 1 under a new task id, a
+ * successor of its old one. */
+static bool all_restarted(struct fx *f, const char *key, int n, char **old)
+{
+	bool ok = all_on_version(f, key, n, 1);
+	for (int i = 0; i < n; i++) {
+		struct task *t = active(f, key, i);
+		if (!t || !strcmp(t->id, old[i]) || !t->ancestor || strcmp(t->ancestor, old[i])) {
+			fprintf(stderr, "    instance %d: not restarted from %s\n", i, old[i]);
+			ok = false;
+		}
+	}
+	return ok;
+}
+
+TEST(rolling_restart_goes_batch_by_batch_on_the_same_version)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_v1(&f, 4, "{batch_size: 1, watch: 30ms}");
+	char *old[4];
+	save_ids(&f, WEB, 4, old);
+	sleep_ms(40); /* the first tasks are past the watch time */
+	CHECK(job_restart_rolling(&f, WEB, -1) > 0);
+	CHECK_STR(update_state(&f, WEB), "ROLLING_FORWARD");
+	json_t *u = update_json(&f, WEB);
+	CHECK_STR(jstr(u, "kind"), "restart");
+	CHECK(jint(u, "total") == 4);
+	CHECK(jint(u, "from_version") == 1 && jint(u, "to_version") == 1);
+	json_decref(u);
+	/* Only the first batch stops. */
+	CHECK_STR(state_of(active(&f, WEB, 0)), "RESTARTING");
+	for (int i = 1; i < 4; i++)
+		CHECK_STR(active(&f, WEB, i)->id, old[i]);
+	int most = drive(&f, WEB, NULL, 400, 1, 30);
+	CHECK(most == 1);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_FORWARD");
+	CHECK(all_restarted(&f, WEB, 4, old));
+	CHECK(job_get(&f, WEB)->version == 1);
+	CHECK(live_tasks(&f, WEB) == 4);
+	CHECK(update_count(&f, WEB, "updated") == 4);
+	free_ids(old, 4);
+	fx_teardown(&f);
+}
+
+TEST(rolling_restart_start_first_and_pause)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_v1(&f, 3, "{batch_size: 1, watch: 20ms, order: start_first}");
+	char *old[3];
+	save_ids(&f, WEB, 3, old);
+	sleep_ms(30);
+	CHECK(job_restart_rolling(&f, WEB, -1) > 0);
+	/* start_first: the old task runs on beside the new one. */
+	CHECK_STR(state_of(cluster_find_task(f.c, old[0])), "RUNNING");
+	CHECK(strcmp(active(&f, WEB, 0)->id, old[0]));
+	CHECK(update_control(&f, WEB, "pause") > 0);
+	for (int s = 0; s < 20; s++) {
+		tick(&f);
+		play_step(&f, WEB, NULL);
+		sleep_ms(5);
+	}
+	/* Paused: nothing moves (instance 0 keeps both tasks), no other starts. */
+	CHECK_STR(state_of(active(&f, WEB, 0)), "RUNNING");
+	CHECK_STR(active(&f, WEB, 1)->id, old[1]);
+	CHECK_STR(state_of(active(&f, WEB, 1)), "RUNNING");
+	CHECK_STR(active(&f, WEB, 2)->id, old[2]);
+	CHECK_STR(update_state(&f, WEB), "ROLL_FORWARD_PAUSED");
+	/* A restart has no version to roll back to. */
+	CHECK(update_control(&f, WEB, "rollback") == 0);
+	CHECK(f.err.code == 409);
+	/* A second rolling restart is refused while this one is there. */
+	CHECK(job_restart_rolling(&f, WEB, -1) == 0);
+	CHECK(f.err.code == 409);
+	CHECK(strstr(f.err.msg, "a restart in progress"));
+	CHECK(update_control(&f, WEB, "resume") > 0);
+	drive(&f, WEB, NULL, 400, 1, 20);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_FORWARD");
+	CHECK(all_restarted(&f, WEB, 3, old));
+	CHECK(live_tasks(&f, WEB) == 3);
+	free_ids(old, 3);
+	fx_teardown(&f);
+}
+
+TEST(rolling_restart_failure_stops_without_rollback)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_v1(&f, 3, "{batch_size: 1, watch: 20ms}");
+	sleep_ms(30);
+	CHECK(job_restart_rolling(&f, WEB, -1) > 0);
+	/* The restarted tasks fail once when they start. */
+	struct play p = {.bad_version = 1, .fail_times = 1};
+	drive(&f, WEB, &p, 400, 1, 20);
+	CHECK_STR(update_state(&f, WEB), "FAILED");
+	CHECK(job_get(&f, WEB)->version == 1);
+	/* Instances the restart never reached were not touched. */
+	CHECK(update_count(&f, WEB, "updated") == 0);
+	fx_teardown(&f);
+}
+
+TEST(restart_of_one_instance_and_refusals)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_v1(&f, 3, "{batch_size: 1, watch: 20ms}");
+	char *old[3];
+	save_ids(&f, WEB, 3, old);
+	CHECK(job_restart_rolling(&f, WEB, 3) == 0);
+	CHECK(f.err.code == 404);
+	CHECK(strstr(f.err.msg, "no instance 3"));
+	CHECK(job_restart_rolling(&f, WEB, 1) > 0);
+	CHECK_STR(state_of(active(&f, WEB, 1)), "RESTARTING");
+	CHECK_STR(state_of(active(&f, WEB, 0)), "RUNNING");
+	CHECK_STR(state_of(active(&f, WEB, 2)), "RUNNING");
+	CHECK_STR(update_state(&f, WEB), "(none)");
+	/* A rolling restart while an update is in flight is refused. */
+	CHECK(submit(&f, upd_yaml(WEB, 3, "sleep 2000", "{batch_size: 1, watch: 20ms}"), NULL) > 0);
+	CHECK(job_restart_rolling(&f, WEB, -1) == 0);
+	CHECK(f.err.code == 409);
+	CHECK(strstr(f.err.msg, "an update in progress"));
+	CHECK(job_restart_rolling(&f, "alice/devel/nope", -1) == 0);
+	CHECK(f.err.code == 404);
+	free_ids(old, 3);
+	fx_teardown(&f);
+}
+
+TEST(all_at_once_restart_ends_a_rolling_restart)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_v1(&f, 3, "{batch_size: 1, watch: 20ms}");
+	char *old[3];
+	save_ids(&f, WEB, 3, old);
+	sleep_ms(30);
+	CHECK(job_restart_rolling(&f, WEB, -1) > 0);
+	CHECK(job_restart(&f, WEB) > 0);
+	CHECK_STR(update_state(&f, WEB), "ABORTED");
+	for (int i = 0; i < 3; i++)
+		CHECK_STR(state_of(active(&f, WEB, i)), "RESTARTING");
+	for (int s = 0; s < 30; s++) {
+		tick(&f);
+		play_step(&f, WEB, NULL);
+		sleep_ms(3);
+	}
+	/* Each instance restarted once: its task is the old one's successor. */
+	CHECK(all_restarted(&f, WEB, 3, old));
+	CHECK(live_tasks(&f, WEB) == 3);
+	free_ids(old, 3);
+	fx_teardown(&f);
+}
+
+TEST(rolling_restart_survives_server_restart)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	running_v1(&f, 3, "{batch_size: 1, watch: 20ms}");
+	char *old[3];
+	save_ids(&f, WEB, 3, old);
+	sleep_ms(30);
+	CHECK(job_restart_rolling(&f, WEB, -1) > 0);
+	fx_restart(&f);
+	json_t *u = update_json(&f, WEB);
+	CHECK_STR(jstr(u, "kind"), "restart");
+	json_decref(u);
+	drive(&f, WEB, NULL, 400, 1, 20);
+	CHECK_STR(update_state(&f, WEB), "ROLLED_FORWARD");
+	CHECK(all_restarted(&f, WEB, 3, old));
+	free_ids(old, 3);
+	fx_teardown(&f);
+}
+
 UNIT_MAIN(
     nodes_get_subnets_kept_across_restarts_and_refused_when_exhausted,
     node_list_is_json_whatever_cpu_a_node_claims, cron_missed_slots_run_once_and_never_twice,
@@ -3807,4 +3990,7 @@ UNIT_MAIN(
     update_rollback_restores_instance_count, update_survives_restart,
     update_start_first_survives_restart, update_json_shape_and_control_errors,
     replica_follows_every_commit, replica_takes_records_in_any_order,
-    cron_last_run_years_ago_runs_once)
+    cron_last_run_years_ago_runs_once, rolling_restart_goes_batch_by_batch_on_the_same_version,
+    rolling_restart_start_first_and_pause, rolling_restart_failure_stops_without_rollback,
+    restart_of_one_instance_and_refusals, rolling_restart_survives_server_restart,
+    all_at_once_restart_ends_a_rolling_restart)

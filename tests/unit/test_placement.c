@@ -892,6 +892,140 @@ TEST(driver_must_be_offered)
 	cluster_free(c);
 }
 
+/* ---- task.prefer (soft constraints) ---- */
+
+static struct preference pref_c(struct constraint c, int weight)
+{
+	return (struct preference){.c = c, .weight = weight};
+}
+
+static int rack_of(int node, int per_rack)
+{
+	return node / per_rack;
+}
+
+TEST(prefer_lands_on_matching_nodes_while_they_fit)
+{
+	for (size_t sample = 0; sample <= 2; sample += 2) {
+		/* 10 nodes, 2 per rack; each takes 2 tasks. */
+		struct cluster *c = cluster_new(10, 2, 2, 64 * GiB);
+		struct job_spec j = job_new(1, 1 * GiB);
+		j.task.prefer =
+		    (struct preference[]){pref_c(value_c("rack", false, (char *[]){"r3"}, 1), 50)};
+		j.task.nprefer = 1;
+		struct placement_result r = place(c, &j, 7, sample, 0);
+		CHECK(r.placed == 7);
+		/* The 4 slots of rack r3 (nodes 6 and 7) first, then elsewhere. */
+		for (size_t t = 0; t < 4; t++)
+			CHECK(rack_of(r.node_index[t], 2) == 3);
+		for (size_t t = 4; t < 7; t++)
+			CHECK(rack_of(r.node_index[t], 2) != 3);
+		CHECK(r.reason == NULL);
+		placement_result_release(&r);
+		cluster_free(c);
+	}
+}
+
+TEST(prefer_still_places_when_none_match)
+{
+	struct cluster *a = cluster_new(6, 2, 2, 64 * GiB), *b = cluster_new(6, 2, 2, 64 * GiB);
+	struct job_spec j = job_new(1, 1 * GiB);
+	struct placement_result ra = place(a, &j, 12, 0, 0);
+	j.task.prefer =
+	    (struct preference[]){pref_c(value_c("rack", false, (char *[]){"r9"}, 1), 50),
+				  pref_c(value_c("gpu", false, (char *[]){"yes"}, 1), 20)};
+	j.task.nprefer = 2;
+	struct placement_result rb = place(b, &j, 13, 0, 0);
+	/* Nothing matches: the same nodes as without preferences, and one more
+	 * task than fits is refused for lack of room, not for the preference. */
+	CHECK(ra.placed == 12 && rb.placed == 12);
+	for (size_t t = 0; t < 12; t++)
+		CHECK(ra.node_index[t] == rb.node_index[t]);
+	CHECK_STR(rb.reason, "insufficient cpu on 6 nodes");
+	placement_result_release(&ra);
+	placement_result_release(&rb);
+	cluster_free(a);
+	cluster_free(b);
+}
+
+TEST(prefer_weights_add_and_compare)
+{
+	/* 10 nodes, 2 per rack, zones a,b,c by i % 3; one task per node.
+	 * rack r1 = nodes 2, 3; zone a = nodes 0, 3, 6, 9. */
+	struct cluster *c = cluster_new(10, 2, 1, 64 * GiB);
+	struct job_spec j = job_new(1, 1 * GiB);
+	j.task.prefer =
+	    (struct preference[]){pref_c(value_c("rack", false, (char *[]){"r1"}, 1), 10),
+				  pref_c(value_c("zone", false, (char *[]){"a"}, 1), 50),
+				  pref_c(value_c("zone", true, (char *[]){"c"}, 1), 1)};
+	j.task.nprefer = 3;
+	struct placement_result r = place(c, &j, 10, 0, 0);
+	CHECK(r.placed == 10);
+	/* n3: 10 + 50 + 1; n0, n6, n9: 50 + 1; n2 (zone c): 10; then the
+	 * zone-b nodes (1) before the zone-c ones (0). */
+	int want[] = {3, 0, 6, 9, 2, 1, 4, 7, 5, 8};
+	for (size_t t = 0; t < 10; t++)
+		CHECK(r.node_index[t] == want[t]);
+	placement_result_release(&r);
+	cluster_free(c);
+}
+
+TEST(prefer_limit_spreads_over_racks_without_refusing)
+{
+	for (size_t sample = 0; sample <= 3; sample += 3) {
+		/* 5 racks of 2 nodes, 4 tasks per node; rack r0 already holds
+		 * one task. Binpack alone would fill node after node. */
+		struct cluster *c = cluster_new(10, 2, 4, 64 * GiB);
+		c->nodes[1].job_tasks = 1;
+		struct job_spec j = job_new(1, 1 * GiB);
+		j.task.prefer = (struct preference[]){pref_c(limit_c("rack", 1), 50),
+						      pref_c(limit_c("host", 2), 5)};
+		j.task.nprefer = 2;
+		struct placement_result r = place(c, &j, 39, sample, 0);
+		CHECK(r.placed == 39); /* 40 slots, one taken */
+		/* Racks r1..r4 first, one task each. */
+		bool seen[5] = {false};
+		for (size_t t = 0; t < 4; t++) {
+			int rk = rack_of(r.node_index[t], 2);
+			CHECK(rk != 0 && !seen[rk]);
+			seen[rk] = true;
+		}
+		/* Then host:limit:2 spreads over the nodes before any fills. */
+		for (int i = 0; i < 10; i++)
+			CHECK(c->nodes[i].job_tasks == 4);
+		placement_result_release(&r);
+		cluster_free(c);
+	}
+}
+
+TEST(prefer_with_spread_and_hard_constraints)
+{
+	struct cluster *c = cluster_new(12, 4, 8, 64 * GiB); /* racks r0..r2 */
+	struct job_spec j = job_new(1, 1 * GiB);
+	j.placement = PLACE_SPREAD;
+	j.task.constraints = (struct constraint[]){value_c("rack", true, (char *[]){"r0"}, 1)};
+	j.task.nconstraints = 1;
+	j.task.prefer =
+	    (struct preference[]){pref_c(value_c("rack", false, (char *[]){"r2"}, 1), 30)};
+	j.task.nprefer = 1;
+	struct placement_result r = place(c, &j, 40, 0, 0);
+	/* r2's 32 slots first, spread evenly over its 4 nodes; then r1; never
+	 * r0 (the hard constraint). */
+	CHECK(r.placed == 40);
+	for (size_t t = 0; t < 32; t++)
+		CHECK(rack_of(r.node_index[t], 4) == 2);
+	for (size_t t = 0; t < 8; t++) {
+		size_t per[4] = {0};
+		for (size_t u = 0; u < 4 * (t + 1) && u < 32; u++)
+			per[r.node_index[u] - 8]++;
+		CHECK(per[0] == per[1] && per[1] == per[2] && per[2] == per[3]);
+	}
+	for (size_t t = 32; t < 40; t++)
+		CHECK(rack_of(r.node_index[t], 4) == 1);
+	placement_result_release(&r);
+	cluster_free(c);
+}
+
 UNIT_MAIN(bridge_tasks_count_addresses, fits_exactly_in_every_dimension, no_fit_in_each_dimension,
 	  cpu_fractions_add_up, ports_count_per_task, zero_count_and_no_nodes,
 	  binpack_fills_one_node_before_another, binpack_prefers_the_fuller_node,
@@ -906,4 +1040,6 @@ UNIT_MAIN(bridge_tasks_count_addresses, fits_exactly_in_every_dimension, no_fit_
 	  sampling_rack_limit, sampling_binpack_still_fills_nodes, sampling_spread_is_even,
 	  sampling_continues_where_the_last_scan_stopped, sampling_stops_when_nothing_fits,
 	  exact_mode_matches_brute_force, sampled_mode_follows_the_rules, driver_must_be_offered,
-	  sampling_sees_every_live_node_when_few_are)
+	  sampling_sees_every_live_node_when_few_are, prefer_lands_on_matching_nodes_while_they_fit,
+	  prefer_still_places_when_none_match, prefer_weights_add_and_compare,
+	  prefer_limit_spreads_over_racks_without_refusing, prefer_with_spread_and_hard_constraints)

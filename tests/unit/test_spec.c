@@ -455,7 +455,7 @@ TEST(error_unknown_key)
 		  "'jobb'");
 	CHECK_STR(yaml_err(MIN "  resourcs: {}\n"),
 		  "web.yaml:4:3: task.resourcs: expected one of driver, image, command, env, user, "
-		  "resources, constraints, health, stop_grace, shutdown, volumes, secrets, "
+		  "resources, constraints, prefer, health, stop_grace, shutdown, volumes, secrets, "
 		  "drain_delay or network, found "
 		  "'resourcs'");
 	CHECK_STR(yaml_err(MIN "  resources: {gpu: 1}\n"),
@@ -889,6 +889,85 @@ TEST(constraints)
 	    yaml_err(MIN "  constraints: {rack: [a, b]}\n"),
 	    "web.yaml:4:23: task.constraints.rack: expected a constraint such as 'r1', '!r3', "
 	    "'a,b' or 'limit:1', found a list");
+}
+
+/* ---- task.prefer (soft constraints) ---- */
+
+TEST(prefer)
+{
+	struct job_spec *s =
+	    yaml_ok(MIN "  prefer:\n    - {rack: r1, weight: 50}\n"
+			"    - {zone: \"!z2\", weight: 10}\n"
+			"    - {weight: 5, rack: \"limit:2\"}\n    - {dc: \"a, b\"}\n");
+	if (!s)
+		return;
+	CHECK(s->task.nprefer == 4);
+	struct preference *p = s->task.prefer;
+	CHECK_STR(p[0].c.attribute, "rack");
+	CHECK(p[0].weight == 50 && p[0].c.kind == CONSTRAINT_VALUE && !p[0].c.negated);
+	CHECK_STR(p[0].c.values[0], "r1");
+	CHECK(p[1].weight == 10 && p[1].c.negated);
+	CHECK(p[2].weight == 5 && p[2].c.kind == CONSTRAINT_LIMIT && p[2].c.limit == 2);
+	CHECK(p[3].weight == 1 && p[3].c.nvalues == 2); /* weight 1 by default */
+	/* Canonical JSON: a list in the written order, constraint strings. */
+	json_t *j = spec_task_to_json(s);
+	char *d = json_dumps(json_object_get(j, "prefer"), 0);
+	CHECK_STR(d, "[{\"rack\": \"r1\", \"weight\": 50}, {\"zone\": \"!z2\", \"weight\": 10}, "
+		     "{\"rack\": \"limit:2\", \"weight\": 5}, {\"dc\": \"a,b\", \"weight\": 1}]");
+	free(d);
+	json_decref(j);
+	check_round_trip(s);
+	spec_free(s);
+
+	/* Absent or empty: no "prefer" in the canonical JSON (older specs keep
+	 * their form and their config version). */
+	const char *none[] = {MIN, MIN "  prefer: []\n", MIN "  prefer:\n"};
+	for (size_t i = 0; i < ARRAY_SIZE(none); i++) {
+		s = yaml_ok(none[i]);
+		if (!s)
+			continue;
+		CHECK(s->task.nprefer == 0);
+		j = spec_task_to_json(s);
+		CHECK(json_object_get(j, "prefer") == NULL);
+		json_decref(j);
+		spec_free(s);
+	}
+	s = json_ok("{\"job\": \"alice/devel/web\", \"task\": {\"command\": [\"/bin/true\"], "
+		    "\"prefer\": [{\"rack\": \"r1\", \"weight\": \"20\"}]}}");
+	CHECK(s && s->task.nprefer == 1 && s->task.prefer[0].weight == 20);
+	spec_free(s);
+
+	CHECK_STR(yaml_err(MIN "  prefer: {rack: r1}\n"),
+		  "web.yaml:4:11: task.prefer: expected a list of preferences such as {rack: r1, "
+		  "weight: 50}, found a map");
+	CHECK_STR(yaml_err(MIN "  prefer: [r1]\n"),
+		  "web.yaml:4:12: task.prefer[0]: expected a preference such as {rack: r1, weight: "
+		  "50}, found 'r1'");
+	CHECK_STR(yaml_err(MIN "  prefer: [{weight: 3}]\n"),
+		  "web.yaml:4:12: task.prefer[0]: expected an attribute and its value, such as "
+		  "rack: r1, found nothing");
+	CHECK_STR(yaml_err(MIN "  prefer: [{rack: r1, zone: z1}]\n"),
+		  "web.yaml:4:23: task.prefer[0].zone: expected one attribute per preference (this "
+		  "one has 'rack' already), found 'zone'");
+	CHECK_STR(yaml_err(MIN "  prefer: [{rack: r1, weight: 0}]\n"),
+		  "web.yaml:4:31: task.prefer[0].weight: expected an integer between 1 and 100, "
+		  "found '0'");
+	CHECK_STR(yaml_err(MIN "  prefer: [{rack: r1, weight: 101}]\n"),
+		  "web.yaml:4:31: task.prefer[0].weight: expected an integer between 1 and 100, "
+		  "found '101'");
+	CHECK_STR(yaml_err(MIN "  prefer: [{rack: \"limit:0\"}]\n"),
+		  "web.yaml:4:19: task.prefer[0].rack: expected a preference such as 'r1', '!r3', "
+		  "'a,b' or 'limit:1', found 'limit:0'");
+	CHECK_STR(yaml_err(MIN "  prefer: [{\"ra ck\": r1}]\n"),
+		  "web.yaml:4:13: task.prefer[0].ra ck: expected an attribute name such as rack, "
+		  "found 'ra ck'");
+	char many[2048];
+	int len = snprintf(many, sizeof many, "%s  prefer:\n", MIN);
+	for (int i = 0; i <= SPEC_MAX_PREFER; i++)
+		len += snprintf(many + len, sizeof many - (size_t)len, "    - {rack: r%d}\n", i);
+	CHECK_STR(yaml_err(many),
+		  "web.yaml:5:5: task.prefer: expected at most 16 preferences, found 17 "
+		  "preferences");
 }
 
 /* ---- health ---- */
@@ -1565,6 +1644,7 @@ UNIT_MAIN(network_defaults_per_driver_and_canonical_json, defaults_minimal, full
 	  error_sizes_and_durations, error_missing_fields, error_enums, error_integer_ranges,
 	  error_huge_numbers, error_duplicate_keys, error_yaml_syntax, error_aliases_tags_and_keys,
 	  error_documents, error_bytes, error_deep_nesting, only_first_error, cron_schedule,
-	  constraints, health_checks, ports, image_and_driver, user_field, template_validation,
-	  template_expansion, json_input_forms, json_errors, json_env_numbers_are_text, round_trip,
-	  task_json_equivalence, update_section, volumes, secrets, publish, spec_free_null)
+	  constraints, prefer, health_checks, ports, image_and_driver, user_field,
+	  template_validation, template_expansion, json_input_forms, json_errors,
+	  json_env_numbers_are_text, round_trip, task_json_equivalence, update_section, volumes,
+	  secrets, publish, spec_free_null)
