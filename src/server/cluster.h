@@ -142,6 +142,7 @@ struct job {
 	size_t live;	       /* its non-terminal tasks, in active[] or not */
 	int64_t cron_last_ms;  /* cron: the scheduled time of the last run started */
 	int cron_runs;
+	struct system_slots *system; /* system jobs: instance -> node (cluster_system.h) */
 };
 
 struct node {
@@ -229,6 +230,8 @@ struct cluster {
 	uint64_t changes;	    /* bumped by every change of state (watches: wake or not) */
 	uint64_t net_version;	    /* bumped when a node's subnet or address changes */
 	uint64_t nodes_down_total;  /* nodes judged DOWN since start */
+	uint64_t system_changes;    /* `changes` when system jobs were last reconciled */
+	int64_t system_mono;	    /* and when */
 	/* Nodes and jobs sorted by name, for paged views; rebuilt when a node
 	 * or job came or went (its gen moved). */
 	struct name_index {

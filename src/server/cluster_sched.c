@@ -1,6 +1,7 @@
 /* cluster_sched.c - the glue to src/sched: PENDING tasks placed by
  * equivalence class (one job, one config version), and throttles expired. */
 #include "server/cluster-internal.h"
+#include "server/cluster_system.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,7 +134,7 @@ void schedule_pending(struct cluster *c)
 	size_t np = 0;
 	struct task **pending = xcalloc(c->nwaiting + 1, sizeof *pending);
 	for (struct task *t = c->waiting; t; t = t->wnext)
-		if (t->state == TASK_PENDING)
+		if (t->state == TASK_PENDING && !system_task_place(c, t))
 			pending[np++] = t;
 	if (!np) {
 		free(pending);
