@@ -133,9 +133,11 @@ void schedule_pending(struct cluster *c)
 	c->sched_needed = false;
 	size_t np = 0;
 	struct task **pending = xcalloc(c->nwaiting + 1, sizeof *pending);
-	for (struct task *t = c->waiting; t; t = t->wnext)
+	for (struct task *t = c->waiting, *next; t; t = next) {
+		next = t->wnext; /* a system task placed here leaves the list */
 		if (t->state == TASK_PENDING && !system_task_place(c, t))
 			pending[np++] = t;
+	}
 	if (!np) {
 		free(pending);
 		return;
