@@ -333,6 +333,8 @@ json_t *cluster_job_plan(struct cluster *c, struct job_spec *spec, struct berr *
 		json_array_append_new(diff, json_pack("{s:s,s:n,s:O}", "field", "job", "old", "new",
 						      json_object_get(newj, "job")));
 	}
+	if (spec->type == JOB_SYSTEM)
+		spec->instances = system_plan_instances(c, cur ? j : NULL, spec);
 	size_t nn;
 	struct node **nodes;
 	struct placement_node *pn;

@@ -30,9 +30,9 @@
 #define SYSTEM_EVERY_MS 250
 
 struct system_slots {
-	char **node;	  /* instance -> its node's name */
-	bool *vacant;	  /* the node is not eligible: no task wanted */
-	size_t n;	  /* slots */
+	char **node;	     /* instance -> its node's name */
+	bool *vacant;	     /* the node is not eligible: no task wanted */
+	size_t n;	     /* slots */
 	struct hmap by_node; /* name -> (void *)(instance + 1) */
 };
 
@@ -229,16 +229,15 @@ static const char *misfit(const struct node *n, const struct job_spec *s, char *
 			 n->name);
 	else if (n->cpu_total - n->cpu_used < r->cpu - 1e-9)
 		snprintf(buf, size, "node %s: insufficient cpu (%.2f free, %.2f wanted)", n->name,
-			 n->cpu_total - n->cpu_used > 0 ? n->cpu_total - n->cpu_used : 0.0,
-			 r->cpu);
+			 n->cpu_total - n->cpu_used > 0 ? n->cpu_total - n->cpu_used : 0.0, r->cpu);
 	else if (n->mem_used + r->memory > n->mem_total)
-		snprintf(buf, size, "node %s: insufficient memory (%llu MiB free, %llu MiB wanted)",
-			 n->name,
-			 (unsigned long long)((n->mem_total > n->mem_used
-						   ? n->mem_total - n->mem_used
-						   : 0) >>
-					      20),
-			 (unsigned long long)(r->memory >> 20));
+		snprintf(
+		    buf, size, "node %s: insufficient memory (%llu MiB free, %llu MiB wanted)",
+		    n->name,
+		    (unsigned long long)((n->mem_total > n->mem_used ? n->mem_total - n->mem_used
+								     : 0) >>
+					 20),
+		    (unsigned long long)(r->memory >> 20));
 	else if (r->disk && n->disk_used + r->disk > n->disk_total)
 		snprintf(buf, size, "node %s: insufficient disk", n->name);
 	else if (port_pool_available(n->ports) < r->nports)
@@ -330,6 +329,21 @@ int system_check_resubmit(const struct job *j, const struct job_spec *cur,
 		 j->key, cur->type == JOB_SYSTEM ? "system" : "non-system",
 		 spec->type == JOB_SYSTEM ? "system" : "non-system");
 	return -1;
+}
+
+int system_plan_instances(struct cluster *c, struct job *j, const struct job_spec *spec)
+{
+	const struct system_slots *s = j ? j->system : NULL;
+	size_t n = s ? s->n : 0, it = 0;
+	void *v;
+	char why[512];
+	while (hmap_next(&c->nodes, &it, NULL, &v)) {
+		const struct node *nd = v;
+		if ((!s || !hmap_get(&s->by_node, nd->name)) &&
+		    node_eligible(nd, spec, why, sizeof why))
+			n++;
+	}
+	return n < SPEC_MAX_INSTANCES ? (int)n : SPEC_MAX_INSTANCES;
 }
 
 int system_instances_wanted(const struct job *j)

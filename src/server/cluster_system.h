@@ -56,6 +56,10 @@ void system_sync_instances(struct job *j);
 int system_check_resubmit(const struct job *j, const struct job_spec *cur,
 			  const struct job_spec *spec, struct berr *err);
 
+/* What a plan of `spec` counts as the job's instances: j's slots (j may be
+ * NULL) and one more per eligible node without one. */
+int system_plan_instances(struct cluster *c, struct job *j, const struct job_spec *spec);
+
 /* Instances shown in views: the slots not vacant (eligible nodes). */
 int system_instances_wanted(const struct job *j);
 

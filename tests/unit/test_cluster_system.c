@@ -518,7 +518,8 @@ TEST(system_job_node_that_cannot_fit_shows_why)
 	{
 		const char *msg = json_string_value(json_object_get(t, "message"));
 		if (!strcmp(json_string_value(json_object_get(t, "state")), "PENDING")) {
-			CHECK_CONTAINS(msg, "node small: insufficient cpu (0.25 free, 0.50 wanted)");
+			CHECK_CONTAINS(msg,
+				       "node small: insufficient cpu (0.25 free, 0.50 wanted)");
 			seen = true;
 		}
 	}
@@ -647,6 +648,54 @@ TEST(system_job_instance_numbers_survive_restart)
 	fx_teardown(&f);
 }
 
+static json_t *plan(struct fx *f, char *yaml)
+{
+	struct job_spec *spec = NULL;
+	if (spec_parse_yaml(yaml, strlen(yaml), "test.yaml", &spec, &f->err) < 0) {
+		free(yaml);
+		return NULL;
+	}
+	free(yaml);
+	pthread_mutex_lock(&f->c->lock);
+	json_t *o = cluster_job_plan(f->c, spec, &f->err);
+	pthread_mutex_unlock(&f->c->lock);
+	spec_free(spec);
+	return o;
+}
+
+static size_t plan_count(json_t *p, const char *what)
+{
+	return json_array_size(json_object_get(json_object_get(p, "instances"), what));
+}
+
+TEST(system_job_plan_counts_eligible_nodes)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	register_node(&f, "n1", 4.0, "r1");
+	register_node(&f, "n2", 4.0, "r1");
+	register_node(&f, "n3", 4.0, "r2");
+	json_t *p = plan(&f, sys_yaml("sleep 1000", "  constraints: {rack: r1}\n"));
+	CHECK(plan_count(p, "add") == 2);
+	CHECK(json_is_true(json_object_get(p, "fits")));
+	json_decref(p);
+	CHECK(submit(&f, sys_yaml("sleep 1000", "  constraints: {rack: r1}\n"), NULL) > 0);
+	tick(&f);
+	agents_act(&f);
+	drain(&f, "n2", true);
+	tick(&f);
+	agents_act(&f);
+	tick(&f);
+	/* A new config: the instance on n1 is updated, n2's slot is vacant. */
+	p = plan(&f, sys_yaml("sleep 2000", "  constraints: {rack: r1}\n"));
+	CHECK(plan_count(p, "update") == 1);
+	CHECK(plan_count(p, "add") == 0);
+	CHECK(plan_count(p, "unchanged") == 1);
+	CHECK(plan_count(p, "remove") == 0);
+	json_decref(p);
+	fx_teardown(&f);
+}
+
 UNIT_MAIN(system_job_runs_one_instance_on_every_node_and_joiners_get_one,
 	  system_job_drain_stops_instance_without_moving_it,
 	  system_job_drain_undone_before_task_stopped_keeps_instance,
@@ -654,4 +703,4 @@ UNIT_MAIN(system_job_runs_one_instance_on_every_node_and_joiners_get_one,
 	  system_job_constraints_follow_node_attributes, system_job_node_that_cannot_fit_shows_why,
 	  system_job_spec_refuses_instances_limits_and_type_changes,
 	  system_job_update_rolls_node_by_node, system_job_kill_removes_every_instance,
-	  system_job_instance_numbers_survive_restart)
+	  system_job_instance_numbers_survive_restart, system_job_plan_counts_eligible_nodes)
