@@ -230,8 +230,8 @@ struct cluster {
 	uint64_t changes;	    /* bumped by every change of state (watches: wake or not) */
 	uint64_t net_version;	    /* bumped when a node's subnet or address changes */
 	uint64_t nodes_down_total;  /* nodes judged DOWN since start */
-	uint64_t system_changes;    /* `changes` when system jobs were last reconciled */
-	int64_t system_mono;	    /* and when */
+	uint64_t nodes_gen;	    /* bumped when a node's state or attributes change */
+	int64_t system_mono;	    /* system jobs' last full reconcile (cluster_system.c) */
 	/* Nodes and jobs sorted by name, for paged views; rebuilt when a node
 	 * or job came or went (its gen moved). */
 	struct name_index {

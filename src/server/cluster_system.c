@@ -25,15 +25,19 @@
 #include "sched/ports.h"
 #include "server/cluster-internal.h"
 
-/* Reconcile at least this often, even when nothing seemed to change (a
- * node's attributes changed by a registration that moved nothing else). */
-#define SYSTEM_EVERY_MS 250
+/* Every job is reconciled at least this often, even when no node event
+ * was seen (a safety net: events are what drives it). */
+#define SYSTEM_EVERY_MS 5000
 
 struct system_slots {
 	char **node;	     /* instance -> its node's name */
 	bool *vacant;	     /* the node is not eligible: no task wanted */
 	size_t n;	     /* slots */
 	struct hmap by_node; /* name -> (void *)(instance + 1) */
+	/* What the last reconcile saw: nothing to do until a node event or a
+	 * new config version. */
+	uint64_t seen_gen;
+	int seen_version;
 };
 
 void system_slots_free(struct system_slots *s)
@@ -195,19 +199,26 @@ static void system_reconcile_job(struct cluster *c, struct job *j, const struct 
 void systems_reconcile(struct cluster *c)
 {
 	int64_t mono = time_mono_ms();
-	if (!c->sched_needed && c->changes == c->system_changes &&
-	    mono - c->system_mono < SYSTEM_EVERY_MS)
-		return;
+	bool all = mono - c->system_mono >= SYSTEM_EVERY_MS;
+	/* Nodes registered, up, down, drained, with new attributes, or
+	 * added or removed (the node index's generation). */
+	uint64_t gen = c->nodes_gen + c->node_index.gen;
 	size_t it = 0;
 	void *v;
 	while (hmap_next(&c->jobs, &it, NULL, &v)) {
 		struct job *j = v;
 		const struct job_spec *spec = j->killed ? NULL : system_spec(j);
-		if (spec)
-			system_reconcile_job(c, j, spec);
+		if (!spec)
+			continue;
+		if (!all && j->system && j->system->seen_gen == gen &&
+		    j->system->seen_version == j->version)
+			continue;
+		system_reconcile_job(c, j, spec);
+		j->system->seen_gen = gen;
+		j->system->seen_version = j->version;
 	}
-	c->system_changes = c->changes;
-	c->system_mono = mono;
+	if (all)
+		c->system_mono = mono;
 }
 
 static void set_pending_reason(struct task *t, const char *why)

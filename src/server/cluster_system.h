@@ -34,8 +34,9 @@ void system_slots_free(struct system_slots *s);
 
 /* The tick: start an instance on every eligible node without one, stop
  * those on nodes no longer eligible (draining: via DRAINING; otherwise
- * KILLING), never moving one elsewhere. Cheap when nothing changed: it
- * runs when the scheduler is due, when state changed, or every 250 ms. */
+ * KILLING), never moving one elsewhere. A job is looked at only after a
+ * node event (c->nodes_gen: registered, up, down, drained, attributes; or
+ * a node added or removed) or a new config version, and every 5 s. */
 void systems_reconcile(struct cluster *c);
 
 /* The scheduler's hook: when t belongs to a system job, place it on its
