@@ -104,11 +104,13 @@ static const struct constraint *constraint_failed(const struct node *n, const st
 	return NULL;
 }
 
-/* Eligible: ACTIVE and every value constraint met. Otherwise why[] says
- * why not, for the event of the task it stops. */
+/* Eligible: ACTIVE and every value constraint met. Otherwise why[] (when
+ * not NULL) says why not, for the event of the task it stops. */
 static bool node_eligible(const struct node *n, const struct job_spec *s, char *why, size_t size)
 {
-	if (!n) {
+	if (!why) {
+		return n && n->state == NODE_ACTIVE && !constraint_failed(n, s);
+	} else if (!n) {
 		snprintf(why, size, "node is gone");
 		return false;
 	}
@@ -141,7 +143,7 @@ static void system_reconcile_job(struct cluster *c, struct job *j, const struct 
 	while (hmap_next(&c->nodes, &it, NULL, &v)) {
 		struct node *n = v;
 		if (s->n >= SPEC_MAX_INSTANCES || hmap_get(&s->by_node, n->name) ||
-		    !node_eligible(n, spec, why, sizeof why))
+		    !node_eligible(n, spec, NULL, 0))
 			continue;
 		slot_add(s, n->name);
 		changed = true;
@@ -153,7 +155,7 @@ static void system_reconcile_job(struct cluster *c, struct job *j, const struct 
 		struct task *t = i < j->nactive ? j->active[i] : NULL;
 		if (t && task_state_terminal(t->state))
 			t = NULL;
-		if (node_eligible(n, spec, why, sizeof why)) {
+		if (node_eligible(n, spec, NULL, 0)) {
 			if (t && t->no_replace && task_stopping(t)) {
 				/* Stopped when the node left (a drain undone): its
 				 * successor starts when it ends. */
@@ -174,7 +176,10 @@ static void system_reconcile_job(struct cluster *c, struct job *j, const struct 
 			}
 			continue;
 		}
-		if (t && !t->no_replace) {
+		bool stop = t && !t->no_replace;
+		if (stop || !s->vacant[i])
+			node_eligible(n, spec, why, sizeof why);
+		if (stop) {
 			t->no_replace = true;
 			t->replace_on_end = false;
 			if (task_stopping(t))
@@ -347,11 +352,9 @@ int system_plan_instances(struct cluster *c, struct job *j, const struct job_spe
 	const struct system_slots *s = j ? j->system : NULL;
 	size_t n = s ? s->n : 0, it = 0;
 	void *v;
-	char why[512];
 	while (hmap_next(&c->nodes, &it, NULL, &v)) {
 		const struct node *nd = v;
-		if ((!s || !hmap_get(&s->by_node, nd->name)) &&
-		    node_eligible(nd, spec, why, sizeof why))
+		if ((!s || !hmap_get(&s->by_node, nd->name)) && node_eligible(nd, spec, NULL, 0))
 			n++;
 	}
 	return n < SPEC_MAX_INSTANCES ? (int)n : SPEC_MAX_INSTANCES;
