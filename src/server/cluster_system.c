@@ -38,6 +38,10 @@ struct system_slots {
 	 * new config version. */
 	uint64_t seen_gen;
 	int seen_version;
+	/* A slot went vacant outside a reconcile (its task ended on a node
+	 * gone DOWN): the next tick's pass writes the job's record, once for
+	 * however many (10,000 nodes lost at once: one record, not 10,000). */
+	bool due;
 };
 
 void system_slots_free(struct system_slots *s)
@@ -135,7 +139,8 @@ static bool node_eligible(const struct node *n, const struct job_spec *s, char *
 static void system_reconcile_job(struct cluster *c, struct job *j, const struct job_spec *spec)
 {
 	struct system_slots *s = slots_of(j);
-	bool changed = false;
+	bool changed = s->due;
+	s->due = false;
 	char why[512];
 	/* Nodes eligible for the first time get the next instance number. */
 	size_t it = 0;
@@ -215,7 +220,7 @@ void systems_reconcile(struct cluster *c)
 		const struct job_spec *spec = j->killed ? NULL : system_spec(j);
 		if (!spec)
 			continue;
-		if (!all && j->system && j->system->seen_gen == gen &&
+		if (!all && j->system && !j->system->due && j->system->seen_gen == gen &&
 		    j->system->seen_version == j->version)
 			continue;
 		system_reconcile_job(c, j, spec);
@@ -322,7 +327,7 @@ bool system_instance_vacate(struct cluster *c, struct job *j, struct task *t)
 	persist_task(c, t);
 	s->vacant[i] = true;
 	j->instance_done[i] = true;
-	persist_job(c, j);
+	s->due = true;
 	return true;
 }
 

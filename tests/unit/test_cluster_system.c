@@ -13,6 +13,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "store/store-internal.h" /* a test reads the pending batch */
 #include "store/store.h"
 #include "unit.h"
 
@@ -696,6 +697,40 @@ TEST(system_job_plan_counts_eligible_nodes)
 	fx_teardown(&f);
 }
 
+TEST(system_job_vacancies_of_down_nodes_are_written_once_and_survive_restart)
+{
+	struct cluster_config cfg;
+	cluster_config_defaults(&cfg);
+	cfg.down_after_ms = 200;
+	struct fx f;
+	fx_setup(&f, &cfg);
+	const char *names[] = {"n1", "n2", "n3", "n4"};
+	for (int k = 0; k < 4; k++)
+		register_node(&f, names[k], 4.0, "r1");
+	CHECK(submit(&f, sys_yaml("sleep 1000", ""), NULL) > 0);
+	tick(&f);
+	agents_act(&f);
+	fx_commit(&f);
+	int i1 = instance_on(&f, "n1");
+	for (int k = 0; k < 18; k++) {
+		run_for(&f, 20);
+		agent_heartbeat(&f, "n4");
+	}
+	CHECK(node_get(&f, "n1")->state == NODE_DOWN);
+	CHECK(node_get(&f, "n3")->state == NODE_DOWN);
+	/* Three nodes lost, one write of the job's record. */
+	pthread_mutex_lock(&f.c->lock);
+	size_t writes = 0;
+	for (size_t k = 0; f.c->pending && k < store_batch_count(f.c->pending); k++)
+		writes += !strcmp(f.c->pending->ops[k].key, "jobs/" SYS);
+	pthread_mutex_unlock(&f.c->lock);
+	CHECK(writes == 1);
+	fx_restart(&f);
+	CHECK(status_instances(&f) == 1);
+	CHECK(active(&f, SYS, i1) == NULL);
+	fx_teardown(&f);
+}
+
 UNIT_MAIN(system_job_runs_one_instance_on_every_node_and_joiners_get_one,
 	  system_job_drain_stops_instance_without_moving_it,
 	  system_job_drain_undone_before_task_stopped_keeps_instance,
@@ -703,4 +738,5 @@ UNIT_MAIN(system_job_runs_one_instance_on_every_node_and_joiners_get_one,
 	  system_job_constraints_follow_node_attributes, system_job_node_that_cannot_fit_shows_why,
 	  system_job_spec_refuses_instances_limits_and_type_changes,
 	  system_job_update_rolls_node_by_node, system_job_kill_removes_every_instance,
-	  system_job_instance_numbers_survive_restart, system_job_plan_counts_eligible_nodes)
+	  system_job_instance_numbers_survive_restart, system_job_plan_counts_eligible_nodes,
+	  system_job_vacancies_of_down_nodes_are_written_once_and_survive_restart)
