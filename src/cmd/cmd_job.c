@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cmd/cli.h"
+#include "cmd/cmd_quota.h"
 #include "cmd/commands.h"
 
 enum { J_ADDR, J_JSON, J_ALL, J_DETACH, J_TIMEOUT, J_INSTANCES, J_HELP, J_COUNT };
@@ -275,6 +276,7 @@ static int job_plan(struct cli_opt *o, const char *file)
 		else
 			printf("  does NOT fit the cluster now: %s\n",
 			       json_string_value(json_object_get(plan, "fit_message")) ?: "");
+		quota_print_plan(plan);
 	}
 	json_decref(plan);
 	return changed ? 1 : 0;
@@ -286,6 +288,9 @@ static void print_status(json_t *st)
 	       (int)json_integer_value(json_object_get(st, "version")),
 	       json_string_value(json_object_get(st, "type")),
 	       json_string_value(json_object_get(st, "status")));
+	const char *why = json_string_value(json_object_get(st, "message"));
+	if (why)
+		printf("%s\n", why); /* a cron run that did not start */
 	printf("%-5s %-40s %-11s %-12s %-8s %-4s %-15s %s\n", "INST", "TASK", "STATE", "NODE",
 	       "PID", "VER", "ADDRESS", "MESSAGE");
 	size_t i;

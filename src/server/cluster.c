@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "server/cluster_quota.h"
 #include "sched/ports.h"
 
 #define MAX_EVENTS 16
@@ -74,6 +75,8 @@ struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg)
 	hmap_init(&c->nodes);
 	hmap_init(&c->orphans);
 	hmap_init(&c->secrets);
+	hmap_init(&c->quotas);
+	hmap_init(&c->quota_use);
 	c->pending = store_batch_new();
 	c->loaded_mono = time_mono_ms();
 	c->tokens = token_table_new();
@@ -120,6 +123,7 @@ void job_free(struct job *j)
 	free(j->instance_done);
 	system_slots_free(j->system);
 	update_free(j->update);
+	free(j->cron_message);
 	free(j);
 }
 
@@ -164,6 +168,7 @@ void cluster_release_state(struct cluster *c)
 	hmap_release(&c->nodes);
 	hmap_release(&c->orphans);
 	secrets_release(c);
+	quotas_release(c);
 	c->ndirty = 0; /* it named tasks just freed */
 	c->waiting = NULL;
 	c->nwaiting = 0;
@@ -513,6 +518,7 @@ static void handle_task_end(struct cluster *c, struct task *t, int64_t now)
 	task_release_node(c, t);
 	if ((size_t)t->instance < j->nactive && j->active[t->instance] == t)
 		j->active[t->instance] = NULL;
+	quota_job_slot_freed(c, j); /* a cron run may have ended */
 	job_keep_ended(c, j, t);
 	update_note_failure(c, j, t);
 	job_task_ended(c, t, now);
@@ -576,6 +582,7 @@ void job_forget(struct cluster *c, struct job *j)
 		task_destroy(c, j->ended[i]);
 	j->nended = 0;
 	endpoints_touch_job(c, j->key);
+	quota_job_gone(c, j);
 	hmap_del(&c->jobs, j->key);
 	c->job_index.gen++;
 	job_free(j);
@@ -723,6 +730,7 @@ void job_remove(struct cluster *c, struct job *j)
 	for (size_t i = 0; i < ngone; i++)
 		task_remove(c, gone[i]);
 	free(gone);
+	quota_job_gone(c, j);
 	char *key = xstrdup(j->key);
 	hmap_del(&c->jobs, key);
 	c->job_index.gen++;
@@ -798,5 +806,6 @@ void cluster_derive(struct cluster *c)
 		if (j->nended > 1)
 			qsort(j->ended, j->nended, sizeof *j->ended, cmp_task_ended);
 	}
+	quotas_recount(c);
 	c->derived_stale = false;
 }

@@ -30,6 +30,7 @@
 #include "core/lifecycle.h"
 #include "core/spec.h"
 #include "core/util.h"
+#include "sched/quota.h"
 #include "server/liveness.h"
 #include "server/tokens.h"
 #include "store/store.h"
@@ -142,7 +143,9 @@ struct job {
 	size_t live;	       /* its non-terminal tasks, in active[] or not */
 	int64_t cron_last_ms;  /* cron: the scheduled time of the last run started */
 	int cron_runs;
-	struct system_slots *system; /* system jobs: instance -> node (cluster_system.h) */
+	char *cron_message; /* why the last cron run did not start (quota), or NULL */
+	struct quota_amount quota_counted; /* in its role's quota use (cluster_quota.c) */
+	struct system_slots *system;	   /* system jobs: instance -> node (cluster_system.h) */
 };
 
 struct node {
@@ -207,10 +210,12 @@ struct cluster {
 	pthread_cond_t wake; /* the commit loop sleeps on it */
 	struct cluster_config cfg;
 	struct store *store;
-	struct hmap jobs;    /* key -> struct job* */
-	struct hmap tasks;   /* id -> struct task* (active and kept ended) */
-	struct hmap nodes;   /* name -> struct node* */
-	struct hmap secrets; /* ROLE/NAME -> its sealed versions (cluster_secrets.c) */
+	struct hmap jobs;      /* key -> struct job* */
+	struct hmap tasks;     /* id -> struct task* (active and kept ended) */
+	struct hmap nodes;     /* name -> struct node* */
+	struct hmap secrets;   /* ROLE/NAME -> its sealed versions (cluster_secrets.c) */
+	struct hmap quotas;    /* ROLE -> its quota (cluster_quota.c) */
+	struct hmap quota_use; /* ROLE -> the sum of its jobs' quota_counted */
 	struct store_batch *pending;
 	struct node **changed; /* nodes whose desired set changed since last looked */
 	size_t nchanged, changed_cap;
@@ -225,6 +230,7 @@ struct cluster {
 	int64_t loaded_mono;	    /* grace for agents after a server start */
 	int64_t pruned_mono;	    /* last age pruning of ended tasks */
 	int64_t judged_mono;	    /* the heartbeat judge's last look */
+	int64_t lag_logged_mono;    /* last intake-lag warning (nodes_check_heartbeats) */
 	struct token_table *tokens; /* the cluster's tokens (tokens.h), own lock */
 	struct liveness *live;	    /* heartbeat stamps and deaf time (liveness.h) */
 	uint64_t changes;	    /* bumped by every change of state (watches: wake or not) */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "server/cluster_quota.h"
 
 /* What replaces task t, which has just ended (handle_task_end, cluster.c). */
 void job_task_ended(struct cluster *c, struct task *t, int64_t now)
@@ -130,6 +131,12 @@ uint64_t cluster_job_submit_instances(struct cluster *c, struct job_spec *spec, 
 		spec_free(spec);
 		berr_set(err, 409, "job '%s' is being killed; submit again once its tasks ended",
 			 j->key);
+		return 0;
+	}
+	/* Quota: the job's new total against its role's (cluster_quota.h). */
+	if (quota_admit_job(c, j, spec, err) < 0) {
+		json_decref(json);
+		spec_free(spec);
 		return 0;
 	}
 	if (!j) {
@@ -391,6 +398,7 @@ json_t *cluster_job_plan(struct cluster *c, struct job_spec *spec, struct berr *
 	if (why)
 		json_object_set_new(o, "fit_message", json_string(why));
 	free(why);
+	json_object_set_new(o, "quota", quota_plan_json(c, cur ? j : NULL, spec));
 	json_decref(newj);
 	return o;
 }
