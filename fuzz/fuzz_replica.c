@@ -4,7 +4,7 @@
  * follower applies the store's records one by one, in the store's order, and
  * a corrupted or hostile store must never make it crash, leak or hit UB.
  *
- * fuzz-sources: src/core/util.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_template.c src/core/cron.c src/core/lifecycle.c src/core/hmap.c src/core/log.c src/sched/placement.c src/sched/ports.c src/store/store.c src/store/store_sqlite.c src/store/store_etcd.c src/store/store_etcd_follow.c src/store/etcd_client.c src/core/base64.c src/server/cluster.c src/server/cluster_secrets.c src/server/cluster_quota.c src/sched/quota.c src/server/secret_box.c src/server/cluster_records.c src/server/cluster_replica.c src/server/cluster_jobs.c src/server/cluster_mesh.c src/server/cluster_updates.c src/server/cluster_cron.c src/server/cluster_nodes.c src/server/cluster_sched.c src/server/cluster_views.c src/server/cluster_endpoints.c src/server/liveness.c src/server/tokens.c src/core/pki.c src/core/cidr.c
+ * fuzz-sources: src/core/util.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_template.c src/core/cron.c src/core/lifecycle.c src/core/hmap.c src/core/log.c src/sched/placement.c src/sched/ports.c src/store/store.c src/store/store_sqlite.c src/store/store_etcd.c src/store/store_etcd_follow.c src/store/etcd_client.c src/core/base64.c src/server/cluster.c src/server/cluster_secrets.c src/server/cluster_quota.c src/sched/quota.c src/server/secret_box.c src/server/cluster_records.c src/server/cluster_replica.c src/server/cluster_jobs.c src/server/cluster_mesh.c src/server/cluster_updates.c src/server/cluster_cron.c src/server/cluster_nodes.c src/server/cluster_sched.c src/server/cluster_system.c src/server/cluster_views.c src/server/cluster_endpoints.c src/server/liveness.c src/server/tokens.c src/core/pki.c src/core/cidr.c
  * fuzz-libs: -lcrypto -ljansson -lyaml -lsqlite3 -lcurl -lpthread -lm -Wl,--wrap=time_mono_ms -Wl,--wrap=time_now_ms -Wl,--wrap=random_hex
  * (the two lines above stay one line each: scripts/fuzz.sh reads them)
  *
@@ -312,6 +312,9 @@ static const char *const spec_texts[] = {
     "\"constraints\":{\"rack\":\"r1\"}}}",
     "{\"job\":\"a/prod/web\",\"instances\":0,"
     "\"task\":{\"command\":[\"true\"],\"resources\":{\"cpu\":0.1,\"memory\":1048576}}}",
+    "{\"job\":\"a/prod/web\",\"type\":\"system\",\"instances\":0,"
+    "\"task\":{\"command\":[\"true\"],\"resources\":{\"cpu\":0.1,\"memory\":1048576},"
+    "\"constraints\":{\"rack\":\"r1\"}}}",
 };
 static json_t *specs[ARRAY_SIZE(spec_texts)];
 
@@ -359,6 +362,17 @@ static json_t *job_record(struct rd *r, const char *name)
 	json_object_set_new(o, "instance_done", done);
 	set_int(o, "cron_last_ms", pick_time(r));
 	set_int(o, "cron_runs", pick_int(r));
+	if (u8(r) % 2) {
+		/* System jobs: the slot table (cluster_system.c). */
+		json_t *nodes = json_array(), *vacant = json_array();
+		unsigned ns = u8(r) % 5;
+		for (unsigned i = 0; i < ns; i++) {
+			json_array_append_new(nodes, json_string(PICK_NAME(r, node_pool)));
+			json_array_append_new(vacant, json_boolean(pick_bool(r)));
+		}
+		json_object_set_new(o, "system",
+				    json_pack("{s:o,s:o}", "nodes", nodes, "vacant", vacant));
+	}
 	return o;
 }
 

@@ -97,7 +97,7 @@ static int follow(struct http_client *hc, const char *key, int version, int64_t 
 			json_decref(st);
 			return 0;
 		}
-		bool batch = type && strcmp(type, "service");
+		bool batch = type && strcmp(type, "service") && strcmp(type, "system");
 		if (batch && status && (!strcmp(status, "finished") || !strcmp(status, "failed"))) {
 			printf("%s %s\n", key, status);
 			int rc = !strcmp(status, "finished") ? 0 : 1;

@@ -121,7 +121,7 @@ int spec__expect_pos(struct sctx *c, int line, int col, const char *found, const
     __attribute__((format(printf, 5, 6)));
 
 /* Names of the enums of spec.h, indexed by their values. */
-extern const char *const spec__job_type_names[JOB_CRON + 1];
+extern const char *const spec__job_type_names[JOB_SYSTEM + 1];
 extern const char *const spec__cron_collision_names[CRON_CANCEL_NEW + 1];
 extern const char *const spec__placement_names[PLACE_SPREAD + 1];
 extern const char *const spec__tier_names[TIER_PREEMPTIBLE + 1];

@@ -212,8 +212,8 @@ int spec__expect_pos(struct sctx *c, int line, int col, const char *found, const
 /* ------------------------------------------------------------------------ */
 /* Names of the enums of spec.h                                              */
 
-const char *const spec__job_type_names[JOB_CRON + 1] = {
-    [JOB_SERVICE] = "service", [JOB_BATCH] = "batch", [JOB_CRON] = "cron"};
+const char *const spec__job_type_names[JOB_SYSTEM + 1] = {
+    [JOB_SERVICE] = "service", [JOB_BATCH] = "batch", [JOB_CRON] = "cron", [JOB_SYSTEM] = "system"};
 const char *const spec__cron_collision_names[CRON_CANCEL_NEW + 1] = {
     [CRON_KILL_EXISTING] = "kill_existing", [CRON_CANCEL_NEW] = "cancel_new"};
 const char *const spec__placement_names[PLACE_SPREAD + 1] = {

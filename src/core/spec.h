@@ -28,7 +28,10 @@
 /* The default task.drain_delay (ms). */
 #define SPEC_DEFAULT_DRAIN_DELAY_MS 2000
 
-enum job_type { JOB_SERVICE = 0, JOB_BATCH, JOB_CRON };
+/* JOB_SYSTEM (Swarm's global mode, Nomad's system jobs): one instance on
+ * every eligible node (docs/scheduling.md, "System jobs"); it gives no
+ * `instances` and no limit constraints. */
+enum job_type { JOB_SERVICE = 0, JOB_BATCH, JOB_CRON, JOB_SYSTEM };
 enum cron_collision { CRON_KILL_EXISTING = 0, CRON_CANCEL_NEW };
 enum placement_strategy { PLACE_BINPACK = 0, PLACE_SPREAD };
 enum update_order { UPDATE_STOP_FIRST = 0, UPDATE_START_FIRST };
@@ -204,7 +207,7 @@ struct job_spec {
 	char *key; /* role/environment/name */
 	char *role, *environment, *name;
 	enum job_type type;
-	int instances;	/* >= 0 */
+	int instances;	/* >= 0; a system job: 0 in its spec, the server counts its nodes */
 	char *schedule; /* cron only, else "" */
 	enum cron_collision cron_collision;
 	int priority;

@@ -1283,6 +1283,36 @@ static int check_publish(struct sctx *c, const struct snode *root, const struct 
 	return 0;
 }
 
+/* A system job runs one instance on every eligible node: it names no
+ * instance count (0 is accepted: the canonical JSON writes it) and no limit
+ * constraint (one per node already). */
+static int check_system(struct sctx *c, const struct snode *root, struct job_spec *s)
+{
+	const struct snode *in = map_get(root, "instances");
+	if (in && s->instances != 0) {
+		spec__path_push(c, "instances", 9);
+		return spec__expect(c, in, in,
+				    "no instances for a system job (it runs one instance on every "
+				    "eligible node)");
+	}
+	s->instances = 0;
+	const struct snode *task = map_get(root, "task");
+	const struct snode *cons = task ? map_get(task, "constraints") : NULL;
+	for (size_t i = 0; i < s->task.nconstraints; i++) {
+		const struct constraint *k = &s->task.constraints[i];
+		if (k->kind != CONSTRAINT_LIMIT)
+			continue;
+		const struct snode *v = cons ? map_get(cons, k->attribute) : NULL;
+		spec__path_push(c, "task", 4);
+		spec__path_push(c, "constraints", 11);
+		spec__path_push(c, k->attribute, strlen(k->attribute));
+		return spec__expect(c, v, v,
+				    "a value constraint such as 'r1' (a system job runs one "
+				    "instance per node: no limit)");
+	}
+	return 0;
+}
+
 /* The top level: struct job_spec */
 static const struct field job_fields[] = {
     F_READ("job", job_key),
@@ -1324,5 +1354,7 @@ int spec__validate(struct sctx *c, const struct snode *root, struct job_spec *s)
 		return spec__expect(c, sched, sched, "no schedule for a %s job (use type: cron)",
 				    spec__job_type_names[s->type]);
 	}
+	if (s->type == JOB_SYSTEM && check_system(c, root, s) < 0)
+		return -1;
 	return check_publish(c, root, s);
 }

@@ -15,6 +15,7 @@
  *   max_task_failures times (cluster_jobs.c, job_task_ended).
  */
 #include "server/cluster-internal.h"
+#include "server/cluster_system.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -122,6 +123,7 @@ void job_free(struct job *j)
 	free(j->active);
 	free(j->ended);
 	free(j->instance_done);
+	system_slots_free(j->system);
 	update_free(j->update);
 	free(j->cron_message);
 	free(j);
@@ -675,6 +677,7 @@ uint64_t cluster_tick(struct cluster *c)
 	int64_t mono = time_mono_ms(), now = time_now_ms();
 	nodes_check_heartbeats(c, mono);
 	tasks_unthrottle(c, now);
+	systems_reconcile(c); /* before the drain: system tasks are not moved */
 	nodes_drain(c);
 	updates_advance(c);
 	crons_fire(c, now);

@@ -153,6 +153,7 @@ struct job {
 	int cron_runs;
 	char *cron_message; /* why the last cron run did not start (quota), or NULL */
 	struct quota_amount quota_counted; /* in its role's quota use (cluster_quota.c) */
+	struct system_slots *system;	   /* system jobs: instance -> node (cluster_system.h) */
 };
 
 struct node {
@@ -245,6 +246,8 @@ struct cluster {
 	uint64_t net_version;	    /* bumped when a node's subnet or address changes */
 	uint64_t nodes_down_total;  /* nodes judged DOWN since start */
 	uint64_t preempted_total;   /* tasks preempted since start */
+	uint64_t nodes_gen;	    /* bumped when a node's state or attributes change */
+	int64_t system_mono;	    /* system jobs' last full reconcile (cluster_system.c) */
 	/* Nodes and jobs sorted by name, for paged views; rebuilt when a node
 	 * or job came or went (its gen moved). */
 	struct name_index {

@@ -2,6 +2,7 @@
  * replaces a task that ended (the job's type and restart policy, Aurora's
  * flapping throttle). */
 #include "server/cluster-internal.h"
+#include "server/cluster_system.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -19,6 +20,9 @@ void job_task_ended(struct cluster *c, struct task *t, int64_t now)
 	const struct job_spec *cur = cjv ? cjv->spec : NULL;
 	if (j->killed || t->no_replace || !cur || t->instance >= cur->instances)
 		return;
+	/* A system job's instance is not moved: it goes with its node. */
+	if (cur->type == JOB_SYSTEM && system_instance_vacate(c, j, t))
+		return;
 
 	char why[300];
 	const char *preempted = task_preempted_by(t);
@@ -29,7 +33,7 @@ void job_task_ended(struct cluster *c, struct task *t, int64_t now)
 		task_create(c, j, t->instance, t, why, 0);
 		return;
 	}
-	if (cur->type != JOB_SERVICE && t->state == TASK_FINISHED) {
+	if (cur->type != JOB_SERVICE && cur->type != JOB_SYSTEM && t->state == TASK_FINISHED) {
 		/* Ran to completion, even if a drain or restart was stopping it. */
 		j->instance_done[t->instance] = true;
 		persist_job(c, j);
@@ -157,6 +161,11 @@ uint64_t cluster_job_submit_instances(struct cluster *c, struct job_spec *spec, 
 		return cluster_touched(c);
 	}
 	struct job_version *cur = job_version_get(j, j->version);
+	if (system_check_resubmit(j, cur->spec, spec, err) < 0) {
+		json_decref(json);
+		spec_free(spec);
+		return 0;
+	}
 	if (json_equal(cur->json, json)) {
 		json_decref(json);
 		spec_free(spec);
@@ -197,6 +206,7 @@ uint64_t cluster_job_submit_instances(struct cluster *c, struct job_spec *spec, 
 		if (spec->type == JOB_CRON)
 			cron_parse(spec->schedule, &cur->cron, NULL);
 	}
+	system_sync_instances(j); /* a system job keeps its instances */
 	res->version = j->version;
 	j->updated_ms = time_now_ms();
 	/* Scale down: stop instances beyond the new count. */
@@ -372,6 +382,8 @@ json_t *cluster_job_plan(struct cluster *c, struct job_spec *spec, struct berr *
 		json_array_append_new(diff, json_pack("{s:s,s:n,s:O}", "field", "job", "old", "new",
 						      json_object_get(newj, "job")));
 	}
+	if (spec->type == JOB_SYSTEM)
+		spec->instances = system_plan_instances(c, cur ? j : NULL, spec);
 	size_t nn;
 	struct node **nodes;
 	struct placement_node *pn;

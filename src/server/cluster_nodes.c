@@ -108,6 +108,7 @@ static bool node_mark_up(struct cluster *c, struct node *n)
 	liveness_heard(c->live, n->live, mono);
 	if (n->state != NODE_DOWN)
 		return false;
+	c->nodes_gen++;
 	n->state = n->drain_requested ? NODE_DRAINING : NODE_ACTIVE;
 	if (n->down_mono)
 		node_flapped(c, n, mono);
@@ -447,6 +448,7 @@ uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply,
 		return 0;
 	node_set_attrs(n, attrs);
 	node_set_resources(n, res);
+	c->nodes_gen++;
 	const char *addr = json_string_value(json_object_get(body, "addr"));
 	if (!n->addr || !addr || strcmp(n->addr, addr))
 		endpoints_touch(c); /* its tasks' address */
@@ -606,6 +608,7 @@ uint64_t cluster_node_drain(struct cluster *c, const char *name, bool drain, str
 		return 0;
 	}
 	n->drain_requested = drain;
+	c->nodes_gen++;
 	if (n->state != NODE_DOWN)
 		n->state = drain ? NODE_DRAINING : NODE_ACTIVE;
 	persist_node(c, n);
@@ -619,6 +622,7 @@ uint64_t cluster_node_drain(struct cluster *c, const char *name, bool drain, str
 static void node_down(struct cluster *c, struct node *n, int64_t silence, int64_t mono)
 {
 	n->state = NODE_DOWN;
+	c->nodes_gen++;
 	n->down_mono = mono;
 	n->held_until_mono = 0;
 	__atomic_fetch_add(&c->nodes_down_total, 1, __ATOMIC_RELAXED);

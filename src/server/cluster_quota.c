@@ -5,6 +5,7 @@
  * every task transition, on the leader or on a follower. A role without a
  * quota costs its submissions nothing. */
 #include "server/cluster_quota.h"
+#include "server/cluster_system.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,7 +171,12 @@ static void use_change(struct cluster *c, const struct job *j, const struct job_
 	else
 		memset(&mine, 0, sizeof mine);
 	quota_amount_add(before, &mine);
-	quota_amount_of(spec, counted_instances(j, spec), &next);
+	/* A system job's new spec says no instances: it gets one per
+	 * eligible node (its slots, and one more per node without one). */
+	int64_t n = spec->type == JOB_SYSTEM && !(j && j->killed)
+			? system_plan_instances(c, (struct job *)j, spec)
+			: counted_instances(j, spec);
+	quota_amount_of(spec, n, &next);
 	quota_amount_add(after, &next);
 }
 

@@ -12,6 +12,7 @@
  * arithmetic in, and a record that does not parse is dropped with a log line.
  */
 #include "server/cluster-internal.h"
+#include "server/cluster_system.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -139,6 +140,9 @@ void persist_job(struct cluster *c, struct job *j)
 		      "killed", j->killed, "created_ms", (json_int_t)j->created_ms, "updated_ms",
 		      (json_int_t)j->updated_ms, "versions", versions, "instance_done", done,
 		      "cron_last_ms", (json_int_t)j->cron_last_ms, "cron_runs", j->cron_runs);
+	json_t *system = system_record_json(j);
+	if (system)
+		json_object_set_new(r, "system", system);
 	if (j->cron_message)
 		json_object_set_new(r, "cron_message", json_string(j->cron_message));
 	put_json(c, key, r);
@@ -295,6 +299,7 @@ static int apply_job(struct cluster *c, const char *key, const char *value, size
 	job_ensure_instances(j, ndone < SPEC_MAX_INSTANCES ? ndone : SPEC_MAX_INSTANCES);
 	for (i = 0; i < j->ninstance_done; i++)
 		j->instance_done[i] = json_is_true(json_array_get(done, i));
+	system_record_apply(j, json_object_get(r, "system"));
 	json_decref(r);
 	c->derived_stale = true;
 	return APPLIED;

@@ -3,6 +3,7 @@
  * tier first, then higher priority, then the oldest job); a class that fits
  * nowhere may preempt (cluster_preempt.c). And throttles expired. */
 #include "server/cluster-internal.h"
+#include "server/cluster_system.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,8 +171,9 @@ void schedule_pending(struct cluster *c)
 	c->sched_needed = false;
 	size_t np = 0;
 	struct ranked *rk = xcalloc(c->nwaiting + 1, sizeof *rk);
-	for (struct task *t = c->waiting; t; t = t->wnext) {
-		if (t->state != TASK_PENDING)
+	for (struct task *t = c->waiting, *next; t; t = next) {
+		next = t->wnext; /* a system task placed here leaves the list */
+		if (t->state != TASK_PENDING || system_task_place(c, t))
 			continue;
 		const struct job_spec *s = task_spec_of(t);
 		rk[np++] = (struct ranked){t, s ? (int)s->tier : TIER_PREEMPTIBLE,

@@ -2,6 +2,7 @@
  * JSON trees, and the large node and job lists as a snapshot taken under
  * the lock and written as text after it. */
 #include "server/cluster-internal.h"
+#include "server/cluster_system.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -47,6 +48,13 @@ static json_t *task_view(const struct task *t, bool history)
 	return o;
 }
 
+/* A system job shows the nodes it runs on (its slots hold every node it
+ * ever ran on). */
+static int job_instances_shown(const struct job *j, const struct job_spec *s)
+{
+	return s->type == JOB_SYSTEM ? system_instances_wanted(j) : s->instances;
+}
+
 static const char *job_outcome(const struct job *j)
 {
 	const struct job_version *jv = NULL;
@@ -55,7 +63,7 @@ static const char *job_outcome(const struct job *j)
 			jv = &j->versions[i];
 	if (j->killed)
 		return "killing";
-	if (!jv || jv->spec->type == JOB_SERVICE)
+	if (!jv || jv->spec->type == JOB_SERVICE || jv->spec->type == JOB_SYSTEM)
 		return "running";
 	if (jv->spec->type == JOB_CRON && !job_has_active(j))
 		return "scheduled";
@@ -95,10 +103,11 @@ json_t *cluster_job_status_json(const struct cluster *c, const char *key, bool a
 			json_array_append_new(tasks, task_view(j->ended[i], true));
 	struct job_version *jv = job_version_get(j, j->version);
 	json_t *o = json_pack("{s:s,s:i,s:i,s:s,s:s,s:O,s:o}", "job", j->key, "version", j->version,
-			      "instances", jv ? jv->spec->instances : 0, "type",
-			      jv && jv->spec->type == JOB_BATCH	 ? "batch"
-			      : jv && jv->spec->type == JOB_CRON ? "cron"
-								 : "service",
+			      "instances", jv ? job_instances_shown(j, jv->spec) : 0, "type",
+			      jv && jv->spec->type == JOB_BATCH	   ? "batch"
+			      : jv && jv->spec->type == JOB_CRON   ? "cron"
+			      : jv && jv->spec->type == JOB_SYSTEM ? "system"
+								   : "service",
 			      "status", job_outcome(j), "spec", jv ? jv->json : json_null(),
 			      "tasks", tasks);
 	if (j->cron_message)
@@ -289,7 +298,7 @@ struct view_rows *cluster_job_rows(struct cluster *c, const struct view_filter *
 		struct job_row *w = rows_push(r, sizeof *w);
 		struct job_version *jv = job_version_get(j, j->version);
 		w->key = arena_add(&r->arena, j->key);
-		w->instances = jv ? jv->spec->instances : 0;
+		w->instances = jv ? job_instances_shown(j, jv->spec) : 0;
 		w->version = j->version;
 		w->status = job_outcome(j); /* a static string */
 		for (size_t i = 0; i < j->nactive; i++)

@@ -560,7 +560,7 @@ TEST(error_missing_fields)
 TEST(error_enums)
 {
 	CHECK_STR(yaml_err("job: a/prod/b\ntype: daemon\ntask: {command: x}\n"),
-		  "web.yaml:2:7: type: expected service, batch or cron, found 'daemon'");
+		  "web.yaml:2:7: type: expected service, batch, cron or system, found 'daemon'");
 	CHECK_STR(
 	    yaml_err("job: a/prod/b\ncron_collision: both\ntask: {command: x}\n"),
 	    "web.yaml:2:17: cron_collision: expected kill_existing or cancel_new, found 'both'");
