@@ -133,6 +133,10 @@ uint64_t cluster_job_submit_instances(struct cluster *c, struct job_spec *spec, 
 		job_add_version(j, 1, spec, json);
 		res->created = res->changed = true;
 		res->version = 1;
+		char msg[160];
+		snprintf(msg, sizeof msg, "job submitted: version 1, %d instance%s",
+			 spec->instances, spec->instances == 1 ? "" : "s");
+		note_job(c, j->key, "SUBMITTED", msg);
 		if (spec->type == JOB_CRON)
 			j->cron_last_ms = time_now_ms(); /* runs start at the next slot */
 		else
@@ -184,6 +188,11 @@ uint64_t cluster_job_submit_instances(struct cluster *c, struct job_spec *spec, 
 	}
 	res->version = j->version;
 	j->updated_ms = time_now_ms();
+	char msg[200];
+	snprintf(msg, sizeof msg, "job updated: version %d, %d instance%s%s", j->version,
+		 spec->instances, spec->instances == 1 ? "" : "s",
+		 task_changed ? " (new task config: a rolling update)" : "");
+	note_job(c, j->key, "UPDATED", msg);
 	/* Scale down: stop instances beyond the new count. */
 	for (size_t i = (size_t)spec->instances; i < j->nactive; i++) {
 		struct task *t = j->active[i];
@@ -223,6 +232,7 @@ uint64_t cluster_job_kill(struct cluster *c, const char *key, struct berr *err)
 		return 0;
 	}
 	j->killed = true;
+	note_job(c, j->key, "KILLED", "killed by user (job kill)");
 	endpoints_touch_job(c, j->key); /* its name goes now */
 	update_stop_for_kill(c, j);
 	for (size_t i = 0; i < j->nactive; i++) {
@@ -248,6 +258,7 @@ uint64_t cluster_job_restart(struct cluster *c, const char *key, struct berr *er
 		return 0;
 	}
 	struct job_version *jv = job_version_get(j, j->version);
+	note_job(c, j->key, "RESTARTED", "restarted by user");
 	for (size_t i = 0; i < j->nactive; i++) {
 		struct task *t = j->active[i];
 		if (!t) {

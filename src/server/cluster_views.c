@@ -47,7 +47,7 @@ static json_t *task_view(const struct task *t, bool history)
 	return o;
 }
 
-static const char *job_outcome(const struct job *j)
+const char *job_outcome(const struct job *j)
 {
 	const struct job_version *jv = NULL;
 	for (size_t i = 0; i < j->nversions; i++)
