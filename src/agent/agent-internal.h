@@ -104,7 +104,7 @@ struct agent_task {
 	uint64_t drain_delay_ms;
 	int64_t drain_until_mono;
 	char health_msg[256];
-	uint32_t address; /* network: bridge: its address (node_net.h), else 0 */
+	uint32_t address;	   /* network: bridge: its address (node_net.h), else 0 */
 	int64_t launch_begin_mono; /* a launcher took it; 0 once RUNNING (metrics) */
 };
 

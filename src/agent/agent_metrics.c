@@ -152,7 +152,8 @@ static void write_tasks(struct agent *a, struct sbuf *sb)
 	enum cgroup_version ver = cgroup_detect();
 	for (size_t i = 0; i < n; i++) {
 		struct cgroup *cg = NULL;
-		if (ver == CGROUP_NONE || cgroup_open(ver, NULL, a->o.cgroup_parent, rows[i].id, &cg) < 0)
+		if (ver == CGROUP_NONE ||
+		    cgroup_open(ver, NULL, a->o.cgroup_parent, rows[i].id, &cg) < 0)
 			continue;
 		struct sbuf l;
 		sbuf_init(&l);
@@ -211,8 +212,7 @@ static void write_launches(struct agent *a, struct sbuf *sb)
 	metrics_hist_write(sb, "berth_agent_launch_seconds", NULL, &m->launch_seconds);
 }
 
-static enum MHD_Result answer(struct MHD_Connection *conn, int status, const char *type,
-			      char *body)
+static enum MHD_Result answer(struct MHD_Connection *conn, int status, const char *type, char *body)
 {
 	struct MHD_Response *r =
 	    MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
@@ -230,10 +230,11 @@ int agent_metrics_answer(struct agent *a, struct MHD_Connection *conn, const cha
 				      "\"status\":405}\n"));
 	if (a->id.tls &&
 	    !ticket_ok(a, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization")))
-		return answer(conn, 401, "application/json",
-			      xstrdup("{\"error\":\"an agent's /metrics needs a metrics ticket as "
-				      "its bearer token (GET /v1/admin/metrics-ticket on the "
-				      "server, or berth admin metrics-ticket)\",\"status\":401}\n"));
+		return answer(
+		    conn, 401, "application/json",
+		    xstrdup("{\"error\":\"an agent's /metrics needs a metrics ticket as "
+			    "its bearer token (GET /v1/admin/metrics-ticket on the "
+			    "server, or berth admin metrics-ticket)\",\"status\":401}\n"));
 	struct sbuf sb;
 	sbuf_init(&sb);
 	metrics_family(&sb, "berth_agent_info", "gauge", "This agent: its node's name.");

@@ -24,10 +24,10 @@ static const char *const usage_text =
 /* The SSE parser's state: the frame being read. */
 struct reader {
 	struct sbuf line;
-	char *data;	 /* the frame's data line */
+	char *data;	  /* the frame's data line */
 	char last_id[32]; /* the last event's index */
 	bool json;
-	bool cut;	 /* the server cut the stream off (a slow reader) */
+	bool cut; /* the server cut the stream off (a slow reader) */
 	unsigned long printed;
 };
 
@@ -54,8 +54,8 @@ static void print_event(struct reader *r, const char *data)
 		snprintf(what, sizeof what, "%s/%lld", job, (long long)json_integer_value(inst));
 	else
 		snprintf(what, sizeof what, "%s", job ? job : node ? node : "-");
-	printf("%-24s %-7s %-32s %-12s %s\n", when, type ? type : "?", what,
-	       state ? state : "-", msg ? msg : "");
+	printf("%-24s %-7s %-32s %-12s %s\n", when, type ? type : "?", what, state ? state : "-",
+	       msg ? msg : "");
 	fflush(stdout);
 	json_decref(e);
 	r->printed++;

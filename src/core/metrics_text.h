@@ -28,8 +28,7 @@
 void metrics_family(struct sbuf *sb, const char *name, const char *type, const char *help);
 /* One sample: name{k1="v1",...} value. The labels are pairs of strings
  * ending with NULL; a NULL value skips its pair. */
-void metrics_sample(struct sbuf *sb, const char *name, double value, ...)
-    __attribute__((sentinel));
+void metrics_sample(struct sbuf *sb, const char *name, double value, ...) __attribute__((sentinel));
 /* The same with the labels already rendered (`k="v",...` or ""). */
 void metrics_sample_raw(struct sbuf *sb, const char *name, const char *labels, double value);
 /* Append `k="v"` (escaped) to a rendered label list, with a comma when

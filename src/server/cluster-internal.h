@@ -167,8 +167,8 @@ void cluster_notes_release(struct cluster *c);
 void note_task_created(struct cluster *c, const struct task *t);
 void note_task_gone(struct cluster *c, const struct task *t);
 /* Task t went from `from` (entered at from_ms) to its state now. */
-void note_task_state(struct cluster *c, const struct task *t, enum task_state from,
-		     int64_t from_ms, const char *msg);
+void note_task_state(struct cluster *c, const struct task *t, enum task_state from, int64_t from_ms,
+		     const char *msg);
 /* Count the tasks by state afresh (after a load). */
 void note_tasks_recount(struct cluster *c);
 /* The waiting tasks by reason class (after a scheduling pass). */

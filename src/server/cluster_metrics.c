@@ -40,8 +40,7 @@ static void write_tasks(struct cluster *c, struct sbuf *sb)
 			       pending_reason_name((enum pending_reason)r), NULL);
 }
 
-static const char *const job_statuses[] = {"running", "killing", "scheduled", "finished",
-					   "failed"};
+static const char *const job_statuses[] = {"running", "killing", "scheduled", "finished", "failed"};
 
 static void write_jobs(struct cluster *c, struct sbuf *sb)
 {
@@ -81,8 +80,8 @@ static void write_nodes(struct cluster *c, struct sbuf *sb)
 	it = 0;
 	while (hmap_next(&c->nodes, &it, NULL, &v)) {
 		struct node *n = v;
-		int64_t lag = n->live ? liveness_silence(c->live, n->live, mono)
-				      : mono - n->last_seen_mono;
+		int64_t lag =
+		    n->live ? liveness_silence(c->live, n->live, mono) : mono - n->last_seen_mono;
 		metrics_sample(sb, "berth_node_heartbeat_lag_seconds",
 			       (double)(lag > 0 ? lag : 0) / 1000.0, "node", n->name, NULL);
 	}

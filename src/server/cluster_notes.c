@@ -28,12 +28,18 @@ enum pending_reason pending_reason_of(const char *why)
 		const char *word;
 		enum pending_reason r;
 	} words[] = {
-	    {"no nodes", PENDING_NO_NODES}, {"schedulable", PENDING_NO_NODES},
-	    {"drain", PENDING_NO_NODES},    {"cpu", PENDING_CPU},
-	    {"memory", PENDING_MEMORY},	    {"disk", PENDING_DISK},
-	    {"port", PENDING_PORTS},	    {"address", PENDING_ADDRESSES},
-	    {"constraint", PENDING_CONSTRAINT}, {"limit", PENDING_CONSTRAINT},
-	    {"attribute", PENDING_CONSTRAINT},	{"throttle", PENDING_THROTTLED},
+	    {"no nodes", PENDING_NO_NODES},
+	    {"schedulable", PENDING_NO_NODES},
+	    {"drain", PENDING_NO_NODES},
+	    {"cpu", PENDING_CPU},
+	    {"memory", PENDING_MEMORY},
+	    {"disk", PENDING_DISK},
+	    {"port", PENDING_PORTS},
+	    {"address", PENDING_ADDRESSES},
+	    {"constraint", PENDING_CONSTRAINT},
+	    {"limit", PENDING_CONSTRAINT},
+	    {"attribute", PENDING_CONSTRAINT},
+	    {"throttle", PENDING_THROTTLED},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(words); i++)
 		if (strstr(part, words[i].word))
@@ -73,8 +79,8 @@ void note_task_gone(struct cluster *c, const struct task *t)
 	count_task(c, t->state, -1);
 }
 
-void note_task_state(struct cluster *c, const struct task *t, enum task_state from,
-		     int64_t from_ms, const char *msg)
+void note_task_state(struct cluster *c, const struct task *t, enum task_state from, int64_t from_ms,
+		     const char *msg)
 {
 	enum task_state to = t->state;
 	count_task(c, from, -1);

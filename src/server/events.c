@@ -6,8 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const type_names[EVENT_TYPE_COUNT] = {"task", "job", "node", "update",
-							 "leader"};
+static const char *const type_names[EVENT_TYPE_COUNT] = {"task", "job", "node", "update", "leader"};
 
 const char *event_type_name(enum event_type t)
 {
@@ -29,10 +28,11 @@ int event_types_parse(const char *list, unsigned *mask, struct berr *err)
 				if (strlen(type_names[t]) == n && !strncmp(type_names[t], p, n))
 					found = t;
 			if (found < 0)
-				return berr_set(err, 400,
-						"unknown event type '%.*s' (types: task, job, node, "
-						"update, leader)",
-						(int)(n > 40 ? 40 : n), p);
+				return berr_set(
+				    err, 400,
+				    "unknown event type '%.*s' (types: task, job, node, "
+				    "update, leader)",
+				    (int)(n > 40 ? 40 : n), p);
 			*mask |= 1u << found;
 		}
 		p += n;
@@ -54,8 +54,8 @@ struct event_log {
 	pthread_mutex_t lock;
 	struct event *ring;
 	size_t cap;
-	size_t count;	/* events kept (<= cap) */
-	uint64_t next;	/* index of the next event */
+	size_t count;  /* events kept (<= cap) */
+	uint64_t next; /* index of the next event */
 	struct event_sub *subs;
 	bool closed;
 };

@@ -28,8 +28,14 @@
 
 #include "core/util.h"
 
-enum event_type { EVENT_TASK = 0, EVENT_JOB, EVENT_NODE, EVENT_UPDATE, EVENT_LEADER,
-		  EVENT_TYPE_COUNT };
+enum event_type {
+	EVENT_TASK = 0,
+	EVENT_JOB,
+	EVENT_NODE,
+	EVENT_UPDATE,
+	EVENT_LEADER,
+	EVENT_TYPE_COUNT
+};
 
 /* "task", "job", "node", "update", "leader". */
 const char *event_type_name(enum event_type t);

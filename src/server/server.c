@@ -188,7 +188,8 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 		pthread_mutex_lock(&s->c->lock);
 		r = cluster_load(s->c, err);
 		if (r == 0)
-			cluster_note_leader(s->c, "leader", "this server leads (one server, no HA)");
+			cluster_note_leader(s->c, "leader",
+					    "this server leads (one server, no HA)");
 		pthread_mutex_unlock(&s->c->lock);
 		if (r < 0)
 			goto fail;

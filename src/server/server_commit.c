@@ -174,8 +174,7 @@ void *server_commit_loop(void *arg)
 			int r = store_commit(s->store, b, &err);
 			pthread_mutex_unlock(&s->store_lock);
 			store_batch_free(b);
-			metrics_hist_observe(&s->commit_seconds,
-					     mono_seconds() - t0);
+			metrics_hist_observe(&s->commit_seconds, mono_seconds() - t0);
 			metrics_hist_observe(&s->commit_records, (double)records);
 			if (r < 0) {
 				/* Memory is ahead of the disk: the only safe move is to stop

@@ -74,15 +74,17 @@ static enum fill stream_fill(struct event_stream *st, int64_t mono)
 			char msg[300];
 			if (st->first) {
 				snprintf(msg, sizeof msg,
-					 "%llu events before this one are no longer kept (the "
-					 "server keeps the last %d)",
-					 (unsigned long long)missed, EVENTS_DEFAULT_CAPACITY);
+					 "events %llu to %llu are not kept (the server keeps "
+					 "the last %d events since it started)",
+					 (unsigned long long)(st->cursor - missed + 1),
+					 (unsigned long long)st->cursor, EVENTS_DEFAULT_CAPACITY);
 				events_frame_notice(&st->out, st->cursor, "missed", msg);
 			} else {
 				snprintf(msg, sizeof msg,
 					 "cut off: this reader fell %llu events behind; reconnect "
 					 "with index=%llu (or Last-Event-ID) to go on",
-					 (unsigned long long)missed, (unsigned long long)st->cursor);
+					 (unsigned long long)missed,
+					 (unsigned long long)st->cursor);
 				events_frame_notice(&st->out, st->cursor, "cut", msg);
 				st->ending = true;
 			}

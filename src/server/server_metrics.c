@@ -52,12 +52,11 @@ static void write_server(struct server *s, struct sbuf *sb)
 	free(leader);
 	metrics_family(sb, "berth_server_leader", "gauge",
 		       "1 when this server leads the cluster, 0 when it follows.");
-	metrics_sample(sb, "berth_server_leader", s->leading ? 1 : 0, "server", s->self_url,
-		       NULL);
+	metrics_sample(sb, "berth_server_leader", s->leading ? 1 : 0, "server", s->self_url, NULL);
 	metrics_family(sb, "berth_leader_changes_total", "counter",
 		       "Changes of leader this server saw since it started.");
-	metrics_sample(sb, "berth_leader_changes_total",
-		       (double)atomic_load(&s->leader_changes), NULL);
+	metrics_sample(sb, "berth_leader_changes_total", (double)atomic_load(&s->leader_changes),
+		       NULL);
 	metrics_family(sb, "berth_store_commit_seconds", "histogram",
 		       "Time of each durable commit of a batch of changes.");
 	metrics_hist_write(sb, "berth_store_commit_seconds", NULL, &s->commit_seconds);
