@@ -220,3 +220,33 @@ PY
 	[ $((SECONDS - start)) -le 5 ]
 	grep -q "signal 15: stopping" "$DATA.log"
 }
+
+@test "node drains and rolling updates are events too" {
+	"$BERTH_BIN" node drain vm
+	"$BERTH_BIN" node activate vm
+	wait_for 10 '"$BERTH_BIN" events --type node | grep -q "activated by the operator"'
+	run "$BERTH_BIN" events --type node
+	echo "$output"
+	[ "$(echo "$output" | awk '{print $4}' | tr '\n' ' ')" = "ACTIVE DRAINING DRAINED ACTIVE " ]
+	for v in 1 2; do
+		"$BERTH_BIN" job run "$(spec <<SPEC
+job: ops/devel/up
+instances: 2
+task:
+  command: ["/bin/sh", "-c", "exec sleep 30$v"]
+  resources: {cpu: 0.01, memory: 16MiB}
+update: {batch_size: 1, watch: 1s}
+SPEC
+)"
+	done
+	run "$BERTH_BIN" events --json --type update --job ops/devel/up
+	echo "$output"
+	echo "$output" | python3 -c '
+import json, sys
+evs = [json.loads(l) for l in sys.stdin if l.strip()]
+whole = [e["state"] for e in evs if "instance" not in e]
+assert whole == ["ROLLING_FORWARD", "ROLLED_FORWARD"], whole
+for i in (0, 1):
+    assert [e["state"] for e in evs if e.get("instance") == i] == ["UPDATING", "WATCHING", "DONE"], evs
+'
+}
