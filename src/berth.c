@@ -27,6 +27,8 @@ static const struct command commands[] = {
     {"secret", cmd_secret, "create, list and remove secrets (values are never shown)"},
     {"quota", cmd_quota, "set, list and remove roles' quotas of production work"},
     {"cron", cmd_cron, "list cron jobs and start one now"},
+    {"events", cmd_events,
+     "print the cluster's events (tasks, jobs, nodes, updates), or follow them"},
     {"update", cmd_update, "follow, pause, resume, abort and roll back job updates"},
     {"supervise", cmd_supervise, NULL}, /* internal: the per-task supervisor */
     {"task-exec", cmd_task_exec, NULL}, /* internal: a command inside a task */

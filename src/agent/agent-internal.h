@@ -104,7 +104,8 @@ struct agent_task {
 	uint64_t drain_delay_ms;
 	int64_t drain_until_mono;
 	char health_msg[256];
-	uint32_t address; /* network: bridge: its address (node_net.h), else 0 */
+	uint32_t address;	   /* network: bridge: its address (node_net.h), else 0 */
+	int64_t launch_begin_mono; /* a launcher took it; 0 once RUNNING (metrics) */
 };
 
 /* The node's identity with a TLS cluster (agent_identity.c). Written by the
@@ -173,7 +174,19 @@ struct agent {
 	 * tasks, whose 127.0.0.153 is their own loopback: started with the
 	 * first of them (under `lock`). */
 	struct dns_server *dns_bridge;
+	struct agent_metrics *metrics; /* /metrics' counters (agent_metrics.c), own lock */
 };
+
+/* agent_metrics.c: GET /metrics on the agent's listener */
+struct MHD_Connection;
+struct agent_metrics *agent_metrics_new(void);
+void agent_metrics_free(struct agent_metrics *m);
+/* A launch ended: its supervisor started (ok) or not. */
+void agent_metrics_launched(struct agent_metrics *m, const char *job, int instance, bool ok);
+/* A launched task is RUNNING, launch_ms after a launcher took it. */
+void agent_metrics_running(struct agent_metrics *m, int64_t launch_ms);
+/* Answer a scrape (returns what libmicrohttpd's handler returns). */
+int agent_metrics_answer(struct agent *a, struct MHD_Connection *conn, const char *method);
 
 /* agent_dns.c: the name server and the tasks' resolv.conf */
 int agent_dns_start(struct agent *a, struct berr *err);

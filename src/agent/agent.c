@@ -84,6 +84,7 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 	a->logs_fd = -1;
 	a->wake_pipe[0] = a->wake_pipe[1] = -1;
 	pthread_mutex_init(&a->logs_lock, NULL);
+	a->metrics = agent_metrics_new();
 	char host[256] = "localhost";
 	gethostname(host, sizeof host - 1);
 	a->name = xstrdup(o->name && *o->name ? o->name : host);
@@ -93,6 +94,7 @@ struct agent *agent_start(const struct agent_options *o, struct berr *err)
 		free(a->name);
 		free(a->tasks_dir);
 		node_net_free(a->net);
+		agent_metrics_free(a->metrics);
 		free(a);
 		return NULL;
 	}
@@ -264,6 +266,7 @@ void agent_stop(struct agent *a)
 	pthread_cond_destroy(&a->changed);
 	pthread_cond_destroy(&a->launch_cond);
 	pthread_mutex_destroy(&a->logs_lock);
+	agent_metrics_free(a->metrics);
 	agent_identity_free(a);
 	dns_server_stop(a->dns);
 	dns_server_stop(a->dns_bridge);

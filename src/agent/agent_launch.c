@@ -431,6 +431,7 @@ void *agent_launcher_main(void *arg)
 		t->starting = true;
 		a->nstarting++;
 		t->launched_mono = time_mono_ms();
+		t->launch_begin_mono = t->launched_mono;
 		char *sandbox = xstrdup(t->sandbox);
 		struct agent_drivers drivers = a->drivers;
 		pthread_mutex_unlock(&a->lock);
@@ -461,6 +462,7 @@ void *agent_launcher_main(void *arg)
 		if (t) {
 			t->queued = false;
 			t->launched_mono = time_mono_ms();
+			agent_metrics_launched(a->metrics, p.job, p.instance, r == 0);
 			if (r < 0) {
 				agent_launch_slot_free(a, t);
 				log_warn("task %s: %s", t->id, err.msg);

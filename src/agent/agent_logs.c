@@ -51,6 +51,8 @@ static enum MHD_Result logs_request(void *cls, struct MHD_Connection *conn, cons
 	char *body = NULL;
 	size_t len = 0;
 	long long next = 0;
+	if (!strcmp(url, "/metrics"))
+		return (enum MHD_Result)agent_metrics_answer(a, conn, method);
 	const char *id = !strncmp(url, "/v1/logs/", 9) ? url + 9 : NULL;
 	const char *stream = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "stream");
 	const char *off = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "offset");

@@ -39,6 +39,10 @@ void agent_task_set(struct agent *a, struct agent_task *t, enum task_state s, co
 	if (t->state == s && !strcmp(t->message, msg ? msg : t->message))
 		return;
 	t->state = s;
+	if (s == TASK_RUNNING && t->launch_begin_mono) {
+		agent_metrics_running(a->metrics, time_mono_ms() - t->launch_begin_mono);
+		t->launch_begin_mono = 0;
+	}
 	if (task_state_terminal(s))
 		agent_launch_slot_free(a, t);
 	if (msg)

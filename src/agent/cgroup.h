@@ -101,6 +101,11 @@ int cgroup_kill(struct cgroup *cg);
 int cgroup_oom_kills(struct cgroup *cg, uint64_t *count);
 /* Current memory usage in bytes (page cache included). */
 int cgroup_memory_usage(struct cgroup *cg, uint64_t *bytes);
+/* CPU time used by the cgroup's processes so far, in nanoseconds (v2:
+ * cpu.stat usage_usec; v1: cpuacct.usage). -ENOENT without the controller. */
+int cgroup_cpu_usage_ns(struct cgroup *cg, uint64_t *ns);
+/* Processes (and threads) in the cgroup now (pids.current). */
+int cgroup_pids_current(struct cgroup *cg, uint64_t *n);
 /* Remove the cgroup's directories (it must be empty: cgroup_kill first).
  * Retries while the last exiting processes leave it. Missing = 0. */
 int cgroup_remove(struct cgroup *cg);

@@ -12,7 +12,7 @@
 #include "cmd/commands.h"
 #include "store/store.h"
 
-enum { A_ADDR, A_DATA, A_STORE, A_JSON, A_HELP, A_COUNT };
+enum { A_ADDR, A_DATA, A_STORE, A_JSON, A_DAYS, A_HELP, A_COUNT };
 
 static int backup(struct cli_opt *o, const char *file)
 {
@@ -205,6 +205,27 @@ static int servers(struct cli_opt *o)
 	return leaders == 1 ? 0 : 1;
 }
 
+/* The bearer token for agents' /metrics (docs/operations.md "Metrics"). */
+static int metrics_ticket(struct cli_opt *o)
+{
+	struct http_client *hc = cli_client(o[A_ADDR].value);
+	char *path = xasprintf("/v1/admin/metrics-ticket%s%s", o[A_DAYS].set ? "?days=" : "",
+			       o[A_DAYS].set ? o[A_DAYS].value : "");
+	json_t *r = NULL;
+	struct berr err = {0};
+	int rc = 0;
+	if (o[A_DAYS].set && strspn(o[A_DAYS].value, "0123456789") != strlen(o[A_DAYS].value))
+		rc = cli_fail("--days '%s': a whole number of days", o[A_DAYS].value);
+	else if (http_json(hc, "GET", path, NULL, 10000, &r, &err) < 0)
+		rc = cli_fail("%s", err.msg);
+	else
+		printf("%s\n", json_string_value(json_object_get(r, "ticket")));
+	json_decref(r);
+	free(path);
+	http_client_free(hc);
+	return rc;
+}
+
 int cmd_admin(int argc, char **argv)
 {
 	struct cli_opt o[A_COUNT] = {
@@ -215,22 +236,29 @@ int cmd_admin(int argc, char **argv)
 	    [A_STORE] = {"--store", NULL, true, false,
 			 "store to restore into: sqlite (default) or etcd://..."},
 	    [A_JSON] = {"--json", NULL, false, false, "print JSON (servers)"},
+	    [A_DAYS] = {"--days", NULL, true, false,
+			"how long a metrics ticket is good for (default 365)"},
 	    [A_HELP] = {"--help", "-h", false, false, "show this help"},
 	};
 	const char *usage =
 	    "berth admin backup FILE | restore FILE [--data-dir DIR | --store LOC]\n"
-	    "berth admin servers [--addr H1:P1,H2:P2,...] [--json]\n\n"
+	    "berth admin servers [--addr H1:P1,H2:P2,...] [--json]\n"
+	    "berth admin metrics-ticket [--days N]\n\n"
 	    "backup asks the running server for a consistent snapshot; restore loads\n"
 	    "one into an empty store while no server uses it. servers asks each\n"
 	    "server of the list (--addr or BERTH_ADDR) for its role and its leader;\n"
-	    "it exits 1 unless exactly one of them leads.";
+	    "it exits 1 unless exactly one of them leads. metrics-ticket prints the\n"
+	    "bearer token Prometheus shows to every agent's /metrics.";
 	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
 	int begun = cli_begin(argc, argv, usage, o, A_COUNT, &pos, &npos);
 	if (begun >= 0)
 		return begun;
 	int rc;
-	if (!strcmp(argv[0], "servers")) {
+	if (!strcmp(argv[0], "metrics-ticket")) {
+		rc = npos ? cli_fail("usage: berth admin metrics-ticket [--days N]")
+			  : metrics_ticket(o);
+	} else if (!strcmp(argv[0], "servers")) {
 		rc = npos ? cli_fail("usage: berth admin servers [--addr LIST] [--json]")
 			  : servers(o);
 	} else if (npos != 1) {

@@ -131,7 +131,7 @@ static void opts_init(struct cli_opt *o)
 	    [O_PORTS] = {"--port-range", NULL, true, false,
 			 "ports for tasks LO-HI (default 20000-32767)"},
 	    [O_LISTEN] = {"--listen", NULL, true, false,
-			  "agent logs listener HOST:PORT (default 0.0.0.0:0)"},
+			  "agent listener (logs, /metrics) HOST:PORT (default 0.0.0.0:0)"},
 	    [O_DOCKER] =
 		{"--docker-socket", NULL, true, false,
 		 "Docker Engine socket for the docker driver (default /var/run/docker.sock)"},

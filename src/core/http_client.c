@@ -21,6 +21,9 @@ struct http_client {
 	bool echo_clock;	   /* http_client_echo_server_clock */
 	char echo_time[40];	   /* the last reply's X-Berth-Time, "" before one */
 	int64_t echo_at;	   /* when it was read (our clock) */
+	http_sink_fn sink;	   /* http_stream: where a 2xx body goes */
+	void *sink_ud;
+	bool sink_stopped; /* the sink asked to stop */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -124,6 +127,27 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
 	return size * nmemb;
 }
 
+struct sink_ctx {
+	struct http_client *hc;
+	struct sbuf *sb;
+};
+
+/* http_stream: a 2xx body to the sink, any other (an error, a redirect)
+ * kept as usual. */
+static size_t on_stream_data(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	struct sink_ctx *x = ud;
+	long status = 0;
+	curl_easy_getinfo(x->hc->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status < 200 || status > 299)
+		return on_data(ptr, size, nmemb, x->sb);
+	if (!x->hc->sink(x->hc->sink_ud, ptr, size * nmemb)) {
+		x->hc->sink_stopped = true;
+		return 0;
+	}
+	return size * nmemb;
+}
+
 /* A redirect's target gets the token only if it is another server's API:
  * an agent's logs (a ticket in the URL is their credential) never see it. */
 static bool token_for(const char *url)
@@ -157,8 +181,14 @@ static CURLcode perform_once(struct http_client *hc, const char *method, const c
 	curl_easy_reset(c);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, sb);
+	struct sink_ctx sink = {hc, sb};
+	if (hc->sink) {
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_stream_data);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+	} else {
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, sb);
+	}
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
@@ -215,6 +245,8 @@ int http_request_url(struct http_client *hc, const char *method, const char *url
 		sb.len = 0;
 		CURLcode rc = perform_once(hc, method, where, body, timeout_ms,
 					   hops == 0 || token_for(where), &sb);
+		if (rc == CURLE_WRITE_ERROR && hc->sink_stopped)
+			rc = CURLE_OK; /* the sink had enough */
 		if (rc != CURLE_OK) {
 			sbuf_release(&sb);
 			int r;
@@ -337,4 +369,16 @@ int http_json(struct http_client *hc, const char *method, const char *path, json
 	else
 		json_decref(j);
 	return 0;
+}
+
+int http_stream(struct http_client *hc, const char *path, http_sink_fn fn, void *ud,
+		struct http_response *out, struct berr *err)
+{
+	hc->sink = fn;
+	hc->sink_ud = ud;
+	hc->sink_stopped = false;
+	int r = http_request(hc, "GET", path, NULL, 0, out, err);
+	hc->sink = NULL;
+	hc->sink_ud = NULL;
+	return r;
 }

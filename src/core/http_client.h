@@ -67,6 +67,15 @@ int http_request_url(struct http_client *hc, const char *method, const char *url
 		     long timeout_ms, struct http_response *out, struct berr *err);
 void http_response_release(struct http_response *r);
 
+/* A streamed answer (GET PATH, no timeout, the same failover and redirects
+ * as http_request): the body of a 2xx answer goes to fn piece by piece as
+ * it arrives (fn returns false to stop reading); another status's body is
+ * kept in out->body. Returns 0 when the answer ended (out->status says
+ * which), -1 with err when no server answered, or the stream broke. */
+typedef bool (*http_sink_fn)(void *ud, const char *data, size_t len);
+int http_stream(struct http_client *hc, const char *path, http_sink_fn fn, void *ud,
+		struct http_response *out, struct berr *err);
+
 /* JSON convenience: send `body` (may be NULL), parse the reply. On HTTP
  * status >= 400 returns -1 with err set to the server's "error" message and
  * err->code the status. *reply gets the parsed JSON (new ref) on success. */

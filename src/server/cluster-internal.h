@@ -188,6 +188,31 @@ void secret_record_delete(struct cluster *c, const char *key);
  * first one that does not exist. */
 int job_secrets_resolve(struct cluster *c, struct job_spec *spec, struct berr *err);
 
+/* A job's status as views show it: "running", "killing", "scheduled",
+ * "finished", "failed" (cluster_views.c; a static string). */
+const char *job_outcome(const struct job *j);
+
+/* ---- notes (cluster_notes.c): figures for /metrics, events ---- */
+
+void cluster_notes_init(struct cluster *c);
+void cluster_notes_release(struct cluster *c);
+/* A task was made (its state counted) or is gone for good. */
+void note_task_created(struct cluster *c, const struct task *t);
+void note_task_gone(struct cluster *c, const struct task *t);
+/* Task t went from `from` (entered at from_ms) to its state now. */
+void note_task_state(struct cluster *c, const struct task *t, enum task_state from, int64_t from_ms,
+		     const char *msg);
+/* Count the tasks by state afresh (after a load). */
+void note_tasks_recount(struct cluster *c);
+/* The waiting tasks by reason class (after a scheduling pass). */
+void note_pending_reasons(struct cluster *c);
+void note_job(struct cluster *c, const char *key, const char *state, const char *msg);
+/* Node n's state changed (or it registered). */
+void note_node(struct cluster *c, const struct node *n, const char *msg);
+/* An update's state (instance -1) or one instance's progress. */
+void note_update(struct cluster *c, const struct job *j, int instance, const char *state,
+		 const char *msg);
+
 /* ---- loading (cluster_replica.c) ---- */
 
 /* After a load or a promotion: the server leads from this state. */

@@ -86,6 +86,7 @@ struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg)
 	 * view of its peers across a server restart. */
 	c->net_version = (uint64_t)time_now_ms() * 1000;
 	c->endpoints_version = (uint64_t)time_now_ms() * 1000;
+	cluster_notes_init(c);
 	return c;
 }
 
@@ -166,6 +167,7 @@ void cluster_release_state(struct cluster *c)
 	while (hmap_next(&c->orphans, &it, NULL, &v))
 		free(v);
 	hmap_release(&c->tasks);
+	memset(c->stats.tasks, 0, sizeof c->stats.tasks);
 	hmap_release(&c->jobs);
 	hmap_release(&c->nodes);
 	hmap_release(&c->orphans);
@@ -190,6 +192,7 @@ void cluster_free(struct cluster *c)
 	liveness_free(c->live);
 	token_table_free(c->tokens);
 	endpoints_release(c);
+	cluster_notes_release(c);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->wake);
 	free(c);
@@ -228,6 +231,7 @@ static void task_forget_dirty(struct cluster *c, struct task *t)
 void task_destroy(struct cluster *c, struct task *t)
 {
 	record_delete_task(c, t);
+	note_task_gone(c, t);
 	hmap_del(&c->tasks, t->id);
 	task_forget_dirty(c, t);
 	task_free(t);
@@ -404,8 +408,11 @@ bool task_transition(struct cluster *c, struct task *t, enum task_state to, cons
 	if (endpoints_moved(t->state, to))
 		endpoints_touch_job(c, t->job->key);
 	waiting_update(c, t, to);
+	enum task_state from = t->state;
+	int64_t from_ms = t->nevents ? t->events[t->nevents - 1].time_ms : t->created_ms;
 	t->state = to;
 	task_add_event(t, to, msg, now);
+	note_task_state(c, t, from, from_ms, msg);
 	if (to == TASK_RUNNING && !t->running_since_ms)
 		t->running_since_ms = now;
 	if (task_state_terminal(to))
@@ -460,6 +467,7 @@ struct task *task_create(struct cluster *c, struct job *j, int instance,
 	}
 	task_add_event(t, TASK_INIT, why, t->created_ms);
 	hmap_put(&c->tasks, t->id, t);
+	note_task_created(c, t);
 	j->live++;
 	job_ensure_instances(j, (size_t)instance + 1);
 	j->active[instance] = t;
@@ -682,8 +690,10 @@ uint64_t cluster_tick(struct cluster *c)
 	updates_advance(c);
 	crons_fire(c, now);
 	ended_prune_by_age(c, now, mono);
-	if (c->sched_needed)
+	if (c->sched_needed) {
 		schedule_pending(c);
+		note_pending_reasons(c);
+	}
 	jobs_forget_killed(c);
 	if ((store_batch_count(c->pending) || c->ndirty) && c->applied_seq == before)
 		return cluster_touched(c);
@@ -705,6 +715,7 @@ void job_clear_versions(struct job *j)
 /* Forget job j and every task of it (a follower saw its record deleted). */
 void task_remove(struct cluster *c, struct task *t)
 {
+	note_task_gone(c, t);
 	hmap_del(&c->tasks, t->id);
 	task_forget_dirty(c, t);
 	task_free(t);
@@ -817,5 +828,6 @@ void cluster_derive(struct cluster *c)
 			qsort(j->ended, j->nended, sizeof *j->ended, cmp_task_ended);
 	}
 	quotas_recount(c);
+	note_tasks_recount(c);
 	c->derived_stale = false;
 }

@@ -31,6 +31,7 @@
 #include "core/spec.h"
 #include "core/util.h"
 #include "sched/quota.h"
+#include "server/cluster_stats.h"
 #include "server/liveness.h"
 #include "server/tokens.h"
 #include "store/store.h"
@@ -274,6 +275,10 @@ struct cluster {
 	uint64_t endpoints_log_from;
 	char *endpoints_delta_text;
 	uint64_t endpoints_delta_from, endpoints_delta_to;
+	/* What /metrics shows (cluster_stats.h) and the event log (events.h,
+	 * its own lock), fed by cluster_notes.c. */
+	struct cluster_stats stats;
+	struct event_log *events;
 };
 
 struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg);
@@ -437,6 +442,13 @@ struct task *cluster_find_task(const struct cluster *c, const char *ref);
  * at the returned seq (0: no such token to revoke). */
 uint64_t cluster_token_put(struct cluster *c, const struct token_rec *rec);
 uint64_t cluster_token_delete(struct cluster *c, const char *id);
+
+/* The cluster's figures in the Prometheus text format (cluster_metrics.c):
+ * jobs, tasks, placements, pending reasons, nodes, heartbeat lags, updates.
+ * Walks jobs and nodes, never every task. */
+void cluster_metrics_write(struct cluster *c, struct sbuf *sb);
+/* A leadership change, for the event log: state "leader" or "follower". */
+void cluster_note_leader(struct cluster *c, const char *state, const char *msg);
 
 /* Take the pending batch for committing (NULL when empty); *seq is the
  * applied_seq it covers. */

@@ -152,6 +152,10 @@ uint64_t cluster_job_submit_instances(struct cluster *c, struct job_spec *spec, 
 		job_add_version(j, 1, spec, json);
 		res->created = res->changed = true;
 		res->version = 1;
+		char msg[160];
+		snprintf(msg, sizeof msg, "job submitted: version 1, %d instance%s",
+			 spec->instances, spec->instances == 1 ? "" : "s");
+		note_job(c, j->key, "SUBMITTED", msg);
 		if (spec->type == JOB_CRON)
 			j->cron_last_ms = time_now_ms(); /* runs start at the next slot */
 		else
@@ -209,6 +213,11 @@ uint64_t cluster_job_submit_instances(struct cluster *c, struct job_spec *spec, 
 	system_sync_instances(j); /* a system job keeps its instances */
 	res->version = j->version;
 	j->updated_ms = time_now_ms();
+	char msg[200];
+	snprintf(msg, sizeof msg, "job updated: version %d, %d instance%s%s", j->version,
+		 spec->instances, spec->instances == 1 ? "" : "s",
+		 task_changed ? " (new task config: a rolling update)" : "");
+	note_job(c, j->key, "UPDATED", msg);
 	/* Scale down: stop instances beyond the new count. */
 	for (size_t i = (size_t)spec->instances; i < j->nactive; i++) {
 		struct task *t = j->active[i];
@@ -248,6 +257,7 @@ uint64_t cluster_job_kill(struct cluster *c, const char *key, struct berr *err)
 		return 0;
 	}
 	j->killed = true;
+	note_job(c, j->key, "KILLED", "killed by user (job kill)");
 	endpoints_touch_job(c, j->key); /* its name goes now */
 	update_stop_for_kill(c, j);
 	for (size_t i = 0; i < j->nactive; i++) {
@@ -304,12 +314,14 @@ uint64_t cluster_job_restart(struct cluster *c, const char *key, int instance, b
 				 spec ? spec->instances - 1 : 0);
 			return 0;
 		}
+		note_job(c, j->key, "RESTARTED", "instance restarted by user");
 		job_restart_instance(c, j, spec, (size_t)instance);
 		return cluster_touched(c);
 	}
 	/* Cron runs and batch jobs are not rolled: they do not stay up to be
 	 * watched. */
 	if (all_at_once || !spec || spec->type != JOB_SERVICE) {
+		note_job(c, j->key, "RESTARTED", "restarted by user (every task at once)");
 		update_end_restart(c, j, "superseded by a restart of every task at once");
 		for (size_t i = 0; i < j->nactive; i++)
 			job_restart_instance(c, j, spec, i);
@@ -323,6 +335,7 @@ uint64_t cluster_job_restart(struct cluster *c, const char *key, int instance, b
 			 update_state_name(j->update->state), key);
 		return 0;
 	}
+	note_job(c, j->key, "RESTARTED", "rolling restart by user");
 	update_begin_restart(c, j);
 	persist_job(c, j);
 	return cluster_touched(c);

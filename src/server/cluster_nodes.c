@@ -117,6 +117,7 @@ static bool node_mark_up(struct cluster *c, struct node *n)
 	n->down_mono = 0;
 	n->up_since_mono = mono;
 	c->sched_needed = true;
+	note_node(c, n, "agent heard: the node is up");
 	if (n->nheld) {
 		n->held_until_mono = mono + HELD_REPORT_MS;
 		node_prune_held(c, n);
@@ -244,9 +245,12 @@ static bool task_take_back(struct cluster *c, struct node *n, struct task *t, in
 	task_transition(c, r, TASK_KILLED, msg);
 	/* Outside the transition table on purpose: LOST was the server's
 	 * guess, and the agent's report proves it wrong. */
+	enum task_state was = t->state;
+	int64_t was_ms = t->nevents ? t->events[t->nevents - 1].time_ms : t->created_ms;
 	t->state = (enum task_state)st;
 	snprintf(msg, sizeof msg, "taken back: node %s came back and still runs it", n->name);
 	task_add_event(t, t->state, msg, time_now_ms());
+	note_task_state(c, t, was, was_ms, msg);
 	j->active[t->instance] = t;
 	j->live++;
 	task_charge_node(n, t);
@@ -609,8 +613,11 @@ uint64_t cluster_node_drain(struct cluster *c, const char *name, bool drain, str
 	}
 	n->drain_requested = drain;
 	c->nodes_gen++;
+	enum node_state was = n->state;
 	if (n->state != NODE_DOWN)
 		n->state = drain ? NODE_DRAINING : NODE_ACTIVE;
+	if (n->state != was)
+		note_node(c, n, drain ? "drained by the operator" : "activated by the operator");
 	persist_node(c, n);
 	c->sched_needed = true;
 	return cluster_touched(c);
@@ -630,6 +637,7 @@ static void node_down(struct cluster *c, struct node *n, int64_t silence, int64_
 	snprintf(msg, sizeof msg, "agent %s missed heartbeats for %.1fs", n->name,
 		 (double)silence / 1000.0);
 	log_warn("node %s is down: %s", n->name, msg);
+	note_node(c, n, msg);
 	struct task **lost = NULL;
 	size_t nlost = 0;
 	size_t jt = 0;
@@ -760,6 +768,7 @@ void nodes_drain(struct cluster *c)
 		if (n->tasks.count == 0) {
 			n->state = NODE_DRAINED;
 			log_info("node %s drained", n->name);
+			note_node(c, n, "drained: no task left on it");
 			continue;
 		}
 		struct task **move = NULL;

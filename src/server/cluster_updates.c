@@ -98,6 +98,7 @@ static void update_set_state(struct cluster *c, struct job *j, enum update_state
 		snprintf(u->message, sizeof u->message, "%s", msg);
 		utf8_clean(u->message); /* a cut may split a character */
 	}
+	note_update(c, j, -1, update_state_name(st), u->message);
 	if (!update_state_active(st)) {
 		u->finished_ms = time_now_ms();
 		update_stop_old_tasks(c, j);
@@ -354,6 +355,7 @@ static void update_advance(struct cluster *c, struct job *j, int64_t now)
 	for (size_t k = 0; k < u->n; k++) {
 		int i = u->instances[k];
 		struct task *t = (size_t)i < j->nactive ? j->active[i] : NULL;
+		enum update_instance_status was = u->status[k];
 		switch (u->status[k]) {
 		case UI_PENDING: {
 			/* A task not placed yet has nothing to protect: it is
@@ -472,6 +474,8 @@ static void update_advance(struct cluster *c, struct job *j, int64_t now)
 		case UI_FAILED:
 			break;
 		}
+		if (u->status[k] != was)
+			note_update(c, j, i, update_instance_status_name(u->status[k]), NULL);
 		if (u->status[k] == UI_DONE || u->status[k] == UI_FAILED)
 			finished++;
 	}

@@ -55,7 +55,7 @@ static int job_instances_shown(const struct job *j, const struct job_spec *s)
 	return s->type == JOB_SYSTEM ? system_instances_wanted(j) : s->instances;
 }
 
-static const char *job_outcome(const struct job *j)
+const char *job_outcome(const struct job *j)
 {
 	const struct job_version *jv = NULL;
 	for (size_t i = 0; i < j->nversions; i++)

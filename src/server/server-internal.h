@@ -31,6 +31,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/metrics_text.h"
 #include "core/util.h"
 #include "server/auth.h"
 #include "server/cluster.h"
@@ -125,6 +126,13 @@ struct server {
 	int ui_logs_running; /* the web UI's log reads (server_ui.c), the same way */
 	_Atomic bool backup_stop;
 	char *backup_location; /* the store's location, opened anew by each backup */
+	/* /metrics (server_metrics.c): the commit loop's figures, and the
+	 * leader changes this server saw (last_leader under metrics_lock). */
+	struct metrics_hist commit_seconds, commit_records;
+	_Atomic uint64_t leader_changes;
+	pthread_mutex_t metrics_lock;
+	char *last_leader;
+	int64_t keepalive_mono; /* the event streams' last keep-alive (commit thread) */
 };
 
 /* ---- responses (server_http.c) ---- */
@@ -210,6 +218,26 @@ void server_on_lost(void *ud);
 enum MHD_Result server_backup_start(struct server *s, struct request *q, const char *method);
 /* Stop the backups under way (they answer 503) and wait for them. */
 void server_backup_stop_all(struct server *s);
+
+/* ---- metrics and events (server_metrics.c, server_events.c) ---- */
+
+/* Set up and free what struct server keeps for /metrics. */
+void server_metrics_init(struct server *s);
+void server_metrics_release(struct server *s);
+/* GET /metrics: answered by any server (a follower shows its own figures,
+ * the leader the cluster's too); no cluster lock on a follower. */
+enum MHD_Result server_metrics_answer(struct server *s, struct request *q, const char *method);
+/* GET /v1/admin/metrics-ticket: a credential for agents' /metrics. */
+void server_metrics_ticket(struct server *s, struct request *q);
+/* The leader URL this server sees now: counted when it changed. */
+void server_metrics_leader_seen(struct server *s, const char *url);
+/* GET /v1/events: the event stream (server-sent events), without the
+ * cluster lock. Returns what the access handler returns. */
+enum MHD_Result server_events_start(struct server *s, struct request *q, const char *method);
+/* Commit thread: wake idle streams now and then for a keep-alive. */
+void server_events_tick(struct server *s, int64_t mono);
+/* End every stream (before the HTTP daemon stops). */
+void server_events_stop(struct server *s);
 
 /* ---- the commit loop (server_commit.c) ---- */
 

@@ -172,6 +172,7 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 	}
 	pthread_mutex_init(&s->store_lock, NULL);
 	pthread_cond_init(&s->replica_moved, NULL);
+	server_metrics_init(s);
 	s->store = st;
 	s->audit_fd = -1;
 	s->c = cluster_new(st, &o->cluster);
@@ -186,6 +187,9 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 	if (!ha) {
 		pthread_mutex_lock(&s->c->lock);
 		r = cluster_load(s->c, err);
+		if (r == 0)
+			cluster_note_leader(s->c, "leader",
+					    "this server leads (one server, no HA)");
 		pthread_mutex_unlock(&s->c->lock);
 		if (r < 0)
 			goto fail;
@@ -270,6 +274,7 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 fail:
 	if (s->audit_fd >= 0)
 		close(s->audit_fd);
+	server_metrics_release(s);
 	server_pki_free(s);
 	cluster_free(s->c);
 	store_close(st);
@@ -304,6 +309,7 @@ void server_stop(struct server *s)
 	server_commit_final(s);
 	/* Suspended connections must be resumed before the daemon stops. */
 	server_backup_stop_all(s);
+	server_events_stop(s);
 	MHD_stop_daemon(s->mhd);
 	/* Last: a leader gives its lease back so that another takes over at
 	 * once, after everything it acknowledged is durable. */
@@ -317,6 +323,7 @@ void server_stop(struct server *s)
 		close(s->audit_fd);
 	server_pki_free(s);
 	pthread_cond_destroy(&s->replica_moved);
+	server_metrics_release(s);
 	free(s->backup_location);
 	/* Last: the next server may take the data dir. */
 	close(s->lock_fd);

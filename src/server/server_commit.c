@@ -12,6 +12,14 @@
 
 #define COMMIT_TICK_MS 50
 
+/* Seconds on the monotonic clock, finer than time_mono_ms (commit times). */
+static double mono_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Under c->lock: move the writes whose commit is durable (or all, at
  * shutdown) from the waiting list to *ready. */
 static void collect_commits(struct server *s, struct request **ready, bool all)
@@ -145,6 +153,7 @@ void *server_commit_loop(void *arg)
 			continue;
 		}
 		cluster_tick(c);
+		server_events_tick(s, time_mono_ms());
 		uint64_t seq;
 		struct store_batch *b = cluster_take_pending(c, &seq);
 		struct request *early = NULL;
@@ -159,10 +168,14 @@ void *server_commit_loop(void *arg)
 			while (!server_lease_ok(s) && !s->stopping)
 				usleep(20 * 1000);
 			struct berr err = {0};
+			size_t records = store_batch_count(b);
+			double t0 = mono_seconds();
 			pthread_mutex_lock(&s->store_lock);
 			int r = store_commit(s->store, b, &err);
 			pthread_mutex_unlock(&s->store_lock);
 			store_batch_free(b);
+			metrics_hist_observe(&s->commit_seconds, mono_seconds() - t0);
+			metrics_hist_observe(&s->commit_records, (double)records);
 			if (r < 0) {
 				/* Memory is ahead of the disk: the only safe move is to stop
 				 * and let a restart reload what is durable. */

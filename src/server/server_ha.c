@@ -208,6 +208,10 @@ static void *become_leader(void *ud)
 		_exit(3);
 	}
 	s->commit_started = true;
+	pthread_mutex_lock(&c->lock);
+	cluster_note_leader(c, "leader", "this server was elected leader");
+	pthread_mutex_unlock(&c->lock);
+	server_metrics_leader_seen(s, s->self_url);
 	s->leading = true;
 	log_info("leading: state loaded %s in %lld ms", how, (long long)(time_mono_ms() - t0));
 	return NULL;

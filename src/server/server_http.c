@@ -352,6 +352,8 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 	}
 	if (server_ui_path(url))
 		return server_ui_answer(s, q, method, url);
+	if (!strcmp(url, "/metrics"))
+		return server_metrics_answer(s, q, method);
 	if (!s->leading) {
 		if (server_replica_read_route(method, url) &&
 		    server_follower_read(s, q, method, url))
@@ -363,6 +365,15 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 		 * (clients and agents retry, or try another server). */
 		reply_error(q, 503,
 			    "the leader's lease is not confirmed (etcd unreachable?); retry");
+		return send_ready(q);
+	}
+	if (!strcmp(url, "/v1/events"))
+		return server_events_start(s, q, method);
+	if (!strcmp(url, "/v1/admin/metrics-ticket")) {
+		if (strcmp(method, "GET"))
+			reply_error(q, 405, "method not allowed: GET /v1/admin/metrics-ticket");
+		else
+			server_metrics_ticket(s, q);
 		return send_ready(q);
 	}
 	if (!strcmp(url, "/v1/admin/backup")) {
