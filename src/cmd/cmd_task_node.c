@@ -66,7 +66,10 @@ int cmd_task(int argc, char **argv)
 {
 	struct cli_opt o[T_COUNT];
 	opts(o);
-	const char *usage = "berth task logs KEY/INSTANCE|TASK_ID [--stderr] [-f]";
+	const char *usage = "berth task logs KEY/INSTANCE|TASK_ID [--stderr] [-f]\n"
+			    "       berth task exec KEY/INSTANCE|TASK_ID [-i] [-t] -- COMMAND [ARG...]";
+	if (argc >= 1 && !strcmp(argv[0], "exec"))
+		return cmd_task_exec_cli(argc, argv);
 	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
 	int begun = cli_begin(argc, argv, usage, o, T_COUNT, &pos, &npos);

@@ -165,6 +165,13 @@ static void route_task(struct request *q, const char *method, const char *rest)
 {
 	struct cluster *c = q->srv->c;
 	struct berr err = {0};
+	const char *ex = strstr(rest, "/exec");
+	if (ex && !strcmp(ex, "/exec")) {
+		char *ref = xstrndup(rest, (size_t)(ex - rest));
+		server_route_task_exec(q, method, ref);
+		free(ref);
+		return;
+	}
 	const char *logs = strstr(rest, "/logs");
 	if (logs && !strcmp(logs, "/logs")) {
 		char *ref = xstrndup(rest, (size_t)(logs - rest));
