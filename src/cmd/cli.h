@@ -54,6 +54,10 @@ char *cli_cacert(const char *addr_flag);
  * server's DATA/client/ files. */
 int cli_write_client_config(const char *addr, const char *data_dir);
 
+/* `berth task logs` (cmd_logs.c): the task's stream from its agent, or
+ * the tail the server kept when its node is gone. Exit status. */
+int cli_task_logs(struct http_client *hc, const char *ref, bool stderr_only, bool follow);
+
 /* Print "berth: MSG" to stderr; returns 1 (use as exit status). */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

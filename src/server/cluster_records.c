@@ -11,6 +11,7 @@
  * arithmetic in, and a record that does not parse is dropped with a log line.
  */
 #include "server/cluster-internal.h"
+#include "server/logtail.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -564,6 +565,7 @@ void record_delete_job(struct cluster *c, const struct job *j)
 	store_batch_delete(c->pending, key);
 	snprintf(key, sizeof key, "updates/%s", j->key);
 	store_batch_delete(c->pending, key);
+	cluster_logtail_delete_job(c, j->key);
 }
 
 uint64_t cluster_token_put(struct cluster *c, const struct token_rec *rec)
