@@ -260,8 +260,8 @@ void *agent_events_main(void *arg)
 				continue;
 			json_t *u = agent_task_report_json(t);
 			if (ended)
-				tails += agent_logtail_attach(u, t->sandbox,
-							      task_state_name(t->state));
+				tails +=
+				    agent_logtail_attach(u, t->sandbox, task_state_name(t->state));
 			json_array_append_new(updates, u);
 		}
 		pthread_mutex_unlock(&a->lock);

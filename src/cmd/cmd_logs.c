@@ -25,8 +25,7 @@ static int fetch_chunk(struct http_client *hc, const char *ref, const char *stre
 		       long long offset, struct http_response *resp, char *msg, size_t n)
 {
 	char path[700];
-	snprintf(path, sizeof path, "/v1/tasks/%s/logs?stream=%s&offset=%lld", ref, stream,
-		 offset);
+	snprintf(path, sizeof path, "/v1/tasks/%s/logs?stream=%s&offset=%lld", ref, stream, offset);
 	struct berr err = {0};
 	if (http_request(hc, "GET", path, NULL, 30000, resp, &err) < 0) {
 		snprintf(msg, n, "%s", err.msg);
@@ -62,8 +61,8 @@ static void put_lines(FILE *f, const char *prefix, const char *buf, size_t len, 
 }
 
 /* The kept tail of ref's instance: 0, or 1 with the reason printed. */
-static int print_kept(struct http_client *hc, const char *ref, bool stderr_only,
-		      const char *prefix, const char *why)
+static int print_kept(struct http_client *hc, const char *ref, bool stderr_only, const char *prefix,
+		      const char *why)
 {
 	char path[700];
 	snprintf(path, sizeof path, "/v1/tasks/%s/logs?kept=1", ref);
@@ -205,13 +204,14 @@ int cmd_job_logs(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			printf("usage: %s\n\nEvery instance's logs, each line prefixed 'INSTANCE| '.\n"
-			       "\noptions:\n"
-			       "  --stderr                     show stderr instead of stdout\n"
-			       "  -f, --follow                 keep printing new output\n"
-			       "  --addr VALUE                 server address (default "
-			       "$BERTH_ADDR)\n",
-			       usage);
+			printf(
+			    "usage: %s\n\nEvery instance's logs, each line prefixed 'INSTANCE| '.\n"
+			    "\noptions:\n"
+			    "  --stderr                     show stderr instead of stdout\n"
+			    "  -f, --follow                 keep printing new output\n"
+			    "  --addr VALUE                 server address (default "
+			    "$BERTH_ADDR)\n",
+			    usage);
 			return 0;
 		}
 		if (!strcmp(a, "--stderr"))

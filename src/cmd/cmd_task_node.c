@@ -37,8 +37,9 @@ int cmd_task(int argc, char **argv)
 {
 	struct cli_opt o[T_COUNT];
 	opts(o);
-	const char *usage = "berth task logs KEY/INSTANCE[/TASK_ID]|TASK_ID [--stderr] [-f]\n"
-			    "       berth task exec KEY/INSTANCE|TASK_ID [-i] [-t] -- COMMAND [ARG...]";
+	const char *usage =
+	    "berth task logs KEY/INSTANCE[/TASK_ID]|TASK_ID [--stderr] [-f]\n"
+	    "       berth task exec KEY/INSTANCE|TASK_ID [-i] [-t] -- COMMAND [ARG...]";
 	if (argc >= 1 && !strcmp(argv[0], "exec"))
 		return cmd_task_exec_cli(argc, argv);
 	_cleanup_free_ const char **pos = NULL;

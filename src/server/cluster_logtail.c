@@ -54,9 +54,9 @@ void cluster_logtail_keep(struct cluster *c, struct node *n, struct task *t, jso
 		log_warn("task %s: node %s sent malformed log tails: not kept", t->id, n->name);
 		return;
 	}
-	json_t *rec = json_pack("{s:s,s:s,s:s,s:I}", "task", t->id, "state",
-				task_state_name(t->state), "node", n->name, "ended_ms",
-				(json_int_t)time_now_ms());
+	json_t *rec =
+	    json_pack("{s:s,s:s,s:s,s:I}", "task", t->id, "state", task_state_name(t->state),
+		      "node", n->name, "ended_ms", (json_int_t)time_now_ms());
 	if (out)
 		json_object_set(rec, "stdout", out);
 	if (err)

@@ -93,8 +93,8 @@ void server_route_task_exec(struct request *q, const char *method, const char *r
 			      ticket ? "&ticket=" : "", ticket ? ticket : "");
 	log_info("exec into task %s on %s (%zu words%s)", t->id, t->node->name, n,
 		 want_tty ? ", tty" : "");
-	reply_ok(q, json_pack("{s:s,s:s,s:s,s:s}", "task", t->id, "node", t->node->name, "url",
-			      url, "command", command));
+	reply_ok(q, json_pack("{s:s,s:s,s:s,s:s}", "task", t->id, "node", t->node->name, "url", url,
+			      "command", command));
 	free(url);
 	free(ticket);
 	free(command);

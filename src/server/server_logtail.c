@@ -44,8 +44,9 @@ bool server_logtail_answer(struct request *q, const struct task *t, bool asked)
 	if (!tail) {
 		if (!asked)
 			return false;
-		reply_error(q, 404, "no log tail kept for this instance (tails are kept for "
-				    "tasks that ended FAILED or KILLED)");
+		reply_error(q, 404,
+			    "no log tail kept for this instance (tails are kept for "
+			    "tasks that ended FAILED or KILLED)");
 		return true;
 	}
 	if (!asked) {

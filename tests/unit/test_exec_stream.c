@@ -64,8 +64,8 @@ TEST(bad_frames_are_protocol_errors)
 	struct {
 		int kind;
 		uint32_t len;
-	} bad[] = {{6, 1}, {255, 0}, {EXEC_STDOUT, EXEC_FRAME_MAX + 1}, {EXEC_RESIZE, 3},
-		   {EXEC_EXIT, 5}};
+	} bad[] = {
+	    {6, 1}, {255, 0}, {EXEC_STDOUT, EXEC_FRAME_MAX + 1}, {EXEC_RESIZE, 3}, {EXEC_EXIT, 5}};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		struct exec_reader r;
 		exec_reader_init(&r);
