@@ -19,7 +19,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS    := $(BUILD)/tests/httpd-tiny $(BUILD)/tests/memhog
 
-.PHONY: all deps check test unit e2e run asan-test fuzz bench soak clean format
+.PHONY: all deps check test unit e2e run asan-test fuzz bench soak clean format install man deb
 
 all: $(BUILD)/berth $(UNIT_BIN) $(TOOLS)
 
@@ -82,6 +82,32 @@ bench: all
 # Ten minutes of churn on 500 tasks (bench/soak.sh); not part of `make test`.
 soak: all
 	@bench/soak.sh
+
+# Installation (docs/operations.md, "Packages"): the binary, a man page per
+# command group generated from the help text, bash completion, systemd units
+# and their defaults. DESTDIR stages it (make deb does).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+SYSTEMD_UNIT_DIR ?= $(PREFIX)/lib/systemd/system
+SYSCONF_DIR ?= /etc
+
+man: $(BUILD)/berth scripts/man.sh
+	@scripts/man.sh $(BUILD)/berth $(BUILD)/man
+
+install: $(BUILD)/berth man
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(SYSTEMD_UNIT_DIR) \
+		$(DESTDIR)$(SYSCONF_DIR)/default $(DESTDIR)$(PREFIX)/share/doc/berth
+	install -m 0755 $(BUILD)/berth $(DESTDIR)$(PREFIX)/bin/berth
+	for p in $(BUILD)/man/*.1; do gzip -9n -c $$p >$(DESTDIR)$(PREFIX)/share/man/man1/$$(basename $$p).gz; done
+	install -m 0644 dist/bash-completion/berth $(DESTDIR)$(PREFIX)/share/bash-completion/completions/berth
+	for u in dist/systemd/*.service; do sed 's|/usr/bin/berth|$(PREFIX)/bin/berth|' $$u >$(DESTDIR)$(SYSTEMD_UNIT_DIR)/$$(basename $$u); done
+	for d in dist/default/*; do [ -e $(DESTDIR)$(SYSCONF_DIR)/default/$$(basename $$d) ] || install -m 0644 $$d $(DESTDIR)$(SYSCONF_DIR)/default/; done
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/berth/
+
+# A Debian package of this build: build/berth_VERSION_ARCH.deb.
+deb: $(BUILD)/berth
+	@scripts/deb.sh $(BUILD)
 
 format:
 	clang-format -i $$(find src tests fuzz bench -name '*.[ch]')

@@ -4,7 +4,7 @@ set -euo pipefail
 build_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev libsqlite3-dev
 	libnl-3-dev libnl-route-3-dev libmnl-dev libnftnl-dev
 	libcurl4-openssl-dev libssl-dev libgnutls28-dev zlib1g-dev clang-format)
-test_pkgs=(bats busybox-static iproute2 nftables procps curl openssl ca-certificates python3 sqlite3 runc skopeo docker-registry etcd-server
+test_pkgs=(bats groff-base bsdextrautils busybox-static iproute2 nftables procps curl openssl ca-certificates python3 sqlite3 runc skopeo docker-registry etcd-server
 	docker.io wrk nginx-light)
 missing=()
 for p in "${build_pkgs[@]}" "${test_pkgs[@]}" ${BERTH_EXTRA_PKGS:-}; do

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/log.h"
+
 struct cli_opt *cli_get(struct cli_opt *opts, size_t nopts, const char *name)
 {
 	for (size_t i = 0; i < nopts; i++)
@@ -149,7 +151,7 @@ int cli_write_client_config(const char *addr, const char *data_dir)
 		r = -1;
 	}
 	if (r == 0)
-		fprintf(stderr, "berth: client configuration written to %s\n", path);
+		log_info("client configuration written to %s", path);
 	free(tmp);
 	free(text);
 	json_decref(j);

@@ -93,6 +93,7 @@ enum {
 	O_SIM_THREADS,
 	O_SIM_SHARED_KEY,
 	O_SIM_SOURCE_ADDRS,
+	O_LOG_FORMAT,
 	O_HELP,
 	O_COUNT
 };
@@ -166,6 +167,8 @@ static void opts_init(struct cli_opt *o)
 	    [O_CRONTZ] = {"--cron-timezone", NULL, true, false,
 			  "time zone of cron schedules, e.g. Europe/Paris (default UTC)"},
 	    [O_QUIET] = {"--quiet", "-q", false, false, "log warnings and errors only"},
+	    [O_LOG_FORMAT] = {"--log-format", NULL, true, false,
+			      "log lines as text (default) or json (one object per line)"},
 	    [O_INSECURE] = {"--insecure", NULL, false, false,
 			    "plain HTTP and no authentication (development only)"},
 	    [O_TLS_SAN] = {"--tls-san", NULL, true, true,
@@ -373,6 +376,15 @@ static int daemon_args(int argc, char **argv, struct cli_opt *o, const char *usa
 	}
 	if (o[O_QUIET].set)
 		log_set_level(LOG_WARN);
+	if (o[O_LOG_FORMAT].set) {
+		const char *f = o[O_LOG_FORMAT].value;
+		if (strcmp(f, "text") && strcmp(f, "json")) {
+			fprintf(stderr, "berth: --log-format: expected text or json, found '%s'\n",
+				f);
+			return 2;
+		}
+		log_set_format(!strcmp(f, "json") ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
+	}
 	return -1;
 }
 
@@ -386,16 +398,14 @@ static void client_setup_note(const char *who, const struct server_options *so)
 	char *url = xasprintf("%s://%s%s", so->insecure ? "http" : "https",
 			      *host == ':' ? "127.0.0.1" : "", host);
 	if (so->insecure) {
-		fprintf(stderr,
-			"%s: cluster ready at %s, INSECURE: no TLS, no authentication "
-			"(export BERTH_ADDR=%s)\n",
-			who, url, url);
+		log_warn("%s: cluster ready at %s, INSECURE: no TLS, no authentication "
+			 "(export BERTH_ADDR=%s)",
+			 who, url, url);
 	} else {
 		cli_write_client_config(url, so->data_dir);
-		fprintf(stderr,
-			"%s: cluster ready at %s; the admin's credentials are in %s/client/ "
-			"(ca.pem, admin.token), agents join with %s/client/join.token\n",
-			who, url, so->data_dir, so->data_dir);
+		log_info("%s: cluster ready at %s; the admin's credentials are in %s/client/ "
+			 "(ca.pem, admin.token), agents join with %s/client/join.token",
+			 who, url, so->data_dir, so->data_dir);
 	}
 	free(url);
 }
