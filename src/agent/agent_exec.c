@@ -207,8 +207,17 @@ static pid_t spawn_task_exec(struct exec_session *x, int *in, int out[2])
 	posix_spawnattr_setsigdefault(&at, &all);
 	posix_spawnattr_setflags(&at, flags);
 	pid_t pid;
+	/* The agent's environment, and BERTH_EXEC_STDIN: the docker driver
+	 * then attaches the command's stdin (a health check's is not). */
 	extern char **environ;
-	r = -posix_spawn(&pid, x->argv[0], &fa, &at, x->argv, environ);
+	size_t ne = 0;
+	while (environ[ne])
+		ne++;
+	char **env = xcalloc(ne + 2, sizeof *env);
+	memcpy(env, environ, ne * sizeof *env);
+	env[ne] = "BERTH_EXEC_STDIN=1";
+	r = -posix_spawn(&pid, x->argv[0], &fa, &at, x->argv, env);
+	free(env);
 out:
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);

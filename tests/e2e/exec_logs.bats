@@ -5,6 +5,7 @@
 # `berth job logs` merges every instance's lines). docs/operations.md.
 
 load helpers
+load dockerd
 
 setup() {
 	require_root
@@ -27,6 +28,36 @@ teardown() {
 		rm -rf "$D"
 	fi
 	cleanup_up
+	[ -z "${DOCKERD_PID:-}" ] || dockerd_stop
+}
+
+# pty_exec REF CMD...: `berth task exec -it REF -- CMD...` from a pseudo-
+# terminal of 33 rows x 101 columns; types "hello" and Enter once the
+# command printed the size; prints what the terminal showed, then exit=N.
+pty_exec() {
+	python3 - "$BERTH_BIN" "$@" <<'EOF'
+import fcntl, os, pty, struct, sys, termios
+pid, fd = pty.fork()
+if pid == 0:
+    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    os.execv(sys.argv[1], [sys.argv[1], "task", "exec", "-it", sys.argv[2], "--"] + sys.argv[3:])
+out = b""
+sent = False
+while True:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+    if not sent and b"33 101" in out:
+        os.write(fd, b"hello\r")
+        sent = True
+_, st = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+print("\nexit=%d" % os.waitstatus_to_exitcode(st))
+EOF
 }
 
 sleeper() {
@@ -82,31 +113,7 @@ EOF
 	start_up
 	"$BERTH_BIN" job run "$(sleeper alice/devel/tty)" >/dev/null
 	wait_for 20 '[ "$(running_count alice/devel/tty)" = 1 ]'
-	# Drive the CLI from a pseudo-terminal of 33 rows x 101 columns.
-	run python3 - "$BERTH_BIN" <<'EOF'
-import fcntl, os, pty, struct, sys, termios
-pid, fd = pty.fork()
-if pid == 0:
-    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
-    os.execv(sys.argv[1], [sys.argv[1], "task", "exec", "-it", "alice/devel/tty/0", "--",
-                           "sh", "-c", "tty; stty size; read x; echo got:$x; exit 4"])
-out = b""
-sent = False
-while True:
-    try:
-        chunk = os.read(fd, 4096)
-    except OSError:
-        break
-    if not chunk:
-        break
-    out += chunk
-    if not sent and b"33 101" in out:
-        os.write(fd, b"hello\r")
-        sent = True
-_, st = os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace"))
-print("\nexit=%d" % os.waitstatus_to_exitcode(st))
-EOF
+	run pty_exec alice/devel/tty/0 sh -c 'tty; stty size; read x; echo got:$x; exit 4'
 	echo "$output"
 	[[ "$output" == *"/dev/pts/"* ]]
 	[[ "$output" == *"33 101"* ]]
@@ -274,4 +281,36 @@ EOF
 	stop_pids "$fpid"
 	! grep -v '^[01]| tick [0-9]*$' "$out" || false
 	rm -f "$out"
+}
+
+@test "task exec into a docker task: its user, stdin, a TTY and the exit status" {
+	dockerd_start || skip "${DOCKERD_SKIP:-dockerd cannot start}"
+	BERTH_UP_FLAGS="--docker-socket $DOCKER_SOCK" start_up
+	f=$(spec <<EOF
+job: alice/devel/dbox
+task:
+  driver: docker
+  image: $DOCKER_IMAGE
+  command: ["/bin/sh", "-c", "exec sleep 1000"]
+  resources: {cpu: 0.01, memory: 64MiB}
+EOF
+)
+	"$BERTH_BIN" job run "$f" >/dev/null
+	wait_for 60 '[ "$(running_count alice/devel/dbox)" = 1 ]'
+	run "$BERTH_BIN" task exec alice/devel/dbox/0 -- hostname
+	[ "$status" -eq 0 ]
+	[ "$output" = "$("$BERTH_BIN" job status alice/devel/dbox --json | jget 'd["tasks"][0]["id"]')" ]
+	run "$BERTH_BIN" task exec alice/devel/dbox/0 -- sh -c 'echo err >&2; exit 3'
+	[ "$status" -eq 3 ]
+	[ "$output" = err ]
+	run sh -c "printf 'a\nb\nc\n' | '$BERTH_BIN' task exec -i alice/devel/dbox/0 -- wc -l"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(echo "$output" | tr -d ' ')" = 3 ]
+	run pty_exec alice/devel/dbox/0 sh -c 'tty; stty size; read x; echo got:$x; exit 4'
+	echo "$output"
+	[[ "$output" == *"/dev/pts/"* ]]
+	[[ "$output" == *"33 101"* ]]
+	[[ "$output" == *"got:hello"* ]]
+	[[ "$output" == *"exit=4"* ]]
 }
