@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/agent-internal.h"
@@ -41,6 +42,14 @@ static void close_fd(int *fd)
 		close(*fd);
 	*fd = -1;
 }
+
+/* The sessions under way: the listener's daemon must not stop under an
+ * upgraded connection (a certificate renewal restarts it), so
+ * agent_exec_cut_all() ends them first. */
+static pthread_mutex_t sessions_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sessions_done = PTHREAD_COND_INITIALIZER;
+static int sessions_active;
+static _Atomic bool sessions_cut;
 
 struct exec_session {
 	struct agent *a;
@@ -310,6 +319,10 @@ static void *session_main(void *arg)
 	}
 	char *obuf = xmalloc(EXEC_FRAME_MAX);
 	while (!client_gone && (out[0] >= 0 || out[1] >= 0)) {
+		if (sessions_cut) {
+			client_gone = true;
+			break;
+		}
 		struct pollfd pf[3] = {
 		    {.fd = sock, .events = POLLIN},
 		    {.fd = out[0], .events = POLLIN},
@@ -376,7 +389,28 @@ done:
 	close_fd(&out[1]);
 	MHD_upgrade_action(x->urh, MHD_UPGRADE_ACTION_CLOSE);
 	session_free(x);
+	pthread_mutex_lock(&sessions_lock);
+	sessions_active--;
+	pthread_cond_broadcast(&sessions_done);
+	pthread_mutex_unlock(&sessions_lock);
 	return NULL;
+}
+
+void agent_exec_cut_all(void)
+{
+	pthread_mutex_lock(&sessions_lock);
+	if (sessions_active)
+		log_info("ending %d exec session(s): the listener restarts", sessions_active);
+	sessions_cut = true;
+	/* A session notices within its poll timeout (1 s). */
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 5;
+	while (sessions_active > 0 &&
+	       pthread_cond_timedwait(&sessions_done, &sessions_lock, &until) == 0)
+		;
+	sessions_cut = false;
+	pthread_mutex_unlock(&sessions_lock);
 }
 
 static void upgraded(void *cls, struct MHD_Connection *conn, void *con_cls, const char *extra_in,
@@ -396,9 +430,15 @@ static void upgraded(void *cls, struct MHD_Connection *conn, void *con_cls, cons
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_mutex_lock(&sessions_lock);
+	sessions_active++;
+	pthread_mutex_unlock(&sessions_lock);
 	if (pthread_create(&th, &attr, session_main, x)) {
 		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 		session_free(x);
+		pthread_mutex_lock(&sessions_lock);
+		sessions_active--;
+		pthread_mutex_unlock(&sessions_lock);
 	}
 	pthread_attr_destroy(&attr);
 }

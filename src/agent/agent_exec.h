@@ -23,4 +23,8 @@ struct agent;
 enum MHD_Result agent_exec_request(struct agent *a, struct MHD_Connection *conn, const char *id,
 				   const char *method);
 
+/* End every exec session (their commands killed) and wait for them, up to
+ * 5 s: before the listener's daemon stops or restarts. */
+void agent_exec_cut_all(void);
+
 #endif

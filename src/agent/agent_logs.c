@@ -164,6 +164,7 @@ int agent_logs_serve(struct agent *a, struct berr *err)
 	/* The old daemon lets go of the socket, then the new one takes it:
 	 * connections arriving meanwhile wait in the backlog. */
 	if (a->logs) {
+		agent_exec_cut_all();
 		MHD_quiesce_daemon(a->logs);
 		MHD_stop_daemon(a->logs);
 		a->logs = NULL;
@@ -194,9 +195,10 @@ int agent_logs_serve(struct agent *a, struct berr *err)
 
 void agent_logs_stop(struct agent *a)
 {
-	if (a->logs)
+	if (a->logs) {
+		agent_exec_cut_all();
 		MHD_stop_daemon(a->logs); /* closes the listening socket */
-	else if (a->logs_fd >= 0)
+	} else if (a->logs_fd >= 0)
 		close(a->logs_fd);
 	a->logs = NULL;
 	a->logs_fd = -1;
