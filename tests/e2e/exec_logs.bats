@@ -314,3 +314,39 @@ EOF
 	[[ "$output" == *"got:hello"* ]]
 	[[ "$output" == *"exit=4"* ]]
 }
+
+@test "task exec into an oci task: the image's files, stdin, a TTY and the exit status" {
+	command -v runc >/dev/null || skip "runc is not installed"
+	# The image layout oci.bats builds (busybox, users root/app/nobody).
+	eval "$(sed -n '/^make_layout() {/,/^}/p' "$BATS_TEST_DIRNAME/oci.bats")"
+	IMG=$(mktemp -d /tmp/berth-oci-layout.XXXXXX)
+	make_layout "$IMG" v1
+	start_up
+	f=$(spec <<EOF2
+job: alice/devel/obox
+task:
+  driver: oci
+  image: $IMG:v1
+  command: ["/bin/sleep", "1000"]
+  resources: {cpu: 0.01, memory: 32MiB}
+EOF2
+)
+	"$BERTH_BIN" job run "$f" >/dev/null
+	wait_for 30 '[ "$(running_count alice/devel/obox)" = 1 ]'
+	# The image's files, not the host's.
+	run "$BERTH_BIN" task exec alice/devel/obox/0 -- cat /etc/os-release-of-image-marker
+	[ "$status" -eq 0 ]
+	[ "$output" = "berth test image v1" ]
+	run "$BERTH_BIN" task exec alice/devel/obox/0 -- sh -c 'exit 3'
+	[ "$status" -eq 3 ]
+	run sh -c "printf 'a\\nb\\n' | '$BERTH_BIN' task exec -i alice/devel/obox/0 -- wc -l"
+	[ "$status" -eq 0 ]
+	[ "$(echo "$output" | tr -d ' ')" = 2 ]
+	run pty_exec alice/devel/obox/0 sh -c 'tty; stty size; read x; echo got:$x; exit 4'
+	echo "$output"
+	rm -rf "$IMG"
+	[[ "$output" == *"/dev/pts/"* ]]
+	[[ "$output" == *"33 101"* ]]
+	[[ "$output" == *"got:hello"* ]]
+	[[ "$output" == *"exit=4"* ]]
+}
