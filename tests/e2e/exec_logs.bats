@@ -283,7 +283,7 @@ EOF
 	rm -f "$out"
 }
 
-@test "task exec into a docker task: its user, stdin, a TTY and the exit status" {
+@test "task exec into a docker task: its hostname, stdin, a TTY and the exit status" {
 	dockerd_start || skip "${DOCKERD_SKIP:-dockerd cannot start}"
 	BERTH_UP_FLAGS="--docker-socket $DOCKER_SOCK" start_up
 	f=$(spec <<EOF
