@@ -61,6 +61,12 @@ struct exec_session {
 	size_t nextra;
 	int sock;
 	struct MHD_UpgradeResponseHandle *urh;
+	/* stdin not yet taken by the command: while there is some, the
+	 * client's frames wait in the socket (back-pressure), so a command
+	 * that writes before it reads never deadlocks with us. */
+	struct sbuf pend;
+	size_t pend_off;
+	bool close_in; /* stdin closed by the client: close once pend is out */
 };
 
 static void session_free(struct exec_session *x)
@@ -68,6 +74,7 @@ static void session_free(struct exec_session *x)
 	free(x->task_id);
 	strv_free(x->argv);
 	free(x->extra);
+	sbuf_release(&x->pend);
 	free(x);
 }
 
@@ -260,16 +267,13 @@ static int client_frame(struct exec_session *x, const struct exec_frame *f, int 
 		if (*in < 0)
 			return 0;
 		if (!f->len) {
-			if (x->tty) {
-				/* A terminal has no end: ^D at the start of a line. */
-				write_all(*in, "\004", 1);
-			} else {
-				close_fd(in);
-			}
+			if (x->tty) /* a terminal has no end: ^D at the start of a line */
+				sbuf_add(&x->pend, "\004", 1);
+			else
+				x->close_in = true;
 			return 0;
 		}
-		if (write_all(*in, f->data, f->len) < 0 && !x->tty)
-			close_fd(in); /* the command stopped reading */
+		sbuf_add(&x->pend, (const char *)f->data, f->len);
 		return 0;
 	case EXEC_RESIZE:
 		if (x->tty && *in >= 0) {
@@ -279,6 +283,30 @@ static int client_frame(struct exec_session *x, const struct exec_frame *f, int 
 		return 0;
 	default:
 		return -1;
+	}
+}
+
+/* Give the command what stdin it takes now (in is non-blocking). */
+static void feed_stdin(struct exec_session *x, int *in)
+{
+	while (*in >= 0 && x->pend_off < x->pend.len) {
+		ssize_t w = write(*in, x->pend.buf + x->pend_off, x->pend.len - x->pend_off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN)
+			return;
+		if (w <= 0) { /* the command stopped reading: drop the rest */
+			x->pend_off = x->pend.len;
+			if (!x->tty)
+				close_fd(in);
+			break;
+		}
+		x->pend_off += (size_t)w;
+	}
+	if (x->pend_off >= x->pend.len) {
+		x->pend.len = x->pend_off = 0;
+		if (x->close_in && !x->tty)
+			close_fd(in);
 	}
 }
 
@@ -299,6 +327,8 @@ static void *session_main(void *arg)
 	/* In a TTY the pty master is both ends; keep out[0] as the reader. */
 	if (x->tty)
 		in = fcntl(out[0], F_DUPFD_CLOEXEC, 3);
+	if (in >= 0)
+		fcntl(in, F_SETFL, fcntl(in, F_GETFL) | O_NONBLOCK);
 	struct exec_reader rd;
 	exec_reader_init(&rd);
 	bool client_gone = false;
@@ -323,12 +353,15 @@ static void *session_main(void *arg)
 			client_gone = true;
 			break;
 		}
-		struct pollfd pf[3] = {
-		    {.fd = sock, .events = POLLIN},
+		feed_stdin(x, &in);
+		bool pending = in >= 0 && x->pend.len > 0;
+		struct pollfd pf[4] = {
+		    {.fd = pending ? -1 : sock, .events = POLLIN},
 		    {.fd = out[0], .events = POLLIN},
 		    {.fd = out[1], .events = POLLIN},
+		    {.fd = pending ? in : -1, .events = POLLOUT},
 		};
-		if (poll(pf, 3, 1000) < 0 && errno != EINTR)
+		if (poll(pf, 4, 1000) < 0 && errno != EINTR)
 			break;
 		for (int s = 0; s < 2; s++) {
 			if (out[s] < 0 || !(pf[1 + s].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -505,6 +538,7 @@ enum MHD_Result agent_exec_request(struct agent *a, struct MHD_Connection *conn,
 	free(sandbox);
 	strv_free(words);
 	x->sock = -1;
+	sbuf_init(&x->pend);
 	log_info("exec in task %s: '%s'%s", id, x->argv[4], tty ? " with a tty" : "");
 	struct MHD_Response *r = MHD_create_response_for_upgrade(upgraded, x);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_UPGRADE, "berth-exec");

@@ -92,6 +92,11 @@ EOF
 	run sh -c "printf 'line one\nline two\n' | '$BERTH_BIN' task exec -i alice/devel/box/0 -- wc -l"
 	[ "$status" -eq 0 ]
 	[ "$output" = 2 ]
+	# A command that writes while it reads: 4 MiB through cat and back.
+	head -c 4194304 /dev/urandom >"$DATA.in"
+	"$BERTH_BIN" task exec -i alice/devel/box/0 -- cat <"$DATA.in" >"$DATA.out"
+	cmp "$DATA.in" "$DATA.out"
+	rm -f "$DATA.in" "$DATA.out"
 	# Not found in the task: 127, as a shell and docker exec say.
 	run -127 "$BERTH_BIN" task exec alice/devel/box/0 -- no-such-command
 	echo "$output"
