@@ -15,6 +15,9 @@ endif
 
 LIB_SRC  := $(shell find src -name '*.c' ! -path 'src/berth.c' | sort)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# The web UI's files (ui/), built into the binary (scripts/embed.sh, docs/ui.md).
+UI_FILES := $(shell find ui -type f ! -name '.*')
+LIB_OBJ  += $(BUILD)/gen/ui_assets.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS    := $(BUILD)/tests/httpd-tiny $(BUILD)/tests/memhog
@@ -25,6 +28,14 @@ all: $(BUILD)/berth $(UNIT_BIN) $(TOOLS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/gen/ui_assets.c: scripts/embed.sh $(UI_FILES)
+	@echo "  EMBED ui/"
+	@scripts/embed.sh ui $@
+
+$(BUILD)/gen/ui_assets.o: $(BUILD)/gen/ui_assets.c src/server/ui_assets.h
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS) -c $< -o $@
 

@@ -134,6 +134,7 @@ sim_rss=$(sim_rss_mib)
 # The server's own account (servers before issue 10 have none): deaf_ms is
 # the time it could not hear agents and did not hold against them.
 deaf=$(bench_curl -fsS "$BERTH_ADDR/v1/health" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("deaf_ms", "n/a"))' || echo n/a)
+max_lag=$(grep -o 'intake lag [0-9]* ms' "$data/server.log" | awk '{if ($3 > m) m = $3} END {print m + 0}' || echo n/a)
 wait "$poll_pid" || true
 poll_pid=
 cat "$data/poll.err" >&2

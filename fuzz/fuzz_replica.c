@@ -4,7 +4,7 @@
  * follower applies the store's records one by one, in the store's order, and
  * a corrupted or hostile store must never make it crash, leak or hit UB.
  *
- * fuzz-sources: src/core/util.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_template.c src/core/cron.c src/core/lifecycle.c src/core/hmap.c src/core/log.c src/sched/placement.c src/sched/ports.c src/store/store.c src/store/store_sqlite.c src/store/store_etcd.c src/store/store_etcd_follow.c src/store/etcd_client.c src/core/base64.c src/server/cluster.c src/server/cluster_secrets.c src/server/secret_box.c src/server/cluster_records.c src/server/cluster_replica.c src/server/cluster_jobs.c src/server/cluster_mesh.c src/server/cluster_updates.c src/server/cluster_cron.c src/server/cluster_nodes.c src/server/cluster_sched.c src/server/cluster_views.c src/server/cluster_endpoints.c src/server/liveness.c src/server/tokens.c src/core/pki.c src/core/cidr.c
+ * fuzz-sources: src/core/util.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_template.c src/core/cron.c src/core/lifecycle.c src/core/hmap.c src/core/log.c src/sched/placement.c src/sched/ports.c src/store/store.c src/store/store_sqlite.c src/store/store_etcd.c src/store/store_etcd_follow.c src/store/etcd_client.c src/core/base64.c src/server/cluster.c src/server/cluster_secrets.c src/server/cluster_quota.c src/sched/quota.c src/server/secret_box.c src/server/cluster_records.c src/server/cluster_replica.c src/server/cluster_jobs.c src/server/cluster_mesh.c src/server/cluster_updates.c src/server/cluster_cron.c src/server/cluster_nodes.c src/server/cluster_sched.c src/server/cluster_views.c src/server/cluster_endpoints.c src/server/liveness.c src/server/tokens.c src/core/pki.c src/core/cidr.c
  * fuzz-libs: -lcrypto -ljansson -lyaml -lsqlite3 -lcurl -lpthread -lm -Wl,--wrap=time_mono_ms -Wl,--wrap=time_now_ms -Wl,--wrap=random_hex
  * (the two lines above stay one line each: scripts/fuzz.sh reads them)
  *
@@ -19,7 +19,8 @@
  *
  *   0, 1 put        a record made from a template of its kind, as the leader
  *                   writes it (write_task, persist_job, persist_node,
- *                   persist_update in cluster_records.c; or meta/), its fields
+ *                   persist_update in cluster_records.c; or meta/, or
+ *                   quotas/ROLE as cluster_quota.c writes it), its fields
  *                   chosen by the bytes: names from small pools (unknown
  *                   jobs and nodes, so records become orphans; one task id
  *                   under several keys), integers out of range (negative,
@@ -73,6 +74,7 @@
 #include "core/spec.h"
 #include "core/util.h"
 #include "server/cluster.h"
+#include "server/cluster_quota.h"
 #include "store/store-internal.h" /* to read the batch a promoted replica writes */
 
 #define MAX_OPS 64
@@ -731,6 +733,15 @@ static void views(void)
 		abort();
 	dump_check(l);
 	dump_check(cluster_cron_list_json(c));
+	/* The roles' quota use, kept as running sums, is what a count from
+	 * scratch finds. */
+	json_t *kept = cluster_quotas_json(c, NULL);
+	quotas_recount(c);
+	json_t *counted = cluster_quotas_json(c, NULL);
+	if (!json_equal(kept, counted))
+		abort();
+	json_decref(counted);
+	dump_check(kept);
 	size_t it = 0;
 	const char *key;
 	void *v;
@@ -837,6 +848,16 @@ static void op_put_template(struct rd *r)
 		name = PICK_NAME(r, meta_pool);
 		o = json_pack("{s:s}", "url", "http://127.0.0.1:1");
 		record_key(r, key, sizeof key, kind, name, meta_pool, ARRAY_SIZE(meta_pool));
+		if (u8(r) & 1) {
+			/* A role's quota (cluster_quota.c: persist_quota): the roles
+			 * of the job pool, limits in and out of range. */
+			static const char *const roles[] = {"a", "r", "Bad", ""};
+			const char *role = pick_name_from(r, roles, ARRAY_SIZE(roles));
+			json_decref(o);
+			o = json_pack("{s:s,s:I,s:I,s:I}", "role", role, "cpu", pick_int(r),
+				      "memory", pick_int(r), "tasks", pick_int(r));
+			snprintf(key, sizeof key, "quotas/%s", role);
+		}
 		break;
 	}
 	unsigned m = u8(r);

@@ -25,6 +25,7 @@ static const struct command commands[] = {
     {"admin", cmd_admin, "back up and restore the cluster state"},
     {"token", cmd_token, "create, list and revoke roles' tokens"},
     {"secret", cmd_secret, "create, list and remove secrets (values are never shown)"},
+    {"quota", cmd_quota, "set, list and remove roles' quotas of production work"},
     {"cron", cmd_cron, "list cron jobs and start one now"},
     {"update", cmd_update, "follow, pause, resume, abort and roll back job updates"},
     {"supervise", cmd_supervise, NULL}, /* internal: the per-task supervisor */

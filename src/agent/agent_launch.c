@@ -34,7 +34,10 @@ struct launch_plan {
 	char **secret_files;	   /* on the task's secrets tmpfs (agent_secrets.c) */
 	const char **secret_paths; /* point into spec->task.secrets */
 	uint32_t address;	   /* network: bridge: the task's address */
+	int prefix;		   /* docker: its subnet's length, */
+	uint32_t gateway;	   /* and the bridge's address (netns_attach) */
 	char *netns_path;	   /* and its network namespace */
+	bool netns_attach;	   /* docker: bound by the supervisor, later */
 };
 
 static void plan_release(struct launch_plan *p)
@@ -209,6 +212,9 @@ static int plan_launch(const struct agent *a, const struct launch_plan *p, const
 	    .secret_path = p->secret_paths,
 	    .nsecrets = p->secret_files ? ts->nsecrets : 0,
 	    .netns_path = p->netns_path,
+	    .net_address = p->netns_attach ? p->address : 0,
+	    .net_prefix = p->netns_attach ? p->prefix : 0,
+	    .net_gateway = p->netns_attach ? p->gateway : 0,
 	};
 	pid_t spid;
 	return supervisor_launch(&l, a->o.exe, &spid, err);
@@ -249,8 +255,20 @@ static int plan_network(const struct agent *a, struct launch_plan *p, struct ber
 {
 	if (p->spec->task.network != NETWORK_BRIDGE)
 		return 0;
-	if (node_net_task_setup(a->net, p->id, p->pvals, p->spec->task.resources.nports,
-				&p->address, &p->netns_path, err) < 0) {
+	int r;
+	if (p->spec->task.driver == DRIVER_DOCKER) {
+		/* Docker makes the container's namespace when it starts it
+		 * (NetworkMode none); the supervisor binds it and adds the veth
+		 * then (task_net_attach). */
+		p->netns_attach = true;
+		r = node_net_task_reserve(a->net, p->id, p->pvals, p->spec->task.resources.nports,
+					  &p->address, &p->prefix, &p->netns_path, err);
+		p->gateway = node_net_gateway(a->net);
+	} else {
+		r = node_net_task_setup(a->net, p->id, p->pvals, p->spec->task.resources.nports,
+					&p->address, &p->netns_path, err);
+	}
+	if (r < 0) {
 		char msg[sizeof err->msg];
 		snprintf(msg, sizeof msg, "%s", err->msg);
 		return berr_set(err, 0, "cannot set up the task's network: %s", msg);

@@ -248,6 +248,8 @@ void *agent_watch_main(void *arg)
 	 * the body. */
 	unsigned id_gen;
 	struct http_client *hc = agent_identity_client(a, &id_gen);
+	/* Each call tells the server how long its intake kept it. */
+	http_client_echo_server_clock(hc);
 	bool registered = false;
 	int64_t last_error_log = 0;
 	int failures = 0;

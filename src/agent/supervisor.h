@@ -101,6 +101,12 @@ struct task_launch {
 	 * agent (agent/net/task_net.h) and kept as a bind mount at this path;
 	 * exec joins it, oci names it in config.json. NULL = the host's. */
 	const char *netns_path;
+	/* docker with netns_path: the namespace is the container's, bound at
+	 * netns_path by the supervisor once it started (task_net_attach), with
+	 * eth0 at net_address/net_prefix and the route via net_gateway. The
+	 * agent reserved the address (node_net_task_reserve). */
+	uint32_t net_address, net_gateway;
+	int net_prefix;
 };
 
 enum task_phase { PHASE_UNKNOWN = 0, PHASE_STARTING, PHASE_RUNNING, PHASE_EXITED };

@@ -14,6 +14,7 @@
 
 #include "agent/driver/driver.h"
 #include "agent/supervisor-internal.h"
+#include "core/cidr.h"
 
 char *sandbox_file(const char *sandbox, const char *name)
 {
@@ -109,6 +110,12 @@ json_t *launch_to_json(const struct task_launch *l, const char *sandbox)
 	json_object_set_new(o, "volumes", vols);
 	if (l->netns_path)
 		json_object_set_new(o, "netns_path", json_string(l->netns_path));
+	if (l->net_address) {
+		char ip[16], gw[16];
+		json_object_set_new(o, "net_address", json_string(ip4_format(l->net_address, ip)));
+		json_object_set_new(o, "net_prefix", json_integer(l->net_prefix));
+		json_object_set_new(o, "net_gateway", json_string(ip4_format(l->net_gateway, gw)));
+	}
 	if (l->nsecrets) {
 		json_t *secs = json_array();
 		for (size_t i = 0; i < l->nsecrets; i++)
@@ -223,6 +230,17 @@ int launch_read(const char *sandbox, struct launch_doc *d, struct berr *err)
 	l->netns_path = jstr(o, "netns_path");
 	if (l->netns_path && *l->netns_path != '/')
 		return berr_set(err, 0, "launch.json: 'netns_path' is not absolute");
+	const char *na = jstr(o, "net_address");
+	if (na) {
+		json_int_t prefix = json_integer_value(json_object_get(o, "net_prefix"));
+		if (ip4_parse(na, &l->net_address) < 0 ||
+		    ip4_parse(jstr(o, "net_gateway"), &l->net_gateway) < 0 || prefix < 8 ||
+		    prefix > 30 || !l->netns_path)
+			return berr_set(err, 0,
+					"launch.json: bad 'net_address', 'net_prefix', "
+					"'net_gateway' or no 'netns_path'");
+		l->net_prefix = (int)prefix;
+	}
 	if (!l->task_id)
 		return berr_set(err, 0, "launch.json: missing 'task_id'");
 	if (l->argc == 0 && !driver_get(l->driver)->needs_image)

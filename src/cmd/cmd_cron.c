@@ -55,12 +55,17 @@ int cmd_cron(int argc, char **argv)
 			size_t i;
 			json_t *j;
 			json_array_foreach(arr, i, j)
-			    printf("%-40s %-16s %-14s %-25s %d\n",
-				   json_string_value(json_object_get(j, "job")),
-				   json_string_value(json_object_get(j, "schedule")),
-				   json_string_value(json_object_get(j, "collision")),
-				   json_string_value(json_object_get(j, "next_run")),
-				   (int)json_integer_value(json_object_get(j, "running")));
+			{
+				printf("%-40s %-16s %-14s %-25s %d\n",
+				       json_string_value(json_object_get(j, "job")),
+				       json_string_value(json_object_get(j, "schedule")),
+				       json_string_value(json_object_get(j, "collision")),
+				       json_string_value(json_object_get(j, "next_run")),
+				       (int)json_integer_value(json_object_get(j, "running")));
+				const char *msg = json_string_value(json_object_get(j, "message"));
+				if (msg)
+					printf("  %s\n", msg);
+			}
 		}
 		json_decref(arr);
 	} else {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cmd/cli.h"
+#include "cmd/cmd_quota.h"
 #include "cmd/commands.h"
 
 enum { J_ADDR, J_JSON, J_ALL, J_DETACH, J_TIMEOUT, J_INSTANCES, J_HELP, J_COUNT };
@@ -223,6 +224,28 @@ static void print_index_list(const char *what, json_t *arr)
 	printf("\n");
 }
 
+/* The plan's "would preempt" section: the tasks preempted to place the
+ * instances that fit nowhere (docs/scheduling.md). */
+static void print_plan_preemption(json_t *plan)
+{
+	json_t *ids = json_object_get(plan, "preempt");
+	if (json_is_true(json_object_get(plan, "fits")) || !json_is_array(ids))
+		return;
+	if (!json_array_size(ids)) {
+		if (!json_is_true(json_object_get(plan, "fits_with_preemption")))
+			printf("  preempting lower-ranked tasks would not make room either\n");
+		return;
+	}
+	printf("  would preempt %zu task%s%s:\n", json_array_size(ids),
+	       json_array_size(ids) == 1 ? "" : "s",
+	       json_is_true(json_object_get(plan, "fits_with_preemption"))
+		   ? ""
+		   : " (and still not fit every instance)");
+	size_t i;
+	json_t *id;
+	json_array_foreach(ids, i, id) printf("    - %s\n", json_string_value(id));
+}
+
 /* Exit status: 0 no change, 1 changes, 2 error (a contract: docs/targets.md). */
 static int job_plan(struct cli_opt *o, const char *file)
 {
@@ -275,6 +298,8 @@ static int job_plan(struct cli_opt *o, const char *file)
 		else
 			printf("  does NOT fit the cluster now: %s\n",
 			       json_string_value(json_object_get(plan, "fit_message")) ?: "");
+		print_plan_preemption(plan);
+		quota_print_plan(plan);
 	}
 	json_decref(plan);
 	return changed ? 1 : 0;
@@ -286,6 +311,9 @@ static void print_status(json_t *st)
 	       (int)json_integer_value(json_object_get(st, "version")),
 	       json_string_value(json_object_get(st, "type")),
 	       json_string_value(json_object_get(st, "status")));
+	const char *why = json_string_value(json_object_get(st, "message"));
+	if (why)
+		printf("%s\n", why); /* a cron run that did not start */
 	printf("%-5s %-40s %-11s %-12s %-8s %-4s %-15s %s\n", "INST", "TASK", "STATE", "NODE",
 	       "PID", "VER", "ADDRESS", "MESSAGE");
 	size_t i;

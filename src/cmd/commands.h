@@ -20,5 +20,6 @@ int cmd_cron(int argc, char **argv);
 int cmd_admin(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_secret(int argc, char **argv);
+int cmd_quota(int argc, char **argv);
 
 #endif

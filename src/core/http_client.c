@@ -18,6 +18,9 @@ struct http_client {
 	char *auth;		   /* "Authorization: Bearer TOKEN", or NULL */
 	char *cacert, *cert, *key; /* TLS files (NULL: system CAs, no client cert) */
 	bool no_verify;		   /* http_client_set_tls_unverified */
+	bool echo_clock;	   /* http_client_echo_server_clock */
+	char echo_time[40];	   /* the last reply's X-Berth-Time, "" before one */
+	int64_t echo_at;	   /* when it was read (our clock) */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -130,6 +133,23 @@ static bool token_for(const char *url)
 	return p && !strncmp(p, "/v1/", 4) && strncmp(p, "/v1/logs/", 9);
 }
 
+void http_client_echo_server_clock(struct http_client *hc)
+{
+	hc->echo_clock = true;
+}
+
+/* Keep the reply's X-Berth-Time (digits, '-' and hex only) and when. */
+static void keep_server_clock(struct http_client *hc)
+{
+	struct curl_header *h = NULL;
+	if (curl_easy_header(hc->curl, "X-Berth-Time", 0, CURLH_HEADER, -1, &h) != CURLHE_OK ||
+	    !h || !h->value || strlen(h->value) >= sizeof hc->echo_time ||
+	    strspn(h->value, "0123456789abcdef-") != strlen(h->value))
+		return;
+	strcpy(hc->echo_time, h->value);
+	hc->echo_at = time_mono_ms();
+}
+
 static CURLcode perform_once(struct http_client *hc, const char *method, const char *url,
 			     const char *body, long timeout_ms, bool with_token, struct sbuf *sb)
 {
@@ -160,6 +180,12 @@ static CURLcode perform_once(struct http_client *hc, const char *method, const c
 		hdrs = curl_slist_append(hdrs, hc->header);
 	if (hc->auth && with_token)
 		hdrs = curl_slist_append(hdrs, hc->auth);
+	char echo[96];
+	if (hc->echo_clock && hc->echo_time[0]) {
+		snprintf(echo, sizeof echo, "X-Berth-Echo: %s %lld", hc->echo_time,
+			 (long long)(time_mono_ms() - hc->echo_at));
+		hdrs = curl_slist_append(hdrs, echo);
+	}
 	if (body) {
 		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
 		hdrs = curl_slist_append(hdrs, "Expect:");
@@ -173,6 +199,8 @@ static CURLcode perform_once(struct http_client *hc, const char *method, const c
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	CURLcode rc = curl_easy_perform(c);
 	curl_slist_free_all(hdrs);
+	if (rc == CURLE_OK && hc->echo_clock)
+		keep_server_clock(hc);
 	return rc;
 }
 

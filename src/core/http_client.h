@@ -36,6 +36,11 @@ void http_client_set_tls_unverified(struct http_client *hc);
 /* Send "Authorization: Bearer TOKEN" (NULL: none). A redirect passes it on
  * only to another server's API path, never to an agent's logs. */
 void http_client_set_token(struct http_client *hc, const char *token);
+/* Echo the server's clock: each request carries "X-Berth-Echo: TIME AGE",
+ * the X-Berth-Time of the last reply and the ms since it was read, so the
+ * server can tell how long its intake kept the request (an agent's
+ * heartbeats: server/liveness.h). */
+void http_client_echo_server_clock(struct http_client *hc);
 /* Drop the kept connection: the next request connects again (and reads
  * the TLS files again, e.g. after a certificate renewal). */
 void http_client_reconnect(struct http_client *hc);

@@ -248,7 +248,8 @@ const char *task_network_name(enum task_network n)
 
 enum task_network task_network_default(enum task_driver d)
 {
-	return d == DRIVER_DOCKER ? NETWORK_HOST : NETWORK_BRIDGE;
+	(void)d; /* bridge for exec, oci and docker alike */
+	return NETWORK_BRIDGE;
 }
 
 const char *task_driver_name(enum task_driver d)

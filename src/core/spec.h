@@ -136,8 +136,8 @@ int task_driver_parse(const char *name, enum task_driver *out);
  * address on the node's subnet (docs/networking.md). */
 enum task_network { NETWORK_HOST = 0, NETWORK_BRIDGE };
 const char *task_network_name(enum task_network n);
-/* A task without `network`: bridge for exec and oci, host for docker (its
- * bridge mode is not supported yet). */
+/* A task without `network`: bridge, for every driver (kept a function of
+ * the driver so that one may differ again). */
 enum task_network task_network_default(enum task_driver d);
 
 struct task_spec {

@@ -700,13 +700,6 @@ static int v_task(struct sctx *c, const struct snode *n, struct task_spec *t)
 		return spec__expect(c, image, image,
 				    "no image for driver exec (use oci or docker)");
 	}
-	if (t->driver == DRIVER_DOCKER && t->network == NETWORK_BRIDGE) {
-		const struct snode *nw = map_get(n, "network");
-		spec__path_push(c, "network", 7);
-		return spec__expect(c, nw, nw,
-				    "host with driver docker (docker tasks use the host's network "
-				    "for now)");
-	}
 	if (check_health(c, map_get(n, "health"), t) < 0)
 		return -1;
 	if (*t->shutdown.http_path || *t->shutdown.port) {

@@ -556,6 +556,77 @@ static size_t place_sampled(struct pctx *x, size_t count, size_t k, int *out, si
 	return placed;
 }
 
+/* Set up x for placing tasks of job on nodes (release with pctx_release). */
+static void pctx_init(struct pctx *x, struct placement_node *nodes, size_t nnodes,
+		      const struct job_spec *job, size_t start_offset)
+{
+	const struct task_spec *ts = &job->task;
+	*x = (struct pctx){
+	    .nodes = nodes,
+	    .n = nnodes,
+	    .start = start_offset % nnodes,
+	    .res = &ts->resources,
+	    .strategy = job->placement,
+	    .bridge = ts->network == NETWORK_BRIDGE,
+	};
+	const struct resources *r = x->res;
+	x->inv_cpu = r->cpu > 0 ? 1.0 / r->cpu : 0;
+	x->inv_mem = r->memory ? 1.0 / (double)r->memory : 0;
+	x->inv_disk = r->disk ? 1.0 / (double)r->disk : 0;
+	x->inv_ports = r->nports ? 1.0 / (double)r->nports : 0;
+	x->values = xcalloc(ts->nconstraints + 1, sizeof *x->values);
+	x->limits = xcalloc(ts->nconstraints + 1, sizeof *x->limits);
+	if (ts->driver != DRIVER_EXEC) {
+		snprintf(x->driver_attr, sizeof x->driver_attr, "driver.%s",
+			 task_driver_name(ts->driver));
+		x->driver_value[0] = "true";
+		x->driver = (struct constraint){.attribute = x->driver_attr,
+						.kind = CONSTRAINT_VALUE,
+						.values = x->driver_value,
+						.nvalues = 1};
+		x->values[x->nvalues++] = &x->driver;
+	}
+	for (size_t k = 0; k < ts->nconstraints; k++) {
+		const struct constraint *c = &ts->constraints[k];
+		if (c->kind == CONSTRAINT_LIMIT) {
+			struct limit *l = &x->limits[x->nlimits++];
+			l->c = c;
+			l->host = !strcmp(c->attribute, "host");
+		} else {
+			x->values[x->nvalues++] = c;
+		}
+	}
+	x->status = xcalloc(nnodes, 1);
+	x->slot = x->nlimits ? xmalloc(nnodes * x->nlimits * sizeof *x->slot) : NULL;
+	/* Group counts must include tasks on every node, whatever its state
+	 * (a draining node's tasks still run), so they are gathered up front;
+	 * only nodes that hold tasks of the job cost a lookup. */
+	for (size_t l = 0; l < x->nlimits; l++) {
+		if (x->limits[l].host)
+			continue;
+		for (size_t i = 0; i < nnodes; i++) {
+			if (!nodes[i].job_tasks)
+				continue;
+			const char *v = node_attr(&nodes[i], x->limits[l].c->attribute);
+			if (!v)
+				continue;
+			/* the slot first: inserting may move counts */
+			uint32_t s = vmap_slot(&x->limits[l].map, v);
+			x->limits[l].map.counts[s] += nodes[i].job_tasks;
+		}
+	}
+}
+
+static void pctx_release(struct pctx *x)
+{
+	for (size_t l = 0; l < x->nlimits; l++)
+		vmap_free(&x->limits[l].map);
+	free(x->limits);
+	free(x->values);
+	free(x->status);
+	free(x->slot);
+}
+
 void placement_place(struct placement_node *nodes, size_t nnodes,
 		     const struct placement_request *req, struct placement_result *out)
 {
@@ -571,62 +642,8 @@ void placement_place(struct placement_node *nodes, size_t nnodes,
 		out->reason = xstrdup("no nodes registered");
 		return;
 	}
-
-	const struct task_spec *ts = &req->job->task;
-	struct pctx x = {
-	    .nodes = nodes,
-	    .n = nnodes,
-	    .start = req->start_offset % nnodes,
-	    .res = &ts->resources,
-	    .strategy = req->job->placement,
-	    .bridge = ts->network == NETWORK_BRIDGE,
-	};
-	const struct resources *r = x.res;
-	x.inv_cpu = r->cpu > 0 ? 1.0 / r->cpu : 0;
-	x.inv_mem = r->memory ? 1.0 / (double)r->memory : 0;
-	x.inv_disk = r->disk ? 1.0 / (double)r->disk : 0;
-	x.inv_ports = r->nports ? 1.0 / (double)r->nports : 0;
-	x.values = xcalloc(ts->nconstraints + 1, sizeof *x.values);
-	x.limits = xcalloc(ts->nconstraints + 1, sizeof *x.limits);
-	if (ts->driver != DRIVER_EXEC) {
-		snprintf(x.driver_attr, sizeof x.driver_attr, "driver.%s",
-			 task_driver_name(ts->driver));
-		x.driver_value[0] = "true";
-		x.driver = (struct constraint){.attribute = x.driver_attr,
-					       .kind = CONSTRAINT_VALUE,
-					       .values = x.driver_value,
-					       .nvalues = 1};
-		x.values[x.nvalues++] = &x.driver;
-	}
-	for (size_t k = 0; k < ts->nconstraints; k++) {
-		const struct constraint *c = &ts->constraints[k];
-		if (c->kind == CONSTRAINT_LIMIT) {
-			struct limit *l = &x.limits[x.nlimits++];
-			l->c = c;
-			l->host = !strcmp(c->attribute, "host");
-		} else {
-			x.values[x.nvalues++] = c;
-		}
-	}
-	x.status = xcalloc(nnodes, 1);
-	x.slot = x.nlimits ? xmalloc(nnodes * x.nlimits * sizeof *x.slot) : NULL;
-	/* Group counts must include tasks on every node, whatever its state
-	 * (a draining node's tasks still run), so they are gathered up front;
-	 * only nodes that hold tasks of the job cost a lookup. */
-	for (size_t l = 0; l < x.nlimits; l++) {
-		if (x.limits[l].host)
-			continue;
-		for (size_t i = 0; i < nnodes; i++) {
-			if (!nodes[i].job_tasks)
-				continue;
-			const char *v = node_attr(&nodes[i], x.limits[l].c->attribute);
-			if (!v)
-				continue;
-			/* the slot first: inserting may move counts */
-			uint32_t s = vmap_slot(&x.limits[l].map, v);
-			x.limits[l].map.counts[s] += nodes[i].job_tasks;
-		}
-	}
+	struct pctx x;
+	pctx_init(&x, nodes, nnodes, req->job, req->start_offset);
 
 	/* Sampling pays off only while the tasks together look at fewer nodes
 	 * than there are: past that the exact heap costs less. */
@@ -642,13 +659,29 @@ void placement_place(struct placement_node *nodes, size_t nnodes,
 	}
 	if (out->placed < count)
 		out->reason = build_reason(&x);
+	pctx_release(&x);
+}
 
-	for (size_t l = 0; l < x.nlimits; l++)
-		vmap_free(&x.limits[l].map);
-	free(x.limits);
-	free(x.values);
-	free(x.status);
-	free(x.slot);
+void placement_eligible(struct placement_node *nodes, size_t nnodes, const struct job_spec *job,
+			bool *out)
+{
+	if (!nnodes)
+		return;
+	struct pctx x;
+	pctx_init(&x, nodes, nnodes, job, 0);
+	for (size_t i = 0; i < nnodes; i++) {
+		size_t which;
+		out[i] = static_check(&x, i, &which) == CHK_OK;
+		for (size_t l = 0; out[i] && l < x.nlimits; l++) {
+			int32_t s = x.slot[i * x.nlimits + l];
+			const struct limit *lim = &x.limits[l];
+			int64_t have = s < 0	   ? 0
+				       : lim->host ? nodes[i].job_tasks
+						   : lim->map.counts[s];
+			out[i] = s >= 0 && have < (int64_t)lim->c->limit;
+		}
+	}
+	pctx_release(&x);
 }
 
 void placement_result_release(struct placement_result *r)

@@ -105,4 +105,11 @@ void placement_place(struct placement_node *nodes, size_t nnodes,
 		     const struct placement_request *req, struct placement_result *out);
 void placement_result_release(struct placement_result *r);
 
+/* For each node, whether a task of job could go there if resources were no
+ * object (schedulable, value and driver constraints, limit constraints with
+ * the nodes' job_tasks): out[i] for nodes[i]. For preemption, which frees
+ * resources but changes nothing else. */
+void placement_eligible(struct placement_node *nodes, size_t nnodes, const struct job_spec *job,
+			bool *out);
+
 #endif

@@ -16,6 +16,7 @@
  *   cluster_nodes.c    nodes and agents: register, watch, status, desired
  *                      sets, heartbeats, drain, flap back-off, take-back
  *   cluster_sched.c    the glue to src/sched's placement
+ *   cluster_preempt.c  the glue to src/sched's preemption; reservations
  *   cluster_views.c    read-only JSON views
  *   cluster_endpoints.c where jobs' RUNNING instances answer: the view, the
  *                      table and deltas the agents follow
@@ -145,6 +146,35 @@ void schedule_pending(struct cluster *c);
 /* The scheduler's view of every node (caller frees both arrays). */
 void node_view(struct cluster *c, struct node ***nodes_out, struct placement_node **pn_out,
 	       size_t *nn_out);
+
+/* Assign PENDING task t (config jv) to node n: its resources and ports
+ * are n's from now on (cluster_sched.c). */
+void task_assign(struct cluster *c, struct task *t, struct node *n, const struct job_version *jv);
+
+/* preemption (cluster_preempt.c) */
+struct preempt_round;
+struct preempt_round *preempt_round_new(struct cluster *c, struct node **nodes,
+					struct placement_node *pn, size_t nn);
+void preempt_round_free(struct preempt_round *r);
+/* tasks[0..nt) of one class (spec) fit nowhere: preempt for them, within
+ * the round's budget. pn's job_tasks count the job's tasks per node. */
+void preempt_for_class(struct preempt_round *r, const struct job_spec *spec, struct task **tasks,
+		       size_t nt);
+/* Pending tasks that hold a node's room: assigned there when it fits, else
+ * the room stays theirs; either way they leave pending[] (*np shrinks). */
+void preempt_reservations(struct cluster *c, struct node **nodes, struct placement_node *pn,
+			  struct task **pending, size_t *np);
+/* job plan: {"preempt": [ids of the tasks that would be preempted to
+ * place `unplaced` more tasks of spec on the view], "fits_with_preemption"}
+ * (new ref; merged into the plan). */
+json_t *plan_preemption(struct cluster *c, const struct job_spec *spec, size_t unplaced,
+			struct node **nodes, struct placement_node *pn, size_t nn);
+/* The "preempted by alice/prod/web/3" message of an ended task's
+ * PREEMPTING event, or NULL. */
+const char *task_preempted_by(const struct task *t);
+/* A replacement of a preempted task: its creation's "preempted by ..."
+ * (len chars), or NULL. */
+const char *task_preempt_note(const struct task *t, size_t *len);
 
 /* secrets (cluster_secrets.c) */
 /* Free every secret and release the map. */

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "server/cluster_quota.h"
 #include "sched/ports.h"
 
 #define MAX_EVENTS 16
@@ -44,6 +45,7 @@ void cluster_config_defaults(struct cluster_config *cfg)
 	cfg->ended_keep = 100;
 	cfg->ended_max_age_ms = 24 * 3600 * 1000LL;
 	cfg->sample_limit = 64;
+	cfg->preempt_max_victims = 1000;
 	cfg->flap_backoff_base_ms = 5000;
 	cfg->flap_backoff_max_ms = 300000;
 	cfg->flap_stable_ms = 600000;
@@ -73,6 +75,8 @@ struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg)
 	hmap_init(&c->nodes);
 	hmap_init(&c->orphans);
 	hmap_init(&c->secrets);
+	hmap_init(&c->quotas);
+	hmap_init(&c->quota_use);
 	c->pending = store_batch_new();
 	c->loaded_mono = time_mono_ms();
 	c->tokens = token_table_new();
@@ -101,6 +105,7 @@ void task_clear_record(struct task *t)
 static void task_free(struct task *t)
 {
 	task_clear_record(t);
+	free(t->reserved_node);
 	free(t->id);
 	free(t);
 }
@@ -118,6 +123,7 @@ void job_free(struct job *j)
 	free(j->ended);
 	free(j->instance_done);
 	update_free(j->update);
+	free(j->cron_message);
 	free(j);
 }
 
@@ -162,6 +168,7 @@ void cluster_release_state(struct cluster *c)
 	hmap_release(&c->nodes);
 	hmap_release(&c->orphans);
 	secrets_release(c);
+	quotas_release(c);
 	c->ndirty = 0; /* it named tasks just freed */
 	c->waiting = NULL;
 	c->nwaiting = 0;
@@ -383,6 +390,14 @@ bool task_transition(struct cluster *c, struct task *t, enum task_state to, cons
 		return false;
 	}
 	int64_t now = time_now_ms();
+	/* A preempted task's end says who preempted it ("preempted by
+	 * alice/prod/web/3 (killed by signal 15)"). */
+	char why[512];
+	if (t->state == TASK_PREEMPTING && task_state_terminal(to) && t->nevents &&
+	    t->events[t->nevents - 1].state == TASK_PREEMPTING) {
+		snprintf(why, sizeof why, "%s (%s)", t->events[t->nevents - 1].message, msg);
+		msg = why;
+	}
 	c->changes++;
 	if (endpoints_moved(t->state, to))
 		endpoints_touch_job(c, t->job->key);
@@ -511,6 +526,7 @@ static void handle_task_end(struct cluster *c, struct task *t, int64_t now)
 	task_release_node(c, t);
 	if ((size_t)t->instance < j->nactive && j->active[t->instance] == t)
 		j->active[t->instance] = NULL;
+	quota_job_slot_freed(c, j); /* a cron run may have ended */
 	job_keep_ended(c, j, t);
 	update_note_failure(c, j, t);
 	job_task_ended(c, t, now);
@@ -574,6 +590,7 @@ void job_forget(struct cluster *c, struct job *j)
 		task_destroy(c, j->ended[i]);
 	j->nended = 0;
 	endpoints_touch_job(c, j->key);
+	quota_job_gone(c, j);
 	hmap_del(&c->jobs, j->key);
 	c->job_index.gen++;
 	job_free(j);
@@ -720,6 +737,7 @@ void job_remove(struct cluster *c, struct job *j)
 	for (size_t i = 0; i < ngone; i++)
 		task_remove(c, gone[i]);
 	free(gone);
+	quota_job_gone(c, j);
 	char *key = xstrdup(j->key);
 	hmap_del(&c->jobs, key);
 	c->job_index.gen++;
@@ -795,5 +813,6 @@ void cluster_derive(struct cluster *c)
 		if (j->nended > 1)
 			qsort(j->ended, j->nended, sizeof *j->ended, cmp_task_ended);
 	}
+	quotas_recount(c);
 	c->derived_stale = false;
 }

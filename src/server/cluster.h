@@ -30,6 +30,7 @@
 #include "core/lifecycle.h"
 #include "core/spec.h"
 #include "core/util.h"
+#include "sched/quota.h"
 #include "server/liveness.h"
 #include "server/tokens.h"
 #include "store/store.h"
@@ -75,6 +76,13 @@ struct task {
 	struct task *wprev, *wnext; /* in cluster.waiting while PENDING or THROTTLED */
 	bool waiting;
 	size_t dirty_slot; /* 1 + index in cluster.dirty, 0 when clean */
+	/* Preemption (cluster_preempt.c), in memory only: a PENDING task that
+	 * preempted tasks on a node holds that node's room until they are gone
+	 * (or until reserved_until_ms); preempt_after_ms: no new preemption
+	 * attempt before then (the last one found nothing). */
+	char *reserved_node;
+	int64_t reserved_until_ms;
+	int64_t preempt_after_ms;
 };
 
 struct job_version {
@@ -142,6 +150,8 @@ struct job {
 	size_t live;	       /* its non-terminal tasks, in active[] or not */
 	int64_t cron_last_ms;  /* cron: the scheduled time of the last run started */
 	int cron_runs;
+	char *cron_message; /* why the last cron run did not start (quota), or NULL */
+	struct quota_amount quota_counted; /* in its role's quota use (cluster_quota.c) */
 };
 
 struct node {
@@ -199,6 +209,7 @@ struct cluster_config {
 	int64_t flap_backoff_max_ms;  /* doubling per flap up to this */
 	int64_t flap_stable_ms;	      /* up this long: its flaps are forgotten */
 	struct cidr cluster_cidr;     /* the tasks' network; a /24 of it per node */
+	size_t preempt_max_victims;   /* tasks preempted per scheduling round at most */
 };
 
 struct cluster {
@@ -206,10 +217,12 @@ struct cluster {
 	pthread_cond_t wake; /* the commit loop sleeps on it */
 	struct cluster_config cfg;
 	struct store *store;
-	struct hmap jobs;    /* key -> struct job* */
-	struct hmap tasks;   /* id -> struct task* (active and kept ended) */
-	struct hmap nodes;   /* name -> struct node* */
-	struct hmap secrets; /* ROLE/NAME -> its sealed versions (cluster_secrets.c) */
+	struct hmap jobs;      /* key -> struct job* */
+	struct hmap tasks;     /* id -> struct task* (active and kept ended) */
+	struct hmap nodes;     /* name -> struct node* */
+	struct hmap secrets;   /* ROLE/NAME -> its sealed versions (cluster_secrets.c) */
+	struct hmap quotas;    /* ROLE -> its quota (cluster_quota.c) */
+	struct hmap quota_use; /* ROLE -> the sum of its jobs' quota_counted */
 	struct store_batch *pending;
 	struct node **changed; /* nodes whose desired set changed since last looked */
 	size_t nchanged, changed_cap;
@@ -224,11 +237,13 @@ struct cluster {
 	int64_t loaded_mono;	    /* grace for agents after a server start */
 	int64_t pruned_mono;	    /* last age pruning of ended tasks */
 	int64_t judged_mono;	    /* the heartbeat judge's last look */
+	int64_t lag_logged_mono;    /* last intake-lag warning (nodes_check_heartbeats) */
 	struct token_table *tokens; /* the cluster's tokens (tokens.h), own lock */
 	struct liveness *live;	    /* heartbeat stamps and deaf time (liveness.h) */
 	uint64_t changes;	    /* bumped by every change of state (watches: wake or not) */
 	uint64_t net_version;	    /* bumped when a node's subnet or address changes */
 	uint64_t nodes_down_total;  /* nodes judged DOWN since start */
+	uint64_t preempted_total;   /* tasks preempted since start */
 	/* Nodes and jobs sorted by name, for paged views; rebuilt when a node
 	 * or job came or went (its gen moved). */
 	struct name_index {

@@ -7,10 +7,19 @@
 #include <stdlib.h>
 
 #include "core/log.h"
+#include "server/cluster_quota.h"
+
+static void set_cron_message(struct job *j, const char *msg)
+{
+	free(j->cron_message);
+	j->cron_message = msg ? xstrdup(msg) : NULL;
+}
 
 /* Start one run of a cron job: every instance gets a new task. A run still
- * going is killed first (kill_existing) or this run is skipped (cancel_new). */
-static bool cron_fire(struct cluster *c, struct job *j, const char *why)
+ * going is killed first (kill_existing) or this run is skipped (cancel_new).
+ * A run its role's quota cannot take does not start (err 409, and the
+ * job's cron_message says why). */
+static bool cron_fire(struct cluster *c, struct job *j, const char *why, struct berr *err)
 {
 	struct job_version *jv = job_version_get(j, j->version);
 	if (!jv || j->killed)
@@ -19,8 +28,21 @@ static bool cron_fire(struct cluster *c, struct job *j, const char *why)
 	if (running && jv->spec->cron_collision == CRON_CANCEL_NEW) {
 		log_info("cron %s: run skipped, the previous one is still going (cancel_new)",
 			 j->key);
+		berr_set(err, 409,
+			 "job '%s' is still running and its collision policy is cancel_new",
+			 j->key);
 		return false;
 	}
+	char refused[512];
+	if (quota_admit_cron_run(c, j, refused, sizeof refused) < 0) {
+		char msg[600];
+		snprintf(msg, sizeof msg, "cron run not started: %s", refused);
+		log_warn("cron %s: %s", j->key, msg);
+		set_cron_message(j, msg);
+		berr_set(err, 409, "%s", msg);
+		return false;
+	}
+	set_cron_message(j, NULL);
 	for (size_t i = 0; running && i < j->nactive; i++) {
 		struct task *t = j->active[i];
 		if (!t)
@@ -87,7 +109,8 @@ void crons_fire(struct cluster *c, int64_t now)
 		char ts[40], why[80];
 		time_format_ms(next, ts, sizeof ts);
 		snprintf(why, sizeof why, "cron run scheduled for %s", ts);
-		if (!cron_fire(c, j, why))
+		struct berr err = {0};
+		if (!cron_fire(c, j, why, &err))
 			persist_job(c, j); /* the slot is used up all the same */
 	}
 }
@@ -104,9 +127,8 @@ uint64_t cluster_cron_start(struct cluster *c, const char *key, struct berr *err
 		berr_set(err, 400, "job '%s' is not a cron job", key);
 		return 0;
 	}
-	if (!cron_fire(c, j, "cron run started by user")) {
-		berr_set(err, 409,
-			 "job '%s' is still running and its collision policy is cancel_new", key);
+	if (!cron_fire(c, j, "cron run started by user", err)) {
+		persist_job(c, j); /* its cron_message */
 		return 0;
 	}
 	return cluster_touched(c);
@@ -129,14 +151,16 @@ json_t *cluster_cron_list_json(const struct cluster *c)
 		char ts[40] = "";
 		if (next >= 0)
 			time_format_ms(next, ts, sizeof ts);
-		json_array_append_new(
-		    arr, json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:i,s:i}", "job", j->key, "schedule",
-				   jv->spec->schedule, "collision",
-				   jv->spec->cron_collision == CRON_CANCEL_NEW ? "cancel_new"
-									       : "kill_existing",
-				   "last_run_ms", (json_int_t)j->cron_last_ms, "next_run_ms",
-				   (json_int_t)next, "next_run", ts, "running", running, "runs",
-				   j->cron_runs));
+		json_t *row = json_pack(
+		    "{s:s,s:s,s:s,s:I,s:I,s:s,s:i,s:i}", "job", j->key, "schedule",
+		    jv->spec->schedule, "collision",
+		    jv->spec->cron_collision == CRON_CANCEL_NEW ? "cancel_new" : "kill_existing",
+		    "last_run_ms", (json_int_t)j->cron_last_ms, "next_run_ms", (json_int_t)next,
+		    "next_run", ts, "running", running, "runs", j->cron_runs);
+		/* Why the last run did not start (its quota), when one did not. */
+		if (j->cron_message)
+			json_object_set_new(row, "message", json_string(j->cron_message));
+		json_array_append_new(arr, row);
 	}
 	return arr;
 }

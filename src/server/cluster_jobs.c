@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "server/cluster_quota.h"
 
 /* What replaces task t, which has just ended (handle_task_end, cluster.c). */
 void job_task_ended(struct cluster *c, struct task *t, int64_t now)
@@ -20,6 +21,14 @@ void job_task_ended(struct cluster *c, struct task *t, int64_t now)
 		return;
 
 	char why[300];
+	const char *preempted = task_preempted_by(t);
+	if (preempted) {
+		/* Not its fault: replaced at once, no failure or quick death
+		 * counted; it waits for room (cluster_preempt.c). */
+		snprintf(why, sizeof why, "%s: replaces %s", preempted, t->id);
+		task_create(c, j, t->instance, t, why, 0);
+		return;
+	}
 	if (cur->type != JOB_SERVICE && t->state == TASK_FINISHED) {
 		/* Ran to completion, even if a drain or restart was stopping it. */
 		j->instance_done[t->instance] = true;
@@ -126,6 +135,12 @@ uint64_t cluster_job_submit_instances(struct cluster *c, struct job_spec *spec, 
 		spec_free(spec);
 		berr_set(err, 409, "job '%s' is being killed; submit again once its tasks ended",
 			 j->key);
+		return 0;
+	}
+	/* Quota: the job's new total against its role's (cluster_quota.h). */
+	if (quota_admit_job(c, j, spec, err) < 0) {
+		json_decref(json);
+		spec_free(spec);
 		return 0;
 	}
 	if (!j) {
@@ -359,15 +374,19 @@ json_t *cluster_job_plan(struct cluster *c, struct job_spec *spec, struct berr *
 				json_array_append_new(remove, json_integer((json_int_t)i));
 	bool fits = true;
 	char *why = NULL;
+	size_t unplaced = 0;
 	if (need) {
 		struct placement_request req = {.job = spec, .count = need, .sample_limit = 0};
 		struct placement_result res = {0};
 		placement_place(pn, nn, &req, &res);
 		fits = res.placed == need;
+		unplaced = need - res.placed;
 		if (!fits && res.reason)
 			why = xstrdup(res.reason);
 		placement_result_release(&res);
 	}
+	/* What the rest would preempt (cluster_preempt.c). */
+	json_t *preempt = plan_preemption(c, spec, unplaced, nodes, pn, nn);
 	free(nodes);
 	free(pn);
 	bool changed = !cur || json_array_size(diff) > 0;
@@ -378,7 +397,10 @@ json_t *cluster_job_plan(struct cluster *c, struct job_spec *spec, struct berr *
 	    "add", add, "remove", remove, "update", update, "unchanged", keep, "fits", fits);
 	if (why)
 		json_object_set_new(o, "fit_message", json_string(why));
+	json_object_update(o, preempt);
+	json_decref(preempt);
 	free(why);
+	json_object_set_new(o, "quota", quota_plan_json(c, cur ? j : NULL, spec));
 	json_decref(newj);
 	return o;
 }

@@ -719,6 +719,15 @@ void nodes_check_heartbeats(struct cluster *c, int64_t mono)
 		return;
 	c->judged_mono = mono;
 	liveness_account(c->live, mono);
+	/* A backlog in front of the server (liveness.h): say so, at most every
+	 * ten seconds, since the judge now waits that much longer. */
+	int64_t lag = liveness_lag_credit(c->live);
+	if (lag >= 1000 && mono - c->lag_logged_mono >= 10000) {
+		c->lag_logged_mono = mono;
+		log_warn("agents' calls wait before the server reads them: intake lag %lld ms "
+			 "(not held against them)",
+			 (long long)lag);
+	}
 	/* After a server (re)start agents get a full detection window. */
 	bool judge = mono - c->loaded_mono >= c->cfg.down_after_ms;
 	size_t it = 0;

@@ -6,6 +6,7 @@
  *   nodes/NAME    persist_node        apply_node
  *   updates/KEY   persist_update      apply_update
  *   secrets/ROLE/NAME  (cluster_secrets.c: persist_secret, secret_record_apply)
+ *   quotas/ROLE   (cluster_quota.c: persist_quota, quota_record_apply)
  *
  * Reading never trusts a record: fields are kept in ranges the code can do
  * arithmetic in, and a record that does not parse is dropped with a log line.
@@ -19,6 +20,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "server/cluster_quota.h"
 
 static void put_json(struct cluster *c, const char *key, json_t *v)
 {
@@ -122,6 +124,7 @@ void record_write_task(struct cluster *c, struct task *t)
 
 void persist_job(struct cluster *c, struct job *j)
 {
+	quota_job_recount(c, j); /* every change of what it counts is persisted */
 	char key[512];
 	snprintf(key, sizeof key, "jobs/%s", j->key);
 	json_t *versions = json_array();
@@ -137,6 +140,8 @@ void persist_job(struct cluster *c, struct job *j)
 		      "killed", j->killed, "created_ms", (json_int_t)j->created_ms, "updated_ms",
 		      (json_int_t)j->updated_ms, "versions", versions, "instance_done", done,
 		      "cron_last_ms", (json_int_t)j->cron_last_ms, "cron_runs", j->cron_runs);
+	if (j->cron_message)
+		json_object_set_new(r, "cron_message", json_string(j->cron_message));
 	put_json(c, key, r);
 	json_decref(r);
 }
@@ -281,6 +286,9 @@ static int apply_job(struct cluster *c, const char *key, const char *value, size
 	j->updated_ms = rec_time(r, "updated_ms");
 	j->cron_last_ms = rec_time(r, "cron_last_ms");
 	j->cron_runs = rec_int(r, "cron_runs", 0, REC_COUNT_MAX);
+	const char *cm = json_string_value(json_object_get(r, "cron_message"));
+	free(j->cron_message);
+	j->cron_message = cm ? xstrndup(cm, 512) : NULL;
 	json_t *done = json_object_get(r, "instance_done");
 	size_t ndone = json_array_size(done);
 	job_ensure_instances(j, ndone < SPEC_MAX_INSTANCES ? ndone : SPEC_MAX_INSTANCES);
@@ -507,6 +515,8 @@ int record_apply(struct cluster *c, const char *key, const char *value, size_t l
 		return apply_update(c, key, value, len, final);
 	if (has_prefix(key, "secrets/"))
 		return secret_record_apply(c, key, value, len);
+	if (has_prefix(key, "quotas/"))
+		return quota_record_apply(c, key, value, len);
 	if (has_prefix(key, "auth/tokens/")) {
 		struct token_rec rec;
 		if (token_rec_from_json(value, len, &rec) == 0 && !strcmp(rec.id, key + 12))
@@ -543,6 +553,8 @@ void record_apply_delete(struct cluster *c, const char *key)
 		token_table_delete(c->tokens, key + 12);
 	} else if (has_prefix(key, "secrets/")) {
 		secret_record_delete(c, key);
+	} else if (has_prefix(key, "quotas/")) {
+		quota_record_delete(c, key);
 	}
 }
 
@@ -603,7 +615,8 @@ int records_load(struct cluster *c, struct berr *err)
 	    store_scan(c->store, "nodes/", load_record, c, err) < 0 ||
 	    store_scan(c->store, "tasks/", load_record, c, err) < 0 ||
 	    store_scan(c->store, "auth/tokens/", load_record, c, err) < 0 ||
-	    store_scan(c->store, "secrets/", load_record, c, err) < 0)
+	    store_scan(c->store, "secrets/", load_record, c, err) < 0 ||
+	    store_scan(c->store, "quotas/", load_record, c, err) < 0)
 		return -1;
 	return 0;
 }

@@ -83,6 +83,8 @@ void cluster_replica_reset(struct cluster *c)
 	hmap_init(&c->orphans);
 	token_table_clear(c->tokens);
 	hmap_init(&c->secrets);
+	hmap_init(&c->quotas);
+	hmap_init(&c->quota_use);
 	c->job_index.gen++;
 	c->node_index.gen++;
 	c->orphans_retry = false;

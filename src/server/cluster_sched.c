@@ -1,5 +1,7 @@
 /* cluster_sched.c - the glue to src/sched: PENDING tasks placed by
- * equivalence class (one job, one config version), and throttles expired. */
+ * equivalence class (one job, one config version), in rank order (preferred
+ * tier first, then higher priority, then the oldest job); a class that fits
+ * nowhere may preempt (cluster_preempt.c). And throttles expired. */
 #include "server/cluster-internal.h"
 
 #include <stdio.h>
@@ -19,20 +21,59 @@ void tasks_unthrottle(struct cluster *c, int64_t now)
 	}
 }
 
-static int cmp_task_class(const void *a, const void *b)
+/* A pending task with what orders it (computed once per round: the
+ * comparison runs n log n times). */
+struct ranked {
+	struct task *t;
+	int tier, priority;
+	int64_t created_ms;
+};
+
+static int cmp_ranked(const void *a, const void *b)
 {
-	const struct task *x = *(struct task *const *)a, *y = *(struct task *const *)b;
-	if (x->job != y->job)
-		return (uintptr_t)x->job < (uintptr_t)y->job ? -1 : 1;
-	if (x->version != y->version)
-		return x->version < y->version ? -1 : 1;
-	return (x->instance > y->instance) - (x->instance < y->instance);
+	const struct ranked *x = a, *y = b;
+	if (x->tier != y->tier)
+		return x->tier < y->tier ? -1 : 1; /* TIER_PREFERRED (0) first */
+	if (x->priority != y->priority)
+		return x->priority > y->priority ? -1 : 1;
+	if (x->created_ms != y->created_ms)
+		return x->created_ms < y->created_ms ? -1 : 1;
+	if (x->t->job != y->t->job)
+		return strcmp(x->t->job->key, y->t->job->key);
+	if (x->t->version != y->t->version)
+		return x->t->version < y->t->version ? -1 : 1;
+	return (x->t->instance > y->t->instance) - (x->t->instance < y->t->instance);
+}
+
+void task_assign(struct cluster *c, struct task *t, struct node *n, const struct job_version *jv)
+{
+	const struct resources *r = &jv->spec->task.resources;
+	/* Most tasks have no ports: no object for them (memory per task). */
+	json_t *ports = r->nports ? json_object() : NULL;
+	for (size_t p = 0; p < r->nports; p++)
+		json_object_set_new(ports, r->ports[p], json_integer(port_pool_take(n->ports)));
+	json_decref(t->ports);
+	t->ports = ports;
+	n->cpu_used += r->cpu;
+	n->mem_used += r->memory;
+	n->disk_used += r->disk;
+	if (jv->spec->task.network == NETWORK_BRIDGE)
+		n->addrs_used++;
+	t->node = n;
+	hmap_put(&n->tasks, t->id, t);
+	node_touch(c, n);
+	t->assigned_at = n->desired_version;
+	free(t->reserved_node);
+	t->reserved_node = NULL;
+	char msg[300];
+	snprintf(msg, sizeof msg, "assigned to node %s", n->name);
+	task_transition(c, t, TASK_ASSIGNED, msg);
 }
 
 /* Place one equivalence class: the PENDING tasks group[0..ng) share a job
- * and a config version. */
+ * and a config version. What fits nowhere may preempt (pr). */
 static void place_class(struct cluster *c, struct node **nodes, struct placement_node *pn,
-			size_t nn, struct task **group, size_t ng)
+			size_t nn, struct task **group, size_t ng, struct preempt_round *pr)
 {
 	struct job *j = group[0]->job;
 	struct job_version *jv = job_version_get(j, group[0]->version);
@@ -53,40 +94,37 @@ static void place_class(struct cluster *c, struct node **nodes, struct placement
 	struct placement_result res = {0};
 	placement_place(pn, nn, &req, &res);
 	c->sched_offset = res.next_offset;
-	const struct resources *r = &jv->spec->task.resources;
+	struct task **unplaced = NULL;
+	size_t nu = 0;
 	for (size_t g = 0; g < ng; g++) {
 		struct task *t = group[g];
 		int ni = res.node_index[g];
 		if (ni < 0) {
 			const char *why = res.reason ? res.reason : "no nodes registered";
+			/* A preempted task's replacement says so while it waits. */
+			char buf[600];
+			size_t len;
+			const char *note = task_preempt_note(t, &len);
+			if (note) {
+				snprintf(buf, sizeof buf, "%.*s; waiting for room: %s", (int)len,
+					 note, why);
+				why = buf;
+			}
 			if (!t->message || strcmp(t->message, why)) {
 				free(t->message);
 				t->message = xstrdup(why);
 			}
+			if (!unplaced)
+				unplaced = xmalloc((ng - g) * sizeof *unplaced);
+			unplaced[nu++] = t;
 			continue;
 		}
-		struct node *n = nodes[ni];
-		/* Most tasks have no ports: no object for them (memory per task). */
-		json_t *ports = r->nports ? json_object() : NULL;
-		for (size_t p = 0; p < r->nports; p++)
-			json_object_set_new(ports, r->ports[p],
-					    json_integer(port_pool_take(n->ports)));
-		json_decref(t->ports);
-		t->ports = ports;
-		n->cpu_used += r->cpu;
-		n->mem_used += r->memory;
-		n->disk_used += r->disk;
-		if (jv->spec->task.network == NETWORK_BRIDGE)
-			n->addrs_used++;
-		t->node = n;
-		hmap_put(&n->tasks, t->id, t);
-		node_touch(c, n);
-		t->assigned_at = n->desired_version;
-		char msg[300];
-		snprintf(msg, sizeof msg, "assigned to node %s", n->name);
-		task_transition(c, t, TASK_ASSIGNED, msg);
+		task_assign(c, t, nodes[ni], jv);
 	}
 	placement_result_release(&res);
+	if (nu)
+		preempt_for_class(pr, jv->spec, unplaced, nu);
+	free(unplaced);
 	for (size_t i = 0; i < j->nactive; i++) {
 		struct task *t = j->active[i];
 		if (t && t->node)
@@ -131,29 +169,40 @@ void schedule_pending(struct cluster *c)
 {
 	c->sched_needed = false;
 	size_t np = 0;
-	struct task **pending = xcalloc(c->nwaiting + 1, sizeof *pending);
-	for (struct task *t = c->waiting; t; t = t->wnext)
-		if (t->state == TASK_PENDING)
-			pending[np++] = t;
+	struct ranked *rk = xcalloc(c->nwaiting + 1, sizeof *rk);
+	for (struct task *t = c->waiting; t; t = t->wnext) {
+		if (t->state != TASK_PENDING)
+			continue;
+		const struct job_spec *s = task_spec_of(t);
+		rk[np++] = (struct ranked){t, s ? (int)s->tier : TIER_PREEMPTIBLE,
+					   s ? s->priority : 0, t->job->created_ms};
+	}
 	if (!np) {
-		free(pending);
+		free(rk);
 		return;
 	}
+	qsort(rk, np, sizeof *rk, cmp_ranked);
+	struct task **pending = xcalloc(np, sizeof *pending);
+	for (size_t i = 0; i < np; i++)
+		pending[i] = rk[i].t;
+	free(rk);
 	size_t nn;
 	struct node **nodes;
 	struct placement_node *pn;
 	node_view(c, &nodes, &pn, &nn);
-	/* Higher priority jobs first would go here; for now oldest job first
-	 * within one pass is not guaranteed, classes are placed in address order. */
-	qsort(pending, np, sizeof *pending, cmp_task_class);
+	/* Preemptors first: on their node when its room is free, else the room
+	 * stays theirs. */
+	preempt_reservations(c, nodes, pn, pending, &np);
+	struct preempt_round *pr = preempt_round_new(c, nodes, pn, nn);
 	for (size_t i = 0; i < np;) {
 		size_t e = i + 1;
 		while (e < np && pending[e]->job == pending[i]->job &&
 		       pending[e]->version == pending[i]->version)
 			e++;
-		place_class(c, nodes, pn, nn, pending + i, e - i);
+		place_class(c, nodes, pn, nn, pending + i, e - i, pr);
 		i = e;
 	}
+	preempt_round_free(pr);
 	free(pending);
 	free(nodes);
 	free(pn);

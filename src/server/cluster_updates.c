@@ -146,6 +146,8 @@ void update_note_failure(struct cluster *c, struct job *j, const struct task *t)
 	    t->no_replace || t->replace_on_end ||
 	    (t->state != TASK_FAILED && t->state != TASK_LOST && t->state != TASK_KILLED))
 		return;
+	if (task_preempted_by(t))
+		return; /* preempted: not the new version's fault */
 	ssize_t k = update_slot(u, t->instance);
 	if (k < 0 || u->status[k] == UI_DONE || u->status[k] == UI_FAILED ||
 	    u->status[k] == UI_PENDING)

@@ -101,6 +101,8 @@ json_t *cluster_job_status_json(const struct cluster *c, const char *key, bool a
 								 : "service",
 			      "status", job_outcome(j), "spec", jv ? jv->json : json_null(),
 			      "tasks", tasks);
+	if (j->cron_message)
+		json_object_set_new(o, "message", json_string(j->cron_message));
 	(void)c;
 	return o;
 }

@@ -9,6 +9,10 @@
 #include "core/util.h"
 
 #define INTAKE_SLOTS 64
+#define LAG_SAMPLES 512
+#define LAG_WINDOW_MS 2000
+#define LAG_MIN_SAMPLES 5
+#define LAG_CREDIT_MAX_MS 60000
 
 struct node_live {
 	int64_t heard_mono;    /* last heard (or released from a held watch) */
@@ -24,6 +28,13 @@ struct liveness {
 	int64_t deaf_total;
 	int64_t last_account; /* the judge's previous look, 0 before the first */
 	int64_t ended_stall;  /* deaf ms of stalls that ended since the last look */
+	/* Recent intake lags (a ring) and the credit the judge derived. */
+	struct {
+		int64_t mono;
+		int32_t lag_ms;
+	} lags[LAG_SAMPLES];
+	unsigned nlags;
+	int64_t lag_credit;
 	/* Per request thread: when its current handler began, 0 when idle. */
 	_Atomic int64_t busy_since[INTAKE_SLOTS];
 };
@@ -161,9 +172,52 @@ void liveness_intake_end(struct liveness *lv, int64_t mono)
 	pthread_mutex_unlock(&lv->lock);
 }
 
+void liveness_intake_lag(struct liveness *lv, int64_t lag_ms, int64_t mono)
+{
+	if (lag_ms < 0)
+		lag_ms = 0;
+	if (lag_ms > LAG_CREDIT_MAX_MS)
+		lag_ms = LAG_CREDIT_MAX_MS;
+	pthread_mutex_lock(&lv->lock);
+	unsigned i = lv->nlags++ % LAG_SAMPLES;
+	lv->lags[i].mono = mono;
+	lv->lags[i].lag_ms = (int32_t)lag_ms;
+	pthread_mutex_unlock(&lv->lock);
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* The 90th percentile of the lags read in the window before mono (lock
+ * held); 0 with too few of them. */
+static int64_t lag_p90(struct liveness *lv, int64_t mono)
+{
+	int32_t v[LAG_SAMPLES];
+	size_t n = 0, have = lv->nlags < LAG_SAMPLES ? lv->nlags : LAG_SAMPLES;
+	for (size_t i = 0; i < have; i++)
+		if (mono - lv->lags[i].mono <= LAG_WINDOW_MS)
+			v[n++] = lv->lags[i].lag_ms;
+	if (n < LAG_MIN_SAMPLES)
+		return 0;
+	qsort(v, n, sizeof *v, cmp_i32);
+	return v[(n * 9) / 10 < n ? (n * 9) / 10 : n - 1];
+}
+
+int64_t liveness_lag_credit(struct liveness *lv)
+{
+	pthread_mutex_lock(&lv->lock);
+	int64_t c = lv->lag_credit;
+	pthread_mutex_unlock(&lv->lock);
+	return c;
+}
+
 void liveness_account(struct liveness *lv, int64_t mono)
 {
 	pthread_mutex_lock(&lv->lock);
+	lv->lag_credit = lag_p90(lv, mono);
 	int64_t deaf = lv->ended_stall;
 	if (lv->last_account) {
 		/* The judge itself was late: nothing was judged, and whatever
@@ -204,7 +258,7 @@ int64_t liveness_silence(struct liveness *lv, struct node_live *nl, int64_t mono
 	pthread_mutex_lock(&lv->lock);
 	int64_t s = 0;
 	if (!nl->held) {
-		s = mono - nl->heard_mono - (lv->deaf_total - nl->deaf_at_heard);
+		s = mono - nl->heard_mono - (lv->deaf_total - nl->deaf_at_heard) - lv->lag_credit;
 		if (s < 0)
 			s = 0;
 	}

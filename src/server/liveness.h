@@ -15,6 +15,16 @@
  * lock held). A node is judged on its silence minus the deaf time since it
  * was last heard, so the server's own lateness is never the agent's fault.
  *
+ * Intake lag: how long agents' calls wait before the server reads them (a
+ * backlog of TLS handshakes, a starved machine: the threads are busy but no
+ * handler is long). Each reply carries the server's clock (X-Berth-Time);
+ * an agent echoes it with its call, with how long it held it (X-Berth-Echo:
+ * "TIME AGE"), so the server knows when the call was sent on its own clock:
+ * lag = now - TIME - AGE. The judge takes the 90th percentile of the lags
+ * read in the last two seconds (at least 5 of them; at most 60 s) as the
+ * time a silent node's next call may still be waiting in the backlog, and
+ * does not count it as silence.
+ *
  * Every function takes the monotonic time from the caller (tests drive it).
  */
 #ifndef BERTH_LIVENESS_H
@@ -53,11 +63,17 @@ void liveness_intake_end(struct liveness *lv, int64_t mono);
 
 /* The judge, before judging: add the deaf time since the last call. */
 void liveness_account(struct liveness *lv, int64_t mono);
+/* An agent's call was read `lag_ms` after it was sent (server_http.c). */
+void liveness_intake_lag(struct liveness *lv, int64_t lag_ms, int64_t mono);
+/* The intake lag the judge allows now (set by liveness_account). */
+int64_t liveness_lag_credit(struct liveness *lv);
+
 /* Deaf time counted so far (ms). */
 int64_t liveness_deaf_total(struct liveness *lv);
 
 /* The node's silence (ms) as the judge sees it: the time since it was last
- * heard minus the server's deaf time since; 0 while a watch is held. */
+ * heard minus the server's deaf time since and the intake lag credit; 0
+ * while a watch is held. */
 int64_t liveness_silence(struct liveness *lv, struct node_live *nl, int64_t mono);
 /* The raw time since it was last heard (views). */
 int64_t liveness_since_heard(struct liveness *lv, struct node_live *nl, int64_t mono);

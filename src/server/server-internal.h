@@ -122,6 +122,7 @@ struct server {
 	pthread_mutex_t backup_lock;
 	pthread_cond_t backup_done;
 	int backups_running;
+	int ui_logs_running; /* the web UI's log reads (server_ui.c), the same way */
 	_Atomic bool backup_stop;
 	char *backup_location; /* the store's location, opened anew by each backup */
 };
@@ -152,6 +153,8 @@ void server_pki_free(struct server *s);
 int server_write_private(const char *path, const char *text, struct berr *err);
 /* POST /v1/agent/join and /v1/agent/renew, under the cluster lock. */
 void route_agent_identity(struct request *q, bool join);
+/* /v1/quotas[/ROLE] (server_quota.c); rest is what follows "/v1/quotas/". */
+void route_quotas(struct request *q, const char *method, const char *rest);
 /* A ticket for a task's logs on its agent (NULL when insecure). */
 char *server_logs_ticket(struct server *s, const char *task_id);
 /* POST /v1/tasks/REF/exec (server_exec.c), under the cluster lock. */

@@ -125,7 +125,7 @@ void server_backup_stop_all(struct server *s)
 {
 	pthread_mutex_lock(&s->backup_lock);
 	atomic_store(&s->backup_stop, true);
-	while (s->backups_running > 0)
+	while (s->backups_running > 0 || s->ui_logs_running > 0)
 		pthread_cond_wait(&s->backup_done, &s->backup_lock);
 	pthread_mutex_unlock(&s->backup_lock);
 }

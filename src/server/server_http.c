@@ -4,11 +4,51 @@
  * agents' calls before the cluster lock (liveness.h). */
 #include "server/server-internal.h"
 
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "server/leader.h"
+#include "server/server_ui.h"
+
+/* This server process, in the clock it shows agents (X-Berth-Time): an
+ * echo from another process (a failover) is not read as a lag. */
+static uint32_t clock_instance(void)
+{
+	static _Atomic uint32_t id;
+	uint32_t v = atomic_load(&id);
+	if (!v) {
+		uint32_t r = 0;
+		if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+			r = (uint32_t)time_mono_ms() ^ (uint32_t)getpid();
+		v = r | 1;
+		uint32_t expect = 0;
+		if (!atomic_compare_exchange_strong(&id, &expect, v))
+			v = expect;
+	}
+	return v;
+}
+
+/* An agent's call carries "X-Berth-Echo: TIME AGE": the X-Berth-Time of the
+ * last reply it read and how long it held it (ms). The call was sent at
+ * TIME + AGE on this server's clock: the rest is intake lag (liveness.h). */
+static void intake_lag(struct server *s, struct MHD_Connection *conn)
+{
+	const char *echo = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Berth-Echo");
+	long long t = 0, age = 0;
+	unsigned inst = 0;
+	if (!echo || sscanf(echo, "%lld-%8x %lld", &t, &inst, &age) != 3 ||
+	    inst != clock_instance() || age < 0)
+		return;
+	int64_t now = time_mono_ms();
+	if (t <= 0 || t > now)
+		return;
+	liveness_intake_lag(s->c->live, now - (int64_t)t - (int64_t)age, now);
+}
 
 static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *body,
 				 bool from_replica)
@@ -20,6 +60,9 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t
 	s[n] = 0;
 	struct MHD_Response *r = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
 	MHD_add_response_header(r, "Content-Type", "application/json");
+	char clock[48];
+	snprintf(clock, sizeof clock, "%lld-%08x", (long long)time_mono_ms(), clock_instance());
+	MHD_add_response_header(r, "X-Berth-Time", clock);
 	if (from_replica)
 		MHD_add_response_header(r, "X-Berth-Served-By", "follower");
 	/* Every 503 is "not now" (a budget, a lease, a restart): say when. */
@@ -256,6 +299,8 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 			return send_ready(q);
 		if (body_announced_refused(s, q))
 			return send_ready(q);
+		if (is_agent_call(method, url) && s->leading)
+			intake_lag(s, conn);
 		if (is_agent_call(method, url))
 			agent_heard(
 			    s, q, url,
@@ -294,15 +339,19 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 		char *leader = s->leader ? leader_current(s->leader) : xstrdup(s->self_url);
 		/* With the liveness figures (no cluster lock): nodes judged
 		 * DOWN since start, and the time the server could not hear. */
-		reply_ok(q, json_pack("{s:b,s:s?,s:s,s:s,s:I,s:I}", "ok", 1, "leader", leader,
-				      "role", s->leading ? "leader" : "follower", "self",
-				      s->self_url, "nodes_down_total",
-				      (json_int_t)__atomic_load_n(&s->c->nodes_down_total,
-								  __ATOMIC_RELAXED),
-				      "deaf_ms", (json_int_t)liveness_deaf_total(s->c->live)));
+		reply_ok(q,
+			 json_pack(
+			     "{s:b,s:s?,s:s,s:s,s:I,s:I,s:I}", "ok", 1, "leader", leader, "role",
+			     s->leading ? "leader" : "follower", "self", s->self_url,
+			     "nodes_down_total",
+			     (json_int_t)__atomic_load_n(&s->c->nodes_down_total, __ATOMIC_RELAXED),
+			     "deaf_ms", (json_int_t)liveness_deaf_total(s->c->live),
+			     "intake_lag_ms", (json_int_t)liveness_lag_credit(s->c->live)));
 		free(leader);
 		return send_ready(q);
 	}
+	if (server_ui_path(url))
+		return server_ui_answer(s, q, method, url);
 	if (!s->leading) {
 		if (server_replica_read_route(method, url) &&
 		    server_follower_read(s, q, method, url))

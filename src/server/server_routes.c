@@ -686,5 +686,9 @@ void server_route(struct request *q, const char *method, const char *url)
 		route_secrets(q, method, url[11] ? url + 12 : "");
 		return;
 	}
+	if (!strcmp(url, "/v1/quotas") || !strncmp(url, "/v1/quotas/", 11)) {
+		route_quotas(q, method, url[10] ? url + 11 : "");
+		return;
+	}
 	reply_error(q, 404, "unknown route");
 }

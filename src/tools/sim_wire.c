@@ -477,6 +477,17 @@ int http_parse(char *buf, size_t len, bool eof, struct http_reply *r)
 			chunked = memmem(line, n, "chunked", 7) != NULL;
 		} else if (header_is(line, n, "connection")) {
 			r->close = memmem(line, n, "close", 5) != NULL;
+		} else if (header_is(line, n, "x-berth-time")) {
+			long long t = 0;
+			unsigned id = 0;
+			char v[48];
+			size_t k = n - 13 < sizeof v - 1 ? n - 13 : sizeof v - 1;
+			memcpy(v, line + 13, k);
+			v[k] = 0;
+			if (sscanf(v, " %lld-%8x", &t, &id) == 2 && t > 0) {
+				r->server_clock = t;
+				r->server_clock_id = id;
+			}
 		}
 		line = eol + 2;
 	}

@@ -58,6 +58,10 @@ struct sim_agent {
 	uint32_t index;	      /* global agent number */
 	int64_t sent_ms;      /* when the request in flight started */
 	int64_t last_full_ms; /* when the last acknowledged full report went */
+	/* The last reply's X-Berth-Time (0: none yet) and when it was read:
+	 * echoed with the next call (X-Berth-Echo, server/liveness.h). */
+	int64_t echo_clock, echo_at;
+	uint32_t echo_id;
 	int fd;
 	int32_t heartbeat_ms;
 	uint16_t failures; /* consecutive: drives the back-off */
@@ -139,6 +143,9 @@ struct http_reply {
 	size_t body_len;
 	size_t total; /* bytes of the buffer the response used */
 	bool close;
+	/* X-Berth-Time: the server's clock and process, 0 when absent. */
+	int64_t server_clock;
+	uint32_t server_clock_id;
 };
 
 /* simulator.c */

@@ -385,6 +385,9 @@ static void send_request(struct sim_loop *l, struct sim_agent *a, const char *pa
 		  path, l->sim->hosts[a->server % l->sim->naddrs], name, body->len);
 	if (a->req == RQ_JOIN)
 		sbuf_addf(&req, "Authorization: Bearer %s\r\n", sim_tls_join_token(l->sim));
+	else if (a->echo_clock)
+		sbuf_addf(&req, "X-Berth-Echo: %lld-%08x %lld\r\n", (long long)a->echo_clock,
+			  a->echo_id, (long long)(time_mono_ms() - a->echo_at));
 	sbuf_adds(&req, "\r\n");
 	sbuf_add(&req, body->buf, body->len);
 	explicit_bzero(body->buf, body->len);
@@ -571,6 +574,11 @@ static void agent_on_reply(struct sim_loop *l, struct sim_agent *a, struct http_
 {
 	l->replies++;
 	l->bytes_in += r->total;
+	if (r->server_clock) {
+		a->echo_clock = r->server_clock;
+		a->echo_id = r->server_clock_id;
+		a->echo_at = time_mono_ms();
+	}
 	a->phase = PH_IDLE;
 	if (a->req == RQ_REGISTER)
 		on_register_reply(l, a, r);
@@ -1050,6 +1058,9 @@ int simulator_run(const struct simulator_options *o)
 		log_error("simulate: need a positive agent count and a name prefix");
 		return 1;
 	}
+	/* A server that closes a connection while a TLS write is under way
+	 * must cost that agent a reconnect, not the process (SIGPIPE). */
+	signal(SIGPIPE, SIG_IGN);
 	struct sim s = {.o = *o};
 	if (s.o.register_rate <= 0)
 		s.o.register_rate = 2000;

@@ -30,7 +30,17 @@ start_docker_up() {
 setup() {
 	[ -z "${DOCKERD_SKIP:-}" ] || skip "$DOCKERD_SKIP"
 	SPECS=$(mktemp -d /tmp/berth-e2e-specs.XXXXXX)
-	start_docker_up
+	# The agent's name server on a loopback address of our own (the
+	# default one may be another cluster's on this host); bridge tasks ask
+	# its twin on berth0's .1. Other names go nowhere (no test asks one).
+	# A cluster network of our own too: other clusters on this host share
+	# berth0, and would hand out the same addresses from 10.244.0.0/24.
+	DNS_IP="127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 1)).$((RANDOM % 250 + 1))"
+	NET_FLAGS="--dns-listen $DNS_IP:53 --dns-upstream 127.0.0.1:9"
+	CIDR=10.$((RANDOM % 100 + 100)).$((RANDOM % 256)).0/24
+	lo=$((22000 + RANDOM % 80 * 100))
+	NET_FLAGS="$NET_FLAGS --cluster-cidr $CIDR --port-range $lo-$((lo + 99))"
+	BERTH_UP_FLAGS="$NET_FLAGS" start_docker_up
 }
 
 teardown() {
@@ -304,7 +314,7 @@ EOF
 	wait "$UP_PID" 2>/dev/null || true
 	UP_PID=
 	kill -0 "$pid" # the container depends on neither the agent nor the server
-	start_docker_up "$DOCKER_SOCK" "$DATA"
+	BERTH_UP_FLAGS="$NET_FLAGS" start_docker_up "$DOCKER_SOCK" "$DATA"
 	wait_for 10 '[ "$(running_count alice/devel/keep 2>/dev/null)" = 1 ]'
 	[ "$(task_of alice/devel/keep id)" = "$id" ]
 	[ "$(task_of alice/devel/keep pid)" = "$pid" ]
@@ -340,4 +350,177 @@ EOF
 	echo "$output" | jget '[t["state"] for t in d["tasks"] if t["id"]=="'"$id"'"][0]' | grep -qx LOST
 	grep -q "removed its orphan docker container" "$DATA.log"
 	"$BERTH_BIN" job kill alice/devel/orphan
+}
+
+# ---- network: bridge (docs/networking.md "Docker tasks on the bridge") ----
+
+# httpd-tiny for the busybox image, through a read-only volume at /opt/t.
+tools_volume() {
+	mkdir -p "$SPECS/bin"
+	cp "$BERTH_TOOLS/httpd-tiny" "$SPECS/bin/httpd-tiny"
+	echo "{host: $SPECS/bin, path: /opt/t, read_only: true}"
+}
+
+node_subnet() { "$BERTH_BIN" node list --json | jget 'd[0].get("subnet")'; }
+
+# task_field JOB INSTANCE FIELD: a field of the instance's RUNNING task.
+task_field() {
+	"$BERTH_BIN" job status "$1" --json | jget "[t.get('$3') for t in d['tasks'] if t['instance']==$2 and t['state']=='RUNNING'][0]"
+}
+
+# The host end of a task's veth pair (task_net_host_ifname: FNV-1a).
+veth_of() {
+	python3 -c 'import sys
+h = 1469598103934665603
+for c in sys.argv[1].encode(): h = ((h ^ c) * 1099511628211) % 2**64
+print("bv%012x" % (h & 0xffffffffffff))' "$1"
+}
+
+# in_sandbox TASK_ID CMD...: CMD in the task's container (docker exec).
+in_sandbox() {
+	local id=$1
+	shift
+	"$BERTH_BIN" task-exec "$DATA/tasks/$id" -- "$@"
+}
+
+@test "docker tasks on the bridge: an address of the node's subnet each, both on port 80, reaching each other by address and by name" {
+	vol=$(tools_volume)
+	cat >"$SPECS/dweb.yaml" <<EOF
+job: alice/devel/dweb
+instances: 2
+task:
+  driver: docker
+  image: $DOCKER_IMAGE
+  command: ["/opt/t/httpd-tiny", "80", "dweb-{{instance}}"]
+  # 0.1, not 0.01: the test runs commands in the containers (docker exec),
+  # whose set-up (runc) runs in the container's cgroup.
+  resources: {cpu: 0.1, memory: 32MiB}
+  volumes: [$vol]
+  health: {command: "wget -qO- http://127.0.0.1:80/", interval: 300ms, timeout: 3s, initial_delay: 0s, failures: 3}
+EOF
+	run "$BERTH_BIN" job run "$SPECS/dweb.yaml"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_for 30 '[ "$(running_count alice/devel/dweb)" = 2 ]'
+	subnet=$(node_subnet)
+	a0=$(task_field alice/devel/dweb 0 address)
+	a1=$(task_field alice/devel/dweb 1 address)
+	id0=$(task_field alice/devel/dweb 0 id)
+	id1=$(task_field alice/devel/dweb 1 id)
+	pid0=$(task_field alice/devel/dweb 0 pid)
+	echo "subnet $subnet addresses $a0 $a1"
+	[[ "$subnet" == */24 ]]
+	[ "$a0" != "$a1" ]
+	[ "${a0%.*}.0/24" = "$subnet" ] && [ "${a1%.*}.0/24" = "$subnet" ]
+	gw=${a0%.*}.1
+	# The container's network is its own: lo and eth0 with the address,
+	# the default route via the bridge; Docker's own is "none".
+	[ "$(readlink "/proc/$pid0/ns/net")" != "$(readlink /proc/self/ns/net)" ]
+	nsenter --net="/proc/$pid0/ns/net" ip -4 -o addr show dev eth0 | grep -q " $a0/24 "
+	nsenter --net="/proc/$pid0/ns/net" ip route | grep -q "^default via $gw dev eth0"
+	cid=$(berth_containers "$id0" | jget 'd[0]["Id"]')
+	[ "$(dapi GET "/containers/$cid/json" | jget 'd["HostConfig"]["NetworkMode"]')" = none ]
+	# job status: the ADDRESS column.
+	"$BERTH_BIN" job status alice/devel/dweb | grep -E "RUNNING .* $a0( |$)"
+	# Both listen on 80, each at its own address; the node reaches them.
+	[ "$(curl -fsS -m 5 "http://$a0:80/")" = dweb-0 ]
+	[ "$(curl -fsS -m 5 "http://$a1:80/")" = dweb-1 ]
+	# One reaches the other by address, and by name through the agent's
+	# name server on the bridge (the container's resolv.conf).
+	run in_sandbox "$id0" wget -qO- "http://$a1:80/"
+	echo "$output"
+	[ "$output" = dweb-1 ]
+	run in_sandbox "$id1" cat /etc/resolv.conf
+	echo "$output"
+	[[ "$output" == *"nameserver $gw"* ]]
+	# (UDP, on a loaded machine: a lost answer is asked again.)
+	wait_for 20 'out=$(in_sandbox "$id1" nslookup 0.dweb.devel.alice.berth 2>&1); echo "$out"; [[ "$out" == *"Address: $a0"* ]]'
+	run in_sandbox "$id1" wget -qO- "http://0.dweb.devel.alice.berth:80/"
+	echo "$output"
+	[ "$output" = dweb-0 ]
+	wait_for 20 'out=$(in_sandbox "$id0" nslookup dweb.devel.alice.berth 2>&1); echo "$out"; [[ "$out" == *"Address: $a0"* ]] && [[ "$out" == *"Address: $a1"* ]]'
+	# Killed: both containers and their veths go.
+	v0=$(veth_of "$id0")
+	v1=$(veth_of "$id1")
+	ip link show "$v0" >/dev/null && ip link show "$v1" >/dev/null
+	"$BERTH_BIN" job kill alice/devel/dweb
+	wait_for 15 '[ "$(berth_containers)" = "[]" ]'
+	wait_for 10 '! ip link show "$v0" >/dev/null 2>&1 && ! ip link show "$v1" >/dev/null 2>&1'
+	wait_for 5 '[ -z "$(ls "$DATA/net/addrs")" ] && [ -z "$(ls "$DATA/net/netns")" ]'
+}
+
+# node_port_answers PORT BODY: the node's loopback on PORT answers BODY
+# (berth's port map to the task). berth's nftables table is one per network
+# namespace: when another cluster on this host rewrote it meanwhile (its
+# masquerade rule is not ours), the map is not checked.
+node_port_answers() {
+	local out
+	out=$(curl -fsS -m 5 "http://127.0.0.1:$1/") && [ "$out" = "$2" ] && return 0
+	if ! nft list table ip berth | grep -q "ip saddr $CIDR "; then
+		echo "berth's table is another cluster's now: port map not checked" >&2
+		return 0
+	fi
+	nft list table ip berth >&2
+	return 1
+}
+
+@test "a docker bridge task's {{ports.NAME}} and published port answer; an agent restart keeps its address; nothing of its network is left after a drain" {
+	vol=$(tools_volume)
+	pub=$(free_port)
+	cat >"$SPECS/dpub.yaml" <<EOF
+job: alice/devel/dpub
+publish: [{port: $pub, target: http}]
+task:
+  driver: docker
+  image: $DOCKER_IMAGE
+  command: ["/opt/t/httpd-tiny", "{{ports.http}}", "dpub-{{instance}}"]
+  resources: {cpu: 0.01, memory: 32MiB, ports: [http]}
+  volumes: [$vol]
+  health: {http: /health, port: http, interval: 200ms, timeout: 1s, initial_delay: 0s, failures: 3}
+  drain_delay: 200ms
+EOF
+	run "$BERTH_BIN" job run "$SPECS/dpub.yaml"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_for 30 '[ "$(running_count alice/devel/dpub)" = 1 ]'
+	addr=$(task_field alice/devel/dpub 0 address)
+	id=$(task_field alice/devel/dpub 0 id)
+	pid=$(task_field alice/devel/dpub 0 pid)
+	port=$("$BERTH_BIN" job status alice/devel/dpub --json | jget "[t['ports']['http'] for t in d['tasks'] if t['state']=='RUNNING'][0]")
+	veth=$(veth_of "$id")
+	echo "address $addr port $port veth $veth"
+	[ "${addr%.*}.0/24" = "$(node_subnet)" ]
+	# In the container, the program listens on {{ports.http}} at its address;
+	# the node's own addresses send that port to it, as with host networking.
+	[ "$(curl -fsS -m 5 "http://$addr:$port/")" = dpub-0 ]
+	node_port_answers "$port" dpub-0
+	# The routing mesh: the published port on the node.
+	wait_for 10 '[ "$(curl -fsS -m 3 "http://127.0.0.1:$pub/" 2>/dev/null)" = dpub-0 ]'
+
+	# berth up killed and started again: the container ran on, and the
+	# task is re-adopted with its address and network intact.
+	kill -KILL "$UP_PID"
+	wait "$UP_PID" 2>/dev/null || true
+	UP_PID=
+	[ "$(curl -fsS -m 5 "http://$addr:$port/")" = dpub-0 ]
+	BERTH_UP_FLAGS="$NET_FLAGS" start_docker_up "$DOCKER_SOCK" "$DATA"
+	wait_for 15 '[ "$(running_count alice/devel/dpub 2>/dev/null)" = 1 ]'
+	[ "$(task_field alice/devel/dpub 0 id)" = "$id" ]
+	[ "$(task_field alice/devel/dpub 0 pid)" = "$pid" ]
+	[ "$(task_field alice/devel/dpub 0 address)" = "$addr" ]
+	[ "$(cat "$DATA/net/addrs/$addr")" = "$id" ]
+	ip link show "$veth" >/dev/null
+	node_port_answers "$port" dpub-0
+	wait_for 10 '[ "$(curl -fsS -m 3 "http://127.0.0.1:$pub/" 2>/dev/null)" = dpub-0 ]'
+
+	# The node drained: the task stops (its replacement waits for a node),
+	# and its container, veth, namespace, address and port map go.
+	"$BERTH_BIN" node drain "$("$BERTH_BIN" node list --json | jget 'd[0]["name"]')"
+	wait_for 15 '[ "$(berth_containers "$id")" = "[]" ]'
+	wait_for 10 '! ip link show "$veth" >/dev/null 2>&1'
+	wait_for 5 '[ ! -e "$DATA/net/netns/$id" ] && [ ! -e "$DATA/net/addrs/$addr" ]'
+	! grep -q " $DATA/net/netns/" /proc/self/mounts
+	! nft list table ip berth | grep -q "dnat to $addr"
+	run curl -fsS -m 3 "http://$addr:$port/"
+	[ "$status" -ne 0 ]
 }

@@ -1760,6 +1760,63 @@ TEST(server_stall_does_not_mark_nodes_down_but_a_dead_agent_still_is)
 	fx_teardown(&f);
 }
 
+/* Heartbeats of n1 for ms, each read `lag` ms after it was sent. */
+static void lagged_heartbeats(struct fx *f, const char *name, long ms, int64_t lag)
+{
+	for (long t = 0; t < ms; t += 20) {
+		run_for(f, 20);
+		agent_heartbeat(f, name);
+		liveness_intake_lag(f->c->live, lag, time_mono_ms());
+	}
+}
+
+TEST(intake_lag_is_not_silence_but_a_dead_agent_is_down_once_it_clears)
+{
+	struct cluster_config cfg;
+	cluster_config_defaults(&cfg);
+	cfg.down_after_ms = 200;
+	struct fx f;
+	fx_setup(&f, &cfg);
+	CHECK(agent_register(&f, "n1") > 0);
+	CHECK(agent_register(&f, "n2") > 0);
+	heartbeat_for(&f, "n1", 300);
+	agent_heartbeat(&f, "n2");
+	/* The server reads agents' calls 400 ms after they were sent (a
+	 * backlog of handshakes): n1's calls say so, n2's is still waiting in
+	 * the backlog. Silence of n2 past down_after is the backlog's, not
+	 * the agent's. */
+	lagged_heartbeats(&f, "n1", 500, 400);
+	CHECK(liveness_lag_credit(f.c->live) >= 400);
+	CHECK_STR(node_state_of(&f, "n2"), "ACTIVE");
+	CHECK_STR(node_state_of(&f, "n1"), "ACTIVE");
+	/* The backlog clears (calls read at once) and n2 stays silent: it is
+	 * DOWN when its silence passes down_after plus the credit left. */
+	int64_t t0 = time_mono_ms();
+	while (strcmp(node_state_of(&f, "n2"), "DOWN") && time_mono_ms() - t0 < 4000)
+		lagged_heartbeats(&f, "n1", 20, 0);
+	int64_t took = time_mono_ms() - t0;
+	CHECK(took < 1000);
+	CHECK_STR(node_state_of(&f, "n1"), "ACTIVE");
+	/* The credit itself falls to 0 once the window holds no lagged read. */
+	t0 = time_mono_ms();
+	while (liveness_lag_credit(f.c->live) && time_mono_ms() - t0 < 3000)
+		lagged_heartbeats(&f, "n1", 20, 0);
+	CHECK(liveness_lag_credit(f.c->live) == 0);
+	fx_teardown(&f);
+	/* A lag past a minute is credited a minute at most; fewer than five
+	 * reads in the window are no evidence of a backlog. */
+	struct liveness *lv = liveness_new(250, 100);
+	int64_t now = time_mono_ms();
+	for (int i = 0; i < 4; i++)
+		liveness_intake_lag(lv, 3600 * 1000, now);
+	liveness_account(lv, now);
+	CHECK(liveness_lag_credit(lv) == 0);
+	liveness_intake_lag(lv, 3600 * 1000, now);
+	liveness_account(lv, now);
+	CHECK(liveness_lag_credit(lv) == 60000);
+	liveness_free(lv);
+}
+
 /* Every page of GET /v1/nodes (or /v1/jobs) with this filter, concatenated:
  * the names in order, comma-separated. */
 static char *page_through(struct fx *f, bool jobs, int state, const char *role, size_t limit,
@@ -3724,6 +3781,7 @@ UNIT_MAIN(
     returning_node_takes_back_through_replacements_that_never_ran,
     flapping_node_backoff_doubles_and_blocks_placement,
     server_stall_does_not_mark_nodes_down_but_a_dead_agent_still_is,
+    intake_lag_is_not_silence_but_a_dead_agent_is_down_once_it_clears,
     paging_returns_every_node_and_job_exactly_once, drain_moves_tasks_off_and_node_is_drained,
     ports_and_resources_released_when_tasks_end, job_status_json_shape, job_list_json_counts_states,
     node_list_json_shape, persistence_round_trip, persistence_port_pool_rebuilt_on_load,

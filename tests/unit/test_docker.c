@@ -166,6 +166,23 @@ TEST(create_config_maps_the_spec)
 	CHECK(json_object_get(json_object_get(c, "ExposedPorts"), "31000/tcp") != NULL);
 	json_decref(c);
 
+	/* berth's task network: "none" (the supervisor attaches the veth), no
+	 * port published, the agent's resolv.conf bound read-only */
+	s.network = "none";
+	s.resolv_conf = "/var/lib/berth/tasks/t1/resolv.conf";
+	c = docker_create_config(&s);
+	hc = json_object_get(c, "HostConfig");
+	CHECK_STR(json_string_value(json_object_get(hc, "NetworkMode")), "none");
+	CHECK(json_object_get(hc, "PortBindings") == NULL);
+	CHECK(json_object_get(c, "ExposedPorts") == NULL);
+	mounts = json_object_get(hc, "Mounts");
+	CHECK(json_array_size(mounts) == 1);
+	m0 = json_array_get(mounts, 0);
+	CHECK_STR(json_string_value(json_object_get(m0, "Source")), s.resolv_conf);
+	CHECK_STR(json_string_value(json_object_get(m0, "Target")), "/etc/resolv.conf");
+	CHECK(json_is_true(json_object_get(m0, "ReadOnly")));
+	json_decref(c);
+
 	char *name = docker_container_name("a b/c:d");
 	CHECK_STR(name, "berth-a_b_c_d");
 	free(name);

@@ -1488,7 +1488,15 @@ TEST(network_defaults_per_driver_and_canonical_json)
 	spec_free(s);
 	s = yaml_ok(
 	    "job: a/prod/x\ntask:\n  driver: docker\n  image: busybox\n  command: [\"true\"]\n");
+	CHECK(s->task.network == NETWORK_BRIDGE);
+	spec_free(s);
+	s = yaml_ok("job: a/prod/x\ntask:\n  driver: docker\n  image: busybox\n  network: host\n"
+		    "  command: [\"true\"]\n");
 	CHECK(s->task.network == NETWORK_HOST);
+	j = spec_to_json(s);
+	CHECK_STR(json_string_value(json_object_get(json_object_get(j, "task"), "network")),
+		  "host");
+	json_decref(j);
 	spec_free(s);
 }
 

@@ -8,6 +8,7 @@
  * and removes both. */
 #include "agent/cgroup.h"
 #include "agent/driver/exec_isolation.h"
+#include "agent/supervisor-internal.h"
 #include "agent/supervisor.h"
 #include "unit.h"
 
@@ -932,6 +933,49 @@ out:
 	cgroup_remove_parent(CGROUP_V2, root, parent);
 }
 
+/* launch.json carries a docker bridge task's network (address, prefix,
+ * gateway) to its supervisor, and refuses one that is half there. */
+TEST(launch_json_carries_the_docker_task_network)
+{
+	char dir[] = "/tmp/berth-test-launch.XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char *argv[] = {"sleep", "1", NULL};
+	struct task_launch l = {.task_id = "t1",
+				.driver = DRIVER_DOCKER,
+				.image = "busybox",
+				.argv = argv,
+				.argc = 2,
+				.netns_path = "/var/lib/berth/net/netns/t1",
+				.net_address = 0x0af40005,
+				.net_prefix = 24,
+				.net_gateway = 0x0af40001};
+	json_t *j = launch_to_json(&l, dir);
+	char *path = xasprintf("%s/launch.json", dir);
+	CHECK(json_dump_file(j, path, 0) == 0);
+	struct launch_doc d;
+	struct berr err = {0};
+	CHECK(launch_read(dir, &d, &err) == 0);
+	CHECK(d.l.net_address == 0x0af40005 && d.l.net_prefix == 24 &&
+	      d.l.net_gateway == 0x0af40001);
+	CHECK_STR(d.l.netns_path, "/var/lib/berth/net/netns/t1");
+	launch_doc_free(&d);
+	json_object_set_new(j, "net_prefix", json_integer(40));
+	CHECK(json_dump_file(j, path, 0) == 0);
+	CHECK(launch_read(dir, &d, &err) < 0);
+	CHECK(strstr(err.msg, "net_prefix") != NULL);
+	launch_doc_free(&d);
+	/* exec and oci tasks have none */
+	json_object_del(j, "net_address");
+	CHECK(json_dump_file(j, path, 0) == 0);
+	CHECK(launch_read(dir, &d, &err) == 0);
+	CHECK(d.l.net_address == 0);
+	launch_doc_free(&d);
+	json_decref(j);
+	unlink(path);
+	rmdir(dir);
+	free(path);
+}
+
 UNIT_MAIN(exit_zero_is_reported, exit_status_and_signal_are_reported, exec_failure_is_reported,
 	  program_is_pid_2_in_its_own_namespaces, tmp_is_private_and_env_is_exact,
 	  cgroup_holds_the_task_with_its_limits, memory_hog_is_reported_as_oom,
@@ -939,4 +983,5 @@ UNIT_MAIN(exit_zero_is_reported, exit_status_and_signal_are_reported, exec_failu
 	  no_process_is_left_behind, logs_rotate_by_size, runs_as_the_given_user,
 	  runs_as_nobody_by_default_in_its_own_workdir, root_only_when_allowed_and_confined,
 	  supervisor_outlives_its_launcher, notifies_the_agent_socket,
-	  agent_side_errors_and_lookups, isolation_puts_only_the_program_in_a_v2_cgroup)
+	  agent_side_errors_and_lookups, isolation_puts_only_the_program_in_a_v2_cgroup,
+	  launch_json_carries_the_docker_task_network)

@@ -8,14 +8,15 @@
  * (Docker 1.13), which is the oldest accepted.
  *
  * Choices (docs/decisions.md may quote them):
- *  - Network: NetworkMode "host" by default. A berth task already gets its
- *    host ports from the scheduler ({{ports.NAME}}, BERTH_PORT_NAME) and
- *    listens on them, exactly as an exec task does; host networking keeps
- *    that contract with no NAT, no docker-proxy and no iptables (the test
- *    daemon runs with --iptables=false --bridge=none). With `network` set to
- *    another network ("bridge", a user network) each named port P is
- *    published as host P -> container P/tcp, so {{ports.NAME}} stays right
- *    inside the container too.
+ *  - Network: berth's, never Docker's. task.network bridge (the default):
+ *    NetworkMode "none", and once started the supervisor puts the task's
+ *    veth and address into the container's namespace (hooks' attach,
+ *    agent/net/task_net.h); the port maps are berth's nftables rules, so
+ *    Docker needs no NAT, no docker-proxy and no iptables (the test daemon
+ *    runs with --iptables=false --bridge=none). task.network host:
+ *    NetworkMode "host". (docker_spec.network set to a Docker network
+ *    publishes each named port P as host P -> container P/tcp; berth's
+ *    specs do not use it.)
  *  - Init true: Docker's tini (docker-init) is pid 1 and forwards signals to
  *    the program and reaps orphans, as the exec driver's own init does
  *    (docs/decisions.md, containers). The reported pid is the program's (tini's child) when
@@ -81,7 +82,11 @@ struct docker_spec {
 				  then runs at full speed */
 	const struct docker_port *ports;
 	size_t nports;
-	const char *network; /* NULL/""/"host" = host networking (above) */
+	const char *network;	 /* NULL/""/"host" = host networking (above);
+				    "none": berth's task network, attached by the
+				    hooks' attach once started (docs/networking.md) */
+	const char *resolv_conf; /* NULL or a host file bound read-only at
+				    /etc/resolv.conf (the agent's name server) */
 	uint64_t stop_grace_ms;
 	/* HostConfig.Mounts {Type: bind, Source, Target, ReadOnly} */
 	const char *const *volume_host, *const *volume_path;
@@ -214,6 +219,10 @@ struct docker_hooks {
 	 * 100ms. stop_requested must consume what made it readable. */
 	int wake_fd;
 	bool (*stop_requested)(void *ud);
+	/* The container started (or was adopted running), before `running`:
+	 * init_pid is its init's host pid (State.Pid). -1 with err set fails
+	 * the task; the container is removed. */
+	int (*attach)(void *ud, const char *container_id, pid_t init_pid, struct berr *err);
 	/* The container runs: its id and the program's host pid. */
 	void (*running)(void *ud, const char *container_id, pid_t pid);
 	/* The container's output (the supervisor's logfile writers). */

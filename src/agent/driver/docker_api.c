@@ -608,11 +608,16 @@ json_t *docker_create_config(const struct docker_spec *s)
 		json_object_set_new(hc, "NanoCpus", json_integer((json_int_t)(s->cpu * 1e9 + 0.5)));
 	if (s->pids_limit > 0)
 		json_object_set_new(hc, "PidsLimit", json_integer(s->pids_limit));
-	if (s->nvolumes) {
+	if (s->nvolumes || (s->resolv_conf && *s->resolv_conf)) {
 		/* Mounts, not Binds: no "src:dst:opts" string for a path to
 		 * inject options into, and a missing source is an error rather
 		 * than a directory Docker creates on the host. */
 		json_t *mounts = json_array();
+		/* A mount at /etc/resolv.conf replaces Docker's own file. */
+		if (s->resolv_conf && *s->resolv_conf)
+			json_array_append_new(mounts, json_pack("{s:s,s:s,s:s,s:b}", "Type", "bind",
+								"Source", s->resolv_conf, "Target",
+								"/etc/resolv.conf", "ReadOnly", 1));
 		for (size_t i = 0; i < s->nvolumes; i++)
 			json_array_append_new(
 			    mounts, json_pack("{s:s,s:s,s:s,s:b}", "Type", "bind", "Source",
@@ -629,6 +634,9 @@ json_t *docker_create_config(const struct docker_spec *s)
 				      "max-size", "10m", "max-file", "2"));
 	if (host_network(s)) {
 		json_object_set_new(hc, "NetworkMode", json_string("host"));
+	} else if (!strcmp(s->network, "none")) {
+		/* berth's own network, added once started: nothing published */
+		json_object_set_new(hc, "NetworkMode", json_string("none"));
 	} else {
 		json_object_set_new(hc, "NetworkMode", json_string(s->network));
 		json_t *exposed = json_object(), *bind = json_object();

@@ -366,6 +366,12 @@ int docker_supervise(const struct docker_spec *s, const struct docker_hooks *h,
 			goto out;
 	}
 	out->started = true;
+	if (h && h->attach && st.running && h->attach(h->ud, id, st.pid, err) < 0) {
+		out->exit_code = 126;
+		remove_container(&v, id);
+		rc = -1;
+		goto out;
+	}
 	if (h && h->running)
 		h->running(h->ud, id, st.running ? program_pid(st.pid) : 0);
 

@@ -10,7 +10,10 @@
 #include "agent/driver/docker.h"
 #include "agent/driver/exec_guard.h"
 #include "agent/driver/driver.h"
+#include "agent/net/node_net.h"
+#include "agent/net/task_net.h"
 #include "agent/supervisor-internal.h"
+#include "core/cidr.h"
 #include "core/log.h"
 
 static bool docker_offered(const struct driver_host *h, char *why, size_t n)
@@ -77,9 +80,43 @@ static void docker_log(void *ud, const char *msg)
 	sup_log("%s", msg);
 }
 
+/* network: bridge: the container's namespace (Docker made it, with only
+ * lo) gets the task's veth and address (task_net.h), before the task is
+ * reported running. */
+static int docker_attach(void *ud, const char *id, pid_t init_pid, struct berr *err)
+{
+	struct sup *s = ud;
+	const struct task_launch *l = &s->doc.l;
+	if (!l->netns_path || !l->net_address)
+		return 0;
+	char ifname[IFNAMSIZ], ip[16];
+	task_net_host_ifname(l->task_id, ifname);
+	int64_t t0 = time_mono_ms();
+	if (task_net_attach(l->netns_path, init_pid, ifname, NODE_NET_BRIDGE, l->net_address,
+			    l->net_prefix, l->net_gateway, err) < 0) {
+		char msg[sizeof err->msg];
+		snprintf(msg, sizeof msg, "%s", err->msg);
+		return berr_set(err, 0, "cannot attach container '%.12s' to the task network: %s",
+				id, msg);
+	}
+	sup_log("container '%.12s' on the task network: %s (%s) in %lldms", id,
+		ip4_format(l->net_address, ip), ifname, (long long)(time_mono_ms() - t0));
+	return 0;
+}
+
 static void docker_run(struct sup *s)
 {
 	const struct task_launch *l = &s->doc.l;
+	/* The agent's resolv.conf for the task (its name server), when it
+	 * wrote one: the container's own network reaches the bridge's .1. */
+	char *resolv = NULL;
+	if (l->net_address) {
+		resolv = sandbox_file(s->sandbox, "resolv.conf");
+		if (access(resolv, R_OK) != 0) {
+			free(resolv);
+			resolv = NULL;
+		}
+	}
 	struct docker_spec ds = {
 	    .socket = l->docker_socket,
 	    .task_id = l->task_id,
@@ -101,16 +138,21 @@ static void docker_run(struct sup *s)
 	    .volume_path = l->volume_path,
 	    .volume_ro = l->volume_ro,
 	    .nvolumes = l->nvolumes,
+	    .network = l->net_address ? "none" : "host",
+	    .resolv_conf = resolv,
 	};
 	struct docker_hooks h = {.ud = s,
 				 .wake_fd = s->sigfd,
 				 .stop_requested = docker_stop_requested,
+				 .attach = docker_attach,
 				 .running = docker_running,
 				 .output = docker_output,
 				 .log = docker_log};
 	struct docker_exit ex;
 	struct berr err = {0};
-	if (docker_supervise(&ds, &h, &ex, &err) < 0) {
+	int r = docker_supervise(&ds, &h, &ex, &err);
+	free(resolv);
+	if (r < 0) {
 		sup_fail(s, ex.exit_code, "%s", err.msg);
 		return;
 	}

@@ -229,8 +229,8 @@ static int network_up(struct node_net *n, struct berr *err)
 	return 0;
 }
 
-int node_net_task_setup(struct node_net *n, const char *task_id, const int *ports, size_t nports,
-			uint32_t *ip, char **netns_path, struct berr *err)
+static int task_setup(struct node_net *n, const char *task_id, const int *ports, size_t nports,
+		      bool make_netns, uint32_t *ip, char **netns_path, struct berr *err)
 {
 	pthread_mutex_lock(&n->lock);
 	int rc = -1;
@@ -239,8 +239,8 @@ int node_net_task_setup(struct node_net *n, const char *task_id, const int *port
 	char ifname[IFNAMSIZ];
 	task_net_host_ifname(task_id, ifname);
 	char *path = xasprintf("%s/%s", n->netns_dir, task_id);
-	if (task_net_create(path, ifname, NODE_NET_BRIDGE, *ip, n->subnet.prefix,
-			    n->subnet.base + 1, err) < 0) {
+	if (make_netns && task_net_create(path, ifname, NODE_NET_BRIDGE, *ip, n->subnet.prefix,
+					  n->subnet.base + 1, err) < 0) {
 		ipam_release(n->ipam, task_id);
 		free(path);
 		goto out;
@@ -269,6 +269,24 @@ int node_net_task_setup(struct node_net *n, const char *task_id, const int *port
 out:
 	pthread_mutex_unlock(&n->lock);
 	return rc;
+}
+
+int node_net_task_setup(struct node_net *n, const char *task_id, const int *ports, size_t nports,
+			uint32_t *ip, char **netns_path, struct berr *err)
+{
+	return task_setup(n, task_id, ports, nports, true, ip, netns_path, err);
+}
+
+int node_net_task_reserve(struct node_net *n, const char *task_id, const int *ports, size_t nports,
+			  uint32_t *ip, int *prefix, char **netns_path, struct berr *err)
+{
+	int r = task_setup(n, task_id, ports, nports, false, ip, netns_path, err);
+	if (r == 0) {
+		pthread_mutex_lock(&n->lock);
+		*prefix = n->subnet.prefix;
+		pthread_mutex_unlock(&n->lock);
+	}
+	return r;
 }
 
 uint32_t node_net_gateway(struct node_net *n)

@@ -46,6 +46,13 @@ int node_net_configure(struct node_net *n, json_t *net, struct berr *err);
  * (nat_rules.h). *ip: its address; *netns_path: new string. */
 int node_net_task_setup(struct node_net *n, const char *task_id, const int *ports, size_t nports,
 			uint32_t *ip, char **netns_path, struct berr *err);
+/* The same without the namespace and veth, for a namespace the task's
+ * runtime makes (docker: task_net_attach once the container started): the
+ * address (*prefix: the subnet's), the port maps, and *netns_path, where
+ * the namespace is to be bound (nothing there yet). Torn down and
+ * collected like the others. */
+int node_net_task_reserve(struct node_net *n, const char *task_id, const int *ports, size_t nports,
+			  uint32_t *ip, int *prefix, char **netns_path, struct berr *err);
 /* The tasks' gateway (the bridge's address, .1 of the subnet), or 0 before
  * the node has a subnet. */
 uint32_t node_net_gateway(struct node_net *n);

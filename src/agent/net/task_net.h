@@ -14,6 +14,7 @@
 
 #include <net/if.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "core/util.h"
 
@@ -24,6 +25,15 @@ void task_net_host_ifname(const char *task_id, char buf[IFNAMSIZ]);
  * ip/prefix and the route via gw. Whatever was made is removed on failure. */
 int task_net_create(const char *netns_path, const char *host_if, const char *bridge, uint32_t ip,
 		    int prefix, uint32_t gw, struct berr *err);
+
+/* The same for a namespace made by someone else (a docker container's,
+ * which Docker makes when it starts the container with NetworkMode none):
+ * bind the namespace of process `pid` at netns_path, then the veth pair
+ * and eth0 as task_net_create does. Done already (the same namespace bound
+ * there and host_if present: a supervisor adopting its container) is no
+ * error and changes nothing. Whatever was made is removed on failure. */
+int task_net_attach(const char *netns_path, pid_t pid, const char *host_if, const char *bridge,
+		    uint32_t ip, int prefix, uint32_t gw, struct berr *err);
 
 /* Remove the veth pair and the namespace's mount and file. Missing pieces
  * are no error. */
