@@ -20,7 +20,7 @@ static const struct command commands[] = {
     {"server", cmd_server, "run a server"},
     {"agent", cmd_agent, "run an agent on this machine"},
     {"job", cmd_job, "run, plan, inspect, kill and restart jobs"},
-    {"task", cmd_task, "read task logs"},
+    {"task", cmd_task, "read task logs, run a command in a task"},
     {"node", cmd_node, "list, drain and activate nodes"},
     {"admin", cmd_admin, "back up and restore the cluster state"},
     {"token", cmd_token, "create, list and revoke roles' tokens"},

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "agent/agent-internal.h"
+#include "agent/agent_logtail.h"
 #include "agent/image/image.h"
 #include "agent/secret_files.h"
 #include "agent/supervisor.h"
@@ -245,11 +246,23 @@ void *agent_events_main(void *arg)
 			}
 		}
 		json_t *updates = json_array();
+		size_t tails = 0;
 		it = 0;
 		while (hmap_next(&a->tasks, &it, NULL, &v)) {
 			struct agent_task *t = v;
-			if (t->dirty)
-				json_array_append_new(updates, agent_task_report_json(t));
+			if (!t->dirty)
+				continue;
+			/* An ended task's last words go with its end, up to
+			 * LOGTAIL_BATCH bytes of them per report (the server
+			 * takes 1 MiB bodies): the others wait for the next. */
+			bool ended = task_state_terminal(t->state);
+			if (ended && tails >= LOGTAIL_BATCH)
+				continue;
+			json_t *u = agent_task_report_json(t);
+			if (ended)
+				tails +=
+				    agent_logtail_attach(u, t->sandbox, task_state_name(t->state));
+			json_array_append_new(updates, u);
 		}
 		pthread_mutex_unlock(&a->lock);
 		if (json_array_size(updates)) {

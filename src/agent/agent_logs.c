@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "agent/agent-internal.h"
+#include "agent/agent_exec.h"
 #include "core/addr.h"
 #include "core/pki.h"
 
@@ -47,6 +48,8 @@ static enum MHD_Result logs_request(void *cls, struct MHD_Connection *conn, cons
 	(void)upload;
 	(void)upload_size;
 	(void)con_cls;
+	if (!strncmp(url, "/v1/exec/", 9))
+		return agent_exec_request(a, conn, url + 9, method);
 	int status = 200;
 	char *body = NULL;
 	size_t len = 0;
@@ -147,7 +150,8 @@ int agent_logs_start(struct agent *a, const char *where, struct berr *err)
 int agent_logs_serve(struct agent *a, struct berr *err)
 {
 	char *cert = NULL, *key = NULL, *ca = NULL;
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC;
+	/* Upgrades: `berth task exec` streams (agent_exec.h). */
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_UPGRADE;
 	if (a->id.tls) {
 		if (file_read_all(a->id.cert_path, &cert, NULL) < 0 ||
 		    file_read_all(a->id.key_path, &key, NULL) < 0 ||
@@ -162,6 +166,7 @@ int agent_logs_serve(struct agent *a, struct berr *err)
 	/* The old daemon lets go of the socket, then the new one takes it:
 	 * connections arriving meanwhile wait in the backlog. */
 	if (a->logs) {
+		agent_exec_cut_all();
 		MHD_quiesce_daemon(a->logs);
 		MHD_stop_daemon(a->logs);
 		a->logs = NULL;
@@ -192,9 +197,10 @@ int agent_logs_serve(struct agent *a, struct berr *err)
 
 void agent_logs_stop(struct agent *a)
 {
-	if (a->logs)
+	if (a->logs) {
+		agent_exec_cut_all();
 		MHD_stop_daemon(a->logs); /* closes the listening socket */
-	else if (a->logs_fd >= 0)
+	} else if (a->logs_fd >= 0)
 		close(a->logs_fd);
 	a->logs = NULL;
 	a->logs_fd = -1;

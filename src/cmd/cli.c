@@ -234,6 +234,22 @@ struct http_client *cli_client(const char *addr_flag)
 	return hc;
 }
 
+char *cli_cacert(const char *addr_flag)
+{
+	const char *env = getenv("BERTH_CACERT");
+	if (env && *env)
+		return xstrdup(env);
+	const char *a = addr_flag && *addr_flag ? addr_flag : getenv("BERTH_ADDR");
+	char *cfgp = config_path();
+	json_t *cfg = cfgp ? json_load_file(cfgp, 0, NULL) : NULL;
+	free(cfgp);
+	const char *cfg_addr = json_string_value(json_object_get(cfg, "addr"));
+	const char *ca = json_string_value(json_object_get(cfg, "cacert"));
+	char *r = cfg_addr && ca && (!a || !*a || !strcmp(a, cfg_addr)) ? xstrdup(ca) : NULL;
+	json_decref(cfg);
+	return r;
+}
+
 int cli_fail(const char *fmt, ...)
 {
 	va_list ap;

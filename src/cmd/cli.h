@@ -46,10 +46,17 @@ struct cli_opt *cli_get(struct cli_opt *opts, size_t nopts, const char *name);
 /* A list of servers with each one's scheme: https:// unless it says http://. */
 char *cli_server_urls(const char *list);
 struct http_client *cli_client(const char *addr_flag);
+/* The CA file cli_client would use for addr_flag (NULL: the system's);
+ * the caller frees. */
+char *cli_cacert(const char *addr_flag);
 /* Write the user's client configuration ($XDG_CONFIG_HOME/berth/
  * config.json or ~/.config/berth/config.json, 0600): the address and the
  * server's DATA/client/ files. */
 int cli_write_client_config(const char *addr, const char *data_dir);
+
+/* `berth task logs` (cmd_logs.c): the task's stream from its agent, or
+ * the tail the server kept when its node is gone. Exit status. */
+int cli_task_logs(struct http_client *hc, const char *ref, bool stderr_only, bool follow);
 
 /* Print "berth: MSG" to stderr; returns 1 (use as exit status). */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

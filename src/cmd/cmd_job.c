@@ -31,7 +31,8 @@ static void job_opts(struct cli_opt *o)
 
 static const char *job_usage =
     "berth job run [--detach] [--instances A-B] FILE | plan FILE | status KEY [--json] [--all] |\n"
-    "       list [--json] | kill KEY | restart KEY[/INSTANCE] [--all-at-once]";
+    "       list [--json] | kill KEY | restart KEY[/INSTANCE] [--all-at-once] |\n"
+    "       logs KEY [--stderr] [-f]";
 
 static json_t *get_status(struct http_client *hc, const char *key, bool all, struct berr *err)
 {
@@ -368,6 +369,8 @@ int cmd_job(int argc, char **argv)
 {
 	struct cli_opt o[J_COUNT];
 	job_opts(o);
+	if (argc >= 1 && !strcmp(argv[0], "logs"))
+		return cmd_job_logs(argc, argv);
 	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
 	int begun = cli_begin(argc, argv, job_usage, o, J_COUNT, &pos, &npos);

@@ -28,36 +28,7 @@ static void opts(struct cli_opt *o)
 static int task_logs(struct cli_opt *o, const char *ref)
 {
 	struct http_client *hc = cli_client(o[T_ADDR].value);
-	long long offset = 0;
-	int rc = 0;
-	for (;;) {
-		char path[700];
-		snprintf(path, sizeof path, "/v1/tasks/%s/logs?stream=%s&offset=%lld", ref,
-			 o[T_STDERR].set ? "stderr" : "stdout", offset);
-		struct http_response resp;
-		struct berr err = {0};
-		if (http_request(hc, "GET", path, NULL, 30000, &resp, &err) < 0) {
-			rc = cli_fail("%s", err.msg);
-			break;
-		}
-		if (resp.status != 200) {
-			json_t *j = json_loadb(resp.body, resp.len, 0, NULL);
-			const char *m = j ? json_string_value(json_object_get(j, "error")) : NULL;
-			rc = cli_fail("cannot read logs of '%s': %s", ref, m ? m : "server error");
-			json_decref(j);
-			http_response_release(&resp);
-			break;
-		}
-		fwrite(resp.body, 1, resp.len, stdout);
-		fflush(stdout);
-		offset += (long long)resp.len;
-		bool more = resp.len > 0;
-		http_response_release(&resp);
-		if (!o[T_FOLLOW].set && !more)
-			break;
-		if (!more)
-			usleep(250000);
-	}
+	int rc = cli_task_logs(hc, ref, o[T_STDERR].set, o[T_FOLLOW].set);
 	http_client_free(hc);
 	return rc;
 }
@@ -66,7 +37,11 @@ int cmd_task(int argc, char **argv)
 {
 	struct cli_opt o[T_COUNT];
 	opts(o);
-	const char *usage = "berth task logs KEY/INSTANCE|TASK_ID [--stderr] [-f]";
+	const char *usage =
+	    "berth task logs KEY/INSTANCE[/TASK_ID]|TASK_ID [--stderr] [-f]\n"
+	    "       berth task exec KEY/INSTANCE|TASK_ID [-i] [-t] -- COMMAND [ARG...]";
+	if (argc >= 1 && !strcmp(argv[0], "exec"))
+		return cmd_task_exec_cli(argc, argv);
 	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
 	int begun = cli_begin(argc, argv, usage, o, T_COUNT, &pos, &npos);

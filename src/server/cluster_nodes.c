@@ -7,6 +7,7 @@
  *   DRAINING --no task left--> DRAINED
  */
 #include "server/cluster-internal.h"
+#include "server/logtail.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -184,6 +185,8 @@ static void apply_agent_task(struct cluster *c, struct node *n, json_t *u)
 	/* A task the agent ran straight to an end passes through RUNNING only
 	 * when the table needs it. */
 	task_transition(c, t, (enum task_state)st, msg);
+	if (task_state_terminal(t->state))
+		cluster_logtail_keep(c, n, t, json_object_get(u, "logs"));
 }
 
 /* The not-yet-started replacement of a task LOST with node n, or NULL

@@ -13,6 +13,7 @@
  */
 #include "server/cluster-internal.h"
 #include "server/cluster_system.h"
+#include "server/logtail.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -584,6 +585,7 @@ void record_delete_job(struct cluster *c, const struct job *j)
 	store_batch_delete(c->pending, key);
 	snprintf(key, sizeof key, "updates/%s", j->key);
 	store_batch_delete(c->pending, key);
+	cluster_logtail_delete_job(c, j->key);
 }
 
 uint64_t cluster_token_put(struct cluster *c, const struct token_rec *rec)

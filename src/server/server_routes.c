@@ -11,6 +11,7 @@
 
 #include "core/base64.h"
 #include "core/spec.h"
+#include "server/logtail.h"
 
 /* The request's body as a job spec, or NULL with q answered. */
 static struct job_spec *parse_spec_body(struct request *q)
@@ -193,6 +194,13 @@ static void route_task(struct request *q, const char *method, const char *rest)
 {
 	struct cluster *c = q->srv->c;
 	struct berr err = {0};
+	const char *ex = strstr(rest, "/exec");
+	if (ex && !strcmp(ex, "/exec")) {
+		char *ref = xstrndup(rest, (size_t)(ex - rest));
+		server_route_task_exec(q, method, ref);
+		free(ref);
+		return;
+	}
 	const char *logs = strstr(rest, "/logs");
 	if (logs && !strcmp(logs, "/logs")) {
 		char *ref = xstrndup(rest, (size_t)(logs - rest));
@@ -203,6 +211,11 @@ static void route_task(struct request *q, const char *method, const char *rest)
 			return;
 		}
 		if (!auth_role(q, t->job->key))
+			return;
+		/* A node gone: the tail the server kept (logtail.h). */
+		const char *kept =
+		    MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "kept");
+		if (server_logtail_answer(q, t, kept && !strcmp(kept, "1")))
 			return;
 		/* The logs live on the agent: send the client there. */
 		const char *addr = t->node ? t->node->addr : NULL;

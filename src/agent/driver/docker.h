@@ -159,7 +159,18 @@ int docker_logs_follow(const char *sock, const char *id, docker_output_fn cb, vo
 /* Run argv in a running container, as `docker exec` does, in three
  * calls. Create: POST /containers/ID/exec (the container's user, working
  * directory and env); *exec_id gets its id (caller frees). */
-int docker_exec_create(const char *sock, const char *container, char *const *argv, char **exec_id,
+int docker_exec_create(const char *sock, const char *container, char *const *argv, bool in,
+		       bool tty, char **exec_id, struct berr *err);
+/* Start attached (`berth task exec -i/-t`): POST /exec/EXEC/start upgraded
+ * to a raw stream ("Upgrade: tcp"), our stdin to the command's (EOF: its
+ * stdin closed), its output to cb (stream 1 with a TTY, else
+ * demultiplexed); with a TTY our terminal (stdin) goes raw and its window
+ * size follows ours (SIGWINCH). Blocks until the command's output ends.
+ * docker_exec_attach.c. */
+int docker_exec_attach(const char *sock, const char *exec_id, bool tty, docker_output_fn cb,
+		       void *ud, struct berr *err);
+/* POST /exec/EXEC/resize. */
+int docker_exec_resize(const char *sock, const char *exec_id, unsigned rows, unsigned cols,
 		       struct berr *err);
 /* Start: POST /exec/EXEC/start, its output, demultiplexed, to cb as it
  * comes, until the command ends. Blocks. */

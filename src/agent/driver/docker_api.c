@@ -897,16 +897,16 @@ int docker_logs_follow(const char *sock, const char *id, docker_output_fn cb, vo
 	return rc;
 }
 
-int docker_exec_create(const char *sock, const char *container, char *const *argv, char **exec_id,
-		       struct berr *err)
+int docker_exec_create(const char *sock, const char *container, char *const *argv, bool in,
+		       bool tty, char **exec_id, struct berr *err)
 {
 	sock = docker__sock_or_default(sock);
 	*exec_id = NULL;
 	json_t *cmd = json_array();
 	for (size_t i = 0; argv[i]; i++)
 		json_array_append_new(cmd, json_string(argv[i]));
-	json_t *req = json_pack("{s:b,s:b,s:b,s:b,s:o}", "AttachStdin", 0, "AttachStdout", 1,
-				"AttachStderr", 1, "Tty", 0, "Cmd", cmd);
+	json_t *req = json_pack("{s:b,s:b,s:b,s:b,s:o}", "AttachStdin", in, "AttachStdout", 1,
+				"AttachStderr", 1, "Tty", tty, "Cmd", cmd);
 	char *body = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
 	char *cesc = escaped(container, false);
@@ -954,6 +954,20 @@ int docker_exec_start(const char *sock, const char *exec_id, docker_output_fn cb
 			rc =
 			    docker__call_error(err, sock, &x, "cannot start exec '%.12s'", exec_id);
 	}
+	docker__xfer_cleanup(&x);
+	return rc;
+}
+
+int docker_exec_resize(const char *sock, const char *exec_id, unsigned rows, unsigned cols,
+		       struct berr *err)
+{
+	sock = docker__sock_or_default(sock);
+	char *path = xasprintf("/exec/%s/resize?h=%u&w=%u", exec_id, rows, cols);
+	struct xfer x;
+	int rc = call(&x, sock, "POST", path, NULL, CALL_TIMEOUT_MS, err);
+	free(path);
+	if (rc == 0 && x.status != 200 && x.status != 201)
+		rc = docker__call_error(err, sock, &x, "cannot resize exec '%.12s'", exec_id);
 	docker__xfer_cleanup(&x);
 	return rc;
 }

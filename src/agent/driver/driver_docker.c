@@ -202,7 +202,11 @@ static int docker_exec_in(const struct task_exec *x, struct berr *err)
 {
 	char *name = docker_container_name(x->task_id);
 	char *exec_id = NULL;
-	int rc = docker_exec_create(x->docker_socket, name, x->argv, &exec_id, err);
+	/* `berth task exec` (agent_exec.h): a terminal as stdin asks for a
+	 * TTY, BERTH_EXEC_STDIN for stdin; a health check gets neither. */
+	bool tty = isatty(0);
+	bool in = tty || getenv("BERTH_EXEC_STDIN");
+	int rc = docker_exec_create(x->docker_socket, name, x->argv, in, tty, &exec_id, err);
 	free(name);
 	if (rc < 0)
 		return -1;
@@ -212,7 +216,8 @@ static int docker_exec_in(const struct task_exec *x, struct berr *err)
 		fprintf(stderr, "berth task-exec: no guard: a command killed at its timeout may "
 				"run on\n");
 	struct docker_exec_state st;
-	rc = docker_exec_start(x->docker_socket, exec_id, exec_output, NULL, err);
+	rc = in ? docker_exec_attach(x->docker_socket, exec_id, tty, exec_output, NULL, err)
+		: docker_exec_start(x->docker_socket, exec_id, exec_output, NULL, err);
 	/* The stream ends with the command; its exit code may take a moment. */
 	for (int i = 0; rc == 0; i++) {
 		rc = docker_exec_inspect(x->docker_socket, exec_id, &st, err);

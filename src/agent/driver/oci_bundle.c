@@ -812,6 +812,10 @@ int oci_exec(const char *data_dir, const char *sandbox, const char *task_id, con
 	args[k++] = t.state_root;
 	args[k++] = "exec";
 	args[k++] = "--no-new-privs";
+	/* `berth task exec -t` (agent_exec.h): a terminal as stdin asks the
+	 * runtime for one in the container (it relays ours to it). */
+	if (isatty(0))
+		args[k++] = "--tty";
 	args[k++] = "--pid-file";
 	args[k++] = pidfile;
 	args[k++] = t.id; /* flags end here: the command's options stay its own */
