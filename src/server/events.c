@@ -42,12 +42,19 @@ int event_types_parse(const char *list, unsigned *mask, struct berr *err)
 	return 0;
 }
 
+/* An event as its fields, rendered into a frame only when a reader reads
+ * it: appending is on every task transition (a million tasks placed make
+ * four million), reading is rare. The strings live in one buffer per ring
+ * slot, reused when the slot is overwritten: no allocation per event once
+ * the ring is full. */
 struct event {
 	uint64_t index;
+	int64_t time;
 	enum event_type type;
-	char *job, *node; /* for the filters; NULL when none */
-	char *frame;	  /* "id: N\ndata: JSON\n\n" */
-	size_t frame_len;
+	int instance;
+	char *buf; /* the strings below, each NUL-terminated */
+	size_t cap;
+	const char *job, *task, *node, *state, *message; /* into buf, or NULL */
 };
 
 struct event_log {
@@ -70,83 +77,119 @@ struct event_log *events_new(size_t capacity, uint64_t first_index)
 	return log;
 }
 
-static void event_clear(struct event *e)
-{
-	free(e->job);
-	free(e->node);
-	free(e->frame);
-	memset(e, 0, sizeof *e);
-}
-
 void events_free(struct event_log *log)
 {
 	if (!log)
 		return;
 	for (size_t i = 0; i < log->cap; i++)
-		event_clear(&log->ring[i]);
+		free(log->ring[i].buf);
 	free(log->ring);
 	pthread_mutex_destroy(&log->lock);
 	free(log);
 }
 
-/* A message cut at EVENT_MESSAGE_MAX bytes, on a character boundary. */
-static void add_message(struct sbuf *sb, const char *msg)
+/* The bytes of a message kept: all of it, or EVENT_MESSAGE_MAX cut on a
+ * character boundary (then "..." follows). */
+static size_t message_keep(const char *msg, size_t n, bool *cut)
 {
-	size_t n = strlen(msg);
-	if (n <= EVENT_MESSAGE_MAX) {
-		sbuf_add_json_str(sb, msg);
-		return;
-	}
+	*cut = n > EVENT_MESSAGE_MAX;
+	if (!*cut)
+		return n;
 	n = EVENT_MESSAGE_MAX;
 	while (n && ((unsigned char)msg[n] & 0xC0) == 0x80)
 		n--;
-	char *cut = xasprintf("%.*s...", (int)n, msg);
-	sbuf_add_json_str(sb, cut);
-	free(cut);
+	return n;
 }
 
-static void add_str_field(struct sbuf *sb, const char *key, const char *v)
+/* Copy s (n bytes) to *p, NUL-terminated; returns the copy, or NULL for
+ * no string. */
+static const char *put_str(char **p, const char *s, size_t n, const char *tail)
+{
+	if (!s)
+		return NULL;
+	char *d = *p;
+	memcpy(d, s, n);
+	size_t tl = tail ? strlen(tail) : 0;
+	memcpy(d + n, tail ? tail : "", tl + 1);
+	*p = d + n + tl + 1;
+	return d;
+}
+
+static void sbuf_add_u64(struct sbuf *sb, unsigned long long u, bool negative)
+{
+	char buf[24], *p = buf + sizeof buf;
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (negative)
+		*--p = '-';
+	sbuf_add(sb, p, (size_t)(buf + sizeof buf - p));
+}
+
+static void sbuf_add_i64(struct sbuf *sb, long long v)
+{
+	sbuf_add_u64(sb, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v, v < 0);
+}
+
+static void add_str_field(struct sbuf *sb, const char *field, const char *v)
 {
 	if (!v)
 		return;
-	sbuf_addf(sb, ",\"%s\":", key);
+	sbuf_adds(sb, field);
 	sbuf_add_json_str(sb, v);
 }
 
-static char *render(uint64_t index, int64_t now, const struct event_fields *f, size_t *len)
+/* The frame of e: "id: N\ndata: {...}\n\n". */
+static void render(struct sbuf *sb, const struct event *e)
 {
-	struct sbuf sb;
-	sbuf_init(&sb);
-	sbuf_addf(&sb, "id: %llu\ndata: {\"index\":%llu,\"time\":%lld,\"type\":\"%s\"",
-		  (unsigned long long)index, (unsigned long long)index, (long long)now,
-		  event_type_name(f->type));
-	add_str_field(&sb, "job", f->job);
-	add_str_field(&sb, "task", f->task);
-	if (f->instance >= 0)
-		sbuf_addf(&sb, ",\"instance\":%d", f->instance);
-	add_str_field(&sb, "node", f->node);
-	add_str_field(&sb, "state", f->state);
-	if (f->message) {
-		sbuf_adds(&sb, ",\"message\":");
-		add_message(&sb, f->message);
+	sbuf_adds(sb, "id: ");
+	sbuf_add_u64(sb, e->index, false);
+	sbuf_adds(sb, "\ndata: {\"index\":");
+	sbuf_add_u64(sb, e->index, false);
+	sbuf_adds(sb, ",\"time\":");
+	sbuf_add_i64(sb, e->time);
+	sbuf_adds(sb, ",\"type\":\"");
+	sbuf_adds(sb, event_type_name(e->type));
+	sbuf_adds(sb, "\"");
+	add_str_field(sb, ",\"job\":", e->job);
+	add_str_field(sb, ",\"task\":", e->task);
+	if (e->instance >= 0) {
+		sbuf_adds(sb, ",\"instance\":");
+		sbuf_add_i64(sb, e->instance);
 	}
-	sbuf_adds(&sb, "}\n\n");
-	*len = sb.len;
-	return sbuf_detach(&sb);
+	add_str_field(sb, ",\"node\":", e->node);
+	add_str_field(sb, ",\"state\":", e->state);
+	add_str_field(sb, ",\"message\":", e->message);
+	sbuf_adds(sb, "}\n\n");
 }
 
 uint64_t events_append(struct event_log *log, const struct event_fields *f)
 {
 	int64_t now = time_now_ms();
+	size_t lj = f->job ? strlen(f->job) : 0, lt = f->task ? strlen(f->task) : 0,
+	       ln = f->node ? strlen(f->node) : 0, ls = f->state ? strlen(f->state) : 0;
+	bool cut = false;
+	size_t lm = f->message ? message_keep(f->message, strlen(f->message), &cut) : 0;
+	size_t need = lj + lt + ln + ls + lm + 3 + 5;
 	pthread_mutex_lock(&log->lock);
 	uint64_t index = log->next++;
 	struct event *e = &log->ring[index % log->cap];
-	event_clear(e);
+	if (e->cap < need) {
+		free(e->buf);
+		e->cap = need < 128 ? 128 : need;
+		e->buf = xmalloc(e->cap);
+	}
 	e->index = index;
+	e->time = now;
 	e->type = f->type;
-	e->job = f->job ? xstrdup(f->job) : NULL;
-	e->node = f->node ? xstrdup(f->node) : NULL;
-	e->frame = render(index, now, f, &e->frame_len);
+	e->instance = f->instance;
+	char *p = e->buf;
+	e->job = put_str(&p, f->job, lj, NULL);
+	e->task = put_str(&p, f->task, lt, NULL);
+	e->node = put_str(&p, f->node, ln, NULL);
+	e->state = put_str(&p, f->state, ls, NULL);
+	e->message = put_str(&p, f->message, lm, cut ? "..." : NULL);
 	if (log->count < log->cap)
 		log->count++;
 	for (struct event_sub *s = log->subs; s; s = s->next)
@@ -213,7 +256,7 @@ size_t events_read(struct event_log *log, uint64_t *cursor, const struct event_f
 		const struct event *e = &log->ring[i % log->cap];
 		if (!passes(e, f))
 			continue;
-		sbuf_add(out, e->frame, e->frame_len);
+		render(out, e);
 		added++;
 	}
 	pthread_mutex_unlock(&log->lock);

@@ -3,7 +3,8 @@
  * in memory (docs/operations.md "Events"), read by the event stream
  * (GET /v1/events, server_events.c).
  *
- * Each event is kept as the frame the stream sends (server-sent events):
+ * Each event is kept as its fields and rendered, when read, as the frame
+ * the stream sends (server-sent events):
  *
  *     id: 1733526000000001
  *     data: {"index":1733526000000001,"time":1733526000123,"type":"task",...}
