@@ -185,6 +185,7 @@ void cluster_free(struct cluster *c)
 		return;
 	cluster_release_state(c);
 	free(c->dirty);
+	free(c->record_buf.buf);
 	free(c->changed);
 	free(c->node_index.items);
 	free(c->job_index.items);

@@ -231,7 +231,8 @@ struct cluster {
 	size_t nchanged, changed_cap;
 	struct task **dirty; /* tasks to write at the next commit (NULL = freed) */
 	size_t ndirty, dirty_cap;
-	uint64_t applied_seq; /* bumped by each mutation */
+	struct sbuf record_buf; /* a task record's text, reused from one to the next */
+	uint64_t applied_seq;	/* bumped by each mutation */
 	uint64_t committed_seq;
 	bool sched_needed;
 	size_t sched_offset;

@@ -57,8 +57,10 @@ void sbuf_add_int_field(struct sbuf *sb, const char *key, long long v)
  * every commit that touched it, so it builds no JSON tree and no printf. */
 void record_write_task(struct cluster *c, struct task *t)
 {
-	struct sbuf sb;
-	sbuf_init(&sb);
+	struct sbuf sb = c->record_buf; /* no allocation per record once it is big enough */
+	if (!sb.buf)
+		sbuf_init(&sb);
+	sb.len = 0;
 	sbuf_adds(&sb, "{\"id\":");
 	sbuf_add_json_str(&sb, t->id);
 	sbuf_adds(&sb, ",\"job\":");
@@ -120,7 +122,7 @@ void record_write_task(struct cluster *c, struct task *t)
 		memcpy(key + 6, t->id, kl + 1);
 		store_batch_put(c->pending, key, sb.buf, sb.len);
 	}
-	sbuf_release(&sb);
+	c->record_buf = sb;
 }
 
 void persist_job(struct cluster *c, struct job *j)
