@@ -159,8 +159,8 @@ struct preempt_round *preempt_round_new(struct cluster *c, struct node **nodes,
 	r->nodes = nodes;
 	r->pn = pn;
 	r->nn = nn;
-	r->p = xcalloc(nn + 1, sizeof *r->p);
-	r->eligible = xcalloc(nn + 1, sizeof *r->eligible);
+	/* r->p and r->eligible (per node) are made when a class first needs
+	 * preemption: most rounds place everything and need none. */
 	r->victims_left = c->cfg.preempt_max_victims;
 	r->visits_left = PREEMPT_MAX_VISITS;
 	r->offset = nn ? c->sched_offset % nn : 0;
@@ -172,7 +172,7 @@ void preempt_round_free(struct preempt_round *r)
 {
 	if (!r)
 		return;
-	for (size_t i = 0; i < r->nn; i++) {
+	for (size_t i = 0; r->p && i < r->nn; i++) {
 		free(r->p[i].tasks);
 		free(r->p[i].refs);
 	}
@@ -247,6 +247,10 @@ static size_t preempt_class(struct preempt_round *r, const struct job_spec *spec
 			k++;
 		if (k == nt)
 			return 0;
+	}
+	if (!r->p) {
+		r->p = xcalloc(r->nn + 1, sizeof *r->p);
+		r->eligible = xcalloc(r->nn + 1, sizeof *r->eligible);
 	}
 	placement_eligible(r->pn, r->nn, spec, r->eligible);
 	struct preempt_need need = {spec->tier, spec->priority, spec_res(spec)};
