@@ -53,6 +53,12 @@ void sbuf_add_int_field(struct sbuf *sb, const char *key, long long v)
 	sbuf_add_i64(sb, v);
 }
 
+static void add_nonzero(struct sbuf *sb, const char *key, long long v)
+{
+	if (v)
+		sbuf_add_int_field(sb, key, v);
+}
+
 /* The task's store record, written as text: this runs for every task at
  * every commit that touched it, so it builds no JSON tree and no printf. */
 void record_write_task(struct cluster *c, struct task *t)
@@ -69,19 +75,25 @@ void record_write_task(struct cluster *c, struct task *t)
 	sbuf_add_int_field(&sb, ",\"version\":", t->version);
 	sbuf_adds(&sb, ",\"state\":\"");
 	sbuf_adds(&sb, task_state_name(t->state));
-	sbuf_add_int_field(&sb, "\",\"pid\":", t->pid);
-	sbuf_add_int_field(&sb, ",\"exit_code\":", t->exit_code);
+	sbuf_adds(&sb, "\"");
+	/* Fields at their zero value are left out: apply_task reads a missing
+	 * one as zero (exit_code as 0, so it is written unless 0). A task's
+	 * record is written two or three times on its way to RUNNING: fewer
+	 * bytes are less SQLite work on the commit thread. */
+	add_nonzero(&sb, ",\"pid\":", t->pid);
+	add_nonzero(&sb, ",\"exit_code\":", t->exit_code);
 	sbuf_add_int_field(&sb, ",\"created_ms\":", t->created_ms);
-	sbuf_add_int_field(&sb, ",\"running_since_ms\":", t->running_since_ms);
-	sbuf_add_int_field(&sb, ",\"failures\":", t->failures);
-	sbuf_add_int_field(&sb, ",\"quick_deaths\":", t->quick_deaths);
-	sbuf_add_int_field(&sb, ",\"throttle_until_ms\":", t->throttle_until_ms);
-	sbuf_add_int_field(&sb, ",\"replace_version\":", t->replace_version);
-	sbuf_add_int_field(&sb, ",\"restarts\":", t->restarts);
-	sbuf_add_int_field(&sb, ",\"restart_window_ms\":", t->restart_window_ms);
-	sbuf_adds(&sb,
-		  t->replace_on_end ? ",\"replace_on_end\":true" : ",\"replace_on_end\":false");
-	sbuf_adds(&sb, t->no_replace ? ",\"no_replace\":true" : ",\"no_replace\":false");
+	add_nonzero(&sb, ",\"running_since_ms\":", t->running_since_ms);
+	add_nonzero(&sb, ",\"failures\":", t->failures);
+	add_nonzero(&sb, ",\"quick_deaths\":", t->quick_deaths);
+	add_nonzero(&sb, ",\"throttle_until_ms\":", t->throttle_until_ms);
+	add_nonzero(&sb, ",\"replace_version\":", t->replace_version);
+	add_nonzero(&sb, ",\"restarts\":", t->restarts);
+	add_nonzero(&sb, ",\"restart_window_ms\":", t->restart_window_ms);
+	if (t->replace_on_end)
+		sbuf_adds(&sb, ",\"replace_on_end\":true");
+	if (t->no_replace)
+		sbuf_adds(&sb, ",\"no_replace\":true");
 	sbuf_adds(&sb, ",\"message\":");
 	sbuf_add_json_str(&sb, t->message ? t->message : "");
 	if (t->node) {
