@@ -23,7 +23,8 @@
  *      -lmicrohttpd -lgnutls -ljansson -lyaml -lsqlite3 -lcurl -lssl -lcrypto -lz \
  *      -lpthread -lm
  *   build/sched_bench [NODES [JOBS [INSTANCES]]]     (default 10000 100 1000)
- * Prints one line per stage (ms and ns per task) and the total.
+ * Prints one line per stage (ms and ns per task), the total, and the
+ * resident memory the tasks added (bytes per task).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,19 @@ static double cpu_ms(void)
 	struct timespec t;
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
 	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static long rss_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kib = 0;
+	while (f && fgets(line, sizeof line, f))
+		if (!strncmp(line, "VmRSS:", 6))
+			kib = atol(line + 6);
+	if (f)
+		fclose(f);
+	return kib;
 }
 
 static void die(const char *what, const struct berr *err)
@@ -106,11 +120,11 @@ int main(int argc, char **argv)
 		char name[32], rack[16];
 		snprintf(name, sizeof name, "sim-%05d", i);
 		snprintf(rack, sizeof rack, "r%d", i % 20);
-		json_t *body = json_pack(
-		    "{s:s,s:{s:s},s:{s:f,s:I,s:I,s:i,s:i},s:s}", "name", name, "attributes", "rack",
-		    rack, "resources", "cpu", 16.0, "memory", (json_int_t)(64LL << 30), "disk",
-		    (json_int_t)(1LL << 40), "port_lo", 20000, "port_hi", 29999, "addr",
-		    "http://127.0.0.1:1");
+		json_t *body =
+		    json_pack("{s:s,s:{s:s},s:{s:f,s:I,s:I,s:i,s:i},s:s}", "name", name,
+			      "attributes", "rack", rack, "resources", "cpu", 16.0, "memory",
+			      (json_int_t)(64LL << 30), "disk", (json_int_t)(1LL << 40), "port_lo",
+			      20000, "port_hi", 29999, "addr", "http://127.0.0.1:1");
 		json_t *reply = NULL;
 		if (!cluster_agent_register(c, body, &reply, &err))
 			die("register", &err);
@@ -123,6 +137,7 @@ int main(int argc, char **argv)
 	}
 	commit(c, st, S_ENCODE, S_COMMIT);
 	memset(stage_ms, 0, sizeof stage_ms);
+	long rss0 = rss_kib();
 
 	for (int k = 0; k < jobs; k++) {
 		char *text = xasprintf("{\"job\":\"scale/prod/j%d\",\"instances\":%d,\"task\":"
@@ -133,7 +148,8 @@ int main(int argc, char **argv)
 		json_t *obj = json_loads(text, 0, NULL);
 		struct job_spec *spec;
 		struct submit_result res;
-		if (spec_parse_json(obj, &spec, &err) < 0 || !cluster_job_submit(c, spec, &res, &err))
+		if (spec_parse_json(obj, &spec, &err) < 0 ||
+		    !cluster_job_submit(c, spec, &res, &err))
 			die("submit", &err);
 		json_decref(obj);
 		stage_ms[S_SUBMIT] += cpu_ms() - a;
@@ -153,7 +169,8 @@ int main(int argc, char **argv)
 	json_array_foreach(list, i, e)
 	{
 		struct node *n = NULL;
-		json_t *body = json_pack("{s:s}", "name", json_string_value(json_object_get(e, "name")));
+		json_t *body =
+		    json_pack("{s:s}", "name", json_string_value(json_object_get(e, "name")));
 		cluster_agent_watch(c, body, &n, &err);
 		json_decref(body);
 		if (n && na < (size_t)nodes)
@@ -178,7 +195,8 @@ int main(int argc, char **argv)
 		json_array_foreach(tasks, j, t)
 		{
 			sbuf_addf(&sb, "%s{\"id\":\"%s\",\"state\":\"RUNNING\",\"pid\":%zu}",
-				  j ? "," : "", json_string_value(json_object_get(t, "id")), 100 + j);
+				  j ? "," : "", json_string_value(json_object_get(t, "id")),
+				  100 + j);
 			placed++;
 		}
 		sbuf_adds(&sb, "]}");
@@ -195,6 +213,7 @@ int main(int argc, char **argv)
 			commit(c, st, S_COMMIT2, S_COMMIT2);
 	}
 	free(all);
+	long rss1 = rss_kib();
 	pthread_mutex_unlock(&c->lock);
 	double tasks = (double)jobs * instances, total = 0;
 	for (int s = 0; s < S_COUNT; s++) {
@@ -204,6 +223,8 @@ int main(int argc, char **argv)
 	}
 	printf("total    %9.1f ms %7.0f ns/task (%d nodes, %.0f tasks, %zu in desired sets)\n",
 	       total, total * 1e6 / tasks, nodes, tasks, placed);
+	printf("rss      %9.1f MiB after, %.0f bytes per task\n", rss1 / 1024.0,
+	       (double)(rss1 - rss0) * 1024 / tasks);
 	cluster_free(c);
 	store_close(st);
 	rm_rf(dir);
