@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/intern.h"
 #include "core/log.h"
 #include "server/cluster_quota.h"
 #include "sched/ports.h"
@@ -96,7 +97,8 @@ void task_clear_record(struct task *t)
 	free(t->ancestor);
 	json_decref(t->ports);
 	for (size_t i = 0; i < t->nevents; i++)
-		free(t->events[i].message);
+		if (!t->events[i].interned)
+			free(t->events[i].message);
 	free(t->events);
 	t->message = t->ancestor = NULL;
 	t->ports = NULL;
@@ -290,16 +292,24 @@ void task_add_event(struct task *t, enum task_state s, const char *msg, int64_t 
 {
 	if (t->nevents == MAX_EVENTS) {
 		/* Keep the first transition (creation) and the newest ones. */
-		free(t->events[1].message);
+		if (!t->events[1].interned)
+			free(t->events[1].message);
 		memmove(&t->events[1], &t->events[2], (MAX_EVENTS - 2) * sizeof *t->events);
 		t->nevents--;
 	}
 	t->events = xrealloc(t->events, (t->nevents + 1) * sizeof *t->events);
 	char *m = xstrdup(msg);
 	utf8_clean(m); /* messages are cut by snprintf: keep them valid JSON strings */
-	t->events[t->nevents++] = (struct task_event){now, s, m};
+	/* The same messages recur over many tasks: one shared copy each. */
+	const char *shared = intern(m);
 	free(t->message);
-	t->message = xstrdup(m);
+	if (shared) {
+		t->events[t->nevents++] = (struct task_event){now, s, true, (char *)shared};
+		t->message = m;
+	} else {
+		t->events[t->nevents++] = (struct task_event){now, s, false, m};
+		t->message = xstrdup(m);
+	}
 }
 
 /* The node's desired task set changed: bump its version and note it so the

@@ -42,6 +42,7 @@ const char *node_state_name(enum node_state s);
 struct task_event {
 	int64_t time_ms;
 	enum task_state state;
+	bool interned; /* message is the shared copy (core/intern.h): not freed */
 	char *message;
 };
 

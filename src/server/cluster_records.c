@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/intern.h"
 #include "core/log.h"
 #include "server/cluster_quota.h"
 
@@ -441,9 +442,13 @@ static int apply_task(struct cluster *c, const char *key, const char *value, siz
 	for (size_t i = 0; i < nev; i++) {
 		json_t *ev = json_array_get(evs, i);
 		int es = task_state_parse(json_string_value(json_object_get(ev, "state")) ?: "");
-		t->events[t->nevents++] = (struct task_event){
-		    rec_time(ev, "time_ms"), es < 0 ? TASK_INIT : (enum task_state)es,
-		    xstrdup(json_string_value(json_object_get(ev, "message")) ?: "")};
+		const char *msg = json_string_value(json_object_get(ev, "message")) ?: "";
+		const char *shared = intern(msg);
+		t->events[t->nevents++] =
+		    (struct task_event){.time_ms = rec_time(ev, "time_ms"),
+					.state = es < 0 ? TASK_INIT : (enum task_state)es,
+					.interned = shared != NULL,
+					.message = shared ? (char *)shared : xstrdup(msg)};
 	}
 	json_decref(r);
 	c->derived_stale = true;
