@@ -266,6 +266,11 @@ int agent_logs_start(struct agent *a, const char *listen, struct berr *err);
 /* (Re)start serving on the listening socket with the current certificate. */
 int agent_logs_serve(struct agent *a, struct berr *err);
 void agent_logs_stop(struct agent *a);
+/* Tickets "EXPIRY.SIG" a server hands out (logs, exec, metrics): the expiry
+ * of a well-formed ticket not yet expired, else -1; whether SIG is the
+ * cluster CA's signature of data (which the caller builds from the expiry). */
+int64_t agent_ticket_expiry(const char *ticket);
+bool agent_ticket_signed(struct agent *a, const char *ticket, const char *data);
 
 /* agent_mesh.c: the routing mesh (docs/networking.md) */
 #define MESH_FEED_MS 1000

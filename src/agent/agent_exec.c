@@ -83,18 +83,11 @@ static void session_free(struct exec_session *x)
 static bool exec_ticket_ok(struct agent *a, const char *task, bool tty, const char *command,
 			   const char *ticket)
 {
-	const char *dot = ticket ? strchr(ticket, '.') : NULL;
-	int64_t expiry;
-	if (!dot || dot - ticket > 20)
-		return false;
-	char num[24];
-	snprintf(num, sizeof num, "%.*s", (int)(dot - ticket), ticket);
-	if (parse_int64(num, &expiry) < 0 || expiry < time_now_ms() / 1000)
+	int64_t expiry = agent_ticket_expiry(ticket);
+	if (expiry < 0)
 		return false;
 	char *data = xasprintf("exec|%s|%lld|%d|%s", task, (long long)expiry, tty ? 1 : 0, command);
-	pthread_mutex_lock(&a->logs_lock);
-	bool ok = a->logs_ca && pki_verify_hex(a->logs_ca, data, strlen(data), dot + 1);
-	pthread_mutex_unlock(&a->logs_lock);
+	bool ok = agent_ticket_signed(a, ticket, data);
 	free(data);
 	return ok;
 }

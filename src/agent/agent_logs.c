@@ -19,22 +19,39 @@
 
 #define LOG_CHUNK (1 << 20)
 
-/* A ticket "EXPIRY.SIG": the cluster CA's signature of "logs|TASK|EXPIRY",
- * which a server gives whoever may read the task's logs. */
-static bool ticket_ok(struct agent *a, const char *task, const char *ticket)
+int64_t agent_ticket_expiry(const char *ticket)
 {
 	const char *dot = ticket ? strchr(ticket, '.') : NULL;
 	int64_t expiry;
 	if (!dot || dot - ticket > 20)
-		return false;
+		return -1;
 	char num[24];
 	snprintf(num, sizeof num, "%.*s", (int)(dot - ticket), ticket);
 	if (parse_int64(num, &expiry) < 0 || expiry < time_now_ms() / 1000)
+		return -1;
+	return expiry;
+}
+
+bool agent_ticket_signed(struct agent *a, const char *ticket, const char *data)
+{
+	const char *dot = strchr(ticket, '.');
+	if (!dot)
 		return false;
-	char *data = xasprintf("logs|%s|%lld", task, (long long)expiry);
 	pthread_mutex_lock(&a->logs_lock);
 	bool ok = a->logs_ca && pki_verify_hex(a->logs_ca, data, strlen(data), dot + 1);
 	pthread_mutex_unlock(&a->logs_lock);
+	return ok;
+}
+
+/* A ticket "EXPIRY.SIG": the cluster CA's signature of "logs|TASK|EXPIRY",
+ * which a server gives whoever may read the task's logs. */
+static bool ticket_ok(struct agent *a, const char *task, const char *ticket)
+{
+	int64_t expiry = agent_ticket_expiry(ticket);
+	if (expiry < 0)
+		return false;
+	char *data = xasprintf("logs|%s|%lld", task, (long long)expiry);
+	bool ok = agent_ticket_signed(a, ticket, data);
 	free(data);
 	return ok;
 }

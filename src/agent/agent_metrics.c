@@ -80,18 +80,11 @@ static bool ticket_ok(struct agent *a, const char *auth)
 	if (!auth || strncmp(auth, "Bearer ", 7))
 		return false;
 	const char *ticket = auth + 7;
-	const char *dot = strchr(ticket, '.');
-	if (!dot || dot - ticket > 20)
-		return false;
-	char num[24];
-	snprintf(num, sizeof num, "%.*s", (int)(dot - ticket), ticket);
-	int64_t expiry;
-	if (parse_int64(num, &expiry) < 0 || expiry < time_now_ms() / 1000)
+	int64_t expiry = agent_ticket_expiry(ticket);
+	if (expiry < 0)
 		return false;
 	char *data = xasprintf("metrics|%lld", (long long)expiry);
-	pthread_mutex_lock(&a->logs_lock);
-	bool ok = a->logs_ca && pki_verify_hex(a->logs_ca, data, strlen(data), dot + 1);
-	pthread_mutex_unlock(&a->logs_lock);
+	bool ok = agent_ticket_signed(a, ticket, data);
 	free(data);
 	return ok;
 }

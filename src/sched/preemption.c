@@ -44,7 +44,7 @@ static bool fits(const struct preempt_res *room, const struct preempt_res *need)
 	return need->addrs <= 0 || room->addrs == PREEMPT_ADDRS_ANY || room->addrs >= need->addrs;
 }
 
-static void res_add(struct preempt_res *a, const struct preempt_res *b, int sign)
+void preempt_res_add(struct preempt_res *a, const struct preempt_res *b, int sign)
 {
 	a->cpu += sign * b->cpu;
 	a->mem += sign * b->mem;
@@ -135,7 +135,7 @@ int preempt_select_node(const struct preempt_need *need, const struct preempt_no
 		if (cover <= 0)
 			continue; /* frees nothing the node lacks */
 		cs[nc++] = (struct cand){i, t->priority, cover};
-		res_add(&all, &t->res, +1);
+		preempt_res_add(&all, &t->res, +1);
 	}
 	if (!fits(&all, want)) {
 		free(cs);
@@ -145,14 +145,14 @@ int preempt_select_node(const struct preempt_need *need, const struct preempt_no
 	size_t n = 0;
 	for (size_t k = 0; k < nc && !fits(&room, want); k++) {
 		victims[n++] = cs[k].index;
-		res_add(&room, &node->tasks[cs[k].index].res, +1);
+		preempt_res_add(&room, &node->tasks[cs[k].index].res, +1);
 	}
 	free(cs);
 	/* Drop any victim the others make unnecessary, the last chosen (the
 	 * highest priority) first. */
 	for (size_t k = n; k-- > 0;) {
 		struct preempt_res without = room;
-		res_add(&without, &node->tasks[victims[k]].res, -1);
+		preempt_res_add(&without, &node->tasks[victims[k]].res, -1);
 		if (!fits(&without, want))
 			continue;
 		room = without;

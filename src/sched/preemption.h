@@ -45,6 +45,9 @@ struct preempt_res {
 	double cpu;
 	int64_t mem, disk, ports, addrs;
 };
+
+/* a += sign * b (sign +1 or -1); an addrs of PREEMPT_ADDRS_ANY stays so. */
+void preempt_res_add(struct preempt_res *a, const struct preempt_res *b, int sign);
 #define PREEMPT_ADDRS_ANY INT64_MAX
 
 struct preempt_task {

@@ -62,15 +62,6 @@ static struct preempt_res spec_res(const struct job_spec *s)
 				    (int64_t)r->nports, s->task.network == NETWORK_BRIDGE};
 }
 
-static void res_add(struct preempt_res *a, const struct preempt_res *b, int sign)
-{
-	a->cpu += sign * b->cpu;
-	a->mem += sign * b->mem;
-	a->disk += sign * b->disk;
-	a->ports += sign * b->ports;
-	a->addrs += sign * b->addrs;
-}
-
 struct pnode {
 	bool built;
 	struct preempt_task *tasks;
@@ -116,7 +107,7 @@ static void pnode_build(struct preempt_round *r, size_t i, struct pnode *p)
 		struct preempt_res res = spec_res(s);
 		if (t->state == TASK_KILLING || t->state == TASK_RESTARTING ||
 		    t->state == TASK_DRAINING) {
-			res_add(&p->soon, &res, +1);
+			preempt_res_add(&p->soon, &res, +1);
 			continue;
 		}
 		if (!victim_state(t->state))
@@ -144,8 +135,8 @@ static const struct preempt_node *round_get(void *ctx, size_t i)
 	    (int64_t)pn->ports_free,
 	    pn->addrs_free == UINT32_MAX ? PREEMPT_ADDRS_ANY : (int64_t)pn->addrs_free,
 	};
-	res_add(&p->view.room, &p->soon, +1);
-	res_add(&p->view.room, &p->delta, +1);
+	preempt_res_add(&p->view.room, &p->soon, +1);
+	preempt_res_add(&p->view.room, &p->delta, +1);
 	if (pn->addrs_free == UINT32_MAX)
 		p->view.room.addrs = PREEMPT_ADDRS_ANY;
 	return &p->view;
@@ -205,7 +196,7 @@ static void preempt_apply(struct preempt_round *r, struct task *t, size_t i,
 		size_t v = res->victims[k];
 		struct task *victim = p->refs[v];
 		p->tasks[v].taken = true;
-		res_add(&p->delta, &p->tasks[v].res, +1);
+		preempt_res_add(&p->delta, &p->tasks[v].res, +1);
 		if (r->dry_run) {
 			json_array_append_new(r->chosen, json_string(victim->id));
 			continue;
@@ -297,7 +288,7 @@ static size_t preempt_class(struct preempt_round *r, const struct job_spec *spec
 		}
 		/* The room is promised to t: the class's next task looks elsewhere
 		 * for its own. */
-		res_add(&r->p[i].delta, &need.res, -1);
+		preempt_res_add(&r->p[i].delta, &need.res, -1);
 		if (limited)
 			r->eligible[i] = false;
 		preempt_result_release(&res);

@@ -291,23 +291,12 @@ bool system_task_place(struct cluster *c, struct task *t)
 		set_pending_reason(t, why);
 		return true;
 	}
-	const struct resources *r = &s->task.resources;
-	json_t *ports = r->nports ? json_object() : NULL;
-	for (size_t p = 0; p < r->nports; p++)
-		json_object_set_new(ports, r->ports[p], json_integer(port_pool_take(n->ports)));
-	json_decref(t->ports);
-	t->ports = ports;
-	n->cpu_used += r->cpu;
-	n->mem_used += r->memory;
-	n->disk_used += r->disk;
-	if (s->task.network == NETWORK_BRIDGE)
-		n->addrs_used++;
-	t->node = n;
-	hmap_put(&n->tasks, t->id, t);
-	node_touch(c, n);
-	t->assigned_at = n->desired_version;
-	snprintf(why, sizeof why, "assigned to node %s", n->name);
-	task_transition(c, t, TASK_ASSIGNED, why);
+	const struct job_version *jv = job_version_get(t->job, t->version);
+	if (!jv) {
+		set_pending_reason(t, "its config version is gone");
+		return true;
+	}
+	task_assign(c, t, n, jv);
 	return true;
 }
 

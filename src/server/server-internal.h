@@ -165,6 +165,9 @@ void route_agent_identity(struct request *q, bool join);
 void route_quotas(struct request *q, const char *method, const char *rest);
 /* A ticket for a task's logs on its agent (NULL when insecure). */
 char *server_logs_ticket(struct server *s, const char *task_id);
+/* "EXPIRY.SIGNATURE": the CA's signature of data (which holds the expiry),
+ * for an agent to check; NULL, logged as `what` ticket, when it cannot sign. */
+char *server_ticket(struct server *s, const char *what, int64_t expiry, const char *data);
 /* POST /v1/tasks/REF/exec (server_exec.c), under the cluster lock. */
 void server_route_task_exec(struct request *q, const char *method, const char *ref);
 /* Set q->who from the request's credentials (its headers, its TLS peer). */

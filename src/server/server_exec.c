@@ -25,14 +25,7 @@ static char *exec_ticket(struct server *s, const char *task_id, bool tty, const 
 	int64_t expiry = time_now_ms() / 1000 + EXEC_TICKET_S;
 	char *data =
 	    xasprintf("exec|%s|%lld|%d|%s", task_id, (long long)expiry, tty ? 1 : 0, command);
-	char *sig = NULL;
-	struct berr err = {0};
-	char *ticket = NULL;
-	if (pki_sign_hex(s->ca_key, data, strlen(data), &sig, &err) == 0)
-		ticket = xasprintf("%lld.%s", (long long)expiry, sig);
-	else
-		log_warn("cannot sign an exec ticket: %s", err.msg);
-	free(sig);
+	char *ticket = server_ticket(s, "an exec", expiry, data);
 	free(data);
 	return ticket;
 }

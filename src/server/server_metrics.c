@@ -122,16 +122,12 @@ void server_metrics_ticket(struct server *s, struct request *q)
 	}
 	int64_t expiry = time_now_ms() / 1000 + days * 86400;
 	char *data = xasprintf("metrics|%lld", (long long)expiry);
-	char *sig = NULL;
-	struct berr err = {0};
-	if (pki_sign_hex(s->ca_key, data, strlen(data), &sig, &err) < 0) {
-		free(data);
-		reply_error(q, 500, err.msg);
+	char *ticket = server_ticket(s, "a metrics", expiry, data);
+	free(data);
+	if (!ticket) {
+		reply_error(q, 500, "cannot sign a metrics ticket (see the server's log)");
 		return;
 	}
-	char *ticket = xasprintf("%lld.%s", (long long)expiry, sig);
 	reply_ok(q, json_pack("{s:s,s:I}", "ticket", ticket, "expires", (json_int_t)expiry));
 	free(ticket);
-	free(sig);
-	free(data);
 }

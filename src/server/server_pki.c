@@ -426,6 +426,19 @@ void route_agent_identity(struct request *q, bool join)
 	json_decref(body);
 }
 
+char *server_ticket(struct server *s, const char *what, int64_t expiry, const char *data)
+{
+	char *sig = NULL;
+	struct berr err = {0};
+	char *ticket = NULL;
+	if (pki_sign_hex(s->ca_key, data, strlen(data), &sig, &err) == 0)
+		ticket = xasprintf("%lld.%s", (long long)expiry, sig);
+	else
+		log_warn("cannot sign %s ticket: %s", what, err.msg);
+	free(sig);
+	return ticket;
+}
+
 /* The ticket that lets a client read a task's logs from its agent: the
  * CA's signature of "logs|TASK|EXPIRY". */
 char *server_logs_ticket(struct server *s, const char *task_id)
@@ -434,14 +447,7 @@ char *server_logs_ticket(struct server *s, const char *task_id)
 		return NULL;
 	int64_t expiry = time_now_ms() / 1000 + 300;
 	char *data = xasprintf("logs|%s|%lld", task_id, (long long)expiry);
-	char *sig = NULL;
-	struct berr err = {0};
-	char *ticket = NULL;
-	if (pki_sign_hex(s->ca_key, data, strlen(data), &sig, &err) == 0)
-		ticket = xasprintf("%lld.%s", (long long)expiry, sig);
-	else
-		log_warn("cannot sign a logs ticket: %s", err.msg);
-	free(sig);
+	char *ticket = server_ticket(s, "a logs", expiry, data);
 	free(data);
 	return ticket;
 }

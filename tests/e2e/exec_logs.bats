@@ -6,6 +6,7 @@
 
 load helpers
 load dockerd
+bats_require_minimum_version 1.5.0
 
 setup() {
 	require_root
