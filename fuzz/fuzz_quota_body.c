@@ -3,7 +3,7 @@
  * of PUT /v1/quotas/ROLE, and a stored quotas/ROLE record) and the
  * admission arithmetic on what it accepts.
  *
- * fuzz-sources: src/core/util.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_template.c src/core/cron.c src/sched/quota.c
+ * fuzz-sources: src/core/util.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_fields.c src/core/spec_template.c src/core/cron.c src/sched/quota.c
  * fuzz-libs: -ljansson -lyaml -lm
  *
  * Checks: no crash, leak or UB; a refusal is a 400 with a message; an

@@ -3,7 +3,7 @@
  * POST /v1/secrets) and secret_open() of untrusted sealed text (a store
  * record).
  *
- * fuzz-sources: src/core/util.c src/core/base64.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_template.c src/core/cron.c src/server/secret_box.c
+ * fuzz-sources: src/core/util.c src/core/base64.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_fields.c src/core/spec_template.c src/core/cron.c src/server/secret_box.c
  * fuzz-libs: -ljansson -lyaml -lcrypto -lm
  *
  * Checks: no crash, leak or UB; refusals carry a 400 or 413 and a message;

@@ -2,7 +2,7 @@
 /* fuzz_spec_json.c - libFuzzer target for spec_parse_json() (the body of
  * POST /v1/jobs) and the small parsers it uses on untrusted strings.
  *
- * fuzz-sources: src/core/util.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_template.c src/core/cron.c
+ * fuzz-sources: src/core/util.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_fields.c src/core/spec_template.c src/core/cron.c
  * fuzz-libs: -ljansson -lyaml -lm
  *
  * Checks: no crash, leak or UB; refusals are code 400 with a one-line

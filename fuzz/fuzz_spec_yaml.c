@@ -1,7 +1,7 @@
 /* clang-format off */
 /* fuzz_spec_yaml.c - libFuzzer target for spec_parse_yaml().
  *
- * fuzz-sources: src/core/util.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_template.c src/core/cron.c
+ * fuzz-sources: src/core/util.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_fields.c src/core/spec_template.c src/core/cron.c
  * fuzz-libs: -ljansson -lyaml -lm
  *
  * Besides "no crash, no leak, no UB", checks the invariants the rest of berth

@@ -4,6 +4,7 @@
  *     spec_yaml.c      YAML text -> snode tree, with line and column
  *     spec_json.c      json_t -> snode tree; job_spec -> canonical json_t
  *     spec_validate.c  snode tree -> job_spec: one table of fields per map
+ *     spec_fields.c    typed getters and the field-table reader (spec-fields.h)
  *     spec_template.c  {{...}} templates: checked at submit, expanded at start
  *     spec.c           the tree, error messages, the public entry points,
  *                      defaults, spec_free, job keys, sizes and durations

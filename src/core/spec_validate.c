@@ -8,7 +8,7 @@
  * schedules, templates) run after a map's fields are read. docs/spec.md is
  * the user reference for the fields.
  */
-#include "core/spec-internal.h"
+#include "core/spec-fields.h"
 #include "core/cron.h"
 
 #include <math.h>
@@ -17,356 +17,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The value of `name` in map `m`, or NULL. */
-static const struct snode *map_get(const struct snode *m, const char *name)
-{
-	if (!m || m->kind != SN_MAP)
-		return NULL;
-	for (size_t i = 0; i + 1 < m->nkids; i += 2)
-		if (snode_key_is(m->kids[i], name))
-			return m->kids[i + 1];
-	return NULL;
-}
-
-/* Name i of n in a list "a, b or c". */
-static void add_choice(struct sbuf *sb, size_t i, size_t n, const char *name)
-{
-	if (i)
-		sbuf_adds(sb, i + 1 == n ? " or " : ", ");
-	sbuf_adds(sb, name);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Typed getters: each checks one value and reports with the current path    */
-
-/* A missing required field: reported at the map that lacks it. */
-static int missing(struct sctx *c, const struct snode *map, const char *field, const char *what)
-{
-	spec__path_push(c, field, strlen(field));
-	return spec__expect(c, map, NULL, "%s", what);
-}
-
-/* A section: a map, or nothing at all (an empty "env:" whose entries are
- * commented out), which reads as an empty map. */
-static int check_section(struct sctx *c, const struct snode *n, const char *what)
-{
-	if (n->kind == SN_MAP || n->kind == SN_NULL)
-		return 0;
-	return spec__expect(c, n, n, "%s", what);
-}
-
-static size_t section_size(const struct snode *n)
-{
-	return n->kind == SN_MAP ? n->nkids : 0;
-}
-
-/* Strings: any scalar but null reads as its text ("user: 1000" is the user
- * "1000"); NUL bytes are refused because the result is a C string. */
-static int get_string(struct sctx *c, const struct snode *n, const char *what, char **out)
-{
-	if (!snode_is_scalar(n) || n->kind == SN_NULL)
-		return spec__expect(c, n, n, "%s", what);
-	if (snode_has_nul(n))
-		return spec__expect(c, n, n, "%s without NUL bytes", what);
-	if (!utf8_valid(n->text, n->len))
-		return spec__expect(c, n, n, "%s of valid utf-8", what);
-	free(*out);
-	*out = xstrdup(n->text);
-	return 0;
-}
-
-/* An integer: a number, or a string holding one ("3" from a template). */
-static bool node_int(const struct snode *n, int64_t *v)
-{
-	if (n->kind == SN_INT) {
-		*v = n->ival;
-		return true;
-	}
-	return n->kind == SN_STR && !snode_has_nul(n) && spec__text_to_int(n->text, v) == 0;
-}
-
-static int get_int(struct sctx *c, const struct snode *n, int64_t min, int64_t max, int *out)
-{
-	int64_t v = 0;
-	if (!node_int(n, &v) || v < min || v > max)
-		return spec__expect(c, n, n, "an integer between %lld and %lld", (long long)min,
-				    (long long)max);
-	*out = (int)v;
-	return 0;
-}
-
-static int get_bool(struct sctx *c, const struct snode *n, bool *out)
-{
-	if (n->kind == SN_BOOL) {
-		*out = n->bval;
-		return 0;
-	}
-	if (n->kind == SN_STR && (!strcmp(n->text, "true") || !strcmp(n->text, "false")) &&
-	    !snode_has_nul(n)) {
-		*out = n->text[0] == 't';
-		return 0;
-	}
-	return spec__expect(c, n, n, "true or false");
-}
-
-static int get_enum(struct sctx *c, const struct snode *n, const char *const *names, size_t count,
-		    int *out)
-{
-	for (size_t i = 0; snode_is_scalar(n) && n->kind != SN_NULL && i < count; i++) {
-		if (snode_key_is(n, names[i])) {
-			*out = (int)i;
-			return 0;
-		}
-	}
-	struct sbuf sb;
-	sbuf_init(&sb);
-	for (size_t i = 0; i < count; i++)
-		add_choice(&sb, i, count, names[i]);
-	spec__expect(c, n, n, "%s", sb.buf);
-	sbuf_release(&sb);
-	return -1;
-}
-
-static int get_cpu(struct sctx *c, const struct snode *n, double *out)
-{
-	double d = NAN;
-	if (n->kind == SN_INT)
-		d = (double)n->ival;
-	else if (n->kind == SN_REAL)
-		d = n->dval;
-	else if (n->kind == SN_STR && !snode_has_nul(n) && !spec__text_to_real(n->text, &d))
-		d = NAN;
-	if (!(d > 0 && d <= SPEC_MAX_CPU)) /* also refuses NaN */
-		return spec__expect(c, n, n, "a number of cores above 0 and at most %g",
-				    SPEC_MAX_CPU);
-	*out = d;
-	return 0;
-}
-
-static int get_size(struct sctx *c, const struct snode *n, uint64_t min, uint64_t *out)
-{
-	uint64_t b = 0;
-	bool ok = false;
-	if (n->kind == SN_INT && n->ival >= 0)
-		b = (uint64_t)n->ival, ok = true;
-	else if (n->kind == SN_STR && !snode_has_nul(n))
-		ok = parse_size(n->text, &b) == 0;
-	if (!ok)
-		return spec__expect(c, n, n, "a size such as 64MiB");
-	if (b < min)
-		return spec__expect(c, n, n, "a size above 0 such as 64MiB");
-	if (b > SPEC_MAX_SIZE)
-		return spec__expect(c, n, n, "a size of at most 1EiB");
-	*out = b;
-	return 0;
-}
-
-/* A bare integer is seconds in YAML (as parse_duration reads "10") but
- * milliseconds in JSON, where the canonical form writes durations as ms. */
-static int get_duration(struct sctx *c, const struct snode *n, uint64_t min, uint64_t *out)
-{
-	uint64_t ms = 0;
-	bool ok = false;
-	if (n->kind == SN_INT && n->ival >= 0) {
-		ms = (uint64_t)n->ival;
-		ok = c->json || !__builtin_mul_overflow(ms, 1000, &ms);
-	} else if (n->kind == SN_STR && !snode_has_nul(n)) {
-		ok = parse_duration(n->text, &ms) == 0;
-	}
-	if (!ok)
-		return spec__expect(c, n, n, "a duration such as 10s");
-	if (ms < min)
-		return spec__expect(c, n, n, "a duration above 0 such as 10s");
-	if (ms > SPEC_MAX_DURATION_MS)
-		return spec__expect(c, n, n, "a duration of at most 8760h");
-	*out = ms;
-	return 0;
-}
-
-/* [a-z][a-z0-9_-]*, at most SPEC_MAX_NAME: port names. */
-static bool port_name_ok(const char *s)
-{
-	size_t len = strlen(s);
-	if (!len || len > SPEC_MAX_NAME || !(*s >= 'a' && *s <= 'z'))
-		return false;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || spec__is_digit(*s) || *s == '_' || *s == '-'))
-			return false;
-	return true;
-}
-
-/* A run of characters from [A-Za-z0-9] plus `extra`, 1..max long. */
-static bool word_ok(const char *s, const char *extra, size_t max)
-{
-	size_t len = strlen(s);
-	if (!len || len > max)
-		return false;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || spec__is_digit(*s) ||
-		      strchr(extra, *s)))
-			return false;
-	return true;
-}
-
-/* A command: a list of strings, or one string run by /bin/sh -c. */
-static int get_command(struct sctx *c, const struct snode *n, char ***argv, size_t *argc)
-{
-	const char *what = "a command (a list of strings or a string)";
-	if (snode_is_scalar(n) && n->kind != SN_NULL) {
-		char *s = NULL;
-		if (get_string(c, n, what, &s) < 0)
-			return -1;
-		if (!s[strspn(s, " \t\n\r")]) {
-			free(s);
-			return spec__expect(c, n, n, "%s", what);
-		}
-		strv_free_n(*argv, *argc);
-		*argv = xcalloc(3, sizeof **argv);
-		(*argv)[0] = xstrdup("/bin/sh");
-		(*argv)[1] = xstrdup("-c");
-		(*argv)[2] = s;
-		*argc = 3;
-		return 0;
-	}
-	if (n->kind != SN_SEQ || !n->nkids)
-		return spec__expect(c, n, n, "%s", what);
-	char **v = xcalloc(n->nkids, sizeof *v);
-	for (size_t i = 0; i < n->nkids; i++) {
-		size_t saved = spec__path_push_index(c, i);
-		if (get_string(c, n->kids[i], "a string", &v[i]) < 0) {
-			strv_free_n(v, n->nkids);
-			return -1;
-		}
-		if (i == 0 && !*v[0]) {
-			spec__expect(c, n->kids[i], n->kids[i], "a program to run");
-			strv_free_n(v, n->nkids);
-			return -1;
-		}
-		spec__path_pop(c, saved);
-	}
-	strv_free_n(*argv, *argc);
-	*argv = v;
-	*argc = n->nkids;
-	return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Maps of fields                                                            */
-
-/* One key of a map in a spec and how its value is read into the object the
- * map describes (obj: the struct named in the table's comment). Plain values
- * are read by kind into the member at `offset`; anything else by a function
- * of its own. Each map has one table, so a key and what reads it sit side by
- * side; the order of a table is only the order in which the message for an
- * unknown key lists the keys. */
-enum field_kind { FIELD_READ, FIELD_STRING, FIELD_INT, FIELD_BOOL, FIELD_DURATION, FIELD_SIZE };
-
-struct field {
-	const char *key;
-	enum field_kind kind;
-	size_t offset;	  /* of the member in obj; not for FIELD_READ */
-	int64_t min, max; /* FIELD_INT: the range; FIELD_DURATION, FIELD_SIZE: min */
-	const char *what; /* FIELD_STRING: what the message says is expected */
-	int (*read)(struct sctx *c, const struct snode *v, void *obj); /* FIELD_READ */
-};
-
-/* offsetof(type, member), which compiles only when the member is a ctype:
- * comparing pointers to distinct types is an error with -Werror. */
-#define FIELD_AT(type, member, ctype)                                                              \
-	(offsetof(type, member) + 0 * sizeof((ctype *)0 == &((type *)0)->member))
-
-#define F_READ(k, fn)                                                                              \
-	{                                                                                          \
-		.key = k, .kind = FIELD_READ, .read = fn                                           \
-	}
-#define F_STRING(k, type, m, w)                                                                    \
-	{                                                                                          \
-		.key = k, .kind = FIELD_STRING, .offset = FIELD_AT(type, m, char *), .what = w     \
-	}
-#define F_INT(k, type, m, lo, hi)                                                                  \
-	{                                                                                          \
-		.key = k, .kind = FIELD_INT, .offset = FIELD_AT(type, m, int), .min = lo,          \
-		.max = hi                                                                          \
-	}
-#define F_BOOL(k, type, m)                                                                         \
-	{                                                                                          \
-		.key = k, .kind = FIELD_BOOL, .offset = FIELD_AT(type, m, bool)                    \
-	}
-#define F_DURATION(k, type, m, lo)                                                                 \
-	{                                                                                          \
-		.key = k, .kind = FIELD_DURATION, .offset = FIELD_AT(type, m, uint64_t), .min = lo \
-	}
-#define F_SIZE(k, type, m, lo)                                                                     \
-	{                                                                                          \
-		.key = k, .kind = FIELD_SIZE, .offset = FIELD_AT(type, m, uint64_t), .min = lo     \
-	}
-
-static int unknown_key(struct sctx *c, const struct snode *key, const struct field *fields,
-		       size_t n)
-{
-	struct sbuf sb;
-	sbuf_init(&sb);
-	for (size_t i = 0; i < n; i++)
-		add_choice(&sb, i, n, fields[i].key);
-	spec__expect(c, key, key, "one of %s", sb.buf);
-	sbuf_release(&sb);
-	return -1;
-}
-
-static int read_field(struct sctx *c, const struct field *f, const struct snode *v, void *obj)
-{
-	void *at = (char *)obj + f->offset;
-	switch (f->kind) {
-	case FIELD_STRING:
-		return get_string(c, v, f->what, at);
-	case FIELD_INT:
-		return get_int(c, v, f->min, f->max, at);
-	case FIELD_BOOL:
-		return get_bool(c, v, at);
-	case FIELD_DURATION:
-		return get_duration(c, v, (uint64_t)f->min, at);
-	case FIELD_SIZE:
-		return get_size(c, v, (uint64_t)f->min, at);
-	case FIELD_READ:
-		break;
-	}
-	return f->read(c, v, obj);
-}
-
-/* Read every key of map n (or of nothing: null) with its entry in fields,
- * in the order the spec gives them; an unknown key is an error. */
-static int read_fields(struct sctx *c, const struct snode *n, const struct field *fields,
-		       size_t nfields, void *obj)
-{
-	for (size_t i = 0; i < section_size(n); i += 2) {
-		const struct snode *k = n->kids[i], *v = n->kids[i + 1];
-		size_t saved = spec__path_push_key(c, k);
-		const struct field *f = NULL;
-		for (size_t j = 0; j < nfields && !f; j++)
-			if (snode_key_is(k, fields[j].key))
-				f = &fields[j];
-		if (!f)
-			return unknown_key(c, k, fields, nfields);
-		if (read_field(c, f, v, obj) < 0)
-			return -1;
-		spec__path_pop(c, saved);
-	}
-	return 0;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Sections                                                                  */
 
 static int v_env(struct sctx *c, const struct snode *n, struct task_spec *t)
 {
-	if (check_section(c, n, "a map of environment variables") < 0)
+	if (spec__check_section(c, n, "a map of environment variables") < 0)
 		return -1;
-	size_t count = section_size(n) / 2;
+	size_t count = spec__section_size(n) / 2;
 	t->env = xcalloc(count ? count : 1, sizeof *t->env);
 	for (size_t i = 0; i < count; i++) {
 		const struct snode *k = n->kids[2 * i], *v = n->kids[2 * i + 1];
 		size_t saved = spec__path_push_key(c, k);
-		if (k->kind == SN_NULL || snode_has_nul(k) || !word_ok(k->text, "_", 256) ||
+		if (k->kind == SN_NULL || snode_has_nul(k) || !spec__word_ok(k->text, "_", 256) ||
 		    spec__is_digit(k->text[0]))
 			return spec__expect(c, k, k,
 					    "an environment variable name such as GREETING");
@@ -374,7 +37,7 @@ static int v_env(struct sctx *c, const struct snode *n, struct task_spec *t)
 		 * "yes"), which is what a shell would see. */
 		struct spec_kv *kv = &t->env[t->nenv++];
 		kv->key = xstrdup(k->text);
-		if (get_string(c, v, "a string", &kv->value) < 0)
+		if (spec__get_string(c, v, "a string", &kv->value) < 0)
 			return -1;
 		spec__path_pop(c, saved);
 	}
@@ -396,10 +59,10 @@ static int v_ports(struct sctx *c, const struct snode *n, struct resources *r)
 		const struct snode *p = n->kids[i];
 		size_t saved = spec__path_push_index(c, i);
 		char *name = NULL;
-		if (get_string(c, p, "a port name", &name) < 0)
+		if (spec__get_string(c, p, "a port name", &name) < 0)
 			return -1;
 		r->ports[r->nports++] = name;
-		if (!port_name_ok(name))
+		if (!spec__port_name_ok(name))
 			return spec__expect(c, p, p, "a port name such as http ([a-z][a-z0-9_-]*)");
 		for (size_t j = 0; j < i; j++) {
 			if (!strcmp(r->ports[j], name)) {
@@ -415,7 +78,7 @@ static int v_ports(struct sctx *c, const struct snode *n, struct resources *r)
 
 static int res_cpu(struct sctx *c, const struct snode *v, void *obj)
 {
-	return get_cpu(c, v, &((struct resources *)obj)->cpu);
+	return spec__get_cpu(c, v, &((struct resources *)obj)->cpu);
 }
 
 static int res_ports(struct sctx *c, const struct snode *v, void *obj)
@@ -433,9 +96,9 @@ static const struct field resource_fields[] = {
 
 static int v_resources(struct sctx *c, const struct snode *n, struct resources *r)
 {
-	if (check_section(c, n, "a map of resources (cpu, memory, disk, ports)") < 0)
+	if (spec__check_section(c, n, "a map of resources (cpu, memory, disk, ports)") < 0)
 		return -1;
-	return read_fields(c, n, resource_fields, ARRAY_SIZE(resource_fields), r);
+	return spec__read_fields(c, n, resource_fields, ARRAY_SIZE(resource_fields), r);
 	return 0;
 }
 
@@ -482,21 +145,21 @@ static int parse_constraint(const char *s, struct constraint *k)
 
 static int v_constraints(struct sctx *c, const struct snode *n, struct task_spec *t)
 {
-	if (check_section(c, n, "a map of attribute constraints") < 0)
+	if (spec__check_section(c, n, "a map of attribute constraints") < 0)
 		return -1;
-	size_t count = section_size(n) / 2;
+	size_t count = spec__section_size(n) / 2;
 	t->constraints = xcalloc(count ? count : 1, sizeof *t->constraints);
 	for (size_t i = 0; i < count; i++) {
 		const struct snode *k = n->kids[2 * i], *v = n->kids[2 * i + 1];
 		size_t saved = spec__path_push_key(c, k);
 		if (k->kind == SN_NULL || snode_has_nul(k) ||
-		    !word_ok(k->text, "_.-", SPEC_MAX_NAME))
+		    !spec__word_ok(k->text, "_.-", SPEC_MAX_NAME))
 			return spec__expect(c, k, k, "an attribute name such as rack");
 		struct constraint *ck = &t->constraints[t->nconstraints++];
 		ck->attribute = xstrdup(k->text);
 		char *s = NULL;
 		const char *what = "a constraint such as 'r1', '!r3', 'a,b' or 'limit:1'";
-		if (get_string(c, v, what, &s) < 0)
+		if (spec__get_string(c, v, what, &s) < 0)
 			return -1;
 		int r = parse_constraint(s, ck);
 		free(s);
@@ -533,7 +196,7 @@ static int v_prefer(struct sctx *c, const struct snode *n, struct task_spec *t)
 			const struct snode *key = pn->kids[k], *v = pn->kids[k + 1];
 			if (snode_key_is(key, "weight")) {
 				size_t s2 = spec__path_push(c, "weight", 6);
-				if (get_int(c, v, 1, SPEC_MAX_PREFER_WEIGHT, &pr->weight) < 0)
+				if (spec__get_int(c, v, 1, SPEC_MAX_PREFER_WEIGHT, &pr->weight) < 0)
 					return -1;
 				spec__path_pop(c, s2);
 				continue;
@@ -553,12 +216,12 @@ static int v_prefer(struct sctx *c, const struct snode *n, struct task_spec *t)
 					    "an attribute and its value, such as rack: r1");
 		size_t s2 = spec__path_push_key(c, attr);
 		if (attr->kind == SN_NULL || snode_has_nul(attr) ||
-		    !word_ok(attr->text, "_.-", SPEC_MAX_NAME))
+		    !spec__word_ok(attr->text, "_.-", SPEC_MAX_NAME))
 			return spec__expect(c, attr, attr, "an attribute name such as rack");
 		pr->c.attribute = xstrdup(attr->text);
 		char *s = NULL;
 		const char *cwhat = "a preference such as 'r1', '!r3', 'a,b' or 'limit:1'";
-		if (get_string(c, val, cwhat, &s) < 0)
+		if (spec__get_string(c, val, cwhat, &s) < 0)
 			return -1;
 		int r = parse_constraint(s, &pr->c);
 		free(s);
@@ -583,7 +246,7 @@ static int set_health_kind(struct sctx *c, const struct snode *v, struct health_
 static int health_http(struct sctx *c, const struct snode *v, void *obj)
 {
 	struct health_spec *h = obj;
-	if (get_string(c, v, "an http path such as /health", &h->http_path) < 0)
+	if (spec__get_string(c, v, "an http path such as /health", &h->http_path) < 0)
 		return -1;
 	if (h->http_path[0] != '/' || strpbrk(h->http_path, " \t\r\n"))
 		return spec__expect(c, v, v, "an http path such as /health");
@@ -594,7 +257,7 @@ static int health_http(struct sctx *c, const struct snode *v, void *obj)
 static int health_tcp(struct sctx *c, const struct snode *v, void *obj)
 {
 	bool tcp = false;
-	if (get_bool(c, v, &tcp) < 0)
+	if (spec__get_bool(c, v, &tcp) < 0)
 		return -1;
 	return tcp ? set_health_kind(c, v, obj, HEALTH_TCP) : 0;
 }
@@ -602,7 +265,7 @@ static int health_tcp(struct sctx *c, const struct snode *v, void *obj)
 static int health_command(struct sctx *c, const struct snode *v, void *obj)
 {
 	struct health_spec *h = obj;
-	if (get_command(c, v, &h->command, &h->ncommand) < 0)
+	if (spec__get_command(c, v, &h->command, &h->ncommand) < 0)
 		return -1;
 	return set_health_kind(c, v, h, HEALTH_COMMAND);
 }
@@ -622,9 +285,9 @@ static const struct field health_fields[] = {
 
 static int v_health(struct sctx *c, const struct snode *n, struct health_spec *h)
 {
-	if (check_section(c, n, "a map with one of http, tcp or command") < 0)
+	if (spec__check_section(c, n, "a map with one of http, tcp or command") < 0)
 		return -1;
-	return read_fields(c, n, health_fields, ARRAY_SIZE(health_fields), h);
+	return spec__read_fields(c, n, health_fields, ARRAY_SIZE(health_fields), h);
 	return 0;
 }
 
@@ -632,12 +295,12 @@ static int v_health(struct sctx *c, const struct snode *n, struct health_spec *h
 static int check_health(struct sctx *c, const struct snode *hn, const struct task_spec *t)
 {
 	const struct health_spec *h = &t->health;
-	const struct snode *port = map_get(hn, "port");
+	const struct snode *port = spec__map_get(hn, "port");
 	size_t saved = spec__path_push(c, "health", 6);
 	if (h->kind == HEALTH_HTTP || h->kind == HEALTH_TCP) {
 		if (!port)
-			return missing(c, hn, "port",
-				       "a port from task.resources.ports for the check");
+			return spec__missing(c, hn, "port",
+					     "a port from task.resources.ports for the check");
 		spec__path_push(c, "port", 4);
 		if (!spec__port_declared(&t->resources, h->port, strlen(h->port)))
 			return spec__expect(c, port, port,
@@ -657,7 +320,7 @@ static int v_secrets(struct sctx *c, const struct snode *n, struct task_spec *t)
 static int task_driver(struct sctx *c, const struct snode *v, void *obj)
 {
 	int e = 0;
-	if (get_enum(c, v, spec__driver_names, ARRAY_SIZE(spec__driver_names), &e) < 0)
+	if (spec__get_enum(c, v, spec__driver_names, ARRAY_SIZE(spec__driver_names), &e) < 0)
 		return -1;
 	((struct task_spec *)obj)->driver = (enum task_driver)e;
 	return 0;
@@ -666,7 +329,7 @@ static int task_driver(struct sctx *c, const struct snode *v, void *obj)
 static int task_network(struct sctx *c, const struct snode *v, void *obj)
 {
 	int e = 0;
-	if (get_enum(c, v, spec__network_names, ARRAY_SIZE(spec__network_names), &e) < 0)
+	if (spec__get_enum(c, v, spec__network_names, ARRAY_SIZE(spec__network_names), &e) < 0)
 		return -1;
 	((struct task_spec *)obj)->network = (enum task_network)e;
 	return 0;
@@ -675,7 +338,7 @@ static int task_network(struct sctx *c, const struct snode *v, void *obj)
 static int task_command(struct sctx *c, const struct snode *v, void *obj)
 {
 	struct task_spec *t = obj;
-	return get_command(c, v, &t->command, &t->ncommand);
+	return spec__get_command(c, v, &t->command, &t->ncommand);
 }
 
 static int task_env(struct sctx *c, const struct snode *v, void *obj)
@@ -686,9 +349,9 @@ static int task_env(struct sctx *c, const struct snode *v, void *obj)
 static int task_user(struct sctx *c, const struct snode *v, void *obj)
 {
 	struct task_spec *t = obj;
-	if (get_string(c, v, "a user name or uid", &t->user) < 0)
+	if (spec__get_string(c, v, "a user name or uid", &t->user) < 0)
 		return -1;
-	if (*t->user && (!word_ok(t->user, "_.-", SPEC_MAX_NAME) || *t->user == '-'))
+	if (*t->user && (!spec__word_ok(t->user, "_.-", SPEC_MAX_NAME) || *t->user == '-'))
 		return spec__expect(c, v, v, "a user name or uid");
 	return 0;
 }
@@ -751,13 +414,13 @@ static int v_task(struct sctx *c, const struct snode *n, struct task_spec *t)
 {
 	if (n->kind != SN_MAP)
 		return spec__expect(c, n, n, "a map of task fields such as command and resources");
-	if (read_fields(c, n, task_fields, ARRAY_SIZE(task_fields), t) < 0)
+	if (spec__read_fields(c, n, task_fields, ARRAY_SIZE(task_fields), t) < 0)
 		return -1;
 
 	if (!t->command)
-		return missing(c, n, "command", "a command (a list of strings or a string)");
-	const struct snode *image = map_get(n, "image"), *driver = map_get(n, "driver");
-	if (!map_get(n, "network"))
+		return spec__missing(c, n, "command", "a command (a list of strings or a string)");
+	const struct snode *image = spec__map_get(n, "image"), *driver = spec__map_get(n, "driver");
+	if (!spec__map_get(n, "network"))
 		t->network = task_network_default(t->driver);
 	if (t->driver != DRIVER_EXEC && !*t->image) {
 		spec__path_push(c, "image", 5);
@@ -769,18 +432,18 @@ static int v_task(struct sctx *c, const struct snode *n, struct task_spec *t)
 		return spec__expect(c, image, image,
 				    "no image for driver exec (use oci or docker)");
 	}
-	if (check_health(c, map_get(n, "health"), t) < 0)
+	if (check_health(c, spec__map_get(n, "health"), t) < 0)
 		return -1;
 	if (*t->shutdown.http_path || *t->shutdown.port) {
-		const struct snode *sn = map_get(n, "shutdown");
+		const struct snode *sn = spec__map_get(n, "shutdown");
 		bool declared =
 		    spec__port_declared(&t->resources, t->shutdown.port, strlen(t->shutdown.port));
 		if (!*t->shutdown.http_path) {
 			spec__path_push(c, "shutdown", 8);
-			return missing(c, sn, "http", "an http path such as /quitquitquit");
+			return spec__missing(c, sn, "http", "an http path such as /quitquitquit");
 		}
 		if (!declared) {
-			const struct snode *pn = map_get(sn, "port");
+			const struct snode *pn = spec__map_get(sn, "port");
 			spec__path_push(c, "shutdown", 8);
 			spec__path_push(c, "port", 4);
 			return spec__expect(c, pn ? pn : sn, pn,
@@ -788,20 +451,21 @@ static int v_task(struct sctx *c, const struct snode *n, struct task_spec *t)
 		}
 	}
 	/* Templates last: {{ports.NAME}} may come before the ports it names. */
-	if (spec__check_command_templates(c, map_get(n, "command"), "command", &t->resources) < 0)
+	if (spec__check_command_templates(c, spec__map_get(n, "command"), "command",
+					  &t->resources) < 0)
 		return -1;
-	const struct snode *env = map_get(n, "env");
-	for (size_t i = 0; env && i < section_size(env); i += 2) {
+	const struct snode *env = spec__map_get(n, "env");
+	for (size_t i = 0; env && i < spec__section_size(env); i += 2) {
 		size_t saved = spec__path_push(c, "env", 3);
 		spec__path_push_key(c, env->kids[i]);
 		if (spec__check_templates(c, env->kids[i + 1], &t->resources) < 0)
 			return -1;
 		spec__path_pop(c, saved);
 	}
-	const struct snode *health = map_get(n, "health");
+	const struct snode *health = spec__map_get(n, "health");
 	size_t saved = spec__path_push(c, "health", 6);
-	if (spec__check_command_templates(c, map_get(health, "command"), "command", &t->resources) <
-	    0)
+	if (spec__check_command_templates(c, spec__map_get(health, "command"), "command",
+					  &t->resources) < 0)
 		return -1;
 	spec__path_pop(c, saved);
 	return 0;
@@ -810,7 +474,7 @@ static int v_task(struct sctx *c, const struct snode *n, struct task_spec *t)
 static int shutdown_http(struct sctx *c, const struct snode *v, void *obj)
 {
 	struct shutdown_spec *sh = obj;
-	if (get_string(c, v, "an http path such as /quitquitquit", &sh->http_path) < 0)
+	if (spec__get_string(c, v, "an http path such as /quitquitquit", &sh->http_path) < 0)
 		return -1;
 	if (sh->http_path[0] != '/' || strpbrk(sh->http_path, " \t\r\n"))
 		return spec__expect(c, v, v, "an http path such as /quitquitquit");
@@ -826,9 +490,9 @@ static const struct field shutdown_fields[] = {
 
 static int v_shutdown(struct sctx *c, const struct snode *n, struct shutdown_spec *sh)
 {
-	if (check_section(c, n, "a map with http, port and wait") < 0)
+	if (spec__check_section(c, n, "a map with http, port and wait") < 0)
 		return -1;
-	return read_fields(c, n, shutdown_fields, ARRAY_SIZE(shutdown_fields), sh);
+	return spec__read_fields(c, n, shutdown_fields, ARRAY_SIZE(shutdown_fields), sh);
 	return 0;
 }
 
@@ -863,7 +527,7 @@ static const char *volume_path_problem(const char *p)
 static int get_volume_path(struct sctx *c, const struct snode *v, char **out)
 {
 	const char *what = "an absolute path without '..'";
-	if (get_string(c, v, what, out) < 0)
+	if (spec__get_string(c, v, what, out) < 0)
 		return -1;
 	const char *why = volume_path_problem(*out);
 	if (why && (!strcmp(why, "not absolute") || !strcmp(why, "a '..' component")))
@@ -897,12 +561,12 @@ static int v_volume(struct sctx *c, const struct snode *n, struct volume *vol)
 {
 	if (n->kind != SN_MAP)
 		return spec__expect(c, n, n, "a map with host, path and read_only");
-	if (read_fields(c, n, volume_fields, ARRAY_SIZE(volume_fields), vol) < 0)
+	if (spec__read_fields(c, n, volume_fields, ARRAY_SIZE(volume_fields), vol) < 0)
 		return -1;
 	if (!vol->host)
-		return missing(c, n, "host", "a host path such as /srv/data");
+		return spec__missing(c, n, "host", "a host path such as /srv/data");
 	if (!vol->path)
-		return missing(c, n, "path", "a path in the task such as /data");
+		return spec__missing(c, n, "path", "a path in the task such as /data");
 	return 0;
 }
 
@@ -926,7 +590,7 @@ static int v_volumes(struct sctx *c, const struct snode *n, struct task_spec *t)
 			return -1;
 		for (size_t j = 0; j < i; j++) {
 			if (!strcmp(t->volumes[j].path, vol->path)) {
-				const struct snode *pn = map_get(vn, "path");
+				const struct snode *pn = spec__map_get(vn, "path");
 				spec__path_push(c, "path", 4);
 				_cleanup_free_ char *q = spec__quote(vol->path, strlen(vol->path));
 				_cleanup_free_ char *found = xasprintf("%s again", q);
@@ -942,9 +606,9 @@ static int secret_name(struct sctx *c, const struct snode *v, void *obj)
 {
 	const char *what = "a secret name of the job's role such as db-pass ([a-z0-9_-])";
 	struct secret_ref *s = obj;
-	if (get_string(c, v, what, &s->name) < 0)
+	if (spec__get_string(c, v, what, &s->name) < 0)
 		return -1;
-	if (!word_ok(s->name, "_-", SPEC_MAX_NAME) || *s->name == '-' || *s->name == '_')
+	if (!spec__word_ok(s->name, "_-", SPEC_MAX_NAME) || *s->name == '-' || *s->name == '_')
 		return spec__expect(c, v, v, "%s", what);
 	for (const char *p = s->name; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
@@ -973,10 +637,10 @@ static int v_secret(struct sctx *c, const struct snode *n, struct secret_ref *s)
 {
 	if (n->kind != SN_MAP)
 		return spec__expect(c, n, n, "a map with name and path");
-	if (read_fields(c, n, secret_fields, ARRAY_SIZE(secret_fields), s) < 0)
+	if (spec__read_fields(c, n, secret_fields, ARRAY_SIZE(secret_fields), s) < 0)
 		return -1;
 	if (!s->name)
-		return missing(c, n, "name", "a secret name such as db-pass");
+		return spec__missing(c, n, "name", "a secret name such as db-pass");
 	if (!s->path)
 		s->path = xasprintf("/run/secrets/%s", s->name);
 	return 0;
@@ -1006,7 +670,7 @@ static int v_secrets(struct sctx *c, const struct snode *n, struct task_spec *t)
 			if (same_name || !strcmp(t->secrets[j].path, s->path)) {
 				const char *k = same_name ? "name" : "path";
 				const char *val = same_name ? s->name : s->path;
-				const struct snode *at = map_get(sn, k);
+				const struct snode *at = spec__map_get(sn, k);
 				spec__path_push(c, k, strlen(k));
 				_cleanup_free_ char *q = spec__quote(val, strlen(val));
 				_cleanup_free_ char *found = xasprintf("%s again", q);
@@ -1029,17 +693,18 @@ static const struct field restart_fields[] = {
 
 static int v_restart(struct sctx *c, const struct snode *n, struct restart_policy *r)
 {
-	if (check_section(c, n, "a map of restart settings") < 0)
+	if (spec__check_section(c, n, "a map of restart settings") < 0)
 		return -1;
 	r->set = true;
-	return read_fields(c, n, restart_fields, ARRAY_SIZE(restart_fields), r);
+	return spec__read_fields(c, n, restart_fields, ARRAY_SIZE(restart_fields), r);
 	return 0;
 }
 
 static int update_order(struct sctx *c, const struct snode *v, void *obj)
 {
 	int e = 0;
-	if (get_enum(c, v, spec__update_order_names, ARRAY_SIZE(spec__update_order_names), &e) < 0)
+	if (spec__get_enum(c, v, spec__update_order_names, ARRAY_SIZE(spec__update_order_names),
+			   &e) < 0)
 		return -1;
 	((struct update_spec *)obj)->order = (enum update_order)e;
 	return 0;
@@ -1057,9 +722,9 @@ static const struct field update_fields[] = {
 
 static int v_update(struct sctx *c, const struct snode *n, struct update_spec *u)
 {
-	if (check_section(c, n, "a map of update settings") < 0)
+	if (spec__check_section(c, n, "a map of update settings") < 0)
 		return -1;
-	return read_fields(c, n, update_fields, ARRAY_SIZE(update_fields), u);
+	return spec__read_fields(c, n, update_fields, ARRAY_SIZE(update_fields), u);
 	return 0;
 }
 
@@ -1075,7 +740,7 @@ static int v_schedule(struct sctx *c, const struct snode *n, char **out)
 {
 	const char *what = "a cron schedule of 5 fields such as '*/5 * * * *'";
 	char *s = NULL;
-	if (get_string(c, n, what, &s) < 0)
+	if (spec__get_string(c, n, what, &s) < 0)
 		return -1;
 	struct sbuf sb;
 	int fields = 0;
@@ -1116,7 +781,7 @@ static int v_schedule(struct sctx *c, const struct snode *n, char **out)
 static int v_jobkey(struct sctx *c, const struct snode *n, struct job_spec *s)
 {
 	struct berr e = {0};
-	if (get_string(c, n, "a job key such as alice/prod/web", &s->key) < 0)
+	if (spec__get_string(c, n, "a job key such as alice/prod/web", &s->key) < 0)
 		return -1;
 	if (job_key_check(s->key, &e) < 0) {
 		if (c->file && n->line > 0)
@@ -1142,7 +807,7 @@ static int job_key(struct sctx *c, const struct snode *v, void *obj)
 static int job_type(struct sctx *c, const struct snode *v, void *obj)
 {
 	int e = 0;
-	if (get_enum(c, v, spec__job_type_names, ARRAY_SIZE(spec__job_type_names), &e) < 0)
+	if (spec__get_enum(c, v, spec__job_type_names, ARRAY_SIZE(spec__job_type_names), &e) < 0)
 		return -1;
 	((struct job_spec *)obj)->type = (enum job_type)e;
 	return 0;
@@ -1156,8 +821,8 @@ static int job_schedule(struct sctx *c, const struct snode *v, void *obj)
 static int job_cron_collision(struct sctx *c, const struct snode *v, void *obj)
 {
 	int e = 0;
-	if (get_enum(c, v, spec__cron_collision_names, ARRAY_SIZE(spec__cron_collision_names), &e) <
-	    0)
+	if (spec__get_enum(c, v, spec__cron_collision_names, ARRAY_SIZE(spec__cron_collision_names),
+			   &e) < 0)
 		return -1;
 	((struct job_spec *)obj)->cron_collision = (enum cron_collision)e;
 	return 0;
@@ -1166,7 +831,7 @@ static int job_cron_collision(struct sctx *c, const struct snode *v, void *obj)
 static int job_placement(struct sctx *c, const struct snode *v, void *obj)
 {
 	int e = 0;
-	if (get_enum(c, v, spec__placement_names, ARRAY_SIZE(spec__placement_names), &e) < 0)
+	if (spec__get_enum(c, v, spec__placement_names, ARRAY_SIZE(spec__placement_names), &e) < 0)
 		return -1;
 	((struct job_spec *)obj)->placement = (enum placement_strategy)e;
 	return 0;
@@ -1175,7 +840,7 @@ static int job_placement(struct sctx *c, const struct snode *v, void *obj)
 static int job_tier(struct sctx *c, const struct snode *v, void *obj)
 {
 	int e = 0;
-	if (get_enum(c, v, spec__tier_names, ARRAY_SIZE(spec__tier_names), &e) < 0)
+	if (spec__get_enum(c, v, spec__tier_names, ARRAY_SIZE(spec__tier_names), &e) < 0)
 		return -1;
 	((struct job_spec *)obj)->tier = (enum job_tier)e;
 	return 0;
@@ -1199,7 +864,8 @@ static int job_restart(struct sctx *c, const struct snode *v, void *obj)
 static int publish_mode(struct sctx *c, const struct snode *v, void *obj)
 {
 	int e = 0;
-	if (get_enum(c, v, spec__publish_mode_names, ARRAY_SIZE(spec__publish_mode_names), &e) < 0)
+	if (spec__get_enum(c, v, spec__publish_mode_names, ARRAY_SIZE(spec__publish_mode_names),
+			   &e) < 0)
 		return -1;
 	((struct publish_spec *)obj)->mode = (enum publish_mode)e;
 	return 0;
@@ -1216,12 +882,12 @@ static int v_publish_one(struct sctx *c, const struct snode *n, struct publish_s
 {
 	if (n->kind != SN_MAP)
 		return spec__expect(c, n, n, "a map with port, target and mode");
-	if (read_fields(c, n, publish_fields, ARRAY_SIZE(publish_fields), p) < 0)
+	if (spec__read_fields(c, n, publish_fields, ARRAY_SIZE(publish_fields), p) < 0)
 		return -1;
-	if (!map_get(n, "port"))
-		return missing(c, n, "port", "a port number such as 8080");
+	if (!spec__map_get(n, "port"))
+		return spec__missing(c, n, "port", "a port number such as 8080");
 	if (!p->target)
-		return missing(c, n, "target", "a port declared in task.resources.ports");
+		return spec__missing(c, n, "target", "a port declared in task.resources.ports");
 	return 0;
 }
 
@@ -1250,7 +916,7 @@ static int job_publish(struct sctx *c, const struct snode *n, void *obj)
 			if (s->publish[j].port == p->port) {
 				spec__path_push(c, "port", 4);
 				_cleanup_free_ char *found = xasprintf("%d again", p->port);
-				return spec__expect_found(c, map_get(pn, "port"), found,
+				return spec__expect_found(c, spec__map_get(pn, "port"), found,
 							  "each published port once");
 			}
 		}
@@ -1262,7 +928,7 @@ static int job_publish(struct sctx *c, const struct snode *n, void *obj)
 /* Each publish.target names a declared port; only services publish. */
 static int check_publish(struct sctx *c, const struct snode *root, const struct job_spec *s)
 {
-	const struct snode *pub = map_get(root, "publish");
+	const struct snode *pub = spec__map_get(root, "publish");
 	for (size_t i = 0; i < s->npublish; i++) {
 		const struct publish_spec *p = &s->publish[i];
 		const struct snode *pn = pub && i < pub->nkids ? pub->kids[i] : pub;
@@ -1272,7 +938,7 @@ static int check_publish(struct sctx *c, const struct snode *root, const struct 
 					    spec__job_type_names[s->type]);
 		}
 		if (!spec__port_declared(&s->task.resources, p->target, strlen(p->target))) {
-			const struct snode *tn = map_get(pn, "target");
+			const struct snode *tn = spec__map_get(pn, "target");
 			spec__path_push(c, "publish", 7);
 			spec__path_push_index(c, i);
 			spec__path_push(c, "target", 6);
@@ -1288,7 +954,7 @@ static int check_publish(struct sctx *c, const struct snode *root, const struct 
  * constraint (one per node already). */
 static int check_system(struct sctx *c, const struct snode *root, struct job_spec *s)
 {
-	const struct snode *in = map_get(root, "instances");
+	const struct snode *in = spec__map_get(root, "instances");
 	if (in && s->instances != 0) {
 		spec__path_push(c, "instances", 9);
 		return spec__expect(c, in, in,
@@ -1296,13 +962,13 @@ static int check_system(struct sctx *c, const struct snode *root, struct job_spe
 				    "eligible node)");
 	}
 	s->instances = 0;
-	const struct snode *task = map_get(root, "task");
-	const struct snode *cons = task ? map_get(task, "constraints") : NULL;
+	const struct snode *task = spec__map_get(root, "task");
+	const struct snode *cons = task ? spec__map_get(task, "constraints") : NULL;
 	for (size_t i = 0; i < s->task.nconstraints; i++) {
 		const struct constraint *k = &s->task.constraints[i];
 		if (k->kind != CONSTRAINT_LIMIT)
 			continue;
-		const struct snode *v = cons ? map_get(cons, k->attribute) : NULL;
+		const struct snode *v = cons ? spec__map_get(cons, k->attribute) : NULL;
 		spec__path_push(c, "task", 4);
 		spec__path_push(c, "constraints", 11);
 		spec__path_push(c, k->attribute, strlen(k->attribute));
@@ -1334,22 +1000,22 @@ int spec__validate(struct sctx *c, const struct snode *root, struct job_spec *s)
 {
 	if (!root || root->kind != SN_MAP)
 		return spec__expect(c, root, root, "a map of job fields such as job and task");
-	if (read_fields(c, root, job_fields, ARRAY_SIZE(job_fields), s) < 0)
+	if (spec__read_fields(c, root, job_fields, ARRAY_SIZE(job_fields), s) < 0)
 		return -1;
-	if (!map_get(root, "job"))
-		return missing(c, root, "job", "a job key such as alice/prod/web");
-	if (!map_get(root, "task"))
-		return missing(c, root, "task", "a task section with a command");
-	if (!map_get(root, "tier"))
+	if (!spec__map_get(root, "job"))
+		return spec__missing(c, root, "job", "a job key such as alice/prod/web");
+	if (!spec__map_get(root, "task"))
+		return spec__missing(c, root, "task", "a task section with a command");
+	if (!spec__map_get(root, "tier"))
 		s->tier = strcmp(s->environment, "prod") ? TIER_PREEMPTIBLE : TIER_PREFERRED;
 	if (s->type == JOB_CRON && !*s->schedule) {
-		const struct snode *sched = map_get(root, "schedule");
+		const struct snode *sched = spec__map_get(root, "schedule");
 		spec__path_push(c, "schedule", 8);
-		return spec__expect(c, sched ? sched : map_get(root, "type"), sched,
+		return spec__expect(c, sched ? sched : spec__map_get(root, "type"), sched,
 				    "a cron schedule such as '*/5 * * * *' for a cron job");
 	}
 	if (s->type != JOB_CRON && *s->schedule) {
-		const struct snode *sched = map_get(root, "schedule");
+		const struct snode *sched = spec__map_get(root, "schedule");
 		spec__path_push(c, "schedule", 8);
 		return spec__expect(c, sched, sched, "no schedule for a %s job (use type: cron)",
 				    spec__job_type_names[s->type]);
