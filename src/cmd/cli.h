@@ -69,6 +69,12 @@ struct job_spec *cli_load_spec(const char *path);
 int cli_get_all_pages(struct http_client *hc, const char *path, const char *query,
 		      const char *items_key, json_t **out, struct berr *err);
 
+/* The same list printed as `--json` prints it (cli_print_json of that
+ * array), built from the server's text without parsing it into a tree:
+ * much cheaper for large lists. */
+int cli_print_all_pages(struct http_client *hc, const char *path, const char *query,
+			const char *items_key, struct berr *err);
+
 /* Print JSON to stdout, indented. */
 void cli_print_json(json_t *j);
 

@@ -392,11 +392,10 @@ int cmd_job(int argc, char **argv)
 	} else if (!strcmp(verb, "list")) {
 		struct http_client *hc = cli_client(o[J_ADDR].value);
 		json_t *arr = NULL;
-		if (cli_get_all_pages(hc, "/v1/jobs", NULL, "jobs", &arr, &err) < 0)
+		if (o[J_JSON].set ? cli_print_all_pages(hc, "/v1/jobs", NULL, "jobs", &err)
+				  : cli_get_all_pages(hc, "/v1/jobs", NULL, "jobs", &arr, &err))
 			rc = cli_fail("%s", err.msg);
-		else if (o[J_JSON].set)
-			cli_print_json(arr);
-		else
+		else if (!o[J_JSON].set)
 			print_list(arr);
 		json_decref(arr);
 		http_client_free(hc);
