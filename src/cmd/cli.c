@@ -356,6 +356,25 @@ int cli_get_all_pages(struct http_client *hc, const char *path, const char *quer
 	return 0;
 }
 
+int cli_print_json_text(const char *s, size_t len, struct berr *err)
+{
+	size_t b = 0;
+	while (b < len && strchr(" \t\n\r", s[b]))
+		b++;
+	size_t e = json_text_value_end(s, len, b), after = e;
+	while (after < len && strchr(" \t\n\r", s[after]) && s[after])
+		after++;
+	if (!e || after != len)
+		return berr_set(err, 502, "bad reply from server: not valid JSON");
+	struct sbuf out;
+	sbuf_init(&out);
+	json_text_indent(&out, s, b, e, 0);
+	sbuf_adds(&out, "\n");
+	fwrite(out.buf, 1, out.len, stdout);
+	sbuf_release(&out);
+	return 0;
+}
+
 /* One page's items (the text of its array) onto the list; false when the
  * array is empty. */
 static bool add_page_items(struct sbuf *list, const char *s, size_t start, size_t end)
