@@ -284,5 +284,96 @@ TEST(equal_ranks_never_preempt)
 	fx_teardown(&f);
 }
 
+/* A `rack: limit:1` job of two instances on a full rack r1 (n1, n2): one
+ * round preempts for one instance only (the rack then holds its limit).
+ * While that victim stops, room frees on n2 and the other instance is
+ * placed there; when the victim is gone, the preemptor's reservation no
+ * longer holds (the rack has its one task): it goes back to PENDING,
+ * saying why, and never runs beside it. */
+TEST(a_preemptor_rechecks_its_limit_when_assigned)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	agent_register_full(&f, "n1", 1.0, 8 * GiB, 20000, 20999, NULL);
+	agent_register_full(&f, "n2", 1.0, 8 * GiB, 20000, 20999, NULL);
+	CHECK(submit(&f, job_yaml(DEV, 2, 0, 1), NULL));
+	tick(&f);
+	run_job(&f, DEV);
+	CHECK(count_state(&f, DEV, TASK_RUNNING) == 2);
+	CHECK(submit(&f,
+		     yamlf("job: %s\ninstances: 2\ntask:\n  command: [\"/bin/sleep\", \"300\"]\n"
+			   "  resources: {cpu: 1, memory: 16MiB}\n"
+			   "  constraints: {rack: \"limit:1\"}\n",
+			   PROD),
+		     NULL));
+	tick(&f);
+	CHECK(count_state(&f, DEV, TASK_PREEMPTING) == 1);
+	struct task *victim = first_in(&f, DEV, TASK_PREEMPTING);
+	struct task *other = first_in(&f, DEV, TASK_RUNNING);
+	struct task *p0 = active(&f, PROD, 0), *p1 = active(&f, PROD, 1);
+	CHECK(victim && other && p0 && p1);
+	if (!victim || !other || !p0 || !p1)
+		goto out;
+	struct task *held = p0->reserved_node ? p0 : p1, *free_one = held == p0 ? p1 : p0;
+	CHECK(held->reserved_node && !free_one->reserved_node);
+	/* The devel task on the other node ends: the free instance lands there. */
+	agent_status(&f, other->node->name, other->id, "FAILED", 0, 1, "");
+	tick(&f);
+	CHECK(free_one->state == TASK_ASSIGNED);
+	/* The victim is gone: the rack already holds the job's one task. */
+	agent_status(&f, victim->node->name, victim->id, "KILLED", 0, 143, "");
+	tick(&f);
+	CHECK(count_state(&f, PROD, TASK_ASSIGNED) == 1);
+	CHECK(held->state == TASK_PENDING && !held->node && !held->reserved_node);
+	CHECK_CONTAINS(held->message, "limit constraint rack:limit:1");
+out:
+	fx_teardown(&f);
+}
+
+/* The node reserved for a preemptor changes rack while its victim stops:
+ * the job's value constraint no longer holds there, so the preemptor is not
+ * assigned to it. */
+TEST(a_preemptor_rechecks_its_value_constraint_when_assigned)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	agent_register_full(&f, "n1", 1.0, 8 * GiB, 20000, 20999, NULL);
+	CHECK(submit(&f, job_yaml(DEV, 1, 0, 1), NULL));
+	tick(&f);
+	run_job(&f, DEV);
+	CHECK(submit(&f,
+		     yamlf("job: %s\ninstances: 1\ntask:\n  command: [\"/bin/sleep\", \"300\"]\n"
+			   "  resources: {cpu: 1, memory: 16MiB}\n"
+			   "  constraints: {rack: r1}\n",
+			   PROD),
+		     NULL));
+	tick(&f);
+	struct task *victim = first_in(&f, DEV, TASK_PREEMPTING);
+	struct task *p = active(&f, PROD, 0);
+	CHECK(victim && p && p->reserved_node);
+	if (!victim || !p)
+		goto out;
+	/* n1 moves to rack r2 (its agent registers again with the victim
+	 * gone), then the round assigns what fits. */
+	agent_status(&f, "n1", victim->id, "KILLED", 0, 143, "");
+	json_t *body = json_pack("{s:s,s:{s:s,s:s},s:{s:f,s:I,s:I,s:i,s:i},s:s}", "name", "n1",
+				 "attributes", "host", "n1", "rack", "r2", "resources", "cpu", 1.0,
+				 "memory", (json_int_t)(8 * GiB), "disk", (json_int_t)(100 * GiB),
+				 "port_lo", 20000, "port_hi", 20999, "addr", "http://127.0.0.1:40123");
+	json_t *reply = NULL;
+	pthread_mutex_lock(&f.c->lock);
+	CHECK(cluster_agent_register(f.c, body, &reply, &f.err) > 0);
+	pthread_mutex_unlock(&f.c->lock);
+	json_decref(reply);
+	json_decref(body);
+	tick(&f);
+	p = active(&f, PROD, 0);
+	CHECK(p && p->state == TASK_PENDING && !p->node);
+	CHECK_CONTAINS(p ? p->message : NULL, "value constraint rack:r1");
+out:
+	fx_teardown(&f);
+}
+
 UNIT_MAIN(prod_holds_the_room_its_victim_frees, a_round_preempts_at_most_preempt_max_victims,
-	  equal_ranks_never_preempt)
+	  equal_ranks_never_preempt, a_preemptor_rechecks_its_limit_when_assigned,
+	  a_preemptor_rechecks_its_value_constraint_when_assigned)
