@@ -349,8 +349,8 @@ static bool pn_fits(const struct placement_node *p, const struct job_spec *s)
  * other instances of the job may have landed on the node or its rack while
  * the preemptor waited, or the node's attributes changed. The same check as
  * the victims' scan (placement_eligible); *eligible is scratch for nn nodes. */
-static bool reservation_holds(struct job *j, const struct job_spec *spec,
-			      struct placement_node *pn, size_t nn, size_t i, bool **eligible)
+static bool reservation_holds(struct job *j, const struct job_spec *spec, struct placement_node *pn,
+			      size_t nn, size_t i, bool **eligible)
 {
 	if (!*eligible)
 		*eligible = xcalloc(nn + 1, sizeof **eligible);
@@ -389,15 +389,14 @@ void preempt_reservations(struct cluster *c, struct node **nodes, struct placeme
 		if (!n || !jv || n->state != NODE_ACTIVE || n->in_backoff ||
 		    now > t->reserved_until_ms) {
 			reservation_drop(t, !n || n->state != NODE_ACTIVE ? "node not active"
-									: "expired");
+									  : "expired");
 			pending[keep++] = t;
 			continue;
 		}
 		struct placement_node *p = &pn[n->sched_index];
 		if (!pn_fits(p, jv->spec)) {
 			pn_take(p, jv->spec); /* held: nobody else takes it */
-		} else if (reservation_holds(t->job, jv->spec, pn, nn, n->sched_index,
-					     &eligible)) {
+		} else if (reservation_holds(t->job, jv->spec, pn, nn, n->sched_index, &eligible)) {
 			pn_take(p, jv->spec);
 			task_assign(c, t, n, jv);
 		} else {

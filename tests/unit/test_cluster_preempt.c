@@ -356,10 +356,11 @@ TEST(a_preemptor_rechecks_its_value_constraint_when_assigned)
 	/* n1 moves to rack r2 (its agent registers again with the victim
 	 * gone), then the round assigns what fits. */
 	agent_status(&f, "n1", victim->id, "KILLED", 0, 143, "");
-	json_t *body = json_pack("{s:s,s:{s:s,s:s},s:{s:f,s:I,s:I,s:i,s:i},s:s}", "name", "n1",
-				 "attributes", "host", "n1", "rack", "r2", "resources", "cpu", 1.0,
-				 "memory", (json_int_t)(8 * GiB), "disk", (json_int_t)(100 * GiB),
-				 "port_lo", 20000, "port_hi", 20999, "addr", "http://127.0.0.1:40123");
+	json_t *body =
+	    json_pack("{s:s,s:{s:s,s:s},s:{s:f,s:I,s:I,s:i,s:i},s:s}", "name", "n1", "attributes",
+		      "host", "n1", "rack", "r2", "resources", "cpu", 1.0, "memory",
+		      (json_int_t)(8 * GiB), "disk", (json_int_t)(100 * GiB), "port_lo", 20000,
+		      "port_hi", 20999, "addr", "http://127.0.0.1:40123");
 	json_t *reply = NULL;
 	pthread_mutex_lock(&f.c->lock);
 	CHECK(cluster_agent_register(f.c, body, &reply, &f.err) > 0);
