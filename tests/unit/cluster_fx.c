@@ -282,18 +282,23 @@ json_t *rep(const char *id, const char *state, int pid)
 			 "", "exit_code", 0);
 }
 
-/* A watch with known_version and a report (the array is consumed). */
-uint64_t agent_watch(struct fx *f, const char *name, long long known, json_t *report)
+/* A watch of a whole body (consumed). */
+static uint64_t watch_body(struct fx *f, json_t *body)
 {
-	json_t *body =
-	    json_pack("{s:s,s:I,s:i,s:o}", "name", name, "known_version", (json_int_t)known,
-		      "wait_ms", 1000, "tasks", report ? report : json_array());
 	struct node *n = NULL;
 	pthread_mutex_lock(&f->c->lock);
 	uint64_t seq = cluster_agent_watch(f->c, body, &n, &f->err);
 	pthread_mutex_unlock(&f->c->lock);
 	json_decref(body);
 	return seq;
+}
+
+/* A watch with known_version and a report (the array is consumed). */
+uint64_t agent_watch(struct fx *f, const char *name, long long known, json_t *report)
+{
+	return watch_body(f, json_pack("{s:s,s:I,s:i,s:o}", "name", name, "known_version",
+				       (json_int_t)known, "wait_ms", 1000, "tasks",
+				       report ? report : json_array()));
 }
 
 uint64_t agent_status(struct fx *f, const char *name, const char *id, const char *state, int pid,
@@ -318,14 +323,9 @@ struct node *node_get(struct fx *f, const char *name)
 uint64_t agent_heartbeat(struct fx *f, const char *name)
 {
 	struct node *nd = node_get(f, name);
-	json_t *body = json_pack("{s:s,s:I,s:i}", "name", name, "known_version",
-				 (json_int_t)(nd ? nd->desired_version : 0), "wait_ms", 1000);
-	struct node *n = NULL;
-	pthread_mutex_lock(&f->c->lock);
-	uint64_t seq = cluster_agent_watch(f->c, body, &n, &f->err);
-	pthread_mutex_unlock(&f->c->lock);
-	json_decref(body);
-	return seq;
+	return watch_body(f,
+			  json_pack("{s:s,s:I,s:i}", "name", name, "known_version",
+				    (json_int_t)(nd ? nd->desired_version : 0), "wait_ms", 1000));
 }
 
 /* ms pass, the server ticking, the node's agent heartbeating every 20 ms. */
