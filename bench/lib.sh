@@ -122,9 +122,11 @@ bench_track() {
 	BENCH_LOGS+=("${2:-}")
 }
 
-# bench_untrack PID: PID is gone (killed on purpose): never signal it again.
+# bench_untrack PID: PID is to be killed on purpose (before the kill): no job
+# notice for it, and never signalled again.
 bench_untrack() {
 	local i
+	disown "$1" 2>/dev/null || true
 	for i in "${!BENCH_PIDS[@]}"; do
 		[ "${BENCH_PIDS[i]}" = "$1" ] && BENCH_PIDS[i]= && BENCH_LOGS[i]=
 	done
@@ -178,10 +180,10 @@ bench_sim() {
 	bench_track "$sim_pid" "$data/$name.log"
 }
 
-# The number of ACTIVE nodes (the first server of $BERTH_ADDR); 0 when it
-# does not answer.
+# The number of ACTIVE nodes, through the CLI ($BERTH_ADDR: one server or
+# several, the leader answers); 0 when none answers.
 bench_active_nodes() {
-	bench_curl -fsS "${BERTH_ADDR%%,*}/v1/nodes" 2>/dev/null |
+	"$BERTH" node list --json 2>/dev/null |
 		python3 -c 'import json,sys; print(sum(1 for n in json.load(sys.stdin) if n["state"]=="ACTIVE"))' \
 			2>/dev/null || echo 0
 }
