@@ -23,7 +23,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/bench/lib.sh"
 BERTH=${BERTH_BIN:-$top/build/berth}
-agents=1000 fill=10000 prod=1000 timeout=600 down_after= max_victims=
+agents=1000 fill=10000 prod=1000 timeout=600 down_after='' max_victims=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--agents) agents=$2; shift 2 ;;
