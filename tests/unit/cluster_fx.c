@@ -134,6 +134,18 @@ char *yamlf(const char *fmt, ...)
 	return s;
 }
 
+struct job_spec *parse_spec(char *yaml)
+{
+	struct job_spec *spec = NULL;
+	struct berr err = {0};
+	if (spec_parse_yaml(yaml, strlen(yaml), "test.yaml", &spec, &err) < 0) {
+		fprintf(stderr, "    spec: %s\n", err.msg);
+		exit(1);
+	}
+	free(yaml);
+	return spec;
+}
+
 uint64_t submit_spec(struct fx *f, struct job_spec *spec, struct submit_result *res)
 {
 	struct submit_result dummy;

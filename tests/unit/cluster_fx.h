@@ -57,6 +57,8 @@ void sleep_ms(long ms);
 
 /* A malloc'd string (a YAML spec for submit). */
 char *yamlf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A valid YAML spec (freed here), parsed; exits the test when it is not. */
+struct job_spec *parse_spec(char *yaml);
 /* Submit a YAML spec (freed here); returns the seq, 0 on error (f->err).
  * res may be NULL. */
 uint64_t submit(struct fx *f, char *yaml, struct submit_result *res);

@@ -56,15 +56,26 @@ static struct task *first_in(struct fx *f, const char *key, enum task_state s)
 #define DEV "alice/devel/fill"
 #define PROD "alice/prod/web"
 
+/* Nodes n1..nN of 1 cpu, full of DEV: per_node RUNNING tasks of 1/per_node
+ * cpu each, of this priority. */
+static void dev_fill(struct fx *f, int nodes, int per_node, int priority)
+{
+	char name[16];
+	for (int i = 1; i <= nodes; i++) {
+		snprintf(name, sizeof name, "n%d", i);
+		agent_register_full(f, name, 1.0, 8 * GiB, 20000, 20999, NULL);
+	}
+	CHECK(submit(f, job_yaml(DEV, nodes * per_node, priority, 1.0 / per_node), NULL));
+	tick(f);
+	run_job(f, DEV);
+	CHECK(count_state(f, DEV, TASK_RUNNING) == (size_t)(nodes * per_node));
+}
+
 TEST(prod_holds_the_room_its_victim_frees)
 {
 	struct fx f;
 	fx_setup(&f, NULL);
-	agent_register_full(&f, "n1", 1.0, 8 * GiB, 20000, 20999, NULL);
-	CHECK(submit(&f, job_yaml(DEV, 2, 0, 0.5), NULL));
-	tick(&f);
-	run_job(&f, DEV);
-	CHECK(count_state(&f, DEV, TASK_RUNNING) == 2);
+	dev_fill(&f, 1, 2, 0);
 	CHECK(submit(&f, job_yaml(PROD, 1, 0, 0.5), NULL));
 	tick(&f);
 	/* one victim, the fewest; the prod task waits for it */
@@ -105,15 +116,7 @@ TEST(a_round_preempts_at_most_preempt_max_victims)
 	cluster_config_defaults(&cfg);
 	cfg.preempt_max_victims = 2;
 	fx_setup(&f, &cfg);
-	char name[16];
-	for (int i = 0; i < 4; i++) {
-		snprintf(name, sizeof name, "n%d", i);
-		agent_register_full(&f, name, 1.0, 8 * GiB, 20000, 20999, NULL);
-	}
-	CHECK(submit(&f, job_yaml(DEV, 4, 0, 1), NULL));
-	tick(&f);
-	run_job(&f, DEV);
-	CHECK(count_state(&f, DEV, TASK_RUNNING) == 4);
+	dev_fill(&f, 4, 1, 0);
 	CHECK(submit(&f, job_yaml(PROD, 4, 0, 1), NULL));
 	tick(&f);
 	CHECK(count_state(&f, DEV, TASK_PREEMPTING) == 2);
@@ -128,10 +131,7 @@ TEST(equal_ranks_never_preempt)
 {
 	struct fx f;
 	fx_setup(&f, NULL);
-	agent_register_full(&f, "n1", 1.0, 8 * GiB, 20000, 20999, NULL);
-	CHECK(submit(&f, job_yaml(DEV, 1, 5, 1), NULL));
-	tick(&f);
-	run_job(&f, DEV);
+	dev_fill(&f, 1, 1, 5);
 	CHECK(submit(&f, job_yaml("alice/devel/other", 1, 5, 1), NULL));
 	tick(&f);
 	tick(&f);
@@ -151,12 +151,7 @@ TEST(a_preemptor_rechecks_its_limit_when_assigned)
 {
 	struct fx f;
 	fx_setup(&f, NULL);
-	agent_register_full(&f, "n1", 1.0, 8 * GiB, 20000, 20999, NULL);
-	agent_register_full(&f, "n2", 1.0, 8 * GiB, 20000, 20999, NULL);
-	CHECK(submit(&f, job_yaml(DEV, 2, 0, 1), NULL));
-	tick(&f);
-	run_job(&f, DEV);
-	CHECK(count_state(&f, DEV, TASK_RUNNING) == 2);
+	dev_fill(&f, 2, 1, 0);
 	CHECK(submit(&f,
 		     yamlf("job: %s\ninstances: 2\ntask:\n  command: [\"/bin/sleep\", \"300\"]\n"
 			   "  resources: {cpu: 1, memory: 16MiB}\n"
@@ -194,10 +189,7 @@ TEST(a_preemptor_rechecks_its_value_constraint_when_assigned)
 {
 	struct fx f;
 	fx_setup(&f, NULL);
-	agent_register_full(&f, "n1", 1.0, 8 * GiB, 20000, 20999, NULL);
-	CHECK(submit(&f, job_yaml(DEV, 1, 0, 1), NULL));
-	tick(&f);
-	run_job(&f, DEV);
+	dev_fill(&f, 1, 1, 0);
 	CHECK(submit(&f,
 		     yamlf("job: %s\ninstances: 1\ntask:\n  command: [\"/bin/sleep\", \"300\"]\n"
 			   "  resources: {cpu: 1, memory: 16MiB}\n"

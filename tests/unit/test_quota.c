@@ -20,33 +20,14 @@
 
 /* ---- the arithmetic ---------------------------------------------------- */
 
-static struct job_spec *parse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static struct job_spec *parse(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *y = NULL;
-	if (vasprintf(&y, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	struct job_spec *spec = NULL;
-	struct berr err = {0};
-	if (spec_parse_yaml(y, strlen(y), "test.yaml", &spec, &err) < 0) {
-		fprintf(stderr, "    spec: %s\n", err.msg);
-		exit(1);
-	}
-	free(y);
-	return spec;
-}
-
 /* A service of `key` with n instances of cpu and memory (MiB), tier
  * given or the environment's default (tier NULL). */
 static struct job_spec *svc(const char *key, int n, const char *cpu, int mem_mib, const char *tier)
 {
-	return parse("job: %s\ninstances: %d\n%s%s%stask:\n  command: [\"/bin/true\"]\n"
-		     "  resources: {cpu: %s, memory: %dMiB}\n",
-		     key, n, tier ? "tier: " : "", tier ? tier : "", tier ? "\n" : "", cpu,
-		     mem_mib);
+	return parse_spec(yamlf("job: %s\ninstances: %d\n%s%s%stask:\n  command: [\"/bin/true\"]\n"
+				"  resources: {cpu: %s, memory: %dMiB}\n",
+				key, n, tier ? "tier: " : "", tier ? tier : "", tier ? "\n" : "",
+				cpu, mem_mib));
 }
 
 static struct quota_limit limit(double cpu, int64_t mem, int64_t disk, int64_t tasks)
@@ -309,17 +290,18 @@ TEST(batch_counts_unfinished_instances_cron_counts_while_a_run_is_active)
 	fx_setup(&f, NULL);
 	set_quota(&f, "alice", limit(QUOTA_UNLIMITED, QUOTA_UNLIMITED, QUOTA_UNLIMITED, 4));
 	CHECK(submit_spec(&f,
-			  parse("job: alice/prod/b\ntype: batch\ninstances: 3\ntask:\n"
-				"  command: [\"/bin/true\"]\n"
-				"  resources: {cpu: 0.01, memory: 8MiB}\n"),
+			  parse_spec(yamlf("job: alice/prod/b\ntype: batch\ninstances: 3\ntask:\n"
+					   "  command: [\"/bin/true\"]\n"
+					   "  resources: {cpu: 0.01, memory: 8MiB}\n")),
 			  NULL) > 0);
 	CHECK(use_of(&f, "alice", "tasks") == 3);
 	/* A cron job counts nothing until a run starts. */
-	CHECK(submit_spec(&f,
-			  parse("job: alice/prod/c\ntype: cron\nschedule: \"0 0 1 1 *\"\n"
-				"instances: 2\ntask:\n  command: [\"/bin/true\"]\n"
-				"  resources: {cpu: 0.01, memory: 8MiB}\n"),
-			  NULL) > 0);
+	CHECK(
+	    submit_spec(&f,
+			parse_spec(yamlf("job: alice/prod/c\ntype: cron\nschedule: \"0 0 1 1 *\"\n"
+					 "instances: 2\ntask:\n  command: [\"/bin/true\"]\n"
+					 "  resources: {cpu: 0.01, memory: 8MiB}\n")),
+			NULL) > 0);
 	CHECK(use_of(&f, "alice", "tasks") == 3);
 	/* Its run would make 5 tasks: not started, and it says why. */
 	struct berr e = {0};
@@ -336,9 +318,9 @@ TEST(batch_counts_unfinished_instances_cron_counts_while_a_run_is_active)
 	json_decref(crons);
 	/* Room made (the batch job shrinks): the run starts and counts. */
 	CHECK(submit_spec(&f,
-			  parse("job: alice/prod/b\ntype: batch\ninstances: 2\ntask:\n"
-				"  command: [\"/bin/true\"]\n"
-				"  resources: {cpu: 0.01, memory: 8MiB}\n"),
+			  parse_spec(yamlf("job: alice/prod/b\ntype: batch\ninstances: 2\ntask:\n"
+					   "  command: [\"/bin/true\"]\n"
+					   "  resources: {cpu: 0.01, memory: 8MiB}\n")),
 			  NULL) > 0);
 	e = (struct berr){0};
 	CHECK(cluster_cron_start(f.c, "alice/prod/c", &e) > 0);
