@@ -71,6 +71,14 @@ static void dev_fill(struct fx *f, int nodes, int per_node, int priority)
 	CHECK(count_state(f, DEV, TASK_RUNNING) == (size_t)(nodes * per_node));
 }
 
+/* PROD: instances of 1 cpu with this hard constraint. */
+static char *prod_yaml(int instances, const char *constraint)
+{
+	return yamlf("job: " PROD "\ninstances: %d\ntask:\n  command: [\"/bin/sleep\", \"300\"]\n"
+		     "  resources: {cpu: 1, memory: 16MiB}\n  constraints: {%s}\n",
+		     instances, constraint);
+}
+
 TEST(prod_holds_the_room_its_victim_frees)
 {
 	struct fx f;
@@ -152,12 +160,7 @@ TEST(a_preemptor_rechecks_its_limit_when_assigned)
 	struct fx f;
 	fx_setup(&f, NULL);
 	dev_fill(&f, 2, 1, 0);
-	CHECK(submit(&f,
-		     yamlf("job: %s\ninstances: 2\ntask:\n  command: [\"/bin/sleep\", \"300\"]\n"
-			   "  resources: {cpu: 1, memory: 16MiB}\n"
-			   "  constraints: {rack: \"limit:1\"}\n",
-			   PROD),
-		     NULL));
+	CHECK(submit(&f, prod_yaml(2, "rack: \"limit:1\""), NULL));
 	tick(&f);
 	CHECK(count_state(&f, DEV, TASK_PREEMPTING) == 1);
 	struct task *victim = first_in(&f, DEV, TASK_PREEMPTING);
@@ -190,12 +193,7 @@ TEST(a_preemptor_rechecks_its_value_constraint_when_assigned)
 	struct fx f;
 	fx_setup(&f, NULL);
 	dev_fill(&f, 1, 1, 0);
-	CHECK(submit(&f,
-		     yamlf("job: %s\ninstances: 1\ntask:\n  command: [\"/bin/sleep\", \"300\"]\n"
-			   "  resources: {cpu: 1, memory: 16MiB}\n"
-			   "  constraints: {rack: r1}\n",
-			   PROD),
-		     NULL));
+	CHECK(submit(&f, prod_yaml(1, "rack: r1"), NULL));
 	tick(&f);
 	struct task *victim = first_in(&f, DEV, TASK_PREEMPTING);
 	struct task *p = active(&f, PROD, 0);
