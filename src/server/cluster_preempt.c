@@ -352,6 +352,10 @@ static bool pn_fits(const struct placement_node *p, const struct job_spec *s)
 static bool reservation_holds(struct job *j, const struct job_spec *spec, struct placement_node *pn,
 			      size_t nn, size_t i, bool **eligible)
 {
+	/* Nothing to check but the node's state (checked already): the common
+	 * case costs no pass over the nodes. */
+	if (!spec->task.nconstraints && spec->task.driver == DRIVER_EXEC)
+		return true;
 	if (!*eligible)
 		*eligible = xcalloc(nn + 1, sizeof **eligible);
 	for (size_t k = 0; k < j->nactive; k++)
