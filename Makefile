@@ -26,6 +26,8 @@ UI_FILES := $(shell find ui -type f ! -name '.*')
 LIB_OBJ  += $(BUILD)/gen/ui_assets.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# Fixtures the unit tests share (tests/unit/*_fx.{c,h}), linked into each.
+UNIT_FX  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%.o,$(wildcard tests/unit/*_fx.c))
 TOOLS    := $(BUILD)/tests/httpd-tiny $(BUILD)/tests/memhog
 
 .PHONY: all deps check test unit e2e run asan-test fuzz bench soak clean format install man deb
@@ -53,10 +55,21 @@ $(BUILD)/berth: $(BUILD)/src/berth.o $(BUILD)/libberth.a
 	@echo "  LINK  $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(MALLOC_LIB) $(LDLIBS)
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/unit.h $(BUILD)/libberth.a
+$(BUILD)/tests/%_fx.o: tests/unit/%_fx.c tests/unit/%_fx.h tests/unit/unit.h
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS) -Itests/unit -c $< -o $@
+
+$(BUILD)/tests/libunitfx.a: $(UNIT_FX)
+	@rm -f $@
+	@ar rcs $@ $^
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/unit.h $(wildcard tests/unit/*_fx.h) \
+		$(BUILD)/tests/libunitfx.a $(BUILD)/libberth.a
 	@mkdir -p $(dir $@)
 	@echo "  TEST  $@"
-	@$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libberth.a $(MALLOC_LIB) $(LDLIBS)
+	@$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/tests/libunitfx.a \
+		$(BUILD)/libberth.a $(MALLOC_LIB) $(LDLIBS)
 
 # Small static programs that tests run as tasks (static: they also go into test images).
 $(BUILD)/tests/%: tests/tools/%.c
@@ -136,4 +149,4 @@ check:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/src/berth.d
+-include $(LIB_OBJ:.o=.d) $(BUILD)/src/berth.d $(UNIT_FX:.o=.d)

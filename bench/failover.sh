@@ -22,63 +22,42 @@ while [ $# -gt 0 ]; do
 	esac
 done
 command -v etcd >/dev/null || { echo "failover: etcd is not installed (etcd-server)" >&2; exit 1; }
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-d=$(mktemp -d /tmp/berth-failover.XXXXXX)
-ec=$(port) ep=$(port) s1=$(port) s2=$(port)
-pids=()
-cleanup() { kill -KILL "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; if [ -n "${KEEP:-}" ]; then echo "failover: logs kept in $d" >&2; else rm -rf "$d"; fi; }
-trap cleanup EXIT
+bench_init failover
+d=$data
+BENCH_KEEP=${BENCH_KEEP:-${KEEP:-}}
+ec=$(free_port) ep=$(free_port) s1=$port s2=$(free_port)
 etcd --name default --data-dir "$d/etcd" --listen-client-urls "http://127.0.0.1:$ec" \
 	--advertise-client-urls "http://127.0.0.1:$ec" --listen-peer-urls "http://127.0.0.1:$ep" \
 	--initial-advertise-peer-urls "http://127.0.0.1:$ep" --initial-cluster "default=http://127.0.0.1:$ep" \
 	--quota-backend-bytes 8589934592 --auto-compaction-mode revision --auto-compaction-retention 1000 \
 	>"$d/etcd.log" 2>&1 &
-pids+=($!)
+bench_track $! "$d/etcd.log"
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$ec/health" >/dev/null 2>&1 && break; sleep 0.1; done
 store="etcd://127.0.0.1:$ec/bench"
-# shellcheck disable=SC2046
-"$BERTH" server -q --data-dir "$d/s1" --addr "127.0.0.1:$s1" --store "$store" $(server_tls_flags) \
-	>"$d/s1.log" 2>&1 &
-p1=$!; pids+=($p1)
+bench_server_at "$d/s1" "$s1" -q --store "$store"
+p1=$server_pid
 sleep 0.5
-# shellcheck disable=SC2046
-"$BERTH" server --data-dir "$d/s2" --addr "127.0.0.1:$s2" --store "$store" $(server_tls_flags) \
-	>"$d/s2.log" 2>&1 &
-p2=$!; pids+=($p2)
+bench_server_at "$d/s2" "$s2" --store "$store"
+p2=$server_pid
 # The servers share the CA (in the store): s1's credentials are good for both.
 bench_connect "$d/s1" "$s1" 20 || { echo "failover: server 1 did not start" >&2; exit 1; }
 scheme=${BERTH_ADDR%%://*}
-# shellcheck disable=SC2046
-"$BERTH" agent -q --simulate "$agents" --name sim --server "$scheme://127.0.0.1:$s1,$scheme://127.0.0.1:$s2" \
-	$(join_flags) --sim-source-addrs >"$d/sim.log" 2>&1 &
-pids+=($!)
 export BERTH_ADDR="$scheme://127.0.0.1:$s1,$scheme://127.0.0.1:$s2"
-for _ in $(seq 1 300); do
-	n=$("$BERTH" node list --json 2>/dev/null | python3 -c 'import json,sys; print(sum(1 for n in json.load(sys.stdin) if n["state"]=="ACTIVE"))' 2>/dev/null || echo 0)
-	[ "$n" -ge "$agents" ] && break
-	sleep 0.2
-done
+bench_sim sim "$agents" -q
+bench_wait_nodes "$agents" 120
 echo "failover: $agents agents ACTIVE; submitting $tasks tasks" >&2
 per=1000
 jobs=$(( (tasks + per - 1) / per ))
 python3 - "$s1" "$jobs" "$per" <<'PY'
-import http.client, json, os, ssl, sys, threading
+import os, sys, threading
 port, jobs, per = (int(x) for x in sys.argv[1:])
-tls = os.environ["BERTH_ADDR"].startswith("https://")
-ctx = ssl.create_default_context(cafile=os.environ["BERTH_CACERT"]) if tls else None
-auth = {"Authorization": "Bearer " + os.environ["BERTH_TOKEN"]} if tls else {}
+sys.path.insert(0, os.environ["BENCH_PY"])
+from benchapi import call, conn
 def run(idx):
-    if tls:
-        c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=300)
-    else:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    c = conn(port, timeout=300)
     for k in idx:
-        body = json.dumps({"job": "fo/prod/j%d" % k, "instances": per,
-                           "task": {"command": ["/bin/true"], "resources": {"cpu": 0.01, "memory": "4MiB"}}})
-        c.request("POST", "/v1/jobs", body=body, headers=dict(auth, **{"Content-Type": "application/json"}))
-        r = c.getresponse(); r.read()
-        if r.status >= 400:
-            sys.exit("submit failed: %d" % r.status)
+        call(c, "POST", "/v1/jobs", {"job": "fo/prod/j%d" % k, "instances": per,
+             "task": {"command": ["/bin/true"], "resources": {"cpu": 0.01, "memory": "4MiB"}}})
 ts = [threading.Thread(target=run, args=(range(i, jobs, 4),)) for i in range(4)]
 [t.start() for t in ts]; [t.join() for t in ts]
 PY
@@ -95,6 +74,7 @@ leader=$(bench_curl -fsS "$scheme://127.0.0.1:$s1/v1/leader" | python3 -c 'impor
 if [ "$leader" = "$scheme://127.0.0.1:$s1" ]; then victim=$p1 other=$s2 log=$d/s2.log; else victim=$p2 other=$s1 log=$d/s1.log; fi
 printf 'job: fo/prod/after\ntype: batch\ntask:\n  command: ["/bin/true"]\n  resources: {cpu: 0.01, memory: 4MiB}\n' >"$d/after.yaml"
 t0=$(date +%s%N)
+bench_untrack "$victim"
 kill -KILL "$victim"
 for _ in $(seq 1 1500); do BERTH_ADDR="$scheme://127.0.0.1:$other" "$BERTH" job run --detach "$d/after.yaml" >/dev/null 2>&1 && break; sleep 0.02; done
 t1=$(date +%s%N)

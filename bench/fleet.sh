@@ -48,31 +48,16 @@ while [ $# -gt 0 ]; do
 done
 [ -x "$BERTH" ] || { echo "fleet.sh: build first (make): no $BERTH" >&2; exit 2; }
 
-data=$(mktemp -d /tmp/berth-fleet.XXXXXX)
-port=$(free_port)
-server_pid= sim_pid= poll_pid=
-cleanup() {
-	[ -n "$server_pid" ] && kill -CONT "$server_pid" 2>/dev/null
-	stop_pids $poll_pid $sim_pid $server_pid
-	[ -n "${FLEET_KEEP:-}" ] && echo "fleet: logs kept in $data" >&2 || rm -rf "$data"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-# shellcheck disable=SC2046
-"$BERTH" server --data-dir "$data/server" --addr "127.0.0.1:$port" $(server_tls_flags) \
-	>"$data/server.log" 2>&1 &
-server_pid=$!
-bench_connect "$data/server" "$port" || { echo "fleet: the server did not start" >&2; exit 1; }
+bench_init fleet
+BENCH_KEEP=${BENCH_KEEP:-${FLEET_KEEP:-}}
+bench_on_exit() { [ -z "${server_pid:-}" ] || kill -CONT "$server_pid" 2>/dev/null; }
+bench_server
 tls=on
 [ -n "${BENCH_INSECURE:-}" ] && tls=off
 echo "fleet: server pid $server_pid at $BERTH_ADDR; $agents simulated agents" >&2
 t_start=$(date +%s.%N)
-# shellcheck disable=SC2046
-"$BERTH" agent --simulate "$agents" --name sim --server "$BERTH_ADDR" $(join_flags) --sim-source-addrs $sim_key \
-	--cpu 64 --mem 256GiB --sim-threads "$sim_threads" >"$data/sim.log" 2>&1 &
-sim_pid=$!
+# shellcheck disable=SC2086
+bench_sim sim "$agents" $sim_key --cpu 64 --mem 256GiB --sim-threads "$sim_threads"
 
 downs() { grep -c 'is down' "$data/server.log" || true; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
@@ -112,6 +97,7 @@ secs=$(echo "$minutes" | awk '{printf "%d", $1 * 60}')
 python3 "$top/bench/poller.py" --berth "$BERTH" --addr "$BERTH_ADDR" \
 	--clients "$clients" --seconds "$secs" >"$data/poll.out" 2>"$data/poll.err" &
 poll_pid=$!
+bench_track "$poll_pid" "$data/poll.err"
 window=30
 [ "$secs" -lt 90 ] && window=$((secs / 3))
 rss_start=$(rss_mib)

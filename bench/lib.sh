@@ -82,3 +82,132 @@ bench_curl() {
 # What an agent or the simulator needs to join: --join-token-file F (none
 # with --insecure).
 join_flags() { if [ -n "${JOIN_TOKEN_FILE:-}" ]; then echo --join-token-file "$JOIN_TOKEN_FILE"; fi; }
+
+# ---- a cluster of simulated agents ------------------------------------------
+# The benches that measure the server (scale, preempt, recovery, fleet,
+# failover) start alike: a data directory and a port, a server with TLS,
+# simulated agents that join it, a trap that stops them, and a wait for every
+# node to be ACTIVE:
+#
+#   bench_init scale               # data=/tmp/berth-scale.XXXXXX, port, the trap
+#   bench_server -q                # DATA/server, log DATA/server.log: server_pid
+#   bench_sim sim 100 --sim-racks 20  # log DATA/sim.log: sim_pid
+#   bench_wait_nodes 100 600       # or exit 1 (a process died, time ran out)
+#
+# On exit the processes go, the last started first, then DATA (kept, and
+# named, when BENCH_KEEP is set). When the bench failed, the tail of each
+# process's log is shown. A bench may define bench_on_exit, called first.
+# Python parts of a bench import bench/benchapi.py (BENCH_PY is its folder).
+
+BENCH_PIDS=()
+BENCH_LOGS=()
+BENCH_PY=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export BENCH_PY
+
+# bench_init NAME: data, port (exported as BENCH_PORT), the traps; lifts the open-file limit (the
+# server and the simulator raise their own from the shell's).
+bench_init() {
+	BENCH_NAME=$1
+	data=$(mktemp -d "/tmp/berth-$1.XXXXXX")
+	port=$(free_port)
+	export BENCH_PORT=$port
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT TERM
+	ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+}
+
+# bench_track PID [LOG]: stop PID on exit; show LOG's tail if the bench fails.
+bench_track() {
+	BENCH_PIDS+=("$1")
+	BENCH_LOGS+=("${2:-}")
+}
+
+# bench_untrack PID: PID is to be killed on purpose (before the kill): no job
+# notice for it, and never signalled again.
+bench_untrack() {
+	local i
+	disown "$1" 2>/dev/null || true
+	for i in "${!BENCH_PIDS[@]}"; do
+		[ "${BENCH_PIDS[i]}" = "$1" ] && BENCH_PIDS[i]= && BENCH_LOGS[i]=
+	done
+	return 0
+}
+
+bench_cleanup() {
+	local rc=$? i
+	if declare -F bench_on_exit >/dev/null; then bench_on_exit || true; fi
+	for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do
+		if [ "$rc" -ne 0 ] && [ -n "${BENCH_LOGS[i]}" ] && [ -s "${BENCH_LOGS[i]}" ]; then
+			echo "$BENCH_NAME: the last lines of ${BENCH_LOGS[i]##*/}:" >&2
+			tail -n 3 "${BENCH_LOGS[i]}" >&2 || true
+		fi
+		[ -n "${BENCH_PIDS[i]}" ] && stop_pids "${BENCH_PIDS[i]}"
+	done
+	if [ -n "${BENCH_KEEP:-}" ]; then echo "$BENCH_NAME: kept $data" >&2; else rm -rf "$data"; fi
+}
+
+# bench_server_at DIR PORT [FLAGS...]: `berth server` on 127.0.0.1:PORT with
+# its state in DIR and its log in DIR.log, TLS unless BENCH_INSECURE, more
+# FLAGS; sets server_pid (tracked). Does not wait: see bench_connect.
+bench_server_at() {
+	local dir=$1 p=$2
+	shift 2
+	# shellcheck disable=SC2046
+	"$BERTH" server --data-dir "$dir" --addr "127.0.0.1:$p" $(server_tls_flags) "$@" \
+		>"$dir.log" 2>&1 &
+	server_pid=$!
+	bench_track "$server_pid" "$dir.log"
+}
+
+# bench_server [FLAGS...]: the bench's server (DATA/server, PORT), answering
+# with its clients' credentials exported (bench_connect); exits 1 if not.
+bench_server() {
+	bench_server_at "$data/server" "$port" "$@"
+	bench_connect "$data/server" "$port" ||
+		{ echo "$BENCH_NAME: the server did not start" >&2; exit 1; }
+}
+
+# bench_sim NAME N [FLAGS...]: N simulated agents NAME-0..NAME-(N-1) joining
+# $BERTH_ADDR (one address or several, comma-separated), each from its own
+# loopback address; log DATA/NAME.log; sets sim_pid (tracked).
+bench_sim() {
+	local name=$1 n=$2
+	shift 2
+	# shellcheck disable=SC2046
+	"$BERTH" agent --simulate "$n" --name "$name" --server "$BERTH_ADDR" $(join_flags) \
+		--sim-source-addrs "$@" >"$data/$name.log" 2>&1 &
+	sim_pid=$!
+	bench_track "$sim_pid" "$data/$name.log"
+}
+
+# The number of ACTIVE nodes, through the CLI ($BERTH_ADDR: one server or
+# several, the leader answers); 0 when none answers.
+bench_active_nodes() {
+	"$BERTH" node list --json 2>/dev/null |
+		python3 -c 'import json,sys; print(sum(1 for n in json.load(sys.stdin) if n["state"]=="ACTIVE"))' \
+			2>/dev/null || echo 0
+}
+
+# bench_wait_nodes N [TIMEOUT_S]: until N nodes are ACTIVE (default 600 s);
+# progress every 5 s; exits 1 when a tracked process ends or time runs out.
+bench_wait_nodes() {
+	local want=$1 timeout=${2:-600} start=$SECONDS last=$SECONDS n pid
+	while :; do
+		n=$(bench_active_nodes)
+		[ "$n" -ge "$want" ] && break
+		for pid in "${BENCH_PIDS[@]}"; do
+			[ -z "$pid" ] || kill -0 "$pid" 2>/dev/null ||
+				{ echo "$BENCH_NAME: process $pid ended while $n of $want nodes were ACTIVE" >&2; exit 1; }
+		done
+		if [ $((SECONDS - start)) -ge "$timeout" ]; then
+			echo "$BENCH_NAME: timed out with $n of $want nodes ACTIVE" >&2
+			exit 1
+		fi
+		if [ $((SECONDS - last)) -ge 5 ]; then
+			echo "$BENCH_NAME: $n/$want nodes ACTIVE" >&2
+			last=$SECONDS
+		fi
+		sleep 0.2
+	done
+	echo "$BENCH_NAME: $want nodes ACTIVE after $((SECONDS - start))s" >&2
+}

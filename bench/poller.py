@@ -37,8 +37,11 @@ for k, v in (("BERTH_CACERT", args.cacert), ("BERTH_TOKEN", args.token)):
         env[k] = v
 
 stop = threading.Event()
-signal.signal(signal.SIGTERM, lambda *_: stop.set())
-signal.signal(signal.SIGINT, lambda *_: stop.set())
+# The handlers only raise a flag: Event.set() takes a lock that the main
+# thread may hold in stop.wait() when the signal comes (a deadlock).
+signalled = [False]
+signal.signal(signal.SIGTERM, lambda *_: signalled.__setitem__(0, True))
+signal.signal(signal.SIGINT, lambda *_: signalled.__setitem__(0, True))
 
 lock = threading.Lock()
 times = {"node_list": [], "job_list": [], "job_status": []}
@@ -84,10 +87,10 @@ threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in rang
 for t in threads:
     t.start()
 t_end = time.monotonic() + args.seconds if args.seconds > 0 else None
-while not stop.is_set():
+while not signalled[0]:
     if t_end and time.monotonic() >= t_end:
         break
-    stop.wait(0.2)
+    time.sleep(0.2)
 stop.set()
 for t in threads:
     t.join(timeout=310)

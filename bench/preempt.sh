@@ -14,15 +14,16 @@
 #
 # --down-after D is passed to the server (default: its own, 3s): on a loaded
 # machine the simulated agents miss heartbeats and flap, which measures
-# liveness, not preemption.
+# liveness, not preemption. --max-victims V is the server's
+# --preempt-max-victims (default: its own, 1000 per scheduling round).
 #
 # Usage: bench/preempt.sh [--agents N] [--fill T] [--prod P] [--timeout SECONDS]
-#                         [--down-after D]
+#                         [--down-after D] [--max-victims V]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/bench/lib.sh"
 BERTH=${BERTH_BIN:-$top/build/berth}
-agents=1000 fill=10000 prod=1000 timeout=600 down_after=
+agents=1000 fill=10000 prod=1000 timeout=600 down_after='' max_victims=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--agents) agents=$2; shift 2 ;;
@@ -30,7 +31,8 @@ while [ $# -gt 0 ]; do
 	--prod) prod=$2; shift 2 ;;
 	--timeout) timeout=$2; shift 2 ;;
 	--down-after) down_after=$2; shift 2 ;;
-	-h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+	--max-victims) max_victims=$2; shift 2 ;;
+	-h|--help) sed -n '2,22p' "$0"; exit 0 ;;
 	*) echo "preempt.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -38,38 +40,16 @@ done
 [ $((fill % 10)) -eq 0 ] && [ $((fill % agents)) -eq 0 ] ||
 	{ echo "preempt.sh: --fill must be a multiple of 10 and of --agents" >&2; exit 2; }
 
-data=$(mktemp -d /tmp/berth-preempt.XXXXXX)
-port=$(free_port)
-server_pid= sim_pid=
-cleanup() {
-	local pid
-	for pid in $sim_pid $server_pid; do
-		kill -0 "$pid" 2>/dev/null && continue
-		wait "$pid" 2>/dev/null && rc=0 || rc=$?
-		echo "preempt: process $pid ended early (status $rc); its log:" >&2
-		tail -n 3 "$data/sim.log" "$data/server.log" >&2 || true
-	done
-	stop_pids $sim_pid $server_pid
-	if [ -n "${BENCH_KEEP:-}" ]; then echo "preempt: kept $data" >&2; else rm -rf "$data"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-# shellcheck disable=SC2046
-"$BERTH" server -q --data-dir "$data/server" --addr "127.0.0.1:$port" $(server_tls_flags) \
-	${down_after:+--down-after "$down_after"} >"$data/server.log" 2>&1 &
-server_pid=$!
-bench_connect "$data/server" "$port" || { echo "preempt: the server did not start" >&2; exit 1; }
+bench_init preempt
+bench_server -q ${down_after:+--down-after "$down_after"} \
+	${max_victims:+--preempt-max-victims "$max_victims"}
 echo "preempt: server pid $server_pid; starting $agents simulated agents of 1 cpu" >&2
-# shellcheck disable=SC2046
-"$BERTH" agent --simulate "$agents" --name sim --cpu 1 --server "$BERTH_ADDR" $(join_flags) \
-	--sim-source-addrs >"$data/sim.log" 2>&1 &
-sim_pid=$!
+bench_sim sim "$agents" --cpu 1
+bench_wait_nodes "$agents" "$timeout"
 
 export PREEMPT_RESULT=$data/result
 python3 - "$port" "$server_pid" "$sim_pid" "$agents" "$fill" "$prod" "$timeout" <<'EOF'
-import http.client, json, os, ssl, sys, time
+import os, sys, time
 
 port, server_pid, sim_pid, agents, fill, prod, timeout = (int(x) for x in sys.argv[1:])
 deadline = time.time() + timeout
@@ -80,31 +60,8 @@ PLACED = {"ASSIGNED", "STARTING", "RUNNING"}
 def log(msg):
     print("preempt: " + msg, file=sys.stderr, flush=True)
 
-_tls = os.environ.get("BERTH_ADDR", "").startswith("https://")
-_ctx = ssl.create_default_context(cafile=os.environ["BERTH_CACERT"]) if _tls else None
-_auth = {"Authorization": "Bearer " + os.environ["BERTH_TOKEN"]} if _tls else {}
-
-def conn():
-    if _tls:
-        return http.client.HTTPSConnection("127.0.0.1", port, context=_ctx, timeout=120)
-    return http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-
-def call(c, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    hdrs = dict(_auth, **({"Content-Type": "application/json"} if data else {}))
-    c.request(method, path, body=data, headers=hdrs)
-    r = c.getresponse()
-    payload = r.read()
-    if r.status >= 400:
-        raise RuntimeError("%s %s: HTTP %d %s" % (method, path, r.status, payload[:200]))
-    return json.loads(payload)
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except OSError:
-        return False
+sys.path.insert(0, os.environ["BENCH_PY"])
+from benchapi import alive, call, conn
 
 def check():
     if not alive(sim_pid) or not alive(server_pid):
@@ -123,10 +80,6 @@ def states(c, prefix):
     return placed, running
 
 c = conn()
-while sum(1 for n in call(c, "GET", "/v1/nodes") if n["state"] == "ACTIVE") < agents:
-    check()
-    time.sleep(0.2)
-log("%d nodes ACTIVE" % agents)
 
 # 1. Fill every node with preemptible work (10 devel jobs, priority 0).
 t0 = time.time()

@@ -38,41 +38,25 @@ if [ "$kill" -le 0 ] || [ "$kill" -ge "$agents" ]; then
 	exit 2
 fi
 
-data=$(mktemp -d /tmp/berth-recovery.XXXXXX)
-port=$(free_port)
-server_pid= keep_pid= victim_pid= poll_pid=
-cleanup() {
-	stop_pids $poll_pid $victim_pid $keep_pid $server_pid
-	rm -rf "$data"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-# shellcheck disable=SC2046
-"$BERTH" server -q --data-dir "$data/server" --addr "127.0.0.1:$port" $(server_tls_flags) \
-	>"$data/server.log" 2>&1 &
-server_pid=$!
-bench_connect "$data/server" "$port" || { echo "recovery: the server did not start" >&2; exit 1; }
+bench_init recovery
+bench_server -q
 echo "recovery: server pid $server_pid; $((agents - kill)) + $kill simulated agents" >&2
+poll_pid=
 if [ "$poll_clients" -gt 0 ]; then
 	python3 "$top/bench/poller.py" --berth "$BERTH" --addr "$BERTH_ADDR" \
 		--clients "$poll_clients" --prefix poll_ >"$data/poll.out" 2>"$data/poll.err" &
 	poll_pid=$!
+	bench_track "$poll_pid" "$data/poll.err"
 fi
-# shellcheck disable=SC2046
-"$BERTH" agent -q --simulate $((agents - kill)) --name keep --server "$BERTH_ADDR" $(join_flags) --sim-source-addrs \
-	>"$data/keep.log" 2>&1 &
-keep_pid=$!
-# shellcheck disable=SC2046
-"$BERTH" agent -q --simulate "$kill" --name victim --server "$BERTH_ADDR" $(join_flags) --sim-source-addrs \
-	>"$data/victim.log" 2>&1 &
-victim_pid=$!
+bench_sim keep $((agents - kill)) -q
+bench_sim victim "$kill" -q
+victim_pid=$sim_pid
 disown "$victim_pid" # its kill -9 is the point: no "Killed" job notice
+bench_wait_nodes "$agents" "$timeout"
 
 set +e
 python3 - "$port" "$server_pid" "$victim_pid" "$agents" "$tasks" "$kill" "$timeout" <<'EOF'
-import http.client, json, math, os, sys, threading, time
+import math, os, sys, threading, time
 
 port, server_pid, victim_pid, agents, tasks, kill, timeout = (int(x) for x in sys.argv[1:])
 deadline = time.time() + timeout
@@ -80,39 +64,14 @@ deadline = time.time() + timeout
 def log(msg):
     print("recovery: " + msg, file=sys.stderr, flush=True)
 
-import ssl
-# TLS (the default): the CA and the admin token bench_connect exported.
-_tls = os.environ.get("BERTH_ADDR", "").startswith("https://")
-_ctx = ssl.create_default_context(cafile=os.environ["BERTH_CACERT"]) if _tls else None
-_auth = {"Authorization": "Bearer " + os.environ["BERTH_TOKEN"]} if _tls else {}
-
-def conn():
-    if _tls:
-        return http.client.HTTPSConnection("127.0.0.1", port, context=_ctx, timeout=120)
-    return http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-
-def call(c, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    hdrs = dict(_auth, **({"Content-Type": "application/json"} if data else {}))
-    c.request(method, path, body=data, headers=hdrs)
-    r = c.getresponse()
-    payload = r.read()
-    if r.status >= 400:
-        raise RuntimeError("%s %s: HTTP %d %s" % (method, path, r.status, payload[:200]))
-    return json.loads(payload)
+sys.path.insert(0, os.environ["BENCH_PY"])
+from benchapi import call, conn
 
 def check_time(what):
     if time.time() > deadline:
         sys.exit("recovery: timed out " + what)
 
 c = conn()
-while True:
-    nodes = call(c, "GET", "/v1/nodes")
-    if sum(1 for n in nodes if n["state"] == "ACTIVE") >= agents:
-        break
-    check_time("waiting for %d nodes" % agents)
-    time.sleep(0.1)
-log("%d nodes ACTIVE" % agents)
 
 # Jobs of up to 1000 instances; a host limit spreads each one over the nodes
 # evenly, with room left to move the victims' share to the survivors.
@@ -180,7 +139,7 @@ EOF
 rc=$?
 set -e
 # The killed process is gone: never signal its pid again.
-victim_pid=
+bench_untrack "$victim_pid"
 if [ -n "$poll_pid" ]; then
 	kill -TERM "$poll_pid" 2>/dev/null || true
 	wait "$poll_pid" 2>/dev/null || true

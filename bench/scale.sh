@@ -43,39 +43,23 @@ while [ $# -gt 0 ]; do
 done
 [ -x "$BERTH" ] || { echo "scale.sh: build first (make): no $BERTH" >&2; exit 2; }
 
-data=$(mktemp -d /tmp/berth-scale.XXXXXX)
-port=$(free_port)
-server_pid= sim_pid= poll_pid=
-cleanup() {
-	stop_pids $poll_pid $sim_pid $server_pid
-	rm -rf "$data"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-# The server and the simulator raise their own open-file limits; the shell's
-# limit is what they start from, so lift it too where allowed.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-# shellcheck disable=SC2046
-"$BERTH" server -q --data-dir "$data/server" --addr "127.0.0.1:$port" $(server_tls_flags) \
-	>"$data/server.log" 2>&1 &
-server_pid=$!
-bench_connect "$data/server" "$port" || { echo "scale: the server did not start" >&2; exit 1; }
+bench_init scale
+bench_server -q
 echo "scale: server pid $server_pid on 127.0.0.1:$port; starting $agents simulated agents" >&2
-# shellcheck disable=SC2046
-"$BERTH" agent --simulate "$agents" --name sim --server "$BERTH_ADDR" $(join_flags) --sim-source-addrs --sim-racks 20 \
-	--sim-threads "$sim_threads" >"$data/sim.log" 2>&1 &
-sim_pid=$!
+bench_sim sim "$agents" --sim-racks 20 --sim-threads "$sim_threads"
+poll_pid=
 if [ "$poll_clients" -gt 0 ]; then
 	python3 "$top/bench/poller.py" --berth "$BERTH" --addr "$BERTH_ADDR" \
 		--clients "$poll_clients" --prefix poll_ >"$data/poll.out" 2>"$data/poll.err" &
 	poll_pid=$!
+	bench_track "$poll_pid" "$data/poll.err"
 fi
+bench_wait_nodes "$agents" "$timeout"
 
 export SCALE_RESULT=$data/result
 python3 - "$port" "$server_pid" "$sim_pid" "$agents" "$jobs" "$instances" "$submitters" \
 	"$timeout" <<'EOF'
-import http.client, json, os, queue, sys, threading, time
+import os, queue, sys, threading, time
 
 port, server_pid, sim_pid, agents, jobs, instances, submitters, timeout = (
     int(x) for x in sys.argv[1:])
@@ -86,26 +70,8 @@ PLACED = {"ASSIGNED", "STARTING", "RUNNING"}
 def log(msg):
     print("scale: " + msg, file=sys.stderr, flush=True)
 
-import ssl
-# TLS (the default): the CA and the admin token bench_connect exported.
-_tls = os.environ.get("BERTH_ADDR", "").startswith("https://")
-_ctx = ssl.create_default_context(cafile=os.environ["BERTH_CACERT"]) if _tls else None
-_auth = {"Authorization": "Bearer " + os.environ["BERTH_TOKEN"]} if _tls else {}
-
-def conn():
-    if _tls:
-        return http.client.HTTPSConnection("127.0.0.1", port, context=_ctx, timeout=120)
-    return http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-
-def call(c, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    hdrs = dict(_auth, **({"Content-Type": "application/json"} if data else {}))
-    c.request(method, path, body=data, headers=hdrs)
-    r = c.getresponse()
-    payload = r.read()
-    if r.status >= 400:
-        raise RuntimeError("%s %s: HTTP %d %s" % (method, path, r.status, payload[:200]))
-    return json.loads(payload)
+sys.path.insert(0, os.environ["BENCH_PY"])
+from benchapi import alive, call, conn
 
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
@@ -114,31 +80,8 @@ def rss_kib(pid):
                 return int(line.split()[1])
     return 0
 
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except OSError:
-        return False
-
-# 1. Every agent registered and ACTIVE.
+# 1. Every agent registered and ACTIVE (bench_wait_nodes).
 c = conn()
-t0 = time.time()
-last = 0
-while True:
-    if not alive(sim_pid) or not alive(server_pid):
-        sys.exit("scale: the server or the simulator died (see their logs)")
-    nodes = call(c, "GET", "/v1/nodes")
-    active = sum(1 for n in nodes if n["state"] == "ACTIVE")
-    if active >= agents:
-        break
-    if time.time() - last > 2:
-        log("%d/%d nodes ACTIVE" % (active, agents))
-        last = time.time()
-    if time.time() > deadline:
-        sys.exit("scale: timed out waiting for %d nodes" % agents)
-    time.sleep(0.1)
-log("%d nodes ACTIVE after %.1fs" % (agents, time.time() - t0))
 time.sleep(1)
 rss_before = rss_kib(server_pid)
 

@@ -84,6 +84,7 @@ enum {
 	O_INSECURE,
 	O_TLS_SAN,
 	O_CERT_TTL,
+	O_PREEMPT_MAX_VICTIMS,
 	O_JOIN_TOKEN,
 	O_JOIN_TOKEN_FILE,
 	O_SIMULATE,
@@ -175,6 +176,9 @@ static void opts_init(struct cli_opt *o)
 			   "server: another name or IP for its certificate (repeatable)"},
 	    [O_CERT_TTL] = {"--cert-ttl", NULL, true, false,
 			    "server: lifetime of agents' certificates (default 24h)"},
+	    [O_PREEMPT_MAX_VICTIMS] = {"--preempt-max-victims", NULL, true, false,
+				       "server: tasks preempted per scheduling round at most "
+				       "(default 1000)"},
 	    [O_JOIN_TOKEN] = {"--join-token", NULL, true, false,
 			      "agent: the cluster's join token (to get its node certificate)"},
 	    [O_JOIN_TOKEN_FILE] = {"--join-token-file", NULL, true, false,
@@ -358,6 +362,13 @@ static int server_opts_from_cli(struct cli_opt *o, struct server_options *so)
 			return cli_fail("bad --cert-ttl '%s': expected a duration of 2s or more",
 					o[O_CERT_TTL].value);
 		so->node_cert_ttl_s = (int64_t)(ms / 1000);
+	}
+	if (o[O_PREEMPT_MAX_VICTIMS].set) {
+		if (parse_int64(o[O_PREEMPT_MAX_VICTIMS].value, &n) < 0 || n < 1 || n > 1000000)
+			return cli_fail("bad --preempt-max-victims '%s': expected a number from 1 "
+					"to 1000000",
+					o[O_PREEMPT_MAX_VICTIMS].value);
+		so->cluster.preempt_max_victims = (size_t)n;
 	}
 	return 0;
 }

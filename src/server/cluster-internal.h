@@ -163,10 +163,12 @@ void preempt_round_free(struct preempt_round *r);
  * the round's budget. pn's job_tasks count the job's tasks per node. */
 void preempt_for_class(struct preempt_round *r, const struct job_spec *spec, struct task **tasks,
 		       size_t nt);
-/* Pending tasks that hold a node's room: assigned there when it fits, else
- * the room stays theirs; either way they leave pending[] (*np shrinks). */
+/* Pending tasks that hold a node's room: assigned there when it fits and
+ * their job's hard constraints still hold there, else the room stays
+ * theirs; either way they leave pending[] (*np shrinks). One whose
+ * constraints no longer hold loses its reservation and stays in pending[]. */
 void preempt_reservations(struct cluster *c, struct node **nodes, struct placement_node *pn,
-			  struct task **pending, size_t *np);
+			  size_t nn, struct task **pending, size_t *np);
 /* job plan: {"preempt": [ids of the tasks that would be preempted to
  * place `unplaced` more tasks of spec on the view], "fits_with_preemption"}
  * (new ref; merged into the plan). */

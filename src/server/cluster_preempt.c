@@ -172,12 +172,20 @@ void preempt_round_free(struct preempt_round *r)
 	free(r);
 }
 
-static bool has_limit(const struct job_spec *s)
+/* 0: no limit constraint; 1: limits per node (host) only; 2: a limit per
+ * value of another attribute (rack, zone...), which spans nodes. */
+static int limit_kind(const struct job_spec *s)
 {
-	for (size_t k = 0; k < s->task.nconstraints; k++)
-		if (s->task.constraints[k].kind == CONSTRAINT_LIMIT)
-			return true;
-	return false;
+	int kind = 0;
+	for (size_t k = 0; k < s->task.nconstraints; k++) {
+		const struct constraint *ct = &s->task.constraints[k];
+		if (ct->kind != CONSTRAINT_LIMIT)
+			continue;
+		if (strcmp(ct->attribute, "host"))
+			return 2;
+		kind = 1;
+	}
+	return kind;
 }
 
 /* Stop the victims of task t (instance of spec) on node i, and reserve the
@@ -245,7 +253,11 @@ static size_t preempt_class(struct preempt_round *r, const struct job_spec *spec
 	}
 	placement_eligible(r->pn, r->nn, spec, r->eligible);
 	struct preempt_need need = {spec->tier, spec->priority, spec_res(spec)};
-	bool limited = has_limit(spec);
+	int limited = limit_kind(spec);
+	/* Nodes promised to this class's preemptors, counted in job_tasks
+	 * while the class is served (undone at the end). */
+	size_t *promised = limited == 2 ? xcalloc(nt, sizeof *promised) : NULL;
+	size_t npromised = 0;
 	size_t found = 0;
 	for (; k < nt; k++) {
 		struct task *t = tasks[k];
@@ -289,10 +301,19 @@ static size_t preempt_class(struct preempt_round *r, const struct job_spec *spec
 		/* The room is promised to t: the class's next task looks elsewhere
 		 * for its own. */
 		preempt_res_add(&r->p[i].delta, &need.res, -1);
-		if (limited)
+		if (limited == 2) {
+			/* Its rack (zone...) may now be full for the job. */
+			r->pn[i].job_tasks++;
+			promised[npromised++] = i;
+			placement_eligible(r->pn, r->nn, spec, r->eligible);
+		} else if (limited) {
 			r->eligible[i] = false;
+		}
 		preempt_result_release(&res);
 	}
+	for (size_t m = 0; m < npromised; m++)
+		r->pn[promised[m]].job_tasks--;
+	free(promised);
 	return found;
 }
 
@@ -323,11 +344,43 @@ static bool pn_fits(const struct placement_node *p, const struct job_spec *s)
 	       (s->task.network != NETWORK_BRIDGE || p->addrs_free > 0);
 }
 
+/* Whether every hard constraint of spec (value, driver and limit
+ * constraints, with the job's tasks as they are now) still holds on node i:
+ * other instances of the job may have landed on the node or its rack while
+ * the preemptor waited, or the node's attributes changed. The same check as
+ * the victims' scan (placement_eligible); *eligible is scratch for nn nodes. */
+static bool reservation_holds(struct job *j, const struct job_spec *spec, struct placement_node *pn,
+			      size_t nn, size_t i, bool **eligible)
+{
+	/* Nothing to check but the node's state (checked already): the common
+	 * case costs no pass over the nodes. */
+	if (!spec->task.nconstraints && spec->task.driver == DRIVER_EXEC)
+		return true;
+	if (!*eligible)
+		*eligible = xcalloc(nn + 1, sizeof **eligible);
+	for (size_t k = 0; k < j->nactive; k++)
+		if (j->active[k] && j->active[k]->node)
+			pn[j->active[k]->node->sched_index].job_tasks++;
+	placement_eligible(pn, nn, spec, *eligible);
+	for (size_t k = 0; k < j->nactive; k++)
+		if (j->active[k] && j->active[k]->node)
+			pn[j->active[k]->node->sched_index].job_tasks = 0;
+	return (*eligible)[i];
+}
+
+static void reservation_drop(struct task *t, const char *why)
+{
+	log_info("task %s: reservation of node %s dropped (%s)", t->id, t->reserved_node, why);
+	free(t->reserved_node);
+	t->reserved_node = NULL;
+}
+
 void preempt_reservations(struct cluster *c, struct node **nodes, struct placement_node *pn,
-			  struct task **pending, size_t *np)
+			  size_t nn, struct task **pending, size_t *np)
 {
 	int64_t now = time_now_ms();
 	size_t keep = 0;
+	bool *eligible = NULL;
 	(void)nodes;
 	for (size_t k = 0; k < *np; k++) {
 		struct task *t = pending[k];
@@ -339,22 +392,25 @@ void preempt_reservations(struct cluster *c, struct node **nodes, struct placeme
 		const struct job_version *jv = job_version_get(t->job, t->version);
 		if (!n || !jv || n->state != NODE_ACTIVE || n->in_backoff ||
 		    now > t->reserved_until_ms) {
-			log_info("task %s: reservation of node %s dropped (%s)", t->id,
-				 t->reserved_node,
-				 !n || n->state != NODE_ACTIVE ? "node not active" : "expired");
-			free(t->reserved_node);
-			t->reserved_node = NULL;
+			reservation_drop(t, !n || n->state != NODE_ACTIVE ? "node not active"
+									  : "expired");
 			pending[keep++] = t;
 			continue;
 		}
 		struct placement_node *p = &pn[n->sched_index];
-		if (pn_fits(p, jv->spec)) {
+		if (!pn_fits(p, jv->spec)) {
+			pn_take(p, jv->spec); /* held: nobody else takes it */
+		} else if (reservation_holds(t->job, jv->spec, pn, nn, n->sched_index, &eligible)) {
 			pn_take(p, jv->spec);
 			task_assign(c, t, n, jv);
 		} else {
-			pn_take(p, jv->spec); /* held: nobody else takes it */
+			/* Placed like any pending task now (it may preempt
+			 * elsewhere); placement says which constraint fails. */
+			reservation_drop(t, "its constraints no longer hold there");
+			pending[keep++] = t;
 		}
 	}
+	free(eligible);
 	*np = keep;
 }
 

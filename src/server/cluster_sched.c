@@ -194,7 +194,7 @@ void schedule_pending(struct cluster *c)
 	node_view(c, &nodes, &pn, &nn);
 	/* Preemptors first: on their node when its room is free, else the room
 	 * stays theirs. */
-	preempt_reservations(c, nodes, pn, pending, &np);
+	preempt_reservations(c, nodes, pn, nn, pending, &np);
 	struct preempt_round *pr = preempt_round_new(c, nodes, pn, nn);
 	for (size_t i = 0; i < np;) {
 		size_t e = i + 1;

@@ -196,3 +196,30 @@ EOF
 	wait_for 30 '[ "$(running_count alice/prod/main)" -eq 1 ] && [ "$(running_count alice/devel/hi)" -eq 1 ]'
 	[ "$(count_state alice/devel/lo PENDING)" -eq 1 ]
 }
+
+@test "--preempt-max-victims: a bad value is refused; with 1, preemptors still get their room, a round at a time" {
+	run "$BERTH_BIN" server --data-dir "$DATA/other" --preempt-max-victims 0
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"bad --preempt-max-victims '0': expected a number from 1 to 1000000"* ]]
+	run "$BERTH_BIN" up --data-dir "$DATA/other" --preempt-max-victims lots
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"bad --preempt-max-victims 'lots'"* ]]
+	cleanup_up
+	BERTH_UP_FLAGS="--cpu 1 --preempt-max-victims 1" start_up
+	devel_fill
+	# Two preemptors of two victims each: the round's first may go over
+	# the cap, the other preempts in a later round.
+	prod=$(spec <<'EOF'
+job: alice/prod/web
+instances: 2
+task:
+  command: ["/bin/sh", "-c", "exec sleep 300"]
+  resources: {cpu: 0.5, memory: 16MiB}
+EOF
+)
+	run "$BERTH_BIN" job run "$prod"
+	[ "$status" -eq 0 ]
+	[ "$(running_count alice/prod/web)" -eq 2 ]
+	wait_for 20 '[ "$(count_state alice/devel/batchy KILLED)" -eq 4 ]'
+	[ "$(running_count alice/devel/batchy)" -eq 0 ]
+}

@@ -2,7 +2,7 @@
  * (src/server/cluster_preempt.c): victims go PREEMPTING, the preemptor holds
  * the node's room until they are gone, replacements wait PENDING without a
  * throttle, and a round preempts at most preempt_max_victims tasks.
- * (The fixture is a trimmed copy of test_cluster.c's.) */
+ * The fixture is cluster_fx.h. */
 #include "server/cluster.h"
 
 #include <jansson.h>
@@ -15,140 +15,8 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "store/store.h"
+#include "cluster_fx.h"
 #include "unit.h"
-
-#define MiB (1024LL * 1024)
-#define GiB (1024LL * MiB)
-
-/* ---- fixtures ---------------------------------------------------------- */
-
-struct fx {
-	char dir[64];
-	char *loc;
-	struct store *st;
-	struct cluster *c;
-	struct cluster_config cfg;
-	struct berr err;
-};
-
-static void fx_open_cluster(struct fx *f)
-{
-	f->c = cluster_new(f->st, &f->cfg);
-	if (!f->c) {
-		fprintf(stderr, "    cluster_new failed\n");
-		exit(1);
-	}
-}
-
-/* cfg may be NULL (defaults). */
-static void fx_setup(struct fx *f, const struct cluster_config *cfg)
-{
-	memset(f, 0, sizeof *f);
-	log_set_level(LOG_OFF);
-	strcpy(f->dir, "/tmp/berth-test-cluster.XXXXXX");
-	if (!mkdtemp(f->dir)) {
-		perror("mkdtemp");
-		exit(1);
-	}
-	f->loc = xasprintf("sqlite:%s/state.db", f->dir);
-	f->st = store_open(f->loc, &f->err);
-	if (!f->st) {
-		fprintf(stderr, "    store_open: %s\n", f->err.msg);
-		exit(1);
-	}
-	if (cfg)
-		f->cfg = *cfg;
-	else
-		cluster_config_defaults(&f->cfg);
-	fx_open_cluster(f);
-}
-
-static void fx_teardown(struct fx *f)
-{
-	cluster_free(f->c);
-	store_close(f->st);
-	rm_rf(f->dir);
-	free(f->loc);
-}
-
-/* ---- jobs ---------------------------------------------------------------- */
-
-static char *yamlf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *yamlf(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *s = NULL;
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
-
-/* Submit a YAML spec (freed here); returns the seq, 0 on error (f->err). */
-static uint64_t submit(struct fx *f, char *yaml, struct submit_result *res)
-{
-	struct job_spec *spec = NULL;
-	struct submit_result dummy;
-	if (spec_parse_yaml(yaml, strlen(yaml), "test.yaml", &spec, &f->err) < 0) {
-		fprintf(stderr, "    spec_parse_yaml: %s\n", f->err.msg);
-		free(yaml);
-		return 0;
-	}
-	free(yaml);
-	pthread_mutex_lock(&f->c->lock);
-	uint64_t seq = cluster_job_submit(f->c, spec, res ? res : &dummy, &f->err);
-	pthread_mutex_unlock(&f->c->lock);
-	return seq;
-}
-
-static uint64_t tick(struct fx *f)
-{
-	pthread_mutex_lock(&f->c->lock);
-	uint64_t seq = cluster_tick(f->c);
-	pthread_mutex_unlock(&f->c->lock);
-	return seq;
-}
-
-static uint64_t agent_register_full(struct fx *f, const char *name, double cpu, long long mem,
-				    int port_lo, int port_hi, json_t *report)
-{
-	json_t *body =
-	    json_pack("{s:s,s:{s:s,s:s,s:s},s:{s:f,s:I,s:I,s:i,s:i},s:s}", "name", name,
-		      "attributes", "host", name, "os", "linux", "rack", "r1", "resources", "cpu",
-		      cpu, "memory", (json_int_t)mem, "disk", (json_int_t)(100 * GiB), "port_lo",
-		      port_lo, "port_hi", port_hi, "addr", "http://127.0.0.1:40123");
-	if (report)
-		json_object_set_new(body, "tasks", report);
-	json_t *reply = NULL;
-	pthread_mutex_lock(&f->c->lock);
-	uint64_t seq = cluster_agent_register(f->c, body, &reply, &f->err);
-	pthread_mutex_unlock(&f->c->lock);
-	json_decref(reply);
-	json_decref(body);
-	return seq;
-}
-
-static uint64_t agent_status(struct fx *f, const char *name, const char *id, const char *state,
-			     int pid, int exit_code, const char *msg)
-{
-	json_t *body =
-	    json_pack("{s:s,s:[{s:s,s:s,s:i,s:i,s:s}]}", "name", name, "updates", "id", id, "state",
-		      state, "pid", pid, "exit_code", exit_code, "message", msg ? msg : "");
-	pthread_mutex_lock(&f->c->lock);
-	uint64_t seq = cluster_agent_status(f->c, body, &f->err);
-	pthread_mutex_unlock(&f->c->lock);
-	json_decref(body);
-	return seq;
-}
-
-static struct task *active(struct fx *f, const char *key, int instance)
-{
-	struct job *j = hmap_get(&f->c->jobs, key);
-	if (!j || instance < 0 || (size_t)instance >= j->nactive)
-		return NULL;
-	return j->active[instance];
-}
 
 static char *job_yaml(const char *key, int instances, int priority, double cpu)
 {
@@ -159,17 +27,6 @@ static char *job_yaml(const char *key, int instances, int priority, double cpu)
 		     "  command: [\"/bin/sleep\", \"300\"]\n"
 		     "  resources: {cpu: %g, memory: 16MiB}\n",
 		     key, instances, priority, cpu);
-}
-
-/* Report every ASSIGNED task of the job RUNNING. */
-static void run_job(struct fx *f, const char *key)
-{
-	struct job *j = hmap_get(&f->c->jobs, key);
-	for (size_t i = 0; j && i < j->nactive; i++) {
-		struct task *t = j->active[i];
-		if (t && t->node && t->state == TASK_ASSIGNED)
-			agent_status(f, t->node->name, t->id, "RUNNING", 1000 + (int)i, 0, "");
-	}
 }
 
 static size_t count_state(struct fx *f, const char *key, enum task_state s)
@@ -199,15 +56,34 @@ static struct task *first_in(struct fx *f, const char *key, enum task_state s)
 #define DEV "alice/devel/fill"
 #define PROD "alice/prod/web"
 
+/* Nodes n1..nN of 1 cpu, full of DEV: per_node RUNNING tasks of 1/per_node
+ * cpu each, of this priority. */
+static void dev_fill(struct fx *f, int nodes, int per_node, int priority)
+{
+	char name[16];
+	for (int i = 1; i <= nodes; i++) {
+		snprintf(name, sizeof name, "n%d", i);
+		agent_register_full(f, name, 1.0, 8 * GiB, 20000, 20999, NULL);
+	}
+	CHECK(submit(f, job_yaml(DEV, nodes * per_node, priority, 1.0 / per_node), NULL));
+	tick(f);
+	run_job(f, DEV);
+	CHECK(count_state(f, DEV, TASK_RUNNING) == (size_t)(nodes * per_node));
+}
+
+/* PROD: instances of 1 cpu with this hard constraint. */
+static char *prod_yaml(int instances, const char *constraint)
+{
+	return yamlf("job: " PROD "\ninstances: %d\ntask:\n  command: [\"/bin/sleep\", \"300\"]\n"
+		     "  resources: {cpu: 1, memory: 16MiB}\n  constraints: {%s}\n",
+		     instances, constraint);
+}
+
 TEST(prod_holds_the_room_its_victim_frees)
 {
 	struct fx f;
 	fx_setup(&f, NULL);
-	agent_register_full(&f, "n1", 1.0, 8 * GiB, 20000, 20999, NULL);
-	CHECK(submit(&f, job_yaml(DEV, 2, 0, 0.5), NULL));
-	tick(&f);
-	run_job(&f, DEV);
-	CHECK(count_state(&f, DEV, TASK_RUNNING) == 2);
+	dev_fill(&f, 1, 2, 0);
 	CHECK(submit(&f, job_yaml(PROD, 1, 0, 0.5), NULL));
 	tick(&f);
 	/* one victim, the fewest; the prod task waits for it */
@@ -248,15 +124,7 @@ TEST(a_round_preempts_at_most_preempt_max_victims)
 	cluster_config_defaults(&cfg);
 	cfg.preempt_max_victims = 2;
 	fx_setup(&f, &cfg);
-	char name[16];
-	for (int i = 0; i < 4; i++) {
-		snprintf(name, sizeof name, "n%d", i);
-		agent_register_full(&f, name, 1.0, 8 * GiB, 20000, 20999, NULL);
-	}
-	CHECK(submit(&f, job_yaml(DEV, 4, 0, 1), NULL));
-	tick(&f);
-	run_job(&f, DEV);
-	CHECK(count_state(&f, DEV, TASK_RUNNING) == 4);
+	dev_fill(&f, 4, 1, 0);
 	CHECK(submit(&f, job_yaml(PROD, 4, 0, 1), NULL));
 	tick(&f);
 	CHECK(count_state(&f, DEV, TASK_PREEMPTING) == 2);
@@ -271,10 +139,7 @@ TEST(equal_ranks_never_preempt)
 {
 	struct fx f;
 	fx_setup(&f, NULL);
-	agent_register_full(&f, "n1", 1.0, 8 * GiB, 20000, 20999, NULL);
-	CHECK(submit(&f, job_yaml(DEV, 1, 5, 1), NULL));
-	tick(&f);
-	run_job(&f, DEV);
+	dev_fill(&f, 1, 1, 5);
 	CHECK(submit(&f, job_yaml("alice/devel/other", 1, 5, 1), NULL));
 	tick(&f);
 	tick(&f);
@@ -284,5 +149,74 @@ TEST(equal_ranks_never_preempt)
 	fx_teardown(&f);
 }
 
+/* A `rack: limit:1` job of two instances on a full rack r1 (n1, n2): one
+ * round preempts for one instance only (the rack then holds its limit).
+ * While that victim stops, room frees on n2 and the other instance is
+ * placed there; when the victim is gone, the preemptor's reservation no
+ * longer holds (the rack has its one task): it goes back to PENDING,
+ * saying why, and never runs beside it. */
+TEST(a_preemptor_rechecks_its_limit_when_assigned)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	dev_fill(&f, 2, 1, 0);
+	CHECK(submit(&f, prod_yaml(2, "rack: \"limit:1\""), NULL));
+	tick(&f);
+	CHECK(count_state(&f, DEV, TASK_PREEMPTING) == 1);
+	struct task *victim = first_in(&f, DEV, TASK_PREEMPTING);
+	struct task *other = first_in(&f, DEV, TASK_RUNNING);
+	struct task *p0 = active(&f, PROD, 0), *p1 = active(&f, PROD, 1);
+	CHECK(victim && other && p0 && p1);
+	if (!victim || !other || !p0 || !p1)
+		goto out;
+	struct task *held = p0->reserved_node ? p0 : p1, *free_one = held == p0 ? p1 : p0;
+	CHECK(held->reserved_node && !free_one->reserved_node);
+	/* The devel task on the other node ends: the free instance lands there. */
+	agent_status(&f, other->node->name, other->id, "FAILED", 0, 1, "");
+	tick(&f);
+	CHECK(free_one->state == TASK_ASSIGNED);
+	/* The victim is gone: the rack already holds the job's one task. */
+	agent_status(&f, victim->node->name, victim->id, "KILLED", 0, 143, "");
+	tick(&f);
+	CHECK(count_state(&f, PROD, TASK_ASSIGNED) == 1);
+	CHECK(held->state == TASK_PENDING && !held->node && !held->reserved_node);
+	CHECK_CONTAINS(held->message, "limit constraint rack:limit:1");
+out:
+	fx_teardown(&f);
+}
+
+/* The node reserved for a preemptor changes rack while its victim stops:
+ * the job's value constraint no longer holds there, so the preemptor is not
+ * assigned to it. */
+TEST(a_preemptor_rechecks_its_value_constraint_when_assigned)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	dev_fill(&f, 1, 1, 0);
+	CHECK(submit(&f, prod_yaml(1, "rack: r1"), NULL));
+	tick(&f);
+	struct task *victim = first_in(&f, DEV, TASK_PREEMPTING);
+	struct task *p = active(&f, PROD, 0);
+	CHECK(victim && p && p->reserved_node);
+	if (!victim || !p)
+		goto out;
+	/* n1 moves to rack r2 (its agent registers again with the victim
+	 * gone), then the round assigns what fits. */
+	agent_status(&f, "n1", victim->id, "KILLED", 0, 143, "");
+	json_t *body =
+	    json_pack("{s:s,s:{s:s,s:s},s:{s:f,s:I,s:I,s:i,s:i},s:s}", "name", "n1", "attributes",
+		      "host", "n1", "rack", "r2", "resources", "cpu", 1.0, "memory",
+		      (json_int_t)(8 * GiB), "disk", (json_int_t)(100 * GiB), "port_lo", 20000,
+		      "port_hi", 20999, "addr", "http://127.0.0.1:40123");
+	CHECK(agent_register_body(&f, body) > 0);
+	tick(&f);
+	p = active(&f, PROD, 0);
+	CHECK(p && p->state == TASK_PENDING && !p->node);
+	CHECK_CONTAINS(p ? p->message : NULL, "value constraint rack:r1");
+out:
+	fx_teardown(&f);
+}
+
 UNIT_MAIN(prod_holds_the_room_its_victim_frees, a_round_preempts_at_most_preempt_max_victims,
-	  equal_ranks_never_preempt)
+	  equal_ranks_never_preempt, a_preemptor_rechecks_its_limit_when_assigned,
+	  a_preemptor_rechecks_its_value_constraint_when_assigned)

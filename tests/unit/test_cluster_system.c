@@ -1,7 +1,7 @@
 /* test_cluster_system.c - system jobs (src/server/cluster_system.c)
  * through the cluster's public API: one instance on every eligible node as
  * nodes join, drain, go down and change attributes; updates; kill; reload.
- * The fixtures are those of test_cluster.c, cut down. */
+ * The fixture is cluster_fx.h. */
 #include "server/cluster.h"
 #include "server/cluster_quota.h"
 
@@ -16,223 +16,8 @@
 #include "core/util.h"
 #include "store/store-internal.h" /* a test reads the pending batch */
 #include "store/store.h"
+#include "cluster_fx.h"
 #include "unit.h"
-
-#define MiB (1024LL * 1024)
-#define GiB (1024LL * MiB)
-
-struct fx {
-	char dir[64];
-	char *loc;
-	struct store *st;
-	struct cluster *c;
-	struct cluster_config cfg;
-	struct berr err;
-};
-
-static void fx_open_cluster(struct fx *f)
-{
-	f->c = cluster_new(f->st, &f->cfg);
-	if (!f->c) {
-		fprintf(stderr, "    cluster_new failed\n");
-		exit(1);
-	}
-}
-
-static void fx_setup(struct fx *f, const struct cluster_config *cfg)
-{
-	memset(f, 0, sizeof *f);
-	log_set_level(LOG_OFF);
-	strcpy(f->dir, "/tmp/berth-test-cluster.XXXXXX");
-	if (!mkdtemp(f->dir)) {
-		perror("mkdtemp");
-		exit(1);
-	}
-	f->loc = xasprintf("sqlite:%s/state.db", f->dir);
-	f->st = store_open(f->loc, &f->err);
-	if (!f->st) {
-		fprintf(stderr, "    store_open: %s\n", f->err.msg);
-		exit(1);
-	}
-	if (cfg)
-		f->cfg = *cfg;
-	else
-		cluster_config_defaults(&f->cfg);
-	fx_open_cluster(f);
-}
-
-static void fx_teardown(struct fx *f)
-{
-	cluster_free(f->c);
-	store_close(f->st);
-	rm_rf(f->dir);
-	free(f->loc);
-}
-
-static void fx_commit(struct fx *f)
-{
-	pthread_mutex_lock(&f->c->lock);
-	uint64_t seq = 0;
-	struct store_batch *b = cluster_take_pending(f->c, &seq);
-	pthread_mutex_unlock(&f->c->lock);
-	if (b) {
-		struct berr err = {0};
-		if (store_commit(f->st, b, &err) < 0) {
-			fprintf(stderr, "    store_commit: %s\n", err.msg);
-			exit(1);
-		}
-		store_batch_free(b);
-	}
-	pthread_mutex_lock(&f->c->lock);
-	f->c->committed_seq = seq;
-	pthread_mutex_unlock(&f->c->lock);
-}
-
-static void fx_restart(struct fx *f)
-{
-	fx_commit(f);
-	cluster_free(f->c);
-	store_close(f->st);
-	f->st = store_open(f->loc, &f->err);
-	if (!f->st) {
-		fprintf(stderr, "    store_open: %s\n", f->err.msg);
-		exit(1);
-	}
-	fx_open_cluster(f);
-	pthread_mutex_lock(&f->c->lock);
-	int r = cluster_load(f->c, &f->err);
-	pthread_mutex_unlock(&f->c->lock);
-	if (r < 0) {
-		fprintf(stderr, "    cluster_load: %s\n", f->err.msg);
-		exit(1);
-	}
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) < 0)
-		;
-}
-
-static char *yamlf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *yamlf(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *s = NULL;
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
-
-static uint64_t submit(struct fx *f, char *yaml, struct submit_result *res)
-{
-	struct job_spec *spec = NULL;
-	struct submit_result dummy;
-	if (spec_parse_yaml(yaml, strlen(yaml), "test.yaml", &spec, &f->err) < 0) {
-		fprintf(stderr, "    spec_parse_yaml: %s\n", f->err.msg);
-		free(yaml);
-		return 0;
-	}
-	free(yaml);
-	pthread_mutex_lock(&f->c->lock);
-	uint64_t seq = cluster_job_submit(f->c, spec, res ? res : &dummy, &f->err);
-	pthread_mutex_unlock(&f->c->lock);
-	return seq;
-}
-
-static uint64_t tick(struct fx *f)
-{
-	pthread_mutex_lock(&f->c->lock);
-	uint64_t seq = cluster_tick(f->c);
-	pthread_mutex_unlock(&f->c->lock);
-	return seq;
-}
-
-static void run_for(struct fx *f, long ms)
-{
-	for (long t = 0; t < ms; t += 10) {
-		sleep_ms(10);
-		tick(f);
-	}
-}
-
-static uint64_t job_kill(struct fx *f, const char *key)
-{
-	pthread_mutex_lock(&f->c->lock);
-	uint64_t seq = cluster_job_kill(f->c, key, &f->err);
-	pthread_mutex_unlock(&f->c->lock);
-	return seq;
-}
-
-static struct job *job_get(struct fx *f, const char *key)
-{
-	return hmap_get(&f->c->jobs, key);
-}
-
-static struct task *active(struct fx *f, const char *key, int instance)
-{
-	struct job *j = job_get(f, key);
-	if (!j || instance < 0 || (size_t)instance >= j->nactive)
-		return NULL;
-	return j->active[instance];
-}
-
-static const char *state_of(struct task *t)
-{
-	return t ? task_state_name(t->state) : "(none)";
-}
-
-static const char *node_of(struct task *t)
-{
-	return t && t->node ? t->node->name : "(none)";
-}
-
-static uint64_t agent_status(struct fx *f, const char *name, const char *id, const char *state,
-			     int pid, int exit_code, const char *msg)
-{
-	json_t *body =
-	    json_pack("{s:s,s:[{s:s,s:s,s:i,s:i,s:s}]}", "name", name, "updates", "id", id, "state",
-		      state, "pid", pid, "exit_code", exit_code, "message", msg ? msg : "");
-	pthread_mutex_lock(&f->c->lock);
-	uint64_t seq = cluster_agent_status(f->c, body, &f->err);
-	pthread_mutex_unlock(&f->c->lock);
-	json_decref(body);
-	return seq;
-}
-
-static struct node *node_get(struct fx *f, const char *name)
-{
-	return hmap_get(&f->c->nodes, name);
-}
-
-static uint64_t agent_heartbeat(struct fx *f, const char *name)
-{
-	struct node *nd = node_get(f, name);
-	json_t *body = json_pack("{s:s,s:I,s:i}", "name", name, "known_version",
-				 (json_int_t)(nd ? nd->desired_version : 0), "wait_ms", 1000);
-	struct node *n = NULL;
-	pthread_mutex_lock(&f->c->lock);
-	uint64_t seq = cluster_agent_watch(f->c, body, &n, &f->err);
-	pthread_mutex_unlock(&f->c->lock);
-	json_decref(body);
-	return seq;
-}
-
-static json_t *job_status(struct fx *f, const char *key, bool all)
-{
-	pthread_mutex_lock(&f->c->lock);
-	json_t *o = cluster_job_status_json(f->c, key, all, &f->err);
-	pthread_mutex_unlock(&f->c->lock);
-	return o;
-}
-
-static long long jint(json_t *o, const char *k)
-{
-	return json_integer_value(json_object_get(o, k));
-}
 
 /* ---- system jobs ------------------------------------------------------- */
 
@@ -244,13 +29,7 @@ static uint64_t register_node(struct fx *f, const char *name, double cpu, const 
 				 "attributes", "rack", rack, "resources", "cpu", cpu, "memory",
 				 (json_int_t)(8 * GiB), "disk", (json_int_t)(100 * GiB), "port_lo",
 				 20000, "port_hi", 20999, "addr", "http://127.0.0.1:40123");
-	json_t *reply = NULL;
-	pthread_mutex_lock(&f->c->lock);
-	uint64_t seq = cluster_agent_register(f->c, body, &reply, &f->err);
-	pthread_mutex_unlock(&f->c->lock);
-	json_decref(reply);
-	json_decref(body);
-	return seq;
+	return agent_register_body(f, body);
 }
 
 static uint64_t drain(struct fx *f, const char *name, bool on)
@@ -648,21 +427,6 @@ TEST(system_job_instance_numbers_survive_restart)
 	CHECK(instance_on(&f, "n3") == 2);
 	CHECK(status_instances(&f) == 3);
 	fx_teardown(&f);
-}
-
-static json_t *plan(struct fx *f, char *yaml)
-{
-	struct job_spec *spec = NULL;
-	if (spec_parse_yaml(yaml, strlen(yaml), "test.yaml", &spec, &f->err) < 0) {
-		free(yaml);
-		return NULL;
-	}
-	free(yaml);
-	pthread_mutex_lock(&f->c->lock);
-	json_t *o = cluster_job_plan(f->c, spec, &f->err);
-	pthread_mutex_unlock(&f->c->lock);
-	spec_free(spec);
-	return o;
 }
 
 static size_t plan_count(json_t *p, const char *what)

@@ -15,40 +15,19 @@
 #include "server/cluster_quota.h"
 #include "store/store-internal.h" /* the replica test reads committed batches */
 #include "store/store.h"
+#include "cluster_fx.h"
 #include "unit.h"
 
-#define MiB (1024LL * 1024)
-#define GiB (1024LL * MiB)
-
 /* ---- the arithmetic ---------------------------------------------------- */
-
-static struct job_spec *parse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static struct job_spec *parse(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *y = NULL;
-	if (vasprintf(&y, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	struct job_spec *spec = NULL;
-	struct berr err = {0};
-	if (spec_parse_yaml(y, strlen(y), "test.yaml", &spec, &err) < 0) {
-		fprintf(stderr, "    spec: %s\n", err.msg);
-		exit(1);
-	}
-	free(y);
-	return spec;
-}
 
 /* A service of `key` with n instances of cpu and memory (MiB), tier
  * given or the environment's default (tier NULL). */
 static struct job_spec *svc(const char *key, int n, const char *cpu, int mem_mib, const char *tier)
 {
-	return parse("job: %s\ninstances: %d\n%s%s%stask:\n  command: [\"/bin/true\"]\n"
-		     "  resources: {cpu: %s, memory: %dMiB}\n",
-		     key, n, tier ? "tier: " : "", tier ? tier : "", tier ? "\n" : "", cpu,
-		     mem_mib);
+	return parse_spec(yamlf("job: %s\ninstances: %d\n%s%s%stask:\n  command: [\"/bin/true\"]\n"
+				"  resources: {cpu: %s, memory: %dMiB}\n",
+				key, n, tier ? "tier: " : "", tier ? tier : "", tier ? "\n" : "",
+				cpu, mem_mib));
 }
 
 static struct quota_limit limit(double cpu, int64_t mem, int64_t disk, int64_t tasks)
@@ -193,88 +172,11 @@ TEST(limits_parse_from_json_with_clear_errors)
 
 /* ---- admission in the cluster ----------------------------------------- */
 
-struct fx {
-	char dir[64];
-	char *loc;
-	struct store *st;
-	struct cluster *c;
-	struct cluster_config cfg;
-	struct berr err;
-	struct cluster *replica; /* when set: fed every committed batch (an HA follower) */
-};
-
-static void fx_open(struct fx *f)
-{
-	f->st = store_open(f->loc, &f->err);
-	f->c = f->st ? cluster_new(f->st, &f->cfg) : NULL;
-	if (!f->c) {
-		fprintf(stderr, "    cannot open the cluster: %s\n", f->err.msg);
-		exit(1);
-	}
-}
-
-static void fx_setup(struct fx *f)
-{
-	memset(f, 0, sizeof *f);
-	log_set_level(LOG_OFF);
-	strcpy(f->dir, "/tmp/berth-test-quota.XXXXXX");
-	if (!mkdtemp(f->dir))
-		exit(1);
-	f->loc = xasprintf("sqlite:%s/state.db", f->dir);
-	cluster_config_defaults(&f->cfg);
-	fx_open(f);
-}
-
-static void fx_teardown(struct fx *f)
-{
-	cluster_free(f->c);
-	store_close(f->st);
-	rm_rf(f->dir);
-	free(f->loc);
-}
-
-static void fx_commit(struct fx *f)
-{
-	uint64_t seq = 0;
-	struct store_batch *b = cluster_take_pending(f->c, &seq);
-	if (b && store_commit(f->st, b, &f->err) < 0) {
-		fprintf(stderr, "    store_commit: %s\n", f->err.msg);
-		exit(1);
-	}
-	for (size_t i = 0; b && f->replica && i < b->n; i++)
-		cluster_replica_apply(f->replica, b->ops[i].key,
-				      b->ops[i].kind == STORE_OP_DELETE ? NULL : b->ops[i].value,
-				      b->ops[i].len);
-	store_batch_free(b);
-	cluster_set_committed(f->c, seq);
-}
-
-/* A server restart: everything from the store again. */
-static void fx_restart(struct fx *f)
-{
-	fx_commit(f);
-	cluster_free(f->c);
-	store_close(f->st);
-	fx_open(f);
-	if (cluster_load(f->c, &f->err) < 0) {
-		fprintf(stderr, "    cluster_load: %s\n", f->err.msg);
-		exit(1);
-	}
-}
-
 static void set_quota(struct fx *f, const char *role, struct quota_limit l)
 {
 	json_t *reply = NULL;
 	CHECK(cluster_quota_set(f->c, role, &l, &reply) > 0);
 	json_decref(reply);
-}
-
-/* Submit; 0 when refused (f->err). */
-static uint64_t submit(struct fx *f, struct job_spec *spec)
-{
-	struct submit_result res;
-	f->err = (struct berr){0};
-	return cluster_job_submit(f->c, spec, &res, &f->err);
 }
 
 /* The running sums match a count from scratch. */
@@ -306,11 +208,11 @@ static double use_of(struct fx *f, const char *role, const char *what)
 TEST(submit_within_quota_runs_and_over_it_is_refused_409)
 {
 	struct fx f;
-	fx_setup(&f);
+	fx_setup(&f, NULL);
 	set_quota(&f, "alice", limit(4.0, 8 * GiB, QUOTA_UNLIMITED, QUOTA_UNLIMITED));
-	CHECK(submit(&f, svc("alice/prod/web", 4, "0.5", 512, NULL)) > 0);
+	CHECK(submit_spec(&f, svc("alice/prod/web", 4, "0.5", 512, NULL), NULL) > 0);
 	CHECK(use_of(&f, "alice", "cpu") == 2.0);
-	CHECK(submit(&f, svc("alice/prod/api", 5, "0.5", 512, NULL)) == 0);
+	CHECK(submit_spec(&f, svc("alice/prod/api", 5, "0.5", 512, NULL), NULL) == 0);
 	CHECK(f.err.code == 409);
 	CHECK_STR(f.err.msg, "quota exceeded for role alice: cpu 4.5 of 4.0");
 	/* Nothing of the refused job exists. */
@@ -319,9 +221,9 @@ TEST(submit_within_quota_runs_and_over_it_is_refused_409)
 	CHECK(!st && e.code == 404);
 	/* Exactly up to the limit fits; preemptible work is not counted; other
 	 * roles are not limited by alice's quota. */
-	CHECK(submit(&f, svc("alice/prod/api", 4, "0.5", 512, NULL)) > 0);
-	CHECK(submit(&f, svc("alice/devel/batchy", 50, "1", 1024, NULL)) > 0);
-	CHECK(submit(&f, svc("bob/prod/web", 50, "1", 1024, NULL)) > 0);
+	CHECK(submit_spec(&f, svc("alice/prod/api", 4, "0.5", 512, NULL), NULL) > 0);
+	CHECK(submit_spec(&f, svc("alice/devel/batchy", 50, "1", 1024, NULL), NULL) > 0);
+	CHECK(submit_spec(&f, svc("bob/prod/web", 50, "1", 1024, NULL), NULL) > 0);
 	CHECK(use_of(&f, "alice", "cpu") == 4.0);
 	CHECK(use_of(&f, "alice", "tasks") == 8);
 	CHECK(use_of(&f, "bob", "cpu") == 50.0);
@@ -332,31 +234,31 @@ TEST(submit_within_quota_runs_and_over_it_is_refused_409)
 TEST(update_counts_the_new_total_not_old_plus_new)
 {
 	struct fx f;
-	fx_setup(&f);
+	fx_setup(&f, NULL);
 	set_quota(&f, "alice", limit(4.0, QUOTA_UNLIMITED, QUOTA_UNLIMITED, 6));
-	CHECK(submit(&f, svc("alice/prod/web", 4, "1", 64, NULL)) > 0);
+	CHECK(submit_spec(&f, svc("alice/prod/web", 4, "1", 64, NULL), NULL) > 0);
 	/* A resource change of every instance (a rolling update): the new
 	 * total is 4 x 0.9, not 4 x 1 + 4 x 0.9. */
-	CHECK(submit(&f, svc("alice/prod/web", 4, "0.9", 64, NULL)) > 0);
+	CHECK(submit_spec(&f, svc("alice/prod/web", 4, "0.9", 64, NULL), NULL) > 0);
 	CHECK(use_of(&f, "alice", "cpu") == 3.6);
 	/* Resource rise beyond: refused, the job keeps its config. */
-	CHECK(submit(&f, svc("alice/prod/web", 4, "1.1", 64, NULL)) == 0);
+	CHECK(submit_spec(&f, svc("alice/prod/web", 4, "1.1", 64, NULL), NULL) == 0);
 	CHECK_STR(f.err.msg, "quota exceeded for role alice: cpu 4.4 of 4.0");
 	CHECK(use_of(&f, "alice", "cpu") == 3.6);
 	/* Scale up beyond the limit: refused; within it: allowed. */
-	CHECK(submit(&f, svc("alice/prod/web", 5, "0.9", 64, NULL)) == 0);
+	CHECK(submit_spec(&f, svc("alice/prod/web", 5, "0.9", 64, NULL), NULL) == 0);
 	CHECK_CONTAINS(f.err.msg, "cpu 4.5 of 4.0");
-	CHECK(submit(&f, svc("alice/prod/web", 4, "1", 64, NULL)) > 0);
+	CHECK(submit_spec(&f, svc("alice/prod/web", 4, "1", 64, NULL), NULL) > 0);
 	CHECK(use_of(&f, "alice", "cpu") == 4.0);
 	/* Quota lowered under the use: a scale down is never refused, a
 	 * scale up that stays over is. */
 	set_quota(&f, "alice", limit(2.0, QUOTA_UNLIMITED, QUOTA_UNLIMITED, 6));
-	CHECK(submit(&f, svc("alice/prod/web", 3, "1", 64, NULL)) > 0);
+	CHECK(submit_spec(&f, svc("alice/prod/web", 3, "1", 64, NULL), NULL) > 0);
 	CHECK(use_of(&f, "alice", "cpu") == 3.0);
-	CHECK(submit(&f, svc("alice/prod/web", 4, "1", 64, NULL)) == 0);
+	CHECK(submit_spec(&f, svc("alice/prod/web", 4, "1", 64, NULL), NULL) == 0);
 	CHECK_STR(f.err.msg, "quota exceeded for role alice: cpu 4.0 of 2.0");
 	/* The same spec again: no change, never refused. */
-	CHECK(submit(&f, svc("alice/prod/web", 3, "1", 64, NULL)) > 0);
+	CHECK(submit_spec(&f, svc("alice/prod/web", 3, "1", 64, NULL), NULL) > 0);
 	check_sums(&f);
 	fx_teardown(&f);
 }
@@ -364,19 +266,19 @@ TEST(update_counts_the_new_total_not_old_plus_new)
 TEST(tier_switch_takes_or_gives_back_quota)
 {
 	struct fx f;
-	fx_setup(&f);
+	fx_setup(&f, NULL);
 	set_quota(&f, "alice", limit(2.0, QUOTA_UNLIMITED, QUOTA_UNLIMITED, QUOTA_UNLIMITED));
-	CHECK(submit(&f, svc("alice/prod/big", 3, "1", 64, "preemptible")) > 0);
+	CHECK(submit_spec(&f, svc("alice/prod/big", 3, "1", 64, "preemptible"), NULL) > 0);
 	CHECK(use_of(&f, "alice", "cpu") == 0);
 	/* preemptible -> preferred: it must fit now. */
-	CHECK(submit(&f, svc("alice/prod/big", 3, "1", 64, "preferred")) == 0);
+	CHECK(submit_spec(&f, svc("alice/prod/big", 3, "1", 64, "preferred"), NULL) == 0);
 	CHECK_STR(f.err.msg, "quota exceeded for role alice: cpu 3.0 of 2.0");
-	CHECK(submit(&f, svc("alice/prod/small", 2, "1", 64, NULL)) > 0);
+	CHECK(submit_spec(&f, svc("alice/prod/small", 2, "1", 64, NULL), NULL) > 0);
 	CHECK(use_of(&f, "alice", "cpu") == 2.0);
 	/* preferred -> preemptible frees its share for others. */
-	CHECK(submit(&f, svc("alice/prod/small", 2, "1", 64, "preemptible")) > 0);
+	CHECK(submit_spec(&f, svc("alice/prod/small", 2, "1", 64, "preemptible"), NULL) > 0);
 	CHECK(use_of(&f, "alice", "cpu") == 0);
-	CHECK(submit(&f, svc("alice/devel/x", 2, "1", 64, "preferred")) > 0);
+	CHECK(submit_spec(&f, svc("alice/devel/x", 2, "1", 64, "preferred"), NULL) > 0);
 	CHECK(use_of(&f, "alice", "cpu") == 2.0);
 	check_sums(&f);
 	fx_teardown(&f);
@@ -385,16 +287,21 @@ TEST(tier_switch_takes_or_gives_back_quota)
 TEST(batch_counts_unfinished_instances_cron_counts_while_a_run_is_active)
 {
 	struct fx f;
-	fx_setup(&f);
+	fx_setup(&f, NULL);
 	set_quota(&f, "alice", limit(QUOTA_UNLIMITED, QUOTA_UNLIMITED, QUOTA_UNLIMITED, 4));
-	CHECK(submit(&f, parse("job: alice/prod/b\ntype: batch\ninstances: 3\ntask:\n"
-			       "  command: [\"/bin/true\"]\n"
-			       "  resources: {cpu: 0.01, memory: 8MiB}\n")) > 0);
+	CHECK(submit_spec(&f,
+			  parse_spec(yamlf("job: alice/prod/b\ntype: batch\ninstances: 3\ntask:\n"
+					   "  command: [\"/bin/true\"]\n"
+					   "  resources: {cpu: 0.01, memory: 8MiB}\n")),
+			  NULL) > 0);
 	CHECK(use_of(&f, "alice", "tasks") == 3);
 	/* A cron job counts nothing until a run starts. */
-	CHECK(submit(&f, parse("job: alice/prod/c\ntype: cron\nschedule: \"0 0 1 1 *\"\n"
-			       "instances: 2\ntask:\n  command: [\"/bin/true\"]\n"
-			       "  resources: {cpu: 0.01, memory: 8MiB}\n")) > 0);
+	CHECK(
+	    submit_spec(&f,
+			parse_spec(yamlf("job: alice/prod/c\ntype: cron\nschedule: \"0 0 1 1 *\"\n"
+					 "instances: 2\ntask:\n  command: [\"/bin/true\"]\n"
+					 "  resources: {cpu: 0.01, memory: 8MiB}\n")),
+			NULL) > 0);
 	CHECK(use_of(&f, "alice", "tasks") == 3);
 	/* Its run would make 5 tasks: not started, and it says why. */
 	struct berr e = {0};
@@ -410,9 +317,11 @@ TEST(batch_counts_unfinished_instances_cron_counts_while_a_run_is_active)
 		       "quota exceeded");
 	json_decref(crons);
 	/* Room made (the batch job shrinks): the run starts and counts. */
-	CHECK(submit(&f, parse("job: alice/prod/b\ntype: batch\ninstances: 2\ntask:\n"
-			       "  command: [\"/bin/true\"]\n"
-			       "  resources: {cpu: 0.01, memory: 8MiB}\n")) > 0);
+	CHECK(submit_spec(&f,
+			  parse_spec(yamlf("job: alice/prod/b\ntype: batch\ninstances: 2\ntask:\n"
+					   "  command: [\"/bin/true\"]\n"
+					   "  resources: {cpu: 0.01, memory: 8MiB}\n")),
+			  NULL) > 0);
 	e = (struct berr){0};
 	CHECK(cluster_cron_start(f.c, "alice/prod/c", &e) > 0);
 	CHECK(use_of(&f, "alice", "tasks") == 4);
@@ -432,9 +341,9 @@ TEST(batch_counts_unfinished_instances_cron_counts_while_a_run_is_active)
 TEST(quota_survives_a_restart_and_delete_removes_it)
 {
 	struct fx f;
-	fx_setup(&f);
+	fx_setup(&f, NULL);
 	set_quota(&f, "alice", limit(1.5, 2 * GiB, 10 * GiB, 7));
-	CHECK(submit(&f, svc("alice/prod/web", 1, "1", 64, NULL)) > 0);
+	CHECK(submit_spec(&f, svc("alice/prod/web", 1, "1", 64, NULL), NULL) > 0);
 	fx_restart(&f);
 	json_t *q = cluster_quota_json(f.c, "alice");
 	json_t *l = json_object_get(q, "limit");
@@ -444,10 +353,10 @@ TEST(quota_survives_a_restart_and_delete_removes_it)
 	CHECK(json_integer_value(json_object_get(l, "tasks")) == 7);
 	CHECK(json_number_value(json_object_get(json_object_get(q, "use"), "cpu")) == 1.0);
 	json_decref(q);
-	CHECK(submit(&f, svc("alice/prod/web", 2, "1", 64, NULL)) == 0);
+	CHECK(submit_spec(&f, svc("alice/prod/web", 2, "1", 64, NULL), NULL) == 0);
 	CHECK_STR(f.err.msg, "quota exceeded for role alice: cpu 2.0 of 1.5");
 	/* The list: alice (quota and use), bob (use only), carol (quota only). */
-	CHECK(submit(&f, svc("bob/prod/web", 1, "0.25", 64, NULL)) > 0);
+	CHECK(submit_spec(&f, svc("bob/prod/web", 1, "0.25", 64, NULL), NULL) > 0);
 	set_quota(&f, "carol", limit(1, QUOTA_UNLIMITED, QUOTA_UNLIMITED, QUOTA_UNLIMITED));
 	json_t *all = cluster_quotas_json(f.c, NULL);
 	CHECK(json_array_size(all) == 3);
@@ -460,7 +369,7 @@ TEST(quota_survives_a_restart_and_delete_removes_it)
 	CHECK(cluster_quota_delete(f.c, "alice", &e) > 0);
 	CHECK(cluster_quota_delete(f.c, "alice", &e) == 0 && e.code == 404);
 	fx_restart(&f);
-	CHECK(submit(&f, svc("alice/prod/web", 2, "1", 64, NULL)) > 0);
+	CHECK(submit_spec(&f, svc("alice/prod/web", 2, "1", 64, NULL), NULL) > 0);
 	check_sums(&f);
 	fx_teardown(&f);
 }
@@ -468,9 +377,9 @@ TEST(quota_survives_a_restart_and_delete_removes_it)
 TEST(plan_shows_the_quota_effect)
 {
 	struct fx f;
-	fx_setup(&f);
+	fx_setup(&f, NULL);
 	set_quota(&f, "alice", limit(4.0, QUOTA_UNLIMITED, QUOTA_UNLIMITED, QUOTA_UNLIMITED));
-	CHECK(submit(&f, svc("alice/prod/web", 2, "1", 64, NULL)) > 0);
+	CHECK(submit_spec(&f, svc("alice/prod/web", 2, "1", 64, NULL), NULL) > 0);
 	struct job_spec *s = svc("alice/prod/web", 3, "1.5", 64, NULL);
 	json_t *plan = cluster_job_plan(f.c, s, &f.err);
 	json_t *q = json_object_get(plan, "quota");
@@ -495,10 +404,10 @@ TEST(plan_shows_the_quota_effect)
 TEST(an_ha_follower_replica_follows_quotas)
 {
 	struct fx f;
-	fx_setup(&f);
+	fx_setup(&f, NULL);
 	f.replica = cluster_new(f.st, &f.cfg);
 	set_quota(&f, "alice", limit(2.0, QUOTA_UNLIMITED, QUOTA_UNLIMITED, QUOTA_UNLIMITED));
-	CHECK(submit(&f, svc("alice/prod/web", 2, "0.5", 64, NULL)) > 0);
+	CHECK(submit_spec(&f, svc("alice/prod/web", 2, "0.5", 64, NULL), NULL) > 0);
 	fx_commit(&f);
 	cluster_replica_refresh(f.replica);
 	json_t *q = cluster_quota_json(f.replica, "alice");

@@ -6,81 +6,33 @@
 #include "core/log.h"
 #include "server/cluster-internal.h"
 #include "store/store.h"
+#include "cluster_fx.h"
 #include "unit.h"
 
-struct env {
-	char dir[64];
-	char loc[128];
-	struct store *st;
-	struct cluster *c;
-};
-
-static void env_open(struct env *e)
-{
-	struct berr err = {0};
-	e->st = store_open(e->loc, &err);
-	if (!e->st) {
-		fprintf(stderr, "    store_open: %s\n", err.msg);
-		exit(1);
-	}
-	struct cluster_config cfg;
-	cluster_config_defaults(&cfg);
-	e->c = cluster_new(e->st, &cfg);
-}
-
-static void env_commit(struct env *e)
-{
-	uint64_t seq;
-	struct berr err = {0};
-	struct store_batch *b = cluster_take_pending(e->c, &seq);
-	if (b && store_commit(e->st, b, &err) < 0) {
-		fprintf(stderr, "    store_commit: %s\n", err.msg);
-		exit(1);
-	}
-	store_batch_free(b);
-}
-
-static void env_restart(struct env *e)
-{
-	env_commit(e);
-	cluster_free(e->c);
-	store_close(e->st);
-	env_open(e);
-	struct berr err = {0};
-	if (cluster_load(e->c, &err) < 0) {
-		fprintf(stderr, "    cluster_load: %s\n", err.msg);
-		exit(1);
-	}
-}
-
-static char *record_of(struct env *e, const char *id)
+static char *record_of(struct fx *f, const char *id)
 {
 	char key[300];
 	snprintf(key, sizeof key, "tasks/%s", id);
 	char *v = NULL;
 	size_t len;
 	struct berr err = {0};
-	if (store_get(e->st, key, &v, &len, &err) < 0)
+	if (store_get(f->st, key, &v, &len, &err) < 0)
 		return NULL;
 	return v;
 }
 
 TEST(zero_fields_left_out_and_read_back)
 {
-	log_set_level(LOG_OFF);
-	struct env e = {0};
-	snprintf(e.dir, sizeof e.dir, "/tmp/berth-test-record.XXXXXX");
-	CHECK(mkdtemp(e.dir) != NULL);
-	snprintf(e.loc, sizeof e.loc, "sqlite:%s/state.db", e.dir);
-	env_open(&e);
+	struct fx f;
+	fx_setup(&f, NULL);
 	const char *y = "job: ops/prod/rec\ninstances: 2\ntask:\n  command: /bin/true\n"
 			"  resources: {cpu: 0.01, memory: 4MiB}\n";
 	struct job_spec *spec;
 	struct submit_result res;
 	struct berr err = {0};
 	CHECK(spec_parse_yaml(y, strlen(y), "t.yaml", &spec, &err) == 0);
-	CHECK(cluster_job_submit(e.c, spec, &res, &err) != 0);
-	struct job *j = hmap_get(&e.c->jobs, "ops/prod/rec");
+	CHECK(cluster_job_submit(f.c, spec, &res, &err) != 0);
+	struct job *j = hmap_get(&f.c->jobs, "ops/prod/rec");
 	CHECK(j && j->nactive == 2 && j->active[0] && j->active[1]);
 	if (!j || j->nactive != 2 || !j->active[0] || !j->active[1])
 		return;
@@ -97,18 +49,18 @@ TEST(zero_fields_left_out_and_read_back)
 	t->restart_window_ms = 6000;
 	t->replace_on_end = true;
 	t->no_replace = true;
-	persist_task(e.c, t);
+	persist_task(f.c, t);
 	char *id0 = xstrdup(j->active[0]->id), *id1 = xstrdup(t->id);
-	env_commit(&e);
+	fx_commit(&f);
 
-	char *r0 = record_of(&e, id0);
+	char *r0 = record_of(&f, id0);
 	CHECK(r0 && strstr(r0, "\"exit_code\":-1")); /* not zero: written */
 	CHECK(r0 && !strstr(r0, "\"restarts\"") && !strstr(r0, "\"pid\"") &&
 	      !strstr(r0, "\"replace_on_end\"") && !strstr(r0, "\"no_replace\""));
 	free(r0);
 
-	env_restart(&e);
-	struct task *a = hmap_get(&e.c->tasks, id0), *b = hmap_get(&e.c->tasks, id1);
+	fx_restart(&f);
+	struct task *a = hmap_get(&f.c->tasks, id0), *b = hmap_get(&f.c->tasks, id1);
 	CHECK(a && b);
 	if (a && b) {
 		CHECK(a->exit_code == -1 && a->pid == 0 && a->failures == 0 && a->restarts == 0 &&
@@ -121,9 +73,7 @@ TEST(zero_fields_left_out_and_read_back)
 	}
 	free(id0);
 	free(id1);
-	cluster_free(e.c);
-	store_close(e.st);
-	rm_rf(e.dir);
+	fx_teardown(&f);
 }
 
 UNIT_MAIN(zero_fields_left_out_and_read_back)

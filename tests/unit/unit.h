@@ -8,6 +8,9 @@
  *
  * A test may call SKIP("reason") to report itself skipped. The binary prints
  * one line per test and ends with "N passed, N failed, N skipped".
+ *
+ * A shared fixture (cluster_fx.c) may include this header and CHECK too:
+ * unit_failures is one counter for the whole binary.
  */
 #ifndef BERTH_UNIT_H
 #define BERTH_UNIT_H
@@ -19,7 +22,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int unit_failures;
+/* Weak: every file of a test binary that includes this shares the one. */
+__attribute__((weak)) int unit_failures;
 
 #define TEST(name) static void name(void)
 #define CHECK(cond)                                                                                \
@@ -59,7 +63,7 @@ struct unit_case {
 	void (*fn)(void);
 };
 
-static int unit_run(const char *file, struct unit_case *cases, size_t n)
+__attribute__((unused)) static int unit_run(const char *file, struct unit_case *cases, size_t n)
 {
 	int passed = 0, failed = 0, skipped = 0;
 	const char *only = getenv("UNIT_ONLY");
