@@ -176,8 +176,12 @@ static void apply_agent_task(struct cluster *c, struct node *n, json_t *u)
 		return; /* still stopping */
 	char buf[160];
 	if (!msg || !*msg) {
+		/* No pid in the message (the task's pid field has it): one text
+		 * per node and state, shared by all its tasks (core/intern.h),
+		 * where a pid made each one unique and filled the intern table
+		 * with texts that never recur. */
 		if (st == TASK_RUNNING)
-			snprintf(buf, sizeof buf, "running on %s as pid %d", n->name, t->pid);
+			snprintf(buf, sizeof buf, "running on %s", n->name);
 		else
 			snprintf(buf, sizeof buf, "%s on %s", task_state_name(st), n->name);
 		msg = buf;
