@@ -77,7 +77,8 @@ struct task {
 	size_t nevents;
 	struct task *wprev, *wnext; /* in cluster.waiting while PENDING or THROTTLED */
 	bool waiting;
-	size_t dirty_slot; /* 1 + index in cluster.dirty, 0 when clean */
+	uint32_t report_mark; /* cluster.report_mark when its node's last report named it */
+	size_t dirty_slot;    /* 1 + index in cluster.dirty, 0 when clean */
 	/* Preemption (cluster_preempt.c), in memory only: a PENDING task that
 	 * preempted tasks on a node holds that node's room until they are gone
 	 * (or until reserved_until_ms); preempt_after_ms: no new preemption
@@ -233,6 +234,7 @@ struct cluster {
 	struct task **dirty; /* tasks to write at the next commit (NULL = freed) */
 	size_t ndirty, dirty_cap;
 	struct sbuf record_buf; /* a task record's text, reused from one to the next */
+	uint32_t report_mark;	/* bumped by each agent report (task.report_mark) */
 	uint64_t applied_seq;	/* bumped by each mutation */
 	uint64_t committed_seq;
 	bool sched_needed;

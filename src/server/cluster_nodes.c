@@ -132,19 +132,17 @@ static int agent_state_parse(json_t *v)
 	return s ? task_state_parse(s) : -1;
 }
 
-/* Apply what the agent says of one task. */
-static void apply_agent_task(struct cluster *c, struct node *n, json_t *u)
+/* Apply what the agent says of task t (the one its id names, or NULL). */
+static void apply_agent_task_to(struct cluster *c, struct node *n, json_t *u, struct task *t)
 {
-	const char *id = json_string_value(json_object_get(u, "id"));
 	int st = agent_state_parse(json_object_get(u, "state"));
-	if (!id || st < 0)
+	if (st < 0)
 		return;
 	/* Agents report what happened to a task; the stopping states are the
 	 * server's decisions (docs/protocol.md). */
 	if (st != TASK_STARTING && st != TASK_RUNNING && st != TASK_FINISHED && st != TASK_FAILED &&
 	    st != TASK_KILLED && st != TASK_LOST)
 		return;
-	struct task *t = hmap_get(&c->tasks, id);
 	if (!t || task_state_terminal(t->state) || t->node != n)
 		return; /* not wanted here: left out of the desired set, the agent kills it */
 	uint32_t address;
@@ -176,8 +174,12 @@ static void apply_agent_task(struct cluster *c, struct node *n, json_t *u)
 		return; /* still stopping */
 	char buf[160];
 	if (!msg || !*msg) {
+		/* No pid in the message (the task's pid field has it): one text
+		 * per node and state, shared by all its tasks (core/intern.h),
+		 * where a pid made each one unique and filled the intern table
+		 * with texts that never recur. */
 		if (st == TASK_RUNNING)
-			snprintf(buf, sizeof buf, "running on %s as pid %d", n->name, t->pid);
+			snprintf(buf, sizeof buf, "running on %s", n->name);
 		else
 			snprintf(buf, sizeof buf, "%s on %s", task_state_name(st), n->name);
 		msg = buf;
@@ -187,6 +189,13 @@ static void apply_agent_task(struct cluster *c, struct node *n, json_t *u)
 	task_transition(c, t, (enum task_state)st, msg);
 	if (task_state_terminal(t->state))
 		cluster_logtail_keep(c, n, t, json_object_get(u, "logs"));
+}
+
+static void apply_agent_task(struct cluster *c, struct node *n, json_t *u)
+{
+	const char *id = json_string_value(json_object_get(u, "id"));
+	if (id)
+		apply_agent_task_to(c, n, u, hmap_get(&c->tasks, id));
 }
 
 /* The not-yet-started replacement of a task LOST with node n, or NULL
@@ -271,19 +280,23 @@ static bool task_take_back(struct cluster *c, struct node *n, struct task *t, in
 static void reconcile_report(struct cluster *c, struct node *n, json_t *report, uint64_t known,
 			     bool registering)
 {
-	struct hmap seen;
-	hmap_init(&seen);
+	/* The tasks the report names are marked (no set of ids to build): a
+	 * task of this node is missing when it does not carry this report's
+	 * mark. */
+	uint32_t mark = ++c->report_mark;
 	size_t i;
 	json_t *u;
 	json_array_foreach(report, i, u)
 	{
 		const char *id = json_string_value(json_object_get(u, "id"));
-		if (id)
-			hmap_put(&seen, id, u);
-		if (id && n->nheld && node_holds(n, id))
-			task_take_back(c, n, hmap_get(&c->tasks, id),
-				       agent_state_parse(json_object_get(u, "state")));
-		apply_agent_task(c, n, u);
+		if (!id)
+			continue;
+		struct task *t = hmap_get(&c->tasks, id);
+		if (t)
+			t->report_mark = mark;
+		if (n->nheld && node_holds(n, id))
+			task_take_back(c, n, t, agent_state_parse(json_object_get(u, "state")));
+		apply_agent_task_to(c, n, u, t);
 	}
 	struct task **missing = NULL;
 	size_t nmissing = 0;
@@ -291,7 +304,7 @@ static void reconcile_report(struct cluster *c, struct node *n, json_t *report, 
 	void *v;
 	while (hmap_next(&n->tasks, &it, NULL, &v)) {
 		struct task *t = v;
-		if (hmap_get(&seen, t->id))
+		if (t->report_mark == mark)
 			continue;
 		if (t->state == TASK_ASSIGNED && (registering || t->assigned_at > known))
 			continue; /* not delivered yet */
@@ -310,7 +323,6 @@ static void reconcile_report(struct cluster *c, struct node *n, json_t *report, 
 		}
 	}
 	free(missing);
-	hmap_release(&seen);
 	/* The report says what runs: the held tasks not taken back go. */
 	node_drop_held(c, n);
 }

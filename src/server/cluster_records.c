@@ -95,8 +95,13 @@ void record_write_task(struct cluster *c, struct task *t)
 		sbuf_adds(&sb, ",\"replace_on_end\":true");
 	if (t->no_replace)
 		sbuf_adds(&sb, ",\"no_replace\":true");
-	sbuf_adds(&sb, ",\"message\":");
-	sbuf_add_json_str(&sb, t->message ? t->message : "");
+	/* The message is most often the newest event's: then it is left out,
+	 * and apply_task takes that event's. */
+	const char *msg = t->message ? t->message : "";
+	if (!t->nevents || strcmp(msg, t->events[t->nevents - 1].message)) {
+		sbuf_adds(&sb, ",\"message\":");
+		sbuf_add_json_str(&sb, msg);
+	}
 	if (t->node) {
 		sbuf_adds(&sb, ",\"node\":");
 		sbuf_add_json_str(&sb, t->node->name);
@@ -417,7 +422,7 @@ static int apply_task(struct cluster *c, const char *key, const char *value, siz
 	t->node = placed || task_state_terminal(t->state) ? n : NULL;
 	t->pid = rec_int(r, "pid", 0, INT_MAX);
 	t->exit_code = rec_int(r, "exit_code", -1, 255 + 128);
-	t->message = xstrdup(json_string_value(json_object_get(r, "message")) ?: "");
+	json_t *message = json_object_get(r, "message");
 	const char *anc = json_string_value(json_object_get(r, "ancestor"));
 	t->ancestor = anc ? xstrdup(anc) : NULL;
 	t->created_ms = rec_time(r, "created_ms");
@@ -450,6 +455,12 @@ static int apply_task(struct cluster *c, const char *key, const char *value, siz
 					.interned = shared != NULL,
 					.message = shared ? (char *)shared : xstrdup(msg)};
 	}
+	/* No message: the newest event's (record_write_task leaves it out
+	 * then). Records written before that always have one. */
+	const char *m = json_string_value(message);
+	if (!m)
+		m = !message && t->nevents ? t->events[t->nevents - 1].message : "";
+	t->message = xstrdup(m);
 	json_decref(r);
 	c->derived_stale = true;
 	return APPLIED;

@@ -76,4 +76,79 @@ TEST(zero_fields_left_out_and_read_back)
 	fx_teardown(&f);
 }
 
-UNIT_MAIN(zero_fields_left_out_and_read_back)
+/* The message is left out when it is the newest event's and read back as
+ * that event's; any other message (a pending reason) is written; a record
+ * with an empty message keeps it empty. A new store file has 8 KiB pages. */
+TEST(message_left_out_when_it_is_the_newest_events)
+{
+	log_set_level(LOG_OFF);
+	struct env e = {0};
+	snprintf(e.dir, sizeof e.dir, "/tmp/berth-test-record.XXXXXX");
+	CHECK(mkdtemp(e.dir) != NULL);
+	snprintf(e.loc, sizeof e.loc, "sqlite:%s/state.db", e.dir);
+	env_open(&e);
+	const char *y = "job: ops/prod/msg\ninstances: 3\ntask:\n  command: /bin/true\n"
+			"  resources: {cpu: 0.01, memory: 4MiB}\n";
+	struct job_spec *spec;
+	struct submit_result res;
+	struct berr err = {0};
+	CHECK(spec_parse_yaml(y, strlen(y), "t.yaml", &spec, &err) == 0);
+	CHECK(cluster_job_submit(e.c, spec, &res, &err) != 0);
+	struct job *j = hmap_get(&e.c->jobs, "ops/prod/msg");
+	CHECK(j && j->nactive == 3 && j->active[0] && j->active[1] && j->active[2]);
+	if (!j || j->nactive != 3 || !j->active[0] || !j->active[1] || !j->active[2])
+		return;
+	struct task *t0 = j->active[0], *t1 = j->active[1], *t2 = j->active[2];
+	CHECK(t0->nevents > 0);
+	const char *last = t0->nevents ? t0->events[t0->nevents - 1].message : "";
+	char *want0 = xstrdup(last);
+	free(t1->message);
+	t1->message = xstrdup("insufficient cpu on 3 nodes");
+	free(t2->message);
+	t2->message = xstrdup("");
+	persist_task(e.c, t1);
+	persist_task(e.c, t2);
+	char *id0 = xstrdup(t0->id), *id1 = xstrdup(t1->id), *id2 = xstrdup(t2->id);
+	env_commit(&e);
+
+	char *r0 = record_of(&e, id0), *r1 = record_of(&e, id1);
+	/* No message ahead of the events (each event has its own). */
+	char *ev0 = r0 ? strstr(r0, "\"events\"") : NULL;
+	CHECK(ev0 != NULL);
+	if (ev0) {
+		*ev0 = 0;
+		CHECK(!strstr(r0, "\"message\""));
+	}
+	CHECK(r1 && strstr(r1, "\"message\":\"insufficient cpu on 3 nodes\""));
+	free(r0);
+	free(r1);
+
+	env_restart(&e);
+	struct task *a = hmap_get(&e.c->tasks, id0), *b = hmap_get(&e.c->tasks, id1),
+		    *z = hmap_get(&e.c->tasks, id2);
+	CHECK(a && b && z);
+	if (a && b && z) {
+		CHECK_STR(a->message, want0);
+		CHECK_STR(b->message, "insufficient cpu on 3 nodes");
+		CHECK_STR(z->message, "");
+	}
+
+	/* Bytes 16-17 of a SQLite file: its page size, big-endian. */
+	char path[160];
+	snprintf(path, sizeof path, "%s/state.db", e.dir);
+	FILE *f = fopen(path, "rb");
+	unsigned char hdr[18] = {0};
+	CHECK(f && fread(hdr, 1, sizeof hdr, f) == sizeof hdr);
+	if (f)
+		fclose(f);
+	CHECK((hdr[16] << 8 | hdr[17]) == 8192);
+	free(want0);
+	free(id0);
+	free(id1);
+	free(id2);
+	cluster_free(e.c);
+	store_close(e.st);
+	rm_rf(e.dir);
+}
+
+UNIT_MAIN(zero_fields_left_out_and_read_back, message_left_out_when_it_is_the_newest_events)
