@@ -81,12 +81,8 @@ TEST(zero_fields_left_out_and_read_back)
  * with an empty message keeps it empty. A new store file has 8 KiB pages. */
 TEST(message_left_out_when_it_is_the_newest_events)
 {
-	log_set_level(LOG_OFF);
-	struct env e = {0};
-	snprintf(e.dir, sizeof e.dir, "/tmp/berth-test-record.XXXXXX");
-	CHECK(mkdtemp(e.dir) != NULL);
-	snprintf(e.loc, sizeof e.loc, "sqlite:%s/state.db", e.dir);
-	env_open(&e);
+	struct fx e;
+	fx_setup(&e, NULL);
 	const char *y = "job: ops/prod/msg\ninstances: 3\ntask:\n  command: /bin/true\n"
 			"  resources: {cpu: 0.01, memory: 4MiB}\n";
 	struct job_spec *spec;
@@ -109,7 +105,7 @@ TEST(message_left_out_when_it_is_the_newest_events)
 	persist_task(e.c, t1);
 	persist_task(e.c, t2);
 	char *id0 = xstrdup(t0->id), *id1 = xstrdup(t1->id), *id2 = xstrdup(t2->id);
-	env_commit(&e);
+	fx_commit(&e);
 
 	char *r0 = record_of(&e, id0), *r1 = record_of(&e, id1);
 	/* No message ahead of the events (each event has its own). */
@@ -123,7 +119,7 @@ TEST(message_left_out_when_it_is_the_newest_events)
 	free(r0);
 	free(r1);
 
-	env_restart(&e);
+	fx_restart(&e);
 	struct task *a = hmap_get(&e.c->tasks, id0), *b = hmap_get(&e.c->tasks, id1),
 		    *z = hmap_get(&e.c->tasks, id2);
 	CHECK(a && b && z);
@@ -146,9 +142,7 @@ TEST(message_left_out_when_it_is_the_newest_events)
 	free(id0);
 	free(id1);
 	free(id2);
-	cluster_free(e.c);
-	store_close(e.st);
-	rm_rf(e.dir);
+	fx_teardown(&e);
 }
 
 UNIT_MAIN(zero_fields_left_out_and_read_back, message_left_out_when_it_is_the_newest_events)
