@@ -177,6 +177,9 @@ s.handle_request()' "$other" "$BATS_TEST_TMPDIR/seen" 3>&- &
 	code POST /v1/jobs "$alice" "$(job_json alice/prod/audited)" >/dev/null
 	code POST /v1/jobs "$alice" "$(job_json bob/prod/refused)" >/dev/null
 	code POST /v1/jobs "" "$(job_json bob/prod/anon)" >/dev/null
+	# A backup is a read, but of everything: it is in the log too.
+	[ "$(code GET /v1/admin/backup "$BERTH_TOKEN")" = 200 ]
+	[ "$(code GET /v1/admin/backup "$alice")" = 403 ]
 	log="$DATA/audit.log"
 	[ "$(stat -c %a "$log")" = 600 ]
 	python3 - "$log" "$(echo "$alice" | cut -d. -f2)" <<'PY'
@@ -192,6 +195,10 @@ assert any(r["status"] == 401 and r["method"] == "POST" for r in rows), rows
 assert all("time" in r for r in rows)
 # The admin's token create is there too.
 assert has(method="POST", path="/v1/tokens", status=200), rows
+# Backups, taken and refused; other reads are not acts.
+assert any(r["path"] == "/v1/admin/backup" and r["status"] == 200 and r["who"].startswith("admin") for r in rows), rows
+assert any(r["path"] == "/v1/admin/backup" and r["status"] == 403 and tid in r["who"] for r in rows), rows
+assert not any(r["method"] == "GET" and r["path"] != "/v1/admin/backup" for r in rows), rows
 PY
 	! grep -q "${alice##*.}" "$log"
 }
