@@ -250,7 +250,8 @@ static void control(json_t *o)
 	const char *s;
 	if ((s = pick(json_object_get(o, "kill"), &c->jobs)) && !cluster_job_kill(c, s, &err))
 		check_err(&err);
-	if ((s = pick(json_object_get(o, "restart"), &c->jobs)) && !cluster_job_restart(c, s, -1, false, &err))
+	if ((s = pick(json_object_get(o, "restart"), &c->jobs)) &&
+	    !cluster_job_restart(c, s, -1, false, &err))
 		check_err(&err);
 	if ((s = pick(json_object_get(o, "drain"), &c->nodes)) &&
 	    !cluster_node_drain(c, s, true, &err))

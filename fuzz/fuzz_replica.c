@@ -746,7 +746,7 @@ static void views(void)
 	if (json_array_size(l) != c->nodes.count)
 		abort();
 	dump_check(l);
-	dump_check(cluster_cron_list_json(c));
+	dump_check(cluster_cron_list_json(c, NULL));
 	/* The roles' quota use, kept as running sums, is what a count from
 	 * scratch finds. */
 	json_t *kept = cluster_quotas_json(c, NULL);
