@@ -460,6 +460,9 @@ EOF
 	sandbox=$(sandbox_of alice/devel/ocisecret)
 	grep -q " $sandbox/secrets tmpfs " /proc/mounts
 	! grep -rqF "$value" "$sandbox/launch.json" "$sandbox"/bundle/config.json
+	# config.json holds the task's env: root's alone.
+	[ "$(stat -c %a "$sandbox/bundle/config.json")" = 600 ]
+	[ "$(stat -c %a "$sandbox")" = 700 ]
 	! status_json alice/devel/ocisecret | grep -qF "$value"
 	"$BERTH_BIN" job kill alice/devel/ocisecret
 	wait_for 20 '! grep -q " $sandbox/secrets " /proc/mounts'
