@@ -7,10 +7,16 @@ CFLAGS  ?=
 CFLAGS  += -I/usr/include/libnl3 -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation $(OPT) -g -Isrc -D_GNU_SOURCE -MMD -MP
 LDLIBS  += -lnl-route-3 -lnl-3 -lnftnl -lmnl -lmicrohttpd -lgnutls -ljansson -lyaml -lsqlite3 -lcurl -lssl -lcrypto -lz -lpthread -lm
 
+# The allocator: mimalloc takes malloc/free over for the whole process (it is
+# linked first, so its symbols win); docs/decisions.md "Allocator". Sanitizer
+# builds keep the C library's, which ASan replaces.
+MALLOC_LIB ?= -lmimalloc
+
 ifeq ($(SANITIZE),1)
 BUILD   := build-asan
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
+MALLOC_LIB :=
 endif
 
 LIB_SRC  := $(shell find src -name '*.c' ! -path 'src/berth.c' | sort)
@@ -45,12 +51,12 @@ $(BUILD)/libberth.a: $(LIB_OBJ)
 
 $(BUILD)/berth: $(BUILD)/src/berth.o $(BUILD)/libberth.a
 	@echo "  LINK  $@"
-	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(CC) $(LDFLAGS) -o $@ $^ $(MALLOC_LIB) $(LDLIBS)
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/unit.h $(BUILD)/libberth.a
 	@mkdir -p $(dir $@)
 	@echo "  TEST  $@"
-	@$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libberth.a $(LDLIBS)
+	@$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libberth.a $(MALLOC_LIB) $(LDLIBS)
 
 # Small static programs that tests run as tasks (static: they also go into test images).
 $(BUILD)/tests/%: tests/tools/%.c

@@ -21,7 +21,7 @@
  *
  * Build and run (after make):
  *   cc -std=gnu11 -O2 -D_GNU_SOURCE -Isrc -I/usr/include/libnl3 -o build/sched_bench \
- *      bench/sched_bench.c build/libberth.a -lnl-route-3 -lnl-3 -lnftnl -lmnl \
+ *      bench/sched_bench.c build/libberth.a -lmimalloc -lnl-route-3 -lnl-3 -lnftnl -lmnl \
  *      -lmicrohttpd -lgnutls -ljansson -lyaml -lsqlite3 -lcurl -lssl -lcrypto -lz \
  *      -lpthread -lm
  *   build/sched_bench [NODES [JOBS [INSTANCES]]]     (default 10000 100 1000)

@@ -3,7 +3,7 @@
 set -euo pipefail
 build_pkgs=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libyaml-dev libsqlite3-dev
 	libnl-3-dev libnl-route-3-dev libmnl-dev libnftnl-dev
-	libcurl4-openssl-dev libssl-dev libgnutls28-dev zlib1g-dev clang-format)
+	libcurl4-openssl-dev libssl-dev libgnutls28-dev zlib1g-dev libmimalloc-dev clang-format)
 test_pkgs=(bats groff-base bsdextrautils busybox-static iproute2 nftables procps curl openssl ca-certificates python3 sqlite3 runc skopeo docker-registry etcd-server
 	docker.io wrk nginx-light nodejs chromium fonts-dejavu-core)
 # The web UI's test (tests/e2e/ui.bats) drives chromium (a font for its

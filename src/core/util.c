@@ -6,6 +6,7 @@
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <ctype.h>
 #include <string.h>
 #include <sys/random.h>
@@ -65,6 +66,26 @@ void *xcalloc(size_t n, size_t size)
 	if (!p)
 		oom(n * size);
 	return p;
+}
+
+void *xcalloc_lazy(size_t n, size_t size)
+{
+	if (size && n > SIZE_MAX / size)
+		oom(SIZE_MAX);
+	size_t len = n * size;
+	if (!len)
+		len = 1;
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		oom(len);
+	return p;
+}
+
+void xfree_lazy(void *p, size_t n, size_t size)
+{
+	size_t len = n * size;
+	if (p)
+		munmap(p, len ? len : 1);
 }
 
 void *xrealloc(void *p, size_t n)

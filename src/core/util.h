@@ -38,6 +38,11 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A large zeroed array whose pages become resident only as they are written
+ * (anonymous memory straight from the kernel, whatever the allocator does
+ * with calloc); free it with xfree_lazy and the same sizes. */
+void *xcalloc_lazy(size_t n, size_t size);
+void xfree_lazy(void *p, size_t n, size_t size);
 
 /* Growable string. Invariant: buf is always NUL-terminated, len < cap,
  * and buf is never NULL after sbuf_init. */

@@ -72,7 +72,7 @@ struct event_log *events_new(size_t capacity, uint64_t first_index)
 	struct event_log *log = xcalloc(1, sizeof *log);
 	pthread_mutex_init(&log->lock, NULL);
 	log->cap = capacity ? capacity : EVENTS_DEFAULT_CAPACITY;
-	log->ring = xcalloc(log->cap, sizeof *log->ring);
+	log->ring = xcalloc_lazy(log->cap, sizeof *log->ring); /* resident as it fills */
 	log->next = first_index ? first_index : 1;
 	return log;
 }
@@ -83,7 +83,7 @@ void events_free(struct event_log *log)
 		return;
 	for (size_t i = 0; i < log->cap; i++)
 		free(log->ring[i].buf);
-	free(log->ring);
+	xfree_lazy(log->ring, log->cap, sizeof *log->ring);
 	pthread_mutex_destroy(&log->lock);
 	free(log);
 }
