@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/json_text.h"
 #include "core/log.h"
 
 struct cli_opt *cli_get(struct cli_opt *opts, size_t nopts, const char *name)
@@ -305,17 +306,23 @@ void cli_format_size(unsigned long long b, char *buf, size_t n)
 /* Large lists come in pages of this many (the server's limit is higher). */
 #define CLI_PAGE 5000
 
+/* The URL of the page after `after` (NULL: the first). */
+static char *page_path(const char *path, const char *after, const char *query)
+{
+	char *esc = after ? curl_easy_escape(NULL, after, 0) : NULL;
+	char *url = xasprintf("%s?limit=%d%s%s%s%s", path, CLI_PAGE, esc ? "&after=" : "",
+			      esc ? esc : "", query && *query ? "&" : "", query ? query : "");
+	curl_free(esc);
+	return url;
+}
+
 int cli_get_all_pages(struct http_client *hc, const char *path, const char *query,
 		      const char *items_key, json_t **out, struct berr *err)
 {
 	json_t *all = json_array();
 	char *after = NULL;
 	for (;;) {
-		char *esc = after ? curl_easy_escape(NULL, after, 0) : NULL;
-		char *url =
-		    xasprintf("%s?limit=%d%s%s%s%s", path, CLI_PAGE, esc ? "&after=" : "",
-			      esc ? esc : "", query && *query ? "&" : "", query ? query : "");
-		curl_free(esc);
+		char *url = page_path(path, after, query);
 		free(after);
 		after = NULL;
 		json_t *page = NULL;
@@ -347,4 +354,92 @@ int cli_get_all_pages(struct http_client *hc, const char *path, const char *quer
 	}
 	*out = all;
 	return 0;
+}
+
+int cli_print_json_text(const char *s, size_t len, struct berr *err)
+{
+	size_t b = 0;
+	while (b < len && strchr(" \t\n\r", s[b]))
+		b++;
+	size_t e = json_text_value_end(s, len, b), after = e;
+	while (after < len && strchr(" \t\n\r", s[after]) && s[after])
+		after++;
+	if (!e || after != len)
+		return berr_set(err, 502, "bad reply from server: not valid JSON");
+	struct sbuf out;
+	sbuf_init(&out);
+	json_text_indent(&out, s, b, e, 0);
+	sbuf_adds(&out, "\n");
+	fwrite(out.buf, 1, out.len, stdout);
+	sbuf_release(&out);
+	return 0;
+}
+
+/* One page's items (the text of its array) onto the list; false when the
+ * array is empty. */
+static bool add_page_items(struct sbuf *list, const char *s, size_t start, size_t end)
+{
+	size_t in = start + 1, in_end = end - 1;
+	while (in < in_end && strchr(" \t\n\r", s[in]))
+		in++;
+	if (in >= in_end)
+		return false;
+	sbuf_adds(list, list->len > 1 ? ",\n  " : "\n  ");
+	json_text_indent(list, s, in, in_end, 1);
+	return true;
+}
+
+int cli_print_all_pages(struct http_client *hc, const char *path, const char *query,
+			const char *items_key, struct berr *err)
+{
+	struct sbuf list;
+	sbuf_init(&list);
+	sbuf_adds(&list, "[");
+	char *after = NULL;
+	int rc = 0;
+	bool whole = false;
+	for (;;) {
+		char *url = page_path(path, after, query);
+		free(after);
+		after = NULL;
+		struct http_response page;
+		rc = http_text(hc, "GET", url, NULL, 30000, &page, err);
+		free(url);
+		if (rc < 0)
+			break;
+		const char *s = page.body;
+		size_t b = 0, e = page.len, ns, ne;
+		while (b < e && strchr(" \t\n\r", s[b]))
+			b++;
+		int found = b < e && s[b] == '[' ? 2 : json_text_member(s, e, items_key, &ns, &ne);
+		if (found == 2 && json_text_value_end(s, e, b)) {
+			/* A server without paging answers with the whole list. */
+			list.len = 0;
+			list.buf[0] = 0;
+			json_text_indent(&list, s, b, json_text_value_end(s, e, b), 0);
+			http_response_release(&page);
+			whole = true;
+			break;
+		}
+		if (found != 1 || s[ns] != '[') {
+			http_response_release(&page);
+			rc = berr_set(err, 502, "the server's page has no '%s' list", items_key);
+			break;
+		}
+		bool any = add_page_items(&list, s, ns, ne);
+		size_t xs, xe;
+		if (any && json_text_member(s, e, "next", &xs, &xe) == 1)
+			after = json_text_string(s, xs, xe);
+		http_response_release(&page);
+		if (!after)
+			break;
+	}
+	if (rc == 0) {
+		if (!whole)
+			sbuf_adds(&list, list.len > 1 ? "\n]" : "]");
+		sbuf_adds(&list, "\n");
+		fwrite(list.buf, 1, list.len, stdout);
+	}
+	sbuf_release(&list);
+	return rc;
 }

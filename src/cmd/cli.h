@@ -69,6 +69,16 @@ struct job_spec *cli_load_spec(const char *path);
 int cli_get_all_pages(struct http_client *hc, const char *path, const char *query,
 		      const char *items_key, json_t **out, struct berr *err);
 
+/* The same list printed as `--json` prints it (cli_print_json of that
+ * array), built from the server's text without parsing it into a tree:
+ * much cheaper for large lists. */
+int cli_print_all_pages(struct http_client *hc, const char *path, const char *query,
+			const char *items_key, struct berr *err);
+
+/* A reply's JSON text printed as cli_print_json would print it parsed;
+ * -1 with err when it is not valid JSON. */
+int cli_print_json_text(const char *s, size_t len, struct berr *err);
+
 /* Print JSON to stdout, indented. */
 void cli_print_json(json_t *j);
 

@@ -34,10 +34,15 @@ static const char *job_usage =
     "       list [--json] | kill KEY | restart KEY[/INSTANCE] [--all-at-once] |\n"
     "       logs KEY [--stderr] [-f]";
 
+static void status_path(char *path, size_t size, const char *key, bool all)
+{
+	snprintf(path, size, "/v1/jobs/%s%s", key, all ? "?all=1" : "");
+}
+
 static json_t *get_status(struct http_client *hc, const char *key, bool all, struct berr *err)
 {
 	char path[600];
-	snprintf(path, sizeof path, "/v1/jobs/%s%s", key, all ? "?all=1" : "");
+	status_path(path, sizeof path, key, all);
 	json_t *o = NULL;
 	if (http_json(hc, "GET", path, NULL, 10000, &o, err) < 0)
 		return NULL;
@@ -392,11 +397,10 @@ int cmd_job(int argc, char **argv)
 	} else if (!strcmp(verb, "list")) {
 		struct http_client *hc = cli_client(o[J_ADDR].value);
 		json_t *arr = NULL;
-		if (cli_get_all_pages(hc, "/v1/jobs", NULL, "jobs", &arr, &err) < 0)
+		if (o[J_JSON].set ? cli_print_all_pages(hc, "/v1/jobs", NULL, "jobs", &err)
+				  : cli_get_all_pages(hc, "/v1/jobs", NULL, "jobs", &arr, &err))
 			rc = cli_fail("%s", err.msg);
-		else if (o[J_JSON].set)
-			cli_print_json(arr);
-		else
+		else if (!o[J_JSON].set)
 			print_list(arr);
 		json_decref(arr);
 		http_client_free(hc);
@@ -423,7 +427,20 @@ int cmd_job(int argc, char **argv)
 			return cli_fail("%s", err.msg);
 		}
 		struct http_client *hc = cli_client(o[J_ADDR].value);
-		if (!strcmp(verb, "status")) {
+		if (!strcmp(verb, "status") && o[J_JSON].set) {
+			/* Printed from the reply's text: a job of thousands of
+			 * tasks is polled by scripts. */
+			char path[600];
+			status_path(path, sizeof path, pos[0], o[J_ALL].set);
+			struct http_response r;
+			if (http_text(hc, "GET", path, NULL, 10000, &r, &err) < 0) {
+				rc = cli_fail("%s", err.msg);
+			} else {
+				if (cli_print_json_text(r.body, r.len, &err) < 0)
+					rc = cli_fail("%s", err.msg);
+				http_response_release(&r);
+			}
+		} else if (!strcmp(verb, "status")) {
 			json_t *st = get_status(hc, pos[0], o[J_ALL].set, &err);
 			if (!st)
 				rc = cli_fail("%s", err.msg);

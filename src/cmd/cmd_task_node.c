@@ -113,13 +113,13 @@ int cmd_node(int argc, char **argv)
 			query = xasprintf("state=%s", esc);
 			curl_free(esc);
 		}
-		int r = cli_get_all_pages(hc, "/v1/nodes", query, "nodes", &arr, &err);
+		int r = o[T_JSON].set
+			    ? cli_print_all_pages(hc, "/v1/nodes", query, "nodes", &err)
+			    : cli_get_all_pages(hc, "/v1/nodes", query, "nodes", &arr, &err);
 		free(query);
 		if (r < 0)
 			rc = cli_fail("%s", err.msg);
-		else if (o[T_JSON].set)
-			cli_print_json(arr);
-		else
+		else if (!o[T_JSON].set)
 			print_nodes(arr);
 		json_decref(arr);
 	} else if (!strcmp(argv[0], "drain") || !strcmp(argv[0], "activate")) {

@@ -341,26 +341,34 @@ void http_response_release(struct http_response *r)
 	r->body = NULL;
 }
 
+int http_text(struct http_client *hc, const char *method, const char *path, const char *body,
+	      long timeout_ms, struct http_response *out, struct berr *err)
+{
+	if (http_request(hc, method, path, body, timeout_ms, out, err) < 0)
+		return -1;
+	if (out->status < 400)
+		return 0;
+	json_t *j = json_loadb(out->body, out->len, 0, NULL);
+	const char *msg = j ? json_string_value(json_object_get(j, "error")) : NULL;
+	berr_set(err, (int)out->status, "%s", msg ? msg : "server error");
+	if (!msg)
+		berr_prefix(err, "HTTP %ld", out->status);
+	json_decref(j);
+	http_response_release(out);
+	return -1;
+}
+
 int http_json(struct http_client *hc, const char *method, const char *path, json_t *body,
 	      long timeout_ms, json_t **reply, struct berr *err)
 {
 	char *b = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	struct http_response resp;
-	int r = http_request(hc, method, path, b, timeout_ms, &resp, err);
+	int r = http_text(hc, method, path, b, timeout_ms, &resp, err);
 	free(b);
 	if (r < 0)
 		return -1;
 	json_error_t je;
 	json_t *j = json_loadb(resp.body, resp.len, 0, &je);
-	if (resp.status >= 400) {
-		const char *msg = j ? json_string_value(json_object_get(j, "error")) : NULL;
-		berr_set(err, (int)resp.status, "%s", msg ? msg : "server error");
-		if (!msg)
-			berr_prefix(err, "HTTP %ld", resp.status);
-		json_decref(j);
-		http_response_release(&resp);
-		return -1;
-	}
 	http_response_release(&resp);
 	if (!j)
 		return berr_set(err, 502, "bad reply from server: %s", je.text);

@@ -81,5 +81,9 @@ int http_stream(struct http_client *hc, const char *path, http_sink_fn fn, void 
  * err->code the status. *reply gets the parsed JSON (new ref) on success. */
 int http_json(struct http_client *hc, const char *method, const char *path, json_t *body,
 	      long timeout_ms, json_t **reply, struct berr *err);
+/* The same with the body sent and the reply kept as text: on success out
+ * holds the 2xx/3xx answer (release it); on a status >= 400, -1 as above. */
+int http_text(struct http_client *hc, const char *method, const char *path, const char *body,
+	      long timeout_ms, struct http_response *out, struct berr *err);
 
 #endif
