@@ -5,12 +5,13 @@
 # with the join token and speak mutual TLS, as real agents do), measured the
 # same way:
 #   - GET /v1/jobs requests per second over one keep-alive connection;
-#   - a fresh connection per GET /v1/health: ms each (TLS: handshake included);
+#   - a fresh connection per GET /v1/health: ms each (TLS: handshake included),
+#     and the server's CPU time per connection (fresh_conn_server_cpu_ms);
 #   - `berth job run` of a small job (2 instances) until it runs: ms, median
 #     of several runs (a fresh CLI process each time, so a handshake each).
 # Prints figures, one line per mode and a last line with the differences:
-#   mode=tls jobs_rps=… fresh_conn_ms=… job_run_ms=…
-#   mode=insecure jobs_rps=… fresh_conn_ms=… job_run_ms=…
+#   mode=tls jobs_rps=… fresh_conn_ms=… fresh_conn_server_cpu_ms=… job_run_ms=…
+#   mode=insecure jobs_rps=… fresh_conn_ms=… fresh_conn_server_cpu_ms=… job_run_ms=…
 #   tls_handshake_ms=… jobs_rps_ratio=… job_run_extra_ms=…
 # Nothing is asserted: the figures depend on the machine.
 #
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
 	--seconds) seconds=$2; shift 2 ;;
 	--jobs) jobs=$2; shift 2 ;;
 	--runs) runs=$2; shift 2 ;;
-	-h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,20p' "$0"; exit 0 ;;
 	*) echo "tls.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -71,9 +72,12 @@ measure() {
 		printf '{"job":"bench/prod/j%d","instances":2,"task":{"command":["/bin/true"],"resources":{"cpu":0.01,"memory":"4MiB"}}}' "$k"
 		echo
 	done >"$dir.jobs"
-	python3 - "$BERTH_ADDR" "$seconds" "$dir.jobs" >"$dir.rates" <<'PY'
+	python3 - "$BERTH_ADDR" "$seconds" "$dir.jobs" "$server_pid" >"$dir.rates" <<'PY'
 import http.client, json, os, ssl, sys, time
-addr, seconds, jobs_file = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+addr, seconds, jobs_file, server_pid = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+def server_cpu_s():
+    f = open("/proc/%s/stat" % server_pid).read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 tls = addr.startswith("https://")
 host, port = addr.split("://")[1].rsplit(":", 1)
 ctx = ssl.create_default_context(cafile=os.environ["BERTH_CACERT"]) if tls else None
@@ -99,15 +103,17 @@ while time.monotonic() - t0 < seconds:
 rps = n / (time.monotonic() - t0)
 njobs = len(json.loads(body))
 c.close()
-# A new connection per request.
-n, t0 = 0, time.monotonic()
+# A new connection per request: wall time, and the server's CPU (user +
+# system) per connection, which the machine's load does not inflate.
+n, t0, cpu0 = 0, time.monotonic(), server_cpu_s()
 while time.monotonic() - t0 < seconds:
     c = conn()
     c.request("GET", "/v1/health", headers=hdrs)
     r = c.getresponse(); r.read(); c.close()
     n += 1
 fresh_ms = (time.monotonic() - t0) * 1000 / n
-print("jobs_rps=%.0f fresh_conn_ms=%.2f listed_jobs=%d" % (rps, fresh_ms, njobs))
+cpu_ms = (server_cpu_s() - cpu0) * 1000 / n
+print("jobs_rps=%.0f fresh_conn_ms=%.2f fresh_conn_server_cpu_ms=%.2f listed_jobs=%d" % (rps, fresh_ms, cpu_ms, njobs))
 PY
 	local times=()
 	for _ in $(seq 1 "$runs"); do

@@ -3,7 +3,7 @@
  * protocol (docs/protocol.md) and the cluster state behind it
  * (src/server/cluster_nodes.c).
  *
- * fuzz-sources: src/core/util.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_fields.c src/core/spec_template.c src/core/cron.c src/core/lifecycle.c src/core/hmap.c src/core/log.c src/sched/placement.c src/sched/ports.c src/store/store.c src/store/store_sqlite.c src/store/store_etcd.c src/store/store_etcd_follow.c src/store/etcd_client.c src/core/base64.c src/server/cluster.c src/server/cluster_secrets.c src/server/cluster_quota.c src/sched/quota.c src/server/secret_box.c src/server/cluster_records.c src/server/cluster_replica.c src/server/cluster_jobs.c src/server/cluster_mesh.c src/server/cluster_updates.c src/server/cluster_cron.c src/server/cluster_nodes.c src/server/cluster_sched.c src/server/cluster_system.c src/server/cluster_views.c src/server/cluster_endpoints.c src/server/liveness.c src/server/tokens.c src/core/pki.c src/core/cidr.c
+ * fuzz-sources: src/core/util.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_fields.c src/core/spec_template.c src/core/cron.c src/core/lifecycle.c src/core/hmap.c src/core/log.c src/sched/placement.c src/sched/ports.c src/store/store.c src/store/store_sqlite.c src/store/store_etcd.c src/store/store_etcd_follow.c src/store/etcd_client.c src/core/base64.c src/server/cluster.c src/server/cluster_secrets.c src/server/cluster_quota.c src/sched/quota.c src/server/secret_box.c src/server/cluster_records.c src/server/cluster_replica.c src/server/cluster_jobs.c src/server/cluster_mesh.c src/server/cluster_updates.c src/server/cluster_cron.c src/server/cluster_nodes.c src/server/cluster_sched.c src/server/cluster_system.c src/server/cluster_views.c src/server/cluster_endpoints.c src/server/liveness.c src/server/tokens.c src/core/pki.c src/core/cidr.c src/core/intern.c src/server/cluster_logtail.c src/server/cluster_notes.c src/server/cluster_preempt.c src/sched/preemption.c src/server/events.c src/core/metrics_text.c
  * fuzz-libs: -lcrypto -ljansson -lyaml -lsqlite3 -lcurl -lpthread -lm -Wl,--wrap=time_mono_ms -Wl,--wrap=time_now_ms
  * (the two lines above stay one line each: scripts/fuzz.sh reads them)
  *
@@ -250,7 +250,8 @@ static void control(json_t *o)
 	const char *s;
 	if ((s = pick(json_object_get(o, "kill"), &c->jobs)) && !cluster_job_kill(c, s, &err))
 		check_err(&err);
-	if ((s = pick(json_object_get(o, "restart"), &c->jobs)) && !cluster_job_restart(c, s, &err))
+	if ((s = pick(json_object_get(o, "restart"), &c->jobs)) &&
+	    !cluster_job_restart(c, s, -1, false, &err))
 		check_err(&err);
 	if ((s = pick(json_object_get(o, "drain"), &c->nodes)) &&
 	    !cluster_node_drain(c, s, true, &err))

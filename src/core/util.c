@@ -68,6 +68,20 @@ void *xcalloc(size_t n, size_t size)
 	return p;
 }
 
+/* LeakSanitizer does not look for pointers in memory mapped outside its
+ * allocator: the lazy arrays are registered as roots, or what they point
+ * to would be reported as leaked (the fuzz targets check after each input). */
+#if defined(__SANITIZE_ADDRESS__)
+#define BERTH_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BERTH_LSAN 1
+#endif
+#endif
+#ifdef BERTH_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 void *xcalloc_lazy(size_t n, size_t size)
 {
 	if (size && n > SIZE_MAX / size)
@@ -78,14 +92,21 @@ void *xcalloc_lazy(size_t n, size_t size)
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		oom(len);
+#ifdef BERTH_LSAN
+	__lsan_register_root_region(p, len);
+#endif
 	return p;
 }
 
 void xfree_lazy(void *p, size_t n, size_t size)
 {
 	size_t len = n * size;
-	if (p)
-		munmap(p, len ? len : 1);
+	if (!p)
+		return;
+#ifdef BERTH_LSAN
+	__lsan_unregister_root_region(p, len ? len : 1);
+#endif
+	munmap(p, len ? len : 1);
 }
 
 void *xrealloc(void *p, size_t n)

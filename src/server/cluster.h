@@ -327,8 +327,9 @@ json_t *cluster_update_json(const struct cluster *c, const char *key, struct ber
 /* Cron: run a cron job now (its collision policy applies). */
 uint64_t cluster_cron_start(struct cluster *c, const char *key, struct berr *err);
 /* [{"job", "schedule", "collision", "last_run_ms", "next_run_ms", "next_run",
- *   "running", "runs"}] (new ref). */
-json_t *cluster_cron_list_json(const struct cluster *c);
+ *   "running", "runs"}] (new ref): every role's cron jobs, or only those of
+ * `role` when not NULL (a role's token sees its own). */
+json_t *cluster_cron_list_json(const struct cluster *c, const char *role);
 /* What submitting spec would change, without changing anything:
  * {"job", "changed", "create", "version", "next_version",
  *  "diff": [{"field", "old", "new"}],

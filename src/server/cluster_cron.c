@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/log.h"
 #include "server/cluster_quota.h"
@@ -134,13 +135,16 @@ uint64_t cluster_cron_start(struct cluster *c, const char *key, struct berr *err
 	return cluster_touched(c);
 }
 
-json_t *cluster_cron_list_json(const struct cluster *c)
+json_t *cluster_cron_list_json(const struct cluster *c, const char *role)
 {
 	json_t *arr = json_array();
 	size_t it = 0;
 	void *v;
+	size_t rlen = role ? strlen(role) : 0;
 	while (hmap_next(&c->jobs, &it, NULL, &v)) {
 		struct job *j = v;
+		if (role && (strncmp(j->key, role, rlen) || j->key[rlen] != '/'))
+			continue;
 		struct job_version *jv = cron_version(j);
 		if (!jv)
 			continue;

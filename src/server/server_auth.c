@@ -149,7 +149,12 @@ static void who_text(const struct principal *w, char *buf, size_t n)
 
 void server_audit(struct server *s, struct request *q, const char *method, const char *url)
 {
-	if (s->audit_fd < 0 || !strcmp(method, "GET") || !strcmp(method, "HEAD"))
+	if (s->audit_fd < 0)
+		return;
+	/* Reads are not acts, except those that hand out the whole state (a
+	 * backup) or a credential (a metrics ticket). */
+	if ((!strcmp(method, "GET") || !strcmp(method, "HEAD")) &&
+	    strcmp(url, "/v1/admin/backup") && strcmp(url, "/v1/admin/metrics-ticket"))
 		return;
 	/* Agents' reports and polls are the protocol, not acts: their joins
 	 * and renewals are. */

@@ -662,6 +662,12 @@ void server_route(struct request *q, const char *method, const char *url)
 		struct job_spec *spec = parse_spec_body(q);
 		if (!spec)
 			return;
+		/* A plan shows the job's current spec (its env among it): the
+		 * role's own jobs only, as a submit. */
+		if (!auth_role(q, spec->key)) {
+			spec_free(spec);
+			return;
+		}
 		struct berr err = {0};
 		json_t *plan = cluster_job_plan(c, spec, &err);
 		if (plan)
@@ -681,7 +687,8 @@ void server_route(struct request *q, const char *method, const char *url)
 	}
 	if (!strcmp(url, "/v1/cron")) {
 		if (!strcmp(method, "GET"))
-			reply_ok(q, cluster_cron_list_json(c));
+			reply_ok(q, cluster_cron_list_json(
+					c, q->who.kind == PRINCIPAL_ROLE ? q->who.name : NULL));
 		else
 			reply_error(q, 405, "method not allowed");
 		return;

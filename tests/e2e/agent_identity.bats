@@ -118,6 +118,13 @@ EOF
 	run curl -s -o /dev/null -w '%{http_code}' --cacert "$ca" --cert "$D/n2/node/cert.pem" \
 		--key "$D/n2/node/key.pem" -X POST -d '{"name":"n1","updates":[]}' "$BERTH_ADDR/v1/agent/status"
 	[ "$output" = 403 ]
+	# Nor read n1's desired set (its tasks' specs, env included) or secrets.
+	run curl -s -o /dev/null -w '%{http_code}' --cacert "$ca" --cert "$D/n2/node/cert.pem" \
+		--key "$D/n2/node/key.pem" -X POST -d '{"name":"n1","wait_ms":0}' "$BERTH_ADDR/v1/agent/watch"
+	[ "$output" = 403 ]
+	run curl -s -o /dev/null -w '%{http_code}' --cacert "$ca" --cert "$D/n2/node/cert.pem" \
+		--key "$D/n2/node/key.pem" -X POST -d '{"name":"n1","task":"x"}' "$BERTH_ADDR/v1/agent/secrets"
+	[ "$output" = 403 ]
 	# A node certificate is no API credential.
 	run curl -s -o /dev/null -w '%{http_code}' --cacert "$ca" --cert "$D/n2/node/cert.pem" \
 		--key "$D/n2/node/key.pem" "$BERTH_ADDR/v1/jobs"

@@ -77,6 +77,79 @@ code() {
 	wait_for 10 '[ "$(running_count bob/prod/b)" -eq 1 ]'
 }
 
+@test "a role token cannot plan, restart, steer the update of, read the logs or cron runs of, or add secrets to another role's job" {
+	alice=$("$BERTH_BIN" token create --role alice | tail -1)
+	env_job='{"job": "bob/prod/b", "task": {"command": ["sleep", "300"], "env": {"DB_PASS": "bob-private-value"}, "resources": {"cpu": 0.01, "memory": 8388608}}}'
+	[ "$(code POST /v1/jobs "$BERTH_TOKEN" "$env_job")" = 200 ]
+	wait_for 10 '[ "$(running_count bob/prod/b)" -eq 1 ]'
+	id=$(status_json bob/prod/b | jget 'd["tasks"][0]["id"]')
+	# A plan of bob's job would show its current spec (env included).
+	[ "$(code POST /v1/jobs/plan "$alice" "$(job_json bob/prod/b)")" = 403 ]
+	! grep -q bob-private-value "$BATS_TEST_TMPDIR/body"
+	jget 'd["error"]' <"$BATS_TEST_TMPDIR/body" | grep -q "role 'alice'"
+	[ "$(code POST /v1/plan "$alice" "$(job_json bob/prod/b)")" = 403 ]
+	[ "$(code POST /v1/jobs/plan "$alice" "$(job_json alice/prod/a)")" = 200 ]
+	[ "$(code POST /v1/jobs/bob/prod/b/restart "$alice")" = 403 ]
+	[ "$(code POST /v1/jobs/bob/prod/b/update/pause "$alice")" = 403 ]
+	[ "$(code GET /v1/jobs/bob/prod/b/update "$alice")" = 403 ]
+	[ "$(code GET "/v1/tasks/$id" "$alice")" = 403 ]
+	[ "$(code GET "/v1/tasks/$id/logs" "$alice")" = 403 ]
+	[ "$(code POST "/v1/tasks/$id/exec" "$alice" '{"command":["id"]}')" = 403 ]
+	[ "$(code GET "/v1/events?job=bob/prod/b&follow=false" "$alice")" = 403 ]
+	# Through the CLI too: job plan says why, and shows nothing of bob's.
+	printf 'job: bob/prod/b\ntask:\n  command: ["sleep", "1"]\n  resources: {cpu: 0.01, memory: 8MiB}\n' >"$BATS_TEST_TMPDIR/b.yaml"
+	run env BERTH_TOKEN="$alice" "$BERTH_BIN" job plan "$BATS_TEST_TMPDIR/b.yaml"
+	echo "$output"
+	[ "$status" -ne 0 ]
+	echo "$output" | grep -q forbidden
+	! echo "$output" | grep -q bob-private-value
+	# Cron jobs: a role's token lists its own only.
+	for k in bob/prod/tick alice/prod/tick; do
+		[ "$(code POST /v1/jobs "$BERTH_TOKEN" "{\"job\": \"$k\", \"type\": \"cron\", \"schedule\": \"0 0 1 1 *\", \"task\": {\"command\": [\"true\"], \"resources\": {\"cpu\": 0.01, \"memory\": 8388608}}}")" = 200 ]
+	done
+	[ "$(code GET /v1/cron "$alice")" = 200 ]
+	[ "$(jget '",".join(sorted(r["job"] for r in d))' <"$BATS_TEST_TMPDIR/body")" = alice/prod/tick ]
+	[ "$(code GET /v1/cron "$BERTH_TOKEN")" = 200 ]
+	[ "$(jget '",".join(sorted(r["job"] for r in d))' <"$BATS_TEST_TMPDIR/body")" = alice/prod/tick,bob/prod/tick ]
+	[ "$(code POST /v1/jobs/bob/prod/tick/cron/start "$alice")" = 403 ]
+	# Secrets: its own role's, never another's.
+	[ "$(code POST /v1/secrets "$alice" '{"name":"bob/db","data":"eA=="}')" = 403 ]
+	[ "$(code POST /v1/secrets "$alice" '{"name":"alice/db","data":"eA=="}')" = 200 ]
+	[ "$(code DELETE /v1/secrets/bob/db "$alice")" = 403 ]
+	[ "$(code GET "/v1/secrets?role=bob" "$alice")" = 403 ]
+}
+
+@test "the user who ran berth up needs no credentials: the CLI reads the client configuration it wrote" {
+	cfg="$XDG_CONFIG_HOME/berth/config.json"
+	[ "$(stat -c %a "$cfg")" = 600 ]
+	[ "$(jget 'd["addr"]' <"$cfg")" = "$BERTH_ADDR" ]
+	printf 'job: alice/devel/noconfig\ntask:\n  command: ["sleep", "300"]\n  resources: {cpu: 0.01, memory: 8MiB}\n' >"$BATS_TEST_TMPDIR/n.yaml"
+	run env -u BERTH_ADDR -u BERTH_TOKEN -u BERTH_CACERT -u BERTH_TOKEN_FILE "$BERTH_BIN" job run "$BATS_TEST_TMPDIR/n.yaml"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run env -u BERTH_ADDR -u BERTH_TOKEN -u BERTH_CACERT -u BERTH_TOKEN_FILE "$BERTH_BIN" job list
+	[ "$status" -eq 0 ]
+	echo "$output" | grep -q alice/devel/noconfig
+	# Its token goes only to its own address: another address gets none.
+	other=$(free_port)
+	python3 -c 'import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        open(sys.argv[2], "w").write(self.headers.get("Authorization") or "none")
+        self.send_response(401); self.end_headers()
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+open(sys.argv[2] + ".ready", "w").close()
+s.handle_request()' "$other" "$BATS_TEST_TMPDIR/seen" 3>&- &
+	catcher=$!
+	wait_for 5 '[ -e "$BATS_TEST_TMPDIR/seen.ready" ]'
+	run env -u BERTH_TOKEN -u BERTH_CACERT -u BERTH_TOKEN_FILE BERTH_ADDR="http://127.0.0.1:$other" timeout 10 "$BERTH_BIN" job list
+	kill "$catcher" 2>/dev/null || true
+	wait "$catcher" 2>/dev/null || true
+	[ "$status" -ne 0 ]
+	[ "$(cat "$BATS_TEST_TMPDIR/seen")" = none ]
+}
+
 @test "a revoked token and an expired one are refused; token list shows no secret" {
 	tok=$("$BERTH_BIN" token create --role carol | tail -1)
 	short=$("$BERTH_BIN" token create --role carol --ttl 2s | tail -1)
@@ -104,6 +177,9 @@ code() {
 	code POST /v1/jobs "$alice" "$(job_json alice/prod/audited)" >/dev/null
 	code POST /v1/jobs "$alice" "$(job_json bob/prod/refused)" >/dev/null
 	code POST /v1/jobs "" "$(job_json bob/prod/anon)" >/dev/null
+	# A backup is a read, but of everything: it is in the log too.
+	[ "$(code GET /v1/admin/backup "$BERTH_TOKEN")" = 200 ]
+	[ "$(code GET /v1/admin/backup "$alice")" = 403 ]
 	log="$DATA/audit.log"
 	[ "$(stat -c %a "$log")" = 600 ]
 	python3 - "$log" "$(echo "$alice" | cut -d. -f2)" <<'PY'
@@ -119,6 +195,10 @@ assert any(r["status"] == 401 and r["method"] == "POST" for r in rows), rows
 assert all("time" in r for r in rows)
 # The admin's token create is there too.
 assert has(method="POST", path="/v1/tokens", status=200), rows
+# Backups, taken and refused; other reads are not acts.
+assert any(r["path"] == "/v1/admin/backup" and r["status"] == 200 and r["who"].startswith("admin") for r in rows), rows
+assert any(r["path"] == "/v1/admin/backup" and r["status"] == 403 and tid in r["who"] for r in rows), rows
+assert not any(r["method"] == "GET" and r["path"] != "/v1/admin/backup" for r in rows), rows
 PY
 	! grep -q "${alice##*.}" "$log"
 }

@@ -524,3 +524,33 @@ EOF
 	run curl -fsS -m 3 "http://$addr:$port/"
 	[ "$status" -ne 0 ]
 }
+
+@test "a docker task reads its secret at its path, 0400 and its user's; not in the container's config; gone when the task ends" {
+	value="docker-secret-$RANDOM$RANDOM"
+	printf %s "$value" | "$BERTH_BIN" secret create alice/db-pass -
+	cat >"$SPECS/secret.yaml" <<EOF
+job: alice/devel/dsecret
+task:
+  driver: docker
+  image: $DOCKER_IMAGE
+  user: "1234"
+  command: ["/bin/sh", "-c", "cat /run/secrets/db-pass; echo; stat -c '%a %u' /run/secrets/db-pass; echo x >/run/secrets/db-pass 2>/dev/null && echo WRITABLE; exec sleep 300"]
+  resources: {cpu: 0.1, memory: 32MiB}
+  secrets: [{name: db-pass}]
+EOF
+	run "$BERTH_BIN" job run --detach "$SPECS/secret.yaml"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_for 30 '"$BERTH_BIN" task logs alice/devel/dsecret/0 2>/dev/null | grep -q "^400 "'
+	run "$BERTH_BIN" task logs alice/devel/dsecret/0
+	echo "$output"
+	[ "${lines[0]}" = "$value" ]
+	[ "${lines[1]}" = "400 1234" ]
+	! echo "$output" | grep -q WRITABLE
+	id=$(task_of alice/devel/dsecret id)
+	cid=$(berth_containers "$id" | jget 'd[0]["Id"]')
+	! dapi GET "/containers/$cid/json" | grep -qF "$value"
+	grep -q " $DATA/tasks/$id/secrets tmpfs " /proc/mounts
+	"$BERTH_BIN" job kill alice/devel/dsecret
+	wait_for 20 '! grep -q " $DATA/tasks/$id/secrets " /proc/mounts'
+}

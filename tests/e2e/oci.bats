@@ -433,3 +433,37 @@ EOF
 	grep -qx "got TERM" "$sb/stdout"
 	! kill -0 "$pid" 2>/dev/null || false
 }
+
+@test "an oci task reads its secret at its path, 0400 and its user's; not in config.json; gone when the task ends" {
+	value="oci-secret-$RANDOM$RANDOM"
+	printf %s "$value" | "$BERTH_BIN" secret create alice/db-pass -
+	f=$(spec <<EOF
+job: alice/devel/ocisecret
+task:
+  driver: oci
+  image: $IMG:v1
+  user: "1234"
+  command: ["/bin/sh", "-c", "cat /run/secrets/db-pass; echo; stat -c '%a %u' /run/secrets/db-pass; echo x >/run/secrets/db-pass 2>/dev/null && echo WRITABLE; exec sleep 1000"]
+  resources: {cpu: 0.1, memory: 32MiB}
+  secrets: [{name: db-pass}]
+EOF
+)
+	run "$BERTH_BIN" job run --detach "$f"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_for 30 '"$BERTH_BIN" task logs alice/devel/ocisecret/0 2>/dev/null | grep -q "^400 "'
+	run "$BERTH_BIN" task logs alice/devel/ocisecret/0
+	echo "$output"
+	[ "${lines[0]}" = "$value" ]
+	[ "${lines[1]}" = "400 1234" ]
+	! echo "$output" | grep -q WRITABLE
+	sandbox=$(sandbox_of alice/devel/ocisecret)
+	grep -q " $sandbox/secrets tmpfs " /proc/mounts
+	! grep -rqF "$value" "$sandbox/launch.json" "$sandbox"/bundle/config.json
+	# config.json holds the task's env: root's alone.
+	[ "$(stat -c %a "$sandbox/bundle/config.json")" = 600 ]
+	[ "$(stat -c %a "$sandbox")" = 700 ]
+	! status_json alice/devel/ocisecret | grep -qF "$value"
+	"$BERTH_BIN" job kill alice/devel/ocisecret
+	wait_for 20 '! grep -q " $sandbox/secrets " /proc/mounts'
+}

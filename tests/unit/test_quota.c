@@ -312,7 +312,7 @@ TEST(batch_counts_unfinished_instances_cron_counts_while_a_run_is_active)
 	CHECK_CONTAINS(json_string_value(json_object_get(st, "message")), "tasks 5 of 4");
 	CHECK(json_array_size(json_object_get(st, "tasks")) == 0);
 	json_decref(st);
-	json_t *crons = cluster_cron_list_json(f.c);
+	json_t *crons = cluster_cron_list_json(f.c, NULL);
 	CHECK_CONTAINS(json_string_value(json_object_get(json_array_get(crons, 0), "message")),
 		       "quota exceeded");
 	json_decref(crons);
