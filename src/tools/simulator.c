@@ -974,6 +974,7 @@ static void loops_stop(struct sim *s)
 			struct sim_agent *a = &l->agents[i];
 			conn_close(l, a);
 			agent_free_tasks(a);
+			sim_tls_drop_decoded(a);
 			free(a->cert_der);
 			if (a->key_der)
 				explicit_bzero(a->key_der, a->key_len);
