@@ -22,6 +22,8 @@
 #define RESPONSE_MAX (256u << 20) /* a desired set beyond this is an error */
 #define KILLED_EXIT_CODE 143	  /* what SIGTERM would give */
 #define MAX_HANDSHAKES 32	  /* TLS connections being set up, per loop */
+#define BEHIND_MS 100		  /* a loop pass this long: the loop is behind */
+#define BEHIND_PAUSE_MS 250	  /* new agents wait that long after it */
 
 /* ---- data ---------------------------------------------------------------- */
 
@@ -112,6 +114,11 @@ struct sim_loop {
 	size_t nagents;
 	size_t next_start; /* agents started so far (registration spread) */
 	int handshaking;   /* TLS connections being set up */
+	/* Until when agents not yet registered wait (monotonic ms): the loop
+	 * is behind (short of CPU), and the heartbeats of the agents in come
+	 * first: a join storm must not make them late (docs/security.md). */
+	int64_t behind_until;
+	uint64_t paused_passes; /* passes that found the loop behind */
 	struct heap retries, fails;
 	int64_t last_sweep, last_warn;
 	unsigned suppressed;

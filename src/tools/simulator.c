@@ -439,12 +439,20 @@ static void agent_send_next(struct sim_loop *l, struct sim_agent *a)
 static void agent_kick(struct sim_loop *l, struct sim_agent *a)
 {
 	if (a->fd < 0) {
-		if (l->sim->tls && l->handshaking >= MAX_HANDSHAKES) {
-			/* A moment later: the server burns CPU over every
-			 * handshake in progress (docs/security.md). */
+		int64_t now = time_mono_ms();
+		if (!a->ever_registered && now < l->behind_until) {
+			/* The loop is behind: the agents in keep their
+			 * heartbeats; this one starts a little later. */
 			heap_push(&l->retries,
-				  (struct timer){.due = time_mono_ms() + 5 + rnd_next(l) % 10,
+				  (struct timer){.due = l->behind_until + rnd_next(l) % 50,
 						 .agent = (uint32_t)(a - l->agents)});
+			return;
+		}
+		if (l->sim->tls && l->handshaking >= MAX_HANDSHAKES) {
+			/* A moment later: at most MAX_HANDSHAKES handshakes
+			 * at once per loop (each costs CPU on both sides). */
+			heap_push(&l->retries, (struct timer){.due = now + 5 + rnd_next(l) % 10,
+							      .agent = (uint32_t)(a - l->agents)});
 			return;
 		}
 		if (l->sim->tls) {
@@ -774,10 +782,17 @@ static void *loop_main(void *arg)
 			log_error("epoll_wait: %s", strerror(errno));
 			break;
 		}
+		int64_t t0 = time_mono_ms();
 		for (int i = 0; i < n; i++) {
 			if (!evs[i].data.ptr)
 				continue; /* the stop eventfd: the loop condition sees it */
 			conn_event(l, evs[i].data.ptr, evs[i].events);
+		}
+		/* A long pass (many events, or little CPU): new agents wait. */
+		int64_t t1 = time_mono_ms();
+		if (t1 - t0 >= BEHIND_MS) {
+			l->behind_until = t1 + BEHIND_PAUSE_MS;
+			l->paused_passes++;
 		}
 	}
 	return NULL;
@@ -935,9 +950,10 @@ static int loops_start(struct sim *s)
 
 static void log_traffic(struct sim *s)
 {
-	uint64_t in = 0, out = 0, replies = 0, sets = 0, tasks = 0, renewals = 0;
+	uint64_t in = 0, out = 0, replies = 0, sets = 0, tasks = 0, renewals = 0, paused = 0;
 	for (int k = 0; k < s->nloops; k++) {
 		renewals += s->loops[k].renewals;
+		paused += s->loops[k].paused_passes;
 		in += s->loops[k].bytes_in;
 		out += s->loops[k].bytes_out;
 		replies += s->loops[k].replies;
@@ -951,6 +967,9 @@ static void log_traffic(struct sim *s)
 		 (unsigned long long)sets, (unsigned long long)tasks);
 	if (s->tls)
 		log_info("certificates renewed: %llu", (unsigned long long)renewals);
+	if (paused)
+		log_info("loop passes of %d ms or more (new agents waited %d ms): %llu", BEHIND_MS,
+			 BEHIND_PAUSE_MS, (unsigned long long)paused);
 }
 
 static void loops_stop(struct sim *s)
