@@ -308,6 +308,14 @@ static bool sans_ok(const char *sans)
 	return true;
 }
 
+static int64_t asn1_unix(const ASN1_TIME *t)
+{
+	struct tm tm;
+	if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
 int pki_issue(const char *ca_cert_pem, const char *ca_key_pem, const char *csr_pem,
 	      const struct pki_issue *what, char **cert_pem, struct berr *err)
 {
@@ -344,6 +352,8 @@ int pki_issue(const char *ca_cert_pem, const char *ca_key_pem, const char *csr_p
 		goto out;
 	}
 	*cert_pem = cert_pem_text(x);
+	if (what->not_after)
+		*what->not_after = asn1_unix(X509_get0_notAfter(x));
 	r = 0;
 out:
 	X509_free(x);
@@ -351,14 +361,6 @@ out:
 	EVP_PKEY_free(cakey);
 	X509_REQ_free(rq);
 	return r;
-}
-
-static int64_t asn1_unix(const ASN1_TIME *t)
-{
-	struct tm tm;
-	if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
-		return 0;
-	return (int64_t)timegm(&tm);
 }
 
 static void info_fill(X509 *x, struct pki_cert_info *info)

@@ -197,9 +197,14 @@ struct server *server_start(const struct server_options *o, struct berr *err)
 	}
 	/* MHD_USE_TURBO only without TLS: with it, libmicrohttpd (0.9.75)
 	 * spins on a connection that stops halfway through its TLS handshake
-	 * (one idle TCP connection kept a core busy). */
-	unsigned flags =
-	    MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | (s->tls ? 0 : MHD_USE_TURBO);
+	 * (one idle TCP connection kept a core busy). poll, not epoll, with
+	 * TLS: its epoll loop keeps every connection in a handshake on its
+	 * ready list (gnutls_handshake's EAGAIN does not clear it), so a
+	 * join storm kept the request threads in a recv() spin; poll waits
+	 * for the socket. A held watch is suspended, out of the poll set:
+	 * the set holds the few connections between two calls. */
+	unsigned flags = (s->tls ? MHD_USE_POLL_INTERNAL_THREAD : MHD_USE_EPOLL_INTERNAL_THREAD) |
+			 MHD_ALLOW_SUSPEND_RESUME | (s->tls ? 0 : MHD_USE_TURBO);
 	/* TLS: the serving certificate; the CA as trust makes libmicrohttpd
 	 * ask clients for a certificate (agents have one, the CLI has none);
 	 * server_on_connection keeps what it says with the connection. */

@@ -381,6 +381,13 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 			return server_backup_start(s, q, method);
 		return send_ready(q);
 	}
+	if (!strcmp(method, "POST") &&
+	    (!strcmp(url, "/v1/agent/join") || !strcmp(url, "/v1/agent/renew"))) {
+		/* Signing a certificate: outside the cluster lock (it takes
+		 * the lock for a look-up only). */
+		route_agent_identity(q, !strcmp(url, "/v1/agent/join"));
+		return send_ready(q);
+	}
 	pthread_mutex_lock(&s->c->lock);
 	if (s->stopping)
 		reply_error(q, 503, "server is shutting down");

@@ -622,7 +622,8 @@ void server_route(struct request *q, const char *method, const char *url)
 	struct cluster *c = q->srv->c;
 	if (!strncmp(url, "/v1/agent/", 10) && !strcmp(method, "POST")) {
 		if (!strcmp(url, "/v1/agent/join") || !strcmp(url, "/v1/agent/renew"))
-			route_agent_identity(q, !strcmp(url, "/v1/agent/join"));
+			/* served before the cluster lock (server_http.c) */
+			reply_error(q, 500, "join and renew are not served under the cluster lock");
 		else
 			route_agent(q, url + 10);
 		return;

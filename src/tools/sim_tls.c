@@ -302,13 +302,27 @@ int sim_tls_open(struct sim *s, struct sim_agent *a, char *why, size_t n)
 	if (a->cert_der) {
 		const unsigned char *kd = t->shared_der ? t->shared_der : a->key_der;
 		long kl = t->shared_der ? t->shared_len : a->key_len;
-		if (SSL_use_certificate_ASN1(ssl, a->cert_der, a->cert_len) != 1 ||
-		    SSL_use_PrivateKey_ASN1(EVP_PKEY_EC, ssl, kd, kl) != 1) {
+		int ok = a->x509 ? SSL_use_certificate(ssl, a->x509)
+				 : SSL_use_certificate_ASN1(ssl, a->cert_der, a->cert_len);
+		if (ok == 1)
+			ok = a->pkey && !t->shared_der
+				 ? SSL_use_PrivateKey(ssl, a->pkey)
+				 : SSL_use_PrivateKey_ASN1(EVP_PKEY_EC, ssl, kd, kl);
+		sim_tls_drop_decoded(a); /* the connection holds its own references */
+		if (ok != 1) {
 			ssl_why(why, n, "cannot use the node certificate");
 			return -1;
 		}
 	}
 	return 0;
+}
+
+void sim_tls_drop_decoded(struct sim_agent *a)
+{
+	EVP_PKEY_free(a->pkey);
+	X509_free(a->x509);
+	a->pkey = NULL;
+	a->x509 = NULL;
 }
 
 int sim_tls_handshake(struct sim_agent *a, char *why, size_t n)
@@ -401,48 +415,61 @@ void sim_tls_close(struct sim_agent *a)
 	a->ssl = NULL;
 }
 
-static char *key_pem_of(const unsigned char *der, long len)
+/* The agent's key (made at its first join, kept across renewals as DER):
+ * the decoded one it still holds, else decoded from the DER, else a new
+ * one. A new reference for the caller. */
+static EVP_PKEY *agent_key(struct sim_agent *a, char *why, size_t n)
 {
-	EVP_PKEY *k = d2i_AutoPrivateKey(NULL, &der, len);
-	if (!k)
-		return NULL;
-	BIO *b = BIO_new(BIO_s_mem());
-	PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL);
-	EVP_PKEY_free(k);
-	char *data;
-	long n = BIO_get_mem_data(b, &data);
-	char *pem = xstrndup(data, (size_t)n);
-	BIO_free(b);
-	return pem;
-}
-
-/* The agent's own key (made at its first join, kept across renewals). */
-static char *agent_key_pem(struct sim_agent *a, char *why, size_t n)
-{
-	if (a->key_der)
-		return key_pem_of(a->key_der, a->key_len);
-	char *pem = NULL;
-	struct berr err = {0};
-	if (pki_key_new(&pem, &err) < 0) {
-		snprintf(why, n, "%s", err.msg);
-		return NULL;
+	if (a->pkey) {
+		EVP_PKEY_up_ref(a->pkey);
+		return a->pkey;
 	}
-	BIO *b = BIO_new_mem_buf(pem, -1);
-	EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
-	BIO_free(b);
+	if (a->key_der) {
+		const unsigned char *p = a->key_der;
+		EVP_PKEY *k = d2i_AutoPrivateKey(NULL, &p, a->key_len);
+		if (!k)
+			ssl_why(why, n, "cannot read the node key");
+		return k;
+	}
+	EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 	unsigned char *der = NULL;
 	int len = k ? i2d_PrivateKey(k, &der) : -1;
-	EVP_PKEY_free(k);
 	if (len <= 0 || len > 65535) {
 		OPENSSL_free(der);
-		free(pem);
-		snprintf(why, n, "cannot encode a new key");
+		EVP_PKEY_free(k);
+		ssl_why(why, n, "cannot make a key");
 		return NULL;
 	}
 	a->key_der = xmalloc((size_t)len);
 	memcpy(a->key_der, der, (size_t)len);
 	a->key_len = (uint16_t)len;
 	OPENSSL_clear_free(der, (size_t)len);
+	EVP_PKEY_up_ref(k);
+	a->pkey = k; /* for the first mutual-TLS connection */
+	return k;
+}
+
+/* A PEM certificate request for key k naming cn (what pki_csr_new makes,
+ * without reading the key back from PEM). */
+static char *csr_of(EVP_PKEY *k, const char *cn, char *why, size_t n)
+{
+	X509_REQ *rq = X509_REQ_new();
+	char *pem = NULL;
+	if (rq && X509_REQ_set_version(rq, 0) &&
+	    X509_NAME_add_entry_by_NID(X509_REQ_get_subject_name(rq), NID_commonName, MBSTRING_UTF8,
+				       (const unsigned char *)cn, -1, -1, 0) &&
+	    X509_REQ_set_pubkey(rq, k) && X509_REQ_sign(rq, k, EVP_sha256())) {
+		BIO *b = BIO_new(BIO_s_mem());
+		if (b && PEM_write_bio_X509_REQ(b, rq)) {
+			char *data;
+			long len = BIO_get_mem_data(b, &data);
+			pem = xstrndup(data, (size_t)len);
+		}
+		BIO_free(b);
+	}
+	X509_REQ_free(rq);
+	if (!pem)
+		ssl_why(why, n, "cannot make the certificate request");
 	return pem;
 }
 
@@ -452,17 +479,13 @@ int sim_tls_csr_body(struct sim *s, struct sim_agent *a, struct sbuf *b, char *w
 	agent_name(s, a, name, sizeof name);
 	char *csr = s->tls->shared_csr;
 	if (!csr) {
-		char *key = agent_key_pem(a, why, n);
-		if (!key)
+		EVP_PKEY *k = agent_key(a, why, n);
+		if (!k)
 			return -1;
-		struct berr err = {0};
-		int r = pki_csr_new(key, name, &csr, &err);
-		explicit_bzero(key, strlen(key));
-		free(key);
-		if (r < 0) {
-			snprintf(why, n, "%s", err.msg);
+		csr = csr_of(k, name, why, n);
+		EVP_PKEY_free(k);
+		if (!csr)
 			return -1;
-		}
 	}
 	sbuf_adds(b, "{\"name\":");
 	json_strz(b, name);
@@ -484,13 +507,15 @@ int sim_tls_take_cert(struct sim_loop *l, struct sim_agent *a, const char *body,
 	json_decref(j);
 	unsigned char *der = NULL;
 	int dl = x ? i2d_X509(x, &der) : -1;
-	X509_free(x);
 	if (dl <= 0 || dl > 65535 || not_after <= 0) {
+		X509_free(x);
 		OPENSSL_free(der);
 		ERR_clear_error();
 		snprintf(why, n, "no certificate in the reply");
 		return -1;
 	}
+	X509_free(a->x509);
+	a->x509 = x; /* for the next connection */
 	free(a->cert_der);
 	a->cert_der = xmalloc((size_t)dl);
 	memcpy(a->cert_der, der, (size_t)dl);
@@ -512,6 +537,7 @@ int sim_tls_take_cert(struct sim_loop *l, struct sim_agent *a, const char *body,
 void sim_tls_forget(struct sim *s, struct sim_agent *a)
 {
 	(void)s;
+	sim_tls_drop_decoded(a);
 	free(a->cert_der);
 	a->cert_der = NULL;
 	a->cert_len = 0;

@@ -22,6 +22,8 @@
 #define RESPONSE_MAX (256u << 20) /* a desired set beyond this is an error */
 #define KILLED_EXIT_CODE 143	  /* what SIGTERM would give */
 #define MAX_HANDSHAKES 32	  /* TLS connections being set up, per loop */
+#define BEHIND_MS 100		  /* a loop pass this long: the loop is behind */
+#define BEHIND_PAUSE_MS 250	  /* new agents wait that long after it */
 
 /* ---- data ---------------------------------------------------------------- */
 
@@ -37,7 +39,9 @@ struct sim_task {
 enum phase { PH_IDLE = 0, PH_CONNECTING, PH_HANDSHAKE, PH_SENDING, PH_RECEIVING };
 enum req_kind { RQ_REGISTER = 1, RQ_WATCH, RQ_JOIN, RQ_RENEW };
 
-struct ssl_st; /* OpenSSL's SSL */
+struct ssl_st;	    /* OpenSSL's SSL */
+struct evp_pkey_st; /* OpenSSL's EVP_PKEY */
+struct x509_st;	    /* OpenSSL's X509 */
 
 struct sim_agent {
 	struct sim_task *tasks; /* sorted by id (strcmp) */
@@ -46,6 +50,11 @@ struct sim_agent {
 	 * with --sim-shared-key the key is the simulation's). */
 	unsigned char *key_der, *cert_der;
 	uint16_t key_len, cert_len;
+	/* Decoded, from the join until the first connection that uses them
+	 * (OpenSSL 3 takes ~1 ms per decoding; a join storm counts them):
+	 * then dropped, the DER stays. */
+	struct evp_pkey_st *pkey;
+	struct x509_st *x509;
 	int64_t renew_ms; /* monotonic: when to renew the certificate */
 	char *out;	  /* the request being sent */
 	char *in;	  /* the response being read */
@@ -105,6 +114,11 @@ struct sim_loop {
 	size_t nagents;
 	size_t next_start; /* agents started so far (registration spread) */
 	int handshaking;   /* TLS connections being set up */
+	/* Until when agents not yet registered wait (monotonic ms): the loop
+	 * is behind (short of CPU), and the heartbeats of the agents in come
+	 * first: a join storm must not make them late (docs/security.md). */
+	int64_t behind_until;
+	uint64_t paused_passes; /* passes that found the loop behind */
 	struct heap retries, fails;
 	int64_t last_sweep, last_warn;
 	unsigned suppressed;
@@ -164,6 +178,8 @@ int sim_tls_handshake(struct sim_agent *a, char *why, size_t n);
 long sim_io_send(struct sim_agent *a, const char *buf, size_t len, char *why, size_t n);
 long sim_io_recv(struct sim_agent *a, char *buf, size_t len, char *why, size_t n);
 void sim_tls_close(struct sim_agent *a);
+/* Free the key and certificate an agent holds decoded (the DER stays). */
+void sim_tls_drop_decoded(struct sim_agent *a);
 const char *sim_tls_join_token(const struct sim *s);
 /* The body of a join or a renewal: the name and a certificate request. */
 int sim_tls_csr_body(struct sim *s, struct sim_agent *a, struct sbuf *b, char *why, size_t n);

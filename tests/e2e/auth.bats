@@ -221,6 +221,39 @@ EOF
 	[ "$(echo "$output" | grep -c '^401$')" -eq 2 ]
 }
 
+@test "TLS handshakes waiting for their clients cost the server little CPU (a join storm)" {
+	pid=$(pgrep -f "berth up --data-dir $DATA" | head -1)
+	[ -n "$pid" ]
+	# Ten clients send their hello, get the server's answer and go quiet
+	# for 4 s (a slow agent in a join storm): the server waits for them,
+	# it does not spin over them (libmicrohttpd's epoll loop did).
+	python3 -c 'import socket, ssl, sys, time
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+held = []
+for _ in range(10):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    o = ctx.wrap_bio(inc, out, server_hostname="berth")
+    try:
+        o.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    s.sendall(out.read())
+    held.append((s, o))
+time.sleep(4)' "$PORT" &
+	holder=$!
+	sleep 0.5
+	t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+	sleep 3
+	t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+	wait "$holder"
+	echo "# server CPU with 10 handshakes waiting: $((t1 - t0)) ticks in 3 s" >&3
+	[ $((t1 - t0)) -lt 60 ]
+	api_curl -fsS "$BERTH_ADDR/v1/health" >/dev/null
+}
+
 @test "clients that stall before or in the TLS handshake cost the server little CPU and are cut off" {
 	pid=$(pgrep -f "berth up --data-dir $DATA" | head -1)
 	[ -n "$pid" ]

@@ -19,7 +19,12 @@ TEST(pki_issues_and_verifies_node_certificates)
 	char cn[PKI_NAME_MAX];
 	CHECK(pki_csr_check(csr, strlen(csr), cn, &err) == 0);
 	CHECK_STR(cn, "n2");
-	struct pki_issue what = {.cn = "n1", .ou = "node", .sans = "IP:127.0.0.1", .ttl_s = 600};
+	int64_t not_after = 0;
+	struct pki_issue what = {.cn = "n1",
+				 .ou = "node",
+				 .sans = "IP:127.0.0.1",
+				 .ttl_s = 600,
+				 .not_after = &not_after};
 	CHECK(pki_issue(ca, cakey, csr, &what, &cert, &err) == 0);
 	CHECK(pki_key_matches(cert, key));
 	struct pki_cert_info info;
@@ -28,6 +33,7 @@ TEST(pki_issues_and_verifies_node_certificates)
 	CHECK_STR(info.cn, "n1");
 	CHECK_STR(info.ou, "node");
 	CHECK(info.not_after >= now + 590 && info.not_after <= now + 610);
+	CHECK(not_after == info.not_after); /* told without decoding the result */
 	CHECK(strlen(info.fingerprint) == 64);
 	/* Expired an hour from now; not yet valid long ago. */
 	CHECK(pki_verify_pem(ca, cert, now + 3600, &info, &err) < 0);
