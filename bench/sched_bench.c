@@ -128,6 +128,9 @@ int main(int argc, char **argv)
 		die("store", &err);
 	struct cluster_config cfg;
 	cluster_config_defaults(&cfg);
+	/* No agent heartbeats here: large runs outlast the detection window,
+	 * and every node would go DOWN (its tasks LOST) before reporting. */
+	cfg.down_after_ms = 3600 * 1000;
 	struct cluster *c = cluster_new(st, &cfg);
 	pthread_mutex_lock(&c->lock);
 	for (int i = 0; i < nodes; i++) {
