@@ -28,18 +28,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		char *str = json_text_string(s, b, e);
 		free(str);
 	}
-	size_t after = end;
-	while (after < size && strchr(" \t\n\r", s[after]) && s[after])
-		after++;
-	if (!end || after != size || memchr(s, 0, size))
+	size_t start, whole_end;
+	if (!json_text_whole(s, size, &start, &whole_end) || whole_end != end || memchr(s, 0, size))
 		return 0;
 	json_error_t je;
 	json_t *j = json_loadb(s, size, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
 	if (!j)
 		return 0; /* jansson is stricter on UTF-8 and big numbers */
-	size_t start = 0;
-	while (strchr(" \t\n\r", s[start]))
-		start++;
 	struct sbuf out;
 	sbuf_init(&out);
 	json_text_indent(&out, s, start, end, 0);

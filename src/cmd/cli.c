@@ -358,13 +358,8 @@ int cli_get_all_pages(struct http_client *hc, const char *path, const char *quer
 
 int cli_print_json_text(const char *s, size_t len, struct berr *err)
 {
-	size_t b = 0;
-	while (b < len && strchr(" \t\n\r", s[b]))
-		b++;
-	size_t e = json_text_value_end(s, len, b), after = e;
-	while (after < len && strchr(" \t\n\r", s[after]) && s[after])
-		after++;
-	if (!e || after != len)
+	size_t b, e;
+	if (!json_text_whole(s, len, &b, &e))
 		return berr_set(err, 502, "bad reply from server: not valid JSON");
 	struct sbuf out;
 	sbuf_init(&out);
@@ -379,9 +374,7 @@ int cli_print_json_text(const char *s, size_t len, struct berr *err)
  * array is empty. */
 static bool add_page_items(struct sbuf *list, const char *s, size_t start, size_t end)
 {
-	size_t in = start + 1, in_end = end - 1;
-	while (in < in_end && strchr(" \t\n\r", s[in]))
-		in++;
+	size_t in_end = end - 1, in = json_text_skip_ws(s, in_end, start + 1);
 	if (in >= in_end)
 		return false;
 	sbuf_adds(list, list->len > 1 ? ",\n  " : "\n  ");
@@ -408,28 +401,26 @@ int cli_print_all_pages(struct http_client *hc, const char *path, const char *qu
 		if (rc < 0)
 			break;
 		const char *s = page.body;
-		size_t b = 0, e = page.len, ns, ne;
-		while (b < e && strchr(" \t\n\r", s[b]))
-			b++;
-		int found = b < e && s[b] == '[' ? 2 : json_text_member(s, e, items_key, &ns, &ne);
-		if (found == 2 && json_text_value_end(s, e, b)) {
+		size_t first = json_text_skip_ws(s, page.len, 0), b, e;
+		if (first < page.len && s[first] == '[' && json_text_whole(s, page.len, &b, &e)) {
 			/* A server without paging answers with the whole list. */
 			list.len = 0;
 			list.buf[0] = 0;
-			json_text_indent(&list, s, b, json_text_value_end(s, e, b), 0);
+			json_text_indent(&list, s, b, e, 0);
 			http_response_release(&page);
 			whole = true;
 			break;
 		}
-		if (found != 1 || s[ns] != '[') {
+		const char *keys[2] = {items_key, "next"};
+		size_t vs[2], ve[2];
+		if (json_text_members(s, page.len, keys, 2, vs, ve) < 0 || !ve[0] ||
+		    s[vs[0]] != '[') {
 			http_response_release(&page);
 			rc = berr_set(err, 502, "the server's page has no '%s' list", items_key);
 			break;
 		}
-		bool any = add_page_items(&list, s, ns, ne);
-		size_t xs, xe;
-		if (any && json_text_member(s, e, "next", &xs, &xe) == 1)
-			after = json_text_string(s, xs, xe);
+		if (add_page_items(&list, s, vs[0], ve[0]) && ve[1])
+			after = json_text_string(s, vs[1], ve[1]);
 		http_response_release(&page);
 		if (!after)
 			break;

@@ -149,10 +149,28 @@ size_t json_text_value_end(const char *s, size_t len, size_t i)
 	return s ? value_end(s, len, i, 0) : 0;
 }
 
-int json_text_member(const char *s, size_t len, const char *key, size_t *start, size_t *end)
+size_t json_text_skip_ws(const char *s, size_t len, size_t i)
+{
+	return skip_ws(s, len, i);
+}
+
+bool json_text_whole(const char *s, size_t len, size_t *start, size_t *end)
+{
+	size_t b = skip_ws(s, len, 0);
+	size_t e = json_text_value_end(s, len, b);
+	if (!e || skip_ws(s, len, e) != len)
+		return false;
+	*start = b;
+	*end = e;
+	return true;
+}
+
+int json_text_members(const char *s, size_t len, const char *const *keys, size_t nkeys,
+		      size_t *start, size_t *end)
 {
 	/* One pass: every member checked as it is walked. */
-	size_t klen = strlen(key);
+	for (size_t k = 0; k < nkeys; k++)
+		start[k] = end[k] = 0;
 	int found = 0;
 	size_t i = skip_ws(s, len, 0);
 	if (i >= len || s[i] != '{')
@@ -161,7 +179,7 @@ int json_text_member(const char *s, size_t len, const char *key, size_t *start, 
 	if (i < len && s[i] == '}')
 		return skip_ws(s, len, i + 1) == len ? 0 : -1;
 	for (;;) {
-		size_t k = i, kend;
+		size_t key = i, kend;
 		if (i >= len || s[i] != '"' || !(kend = string_end(s, len, i)))
 			return -1;
 		i = skip_ws(s, len, kend);
@@ -171,10 +189,14 @@ int json_text_member(const char *s, size_t len, const char *key, size_t *start, 
 		size_t vend = value_end(s, len, v, 1);
 		if (!vend)
 			return -1;
-		if (!found && kend - k - 2 == klen && !memcmp(s + k + 1, key, klen)) {
-			*start = v;
-			*end = vend;
-			found = 1;
+		for (size_t k = 0; k < nkeys; k++) {
+			size_t klen = strlen(keys[k]);
+			if (!end[k] && kend - key - 2 == klen &&
+			    !memcmp(s + key + 1, keys[k], klen)) {
+				start[k] = v;
+				end[k] = vend;
+				found++;
+			}
 		}
 		i = skip_ws(s, len, vend);
 		if (i < len && s[i] == '}')
@@ -183,6 +205,11 @@ int json_text_member(const char *s, size_t len, const char *key, size_t *start, 
 			return -1;
 		i = skip_ws(s, len, i + 1);
 	}
+}
+
+int json_text_member(const char *s, size_t len, const char *key, size_t *start, size_t *end)
+{
+	return json_text_members(s, len, &key, 1, start, end);
 }
 
 static void newline(struct sbuf *out, int level)
