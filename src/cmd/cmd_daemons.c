@@ -85,6 +85,8 @@ enum {
 	O_TLS_SAN,
 	O_CERT_TTL,
 	O_PREEMPT_MAX_VICTIMS,
+	O_HISTORY_COUNT,
+	O_HISTORY_AGE,
 	O_JOIN_TOKEN,
 	O_JOIN_TOKEN_FILE,
 	O_SIMULATE,
@@ -179,6 +181,11 @@ static void opts_init(struct cli_opt *o)
 	    [O_PREEMPT_MAX_VICTIMS] = {"--preempt-max-victims", NULL, true, false,
 				       "server: tasks preempted per scheduling round at most "
 				       "(default 1000)"},
+	    [O_HISTORY_COUNT] = {"--task-history", NULL, true, false,
+				 "server: ended tasks kept per job, newest first (default 100)"},
+	    [O_HISTORY_AGE] = {"--task-history-age", NULL, true, false,
+			       "server: an ended task is forgotten this long after it ended "
+			       "(default 24h)"},
 	    [O_JOIN_TOKEN] = {"--join-token", NULL, true, false,
 			      "agent: the cluster's join token (to get its node certificate)"},
 	    [O_JOIN_TOKEN_FILE] = {"--join-token-file", NULL, true, false,
@@ -369,6 +376,18 @@ static int server_opts_from_cli(struct cli_opt *o, struct server_options *so)
 					"to 1000000",
 					o[O_PREEMPT_MAX_VICTIMS].value);
 		so->cluster.preempt_max_victims = (size_t)n;
+	}
+	if (o[O_HISTORY_COUNT].set) {
+		if (parse_int64(o[O_HISTORY_COUNT].value, &n) < 0 || n < 1 || n > 100000)
+			return cli_fail("bad --task-history '%s': expected a number from 1 to 100000",
+					o[O_HISTORY_COUNT].value);
+		so->cluster.ended_keep = (size_t)n;
+	}
+	if (o[O_HISTORY_AGE].set) {
+		if (parse_duration(o[O_HISTORY_AGE].value, &ms) < 0 || !ms || ms > INT64_MAX / 4)
+			return cli_fail("bad --task-history-age '%s': expected a duration",
+					o[O_HISTORY_AGE].value);
+		so->cluster.ended_max_age_ms = (int64_t)ms;
 	}
 	return 0;
 }

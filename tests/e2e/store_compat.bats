@@ -18,6 +18,8 @@ setup() {
 	# by design (docs/spec.md, "Cron schedules"). Its last run is set to now, so that the test
 	# reads the same whatever the date; the record keeps its old format.
 	sqlite3 "$DATA/state.db" "update kv set value = json_set(value, '$.cron_last_ms', $(date +%s)000) where key = 'jobs/carol/prod/nightly'"
+	# Its ended tasks ended then too: a server forgets an ended task 24 h
+	# after its end (--task-history-age), so the test keeps them longer.
 	PORT=$(free_port)
 	export BERTH_ADDR="https://127.0.0.1:$PORT"
 	SERVER=
@@ -32,7 +34,7 @@ teardown() {
 }
 
 start_server() {
-	"$BERTH_BIN" server -q --data-dir "$DATA" --addr "127.0.0.1:$PORT" >>"$DATA/server.log" 2>&1 &
+	"$BERTH_BIN" server -q --data-dir "$DATA" --addr "127.0.0.1:$PORT" --task-history-age 87600h >>"$DATA/server.log" 2>&1 &
 	SERVER=$!
 	use_client_creds "$DATA"
 	wait_for 10 'api_curl -fsS "$BERTH_ADDR/v1/health" >/dev/null 2>&1'
