@@ -347,9 +347,10 @@ uint64_t cluster_job_restart(struct cluster *c, const char *key, int instance, b
 uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply, struct berr *err);
 /* A watch: heartbeat + full-state report. Sets *changed when the node's
  * desired set differs from known_version. */
-uint64_t cluster_agent_watch(struct cluster *c, json_t *body, struct node **node_out,
-			     struct berr *err);
-uint64_t cluster_agent_status(struct cluster *c, json_t *body, struct berr *err);
+struct agent_report; /* core/agent_report.h: the body, read without a tree */
+uint64_t cluster_agent_watch(struct cluster *c, const struct agent_report *body,
+			     struct node **node_out, struct berr *err);
+uint64_t cluster_agent_status(struct cluster *c, const struct agent_report *body, struct berr *err);
 /* The desired set for a node: {"version": N, "tasks": [...]} (new ref);
  * every task in full. */
 json_t *cluster_node_desired(struct cluster *c, struct node *n);

@@ -20,21 +20,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/agent_report.h"
 #include "core/base64.h"
 #include "core/log.h"
 
 /* Base64 of 64 KiB: 87384 characters; a little room, nothing more. */
 #define TAIL_B64_MAX 90000
 
-static bool tail_ok(json_t *v)
+static bool tail_ok(const struct agent_log_tail *v)
 {
-	if (!v)
+	if (!v->given)
 		return true;
-	const char *s = json_string_value(v);
-	size_t n = json_string_length(v);
 	char *dec = NULL;
 	size_t len = 0;
-	if (!s || n > TAIL_B64_MAX || base64_decode(s, n, &dec, &len) < 0)
+	if (!v->text || v->len > TAIL_B64_MAX || base64_decode(v->text, v->len, &dec, &len) < 0)
 		return false;
 	free(dec);
 	return true;
@@ -45,22 +44,23 @@ char *cluster_logtail_key(const char *job_key, int instance)
 	return xasprintf("logtails/%s/%d", job_key, instance);
 }
 
-void cluster_logtail_keep(struct cluster *c, struct node *n, struct task *t, json_t *logs)
+void cluster_logtail_keep(struct cluster *c, struct node *n, struct task *t,
+			  const struct agent_task_report *u)
 {
-	if (!json_is_object(logs) || (t->state != TASK_FAILED && t->state != TASK_KILLED))
+	if (!u->has_logs || (t->state != TASK_FAILED && t->state != TASK_KILLED))
 		return;
-	json_t *out = json_object_get(logs, "stdout"), *err = json_object_get(logs, "stderr");
-	if ((!out && !err) || !tail_ok(out) || !tail_ok(err)) {
+	const struct agent_log_tail *out = &u->out, *err = &u->err;
+	if ((!out->given && !err->given) || !tail_ok(out) || !tail_ok(err)) {
 		log_warn("task %s: node %s sent malformed log tails: not kept", t->id, n->name);
 		return;
 	}
 	json_t *rec =
 	    json_pack("{s:s,s:s,s:s,s:I}", "task", t->id, "state", task_state_name(t->state),
 		      "node", n->name, "ended_ms", (json_int_t)time_now_ms());
-	if (out)
-		json_object_set(rec, "stdout", out);
-	if (err)
-		json_object_set(rec, "stderr", err);
+	if (out->given)
+		json_object_set_new(rec, "stdout", json_stringn(out->text, out->len));
+	if (err->given)
+		json_object_set_new(rec, "stderr", json_stringn(err->text, err->len));
 	char *key = cluster_logtail_key(t->job->key, t->instance);
 	char *text = json_dumps(rec, JSON_COMPACT);
 	store_batch_put(c->pending, key, text, strlen(text));

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/agent_report.h"
 #include "core/log.h"
 #include "sched/ports.h"
 
@@ -126,16 +127,11 @@ static bool node_mark_up(struct cluster *c, struct node *n)
 	return true;
 }
 
-static int agent_state_parse(json_t *v)
-{
-	const char *s = json_string_value(v);
-	return s ? task_state_parse(s) : -1;
-}
-
 /* Apply what the agent says of task t (the one its id names, or NULL). */
-static void apply_agent_task_to(struct cluster *c, struct node *n, json_t *u, struct task *t)
+static void apply_agent_task_to(struct cluster *c, struct node *n,
+				const struct agent_task_report *u, struct task *t)
 {
-	int st = agent_state_parse(json_object_get(u, "state"));
+	int st = u->state;
 	if (st < 0)
 		return;
 	/* Agents report what happened to a task; the stopping states are the
@@ -145,19 +141,15 @@ static void apply_agent_task_to(struct cluster *c, struct node *n, json_t *u, st
 		return;
 	if (!t || task_state_terminal(t->state) || t->node != n)
 		return; /* not wanted here: left out of the desired set, the agent kills it */
-	uint32_t address;
-	if (ip4_parse(json_string_value(json_object_get(u, "address")), &address) == 0 &&
-	    address != t->address) {
-		t->address = address;
+	if (u->has_address && u->address != t->address) {
+		t->address = u->address;
 		persist_task(c, t);
 	}
-	json_t *pid = json_object_get(u, "pid");
-	if (json_is_integer(pid) && json_integer_value(pid) > 0)
-		t->pid = (int)json_integer_value(pid);
-	const char *msg = json_string_value(json_object_get(u, "message"));
-	json_t *ec = json_object_get(u, "exit_code");
-	if (json_is_integer(ec))
-		t->exit_code = (int)json_integer_value(ec);
+	if (u->has_pid && u->pid > 0)
+		t->pid = (int)u->pid;
+	const char *msg = u->message;
+	if (u->has_exit_code)
+		t->exit_code = (int)u->exit_code;
 	if ((enum task_state)st == t->state)
 		return;
 	/* A stale report: a watch's full report built before a status update
@@ -188,14 +180,7 @@ static void apply_agent_task_to(struct cluster *c, struct node *n, json_t *u, st
 	 * when the table needs it. */
 	task_transition(c, t, (enum task_state)st, msg);
 	if (task_state_terminal(t->state))
-		cluster_logtail_keep(c, n, t, json_object_get(u, "logs"));
-}
-
-static void apply_agent_task(struct cluster *c, struct node *n, json_t *u)
-{
-	const char *id = json_string_value(json_object_get(u, "id"));
-	if (id)
-		apply_agent_task_to(c, n, u, hmap_get(&c->tasks, id));
+		cluster_logtail_keep(c, n, t, u);
 }
 
 /* The not-yet-started replacement of a task LOST with node n, or NULL
@@ -277,25 +262,20 @@ static bool task_take_back(struct cluster *c, struct node *n, struct task *t, in
 /* Level-triggered reconcile: the agent reports every task it holds. Tasks
  * this node should hold but the agent does not are LOST, except those
  * assigned after the desired version the agent has seen. */
-static void reconcile_report(struct cluster *c, struct node *n, json_t *report, uint64_t known,
-			     bool registering)
+static void reconcile_report(struct cluster *c, struct node *n, const struct agent_report *report,
+			     uint64_t known, bool registering)
 {
 	/* The tasks the report names are marked (no set of ids to build): a
 	 * task of this node is missing when it does not carry this report's
 	 * mark. */
 	uint32_t mark = ++c->report_mark;
-	size_t i;
-	json_t *u;
-	json_array_foreach(report, i, u)
-	{
-		const char *id = json_string_value(json_object_get(u, "id"));
-		if (!id)
-			continue;
-		struct task *t = hmap_get(&c->tasks, id);
+	for (size_t i = 0; i < report->ntasks; i++) {
+		const struct agent_task_report *u = &report->tasks[i];
+		struct task *t = hmap_get(&c->tasks, u->id);
 		if (t)
 			t->report_mark = mark;
-		if (n->nheld && node_holds(n, id))
-			task_take_back(c, n, t, agent_state_parse(json_object_get(u, "state")));
+		if (n->nheld && node_holds(n, u->id))
+			task_take_back(c, n, t, u->state);
 		apply_agent_task_to(c, n, u, t);
 	}
 	struct task **missing = NULL;
@@ -347,19 +327,17 @@ static void node_ip(const struct node *n, char *buf, size_t size)
 		snprintf(buf, size, "%s", tmp);
 }
 
-static int check_name(json_t *body, const char **name, struct berr *err)
+static int check_name(const char *name, struct berr *err)
 {
-	*name = json_string_value(json_object_get(body, "name"));
-	if (!*name || !**name || strlen(*name) > 128 || strchr(*name, '/'))
+	if (!name || !*name || strlen(name) > 128 || strchr(name, '/'))
 		return berr_set(err, 400, "field 'name': expected a node name");
 	return 0;
 }
 
 /* The registered node an agent's call names, or NULL with err set. */
-static struct node *registered_node(struct cluster *c, json_t *body, struct berr *err)
+static struct node *registered_node(struct cluster *c, const char *name, struct berr *err)
 {
-	const char *name;
-	if (check_name(body, &name, err) < 0)
+	if (check_name(name, err) < 0)
 		return NULL;
 	struct node *n = hmap_get(&c->nodes, name);
 	if (!n)
@@ -435,8 +413,8 @@ json_t *cluster_node_network(struct cluster *c, const char *name, struct berr *e
 
 uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply, struct berr *err)
 {
-	const char *name;
-	if (check_name(body, &name, err) < 0)
+	const char *name = json_string_value(json_object_get(body, "name"));
+	if (check_name(name, err) < 0)
 		return 0;
 	json_t *res = json_object_get(body, "resources");
 	json_t *attrs = json_object_get(body, "attributes");
@@ -474,8 +452,15 @@ uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply,
 	free(n->addr);
 	n->addr = xstrdup(addr);
 	node_mark_up(c, n);
-	if (report)
-		reconcile_report(c, n, report, n->desired_version, true);
+	if (report) {
+		/* Read as a watch's report is (agent_report.h): registering is
+		 * rare, one reader is enough. */
+		struct agent_report *r = agent_report_from_json(body, AGENT_CALL_REGISTER, err);
+		if (!r)
+			return 0;
+		reconcile_report(c, n, r, n->desired_version, true);
+		agent_report_free(r);
+	}
 	node_touch(c, n); /* the agent starts from 0: it always fetches */
 	persist_node(c, n);
 	c->sched_needed = true;
@@ -493,22 +478,20 @@ uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply,
 	return cluster_touched(c);
 }
 
-uint64_t cluster_agent_watch(struct cluster *c, json_t *body, struct node **node_out,
-			     struct berr *err)
+uint64_t cluster_agent_watch(struct cluster *c, const struct agent_report *body,
+			     struct node **node_out, struct berr *err)
 {
-	struct node *n = registered_node(c, body, err);
+	struct node *n = registered_node(c, body->name, err);
 	if (!n)
 		return 0;
-	json_t *report = json_object_get(body, "tasks");
-	json_t *known = json_object_get(body, "known_version");
-	if (report && !json_is_array(report)) {
+	if (body->list == AGENT_LIST_NOT_ARRAY) {
 		berr_set(err, 400, "field 'tasks': expected an array");
 		return 0;
 	}
 	uint64_t changes = c->changes;
 	bool came_up = node_mark_up(c, n);
-	if (report && json_is_integer(known))
-		reconcile_report(c, n, report, (uint64_t)json_integer_value(known), false);
+	if (body->list == AGENT_LIST_ARRAY && body->has_known_version)
+		reconcile_report(c, n, body, (uint64_t)body->known_version, false);
 	*node_out = n;
 	/* A pure heartbeat changes nothing: it must not wake the commit loop
 	 * (ten thousand agents would keep it spinning, lock held). */
@@ -517,20 +500,18 @@ uint64_t cluster_agent_watch(struct cluster *c, json_t *body, struct node **node
 	return c->applied_seq;
 }
 
-uint64_t cluster_agent_status(struct cluster *c, json_t *body, struct berr *err)
+uint64_t cluster_agent_status(struct cluster *c, const struct agent_report *body, struct berr *err)
 {
-	struct node *n = registered_node(c, body, err);
+	struct node *n = registered_node(c, body->name, err);
 	if (!n)
 		return 0;
-	json_t *updates = json_object_get(body, "updates");
-	if (!json_is_array(updates)) {
+	if (body->list != AGENT_LIST_ARRAY) {
 		berr_set(err, 400, "field 'updates': expected an array");
 		return 0;
 	}
 	node_mark_up(c, n);
-	size_t i;
-	json_t *u;
-	json_array_foreach(updates, i, u) apply_agent_task(c, n, u);
+	for (size_t i = 0; i < body->ntasks; i++)
+		apply_agent_task_to(c, n, &body->tasks[i], hmap_get(&c->tasks, body->tasks[i].id));
 	return cluster_touched(c);
 }
 

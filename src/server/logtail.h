@@ -10,15 +10,17 @@
 struct cluster;
 struct node;
 struct task;
+struct agent_task_report;
 struct server;
 struct request;
 
 /* "logtails/KEY/INSTANCE" (caller frees). */
 char *cluster_logtail_key(const char *job_key, int instance);
 /* Under the cluster lock, after t's transition to its end: keep the tails
- * the agent of node n sent ("logs" of its report; NULL: none) when t ended
- * FAILED or KILLED. Malformed tails are dropped with a log line. */
-void cluster_logtail_keep(struct cluster *c, struct node *n, struct task *t, json_t *logs);
+ * the agent of node n sent ("logs" of its report u) when t ended FAILED or
+ * KILLED. Malformed tails are dropped with a log line. */
+void cluster_logtail_keep(struct cluster *c, struct node *n, struct task *t,
+			  const struct agent_task_report *u);
 /* Into the pending batch: forget the tails of the job's instances. */
 void cluster_logtail_delete_job(struct cluster *c, const char *job_key);
 

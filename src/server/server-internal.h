@@ -69,11 +69,12 @@ struct request {
 	int64_t deadline_mono;
 	struct request *next; /* in srv->waiting */
 	bool suspended;
-	bool from_replica;	/* answered by a follower from its replica */
-	json_t *agent_body;	/* an agent call's body, parsed before the cluster lock */
-	struct node_live *live; /* a watch: its node's liveness entry, held meanwhile */
-	int64_t live_wait_ms;	/* the wait the watch asked for */
-	struct view_rows *view; /* a large view's snapshot, written out after the lock */
+	bool from_replica;  /* answered by a follower from its replica */
+	json_t *agent_body; /* an agent call's body, parsed before the cluster lock */
+	struct agent_report *agent_report; /* a watch's or status's, read so instead */
+	struct node_live *live;		   /* a watch: its node's liveness entry, held meanwhile */
+	int64_t live_wait_ms;		   /* the wait the watch asked for */
+	struct view_rows *view;		   /* a large view's snapshot, written out after the lock */
 	bool view_paged;
 	struct principal who; /* the caller (auth.h), set with the headers */
 	char *method, *url;   /* for the audit log */
@@ -143,6 +144,9 @@ void reply_ok(struct request *q, json_t *body);
 void reply_after_commit(struct request *q, uint64_t seq, json_t *body);
 /* The request's body as a JSON object, or NULL with q answered (413, 400). */
 json_t *parse_body(struct request *q);
+/* An agent's watch or status body read without a tree (core/agent_report.h),
+ * or NULL with q answered (413, 400 with parse_body's messages). */
+struct agent_report *parse_agent_report(struct request *q, bool watch);
 enum MHD_Result send_ready(struct request *q);
 /* libmicrohttpd's access handler and completion callback. */
 enum MHD_Result server_on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -190,7 +194,7 @@ void server_audit(struct server *s, struct request *q, const char *method, const
 /* Route a request, under the cluster lock. */
 void server_route(struct request *q, const char *method, const char *url);
 /* The long poll a watch asks for (wait_ms), within reason. */
-int64_t watch_wait_ms(const struct cluster *c, json_t *wait);
+int64_t watch_wait_ms(const struct cluster *c, bool given, int64_t wait);
 /* Under c->lock: the watch q of node n has something new to say (its
  * desired set moved, or the endpoints table it follows). */
 bool watch_has_news(const struct cluster *c, const struct request *q, const struct node *n);

@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "core/agent_report.h"
 #include "core/log.h"
 #include "server/leader.h"
 #include "server/server_ui.h"
@@ -151,6 +152,18 @@ json_t *parse_body(struct request *q)
 	return j;
 }
 
+struct agent_report *parse_agent_report(struct request *q, bool watch)
+{
+	if (reply_body_refused(q))
+		return NULL;
+	struct berr err = {0};
+	struct agent_report *r = agent_report_parse(
+	    q->body.buf, q->body.len, watch ? AGENT_CALL_WATCH : AGENT_CALL_STATUS, &err);
+	if (!r)
+		reply_error(q, err.code ? err.code : 400, err.msg);
+	return r;
+}
+
 enum MHD_Result send_ready(struct request *q)
 {
 	if (q->status == 307 && q->location) {
@@ -224,14 +237,27 @@ static bool is_agent_call(const char *method, const char *url)
  * node stamped. Returns false when the body is bad (q has the error). */
 static bool agent_body(struct server *s, struct request *q, const char *url)
 {
-	q->agent_body = parse_body(q);
-	if (!q->agent_body)
+	/* Watches and status reports, most of the server's intake, are read
+	 * without a tree (core/agent_report.h). */
+	bool watch = !strcmp(url, "/v1/agent/watch");
+	const char *name;
+	if (watch || !strcmp(url, "/v1/agent/status")) {
+		q->agent_report = parse_agent_report(q, watch);
+		if (!q->agent_report)
+			return false;
+		name = q->agent_report->name;
+	} else {
+		q->agent_body = parse_body(q);
+		if (!q->agent_body)
+			return false;
+		name = json_string_value(json_object_get(q->agent_body, "name"));
+	}
+	if (!auth_node(q, name))
 		return false;
-	if (!auth_node(q, json_string_value(json_object_get(q->agent_body, "name"))))
-		return false;
-	agent_heard(s, q, url, json_string_value(json_object_get(q->agent_body, "name")));
-	if (q->live && !strcmp(url, "/v1/agent/watch"))
-		q->live_wait_ms = watch_wait_ms(s->c, json_object_get(q->agent_body, "wait_ms"));
+	agent_heard(s, q, url, name);
+	if (q->live && watch)
+		q->live_wait_ms =
+		    watch_wait_ms(s->c, q->agent_report->has_wait_ms, q->agent_report->wait_ms);
 	return true;
 }
 
@@ -328,7 +354,7 @@ static enum MHD_Result handle_request(struct server *s, struct MHD_Connection *c
 	if (reply_body_refused(q))
 		return send_ready(q);
 	if (is_agent_call(method, url) && s->leading && server_lease_ok(s) && !q->agent_body &&
-	    !agent_body(s, q, url))
+	    !q->agent_report && !agent_body(s, q, url))
 		return send_ready(q);
 
 	if (!strcmp(url, "/v1/ca") && s->tls) {
@@ -445,6 +471,7 @@ void server_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (q->live)
 		liveness_watch_end(q->srv->c->live, q->live, time_mono_ms(), q->live_wait_ms);
 	json_decref(q->agent_body);
+	agent_report_free(q->agent_report);
 	view_rows_free(q->view);
 	if (q->body_reserved)
 		atomic_fetch_sub(&q->srv->body_bytes, q->body_reserved);

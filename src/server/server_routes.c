@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/agent_report.h"
 #include "core/base64.h"
 #include "core/spec.h"
 #include "server/logtail.h"
@@ -402,15 +403,68 @@ static void route_secrets(struct request *q, const char *method, const char *res
 }
 
 /* The long poll a watch asks for (wait_ms), within reason. */
-int64_t watch_wait_ms(const struct cluster *c, json_t *wait)
+int64_t watch_wait_ms(const struct cluster *c, bool given, int64_t wait)
 {
-	int64_t w = json_is_integer(wait) ? json_integer_value(wait) : c->cfg.heartbeat_ms;
+	int64_t w = given ? wait : c->cfg.heartbeat_ms;
 	return w < 0 || w > 60000 ? c->cfg.heartbeat_ms : w;
+}
+
+/* A watch or a status report: the body read without a tree. */
+static void route_agent_report(struct request *q, bool watch)
+{
+	struct cluster *c = q->srv->c;
+	struct agent_report *body = q->agent_report;
+	q->agent_report = NULL;
+	if (!body)
+		body = parse_agent_report(q, watch);
+	if (!body)
+		return;
+	if (!auth_node(q, body->name)) {
+		agent_report_free(body);
+		return;
+	}
+	struct berr err = {0};
+	uint64_t seq = 0;
+	if (!watch) {
+		seq = cluster_agent_status(c, body, &err);
+		if (seq)
+			reply_after_commit(q, seq, json_pack("{s:b}", "ok", 1));
+	} else {
+		struct node *n = NULL;
+		seq = cluster_agent_watch(c, body, &n, &err);
+		if (seq) {
+			int64_t wait_ms = watch_wait_ms(c, body->has_wait_ms, body->wait_ms);
+			q->watch_node = n;
+			q->known_version =
+			    body->has_known_version ? (uint64_t)body->known_version : 0;
+			/* Agents that follow the endpoints say which version they
+			 * have (0: none yet); others never get the table. */
+			q->endpoints_follow = body->has_endpoints_version;
+			q->endpoints_known =
+			    q->endpoints_follow ? (uint64_t)body->endpoints_version : 0;
+			q->deadline_mono = time_mono_ms() + wait_ms;
+			q->wait_seq = seq;
+			q->phase = REQ_WATCH;
+			q->status = 200;
+			if (watch_has_news(c, q, n)) {
+				/* Something new already: answer at once. */
+				watch_answer(c, q, n);
+				q->phase = REQ_READY;
+			}
+		}
+	}
+	agent_report_free(body);
+	if (!seq)
+		reply_error(q, err.code ? err.code : 500, err.msg);
 }
 
 static void route_agent(struct request *q, const char *what)
 {
 	struct cluster *c = q->srv->c;
+	if (!strcmp(what, "watch") || !strcmp(what, "status")) {
+		route_agent_report(q, !strcmp(what, "watch"));
+		return;
+	}
 	json_t *body = q->agent_body;
 	q->agent_body = NULL;
 	if (!body)
@@ -428,36 +482,6 @@ static void route_agent(struct request *q, const char *what)
 		seq = cluster_agent_register(c, body, &reply, &err);
 		if (seq)
 			reply_after_commit(q, seq, reply);
-	} else if (!strcmp(what, "status")) {
-		seq = cluster_agent_status(c, body, &err);
-		if (seq)
-			reply_after_commit(q, seq, json_pack("{s:b}", "ok", 1));
-	} else if (!strcmp(what, "watch")) {
-		struct node *n = NULL;
-		seq = cluster_agent_watch(c, body, &n, &err);
-		if (seq) {
-			json_t *kv = json_object_get(body, "known_version");
-			json_t *wait = json_object_get(body, "wait_ms");
-			int64_t wait_ms = watch_wait_ms(c, wait);
-			q->watch_node = n;
-			q->known_version =
-			    json_is_integer(kv) ? (uint64_t)json_integer_value(kv) : 0;
-			/* Agents that follow the endpoints say which version they
-			 * have (0: none yet); others never get the table. */
-			json_t *ev = json_object_get(body, "endpoints_version");
-			q->endpoints_follow = json_is_integer(ev);
-			q->endpoints_known =
-			    q->endpoints_follow ? (uint64_t)json_integer_value(ev) : 0;
-			q->deadline_mono = time_mono_ms() + wait_ms;
-			q->wait_seq = seq;
-			q->phase = REQ_WATCH;
-			q->status = 200;
-			if (watch_has_news(c, q, n)) {
-				/* Something new already: answer at once. */
-				watch_answer(c, q, n);
-				q->phase = REQ_READY;
-			}
-		}
 	} else if (!strcmp(what, "network")) {
 		json_t *net =
 		    cluster_node_network(c, json_string_value(json_object_get(body, "name")), &err);
