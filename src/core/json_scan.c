@@ -135,10 +135,9 @@ static bool string_scan(struct json_scan *sc, char *out, size_t *outlen, bool *e
 		size_t run = i;
 		while (i < len && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\')
 			i++;
-		if (out && i > run) {
+		if (out && i > run)
 			memcpy(out + o, s + run, i - run);
-			o += i - run;
-		}
+		o += i - run;
 		if (i >= len)
 			return false;
 		unsigned c = s[i];
@@ -150,10 +149,9 @@ static bool string_scan(struct json_scan *sc, char *out, size_t *outlen, bool *e
 			size_t n = utf8_len(s + i, len - i);
 			if (!n)
 				return false;
-			if (out) {
+			if (out)
 				memcpy(out + o, s + i, n);
-				o += n;
-			}
+			o += n;
 			i += n;
 			continue;
 		}
@@ -203,14 +201,16 @@ static bool string_scan(struct json_scan *sc, char *out, size_t *outlen, bool *e
 				return false; /* a lone second half; NUL (jansson refuses it) */
 			}
 			if (out)
-				o += utf8_put(out + o, (uint32_t)v);
+				utf8_put(out + o, (uint32_t)v);
+			o += v < 0x80 ? 1 : v < 0x800 ? 2 : v < 0x10000 ? 3 : 4;
 			continue;
 		}
 		default:
 			return false;
 		}
 		if (out)
-			out[o++] = ch;
+			out[o] = ch;
+		o++;
 		i++;
 	}
 	if (out)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/agent_report.h"
 #include "core/log.h"
 #include "store/store-internal.h" /* the replica is fed committed batches */
 #include "unit.h"
@@ -298,10 +299,14 @@ json_t *rep(const char *id, const char *state, int pid)
 static uint64_t watch_body(struct fx *f, json_t *body)
 {
 	struct node *n = NULL;
-	pthread_mutex_lock(&f->c->lock);
-	uint64_t seq = cluster_agent_watch(f->c, body, &n, &f->err);
-	pthread_mutex_unlock(&f->c->lock);
+	struct agent_report *r = agent_report_from_json(body, AGENT_CALL_WATCH, &f->err);
 	json_decref(body);
+	if (!r)
+		return 0;
+	pthread_mutex_lock(&f->c->lock);
+	uint64_t seq = cluster_agent_watch(f->c, r, &n, &f->err);
+	pthread_mutex_unlock(&f->c->lock);
+	agent_report_free(r);
 	return seq;
 }
 
@@ -319,10 +324,14 @@ uint64_t agent_status(struct fx *f, const char *name, const char *id, const char
 	json_t *body =
 	    json_pack("{s:s,s:[{s:s,s:s,s:i,s:i,s:s}]}", "name", name, "updates", "id", id, "state",
 		      state, "pid", pid, "exit_code", exit_code, "message", msg ? msg : "");
-	pthread_mutex_lock(&f->c->lock);
-	uint64_t seq = cluster_agent_status(f->c, body, &f->err);
-	pthread_mutex_unlock(&f->c->lock);
+	struct agent_report *r = agent_report_from_json(body, AGENT_CALL_STATUS, &f->err);
 	json_decref(body);
+	if (!r)
+		return 0;
+	pthread_mutex_lock(&f->c->lock);
+	uint64_t seq = cluster_agent_status(f->c, r, &f->err);
+	pthread_mutex_unlock(&f->c->lock);
+	agent_report_free(r);
 	return seq;
 }
 

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/agent_report.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "store/store-internal.h" /* replica tests read committed batches */
@@ -912,15 +913,19 @@ TEST(register_and_watch_reject_bad_bodies)
 	CHECK(f.err.code == 404);
 	/* Registered: a status without updates is malformed. */
 	CHECK(agent_register(&f, "n1") > 0);
-	json_t *body = json_pack("{s:s}", "name", "n1");
-	CHECK(cluster_agent_status(f.c, body, &f.err) == 0);
+	struct agent_report *r =
+	    agent_report_parse("{\"name\":\"n1\"}", 13, AGENT_CALL_STATUS, &f.err);
+	CHECK(r && cluster_agent_status(f.c, r, &f.err) == 0);
 	CHECK(f.err.code == 400);
-	json_decref(body);
-	body = json_pack("{s:s,s:i,s:{}}", "name", "n1", "known_version", 1, "tasks");
+	CHECK(!strcmp(f.err.msg, "field 'updates': expected an array"));
+	agent_report_free(r);
+	const char *text = "{\"name\":\"n1\",\"known_version\":1,\"tasks\":{}}";
+	r = agent_report_parse(text, strlen(text), AGENT_CALL_WATCH, &f.err);
 	struct node *n = NULL;
-	CHECK(cluster_agent_watch(f.c, body, &n, &f.err) == 0);
+	CHECK(r && cluster_agent_watch(f.c, r, &n, &f.err) == 0);
 	CHECK(f.err.code == 400);
-	json_decref(body);
+	CHECK(!strcmp(f.err.msg, "field 'tasks': expected an array"));
+	agent_report_free(r);
 	fx_teardown(&f);
 }
 
