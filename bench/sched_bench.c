@@ -11,9 +11,9 @@
  *              into the store batch;
  *   commit   - store_commit of those batches (SQLite, one fsync each);
  *   watch    - per node, its desired set as the agent's watch gets it;
- *   parse    - per node, the agent's report (every task RUNNING) parsed
- *              from JSON (the server does it in the HTTP thread, without
- *              the cluster's lock);
+ *   parse    - per node, the agent's report (every task RUNNING) read
+ *              from its JSON text (core/agent_report.h; the server does it
+ *              in the HTTP thread, without the cluster's lock);
  *   report   - that report applied (ASSIGNED -> RUNNING);
  *   encode2  - the RUNNING records as text (cluster_take_pending);
  *   commit2  - their commit.
@@ -34,6 +34,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/agent_report.h"
 #include "core/log.h"
 #include "server/cluster.h"
 #include "store/store.h"
@@ -148,8 +149,11 @@ int main(int argc, char **argv)
 		json_decref(reply);
 		json_decref(body);
 		body = json_pack("{s:s,s:[],s:i}", "name", name, "tasks", "known_version", 0);
+		struct agent_report *r = agent_report_from_json(body, AGENT_CALL_WATCH, &err);
 		struct node *n;
-		cluster_agent_watch(c, body, &n, &err);
+		if (!r || !cluster_agent_watch(c, r, &n, &err))
+			die("watch", &err);
+		agent_report_free(r);
 		json_decref(body);
 	}
 	commit(c, st, S_ENCODE, S_COMMIT);
@@ -188,7 +192,10 @@ int main(int argc, char **argv)
 		struct node *n = NULL;
 		json_t *body =
 		    json_pack("{s:s}", "name", json_string_value(json_object_get(e, "name")));
-		cluster_agent_watch(c, body, &n, &err);
+		struct agent_report *r = agent_report_from_json(body, AGENT_CALL_WATCH, &err);
+		if (!r || !cluster_agent_watch(c, r, &n, &err))
+			die("watch", &err);
+		agent_report_free(r);
 		json_decref(body);
 		if (n && na < (size_t)nodes)
 			all[na++] = n;
@@ -219,14 +226,15 @@ int main(int argc, char **argv)
 		sbuf_adds(&sb, "]}");
 		json_decref(d);
 		a = cpu_ms();
-		json_t *body = json_loads(sb.buf, 0, NULL);
+		struct agent_report *body =
+		    agent_report_parse(sb.buf, sb.len, AGENT_CALL_WATCH, &err);
 		double p = cpu_ms();
 		stage_ms[S_PARSE] += p - a;
 		a = p;
 		struct node *back;
-		if (!cluster_agent_watch(c, body, &back, &err))
+		if (!body || !cluster_agent_watch(c, body, &back, &err))
 			die("report", &err);
-		json_decref(body);
+		agent_report_free(body);
 		stage_ms[S_REPORT] += cpu_ms() - a;
 		sbuf_release(&sb);
 		if ((k + 1) % 100 == 0 || k + 1 == na)
