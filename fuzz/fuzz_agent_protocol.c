@@ -3,7 +3,7 @@
  * protocol (docs/protocol.md) and the cluster state behind it
  * (src/server/cluster_nodes.c).
  *
- * fuzz-sources: src/core/util.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_fields.c src/core/spec_template.c src/core/cron.c src/core/lifecycle.c src/core/hmap.c src/core/log.c src/sched/placement.c src/sched/ports.c src/store/store.c src/store/store_sqlite.c src/store/store_etcd.c src/store/store_etcd_follow.c src/store/etcd_client.c src/core/base64.c src/server/cluster.c src/server/cluster_secrets.c src/server/cluster_quota.c src/sched/quota.c src/server/secret_box.c src/server/cluster_records.c src/server/cluster_replica.c src/server/cluster_jobs.c src/server/cluster_mesh.c src/server/cluster_updates.c src/server/cluster_cron.c src/server/cluster_nodes.c src/server/cluster_sched.c src/server/cluster_system.c src/server/cluster_views.c src/server/cluster_endpoints.c src/server/liveness.c src/server/tokens.c src/core/pki.c src/core/cidr.c src/core/intern.c src/server/cluster_logtail.c src/server/cluster_notes.c src/server/cluster_preempt.c src/sched/preemption.c src/server/events.c src/core/metrics_text.c
+ * fuzz-sources: src/core/util.c src/core/spec.c src/core/spec_yaml.c src/core/spec_json.c src/core/spec_validate.c src/core/spec_fields.c src/core/spec_template.c src/core/cron.c src/core/lifecycle.c src/core/hmap.c src/core/log.c src/sched/placement.c src/sched/ports.c src/store/store.c src/store/store_sqlite.c src/store/store_etcd.c src/store/store_etcd_follow.c src/store/etcd_client.c src/core/base64.c src/server/cluster.c src/server/cluster_secrets.c src/server/cluster_quota.c src/sched/quota.c src/server/secret_box.c src/server/cluster_records.c src/server/cluster_replica.c src/server/cluster_jobs.c src/server/cluster_mesh.c src/server/cluster_updates.c src/server/cluster_cron.c src/server/cluster_nodes.c src/server/cluster_sched.c src/server/cluster_system.c src/server/cluster_views.c src/server/cluster_endpoints.c src/server/liveness.c src/server/tokens.c src/core/pki.c src/core/cidr.c src/core/json_scan.c src/core/agent_report.c src/core/intern.c src/server/cluster_logtail.c src/server/cluster_notes.c src/server/cluster_preempt.c src/sched/preemption.c src/server/events.c src/core/metrics_text.c
  * fuzz-libs: -lcrypto -ljansson -lyaml -lsqlite3 -lcurl -lpthread -lm -Wl,--wrap=time_mono_ms -Wl,--wrap=time_now_ms
  * (the two lines above stay one line each: scripts/fuzz.sh reads them)
  *
@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/agent_report.h"
 #include "core/log.h"
 #include "core/spec.h"
 #include "core/util.h"
@@ -333,7 +334,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 1: {
 		resolve_ids(json_object_get(o, "tasks"));
 		struct node *n = NULL;
-		if (cluster_agent_watch(c, o, &n, &err)) {
+		struct agent_report *r = agent_report_from_json(o, AGENT_CALL_WATCH, &err);
+		if (!r)
+			abort(); /* jansson's object, dumped: always read */
+		uint64_t seq = cluster_agent_watch(c, r, &n, &err);
+		agent_report_free(r);
+		if (seq) {
 			if (!n)
 				abort();
 			json_decref(cluster_node_desired(c, n));
@@ -342,11 +348,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		break;
 	}
-	case 2:
+	case 2: {
 		resolve_ids(json_object_get(o, "updates"));
-		if (!cluster_agent_status(c, o, &err))
+		struct agent_report *r = agent_report_from_json(o, AGENT_CALL_STATUS, &err);
+		if (!r)
+			abort();
+		if (!cluster_agent_status(c, r, &err))
 			check_err(&err);
+		agent_report_free(r);
 		break;
+	}
 	case 3:
 		submit(o);
 		break;

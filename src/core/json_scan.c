@@ -233,6 +233,16 @@ bool json_scan_string(struct json_scan *sc, char *out, size_t *outlen)
 	return value_room(sc) && json_scan_peek(sc) == '"' && string_scan(sc, out, outlen, NULL);
 }
 
+/* jansson reads one byte past a number or a literal and puts it back; a
+ * NUL byte put back is lost (its stream takes NUL for "buffer empty"), so
+ * one NUL right after such a token is ignored. Ignored here too: the same
+ * bodies are accepted. */
+static void skip_lookahead_nul(struct json_scan *sc)
+{
+	if (sc->i < sc->len && !sc->s[sc->i])
+		sc->i++;
+}
+
 static bool is_digit(unsigned char c)
 {
 	return c >= '0' && c <= '9';
@@ -304,6 +314,7 @@ bool json_scan_number(struct json_scan *sc, int64_t *iv, bool *is_int)
 	}
 	*is_int = !real;
 	sc->i = i;
+	skip_lookahead_nul(sc);
 	return true;
 }
 
@@ -312,6 +323,7 @@ static bool word(struct json_scan *sc, const char *w, size_t n)
 	if (sc->len - sc->i < n || memcmp(sc->s + sc->i, w, n))
 		return false;
 	sc->i += n;
+	skip_lookahead_nul(sc);
 	return true;
 }
 

@@ -143,6 +143,14 @@ TEST(bad_bodies_get_the_messages_jansson_gave)
 	static const char nul1[] = "{\"a\":\"x\0\"}", nul2[] = "{\"a\":1}\0";
 	check_same(nul1, sizeof nul1 - 1);
 	check_same(nul2, sizeof nul2 - 1);
+	/* One NUL right after a number or a literal: jansson loses it (and
+	 * accepts), two it does not. */
+	static const char nul3[] = "{\"a\":2\0,\"b\":true\0}", nul4[] = "{\"a\":2\0\0}",
+			  nul5[] = "{\"a\":2 \0}";
+	check_same(nul3, sizeof nul3 - 1);
+	check_same(nul4, sizeof nul4 - 1);
+	check_same(nul5, sizeof nul5 - 1);
+	CHECK(agent_report_parse(nul4, sizeof nul4 - 1, AGENT_CALL_WATCH, &err) == NULL);
 }
 
 TEST(edge_values_are_accepted_as_jansson_does)
