@@ -486,9 +486,3 @@ bool json_scan_end(struct json_scan *sc)
 {
 	return !sc->depth && json_scan_peek(sc) < 0;
 }
-
-bool json_scan_key_is(const char *key, size_t klen, const char *name)
-{
-	size_t n = strlen(name);
-	return klen == n && !memcmp(key, name, n);
-}

@@ -71,7 +71,12 @@ int json_scan_next(struct json_scan *sc, const char **key, size_t *klen);
 /* True when every container is closed and only whitespace is left. */
 bool json_scan_end(struct json_scan *sc);
 
-/* True when the key is exactly the NUL-terminated name. */
-bool json_scan_key_is(const char *key, size_t klen, const char *name);
+/* True when the key is exactly the NUL-terminated name (inline: with a
+ * literal name the length and comparison fold). */
+static inline bool json_scan_key_is(const char *key, size_t klen, const char *name)
+{
+	size_t n = __builtin_strlen(name);
+	return klen == n && !__builtin_memcmp(key, name, n);
+}
 
 #endif
