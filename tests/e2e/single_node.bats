@@ -202,6 +202,39 @@ EOF
 	api_curl -fsS "$BERTH_ADDR/v1/health" >/dev/null
 }
 
+@test "an agent's bad watch or status is refused with a 400 that says what is wrong; its node stays ACTIVE" {
+	node=$("$BERTH_BIN" node list --json | jget 'd[0]["name"]')
+	body="$BATS_TEST_TMPDIR/body"
+	post() { # ROUTE BODY -> the status code; the answer in $body
+		node_curl -s -o "$body" -w '%{http_code}' -X POST --data-binary "$2" "$BERTH_ADDR/v1/agent/$1"
+	}
+	# Duplicate keys, anywhere in the body.
+	[ "$(post watch "{\"name\":\"$node\",\"name\":\"$node\"}")" = 400 ]
+	grep -q 'malformed JSON at line 1 column 19: duplicate object key' "$body"
+	[ "$(post status "{\"name\":\"$node\",\"updates\":[{\"id\":\"x\",\"logs\":{\"a\":1,\"a\":2}}]}")" = 400 ]
+	grep -q 'duplicate object key' "$body"
+	# Bad UTF-8, a lone surrogate, a number past int64, nesting past 2048.
+	[ "$(post status "$(printf '{"name":"%s","updates":[{"id":"x","message":"\300\200"}]}' "$node")")" = 400 ]
+	grep -q 'unable to decode byte 0xc0' "$body"
+	[ "$(post status '{"name":"'"$node"'","updates":[{"id":"x","message":"\ud800"}]}')" = 400 ]
+	grep -q "invalid Unicode" "$body"
+	[ "$(post watch '{"name":"'"$node"'","known_version":9223372036854775808}')" = 400 ]
+	grep -q 'too big integer' "$body"
+	deep=$(printf '%.0s[' $(seq 2100))
+	[ "$(post watch "{\"name\":\"$node\",\"x\":$deep}")" = 400 ]
+	grep -q 'maximum parsing depth reached' "$body"
+	# Not an object; a list of the wrong type.
+	[ "$(post watch '[1]')" = 400 ]
+	grep -q 'malformed request: expected a JSON object' "$body"
+	[ "$(post watch "{\"name\":\"$node\",\"known_version\":1,\"tasks\":{}}")" = 400 ]
+	grep -q "field 'tasks': expected an array" "$body"
+	[ "$(post status "{\"name\":\"$node\"}")" = 400 ]
+	grep -q "field 'updates': expected an array" "$body"
+	# Members the server does not use are skipped; an unknown task is ignored.
+	[ "$(post status "{\"name\":\"$node\",\"x\":{\"y\":[1.5e3,null]},\"updates\":[{\"id\":\"nope\",\"state\":\"RUNNING\",\"message\":\"\\u00e9\"}]}")" = 200 ]
+	[ "$("$BERTH_BIN" node list --json | jget 'd[0]["state"]')" = ACTIVE ]
+}
+
 @test "named ports are allocated without collisions and templates are expanded" {
 	f=$(spec <<EOF
 job: alice/devel/http
