@@ -133,6 +133,8 @@ static int agent_state_parse(json_t *v)
 }
 
 /* Apply what the agent says of task t (the one its id names, or NULL). */
+static void pace_heartbeats(struct cluster *c);
+
 static void apply_agent_task_to(struct cluster *c, struct node *n, json_t *u, struct task *t)
 {
 	int st = agent_state_parse(json_object_get(u, "state"));
@@ -479,8 +481,9 @@ uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply,
 	node_touch(c, n); /* the agent starts from 0: it always fetches */
 	persist_node(c, n);
 	c->sched_needed = true;
+	pace_heartbeats(c); /* this node counts from now */
 	*reply = json_pack("{s:s,s:s,s:I}", "node_id", n->id, "name", n->name, "heartbeat_ms",
-			   (json_int_t)c->cfg.heartbeat_ms);
+			   (json_int_t)cluster_heartbeat_ms(c));
 	if (n->subnet >= 0) {
 		char buf[CIDR_TEXT_MAX];
 		struct cidr sn = cidr_subnet(&c->cfg.cluster_cidr, 24, (uint32_t)n->subnet);
@@ -589,13 +592,15 @@ char *cluster_node_desired_text(struct cluster *c, struct node *n, uint64_t know
 	const char *ask = n->nheld ? ",\"report\":true" : "";
 	if (known && known == n->desired_version) {
 		/* Nothing changed since the agent's version: a heartbeat answer. */
-		sbuf_addf(&sb, "{\"version\":%llu,\"net\":%llu%s}",
+		sbuf_addf(&sb, "{\"version\":%llu,\"net\":%llu,\"heartbeat_ms\":%lld%s}",
 			  (unsigned long long)n->desired_version,
-			  (unsigned long long)c->net_version, ask);
+			  (unsigned long long)c->net_version, (long long)cluster_heartbeat_ms(c),
+			  ask);
 		return sbuf_detach(&sb);
 	}
-	sbuf_addf(&sb, "{\"version\":%llu,\"net\":%llu,\"tasks\":[",
-		  (unsigned long long)n->desired_version, (unsigned long long)c->net_version);
+	sbuf_addf(&sb, "{\"version\":%llu,\"net\":%llu,\"heartbeat_ms\":%lld,\"tasks\":[",
+		  (unsigned long long)n->desired_version, (unsigned long long)c->net_version,
+		  (long long)cluster_heartbeat_ms(c));
 	bool first = true;
 	size_t it = 0;
 	void *v;
@@ -740,6 +745,43 @@ static void node_timers(struct cluster *c, struct node *n, int64_t mono)
 		node_drop_held(c, n);
 }
 
+/* Most heartbeats scale to: 10 s, and down_after in proportion. */
+#define HEARTBEAT_MAX_MS 10000
+
+/* Pace the heartbeats to the node count: N nodes heartbeating every
+ * heartbeat_ms send N * 1000 / heartbeat_ms per second; above
+ * max_heartbeats both the heartbeat and down_after grow by that ratio, so
+ * that the server's cost of hearing its agents stays bounded (ten thousand
+ * agents at 1 s cost a TLS server most of a core) and failure detection
+ * slows in proportion, as the operator's two flags had it. */
+static void pace_heartbeats(struct cluster *c)
+{
+	int64_t hb = c->cfg.heartbeat_ms, down = c->cfg.down_after_ms;
+	int64_t want = c->cfg.max_heartbeats > 0 && hb > 0
+			   ? (int64_t)c->nodes.count * 1000 / c->cfg.max_heartbeats
+			   : 0;
+	if (want > hb) {
+		if (want > HEARTBEAT_MAX_MS)
+			want = hb > HEARTBEAT_MAX_MS ? hb : HEARTBEAT_MAX_MS;
+		down = down * want / hb;
+		hb = want;
+	}
+	atomic_store(&c->heartbeat_now_ms, hb);
+	atomic_store(&c->down_after_now_ms, down);
+}
+
+int64_t cluster_heartbeat_ms(const struct cluster *c)
+{
+	int64_t v = atomic_load(&c->heartbeat_now_ms);
+	return v > 0 ? v : c->cfg.heartbeat_ms;
+}
+
+int64_t cluster_down_after_ms(const struct cluster *c)
+{
+	int64_t v = atomic_load(&c->down_after_now_ms);
+	return v > 0 ? v : c->cfg.down_after_ms;
+}
+
 /* A node is DOWN when it was silent for down_after, not counting the time
  * the server itself could not hear (liveness.h): a busy or paused server
  * never blames its agents for its own lateness. */
@@ -748,6 +790,7 @@ void nodes_check_heartbeats(struct cluster *c, int64_t mono)
 	if (c->judged_mono && mono - c->judged_mono < JUDGE_EVERY_MS)
 		return;
 	c->judged_mono = mono;
+	pace_heartbeats(c);
 	liveness_account(c->live, mono);
 	/* A backlog in front of the server (liveness.h): say so, at most every
 	 * ten seconds, since the judge now waits that much longer. */
@@ -759,7 +802,8 @@ void nodes_check_heartbeats(struct cluster *c, int64_t mono)
 			 (long long)lag);
 	}
 	/* After a server (re)start agents get a full detection window. */
-	bool judge = mono - c->loaded_mono >= c->cfg.down_after_ms;
+	int64_t down_after = cluster_down_after_ms(c);
+	bool judge = mono - c->loaded_mono >= down_after;
 	size_t it = 0;
 	void *v;
 	while (hmap_next(&c->nodes, &it, NULL, &v)) {
@@ -771,7 +815,7 @@ void nodes_check_heartbeats(struct cluster *c, int64_t mono)
 		if (!judge)
 			continue;
 		int64_t silence = liveness_silence(c->live, n->live, mono);
-		if (silence > c->cfg.down_after_ms)
+		if (silence > down_after)
 			node_down(c, n, silence, mono);
 	}
 }

@@ -82,8 +82,7 @@ static bool event_message_is_common(enum task_state s, const char *node, const c
 }
 
 /* The message event_message_is_common leaves out, written into buf. */
-static const char *event_message_common(enum task_state s, const char *node, char *buf,
-					size_t size)
+static const char *event_message_common(enum task_state s, const char *node, char *buf, size_t size)
 {
 	switch (s) {
 	case TASK_INIT:

@@ -404,8 +404,9 @@ static void route_secrets(struct request *q, const char *method, const char *res
 /* The long poll a watch asks for (wait_ms), within reason. */
 int64_t watch_wait_ms(const struct cluster *c, json_t *wait)
 {
-	int64_t w = json_is_integer(wait) ? json_integer_value(wait) : c->cfg.heartbeat_ms;
-	return w < 0 || w > 60000 ? c->cfg.heartbeat_ms : w;
+	int64_t hb = cluster_heartbeat_ms(c);
+	int64_t w = json_is_integer(wait) ? json_integer_value(wait) : hb;
+	return w < 0 || w > 60000 ? hb : w;
 }
 
 static void route_agent(struct request *q, const char *what)

@@ -164,7 +164,8 @@ TEST(events_compact_and_read_back)
 	if (!t || !u || t->nevents < 4)
 		return;
 	/* An unusual message (and a time step back) on the other task. */
-	task_add_event(u, TASK_RUNNING, "agent reconnected \"n1\" \xc3\xa9", u->events[0].time_ms - 5);
+	task_add_event(u, TASK_RUNNING, "agent reconnected \"n1\" \xc3\xa9",
+		       u->events[0].time_ms - 5);
 	persist_task(f.c, u);
 	char *ids[2] = {xstrdup(t->id), xstrdup(u->id)};
 	struct task_event before[2][MAX_EVENTS];
