@@ -28,8 +28,6 @@
 #include "server/cluster_quota.h"
 #include "sched/ports.h"
 
-#define MAX_EVENTS 16
-
 static const char *const node_state_names[] = {"ACTIVE", "DRAINING", "DRAINED", "DOWN"};
 
 const char *node_state_name(enum node_state s)

@@ -39,6 +39,8 @@
 enum node_state { NODE_ACTIVE = 0, NODE_DRAINING, NODE_DRAINED, NODE_DOWN };
 const char *node_state_name(enum node_state s);
 
+/* A task keeps its first event and its newest, MAX_EVENTS in all. */
+#define MAX_EVENTS 16
 struct task_event {
 	int64_t time_ms;
 	enum task_state state;

@@ -558,16 +558,22 @@ static void add_desired_task(struct sbuf *sb, struct node *n, struct task *t, bo
 	}
 	sbuf_adds(sb, ",\"job\":");
 	sbuf_add_json_str(sb, t->job->key);
-	sbuf_addf(sb, ",\"instance\":%d,\"version\":%d,\"host\":", t->instance, t->version);
+	/* No printf here: this runs for every task of every desired set. */
+	sbuf_add_int_field(sb, ",\"instance\":", t->instance);
+	sbuf_add_int_field(sb, ",\"version\":", t->version);
+	sbuf_adds(sb, ",\"host\":");
 	sbuf_add_json_str(sb, n->name);
 	if (t->ports) {
 		char *p = json_dumps(t->ports, JSON_COMPACT);
-		sbuf_addf(sb, ",\"ports\":%s", p);
+		sbuf_adds(sb, ",\"ports\":");
+		sbuf_adds(sb, p);
 		free(p);
 	} else {
 		sbuf_adds(sb, ",\"ports\":{}");
 	}
-	sbuf_addf(sb, ",\"task\":%s}", job_version_task_text(jv));
+	sbuf_adds(sb, ",\"task\":");
+	sbuf_adds(sb, job_version_task_text(jv));
+	sbuf_adds(sb, "}");
 }
 
 char *cluster_node_desired_text(struct cluster *c, struct node *n, uint64_t known)

@@ -46,7 +46,10 @@ static void add_report(struct sbuf *b, struct sim_agent *a)
 		struct sim_task *t = &a->tasks[i];
 		sbuf_adds(b, i ? ",{\"id\":" : "{\"id\":");
 		json_strz(b, t->id);
-		sbuf_addf(b, ",\"state\":\"%s\",\"pid\":0", task_state_name(t->state));
+		/* No printf: this runs for every task of every report. */
+		sbuf_adds(b, ",\"state\":\"");
+		sbuf_adds(b, task_state_name(t->state));
+		sbuf_adds(b, "\",\"pid\":0");
 		if (t->state == TASK_RUNNING) {
 			sbuf_adds(b, ",\"message\":\"\"}");
 			continue;
