@@ -768,6 +768,19 @@ static void pace_heartbeats(struct cluster *c)
 	}
 	atomic_store(&c->heartbeat_now_ms, hb);
 	atomic_store(&c->down_after_now_ms, down);
+	/* Said when it changed, at most every 10 s (nodes join one by one). */
+	int64_t mono = time_mono_ms();
+	if (!c->paced_logged_hb)
+		c->paced_logged_hb = c->cfg.heartbeat_ms;
+	if (hb != c->paced_logged_hb &&
+	    (!c->paced_logged_mono || mono - c->paced_logged_mono >= 10000)) {
+		c->paced_logged_mono = mono;
+		c->paced_logged_hb = hb;
+		log_info("%zu nodes: heartbeats every %.1f s, DOWN after %.1f s of silence "
+			 "(--max-heartbeats %lld/s)",
+			 c->nodes.count, (double)hb / 1000, (double)down / 1000,
+			 (long long)c->cfg.max_heartbeats);
+	}
 }
 
 int64_t cluster_heartbeat_ms(const struct cluster *c)
