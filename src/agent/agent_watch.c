@@ -123,7 +123,7 @@ static void detect_resources(struct agent *a, double *cpu, uint64_t *mem, uint64
 		*disk = (uint64_t)sv.f_bavail * sv.f_frsize;
 }
 
-/* The heartbeat the server asks for (it grows with the cluster: docs/agent.md,
+/* The heartbeat the server asks for (it grows with the cluster: docs/protocol.md,
  * "Heartbeats at scale"): each watch waits that long at most. */
 static void take_heartbeat(struct agent *a, json_t *reply)
 {

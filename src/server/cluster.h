@@ -226,7 +226,7 @@ struct cluster_config {
 
 /* The heartbeat agents are asked for now, and the silence that makes a
  * node DOWN now: the configured ones, scaled up when the nodes would send
- * more than max_heartbeats per second (docs/agent.md, "Heartbeats at
+ * more than max_heartbeats per second (docs/protocol.md, "Heartbeats at
  * scale"). Callable without the cluster lock. */
 struct cluster;
 int64_t cluster_heartbeat_ms(const struct cluster *c);
