@@ -7,7 +7,8 @@ conn([port]) connects to the bench's server on 127.0.0.1 (port: default
 BENCH_PORT, the port bench_init chose) (HTTPS with the CA
 and the admin token bench_connect exported, or plain HTTP with
 BENCH_INSECURE); call(c, method, path, body) sends JSON and returns the
-decoded answer, raising RuntimeError on an HTTP error; alive(pid) tells
+decoded answer, raising RuntimeError on an HTTP error; metrics(c) reads
+the server's /metrics (series without labels); alive(pid) tells
 whether a process still runs.
 """
 import http.client
@@ -36,6 +37,18 @@ def call(c, method, path, body=None):
     if r.status >= 400:
         raise RuntimeError("%s %s: HTTP %d %s" % (method, path, r.status, payload[:200]))
     return json.loads(payload)
+
+
+def metrics(c):
+    """The server's /metrics as {name: value} (series without labels)."""
+    c.request("GET", "/metrics", headers=_auth)
+    r = c.getresponse()
+    out = {}
+    for line in r.read().decode().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and not line.startswith("#") and "{" not in parts[0]:
+            out[parts[0]] = float(parts[1])
+    return out
 
 
 def alive(pid):

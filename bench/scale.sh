@@ -71,7 +71,7 @@ def log(msg):
     print("scale: " + msg, file=sys.stderr, flush=True)
 
 sys.path.insert(0, os.environ["BENCH_PY"])
-from benchapi import alive, call, conn
+from benchapi import alive, call, conn, metrics
 
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
@@ -84,6 +84,7 @@ def rss_kib(pid):
 c = conn()
 time.sleep(1)
 rss_before = rss_kib(server_pid)
+m_before = metrics(c)
 
 # 2. Submit the jobs concurrently, each submitter on its own keep-alive
 # connection; a job is acknowledged once it is durable.
@@ -156,6 +157,18 @@ t_all = time.time()
 for t in threads:
     t.join()
 log("all %d tasks RUNNING after %.2fs" % (tasks, t_all - t_first))
+
+# Where the commit loop's time went while placing (its store commits, each
+# one fsync, and how many records each carried).
+m_after = metrics(c)
+d = lambda k: m_after.get(k, 0) - m_before.get(k, 0)
+ncommits = d("berth_store_commit_seconds_count")
+if ncommits:
+    log("store commits while placing: %d, mean %.1f ms and %.0f records each, %.1f s in "
+        "all (%.0f%% of the run)" % (
+            ncommits, 1000 * d("berth_store_commit_seconds_sum") / ncommits,
+            d("berth_store_commit_records_sum") / ncommits, d("berth_store_commit_seconds_sum"),
+            100 * d("berth_store_commit_seconds_sum") / (t_all - t_first)))
 
 # 4. Memory, once the commit queue and the agents' reports settled.
 time.sleep(3)

@@ -136,7 +136,8 @@ struct agent {
 	pthread_cond_t changed;
 	struct hmap tasks; /* id -> struct agent_task* */
 	uint64_t known_version;
-	bool need_full;		      /* next watch asks for every task in full */
+	int64_t heartbeat_ms; /* the server's (register and watch replies; the watch thread's) */
+	bool need_full;	      /* next watch asks for every task in full */
 	struct agent_drivers drivers; /* what the node offers */
 	uint64_t report_gen;	      /* bumped on every change to the task table */
 	uint64_t reported_gen;	      /* the generation the last watch carried */

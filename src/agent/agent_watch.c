@@ -123,6 +123,15 @@ static void detect_resources(struct agent *a, double *cpu, uint64_t *mem, uint64
 		*disk = (uint64_t)sv.f_bavail * sv.f_frsize;
 }
 
+/* The heartbeat the server asks for (it grows with the cluster: docs/protocol.md,
+ * "Heartbeats at scale"): each watch waits that long at most. */
+static void take_heartbeat(struct agent *a, json_t *reply)
+{
+	json_t *hb = json_object_get(reply, "heartbeat_ms");
+	if (json_is_integer(hb) && json_integer_value(hb) >= 100 && json_integer_value(hb) <= 60000)
+		a->heartbeat_ms = (int64_t)json_integer_value(hb);
+}
+
 static int do_register(struct agent *a, struct http_client *hc, struct berr *err)
 {
 	double cpu;
@@ -176,6 +185,7 @@ static int do_register(struct agent *a, struct http_client *hc, struct berr *err
 	json_decref(body);
 	if (r < 0)
 		return -1;
+	take_heartbeat(a, reply);
 	struct berr nerr = {0};
 	if (node_net_configure(a->net, reply, &nerr) < 0)
 		log_warn("network: %s", nerr.msg);
@@ -284,7 +294,8 @@ void *agent_watch_main(void *arg)
 		pthread_mutex_lock(&a->lock);
 		json_t *body =
 		    json_pack("{s:s,s:I,s:i}", "name", a->name, "known_version",
-			      (json_int_t)(a->need_full ? 0 : a->known_version), "wait_ms", 1000);
+			      (json_int_t)(a->need_full ? 0 : a->known_version), "wait_ms",
+			      (json_int_t)(a->heartbeat_ms > 0 ? a->heartbeat_ms : 1000));
 		a->need_full = false;
 		uint64_t gen = a->report_gen;
 		bool with_report =
@@ -297,7 +308,9 @@ void *agent_watch_main(void *arg)
 		json_object_set_new(body, "endpoints_version",
 				    json_integer((json_int_t)endpoints_version(a->endpoints)));
 		json_t *reply = NULL;
-		int r = http_json(hc, "POST", "/v1/agent/watch", body, 15000, &reply, &err);
+		/* The answer comes within the heartbeat, plus the server's delay. */
+		int64_t timeout = (a->heartbeat_ms > 0 ? a->heartbeat_ms : 1000) + 14000;
+		int r = http_json(hc, "POST", "/v1/agent/watch", body, (int)timeout, &reply, &err);
 		json_decref(body);
 		if (r < 0) {
 			if (err.code == 404)
@@ -316,6 +329,7 @@ void *agent_watch_main(void *arg)
 			continue;
 		}
 		failures = 0;
+		take_heartbeat(a, reply);
 		pthread_mutex_lock(&a->lock);
 		if (with_report) {
 			a->reported_gen = gen;

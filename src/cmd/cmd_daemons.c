@@ -87,6 +87,7 @@ enum {
 	O_PREEMPT_MAX_VICTIMS,
 	O_HISTORY_COUNT,
 	O_HISTORY_AGE,
+	O_MAX_HEARTBEATS,
 	O_JOIN_TOKEN,
 	O_JOIN_TOKEN_FILE,
 	O_SIMULATE,
@@ -164,6 +165,10 @@ static void opts_init(struct cli_opt *o)
 			     "agent heartbeat interval (default 1s)"},
 	    [O_DOWN] = {"--down-after", NULL, true, false,
 			"node DOWN after no heartbeat this long (default 3s)"},
+	    [O_MAX_HEARTBEATS] = {"--max-heartbeats", NULL, true, false,
+				  "server: heartbeats per second at most; more nodes than that "
+				  "lengthen --heartbeat and --down-after in proportion (default "
+				  "4000; 0 = no limit)"},
 	    [O_CLUSTER_CIDR] = {"--cluster-cidr", NULL, true, false,
 				"server: the tasks' network, a /24 of it per node (default "
 				"10.244.0.0/16)"},
@@ -377,10 +382,18 @@ static int server_opts_from_cli(struct cli_opt *o, struct server_options *so)
 					o[O_PREEMPT_MAX_VICTIMS].value);
 		so->cluster.preempt_max_victims = (size_t)n;
 	}
+	if (o[O_MAX_HEARTBEATS].set) {
+		if (parse_int64(o[O_MAX_HEARTBEATS].value, &n) < 0 || n < 0 || n > 10000000)
+			return cli_fail("bad --max-heartbeats '%s': expected a number from 0 (no "
+					"limit) to 10000000",
+					o[O_MAX_HEARTBEATS].value);
+		so->cluster.max_heartbeats = n;
+	}
 	if (o[O_HISTORY_COUNT].set) {
 		if (parse_int64(o[O_HISTORY_COUNT].value, &n) < 0 || n < 1 || n > 100000)
-			return cli_fail("bad --task-history '%s': expected a number from 1 to 100000",
-					o[O_HISTORY_COUNT].value);
+			return cli_fail(
+			    "bad --task-history '%s': expected a number from 1 to 100000",
+			    o[O_HISTORY_COUNT].value);
 		so->cluster.ended_keep = (size_t)n;
 	}
 	if (o[O_HISTORY_AGE].set) {

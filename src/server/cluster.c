@@ -28,8 +28,6 @@
 #include "server/cluster_quota.h"
 #include "sched/ports.h"
 
-#define MAX_EVENTS 16
-
 static const char *const node_state_names[] = {"ACTIVE", "DRAINING", "DRAINED", "DOWN"};
 
 const char *node_state_name(enum node_state s)
@@ -48,6 +46,7 @@ void cluster_config_defaults(struct cluster_config *cfg)
 	cfg->ended_max_age_ms = 24 * 3600 * 1000LL;
 	cfg->sample_limit = 64;
 	cfg->preempt_max_victims = 1000;
+	cfg->max_heartbeats = 4000;
 	cfg->flap_backoff_base_ms = 5000;
 	cfg->flap_backoff_max_ms = 300000;
 	cfg->flap_stable_ms = 600000;

@@ -21,6 +21,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -39,6 +40,8 @@
 enum node_state { NODE_ACTIVE = 0, NODE_DRAINING, NODE_DRAINED, NODE_DOWN };
 const char *node_state_name(enum node_state s);
 
+/* A task keeps its first event and its newest, MAX_EVENTS in all. */
+#define MAX_EVENTS 16
 struct task_event {
 	int64_t time_ms;
 	enum task_state state;
@@ -215,7 +218,19 @@ struct cluster_config {
 	int64_t flap_stable_ms;	      /* up this long: its flaps are forgotten */
 	struct cidr cluster_cidr;     /* the tasks' network; a /24 of it per node */
 	size_t preempt_max_victims;   /* tasks preempted per scheduling round at most */
+	/* Heartbeats per second the server takes at most (0: no limit): with
+	 * more nodes than heartbeat_ms allows within it, the heartbeat and
+	 * down_after both grow in proportion (cluster_pace_heartbeats). */
+	int64_t max_heartbeats;
 };
+
+/* The heartbeat agents are asked for now, and the silence that makes a
+ * node DOWN now: the configured ones, scaled up when the nodes would send
+ * more than max_heartbeats per second (docs/protocol.md, "Heartbeats at
+ * scale"). Callable without the cluster lock. */
+struct cluster;
+int64_t cluster_heartbeat_ms(const struct cluster *c);
+int64_t cluster_down_after_ms(const struct cluster *c);
 
 struct cluster {
 	pthread_mutex_t lock;
@@ -241,9 +256,13 @@ struct cluster {
 	size_t sched_offset;
 	struct task *waiting; /* PENDING and THROTTLED tasks (intrusive list) */
 	size_t nwaiting;
-	int64_t loaded_mono;	    /* grace for agents after a server start */
-	int64_t pruned_mono;	    /* last age pruning of ended tasks */
-	int64_t judged_mono;	    /* the heartbeat judge's last look */
+	int64_t loaded_mono; /* grace for agents after a server start */
+	int64_t pruned_mono; /* last age pruning of ended tasks */
+	int64_t judged_mono; /* the heartbeat judge's last look */
+	/* heartbeat_ms and down_after_ms scaled to the node count
+	 * (cluster_pace_heartbeats, by the judge); read without the lock. */
+	_Atomic int64_t heartbeat_now_ms, down_after_now_ms;
+	int64_t paced_logged_mono, paced_logged_hb; /* the last log line about them */
 	int64_t lag_logged_mono;    /* last intake-lag warning (nodes_check_heartbeats) */
 	struct token_table *tokens; /* the cluster's tokens (tokens.h), own lock */
 	struct liveness *live;	    /* heartbeat stamps and deaf time (liveness.h) */

@@ -128,6 +128,8 @@ static bool node_mark_up(struct cluster *c, struct node *n)
 }
 
 /* Apply what the agent says of task t (the one its id names, or NULL). */
+static void pace_heartbeats(struct cluster *c);
+
 static void apply_agent_task_to(struct cluster *c, struct node *n,
 				const struct agent_task_report *u, struct task *t)
 {
@@ -464,8 +466,9 @@ uint64_t cluster_agent_register(struct cluster *c, json_t *body, json_t **reply,
 	node_touch(c, n); /* the agent starts from 0: it always fetches */
 	persist_node(c, n);
 	c->sched_needed = true;
+	pace_heartbeats(c); /* this node counts from now */
 	*reply = json_pack("{s:s,s:s,s:I}", "node_id", n->id, "name", n->name, "heartbeat_ms",
-			   (json_int_t)c->cfg.heartbeat_ms);
+			   (json_int_t)cluster_heartbeat_ms(c));
 	if (n->subnet >= 0) {
 		char buf[CIDR_TEXT_MAX];
 		struct cidr sn = cidr_subnet(&c->cfg.cluster_cidr, 24, (uint32_t)n->subnet);
@@ -539,16 +542,22 @@ static void add_desired_task(struct sbuf *sb, struct node *n, struct task *t, bo
 	}
 	sbuf_adds(sb, ",\"job\":");
 	sbuf_add_json_str(sb, t->job->key);
-	sbuf_addf(sb, ",\"instance\":%d,\"version\":%d,\"host\":", t->instance, t->version);
+	/* No printf here: this runs for every task of every desired set. */
+	sbuf_add_int_field(sb, ",\"instance\":", t->instance);
+	sbuf_add_int_field(sb, ",\"version\":", t->version);
+	sbuf_adds(sb, ",\"host\":");
 	sbuf_add_json_str(sb, n->name);
 	if (t->ports) {
 		char *p = json_dumps(t->ports, JSON_COMPACT);
-		sbuf_addf(sb, ",\"ports\":%s", p);
+		sbuf_adds(sb, ",\"ports\":");
+		sbuf_adds(sb, p);
 		free(p);
 	} else {
 		sbuf_adds(sb, ",\"ports\":{}");
 	}
-	sbuf_addf(sb, ",\"task\":%s}", job_version_task_text(jv));
+	sbuf_adds(sb, ",\"task\":");
+	sbuf_adds(sb, job_version_task_text(jv));
+	sbuf_adds(sb, "}");
 }
 
 char *cluster_node_desired_text(struct cluster *c, struct node *n, uint64_t known)
@@ -564,13 +573,15 @@ char *cluster_node_desired_text(struct cluster *c, struct node *n, uint64_t know
 	const char *ask = n->nheld ? ",\"report\":true" : "";
 	if (known && known == n->desired_version) {
 		/* Nothing changed since the agent's version: a heartbeat answer. */
-		sbuf_addf(&sb, "{\"version\":%llu,\"net\":%llu%s}",
+		sbuf_addf(&sb, "{\"version\":%llu,\"net\":%llu,\"heartbeat_ms\":%lld%s}",
 			  (unsigned long long)n->desired_version,
-			  (unsigned long long)c->net_version, ask);
+			  (unsigned long long)c->net_version, (long long)cluster_heartbeat_ms(c),
+			  ask);
 		return sbuf_detach(&sb);
 	}
-	sbuf_addf(&sb, "{\"version\":%llu,\"net\":%llu,\"tasks\":[",
-		  (unsigned long long)n->desired_version, (unsigned long long)c->net_version);
+	sbuf_addf(&sb, "{\"version\":%llu,\"net\":%llu,\"heartbeat_ms\":%lld,\"tasks\":[",
+		  (unsigned long long)n->desired_version, (unsigned long long)c->net_version,
+		  (long long)cluster_heartbeat_ms(c));
 	bool first = true;
 	size_t it = 0;
 	void *v;
@@ -715,6 +726,56 @@ static void node_timers(struct cluster *c, struct node *n, int64_t mono)
 		node_drop_held(c, n);
 }
 
+/* Most heartbeats scale to: 10 s, and down_after in proportion. */
+#define HEARTBEAT_MAX_MS 10000
+
+/* Pace the heartbeats to the node count: N nodes heartbeating every
+ * heartbeat_ms send N * 1000 / heartbeat_ms per second; above
+ * max_heartbeats both the heartbeat and down_after grow by that ratio, so
+ * that the server's cost of hearing its agents stays bounded (ten thousand
+ * agents at 1 s cost a TLS server most of a core) and failure detection
+ * slows in proportion, as the operator's two flags had it. */
+static void pace_heartbeats(struct cluster *c)
+{
+	int64_t hb = c->cfg.heartbeat_ms, down = c->cfg.down_after_ms;
+	int64_t want = c->cfg.max_heartbeats > 0 && hb > 0
+			   ? (int64_t)c->nodes.count * 1000 / c->cfg.max_heartbeats
+			   : 0;
+	if (want > hb) {
+		if (want > HEARTBEAT_MAX_MS)
+			want = hb > HEARTBEAT_MAX_MS ? hb : HEARTBEAT_MAX_MS;
+		down = down * want / hb;
+		hb = want;
+	}
+	atomic_store(&c->heartbeat_now_ms, hb);
+	atomic_store(&c->down_after_now_ms, down);
+	/* Said when it changed, at most every 10 s (nodes join one by one). */
+	int64_t mono = time_mono_ms();
+	if (!c->paced_logged_hb)
+		c->paced_logged_hb = c->cfg.heartbeat_ms;
+	if (hb != c->paced_logged_hb &&
+	    (!c->paced_logged_mono || mono - c->paced_logged_mono >= 10000)) {
+		c->paced_logged_mono = mono;
+		c->paced_logged_hb = hb;
+		log_info("%zu nodes: heartbeats every %.1f s, DOWN after %.1f s of silence "
+			 "(--max-heartbeats %lld/s)",
+			 c->nodes.count, (double)hb / 1000, (double)down / 1000,
+			 (long long)c->cfg.max_heartbeats);
+	}
+}
+
+int64_t cluster_heartbeat_ms(const struct cluster *c)
+{
+	int64_t v = atomic_load(&c->heartbeat_now_ms);
+	return v > 0 ? v : c->cfg.heartbeat_ms;
+}
+
+int64_t cluster_down_after_ms(const struct cluster *c)
+{
+	int64_t v = atomic_load(&c->down_after_now_ms);
+	return v > 0 ? v : c->cfg.down_after_ms;
+}
+
 /* A node is DOWN when it was silent for down_after, not counting the time
  * the server itself could not hear (liveness.h): a busy or paused server
  * never blames its agents for its own lateness. */
@@ -723,6 +784,7 @@ void nodes_check_heartbeats(struct cluster *c, int64_t mono)
 	if (c->judged_mono && mono - c->judged_mono < JUDGE_EVERY_MS)
 		return;
 	c->judged_mono = mono;
+	pace_heartbeats(c);
 	liveness_account(c->live, mono);
 	/* A backlog in front of the server (liveness.h): say so, at most every
 	 * ten seconds, since the judge now waits that much longer. */
@@ -734,7 +796,8 @@ void nodes_check_heartbeats(struct cluster *c, int64_t mono)
 			 (long long)lag);
 	}
 	/* After a server (re)start agents get a full detection window. */
-	bool judge = mono - c->loaded_mono >= c->cfg.down_after_ms;
+	int64_t down_after = cluster_down_after_ms(c);
+	bool judge = mono - c->loaded_mono >= down_after;
 	size_t it = 0;
 	void *v;
 	while (hmap_next(&c->nodes, &it, NULL, &v)) {
@@ -746,7 +809,7 @@ void nodes_check_heartbeats(struct cluster *c, int64_t mono)
 		if (!judge)
 			continue;
 		int64_t silence = liveness_silence(c->live, n->live, mono);
-		if (silence > c->cfg.down_after_ms)
+		if (silence > down_after)
 			node_down(c, n, silence, mono);
 	}
 }

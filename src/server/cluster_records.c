@@ -60,6 +60,49 @@ static void add_nonzero(struct sbuf *sb, const char *key, long long v)
 		sbuf_add_int_field(sb, key, v);
 }
 
+/* The message each state's event has on a task's usual way to RUNNING
+ * (the texts of task_create, the PENDING transition, cluster_sched.c and
+ * apply_agent_task_to): records leave it out, apply_task puts it back. */
+static bool event_message_is_common(enum task_state s, const char *node, const char *msg)
+{
+	switch (s) {
+	case TASK_INIT:
+		return !strcmp(msg, "task created");
+	case TASK_PENDING:
+		return !strcmp(msg, "waiting for a node");
+	case TASK_ASSIGNED:
+		return node && !strncmp(msg, "assigned to node ", 17) && !strcmp(msg + 17, node);
+	case TASK_STARTING:
+		return node && !strncmp(msg, "STARTING on ", 12) && !strcmp(msg + 12, node);
+	case TASK_RUNNING:
+		return node && !strncmp(msg, "running on ", 11) && !strcmp(msg + 11, node);
+	default:
+		return false;
+	}
+}
+
+/* The message event_message_is_common leaves out, written into buf. */
+static const char *event_message_common(enum task_state s, const char *node, char *buf, size_t size)
+{
+	switch (s) {
+	case TASK_INIT:
+		return "task created";
+	case TASK_PENDING:
+		return "waiting for a node";
+	case TASK_ASSIGNED:
+		snprintf(buf, size, "assigned to node %s", node ? node : "");
+		return buf;
+	case TASK_STARTING:
+		snprintf(buf, size, "STARTING on %s", node ? node : "");
+		return buf;
+	case TASK_RUNNING:
+		snprintf(buf, size, "running on %s", node ? node : "");
+		return buf;
+	default:
+		return "";
+	}
+}
+
 /* The task's store record, written as text: this runs for every task at
  * every commit that touched it, so it builds no JSON tree and no printf. */
 void record_write_task(struct cluster *c, struct task *t)
@@ -122,15 +165,26 @@ void record_write_task(struct cluster *c, struct task *t)
 		sbuf_adds(&sb, ip4_format(t->address, ip));
 		sbuf_adds(&sb, "\"");
 	}
-	sbuf_adds(&sb, ",\"events\":[");
+	/* The events, compact: [TIME,"STATE"] with TIME the ms since the
+	 * previous event (the first: since the epoch), and the message third
+	 * only when it is not the one the state has on its way to RUNNING
+	 * (event_message_is_common): a RUNNING task's record was ~600 bytes
+	 * with {"time_ms","state","message"} objects, ~250 with these. */
+	sbuf_adds(&sb, ",\"ev\":[");
+	const char *node = t->node ? t->node->name : NULL;
+	int64_t prev = 0;
 	for (size_t i = 0; i < t->nevents; i++) {
-		sbuf_add_int_field(&sb,
-				   i ? ",{\"time_ms\":" : "{\"time_ms\":", t->events[i].time_ms);
-		sbuf_adds(&sb, ",\"state\":\"");
-		sbuf_adds(&sb, task_state_name(t->events[i].state));
-		sbuf_adds(&sb, "\",\"message\":");
-		sbuf_add_json_str(&sb, t->events[i].message);
-		sbuf_adds(&sb, "}");
+		const struct task_event *e = &t->events[i];
+		sbuf_add_int_field(&sb, i ? ",[" : "[", e->time_ms - prev);
+		prev = e->time_ms;
+		sbuf_adds(&sb, ",\"");
+		sbuf_adds(&sb, task_state_name(e->state));
+		sbuf_adds(&sb, "\"");
+		if (!event_message_is_common(e->state, node, e->message)) {
+			sbuf_adds(&sb, ",");
+			sbuf_add_json_str(&sb, e->message);
+		}
+		sbuf_adds(&sb, "]");
 	}
 	sbuf_adds(&sb, "]}");
 	char key[512];
@@ -440,18 +494,42 @@ static int apply_task(struct cluster *c, const char *key, const char *value, siz
 		t->ports = json_incref(ports);
 	if (ip4_parse(json_string_value(json_object_get(r, "address")), &t->address) < 0)
 		t->address = 0;
-	json_t *evs = json_object_get(r, "events");
+	/* Events: "ev" (compact, record_write_task) or, in records written
+	 * before it, "events" of {time_ms, state, message} objects. */
+	json_t *evs = json_object_get(r, "ev");
+	bool compact = json_is_array(evs);
+	if (!compact)
+		evs = json_object_get(r, "events");
 	size_t nev = json_array_size(evs);
+	if (nev > MAX_EVENTS)
+		nev = MAX_EVENTS;
 	if (nev)
 		t->events = xcalloc(nev, sizeof *t->events);
+	int64_t at = 0;
 	for (size_t i = 0; i < nev; i++) {
 		json_t *ev = json_array_get(evs, i);
-		int es = task_state_parse(json_string_value(json_object_get(ev, "state")) ?: "");
-		const char *msg = json_string_value(json_object_get(ev, "message")) ?: "";
+		const char *state, *msg;
+		char buf[200];
+		int64_t time_ms;
+		if (compact) {
+			json_int_t d = json_integer_value(json_array_get(ev, 0));
+			at = d < -RECORD_MAX_MS || d > RECORD_MAX_MS ? at : at + (int64_t)d;
+			time_ms = at < 0 ? 0 : at > RECORD_MAX_MS ? RECORD_MAX_MS : at;
+			state = json_string_value(json_array_get(ev, 1));
+			msg = json_string_value(json_array_get(ev, 2));
+		} else {
+			time_ms = rec_time(ev, "time_ms");
+			state = json_string_value(json_object_get(ev, "state"));
+			msg = json_string_value(json_object_get(ev, "message")) ?: "";
+		}
+		int es = task_state_parse(state ?: "");
+		enum task_state s = es < 0 ? TASK_INIT : (enum task_state)es;
+		if (!msg)
+			msg = event_message_common(s, nodename, buf, sizeof buf);
 		const char *shared = intern(msg);
 		t->events[t->nevents++] =
-		    (struct task_event){.time_ms = rec_time(ev, "time_ms"),
-					.state = es < 0 ? TASK_INIT : (enum task_state)es,
+		    (struct task_event){.time_ms = time_ms,
+					.state = s,
 					.interned = shared != NULL,
 					.message = shared ? (char *)shared : xstrdup(msg)};
 	}

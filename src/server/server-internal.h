@@ -85,6 +85,13 @@ struct server {
 	struct store *store;
 	struct MHD_Daemon *mhd;
 	pthread_t commit_thread;
+	/* The store writer (server_commit.c), under c->lock: the batch it
+	 * writes (NULL: idle), the seq that batch makes durable, its wake-up. */
+	struct store_batch *write_batch;
+	uint64_t write_seq;
+	uint64_t write_done; /* batches written so far */
+	bool write_stop;
+	pthread_cond_t write_cond;
 	bool stopping;
 	int port;
 	struct request *waiting;    /* writes waiting for their commit (under c->lock) */

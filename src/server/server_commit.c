@@ -3,14 +3,20 @@
  * waited for it and the watches whose node changed are answered. */
 #include "server/server-internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "core/log.h"
 
 #define COMMIT_TICK_MS 50
+/* The commit and store-writer threads' nice value (the default is 0). */
+#define COMMIT_NICE -5
+/* While a batch is being written, the loop ticks at most this often. */
+#define BUSY_TICK_MS 5
 
 /* Seconds on the monotonic clock, finer than time_mono_ms (commit times). */
 static double mono_seconds(void)
@@ -137,10 +143,77 @@ static void resume_all(struct request *ready)
 	}
 }
 
+/* The commit thread's own work (the tick, scheduling, encoding records) is
+ * the serial part of placing tasks: the request threads must not starve it
+ * on a busy machine. Raising its priority needs CAP_SYS_NICE; without it
+ * the thread keeps the default. */
+static void commit_thread_priority(void)
+{
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), COMMIT_NICE) < 0)
+		log_debug("commit thread: cannot raise its priority (%s): it keeps the default",
+			  strerror(errno));
+}
+
+/* The store writer: commits the batches the commit loop hands over, one at
+ * a time and in order, so that the loop ticks (schedules, encodes the next
+ * batch, answers watches) while a batch is written and fsynced. A batch's
+ * seq is marked committed only once store_commit returned. */
+static void *store_writer_main(void *arg)
+{
+	struct server *s = arg;
+	struct cluster *c = s->c;
+	pthread_setname_np(pthread_self(), "store-writer");
+	commit_thread_priority();
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		while (!s->write_batch && !s->write_stop)
+			pthread_cond_wait(&s->write_cond, &c->lock);
+		if (!s->write_batch)
+			break;
+		struct store_batch *b = s->write_batch;
+		uint64_t seq = s->write_seq;
+		pthread_mutex_unlock(&c->lock);
+		while (!server_lease_ok(s) && !s->stopping)
+			usleep(20 * 1000);
+		struct berr err = {0};
+		size_t records = store_batch_count(b);
+		double t0 = mono_seconds();
+		pthread_mutex_lock(&s->store_lock);
+		int r = store_commit(s->store, b, &err);
+		pthread_mutex_unlock(&s->store_lock);
+		store_batch_free(b);
+		metrics_hist_observe(&s->commit_seconds, mono_seconds() - t0);
+		metrics_hist_observe(&s->commit_records, (double)records);
+		if (r < 0) {
+			/* Memory is ahead of the disk: the only safe move is to stop
+			 * and let a restart reload what is durable. */
+			log_error("fatal: %s", err.msg);
+			abort();
+		}
+		pthread_mutex_lock(&c->lock);
+		cluster_set_committed(c, seq);
+		s->write_batch = NULL;
+		s->write_done++;
+		pthread_cond_broadcast(&c->wake);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
 void *server_commit_loop(void *arg)
 {
 	struct server *s = arg;
 	struct cluster *c = s->c;
+	pthread_setname_np(pthread_self(), "commit");
+	commit_thread_priority();
+	pthread_t writer;
+	pthread_cond_init(&s->write_cond, NULL);
+	s->write_batch = NULL;
+	s->write_stop = false;
+	if (pthread_create(&writer, NULL, store_writer_main, s) != 0) {
+		log_error("fatal: cannot start the store writer thread");
+		abort();
+	}
 	pthread_mutex_lock(&c->lock);
 	while (!s->stopping) {
 		if (!server_lease_ok(s)) {
@@ -152,39 +225,25 @@ void *server_commit_loop(void *arg)
 			pthread_mutex_lock(&c->lock);
 			continue;
 		}
+		int64_t ticked = time_mono_ms();
 		cluster_tick(c);
-		server_events_tick(s, time_mono_ms());
-		uint64_t seq;
-		struct store_batch *b = cluster_take_pending(c, &seq);
-		struct request *early = NULL;
-		collect_watches(s, &early, false);
-		if (early) {
-			pthread_mutex_unlock(&c->lock);
-			resume_all(early);
-			pthread_mutex_lock(&c->lock);
-		}
-		if (b) {
-			pthread_mutex_unlock(&c->lock);
-			while (!server_lease_ok(s) && !s->stopping)
-				usleep(20 * 1000);
-			struct berr err = {0};
-			size_t records = store_batch_count(b);
-			double t0 = mono_seconds();
-			pthread_mutex_lock(&s->store_lock);
-			int r = store_commit(s->store, b, &err);
-			pthread_mutex_unlock(&s->store_lock);
-			store_batch_free(b);
-			metrics_hist_observe(&s->commit_seconds, mono_seconds() - t0);
-			metrics_hist_observe(&s->commit_records, (double)records);
-			if (r < 0) {
-				/* Memory is ahead of the disk: the only safe move is to stop
-				 * and let a restart reload what is durable. */
-				log_error("fatal: %s", err.msg);
-				abort();
+		server_events_tick(s, ticked);
+		uint64_t written = s->write_done;
+		/* The next batch goes to the writer when it is idle; while it
+		 * writes, changes gather in the pending batch (group commit). */
+		if (!s->write_batch) {
+			uint64_t seq;
+			struct store_batch *b = cluster_take_pending(c, &seq);
+			if (b) {
+				s->write_batch = b;
+				s->write_seq = seq;
+				pthread_cond_signal(&s->write_cond);
+			} else {
+				/* Nothing pending and nothing being written: all
+				 * that was applied is durable. */
+				cluster_set_committed(c, seq);
 			}
-			pthread_mutex_lock(&c->lock);
 		}
-		cluster_set_committed(c, seq);
 		struct request *ready = NULL;
 		collect_commits(s, &ready, false);
 		collect_watches(s, &ready, false);
@@ -193,12 +252,28 @@ void *server_commit_loop(void *arg)
 			resume_all(ready);
 			pthread_mutex_lock(&c->lock);
 		}
-		if (cluster_uncommitted(c) || s->stopping)
-			continue;
+		if (s->stopping)
+			break;
+		if (s->write_done != written || (cluster_uncommitted(c) && !s->write_batch))
+			continue; /* a batch became durable, or more to hand over now */
+		/* Woken by a request that changed something, by the writer when
+		 * a batch is durable, or at the next tick. While the writer is
+		 * busy, changes wait for the next batch anyway: tick at most
+		 * every BUSY_TICK_MS then (thousands of reports each wake it). */
 		struct timespec ts = time_deadline_ms(COMMIT_TICK_MS);
-		pthread_cond_timedwait(&c->wake, &c->lock, &ts);
+		while (!s->stopping && s->write_done == written) {
+			if (pthread_cond_timedwait(&c->wake, &c->lock, &ts) == ETIMEDOUT ||
+			    !s->write_batch || time_mono_ms() - ticked >= BUSY_TICK_MS)
+				break;
+		}
 	}
+	/* The batch being written is finished before the writer stops; what
+	 * is left pending is server_commit_final's. */
+	s->write_stop = true;
+	pthread_cond_signal(&s->write_cond);
 	pthread_mutex_unlock(&c->lock);
+	pthread_join(writer, NULL);
+	pthread_cond_destroy(&s->write_cond);
 	return NULL;
 }
 

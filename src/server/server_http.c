@@ -220,7 +220,7 @@ static void agent_heard(struct server *s, struct request *q, const char *url, co
 	if (!strcmp(url, "/v1/agent/watch")) {
 		liveness_watch_begin(lv, nl, mono);
 		q->live = nl;
-		q->live_wait_ms = s->c->cfg.heartbeat_ms;
+		q->live_wait_ms = cluster_heartbeat_ms(s->c);
 	} else {
 		liveness_heard(lv, nl, mono);
 	}

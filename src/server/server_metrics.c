@@ -67,6 +67,16 @@ static void write_server(struct server *s, struct sbuf *sb)
 		       "Nodes judged DOWN since the server started.");
 	metrics_sample(sb, "berth_node_down_total",
 		       (double)__atomic_load_n(&s->c->nodes_down_total, __ATOMIC_RELAXED), NULL);
+	metrics_family(sb, "berth_heartbeat_seconds", "gauge",
+		       "The heartbeat agents are asked for now (--heartbeat, longer when the "
+		       "nodes would pass --max-heartbeats).");
+	metrics_sample(sb, "berth_heartbeat_seconds", (double)cluster_heartbeat_ms(s->c) / 1000,
+		       NULL);
+	metrics_family(sb, "berth_down_after_seconds", "gauge",
+		       "The silence that makes a node DOWN now (--down-after, paced as the "
+		       "heartbeat).");
+	metrics_sample(sb, "berth_down_after_seconds", (double)cluster_down_after_ms(s->c) / 1000,
+		       NULL);
 }
 
 enum MHD_Result server_metrics_answer(struct server *s, struct request *q, const char *method)

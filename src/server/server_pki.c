@@ -384,7 +384,7 @@ static bool join_name_free(struct server *s, struct request *q, const char *name
 	bool stopping = s->stopping;
 	struct node *n = hmap_get(&c->nodes, name);
 	bool taken = n && n->state != NODE_DOWN &&
-		     time_mono_ms() - n->last_seen_mono < 2 * c->cfg.down_after_ms;
+		     time_mono_ms() - n->last_seen_mono < 2 * cluster_down_after_ms(c);
 	pthread_mutex_unlock(&c->lock);
 	if (stopping) {
 		reply_error(q, 503, "server is shutting down");

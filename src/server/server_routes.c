@@ -405,8 +405,9 @@ static void route_secrets(struct request *q, const char *method, const char *res
 /* The long poll a watch asks for (wait_ms), within reason. */
 int64_t watch_wait_ms(const struct cluster *c, bool given, int64_t wait)
 {
-	int64_t w = given ? wait : c->cfg.heartbeat_ms;
-	return w < 0 || w > 60000 ? c->cfg.heartbeat_ms : w;
+	int64_t hb = cluster_heartbeat_ms(c);
+	int64_t w = given ? wait : hb;
+	return w < 0 || w > 60000 ? hb : w;
 }
 
 /* A watch or a status report: the body read without a tree. */

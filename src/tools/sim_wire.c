@@ -46,7 +46,10 @@ static void add_report(struct sbuf *b, struct sim_agent *a)
 		struct sim_task *t = &a->tasks[i];
 		sbuf_adds(b, i ? ",{\"id\":" : "{\"id\":");
 		json_strz(b, t->id);
-		sbuf_addf(b, ",\"state\":\"%s\",\"pid\":0", task_state_name(t->state));
+		/* No printf: this runs for every task of every report. */
+		sbuf_adds(b, ",\"state\":\"");
+		sbuf_adds(b, task_state_name(t->state));
+		sbuf_adds(b, "\",\"pid\":0");
 		if (t->state == TASK_RUNNING) {
 			sbuf_adds(b, ",\"message\":\"\"}");
 			continue;
@@ -341,7 +344,7 @@ static bool scan_desired_task(struct scan *s, struct desired *d)
  * the desired tasks into l->want. Returns the number of tasks, -1 when the
  * version is unchanged, -2 on malformed input. */
 long scan_watch_reply(struct sim_loop *l, const char *body, size_t len, uint64_t known,
-		      uint64_t *version, bool *report)
+		      uint64_t *version, bool *report, int32_t *heartbeat_ms)
 {
 	struct scan s = {body, body + len};
 	const char *k, *tasks_at = NULL;
@@ -358,6 +361,14 @@ long scan_watch_reply(struct sim_loop *l, const char *body, size_t len, uint64_t
 				return -2;
 			*version = v;
 			have_version = true;
+			s.p = end;
+		} else if (key_is(k, kn, "heartbeat_ms")) {
+			char *end;
+			long v = strtol(s.p, &end, 10);
+			if (end == s.p || end > s.end)
+				return -2;
+			if (v >= 100 && v <= 60000)
+				*heartbeat_ms = (int32_t)v;
 			s.p = end;
 		} else if (key_is(k, kn, "report")) {
 			*report = s.p + 4 <= s.end && !memcmp(s.p, "true", 4);

@@ -195,7 +195,7 @@ void build_register(struct sim_loop *l, struct sim_agent *a, struct sbuf *b);
 bool want_full_report(const struct sim_agent *a, int64_t now);
 void build_watch(struct sim_loop *l, struct sim_agent *a, struct sbuf *b, bool full);
 long scan_watch_reply(struct sim_loop *l, const char *body, size_t len, uint64_t known,
-		      uint64_t *version, bool *report);
+		      uint64_t *version, bool *report, int32_t *heartbeat_ms);
 int http_parse(char *buf, size_t len, bool eof, struct http_reply *r);
 
 #endif

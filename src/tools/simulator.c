@@ -531,7 +531,8 @@ static void on_watch_reply(struct sim_loop *l, struct sim_agent *a, struct http_
 	}
 	uint64_t version = 0;
 	bool report = false;
-	long n = scan_watch_reply(l, r->body, r->body_len, a->known_version, &version, &report);
+	long n = scan_watch_reply(l, r->body, r->body_len, a->known_version, &version, &report,
+				  &a->heartbeat_ms);
 	if (report)
 		a->force_full = true; /* the server asks what we hold (back from DOWN) */
 	if (n == -2) {

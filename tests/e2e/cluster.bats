@@ -403,3 +403,33 @@ EOF
 	cli job kill alice/prod/keep
 	wait_for 15 '[ "$(nprocs "$MARK")" -eq 0 ]'
 }
+
+@test "an agent restarted after more hosts were wired to the server's bridge registers again at once" {
+	# A Linux bridge without an address of its own takes its lowest port's,
+	# so wiring in a host could change the server's MAC under an agent that
+	# had resolved it: that agent's new connections went to the old MAC and
+	# were dropped until its ARP entry aged out (15-45 s; the CI flake of
+	# `cluster 3`, where n1 joined, then n2 and n3 were wired in). The
+	# ports' MACs are set so that each new one is the lowest.
+	ns_start_server --down-after 2s
+	ns_add_host 1
+	ip -n "$NS_SRV" link set v1 address 02:00:00:00:00:30
+	ns_add_host 2
+	ip -n "$NS_SRV" link set v2 address 02:00:00:00:00:20
+	ns_start_agent 1
+	wait_active 1 10
+	mac=$(ip -n "$NS_SRV" -br link show br0 | awk '{print $3}')
+	# Down and quiet (the server's last packets to it sent), then a host is
+	# wired in.
+	ns_kill_agent 1 KILL
+	wait_for 10 '[ "$(node_state n1)" = DOWN ]'
+	sleep 0.5
+	ns_add_host 3
+	ip -n "$NS_SRV" link set v3 address 02:00:00:00:00:10
+	ns_start_agent 1
+	wait_active 1 5
+	run grep -E "cannot reach" "$NS_BASE/n1.log"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[ "$(ip -n "$NS_SRV" -br link show br0 | awk '{print $3}')" = "$mac" ]
+}

@@ -59,7 +59,11 @@ ns_setup() {
 	SRV_PID=
 	ip netns add "$NS_SRV"
 	ip -n "$NS_SRV" link set lo up
-	ip -n "$NS_SRV" link add br0 type bridge
+	# An address of its own: a Linux bridge without one takes its lowest
+	# port's, so wiring in a host could change the server's MAC under the
+	# agents that had resolved it, and their new connections were dropped
+	# until their ARP entry aged out (15-45 s). Locally administered.
+	ip -n "$NS_SRV" link add br0 address 02:00:0a:e7:00:01 type bridge
 	ip -n "$NS_SRV" addr add "$NS_NET.1/24" dev br0
 	ip -n "$NS_SRV" link set br0 up
 	NS_SERVER_URL="https://$NS_NET.1:$NS_PORT"
@@ -183,8 +187,15 @@ nprocs() {
 	pgrep -xf "$1" | wc -l
 }
 
+# On a failure: the server's log first (CI cuts long output: the most
+# useful part goes first, every part short), the nodes, the jobs, then the
+# agents' logs.
 ns_dump_logs() {
 	local f j
+	if [ -f "$NS_BASE/server.log" ]; then
+		echo "--- server.log (tail) ---" >&2
+		tail -25 "$NS_BASE/server.log" >&2
+	fi
 	if [ -n "${SRV_PID:-}" ] && kill -0 "$SRV_PID" 2>/dev/null; then
 		echo "--- nodes ---" >&2
 		cli node list >&2 2>&1 || true
@@ -199,9 +210,9 @@ for t in sorted(d["tasks"], key=lambda t: (t["instance"], t.get("created_ms", 0)
 		done
 	fi
 	for f in "$NS_BASE"/*.log; do
-		[ -f "$f" ] || continue
+		[ -f "$f" ] && [ "$(basename "$f")" != server.log ] || continue
 		echo "--- $(basename "$f") (tail) ---" >&2
-		tail -40 "$f" >&2
+		tail -15 "$f" >&2
 	done
 }
 

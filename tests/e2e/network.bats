@@ -157,6 +157,37 @@ EOF
 	[ "$(task_field alice/prod/other 0 address)" != "$addr" ]
 }
 
+@test "tasks started next to running ones do not cut those off their gateway (berth0 keeps its MAC)" {
+	# A Linux bridge without an address of its own takes its lowest port's:
+	# a new task's veth could change the gateway's MAC under the tasks that
+	# had resolved it, and their outbound frames were dropped until their
+	# ARP entry aged out (15-45 s).
+	cluster 1
+	# The server's namespace plays the outside world.
+	port=$(free_port)
+	in_ns "$NS_SRV" "$BERTH_TOOLS/httpd-tiny" "$port" outside >/dev/null 2>&1 3>&- &
+	httpd=$!
+	f=$(web_spec first 2)
+	cli job run "$f"
+	wait_for 15 '[ "$(nrunning alice/prod/first)" = 2 ]'
+	p0=$(task_field alice/prod/first 0 pid)
+	p1=$(task_field alice/prod/first 1 pid)
+	# Both went out through the gateway: both know its MAC.
+	[ "$(in_task "$p0" curl -fsS -m 3 "http://$NS_NET.1:$port/")" = outside ]
+	[ "$(in_task "$p1" curl -fsS -m 3 "http://$NS_NET.1:$port/")" = outside ]
+	mac=$(ip -n "$(ns_name 1)" -br link show berth0 | awk '{print $3}')
+	f=$(web_spec more 6)
+	cli job run "$f"
+	wait_for 20 '[ "$(nrunning alice/prod/more)" = 6 ]'
+	for p in "$p0" "$p1"; do
+		run in_task "$p" curl -fsS -m 3 "http://$NS_NET.1:$port/"
+		echo "task pid $p: $output"
+		[ "$output" = outside ]
+	done
+	kill "$httpd"
+	[ "$(ip -n "$(ns_name 1)" -br link show berth0 | awk '{print $3}')" = "$mac" ]
+}
+
 @test "nothing is left of a task's network after it ends: veth, namespace, address" {
 	cluster 1
 	f=$(web_spec gone 2)

@@ -160,6 +160,46 @@ flaky_all() {
 	[ "$(active_nodes)" -eq 20 ]
 }
 
+@test "past --max-heartbeats the agents heartbeat less often and a dead one goes DOWN later, in proportion" {
+	stop_pids "$SIM_PID"
+	SIM_PID=
+	P2=$(free_port)
+	first=$SERVER_PID
+	# 40 nodes at 1 s would be 40 heartbeats/s: 20/s allowed, so every 2 s,
+	# and DOWN after 6 s of silence instead of 3 s
+	start_server "$DATA/s2" "$P2" --max-heartbeats 20
+	SERVER2_PID=$SERVER_PID
+	SERVER_PID=$first
+	# shellcheck disable=SC2046
+	"$BERTH_BIN" agent --simulate 40 --name hb --server "$BERTH_ADDR" $(join_flags "$DATA/s2") \
+		>>"$DATA/sim2.log" 2>&1 3>&- &
+	SIM2_PID=$!
+	wait_for 30 '[ "$(active_nodes)" -eq 40 ]'
+	wait_for 10 "api_curl -fsS '$BERTH_ADDR/metrics' | grep -qx 'berth_heartbeat_seconds 2'"
+	api_curl -fsS "$BERTH_ADDR/metrics" | grep -qx 'berth_down_after_seconds 6'
+	grep -Eq '[0-9]+ nodes: heartbeats every [0-9.]+ s, DOWN after [0-9.]+ s of silence' "$DATA/s2.log"
+	# none goes DOWN; the agents follow: one watch each per 2 s (the
+	# simulator counts its replies when it stops: a join, a registration,
+	# then the watches)
+	sleep 8
+	! grep -q 'is down' "$DATA/s2.log"
+	[ "$(active_nodes)" -eq 40 ]
+	kill -TERM "$SIM2_PID"
+	wait "$SIM2_PID" 2>/dev/null || true
+	SIM2_PID=
+	line=$(grep -o 'traffic over [0-9]*s: [0-9]* replies' "$DATA/sim2.log")
+	echo "$line"
+	secs=$(echo "$line" | awk '{print $3 + 0}') replies=$(echo "$line" | awk '{print $4}')
+	# per agent and second: ~0.5 paced (1 unpaced); the first watches came
+	# before the pace reached 2 s
+	[ "$(( (replies - 80) * 100 / 40 / secs ))" -le 75 ]
+	# gone: silent since their last watch began (up to 2 s before the
+	# stop), so DOWN 4 to 6 s after it (unpaced: 2 to 3 s), within 12 s
+	sleep 3
+	[ "$(active_nodes)" -eq 40 ]
+	wait_for 12 '[ "$(active_nodes)" -eq 0 ]'
+}
+
 @test "a wrong join token: no simulated agent joins, and the simulator says why" {
 	tls_only
 	good=$(cat "$DATA/server/client/join.token")

@@ -109,7 +109,7 @@ TEST(message_left_out_when_it_is_the_newest_events)
 
 	char *r0 = record_of(&e, id0), *r1 = record_of(&e, id1);
 	/* No message ahead of the events (each event has its own). */
-	char *ev0 = r0 ? strstr(r0, "\"events\"") : NULL;
+	char *ev0 = r0 ? strstr(r0, "\"ev\"") : NULL;
 	CHECK(ev0 != NULL);
 	if (ev0) {
 		*ev0 = 0;
@@ -145,4 +145,64 @@ TEST(message_left_out_when_it_is_the_newest_events)
 	fx_teardown(&e);
 }
 
-UNIT_MAIN(zero_fields_left_out_and_read_back, message_left_out_when_it_is_the_newest_events)
+/* Events are written compact ([ms since the previous one, "STATE"], the
+ * message only when it is not the usual one of the state) and read back
+ * identical: times, states, messages. */
+TEST(events_compact_and_read_back)
+{
+	struct fx f;
+	fx_setup(&f, NULL);
+	agent_register(&f, "n1");
+	CHECK(submit(&f,
+		     yamlf("job: ops/prod/ev\ninstances: 2\ntask:\n  command: /bin/true\n"
+			   "  resources: {cpu: 0.01, memory: 4MiB}\n"),
+		     NULL) > 0);
+	tick(&f);
+	run_job(&f, "ops/prod/ev");
+	struct task *t = active(&f, "ops/prod/ev", 0), *u = active(&f, "ops/prod/ev", 1);
+	CHECK(t && u && t->state == TASK_RUNNING && t->nevents >= 4);
+	if (!t || !u || t->nevents < 4)
+		return;
+	/* An unusual message (and a time step back) on the other task. */
+	task_add_event(u, TASK_RUNNING, "agent reconnected \"n1\" \xc3\xa9",
+		       u->events[0].time_ms - 5);
+	persist_task(f.c, u);
+	char *ids[2] = {xstrdup(t->id), xstrdup(u->id)};
+	struct task_event before[2][MAX_EVENTS];
+	size_t nbefore[2];
+	for (int k = 0; k < 2; k++) {
+		struct task *x = k ? u : t;
+		nbefore[k] = x->nevents;
+		for (size_t i = 0; i < x->nevents; i++) {
+			before[k][i] = x->events[i];
+			before[k][i].message = xstrdup(x->events[i].message);
+		}
+	}
+	fx_commit(&f);
+	char *r = record_of(&f, ids[0]);
+	CHECK(r && strstr(r, "\"ev\":[[") && !strstr(r, "assigned to node") &&
+	      !strstr(r, "running on") && !strstr(r, "\"events\""));
+	CHECK(r && strlen(r) < 400);
+	free(r);
+	r = record_of(&f, ids[1]);
+	CHECK(r && strstr(r, "agent reconnected"));
+	free(r);
+
+	fx_restart(&f);
+	for (int k = 0; k < 2; k++) {
+		struct task *x = hmap_get(&f.c->tasks, ids[k]);
+		CHECK(x && x->nevents == nbefore[k]);
+		for (size_t i = 0; x && i < x->nevents && i < nbefore[k]; i++) {
+			CHECK(x->events[i].time_ms == before[k][i].time_ms);
+			CHECK(x->events[i].state == before[k][i].state);
+			CHECK_STR(x->events[i].message, before[k][i].message);
+		}
+		for (size_t i = 0; i < nbefore[k]; i++)
+			free(before[k][i].message);
+		free(ids[k]);
+	}
+	fx_teardown(&f);
+}
+
+UNIT_MAIN(zero_fields_left_out_and_read_back, message_left_out_when_it_is_the_newest_events,
+	  events_compact_and_read_back)

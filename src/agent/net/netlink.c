@@ -78,6 +78,46 @@ static int addr_add(struct nl_sock *sk, const char *name, uint32_t ip, int prefi
 	return 0;
 }
 
+/* The bridge's MAC, set once and for all. A Linux bridge without one of
+ * its own takes its lowest port's: a new task's veth could change the
+ * gateway's MAC under the running tasks, whose frames then went to the old
+ * one and were dropped until their ARP entry aged out (15-45 s). A bridge
+ * made now gets one from its address (locally administered: 02:62 and the
+ * IPv4 address); one an earlier agent made keeps the MAC it has, pinned
+ * (setting a MAC marks it as chosen; changing it would cut the running
+ * tasks off the same way). */
+static int bridge_pin_mac(struct nl_sock *sk, const char *name, uint32_t ip, bool made,
+			  struct berr *err)
+{
+	struct rtnl_link *link = NULL;
+	int r = rtnl_link_get_kernel(sk, 0, name, &link);
+	if (r < 0)
+		return berr_set(err, 0, "cannot find bridge '%s': %s", name, nl_geterror(r));
+	unsigned char mac[6] = {0x02,
+				0x62,
+				(unsigned char)(ip >> 24),
+				(unsigned char)(ip >> 16),
+				(unsigned char)(ip >> 8),
+				(unsigned char)ip};
+	struct nl_addr *own = nl_addr_build(AF_LLC, mac, sizeof mac);
+	struct nl_addr *cur = rtnl_link_get_addr(link);
+	if (!own || (cur && !nl_addr_cmp(cur, own))) {
+		nl_addr_put(own); /* ours already (or no memory: left as it is) */
+		rtnl_link_put(link);
+		return 0;
+	}
+	struct rtnl_link *chg = rtnl_link_alloc();
+	rtnl_link_set_addr(chg, made || !cur ? own : cur);
+	r = rtnl_link_change(sk, link, chg, 0);
+	rtnl_link_put(chg);
+	rtnl_link_put(link);
+	nl_addr_put(own);
+	if (r < 0)
+		return berr_set(err, 0, "cannot set the MAC address of bridge '%s': %s", name,
+				nl_geterror(r));
+	return 0;
+}
+
 int netlink_bridge_ensure(const char *name, uint32_t ip, int prefix, struct berr *err)
 {
 	struct nl_sock *sk = route_socket(err);
@@ -85,16 +125,19 @@ int netlink_bridge_ensure(const char *name, uint32_t ip, int prefix, struct berr
 		return -1;
 	int rc = -1;
 	struct rtnl_link *link = NULL;
+	bool made = false;
 	if (rtnl_link_get_kernel(sk, 0, name, &link) < 0) {
 		int r = rtnl_link_bridge_add(sk, name);
 		if (r < 0 && r != -NLE_EXIST) {
 			berr_set(err, 0, "cannot create bridge '%s': %s", name, nl_geterror(r));
 			goto out;
 		}
+		made = r == 0;
 	} else {
 		rtnl_link_put(link);
 	}
-	if (addr_add(sk, name, ip, prefix, err) < 0 || link_up(sk, name, 0, err) < 0)
+	if (bridge_pin_mac(sk, name, ip, made, err) < 0 ||
+	    addr_add(sk, name, ip, prefix, err) < 0 || link_up(sk, name, 0, err) < 0)
 		goto out;
 	rc = 0;
 out:

@@ -18,7 +18,8 @@
  * that the ones no longer wanted can be found and removed. */
 #define NETLINK_BERTH_ROUTE_PROTO 77
 
-/* A bridge named `name` exists, holds ip/prefix and is up (made if missing). */
+/* A bridge named `name` exists, holds ip/prefix, is up (made if missing) and
+ * keeps its MAC whatever ports come (made: 02:62 and ip; else its own). */
 int netlink_bridge_ensure(const char *name, uint32_t ip, int prefix, struct berr *err);
 
 /* A veth pair: `host_name` here, a port of bridge `master`, up; its peer
