@@ -69,13 +69,14 @@ struct request {
 	int64_t deadline_mono;
 	struct request *next; /* in srv->waiting */
 	bool suspended;
-	bool from_replica;  /* answered by a follower from its replica */
-	json_t *agent_body; /* an agent call's body, parsed before the cluster lock */
-	struct agent_report *agent_report; /* a watch's or status's, read so instead */
-	struct node_live *live;		   /* a watch: its node's liveness entry, held meanwhile */
-	int64_t live_wait_ms;		   /* the wait the watch asked for */
-	struct view_rows *view;		   /* a large view's snapshot, written out after the lock */
+	bool from_replica;	/* answered by a follower from its replica */
+	json_t *agent_body;	/* an agent call's body, parsed before the cluster lock */
+	struct node_live *live; /* a watch: its node's liveness entry, held meanwhile */
+	int64_t live_wait_ms;	/* the wait the watch asked for */
+	struct view_rows *view; /* a large view's snapshot, written out after the lock */
 	bool view_paged;
+	/* A watch's or a status's body: read without a tree instead. */
+	struct agent_report *agent_report;
 	struct principal who; /* the caller (auth.h), set with the headers */
 	char *method, *url;   /* for the audit log */
 };
