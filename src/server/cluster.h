@@ -263,6 +263,9 @@ struct cluster {
 	 * (cluster_pace_heartbeats, by the judge); read without the lock. */
 	_Atomic int64_t heartbeat_now_ms, down_after_now_ms;
 	int64_t paced_logged_mono, paced_logged_hb; /* the last log line about them */
+	/* nodes_drain's last scan: at nodes_gen, and whether a node drained */
+	uint64_t drain_scanned_gen;
+	bool drain_scanned, drain_busy;
 	int64_t lag_logged_mono;    /* last intake-lag warning (nodes_check_heartbeats) */
 	struct token_table *tokens; /* the cluster's tokens (tokens.h), own lock */
 	struct liveness *live;	    /* heartbeat stamps and deaf time (liveness.h) */

@@ -781,7 +781,12 @@ int64_t cluster_down_after_ms(const struct cluster *c)
  * never blames its agents for its own lateness. */
 void nodes_check_heartbeats(struct cluster *c, int64_t mono)
 {
-	if (c->judged_mono && mono - c->judged_mono < JUDGE_EVERY_MS)
+	/* Every 50 ms, less often when the heartbeats are paced (a scan of
+	 * 10,000 nodes 20 times a second was ~2 % of a core). */
+	int64_t every = cluster_down_after_ms(c) / 60;
+	if (every < JUDGE_EVERY_MS)
+		every = JUDGE_EVERY_MS;
+	if (c->judged_mono && mono - c->judged_mono < every)
 		return;
 	c->judged_mono = mono;
 	pace_heartbeats(c);
@@ -818,12 +823,20 @@ void nodes_check_heartbeats(struct cluster *c, int64_t mono)
  * all instances of a job at once); a node with nothing left is DRAINED. */
 void nodes_drain(struct cluster *c)
 {
+	/* This runs every tick: with no node DRAINING, the scan of every node
+	 * waits for a change of the nodes (a drain bumps nodes_gen). */
+	if (c->drain_scanned && !c->drain_busy && c->drain_scanned_gen == c->nodes_gen)
+		return;
+	c->drain_scanned = true;
+	c->drain_scanned_gen = c->nodes_gen;
+	c->drain_busy = false;
 	size_t it = 0;
 	void *v;
 	while (hmap_next(&c->nodes, &it, NULL, &v)) {
 		struct node *n = v;
 		if (n->state != NODE_DRAINING)
 			continue;
+		c->drain_busy = true;
 		if (n->tasks.count == 0) {
 			n->state = NODE_DRAINED;
 			log_info("node %s drained", n->name);
