@@ -61,12 +61,18 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SCAN_FROM] = "SELECT key, value FROM kv WHERE key >= ?1 ORDER BY key",
 };
 
+/* Puts of distinct keys go PUT_ROWS at a time in one statement: each
+ * statement has a fixed cost (step, a statement savepoint for the upsert,
+ * halt, reset) that one row per statement paid per record. */
+#define PUT_ROWS 32
+
 struct sqlite_store {
 	sqlite3 *db;
 	char *path;
 	/* Prepared once at open: parsing SQL per put would dominate a large
 	 * batch. */
 	sqlite3_stmt *stmt[ST_COUNT];
+	sqlite3_stmt *put_rows; /* PUT_ROWS rows of (key, value) */
 };
 
 static int db_error(struct berr *err, sqlite3 *db, const char *what, const char *path)
@@ -92,6 +98,7 @@ static void sq_free(struct sqlite_store *s)
 {
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
+	sqlite3_finalize(s->put_rows);
 	/* All statements are finalized, so close cannot be SQLITE_BUSY; the
 	 * last close also checkpoints and removes the -wal file. */
 	sqlite3_close(s->db);
@@ -270,6 +277,19 @@ static int sq_open(struct store *st, const char *path, struct berr *err)
 			goto fail;
 		}
 	}
+	struct sbuf sql;
+	sbuf_init(&sql);
+	sbuf_adds(&sql, "INSERT INTO kv(key, value) VALUES");
+	for (int i = 0; i < PUT_ROWS; i++)
+		sbuf_addf(&sql, "%s(?%d, ?%d)", i ? "," : "", 2 * i + 1, 2 * i + 2);
+	sbuf_adds(&sql, " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+	int prc =
+	    sqlite3_prepare_v3(s->db, sql.buf, -1, SQLITE_PREPARE_PERSISTENT, &s->put_rows, NULL);
+	sbuf_release(&sql);
+	if (prc != SQLITE_OK) {
+		db_error(err, s->db, "cannot open", path);
+		goto fail;
+	}
 	st->data = s;
 	return 0;
 
@@ -366,6 +386,23 @@ static const struct store_op **apply_order(const struct store_batch *b)
 	return v;
 }
 
+/* How many puts of distinct keys follow from op i on (at most PUT_ROWS):
+ * sorted, a key's puts are adjacent, and a run stops before a repeat (one
+ * statement must not upsert a row it inserted). */
+static size_t put_run(const struct store_batch *b, const struct store_op **order, size_t i)
+{
+	size_t n = 0;
+	const struct store_op *prev = NULL;
+	for (; i < b->n && n < PUT_ROWS; i++, n++) {
+		const struct store_op *op = order ? order[i] : &b->ops[i];
+		if (op->kind != STORE_OP_PUT || (prev && prev->key_len == op->key_len &&
+						 !memcmp(prev->key, op->key, op->key_len)))
+			break;
+		prev = op;
+	}
+	return n;
+}
+
 static int sq_commit(struct store *st, const struct store_batch *b, struct berr *err)
 {
 	struct sqlite_store *s = st->data;
@@ -381,6 +418,26 @@ static int sq_commit(struct store *st, const struct store_batch *b, struct berr 
 
 	for (size_t i = 0; i < b->n; i++) {
 		const struct store_op *op = order ? order[i] : &b->ops[i];
+		size_t rows = put_run(b, order, i);
+		if (rows == PUT_ROWS) {
+			sqlite3_stmt *stmt = s->put_rows;
+			for (size_t k = 0; k < rows; k++) {
+				const struct store_op *o = order ? order[i + k] : &b->ops[i + k];
+				sqlite3_bind_text(stmt, (int)(2 * k + 1), o->key, (int)o->key_len,
+						  SQLITE_STATIC);
+				sqlite3_bind_blob64(stmt, (int)(2 * k + 2), o->value, o->len,
+						    SQLITE_STATIC);
+			}
+			if (step_done(stmt) != SQLITE_OK) {
+				berr_set(err, 0,
+					 "store: cannot commit: put of %zu records from "
+					 "'%.200s' in '%s': %s",
+					 rows, op->key, s->path, sqlite3_errmsg(s->db));
+				goto rollback;
+			}
+			i += rows - 1;
+			continue;
+		}
 		if (apply_op(s, op) != SQLITE_OK) {
 			/* Take the message before ROLLBACK replaces it. */
 			berr_set(err, 0, "store: cannot commit: %s '%.200s' in '%s': %s",

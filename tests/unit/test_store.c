@@ -901,6 +901,41 @@ STORE_TEST(scan_may_nest_but_not_commit)
 
 /* ---- batches ---- */
 
+/* Runs of puts go several rows to a statement (SQLite): repeats of a key,
+ * deletes and values of every size in between keep batch order. */
+STORE_TEST(many_puts_with_repeats_keep_the_last)
+{
+	struct fx f;
+	fx_setup(&f, be);
+	struct store_batch *b = store_batch_new();
+	char key[32], val[64], want[300][64];
+	memset(want, 0, sizeof want);
+	for (int i = 0; i < 1000; i++) {
+		int k = (i * 7919) % 300;
+		snprintf(key, sizeof key, "k/%03d", k);
+		if (i % 97 == 5) {
+			store_batch_delete(b, key);
+			want[k][0] = 0;
+			continue;
+		}
+		snprintf(val, sizeof val, "v%d%.*s", i, i % 40,
+			 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+		put_str(b, key, val);
+		snprintf(want[k], sizeof want[k], "%s", val);
+	}
+	CHECK(commit(&f, b) == 0);
+	int bad = 0;
+	for (int k = 0; k < 300; k++) {
+		snprintf(key, sizeof key, "k/%03d", k);
+		char *got = get_str(&f, key);
+		if (strcmp(got, want[k][0] ? want[k] : "<absent>"))
+			bad++;
+		free(got);
+	}
+	CHECK(bad == 0);
+	fx_teardown(&f);
+}
+
 STORE_TEST(batch_ops_apply_in_order)
 {
 	struct fx f;
@@ -2202,12 +2237,13 @@ STORE_MAIN(etcd_tls_options_make_https_endpoints, open_creates_wal_file_with_sch
 	   BOTH(delete_prefix_respects_bounds), prefix_end_increments_the_last_byte,
 	   BOTH(prefixes_ending_in_0xff), BOTH(delete_prefix_empty_deletes_everything),
 	   BOTH(scan_stops_when_fn_returns_nonzero), BOTH(scan_may_nest_but_not_commit),
-	   BOTH(batch_ops_apply_in_order), BOTH(batch_merge_appends_and_leaves_src_alone),
-	   BOTH(batch_clear_and_empty_commit), BOTH(large_batch_commits_whole),
-	   BOTH(failed_commit_applies_nothing), BOTH(committed_data_survives_close_and_reopen),
-	   BOTH(committed_data_survives_a_crash), etcd_open_errors_name_the_endpoints,
-	   etcd_tries_endpoints_in_order, etcd_key_prefixes_keep_stores_apart,
-	   etcd_1000_puts_in_one_batch_are_split_into_txns, etcd_batches_are_split_by_request_size,
+	   BOTH(batch_ops_apply_in_order), BOTH(many_puts_with_repeats_keep_the_last),
+	   BOTH(batch_merge_appends_and_leaves_src_alone), BOTH(batch_clear_and_empty_commit),
+	   BOTH(large_batch_commits_whole), BOTH(failed_commit_applies_nothing),
+	   BOTH(committed_data_survives_close_and_reopen), BOTH(committed_data_survives_a_crash),
+	   etcd_open_errors_name_the_endpoints, etcd_tries_endpoints_in_order,
+	   etcd_key_prefixes_keep_stores_apart, etcd_1000_puts_in_one_batch_are_split_into_txns,
+	   etcd_batches_are_split_by_request_size,
 	   etcd_scan_of_5000_keys_pages_through_one_snapshot, etcd_matches_sqlite_on_random_batches,
 	   etcd_guarded_commits_stop_when_the_guard_changes, sqlite_guard_is_a_no_op,
 	   etcd_follow_delivers_snapshot_then_changes_in_order,
