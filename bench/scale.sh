@@ -73,6 +73,12 @@ def log(msg):
 sys.path.insert(0, os.environ["BENCH_PY"])
 from benchapi import alive, call, conn, metrics
 
+def cpu_s(pid):
+    """CPU seconds (user + system) the process used so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -85,6 +91,7 @@ c = conn()
 time.sleep(1)
 rss_before = rss_kib(server_pid)
 m_before = metrics(c)
+cpu_before = (cpu_s(server_pid), cpu_s(sim_pid))
 
 # 2. Submit the jobs concurrently, each submitter on its own keep-alive
 # connection; a job is acknowledged once it is durable.
@@ -157,6 +164,13 @@ t_all = time.time()
 for t in threads:
     t.join()
 log("all %d tasks RUNNING after %.2fs" % (tasks, t_all - t_first))
+
+# CPU per task while placing and starting (server, simulator): what the
+# figure costs, steadier than the rate on a shared machine.
+cpu_after = (cpu_s(server_pid), cpu_s(sim_pid))
+log("CPU per task until all ran: server %.1f us, simulator %.1f us (%.1f and %.1f s)" % (
+    (cpu_after[0] - cpu_before[0]) * 1e6 / tasks, (cpu_after[1] - cpu_before[1]) * 1e6 / tasks,
+    cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]))
 
 # Where the commit loop's time went while placing (its store commits, each
 # one fsync, and how many records each carried).
