@@ -405,6 +405,13 @@ static int server_opts_from_cli(struct cli_opt *o, struct server_options *so)
 	return 0;
 }
 
+/* At a daemon's return: the values of repeatable options (cli_parse). */
+static void opts_release(struct cli_opt (*o)[O_COUNT])
+{
+	for (size_t i = 0; i < O_COUNT; i++)
+		free((*o)[i].values);
+}
+
 /* The prologue the daemons share: parse the options, answer --help, apply
  * --quiet. Returns -1 to go on, else the exit status to return now. */
 static int daemon_args(int argc, char **argv, struct cli_opt *o, const char *usage,
@@ -455,7 +462,7 @@ static void client_setup_note(const char *who, const struct server_options *so)
 
 int cmd_up(int argc, char **argv)
 {
-	struct cli_opt o[O_COUNT];
+	struct cli_opt o[O_COUNT] __attribute__((cleanup(opts_release))) = {0};
 	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
 	int rc = daemon_args(argc, argv, o,
@@ -511,7 +518,7 @@ int cmd_up(int argc, char **argv)
 
 int cmd_server(int argc, char **argv)
 {
-	struct cli_opt o[O_COUNT];
+	struct cli_opt o[O_COUNT] __attribute__((cleanup(opts_release))) = {0};
 	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
 	int rc =
@@ -612,7 +619,7 @@ static int cmd_agent_simulate(struct cli_opt *o, const struct agent_options *ao)
 
 int cmd_agent(int argc, char **argv)
 {
-	struct cli_opt o[O_COUNT];
+	struct cli_opt o[O_COUNT] __attribute__((cleanup(opts_release))) = {0};
 	_cleanup_free_ const char **pos = NULL;
 	size_t npos;
 	int rc = daemon_args(argc, argv, o,
