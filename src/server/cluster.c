@@ -431,14 +431,27 @@ bool task_transition(struct cluster *c, struct task *t, enum task_state to, cons
 	return true;
 }
 
+/* KEY-INSTANCE-RANDOM with the key's '/' as '-'. No printf: a burst of a
+ * thousand-instance job makes a thousand of them under the lock. */
 static char *new_task_id(const struct job *j, int instance)
 {
-	char rnd[9];
-	random_hex(rnd, 8);
-	char *id = xasprintf("%s-%d-%s", j->key, instance, rnd);
-	for (char *p = id; *p; p++)
-		if (*p == '/')
-			*p = '-';
+	size_t kl = strlen(j->key);
+	char *id = xmalloc(kl + 1 + 11 + 1 + 8 + 1);
+	char *p = id;
+	for (size_t i = 0; i < kl; i++)
+		*p++ = j->key[i] == '/' ? '-' : j->key[i];
+	*p++ = '-';
+	char digits[12];
+	size_t nd = 0;
+	unsigned v = instance < 0 ? 0 : (unsigned)instance;
+	do {
+		digits[nd++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (nd)
+		*p++ = digits[--nd];
+	*p++ = '-';
+	random_hex(p, 8);
 	return id;
 }
 

@@ -93,6 +93,10 @@ struct server {
 	uint64_t write_done; /* batches written so far */
 	bool write_stop;
 	pthread_cond_t write_cond;
+	/* The hand-over to the store writer: write_batch, write_seq and
+	 * write_stop are set under c->lock and write_mu both, so the writer
+	 * takes a batch without waiting for the cluster's lock. */
+	pthread_mutex_t write_mu;
 	bool stopping;
 	int port;
 	struct request *waiting;    /* writes waiting for their commit (under c->lock) */

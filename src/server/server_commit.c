@@ -170,15 +170,15 @@ static void *store_writer_main(void *arg)
 	struct cluster *c = s->c;
 	pthread_setname_np(pthread_self(), "store-writer");
 	commit_thread_priority();
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&s->write_mu);
 	for (;;) {
 		while (!s->write_batch && !s->write_stop)
-			pthread_cond_wait(&s->write_cond, &c->lock);
+			pthread_cond_wait(&s->write_cond, &s->write_mu);
 		if (!s->write_batch)
 			break;
 		struct store_batch *b = s->write_batch;
 		uint64_t seq = s->write_seq;
-		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(&s->write_mu);
 		while (!server_lease_ok(s) && !s->stopping)
 			usleep(20 * 1000);
 		struct berr err = {0};
@@ -198,11 +198,13 @@ static void *store_writer_main(void *arg)
 		}
 		pthread_mutex_lock(&c->lock);
 		cluster_set_committed(c, seq);
+		pthread_mutex_lock(&s->write_mu);
 		s->write_batch = NULL;
 		s->write_done++;
 		pthread_cond_broadcast(&c->wake);
+		pthread_mutex_unlock(&c->lock);
 	}
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&s->write_mu);
 	return NULL;
 }
 
@@ -214,6 +216,7 @@ void *server_commit_loop(void *arg)
 	commit_thread_priority();
 	pthread_t writer;
 	pthread_cond_init(&s->write_cond, NULL);
+	pthread_mutex_init(&s->write_mu, NULL);
 	s->write_batch = NULL;
 	s->write_stop = false;
 	if (pthread_create(&writer, NULL, store_writer_main, s) != 0) {
@@ -241,9 +244,11 @@ void *server_commit_loop(void *arg)
 			uint64_t seq;
 			struct store_batch *b = cluster_take_pending(c, &seq);
 			if (b) {
+				pthread_mutex_lock(&s->write_mu);
 				s->write_batch = b;
 				s->write_seq = seq;
 				pthread_cond_signal(&s->write_cond);
+				pthread_mutex_unlock(&s->write_mu);
 			} else {
 				/* Nothing pending and nothing being written: all
 				 * that was applied is durable. */
@@ -275,11 +280,14 @@ void *server_commit_loop(void *arg)
 	}
 	/* The batch being written is finished before the writer stops; what
 	 * is left pending is server_commit_final's. */
+	pthread_mutex_lock(&s->write_mu);
 	s->write_stop = true;
 	pthread_cond_signal(&s->write_cond);
+	pthread_mutex_unlock(&s->write_mu);
 	pthread_mutex_unlock(&c->lock);
 	pthread_join(writer, NULL);
 	pthread_cond_destroy(&s->write_cond);
+	pthread_mutex_destroy(&s->write_mu);
 	return NULL;
 }
 
