@@ -185,15 +185,33 @@ struct exec_ref {
 	const char *exec_id;
 };
 
+/* How long the guard watches an exec that has not started: task-exec may
+ * have been killed with its start request on the way to the Engine. */
+#define ORPHAN_START_WAIT_MS 5000
+#define ORPHAN_POLL_MS 100
+
 /* The guard (exec_guard.h): the command still running once task-exec is
- * gone was left by a kill at the check's timeout. */
+ * gone was left by a kill at the check's timeout. An exec not started yet
+ * (no exit code, not running) may still start: a start request sent just
+ * before the kill reaches the Engine after it. So it is watched for a
+ * while, and killed if it does start. */
 static void exec_orphaned(void *ud)
 {
 	const struct exec_ref *r = ud;
-	struct docker_exec_state st;
-	struct berr err = {0};
-	if (docker_exec_inspect(r->sock, r->exec_id, &st, &err) == 0 && st.running)
-		exec_guard_kill(st.pid);
+	for (int waited = 0; waited <= ORPHAN_START_WAIT_MS; waited += ORPHAN_POLL_MS) {
+		struct docker_exec_state st;
+		struct berr err = {0};
+		int rc = docker_exec_inspect(r->sock, r->exec_id, &st, &err);
+		if (rc == 0 && st.running) {
+			exec_guard_kill(st.pid);
+			return;
+		}
+		if (rc == 0 && st.exit_code >= 0)
+			return; /* it ran and ended */
+		if (rc < 0 && err.code != 502)
+			return; /* gone (the container was removed), or no Engine */
+		usleep(ORPHAN_POLL_MS * 1000);
+	}
 }
 
 /* Docker's exec API: the container's user, working directory and env,

@@ -127,6 +127,13 @@ struct target {
 	char **env;
 	/* The task's user namespace maps ids (when it has its own). */
 	char *uid_map, *gid_map;
+	/* The files by which the command enters the task's cgroup (opened
+	 * while the host's cgroup filesystem is still in view), and the
+	 * task's seccomp filter, compiled before the fork: the forked child
+	 * does as little as possible inside the task's cpu quota. */
+	int cgfds[CGROUP_MAX_ENTRY_FDS];
+	int ncgfds;
+	struct sock_fprog bpf;
 };
 
 static void target_release(struct target *t)
@@ -144,6 +151,9 @@ static void target_release(struct target *t)
 	strv_free(t->env);
 	free(t->uid_map);
 	free(t->gid_map);
+	for (int i = 0; i < t->ncgfds; i++)
+		close(t->cgfds[i]);
+	free(t->bpf.filter);
 }
 
 static int open_namespaces(struct target *t, pid_t pid, struct berr *err)
@@ -364,10 +374,7 @@ static int become_task_user(const struct target *t)
 	/* A program under a seccomp filter (every exec task's: the default
 	 * profile, exec_isolation.c) gets a check under the same one. */
 	if (c->seccomp == 2) {
-		struct sock_fprog prog;
-		int r = seccomp_profile_bpf(&prog);
-		if (r == 0)
-			r = seccomp_profile_load(&prog);
+		int r = seccomp_profile_load(&t->bpf);
 		if (r < 0) {
 			fprintf(stderr, "cannot load the task's seccomp profile: %s\n",
 				err_str(-r));
@@ -379,20 +386,62 @@ static int become_task_user(const struct target *t)
 
 /* ---- the whole ------------------------------------------------------------ */
 
-static int join(struct target *t, const struct exec_enter *e, struct berr *err)
+/* The cgroup namespace is the forked command's to join, once it is in
+ * the task's cgroup (join_cgroup). */
+static bool joined_by_child(size_t ns)
+{
+	return nstypes[ns].type == CLONE_NEWCGROUP;
+}
+
+/* Before anything is joined: what the command needs to enter the task's
+ * cgroup and load its seccomp filter. */
+static int prepare(struct target *t, const struct exec_enter *e, struct berr *err)
 {
 	if (e->cgroup_parent && cgroup_detect() != CGROUP_NONE) {
 		struct cgroup *cg = NULL;
 		int r = cgroup_open(cgroup_detect(), NULL, e->cgroup_parent, e->task_id, &cg);
 		if (r == 0)
-			r = cgroup_enter_self(cg);
+			r = cgroup_open_entry(cg, t->cgfds);
 		cgroup_free(cg);
 		if (r < 0)
 			return berr_set(err, 0, "cannot join the task's cgroup '%s/%s': %s",
 					e->cgroup_parent, e->task_id, err_str(r));
+		t->ncgfds = r;
+	}
+	if (t->creds.seccomp == 2) {
+		int r = seccomp_profile_bpf(&t->bpf);
+		if (r < 0)
+			return berr_set(err, 0, "cannot build the task's seccomp profile: %s",
+					err_str(-r));
+	}
+	return 0;
+}
+
+/* In the forked child, right before it becomes the task's user and execs:
+ * the task's cgroup, then its cgroup namespace. Writes why it failed to
+ * stderr. */
+static int join_cgroup(const struct target *t)
+{
+	int r = cgroup_enter_by_fds(t->cgfds, t->ncgfds);
+	if (r < 0) {
+		fprintf(stderr, "cannot join the task's cgroup: %s\n", err_str(-r));
+		return -1;
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(nstypes); i++)
-		if (t->nsfd[i] >= 0 && setns(t->nsfd[i], nstypes[i].type) < 0)
+		if (joined_by_child(i) && t->nsfd[i] >= 0 &&
+		    setns(t->nsfd[i], nstypes[i].type) < 0) {
+			fprintf(stderr, "cannot join the task's %s namespace: %s\n",
+				nstypes[i].name, err_str(errno));
+			return -1;
+		}
+	return 0;
+}
+
+static int join(const struct target *t, struct berr *err)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(nstypes); i++)
+		if (t->nsfd[i] >= 0 && !joined_by_child(i) &&
+		    setns(t->nsfd[i], nstypes[i].type) < 0)
 			return berr_set(err, 0, "cannot join the task's %s namespace: %s",
 					nstypes[i].name, err_str(errno));
 	if (fchdir(t->rootfd) < 0 || chroot(".") < 0)
@@ -404,6 +453,69 @@ static int join(struct target *t, const struct exec_enter *e, struct berr *err)
 	return 0;
 }
 
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static int wait_child(pid_t pid, int *st)
+{
+	while (waitpid(pid, st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return 0;
+}
+
+static int shell_status(int st)
+{
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* The forked "joiner": into the task's namespaces and root, then fork the
+ * command (in the task's pid namespace) and wait for it; exits with its
+ * status. Why not the caller itself: a process that joined another pid
+ * namespace and root cannot be inspected by its own tools any more
+ * (LeakSanitizer's exit-time check, run from a child of the caller, spins
+ * for ever there), and the caller need not change at all. A failure before
+ * the command runs goes to errfd as a message, and the joiner exits 126. */
+static _Noreturn void joiner(struct target *t, const struct exec_enter *e, int errfd)
+{
+	struct berr err = {0};
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if (join(t, &err) < 0)
+		goto fail;
+	pid_t child = fork();
+	if (child < 0) {
+		berr_set(&err, 0, "cannot fork in the task: %s", err_str(errno));
+		goto fail;
+	}
+	if (child == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		/* Only now the task's cgroup: what berth did to get here (its
+		 * start, reading the task, the namespaces) was not the task's
+		 * work and must not wait on its cpu quota; the command is. */
+		if (join_cgroup(t) < 0 || become_task_user(t) < 0)
+			_exit(126);
+		environ = t->env; /* execvp looks argv[0] up in the task's PATH */
+		execvp(e->argv[0], e->argv);
+		int en = errno;
+		fprintf(stderr, "cannot run '%s' in the task: %s\n", e->argv[0], err_str(en));
+		_exit(en == ENOENT ? 127 : 126);
+	}
+	int st;
+	if (wait_child(child, &st) < 0) {
+		berr_set(&err, 0, "cannot wait for the command: %s", err_str(errno));
+		goto fail;
+	}
+	_exit(shell_status(st));
+fail:
+	if (write(errfd, err.msg, strlen(err.msg)) < 0)
+		_exit(126);
+	_exit(126);
+}
+
 int exec_enter_run(const struct exec_enter *e, struct berr *err)
 {
 	struct target t;
@@ -411,34 +523,39 @@ int exec_enter_run(const struct exec_enter *e, struct berr *err)
 	for (size_t i = 0; i < ARRAY_SIZE(nstypes); i++)
 		t.nsfd[i] = -1;
 	t.rootfd = t.cwdfd = t.pidfd = -1;
-	int rc = -1;
-	if (target_open(&t, e, err) < 0 || join(&t, e, err) < 0)
+	t.ncgfds = 0;
+	int rc = -1, p[2] = {-1, -1};
+	if (target_open(&t, e, err) < 0 || prepare(&t, e, err) < 0)
 		goto out;
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		berr_set(err, 0, "cannot run a command in the task: %s", err_str(errno));
+		goto out;
+	}
 	fflush(NULL);
-	pid_t child = fork();
-	if (child < 0) {
-		berr_set(err, 0, "cannot fork in the task: %s", err_str(errno));
+	pid_t pid = fork();
+	if (pid < 0) {
+		berr_set(err, 0, "cannot run a command in the task: %s", err_str(errno));
 		goto out;
 	}
-	if (child == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-		if (become_task_user(&t) < 0)
-			_exit(126);
-		environ = t.env; /* execvp looks argv[0] up in the task's PATH */
-		execvp(e->argv[0], e->argv);
-		int en = errno;
-		fprintf(stderr, "cannot run '%s' in the task: %s\n", e->argv[0], err_str(en));
-		_exit(en == ENOENT ? 127 : 126);
-	}
+	if (pid == 0)
+		joiner(&t, e, p[1]);
+	close_fd(&p[1]);
 	int st;
-	while (waitpid(child, &st, 0) < 0) {
-		if (errno != EINTR) {
-			berr_set(err, 0, "cannot wait for the command: %s", err_str(errno));
-			goto out;
-		}
+	if (wait_child(pid, &st) < 0) {
+		berr_set(err, 0, "cannot wait for the command: %s", err_str(errno));
+		goto out;
 	}
-	rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	char msg[BERR_MSG_MAX];
+	ssize_t n = read(p[0], msg, sizeof msg - 1);
+	if (n > 0) {
+		msg[n] = 0;
+		berr_set(err, 0, "%s", msg);
+		goto out;
+	}
+	rc = shell_status(st);
 out:
+	close_fd(&p[0]);
+	close_fd(&p[1]);
 	target_release(&t);
 	return rc;
 }

@@ -5,9 +5,13 @@
  * What "inside" means, read from the task's program (its host pid, as the
  * supervisor reports it) so that it is what the task really has, whatever
  * the spec or the agent's defaults said:
- *  - its cgroup: <parent>/<task id> (v1: every controller's), joined
- *    first, so the command counts against the task's memory, cpu and pids
- *    limits and is swept with the task;
+ *  - its cgroup: <parent>/<task id> (v1: every controller's), entered by
+ *    the forked command itself right before it becomes the task's user and
+ *    execs, so the command counts against the task's memory, cpu and pids
+ *    limits and is swept with the task, while berth's own work (the
+ *    helper's start, reading the task, joining its namespaces, forking)
+ *    does not wait on the task's cpu quota (a task at `cpu: 0.01` gets
+ *    10 ms a second); the cgroup namespace is joined after it;
  *  - its namespaces: user, ipc, uts, net, cgroup, pid and mount, each one
  *    that differs from the caller's, through /proc/PID/ns (the pid
  *    namespace applies to a child: the command is forked after it);
@@ -57,7 +61,8 @@ struct exec_enter {
 /* Run e->argv inside the task, wait for it: its exit status as a shell
  * shows it (128+N for signal N), or -1 with err set (the task is gone, a
  * namespace could not be joined...). The caller must be single-threaded;
- * it is left in the task's cgroup and namespaces. */
+ * it stays as it is: a forked process joins the task's namespaces and
+ * root, and the command it forks enters the task's cgroup. */
 int exec_enter_run(const struct exec_enter *e, struct berr *err);
 
 #endif
