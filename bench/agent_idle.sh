@@ -11,8 +11,17 @@
 # - anon: its heap and stacks.
 # Target (docs/targets.md): idle agent resident memory <= 10 MiB. Needs root (the
 # agent makes its cgroup parent).
+#
+# It runs in a network namespace of its own (loopback only): the agent's
+# name servers (127.0.0.153:53 and its bridge's) are then always up, as on
+# a host with one agent; on the host's network namespace another berth
+# holding those addresses left them out of the measure.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+if [ -z "${BERTH_IDLE_NETNS:-}" ]; then
+	export BERTH_IDLE_NETNS=1
+	exec unshare --net -- bash -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
+fi
 . "$top/bench/lib.sh"
 BERTH=${BERTH_BIN:-$top/build/berth}
 settle=${SETTLE:-5}
