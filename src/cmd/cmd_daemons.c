@@ -52,9 +52,12 @@ static int wait_for_signal_trimming(void)
 		if (time_mono_ms() < next)
 			continue; /* EINTR */
 		struct mem_trim_result r;
+		int64_t t0 = time_mono_ms();
 		if (mem_trim(&r) == 0)
-			log_debug("memory trimmed: resident %ld KiB -> %ld KiB (%d file mappings)",
-				  r.rss_before_kib, r.rss_after_kib, r.mappings_dropped);
+			log_debug("memory trimmed in %lld ms: resident %ld KiB -> %ld KiB (%d file "
+				  "mappings)",
+				  (long long)(time_mono_ms() - t0), r.rss_before_kib,
+				  r.rss_after_kib, r.mappings_dropped);
 		next = time_mono_ms() + TRIM_EVERY_S * 1000;
 	}
 }
