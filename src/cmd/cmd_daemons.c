@@ -15,7 +15,6 @@
 #include "cmd/commands.h"
 #include "core/cidr.h"
 #include "core/log.h"
-#include "core/mem_trim.h"
 #include "server/server.h"
 
 static int wait_for_signal(void)
@@ -27,39 +26,6 @@ static int wait_for_signal(void)
 	int sig = 0;
 	sigwait(&set, &sig);
 	return sig;
-}
-
-/* berth agent: wait for a stop signal, trimming the process's memory
- * (core/mem_trim.h) once start-up is over and then every TRIM_EVERY_S:
- * an idle agent keeps only what it uses (docs/decisions.md "Idle agent
- * memory"). */
-enum { TRIM_AFTER_S = 3, TRIM_EVERY_S = 60 };
-static int wait_for_signal_trimming(void)
-{
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	int64_t next = time_mono_ms() + TRIM_AFTER_S * 1000;
-	for (;;) {
-		int64_t wait = next - time_mono_ms();
-		if (wait < 0)
-			wait = 0;
-		struct timespec ts = {.tv_sec = wait / 1000, .tv_nsec = (wait % 1000) * 1000000};
-		int sig = sigtimedwait(&set, NULL, &ts);
-		if (sig > 0)
-			return sig;
-		if (time_mono_ms() < next)
-			continue; /* EINTR */
-		struct mem_trim_result r;
-		int64_t t0 = time_mono_ms();
-		if (mem_trim(&r) == 0)
-			log_debug("memory trimmed in %lld ms: resident %ld KiB -> %ld KiB (%d file "
-				  "mappings)",
-				  (long long)(time_mono_ms() - t0), r.rss_before_kib,
-				  r.rss_after_kib, r.mappings_dropped);
-		next = time_mono_ms() + TRIM_EVERY_S * 1000;
-	}
 }
 
 /* Block the stop signals in every thread; the main thread sigwaits. */
@@ -684,7 +650,7 @@ int cmd_agent(int argc, char **argv)
 	struct agent *a = agent_start(&ao, &err);
 	if (!a)
 		return cli_fail("%s", err.msg);
-	wait_for_signal_trimming();
+	wait_for_signal();
 	agent_stop(a);
 	free(exe);
 	return 0;

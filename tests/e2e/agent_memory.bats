@@ -1,8 +1,11 @@
 #!/usr/bin/env bats
-# An idle `berth agent` gives back what its start-up used (docs/agent.md
-# "Memory", docs/decisions.md "Idle agent memory"): a few seconds after it
-# joined, its resident memory is within the 10 MiB target, and it still
-# starts tasks at once afterwards.
+# An idle `berth agent`'s own memory stays small (docs/agent.md "Memory",
+# docs/decisions.md "Idle agent memory"): its private pages (Private_Clean +
+# Private_Dirty of /proc/PID/smaps_rollup: heap, stacks, relocated library
+# data; not the shared library pages RSS also counts) stay under a bound
+# about twice what bench/agent_idle.sh measures (3.4-4.0 MiB), and it still
+# starts tasks. A buffer kept per connection slot, a cache that grows while
+# idle or a leak in the heartbeat path crosses it.
 
 load helpers
 
@@ -36,14 +39,26 @@ teardown() {
 	stop_pids "${SERVER_PID:-}"
 }
 
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# private_kib PID: Private_Clean + Private_Dirty, in KiB
+private_kib() {
+	awk '/^Private_(Clean|Dirty):/ {n += $2} END {print n + 0}' "/proc/$1/smaps_rollup"
+}
 
-@test "an idle agent's resident memory falls to 10 MiB or less, and it still starts tasks at once" {
+PRIVATE_MAX_KIB=8192
+
+@test "an idle agent's private memory stays under 8 MiB, and it still starts tasks" {
 	if ldd "$BERTH_BIN" | grep -q libasan; then
 		skip "a sanitizer build: its shadow memory and allocator are not berth's"
 	fi
-	# start-up (TLS, the join, the first reports) leaves more resident than that
-	wait_for 20 '[ "$(rss_kib "$UP_PID")" -le 10240 ]'
+	[ -r "/proc/$UP_PID/smaps_rollup" ] || skip "no /proc/PID/smaps_rollup (Linux < 4.14)"
+	# idle for 6 s after the join: heartbeats and reports, no task
+	for _ in 1 2 3 4 5 6; do
+		kib=$(private_kib "$UP_PID")
+		echo "# agent private memory: $kib KiB" >&3
+		[ "$kib" -gt 0 ]
+		[ "$kib" -le "$PRIVATE_MAX_KIB" ]
+		sleep 1
+	done
 	f=$(spec <<-EOF
 		job: alice/devel/sleepers
 		instances: 3
