@@ -79,6 +79,11 @@ def cpu_s(pid):
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+def minflt(pid):
+    """Minor page faults of the process so far (fresh memory touched)."""
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -92,6 +97,7 @@ time.sleep(1)
 rss_before = rss_kib(server_pid)
 m_before = metrics(c)
 cpu_before = (cpu_s(server_pid), cpu_s(sim_pid))
+flt_before = minflt(server_pid)
 
 # 2. Submit the jobs concurrently, each submitter on its own keep-alive
 # connection; a job is acknowledged once it is durable.
@@ -171,6 +177,8 @@ cpu_after = (cpu_s(server_pid), cpu_s(sim_pid))
 log("CPU per task until all ran: server %.1f us, simulator %.1f us (%.1f and %.1f s)" % (
     (cpu_after[0] - cpu_before[0]) * 1e6 / tasks, (cpu_after[1] - cpu_before[1]) * 1e6 / tasks,
     cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]))
+log("server page faults per task until all ran: %.1f" % (
+    (minflt(server_pid) - flt_before) / tasks))
 
 # Where the commit loop's time went while placing (its store commits, each
 # one fsync, and how many records each carried).
