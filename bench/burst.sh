@@ -18,40 +18,57 @@
 # addresses a node's subnet gives) or bridge (a network namespace, veth and
 # address per task: what task networks cost at launch, docs/networking.md).
 #
-# Usage: bench/burst.sh [--tasks N] [--cpu C] [--network host|bridge]
+# --agent up (the default: `berth up`, server and agent in one process) or
+# separate (a `berth server` and a `berth agent`, as on a cluster's nodes;
+# idle_cpu_pct and rss_mib are then the agent's alone).
+#
+# Usage: bench/burst.sh [--tasks N] [--cpu C] [--network host|bridge] [--agent up|separate]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/bench/lib.sh"
 BERTH=${BERTH_BIN:-$top/build/berth}
-tasks=1000 cpu=0.001 network=host
+tasks=1000 cpu=0.001 network=host agent=up
 while [ $# -gt 0 ]; do
 	case $1 in
 	--tasks) tasks=$2; shift 2 ;;
 	--cpu) cpu=$2; shift 2 ;;
 	--network) network=$2; shift 2 ;;
-	-h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+	--agent) agent=$2; shift 2 ;;
+	-h|--help) sed -n '2,26p' "$0"; exit 0 ;;
 	*) echo "burst.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 done
+case $agent in up|separate) ;; *) echo "burst.sh: --agent: expected up or separate, found '$agent'" >&2; exit 2 ;; esac
 [ -x "$BERTH" ] || { echo "burst.sh: build first (make): no $BERTH" >&2; exit 2; }
 
 data=$(mktemp -d /tmp/berth-burst.XXXXXX)
 cg=berth-burst-$$
 port=$(free_port)
-up= sampler=
+up= server= sampler=
 cleanup() {
 	[ -n "$sampler" ] && kill "$sampler" 2>/dev/null
-	stop_pids $up
+	stop_pids $up $server
 	rm -rf "$data" "$data.log" "$data.states"
 }
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# shellcheck disable=SC2046
-"$BERTH" up -q --data-dir "$data" --addr 127.0.0.1:$port --cgroup-parent "$cg" $(server_tls_flags) \
-	>"$data.log" 2>&1 &
-up=$!
-bench_connect "$data" "$port" || { echo "burst: berth up did not start" >&2; exit 1; }
+if [ "$agent" = up ]; then
+	# shellcheck disable=SC2046
+	"$BERTH" up -q --data-dir "$data" --addr 127.0.0.1:$port --cgroup-parent "$cg" $(server_tls_flags) \
+		>"$data.log" 2>&1 &
+	up=$!
+	bench_connect "$data" "$port" || { echo "burst: berth up did not start" >&2; exit 1; }
+else
+	# shellcheck disable=SC2046
+	"$BERTH" server -q --data-dir "$data/s" --addr 127.0.0.1:$port $(server_tls_flags) >"$data.log" 2>&1 &
+	server=$!
+	bench_connect "$data/s" "$port" || { echo "burst: berth server did not start" >&2; exit 1; }
+	# shellcheck disable=SC2046
+	"$BERTH" agent -q --server "$BERTH_ADDR" $(join_flags) --data-dir "$data/a" --name burst \
+		--cgroup-parent "$cg" >>"$data.log" 2>&1 &
+	up=$! # what idle_cpu_pct and rss_mib measure
+fi
 for _ in $(seq 1 100); do "$BERTH" node list --json 2>/dev/null | grep -q ACTIVE && break; sleep 0.05; done
 (while :; do "$BERTH" node list --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["state"])' 2>/dev/null; sleep 0.1; done >"$data.states") &
 sampler=$!
@@ -82,5 +99,5 @@ sleep 2
 sups=$(pgrep -fc "supervise $data/" || true)
 cgs=$( (find /sys/fs/cgroup/*/"$cg" /sys/fs/cgroup/"$cg" -mindepth 1 -maxdepth 1 -type d 2>/dev/null || true) | wc -l)
 down=$(grep -c ' is down' "$data.log" || true)
-echo "tasks=$tasks cpu=$cpu all_running_s=$all_s node_states=$states node_down=$down idle_cpu_pct=$idle rss_mib=$rss leftover_supervisors=$sups leftover_cgroups=$cgs stop_s=$stop_s"
+echo "agent=$agent tasks=$tasks cpu=$cpu all_running_s=$all_s node_states=$states node_down=$down idle_cpu_pct=$idle rss_mib=$rss leftover_supervisors=$sups leftover_cgroups=$cgs stop_s=$stop_s"
 remove_cgroup_parent "$cg"

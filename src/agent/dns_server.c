@@ -51,7 +51,7 @@ struct forward {
 struct tcp_conn {
 	int fd; /* -1: free */
 	unsigned gen;
-	uint8_t in[2 + TCP_MSG_MAX];
+	uint8_t *in; /* 2 + TCP_MSG_MAX bytes while open (an idle server keeps none) */
 	size_t nin;
 	int64_t idle_deadline;
 };
@@ -311,6 +311,8 @@ static void tcp_close(struct tcp_conn *t)
 	if (t->fd >= 0)
 		close(t->fd);
 	t->fd = -1;
+	free(t->in);
+	t->in = NULL;
 	t->nin = 0;
 	t->gen++;
 }
@@ -495,6 +497,7 @@ static void accept_tcp(struct dns_server *s)
 	for (size_t i = 0; i < MAX_TCP; i++)
 		if (s->tcp[i].fd < 0) {
 			s->tcp[i].fd = fd;
+			s->tcp[i].in = xmalloc(2 + TCP_MSG_MAX);
 			s->tcp[i].nin = 0;
 			s->tcp[i].idle_deadline = time_mono_ms() + TCP_IDLE_MS;
 			return;
@@ -505,7 +508,7 @@ static void accept_tcp(struct dns_server *s)
 static void read_tcp(struct dns_server *s, size_t i)
 {
 	struct tcp_conn *t = &s->tcp[i];
-	ssize_t n = recv(t->fd, t->in + t->nin, sizeof t->in - t->nin, MSG_DONTWAIT);
+	ssize_t n = recv(t->fd, t->in + t->nin, 2 + TCP_MSG_MAX - t->nin, MSG_DONTWAIT);
 	if (n <= 0) {
 		if (n == 0 || (errno != EAGAIN && errno != EINTR))
 			tcp_close(t);
@@ -658,8 +661,7 @@ void dns_server_stop(struct dns_server *s)
 		if (fds[i] >= 0)
 			close(fds[i]);
 	for (size_t i = 0; i < MAX_TCP; i++)
-		if (s->tcp[i].fd >= 0)
-			close(s->tcp[i].fd);
+		tcp_close(&s->tcp[i]);
 	for (size_t i = 0; i < MAX_FORWARDS; i++)
 		free(s->fwd[i].query);
 	free(s);
