@@ -52,8 +52,11 @@ if [ "$which" = all ] || [ "$which" = e2e ]; then
 	else
 		for f in tests/e2e/*.bats; do
 			[ -f "$f" ] || continue
+			t0=$SECONDS
 			out=$(timeout 900 bats --tap "$f" 2>&1)
 			echo "$out"
+			# How long each file took: where the suite's time goes.
+			echo "# $f: $((SECONDS - t0)) s"
 			p=$(echo "$out" | grep -cE '^ok [0-9]+' )
 			s=$(echo "$out" | grep -cE '^ok [0-9]+ .*# skip')
 			n=$(echo "$out" | grep -cE '^not ok [0-9]+')
