@@ -435,12 +435,6 @@ bool task_transition(struct cluster *c, struct task *t, enum task_state to, cons
  * thousand-instance job makes a thousand of them under the lock. */
 static char *new_task_id(const struct job *j, int instance)
 {
-	size_t kl = strlen(j->key);
-	char *id = xmalloc(kl + 1 + 11 + 1 + 8 + 1);
-	char *p = id;
-	for (size_t i = 0; i < kl; i++)
-		*p++ = j->key[i] == '/' ? '-' : j->key[i];
-	*p++ = '-';
 	char digits[12];
 	size_t nd = 0;
 	unsigned v = instance < 0 ? 0 : (unsigned)instance;
@@ -448,6 +442,13 @@ static char *new_task_id(const struct job *j, int instance)
 		digits[nd++] = (char)('0' + v % 10);
 		v /= 10;
 	} while (v);
+	/* Exactly its length: a million ids, and the allocator rounds up. */
+	size_t kl = strlen(j->key);
+	char *id = xmalloc(kl + 1 + nd + 1 + 8 + 1);
+	char *p = id;
+	for (size_t i = 0; i < kl; i++)
+		*p++ = j->key[i] == '/' ? '-' : j->key[i];
+	*p++ = '-';
 	while (nd)
 		*p++ = digits[--nd];
 	*p++ = '-';
