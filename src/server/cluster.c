@@ -90,9 +90,17 @@ struct cluster *cluster_new(struct store *st, const struct cluster_config *cfg)
 	return c;
 }
 
+void task_message_release(struct task *t)
+{
+	if (!t->message_shared)
+		free(t->message);
+	t->message = NULL;
+	t->message_shared = false;
+}
+
 void task_clear_record(struct task *t)
 {
-	free(t->message);
+	task_message_release(t);
 	free(t->ancestor);
 	json_decref(t->ports);
 	for (size_t i = 0; i < t->nevents; i++)
@@ -301,10 +309,14 @@ void task_add_event(struct task *t, enum task_state s, const char *msg, int64_t 
 	utf8_clean(m); /* messages are cut by snprintf: keep them valid JSON strings */
 	/* The same messages recur over many tasks: one shared copy each. */
 	const char *shared = intern(m);
-	free(t->message);
+	task_message_release(t);
 	if (shared) {
+		/* The task's message is the shared copy too: a million tasks
+		 * each kept their own "assigned to ..." (32 MiB). */
 		t->events[t->nevents++] = (struct task_event){now, s, true, (char *)shared};
-		t->message = m;
+		free(m);
+		t->message = (char *)shared;
+		t->message_shared = true;
 	} else {
 		t->events[t->nevents++] = (struct task_event){now, s, false, m};
 		t->message = xstrdup(m);

@@ -80,6 +80,7 @@ struct task {
 	size_t nevents;
 	struct task *wprev, *wnext; /* in cluster.waiting while PENDING or THROTTLED */
 	bool waiting;
+	bool message_shared;  /* message is interned (intern.h), not its own copy */
 	uint32_t report_mark; /* cluster.report_mark when its node's last report named it */
 	size_t dirty_slot;    /* 1 + index in cluster.dirty, 0 when clean */
 	/* Preemption (cluster_preempt.c), in memory only: a PENDING task that
@@ -481,6 +482,8 @@ void cluster_note_leader(struct cluster *c, const char *state, const char *msg);
 /* Take the pending batch for committing (NULL when empty); *seq is the
  * applied_seq it covers. */
 struct store_batch *cluster_take_pending(struct cluster *c, uint64_t *seq);
+/* Let go of t->message (freed unless interned); t->message is NULL after. */
+void task_message_release(struct task *t);
 /* The commit loop committed everything up to seq. */
 void cluster_set_committed(struct cluster *c, uint64_t seq);
 /* seq is durable: what waited for it may be acknowledged. */

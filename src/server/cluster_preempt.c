@@ -225,7 +225,7 @@ static void preempt_apply(struct preempt_round *r, struct task *t, size_t i,
 	snprintf(msg, sizeof msg, "preempting %zu task%s on node %s; waiting for %s to stop",
 		 res->nvictims, res->nvictims == 1 ? "" : "s", n->name,
 		 res->nvictims == 1 ? "it" : "them");
-	free(t->message);
+	task_message_release(t);
 	t->message = xstrdup(msg);
 	persist_task(c, t);
 }
@@ -295,7 +295,7 @@ static size_t preempt_class(struct preempt_round *r, const struct job_spec *spec
 			char msg[300];
 			snprintf(msg, sizeof msg, "waiting for room being freed on node %s",
 				 r->nodes[i]->name);
-			free(t->message);
+			task_message_release(t);
 			t->message = xstrdup(msg);
 		}
 		/* The room is promised to t: the class's next task looks elsewhere

@@ -538,7 +538,9 @@ static int apply_task(struct cluster *c, const char *key, const char *value, siz
 	const char *m = json_string_value(message);
 	if (!m)
 		m = !message && t->nevents ? t->events[t->nevents - 1].message : "";
-	t->message = xstrdup(m);
+	const char *shared = intern(m);
+	t->message = shared ? (char *)shared : xstrdup(m);
+	t->message_shared = shared != NULL;
 	json_decref(r);
 	c->derived_stale = true;
 	return APPLIED;

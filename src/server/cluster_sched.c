@@ -112,7 +112,7 @@ static void place_class(struct cluster *c, struct node **nodes, struct placement
 				why = buf;
 			}
 			if (!t->message || strcmp(t->message, why)) {
-				free(t->message);
+				task_message_release(t);
 				t->message = xstrdup(why);
 			}
 			if (!unplaced)

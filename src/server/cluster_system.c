@@ -234,7 +234,7 @@ void systems_reconcile(struct cluster *c)
 static void set_pending_reason(struct task *t, const char *why)
 {
 	if (!t->message || strcmp(t->message, why)) {
-		free(t->message);
+		task_message_release(t);
 		t->message = xstrdup(why);
 	}
 }

@@ -98,9 +98,9 @@ TEST(message_left_out_when_it_is_the_newest_events)
 	CHECK(t0->nevents > 0);
 	const char *last = t0->nevents ? t0->events[t0->nevents - 1].message : "";
 	char *want0 = xstrdup(last);
-	free(t1->message);
+	task_message_release(t1);
 	t1->message = xstrdup("insufficient cpu on 3 nodes");
-	free(t2->message);
+	task_message_release(t2);
 	t2->message = xstrdup("");
 	persist_task(e.c, t1);
 	persist_task(e.c, t2);
