@@ -129,8 +129,9 @@ token_id() {
 		[ "$status" -ne 0 ]
 		echo "$output" | grep -q "unknown or revoked token $id2"
 	done
-	# Made-up tokens are refused, and do not lock out a real one: a burst
-	# of them, then the first server's token still works.
+	# A burst of made-up tokens: each refused as unknown (401), and the
+	# tokens the leader knows keep working (tests/unit/test_tokens.c: the
+	# budget of store look-ups).
 	for i in $(seq 1 40); do
 		fake="bt1.$(printf '%016x' "$i").$(printf '%064d' 0)"
 		code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$BERTH_CACERT" \
