@@ -188,6 +188,11 @@ char *server_ticket(struct server *s, const char *what, int64_t expiry, const ch
 void server_route_task_exec(struct request *q, const char *method, const char *ref);
 /* Set q->who from the request's credentials (its headers, its TLS peer). */
 void server_authenticate(struct server *s, struct request *q);
+/* Tokens another server of an HA group wrote to the store after this one
+ * loaded its state (docs/security.md): one by id (true when now known), or
+ * all of them (for the list). */
+bool server_token_fetch(struct server *s, const char *id);
+void server_tokens_refresh(struct server *s);
 /* libmicrohttpd's connection callback: a TLS peer's identity is checked
  * once per connection and kept with it. */
 /* Seconds a connection may stay idle; before its first request (its TLS

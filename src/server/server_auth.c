@@ -82,6 +82,83 @@ static void peer_check(struct server *s, struct MHD_Connection *conn, struct con
 	p->not_after = info.not_after;
 }
 
+/* A token record from the store into the table (unless revoked here). */
+static bool token_adopt_text(struct server *s, const char *id, const char *text, size_t len)
+{
+	struct token_rec rec;
+	if (token_rec_from_json(text, len, &rec) < 0 || strcmp(rec.id, id)) {
+		log_warn("ignoring a bad token record 'auth/tokens/%s' in the store", id);
+		return false;
+	}
+	if (!token_table_adopt(s->c->tokens, &rec))
+		return false;
+	log_info("token %s: learned from the store (written by another server)", id);
+	return true;
+}
+
+bool server_token_fetch(struct server *s, const char *id)
+{
+	char key[64], *text = NULL;
+	size_t len = 0;
+	struct berr err = {0};
+	snprintf(key, sizeof key, "auth/tokens/%s", id);
+	pthread_mutex_lock(&s->store_lock);
+	int r = store_get(s->store, key, &text, &len, &err);
+	pthread_mutex_unlock(&s->store_lock);
+	if (r < 0)
+		log_warn("cannot look token %s up in the store: %s", id, err.msg);
+	bool ok = r == 0 && token_adopt_text(s, id, text, len);
+	free(text);
+	return ok;
+}
+
+struct tokens_scan {
+	struct server *s;
+	int learned;
+};
+
+static int token_scan_one(const char *key, const char *value, size_t len, void *ud)
+{
+	struct tokens_scan *ts = ud;
+	const char *id = key + strlen("auth/tokens/");
+	struct token_rec rec;
+	if (!token_table_has_id(ts->s->c->tokens, id) &&
+	    token_rec_from_json(value, len, &rec) == 0 && !strcmp(rec.id, id) &&
+	    token_table_adopt(ts->s->c->tokens, &rec))
+		ts->learned++;
+	return 0;
+}
+
+void server_tokens_refresh(struct server *s)
+{
+	struct tokens_scan ts = {s, 0};
+	struct berr err = {0};
+	pthread_mutex_lock(&s->store_lock);
+	int r = store_scan(s->store, "auth/tokens/", token_scan_one, &ts, &err);
+	pthread_mutex_unlock(&s->store_lock);
+	if (r < 0)
+		log_warn("cannot list the tokens in the store: %s", err.msg);
+	else if (ts.learned)
+		log_info("learned %d tokens from the store (written by other servers)", ts.learned);
+}
+
+/* The token in the table; when its id is unknown here, once from the store
+ * (tokens.h token_table_may_fetch). */
+static int token_check(struct server *s, const char *text, struct token_rec *rec, char *why,
+		       size_t whylen)
+{
+	struct token_table *tt = s->c->tokens;
+	if (token_table_check(tt, text, time_now_ms() / 1000, rec, why, whylen) == 0)
+		return 0;
+	enum token_kind kind;
+	char id[TOKEN_ID_LEN + 1], secret[TOKEN_SECRET_LEN + 1], cafp[65];
+	if (token_parse(text, &kind, id, secret, cafp) < 0 ||
+	    (kind == TOKEN_JOIN && strcmp(cafp, s->cafp)) ||
+	    !token_table_may_fetch(tt, id, time_mono_ms()) || !server_token_fetch(s, id))
+		return -1;
+	return token_table_check(tt, text, time_now_ms() / 1000, rec, why, whylen);
+}
+
 void server_authenticate(struct server *s, struct request *q)
 {
 	memset(&q->who, 0, sizeof q->who);
@@ -101,8 +178,7 @@ void server_authenticate(struct server *s, struct request *q)
 		while (*text == ' ')
 			text++;
 		struct token_rec rec;
-		if (token_table_check(s->c->tokens, text, time_now_ms() / 1000, &rec, q->who.why,
-				      sizeof q->who.why) < 0)
+		if (token_check(s, text, &rec, q->who.why, sizeof q->who.why) < 0)
 			return;
 		q->who.kind = rec.kind == TOKEN_ADMIN  ? PRINCIPAL_ADMIN
 			      : rec.kind == TOKEN_JOIN ? PRINCIPAL_JOIN

@@ -597,6 +597,7 @@ static void route_tokens(struct request *q, const char *method, const char *rest
 		return;
 	}
 	if (!*rest && !strcmp(method, "GET")) {
+		server_tokens_refresh(q->srv); /* also those other servers wrote */
 		reply_ok(q, json_pack("{s:o}", "tokens",
 				      token_table_json(c->tokens, time_now_ms() / 1000)));
 		return;
@@ -631,6 +632,9 @@ static void route_tokens(struct request *q, const char *method, const char *rest
 	}
 	if (rest[0] == '/' && !strcmp(method, "DELETE")) {
 		const char *id = rest + 1;
+		/* Known here, or written to the store by another server. */
+		if (token_id_ok(id) && !token_table_has_id(c->tokens, id))
+			server_token_fetch(q->srv, id);
 		uint64_t seq = strlen(id) == TOKEN_ID_LEN ? cluster_token_delete(c, id) : 0;
 		if (!seq) {
 			reply_error(q, 404, "no such token");

@@ -12,7 +12,10 @@
 
 struct token_table {
 	pthread_rwlock_t lock;
-	struct hmap by_id; /* id -> struct token_rec */
+	struct hmap by_id;   /* id -> struct token_rec */
+	struct hmap revoked; /* id -> (void *)1: deleted here, never fetched back */
+	double fetch_budget; /* store look-ups left (token_table_may_fetch) */
+	int64_t fetch_ms;    /* when the budget was last refilled */
 };
 
 static bool all_hex(const char *s, size_t n)
@@ -63,6 +66,8 @@ struct token_table *token_table_new(void)
 	struct token_table *tt = xcalloc(1, sizeof *tt);
 	pthread_rwlock_init(&tt->lock, NULL);
 	hmap_init(&tt->by_id);
+	hmap_init(&tt->revoked);
+	tt->fetch_budget = TOKEN_FETCH_BURST;
 	return tt;
 }
 
@@ -75,6 +80,7 @@ void token_table_free(struct token_table *tt)
 	while (hmap_next(&tt->by_id, &it, NULL, &v))
 		free(v);
 	hmap_release(&tt->by_id);
+	hmap_release(&tt->revoked);
 	pthread_rwlock_destroy(&tt->lock);
 	free(tt);
 }
@@ -159,6 +165,10 @@ bool token_table_delete(struct token_table *tt, const char *id)
 {
 	pthread_rwlock_wrlock(&tt->lock);
 	void *old = hmap_del(&tt->by_id, id);
+	/* Token ids are random and never reused: remembered for good, so a
+	 * look-up in the store racing the delete's commit cannot bring the
+	 * token back (token_table_adopt). */
+	hmap_put(&tt->revoked, id, (void *)1);
 	pthread_rwlock_unlock(&tt->lock);
 	free(old);
 	return old != NULL;
@@ -223,4 +233,52 @@ bool token_table_has(struct token_table *tt, enum token_kind kind)
 		found = ((struct token_rec *)v)->kind == kind;
 	pthread_rwlock_unlock(&tt->lock);
 	return found;
+}
+
+bool token_table_may_fetch(struct token_table *tt, const char *id, int64_t now_ms)
+{
+	bool ok = false;
+	pthread_rwlock_wrlock(&tt->lock);
+	if (!hmap_get(&tt->by_id, id) && !hmap_get(&tt->revoked, id)) {
+		if (now_ms > tt->fetch_ms) {
+			tt->fetch_budget +=
+			    (double)(now_ms - tt->fetch_ms) * TOKEN_FETCH_PER_S / 1000.0;
+			if (tt->fetch_budget > TOKEN_FETCH_BURST)
+				tt->fetch_budget = TOKEN_FETCH_BURST;
+		}
+		tt->fetch_ms = now_ms > tt->fetch_ms ? now_ms : tt->fetch_ms;
+		if (tt->fetch_budget >= 1) {
+			tt->fetch_budget -= 1;
+			ok = true;
+		}
+	}
+	pthread_rwlock_unlock(&tt->lock);
+	return ok;
+}
+
+bool token_table_adopt(struct token_table *tt, const struct token_rec *rec)
+{
+	struct token_rec *copy = xmalloc(sizeof *copy);
+	*copy = *rec;
+	pthread_rwlock_wrlock(&tt->lock);
+	bool ok = !hmap_get(&tt->revoked, rec->id);
+	if (ok)
+		free(hmap_put(&tt->by_id, copy->id, copy));
+	pthread_rwlock_unlock(&tt->lock);
+	if (!ok)
+		free(copy);
+	return ok;
+}
+
+bool token_table_has_id(struct token_table *tt, const char *id)
+{
+	pthread_rwlock_rdlock(&tt->lock);
+	bool found = hmap_get(&tt->by_id, id) != NULL;
+	pthread_rwlock_unlock(&tt->lock);
+	return found;
+}
+
+bool token_id_ok(const char *id)
+{
+	return id && strlen(id) == TOKEN_ID_LEN && all_hex(id, TOKEN_ID_LEN);
 }

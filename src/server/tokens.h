@@ -48,6 +48,7 @@ int token_rec_from_json(const char *text, size_t len, struct token_rec *rec);
 
 void token_table_put(struct token_table *tt, const struct token_rec *rec);
 bool token_table_delete(struct token_table *tt, const char *id);
+/* A revoked (deleted) id is remembered: token_table_adopt refuses it. */
 /* Forget every token (an HA follower's replica starts over). */
 void token_table_clear(struct token_table *tt);
 /* Check a presented token at time now: 0 and *rec, or -1 with why. */
@@ -57,5 +58,20 @@ int token_table_check(struct token_table *tt, const char *text, int64_t now, str
 json_t *token_table_json(struct token_table *tt, int64_t now);
 /* Is there a token of this kind (e.g. the admin's, at bootstrap)? */
 bool token_table_has(struct token_table *tt, enum token_kind kind);
+
+/* A token another server wrote to the store after this one loaded its
+ * state (an HA group started together: docs/security.md) is fetched from
+ * the store at its first use. May the presented id be looked up now? Only
+ * when it is neither known nor revoked here, and within a budget (a burst
+ * of TOKEN_FETCH_BURST, then TOKEN_FETCH_PER_S a second, for the whole
+ * table), so that made-up tokens cannot flood the store with reads. */
+#define TOKEN_FETCH_BURST 20
+#define TOKEN_FETCH_PER_S 10
+bool token_table_may_fetch(struct token_table *tt, const char *id, int64_t now_ms);
+/* Is this a token id's form (16 hex)? */
+bool token_id_ok(const char *id);
+bool token_table_has_id(struct token_table *tt, const char *id);
+/* Add a record read from the store, unless its id was revoked here. */
+bool token_table_adopt(struct token_table *tt, const struct token_rec *rec);
 
 #endif
