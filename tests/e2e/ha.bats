@@ -67,6 +67,17 @@ leader_of() {
 	api_curl -fsS "https://127.0.0.1:$1/v1/leader" | jget 'd["leader"]'
 }
 
+# each_once ACKFILE: every job named in ACKFILE (one a line) is in the job
+# list JSON on stdin exactly once; names the ones that are not.
+each_once() {
+	python3 -c '
+import collections, json, sys
+n = collections.Counter(j["job"] for j in json.load(sys.stdin))
+bad = [(k, n[k]) for k in open(sys.argv[1]).read().split() if n[k] != 1]
+for k, c in bad: print("%s: %d times in the job list" % (k, c))
+sys.exit(1 if bad else 0)' "$1"
+}
+
 @test "one server leads, the other redirects; killing the leader hands over within seconds and loses no acknowledged job" {
 	wait_for 10 '[ -n "$(leader_of $S1 2>/dev/null)" ]'
 	leader=$(leader_of "$S1")
@@ -112,10 +123,7 @@ EOF2
 	if [ "$fport" = "$S1" ]; then flog=$HA/s1.log; else flog=$HA/s2.log; fi
 	grep -q "state loaded from its replica" "$flog"
 	# Every acknowledged submission exists, once.
-	list=$("$BERTH_BIN" job list --json)
-	while read -r k; do
-		[ "$(echo "$list" | jget "sum(1 for j in d if j['job']=='$k')")" -eq 1 ]
-	done <"$ack"
+	"$BERTH_BIN" job list --json | each_once "$ack"
 	[ "$(wc -l <"$ack")" -gt 5 ]
 	# Running tasks were not restarted; the agent follows the new leader.
 	wait_for 10 '[ "$(status_json alice/prod/keep | jget "sorted(t[\"pid\"] for t in d[\"tasks\"])")" = "$pids" ]'
@@ -225,11 +233,8 @@ EOF2
 		fi
 	done
 	wait_for 15 '"$BERTH_BIN" job list --json >/dev/null 2>&1'
-	list=$("$BERTH_BIN" job list --json)
-	while read -r k; do
-		n=$((n + 1))
-		[ "$(echo "$list" | jget "sum(1 for j in d if j['job']=='$k')")" -eq 1 ]
-	done <"$ack"
+	"$BERTH_BIN" job list --json | each_once "$ack"
+	n=$(wc -l <"$ack")
 	echo "# $n acknowledged submissions across 3 leader kills, all present once" >&3
 	[ "$n" -gt 10 ]
 }
@@ -292,10 +297,7 @@ EOF2
 	done
 	run env BERTH_ADDR="https://127.0.0.1:$S3" "$BERTH_BIN" job list --json
 	[ "$status" -eq 0 ]
-	list=$output
-	while read -r k; do
-		[ "$(echo "$list" | jget "sum(1 for j in d if j['job']=='$k')")" -eq 1 ]
-	done <"$ack"
+	echo "$output" | each_once "$ack"
 	[ "$(wc -l <"$ack")" -ge 40 ]
 	kill -KILL "$S3PID" "$E3PID1" "$E3PID2" "$E3PID3" 2>/dev/null || true
 }

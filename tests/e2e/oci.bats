@@ -222,6 +222,7 @@ task:
   image: $IMG:v1
   command: ["/bin/sh", "-c", "exec sleep 300"]
   resources: {cpu: 0.1, memory: 32MiB}
+  stop_grace: 1s # its sleep is pid 1: deaf to SIGTERM
   health: {command: "test -f /etc/os-release-of-image-marker && test \$(id -u) = 0 && touch /berth-e2e-escape", interval: 200ms, timeout: 3s, initial_delay: 0s, failures: 3}
 EOF
 )
@@ -241,6 +242,7 @@ task:
   command: ["/bin/sh", "-c", "exec sleep 300"]
   user: app
   resources: {cpu: 0.1, memory: 32MiB}
+  stop_grace: 1s # its sleep is pid 1: deaf to SIGTERM
   health: {command: "test \$(id -u) = 1234", interval: 200ms, timeout: 3s, initial_delay: 0s, failures: 3}
 EOF
 )
@@ -258,6 +260,7 @@ task:
   image: $IMG:v1
   command: ["sleep", "300"]
   resources: {cpu: 0.1, memory: 32MiB}
+  stop_grace: 1s # its sleep is pid 1: deaf to SIGTERM
   health: {command: "sleep 30", interval: 600ms, timeout: 300ms, initial_delay: 0s, failures: 1000}
 EOF
 )
@@ -445,6 +448,7 @@ task:
   user: "1234"
   command: ["/bin/sh", "-c", "cat /run/secrets/db-pass; echo; stat -c '%a %u' /run/secrets/db-pass; echo x >/run/secrets/db-pass 2>/dev/null && echo WRITABLE; exec sleep 1000"]
   resources: {cpu: 0.1, memory: 32MiB}
+  stop_grace: 1s # its sleep is pid 1: deaf to SIGTERM
   secrets: [{name: db-pass}]
 EOF
 )
