@@ -11,14 +11,7 @@ load helpers
 setup() {
 	command -v etcd >/dev/null || skip "etcd is not installed (Debian package etcd-server)"
 	HA=$(mktemp -d /tmp/berth-hatok.XXXXXX)
-	EP=$(free_port)
-	PP=$(free_port)
-	etcd --name default --data-dir "$HA/etcd" --listen-client-urls "http://127.0.0.1:$EP" \
-		--advertise-client-urls "http://127.0.0.1:$EP" --listen-peer-urls "http://127.0.0.1:$PP" \
-		--initial-advertise-peer-urls "http://127.0.0.1:$PP" \
-		--initial-cluster "default=http://127.0.0.1:$PP" >"$HA/etcd.log" 2>&1 3>&- &
-	ETCD_PID=$!
-	wait_for 10 "curl -fsS http://127.0.0.1:$EP/health >/dev/null 2>&1"
+	start_etcd "$HA"
 	STORE="etcd://127.0.0.1:$EP/berth"
 	S1=$(free_port)
 	S2=$(free_port)

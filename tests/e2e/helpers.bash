@@ -28,6 +28,21 @@ free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# start_etcd DIR: a one-member etcd (Debian etcd-server) on free loopback
+# ports, its data and log under DIR; sets EP (its client port) and ETCD_PID,
+# and waits until it answers. The caller stops ETCD_PID.
+start_etcd() {
+	local dir=$1 pp
+	EP=$(free_port)
+	pp=$(free_port)
+	etcd --name default --data-dir "$dir/etcd" --listen-client-urls "http://127.0.0.1:$EP" \
+		--advertise-client-urls "http://127.0.0.1:$EP" --listen-peer-urls "http://127.0.0.1:$pp" \
+		--initial-advertise-peer-urls "http://127.0.0.1:$pp" \
+		--initial-cluster "default=http://127.0.0.1:$pp" >"$dir/etcd.log" 2>&1 3>&- &
+	ETCD_PID=$!
+	wait_for 10 "curl -fsS http://127.0.0.1:$EP/health >/dev/null 2>&1"
+}
+
 # curl against the berth API with the client's credentials (BERTH_CACERT,
 # BERTH_TOKEN) when set: use it for every raw API call in a test.
 api_curl() {
