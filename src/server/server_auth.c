@@ -90,10 +90,7 @@ static bool token_adopt_text(struct server *s, const char *id, const char *text,
 		log_warn("ignoring a bad token record 'auth/tokens/%s' in the store", id);
 		return false;
 	}
-	if (!token_table_adopt(s->c->tokens, &rec))
-		return false;
-	log_info("token %s: learned from the store (written by another server)", id);
-	return true;
+	return token_table_adopt(s->c->tokens, &rec);
 }
 
 bool server_token_fetch(struct server *s, const char *id)
@@ -109,6 +106,8 @@ bool server_token_fetch(struct server *s, const char *id)
 		log_warn("cannot look token %s up in the store: %s", id, err.msg);
 	bool ok = r == 0 && token_adopt_text(s, id, text, len);
 	free(text);
+	if (ok)
+		log_info("token %s: learned from the store (written by another server)", id);
 	return ok;
 }
 
@@ -121,10 +120,7 @@ static int token_scan_one(const char *key, const char *value, size_t len, void *
 {
 	struct tokens_scan *ts = ud;
 	const char *id = key + strlen("auth/tokens/");
-	struct token_rec rec;
-	if (!token_table_has_id(ts->s->c->tokens, id) &&
-	    token_rec_from_json(value, len, &rec) == 0 && !strcmp(rec.id, id) &&
-	    token_table_adopt(ts->s->c->tokens, &rec))
+	if (!token_table_has_id(ts->s->c->tokens, id) && token_adopt_text(ts->s, id, value, len))
 		ts->learned++;
 	return 0;
 }
