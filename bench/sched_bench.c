@@ -118,6 +118,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level(LOG_OFF);
+	alloc_prefer_large_pages(); /* as `berth server` does */
 	struct berr err = {0};
 	char dir[] = "/tmp/berth-sched-bench.XXXXXX";
 	if (!mkdtemp(dir))

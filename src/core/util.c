@@ -81,6 +81,11 @@ void *xcalloc(size_t n, size_t size)
 #ifdef BERTH_LSAN
 #include <sanitizer/lsan_interface.h>
 #endif
+#if __has_include(<mimalloc.h>)
+#define BERTH_HAVE_MIMALLOC_H 1
+#include <dlfcn.h>
+#include <mimalloc.h>
+#endif
 
 void *xcalloc_lazy(size_t n, size_t size)
 {
@@ -96,6 +101,22 @@ void *xcalloc_lazy(size_t n, size_t size)
 	__lsan_register_root_region(p, len);
 #endif
 	return p;
+}
+
+bool alloc_prefer_large_pages(void)
+{
+#if defined(BERTH_HAVE_MIMALLOC_H) && !defined(BERTH_LSAN)
+	/* Looked up, not linked: libberth.a is also linked without mimalloc
+	 * (tests, fuzzers, sanitizer builds), where this must do nothing. */
+	void (*set)(mi_option_t, long) =
+	    (void (*)(mi_option_t, long))dlsym(RTLD_DEFAULT, "mi_option_set");
+	if (!set)
+		return false;
+	set(mi_option_large_os_pages, 1);
+	return true;
+#else
+	return false;
+#endif
 }
 
 void xfree_lazy(void *p, size_t n, size_t size)

@@ -43,6 +43,13 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * with calloc); free it with xfree_lazy and the same sizes. */
 void *xcalloc_lazy(size_t n, size_t size);
 void xfree_lazy(void *p, size_t n, size_t size);
+/* From now on the heap grows in 2 MiB pages (transparent huge pages) when
+ * the allocator can (mimalloc, the default build) and the kernel allows it
+ * (THP "madvise" or "always"); a no-op otherwise (sanitizer builds, glibc's
+ * malloc). For the server only: it faults in ~600 MiB for 1M tasks, and a
+ * 4 KiB page fault costs a virtual machine microseconds; a small process
+ * would only grow (docs/decisions.md "Allocator"). Returns true when set. */
+bool alloc_prefer_large_pages(void);
 
 /* Growable string. Invariant: buf is always NUL-terminated, len < cap,
  * and buf is never NULL after sbuf_init. */

@@ -136,6 +136,18 @@ def ask(s, req):
 	fi
 }
 
+@test "request headers up to 5 KiB are served (a browser's cookies); larger ones get 431 and the server goes on" {
+	start_server
+	cookie=$(python3 -c 'print("a" * 5000)')
+	run api_curl -sS -o /dev/null -w '%{http_code}' -H "Cookie: c=$cookie" "$BERTH_ADDR/v1/jobs"
+	[ "$output" = 200 ]
+	cookie=$(python3 -c 'print("a" * 9000)')
+	run api_curl -sS -o /dev/null -w '%{http_code}' -H "Cookie: c=$cookie" "$BERTH_ADDR/v1/jobs"
+	[ "$output" = 431 ]
+	run api_curl -sS -o /dev/null -w '%{http_code}' "$BERTH_ADDR/v1/jobs"
+	[ "$output" = 200 ]
+}
+
 @test "bodies past the server's budget for all bodies get 503 with Retry-After, and are heard once it frees" {
 	start_server --max-body-buffer 1MiB
 	run python3 -c "$PY_CLIENT"'
