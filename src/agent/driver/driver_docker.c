@@ -186,23 +186,30 @@ struct exec_ref {
 };
 
 /* How long the guard watches an exec that has not started: task-exec may
- * have been killed with its start request on the way to the Engine. */
-#define ORPHAN_START_WAIT_MS 5000
+ * have been killed with its start request on the way to the Engine, whose
+ * start runs `runc exec` in the container's cgroup (slow at cpu 0.1 on a
+ * busy host). Polled every 100 ms at first, then less often. */
+#define ORPHAN_START_WAIT_MS 30000
 #define ORPHAN_POLL_MS 100
+#define ORPHAN_POLL_MAX_MS 1000
 
 /* The guard (exec_guard.h): the command still running once task-exec is
  * gone was left by a kill at the check's timeout. An exec not started yet
  * (no exit code, not running) may still start: a start request sent just
  * before the kill reaches the Engine after it. So it is watched for a
- * while, and killed if it does start. */
-static void exec_orphaned(void *ud)
+ * while, and killed once it has a pid. */
+static void exec_orphaned(void *ud, const char *note)
 {
+	(void)note;
 	const struct exec_ref *r = ud;
-	for (int waited = 0; waited <= ORPHAN_START_WAIT_MS; waited += ORPHAN_POLL_MS) {
+	for (int waited = 0, step = ORPHAN_POLL_MS; waited <= ORPHAN_START_WAIT_MS;
+	     waited += step, step = step * 2 > ORPHAN_POLL_MAX_MS ? ORPHAN_POLL_MAX_MS : step * 2) {
 		struct docker_exec_state st;
 		struct berr err = {0};
 		int rc = docker_exec_inspect(r->sock, r->exec_id, &st, &err);
-		if (rc == 0 && st.running) {
+		/* Running with no pid yet: the Engine is still starting it
+		 * (seen on a busy host: every leftover was in that state). */
+		if (rc == 0 && st.running && st.pid > 0) {
 			exec_guard_kill(st.pid);
 			return;
 		}
@@ -210,7 +217,7 @@ static void exec_orphaned(void *ud)
 			return; /* it ran and ended */
 		if (rc < 0 && err.code != 502)
 			return; /* gone (the container was removed), or no Engine */
-		usleep(ORPHAN_POLL_MS * 1000);
+		usleep((useconds_t)step * 1000);
 	}
 }
 

@@ -4,10 +4,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-int exec_guard_start(void (*orphaned)(void *ud), void *ud, int *keep_fd)
+int exec_guard_start(void (*orphaned)(void *ud, const char *note), void *ud, int *keep_fd)
 {
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
@@ -28,15 +29,40 @@ int exec_guard_start(void (*orphaned)(void *ud), void *ud, int *keep_fd)
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 		for (int fd = 0; fd < 3 && null >= 0; fd++)
 			dup2(null, fd);
-		char c;
-		while (read(p[0], &c, 1) < 0 && errno == EINTR)
-			;
-		orphaned(ud);
+		/* Notes until EOF: task-exec is gone. */
+		char note[EXEC_GUARD_NOTE_MAX];
+		size_t len = 0;
+		for (;;) {
+			char buf[EXEC_GUARD_NOTE_MAX];
+			ssize_t r = read(p[0], buf, sizeof buf);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				break;
+			for (ssize_t i = 0; i < r && len + 1 < sizeof note; i++)
+				note[len++] = buf[i];
+		}
+		note[len] = 0;
+		orphaned(ud, note);
 		_exit(0);
 	}
 	close(p[0]);
 	*keep_fd = p[1];
 	return 0;
+}
+
+void exec_guard_note(int keep_fd, const char *note)
+{
+	size_t len = strlen(note);
+	while (len) {
+		ssize_t w = write(keep_fd, note, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		note += w;
+		len -= (size_t)w;
+	}
 }
 
 void exec_guard_kill(pid_t pid)

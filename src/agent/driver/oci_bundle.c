@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
@@ -783,14 +784,47 @@ int oci_delete_orphan(const char *data_dir, const char *task_id, const char *run
 	return rc;
 }
 
-/* The exec's pid file, read by the guard once task-exec is gone. */
-static void oci_exec_orphaned(void *ud)
+/* How long the guard waits for a `runc exec` that outlived task-exec to
+ * start its command (and write the pid file) or give up: at cpu 0.1 on a
+ * busy host, runc's start in the container's cgroup took seconds. */
+#define EXEC_START_WAIT_MS 30000
+
+/* The exec's pid: what runc wrote in the pid file, 0 while there is none. */
+static pid_t exec_pid_of(const char *pidfile)
+{
+	char *text = NULL;
+	pid_t pid = 0;
+	if (file_read_all(pidfile, &text, NULL) == 0)
+		pid = (pid_t)atoi(text);
+	free(text);
+	return pid > 0 ? pid : 0;
+}
+
+/* The guard, once task-exec is gone. The command's pid is in the pid file
+ * once runc started it. A health check killed at its timeout kills
+ * task-exec's process group, which runc is not in (oci_exec): runc may
+ * still be starting the command, so the guard waits for the pid file as
+ * long as runc lives (note: its pid), kills the command, then runc. */
+static void oci_exec_orphaned(void *ud, const char *note)
 {
 	const char *pidfile = ud;
-	char *text = NULL;
-	if (file_read_all(pidfile, &text, NULL) == 0)
-		exec_guard_kill((pid_t)atoi(text));
-	free(text);
+	pid_t runc = (pid_t)atoi(note);
+	int rfd = runc > 0 ? (int)syscall(SYS_pidfd_open, runc, 0) : -1;
+	pid_t pid = exec_pid_of(pidfile);
+	for (int waited = 0, step = 20; !pid && rfd >= 0 && waited < EXEC_START_WAIT_MS;
+	     waited += step, step = step < 500 ? step * 2 : 500) {
+		struct pollfd pf = {.fd = rfd, .events = POLLIN};
+		bool runc_gone = poll(&pf, 1, step) > 0;
+		pid = exec_pid_of(pidfile);
+		if (runc_gone)
+			break;
+	}
+	if (pid)
+		exec_guard_kill(pid);
+	if (rfd >= 0) {
+		syscall(SYS_pidfd_send_signal, rfd, SIGKILL, NULL, 0);
+		close(rfd);
+	}
 	unlink(pidfile);
 }
 
@@ -826,8 +860,25 @@ int oci_exec(const char *data_dir, const char *sandbox, const char *task_id, con
 	if (exec_guard_start(oci_exec_orphaned, pidfile, &keep) < 0)
 		fprintf(stderr, "berth task-exec: no guard: a command killed at its timeout may "
 				"run on\n");
+	/* A health check (no terminal) runs runc in a process group of its
+	 * own: the kill at the check's timeout then reaches task-exec and not
+	 * runc, which the guard watches until the command it was starting has
+	 * a pid to kill. A terminal's runc stays in task-exec's group, the
+	 * terminal's foreground group (another group reading it would stop). */
+	posix_spawnattr_t attr;
+	posix_spawnattr_init(&attr);
+	if (!isatty(0)) {
+		posix_spawnattr_setpgroup(&attr, 0);
+		posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+	}
 	pid_t pid;
-	int r = posix_spawnp(&pid, t.runtime, NULL, NULL, (char *const *)args, environ);
+	int r = posix_spawnp(&pid, t.runtime, NULL, &attr, (char *const *)args, environ);
+	posix_spawnattr_destroy(&attr);
+	if (!r && keep >= 0) {
+		char note[24];
+		snprintf(note, sizeof note, "%d", (int)pid);
+		exec_guard_note(keep, note);
+	}
 	if (r) {
 		berr_set(err, 0, "cannot run the oci runtime '%s': %s", t.runtime, err_str(r));
 	} else {
