@@ -33,8 +33,12 @@ teardown() {
 	rm -rf "$DATA"
 }
 
+# No agent runs: --down-after keeps the stored node from going DOWN (and its
+# tasks LOST, rewriting their records) while a slow machine or a sanitizer
+# build takes more than the default 3 s over the checks.
 start_server() {
-	"$BERTH_BIN" server -q --data-dir "$DATA" --addr "127.0.0.1:$PORT" --task-history-age 87600h >>"$DATA/server.log" 2>&1 &
+	"$BERTH_BIN" server -q --data-dir "$DATA" --addr "127.0.0.1:$PORT" --task-history-age 87600h \
+		--down-after 10m >>"$DATA/server.log" 2>&1 &
 	SERVER=$!
 	use_client_creds "$DATA"
 	wait_for 10 'api_curl -fsS "$BERTH_ADDR/v1/health" >/dev/null 2>&1'
