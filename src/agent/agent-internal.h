@@ -13,7 +13,8 @@
  *   agent_events.c  the events thread: supervisors' notifications, status
  *                   pushes, health checks, graceful deadlines, sandbox
  *                   pruning, image GC
- *   agent_logs.c    the logs HTTP listener (/v1/logs/TASK)
+ *   agent_logs.c    the logs HTTP listener (/v1/logs/TASK), behind its TLS
+ *                   front (tls_front.h)
  *   agent_identity.c the node's certificate: join, renewal, TLS clients
  *   agent_dns.c     the tasks' name server (dns_server.h) and resolv.conf
  *
@@ -56,6 +57,7 @@
 
 /* What this node offers, per driver, as found at the last registration. */
 struct dns_server;
+struct tls_front;
 
 struct agent_drivers {
 	char unavailable[TASK_DRIVER_COUNT][DRIVER_WHY_MAX]; /* why not; "" = offered */
@@ -152,7 +154,8 @@ struct agent {
 	struct launch_job *graceful; /* graceful-stop POSTs for the launchers */
 	int nstarting, max_starting;
 	struct MHD_Daemon *logs;
-	int logs_fd; /* the listening socket, kept across certificate renewals */
+	struct tls_front *logs_front; /* its TLS (tls_front.h); NULL without TLS */
+	int logs_fd;		      /* the listening socket, kept across certificate renewals */
 	int logs_port;
 	pthread_mutex_t logs_lock; /* logs_cert, logs_ca */
 	char *logs_cert, *logs_ca; /* PEM, for the daemon and ticket checks */

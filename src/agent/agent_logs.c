@@ -12,7 +12,9 @@
 
 #include "agent/agent-internal.h"
 #include "agent/agent_exec.h"
+#include "agent/tls_front.h"
 #include "core/addr.h"
+#include "core/log.h"
 #include "core/pki.h"
 
 /* ---- logs ------------------------------------------------------------------- */
@@ -164,11 +166,48 @@ int agent_logs_start(struct agent *a, const char *where, struct berr *err)
 	return agent_identity_ready(a) ? agent_logs_serve(a, err) : 0;
 }
 
+/* The daemon, on the listening socket itself (no TLS) or fed by the TLS
+ * front (tls_front.h: libmicrohttpd's own TLS would relay an exec stream 4
+ * bytes at a time). Upgrades: `berth task exec` streams (agent_exec.h). */
+static struct MHD_Daemon *logs_daemon(struct agent *a, bool behind_front)
+{
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_UPGRADE;
+	if (behind_front)
+		return MHD_start_daemon(flags | MHD_USE_NO_LISTEN_SOCKET, 0, NULL, NULL,
+					logs_request, a, MHD_OPTION_CONNECTION_TIMEOUT,
+					(unsigned)60, MHD_OPTION_END);
+	return MHD_start_daemon(flags, 0, NULL, NULL, logs_request, a, MHD_OPTION_LISTEN_SOCKET,
+				a->logs_fd, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+				MHD_OPTION_END);
+}
+
+/* A connection the front took through its handshake. */
+static void logs_handoff(void *cls, int fd, const struct sockaddr *peer, socklen_t peer_len)
+{
+	struct agent *a = cls;
+	if (MHD_add_connection(a->logs, fd, peer, peer_len) != MHD_YES)
+		log_warn("logs listener: cannot take a connection: %s", strerror(errno));
+}
+
+/* With TLS: the daemon once, then the front with the current certificate,
+ * or only the new certificate when both run (a renewal: open connections
+ * and exec sessions go on). */
+static int serve_tls(struct agent *a, const char *cert, const char *key, struct berr *err)
+{
+	if (a->logs_front)
+		return tls_front_set_cert(a->logs_front, cert, key, err);
+	if (!a->logs)
+		a->logs = logs_daemon(a, true);
+	if (!a->logs)
+		return berr_set(err, 500, "cannot serve logs on port %d", a->logs_port);
+	a->logs_front = tls_front_start(a->logs_fd, cert, key, logs_handoff, a, err);
+	return a->logs_front ? 0 : -1;
+}
+
 int agent_logs_serve(struct agent *a, struct berr *err)
 {
 	char *cert = NULL, *key = NULL, *ca = NULL;
-	/* Upgrades: `berth task exec` streams (agent_exec.h). */
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_UPGRADE;
+	int rc = 0;
 	if (a->id.tls) {
 		if (file_read_all(a->id.cert_path, &cert, NULL) < 0 ||
 		    file_read_all(a->id.key_path, &key, NULL) < 0 ||
@@ -178,25 +217,12 @@ int agent_logs_serve(struct agent *a, struct berr *err)
 			return berr_set(err, 500, "cannot read the node certificate in %s",
 					a->id.node_dir);
 		}
-		flags |= MHD_USE_TLS;
+		rc = serve_tls(a, cert, key, err);
+	} else if (!a->logs) {
+		a->logs = logs_daemon(a, false);
+		if (!a->logs)
+			rc = berr_set(err, 500, "cannot serve logs on port %d", a->logs_port);
 	}
-	/* The old daemon lets go of the socket, then the new one takes it:
-	 * connections arriving meanwhile wait in the backlog. */
-	if (a->logs) {
-		agent_exec_cut_all();
-		MHD_quiesce_daemon(a->logs);
-		MHD_stop_daemon(a->logs);
-		a->logs = NULL;
-	}
-	struct MHD_OptionItem tls[] = {
-	    {MHD_OPTION_HTTPS_MEM_KEY, 0, key},
-	    {MHD_OPTION_HTTPS_MEM_CERT, 0, cert},
-	    {MHD_OPTION_END, 0, NULL},
-	};
-	struct MHD_Daemon *d =
-	    MHD_start_daemon(flags, 0, NULL, NULL, logs_request, a, MHD_OPTION_LISTEN_SOCKET,
-			     a->logs_fd, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-			     MHD_OPTION_ARRAY, a->id.tls ? tls : tls + 2, MHD_OPTION_END);
 	pthread_mutex_lock(&a->logs_lock);
 	free(a->logs_cert);
 	free(a->logs_ca);
@@ -206,18 +232,20 @@ int agent_logs_serve(struct agent *a, struct berr *err)
 	if (key)
 		memset(key, 0, strlen(key));
 	free(key);
-	if (!d)
-		return berr_set(err, 500, "cannot serve logs on port %d", a->logs_port);
-	a->logs = d;
-	return 0;
+	return rc;
 }
 
 void agent_logs_stop(struct agent *a)
 {
+	/* The front first: the daemon takes no connection from it any more. */
+	tls_front_stop(a->logs_front);
+	a->logs_front = NULL;
+	bool fd_is_daemons = a->logs && !a->id.tls;
 	if (a->logs) {
 		agent_exec_cut_all();
-		MHD_stop_daemon(a->logs); /* closes the listening socket */
-	} else if (a->logs_fd >= 0)
+		MHD_stop_daemon(a->logs); /* without TLS: closes the listening socket */
+	}
+	if (!fd_is_daemons && a->logs_fd >= 0)
 		close(a->logs_fd);
 	a->logs = NULL;
 	a->logs_fd = -1;

@@ -144,7 +144,8 @@ EOF
 
 @test "certificates expire and are renewed before they do (--cert-ttl 4s); an expired one is refused" {
 	start_server --cert-ttl 4s
-	start_agent n1 --join-token-file "$D/server/client/join.token"
+	lport=$(free_port)
+	start_agent n1 --join-token-file "$D/server/client/join.token" --listen "127.0.0.1:$lport"
 	wait_for 15 '[ "$(node_state n1)" = ACTIVE ]'
 	cp "$D/n1/node/cert.pem" "$D/old-cert.pem"
 	cp "$D/n1/node/key.pem" "$D/old-key.pem"
@@ -159,6 +160,29 @@ EOF
 	run curl -s -o "$D/body" -w '%{http_code}' --cacert "$D/server/client/ca.pem" --cert "$D/old-cert.pem" \
 		--key "$D/old-key.pem" -X POST -d '{"name":"n1","updates":[]}' "$BERTH_ADDR/v1/agent/status"
 	[ "$output" = 401 ] || [ "$output" = 000 ]
+	# The agent's listener shows the renewed certificate to new connections.
+	served_end() {
+		openssl s_client -connect "127.0.0.1:$lport" -CAfile "$D/server/client/ca.pem" </dev/null 2>/dev/null |
+			openssl x509 -noout -enddate
+	}
+	wait_for 5 '[ "$(served_end)" = "$(openssl x509 -in "$D/n1/node/cert.pem" -noout -enddate)" ]'
+	[ "$(served_end)" != "$first" ]
+	# An exec session goes on across renewals (the listener keeps its
+	# connections; only new ones get the new certificate).
+	f=$(spec <<'EOF'
+job: alice/prod/box
+task:
+  command: ["/bin/sh", "-c", "exec sleep 300"]
+  resources: {cpu: 0.01, memory: 16MiB}
+EOF
+)
+	"$BERTH_BIN" job run "$f" >/dev/null
+	renewals=$(grep -c "renewed the node certificate" "$D/n1.log")
+	run "$BERTH_BIN" task exec alice/prod/box/0 -- sh -c 'sleep 6; echo still here'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = "still here" ]
+	[ "$(grep -c "renewed the node certificate" "$D/n1.log")" -gt "$renewals" ]
 }
 
 @test "the agent's logs listener serves a task's output only with a valid ticket" {
