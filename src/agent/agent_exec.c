@@ -14,6 +14,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -24,6 +26,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -44,8 +47,8 @@ static void close_fd(int *fd)
 }
 
 /* The sessions under way: the listener's daemon must not stop under an
- * upgraded connection (a certificate renewal restarts it), so
- * agent_exec_cut_all() ends them first. */
+ * upgraded connection (the agent stops), so agent_exec_cut_all() ends
+ * them first. */
 static pthread_mutex_t sessions_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sessions_done = PTHREAD_COND_INITIALIZER;
 static int sessions_active;
@@ -145,13 +148,25 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+/* One write for header and payload: the listener's TLS front then reads
+ * them together, into as few records as they fit (not a 5-byte record
+ * for every header). */
 static int send_frame(int sock, enum exec_frame_kind k, const void *data, size_t len)
 {
 	uint8_t hdr[EXEC_HEADER_LEN];
 	exec_frame_header(hdr, k, (uint32_t)len);
-	if (write_all(sock, hdr, sizeof hdr) < 0)
+	struct iovec iov[2] = {{.iov_base = hdr, .iov_len = sizeof hdr},
+			       {.iov_base = (void *)data, .iov_len = len}};
+	ssize_t w;
+	while ((w = writev(sock, iov, len ? 2 : 1)) < 0 && errno == EINTR)
+		;
+	if (w < 0 && errno != EAGAIN)
 		return -1;
-	return len ? write_all(sock, data, len) : 0;
+	size_t done = w > 0 ? (size_t)w : 0;
+	if (done < sizeof hdr && write_all(sock, hdr + done, sizeof hdr - done) < 0)
+		return -1;
+	done = done > sizeof hdr ? done - sizeof hdr : 0;
+	return done < len ? write_all(sock, (const char *)data + done, len - done) : 0;
 }
 
 static void send_exit(int sock, int status)
@@ -307,7 +322,8 @@ static void *session_main(void *arg)
 {
 	struct exec_session *x = arg;
 	int sock = x->sock;
-	/* The socket may be non-blocking (MHD's end of its TLS relay). */
+	/* The socket is non-blocking (libmicrohttpd made it so): the plain end
+	 * of the TLS front's socketpair, or the client's connection without TLS. */
 	int in = -1, out[2] = {-1, -1};
 	pid_t pid = spawn_task_exec(x, &in, out);
 	if (pid < 0) {
@@ -341,6 +357,7 @@ static void *session_main(void *arg)
 		}
 	}
 	char *obuf = xmalloc(EXEC_FRAME_MAX);
+	uint8_t *ib = xmalloc(EXEC_FRAME_MAX);
 	while (!client_gone && (out[0] >= 0 || out[1] >= 0)) {
 		if (sessions_cut) {
 			client_gone = true;
@@ -372,8 +389,7 @@ static void *session_main(void *arg)
 				client_gone = true;
 		}
 		if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-			uint8_t ib[16384];
-			ssize_t r = read(sock, ib, sizeof ib);
+			ssize_t r = read(sock, ib, EXEC_FRAME_MAX);
 			if (r < 0 && (errno == EINTR || errno == EAGAIN))
 				continue;
 			if (r <= 0) {
@@ -396,6 +412,7 @@ static void *session_main(void *arg)
 		}
 	}
 	free(obuf);
+	free(ib);
 	exec_reader_release(&rd);
 	if (client_gone) {
 		log_info("exec in task %s: the client went away, killing the command", x->task_id);
@@ -447,6 +464,12 @@ static void upgraded(void *cls, struct MHD_Connection *conn, void *con_cls, cons
 	(void)con_cls;
 	x->sock = sock;
 	x->urh = urh;
+	/* libmicrohttpd turns Nagle on for an upgraded connection: a frame's
+	 * tail (a terminal's echo, the exit) would wait for the client's
+	 * delayed ACK. Without TLS this is the client's TCP connection; behind
+	 * the TLS front (tls_front.h) a socketpair, and this does nothing. */
+	int one = 1;
+	setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	if (extra_in_size) {
 		x->extra = xmalloc(extra_in_size);
 		memcpy(x->extra, extra_in, extra_in_size);

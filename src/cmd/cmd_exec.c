@@ -61,25 +61,6 @@ static int sock_send(CURL *h, curl_socket_t s, const void *buf, size_t len)
 	return 0;
 }
 
-static int send_frame(CURL *h, curl_socket_t s, enum exec_frame_kind k, const void *d, size_t n)
-{
-	uint8_t hdr[EXEC_HEADER_LEN];
-	exec_frame_header(hdr, k, (uint32_t)n);
-	if (sock_send(h, s, hdr, sizeof hdr) < 0)
-		return -1;
-	return n ? sock_send(h, s, d, n) : 0;
-}
-
-static void send_size(CURL *h, curl_socket_t s)
-{
-	struct winsize ws;
-	if (ioctl(1, TIOCGWINSZ, &ws) < 0 && ioctl(0, TIOCGWINSZ, &ws) < 0)
-		return;
-	uint8_t b[4];
-	exec_put_u32(b, (uint32_t)ws.ws_col << 16 | ws.ws_row);
-	send_frame(h, s, EXEC_RESIZE, b, 4);
-}
-
 static struct termios saved_tio;
 static bool raw_on;
 static void raw_restore(void)
@@ -146,89 +127,165 @@ static int read_upgrade(CURL *h, curl_socket_t s, char **rest, size_t *nrest)
 	return -1;
 }
 
-/* Relay until the exit frame: its status, or EXEC_CANNOT. */
+/* ---- the relay ----------------------------------------------------------------- */
+
+/* Our stdin goes in frames of this much: with its header, 64 KiB (four
+ * full TLS records). */
+#define STDIN_CHUNK (65536 - EXEC_HEADER_LEN)
+
+/* The frame on its way to the agent, sent as one write. curl_easy_send may
+ * take it in parts or not at all (CURLE_AGAIN), and OpenSSL then wants the
+ * same bytes again: nothing is added until all of it went. Meanwhile the
+ * relay goes on reading the agent's frames: a command that writes while it
+ * reads (cat) would otherwise fill every buffer on the way, and neither
+ * side would move. */
+struct outbox {
+	uint8_t buf[EXEC_HEADER_LEN + STDIN_CHUNK];
+	size_t len, off;
+};
+
+static void outbox_frame(struct outbox *o, enum exec_frame_kind k, const void *d, size_t n)
+{
+	exec_frame_header(o->buf, k, (uint32_t)n);
+	if (n)
+		memcpy(o->buf + EXEC_HEADER_LEN, d, n);
+	o->len = EXEC_HEADER_LEN + n;
+	o->off = 0;
+}
+
+/* Send what the connection takes now; o->len is 0 once all of it went.
+ * -1 when the connection failed. */
+static int outbox_push(CURL *h, struct outbox *o)
+{
+	while (o->off < o->len) {
+		size_t n = 0;
+		CURLcode rc = curl_easy_send(h, o->buf + o->off, o->len - o->off, &n);
+		if (rc == CURLE_AGAIN)
+			return 0;
+		if (rc != CURLE_OK)
+			return -1;
+		o->off += n;
+	}
+	o->len = o->off = 0;
+	return 0;
+}
+
+/* The terminal's size as a resize frame (nothing when it has none). */
+static void outbox_size(struct outbox *o)
+{
+	struct winsize ws;
+	if (ioctl(1, TIOCGWINSZ, &ws) < 0 && ioctl(0, TIOCGWINSZ, &ws) < 0)
+		return;
+	uint8_t b[4];
+	exec_put_u32(b, (uint32_t)ws.ws_col << 16 | ws.ws_row);
+	outbox_frame(o, EXEC_RESIZE, b, 4);
+}
+
+/* Read our stdin into the outbox as one stdin frame: 1, or 0 at its end
+ * (*eof set), or -1 when interrupted. */
+static int outbox_stdin(struct outbox *o, bool *eof)
+{
+	ssize_t r = read(0, o->buf + EXEC_HEADER_LEN, STDIN_CHUNK);
+	if (r < 0 && errno == EINTR)
+		return -1;
+	if (r <= 0) {
+		*eof = true;
+		return 0;
+	}
+	exec_frame_header(o->buf, EXEC_STDIN, (uint32_t)r);
+	o->len = EXEC_HEADER_LEN + (size_t)r;
+	o->off = 0;
+	return 1;
+}
+
+static void write_fd(int fd, const uint8_t *d, size_t n)
+{
+	size_t off = 0;
+	while (off < n) {
+		ssize_t w = write(fd, d + off, n - off);
+		if (w <= 0 && errno != EINTR)
+			break;
+		off += w > 0 ? (size_t)w : 0;
+	}
+}
+
+/* Act on the whole frames in *p (*left bytes): the command's output to
+ * ours, its exit status into *status. -1 on a malformed frame. */
+static int take_frames(struct exec_reader *rd, const uint8_t **p, size_t *left, int *status)
+{
+	while (*left && *status < 0) {
+		size_t used;
+		struct exec_frame f;
+		int k = exec_reader_next(rd, *p, *left, &used, &f);
+		if (k < 0) {
+			cli_fail("the agent sent a malformed frame");
+			return -1;
+		}
+		*p += used;
+		*left -= used;
+		if (k == 0)
+			break;
+		if (f.kind == EXEC_STDOUT || f.kind == EXEC_STDERR) {
+			write_fd(f.kind == EXEC_STDOUT ? 1 : 2, f.data, f.len);
+		} else if (f.kind == EXEC_ERROR) {
+			raw_restore();
+			cli_fail("%.*s", (int)f.len, (const char *)f.data);
+		} else if (f.kind == EXEC_EXIT) {
+			*status = (int)exec_get_u32(f.data) & 0xff;
+		}
+	}
+	return 0;
+}
+
+/* Relay until the exit frame: its status, or EXEC_CANNOT. Each turn: the
+ * frames received, the next frame out (a resize first, then stdin's end),
+ * what curl has decrypted; then wait for the agent, for room to send, or
+ * for stdin when nothing waits to go. */
 static int relay(CURL *h, curl_socket_t s, bool in, bool tty, const char *pre, size_t npre)
 {
 	struct exec_reader rd;
 	exec_reader_init(&rd);
+	struct outbox *ob = xcalloc(1, sizeof *ob);
+	uint8_t *buf = xmalloc(EXEC_FRAME_MAX);
 	int status = -1;
-	bool stdin_open = in;
-	if (!in && !tty)
-		send_frame(h, s, EXEC_STDIN, NULL, 0);
-	char *buf = xmalloc(EXEC_FRAME_MAX);
+	bool stdin_open = in, eof_due = !in && !tty;
 	const uint8_t *p = (const uint8_t *)pre;
 	size_t left = npre;
-	bool closed = false;
-	while (status < 0 && !closed) {
-		while (left) {
-			size_t used;
-			struct exec_frame f;
-			int k = exec_reader_next(&rd, p, left, &used, &f);
-			if (k < 0) {
-				cli_fail("the agent sent a malformed frame");
-				closed = true;
-				break;
-			}
-			p += used;
-			left -= used;
-			if (k == 0)
-				break;
-			if (f.kind == EXEC_STDOUT || f.kind == EXEC_STDERR) {
-				int fd = f.kind == EXEC_STDOUT ? 1 : 2;
-				size_t off = 0;
-				while (off < f.len) {
-					ssize_t w = write(fd, f.data + off, f.len - off);
-					if (w <= 0 && errno != EINTR)
-						break;
-					off += w > 0 ? (size_t)w : 0;
-				}
-			} else if (f.kind == EXEC_ERROR) {
-				raw_restore();
-				cli_fail("%.*s", (int)f.len, (const char *)f.data);
-			} else if (f.kind == EXEC_EXIT) {
-				status = (int)exec_get_u32(f.data) & 0xff;
-			}
-		}
-		if (status >= 0 || closed)
+	for (;;) {
+		if (take_frames(&rd, &p, &left, &status) < 0 || status >= 0)
 			break;
-		if (tty && winch) {
+		if (!ob->len && tty && winch) {
 			winch = 0;
-			send_size(h, s);
+			outbox_size(ob);
 		}
-		/* Whatever curl already decrypted comes first. */
+		if (!ob->len && eof_due) {
+			outbox_frame(ob, EXEC_STDIN, NULL, 0);
+			eof_due = false;
+		}
+		if (ob->len && outbox_push(h, ob) < 0)
+			break;
 		size_t n = 0;
 		CURLcode rc = curl_easy_recv(h, buf, EXEC_FRAME_MAX, &n);
-		if (rc == CURLE_OK) {
-			if (n == 0) {
-				closed = true;
-				break;
-			}
-			p = (const uint8_t *)buf;
+		if (rc == CURLE_OK && n > 0) {
+			p = buf;
 			left = n;
 			continue;
 		}
-		if (rc != CURLE_AGAIN) {
-			closed = true;
-			break;
-		}
-		struct pollfd pf[2] = {{.fd = s, .events = POLLIN},
-				       {.fd = stdin_open ? 0 : -1, .events = POLLIN}};
+		if (rc != CURLE_AGAIN)
+			break; /* closed, or failed */
+		bool want_stdin = stdin_open && !ob->len && !eof_due;
+		struct pollfd pf[2] = {
+		    {.fd = s, .events = (short)(POLLIN | (ob->len ? POLLOUT : 0))},
+		    {.fd = want_stdin ? 0 : -1, .events = POLLIN},
+		};
 		if (poll(pf, 2, 500) < 0 && errno != EINTR)
 			break;
-		if (stdin_open && (pf[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-			char ib[16384];
-			ssize_t r = read(0, ib, sizeof ib);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0) {
-				stdin_open = false;
-				send_frame(h, s, EXEC_STDIN, NULL, 0);
-			} else if (send_frame(h, s, EXEC_STDIN, ib, (size_t)r) < 0) {
-				closed = true;
-			}
-		}
+		if (want_stdin && (pf[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
+		    outbox_stdin(ob, &eof_due) == 0)
+			stdin_open = false;
 	}
 	free(buf);
+	free(ob);
 	exec_reader_release(&rd);
 	if (status < 0) {
 		raw_restore();
