@@ -147,17 +147,30 @@ struct leg {
 	size_t len, off;
 };
 
+static void leg_filled(struct leg *l, size_t n, bool *moved)
+{
+	l->len = n;
+	l->off = 0;
+	*moved = true;
+}
+
+static void leg_sent(struct leg *l, size_t n, bool *moved)
+{
+	l->off += n;
+	if (l->off == l->len)
+		l->len = 0;
+	*moved = true;
+}
+
 /* client -> daemon. Sets *moved on progress; -1 when the daemon is gone. */
 static int pump_in(struct front_conn *c, gnutls_session_t s, struct leg *l, bool *tls_open,
 		   bool *moved)
 {
 	if (*tls_open && !l->len) {
 		ssize_t r = gnutls_record_recv(s, l->buf, sizeof l->buf);
-		if (r > 0) {
-			l->len = (size_t)r;
-			l->off = 0;
-			*moved = true;
-		} else if (r == 0 || gnutls_error_is_fatal((int)r)) {
+		if (r > 0)
+			leg_filled(l, (size_t)r, moved);
+		else if (r == 0 || gnutls_error_is_fatal((int)r)) {
 			/* The client is done sending: the daemon sees EOF (an
 			 * exec session takes it as the client gone). */
 			*tls_open = false;
@@ -169,12 +182,8 @@ static int pump_in(struct front_conn *c, gnutls_session_t s, struct leg *l, bool
 		ssize_t w = send(c->plain, l->buf + l->off, l->len - l->off, MSG_NOSIGNAL);
 		if (w < 0 && errno != EAGAIN && errno != EINTR)
 			return -1;
-		if (w > 0) {
-			l->off += (size_t)w;
-			if (l->off == l->len)
-				l->len = 0;
-			*moved = true;
-		}
+		if (w > 0)
+			leg_sent(l, (size_t)w, moved);
 	}
 	return 0;
 }
@@ -186,23 +195,16 @@ static int pump_out(struct front_conn *c, gnutls_session_t s, struct leg *l, boo
 		ssize_t r = read(c->plain, l->buf, sizeof l->buf);
 		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
 			return -1; /* the daemon closed the connection */
-		if (r > 0) {
-			l->len = (size_t)r;
-			l->off = 0;
-			*moved = true;
-		}
+		if (r > 0)
+			leg_filled(l, (size_t)r, moved);
 	}
 	if (l->len) {
 		/* After GNUTLS_E_AGAIN, the same bytes again: gnutls wants that. */
 		ssize_t w = gnutls_record_send(s, l->buf + l->off, l->len - l->off);
 		if (w < 0 && gnutls_error_is_fatal((int)w))
 			return -1;
-		if (w > 0) {
-			l->off += (size_t)w;
-			if (l->off == l->len)
-				l->len = 0;
-			*moved = true;
-		}
+		if (w > 0)
+			leg_sent(l, (size_t)w, moved);
 	}
 	return 0;
 }
